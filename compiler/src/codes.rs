@@ -1,0 +1,134 @@
+//! The registry of diagnostic codes.
+//!
+//! Invariants:
+//! - A code is never reused or renumbered: tools and people search for it.
+//! - Ranges by phase: SL1xx loading, SL2xx spec structure, SL3xx the pipeline graph,
+//!   SL4xx schemas and paths, SL5xx expressions and types, SL6xx PHI and masking,
+//!   SL7xx validation rules.
+//! - Every code here has a `tests/ui/<code>-*/` fixture and an entry in `docs/diagnostics.md`
+//!   (the `registry_is_documented` and UI tests check both).
+
+/// One diagnostic code.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Code {
+    pub code: &'static str,
+    /// Short kebab-case name, used in fixture folder names.
+    pub name: &'static str,
+    /// What is wrong, in one line.
+    pub title: &'static str,
+    /// Why it matters and how to fix it (for the docs page).
+    pub explanation: &'static str,
+}
+
+macro_rules! codes {
+    ($($ident:ident = $code:literal, $name:literal, $title:literal, $explanation:literal;)*) => {
+        $(pub const $ident: &Code = &Code { code: $code, name: $name, title: $title, explanation: $explanation };)*
+        /// Every code, in numeric order.
+        pub const ALL: &[&Code] = &[$($ident,)*];
+    };
+}
+
+codes! {
+    YAML_SYNTAX = "SL101", "yaml-syntax", "The file is not valid YAML.",
+        "The YAML parser could not read the file. The label points at the place where it stopped; the mistake is often just before it: a missing `:`, a tab used for indentation, an unclosed quote or bracket.";
+    FILE_NOT_FOUND = "SL102", "file-not-found", "A referenced file cannot be read.",
+        "A spec refers to another file (a mapping, rules, masking policy or parser profile) by a path relative to the referring file, and that file does not exist or cannot be read. Fix the path; it is resolved from the directory of the file that names it.";
+    WRONG_TYPE = "SL103", "wrong-type", "A value has the wrong YAML type.",
+        "The key expects a different kind of value: a mapping, a list, a string or a number. The message says which.";
+    UNKNOWN_KIND = "SL104", "unknown-kind", "The file has no known `kind`.",
+        "Every spec file starts with `kind:` set to `pipeline`, `mapping`, `profile`, `rules` or `masking`, so Sluice knows how to read it.";
+    DUPLICATE_KEY = "SL105", "duplicate-key", "A key appears twice in one mapping.",
+        "YAML would silently keep only one of the two values; Sluice refuses to guess which one you meant. Remove or rename one of them.";
+    UNKNOWN_KEY = "SL201", "unknown-key", "Unknown key.",
+        "The key is not part of the spec language at this place, usually a typo. The help names the closest known key; `docs/spec-reference.md` lists every key.";
+    MISSING_KEY = "SL202", "missing-key", "A required key is missing.",
+        "The component or file cannot be understood without this key. Add it; the help shows an example.";
+    INVALID_VALUE = "SL203", "invalid-value", "A value is not one of the allowed values.",
+        "The key accepts a fixed set of values (such as `strict` or `lenient`) or a specific format (such as `100ms` or `50/min`). The help lists what is accepted.";
+    WRONG_FILE_KIND = "SL204", "wrong-file-kind", "A referenced file is of the wrong kind.",
+        "A `mapping:` must name a file with `kind: mapping`, `rules:` one with `kind: rules`, `policy:` one with `kind: masking` and `profile:` one with `kind: profile`.";
+    INLINE_SECRET = "SL205", "inline-secret", "A secret is written into the spec.",
+        "Secrets (keys, tokens, passwords) must be referenced, never written into a spec that is committed to git: write `${VARIABLE}` and set the variable in the environment where Sluice runs.";
+    UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
+        "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
+    MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
+        "Stages and sinks receive records only through `inputs`. Without it nothing reaches the component. Sources take no inputs.";
+    CYCLE = "SL303", "cycle", "The pipeline has a cycle.",
+        "Records flow one way, from sources to sinks. A component cannot (directly or indirectly) be its own input.";
+    UNUSED_COMPONENT = "SL304", "unused-component", "A component's output goes nowhere.",
+        "No stage or sink takes this source's or stage's records as input, so its work would be lost. Connect it, or remove it.";
+    DUPLICATE_COMPONENT = "SL305", "duplicate-component", "Two components share a name.",
+        "Sources, stages and sinks share one namespace, because `inputs` refers to them by name. Rename one of them.";
+    INCOMPATIBLE_INPUT = "SL306", "incompatible-input", "A component cannot take the records its input emits.",
+        "Each stage works on records of a schema: `validate` and `map` take HL7 v2 messages, `mask` takes records of an output schema such as `canonical/patient-event@1`, and a component with several inputs needs them to emit the same schema.";
+    MAPPING_INPUT_MISMATCH = "SL307", "mapping-input-mismatch", "A mapping's input schema does not match its source.",
+        "A mapping is type-checked against the schema in its `input.schema`; the records reaching it are read by the source's parser profile under another standard or version, so its paths may mean something else. Make them agree.";
+    UNKNOWN_BRANCH = "SL308", "unknown-branch", "An input names a route branch that does not exist.",
+        "`route.branch` must name one of the route's `routes` or its `default`.";
+    UNKNOWN_SCHEMA = "SL401", "unknown-schema", "Unknown schema.",
+        "The schema name must be one of the bundled schemas: `hl7v2/<version>` for HL7 v2 (2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.8) or an output schema such as `canonical/patient-event@1`.";
+    UNKNOWN_SEGMENT = "SL402", "unknown-segment", "Unknown HL7 segment.",
+        "The segment is not defined in the HL7 version the spec is checked against. Z-segments (site-specific segments) must be declared in the parser profile's `z_segments`.";
+    UNKNOWN_FIELD = "SL403", "unknown-field", "The segment has no such field.",
+        "The field number is beyond the last field the segment defines in this HL7 version. The help gives the segment's field count and the field names nearest to it.";
+    UNKNOWN_COMPONENT = "SL404", "unknown-component", "The field's datatype has no such component.",
+        "The component (or subcomponent) number is beyond the components of the field's datatype in this HL7 version.";
+    INVALID_PATH = "SL405", "invalid-path", "A path is not well formed.",
+        "HL7 v2 paths look like `PID-5`, `PID-5.1`, `PID-3[*].1` or `OBX[*]-5`: a segment id, a dash, a field number, then optional repetition index, component and subcomponent.";
+    UNKNOWN_OUTPUT_FIELD = "SL406", "unknown-output-field", "The output schema has no such field.",
+        "A mapping can only set fields that its output schema defines. The help names the closest field; `docs/spec-reference.md` lists the schema.";
+    RUNTIME_FIELD = "SL407", "runtime-field", "The field is set by the runtime.",
+        "Fields such as `metadata.processed_at`, `metadata.validation_status` and `compliance.*` record what the run did; they are computed by Sluice, not mapped.";
+    UNMAPPED_REQUIRED = "SL408", "unmapped-required", "A required output field is not mapped.",
+        "The output schema requires this field; every record would go to the DLQ without it. Map it.";
+    INVALID_Z_SEGMENT = "SL409", "invalid-z-segment", "A Z-segment definition is invalid.",
+        "Z-segment ids start with `Z` followed by two letters or digits, and each field needs a `name` and a `type` that is an HL7 datatype of the profile's version.";
+    EXPR_SYNTAX = "SL501", "expr-syntax", "An expression cannot be parsed.",
+        "Mapping values, rule conditions, filters and routes are expressions: paths (`PID-5.1`), string literals in double quotes (`\"hl7\"`), numbers, `true`, `false`, `null`, function calls, `+`, comparisons, `and`, `or`, `not`. Note that a string literal needs quotes inside the YAML value: `'\"hl7\"'`.";
+    TYPE_MISMATCH = "SL502", "type-mismatch", "An expression has the wrong type.",
+        "The expression's type does not fit where it is used: an output field's type, a function's parameter, or a condition (which must be boolean). The help suggests a conversion such as `date(...)` when there is one.";
+    UNKNOWN_FUNCTION = "SL503", "unknown-function", "Unknown function.",
+        "The function is not one of the built-in functions. `docs/spec-reference.md` lists them with their signatures.";
+    WRONG_ARGUMENTS = "SL504", "wrong-arguments", "A function is called with the wrong arguments.",
+        "The number of arguments, or a named argument, does not match the function's signature.";
+    UNKNOWN_TABLE = "SL505", "unknown-table", "Unknown code table.",
+        "`lookup(value, table)` names a table declared under the mapping's `tables`.";
+    UNKNOWN_VARIABLE = "SL506", "unknown-variable", "Unknown name in an expression.",
+        "A bare name in an expression must be the iteration variable of the enclosing `each` (its `as:`). Segment paths are written with a dash, like `PID-5`.";
+    TEMPLATE_ERROR = "SL507", "template-error", "A template is invalid or uses an unbound variable.",
+        "`template(\"...\", name=expr, ...)` renders a minijinja template. Every variable the template uses must be passed as a named argument, and the template must parse.";
+    MULTI_VALUE = "SL508", "multi-value", "A list is used where one value is expected.",
+        "A path with `[*]` yields every repetition. Use it in a list field (`each:`), pick one repetition (`PID-3[0].1`), or join the values with `join(PID-3[*].1, \",\")`.";
+    PHI_UNMASKED = "SL601", "phi-unmasked", "PHI reaches a sink without a masking decision.",
+        "A field that carries a PHI class (from the input paths its expression reads) reaches a sink, and no masking policy on the way says what to do with that class. Add a rule for the class (or the field) to the mask stage's policy: `redact`, `partial`, `hash`, `null`, or `keep` with a `reason`.";
+    KEEP_WITHOUT_REASON = "SL602", "keep-without-reason", "`keep` has no reason.",
+        "Keeping PHI in clear is a decision reviewers must be able to read: write `{action: keep, reason: \"...\"}`.";
+    UNKNOWN_PHI_CLASS = "SL603", "unknown-phi-class", "Unknown PHI class.",
+        "Masking policies name classes such as `name`, `ssn`, `mrn`, `dob`, `address`, `phone`; `docs/spec-reference.md` lists all of them.";
+    MASK_HASH_KEY = "SL604", "mask-hash-key", "`hash` needs a key.",
+        "Keyed hashing (HMAC-SHA256) needs a secret key so pseudonyms cannot be reversed by hashing guesses: set `hash_key: ${VARIABLE}` in the policy.";
+    INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
+        "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
+    INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",
+        "`pattern` is a regular expression in Rust regex syntax (no look-around or backreferences).";
+    INVALID_MESSAGE_TYPE = "SL703", "invalid-message-type", "A message type is not well formed.",
+        "Message types are written `ADT^A01` (message code and trigger event) or `ADT^*` for every event of a message code.";
+}
+
+/// The code with this text (`SL201`).
+pub fn find(code: &str) -> Option<&'static Code> {
+    ALL.iter().copied().find(|c| c.code.eq_ignore_ascii_case(code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_sorted() {
+        for pair in ALL.windows(2) {
+            assert!(pair[0].code < pair[1].code, "{} before {}", pair[0].code, pair[1].code);
+            assert_ne!(pair[0].name, pair[1].name);
+        }
+    }
+}

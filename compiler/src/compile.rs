@@ -1,0 +1,770 @@
+//! The driver: load spec files, resolve the files they reference, check every component in
+//! graph order, prove the PHI flow, and assemble the [`Plan`].
+//!
+//! Invariants:
+//! - Every file is loaded and checked once per compilation, however many specs refer to it,
+//!   so each problem is reported once.
+//! - Every pass runs even when an earlier one found errors; a plan is returned only when there
+//!   are no errors.
+//! - Paths in plans are normalized lexically and relative to the working directory, so a plan
+//!   does not depend on where the repository is checked out.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use petgraph::algo::{tarjan_scc, toposort};
+use petgraph::graph::{DiGraph, NodeIndex};
+use sluice_canonical::OutputSchema;
+use sluice_hl7v2::schema::Version;
+use sluice_spec_core::PhiClass;
+
+use crate::codes;
+use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::expr::check::{self, Env, Scope};
+use crate::hl7::Hl7Env;
+use crate::plan::{
+    Component, ComponentKind, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow, PLAN_FORMAT,
+    Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, ValidatePlan,
+};
+use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize};
+use crate::spec::mapping::{self, Mapping};
+use crate::spec::masking::{self, Policy};
+use crate::spec::pipeline::{self, Body, ComponentSpec, Section};
+use crate::spec::profile;
+use crate::spec::reader::{Cx, Spanned};
+use crate::spec::rules::{self, Rules};
+use crate::spec::{SchemaRef, kind_of};
+use crate::yaml::{self, Node};
+
+/// The schema of the records flowing out of a component.
+#[derive(Clone, Copy, Debug)]
+enum Flow {
+    Hl7(Version),
+    Output(&'static OutputSchema),
+    /// Upstream had errors: checks that depend on the schema are skipped.
+    Unknown,
+}
+
+impl Flow {
+    fn name(&self) -> String {
+        match self {
+            Flow::Hl7(v) => format!("hl7v2/{v}"),
+            Flow::Output(o) => o.name.to_string(),
+            Flow::Unknown => "unknown".into(),
+        }
+    }
+}
+
+/// PHI reaching a point of the graph: (output field, class) -> the masking decision so far.
+type PhiState = BTreeMap<(String, PhiClass), Option<Decision>>;
+
+#[derive(Clone, Debug, PartialEq)]
+struct Decision {
+    action: MaskAction,
+    decided_at: String,
+}
+
+/// Where an unmasked flow started, for the SL601 help.
+#[derive(Clone, Debug, Default)]
+struct Origins(BTreeMap<(String, PhiClass), String>);
+
+/// All files of one compilation and the results of checking them.
+#[derive(Default)]
+pub struct Compiler {
+    pub sources: SourceMap,
+    pub diags: Diagnostics,
+    trees: Vec<Option<Node>>,
+    kinds: HashMap<FileId, Option<String>>,
+    profiles: HashMap<FileId, Option<ProfilePlan>>,
+    rules: HashMap<FileId, Option<Rules>>,
+    policies: HashMap<FileId, Option<Policy>>,
+    mappings: HashMap<FileId, Option<Mapping>>,
+    plans: HashMap<FileId, Option<Plan>>,
+}
+
+/// What `sluice check` found.
+pub struct CheckReport {
+    pub files: Vec<String>,
+    pub pipelines: usize,
+}
+
+impl Compiler {
+    /// Loads a file named on the command line.
+    pub fn load_root(&mut self, path: &Path) -> Result<FileId, String> {
+        let path = absolute(path);
+        if let Some(id) = self.sources.find(&path) {
+            return Ok(id);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| format!("cannot read {}: {e}", display_path(&path)))?;
+        Ok(self.add_file(&path, text))
+    }
+
+    fn add_file(&mut self, path: &Path, text: String) -> FileId {
+        let id = self.sources.add(SourceFile::new(path, text));
+        let tree = yaml::parse(id, self.sources.get(id), &mut self.diags);
+        self.trees.push(tree);
+        id
+    }
+
+    /// Loads a file referenced from a spec, relative to the referring file; SL102 at `from`.
+    fn load_ref(&mut self, from: &Spanned) -> Option<FileId> {
+        let path = self.resolve(from);
+        if let Some(id) = self.sources.find(&path) {
+            return Some(id);
+        }
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Some(self.add_file(&path, text)),
+            Err(e) => {
+                let reason = match e.kind() {
+                    std::io::ErrorKind::NotFound => "no such file".to_string(),
+                    _ => e.to_string(),
+                };
+                self.diags.push(
+                    Diagnostic::error(codes::FILE_NOT_FOUND, format!("cannot read `{}`: {reason}", from.text))
+                        .label(from.span, format!("resolved to {}", display_path(&path)))
+                        .help("paths are relative to the directory of the file that names them"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A path written in a spec, resolved against the spec's directory.
+    fn resolve(&self, from: &Spanned) -> PathBuf {
+        let base = self.sources.get(from.span.file).path.parent().map(Path::to_path_buf).unwrap_or_default();
+        normalize(&base.join(&from.text))
+    }
+
+    fn cx(&mut self, file: FileId) -> (Cx<'_>, Option<&Node>) {
+        (Cx { sources: &self.sources, file, diags: &mut self.diags }, self.trees[file.0].as_ref())
+    }
+
+    fn kind(&mut self, id: FileId) -> Option<String> {
+        if let Some(k) = self.kinds.get(&id) {
+            return k.clone();
+        }
+        let (mut cx, node) = self.cx(id);
+        let kind = node.and_then(|n| kind_of(&mut cx, n));
+        self.kinds.insert(id, kind.clone());
+        kind
+    }
+
+    /// Loads a referenced file and checks it is of `expected` kind (SL204 otherwise).
+    fn load_kind(&mut self, from: &Spanned, expected: &str) -> Option<FileId> {
+        let id = self.load_ref(from)?;
+        let kind = self.kind(id)?;
+        if kind != expected {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::WRONG_FILE_KIND,
+                    format!("`{}` is a {kind} file, not a {expected} file", from.text),
+                )
+                .label(from.span, format!("expected `kind: {expected}`"))
+                .help(format!("point this at a file with `kind: {expected}`")),
+            );
+            return None;
+        }
+        Some(id)
+    }
+
+    fn profile(&mut self, id: FileId) -> Option<ProfilePlan> {
+        if !self.profiles.contains_key(&id) {
+            let (mut cx, node) = self.cx(id);
+            let p = node.and_then(|n| profile::read(&mut cx, n));
+            self.profiles.insert(id, p);
+        }
+        self.profiles[&id].clone()
+    }
+
+    fn rules(&mut self, id: FileId) -> Option<&Rules> {
+        if !self.rules.contains_key(&id) {
+            let (mut cx, node) = self.cx(id);
+            let r = node.and_then(|n| rules::read(&mut cx, n));
+            self.rules.insert(id, r);
+        }
+        self.rules[&id].as_ref()
+    }
+
+    fn policy(&mut self, id: FileId) -> Option<&Policy> {
+        if !self.policies.contains_key(&id) {
+            let (mut cx, node) = self.cx(id);
+            let p = node.and_then(|n| masking::read(&mut cx, n));
+            self.policies.insert(id, p);
+        }
+        self.policies[&id].as_ref()
+    }
+
+    fn mapping(&mut self, id: FileId) -> Option<&Mapping> {
+        if !self.mappings.contains_key(&id) {
+            let profile_ref = self.trees[id.0].as_ref().and_then(mapping::profile_ref);
+            let z = match profile_ref {
+                Some((text, span)) => {
+                    let r = Spanned { text, span };
+                    self.load_kind(&r, "profile")
+                        .and_then(|pid| self.profile(pid))
+                        .map(|p| p.z_segments)
+                        .unwrap_or_default()
+                }
+                None => vec![],
+            };
+            let (mut cx, node) = self.cx(id);
+            let m = node.and_then(|n| mapping::read(&mut cx, n, &z));
+            self.mappings.insert(id, m);
+        }
+        self.mappings[&id].as_ref()
+    }
+
+    /// Checks one file of any kind; pipelines are compiled in full.
+    pub fn check_file(&mut self, id: FileId) {
+        match self.kind(id).as_deref() {
+            Some("pipeline") => {
+                self.pipeline(id);
+            }
+            Some("mapping") => {
+                self.mapping(id);
+            }
+            Some("profile") => {
+                self.profile(id);
+            }
+            Some("rules") => {
+                self.rules(id);
+            }
+            Some("masking") => {
+                self.policy(id);
+            }
+            _ => {}
+        }
+    }
+
+    /// `sluice check PATHS`: every `.yaml`/`.yml` file under the paths, sorted.
+    pub fn check_paths(&mut self, paths: &[PathBuf]) -> Result<CheckReport, String> {
+        let files = collect_specs(paths)?;
+        let mut pipelines = 0;
+        for f in &files {
+            let id = self.load_root(f)?;
+            if self.kind(id).as_deref() == Some("pipeline") {
+                pipelines += 1;
+            }
+            self.check_file(id);
+        }
+        self.diags.sort(&self.sources);
+        Ok(CheckReport { files: files.iter().map(|f| display_path(f)).collect(), pipelines })
+    }
+
+    /// Compiles a pipeline file into a plan (None when there are errors).
+    pub fn plan(&mut self, path: &Path) -> Result<Option<Plan>, String> {
+        let id = self.load_root(path)?;
+        if self.kind(id).as_deref() != Some("pipeline") && !self.diags.has_errors() {
+            return Err(format!("{} is not a pipeline (it has no `kind: pipeline`)", display_path(path)));
+        }
+        let plan = self.pipeline(id);
+        self.diags.sort(&self.sources);
+        Ok(if self.diags.has_errors() { None } else { plan })
+    }
+
+    fn pipeline(&mut self, id: FileId) -> Option<Plan> {
+        if let Some(p) = self.plans.get(&id) {
+            return p.clone();
+        }
+        let plan = self.compile_pipeline(id);
+        self.plans.insert(id, plan.clone());
+        plan
+    }
+
+    fn compile_pipeline(&mut self, id: FileId) -> Option<Plan> {
+        let tree = self.trees[id.0].clone()?;
+        let spec = {
+            let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
+            pipeline::read(&mut cx, &tree)?
+        };
+        let order = self.graph(&spec)?;
+        let mut flows: HashMap<String, Flow> = HashMap::new();
+        let mut phi: HashMap<String, (PhiState, Origins)> = HashMap::new();
+        let mut components = Vec::new();
+        let mut matrix = Vec::new();
+        let mut ok = true;
+        for idx in order {
+            let c = &spec.components[idx];
+            let inputs: Vec<InputRef> = c.inputs.iter().map(|i| input_ref(&i.text)).collect();
+            let (in_flow, in_phi) = self.merge_inputs(c, &inputs, &flows, &phi);
+            let Some((kind, out_flow, out_phi)) = self.component(c, in_flow, in_phi, &mut matrix) else {
+                ok = false;
+                flows.insert(c.name.clone(), Flow::Unknown);
+                phi.insert(c.name.clone(), Default::default());
+                continue;
+            };
+            flows.insert(c.name.clone(), out_flow);
+            phi.insert(c.name.clone(), out_phi);
+            components.push(Component { name: c.name.clone(), inputs, emits: out_flow.name(), kind });
+        }
+        let target = |t: &Option<Spanned>, this: &Self| t.as_ref().map(|s| display_path(&this.resolve(s)));
+        let mut plan = Plan {
+            plan_format: PLAN_FORMAT,
+            hash: String::new(),
+            pipeline: spec.name.clone(),
+            spec_file: self.sources.get(id).name.clone(),
+            components,
+            dlq: target(&spec.dlq, self).map(|path| FileTarget { path }),
+            audit: target(&spec.audit, self).map(|path| FileTarget { path }),
+            state: target(&spec.state, self).map(|path| StateTarget { kind: "sqlite".into(), path }),
+            defaults: spec.defaults.clone(),
+            masking_matrix: matrix,
+        };
+        if !ok {
+            return None;
+        }
+        plan.seal();
+        Some(plan)
+    }
+
+    /// Names, inputs, cycles and unused components; returns components in topological order.
+    fn graph(&mut self, spec: &pipeline::PipelineSpec) -> Option<Vec<usize>> {
+        let mut graph: DiGraph<usize, ()> = DiGraph::new();
+        let mut index: BTreeMap<&str, NodeIndex> = BTreeMap::new();
+        let mut ok = true;
+        for (i, c) in spec.components.iter().enumerate() {
+            if let Some(&first) = index.get(c.name.as_str()) {
+                let first_span = spec.components[graph[first]].name_span;
+                self.diags.push(
+                    Diagnostic::error(codes::DUPLICATE_COMPONENT, format!("two components are named `{}`", c.name))
+                        .label(c.name_span, "second component with this name")
+                        .label(first_span, "first one")
+                        .help("sources, stages and sinks share one namespace; rename one"),
+                );
+                ok = false;
+                continue;
+            }
+            index.insert(&c.name, graph.add_node(i));
+        }
+        let names: Vec<&str> = index.keys().copied().collect();
+        for (i, c) in spec.components.iter().enumerate() {
+            let Some(&to) = index.get(c.name.as_str()) else { continue };
+            if graph[to] != i {
+                // A second component with a taken name (SL305): its inputs are not the first one's.
+                continue;
+            }
+            if c.section != Section::Source && c.inputs.is_empty() {
+                // Without the key, SL202 (missing required key) has said it already.
+                if let Some(span) = c.inputs_span {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::MISSING_INPUTS,
+                            format!("{} `{}` has no inputs", pipeline::section_name(c.section), c.name),
+                        )
+                        .label(span, "nothing flows into this component")
+                        .help("name the source or stage that feeds it: `inputs: [<source or stage>]`"),
+                    );
+                }
+                ok = false;
+            }
+            for input in &c.inputs {
+                let r = input_ref(&input.text);
+                let Some(&from) = index.get(r.component.as_str()) else {
+                    let d = Diagnostic::error(codes::UNKNOWN_INPUT, format!("no component named `{}`", r.component))
+                        .label(input.span, "unknown input");
+                    let d = match did_you_mean(&r.component, names.iter().copied().filter(|n| *n != c.name)) {
+                        Some(best) => d.help(format!("did you mean `{best}`?")),
+                        None => d.help(format!("components: {}", names.join(", "))),
+                    };
+                    self.diags.push(d);
+                    ok = false;
+                    continue;
+                };
+                let upstream = &spec.components[graph[from]];
+                if upstream.section == Section::Sink {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::UNKNOWN_INPUT,
+                            format!("`{}` is a sink; sinks emit nothing", r.component),
+                        )
+                        .label(input.span, "a sink cannot be an input")
+                        .help("take the input from the stage that feeds the sink"),
+                    );
+                    ok = false;
+                    continue;
+                }
+                if let Some(branch) = &r.branch {
+                    let branches = match &upstream.body {
+                        Body::Route { routes, default } => {
+                            routes.iter().map(|r| r.0.clone()).chain(default.iter().map(|d| d.text.clone())).collect()
+                        }
+                        _ => vec![],
+                    };
+                    if !branches.contains(branch) {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_BRANCH,
+                            format!("`{}` has no branch `{branch}`", r.component),
+                        )
+                        .label(input.span, "unknown branch");
+                        let d = if branches.is_empty() {
+                            d.help(format!("only routes have branches; write `{}`", r.component))
+                        } else {
+                            match did_you_mean(branch, branches.iter().map(String::as_str)) {
+                                Some(best) => d.help(format!("did you mean `{best}`?")),
+                                None => {
+                                    let list: Vec<String> = branches.iter().map(|b| format!("`{b}`")).collect();
+                                    d.help(format!("`{}` has the branches {}", r.component, list.join(", ")))
+                                }
+                            }
+                        };
+                        self.diags.push(d);
+                        ok = false;
+                        continue;
+                    }
+                }
+                graph.add_edge(from, to, ());
+            }
+        }
+        for scc in tarjan_scc(&graph) {
+            let cyclic = scc.len() > 1 || graph.contains_edge(scc[0], scc[0]);
+            if !cyclic {
+                continue;
+            }
+            let mut members: Vec<&ComponentSpec> = scc.iter().map(|n| &spec.components[graph[*n]]).collect();
+            members.sort_by_key(|c| c.name_span.start);
+            let names: Vec<&str> = members.iter().map(|c| c.name.as_str()).collect();
+            let mut d = Diagnostic::error(codes::CYCLE, format!("components {} form a cycle", names.join(" -> ")))
+                .help("records flow from sources to sinks; remove one of the inputs that closes the loop");
+            for m in &members {
+                d = d.label(m.name_span, "in the cycle");
+            }
+            self.diags.push(d);
+            ok = false;
+        }
+        // Unused components are only reported on a complete graph: with an unknown or missing
+        // input, the component that input was meant to name would be reported too.
+        for (i, c) in spec.components.iter().enumerate().filter(|_| ok) {
+            let Some(&n) = index.get(c.name.as_str()) else { continue };
+            if graph[n] != i || c.section == Section::Sink {
+                continue;
+            }
+            if graph.neighbors_directed(n, petgraph::Direction::Outgoing).next().is_none() {
+                self.diags.push(
+                    Diagnostic::warning(
+                        codes::UNUSED_COMPONENT,
+                        format!("the output of {} `{}` goes nowhere", pipeline::section_name(c.section), c.name),
+                    )
+                    .label(c.name_span, "no component takes this as input")
+                    .help("connect it to a stage or sink through `inputs`, or remove it"),
+                );
+            }
+        }
+        if !ok {
+            return None;
+        }
+        let sorted = toposort(&graph, None).ok()?;
+        Some(sorted.into_iter().map(|n| graph[n]).collect())
+    }
+
+    fn merge_inputs(
+        &mut self,
+        c: &ComponentSpec,
+        inputs: &[InputRef],
+        flows: &HashMap<String, Flow>,
+        phi: &HashMap<String, (PhiState, Origins)>,
+    ) -> (Flow, (PhiState, Origins)) {
+        let mut flow: Option<Flow> = None;
+        let mut state = PhiState::new();
+        let mut origins = Origins::default();
+        for (i, input) in inputs.iter().enumerate() {
+            let f = flows.get(&input.component).copied().unwrap_or(Flow::Unknown);
+            if let Some((s, o)) = phi.get(&input.component) {
+                for (k, v) in s {
+                    // With several inputs, a field is only as masked as its least-masked path.
+                    let merged = match (state.get(k), v) {
+                        (Some(None), _) | (_, None) => None,
+                        (_, Some(d)) => Some(d.clone()),
+                    };
+                    state.insert(k.clone(), merged);
+                }
+                origins.0.extend(o.0.clone());
+            }
+            match (flow, f) {
+                (None, f) => flow = Some(f),
+                (Some(Flow::Unknown), _) | (_, Flow::Unknown) => flow = Some(Flow::Unknown),
+                (Some(a), b) if a.name() != b.name() => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::INCOMPATIBLE_INPUT,
+                            format!("`{}` receives both {} and {} records", c.name, a.name(), b.name()),
+                        )
+                        .label(c.inputs[i].span, format!("emits {}", b.name()))
+                        .help("give each schema its own stage, or map both to the same output schema first"),
+                    );
+                    flow = Some(Flow::Unknown);
+                }
+                _ => {}
+            }
+        }
+        (flow.unwrap_or(Flow::Unknown), (state, origins))
+    }
+
+    /// Checks one component given the records it receives; returns its plan, what it emits
+    /// and the PHI state after it.
+    fn component(
+        &mut self,
+        c: &ComponentSpec,
+        flow: Flow,
+        (mut state, mut origins): (PhiState, Origins),
+        matrix: &mut Vec<MatrixRow>,
+    ) -> Option<(ComponentKind, Flow, (PhiState, Origins))> {
+        let need_hl7 = |this: &mut Self, what: &str| -> Option<Version> {
+            match flow {
+                Flow::Hl7(v) => Some(v),
+                Flow::Unknown => None,
+                Flow::Output(o) => {
+                    this.diags.push(
+                        Diagnostic::error(
+                            codes::INCOMPATIBLE_INPUT,
+                            format!(
+                                "{what} `{}` needs HL7 v2 messages, but its input emits {} records",
+                                c.name, o.name
+                            ),
+                        )
+                        .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", o.name))
+                        .help("take the input from the source (or a stage before the map stage)"),
+                    );
+                    None
+                }
+            }
+        };
+        match &c.body {
+            Body::Files { paths, profile } => {
+                let profile = match profile {
+                    Some(p) => {
+                        let pid = self.load_kind(p, "profile")?;
+                        self.profile(pid)?
+                    }
+                    None => profile::default_profile(),
+                };
+                if paths.is_empty() {
+                    return None;
+                }
+                let version = Version::parse(&profile.version)?;
+                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                let kind =
+                    ComponentKind::Source(SourcePlan { kind: "files".into(), format: "hl7v2".into(), paths, profile });
+                Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Validate { rules, mode } => {
+                let version = need_hl7(self, "validate stage");
+                let rid = self.load_kind(rules, "rules")?;
+                let rules_file = self.sources.get(rid).name.clone();
+                let r = self.rules(rid)?;
+                let (rule_input, rules_name) = (r.input.as_ref().map(|(s, sp)| (*s, sp.clone())), r.name.clone());
+                let plan = ValidatePlan {
+                    rules_file,
+                    mode: mode.unwrap_or(r.mode),
+                    message_types: r.message_types.clone(),
+                    rules: r.rules.clone(),
+                };
+                let version = version?;
+                if let Some((SchemaRef::Hl7(rv), span)) = rule_input
+                    && rv != version
+                {
+                    self.mismatch(c, &format!("rules `{rules_name}`"), &span, version);
+                    return None;
+                }
+                Some((ComponentKind::Validate(plan), flow, (state, origins)))
+            }
+            Body::Map { mapping } => {
+                let version = need_hl7(self, "map stage");
+                let mid = self.load_kind(mapping, "mapping")?;
+                let m = self.mapping(mid)?;
+                let (plan, output, input_version): (MapPlan, _, _) = (m.plan.clone(), m.output, m.input_version);
+                let spans: Vec<(String, BTreeSet<PhiClass>, Span)> = m.leaf_classes.clone();
+                let leaves: Vec<(String, BTreeSet<PhiClass>, String)> =
+                    spans.into_iter().map(|(p, c, s)| (p, c, self.sources.location(s))).collect();
+                let version = version?;
+                if let Some((mv, span)) = input_version
+                    && mv != version
+                {
+                    let s = Spanned { text: format!("hl7v2/{mv}"), span };
+                    self.mismatch(c, &format!("mapping `{}`", plan.mapping), &s, version);
+                    return None;
+                }
+                // A map stage replaces the record: only what the mapping writes flows on.
+                state.clear();
+                origins.0.clear();
+                for (path, classes, at) in leaves {
+                    for class in classes {
+                        state.insert((path.clone(), class), None);
+                        origins.0.insert((path.clone(), class), at.clone());
+                    }
+                }
+                Some((ComponentKind::Map(plan), Flow::Output(output), (state, origins)))
+            }
+            Body::Mask { policy } => {
+                let pid = self.load_kind(policy, "masking")?;
+                let p = self.policy(pid)?;
+                let (plan, field_spans): (MaskPlan, Vec<(String, Span)>) =
+                    (p.plan.clone(), p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect());
+                let schema = match flow {
+                    Flow::Output(o) => o,
+                    Flow::Unknown => return None,
+                    Flow::Hl7(_) => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                codes::INCOMPATIBLE_INPUT,
+                                format!(
+                                    "mask stage `{}` needs mapped records, but its input emits HL7 v2 messages",
+                                    c.name
+                                ),
+                            )
+                            .label(c.inputs.first().map_or(c.name_span, |i| i.span), "emits HL7 v2 messages")
+                            .help("mask after a map stage: masking policies name output fields and PHI classes"),
+                        );
+                        return None;
+                    }
+                };
+                for (field, span) in &field_spans {
+                    if schema.field(field).is_none() {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_OUTPUT_FIELD,
+                            format!("{} has no field `{field}`", schema.name),
+                        )
+                        .label(*span, "unknown output field");
+                        self.diags.push(d.suggest(field, schema.fields.iter().map(|f| f.path.as_str())));
+                    }
+                }
+                for ((field, class), decision) in state.iter_mut() {
+                    if decision.is_some() {
+                        continue;
+                    }
+                    let t = plan
+                        .fields
+                        .iter()
+                        .find(|(f, _)| f == field)
+                        .map(|(_, t)| t)
+                        .or_else(|| plan.classes.iter().find(|(c, _)| c == class).map(|(_, t)| t));
+                    if let Some(t) = t {
+                        *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
+                    }
+                }
+                Some((ComponentKind::Mask(plan), flow, (state, origins)))
+            }
+            Body::Filter { keep } => {
+                let keep = self.condition(c, keep, flow)?;
+                Some((ComponentKind::Filter(FilterPlan { keep }), flow, (state, origins)))
+            }
+            Body::Route { routes, default } => {
+                let mut branches = Vec::new();
+                for (name, _, cond) in routes {
+                    branches.push((name.clone(), self.condition(c, cond, flow)?));
+                }
+                let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
+                Some((ComponentKind::Route(plan), flow, (state, origins)))
+            }
+            Body::Jsonl { path } => {
+                let path = display_path(&self.resolve(path));
+                if let Flow::Hl7(v) = flow {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::PHI_UNMASKED,
+                            format!("sink `{}` receives raw HL7 v{v} messages, which carry PHI", c.name),
+                        )
+                        .label(c.name_span, "unmasked messages reach this sink")
+                        .help("map the messages to an output schema and mask them before the sink"),
+                    );
+                    return None;
+                }
+                let mut unmasked = false;
+                for ((field, class), decision) in &state {
+                    match decision {
+                        Some(d) => matrix.push(MatrixRow {
+                            sink: c.name.clone(),
+                            field: field.clone(),
+                            class: *class,
+                            treatment: d.action,
+                            decided_at: d.decided_at.clone(),
+                        }),
+                        None => {
+                            let from = origins.0.get(&(field.clone(), *class)).cloned().unwrap_or_default();
+                            self.diags.push(
+                                Diagnostic::error(codes::PHI_UNMASKED, format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
+                                    .label(c.name_span, format!("`{field}` ({class}) arrives here in clear"))
+                                    .help(format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to a masking policy on the way to this sink")),
+                            );
+                            unmasked = true;
+                        }
+                    }
+                }
+                if unmasked {
+                    return None;
+                }
+                Some((ComponentKind::Sink(SinkPlan { kind: "jsonl".into(), path }), flow, (state, origins)))
+            }
+        }
+    }
+
+    fn condition(&mut self, c: &ComponentSpec, node: &Node, flow: Flow) -> Option<crate::expr::ast::Expr> {
+        let scope = match flow {
+            Flow::Hl7(v) => Scope::Hl7(Hl7Env { schema: sluice_hl7v2::schema::schema(v), z_segments: &[] }),
+            Flow::Output(o) => Scope::Output(o),
+            Flow::Unknown => return None,
+        };
+        let env = Env { scope, vars: vec![], tables: vec![] };
+        let t = check::check_node(&self.sources, &mut self.diags, node, &env)?;
+        if !check::check_fits(
+            &mut self.diags,
+            &t,
+            &sluice_spec_core::ValueType::Boolean,
+            node.span,
+            &format!("the condition of `{}`", c.name),
+        ) {
+            return None;
+        }
+        Some(t.expr)
+    }
+
+    fn mismatch(&mut self, c: &ComponentSpec, what: &str, declared: &Spanned, version: Version) {
+        self.diags.push(
+            Diagnostic::error(
+                codes::MAPPING_INPUT_MISMATCH,
+                format!("{what} is written for {}, but `{}` receives hl7v2/{version} messages", declared.text, c.name),
+            )
+            .label(declared.span, format!("declared here; the source reads hl7v2/{version}"))
+            .help(format!("change this to `hl7v2/{version}`, or set the source profile's `version` to match")),
+        );
+    }
+}
+
+fn input_ref(text: &str) -> InputRef {
+    match text.split_once('.') {
+        Some((c, b)) => InputRef { component: c.to_string(), branch: Some(b.to_string()) },
+        None => InputRef { component: text.to_string(), branch: None },
+    }
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return normalize(path);
+    }
+    normalize(&std::env::current_dir().unwrap_or_default().join(path))
+}
+
+/// Spec files under the given paths: files as given, directories searched recursively for
+/// `.yaml` and `.yml`, sorted so output is stable.
+pub fn collect_specs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    let mut out = BTreeSet::new();
+    for p in paths {
+        let meta = std::fs::metadata(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?;
+        if meta.is_file() {
+            out.insert(absolute(p));
+            continue;
+        }
+        let mut stack = vec![p.clone()];
+        while let Some(dir) = stack.pop() {
+            let entries = std::fs::read_dir(&dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+                    out.insert(absolute(&path));
+                }
+            }
+        }
+    }
+    Ok(out.into_iter().collect())
+}

@@ -1,0 +1,141 @@
+//! The typed expression tree that mapping fields, rule conditions, filters and routes compile to.
+//!
+//! This is the contract between the compiler and the runtime: the compiler produces it with every
+//! path resolved and every type known; the runtime evaluates it and never re-checks types.
+//! It serializes into the plan, so its shape is part of the plan format (`plan_format` in
+//! [`crate::plan::Plan`]).
+
+use serde::{Deserialize, Serialize};
+use sluice_spec_core::ValueType;
+
+/// A literal value written in a spec.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "lit", content = "value", rename_all = "snake_case")]
+pub enum Literal {
+    Null,
+    Bool(bool),
+    Int(i64),
+    /// Decimal kept as written, so `72.50` stays `72.50`.
+    Dec(String),
+    Str(String),
+}
+
+/// A compiled expression.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Expr {
+    Lit {
+        value: Literal,
+    },
+    /// A path into an HL7 v2 message, in canonical text form (`PID-3[*].1`). `value_type` is the
+    /// schema type of the addressed primitive; the runtime converts the raw text to it
+    /// (`datetime` text becomes RFC 3339, `decimal` is checked) and reports a data warning when
+    /// it cannot. `multi` is true when the path has a `[*]` and yields a list.
+    Hl7 {
+        path: String,
+        value_type: ValueType,
+        multi: bool,
+    },
+    /// A component of the current iteration variable: `id.1`, `id.4.2`. With no component the
+    /// first component is meant (HL7 convention).
+    Var {
+        name: String,
+        component: Option<usize>,
+        subcomponent: Option<usize>,
+        value_type: ValueType,
+    },
+    /// A field of a record that is already in an output schema (used by filters and routes
+    /// placed after a map stage): `metadata.message_type`.
+    Field {
+        path: String,
+        value_type: ValueType,
+    },
+    Call {
+        function: Function,
+        args: Vec<Expr>,
+    },
+    /// `lookup(x, table)`: `table` names an entry of the mapping's `tables`.
+    Lookup {
+        value: Box<Expr>,
+        table: String,
+        default: Option<Box<Expr>>,
+    },
+    /// `template("{{ a }} {{ b }}", a=..., b=...)`, rendered by minijinja. Every variable the
+    /// template uses is bound here; the compiler checked it.
+    Template {
+        source: String,
+        vars: Vec<(String, Expr)>,
+    },
+    Binary {
+        operator: BinaryOp,
+        lhs: Box<Expr>,
+        rhs: Box<Expr>,
+    },
+    Not {
+        operand: Box<Expr>,
+    },
+    List {
+        items: Vec<Expr>,
+    },
+}
+
+/// Built-in functions with declared signatures (see `expr::functions` for the signatures).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Function {
+    /// `date(x)`: HL7 DT/DTM text or a datetime -> `YYYY-MM-DD`.
+    Date,
+    /// `datetime(x)`: HL7 DTM text -> RFC 3339 (offset from the value, else the profile's zone).
+    Datetime,
+    /// `coalesce(a, b, ...)`: first non-null, non-empty argument.
+    Coalesce,
+    /// `concat(a, b, ...)`: text of the non-null arguments joined.
+    Concat,
+    Upper,
+    Lower,
+    Trim,
+    /// `present(x)`: true when x is non-null and non-empty.
+    Present,
+    /// `if(cond, then, else)`.
+    If,
+    /// `integer(x)`, `decimal(x)`: parse text, null with a warning when not a number.
+    Integer,
+    Decimal,
+    /// `starts_with(text, prefix)`.
+    StartsWith,
+    /// `join(list, separator)`.
+    Join,
+    /// `contains(list, value)`: true when one of the values equals `value`.
+    Contains,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    And,
+    Or,
+    /// `+`: concatenation of text, addition of numbers.
+    Add,
+}
+
+impl BinaryOp {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            BinaryOp::Eq => "==",
+            BinaryOp::Ne => "!=",
+            BinaryOp::Lt => "<",
+            BinaryOp::Le => "<=",
+            BinaryOp::Gt => ">",
+            BinaryOp::Ge => ">=",
+            BinaryOp::And => "and",
+            BinaryOp::Or => "or",
+            BinaryOp::Add => "+",
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! Sluice compiler: specs in YAML -> a checked, hashable [`plan::Plan`].
+//!
+//! Phases: [`yaml`] (text to spanned nodes) -> [`spec`] (nodes to spec values, key checks) ->
+//! [`compile`] (references, graph, types, PHI flow) -> [`plan`]. Every phase reports into one
+//! [`diagnostics::Diagnostics`] with codes from [`codes`].
+//!
+//! Layering: this crate knows nothing of I/O beyond reading spec files, and nothing of
+//! terminals or exit codes (that is the CLI's job).
+pub mod codes;
+pub mod compile;
+pub mod diagnostics;
+pub mod expr;
+pub mod hl7;
+pub mod jsonschema;
+pub mod plan;
+pub mod source;
+pub mod spec;
+pub mod yaml;

@@ -1,0 +1,378 @@
+//! The plan: what the compiler hands to the runtime. A checked DAG with every path resolved,
+//! every type known and every PHI flow accounted for.
+//!
+//! Invariants:
+//! - Deterministic: built only from ordered collections, so the same specs give the same JSON
+//!   bytes and the same [`Plan::hash`].
+//! - Self-contained: the runtime needs nothing else (no spec file is re-read at run time), and
+//!   never re-checks what is here.
+//! - No secret values and no data values: secrets stay as references (`${VAR}`).
+
+pub mod render;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use sluice_spec_core::{PhiClass, ValueType};
+
+use crate::expr::ast::Expr;
+
+/// Version of the plan's JSON shape; bumped when a change would confuse an older runtime.
+pub const PLAN_FORMAT: u32 = 1;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub plan_format: u32,
+    /// sha256 of the plan's JSON with this field empty.
+    pub hash: String,
+    pub pipeline: String,
+    /// The pipeline file, as given on the command line.
+    pub spec_file: String,
+    /// Components in a topological order: every component comes after its inputs.
+    pub components: Vec<Component>,
+    pub dlq: Option<FileTarget>,
+    pub audit: Option<FileTarget>,
+    pub state: Option<StateTarget>,
+    pub defaults: Defaults,
+    /// Per sink, per output field: which PHI classes reach it and what is done to them.
+    pub masking_matrix: Vec<MatrixRow>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Component {
+    pub name: String,
+    pub inputs: Vec<InputRef>,
+    /// The record schema this component emits (`hl7v2/2.5.1`, `canonical/patient-event@1`).
+    pub emits: String,
+    #[serde(flatten)]
+    pub kind: ComponentKind,
+}
+
+/// An edge: the upstream component, and for a route the branch taken.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct InputRef {
+    pub component: String,
+    pub branch: Option<String>,
+}
+
+impl std::fmt::Display for InputRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.branch {
+            Some(b) => write!(f, "{}.{}", self.component, b),
+            None => f.write_str(&self.component),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ComponentKind {
+    Source(SourcePlan),
+    Validate(ValidatePlan),
+    Map(MapPlan),
+    Mask(MaskPlan),
+    Filter(FilterPlan),
+    Route(RoutePlan),
+    Sink(SinkPlan),
+}
+
+impl ComponentKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ComponentKind::Source(_) => "source",
+            ComponentKind::Validate(_) => "validate",
+            ComponentKind::Map(_) => "map",
+            ComponentKind::Mask(_) => "mask",
+            ComponentKind::Filter(_) => "filter",
+            ComponentKind::Route(_) => "route",
+            ComponentKind::Sink(_) => "sink",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourcePlan {
+    /// `files` is the only source kind so far.
+    pub kind: String,
+    pub format: String,
+    /// Glob patterns, relative to the directory `sluice` runs in.
+    pub paths: Vec<String>,
+    pub profile: ProfilePlan,
+}
+
+/// A parser profile, resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProfilePlan {
+    pub name: String,
+    /// Version the paths were checked against, used when MSH-12 is empty.
+    pub version: String,
+    /// Versions accepted from MSH-12; others go to the DLQ.
+    pub accept_versions: Vec<String>,
+    pub encoding: String,
+    /// Segment separators tolerated: `cr`, `lf`, `crlf`.
+    pub segment_terminators: Vec<String>,
+    /// What to do with a segment the schema does not define: `fail`, `skip` or `parse`.
+    pub unexpected_segments: String,
+    /// Offset applied to HL7 times that carry none (`+00:00`, `-05:00`).
+    pub timezone: String,
+    pub z_segments: Vec<ZSegmentPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZSegmentPlan {
+    pub id: String,
+    pub fields: Vec<ZFieldPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ZFieldPlan {
+    pub seq: usize,
+    pub name: String,
+    pub datatype: String,
+    pub phi: Option<PhiClass>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// A failed rule sends the record to the DLQ.
+    Strict,
+    /// A failed rule becomes a warning on the record, which goes on.
+    Lenient,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Strict => "strict",
+            Mode::Lenient => "lenient",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ValidatePlan {
+    pub rules_file: String,
+    pub mode: Mode,
+    /// Message types accepted (`ADT^A01`); empty means any.
+    pub message_types: Vec<String>,
+    pub rules: Vec<RulePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RulePlan {
+    /// Stable id shown in findings: the rule's `id`, or `<file stem>.<n>`.
+    pub id: String,
+    /// The path the rule is about, for findings (`PID-3`).
+    pub path: String,
+    /// Condition under which the rule applies.
+    pub when: Option<Expr>,
+    pub check: RuleCheck,
+    /// Fixed explanation written by the spec author; never contains data.
+    pub message: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum RuleCheck {
+    /// The path has a non-empty value.
+    Required { value: Expr },
+    /// Every value at the path is one of `values`.
+    ValueSet { value: Expr, values: Vec<String> },
+    /// Every value at the path has the format (`date`, `datetime`, `integer`, `decimal`).
+    Format { value: Expr, format: String },
+    /// Every value at the path matches the regular expression.
+    Pattern { value: Expr, pattern: String },
+    /// Every value is at most `max` characters long.
+    MaxLength { value: Expr, max: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MapPlan {
+    pub mapping: String,
+    pub mapping_file: String,
+    pub input_schema: String,
+    pub output_schema: String,
+    /// Message types the mapping accepts; a record of another type goes to the DLQ.
+    pub message_types: Vec<String>,
+    pub tables: Vec<CodeTable>,
+    pub fields: Vec<FieldPlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CodeTable {
+    pub name: String,
+    pub entries: Vec<(String, String)>,
+}
+
+/// One output field and how it is computed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldPlan {
+    /// Output path, dotted (`patient.dob`).
+    pub path: String,
+    pub value_type: ValueType,
+    pub required: bool,
+    #[serde(flatten)]
+    pub value: FieldValue,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "form", rename_all = "snake_case")]
+pub enum FieldValue {
+    /// One expression; `classes` are the PHI classes that flow into it.
+    Scalar { expr: Expr, classes: Vec<PhiClass> },
+    /// A list built from producers, concatenated in order.
+    List { producers: Vec<Producer> },
+}
+
+/// Produces list items: one per value of `each` (bound to `var`), or a single item.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Producer {
+    pub each: Option<Expr>,
+    pub var: Option<String>,
+    /// Items are produced only when this holds (evaluated per item when iterating).
+    pub when: Option<Expr>,
+    pub item: ItemPlan,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "shape", rename_all = "snake_case")]
+pub enum ItemPlan {
+    Scalar { expr: Expr, classes: Vec<PhiClass> },
+    Struct { members: Vec<MemberPlan> },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MemberPlan {
+    pub name: String,
+    /// The member's type in the output schema; the runtime coerces the value to it.
+    pub value_type: ValueType,
+    pub expr: Expr,
+    pub classes: Vec<PhiClass>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskAction {
+    /// Leave the value as it is: allowed only with a written reason.
+    Keep,
+    /// `***-**-1234`: keep the last N characters that are letters or digits, mask the rest
+    /// (separators are kept).
+    Partial,
+    /// Keyed HMAC-SHA256 pseudonym (hex), stable across runs for joins.
+    Hash,
+    /// Replace with `[REDACTED]`.
+    Redact,
+    /// Replace with null.
+    Null,
+}
+
+impl MaskAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaskAction::Keep => "keep",
+            MaskAction::Partial => "partial",
+            MaskAction::Hash => "hash",
+            MaskAction::Redact => "redact",
+            MaskAction::Null => "null",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Treatment {
+    pub action: MaskAction,
+    /// For `partial`.
+    pub keep_last: Option<usize>,
+    /// For `keep`: why this PHI may leave in clear.
+    pub reason: Option<String>,
+    /// Where the decision was made: `file:line`.
+    pub decided_at: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MaskPlan {
+    pub policy: String,
+    pub policy_file: String,
+    /// Rules for a named output field (`patient.name`), taking precedence over class rules.
+    pub fields: Vec<(String, Treatment)>,
+    /// Rules by PHI class.
+    pub classes: Vec<(PhiClass, Treatment)>,
+    /// Secret reference for `hash` (`${SLUICE_MASK_KEY}`); resolved at run time.
+    pub hash_key: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FilterPlan {
+    /// Records for which this is true go on; the others are counted as filtered.
+    pub keep: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoutePlan {
+    /// Branches tried in order; a record takes the first whose condition holds.
+    pub branches: Vec<(String, Expr)>,
+    /// Branch for records no condition matched; without one they are counted as filtered.
+    pub default: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SinkPlan {
+    /// `jsonl` is the only sink kind so far.
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileTarget {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StateTarget {
+    pub kind: String,
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct Defaults {
+    pub batch_size: usize,
+    pub retry: RetryPlan,
+    pub throttle: Option<ThrottlePlan>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
+pub struct RetryPlan {
+    pub max_attempts: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ThrottlePlan {
+    /// Permits per `per_seconds`.
+    pub permits: u64,
+    pub per_seconds: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MatrixRow {
+    pub sink: String,
+    pub field: String,
+    pub class: PhiClass,
+    pub treatment: MaskAction,
+    /// `file:line` of the rule that decided, or the mask stage when nothing did.
+    pub decided_at: String,
+}
+
+impl Plan {
+    /// Computes and stores the plan's hash. Call after the plan is complete.
+    pub fn seal(&mut self) {
+        self.hash = String::new();
+        let bytes = serde_json::to_vec(self).expect("a plan always serializes");
+        self.hash = format!("sha256:{}", hex::encode(Sha256::digest(&bytes)));
+    }
+
+    pub fn component(&self, name: &str) -> Option<&Component> {
+        self.components.iter().find(|c| c.name == name)
+    }
+}

@@ -1,0 +1,193 @@
+//! Plans for people and tools: text, JSON, Graphviz dot and Mermaid.
+//!
+//! Invariant: rendering is a pure function of the plan, so the same plan renders to the same
+//! bytes (reviewers diff these in pull requests). No data values ever appear in a plan.
+
+use std::fmt::Write as _;
+
+use super::{ComponentKind, FieldValue, ItemPlan, Plan};
+
+pub fn json(plan: &Plan) -> String {
+    let mut s = serde_json::to_string_pretty(plan).expect("a plan always serializes");
+    s.push('\n');
+    s
+}
+
+pub fn text(plan: &Plan) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "pipeline {} ({})", plan.pipeline, plan.spec_file);
+    let _ = writeln!(o, "plan {}", plan.hash);
+    let _ = writeln!(o);
+    for c in &plan.components {
+        let inputs = c.inputs.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ");
+        let arrow = if inputs.is_empty() { String::new() } else { format!(" <- {inputs}") };
+        let _ = writeln!(o, "{} {}{arrow}  [emits {}]", c.kind.type_name(), c.name, c.emits);
+        match &c.kind {
+            ComponentKind::Source(s) => {
+                let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
+                let p = &s.profile;
+                let _ = writeln!(
+                    o,
+                    "    profile {}: checked as v{}, accepts {}, unexpected segments: {}, timezone {}",
+                    p.name,
+                    p.version,
+                    p.accept_versions.join(" "),
+                    p.unexpected_segments,
+                    p.timezone
+                );
+                for z in &p.z_segments {
+                    let _ = writeln!(o, "    z-segment {} ({} fields)", z.id, z.fields.len());
+                }
+            }
+            ComponentKind::Validate(v) => {
+                let types = if v.message_types.is_empty() { "any".into() } else { v.message_types.join(" ") };
+                let _ = writeln!(
+                    o,
+                    "    rules {} ({} rules, {}), message types: {types}",
+                    v.rules_file,
+                    v.rules.len(),
+                    v.mode.as_str()
+                );
+                for r in &v.rules {
+                    let check = serde_json::to_value(&r.check)
+                        .ok()
+                        .and_then(|v| v.get("check").and_then(|c| c.as_str().map(String::from)))
+                        .unwrap_or_default();
+                    let when = if r.when.is_some() { " (conditional)" } else { "" };
+                    let _ = writeln!(o, "      {}: {check} {}{when}", r.id, r.path);
+                }
+            }
+            ComponentKind::Map(m) => {
+                let _ = writeln!(
+                    o,
+                    "    mapping {} ({}): {} -> {}",
+                    m.mapping, m.mapping_file, m.input_schema, m.output_schema
+                );
+                for f in &m.fields {
+                    let how = match &f.value {
+                        FieldValue::Scalar { classes, .. } => classes_text(classes),
+                        FieldValue::List { producers } => {
+                            let mut cls: Vec<_> = producers
+                                .iter()
+                                .flat_map(|p| match &p.item {
+                                    ItemPlan::Scalar { classes, .. } => classes.clone(),
+                                    ItemPlan::Struct { members } => {
+                                        members.iter().flat_map(|m| m.classes.clone()).collect()
+                                    }
+                                })
+                                .collect();
+                            cls.sort();
+                            cls.dedup();
+                            format!(" from {} producer(s){}", producers.len(), classes_text(&cls))
+                        }
+                    };
+                    let req = if f.required { " required" } else { "" };
+                    let _ = writeln!(o, "      {}: {}{req}{how}", f.path, f.value_type);
+                }
+            }
+            ComponentKind::Mask(m) => {
+                let _ = writeln!(o, "    policy {} ({})", m.policy, m.policy_file);
+            }
+            ComponentKind::Filter(_) => {
+                let _ = writeln!(o, "    keeps records whose condition holds");
+            }
+            ComponentKind::Route(r) => {
+                let branches = r.branches.iter().map(|b| b.0.as_str()).collect::<Vec<_>>().join(", ");
+                let _ = writeln!(
+                    o,
+                    "    branches {branches}{}",
+                    r.default.as_ref().map(|d| format!(", default {d}")).unwrap_or_default()
+                );
+            }
+            ComponentKind::Sink(s) => {
+                let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
+            }
+        }
+    }
+    let _ = writeln!(o);
+    for (name, target) in [("dlq", &plan.dlq), ("audit", &plan.audit)] {
+        if let Some(t) = target {
+            let _ = writeln!(o, "{name} {}", t.path);
+        }
+    }
+    if let Some(s) = &plan.state {
+        let _ = writeln!(o, "state {} ({})", s.path, s.kind);
+    }
+    let d = &plan.defaults;
+    let _ = writeln!(
+        o,
+        "defaults: batch {}, retry {} attempts {}ms..{}ms{}",
+        d.batch_size,
+        d.retry.max_attempts,
+        d.retry.initial_backoff_ms,
+        d.retry.max_backoff_ms,
+        d.throttle.as_ref().map(|t| format!(", throttle {}/{}s", t.permits, t.per_seconds)).unwrap_or_default()
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(o, "masking matrix (sink, field, class, treatment, decided at):");
+    if plan.masking_matrix.is_empty() {
+        let _ = writeln!(o, "  (no PHI reaches any sink)");
+    }
+    for r in &plan.masking_matrix {
+        let _ = writeln!(
+            o,
+            "  {:<16} {:<32} {:<14} {:<8} {}",
+            r.sink,
+            r.field,
+            r.class.as_str(),
+            r.treatment.as_str(),
+            r.decided_at
+        );
+    }
+    o
+}
+
+fn classes_text(classes: &[sluice_spec_core::PhiClass]) -> String {
+    if classes.is_empty() {
+        return String::new();
+    }
+    format!("  PHI: {}", classes.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
+}
+
+fn node_id(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+pub fn dot(plan: &Plan) -> String {
+    let mut o = format!("digraph \"{}\" {{\n  rankdir=LR;\n", plan.pipeline.replace('"', "'"));
+    for c in &plan.components {
+        let shape = match c.kind {
+            ComponentKind::Source(_) => "cylinder",
+            ComponentKind::Sink(_) => "folder",
+            _ => "box",
+        };
+        let _ = writeln!(o, "  {} [label=\"{}\\n({})\", shape={shape}];", node_id(&c.name), c.name, c.kind.type_name());
+    }
+    for c in &plan.components {
+        for i in &c.inputs {
+            let label = i.branch.as_ref().map(|b| format!(" [label=\"{b}\"]")).unwrap_or_default();
+            let _ = writeln!(o, "  {} -> {}{label};", node_id(&i.component), node_id(&c.name));
+        }
+    }
+    o.push_str("}\n");
+    o
+}
+
+pub fn mermaid(plan: &Plan) -> String {
+    let mut o = String::from("flowchart LR\n");
+    for c in &plan.components {
+        let (open, close) = match c.kind {
+            ComponentKind::Source(_) => ("[(", ")]"),
+            ComponentKind::Sink(_) => ("[/", "/]"),
+            _ => ("[", "]"),
+        };
+        let _ = writeln!(o, "  {}{open}\"{} ({})\"{close}", node_id(&c.name), c.name, c.kind.type_name());
+    }
+    for c in &plan.components {
+        for i in &c.inputs {
+            let label = i.branch.as_ref().map(|b| format!("|{b}|")).unwrap_or_default();
+            let _ = writeln!(o, "  {} -->{label} {}", node_id(&i.component), node_id(&c.name));
+        }
+    }
+    o
+}

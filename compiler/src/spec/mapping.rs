@@ -1,0 +1,372 @@
+//! Mapping specs (`kind: mapping`): one typed expression per output field.
+//!
+//! Invariants:
+//! - Every output path exists in the output schema, and no runtime-set field is mapped.
+//! - Every expression type-checks against the input schema and fits its output field.
+//! - The PHI classes of every output leaf are known (they feed the masking proof).
+
+use std::collections::BTreeSet;
+
+use sluice_canonical::{OutputSchema, Presence};
+use sluice_hl7v2::schema::Version;
+use sluice_spec_core::{PhiClass, ValueType};
+
+use super::reader::{self, Cx, Spanned};
+use super::rules::message_types;
+use super::shape;
+use super::{SchemaRef, schema_ref};
+use crate::codes;
+use crate::diagnostics::Diagnostic;
+use crate::expr::check::{self, Env, Scope, Typed, Var};
+use crate::hl7::Hl7Env;
+use crate::plan::{CodeTable, FieldPlan, FieldValue, ItemPlan, MapPlan, MemberPlan, Producer, ZSegmentPlan};
+use crate::source::Span;
+use crate::yaml::{Node, Value};
+
+pub struct Mapping {
+    pub plan: MapPlan,
+    pub input_version: Option<(Version, Span)>,
+    pub output: &'static OutputSchema,
+    /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
+    pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
+}
+
+/// The parser profile a mapping names, read without reporting anything (the driver loads it
+/// before checking the mapping, so Z-segment paths resolve).
+pub fn profile_ref(node: &Node) -> Option<(String, Span)> {
+    let Value::Map(top) = &node.value else { return None };
+    let (_, input) = top.iter().find(|(k, _)| k.as_str() == Some("input"))?;
+    let Value::Map(input) = &input.value else { return None };
+    let (_, p) = input.iter().find(|(k, _)| k.as_str() == Some("profile"))?;
+    p.as_str().map(|s| (s.to_string(), p.span))
+}
+
+pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Mapping> {
+    let obj = reader::object(cx, node, &shape::MAPPING, "the mapping")?;
+    let name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
+    let mut input_version = None;
+    let mut types = Vec::new();
+    let mut input_text = String::new();
+    if let Some(input) = obj.get("input")
+        && let Some(inp) = reader::object(cx, input, &shape::MAPPING_INPUT, "`input`")
+    {
+        if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
+            input_text = s.text.clone();
+            match r {
+                SchemaRef::Hl7(v) => input_version = Some((v, s.span)),
+                SchemaRef::Output(_) => cx.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_SCHEMA,
+                        format!("a mapping reads a standard's messages, not `{}`", s.text),
+                    )
+                    .label(s.span, "an output schema")
+                    .help("write `schema: hl7v2/<version>`"),
+                ),
+            }
+        }
+        types = inp.get("message_types").map(|n| message_types(cx, n)).unwrap_or_default();
+    }
+    let output = obj.get("output").and_then(|n| schema_ref(cx, n)).and_then(|(r, s)| match r {
+        SchemaRef::Output(o) => Some((o, s)),
+        SchemaRef::Hl7(_) => {
+            cx.push(
+                Diagnostic::error(
+                    codes::UNKNOWN_SCHEMA,
+                    format!("`{}` is an input standard, not an output schema", s.text),
+                )
+                .label(s.span, "not an output schema")
+                .help(format!("output schemas: {}", sluice_canonical::names().collect::<Vec<_>>().join(", "))),
+            );
+            None
+        }
+    });
+    let tables = obj.get("tables").map(|n| read_tables(cx, n)).unwrap_or_default();
+    let (Some((version, _)), Some((output, _))) = (input_version, output) else {
+        return None;
+    };
+    let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
+    let env = Env { scope: Scope::Hl7(hl7), vars: vec![], tables: tables.iter().map(|t| t.name.clone()).collect() };
+    let mut m = MappingChecker { output, fields: vec![], leaf_classes: vec![], mapped: BTreeSet::new() };
+    if let Some(fields) = obj.get("fields") {
+        m.fields_of(cx, fields, "", &env);
+        let anchor = obj.key_span("fields").unwrap_or(obj.anchor());
+        for f in output.fields.iter().filter(|f| f.presence == Presence::Required) {
+            if !m.mapped.contains(&f.path) {
+                cx.push(
+                    Diagnostic::error(
+                        codes::UNMAPPED_REQUIRED,
+                        format!("required output field `{}` is not mapped", f.path),
+                    )
+                    .label(anchor, format!("`{}` missing from these fields", f.path))
+                    .help(format!("add `{}: <expression>` ({}: {})", f.path, f.value_type, f.description)),
+                );
+            }
+        }
+    }
+    let plan = MapPlan {
+        mapping: name,
+        mapping_file: cx.sources.get(cx.file).name.clone(),
+        input_schema: input_text,
+        output_schema: output.name.to_string(),
+        message_types: types,
+        tables,
+        fields: m.fields,
+    };
+    Some(Mapping { plan, input_version, output, leaf_classes: m.leaf_classes })
+}
+
+fn read_tables(cx: &mut Cx, node: &Node) -> Vec<CodeTable> {
+    let Some(entries) = reader::entries(cx, node, "`tables`") else { return vec![] };
+    let mut out = Vec::new();
+    for (name, _, value) in entries {
+        let Some(rows) = reader::entries(cx, value, &format!("table `{name}`")) else { continue };
+        let mut table = CodeTable { name: name.to_string(), entries: vec![] };
+        for (code, _, v) in rows {
+            if let Some(s) = reader::string(cx, v, &format!("the value of `{code}` in table `{name}`")) {
+                table.entries.push((code.to_string(), s.text));
+            }
+        }
+        out.push(table);
+    }
+    out
+}
+
+struct MappingChecker {
+    output: &'static OutputSchema,
+    fields: Vec<FieldPlan>,
+    leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
+    mapped: BTreeSet<String>,
+}
+
+fn sorted(classes: &BTreeSet<PhiClass>) -> Vec<PhiClass> {
+    classes.iter().copied().collect()
+}
+
+impl MappingChecker {
+    fn fields_of(&mut self, cx: &mut Cx, node: &Node, prefix: &str, env: &Env) {
+        let Some(entries) = reader::entries(cx, node, "`fields`") else { return };
+        for (key, key_node, value) in entries {
+            let path = if prefix.is_empty() { key.to_string() } else { format!("{prefix}.{key}") };
+            let Some(def) = self.output.field(&path) else {
+                let d = Diagnostic::error(
+                    codes::UNKNOWN_OUTPUT_FIELD,
+                    format!("{} has no field `{path}`", self.output.name),
+                )
+                .label(key_node.span, "unknown output field");
+                cx.push(self.suggest_sibling(d, &path, key));
+                continue;
+            };
+            if def.presence == Presence::Runtime {
+                cx.push(
+                    Diagnostic::error(
+                        codes::RUNTIME_FIELD,
+                        format!("`{path}` is set by the runtime and cannot be mapped"),
+                    )
+                    .label(key_node.span, "runtime-set field")
+                    .help("remove this entry; Sluice fills it from what the run did"),
+                );
+                continue;
+            }
+            self.mapped.insert(path.clone());
+            match (&value.value, &def.value_type) {
+                (Value::Map(_), ValueType::Struct) => self.fields_of(cx, value, &path, env),
+                (Value::Seq(items), ValueType::List(inner)) => {
+                    let producers = items.iter().filter_map(|p| self.producer(cx, p, &path, inner, env)).collect();
+                    self.fields.push(FieldPlan {
+                        path,
+                        value_type: def.value_type.clone(),
+                        required: def.presence == Presence::Required,
+                        value: FieldValue::List { producers },
+                    });
+                }
+                (_, ValueType::Struct) => cx.push(
+                    Diagnostic::error(
+                        codes::WRONG_TYPE,
+                        format!("`{path}` is a group of fields; map its fields one by one"),
+                    )
+                    .label(value.span, format!("expected a mapping of `{path}`'s fields")),
+                ),
+                (_, ValueType::List(_)) => cx.push(
+                    Diagnostic::error(codes::WRONG_TYPE, format!("`{path}` is a list; give it a list of producers"))
+                        .label(value.span, "expected a list such as `- each: PID-3[*]`")
+                        .help("write `- each: <repeating path>` with `as:` and `item:`, or `- item: ...` for one item"),
+                ),
+                _ => {
+                    let Some(t) = check::check_node(cx.sources, cx.diags, value, env) else { continue };
+                    let Some(t) = self.single(cx, t, value.span) else { continue };
+                    if !check::check_fits(cx.diags, &t, &def.value_type, value.span, &format!("`{path}`")) {
+                        continue;
+                    }
+                    self.leaf_classes.push((path.clone(), t.classes.clone(), value.span));
+                    self.fields.push(FieldPlan {
+                        path,
+                        value_type: def.value_type.clone(),
+                        required: def.presence == Presence::Required,
+                        value: FieldValue::Scalar { expr: t.expr, classes: sorted(&t.classes) },
+                    });
+                }
+            }
+        }
+    }
+
+    /// Help for an unknown output field: the closest field of the same group, compared by
+    /// name (whole paths all share their group's prefix, which would make any sibling look
+    /// close), or the list of the group's fields. Suggested in the form `key` was written.
+    fn suggest_sibling(&self, d: Diagnostic, path: &str, key: &str) -> Diagnostic {
+        let (parent, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+        let siblings: Vec<&str> = self
+            .output
+            .fields
+            .iter()
+            .filter(|f| f.presence != Presence::Runtime && !f.path.contains("[*]"))
+            .filter_map(|f| match f.path.rsplit_once('.') {
+                Some((p, l)) if p == parent => Some(l),
+                None if parent.is_empty() => Some(f.path.as_str()),
+                _ => None,
+            })
+            .collect();
+        let written =
+            |l: &str| if key.contains('.') && !parent.is_empty() { format!("{parent}.{l}") } else { l.to_string() };
+        let list = siblings.iter().map(|l| format!("`{l}`")).collect::<Vec<_>>().join(", ");
+        match crate::diagnostics::did_you_mean(leaf, siblings.iter().copied()) {
+            Some(best) => d.help(format!("did you mean `{}`?", written(best))),
+            None if parent.is_empty() => d.help(format!("top-level fields: {list}")),
+            None => d.help(format!("`{parent}` has the fields {list}")),
+        }
+    }
+
+    fn single(&self, cx: &mut Cx, t: Typed, span: Span) -> Option<Typed> {
+        if !t.multi {
+            return Some(t);
+        }
+        cx.push(
+            Diagnostic::error(codes::MULTI_VALUE, "this path yields a list where one value is expected")
+                .label(span, "`[*]` yields every repetition")
+                .help("pick one (`[0]`), use a list field with `each:`, or `join(..., \",\")`"),
+        );
+        None
+    }
+
+    fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
+        let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{list}`"))?;
+        let Scope::Hl7(hl7) = env.scope else { return None };
+        let mut vars = env.vars.clone();
+        let (mut each, mut var) = (None, None);
+        if let Some(each_node) = obj.get("each") {
+            let t = check::check_node(cx.sources, cx.diags, each_node, env)?;
+            let crate::expr::ast::Expr::Hl7 { path, .. } = &t.expr else {
+                cx.push(
+                    Diagnostic::error(codes::TYPE_MISMATCH, "`each` must be a repeating HL7 path")
+                        .label(each_node.span, "not a path")
+                        .help("write a path with `[*]`, such as `PID-3[*]`"),
+                );
+                return None;
+            };
+            if !t.multi {
+                cx.push(
+                    Diagnostic::error(codes::TYPE_MISMATCH, "`each` needs a path that yields several values")
+                        .label(each_node.span, "this path yields one value")
+                        .help(format!(
+                            "iterate over every repetition with `[*]`, e.g. `{}[*]`",
+                            path.split('.').next().unwrap_or(path)
+                        )),
+                );
+                return None;
+            }
+            let resolved = hl7.resolve(path, each_node.span).ok()?;
+            // An iteration variable stands for one repetition: its components are addressed
+            // relative to the field's datatype, or to the component's when `each` names one.
+            let datatype = match resolved.path.component {
+                None => resolved.field_datatype.clone(),
+                Some(c) => hl7
+                    .schema
+                    .datatype(&resolved.field_datatype)
+                    .and_then(|d| d.component(c))
+                    .map_or("ST".to_string(), |cd| cd.datatype.clone()),
+            };
+            let name = match obj.get("as") {
+                Some(n) => reader::string(cx, n, "`as`")?,
+                None => Spanned { text: "it".into(), span: each_node.span },
+            };
+            vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone() });
+            each = Some(t.expr);
+            var = Some(name.text);
+        }
+        let inner_env = Env { scope: env.scope, vars, tables: env.tables.clone() };
+        let when = match obj.get("when") {
+            Some(w) => {
+                let t = check::check_node(cx.sources, cx.diags, w, &inner_env)?;
+                if !check::check_fits(cx.diags, &t, &ValueType::Boolean, w.span, "`when`") {
+                    return None;
+                }
+                Some(t.expr)
+            }
+            None => None,
+        };
+        let item_node = obj.get("item")?;
+        let item = match (&item_node.value, inner) {
+            (Value::Map(_), ValueType::Struct) => {
+                let entries = reader::entries(cx, item_node, "`item`")?;
+                let mut members = Vec::new();
+                for (member, key, value) in entries {
+                    let path = format!("{list}[*].{member}");
+                    let Some(def) = self.output.field(&path) else {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_OUTPUT_FIELD,
+                            format!("items of `{list}` have no member `{member}`"),
+                        )
+                        .label(key.span, "unknown member");
+                        let names: Vec<String> = self
+                            .output
+                            .item_members(list)
+                            .iter()
+                            .map(|f| f.path.rsplit('.').next().unwrap_or("").to_string())
+                            .collect();
+                        cx.push(d.suggest(member, names.iter().map(String::as_str)));
+                        continue;
+                    };
+                    let Some(t) = check::check_node(cx.sources, cx.diags, value, &inner_env) else { continue };
+                    let Some(t) = self.single(cx, t, value.span) else { continue };
+                    if !check::check_fits(cx.diags, &t, &def.value_type, value.span, &format!("`{path}`")) {
+                        continue;
+                    }
+                    self.leaf_classes.push((path, t.classes.clone(), value.span));
+                    members.push(MemberPlan {
+                        name: member.to_string(),
+                        value_type: def.value_type.clone(),
+                        expr: t.expr,
+                        classes: sorted(&t.classes),
+                    });
+                }
+                ItemPlan::Struct { members }
+            }
+            (Value::Map(_), _) => {
+                cx.push(
+                    Diagnostic::error(
+                        codes::WRONG_TYPE,
+                        format!("items of `{list}` are {inner}, not groups of fields"),
+                    )
+                    .label(item_node.span, "expected one expression"),
+                );
+                return None;
+            }
+            (_, ValueType::Struct) => {
+                cx.push(
+                    Diagnostic::error(codes::WRONG_TYPE, format!("items of `{list}` are groups of fields"))
+                        .label(item_node.span, "expected `member: expression` entries"),
+                );
+                return None;
+            }
+            _ => {
+                let t = check::check_node(cx.sources, cx.diags, item_node, &inner_env)?;
+                let t = self.single(cx, t, item_node.span)?;
+                if !check::check_fits(cx.diags, &t, inner, item_node.span, &format!("an item of `{list}`")) {
+                    return None;
+                }
+                self.leaf_classes.push((format!("{list}[*]"), t.classes.clone(), item_node.span));
+                ItemPlan::Scalar { classes: sorted(&t.classes), expr: t.expr }
+            }
+        };
+        Some(Producer { each, var, when, item })
+    }
+}

@@ -1,0 +1,200 @@
+//! Pipeline specs (`kind: pipeline`): named sources, stages and sinks with their `inputs`.
+//!
+//! This module reads what is written; resolving referenced files, the graph and the types is
+//! the driver's job ([`crate::compile`]).
+
+use super::reader::{self, Cx, Spanned};
+use super::shape::{self, Shape};
+use crate::codes;
+use crate::diagnostics::Diagnostic;
+use crate::plan::{Defaults, Mode, RetryPlan, ThrottlePlan};
+use crate::source::Span;
+use crate::yaml::Node;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Section {
+    Source,
+    Stage,
+    Sink,
+}
+
+#[derive(Debug)]
+pub enum Body<'n> {
+    Files { paths: Vec<Spanned>, profile: Option<Spanned> },
+    Validate { rules: Spanned, mode: Option<Mode> },
+    Map { mapping: Spanned },
+    Mask { policy: Spanned },
+    Filter { keep: &'n Node },
+    Route { routes: Vec<(String, Span, &'n Node)>, default: Option<Spanned> },
+    Jsonl { path: Spanned },
+}
+
+#[derive(Debug)]
+pub struct ComponentSpec<'n> {
+    pub name: String,
+    pub name_span: Span,
+    pub section: Section,
+    pub inputs: Vec<Spanned>,
+    /// The `inputs` value, when the key is written (a missing key is reported as SL202).
+    pub inputs_span: Option<Span>,
+    pub body: Body<'n>,
+}
+
+pub struct PipelineSpec<'n> {
+    pub name: String,
+    pub components: Vec<ComponentSpec<'n>>,
+    pub dlq: Option<Spanned>,
+    pub audit: Option<Spanned>,
+    pub state: Option<Spanned>,
+    pub defaults: Defaults,
+}
+
+pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
+    let obj = reader::object(cx, node, &shape::PIPELINE, "the pipeline")?;
+    let name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
+    let mut components = Vec::new();
+    for (key, section, shapes) in [
+        ("sources", Section::Source, shape::SOURCE_SHAPES),
+        ("stages", Section::Stage, shape::STAGE_SHAPES),
+        ("sinks", Section::Sink, shape::SINK_SHAPES),
+    ] {
+        let Some(n) = obj.get(key) else { continue };
+        let Some(entries) = reader::entries(cx, n, &format!("`{key}`")) else { continue };
+        for (cname, cname_node, body) in entries {
+            if let Some(c) = component(cx, cname, cname_node.span, body, section, shapes) {
+                components.push(c);
+            }
+        }
+    }
+    let file_target = |cx: &mut Cx, key: &str| {
+        let n = obj.get(key)?;
+        let o = reader::object(
+            cx,
+            n,
+            if key == "state" { &shape::STATE } else { &shape::FILE_TARGET },
+            &format!("`{key}`"),
+        )?;
+        o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
+    };
+    let dlq = file_target(cx, "dlq");
+    let audit = file_target(cx, "audit");
+    let state = file_target(cx, "state");
+    let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
+    Some(PipelineSpec { name, components, dlq, audit, state, defaults })
+}
+
+pub fn default_defaults() -> Defaults {
+    Defaults {
+        batch_size: 256,
+        retry: RetryPlan { max_attempts: 3, initial_backoff_ms: 200, max_backoff_ms: 30_000 },
+        throttle: None,
+    }
+}
+
+fn defaults(cx: &mut Cx, node: &Node) -> Defaults {
+    let mut d = default_defaults();
+    let Some(obj) = reader::object(cx, node, &shape::DEFAULTS, "`defaults`") else { return d };
+    if let Some(b) = obj.get("batch_size").and_then(|n| reader::integer(cx, n, "`batch_size`")) {
+        if b == 0 {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, "`batch_size` must be at least 1")
+                    .label(obj.get("batch_size").map_or(obj.anchor(), |n| n.span), "zero")
+                    .help("the default is 256"),
+            );
+        } else {
+            d.batch_size = b as usize;
+        }
+    }
+    if let Some(r) = obj.get("retry").and_then(|n| reader::object(cx, n, &shape::RETRY, "`retry`")) {
+        if let Some(v) = r.get("max_attempts").and_then(|n| reader::integer(cx, n, "`max_attempts`")) {
+            d.retry.max_attempts = v.min(u32::MAX as u64) as u32;
+        }
+        if let Some(v) = r.get("initial_backoff").and_then(|n| reader::duration(cx, n, "`initial_backoff`")) {
+            d.retry.initial_backoff_ms = v;
+        }
+        if let Some(v) = r.get("max_backoff").and_then(|n| reader::duration(cx, n, "`max_backoff`")) {
+            d.retry.max_backoff_ms = v;
+        }
+    }
+    if let Some(t) = obj.get("throttle").and_then(|n| reader::object(cx, n, &shape::THROTTLE, "`throttle`"))
+        && let Some((permits, per_seconds)) = t.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"))
+    {
+        d.throttle = Some(ThrottlePlan { permits, per_seconds });
+    }
+    d
+}
+
+fn component<'n>(
+    cx: &mut Cx,
+    name: &str,
+    name_span: Span,
+    node: &'n Node,
+    section: Section,
+    shapes: &[&Shape],
+) -> Option<ComponentSpec<'n>> {
+    let what = format!("`{name}`");
+    let entries = reader::entries(cx, node, &what)?;
+    let tags: Vec<&str> = shapes.iter().filter_map(|s| s.type_tag).collect();
+    let Some((_, _, type_node)) = entries.iter().find(|(k, _, _)| *k == "type") else {
+        cx.push(
+            Diagnostic::error(codes::MISSING_KEY, format!("{what} is missing the required key `type`"))
+                .label(name_span, "add `type` here")
+                .help(format!("`type` is one of: {}", tags.join(", "))),
+        );
+        return None;
+    };
+    let tag = reader::one_of(cx, type_node, &tags, &format!("{} type", section_name(section)))?;
+    let shape = shapes.iter().find(|s| s.type_tag == Some(tag.text.as_str()))?;
+    let obj = reader::object(cx, node, shape, &format!("{} `{name}`", section_name(section)))?;
+    let inputs = match obj.get("inputs") {
+        Some(n) if section != Section::Source => reader::string_list(cx, n, "`inputs`", true),
+        Some(_) => {
+            // Sources read from the outside world; the unknown-key check already said so.
+            vec![]
+        }
+        None => vec![],
+    };
+    let s = |cx: &mut Cx, key: &str| obj.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
+    let body = match tag.text.as_str() {
+        "files" => {
+            if let Some(f) = obj.get("format") {
+                reader::one_of(cx, f, &["hl7v2"], "source format");
+            }
+            Body::Files {
+                paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
+                profile: s(cx, "profile"),
+            }
+        }
+        "validate" => Body::Validate {
+            rules: s(cx, "rules")?,
+            mode: obj
+                .get("mode")
+                .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
+                .map(|m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict }),
+        },
+        "map" => Body::Map { mapping: s(cx, "mapping")? },
+        "mask" => Body::Mask { policy: s(cx, "policy")? },
+        "filter" => Body::Filter { keep: obj.get("keep")? },
+        "route" => {
+            let routes = obj
+                .get("routes")
+                .and_then(|n| reader::entries(cx, n, "`routes`"))
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(b, k, v)| (b.to_string(), k.span, v))
+                .collect();
+            Body::Route { routes, default: s(cx, "default") }
+        }
+        _ => Body::Jsonl { path: s(cx, "path")? },
+    };
+    let inputs_span = obj.get("inputs").map(|n| n.span);
+    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body })
+}
+
+pub fn section_name(s: Section) -> &'static str {
+    match s {
+        Section::Source => "source",
+        Section::Stage => "stage",
+        Section::Sink => "sink",
+    }
+}

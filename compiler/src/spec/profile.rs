@@ -1,0 +1,197 @@
+//! Parser profiles (`kind: profile`): how to read one sender's HL7 v2 messages.
+
+use sluice_hl7v2::schema::{self, Version};
+use sluice_spec_core::PhiClass;
+
+use super::reader::{self, Cx};
+use super::shape;
+use crate::codes;
+use crate::diagnostics::Diagnostic;
+use crate::plan::{ProfilePlan, ZFieldPlan, ZSegmentPlan};
+use crate::yaml::{Node, Value};
+
+/// The profile used by a source that names none: the HL7 version most mappings are written
+/// against, every version accepted, any separator, unknown segments kept.
+pub fn default_profile() -> ProfilePlan {
+    ProfilePlan {
+        name: "default".into(),
+        version: "2.5.1".into(),
+        accept_versions: Version::ALL.iter().map(|v| v.as_str().to_string()).collect(),
+        encoding: "utf-8".into(),
+        segment_terminators: shape::SEGMENT_TERMINATORS.iter().map(|s| s.to_string()).collect(),
+        unexpected_segments: "parse".into(),
+        timezone: "+00:00".into(),
+        z_segments: vec![],
+    }
+}
+
+/// Reads an HL7 version, reporting SL401 with the list of bundled versions.
+pub fn version(cx: &mut Cx, node: &Node, what: &str) -> Option<Version> {
+    let s = reader::string(cx, node, what)?;
+    if let Some(v) = Version::parse(&s.text) {
+        return Some(v);
+    }
+    let names: Vec<&str> = Version::ALL.iter().map(|v| v.as_str()).collect();
+    cx.push(
+        Diagnostic::error(codes::UNKNOWN_SCHEMA, format!("HL7 v2 version `{}` is not bundled", s.text))
+            .label(s.span, "unknown version")
+            .help(format!("bundled versions: {}", names.join(", "))),
+    );
+    None
+}
+
+fn timezone_ok(tz: &str) -> bool {
+    let b = tz.as_bytes();
+    tz == "Z"
+        || (b.len() == 6
+            && matches!(b[0], b'+' | b'-')
+            && b[1..3].iter().all(u8::is_ascii_digit)
+            && b[3] == b':'
+            && b[4..6].iter().all(u8::is_ascii_digit))
+}
+
+pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
+    let obj = reader::object(cx, node, &shape::PROFILE, "the profile")?;
+    let mut p = default_profile();
+    p.unexpected_segments = "fail".into();
+    p.name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
+    if let Some(n) = obj.get("format") {
+        reader::one_of(cx, n, &["hl7v2"], "profile format");
+    }
+    let v = obj.get("version").and_then(|n| version(cx, n, "`version`"));
+    if let Some(v) = v {
+        p.version = v.as_str().into();
+        p.accept_versions = vec![p.version.clone()];
+    }
+    if let Some(n) = obj.get("accept_versions") {
+        p.accept_versions = Vec::new();
+        let items = match &n.value {
+            Value::Seq(items) => items.iter().collect::<Vec<_>>(),
+            _ => {
+                reader::string_list(cx, n, "`accept_versions`", false);
+                vec![]
+            }
+        };
+        for item in items {
+            if let Some(v) = version(cx, item, "each accepted version") {
+                p.accept_versions.push(v.as_str().into());
+            }
+        }
+    }
+    if let Some(n) = obj.get("encoding") {
+        reader::one_of(cx, n, shape::ENCODINGS, "encoding");
+    }
+    if let Some(n) = obj.get("segment_terminators") {
+        p.segment_terminators = Vec::new();
+        for item in reader::string_list(cx, n, "`segment_terminators`", false) {
+            if shape::SEGMENT_TERMINATORS.contains(&item.text.as_str()) {
+                p.segment_terminators.push(item.text);
+            } else {
+                let d = Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not a segment terminator", item.text))
+                    .label(item.span, "expected `cr`, `lf` or `crlf`");
+                cx.push(d.suggest(&item.text, shape::SEGMENT_TERMINATORS.iter().copied()));
+            }
+        }
+    }
+    if let Some(n) = obj.get("unexpected_segments")
+        && let Some(s) = reader::one_of(cx, n, shape::UNEXPECTED_SEGMENTS, "`unexpected_segments` policy")
+    {
+        p.unexpected_segments = s.text;
+    }
+    if let Some(n) = obj.get("timezone")
+        && let Some(s) = reader::string(cx, n, "`timezone`")
+    {
+        if timezone_ok(&s.text) {
+            p.timezone = s.text;
+        } else {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not a UTC offset", s.text))
+                    .label(s.span, "expected `+HH:MM`, `-HH:MM` or `Z`")
+                    .help("write the sender's offset, e.g. `-05:00`; named zones are not supported"),
+            );
+        }
+    }
+    if let Some(n) = obj.get("z_segments") {
+        let version = v.unwrap_or(Version::V2_5_1);
+        p.z_segments = z_segments(cx, n, version);
+    }
+    Some(p)
+}
+
+fn z_segments(cx: &mut Cx, node: &Node, version: Version) -> Vec<ZSegmentPlan> {
+    let Some(entries) = reader::entries(cx, node, "`z_segments`") else { return vec![] };
+    let schema = schema::schema(version);
+    let mut out = Vec::new();
+    for (id, key, value) in entries {
+        let b = id.as_bytes();
+        let id_ok = b.len() == 3 && b[0] == b'Z' && b[1..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit());
+        if !id_ok {
+            cx.push(
+                Diagnostic::error(codes::INVALID_Z_SEGMENT, format!("`{id}` is not a Z-segment id"))
+                    .label(key.span, "expected `Z` and two upper-case letters or digits")
+                    .help("Z-segment ids look like `ZPI`; standard segments are defined by the HL7 version"),
+            );
+            continue;
+        }
+        let Some(obj) = reader::object(cx, value, &shape::Z_SEGMENT, &format!("Z-segment `{id}`")) else { continue };
+        let mut fields = Vec::new();
+        if let Some(Node { value: Value::Seq(items), .. }) = obj.get("fields") {
+            for (i, item) in items.iter().enumerate() {
+                let Some(f) = reader::object(cx, item, &shape::Z_FIELD, &format!("field {id}-{}", i + 1)) else {
+                    continue;
+                };
+                let name =
+                    f.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
+                let datatype = f.get("type").and_then(|n| reader::string(cx, n, "`type`"));
+                let datatype = match datatype {
+                    Some(dt) if schema.datatype(&dt.text).is_some() => dt.text,
+                    Some(dt) => {
+                        let names: Vec<&str> = [
+                            "ST", "NM", "SI", "DT", "DTM", "TS", "ID", "IS", "CX", "XPN", "XAD", "XTN", "CWE", "CE",
+                            "HD", "EI",
+                        ]
+                        .into_iter()
+                        .filter(|n| schema.datatype(n).is_some())
+                        .collect();
+                        let d = Diagnostic::error(
+                            codes::INVALID_Z_SEGMENT,
+                            format!("`{}` is not an HL7 v{version} datatype", dt.text),
+                        )
+                        .label(dt.span, "unknown datatype");
+                        cx.push(match crate::diagnostics::did_you_mean(&dt.text, names.iter().copied()) {
+                            Some(best) => d.help(format!("did you mean `{best}`?")),
+                            None => d.help(format!("common datatypes: {}", names.join(", "))),
+                        });
+                        "ST".into()
+                    }
+                    None => "ST".into(),
+                };
+                let phi = f.get("phi").and_then(|n| phi_class(cx, n));
+                fields.push(ZFieldPlan { seq: i + 1, name, datatype, phi });
+            }
+        } else if let Some(n) = obj.get("fields") {
+            cx.push(
+                Diagnostic::error(codes::WRONG_TYPE, format!("`fields` must be a list, found {}", n.kind_name()))
+                    .label(n.span, "expected a list of `{name, type}`"),
+            );
+        }
+        out.push(ZSegmentPlan { id: id.to_string(), fields });
+    }
+    out
+}
+
+/// Reads a PHI class name, reporting SL603 with did-you-mean.
+pub fn phi_class(cx: &mut Cx, node: &Node) -> Option<PhiClass> {
+    let s = reader::string(cx, node, "PHI class")?;
+    if let Some(c) = PhiClass::parse(&s.text) {
+        return Some(c);
+    }
+    let d = Diagnostic::error(codes::UNKNOWN_PHI_CLASS, format!("`{}` is not a PHI class", s.text))
+        .label(s.span, "unknown class");
+    let names: Vec<&str> = PhiClass::ALL.iter().map(|c| c.as_str()).collect();
+    cx.push(match crate::diagnostics::did_you_mean(&s.text, names.iter().copied()) {
+        Some(best) => d.help(format!("did you mean `{best}`?")),
+        None => d.help(format!("classes: {}", names.join(", "))),
+    });
+    None
+}

@@ -1,0 +1,395 @@
+//! The shape of every object in the spec language, as data.
+//!
+//! One table drives both the unknown-key check (with did-you-mean) and the JSON Schema that
+//! `sluice schema` emits for editors, so the two cannot drift apart.
+
+/// What a key holds.
+#[derive(Debug)]
+pub enum KeyType {
+    String,
+    Integer,
+    Bool,
+    /// An expression in the mapping language (a string, or a YAML scalar literal).
+    Expr,
+    /// One of a fixed set of strings.
+    Enum(&'static [&'static str]),
+    /// A string or a list of strings.
+    StringOrList,
+    ListOfStrings,
+    /// A duration such as `200ms`, `5s`, `2m`.
+    Duration,
+    /// A rate such as `50/min`, `10/s`.
+    Rate,
+    /// A secret reference: `${VARIABLE}`.
+    Secret,
+    Object(&'static Shape),
+    /// A mapping from user-chosen names to objects of one shape.
+    MapOf(&'static Shape),
+    /// A mapping from user-chosen names to strings.
+    MapOfStrings,
+    ListOf(&'static Shape),
+    /// A mapping whose values are components chosen by their `type` key.
+    Components(&'static [&'static Shape]),
+    /// Output field -> expression, list producers or nested object (mapping `fields`).
+    FieldMap,
+    /// PHI class or field -> treatment (masking policy).
+    TreatmentMap,
+}
+
+#[derive(Debug)]
+pub struct Key {
+    pub name: &'static str,
+    pub required: bool,
+    pub ty: KeyType,
+    pub doc: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Shape {
+    pub name: &'static str,
+    /// For component shapes: the value of `type` that selects this shape.
+    pub type_tag: Option<&'static str>,
+    pub doc: &'static str,
+    pub keys: &'static [Key],
+}
+
+impl Shape {
+    pub fn key(&self, name: &str) -> Option<&Key> {
+        self.keys.iter().find(|k| k.name == name)
+    }
+
+    pub fn key_names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.keys.iter().map(|k| k.name)
+    }
+}
+
+const fn req(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
+    Key { name, required: true, ty, doc }
+}
+
+const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
+    Key { name, required: false, ty, doc }
+}
+
+pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking"];
+pub const MODES: &[&str] = &["strict", "lenient"];
+
+pub static RETRY: Shape = Shape {
+    name: "retry",
+    type_tag: None,
+    doc: "Retry policy: exponential backoff with full jitter.",
+    keys: &[
+        opt("max_attempts", KeyType::Integer, "Attempts in all, including the first (default 3)."),
+        opt("initial_backoff", KeyType::Duration, "Backoff before the first retry (default `200ms`)."),
+        opt("max_backoff", KeyType::Duration, "Cap on any one backoff (default `30s`)."),
+    ],
+};
+
+pub static THROTTLE: Shape = Shape {
+    name: "throttle",
+    type_tag: None,
+    doc: "A token bucket.",
+    keys: &[req("rate", KeyType::Rate, "Permits per unit of time: `50/min`, `10/s`, `500/h`.")],
+};
+
+pub static DEFAULTS: Shape = Shape {
+    name: "defaults",
+    type_tag: None,
+    doc: "Defaults for every component of the pipeline.",
+    keys: &[
+        opt("batch_size", KeyType::Integer, "Records per batch handed to CPU stages (default 256)."),
+        opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O."),
+        opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O."),
+    ],
+};
+
+pub static FILE_TARGET: Shape = Shape {
+    name: "file_target",
+    type_tag: None,
+    doc: "A JSON Lines file.",
+    keys: &[req("path", KeyType::String, "File path, relative to the pipeline file.")],
+};
+
+pub static STATE: Shape = Shape {
+    name: "state",
+    type_tag: None,
+    doc: "The state store.",
+    keys: &[
+        opt("type", KeyType::Enum(&["sqlite"]), "Store kind (default `sqlite`)."),
+        req("path", KeyType::String, "Database file, relative to the pipeline file."),
+    ],
+};
+
+pub static SOURCE_FILES: Shape = Shape {
+    name: "source.files",
+    type_tag: Some("files"),
+    doc: "Reads messages from local files matching glob patterns, streaming.",
+    keys: &[
+        req("type", KeyType::Enum(&["files"]), "Source kind."),
+        req("format", KeyType::Enum(&["hl7v2"]), "Standard of the files."),
+        req("path", KeyType::StringOrList, "Glob pattern(s), relative to the pipeline file."),
+        opt("profile", KeyType::String, "Parser profile file (`kind: profile`)."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static STAGE_VALIDATE: Shape = Shape {
+    name: "stage.validate",
+    type_tag: Some("validate"),
+    doc: "Checks records against validation rules.",
+    keys: &[
+        req("type", KeyType::Enum(&["validate"]), "Stage kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("rules", KeyType::String, "Rules file (`kind: rules`)."),
+        opt("mode", KeyType::Enum(MODES), "Overrides the rules file's mode."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static STAGE_MAP: Shape = Shape {
+    name: "stage.map",
+    type_tag: Some("map"),
+    doc: "Maps each message to an output schema.",
+    keys: &[
+        req("type", KeyType::Enum(&["map"]), "Stage kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("mapping", KeyType::String, "Mapping file (`kind: mapping`)."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static STAGE_MASK: Shape = Shape {
+    name: "stage.mask",
+    type_tag: Some("mask"),
+    doc: "Applies a masking policy to output records.",
+    keys: &[
+        req("type", KeyType::Enum(&["mask"]), "Stage kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("policy", KeyType::String, "Masking policy file (`kind: masking`)."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static STAGE_FILTER: Shape = Shape {
+    name: "stage.filter",
+    type_tag: Some("filter"),
+    doc: "Keeps records for which an expression holds; the others are counted as filtered.",
+    keys: &[
+        req("type", KeyType::Enum(&["filter"]), "Stage kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("keep", KeyType::Expr, "Boolean expression."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static STAGE_ROUTE: Shape = Shape {
+    name: "stage.route",
+    type_tag: Some("route"),
+    doc: "Sends each record to the first branch whose condition holds.",
+    keys: &[
+        req("type", KeyType::Enum(&["route"]), "Stage kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("routes", KeyType::MapOfStrings, "Branch name -> boolean expression, tried in order."),
+        opt("default", KeyType::String, "Branch for records no condition matched."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static SINK_JSONL: Shape = Shape {
+    name: "sink.jsonl",
+    type_tag: Some("jsonl"),
+    doc: "Writes one JSON object per line.",
+    keys: &[
+        req("type", KeyType::Enum(&["jsonl"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES];
+pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
+pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL];
+
+pub static PIPELINE: Shape = Shape {
+    name: "pipeline",
+    type_tag: None,
+    doc: "A pipeline: sources, stages and sinks forming a DAG.",
+    keys: &[
+        req("kind", KeyType::Enum(&["pipeline"]), "File kind."),
+        req("name", KeyType::String, "Pipeline name."),
+        opt("description", KeyType::String, "Free text."),
+        req("sources", KeyType::Components(SOURCE_SHAPES), "Named sources."),
+        opt("stages", KeyType::Components(STAGE_SHAPES), "Named stages."),
+        req("sinks", KeyType::Components(SINK_SHAPES), "Named sinks."),
+        req(
+            "dlq",
+            KeyType::Object(&FILE_TARGET),
+            "Dead-letter queue file: where every rejected record goes, with its reason.",
+        ),
+        opt("audit", KeyType::Object(&FILE_TARGET), "Audit log file (hash-chained JSON Lines)."),
+        opt("state", KeyType::Object(&STATE), "State store."),
+        opt("defaults", KeyType::Object(&DEFAULTS), "Defaults for every component."),
+    ],
+};
+
+pub static MAPPING_INPUT: Shape = Shape {
+    name: "mapping.input",
+    type_tag: None,
+    doc: "What a mapping reads.",
+    keys: &[
+        req("schema", KeyType::String, "Input schema: `hl7v2/<version>`."),
+        opt("message_types", KeyType::ListOfStrings, "Accepted message types (`ADT^A01`, `ADT^*`)."),
+        opt("profile", KeyType::String, "Parser profile declaring Z-segments the mapping reads."),
+    ],
+};
+
+pub static PRODUCER: Shape = Shape {
+    name: "mapping.producer",
+    type_tag: None,
+    doc: "Produces items of a list field.",
+    keys: &[
+        opt("each", KeyType::Expr, "A repeating path (`PID-3[*]`): one item per repetition."),
+        opt("as", KeyType::String, "Name of the iteration variable (default `it`)."),
+        opt("when", KeyType::Expr, "Condition for producing an item."),
+        req("item", KeyType::FieldMap, "Expression (list of scalars) or member -> expression."),
+    ],
+};
+
+pub static MAPPING: Shape = Shape {
+    name: "mapping",
+    type_tag: None,
+    doc: "Maps an input message to an output schema, one expression per output field.",
+    keys: &[
+        req("kind", KeyType::Enum(&["mapping"]), "File kind."),
+        req("name", KeyType::String, "Mapping name."),
+        opt("description", KeyType::String, "Free text."),
+        req("input", KeyType::Object(&MAPPING_INPUT), "Input schema and message types."),
+        req("output", KeyType::String, "Output schema, e.g. `canonical/patient-event@1`."),
+        opt("tables", KeyType::MapOfStrings, "Code tables: name -> {code: value}."),
+        req("fields", KeyType::FieldMap, "Output field -> expression (or list producers)."),
+    ],
+};
+
+pub static Z_FIELD: Shape = Shape {
+    name: "profile.z_field",
+    type_tag: None,
+    doc: "One field of a Z-segment.",
+    keys: &[
+        req("name", KeyType::String, "Field name."),
+        req("type", KeyType::String, "HL7 datatype (`ST`, `NM`, `CX`...)."),
+        opt("phi", KeyType::String, "PHI class of the field, if it identifies a person."),
+    ],
+};
+
+pub static Z_SEGMENT: Shape = Shape {
+    name: "profile.z_segment",
+    type_tag: None,
+    doc: "A site-specific segment.",
+    keys: &[
+        opt("description", KeyType::String, "Free text."),
+        req("fields", KeyType::ListOf(&Z_FIELD), "Fields in order (field 1 first)."),
+    ],
+};
+
+pub const SEGMENT_TERMINATORS: &[&str] = &["cr", "lf", "crlf"];
+pub const UNEXPECTED_SEGMENTS: &[&str] = &["fail", "skip", "parse"];
+pub const ENCODINGS: &[&str] = &["utf-8"];
+
+pub static PROFILE: Shape = Shape {
+    name: "profile",
+    type_tag: None,
+    doc: "How to read a sender's messages.",
+    keys: &[
+        req("kind", KeyType::Enum(&["profile"]), "File kind."),
+        req("name", KeyType::String, "Profile name."),
+        opt("description", KeyType::String, "Free text."),
+        req("format", KeyType::Enum(&["hl7v2"]), "Standard."),
+        req("version", KeyType::String, "HL7 version paths are checked against; used when MSH-12 is empty."),
+        opt("accept_versions", KeyType::ListOfStrings, "Versions accepted in MSH-12 (default: `version` only)."),
+        opt("encoding", KeyType::Enum(ENCODINGS), "Expected character encoding (default `utf-8`)."),
+        opt("segment_terminators", KeyType::ListOfStrings, "Tolerated separators: `cr`, `lf`, `crlf` (default all)."),
+        opt(
+            "unexpected_segments",
+            KeyType::Enum(UNEXPECTED_SEGMENTS),
+            "Segments the schema does not define (default `fail`).",
+        ),
+        opt("timezone", KeyType::String, "Offset for times without one, `+HH:MM` (default `+00:00`)."),
+        opt("z_segments", KeyType::MapOf(&Z_SEGMENT), "Z-segment definitions by id."),
+    ],
+};
+
+pub static RULE: Shape = Shape {
+    name: "rules.rule",
+    type_tag: None,
+    doc: "One validation rule: exactly one of `require`, `in`, `format`, `pattern`, `max_length`.",
+    keys: &[
+        opt("id", KeyType::String, "Stable id shown in findings (default `<rules name>.<n>`)."),
+        opt("when", KeyType::Expr, "The rule applies only when this holds."),
+        opt("require", KeyType::String, "Path that must have a value."),
+        opt("path", KeyType::String, "Path the check applies to."),
+        opt("in", KeyType::ListOfStrings, "Allowed values."),
+        opt("format", KeyType::Enum(&["date", "datetime", "integer", "decimal"]), "Required format."),
+        opt("pattern", KeyType::String, "Regular expression every value must match."),
+        opt("max_length", KeyType::Integer, "Maximum length in characters."),
+        opt("message", KeyType::String, "Explanation shown in findings (never include data)."),
+    ],
+};
+
+pub static RULES: Shape = Shape {
+    name: "rules",
+    type_tag: None,
+    doc: "Validation rules.",
+    keys: &[
+        req("kind", KeyType::Enum(&["rules"]), "File kind."),
+        req("name", KeyType::String, "Rules name."),
+        opt("description", KeyType::String, "Free text."),
+        req("input", KeyType::String, "Schema the paths are checked against: `hl7v2/<version>`."),
+        opt(
+            "mode",
+            KeyType::Enum(MODES),
+            "`strict` (record to DLQ) or `lenient` (error on the record); default strict.",
+        ),
+        opt("message_types", KeyType::ListOfStrings, "Accepted message types; others go to the DLQ."),
+        req("rules", KeyType::ListOf(&RULE), "The rules."),
+    ],
+};
+
+pub const MASK_ACTIONS: &[&str] = &["keep", "partial", "hash", "redact", "null"];
+
+pub static TREATMENT: Shape = Shape {
+    name: "masking.treatment",
+    type_tag: None,
+    doc: "What to do with a PHI value: an action name, or this object.",
+    keys: &[
+        req("action", KeyType::Enum(MASK_ACTIONS), "Masking action."),
+        opt("keep_last", KeyType::Integer, "For `partial`: characters kept at the end (default 4)."),
+        opt("reason", KeyType::String, "For `keep`: why the value may leave in clear."),
+    ],
+};
+
+pub static MASKING: Shape = Shape {
+    name: "masking",
+    type_tag: None,
+    doc: "A masking policy: treatments by PHI class and by output field.",
+    keys: &[
+        req("kind", KeyType::Enum(&["masking"]), "File kind."),
+        req("name", KeyType::String, "Policy name."),
+        opt("description", KeyType::String, "Free text."),
+        opt("hash_key", KeyType::Secret, "Key for `hash`: `${VARIABLE}`."),
+        opt("classes", KeyType::TreatmentMap, "PHI class -> treatment."),
+        opt("fields", KeyType::TreatmentMap, "Output field -> treatment (wins over classes)."),
+    ],
+};
+
+/// The top-level shape for a `kind`.
+pub fn for_kind(kind: &str) -> Option<&'static Shape> {
+    Some(match kind {
+        "pipeline" => &PIPELINE,
+        "mapping" => &MAPPING,
+        "profile" => &PROFILE,
+        "rules" => &RULES,
+        "masking" => &MASKING,
+        _ => return None,
+    })
+}

@@ -1,0 +1,163 @@
+//! Prepares a plan for execution: resolves the DAG edges, parses HL7 paths, compiles
+//! templates and regular expressions, builds lookup tables and resolves secrets — once, before
+//! any record is read.
+//!
+//! Invariants:
+//! - Everything that can fail for the plan as a whole fails here, as a [`RunError`], before
+//!   any output file is touched or any record processed (missing hash key included).
+//! - The runtime does not re-check what the compiler proved (types, PHI flows); it only refuses
+//!   what it cannot build.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use regex::Regex;
+use sluice_compiler::expr::ast::Expr;
+use sluice_compiler::plan::{ComponentKind, FieldValue, ItemPlan, PLAN_FORMAT, Plan, RuleCheck};
+
+use crate::error::RunError;
+use crate::eval::{Prepared, Tables};
+use crate::findings;
+use crate::secrets::{self, Secret};
+use crate::source::Profile;
+use crate::stages::{map, mask, validate};
+
+/// Per-component data prepared once.
+pub enum Prep {
+    None,
+    Source(Profile),
+    Validate(Vec<Option<Regex>>),
+    Map(Tables),
+    Mask(Option<Secret>),
+}
+
+pub struct Compiled<'p> {
+    pub plan: &'p Plan,
+    pub prepared: Prepared<'p>,
+    pub preps: Vec<Prep>,
+    /// Per component: downstream components and the route branch each listens to.
+    pub children: Vec<Vec<(usize, Option<&'p str>)>>,
+    pub emits: Vec<Arc<str>>,
+    pub names: Vec<Arc<str>>,
+}
+
+fn invalid(msg: String) -> RunError {
+    RunError::new(findings::PLAN_INVALID, msg).with_help("re-run `sluice check`; if it passes, please report this")
+}
+
+fn prepare_all<'p>(
+    prepared: &mut Prepared<'p>,
+    component: &str,
+    exprs: impl IntoIterator<Item = &'p Expr>,
+) -> Result<(), RunError> {
+    for e in exprs {
+        prepared.prepare(e).map_err(|m| invalid(format!("component `{component}`: {m}")))?;
+    }
+    Ok(())
+}
+
+impl<'p> Compiled<'p> {
+    pub fn new(plan: &'p Plan) -> Result<Compiled<'p>, RunError> {
+        if plan.plan_format != PLAN_FORMAT {
+            return Err(RunError::new(
+                findings::PLAN_FORMAT,
+                format!("plan format {} is not supported (this runtime reads format {PLAN_FORMAT})", plan.plan_format),
+            ));
+        }
+        if plan.dlq.is_none() {
+            return Err(invalid("the plan has no DLQ target: records that fail would be lost".into()));
+        }
+        let index: HashMap<&str, usize> =
+            plan.components.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
+        let mut children = vec![Vec::new(); plan.components.len()];
+        let mut prepared = Prepared::default();
+        let mut preps = Vec::new();
+        for (i, c) in plan.components.iter().enumerate() {
+            for input in &c.inputs {
+                let &from = index.get(input.component.as_str()).filter(|&&f| f < i).ok_or_else(|| {
+                    invalid(format!("component `{}` reads `{}`, which does not come before it", c.name, input))
+                })?;
+                children[from].push((i, input.branch.as_deref()));
+            }
+            let name = c.name.as_str();
+            preps.push(match &c.kind {
+                ComponentKind::Source(s) => {
+                    if s.kind != "files" {
+                        return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
+                    }
+                    Prep::Source(Profile::new(&s.profile))
+                }
+                ComponentKind::Validate(v) => {
+                    for r in &v.rules {
+                        let value = match &r.check {
+                            RuleCheck::Required { value }
+                            | RuleCheck::ValueSet { value, .. }
+                            | RuleCheck::Format { value, .. }
+                            | RuleCheck::Pattern { value, .. }
+                            | RuleCheck::MaxLength { value, .. } => value,
+                        };
+                        prepare_all(&mut prepared, name, r.when.iter().chain([value]))?;
+                    }
+                    Prep::Validate(
+                        validate::compile_patterns(v).map_err(|m| invalid(format!("validate `{name}`: {m}")))?,
+                    )
+                }
+                ComponentKind::Map(m) => {
+                    for f in &m.fields {
+                        match &f.value {
+                            FieldValue::Scalar { expr, .. } => prepare_all(&mut prepared, name, [expr])?,
+                            FieldValue::List { producers } => {
+                                for p in producers {
+                                    prepare_all(&mut prepared, name, p.each.iter().chain(p.when.iter()))?;
+                                    match &p.item {
+                                        ItemPlan::Scalar { expr, .. } => prepare_all(&mut prepared, name, [expr])?,
+                                        ItemPlan::Struct { members } => {
+                                            prepare_all(&mut prepared, name, members.iter().map(|m| &m.expr))?
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    Prep::Map(map::tables(m))
+                }
+                ComponentKind::Mask(m) => {
+                    let key = if mask::uses_hash(m) {
+                        let Some(reference) = &m.hash_key else {
+                            return Err(invalid(format!(
+                                "mask `{name}`: policy `{}` hashes values but has no hash_key",
+                                m.policy
+                            )));
+                        };
+                        Some(secrets::resolve(reference, &format!("hash_key of mask `{name}`"))?)
+                    } else {
+                        None
+                    };
+                    Prep::Mask(key)
+                }
+                ComponentKind::Filter(f) => {
+                    prepare_all(&mut prepared, name, [&f.keep])?;
+                    Prep::None
+                }
+                ComponentKind::Route(r) => {
+                    prepare_all(&mut prepared, name, r.branches.iter().map(|(_, e)| e))?;
+                    Prep::None
+                }
+                ComponentKind::Sink(s) => {
+                    if s.kind != "jsonl" {
+                        return Err(invalid(format!("sink `{name}`: kind `{}` is not supported yet", s.kind)));
+                    }
+                    Prep::None
+                }
+            });
+        }
+        Ok(Compiled {
+            plan,
+            prepared,
+            preps,
+            children,
+            emits: plan.components.iter().map(|c| Arc::from(c.emits.as_str())).collect(),
+            names: plan.components.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+        })
+    }
+}

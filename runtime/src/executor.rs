@@ -1,0 +1,446 @@
+//! The executor: a reader thread, a CPU step on rayon, a writer thread, joined by bounded
+//! channels.
+//!
+//! ```text
+//! reader ──batches of raw messages──▶ CPU (rayon, order kept) ──processed batches──▶ writer
+//!          (bounded: backpressure)                                (bounded)         sinks, DLQ, audit
+//! ```
+//!
+//! Invariants:
+//! - Order: the reader numbers records (`seq`, 1-based) in reading order; the CPU step keeps
+//!   order inside a batch (`par_iter().map().collect()`), batches flow in order, and only the
+//!   writer thread writes. So sink, DLQ and audit files are byte-identical across runs with a
+//!   fixed clock, whatever the thread count.
+//! - Memory is bounded by the channel capacities times the batch size, not by the input.
+//! - Exactly one disposition per source record: `delivered` (reached at least one sink),
+//!   `dlq` (at least one DLQ entry; one entry per failing path) or `filtered`. A record that
+//!   reached a sink on one branch and the DLQ on another counts as `dlq` (its sink lines are
+//!   still written). Hence `records_in == delivered + dlq + filtered`.
+//! - A panic while processing one record is caught and that record goes to the DLQ with
+//!   `RT008`; it does not take the run down.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+
+use crossbeam_channel::bounded;
+use rayon::prelude::*;
+use sluice_compiler::plan::ComponentKind;
+use sluice_hl7v2::split::MessageSplitter;
+
+use crate::audit::{self, Chain};
+use crate::compile::{Compiled, Prep};
+use crate::dlq::{self, Rejection};
+use crate::error::RunError;
+use crate::findings;
+use crate::record::{Envelope, Payload, Record};
+use crate::sink;
+use crate::source;
+use crate::stages::{self, Step};
+use crate::time::Clock;
+
+const CHANNEL_BATCHES: usize = 4;
+
+pub struct RawInput {
+    source: usize,
+    file: Arc<str>,
+    offset: u64,
+    index: u64,
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    Delivered,
+    Dlq,
+    Filtered,
+}
+
+impl Event {
+    fn as_str(self) -> &'static str {
+        match self {
+            Event::Delivered => "delivered",
+            Event::Dlq => "dlq",
+            Event::Filtered => "filtered",
+        }
+    }
+}
+
+pub struct Processed {
+    seq: u64,
+    source: usize,
+    file: Arc<str>,
+    index: u64,
+    control_id: Option<String>,
+    sink_lines: Vec<(usize, String)>,
+    dlq_lines: Vec<String>,
+    event: Event,
+    component: Arc<str>,
+    sinks: Vec<String>,
+    warned: bool,
+}
+
+#[derive(Default)]
+struct Acc {
+    sink_lines: Vec<(usize, String)>,
+    sinks: Vec<String>,
+    dlq_lines: Vec<String>,
+    dlq_component: Option<Arc<str>>,
+    filtered_by: Option<Arc<str>>,
+    warned: bool,
+    control_id: Option<String>,
+}
+
+struct Ctx<'c, 'p> {
+    c: &'c Compiled<'p>,
+    run_id: &'c str,
+    now: &'c str,
+}
+
+impl Ctx<'_, '_> {
+    fn reject(&self, idx: usize, rec: &Record, r: &Rejection, acc: &mut Acc) {
+        let name = &self.c.names[idx];
+        acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r));
+        acc.dlq_component.get_or_insert_with(|| Arc::clone(name));
+    }
+
+    /// Runs the record through component `idx` and everything downstream of it.
+    fn walk(&self, idx: usize, rec: Record, acc: &mut Acc) {
+        let c = self.c;
+        let comp = &c.plan.components[idx];
+        let name = &*c.names[idx];
+        let step = match (&comp.kind, &c.preps[idx]) {
+            (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
+            (ComponentKind::Map(m), Prep::Map(t)) => stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec),
+            (ComponentKind::Mask(m), Prep::Mask(key)) => stages::mask::run(m, key.as_ref(), rec),
+            (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
+            (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
+            (ComponentKind::Sink(_), _) => {
+                acc.warned |= !rec.env.warnings.is_empty();
+                acc.sink_lines.push((idx, sink::render(&rec, self.run_id, self.now)));
+                acc.sinks.push(name.to_string());
+                return;
+            }
+            (_, _) => Step::Next(rec, None),
+        };
+        match step {
+            Step::Next(rec, branch) => {
+                let kids: Vec<usize> =
+                    c.children[idx].iter().filter(|(_, b)| b.is_none() || *b == branch).map(|(k, _)| *k).collect();
+                if kids.is_empty() {
+                    let r = Rejection::single(
+                        findings::DANGLING_COMPONENT,
+                        None,
+                        format!("component `{name}` feeds no other component and is not a sink"),
+                    );
+                    self.reject(idx, &rec, &r, acc);
+                    return;
+                }
+                let last = kids.len() - 1;
+                let mut rec = Some(rec);
+                for (i, k) in kids.into_iter().enumerate() {
+                    let r = if i == last { rec.take() } else { rec.clone() };
+                    if let Some(r) = r {
+                        self.walk(k, r, acc);
+                    }
+                }
+            }
+            Step::Dlq(rec, r) => {
+                acc.warned |= !rec.env.warnings.is_empty();
+                self.reject(idx, &rec, &r, acc);
+            }
+            Step::Filtered(_) => {
+                acc.filtered_by.get_or_insert_with(|| Arc::clone(&c.names[idx]));
+            }
+        }
+    }
+
+    fn process(&self, raw: RawInput) -> Processed {
+        let c = self.c;
+        let env = Envelope {
+            source: Arc::clone(&c.names[raw.source]),
+            file: Arc::clone(&raw.file),
+            offset: raw.offset,
+            index: raw.index,
+            seq: raw.seq,
+            control_id: None,
+            message_type: None,
+            timezone: match &c.preps[raw.source] {
+                Prep::Source(p) => Arc::clone(&p.zone),
+                _ => Arc::from("Z"),
+            },
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            classes: Default::default(),
+            masking: None,
+        };
+        let rec = Record {
+            env,
+            payload: Payload::Doc(crate::record::Doc::Null),
+            schema: Arc::clone(&c.emits[raw.source]),
+            raw: raw.bytes.into(),
+        };
+        let mut acc = Acc::default();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let mut acc = Acc::default();
+            let mut rec = rec.clone();
+            let decoded = match &c.preps[raw.source] {
+                Prep::Source(profile) => source::decode(&rec.raw, raw.offset, profile),
+                _ => Err(Rejection::single(findings::INTERNAL, None, "record entered at a non-source component")),
+            };
+            match decoded {
+                Err(r) => self.reject(raw.source, &rec, &r, &mut acc),
+                Ok(d) => {
+                    acc.control_id.clone_from(&d.control_id);
+                    rec.env.control_id = d.control_id;
+                    rec.env.message_type = d.message_type;
+                    rec.env.warnings = d.warnings;
+                    rec.payload = Payload::Hl7(Arc::new(d.message));
+                    self.walk(raw.source, rec, &mut acc);
+                }
+            }
+            acc
+        }));
+        match outcome {
+            Ok(a) => acc = a,
+            Err(_) => {
+                let r = Rejection::single(findings::INTERNAL, None, "internal error while processing the record");
+                self.reject(raw.source, &rec, &r, &mut acc);
+            }
+        }
+        let (event, component) = if !acc.dlq_lines.is_empty() {
+            (Event::Dlq, acc.dlq_component.clone().unwrap_or_else(|| Arc::clone(&c.names[raw.source])))
+        } else if !acc.sinks.is_empty() {
+            (Event::Delivered, Arc::from(acc.sinks[0].as_str()))
+        } else {
+            (Event::Filtered, acc.filtered_by.clone().unwrap_or_else(|| Arc::clone(&c.names[raw.source])))
+        };
+        Processed {
+            seq: raw.seq,
+            source: raw.source,
+            file: raw.file,
+            index: raw.index,
+            control_id: acc.control_id,
+            sink_lines: acc.sink_lines,
+            dlq_lines: acc.dlq_lines,
+            event,
+            component,
+            sinks: acc.sinks,
+            warned: acc.warned,
+        }
+    }
+}
+
+/// Counts the writer keeps.
+#[derive(Default, Debug)]
+pub struct Totals {
+    pub records_in: u64,
+    pub delivered: u64,
+    pub dlq: u64,
+    pub filtered: u64,
+    pub warnings: u64,
+    pub per_source: Vec<(String, u64)>,
+    pub per_sink: Vec<(String, u64)>,
+}
+
+struct Outputs {
+    /// Unique sink files: path and writer.
+    files: Vec<(String, std::io::BufWriter<std::fs::File>)>,
+    /// Component index -> (index into `files`, index into `per_sink`).
+    sink_of: Vec<Option<(usize, usize)>>,
+    dlq: (String, std::io::BufWriter<std::fs::File>),
+    audit: Option<(String, std::io::BufWriter<std::fs::File>)>,
+}
+
+fn open_outputs(c: &Compiled<'_>, totals: &mut Totals) -> Result<Outputs, RunError> {
+    let mut files: Vec<(String, std::io::BufWriter<std::fs::File>)> = Vec::new();
+    let mut sink_of = vec![None; c.plan.components.len()];
+    for (i, comp) in c.plan.components.iter().enumerate() {
+        match &comp.kind {
+            ComponentKind::Sink(s) => {
+                let f = match files.iter().position(|(p, _)| *p == s.path) {
+                    Some(f) => f,
+                    None => {
+                        files.push((s.path.clone(), sink::create(&s.path)?));
+                        files.len() - 1
+                    }
+                };
+                sink_of[i] = Some((f, totals.per_sink.len()));
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
+            ComponentKind::Source(_) => totals.per_source.push((comp.name.clone(), 0)),
+            _ => {}
+        }
+    }
+    let dlq_path = c.plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+    let dlq = (dlq_path.clone(), sink::create(&dlq_path)?);
+    let audit = match &c.plan.audit {
+        Some(a) => Some((a.path.clone(), sink::create(&a.path)?)),
+        None => None,
+    };
+    Ok(Outputs { files, sink_of, dlq, audit })
+}
+
+/// Runs the plan to completion.
+pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<usize>) -> Result<Totals, RunError> {
+    let plan = c.plan;
+    let mut inputs = Vec::new();
+    for (i, comp) in plan.components.iter().enumerate() {
+        if let ComponentKind::Source(s) = &comp.kind {
+            inputs.push((i, source::expand(&comp.name, &s.paths)?));
+        }
+    }
+    let mut totals = Totals::default();
+    let outputs = open_outputs(c, &mut totals)?;
+    let source_slot: Vec<usize> = {
+        let mut slot = vec![0; plan.components.len()];
+        for (n, (i, _)) in inputs.iter().enumerate() {
+            slot[*i] = n;
+        }
+        slot
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
+    let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
+
+    std::thread::scope(|s| {
+        let (raw_tx, raw_rx) = bounded::<Result<Vec<RawInput>, RunError>>(CHANNEL_BATCHES);
+        let (out_tx, out_rx) = bounded::<Vec<Processed>>(CHANNEL_BATCHES);
+
+        let reader = s.spawn(move || {
+            let mut seq = 0u64;
+            let mut batch = Vec::with_capacity(batch_size);
+            for (src, files) in &inputs {
+                for path in files {
+                    let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+                    let reader = match source::open(path) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = raw_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    for item in MessageSplitter::new(reader) {
+                        let raw = match item {
+                            Ok(raw) => raw,
+                            Err(e) => {
+                                let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
+                                return;
+                            }
+                        };
+                        seq += 1;
+                        batch.push(RawInput {
+                            source: *src,
+                            file: Arc::clone(&file),
+                            offset: raw.offset as u64,
+                            index: raw.index as u64,
+                            seq,
+                            bytes: raw.bytes,
+                        });
+                        if batch.len() >= batch_size {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                            if raw_tx.send(Ok(full)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                let _ = raw_tx.send(Ok(batch));
+            }
+        });
+
+        let writer = s.spawn(move || -> Result<Totals, RunError> {
+            let Outputs { mut files, sink_of, dlq: (dlq_path, mut dlq), mut audit } = outputs;
+            let mut chain = Chain::new(run_id, &plan.hash);
+            let mut t = totals;
+            for batch in out_rx {
+                for p in batch {
+                    t.records_in += 1;
+                    t.per_source[source_slot[p.source]].1 += 1;
+                    for (comp, line) in &p.sink_lines {
+                        if let Some((f, slot)) = sink_of[*comp] {
+                            let (path, w) = &mut files[f];
+                            sink::write_line(w, line, path)?;
+                            t.per_sink[slot].1 += 1;
+                        }
+                    }
+                    for line in &p.dlq_lines {
+                        sink::write_line(&mut dlq, line, &dlq_path)?;
+                    }
+                    match p.event {
+                        Event::Delivered => t.delivered += 1,
+                        Event::Dlq => t.dlq += 1,
+                        Event::Filtered => t.filtered += 1,
+                    }
+                    t.warnings += u64::from(p.warned);
+                    if let Some((path, w)) = &mut audit {
+                        let body = audit::RecordEvent {
+                            record: format!("{}:{}#{}", plan.components[p.source].name, p.file, p.index),
+                            message_id: p.control_id.as_deref(),
+                            event: p.event.as_str(),
+                            component: &p.component,
+                            sinks: &p.sinks,
+                        };
+                        chain
+                            .write(w, p.seq, &clock.now(), body)
+                            .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
+                    }
+                }
+            }
+            for (path, w) in files {
+                sink::finish(w, &path)?;
+            }
+            sink::finish(dlq, &dlq_path)?;
+            if let Some((path, mut w)) = audit {
+                let body = audit::Completed {
+                    event: "run_completed",
+                    records_in: t.records_in,
+                    delivered: t.delivered,
+                    dlq: t.dlq,
+                    filtered: t.filtered,
+                    warnings: t.warnings,
+                    balanced: t.records_in == t.delivered + t.dlq + t.filtered,
+                };
+                chain
+                    .write(&mut w, t.records_in + 1, &clock.now(), body)
+                    .map_err(|e| RunError::io("write", std::path::Path::new(&path), &e))?;
+                sink::finish(w, &path)?;
+            }
+            Ok(t)
+        });
+
+        let mut failure = None;
+        for batch in raw_rx {
+            match batch {
+                Ok(batch) => {
+                    let now = clock.now();
+                    let ctx = Ctx { c, run_id, now: &now };
+                    let processed: Vec<Processed> =
+                        pool.install(|| batch.into_par_iter().map(|r| ctx.process(r)).collect());
+                    if out_tx.send(processed).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        drop(out_tx);
+        let reader_ok = reader.join().is_ok();
+        let written =
+            writer.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "the writer thread failed")));
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if !reader_ok {
+            return Err(RunError::new(findings::INTERNAL, "the reader thread failed"));
+        }
+        written
+    })
+}

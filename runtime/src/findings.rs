@@ -1,0 +1,137 @@
+//! Registry of the runtime's finding codes: every code the runtime writes into a DLQ entry, a
+//! record's `errors`/`warnings`, or a [`crate::RunError`], with a title and an explanation, so
+//! the docs can list them (`FINDINGS`).
+//!
+//! Invariants:
+//! - A code is stable and never reused for another meaning; new codes are appended.
+//! - Ranges by phase: `RT0xx` run errors (the run stops before or while processing), `RT1xx`
+//!   source (decode, parse, profile), `RT2xx` validate, `RT3xx` map and expression evaluation,
+//!   `RT4xx` mask, `RT5xx` routing and the DAG.
+//! - Titles and explanations are fixed text: they never hold data values.
+//!
+//! Parse errors from the HL7 codec keep the codec's own code (`HL7xxx`) in DLQ entries; `RT102`
+//! is the umbrella entry documenting them.
+
+use serde::Serialize;
+
+/// Where a finding ends up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FindingKind {
+    /// Stops the run ([`crate::RunError`]).
+    RunError,
+    /// Sends the record to the DLQ.
+    Dlq,
+    /// Recorded on the record's `errors` (lenient validation); the record goes on.
+    Error,
+    /// Recorded on the record's `warnings`; the record goes on.
+    Warning,
+}
+
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct FindingInfo {
+    pub code: &'static str,
+    pub kind: FindingKind,
+    pub title: &'static str,
+    pub explanation: &'static str,
+}
+
+macro_rules! findings {
+    ($($name:ident = $code:literal, $kind:ident, $title:literal, $expl:literal;)*) => {
+        $(pub const $name: &str = $code;)*
+        /// Every runtime finding code, in code order.
+        pub const FINDINGS: &[FindingInfo] = &[
+            $(FindingInfo { code: $code, kind: FindingKind::$kind, title: $title, explanation: $expl },)*
+        ];
+    };
+}
+
+findings! {
+    PLAN_FORMAT = "RT001", RunError, "unsupported plan format",
+        "The plan was written by a compiler whose plan format this runtime does not know. Re-run `sluice plan` with the same version of Sluice.";
+    SECRET_MISSING = "RT002", RunError, "secret reference not resolvable",
+        "A secret reference (`${VAR}` or `${file:path}`) names an environment variable that is not set or a file that cannot be read. The value is never printed.";
+    IO = "RT003", RunError, "I/O error",
+        "A source, sink, DLQ or audit file could not be opened, read or written.";
+    BAD_GLOB = "RT004", RunError, "invalid source path pattern",
+        "A source `paths` entry is not a valid glob pattern.";
+    SOURCE_MISSING = "RT005", RunError, "source file not found",
+        "A source `paths` entry without wildcards names a file that does not exist.";
+    BAD_CLOCK = "RT006", RunError, "invalid fixed clock",
+        "The fixed clock given for the run is not an RFC 3339 timestamp (`2024-01-15T10:30:00Z`).";
+    PLAN_INVALID = "RT007", RunError, "plan cannot be executed",
+        "The plan refers to something the runtime cannot build (an unknown input component, an invalid regular expression, a template that does not compile, an HL7 path that does not parse, a hash rule without a key, no DLQ target). The compiler should have rejected it: please report it.";
+    INTERNAL = "RT008", RunError, "internal runtime failure",
+        "A worker thread failed or the thread pool could not be built.";
+
+    INVALID_UTF8 = "RT101", Dlq, "message is not valid UTF-8",
+        "The message bytes are not valid UTF-8; the finding gives the byte offset of the first invalid byte in the file.";
+    PARSE_ERROR = "RT102", Dlq, "message could not be parsed",
+        "The HL7 codec rejected the message (or bytes outside any message, such as garbage before the first MSH). The DLQ entry carries the codec's own code (`HL7xxx`) and the offset.";
+    VERSION_NOT_ACCEPTED = "RT103", Dlq, "HL7 version not accepted",
+        "MSH-12 names a version that is not in the profile's `accept_versions`.";
+    SEPARATOR_NOT_ALLOWED = "RT104", Dlq, "segment separator not allowed",
+        "The message uses a segment separator (CR, LF, CRLF, or a mix) that the profile's `segment_terminators` does not allow.";
+    UNEXPECTED_SEGMENT = "RT105", Dlq, "unexpected segment",
+        "A segment is neither defined by the HL7 schema of the message's version nor declared as a Z-segment in the profile, and the profile says `unexpected_segments: fail`.";
+    SEGMENT_SKIPPED = "RT106", Warning, "unexpected segment skipped",
+        "A segment the schema does not define was dropped because the profile says `unexpected_segments: skip`.";
+    UNKNOWN_VERSION = "RT107", Dlq, "HL7 version unknown",
+        "The message's version has no schema tables, so its segments cannot be checked.";
+
+    MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
+        "The message type (MSH-9) is not in the stage's `message_types`.";
+    REQUIRED_MISSING = "RT202", Error, "required value missing",
+        "A `required` rule found no non-empty value at its path.";
+    NOT_IN_VALUE_SET = "RT203", Error, "value not in value set",
+        "A `value_set` rule found a value that is not one of the allowed values.";
+    BAD_FORMAT = "RT204", Error, "value has the wrong format",
+        "A `format` rule found a value that is not a valid HL7 date (YYYYMMDD), datetime (DTM), integer or decimal.";
+    PATTERN_MISMATCH = "RT205", Error, "value does not match pattern",
+        "A `pattern` rule found a value that does not match the regular expression (the whole value must match).";
+    TOO_LONG = "RT206", Error, "value too long",
+        "A `max_length` rule found a value longer than the maximum number of characters.";
+    VALIDATION_FAILED = "RT207", Dlq, "validation failed (strict)",
+        "A strict validate stage found at least one failing rule; every failure is listed in the DLQ entry's findings.";
+
+    MAP_TYPE_NOT_ACCEPTED = "RT301", Dlq, "message type not accepted by mapping",
+        "The message type (MSH-9) is not one the mapping accepts.";
+    BAD_DATE = "RT302", Warning, "value is not a date",
+        "A value converted to a date is not HL7 DT/DTM text with at least YYYYMMDD; the field is null.";
+    BAD_DATETIME = "RT303", Warning, "value is not a datetime",
+        "A value converted to a datetime is not HL7 DTM text (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ]); the field is null.";
+    BAD_NUMBER = "RT304", Warning, "value is not a number",
+        "A value converted to an integer or decimal is not a number; the field is null.";
+    LOOKUP_MISS = "RT305", Warning, "lookup found no entry",
+        "A lookup found no entry for the value in its table and has no default; the field is null.";
+    TEMPLATE_FAILED = "RT306", Warning, "template could not be rendered",
+        "A template failed to render; the field is null.";
+    REQUIRED_OUTPUT_EMPTY = "RT307", Dlq, "required output field empty",
+        "A mapping field marked required ended up null or empty.";
+    MAP_INPUT_NOT_HL7 = "RT308", Dlq, "map input is not an HL7 message",
+        "A map stage received a record that is not an HL7 message. The compiler should prevent this.";
+
+    CLASSED_LEAF_UNRULED = "RT401", Warning, "PHI leaf without masking rule was nulled",
+        "An output value carries a PHI class but no field or class rule of the masking policy covers it; it was set to null (fail safe). The compiler should prevent this.";
+
+    DANGLING_COMPONENT = "RT501", Dlq, "record reached a component with no downstream",
+        "A record left a component that feeds no other component and is not a sink; it is sent to the DLQ so nothing is lost. The compiler should prevent this.";
+}
+
+/// Looks a code up in the registry.
+pub fn info(code: &str) -> Option<&'static FindingInfo> {
+    FINDINGS.iter().find(|f| f.code == code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_unique_and_sorted() {
+        for pair in FINDINGS.windows(2) {
+            assert!(pair[0].code < pair[1].code, "{} then {}", pair[0].code, pair[1].code);
+        }
+        assert_eq!(info("RT101").map(|f| f.kind), Some(FindingKind::Dlq));
+    }
+}

@@ -1,0 +1,321 @@
+//! Sources: file discovery and the source step (bytes -> parsed, profile-checked HL7 message).
+//!
+//! Invariants:
+//! - Deterministic: `paths` glob patterns (relative to the process's working directory) are
+//!   expanded, de-duplicated and sorted; sources are read in plan order, files in sorted order,
+//!   messages in file order.
+//! - Streaming: files are read through a buffered reader and cut by
+//!   `sluice_hl7v2::split::MessageSplitter`; a file is never read whole.
+//! - Nothing is lost, nothing panics: bytes that are not UTF-8, do not parse or break the
+//!   profile become DLQ rejections (with the byte offset in the file, never the value); bytes
+//!   outside any message (garbage before the first MSH) arrive as their own raw message and are
+//!   rejected the same way.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use globset::GlobBuilder;
+use sluice_compiler::plan::ProfilePlan;
+use sluice_hl7v2::codec::Message;
+
+use crate::dlq::{Finding, Rejection};
+use crate::error::RunError;
+use crate::findings;
+use crate::hl7::{self, SegmentSeparator};
+use crate::record::Issue;
+use crate::time;
+
+fn has_meta(s: &str) -> bool {
+    s.contains(['*', '?', '[', '{'])
+}
+
+/// Expands `paths` to a sorted, de-duplicated list of files.
+pub fn expand(source: &str, patterns: &[String]) -> Result<Vec<PathBuf>, RunError> {
+    let mut files = BTreeSet::new();
+    for pattern in patterns {
+        if !has_meta(pattern) {
+            let p = PathBuf::from(pattern);
+            if !p.is_file() {
+                return Err(RunError::new(
+                    findings::SOURCE_MISSING,
+                    format!("source `{source}`: file `{pattern}` does not exist"),
+                ));
+            }
+            files.insert(p);
+            continue;
+        }
+        let glob = GlobBuilder::new(pattern)
+            .literal_separator(true)
+            .build()
+            .map_err(|e| {
+                RunError::new(
+                    findings::BAD_GLOB,
+                    format!("source `{source}`: invalid path pattern `{pattern}`: {}", e.kind()),
+                )
+            })?
+            .compile_matcher();
+        let parts: Vec<&str> = pattern.split('/').collect();
+        let literal = parts.iter().take_while(|p| !has_meta(p)).count();
+        let (base, implicit) = match parts[..literal].join("/") {
+            b if b.is_empty() && pattern.starts_with('/') => (PathBuf::from("/"), false),
+            b if b.is_empty() => (PathBuf::from("."), true),
+            b => (PathBuf::from(b), false),
+        };
+        let mut walk = walkdir::WalkDir::new(&base).follow_links(true).sort_by_file_name();
+        if !pattern.contains("**") {
+            walk = walk.max_depth(parts.len() - literal);
+        }
+        for entry in walk.into_iter().filter_map(Result::ok) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let path = if implicit { path.strip_prefix(".").unwrap_or(path) } else { path };
+            if glob.is_match(path) {
+                files.insert(path.to_path_buf());
+            }
+        }
+    }
+    Ok(files.into_iter().collect())
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unexpected {
+    Fail,
+    Skip,
+    Parse,
+}
+
+/// A source's parser profile, prepared once.
+#[derive(Debug)]
+pub struct Profile {
+    version: String,
+    accept_versions: Vec<String>,
+    terminators: Vec<String>,
+    unexpected: Unexpected,
+    z_segments: HashSet<String>,
+    latin1: bool,
+    /// Normalised (`Z`, `-05:00`).
+    pub zone: Arc<str>,
+}
+
+impl Profile {
+    pub fn new(p: &ProfilePlan) -> Profile {
+        let enc = p.encoding.to_ascii_lowercase().replace('_', "-");
+        Profile {
+            version: p.version.clone(),
+            accept_versions: p.accept_versions.clone(),
+            terminators: p.segment_terminators.iter().map(|t| t.to_ascii_lowercase()).collect(),
+            unexpected: match p.unexpected_segments.as_str() {
+                "fail" => Unexpected::Fail,
+                "skip" => Unexpected::Skip,
+                _ => Unexpected::Parse,
+            },
+            z_segments: p.z_segments.iter().map(|z| z.id.clone()).collect(),
+            latin1: matches!(enc.as_str(), "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1"),
+            zone: time::normalize_zone(&p.timezone).into(),
+        }
+    }
+}
+
+/// A message that passed the source step.
+#[derive(Debug)]
+pub struct Decoded {
+    pub message: Message<'static>,
+    pub message_type: Option<String>,
+    pub control_id: Option<String>,
+    pub warnings: Vec<Issue>,
+}
+
+fn separator_name(s: SegmentSeparator) -> &'static str {
+    match s {
+        SegmentSeparator::Cr => "cr",
+        SegmentSeparator::Lf => "lf",
+        SegmentSeparator::CrLf => "crlf",
+        SegmentSeparator::Mixed => "mixed",
+    }
+}
+
+/// Decodes, parses and checks one raw message against the profile. `file_offset` is the
+/// message's byte offset in its file (for findings).
+pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decoded, Rejection> {
+    let text: std::borrow::Cow<'_, str> = if profile.latin1 {
+        bytes.iter().map(|&b| b as char).collect::<String>().into()
+    } else {
+        match std::str::from_utf8(bytes) {
+            Ok(t) => t.into(),
+            Err(e) => {
+                let at = file_offset + e.valid_up_to() as u64;
+                return Err(Rejection::single(
+                    findings::INVALID_UTF8,
+                    None,
+                    format!("message is not valid UTF-8: invalid byte at file offset {at}"),
+                ));
+            }
+        }
+    };
+    let mut message = match hl7::parse_message(&text) {
+        Ok(m) => m.into_owned(),
+        Err(e) => {
+            let at = file_offset + e.offset as u64;
+            let reason = format!("HL7 parse error {} at file offset {at}: {}", e.code, e.message);
+            return Err(Rejection {
+                code: e.code,
+                findings: vec![Finding { code: e.code, rule: None, path: None, message: reason.clone() }],
+                reason,
+            });
+        }
+    };
+    let version = message.version().unwrap_or(&profile.version).to_string();
+    if !profile.accept_versions.is_empty() && !profile.accept_versions.contains(&version) {
+        return Err(Rejection::single(
+            findings::VERSION_NOT_ACCEPTED,
+            Some("MSH-12"),
+            format!("the version in MSH-12 is not one of accept_versions ({})", profile.accept_versions.join(", ")),
+        ));
+    }
+    let sep = message.segment_separator;
+    let allowed = profile.terminators.is_empty()
+        || match sep {
+            SegmentSeparator::Mixed => profile.terminators.len() > 1,
+            s => profile.terminators.iter().any(|t| t == separator_name(s)),
+        };
+    if !allowed {
+        return Err(Rejection::single(
+            findings::SEPARATOR_NOT_ALLOWED,
+            None,
+            format!(
+                "segment separator `{}` is not in segment_terminators ({})",
+                separator_name(sep),
+                profile.terminators.join(", ")
+            ),
+        ));
+    }
+    let mut warnings = Vec::new();
+    if profile.unexpected != Unexpected::Parse {
+        let schema_version =
+            [version.as_str(), profile.version.as_str()].into_iter().find(|v| hl7::segment_defined(v, "MSH").is_some());
+        let Some(schema_version) = schema_version else {
+            return Err(Rejection::single(
+                findings::UNKNOWN_VERSION,
+                Some("MSH-12"),
+                "no HL7 schema for the message's version or the profile's version",
+            ));
+        };
+        let unexpected =
+            |id: &str| !profile.z_segments.contains(id) && hl7::segment_defined(schema_version, id) == Some(false);
+        let bad: Vec<(String, usize)> =
+            message.segments.iter().filter(|s| unexpected(&s.id)).map(|s| (s.id.to_string(), s.line)).collect();
+        if !bad.is_empty() {
+            if profile.unexpected == Unexpected::Fail {
+                let findings = bad
+                    .iter()
+                    .map(|(id, line)| Finding {
+                        code: findings::UNEXPECTED_SEGMENT,
+                        rule: None,
+                        path: Some(id.clone()),
+                        message: format!(
+                            "segment {line} (`{id}`) is not defined by HL7 {schema_version} nor declared as a Z-segment"
+                        ),
+                    })
+                    .collect();
+                let ids: Vec<&str> = bad.iter().map(|(id, _)| id.as_str()).collect();
+                return Err(Rejection {
+                    code: findings::UNEXPECTED_SEGMENT,
+                    reason: format!("unexpected segment(s): {}", ids.join(", ")),
+                    findings,
+                });
+            }
+            message.segments.retain(|s| !unexpected(&s.id));
+            for (id, line) in bad {
+                warnings.push(Issue::new(
+                    findings::SEGMENT_SKIPPED,
+                    id.clone(),
+                    format!("segment {line} (`{id}`) is not defined by the schema and was skipped"),
+                ));
+            }
+        }
+    }
+    Ok(Decoded {
+        message_type: message.message_type(),
+        control_id: message.control_id().map(str::to_string),
+        message,
+        warnings,
+    })
+}
+
+/// Opens a file for streaming.
+pub fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, RunError> {
+    let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
+    Ok(std::io::BufReader::with_capacity(64 * 1024, f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use sluice_hl7v2::split::MessageSplitter;
+
+    fn profile(unexpected: &str, terms: &[&str]) -> Profile {
+        Profile::new(&ProfilePlan {
+            name: "p".into(),
+            version: "2.5.1".into(),
+            accept_versions: vec!["2.5.1".into(), "2.5".into()],
+            encoding: "utf-8".into(),
+            segment_terminators: terms.iter().map(|s| s.to_string()).collect(),
+            unexpected_segments: unexpected.into(),
+            timezone: "+00:00".into(),
+            z_segments: vec![],
+        })
+    }
+
+    #[test]
+    fn rejections() {
+        let p = profile("parse", &["cr"]);
+        let ok = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||123";
+        let d = decode(ok, 0, &p).unwrap();
+        assert_eq!(d.message_type.as_deref(), Some("ADT^A01"));
+        assert_eq!(d.control_id.as_deref(), Some("X1"));
+        let bad = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||\xff\xfe";
+        let r = decode(bad, 100, &p).unwrap_err();
+        assert_eq!(r.code, "RT101");
+        assert!(r.reason.contains(&format!("{}", 100 + bad.len() - 2)));
+        let v23 = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.3\rPID|1";
+        assert_eq!(decode(v23, 0, &p).unwrap_err().code, "RT103");
+        let lf = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\nPID|1";
+        assert_eq!(decode(lf, 0, &p).unwrap_err().code, "RT104");
+        assert!(decode(lf, 0, &profile("parse", &["cr", "lf"])).is_ok());
+        assert!(decode(b"garbage", 0, &p).is_err());
+        assert!(decode(b"", 0, &p).is_err());
+    }
+
+    #[test]
+    fn expands_relative_and_recursive_patterns_sorted() {
+        // Tests run in the package directory, so this pattern is relative to it.
+        let files = expand("s", &["tests/fixtures/*.hl7".into(), "tests/fixtures/two_adt.hl7".into()]).unwrap();
+        assert_eq!(files, vec![PathBuf::from("tests/fixtures/two_adt.hl7")]);
+        let deep = expand("s", &["tests/**/*.hl7".into()]).unwrap();
+        assert!(deep.contains(&PathBuf::from("tests/fixtures/two_adt.hl7")));
+        assert!(expand("s", &["tests/fixtures/*.nothing".into()]).unwrap().is_empty());
+        assert_eq!(expand("s", &["tests/fixtures/missing.hl7".into()]).unwrap_err().code, "RT005");
+        assert_eq!(expand("s", &["tests/[".into()]).unwrap_err().code, "RT004");
+        let mut splitter = MessageSplitter::new(open(&files[0]).unwrap());
+        let first = splitter.next().unwrap().unwrap();
+        assert_eq!(decode(&first.bytes, 0, &profile("parse", &["cr"])).unwrap().control_id.as_deref(), Some("FIX0001"));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), lf in any::<bool>()) {
+            let p = profile("parse", &["cr"]);
+            let mut input = bytes.clone();
+            if lf { input.splice(0..0, b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|X|P|2.5.1\r".iter().copied()); }
+            for raw in MessageSplitter::new(&input[..]) {
+                let raw = raw.unwrap();
+                let _ = decode(&raw.bytes, raw.offset as u64, &p);
+            }
+            let _ = decode(&bytes, 0, &p);
+        }
+    }
+}

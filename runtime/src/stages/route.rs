@@ -1,0 +1,40 @@
+//! Filter and route stages: conditions over the record (HL7 message or output document).
+//!
+//! Invariants:
+//! - A filter whose `keep` is false drops the record as *filtered* (counted, audited).
+//! - A route sends the record to the first branch whose condition holds, else to `default`,
+//!   else the record is filtered. Branches are tried in plan order (deterministic).
+//! - Conversion warnings raised while evaluating a condition are not added to the record.
+
+use sluice_compiler::expr::ast::Expr;
+use sluice_compiler::plan::{FilterPlan, RoutePlan};
+
+use super::Step;
+use crate::eval::{Prepared, Scope};
+use crate::record::{Payload, Record};
+
+fn holds(expr: &Expr, prepared: &Prepared<'_>, rec: &Record, field: &str) -> bool {
+    let (msg, doc) = match &rec.payload {
+        Payload::Hl7(m) => (Some(&**m), None),
+        Payload::Doc(d) => (None, Some(d)),
+    };
+    let scope =
+        Scope { prepared, msg, doc, tables: None, vars: Vec::new(), zone: &rec.env.timezone, raw: false, field };
+    scope.eval(expr, &mut Vec::new()).truthy()
+}
+
+pub fn filter<'p>(component: &str, plan: &FilterPlan, prepared: &Prepared<'_>, rec: Record) -> Step<'p> {
+    if holds(&plan.keep, prepared, &rec, component) { Step::Next(rec, None) } else { Step::Filtered(rec) }
+}
+
+pub fn route<'p>(component: &str, plan: &'p RoutePlan, prepared: &Prepared<'_>, rec: Record) -> Step<'p> {
+    for (branch, cond) in &plan.branches {
+        if holds(cond, prepared, &rec, component) {
+            return Step::Next(rec, Some(branch));
+        }
+    }
+    match &plan.default {
+        Some(d) => Step::Next(rec, Some(d)),
+        None => Step::Filtered(rec),
+    }
+}

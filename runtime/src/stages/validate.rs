@@ -1,0 +1,165 @@
+//! The validate stage: message-type gate, then each rule whose `when` holds, over the raw text
+//! of its values.
+//!
+//! Invariants:
+//! - Strict mode: any failure sends the record to the DLQ with every failure listed (rule id,
+//!   path, code); lenient mode: failures become entries in the record's `errors` and it goes on.
+//! - Rules read HL7 values as raw text (no type conversion), so `format` rules see what was
+//!   sent. `when` conditions are evaluated like mapping expressions (converted values).
+//! - Regular expressions are compiled once per plan; a pattern must match the whole value.
+//! - Findings never hold values.
+
+use regex::Regex;
+use sluice_compiler::plan::{Mode, RuleCheck, RulePlan, ValidatePlan};
+
+use super::{Step, message_type_accepted};
+use crate::dlq::{Finding, Rejection};
+use crate::eval::{Prepared, Scope, Val};
+use crate::findings;
+use crate::record::{Issue, Payload, Record};
+use crate::time;
+
+/// Compiles the rule patterns (anchored); the error names the rule.
+pub fn compile_patterns(plan: &ValidatePlan) -> Result<Vec<Option<Regex>>, String> {
+    plan.rules
+        .iter()
+        .map(|r| match &r.check {
+            RuleCheck::Pattern { pattern, .. } => Regex::new(&format!("^(?:{pattern})$"))
+                .map(Some)
+                .map_err(|_| format!("rule `{}`: invalid regular expression", r.id)),
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+fn texts(v: Val) -> Vec<String> {
+    match v {
+        Val::List(items) => items.into_iter().flat_map(texts).collect(),
+        other => other.text().filter(|t| !t.is_empty()).into_iter().collect(),
+    }
+}
+
+fn check(rule: &RulePlan, regex: Option<&Regex>, values: &[String]) -> Option<(&'static str, String)> {
+    let fail = |code, text: &str| Some((code, rule.message.clone().unwrap_or_else(|| text.to_string())));
+    match &rule.check {
+        RuleCheck::Required { .. } => {
+            if values.is_empty() {
+                fail(findings::REQUIRED_MISSING, "a value is required")
+            } else {
+                None
+            }
+        }
+        RuleCheck::ValueSet { values: allowed, .. } => {
+            if values.iter().all(|v| allowed.contains(v)) {
+                None
+            } else {
+                fail(findings::NOT_IN_VALUE_SET, "a value is not in the value set")
+            }
+        }
+        RuleCheck::Format { format, .. } => {
+            let ok = |v: &String| match format.as_str() {
+                "date" => time::is_hl7_date(v),
+                "datetime" => time::is_hl7_datetime(v),
+                "integer" => crate::eval::parse_int(v).is_some(),
+                "decimal" => crate::record::json_decimal(v).is_some(),
+                _ => true,
+            };
+            if values.iter().all(ok) {
+                None
+            } else {
+                fail(findings::BAD_FORMAT, &format!("a value is not a valid {format}"))
+            }
+        }
+        RuleCheck::Pattern { .. } => match regex {
+            Some(re) if !values.iter().all(|v| re.is_match(v)) => {
+                fail(findings::PATTERN_MISMATCH, "a value does not match the pattern")
+            }
+            _ => None,
+        },
+        RuleCheck::MaxLength { max, .. } => {
+            if values.iter().all(|v| v.chars().count() <= *max) {
+                None
+            } else {
+                fail(findings::TOO_LONG, &format!("a value is longer than {max} characters"))
+            }
+        }
+    }
+}
+
+fn value_expr(c: &RuleCheck) -> &sluice_compiler::expr::ast::Expr {
+    match c {
+        RuleCheck::Required { value }
+        | RuleCheck::ValueSet { value, .. }
+        | RuleCheck::Format { value, .. }
+        | RuleCheck::Pattern { value, .. }
+        | RuleCheck::MaxLength { value, .. } => value,
+    }
+}
+
+pub fn run<'p>(
+    component: &str,
+    plan: &ValidatePlan,
+    regexes: &[Option<Regex>],
+    prepared: &Prepared<'_>,
+    mut rec: Record,
+) -> Step<'p> {
+    if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
+        let r = Rejection::single(
+            findings::MESSAGE_TYPE_NOT_ACCEPTED,
+            Some("MSH-9"),
+            format!("message type (MSH-9) is not accepted by validate stage `{component}`"),
+        );
+        return Step::Dlq(rec, r);
+    }
+    let (msg, doc) = match &rec.payload {
+        Payload::Hl7(m) => (Some(&**m), None),
+        Payload::Doc(d) => (None, Some(d)),
+    };
+    let mut failures = Vec::new();
+    for (i, rule) in plan.rules.iter().enumerate() {
+        let mut scope = Scope {
+            prepared,
+            msg,
+            doc,
+            tables: None,
+            vars: Vec::new(),
+            zone: &rec.env.timezone,
+            raw: false,
+            field: &rule.path,
+        };
+        let mut ignored = Vec::new();
+        if let Some(when) = &rule.when
+            && !scope.eval(when, &mut ignored).truthy()
+        {
+            continue;
+        }
+        scope.raw = true;
+        let values = texts(scope.eval(value_expr(&rule.check), &mut ignored));
+        if let Some((code, message)) = check(rule, regexes.get(i).and_then(Option::as_ref), &values) {
+            failures.push(Finding { code, rule: Some(rule.id.clone()), path: Some(rule.path.clone()), message });
+        }
+    }
+    if failures.is_empty() {
+        return Step::Next(rec, None);
+    }
+    match plan.mode {
+        Mode::Strict => {
+            let list: Vec<String> = failures
+                .iter()
+                .map(|f| {
+                    format!("{} ({}, {})", f.rule.as_deref().unwrap_or(""), f.path.as_deref().unwrap_or(""), f.code)
+                })
+                .collect();
+            let reason =
+                format!("{} rule(s) failed in validate stage `{component}`: {}", failures.len(), list.join("; "));
+            Step::Dlq(rec, Rejection { code: findings::VALIDATION_FAILED, reason, findings: failures })
+        }
+        Mode::Lenient => {
+            for f in failures {
+                let message = format!("rule `{}`: {}", f.rule.unwrap_or_default(), f.message);
+                rec.env.errors.push(Issue::new(f.code, f.path.unwrap_or_default(), message));
+            }
+            Step::Next(rec, None)
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! Output schemas: the record shapes Sluice writes (`canonical/patient-event@1`, ...).
+//!
+//! Each schema is a table in `data/`, embedded at build time. A path is dotted; list items are
+//! addressed with `[*]` (`patient.identifiers[*].value`).
+//!
+//! Invariants:
+//! - Field names are a published contract: a change is a new schema version (`@2`), never an edit.
+//! - Tables are parsed once; a malformed table fails this crate's tests, so `expect` on the
+//!   embedded data cannot fire for users.
+
+use std::sync::OnceLock;
+
+use sluice_spec_core::ValueType;
+
+/// Who sets a field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Presence {
+    /// A mapping must set it; a record without a value goes to the DLQ.
+    Required,
+    /// A mapping may set it.
+    Optional,
+    /// Set by the runtime (processing time, validation status, compliance); not mappable.
+    Runtime,
+}
+
+#[derive(Clone, Debug)]
+pub struct FieldDef {
+    pub path: String,
+    pub value_type: ValueType,
+    pub presence: Presence,
+    pub values: Vec<String>,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct OutputSchema {
+    pub name: &'static str,
+    pub fields: Vec<FieldDef>,
+}
+
+impl OutputSchema {
+    pub fn field(&self, path: &str) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.path == path)
+    }
+
+    /// Fields that hold values (not the structs that group them).
+    pub fn leaves(&self) -> impl Iterator<Item = &FieldDef> {
+        self.fields.iter().filter(|f| f.value_type != ValueType::Struct)
+    }
+
+    /// Direct members of a list-of-struct field: `patient.identifiers` -> `type`, `value`.
+    pub fn item_members(&self, list_path: &str) -> Vec<&FieldDef> {
+        let prefix = format!("{list_path}[*].");
+        self.fields.iter().filter(|f| f.path.strip_prefix(&prefix).is_some_and(|rest| !rest.contains('.'))).collect()
+    }
+}
+
+const SCHEMAS: &[(&str, &str)] = &[("canonical/patient-event@1", include_str!("../data/patient-event@1.txt"))];
+
+/// Names of all bundled output schemas.
+pub fn names() -> impl Iterator<Item = &'static str> {
+    SCHEMAS.iter().map(|(name, _)| *name)
+}
+
+/// The output schema with this name (`canonical/patient-event@1`).
+pub fn schema(name: &str) -> Option<&'static OutputSchema> {
+    static PARSED: OnceLock<Vec<OutputSchema>> = OnceLock::new();
+    let all = PARSED.get_or_init(|| {
+        SCHEMAS.iter().map(|(name, text)| parse_table(name, text).expect("bundled schema table is valid")).collect()
+    });
+    all.iter().find(|s| s.name == name)
+}
+
+fn parse_table(name: &'static str, text: &str) -> Result<OutputSchema, String> {
+    let mut fields = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cols: Vec<&str> = line.split('|').map(str::trim).collect();
+        let [path, ty, flags, values, description] = cols[..] else {
+            return Err(format!("{name}:{}: expected 5 columns", n + 1));
+        };
+        let value_type = ValueType::parse(ty).ok_or_else(|| format!("{name}:{}: unknown type {ty}", n + 1))?;
+        let presence = match flags {
+            "required" => Presence::Required,
+            "optional" => Presence::Optional,
+            "runtime" => Presence::Runtime,
+            other => return Err(format!("{name}:{}: unknown flag {other}", n + 1)),
+        };
+        let values = values.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect();
+        fields.push(FieldDef {
+            path: path.to_string(),
+            value_type,
+            presence,
+            values,
+            description: description.to_string(),
+        });
+    }
+    Ok(OutputSchema { name, fields })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bundled_schema_parses() {
+        for name in names() {
+            let schema = schema(name).expect("schema loads");
+            assert!(!schema.fields.is_empty());
+        }
+    }
+
+    #[test]
+    fn patient_event_contract() {
+        let s = schema("canonical/patient-event@1").unwrap();
+        assert_eq!(s.field("patient.dob").unwrap().value_type, ValueType::Date);
+        assert_eq!(s.field("metadata.message_id").unwrap().presence, Presence::Required);
+        assert_eq!(s.field("compliance.pii_masked").unwrap().presence, Presence::Runtime);
+        let members: Vec<_> = s.item_members("patient.identifiers").iter().map(|f| f.path.clone()).collect();
+        assert_eq!(members, ["patient.identifiers[*].type", "patient.identifiers[*].value"]);
+    }
+
+    #[test]
+    fn every_field_has_its_parent() {
+        for name in names() {
+            let s = schema(name).unwrap();
+            for f in &s.fields {
+                if let Some((parent, _)) = f.path.rsplit_once('.') {
+                    let parent = parent.strip_suffix("[*]").unwrap_or(parent);
+                    assert!(s.field(parent).is_some(), "{} has no parent {parent}", f.path);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,782 @@
+//! HL7 v2 codec: one message's text to a tree (segments, fields, repetitions, components,
+//! subcomponents) and back.
+//!
+//! The delimiters come from MSH-1 (field separator) and MSH-2 (component, repetition, escape,
+//! subcomponent and, from v2.7, truncation characters). MSH-2 must hold 4 or 5 distinct
+//! characters (fewer: `HL7002`; more, or a repeat: `HL7003`) and the field separator must not be
+//! a letter or digit (`HL7003`). Segments are separated by CR, LF or CRLF in any mix; a leading
+//! UTF-8 BOM and blank lines (empty, or only spaces and tabs) are skipped. Every other line must
+//! start with a segment id of 3 characters, an uppercase letter then uppercase letters or digits
+//! (`HL7004`). `Segment::line` counts segments, not skipped lines.
+//!
+//! # Tree shape
+//!
+//! `Segment::fields[0]` is field 1. In header segments (`MSH`, `FHS`, `BHS`) `fields[0]` is the
+//! field separator and `fields[1]` the encoding characters, both as one literal value that is
+//! neither split nor unescaped; on encode, field 1 is always written as `Delimiters::field` and
+//! field 2 verbatim from the tree (keep it in step with [`Message::delimiters`]).
+//!
+//! Empty text is the empty list at every level: an empty field has no repetitions, an empty
+//! repetition no components, an empty component no subcomponents. So the *canonical* tree, the
+//! one `parse_message` builds, never holds a list whose only element is empty (`[""]`,
+//! `[Component { [] }]`, ...): such a list encodes to the same text as the empty list. Encode
+//! trims nothing, so `parse_message(&encode(t)) == t` for every canonical tree `t` whose values
+//! round trip through [`escape`] (see below), whose header segments have the shape above and
+//! whose segment offsets and lines are those of the encoded text.
+//!
+//! # Escapes and the round-trip rule
+//!
+//! [`unescape`] decodes `\F\ \S\ \T\ \R\ \E\` to the delimiter characters and `\Xhh..\` (an even
+//! number of hex digits that spell valid UTF-8) to text. Recognised sequences that are not
+//! decoded are kept literally, escape characters included: formatting (`\.br\ \H\ \N\ \.sp2\
+//! \.in-4\` ...), charset (`\C2842\ \M2442\`), local (`\Zxx\`), `\P\` when MSH-2 has a truncation
+//! character, and `\X..\` that is not valid hex or not UTF-8 (no data is guessed). Any other
+//! escape character (unpaired, `\\`, an unknown body like `\Q\`, or a body holding a delimiter)
+//! is a literal character; the text after it is read on as usual.
+//!
+//! [`escape`] is the exact inverse for every string `s` (`unescape(escape(s)) == s`):
+//! - field, component, repetition and subcomponent characters become `\F\ \S\ \R\ \T\`;
+//! - CR and LF become `\X0D\` and `\X0A\`;
+//! - an escape character that, together with the text up to the next escape character, spells a
+//!   sequence `unescape` keeps (like `\.br\`) is written as is, sequence and all;
+//! - any other escape character becomes `\E\`.
+//!
+//! The truncation character is not a delimiter inside values and is never escaped.
+//!
+//! Hence `encode(parse_message(t)) == t` exactly (after removing a BOM and trailing line breaks)
+//! when `t` uses one segment separator, has no blank lines between segments and spells escapes
+//! the standard way. Other spellings of the same value are normalised to the standard one on
+//! re-encode: `\X41\` becomes `A`, `\X0d\` becomes `\X0D\`, `\X0D0A\` becomes `\X0D\\X0A\`, a
+//! stray backslash (`C:\temp`, `\Q\`) becomes `\E\`. The one standard spelling that changes is
+//! `\E\` directly followed by text that completes a kept sequence (`\E\.br\E\`, a literal
+//! backslash-dot-br-backslash): it is written as that sequence, which reads back to the same
+//! value. Messages with mixed separators are written with CR.
+//!
+//! Errors ([`ParseError`]) carry a code and a byte offset, never message content.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The delimiter characters of a message, from MSH-1 and MSH-2.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Delimiters {
+    pub field: char,
+    pub component: char,
+    pub repetition: char,
+    /// `None` only when built by hand: values are then written unescaped, and a value holding a
+    /// delimiter does not survive a round trip.
+    pub escape: Option<char>,
+    pub subcomponent: char,
+    /// v2.7+ truncation character (5th character of MSH-2); not special inside values.
+    pub truncation: Option<char>,
+}
+
+impl Default for Delimiters {
+    fn default() -> Self {
+        Delimiters {
+            field: '|',
+            component: '^',
+            repetition: '~',
+            escape: Some('\\'),
+            subcomponent: '&',
+            truncation: None,
+        }
+    }
+}
+
+impl Delimiters {
+    /// MSH-2 for these delimiters: component, repetition, escape, subcomponent, truncation.
+    pub fn encoding_characters(&self) -> String {
+        let mut s = String::with_capacity(5);
+        s.push(self.component);
+        s.push(self.repetition);
+        if let Some(e) = self.escape {
+            s.push(e);
+        }
+        s.push(self.subcomponent);
+        if let Some(t) = self.truncation {
+            s.push(t);
+        }
+        s
+    }
+
+    fn is_separator(&self, c: char) -> bool {
+        c == self.field || c == self.component || c == self.repetition || c == self.subcomponent
+    }
+}
+
+/// The segment separator seen while parsing, and the one `encode` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum SegmentSeparator {
+    #[default]
+    Cr,
+    Lf,
+    CrLf,
+    /// More than one kind was seen; `encode` writes CR.
+    Mixed,
+}
+
+impl SegmentSeparator {
+    /// The text `encode` writes between segments.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SegmentSeparator::Lf => "\n",
+            SegmentSeparator::CrLf => "\r\n",
+            SegmentSeparator::Cr | SegmentSeparator::Mixed => "\r",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub delimiters: Delimiters,
+    pub segments: Vec<Segment<'a>>,
+    pub segment_separator: SegmentSeparator,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Segment<'a> {
+    pub id: Cow<'a, str>,
+    /// `fields[0]` is field 1 (for `MSH`, MSH-1).
+    pub fields: Vec<Field<'a>>,
+    /// Byte offset of the segment in the text given to `parse_message`.
+    pub offset: usize,
+    /// 1-based segment number in the message.
+    pub line: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Field<'a> {
+    pub repetitions: Vec<Repetition<'a>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Repetition<'a> {
+    pub components: Vec<Component<'a>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Component<'a> {
+    /// Decoded values; borrowed from the message text when they held no escape sequence.
+    pub subcomponents: Vec<Cow<'a, str>>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub code: &'static str,
+    /// Describes the problem without quoting the message (it may hold PHI).
+    pub message: String,
+    /// Byte offset in the parsed text.
+    pub offset: usize,
+}
+
+impl ParseError {
+    fn new(code: &'static str, message: &str, offset: usize) -> Self {
+        ParseError { code, message: message.to_string(), offset }
+    }
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}: {}", self.code, self.offset, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+const BOM: &str = "\u{feff}";
+
+fn is_header_id(id: &str) -> bool {
+    matches!(id, "MSH" | "FHS" | "BHS")
+}
+
+fn is_valid_segment_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 3 && b[0].is_ascii_uppercase() && b[1..].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+}
+
+fn is_blank(line: &str) -> bool {
+    line.bytes().all(|b| b == b' ' || b == b'\t')
+}
+
+/// Reads the delimiters from the start of `body` (which starts with `MSH`). `base` is the offset
+/// of `body` in the parsed text, for errors.
+fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
+    let after_id = body.get(3..).unwrap_or("");
+    let mut chars = after_id.chars();
+    let field = match chars.next() {
+        Some(c) if c != '\r' && c != '\n' => c,
+        _ => {
+            return Err(ParseError::new("HL7002", "MSH segment ends before the field separator", base + 3));
+        }
+    };
+    if field.is_ascii_alphanumeric() {
+        return Err(ParseError::new("HL7003", "field separator must not be a letter or digit", base + 3));
+    }
+    let enc_start = 3 + field.len_utf8();
+    let enc: Vec<char> = chars.take_while(|&c| c != field && c != '\r' && c != '\n').collect();
+    if enc.len() < 4 {
+        return Err(ParseError::new("HL7002", "MSH-2 must hold at least 4 encoding characters", base + enc_start));
+    }
+    if enc.len() > 5 {
+        return Err(ParseError::new("HL7003", "MSH-2 holds more than 5 encoding characters", base + enc_start));
+    }
+    let mut seen = vec![field];
+    let mut pos = base + enc_start;
+    for &c in &enc {
+        if seen.contains(&c) {
+            return Err(ParseError::new("HL7003", "duplicate delimiter character", pos));
+        }
+        seen.push(c);
+        pos += c.len_utf8();
+    }
+    Ok(Delimiters {
+        field,
+        component: enc[0],
+        repetition: enc[1],
+        escape: Some(enc[2]),
+        subcomponent: enc[3],
+        truncation: enc.get(4).copied(),
+    })
+}
+
+/// Parses one message. See the module docs for the tree shape and what is tolerated.
+pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
+    let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
+    let body = text.get(start..).unwrap_or("");
+    if !body.starts_with("MSH") {
+        return Err(ParseError::new("HL7001", "message does not start with an MSH segment", start));
+    }
+    let delimiters = read_delimiters(body, start)?;
+
+    let bytes = text.as_bytes();
+    let mut segments = Vec::new();
+    // (saw CR, saw LF, saw CRLF) between segments
+    let mut kinds = [false; 3];
+    let mut pending_kind: Option<usize> = None;
+    let mut pos = start;
+    while pos < bytes.len() {
+        let end = bytes[pos..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(bytes.len(), |i| pos + i);
+        let (kind, term_len) = match bytes.get(end) {
+            Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => (Some(2), 2),
+            Some(b'\r') => (Some(0), 1),
+            Some(_) => (Some(1), 1),
+            None => (None, 0),
+        };
+        let line = text.get(pos..end).unwrap_or("");
+        if !is_blank(line) {
+            if let Some(k) = pending_kind.take() {
+                kinds[k] = true;
+            }
+            let seg = parse_segment(line, pos, segments.len() + 1, &delimiters)?;
+            segments.push(seg);
+            pending_kind = kind;
+        }
+        pos = end + term_len;
+    }
+    let segment_separator = match kinds {
+        [_, false, false] => SegmentSeparator::Cr,
+        [false, true, false] => SegmentSeparator::Lf,
+        [false, false, true] => SegmentSeparator::CrLf,
+        _ => SegmentSeparator::Mixed,
+    };
+    Ok(Message { delimiters, segments, segment_separator })
+}
+
+fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters) -> Result<Segment<'a>, ParseError> {
+    let (id, rest) = match line.find(d.field) {
+        Some(i) => (&line[..i], Some(&line[i + d.field.len_utf8()..])),
+        None => (line, None),
+    };
+    if !is_valid_segment_id(id) {
+        return Err(ParseError::new(
+            "HL7004",
+            "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
+            offset,
+        ));
+    }
+    let mut fields = Vec::new();
+    if let Some(rest) = rest {
+        let mut pieces = rest.split(d.field);
+        if is_header_id(id) {
+            let sep_start = id.len();
+            let sep = &line[sep_start..sep_start + d.field.len_utf8()];
+            fields.push(literal_field(sep));
+            if !rest.is_empty() {
+                if let Some(enc) = pieces.next() {
+                    fields.push(literal_field(enc));
+                }
+            } else {
+                pieces.next();
+            }
+        }
+        fields.extend(pieces.map(|raw| parse_field(raw, d)));
+    }
+    Ok(Segment { id: Cow::Borrowed(id), fields, offset, line: number })
+}
+
+fn literal_field(value: &str) -> Field<'_> {
+    if value.is_empty() {
+        return Field::default();
+    }
+    Field {
+        repetitions: vec![Repetition { components: vec![Component { subcomponents: vec![Cow::Borrowed(value)] }] }],
+    }
+}
+
+fn parse_field<'a>(raw: &'a str, d: &Delimiters) -> Field<'a> {
+    if raw.is_empty() {
+        return Field::default();
+    }
+    Field { repetitions: raw.split(d.repetition).map(|r| parse_repetition(r, d)).collect() }
+}
+
+fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
+    if raw.is_empty() {
+        return Repetition::default();
+    }
+    Repetition {
+        components: raw
+            .split(d.component)
+            .map(|c| {
+                if c.is_empty() {
+                    Component::default()
+                } else {
+                    Component { subcomponents: c.split(d.subcomponent).map(|s| unescape(s, d)).collect() }
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Writes a message: segments joined by `message.segment_separator` (CR for `Mixed`), with no
+/// separator after the last segment; values are escaped with [`escape`].
+pub fn encode(message: &Message) -> String {
+    let d = &message.delimiters;
+    let sep = message.segment_separator.as_str();
+    let mut out = String::new();
+    for (i, seg) in message.segments.iter().enumerate() {
+        if i > 0 {
+            out.push_str(sep);
+        }
+        encode_segment(&mut out, seg, d);
+    }
+    out
+}
+
+fn encode_segment(out: &mut String, seg: &Segment, d: &Delimiters) {
+    out.push_str(&seg.id);
+    let mut fields = seg.fields.iter();
+    if is_header_id(&seg.id) {
+        if fields.next().is_none() {
+            return;
+        }
+        out.push(d.field);
+        if let Some(enc) = fields.next() {
+            match literal_value(enc) {
+                Some(v) => out.push_str(v),
+                None => encode_field(out, enc, d),
+            }
+        }
+    }
+    for f in fields {
+        out.push(d.field);
+        encode_field(out, f, d);
+    }
+}
+
+fn literal_value<'s>(f: &'s Field) -> Option<&'s str> {
+    match f.repetitions.as_slice() {
+        [] => Some(""),
+        [r] => match r.components.as_slice() {
+            [c] => match c.subcomponents.as_slice() {
+                [s] => Some(s),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn encode_field(out: &mut String, f: &Field, d: &Delimiters) {
+    for (ri, rep) in f.repetitions.iter().enumerate() {
+        if ri > 0 {
+            out.push(d.repetition);
+        }
+        for (ci, comp) in rep.components.iter().enumerate() {
+            if ci > 0 {
+                out.push(d.component);
+            }
+            for (si, sub) in comp.subcomponents.iter().enumerate() {
+                if si > 0 {
+                    out.push(d.subcomponent);
+                }
+                out.push_str(&escape(sub, d));
+            }
+        }
+    }
+}
+
+/// What an escape sequence body (the text between two escape characters) decodes to.
+enum Body {
+    Char(char),
+    Text(String),
+    /// Kept literally, escape characters included.
+    Keep,
+    /// Not a sequence: the opening escape character is a literal character.
+    Lone,
+}
+
+fn classify(body: &str, d: &Delimiters) -> Body {
+    match body {
+        "F" => return Body::Char(d.field),
+        "S" => return Body::Char(d.component),
+        "T" => return Body::Char(d.subcomponent),
+        "R" => return Body::Char(d.repetition),
+        "E" => {
+            if let Some(e) = d.escape {
+                return Body::Char(e);
+            }
+        }
+        _ => {}
+    }
+    if body.chars().any(|c| d.is_separator(c) || c == '\r' || c == '\n') {
+        return Body::Lone;
+    }
+    if body.starts_with('X') {
+        return match decode_hex(body) {
+            Some(s) => Body::Text(s),
+            None => Body::Keep,
+        };
+    }
+    if is_known_sequence(body, d) { Body::Keep } else { Body::Lone }
+}
+
+fn decode_hex(body: &str) -> Option<String> {
+    let hex = body.strip_prefix('X')?.as_bytes();
+    if hex.is_empty() || hex.len() % 2 != 0 {
+        return None;
+    }
+    let mut bytes = Vec::with_capacity(hex.len() / 2);
+    for pair in hex.chunks_exact(2) {
+        let hi = (pair[0] as char).to_digit(16)?;
+        let lo = (pair[1] as char).to_digit(16)?;
+        bytes.push((hi * 16 + lo) as u8);
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// Decodes escape sequences in one raw subcomponent. See the module docs for which sequences are
+/// decoded and which are kept. Returns borrowed text when nothing was decoded.
+pub fn unescape<'a>(raw: &'a str, d: &Delimiters) -> Cow<'a, str> {
+    let Some(e) = d.escape else {
+        return Cow::Borrowed(raw);
+    };
+    if !raw.contains(e) {
+        return Cow::Borrowed(raw);
+    }
+    let el = e.len_utf8();
+    let mut out = String::with_capacity(raw.len());
+    let mut changed = false;
+    let mut rest = raw;
+    while let Some(i) = rest.find(e) {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + el..];
+        let Some(j) = after.find(e) else {
+            out.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        let body = &after[..j];
+        match classify(body, d) {
+            Body::Char(c) => {
+                out.push(c);
+                changed = true;
+                rest = &after[j + el..];
+            }
+            Body::Text(s) => {
+                out.push_str(&s);
+                changed = true;
+                rest = &after[j + el..];
+            }
+            Body::Keep => {
+                out.push_str(&rest[i..i + el + j + el]);
+                rest = &after[j + el..];
+            }
+            Body::Lone => {
+                out.push(e);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    if changed { Cow::Owned(out) } else { Cow::Borrowed(raw) }
+}
+
+/// Like [`unescape`], but fails with `HL7005` on a sequence that is neither a delimiter escape,
+/// valid hex, nor a recognised formatting (`\H\ \N\ \.br\ \.sp\ \.in\ \.ti\ \.sk\ \.ce\ \.fi\
+/// \.nf\`), charset (`\C..\ \M..\`), truncation (`\P\`) or local (`\Z..\`) escape. The offset is
+/// the byte offset of the sequence in `raw`.
+pub fn unescape_strict<'a>(raw: &'a str, d: &Delimiters) -> Result<Cow<'a, str>, ParseError> {
+    if let Some(e) = d.escape {
+        let el = e.len_utf8();
+        let mut pos = 0;
+        while let Some(i) = raw.get(pos..).and_then(|r| r.find(e)) {
+            let start = pos + i;
+            let after = &raw[start + el..];
+            let Some(j) = after.find(e) else {
+                return Err(ParseError::new("HL7005", "unterminated escape sequence", start));
+            };
+            let body = &after[..j];
+            let ok = match classify(body, d) {
+                Body::Char(_) | Body::Text(_) => true,
+                Body::Lone => false,
+                Body::Keep => !body.starts_with('X'),
+            };
+            if !ok {
+                return Err(ParseError::new("HL7005", "bad escape sequence", start));
+            }
+            pos = start + el + j + el;
+        }
+    }
+    Ok(unescape(raw, d))
+}
+
+/// Formatting (`\H\ \N\ \.br\ \.sp\ \.in\ \.ti\ \.sk\ \.ce\ \.fi\ \.nf\`), charset
+/// (`\Cxxyy\ \Mxxyy\ \Mxxyyzz\`), truncation (`\P\`, when MSH-2 defines a truncation character)
+/// and local (`\Z..\`) escape bodies.
+fn is_known_sequence(body: &str, d: &Delimiters) -> bool {
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    let signed = |s: &str| digits(s.strip_prefix(['+', '-']).unwrap_or(s));
+    let hex = |s: &str, lens: &[usize]| lens.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match body {
+        "H" | "N" | ".br" | ".ce" | ".fi" | ".nf" => true,
+        "P" => d.truncation.is_some(),
+        _ => {
+            if let Some(n) = body.strip_prefix(".sp").or_else(|| body.strip_prefix(".sk")) {
+                digits(n.trim_start())
+            } else if let Some(n) = body.strip_prefix(".in").or_else(|| body.strip_prefix(".ti")) {
+                signed(n.trim_start())
+            } else if let Some(h) = body.strip_prefix('C') {
+                hex(h, &[4])
+            } else if let Some(h) = body.strip_prefix('M') {
+                hex(h, &[4, 6])
+            } else {
+                body.len() > 1 && body.starts_with('Z')
+            }
+        }
+    }
+}
+
+/// Escapes one value for writing as a subcomponent; the exact inverse of [`unescape`] (see the
+/// module docs for the rule). Returns borrowed text when nothing needed escaping.
+pub fn escape<'v>(value: &'v str, d: &Delimiters) -> Cow<'v, str> {
+    let Some(e) = d.escape else {
+        return Cow::Borrowed(value);
+    };
+    let needs = |c: char| d.is_separator(c) || c == e || c == '\r' || c == '\n';
+    let Some(first) = value.find(needs) else {
+        return Cow::Borrowed(value);
+    };
+    let el = e.len_utf8();
+    let mut out = String::with_capacity(value.len() + 8);
+    out.push_str(&value[..first]);
+    let mut rest = &value[first..];
+    while let Some(c) = rest.chars().next() {
+        let cl = c.len_utf8();
+        if c == e {
+            let after = &rest[el..];
+            if let Some(j) = after.find(e)
+                && matches!(classify(&after[..j], d), Body::Keep)
+            {
+                out.push_str(&rest[..el + j + el]);
+                rest = &after[j + el..];
+                continue;
+            }
+            push_seq(&mut out, e, "E");
+        } else if c == d.field {
+            push_seq(&mut out, e, "F");
+        } else if c == d.component {
+            push_seq(&mut out, e, "S");
+        } else if c == d.repetition {
+            push_seq(&mut out, e, "R");
+        } else if c == d.subcomponent {
+            push_seq(&mut out, e, "T");
+        } else if c == '\r' {
+            push_seq(&mut out, e, "X0D");
+        } else if c == '\n' {
+            push_seq(&mut out, e, "X0A");
+        } else {
+            out.push(c);
+        }
+        rest = &rest[cl..];
+    }
+    Cow::Owned(out)
+}
+
+fn push_seq(out: &mut String, e: char, body: &str) {
+    out.push(e);
+    out.push_str(body);
+    out.push(e);
+}
+
+fn owned(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+impl<'a> Message<'a> {
+    /// All segments with this id, in order.
+    pub fn segments_named<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Segment<'a>> {
+        self.segments.iter().filter(move |s| s.id == id)
+    }
+
+    fn msh(&self) -> Option<&Segment<'a>> {
+        self.segments.first().filter(|s| s.id == "MSH")
+    }
+
+    /// MSH-9.1 and MSH-9.2 joined by `^` (`ADT^A01`), or MSH-9.1 alone when 9.2 is empty.
+    pub fn message_type(&self) -> Option<String> {
+        let rep = self.msh()?.field(9)?.repetitions.first()?;
+        let comp = |i: usize| {
+            rep.components.get(i).and_then(|c| c.subcomponents.first()).map(|s| s.as_ref()).filter(|s| !s.is_empty())
+        };
+        let code = comp(0)?;
+        Some(match comp(1) {
+            Some(event) => format!("{code}^{event}"),
+            None => code.to_string(),
+        })
+    }
+
+    /// MSH-10, the message control id.
+    pub fn control_id(&self) -> Option<&str> {
+        self.msh()?.field(10)?.first()
+    }
+
+    /// MSH-12.1, the version id.
+    pub fn version(&self) -> Option<&str> {
+        self.msh()?.field(12)?.first()
+    }
+
+    pub fn into_owned(self) -> Message<'static> {
+        Message {
+            delimiters: self.delimiters,
+            segment_separator: self.segment_separator,
+            segments: self
+                .segments
+                .into_iter()
+                .map(|s| Segment {
+                    id: owned(s.id),
+                    offset: s.offset,
+                    line: s.line,
+                    fields: s.fields.into_iter().map(Field::into_owned).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl<'a> Segment<'a> {
+    /// Field `n`, 1-based (`field(3)` is PID-3; for MSH, `field(1)` is MSH-1).
+    pub fn field(&self, n: usize) -> Option<&Field<'a>> {
+        self.fields.get(n.checked_sub(1)?)
+    }
+}
+
+impl<'a> Field<'a> {
+    /// The first subcomponent of the first component of the first repetition, unless empty.
+    pub fn first(&self) -> Option<&str> {
+        self.repetitions
+            .first()?
+            .components
+            .first()?
+            .subcomponents
+            .first()
+            .map(|s| s.as_ref())
+            .filter(|s| !s.is_empty())
+    }
+
+    pub fn into_owned(self) -> Field<'static> {
+        Field {
+            repetitions: self
+                .repetitions
+                .into_iter()
+                .map(|r| Repetition {
+                    components: r
+                        .components
+                        .into_iter()
+                        .map(|c| Component { subcomponents: c.subcomponents.into_iter().map(owned).collect() })
+                        .collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every code a [`ParseError`] (or a caller decoding bytes for this codec) can carry, with what
+/// it means; `docs/diagnostics.md` is generated from this list.
+pub const ERROR_CODES: &[(&str, &str, &str)] = &[
+    (
+        "HL7001",
+        "The message does not start with MSH.",
+        "An HL7 v2 message begins with an MSH segment (FHS and BHS only open batch envelopes). The record goes to the DLQ; check what the sender put before the first MSH.",
+    ),
+    (
+        "HL7002",
+        "MSH is too short to hold the delimiters.",
+        "MSH-1 (the field separator) and MSH-2 (four or five encoding characters) define how the rest of the message is split. Without them nothing can be read.",
+    ),
+    (
+        "HL7003",
+        "The delimiter characters are invalid.",
+        "The encoding characters in MSH-2 must be distinct, not letters or digits, and differ from the field separator. A common cause is a doubled escape character (`^~\\\\&`) written by a tool that escaped it twice.",
+    ),
+    (
+        "HL7004",
+        "A segment id is not valid.",
+        "Segment ids are three characters: an upper-case letter, then upper-case letters or digits. A line that is not a segment (a comment, a stray line of text) inside a message causes this.",
+    ),
+    (
+        "HL7005",
+        "An escape sequence is not valid.",
+        "Only reported in strict decoding: an escape character starts a sequence that is not one of \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ or a formatting escape.",
+    ),
+    (
+        "HL7010",
+        "The message is not valid UTF-8.",
+        "The bytes at the reported offset are not UTF-8. Set the profile's encoding to what the sender really uses, or fix the sender.",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_rule_examples() {
+        let d = Delimiters::default();
+        for (value, raw) in [
+            ("a|b^c~d&e", r"a\F\b\S\c\R\d\T\e"),
+            (r"C:\x", r"C:\E\x"),
+            (r"line\.br\next", r"line\.br\next"),
+            ("cr\r\nlf", r"cr\X0D\\X0A\lf"),
+            (r"\\", r"\E\\E\"),
+            (r"\a|b\", r"\E\a\F\b\E\"),
+        ] {
+            assert_eq!(escape(value, &d), raw, "escape {value:?}");
+            assert_eq!(unescape(raw, &d), value, "unescape {raw:?}");
+        }
+        assert_eq!(unescape(r"\X41\\XC3A9\", &d), "Aé");
+        assert_eq!(unescape(r"\XE9\", &d), r"\XE9\");
+        assert!(matches!(unescape("plain", &d), Cow::Borrowed(_)));
+        assert!(matches!(unescape(r"\H\x\N\", &d), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn strict_unescape() {
+        let d = Delimiters::default();
+        assert!(unescape_strict(r"\H\bold\N\ \.sp2\ \.in-4\", &d).is_ok());
+        assert_eq!(unescape_strict(r"ab\Q\", &d).unwrap_err().offset, 2);
+        assert_eq!(unescape_strict(r"ab\x", &d).unwrap_err().code, "HL7005");
+    }
+}

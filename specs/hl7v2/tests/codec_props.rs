@@ -1,0 +1,354 @@
+//! Property tests for the HL7 v2 codec, splitter, paths and JSON shape.
+//!
+//! Generated trees are canonical (see `codec` docs): a list with one element never holds an
+//! empty element, header segments have the literal MSH-1/MSH-2 shape, offsets and segment
+//! numbers are those of the encoded text. For such trees `parse(encode(t)) == t`.
+
+use std::borrow::Cow;
+
+use proptest::prelude::*;
+use sluice_hl7v2::codec::{
+    Component, Delimiters, Field, Message, Repetition, Segment, SegmentSeparator, encode, escape, parse_message,
+    unescape,
+};
+use sluice_hl7v2::json::{json_to_message, message_to_json};
+use sluice_hl7v2::path::{Index, Path};
+use sluice_hl7v2::split::MessageSplitter;
+
+/// Characters allowed as the field separator.
+const FIELD_POOL: &[char] = &['|', '!', '#', '$', '%', '*', '+', ':', ';', '/', '?', '@', '§', '€', ' ', '\t'];
+/// Characters allowed for the other delimiters (letters included: HL7 does not forbid them).
+const OTHER_POOL: &[char] =
+    &['^', '~', '\\', '&', '#', '@', '%', '$', '!', '*', '=', '{', '}', 'r', 'Z', 'é', '€', ' '];
+
+fn delimiters() -> impl Strategy<Value = Delimiters> {
+    (
+        proptest::sample::select(FIELD_POOL),
+        Just(OTHER_POOL.to_vec()).prop_shuffle(),
+        any::<bool>(),
+        prop_oneof![1 => Just(true), 3 => Just(false)],
+    )
+        .prop_map(|(field, others, trunc, default)| {
+            if default {
+                return Delimiters::default();
+            }
+            let mut o = others.into_iter().filter(|&c| c != field);
+            let mut next = || o.next().unwrap_or('\u{1}');
+            Delimiters {
+                field,
+                component: next(),
+                repetition: next(),
+                escape: Some(next()),
+                subcomponent: next(),
+                truncation: if trunc { Some(next()) } else { None },
+            }
+        })
+}
+
+/// Building blocks for values: delimiters (by role), escape-sequence look-alikes, line breaks,
+/// and arbitrary text.
+#[derive(Clone, Debug)]
+enum Tok {
+    Delim(u8),
+    Text(String),
+}
+
+fn tok() -> impl Strategy<Value = Tok> {
+    prop_oneof![
+        3 => (0u8..6).prop_map(Tok::Delim),
+        2 => prop_oneof![
+            Just("F"), Just("S"), Just("T"), Just("R"), Just("E"), Just("X41"), Just("X0D"),
+            Just("XC3A9"), Just("XE9"), Just(".br"), Just("H"), Just("N"), Just(".sp2"),
+            Just("Zx"), Just("C2842"), Just("P"), Just("X"), Just(""), Just("\r"), Just("\n"),
+            Just("\r\n"), Just("\"\""),
+        ]
+        .prop_map(|s| Tok::Text(s.to_string())),
+        2 => "[a-zA-Z0-9 ]{1,4}".prop_map(Tok::Text),
+        1 => any::<String>().prop_map(Tok::Text),
+    ]
+}
+
+fn render(toks: &[Tok], d: &Delimiters) -> String {
+    let mut s = String::new();
+    for t in toks {
+        match t {
+            Tok::Delim(i) => s.push(match i {
+                0 => d.field,
+                1 => d.component,
+                2 => d.repetition,
+                3 => d.escape.unwrap_or('\\'),
+                4 => d.subcomponent,
+                _ => d.truncation.unwrap_or('#'),
+            }),
+            Tok::Text(x) => s.push_str(x),
+        }
+    }
+    s
+}
+
+fn value_toks() -> impl Strategy<Value = Vec<Tok>> {
+    prop::collection::vec(tok(), 0..6)
+}
+
+type RawField = Vec<Vec<Vec<Vec<Tok>>>>;
+
+fn raw_field() -> impl Strategy<Value = RawField> {
+    prop::collection::vec(prop::collection::vec(prop::collection::vec(value_toks(), 0..3), 0..3), 0..3)
+}
+
+fn build_field(raw: &RawField, d: &Delimiters) -> Field<'static> {
+    let mut repetitions: Vec<Repetition<'static>> = raw
+        .iter()
+        .map(|rep| {
+            let mut components: Vec<Component<'static>> = rep
+                .iter()
+                .map(|comp| {
+                    let mut subcomponents: Vec<Cow<'static, str>> =
+                        comp.iter().map(|v| Cow::Owned(render(v, d))).collect();
+                    if subcomponents.len() == 1 && subcomponents[0].is_empty() {
+                        subcomponents.clear();
+                    }
+                    Component { subcomponents }
+                })
+                .collect();
+            if components.len() == 1 && components[0].subcomponents.is_empty() {
+                components.clear();
+            }
+            Repetition { components }
+        })
+        .collect();
+    if repetitions.len() == 1 && repetitions[0].components.is_empty() {
+        repetitions.clear();
+    }
+    Field { repetitions }
+}
+
+fn literal(s: String) -> Field<'static> {
+    Field { repetitions: vec![Repetition { components: vec![Component { subcomponents: vec![Cow::Owned(s)] }] }] }
+}
+
+fn segment_id() -> impl Strategy<Value = String> {
+    // header ids have their own shape; batch trailers are dropped by the splitter
+    "[A-Z][A-Z0-9]{2}"
+        .prop_filter("not a header or envelope id", |id| !matches!(id.as_str(), "MSH" | "FHS" | "BHS" | "BTS" | "FTS"))
+}
+
+fn message_tree() -> impl Strategy<Value = Message<'static>> {
+    (
+        delimiters(),
+        prop::collection::vec(raw_field(), 0..5),
+        prop::collection::vec((segment_id(), prop::collection::vec(raw_field(), 0..5)), 0..5),
+        prop_oneof![Just(SegmentSeparator::Cr), Just(SegmentSeparator::Lf), Just(SegmentSeparator::CrLf)],
+    )
+        .prop_map(|(d, msh_fields, others, sep)| {
+            let mut fields = vec![literal(d.field.to_string()), literal(d.encoding_characters())];
+            fields.extend(msh_fields.iter().map(|f| build_field(f, &d)));
+            let mut segments = vec![Segment { id: Cow::Borrowed("MSH"), fields, offset: 0, line: 1 }];
+            for (i, (id, raw)) in others.iter().enumerate() {
+                segments.push(Segment {
+                    id: Cow::Owned(id.clone()),
+                    fields: raw.iter().map(|f| build_field(f, &d)).collect(),
+                    offset: 0,
+                    line: i + 2,
+                });
+            }
+            let segment_separator = if segments.len() == 1 { SegmentSeparator::Cr } else { sep };
+            let mut m = Message { delimiters: d, segments, segment_separator };
+            set_offsets(&mut m);
+            m
+        })
+}
+
+/// Offsets as in the encoded text: values never hold a raw line break, so separators are exact.
+fn set_offsets(m: &mut Message<'static>) {
+    let text = encode(m);
+    let sep = m.segment_separator.as_str();
+    let mut offset = 0;
+    for seg in &mut m.segments {
+        seg.offset = offset;
+        offset = text[offset..].find(sep).map_or(text.len(), |i| offset + i + sep.len());
+    }
+}
+
+fn without_offsets(m: &Message<'_>) -> (Delimiters, Vec<Segment<'static>>) {
+    let mut segments = m.clone().into_owned().segments;
+    for s in &mut segments {
+        s.offset = 0;
+    }
+    (m.delimiters, segments)
+}
+
+fn index() -> impl Strategy<Value = Index> {
+    prop_oneof![Just(Index::First), Just(Index::All), (0usize..1000).prop_map(Index::Nth)]
+}
+
+fn path() -> impl Strategy<Value = Path> {
+    (
+        "[A-Z][A-Z0-9]{2}",
+        index(),
+        1usize..300,
+        index(),
+        proptest::option::of(1usize..30),
+        proptest::option::of(1usize..30),
+    )
+        .prop_map(|(segment, occurrence, field, repetition, component, sub)| Path {
+            segment,
+            occurrence,
+            field,
+            repetition,
+            subcomponent: component.and(sub),
+            component,
+        })
+}
+
+/// A reader that hands out the input in chunks of the given sizes, to move chunk boundaries.
+struct Chunked<'a> {
+    data: &'a [u8],
+    sizes: Vec<usize>,
+    i: usize,
+}
+
+impl std::io::Read for Chunked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.sizes.get(self.i % self.sizes.len().max(1)).copied().unwrap_or(1);
+        self.i += 1;
+        let n = size.max(1).min(buf.len()).min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+proptest! {
+    // failures are printed, not saved next to the sources; PROPTEST_CASES=n runs more cases
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn parse_inverts_encode(tree in message_tree()) {
+        let text = encode(&tree);
+        let parsed = parse_message(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&parsed, &tree);
+        // encoder output is canonical: it round trips as text too
+        prop_assert_eq!(encode(&parsed), text);
+    }
+
+    #[test]
+    fn json_full_shape_round_trips(mut tree in message_tree()) {
+        tree.segment_separator = SegmentSeparator::Cr;
+        set_offsets(&mut tree);
+        let v = message_to_json(&tree, true);
+        prop_assert_eq!(json_to_message(&v), Some(tree.clone()));
+        let _ = message_to_json(&tree, false);
+    }
+
+    #[test]
+    fn unescape_inverts_escape(d in delimiters(), toks in value_toks(), s in any::<String>()) {
+        for value in [render(&toks, &d), s] {
+            let e = escape(&value, &d);
+            let back = unescape(&e, &d).into_owned();
+            prop_assert_eq!(back.as_str(), value.as_str());
+            // the escaped form holds no raw delimiter or line break
+            prop_assert!(!e.contains([d.field, d.component, d.repetition, d.subcomponent, '\r', '\n']));
+            // escaped text is canonical
+            let again = escape(&back, &d).into_owned();
+            prop_assert_eq!(again, e.clone().into_owned());
+        }
+    }
+
+    #[test]
+    fn unescape_never_panics(d in delimiters(), toks in value_toks()) {
+        let raw = render(&toks, &d);
+        let v = unescape(&raw, &d);
+        let e = escape(&v, &d).into_owned();
+        let back = unescape(&e, &d).into_owned();
+        prop_assert_eq!(back, v.into_owned());
+    }
+
+    #[test]
+    fn parse_never_panics(s in any::<String>(), tail in value_toks(), d in delimiters()) {
+        let _ = parse_message(&s);
+        let text = format!("MSH{}{}{}", d.field, d.encoding_characters(), render(&tail, &d));
+        for t in [text.as_str(), s.as_str()] {
+            if let Ok(m) = parse_message(t) {
+                // whatever parses re-encodes to text that parses to the same tree
+                let encoded = encode(&m);
+                let again = parse_message(&encoded).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(without_offsets(&again), without_offsets(&m));
+                let _ = (m.message_type(), m.control_id(), m.version());
+                let _ = message_to_json(&m, false);
+            }
+        }
+    }
+
+    #[test]
+    fn splitter_never_panics_and_keeps_contiguous_ranges(
+        parts in prop::collection::vec(prop_oneof![
+            Just(b"MSH|^~\\&|A".to_vec()), Just(b"\r".to_vec()), Just(b"\n".to_vec()),
+            Just(b"\x0b".to_vec()), Just(b"\x1c".to_vec()), Just(b"\xEF\xBB\xBF".to_vec()),
+            Just(b"BHS|x".to_vec()), Just(b"FTS".to_vec()), Just(b"PID|1".to_vec()),
+            Just(b"  ".to_vec()), prop::collection::vec(any::<u8>(), 0..8),
+        ], 0..24),
+        sizes in prop::collection::vec(1usize..9, 1..4),
+    ) {
+        let input: Vec<u8> = parts.concat();
+        let whole: Vec<_> = MessageSplitter::new(input.as_slice()).map(|r| r.unwrap()).collect();
+        let reader = std::io::BufReader::with_capacity(3, Chunked { data: &input, sizes, i: 0 });
+        let chunked: Vec<_> = MessageSplitter::new(reader).map(|r| r.unwrap()).collect();
+        prop_assert_eq!(&whole, &chunked);
+        let mut last_end = 0;
+        for (i, m) in whole.iter().enumerate() {
+            prop_assert_eq!(m.index, i);
+            prop_assert!(!m.bytes.is_empty());
+            prop_assert!(m.offset >= last_end);
+            prop_assert_eq!(input.get(m.offset..m.offset + m.bytes.len()), Some(&m.bytes[..]));
+            prop_assert!(!m.bytes.ends_with(b"\r") && !m.bytes.ends_with(b"\n"));
+            last_end = m.offset + m.bytes.len();
+        }
+    }
+
+    #[test]
+    fn split_and_parse_generated_streams(trees in prop::collection::vec(message_tree(), 1..5)) {
+        let texts: Vec<String> = trees.iter().map(encode).collect();
+        let stream = texts.join("\r\n");
+        let items: Vec<_> = MessageSplitter::new(stream.as_bytes()).map(|r| r.unwrap()).collect();
+        // a value may not start a line with MSH (line breaks in values are escaped), so each
+        // tree is one item
+        prop_assert_eq!(items.len(), texts.len());
+        for (item, text) in items.iter().zip(&texts) {
+            prop_assert_eq!(&item.bytes[..], text.as_bytes());
+        }
+    }
+
+    #[test]
+    fn path_parse_never_panics(s in any::<String>(), t in "[A-Z0-9\\[\\]*.\\-]{0,16}") {
+        for text in [s, t] {
+            if let Ok(p) = Path::parse(&text) {
+                prop_assert_eq!(p.to_string(), text.clone());
+                prop_assert_eq!(Path::parse(&p.to_string()), Ok(p));
+            }
+        }
+    }
+
+    #[test]
+    fn path_display_round_trips(p in path()) {
+        prop_assert_eq!(Path::parse(&p.to_string()), Ok(p));
+    }
+
+    #[test]
+    fn select_never_panics(tree in message_tree(), p in path(), field in 0usize..4, comp in 0usize..3) {
+        let mut p = p;
+        if let Some(seg) = tree.segments.get(1) {
+            p.segment = seg.id.to_string();
+        }
+        let _ = tree.select(&p);
+        // hand-built paths may hold zeros
+        p.field = field;
+        p.component = Some(comp);
+        p.subcomponent = Some(comp);
+        let _ = tree.select(&p);
+    }
+}

@@ -1,0 +1,131 @@
+//! The `sluice` command line: parses arguments, calls the compiler and the runtime, renders
+//! their results for terminals and tools, and turns outcomes into exit codes.
+//!
+//! Exit codes: 0 success, 1 the input has errors (diagnostics, invalid messages, a failed run),
+//! 2 usage errors (bad flags, unreadable paths). Only this crate knows about terminals and
+//! exit codes (DESIGN.md, invariant 1).
+
+mod commands;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "sluice", version, about = "Compiler and runtime for healthcare and financial data pipelines")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DiagFormat {
+    Human,
+    Json,
+    Github,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PlanFormat {
+    Text,
+    Json,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SummaryFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Standard {
+    Hl7v2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    Compact,
+    Full,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Type-check specs (pipelines, mappings, profiles, rules, masking policies) without running.
+    Check {
+        /// Files or directories (searched for .yaml/.yml). Default: pipelines/ and mappings/.
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: DiagFormat,
+    },
+    /// Compile a pipeline and print its plan.
+    Plan {
+        pipeline: PathBuf,
+        #[arg(long, value_enum, default_value = "text")]
+        format: PlanFormat,
+        /// Format for diagnostics, if the pipeline does not compile.
+        #[arg(long, value_enum, default_value = "human")]
+        diagnostics: DiagFormat,
+    },
+    /// Compile and run a pipeline.
+    Run {
+        pipeline: PathBuf,
+        /// How to print the run summary.
+        #[arg(long, value_enum, default_value = "text")]
+        summary: SummaryFormat,
+        /// Pin the clock (RFC 3339) so output is byte-identical across runs; for tests.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+        /// Worker threads for CPU stages (default: one per core).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Print the JSON Schema of the spec language (for editors).
+    Schema,
+    /// Parse message files and print each message as one JSON line.
+    Parse {
+        #[arg(long, value_enum)]
+        format: Standard,
+        /// `full`: every field is a list of repetitions of components of subcomponents.
+        #[arg(long, value_enum, default_value = "compact")]
+        shape: Shape,
+        files: Vec<PathBuf>,
+    },
+    /// Explain a diagnostic code (`sluice explain SL201`).
+    Explain { code: String },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let code = match cli.command {
+        Command::Check { paths, format } => commands::check(paths, format.into()),
+        Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),
+        Command::Run { pipeline, summary, fixed_clock, threads } => {
+            commands::run(&pipeline, matches!(summary, SummaryFormat::Json), fixed_clock, threads)
+        }
+        Command::Schema => commands::schema(),
+        Command::Parse { format: Standard::Hl7v2, shape, files } => {
+            commands::parse_hl7(&files, matches!(shape, Shape::Full))
+        }
+        Command::Explain { code } => commands::explain(&code),
+    };
+    ExitCode::from(code)
+}
+
+impl From<DiagFormat> for sluice_compiler::diagnostics::Format {
+    fn from(f: DiagFormat) -> Self {
+        match f {
+            DiagFormat::Human => Self::Human,
+            DiagFormat::Json => Self::Json,
+            DiagFormat::Github => Self::Github,
+        }
+    }
+}
