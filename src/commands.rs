@@ -26,9 +26,12 @@ fn print_diagnostics(c: &Compiler, format: Format) {
     }
 }
 
+fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 fn counts(c: &Compiler) -> String {
     let (e, w) = (c.diags.count(Severity::Error), c.diags.count(Severity::Warning));
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     format!("{}, {}", plural(e, "error"), plural(w, "warning"))
 }
 
@@ -49,24 +52,34 @@ pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
     };
     print_diagnostics(&c, format);
     if format == Format::Human {
-        eprintln!("checked {} files ({} pipelines): {}", report.files.len(), report.pipelines, counts(&c));
+        eprintln!(
+            "checked {} ({}): {}",
+            plural(report.files.len(), "file"),
+            plural(report.pipelines, "pipeline"),
+            counts(&c)
+        );
     }
     if c.diags.has_errors() { FAILED } else { OK }
 }
 
-pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
+/// Compiles a pipeline, printing its diagnostics; the plan, or the exit code to stop with.
+fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan::Plan, u8> {
     let mut c = Compiler::default();
-    let plan = match c.plan(pipeline) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return USAGE;
-        }
-    };
+    let plan = c.plan(pipeline).map_err(|e| {
+        eprintln!("error: {e}");
+        USAGE
+    })?;
     print_diagnostics(&c, diag_format);
-    let Some(plan) = plan else {
+    plan.ok_or_else(|| {
         eprintln!("no plan: {}", counts(&c));
-        return FAILED;
+        FAILED
+    })
+}
+
+pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
+    let plan = match compile(pipeline, diag_format) {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let text = match format {
         PlanFormat::Text => render::text(&plan),
@@ -79,18 +92,9 @@ pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
 }
 
 pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Option<usize>) -> u8 {
-    let mut c = Compiler::default();
-    let plan = match c.plan(pipeline) {
+    let plan = match compile(pipeline, Format::Human) {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return USAGE;
-        }
-    };
-    print_diagnostics(&c, Format::Human);
-    let Some(plan) = plan else {
-        eprintln!("not run: {}", counts(&c));
-        return FAILED;
+        Err(code) => return code,
     };
     let options = sluice_runtime::RunOptions { fixed_clock, threads };
     match sluice_runtime::run(&plan, &options) {

@@ -356,6 +356,14 @@ fn check_binary(cx: &mut ExprCx, op: BinaryOp, lhs: &Syn, rhs: &Syn, syn: &Syn, 
     })
 }
 
+/// A conversion function's argument: text, or one of the `accepted` types.
+fn convertible(cx: &mut ExprCx, t: &Typed, accepted: &[ValueType], syn: &Syn, why: &str) -> Option<()> {
+    if text_like(&t.ty) || accepted.contains(&t.ty) {
+        return Some(());
+    }
+    expect_type(cx, t, &ValueType::String, syn, why)
+}
+
 fn wrong_args(cx: &mut ExprCx, syn: &Syn, name: &str, message: String) -> Option<Typed> {
     let sig = FUNCTIONS.iter().find(|f| f.0 == name).map_or("", |f| f.1);
     cx.error(
@@ -436,16 +444,8 @@ fn check_call(
     let refs: Vec<&Typed> = typed.iter().collect();
     let (ty, classes) = match function {
         Function::Date | Function::Datetime => {
-            let ok = text_like(&typed[0].ty) || matches!(typed[0].ty, ValueType::Date | ValueType::DateTime);
-            if !ok {
-                expect_type(
-                    cx,
-                    &typed[0],
-                    &ValueType::String,
-                    arg_syn(0),
-                    &format!("`{name}` needs HL7 date text or a date"),
-                )?;
-            }
+            let accepted = [ValueType::Date, ValueType::DateTime];
+            convertible(cx, &typed[0], &accepted, arg_syn(0), &format!("`{name}` needs HL7 date text or a date"))?;
             (if function == Function::Date { ValueType::Date } else { ValueType::DateTime }, union(&refs))
         }
         Function::Upper | Function::Lower | Function::Trim => {
@@ -453,16 +453,8 @@ fn check_call(
             (ValueType::String, union(&refs))
         }
         Function::Integer | Function::Decimal => {
-            let ok = text_like(&typed[0].ty) || matches!(typed[0].ty, ValueType::Integer | ValueType::Decimal);
-            if !ok {
-                expect_type(
-                    cx,
-                    &typed[0],
-                    &ValueType::String,
-                    arg_syn(0),
-                    &format!("`{name}` needs text or a number"),
-                )?;
-            }
+            let accepted = [ValueType::Integer, ValueType::Decimal];
+            convertible(cx, &typed[0], &accepted, arg_syn(0), &format!("`{name}` needs text or a number"))?;
             (if function == Function::Integer { ValueType::Integer } else { ValueType::Decimal }, union(&refs))
         }
         Function::Present => (ValueType::Boolean, BTreeSet::new()),

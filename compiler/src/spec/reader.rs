@@ -56,7 +56,8 @@ pub fn entries<'n>(cx: &mut Cx, node: &'n Node, what: &str) -> Option<Vec<(&'n s
     let Value::Map(map) = &node.value else {
         cx.push(
             Diagnostic::error(codes::WRONG_TYPE, format!("{what} must be a mapping, found {}", node.kind_name()))
-                .label(node.span, "expected `key: value` entries here"),
+                .label(node.span, "expected `key: value` entries here")
+                .help("write each entry as `key: value` on its own line, indented under its parent key"),
         );
         return None;
     };
@@ -126,7 +127,8 @@ pub fn string(cx: &mut Cx, node: &Node, what: &str) -> Option<Spanned> {
         None => {
             cx.push(
                 Diagnostic::error(codes::WRONG_TYPE, format!("{what} must be a string, found {}", node.kind_name()))
-                    .label(node.span, "expected a string"),
+                    .label(node.span, "expected a string")
+                    .help("write a single value here; quote it if it contains `:` or starts with a special character"),
             );
             None
         }
@@ -156,7 +158,8 @@ pub fn string_list(cx: &mut Cx, node: &Node, what: &str, single_ok: bool) -> Vec
         _ => {
             cx.push(
                 Diagnostic::error(codes::WRONG_TYPE, format!("{what} must be a list, found {}", node.kind_name()))
-                    .label(node.span, "expected a list such as `[a, b]`"),
+                    .label(node.span, "expected a list such as `[a, b]`")
+                    .help("write `[a, b]`, or one `- item` per line"),
             );
             Vec::new()
         }
@@ -172,7 +175,8 @@ pub fn integer(cx: &mut Cx, node: &Node, what: &str) -> Option<u64> {
                     codes::WRONG_TYPE,
                     format!("{what} must be a non-negative integer, found {}", node.kind_name()),
                 )
-                .label(node.span, "expected a whole number"),
+                .label(node.span, "expected a whole number")
+                .help("write a number without quotes or units, e.g. `4`"),
             );
             None
         }

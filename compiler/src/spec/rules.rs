@@ -106,7 +106,7 @@ fn rule(cx: &mut Cx, node: &Node, rules_name: &str, n: usize, hl7: Option<Hl7Env
         cx.push(
             Diagnostic::error(codes::INVALID_RULE, format!("rule `{id}` checks `{check_name}` but names no `path`"))
                 .label(obj.key_span(check_name).unwrap_or(obj.anchor()), "which path?")
-                .help("add `path: PID-8` (the path whose values are checked)"),
+                .help(format!("add `path:` with the HL7 path whose values `{check_name}` checks, e.g. `path: PID-8`")),
         );
         return None;
     };
