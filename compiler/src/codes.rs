@@ -107,6 +107,8 @@ codes! {
         "Masking policies name classes such as `name`, `ssn`, `mrn`, `dob`, `address`, `phone`; `docs/spec-reference.md` lists all of them.";
     MASK_HASH_KEY = "SL604", "mask-hash-key", "`hash` needs a key.",
         "Keyed hashing (HMAC-SHA256) needs a secret key so pseudonyms cannot be reversed by hashing guesses: set `hash_key: ${VARIABLE}` in the policy.";
+    MASK_TYPE_MISMATCH = "SL605", "mask-type-mismatch", "A masking action would change a field's type.",
+        "`partial`, `hash` and `redact` write text. On a field whose output type is a date, a datetime, a number or a boolean, that text would break the output schema's contract for every consumer. Use `null` for such fields (or `keep` with a reason), or give the field its own rule under `fields:`.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
         "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
     INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",

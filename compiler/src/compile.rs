@@ -16,7 +16,7 @@ use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::{DiGraph, NodeIndex};
 use sluice_canonical::OutputSchema;
 use sluice_hl7v2::schema::Version;
-use sluice_spec_core::PhiClass;
+use sluice_spec_core::{PhiClass, ValueType};
 
 use crate::codes;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
@@ -597,8 +597,11 @@ impl Compiler {
             Body::Mask { policy } => {
                 let pid = self.load_kind(policy, "masking")?;
                 let p = self.policy(pid)?;
-                let (plan, field_spans): (MaskPlan, Vec<(String, Span)>) =
-                    (p.plan.clone(), p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect());
+                let (plan, field_spans, class_spans): (MaskPlan, Vec<(String, Span)>, Vec<(PhiClass, Span)>) = (
+                    p.plan.clone(),
+                    p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect(),
+                    p.class_spans.clone(),
+                );
                 let schema = match flow {
                     Flow::Output(o) => o,
                     Flow::Unknown => return None,
@@ -627,19 +630,38 @@ impl Compiler {
                         self.diags.push(d.suggest(field, schema.fields.iter().map(|f| f.path.as_str())));
                     }
                 }
+                let mut type_errors = Vec::new();
                 for ((field, class), decision) in state.iter_mut() {
                     if decision.is_some() {
                         continue;
                     }
-                    let t = plan
-                        .fields
-                        .iter()
-                        .find(|(f, _)| f == field)
-                        .map(|(_, t)| t)
-                        .or_else(|| plan.classes.iter().find(|(c, _)| c == class).map(|(_, t)| t));
-                    if let Some(t) = t {
-                        *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
+                    let by_field = plan.fields.iter().position(|(f, _)| f == field);
+                    let by_class = plan.classes.iter().position(|(c, _)| c == class);
+                    let (t, span) = match (by_field, by_class) {
+                        (Some(i), _) => {
+                            (&plan.fields[i].1, field_spans.iter().find(|(f, _)| f == field).map(|(_, s)| *s))
+                        }
+                        (None, Some(i)) => {
+                            (&plan.classes[i].1, class_spans.iter().find(|(c, _)| c == class).map(|(_, s)| *s))
+                        }
+                        (None, None) => continue,
+                    };
+                    *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
+                    let writes_text = matches!(t.action, MaskAction::Partial | MaskAction::Hash | MaskAction::Redact);
+                    let field_type = schema.field(field).map(|f| f.value_type.clone());
+                    if writes_text && let Some(ty) = field_type.filter(|ty| !ty.fits(&ValueType::String)) {
+                        type_errors.push((field.clone(), *class, t.action, ty, span));
                     }
+                }
+                for (field, class, action, ty, span) in type_errors {
+                    let action = action.as_str();
+                    let d = Diagnostic::error(
+                        codes::MASK_TYPE_MISMATCH,
+                        format!("`{action}` on class `{class}` would write text into `{field}`, a {ty} field"),
+                    )
+                    .label(span.unwrap_or(c.name_span), format!("`{action}` writes text"))
+                    .help(format!("use `null` for {ty} fields, or add a rule for `{field}` under `fields:`"));
+                    self.diags.push(d);
                 }
                 Some((ComponentKind::Mask(plan), flow, (state, origins)))
             }

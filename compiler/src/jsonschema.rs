@@ -70,7 +70,7 @@ fn key_schema(defs: &mut Map<String, Value>, ty: &KeyType) -> Value {
         KeyType::ListOfStrings => json!({"type": "array", "items": {"type": ["string", "number"]}}),
         KeyType::Duration => json!({"type": "string", "pattern": "^[0-9]+(ms|s|m|min|h)$"}),
         KeyType::Rate => json!({"type": "string", "pattern": "^[0-9]+/(s|sec|second|min|minute|h|hour|day)$"}),
-        KeyType::Secret => json!({"type": "string", "pattern": "^\\$\\{[A-Za-z0-9_]+\\}$"}),
+        KeyType::Secret => json!({"type": "string", "pattern": "^\\$\\{([A-Za-z0-9_]+|file:.+)\\}$"}),
         KeyType::Object(s) => reference(defs, s),
         KeyType::MapOf(s) => json!({"type": "object", "additionalProperties": reference(defs, s)}),
         KeyType::MapOfStrings => json!({"type": "object", "additionalProperties": {"type": ["string", "object"]}}),

@@ -3,6 +3,8 @@
 //! Invariant: keeping PHI in clear is always an explicit, reasoned decision (`keep` needs a
 //! `reason`), and `hash` always has a key reference, so the plan can show every decision.
 
+use sluice_spec_core::PhiClass;
+
 use super::profile::phi_class;
 use super::reader::{self, Cx};
 use super::shape;
@@ -22,6 +24,8 @@ pub struct FieldRule {
 pub struct Policy {
     pub plan: MaskPlan,
     pub field_rules: Vec<FieldRule>,
+    /// Where each class rule's treatment is written, for diagnostics about it.
+    pub class_spans: Vec<(PhiClass, Span)>,
 }
 
 fn action_of(text: &str) -> Option<MaskAction> {
@@ -71,11 +75,29 @@ fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<Treatment> {
     Some(Treatment { action, keep_last, reason, decided_at })
 }
 
+/// `${file:key}` is resolved like every other path in a spec: relative to the spec's directory.
+/// The plan holds the normalized path, so the runtime needs no spec location.
+fn key_file_relative_to_spec(cx: &Cx, reference: String) -> String {
+    let Some(path) = reference.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) else {
+        return reference;
+    };
+    let path = std::path::Path::new(path.trim());
+    if path.is_absolute() {
+        return reference;
+    }
+    let base = cx.sources.get(cx.file).path.parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+    format!("${{file:{}}}", crate::source::display_path(&base.join(path)))
+}
+
 pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
     let obj = reader::object(cx, node, &shape::MASKING, "the masking policy")?;
     let name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
-    let hash_key = obj.get("hash_key").and_then(|n| reader::secret(cx, n, "`hash_key`")).map(|s| s.text);
+    let hash_key = obj
+        .get("hash_key")
+        .and_then(|n| reader::secret(cx, n, "`hash_key`"))
+        .map(|s| key_file_relative_to_spec(cx, s.text));
     let mut classes = Vec::new();
+    let mut class_spans = Vec::new();
     // Where `hash` is first used, for SL604.
     let mut first_hash: Option<Span> = None;
     if let Some(n) = obj.get("classes")
@@ -87,6 +109,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
                 if t.action == MaskAction::Hash {
                     first_hash = first_hash.or(Some(value.span));
                 }
+                class_spans.push((class, value.span));
                 classes.push((class, t));
             }
         }
@@ -122,5 +145,5 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         classes,
         hash_key,
     };
-    Some(Policy { plan, field_rules })
+    Some(Policy { plan, field_rules, class_spans })
 }

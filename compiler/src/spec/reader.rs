@@ -233,21 +233,22 @@ pub fn rate(cx: &mut Cx, node: &Node, what: &str) -> Option<(u64, u64)> {
     parsed
 }
 
-/// A secret reference `${VARIABLE}`; anything else is refused so secrets never sit in git.
+/// A secret reference, `${VARIABLE}` (environment) or `${file:path}` (a key file); anything
+/// else is refused so secrets never sit in git.
 pub fn secret(cx: &mut Cx, node: &Node, what: &str) -> Option<Spanned> {
     let s = string(cx, node, what)?;
-    let ok = s
-        .text
-        .strip_prefix("${")
-        .and_then(|r| r.strip_suffix('}'))
-        .is_some_and(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+    let inner = s.text.strip_prefix("${").and_then(|r| r.strip_suffix('}'));
+    let ok = inner.is_some_and(|v| match v.strip_prefix("file:") {
+        Some(path) => !path.trim().is_empty(),
+        None => !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+    });
     if ok {
         return Some(s);
     }
     cx.push(
         Diagnostic::error(codes::INLINE_SECRET, format!("{what} must reference a secret, not contain one"))
             .label(s.span, "a secret value written into the spec")
-            .help("write `${VARIABLE}` and set VARIABLE in the environment where Sluice runs"),
+            .help("write `${VARIABLE}` (set in the environment where Sluice runs) or `${file:/path/to/key}`"),
     );
     None
 }

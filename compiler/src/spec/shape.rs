@@ -20,7 +20,7 @@ pub enum KeyType {
     Duration,
     /// A rate such as `50/min`, `10/s`.
     Rate,
-    /// A secret reference: `${VARIABLE}`.
+    /// A secret reference: `${VARIABLE}` or `${file:path}`.
     Secret,
     Object(&'static Shape),
     /// A mapping from user-chosen names to objects of one shape.
