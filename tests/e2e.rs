@@ -309,6 +309,50 @@ fn keyed_hash_pseudonyms_are_stable_and_join_across_fields() {
 }
 
 #[test]
+fn every_bundled_pipeline_plans_and_runs_balanced() {
+    let dir = workspace("all");
+    let mut pipelines: Vec<String> = std::fs::read_dir(dir.join("pipelines"))
+        .unwrap()
+        .flatten()
+        .map(|e| format!("pipelines/{}", e.file_name().to_string_lossy()))
+        .collect();
+    pipelines.sort();
+    assert!(pipelines.len() >= 2, "{pipelines:?}");
+    for p in &pipelines {
+        let plan = sluice(&dir, &["plan", p, "--format", "json"]);
+        assert!(plan.status.success(), "{p}: {}", text(&plan.stderr));
+        let out = sluice(&dir, &["run", p, "--summary", "json", "--fixed-clock", CLOCK]);
+        assert!(out.status.success(), "{p}: {}", text(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        assert_eq!(summary["balanced"], true, "{p}: {summary}");
+    }
+}
+
+#[test]
+fn lenient_validation_delivers_records_with_their_errors() {
+    let dir = workspace("lenient");
+    let out = sluice(&dir, &["run", "pipelines/adt-oru-split.yaml", "--summary", "json", "--fixed-clock", CLOCK]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events = lines(&dir.join("out/adt-oru-split/events.jsonl"));
+    let with_errors: Vec<&serde_json::Value> =
+        events.iter().filter(|r| r["metadata"]["validation_status"] == "error").collect();
+    assert!(!with_errors.is_empty());
+    for r in &with_errors {
+        let errors = r["errors"].as_array().unwrap();
+        assert!(!errors.is_empty() && errors.iter().all(|e| e["code"].is_string() && e["path"].is_string()), "{r}");
+    }
+    assert!(
+        events
+            .iter()
+            .filter(|r| r["metadata"]["validation_status"] == "valid")
+            .all(|r| r["errors"] == serde_json::json!([]))
+    );
+    let inpatients = lines(&dir.join("out/adt-oru-split/inpatient-events.jsonl"));
+    assert!(!inpatients.is_empty() && inpatients.len() < events.len());
+    assert!(inpatients.iter().all(|r| r["encounter"]["type"] == "inpatient"));
+}
+
+#[test]
 fn explain_prints_a_code() {
     let out = sluice(&root(), &["explain", "SL201"]);
     assert!(out.status.success() && text(&out.stdout).contains("Unknown key"));
