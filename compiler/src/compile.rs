@@ -597,11 +597,9 @@ impl Compiler {
             Body::Mask { policy } => {
                 let pid = self.load_kind(policy, "masking")?;
                 let p = self.policy(pid)?;
-                let (plan, field_spans, class_spans): (MaskPlan, Vec<(String, Span)>, Vec<(PhiClass, Span)>) = (
-                    p.plan.clone(),
-                    p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect(),
-                    p.class_spans.clone(),
-                );
+                let plan: MaskPlan = p.plan.clone();
+                let field_spans: Vec<(String, Span)> = p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect();
+                let class_spans = p.class_spans.clone();
                 let schema = match flow {
                     Flow::Output(o) => o,
                     Flow::Unknown => return None,

@@ -1,0 +1,134 @@
+//! Criterion benchmarks for the HL7 v2 codec: split, parse, parse + JSON, encode, select.
+//!
+//! Input: the bundled synthetic feed (`examples/hl7/feed-2024-01-15.hl7`, 60 messages made by
+//! `synth.py`), repeated with unique control ids until it holds `MESSAGES` messages. Read via
+//! `CARGO_MANIFEST_DIR`, so the bench needs nothing outside the repository.
+//!
+//! Run: `cargo bench -p sluice-hl7v2`. Throughput is reported in messages (elements) per second.
+//! These are measurements, not assertions: nothing here fails on a slow machine.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sluice_hl7v2::codec::{self, parse_message};
+use sluice_hl7v2::json::message_to_json;
+use sluice_hl7v2::path::Path;
+use sluice_hl7v2::split::MessageSplitter;
+
+const MESSAGES: usize = 3000;
+
+/// `MESSAGES` newline-separated messages, each with segments separated by CR and a unique MSH-10.
+fn corpus() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hl7/feed-2024-01-15.hl7");
+    let feed = std::fs::read_to_string(path).expect("examples/hl7/feed-2024-01-15.hl7 is readable");
+    let seeds: Vec<&str> = feed.split('\n').map(|m| m.trim_end_matches('\r')).filter(|m| !m.is_empty()).collect();
+    assert!(!seeds.is_empty(), "the example feed holds messages");
+    let mut out = String::with_capacity(feed.len() * (MESSAGES / seeds.len() + 1));
+    for i in 0..MESSAGES {
+        let msg = seeds[i % seeds.len()];
+        // MSH-10 is the 10th `|`-separated item of the MSH segment (MSH-1 is the separator).
+        let (msh, rest) = msg.split_once('\r').unwrap_or((msg, ""));
+        let mut fields: Vec<String> = msh.split('|').map(str::to_string).collect();
+        if fields.len() > 9 {
+            fields[9] = format!("MSG{i:010}");
+        }
+        out.push_str(&fields.join("|"));
+        if !rest.is_empty() {
+            out.push('\r');
+            out.push_str(rest);
+        }
+        out.push_str("\r\n");
+    }
+    out
+}
+
+fn split_all(text: &str) -> Vec<String> {
+    MessageSplitter::new(text.as_bytes())
+        .map(|m| String::from_utf8(m.expect("in-memory read").bytes).expect("UTF-8"))
+        .collect()
+}
+
+fn bench_codec(c: &mut Criterion) {
+    let text = corpus();
+    let messages = split_all(&text);
+    assert_eq!(messages.len(), MESSAGES);
+    let parsed: Vec<_> = messages.iter().map(|m| parse_message(m).expect("example messages parse")).collect();
+    let n = MESSAGES as u64;
+
+    let mut g = c.benchmark_group("hl7v2");
+    g.throughput(Throughput::Elements(n));
+
+    g.bench_function("split", |b| {
+        b.iter(|| {
+            let mut count = 0usize;
+            for m in MessageSplitter::new(black_box(text.as_bytes())) {
+                count += m.map(|m| m.bytes.len()).unwrap_or(0);
+            }
+            count
+        })
+    });
+
+    g.bench_function("parse_message", |b| {
+        b.iter(|| {
+            let mut segments = 0usize;
+            for m in &messages {
+                segments += parse_message(black_box(m)).map(|m| m.segments.len()).unwrap_or(0);
+            }
+            segments
+        })
+    });
+
+    // What `sluice parse --format hl7v2 FILE` does per message, minus terminal I/O.
+    g.bench_function("split_parse", |b| {
+        b.iter(|| {
+            let mut segments = 0usize;
+            for raw in MessageSplitter::new(black_box(text.as_bytes())) {
+                let raw = raw.expect("in-memory read");
+                let Ok(t) = std::str::from_utf8(&raw.bytes) else { continue };
+                segments += parse_message(t).map(|m| m.segments.len()).unwrap_or(0);
+            }
+            segments
+        })
+    });
+
+    g.bench_function("split_parse_json", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for raw in MessageSplitter::new(black_box(text.as_bytes())) {
+                let raw = raw.expect("in-memory read");
+                let Ok(t) = std::str::from_utf8(&raw.bytes) else { continue };
+                if let Ok(m) = parse_message(t) {
+                    bytes += message_to_json(&m, false).to_string().len();
+                }
+            }
+            bytes
+        })
+    });
+
+    g.bench_function("encode", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for m in &parsed {
+                bytes += codec::encode(black_box(m)).len();
+            }
+            bytes
+        })
+    });
+
+    for p in ["PID-5.1", "PID-3[*].1", "OBX[*]-5"] {
+        let path = Path::parse(p).expect("valid path");
+        g.bench_function(format!("select {p}"), |b| {
+            b.iter(|| {
+                let mut found = 0usize;
+                for m in &parsed {
+                    found += m.select(black_box(&path)).len();
+                }
+                found
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_codec);
+criterion_main!(benches);
