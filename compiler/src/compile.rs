@@ -598,7 +598,8 @@ impl Compiler {
                 let pid = self.load_kind(policy, "masking")?;
                 let p = self.policy(pid)?;
                 let plan: MaskPlan = p.plan.clone();
-                let field_spans: Vec<(String, Span)> = p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect();
+                let field_spans: Vec<(String, Span)> =
+                    p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect();
                 let class_spans = p.class_spans.clone();
                 let schema = match flow {
                     Flow::Output(o) => o,
