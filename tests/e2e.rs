@@ -353,6 +353,31 @@ fn lenient_validation_delivers_records_with_their_errors() {
 }
 
 #[test]
+fn profile_encoding_decides_how_bytes_are_read() {
+    let dir = workspace("latin1");
+    for entry in std::fs::read_dir(dir.join("examples/hl7")).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let msg = b"MSH|^~\\&|A|B|||20240115103000||ADT^A01|L1|P|2.5.1|||||||8859/1\rEVN|A01|20240115103000\r\
+                PID|1||1234^^^H^MR||M\xdcLLER^J\xd6RG^^^^^L||19800115|M\rPV1|1|I\r";
+    std::fs::write(dir.join("examples/hl7/latin1.hl7"), msg).unwrap();
+    // Read as UTF-8 (the default profile says so), the message is refused with the byte offset.
+    run_quickstart(&dir);
+    let dlq = lines(&dir.join("out/quickstart/dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0]["code"], "RT101");
+    let offset = msg.iter().position(|b| *b == 0xdc).unwrap();
+    assert!(dlq[0]["reason"].as_str().unwrap().contains(&format!("offset {offset}")), "{}", dlq[0]);
+    // Declared as Latin-1, it is decoded.
+    let profile = dir.join("mappings/base/profiles/default.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap().replace("encoding: utf-8", "encoding: iso-8859-1");
+    std::fs::write(&profile, text).unwrap();
+    run_quickstart(&dir);
+    let records = lines(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert_eq!(records[0]["patient"]["name"], "J\u{d6}RG M\u{dc}LLER");
+}
+
+#[test]
 fn explain_prints_a_code() {
     let out = sluice(&root(), &["explain", "SL201"]);
     assert!(out.status.success() && text(&out.stdout).contains("Unknown key"));

@@ -78,8 +78,10 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
             }
         }
     }
-    if let Some(n) = obj.get("encoding") {
-        reader::one_of(cx, n, shape::ENCODINGS, "encoding");
+    if let Some(n) = obj.get("encoding")
+        && let Some(e) = reader::one_of(cx, n, shape::ENCODINGS, "encoding")
+    {
+        p.encoding = e.text;
     }
     if let Some(n) = obj.get("segment_terminators") {
         p.segment_terminators = Vec::new();

@@ -294,7 +294,7 @@ pub static Z_SEGMENT: Shape = Shape {
 
 pub const SEGMENT_TERMINATORS: &[&str] = &["cr", "lf", "crlf"];
 pub const UNEXPECTED_SEGMENTS: &[&str] = &["fail", "skip", "parse"];
-pub const ENCODINGS: &[&str] = &["utf-8"];
+pub const ENCODINGS: &[&str] = &["utf-8", "iso-8859-1"];
 
 pub static PROFILE: Shape = Shape {
     name: "profile",
@@ -307,7 +307,11 @@ pub static PROFILE: Shape = Shape {
         req("format", KeyType::Enum(&["hl7v2"]), "Standard."),
         req("version", KeyType::String, "HL7 version paths are checked against; used when MSH-12 is empty."),
         opt("accept_versions", KeyType::ListOfStrings, "Versions accepted in MSH-12 (default: `version` only)."),
-        opt("encoding", KeyType::Enum(ENCODINGS), "Expected character encoding (default `utf-8`)."),
+        opt(
+            "encoding",
+            KeyType::Enum(ENCODINGS),
+            "Character encoding of the messages: `utf-8` (default) or `iso-8859-1` (Latin-1).",
+        ),
         opt("segment_terminators", KeyType::ListOfStrings, "Tolerated separators: `cr`, `lf`, `crlf` (default all)."),
         opt(
             "unexpected_segments",
