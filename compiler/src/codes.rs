@@ -55,8 +55,8 @@ codes! {
         "Stages and sinks receive records only through `inputs`. Without it nothing reaches the component. Sources take no inputs.";
     CYCLE = "SL303", "cycle", "The pipeline has a cycle.",
         "Records flow one way, from sources to sinks. A component cannot (directly or indirectly) be its own input.";
-    UNUSED_COMPONENT = "SL304", "unused-component", "A component's output goes nowhere.",
-        "No stage or sink takes this source's or stage's records as input, so its work would be lost. Connect it, or remove it.";
+    UNUSED_COMPONENT = "SL304", "unused-component", "A component's output (or a route branch) goes nowhere.",
+        "No stage or sink takes this source's or stage's records as input (or, for a route, this branch's records), so they could only go to the DLQ. Connect it, or remove it.";
     DUPLICATE_COMPONENT = "SL305", "duplicate-component", "Two components share a name.",
         "Sources, stages and sinks share one namespace, because `inputs` refers to them by name. Rename one of them.";
     INCOMPATIBLE_INPUT = "SL306", "incompatible-input", "A component cannot take the records its input emits.",

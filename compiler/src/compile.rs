@@ -449,11 +449,51 @@ impl Compiler {
                 );
             }
         }
+        if ok {
+            self.unused_branches(spec);
+        }
         if !ok {
             return None;
         }
         let sorted = toposort(&graph, None).ok()?;
         Some(sorted.into_iter().map(|n| graph[n]).collect())
+    }
+
+    /// Warns about route branches no component takes: their records could only go to the DLQ.
+    /// A consumer that names the route without a branch takes every branch.
+    fn unused_branches(&mut self, spec: &pipeline::PipelineSpec) {
+        let consumed: BTreeSet<(String, Option<String>)> = spec
+            .components
+            .iter()
+            .flat_map(|c| c.inputs.iter())
+            .map(|i| {
+                let r = input_ref(&i.text);
+                (r.component, r.branch)
+            })
+            .collect();
+        for c in &spec.components {
+            let Body::Route { routes, default } = &c.body else { continue };
+            if consumed.contains(&(c.name.clone(), None)) {
+                continue;
+            }
+            let branches = routes.iter().map(|(b, span, _)| (b.as_str(), *span));
+            let branches = branches.chain(default.iter().map(|d| (d.text.as_str(), d.span)));
+            for (branch, span) in branches {
+                if !consumed.contains(&(c.name.clone(), Some(branch.to_string()))) {
+                    self.diags.push(
+                        Diagnostic::warning(
+                            codes::UNUSED_COMPONENT,
+                            format!("branch `{branch}` of route `{}` goes nowhere", c.name),
+                        )
+                        .label(span, "no component takes this branch as input")
+                        .help(format!(
+                            "its records would go to the DLQ; take it as input (`{}.{branch}`) or remove the branch",
+                            c.name
+                        )),
+                    );
+                }
+            }
+        }
     }
 
     fn merge_inputs(
