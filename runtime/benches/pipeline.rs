@@ -7,6 +7,9 @@
 //! at the repository's `mappings/`, and at outputs inside the temp dir. Nothing outside the
 //! repository is read. Run: `cargo bench -p sluice-runtime`. Measurements only, no thresholds.
 
+#[path = "../../bench/feed.rs"]
+mod feed;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 
@@ -21,28 +24,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// `MESSAGES` newline-separated messages, each with a unique MSH-10.
 fn corpus() -> String {
-    let feed = std::fs::read_to_string(repo().join("examples/hl7/feed-2024-01-15.hl7"))
-        .expect("examples/hl7/feed-2024-01-15.hl7 is readable");
-    let seeds: Vec<&str> = feed.split('\n').map(|m| m.trim_end_matches('\r')).filter(|m| !m.is_empty()).collect();
-    assert!(!seeds.is_empty(), "the example feed holds messages");
-    let mut out = String::new();
-    for i in 0..MESSAGES {
-        let msg = seeds[i % seeds.len()];
-        let (msh, rest) = msg.split_once('\r').unwrap_or((msg, ""));
-        let mut fields: Vec<String> = msh.split('|').map(str::to_string).collect();
-        if fields.len() > 9 {
-            fields[9] = format!("MSG{i:010}");
-        }
-        out.push_str(&fields.join("|"));
-        if !rest.is_empty() {
-            out.push('\r');
-            out.push_str(rest);
-        }
-        out.push_str("\r\n");
-    }
-    out
+    feed::repeated_example_feed(&repo(), MESSAGES)
 }
 
 /// The quick-start pipeline with every path made absolute: input `data`, outputs under `dir`.

@@ -7,6 +7,9 @@
 //! Run: `cargo bench -p sluice-hl7v2`. Throughput is reported in messages (elements) per second.
 //! These are measurements, not assertions: nothing here fails on a slow machine.
 
+#[path = "../../../bench/feed.rs"]
+mod feed;
+
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -17,29 +20,8 @@ use sluice_hl7v2::split::MessageSplitter;
 
 const MESSAGES: usize = 3000;
 
-/// `MESSAGES` newline-separated messages, each with segments separated by CR and a unique MSH-10.
 fn corpus() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hl7/feed-2024-01-15.hl7");
-    let feed = std::fs::read_to_string(path).expect("examples/hl7/feed-2024-01-15.hl7 is readable");
-    let seeds: Vec<&str> = feed.split('\n').map(|m| m.trim_end_matches('\r')).filter(|m| !m.is_empty()).collect();
-    assert!(!seeds.is_empty(), "the example feed holds messages");
-    let mut out = String::with_capacity(feed.len() * (MESSAGES / seeds.len() + 1));
-    for i in 0..MESSAGES {
-        let msg = seeds[i % seeds.len()];
-        // MSH-10 is the 10th `|`-separated item of the MSH segment (MSH-1 is the separator).
-        let (msh, rest) = msg.split_once('\r').unwrap_or((msg, ""));
-        let mut fields: Vec<String> = msh.split('|').map(str::to_string).collect();
-        if fields.len() > 9 {
-            fields[9] = format!("MSG{i:010}");
-        }
-        out.push_str(&fields.join("|"));
-        if !rest.is_empty() {
-            out.push('\r');
-            out.push_str(rest);
-        }
-        out.push_str("\r\n");
-    }
-    out
+    feed::repeated_example_feed(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")), MESSAGES)
 }
 
 fn split_all(text: &str) -> Vec<String> {
