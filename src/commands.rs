@@ -1,11 +1,16 @@
 //! One function per subcommand: each returns the process exit code.
 
 use std::io::{BufReader, Write};
+
+use sluice_hl7v2::batch;
+use sluice_hl7v2::charset::{self, CharsetPolicy};
 use std::path::{Path, PathBuf};
 
 use sluice_compiler::compile::Compiler;
 use sluice_compiler::diagnostics::{self, Format, Severity};
 use sluice_compiler::plan::render;
+use sluice_hl7v2::schema::Version;
+use sluice_hl7v2::validate::{Options, Severity as HSeverity, validate};
 
 use crate::PlanFormat;
 
@@ -170,20 +175,23 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
                     break;
                 }
             };
-            let text = match std::str::from_utf8(&raw.bytes) {
-                Ok(t) => t,
+            // BOM, UTF-16, MSH-18, else UTF-8: the same detection as a profile's `encoding: auto`.
+            let decoded = match charset::decode(&raw.bytes, &CharsetPolicy::Auto) {
+                Ok(d) => d,
                 Err(e) => {
                     eprintln!(
-                        "error[HL7010]: {} message {}: not valid UTF-8 at byte {}",
+                        "error[{}]: {} message {} (byte {}): {}",
+                        e.code,
                         path.display(),
                         raw.index + 1,
-                        raw.offset + e.valid_up_to()
+                        raw.offset + e.offset,
+                        e.message
                     );
                     failed = true;
                     continue;
                 }
             };
-            match sluice_hl7v2::codec::parse_message(text) {
+            match sluice_hl7v2::codec::parse_message(&decoded.text) {
                 Ok(m) => {
                     let json = sluice_hl7v2::json::message_to_json(&m, full);
                     let _ = writeln!(out, "{json}");
@@ -194,7 +202,7 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
                         e.code,
                         path.display(),
                         raw.index + 1,
-                        raw.offset + e.offset,
+                        raw.offset + decoded.source_offset(e.offset),
                         e.message
                     );
                     failed = true;
@@ -206,6 +214,180 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
     if failed { FAILED } else { OK }
 }
 
+/// `sluice validate --profile P`: the validation options a parser profile implies.
+fn profile_options(path: &Path) -> Result<(Options, CharsetPolicy), u8> {
+    let mut c = Compiler::default();
+    let profile = c.load_profile(path).map_err(|e| {
+        eprintln!("error: {e}");
+        USAGE
+    })?;
+    print_diagnostics(&c, Format::Human);
+    let Some(p) = profile else {
+        eprintln!("error: the profile has errors: {}", counts(&c));
+        return Err(USAGE);
+    };
+    let unexpected = match p.unexpected_segments.as_str() {
+        "fail" => HSeverity::Error,
+        "skip" => HSeverity::Warning,
+        _ => HSeverity::Info,
+    };
+    let options = Options {
+        default_version: Version::parse(&p.version),
+        unexpected_segments: unexpected,
+        z_segments: Some(p.z_segments.iter().map(|z| z.id.clone()).collect()),
+        ..Options::default()
+    };
+    // The compiler only accepts encodings the codec knows, so this cannot fail for a checked profile.
+    Ok((options, CharsetPolicy::from_name(&p.encoding).unwrap_or_default()))
+}
+
+/// One line of `sluice validate` output. Never holds a field value: paths, codes and fixed
+/// texts only (MSH-10, the message control id, is not PHI and identifies the message).
+struct Reported<'a> {
+    file: &'a str,
+    /// 1-based number of the message in its file.
+    message_index: usize,
+    control_id: Option<String>,
+    byte_offset: usize,
+    severity: HSeverity,
+    code: &'static str,
+    path: String,
+    segment: Option<usize>,
+    message: String,
+}
+
+impl Reported<'_> {
+    fn render(&self, json: bool) -> String {
+        if json {
+            return serde_json::json!({
+                "file": self.file,
+                "message_index": self.message_index,
+                "control_id": self.control_id,
+                "byte_offset": self.byte_offset,
+                "severity": self.severity.as_str(),
+                "code": self.code,
+                "path": self.path,
+                "segment": self.segment,
+                "message": self.message,
+            })
+            .to_string();
+        }
+        let id = self.control_id.as_deref().map(|c| format!(" ({c})")).unwrap_or_default();
+        let at = if self.path.is_empty() { format!("byte {}", self.byte_offset) } else { self.path.clone() };
+        format!(
+            "{}:message {}{id} {} {} {at}: {}",
+            self.file, self.message_index, self.severity, self.code, self.message
+        )
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    messages: usize,
+    invalid: usize,
+    by_severity: [usize; 3],
+}
+
+/// Splits, decodes, parses and validates every message of every file; prints the findings
+/// (stdout) and a summary (stderr). Exit 0 when no message has an error.
+pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8 {
+    let (options, policy) = match profile.map(profile_options).transpose() {
+        Ok(o) => o.unwrap_or_default(),
+        Err(code) => return code,
+    };
+    let mut opened = Vec::new();
+    for path in files {
+        match std::fs::File::open(path) {
+            Ok(f) => opened.push((path.display().to_string(), f)),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {}", path.display(), e.kind());
+                return USAGE;
+            }
+        }
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut tally = Tally::default();
+    for (name, file) in &opened {
+        for raw in sluice_hl7v2::split::MessageSplitter::new(BufReader::new(file)) {
+            let raw = match raw {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {name}: read failed: {}", e.kind());
+                    tally.invalid += 1;
+                    break;
+                }
+            };
+            let mut found = Vec::new();
+            let base = Reported {
+                file: name,
+                message_index: raw.index + 1,
+                control_id: None,
+                byte_offset: raw.offset,
+                severity: HSeverity::Error,
+                code: "",
+                path: String::new(),
+                segment: None,
+                message: String::new(),
+            };
+            match charset::decode(&raw.bytes, &policy) {
+                Err(e) => found.push(Reported {
+                    code: e.code,
+                    byte_offset: raw.offset + e.offset,
+                    message: e.message,
+                    ..base
+                }),
+                // ADD segments continue the segment before them; validate the joined message.
+                Ok(decoded) => match sluice_hl7v2::codec::parse_message(&batch::join_add_segments(&decoded.text)) {
+                    Err(e) => found.push(Reported {
+                        code: e.code,
+                        byte_offset: raw.offset + decoded.source_offset(e.offset),
+                        message: e.message,
+                        ..base
+                    }),
+                    Ok(m) => {
+                        let control_id = m.control_id().map(str::to_string);
+                        for f in validate(&m, &options) {
+                            let seg_offset =
+                                f.segment.checked_sub(1).and_then(|i| m.segments.get(i)).map_or(0, |s| s.offset);
+                            found.push(Reported {
+                                control_id: control_id.clone(),
+                                byte_offset: raw.offset + seg_offset,
+                                severity: f.severity,
+                                code: f.code,
+                                path: f.path,
+                                segment: Some(f.segment),
+                                message: f.message,
+                                ..base
+                            });
+                        }
+                    }
+                },
+            }
+            tally.messages += 1;
+            if found.iter().any(|f| f.severity == HSeverity::Error) {
+                tally.invalid += 1;
+            }
+            for f in &found {
+                tally.by_severity[f.severity as usize] += 1;
+                let _ = writeln!(out, "{}", f.render(json));
+            }
+        }
+    }
+    let _ = out.flush();
+    let [info, warnings, errors] = tally.by_severity;
+    eprintln!(
+        "validated {} in {}: {} valid, {} with errors ({}, {}, {} info)",
+        plural(tally.messages, "message"),
+        plural(opened.len(), "file"),
+        tally.messages - tally.invalid.min(tally.messages),
+        tally.invalid,
+        plural(errors, "error"),
+        plural(warnings, "warning"),
+        info
+    );
+    if tally.invalid > 0 { FAILED } else { OK }
+}
+
 pub fn explain(code: &str) -> u8 {
     if let Some(c) = sluice_compiler::codes::find(code) {
         println!("{}: {}\n\n{}", c.code, c.title, c.explanation);
@@ -213,6 +395,11 @@ pub fn explain(code: &str) -> u8 {
     }
     if let Some(f) = sluice_runtime::FINDINGS.iter().find(|f| f.code.eq_ignore_ascii_case(code)) {
         println!("{}: {}\n\n{}", f.code, f.title, f.explanation);
+        return OK;
+    }
+    let hl7 = sluice_hl7v2::codec::ERROR_CODES.iter().chain(sluice_hl7v2::validate::CODES);
+    if let Some((c, title, explanation)) = hl7.into_iter().find(|(c, _, _)| c.eq_ignore_ascii_case(code)) {
+        println!("{c}: {title}\n\n{explanation}");
         return OK;
     }
     eprintln!("error: no diagnostic code `{code}`; codes look like SL201 (see docs/diagnostics.md)");

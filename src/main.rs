@@ -46,6 +46,12 @@ enum Standard {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Shape {
     Compact,
     Full,
@@ -93,6 +99,21 @@ enum Command {
         shape: Shape,
         files: Vec<PathBuf>,
     },
+    /// Validate message files: structure, required fields, datatypes, tables. Exit 0 when
+    /// every message is valid (warnings allowed), 1 when any has an error.
+    Validate {
+        #[arg(long, value_enum)]
+        format: Standard,
+        /// A parser profile (`kind: profile`): its `version` is used when MSH-12 is empty, its
+        /// `z_segments` are the Z-segments allowed, `unexpected_segments` sets their severity.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// `json`: one finding per line, for tools.
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
 }
@@ -114,6 +135,9 @@ fn main() -> ExitCode {
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::Hl7v2, shape, files } => {
             commands::parse_hl7(&files, matches!(shape, Shape::Full))
+        }
+        Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
+            commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))
         }
         Command::Explain { code } => commands::explain(&code),
     };

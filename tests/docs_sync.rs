@@ -60,7 +60,15 @@ fn diagnostics_doc() -> String {
     o.push_str(
         "## HL7 v2 codec\n\nParse errors keep the codec's own code in DLQ entries and in `sluice parse` output.\n\n",
     );
-    for (code, title, explanation) in sluice_hl7v2::codec::ERROR_CODES {
+    let hl7_codes =
+        [sluice_hl7v2::codec::ERROR_CODES, sluice_hl7v2::charset::ERROR_CODES, sluice_hl7v2::batch::ERROR_CODES];
+    for (code, title, explanation) in hl7_codes.into_iter().flatten() {
+        let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
+    }
+    o.push_str(
+        "## HL7 v2 validation\n\nFindings of `sluice validate --format hl7v2` (see `docs/hl7v2-validation.md`).\n\n",
+    );
+    for (code, title, explanation) in sluice_hl7v2::validate::CODES {
         let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
     }
     o.push_str("## Runtime\n\n");

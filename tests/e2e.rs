@@ -358,18 +358,28 @@ fn profile_encoding_decides_how_bytes_are_read() {
     for entry in std::fs::read_dir(dir.join("examples/hl7")).unwrap().flatten() {
         std::fs::remove_file(entry.path()).unwrap();
     }
-    let msg = b"MSH|^~\\&|A|B|||20240115103000||ADT^A01|L1|P|2.5.1|||||||8859/1\rEVN|A01|20240115103000\r\
+    // MSH-18 (character set) is 8859/1.
+    let msg = b"MSH|^~\\&|A|B|||20240115103000||ADT^A01|L1|P|2.5.1||||||8859/1\rEVN|A01|20240115103000\r\
                 PID|1||1234^^^H^MR||M\xdcLLER^J\xd6RG^^^^^L||19800115|M\rPV1|1|I\r";
     std::fs::write(dir.join("examples/hl7/latin1.hl7"), msg).unwrap();
-    // Read as UTF-8 (the default profile says so), the message is refused with the byte offset.
+    // The bundled profile says `encoding: auto`: MSH-18 (8859/1) decides, and the message is read.
+    run_quickstart(&dir);
+    let records = lines(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert_eq!(records[0]["patient"]["name"], "J\u{d6}RG M\u{dc}LLER");
+    assert!(lines(&dir.join("out/quickstart/dlq.jsonl")).is_empty());
+    // A profile fixed to UTF-8 overrides MSH-18: the message is refused with the byte offset.
+    let profile = dir.join("mappings/base/profiles/default.yaml");
+    let text = std::fs::read_to_string(&profile).unwrap();
+    assert!(text.contains("encoding: auto"));
+    std::fs::write(&profile, text.replace("encoding: auto", "encoding: utf-8")).unwrap();
     run_quickstart(&dir);
     let dlq = lines(&dir.join("out/quickstart/dlq.jsonl"));
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0]["code"], "RT101");
+    assert_eq!(dlq[0]["findings"][0]["code"], "HL7011");
     let offset = msg.iter().position(|b| *b == 0xdc).unwrap();
     assert!(dlq[0]["reason"].as_str().unwrap().contains(&format!("offset {offset}")), "{}", dlq[0]);
-    // Declared as Latin-1, it is decoded.
-    let profile = dir.join("mappings/base/profiles/default.yaml");
+    // Fixed to Latin-1, it is decoded again.
     let text = std::fs::read_to_string(&profile).unwrap().replace("encoding: utf-8", "encoding: iso-8859-1");
     std::fs::write(&profile, text).unwrap();
     run_quickstart(&dir);

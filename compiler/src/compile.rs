@@ -251,6 +251,17 @@ impl Compiler {
         Ok(CheckReport { files: files.iter().map(|f| display_path(f)).collect(), pipelines })
     }
 
+    /// Loads one parser profile file (`sluice validate --profile`); None when it has errors
+    /// (they are in `diags`).
+    pub fn load_profile(&mut self, path: &Path) -> Result<Option<ProfilePlan>, String> {
+        let id = self.load_root(path)?;
+        if self.kind(id).as_deref() != Some("profile") && !self.diags.has_errors() {
+            return Err(format!("{} is not a profile (it has no `kind: profile`)", display_path(path)));
+        }
+        let p = self.profile(id);
+        Ok(p.filter(|_| !self.diags.has_errors()))
+    }
+
     /// Compiles a pipeline file into a plan (None when there are errors).
     pub fn plan(&mut self, path: &Path) -> Result<Option<Plan>, String> {
         let id = self.load_root(path)?;

@@ -25,13 +25,13 @@ use std::sync::Arc;
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
 use sluice_compiler::plan::ComponentKind;
-use sluice_hl7v2::split::MessageSplitter;
 
 use crate::audit::{self, Chain};
 use crate::compile::{Compiled, Prep};
 use crate::dlq::{self, Rejection};
 use crate::error::RunError;
 use crate::findings;
+use crate::hl7::{BatchReader, Item};
 use crate::record::{Envelope, Payload, Record};
 use crate::sink;
 use crate::source;
@@ -47,6 +47,8 @@ pub struct RawInput {
     index: u64,
     seq: u64,
     bytes: Vec<u8>,
+    /// Set for an envelope or continuation problem item: it goes straight to the DLQ.
+    problem: Option<Rejection>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -184,8 +186,9 @@ impl Ctx<'_, '_> {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut acc = Acc::default();
             let mut rec = rec.clone();
-            let decoded = match &c.preps[raw.source] {
-                Prep::Source(profile) => source::decode(&rec.raw, raw.offset, profile),
+            let decoded = match (&raw.problem, &c.preps[raw.source]) {
+                (Some(problem), _) => Err(problem.clone()),
+                (None, Prep::Source(profile)) => source::decode(&rec.raw, raw.offset, profile),
                 _ => Err(Rejection::single(findings::INTERNAL, None, "record entered at a non-source component")),
             };
             match decoded {
@@ -322,9 +325,13 @@ pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<us
                             return;
                         }
                     };
-                    for item in MessageSplitter::new(reader) {
-                        let raw = match item {
-                            Ok(raw) => raw,
+                    for item in BatchReader::new(reader) {
+                        let (offset, index, bytes, problem) = match item {
+                            Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
+                            Ok(Item::Problem(p)) => {
+                                let r = source::problem_rejection(&p, p.offset as u64);
+                                (p.offset as u64, p.index, p.bytes, Some(r))
+                            }
                             Err(e) => {
                                 let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
                                 return;
@@ -334,10 +341,11 @@ pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<us
                         batch.push(RawInput {
                             source: *src,
                             file: Arc::clone(&file),
-                            offset: raw.offset as u64,
-                            index: raw.index as u64,
+                            offset,
+                            index: index as u64,
                             seq,
-                            bytes: raw.bytes,
+                            bytes,
+                            problem,
                         });
                         if batch.len() >= batch_size {
                             let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));

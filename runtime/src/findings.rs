@@ -64,8 +64,8 @@ findings! {
     INTERNAL = "RT008", RunError, "internal runtime failure",
         "A worker thread failed or the thread pool could not be built.";
 
-    INVALID_UTF8 = "RT101", Dlq, "message is not valid UTF-8",
-        "The message bytes are not valid UTF-8; the finding gives the byte offset of the first invalid byte in the file.";
+    INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
+        "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",
         "The HL7 codec rejected the message (or bytes outside any message, such as garbage before the first MSH). The DLQ entry carries the codec's own code (`HL7xxx`) and the offset.";
     VERSION_NOT_ACCEPTED = "RT103", Dlq, "HL7 version not accepted",
@@ -78,6 +78,12 @@ findings! {
         "A segment the schema does not define was dropped because the profile says `unexpected_segments: skip`.";
     UNKNOWN_VERSION = "RT107", Dlq, "HL7 version unknown",
         "The message's version has no schema tables, so its segments cannot be checked.";
+    CHARSET_UNSUPPORTED = "RT108", Dlq, "character set not supported",
+        "With `encoding: auto`, MSH-18 names a character set Sluice does not support (the finding, `HL7012`, gives its offset). Nothing is guessed: set the profile's `encoding` to decode this sender's messages in a fixed set.";
+    ENVELOPE = "RT109", Dlq, "batch or file envelope problem",
+        "A batch or file envelope (FHS/BHS/BTS/FTS) is malformed (`HL7021`: a trailer without its header, nested or unclosed headers) or its trailer's count disagrees with what was read (`HL7020`). The DLQ entry is an extra record holding the envelope segment: the messages themselves are processed as usual, and the run still balances (the entry counts as one record read and one DLQ record).";
+    CONTINUATION = "RT110", Dlq, "continuation message incomplete",
+        "A fragmented message (DSC continuation pointer, MSH-14, ADD segments) could not be reassembled: its continuation never arrived (`HL7022`) or a continuation has no first part (`HL7023`). The entry's raw bytes hold every fragment read, so nothing is lost.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

@@ -1,5 +1,6 @@
-//! The runtime's one door to the HL7 v2 crate: parsing, selecting values, iterating
-//! repetitions for `each`, schema look-ups and the JSON shape written by sinks.
+//! The runtime's one door to the HL7 v2 crate: reading streams (batch envelopes,
+//! continuations), character sets, parsing, selecting values, iterating repetitions for `each`,
+//! schema look-ups and the JSON shape written by sinks.
 //!
 //! Invariants:
 //! - Values are selected exactly as `sluice_hl7v2::path` defines (0-based `[n]`, no component
@@ -9,6 +10,8 @@
 use sluice_hl7v2::codec::{Message, Repetition};
 use sluice_hl7v2::path::{Index, Path};
 
+pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
+pub use sluice_hl7v2::charset::{self, CharsetPolicy};
 pub use sluice_hl7v2::codec::{ParseError, SegmentSeparator, parse_message};
 
 /// One repetition bound to a loop variable: components, each a list of subcomponents

@@ -5,11 +5,22 @@
 //!   expanded, de-duplicated and sorted; sources are read in plan order, files in sorted order,
 //!   messages in file order.
 //! - Streaming: files are read through a buffered reader and cut by
-//!   `sluice_hl7v2::split::MessageSplitter`; a file is never read whole.
-//! - Nothing is lost, nothing panics: bytes that are not UTF-8, do not parse or break the
-//!   profile become DLQ rejections (with the byte offset in the file, never the value); bytes
-//!   outside any message (garbage before the first MSH) arrive as their own raw message and are
-//!   rejected the same way.
+//!   `sluice_hl7v2::batch::BatchReader` (the splitter plus batch envelope checks and DSC/MSH-14
+//!   continuation reassembly); a file is never read whole.
+//! - Character sets: each message is decoded with `sluice_hl7v2::charset` under the profile's
+//!   `encoding` (`auto`: BOM, UTF-16 NUL pattern, MSH-18, else UTF-8; or one fixed set that
+//!   overrides MSH-18). Then `ADD` segments are joined onto the segment they continue
+//!   (`batch::join_add_segments`) and the text is parsed.
+//! - Nothing is lost, nothing panics: bytes that do not decode (`RT101`), name an unsupported
+//!   charset (`RT108`), do not parse or break the profile become DLQ rejections (with the byte
+//!   offset in the file, never the value); bytes outside any message (garbage before the first
+//!   MSH) arrive as their own raw message and are rejected the same way. Envelope problems
+//!   (`RT109`) and incomplete continuations (`RT110`) arrive as their own items
+//!   ([`problem_rejection`]): each is one record in, one DLQ entry, so the run still balances.
+//! - Offsets: a decode error's offset is exact; a parse error's offset is mapped back from the
+//!   decoded text to the bytes (exact for UTF-8, UTF-16 and single-byte sets). In a message
+//!   reassembled from fragments or `ADD` segments, offsets after the first join are offsets in
+//!   the reassembled message, counted from its first fragment.
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +33,7 @@ use sluice_hl7v2::codec::Message;
 use crate::dlq::{Finding, Rejection};
 use crate::error::RunError;
 use crate::findings;
-use crate::hl7::{self, SegmentSeparator};
+use crate::hl7::{self, CharsetPolicy, SegmentSeparator, charset};
 use crate::record::Issue;
 use crate::time;
 
@@ -95,14 +106,13 @@ pub struct Profile {
     terminators: Vec<String>,
     unexpected: Unexpected,
     z_segments: HashSet<String>,
-    latin1: bool,
+    charset: CharsetPolicy,
     /// Normalised (`Z`, `-05:00`).
     pub zone: Arc<str>,
 }
 
 impl Profile {
     pub fn new(p: &ProfilePlan) -> Profile {
-        let enc = p.encoding.to_ascii_lowercase().replace('_', "-");
         Profile {
             version: p.version.clone(),
             accept_versions: p.accept_versions.clone(),
@@ -113,7 +123,8 @@ impl Profile {
                 _ => Unexpected::Parse,
             },
             z_segments: p.z_segments.iter().map(|z| z.id.clone()).collect(),
-            latin1: matches!(enc.as_str(), "latin-1" | "latin1" | "iso-8859-1" | "iso8859-1"),
+            // The compiler only lets known names through; anything else reads as `auto`.
+            charset: CharsetPolicy::from_name(&p.encoding).unwrap_or_default(),
             zone: time::normalize_zone(&p.timezone).into(),
         }
     }
@@ -140,25 +151,31 @@ fn separator_name(s: SegmentSeparator) -> &'static str {
 /// Decodes, parses and checks one raw message against the profile. `file_offset` is the
 /// message's byte offset in its file (for findings).
 pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decoded, Rejection> {
-    let text: std::borrow::Cow<'_, str> = if profile.latin1 {
-        bytes.iter().map(|&b| b as char).collect::<String>().into()
-    } else {
-        match std::str::from_utf8(bytes) {
-            Ok(t) => t.into(),
-            Err(e) => {
-                let at = file_offset + e.valid_up_to() as u64;
-                return Err(Rejection::single(
+    let decoded = match charset::decode(bytes, &profile.charset) {
+        Ok(d) => d,
+        Err(e) => {
+            let at = file_offset + e.offset as u64;
+            let (code, reason) = match e.charset {
+                Some(c) => (
                     findings::INVALID_UTF8,
-                    None,
-                    format!("message is not valid UTF-8: invalid byte at file offset {at}"),
-                ));
-            }
+                    format!("message is not valid {}: invalid byte at file offset {at}", c.hl7_name()),
+                ),
+                None => (findings::CHARSET_UNSUPPORTED, format!("{} (MSH-18 at file offset {at})", e.message)),
+            };
+            return Err(Rejection {
+                code,
+                findings: vec![Finding { code: e.code, rule: None, path: None, message: reason.clone() }],
+                reason,
+            });
         }
     };
+    let text = hl7::join_add_segments(&decoded.text);
+    let joined = matches!(text, std::borrow::Cow::Owned(_));
     let mut message = match hl7::parse_message(&text) {
         Ok(m) => m.into_owned(),
         Err(e) => {
-            let at = file_offset + e.offset as u64;
+            let in_bytes = if joined { e.offset } else { decoded.source_offset(e.offset) };
+            let at = file_offset + in_bytes as u64;
             let reason = format!("HL7 parse error {} at file offset {at}: {}", e.code, e.message);
             return Err(Rejection {
                 code: e.code,
@@ -243,6 +260,21 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
         message,
         warnings,
     })
+}
+
+/// The rejection for a problem item of `batch::BatchReader` (an envelope or continuation
+/// problem), at `file_offset`.
+pub fn problem_rejection(p: &hl7::Problem, file_offset: u64) -> Rejection {
+    let code = match p.code {
+        "HL7022" | "HL7023" => findings::CONTINUATION,
+        _ => findings::ENVELOPE,
+    };
+    let reason = format!("{} at file offset {file_offset}: {}", p.code, p.message);
+    Rejection {
+        code,
+        findings: vec![Finding { code: p.code, rule: None, path: None, message: reason.clone() }],
+        reason,
+    }
 }
 
 /// Opens a file for streaming.

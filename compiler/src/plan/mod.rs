@@ -107,6 +107,8 @@ pub struct ProfilePlan {
     pub version: String,
     /// Versions accepted from MSH-12; others go to the DLQ.
     pub accept_versions: Vec<String>,
+    /// Character set: `auto` (BOM, then MSH-18, then UTF-8) or a fixed set overriding MSH-18
+    /// (`utf-8`, `ascii`, `iso-8859-1`..`9`, `iso-8859-15`, `windows-1252`, `utf-16[le|be]`).
     pub encoding: String,
     /// Segment separators tolerated: `cr`, `lf`, `crlf`.
     pub segment_terminators: Vec<String>,

@@ -1,4 +1,9 @@
 //! Parser profiles (`kind: profile`): how to read one sender's HL7 v2 messages.
+//!
+//! Invariants: every value the reader accepts is one the runtime understands (`encoding` is
+//! checked against `shape::ENCODINGS`, each of which `sluice_hl7v2::charset::CharsetPolicy`
+//! reads; a test holds them together); a key left out takes the documented default
+//! (`encoding: auto`, `unexpected_segments: fail`, `timezone: +00:00`, every separator).
 
 use sluice_hl7v2::schema::{self, Version};
 use sluice_spec_core::PhiClass;
@@ -11,13 +16,14 @@ use crate::plan::{ProfilePlan, ZFieldPlan, ZSegmentPlan};
 use crate::yaml::{Node, Value};
 
 /// The profile used by a source that names none: the HL7 version most mappings are written
-/// against, every version accepted, any separator, unknown segments kept.
+/// against, every version accepted, character set detected (`auto`), any separator, unknown
+/// segments kept.
 pub fn default_profile() -> ProfilePlan {
     ProfilePlan {
         name: "default".into(),
         version: "2.5.1".into(),
         accept_versions: Version::ALL.iter().map(|v| v.as_str().to_string()).collect(),
-        encoding: "utf-8".into(),
+        encoding: "auto".into(),
         segment_terminators: shape::SEGMENT_TERMINATORS.iter().map(|s| s.to_string()).collect(),
         unexpected_segments: "parse".into(),
         timezone: "+00:00".into(),
@@ -196,4 +202,17 @@ pub fn phi_class(cx: &mut Cx, node: &Node) -> Option<PhiClass> {
         None => d.help(format!("classes: {}", names.join(", "))),
     });
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_hl7v2::charset::CharsetPolicy;
+
+    #[test]
+    fn every_encoding_is_one_the_runtime_reads() {
+        for e in super::shape::ENCODINGS {
+            assert!(CharsetPolicy::from_name(e).is_some(), "{e}");
+        }
+        assert_eq!(CharsetPolicy::from_name(&super::default_profile().encoding), Some(CharsetPolicy::Auto));
+    }
 }

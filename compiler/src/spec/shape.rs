@@ -294,7 +294,26 @@ pub static Z_SEGMENT: Shape = Shape {
 
 pub const SEGMENT_TERMINATORS: &[&str] = &["cr", "lf", "crlf"];
 pub const UNEXPECTED_SEGMENTS: &[&str] = &["fail", "skip", "parse"];
-pub const ENCODINGS: &[&str] = &["utf-8", "iso-8859-1"];
+/// Profile `encoding` values; each is a name `sluice_hl7v2::charset::CharsetPolicy::from_name` reads.
+pub const ENCODINGS: &[&str] = &[
+    "auto",
+    "utf-8",
+    "ascii",
+    "iso-8859-1",
+    "iso-8859-2",
+    "iso-8859-3",
+    "iso-8859-4",
+    "iso-8859-5",
+    "iso-8859-6",
+    "iso-8859-7",
+    "iso-8859-8",
+    "iso-8859-9",
+    "iso-8859-15",
+    "windows-1252",
+    "utf-16",
+    "utf-16le",
+    "utf-16be",
+];
 
 pub static PROFILE: Shape = Shape {
     name: "profile",
@@ -310,7 +329,7 @@ pub static PROFILE: Shape = Shape {
         opt(
             "encoding",
             KeyType::Enum(ENCODINGS),
-            "Character encoding of the messages: `utf-8` (default) or `iso-8859-1` (Latin-1).",
+            "Character set of the messages: `auto` (default: byte-order mark, then MSH-18, then UTF-8) or one fixed set that overrides MSH-18, for senders that lie.",
         ),
         opt("segment_terminators", KeyType::ListOfStrings, "Tolerated separators: `cr`, `lf`, `crlf` (default all)."),
         opt(

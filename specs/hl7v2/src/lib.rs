@@ -6,12 +6,20 @@
 //! - [`path`]: typed addresses into a message (`PID-5.1`, `PID-3[*].1`, `OBX[*]-5`).
 //! - [`schema`]: segment, field, component and datatype tables for v2.3 to v2.8, with PHI classes.
 //! - [`json`]: the documented JSON shape printed by `sluice parse --format hl7v2`.
+//! - [`charset`]: bytes to text: BOM, UTF-16 detection, MSH-18, or the profile's encoding.
+//! - [`batch`]: FHS/BHS/BTS/FTS envelope count checks and DSC/ADD continuation reassembly.
+//! - [`structure`]: message structures (segment groups with cardinality) and the matcher.
+//! - [`validate`]: structure, required-field, datatype, table and length checks (`sluice validate`).
 //!
 //! Invariants: no input makes any function here panic; errors carry offsets and codes, never
 //! the values of the message (they may be PHI).
 
+pub mod batch;
+pub mod charset;
 pub mod codec;
 pub mod json;
 pub mod path;
 pub mod schema;
 pub mod split;
+pub mod structure;
+pub mod validate;

@@ -6,9 +6,9 @@
 //!   LF), optionally preceded by the MLLP start byte 0x0B.
 //! - MLLP framing is stripped: 0x0B before a segment or a new item, and the frame end 0x1C
 //!   (with the CR that follows it). A frame end also ends the message; 0x1C is never data.
-//! - Batch envelope segments `FHS`, `BHS`, `BTS` and `FTS` end the current message and are
-//!   dropped: they belong to no message. Checking the counts in BTS/FTS against the messages
-//!   seen is left to the "HL7 v2 in depth" work.
+//! - Batch envelope segments `FHS`, `BHS`, `BTS` and `FTS` end the current message: they belong
+//!   to no message. The `Iterator` drops them; [`MessageSplitter::next_item`] returns them as
+//!   [`SplitItem::Envelope`] in stream order, so [`crate::batch`] can check the counts in BTS/FTS.
 //! - Blank lines (empty, or only spaces and tabs) between messages are dropped; blank lines
 //!   inside a message are kept. A UTF-8 BOM at the start of the stream, or right before an
 //!   `MSH`, is dropped.
@@ -37,6 +37,30 @@ pub struct RawMessage {
     pub bytes: Vec<u8>,
 }
 
+/// A batch envelope segment (`FHS`, `BHS`, `BTS` or `FTS`) as it appeared in the stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvelopeSegment {
+    /// Byte offset of the segment in the stream.
+    pub offset: usize,
+    /// The segment's bytes, without its line break (and without MLLP or BOM bytes before it).
+    pub bytes: Vec<u8>,
+}
+
+impl EnvelopeSegment {
+    /// The segment id: `FHS`, `BHS`, `BTS` or `FTS`.
+    pub fn id(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(..3).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
+/// One item of [`MessageSplitter::next_item`]: a message (or a run of bytes outside any message)
+/// or an envelope segment. Envelope segments carry no `index`: `index` counts raw messages only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SplitItem {
+    Message(RawMessage),
+    Envelope(EnvelopeSegment),
+}
+
 /// What the message being assembled is.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Current {
@@ -56,7 +80,7 @@ pub struct MessageSplitter<R: BufRead> {
     /// The line break after the last content line of `bytes`, plus any blank lines since: part
     /// of the message only if another of its segments follows.
     gap: Vec<u8>,
-    ready: VecDeque<RawMessage>,
+    ready: VecDeque<SplitItem>,
     index: usize,
     done: bool,
 }
@@ -134,11 +158,11 @@ impl<R: BufRead> MessageSplitter<R> {
     /// Ends the item being assembled, if any, queueing it to be returned.
     fn finish(&mut self) {
         if self.current != Current::None && !self.bytes.is_empty() {
-            self.ready.push_back(RawMessage {
+            self.ready.push_back(SplitItem::Message(RawMessage {
                 offset: self.start,
                 index: self.index,
                 bytes: std::mem::take(&mut self.bytes),
-            });
+            }));
             self.index += 1;
         }
         self.bytes.clear();
@@ -177,6 +201,8 @@ impl<R: BufRead> MessageSplitter<R> {
             }
         } else if is_envelope(content) {
             self.finish();
+            self.ready
+                .push_back(SplitItem::Envelope(EnvelopeSegment { offset: content_start, bytes: content.to_vec() }));
         } else {
             let is_msh = content.starts_with(b"MSH");
             if is_msh {
@@ -199,10 +225,10 @@ impl<R: BufRead> MessageSplitter<R> {
     }
 }
 
-impl<R: BufRead> Iterator for MessageSplitter<R> {
-    type Item = io::Result<RawMessage>;
-
-    fn next(&mut self) -> Option<Self::Item> {
+impl<R: BufRead> MessageSplitter<R> {
+    /// The next message or envelope segment, in stream order; `None` at end of stream. After an
+    /// error, `None`.
+    pub fn next_item(&mut self) -> Option<io::Result<SplitItem>> {
         loop {
             if let Some(m) = self.ready.pop_front() {
                 return Some(Ok(m));
@@ -225,6 +251,21 @@ impl<R: BufRead> Iterator for MessageSplitter<R> {
                     self.current = Current::None;
                     return Some(Err(e));
                 }
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for MessageSplitter<R> {
+    type Item = io::Result<RawMessage>;
+
+    /// The next message; envelope segments are skipped.
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            match self.next_item()? {
+                Ok(SplitItem::Message(m)) => return Some(Ok(m)),
+                Ok(SplitItem::Envelope(_)) => {}
+                Err(e) => return Some(Err(e)),
             }
         }
     }
