@@ -388,6 +388,33 @@ fn profile_encoding_decides_how_bytes_are_read() {
 }
 
 #[test]
+fn strict_hl7_checks_reject_segments_out_of_order() {
+    let dir = workspace("hl7checks");
+    for entry in std::fs::read_dir(dir.join("examples/hl7")).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let good = "MSH|^~\\&|A|B|||20240115103000||ORU^R01^ORU_R01|OK1|P|2.5.1\rPID|1||1234^^^H^MR||TEST^ONE||19800115|F\r\
+                OBR|1|ORD1||24331-1^Lipid panel^LN\rOBX|1|NM|2093-3^Cholesterol^LN||185|mg/dL|||||F\r";
+    let swapped = "MSH|^~\\&|A|B|||20240115103000||ORU^R01^ORU_R01|BAD1|P|2.5.1\rPID|1||1235^^^H^MR||TEST^TWO||19800115|F\r\
+                   OBX|1|NM|2093-3^Cholesterol^LN||185|mg/dL|||||F\rOBR|1|ORD1||24331-1^Lipid panel^LN\r";
+    std::fs::write(dir.join("examples/hl7/two.hl7"), format!("{good}\n{swapped}\n")).unwrap();
+    let rules = dir.join("mappings/base/rules/patient-event.yaml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(&rules, text.replacen("rules:\n", "hl7_checks: {structure: true}\nrules:\n", 1)).unwrap();
+    run_quickstart(&dir);
+    let delivered = lines(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0]["metadata"]["message_id"], "OK1");
+    let dlq = lines(&dir.join("out/quickstart/dlq.jsonl"));
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let findings = dlq[0]["findings"].as_array().unwrap();
+    assert!(
+        findings.iter().any(|f| f["code"] == "HL7V104" && f["message"].as_str().unwrap().contains("OBX before OBR")),
+        "{findings:?}"
+    );
+}
+
+#[test]
 fn explain_prints_a_code() {
     let out = sluice(&root(), &["explain", "SL201"]);
     assert!(out.status.success() && text(&out.stdout).contains("Unknown key"));

@@ -608,6 +608,7 @@ impl Compiler {
                     mode: mode.unwrap_or(r.mode),
                     message_types: r.message_types.clone(),
                     rules: r.rules.clone(),
+                    hl7_checks: r.hl7_checks.clone(),
                 };
                 let version = version?;
                 if let Some((SchemaRef::Hl7(rv), span)) = rule_input

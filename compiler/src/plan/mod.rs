@@ -158,6 +158,22 @@ pub struct ValidatePlan {
     /// Message types accepted (`ADT^A01`); empty means any.
     pub message_types: Vec<String>,
     pub rules: Vec<RulePlan>,
+    /// The standard's own checks (structure, required fields, datatypes, tables), when the rules
+    /// file asks for them. `version` is the one to assume when MSH-12 is empty.
+    pub hl7_checks: Option<Hl7Checks>,
+}
+
+/// Which built-in HL7 v2 checks a validate stage runs (`sluice_hl7v2::validate`). Required
+/// fields and primitive datatypes are always checked when the block is present.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hl7Checks {
+    pub version: String,
+    /// Segment order, groups and cardinality against the message structure.
+    pub structure: bool,
+    /// Values longer than their field's maximum length (warnings).
+    pub lengths: bool,
+    /// ID values against HL7 tables (errors), IS values against user tables (ignored).
+    pub tables: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -183,6 +183,23 @@ pub fn integer(cx: &mut Cx, node: &Node, what: &str) -> Option<u64> {
     }
 }
 
+pub fn boolean(cx: &mut Cx, node: &Node, what: &str) -> Option<bool> {
+    match node.value {
+        Value::Bool(b) => Some(b),
+        _ => {
+            cx.push(
+                Diagnostic::error(
+                    codes::WRONG_TYPE,
+                    format!("`{what}` must be true or false, found {}", node.kind_name()),
+                )
+                .label(node.span, "expected `true` or `false`")
+                .help("write `true` or `false` without quotes"),
+            );
+            None
+        }
+    }
+}
+
 /// `200ms`, `5s`, `2m`, `1h` -> milliseconds.
 pub fn duration(cx: &mut Cx, node: &Node, what: &str) -> Option<u64> {
     let s = string(cx, node, what)?;

@@ -8,7 +8,7 @@ use crate::diagnostics::Diagnostic;
 use crate::expr::ast::Expr;
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
-use crate::plan::{Mode, RuleCheck, RulePlan};
+use crate::plan::{Hl7Checks, Mode, RuleCheck, RulePlan};
 use crate::yaml::{Node, Value};
 use sluice_spec_core::ValueType;
 
@@ -18,6 +18,7 @@ pub struct Rules {
     pub mode: Mode,
     pub message_types: Vec<String>,
     pub rules: Vec<RulePlan>,
+    pub hl7_checks: Option<Hl7Checks>,
 }
 
 /// Checks `ADT^A01` / `ADT^*` forms, reporting SL703.
@@ -52,6 +53,16 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Rules> {
         _ => Mode::Strict,
     };
     let message_types = obj.get("message_types").map(|n| message_types(cx, n)).unwrap_or_default();
+    let hl7_checks = obj.get("hl7_checks").and_then(|n| {
+        let o = reader::object(cx, n, &shape::HL7_CHECKS, "`hl7_checks`")?;
+        let mut flag = |key: &str, default: bool| o.get(key).map_or(Some(default), |v| reader::boolean(cx, v, key));
+        let (structure, lengths, tables) = (flag("structure", true)?, flag("lengths", false)?, flag("tables", true)?);
+        let version = match &input {
+            Some((SchemaRef::Hl7(v), _)) => v.as_str().to_string(),
+            _ => "2.5.1".to_string(),
+        };
+        Some(Hl7Checks { version, structure, lengths, tables })
+    });
     let mut rules = Vec::new();
     let hl7 = match &input {
         Some((SchemaRef::Hl7(v), _)) => Some(Hl7Env { schema: sluice_hl7v2::schema::schema(*v), z_segments: &[] }),
@@ -79,7 +90,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Rules> {
         ),
         None => {}
     }
-    Some(Rules { name, input, mode, message_types, rules })
+    Some(Rules { name, input, mode, message_types, rules, hl7_checks })
 }
 
 fn rule(cx: &mut Cx, node: &Node, rules_name: &str, n: usize, hl7: Option<Hl7Env>) -> Option<RulePlan> {

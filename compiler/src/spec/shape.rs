@@ -359,6 +359,21 @@ pub static RULE: Shape = Shape {
     ],
 };
 
+pub static HL7_CHECKS: Shape = Shape {
+    name: "rules.hl7_checks",
+    type_tag: None,
+    doc: "The standard's own checks, run before the rules: required fields and datatypes always, and these.",
+    keys: &[
+        opt(
+            "structure",
+            KeyType::Bool,
+            "Segment order, groups and cardinality against the message structure (default true).",
+        ),
+        opt("lengths", KeyType::Bool, "Values longer than the field's maximum length, as warnings (default false)."),
+        opt("tables", KeyType::Bool, "ID values against HL7 tables (default true)."),
+    ],
+};
+
 pub static RULES: Shape = Shape {
     name: "rules",
     type_tag: None,
@@ -374,6 +389,11 @@ pub static RULES: Shape = Shape {
             "`strict` (record to DLQ) or `lenient` (error on the record); default strict.",
         ),
         opt("message_types", KeyType::ListOfStrings, "Accepted message types; others go to the DLQ."),
+        opt(
+            "hl7_checks",
+            KeyType::Object(&HL7_CHECKS),
+            "Run the HL7 v2 standard's own checks too (see docs/hl7v2-validation.md).",
+        ),
         req("rules", KeyType::ListOf(&RULE), "The rules."),
     ],
 };

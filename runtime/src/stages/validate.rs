@@ -8,9 +8,14 @@
 //!   sent. `when` conditions are evaluated like mapping expressions (converted values).
 //! - Regular expressions are compiled once per plan; a pattern must match the whole value.
 //! - Findings never hold values.
+//! - With `hl7_checks`, the standard's own checks (`sluice_hl7v2::validate`) run first: their
+//!   errors count as rule failures (strict: DLQ; lenient: `errors`), their warnings become
+//!   record warnings, and informational findings are dropped.
 
 use regex::Regex;
-use sluice_compiler::plan::{Mode, RuleCheck, RulePlan, ValidatePlan};
+use sluice_compiler::plan::{Hl7Checks, Mode, RuleCheck, RulePlan, ValidatePlan};
+use sluice_hl7v2::schema::Version;
+use sluice_hl7v2::validate::{self as hl7_validate, Severity};
 
 use super::{Step, message_type_accepted};
 use crate::dlq::{Finding, Rejection};
@@ -86,6 +91,36 @@ fn check(rule: &RulePlan, regex: Option<&Regex>, values: &[String]) -> Option<(&
     }
 }
 
+/// The HL7 v2 standard's checks: errors join `failures`, warnings go on the record.
+fn standard_checks(
+    checks: &Hl7Checks,
+    msg: &sluice_hl7v2::codec::Message<'_>,
+    failures: &mut Vec<Finding>,
+    warnings: &mut Vec<Issue>,
+) {
+    let options = hl7_validate::Options {
+        default_version: Version::parse(&checks.version),
+        structure: checks.structure,
+        lengths: checks.lengths,
+        tables: checks.tables,
+        // Unknown segments were already handled by the source profile's policy.
+        unexpected_segments: Severity::Warning,
+        ..hl7_validate::Options::default()
+    };
+    for f in hl7_validate::validate(msg, &options) {
+        match f.severity {
+            Severity::Error => failures.push(Finding {
+                code: f.code,
+                rule: Some("hl7_checks".into()),
+                path: Some(f.path),
+                message: f.message,
+            }),
+            Severity::Warning => warnings.push(Issue::new(f.code, f.path, f.message)),
+            Severity::Info => {}
+        }
+    }
+}
+
 fn value_expr(c: &RuleCheck) -> &sluice_compiler::expr::ast::Expr {
     match c {
         RuleCheck::Required { value }
@@ -116,6 +151,9 @@ pub fn run<'p>(
         Payload::Doc(d) => (None, Some(d)),
     };
     let mut failures = Vec::new();
+    if let (Some(checks), Some(m)) = (&plan.hl7_checks, msg) {
+        standard_checks(checks, m, &mut failures, &mut rec.env.warnings);
+    }
     for (i, rule) in plan.rules.iter().enumerate() {
         let mut scope = Scope {
             prepared,

@@ -183,6 +183,7 @@ pub fn validate(name: &str, from: &str, mode: Mode, rules: Vec<RulePlan>) -> Com
             mode,
             message_types: vec!["ADT^*".into(), "ORU^R01".into()],
             rules,
+            hl7_checks: None,
         }),
     )
 }
