@@ -3,8 +3,9 @@
 //!
 //! The delimiters come from MSH-1 (field separator) and MSH-2 (component, repetition, escape,
 //! subcomponent and, from v2.7, truncation characters). MSH-2 must hold 4 or 5 distinct
-//! characters (fewer: `HL7002`; more, or a repeat: `HL7003`) and the field separator must not be
-//! a letter or digit (`HL7003`). Segments are separated by CR, LF or CRLF in any mix; a leading
+//! characters (fewer: `HL7002`; more, or a repeat: `HL7003`); the field separator must not be a
+//! letter or digit, nor MSH-2 hold one of `FSTREXDA0`, the characters [`escape`] writes in its
+//! sequences (`HL7003`). Segments are separated by CR, LF or CRLF in any mix; a leading
 //! UTF-8 BOM and blank lines (empty, or only spaces and tabs) are skipped. Every other line must
 //! start with a segment id of 3 characters, an uppercase letter then uppercase letters or digits
 //! (`HL7004`). `Segment::line` counts segments, not skipped lines.
@@ -224,6 +225,11 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
     let mut seen = vec![field];
     let mut pos = base + enc_start;
     for &c in &enc {
+        // `escape` writes `\F\ \S\ \T\ \R\ \E\ \X0D\ \X0A\`: one of their characters as a delimiter
+        // would split them, and values could not round trip.
+        if "FSTREXDA0".contains(c) {
+            return Err(ParseError::new("HL7003", "encoding characters must not be one of F S T R E X D A 0", pos));
+        }
         if seen.contains(&c) {
             return Err(ParseError::new("HL7003", "duplicate delimiter character", pos));
         }
@@ -729,7 +735,7 @@ pub const ERROR_CODES: &[(&str, &str, &str)] = &[
     (
         "HL7003",
         "The delimiter characters are invalid.",
-        "The encoding characters in MSH-2 must be distinct, not letters or digits, and differ from the field separator. A common cause is a doubled escape character (`^~\\\\&`) written by a tool that escaped it twice.",
+        "The field separator must not be a letter or digit; the encoding characters in MSH-2 must be distinct, differ from the field separator, and not be one of F S T R E X D A 0 (those spell escape sequences such as \\F\\ and \\X0D\\, which such a delimiter would split). A common cause is a doubled escape character (`^~\\\\&`) written by a tool that escaped it twice.",
     ),
     (
         "HL7004",
