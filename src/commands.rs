@@ -149,6 +149,25 @@ pub fn schema() -> u8 {
     OK
 }
 
+/// A message file as the splitter reads it: UTF-16 files are transcoded to UTF-8 as they stream
+/// (the splitter cuts at CR/LF bytes); everything else passes through untouched. A file that
+/// cannot even be sniffed reads as empty, and the read error surfaces from the splitter.
+fn utf8_input<'a, R: std::io::Read + 'a>(file: R) -> BufReader<Box<dyn std::io::Read + 'a>> {
+    match charset::Utf8Stream::new(file) {
+        Ok((stream, _)) => BufReader::new(Box::new(stream)),
+        Err(e) => BufReader::new(Box::new(FailingRead(Some(e)))),
+    }
+}
+
+/// Yields one error, then end of input.
+struct FailingRead(Option<std::io::Error>);
+
+impl std::io::Read for FailingRead {
+    fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+        self.0.take().map_or(Ok(0), Err)
+    }
+}
+
 /// Prints each message of each file as a JSON line; problems go to stderr with the file, the
 /// message number and the byte offset, never the message content.
 pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
@@ -166,7 +185,7 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
                 return USAGE;
             }
         };
-        for raw in sluice_hl7v2::split::MessageSplitter::new(BufReader::new(file)) {
+        for raw in sluice_hl7v2::split::MessageSplitter::new(utf8_input(file)) {
             let raw = match raw {
                 Ok(r) => r,
                 Err(e) => {
@@ -308,7 +327,7 @@ pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
     for (name, file) in &opened {
-        for raw in sluice_hl7v2::split::MessageSplitter::new(BufReader::new(file)) {
+        for raw in sluice_hl7v2::split::MessageSplitter::new(utf8_input(file)) {
             let raw = match raw {
                 Ok(r) => r,
                 Err(e) => {

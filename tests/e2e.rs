@@ -415,6 +415,41 @@ fn strict_hl7_checks_reject_segments_out_of_order() {
 }
 
 #[test]
+fn utf16_files_are_read_as_they_stream() {
+    let dir = workspace("utf16");
+    for entry in std::fs::read_dir(dir.join("examples/hl7")).unwrap().flatten() {
+        std::fs::remove_file(entry.path()).unwrap();
+    }
+    let msg = |id: &str| {
+        format!(
+            "MSH|^~\\&|A|B|||20240115103000||ADT^A01^ADT_A01|{id}|P|2.5.1|||||||UNICODE UTF-16\r\
+             EVN|A01|20240115103000\rPID|1||1234^^^H^MR||M\u{dc}LLER^J\u{d6}RG^^^^^L||19800115|M\rPV1|1|I\r\n"
+        )
+    };
+    let text = format!("{}{}", msg("U1"), msg("U2"));
+    for (name, bom, le) in [("le-bom.hl7", true, true), ("be-nobom.hl7", false, false)] {
+        let mut bytes: Vec<u8> = Vec::new();
+        if bom {
+            bytes.extend_from_slice(&[0xFF, 0xFE]);
+        }
+        for unit in text.encode_utf16() {
+            bytes.extend_from_slice(&if le { unit.to_le_bytes() } else { unit.to_be_bytes() });
+        }
+        std::fs::write(dir.join("examples/hl7").join(name), bytes).unwrap();
+    }
+    let out = run_quickstart(&dir);
+    let summary: serde_json::Value = serde_json::from_str(text_of(&out).trim()).unwrap();
+    assert_eq!((summary["records_in"].as_u64(), summary["delivered"].as_u64()), (Some(4), Some(4)), "{summary}");
+    for r in lines(&dir.join("out/quickstart/patient-events.jsonl")) {
+        assert_eq!(r["patient"]["name"], "J\u{d6}RG M\u{dc}LLER");
+    }
+}
+
+fn text_of(out: &Output) -> String {
+    text(&out.stdout)
+}
+
+#[test]
 fn explain_prints_a_code() {
     let out = sluice(&root(), &["explain", "SL201"]);
     assert!(out.status.success() && text(&out.stdout).contains("Unknown key"));

@@ -277,10 +277,16 @@ pub fn problem_rejection(p: &hl7::Problem, file_offset: u64) -> Rejection {
     }
 }
 
-/// Opens a file for streaming.
-pub fn open(path: &Path) -> Result<std::io::BufReader<std::fs::File>, RunError> {
+/// A source file as the splitter reads it: UTF-8 (UTF-16 files are transcoded as they stream).
+pub type Input = std::io::BufReader<sluice_hl7v2::charset::Utf8Stream<std::fs::File>>;
+
+/// Opens a file for streaming. A UTF-16 file (BOM or NUL pattern) is transcoded to UTF-8 on the
+/// fly, because the splitter cuts at CR/LF bytes; byte offsets in its findings then count bytes
+/// of that UTF-8 text.
+pub fn open(path: &Path) -> Result<Input, RunError> {
     let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
-    Ok(std::io::BufReader::with_capacity(64 * 1024, f))
+    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(f).map_err(|e| RunError::io("read", path, &e))?;
+    Ok(std::io::BufReader::with_capacity(64 * 1024, stream))
 }
 
 #[cfg(test)]

@@ -462,6 +462,95 @@ fn decode_with(enc: &'static Encoding, bytes: &[u8], base: usize, charset: Chars
     }
 }
 
+/// A byte stream made UTF-8 for the splitter, which cuts at CR and LF bytes and so cannot read
+/// UTF-16. A UTF-16 stream (byte-order mark, or the NUL pattern in its first bytes) is transcoded
+/// as it is read, in bounded memory; any other stream passes through untouched, byte for byte.
+///
+/// Offsets that readers of a transcoded stream report are offsets in the UTF-8 text, not in the
+/// file. Malformed UTF-16 (an unpaired surrogate) is an `InvalidData` error naming the byte
+/// offset in the file: nothing is replaced silently.
+pub struct Utf8Stream<R> {
+    inner: std::io::BufReader<std::io::Chain<std::io::Cursor<Vec<u8>>, R>>,
+    decoder: Option<encoding_rs::Decoder>,
+    out: Vec<u8>,
+    out_pos: usize,
+    /// Bytes of `inner` consumed so far (for error offsets).
+    consumed: usize,
+    done: bool,
+}
+
+/// Bytes looked at to recognise UTF-16 without a byte-order mark.
+const SNIFF: usize = 64;
+
+impl<R: std::io::Read> Utf8Stream<R> {
+    /// Sniffs the start of `inner`; returns the stream and the UTF-16 form found, if any.
+    pub fn new(mut inner: R) -> std::io::Result<(Utf8Stream<R>, Option<Charset>)> {
+        let mut head = Vec::with_capacity(SNIFF);
+        while head.len() < SNIFF {
+            let mut chunk = [0u8; SNIFF];
+            let n = match inner.read(&mut chunk[..SNIFF - head.len()]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                break;
+            }
+            head.extend_from_slice(&chunk[..n]);
+        }
+        let utf16 = if head.starts_with(&[0xFF, 0xFE]) {
+            Some(Charset::Utf16Le)
+        } else if head.starts_with(&[0xFE, 0xFF]) {
+            Some(Charset::Utf16Be)
+        } else {
+            nul_pattern(&head)
+        };
+        let decoder = utf16.and_then(Charset::encoding).map(Encoding::new_decoder_with_bom_removal);
+        let inner =
+            std::io::BufReader::with_capacity(64 * 1024, std::io::Read::chain(std::io::Cursor::new(head), inner));
+        Ok((Utf8Stream { inner, decoder, out: Vec::new(), out_pos: 0, consumed: 0, done: false }, utf16))
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for Utf8Stream<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::io::BufRead;
+        let Some(decoder) = &mut self.decoder else {
+            return self.inner.read(buf);
+        };
+        loop {
+            if self.out_pos < self.out.len() {
+                let n = buf.len().min(self.out.len() - self.out_pos);
+                buf[..n].copy_from_slice(&self.out[self.out_pos..self.out_pos + n]);
+                self.out_pos += n;
+                return Ok(n);
+            }
+            if self.done {
+                return Ok(0);
+            }
+            let input = self.inner.fill_buf()?;
+            let last = input.is_empty();
+            // Each UTF-16 unit becomes at most 3 UTF-8 bytes; a pending unit adds a few more.
+            self.out.resize(input.len() / 2 * 3 + 16, 0);
+            let (result, read, written) = decoder.decode_to_utf8_without_replacement(input, &mut self.out, last);
+            self.out.truncate(written);
+            self.out_pos = 0;
+            if let DecoderResult::Malformed(bad, extra) = result {
+                let at = (self.consumed + read).saturating_sub(bad as usize + extra as usize);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("invalid UTF-16 at byte {at}"),
+                ));
+            }
+            self.inner.consume(read);
+            self.consumed += read;
+            if last && result == DecoderResult::InputEmpty {
+                self.done = true;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,5 +577,46 @@ mod tests {
         assert_eq!(raw_msh_field(m, 10).unwrap().1, b"X");
         assert!(raw_msh18(b"MSH|^~\\&|A\rPID||||||||||||||||||x").is_none());
         assert!(raw_msh18(b"PID|1").is_none());
+    }
+
+    #[test]
+    fn utf16_files_stream_as_utf8() {
+        use std::io::Read;
+        let text = "MSH|^~\\&|A|B|||20240115||ADT^A01|1|P|2.5.1|||||||UNICODE UTF-16\rPID|1||1^^^H^MR||M\u{fc}LLER^J\u{f6}RG\r\n";
+        for (bom, le) in [(true, true), (true, false), (false, true), (false, false)] {
+            let mut bytes = Vec::new();
+            if bom {
+                bytes.extend_from_slice(if le { &[0xFF, 0xFE] } else { &[0xFE, 0xFF] });
+            }
+            for unit in text.encode_utf16() {
+                bytes.extend_from_slice(&if le { unit.to_le_bytes() } else { unit.to_be_bytes() });
+            }
+            // A tiny buffer forces units to straddle reads.
+            let (mut stream, found) = Utf8Stream::new(std::io::BufReader::with_capacity(3, &bytes[..])).unwrap();
+            assert_eq!(found, Some(if le { Charset::Utf16Le } else { Charset::Utf16Be }));
+            let mut out = String::new();
+            stream.read_to_string(&mut out).unwrap();
+            assert_eq!(out, text, "bom={bom} le={le}");
+        }
+    }
+
+    #[test]
+    fn other_streams_pass_through_and_bad_utf16_is_an_error() {
+        use std::io::Read;
+        let latin = b"MSH|^~\\&|A\xE9\r".to_vec();
+        let (mut s, found) = Utf8Stream::new(&latin[..]).unwrap();
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).unwrap();
+        assert_eq!((found, out), (None, latin));
+        let mut bad = vec![0xFF, 0xFE];
+        for u in "MSH|".encode_utf16() {
+            bad.extend_from_slice(&u.to_le_bytes());
+        }
+        bad.extend_from_slice(&0xD800u16.to_le_bytes()); // unpaired surrogate
+        bad.extend_from_slice(&u16::from(b'X').to_le_bytes());
+        let (mut s, _) = Utf8Stream::new(&bad[..]).unwrap();
+        let err = s.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("byte 10"), "{err}");
     }
 }
