@@ -15,6 +15,11 @@
 //! - Bytes outside any message (before the first `MSH`, or after an envelope segment or a frame
 //!   end) are returned as their own [`RawMessage`], so the runtime can send them to the DLQ:
 //!   nothing is lost silently.
+//! - Lines that are not segments (no segment id followed by the message's field separator) at the
+//!   end of a message, before the next `MSH`, envelope segment, frame end or the end of the
+//!   stream, are not part of it: comments and stray text between messages become their own
+//!   [`RawMessage`] (for the DLQ) instead of breaking the message before them. Such lines in
+//!   the middle of a message, followed by more segments, stay in it (and its parse fails).
 //! - A message's bytes keep its own segment separators but not the line breaks after its last
 //!   segment. They are always one contiguous range of the input, starting at `offset`.
 //!
@@ -80,6 +85,13 @@ pub struct MessageSplitter<R: BufRead> {
     /// The line break after the last content line of `bytes`, plus any blank lines since: part
     /// of the message only if another of its segments follows.
     gap: Vec<u8>,
+    /// Field separator of the message being assembled (MSH-1).
+    field_separator: u8,
+    /// Non-segment lines after the message's last segment so far, their stream offset, and the
+    /// break before them: they join the message only if another of its segments follows.
+    tail: Vec<u8>,
+    tail_start: usize,
+    tail_gap: Vec<u8>,
     ready: VecDeque<SplitItem>,
     index: usize,
     done: bool,
@@ -95,6 +107,10 @@ impl<R: BufRead> MessageSplitter<R> {
             start: 0,
             bytes: Vec::new(),
             gap: Vec::new(),
+            field_separator: b'|',
+            tail: Vec::new(),
+            tail_start: 0,
+            tail_gap: Vec::new(),
             ready: VecDeque::new(),
             index: 0,
             done: false,
@@ -165,8 +181,18 @@ impl<R: BufRead> MessageSplitter<R> {
             }));
             self.index += 1;
         }
+        if !self.tail.is_empty() {
+            self.ready.push_back(SplitItem::Message(RawMessage {
+                offset: self.tail_start,
+                index: self.index,
+                bytes: std::mem::take(&mut self.tail),
+            }));
+            self.index += 1;
+        }
         self.bytes.clear();
         self.gap.clear();
+        self.tail.clear();
+        self.tail_gap.clear();
         self.current = Current::None;
     }
 
@@ -211,10 +237,27 @@ impl<R: BufRead> MessageSplitter<R> {
             if self.current == Current::None {
                 self.current = if is_msh { Current::Message } else { Current::Garbage };
                 self.start = content_start;
+                if is_msh {
+                    self.field_separator = content.get(3).copied().unwrap_or(b'|');
+                }
+                self.bytes.extend_from_slice(content);
+            } else if self.current == Current::Message && !is_segment(content, self.field_separator) {
+                if self.tail.is_empty() {
+                    self.tail_gap = std::mem::take(&mut self.gap);
+                    self.tail_start = content_start;
+                } else {
+                    self.tail.extend_from_slice(&self.gap);
+                }
+                self.tail.extend_from_slice(content);
             } else {
+                if !self.tail.is_empty() {
+                    // More segments follow: the lines were inside the message after all.
+                    self.bytes.append(&mut self.tail_gap);
+                    self.bytes.append(&mut self.tail);
+                }
                 self.bytes.extend_from_slice(&self.gap);
+                self.bytes.extend_from_slice(content);
             }
-            self.bytes.extend_from_slice(content);
             self.gap.clear();
             self.gap.extend_from_slice(brk);
         }
@@ -248,6 +291,8 @@ impl<R: BufRead> MessageSplitter<R> {
                     self.done = true;
                     self.bytes.clear();
                     self.gap.clear();
+                    self.tail.clear();
+                    self.tail_gap.clear();
                     self.current = Current::None;
                     return Some(Err(e));
                 }
@@ -284,6 +329,15 @@ pub fn split_str(text: &str) -> Vec<(usize, &str)> {
 
 fn starts_segment(b: &[u8]) -> bool {
     b.starts_with(b"MSH") || is_envelope(b)
+}
+
+/// A segment line: an id (upper-case letter, then upper-case letters or digits) followed by the
+/// field separator or the end of the line.
+fn is_segment(b: &[u8], field_separator: u8) -> bool {
+    b.len() >= 3
+        && b[0].is_ascii_uppercase()
+        && b[1..3].iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+        && b.get(3).is_none_or(|&c| c == field_separator)
 }
 
 fn is_envelope(b: &[u8]) -> bool {

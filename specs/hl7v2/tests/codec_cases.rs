@@ -614,3 +614,27 @@ fn synthetic_corpus_splits_and_parses() {
         }
     }
 }
+
+#[test]
+fn stray_lines_after_a_message_are_their_own_item() {
+    let text = "MSH|^~\\&|A|B|||20240101||ADT^A01|1|P|2.5\rPID|1\r\n\n// *** a comment\nnot a segment either\n\
+                MSH|^~\\&|A|B|||20240101||ADT^A01|2|P|2.5\rPID|1\rZZZ is prose\rPV1|1\r\nthe end\n";
+    let items = split_str(text);
+    let texts: Vec<&str> = items.iter().map(|(_, t)| *t).collect();
+    assert_eq!(
+        texts,
+        [
+            "MSH|^~\\&|A|B|||20240101||ADT^A01|1|P|2.5\rPID|1",
+            "// *** a comment\nnot a segment either",
+            // A non-segment line followed by more segments stays inside its message.
+            "MSH|^~\\&|A|B|||20240101||ADT^A01|2|P|2.5\rPID|1\rZZZ is prose\rPV1|1",
+            "the end",
+        ]
+    );
+    // Every item is the exact range of the input at its offset: nothing lost or reordered.
+    for (offset, t) in &items {
+        assert_eq!(&text[*offset..*offset + t.len()], *t);
+    }
+    assert!(parse_message(texts[0]).is_ok());
+    assert!(parse_message(texts[2]).is_err(), "prose inside a message still fails it");
+}
