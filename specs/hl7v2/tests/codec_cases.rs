@@ -1,32 +1,13 @@
 //! Hand-written codec, splitter, path and JSON cases, plus a round trip over the shared HL7 v2
 //! corpus (skipped, loudly, when the corpus is not checked out next to the workspace).
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::Path as FsPath;
 
 use sluice_hl7v2::codec::{Message, Segment, SegmentSeparator, encode, parse_message};
 use sluice_hl7v2::split::MessageSplitter;
-
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("SLUICE_CORPUS") {
-        Some(dir) => PathBuf::from(dir).join("hl7v2"),
-        None => FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/hl7v2"),
-    }
-}
-
-fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("hl7" | "txt")) {
-            out.push(path);
-        }
-    }
-}
 
 /// Separators normalised to CR: what `encode` writes for a message with mixed separators.
 fn to_cr(text: &str) -> String {
@@ -53,15 +34,9 @@ struct Tally {
 
 #[test]
 fn corpus_round_trip() {
-    let dir = corpus_dir();
-    if !dir.is_dir() {
-        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
+    let Some((dir, files)) = common::hl7_corpus() else {
         return;
-    }
-    let mut files = Vec::new();
-    walk(&dir, &mut files);
-    files.sort();
+    };
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let mut broken_invariant = Vec::new();
     let mut not_exact = Vec::new();

@@ -6,35 +6,12 @@
 #[path = "../../../fuzz/props/hl7.rs"]
 mod props;
 
-use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::path::Path;
+#[path = "../../../fuzz/props/corpus.rs"]
+mod corpus;
 
-/// Runs `property` on every file of `tests/fuzz_corpus/<target>`; fails listing each file whose
-/// property failed (the panic message of each is printed above).
+/// Runs `property` over this crate's committed corpus for `target`.
 fn run_corpus(target: &str, property: fn(&[u8])) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_corpus").join(target);
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").path())
-        .filter(|p| p.is_file())
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no corpus files in {}", dir.display());
-    let failed: Vec<String> = files
-        .iter()
-        .filter(|path| {
-            let data = std::fs::read(path).expect("corpus file");
-            catch_unwind(AssertUnwindSafe(|| property(&data))).is_err()
-        })
-        .map(|p| p.display().to_string())
-        .collect();
-    assert!(
-        failed.is_empty(),
-        "{} of {} {target} corpus files fail:\n{}",
-        failed.len(),
-        files.len(),
-        failed.join("\n")
-    );
+    corpus::run_corpus(env!("CARGO_MANIFEST_DIR"), target, property);
 }
 
 #[test]

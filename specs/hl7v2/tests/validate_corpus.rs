@@ -7,34 +7,14 @@
 //! that most messages of a bundled structure match it (structure codes are rare); if they did
 //! not, the structures would be wrong, not the corpus.
 
+mod common;
+
 use std::collections::BTreeMap;
-use std::path::{Path as FsPath, PathBuf};
 
 use proptest::prelude::*;
 use sluice_hl7v2::codec::parse_message;
 use sluice_hl7v2::split::MessageSplitter;
 use sluice_hl7v2::validate::{Options, Severity, validate};
-
-fn corpus_dir() -> PathBuf {
-    match std::env::var_os("SLUICE_CORPUS") {
-        Some(dir) => PathBuf::from(dir).join("hl7v2"),
-        None => FsPath::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/hl7v2"),
-    }
-}
-
-fn walk(dir: &FsPath, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, out);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("hl7" | "txt")) {
-            out.push(path);
-        }
-    }
-}
 
 #[derive(Default)]
 struct Tally {
@@ -49,15 +29,9 @@ const STRUCTURE_CODES: &[&str] = &["HL7V101", "HL7V102", "HL7V103", "HL7V104", "
 
 #[test]
 fn corpus_validates_without_panic() {
-    let dir = corpus_dir();
-    if !dir.is_dir() {
-        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
+    let Some((dir, files)) = common::hl7_corpus() else {
         return;
-    }
-    let mut files = Vec::new();
-    walk(&dir, &mut files);
-    files.sort();
+    };
     let mut tallies: BTreeMap<String, Tally> = BTreeMap::new();
     let verbose = std::env::var_os("SLUICE_VALIDATE_VERBOSE").is_some();
     for file in &files {
