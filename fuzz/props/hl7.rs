@@ -1,14 +1,16 @@
-//! Properties of the HL7 v2 codec, splitter, escapes and paths (fuzz targets `hl7_*`).
+//! Properties of the HL7 v2 codec, splitter, batch reader, character sets, escapes, paths and
+//! standard validation (fuzz targets `hl7_*`).
 //!
 //! Shared by the fuzz crate and `specs/hl7v2/tests/fuzz_regressions.rs` (through `#[path]`).
 
 use std::io::{self, BufRead, Read};
 use std::sync::OnceLock;
 
+use sluice_hl7v2::charset::{self, Charset, CharsetPolicy};
 use sluice_hl7v2::codec::{self, Delimiters, Message, SegmentSeparator};
-use sluice_hl7v2::json;
 use sluice_hl7v2::path::Path;
 use sluice_hl7v2::split::{MessageSplitter, RawMessage};
+use sluice_hl7v2::{batch, json, validate};
 
 /// The tree with segment offsets zeroed and `Mixed` read as CR (what `encode` writes), for
 /// comparing the trees of two texts that differ only in layout.
@@ -218,6 +220,199 @@ pub fn path_round_trip(data: &[u8]) {
         Err(e) => {
             assert!(e.len >= 1, "path error with zero length: {e:?}");
             assert!(e.offset <= text.chars().count(), "path error points past the text: {e:?} for {text:?}");
+        }
+    }
+}
+
+fn batch_all<R: BufRead>(reader: R) -> Vec<batch::Item> {
+    batch::BatchReader::new(reader)
+        .map(|item| item.expect("the reader never fails, so neither does the batch reader"))
+        .collect()
+}
+
+/// The lines of `bytes` that carry message content, for counting what a reader kept: split at
+/// CR and LF, without empty lines and without `MSH` and `DSC` lines (continuation reassembly
+/// drops a continuation's MSH and a fragment's DSC; both may legitimately go).
+fn content_lines(bytes: &[u8]) -> Vec<&[u8]> {
+    bytes
+        .split(|&b| b == b'\r' || b == b'\n')
+        .filter(|l| !l.is_empty() && !l.starts_with(b"MSH") && !l.starts_with(b"DSC"))
+        .collect()
+}
+
+/// `hl7_batch`: same input layout as `hl7_split`. Whatever the read sizes, [`batch::BatchReader`]
+/// yields the same items; items are numbered 0.. in order; problems carry a module code, a
+/// message without input bytes that are not ASCII graphic, and (for lost fragments) their bytes;
+/// nothing is lost: every content line the splitter saw comes out in a message or in a
+/// problem's bytes, as often as it went in; without `DSC` and `ADD` the messages are exactly the
+/// splitter's.
+pub fn batch_conserves(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let n = usize::from(n % 16).min(rest.len());
+    let (sizes, stream) = rest.split_at(n);
+    let whole = batch_all(stream);
+    let chunked = batch_all(Chunked { data: stream, pos: 0, end: 0, sizes, next: 0 });
+    assert_eq!(chunked, whole, "read sizes {sizes:?} changed the batch items of {stream:?}");
+
+    let mut kept: Vec<&[u8]> = Vec::new();
+    for (i, item) in whole.iter().enumerate() {
+        assert_eq!(item.index(), i, "items are numbered in order: {stream:?}");
+        match item {
+            batch::Item::Message(m) => kept.extend(content_lines(&m.bytes)),
+            batch::Item::Problem(p) => {
+                let known = batch::ERROR_CODES.iter().any(|(code, _, _)| *code == p.code);
+                assert!(known, "unregistered problem code {}: {stream:?}", p.code);
+                assert!(
+                    p.message.bytes().all(|b| b.is_ascii_graphic() || b == b' '),
+                    "problem message is not plain text: {:?}",
+                    p.message
+                );
+                if matches!(p.code, "HL7022" | "HL7023") {
+                    assert!(!p.bytes.is_empty(), "{} without the fragment bytes: {stream:?}", p.code);
+                    kept.extend(content_lines(&p.bytes));
+                }
+            }
+        }
+    }
+    let split = split_all(stream);
+    let mut seen: Vec<&[u8]> = split.iter().flat_map(|m| content_lines(&m.bytes)).collect();
+    kept.sort();
+    seen.sort();
+    assert_eq!(kept, seen, "content lines were lost or invented: {stream:?}");
+
+    let has = |needle: &[u8]| stream.windows(3).any(|w| w == needle);
+    if !has(b"DSC") && !has(b"ADD") {
+        let messages: Vec<RawMessage> =
+            whole.iter().filter_map(|i| if let batch::Item::Message(m) = i { Some(m.clone()) } else { None }).collect();
+        let plain: Vec<Vec<u8>> = split.into_iter().map(|m| m.bytes).collect();
+        let got: Vec<Vec<u8>> = messages.into_iter().map(|m| m.bytes).collect();
+        assert_eq!(got, plain, "without continuations the messages are the splitter's: {stream:?}");
+    }
+}
+
+/// The policies `hl7_charset` picks from with its first byte.
+fn charset_policy(selector: u8) -> CharsetPolicy {
+    const FIXED: &[Charset] = &[
+        Charset::Ascii,
+        Charset::Utf8,
+        Charset::Utf16Le,
+        Charset::Utf16Be,
+        Charset::Iso8859(1),
+        Charset::Iso8859(2),
+        Charset::Iso8859(5),
+        Charset::Iso8859(9),
+        Charset::Iso8859(15),
+        Charset::Windows1252,
+        Charset::Gb18030,
+        Charset::Big5,
+        Charset::EucKr,
+    ];
+    match usize::from(selector) % (FIXED.len() + 2) {
+        0 => CharsetPolicy::Auto,
+        1 => CharsetPolicy::Utf16,
+        i => CharsetPolicy::Fixed(FIXED[i - 2]),
+    }
+}
+
+/// `hl7_charset`: byte 0 picks a policy (auto, UTF-16, or one fixed set), the rest are a
+/// message's bytes. Decoding never replaces a byte silently: UTF-8 is the bytes themselves, a
+/// single-byte set gives one character per byte; offsets map back monotonically and end at the
+/// end of the bytes; an `HL7011` points inside the bytes, and everything before it decodes.
+/// [`charset::Utf8Stream`] passes non-UTF-16 input through byte for byte and transcodes UTF-16
+/// input to the same text as `decode`.
+pub fn charset_decodes_faithfully(data: &[u8]) {
+    let Some((&selector, bytes)) = data.split_first() else {
+        return;
+    };
+    let policy = charset_policy(selector);
+    match charset::decode(bytes, &policy) {
+        Ok(d) => {
+            let text = d.text.as_ref();
+            match d.charset {
+                Charset::Utf8 | Charset::Ascii => assert_eq!(text.as_bytes(), bytes, "UTF-8 text is the bytes"),
+                c if c.is_single_byte() => {
+                    assert_eq!(text.chars().count(), bytes.len(), "{c:?}: one character per byte")
+                }
+                _ => {}
+            }
+            if !matches!(d.charset, Charset::Gb18030 | Charset::Big5 | Charset::EucKr) {
+                // CJK sets map back by re-encoding, which is not exact for every character.
+                let mut last = d.source_offset(0);
+                for (i, _) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
+                    let at = d.source_offset(i);
+                    assert!(at >= last && at <= bytes.len(), "{:?}: offset {i} maps to {at}", d.charset);
+                    last = at;
+                }
+                assert_eq!(last, bytes.len(), "{:?}: the end of the text is the end of the bytes", d.charset);
+            }
+        }
+        Err(e) => {
+            assert!(matches!(e.code, "HL7011" | "HL7012"), "unexpected code {}", e.code);
+            assert!(e.offset <= bytes.len(), "{e} points past {} bytes", bytes.len());
+            if let (Some(c), "HL7011") = (e.charset, e.code)
+                && !c.is_utf16()
+            {
+                assert!(charset::decode_as(&bytes[..e.offset], c).is_ok(), "{c:?}: bytes before {e} do not decode");
+            }
+        }
+    }
+
+    let mut streamed = Vec::new();
+    let (mut stream, utf16) = charset::Utf8Stream::new(bytes).expect("reading a slice does not fail");
+    let read = stream.read_to_end(&mut streamed);
+    match utf16 {
+        None => {
+            read.expect("a pass-through stream does not fail");
+            assert_eq!(streamed, bytes, "a non-UTF-16 stream passes through unchanged");
+        }
+        Some(c) => match (read, charset::decode_as(bytes, c)) {
+            (Ok(_), Ok((text, _))) => assert_eq!(streamed, text.as_bytes(), "{c:?}: stream and decode disagree"),
+            (Err(_), Err(_)) => {}
+            (r, d) => panic!("{c:?}: stream and decode disagree on validity: {:?} vs {:?}", r.is_ok(), d.is_ok()),
+        },
+    }
+}
+
+/// `hl7_validate`: bytes -> lossy UTF-8 -> `parse_message`; byte 0 picks the options. If it
+/// parses, `validate` does not panic; findings are sorted by segment number and point at
+/// segments that exist; every code is registered; paths are segment ids with optional index,
+/// field, component; and no finding message quotes a value of the message.
+pub fn validate_is_safe(data: &[u8]) {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    let Ok(m) = codec::parse_message(&text) else {
+        return;
+    };
+    let options = validate::Options {
+        version: None,
+        default_version: None,
+        structure: sel & 1 == 0,
+        lengths: sel & 2 == 0,
+        tables: sel & 4 == 0,
+        unexpected_segments: if sel & 8 == 0 { validate::Severity::Error } else { validate::Severity::Warning },
+        z_segments: if sel & 16 == 0 { None } else { Some(vec!["ZPI".to_string()]) },
+        severity_overrides: Vec::new(),
+    };
+    let findings = validate::validate(&m, &options);
+    let mut last = 0;
+    for f in &findings {
+        assert!(validate::CODES.iter().any(|(c, _, _)| *c == f.code), "unregistered code {}", f.code);
+        assert!(f.segment >= last, "findings out of segment order: {findings:?}");
+        assert!(f.segment <= m.segments.len(), "finding {f:?} past the last segment");
+        last = f.segment;
+        let path_ok = f.path.is_empty() || f.path.chars().all(|c| c.is_ascii_alphanumeric() || "[]-.*".contains(c));
+        assert!(path_ok, "finding path is not a path: {f:?}");
+        // Values long enough not to be a code, segment id or structure name by chance.
+        for s in &m.segments {
+            for value in s.fields.iter().flat_map(|f| &f.repetitions).flat_map(|r| &r.components) {
+                for sub in value.subcomponents.iter().filter(|v| v.chars().count() >= 12) {
+                    assert!(!f.message.contains(sub.as_ref()), "finding {} quotes a value: {f:?}", f.code);
+                }
+            }
         }
     }
 }

@@ -127,11 +127,12 @@ impl Charset {
         })
     }
 
-    fn is_single_byte(self) -> bool {
+    /// One byte per character (ASCII, ISO-8859-n, windows-1252).
+    pub fn is_single_byte(self) -> bool {
         matches!(self, Charset::Ascii | Charset::Iso8859(_) | Charset::Windows1252)
     }
 
-    fn is_utf16(self) -> bool {
+    pub fn is_utf16(self) -> bool {
         matches!(self, Charset::Utf16Le | Charset::Utf16Be)
     }
 

@@ -49,3 +49,18 @@ fn escape_sequence_characters_as_delimiters_are_hl7003() {
         assert!(parse_message(text).is_ok(), "{text:?}");
     }
 }
+
+#[test]
+fn hl7_batch_corpus() {
+    run_corpus("hl7_batch", props::batch_conserves);
+}
+
+#[test]
+fn hl7_charset_corpus() {
+    run_corpus("hl7_charset", props::charset_decodes_faithfully);
+}
+
+#[test]
+fn hl7_validate_corpus() {
+    run_corpus("hl7_validate", props::validate_is_safe);
+}
