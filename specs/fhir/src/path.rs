@@ -17,6 +17,8 @@
 //!   Patient, Group, Device or Location; a following name keeps the targets that define it
 //!   (`.birthDate`: Patient). A reference to any resource needs `.as(...)` like `resource`.
 //! - `.first()`, `.last()`: one value of a list.
+//! - [`Resolved::then`] continues from where a resolved path ended (`Patient.contact`, then
+//!   `name.family`).
 //!
 //! Invariants: resolution never panics; an error carries a kind, a char offset and length into
 //! the path text, and the names that would have been valid there (the compiler picks a
@@ -101,9 +103,21 @@ pub struct Resolved<'s> {
     pub binding: Option<&'s Binding>,
     /// The codes of that binding when it is required and the source enumerates them.
     pub required_codes: Option<&'s [String]>,
+    schema: &'s Schema,
+    focus: Focus<'s>,
+    /// The path as resolved so far, for messages of [`Self::then`].
+    described: String,
 }
 
-impl Resolved<'_> {
+impl<'s> Resolved<'s> {
+    /// Resolves `path` from where this one ended: `schema.resolve("Patient.contact")?` then
+    /// `.then("name.family")`, as a mapping iterating over contacts would. Error offsets are
+    /// into `path`.
+    pub fn then(&self, path: &str) -> Result<Resolved<'s>, PathError> {
+        let steps = parse(path)?;
+        self.schema.walk(self.focus.clone(), &steps, &self.described)
+    }
+
     /// The element the path ends at, when there is exactly one.
     pub fn element(&self) -> Option<&ElementDef> {
         match self.elements.as_slice() {
@@ -140,7 +154,7 @@ impl Schema {
                 self.types().filter(|t| t.kind != Kind::Primitive).map(|t| t.name.clone()).collect(),
             )
         })?;
-        self.walk(Focus::root(&root.name), rest)
+        self.walk(Focus::root(&root.name), rest, &root.name)
     }
 
     /// Resolves a path relative to a type: `subject.resolve().birthDate` in `Observation`.
@@ -155,11 +169,11 @@ impl Schema {
             ));
         }
         let steps = parse(path)?;
-        self.walk(Focus::root(context_type), &steps)
+        self.walk(Focus::root(context_type), &steps, context_type)
     }
 
-    fn walk<'s>(&'s self, mut focus: Focus<'s>, steps: &[Step]) -> Result<Resolved<'s>, PathError> {
-        let mut described = focus.cands[0].type_name.clone();
+    fn walk<'s>(&'s self, mut focus: Focus<'s>, steps: &[Step], start: &str) -> Result<Resolved<'s>, PathError> {
+        let mut described = start.to_string();
         for step in steps {
             focus = match &step.kind {
                 StepKind::Member { name, explicit_choice } => {
@@ -170,7 +184,7 @@ impl Schema {
             };
             described = step.describe(&described);
         }
-        Ok(self.finish(focus))
+        Ok(self.finish(focus, described))
     }
 
     fn member<'s>(
@@ -415,7 +429,7 @@ impl Schema {
         })
     }
 
-    fn finish<'s>(&'s self, focus: Focus<'s>) -> Resolved<'s> {
+    fn finish<'s>(&'s self, focus: Focus<'s>, described: String) -> Resolved<'s> {
         let mut types: Vec<String> = Vec::new();
         for c in &focus.cands {
             if !types.contains(&c.type_name) {
@@ -430,13 +444,16 @@ impl Schema {
             .filter(|b| b.strength == crate::schema::BindingStrength::Required)
             .and_then(|b| self.value_set_codes(&b.value_set));
         Resolved {
-            elements: focus.elements,
+            elements: focus.elements.clone(),
             types,
             is_choice: focus.mode == Mode::Choice,
             many: focus.many_before || focus.step_many,
             phi: focus.phi,
             binding,
             required_codes,
+            schema: self,
+            focus,
+            described,
         }
     }
 }

@@ -244,3 +244,19 @@ fn relative_paths_start_at_a_context_type() {
     let e = s.resolve_in("Patient", "nam").unwrap_err();
     assert_eq!((e.kind, e.offset, e.len), (PathErrorKind::UnknownElement, 0, 3));
 }
+
+#[test]
+fn paths_continue_from_a_resolved_one() {
+    let contact = ok("Patient.contact");
+    let family = contact.then("name.family").unwrap();
+    assert_eq!(family.types, ["string"]);
+    assert!(family.many, "contact repeats");
+    assert_eq!(family.phi, Some(PhiClass::Name));
+    assert!(!ok("Patient.contact[0]").then("name.family").unwrap().many);
+    let e = contact.then("nmae").unwrap_err();
+    assert_eq!((e.kind, e.offset, e.len), (PathErrorKind::UnknownElement, 0, 4));
+    assert!(e.message.contains("`Patient.contact`"), "{}", e.message);
+    let entry = ok("Bundle.entry[0].resource.as(Observation)");
+    assert_eq!(entry.then("subject.resolve().birthDate").unwrap().phi, Some(PhiClass::Dob));
+    assert_eq!(entry.then("valueQuantity.value").unwrap().value_type(), ValueType::Decimal);
+}
