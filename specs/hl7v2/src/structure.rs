@@ -488,6 +488,12 @@ fn msh9(msg: &Message, component: usize) -> Option<String> {
     (!v.is_empty()).then(|| v.to_string())
 }
 
+/// A message code, trigger event or structure name (`ADT`, `A01`, `ADT_A01`, `ZA1`): at most 7
+/// ASCII letters, digits or `_`. Only such MSH-9 values are quoted in findings.
+fn is_code_like(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 7 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
 /// Chooses the structure for `msg` in `version`: MSH-9.3 when it names a bundled structure,
 /// else the standard structure for MSH-9.1/MSH-9.2. Info findings say why a message gets no
 /// structure check, or that MSH-9.3 was overridden.
@@ -509,9 +515,12 @@ pub fn select(msg: &Message, version: Version, findings: &mut Vec<Finding>) -> O
         return None;
     };
     let standard = t.for_event(&code, event.as_deref().unwrap_or(""));
+    // MSH-9 is quoted only when it is shaped like a code: in a malformed message it may hold
+    // anything, PHI included.
     let typ = match &event {
-        Some(e) => format!("{code}^{e}"),
-        None => code.clone(),
+        Some(e) if is_code_like(&code) && is_code_like(e) => format!("{code}^{e}"),
+        None if is_code_like(&code) => code.clone(),
+        _ => "the message type in MSH-9 (not shaped like a code)".to_string(),
     };
     let Some(name) = standard else {
         info(codes::NO_STRUCTURE, format!("no bundled structure for {typ}: the segment structure was not checked"));
@@ -529,7 +538,14 @@ pub fn select(msg: &Message, version: Version, findings: &mut Vec<Finding>) -> O
     {
         info(
             codes::STRUCTURE_OVERRIDDEN,
-            format!("MSH-9.3 names {d}, not a bundled structure; checked as {name}, the standard structure of {typ}"),
+            match is_code_like(d) {
+                true => format!(
+                    "MSH-9.3 names {d}, not a bundled structure; checked as {name}, the standard structure of {typ}"
+                ),
+                false => format!(
+                    "MSH-9.3 is not a bundled structure name; checked as {name}, the standard structure of {typ}"
+                ),
+            },
         );
     }
     Some(Selected { name: name.to_string(), group })
