@@ -599,7 +599,11 @@ fn message_tables_hold_one_row_per_message_with_orders_and_observations_nested()
     assert_eq!(adt["event"]["type_code"], "A11");
     assert_eq!(adt["event"]["recorded_datetime"], "2024-09-12T05:22:49Z");
     assert_eq!(adt["diagnoses"][0]["code"], "I10");
+    assert_eq!(adt["diagnoses"][0]["type"], "A");
     assert_eq!(adt["visit"]["patient_class"], "O");
+    // `each: segment(AL1)`: the fields of one AL1 together.
+    let allergy = &row("adt_messages", "MSG0000000006")["allergies"];
+    assert_eq!(allergy, &serde_json::json!([{"type": "DA", "code": "4036", "text": "PENICILLIN", "severity": "SV"}]));
 
     // No name, SSN or street from any input file in the console, the tables, the audit or
     // the DLQ reasons. Table values are compared whole (a facility called "ST MARY & ST

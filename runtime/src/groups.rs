@@ -100,6 +100,17 @@ impl Partition {
     }
 }
 
+/// `each: segment(SEG)`: every SEG among the segments the parent's variable reads (or in the
+/// message), each an instance of its own. Needs no partition.
+pub fn segments(msg: &Message<'_>, id: &str, parent: Option<&Instance>) -> Vec<Instance> {
+    let one = |i: usize| Instance { key: None, all: vec![i], visible: vec![i], claimed: Vec::new() };
+    let is = |i: &usize| msg.segments.get(*i).is_some_and(|s| s.id == id);
+    match parent {
+        Some(p) => p.visible.iter().copied().filter(is).map(one).collect(),
+        None => (0..msg.segments.len()).filter(is).map(one).collect(),
+    }
+}
+
 fn exact(
     placed: &[Vec<GroupInstance<'_>>],
     candidates: &[usize],
@@ -203,7 +214,7 @@ mod tests {
     }
 
     fn each(shape: GroupShape, hidden: Vec<GroupShape>) -> GroupEach {
-        GroupEach { shape, within: None, hidden }
+        GroupEach { shape, within: None, hidden, segment: false }
     }
 
     fn ids(msg: &Message<'_>, list: &[usize]) -> String {
@@ -247,6 +258,16 @@ mod tests {
             assert_eq!(ids(&msg, &obs[1].visible), "OBX8");
             assert_eq!(p.instances(&msg, &observation(), None).len(), 3);
         }
+    }
+
+    #[test]
+    fn segment_iteration_reads_what_the_parent_reads() {
+        let msg = sluice_hl7v2::codec::parse_message(ORU).unwrap();
+        let (p, _) = partition(&msg, None);
+        let orders = p.instances(&msg, &order(), None);
+        let notes = segments(&msg, "NTE", Some(&orders[0]));
+        assert_eq!(notes.iter().map(|n| ids(&msg, &n.visible)).collect::<Vec<_>>(), ["NTE5"], "not the OBX's NTE");
+        assert_eq!(segments(&msg, "OBX", None).len(), 3);
     }
 
     #[test]

@@ -71,6 +71,8 @@ impl Structures {
 pub struct GroupVar {
     pub name: String,
     pub defs: Vec<&'static Group>,
+    /// Bound by `each: segment(SEG)`: one segment, not a group (`defs` is empty).
+    pub segment: bool,
 }
 
 impl GroupVar {
@@ -84,12 +86,15 @@ impl GroupVar {
 
     /// Segment ids a path on the variable can read: the group's own segments and those of its
     /// non-repeating subgroups (one instance per instance of the group), sorted.
-    pub fn visible(&self) -> Vec<&'static str> {
+    pub fn visible(&self) -> Vec<String> {
+        if self.segment {
+            return vec![self.name.clone()];
+        }
         let mut out = BTreeSet::new();
         for g in &self.defs {
             reach(g, &mut out, &mut Vec::new());
         }
-        out.into_iter().collect()
+        out.into_iter().map(String::from).collect()
     }
 
     /// The repeating subgroups reached through non-repeating ones.
@@ -149,9 +154,53 @@ fn list(items: &[&str]) -> String {
     items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
 }
 
-/// Whether an `each:` expression iterates over a segment group (`group(...)`, `x.group(...)`).
+/// Whether an `each:` expression iterates over segment groups or segments (`group(...)`,
+/// `x.group(...)`, `segment(...)`, `x.segment(...)`).
 pub fn is_group_call(syn: &Syn) -> bool {
-    matches!(&syn.kind, SynKind::Call { name, .. } if name == "group" || name.ends_with(".group"))
+    let SynKind::Call { name, .. } = &syn.kind else { return false };
+    let last = name.rsplit('.').next().unwrap_or("");
+    last == "group" || last == "segment"
+}
+
+/// The group variable named `var_name` (at `var_span`), or the diagnostic.
+fn group_var<'e>(cx: &mut ExprCx, env: &'e Env, var_name: &str, var_span: crate::source::Span) -> Option<&'e GroupVar> {
+    let Some(var) = env.vars.iter().rev().find(|v| v.name == var_name) else {
+        let d = Diagnostic::error(codes::UNKNOWN_VARIABLE, format!("unknown name `{var_name}`"))
+            .label(var_span, "not a variable of an enclosing `each`");
+        let known: Vec<&str> = env.vars.iter().filter(|v| v.group.is_some()).map(|v| v.name.as_str()).collect();
+        return cx.fail(d.suggest(var_name, known));
+    };
+    match &var.group {
+        Some(g) => Some(g),
+        None => cx.fail(not_a_group(var, var_span)),
+    }
+}
+
+/// `each: segment(SEG)` / `each: var.segment(SEG)`: one item per SEG segment of the message, or
+/// among the segments a path on `var` reads (its group's own, not those of repeating
+/// subgroups). The variable reads that one segment (`al.AL1-2`).
+fn check_segment_each(
+    cx: &mut ExprCx,
+    env: &Env,
+    within: Option<(&str, crate::source::Span)>,
+    wanted: &str,
+    wanted_span: crate::source::Span,
+) -> Option<(GroupEach, GroupVar)> {
+    let super::check::Scope::Hl7(hl7) = env.scope else { return None };
+    // Resolving the segment's first field gives the standard unknown-segment diagnostic.
+    if let Err(d) = hl7.resolve(&format!("{wanted}-1"), wanted_span) {
+        return cx.fail(d);
+    }
+    if let Some((var_name, var_span)) = within {
+        let parent = group_var(cx, env, var_name, var_span)?;
+        if !parent.visible().iter().any(|v| v == wanted) {
+            return cx.fail(outside(parent, var_name, wanted, wanted_span, &format!("{wanted}-1")));
+        }
+    }
+    let one = vec![wanted.to_string()];
+    let shape = GroupShape { name: wanted.to_string(), starts: one.clone(), members: one, closers: vec![] };
+    let each = GroupEach { shape, within: within.map(|(w, _)| w.to_string()), hidden: vec![], segment: true };
+    Some((each, GroupVar { name: wanted.to_string(), defs: vec![], segment: true }))
 }
 
 /// Checks `each: group(NAME)` / `each: var.group(NAME)`; returns the plan's iteration and the
@@ -177,20 +226,19 @@ pub fn check_each(cx: &mut ExprCx, syn: &Syn, env: &Env, structures: &Structures
     };
     let wanted = parts.join(".");
     let wanted_span = cx.span(&arg.value.span);
-    let within = name.strip_suffix(".group");
-    let (candidates, parent) = match within {
+    let (within, kind) = match name.rsplit_once('.') {
+        Some((var, kind)) => (Some((var, cx.span(&(name_span.start..name_span.start + var.len())))), kind),
+        None => (None, name.as_str()),
+    };
+    if kind == "segment" {
+        return check_segment_each(cx, env, within, &wanted, wanted_span);
+    }
+    let within = within.map(|(w, _)| w);
+    let (candidates, parent) = match name.rsplit_once('.') {
         None => (structures.all_groups(), None),
-        Some(var_name) => {
+        Some((var_name, _)) => {
             let var_span = cx.span(&(name_span.start..name_span.start + var_name.len()));
-            let Some(var) = env.vars.iter().rev().find(|v| v.name == var_name) else {
-                let d = Diagnostic::error(codes::UNKNOWN_VARIABLE, format!("unknown name `{var_name}`"))
-                    .label(var_span, "not a variable of an enclosing `each`");
-                let known: Vec<&str> = env.vars.iter().filter(|v| v.group.is_some()).map(|v| v.name.as_str()).collect();
-                return cx.fail(d.suggest(var_name, known));
-            };
-            let Some(g) = &var.group else {
-                return cx.fail(not_a_group(var, var_span));
-            };
+            let g = group_var(cx, env, var_name, var_span)?;
             (g.defs.iter().flat_map(|d| d.subgroups()).collect(), Some(g))
         }
     };
@@ -234,13 +282,13 @@ pub fn check_each(cx: &mut ExprCx, syn: &Syn, env: &Env, structures: &Structures
         };
         return cx.fail(d);
     }
-    let var = GroupVar { name: wanted, defs };
+    let var = GroupVar { name: wanted, defs, segment: false };
     let hidden_groups = var.hidden();
     let hidden = names(&hidden_groups)
         .into_iter()
         .map(|n| shape(n, &hidden_groups.iter().copied().filter(|g| g.name == n).collect::<Vec<_>>(), structures))
         .collect();
-    let each = GroupEach { shape: var.shape(structures), within: within.map(String::from), hidden };
+    let each = GroupEach { shape: var.shape(structures), within: within.map(String::from), hidden, segment: false };
     Some((each, var))
 }
 
@@ -274,35 +322,11 @@ pub fn check_scoped(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
         Err(d) => return cx.fail(d),
     };
     let visible = group.visible();
+    let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
     let seg = resolved.path.segment.clone();
     if !visible.contains(&seg.as_str()) {
-        let inner: Vec<&str> =
-            names(&group.hidden().into_iter().filter(|g| g.segment_ids().contains(&seg.as_str())).collect::<Vec<_>>());
-        let (message, label, help) = match inner.first() {
-            Some(sub) => (
-                format!("segment {seg} repeats with group {sub} inside {}", group.name),
-                format!("in {sub}, one per {sub} instance"),
-                format!(
-                    "iterate them: `- each: {var_name}.group({sub})` with `as: x`, then read `x.{seg}-{}`",
-                    resolved.path.field
-                ),
-            ),
-            None => (
-                format!("segment {seg} is not part of segment group {}", group.name),
-                format!("not in {}", group.name),
-                match did_you_mean(&seg, visible.iter().copied()) {
-                    Some(best) => format!("did you mean `{best}`? {} holds {}", group.name, list(&visible)),
-                    None => format!(
-                        "{} holds {}; read other segments with a plain path such as `{seg}-{}`",
-                        group.name,
-                        list(&visible),
-                        resolved.path.field
-                    ),
-                },
-            ),
-        };
-        let d = Diagnostic::error(codes::SEGMENT_NOT_IN_GROUP, message).label(span.sub(0, 3), label).help(help);
-        return cx.fail(d);
+        let example = format!("{seg}-{}", resolved.path.field);
+        return cx.fail(outside(group, var_name, &seg, span.sub(0, 3), &example));
     }
     Some(Typed {
         expr: super::ast::Expr::Within {
@@ -315,6 +339,35 @@ pub fn check_scoped(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
         multi: resolved.multi,
         classes: resolved.phi.into_iter().collect(),
     })
+}
+
+/// SL510 for segment `seg` (written at `span`), which a path on group variable `var_name` cannot
+/// read: it repeats with a subgroup (iterate that), or it is not in the group at all.
+/// `example` is how the segment was addressed (`OBX-11`).
+fn outside(group: &GroupVar, var_name: &str, seg: &str, span: crate::source::Span, example: &str) -> Diagnostic {
+    let visible = group.visible();
+    let visible: Vec<&str> = visible.iter().map(String::as_str).collect();
+    let inner = names(&group.hidden().into_iter().filter(|g| g.segment_ids().contains(&seg)).collect::<Vec<_>>());
+    let (message, label, help) = match inner.first() {
+        Some(sub) => (
+            format!("segment {seg} repeats with group {sub} inside {}", group.name),
+            format!("in {sub}, one per {sub} instance"),
+            format!("iterate them: `- each: {var_name}.group({sub})` with `as: x`, then read `x.{example}`"),
+        ),
+        None => (
+            format!("segment {seg} is not part of segment group {}", group.name),
+            format!("not in {}", group.name),
+            match did_you_mean(seg, visible.iter().copied()) {
+                Some(best) => format!("did you mean `{best}`? {} holds {}", group.name, list(&visible)),
+                None => format!(
+                    "{} holds {}; read other segments with a plain path such as `{example}`",
+                    group.name,
+                    list(&visible)
+                ),
+            },
+        ),
+    };
+    Diagnostic::error(codes::SEGMENT_NOT_IN_GROUP, message).label(span, label).help(help)
 }
 
 /// The error for a group iteration used as a value, or a group variable read as a value.

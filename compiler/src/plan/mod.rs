@@ -279,6 +279,10 @@ pub struct GroupEach {
     pub within: Option<String>,
     /// The repeating subgroups (reached through non-repeating ones), for the fallback rule.
     pub hidden: Vec<GroupShape>,
+    /// `each: segment(SEG)`: one item per segment `name` (among the segments `within` reads),
+    /// not a group of the structure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub segment: bool,
 }
 
 /// A segment group as the fallback rule sees it, for messages whose structure is unknown or

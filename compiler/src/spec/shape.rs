@@ -252,7 +252,7 @@ pub static PRODUCER: Shape = Shape {
         opt(
             "each",
             KeyType::Expr,
-            "A repeating path (`PID-3[*]`): one item per repetition; or a segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`): one item per group instance.",
+            "A repeating path (`PID-3[*]`): one item per repetition; a segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`): one item per group instance; or `segment(AL1)`: one item per segment.",
         ),
         opt("as", KeyType::String, "Name of the iteration variable (default `it`)."),
         opt("when", KeyType::Expr, "Condition for producing an item."),

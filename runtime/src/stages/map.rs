@@ -191,7 +191,11 @@ fn produce(
             },
             None => None,
         };
-        let instances = g.partition(t.pattern, out.warnings).instances(g.msg, each, parent);
+        let instances = if each.segment {
+            groups::segments(g.msg, &each.shape.name, parent)
+        } else {
+            g.partition(t.pattern, out.warnings).instances(g.msg, each, parent)
+        };
         for inst in &instances {
             let mut groups = scope.groups.clone();
             groups.push((var, inst));
