@@ -154,8 +154,9 @@ pub fn check_node(sources: &SourceMap, diags: &mut Diagnostics, node: &Node, env
     }
 }
 
-/// The parsed `each:` text when it iterates a segment group (`group(...)`, `x.group(...)`),
-/// with the file span of its first byte; `None` for any other expression.
+/// The parsed `each:` text when it iterates segment groups or segments (`group(...)`,
+/// `x.group(...)`, `segment(...)`), with the file span of its first byte; `None` for any other
+/// expression.
 pub fn group_syntax(node: &Node) -> Option<(Syn, Span)> {
     let Value::Str { text, quoted } = &node.value else { return None };
     let syn = syntax::parse(text).ok()?;

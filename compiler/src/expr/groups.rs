@@ -1,5 +1,6 @@
-//! Segment groups in mappings: `each: group(NAME)`, `each: var.group(NAME)` and paths within a
-//! group variable (`order.OBR-4.1`), checked against the HL7 v2 message structures
+//! Segment groups in mappings: `each: group(NAME)`, `each: var.group(NAME)`, single segments
+//! (`each: segment(AL1)`, `each: var.segment(NTE)`) and paths within such a variable
+//! (`order.OBR-4.1`), checked against the HL7 v2 message structures
 //! (`sluice_hl7v2::structure`) of the mapping's message types and input version.
 //!
 //! Invariants:
@@ -203,45 +204,42 @@ fn check_segment_each(
     Some((each, GroupVar { name: wanted.to_string(), defs: vec![], segment: true }))
 }
 
-/// Checks `each: group(NAME)` / `each: var.group(NAME)`; returns the plan's iteration and the
-/// variable the item scope gets.
+/// Checks `each: group(NAME)` / `each: var.group(NAME)` (and the `segment(SEG)` forms); returns
+/// the plan's iteration and the variable the item scope gets.
 pub fn check_each(cx: &mut ExprCx, syn: &Syn, env: &Env, structures: &Structures) -> Option<(GroupEach, GroupVar)> {
     let SynKind::Call { name, name_span, args } = &syn.kind else { return None };
     let arg = match &args[..] {
         [a] if a.name.is_none() => a,
         _ => {
             return cx.fail(
-                Diagnostic::error(codes::WRONG_ARGUMENTS, format!("`{name}` takes one group name"))
+                Diagnostic::error(codes::WRONG_ARGUMENTS, format!("`{name}` takes one name"))
                     .label(cx.span(&syn.span), "this call")
-                    .help("write `group(ORDER_OBSERVATION)`, or `order.group(OBSERVATION)` inside an order"),
+                    .help("write `group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)` or `segment(AL1)`"),
             );
         }
     };
     let SynKind::Name(parts) = &arg.value.kind else {
         return cx.fail(
-            Diagnostic::error(codes::WRONG_ARGUMENTS, "a segment group is named without quotes")
-                .label(cx.span(&arg.value.span), "expected a group name")
-                .help("write the name as the standard spells it: `group(ORDER_OBSERVATION)`"),
+            Diagnostic::error(codes::WRONG_ARGUMENTS, "a segment group or segment is named without quotes")
+                .label(cx.span(&arg.value.span), "expected a name")
+                .help("write the name as the standard spells it: `group(ORDER_OBSERVATION)`, `segment(AL1)`"),
         );
     };
     let wanted = parts.join(".");
     let wanted_span = cx.span(&arg.value.span);
-    let (within, kind) = match name.rsplit_once('.') {
-        Some((var, kind)) => (Some((var, cx.span(&(name_span.start..name_span.start + var.len())))), kind),
-        None => (None, name.as_str()),
-    };
-    if kind == "segment" {
+    // `var.group(...)`: the variable and its span.
+    let within = name.rsplit_once('.').map(|(var, _)| (var, cx.span(&(name_span.start..name_span.start + var.len()))));
+    if name.ends_with("segment") {
         return check_segment_each(cx, env, within, &wanted, wanted_span);
     }
-    let within = within.map(|(w, _)| w);
-    let (candidates, parent) = match name.rsplit_once('.') {
+    let (candidates, parent) = match within {
         None => (structures.all_groups(), None),
-        Some((var_name, _)) => {
-            let var_span = cx.span(&(name_span.start..name_span.start + var_name.len()));
+        Some((var_name, var_span)) => {
             let g = group_var(cx, env, var_name, var_span)?;
             (g.defs.iter().flat_map(|d| d.subgroups()).collect(), Some(g))
         }
     };
+    let within = within.map(|(w, _)| w);
     let defs: Vec<&'static Group> = candidates.iter().copied().filter(|g| g.name == wanted).collect();
     if defs.is_empty() {
         let everywhere = structures.all_groups();
