@@ -46,7 +46,8 @@ pub struct Instance {
     pub all: Vec<usize>,
     /// The segments paths on the group variable read.
     pub visible: Vec<usize>,
-    /// Fallback rule only: the other segments, with the repeating subgroup that claimed them.
+    /// Fallback rule only: the instance's repeating subgroups, and the segments each claimed.
+    hidden: Vec<String>,
     claimed: Vec<(usize, String)>,
 }
 
@@ -83,7 +84,7 @@ impl Partition {
     pub fn instances(&self, msg: &Message<'_>, each: &GroupEach, parent: Option<&Instance>) -> Vec<Instance> {
         let all: Vec<usize>;
         let candidates = match parent {
-            Some(p) if p.key.is_none() && p.claimed.iter().any(|(_, g)| *g == each.shape.name) => {
+            Some(p) if p.key.is_none() && p.hidden.contains(&each.shape.name) => {
                 all = p.claimed.iter().filter(|(_, g)| *g == each.shape.name).map(|(i, _)| *i).collect();
                 &all
             }
@@ -103,7 +104,7 @@ impl Partition {
 /// `each: segment(SEG)`: every SEG among the segments the parent's variable reads (or in the
 /// message), each an instance of its own. Needs no partition.
 pub fn segments(msg: &Message<'_>, id: &str, parent: Option<&Instance>) -> Vec<Instance> {
-    let one = |i: usize| Instance { key: None, all: vec![i], visible: vec![i], claimed: Vec::new() };
+    let one = |i: usize| Instance { all: vec![i], visible: vec![i], ..Instance::default() };
     let is = |i: &usize| msg.segments.get(*i).is_some_and(|s| s.id == id);
     match parent {
         Some(p) => p.visible.iter().copied().filter(is).map(one).collect(),
@@ -182,6 +183,7 @@ fn fallback(msg: &Message<'_>, candidates: &[usize], shape: &GroupShape, hidden:
 /// subgroups claim: a segment that opens a subgroup starts a claim, which goes on while the
 /// segments are not outside that subgroup.
 fn claim(msg: &Message<'_>, inst: &mut Instance, hidden: &[GroupShape]) {
+    inst.hidden = hidden.iter().map(|h| h.name.clone()).collect();
     let mut inside: Option<&GroupShape> = None;
     for (n, &i) in inst.all.iter().enumerate() {
         let seg = msg.segments.get(i).map_or("", |s| &s.id);
@@ -257,6 +259,44 @@ mod tests {
             assert_eq!(ids(&msg, &obs[0].visible), "OBX6 NTE7");
             assert_eq!(ids(&msg, &obs[1].visible), "OBX8");
             assert_eq!(p.instances(&msg, &observation(), None).len(), 3);
+        }
+    }
+
+    /// Any segment sequence, placed exactly or by the fallback rule: no panic, instances in
+    /// message order, each segment in at most one instance of a group, what a variable reads
+    /// is part of its instance, and nested instances stay inside their parent.
+    fn check_instances(msg: &Message<'_>, p: &Partition) {
+        let orders = p.instances(msg, &order(), None);
+        let mut seen = std::collections::BTreeSet::new();
+        for o in &orders {
+            assert!(o.all.windows(2).all(|w| w[0] < w[1]));
+            assert!(o.visible.iter().all(|i| o.all.contains(i)));
+            assert!(o.all.iter().all(|i| seen.insert(*i)), "a segment in two orders");
+            let mut in_obs = std::collections::BTreeSet::new();
+            for obs in p.instances(msg, &observation(), Some(o)) {
+                assert!(obs.all.iter().all(|i| o.all.contains(i) && in_obs.insert(*i)));
+            }
+            assert!(in_obs.iter().all(|i| !o.visible.contains(i)), "an OBX read through its order");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_segment_order_partitions_sanely(
+            ids in proptest::collection::vec(
+                proptest::sample::select(vec!["PID", "PV1", "ORC", "OBR", "NTE", "OBX", "SPM", "TQ1", "ZXX", "PRT", "DSC"]),
+                0..30,
+            ),
+            version in proptest::sample::select(vec!["2.3", "2.5.1", "2.8", "9.9"]),
+        ) {
+            let mut text = format!("MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|{version}");
+            for (n, id) in ids.iter().enumerate() {
+                text.push_str(&format!("\r{id}|{n}"));
+            }
+            let msg = sluice_hl7v2::codec::parse_message(&text).unwrap();
+            let (p, _) = partition(&msg, Version::parse("2.5.1"));
+            check_instances(&msg, &p);
+            check_instances(&msg, &Partition::Fallback);
         }
     }
 
