@@ -2,7 +2,11 @@
 # End-to-end throughput of `sluice run`: the quick-start pipeline (filter ADT/ORU, validate,
 # map to canonical patient events, mask, write JSONL + DLQ + audit) over N synthetic messages.
 #
-#   bench/run_throughput.sh [N] [REPS]      (defaults: 100000 messages, 3 runs)
+#   bench/run_throughput.sh [N] [REPS] [PIPELINE]   (defaults: 100000 messages, 3 runs, quickstart)
+#
+# PIPELINE other than `quickstart` names a bundled pipeline (`hl7-message-tables` runs the
+# message tables: route, three maps with segment-group iteration, three masks, three sinks);
+# it is copied with its source pointed at the generated file and its outputs at the temp dir.
 #
 # Input: `python3 ../shared/bench/synth.py hl7 --count N --seed 1` (or, if ../shared is missing,
 # examples/hl7/feed-2024-01-15.hl7 repeated to N messages, with a notice). The pipeline is a
@@ -15,6 +19,7 @@ set -euo pipefail
 
 N=${1:-100000}
 REPS=${2:-3}
+PIPELINE=${3:-quickstart}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SYNTH="$ROOT/../shared/bench/synth.py"
 WORK="$ROOT/bench/work"
@@ -84,6 +89,18 @@ defaults:
   batch_size: 64
 EOF
 
+if [[ "$PIPELINE" != quickstart ]]; then
+    python3 - "$ROOT/pipelines/$PIPELINE.yaml" "$DATA" "$ROOT" "$TMP" >"$TMP/throughput.yaml" <<'PY'
+import re, sys
+text, data, root, tmp = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3], sys.argv[4]
+source = r"(?m)^(\s+path:\s*)(\[[^\]]*\.\./examples[^\]]*\]|\S*\.\./examples\S*)"
+text = re.sub(source, lambda m: m.group(1) + repr(data), text)
+text = text.replace("../mappings/", root + "/mappings/")
+text = re.sub(r"\.\./out/[^/\s]+/", tmp + "/out/", text)
+print(text)
+PY
+fi
+
 # Runs sluice once; prints "wall_s peak_rss_kib summary_json".
 run_once() {
     local start end rss summary
@@ -110,7 +127,7 @@ run_once() {
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')," \
     "$(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
-echo "input: $N messages, $(du -m "$DATA" | cut -f1) MB, from \`$SOURCE\`"
+echo "input: $N messages, $(du -m "$DATA" | cut -f1) MB, from \`$SOURCE\`; pipeline: $PIPELINE"
 echo "sluice: $("$SLUICE" --version)"
 echo
 echo "| run | wall s | records in | delivered | dlq | filtered | records/s (wall) | records/s (summary) | peak RSS MiB |"

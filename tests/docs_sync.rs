@@ -137,7 +137,17 @@ fn spec_reference() -> String {
     let mut o = String::from("## Output schemas\n\n");
     for name in sluice_canonical::names() {
         let s = sluice_canonical::schema(name).unwrap();
-        let _ = writeln!(o, "### `{name}`\n\n| field | type | set by | values | description |\n|---|---|---|---|---|");
+        let _ = writeln!(o, "### `{name}`\n");
+        if let Some(t) = &s.table {
+            let cursor = t.cursor.as_ref().map(|c| format!(", cursor `{c}`")).unwrap_or_default();
+            let _ = writeln!(
+                o,
+                "A table: write mode `{}`, primary key `{}`{cursor}.\n",
+                t.write_mode,
+                t.primary_key.join("`, `")
+            );
+        }
+        let _ = writeln!(o, "| field | type | set by | values | description |\n|---|---|---|---|---|");
         for fd in &s.fields {
             let by = match fd.presence {
                 sluice_canonical::Presence::Required => "mapping (required)",

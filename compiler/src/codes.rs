@@ -99,6 +99,14 @@ codes! {
         "`template(\"...\", name=expr, ...)` renders a minijinja template. Every variable the template uses must be passed as a named argument, and the template must parse.";
     MULTI_VALUE = "SL508", "multi-value", "A list is used where one value is expected.",
         "A path with `[*]` yields every repetition. Use it in a list field (`each:`), pick one repetition (`PID-3[0].1`), or join the values with `join(PID-3[*].1, \",\")`.";
+    UNKNOWN_GROUP = "SL509", "unknown-group", "Unknown segment group.",
+        "`each: group(NAME)` iterates over the instances of a segment group of the message structure (`ORDER_OBSERVATION` in ORU^R01, `ORDER` in ORM^O01, `INSURANCE` in ADT^A01). The name must be a group of the structures of the mapping's `message_types` in its input version, spelled as the standard spells it; `docs/spec-reference.md` explains where the structures come from.";
+    SEGMENT_NOT_IN_GROUP = "SL510", "segment-not-in-group", "A path within a segment group names a segment outside the group.",
+        "A path on a group variable (`order.OBR-4`) reads only the segments of that group instance, so its segment must occur in the group. Read segments of the whole message with a plain path (`PID-5`), or iterate the group that holds the segment.";
+    GROUP_NESTING = "SL511", "group-nesting", "A segment group is iterated from a group that does not contain it.",
+        "`var.group(NAME)` iterates the instances of NAME inside the group instance bound to `var`, so NAME must be nested in that group (in ORU^R01, `OBSERVATION` is inside `ORDER_OBSERVATION`). Iterate it from a variable of the group that contains it, or at the top level with `group(NAME)`.";
+    NOT_A_GROUP = "SL512", "not-a-group", "A segment group is used as a value, or a value as a segment group.",
+        "`group(...)` can only be iterated by `each:` in a list field, and a group variable is read through paths (`order.OBR-4.1`), not used as a value. Conversely, a variable bound to a field repetition (`each: PID-3[*]`) has components (`id.1`), not segments.";
     PHI_UNMASKED = "SL601", "phi-unmasked", "PHI reaches a sink without a masking decision.",
         "A field that carries a PHI class (from the input paths its expression reads) reaches a sink, and no masking policy on the way says what to do with that class. Add a rule for the class (or the field) to the mask stage's policy: `redact`, `partial`, `hash`, `null`, or `keep` with a `reason`.";
     KEEP_WITHOUT_REASON = "SL602", "keep-without-reason", "`keep` has no reason.",

@@ -45,6 +45,7 @@ fn assert_spans(text: &str, syn: &Syn) {
         }
         SynKind::Not(inner) => assert_spans(text, inner),
         SynKind::List(items) => items.iter().for_each(|i| assert_spans(text, i)),
+        SynKind::Scoped { path_span, .. } => assert_span(text, path_span, "group path"),
         _ => {}
     }
 }
@@ -83,6 +84,10 @@ const BUNDLED: &[(&str, &str)] = &[
     ("mappings/base/profiles/default.yaml", include_str!("../../mappings/base/profiles/default.yaml")),
     ("mappings/base/rules/patient-event.yaml", include_str!("../../mappings/base/rules/patient-event.yaml")),
     ("mappings/base/policies/quickstart.yaml", include_str!("../../mappings/base/policies/quickstart.yaml")),
+    ("mappings/base/hl7v2-adt-messages.yaml", include_str!("../../mappings/base/hl7v2-adt-messages.yaml")),
+    ("mappings/base/hl7v2-orm-messages.yaml", include_str!("../../mappings/base/hl7v2-orm-messages.yaml")),
+    ("mappings/base/hl7v2-oru-messages.yaml", include_str!("../../mappings/base/hl7v2-oru-messages.yaml")),
+    ("mappings/base/policies/message-tables.yaml", include_str!("../../mappings/base/policies/message-tables.yaml")),
 ];
 
 fn spec_dir_path() -> PathBuf {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 use sluice_compiler::expr::ast::Expr;
-use sluice_compiler::plan::{ComponentKind, FieldValue, ItemPlan, PLAN_FORMAT, Plan, RuleCheck};
+use sluice_compiler::plan::{ComponentKind, FieldValue, ItemPlan, PLAN_FORMAT, Plan, Producer, RuleCheck};
 
 use crate::error::RunError;
 use crate::eval::{Prepared, Tables};
@@ -52,6 +52,27 @@ fn prepare_all<'p>(
 ) -> Result<(), RunError> {
     for e in exprs {
         prepared.prepare(e).map_err(|m| invalid(format!("component `{component}`: {m}")))?;
+    }
+    Ok(())
+}
+
+/// Prepares the expressions of list producers, nested lists included.
+fn prepare_producers<'p>(
+    prepared: &mut Prepared<'p>,
+    component: &str,
+    producers: &'p [Producer],
+) -> Result<(), RunError> {
+    for p in producers {
+        prepare_all(prepared, component, p.each.iter().chain(p.when.iter()))?;
+        match &p.item {
+            ItemPlan::Scalar { expr, .. } => prepare_all(prepared, component, [expr])?,
+            ItemPlan::Struct { members, lists } => {
+                prepare_all(prepared, component, members.iter().map(|m| &m.expr))?;
+                for l in lists {
+                    prepare_producers(prepared, component, &l.producers)?;
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -106,17 +127,7 @@ impl<'p> Compiled<'p> {
                     for f in &m.fields {
                         match &f.value {
                             FieldValue::Scalar { expr, .. } => prepare_all(&mut prepared, name, [expr])?,
-                            FieldValue::List { producers } => {
-                                for p in producers {
-                                    prepare_all(&mut prepared, name, p.each.iter().chain(p.when.iter()))?;
-                                    match &p.item {
-                                        ItemPlan::Scalar { expr, .. } => prepare_all(&mut prepared, name, [expr])?,
-                                        ItemPlan::Struct { members } => {
-                                            prepare_all(&mut prepared, name, members.iter().map(|m| &m.expr))?
-                                        }
-                                    }
-                                }
-                            }
+                            FieldValue::List { producers } => prepare_producers(&mut prepared, name, producers)?,
                         }
                     }
                     Prep::Map(map::tables(m))

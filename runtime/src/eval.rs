@@ -1,5 +1,6 @@
 //! Expression evaluation: the typed [`Expr`] tree over an HL7 message, loop variables bound to
-//! repetitions, or an output document; HL7 value conversion; built-in functions; lookup tables;
+//! repetitions, group variables bound to segment group instances (paths on them read only the
+//! instance's segments), or an output document; HL7 value conversion; built-in functions; lookup tables;
 //! minijinja templates.
 //!
 //! Invariants:
@@ -118,7 +119,7 @@ impl<'p> Prepared<'p> {
     pub fn prepare(&mut self, expr: &'p Expr) -> Result<(), String> {
         match expr {
             Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } => Ok(()),
-            Expr::Hl7 { path, .. } => {
+            Expr::Hl7 { path, .. } | Expr::Within { path, .. } => {
                 if !self.paths.contains_key(path.as_str()) {
                     let p = hl7::parse_path(path).map_err(|e| format!("HL7 path `{path}`: {e}"))?;
                     self.paths.insert(path, p);
@@ -162,6 +163,8 @@ pub struct Scope<'a> {
     pub doc: Option<&'a Doc>,
     pub tables: Option<&'a Tables>,
     pub vars: Vec<(&'a str, &'a Binding)>,
+    /// Segment group variables (`each: group(...)`), innermost last.
+    pub groups: Vec<(&'a str, &'a crate::groups::Instance)>,
     /// Normalised zone for HL7 times without an offset.
     pub zone: &'a str,
     /// Validation mode: HL7 values stay raw text (no conversion).
@@ -180,11 +183,17 @@ impl<'a> Scope<'a> {
                 Literal::Dec(d) => json_decimal(d).map(Val::Dec).unwrap_or_else(|| Val::Str(d.clone())),
                 Literal::Str(s) => Val::Str(s.clone()),
             },
-            Expr::Hl7 { path, value_type, multi } => {
+            Expr::Hl7 { path, value_type, multi } | Expr::Within { path, value_type, multi, .. } => {
                 let (Some(msg), Some(p)) = (self.msg, self.prepared.path(path)) else {
                     return if *multi { Val::List(Vec::new()) } else { Val::Null };
                 };
-                let values = hl7::select(msg, p);
+                let values = match expr {
+                    Expr::Within { var, .. } => match self.groups.iter().rev().find(|(n, _)| n == var) {
+                        Some((_, g)) => hl7::select_among(msg, &g.visible, p),
+                        None => Vec::new(),
+                    },
+                    _ => hl7::select(msg, p),
+                };
                 if *multi {
                     Val::List(values.into_iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
                 } else {
@@ -417,6 +426,7 @@ fn var_text(name: &str, c: Option<usize>, s: Option<usize>) -> String {
 fn describe(e: &Expr) -> String {
     match e {
         Expr::Hl7 { path, .. } | Expr::Field { path, .. } => path.clone(),
+        Expr::Within { var, path, .. } => format!("{var}.{path}"),
         Expr::Var { name, component, subcomponent, .. } => var_text(name, *component, *subcomponent),
         Expr::Call { args, .. } => args.first().map(describe).unwrap_or_default(),
         _ => "expression".into(),
@@ -606,6 +616,7 @@ mod tests {
             doc: None,
             tables: Some(&tables),
             vars: Vec::new(),
+            groups: Vec::new(),
             zone: "-05:00",
             raw: false,
             field: "out.f",

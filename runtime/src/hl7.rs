@@ -43,7 +43,17 @@ fn binding_of(rep: &Repetition<'_>) -> Binding {
 /// empty repetitions left out. When the path names a component (`PID-3[*].4`), each binding
 /// holds that component only (so `var.1` is it, `var.1.2` its second subcomponent).
 pub fn repetitions(msg: &Message<'_>, path: &Path) -> Vec<Binding> {
-    let segments: Vec<_> = msg.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
+    repetitions_among(msg, None, path)
+}
+
+/// [`repetitions`] among some segments only (a segment group instance's, by index).
+pub fn repetitions_among(msg: &Message<'_>, among: Option<&[usize]>, path: &Path) -> Vec<Binding> {
+    let segments: Vec<_> = match among {
+        None => msg.segments.iter().filter(|s| s.id == path.segment.as_str()).collect(),
+        Some(idx) => {
+            idx.iter().filter_map(|&i| msg.segments.get(i)).filter(|s| s.id == path.segment.as_str()).collect()
+        }
+    };
     let mut out = Vec::new();
     for seg in pick(&segments, path.occurrence) {
         let Some(field) = seg.field(path.field) else {
@@ -67,6 +77,11 @@ pub fn repetitions(msg: &Message<'_>, path: &Path) -> Vec<Binding> {
         }
     }
     out
+}
+
+/// Values at `path` among the segments `among` (indices, in message order).
+pub fn select_among<'m>(msg: &'m Message<'_>, among: &[usize], path: &Path) -> Vec<&'m str> {
+    msg.select_in(among.iter().filter_map(|&i| msg.segments.get(i)), path)
 }
 
 /// Reads component `component` (1-based, default 1), subcomponent `sub` (default 1) of a

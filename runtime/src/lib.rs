@@ -25,6 +25,7 @@ pub mod error;
 pub mod eval;
 pub mod executor;
 pub mod findings;
+pub mod groups;
 pub mod hl7;
 pub mod record;
 pub mod secrets;

@@ -44,6 +44,15 @@ pub enum Expr {
         subcomponent: Option<usize>,
         value_type: ValueType,
     },
+    /// A path into the segments of one segment group instance, the current value of the group
+    /// variable `var` (bound by `each: group(...)`): `order.OBR-4.1` reads OBR-4.1 of that
+    /// order only. Occurrence indices (`OBX[1]`) count within the group instance.
+    Within {
+        var: String,
+        path: String,
+        value_type: ValueType,
+        multi: bool,
+    },
     /// A field of a record that is already in an output schema (used by filters and routes
     /// placed after a map stage): `metadata.message_type`.
     Field {

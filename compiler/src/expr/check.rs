@@ -30,12 +30,14 @@ pub enum Scope<'a> {
     Output(&'static OutputSchema),
 }
 
-/// An iteration variable bound by `each` / `as`.
+/// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
+/// classes), or one instance of a segment group (`group`).
 #[derive(Clone, Debug)]
 pub struct Var {
     pub name: String,
     pub datatype: String,
     pub classes: BTreeSet<PhiClass>,
+    pub group: Option<super::groups::GroupVar>,
 }
 
 pub struct Env<'a> {
@@ -104,13 +106,20 @@ pub struct ExprCx<'a> {
 }
 
 impl ExprCx<'_> {
-    fn span(&self, r: &std::ops::Range<usize>) -> Span {
+    /// The file span of a byte range of the expression text.
+    pub fn span(&self, r: &std::ops::Range<usize>) -> Span {
         let start = (self.base.start + r.start).min(self.base.end);
         let end = (self.base.start + r.end).min(self.base.end).max(start);
         Span::new(self.base.file, start, if end == start { (start + 1).min(self.base.end.max(start + 1)) } else { end })
     }
 
     fn error(&mut self, d: Diagnostic) -> Option<Typed> {
+        self.diags.push(d);
+        None
+    }
+
+    /// Reports `d`; checking of this expression stops.
+    pub fn fail<T>(&mut self, d: Diagnostic) -> Option<T> {
         self.diags.push(d);
         None
     }
@@ -143,6 +152,16 @@ pub fn check_node(sources: &SourceMap, diags: &mut Diagnostics, node: &Node, env
             None
         }
     }
+}
+
+/// The parsed `each:` text when it iterates segment groups or segments (`group(...)`,
+/// `x.group(...)`, `segment(...)`), with the file span of its first byte; `None` for any other
+/// expression.
+pub fn group_syntax(node: &Node) -> Option<(Syn, Span)> {
+    let Value::Str { text, quoted } = &node.value else { return None };
+    let syn = syntax::parse(text).ok()?;
+    let base = Span::new(node.span.file, node.span.start + usize::from(*quoted), node.span.end);
+    super::groups::is_group_call(&syn).then_some((syn, base))
 }
 
 /// Checks expression `text` whose first byte is at `base` in the file.
@@ -191,6 +210,7 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
         SynKind::Null => lit(Literal::Null, ValueType::Null),
         SynKind::Hl7Path(text) => check_hl7_path(cx, text, syn, env),
         SynKind::Name(parts) => check_name(cx, parts, syn, env),
+        SynKind::Scoped { .. } => super::groups::check_scoped(cx, syn, env),
         SynKind::Not(inner) => {
             let t = check(cx, inner, env)?;
             let t = single(cx, t, inner)?;
@@ -243,6 +263,9 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
     let first = &parts[0];
     if let Some(var) = env.vars.iter().rev().find(|v| &v.name == first) {
         let Scope::Hl7(hl7) = env.scope else { return None };
+        if var.group.is_some() {
+            return super::groups::group_as_value(cx, syn, &format!("`{first}`"));
+        }
         let nums: Result<Vec<usize>, _> = parts[1..].iter().map(|p| p.parse::<usize>()).collect();
         let nums = match nums {
             Ok(n) if n.len() <= 2 && n.iter().all(|x| *x > 0) => n,
@@ -399,6 +422,9 @@ fn check_call(
         "lookup" => return check_lookup(cx, args, syn, env),
         "template" => return check_template(cx, args, syn, env),
         "classify" => return check_classify(cx, args, syn, env),
+        _ if super::groups::is_group_call(syn) => {
+            return super::groups::group_as_value(cx, syn, &format!("`{name}(...)`"));
+        }
         _ => {
             let d = Diagnostic::error(codes::UNKNOWN_FUNCTION, format!("unknown function `{name}`"))
                 .label(cx.span(name_span), "not a built-in function");

@@ -2,4 +2,5 @@
 //! tree ([`ast`]) that goes into plans.
 pub mod ast;
 pub mod check;
+pub mod groups;
 pub mod syntax;

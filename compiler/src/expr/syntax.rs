@@ -13,7 +13,9 @@
 //! args    := arg ("," arg)* ;  arg := (NAME "=")? expr
 //! ```
 //! An HL7 path is a segment id (three upper-case letters or digits, starting with a letter)
-//! followed by `-` or `[`: `PID-5.1`, `PID-3[*].1`, `OBX[*]-5`.
+//! followed by `-` or `[`: `PID-5.1`, `PID-3[*].1`, `OBX[*]-5`. After a name and a dot it is a
+//! path within a segment group variable: `order.OBR-4.1`. A dotted name followed by `(` is a
+//! call of that dotted name: `order.group(OBSERVATION)`.
 //!
 //! Invariant: any input gives a tree or a [`SyntaxError`] with a byte range; never a panic.
 //! Nesting is limited to [`MAX_DEPTH`] so hostile input cannot overflow the stack.
@@ -33,6 +35,13 @@ pub enum SynKind {
     Hl7Path(String),
     /// A dotted name: `id`, `id.1.2`, `metadata.message_type`.
     Name(Vec<String>),
+    /// An HL7 path within a segment group variable: `order.OBR-4.1`.
+    Scoped {
+        var: String,
+        path: String,
+        /// Byte range of the path text.
+        path_span: Range<usize>,
+    },
     Call {
         name: String,
         name_span: Range<usize>,
@@ -161,7 +170,7 @@ impl<'a> Lexer<'a> {
                     .map_or(self.src.len(), |i| start + i);
                 let word = &self.src[start..end];
                 let next = bytes.get(end).copied();
-                if !after_dot && is_segment_id(word) && matches!(next, Some(b'-' | b'[')) {
+                if is_segment_id(word) && matches!(next, Some(b'-' | b'[')) {
                     // An HL7 path runs over segment, field, repetition and component syntax.
                     let path_end = self.src[end..]
                         .find(|ch: char| !(ch.is_ascii_alphanumeric() || "-.[]*".contains(ch)))
@@ -408,6 +417,16 @@ impl Parser<'_> {
                     while self.tok == Tok::Dot {
                         self.bump()?;
                         match self.bump()? {
+                            (Tok::Ident(w), s) if self.tok == Tok::LParen => {
+                                parts.push(w);
+                                let name_span = span.start..s.end;
+                                return self.call(parts.join("."), name_span);
+                            }
+                            (Tok::Hl7(path), s) if parts.len() == 1 => {
+                                let var = parts.remove(0);
+                                let kind = SynKind::Scoped { var, path, path_span: s.clone() };
+                                return Ok(Syn { kind, span: span.start..s.end });
+                            }
                             (Tok::Ident(w) | Tok::Digits(w), s) => {
                                 parts.push(w);
                                 end = s.end;
@@ -438,7 +457,7 @@ impl Parser<'_> {
         Ok(Syn { kind, span })
     }
 
-    /// Dotted function names (`mask.partial(...)`) are reserved; plain names only for now.
+    /// A name followed by `(` is a call; dotted calls are recognised in the name loop.
     fn lexer_peek_call(&self) -> bool {
         false
     }
@@ -496,6 +515,22 @@ mod tests {
         assert_eq!(args[0].value.kind, SynKind::Name(vec!["id".into(), "5".into()]));
         assert_eq!(args[2].name.as_ref().unwrap().0, "default");
         assert_eq!(parse("PID-3[*].1").unwrap().kind, SynKind::Hl7Path("PID-3[*].1".into()));
+    }
+
+    #[test]
+    fn group_paths_and_dotted_calls() {
+        let e = parse("date(order.OBR-7)").unwrap();
+        let SynKind::Call { args, .. } = e.kind else { panic!() };
+        assert_eq!(
+            args[0].value.kind,
+            SynKind::Scoped { var: "order".into(), path: "OBR-7".into(), path_span: 11..16 }
+        );
+        let e = parse("order.group(OBSERVATION)").unwrap();
+        let SynKind::Call { name, name_span, args } = e.kind else { panic!() };
+        assert_eq!((name.as_str(), name_span), ("order.group", 0..11));
+        assert_eq!(args[0].value.kind, SynKind::Name(vec!["OBSERVATION".into()]));
+        assert_eq!(parse("obs.OBX[0]-5.1").unwrap().span, 0..14);
+        assert!(parse("a.b.OBX-5").is_err());
     }
 
     #[test]

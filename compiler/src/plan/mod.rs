@@ -17,7 +17,7 @@ use sluice_spec_core::{PhiClass, ValueType};
 use crate::expr::ast::Expr;
 
 /// Version of the plan's JSON shape; bumped when a change would confuse an older runtime.
-pub const PLAN_FORMAT: u32 = 1;
+pub const PLAN_FORMAT: u32 = 2;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -214,6 +214,18 @@ pub struct MapPlan {
     pub message_types: Vec<String>,
     pub tables: Vec<CodeTable>,
     pub fields: Vec<FieldPlan>,
+    /// How a table sink should store the records, from the output schema (message tables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableKeys>,
+}
+
+/// Write mode, primary key and cursor of an output schema that describes a table
+/// (`canonical/oru-message@1`: append, key `message_control_id`, cursor `message_datetime`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableKeys {
+    pub write_mode: String,
+    pub primary_key: Vec<String>,
+    pub cursor: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,21 +254,86 @@ pub enum FieldValue {
     List { producers: Vec<Producer> },
 }
 
-/// Produces list items: one per value of `each` (bound to `var`), or a single item.
+/// Produces list items: one per value of `each` (bound to `var`), one per instance of a
+/// segment group (`group`, bound to `var`), or a single item.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Producer {
     pub each: Option<Expr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<GroupEach>,
     pub var: Option<String>,
     /// Items are produced only when this holds (evaluated per item when iterating).
     pub when: Option<Expr>,
     pub item: ItemPlan,
 }
 
+/// `each: group(NAME)` or `each: var.group(NAME)`: one item per instance of segment group
+/// `name` in the message, or within the instance bound to group variable `within`. Paths on
+/// the variable read the instance's own segments and those of its non-repeating subgroups;
+/// segments of repeating subgroups (`OBSERVATION` in `ORDER_OBSERVATION`) are read by
+/// iterating them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupEach {
+    #[serde(flatten)]
+    pub shape: GroupShape,
+    pub within: Option<String>,
+    /// The repeating subgroups (reached through non-repeating ones), for the fallback rule.
+    pub hidden: Vec<GroupShape>,
+    /// `each: segment(SEG)`: one item per segment `name` (among the segments `within` reads),
+    /// not a group of the structure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub segment: bool,
+}
+
+/// A segment group as the fallback rule sees it, for messages whose structure is unknown or
+/// not followed: an instance opens at a segment of `starts` and goes on over the following
+/// segments until the next segment that opens another instance or one of `closers` (a segment
+/// of the message structure outside the group). Segments the structures do not know
+/// (Z-segments, segments of other versions) stay with the instance. Unions over the
+/// structures of the mapping's message types.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GroupShape {
+    pub name: String,
+    pub starts: Vec<String>,
+    pub members: Vec<String>,
+    pub closers: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "shape", rename_all = "snake_case")]
 pub enum ItemPlan {
-    Scalar { expr: Expr, classes: Vec<PhiClass> },
-    Struct { members: Vec<MemberPlan> },
+    Scalar {
+        expr: Expr,
+        classes: Vec<PhiClass>,
+    },
+    /// Scalar members, then list members (nested lists such as `orders[*].observations`).
+    Struct {
+        members: Vec<MemberPlan>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        lists: Vec<ListMemberPlan>,
+    },
+}
+
+/// A list member of a list item, built from its own producers in the item's scope.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ListMemberPlan {
+    pub name: String,
+    pub value_type: ValueType,
+    pub producers: Vec<Producer>,
+}
+
+impl Producer {
+    /// The PHI classes of every value this producer writes, nested lists included.
+    pub fn classes(&self) -> Vec<PhiClass> {
+        match &self.item {
+            ItemPlan::Scalar { classes, .. } => classes.clone(),
+            ItemPlan::Struct { members, lists } => members
+                .iter()
+                .flat_map(|m| m.classes.iter().copied())
+                .chain(lists.iter().flat_map(|l| l.producers.iter().flat_map(Producer::classes)))
+                .collect(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

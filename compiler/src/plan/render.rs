@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use super::{ComponentKind, FieldValue, ItemPlan, Plan};
+use super::{ComponentKind, FieldValue, Plan};
 
 pub fn json(plan: &Plan) -> String {
     let mut s = serde_json::to_string_pretty(plan).expect("a plan always serializes");
@@ -63,19 +63,20 @@ pub fn text(plan: &Plan) -> String {
                     "    mapping {} ({}): {} -> {}",
                     m.mapping, m.mapping_file, m.input_schema, m.output_schema
                 );
+                if let Some(t) = &m.table {
+                    let cursor = t.cursor.as_ref().map(|c| format!(", cursor {c}")).unwrap_or_default();
+                    let _ = writeln!(
+                        o,
+                        "    table: write mode {}, primary key {}{cursor}",
+                        t.write_mode,
+                        t.primary_key.join(", ")
+                    );
+                }
                 for f in &m.fields {
                     let how = match &f.value {
                         FieldValue::Scalar { classes, .. } => classes_text(classes),
                         FieldValue::List { producers } => {
-                            let mut cls: Vec<_> = producers
-                                .iter()
-                                .flat_map(|p| match &p.item {
-                                    ItemPlan::Scalar { classes, .. } => classes.clone(),
-                                    ItemPlan::Struct { members } => {
-                                        members.iter().flat_map(|m| m.classes.clone()).collect()
-                                    }
-                                })
-                                .collect();
+                            let mut cls: Vec<_> = producers.iter().flat_map(|p| p.classes()).collect();
                             cls.sort();
                             cls.dedup();
                             format!(" from {} producer(s){}", producers.len(), classes_text(&cls))

@@ -3,7 +3,10 @@
 //! Invariants:
 //! - Every output path exists in the output schema, and no runtime-set field is mapped.
 //! - Every expression type-checks against the input schema and fits its output field.
-//! - The PHI classes of every output leaf are known (they feed the masking proof).
+//! - The PHI classes of every output leaf are known (they feed the masking proof), nested list
+//!   members included (`orders[*].observations[*].value`).
+//! - `each: group(...)` names a segment group of the structures of `message_types` (checked by
+//!   [`crate::expr::groups`]); its items read the group instance through a group variable.
 
 use std::collections::BTreeSet;
 
@@ -18,8 +21,11 @@ use super::{SchemaRef, schema_ref};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
 use crate::expr::check::{self, Env, Scope, Typed, Var};
+use crate::expr::groups::{self, Structures};
 use crate::hl7::Hl7Env;
-use crate::plan::{CodeTable, FieldPlan, FieldValue, ItemPlan, MapPlan, MemberPlan, Producer, ZSegmentPlan};
+use crate::plan::{
+    CodeTable, FieldPlan, FieldValue, ItemPlan, ListMemberPlan, MapPlan, MemberPlan, Producer, TableKeys, ZSegmentPlan,
+};
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
@@ -86,7 +92,8 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     };
     let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
     let env = Env { scope: Scope::Hl7(hl7), vars: vec![], tables: tables.iter().map(|t| t.name.clone()).collect() };
-    let mut m = MappingChecker { output, fields: vec![], leaf_classes: vec![], mapped: BTreeSet::new() };
+    let structures = Structures::of(&types, version);
+    let mut m = MappingChecker { output, structures, fields: vec![], leaf_classes: vec![], mapped: BTreeSet::new() };
     if let Some(fields) = obj.get("fields") {
         m.fields_of(cx, fields, "", &env);
         let anchor = obj.key_span("fields").unwrap_or(obj.anchor());
@@ -111,6 +118,11 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         message_types: types,
         tables,
         fields: m.fields,
+        table: output.table.as_ref().map(|t| TableKeys {
+            write_mode: t.write_mode.clone(),
+            primary_key: t.primary_key.clone(),
+            cursor: t.cursor.clone(),
+        }),
     };
     Some(Mapping { plan, input_version, output, leaf_classes: m.leaf_classes })
 }
@@ -133,6 +145,8 @@ fn read_tables(cx: &mut Cx, node: &Node) -> Vec<CodeTable> {
 
 struct MappingChecker {
     output: &'static OutputSchema,
+    /// The message structures of the mapping's message types, for `each: group(...)`.
+    structures: Structures,
     fields: Vec<FieldPlan>,
     leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
     mapped: BTreeSet<String>,
@@ -251,10 +265,29 @@ impl MappingChecker {
         let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{list}`"))?;
         let Scope::Hl7(hl7) = env.scope else { return None };
         let mut vars = env.vars.clone();
-        let (mut each, mut var) = (None, None);
-        if let Some(each_node) = obj.get("each") {
+        let (mut each, mut var, mut group) = (None, None, None);
+        let name_of = |cx: &mut Cx, each_node: &Node| match obj.get("as") {
+            Some(n) => reader::string(cx, n, "`as`"),
+            None => Some(Spanned { text: "it".into(), span: each_node.span }),
+        };
+        if let Some(each_node) = obj.get("each")
+            && let Some((syn, base)) = check::group_syntax(each_node)
+        {
+            let mut ecx = check::ExprCx { sources: cx.sources, diags: cx.diags, base };
+            let (g, gv) = groups::check_each(&mut ecx, &syn, env, &self.structures)?;
+            let name = name_of(cx, each_node)?;
+            vars.push(Var {
+                name: name.text.clone(),
+                datatype: String::new(),
+                classes: BTreeSet::new(),
+                group: Some(gv),
+            });
+            group = Some(g);
+            var = Some(name.text);
+        } else if let Some(each_node) = obj.get("each") {
             let t = check::check_node(cx.sources, cx.diags, each_node, env)?;
-            let crate::expr::ast::Expr::Hl7 { path, .. } = &t.expr else {
+            let (crate::expr::ast::Expr::Hl7 { path, .. } | crate::expr::ast::Expr::Within { path, .. }) = &t.expr
+            else {
                 cx.push(
                     Diagnostic::error(codes::TYPE_MISMATCH, "`each` must be a repeating HL7 path")
                         .label(each_node.span, "not a path")
@@ -284,11 +317,8 @@ impl MappingChecker {
                     .and_then(|d| d.component(c))
                     .map_or("ST".to_string(), |cd| cd.datatype.clone()),
             };
-            let name = match obj.get("as") {
-                Some(n) => reader::string(cx, n, "`as`")?,
-                None => Spanned { text: "it".into(), span: each_node.span },
-            };
-            vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone() });
+            let name = name_of(cx, each_node)?;
+            vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone(), group: None });
             each = Some(t.expr);
             var = Some(name.text);
         }
@@ -307,7 +337,7 @@ impl MappingChecker {
         let item = match (&item_node.value, inner) {
             (Value::Map(_), ValueType::Struct) => {
                 let entries = reader::entries(cx, item_node, "`item`")?;
-                let mut members = Vec::new();
+                let (mut members, mut lists) = (Vec::new(), Vec::new());
                 for (member, key, value) in entries {
                     let path = format!("{list}[*].{member}");
                     let Some(def) = self.output.field(&path) else {
@@ -325,6 +355,19 @@ impl MappingChecker {
                         cx.push(d.suggest(member, names.iter().map(String::as_str)));
                         continue;
                     };
+                    if let (Value::Seq(items), ValueType::List(member_inner)) = (&value.value, &def.value_type) {
+                        // A nested list: its producers run in this item's scope (its variables).
+                        let producers = items
+                            .iter()
+                            .filter_map(|p| self.producer(cx, p, &path, member_inner, &inner_env))
+                            .collect();
+                        lists.push(ListMemberPlan {
+                            name: member.to_string(),
+                            value_type: def.value_type.clone(),
+                            producers,
+                        });
+                        continue;
+                    }
                     let Some(t) = check::check_node(cx.sources, cx.diags, value, &inner_env) else { continue };
                     let Some(t) = self.single(cx, t, value.span) else { continue };
                     if !check::check_fits(cx.diags, &t, &def.value_type, value.span, &format!("`{path}`")) {
@@ -338,7 +381,7 @@ impl MappingChecker {
                         classes: sorted(&t.classes),
                     });
                 }
-                ItemPlan::Struct { members }
+                ItemPlan::Struct { members, lists }
             }
             (Value::Map(_), _) => {
                 cx.push(
@@ -367,6 +410,6 @@ impl MappingChecker {
                 ItemPlan::Scalar { classes: sorted(&t.classes), expr: t.expr }
             }
         };
-        Some(Producer { each, var, when, item })
+        Some(Producer { each, group, var, when, item })
     }
 }

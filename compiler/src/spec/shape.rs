@@ -249,7 +249,11 @@ pub static PRODUCER: Shape = Shape {
     type_tag: None,
     doc: "Produces items of a list field.",
     keys: &[
-        opt("each", KeyType::Expr, "A repeating path (`PID-3[*]`): one item per repetition."),
+        opt(
+            "each",
+            KeyType::Expr,
+            "A repeating path (`PID-3[*]`): one item per repetition; a segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`): one item per group instance; or `segment(AL1)`: one item per segment.",
+        ),
         opt("as", KeyType::String, "Name of the iteration variable (default `it`)."),
         opt("when", KeyType::Expr, "Condition for producing an item."),
         req("item", KeyType::FieldMap, "Expression (list of scalars) or member -> expression."),

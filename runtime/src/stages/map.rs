@@ -1,4 +1,8 @@
 //! The map stage: an HL7 message to an output document, field by field, in field order.
+//! List fields are built by producers: one item per repetition (`each: PID-3[*]`), per segment
+//! group instance (`each: group(ORDER_OBSERVATION)`, partitioned by [`crate::groups`] on
+//! first use), or a single item; list items may hold nested lists, built by their own
+//! producers in the item's scope (its loop and group variables).
 //!
 //! Invariants:
 //! - Dotted output paths become nested objects, created in the order fields are listed, so the
@@ -6,21 +10,26 @@
 //! - A conversion failure gives null plus a warning on the record; a `required` field that ends
 //!   up null or empty sends the record to the DLQ (one finding per such field).
 //! - For every leaf it writes whose plan carries PHI classes, the stage records the classes
-//!   under the leaf's concrete JSON pointer (`/patient/identifiers/1/value`) with its field
-//!   pattern (`patient.identifiers[*].value`), for the mask stage. The previous map's classes
+//!   under the leaf's concrete JSON pointer (`/patient/identifiers/1/value`,
+//!   `/orders/0/observations/2/observed_at`) with its field pattern
+//!   (`orders[*].observations[*].observed_at`), for the mask stage. The previous map's classes
 //!   are replaced.
 
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_compiler::expr::ast::Expr;
 use sluice_compiler::plan::{FieldValue, ItemPlan, MapPlan, Producer};
+use sluice_hl7v2::codec::Message;
+use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use super::{Step, message_type_accepted};
 use crate::dlq::{Finding, Rejection};
 use crate::eval::{Prepared, Scope, Tables, Val, coerce};
 use crate::findings;
+use crate::groups::{self, Partition};
 use crate::hl7::{self, Binding};
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 
@@ -69,13 +78,40 @@ fn list_inner(vt: &ValueType) -> &ValueType {
     }
 }
 
-/// The bindings a producer iterates over: repetitions for an HL7 path, else one single-value
-/// binding per value of the expression.
+/// The record's message, partitioned into segment group instances on first use (only
+/// mappings that iterate groups pay for it).
+struct Groups<'m> {
+    msg: &'m Message<'static>,
+    version: Option<Version>,
+    partition: OnceCell<Partition>,
+}
+
+impl Groups<'_> {
+    fn partition(&self, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
+        self.partition.get_or_init(|| {
+            let (p, why) = groups::partition(self.msg, self.version);
+            if let Some(why) = why {
+                warnings.push(Issue::new(findings::GROUPS_FALLBACK, field, why));
+            }
+            p
+        })
+    }
+}
+
+/// The bindings a producer iterates over: repetitions for an HL7 path (within a group
+/// instance for `order.NTE[*]-3`), else one single-value binding per value of the expression.
 fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding> {
-    if let (Expr::Hl7 { path, .. }, Some(msg)) = (each, scope.msg)
+    if let (Expr::Hl7 { path, .. } | Expr::Within { path, .. }, Some(msg)) = (each, scope.msg)
         && let Some(p) = scope.prepared.path(path)
     {
-        return hl7::repetitions(msg, p);
+        let among = match each {
+            Expr::Within { var, .. } => match scope.groups.iter().rev().find(|(n, _)| n == var) {
+                Some((_, g)) => Some(&g.visible[..]),
+                None => return Vec::new(),
+            },
+            _ => None,
+        };
+        return hl7::repetitions_among(msg, among, p);
     }
     let values = match scope.eval(each, warnings) {
         Val::List(items) => items,
@@ -85,62 +121,98 @@ fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Bi
     values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![t]]).collect()
 }
 
-fn produce(
+/// Where produced items go: the list's field pattern (`orders[*].observations`) and the JSON
+/// pointer of the concrete list (`/orders/1/observations`).
+struct Target<'t> {
+    pattern: &'t str,
+    pointer: &'t str,
+    item_type: &'t ValueType,
+}
+
+fn emit(
     scope: &Scope<'_>,
-    field_path: &str,
-    item_type: &ValueType,
+    t: &Target<'_>,
     producer: &Producer,
     items: &mut Vec<Doc>,
     out: &mut Out<'_>,
+    g: &Groups<'_>,
 ) {
-    let pointer_base = format!("/{}", field_path.split('.').map(pointer_token).collect::<Vec<_>>().join("/"));
-    let emit = |scope: &Scope<'_>, items: &mut Vec<Doc>, out: &mut Out<'_>| {
-        if let Some(when) = &producer.when
-            && !scope.eval(when, out.warnings).truthy()
-        {
-            return;
+    if let Some(when) = &producer.when
+        && !scope.eval(when, out.warnings).truthy()
+    {
+        return;
+    }
+    let i = items.len();
+    match &producer.item {
+        ItemPlan::Scalar { expr, classes } => {
+            let v = scope.eval_for(expr, t.item_type, out.warnings);
+            let v = coerce(v, t.item_type, scope.zone, t.pattern, out.warnings);
+            items.push(v.to_doc());
+            out.class(format!("{}/{i}", t.pointer), format!("{}[*]", t.pattern), classes);
         }
-        let i = items.len();
-        match &producer.item {
-            ItemPlan::Scalar { expr, classes } => {
-                let v = coerce(
-                    scope.eval_for(expr, item_type, out.warnings),
-                    item_type,
-                    scope.zone,
-                    field_path,
-                    out.warnings,
-                );
-                items.push(v.to_doc());
-                out.class(format!("{pointer_base}/{i}"), format!("{field_path}[*]"), classes);
+        ItemPlan::Struct { members, lists } => {
+            let mut obj = Doc::Obj(Vec::new());
+            for m in members {
+                let member_path = format!("{}[*].{}", t.pattern, m.name);
+                let v = scope.eval_for(&m.expr, &m.value_type, out.warnings);
+                let v = coerce(v, &m.value_type, scope.zone, &member_path, out.warnings);
+                let rel = insert(&mut obj, &m.name, v.to_doc());
+                out.class(format!("{}/{i}{rel}", t.pointer), member_path, &m.classes);
             }
-            ItemPlan::Struct { members } => {
-                let mut obj = Doc::Obj(Vec::new());
-                for m in members {
-                    let member_path = format!("{field_path}[*].{}", m.name);
-                    let v = coerce(
-                        scope.eval_for(&m.expr, &m.value_type, out.warnings),
-                        &m.value_type,
-                        scope.zone,
-                        &member_path,
-                        out.warnings,
-                    );
-                    let rel = insert(&mut obj, &m.name, v.to_doc());
-                    out.class(format!("{pointer_base}/{i}{rel}"), format!("{field_path}[*].{}", m.name), &m.classes);
+            for l in lists {
+                let pattern = format!("{}[*].{}", t.pattern, l.name);
+                let pointer = format!("{}/{i}/{}", t.pointer, pointer_token(&l.name));
+                let inner = Target { pattern: &pattern, pointer: &pointer, item_type: list_inner(&l.value_type) };
+                let mut nested = Vec::new();
+                for p in &l.producers {
+                    produce(scope, &inner, p, &mut nested, out, g);
                 }
-                items.push(obj);
+                insert(&mut obj, &l.name, Doc::Arr(nested));
             }
+            items.push(obj);
         }
-    };
+    }
+}
+
+fn produce(
+    scope: &Scope<'_>,
+    t: &Target<'_>,
+    producer: &Producer,
+    items: &mut Vec<Doc>,
+    out: &mut Out<'_>,
+    g: &Groups<'_>,
+) {
+    let var = producer.var.as_deref().unwrap_or("it");
+    if let Some(each) = &producer.group {
+        let parent = match &each.within {
+            Some(w) => match scope.groups.iter().rev().find(|(n, _)| n == w) {
+                Some((_, inst)) => Some(*inst),
+                None => return,
+            },
+            None => None,
+        };
+        let instances = if each.segment {
+            groups::segments(g.msg, &each.shape.name, parent)
+        } else {
+            g.partition(t.pattern, out.warnings).instances(g.msg, each, parent)
+        };
+        for inst in &instances {
+            let mut groups = scope.groups.clone();
+            groups.push((var, inst));
+            let inner = Scope { groups, vars: scope.vars.clone(), ..*scope };
+            emit(&inner, t, producer, items, out, g);
+        }
+        return;
+    }
     match &producer.each {
-        None => emit(scope, items, out),
+        None => emit(scope, t, producer, items, out, g),
         Some(each) => {
             let bs = bindings(scope, each, out.warnings);
-            let var = producer.var.as_deref().unwrap_or("it");
             for b in &bs {
                 let mut vars = scope.vars.clone();
                 vars.push((var, b));
-                let inner = Scope { vars, ..*scope };
-                emit(&inner, items, out);
+                let inner = Scope { vars, groups: scope.groups.clone(), ..*scope };
+                emit(&inner, t, producer, items, out, g);
             }
         }
     }
@@ -171,6 +243,8 @@ pub fn run<'p>(
         return Step::Dlq(rec, r);
     };
     let msg = Arc::clone(msg);
+    let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
+    let groups = Groups { msg: &msg, version, partition: OnceCell::new() };
     let zone = Arc::clone(&rec.env.timezone);
     let mut warnings = std::mem::take(&mut rec.env.warnings);
     let mut out = Out { classes: BTreeMap::new(), warnings: &mut warnings };
@@ -183,6 +257,7 @@ pub fn run<'p>(
             doc: None,
             tables: Some(tables),
             vars: Vec::new(),
+            groups: Vec::new(),
             zone: &zone,
             raw: false,
             field: &field.path,
@@ -204,8 +279,10 @@ pub fn run<'p>(
             }
             FieldValue::List { producers } => {
                 let mut items = Vec::new();
+                let pointer = format!("/{}", field.path.split('.').map(pointer_token).collect::<Vec<_>>().join("/"));
+                let t = Target { pattern: &field.path, pointer: &pointer, item_type: list_inner(&field.value_type) };
                 for p in producers {
-                    produce(&scope, &field.path, list_inner(&field.value_type), p, &mut items, &mut out);
+                    produce(&scope, &t, p, &mut items, &mut out, &groups);
                 }
                 let empty = items.is_empty();
                 insert(&mut doc, &field.path, Doc::Arr(items));

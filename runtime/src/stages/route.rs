@@ -18,8 +18,17 @@ fn holds(expr: &Expr, prepared: &Prepared<'_>, rec: &Record, field: &str) -> boo
         Payload::Hl7(m) => (Some(&**m), None),
         Payload::Doc(d) => (None, Some(d)),
     };
-    let scope =
-        Scope { prepared, msg, doc, tables: None, vars: Vec::new(), zone: &rec.env.timezone, raw: false, field };
+    let scope = Scope {
+        prepared,
+        msg,
+        doc,
+        tables: None,
+        vars: Vec::new(),
+        groups: Vec::new(),
+        zone: &rec.env.timezone,
+        raw: false,
+        field,
+    };
     scope.eval(expr, &mut Vec::new()).truthy()
 }
 

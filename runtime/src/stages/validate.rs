@@ -161,6 +161,7 @@ pub fn run<'p>(
             doc,
             tables: None,
             vars: Vec::new(),
+            groups: Vec::new(),
             zone: &rec.env.timezone,
             raw: false,
             field: &rule.path,

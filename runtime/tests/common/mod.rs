@@ -248,6 +248,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
             value: FieldValue::List {
                 producers: vec![Producer {
                     each: Some(hl7("PID-3[*]", ValueType::Struct)),
+                    group: None,
                     var: Some("id".into()),
                     when: None,
                     item: ItemPlan::Struct {
@@ -265,6 +266,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
                                 classes: vec![C::Mrn],
                             },
                         ],
+                        lists: vec![],
                     },
                 }],
             },
@@ -287,6 +289,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
                 entries: vec![("M".into(), "male".into()), ("F".into(), "female".into())],
             }],
             fields,
+            table: None,
         }),
     )
 }

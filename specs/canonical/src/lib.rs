@@ -36,6 +36,19 @@ pub struct FieldDef {
 pub struct OutputSchema {
     pub name: &'static str,
     pub fields: Vec<FieldDef>,
+    /// Set when the schema describes a table (header lines `@write_mode`, `@primary_key`,
+    /// `@cursor`): how table sinks store its records.
+    pub table: Option<Table>,
+}
+
+/// How records of a table schema are stored: `append` (every record is a new row) or
+/// `upsert` (by primary key); the cursor is the field incremental reads resume from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Table {
+    pub write_mode: String,
+    /// Top-level field paths.
+    pub primary_key: Vec<String>,
+    pub cursor: Option<String>,
 }
 
 impl OutputSchema {
@@ -55,7 +68,12 @@ impl OutputSchema {
     }
 }
 
-const SCHEMAS: &[(&str, &str)] = &[("canonical/patient-event@1", include_str!("../data/patient-event@1.txt"))];
+const SCHEMAS: &[(&str, &str)] = &[
+    ("canonical/patient-event@1", include_str!("../data/patient-event@1.txt")),
+    ("canonical/adt-message@1", include_str!("../data/adt-message@1.txt")),
+    ("canonical/orm-message@1", include_str!("../data/orm-message@1.txt")),
+    ("canonical/oru-message@1", include_str!("../data/oru-message@1.txt")),
+];
 
 /// Names of all bundled output schemas.
 pub fn names() -> impl Iterator<Item = &'static str> {
@@ -73,9 +91,22 @@ pub fn schema(name: &str) -> Option<&'static OutputSchema> {
 
 fn parse_table(name: &'static str, text: &str) -> Result<OutputSchema, String> {
     let mut fields = Vec::new();
+    let (mut write_mode, mut primary_key, mut cursor) = (None, Vec::new(), None);
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if let Some(header) = line.strip_prefix('@') {
+            let (key, value) =
+                header.split_once(':').ok_or_else(|| format!("{name}:{}: expected `@key: value`", n + 1))?;
+            let value = value.trim().to_string();
+            match key.trim() {
+                "write_mode" if value == "append" || value == "upsert" => write_mode = Some(value),
+                "primary_key" => primary_key = value.split(',').map(|k| k.trim().to_string()).collect(),
+                "cursor" => cursor = Some(value),
+                other => return Err(format!("{name}:{}: unknown header `@{other}` or value", n + 1)),
+            }
             continue;
         }
         let cols: Vec<&str> = line.split('|').map(str::trim).collect();
@@ -98,7 +129,19 @@ fn parse_table(name: &'static str, text: &str) -> Result<OutputSchema, String> {
             description: description.to_string(),
         });
     }
-    Ok(OutputSchema { name, fields })
+    let table = match write_mode {
+        Some(write_mode) => {
+            for key in primary_key.iter().chain(&cursor) {
+                if !fields.iter().any(|f| &f.path == key && f.presence == Presence::Required) {
+                    return Err(format!("{name}: key or cursor `{key}` is not a required field"));
+                }
+            }
+            Some(Table { write_mode, primary_key, cursor })
+        }
+        None if primary_key.is_empty() && cursor.is_none() => None,
+        None => return Err(format!("{name}: `@primary_key` and `@cursor` need `@write_mode`")),
+    };
+    Ok(OutputSchema { name, fields, table })
 }
 
 #[cfg(test)]
@@ -121,6 +164,32 @@ mod tests {
         assert_eq!(s.field("compliance.pii_masked").unwrap().presence, Presence::Runtime);
         let members: Vec<_> = s.item_members("patient.identifiers").iter().map(|f| f.path.clone()).collect();
         assert_eq!(members, ["patient.identifiers[*].type", "patient.identifiers[*].value"]);
+    }
+
+    #[test]
+    fn message_tables_have_keys_and_nested_lists() {
+        for (name, lists) in [
+            ("canonical/adt-message@1", &["patient.identifiers", "diagnoses"][..]),
+            ("canonical/orm-message@1", &["orders", "orders[*].observations"][..]),
+            ("canonical/oru-message@1", &["orders", "orders[*].observations"][..]),
+        ] {
+            let s = schema(name).unwrap();
+            let t = s.table.as_ref().unwrap();
+            assert_eq!(t.write_mode, "append");
+            assert_eq!(t.primary_key, ["message_control_id"]);
+            assert_eq!(t.cursor.as_deref(), Some("message_datetime"));
+            for l in lists {
+                assert!(matches!(s.field(l).unwrap().value_type, ValueType::List(_)), "{name} {l}");
+                assert!(!s.item_members(l).is_empty(), "{name} {l}");
+            }
+        }
+        let oru = schema("canonical/oru-message@1").unwrap();
+        assert!(oru.field("orders[*].observations[*].value").is_some());
+        let notes = &oru.field("orders[*].observations[*].notes").unwrap().value_type;
+        assert_eq!(notes, &ValueType::List(Box::new(ValueType::String)));
+        assert!(schema("canonical/patient-event@1").unwrap().table.is_none());
+        assert!(parse_table("x", "@cursor: a\na | string | required | | x").is_err());
+        assert!(parse_table("x", "@write_mode: append\n@primary_key: b\na | string | required | | x").is_err());
     }
 
     #[test]

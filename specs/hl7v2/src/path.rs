@@ -15,7 +15,7 @@
 
 use std::fmt;
 
-use crate::codec::{Component, Field, Message};
+use crate::codec::{Component, Field, Message, Segment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Index {
@@ -205,8 +205,14 @@ impl<'a> Message<'a> {
     ///   what it means.
     /// - `MSH-1` and `MSH-2` give the literal field separator and encoding characters.
     pub fn select(&self, path: &Path) -> Vec<&str> {
+        self.select_in(self.segments.iter(), path)
+    }
+
+    /// [`Message::select`] among some of the message's segments only (the segments of one
+    /// segment group instance, in message order): occurrences are counted among them.
+    pub fn select_in<'m>(&'m self, among: impl Iterator<Item = &'m Segment<'a>>, path: &Path) -> Vec<&'m str> {
         let mut out = Vec::new();
-        let segments: Vec<_> = self.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
+        let segments: Vec<_> = among.filter(|s| s.id == path.segment.as_str()).collect();
         for seg in pick(&segments, path.occurrence) {
             let Some(field) = seg.field(path.field) else {
                 continue;

@@ -92,6 +92,53 @@ impl Group {
         false
     }
 
+    /// Segments that can open an occurrence of this group (its FIRST set: the leading
+    /// optional items and the first required one), sorted and without duplicates.
+    pub fn first_segments(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for item in &self.items {
+            match &item.kind {
+                Kind::Segment(id) => out.push(id.as_str()),
+                Kind::Group(g) => out.extend(g.first_segments()),
+            }
+            if !item.optional && !self.choice {
+                break;
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every segment id that occurs in this group, at any depth, sorted and without duplicates.
+    pub fn segment_ids(&self) -> Vec<&str> {
+        let mut out = Vec::new();
+        for item in &self.items {
+            match &item.kind {
+                Kind::Segment(id) => out.push(id.as_str()),
+                Kind::Group(g) => out.extend(g.segment_ids()),
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// The named groups directly or indirectly inside this one, outermost first (choices are
+    /// looked through: they carry their parent's name and are not groups of their own).
+    pub fn subgroups(&self) -> Vec<&Group> {
+        let mut out = Vec::new();
+        for item in &self.items {
+            if let Kind::Group(g) = &item.kind {
+                if !g.choice {
+                    out.push(g);
+                }
+                out.extend(g.subgroups());
+            }
+        }
+        out
+    }
+
     /// Every position of `seg` in this group, as paths of item indices.
     fn slots(&self, seg: &str, prefix: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
         for (i, item) in self.items.iter().enumerate() {
@@ -562,11 +609,13 @@ struct Frame<'g> {
     count: u32,
     /// Items seen at least once in this group instance (bit per item index).
     seen: u64,
+    /// Number of this group instance in the message (the root is 0), for [`place`].
+    instance: u32,
 }
 
 impl<'g> Frame<'g> {
     fn new(group: &'g Group) -> Self {
-        Frame { group, idx: 0, count: 0, seen: 0 }
+        Frame { group, idx: 0, count: 0, seen: 0, instance: 0 }
     }
 
     fn set(&mut self, idx: usize, count: u32) {
@@ -584,7 +633,7 @@ fn segment_path(id: &str, occurrence: usize) -> String {
 /// Matches `msg` against `structure`. Z-segments (ids starting with `Z`) are skipped.
 /// `unexpected` is the severity for segments that are not part of the structure at all.
 pub fn check(msg: &Message, structure: &Group, unexpected: Severity) -> Vec<Finding> {
-    let mut m = Matcher { root: structure, stack: vec![Frame::new(structure)], findings: Vec::new(), last: None };
+    let mut m = Matcher::new(structure);
     let mut occurrences: BTreeMap<&str, usize> = BTreeMap::new();
     for seg in &msg.segments {
         let id: &str = &seg.id;
@@ -613,6 +662,47 @@ pub fn check(msg: &Message, structure: &Group, unexpected: Severity) -> Vec<Find
     findings
 }
 
+/// One group instance enclosing a segment: the group's name and the instance's number (unique
+/// within one message, in the order instances open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GroupInstance<'g> {
+    pub name: &'g str,
+    pub instance: u32,
+    /// The group may occur several times where it stands (`[{...}]`, `{...}`).
+    pub repeating: bool,
+}
+
+/// Where each segment of `msg` sits in `structure`: for segment `i`, the group instances that
+/// enclose it, outermost first (the structure's root is left out). Uses the same forward
+/// placement as [`check`]. A Z-segment belongs to the groups of the segment before it.
+/// `Err(line)` gives the number of the first segment that cannot be placed (out of order,
+/// repeated, or not part of the structure): the message does not follow the structure.
+pub fn place<'g>(msg: &Message, structure: &'g Group) -> Result<Vec<Vec<GroupInstance<'g>>>, usize> {
+    let mut m = Matcher::new(structure);
+    let mut out: Vec<Vec<GroupInstance<'g>>> = Vec::with_capacity(msg.segments.len());
+    for seg in &msg.segments {
+        if seg.id.starts_with('Z') {
+            out.push(out.last().cloned().unwrap_or_default());
+            continue;
+        }
+        if !m.place(&seg.id, seg.line) {
+            return Err(seg.line);
+        }
+        let groups = m
+            .stack
+            .windows(2)
+            .filter(|w| !w[1].group.choice)
+            .map(|w| GroupInstance {
+                name: w[1].group.name.as_str(),
+                instance: w[1].instance,
+                repeating: w[0].group.items.get(w[0].idx).is_some_and(|i| i.repeating),
+            })
+            .collect();
+        out.push(groups);
+    }
+    Ok(out)
+}
+
 #[derive(Clone, Copy)]
 enum Pass {
     Needed,
@@ -625,9 +715,15 @@ struct Matcher<'g> {
     stack: Vec<Frame<'g>>,
     findings: Vec<Finding>,
     last: Option<(String, usize)>,
+    /// Group instances opened so far (numbers the next one).
+    opened: u32,
 }
 
 impl<'g> Matcher<'g> {
+    fn new(root: &'g Group) -> Self {
+        Matcher { root, stack: vec![Frame::new(root)], findings: Vec::new(), last: None, opened: 0 }
+    }
+
     fn missing(&mut self, group: &Group, item: &Item, line: usize, end: bool) {
         let (code, what) = match &item.kind {
             Kind::Segment(id) => (codes::MISSING_SEGMENT, format!("required segment {id}")),
@@ -718,6 +814,8 @@ impl<'g> Matcher<'g> {
         let mut g = group;
         loop {
             let mut frame = Frame::new(g);
+            self.opened += 1;
+            frame.instance = self.opened;
             let Some(i) = g.items.iter().position(|item| item.can_start(seg)) else {
                 self.stack.push(frame);
                 return;
@@ -818,6 +916,32 @@ mod tests {
         // Every ADT event from A01 to A62 that the standard defines is mapped.
         let mapped = t.events().filter(|(c, _, _)| *c == "ADT").count();
         assert!(mapped >= 55, "{mapped} ADT events mapped");
+    }
+
+    #[test]
+    fn place_assigns_group_instances() {
+        let text = "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|1|P|2.5.1\rPID|1||1\rORC|RE\rOBR|1\rNTE|1\rOBX|1\rNTE|1\r\
+                    OBX|2\rZXX|1\rOBR|2\rOBX|1";
+        let msg = crate::codec::parse_message(text).unwrap();
+        let oru = tables().structure("ORU_R01", Version::V2_5_1).unwrap();
+        let placed = place(&msg, oru).unwrap();
+        let names = |i: usize| placed[i].iter().map(|g| (g.name, g.instance, g.repeating)).collect::<Vec<_>>();
+        assert!(placed[0].is_empty());
+        assert_eq!(names(1), [("PATIENT_RESULT", 1, true), ("PATIENT", 2, false)]);
+        let order1 = names(3)[1];
+        assert_eq!(order1.0, "ORDER_OBSERVATION");
+        assert_eq!(names(2)[1], order1, "ORC and OBR open the same order");
+        assert_eq!(names(4), names(3), "the NTE after OBR belongs to the order itself");
+        let obs1 = names(5);
+        assert_eq!(obs1.len(), 3);
+        assert_eq!((obs1[2].0, obs1[2].2), ("OBSERVATION", true));
+        assert_eq!(names(6), obs1, "the NTE after OBX belongs to the observation");
+        assert_ne!(names(7)[2], obs1[2], "each OBX opens an observation");
+        assert_eq!(names(8), names(7), "a Z-segment stays with the segment before it");
+        assert_ne!(names(9)[1], order1, "a second OBR opens a second order");
+        assert_eq!(names(10)[1], names(9)[1]);
+        let bad = crate::codec::parse_message("MSH|^~\\&|A|B|C|D|1||ORU^R01|1|P|2.5.1\rOBX|1\rPID|1").unwrap();
+        assert_eq!(place(&bad, oru).unwrap_err(), 2, "an OBX before any OBR cannot be placed");
     }
 
     #[test]
