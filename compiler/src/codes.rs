@@ -83,6 +83,14 @@ codes! {
         "The output schema requires this field; every record would go to the DLQ without it. Map it.";
     INVALID_Z_SEGMENT = "SL409", "invalid-z-segment", "A Z-segment definition is invalid.",
         "Z-segment ids start with `Z` followed by two letters or digits, and each field needs a `name` and a `type` that is an HL7 datatype of the profile's version.";
+    FHIR_UNKNOWN_ELEMENT = "SL410", "fhir-unknown-element", "A FHIR resource type or element path does not exist.",
+        "In a mapping with `output: fhir/r4/Bundle`, each resource's `type` is a FHIR R4 resource type and each key under `fields` is an element path relative to the resource (`name[0].family`, `valueQuantity.value`, `class.code`), checked against the FHIR R4 schema (`docs/fhir-schema.md`). Choice elements are written with their type (`valueQuantity`, `effectiveDateTime`). The help names the closest valid element.";
+    FHIR_CARDINALITY = "SL411", "fhir-cardinality", "A FHIR element path does not fit the element's cardinality or type.",
+        "A repeating element on the way to a value needs an index (`name[0].family`), an index is only allowed on a repeating element, a list of producers (`- each: ...`) only fits a repeating element, a single expression only fits a primitive element (`gender`, `birthDate`, `code.coding[0].code`), and `ref(...)` only fits a `Reference` element.";
+    FHIR_BINDING = "SL412", "fhir-binding", "A code is not in the element's required value set.",
+        "An element with a required binding (`Patient.gender`, `Encounter.status`, `Observation.status`) only admits the codes of its value set. Literal codes, and every value of a `lookup` table written to such an element, are checked against those codes; map the source codes with a table whose values are valid codes.";
+    FHIR_REFERENCE = "SL413", "fhir-reference", "`ref(...)` or `within` names a resource it cannot point at.",
+        "`ref(name)` points at another resource of the same Bundle: a resource without `each` and `within` (one per message), the resource this one is built `within` (or its own `within`, and so on), or a resource built `within` this one (one reference per instance, for a repeating element). The target's type must be one the Reference element allows. `within` names a resource declared earlier in `resources`.";
     EXPR_SYNTAX = "SL501", "expr-syntax", "An expression cannot be parsed.",
         "Mapping values, rule conditions, filters and routes are expressions: paths (`PID-5.1`), string literals in double quotes (`\"hl7\"`), numbers, `true`, `false`, `null`, function calls, `+`, comparisons, `and`, `or`, `not`. Note that a string literal needs quotes inside the YAML value: `'\"hl7\"'`.";
     TYPE_MISMATCH = "SL502", "type-mismatch", "An expression has the wrong type.",

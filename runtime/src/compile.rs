@@ -130,6 +130,9 @@ impl<'p> Compiled<'p> {
                             FieldValue::List { producers } => prepare_producers(&mut prepared, name, producers)?,
                         }
                     }
+                    if let Some(bundle) = &m.fhir {
+                        prepare_all(&mut prepared, name, bundle.exprs())?;
+                    }
                     Prep::Map(map::tables(m))
                 }
                 ComponentKind::Mask(m) => {

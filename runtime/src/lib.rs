@@ -24,6 +24,7 @@ pub mod dlq;
 pub mod error;
 pub mod eval;
 pub mod executor;
+pub mod fhir_output;
 pub mod findings;
 pub mod groups;
 pub mod hl7;

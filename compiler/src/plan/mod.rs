@@ -8,6 +8,7 @@
 //!   never re-checks what is here.
 //! - No secret values and no data values: secrets stay as references (`${VAR}`).
 
+pub mod fhir;
 pub mod render;
 
 use serde::{Deserialize, Serialize};
@@ -214,6 +215,9 @@ pub struct MapPlan {
     pub message_types: Vec<String>,
     pub tables: Vec<CodeTable>,
     pub fields: Vec<FieldPlan>,
+    /// Set when the mapping's output is a FHIR R4 Bundle (`fields` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<fhir::FhirBundlePlan>,
     /// How a table sink should store the records, from the output schema (message tables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableKeys>,

@@ -72,21 +72,49 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         }
         types = inp.get("message_types").map(|n| message_types(cx, n)).unwrap_or_default();
     }
-    let output = obj.get("output").and_then(|n| schema_ref(cx, n)).and_then(|(r, s)| match r {
-        SchemaRef::Output(o) => Some((o, s)),
-        SchemaRef::Hl7(_) => {
-            cx.push(
-                Diagnostic::error(
-                    codes::UNKNOWN_SCHEMA,
-                    format!("`{}` is an input standard, not an output schema", s.text),
-                )
-                .label(s.span, "not an output schema")
-                .help(format!("output schemas: {}", sluice_canonical::names().collect::<Vec<_>>().join(", "))),
-            );
-            None
-        }
-    });
+    let fhir_output = obj.get("output").filter(|n| n.as_str().is_some_and(|t| t.starts_with("fhir/")));
+    let output = obj.get("output").filter(|_| fhir_output.is_none()).and_then(|n| schema_ref(cx, n)).and_then(
+        |(r, s)| match r {
+            SchemaRef::Output(o) => Some((o, s)),
+            SchemaRef::Hl7(_) => {
+                cx.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_SCHEMA,
+                        format!("`{}` is an input standard, not an output schema", s.text),
+                    )
+                    .label(s.span, "not an output schema")
+                    .help(format!("output schemas: {}", sluice_canonical::names().collect::<Vec<_>>().join(", "))),
+                );
+                None
+            }
+        },
+    );
     let tables = obj.get("tables").map(|n| read_tables(cx, n)).unwrap_or_default();
+    if let Some(out) = fhir_output {
+        let (version, _) = input_version?;
+        let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
+        let head = super::fhir_output::Head { name, input_schema: input_text, message_types: types, tables };
+        let m = super::fhir_output::read(cx, &obj, out, hl7, version, head)?;
+        return Some(Mapping { plan: m.plan, input_version, output: m.output, leaf_classes: m.leaf_classes });
+    }
+    for (key, wanted) in [("fields", true), ("resources", false)] {
+        if obj.get(key).is_some() != wanted && obj.get("output").is_some() {
+            let (span, message, help) = match obj.key_span(key) {
+                Some(span) => (
+                    span,
+                    format!("`{key}` is for `output: fhir/r4/Bundle`"),
+                    "map the output schema's fields under `fields`",
+                ),
+                None => (
+                    obj.anchor(),
+                    format!("the mapping is missing the required key `{key}`"),
+                    "add `fields:` with one entry per output field",
+                ),
+            };
+            let code = if wanted { codes::MISSING_KEY } else { codes::UNKNOWN_KEY };
+            cx.push(Diagnostic::error(code, message).label(span, "here").help(help));
+        }
+    }
     let (Some((version, _)), Some((output, _))) = (input_version, output) else {
         return None;
     };
@@ -118,6 +146,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         message_types: types,
         tables,
         fields: m.fields,
+        fhir: None,
         table: output.table.as_ref().map(|t| TableKeys {
             write_mode: t.write_mode.clone(),
             primary_key: t.primary_key.clone(),
@@ -141,6 +170,74 @@ fn read_tables(cx: &mut Cx, node: &Node) -> Vec<CodeTable> {
         out.push(table);
     }
     out
+}
+
+/// What an `each:` (with `as:`) iterates over, checked: a repeating path (`each`) or segment
+/// groups/segments (`group`), the variable's name, and the variables in scope for the items.
+pub(crate) struct Iteration {
+    pub each: Option<crate::expr::ast::Expr>,
+    pub group: Option<crate::plan::GroupEach>,
+    pub var: Option<String>,
+    pub vars: Vec<Var>,
+}
+
+/// Checks the `each:` and `as:` keys of `obj` (a list producer, or a FHIR resource); without
+/// `each:` nothing is iterated and the variables are those of `env`.
+pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &Structures) -> Option<Iteration> {
+    let Scope::Hl7(hl7) = env.scope else { return None };
+    let mut vars = env.vars.clone();
+    let (mut each, mut var, mut group) = (None, None, None);
+    let name_of = |cx: &mut Cx, each_node: &Node| match obj.get("as") {
+        Some(n) => reader::string(cx, n, "`as`"),
+        None => Some(Spanned { text: "it".into(), span: each_node.span }),
+    };
+    if let Some(each_node) = obj.get("each")
+        && let Some((syn, base)) = check::group_syntax(each_node)
+    {
+        let mut ecx = check::ExprCx { sources: cx.sources, diags: cx.diags, base };
+        let (g, gv) = groups::check_each(&mut ecx, &syn, env, structures)?;
+        let name = name_of(cx, each_node)?;
+        vars.push(Var { name: name.text.clone(), datatype: String::new(), classes: BTreeSet::new(), group: Some(gv) });
+        group = Some(g);
+        var = Some(name.text);
+    } else if let Some(each_node) = obj.get("each") {
+        let t = check::check_node(cx.sources, cx.diags, each_node, env)?;
+        let (crate::expr::ast::Expr::Hl7 { path, .. } | crate::expr::ast::Expr::Within { path, .. }) = &t.expr else {
+            cx.push(
+                Diagnostic::error(codes::TYPE_MISMATCH, "`each` must be a repeating HL7 path")
+                    .label(each_node.span, "not a path")
+                    .help("write a path with `[*]`, such as `PID-3[*]`"),
+            );
+            return None;
+        };
+        if !t.multi {
+            cx.push(
+                Diagnostic::error(codes::TYPE_MISMATCH, "`each` needs a path that yields several values")
+                    .label(each_node.span, "this path yields one value")
+                    .help(format!(
+                        "iterate over every repetition with `[*]`, e.g. `{}[*]`",
+                        path.split('.').next().unwrap_or(path)
+                    )),
+            );
+            return None;
+        }
+        let resolved = hl7.resolve(path, each_node.span).ok()?;
+        // An iteration variable stands for one repetition: its components are addressed
+        // relative to the field's datatype, or to the component's when `each` names one.
+        let datatype = match resolved.path.component {
+            None => resolved.field_datatype.clone(),
+            Some(c) => hl7
+                .schema
+                .datatype(&resolved.field_datatype)
+                .and_then(|d| d.component(c))
+                .map_or("ST".to_string(), |cd| cd.datatype.clone()),
+        };
+        let name = name_of(cx, each_node)?;
+        vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone(), group: None });
+        each = Some(t.expr);
+        var = Some(name.text);
+    }
+    Some(Iteration { each, group, var, vars })
 }
 
 struct MappingChecker {
@@ -263,65 +360,7 @@ impl MappingChecker {
 
     fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
         let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{list}`"))?;
-        let Scope::Hl7(hl7) = env.scope else { return None };
-        let mut vars = env.vars.clone();
-        let (mut each, mut var, mut group) = (None, None, None);
-        let name_of = |cx: &mut Cx, each_node: &Node| match obj.get("as") {
-            Some(n) => reader::string(cx, n, "`as`"),
-            None => Some(Spanned { text: "it".into(), span: each_node.span }),
-        };
-        if let Some(each_node) = obj.get("each")
-            && let Some((syn, base)) = check::group_syntax(each_node)
-        {
-            let mut ecx = check::ExprCx { sources: cx.sources, diags: cx.diags, base };
-            let (g, gv) = groups::check_each(&mut ecx, &syn, env, &self.structures)?;
-            let name = name_of(cx, each_node)?;
-            vars.push(Var {
-                name: name.text.clone(),
-                datatype: String::new(),
-                classes: BTreeSet::new(),
-                group: Some(gv),
-            });
-            group = Some(g);
-            var = Some(name.text);
-        } else if let Some(each_node) = obj.get("each") {
-            let t = check::check_node(cx.sources, cx.diags, each_node, env)?;
-            let (crate::expr::ast::Expr::Hl7 { path, .. } | crate::expr::ast::Expr::Within { path, .. }) = &t.expr
-            else {
-                cx.push(
-                    Diagnostic::error(codes::TYPE_MISMATCH, "`each` must be a repeating HL7 path")
-                        .label(each_node.span, "not a path")
-                        .help("write a path with `[*]`, such as `PID-3[*]`"),
-                );
-                return None;
-            };
-            if !t.multi {
-                cx.push(
-                    Diagnostic::error(codes::TYPE_MISMATCH, "`each` needs a path that yields several values")
-                        .label(each_node.span, "this path yields one value")
-                        .help(format!(
-                            "iterate over every repetition with `[*]`, e.g. `{}[*]`",
-                            path.split('.').next().unwrap_or(path)
-                        )),
-                );
-                return None;
-            }
-            let resolved = hl7.resolve(path, each_node.span).ok()?;
-            // An iteration variable stands for one repetition: its components are addressed
-            // relative to the field's datatype, or to the component's when `each` names one.
-            let datatype = match resolved.path.component {
-                None => resolved.field_datatype.clone(),
-                Some(c) => hl7
-                    .schema
-                    .datatype(&resolved.field_datatype)
-                    .and_then(|d| d.component(c))
-                    .map_or("ST".to_string(), |cd| cd.datatype.clone()),
-            };
-            let name = name_of(cx, each_node)?;
-            vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone(), group: None });
-            each = Some(t.expr);
-            var = Some(name.text);
-        }
+        let Iteration { each, group, var, vars } = iteration(cx, &obj, env, &self.structures)?;
         let inner_env = Env { scope: env.scope, vars, tables: env.tables.clone() };
         let when = match obj.get("when") {
             Some(w) => {

@@ -269,9 +269,49 @@ pub static MAPPING: Shape = Shape {
         req("name", KeyType::String, "Mapping name."),
         opt("description", KeyType::String, "Free text."),
         req("input", KeyType::Object(&MAPPING_INPUT), "Input schema and message types."),
-        req("output", KeyType::String, "Output schema, e.g. `canonical/patient-event@1`."),
+        req("output", KeyType::String, "Output schema, e.g. `canonical/patient-event@1`, or `fhir/r4/Bundle`."),
         opt("tables", KeyType::MapOfStrings, "Code tables: name -> {code: value}."),
-        req("fields", KeyType::FieldMap, "Output field -> expression (or list producers)."),
+        opt(
+            "fields",
+            KeyType::FieldMap,
+            "Output field -> expression (or list producers). Required for an output schema.",
+        ),
+        opt(
+            "resources",
+            KeyType::MapOf(&FHIR_RESOURCE),
+            "For `output: fhir/r4/Bundle` (instead of `fields`): name -> one kind of resource of the Bundle.",
+        ),
+    ],
+};
+
+pub static FHIR_RESOURCE: Shape = Shape {
+    name: "mapping.resource",
+    type_tag: None,
+    doc: "One kind of FHIR resource of a mapping's transaction Bundle.",
+    keys: &[
+        req("type", KeyType::String, "FHIR R4 resource type (`Patient`, `Observation`)."),
+        opt(
+            "within",
+            KeyType::String,
+            "Build this resource once per instance of an earlier resource, in its scope (its `as` variable).",
+        ),
+        opt(
+            "each",
+            KeyType::Expr,
+            "One resource per repetition (`PID-3[*]`), segment (`segment(AL1)`) or segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`).",
+        ),
+        opt("as", KeyType::String, "Name of the iteration variable (default `it`)."),
+        opt("when", KeyType::Expr, "Condition for building the resource."),
+        req(
+            "id",
+            KeyType::StringOrList,
+            "Key expressions of the deterministic id: a UUID from SHA-256 of the type and the key values.",
+        ),
+        req(
+            "fields",
+            KeyType::FieldMap,
+            "Element path relative to the resource (`name[0].family`) -> expression, `ref(resource)`, or list producers.",
+        ),
     ],
 };
 

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_compiler::expr::ast::Expr;
-use sluice_compiler::plan::{FieldValue, ItemPlan, MapPlan, Producer};
+use sluice_compiler::plan::{FieldValue, GroupEach, ItemPlan, MapPlan, Producer};
 use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
@@ -80,14 +80,18 @@ fn list_inner(vt: &ValueType) -> &ValueType {
 
 /// The record's message, partitioned into segment group instances on first use (only
 /// mappings that iterate groups pay for it).
-struct Groups<'m> {
+pub(crate) struct Groups<'m> {
     msg: &'m Message<'static>,
     version: Option<Version>,
     partition: OnceCell<Partition>,
 }
 
-impl Groups<'_> {
-    fn partition(&self, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
+impl<'m> Groups<'m> {
+    pub(crate) fn new(msg: &'m Message<'static>, version: Option<Version>) -> Self {
+        Groups { msg, version, partition: OnceCell::new() }
+    }
+
+    pub(crate) fn partition(&self, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
         self.partition.get_or_init(|| {
             let (p, why) = groups::partition(self.msg, self.version);
             if let Some(why) = why {
@@ -98,9 +102,32 @@ impl Groups<'_> {
     }
 }
 
+/// The instances `each: group(...)` / `segment(...)` iterates over, within the group
+/// instance bound to `each.within` when it names one (none when that variable is unbound).
+pub(crate) fn group_instances(
+    scope: &Scope<'_>,
+    each: &GroupEach,
+    g: &Groups<'_>,
+    field: &str,
+    warnings: &mut Vec<Issue>,
+) -> Vec<groups::Instance> {
+    let parent = match &each.within {
+        Some(w) => match scope.groups.iter().rev().find(|(n, _)| n == w) {
+            Some((_, inst)) => Some(*inst),
+            None => return Vec::new(),
+        },
+        None => None,
+    };
+    if each.segment {
+        groups::segments(g.msg, &each.shape.name, parent)
+    } else {
+        g.partition(field, warnings).instances(g.msg, each, parent)
+    }
+}
+
 /// The bindings a producer iterates over: repetitions for an HL7 path (within a group
 /// instance for `order.NTE[*]-3`), else one single-value binding per value of the expression.
-fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding> {
+pub(crate) fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding> {
     if let (Expr::Hl7 { path, .. } | Expr::Within { path, .. }, Some(msg)) = (each, scope.msg)
         && let Some(p) = scope.prepared.path(path)
     {
@@ -184,18 +211,7 @@ fn produce(
 ) {
     let var = producer.var.as_deref().unwrap_or("it");
     if let Some(each) = &producer.group {
-        let parent = match &each.within {
-            Some(w) => match scope.groups.iter().rev().find(|(n, _)| n == w) {
-                Some((_, inst)) => Some(*inst),
-                None => return,
-            },
-            None => None,
-        };
-        let instances = if each.segment {
-            groups::segments(g.msg, &each.shape.name, parent)
-        } else {
-            g.partition(t.pattern, out.warnings).instances(g.msg, each, parent)
-        };
+        let instances = group_instances(scope, each, g, t.pattern, out.warnings);
         for inst in &instances {
             let mut groups = scope.groups.clone();
             groups.push((var, inst));
@@ -243,6 +259,9 @@ pub fn run<'p>(
         return Step::Dlq(rec, r);
     };
     let msg = Arc::clone(msg);
+    if let Some(bundle) = &plan.fhir {
+        return crate::fhir_output::run(component, emits, bundle, tables, prepared, rec, &msg);
+    }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups { msg: &msg, version, partition: OnceCell::new() };
     let zone = Arc::clone(&rec.env.timezone);

@@ -289,6 +289,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
                 entries: vec![("M".into(), "male".into()), ("F".into(), "female".into())],
             }],
             fields,
+            fhir: None,
             table: None,
         }),
     )
