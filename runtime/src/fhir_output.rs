@@ -27,11 +27,12 @@ use sluice_compiler::plan::GroupEach;
 use sluice_compiler::plan::fhir::{
     FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirStep, FhirValue,
 };
+use sluice_compiler::spec::fhir_output::satisfies;
 use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
-use crate::dlq::Rejection;
+use crate::dlq::{Finding, Rejection};
 use crate::eval::{Prepared, Scope, Tables, coerce};
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 use crate::stages::Step;
@@ -73,6 +74,8 @@ struct Ctx<'c> {
     /// `when` did not hold.
     singles: HashMap<&'c str, Option<String>>,
     built: Vec<Built>,
+    /// Required elements missing from built resources (`Observation.status`).
+    missing: Vec<String>,
 }
 
 /// What `ref(name)` can see from where a resource is built.
@@ -112,6 +115,7 @@ pub(crate) fn run<'p>(
         warnings: std::mem::take(&mut rec.env.warnings),
         singles: HashMap::new(),
         built: Vec::new(),
+        missing: Vec::new(),
     };
     for r in plan.resources.iter().filter(|r| is_single(r)) {
         let id = instance_id(&scope, r, &mut ctx.warnings);
@@ -121,8 +125,22 @@ pub(crate) fn run<'p>(
         build_kind(&mut ctx, kind, &scope, &[]);
         let _ = r;
     }
-    let Ctx { mut built, warnings, .. } = ctx;
+    let Ctx { mut built, warnings, mut missing, .. } = ctx;
     rec.env.warnings = warnings;
+    if !missing.is_empty() {
+        missing.dedup();
+        let findings = missing
+            .iter()
+            .map(|p| Finding {
+                code: findings::REQUIRED_OUTPUT_EMPTY,
+                rule: None,
+                path: Some(p.clone()),
+                message: "required FHIR element is empty".into(),
+            })
+            .collect();
+        let reason = format!("required FHIR element(s) empty in map stage `{component}`: {}", missing.join(", "));
+        return Step::Dlq(rec, Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings });
+    }
     built.sort_by_key(|b| b.order);
     let mut seen = HashMap::new();
     for b in &built {
@@ -268,6 +286,12 @@ fn build_kind(ctx: &mut Ctx<'_>, kind: usize, scope: &Scope<'_>, ancestors: &[(&
                 set_field(&mut resource, f, &inner, &ctx.singles, &refs, ctx.groups, w);
             }
             prune(&mut resource);
+            for name in &r.required {
+                let present = matches!(&resource, Doc::Obj(m) if m.iter().any(|(k, _)| satisfies(k, name)));
+                if !present {
+                    ctx.missing.push(format!("{}.{name}", r.resource_type));
+                }
+            }
             let n = ctx.built.len();
             ctx.built.push(Built { order: (kind, n), kind, id, resource });
             let mut saved = std::mem::take(w);
@@ -293,7 +317,9 @@ fn set_field(
     warnings: &mut Vec<Issue>,
 ) {
     let value = match &f.value {
-        FhirValue::Scalar { expr, value_type, fhir_type } => scalar(scope, expr, value_type, fhir_type, warnings),
+        FhirValue::Scalar { expr, value_type, fhir_type, codes } => {
+            allowed(scalar(scope, expr, value_type, fhir_type, warnings), codes, scope.field, warnings)
+        }
         FhirValue::Ref { target: name, many } => {
             let reference = |id: &String| Doc::Obj(vec![("reference".into(), Doc::Str(format!("urn:uuid:{id}")))]);
             if let Some((_, id)) = refs.ancestors.iter().rev().find(|(n, _)| n == name) {
@@ -319,6 +345,21 @@ fn set_field(
     };
     if !value.is_empty_value() {
         set_path(target, &f.path, value);
+    }
+}
+
+/// `value` when `codes` is empty or holds it; else nothing, with warning RT311.
+fn allowed(value: Doc, codes: &[String], field: &str, warnings: &mut Vec<Issue>) -> Doc {
+    match &value {
+        Doc::Str(s) if !codes.is_empty() && !codes.contains(s) => {
+            warnings.push(Issue::new(
+                findings::FHIR_CODE_NOT_ALLOWED,
+                field,
+                "value is not a code of the element's required value set",
+            ));
+            Doc::Null
+        }
+        _ => value,
     }
 }
 
@@ -391,7 +432,9 @@ fn produce(
             return;
         }
         let mut item = match &p.item {
-            FhirItem::Scalar { expr, value_type, fhir_type } => scalar(inner, expr, value_type, fhir_type, w),
+            FhirItem::Scalar { expr, value_type, fhir_type, codes } => {
+                allowed(scalar(inner, expr, value_type, fhir_type, w), codes, inner.field, w)
+            }
             FhirItem::Fields { fields } => {
                 let mut obj = Doc::Obj(Vec::new());
                 for f in fields {

@@ -120,6 +120,8 @@ findings! {
         "A mapping iterates segment groups (`each: group(...)`), but the message has no bundled structure for its type and version, or does not follow it (a segment out of place). Its groups were formed by the fallback rule: an instance opens at a segment that can start the group and takes the following segments of the group until the next such segment or a segment outside the group. Check the rows of this message; validate the structure with `hl7_checks` to find the misplaced segment.";
     FHIR_DUPLICATE_ID = "RT310", Dlq, "two resources of a FHIR Bundle got the same id",
         "A FHIR mapping gave two resources of one message the same deterministic id: their `id:` key expressions had the same values. The message goes to the DLQ instead of writing a Bundle whose entries overwrite each other; add key parts that tell the instances apart (a set id such as `obs.OBX-1`, the order's `order.OBR-1`).";
+    FHIR_CODE_NOT_ALLOWED = "RT311", Warning, "value is not a code of the element's required value set",
+        "A FHIR mapping wrote a value read from the message to an element with a required binding (`Observation.status`, `Patient.gender`), and the value is not one of its codes. It is left out, as FHIR does not allow it; if the element is required the message goes to the DLQ (RT307). Translate the source codes with a `lookup` table whose values are the FHIR codes (the compiler checks those).";
 
     CLASSED_LEAF_UNRULED = "RT401", Warning, "PHI leaf without masking rule was nulled",
         "An output value carries a PHI class but no field or class rule of the masking policy covers it; it was set to null (fail safe). The compiler should prevent this.";

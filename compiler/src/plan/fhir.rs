@@ -38,6 +38,9 @@ pub struct FhirResourcePlan {
     /// The key parts of the deterministic id (see `docs/hl7v2-to-fhir.md`).
     pub id: Vec<Expr>,
     pub fields: Vec<FhirField>,
+    /// Elements the resource must have (min >= 1, `value[x]` for a choice): a built resource
+    /// without one sends the message to the DLQ.
+    pub required: Vec<String>,
     /// Leaf pattern -> PHI classes.
     pub classes: Vec<(String, Vec<PhiClass>)>,
 }
@@ -61,8 +64,15 @@ pub struct FhirField {
 #[serde(tag = "form", rename_all = "snake_case")]
 pub enum FhirValue {
     /// A primitive value of FHIR type `fhir_type`, converted to `value_type` (HL7 dates and
-    /// times to FHIR `date`/`dateTime`, keeping the value's precision).
-    Scalar { expr: Expr, value_type: ValueType, fhir_type: String },
+    /// times to FHIR `date`/`dateTime`, keeping the value's precision). `codes`: the codes of
+    /// the element's required binding (empty: any value); another value is not written.
+    Scalar {
+        expr: Expr,
+        value_type: ValueType,
+        fhir_type: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        codes: Vec<String>,
+    },
     /// `ref(name)`: `{"reference": "urn:uuid:<id>"}` of the resource `name` in the same Bundle;
     /// `many` for a repeating element, which gets one reference per instance.
     Ref { target: String, many: bool },
@@ -83,8 +93,14 @@ pub struct FhirProducer {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "shape", rename_all = "snake_case")]
 pub enum FhirItem {
-    /// An item of a primitive list (`given`).
-    Scalar { expr: Expr, value_type: ValueType, fhir_type: String },
+    /// An item of a primitive list (`given`, `category`); `codes` as for [`FhirValue::Scalar`].
+    Scalar {
+        expr: Expr,
+        value_type: ValueType,
+        fhir_type: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        codes: Vec<String>,
+    },
     /// Fields of a complex item (`value`, `system`, `type.coding[0].code`).
     Fields { fields: Vec<FhirField> },
 }

@@ -198,6 +198,14 @@ fn sub_span(span: Span, offset: usize, len: usize) -> Span {
     Span::new(span.file, start, (start + len.max(1)).min(span.end.max(start + 1)))
 }
 
+/// A checked primitive value.
+struct Scalar {
+    expr: Expr,
+    value_type: ValueType,
+    fhir_type: String,
+    codes: Vec<String>,
+}
+
 /// A checked element path: where it leads and its steps.
 struct Walked {
     resolved: Resolved<'static>,
@@ -266,6 +274,7 @@ impl Checker<'_> {
                 }
             }
         }
+        let required = self.required_elements(cx, o, &resource_type, &fields);
         let mut classes: BTreeMap<String, BTreeSet<PhiClass>> = BTreeMap::new();
         for (p, cl, _, _) in &self.leaves[before..] {
             classes.entry(p.clone()).or_default().extend(cl.iter().copied());
@@ -281,12 +290,33 @@ impl Checker<'_> {
             when,
             id,
             fields,
+            required,
             classes: classes
                 .into_iter()
                 .filter(|(_, c)| !c.is_empty())
                 .map(|(p, c)| (p, c.into_iter().collect()))
                 .collect(),
         })
+    }
+
+    /// The resource's required elements (min >= 1); SL408 for each one no field writes.
+    fn required_elements(&self, cx: &mut Cx, o: &Obj, rtype: &str, fields: &[FhirField]) -> Vec<String> {
+        let required: Vec<String> =
+            self.schema.children(rtype).filter(|e| e.min >= 1).map(|e| e.name.clone()).collect();
+        for name in &required {
+            if !fields.iter().any(|f| f.path.first().is_some_and(|s| satisfies(&s.name, name))) {
+                let at = o.key_span("fields").unwrap_or(o.anchor());
+                cx.push(
+                    Diagnostic::error(
+                        codes::UNMAPPED_REQUIRED,
+                        format!("{rtype} requires `{name}`, which is not mapped"),
+                    )
+                    .label(at, format!("`{name}` missing from these fields"))
+                    .help(format!("add `{name}: <expression>` (a {rtype} without it is not valid FHIR)")),
+                );
+            }
+        }
+        required
     }
 
     /// Resolves `base` + `key` in `rtype` (`base` is `identifier[0].` inside a list item) and
@@ -407,19 +437,12 @@ impl Checker<'_> {
             let producers = items.iter().filter_map(|p| self.producer(cx, rtype, &list, &w, p, env)).collect();
             return Some(FhirField { path: w.steps, value: FhirValue::List { producers } });
         }
-        let (expr, value_type, fhir_type) = self.scalar(cx, &w, key, value, env)?;
-        Some(FhirField { path: w.steps, value: FhirValue::Scalar { expr, value_type, fhir_type } })
+        let Scalar { expr, value_type, fhir_type, codes } = self.scalar(cx, &w, key, value, env)?;
+        Some(FhirField { path: w.steps, value: FhirValue::Scalar { expr, value_type, fhir_type, codes } })
     }
 
     /// One primitive value: type, binding and PHI checks; records the leaf.
-    fn scalar(
-        &mut self,
-        cx: &mut Cx,
-        w: &Walked,
-        key: &str,
-        value: &Node,
-        env: &Env,
-    ) -> Option<(Expr, ValueType, String)> {
+    fn scalar(&mut self, cx: &mut Cx, w: &Walked, key: &str, value: &Node, env: &Env) -> Option<Scalar> {
         let ty = match w.resolved.types.as_slice() {
             [one] => one.clone(),
             several => {
@@ -462,7 +485,8 @@ impl Checker<'_> {
             classes.extend(w.resolved.phi);
         }
         self.leaves.push((w.pattern.clone(), classes, value.span, value_type.clone()));
-        Some((t.expr, value_type, ty))
+        let codes = w.resolved.required_codes.map(<[String]>::to_vec).unwrap_or_default();
+        Some(Scalar { expr: t.expr, value_type, fhir_type: ty, codes })
     }
 
     /// Literal codes and the values of looked-up tables must be codes of the required value set.
@@ -596,8 +620,8 @@ impl Checker<'_> {
             FhirItem::Fields { fields }
         } else {
             let item_walk = Walked { resolved: w.resolved.clone(), steps: w.steps.clone(), pattern: w.pattern.clone() };
-            let (expr, value_type, fhir_type) = self.scalar(cx, &item_walk, key, item_node, &inner)?;
-            FhirItem::Scalar { expr, value_type, fhir_type }
+            let Scalar { expr, value_type, fhir_type, codes } = self.scalar(cx, &item_walk, key, item_node, &inner)?;
+            FhirItem::Scalar { expr, value_type, fhir_type, codes }
         };
         Some(FhirProducer { each, group, var, when, item })
     }
@@ -611,6 +635,14 @@ fn writes_data(e: &Expr) -> bool {
         Expr::Lit { .. } => false,
         Expr::Call { function: Function::If, args } => args.iter().skip(1).any(writes_data),
         _ => true,
+    }
+}
+
+/// Whether JSON member `written` is element `name` (`valueQuantity` is `value[x]`).
+pub fn satisfies(written: &str, name: &str) -> bool {
+    match name.strip_suffix("[x]") {
+        Some(stem) => written.starts_with(stem) && written[stem.len()..].starts_with(|c: char| c.is_ascii_uppercase()),
+        None => written == name,
     }
 }
 
