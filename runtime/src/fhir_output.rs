@@ -611,3 +611,32 @@ mod tests {
         assert_eq!(d.to_json_string(), r#"{"name":[{"family":"X","given":["Y"]}],"telecom":[{"value":"5"}]}"#);
     }
 }
+
+#[cfg(test)]
+mod props {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any text: no panic, and what comes out is a FHIR date or dateTime form.
+        #[test]
+        fn fhir_date_never_panics_and_writes_fhir_forms(text in "\\PC{0,24}|[0-9]{0,14}([+-][0-9]{4})?", time in any::<bool>()) {
+            if let Some(d) = fhir_date(&text, "Z", time) {
+                let date = d.split('T').next().unwrap();
+                prop_assert!(matches!(date.len(), 4 | 7 | 10), "{d}");
+                prop_assert!(date.bytes().enumerate().all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() }), "{d}");
+                prop_assert!(time || !d.contains('T'), "{d}");
+            }
+        }
+
+        /// Any values of any keys: a version 8 UUID, and the same keys the same id.
+        #[test]
+        fn ids_are_uuids(keys in proptest::collection::vec(proptest::option::of("\\PC{0,8}"), 0..4)) {
+            let id = fhir_id("Observation", &keys);
+            prop_assert_eq!(id.len(), 36);
+            prop_assert_eq!(&id[14..15], "8");
+            prop_assert_eq!(id.clone(), fhir_id("Observation", &keys));
+        }
+    }
+}

@@ -97,22 +97,21 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         let m = super::fhir_output::read(cx, &obj, out, hl7, version, head)?;
         return Some(Mapping { plan: m.plan, input_version, output: m.output, leaf_classes: m.leaf_classes });
     }
-    for (key, wanted) in [("fields", true), ("resources", false)] {
-        if obj.get(key).is_some() != wanted && obj.get("output").is_some() {
-            let (span, message, help) = match obj.key_span(key) {
-                Some(span) => (
-                    span,
-                    format!("`{key}` is for `output: fhir/r4/Bundle`"),
-                    "map the output schema's fields under `fields`",
-                ),
-                None => (
-                    obj.anchor(),
-                    format!("the mapping is missing the required key `{key}`"),
-                    "add `fields:` with one entry per output field",
-                ),
-            };
-            let code = if wanted { codes::MISSING_KEY } else { codes::UNKNOWN_KEY };
-            cx.push(Diagnostic::error(code, message).label(span, "here").help(help));
+    // An output schema is mapped with `fields`; `resources` belongs to FHIR output.
+    if obj.get("output").is_some() {
+        if obj.get("fields").is_none() {
+            cx.push(
+                Diagnostic::error(codes::MISSING_KEY, "the mapping is missing the required key `fields`")
+                    .label(obj.anchor(), "add `fields` here")
+                    .help("`fields`: output field -> expression, one entry per field of the output schema"),
+            );
+        }
+        if let Some(span) = obj.key_span("resources") {
+            cx.push(
+                Diagnostic::error(codes::UNKNOWN_KEY, "`resources` is for `output: fhir/r4/Bundle`")
+                    .label(span, "not a key of a mapping to an output schema")
+                    .help("map the output schema's fields under `fields`, or write `output: fhir/r4/Bundle`"),
+            );
         }
     }
     let (Some((version, _)), Some((output, _))) = (input_version, output) else {
