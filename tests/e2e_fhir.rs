@@ -247,12 +247,12 @@ OBX|1|NM|718-7^Hemoglobin^LN||13.5|g/dL|||||F\n\
 OBX|2|NM|6690-2^WBC^LN||7.1|10*3/uL|||||\n\
 ";
 
-const KEEP_ALL: &str = "kind: masking\nname: keep\nclasses:\n  name: {action: hash}\n  dob: {action: keep, reason: \"test\"}\n  mrn: {action: keep, reason: \"test\"}\n  date: {action: keep, reason: \"test\"}\nhash_key: ${SLUICE_MASK_KEY}\n";
+const KEEP_ALL: &str = "kind: masking\nname: keep\nfields:\n  Patient.name[*].given[*]: \"null\"\nclasses:\n  name: {action: hash}\n  dob: {action: keep, reason: \"test\"}\n  mrn: {action: keep, reason: \"test\"}\n  date: {action: keep, reason: \"test\"}\nhash_key: ${SLUICE_MASK_KEY}\n";
 
 fn oru_mapping(observation_id: &str, status: &str) -> String {
     format!(
         "kind: mapping\nname: t\ninput: {{schema: hl7v2/2.5.1, message_types: [\"ORU^R01\"]}}\noutput: fhir/r4/Bundle\n\
-         resources:\n  patient:\n    type: Patient\n    id: PID-3[0].1\n    fields:\n      name[0].family: PID-5.1.1\n      birthDate: date(PID-7)\n\
+         resources:\n  patient:\n    type: Patient\n    id: PID-3[0].1\n    fields:\n      name[0].family: PID-5.1.1\n      name[0].given:\n        - item: PID-5.2\n      birthDate: date(PID-7)\n\
          \x20 observation:\n    type: Observation\n    each: group(OBSERVATION)\n    as: obs\n    id: [{observation_id}]\n    fields:\n\
          \x20     status: {status}\n      code.coding[0].code: obs.OBX-3.1\n      subject: ref(patient)\n"
     )
@@ -279,6 +279,7 @@ fn masking_applies_to_bundle_leaves_and_bad_resources_go_to_the_dlq() {
     let patient = resources(&bundles[0], "Patient")[0];
     let family = patient["name"][0]["family"].as_str().unwrap();
     assert!(family.starts_with("h:") && family.len() == 66, "hashed by the policy: {family}");
+    assert_eq!(patient["name"][0].as_object().unwrap().len(), 1, "the nulled given name is left out: {patient}");
     assert_eq!(patient["birthDate"], "1980-06-15");
     assert_eq!(resources(&bundles[0], "Observation").len(), 2);
     // Two observations with the same key: the message goes to the DLQ, not a Bundle whose
@@ -300,4 +301,21 @@ fn check_refuses_a_resource_without_its_required_elements() {
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("SL408") && err.contains("Observation requires `status`, which is not mapped"), "{err}");
+}
+
+#[test]
+fn check_refuses_filters_on_bundles() {
+    let dir = std::env::temp_dir().join(format!("sluice-e2e-fhir-filter-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let base = root().join("mappings/base");
+    let pipeline = format!(
+        "kind: pipeline\nname: t\nsources:\n  src: {{type: files, format: hl7v2, path: [x.hl7], profile: {b}/profiles/default.yaml}}\n\
+         stages:\n  m: {{type: map, inputs: [src], mapping: {b}/hl7v2-fhir-oru.yaml}}\n  f: {{type: filter, inputs: [m], keep: 'type == \"transaction\"'}}\n\
+         \x20 k: {{type: mask, inputs: [f], policy: {b}/policies/fhir-ehr.yaml}}\nsinks:\n  o: {{type: jsonl, inputs: [k], path: o.jsonl}}\ndlq: {{path: d.jsonl}}\n",
+        b = base.display()
+    );
+    std::fs::write(dir.join("p.yaml"), pipeline).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args(["check", "p.yaml"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(err.contains("SL306") && err.contains("its input emits FHIR Bundles"), "{err}");
 }

@@ -773,6 +773,18 @@ impl Compiler {
     fn condition(&mut self, c: &ComponentSpec, node: &Node, flow: Flow) -> Option<crate::expr::ast::Expr> {
         let scope = match flow {
             Flow::Hl7(v) => Scope::Hl7(Hl7Env { schema: sluice_hl7v2::schema::schema(v), z_segments: &[] }),
+            Flow::Output(o) if o.name == crate::plan::fhir::BUNDLE_SCHEMA => {
+                // Bundle leaves are patterns over entries, not fields a condition can read.
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INCOMPATIBLE_INPUT,
+                        format!("`{}` needs records with fields, but its input emits FHIR Bundles", c.name),
+                    )
+                    .label(c.inputs.first().map_or(c.name_span, |i| i.span), "emits fhir/r4/Bundle")
+                    .help("filter or route the HL7 messages before the FHIR map stage"),
+                );
+                return None;
+            }
             Flow::Output(o) => Scope::Output(o),
             Flow::Unknown => return None,
         };

@@ -16,7 +16,8 @@
 //! - Two resources of one Bundle with the same id send the message to the DLQ (RT310), never a
 //!   Bundle whose entries overwrite each other.
 //! - PHI tags: every leaf of the finished Bundle whose pattern (`Patient.name[*].family`) the
-//!   plan classes is tagged under its JSON pointer for the mask stage.
+//!   plan classes is tagged under its JSON pointer for the mask stage; after a mask stage,
+//!   [`drop_nulled`] removes the leaves it nulled and re-tags what remains.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -154,12 +155,9 @@ pub(crate) fn run<'p>(
             return Step::Dlq(rec, r);
         }
     }
-    let mut classes = BTreeMap::new();
     let mut entries = Vec::with_capacity(built.len());
-    for (i, b) in built.into_iter().enumerate() {
+    for b in built {
         let r = &plan.resources[b.kind];
-        let patterns: HashMap<&str, &[PhiClass]> = r.classes.iter().map(|(p, c)| (p.as_str(), c.as_slice())).collect();
-        tag(&b.resource, &r.resource_type, &format!("/entry/{i}/resource"), &patterns, &mut classes);
         entries.push(Doc::Obj(vec![
             ("fullUrl".into(), Doc::Str(format!("urn:uuid:{}", b.id))),
             ("resource".into(), b.resource),
@@ -177,9 +175,14 @@ pub(crate) fn run<'p>(
     if !entries.is_empty() {
         bundle.push(("entry".into(), Doc::Arr(entries)));
     }
-    rec.env.classes = classes;
+    let bundle = Doc::Obj(bundle);
+    let mut patterns: HashMap<&str, Vec<PhiClass>> = HashMap::new();
+    for (p, c) in plan.resources.iter().flat_map(|r| r.classes.iter()) {
+        patterns.entry(p.as_str()).or_default().extend(c.iter().copied());
+    }
+    rec.env.classes = classes_of(&bundle, &patterns);
     rec.env.masking = None;
-    rec.payload = Payload::Doc(Doc::Obj(bundle));
+    rec.payload = Payload::Doc(bundle);
     rec.schema = Arc::clone(emits);
     Step::Next(rec, None)
 }
@@ -294,6 +297,8 @@ fn build_kind(ctx: &mut Ctx<'_>, kind: usize, scope: &Scope<'_>, ancestors: &[(&
             }
             let n = ctx.built.len();
             ctx.built.push(Built { order: (kind, n), kind, id, resource });
+            // The children are built with `ctx` (which `w` is not part of): hand them the
+            // warnings gathered so far, then take them all back into `w`.
             let mut saved = std::mem::take(w);
             std::mem::swap(&mut ctx.warnings, &mut saved);
             for &c in &children {
@@ -531,12 +536,38 @@ fn prune(d: &mut Doc) {
     }
 }
 
+/// The classed leaves of a Bundle, by JSON pointer, from the classes of their patterns.
+fn classes_of(bundle: &Doc, patterns: &HashMap<&str, Vec<PhiClass>>) -> BTreeMap<String, ClassedLeaf> {
+    let mut out = BTreeMap::new();
+    if let Some(Doc::Arr(entries)) = bundle.get("entry") {
+        for (i, e) in entries.iter().enumerate() {
+            let Some(resource) = e.get("resource") else { continue };
+            let Some(Doc::Str(ty)) = resource.get("resourceType") else { continue };
+            tag(resource, ty, &format!("/entry/{i}/resource"), patterns, &mut out);
+        }
+    }
+    out
+}
+
+/// After a mask stage: the leaves it set to null are removed (FHIR JSON has no nulls), and the
+/// PHI tags follow the leaves that remain (their pointers may have moved within lists).
+pub fn drop_nulled(rec: &mut Record) {
+    let Payload::Doc(doc) = &mut rec.payload else { return };
+    let mut patterns: HashMap<&str, Vec<PhiClass>> = HashMap::new();
+    for leaf in rec.env.classes.values() {
+        patterns.entry(leaf.pattern.as_str()).or_default().extend(leaf.classes.iter().copied());
+    }
+    prune(doc);
+    let classes = classes_of(doc, &patterns);
+    rec.env.classes = classes;
+}
+
 /// Tags the classed leaves of `d` (pattern `prefix.key[*]...`) under their JSON pointers.
 fn tag(
     d: &Doc,
     pattern: &str,
     pointer: &str,
-    patterns: &HashMap<&str, &[PhiClass]>,
+    patterns: &HashMap<&str, Vec<PhiClass>>,
     out: &mut BTreeMap<String, ClassedLeaf>,
 ) {
     match d {

@@ -63,6 +63,18 @@ pub fn text(plan: &Plan) -> String {
                     "    mapping {} ({}): {} -> {}",
                     m.mapping, m.mapping_file, m.input_schema, m.output_schema
                 );
+                if let Some(b) = &m.fhir {
+                    for r in &b.resources {
+                        let per = match (&r.within, r.each.is_some() || r.group.is_some()) {
+                            (Some(w), true) => format!(", each within {w}"),
+                            (Some(w), false) => format!(", one per {w}"),
+                            (None, true) => ", each".to_string(),
+                            (None, false) => String::new(),
+                        };
+                        let _ =
+                            writeln!(o, "    resource {}: {}{per}, {} fields", r.name, r.resource_type, r.fields.len());
+                    }
+                }
                 if let Some(t) = &m.table {
                     let cursor = t.cursor.as_ref().map(|c| format!(", cursor {c}")).unwrap_or_default();
                     let _ = writeln!(

@@ -134,6 +134,9 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
         outcomes.insert(pointer.clone(), merged);
     }
     rec.env.masking = Some(outcomes);
+    if *rec.schema == *sluice_compiler::plan::fhir::BUNDLE_SCHEMA {
+        crate::fhir_output::drop_nulled(&mut rec);
+    }
     Step::Next(rec, None)
 }
 
