@@ -122,9 +122,10 @@ pub(crate) fn run<'p>(
         let id = instance_id(&scope, r, &mut ctx.warnings);
         ctx.singles.insert(&r.name, id);
     }
-    for (kind, r) in plan.resources.iter().enumerate().filter(|(_, r)| r.within.is_none()) {
-        build_kind(&mut ctx, kind, &scope, &[]);
-        let _ = r;
+    for (kind, r) in plan.resources.iter().enumerate() {
+        if r.within.is_none() {
+            build_kind(&mut ctx, kind, &scope, &[]);
+        }
     }
     let Ctx { mut built, warnings, mut missing, .. } = ctx;
     rec.env.warnings = warnings;

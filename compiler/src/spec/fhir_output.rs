@@ -18,13 +18,13 @@ use sluice_fhir::{PathError, PathErrorKind, Resolved, Schema};
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
-use super::mapping::{Iteration, iteration};
+use super::mapping::{Iteration, iteration, single};
 use super::reader::{self, Cx, Obj};
 use super::shape;
 use crate::codes;
 use crate::diagnostics::{Diagnostic, did_you_mean};
 use crate::expr::ast::{Expr, Function, Literal};
-use crate::expr::check::{self, Env, Scope, Typed, Var};
+use crate::expr::check::{self, Env, Scope, Var};
 use crate::expr::groups::Structures;
 use crate::hl7::Hl7Env;
 use crate::plan::fhir::{
@@ -649,16 +649,4 @@ pub fn satisfies(written: &str, name: &str) -> bool {
 fn upper_first(s: &str) -> String {
     let mut c = s.chars();
     c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
-}
-
-fn single(cx: &mut Cx, t: Typed, span: Span) -> Option<Typed> {
-    if !t.multi {
-        return Some(t);
-    }
-    cx.push(
-        Diagnostic::error(codes::MULTI_VALUE, "this path yields a list where one value is expected")
-            .label(span, "`[*]` yields every repetition")
-            .help("pick one (`[0]`), map a repeating element with `each:`, or `join(..., \",\")`"),
-    );
-    None
 }

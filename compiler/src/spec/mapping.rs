@@ -239,6 +239,19 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
     Some(Iteration { each, group, var, vars })
 }
 
+/// `t` when it is one value; SL508 at `span` when its path yields a list.
+pub(crate) fn single(cx: &mut Cx, t: Typed, span: Span) -> Option<Typed> {
+    if !t.multi {
+        return Some(t);
+    }
+    cx.push(
+        Diagnostic::error(codes::MULTI_VALUE, "this path yields a list where one value is expected")
+            .label(span, "`[*]` yields every repetition")
+            .help("pick one (`[0]`), use a list field with `each:`, or `join(..., \",\")`"),
+    );
+    None
+}
+
 struct MappingChecker {
     output: &'static OutputSchema,
     /// The message structures of the mapping's message types, for `each: group(...)`.
@@ -303,7 +316,7 @@ impl MappingChecker {
                 ),
                 _ => {
                     let Some(t) = check::check_node(cx.sources, cx.diags, value, env) else { continue };
-                    let Some(t) = self.single(cx, t, value.span) else { continue };
+                    let Some(t) = single(cx, t, value.span) else { continue };
                     if !check::check_fits(cx.diags, &t, &def.value_type, value.span, &format!("`{path}`")) {
                         continue;
                     }
@@ -343,18 +356,6 @@ impl MappingChecker {
             None if parent.is_empty() => d.help(format!("top-level fields: {list}")),
             None => d.help(format!("`{parent}` has the fields {list}")),
         }
-    }
-
-    fn single(&self, cx: &mut Cx, t: Typed, span: Span) -> Option<Typed> {
-        if !t.multi {
-            return Some(t);
-        }
-        cx.push(
-            Diagnostic::error(codes::MULTI_VALUE, "this path yields a list where one value is expected")
-                .label(span, "`[*]` yields every repetition")
-                .help("pick one (`[0]`), use a list field with `each:`, or `join(..., \",\")`"),
-        );
-        None
     }
 
     fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
@@ -407,7 +408,7 @@ impl MappingChecker {
                         continue;
                     }
                     let Some(t) = check::check_node(cx.sources, cx.diags, value, &inner_env) else { continue };
-                    let Some(t) = self.single(cx, t, value.span) else { continue };
+                    let Some(t) = single(cx, t, value.span) else { continue };
                     if !check::check_fits(cx.diags, &t, &def.value_type, value.span, &format!("`{path}`")) {
                         continue;
                     }
@@ -440,7 +441,7 @@ impl MappingChecker {
             }
             _ => {
                 let t = check::check_node(cx.sources, cx.diags, item_node, &inner_env)?;
-                let t = self.single(cx, t, item_node.span)?;
+                let t = single(cx, t, item_node.span)?;
                 if !check::check_fits(cx.diags, &t, inner, item_node.span, &format!("an item of `{list}`")) {
                     return None;
                 }
