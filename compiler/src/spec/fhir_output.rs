@@ -511,7 +511,8 @@ impl Checker<'_> {
     /// of looked-up tables and their defaults, through `if` branches and `coalesce`.
     fn codes_written(&self, expr: &Expr, out: &mut Vec<String>) {
         match expr {
-            Expr::Lit { value: Literal::Str(s) } => out.push(s.clone()),
+            // An empty text is never written (FHIR has no empty values).
+            Expr::Lit { value: Literal::Str(s) } if !s.is_empty() => out.push(s.clone()),
             Expr::Lookup { table, default, .. } => {
                 if let Some(t) = self.tables.iter().find(|t| &t.name == table) {
                     out.extend(t.entries.iter().map(|(_, v)| v.clone()));
