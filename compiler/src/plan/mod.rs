@@ -18,7 +18,7 @@ use sluice_spec_core::{PhiClass, ValueType};
 use crate::expr::ast::Expr;
 
 /// Version of the plan's JSON shape; bumped when a change would confuse an older runtime.
-pub const PLAN_FORMAT: u32 = 2;
+pub const PLAN_FORMAT: u32 = 3;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
