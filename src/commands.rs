@@ -13,6 +13,8 @@ use sluice_compiler::plan::render;
 use sluice_hl7v2::schema::Version;
 use sluice_hl7v2::validate::{Options, Severity as HSeverity, validate};
 
+use sluice_runtime::mllp::ListenEvent;
+
 use crate::PlanFormat;
 
 const OK: u8 = 0;
@@ -102,8 +104,24 @@ pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Op
         Ok(p) => p,
         Err(code) => return code,
     };
+    // A listening source reports when it listens and stops; say so on stderr (no data in it).
+    let (events, listen_events) = std::sync::mpsc::channel();
+    let printer = std::thread::spawn(move || {
+        for e in listen_events {
+            match e {
+                ListenEvent::Listening { source, address } => {
+                    eprintln!("source {source}: listening on {address} (MLLP); stop with Ctrl-C or SIGTERM")
+                }
+                ListenEvent::Stopping { signal } => {
+                    eprintln!("{signal}: no new connections; finishing the messages in flight")
+                }
+            }
+        }
+    });
     let options = sluice_runtime::RunOptions { fixed_clock, threads };
-    match sluice_runtime::run(&plan, &options) {
+    let result = sluice_runtime::run_with_events(&plan, &options, Some(events));
+    let _ = printer.join();
+    match result {
         Ok(s) => {
             if json {
                 println!("{}", serde_json::to_string(&s).expect("summary serializes"));

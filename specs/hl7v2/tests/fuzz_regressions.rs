@@ -49,3 +49,8 @@ fn escape_sequence_characters_as_delimiters_are_hl7003() {
         assert!(parse_message(text).is_ok(), "{text:?}");
     }
 }
+
+#[test]
+fn mllp_framer_corpus() {
+    run_corpus("mllp_framer", props::mllp_consistent);
+}
