@@ -292,3 +292,16 @@ pub fn section_name(s: Section) -> &'static str {
         Section::Sink => "sink",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_addresses() {
+        for ok in ["127.0.0.1:2575", "0.0.0.0:0", "[::1]:2575", "localhost:2575"] {
+            assert!(super::valid_listen_address(ok), "{ok}");
+        }
+        for bad in ["example.org:2575", "127.0.0.1", "127.0.0.1:70000", "localhost", ":2575", "::1:2575"] {
+            assert!(!super::valid_listen_address(bad), "{bad}");
+        }
+    }
+}

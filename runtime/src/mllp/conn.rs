@@ -281,3 +281,39 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(code: &'static str, path: Option<&str>) -> dlq::Finding {
+        dlq::Finding { code, rule: None, path: path.map(str::to_string), message: "m".into() }
+    }
+
+    #[test]
+    fn deliveries_map_to_ack_outcomes() {
+        let d = |event, at_source, findings| Delivery { event, rejected_at_source: at_source, findings };
+        assert_eq!(outcome_of(&d(Event::Delivered, false, vec![])).status, Status::Accepted);
+        assert_eq!(outcome_of(&d(Event::Filtered, false, vec![])).status, Status::Accepted);
+        let ae = outcome_of(&d(Event::Dlq, false, vec![finding("HL7V201", Some("PID-3"))]));
+        assert_eq!(ae.status, Status::Error);
+        assert_eq!(ae.findings[0].hl7_code, "101");
+        assert_eq!(ae.findings[0].location.as_deref(), Some("PID-3"));
+        let ar = outcome_of(&d(Event::Dlq, true, vec![finding("HL7004", None)]));
+        assert_eq!(ar.status, Status::Rejected);
+        assert_eq!(ar.findings[0].hl7_code, "100");
+    }
+
+    #[test]
+    fn framing_problems_name_offsets_and_lengths_never_bytes() {
+        let ev = FrameEvent::Garbage { offset: 7, len: 3, head: b"PHI".to_vec() };
+        let (r, offset, kept) = frame_rejection(&ev).unwrap();
+        assert_eq!((r.code, offset, kept.as_slice()), (findings::MLLP_GARBAGE, 7, &b"PHI"[..]));
+        assert!(!r.reason.contains("PHI"));
+        let ev = FrameEvent::Oversize { offset: 1, len: 5000, head: b"MSH|".to_vec(), complete: true };
+        assert_eq!(frame_rejection(&ev).unwrap().0.code, findings::MLLP_OVERSIZE);
+        let ev = FrameEvent::Truncated { offset: 1, payload: b"MSH|".to_vec() };
+        assert_eq!(frame_rejection(&ev).unwrap().0.code, findings::MLLP_TRUNCATED);
+        assert!(frame_rejection(&FrameEvent::Frame { offset: 1, payload: vec![] }).is_none());
+    }
+}
