@@ -47,7 +47,7 @@ use crate::time::Clock;
 const CHANNEL_BATCHES: usize = 4;
 
 /// How long a live feed's reader waits for more records before it hands on a partial batch.
-pub const LINGER: std::time::Duration = std::time::Duration::from_millis(5);
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// One record as a source read it.
 pub struct RawInput {
