@@ -102,6 +102,16 @@ fn enhanced_mode_exit_codes_and_usage() {
     assert_eq!(out.status.code(), Some(1));
     let ack = String::from_utf8(out.stdout).unwrap();
     assert!(ack.contains("\rMSA|AR|X2\rERR|||100^Segment sequence error^HL70357|E|HL7004|||"), "{ack}");
+    // A profile (as for `sluice validate`): its `unexpected_segments: fail` makes a Z-segment it
+    // does not declare an error, so the message gets AE with the segment as the location.
+    std::fs::write(&good, "MSH|^~\\&|A|B|C|D|20240115||ADT^A01^ADT_A01|X3|P|2.5.1\rEVN|A01|20240115\rPID|1||1^^^H^MR||N^G\rPV1|1|I\rZZZ|1\r").unwrap();
+    let profile = "mappings/base/profiles/default.yaml";
+    let out = sluice(&["ack", "--profile", profile, "--fixed-clock", FIXED, good.to_str().unwrap()]);
+    let ack = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{ack}");
+    assert!(ack.contains("\rMSA|AE|X3\rERR||ZZZ^1|100^Segment sequence error^HL70357|E|"), "{ack}");
+    let out = sluice(&["ack", "--fixed-clock", FIXED, good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "without the profile the Z-segment is allowed");
     std::fs::remove_dir_all(&dir).unwrap();
     assert_eq!(sluice(&["ack", "missing.hl7"]).status.code(), Some(2));
     assert_eq!(sluice(&["ack", "--mode", "both", feed]).status.code(), Some(2));

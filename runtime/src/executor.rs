@@ -138,7 +138,7 @@ struct Acc {
     filtered_by: Option<Arc<str>>,
     warned: bool,
     control_id: Option<String>,
-    /// Findings of the DLQ entries (kept only for records with a completion).
+    /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
     findings: Vec<dlq::Finding>,
     rejected_at_source: bool,
 }

@@ -54,3 +54,11 @@ fn escape_sequence_characters_as_delimiters_are_hl7003() {
 fn mllp_framer_corpus() {
     run_corpus("mllp_framer", props::mllp_consistent);
 }
+
+/// ACK building over its own corpus and every committed input of the parser and framer corpora.
+#[test]
+fn hl7_ack_corpus() {
+    run_corpus("hl7_ack", props::ack_round_trip);
+    run_corpus("hl7_parse", props::ack_round_trip);
+    run_corpus("mllp_framer", props::ack_round_trip);
+}
