@@ -5,7 +5,8 @@
 //!   the shared HL7 corpus (when present; a loud SKIPPED line otherwise): every message gets an
 //!   ACK with its MSH-10 in MSA-2, and AA/AE/AR add up to the run's summary.
 //! - Raw TCP from this test: on_commit ordering (the sink line or DLQ entry is on disk when the
-//!   ACK arrives), garbage, oversize and truncated frames, idle timeout, on_receipt, SIGTERM.
+//!   ACK arrives), garbage, oversize and truncated frames, idle timeout, on_receipt,
+//!   max_connections, SIGTERM.
 //! - TLS with a self-signed certificate made here (rcgen) and a rustls client.
 //! - After SIGINT or SIGTERM: exit 0, a balanced summary, DLQ and audit contents, an intact
 //!   audit chain, and no patient name or SSN from the data in stdout, stderr or the audit log.
@@ -380,8 +381,11 @@ fn on_commit_acks_only_after_the_record_is_on_disk_and_bad_frames_get_ar_or_clos
 }
 
 #[test]
-fn on_receipt_acks_and_sigterm_drains() {
-    let dir = workspace("receipt", &[("timing: on_commit", "timing: on_receipt")]);
+fn on_receipt_acks_max_connections_and_sigterm_drains() {
+    let dir = workspace(
+        "receipt",
+        &[("timing: on_commit", "timing: on_receipt"), ("max_connections: 32", "max_connections: 1")],
+    );
     let server = Server::start(&dir);
     let mut s = server.connect();
     for i in 0..20 {
@@ -392,12 +396,21 @@ fn on_receipt_acks_and_sigterm_drains() {
     let unparseable = ADT.replace("CTRL1", "RBAD").replace("EVN|", "evn|");
     s.write_all(&mllp::frame(unparseable.as_bytes())).unwrap();
     assert_eq!(msa(&read_frame(&mut s).unwrap()).0, "AR");
+    // max_connections 1: a second connection waits to be accepted until the first closes.
+    let mut waiting = server.connect();
+    waiting.write_all(&mllp::frame(ADT.replace("CTRL1", "LATER").as_bytes())).unwrap();
+    waiting.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
+    let mut byte = [0u8; 1];
+    assert!(waiting.read(&mut byte).is_err(), "not served while the first connection is open");
     drop(s);
+    waiting.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    assert_eq!(msa(&read_frame(&mut waiting).unwrap()), ("AA".into(), "LATER".into()));
+    drop(waiting);
     let (exit, summary, _, stderr) = server.stop("TERM");
     assert_eq!(exit, Some(0), "{stderr}");
     assert!(stderr.contains("SIGTERM"), "{stderr}");
-    assert_eq!(summary["records_in"], 21);
-    assert_eq!(summary["delivered"], 20);
+    assert_eq!(summary["records_in"], 22);
+    assert_eq!(summary["delivered"], 21);
     assert_eq!(summary["balanced"], true);
 }
 
