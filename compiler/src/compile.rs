@@ -629,6 +629,16 @@ impl Compiler {
                     profile.encoding = cs.clone();
                 }
                 let version = Version::parse(&profile.version)?;
+                if let Some((cert, _)) = &m.tls
+                    && !self.resolve(cert).is_file()
+                {
+                    self.diags.push(
+                        Diagnostic::error(codes::FILE_NOT_FOUND, format!("cannot read `{}`: no such file", cert.text))
+                            .label(cert.span, format!("resolved to {}", display_path(&self.resolve(cert))))
+                            .help("the certificate chain is a PEM file; paths are relative to the pipeline file"),
+                    );
+                    return None;
+                }
                 let tls = m.tls.as_ref().map(|(cert, key)| {
                     // A `${file:...}` key is a path like any other: relative to the pipeline file.
                     let key = match key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {

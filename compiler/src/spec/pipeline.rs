@@ -93,7 +93,9 @@ fn mllp(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<MllpSpec> {
         Some(t) => {
             let cert = t.get("cert").and_then(|n| reader::string(cx, n, "`cert`"));
             let key = t.get("key").and_then(|n| reader::secret(cx, n, "`key`"));
-            Some((cert?, key?))
+            // On an error (already reported) the source stays, without TLS, so its name still
+            // resolves in `inputs`.
+            cert.zip(key)
         }
         None => None,
     };
