@@ -2,6 +2,7 @@
 
 use std::io::{BufReader, Write};
 
+use sluice_hl7v2::ack::{self, AckFinding, AckMode, AckOptions, ErrSeverity, Outcome, Status};
 use sluice_hl7v2::batch;
 use sluice_hl7v2::charset::{self, CharsetPolicy};
 use std::path::{Path, PathBuf};
@@ -11,6 +12,8 @@ use sluice_compiler::diagnostics::{self, Format, Severity};
 use sluice_compiler::plan::render;
 use sluice_hl7v2::schema::Version;
 use sluice_hl7v2::validate::{Options, Severity as HSeverity, validate};
+
+use sluice_runtime::mllp::ListenEvent;
 
 use crate::PlanFormat;
 
@@ -101,8 +104,24 @@ pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Op
         Ok(p) => p,
         Err(code) => return code,
     };
+    // A listening source reports when it listens and stops; say so on stderr (no data in it).
+    let (events, listen_events) = std::sync::mpsc::channel();
+    let printer = std::thread::spawn(move || {
+        for e in listen_events {
+            match e {
+                ListenEvent::Listening { source, address } => {
+                    eprintln!("source {source}: listening on {address} (MLLP); stop with Ctrl-C or SIGTERM")
+                }
+                ListenEvent::Stopping { signal } => {
+                    eprintln!("{signal}: no new connections; finishing the messages in flight")
+                }
+            }
+        }
+    });
     let options = sluice_runtime::RunOptions { fixed_clock, threads };
-    match sluice_runtime::run(&plan, &options) {
+    let result = sluice_runtime::run_with_events(&plan, &options, Some(events));
+    let _ = printer.join();
+    match result {
         Ok(s) => {
             if json {
                 println!("{}", serde_json::to_string(&s).expect("summary serializes"));
@@ -307,6 +326,73 @@ struct Tally {
     by_severity: [usize; 3],
 }
 
+/// What reading one message of a file gave.
+enum Checked<'m> {
+    /// The file could not be read on (the rest of it is skipped).
+    ReadFailed(std::io::ErrorKind),
+    /// The bytes did not decode or parse: a code, the byte offset in the file, a text without
+    /// data values.
+    Unreadable { code: &'static str, byte_offset: usize, message: String },
+    /// Parsed (ADD segments joined) and validated.
+    Parsed { message: &'m sluice_hl7v2::codec::Message<'m>, findings: Vec<sluice_hl7v2::validate::Finding> },
+}
+
+/// Opens the files and, for each message of each (split, charset-decoded, parsed, validated
+/// as `sluice validate` does), calls `visit(file name, raw message, what it gave)`. Returns the
+/// number of files, or the exit code when a file cannot be opened.
+fn check_hl7_files(
+    files: &[PathBuf],
+    policy: &CharsetPolicy,
+    options: &Options,
+    mut visit: impl FnMut(&str, &sluice_hl7v2::split::RawMessage, Checked<'_>),
+) -> Result<usize, u8> {
+    let mut opened = Vec::new();
+    for path in files {
+        match std::fs::File::open(path) {
+            Ok(f) => opened.push((path.display().to_string(), f)),
+            Err(e) => {
+                eprintln!("error: cannot read {}: {}", path.display(), e.kind());
+                return Err(USAGE);
+            }
+        }
+    }
+    for (name, file) in &opened {
+        for raw in sluice_hl7v2::split::MessageSplitter::new(utf8_input(file)) {
+            let raw = match raw {
+                Ok(r) => r,
+                Err(e) => {
+                    let none = sluice_hl7v2::split::RawMessage { offset: 0, index: 0, bytes: Vec::new() };
+                    visit(name, &none, Checked::ReadFailed(e.kind()));
+                    break;
+                }
+            };
+            match charset::decode(&raw.bytes, policy) {
+                Err(e) => {
+                    let c =
+                        Checked::Unreadable { code: e.code, byte_offset: raw.offset + e.offset, message: e.message };
+                    visit(name, &raw, c)
+                }
+                // ADD segments continue the segment before them; validate the joined message.
+                Ok(decoded) => match sluice_hl7v2::codec::parse_message(&batch::join_add_segments(&decoded.text)) {
+                    Err(e) => {
+                        let c = Checked::Unreadable {
+                            code: e.code,
+                            byte_offset: raw.offset + decoded.source_offset(e.offset),
+                            message: e.message,
+                        };
+                        visit(name, &raw, c)
+                    }
+                    Ok(m) => {
+                        let findings = validate(&m, options);
+                        visit(name, &raw, Checked::Parsed { message: &m, findings })
+                    }
+                },
+            }
+        }
+    }
+    Ok(opened.len())
+}
+
 /// Splits, decodes, parses and validates every message of every file; prints the findings
 /// (stdout) and a summary (stderr). Exit 0 when no message has an error.
 pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8 {
@@ -314,90 +400,66 @@ pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8
         Ok(o) => o.unwrap_or_default(),
         Err(code) => return code,
     };
-    let mut opened = Vec::new();
-    for path in files {
-        match std::fs::File::open(path) {
-            Ok(f) => opened.push((path.display().to_string(), f)),
-            Err(e) => {
-                eprintln!("error: cannot read {}: {}", path.display(), e.kind());
-                return USAGE;
-            }
-        }
-    }
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
-    for (name, file) in &opened {
-        for raw in sluice_hl7v2::split::MessageSplitter::new(utf8_input(file)) {
-            let raw = match raw {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("error: {name}: read failed: {}", e.kind());
-                    tally.invalid += 1;
-                    break;
-                }
-            };
-            let mut found = Vec::new();
-            let base = Reported {
-                file: name,
-                message_index: raw.index + 1,
-                control_id: None,
-                byte_offset: raw.offset,
-                severity: HSeverity::Error,
-                code: "",
-                path: String::new(),
-                segment: None,
-                message: String::new(),
-            };
-            match charset::decode(&raw.bytes, &policy) {
-                Err(e) => found.push(Reported {
-                    code: e.code,
-                    byte_offset: raw.offset + e.offset,
-                    message: e.message,
-                    ..base
-                }),
-                // ADD segments continue the segment before them; validate the joined message.
-                Ok(decoded) => match sluice_hl7v2::codec::parse_message(&batch::join_add_segments(&decoded.text)) {
-                    Err(e) => found.push(Reported {
-                        code: e.code,
-                        byte_offset: raw.offset + decoded.source_offset(e.offset),
-                        message: e.message,
-                        ..base
-                    }),
-                    Ok(m) => {
-                        let control_id = m.control_id().map(str::to_string);
-                        for f in validate(&m, &options) {
-                            let seg_offset =
-                                f.segment.checked_sub(1).and_then(|i| m.segments.get(i)).map_or(0, |s| s.offset);
-                            found.push(Reported {
-                                control_id: control_id.clone(),
-                                byte_offset: raw.offset + seg_offset,
-                                severity: f.severity,
-                                code: f.code,
-                                path: f.path,
-                                segment: Some(f.segment),
-                                message: f.message,
-                                ..base
-                            });
-                        }
-                    }
-                },
-            }
-            tally.messages += 1;
-            if found.iter().any(|f| f.severity == HSeverity::Error) {
+    let checked = check_hl7_files(files, &policy, &options, |name, raw, checked| {
+        let mut found = Vec::new();
+        let base = Reported {
+            file: name,
+            message_index: raw.index + 1,
+            control_id: None,
+            byte_offset: raw.offset,
+            severity: HSeverity::Error,
+            code: "",
+            path: String::new(),
+            segment: None,
+            message: String::new(),
+        };
+        match checked {
+            Checked::ReadFailed(kind) => {
+                eprintln!("error: {name}: read failed: {kind}");
                 tally.invalid += 1;
+                return;
             }
-            for f in &found {
-                tally.by_severity[f.severity as usize] += 1;
-                let _ = writeln!(out, "{}", f.render(json));
+            Checked::Unreadable { code, byte_offset, message } => {
+                found.push(Reported { code, byte_offset, message, ..base })
+            }
+            Checked::Parsed { message: m, findings } => {
+                let control_id = m.control_id().map(str::to_string);
+                for f in findings {
+                    let seg_offset = f.segment.checked_sub(1).and_then(|i| m.segments.get(i)).map_or(0, |s| s.offset);
+                    found.push(Reported {
+                        control_id: control_id.clone(),
+                        byte_offset: raw.offset + seg_offset,
+                        severity: f.severity,
+                        code: f.code,
+                        path: f.path,
+                        segment: Some(f.segment),
+                        message: f.message,
+                        ..base
+                    });
+                }
             }
         }
-    }
+        tally.messages += 1;
+        if found.iter().any(|f| f.severity == HSeverity::Error) {
+            tally.invalid += 1;
+        }
+        for f in &found {
+            tally.by_severity[f.severity as usize] += 1;
+            let _ = writeln!(out, "{}", f.render(json));
+        }
+    });
+    let files_read = match checked {
+        Ok(n) => n,
+        Err(code) => return code,
+    };
     let _ = out.flush();
     let [info, warnings, errors] = tally.by_severity;
     eprintln!(
         "validated {} in {}: {} valid, {} with errors ({}, {}, {} info)",
         plural(tally.messages, "message"),
-        plural(opened.len(), "file"),
+        plural(files_read, "file"),
         tally.messages - tally.invalid.min(tally.messages),
         tally.invalid,
         plural(errors, "error"),
@@ -405,6 +467,93 @@ pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8
         info
     );
     if tally.invalid > 0 { FAILED } else { OK }
+}
+
+/// `sluice ack`: the acknowledgement(s) for each message of each file, one per line (segments
+/// separated by CR, ACKs by a newline). A message with validation errors gets AE (CE) with an
+/// ERR segment per error; one that does not decode or parse gets AR (CR) with what can be
+/// salvaged of its MSH. Exit 0 when every message is accepted, 1 otherwise.
+pub fn ack_hl7(files: &[PathBuf], profile: Option<&Path>, mode: AckMode, fixed_clock: Option<String>) -> u8 {
+    let (options, policy) = match profile.map(profile_options).transpose() {
+        Ok(o) => o.unwrap_or_default(),
+        Err(code) => return code,
+    };
+    let clock = match sluice_runtime::time::Clock::new(fixed_clock.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error[{}]: {}", e.code, e.message);
+            return USAGE;
+        }
+    };
+    let now = clock.now();
+    let timestamp = sluice_runtime::time::rfc3339_to_hl7(&now);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let (mut messages, mut not_accepted) = (0usize, 0usize);
+    let checked = check_hl7_files(files, &policy, &options, |name, raw, checked| {
+        let (header, outcome) = match checked {
+            Checked::ReadFailed(kind) => {
+                eprintln!("error: {name}: read failed: {kind}");
+                not_accepted += 1;
+                return;
+            }
+            Checked::Unreadable { code, byte_offset, message } => {
+                let finding = AckFinding {
+                    hl7_code: ack::hl7_error_code(code),
+                    code: code.to_string(),
+                    location: None,
+                    message: format!("{message} (byte {byte_offset})"),
+                    severity: ErrSeverity::Error,
+                };
+                (ack::Header::salvage(&raw.bytes), Outcome { status: Status::Rejected, findings: vec![finding] })
+            }
+            Checked::Parsed { message, findings } => {
+                let errors: Vec<AckFinding> = findings
+                    .into_iter()
+                    .filter(|f| f.severity == HSeverity::Error)
+                    .map(|f| AckFinding {
+                        hl7_code: ack::hl7_error_code(f.code),
+                        code: f.code.to_string(),
+                        location: (!f.path.is_empty()).then_some(f.path),
+                        message: f.message,
+                        severity: ErrSeverity::Error,
+                    })
+                    .collect();
+                let status = if errors.is_empty() { Status::Accepted } else { Status::Error };
+                (ack::Header::from_message(message), Outcome { status, findings: errors })
+            }
+        };
+        messages += 1;
+        if outcome.status != Status::Accepted {
+            not_accepted += 1;
+        }
+        let Some(header) = header else {
+            eprintln!(
+                "error: {name} message {} (byte {}): no MSH segment, no acknowledgement can be built",
+                raw.index + 1,
+                raw.offset
+            );
+            return;
+        };
+        let seed = format!("{now}|{name}|{}", raw.index);
+        let acks = ack::acknowledge(&header, &outcome, &AckOptions { mode, timestamp: &timestamp, seed: &seed });
+        for a in acks.accept.iter().chain(acks.application.iter()) {
+            let _ = writeln!(out, "{}", a.text);
+        }
+        for why in &acks.not_due {
+            eprintln!("{name} message {}: {why}", raw.index + 1);
+        }
+    });
+    if let Err(code) = checked {
+        return code;
+    }
+    let _ = out.flush();
+    eprintln!(
+        "acknowledged {}: {} accepted, {} not accepted",
+        plural(messages, "message"),
+        messages - not_accepted.min(messages),
+        not_accepted
+    );
+    if not_accepted > 0 { FAILED } else { OK }
 }
 
 pub fn explain(code: &str) -> u8 {

@@ -52,6 +52,12 @@ enum OutputFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum AckModeArg {
+    Original,
+    Enhanced,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum Shape {
     Compact,
     Full,
@@ -114,6 +120,24 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Print the HL7 v2 acknowledgement (ACK) for each message of the files, one per line
+    /// (segments separated by CR). Messages are checked as `sluice validate` checks them: AA
+    /// when valid, AE with ERR segments when not, AR when unreadable. Exit 0 when all are
+    /// accepted, 1 otherwise.
+    Ack {
+        /// A parser profile (`kind: profile`), as for `sluice validate`.
+        #[arg(long)]
+        profile: Option<PathBuf>,
+        /// `original`: AA/AE/AR; `enhanced`: accept ACK (CA/CE/CR) per MSH-15 and application
+        /// ACK per MSH-16.
+        #[arg(long, value_enum, default_value = "original")]
+        mode: AckModeArg,
+        /// Pin the clock (RFC 3339): MSH-7 and the ACK control ids are then deterministic.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
 }
@@ -138,6 +162,13 @@ fn main() -> ExitCode {
         }
         Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
             commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))
+        }
+        Command::Ack { profile, mode, fixed_clock, files } => {
+            let mode = match mode {
+                AckModeArg::Original => sluice_hl7v2::ack::AckMode::Original,
+                AckModeArg::Enhanced => sluice_hl7v2::ack::AckMode::Enhanced,
+            };
+            commands::ack_hl7(&files, profile.as_deref(), mode, fixed_clock)
         }
         Command::Explain { code } => commands::explain(&code),
     };

@@ -173,6 +173,8 @@ fn spec_reference() -> String {
     shapes.extend(shape::STAGE_SHAPES.iter().copied());
     shapes.extend(shape::SINK_SHAPES.iter().copied());
     shapes.extend([
+        &shape::MLLP_TLS,
+        &shape::MLLP_ACK,
         &shape::FILE_TARGET,
         &shape::STATE,
         &shape::DEFAULTS,

@@ -49,6 +49,8 @@ codes! {
         "A `mapping:` must name a file with `kind: mapping`, `rules:` one with `kind: rules`, `policy:` one with `kind: masking` and `profile:` one with `kind: profile`.";
     INLINE_SECRET = "SL205", "inline-secret", "A secret is written into the spec.",
         "Secrets (keys, tokens, passwords) must be referenced, never written into a spec that is committed to git: write `${VARIABLE}` and set the variable in the environment where Sluice runs.";
+    INVALID_LISTEN_ADDRESS = "SL206", "invalid-listen-address", "A listen address is not an IP address and port.",
+        "A network source listens on `host:port` where host is an IP address (`127.0.0.1`, `0.0.0.0`, `[::1]`) or `localhost`, and port is 0 to 65535 (0: any free port, printed when the run starts). Host names other than `localhost` are refused so the spec says exactly which interface is exposed.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
@@ -65,6 +67,8 @@ codes! {
         "A mapping is type-checked against the schema in its `input.schema`; the records reaching it are read by the source's parser profile under another standard or version, so its paths may mean something else. Make them agree.";
     UNKNOWN_BRANCH = "SL308", "unknown-branch", "An input names a route branch that does not exist.",
         "`route.branch` must name one of the route's `routes` or its `default`.";
+    LIVE_SOURCE_NOT_ALONE = "SL309", "live-source-not-alone", "A listening source shares its pipeline with other sources.",
+        "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either one listening source or only file sources. Split it into two pipelines sharing the same stages' files.";
     UNKNOWN_SCHEMA = "SL401", "unknown-schema", "Unknown schema.",
         "The schema name must be one of the bundled schemas: `hl7v2/<version>` for HL7 v2 (2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.8) or an output schema such as `canonical/patient-event@1`.";
     UNKNOWN_SEGMENT = "SL402", "unknown-segment", "Unknown HL7 segment.",

@@ -23,8 +23,8 @@ use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
 use crate::plan::{
-    Component, ComponentKind, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow, PLAN_FORMAT,
-    Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, ValidatePlan,
+    Component, ComponentKind, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow, MllpPlan,
+    PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan, ValidatePlan,
 };
 use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize};
 use crate::spec::mapping::{self, Mapping};
@@ -347,6 +347,20 @@ impl Compiler {
             }
             index.insert(&c.name, graph.add_node(i));
         }
+        let sources = spec.components.iter().filter(|c| c.section == Section::Source).count();
+        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Mllp(_))) {
+            if sources > 1 {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::LIVE_SOURCE_NOT_ALONE,
+                        format!("the mllp source `{}` must be the only source of its pipeline", c.name),
+                    )
+                    .label(c.name_span, format!("listens until stopped, beside {} other source(s)", sources - 1))
+                    .help("move the other sources to a pipeline of their own"),
+                );
+                ok = false;
+            }
+        }
         let names: Vec<&str> = index.keys().copied().collect();
         for (i, c) in spec.components.iter().enumerate() {
             let Some(&to) = index.get(c.name.as_str()) else { continue };
@@ -593,8 +607,66 @@ impl Compiler {
                 }
                 let version = Version::parse(&profile.version)?;
                 let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
-                let kind =
-                    ComponentKind::Source(SourcePlan { kind: "files".into(), format: "hl7v2".into(), paths, profile });
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "files".into(),
+                    format: "hl7v2".into(),
+                    paths,
+                    profile,
+                    mllp: None,
+                });
+                Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Mllp(m) => {
+                let mut profile = match &m.profile {
+                    Some(p) => {
+                        let pid = self.load_kind(p, "profile")?;
+                        self.profile(pid)?
+                    }
+                    None => profile::default_profile(),
+                };
+                // The listener's `charset` wins over the profile's `encoding` for its messages.
+                if let Some(cs) = &m.charset {
+                    profile.encoding = cs.clone();
+                }
+                let version = Version::parse(&profile.version)?;
+                if let Some((cert, _)) = &m.tls
+                    && !self.resolve(cert).is_file()
+                {
+                    self.diags.push(
+                        Diagnostic::error(codes::FILE_NOT_FOUND, format!("cannot read `{}`: no such file", cert.text))
+                            .label(cert.span, format!("resolved to {}", display_path(&self.resolve(cert))))
+                            .help("the certificate chain is a PEM file; paths are relative to the pipeline file"),
+                    );
+                    return None;
+                }
+                let tls = m.tls.as_ref().map(|(cert, key)| {
+                    // A `${file:...}` key is a path like any other: relative to the pipeline file.
+                    let key = match key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+                        Some(path) => {
+                            let at = Spanned { text: path.to_string(), span: key.span };
+                            format!("${{file:{}}}", display_path(&self.resolve(&at)))
+                        }
+                        None => key.text.clone(),
+                    };
+                    TlsPlan { cert: display_path(&self.resolve(cert)), key }
+                });
+                let plan = MllpPlan {
+                    listen: m.listen.clone(),
+                    max_frame_bytes: m.max_frame_bytes,
+                    idle_timeout_ms: m.idle_timeout_ms,
+                    max_connections: m.max_connections,
+                    tls,
+                    charset: m.charset.clone(),
+                    ack_mode: m.ack_mode.clone(),
+                    ack_timing: m.ack_timing.clone(),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "mllp".into(),
+                    format: "hl7v2".into(),
+                    paths: vec![],
+                    profile,
+                    mllp: Some(Box::new(plan)),
+                });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
             Body::Validate { rules, mode } => {

@@ -432,3 +432,118 @@ pub fn validate_is_safe(data: &[u8]) {
         assert!(!f.path.contains(VALUE_MARK), "finding {} path quotes a value: {f:?}", f.code);
     }
 }
+
+/// `mllp_framer`: byte 0 picks `max_frame_bytes` (1 + byte 0 * 4, so 1..1021; oversize frames
+/// are common), byte 1 the number of read sizes (mod 16), then the sizes, then the stream. The
+/// [`sluice_hl7v2::mllp::Framer`] fed the stream in those chunks (cycled; 0 = the rest) gives
+/// exactly the events it gives for the whole stream at once; frames and truncated frames hold
+/// no VT or FS and at most `max_frame_bytes` bytes; oversize frames are longer than that and
+/// keep at most `HEAD_BYTES`; offsets increase and each event's bytes are the input's bytes at
+/// its offset; no byte is counted twice; the framer never holds more than
+/// `max_frame_bytes + 2 * HEAD_BYTES` bytes; and a frame of the payloads re-framed with
+/// `mllp::frame` gives them back.
+pub fn mllp_consistent(data: &[u8]) {
+    use sluice_hl7v2::mllp::{self, Event, Framer, HEAD_BYTES};
+    let Some((&max_byte, rest)) = data.split_first() else { return };
+    let max = 1 + usize::from(max_byte) * 4;
+    let Some((&n, rest)) = rest.split_first() else { return };
+    let n = usize::from(n % 16).min(rest.len());
+    let (sizes, stream) = rest.split_at(n);
+    let run = |chunks: &mut dyn Iterator<Item = &[u8]>| {
+        let mut f = Framer::new(max);
+        let mut out = Vec::new();
+        for c in chunks {
+            f.push(c, &mut out);
+            assert!(f.held_bytes() <= max + 2 * HEAD_BYTES, "the framer holds {} bytes", f.held_bytes());
+        }
+        f.finish(&mut out);
+        out
+    };
+    let whole = run(&mut std::iter::once(stream));
+    let mut pieces = Vec::new();
+    let mut pos = 0;
+    let mut i = 0;
+    while pos < stream.len() {
+        let size = sizes.get(i % sizes.len().max(1)).map_or(0, |&s| usize::from(s));
+        let end = if size == 0 { stream.len() } else { (pos + size).min(stream.len()) };
+        pieces.push(&stream[pos..end]);
+        pos = end;
+        i += 1;
+    }
+    let chunked = run(&mut pieces.into_iter());
+    assert_eq!(whole, chunked, "chunking changed the events");
+    let mut last_end = 0u64;
+    let mut payloads = Vec::new();
+    for e in &whole {
+        let (offset, len, bytes) = match e {
+            Event::Frame { offset, payload } => {
+                payloads.push(payload.clone());
+                (*offset, payload.len() as u64, payload.as_slice())
+            }
+            Event::Truncated { offset, payload } => (*offset, payload.len() as u64, payload.as_slice()),
+            Event::Garbage { offset, len, head } => {
+                assert!(head.len() <= HEAD_BYTES && head.len() as u64 <= *len && *len > 0);
+                (*offset, *len, head.as_slice())
+            }
+            Event::Oversize { offset, len, head, .. } => {
+                assert!(*len > max as u64 && head.len() <= HEAD_BYTES.min(max));
+                (*offset, *len, head.as_slice())
+            }
+        };
+        if let Event::Frame { payload, .. } | Event::Truncated { payload, .. } = e {
+            assert!(payload.len() <= max);
+            assert!(!payload.contains(&mllp::VT) && !payload.contains(&mllp::FS));
+        }
+        assert!(offset >= last_end, "events overlap or go back");
+        let start = usize::try_from(offset).unwrap();
+        assert_eq!(&stream[start..start + bytes.len()], bytes, "event bytes are not the input's");
+        last_end = offset + len;
+        assert!(last_end <= stream.len() as u64);
+    }
+    let reframed: Vec<u8> = payloads.iter().flat_map(|p| mllp::frame(p)).collect();
+    let again: Vec<Vec<u8>> = run(&mut std::iter::once(reframed.as_slice()))
+        .into_iter()
+        .map(|e| match e {
+            Event::Frame { payload, .. } => payload,
+            other => panic!("re-framed payloads gave {other:?}"),
+        })
+        .collect();
+    assert_eq!(again, payloads);
+}
+
+/// ACKs for any bytes (run by the regression tests over the `hl7_parse` and `mllp_framer`
+/// corpora): the header salvaged from the bytes (or read from them when they parse) gives, in
+/// both modes and for every outcome, ACKs that parse back to their own tree, echo the inbound
+/// MSH-10 in MSA-2 and carry one ERR segment per finding.
+pub fn ack_round_trip(data: &[u8]) {
+    use sluice_hl7v2::ack::{self, AckFinding, AckMode, AckOptions, ErrSeverity, Header, Outcome, Status};
+    let text = String::from_utf8_lossy(data);
+    let parsed = codec::parse_message(&text).ok().and_then(|m| Header::from_message(&m));
+    for header in parsed.into_iter().chain(Header::salvage(data)) {
+        for status in [Status::Accepted, Status::Error, Status::Rejected] {
+            let findings = if status == Status::Accepted {
+                vec![]
+            } else {
+                vec![AckFinding {
+                    hl7_code: ack::hl7_error_code("HL7V201"),
+                    code: "HL7V201".into(),
+                    location: Some("PID[2]-3.1".into()),
+                    message: "required | field ^ empty \\ & ~".into(),
+                    severity: ErrSeverity::Error,
+                }]
+            };
+            let outcome = Outcome { status, findings };
+            for mode in [AckMode::Original, AckMode::Enhanced] {
+                let acks = ack::acknowledge(&header, &outcome, &AckOptions { mode, timestamp: "20240101", seed: "s" });
+                for a in acks.accept.iter().chain(acks.application.iter()) {
+                    let again = codec::parse_message(&a.text)
+                        .unwrap_or_else(|e| panic!("the ACK does not parse: {e}\nack: {:?}", a.text));
+                    assert_eq!(again, a.message, "the ACK's tree is not what its text parses to");
+                    let msa = again.segments_named("MSA").next().expect("MSA");
+                    assert_eq!(msa.field(2).and_then(|f| f.first()), header.control_id.as_deref());
+                    assert_eq!(again.segments_named("ERR").count(), outcome.findings.len());
+                }
+            }
+        }
+    }
+}

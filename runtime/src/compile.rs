@@ -103,7 +103,7 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if s.kind != "files" {
+                    if s.kind != "files" && s.kind != "mllp" {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     Prep::Source(Profile::new(&s.profile))

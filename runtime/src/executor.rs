@@ -18,6 +18,12 @@
 //!   still written). Hence `records_in == delivered + dlq + filtered`.
 //! - A panic while processing one record is caught and that record goes to the DLQ with
 //!   `RT008`; it does not take the run down.
+//! - Sources are a [`Feed`]: files (read in the reader thread) or a live channel (an MLLP
+//!   listener sends [`RawInput`]s). On a live feed the reader never waits for a full batch: a
+//!   partial batch leaves after [`LINGER`] without a new record.
+//! - A record may carry a [`Completion`]: the writer calls it with the record's [`Delivery`]
+//!   only after its sink lines, DLQ entries and audit entry are written, flushed and synced to
+//!   disk (`sync_data`), once per batch. That is what lets an ACK mean "durable".
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -40,15 +46,53 @@ use crate::time::Clock;
 
 const CHANNEL_BATCHES: usize = 4;
 
+/// How long a live feed's reader waits for more records before it hands on a partial batch.
+pub const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// One record as a source read it.
 pub struct RawInput {
-    source: usize,
-    file: Arc<str>,
-    offset: u64,
-    index: u64,
-    seq: u64,
-    bytes: Vec<u8>,
-    /// Set for an envelope or continuation problem item: it goes straight to the DLQ.
-    problem: Option<Rejection>,
+    /// Component index of the source.
+    pub source: usize,
+    /// Where it came from: a file path, or an MLLP peer and connection number.
+    pub file: Arc<str>,
+    pub offset: u64,
+    pub index: u64,
+    /// Set by the reader thread (reading order).
+    pub seq: u64,
+    pub bytes: Vec<u8>,
+    /// Set for an item that goes straight to the DLQ (envelope, continuation or framing
+    /// problems).
+    pub problem: Option<Rejection>,
+    /// Called by the writer once the record's outputs are durable.
+    pub completion: Option<Completion>,
+}
+
+/// What became of a record, for whoever waits on it (an MLLP connection, to build its ACK).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub event: Event,
+    /// The record was rejected by its source step (decode, parse, profile, framing): an AR,
+    /// where a rejection later in the pipeline is an AE.
+    pub rejected_at_source: bool,
+    /// The DLQ findings (codes, paths, messages; never values).
+    pub findings: Vec<dlq::Finding>,
+}
+
+/// A callback the writer runs with the record's [`Delivery`] once its outputs are synced.
+pub struct Completion(Box<dyn FnOnce(Delivery) + Send>);
+
+impl Completion {
+    pub fn new(f: impl FnOnce(Delivery) + Send + 'static) -> Completion {
+        Completion(Box::new(f))
+    }
+}
+
+/// Where the records come from.
+pub enum Feed {
+    /// The plan's file sources, read in plan order, files sorted.
+    Files,
+    /// Records sent by a live source (such as the MLLP listener) until every sender is dropped.
+    Live(crossbeam_channel::Receiver<RawInput>),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,6 +124,9 @@ pub struct Processed {
     component: Arc<str>,
     sinks: Vec<String>,
     warned: bool,
+    completion: Option<Completion>,
+    rejected_at_source: bool,
+    findings: Vec<dlq::Finding>,
 }
 
 #[derive(Default)]
@@ -91,6 +138,9 @@ struct Acc {
     filtered_by: Option<Arc<str>>,
     warned: bool,
     control_id: Option<String>,
+    /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
+    findings: Vec<dlq::Finding>,
+    rejected_at_source: bool,
 }
 
 struct Ctx<'c, 'p> {
@@ -104,6 +154,8 @@ impl Ctx<'_, '_> {
         let name = &self.c.names[idx];
         acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r));
         acc.dlq_component.get_or_insert_with(|| Arc::clone(name));
+        acc.findings.extend(r.findings.iter().cloned());
+        acc.rejected_at_source |= matches!(self.c.plan.components[idx].kind, ComponentKind::Source(_));
     }
 
     /// Runs the record through component `idx` and everything downstream of it.
@@ -157,7 +209,8 @@ impl Ctx<'_, '_> {
         }
     }
 
-    fn process(&self, raw: RawInput) -> Processed {
+    fn process(&self, mut raw: RawInput) -> Processed {
+        let completion = raw.completion.take();
         let c = self.c;
         let env = Envelope {
             source: Arc::clone(&c.names[raw.source]),
@@ -230,6 +283,9 @@ impl Ctx<'_, '_> {
             component,
             sinks: acc.sinks,
             warned: acc.warned,
+            rejected_at_source: acc.rejected_at_source,
+            findings: if completion.is_some() { acc.findings } else { Vec::new() },
+            completion,
         }
     }
 }
@@ -284,13 +340,126 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals) -> Result<Outputs, RunErr
     Ok(Outputs { files, sink_of, dlq, audit })
 }
 
-/// Runs the plan to completion.
-pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<usize>) -> Result<Totals, RunError> {
+/// Reads the plan's file sources into batches on `raw_tx`.
+fn read_files(
+    inputs: &[(usize, Vec<std::path::PathBuf>)],
+    batch_size: usize,
+    raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
+) {
+    let mut seq = 0u64;
+    let mut batch = Vec::with_capacity(batch_size);
+    for (src, files) in inputs {
+        for path in files {
+            let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
+            let reader = match source::open(path) {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = raw_tx.send(Err(e));
+                    return;
+                }
+            };
+            for item in BatchReader::new(reader) {
+                let (offset, index, bytes, problem) = match item {
+                    Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
+                    Ok(Item::Problem(p)) => {
+                        let r = source::problem_rejection(&p, p.offset as u64);
+                        (p.offset as u64, p.index, p.bytes, Some(r))
+                    }
+                    Err(e) => {
+                        let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
+                        return;
+                    }
+                };
+                seq += 1;
+                batch.push(RawInput {
+                    source: *src,
+                    file: Arc::clone(&file),
+                    offset,
+                    index: index as u64,
+                    seq,
+                    bytes,
+                    problem,
+                    completion: None,
+                });
+                if batch.len() >= batch_size {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                    if raw_tx.send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = raw_tx.send(Ok(batch));
+    }
+}
+
+/// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record.
+fn read_live(
+    rx: &crossbeam_channel::Receiver<RawInput>,
+    batch_size: usize,
+    raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
+) {
+    let mut seq = 0u64;
+    let mut batch = Vec::with_capacity(batch_size);
+    loop {
+        let next = if batch.is_empty() {
+            rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
+        } else {
+            rx.recv_timeout(LINGER)
+        };
+        match next {
+            Ok(mut raw) => {
+                seq += 1;
+                raw.seq = seq;
+                batch.push(raw);
+                if batch.len() < batch_size {
+                    continue;
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {}
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        }
+        let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+        if raw_tx.send(Ok(full)).is_err() {
+            return;
+        }
+    }
+    if !batch.is_empty() {
+        let _ = raw_tx.send(Ok(batch));
+    }
+}
+
+/// Flushes every output and syncs it to disk (before completions are called).
+fn sync_outputs(
+    files: &mut [(String, std::io::BufWriter<std::fs::File>)],
+    dlq: &mut (String, std::io::BufWriter<std::fs::File>),
+    audit: &mut Option<(String, std::io::BufWriter<std::fs::File>)>,
+) -> Result<(), RunError> {
+    use std::io::Write;
+    for (path, w) in files.iter_mut().chain(std::iter::once(dlq)).chain(audit.iter_mut()) {
+        w.flush()
+            .and_then(|_| w.get_ref().sync_data())
+            .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
+    }
+    Ok(())
+}
+
+/// Runs the plan until its feed ends.
+pub fn execute(
+    c: &Compiled<'_>,
+    clock: &Clock,
+    run_id: &str,
+    threads: Option<usize>,
+    feed: Feed,
+) -> Result<Totals, RunError> {
     let plan = c.plan;
     let mut inputs = Vec::new();
     for (i, comp) in plan.components.iter().enumerate() {
         if let ComponentKind::Source(s) = &comp.kind {
-            inputs.push((i, source::expand(&comp.name, &s.paths)?));
+            let files = if matches!(feed, Feed::Files) { source::expand(&comp.name, &s.paths)? } else { Vec::new() };
+            inputs.push((i, files));
         }
     }
     let mut totals = Totals::default();
@@ -312,61 +481,27 @@ pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<us
         let (raw_tx, raw_rx) = bounded::<Result<Vec<RawInput>, RunError>>(CHANNEL_BATCHES);
         let (out_tx, out_rx) = bounded::<Vec<Processed>>(CHANNEL_BATCHES);
 
-        let reader = s.spawn(move || {
-            let mut seq = 0u64;
-            let mut batch = Vec::with_capacity(batch_size);
-            for (src, files) in &inputs {
-                for path in files {
-                    let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-                    let reader = match source::open(path) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = raw_tx.send(Err(e));
-                            return;
-                        }
-                    };
-                    for item in BatchReader::new(reader) {
-                        let (offset, index, bytes, problem) = match item {
-                            Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
-                            Ok(Item::Problem(p)) => {
-                                let r = source::problem_rejection(&p, p.offset as u64);
-                                (p.offset as u64, p.index, p.bytes, Some(r))
-                            }
-                            Err(e) => {
-                                let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
-                                return;
-                            }
-                        };
-                        seq += 1;
-                        batch.push(RawInput {
-                            source: *src,
-                            file: Arc::clone(&file),
-                            offset,
-                            index: index as u64,
-                            seq,
-                            bytes,
-                            problem,
-                        });
-                        if batch.len() >= batch_size {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                            if raw_tx.send(Ok(full)).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            }
-            if !batch.is_empty() {
-                let _ = raw_tx.send(Ok(batch));
-            }
+        let reader = s.spawn(move || match feed {
+            Feed::Files => read_files(&inputs, batch_size, &raw_tx),
+            Feed::Live(rx) => read_live(&rx, batch_size, &raw_tx),
         });
 
         let writer = s.spawn(move || -> Result<Totals, RunError> {
-            let Outputs { mut files, sink_of, dlq: (dlq_path, mut dlq), mut audit } = outputs;
+            let Outputs { mut files, sink_of, dlq: mut dlq_out, mut audit } = outputs;
             let mut chain = Chain::new(run_id, &plan.hash);
             let mut t = totals;
+            let mut waiting = Vec::new();
             for batch in out_rx {
-                for p in batch {
+                let (dlq_path, dlq) = (&dlq_out.0, &mut dlq_out.1);
+                for mut p in batch {
+                    if let Some(done) = p.completion.take() {
+                        let delivery = Delivery {
+                            event: p.event,
+                            rejected_at_source: p.rejected_at_source,
+                            findings: std::mem::take(&mut p.findings),
+                        };
+                        waiting.push((done, delivery));
+                    }
                     t.records_in += 1;
                     t.per_source[source_slot[p.source]].1 += 1;
                     for (comp, line) in &p.sink_lines {
@@ -377,7 +512,7 @@ pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<us
                         }
                     }
                     for line in &p.dlq_lines {
-                        sink::write_line(&mut dlq, line, &dlq_path)?;
+                        sink::write_line(dlq, line, dlq_path)?;
                     }
                     match p.event {
                         Event::Delivered => t.delivered += 1,
@@ -398,7 +533,14 @@ pub fn execute(c: &Compiled<'_>, clock: &Clock, run_id: &str, threads: Option<us
                             .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
                     }
                 }
+                if !waiting.is_empty() {
+                    sync_outputs(&mut files, &mut dlq_out, &mut audit)?;
+                    for (done, delivery) in waiting.drain(..) {
+                        (done.0)(delivery);
+                    }
+                }
             }
+            let (dlq_path, dlq) = dlq_out;
             for (path, w) in files {
                 sink::finish(w, &path)?;
             }

@@ -63,6 +63,8 @@ findings! {
         "The plan refers to something the runtime cannot build (an unknown input component, an invalid regular expression, a template that does not compile, an HL7 path that does not parse, a hash rule without a key, no DLQ target). The compiler should have rejected it: please report it.";
     INTERNAL = "RT008", RunError, "internal runtime failure",
         "A worker thread failed or the thread pool could not be built.";
+    LISTEN = "RT009", RunError, "cannot listen",
+        "A listening source (`mllp`) could not bind its `listen` address (in use, not an address of this machine, or a privileged port), or its TLS certificate or key could not be read or used. The message names the source and the file, never the key.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
@@ -84,6 +86,12 @@ findings! {
         "A batch or file envelope (FHS/BHS/BTS/FTS) is malformed (`HL7021`: a trailer without its header, nested or unclosed headers) or its trailer's count disagrees with what was read (`HL7020`). The DLQ entry is an extra record holding the envelope segment: the messages themselves are processed as usual, and the run still balances (the entry counts as one record read and one DLQ record).";
     CONTINUATION = "RT110", Dlq, "continuation message incomplete",
         "A fragmented message (DSC continuation pointer, MSH-14, ADD segments) could not be reassembled: its continuation never arrived (`HL7022`) or a continuation has no first part (`HL7023`). The entry's raw bytes hold every fragment read, so nothing is lost.";
+    MLLP_GARBAGE = "RT111", Dlq, "bytes outside any MLLP frame",
+        "An MLLP connection sent bytes that are not inside a VT ... FS CR frame (line breaks and spaces between frames are ignored). They are kept in the DLQ entry (the first 1024 bytes) and the connection goes on; no ACK is sent for them.";
+    MLLP_TRUNCATED = "RT112", Dlq, "MLLP frame truncated",
+        "A frame started (VT) but did not end with FS CR: the connection closed, went idle past `idle_timeout`, or a new frame started. The bytes received go to the DLQ; the sender gets an AR when an MSH segment can be read from them, else the connection is closed.";
+    MLLP_OVERSIZE = "RT113", Dlq, "MLLP frame too large",
+        "A frame is longer than the source's `max_frame_bytes`. Its bytes are dropped as they arrive (memory stays bounded); the DLQ entry keeps the first 1024 and the sender gets an AR (or a closed connection when no MSH can be read).";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

@@ -7,6 +7,7 @@
 //! - [`stages`]: validate, map, mask, filter, route.
 //! - [`eval`]: expression evaluation, HL7 value conversion, functions, lookups, templates.
 //! - [`record`]: the record envelope and the output document type.
+//! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
@@ -16,7 +17,7 @@
 //! and [`RunSummary::balanced`] checks `records_in == delivered + dlq + filtered`; no data value
 //! appears in errors, DLQ reasons or the audit log; with a fixed clock, output is byte-identical
 //! across runs. Not yet: checkpoints and resume (outputs are truncated at the start of a run),
-//! retries, throttles, tokio I/O sources and sinks, DLQ encryption at rest.
+//! retries, throttles, tokio I/O sinks, DLQ encryption at rest.
 
 pub mod audit;
 pub mod compile;
@@ -28,6 +29,7 @@ pub mod fhir_output;
 pub mod findings;
 pub mod groups;
 pub mod hl7;
+pub mod mllp;
 pub mod record;
 pub mod secrets;
 pub mod sink;
@@ -83,11 +85,25 @@ pub fn run_id(plan_hash: &str, clock_seed: &str) -> String {
 
 /// Executes `plan` to completion.
 pub fn run(plan: &Plan, options: &RunOptions) -> Result<RunSummary, RunError> {
+    run_with_events(plan, options, None)
+}
+
+/// [`run`], with a channel on which a listening source (`mllp`) reports that it listens (and
+/// on which address) and that it stops. A pipeline with a listening source runs until SIGINT
+/// or SIGTERM.
+pub fn run_with_events(
+    plan: &Plan,
+    options: &RunOptions,
+    events: Option<std::sync::mpsc::Sender<mllp::ListenEvent>>,
+) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
     let compiled = compile::Compiled::new(plan)?;
     let run_id = run_id(&plan.hash, &clock.seed());
-    let t = executor::execute(&compiled, &clock, &run_id, options.threads)?;
+    let t = match mllp::listener_of(plan) {
+        Some(_) => mllp::serve(&compiled, &clock, &run_id, options.threads, events)?,
+        None => executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files)?,
+    };
     let elapsed = started.elapsed();
     let secs = elapsed.as_secs_f64();
     Ok(RunSummary {

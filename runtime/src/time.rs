@@ -12,6 +12,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::error::RunError;
 use crate::findings;
 
+/// An RFC 3339 UTC instant as [`Clock::now`] writes it (`2024-01-15T10:30:00.123Z`) as an
+/// HL7 DTM (`20240115103000.123+0000`), for MSH-7 of messages Sluice writes.
+pub fn rfc3339_to_hl7(text: &str) -> String {
+    let (body, zone) = match text.strip_suffix('Z') {
+        Some(b) => (b, "+0000".to_string()),
+        None if text.len() > 6 && matches!(text.as_bytes()[text.len() - 6], b'+' | b'-') => {
+            let (b, z) = text.split_at(text.len() - 6);
+            (b, z.replace(':', ""))
+        }
+        None => (text, String::new()),
+    };
+    let digits: String = body.chars().filter(|c| c.is_ascii_digit() || *c == '.').collect();
+    format!("{digits}{zone}")
+}
+
 /// The run's clock: a fixed instant (RFC 3339, normalised to UTC `Z`) or the system clock.
 #[derive(Clone, Debug)]
 pub struct Clock {
@@ -315,6 +330,12 @@ pub fn hl7_to_datetime(text: &str, default_zone: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rfc3339_as_hl7() {
+        assert_eq!(super::rfc3339_to_hl7("2024-01-15T10:30:00.123Z"), "20240115103000.123+0000");
+        assert_eq!(super::rfc3339_to_hl7("2024-01-15T10:30:00-05:00"), "20240115103000-0500");
+    }
+
     use super::*;
 
     #[test]

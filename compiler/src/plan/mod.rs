@@ -92,12 +92,41 @@ impl ComponentKind {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SourcePlan {
-    /// `files` is the only source kind so far.
+    /// `files` or `mllp`.
     pub kind: String,
     pub format: String,
-    /// Glob patterns, relative to the directory `sluice` runs in.
+    /// Glob patterns, relative to the directory `sluice` runs in (`files` only).
     pub paths: Vec<String>,
     pub profile: ProfilePlan,
+    /// The listener (`mllp` only). Absent from the JSON of other sources, so their plans (and
+    /// hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mllp: Option<Box<MllpPlan>>,
+}
+
+/// An MLLP listener, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MllpPlan {
+    /// `ip:port` or `localhost:port` (port 0: any free port).
+    pub listen: String,
+    pub max_frame_bytes: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: u64,
+    pub tls: Option<TlsPlan>,
+    /// A profile `encoding` name overriding MSH-18 and the profile, or `None`.
+    pub charset: Option<String>,
+    /// `original` or `enhanced`.
+    pub ack_mode: String,
+    /// `on_commit` or `on_receipt`.
+    pub ack_timing: String,
+}
+
+/// TLS files: the certificate chain path (relative to the directory `sluice` runs in) and the
+/// key as a secret reference (`${file:...}` with the path resolved the same way, or `${VAR}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsPlan {
+    pub cert: String,
+    pub key: String,
 }
 
 /// A parser profile, resolved.

@@ -24,7 +24,25 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "{} {}{arrow}  [emits {}]", c.kind.type_name(), c.name, c.emits);
         match &c.kind {
             ComponentKind::Source(s) => {
-                let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
+                match &s.mllp {
+                    Some(m) => {
+                        let tls = if m.tls.is_some() { ", tls" } else { "" };
+                        let _ = writeln!(
+                            o,
+                            "    mllp listen {} ({}{tls}), ack {} {}, max frame {} bytes, idle timeout {} ms, max {} connections",
+                            m.listen,
+                            s.format,
+                            m.ack_mode,
+                            m.ack_timing,
+                            m.max_frame_bytes,
+                            m.idle_timeout_ms,
+                            m.max_connections
+                        );
+                    }
+                    None => {
+                        let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
+                    }
+                }
                 let p = &s.profile;
                 let _ = writeln!(
                     o,

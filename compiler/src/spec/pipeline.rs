@@ -21,12 +21,107 @@ pub enum Section {
 #[derive(Debug)]
 pub enum Body<'n> {
     Files { paths: Vec<Spanned>, profile: Option<Spanned> },
+    Mllp(Box<MllpSpec>),
     Validate { rules: Spanned, mode: Option<Mode> },
     Map { mapping: Spanned },
     Mask { policy: Spanned },
     Filter { keep: &'n Node },
     Route { routes: Vec<(String, Span, &'n Node)>, default: Option<Spanned> },
     Jsonl { path: Spanned },
+}
+
+/// An `mllp` source as written; paths are resolved by the driver.
+#[derive(Debug)]
+pub struct MllpSpec {
+    pub listen: String,
+    pub profile: Option<Spanned>,
+    pub max_frame_bytes: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: u64,
+    /// Certificate path and key reference.
+    pub tls: Option<(Spanned, Spanned)>,
+    pub charset: Option<String>,
+    pub ack_mode: String,
+    pub ack_timing: String,
+}
+
+/// Reads `host:port`: an IP address (IPv6 in brackets) or `localhost`, and a port.
+pub fn valid_listen_address(text: &str) -> bool {
+    if text.parse::<std::net::SocketAddr>().is_ok() {
+        return true;
+    }
+    text.strip_prefix("localhost:").is_some_and(|p| p.parse::<u16>().is_ok())
+}
+
+fn mllp(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<MllpSpec> {
+    let s = |cx: &mut Cx, key: &str| obj.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
+    if let Some(f) = obj.get("format") {
+        reader::one_of(cx, f, &["hl7v2"], "source format");
+    }
+    let listen = s(cx, "listen")?;
+    if !valid_listen_address(&listen.text) {
+        cx.push(
+            Diagnostic::error(
+                codes::INVALID_LISTEN_ADDRESS,
+                format!("`{}` is not an address and port to listen on", listen.text),
+            )
+            .label(listen.span, "expected ip:port")
+            .help("write `127.0.0.1:2575` (this machine only), `0.0.0.0:2575` (every interface), `[::1]:2575` or `localhost:2575`"),
+        );
+        // The component stays, so its name still resolves in `inputs` (no follow-up errors).
+    }
+    let positive = |cx: &mut Cx, key: &str, default: u64| -> u64 {
+        let Some(n) = obj.get(key) else { return default };
+        match reader::integer(cx, n, &format!("`{key}`")) {
+            Some(0) => {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, format!("`{key}` must be at least 1"))
+                        .label(n.span, "zero")
+                        .help(format!("the default is {default}")),
+                );
+                default
+            }
+            Some(v) => v,
+            None => default,
+        }
+    };
+    let max_frame_bytes = positive(cx, "max_frame_bytes", 1 << 20);
+    let max_connections = positive(cx, "max_connections", 64);
+    let idle_timeout_ms =
+        obj.get("idle_timeout").and_then(|n| reader::duration(cx, n, "`idle_timeout`")).unwrap_or(60_000);
+    let tls = match obj.get("tls").and_then(|n| reader::object(cx, n, &shape::MLLP_TLS, "`tls`")) {
+        Some(t) => {
+            let cert = t.get("cert").and_then(|n| reader::string(cx, n, "`cert`"));
+            let key = t.get("key").and_then(|n| reader::secret(cx, n, "`key`"));
+            // On an error (already reported) the source stays, without TLS, so its name still
+            // resolves in `inputs`.
+            cert.zip(key)
+        }
+        None => None,
+    };
+    let charset = obj.get("charset").and_then(|n| reader::one_of(cx, n, shape::ENCODINGS, "charset")).map(|c| c.text);
+    let (mut ack_mode, mut ack_timing) = ("original".to_string(), "on_commit".to_string());
+    if let Some(a) = obj.get("ack").and_then(|n| reader::object(cx, n, &shape::MLLP_ACK, "`ack`")) {
+        if let Some(m) = a.get("mode").and_then(|n| reader::one_of(cx, n, shape::ACK_MODES, "acknowledgement mode")) {
+            ack_mode = m.text;
+        }
+        if let Some(t) =
+            a.get("timing").and_then(|n| reader::one_of(cx, n, shape::ACK_TIMINGS, "acknowledgement timing"))
+        {
+            ack_timing = t.text;
+        }
+    }
+    Some(MllpSpec {
+        listen: listen.text,
+        profile: s(cx, "profile"),
+        max_frame_bytes,
+        idle_timeout_ms,
+        max_connections,
+        tls,
+        charset,
+        ack_mode,
+        ack_timing,
+    })
 }
 
 #[derive(Debug)]
@@ -165,6 +260,7 @@ fn component<'n>(
                 profile: s(cx, "profile"),
             }
         }
+        "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
         "validate" => Body::Validate {
             rules: s(cx, "rules")?,
             mode: obj
@@ -196,5 +292,18 @@ pub fn section_name(s: Section) -> &'static str {
         Section::Source => "source",
         Section::Stage => "stage",
         Section::Sink => "sink",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listen_addresses() {
+        for ok in ["127.0.0.1:2575", "0.0.0.0:0", "[::1]:2575", "localhost:2575"] {
+            assert!(super::valid_listen_address(ok), "{ok}");
+        }
+        for bad in ["example.org:2575", "127.0.0.1", "127.0.0.1:70000", "localhost", ":2575", "::1:2575"] {
+            assert!(!super::valid_listen_address(bad), "{bad}");
+        }
     }
 }

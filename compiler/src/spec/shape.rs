@@ -133,6 +133,72 @@ pub static SOURCE_FILES: Shape = Shape {
     ],
 };
 
+pub const ACK_MODES: &[&str] = &["original", "enhanced"];
+pub const ACK_TIMINGS: &[&str] = &["on_commit", "on_receipt"];
+
+pub static MLLP_TLS: Shape = Shape {
+    name: "mllp.tls",
+    type_tag: None,
+    doc: "TLS for the listener (rustls; TLS 1.2 and 1.3).",
+    keys: &[
+        req("cert", KeyType::String, "Certificate chain (PEM file), relative to the pipeline file."),
+        req(
+            "key",
+            KeyType::Secret,
+            "Private key (PEM): `${file:path}` (relative to the pipeline file) or `${VARIABLE}` holding the PEM text.",
+        ),
+    ],
+};
+
+pub static MLLP_ACK: Shape = Shape {
+    name: "mllp.ack",
+    type_tag: None,
+    doc: "How and when the listener acknowledges each message.",
+    keys: &[
+        opt(
+            "mode",
+            KeyType::Enum(ACK_MODES),
+            "`original` (AA/AE/AR, default) or `enhanced` (accept ACK CA/CE/CR when MSH-15 asks for one).",
+        ),
+        opt(
+            "timing",
+            KeyType::Enum(ACK_TIMINGS),
+            "`on_commit` (default): the ACK leaves once the record is written and synced to its sink or the DLQ; `on_receipt`: as soon as the frame is read and parsed.",
+        ),
+    ],
+};
+
+pub static SOURCE_MLLP: Shape = Shape {
+    name: "source.mllp",
+    type_tag: Some("mllp"),
+    doc: "Listens for HL7 v2 messages over MLLP (TCP, optionally TLS) and acknowledges each. Runs until SIGINT or SIGTERM; must be the pipeline's only source.",
+    keys: &[
+        req("type", KeyType::Enum(&["mllp"]), "Source kind."),
+        opt("format", KeyType::Enum(&["hl7v2"]), "Standard of the messages: `hl7v2` (the default and only one)."),
+        req(
+            "listen",
+            KeyType::String,
+            "Address and port to listen on: `127.0.0.1:2575`, `[::1]:2575`, `0.0.0.0:2575`, `localhost:2575` (port 0: any free port, printed at start).",
+        ),
+        opt("profile", KeyType::String, "Parser profile file (`kind: profile`)."),
+        opt(
+            "max_frame_bytes",
+            KeyType::Integer,
+            "Largest frame accepted, in bytes (default 1048576); larger frames get an AR.",
+        ),
+        opt("idle_timeout", KeyType::Duration, "A connection silent this long is closed (default `60s`)."),
+        opt("max_connections", KeyType::Integer, "Connections served at once (default 64); more wait to be accepted."),
+        opt("tls", KeyType::Object(&MLLP_TLS), "Serve MLLP over TLS."),
+        opt(
+            "charset",
+            KeyType::Enum(ENCODINGS),
+            "Character set of every message on this listener, whatever MSH-18 says (overrides the profile's `encoding`).",
+        ),
+        opt("ack", KeyType::Object(&MLLP_ACK), "Acknowledgement mode and timing."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
 pub static STAGE_VALIDATE: Shape = Shape {
     name: "stage.validate",
     type_tag: Some("validate"),
@@ -207,7 +273,7 @@ pub static SINK_JSONL: Shape = Shape {
     ],
 };
 
-pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES];
+pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL];
 

@@ -161,6 +161,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             format: "hl7v2".into(),
             paths,
             profile: profile(unexpected),
+            mllp: None,
         }),
     )
 }

@@ -463,6 +463,49 @@ fn decode_with(enc: &'static Encoding, bytes: &[u8], base: usize, charset: Chars
     }
 }
 
+/// Encodes `text` in `charset` (for messages Sluice writes, like ACKs). Characters the set
+/// cannot represent become `?`; a UTF-16 text gets no BOM.
+pub fn encode(text: &str, charset: Charset) -> Vec<u8> {
+    match charset {
+        Charset::Utf8 => text.as_bytes().to_vec(),
+        Charset::Ascii => text.chars().map(|c| if c.is_ascii() { c as u8 } else { b'?' }).collect(),
+        Charset::Iso8859(1) => text.chars().map(|c| u8::try_from(u32::from(c)).unwrap_or(b'?')).collect(),
+        Charset::Utf16Le => text.encode_utf16().flat_map(u16::to_le_bytes).collect(),
+        Charset::Utf16Be => text.encode_utf16().flat_map(u16::to_be_bytes).collect(),
+        _ if text.is_ascii() => text.as_bytes().to_vec(),
+        Charset::Iso8859(9) => text
+            .chars()
+            .map(|c| match c {
+                '\u{11E}' => 0xD0,
+                '\u{130}' => 0xDD,
+                '\u{15E}' => 0xDE,
+                '\u{11F}' => 0xF0,
+                '\u{131}' => 0xFD,
+                '\u{15F}' => 0xFE,
+                '\u{D0}' | '\u{DD}' | '\u{DE}' | '\u{F0}' | '\u{FD}' | '\u{FE}' => b'?',
+                c => u8::try_from(u32::from(c)).unwrap_or(b'?'),
+            })
+            .collect(),
+        c => match c.encoding() {
+            Some(enc) => match enc.encode(text) {
+                (bytes, _, false) => bytes.into_owned(),
+                // encoding_rs writes HTML numeric references for unmappable characters; HL7 has
+                // no such thing, so encode char by char and write `?` for those.
+                _ => {
+                    let mut buf = [0u8; 4];
+                    text.chars()
+                        .flat_map(|ch| match enc.encode(ch.encode_utf8(&mut buf)) {
+                            (_, _, true) => vec![b'?'],
+                            (b, _, false) => b.into_owned(),
+                        })
+                        .collect()
+                }
+            },
+            None => text.as_bytes().to_vec(),
+        },
+    }
+}
+
 /// A byte stream made UTF-8 for the splitter, which cuts at CR and LF bytes and so cannot read
 /// UTF-16. A UTF-16 stream (byte-order mark, or the NUL pattern in its first bytes) is transcoded
 /// as it is read, in bounded memory; any other stream passes through untouched, byte for byte.

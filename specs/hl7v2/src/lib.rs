@@ -1,5 +1,7 @@
 //! HL7 v2: a codec (bytes to a tree and back) and schema tables, usable without the compiler.
 //!
+//! - [`ack`]: acknowledgements (ACK) for inbound messages, original and enhanced mode.
+//! - [`mllp`]: the MLLP framer, a byte-level state machine for VT ... FS CR frames.
 //! - [`codec`]: delimiters from MSH-1/MSH-2, segments, fields, repetitions, components,
 //!   subcomponents, escape sequences; parse and encode are inverses.
 //! - [`split`]: cuts a byte stream into messages (CR, LF, CRLF, MLLP framing, batch envelopes).
@@ -14,10 +16,12 @@
 //! Invariants: no input makes any function here panic; errors carry offsets and codes, never
 //! the values of the message (they may be PHI).
 
+pub mod ack;
 pub mod batch;
 pub mod charset;
 pub mod codec;
 pub mod json;
+pub mod mllp;
 pub mod path;
 pub mod schema;
 pub mod split;

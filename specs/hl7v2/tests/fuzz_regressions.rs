@@ -64,3 +64,16 @@ fn hl7_charset_corpus() {
 fn hl7_validate_corpus() {
     run_corpus("hl7_validate", props::validate_is_safe);
 }
+
+#[test]
+fn mllp_framer_corpus() {
+    run_corpus("mllp_framer", props::mllp_consistent);
+}
+
+/// ACK building over its own corpus and every committed input of the parser and framer corpora.
+#[test]
+fn hl7_ack_corpus() {
+    run_corpus("hl7_ack", props::ack_round_trip);
+    run_corpus("hl7_parse", props::ack_round_trip);
+    run_corpus("mllp_framer", props::ack_round_trip);
+}

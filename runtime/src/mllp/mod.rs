@@ -1,0 +1,251 @@
+//! The MLLP source: a tokio listener whose connections feed the executor's live [`Feed`], and
+//! send back an HL7 ACK for every frame.
+//!
+//! ```text
+//! tokio thread: accept ─▶ connection task (framer, ACKs) ─RawInput─▶ executor reader ─▶ CPU ─▶ writer
+//!                                 ▲                                                           │
+//!                                 └──────────── Delivery (on_commit, after sync_data) ◀───────┘
+//! ```
+//!
+//! Modules: [`conn`] serves one connection; [`tls`] loads the certificate and key.
+//!
+//! Invariants:
+//! - Every frame, truncated frame, oversize frame and run of garbage is one record: it reaches
+//!   the sink or the DLQ through the executor, so the run balances.
+//! - `on_commit`: a frame's ACK is written only after the writer has synced the record's sink
+//!   lines or DLQ entry to disk. `on_receipt`: as soon as it is framed and parsed.
+//! - Nothing blocks forever: reads time out after `idle_timeout`; frames are bounded by
+//!   `max_frame_bytes` (the framer never holds more); connections beyond `max_connections` wait
+//!   to be accepted.
+//! - Shutdown (SIGINT, SIGTERM): stop accepting, stop reading, let in-flight records finish and
+//!   their ACKs leave, close connections; then the feed ends, the executor drains and writes its
+//!   summary. The run then ends normally (exit 0 when balanced).
+//! - No data values in errors or events: peers are named by address and connection number.
+
+pub mod conn;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sluice_compiler::plan::{ComponentKind, MllpPlan, Plan};
+use sluice_hl7v2::ack::AckMode;
+use sluice_hl7v2::charset::CharsetPolicy;
+use tokio::sync::{Semaphore, watch};
+
+use crate::compile::Compiled;
+use crate::error::RunError;
+use crate::executor::{self, Feed, RawInput, Totals};
+use crate::findings;
+use crate::source::Profile;
+use crate::time::Clock;
+
+/// Something a running listener reports (for the CLI to print; the runtime prints nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenEvent {
+    /// The source is accepting connections on this address (the real port when `listen` said 0).
+    Listening { source: String, address: SocketAddr },
+    /// A shutdown signal arrived: no new connections; in-flight records are being finished.
+    Stopping { signal: &'static str },
+}
+
+/// The plan's MLLP source, if it has one: its component index and settings.
+pub fn listener_of(plan: &Plan) -> Option<(usize, &MllpPlan)> {
+    plan.components.iter().enumerate().find_map(|(i, c)| match &c.kind {
+        ComponentKind::Source(s) => s.mllp.as_deref().map(|m| (i, m)),
+        _ => None,
+    })
+}
+
+/// What every connection task shares.
+pub(crate) struct Shared {
+    pub source: usize,
+    pub profile: Profile,
+    pub policy: CharsetPolicy,
+    pub mode: AckMode,
+    pub on_commit: bool,
+    pub max_frame_bytes: usize,
+    pub idle: std::time::Duration,
+    pub clock: Clock,
+    pub run_id: String,
+}
+
+fn resolve_listen(text: &str) -> Option<SocketAddr> {
+    match text.strip_prefix("localhost:") {
+        Some(port) => port.parse::<u16>().ok().map(|p| SocketAddr::from(([127, 0, 0, 1], p))),
+        None => text.parse().ok(),
+    }
+}
+
+/// Runs the pipeline fed by its MLLP source until SIGINT or SIGTERM (or until the executor
+/// stops on an error), then drains and returns the totals.
+pub fn serve(
+    c: &Compiled<'_>,
+    clock: &Clock,
+    run_id: &str,
+    threads: Option<usize>,
+    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
+) -> Result<Totals, RunError> {
+    let Some((source, plan)) = listener_of(c.plan) else {
+        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no mllp source"));
+    };
+    let name = c.plan.components[source].name.clone();
+    let ComponentKind::Source(sp) = &c.plan.components[source].kind else {
+        return Err(RunError::new(findings::PLAN_INVALID, "the mllp component is not a source"));
+    };
+    let listen_err = |what: String| RunError::new(findings::LISTEN, format!("source `{name}`: {what}"));
+    let acceptor = plan.tls.as_ref().map(|t| tls::acceptor(&name, t)).transpose()?;
+    let addr =
+        resolve_listen(&plan.listen).ok_or_else(|| listen_err(format!("`{}` is not an address", plan.listen)))?;
+    let std_listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| listen_err(format!("cannot listen on {addr}: {}", e.kind())))
+        .map_err(|e| e.with_help("pick a free port, or stop the process using it"))?;
+    std_listener.set_nonblocking(true).map_err(|e| listen_err(format!("cannot set up the socket: {}", e.kind())))?;
+    let local = std_listener.local_addr().map_err(|e| listen_err(format!("cannot read the address: {}", e.kind())))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| listen_err(format!("cannot start the network runtime: {}", e.kind())))?;
+    let shared = Arc::new(Shared {
+        source,
+        profile: Profile::new(&sp.profile),
+        policy: CharsetPolicy::from_name(&sp.profile.encoding).unwrap_or_default(),
+        mode: AckMode::parse(&plan.ack_mode).unwrap_or_default(),
+        on_commit: plan.ack_timing != "on_receipt",
+        max_frame_bytes: usize::try_from(plan.max_frame_bytes).unwrap_or(usize::MAX),
+        idle: std::time::Duration::from_millis(plan.idle_timeout_ms.max(1)),
+        clock: clock.clone(),
+        run_id: run_id.to_string(),
+    });
+    let max_connections = usize::try_from(plan.max_connections).unwrap_or(usize::MAX).clamp(1, Semaphore::MAX_PERMITS);
+    // Bounded: a slow pipeline slows the connections down instead of filling memory.
+    let (tx, rx) = crossbeam_channel::bounded::<RawInput>(1024);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let net = std::thread::Builder::new()
+        .name("sluice-mllp".into())
+        .spawn(move || {
+            runtime.block_on(accept_loop(
+                std_listener,
+                acceptor,
+                shared,
+                tx,
+                stop_rx,
+                max_connections,
+                events,
+                name,
+                local,
+            ))
+        })
+        .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the listener thread"))?;
+    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx));
+    // The executor ends when every sender is gone (after a signal), or on an error: then stop
+    // the listener too.
+    let _ = stop_tx.send(true);
+    let accepted = net.join().map_err(|_| RunError::new(findings::INTERNAL, "the listener thread failed"))?;
+    let totals = totals?;
+    accepted?;
+    Ok(totals)
+}
+
+/// Waits for SIGINT or SIGTERM; returns its name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+            (Ok(mut int), Ok(mut term)) => tokio::select! {
+                _ = int.recv() => "SIGINT",
+                _ = term.recv() => "SIGTERM",
+            },
+            _ => std::future::pending().await,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "Ctrl-C"
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_loop(
+    std_listener: std::net::TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    tx: crossbeam_channel::Sender<RawInput>,
+    mut stop: watch::Receiver<bool>,
+    max_connections: usize,
+    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
+    name: String,
+    local: SocketAddr,
+) -> Result<(), RunError> {
+    let listener = tokio::net::TcpListener::from_std(std_listener)
+        .map_err(|e| RunError::new(findings::LISTEN, format!("source `{name}`: cannot listen: {}", e.kind())))?;
+    // Register the signal handlers before saying we listen, so a signal right after is caught.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let notify = |e: ListenEvent| {
+        if let Some(tx) = &events {
+            let _ = tx.send(e);
+        }
+    };
+    // Poll the signal future once so its handlers are installed.
+    tokio::select! {
+        biased;
+        s = &mut signal => {
+            notify(ListenEvent::Stopping { signal: s });
+            return Ok(());
+        }
+        _ = std::future::ready(()) => {}
+    }
+    notify(ListenEvent::Listening { source: name, address: local });
+    let (close_tx, close_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(max_connections));
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut number = 0u64;
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            s = &mut signal => { notify(ListenEvent::Stopping { signal: s }); break }
+            _ = stop.changed() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            s = &mut signal => { notify(ListenEvent::Stopping { signal: s }); break }
+            _ = stop.changed() => break,
+        };
+        while tasks.try_join_next().is_some() {}
+        let (socket, peer) = match accepted {
+            Ok(a) => a,
+            // Out of file descriptors and the like: wait a little rather than spin.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        number += 1;
+        let _ = socket.set_nodelay(true);
+        let label: Arc<str> = Arc::from(format!("{peer}/conn{number}"));
+        let (shared, tx, close) = (Arc::clone(&shared), tx.clone(), close_rx.clone());
+        let acceptor = acceptor.clone();
+        tasks.spawn(async move {
+            let _permit = permit;
+            match acceptor {
+                None => conn::serve(socket, label, shared, tx, close).await,
+                Some(a) => {
+                    let idle = shared.idle;
+                    if let Ok(Ok(stream)) = tokio::time::timeout(idle, a.accept(socket)).await {
+                        conn::serve(stream, label, shared, tx, close).await;
+                    }
+                }
+            }
+        });
+    }
+    drop(listener);
+    let _ = close_tx.send(true);
+    drop(tx);
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
