@@ -5,7 +5,10 @@
 //! subcomponent and, from v2.7, truncation characters). MSH-2 must hold 4 or 5 distinct
 //! characters (fewer: `HL7002`; more, or a repeat: `HL7003`); the field separator must not be a
 //! letter or digit, nor MSH-2 hold one of `FSTREXDA0`, the characters [`escape`] writes in its
-//! sequences (`HL7003`). Segments are separated by CR, LF or CRLF in any mix; a leading
+//! sequences (`HL7003`). [`EncodingCharacters::Tolerant`] (a parser profile's
+//! `encoding_characters: tolerant`) also reads a doubled escape character (`HL7006`) and a
+//! 3-character MSH-2 (`HL7007`) as warnings, not errors; the tree and the round trip are the same
+//! as for any other message, because MSH-2 is kept verbatim. Segments are separated by CR, LF or CRLF in any mix; a leading
 //! UTF-8 BOM and blank lines (empty, or only spaces and tabs) are skipped. Every other line must
 //! start with a segment id of 3 characters, an uppercase letter then uppercase letters or digits
 //! (`HL7004`). `Segment::line` counts segments, not skipped lines.
@@ -200,9 +203,61 @@ fn is_blank(line: &str) -> bool {
     line.bytes().all(|b| b == b' ' || b == b'\t')
 }
 
+/// How strictly MSH-2 (the encoding characters) is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EncodingCharacters {
+    /// MSH-2 must hold 4 or 5 distinct characters (`HL7002`, `HL7003` otherwise).
+    #[default]
+    Strict,
+    /// Also accepts two spellings real senders use, each with a warning: a doubled escape
+    /// character (`^~\\&`, `HL7006`: read as `^~\&`) and only 3 characters (`^~\`, `HL7007`:
+    /// component, repetition and escape; the subcomponent separator is taken to be `&`). MSH-2 is
+    /// kept verbatim in the tree, so the message still round trips byte for byte. Everything
+    /// else strict rejects is still rejected.
+    Tolerant,
+}
+
+impl EncodingCharacters {
+    /// The profile spellings (`strict`, `tolerant`).
+    pub const NAMES: &'static [&'static str] = &["strict", "tolerant"];
+
+    pub fn from_name(name: &str) -> Option<EncodingCharacters> {
+        match name {
+            "strict" => Some(EncodingCharacters::Strict),
+            "tolerant" => Some(EncodingCharacters::Tolerant),
+            _ => None,
+        }
+    }
+}
+
+/// Options for [`parse_message_with`]; the default is what [`parse_message`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ParseOptions {
+    pub encoding_characters: EncodingCharacters,
+}
+
+/// Something a tolerant parse accepted but that a strict one rejects: same shape as a
+/// [`ParseError`] (code, content-free message, byte offset).
+pub type ParseWarning = ParseError;
+
+/// A message and the warnings its parse produced (empty under [`EncodingCharacters::Strict`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub message: Message<'a>,
+    pub warnings: Vec<ParseWarning>,
+}
+
+/// The subcomponent separator assumed when a tolerated 3-character MSH-2 leaves it out.
+const ASSUMED_SUBCOMPONENT: char = '&';
+
 /// Reads the delimiters from the start of `body` (which starts with `MSH`). `base` is the offset
-/// of `body` in the parsed text, for errors.
-fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
+/// of `body` in the parsed text, for errors; a tolerated spelling adds a warning to `warnings`.
+fn read_delimiters(
+    body: &str,
+    base: usize,
+    mode: EncodingCharacters,
+    warnings: &mut Vec<ParseWarning>,
+) -> Result<Delimiters, ParseError> {
     let after_id = body.get(3..).unwrap_or("");
     let mut chars = after_id.chars();
     let field = match chars.next() {
@@ -215,7 +270,27 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
         return Err(ParseError::new("HL7003", "field separator must not be a letter or digit", base + 3));
     }
     let enc_start = 3 + field.len_utf8();
-    let enc: Vec<char> = chars.take_while(|&c| c != field && c != '\r' && c != '\n').collect();
+    let mut enc: Vec<char> = chars.take_while(|&c| c != field && c != '\r' && c != '\n').collect();
+    // Positions (in chars of MSH-2) that a tolerated spelling dropped, for error offsets.
+    let mut dropped = None;
+    if mode == EncodingCharacters::Tolerant {
+        if enc.len() >= 5 && enc[2] == enc[3] {
+            enc.remove(3);
+            dropped = Some(3);
+            warnings.push(ParseError::new(
+                "HL7006",
+                "MSH-2 repeats the escape character; read as if written once (tolerant encoding characters)",
+                base + enc_start + enc[..2].iter().map(|c| c.len_utf8()).sum::<usize>(),
+            ));
+        } else if enc.len() == 3 && !enc.contains(&ASSUMED_SUBCOMPONENT) && field != ASSUMED_SUBCOMPONENT {
+            enc.push(ASSUMED_SUBCOMPONENT);
+            warnings.push(ParseError::new(
+                "HL7007",
+                "MSH-2 holds 3 encoding characters; subcomponent separator `&` assumed (tolerant encoding characters)",
+                base + enc_start,
+            ));
+        }
+    }
     if enc.len() < 4 {
         return Err(ParseError::new("HL7002", "MSH-2 must hold at least 4 encoding characters", base + enc_start));
     }
@@ -224,7 +299,11 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
     }
     let mut seen = vec![field];
     let mut pos = base + enc_start;
-    for &c in &enc {
+    for (i, &c) in enc.iter().enumerate() {
+        if dropped == Some(i) {
+            // The dropped repeat of the escape character sits before this one in the text.
+            pos += enc[2].len_utf8();
+        }
         // `escape` writes `\F\ \S\ \T\ \R\ \E\ \X0D\ \X0A\`: one of their characters as a delimiter
         // would split them, and values could not round trip.
         if "FSTREXDA0".contains(c) {
@@ -246,14 +325,21 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
     })
 }
 
-/// Parses one message. See the module docs for the tree shape and what is tolerated.
+/// Parses one message with the default (strict) options. See the module docs for the tree
+/// shape and what is tolerated.
 pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
+    parse_message_with(text, ParseOptions::default()).map(|p| p.message)
+}
+
+/// Parses one message under `options`; the warnings list what a tolerant option accepted.
+pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_>, ParseError> {
     let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
     let body = text.get(start..).unwrap_or("");
     if !body.starts_with("MSH") {
         return Err(ParseError::new("HL7001", "message does not start with an MSH segment", start));
     }
-    let delimiters = read_delimiters(body, start)?;
+    let mut warnings = Vec::new();
+    let delimiters = read_delimiters(body, start, options.encoding_characters, &mut warnings)?;
 
     let bytes = text.as_bytes();
     let mut segments = Vec::new();
@@ -286,7 +372,7 @@ pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
         [false, false, true] => SegmentSeparator::CrLf,
         _ => SegmentSeparator::Mixed,
     };
-    Ok(Message { delimiters, segments, segment_separator })
+    Ok(Parsed { message: Message { delimiters, segments, segment_separator }, warnings })
 }
 
 fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters) -> Result<Segment<'a>, ParseError> {
@@ -746,6 +832,16 @@ pub const ERROR_CODES: &[(&str, &str, &str)] = &[
         "HL7005",
         "An escape sequence is not valid.",
         "Only reported in strict decoding: an escape character starts a sequence that is not one of \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ or a formatting escape.",
+    ),
+    (
+        "HL7006",
+        "Warning: MSH-2 repeats the escape character (tolerated).",
+        "Only with the profile option `encoding_characters: tolerant`: MSH-2 reads `^~\\\\&`, the escape character written twice (a tool escaped it). The message is read as if MSH-2 were `^~\\&` and MSH-2 is kept as sent, so the message round-trips unchanged. Under the default (`strict`) this is HL7003.",
+    ),
+    (
+        "HL7007",
+        "Warning: MSH-2 holds only 3 encoding characters (tolerated).",
+        "Only with the profile option `encoding_characters: tolerant`: MSH-2 has component, repetition and escape characters but no subcomponent separator; `&` is assumed (as in the standard default). Under the default (`strict`) this is HL7002. Fix the sender if its values contain `&`, which is then read as a subcomponent separator.",
     ),
     (
         "HL7010",

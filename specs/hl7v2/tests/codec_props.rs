@@ -8,12 +8,17 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 use sluice_hl7v2::codec::{
-    Component, Delimiters, Field, Message, Repetition, Segment, SegmentSeparator, encode, escape, parse_message,
-    unescape,
+    Component, Delimiters, EncodingCharacters, Field, Message, ParseOptions, Repetition, Segment, SegmentSeparator,
+    encode, escape, parse_message, parse_message_with, unescape,
 };
 use sluice_hl7v2::json::{json_to_message, message_to_json};
 use sluice_hl7v2::path::{Index, Path};
 use sluice_hl7v2::split::MessageSplitter;
+
+/// The fuzz targets' properties, for the ones these tests share (tolerant parsing).
+#[allow(dead_code)]
+#[path = "../../../fuzz/props/hl7.rs"]
+mod props;
 
 /// Characters allowed as the field separator.
 const FIELD_POOL: &[char] = &['|', '!', '#', '$', '%', '*', '+', ':', ';', '/', '?', '@', '§', '€', ' ', '\t'];
@@ -282,6 +287,49 @@ proptest! {
                 let _ = message_to_json(&m, false);
             }
         }
+    }
+
+    #[test]
+    fn tolerant_headers_parse_and_round_trip(
+        d in delimiters(),
+        doubled in any::<bool>(),
+        tail in value_toks(),
+        s in any::<String>(),
+    ) {
+        // The two tolerated MSH-2 spellings, built from valid delimiters, then whatever follows.
+        let e = d.escape.unwrap_or('\\');
+        let msh2 = if doubled {
+            format!("{}{}{e}{e}{}{}", d.component, d.repetition, d.subcomponent, d.truncation.map(String::from).unwrap_or_default())
+        } else {
+            format!("{}{}{e}", d.component, d.repetition)
+        };
+        let text = format!("MSH{}{msh2}{}{}", d.field, d.field, render(&tail, &d));
+        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+        prop_assert!(parse_message(&text).is_err(), "strict must reject {:?}", text);
+        match parse_message_with(&text, tolerant) {
+            Ok(p) => {
+                let code = if doubled { "HL7006" } else { "HL7007" };
+                prop_assert_eq!(p.warnings.iter().map(|w| w.code).collect::<Vec<_>>(), vec![code]);
+                if doubled {
+                    prop_assert_eq!(p.message.delimiters, Delimiters { escape: Some(e), ..d });
+                }
+                let encoded = encode(&p.message);
+                prop_assert!(encoded.starts_with(&format!("MSH{}{msh2}", d.field)), "MSH-2 not kept: {:?}", encoded);
+                let again = parse_message_with(&encoded, tolerant).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(without_offsets(&again.message), without_offsets(&p.message));
+            }
+            // MSH-2 is refused only in the 3-character form, when `&` is already a delimiter;
+            // the rest of the (random) text may still fail to parse.
+            Err(err) => prop_assert!(
+                !matches!(err.code, "HL7002" | "HL7003") || (!doubled && (msh2.contains('&') || d.field == '&')),
+                "{}: {:?}",
+                err,
+                text
+            ),
+        }
+        // On any text: tolerant accepts what strict accepts, with the same tree and no warning.
+        props::tolerant_parse(&s);
+        props::tolerant_parse(&text);
     }
 
     #[test]
