@@ -342,7 +342,7 @@ pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_
     let delimiters = read_delimiters(body, start, options.encoding_characters, &mut warnings)?;
 
     let bytes = text.as_bytes();
-    let mut segments = Vec::new();
+    let mut segments = Vec::with_capacity(count(body, '\r') + 1);
     // (saw CR, saw LF, saw CRLF) between segments
     let mut kinds = [false; 3];
     let mut pending_kind: Option<usize> = None;
@@ -402,9 +402,28 @@ fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters
                 pieces.next();
             }
         }
+        fields.reserve_exact(count(rest, d.field) + 1);
         fields.extend(pieces.map(|raw| parse_field(raw, d)));
     }
     Ok(Segment { id: Cow::Borrowed(id), fields, offset, line: number })
+}
+
+/// How many times `c` occurs in `s` (a byte count for ASCII delimiters, the usual case).
+fn count(s: &str, c: char) -> usize {
+    if c.is_ascii() {
+        let b = c as u8;
+        s.bytes().filter(|&x| x == b).count()
+    } else {
+        s.matches(c).count()
+    }
+}
+
+/// `s` split at `sep`, each piece mapped by `f`, in a vector allocated once at its final size
+/// (parsing allocates a vector per level of every field; growing them cost more than splitting).
+fn split_map<'a, T>(s: &'a str, sep: char, f: impl FnMut(&'a str) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(count(s, sep) + 1);
+    out.extend(s.split(sep).map(f));
+    out
 }
 
 fn literal_field(value: &str) -> Field<'_> {
@@ -420,7 +439,7 @@ fn parse_field<'a>(raw: &'a str, d: &Delimiters) -> Field<'a> {
     if raw.is_empty() {
         return Field::default();
     }
-    Field { repetitions: raw.split(d.repetition).map(|r| parse_repetition(r, d)).collect() }
+    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d)) }
 }
 
 fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
@@ -428,16 +447,13 @@ fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
         return Repetition::default();
     }
     Repetition {
-        components: raw
-            .split(d.component)
-            .map(|c| {
-                if c.is_empty() {
-                    Component::default()
-                } else {
-                    Component { subcomponents: c.split(d.subcomponent).map(|s| unescape(s, d)).collect() }
-                }
-            })
-            .collect(),
+        components: split_map(raw, d.component, |c| {
+            if c.is_empty() {
+                Component::default()
+            } else {
+                Component { subcomponents: split_map(c, d.subcomponent, |s| unescape(s, d)) }
+            }
+        }),
     }
 }
 
