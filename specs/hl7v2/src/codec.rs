@@ -333,6 +333,42 @@ pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
 
 /// Parses one message under `options`; the warnings list what a tolerant option accepted.
 pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_>, ParseError> {
+    let mut segments = Vec::with_capacity(count(text, '\r') + 1);
+    let scanned = scan(text, options, |line| {
+        segments.push(parse_segment(line, segments.len() + 1));
+    })?;
+    let message = Message { delimiters: scanned.delimiters, segments, segment_separator: scanned.separator };
+    Ok(Parsed { message, warnings: scanned.warnings })
+}
+
+/// What [`scan`] found besides the segments.
+pub(crate) struct Scanned {
+    pub delimiters: Delimiters,
+    pub separator: SegmentSeparator,
+    pub warnings: Vec<ParseWarning>,
+}
+
+/// One segment's text as [`scan`] hands it out: the id checked, the text after the first field
+/// separator (`None` when the segment has no field separator), and where it starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Line<'a> {
+    pub id: &'a str,
+    /// The field separator as written after the id (empty when there is none).
+    pub separator: &'a str,
+    pub rest: Option<&'a str>,
+    pub offset: usize,
+    pub delimiters: Delimiters,
+}
+
+/// The one reading of a message's layout, shared by [`parse_message_with`] and the lazy
+/// [`crate::view`]: BOM, MSH and its delimiters, lines cut at CR/LF/CRLF, blank lines skipped,
+/// segment ids checked (so both accept and reject exactly the same texts). Calls `segment` for
+/// each segment, in order.
+pub(crate) fn scan<'a>(
+    text: &'a str,
+    options: ParseOptions,
+    mut segment: impl FnMut(Line<'a>),
+) -> Result<Scanned, ParseError> {
     let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
     let body = text.get(start..).unwrap_or("");
     if !body.starts_with("MSH") {
@@ -342,7 +378,6 @@ pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_
     let delimiters = read_delimiters(body, start, options.encoding_characters, &mut warnings)?;
 
     let bytes = text.as_bytes();
-    let mut segments = Vec::with_capacity(count(body, '\r') + 1);
     // (saw CR, saw LF, saw CRLF) between segments
     let mut kinds = [false; 3];
     let mut pending_kind: Option<usize> = None;
@@ -360,40 +395,39 @@ pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_
             if let Some(k) = pending_kind.take() {
                 kinds[k] = true;
             }
-            let seg = parse_segment(line, pos, segments.len() + 1, &delimiters)?;
-            segments.push(seg);
+            let fl = delimiters.field.len_utf8();
+            let (id, separator, rest) = match line.find(delimiters.field) {
+                Some(i) => (&line[..i], &line[i..i + fl], Some(&line[i + fl..])),
+                None => (line, "", None),
+            };
+            if !is_valid_segment_id(id) {
+                return Err(ParseError::new(
+                    "HL7004",
+                    "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
+                    pos,
+                ));
+            }
+            segment(Line { id, separator, rest, offset: pos, delimiters });
             pending_kind = kind;
         }
         pos = end + term_len;
     }
-    let segment_separator = match kinds {
+    let separator = match kinds {
         [_, false, false] => SegmentSeparator::Cr,
         [false, true, false] => SegmentSeparator::Lf,
         [false, false, true] => SegmentSeparator::CrLf,
         _ => SegmentSeparator::Mixed,
     };
-    Ok(Parsed { message: Message { delimiters, segments, segment_separator }, warnings })
+    Ok(Scanned { delimiters, separator, warnings })
 }
 
-fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters) -> Result<Segment<'a>, ParseError> {
-    let (id, rest) = match line.find(d.field) {
-        Some(i) => (&line[..i], Some(&line[i + d.field.len_utf8()..])),
-        None => (line, None),
-    };
-    if !is_valid_segment_id(id) {
-        return Err(ParseError::new(
-            "HL7004",
-            "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
-            offset,
-        ));
-    }
+fn parse_segment(line: Line<'_>, number: usize) -> Segment<'_> {
+    let Line { id, separator, rest, offset, delimiters: d } = line;
     let mut fields = Vec::new();
     if let Some(rest) = rest {
         let mut pieces = rest.split(d.field);
         if is_header_id(id) {
-            let sep_start = id.len();
-            let sep = &line[sep_start..sep_start + d.field.len_utf8()];
-            fields.push(literal_field(sep));
+            fields.push(literal_field(separator));
             if !rest.is_empty() {
                 if let Some(enc) = pieces.next() {
                     fields.push(literal_field(enc));
@@ -403,9 +437,9 @@ fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters
             }
         }
         fields.reserve_exact(count(rest, d.field) + 1);
-        fields.extend(pieces.map(|raw| parse_field(raw, d)));
+        fields.extend(pieces.map(|raw| parse_field(raw, &d)));
     }
-    Ok(Segment { id: Cow::Borrowed(id), fields, offset, line: number })
+    Segment { id: Cow::Borrowed(id), fields, offset, line: number }
 }
 
 /// How many times `c` occurs in `s` (a byte count for ASCII delimiters, the usual case).

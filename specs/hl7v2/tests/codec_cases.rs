@@ -10,6 +10,7 @@ use sluice_hl7v2::codec::{
     EncodingCharacters, Message, ParseOptions, Segment, SegmentSeparator, encode, parse_message, parse_message_with,
 };
 use sluice_hl7v2::split::MessageSplitter;
+use sluice_hl7v2::view::MessageView;
 
 /// Separators normalised to CR: what `encode` writes for a message with mixed separators.
 fn to_cr(text: &str) -> String {
@@ -53,6 +54,27 @@ const EXPECTED_REJECTIONS: &[(&str, &str, &str)] = &[
         "HL7003",
         "MSH-2 `^&&^##` holds 6 characters and repeats delimiters (hl7apy test: must raise)",
     ),
+];
+
+/// Paths compared between the lazy view and the tree on every corpus message.
+const VIEW_PATHS: &[&str] = &[
+    "MSH-1",
+    "MSH-2",
+    "MSH-9.1",
+    "MSH-9.2",
+    "MSH-10",
+    "MSH-12",
+    "PID-3[*].1",
+    "PID-3[1].4.2",
+    "PID-5.1",
+    "PID-5.2",
+    "PID-7",
+    "PID-8",
+    "PID-11[*].3",
+    "OBX[*]-5",
+    "OBX[*]-5[*].2",
+    "NK1[*]-2",
+    "NTE[*]-3",
 ];
 
 const TOLERANT: ParseOptions = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
@@ -124,6 +146,19 @@ fn corpus_round_trip() {
                 },
             };
             tally.parsed += 1;
+            // The lazy view reads the same values as the tree.
+            match MessageView::parse_with(text, options) {
+                Ok(view) => {
+                    for p in VIEW_PATHS {
+                        let path = sluice_hl7v2::path::Path::parse(p).expect("valid path");
+                        let got: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
+                        if got != message.select(&path) {
+                            broken_invariant.push(format!("{name} #{}: view and tree differ at {p}", item.index));
+                        }
+                    }
+                }
+                Err(e) => broken_invariant.push(format!("{name} #{}: view rejects: {}", item.index, e.code)),
+            }
             let encoded = encode(&message);
             // The invariant that must hold for every message: the re-encoded text parses to the
             // same tree (segment offsets aside).
@@ -387,6 +422,28 @@ fn large_field_value() {
     let items = split_all(text.as_bytes());
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].bytes, text.as_bytes());
+}
+
+#[path = "../../../bench/feed.rs"]
+#[allow(dead_code)]
+mod feed;
+
+/// A 5 MB OBX-5 value is borrowed from the message text by both the tree and the lazy view:
+/// parsing copies none of it (a correctness property; its speed is in docs/benchmarks.md).
+#[test]
+fn large_obx5_payload_is_borrowed_not_copied() {
+    let text = feed::large_obx5_message(5 * 1024 * 1024);
+    let within = |v: &str| {
+        let (start, end) = (text.as_ptr() as usize, text.as_ptr() as usize + text.len());
+        let p = v.as_ptr() as usize;
+        v.len() == 5 * 1024 * 1024 && p >= start && p + v.len() <= end
+    };
+    let m = parse_message(&text).unwrap();
+    let sub = &m.segments[3].field(5).unwrap().repetitions[0].components[4].subcomponents[0];
+    assert!(matches!(sub, Cow::Borrowed(_)) && within(sub), "the tree copied the payload");
+    let view = MessageView::parse(&text).unwrap();
+    let value = view.first(&sluice_hl7v2::path::Path::parse("OBX-5.5").unwrap()).unwrap();
+    assert!(matches!(value, Cow::Borrowed(_)) && within(&value), "the view copied the payload");
 }
 
 #[test]

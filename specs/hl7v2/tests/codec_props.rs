@@ -14,6 +14,7 @@ use sluice_hl7v2::codec::{
 use sluice_hl7v2::json::{json_to_message, message_to_json};
 use sluice_hl7v2::path::{Index, Path};
 use sluice_hl7v2::split::MessageSplitter;
+use sluice_hl7v2::view::MessageView;
 
 /// The fuzz targets' properties, for the ones these tests share (tolerant parsing).
 #[allow(dead_code)]
@@ -398,5 +399,37 @@ proptest! {
         p.component = Some(comp);
         p.subcomponent = Some(comp);
         let _ = tree.select(&p);
+    }
+
+    #[test]
+    fn the_lazy_view_selects_what_the_tree_selects(
+        tree in message_tree(),
+        p in path(),
+        seg in 0usize..4,
+        field in 0usize..6,
+        rep in prop_oneof![Just(Index::First), Just(Index::All), (0usize..3).prop_map(Index::Nth)],
+        comp in prop::option::of(0usize..4),
+        sub in prop::option::of(0usize..3),
+        s in any::<String>(),
+    ) {
+        let text = encode(&tree);
+        let parsed = parse_message(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let view = MessageView::parse(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(view.delimiters, parsed.delimiters);
+        prop_assert_eq!(view.segments.len(), parsed.segments.len());
+        let mut p = p;
+        if let Some(s) = parsed.segments.get(seg) {
+            p.segment = s.id.to_string();
+        }
+        for path in [p.clone(), Path { field, repetition: rep, component: comp, subcomponent: sub, ..p }] {
+            let from_view: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
+            prop_assert_eq!(from_view, parsed.select(&path), "path {}", path);
+        }
+        // Any text: the view accepts what the codec accepts, with the same error.
+        match (parse_message(&s), MessageView::parse(&s)) {
+            (Ok(m), Ok(v)) => prop_assert_eq!(m.segments.len(), v.segments.len()),
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "codec {:?} but view {:?}", a.err(), b.err()),
+        }
     }
 }
