@@ -10,7 +10,9 @@
 //! - Character sets: each message is decoded with `sluice_hl7v2::charset` under the profile's
 //!   `encoding` (`auto`: BOM, UTF-16 NUL pattern, MSH-18, else UTF-8; or one fixed set that
 //!   overrides MSH-18). Then `ADD` segments are joined onto the segment they continue
-//!   (`batch::join_add_segments`) and the text is parsed.
+//!   (`batch::join_add_segments`) and the text is parsed, MSH-2 read as the profile's
+//!   `encoding_characters` says; what `tolerant` accepts becomes a record warning with the
+//!   codec's code (`HL7006`, `HL7007`).
 //! - Nothing is lost, nothing panics: bytes that do not decode (`RT101`), name an unsupported
 //!   charset (`RT108`), do not parse or break the profile become DLQ rejections (with the byte
 //!   offset in the file, never the value); bytes outside any message (garbage before the first

@@ -7,11 +7,14 @@
 //! letter or digit, nor MSH-2 hold one of `FSTREXDA0`, the characters [`escape`] writes in its
 //! sequences (`HL7003`). [`EncodingCharacters::Tolerant`] (a parser profile's
 //! `encoding_characters: tolerant`) also reads a doubled escape character (`HL7006`) and a
-//! 3-character MSH-2 (`HL7007`) as warnings, not errors; the tree and the round trip are the same
-//! as for any other message, because MSH-2 is kept verbatim. Segments are separated by CR, LF or CRLF in any mix; a leading
-//! UTF-8 BOM and blank lines (empty, or only spaces and tabs) are skipped. Every other line must
-//! start with a segment id of 3 characters, an uppercase letter then uppercase letters or digits
-//! (`HL7004`). `Segment::line` counts segments, not skipped lines.
+//! 3-character MSH-2 (`HL7007`) as warnings, not errors; the tree and the round trip are the
+//! same as for any other message, because MSH-2 is kept verbatim.
+//!
+//! Segments are separated by CR, LF or CRLF in any mix; a leading UTF-8 BOM and blank lines
+//! (empty, or only spaces and tabs) are skipped. Every other line must start with a segment id
+//! of 3 characters, an uppercase letter then uppercase letters or digits (`HL7004`).
+//! `Segment::line` counts segments, not skipped lines. This layout is read by one function
+//! (`scan`), shared with the lazy [`crate::view`].
 //!
 //! # Tree shape
 //!
