@@ -32,6 +32,8 @@ pub fn parse_round_trip(data: &[u8]) {
     let Ok(m) = codec::parse_message(&text) else {
         return;
     };
+    let owned = codec::parse_message_owned(&text, ParseOptions::default()).map(|p| p.message);
+    assert_eq!(owned, Ok(m.clone().into_owned()), "parse_message_owned differs from parse + into_owned");
     let _ = (m.message_type(), m.control_id(), m.version());
     let encoded = codec::encode(&m);
     let again = match codec::parse_message(&encoded) {

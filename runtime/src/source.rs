@@ -179,13 +179,13 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     let text = hl7::join_add_segments(&decoded.text);
     let joined = matches!(text, std::borrow::Cow::Owned(_));
     let mut warnings = Vec::new();
-    let mut message = match hl7::parse_message_with(&text, profile.parse_options) {
+    let mut message = match hl7::parse_message_owned(&text, profile.parse_options) {
         Ok(parsed) => {
             // Tolerated spellings (`encoding_characters: tolerant`) keep the codec's code.
             for w in parsed.warnings {
                 warnings.push(Issue::new(w.code, "MSH-2", w.message));
             }
-            parsed.message.into_owned()
+            parsed.message
         }
         Err(e) => {
             let in_bytes = if joined { e.offset } else { decoded.source_offset(e.offset) };

@@ -336,9 +336,25 @@ pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
 
 /// Parses one message under `options`; the warnings list what a tolerant option accepted.
 pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_>, ParseError> {
+    parse_into(text, options, |v| v)
+}
+
+/// Like [`parse_message_with`] followed by [`Message::into_owned`], in one pass: each value is
+/// copied once, as it is cut out (for callers that must keep the tree past the text's lifetime).
+pub fn parse_message_owned(text: &str, options: ParseOptions) -> Result<Parsed<'static>, ParseError> {
+    parse_into(text, options, owned)
+}
+
+/// Parses with `value` applied to every id and value of the tree: the identity (borrowed tree)
+/// or [`owned`].
+fn parse_into<'a, 'o>(
+    text: &'a str,
+    options: ParseOptions,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Result<Parsed<'o>, ParseError> {
     let mut segments = Vec::with_capacity(count(text, '\r') + 1);
     let scanned = scan(text, options, |line| {
-        segments.push(parse_segment(line, segments.len() + 1));
+        segments.push(parse_segment(line, segments.len() + 1, value));
     })?;
     let message = Message { delimiters: scanned.delimiters, segments, segment_separator: scanned.separator };
     Ok(Parsed { message, warnings: scanned.warnings })
@@ -424,25 +440,29 @@ pub(crate) fn scan<'a>(
     Ok(Scanned { delimiters, separator, warnings })
 }
 
-fn parse_segment(line: Line<'_>, number: usize) -> Segment<'_> {
+fn parse_segment<'a, 'o>(
+    line: Line<'a>,
+    number: usize,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Segment<'o> {
     let Line { id, separator, rest, offset, delimiters: d } = line;
     let mut fields = Vec::new();
     if let Some(rest) = rest {
         let mut pieces = rest.split(d.field);
         if is_header_id(id) {
-            fields.push(literal_field(separator));
+            fields.push(literal_field(separator, value));
             if !rest.is_empty() {
                 if let Some(enc) = pieces.next() {
-                    fields.push(literal_field(enc));
+                    fields.push(literal_field(enc, value));
                 }
             } else {
                 pieces.next();
             }
         }
         fields.reserve_exact(count(rest, d.field) + 1);
-        fields.extend(pieces.map(|raw| parse_field(raw, &d)));
+        fields.extend(pieces.map(|raw| parse_field(raw, &d, value)));
     }
-    Segment { id: Cow::Borrowed(id), fields, offset, line: number }
+    Segment { id: value(Cow::Borrowed(id)), fields, offset, line: number }
 }
 
 /// How many times `c` occurs in `s` (a byte count for ASCII delimiters, the usual case).
@@ -463,23 +483,26 @@ fn split_map<'a, T>(s: &'a str, sep: char, f: impl FnMut(&'a str) -> T) -> Vec<T
     out
 }
 
-fn literal_field(value: &str) -> Field<'_> {
-    if value.is_empty() {
+fn literal_field<'a, 'o>(text: &'a str, value: impl Fn(Cow<'a, str>) -> Cow<'o, str>) -> Field<'o> {
+    if text.is_empty() {
         return Field::default();
     }
-    Field {
-        repetitions: vec![Repetition { components: vec![Component { subcomponents: vec![Cow::Borrowed(value)] }] }],
-    }
+    let subcomponents = vec![value(Cow::Borrowed(text))];
+    Field { repetitions: vec![Repetition { components: vec![Component { subcomponents }] }] }
 }
 
-fn parse_field<'a>(raw: &'a str, d: &Delimiters) -> Field<'a> {
+fn parse_field<'a, 'o>(raw: &'a str, d: &Delimiters, value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy) -> Field<'o> {
     if raw.is_empty() {
         return Field::default();
     }
-    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d)) }
+    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d, value)) }
 }
 
-fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
+fn parse_repetition<'a, 'o>(
+    raw: &'a str,
+    d: &Delimiters,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Repetition<'o> {
     if raw.is_empty() {
         return Repetition::default();
     }
@@ -488,7 +511,7 @@ fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
             if c.is_empty() {
                 Component::default()
             } else {
-                Component { subcomponents: split_map(c, d.subcomponent, |s| unescape(s, d)) }
+                Component { subcomponents: split_map(c, d.subcomponent, |s| value(unescape(s, d))) }
             }
         }),
     }
