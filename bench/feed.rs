@@ -28,3 +28,38 @@ pub fn repeated_example_feed(repo: &Path, messages: usize) -> String {
     }
     out
 }
+
+/// One ORU message whose OBX-5 (an ED value: `^application^pdf^Base64^<data>`) carries
+/// `payload_len` bytes of Base64 text (deterministic, no escape sequences), for the large-payload
+/// bench and the zero-copy test.
+pub fn large_obx5_message(payload_len: usize) -> String {
+    const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut text = String::with_capacity(payload_len + 512);
+    text.push_str("MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240115103000||ORU^R01^ORU_R01|BIG0001|P|2.5.1\r");
+    text.push_str("PID|1||123456^^^HOSP^MR||DOE^JANE||19800115|F\r");
+    text.push_str("OBR|1|ORD1|FIL1|11502-2^Laboratory report^LN\r");
+    text.push_str("OBX|1|ED|11502-2^Laboratory report^LN||^application^pdf^Base64^");
+    let mut x: u32 = 0x2545_F491;
+    text.extend((0..payload_len).map(|_| {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        char::from(B64[(x % 64) as usize])
+    }));
+    text.push_str("||||||F");
+    text
+}
+
+/// The fields benchmark B2 extracts (docs/benchmarks.md): JSON key and Sluice path. Every peer
+/// reads the first repetition, the named component (the first when none is named) and its first
+/// subcomponent, escapes decoded; a missing or empty value is written as `""`.
+pub const B2_FIELDS: &[(&str, &str)] = &[
+    ("msh9_1", "MSH-9.1"),
+    ("msh9_2", "MSH-9.2"),
+    ("msh10", "MSH-10"),
+    ("pid3_1", "PID-3.1"),
+    ("pid5_1", "PID-5.1"),
+    ("pid5_2", "PID-5.2"),
+    ("pid7", "PID-7"),
+    ("pid8", "PID-8"),
+];

@@ -13,8 +13,10 @@
 # copy of pipelines/quickstart.yaml written into a temp dir, pointing at the generated file,
 # at the repository's mappings/ and at outputs in the temp dir. Reports, per run and as the
 # median: wall time, records/s (records in / wall time, process start to exit, compile
-# included), the runtime's own records/s from its JSON summary, and peak RSS
-# (`/usr/bin/time -v` if present, else VmHWM polled from /proc). Measures, asserts nothing.
+# included), the runtime's own records/s from its JSON summary, CPU seconds (user + system) and
+# records per CPU second (steadier than wall time when other processes share the CPUs), and
+# peak RSS (`/usr/bin/time -v` if present, else VmHWM polled from /proc). Measures, asserts
+# nothing.
 set -euo pipefail
 
 N=${1:-100000}
@@ -109,6 +111,8 @@ run_once() {
         summary=$(/usr/bin/time -v -o "$TMP/time.txt" "$SLUICE" run "$TMP/throughput.yaml" --summary json)
         end=$(date +%s.%N)
         rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$TMP/time.txt")
+        # CPU seconds (user + system): less sensitive than wall time to other processes.
+        rss="$rss $(awk -F': ' '/User time|System time/ {s += $2} END {print s}' "$TMP/time.txt")"
     else
         "$SLUICE" run "$TMP/throughput.yaml" --summary json >"$TMP/summary.json" &
         local pid=$! hwm=0 v
@@ -119,7 +123,7 @@ run_once() {
         done
         wait "$pid"
         end=$(date +%s.%N)
-        rss=$hwm
+        rss="$hwm n/a"
         summary=$(cat "$TMP/summary.json")
     fi
     echo "$(echo "$end - $start" | bc -l) $rss $summary"
@@ -130,11 +134,13 @@ echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
 echo "input: $N messages, $(du -m "$DATA" | cut -f1) MB, from \`$SOURCE\`; pipeline: $PIPELINE"
 echo "sluice: $("$SLUICE" --version)"
 echo
-echo "| run | wall s | records in | delivered | dlq | filtered | records/s (wall) | records/s (summary) | peak RSS MiB |"
-echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo
+echo "| run | wall s | records in | delivered | dlq | filtered | records/s (wall) | records/s (summary) | CPU s (user+sys) | records per CPU s | peak RSS MiB |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 walls=()
 for ((r = 1; r <= REPS; r++)); do
-    read -r wall rss summary < <(run_once)
+    read -r wall rss cpu summary < <(run_once)
     fields=$(python3 -c '
 import json, sys
 s = json.loads(sys.argv[1])
@@ -142,10 +148,13 @@ print(s["records_in"], s["delivered"], s["dlq"], s["filtered"], "%.0f" % s["reco
 ' "$summary")
     read -r rin deliv dlq filt rps balanced <<<"$fields"
     [[ "$balanced" == "True" ]] || echo "WARNING: run $r is not balanced: $summary" >&2
-    printf '| %d | %.3f | %d | %d | %d | %d | %.0f | %s | %.1f |\n' "$r" "$wall" "$rin" "$deliv" "$dlq" "$filt" \
-        "$(echo "$rin / $wall" | bc -l)" "$rps" "$(echo "${rss%% *} / 1024" | bc -l)"
+    printf '| %d | %.3f | %d | %d | %d | %d | %.0f | %s | %s | %s | %.1f |\n' "$r" "$wall" "$rin" "$deliv" "$dlq" \
+        "$filt" "$(echo "$rin / $wall" | bc -l)" "$rps" "$cpu" \
+        "$( [[ "$cpu" != n/a ]] && printf '%.0f' "$(echo "$rin / $cpu" | bc -l)" || echo n/a)" \
+        "$(echo "${rss%% *} / 1024" | bc -l)"
     walls+=("$wall")
 done
 median=$(printf '%s\n' "${walls[@]}" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}')
 [[ -x /usr/bin/time ]] || echo "(peak RSS: /usr/bin/time missing; VmHWM polled every 10 ms from /proc, a lower bound)"
 printf '\nmedian wall %.3f s over %d runs: %.0f records/s\n' "$median" "$REPS" "$(echo "$N / $median" | bc -l)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

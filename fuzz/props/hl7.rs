@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::OnceLock;
 
 use sluice_hl7v2::charset::{self, Charset, CharsetPolicy};
-use sluice_hl7v2::codec::{self, Delimiters, Message, SegmentSeparator};
+use sluice_hl7v2::codec::{self, Delimiters, EncodingCharacters, Message, ParseOptions, SegmentSeparator};
 use sluice_hl7v2::path::Path;
 use sluice_hl7v2::split::{MessageSplitter, RawMessage};
 use sluice_hl7v2::{batch, json, validate};
@@ -27,12 +27,15 @@ fn shape(m: &Message) -> Message<'static> {
 
 /// `hl7_parse`: bytes -> lossy UTF-8 -> `parse_message`. A parsed message encodes to text that
 /// parses to the same tree (offsets aside), encoding is stable, and the full JSON shape reads
-/// back to the same tree.
+/// back to the same tree. Tolerant encoding characters ([`tolerant_parse`]) are checked too.
 pub fn parse_round_trip(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
+    tolerant_parse(&text);
     let Ok(m) = codec::parse_message(&text) else {
         return;
     };
+    let owned = codec::parse_message_owned(&text, ParseOptions::default()).map(|p| p.message);
+    assert_eq!(owned, Ok(m.clone().into_owned()), "parse_message_owned differs from parse + into_owned");
     let _ = (m.message_type(), m.control_id(), m.version());
     let encoded = codec::encode(&m);
     let again = match codec::parse_message(&encoded) {
@@ -52,6 +55,36 @@ pub fn parse_round_trip(data: &[u8]) {
         assert_eq!(back, again, "JSON round trip changed the offsets\ninput: {text:?}");
     }
     let _ = json::message_to_json(&m, false);
+}
+
+/// `encoding_characters: tolerant` accepts everything strict accepts, with the same tree and no
+/// warning; what it accepts beyond that carries a warning, keeps MSH-2 verbatim (so encoding
+/// gives MSH-2 back unchanged), and its encoded text parses (tolerantly) to the same tree.
+pub fn tolerant_parse(text: &str) {
+    let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+    let strict = codec::parse_message(text);
+    let loose = codec::parse_message_with(text, tolerant);
+    match (&strict, &loose) {
+        (Ok(s), Ok(l)) => {
+            assert_eq!(s, &l.message, "tolerant parse differs from strict\ninput: {text:?}");
+            assert!(l.warnings.is_empty(), "warning on a strictly valid message\ninput: {text:?}");
+        }
+        (Ok(_), Err(e)) => panic!("tolerant mode rejects what strict accepts: {e}\ninput: {text:?}"),
+        (Err(_), Err(_)) => {}
+        (Err(_), Ok(l)) => {
+            assert!(!l.warnings.is_empty(), "tolerated without a warning\ninput: {text:?}");
+            let encoded = codec::encode(&l.message);
+            let msh2 = |m: &Message| m.segments.first().and_then(|s| s.fields.get(1)).cloned().map(|f| f.into_owned());
+            let again = codec::parse_message_with(&encoded, tolerant)
+                .unwrap_or_else(|e| panic!("encoded tolerated message does not parse: {e}\ninput: {text:?}"));
+            assert_eq!(shape(&again.message), shape(&l.message), "tolerant encode + parse changed the tree");
+            assert_eq!(msh2(&again.message), msh2(&l.message), "MSH-2 not kept verbatim");
+            assert_eq!(
+                again.warnings.iter().map(|w| w.code).collect::<Vec<_>>(),
+                l.warnings.iter().map(|w| w.code).collect::<Vec<_>>()
+            );
+        }
+    }
 }
 
 /// A reader that hands out `data` in chunks of the given sizes (cycled; 0 = all the rest).

@@ -7,6 +7,7 @@
 //! at the repository's `mappings/`, and at outputs inside the temp dir. Nothing outside the
 //! repository is read. Run: `cargo bench -p sluice-runtime`. Measurements only, no thresholds.
 
+#[allow(dead_code)] // shared with the codec benches and tests; this bench uses part of it
 #[path = "../../bench/feed.rs"]
 mod feed;
 

@@ -10,7 +10,8 @@
 //! - Titles and explanations are fixed text: they never hold data values.
 //!
 //! Parse errors from the HL7 codec keep the codec's own code (`HL7xxx`) in DLQ entries; `RT102`
-//! is the umbrella entry documenting them.
+//! is the umbrella entry documenting them. So do the warnings of a tolerant parse (`HL7006`,
+//! `HL7007`) on a record's `warnings`.
 
 use serde::Serialize;
 

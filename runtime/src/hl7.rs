@@ -12,7 +12,7 @@ use sluice_hl7v2::path::{Index, Path};
 
 pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
 pub use sluice_hl7v2::charset::{self, CharsetPolicy};
-pub use sluice_hl7v2::codec::{ParseError, SegmentSeparator, parse_message};
+pub use sluice_hl7v2::codec::{ParseError, SegmentSeparator, parse_message, parse_message_owned};
 
 /// One repetition bound to a loop variable: components, each a list of subcomponents
 /// (decoded text).

@@ -10,6 +10,7 @@
 //! - [`Doc`] keeps object keys in insertion order and decimals as written (`72.50`), so output
 //!   is byte-for-byte deterministic.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -221,9 +222,9 @@ impl Doc {
         }
         let mut cur = self;
         for token in pointer.strip_prefix('/')?.split('/') {
-            let token = token.replace("~1", "/").replace("~0", "~");
+            let token = unpointer_token(token);
             cur = match cur {
-                Doc::Obj(m) => m.iter_mut().find(|(k, _)| *k == token).map(|(_, v)| v)?,
+                Doc::Obj(m) => m.iter_mut().find(|(k, _)| k.as_str() == token.as_ref()).map(|(_, v)| v)?,
                 Doc::Arr(a) => a.get_mut(token.parse::<usize>().ok()?)?,
                 _ => return None,
             };
@@ -242,13 +243,50 @@ fn split_indexes(part: &str) -> (&str, Vec<usize>) {
     }
 }
 
-/// Escapes one JSON pointer token.
-pub fn pointer_token(s: &str) -> String {
-    s.replace('~', "~0").replace('/', "~1")
+/// Escapes one JSON pointer token (borrowed when there is nothing to escape, the usual case).
+pub fn pointer_token(s: &str) -> Cow<'_, str> {
+    if s.contains(['~', '/']) { Cow::Owned(s.replace('~', "~0").replace('/', "~1")) } else { Cow::Borrowed(s) }
 }
 
+/// Reads one JSON pointer token (borrowed when there is nothing to unescape).
+fn unpointer_token(s: &str) -> Cow<'_, str> {
+    if s.contains('~') { Cow::Owned(s.replace("~1", "/").replace("~0", "~")) } else { Cow::Borrowed(s) }
+}
+
+/// Writes `s` as a JSON string, byte for byte what `serde_json::to_string` writes (`"` and `\`
+/// escaped, control characters as `\n`-style or `\u00xx` escapes, nothing else), without an
+/// intermediate allocation.
 fn write_str(s: &str, out: &mut String) {
-    out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0x00..=0x1f => "",
+            _ => continue,
+        };
+        // Only ASCII bytes end a run, so `start..i` is on char boundaries.
+        out.push_str(&s[start..i]);
+        if esc.is_empty() {
+            out.push_str("\\u00");
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            out.push_str(esc);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
 /// A decimal written in HL7 (`+012.50`, `.5`) as a JSON number (`12.50`, `0.5`), keeping the
@@ -288,6 +326,23 @@ pub fn json_decimal(text: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn json_strings_are_written_as_serde_json_writes_them(s in any::<String>(), c in 0u8..0x80) {
+            let s = format!("{s}{}{s}", char::from(c));
+            let mut out = String::from("x");
+            write_str(&s, &mut out);
+            prop_assert_eq!(&out[1..], serde_json::to_string(&s).unwrap());
+        }
+
+        #[test]
+        fn pointer_tokens_round_trip(s in "[a-z~/01]{0,8}") {
+            let token = pointer_token(&s);
+            prop_assert_eq!(unpointer_token(&token), s.as_str());
+        }
+    }
 
     #[test]
     fn decimals() {

@@ -10,7 +10,9 @@
 //! - Character sets: each message is decoded with `sluice_hl7v2::charset` under the profile's
 //!   `encoding` (`auto`: BOM, UTF-16 NUL pattern, MSH-18, else UTF-8; or one fixed set that
 //!   overrides MSH-18). Then `ADD` segments are joined onto the segment they continue
-//!   (`batch::join_add_segments`) and the text is parsed.
+//!   (`batch::join_add_segments`) and the text is parsed, MSH-2 read as the profile's
+//!   `encoding_characters` says; what `tolerant` accepts becomes a record warning with the
+//!   codec's code (`HL7006`, `HL7007`).
 //! - Nothing is lost, nothing panics: bytes that do not decode (`RT101`), name an unsupported
 //!   charset (`RT108`), do not parse or break the profile become DLQ rejections (with the byte
 //!   offset in the file, never the value); bytes outside any message (garbage before the first
@@ -28,7 +30,7 @@ use std::sync::Arc;
 
 use globset::GlobBuilder;
 use sluice_compiler::plan::ProfilePlan;
-use sluice_hl7v2::codec::Message;
+use sluice_hl7v2::codec::{EncodingCharacters, Message, ParseOptions};
 
 use crate::dlq::{Finding, Rejection};
 use crate::error::RunError;
@@ -107,6 +109,7 @@ pub struct Profile {
     unexpected: Unexpected,
     z_segments: HashSet<String>,
     charset: CharsetPolicy,
+    parse_options: ParseOptions,
     /// Normalised (`Z`, `-05:00`).
     pub zone: Arc<str>,
 }
@@ -125,6 +128,10 @@ impl Profile {
             z_segments: p.z_segments.iter().map(|z| z.id.clone()).collect(),
             // The compiler only lets known names through; anything else reads as `auto`.
             charset: CharsetPolicy::from_name(&p.encoding).unwrap_or_default(),
+            // Likewise: only `strict` and `tolerant` get through; anything else reads as strict.
+            parse_options: ParseOptions {
+                encoding_characters: EncodingCharacters::from_name(&p.encoding_characters).unwrap_or_default(),
+            },
             zone: time::normalize_zone(&p.timezone).into(),
         }
     }
@@ -171,8 +178,15 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     };
     let text = hl7::join_add_segments(&decoded.text);
     let joined = matches!(text, std::borrow::Cow::Owned(_));
-    let mut message = match hl7::parse_message(&text) {
-        Ok(m) => m.into_owned(),
+    let mut warnings = Vec::new();
+    let mut message = match hl7::parse_message_owned(&text, profile.parse_options) {
+        Ok(parsed) => {
+            // Tolerated spellings (`encoding_characters: tolerant`) keep the codec's code.
+            for w in parsed.warnings {
+                warnings.push(Issue::new(w.code, "MSH-2", w.message));
+            }
+            parsed.message
+        }
         Err(e) => {
             let in_bytes = if joined { e.offset } else { decoded.source_offset(e.offset) };
             let at = file_offset + in_bytes as u64;
@@ -209,7 +223,6 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
             ),
         ));
     }
-    let mut warnings = Vec::new();
     if profile.unexpected != Unexpected::Parse {
         let schema_version =
             [version.as_str(), profile.version.as_str()].into_iter().find(|v| hl7::segment_defined(v, "MSH").is_some());
@@ -305,7 +318,44 @@ mod tests {
             unexpected_segments: unexpected.into(),
             timezone: "+00:00".into(),
             z_segments: vec![],
+            encoding_characters: "strict".into(),
         })
+    }
+
+    #[test]
+    fn tolerant_encoding_characters_warn_and_strict_rejects() {
+        let doubled = b"MSH|^~\\\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||123^^^H&x";
+        let three = b"MSH|^~\\|A|B|C|D|20240101||ADT^A01|X2|P|2.5.1\rPID|1||123^^^H&x";
+        let strict = profile("parse", &["cr"]);
+        assert_eq!(decode(doubled, 0, &strict).unwrap_err().code, "HL7003");
+        assert_eq!(decode(three, 0, &strict).unwrap_err().code, "HL7002");
+        let mut plan_tolerant = strict_plan();
+        plan_tolerant.encoding_characters = "tolerant".into();
+        let tolerant = Profile::new(&plan_tolerant);
+        for (bytes, code) in [(&doubled[..], "HL7006"), (&three[..], "HL7007")] {
+            let d = decode(bytes, 0, &tolerant).unwrap();
+            let codes: Vec<&str> = d.warnings.iter().map(|w| w.code).collect();
+            assert_eq!(codes, [code]);
+            let d_ = d.message.delimiters;
+            assert_eq!((d_.escape, d_.subcomponent), (Some('\\'), '&'));
+            assert_eq!(d.message.segments[1].fields[2].repetitions[0].components[3].subcomponents, ["H", "x"]);
+        }
+        // a repeat that is not a doubled escape character is still rejected
+        assert_eq!(decode(b"MSH|^&&^|A\rPID|1", 0, &tolerant).unwrap_err().code, "HL7003");
+    }
+
+    fn strict_plan() -> ProfilePlan {
+        ProfilePlan {
+            name: "p".into(),
+            version: "2.5.1".into(),
+            accept_versions: vec!["2.5.1".into(), "2.5".into()],
+            encoding: "utf-8".into(),
+            segment_terminators: vec!["cr".into()],
+            unexpected_segments: "parse".into(),
+            timezone: "+00:00".into(),
+            z_segments: vec![],
+            encoding_characters: "strict".into(),
+        }
     }
 
     #[test]

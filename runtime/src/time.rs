@@ -98,7 +98,27 @@ pub fn format_utc(secs: i64) -> String {
     let days = secs.div_euclid(86400);
     let rem = secs.rem_euclid(86400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
+    }
+    // The usual case, written digit by digit: `format!` cost more than the rest of a date
+    // conversion, and mapping converts several dates per record.
+    let mut out = String::with_capacity(20);
+    let mut push = |n: u32, width: u32, sep: Option<char>| {
+        for p in (0..width).rev() {
+            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+        }
+        if let Some(c) = sep {
+            out.push(c);
+        }
+    };
+    push(y as u32, 4, Some('-'));
+    push(m, 2, Some('-'));
+    push(d, 2, Some('T'));
+    push((rem / 3600) as u32, 2, Some(':'));
+    push(((rem % 3600) / 60) as u32, 2, Some(':'));
+    push((rem % 60) as u32, 2, Some('Z'));
+    out
 }
 
 fn days_in_month(y: i64, m: u32) -> u32 {
@@ -337,6 +357,17 @@ mod tests {
     }
 
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn format_utc_writes_what_format_writes(secs in -100_000_000_000i64..300_000_000_000) {
+            let (y, m, d) = civil_from_days(secs.div_euclid(86400));
+            let rem = secs.rem_euclid(86400);
+            let expected =
+                format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
+            proptest::prop_assert_eq!(format_utc(secs), expected);
+        }
+    }
 
     #[test]
     fn civil_round_trip() {

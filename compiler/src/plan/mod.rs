@@ -147,6 +147,14 @@ pub struct ProfilePlan {
     /// Offset applied to HL7 times that carry none (`+00:00`, `-05:00`).
     pub timezone: String,
     pub z_segments: Vec<ZSegmentPlan>,
+    /// How MSH-2 is read: `strict` (4 or 5 distinct characters) or `tolerant` (also a doubled
+    /// escape character and a 3-character MSH-2, with a warning). Absent in older plans: strict.
+    #[serde(default = "strict")]
+    pub encoding_characters: String,
+}
+
+fn strict() -> String {
+    "strict".into()
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

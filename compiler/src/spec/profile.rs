@@ -3,7 +3,9 @@
 //! Invariants: every value the reader accepts is one the runtime understands (`encoding` is
 //! checked against `shape::ENCODINGS`, each of which `sluice_hl7v2::charset::CharsetPolicy`
 //! reads; a test holds them together); a key left out takes the documented default
-//! (`encoding: auto`, `unexpected_segments: fail`, `timezone: +00:00`, every separator).
+//! (`encoding: auto`, `unexpected_segments: fail`, `timezone: +00:00`, every separator,
+//! `encoding_characters: strict`); `encoding_characters` values are the codec's
+//! `EncodingCharacters::NAMES` (a test holds them together).
 
 use sluice_hl7v2::schema::{self, Version};
 use sluice_spec_core::PhiClass;
@@ -28,6 +30,7 @@ pub fn default_profile() -> ProfilePlan {
         unexpected_segments: "parse".into(),
         timezone: "+00:00".into(),
         z_segments: vec![],
+        encoding_characters: "strict".into(),
     }
 }
 
@@ -105,6 +108,11 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
         && let Some(s) = reader::one_of(cx, n, shape::UNEXPECTED_SEGMENTS, "`unexpected_segments` policy")
     {
         p.unexpected_segments = s.text;
+    }
+    if let Some(n) = obj.get("encoding_characters")
+        && let Some(s) = reader::one_of(cx, n, shape::ENCODING_CHARACTERS, "`encoding_characters` mode")
+    {
+        p.encoding_characters = s.text;
     }
     if let Some(n) = obj.get("timezone")
         && let Some(s) = reader::string(cx, n, "`timezone`")
@@ -214,5 +222,16 @@ mod tests {
             assert!(CharsetPolicy::from_name(e).is_some(), "{e}");
         }
         assert_eq!(CharsetPolicy::from_name(&super::default_profile().encoding), Some(CharsetPolicy::Auto));
+    }
+
+    #[test]
+    fn encoding_characters_are_the_codec_modes() {
+        use sluice_hl7v2::codec::EncodingCharacters;
+        assert_eq!(super::shape::ENCODING_CHARACTERS, EncodingCharacters::NAMES);
+        for name in EncodingCharacters::NAMES {
+            assert!(EncodingCharacters::from_name(name).is_some(), "{name}");
+        }
+        let default = EncodingCharacters::from_name(&super::default_profile().encoding_characters);
+        assert_eq!(default, Some(EncodingCharacters::Strict));
     }
 }

@@ -404,6 +404,9 @@ pub static Z_SEGMENT: Shape = Shape {
 
 pub const SEGMENT_TERMINATORS: &[&str] = &["cr", "lf", "crlf"];
 pub const UNEXPECTED_SEGMENTS: &[&str] = &["fail", "skip", "parse"];
+/// Profile `encoding_characters` values; each is a name
+/// `sluice_hl7v2::codec::EncodingCharacters::from_name` reads.
+pub const ENCODING_CHARACTERS: &[&str] = &["strict", "tolerant"];
 /// Profile `encoding` values; each is a name `sluice_hl7v2::charset::CharsetPolicy::from_name` reads.
 pub const ENCODINGS: &[&str] = &[
     "auto",
@@ -448,6 +451,11 @@ pub static PROFILE: Shape = Shape {
             "Segments the schema does not define (default `fail`).",
         ),
         opt("timezone", KeyType::String, "Offset for times without one, `+HH:MM` (default `+00:00`)."),
+        opt(
+            "encoding_characters",
+            KeyType::Enum(ENCODING_CHARACTERS),
+            "How MSH-2 is read: `strict` (default: 4 or 5 distinct characters) or `tolerant` (also a doubled escape character `^~\\\\&`, warning HL7006, and a 3-character MSH-2 with `&` assumed, warning HL7007).",
+        ),
         opt("z_segments", KeyType::MapOf(&Z_SEGMENT), "Z-segment definitions by id."),
     ],
 };

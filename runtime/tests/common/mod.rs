@@ -148,6 +148,7 @@ pub fn profile(unexpected: &str) -> ProfilePlan {
         unexpected_segments: unexpected.into(),
         timezone: "-05:00".into(),
         z_segments: vec![],
+        encoding_characters: "strict".into(),
     }
 }
 

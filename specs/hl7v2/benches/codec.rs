@@ -17,6 +17,7 @@ use sluice_hl7v2::codec::{self, parse_message};
 use sluice_hl7v2::json::message_to_json;
 use sluice_hl7v2::path::Path;
 use sluice_hl7v2::split::MessageSplitter;
+use sluice_hl7v2::view::MessageView;
 
 const MESSAGES: usize = 3000;
 
@@ -109,8 +110,60 @@ fn bench_codec(c: &mut Criterion) {
             })
         });
     }
+    // Benchmark B2's extraction (docs/benchmarks.md), without the JSON: the tree, then the view.
+    let b2: Vec<Path> = feed::B2_FIELDS.iter().map(|(_, p)| Path::parse(p).expect("valid path")).collect();
+    g.bench_function("parse_message + 8 fields", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for m in &messages {
+                let Ok(m) = parse_message(black_box(m)) else { continue };
+                for p in &b2 {
+                    bytes += m.select(p).first().map_or(0, |v| v.len());
+                }
+            }
+            bytes
+        })
+    });
+    g.bench_function("view", |b| {
+        b.iter(|| {
+            let mut segments = 0usize;
+            for m in &messages {
+                segments += MessageView::parse(black_box(m)).map(|v| v.segments.len()).unwrap_or(0);
+            }
+            segments
+        })
+    });
+    g.bench_function("view + 8 fields", |b| {
+        b.iter(|| {
+            let mut bytes = 0usize;
+            for m in &messages {
+                let Ok(v) = MessageView::parse(black_box(m)) else { continue };
+                for p in &b2 {
+                    bytes += v.first(p).map_or(0, |v| v.len());
+                }
+            }
+            bytes
+        })
+    });
     g.finish();
 }
 
-criterion_group!(benches, bench_codec);
+/// One message with a 5 MB OBX-5 payload: parsed into the tree, and into the view plus reading
+/// OBX-5.5 (both borrow the payload; see the `large_obx5_payload_is_borrowed_not_copied` test).
+fn bench_large(c: &mut Criterion) {
+    let text = feed::large_obx5_message(5 * 1024 * 1024);
+    let obx5 = Path::parse("OBX-5.5").expect("valid path");
+    let mut g = c.benchmark_group("hl7v2-5MB-OBX5");
+    g.throughput(Throughput::Bytes(text.len() as u64));
+    g.sample_size(20);
+    g.bench_function("parse_message", |b| {
+        b.iter(|| parse_message(black_box(&text)).map(|m| m.segments.len()).unwrap_or(0))
+    });
+    g.bench_function("view + OBX-5.5", |b| {
+        b.iter(|| MessageView::parse(black_box(&text)).ok().and_then(|v| v.first(&obx5)).map_or(0, |v| v.len()))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_codec, bench_large);
 criterion_main!(benches);

@@ -5,10 +5,16 @@
 //! subcomponent and, from v2.7, truncation characters). MSH-2 must hold 4 or 5 distinct
 //! characters (fewer: `HL7002`; more, or a repeat: `HL7003`); the field separator must not be a
 //! letter or digit, nor MSH-2 hold one of `FSTREXDA0`, the characters [`escape`] writes in its
-//! sequences (`HL7003`). Segments are separated by CR, LF or CRLF in any mix; a leading
-//! UTF-8 BOM and blank lines (empty, or only spaces and tabs) are skipped. Every other line must
-//! start with a segment id of 3 characters, an uppercase letter then uppercase letters or digits
-//! (`HL7004`). `Segment::line` counts segments, not skipped lines.
+//! sequences (`HL7003`). [`EncodingCharacters::Tolerant`] (a parser profile's
+//! `encoding_characters: tolerant`) also reads a doubled escape character (`HL7006`) and a
+//! 3-character MSH-2 (`HL7007`) as warnings, not errors; the tree and the round trip are the
+//! same as for any other message, because MSH-2 is kept verbatim.
+//!
+//! Segments are separated by CR, LF or CRLF in any mix; a leading UTF-8 BOM and blank lines
+//! (empty, or only spaces and tabs) are skipped. Every other line must start with a segment id
+//! of 3 characters, an uppercase letter then uppercase letters or digits (`HL7004`).
+//! `Segment::line` counts segments, not skipped lines. This layout is read by one function
+//! (`scan`), shared with the lazy [`crate::view`].
 //!
 //! # Tree shape
 //!
@@ -200,9 +206,61 @@ fn is_blank(line: &str) -> bool {
     line.bytes().all(|b| b == b' ' || b == b'\t')
 }
 
+/// How strictly MSH-2 (the encoding characters) is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum EncodingCharacters {
+    /// MSH-2 must hold 4 or 5 distinct characters (`HL7002`, `HL7003` otherwise).
+    #[default]
+    Strict,
+    /// Also accepts two spellings real senders use, each with a warning: a doubled escape
+    /// character (`^~\\&`, `HL7006`: read as `^~\&`) and only 3 characters (`^~\`, `HL7007`:
+    /// component, repetition and escape; the subcomponent separator is taken to be `&`). MSH-2 is
+    /// kept verbatim in the tree, so the message still round trips byte for byte. Everything
+    /// else strict rejects is still rejected.
+    Tolerant,
+}
+
+impl EncodingCharacters {
+    /// The profile spellings (`strict`, `tolerant`).
+    pub const NAMES: &'static [&'static str] = &["strict", "tolerant"];
+
+    pub fn from_name(name: &str) -> Option<EncodingCharacters> {
+        match name {
+            "strict" => Some(EncodingCharacters::Strict),
+            "tolerant" => Some(EncodingCharacters::Tolerant),
+            _ => None,
+        }
+    }
+}
+
+/// Options for [`parse_message_with`]; the default is what [`parse_message`] does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ParseOptions {
+    pub encoding_characters: EncodingCharacters,
+}
+
+/// Something a tolerant parse accepted but that a strict one rejects: same shape as a
+/// [`ParseError`] (code, content-free message, byte offset).
+pub type ParseWarning = ParseError;
+
+/// A message and the warnings its parse produced (empty under [`EncodingCharacters::Strict`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Parsed<'a> {
+    pub message: Message<'a>,
+    pub warnings: Vec<ParseWarning>,
+}
+
+/// The subcomponent separator assumed when a tolerated 3-character MSH-2 leaves it out.
+const ASSUMED_SUBCOMPONENT: char = '&';
+
 /// Reads the delimiters from the start of `body` (which starts with `MSH`). `base` is the offset
-/// of `body` in the parsed text, for errors.
-fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
+/// of `body` in the parsed text, for errors; a tolerated spelling adds a warning to `warnings`.
+fn read_delimiters(
+    body: &str,
+    base: usize,
+    mode: EncodingCharacters,
+    warnings: &mut Vec<ParseWarning>,
+) -> Result<Delimiters, ParseError> {
     let after_id = body.get(3..).unwrap_or("");
     let mut chars = after_id.chars();
     let field = match chars.next() {
@@ -215,7 +273,27 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
         return Err(ParseError::new("HL7003", "field separator must not be a letter or digit", base + 3));
     }
     let enc_start = 3 + field.len_utf8();
-    let enc: Vec<char> = chars.take_while(|&c| c != field && c != '\r' && c != '\n').collect();
+    let mut enc: Vec<char> = chars.take_while(|&c| c != field && c != '\r' && c != '\n').collect();
+    // Positions (in chars of MSH-2) that a tolerated spelling dropped, for error offsets.
+    let mut dropped = None;
+    if mode == EncodingCharacters::Tolerant {
+        if enc.len() >= 5 && enc[2] == enc[3] {
+            enc.remove(3);
+            dropped = Some(3);
+            warnings.push(ParseError::new(
+                "HL7006",
+                "MSH-2 repeats the escape character; read as if written once (tolerant encoding characters)",
+                base + enc_start + enc[..2].iter().map(|c| c.len_utf8()).sum::<usize>(),
+            ));
+        } else if enc.len() == 3 && !enc.contains(&ASSUMED_SUBCOMPONENT) && field != ASSUMED_SUBCOMPONENT {
+            enc.push(ASSUMED_SUBCOMPONENT);
+            warnings.push(ParseError::new(
+                "HL7007",
+                "MSH-2 holds 3 encoding characters; subcomponent separator `&` assumed (tolerant encoding characters)",
+                base + enc_start,
+            ));
+        }
+    }
     if enc.len() < 4 {
         return Err(ParseError::new("HL7002", "MSH-2 must hold at least 4 encoding characters", base + enc_start));
     }
@@ -224,7 +302,11 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
     }
     let mut seen = vec![field];
     let mut pos = base + enc_start;
-    for &c in &enc {
+    for (i, &c) in enc.iter().enumerate() {
+        if dropped == Some(i) {
+            // The dropped repeat of the escape character sits before this one in the text.
+            pos += enc[2].len_utf8();
+        }
         // `escape` writes `\F\ \S\ \T\ \R\ \E\ \X0D\ \X0A\`: one of their characters as a delimiter
         // would split them, and values could not round trip.
         if "FSTREXDA0".contains(c) {
@@ -246,17 +328,75 @@ fn read_delimiters(body: &str, base: usize) -> Result<Delimiters, ParseError> {
     })
 }
 
-/// Parses one message. See the module docs for the tree shape and what is tolerated.
+/// Parses one message with the default (strict) options. See the module docs for the tree
+/// shape and what is tolerated.
 pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
+    parse_message_with(text, ParseOptions::default()).map(|p| p.message)
+}
+
+/// Parses one message under `options`; the warnings list what a tolerant option accepted.
+pub fn parse_message_with(text: &str, options: ParseOptions) -> Result<Parsed<'_>, ParseError> {
+    parse_into(text, options, |v| v)
+}
+
+/// Like [`parse_message_with`] followed by [`Message::into_owned`], in one pass: each value is
+/// copied once, as it is cut out (for callers that must keep the tree past the text's lifetime).
+pub fn parse_message_owned(text: &str, options: ParseOptions) -> Result<Parsed<'static>, ParseError> {
+    parse_into(text, options, owned)
+}
+
+/// Parses with `value` applied to every id and value of the tree: the identity (borrowed tree)
+/// or [`owned`].
+fn parse_into<'a, 'o>(
+    text: &'a str,
+    options: ParseOptions,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Result<Parsed<'o>, ParseError> {
+    let mut segments = Vec::with_capacity(count(text, '\r') + 1);
+    let scanned = scan(text, options, |line| {
+        segments.push(parse_segment(line, segments.len() + 1, value));
+    })?;
+    let message = Message { delimiters: scanned.delimiters, segments, segment_separator: scanned.separator };
+    Ok(Parsed { message, warnings: scanned.warnings })
+}
+
+/// What [`scan`] found besides the segments.
+pub(crate) struct Scanned {
+    pub delimiters: Delimiters,
+    pub separator: SegmentSeparator,
+    pub warnings: Vec<ParseWarning>,
+}
+
+/// One segment's text as [`scan`] hands it out: the id checked, the text after the first field
+/// separator (`None` when the segment has no field separator), and where it starts.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Line<'a> {
+    pub id: &'a str,
+    /// The field separator as written after the id (empty when there is none).
+    pub separator: &'a str,
+    pub rest: Option<&'a str>,
+    pub offset: usize,
+    pub delimiters: Delimiters,
+}
+
+/// The one reading of a message's layout, shared by [`parse_message_with`] and the lazy
+/// [`crate::view`]: BOM, MSH and its delimiters, lines cut at CR/LF/CRLF, blank lines skipped,
+/// segment ids checked (so both accept and reject exactly the same texts). Calls `segment` for
+/// each segment, in order.
+pub(crate) fn scan<'a>(
+    text: &'a str,
+    options: ParseOptions,
+    mut segment: impl FnMut(Line<'a>),
+) -> Result<Scanned, ParseError> {
     let start = if text.starts_with(BOM) { BOM.len() } else { 0 };
     let body = text.get(start..).unwrap_or("");
     if !body.starts_with("MSH") {
         return Err(ParseError::new("HL7001", "message does not start with an MSH segment", start));
     }
-    let delimiters = read_delimiters(body, start)?;
+    let mut warnings = Vec::new();
+    let delimiters = read_delimiters(body, start, options.encoding_characters, &mut warnings)?;
 
     let bytes = text.as_bytes();
-    let mut segments = Vec::new();
     // (saw CR, saw LF, saw CRLF) between segments
     let mut kinds = [false; 3];
     let mut pending_kind: Option<usize> = None;
@@ -274,84 +414,106 @@ pub fn parse_message(text: &str) -> Result<Message<'_>, ParseError> {
             if let Some(k) = pending_kind.take() {
                 kinds[k] = true;
             }
-            let seg = parse_segment(line, pos, segments.len() + 1, &delimiters)?;
-            segments.push(seg);
+            let fl = delimiters.field.len_utf8();
+            let (id, separator, rest) = match line.find(delimiters.field) {
+                Some(i) => (&line[..i], &line[i..i + fl], Some(&line[i + fl..])),
+                None => (line, "", None),
+            };
+            if !is_valid_segment_id(id) {
+                return Err(ParseError::new(
+                    "HL7004",
+                    "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
+                    pos,
+                ));
+            }
+            segment(Line { id, separator, rest, offset: pos, delimiters });
             pending_kind = kind;
         }
         pos = end + term_len;
     }
-    let segment_separator = match kinds {
+    let separator = match kinds {
         [_, false, false] => SegmentSeparator::Cr,
         [false, true, false] => SegmentSeparator::Lf,
         [false, false, true] => SegmentSeparator::CrLf,
         _ => SegmentSeparator::Mixed,
     };
-    Ok(Message { delimiters, segments, segment_separator })
+    Ok(Scanned { delimiters, separator, warnings })
 }
 
-fn parse_segment<'a>(line: &'a str, offset: usize, number: usize, d: &Delimiters) -> Result<Segment<'a>, ParseError> {
-    let (id, rest) = match line.find(d.field) {
-        Some(i) => (&line[..i], Some(&line[i + d.field.len_utf8()..])),
-        None => (line, None),
-    };
-    if !is_valid_segment_id(id) {
-        return Err(ParseError::new(
-            "HL7004",
-            "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
-            offset,
-        ));
-    }
+fn parse_segment<'a, 'o>(
+    line: Line<'a>,
+    number: usize,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Segment<'o> {
+    let Line { id, separator, rest, offset, delimiters: d } = line;
     let mut fields = Vec::new();
     if let Some(rest) = rest {
         let mut pieces = rest.split(d.field);
         if is_header_id(id) {
-            let sep_start = id.len();
-            let sep = &line[sep_start..sep_start + d.field.len_utf8()];
-            fields.push(literal_field(sep));
+            fields.push(literal_field(separator, value));
             if !rest.is_empty() {
                 if let Some(enc) = pieces.next() {
-                    fields.push(literal_field(enc));
+                    fields.push(literal_field(enc, value));
                 }
             } else {
                 pieces.next();
             }
         }
-        fields.extend(pieces.map(|raw| parse_field(raw, d)));
+        fields.reserve_exact(count(rest, d.field) + 1);
+        fields.extend(pieces.map(|raw| parse_field(raw, &d, value)));
     }
-    Ok(Segment { id: Cow::Borrowed(id), fields, offset, line: number })
+    Segment { id: value(Cow::Borrowed(id)), fields, offset, line: number }
 }
 
-fn literal_field(value: &str) -> Field<'_> {
-    if value.is_empty() {
+/// How many times `c` occurs in `s` (a byte count for ASCII delimiters, the usual case).
+fn count(s: &str, c: char) -> usize {
+    if c.is_ascii() {
+        let b = c as u8;
+        s.bytes().filter(|&x| x == b).count()
+    } else {
+        s.matches(c).count()
+    }
+}
+
+/// `s` split at `sep`, each piece mapped by `f`, in a vector allocated once at its final size
+/// (parsing allocates a vector per level of every field; growing them cost more than splitting).
+fn split_map<'a, T>(s: &'a str, sep: char, f: impl FnMut(&'a str) -> T) -> Vec<T> {
+    let mut out = Vec::with_capacity(count(s, sep) + 1);
+    out.extend(s.split(sep).map(f));
+    out
+}
+
+fn literal_field<'a, 'o>(text: &'a str, value: impl Fn(Cow<'a, str>) -> Cow<'o, str>) -> Field<'o> {
+    if text.is_empty() {
         return Field::default();
     }
-    Field {
-        repetitions: vec![Repetition { components: vec![Component { subcomponents: vec![Cow::Borrowed(value)] }] }],
-    }
+    let subcomponents = vec![value(Cow::Borrowed(text))];
+    Field { repetitions: vec![Repetition { components: vec![Component { subcomponents }] }] }
 }
 
-fn parse_field<'a>(raw: &'a str, d: &Delimiters) -> Field<'a> {
+fn parse_field<'a, 'o>(raw: &'a str, d: &Delimiters, value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy) -> Field<'o> {
     if raw.is_empty() {
         return Field::default();
     }
-    Field { repetitions: raw.split(d.repetition).map(|r| parse_repetition(r, d)).collect() }
+    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d, value)) }
 }
 
-fn parse_repetition<'a>(raw: &'a str, d: &Delimiters) -> Repetition<'a> {
+fn parse_repetition<'a, 'o>(
+    raw: &'a str,
+    d: &Delimiters,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Repetition<'o> {
     if raw.is_empty() {
         return Repetition::default();
     }
     Repetition {
-        components: raw
-            .split(d.component)
-            .map(|c| {
-                if c.is_empty() {
-                    Component::default()
-                } else {
-                    Component { subcomponents: c.split(d.subcomponent).map(|s| unescape(s, d)).collect() }
-                }
-            })
-            .collect(),
+        components: split_map(raw, d.component, |c| {
+            if c.is_empty() {
+                Component::default()
+            } else {
+                Component { subcomponents: split_map(c, d.subcomponent, |s| value(unescape(s, d))) }
+            }
+        }),
     }
 }
 
@@ -746,6 +908,16 @@ pub const ERROR_CODES: &[(&str, &str, &str)] = &[
         "HL7005",
         "An escape sequence is not valid.",
         "Only reported in strict decoding: an escape character starts a sequence that is not one of \\F\\ \\S\\ \\T\\ \\R\\ \\E\\ \\Xhh\\ or a formatting escape.",
+    ),
+    (
+        "HL7006",
+        "Warning: MSH-2 repeats the escape character (tolerated).",
+        "Only with the profile option `encoding_characters: tolerant`: MSH-2 reads `^~\\\\&`, the escape character written twice (a tool escaped it). The message is read as if MSH-2 were `^~\\&` and MSH-2 is kept as sent, so the message round-trips unchanged. Under the default (`strict`) this is HL7003.",
+    ),
+    (
+        "HL7007",
+        "Warning: MSH-2 holds only 3 encoding characters (tolerated).",
+        "Only with the profile option `encoding_characters: tolerant`: MSH-2 has component, repetition and escape characters but no subcomponent separator; `&` is assumed (as in the standard default). Under the default (`strict`) this is HL7002. Fix the sender if its values contain `&`, which is then read as a subcomponent separator.",
     ),
     (
         "HL7010",

@@ -11,6 +11,7 @@
 //! - [`charset`]: bytes to text: BOM, UTF-16 detection, MSH-18, or the profile's encoding.
 //! - [`batch`]: FHS/BHS/BTS/FTS envelope count checks and DSC/ADD continuation reassembly.
 //! - [`structure`]: message structures (segment groups with cardinality) and the matcher.
+//! - [`view`]: a lazy, zero-copy view of a message for reading a few values fast.
 //! - [`validate`]: structure, required-field, datatype, table and length checks (`sluice validate`).
 //!
 //! Invariants: no input makes any function here panic; errors carry offsets and codes, never
@@ -27,3 +28,4 @@ pub mod schema;
 pub mod split;
 pub mod structure;
 pub mod validate;
+pub mod view;

@@ -6,8 +6,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
-use sluice_hl7v2::codec::{Message, Segment, SegmentSeparator, encode, parse_message};
+use sluice_hl7v2::codec::{
+    EncodingCharacters, Message, ParseOptions, Segment, SegmentSeparator, encode, parse_message, parse_message_with,
+};
 use sluice_hl7v2::split::MessageSplitter;
+use sluice_hl7v2::view::MessageView;
 
 /// Separators normalised to CR: what `encode` writes for a message with mixed separators.
 fn to_cr(text: &str) -> String {
@@ -29,8 +32,52 @@ struct Tally {
     parsed: usize,
     exact: usize,
     other_chunks: usize,
+    /// Parsed only with `encoding_characters: tolerant` (listed with the warning code).
+    tolerated: Vec<String>,
+    /// Round-tripped up to the documented normalisation of stray escape characters.
+    normalised: Vec<String>,
+    /// Rejected on purpose (see [`EXPECTED_REJECTIONS`]).
+    rejected: Vec<String>,
     failures: Vec<String>,
 }
+
+/// Corpus messages that must be rejected, even in tolerant mode, with the code and why. They
+/// are hl7apy's own negative tests (`test_parser.py` asserts that parsing them raises).
+const EXPECTED_REJECTIONS: &[(&str, &str, &str)] = &[
+    (
+        "hl7apy-tests-extracted/test_parser_L215_138c5059dd.hl7",
+        "HL7003",
+        "MSH-2 `^&&^` repeats two delimiters: no reading of it is unambiguous (hl7apy test: must raise)",
+    ),
+    (
+        "hl7apy-tests-extracted/test_parser_L218_60a99a7ccb.hl7",
+        "HL7003",
+        "MSH-2 `^&&^##` holds 6 characters and repeats delimiters (hl7apy test: must raise)",
+    ),
+];
+
+/// Paths compared between the lazy view and the tree on every corpus message.
+const VIEW_PATHS: &[&str] = &[
+    "MSH-1",
+    "MSH-2",
+    "MSH-9.1",
+    "MSH-9.2",
+    "MSH-10",
+    "MSH-12",
+    "PID-3[*].1",
+    "PID-3[1].4.2",
+    "PID-5.1",
+    "PID-5.2",
+    "PID-7",
+    "PID-8",
+    "PID-11[*].3",
+    "OBX[*]-5",
+    "OBX[*]-5[*].2",
+    "NK1[*]-2",
+    "NTE[*]-3",
+];
+
+const TOLERANT: ParseOptions = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
 
 #[test]
 fn corpus_round_trip() {
@@ -58,20 +105,64 @@ fn corpus_round_trip() {
                 tally.failures.push(format!("{name} #{}: not UTF-8", item.index));
                 continue;
             };
-            let message = match parse_message(text) {
-                Ok(m) => m,
-                Err(e) => {
-                    tally
-                        .failures
-                        .push(format!("{name} #{}: parse {} at byte {}: {}", item.index, e.code, e.offset, e.message));
+            let expected_rejection = EXPECTED_REJECTIONS.iter().find(|(f, _, _)| rel == FsPath::new(f));
+            let mut options = ParseOptions::default();
+            let message = match (parse_message(text), expected_rejection) {
+                (Ok(_), Some(_)) => {
+                    tally.failures.push(format!("{name} #{}: parsed, but is an expected rejection", item.index));
                     continue;
                 }
+                (Ok(m), None) => m,
+                (Err(e), Some((_, code, why))) => {
+                    let tolerant = parse_message_with(text, TOLERANT);
+                    if e.code == *code && tolerant.as_ref().err().map(|t| t.code) == Some(code) {
+                        tally.rejected.push(format!("{name} #{}: {code}: {why}", item.index));
+                    } else {
+                        tally
+                            .failures
+                            .push(format!("{name} #{}: expected rejection {code}, got {}", item.index, e.code));
+                    }
+                    continue;
+                }
+                (Err(e), None) => match parse_message_with(text, TOLERANT) {
+                    Ok(p) => {
+                        let codes: Vec<&str> = p.warnings.iter().map(|w| w.code).collect();
+                        tally.tolerated.push(format!(
+                            "{name} #{}: strict {}, tolerant ok with {}",
+                            item.index,
+                            e.code,
+                            codes.join(", ")
+                        ));
+                        options = TOLERANT;
+                        p.message
+                    }
+                    Err(e) => {
+                        tally.failures.push(format!(
+                            "{name} #{}: parse {} at byte {}: {}",
+                            item.index, e.code, e.offset, e.message
+                        ));
+                        continue;
+                    }
+                },
             };
             tally.parsed += 1;
+            // The lazy view reads the same values as the tree.
+            match MessageView::parse_with(text, options) {
+                Ok(view) => {
+                    for p in VIEW_PATHS {
+                        let path = sluice_hl7v2::path::Path::parse(p).expect("valid path");
+                        let got: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
+                        if got != message.select(&path) {
+                            broken_invariant.push(format!("{name} #{}: view and tree differ at {p}", item.index));
+                        }
+                    }
+                }
+                Err(e) => broken_invariant.push(format!("{name} #{}: view rejects: {}", item.index, e.code)),
+            }
             let encoded = encode(&message);
             // The invariant that must hold for every message: the re-encoded text parses to the
             // same tree (segment offsets aside).
-            match parse_message(&encoded) {
+            match parse_message_with(&encoded, options).map(|p| p.message) {
                 Ok(again) => {
                     if strip_offsets(&again) != strip_offsets(&message) || again.delimiters != message.delimiters {
                         broken_invariant.push(format!("{name} #{}: tree changed", item.index));
@@ -81,8 +172,17 @@ fn corpus_round_trip() {
             }
             let expected =
                 if message.segment_separator == SegmentSeparator::Mixed { to_cr(text) } else { text.to_string() };
+            // A stray escape character (one that starts no sequence, like the `\r` text in
+            // `IPv6\r"`) is read as a literal character and written as `\E\`, the standard
+            // spelling (codec docs, "round-trip rule"); such a message is normalised, not broken.
+            let stray_only = |e: char| {
+                let esc = format!("{e}E{e}");
+                encoded.replace(&esc, &e.to_string()) == expected.replace(&esc, &e.to_string())
+            };
             if encoded == expected {
                 tally.exact += 1;
+            } else if message.delimiters.escape.is_some_and(stray_only) {
+                tally.normalised.push(format!("{name} #{}: stray escape characters written as `\\E\\`", item.index));
             } else {
                 let at = encoded
                     .bytes()
@@ -102,18 +202,37 @@ fn corpus_round_trip() {
     }
     println!("\nHL7 v2 corpus round trip ({}):", dir.display());
     println!(
-        "{:<40} {:>5} {:>8} {:>7} {:>12} {:>6}",
-        "folder", "files", "messages", "parsed", "round-tripped", "non-message chunks"
+        "{:<40} {:>5} {:>8} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+        "folder", "files", "messages", "parsed", "tolerated", "exact", "normalised", "rejected", "non-message chunks"
     );
     for (folder, t) in &tallies {
         println!(
-            "{:<40} {:>5} {:>8} {:>7} {:>12} {:>6}",
-            folder, t.files, t.messages, t.parsed, t.exact, t.other_chunks
+            "{:<40} {:>5} {:>8} {:>7} {:>9} {:>7} {:>10} {:>8} {:>6}",
+            folder,
+            t.files,
+            t.messages,
+            t.parsed,
+            t.tolerated.len(),
+            t.exact,
+            t.normalised.len(),
+            t.rejected.len(),
+            t.other_chunks
         );
+        for f in &t.tolerated {
+            println!("    tolerated: {f}");
+        }
+        for f in &t.normalised {
+            println!("    normalised: {f}");
+        }
+        for f in &t.rejected {
+            println!("    expected rejection: {f}");
+        }
         for f in &t.failures {
-            println!("    {f}");
+            println!("    FAILED: {f}");
         }
     }
+    let failures: Vec<&String> = tallies.values().flat_map(|t| &t.failures).collect();
+    assert!(failures.is_empty(), "corpus messages that neither parse nor are expected rejections: {failures:#?}");
     // Every message of the corpus that parses is spelled canonically; a new file that is not
     // (see "round-trip rule" in the codec docs) shows up here with the byte where it differs.
     assert!(not_exact.is_empty(), "parse -> encode changed these messages: {not_exact:#?}");
@@ -303,6 +422,28 @@ fn large_field_value() {
     let items = split_all(text.as_bytes());
     assert_eq!(items.len(), 1);
     assert_eq!(items[0].bytes, text.as_bytes());
+}
+
+#[path = "../../../bench/feed.rs"]
+#[allow(dead_code)]
+mod feed;
+
+/// A 5 MB OBX-5 value is borrowed from the message text by both the tree and the lazy view:
+/// parsing copies none of it (a correctness property; its speed is in docs/benchmarks.md).
+#[test]
+fn large_obx5_payload_is_borrowed_not_copied() {
+    let text = feed::large_obx5_message(5 * 1024 * 1024);
+    let within = |v: &str| {
+        let (start, end) = (text.as_ptr() as usize, text.as_ptr() as usize + text.len());
+        let p = v.as_ptr() as usize;
+        v.len() == 5 * 1024 * 1024 && p >= start && p + v.len() <= end
+    };
+    let m = parse_message(&text).unwrap();
+    let sub = &m.segments[3].field(5).unwrap().repetitions[0].components[4].subcomponents[0];
+    assert!(matches!(sub, Cow::Borrowed(_)) && within(sub), "the tree copied the payload");
+    let view = MessageView::parse(&text).unwrap();
+    let value = view.first(&sluice_hl7v2::path::Path::parse("OBX-5.5").unwrap()).unwrap();
+    assert!(matches!(value, Cow::Borrowed(_)) && within(&value), "the view copied the payload");
 }
 
 #[test]

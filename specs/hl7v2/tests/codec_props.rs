@@ -8,12 +8,18 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 use sluice_hl7v2::codec::{
-    Component, Delimiters, Field, Message, Repetition, Segment, SegmentSeparator, encode, escape, parse_message,
-    unescape,
+    Component, Delimiters, EncodingCharacters, Field, Message, ParseOptions, Repetition, Segment, SegmentSeparator,
+    encode, escape, parse_message, parse_message_with, unescape,
 };
 use sluice_hl7v2::json::{json_to_message, message_to_json};
 use sluice_hl7v2::path::{Index, Path};
 use sluice_hl7v2::split::MessageSplitter;
+use sluice_hl7v2::view::MessageView;
+
+/// The fuzz targets' properties, for the ones these tests share (tolerant parsing).
+#[allow(dead_code)]
+#[path = "../../../fuzz/props/hl7.rs"]
+mod props;
 
 /// Characters allowed as the field separator.
 const FIELD_POOL: &[char] = &['|', '!', '#', '$', '%', '*', '+', ':', ';', '/', '?', '@', '§', '€', ' ', '\t'];
@@ -285,6 +291,49 @@ proptest! {
     }
 
     #[test]
+    fn tolerant_headers_parse_and_round_trip(
+        d in delimiters(),
+        doubled in any::<bool>(),
+        tail in value_toks(),
+        s in any::<String>(),
+    ) {
+        // The two tolerated MSH-2 spellings, built from valid delimiters, then whatever follows.
+        let e = d.escape.unwrap_or('\\');
+        let msh2 = if doubled {
+            format!("{}{}{e}{e}{}{}", d.component, d.repetition, d.subcomponent, d.truncation.map(String::from).unwrap_or_default())
+        } else {
+            format!("{}{}{e}", d.component, d.repetition)
+        };
+        let text = format!("MSH{}{msh2}{}{}", d.field, d.field, render(&tail, &d));
+        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+        prop_assert!(parse_message(&text).is_err(), "strict must reject {:?}", text);
+        match parse_message_with(&text, tolerant) {
+            Ok(p) => {
+                let code = if doubled { "HL7006" } else { "HL7007" };
+                prop_assert_eq!(p.warnings.iter().map(|w| w.code).collect::<Vec<_>>(), vec![code]);
+                if doubled {
+                    prop_assert_eq!(p.message.delimiters, Delimiters { escape: Some(e), ..d });
+                }
+                let encoded = encode(&p.message);
+                prop_assert!(encoded.starts_with(&format!("MSH{}{msh2}", d.field)), "MSH-2 not kept: {:?}", encoded);
+                let again = parse_message_with(&encoded, tolerant).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(without_offsets(&again.message), without_offsets(&p.message));
+            }
+            // MSH-2 is refused only in the 3-character form, when `&` is already a delimiter;
+            // the rest of the (random) text may still fail to parse.
+            Err(err) => prop_assert!(
+                !matches!(err.code, "HL7002" | "HL7003") || (!doubled && (msh2.contains('&') || d.field == '&')),
+                "{}: {:?}",
+                err,
+                text
+            ),
+        }
+        // On any text: tolerant accepts what strict accepts, with the same tree and no warning.
+        props::tolerant_parse(&s);
+        props::tolerant_parse(&text);
+    }
+
+    #[test]
     fn splitter_never_panics_and_keeps_contiguous_ranges(
         parts in prop::collection::vec(prop_oneof![
             Just(b"MSH|^~\\&|A".to_vec()), Just(b"\r".to_vec()), Just(b"\n".to_vec()),
@@ -350,5 +399,37 @@ proptest! {
         p.component = Some(comp);
         p.subcomponent = Some(comp);
         let _ = tree.select(&p);
+    }
+
+    #[test]
+    fn the_lazy_view_selects_what_the_tree_selects(
+        tree in message_tree(),
+        p in path(),
+        seg in 0usize..4,
+        field in 0usize..6,
+        rep in prop_oneof![Just(Index::First), Just(Index::All), (0usize..3).prop_map(Index::Nth)],
+        comp in prop::option::of(0usize..4),
+        sub in prop::option::of(0usize..3),
+        s in any::<String>(),
+    ) {
+        let text = encode(&tree);
+        let parsed = parse_message(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let view = MessageView::parse(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(view.delimiters, parsed.delimiters);
+        prop_assert_eq!(view.segments.len(), parsed.segments.len());
+        let mut p = p;
+        if let Some(s) = parsed.segments.get(seg) {
+            p.segment = s.id.to_string();
+        }
+        for path in [p.clone(), Path { field, repetition: rep, component: comp, subcomponent: sub, ..p }] {
+            let from_view: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
+            prop_assert_eq!(from_view, parsed.select(&path), "path {}", path);
+        }
+        // Any text: the view accepts what the codec accepts, with the same error.
+        match (parse_message(&s), MessageView::parse(&s)) {
+            (Ok(m), Ok(v)) => prop_assert_eq!(m.segments.len(), v.segments.len()),
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "codec {:?} but view {:?}", a.err(), b.err()),
+        }
     }
 }

@@ -1,0 +1,150 @@
+//! A lazy, zero-copy view of one message: the segments are located (one pass over the text,
+//! one small entry per segment), and fields, repetitions, components and subcomponents are
+//! only cut out, and their escapes decoded, when a value is read.
+//!
+//! For callers that read a few values per message (extracting fields, routing on MSH-9) this
+//! avoids building [`crate::codec::Message`], which allocates a vector per level of every field.
+//!
+//! Invariants:
+//! - Accepts and rejects exactly the texts [`crate::codec::parse_message_with`] does, with the
+//!   same errors and warnings (both read the layout through the same `codec::scan`).
+//! - [`MessageView::select`] returns the values [`crate::codec::Message::select`] returns for
+//!   the same path, in the same order (a property test holds them together).
+//! - A value without escape sequences is borrowed from the text (`Cow::Borrowed`), however
+//!   large: nothing is copied until an escape has to be decoded.
+
+use std::borrow::Cow;
+
+use crate::codec::{self, Delimiters, ParseError, ParseOptions, ParseWarning, SegmentSeparator, unescape};
+use crate::path::{Index, Path};
+
+/// One segment: its id and the text after the id's field separator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentView<'a> {
+    pub id: &'a str,
+    /// The field separator as written (MSH-1 of a header segment); empty when there is none.
+    separator: &'a str,
+    /// Text after the first field separator; `None` when the segment has none.
+    rest: Option<&'a str>,
+    /// Byte offset of the segment in the text.
+    pub offset: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MessageView<'a> {
+    pub delimiters: Delimiters,
+    pub segment_separator: SegmentSeparator,
+    pub segments: Vec<SegmentView<'a>>,
+    /// What a tolerant option accepted (see [`codec::EncodingCharacters`]).
+    pub warnings: Vec<ParseWarning>,
+}
+
+impl<'a> MessageView<'a> {
+    /// Locates the segments of one message with the default (strict) options.
+    pub fn parse(text: &'a str) -> Result<MessageView<'a>, ParseError> {
+        Self::parse_with(text, ParseOptions::default())
+    }
+
+    pub fn parse_with(text: &'a str, options: ParseOptions) -> Result<MessageView<'a>, ParseError> {
+        let mut segments = Vec::with_capacity(16);
+        let scanned = codec::scan(text, options, |line| {
+            segments.push(SegmentView { id: line.id, separator: line.separator, rest: line.rest, offset: line.offset });
+        })?;
+        Ok(MessageView {
+            delimiters: scanned.delimiters,
+            segment_separator: scanned.separator,
+            segments,
+            warnings: scanned.warnings,
+        })
+    }
+
+    /// The values at `path`, in message order: the same values as [`codec::Message::select`]
+    /// (first component and subcomponent when none is named, empty values left out), decoded.
+    pub fn select(&self, path: &Path) -> Vec<Cow<'a, str>> {
+        let mut out = Vec::new();
+        self.each(path, |v| {
+            out.push(v);
+            true
+        });
+        out
+    }
+
+    /// The first value at `path`, decoded; `None` when there is none.
+    pub fn first(&self, path: &Path) -> Option<Cow<'a, str>> {
+        let mut found = None;
+        self.each(path, |v| {
+            found = Some(v);
+            false
+        });
+        found
+    }
+
+    /// The raw (still escaped) text of field `n` (1-based) of `seg`. For a header segment,
+    /// field 1 is the field separator and field 2 the encoding characters, as written.
+    pub fn raw_field(&self, seg: &SegmentView<'a>, n: usize) -> Option<&'a str> {
+        let rest = seg.rest?;
+        if is_header(seg.id) {
+            return match n {
+                0 => None,
+                1 => Some(seg.separator),
+                n => rest.split(self.delimiters.field).nth(n - 2),
+            };
+        }
+        rest.split(self.delimiters.field).nth(n.checked_sub(1)?)
+    }
+
+    /// Calls `f` with each value at `path` until it returns false.
+    fn each(&self, path: &Path, mut f: impl FnMut(Cow<'a, str>) -> bool) {
+        let d = &self.delimiters;
+        let Some(ci) = path.component.unwrap_or(1).checked_sub(1) else {
+            return;
+        };
+        let Some(si) = path.subcomponent.unwrap_or(1).checked_sub(1) else {
+            return;
+        };
+        let segments = self.segments.iter().filter(|s| s.id == path.segment.as_str());
+        for seg in pick(segments, path.occurrence) {
+            let Some(raw) = self.raw_field(seg, path.field) else {
+                continue;
+            };
+            if is_header(seg.id) && path.field <= 2 {
+                // MSH-1 and MSH-2 are one literal value: neither split nor unescaped.
+                let first_rep = matches!(path.repetition, Index::First | Index::All | Index::Nth(0));
+                if first_rep && ci == 0 && si == 0 && !raw.is_empty() && !f(Cow::Borrowed(raw)) {
+                    return;
+                }
+                continue;
+            }
+            if raw.is_empty() {
+                continue;
+            }
+            for rep in pick(raw.split(d.repetition), path.repetition) {
+                let Some(sub) = rep.split(d.component).nth(ci).and_then(|c| c.split(d.subcomponent).nth(si)) else {
+                    continue;
+                };
+                if sub.is_empty() {
+                    continue;
+                }
+                let value = unescape(sub, d);
+                if !value.is_empty() && !f(value) {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn is_header(id: &str) -> bool {
+    matches!(id, "MSH" | "FHS" | "BHS")
+}
+
+/// The items `index` picks from `items`, lazily (stops after the one it wants).
+fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item = T> {
+    let wanted = move |i: usize| match index {
+        Index::All => true,
+        Index::First => i == 0,
+        Index::Nth(n) => i == n,
+    };
+    let limit = if index == Index::All { usize::MAX } else { 1 };
+    items.enumerate().filter(move |(i, _)| wanted(*i)).map(|(_, x)| x).take(limit)
+}
