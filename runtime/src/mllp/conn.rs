@@ -141,10 +141,16 @@ fn outcome_of(d: &Delivery) -> Outcome {
 }
 
 fn ack_finding(f: &dlq::Finding) -> AckFinding {
+    // Standard checks (HL7V...) name places 1-based already; rules and mappings write spec
+    // paths, 0-based.
+    let location = match f.code.starts_with("HL7V") {
+        true => f.path.clone(),
+        false => f.path.as_deref().and_then(ack::location_of_spec_path),
+    };
     AckFinding {
         hl7_code: ack::hl7_error_code(f.code),
         code: f.code.to_string(),
-        location: f.path.clone(),
+        location,
         message: f.message.clone(),
         severity: ErrSeverity::Error,
     }
@@ -299,6 +305,11 @@ mod tests {
         assert_eq!(ae.status, Status::Error);
         assert_eq!(ae.findings[0].hl7_code, "101");
         assert_eq!(ae.findings[0].location.as_deref(), Some("PID-3"));
+        // A rule's spec path is 0-based: its second repetition is ERL repetition 2.
+        let rule = outcome_of(&d(Event::Dlq, false, vec![finding("RT101", Some("PID-3[1].1"))]));
+        assert_eq!(rule.findings[0].location.as_deref(), Some("PID-3[2].1"));
+        let hl7v = outcome_of(&d(Event::Dlq, false, vec![finding("HL7V201", Some("PID[2]-3"))]));
+        assert_eq!(hl7v.findings[0].location.as_deref(), Some("PID[2]-3"));
         let ar = outcome_of(&d(Event::Dlq, true, vec![finding("HL7004", None)]));
         assert_eq!(ar.status, Status::Rejected);
         assert_eq!(ar.findings[0].hl7_code, "100");

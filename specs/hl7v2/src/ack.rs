@@ -402,6 +402,28 @@ fn components(values: &[&str]) -> Field<'static> {
     Field { repetitions: vec![Repetition { components: comps }] }
 }
 
+/// The location of a path as mappings and validation rules write it (0-based `[n]`:
+/// `PID-3[1].1` is the second repetition) in the 1-based form of [`AckFinding::location`]
+/// (`PID-3[2].1`). A path with `[*]` names no single place, and text that is not a path names
+/// none either: `None`.
+pub fn location_of_spec_path(path: &str) -> Option<String> {
+    use crate::path::{Index, Path};
+    let p = Path::parse(path).ok()?;
+    let one_based = |i: Index| match i {
+        Index::First => Some(String::new()),
+        Index::Nth(n) => Some(format!("[{}]", n + 1)),
+        Index::All => None,
+    };
+    let mut out = format!("{}{}-{}{}", p.segment, one_based(p.occurrence)?, p.field, one_based(p.repetition)?);
+    if let Some(c) = p.component {
+        out.push_str(&format!(".{c}"));
+        if let Some(s) = p.subcomponent {
+            out.push_str(&format!(".{s}"));
+        }
+    }
+    Some(out)
+}
+
 /// An ERL/ELD location from a `sluice validate` path (1-based occurrences and repetitions):
 /// segment id, occurrence, field, repetition, component, subcomponent. Unreadable text gives
 /// `None` (the ERR segment then has no location).
@@ -654,6 +676,17 @@ mod tests {
         assert_eq!(h.trigger.as_deref(), Some("A04"));
         assert!(Header::salvage(b"garbage").is_none());
         assert!(Header::salvage(b"").is_none());
+    }
+
+    #[test]
+    fn spec_paths_become_one_based_locations() {
+        assert_eq!(location_of_spec_path("PID-7").as_deref(), Some("PID-7"));
+        assert_eq!(location_of_spec_path("PID-3[1].1").as_deref(), Some("PID-3[2].1"));
+        assert_eq!(location_of_spec_path("OBX[0]-5[0].2.1").as_deref(), Some("OBX[1]-5[1].2.1"));
+        assert_eq!(location_of_spec_path("PID-3[*].1"), None);
+        assert_eq!(location_of_spec_path("patient.dob"), None);
+        let loc = location_of_spec_path("PID-3[1].1").unwrap();
+        assert_eq!(parse_location(&loc).unwrap()[3].as_deref(), Some("2"), "ERL repetition");
     }
 
     #[test]
