@@ -530,7 +530,7 @@ fn err_segment(header: &Header, f: &AckFinding, line: usize) -> Segment<'static>
         fields.push(Field::default()); // ERR-7
         fields.push(plain(&f.message)); // ERR-8 user message
     }
-    Segment { id: Cow::Borrowed("ERR"), fields, offset: 0, line }
+    Segment { id: Cow::Borrowed("ERR"), fields, offset: 0, line, spellings: Vec::new() }
 }
 
 fn build(header: &Header, outcome: &Outcome, options: &AckOptions, kind: AckKind) -> Ack {
@@ -564,8 +564,8 @@ fn build(header: &Header, outcome: &Outcome, options: &AckOptions, kind: AckKind
         msa.push(plain(&first.message));
     }
     let mut segments = vec![
-        Segment { id: Cow::Borrowed("MSH"), fields: msh, offset: 0, line: 1 },
-        Segment { id: Cow::Borrowed("MSA"), fields: msa, offset: 0, line: 2 },
+        Segment { id: Cow::Borrowed("MSH"), fields: msh, offset: 0, line: 1, spellings: Vec::new() },
+        Segment { id: Cow::Borrowed("MSA"), fields: msa, offset: 0, line: 2, spellings: Vec::new() },
     ];
     for f in &outcome.findings {
         let line = segments.len() + 1;

@@ -28,7 +28,8 @@
 //! one `parse_message` builds, never holds a list whose only element is empty (`[""]`,
 //! `[Component { [] }]`, ...): such a list encodes to the same text as the empty list. Encode
 //! trims nothing, so `parse_message(&encode(t)) == t` for every canonical tree `t` whose values
-//! round trip through [`escape`] (see below), whose header segments have the shape above and
+//! round trip through [`escape`] (see below) and whose spellings are those parsing records (none
+//! for standard escapes), whose header segments have the shape above and
 //! whose segment offsets and lines are those of the encoded text.
 //!
 //! # Escapes and the round-trip rule
@@ -50,14 +51,28 @@
 //!
 //! The truncation character is not a delimiter inside values and is never escaped.
 //!
-//! Hence `encode(parse_message(t)) == t` exactly (after removing a BOM and trailing line breaks)
-//! when `t` uses one segment separator, has no blank lines between segments and spells escapes
-//! the standard way. Other spellings of the same value are normalised to the standard one on
-//! re-encode: `\X41\` becomes `A`, `\X0d\` becomes `\X0D\`, `\X0D0A\` becomes `\X0D\\X0A\`, a
-//! stray backslash (`C:\temp`, `\Q\`) becomes `\E\`. The one standard spelling that changes is
-//! `\E\` directly followed by text that completes a kept sequence (`\E\.br\E\`, a literal
-//! backslash-dot-br-backslash): it is written as that sequence, which reads back to the same
-//! value. Messages with mixed separators are written with CR.
+//! # Spellings and the round trip
+//!
+//! Some texts read to a value that [`escape`] writes differently: a stray escape character
+//! (`C:\temp`, `\Q\`, an unpaired `\` at the end), hex that is not how `escape` writes it
+//! (`\X41\` for `A`, `\X0d\`, `\X0D0A\`), or `\E\` followed by text that completes a kept
+//! sequence (`\E\.br\E\`). For each such value the parser records a [`Spelling`] in its
+//! segment: where the value is and its text as written (borrowed, like the values). A value
+//! without the escape character is its own escape, so the common case costs one scan for the
+//! escape character, as before, and leaves [`Segment::spellings`] empty (no allocation).
+//!
+//! [`encode`] writes a value's recorded spelling instead of `escape(value)` when the spelling
+//! still reads back to the value in the tree ([`Spelling::reads_back_to`]: no delimiter or line
+//! break in it, and [`unescape`] gives the value under the message's delimiters). A value that
+//! was changed, moved, or whose delimiters changed is thus escaped the standard way, and the
+//! written text always reads back to the tree's values. Comparing with the decoded value, not a
+//! "dirty" flag, keeps the public tree plain data that callers may edit in place.
+//!
+//! Hence `encode(parse_message_with(t, o)) == t` byte for byte, under strict and tolerant
+//! options, for every text `t` that parses, except for the segment layout: a leading BOM,
+//! blank lines and trailing line breaks are dropped, and a text that mixes segment separators
+//! is written with CR throughout (`Message::segment_separator` records one separator, not one
+//! per line). Trees built by hand, or edited, are written with standard escapes.
 //!
 //! Errors ([`ParseError`]) carry a code and a byte offset, never message content.
 
@@ -134,14 +149,14 @@ impl SegmentSeparator {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Message<'a> {
     pub delimiters: Delimiters,
     pub segments: Vec<Segment<'a>>,
     pub segment_separator: SegmentSeparator,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Segment<'a> {
     pub id: Cow<'a, str>,
     /// `fields[0]` is field 1 (for `MSH`, MSH-1).
@@ -150,6 +165,37 @@ pub struct Segment<'a> {
     pub offset: usize,
     /// 1-based segment number in the message.
     pub line: usize,
+    /// How the values of this segment that [`escape`] would write differently were written in
+    /// the parsed text, ordered by position; empty for almost every segment. See "Spellings" in
+    /// the module docs.
+    pub spellings: Vec<Spelling<'a>>,
+}
+
+/// The text a value was written as, kept because [`escape`] writes that value differently
+/// (a stray escape character, lower-case hex, `\X41\` for `A`, ...).
+///
+/// `encode` writes `raw` instead of escaping the value at `at` as long as `raw` still reads back
+/// to that value ([`Spelling::reads_back_to`]); a value changed since parsing is escaped the
+/// standard way.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spelling<'a> {
+    /// Where the value is, all 0-based: index in [`Segment::fields`], repetition, component,
+    /// subcomponent.
+    pub at: [usize; 4],
+    /// The value as written, escape sequences undecoded.
+    pub raw: Cow<'a, str>,
+}
+
+impl Spelling<'_> {
+    /// Whether writing `raw` in place of `value` reads back as `value` under `d`: `raw` holds no
+    /// delimiter or line break (so it stays one subcomponent) and [`unescape`] gives `value`.
+    pub fn reads_back_to(&self, value: &str, d: &Delimiters) -> bool {
+        !self.raw.contains(|c: char| d.is_separator(c) || c == '\r' || c == '\n') && unescape(&self.raw, d) == value
+    }
+
+    pub fn into_owned(self) -> Spelling<'static> {
+        Spelling { at: self.at, raw: owned(self.raw) }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -447,6 +493,7 @@ fn parse_segment<'a, 'o>(
 ) -> Segment<'o> {
     let Line { id, separator, rest, offset, delimiters: d } = line;
     let mut fields = Vec::new();
+    let mut spellings: Vec<Spelling<'o>> = Vec::new();
     if let Some(rest) = rest {
         let mut pieces = rest.split(d.field);
         if is_header_id(id) {
@@ -460,9 +507,13 @@ fn parse_segment<'a, 'o>(
             }
         }
         fields.reserve_exact(count(rest, d.field) + 1);
-        fields.extend(pieces.map(|raw| parse_field(raw, &d, value)));
+        let mut spelled = false;
+        fields.extend(pieces.map(|raw| parse_field(raw, &d, value, &mut spelled)));
+        if spelled {
+            spellings = segment_spellings(rest, &d, is_header_id(id), value);
+        }
     }
-    Segment { id: value(Cow::Borrowed(id)), fields, offset, line: number }
+    Segment { id: value(Cow::Borrowed(id)), fields, offset, line: number, spellings }
 }
 
 /// How many times `c` occurs in `s` (a byte count for ASCII delimiters, the usual case).
@@ -491,17 +542,24 @@ fn literal_field<'a, 'o>(text: &'a str, value: impl Fn(Cow<'a, str>) -> Cow<'o, 
     Field { repetitions: vec![Repetition { components: vec![Component { subcomponents }] }] }
 }
 
-fn parse_field<'a, 'o>(raw: &'a str, d: &Delimiters, value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy) -> Field<'o> {
+/// Parses one field; sets `spelled` when a value's text is not what [`escape`] writes for it.
+fn parse_field<'a, 'o>(
+    raw: &'a str,
+    d: &Delimiters,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+    spelled: &mut bool,
+) -> Field<'o> {
     if raw.is_empty() {
         return Field::default();
     }
-    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d, value)) }
+    Field { repetitions: split_map(raw, d.repetition, |r| parse_repetition(r, d, value, spelled)) }
 }
 
 fn parse_repetition<'a, 'o>(
     raw: &'a str,
     d: &Delimiters,
     value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+    spelled: &mut bool,
 ) -> Repetition<'o> {
     if raw.is_empty() {
         return Repetition::default();
@@ -511,10 +569,66 @@ fn parse_repetition<'a, 'o>(
             if c.is_empty() {
                 Component::default()
             } else {
-                Component { subcomponents: split_map(c, d.subcomponent, |s| value(unescape(s, d))) }
+                Component {
+                    subcomponents: split_map(c, d.subcomponent, |s| match d.escape {
+                        Some(e) if s.contains(e) => value(read_escaped(s, d, spelled)),
+                        _ => value(Cow::Borrowed(s)),
+                    }),
+                }
             }
         }),
     }
+}
+
+/// The [`Spelling`]s of a segment (`rest`: its text after the id's field separator), in
+/// order: a second pass, only over a segment in which [`parse_field`] found a non-standard
+/// spelling (rare), so that the common path keeps no positions.
+#[cold]
+fn segment_spellings<'a, 'o>(
+    rest: &'a str,
+    d: &Delimiters,
+    header: bool,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str>,
+) -> Vec<Spelling<'o>> {
+    let mut spellings = Vec::new();
+    // In a header segment the first piece is MSH-2, `fields[1]`, a literal.
+    let skip = usize::from(header);
+    for (i, field) in rest.split(d.field).enumerate().skip(skip) {
+        for (ri, rep) in field.split(d.repetition).enumerate() {
+            for (ci, comp) in rep.split(d.component).enumerate() {
+                for (si, sub) in comp.split(d.subcomponent).enumerate() {
+                    if read_value(sub, d).1 {
+                        spellings.push(Spelling { at: [i + skip, ri, ci, si], raw: value(Cow::Borrowed(sub)) });
+                    }
+                }
+            }
+        }
+    }
+    spellings
+}
+
+/// One subcomponent's value, and whether its text is not what [`escape`] writes for it (then the
+/// caller records the text as a [`Spelling`]). Only a text holding the escape character can be:
+/// any other is its own escape.
+fn read_value<'a>(raw: &'a str, d: &Delimiters) -> (Cow<'a, str>, bool) {
+    let mut spelled = false;
+    let value = match d.escape {
+        Some(e) if raw.contains(e) => read_escaped(raw, d, &mut spelled),
+        _ => Cow::Borrowed(raw),
+    };
+    (value, spelled)
+}
+
+/// [`read_value`] of a text holding the escape character (kept out of line: the common value
+/// holds none, and the parser's inner loop stays small). Sets `spelled` for a non-standard
+/// spelling.
+#[inline(never)]
+fn read_escaped<'a>(raw: &'a str, d: &Delimiters, spelled: &mut bool) -> Cow<'a, str> {
+    let decoded = unescape(raw, d);
+    if escape(&decoded, d) != raw {
+        *spelled = true;
+    }
+    decoded
 }
 
 /// Writes a message: segments joined by `message.segment_separator` (CR for `Mixed`), with no
@@ -533,23 +647,45 @@ pub fn encode(message: &Message) -> String {
 }
 
 fn encode_segment(out: &mut String, seg: &Segment, d: &Delimiters) {
+    // Two instances of one writer: the common segment has no spellings, and its inner loop
+    // then only escapes.
+    if seg.spellings.is_empty() {
+        write_segment(out, seg, d, |out, _, sub| out.push_str(&escape(sub, d)));
+    } else {
+        write_segment(out, seg, d, |out, at, sub| {
+            match seg.spellings.binary_search_by_key(&at, |s| s.at).ok().map(|i| &seg.spellings[i]) {
+                Some(s) if s.reads_back_to(sub, d) => out.push_str(&s.raw),
+                _ => out.push_str(&escape(sub, d)),
+            }
+        });
+    }
+}
+
+/// Writes a segment, each value through `value(out, position, value)` (positions as in
+/// [`Spelling::at`]).
+fn write_segment(
+    out: &mut String,
+    seg: &Segment,
+    d: &Delimiters,
+    mut value: impl FnMut(&mut String, [usize; 4], &str),
+) {
     out.push_str(&seg.id);
-    let mut fields = seg.fields.iter();
+    let mut fields = seg.fields.iter().enumerate();
     if is_header_id(&seg.id) {
         if fields.next().is_none() {
             return;
         }
         out.push(d.field);
-        if let Some(enc) = fields.next() {
+        if let Some((at, enc)) = fields.next() {
             match literal_value(enc) {
                 Some(v) => out.push_str(v),
-                None => encode_field(out, enc, d),
+                None => write_field(out, enc, d, at, &mut value),
             }
         }
     }
-    for f in fields {
+    for (at, f) in fields {
         out.push(d.field);
-        encode_field(out, f, d);
+        write_field(out, f, d, at, &mut value);
     }
 }
 
@@ -567,7 +703,14 @@ fn literal_value<'s>(f: &'s Field) -> Option<&'s str> {
     }
 }
 
-fn encode_field(out: &mut String, f: &Field, d: &Delimiters) {
+/// Writes field `at` of a segment.
+fn write_field(
+    out: &mut String,
+    f: &Field,
+    d: &Delimiters,
+    at: usize,
+    value: &mut impl FnMut(&mut String, [usize; 4], &str),
+) {
     for (ri, rep) in f.repetitions.iter().enumerate() {
         if ri > 0 {
             out.push(d.repetition);
@@ -580,7 +723,7 @@ fn encode_field(out: &mut String, f: &Field, d: &Delimiters) {
                 if si > 0 {
                     out.push(d.subcomponent);
                 }
-                out.push_str(&escape(sub, d));
+                value(out, [at, ri, ci, si], sub);
             }
         }
     }
@@ -838,6 +981,7 @@ impl<'a> Message<'a> {
                     offset: s.offset,
                     line: s.line,
                     fields: s.fields.into_iter().map(Field::into_owned).collect(),
+                    spellings: s.spellings.into_iter().map(Spelling::into_owned).collect(),
                 })
                 .collect(),
         }

@@ -16,15 +16,23 @@
 //!   one subcomponent becomes the string; an empty list at any level becomes `""` (so an empty
 //!   field is `""`). The compact shape is for reading; it cannot always be read back.
 //!
+//! - Spellings (full shape only, and only when there are some): a value written in the text
+//!   otherwise than [`crate::codec::escape`] writes it (a stray escape character, lower-case hex,
+//!   ...) is listed under `"spellings"` with where it is and how it was written, so the message
+//!   can be written back byte for byte (see "Spellings" in [`crate::codec`]):
+//!   `{"segments": [...], "spellings": [{"at": [1, 3, 0, 0, 0], "raw": "C:\\temp"}]}`. `at` is
+//!   the index path of the value in `segments`: segment, field (1 for field 1, as in the segment
+//!   list), repetition, component, subcomponent.
+//!
 //! [`json_to_message`] reads the full shape back (a string anywhere a list is expected counts as
 //! a one-element list). Invariant: `json_to_message(&message_to_json(m, true))` equals `m` for a
-//! message `m` parsed from CR-separated text.
+//! message `m` parsed from CR-separated text, spellings included, so it encodes to the same text.
 
 use std::borrow::Cow;
 
 use serde_json::{Value, json};
 
-use crate::codec::{Component, Field, Message, Repetition, Segment, SegmentSeparator, encode, parse_message};
+use crate::codec::{Component, Field, Message, Repetition, Segment, SegmentSeparator, Spelling, encode, parse_message};
 
 fn list<T>(items: &[T], full: bool, f: impl Fn(&T) -> Value) -> Value {
     if !full {
@@ -55,7 +63,37 @@ pub fn message_to_json(m: &Message, full: bool) -> Value {
             Value::Array(items)
         })
         .collect();
-    json!({ "segments": segments })
+    let spellings: Vec<Value> = if full {
+        m.segments
+            .iter()
+            .enumerate()
+            .flat_map(|(i, seg)| {
+                seg.spellings.iter().map(move |s| {
+                    let [f, r, c, sub] = s.at;
+                    json!({ "at": [i, f + 1, r, c, sub], "raw": s.raw })
+                })
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if spellings.is_empty() {
+        json!({ "segments": segments })
+    } else {
+        json!({ "segments": segments, "spellings": spellings })
+    }
+}
+
+/// Reads one entry of `"spellings"`: the segment index and the spelling.
+fn spelling_from(v: &Value) -> Option<(usize, Spelling<'static>)> {
+    let at = v.get("at")?.as_array()?;
+    let index = |i: usize| at.get(i)?.as_u64().and_then(|n| usize::try_from(n).ok());
+    if at.len() != 5 {
+        return None;
+    }
+    let field = index(1)?.checked_sub(1)?;
+    let raw = v.get("raw")?.as_str()?.to_string();
+    Some((index(0)?, Spelling { at: [field, index(2)?, index(3)?, index(4)?], raw: Cow::Owned(raw) }))
 }
 
 fn as_list(v: &Value) -> Option<Vec<&Value>> {
@@ -109,7 +147,16 @@ pub fn json_to_message(v: &Value) -> Option<Message<'static>> {
         let (id, fields) = items.split_first()?;
         let id = id.as_str()?.to_string();
         let fields = fields.iter().map(field_from).collect::<Option<Vec<_>>>()?;
-        segments.push(Segment { id: Cow::Owned(id), fields, offset: 0, line: i + 1 });
+        segments.push(Segment { id: Cow::Owned(id), fields, offset: 0, line: i + 1, spellings: Vec::new() });
+    }
+    if let Some(spellings) = v.get("spellings") {
+        for entry in spellings.as_array()? {
+            let (i, spelling) = spelling_from(entry)?;
+            segments.get_mut(i)?.spellings.push(spelling);
+        }
+        for seg in &mut segments {
+            seg.spellings.sort_by_key(|s| s.at);
+        }
     }
     let msh = segments.first().filter(|s| s.id == "MSH")?;
     let separator = msh.field(1)?.first()?;
@@ -119,11 +166,7 @@ pub fn json_to_message(v: &Value) -> Option<Message<'static>> {
     let mut offset = 0;
     for i in 0..message.segments.len() {
         message.segments[i].offset = offset;
-        let one = Message {
-            delimiters,
-            segments: vec![message.segments[i].clone()],
-            segment_separator: SegmentSeparator::Cr,
-        };
+        let one = Message { delimiters, segments: vec![message.segments[i].clone()], ..Message::default() };
         offset += encode(&one).len() + 1;
     }
     Some(message)

@@ -66,7 +66,7 @@ fn tok() -> impl Strategy<Value = Tok> {
             Just("F"), Just("S"), Just("T"), Just("R"), Just("E"), Just("X41"), Just("X0D"),
             Just("XC3A9"), Just("XE9"), Just(".br"), Just("H"), Just("N"), Just(".sp2"),
             Just("Zx"), Just("C2842"), Just("P"), Just("X"), Just(""), Just("\r"), Just("\n"),
-            Just("\r\n"), Just("\"\""),
+            Just("\r\n"), Just("\"\""), Just("X0d"), Just("X0D0A"), Just("Xc3a9"), Just("X7C"), Just("Q"),
         ]
         .prop_map(|s| Tok::Text(s.to_string())),
         2 => "[a-zA-Z0-9 ]{1,4}".prop_map(Tok::Text),
@@ -149,13 +149,15 @@ fn message_tree() -> impl Strategy<Value = Message<'static>> {
         .prop_map(|(d, msh_fields, others, sep)| {
             let mut fields = vec![literal(d.field.to_string()), literal(d.encoding_characters())];
             fields.extend(msh_fields.iter().map(|f| build_field(f, &d)));
-            let mut segments = vec![Segment { id: Cow::Borrowed("MSH"), fields, offset: 0, line: 1 }];
+            let mut segments =
+                vec![Segment { id: Cow::Borrowed("MSH"), fields, offset: 0, line: 1, spellings: Vec::new() }];
             for (i, (id, raw)) in others.iter().enumerate() {
                 segments.push(Segment {
                     id: Cow::Owned(id.clone()),
                     fields: raw.iter().map(|f| build_field(f, &d)).collect(),
                     offset: 0,
                     line: i + 2,
+                    spellings: Vec::new(),
                 });
             }
             let segment_separator = if segments.len() == 1 { SegmentSeparator::Cr } else { sep };
@@ -240,6 +242,56 @@ proptest! {
         prop_assert_eq!(&parsed, &tree);
         // encoder output is canonical: it round trips as text too
         prop_assert_eq!(encode(&parsed), text);
+    }
+
+    #[test]
+    fn encode_inverts_parse_for_any_spelling(
+        d in delimiters(),
+        segments in prop::collection::vec((segment_id(), prop::collection::vec(value_toks(), 0..4)), 0..4),
+        sep in prop_oneof![Just("\r"), Just("\n"), Just("\r\n")],
+    ) {
+        // Raw text as a sender may write it: stray escape characters, lower-case and multi-byte
+        // hex, delimiters inside would-be sequences, ... (line breaks only between segments).
+        let value = |toks: &Vec<Tok>| render(toks, &d).replace(['\r', '\n'], "");
+        let mut lines = vec![format!("MSH{}{}", d.field, d.encoding_characters())];
+        for (id, values) in &segments {
+            let mut line = id.clone();
+            for v in values {
+                line.push(d.field);
+                line.push_str(&value(v));
+            }
+            lines.push(line);
+        }
+        let text = lines.join(sep);
+        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+        for options in [ParseOptions::default(), tolerant] {
+            let Ok(parsed) = parse_message_with(&text, options) else { continue };
+            let m = parsed.message;
+            prop_assert_eq!(encode(&m), text.as_str());
+            prop_assert_eq!(encode(&m.clone().into_owned()), text.as_str());
+            // the full JSON shape carries the spellings, so it writes the same text too
+            let back = json_to_message(&message_to_json(&m, true)).expect("full JSON reads back");
+            if sep == "\r" {
+                prop_assert_eq!(encode(&back), text.as_str());
+            }
+            // a value changed by the caller is escaped the standard way
+            let mut edited = m.clone();
+            for seg in edited.segments.iter_mut().skip(1) {
+                for sub in seg.fields.iter_mut().flat_map(|f| &mut f.repetitions).flat_map(|r| &mut r.components).flat_map(|c| &mut c.subcomponents) {
+                    sub.to_mut().push('x');
+                }
+            }
+            let mut canonical = edited.clone();
+            for seg in &mut canonical.segments {
+                seg.spellings.clear();
+            }
+            prop_assert_eq!(encode(&edited), encode(&canonical));
+            let written = encode(&edited);
+            let reparsed = parse_message_with(&written, options).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let got: Vec<_> = reparsed.message.segments.iter().map(|s| &s.fields).collect();
+            let want: Vec<_> = edited.segments.iter().map(|s| &s.fields).collect();
+            prop_assert_eq!(got, want);
+        }
     }
 
     #[test]
