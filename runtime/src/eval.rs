@@ -16,7 +16,6 @@ use std::collections::HashMap;
 
 use minijinja::{AutoEscape, Environment};
 use sluice_compiler::expr::ast::{BinaryOp, Expr, Function, Literal};
-use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::path::Path;
 use sluice_spec_core::ValueType;
 
@@ -159,7 +158,7 @@ pub type Tables = HashMap<String, HashMap<String, String>>;
 /// What an expression is evaluated against.
 pub struct Scope<'a> {
     pub prepared: &'a Prepared<'a>,
-    pub msg: Option<&'a Message<'static>>,
+    pub msg: Option<&'a hl7::Reader<'a>>,
     pub doc: Option<&'a Doc>,
     pub tables: Option<&'a Tables>,
     pub vars: Vec<(&'a str, &'a Binding)>,
@@ -187,15 +186,17 @@ impl<'a> Scope<'a> {
                 let (Some(msg), Some(p)) = (self.msg, self.prepared.path(path)) else {
                     return if *multi { Val::List(Vec::new()) } else { Val::Null };
                 };
-                let values = match expr {
+                let values: Vec<std::borrow::Cow<'_, str>> = match expr {
                     Expr::Within { var, .. } => match self.groups.iter().rev().find(|(n, _)| n == var) {
-                        Some((_, g)) => hl7::select_among(msg, &g.visible, p),
+                        Some((_, g)) => {
+                            hl7::select_among(msg.tree(), &g.visible, p).into_iter().map(Into::into).collect()
+                        }
                         None => Vec::new(),
                     },
-                    _ => hl7::select(msg, p),
+                    _ => msg.select(p),
                 };
                 if *multi {
-                    Val::List(values.into_iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
+                    Val::List(values.iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
                 } else {
                     match values.first() {
                         Some(v) => self.convert(v, value_type, path, warnings),
@@ -607,7 +608,8 @@ mod tests {
         for e in exprs {
             prepared.prepare(e).unwrap();
         }
-        let msg = sluice_hl7v2::codec::parse_message(MSG).unwrap().into_owned();
+        let msg = hl7::Hl7Message::new(MSG.to_string(), Default::default());
+        let msg = hl7::Reader::new(&msg);
         let mut tables = Tables::new();
         tables.insert("sex".into(), HashMap::from([("M".into(), "male".into())]));
         let scope = Scope {

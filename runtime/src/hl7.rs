@@ -6,9 +6,17 @@
 //! - Values are selected exactly as `sluice_hl7v2::path` defines (0-based `[n]`, no component
 //!   meaning component 1, empty values omitted), so the runtime reads what the compiler checked.
 //! - Nothing here formats a value into an error.
+//! - A record's message ([`Hl7Message`]) is read through the lazy view when its text is what
+//!   the record holds, and through the full tree otherwise; both give the same values (the view
+//!   selects what the tree selects, a property of `sluice_hl7v2::view`, and [`Reader`]'s
+//!   repetitions are tested against the tree's).
 
-use sluice_hl7v2::codec::{Message, Repetition};
+use std::borrow::Cow;
+use std::sync::OnceLock;
+
+use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, SegmentSeparator as Separator, unescape};
 use sluice_hl7v2::path::{Index, Path};
+use sluice_hl7v2::view::{MessageView, ViewIndex};
 
 pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
 pub use sluice_hl7v2::charset::{self, CharsetPolicy};
@@ -25,6 +33,143 @@ pub fn parse_path(text: &str) -> Result<Path, String> {
 /// Values at `path`, in message order.
 pub fn select<'m>(msg: &'m Message<'_>, path: &Path) -> Vec<&'m str> {
     msg.select(path)
+}
+
+/// An HL7 message as a record carries it: its text, checked by the source step. Steps read
+/// values through the lazy view ([`Reader`]); the full tree is only built, once, by a step that
+/// needs it (the standard's checks, segment groups, FHIR output, sinks writing HL7 JSON).
+#[derive(Debug)]
+pub struct Hl7Message {
+    text: Box<str>,
+    options: ParseOptions,
+    /// Where the source step found the segments, so later steps need not scan again.
+    index: Option<ViewIndex>,
+    tree: OnceLock<Message<'static>>,
+    /// The tree no longer matches the text (the profile skipped segments): values are read
+    /// from the tree.
+    edited: bool,
+}
+
+impl Hl7Message {
+    /// A message whose text the source step parsed with `options` without error.
+    pub fn new(text: String, options: ParseOptions) -> Hl7Message {
+        Hl7Message { text: text.into_boxed_str(), options, index: None, tree: OnceLock::new(), edited: false }
+    }
+
+    /// [`Hl7Message::new`] with the index of the view the source step parsed from the same
+    /// text ([`MessageView::index`]).
+    pub fn with_index(text: String, options: ParseOptions, index: Option<ViewIndex>) -> Hl7Message {
+        Hl7Message { index, ..Hl7Message::new(text, options) }
+    }
+
+    /// This message with its tree replaced by an edited one (segments skipped).
+    pub fn into_edited(self, tree: Message<'static>) -> Hl7Message {
+        Hl7Message { tree: OnceLock::from(tree), edited: true, ..self }
+    }
+
+    /// The view over the text; `None` when values must be read from the tree.
+    pub fn view(&self) -> Option<MessageView<'_>> {
+        if self.edited {
+            return None;
+        }
+        match &self.index {
+            Some(index) => Some(MessageView::from_index(&self.text, index)),
+            None => MessageView::parse_with(&self.text, self.options).ok(),
+        }
+    }
+
+    /// The full tree, parsed on first use. The source step parsed the same text with the same
+    /// options, so parsing cannot fail here; if it ever did, the tree is empty (no values)
+    /// rather than a panic.
+    pub fn tree(&self) -> &Message<'static> {
+        self.tree.get_or_init(|| match sluice_hl7v2::codec::parse_message_owned(&self.text, self.options) {
+            Ok(parsed) => parsed.message,
+            Err(_) => {
+                Message { delimiters: Delimiters::default(), segments: Vec::new(), segment_separator: Separator::Cr }
+            }
+        })
+    }
+}
+
+/// One step's access to a record's message: the view, located once per step, or the tree.
+pub struct Reader<'m> {
+    msg: &'m Hl7Message,
+    view: Option<MessageView<'m>>,
+}
+
+impl<'m> Reader<'m> {
+    pub fn new(msg: &'m Hl7Message) -> Reader<'m> {
+        Reader { msg, view: msg.view() }
+    }
+
+    pub fn message(&self) -> &'m Hl7Message {
+        self.msg
+    }
+
+    /// The full tree (built on first use).
+    pub fn tree(&self) -> &'m Message<'static> {
+        self.msg.tree()
+    }
+
+    /// Values at `path`, in message order, decoded.
+    pub fn select(&self, path: &Path) -> Vec<Cow<'m, str>> {
+        match &self.view {
+            Some(v) => v.select(path),
+            None => self.tree().select(path).into_iter().map(Cow::Borrowed).collect(),
+        }
+    }
+
+    /// [`repetitions`], read from the view when there is one.
+    pub fn repetitions(&self, path: &Path) -> Vec<Binding> {
+        match &self.view {
+            // MSH-1 and MSH-2 are literal values: the tree has their one shape.
+            Some(v) if !(is_header(&path.segment) && path.field <= 2) => view_repetitions(v, path),
+            _ => repetitions(self.tree(), path),
+        }
+    }
+}
+
+fn is_header(id: &str) -> bool {
+    matches!(id, "MSH" | "FHS" | "BHS")
+}
+
+/// [`repetitions`] over the view: the same bindings, cut from the text and decoded.
+fn view_repetitions(view: &MessageView<'_>, path: &Path) -> Vec<Binding> {
+    let d = &view.delimiters;
+    let segments: Vec<_> = view.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
+    let mut out = Vec::new();
+    for seg in pick(&segments, path.occurrence) {
+        let Some(raw) = view.raw_field(seg, path.field) else {
+            continue;
+        };
+        let reps: Vec<&str> = raw.split(d.repetition).collect();
+        for rep in pick(&reps, path.repetition) {
+            let b = split_repetition(rep, d);
+            if b.iter().all(|c| c.iter().all(String::is_empty)) {
+                continue;
+            }
+            match path.component {
+                None => out.push(b),
+                Some(c) => {
+                    if let Some(comp) = b.into_iter().nth(c.saturating_sub(1))
+                        && comp.iter().any(|s| !s.is_empty())
+                    {
+                        out.push(vec![comp]);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A repetition as the tree holds it: an empty component has no subcomponents.
+fn split_repetition(rep: &str, d: &Delimiters) -> Binding {
+    let component = |c: &str| match c {
+        "" => Vec::new(),
+        c => c.split(d.subcomponent).map(|s| unescape(s, d).into_owned()).collect(),
+    };
+    rep.split(d.component).map(component).collect()
 }
 
 fn pick<T>(items: &[T], index: Index) -> &[T] {
@@ -105,6 +250,49 @@ pub fn to_json(msg: &Message<'_>) -> serde_json::Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    const PATHS: &[&str] = &[
+        "PID-3",
+        "PID-3[*]",
+        "PID-3[*].2",
+        "PID-3[1].1.2",
+        "PID[*]-5[*]",
+        "PID[1]-3[*].4",
+        "OBX[*]-5",
+        "MSH-9[*]",
+        "MSH-9.2",
+        "MSH-10",
+        "ZZ1-1[*]",
+        "PID-40[*]",
+    ];
+
+    proptest! {
+        /// The reader's view gives the values and repetitions the tree gives, escapes and
+        /// empty parts included.
+        #[test]
+        fn reader_reads_what_the_tree_holds(
+            fields in proptest::collection::vec("[A-C0-9|^~&\\\\FSTRE.X]{0,12}", 1..6),
+        ) {
+            let text = format!(
+                "MSH|^~\\&|A|B|C|D|20240101||ADT^A01^ADT_A01~X|C{}|P|2.5.1\rPID|{}\rOBX|{}\rPID|{}",
+                fields[0],
+                fields.join("|"),
+                fields.join("~"),
+                fields.iter().rev().cloned().collect::<Vec<_>>().join("^")
+            );
+            let Ok(tree) = parse_message(&text) else { return Ok(()) };
+            let held = Hl7Message::new(text.clone(), ParseOptions::default());
+            let reader = Reader::new(&held);
+            prop_assert!(reader.view.is_some());
+            for p in PATHS {
+                let p = parse_path(p).unwrap();
+                let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
+                prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
+                prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
+            }
+        }
+    }
 
     const MSG: &str = "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||111^^^H^MR~222^^^S^SS&x||DOE^JOHN\rOBX|1|NM|a||5\rOBX|2|NM|b||6";
 

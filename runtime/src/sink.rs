@@ -45,7 +45,7 @@ fn issues(list: &[Issue]) -> Doc {
 /// The line a sink writes for a record (no line break).
 pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
     match &rec.payload {
-        Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m)).unwrap_or_default(),
+        Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m.tree())).unwrap_or_default(),
         Payload::Doc(doc) if !rec.schema.starts_with("canonical/") => doc.to_json_string(),
         Payload::Doc(doc) => {
             let mut doc = doc.clone();
