@@ -209,6 +209,11 @@ impl<'a> Scope<'a> {
                     return Val::Null;
                 };
                 match hl7::binding_value(b, *component, *subcomponent) {
+                    // The variable's text only names it in a conversion warning: formatted
+                    // only for a type whose conversion can fail.
+                    Some(v) if self.raw || !conversion_can_fail(value_type) => {
+                        self.convert(v, value_type, "", warnings)
+                    }
                     Some(v) => {
                         let what = var_text(name, *component, *subcomponent);
                         self.convert(v, value_type, &what, warnings)
@@ -440,6 +445,11 @@ fn map_scalars(v: Val, f: &mut dyn FnMut(Val) -> Val) -> Val {
         Val::Null => Val::Null,
         other => f(other),
     }
+}
+
+/// Whether [`convert_text`] can fail (and warn) for `value_type`.
+fn conversion_can_fail(value_type: &ValueType) -> bool {
+    matches!(value_type, ValueType::Date | ValueType::DateTime | ValueType::Decimal | ValueType::Integer)
 }
 
 /// Converts text to a value of `value_type`. `source` names where the text came from and

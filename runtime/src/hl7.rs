@@ -236,10 +236,9 @@ pub fn binding_value(b: &Binding, component: Option<usize>, sub: Option<usize>) 
     c.get(sub.unwrap_or(1).checked_sub(1)?).map(String::as_str).filter(|s| !s.is_empty())
 }
 
-/// Whether the schema of `version` defines segment `id`; `None` when the version has no schema.
-pub fn segment_defined(version: &str, id: &str) -> Option<bool> {
-    let v = sluice_hl7v2::schema::Version::parse(version)?;
-    Some(sluice_hl7v2::schema::schema(v).segment(id).is_some())
+/// The bundled schema of `version`; `None` when there is none.
+pub fn schema_of(version: &str) -> Option<&'static sluice_hl7v2::schema::Schema> {
+    sluice_hl7v2::schema::Version::parse(version).map(sluice_hl7v2::schema::schema)
 }
 
 /// The compact JSON shape of a message, written by sinks for HL7 records.

@@ -257,7 +257,7 @@ fn unpointer_token(s: &str) -> Cow<'_, str> {
 /// Writes `s` as a JSON string, byte for byte what `serde_json::to_string` writes (`"` and `\`
 /// escaped, control characters as `\n`-style or `\u00xx` escapes, nothing else), without an
 /// intermediate allocation.
-fn write_str(s: &str, out: &mut String) {
+pub(crate) fn write_str(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');

@@ -235,17 +235,19 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     let control_id = view.first(&header.control_id).map(Cow::into_owned);
     let mut skipped = Vec::new();
     if profile.unexpected != Unexpected::Parse {
-        let schema_version =
-            [version.as_str(), profile.version.as_str()].into_iter().find(|v| hl7::segment_defined(v, "MSH").is_some());
-        let Some(schema_version) = schema_version else {
+        let schema = [version.as_str(), profile.version.as_str()]
+            .into_iter()
+            .find_map(|v| hl7::schema_of(v).map(|schema| (v, schema)));
+        let Some((schema_version, schema)) = schema else {
             return Err(Rejection::single(
                 findings::UNKNOWN_VERSION,
                 Some("MSH-12"),
                 "no HL7 schema for the message's version or the profile's version",
             ));
         };
-        let unexpected =
-            |id: &str| !profile.z_segments.contains(id) && hl7::segment_defined(schema_version, id) == Some(false);
+        // The schema first: almost every segment is in it, and then the Z-segment set is not
+        // consulted.
+        let unexpected = |id: &str| schema.segment(id).is_none() && !profile.z_segments.contains(id);
         // Segment lines are 1-based, as in the tree.
         let bad: Vec<(String, usize)> = view
             .segments
