@@ -161,7 +161,7 @@ pub struct Scope<'a> {
     pub msg: Option<&'a hl7::Reader<'a>>,
     pub doc: Option<&'a Doc>,
     pub tables: Option<&'a Tables>,
-    pub vars: Vec<(&'a str, &'a Binding)>,
+    pub vars: Vec<(&'a str, &'a Binding<'a>)>,
     /// Segment group variables (`each: group(...)`), innermost last.
     pub groups: Vec<(&'a str, &'a crate::groups::Instance)>,
     /// Normalised zone for HL7 times without an offset.

@@ -23,8 +23,8 @@ pub use sluice_hl7v2::charset::{self, CharsetPolicy};
 pub use sluice_hl7v2::codec::{ParseError, SegmentSeparator, parse_message, parse_message_owned};
 
 /// One repetition bound to a loop variable: components, each a list of subcomponents
-/// (decoded text).
-pub type Binding = Vec<Vec<String>>;
+/// (decoded text, borrowed from the message unless an escape was decoded).
+pub type Binding<'m> = Vec<Vec<Cow<'m, str>>>;
 
 pub fn parse_path(text: &str) -> Result<Path, String> {
     Path::parse(text).map_err(|e| e.to_string())
@@ -120,7 +120,7 @@ impl<'m> Reader<'m> {
     }
 
     /// [`repetitions`], read from the view when there is one.
-    pub fn repetitions(&self, path: &Path) -> Vec<Binding> {
+    pub fn repetitions(&self, path: &Path) -> Vec<Binding<'m>> {
         match &self.view {
             // MSH-1 and MSH-2 are literal values: the tree has their one shape.
             Some(v) if !(is_header(&path.segment) && path.field <= 2) => view_repetitions(v, path),
@@ -134,7 +134,7 @@ fn is_header(id: &str) -> bool {
 }
 
 /// [`repetitions`] over the view: the same bindings, cut from the text and decoded.
-fn view_repetitions(view: &MessageView<'_>, path: &Path) -> Vec<Binding> {
+fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>> {
     let d = &view.delimiters;
     let segments: Vec<_> = view.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
     let mut out = Vec::new();
@@ -145,7 +145,7 @@ fn view_repetitions(view: &MessageView<'_>, path: &Path) -> Vec<Binding> {
         let reps: Vec<&str> = raw.split(d.repetition).collect();
         for rep in pick(&reps, path.repetition) {
             let b = split_repetition(rep, d);
-            if b.iter().all(|c| c.iter().all(String::is_empty)) {
+            if b.iter().all(|c| c.iter().all(|s| s.is_empty())) {
                 continue;
             }
             match path.component {
@@ -164,10 +164,10 @@ fn view_repetitions(view: &MessageView<'_>, path: &Path) -> Vec<Binding> {
 }
 
 /// A repetition as the tree holds it: an empty component has no subcomponents.
-fn split_repetition(rep: &str, d: &Delimiters) -> Binding {
-    let component = |c: &str| match c {
+fn split_repetition<'m>(rep: &'m str, d: &Delimiters) -> Binding<'m> {
+    let component = |c: &'m str| match c {
         "" => Vec::new(),
-        c => c.split(d.subcomponent).map(|s| unescape(s, d).into_owned()).collect(),
+        c => c.split(d.subcomponent).map(|s| unescape(s, d)).collect(),
     };
     rep.split(d.component).map(component).collect()
 }
@@ -180,19 +180,19 @@ fn pick<T>(items: &[T], index: Index) -> &[T] {
     }
 }
 
-fn binding_of(rep: &Repetition<'_>) -> Binding {
-    rep.components.iter().map(|c| c.subcomponents.iter().map(|s| s.to_string()).collect()).collect()
+fn binding_of<'m>(rep: &'m Repetition<'_>) -> Binding<'m> {
+    rep.components.iter().map(|c| c.subcomponents.iter().map(|s| Cow::Borrowed(s.as_ref())).collect()).collect()
 }
 
 /// The repetitions a multi path iterates over (`PID-3[*]`, `OBX[*]-5`), in message order,
 /// empty repetitions left out. When the path names a component (`PID-3[*].4`), each binding
 /// holds that component only (so `var.1` is it, `var.1.2` its second subcomponent).
-pub fn repetitions(msg: &Message<'_>, path: &Path) -> Vec<Binding> {
+pub fn repetitions<'m>(msg: &'m Message<'_>, path: &Path) -> Vec<Binding<'m>> {
     repetitions_among(msg, None, path)
 }
 
 /// [`repetitions`] among some segments only (a segment group instance's, by index).
-pub fn repetitions_among(msg: &Message<'_>, among: Option<&[usize]>, path: &Path) -> Vec<Binding> {
+pub fn repetitions_among<'m>(msg: &'m Message<'_>, among: Option<&[usize]>, path: &Path) -> Vec<Binding<'m>> {
     let segments: Vec<_> = match among {
         None => msg.segments.iter().filter(|s| s.id == path.segment.as_str()).collect(),
         Some(idx) => {
@@ -231,9 +231,9 @@ pub fn select_among<'m>(msg: &'m Message<'_>, among: &[usize], path: &Path) -> V
 
 /// Reads component `component` (1-based, default 1), subcomponent `sub` (default 1) of a
 /// binding; empty text is `None`.
-pub fn binding_value(b: &Binding, component: Option<usize>, sub: Option<usize>) -> Option<&str> {
+pub fn binding_value<'b>(b: &'b Binding<'_>, component: Option<usize>, sub: Option<usize>) -> Option<&'b str> {
     let c = b.get(component.unwrap_or(1).checked_sub(1)?)?;
-    c.get(sub.unwrap_or(1).checked_sub(1)?).map(String::as_str).filter(|s| !s.is_empty())
+    c.get(sub.unwrap_or(1).checked_sub(1)?).map(|s| s.as_ref()).filter(|s| !s.is_empty())
 }
 
 /// The bundled schema of `version`; `None` when there is none.

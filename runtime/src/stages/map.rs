@@ -15,6 +15,7 @@
 //!   (`orders[*].observations[*].observed_at`), for the mask stage. The previous map's classes
 //!   are replaced.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -131,7 +132,7 @@ pub(crate) fn group_instances(
 
 /// The bindings a producer iterates over: repetitions for an HL7 path (within a group
 /// instance for `order.NTE[*]-3`), else one single-value binding per value of the expression.
-pub(crate) fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding> {
+pub(crate) fn bindings<'a>(scope: &Scope<'a>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding<'a>> {
     if let (Expr::Hl7 { path, .. } | Expr::Within { path, .. }, Some(msg)) = (each, scope.msg)
         && let Some(p) = scope.prepared.path(path)
     {
@@ -152,7 +153,7 @@ pub(crate) fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>
         Val::Null => Vec::new(),
         other => vec![other],
     };
-    values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![t]]).collect()
+    values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![Cow::Owned(t)]]).collect()
 }
 
 /// Where produced items go: the list's field pattern (`orders[*].observations`) and the JSON
