@@ -427,6 +427,22 @@ mod tests {
     }
 
     #[test]
+    fn skipped_segments_are_gone_from_what_steps_read() {
+        let text = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||123\rQQQ|secret\rPV1|1|I";
+        let path = |p: &str| sluice_hl7v2::path::Path::parse(p).unwrap();
+        let skip = decode(text, 0, &profile("skip", &["cr"])).unwrap();
+        assert_eq!(skip.warnings.iter().map(|w| w.code).collect::<Vec<_>>(), [findings::SEGMENT_SKIPPED]);
+        assert!(skip.warnings[0].message.contains("segment 3"));
+        let reader = hl7::Reader::new(&skip.message);
+        assert!(reader.select(&path("QQQ-1")).is_empty());
+        assert_eq!(reader.select(&path("PV1-2")), ["I"]);
+        assert_eq!(reader.tree().segments.iter().map(|s| s.id.as_ref()).collect::<Vec<_>>(), ["MSH", "PID", "PV1"]);
+        assert_eq!(decode(text, 0, &profile("fail", &["cr"])).unwrap_err().code, findings::UNEXPECTED_SEGMENT);
+        let kept = decode(text, 0, &profile("parse", &["cr"])).unwrap();
+        assert_eq!(hl7::Reader::new(&kept.message).select(&path("QQQ-1")), ["secret"]);
+    }
+
+    #[test]
     fn expands_relative_and_recursive_patterns_sorted() {
         // Tests run in the package directory, so this pattern is relative to it.
         let files = expand("s", &["tests/fixtures/*.hl7".into(), "tests/fixtures/two_adt.hl7".into()]).unwrap();
