@@ -5,9 +5,13 @@
 //! "message_id", "event": "delivered|dlq|filtered", "component", "sinks", "prev", "hash"}`.
 //! `seq` is the record's sequence number in the run (1-based, reading order), so a record's
 //! `audit_log_id` (`<run_id>-<seq>`) names its entry; `run_completed` takes the next number.
-//! `prev` is the hex SHA-256 of the previous entry's full line (64 zeros for the first);
 //! `hash` is the hex SHA-256 of the entry's line up to, not including, `,"hash":...`, closed
 //! with `}` — i.e. of the entry serialised without its `hash` member. `hash` is always last.
+//! `prev` is the previous entry's `hash` (64 zeros for the first). Since `hash` covers every
+//! other member, `prev` included, and the verifier recomputes it, linking to it pins the whole
+//! previous line as a hash of that line would, with one SHA-256 per entry instead of two.
+//! (Format 2; in format 1, before the speed work of issue 3, `prev` was the SHA-256 of the
+//! previous full line.)
 //!
 //! Invariants:
 //! - Never a field value: entries hold ids, names, counts, codes and the message control id
@@ -74,11 +78,18 @@ impl Chain {
     /// The next entry's line (no line break), chained to the previous one.
     pub fn entry<T: Serialize>(&mut self, seq: u64, at: &str, body: T) -> String {
         let head = Head { seq, run_id: &self.run_id, plan_hash: &self.plan_hash, at, body, prev: &self.prev };
-        let mut line = serde_json::to_string(&head).unwrap_or_else(|_| "{}".into());
+        // An entry is a few hundred bytes: sized once rather than regrown.
+        let mut buf = Vec::with_capacity(512);
+        let mut line = match serde_json::to_writer(&mut buf, &head) {
+            Ok(()) => String::from_utf8(buf).unwrap_or_else(|_| "{}".into()),
+            Err(_) => "{}".into(),
+        };
         let hash = sha_hex(line.as_bytes());
         line.pop();
-        line.push_str(&format!(",\"hash\":\"{hash}\"}}"));
-        self.prev = sha_hex(line.as_bytes());
+        line.push_str(",\"hash\":\"");
+        line.push_str(&hash);
+        line.push_str("\"}");
+        self.prev = hash;
         line
     }
 
@@ -123,7 +134,7 @@ pub fn verify_audit_chain(path: impl AsRef<std::path::Path>) -> Result<u64, Stri
             return Err(format!("line {n}: `seq` does not increase"));
         }
         last_seq = Some(seq);
-        prev = sha_hex(line.as_bytes());
+        prev = hash.to_string();
         count += 1;
     }
     Ok(count)
@@ -157,6 +168,16 @@ mod tests {
         assert!(verify_audit_chain(&path).unwrap_err().contains("line 1"));
         let lines: Vec<&str> = text.lines().collect();
         std::fs::write(&path, format!("{}\n{}\n", lines[0], lines[2])).unwrap();
+        assert!(verify_audit_chain(&path).unwrap_err().contains("line 2"));
+        // An entry edited and re-hashed still breaks the next entry's link.
+        let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+        let old_hash = first["hash"].as_str().unwrap();
+        let body = &lines[0][..lines[0].len() - ",\"hash\":\"\"}".len() - 64];
+        let edited = body.replace("\"delivered\"", "\"filtered\"");
+        let forged = format!("{edited},\"hash\":\"{}\"}}", sha_hex(format!("{edited}}}").as_bytes()));
+        assert_ne!(forged, lines[0]);
+        assert!(!forged.contains(old_hash));
+        std::fs::write(&path, format!("{forged}\n{}\n{}\n", lines[1], lines[2])).unwrap();
         assert!(verify_audit_chain(&path).unwrap_err().contains("line 2"));
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 
 use minijinja::{AutoEscape, Environment};
 use sluice_compiler::expr::ast::{BinaryOp, Expr, Function, Literal};
-use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::path::Path;
 use sluice_spec_core::ValueType;
 
@@ -159,10 +158,10 @@ pub type Tables = HashMap<String, HashMap<String, String>>;
 /// What an expression is evaluated against.
 pub struct Scope<'a> {
     pub prepared: &'a Prepared<'a>,
-    pub msg: Option<&'a Message<'static>>,
+    pub msg: Option<&'a hl7::Reader<'a>>,
     pub doc: Option<&'a Doc>,
     pub tables: Option<&'a Tables>,
-    pub vars: Vec<(&'a str, &'a Binding)>,
+    pub vars: Vec<(&'a str, &'a Binding<'a>)>,
     /// Segment group variables (`each: group(...)`), innermost last.
     pub groups: Vec<(&'a str, &'a crate::groups::Instance)>,
     /// Normalised zone for HL7 times without an offset.
@@ -187,15 +186,17 @@ impl<'a> Scope<'a> {
                 let (Some(msg), Some(p)) = (self.msg, self.prepared.path(path)) else {
                     return if *multi { Val::List(Vec::new()) } else { Val::Null };
                 };
-                let values = match expr {
+                let values: Vec<std::borrow::Cow<'_, str>> = match expr {
                     Expr::Within { var, .. } => match self.groups.iter().rev().find(|(n, _)| n == var) {
-                        Some((_, g)) => hl7::select_among(msg, &g.visible, p),
+                        Some((_, g)) => {
+                            hl7::select_among(msg.tree(), &g.visible, p).into_iter().map(Into::into).collect()
+                        }
                         None => Vec::new(),
                     },
-                    _ => hl7::select(msg, p),
+                    _ => msg.select(p),
                 };
                 if *multi {
-                    Val::List(values.into_iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
+                    Val::List(values.iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
                 } else {
                     match values.first() {
                         Some(v) => self.convert(v, value_type, path, warnings),
@@ -208,6 +209,11 @@ impl<'a> Scope<'a> {
                     return Val::Null;
                 };
                 match hl7::binding_value(b, *component, *subcomponent) {
+                    // The variable's text only names it in a conversion warning: formatted
+                    // only for a type whose conversion can fail.
+                    Some(v) if self.raw || !conversion_can_fail(value_type) => {
+                        self.convert(v, value_type, "", warnings)
+                    }
                     Some(v) => {
                         let what = var_text(name, *component, *subcomponent);
                         self.convert(v, value_type, &what, warnings)
@@ -441,6 +447,11 @@ fn map_scalars(v: Val, f: &mut dyn FnMut(Val) -> Val) -> Val {
     }
 }
 
+/// Whether [`convert_text`] can fail (and warn) for `value_type`.
+fn conversion_can_fail(value_type: &ValueType) -> bool {
+    matches!(value_type, ValueType::Date | ValueType::DateTime | ValueType::Decimal | ValueType::Integer)
+}
+
 /// Converts text to a value of `value_type`. `source` names where the text came from and
 /// `field` the output field, for the warning.
 pub fn convert_text(
@@ -607,7 +618,8 @@ mod tests {
         for e in exprs {
             prepared.prepare(e).unwrap();
         }
-        let msg = sluice_hl7v2::codec::parse_message(MSG).unwrap().into_owned();
+        let msg = hl7::Hl7Message::new(MSG.to_string(), Default::default());
+        let msg = hl7::Reader::new(&msg);
         let mut tables = Tables::new();
         tables.insert("sex".into(), HashMap::from([("M".into(), "male".into())]));
         let scope = Scope {

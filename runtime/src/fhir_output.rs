@@ -29,12 +29,12 @@ use sluice_compiler::plan::fhir::{
     FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirStep, FhirValue,
 };
 use sluice_compiler::spec::fhir_output::satisfies;
-use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use crate::dlq::{Finding, Rejection};
 use crate::eval::{Prepared, Scope, Tables, coerce};
+use crate::hl7::Reader;
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 use crate::stages::Step;
 use crate::stages::map::{Groups, bindings, group_instances};
@@ -94,10 +94,10 @@ pub(crate) fn run<'p>(
     tables: &Tables,
     prepared: &Prepared<'_>,
     mut rec: Record,
-    msg: &Message<'static>,
+    msg: &Reader<'_>,
 ) -> Step<'p> {
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
-    let groups = Groups::new(msg, version);
+    let groups = Groups::new(msg.message(), version);
     let zone = Arc::clone(&rec.env.timezone);
     let scope = Scope {
         prepared,

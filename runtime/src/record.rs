@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_compiler::plan::MaskAction;
-use sluice_hl7v2::codec::Message;
 use sluice_spec_core::PhiClass;
 
 /// A finding on a record: `{code, path, message}`; `message` is fixed text, never a value.
@@ -70,10 +69,11 @@ pub struct Envelope {
     pub masking: Option<BTreeMap<String, LeafOutcome>>,
 }
 
-/// The payload: a parsed HL7 message (shared between fan-out copies) or an output document.
+/// The payload: an HL7 message (its text, read through the lazy view; shared between fan-out
+/// copies) or an output document.
 #[derive(Clone, Debug)]
 pub enum Payload {
-    Hl7(Arc<Message<'static>>),
+    Hl7(Arc<crate::hl7::Hl7Message>),
     Doc(Doc),
 }
 
@@ -143,7 +143,8 @@ impl Doc {
     }
 
     pub fn to_json_string(&self) -> String {
-        let mut s = String::new();
+        // A record line is usually well under 1 KiB: one allocation instead of a dozen regrowths.
+        let mut s = String::with_capacity(1024);
         self.write_json(&mut s);
         s
     }
@@ -256,7 +257,7 @@ fn unpointer_token(s: &str) -> Cow<'_, str> {
 /// Writes `s` as a JSON string, byte for byte what `serde_json::to_string` writes (`"` and `\`
 /// escaped, control characters as `\n`-style or `\u00xx` escapes, nothing else), without an
 /// intermediate allocation.
-fn write_str(s: &str, out: &mut String) {
+pub(crate) fn write_str(s: &str, out: &mut String) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push('"');

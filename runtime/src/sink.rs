@@ -26,7 +26,7 @@ use std::path::Path;
 
 use crate::error::RunError;
 use crate::hl7;
-use crate::record::{Doc, Issue, Payload, Record};
+use crate::record::{Doc, Issue, Payload, Record, write_str};
 
 fn issues(list: &[Issue]) -> Doc {
     Doc::Arr(
@@ -45,13 +45,9 @@ fn issues(list: &[Issue]) -> Doc {
 /// The line a sink writes for a record (no line break).
 pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
     match &rec.payload {
-        Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m)).unwrap_or_default(),
+        Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m.tree())).unwrap_or_default(),
         Payload::Doc(doc) if !rec.schema.starts_with("canonical/") => doc.to_json_string(),
         Payload::Doc(doc) => {
-            let mut doc = doc.clone();
-            if !matches!(doc, Doc::Obj(_)) {
-                doc = Doc::Obj(vec![("value".into(), doc)]);
-            }
             let env = &rec.env;
             let status = if !env.errors.is_empty() {
                 "error"
@@ -60,10 +56,6 @@ pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
             } else {
                 "valid"
             };
-            if let Some(meta) = doc.object_at("metadata") {
-                meta.set("processed_at", Doc::Str(processed_at.into()));
-                meta.set("validation_status", Doc::Str(status.into()));
-            }
             let (masked, compliant) = match &env.masking {
                 Some(outcomes) => (
                     outcomes.values().all(|o| o.action != sluice_compiler::plan::MaskAction::Keep),
@@ -71,19 +63,81 @@ pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
                 ),
                 None => (false, false),
             };
-            doc.set(
-                "compliance",
-                Doc::Obj(vec![
-                    ("hipaa_compliant".into(), Doc::Bool(compliant)),
-                    ("pii_masked".into(), Doc::Bool(masked)),
-                    ("audit_log_id".into(), Doc::Str(format!("{run_id}-{}", env.seq))),
-                ]),
-            );
-            doc.set("errors", issues(&env.errors));
-            doc.set("warnings", issues(&env.warnings));
-            doc.to_json_string()
+            let processed_at = Doc::Str(processed_at.into());
+            let status = Doc::Str(status.into());
+            let compliance = Doc::Obj(vec![
+                ("hipaa_compliant".into(), Doc::Bool(compliant)),
+                ("pii_masked".into(), Doc::Bool(masked)),
+                ("audit_log_id".into(), Doc::Str(format!("{run_id}-{}", env.seq))),
+            ]);
+            let (errors, warnings) = (issues(&env.errors), issues(&env.warnings));
+            let metadata = [("processed_at", Over::Value(&processed_at)), ("validation_status", Over::Value(&status))];
+            let overrides = [
+                ("metadata", Over::Merge(&metadata)),
+                ("compliance", Over::Value(&compliance)),
+                ("errors", Over::Value(&errors)),
+                ("warnings", Over::Value(&warnings)),
+            ];
+            let mut out = String::with_capacity(1024);
+            match doc {
+                Doc::Obj(members) => write_merged(members, &overrides, &mut out),
+                // Not an object: wrapped as `{"value": ...}` first.
+                other => write_merged(&[("value".into(), other.clone())], &overrides, &mut out),
+            }
+            out
         }
     }
+}
+
+/// What the sink puts at a member of a canonical record: a value, or members merged into the
+/// object there.
+enum Over<'a> {
+    Value(&'a Doc),
+    Merge(&'a [(&'a str, Over<'a>)]),
+}
+
+/// Writes the object `members` with `overrides` applied as `Doc::set` / `Doc::object_at` would
+/// apply them in order (the first member of that name replaced in place, else the member
+/// appended), without copying the document. A property test holds it to those calls.
+fn write_merged(members: &[(String, Doc)], overrides: &[(&str, Over<'_>)], out: &mut String) {
+    let mut done = vec![false; overrides.len()];
+    out.push('{');
+    let mut first = true;
+    let mut member = |key: &str, out: &mut String| {
+        if !first {
+            out.push(',');
+        }
+        first = false;
+        write_str(key, out);
+        out.push(':');
+    };
+    for (key, value) in members {
+        member(key, out);
+        match overrides.iter().position(|(k, _)| k == key).filter(|&i| !done[i]) {
+            Some(i) => {
+                done[i] = true;
+                match &overrides[i].1 {
+                    Over::Value(v) => v.write_json(out),
+                    Over::Merge(inner) => match value {
+                        Doc::Obj(m) => write_merged(m, inner, out),
+                        _ => write_merged(&[], inner, out),
+                    },
+                }
+            }
+            None => value.write_json(out),
+        }
+    }
+    for ((key, over), done) in overrides.iter().zip(done) {
+        if done {
+            continue;
+        }
+        member(key, out);
+        match over {
+            Over::Value(v) => v.write_json(out),
+            Over::Merge(inner) => write_merged(&[], inner, out),
+        }
+    }
+    out.push('}');
 }
 
 /// Creates (truncates) an output file, with its parent directories.
@@ -107,4 +161,64 @@ pub fn write_line(w: &mut BufWriter<File>, line: &str, path: &str) -> Result<(),
 pub fn finish(mut w: BufWriter<File>, path: &str) -> Result<(), RunError> {
     w.flush().map_err(|e| RunError::io("flush", Path::new(path), &e))?;
     w.get_ref().sync_all().map_err(|e| RunError::io("sync", Path::new(path), &e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The merge as the sink used to do it: copy, then `object_at` / `set`.
+    fn merged_by_copy(doc: &Doc, meta: &[(&str, Doc)], tail: &[(&str, Doc)]) -> String {
+        let mut doc = doc.clone();
+        if !matches!(doc, Doc::Obj(_)) {
+            doc = Doc::Obj(vec![("value".into(), doc)]);
+        }
+        if let Some(m) = doc.object_at("metadata") {
+            for (k, v) in meta {
+                m.set(k, v.clone());
+            }
+        }
+        for (k, v) in tail {
+            doc.set(k, v.clone());
+        }
+        doc.to_json_string()
+    }
+
+    fn doc() -> impl Strategy<Value = Doc> {
+        let key = proptest::sample::select(vec!["metadata", "errors", "processed_at", "a", "compliance", "warnings"]);
+        let leaf = prop_oneof![Just(Doc::Null), "[a-z\"]{0,3}".prop_map(Doc::Str), Just(Doc::Num("1.50".into()))];
+        leaf.prop_recursive(3, 24, 4, move |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3).prop_map(Doc::Arr),
+                proptest::collection::vec((key.clone().prop_map(String::from), inner), 0..5).prop_map(Doc::Obj),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn merging_while_writing_is_copy_then_set(d in doc()) {
+            let (p, s) = (Doc::Str("2024".into()), Doc::Str("valid".into()));
+            let (c, e, w) = (Doc::Bool(true), Doc::Arr(vec![]), Doc::Num("7".into()));
+            let meta = [("processed_at", Over::Value(&p)), ("validation_status", Over::Value(&s))];
+            let overrides = [
+                ("metadata", Over::Merge(&meta)),
+                ("compliance", Over::Value(&c)),
+                ("errors", Over::Value(&e)),
+                ("warnings", Over::Value(&w)),
+            ];
+            let mut out = String::new();
+            match &d {
+                Doc::Obj(m) => write_merged(m, &overrides, &mut out),
+                other => write_merged(&[("value".into(), other.clone())], &overrides, &mut out),
+            }
+            let expected = merged_by_copy(
+                &d,
+                &[("processed_at", p.clone()), ("validation_status", s.clone())],
+                &[("compliance", c.clone()), ("errors", e.clone()), ("warnings", w.clone())],
+            );
+            prop_assert_eq!(out, expected);
+        }
+    }
 }

@@ -24,18 +24,21 @@
 //!   reassembled from fragments or `ADD` segments, offsets after the first join are offsets in
 //!   the reassembled message, counted from its first fragment.
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use globset::GlobBuilder;
 use sluice_compiler::plan::ProfilePlan;
-use sluice_hl7v2::codec::{EncodingCharacters, Message, ParseOptions};
+use sluice_hl7v2::codec::{EncodingCharacters, ParseOptions};
+use sluice_hl7v2::path::{Index, Path as Hl7Path};
+use sluice_hl7v2::view::MessageView;
 
 use crate::dlq::{Finding, Rejection};
 use crate::error::RunError;
 use crate::findings;
-use crate::hl7::{self, CharsetPolicy, SegmentSeparator, charset};
+use crate::hl7::{self, CharsetPolicy, Hl7Message, SegmentSeparator, charset};
 use crate::record::Issue;
 use crate::time;
 
@@ -140,7 +143,7 @@ impl Profile {
 /// A message that passed the source step.
 #[derive(Debug)]
 pub struct Decoded {
-    pub message: Message<'static>,
+    pub message: Hl7Message,
     pub message_type: Option<String>,
     pub control_id: Option<String>,
     pub warnings: Vec<Issue>,
@@ -179,14 +182,10 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     let text = hl7::join_add_segments(&decoded.text);
     let joined = matches!(text, std::borrow::Cow::Owned(_));
     let mut warnings = Vec::new();
-    let mut message = match hl7::parse_message_owned(&text, profile.parse_options) {
-        Ok(parsed) => {
-            // Tolerated spellings (`encoding_characters: tolerant`) keep the codec's code.
-            for w in parsed.warnings {
-                warnings.push(Issue::new(w.code, "MSH-2", w.message));
-            }
-            parsed.message
-        }
+    // The view accepts and rejects exactly what the full parser does, with the same errors and
+    // warnings; the tree is only built later, by a step that needs it.
+    let view = match MessageView::parse_with(&text, profile.parse_options) {
+        Ok(view) => view,
         Err(e) => {
             let in_bytes = if joined { e.offset } else { decoded.source_offset(e.offset) };
             let at = file_offset + in_bytes as u64;
@@ -198,7 +197,12 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
             });
         }
     };
-    let version = message.version().unwrap_or(&profile.version).to_string();
+    // Tolerated spellings (`encoding_characters: tolerant`) keep the codec's code.
+    for w in &view.warnings {
+        warnings.push(Issue::new(w.code, "MSH-2", w.message.clone()));
+    }
+    let header = header_paths();
+    let version = view.first(&header.version).map_or_else(|| profile.version.clone(), Cow::into_owned);
     if !profile.accept_versions.is_empty() && !profile.accept_versions.contains(&version) {
         return Err(Rejection::single(
             findings::VERSION_NOT_ACCEPTED,
@@ -206,7 +210,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
             format!("the version in MSH-12 is not one of accept_versions ({})", profile.accept_versions.join(", ")),
         ));
     }
-    let sep = message.segment_separator;
+    let sep = view.segment_separator;
     let allowed = profile.terminators.is_empty()
         || match sep {
             SegmentSeparator::Mixed => profile.terminators.len() > 1,
@@ -223,20 +227,35 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
             ),
         ));
     }
+    let message_type = match (view.first(&header.code), view.first(&header.event)) {
+        (Some(code), Some(event)) => Some(format!("{code}^{event}")),
+        (Some(code), None) => Some(code.into_owned()),
+        (None, _) => None,
+    };
+    let control_id = view.first(&header.control_id).map(Cow::into_owned);
+    let mut skipped = Vec::new();
     if profile.unexpected != Unexpected::Parse {
-        let schema_version =
-            [version.as_str(), profile.version.as_str()].into_iter().find(|v| hl7::segment_defined(v, "MSH").is_some());
-        let Some(schema_version) = schema_version else {
+        let schema = [version.as_str(), profile.version.as_str()]
+            .into_iter()
+            .find_map(|v| hl7::schema_of(v).map(|schema| (v, schema)));
+        let Some((schema_version, schema)) = schema else {
             return Err(Rejection::single(
                 findings::UNKNOWN_VERSION,
                 Some("MSH-12"),
                 "no HL7 schema for the message's version or the profile's version",
             ));
         };
-        let unexpected =
-            |id: &str| !profile.z_segments.contains(id) && hl7::segment_defined(schema_version, id) == Some(false);
-        let bad: Vec<(String, usize)> =
-            message.segments.iter().filter(|s| unexpected(&s.id)).map(|s| (s.id.to_string(), s.line)).collect();
+        // The schema first: almost every segment is in it, and then the Z-segment set is not
+        // consulted.
+        let unexpected = |id: &str| schema.segment(id).is_none() && !profile.z_segments.contains(id);
+        // Segment lines are 1-based, as in the tree.
+        let bad: Vec<(String, usize)> = view
+            .segments
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| unexpected(s.id))
+            .map(|(i, s)| (s.id.to_string(), i + 1))
+            .collect();
         if !bad.is_empty() {
             if profile.unexpected == Unexpected::Fail {
                 let findings = bad
@@ -257,21 +276,50 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
                     findings,
                 });
             }
-            message.segments.retain(|s| !unexpected(&s.id));
-            for (id, line) in bad {
+            for (id, line) in &bad {
                 warnings.push(Issue::new(
                     findings::SEGMENT_SKIPPED,
                     id.clone(),
                     format!("segment {line} (`{id}`) is not defined by the schema and was skipped"),
                 ));
             }
+            skipped = bad.into_iter().map(|(_, line)| line).collect();
         }
     }
-    Ok(Decoded {
-        message_type: message.message_type(),
-        control_id: message.control_id().map(str::to_string),
-        message,
-        warnings,
+    let options = profile.parse_options;
+    let message = if skipped.is_empty() {
+        let index = view.index(&text);
+        drop(view);
+        Hl7Message::with_index(text.into_owned(), options, index)
+    } else {
+        let held = Hl7Message::new(text.into_owned(), options);
+        let mut tree = held.tree().clone();
+        tree.segments.retain(|s| !skipped.contains(&s.line));
+        held.into_edited(tree)
+    };
+    Ok(Decoded { message_type, control_id, message, warnings })
+}
+
+/// MSH-12, MSH-9.1, MSH-9.2 and MSH-10, parsed once.
+struct HeaderPaths {
+    version: Hl7Path,
+    code: Hl7Path,
+    event: Hl7Path,
+    control_id: Hl7Path,
+}
+
+fn header_paths() -> &'static HeaderPaths {
+    static PATHS: OnceLock<HeaderPaths> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        let msh = |field, component| Hl7Path {
+            segment: "MSH".into(),
+            occurrence: Index::First,
+            field,
+            repetition: Index::First,
+            component,
+            subcomponent: None,
+        };
+        HeaderPaths { version: msh(12, None), code: msh(9, Some(1)), event: msh(9, Some(2)), control_id: msh(10, None) }
     })
 }
 
@@ -336,9 +384,9 @@ mod tests {
             let d = decode(bytes, 0, &tolerant).unwrap();
             let codes: Vec<&str> = d.warnings.iter().map(|w| w.code).collect();
             assert_eq!(codes, [code]);
-            let d_ = d.message.delimiters;
+            let d_ = d.message.tree().delimiters;
             assert_eq!((d_.escape, d_.subcomponent), (Some('\\'), '&'));
-            assert_eq!(d.message.segments[1].fields[2].repetitions[0].components[3].subcomponents, ["H", "x"]);
+            assert_eq!(d.message.tree().segments[1].fields[2].repetitions[0].components[3].subcomponents, ["H", "x"]);
         }
         // a repeat that is not a doubled escape character is still rejected
         assert_eq!(decode(b"MSH|^&&^|A\rPID|1", 0, &tolerant).unwrap_err().code, "HL7003");
@@ -376,6 +424,22 @@ mod tests {
         assert!(decode(lf, 0, &profile("parse", &["cr", "lf"])).is_ok());
         assert!(decode(b"garbage", 0, &p).is_err());
         assert!(decode(b"", 0, &p).is_err());
+    }
+
+    #[test]
+    fn skipped_segments_are_gone_from_what_steps_read() {
+        let text = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||123\rQQQ|secret\rPV1|1|I";
+        let path = |p: &str| sluice_hl7v2::path::Path::parse(p).unwrap();
+        let skip = decode(text, 0, &profile("skip", &["cr"])).unwrap();
+        assert_eq!(skip.warnings.iter().map(|w| w.code).collect::<Vec<_>>(), [findings::SEGMENT_SKIPPED]);
+        assert!(skip.warnings[0].message.contains("segment 3"));
+        let reader = hl7::Reader::new(&skip.message);
+        assert!(reader.select(&path("QQQ-1")).is_empty());
+        assert_eq!(reader.select(&path("PV1-2")), ["I"]);
+        assert_eq!(reader.tree().segments.iter().map(|s| s.id.as_ref()).collect::<Vec<_>>(), ["MSH", "PID", "PV1"]);
+        assert_eq!(decode(text, 0, &profile("fail", &["cr"])).unwrap_err().code, findings::UNEXPECTED_SEGMENT);
+        let kept = decode(text, 0, &profile("parse", &["cr"])).unwrap();
+        assert_eq!(hl7::Reader::new(&kept.message).select(&path("QQQ-1")), ["secret"]);
     }
 
     #[test]

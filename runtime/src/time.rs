@@ -105,9 +105,7 @@ pub fn format_utc(secs: i64) -> String {
     // conversion, and mapping converts several dates per record.
     let mut out = String::with_capacity(20);
     let mut push = |n: u32, width: u32, sep: Option<char>| {
-        for p in (0..width).rev() {
-            out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
-        }
+        push_digits(&mut out, n, width);
         if let Some(c) = sep {
             out.push(c);
         }
@@ -332,20 +330,35 @@ pub fn hl7_to_datetime(text: &str, default_zone: &str) -> Option<String> {
         return normalize_rfc3339(t).map(|_| t.to_string());
     }
     let dtm = parse_dtm(t)?;
-    let zone = match dtm.offset {
-        Some((sign, h, m)) => format_zone(sign, h, m),
-        None => default_zone.to_string(),
-    };
-    let frac = if dtm.frac.is_empty() { String::new() } else { format!(".{}", dtm.frac) };
-    Some(format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}{zone}",
-        dtm.y,
-        dtm.mo.unwrap_or(1),
-        dtm.d.unwrap_or(1),
-        dtm.h.unwrap_or(0),
-        dtm.mi.unwrap_or(0),
-        dtm.s.unwrap_or(0),
-    ))
+    // Written digit by digit, as in `format_utc` (a property test holds it to `format!`).
+    let mut out = String::with_capacity(26 + dtm.frac.len() + default_zone.len());
+    push_digits(&mut out, u32::try_from(dtm.y).ok().filter(|y| *y <= 9999)?, 4);
+    out.push('-');
+    push_digits(&mut out, dtm.mo.unwrap_or(1), 2);
+    out.push('-');
+    push_digits(&mut out, dtm.d.unwrap_or(1), 2);
+    out.push('T');
+    push_digits(&mut out, dtm.h.unwrap_or(0), 2);
+    out.push(':');
+    push_digits(&mut out, dtm.mi.unwrap_or(0), 2);
+    out.push(':');
+    push_digits(&mut out, dtm.s.unwrap_or(0), 2);
+    if !dtm.frac.is_empty() {
+        out.push('.');
+        out.push_str(dtm.frac);
+    }
+    match dtm.offset {
+        Some((sign, h, m)) => out.push_str(&format_zone(sign, h, m)),
+        None => out.push_str(default_zone),
+    }
+    Some(out)
+}
+
+/// `n` in `width` decimal digits, zero-padded (`n` must fit).
+fn push_digits(out: &mut String, n: u32, width: u32) {
+    for p in (0..width).rev() {
+        out.push(char::from(b'0' + (n / 10u32.pow(p) % 10) as u8));
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +379,31 @@ mod tests {
             let expected =
                 format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
             proptest::prop_assert_eq!(format_utc(secs), expected);
+        }
+
+        /// `hl7_to_datetime` gives what the `format!` version it replaced gave.
+        #[test]
+        fn hl7_to_datetime_writes_what_format_writes(
+            t in "[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\\.[0-9]{1,4})?)?)?)?)?)?([+-][0-9]{4})?",
+            zone in proptest::sample::select(vec!["Z", "-05:00", "+01:00"]),
+        ) {
+            let expected = parse_dtm(&t).map(|dtm| {
+                let zone = match dtm.offset {
+                    Some((sign, h, m)) => format_zone(sign, h, m),
+                    None => zone.to_string(),
+                };
+                let frac = if dtm.frac.is_empty() { String::new() } else { format!(".{}", dtm.frac) };
+                format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}{frac}{zone}",
+                    dtm.y,
+                    dtm.mo.unwrap_or(1),
+                    dtm.d.unwrap_or(1),
+                    dtm.h.unwrap_or(0),
+                    dtm.mi.unwrap_or(0),
+                    dtm.s.unwrap_or(0),
+                )
+            });
+            proptest::prop_assert_eq!(hl7_to_datetime(&t, zone), expected);
         }
     }
 

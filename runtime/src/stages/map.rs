@@ -15,13 +15,13 @@
 //!   (`orders[*].observations[*].observed_at`), for the mask stage. The previous map's classes
 //!   are replaced.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use sluice_compiler::expr::ast::Expr;
 use sluice_compiler::plan::{FieldValue, GroupEach, ItemPlan, MapPlan, Producer};
-use sluice_hl7v2::codec::Message;
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
@@ -30,7 +30,7 @@ use crate::dlq::{Finding, Rejection};
 use crate::eval::{Prepared, Scope, Tables, Val, coerce};
 use crate::findings;
 use crate::groups::{self, Partition};
-use crate::hl7::{self, Binding};
+use crate::hl7::{self, Binding, Hl7Message, Reader};
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 
 /// Builds the lookup tables of a map stage.
@@ -40,14 +40,17 @@ pub fn tables(plan: &MapPlan) -> Tables {
 
 /// Sets `value` at a dotted path, creating objects on the way; returns the JSON pointer.
 fn insert(doc: &mut Doc, dotted: &str, value: Doc) -> String {
-    let parts: Vec<&str> = dotted.split('.').collect();
+    let mut value = Some(value);
     let mut cur = doc;
-    let mut pointer = String::new();
-    for (i, part) in parts.iter().enumerate() {
+    let mut pointer = String::with_capacity(dotted.len() + 1);
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
         pointer.push('/');
         pointer.push_str(&pointer_token(part));
-        if i + 1 == parts.len() {
-            cur.set(part, value);
+        if parts.peek().is_none() {
+            if let Some(v) = value.take() {
+                cur.set(part, v);
+            }
             break;
         }
         match cur.object_at(part) {
@@ -64,9 +67,11 @@ struct Out<'r> {
 }
 
 impl Out<'_> {
-    fn class(&mut self, pointer: String, pattern: String, classes: &[PhiClass]) {
+    /// Records the classes of a leaf; the pointer and pattern are only formatted for a leaf
+    /// that has classes.
+    fn class(&mut self, pointer: impl FnOnce() -> String, pattern: impl FnOnce() -> String, classes: &[PhiClass]) {
         if !classes.is_empty() {
-            self.classes.insert(pointer, ClassedLeaf { pattern, classes: classes.to_vec() });
+            self.classes.insert(pointer(), ClassedLeaf { pattern: pattern(), classes: classes.to_vec() });
         }
     }
 }
@@ -79,21 +84,21 @@ fn list_inner(vt: &ValueType) -> &ValueType {
 }
 
 /// The record's message, partitioned into segment group instances on first use (only
-/// mappings that iterate groups pay for it).
+/// mappings that iterate groups pay for it, and for the message's full tree).
 pub(crate) struct Groups<'m> {
-    msg: &'m Message<'static>,
+    msg: &'m Hl7Message,
     version: Option<Version>,
     partition: OnceCell<Partition>,
 }
 
 impl<'m> Groups<'m> {
-    pub(crate) fn new(msg: &'m Message<'static>, version: Option<Version>) -> Self {
+    pub(crate) fn new(msg: &'m Hl7Message, version: Option<Version>) -> Self {
         Groups { msg, version, partition: OnceCell::new() }
     }
 
     pub(crate) fn partition(&self, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
         self.partition.get_or_init(|| {
-            let (p, why) = groups::partition(self.msg, self.version);
+            let (p, why) = groups::partition(self.msg.tree(), self.version);
             if let Some(why) = why {
                 warnings.push(Issue::new(findings::GROUPS_FALLBACK, field, why));
             }
@@ -119,15 +124,15 @@ pub(crate) fn group_instances(
         None => None,
     };
     if each.segment {
-        groups::segments(g.msg, &each.shape.name, parent)
+        groups::segments(g.msg.tree(), &each.shape.name, parent)
     } else {
-        g.partition(field, warnings).instances(g.msg, each, parent)
+        g.partition(field, warnings).instances(g.msg.tree(), each, parent)
     }
 }
 
 /// The bindings a producer iterates over: repetitions for an HL7 path (within a group
 /// instance for `order.NTE[*]-3`), else one single-value binding per value of the expression.
-pub(crate) fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding> {
+pub(crate) fn bindings<'a>(scope: &Scope<'a>, each: &Expr, warnings: &mut Vec<Issue>) -> Vec<Binding<'a>> {
     if let (Expr::Hl7 { path, .. } | Expr::Within { path, .. }, Some(msg)) = (each, scope.msg)
         && let Some(p) = scope.prepared.path(path)
     {
@@ -138,14 +143,17 @@ pub(crate) fn bindings(scope: &Scope<'_>, each: &Expr, warnings: &mut Vec<Issue>
             },
             _ => None,
         };
-        return hl7::repetitions_among(msg, among, p);
+        return match among {
+            None => msg.repetitions(p),
+            Some(_) => hl7::repetitions_among(msg.tree(), among, p),
+        };
     }
     let values = match scope.eval(each, warnings) {
         Val::List(items) => items,
         Val::Null => Vec::new(),
         other => vec![other],
     };
-    values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![t]]).collect()
+    values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![Cow::Owned(t)]]).collect()
 }
 
 /// Where produced items go: the list's field pattern (`orders[*].observations`) and the JSON
@@ -175,7 +183,7 @@ fn emit(
             let v = scope.eval_for(expr, t.item_type, out.warnings);
             let v = coerce(v, t.item_type, scope.zone, t.pattern, out.warnings);
             items.push(v.to_doc());
-            out.class(format!("{}/{i}", t.pointer), format!("{}[*]", t.pattern), classes);
+            out.class(|| format!("{}/{i}", t.pointer), || format!("{}[*]", t.pattern), classes);
         }
         ItemPlan::Struct { members, lists } => {
             let mut obj = Doc::Obj(Vec::new());
@@ -184,7 +192,7 @@ fn emit(
                 let v = scope.eval_for(&m.expr, &m.value_type, out.warnings);
                 let v = coerce(v, &m.value_type, scope.zone, &member_path, out.warnings);
                 let rel = insert(&mut obj, &m.name, v.to_doc());
-                out.class(format!("{}/{i}{rel}", t.pointer), member_path, &m.classes);
+                out.class(|| format!("{}/{i}{rel}", t.pointer), || member_path, &m.classes);
             }
             for l in lists {
                 let pattern = format!("{}[*].{}", t.pattern, l.name);
@@ -259,11 +267,12 @@ pub fn run<'p>(
         return Step::Dlq(rec, r);
     };
     let msg = Arc::clone(msg);
+    let reader = Reader::new(&msg);
     if let Some(bundle) = &plan.fhir {
-        return crate::fhir_output::run(component, emits, bundle, tables, prepared, rec, &msg);
+        return crate::fhir_output::run(component, emits, bundle, tables, prepared, rec, &reader);
     }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
-    let groups = Groups { msg: &msg, version, partition: OnceCell::new() };
+    let groups = Groups::new(&msg, version);
     let zone = Arc::clone(&rec.env.timezone);
     let mut warnings = std::mem::take(&mut rec.env.warnings);
     let mut out = Out { classes: BTreeMap::new(), warnings: &mut warnings };
@@ -272,7 +281,7 @@ pub fn run<'p>(
     for field in &plan.fields {
         let scope = Scope {
             prepared,
-            msg: Some(&msg),
+            msg: Some(&reader),
             doc: None,
             tables: Some(tables),
             vars: Vec::new(),
@@ -293,7 +302,7 @@ pub fn run<'p>(
                 let d = v.to_doc();
                 let empty = d.is_empty_value();
                 let pointer = insert(&mut doc, &field.path, d);
-                out.class(pointer, field.path.clone(), classes);
+                out.class(|| pointer, || field.path.clone(), classes);
                 empty
             }
             FieldValue::List { producers } => {

@@ -11,16 +11,17 @@ use sluice_compiler::plan::{FilterPlan, RoutePlan};
 
 use super::Step;
 use crate::eval::{Prepared, Scope};
+use crate::hl7::Reader;
 use crate::record::{Payload, Record};
 
 fn holds(expr: &Expr, prepared: &Prepared<'_>, rec: &Record, field: &str) -> bool {
-    let (msg, doc) = match &rec.payload {
-        Payload::Hl7(m) => (Some(&**m), None),
+    let (reader, doc) = match &rec.payload {
+        Payload::Hl7(m) => (Some(Reader::new(m)), None),
         Payload::Doc(d) => (None, Some(d)),
     };
     let scope = Scope {
         prepared,
-        msg,
+        msg: reader.as_ref(),
         doc,
         tables: None,
         vars: Vec::new(),

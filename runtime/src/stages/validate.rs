@@ -21,6 +21,7 @@ use super::{Step, message_type_accepted};
 use crate::dlq::{Finding, Rejection};
 use crate::eval::{Prepared, Scope, Val};
 use crate::findings;
+use crate::hl7::Reader;
 use crate::record::{Issue, Payload, Record};
 use crate::time;
 
@@ -146,36 +147,39 @@ pub fn run<'p>(
         );
         return Step::Dlq(rec, r);
     }
-    let (msg, doc) = match &rec.payload {
-        Payload::Hl7(m) => (Some(&**m), None),
-        Payload::Doc(d) => (None, Some(d)),
-    };
     let mut failures = Vec::new();
-    if let (Some(checks), Some(m)) = (&plan.hl7_checks, msg) {
-        standard_checks(checks, m, &mut failures, &mut rec.env.warnings);
-    }
-    for (i, rule) in plan.rules.iter().enumerate() {
-        let mut scope = Scope {
-            prepared,
-            msg,
-            doc,
-            tables: None,
-            vars: Vec::new(),
-            groups: Vec::new(),
-            zone: &rec.env.timezone,
-            raw: false,
-            field: &rule.path,
+    {
+        let (reader, doc) = match &rec.payload {
+            Payload::Hl7(m) => (Some(Reader::new(m)), None),
+            Payload::Doc(d) => (None, Some(d)),
         };
-        let mut ignored = Vec::new();
-        if let Some(when) = &rule.when
-            && !scope.eval(when, &mut ignored).truthy()
-        {
-            continue;
+        let msg = reader.as_ref();
+        if let (Some(checks), Some(m)) = (&plan.hl7_checks, msg) {
+            standard_checks(checks, m.tree(), &mut failures, &mut rec.env.warnings);
         }
-        scope.raw = true;
-        let values = texts(scope.eval(value_expr(&rule.check), &mut ignored));
-        if let Some((code, message)) = check(rule, regexes.get(i).and_then(Option::as_ref), &values) {
-            failures.push(Finding { code, rule: Some(rule.id.clone()), path: Some(rule.path.clone()), message });
+        for (i, rule) in plan.rules.iter().enumerate() {
+            let mut scope = Scope {
+                prepared,
+                msg,
+                doc,
+                tables: None,
+                vars: Vec::new(),
+                groups: Vec::new(),
+                zone: &rec.env.timezone,
+                raw: false,
+                field: &rule.path,
+            };
+            let mut ignored = Vec::new();
+            if let Some(when) = &rule.when
+                && !scope.eval(when, &mut ignored).truthy()
+            {
+                continue;
+            }
+            scope.raw = true;
+            let values = texts(scope.eval(value_expr(&rule.check), &mut ignored));
+            if let Some((code, message)) = check(rule, regexes.get(i).and_then(Option::as_ref), &values) {
+                failures.push(Finding { code, rule: Some(rule.id.clone()), path: Some(rule.path.clone()), message });
+            }
         }
     }
     if failures.is_empty() {

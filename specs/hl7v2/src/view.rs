@@ -12,6 +12,9 @@
 //!   the same path, in the same order (a property test holds them together).
 //! - A value without escape sequences is borrowed from the text (`Cow::Borrowed`), however
 //!   large: nothing is copied until an escape has to be decoded.
+//! - [`ViewIndex`] is a view without the borrow (byte ranges into the text), for callers that
+//!   keep the text and want to read it again later without locating the segments again;
+//!   [`MessageView::from_index`] over the same text gives back the same view.
 
 use std::borrow::Cow;
 
@@ -39,7 +42,79 @@ pub struct MessageView<'a> {
     pub warnings: Vec<ParseWarning>,
 }
 
+/// One located segment as byte ranges into the message text.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct SegmentSpan {
+    id: (u32, u32),
+    separator: (u32, u32),
+    rest: Option<(u32, u32)>,
+    offset: usize,
+}
+
+/// A [`MessageView`] as byte ranges into its text: what to keep next to the text to read it
+/// again without scanning it again ([`MessageView::from_index`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ViewIndex {
+    delimiters: Delimiters,
+    segment_separator: SegmentSeparator,
+    segments: Vec<SegmentSpan>,
+}
+
 impl<'a> MessageView<'a> {
+    /// The byte ranges of this view, which was parsed from `text`. `None` when a part does
+    /// not lie inside `text` or the text is 4 GiB or more.
+    pub fn index(&self, text: &str) -> Option<ViewIndex> {
+        let base = text.as_ptr() as usize;
+        u32::try_from(text.len()).ok()?;
+        let span = |part: &str| -> Option<(u32, u32)> {
+            // An empty part may not point into the text (a literal `""`); any empty range reads
+            // the same.
+            if part.is_empty() {
+                return Some((0, 0));
+            }
+            let start = (part.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(part.len())?;
+            (end <= text.len()).then_some((start as u32, end as u32))
+        };
+        let segments = self
+            .segments
+            .iter()
+            .map(|s| {
+                Some(SegmentSpan {
+                    id: span(s.id)?,
+                    separator: span(s.separator)?,
+                    rest: match s.rest {
+                        Some(r) => Some(span(r)?),
+                        None => None,
+                    },
+                    offset: s.offset,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments })
+    }
+
+    /// The view `index` was taken from, over the same `text` (no warnings: they were reported
+    /// when the text was first parsed). A range outside `text` reads as empty.
+    pub fn from_index(text: &'a str, index: &ViewIndex) -> MessageView<'a> {
+        let part = |(start, end): (u32, u32)| text.get(start as usize..end as usize).unwrap_or("");
+        MessageView {
+            delimiters: index.delimiters,
+            segment_separator: index.segment_separator,
+            segments: index
+                .segments
+                .iter()
+                .map(|s| SegmentView {
+                    id: part(s.id),
+                    separator: part(s.separator),
+                    rest: s.rest.map(part),
+                    offset: s.offset,
+                })
+                .collect(),
+            warnings: Vec::new(),
+        }
+    }
+
     /// Locates the segments of one message with the default (strict) options.
     pub fn parse(text: &'a str) -> Result<MessageView<'a>, ParseError> {
         Self::parse_with(text, ParseOptions::default())
@@ -87,10 +162,10 @@ impl<'a> MessageView<'a> {
             return match n {
                 0 => None,
                 1 => Some(seg.separator),
-                n => rest.split(self.delimiters.field).nth(n - 2),
+                n => nth_part(rest, self.delimiters.field, n - 2),
             };
         }
-        rest.split(self.delimiters.field).nth(n.checked_sub(1)?)
+        nth_part(rest, self.delimiters.field, n.checked_sub(1)?)
     }
 
     /// Calls `f` with each value at `path` until it returns false.
@@ -119,7 +194,7 @@ impl<'a> MessageView<'a> {
                 continue;
             }
             for rep in pick(raw.split(d.repetition), path.repetition) {
-                let Some(sub) = rep.split(d.component).nth(ci).and_then(|c| c.split(d.subcomponent).nth(si)) else {
+                let Some(sub) = nth_part(rep, d.component, ci).and_then(|c| nth_part(c, d.subcomponent, si)) else {
                     continue;
                 };
                 if sub.is_empty() {
@@ -132,6 +207,28 @@ impl<'a> MessageView<'a> {
             }
         }
     }
+}
+
+/// `s.split(sep).nth(n)`, by a byte loop when `sep` is ASCII (delimiters almost always are):
+/// the parts read here are short, where `split`'s searcher costs more than it saves.
+pub fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
+    if !sep.is_ascii() {
+        return s.split(sep).nth(n);
+    }
+    let sep = sep as u8;
+    let mut start = 0;
+    let mut seen = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if b == sep {
+            if seen == n {
+                // An ASCII byte is a char boundary on both sides.
+                return s.get(start..i);
+            }
+            seen += 1;
+            start = i + 1;
+        }
+    }
+    if seen == n { s.get(start..) } else { None }
 }
 
 fn is_header(id: &str) -> bool {
@@ -147,4 +244,17 @@ fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item =
     };
     let limit = if index == Index::All { usize::MAX } else { 1 };
     items.enumerate().filter(move |(i, _)| wanted(*i)).map(|(_, x)| x).take(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn nth_part_is_split_nth(s in "[a|€^]{0,12}", sep in proptest::sample::select(vec!['|', '^', '€']), n in 0usize..6) {
+            prop_assert_eq!(nth_part(&s, sep, n), s.split(sep).nth(n));
+        }
+    }
 }

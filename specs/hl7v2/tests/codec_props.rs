@@ -473,9 +473,15 @@ proptest! {
         if let Some(s) = parsed.segments.get(seg) {
             p.segment = s.id.to_string();
         }
+        // The view rebuilt from its index reads the same.
+        let index = view.index(&text).ok_or_else(|| TestCaseError::fail("no index"))?;
+        let rebuilt = MessageView::from_index(&text, &index);
+        prop_assert_eq!(&rebuilt.segments, &view.segments);
         for path in [p.clone(), Path { field, repetition: rep, component: comp, subcomponent: sub, ..p }] {
             let from_view: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
-            prop_assert_eq!(from_view, parsed.select(&path), "path {}", path);
+            prop_assert_eq!(&from_view, &parsed.select(&path), "path {}", path);
+            let from_rebuilt: Vec<String> = rebuilt.select(&path).into_iter().map(|v| v.into_owned()).collect();
+            prop_assert_eq!(from_rebuilt, from_view, "path {}", path);
         }
         // Any text: the view accepts what the codec accepts, with the same error.
         match (parse_message(&s), MessageView::parse(&s)) {
