@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use sluice_compiler::compile::Compiler;
 use sluice_compiler::diagnostics::{self, Format, Severity};
 use sluice_compiler::plan::render;
+use sluice_hl7v2::codec::{EncodingCharacters, ParseOptions, Parsed, parse_message_with};
 use sluice_hl7v2::schema::Version;
-use sluice_hl7v2::validate::{Options, Severity as HSeverity, validate};
+use sluice_hl7v2::validate::{Finding, Options, Severity as HSeverity, validate};
 
 use sluice_runtime::mllp::ListenEvent;
 
@@ -253,7 +254,16 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
 }
 
 /// `sluice validate --profile P`: the validation options a parser profile implies.
-fn profile_options(path: &Path) -> Result<(Options, CharsetPolicy), u8> {
+/// How `sluice validate` and `sluice ack` read messages: the profile's checks, character set
+/// and encoding-character reading (the same settings `sluice run` uses).
+#[derive(Default)]
+struct Reading {
+    options: Options,
+    policy: CharsetPolicy,
+    parse: ParseOptions,
+}
+
+fn profile_options(path: &Path) -> Result<Reading, u8> {
     let mut c = Compiler::default();
     let profile = c.load_profile(path).map_err(|e| {
         eprintln!("error: {e}");
@@ -275,8 +285,11 @@ fn profile_options(path: &Path) -> Result<(Options, CharsetPolicy), u8> {
         z_segments: Some(p.z_segments.iter().map(|z| z.id.clone()).collect()),
         ..Options::default()
     };
-    // The compiler only accepts encodings the codec knows, so this cannot fail for a checked profile.
-    Ok((options, CharsetPolicy::from_name(&p.encoding).unwrap_or_default()))
+    // The compiler only accepts encodings and readings the codec knows, so these cannot fail
+    // for a checked profile.
+    let policy = CharsetPolicy::from_name(&p.encoding).unwrap_or_default();
+    let encoding_characters = EncodingCharacters::from_name(&p.encoding_characters).unwrap_or_default();
+    Ok(Reading { options, policy, parse: ParseOptions { encoding_characters } })
 }
 
 /// One line of `sluice validate` output. Never holds a field value: paths, codes and fixed
@@ -342,8 +355,7 @@ enum Checked<'m> {
 /// number of files, or the exit code when a file cannot be opened.
 fn check_hl7_files(
     files: &[PathBuf],
-    policy: &CharsetPolicy,
-    options: &Options,
+    reading: &Reading,
     mut visit: impl FnMut(&str, &sluice_hl7v2::split::RawMessage, Checked<'_>),
 ) -> Result<usize, u8> {
     let mut opened = Vec::new();
@@ -366,14 +378,14 @@ fn check_hl7_files(
                     break;
                 }
             };
-            match charset::decode(&raw.bytes, policy) {
+            match charset::decode(&raw.bytes, &reading.policy) {
                 Err(e) => {
                     let c =
                         Checked::Unreadable { code: e.code, byte_offset: raw.offset + e.offset, message: e.message };
                     visit(name, &raw, c)
                 }
                 // ADD segments continue the segment before them; validate the joined message.
-                Ok(decoded) => match sluice_hl7v2::codec::parse_message(&batch::join_add_segments(&decoded.text)) {
+                Ok(decoded) => match parse_message_with(&batch::join_add_segments(&decoded.text), reading.parse) {
                     Err(e) => {
                         let c = Checked::Unreadable {
                             code: e.code,
@@ -382,8 +394,13 @@ fn check_hl7_files(
                         };
                         visit(name, &raw, c)
                     }
-                    Ok(m) => {
-                        let findings = validate(&m, options);
+                    Ok(Parsed { message: m, warnings }) => {
+                        // What a tolerant profile accepted is said first, as a warning on MSH-2.
+                        let mut findings: Vec<Finding> = warnings
+                            .into_iter()
+                            .map(|w| Finding::new(HSeverity::Warning, w.code, "MSH-2", 1, w.message))
+                            .collect();
+                        findings.extend(validate(&m, &reading.options));
                         visit(name, &raw, Checked::Parsed { message: &m, findings })
                     }
                 },
@@ -396,13 +413,13 @@ fn check_hl7_files(
 /// Splits, decodes, parses and validates every message of every file; prints the findings
 /// (stdout) and a summary (stderr). Exit 0 when no message has an error.
 pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8 {
-    let (options, policy) = match profile.map(profile_options).transpose() {
-        Ok(o) => o.unwrap_or_default(),
+    let reading = match profile.map(profile_options).transpose() {
+        Ok(r) => r.unwrap_or_default(),
         Err(code) => return code,
     };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let mut tally = Tally::default();
-    let checked = check_hl7_files(files, &policy, &options, |name, raw, checked| {
+    let checked = check_hl7_files(files, &reading, |name, raw, checked| {
         let mut found = Vec::new();
         let base = Reported {
             file: name,
@@ -474,8 +491,8 @@ pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8
 /// ERR segment per error; one that does not decode or parse gets AR (CR) with what can be
 /// salvaged of its MSH. Exit 0 when every message is accepted, 1 otherwise.
 pub fn ack_hl7(files: &[PathBuf], profile: Option<&Path>, mode: AckMode, fixed_clock: Option<String>) -> u8 {
-    let (options, policy) = match profile.map(profile_options).transpose() {
-        Ok(o) => o.unwrap_or_default(),
+    let reading = match profile.map(profile_options).transpose() {
+        Ok(r) => r.unwrap_or_default(),
         Err(code) => return code,
     };
     let clock = match sluice_runtime::time::Clock::new(fixed_clock.as_deref()) {
@@ -489,7 +506,7 @@ pub fn ack_hl7(files: &[PathBuf], profile: Option<&Path>, mode: AckMode, fixed_c
     let timestamp = sluice_runtime::time::rfc3339_to_hl7(&now);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let (mut messages, mut not_accepted) = (0usize, 0usize);
-    let checked = check_hl7_files(files, &policy, &options, |name, raw, checked| {
+    let checked = check_hl7_files(files, &reading, |name, raw, checked| {
         let (header, outcome) = match checked {
             Checked::ReadFailed(kind) => {
                 eprintln!("error: {name}: read failed: {kind}");

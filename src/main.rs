@@ -114,7 +114,8 @@ enum Command {
         #[arg(long, value_enum)]
         format: Standard,
         /// A parser profile (`kind: profile`): its `version` is used when MSH-12 is empty, its
-        /// `z_segments` are the Z-segments allowed, `unexpected_segments` sets their severity.
+        /// `z_segments` are the Z-segments allowed, `unexpected_segments` sets their severity,
+        /// `encoding` and `encoding_characters` say how messages are read (as in `sluice run`).
         #[arg(long)]
         profile: Option<PathBuf>,
         /// `json`: one finding per line, for tools.

@@ -136,3 +136,41 @@ fn validate_with_profile_declares_z_segments() {
     assert_eq!(out.status.code(), Some(0));
     assert!(String::from_utf8(out.stdout).unwrap().starts_with("HL7V104: A segment is out of order."));
 }
+
+/// A profile with `encoding_characters: tolerant` reads a doubled escape character in MSH-2 the
+/// way `sluice run` does: a warning (HL7006 on MSH-2) instead of the strict HL7003 error; and
+/// `sluice ack` accepts the message under the same profile.
+#[test]
+fn validate_and_ack_read_encoding_characters_as_the_profile_says() {
+    let dir = std::env::temp_dir().join(format!("sluice-tolerant-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let message = dir.join("doubled-escape.hl7");
+    std::fs::write(
+        &message,
+        "MSH|^~\\\\&|A|B|C|D|20240101||ADT^A01|T1|P|2.5\rEVN|A01|20240101\rPID|1||123^^^H^MR||ROE^JANE||19800101|F\rPV1|1|I\r",
+    )
+    .unwrap();
+    let profile = dir.join("tolerant.yaml");
+    std::fs::write(
+        &profile,
+        "kind: profile\nname: tolerant\nformat: hl7v2\nversion: \"2.5\"\nencoding_characters: tolerant\n",
+    )
+    .unwrap();
+    let (message, profile) = (message.to_str().unwrap(), profile.to_str().unwrap());
+
+    let strict = sluice(&["validate", "--format", "hl7v2", "--output", "json", message]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stdout).contains("\"code\":\"HL7003\""));
+
+    let tolerant = sluice(&["validate", "--format", "hl7v2", "--output", "json", "--profile", profile, message]);
+    let stdout = String::from_utf8(tolerant.stdout).unwrap();
+    assert_eq!(tolerant.status.code(), Some(0), "{stdout}");
+    let line = stdout.lines().find(|l| l.contains("HL7006")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("\"severity\":\"warning\"") && line.contains("\"path\":\"MSH-2\""), "{line}");
+    assert!(!stdout.contains("ROE") && !stdout.contains("JANE"), "{stdout}");
+
+    let ack = sluice(&["ack", "--profile", profile, "--fixed-clock", "2024-01-01T00:00:00Z", message]);
+    assert_eq!(ack.status.code(), Some(0));
+    assert!(String::from_utf8(ack.stdout).unwrap().contains("\rMSA|AA|T1"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
