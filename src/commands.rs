@@ -190,11 +190,16 @@ impl std::io::Read for FailingRead {
 
 /// Prints each message of each file as a JSON line; problems go to stderr with the file, the
 /// message number and the byte offset, never the message content.
-pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
+pub fn parse_hl7(files: &[PathBuf], full: bool, profile: Option<&Path>) -> u8 {
     if files.is_empty() {
         eprintln!("error: give at least one file to parse");
         return USAGE;
     }
+    // Without a profile: BOM, UTF-16, MSH-18, else UTF-8 (`encoding: auto`), strict MSH-2.
+    let reading = match profile.map(profile_options).transpose() {
+        Ok(r) => r.unwrap_or_default(),
+        Err(code) => return code,
+    };
     let mut failed = false;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     for path in files {
@@ -214,8 +219,7 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
                     break;
                 }
             };
-            // BOM, UTF-16, MSH-18, else UTF-8: the same detection as a profile's `encoding: auto`.
-            let decoded = match charset::decode(&raw.bytes, &CharsetPolicy::Auto) {
+            let decoded = match charset::decode(&raw.bytes, &reading.policy) {
                 Ok(d) => d,
                 Err(e) => {
                     eprintln!(
@@ -230,8 +234,11 @@ pub fn parse_hl7(files: &[PathBuf], full: bool) -> u8 {
                     continue;
                 }
             };
-            match sluice_hl7v2::codec::parse_message(&decoded.text) {
-                Ok(m) => {
+            match parse_message_with(&decoded.text, reading.parse) {
+                Ok(Parsed { message: m, warnings }) => {
+                    for w in warnings {
+                        eprintln!("warning[{}]: {} message {}: {}", w.code, path.display(), raw.index + 1, w.message);
+                    }
                     let json = sluice_hl7v2::json::message_to_json(&m, full);
                     let _ = writeln!(out, "{json}");
                 }

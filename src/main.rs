@@ -106,6 +106,10 @@ enum Command {
         /// `full`: every field is a list of repetitions of components of subcomponents.
         #[arg(long, value_enum, default_value = "compact")]
         shape: Shape,
+        /// A parser profile (`kind: profile`): its `encoding` and `encoding_characters` say how
+        /// messages are read (as in `sluice run`). Default: detected charset, strict MSH-2.
+        #[arg(long)]
+        profile: Option<PathBuf>,
         files: Vec<PathBuf>,
     },
     /// Validate message files: structure, required fields, datatypes, tables. Exit 0 when
@@ -161,8 +165,8 @@ fn main() -> ExitCode {
             commands::run(&pipeline, matches!(summary, SummaryFormat::Json), fixed_clock, threads)
         }
         Command::Schema => commands::schema(),
-        Command::Parse { format: Standard::Hl7v2, shape, files } => {
-            commands::parse_hl7(&files, matches!(shape, Shape::Full))
+        Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
+            commands::parse_hl7(&files, matches!(shape, Shape::Full), profile.as_deref())
         }
         Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
             commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))

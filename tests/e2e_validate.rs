@@ -139,9 +139,9 @@ fn validate_with_profile_declares_z_segments() {
 
 /// A profile with `encoding_characters: tolerant` reads a doubled escape character in MSH-2 the
 /// way `sluice run` does: a warning (HL7006 on MSH-2) instead of the strict HL7003 error; and
-/// `sluice ack` accepts the message under the same profile.
+/// `sluice parse` and `sluice ack` accept the message under the same profile.
 #[test]
-fn validate_and_ack_read_encoding_characters_as_the_profile_says() {
+fn validate_parse_and_ack_read_encoding_characters_as_the_profile_says() {
     let dir = std::env::temp_dir().join(format!("sluice-tolerant-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let message = dir.join("doubled-escape.hl7");
@@ -168,6 +168,12 @@ fn validate_and_ack_read_encoding_characters_as_the_profile_says() {
     let line = stdout.lines().find(|l| l.contains("HL7006")).unwrap_or_else(|| panic!("{stdout}"));
     assert!(line.contains("\"severity\":\"warning\"") && line.contains("\"path\":\"MSH-2\""), "{line}");
     assert!(!stdout.contains("ROE") && !stdout.contains("JANE"), "{stdout}");
+
+    let parsed = sluice(&["parse", "--format", "hl7v2", "--profile", profile, message]);
+    assert_eq!(parsed.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&parsed.stderr).contains("warning[HL7006]"));
+    assert!(String::from_utf8(parsed.stdout).unwrap().starts_with("{\"segments\":[[\"MSH\""));
+    assert_eq!(sluice(&["parse", "--format", "hl7v2", message]).status.code(), Some(1), "strict without a profile");
 
     let ack = sluice(&["ack", "--profile", profile, "--fixed-clock", "2024-01-01T00:00:00Z", message]);
     assert_eq!(ack.status.code(), Some(0));
