@@ -168,29 +168,12 @@ fn spec_reference() -> String {
     doc = fill(&doc, "output-schemas", &o);
     let mut k =
         String::from("## Every key\n\nGenerated from the compiler's shape tables (`compiler/src/spec/shape.rs`).\n\n");
-    let mut shapes: Vec<&shape::Shape> = vec![&shape::PIPELINE];
-    shapes.extend(shape::SOURCE_SHAPES.iter().copied());
-    shapes.extend(shape::STAGE_SHAPES.iter().copied());
-    shapes.extend(shape::SINK_SHAPES.iter().copied());
-    shapes.extend([
-        &shape::MLLP_TLS,
-        &shape::MLLP_ACK,
-        &shape::FILE_TARGET,
-        &shape::STATE,
-        &shape::DEFAULTS,
-        &shape::RETRY,
-        &shape::THROTTLE,
-        &shape::MAPPING,
-        &shape::MAPPING_INPUT,
-        &shape::PRODUCER,
-        &shape::PROFILE,
-        &shape::Z_SEGMENT,
-        &shape::Z_FIELD,
-        &shape::RULES,
-        &shape::RULE,
-        &shape::MASKING,
-        &shape::TREATMENT,
-    ]);
+    // Every shape reachable from the five file kinds, each once, depth first: a shape added to
+    // the tables shows up here without anyone listing it.
+    let mut shapes: Vec<&shape::Shape> = Vec::new();
+    for top in [&shape::PIPELINE, &shape::MAPPING, &shape::PROFILE, &shape::RULES, &shape::MASKING] {
+        collect_shapes(top, &mut shapes);
+    }
     for s in shapes {
         let _ =
             writeln!(k, "### {}\n\n{}\n\n| key | required | type | description |\n|---|---|---|---|", s.name, s.doc);
@@ -252,4 +235,26 @@ fn schema_rejects_an_unknown_key() {
     assert!(!validator.is_valid(&bad));
     let good = serde_json::json!({"kind": "masking", "name": "x", "classes": {"ssn": "redact"}});
     assert!(validator.is_valid(&good), "{:?}", validator.iter_errors(&good).map(|e| e.to_string()).collect::<Vec<_>>());
+}
+
+/// Adds `s` and, depth first, every shape its keys nest, skipping shapes already in `out`.
+fn collect_shapes(
+    s: &'static sluice_compiler::spec::shape::Shape,
+    out: &mut Vec<&'static sluice_compiler::spec::shape::Shape>,
+) {
+    use sluice_compiler::spec::shape::KeyType as K;
+    if out.iter().any(|o| std::ptr::eq(*o, s)) {
+        return;
+    }
+    out.push(s);
+    for key in s.keys {
+        match &key.ty {
+            K::Object(n) | K::MapOf(n) | K::ListOf(n) => collect_shapes(n, out),
+            K::Components(list) => list.iter().for_each(|n| collect_shapes(n, out)),
+            // Mapping `fields` hold list producers; policy treatments are objects of one shape.
+            K::FieldMap => collect_shapes(&sluice_compiler::spec::shape::PRODUCER, out),
+            K::TreatmentMap => collect_shapes(&sluice_compiler::spec::shape::TREATMENT, out),
+            _ => {}
+        }
+    }
 }
