@@ -66,14 +66,15 @@ impl Val {
         }
     }
 
-    pub fn to_doc(&self) -> Doc {
+    /// The value as a document member; strings move instead of being copied.
+    pub fn into_doc(self) -> Doc {
         match self {
             Val::Null => Doc::Null,
-            Val::Bool(b) => Doc::Bool(*b),
+            Val::Bool(b) => Doc::Bool(b),
             Val::Int(i) => Doc::Num(i.to_string()),
-            Val::Dec(d) => json_decimal(d).map(Doc::Num).unwrap_or_else(|| Doc::Str(d.clone())),
-            Val::Str(s) => Doc::Str(s.clone()),
-            Val::List(items) => Doc::Arr(items.iter().map(Val::to_doc).collect()),
+            Val::Dec(d) => json_decimal(&d).map(Doc::Num).unwrap_or(Doc::Str(d)),
+            Val::Str(s) => Doc::Str(s),
+            Val::List(items) => Doc::Arr(items.into_iter().map(Val::into_doc).collect()),
         }
     }
 
@@ -813,7 +814,7 @@ mod tests {
             coerce(Val::Null, &ValueType::List(Box::new(ValueType::String)), "Z", "f", &mut w),
             Val::List(vec![])
         );
-        assert_eq!(Val::Dec("72.50".into()).to_doc().to_json_string(), "72.50");
+        assert_eq!(Val::Dec("72.50".into()).into_doc().to_json_string(), "72.50");
         assert_eq!(add(Val::Dec("-0.5".into()), Val::Dec("0.25".into())), Val::Dec("-0.25".into()));
     }
 }

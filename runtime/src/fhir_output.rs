@@ -393,7 +393,7 @@ fn scalar(scope: &Scope<'_>, expr: &Expr, value_type: &ValueType, fhir_type: &st
             }
         };
     }
-    scope.eval_coerced(expr, value_type, scope.field, warnings).to_doc()
+    scope.eval_coerced(expr, value_type, scope.field, warnings).into_doc()
 }
 
 /// HL7 DT/DTM text as a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) or, `with_time`, a FHIR

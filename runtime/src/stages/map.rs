@@ -187,7 +187,7 @@ fn emit(
     match &producer.item {
         ItemPlan::Scalar { expr, classes } => {
             let v = scope.eval_coerced(expr, t.item_type, t.pattern, out.warnings);
-            items.push(v.to_doc());
+            items.push(v.into_doc());
             out.class(|| format!("{}/{i}", t.pointer), || format!("{}[*]", t.pattern), classes);
         }
         ItemPlan::Struct { members, lists } => {
@@ -201,7 +201,7 @@ fn emit(
                     format!("{}[*].{}", t.pattern, m.name)
                 };
                 let v = scope.eval_coerced(&m.expr, &m.value_type, &member_path, out.warnings);
-                insert(&mut obj, &m.name, v.to_doc());
+                insert(&mut obj, &m.name, v.into_doc());
                 out.class(|| format!("{}/{i}{}", t.pointer, dotted_pointer(&m.name)), || member_path, &m.classes);
             }
             for l in lists {
@@ -303,7 +303,7 @@ pub fn run<'p>(
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);
-                let d = v.to_doc();
+                let d = v.into_doc();
                 let empty = d.is_empty_value();
                 insert(&mut doc, &field.path, d);
                 out.class(|| dotted_pointer(&field.path), || field.path.clone(), classes);
