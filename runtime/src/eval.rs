@@ -1,7 +1,7 @@
 //! Expression evaluation: the typed [`Expr`] tree over an HL7 message, loop variables bound to
 //! repetitions, group variables bound to segment group instances (paths on them read only the
 //! instance's segments), or an output document; HL7 value conversion; built-in functions; lookup tables;
-//! minijinja templates.
+//! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]).
 //!
 //! Invariants:
 //! - Never panics and never fails: a value that cannot be converted becomes null plus a warning
@@ -21,6 +21,7 @@ use sluice_spec_core::ValueType;
 
 use crate::findings;
 use crate::hl7::{self, Binding};
+use crate::plain_template::PlainTemplate;
 use crate::record::{Doc, Issue, json_decimal};
 use crate::time;
 
@@ -65,14 +66,15 @@ impl Val {
         }
     }
 
-    pub fn to_doc(&self) -> Doc {
+    /// The value as a document member; strings move instead of being copied.
+    pub fn into_doc(self) -> Doc {
         match self {
             Val::Null => Doc::Null,
-            Val::Bool(b) => Doc::Bool(*b),
+            Val::Bool(b) => Doc::Bool(b),
             Val::Int(i) => Doc::Num(i.to_string()),
-            Val::Dec(d) => json_decimal(d).map(Doc::Num).unwrap_or_else(|| Doc::Str(d.clone())),
-            Val::Str(s) => Doc::Str(s.clone()),
-            Val::List(items) => Doc::Arr(items.iter().map(Val::to_doc).collect()),
+            Val::Dec(d) => json_decimal(&d).map(Doc::Num).unwrap_or(Doc::Str(d)),
+            Val::Str(s) => Doc::Str(s),
+            Val::List(items) => Doc::Arr(items.into_iter().map(Val::into_doc).collect()),
         }
     }
 
@@ -102,13 +104,15 @@ impl Val {
 pub struct Prepared<'p> {
     paths: HashMap<&'p str, Path>,
     templates: Environment<'p>,
+    /// Templates rendered without minijinja, by source.
+    plain: HashMap<&'p str, PlainTemplate<'p>>,
 }
 
 impl Default for Prepared<'_> {
     fn default() -> Self {
         let mut templates = Environment::new();
         templates.set_auto_escape_callback(|_| AutoEscape::None);
-        Prepared { paths: HashMap::new(), templates }
+        Prepared { paths: HashMap::new(), templates, plain: HashMap::new() }
     }
 }
 
@@ -136,6 +140,12 @@ impl<'p> Prepared<'p> {
                     self.templates
                         .add_template(source, source)
                         .map_err(|e| format!("template does not compile: {}", e.kind()))?;
+                }
+                // Every variable a template uses is bound by its call (the compiler checked it),
+                // so a plain source compiles the same for every call.
+                let names: Vec<&str> = vars.iter().map(|(n, _)| n.as_str()).collect();
+                if let Some(plain) = PlainTemplate::parse(source, &names) {
+                    self.plain.insert(source, plain);
                 }
                 vars.iter().try_for_each(|(_, e)| self.prepare(e))
             }
@@ -230,10 +240,19 @@ impl<'a> Scope<'a> {
                 self.lookup(v, table, default.as_deref(), warnings)
             }
             Expr::Template { source, vars } => {
-                let mut ctx = std::collections::BTreeMap::new();
-                for (name, e) in vars {
-                    ctx.insert(name.clone(), self.eval(e, warnings).to_template());
+                let values: Vec<Val> = vars.iter().map(|(_, e)| self.eval(e, warnings)).collect();
+                // The last binding of a name, as in the context minijinja gets.
+                let text = |name: &str| match vars.iter().rposition(|(n, _)| n == name).map(|i| &values[i]) {
+                    Some(Val::Str(s) | Val::Dec(s)) => Some(s.as_str()),
+                    _ => None,
+                };
+                if let Some(plain) = self.prepared.plain.get(source.as_str())
+                    && let Some(s) = plain.render(text)
+                {
+                    return Val::Str(s);
                 }
+                let ctx: std::collections::BTreeMap<&str, minijinja::Value> =
+                    vars.iter().zip(&values).map(|((name, _), v)| (name.as_str(), v.to_template())).collect();
                 let rendered =
                     self.prepared.templates.get_template(source).and_then(|t| t.render(minijinja::Value::from(ctx)));
                 match rendered {
@@ -283,6 +302,32 @@ impl<'a> Scope<'a> {
         }
     }
 
+    /// [`Scope::eval_for`] then [`coerce`] to `target`, for the output field (or member)
+    /// `field`. A date or datetime its expression already converted to `target` is not parsed
+    /// again: [`coerce`] would give the same text.
+    pub fn eval_coerced(&self, expr: &Expr, target: &ValueType, field: &str, warnings: &mut Vec<Issue>) -> Val {
+        let v = self.eval_for(expr, target, warnings);
+        if self.converted_again_is_same(target) {
+            let converted = match (target, expr) {
+                // `eval_for` read these as dates.
+                (ValueType::Date, Expr::Hl7 { value_type: ValueType::DateTime, multi: false, .. })
+                | (ValueType::Date, Expr::Var { value_type: ValueType::DateTime, .. }) => Some(&ValueType::Date),
+                _ => converted_type(expr),
+            };
+            if converted == Some(target) {
+                return v;
+            }
+        }
+        coerce(v, target, self.zone, field, warnings)
+    }
+
+    /// Whether converting a value already converted to `vt` gives it back unchanged: dates and
+    /// datetimes, when values are converted at all and the zone reads back (`time` property
+    /// test `conversions_are_idempotent`).
+    fn converted_again_is_same(&self, vt: &ValueType) -> bool {
+        !self.raw && matches!(vt, ValueType::Date | ValueType::DateTime) && time::is_rfc3339_zone(self.zone)
+    }
+
     /// Converts HL7 text to `value_type` (unless in raw mode); failures warn and give null.
     pub fn convert(&self, text: &str, value_type: &ValueType, source: &str, warnings: &mut Vec<Issue>) -> Val {
         if self.raw {
@@ -326,6 +371,11 @@ impl<'a> Scope<'a> {
                     _ => ValueType::Decimal,
                 };
                 let v = arg(0, warnings);
+                // A value its expression already converted to this type is left as it is:
+                // converting it again gives the same text (`time` property tests).
+                if self.converted_again_is_same(&vt) && args.first().and_then(converted_type) == Some(&vt) {
+                    return v;
+                }
                 map_scalars(v, &mut |v| match v {
                     Val::Str(s) => convert_text(&s, &vt, self.zone, &what(), self.field, warnings),
                     Val::Int(i) if vt == ValueType::Decimal => Val::Dec(i.to_string()),
@@ -444,6 +494,27 @@ fn map_scalars(v: Val, f: &mut dyn FnMut(Val) -> Val) -> Val {
         Val::List(items) => Val::List(items.into_iter().map(|i| map_scalars(i, f)).collect()),
         Val::Null => Val::Null,
         other => f(other),
+    }
+}
+
+/// The type a single value of `expr` was converted to by [`convert_text`] when not in raw mode
+/// (a string is then that type's canonical text), if it is always converted.
+fn converted_type(expr: &Expr) -> Option<&ValueType> {
+    match expr {
+        Expr::Hl7 { value_type, multi: false, .. }
+        | Expr::Within { value_type, multi: false, .. }
+        | Expr::Var { value_type, .. } => Some(value_type),
+        Expr::Call { function: Function::Date, .. } => Some(&ValueType::Date),
+        Expr::Call { function: Function::Datetime, .. } => Some(&ValueType::DateTime),
+        _ => None,
+    }
+}
+
+/// Whether [`coerce`] to `vt` can warn (and so use its `field`).
+pub fn coercion_can_warn(vt: &ValueType) -> bool {
+    match vt {
+        ValueType::List(inner) => coercion_can_warn(inner),
+        other => conversion_can_fail(other),
     }
 }
 
@@ -693,6 +764,42 @@ mod tests {
         });
     }
 
+    /// A date or datetime already converted is not converted again, with the same result as
+    /// converting it again, including with a zone that does not read back (`+99:00`).
+    #[test]
+    fn converted_values_are_not_converted_again() {
+        let admit = hl7("PV1-44", ValueType::DateTime, false);
+        let dob = hl7("PID-7", ValueType::DateTime, false);
+        let datetime = Expr::Call { function: Function::Datetime, args: vec![admit.clone()] };
+        let date = Expr::Call { function: Function::Date, args: vec![dob.clone()] };
+        with_scope(&[&admit, &dob, &datetime, &date], |s| {
+            let mut w = Vec::new();
+            let dt = s.eval_coerced(&datetime, &ValueType::DateTime, "f", &mut w);
+            assert_eq!(dt, Val::Str("2024-01-15T08:00:00-05:00".into()));
+            assert_eq!(s.eval_coerced(&date, &ValueType::Date, "f", &mut w), Val::Str("1980-01-15".into()));
+            assert_eq!(s.eval_coerced(&dob, &ValueType::Date, "f", &mut w), Val::Str("1980-01-15".into()));
+            assert!(w.is_empty());
+            // The same values and warnings as converting again, in both zones.
+            let odd = Scope { vars: Vec::new(), groups: Vec::new(), zone: "+99:00", ..*s };
+            for scope in [s, &odd] {
+                for (e, vt) in [
+                    (&admit, ValueType::DateTime),
+                    (&datetime, ValueType::DateTime),
+                    (&date, ValueType::Date),
+                    (&dob, ValueType::Date),
+                ] {
+                    let (mut fast, mut again) = (Vec::new(), Vec::new());
+                    let v = scope.eval_coerced(e, &vt, "f", &mut fast);
+                    let expected = coerce(scope.eval_for(e, &vt, &mut again), &vt, scope.zone, "f", &mut again);
+                    assert_eq!((v, fast), (expected, again));
+                }
+            }
+            let mut w = Vec::new();
+            assert_eq!(odd.eval_coerced(&admit, &ValueType::DateTime, "f", &mut w), Val::Null);
+            assert_eq!(w.len(), 1);
+        });
+    }
+
     #[test]
     fn numbers_and_coercion() {
         let mut w = Vec::new();
@@ -707,7 +814,7 @@ mod tests {
             coerce(Val::Null, &ValueType::List(Box::new(ValueType::String)), "Z", "f", &mut w),
             Val::List(vec![])
         );
-        assert_eq!(Val::Dec("72.50".into()).to_doc().to_json_string(), "72.50");
+        assert_eq!(Val::Dec("72.50".into()).into_doc().to_json_string(), "72.50");
         assert_eq!(add(Val::Dec("-0.5".into()), Val::Dec("0.25".into())), Val::Dec("-0.25".into()));
     }
 }

@@ -33,7 +33,7 @@ use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use crate::dlq::{Finding, Rejection};
-use crate::eval::{Prepared, Scope, Tables, coerce};
+use crate::eval::{Prepared, Scope, Tables};
 use crate::hl7::Reader;
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 use crate::stages::Step;
@@ -393,7 +393,7 @@ fn scalar(scope: &Scope<'_>, expr: &Expr, value_type: &ValueType, fhir_type: &st
             }
         };
     }
-    coerce(scope.eval_for(expr, value_type, warnings), value_type, scope.zone, scope.field, warnings).to_doc()
+    scope.eval_coerced(expr, value_type, scope.field, warnings).into_doc()
 }
 
 /// HL7 DT/DTM text as a FHIR `date` (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`) or, `with_time`, a FHIR

@@ -30,6 +30,7 @@ pub mod findings;
 pub mod groups;
 pub mod hl7;
 pub mod mllp;
+pub mod plain_template;
 pub mod record;
 pub mod secrets;
 pub mod sink;

@@ -317,6 +317,19 @@ pub fn normalize_zone(zone: &str) -> String {
     }
 }
 
+/// Whether `zone` (from [`normalize_zone`]) is an offset RFC 3339 accepts: `Z`, or `+HH:MM` /
+/// `-HH:MM` with hours up to 23 and minutes up to 59. The compiler lets a profile say `+99:00`;
+/// datetimes written with such a zone do not read back.
+pub fn is_rfc3339_zone(zone: &str) -> bool {
+    let b = zone.as_bytes();
+    zone == "Z"
+        || (b.len() == 6
+            && matches!(b[0], b'+' | b'-')
+            && b[3] == b':'
+            && num(&zone[1..3]).is_some_and(|h| h <= 23)
+            && num(&zone[4..6]).is_some_and(|m| m <= 59))
+}
+
 fn format_zone(sign: char, h: u32, m: u32) -> String {
     if h == 0 && m == 0 { "Z".into() } else { format!("{sign}{h:02}:{m:02}") }
 }
@@ -379,6 +392,34 @@ mod tests {
             let expected =
                 format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60);
             proptest::prop_assert_eq!(format_utc(secs), expected);
+        }
+
+        /// Converting a converted value again gives it back unchanged, so the evaluator does
+        /// not convert a value its expression already converted (`date(PID-7)`, a `datetime`
+        /// output fed by `datetime(MSH-7)`).
+        #[test]
+        fn conversions_are_idempotent(
+            t in proptest::prop_oneof![
+                "[0-9]{4}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}([0-9]{2}(\\.[0-9]{1,4})?)?)?)?)?)?([+-][0-9]{4})?",
+                "[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,3})?([Zz]|[+-][0-9]{2}:[0-9]{2}))?",
+            ],
+            zone in "[+-][0-9]{4}|Z",
+        ) {
+            let zone = normalize_zone(&zone);
+            let zone = zone.as_str();
+            if !is_rfc3339_zone(zone) {
+                proptest::prop_assert!(hl7_to_datetime("20240115", zone).and_then(|dt| hl7_to_datetime(&dt, zone)).is_none());
+                return Ok(());
+            }
+            if let Some(dt) = hl7_to_datetime(&t, zone) {
+                proptest::prop_assert_eq!(hl7_to_datetime(&dt, zone), Some(dt.clone()));
+                if let Some(d) = hl7_to_date(&dt) {
+                    proptest::prop_assert_eq!(hl7_to_date(&d), Some(d.clone()));
+                }
+            }
+            if let Some(d) = hl7_to_date(&t) {
+                proptest::prop_assert_eq!(hl7_to_date(&d), Some(d.clone()));
+            }
         }
 
         /// `hl7_to_datetime` gives what the `format!` version it replaced gave.

@@ -27,7 +27,7 @@ use sluice_spec_core::{PhiClass, ValueType};
 
 use super::{Step, message_type_accepted};
 use crate::dlq::{Finding, Rejection};
-use crate::eval::{Prepared, Scope, Tables, Val, coerce};
+use crate::eval::{Prepared, Scope, Tables, Val, coercion_can_warn};
 use crate::findings;
 use crate::groups::{self, Partition};
 use crate::hl7::{self, Binding, Hl7Message, Reader};
@@ -38,15 +38,22 @@ pub fn tables(plan: &MapPlan) -> Tables {
     plan.tables.iter().map(|t| (t.name.clone(), t.entries.iter().cloned().collect())).collect()
 }
 
-/// Sets `value` at a dotted path, creating objects on the way; returns the JSON pointer.
-fn insert(doc: &mut Doc, dotted: &str, value: Doc) -> String {
-    let mut value = Some(value);
-    let mut cur = doc;
+/// The JSON pointer of a dotted path (`patient.name` -> `/patient/name`).
+fn dotted_pointer(dotted: &str) -> String {
     let mut pointer = String::with_capacity(dotted.len() + 1);
-    let mut parts = dotted.split('.').peekable();
-    while let Some(part) = parts.next() {
+    for part in dotted.split('.') {
         pointer.push('/');
         pointer.push_str(&pointer_token(part));
+    }
+    pointer
+}
+
+/// Sets `value` at a dotted path (at [`dotted_pointer`]), creating objects on the way.
+fn insert(doc: &mut Doc, dotted: &str, value: Doc) {
+    let mut value = Some(value);
+    let mut cur = doc;
+    let mut parts = dotted.split('.').peekable();
+    while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if let Some(v) = value.take() {
                 cur.set(part, v);
@@ -58,7 +65,6 @@ fn insert(doc: &mut Doc, dotted: &str, value: Doc) -> String {
             None => break,
         }
     }
-    pointer
 }
 
 struct Out<'r> {
@@ -180,19 +186,23 @@ fn emit(
     let i = items.len();
     match &producer.item {
         ItemPlan::Scalar { expr, classes } => {
-            let v = scope.eval_for(expr, t.item_type, out.warnings);
-            let v = coerce(v, t.item_type, scope.zone, t.pattern, out.warnings);
-            items.push(v.to_doc());
+            let v = scope.eval_coerced(expr, t.item_type, t.pattern, out.warnings);
+            items.push(v.into_doc());
             out.class(|| format!("{}/{i}", t.pointer), || format!("{}[*]", t.pattern), classes);
         }
         ItemPlan::Struct { members, lists } => {
             let mut obj = Doc::Obj(Vec::new());
             for m in members {
-                let member_path = format!("{}[*].{}", t.pattern, m.name);
-                let v = scope.eval_for(&m.expr, &m.value_type, out.warnings);
-                let v = coerce(v, &m.value_type, scope.zone, &member_path, out.warnings);
-                let rel = insert(&mut obj, &m.name, v.to_doc());
-                out.class(|| format!("{}/{i}{rel}", t.pointer), || member_path, &m.classes);
+                // The member's pattern names it in classes and conversion warnings: formatted
+                // only for a member that can have either.
+                let member_path = if m.classes.is_empty() && !coercion_can_warn(&m.value_type) {
+                    String::new()
+                } else {
+                    format!("{}[*].{}", t.pattern, m.name)
+                };
+                let v = scope.eval_coerced(&m.expr, &m.value_type, &member_path, out.warnings);
+                insert(&mut obj, &m.name, v.into_doc());
+                out.class(|| format!("{}/{i}{}", t.pointer, dotted_pointer(&m.name)), || member_path, &m.classes);
             }
             for l in lists {
                 let pattern = format!("{}[*].{}", t.pattern, l.name);
@@ -292,22 +302,16 @@ pub fn run<'p>(
         };
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
-                let v = coerce(
-                    scope.eval_for(expr, &field.value_type, out.warnings),
-                    &field.value_type,
-                    &zone,
-                    &field.path,
-                    out.warnings,
-                );
-                let d = v.to_doc();
+                let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);
+                let d = v.into_doc();
                 let empty = d.is_empty_value();
-                let pointer = insert(&mut doc, &field.path, d);
-                out.class(|| pointer, || field.path.clone(), classes);
+                insert(&mut doc, &field.path, d);
+                out.class(|| dotted_pointer(&field.path), || field.path.clone(), classes);
                 empty
             }
             FieldValue::List { producers } => {
                 let mut items = Vec::new();
-                let pointer = format!("/{}", field.path.split('.').map(pointer_token).collect::<Vec<_>>().join("/"));
+                let pointer = dotted_pointer(&field.path);
                 let t = Target { pattern: &field.path, pointer: &pointer, item_type: list_inner(&field.value_type) };
                 for p in producers {
                     produce(&scope, &t, p, &mut items, &mut out, &groups);
