@@ -49,14 +49,17 @@ pub fn version(cx: &mut Cx, node: &Node, what: &str) -> Option<Version> {
     None
 }
 
+/// `Z` or `+HH:MM` / `-HH:MM` with hours 00-23 and minutes 00-59 (what RFC 3339 allows, so
+/// every datetime read in this zone can be written out).
 fn timezone_ok(tz: &str) -> bool {
     let b = tz.as_bytes();
+    let two_digits = |s: &[u8], max: u8| s.iter().all(u8::is_ascii_digit) && (s[0] - b'0') * 10 + (s[1] - b'0') <= max;
     tz == "Z"
         || (b.len() == 6
             && matches!(b[0], b'+' | b'-')
-            && b[1..3].iter().all(u8::is_ascii_digit)
             && b[3] == b':'
-            && b[4..6].iter().all(u8::is_ascii_digit))
+            && two_digits(&b[1..3], 23)
+            && two_digits(&b[4..6], 59))
 }
 
 pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
@@ -122,7 +125,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
         } else {
             cx.push(
                 Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not a UTC offset", s.text))
-                    .label(s.span, "expected `+HH:MM`, `-HH:MM` or `Z`")
+                    .label(s.span, "expected `+HH:MM`, `-HH:MM` (hours 00-23, minutes 00-59) or `Z`")
                     .help("write the sender's offset, e.g. `-05:00`; named zones are not supported"),
             );
         }
@@ -233,5 +236,15 @@ mod tests {
         }
         let default = EncodingCharacters::from_name(&super::default_profile().encoding_characters);
         assert_eq!(default, Some(EncodingCharacters::Strict));
+    }
+
+    #[test]
+    fn timezones_are_real_utc_offsets() {
+        for ok in ["Z", "+00:00", "-05:00", "+23:59", "+05:30"] {
+            assert!(super::timezone_ok(ok), "{ok}");
+        }
+        for bad in ["+24:00", "+99:00", "-05:60", "+5:00", "05:00", "EST", "+05:3a", ""] {
+            assert!(!super::timezone_ok(bad), "{bad}");
+        }
     }
 }
