@@ -20,28 +20,12 @@ REPS=${2:-3}
 APY_N=${3:-2000}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 BENCH="$ROOT/bench"
-SYNTH="$ROOT/../shared/bench/synth.py"
 WORK="$BENCH/work"
 mkdir -p "$WORK"
 
 # 1. Inputs.
-if [[ -f "$SYNTH" ]]; then
-    DATA="$WORK/hl7-$N.hl7"
-    SOURCE="python3 ../shared/bench/synth.py hl7 --count $N --seed 1"
-    [[ -f "$DATA" ]] || python3 "$SYNTH" hl7 --count "$N" --seed 1 "$DATA"
-else
-    echo "NOTICE: $SYNTH is missing (no ../shared checkout); repeating examples/hl7/feed-2024-01-15.hl7" \
-        "to $N messages instead. These numbers are NOT comparable with docs/benchmarks.md." >&2
-    DATA="$WORK/hl7-$N-fallback.hl7"
-    SOURCE="examples/hl7/feed-2024-01-15.hl7 repeated to $N messages (fallback)"
-    python3 - "$ROOT/examples/hl7/feed-2024-01-15.hl7" "$DATA" "$N" <<'PY'
-import sys
-seeds = [m for m in open(sys.argv[1], "rb").read().split(b"\n") if m.strip()]
-with open(sys.argv[2], "wb") as f:
-    for i in range(int(sys.argv[3])):
-        f.write(seeds[i % len(seeds)] + b"\n")
-PY
-fi
+source "$BENCH/input.sh"
+bench_input "$N"
 APY_DATA="$WORK/hl7-$N-head$APY_N.hl7"
 head -n "$APY_N" "$DATA" >"$APY_DATA"
 # B2 fields with escape sequences (synth.py writes none there): \T\ \S\ \E\ \F\ \R\, hex, and a

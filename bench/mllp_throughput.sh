@@ -14,20 +14,8 @@ set -euo pipefail
 N=${1:-20000}
 CONNS=${2:-16}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYNTH="$ROOT/../shared/bench/synth.py"
-WORK="$ROOT/bench/work"
-mkdir -p "$WORK"
-DATA="$WORK/hl7-$N.hl7"
-if [[ -f "$SYNTH" ]]; then
-    [[ -f "$DATA" ]] || python3 "$SYNTH" hl7 --count "$N" --seed 1 "$DATA"
-else
-    echo "NOTICE: $SYNTH is missing; repeating examples/hl7/feed-2024-01-15.hl7 (not comparable)" >&2
-    : > "$DATA"
-    while [[ $(grep -c '^MSH' "$DATA") -lt $N ]]; do
-        tr '\n' '\r' < "$ROOT/examples/hl7/feed-2024-01-15.hl7" | sed 's/\rMSH/\nMSH/g' >> "$DATA"
-        echo >> "$DATA"
-    done
-fi
+source "$ROOT/bench/input.sh"
+bench_input "$N"
 (cd "$ROOT" && cargo build --release --locked --quiet --bin sluice)
 SLUICE="$ROOT/target/release/sluice"
 

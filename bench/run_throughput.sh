@@ -23,27 +23,9 @@ N=${1:-100000}
 REPS=${2:-3}
 PIPELINE=${3:-quickstart}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SYNTH="$ROOT/../shared/bench/synth.py"
-WORK="$ROOT/bench/work"
-mkdir -p "$WORK"
-DATA="$WORK/hl7-$N.hl7"
 
-if [[ -f "$SYNTH" ]]; then
-    SOURCE="python3 ../shared/bench/synth.py hl7 --count $N --seed 1"
-    [[ -f "$DATA" ]] || python3 "$SYNTH" hl7 --count "$N" --seed 1 "$DATA"
-else
-    echo "NOTICE: $SYNTH is missing (no ../shared checkout); repeating examples/hl7/feed-2024-01-15.hl7" \
-        "to $N messages instead. These numbers are NOT comparable with docs/benchmarks.md." >&2
-    SOURCE="examples/hl7/feed-2024-01-15.hl7 repeated to $N messages (fallback)"
-    DATA="$WORK/hl7-$N-fallback.hl7"
-    python3 - "$ROOT/examples/hl7/feed-2024-01-15.hl7" "$DATA" "$N" <<'EOF'
-import sys
-seeds = [m for m in open(sys.argv[1], "rb").read().split(b"\n") if m.strip()]
-with open(sys.argv[2], "wb") as f:
-    for i in range(int(sys.argv[3])):
-        f.write(seeds[i % len(seeds)] + b"\n")
-EOF
-fi
+source "$ROOT/bench/input.sh"
+bench_input "$N"
 
 echo "building sluice (cargo build --release) ..." >&2
 (cd "$ROOT" && cargo build --release --quiet)

@@ -7,38 +7,16 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+mod common;
+use common::{root, text};
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
-
-/// A fresh directory holding a copy of the bundled pipelines, mappings and examples.
+/// A fresh copy of the bundled specs and examples for one test.
 fn workspace(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["pipelines", "mappings", "examples"] {
-        copy_dir(&root().join(sub), &dir.join(sub));
-    }
-    dir
+    common::workspace(&format!("e2e-{name}"))
 }
 
 fn sluice(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args(args).output().expect("sluice runs")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn lines(path: &Path) -> Vec<serde_json::Value> {

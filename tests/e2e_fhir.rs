@@ -8,31 +8,14 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+mod common;
+use common::{root, text};
+
 const CLOCK: &str = "2024-01-15T10:30:01Z";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target)
-        } else {
-            std::fs::copy(e.path(), target).map(|_| ()).unwrap()
-        }
-    }
-}
 
 /// A fresh copy of the bundled pipelines, mappings and examples; the run's output files.
 fn run(name: &str, threads: &str) -> (PathBuf, Output) {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-fhir-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["pipelines", "mappings", "examples"] {
-        copy_dir(&root().join(sub), &dir.join(sub));
-    }
+    let dir = common::workspace(&format!("e2e-fhir-{name}"));
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(&dir)
         .args(["run", "pipelines/hl7-to-fhir.yaml", "--summary", "json", "--fixed-clock", CLOCK, "--threads", threads])
@@ -40,10 +23,6 @@ fn run(name: &str, threads: &str) -> (PathBuf, Output) {
         .unwrap();
     assert!(out.status.success(), "run failed: {}{}", text(&out.stdout), text(&out.stderr));
     (dir, out)
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn bundles(dir: &Path) -> Vec<Value> {

@@ -22,30 +22,13 @@ use sluice_hl7v2::ack::Header;
 use sluice_hl7v2::codec::parse_message;
 use sluice_hl7v2::mllp;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap().flatten() {
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
-}
+mod common;
+use common::root;
 
 /// A fresh directory with the bundled pipelines, mappings and examples, and the listener
 /// pipeline rewritten: any free port, and each `(from, to)` text replaced.
 fn workspace(name: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("sluice-mllp-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["pipelines", "mappings", "examples"] {
-        copy_dir(&root().join(sub), &dir.join(sub));
-    }
+    let dir = common::workspace(&format!("mllp-{name}"));
     let p = dir.join("pipelines/mllp-listener.yaml");
     let spec = std::fs::read_to_string(&p).unwrap();
     let mut spec = spec.replace("listen: 127.0.0.1:2575", "listen: 127.0.0.1:0");

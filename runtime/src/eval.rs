@@ -183,6 +183,18 @@ pub struct Scope<'a> {
 }
 
 impl<'a> Scope<'a> {
+    /// The scope a step starts from: no variables, no groups, values converted.
+    pub fn root(
+        prepared: &'a Prepared<'a>,
+        msg: Option<&'a hl7::Reader<'a>>,
+        doc: Option<&'a Doc>,
+        tables: Option<&'a Tables>,
+        zone: &'a str,
+        field: &'a str,
+    ) -> Scope<'a> {
+        Scope { prepared, msg, doc, tables, vars: Vec::new(), groups: Vec::new(), zone, raw: false, field }
+    }
+
     pub fn eval(&self, expr: &Expr, warnings: &mut Vec<Issue>) -> Val {
         match expr {
             Expr::Lit { value } => match value {
@@ -693,17 +705,7 @@ mod tests {
         let msg = hl7::Reader::new(&msg);
         let mut tables = Tables::new();
         tables.insert("sex".into(), HashMap::from([("M".into(), "male".into())]));
-        let scope = Scope {
-            prepared: &prepared,
-            msg: Some(&msg),
-            doc: None,
-            tables: Some(&tables),
-            vars: Vec::new(),
-            groups: Vec::new(),
-            zone: "-05:00",
-            raw: false,
-            field: "out.f",
-        };
+        let scope = Scope::root(&prepared, Some(&msg), None, Some(&tables), "-05:00", "out.f");
         f(&scope)
     }
 

@@ -32,12 +32,12 @@ use sluice_compiler::spec::fhir_output::satisfies;
 use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
-use crate::dlq::{Finding, Rejection};
+use crate::dlq::Rejection;
 use crate::eval::{Prepared, Scope, Tables};
 use crate::hl7::Reader;
 use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 use crate::stages::Step;
-use crate::stages::map::{Groups, bindings, group_instances};
+use crate::stages::map::{Groups, bindings, group_instances, required_empty};
 use crate::{findings, time};
 
 /// The deterministic id of a resource: SHA-256 over `sluice-fhir-id`, the resource type and
@@ -99,17 +99,7 @@ pub(crate) fn run<'p>(
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups::new(msg.message(), version);
     let zone = Arc::clone(&rec.env.timezone);
-    let scope = Scope {
-        prepared,
-        msg: Some(msg),
-        doc: None,
-        tables: Some(tables),
-        vars: Vec::new(),
-        groups: Vec::new(),
-        zone: &zone,
-        raw: false,
-        field: "Bundle",
-    };
+    let scope = Scope::root(prepared, Some(msg), None, Some(tables), &zone, "Bundle");
     let mut ctx = Ctx {
         plan,
         groups: &groups,
@@ -131,17 +121,7 @@ pub(crate) fn run<'p>(
     rec.env.warnings = warnings;
     if !missing.is_empty() {
         missing.dedup();
-        let findings = missing
-            .iter()
-            .map(|p| Finding {
-                code: findings::REQUIRED_OUTPUT_EMPTY,
-                rule: None,
-                path: Some(p.clone()),
-                message: "required FHIR element is empty".into(),
-            })
-            .collect();
-        let reason = format!("required FHIR element(s) empty in map stage `{component}`: {}", missing.join(", "));
-        return Step::Dlq(rec, Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings });
+        return Step::Dlq(rec, required_empty(component, "FHIR element", &missing));
     }
     built.sort_by_key(|b| b.order);
     let mut seen = HashMap::new();

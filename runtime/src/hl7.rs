@@ -148,16 +148,7 @@ fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>>
             if b.iter().all(|c| c.iter().all(|s| s.is_empty())) {
                 continue;
             }
-            match path.component {
-                None => out.push(b),
-                Some(c) => {
-                    if let Some(comp) = b.into_iter().nth(c.saturating_sub(1))
-                        && comp.iter().any(|s| !s.is_empty())
-                    {
-                        out.push(vec![comp]);
-                    }
-                }
-            }
+            push_binding(&mut out, b, path.component);
         }
     }
     out
@@ -170,6 +161,21 @@ fn split_repetition<'m>(rep: &'m str, d: &Delimiters) -> Binding<'m> {
         c => c.split(d.subcomponent).map(|s| unescape(s, d)).collect(),
     };
     rep.split(d.component).map(component).collect()
+}
+
+/// Adds a non-empty repetition's binding to `out`: whole, or only the component the path names
+/// (1-based) when that component is not empty.
+fn push_binding<'m>(out: &mut Vec<Binding<'m>>, b: Binding<'m>, component: Option<usize>) {
+    match component {
+        None => out.push(b),
+        Some(c) => {
+            if let Some(comp) = b.into_iter().nth(c.saturating_sub(1))
+                && comp.iter().any(|s| !s.is_empty())
+            {
+                out.push(vec![comp]);
+            }
+        }
+    }
 }
 
 fn pick<T>(items: &[T], index: Index) -> &[T] {
@@ -208,17 +214,7 @@ pub fn repetitions_among<'m>(msg: &'m Message<'_>, among: Option<&[usize]>, path
             if rep.components.iter().all(|c| c.subcomponents.iter().all(|s| s.is_empty())) {
                 continue;
             }
-            let b = binding_of(rep);
-            match path.component {
-                None => out.push(b),
-                Some(c) => {
-                    if let Some(comp) = b.into_iter().nth(c.saturating_sub(1))
-                        && comp.iter().any(|s| !s.is_empty())
-                    {
-                        out.push(vec![comp]);
-                    }
-                }
-            }
+            push_binding(&mut out, binding_of(rep), path.component);
         }
     }
     out

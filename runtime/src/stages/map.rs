@@ -162,6 +162,21 @@ pub(crate) fn bindings<'a>(scope: &Scope<'a>, each: &Expr, warnings: &mut Vec<Is
     values.iter().filter_map(Val::text).filter(|t| !t.is_empty()).map(|t| vec![vec![Cow::Owned(t)]]).collect()
 }
 
+/// The DLQ rejection of a record whose required output `what`s (paths, in order) came out empty.
+pub(crate) fn required_empty(component: &str, what: &str, missing: &[String]) -> Rejection {
+    let findings = missing
+        .iter()
+        .map(|p| Finding {
+            code: findings::REQUIRED_OUTPUT_EMPTY,
+            rule: None,
+            path: Some(p.clone()),
+            message: format!("required {what} is empty"),
+        })
+        .collect();
+    let reason = format!("required {what}(s) empty in map stage `{component}`: {}", missing.join(", "));
+    Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings }
+}
+
 /// Where produced items go: the list's field pattern (`orders[*].observations`) and the JSON
 /// pointer of the concrete list (`/orders/1/observations`).
 struct Target<'t> {
@@ -289,17 +304,7 @@ pub fn run<'p>(
     let mut doc = Doc::Obj(Vec::new());
     let mut missing = Vec::new();
     for field in &plan.fields {
-        let scope = Scope {
-            prepared,
-            msg: Some(&reader),
-            doc: None,
-            tables: Some(tables),
-            vars: Vec::new(),
-            groups: Vec::new(),
-            zone: &zone,
-            raw: false,
-            field: &field.path,
-        };
+        let scope = Scope::root(prepared, Some(&reader), None, Some(tables), &zone, &field.path);
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);
@@ -328,17 +333,7 @@ pub fn run<'p>(
     let classes = out.classes;
     rec.env.warnings = warnings;
     if !missing.is_empty() {
-        let findings = missing
-            .iter()
-            .map(|p| Finding {
-                code: findings::REQUIRED_OUTPUT_EMPTY,
-                rule: None,
-                path: Some(p.clone()),
-                message: "required output field is empty".into(),
-            })
-            .collect();
-        let reason = format!("required output field(s) empty in map stage `{component}`: {}", missing.join(", "));
-        return Step::Dlq(rec, Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings });
+        return Step::Dlq(rec, required_empty(component, "output field", &missing));
     }
     rec.env.classes = classes;
     rec.env.masking = None;

@@ -19,17 +19,7 @@ fn holds(expr: &Expr, prepared: &Prepared<'_>, rec: &Record, field: &str) -> boo
         Payload::Hl7(m) => (Some(Reader::new(m)), None),
         Payload::Doc(d) => (None, Some(d)),
     };
-    let scope = Scope {
-        prepared,
-        msg: reader.as_ref(),
-        doc,
-        tables: None,
-        vars: Vec::new(),
-        groups: Vec::new(),
-        zone: &rec.env.timezone,
-        raw: false,
-        field,
-    };
+    let scope = Scope::root(prepared, reader.as_ref(), doc, None, &rec.env.timezone, field);
     scope.eval(expr, &mut Vec::new()).truthy()
 }
 

@@ -158,17 +158,7 @@ pub fn run<'p>(
             standard_checks(checks, m.tree(), &mut failures, &mut rec.env.warnings);
         }
         for (i, rule) in plan.rules.iter().enumerate() {
-            let mut scope = Scope {
-                prepared,
-                msg,
-                doc,
-                tables: None,
-                vars: Vec::new(),
-                groups: Vec::new(),
-                zone: &rec.env.timezone,
-                raw: false,
-                field: &rule.path,
-            };
+            let mut scope = Scope::root(prepared, msg, doc, None, &rec.env.timezone, &rule.path);
             let mut ignored = Vec::new();
             if let Some(when) = &rule.when
                 && !scope.eval(when, &mut ignored).truthy()
