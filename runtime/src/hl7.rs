@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, SegmentSeparator as Separator, unescape};
+use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, unescape};
 use sluice_hl7v2::path::{Index, Path};
 use sluice_hl7v2::view::{MessageView, ViewIndex};
 
@@ -78,15 +78,15 @@ impl Hl7Message {
         }
     }
 
-    /// The full tree, parsed on first use. The source step parsed the same text with the same
-    /// options, so parsing cannot fail here; if it ever did, the tree is empty (no values)
-    /// rather than a panic.
+    /// The full tree, parsed on first use. The source step accepted the same text with the
+    /// same options (the view and the parser share one scan, property-tested), so parsing
+    /// cannot fail here. If it ever did, this panics with a fixed text (no message content):
+    /// steps run inside the executor's per-record `catch_unwind`, so the record goes to the DLQ
+    /// (`RT008`) instead of reaching a sink with every value missing.
     pub fn tree(&self) -> &Message<'static> {
         self.tree.get_or_init(|| match sluice_hl7v2::codec::parse_message_owned(&self.text, self.options) {
             Ok(parsed) => parsed.message,
-            Err(_) => {
-                Message { delimiters: Delimiters::default(), segments: Vec::new(), segment_separator: Separator::Cr }
-            }
+            Err(e) => panic!("a message the source step accepted does not parse again ({})", e.code),
         })
     }
 }
