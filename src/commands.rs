@@ -21,6 +21,8 @@ use crate::PlanFormat;
 const OK: u8 = 0;
 const FAILED: u8 = 1;
 const USAGE: u8 = 2;
+/// A run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+const INTERRUPTED: u8 = 130;
 
 /// Prints every diagnostic: human ones to stderr, machine formats to stdout.
 fn print_diagnostics(c: &Compiler, format: Format) {
@@ -100,7 +102,29 @@ pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
     OK
 }
 
-pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Option<usize>) -> u8 {
+/// The flag a file run watches: the first SIGINT or SIGTERM sets it (the run drains, saves a
+/// checkpoint and stops); a second one, with the flag already set, exits at once with 130.
+/// An abort cannot corrupt state: a checkpoint is saved in one SQLite transaction, and a
+/// resume cuts the outputs back to the last one.
+fn stop_on_signals() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for signal in [SIGINT, SIGTERM] {
+        // The order matters: the conditional exit must see the flag before this signal sets it.
+        signal_hook::flag::register_conditional_shutdown(signal, i32::from(INTERRUPTED), std::sync::Arc::clone(&stop))
+            .ok()?;
+        signal_hook::flag::register(signal, std::sync::Arc::clone(&stop)).ok()?;
+    }
+    Some(stop)
+}
+
+pub fn run(
+    pipeline: &Path,
+    json: bool,
+    fixed_clock: Option<String>,
+    threads: Option<usize>,
+    start: sluice_runtime::Start,
+) -> u8 {
     let plan = match compile(pipeline, Format::Human) {
         Ok(p) => p,
         Err(code) => return code,
@@ -119,7 +143,9 @@ pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Op
             }
         }
     });
-    let options = sluice_runtime::RunOptions { fixed_clock, threads };
+    // A listening source handles its own signals (tokio); a file run watches this flag.
+    let stop = if sluice_runtime::mllp::listener_of(&plan).is_none() { stop_on_signals() } else { None };
+    let options = sluice_runtime::RunOptions { fixed_clock, threads, start, stop };
     let result = sluice_runtime::run_with_events(&plan, &options, Some(events));
     let _ = printer.join();
     match result {
@@ -127,37 +153,76 @@ pub fn run(pipeline: &Path, json: bool, fixed_clock: Option<String>, threads: Op
             if json {
                 println!("{}", serde_json::to_string(&s).expect("summary serializes"));
             } else {
-                println!("run {} of pipeline {} (plan {})", s.run_id, s.pipeline, s.plan_hash);
-                for (name, n) in &s.per_source {
-                    println!("  source {name}: {n} records read");
-                }
-                for (name, n) in &s.per_sink {
-                    println!("  sink {name}: {n} records written");
-                }
-                println!(
-                    "  in {} = delivered {} + dlq {} + filtered {} ({}), {} with warnings",
-                    s.records_in,
-                    s.delivered,
-                    s.dlq,
-                    s.filtered,
-                    if s.balanced { "balanced" } else { "NOT BALANCED" },
-                    s.warnings
-                );
-                println!("  {} ms, {:.0} records/s", s.elapsed_ms, s.records_per_second);
-                if let Some(d) = &plan.dlq {
-                    println!("  dlq: {}", d.path);
-                }
-                if let Some(a) = &plan.audit {
-                    println!("  audit: {}", a.path);
-                }
+                print_run_summary(&s, &plan, pipeline);
             }
-            if s.balanced { OK } else { FAILED }
+            if s.interrupted {
+                INTERRUPTED
+            } else if s.balanced {
+                OK
+            } else {
+                FAILED
+            }
         }
         Err(e) => {
             eprintln!("error[{}]: {}", e.code, e.message);
             if let Some(h) = &e.help {
                 eprintln!("  help: {h}");
             }
+            FAILED
+        }
+    }
+}
+
+fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::plan::Plan, pipeline: &Path) {
+    println!("run {} of pipeline {} (plan {})", s.run_id, s.pipeline, s.plan_hash);
+    if let Some(n) = s.resumed_from {
+        println!("  resumed after record {n} (the counts below are the whole run's)");
+    }
+    for (name, n) in &s.per_source {
+        println!("  source {name}: {n} records read");
+    }
+    for (name, n) in &s.per_sink {
+        println!("  sink {name}: {n} records written");
+    }
+    println!(
+        "  in {} = delivered {} + dlq {} + filtered {} ({}), {} with warnings",
+        s.records_in,
+        s.delivered,
+        s.dlq,
+        s.filtered,
+        if s.balanced { "balanced" } else { "NOT BALANCED" },
+        s.warnings
+    );
+    println!("  {} ms, {:.0} records/s", s.elapsed_ms, s.records_per_second);
+    if let Some(d) = &plan.dlq {
+        println!("  dlq: {}", d.path);
+    }
+    if let Some(a) = &plan.audit {
+        println!("  audit: {}", a.path);
+    }
+    if s.interrupted {
+        match &plan.state {
+            Some(st) => println!(
+                "  interrupted: checkpoint saved in {}; continue with `sluice run --resume {}`",
+                st.path,
+                pipeline.display()
+            ),
+            None => println!(
+                "  interrupted: the outputs hold the records up to here; without a state store (`state:`) the run cannot be resumed"
+            ),
+        }
+    }
+}
+
+/// `sluice audit verify FILE`.
+pub fn audit_verify(file: &Path) -> u8 {
+    match sluice_runtime::verify_audit_chain(file) {
+        Ok(n) => {
+            println!("{}: {n} {} intact, chain unbroken", file.display(), if n == 1 { "entry" } else { "entries" });
+            OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", file.display());
             FAILED
         }
     }

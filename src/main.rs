@@ -96,6 +96,12 @@ enum Command {
         /// Worker threads for CPU stages (default: one per core).
         #[arg(long)]
         threads: Option<usize>,
+        /// Continue the pipeline's unfinished run from its last checkpoint (needs `state:`).
+        #[arg(long, conflicts_with = "restart")]
+        resume: bool,
+        /// Abandon the pipeline's unfinished run, if any, and start over (outputs truncated).
+        #[arg(long)]
+        restart: bool,
     },
     /// Print the JSON Schema of the spec language (for editors).
     Schema,
@@ -146,8 +152,20 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Check an audit log's hash chain: exit 0 when every entry is intact and in order, 1 with
+    /// the first bad line otherwise.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute every entry's hash and check every link (`prev`) and the order (`seq`).
+    Verify { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -161,8 +179,13 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
         Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),
-        Command::Run { pipeline, summary, fixed_clock, threads } => {
-            commands::run(&pipeline, matches!(summary, SummaryFormat::Json), fixed_clock, threads)
+        Command::Run { pipeline, summary, fixed_clock, threads, resume, restart } => {
+            let start = match (resume, restart) {
+                (true, _) => sluice_runtime::Start::Resume,
+                (_, true) => sluice_runtime::Start::Restart,
+                _ => sluice_runtime::Start::New,
+            };
+            commands::run(&pipeline, matches!(summary, SummaryFormat::Json), fixed_clock, threads, start)
         }
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
@@ -178,6 +201,7 @@ fn main() -> ExitCode {
             };
             commands::ack_hl7(&files, profile.as_deref(), mode, fixed_clock)
         }
+        Command::Audit { action: AuditAction::Verify { file } } => commands::audit_verify(&file),
         Command::Explain { code } => commands::explain(&code),
     };
     ExitCode::from(code)

@@ -317,7 +317,11 @@ impl Compiler {
             components,
             dlq: target(&spec.dlq, self).map(|path| FileTarget { path }),
             audit: target(&spec.audit, self).map(|path| FileTarget { path }),
-            state: target(&spec.state, self).map(|path| StateTarget { kind: "sqlite".into(), path }),
+            state: target(&spec.state, self).map(|path| StateTarget {
+                kind: "sqlite".into(),
+                path,
+                checkpoint_every_ms: spec.checkpoint_every_ms,
+            }),
             defaults: spec.defaults.clone(),
             masking_matrix: matrix,
         };

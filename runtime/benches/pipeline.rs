@@ -107,7 +107,7 @@ fn bench_pipeline(c: &mut Criterion) {
 
     g.throughput(Throughput::Elements(MESSAGES as u64));
     for threads in [None, Some(1)] {
-        let options = RunOptions { fixed_clock: Some(CLOCK.to_string()), threads };
+        let options = RunOptions { fixed_clock: Some(CLOCK.to_string()), threads, ..Default::default() };
         let name = match threads {
             None => "run quickstart (default threads)".to_string(),
             Some(n) => format!("run quickstart ({n} thread)"),

@@ -18,8 +18,9 @@
 //!   (MSH-10, which is not PHI).
 //! - Written by the writer thread only, in record order, so the chain is deterministic under a
 //!   fixed clock.
-//! - The file is truncated at the start of a run; carrying the chain head across runs (state
-//!   store) comes with checkpoints.
+//! - The file is truncated at the start of a new run. A resumed run cuts it back to its
+//!   checkpoint and goes on from the head saved with it ([`Chain::resume`]), so the chain of an
+//!   interrupted and resumed run verifies as one; its `run_completed` counts the `resumes`.
 
 use std::io::{BufRead, Write};
 
@@ -50,6 +51,13 @@ pub struct Completed<'a> {
     pub filtered: u64,
     pub warnings: u64,
     pub balanced: bool,
+    /// How many times the run was resumed after an interruption (left out when none).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub resumes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Serialize)]
@@ -72,7 +80,19 @@ pub struct Chain {
 
 impl Chain {
     pub fn new(run_id: &str, plan_hash: &str) -> Chain {
-        Chain { run_id: run_id.into(), plan_hash: plan_hash.into(), prev: GENESIS.into() }
+        Chain::resume(run_id, plan_hash, GENESIS)
+    }
+
+    /// A chain that goes on after the entry whose hash is `head` (a checkpoint's); an empty
+    /// `head` starts a new chain.
+    pub fn resume(run_id: &str, plan_hash: &str, head: &str) -> Chain {
+        let prev = if head.is_empty() { GENESIS } else { head };
+        Chain { run_id: run_id.into(), plan_hash: plan_hash.into(), prev: prev.into() }
+    }
+
+    /// The hash of the last entry built (the genesis hash before the first).
+    pub fn head(&self) -> &str {
+        &self.prev
     }
 
     /// The next entry's line (no line break), chained to the previous one.

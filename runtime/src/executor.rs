@@ -27,6 +27,8 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
@@ -42,6 +44,7 @@ use crate::record::{Envelope, Payload, Record};
 use crate::sink;
 use crate::source;
 use crate::stages::{self, Step};
+use crate::state::{self, Checkpoint, InputFile, Status, Store};
 use crate::time::Clock;
 
 const CHANNEL_BATCHES: usize = 4;
@@ -89,8 +92,9 @@ impl Completion {
 
 /// Where the records come from.
 pub enum Feed {
-    /// The plan's file sources, read in plan order, files sorted.
-    Files,
+    /// The plan's file sources' files ([`file_inputs`]: plan order, files sorted, as they were
+    /// when the run started).
+    Files(Vec<InputFile>),
     /// Records sent by a live source (such as the MLLP listener) until every sender is dropped.
     Live(crossbeam_channel::Receiver<RawInput>),
 }
@@ -290,7 +294,7 @@ impl Ctx<'_, '_> {
     }
 }
 
-/// Counts the writer keeps.
+/// Counts the writer keeps (over the whole run: a resumed run starts from its checkpoint's).
 #[derive(Default, Debug)]
 pub struct Totals {
     pub records_in: u64,
@@ -300,6 +304,80 @@ pub struct Totals {
     pub warnings: u64,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
+    /// The run stopped on a signal before its input ended.
+    pub interrupted: bool,
+}
+
+impl Totals {
+    fn counts(&self) -> state::Counts {
+        state::Counts {
+            records_in: self.records_in,
+            delivered: self.delivered,
+            dlq: self.dlq,
+            filtered: self.filtered,
+            warnings: self.warnings,
+            per_source: self.per_source.iter().map(|(_, n)| *n).collect(),
+            per_sink: self.per_sink.iter().map(|(_, n)| *n).collect(),
+        }
+    }
+
+    /// Starts from a checkpoint's counts (the names are the plan's, already in place).
+    fn restore(&mut self, c: &state::Counts) {
+        self.records_in = c.records_in;
+        self.delivered = c.delivered;
+        self.dlq = c.dlq;
+        self.filtered = c.filtered;
+        self.warnings = c.warnings;
+        for (slot, n) in self.per_source.iter_mut().zip(&c.per_source) {
+            slot.1 = *n;
+        }
+        for (slot, n) in self.per_sink.iter_mut().zip(&c.per_sink) {
+            slot.1 = *n;
+        }
+    }
+}
+
+/// How a run keeps its place: where it starts, where it saves checkpoints, when it stops.
+#[derive(Default)]
+pub struct Durability {
+    /// Where the run starts: the default (nothing done) for a new run, the last checkpoint for
+    /// a resumed one.
+    pub start: Checkpoint,
+    /// How many times the run was resumed (counted in the audit's `run_completed`).
+    pub resumes: u32,
+    /// The state store, the run's key in it, and how often to save a checkpoint.
+    pub store: Option<(Store, i64, Duration)>,
+    /// Set (by a signal handler) to stop reading: the run drains what is in flight, saves a
+    /// checkpoint and ends as interrupted.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// The input files of the plan's file sources, in reading order, as they are now.
+pub fn file_inputs(c: &Compiled<'_>) -> Result<Vec<InputFile>, RunError> {
+    let mut inputs = Vec::new();
+    for (i, comp) in c.plan.components.iter().enumerate() {
+        if let ComponentKind::Source(s) = &comp.kind {
+            for path in source::expand(&comp.name, &s.paths)? {
+                inputs.push(InputFile::stat(i, &path)?);
+            }
+        }
+    }
+    Ok(inputs)
+}
+
+/// How the CPU step tells the writer the run ended.
+enum End {
+    /// The input ended: write `run_completed`.
+    Completed,
+    /// A signal stopped the reader: save a checkpoint, no `run_completed`.
+    Interrupted,
+    /// The reader or the CPU step failed: the last checkpoint stands.
+    Failed,
+}
+
+enum ToWriter {
+    Batch(Vec<Processed>),
+    End(End),
 }
 
 struct Outputs {
@@ -311,7 +389,23 @@ struct Outputs {
     audit: Option<(String, std::io::BufWriter<std::fs::File>)>,
 }
 
-fn open_outputs(c: &Compiled<'_>, totals: &mut Totals) -> Result<Outputs, RunError> {
+/// Opens the outputs: created empty for a new run, cut back to the checkpoint's lengths for a
+/// resumed one.
+fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint) -> Result<Outputs, RunError> {
+    let resuming = start.records > 0 || !start.outputs.is_empty();
+    let open = |path: &str| -> Result<std::io::BufWriter<std::fs::File>, RunError> {
+        if !resuming {
+            return sink::create(path);
+        }
+        match start.outputs.iter().find(|(p, _)| p == path) {
+            Some((_, len)) => sink::reopen(path, *len),
+            None => Err(RunError::new(
+                findings::RESUME_INPUT_CHANGED,
+                format!("output `{path}` is not in the checkpoint of the run being resumed"),
+            )
+            .with_help("the outputs changed since the run stopped; start over with `sluice run --restart`")),
+        }
+    };
     let mut files: Vec<(String, std::io::BufWriter<std::fs::File>)> = Vec::new();
     let mut sink_of = vec![None; c.plan.components.len()];
     for (i, comp) in c.plan.components.iter().enumerate() {
@@ -320,7 +414,7 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals) -> Result<Outputs, RunErr
                 let f = match files.iter().position(|(p, _)| *p == s.path) {
                     Some(f) => f,
                     None => {
-                        files.push((s.path.clone(), sink::create(&s.path)?));
+                        files.push((s.path.clone(), open(&s.path)?));
                         files.len() - 1
                     }
                 };
@@ -332,60 +426,75 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals) -> Result<Outputs, RunErr
         }
     }
     let dlq_path = c.plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-    let dlq = (dlq_path.clone(), sink::create(&dlq_path)?);
+    let dlq = (dlq_path.clone(), open(&dlq_path)?);
     let audit = match &c.plan.audit {
-        Some(a) => Some((a.path.clone(), sink::create(&a.path)?)),
+        Some(a) => Some((a.path.clone(), open(&a.path)?)),
         None => None,
     };
+    totals.restore(&start.counts);
     Ok(Outputs { files, sink_of, dlq, audit })
 }
 
-/// Reads the plan's file sources into batches on `raw_tx`.
+/// Reads the input files into batches on `raw_tx`. Records numbered up to `skip` (durable in
+/// the checkpoint being resumed) are read again, to number the rest exactly as the first run
+/// did (batch envelopes included), but not sent. Returns `true` when `stop` ended the reading
+/// early.
 fn read_files(
-    inputs: &[(usize, Vec<std::path::PathBuf>)],
+    inputs: &[InputFile],
     batch_size: usize,
+    skip: u64,
+    stop: Option<&AtomicBool>,
     raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
-) {
+) -> bool {
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(batch_size);
-    for (src, files) in inputs {
-        for path in files {
-            let file: Arc<str> = Arc::from(path.to_string_lossy().as_ref());
-            let reader = match source::open(path) {
-                Ok(r) => r,
+    let stopped = || stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    for input in inputs {
+        let path = std::path::Path::new(&input.path);
+        let file: Arc<str> = Arc::from(input.path.as_str());
+        let reader = match source::open(path) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = raw_tx.send(Err(e));
+                return false;
+            }
+        };
+        for item in BatchReader::new(reader) {
+            if stopped() {
+                if !batch.is_empty() {
+                    let _ = raw_tx.send(Ok(batch));
+                }
+                return true;
+            }
+            let (offset, index, bytes, problem) = match item {
+                Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
+                Ok(Item::Problem(p)) => {
+                    let r = source::problem_rejection(&p, p.offset as u64);
+                    (p.offset as u64, p.index, p.bytes, Some(r))
+                }
                 Err(e) => {
-                    let _ = raw_tx.send(Err(e));
-                    return;
+                    let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
+                    return false;
                 }
             };
-            for item in BatchReader::new(reader) {
-                let (offset, index, bytes, problem) = match item {
-                    Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
-                    Ok(Item::Problem(p)) => {
-                        let r = source::problem_rejection(&p, p.offset as u64);
-                        (p.offset as u64, p.index, p.bytes, Some(r))
-                    }
-                    Err(e) => {
-                        let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
-                        return;
-                    }
-                };
-                seq += 1;
-                batch.push(RawInput {
-                    source: *src,
-                    file: Arc::clone(&file),
-                    offset,
-                    index: index as u64,
-                    seq,
-                    bytes,
-                    problem,
-                    completion: None,
-                });
-                if batch.len() >= batch_size {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                    if raw_tx.send(Ok(full)).is_err() {
-                        return;
-                    }
+            seq += 1;
+            if seq <= skip {
+                continue;
+            }
+            batch.push(RawInput {
+                source: input.source,
+                file: Arc::clone(&file),
+                offset,
+                index: index as u64,
+                seq,
+                bytes,
+                problem,
+                completion: None,
+            });
+            if batch.len() >= batch_size {
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
+                if raw_tx.send(Ok(full)).is_err() {
+                    return false;
                 }
             }
         }
@@ -393,6 +502,7 @@ fn read_files(
     if !batch.is_empty() {
         let _ = raw_tx.send(Ok(batch));
     }
+    false
 }
 
 /// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record.
@@ -431,7 +541,8 @@ fn read_live(
     }
 }
 
-/// Flushes every output and syncs it to disk (before completions are called).
+/// Flushes every output and syncs it to disk (before completions are called, before a
+/// checkpoint is saved).
 fn sync_outputs(
     files: &mut [(String, std::io::BufWriter<std::fs::File>)],
     dlq: &mut (String, std::io::BufWriter<std::fs::File>),
@@ -446,28 +557,43 @@ fn sync_outputs(
     Ok(())
 }
 
-/// Runs the plan until its feed ends.
+/// The outputs' lengths, for a checkpoint (call after [`sync_outputs`]).
+fn output_lengths(
+    files: &[(String, std::io::BufWriter<std::fs::File>)],
+    dlq: &(String, std::io::BufWriter<std::fs::File>),
+    audit: &Option<(String, std::io::BufWriter<std::fs::File>)>,
+) -> Result<Vec<(String, u64)>, RunError> {
+    files
+        .iter()
+        .chain(std::iter::once(dlq))
+        .chain(audit.iter())
+        .map(|(path, w)| {
+            let len = w.get_ref().metadata().map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?.len();
+            Ok((path.clone(), len))
+        })
+        .collect()
+}
+
+/// Runs the plan until its feed ends (or `durability.stop` is set), saving checkpoints in the
+/// state store if there is one.
 pub fn execute(
     c: &Compiled<'_>,
     clock: &Clock,
     run_id: &str,
     threads: Option<usize>,
     feed: Feed,
+    durability: Durability,
 ) -> Result<Totals, RunError> {
     let plan = c.plan;
-    let mut inputs = Vec::new();
-    for (i, comp) in plan.components.iter().enumerate() {
-        if let ComponentKind::Source(s) = &comp.kind {
-            let files = if matches!(feed, Feed::Files) { source::expand(&comp.name, &s.paths)? } else { Vec::new() };
-            inputs.push((i, files));
-        }
-    }
+    let Durability { start, resumes, store, stop } = durability;
     let mut totals = Totals::default();
-    let outputs = open_outputs(c, &mut totals)?;
+    let outputs = open_outputs(c, &mut totals, &start)?;
     let source_slot: Vec<usize> = {
         let mut slot = vec![0; plan.components.len()];
-        for (n, (i, _)) in inputs.iter().enumerate() {
-            slot[*i] = n;
+        let sources =
+            plan.components.iter().enumerate().filter(|(_, comp)| matches!(comp.kind, ComponentKind::Source(_)));
+        for (n, (i, _)) in sources.enumerate() {
+            slot[i] = n;
         }
         slot
     };
@@ -476,91 +602,39 @@ pub fn execute(
         .build()
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
+    let skip = start.records;
 
     std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<Result<Vec<RawInput>, RunError>>(CHANNEL_BATCHES);
-        let (out_tx, out_rx) = bounded::<Vec<Processed>>(CHANNEL_BATCHES);
+        let (out_tx, out_rx) = bounded::<ToWriter>(CHANNEL_BATCHES);
 
         let reader = s.spawn(move || match feed {
-            Feed::Files => read_files(&inputs, batch_size, &raw_tx),
-            Feed::Live(rx) => read_live(&rx, batch_size, &raw_tx),
+            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, stop.as_deref(), &raw_tx),
+            Feed::Live(rx) => {
+                read_live(&rx, batch_size, &raw_tx);
+                false
+            }
         });
 
         let writer = s.spawn(move || -> Result<Totals, RunError> {
-            let Outputs { mut files, sink_of, dlq: mut dlq_out, mut audit } = outputs;
-            let mut chain = Chain::new(run_id, &plan.hash);
-            let mut t = totals;
-            let mut waiting = Vec::new();
-            for batch in out_rx {
-                let (dlq_path, dlq) = (&dlq_out.0, &mut dlq_out.1);
-                for mut p in batch {
-                    if let Some(done) = p.completion.take() {
-                        let delivery = Delivery {
-                            event: p.event,
-                            rejected_at_source: p.rejected_at_source,
-                            findings: std::mem::take(&mut p.findings),
-                        };
-                        waiting.push((done, delivery));
-                    }
-                    t.records_in += 1;
-                    t.per_source[source_slot[p.source]].1 += 1;
-                    for (comp, line) in &p.sink_lines {
-                        if let Some((f, slot)) = sink_of[*comp] {
-                            let (path, w) = &mut files[f];
-                            sink::write_line(w, line, path)?;
-                            t.per_sink[slot].1 += 1;
-                        }
-                    }
-                    for line in &p.dlq_lines {
-                        sink::write_line(dlq, line, dlq_path)?;
-                    }
-                    match p.event {
-                        Event::Delivered => t.delivered += 1,
-                        Event::Dlq => t.dlq += 1,
-                        Event::Filtered => t.filtered += 1,
-                    }
-                    t.warnings += u64::from(p.warned);
-                    if let Some((path, w)) = &mut audit {
-                        let body = audit::RecordEvent {
-                            record: format!("{}:{}#{}", plan.components[p.source].name, p.file, p.index),
-                            message_id: p.control_id.as_deref(),
-                            event: p.event.as_str(),
-                            component: &p.component,
-                            sinks: &p.sinks,
-                        };
-                        chain
-                            .write(w, p.seq, &clock.now(), body)
-                            .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
-                    }
-                }
-                if !waiting.is_empty() {
-                    sync_outputs(&mut files, &mut dlq_out, &mut audit)?;
-                    for (done, delivery) in waiting.drain(..) {
-                        (done.0)(delivery);
-                    }
-                }
+            let mut w = Writer {
+                plan,
+                clock,
+                outputs,
+                source_slot,
+                chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
+                totals,
+                store,
+                last_checkpoint: Instant::now(),
+            };
+            let result = w.run(out_rx, resumes);
+            if result.is_err()
+                && let Some((store, id, _)) = &w.store
+            {
+                // The last checkpoint stands; resuming starts from it.
+                let _ = store.set_status(*id, Status::Failed, &clock.now());
             }
-            let (dlq_path, dlq) = dlq_out;
-            for (path, w) in files {
-                sink::finish(w, &path)?;
-            }
-            sink::finish(dlq, &dlq_path)?;
-            if let Some((path, mut w)) = audit {
-                let body = audit::Completed {
-                    event: "run_completed",
-                    records_in: t.records_in,
-                    delivered: t.delivered,
-                    dlq: t.dlq,
-                    filtered: t.filtered,
-                    warnings: t.warnings,
-                    balanced: t.records_in == t.delivered + t.dlq + t.filtered,
-                };
-                chain
-                    .write(&mut w, t.records_in + 1, &clock.now(), body)
-                    .map_err(|e| RunError::io("write", std::path::Path::new(&path), &e))?;
-                sink::finish(w, &path)?;
-            }
-            Ok(t)
+            result.map(|()| w.totals)
         });
 
         let mut failure = None;
@@ -571,7 +645,7 @@ pub fn execute(
                     let ctx = Ctx { c, run_id, now: &now };
                     let processed: Vec<Processed> =
                         pool.install(|| batch.into_par_iter().map(|r| ctx.process(r)).collect());
-                    if out_tx.send(processed).is_err() {
+                    if out_tx.send(ToWriter::Batch(processed)).is_err() {
                         break;
                     }
                 }
@@ -581,16 +655,177 @@ pub fn execute(
                 }
             }
         }
+        let reader = reader.join();
+        let end = match (&failure, &reader) {
+            (None, Ok(false)) => End::Completed,
+            (None, Ok(true)) => End::Interrupted,
+            _ => End::Failed,
+        };
+        let _ = out_tx.send(ToWriter::End(end));
         drop(out_tx);
-        let reader_ok = reader.join().is_ok();
         let written =
             writer.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "the writer thread failed")));
         if let Some(e) = failure {
             return Err(e);
         }
-        if !reader_ok {
+        if reader.is_err() {
             return Err(RunError::new(findings::INTERNAL, "the reader thread failed"));
         }
         written
     })
+}
+
+/// The writer thread's state: the only place outputs, the audit chain and checkpoints are
+/// written.
+struct Writer<'a> {
+    plan: &'a sluice_compiler::plan::Plan,
+    clock: &'a Clock,
+    outputs: Outputs,
+    /// Component index of a source -> its slot in `totals.per_source`.
+    source_slot: Vec<usize>,
+    chain: Chain,
+    totals: Totals,
+    store: Option<(Store, i64, Duration)>,
+    last_checkpoint: Instant,
+}
+
+impl Writer<'_> {
+    fn run(&mut self, batches: crossbeam_channel::Receiver<ToWriter>, resumes: u32) -> Result<(), RunError> {
+        let mut waiting = Vec::new();
+        let mut end = End::Failed;
+        for msg in batches {
+            match msg {
+                ToWriter::Batch(batch) => self.write_batch(batch, &mut waiting)?,
+                ToWriter::End(e) => {
+                    end = e;
+                    break;
+                }
+            }
+            if !waiting.is_empty() {
+                let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+                sync_outputs(files, dlq, audit)?;
+                for (done, delivery) in waiting.drain(..) {
+                    let Completion(done) = done;
+                    done(delivery);
+                }
+            }
+            if self.store.as_ref().is_some_and(|(_, _, every)| self.last_checkpoint.elapsed() >= *every) {
+                self.checkpoint()?;
+            }
+        }
+        match end {
+            End::Completed => self.complete(resumes),
+            End::Interrupted => {
+                self.totals.interrupted = true;
+                self.checkpoint()?;
+                self.set_status(Status::Interrupted)
+            }
+            End::Failed => {
+                // Whatever was written after the last checkpoint is cut away by a resume.
+                Err(RunError::new(findings::INTERNAL, "the run stopped before its input ended"))
+            }
+        }
+    }
+
+    fn write_batch(
+        &mut self,
+        batch: Vec<Processed>,
+        waiting: &mut Vec<(Completion, Delivery)>,
+    ) -> Result<(), RunError> {
+        let plan = self.plan;
+        let Outputs { files, sink_of, dlq: (dlq_path, dlq), audit } = &mut self.outputs;
+        let t = &mut self.totals;
+        for mut p in batch {
+            if let Some(done) = p.completion.take() {
+                let delivery = Delivery {
+                    event: p.event,
+                    rejected_at_source: p.rejected_at_source,
+                    findings: std::mem::take(&mut p.findings),
+                };
+                waiting.push((done, delivery));
+            }
+            t.records_in += 1;
+            t.per_source[self.source_slot[p.source]].1 += 1;
+            for (comp, line) in &p.sink_lines {
+                if let Some((f, slot)) = sink_of[*comp] {
+                    let (path, w) = &mut files[f];
+                    sink::write_line(w, line, path)?;
+                    t.per_sink[slot].1 += 1;
+                }
+            }
+            for line in &p.dlq_lines {
+                sink::write_line(dlq, line, dlq_path)?;
+            }
+            match p.event {
+                Event::Delivered => t.delivered += 1,
+                Event::Dlq => t.dlq += 1,
+                Event::Filtered => t.filtered += 1,
+            }
+            t.warnings += u64::from(p.warned);
+            if let Some((path, w)) = audit {
+                let body = audit::RecordEvent {
+                    record: format!("{}:{}#{}", plan.components[p.source].name, p.file, p.index),
+                    message_id: p.control_id.as_deref(),
+                    event: p.event.as_str(),
+                    component: &p.component,
+                    sinks: &p.sinks,
+                };
+                self.chain
+                    .write(w, p.seq, &self.clock.now(), body)
+                    .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs every output, then saves their lengths and the counts in the state store.
+    fn checkpoint(&mut self) -> Result<(), RunError> {
+        self.last_checkpoint = Instant::now();
+        let Some((store, id, _)) = &self.store else {
+            let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+            return sync_outputs(files, dlq, audit);
+        };
+        let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+        sync_outputs(files, dlq, audit)?;
+        let checkpoint = Checkpoint {
+            records: self.totals.records_in,
+            counts: self.totals.counts(),
+            outputs: output_lengths(files, dlq, audit)?,
+            audit_head: self.chain.head().to_string(),
+            at: self.clock.now(),
+        };
+        store.save(*id, &checkpoint)
+    }
+
+    fn set_status(&self, status: Status) -> Result<(), RunError> {
+        match &self.store {
+            Some((store, id, _)) => store.set_status(*id, status, &self.clock.now()),
+            None => Ok(()),
+        }
+    }
+
+    /// The input ended: `run_completed`, every output synced, the run marked completed.
+    fn complete(&mut self, resumes: u32) -> Result<(), RunError> {
+        let t = &self.totals;
+        if let Some((path, w)) = &mut self.outputs.audit {
+            let body = audit::Completed {
+                event: "run_completed",
+                records_in: t.records_in,
+                delivered: t.delivered,
+                dlq: t.dlq,
+                filtered: t.filtered,
+                warnings: t.warnings,
+                balanced: t.records_in == t.delivered + t.dlq + t.filtered,
+                resumes,
+            };
+            self.chain
+                .write(w, t.records_in + 1, &self.clock.now(), body)
+                .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
+        }
+        let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+        for (path, w) in files.iter_mut().chain(std::iter::once(dlq)).chain(audit.iter_mut()) {
+            sink::finish(w, path)?;
+        }
+        self.set_status(Status::Completed)
+    }
 }

@@ -66,6 +66,18 @@ findings! {
         "A worker thread failed or the thread pool could not be built.";
     LISTEN = "RT009", RunError, "cannot listen",
         "A listening source (`mllp`) could not bind its `listen` address (in use, not an address of this machine, or a privileged port), or its TLS certificate or key could not be read or used. The message names the source and the file, never the key.";
+    STATE = "RT010", RunError, "state store unusable",
+        "The state store (`state.path`, SQLite) could not be created, opened, read or written, or was written by a newer Sluice. The message names the file and what failed. Check that its directory is writable; move a damaged file aside to start over (the next run then cannot resume an earlier one).";
+    STATE_LOCKED = "RT011", RunError, "state store in use",
+        "Another `sluice run` of a pipeline with the same `state.path` is running: one process at a time owns a state store (a lock on `<path>.lock`, released when that process ends, even if it is killed). Wait for it, or stop it with Ctrl-C or SIGTERM, which lets it save a checkpoint.";
+    RUN_UNFINISHED = "RT012", RunError, "an earlier run did not finish",
+        "The pipeline's last run stopped before the end (interrupted, failed or killed), and its checkpoint is in the state store. `sluice run --resume` continues it from the checkpoint (outputs are cut back to it, so nothing is written twice); `sluice run --restart` abandons it and starts over (outputs are truncated). A plain run does neither, so that it cannot overwrite what the interrupted run wrote by accident.";
+    RESUME_PLAN_CHANGED = "RT013", RunError, "plan changed since the run stopped",
+        "`--resume` needs the plan the interrupted run was started with (same specs, same paths): a different mapping or rule would make the records before and after the checkpoint disagree. Undo the change and resume, or start over with `--restart`. The plan hash includes file paths as given, so run from the same directory.";
+    RESUME_INPUT_CHANGED = "RT014", RunError, "input or output changed since the run stopped",
+        "A resume reads the same input files as the interrupted run and appends to the same outputs. An input file is gone, changed size or was modified, or an output file is missing or shorter than the checkpoint says, so records would be skipped or counted twice. Restore the file, or start over with `--restart`.";
+    NOTHING_TO_RESUME = "RT015", RunError, "nothing to resume",
+        "`sluice run --resume` found no unfinished run of the pipeline in its state store (the last run completed, or none ran), or the pipeline has no state store (`state: {path: ...}`), or its source is a live listener (MLLP peers resend what was not acknowledged, so there is no position to resume from). Run without `--resume`.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";

@@ -10,14 +10,16 @@
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
+//! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
 //!
 //! Invariants kept here: every record that enters leaves through a sink, the DLQ or a filter,
 //! and [`RunSummary::balanced`] checks `records_in == delivered + dlq + filtered`; no data value
 //! appears in errors, DLQ reasons or the audit log; with a fixed clock, output is byte-identical
-//! across runs. Not yet: checkpoints and resume (outputs are truncated at the start of a run),
-//! retries, throttles, tokio I/O sinks, DLQ encryption at rest.
+//! across runs. With a state store, a file run saves checkpoints and an interrupted run resumes
+//! with every record in its outputs exactly once ([`state`]). Not yet: retries, throttles,
+//! tokio I/O sinks, DLQ encryption at rest.
 
 pub mod audit;
 pub mod compile;
@@ -36,7 +38,11 @@ pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod stages;
+pub mod state;
 pub mod time;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -52,6 +58,24 @@ pub struct RunOptions {
     pub fixed_clock: Option<String>,
     /// Worker threads for the CPU step; `None` lets rayon choose.
     pub threads: Option<usize>,
+    /// New run, resume of an unfinished one, or new run replacing an unfinished one.
+    pub start: Start,
+    /// Set it (from a signal handler) to stop a file run: it drains, saves a checkpoint and
+    /// returns a summary with `interrupted`. Listening sources handle SIGINT and SIGTERM
+    /// themselves.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// How `sluice run` starts, with respect to an unfinished run in the state store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Start {
+    /// A new run; refused (RT012) while the state store holds an unfinished one.
+    #[default]
+    New,
+    /// Continue the unfinished run from its checkpoint (`--resume`).
+    Resume,
+    /// Abandon the unfinished run, if any, and start a new one (`--restart`).
+    Restart,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -75,6 +99,12 @@ pub struct RunSummary {
     pub records_per_second: f64,
     /// `records_in == delivered + dlq + filtered`.
     pub balanced: bool,
+    /// A signal stopped the run before its input ended; with a state store, `sluice run
+    /// --resume` continues it.
+    pub interrupted: bool,
+    /// For a resumed run: the records already durable when this invocation started (the
+    /// counts above cover the whole run, from its first record).
+    pub resumed_from: Option<u64>,
 }
 
 /// The run id: the first 12 hex characters of sha256(plan hash + clock seed); deterministic
@@ -100,13 +130,36 @@ pub fn run_with_events(
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
     let compiled = compile::Compiled::new(plan)?;
-    let run_id = run_id(&plan.hash, &clock.seed());
-    let t = match mllp::listener_of(plan) {
-        Some(_) => mllp::serve(&compiled, &clock, &run_id, options.threads, events)?,
-        None => executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files)?,
+    let (run_id, t, resumed_from) = match mllp::listener_of(plan) {
+        Some(_) => {
+            if options.start == Start::Resume {
+                return Err(RunError::new(
+                    findings::NOTHING_TO_RESUME,
+                    format!("pipeline `{}` listens for MLLP: there is no position to resume from", plan.pipeline),
+                )
+                .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
+            }
+            let run_id = run_id(&plan.hash, &clock.seed());
+            let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events)?;
+            (run_id, t, None)
+        }
+        None => {
+            let (run_id, inputs, durability) = start_files_run(&compiled, &clock, options)?;
+            let resumed_from = (options.start == Start::Resume).then_some(durability.start.records);
+            let t = executor::execute(
+                &compiled,
+                &clock,
+                &run_id,
+                options.threads,
+                executor::Feed::Files(inputs),
+                durability,
+            )?;
+            (run_id, t, resumed_from)
+        }
     };
     let elapsed = started.elapsed();
     let secs = elapsed.as_secs_f64();
+    let this_invocation = t.records_in - resumed_from.unwrap_or(0);
     Ok(RunSummary {
         pipeline: plan.pipeline.clone(),
         plan_hash: plan.hash.clone(),
@@ -119,7 +172,95 @@ pub fn run_with_events(
         per_source: t.per_source,
         per_sink: t.per_sink,
         elapsed_ms: elapsed.as_millis() as u64,
-        records_per_second: if secs > 0.0 { t.records_in as f64 / secs } else { 0.0 },
+        records_per_second: if secs > 0.0 { this_invocation as f64 / secs } else { 0.0 },
         balanced: t.records_in == t.delivered + t.dlq + t.filtered,
+        interrupted: t.interrupted,
+        resumed_from,
     })
+}
+
+/// Decides where a file run starts (new, resumed, restarted), checks that a resume reads what
+/// the interrupted run read, and records the run in the state store. Returns the run id, the
+/// input files and the run's [`executor::Durability`].
+fn start_files_run(
+    compiled: &compile::Compiled<'_>,
+    clock: &time::Clock,
+    options: &RunOptions,
+) -> Result<(String, Vec<state::InputFile>, executor::Durability), RunError> {
+    let plan = compiled.plan;
+    let stop = options.stop.clone();
+    let Some(target) = &plan.state else {
+        if options.start == Start::Resume {
+            return Err(RunError::new(
+                findings::NOTHING_TO_RESUME,
+                format!("pipeline `{}` has no state store, so no run of it can be resumed", plan.pipeline),
+            )
+            .with_help("add `state: {path: ...}` to the pipeline to keep checkpoints; run without `--resume` now"));
+        }
+        let durability = executor::Durability { stop, ..Default::default() };
+        return Ok((run_id(&plan.hash, &clock.seed()), executor::file_inputs(compiled)?, durability));
+    };
+    let store = state::Store::open(std::path::Path::new(&target.path))?;
+    let every = std::time::Duration::from_millis(target.checkpoint_every_ms.max(1));
+    let unfinished = store.unfinished(&plan.pipeline)?;
+    match (options.start, unfinished) {
+        (Start::Resume, None) => Err(RunError::new(
+            findings::NOTHING_TO_RESUME,
+            format!("pipeline `{}` has no unfinished run in `{}`", plan.pipeline, target.path),
+        )
+        .with_help("its last run completed (or none ran); run without `--resume`")),
+        (Start::New, Some(row)) => Err(RunError::new(
+            findings::RUN_UNFINISHED,
+            format!(
+                "run {} of pipeline `{}` did not finish ({}, {} records durable at its last checkpoint)",
+                row.run_id,
+                plan.pipeline,
+                row.status.as_str(),
+                row.checkpoint.records
+            ),
+        )
+        .with_help(
+            "`sluice run --resume` continues it; `sluice run --restart` abandons it and starts over (its outputs are truncated)",
+        )),
+        (Start::Resume, Some(row)) => {
+            if row.plan_hash != plan.hash {
+                return Err(RunError::new(
+                    findings::RESUME_PLAN_CHANGED,
+                    format!(
+                        "run {} was started with plan {}, and the pipeline now compiles to plan {}",
+                        row.run_id, row.plan_hash, plan.hash
+                    ),
+                )
+                .with_help("undo the change to the specs (and run from the same directory) to resume, or start over with `--restart`"));
+            }
+            for input in &row.inputs {
+                if let Some(why) = input.changed() {
+                    return Err(RunError::new(
+                        findings::RESUME_INPUT_CHANGED,
+                        format!("input `{}` {why} since run {} started", input.path, row.run_id),
+                    )
+                    .with_help("restore the file to resume, or start over with `--restart`"));
+                }
+            }
+            let resumes = store.resumed(row.id, &clock.now())?;
+            let durability = executor::Durability {
+                start: row.checkpoint,
+                resumes,
+                store: Some((store, row.id, every)),
+                stop,
+            };
+            Ok((row.run_id, row.inputs, durability))
+        }
+        (Start::New | Start::Restart, unfinished) => {
+            if let Some(row) = unfinished {
+                store.set_status(row.id, state::Status::Abandoned, &clock.now())?;
+            }
+            let run_id = run_id(&plan.hash, &clock.seed());
+            let inputs = executor::file_inputs(compiled)?;
+            let start = state::Checkpoint::default();
+            let id = store.begin(&run_id, &plan.pipeline, &plan.hash, &clock.now(), &inputs, &start)?;
+            let durability = executor::Durability { start, resumes: 0, store: Some((store, id, every)), stop };
+            Ok((run_id, inputs, durability))
+        }
+    }
 }

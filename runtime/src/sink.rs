@@ -17,8 +17,9 @@
 //! Invariants:
 //! - Lines are rendered on the CPU workers but written by the writer thread only, in record
 //!   order: same input, plan and clock give byte-identical files.
-//! - Files are truncated at the start of a run and flushed and synced at its end; resuming from
-//!   checkpoints (and idempotent sinks) comes with the runtime issue.
+//! - Files are truncated at the start of a new run and flushed and synced at its end. A resumed
+//!   run reopens them cut back to their checkpoint lengths ([`reopen`]), so every record is in
+//!   them exactly once (`crate::state`).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -157,8 +158,32 @@ pub fn write_line(w: &mut BufWriter<File>, line: &str, path: &str) -> Result<(),
         .map_err(|e| RunError::io("write", Path::new(path), &e))
 }
 
+/// Opens an existing output for a resumed run: cut back to `len` bytes (the checkpoint's; what
+/// a crash left after it goes) and positioned at its end. An output shorter than `len` was
+/// changed since the checkpoint, and is refused.
+pub fn reopen(path: &str, len: u64) -> Result<BufWriter<File>, RunError> {
+    use std::io::{Seek, SeekFrom};
+    let p = Path::new(path);
+    let changed = |what: String| {
+        RunError::new(crate::findings::RESUME_INPUT_CHANGED, format!("output `{path}` {what} since the run stopped"))
+            .with_help("restore the file, or start over with `sluice run --restart`")
+    };
+    let mut f = match std::fs::OpenOptions::new().write(true).open(p) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(changed("was removed".into())),
+        Err(e) => return Err(RunError::io("open", p, &e)),
+    };
+    let actual = f.metadata().map_err(|e| RunError::io("read", p, &e))?.len();
+    if actual < len {
+        return Err(changed(format!("is shorter than its checkpoint ({actual} bytes, checkpoint {len})")));
+    }
+    f.set_len(len).map_err(|e| RunError::io("truncate", p, &e))?;
+    f.seek(SeekFrom::End(0)).map_err(|e| RunError::io("seek", p, &e))?;
+    Ok(BufWriter::with_capacity(256 * 1024, f))
+}
+
 /// Flushes and syncs a file at the end of the run.
-pub fn finish(mut w: BufWriter<File>, path: &str) -> Result<(), RunError> {
+pub fn finish(w: &mut BufWriter<File>, path: &str) -> Result<(), RunError> {
     w.flush().map_err(|e| RunError::io("flush", Path::new(path), &e))?;
     w.get_ref().sync_all().map_err(|e| RunError::io("sync", Path::new(path), &e))
 }

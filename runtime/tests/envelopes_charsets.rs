@@ -10,7 +10,7 @@ use sluice_compiler::plan::*;
 use sluice_runtime::{RunOptions, run, verify_audit_chain};
 
 fn opts() -> RunOptions {
-    RunOptions { fixed_clock: Some(CLOCK.into()), threads: Some(2) }
+    RunOptions { fixed_clock: Some(CLOCK.into()), threads: Some(2), ..Default::default() }
 }
 
 fn pipeline(dir: &std::path::Path, pattern: &str, encoding: &str) -> Plan {

@@ -11,7 +11,7 @@ use sluice_spec_core::ValueType;
 const PHI: &[&str] = &["DOE", "JOHN", "123-45-6789", "MRN001", "987654", "SMITH", "555-123-4567"];
 
 fn opts(threads: usize) -> RunOptions {
-    RunOptions { fixed_clock: Some(CLOCK.into()), threads: Some(threads) }
+    RunOptions { fixed_clock: Some(CLOCK.into()), threads: Some(threads), ..Default::default() }
 }
 
 struct Fixture {
@@ -466,7 +466,7 @@ fn no_mask_stage_means_not_compliant_and_bad_clock_is_rejected() {
     let rec = &lines(&p(&dir, "out/o.jsonl"))[0];
     assert_eq!(rec["compliance"]["hipaa_compliant"], false);
     assert_eq!(rec["compliance"]["pii_masked"], false);
-    let bad = RunOptions { fixed_clock: Some("yesterday".into()), threads: None };
+    let bad = RunOptions { fixed_clock: Some("yesterday".into()), threads: None, ..Default::default() };
     assert_eq!(run(&plan, &bad).unwrap_err().code, "RT006");
     let mut missing = plan.clone();
     if let ComponentKind::Source(s) = &mut missing.components[0].kind {

@@ -18,7 +18,7 @@ use sluice_spec_core::{PhiClass, ValueType};
 use crate::expr::ast::Expr;
 
 /// Version of the plan's JSON shape; bumped when a change would confuse an older runtime.
-pub const PLAN_FORMAT: u32 = 3;
+pub const PLAN_FORMAT: u32 = 4;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
@@ -467,6 +467,8 @@ pub struct FileTarget {
 pub struct StateTarget {
     pub kind: String,
     pub path: String,
+    /// How often the writer commits a checkpoint (outputs synced, then the position).
+    pub checkpoint_every_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]

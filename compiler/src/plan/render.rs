@@ -142,7 +142,7 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     if let Some(s) = &plan.state {
-        let _ = writeln!(o, "state {} ({})", s.path, s.kind);
+        let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.path, s.kind, s.checkpoint_every_ms);
     }
     let d = &plan.defaults;
     let _ = writeln!(

@@ -135,12 +135,17 @@ pub struct ComponentSpec<'n> {
     pub body: Body<'n>,
 }
 
+/// `state.checkpoint_every` when not written.
+pub const DEFAULT_CHECKPOINT_EVERY_MS: u64 = 1000;
+
 pub struct PipelineSpec<'n> {
     pub name: String,
     pub components: Vec<ComponentSpec<'n>>,
     pub dlq: Option<Spanned>,
     pub audit: Option<Spanned>,
     pub state: Option<Spanned>,
+    /// `state.checkpoint_every` in milliseconds.
+    pub checkpoint_every_ms: u64,
     pub defaults: Defaults,
 }
 
@@ -163,19 +168,20 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
     }
     let file_target = |cx: &mut Cx, key: &str| {
         let n = obj.get(key)?;
-        let o = reader::object(
-            cx,
-            n,
-            if key == "state" { &shape::STATE } else { &shape::FILE_TARGET },
-            &format!("`{key}`"),
-        )?;
+        let o = reader::object(cx, n, &shape::FILE_TARGET, &format!("`{key}`"))?;
         o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
     };
     let dlq = file_target(cx, "dlq");
     let audit = file_target(cx, "audit");
-    let state = file_target(cx, "state");
+    let mut checkpoint_every_ms = DEFAULT_CHECKPOINT_EVERY_MS;
+    let state = obj.get("state").and_then(|n| reader::object(cx, n, &shape::STATE, "`state`")).and_then(|o| {
+        if let Some(every) = o.get("checkpoint_every").and_then(|n| reader::duration(cx, n, "`checkpoint_every`")) {
+            checkpoint_every_ms = every;
+        }
+        o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
+    });
     let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
-    Some(PipelineSpec { name, components, dlq, audit, state, defaults })
+    Some(PipelineSpec { name, components, dlq, audit, state, checkpoint_every_ms, defaults })
 }
 
 pub fn default_defaults() -> Defaults {

@@ -113,10 +113,15 @@ pub static FILE_TARGET: Shape = Shape {
 pub static STATE: Shape = Shape {
     name: "state",
     type_tag: None,
-    doc: "The state store.",
+    doc: "The state store: run records and checkpoints (SQLite), so an interrupted run resumes with `sluice run --resume`.",
     keys: &[
         opt("type", KeyType::Enum(&["sqlite"]), "Store kind (default `sqlite`)."),
         req("path", KeyType::String, "Database file, relative to the pipeline file."),
+        opt(
+            "checkpoint_every",
+            KeyType::Duration,
+            "How often the run commits a checkpoint: outputs synced to disk, then the source position (default `1s`).",
+        ),
     ],
 };
 

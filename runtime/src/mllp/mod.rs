@@ -139,7 +139,7 @@ pub fn serve(
             ))
         })
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the listener thread"))?;
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx));
+    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx), executor::Durability::default());
     // The executor ends when every sender is gone (after a signal), or on an error: then stop
     // the listener too.
     let _ = stop_tx.send(true);

@@ -1,0 +1,342 @@
+//! Checkpoints and resume, through the real binary: `kill -9` at random moments of a
+//! 200,000-message run, Ctrl-C (SIGINT) and `--resume`, and every refusal (RT011-RT015).
+//!
+//! The input is the bundled examples (`feed-2024-01-15.hl7` and `rejects.hl7`: 66 records, of
+//! which 39 are delivered, 6 go to the DLQ and 21 are filtered) repeated, so the expected
+//! counts are known exactly and the DLQ is exercised on every copy.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{text, workspace};
+
+const CLOCK: &str = "2024-01-01T00:00:00Z";
+/// Records per copy of the examples, and how they end.
+const PER_COPY: (u64, u64, u64, u64) = (66, 39, 6, 21);
+
+fn sluice(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(dir);
+    c
+}
+
+fn run(dir: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "pipelines/resume.yaml", "--summary", "json", "--fixed-clock", CLOCK];
+    args.extend_from_slice(extra);
+    sluice(dir).args(&args).output().unwrap()
+}
+
+fn spawn(dir: &Path, extra: &[&str]) -> Child {
+    let mut args = vec!["run", "pipelines/resume.yaml", "--summary", "json", "--fixed-clock", CLOCK];
+    args.extend_from_slice(extra);
+    sluice(dir).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// A workspace whose pipeline `resume.yaml` is the quick start's, reading `input/` (the
+/// examples repeated `copies` times into one file) and checkpointing every `every`.
+fn setup(name: &str, copies: usize, every: &str) -> PathBuf {
+    let dir = workspace(name);
+    let mut one = Vec::new();
+    for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {
+        one.extend(std::fs::read(dir.join("examples/hl7").join(file)).unwrap());
+        one.extend_from_slice(b"\r\n");
+    }
+    std::fs::create_dir_all(dir.join("input")).unwrap();
+    std::fs::write(dir.join("input/feed.hl7"), one.repeat(copies)).unwrap();
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let pipeline = quickstart
+        .replace("name: quickstart", "name: resume-test")
+        .replace("../examples/hl7/*.hl7", "../input/*.hl7")
+        .replace("../out/quickstart/", "../out/")
+        .replace("path: ../out/state.db", &format!("path: ../out/state.db\n  checkpoint_every: {every}"));
+    assert!(pipeline.contains("checkpoint_every"), "the quick start keeps a state store");
+    std::fs::write(dir.join("pipelines/resume.yaml"), pipeline).unwrap();
+    dir
+}
+
+fn summary(out: &Output) -> serde_json::Value {
+    serde_json::from_str(text(&out.stdout).trim())
+        .unwrap_or_else(|_| panic!("no summary: {}{}", text(&out.stdout), text(&out.stderr)))
+}
+
+fn error_code(out: &Output) -> String {
+    let err = text(&out.stderr);
+    err.strip_prefix("error[").and_then(|e| e.split(']').next()).unwrap_or_default().to_string()
+}
+
+fn expect_totals(s: &serde_json::Value, copies: u64) {
+    let (n, delivered, dlq, filtered) = PER_COPY;
+    assert_eq!(s["records_in"], n * copies, "{s}");
+    assert_eq!(s["delivered"], delivered * copies, "{s}");
+    assert_eq!(s["dlq"], dlq * copies, "{s}");
+    assert_eq!(s["filtered"], filtered * copies, "{s}");
+    assert_eq!(s["balanced"], true);
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Every record exactly once: the audit chain verifies and numbers the records 1..=N with no
+/// gap or repeat, the sink holds one line per delivered entry (by `audit_log_id`), and the DLQ
+/// one line per rejected message of the input.
+fn expect_exactly_once(dir: &Path, copies: u64) {
+    let out = dir.join("out");
+    let n = PER_COPY.0 * copies;
+    assert_eq!(sluice_runtime::verify_audit_chain(out.join("audit.jsonl")), Ok(n + 1));
+    let audit = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
+    let mut delivered = BTreeSet::new();
+    for (i, line) in audit.lines().enumerate() {
+        let e: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(e["seq"], i as u64 + 1, "audit entries numbered without gap or repeat");
+        if e["event"] == "delivered" {
+            delivered.insert(format!("{}-{}", e["run_id"].as_str().unwrap(), e["seq"]));
+        }
+    }
+    let sink = std::fs::read_to_string(out.join("patient-events.jsonl")).unwrap();
+    let ids: Vec<String> = sink
+        .lines()
+        .map(|l| {
+            let r: serde_json::Value = serde_json::from_str(l).expect("every sink line whole");
+            r["compliance"]["audit_log_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let unique: BTreeSet<String> = ids.iter().cloned().collect();
+    assert_eq!(unique.len(), ids.len(), "no record twice in the sink");
+    assert_eq!(unique, delivered, "the sink holds exactly the delivered records");
+    let dlq = std::fs::read_to_string(out.join("dlq.jsonl")).unwrap();
+    let dlq_entries = dlq.lines().inspect(|l| assert!(serde_json::from_str::<serde_json::Value>(l).is_ok())).count();
+    assert_eq!(dlq_entries as u64, PER_COPY.2 * copies, "one DLQ entry per rejected message");
+}
+
+/// A small deterministic generator (the seed is printed, so a failure can be replayed with
+/// `SLUICE_KILL_SEED`).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_fraction(&mut self) -> f64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+#[test]
+fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
+    // 3031 copies of 66 records: 200,046 messages.
+    let copies = 3031u64;
+    let dir = setup("resume-kill", copies as usize, "100ms");
+    let seed = std::env::var("SLUICE_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
+    println!("kill seed {seed} (SLUICE_KILL_SEED={seed} replays it)");
+    let mut rng = Lcg(seed);
+    // Kill when the audit log passes random sizes between 3% and 85% of its final size
+    // (estimated: about 330 bytes an entry), in increasing order, so each restart has made
+    // progress from the previous checkpoint.
+    let estimate = (PER_COPY.0 * copies) as f64 * 330.0;
+    let mut targets: Vec<u64> = (0..5).map(|_| (estimate * (0.03 + 0.82 * rng.next_fraction())) as u64).collect();
+    targets.sort_unstable();
+    let audit = dir.join("out/audit.jsonl");
+    let mut kills = 0;
+    let mut console = String::new();
+    for (i, target) in targets.iter().enumerate() {
+        let mut child = spawn(&dir, if i == 0 { &[] } else { &["--resume"] });
+        let started = Instant::now();
+        let killed = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                // It finished before reaching the target: nothing to kill.
+                assert!(status.success(), "run {i} failed: {status}");
+                break false;
+            }
+            if file_len(&audit) >= *target {
+                child.kill().unwrap();
+                break true;
+            }
+            assert!(started.elapsed() < Duration::from_secs(600), "run {i} made no progress");
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let out = child.wait_with_output().unwrap();
+        console.push_str(&text(&out.stdout));
+        console.push_str(&text(&out.stderr));
+        if !killed {
+            break;
+        }
+        kills += 1;
+        // A plain run refuses to overwrite the killed run's outputs.
+        let refused = run(&dir, &[]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
+    }
+    println!("killed {kills} times at audit sizes {targets:?} (estimated final size {estimate:.0})");
+    assert!(kills >= 3, "the kills should land inside the run: {kills}");
+    let last = run(&dir, &["--resume"]);
+    console.push_str(&text(&last.stdout));
+    console.push_str(&text(&last.stderr));
+    assert!(last.status.success(), "{}", text(&last.stderr));
+    let s = summary(&last);
+    expect_totals(&s, copies);
+    assert!(s["resumed_from"].as_u64().is_some());
+    expect_exactly_once(&dir, copies);
+    let completed = std::fs::read_to_string(&audit).unwrap().lines().last().unwrap().to_string();
+    let completed: serde_json::Value = serde_json::from_str(&completed).unwrap();
+    assert_eq!(completed["event"], "run_completed");
+    assert_eq!(completed["resumes"], kills, "each resume is counted in the audit");
+    assert!(!console.contains("TESTPATIENT") && !console.contains("panicked"), "{console}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_output() {
+    let copies = 400;
+    let dir = setup("resume-sigint", copies, "1s");
+    // The reference: the same run, uninterrupted.
+    let whole = run(&dir, &[]);
+    assert!(whole.status.success(), "{}", text(&whole.stderr));
+    std::fs::rename(dir.join("out"), dir.join("reference")).unwrap();
+
+    let mut child = spawn(&dir, &[]);
+    let started = Instant::now();
+    while file_len(&dir.join("out/audit.jsonl")) < 1_000_000 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        assert!(started.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SIGINT, as Ctrl-C sends it.
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    let s = summary(&out);
+    assert_eq!(s["interrupted"], true);
+    assert_eq!(s["balanced"], true, "what was read was drained");
+    let stopped_at = s["records_in"].as_u64().unwrap();
+    assert!(stopped_at > 0 && stopped_at < PER_COPY.0 * copies as u64, "{s}");
+    // Everything read before the signal is durable and audited; no `run_completed` yet.
+    assert_eq!(sluice_runtime::verify_audit_chain(dir.join("out/audit.jsonl")), Ok(stopped_at));
+
+    let refused = run(&dir, &[]);
+    assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("interrupted"), "{}", text(&refused.stderr));
+
+    let resumed = run(&dir, &["--resume"]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    let s = summary(&resumed);
+    assert_eq!(s["resumed_from"], stopped_at);
+    expect_totals(&s, copies as u64);
+    for file in ["patient-events.jsonl", "dlq.jsonl"] {
+        let a = std::fs::read(dir.join("out").join(file)).unwrap();
+        let b = std::fs::read(dir.join("reference").join(file)).unwrap();
+        assert!(a == b, "{file}: the resumed run wrote what the uninterrupted one did");
+    }
+    // The audit too, but for `run_completed`, which counts the resume.
+    let a = std::fs::read_to_string(dir.join("out/audit.jsonl")).unwrap();
+    let b = std::fs::read_to_string(dir.join("reference/audit.jsonl")).unwrap();
+    let (a_lines, b_lines): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    assert_eq!(a_lines.len(), b_lines.len());
+    assert!(a_lines[..a_lines.len() - 1] == b_lines[..b_lines.len() - 1], "audit record entries identical");
+    assert!(a_lines.last().unwrap().contains("\"resumes\":1"));
+    assert!(!b_lines.last().unwrap().contains("resumes"));
+    expect_exactly_once(&dir, copies as u64);
+
+    // Nothing left to resume now.
+    let again = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&again), "RT015", "{}", text(&again.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Interrupts (SIGTERM) a run of `dir` once it has written a few hundred records.
+fn interrupt_mid_run(dir: &Path) -> u64 {
+    // The audit log of an earlier run would look like progress before this run truncates it.
+    let _ = std::fs::remove_file(dir.join("out/audit.jsonl"));
+    let mut child = spawn(dir, &[]);
+    let started = Instant::now();
+    while file_len(&dir.join("out/audit.jsonl")) < 200_000 {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+        assert!(started.elapsed() < Duration::from_secs(300));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    summary(&out)["records_in"].as_u64().unwrap()
+}
+
+#[test]
+fn resume_refuses_what_would_skip_or_repeat_records() {
+    let copies = 200;
+    let dir = setup("resume-refusals", copies, "50ms");
+
+    // No unfinished run.
+    let none = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&none), "RT015", "{}", text(&none.stderr));
+
+    interrupt_mid_run(&dir);
+
+    // Another process holds the store.
+    let lock = std::fs::OpenOptions::new().write(true).open(dir.join("out/state.db.lock")).unwrap();
+    lock.try_lock().unwrap();
+    let locked = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&locked), "RT011", "{}", text(&locked.stderr));
+    drop(lock);
+
+    // The plan changed.
+    let pipeline = dir.join("pipelines/resume.yaml");
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, spec.replace("batch_size: 64", "batch_size: 32")).unwrap();
+    let changed = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&changed), "RT013", "{}", text(&changed.stderr));
+    std::fs::write(&pipeline, &spec).unwrap();
+
+    // An input changed.
+    let input = dir.join("input/feed.hl7");
+    let original = std::fs::read(&input).unwrap();
+    std::fs::write(&input, [&original[..], b"MSH|^~\\&|X\r\n"].concat()).unwrap();
+    let grown = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&grown), "RT014", "{}", text(&grown.stderr));
+    std::fs::write(&input, &original).unwrap();
+    // (Same size and content, new modification time: still refused, as it cannot be told
+    // from an edit.)
+    let touched = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&touched), "RT014", "{}", text(&touched.stderr));
+    assert!(text(&touched.stderr).contains("was modified"), "{}", text(&touched.stderr));
+
+    // `--restart` abandons the interrupted run and starts over from the (new) input.
+    let restarted = run(&dir, &["--restart"]);
+    assert!(restarted.status.success(), "{}", text(&restarted.stderr));
+    expect_totals(&summary(&restarted), copies as u64);
+    expect_exactly_once(&dir, copies as u64);
+
+    // An output cut short after the checkpoint is refused.
+    interrupt_mid_run(&dir);
+    let sink = dir.join("out/patient-events.jsonl");
+    let f = std::fs::OpenOptions::new().write(true).open(&sink).unwrap();
+    f.set_len(10).unwrap();
+    let short = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&short), "RT014", "{}", text(&short.stderr));
+    assert!(text(&short.stderr).contains("shorter than its checkpoint"), "{}", text(&short.stderr));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn without_a_state_store_there_is_nothing_to_resume() {
+    let dir = setup("resume-nostate", 1, "1s");
+    let pipeline = dir.join("pipelines/resume.yaml");
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    let without: String = spec
+        .lines()
+        .filter(|l| !l.starts_with("state:") && !l.contains("state.db") && !l.contains("checkpoint_every"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&pipeline, without).unwrap();
+    let out = run(&dir, &["--resume"]);
+    assert_eq!(error_code(&out), "RT015", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no state store"), "{}", text(&out.stderr));
+    let plain = run(&dir, &[]);
+    assert!(plain.status.success());
+    expect_totals(&summary(&plain), 1);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
