@@ -364,6 +364,48 @@ fn on_commit_acks_only_after_the_record_is_on_disk_and_bad_frames_get_ar_or_clos
 }
 
 #[test]
+fn a_restarted_listener_appends_and_keeps_one_audit_chain() {
+    let dir = workspace("restart", &[]);
+    let send = |server: &Server, ids: &[&str]| {
+        let mut s = server.connect();
+        for id in ids {
+            s.write_all(&mllp::frame(ADT.replace("CTRL1", id).as_bytes())).unwrap();
+            assert_eq!(msa(&read_frame(&mut s).unwrap()), ("AA".into(), id.to_string()));
+        }
+    };
+    let first = Server::start(&dir);
+    send(&first, &["FIRST1", "FIRST2", "FIRST3"]);
+    let (exit, _, _, stderr) = first.stop("INT");
+    assert_eq!(exit, Some(0), "{stderr}");
+    // What a crash in the middle of a write leaves: a partial line, of a record never ACKed.
+    let sink = dir.join("out/mllp-listener/patient-events.jsonl");
+    let audit = dir.join("out/mllp-listener/audit.jsonl");
+    for file in [&sink, &audit] {
+        let mut f = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+        f.write_all(b"{\"partial\":").unwrap();
+    }
+    let second = Server::start(&dir);
+    send(&second, &["SECOND1", "SECOND2"]);
+    let (exit, summary, _, stderr) = second.stop("TERM");
+    assert_eq!(exit, Some(0), "{stderr}");
+    assert_eq!(summary["records_in"], 2, "the summary counts this run");
+    let lines: Vec<serde_json::Value> =
+        std::fs::read_to_string(&sink).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ids: Vec<&str> = lines.iter().map(|r| r["metadata"]["message_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["FIRST1", "FIRST2", "FIRST3", "SECOND1", "SECOND2"], "the first run's records kept");
+    // Two runs, one chain: 3 records + run_completed, then 2 + run_completed, seq 1..=7.
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(7));
+    let entries: Vec<serde_json::Value> =
+        std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(entries[3]["event"], "run_completed");
+    assert_eq!(entries[6]["event"], "run_completed");
+    assert_ne!(entries[0]["run_id"], entries[4]["run_id"], "each start is a run of its own");
+    assert_eq!(lines[3]["compliance"]["audit_log_id"], format!("{}-5", entries[4]["run_id"].as_str().unwrap()));
+}
+
+#[test]
 fn on_receipt_acks_max_connections_and_sigterm_drains() {
     let dir = workspace(
         "receipt",

@@ -18,7 +18,9 @@
 //!   (MSH-10, which is not PHI).
 //! - Written by the writer thread only, in record order, so the chain is deterministic under a
 //!   fixed clock.
-//! - The file is truncated at the start of a new run. A resumed run cuts it back to its
+//! - A listening source's run appends to the file and goes on from its last entry
+//!   ([`last_entry`]: its hash and `seq`), so restarting a listener keeps one chain.
+//! - The file is truncated at the start of a new file run. A resumed run cuts it back to its
 //!   checkpoint and goes on from the head saved with it ([`Chain::resume`]), so the chain of an
 //!   interrupted and resumed run verifies as one; its `run_completed` counts the `resumes`.
 
@@ -117,6 +119,35 @@ impl Chain {
         let line = self.entry(seq, at, body);
         out.write_all(line.as_bytes())?;
         out.write_all(b"\n")
+    }
+}
+
+/// The `seq` and `hash` of the last entry of an audit file whose last line is complete (see
+/// [`crate::sink::append`]); `None` for a missing or empty file. A run that appends to the file
+/// goes on from there, so the file stays one chain.
+pub fn last_entry(path: &std::path::Path) -> Result<Option<(u64, String)>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot open `{}`: {}", path.display(), e.kind())),
+    };
+    let len = f.metadata().map_err(|e| format!("cannot read `{}`: {}", path.display(), e.kind()))?.len();
+    // An entry is a few hundred bytes; the last one is in the last 64 KiB.
+    let start = len.saturating_sub(64 * 1024);
+    let mut tail = Vec::new();
+    f.seek(SeekFrom::Start(start))
+        .and_then(|_| f.read_to_end(&mut tail))
+        .map_err(|e| format!("cannot read `{}`: {}", path.display(), e.kind()))?;
+    let text = String::from_utf8_lossy(&tail);
+    let Some(last) = text.trim_end_matches('\n').rsplit('\n').next().filter(|l| !l.is_empty()) else {
+        return Ok(None);
+    };
+    let entry: serde_json::Value = serde_json::from_str(last)
+        .map_err(|_| format!("the last line of `{}` is not an audit entry", path.display()))?;
+    match (entry.get("seq").and_then(|s| s.as_u64()), entry.get("hash").and_then(|h| h.as_str())) {
+        (Some(seq), Some(hash)) => Ok(Some((seq, hash.to_string()))),
+        _ => Err(format!("the last line of `{}` is not an audit entry", path.display())),
     }
 }
 

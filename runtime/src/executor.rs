@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Invariants:
-//! - Order: the reader numbers records (`seq`, 1-based) in reading order; the CPU step keeps
+//! - Order: the reader numbers records (`seq`, 1-based, going on after the audit log's last
+//!   entry for a live feed) in reading order; the CPU step keeps
 //!   order inside a batch (`par_iter().map().collect()`), batches flow in order, and only the
 //!   writer thread writes. So sink, DLQ and audit files are byte-identical across runs with a
 //!   fixed clock, whatever the thread count.
@@ -24,6 +25,13 @@
 //! - A record may carry a [`Completion`]: the writer calls it with the record's [`Delivery`]
 //!   only after its sink lines, DLQ entries and audit entry are written, flushed and synced to
 //!   disk (`sync_data`), once per batch. That is what lets an ACK mean "durable".
+//! - Checkpoints ([`Durability`], `crate::state`): with a state store, the writer syncs every
+//!   output and then saves the count of durable records, the output lengths and the audit
+//!   head, every `checkpoint_every`; a resumed run reopens the outputs cut back to those
+//!   lengths and the reader skips the durable records, so each record is written once. A
+//!   stop flag (a signal) ends the reading early: the run drains, checkpoints and reports
+//!   `interrupted`. Only a run whose input ended writes `run_completed`.
+//! - A live feed appends to its outputs (never truncating what was acknowledged).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -389,11 +397,14 @@ struct Outputs {
     audit: Option<(String, std::io::BufWriter<std::fs::File>)>,
 }
 
-/// Opens the outputs: created empty for a new run, cut back to the checkpoint's lengths for a
-/// resumed one.
-fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint) -> Result<Outputs, RunError> {
+/// Opens the outputs: created empty for a new file run, cut back to the checkpoint's lengths for
+/// a resumed one, appended to for a live feed (its records were acknowledged).
+fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live: bool) -> Result<Outputs, RunError> {
     let resuming = start.records > 0 || !start.outputs.is_empty();
     let open = |path: &str| -> Result<std::io::BufWriter<std::fs::File>, RunError> {
+        if live {
+            return sink::append(path);
+        }
         if !resuming {
             return sink::create(path);
         }
@@ -505,13 +516,15 @@ fn read_files(
     false
 }
 
-/// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record.
+/// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record. Records
+/// are numbered from `after + 1`.
 fn read_live(
     rx: &crossbeam_channel::Receiver<RawInput>,
     batch_size: usize,
+    after: u64,
     raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
 ) {
-    let mut seq = 0u64;
+    let mut seq = after;
     let mut batch = Vec::with_capacity(batch_size);
     loop {
         let next = if batch.is_empty() {
@@ -585,9 +598,26 @@ pub fn execute(
     durability: Durability,
 ) -> Result<Totals, RunError> {
     let plan = c.plan;
-    let Durability { start, resumes, store, stop } = durability;
+    let Durability { mut start, resumes, store, stop } = durability;
+    let live = matches!(feed, Feed::Live(_));
     let mut totals = Totals::default();
-    let outputs = open_outputs(c, &mut totals, &start)?;
+    let outputs = open_outputs(c, &mut totals, &start, live)?;
+    // A live feed goes on numbering and chaining after the audit log's last entry.
+    let mut first_seq_after = start.records;
+    if live && let Some(a) = &plan.audit {
+        let path = std::path::Path::new(&a.path);
+        match audit::last_entry(path) {
+            Ok(Some((seq, hash))) => {
+                first_seq_after = seq;
+                start.audit_head = hash;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(RunError::new(findings::IO, format!("audit log: {e}"))
+                    .with_help("move the file aside: the run then starts a new chain in a new file"));
+            }
+        }
+    }
     let source_slot: Vec<usize> = {
         let mut slot = vec![0; plan.components.len()];
         let sources =
@@ -611,7 +641,7 @@ pub fn execute(
         let reader = s.spawn(move || match feed {
             Feed::Files(inputs) => read_files(&inputs, batch_size, skip, stop.as_deref(), &raw_tx),
             Feed::Live(rx) => {
-                read_live(&rx, batch_size, &raw_tx);
+                read_live(&rx, batch_size, first_seq_after, &raw_tx);
                 false
             }
         });
@@ -623,6 +653,7 @@ pub fn execute(
                 outputs,
                 source_slot,
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
+                last_seq: first_seq_after,
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
@@ -684,6 +715,8 @@ struct Writer<'a> {
     /// Component index of a source -> its slot in `totals.per_source`.
     source_slot: Vec<usize>,
     chain: Chain,
+    /// The `seq` of the last record written (the audit's `run_completed` takes the next).
+    last_seq: u64,
     totals: Totals,
     store: Option<(Store, i64, Duration)>,
     last_checkpoint: Instant,
@@ -746,6 +779,7 @@ impl Writer<'_> {
             }
             t.records_in += 1;
             t.per_source[self.source_slot[p.source]].1 += 1;
+            self.last_seq = p.seq;
             for (comp, line) in &p.sink_lines {
                 if let Some((f, slot)) = sink_of[*comp] {
                     let (path, w) = &mut files[f];
@@ -819,7 +853,7 @@ impl Writer<'_> {
                 resumes,
             };
             self.chain
-                .write(w, t.records_in + 1, &self.clock.now(), body)
+                .write(w, self.last_seq + 1, &self.clock.now(), body)
                 .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
         }
         let Outputs { files, dlq, audit, .. } = &mut self.outputs;

@@ -17,9 +17,10 @@
 //! Invariants:
 //! - Lines are rendered on the CPU workers but written by the writer thread only, in record
 //!   order: same input, plan and clock give byte-identical files.
-//! - Files are truncated at the start of a new run and flushed and synced at its end. A resumed
-//!   run reopens them cut back to their checkpoint lengths ([`reopen`]), so every record is in
-//!   them exactly once (`crate::state`).
+//! - Files are truncated at the start of a new file run and flushed and synced at its end. A
+//!   resumed run reopens them cut back to their checkpoint lengths ([`reopen`]), so every
+//!   record is in them exactly once (`crate::state`). A listening source's run appends
+//!   ([`append`]): what it wrote was acknowledged to its peers.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -180,6 +181,79 @@ pub fn reopen(path: &str, len: u64) -> Result<BufWriter<File>, RunError> {
     f.set_len(len).map_err(|e| RunError::io("truncate", p, &e))?;
     f.seek(SeekFrom::End(0)).map_err(|e| RunError::io("seek", p, &e))?;
     Ok(BufWriter::with_capacity(256 * 1024, f))
+}
+
+/// Opens an output to append to (a listening source's: its records were acknowledged, so a new
+/// run must not truncate them), created if missing. A partial last line, which only a crash
+/// mid-write leaves, is cut away: it belonged to a record that was never acknowledged, so its
+/// peer sends it again.
+pub fn append(path: &str) -> Result<BufWriter<File>, RunError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let p = Path::new(path);
+    if let Some(parent) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| RunError::io("create directory", parent, &e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(p)
+        .map_err(|e| RunError::io("open", p, &e))?;
+    let len = f.metadata().map_err(|e| RunError::io("read", p, &e))?.len();
+    // Walk back from the end to the last line break.
+    let mut end = len;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let complete = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(chunk.len() as u64);
+        let buf = &mut chunk[..(end - start) as usize];
+        f.seek(SeekFrom::Start(start)).and_then(|_| f.read_exact(buf)).map_err(|e| RunError::io("read", p, &e))?;
+        if let Some(i) = buf.iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    if complete < len {
+        f.set_len(complete).map_err(|e| RunError::io("truncate", p, &e))?;
+    }
+    f.seek(SeekFrom::End(0)).map_err(|e| RunError::io("seek", p, &e))?;
+    Ok(BufWriter::with_capacity(256 * 1024, f))
+}
+
+#[cfg(test)]
+mod append_tests {
+    use super::*;
+
+    #[test]
+    fn append_cuts_only_a_partial_last_line() {
+        let dir = std::env::temp_dir().join(format!("sluice-append-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.jsonl");
+        let p = path.to_str().unwrap();
+        // A last line break further back than one read chunk.
+        let long = format!("{{\"a\":1}}\n{}", "x".repeat(200_000));
+        for (before, after) in [
+            ("", ""),
+            ("{\"a\":1}\n", "{\"a\":1}\n"),
+            ("{\"a\":1}\n{\"b\":", "{\"a\":1}\n"),
+            ("no line break at all", ""),
+            (long.as_str(), "{\"a\":1}\n"),
+        ] {
+            std::fs::write(&path, before).unwrap();
+            let mut w = append(p).unwrap();
+            write_line(&mut w, "{\"c\":3}", p).unwrap();
+            finish(&mut w, p).unwrap();
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{after}{{\"c\":3}}\n"));
+        }
+        std::fs::remove_file(&path).unwrap();
+        let mut w = append(p).unwrap();
+        finish(&mut w, p).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "", "created when missing");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
 
 /// Flushes and syncs a file at the end of the run.
