@@ -134,16 +134,19 @@ fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
     });
     println!("kill seed {seed} (SLUICE_KILL_SEED={seed} replays it)");
     let mut rng = Lcg(seed);
-    // Kill when the audit log passes random sizes between 3% and 85% of its final size
-    // (estimated: about 330 bytes an entry), in increasing order, so each restart has made
-    // progress from the previous checkpoint.
+    // Kill when the audit log passes a random size: each time between 5% and 35% of the way
+    // from its current size to the final one (estimated low, at 330 bytes an entry, so the
+    // kills land inside the run). Since the target is beyond what the killed run left, each run
+    // must cut back to its checkpoint and write past it before it is killed.
     let estimate = (PER_COPY.0 * copies) as f64 * 330.0;
-    let mut targets: Vec<u64> = (0..5).map(|_| (estimate * (0.03 + 0.82 * rng.next_fraction())) as u64).collect();
-    targets.sort_unstable();
     let audit = dir.join("out/audit.jsonl");
     let mut kills = 0;
+    let mut targets = Vec::new();
     let mut console = String::new();
-    for (i, target) in targets.iter().enumerate() {
+    for i in 0..5 {
+        let now = file_len(&audit) as f64;
+        let target = (now + (estimate - now).max(0.0) * (0.05 + 0.30 * rng.next_fraction())) as u64;
+        targets.push(target);
         let mut child = spawn(&dir, if i == 0 { &[] } else { &["--resume"] });
         let started = Instant::now();
         let killed = loop {
@@ -152,7 +155,7 @@ fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
                 assert!(status.success(), "run {i} failed: {status}");
                 break false;
             }
-            if file_len(&audit) >= *target {
+            if file_len(&audit) >= target {
                 child.kill().unwrap();
                 break true;
             }
@@ -339,4 +342,45 @@ fn without_a_state_store_there_is_nothing_to_resume() {
     assert!(plain.status.success());
     expect_totals(&summary(&plain), 1);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_full_disk_stops_the_run_with_a_clear_error_and_resume_finishes_it() {
+    let copies = 100;
+    let dir = setup("resume-diskfull", copies, "50ms");
+    // The sink's file is a link to /dev/full: every write that reaches it fails with ENOSPC.
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    let sink = dir.join("out/patient-events.jsonl");
+    std::os::unix::fs::symlink("/dev/full", &sink).unwrap();
+    let full = run(&dir, &[]);
+    assert_eq!(full.status.code(), Some(1), "{}", text(&full.stderr));
+    assert_eq!(error_code(&full), "RT003", "{}", text(&full.stderr));
+    let err = text(&full.stderr);
+    assert!(err.contains("patient-events.jsonl") && err.contains("no storage space"), "{err}");
+    assert!(!err.contains("TESTPATIENT") && !err.contains("panicked"), "{err}");
+    // The run is recorded as unfinished, with a checkpoint that the disk backs.
+    let refused = run(&dir, &[]);
+    assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("failed"), "{}", text(&refused.stderr));
+    // Space again: the resume finishes the run, every record once.
+    std::fs::remove_file(&sink).unwrap();
+    std::fs::write(&sink, "").unwrap();
+    let resumed = run(&dir, &["--resume"]);
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    expect_totals(&summary(&resumed), copies as u64);
+    expect_exactly_once(&dir, copies as u64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn an_output_directory_that_cannot_be_made_stops_the_run_before_it_starts() {
+    let dir = setup("resume-notdir", 1, "1s");
+    // `out` is a file, so `out/patient-events.jsonl` cannot be created.
+    std::fs::write(dir.join("out"), "not a directory").unwrap();
+    let out = run(&dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(err.starts_with("error[RT"), "{err}");
+    assert!(err.contains("out"), "names the path: {err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -24,9 +24,24 @@ impl RunError {
         self
     }
 
-    /// An I/O error on a file; the error's own text names no data.
+    /// An I/O error on a file; the error's own text names no data. The help says what to check
+    /// for the common kinds, and that a run with a state store can be resumed.
     pub fn io(what: &str, path: &std::path::Path, err: &std::io::Error) -> Self {
-        RunError::new(crate::findings::IO, format!("cannot {what} `{}`: {}", path.display(), err.kind()))
+        use std::io::ErrorKind as K;
+        let fix = match err.kind() {
+            K::StorageFull | K::QuotaExceeded | K::FileTooLarge => {
+                "free space on that file system (or raise the quota)"
+            }
+            K::PermissionDenied | K::ReadOnlyFilesystem => "check the file's and its directory's permissions",
+            K::NotFound => "check the path (relative paths in specs are relative to the spec file)",
+            K::NotADirectory | K::IsADirectory => {
+                "a part of the path is a file where a directory is expected, or the other way round"
+            }
+            _ => "check the path, the disk and the permissions",
+        };
+        RunError::new(crate::findings::IO, format!("cannot {what} `{}`: {}", path.display(), err.kind())).with_help(
+            format!("{fix}; a run with a state store (`state:`) then continues from its last checkpoint with `sluice run --resume`"),
+        )
     }
 }
 

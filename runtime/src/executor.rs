@@ -601,23 +601,31 @@ pub fn execute(
     let Durability { mut start, resumes, store, stop } = durability;
     let live = matches!(feed, Feed::Live(_));
     let mut totals = Totals::default();
-    let outputs = open_outputs(c, &mut totals, &start, live)?;
-    // A live feed goes on numbering and chaining after the audit log's last entry.
-    let mut first_seq_after = start.records;
-    if live && let Some(a) = &plan.audit {
-        let path = std::path::Path::new(&a.path);
-        match audit::last_entry(path) {
-            Ok(Some((seq, hash))) => {
-                first_seq_after = seq;
-                start.audit_head = hash;
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(RunError::new(findings::IO, format!("audit log: {e}"))
-                    .with_help("move the file aside: the run then starts a new chain in a new file"));
-            }
+    let opened = open_outputs(c, &mut totals, &start, live).and_then(|outputs| {
+        // A live feed goes on numbering and chaining after the audit log's last entry.
+        match &plan.audit {
+            Some(a) if live => match audit::last_entry(std::path::Path::new(&a.path)) {
+                Ok(Some((seq, hash))) => Ok((outputs, seq, hash)),
+                Ok(None) => Ok((outputs, 0, String::new())),
+                Err(e) => Err(RunError::new(findings::IO, format!("audit log: {e}"))
+                    .with_help("move the file aside: the run then starts a new chain in a new file")),
+            },
+            _ => Ok((outputs, start.records, start.audit_head.clone())),
         }
-    }
+    });
+    let (outputs, first_seq_after) = match opened {
+        Ok((outputs, after, head)) => {
+            start.audit_head = head;
+            (outputs, after)
+        }
+        Err(e) => {
+            // The run never started writing: the checkpoint it had still holds.
+            if let Some((store, id, _)) = &store {
+                let _ = store.set_status(*id, Status::Failed, &clock.now());
+            }
+            return Err(e);
+        }
+    };
     let source_slot: Vec<usize> = {
         let mut slot = vec![0; plan.components.len()];
         let sources =
