@@ -164,10 +164,7 @@ pub fn run(
             }
         }
         Err(e) => {
-            eprintln!("error[{}]: {}", e.code, e.message);
-            if let Some(h) = &e.help {
-                eprintln!("  help: {h}");
-            }
+            print_run_error(&e);
             FAILED
         }
     }
@@ -210,6 +207,154 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
             None => println!(
                 "  interrupted: the outputs hold the records up to here; without a state store (`state:`) the run cannot be resumed"
             ),
+        }
+    }
+}
+
+fn print_run_error(e: &sluice_runtime::RunError) {
+    eprintln!("error[{}]: {}", e.code, e.message);
+    if let Some(h) = &e.help {
+        eprintln!("  help: {h}");
+    }
+}
+
+/// The DLQ entries of a compiled pipeline, or the exit code after printing why not.
+fn dlq_entries(plan: &sluice_compiler::plan::Plan) -> Result<Vec<sluice_runtime::dlq::StoredEntry>, u8> {
+    let Some(dlq) = &plan.dlq else {
+        eprintln!("error: pipeline `{}` has no DLQ", plan.pipeline);
+        return Err(FAILED);
+    };
+    sluice_runtime::dlq::read_entries(Path::new(&dlq.path)).map_err(|e| {
+        let code = sluice_runtime::findings::DLQ_UNREADABLE;
+        eprintln!("error[{code}]: DLQ {e}");
+        FAILED
+    })
+}
+
+/// `sluice dlq list PIPELINE`.
+pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
+    let plan = match compile(pipeline, Format::Human) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let entries = match dlq_entries(&plan) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    // Read without the lock, so the DLQ can be listed while a run goes on.
+    let replayed = match &plan.state {
+        Some(st) => match sluice_runtime::state::Store::open_read_only(Path::new(&st.path)) {
+            Ok(Some(conn)) => sluice_runtime::state::Store::replayed_outcomes(&conn).unwrap_or_default(),
+            Ok(None) => Default::default(),
+            Err(e) => {
+                print_run_error(&e);
+                return FAILED;
+            }
+        },
+        None => Default::default(),
+    };
+    let records = sluice_runtime::replay::records(&entries);
+    let mut pending = 0;
+    for e in &records {
+        let entries_of = entries.iter().filter(|x| x.id == e.id).count();
+        let status = match replayed.get(&e.id) {
+            Some(outcome) => format!("replayed: {outcome}"),
+            None => {
+                pending += 1;
+                "pending".to_string()
+            }
+        };
+        if json {
+            let line = serde_json::json!({
+                "id": e.id, "status": status, "stage": e.stage, "code": e.code, "reason": e.reason,
+                "source": e.source, "file": e.file, "message_index": e.message_index, "entries": entries_of,
+            });
+            println!("{line}");
+        } else {
+            println!("{}  {status}  {}  {}  {}  ({}#{})", e.id, e.stage, e.code, e.reason, e.file, e.message_index);
+        }
+    }
+    if !json {
+        println!("{} in the DLQ, {pending} pending replay", plural(records.len(), "record"));
+    }
+    OK
+}
+
+/// `sluice dlq show PIPELINE ID [--raw]`.
+pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
+    let plan = match compile(pipeline, Format::Human) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let entries = match dlq_entries(&plan) {
+        Ok(e) => e,
+        Err(code) => return code,
+    };
+    let of_id: Vec<_> = entries.iter().filter(|e| e.id == id).collect();
+    if of_id.is_empty() {
+        eprintln!(
+            "error[{}]: no DLQ record {id} in pipeline `{}`",
+            sluice_runtime::findings::DLQ_UNKNOWN_RECORD,
+            plan.pipeline
+        );
+        eprintln!("  help: `sluice dlq list {}` shows the ids", pipeline.display());
+        return FAILED;
+    }
+    for e in of_id {
+        let mut value = serde_json::to_value(e).expect("entries serialize");
+        if !raw {
+            let bytes = e.raw_bytes().map(|b| b.len()).unwrap_or(0);
+            if let Some(obj) = value.as_object_mut() {
+                obj.remove("raw");
+                obj.remove("raw_encoding");
+                obj.insert("raw_bytes".into(), bytes.into());
+            }
+        }
+        println!("{}", serde_json::to_string_pretty(&value).expect("entries serialize"));
+    }
+    if !raw {
+        eprintln!("(the raw message is left out; `--raw` prints it: it may hold patient data)");
+    }
+    OK
+}
+
+/// `sluice dlq replay PIPELINE [ID...]`.
+pub fn dlq_replay(pipeline: &Path, ids: &[String], json: bool, fixed_clock: Option<String>) -> u8 {
+    let plan = match compile(pipeline, Format::Human) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let options = sluice_runtime::RunOptions { fixed_clock, ..Default::default() };
+    match sluice_runtime::replay::replay(&plan, &options, ids) {
+        Ok(s) => {
+            if json {
+                println!("{}", serde_json::to_string(&s).expect("summary serializes"));
+            } else {
+                if s.undid_incomplete_replay {
+                    println!("an earlier replay had not completed: it was undone first");
+                }
+                if s.replayed == 0 {
+                    println!("nothing to replay: no pending record in the DLQ of pipeline {}", s.pipeline);
+                } else {
+                    println!(
+                        "replay {} of pipeline {}: {} replayed = delivered {} + dlq {} + filtered {}",
+                        s.run_id,
+                        s.pipeline,
+                        plural(s.replayed as usize, "record"),
+                        s.delivered,
+                        s.dlq,
+                        s.filtered
+                    );
+                    for (id, outcome) in &s.outcomes {
+                        println!("  {id}: {outcome}");
+                    }
+                }
+            }
+            OK
+        }
+        Err(e) => {
+            print_run_error(&e);
+            FAILED
         }
     }
 }

@@ -152,6 +152,11 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Inspect and replay a pipeline's dead-letter queue.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
     /// Check an audit log's hash chain: exit 0 when every entry is intact and in order, 1 with
     /// the first bad line otherwise.
     Audit {
@@ -160,6 +165,38 @@ enum Command {
     },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// One line per DLQ record (message): id, status (pending, or the outcome of its replay),
+    /// stage, code and reason. Never the message itself.
+    List {
+        pipeline: PathBuf,
+        /// `json`: one object per record, for tools.
+        #[arg(long, value_enum, default_value = "text")]
+        output: OutputFormat,
+    },
+    /// Every entry of one DLQ record. The raw message is left out unless `--raw` is given (it
+    /// is the one place patient data lives).
+    Show {
+        pipeline: PathBuf,
+        id: String,
+        /// Print the raw message too.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Send DLQ records through the pipeline's current plan again (all pending ones, or the
+    /// ids given), appending to its sinks, DLQ and audit log. All or nothing; needs `state:`.
+    Replay {
+        pipeline: PathBuf,
+        ids: Vec<String>,
+        #[arg(long, value_enum, default_value = "text")]
+        summary: SummaryFormat,
+        /// Pin the clock (RFC 3339), as for `sluice run`.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -202,6 +239,13 @@ fn main() -> ExitCode {
             commands::ack_hl7(&files, profile.as_deref(), mode, fixed_clock)
         }
         Command::Audit { action: AuditAction::Verify { file } } => commands::audit_verify(&file),
+        Command::Dlq { action: DlqAction::List { pipeline, output } } => {
+            commands::dlq_list(&pipeline, matches!(output, OutputFormat::Json))
+        }
+        Command::Dlq { action: DlqAction::Show { pipeline, id, raw } } => commands::dlq_show(&pipeline, &id, raw),
+        Command::Dlq { action: DlqAction::Replay { pipeline, ids, summary, fixed_clock } } => {
+            commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock)
+        }
         Command::Explain { code } => commands::explain(&code),
     };
     ExitCode::from(code)

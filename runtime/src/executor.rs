@@ -31,7 +31,8 @@
 //!   lengths and the reader skips the durable records, so each record is written once. A
 //!   stop flag (a signal) ends the reading early: the run drains, checkpoints and reports
 //!   `interrupted`. Only a run whose input ended writes `run_completed`.
-//! - A live feed appends to its outputs (never truncating what was acknowledged).
+//! - A live feed and a replay append to their outputs (never truncating what was
+//!   acknowledged or delivered).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -105,6 +106,16 @@ pub enum Feed {
     Files(Vec<InputFile>),
     /// Records sent by a live source (such as the MLLP listener) until every sender is dropped.
     Live(crossbeam_channel::Receiver<RawInput>),
+    /// Records given whole (a DLQ replay).
+    Records(Vec<RawInput>),
+}
+
+impl Feed {
+    /// A live feed or a replay adds to what earlier runs wrote (acknowledged or delivered
+    /// records); a file run starts its outputs over (or resumes them).
+    fn appends(&self) -> bool {
+        !matches!(self, Feed::Files(_))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -599,7 +610,8 @@ pub fn execute(
 ) -> Result<Totals, RunError> {
     let plan = c.plan;
     let Durability { mut start, resumes, store, stop } = durability;
-    let live = matches!(feed, Feed::Live(_));
+    let live = feed.appends();
+    let completed_event = if matches!(feed, Feed::Records(_)) { "dlq_replay_completed" } else { "run_completed" };
     let mut totals = Totals::default();
     let opened = open_outputs(c, &mut totals, &start, live).and_then(|outputs| {
         // A live feed goes on numbering and chaining after the audit log's last entry.
@@ -652,6 +664,25 @@ pub fn execute(
                 read_live(&rx, batch_size, first_seq_after, &raw_tx);
                 false
             }
+            Feed::Records(records) => {
+                let mut seq = first_seq_after;
+                let mut records = records.into_iter().peekable();
+                while records.peek().is_some() {
+                    let batch: Vec<RawInput> = records
+                        .by_ref()
+                        .take(batch_size)
+                        .map(|mut r| {
+                            seq += 1;
+                            r.seq = seq;
+                            r
+                        })
+                        .collect();
+                    if raw_tx.send(Ok(batch)).is_err() {
+                        break;
+                    }
+                }
+                false
+            }
         });
 
         let writer = s.spawn(move || -> Result<Totals, RunError> {
@@ -662,6 +693,7 @@ pub fn execute(
                 source_slot,
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
                 last_seq: first_seq_after,
+                completed_event,
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
@@ -725,6 +757,8 @@ struct Writer<'a> {
     chain: Chain,
     /// The `seq` of the last record written (the audit's `run_completed` takes the next).
     last_seq: u64,
+    /// The event of the final audit entry: `run_completed`, or `dlq_replay_completed`.
+    completed_event: &'static str,
     totals: Totals,
     store: Option<(Store, i64, Duration)>,
     last_checkpoint: Instant,
@@ -851,7 +885,7 @@ impl Writer<'_> {
         let t = &self.totals;
         if let Some((path, w)) = &mut self.outputs.audit {
             let body = audit::Completed {
-                event: "run_completed",
+                event: self.completed_event,
                 records_in: t.records_in,
                 delivered: t.delivered,
                 dlq: t.dlq,

@@ -78,6 +78,12 @@ findings! {
         "A resume reads the same input files as the interrupted run and appends to the same outputs. An input file is gone, changed size or was modified, or an output file is missing or shorter than the checkpoint says, so records would be skipped or counted twice. Restore the file, or start over with `--restart`.";
     NOTHING_TO_RESUME = "RT015", RunError, "nothing to resume",
         "`sluice run --resume` found no unfinished run of the pipeline in its state store (the last run completed, or none ran), or the pipeline has no state store (`state: {path: ...}`), or its source is a live listener (MLLP peers resend what was not acknowledged, so there is no position to resume from). Run without `--resume`.";
+    REPLAY_NEEDS_STATE = "RT016", RunError, "DLQ replay needs a state store",
+        "`sluice dlq replay` records in the state store which DLQ records it replayed and how they ended, and the output lengths it started from, so that a replay that fails is undone and no record is delivered twice. Add `state: {path: ...}` to the pipeline.";
+    DLQ_UNKNOWN_RECORD = "RT017", RunError, "DLQ record cannot be replayed",
+        "The id given to `sluice dlq replay` is not in the pipeline's DLQ, was already replayed (a record that failed again has a new entry with a new id), or came from a source the pipeline no longer has. `sluice dlq list PIPELINE` shows the ids and which are pending.";
+    DLQ_UNREADABLE = "RT018", RunError, "DLQ file unreadable",
+        "A line of the DLQ file is not an entry this version of Sluice wrote (edited by hand, or from an older version without `id`), or its `raw` cannot be decoded. The message gives the line number, never its content. Move such lines out of the file.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";

@@ -10,7 +10,8 @@
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
-//! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints.
+//! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
+//! - [`replay`]: `sluice dlq replay`, all or nothing.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
 //!
@@ -34,6 +35,7 @@ pub mod hl7;
 pub mod mllp;
 pub mod plain_template;
 pub mod record;
+pub mod replay;
 pub mod secrets;
 pub mod sink;
 pub mod source;

@@ -1,6 +1,7 @@
 //! The state store: one SQLite database per pipeline (`state: {path}`) holding a row per run,
 //! with the run's frozen input list and its latest checkpoint, so an interrupted run can be
-//! resumed (`sluice run --resume`).
+//! resumed (`sluice run --resume`); and the DLQ replays (`sluice dlq replay`): each replay with
+//! the output lengths it started from, and each replayed DLQ record with its outcome.
 //!
 //! A checkpoint says: the first `records` records of the run (in reading order) are durable in
 //! every output, and each output file was `len` bytes long at that moment. The writer saves one
@@ -15,7 +16,10 @@
 //!   run is told apart from one still running.
 //! - A checkpoint row is replaced in one transaction with `synchronous = FULL`: after a crash
 //!   the store holds the last complete checkpoint, never half of one.
-//! - Nothing here holds a data value: paths, counts, hashes, lengths and times only.
+//! - A replay is all or nothing: its records are marked replayed, with the replay marked
+//!   completed, in one transaction after its outputs are synced; a replay that did not
+//!   complete is undone (outputs cut back to its start lengths) before the next one.
+//! - Nothing here holds a data value: paths, counts, hashes, lengths, ids and times only.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -43,6 +47,20 @@ CREATE TABLE IF NOT EXISTS runs (
     checkpoint  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS runs_by_pipeline ON runs (pipeline, id);
+CREATE TABLE IF NOT EXISTS replays (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL,
+    pipeline    TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    started_at  TEXT NOT NULL,
+    updated_at  TEXT NOT NULL,
+    outputs     TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS replayed (
+    entry_id    TEXT PRIMARY KEY,
+    replay      INTEGER NOT NULL REFERENCES replays (id),
+    outcome     TEXT NOT NULL
+);
 ";
 
 /// Where a run stands.
@@ -309,6 +327,116 @@ impl Store {
             .execute("UPDATE runs SET status = ?2, updated_at = ?3 WHERE id = ?1", params![id, status.as_str(), at])
             .map_err(|e| self.err("write a run", e))?;
         Ok(())
+    }
+}
+
+/// A replay that started and did not complete.
+#[derive(Clone, Debug)]
+pub struct PendingReplay {
+    pub id: i64,
+    pub run_id: String,
+    /// Each output and its length when the replay started.
+    pub outputs: Vec<(String, u64)>,
+}
+
+impl Store {
+    /// Opens the store to read only, without the lock (`sluice dlq list` while a run goes on).
+    /// `None` when there is no store yet.
+    pub fn open_read_only(path: &Path) -> Result<Option<Connection>, RunError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map(Some)
+            .map_err(|e| store_error(path, "open it", e))
+    }
+
+    /// The outcome of every replayed DLQ record, by entry id (`delivered`, `dlq`, `filtered`).
+    pub fn replayed_outcomes(conn: &Connection) -> Result<std::collections::HashMap<String, String>, String> {
+        let table_exists: bool = conn
+            .query_row("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'replayed'", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .map_err(|e| e.to_string())?;
+        if !table_exists {
+            return Ok(Default::default());
+        }
+        let mut stmt = conn
+            .prepare(
+                "SELECT entry_id, outcome FROM replayed JOIN replays ON replays.id = replayed.replay
+                 WHERE replays.status = 'completed'",
+            )
+            .map_err(|e| e.to_string())?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| e.to_string())?;
+        rows.collect::<Result<_, _>>().map_err(|e| e.to_string())
+    }
+
+    /// See [`Store::replayed_outcomes`].
+    pub fn replayed(&self) -> Result<std::collections::HashMap<String, String>, RunError> {
+        Store::replayed_outcomes(&self.conn).map_err(|e| self.err("read its replays", e))
+    }
+
+    /// The pipeline's replay that started and neither completed nor was undone, if any.
+    pub fn pending_replay(&self, pipeline: &str) -> Result<Option<PendingReplay>, RunError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT id, run_id, outputs FROM replays WHERE pipeline = ?1 AND status = 'running'
+                 ORDER BY id DESC LIMIT 1",
+                params![pipeline],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)),
+            )
+            .optional()
+            .map_err(|e| self.err("read its replays", e))?;
+        let Some((id, run_id, outputs)) = row else { return Ok(None) };
+        let outputs = serde_json::from_str(&outputs).map_err(|e| self.err("read a replay", e))?;
+        Ok(Some(PendingReplay { id, run_id, outputs }))
+    }
+
+    /// Records a replay about to start, with its outputs' lengths; returns its key.
+    pub fn begin_replay(
+        &self,
+        run_id: &str,
+        pipeline: &str,
+        at: &str,
+        outputs: &[(String, u64)],
+    ) -> Result<i64, RunError> {
+        let outputs = serde_json::to_string(outputs).map_err(|e| self.err("write a replay", e))?;
+        self.conn
+            .execute(
+                "INSERT INTO replays (run_id, pipeline, status, started_at, updated_at, outputs)
+                 VALUES (?1, ?2, 'running', ?3, ?3, ?4)",
+                params![run_id, pipeline, at, outputs],
+            )
+            .map_err(|e| self.err("write a replay", e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Marks replay `id` undone (its outputs were cut back) or failed.
+    pub fn end_replay(&self, id: i64, status: &str, at: &str) -> Result<(), RunError> {
+        self.conn
+            .execute("UPDATE replays SET status = ?2, updated_at = ?3 WHERE id = ?1", params![id, status, at])
+            .map_err(|e| self.err("write a replay", e))?;
+        Ok(())
+    }
+
+    /// Completes replay `id`: every replayed record with its outcome, in one transaction.
+    pub fn complete_replay(&mut self, id: i64, at: &str, outcomes: &[(String, &str)]) -> Result<(), RunError> {
+        let path = self.path.clone();
+        let fail = |e: rusqlite::Error| store_error(&path, "write a replay", e);
+        let tx = self.conn.transaction().map_err(fail)?;
+        {
+            let mut insert = tx
+                .prepare("INSERT OR REPLACE INTO replayed (entry_id, replay, outcome) VALUES (?1, ?2, ?3)")
+                .map_err(fail)?;
+            for (entry, outcome) in outcomes {
+                insert.execute(params![entry, id, outcome]).map_err(fail)?;
+            }
+        }
+        tx.execute("UPDATE replays SET status = 'completed', updated_at = ?2 WHERE id = ?1", params![id, at])
+            .map_err(fail)?;
+        tx.commit().map_err(fail)
     }
 }
 
