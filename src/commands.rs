@@ -145,7 +145,7 @@ pub fn run(
     });
     // A listening source handles its own signals (tokio); a file run watches this flag.
     let stop = if sluice_runtime::mllp::listener_of(&plan).is_none() { stop_on_signals() } else { None };
-    let options = sluice_runtime::RunOptions { fixed_clock, threads, start, stop };
+    let options = sluice_runtime::RunOptions { fixed_clock, threads, start, stop, progress: None };
     let result = sluice_runtime::run_with_events(&plan, &options, Some(events));
     let _ = printer.join();
     match result {

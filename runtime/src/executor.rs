@@ -25,7 +25,7 @@
 //! - A record may carry a [`Completion`]: the writer calls it with the record's [`Delivery`]
 //!   only after its sink lines, DLQ entries and audit entry are written, flushed and synced to
 //!   disk (`sync_data`), once per batch. That is what lets an ACK mean "durable".
-//! - Checkpoints ([`Durability`], `crate::state`): with a state store, the writer syncs every
+//! - Checkpoints ([`RunControl`], `crate::state`): with a state store, the writer syncs every
 //!   output and then saves the count of durable records, the output lengths and the audit
 //!   head, every `checkpoint_every`; a resumed run reopens the outputs cut back to those
 //!   lengths and the reader skips the durable records, so each record is written once. A
@@ -49,6 +49,7 @@ use crate::dlq::{self, Rejection};
 use crate::error::RunError;
 use crate::findings;
 use crate::hl7::{BatchReader, Item};
+use crate::progress::Progress;
 use crate::record::{Envelope, Payload, Record};
 use crate::sink;
 use crate::source;
@@ -356,9 +357,9 @@ impl Totals {
     }
 }
 
-/// How a run keeps its place: where it starts, where it saves checkpoints, when it stops.
+/// How a run starts, keeps its place, stops, and reports its progress.
 #[derive(Default)]
-pub struct Durability {
+pub struct RunControl {
     /// Where the run starts: the default (nothing done) for a new run, the last checkpoint for
     /// a resumed one.
     pub start: Checkpoint,
@@ -369,6 +370,8 @@ pub struct Durability {
     /// Set (by a signal handler) to stop reading: the run drains what is in flight, saves a
     /// checkpoint and ends as interrupted.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where the writer publishes its counts after each batch.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// The input files of the plan's file sources, in reading order, as they are now.
@@ -598,7 +601,7 @@ fn output_lengths(
         .collect()
 }
 
-/// Runs the plan until its feed ends (or `durability.stop` is set), saving checkpoints in the
+/// Runs the plan until its feed ends (or `control.stop` is set), saving checkpoints in the
 /// state store if there is one.
 pub fn execute(
     c: &Compiled<'_>,
@@ -606,10 +609,10 @@ pub fn execute(
     run_id: &str,
     threads: Option<usize>,
     feed: Feed,
-    durability: Durability,
+    control: RunControl,
 ) -> Result<Totals, RunError> {
     let plan = c.plan;
-    let Durability { mut start, resumes, store, stop } = durability;
+    let RunControl { mut start, resumes, store, stop, progress } = control;
     let live = feed.appends();
     let completed_event = if matches!(feed, Feed::Records(_)) { "dlq_replay_completed" } else { "run_completed" };
     let mut totals = Totals::default();
@@ -694,6 +697,8 @@ pub fn execute(
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
                 last_seq: first_seq_after,
                 completed_event,
+                progress,
+                checkpoints: 0,
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
@@ -759,6 +764,9 @@ struct Writer<'a> {
     last_seq: u64,
     /// The event of the final audit entry: `run_completed`, or `dlq_replay_completed`.
     completed_event: &'static str,
+    progress: Option<Arc<Progress>>,
+    /// Checkpoints saved so far.
+    checkpoints: u64,
     totals: Totals,
     store: Option<(Store, i64, Duration)>,
     last_checkpoint: Instant,
@@ -766,15 +774,18 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn run(&mut self, batches: crossbeam_channel::Receiver<ToWriter>, resumes: u32) -> Result<(), RunError> {
+        let result = self.consume(batches).and_then(|end| self.finish(end, resumes));
+        self.publish(true);
+        result
+    }
+
+    /// Writes batches until the end is announced (or the channel closes: a failure).
+    fn consume(&mut self, batches: crossbeam_channel::Receiver<ToWriter>) -> Result<End, RunError> {
         let mut waiting = Vec::new();
-        let mut end = End::Failed;
         for msg in batches {
             match msg {
                 ToWriter::Batch(batch) => self.write_batch(batch, &mut waiting)?,
-                ToWriter::End(e) => {
-                    end = e;
-                    break;
-                }
+                ToWriter::End(end) => return Ok(end),
             }
             if !waiting.is_empty() {
                 let Outputs { files, dlq, audit, .. } = &mut self.outputs;
@@ -787,7 +798,29 @@ impl Writer<'_> {
             if self.store.as_ref().is_some_and(|(_, _, every)| self.last_checkpoint.elapsed() >= *every) {
                 self.checkpoint()?;
             }
+            self.publish(false);
         }
+        Ok(End::Failed)
+    }
+
+    /// Hands the counts to the watcher, if there is one.
+    fn publish(&self, done: bool) {
+        let Some(p) = &self.progress else { return };
+        let t = &self.totals;
+        p.publish(|s| {
+            s.records_in = t.records_in;
+            s.delivered = t.delivered;
+            s.dlq = t.dlq;
+            s.filtered = t.filtered;
+            s.warnings = t.warnings;
+            s.per_source.clone_from(&t.per_source);
+            s.per_sink.clone_from(&t.per_sink);
+            s.checkpoints = self.checkpoints;
+            s.done = done;
+        });
+    }
+
+    fn finish(&mut self, end: End, resumes: u32) -> Result<(), RunError> {
         match end {
             End::Completed => self.complete(resumes),
             End::Interrupted => {
@@ -870,7 +903,9 @@ impl Writer<'_> {
             audit_head: self.chain.head().to_string(),
             at: self.clock.now(),
         };
-        store.save(*id, &checkpoint)
+        store.save(*id, &checkpoint)?;
+        self.checkpoints += 1;
+        Ok(())
     }
 
     fn set_status(&self, status: Status) -> Result<(), RunError> {

@@ -12,6 +12,7 @@
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
 //! - [`replay`]: `sluice dlq replay`, all or nothing.
+//! - [`progress`]: live counts of a run for watchers on other threads.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
 //!
@@ -34,6 +35,7 @@ pub mod groups;
 pub mod hl7;
 pub mod mllp;
 pub mod plain_template;
+pub mod progress;
 pub mod record;
 pub mod replay;
 pub mod secrets;
@@ -66,6 +68,9 @@ pub struct RunOptions {
     /// returns a summary with `interrupted`. Listening sources handle SIGINT and SIGTERM
     /// themselves.
     pub stop: Option<Arc<AtomicBool>>,
+    /// Where the run publishes its counts after each batch, for a watcher on another thread
+    /// (a progress line, a metrics endpoint).
+    pub progress: Option<Arc<progress::Progress>>,
 }
 
 /// How `sluice run` starts, with respect to an unfinished run in the state store.
@@ -142,20 +147,14 @@ pub fn run_with_events(
                 .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
             }
             let run_id = run_id(&plan.hash, &clock.seed());
-            let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events)?;
+            let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
             (run_id, t, None)
         }
         None => {
-            let (run_id, inputs, durability) = start_files_run(&compiled, &clock, options)?;
-            let resumed_from = (options.start == Start::Resume).then_some(durability.start.records);
-            let t = executor::execute(
-                &compiled,
-                &clock,
-                &run_id,
-                options.threads,
-                executor::Feed::Files(inputs),
-                durability,
-            )?;
+            let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;
+            let resumed_from = (options.start == Start::Resume).then_some(control.start.records);
+            let t =
+                executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
             (run_id, t, resumed_from)
         }
     };
@@ -183,12 +182,12 @@ pub fn run_with_events(
 
 /// Decides where a file run starts (new, resumed, restarted), checks that a resume reads what
 /// the interrupted run read, and records the run in the state store. Returns the run id, the
-/// input files and the run's [`executor::Durability`].
+/// input files and the run's [`executor::RunControl`].
 fn start_files_run(
     compiled: &compile::Compiled<'_>,
     clock: &time::Clock,
     options: &RunOptions,
-) -> Result<(String, Vec<state::InputFile>, executor::Durability), RunError> {
+) -> Result<(String, Vec<state::InputFile>, executor::RunControl), RunError> {
     let plan = compiled.plan;
     let stop = options.stop.clone();
     let Some(target) = &plan.state else {
@@ -199,8 +198,8 @@ fn start_files_run(
             )
             .with_help("add `state: {path: ...}` to the pipeline to keep checkpoints; run without `--resume` now"));
         }
-        let durability = executor::Durability { stop, ..Default::default() };
-        return Ok((run_id(&plan.hash, &clock.seed()), executor::file_inputs(compiled)?, durability));
+        let control = executor::RunControl { stop, progress: options.progress.clone(), ..Default::default() };
+        return Ok((run_id(&plan.hash, &clock.seed()), executor::file_inputs(compiled)?, control));
     };
     let store = state::Store::open(std::path::Path::new(&target.path))?;
     let every = std::time::Duration::from_millis(target.checkpoint_every_ms.max(1));
@@ -245,13 +244,14 @@ fn start_files_run(
                 }
             }
             let resumes = store.resumed(row.id, &clock.now())?;
-            let durability = executor::Durability {
+            let control = executor::RunControl {
                 start: row.checkpoint,
                 resumes,
                 store: Some((store, row.id, every)),
                 stop,
+                progress: options.progress.clone(),
             };
-            Ok((row.run_id, row.inputs, durability))
+            Ok((row.run_id, row.inputs, control))
         }
         (Start::New | Start::Restart, unfinished) => {
             if let Some(row) = unfinished {
@@ -261,8 +261,14 @@ fn start_files_run(
             let inputs = executor::file_inputs(compiled)?;
             let start = state::Checkpoint::default();
             let id = store.begin(&run_id, &plan.pipeline, &plan.hash, &clock.now(), &inputs, &start)?;
-            let durability = executor::Durability { start, resumes: 0, store: Some((store, id, every)), stop };
-            Ok((run_id, inputs, durability))
+            let control = executor::RunControl {
+                start,
+                resumes: 0,
+                store: Some((store, id, every)),
+                stop,
+                progress: options.progress.clone(),
+            };
+            Ok((run_id, inputs, control))
         }
     }
 }

@@ -196,7 +196,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         &run_id,
         options.threads,
         Feed::Records(inputs),
-        executor::Durability::default(),
+        executor::RunControl::default(),
     );
     let t = match result {
         Ok(t) => t,

@@ -85,6 +85,7 @@ pub fn serve(
     run_id: &str,
     threads: Option<usize>,
     events: Option<std::sync::mpsc::Sender<ListenEvent>>,
+    progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<Totals, RunError> {
     let Some((source, plan)) = listener_of(c.plan) else {
         return Err(RunError::new(findings::PLAN_INVALID, "the plan has no mllp source"));
@@ -139,7 +140,8 @@ pub fn serve(
             ))
         })
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the listener thread"))?;
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx), executor::Durability::default());
+    let control = executor::RunControl { progress, ..Default::default() };
+    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx), control);
     // The executor ends when every sender is gone (after a signal), or on an error: then stop
     // the listener too.
     let _ = stop_tx.send(true);
