@@ -384,3 +384,35 @@ fn an_output_directory_that_cannot_be_made_stops_the_run_before_it_starts() {
     assert!(err.contains("out"), "names the path: {err}");
     assert!(!err.contains("panicked"), "{err}");
 }
+
+#[test]
+fn fail_if_stops_a_run_whose_error_rate_is_too_high() {
+    let copies = 200;
+    let dir = setup("resume-failif", copies, "1s");
+    let pipeline = dir.join("pipelines/resume.yaml");
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    // Each copy of the examples ends with its 6 rejected messages: at the third, 3 of the last
+    // 50 records (6%) went to the DLQ.
+    std::fs::write(&pipeline, format!("{spec}fail_if: error_rate > 5% over 50 records\n")).unwrap();
+    let plan = sluice(&dir).args(["plan", "pipelines/resume.yaml"]).output().unwrap();
+    assert!(text(&plan.stdout).contains("fail_if error_rate > 5% over 50 records"), "{}", text(&plan.stdout));
+    let out = run(&dir, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(error_code(&out), "RT020", "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("3 of the last 50 records went to the DLQ (6.00%)"), "{err}");
+    assert!(err.contains("sluice dlq list"), "says where to look: {err}");
+    // It stopped early, with what it read written and audited, and the run recorded as failed.
+    let audited = sluice_runtime::verify_audit_chain(dir.join("out/audit.jsonl")).unwrap();
+    assert!(audited >= 66 && audited < PER_COPY.0 * copies as u64, "stopped after {audited} records");
+    let refused = run(&dir, &[]);
+    assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
+    assert!(text(&refused.stderr).contains("failed"));
+
+    // Under the limit, the same run completes.
+    std::fs::write(&pipeline, format!("{spec}fail_if: error_rate > 20% over 50 records\n")).unwrap();
+    let out = run(&dir, &["--restart"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_totals(&summary(&out), copies as u64);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

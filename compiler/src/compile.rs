@@ -323,6 +323,7 @@ impl Compiler {
                 checkpoint_every_ms: spec.checkpoint_every_ms,
             }),
             defaults: spec.defaults.clone(),
+            fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
         };
         if !ok {

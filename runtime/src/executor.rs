@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
 use rayon::prelude::*;
-use sluice_compiler::plan::ComponentKind;
+use sluice_compiler::plan::{ComponentKind, FailIfPlan};
 
 use crate::audit::{self, Chain};
 use crate::compile::{Compiled, Prep};
@@ -468,12 +468,12 @@ fn read_files(
     inputs: &[InputFile],
     batch_size: usize,
     skip: u64,
-    stop: Option<&AtomicBool>,
+    stop: [Option<&AtomicBool>; 2],
     raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
 ) -> bool {
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(batch_size);
-    let stopped = || stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let stopped = || stop.iter().flatten().any(|s| s.load(Ordering::Relaxed));
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
@@ -656,13 +656,19 @@ pub fn execute(
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
     let skip = start.records;
+    // Set by the writer when `fail_if` trips (file runs only).
+    let halt = &AtomicBool::new(false);
+    let fail_if = match &feed {
+        Feed::Files(_) => plan.fail_if.clone().map(ErrorRate::new),
+        _ => None,
+    };
 
     std::thread::scope(|s| {
         let (raw_tx, raw_rx) = bounded::<Result<Vec<RawInput>, RunError>>(CHANNEL_BATCHES);
         let (out_tx, out_rx) = bounded::<ToWriter>(CHANNEL_BATCHES);
 
         let reader = s.spawn(move || match feed {
-            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, stop.as_deref(), &raw_tx),
+            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &raw_tx),
             Feed::Live(rx) => {
                 read_live(&rx, batch_size, first_seq_after, &raw_tx);
                 false
@@ -699,6 +705,8 @@ pub fn execute(
                 completed_event,
                 progress,
                 checkpoints: 0,
+                fail_if,
+                halt,
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
@@ -751,6 +759,44 @@ pub fn execute(
     })
 }
 
+/// `fail_if`: DLQ outcomes among the last `window` records written, as a ring of flags.
+struct ErrorRate {
+    plan: FailIfPlan,
+    ring: std::collections::VecDeque<bool>,
+    dlq_in_window: u64,
+    /// Set once, when the rate first went above the limit.
+    tripped: Option<Tripped>,
+}
+
+#[derive(Clone, Copy)]
+struct Tripped {
+    dlq_in_window: u64,
+}
+
+impl ErrorRate {
+    fn new(plan: FailIfPlan) -> ErrorRate {
+        let cap = plan.window.min(1 << 20) as usize;
+        ErrorRate { plan, ring: std::collections::VecDeque::with_capacity(cap), dlq_in_window: 0, tripped: None }
+    }
+
+    /// Adds one record's outcome; `true` when this record trips the limit. The rate is only
+    /// judged over a full window, so the first failures of a run do not stop it.
+    fn record(&mut self, dlq: bool) -> bool {
+        self.ring.push_back(dlq);
+        self.dlq_in_window += u64::from(dlq);
+        if self.ring.len() as u64 > self.plan.window && self.ring.pop_front() == Some(true) {
+            self.dlq_in_window -= 1;
+        }
+        let full = self.ring.len() as u64 == self.plan.window;
+        let over = self.dlq_in_window as f64 > self.plan.max_error_rate * self.plan.window as f64;
+        if full && over && self.tripped.is_none() {
+            self.tripped = Some(Tripped { dlq_in_window: self.dlq_in_window });
+            return true;
+        }
+        false
+    }
+}
+
 /// The writer thread's state: the only place outputs, the audit chain and checkpoints are
 /// written.
 struct Writer<'a> {
@@ -767,6 +813,9 @@ struct Writer<'a> {
     progress: Option<Arc<Progress>>,
     /// Checkpoints saved so far.
     checkpoints: u64,
+    fail_if: Option<ErrorRate>,
+    /// Stops the reader when `fail_if` trips.
+    halt: &'a AtomicBool,
     totals: Totals,
     store: Option<(Store, i64, Duration)>,
     last_checkpoint: Instant,
@@ -821,6 +870,32 @@ impl Writer<'_> {
     }
 
     fn finish(&mut self, end: End, resumes: u32) -> Result<(), RunError> {
+        if let Some(tripped) = self.fail_if.as_ref().and_then(|r| r.tripped) {
+            // The records read before the reader stopped are written; the run can be resumed
+            // or restarted once the cause is fixed.
+            self.checkpoint()?;
+            self.set_status(Status::Failed)?;
+            let limit = self
+                .fail_if
+                .as_ref()
+                .map(|r| r.plan.clone())
+                .unwrap_or_else(|| FailIfPlan { max_error_rate: 0.0, window: 0 });
+            return Err(RunError::new(
+                findings::ERROR_RATE_EXCEEDED,
+                format!(
+                    "{} of the last {} records went to the DLQ ({:.2}%), above `fail_if` ({}%): the run stopped after record {}",
+                    tripped.dlq_in_window,
+                    limit.window,
+                    tripped.dlq_in_window as f64 * 100.0 / limit.window as f64,
+                    limit.max_error_rate * 100.0,
+                    self.totals.records_in
+                ),
+            )
+            .with_help(
+                "the DLQ holds the rejected records with their reasons (`sluice dlq list PIPELINE`); fix the cause, then \
+                 `sluice run --restart` (or `--resume`, if neither the specs nor the input changed)",
+            ));
+        }
         match end {
             End::Completed => self.complete(resumes),
             End::Interrupted => {
@@ -869,6 +944,11 @@ impl Writer<'_> {
                 Event::Delivered => t.delivered += 1,
                 Event::Dlq => t.dlq += 1,
                 Event::Filtered => t.filtered += 1,
+            }
+            if let Some(rate) = &mut self.fail_if
+                && rate.record(p.event == Event::Dlq)
+            {
+                self.halt.store(true, Ordering::Relaxed);
             }
             t.warnings += u64::from(p.warned);
             if let Some((path, w)) = audit {
@@ -938,5 +1018,30 @@ impl Writer<'_> {
             sink::finish(w, path)?;
         }
         self.set_status(Status::Completed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_rate_is_judged_over_a_full_sliding_window_and_trips_once() {
+        let mut r = ErrorRate::new(FailIfPlan { max_error_rate: 0.2, window: 5 });
+        // Failures before the window is full do not trip it.
+        assert!(!r.record(true) && !r.record(true));
+        assert!(!r.record(false) && !r.record(false));
+        // Window full: 2 of 5 = 40% > 20%.
+        assert!(r.record(false));
+        assert_eq!(r.tripped.map(|t| t.dlq_in_window), Some(2));
+        assert!(!r.record(true), "trips once");
+
+        let mut r = ErrorRate::new(FailIfPlan { max_error_rate: 0.2, window: 5 });
+        // Exactly 20% is not above the limit, and the oldest outcome leaves the window.
+        for dlq in [true, false, false, false, false, true] {
+            assert!(!r.record(dlq));
+        }
+        assert_eq!(r.dlq_in_window, 1, "the first failure left the window");
+        assert!(r.record(true), "2 of the last 5");
     }
 }

@@ -34,6 +34,8 @@ pub struct Plan {
     pub audit: Option<FileTarget>,
     pub state: Option<StateTarget>,
     pub defaults: Defaults,
+    /// `fail_if`: the error-rate threshold that stops a file run.
+    pub fail_if: Option<FailIfPlan>,
     /// Per sink, per output field: which PHI classes reach it and what is done to them.
     pub masking_matrix: Vec<MatrixRow>,
 }
@@ -461,6 +463,14 @@ pub struct SinkPlan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileTarget {
     pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FailIfPlan {
+    /// The run stops when the share of DLQ records among the last `window` records read is
+    /// above this (a fraction: 0.005 for `0.5%`).
+    pub max_error_rate: f64,
+    pub window: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -141,6 +141,9 @@ pub fn text(plan: &Plan) -> String {
             let _ = writeln!(o, "{name} {}", t.path);
         }
     }
+    if let Some(f) = &plan.fail_if {
+        let _ = writeln!(o, "fail_if error_rate > {}% over {} records", f.max_error_rate * 100.0, f.window);
+    }
     if let Some(s) = &plan.state {
         let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.path, s.kind, s.checkpoint_every_ms);
     }

@@ -7,7 +7,7 @@ use super::reader::{self, Cx, Spanned};
 use super::shape::{self, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
-use crate::plan::{Defaults, Mode, RetryPlan, ThrottlePlan};
+use crate::plan::{Defaults, FailIfPlan, Mode, RetryPlan, ThrottlePlan};
 use crate::source::Span;
 use crate::yaml::Node;
 
@@ -135,6 +135,23 @@ pub struct ComponentSpec<'n> {
     pub body: Body<'n>,
 }
 
+/// `error_rate > P% over N records` (spaces free; `record` or `records`).
+pub fn parse_fail_if(text: &str) -> Option<FailIfPlan> {
+    let rest = text.trim().strip_prefix("error_rate")?.trim_start().strip_prefix('>')?.trim_start();
+    let (percent, rest) = rest.split_once('%')?;
+    let percent: f64 = percent.trim().parse().ok()?;
+    let rest = rest.trim_start().strip_prefix("over")?;
+    if !rest.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let mut words = rest.split_whitespace();
+    let window: u64 = words.next()?.parse().ok()?;
+    if !matches!(words.next(), Some("records" | "record")) || words.next().is_some() {
+        return None;
+    }
+    (percent > 0.0 && percent < 100.0 && window >= 1).then_some(FailIfPlan { max_error_rate: percent / 100.0, window })
+}
+
 /// `state.checkpoint_every` when not written.
 pub const DEFAULT_CHECKPOINT_EVERY_MS: u64 = 1000;
 
@@ -147,6 +164,7 @@ pub struct PipelineSpec<'n> {
     /// `state.checkpoint_every` in milliseconds.
     pub checkpoint_every_ms: u64,
     pub defaults: Defaults,
+    pub fail_if: Option<FailIfPlan>,
 }
 
 pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
@@ -181,7 +199,21 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
     });
     let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
-    Some(PipelineSpec { name, components, dlq, audit, state, checkpoint_every_ms, defaults })
+    let fail_if = obj.get("fail_if").and_then(|n| reader::string(cx, n, "`fail_if`")).and_then(|s| {
+        let parsed = parse_fail_if(&s.text);
+        if parsed.is_none() {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not a valid `fail_if`", s.text.trim()))
+                    .label(s.span, "expected `error_rate > P% over N records`")
+                    .help(
+                        "write it like `error_rate > 0.5% over 1000 records`: the run stops when more than 0.5% of \
+                         the last 1000 records read went to the DLQ (P above 0 and below 100, N at least 1)",
+                    ),
+            );
+        }
+        parsed
+    });
+    Some(PipelineSpec { name, components, dlq, audit, state, checkpoint_every_ms, defaults, fail_if })
 }
 
 pub fn default_defaults() -> Defaults {
@@ -310,6 +342,34 @@ mod tests {
         }
         for bad in ["example.org:2575", "127.0.0.1", "127.0.0.1:70000", "localhost", ":2575", "::1:2575"] {
             assert!(!super::valid_listen_address(bad), "{bad}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod fail_if_tests {
+    use super::parse_fail_if;
+
+    #[test]
+    fn fail_if_grammar() {
+        let p = parse_fail_if("error_rate > 0.5% over 1000 records").unwrap();
+        assert_eq!((p.max_error_rate, p.window), (0.005, 1000));
+        let p = parse_fail_if("  error_rate>2%   over 1 record ").unwrap();
+        assert_eq!((p.max_error_rate, p.window), (0.02, 1));
+        for bad in [
+            "error_rate > 0.5%",
+            "error_rate > 0.5% over 1000",
+            "error_rate > 0% over 10 records",
+            "error_rate > 100% over 10 records",
+            "error_rate > 5 over 10 records",
+            "error_rate < 5% over 10 records",
+            "warning_rate > 5% over 10 records",
+            "error_rate > 5% over 0 records",
+            "error_rate > 5% over1000 records",
+            "error_rate > 5% over 10 records please",
+            "error_rate > -1% over 10 records",
+        ] {
+            assert!(parse_fail_if(bad).is_none(), "{bad}");
         }
     }
 }

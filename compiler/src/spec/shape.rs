@@ -301,6 +301,11 @@ pub static PIPELINE: Shape = Shape {
         opt("audit", KeyType::Object(&FILE_TARGET), "Audit log file (hash-chained JSON Lines)."),
         opt("state", KeyType::Object(&STATE), "State store."),
         opt("defaults", KeyType::Object(&DEFAULTS), "Defaults for every component."),
+        opt(
+            "fail_if",
+            KeyType::String,
+            "Stop a file run when too many records fail: `error_rate > 0.5% over 1000 records` (DLQ records among the last 1000 read).",
+        ),
     ],
 };
 

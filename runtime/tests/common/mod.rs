@@ -332,6 +332,7 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         dlq: Some(FileTarget { path: p(dir, "out/dlq.jsonl") }),
         audit: Some(FileTarget { path: p(dir, "out/audit.jsonl") }),
         state: None,
+        fail_if: None,
         defaults: Defaults { batch_size: 2, ..Default::default() },
         masking_matrix: vec![],
     };
