@@ -300,14 +300,32 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
         eprintln!("  help: `sluice dlq list {}` shows the ids", pipeline.display());
         return FAILED;
     }
+    let key = match (raw, &plan.dlq) {
+        (true, Some(target)) => match sluice_runtime::dlq::key_for(target) {
+            Ok(key) => key,
+            Err(e) => {
+                print_run_error(&e);
+                return FAILED;
+            }
+        },
+        _ => None,
+    };
     for e in of_id {
         let mut value = serde_json::to_value(e).expect("entries serialize");
-        if !raw {
-            let bytes = e.raw_bytes().map(|b| b.len()).unwrap_or(0);
-            if let Some(obj) = value.as_object_mut() {
-                obj.remove("raw");
-                obj.remove("raw_encoding");
-                obj.insert("raw_bytes".into(), bytes.into());
+        if let Some(obj) = value.as_object_mut() {
+            obj.remove("raw");
+            obj.remove("raw_encoding");
+            obj.insert("raw_bytes".into(), e.raw_len().into());
+            if raw {
+                match e.raw_bytes(key.as_ref()) {
+                    Ok(bytes) => {
+                        obj.insert("raw".into(), String::from_utf8_lossy(&bytes).into_owned().into());
+                    }
+                    Err(m) => {
+                        eprintln!("error[{}]: {m}", sluice_runtime::findings::DLQ_UNREADABLE);
+                        return FAILED;
+                    }
+                }
             }
         }
         println!("{}", serde_json::to_string_pretty(&value).expect("entries serialize"));

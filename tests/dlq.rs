@@ -1,7 +1,7 @@
 //! `sluice dlq list | show | replay` through the real binary, on the quick start: a fix to a
 //! rule, then a replay that delivers the fixed record and sends the others to the DLQ again;
-//! a replay that fails is undone, one that was killed is undone before the next; raw bytes
-//! that are not UTF-8 come back exactly.
+//! a replay that fails is undone, one that was killed is undone before the next; raw messages
+//! are encrypted, and bytes that are not UTF-8 come back exactly.
 
 mod common;
 
@@ -157,10 +157,16 @@ EVN|A01|20240115103000\rPID|1||777^^^HOSP^MR||\xc9LODIE^ZO\xc9||19800115|Q\rPV1|
     msg.extend_from_slice(b"\r\n");
     std::fs::write(dir.join("examples/hl7/latin1.hl7"), &msg).unwrap();
     run_quickstart(&dir);
-    let entries = lines(&dir.join("out/quickstart/dlq.jsonl"));
-    let latin = entries.iter().find(|e| e["file"].as_str().unwrap().ends_with("latin1.hl7")).unwrap();
-    assert_eq!(latin["raw_encoding"], "base64");
-    let id = latin["id"].as_str().unwrap().to_string();
+    // Sealed in the DLQ; opened with the pipeline's key, the exact bytes.
+    let entries = sluice_runtime::dlq::read_entries(&dir.join("out/quickstart/dlq.jsonl")).unwrap();
+    let latin = entries.iter().find(|e| e.file.ends_with("latin1.hl7")).unwrap();
+    assert_eq!(latin.raw_encoding.as_deref(), Some("aes-256-gcm"));
+    let key =
+        sluice_runtime::dlq::DlqKey::parse(&std::fs::read(dir.join("examples/dlq-example.key")).unwrap()).unwrap();
+    // (The splitter keeps the message without the line breaks that end it.)
+    let message = msg.strip_suffix(b"\r\r\n").unwrap();
+    assert_eq!(latin.raw_bytes(Some(&key)).unwrap(), message);
+    let id = latin.id.clone();
     let rules = dir.join("mappings/base/rules/patient-event.yaml");
     let spec = std::fs::read_to_string(&rules).unwrap();
     std::fs::write(&rules, spec.replace("in: [M, F, O, U, A, N]", "in: [M, F, O, U, A, N, Q]")).unwrap();

@@ -103,6 +103,8 @@ fn quickstart_produces_canonical_records_dlq_and_audit() {
         assert!(e["code"].as_str().is_some_and(|c| !c.is_empty()), "{e}");
         assert!(e["reason"].as_str().is_some_and(|r| !r.is_empty()), "{e}");
         assert!(e["raw"].is_string(), "the DLQ keeps the raw message: {e}");
+        assert_eq!(e["raw_encoding"], "aes-256-gcm", "encrypted with the pipeline's key");
+        assert!(!e["raw"].as_str().unwrap().contains("MSH"), "no plain text: {e}");
     }
     let codes: BTreeSet<&str> = dlq_entries.iter().map(|e| e["code"].as_str().unwrap()).collect();
     assert!(codes.len() >= 4, "each reject fails differently: {codes:?}");
@@ -486,9 +488,9 @@ fn message_tables_hold_one_row_per_message_with_orders_and_observations_nested()
     // control id with what the codec reads from the input files.
     let dlq = lines(&dir.join(TABLES).join("dlq.jsonl"));
     assert_eq!(dlq.len() as u64, n("dlq"));
-    let rejected: BTreeSet<String> = dlq
+    let rejected: BTreeSet<String> = common::dlq_raws(&dir.join(TABLES).join("dlq.jsonl"))
         .iter()
-        .filter_map(|e| e["raw"].as_str())
+        .map(String::as_str)
         .filter(|raw| sluice_hl7v2::codec::parse_message(raw).is_ok())
         .map(|raw| value_at(raw, "MSH-10"))
         .collect();
@@ -742,7 +744,7 @@ fn corpus_results_keep_each_observation_under_its_order() {
     let (mut checked, mut fallback) = (0, 0);
     for (id, orders) in &expected {
         let Some(r) = rows.iter().find(|r| r["message_control_id"] == id.as_str()) else {
-            let dlq = std::fs::read_to_string(dir.join(TABLES).join("dlq.jsonl")).unwrap_or_default();
+            let dlq = common::dlq_raws(&dir.join(TABLES).join("dlq.jsonl")).join("\n");
             assert!(dlq.contains(&format!("|{id}|")), "{id} neither in the table nor in the DLQ");
             continue;
         };

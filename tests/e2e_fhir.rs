@@ -198,7 +198,7 @@ fn run_mapping(name: &str, mapping: &str, policy: &str, messages: &str) -> (Vec<
         format!(
             "kind: pipeline\nname: t\nsources:\n  src: {{type: files, format: hl7v2, path: [in.hl7], profile: {}}}\n\
              stages:\n  map: {{type: map, inputs: [src], mapping: mapping.yaml}}\n  mask: {{type: mask, inputs: [map], policy: policy.yaml}}\n\
-             sinks:\n  out: {{type: jsonl, inputs: [mask], path: out/bundles.jsonl}}\ndlq: {{path: out/dlq.jsonl}}\n",
+             sinks:\n  out: {{type: jsonl, inputs: [mask], path: out/bundles.jsonl}}\ndlq: {{path: out/dlq.jsonl, plaintext_reason: synthetic test data}}\n",
             profile.display()
         ),
     )
@@ -290,7 +290,7 @@ fn check_refuses_filters_on_bundles() {
     let pipeline = format!(
         "kind: pipeline\nname: t\nsources:\n  src: {{type: files, format: hl7v2, path: [x.hl7], profile: {b}/profiles/default.yaml}}\n\
          stages:\n  m: {{type: map, inputs: [src], mapping: {b}/hl7v2-fhir-oru.yaml}}\n  f: {{type: filter, inputs: [m], keep: 'type == \"transaction\"'}}\n\
-         \x20 k: {{type: mask, inputs: [f], policy: {b}/policies/fhir-ehr.yaml}}\nsinks:\n  o: {{type: jsonl, inputs: [k], path: o.jsonl}}\ndlq: {{path: d.jsonl}}\n",
+         \x20 k: {{type: mask, inputs: [f], policy: {b}/policies/fhir-ehr.yaml}}\nsinks:\n  o: {{type: jsonl, inputs: [k], path: o.jsonl}}\ndlq: {{path: d.jsonl, plaintext_reason: synthetic test data}}\n",
         b = base.display()
     );
     std::fs::write(dir.join("p.yaml"), pipeline).unwrap();

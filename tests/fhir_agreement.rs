@@ -239,7 +239,7 @@ fn setup(dir: &Path) {
          \x20 mask_adt: {{type: mask, inputs: [adt], policy: {b}/policies/fhir-ehr.yaml}}\n\
          \x20 mask_oru: {{type: mask, inputs: [oru], policy: {b}/policies/fhir-ehr.yaml}}\n\
          sinks:\n  bundles: {{type: jsonl, inputs: [mask_adt, mask_oru], path: out/bundles.jsonl}}\n\
-         dlq: {{path: out/dlq.jsonl}}\n",
+         dlq: {{path: out/dlq.jsonl, plaintext_reason: synthetic test data}}\n",
         b = base.display()
     );
     std::fs::write(dir.join("pipeline.yaml"), pipeline).unwrap();

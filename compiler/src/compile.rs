@@ -23,8 +23,8 @@ use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
 use crate::plan::{
-    Component, ComponentKind, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow, MllpPlan,
-    PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan, ValidatePlan,
+    Component, ComponentKind, DlqTarget, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow,
+    MllpPlan, PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan, ValidatePlan,
 };
 use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize};
 use crate::spec::mapping::{self, Mapping};
@@ -133,6 +133,18 @@ impl Compiler {
     fn resolve(&self, from: &Spanned) -> PathBuf {
         let base = self.sources.get(from.span.file).path.parent().map(Path::to_path_buf).unwrap_or_default();
         normalize(&base.join(&from.text))
+    }
+
+    /// A secret reference as the plan keeps it: a `${file:...}` path is a path like any other,
+    /// resolved against the spec's directory; `${VAR}` is kept as written.
+    fn secret_reference(&self, key: &Spanned) -> String {
+        match key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
+            Some(path) => {
+                let at = Spanned { text: path.to_string(), span: key.span };
+                format!("${{file:{}}}", display_path(&self.resolve(&at)))
+            }
+            None => key.text.clone(),
+        }
     }
 
     fn cx(&mut self, file: FileId) -> (Cx<'_>, Option<&Node>) {
@@ -315,7 +327,11 @@ impl Compiler {
             pipeline: spec.name.clone(),
             spec_file: self.sources.get(id).name.clone(),
             components,
-            dlq: target(&spec.dlq, self).map(|path| FileTarget { path }),
+            dlq: target(&spec.dlq, self).map(|path| DlqTarget {
+                path,
+                encryption_key: spec.dlq_key.as_ref().map(|k| self.secret_reference(k)),
+                plaintext_reason: spec.dlq_plaintext_reason.clone(),
+            }),
             audit: target(&spec.audit, self).map(|path| FileTarget { path }),
             state: target(&spec.state, self).map(|path| StateTarget {
                 kind: "sqlite".into(),
@@ -644,16 +660,9 @@ impl Compiler {
                     );
                     return None;
                 }
-                let tls = m.tls.as_ref().map(|(cert, key)| {
-                    // A `${file:...}` key is a path like any other: relative to the pipeline file.
-                    let key = match key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}')) {
-                        Some(path) => {
-                            let at = Spanned { text: path.to_string(), span: key.span };
-                            format!("${{file:{}}}", display_path(&self.resolve(&at)))
-                        }
-                        None => key.text.clone(),
-                    };
-                    TlsPlan { cert: display_path(&self.resolve(cert)), key }
+                let tls = m.tls.as_ref().map(|(cert, key)| TlsPlan {
+                    cert: display_path(&self.resolve(cert)),
+                    key: self.secret_reference(key),
                 });
                 let plan = MllpPlan {
                     listen: m.listen.clone(),

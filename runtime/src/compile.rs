@@ -39,6 +39,8 @@ pub struct Compiled<'p> {
     pub children: Vec<Vec<(usize, Option<&'p str>)>>,
     pub emits: Vec<Arc<str>>,
     pub names: Vec<Arc<str>>,
+    /// Encrypts the DLQ's raw messages; `None` when the plan keeps them in plain text on purpose.
+    pub dlq_key: Option<crate::dlq::DlqKey>,
 }
 
 fn invalid(msg: String) -> RunError {
@@ -85,9 +87,10 @@ impl<'p> Compiled<'p> {
                 format!("plan format {} is not supported (this runtime reads format {PLAN_FORMAT})", plan.plan_format),
             ));
         }
-        if plan.dlq.is_none() {
+        let Some(dlq_target) = &plan.dlq else {
             return Err(invalid("the plan has no DLQ target: records that fail would be lost".into()));
-        }
+        };
+        let dlq_key = crate::dlq::key_for(dlq_target)?;
         let index: HashMap<&str, usize> =
             plan.components.iter().enumerate().map(|(i, c)| (c.name.as_str(), i)).collect();
         let mut children = vec![Vec::new(); plan.components.len()];
@@ -172,6 +175,7 @@ impl<'p> Compiled<'p> {
             children,
             emits: plan.components.iter().map(|c| Arc::from(c.emits.as_str())).collect(),
             names: plan.components.iter().map(|c| Arc::from(c.name.as_str())).collect(),
+            dlq_key,
         })
     }
 }

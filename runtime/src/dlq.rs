@@ -11,8 +11,9 @@
 //!   (`sluice dlq replay`, `crate::replay`).
 //! - `reason` and finding messages never hold field values: they name rules, paths and codes.
 //!   Only `raw` holds data; that is the point of a DLQ.
-//! - Not yet encrypted at rest: DLQ payload encryption (invariant 4) comes with a later issue;
-//!   until then the DLQ file must be stored like the input.
+//! - Raw messages are encrypted at rest (AES-256-GCM, `raw_encoding: aes-256-gcm`) with the
+//!   pipeline's `dlq.encryption_key`; a run without a key refuses to start unless the spec
+//!   says why plain text is fine (`plaintext_reason`, for synthetic or test data).
 //! - Entries are written by the writer thread in record order, so the file is deterministic.
 
 use serde::Serialize;
@@ -68,14 +69,141 @@ struct Entry<'a> {
     raw_encoding: Option<&'static str>,
 }
 
-/// The entry's JSON line (without the line break).
-pub fn entry_line(run_id: &str, env: &Envelope, raw: &[u8], stage: &str, r: &Rejection) -> String {
+/// `raw_encoding` of an encrypted message.
+pub const SEALED: &str = "aes-256-gcm";
+
+/// The key that encrypts the DLQ's raw messages (AES-256-GCM). The entry's id is the
+/// associated data, so a sealed message moved to another entry does not open.
+///
+/// Nonces are synthetic: the first 96 bits of an HMAC-SHA-256, under a key derived from this
+/// one, of the entry id and the message. A nonce therefore repeats only for the same id and the
+/// same message, which then encrypt to the same text (so runs under a fixed clock stay
+/// byte-identical); two different messages never share a nonce, which a counter could not
+/// promise across runs that reuse a run id (fixed clock), and which random nonces would
+/// promise at the price of determinism.
+pub struct DlqKey {
+    aead: ring::aead::LessSafeKey,
+    nonce_key: ring::hmac::Key,
+}
+
+impl std::fmt::Debug for DlqKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DlqKey(***)")
+    }
+}
+
+impl DlqKey {
+    /// A key from its text: 64 hex digits, or base64 of 32 bytes. The error never holds it.
+    pub fn parse(text: &[u8]) -> Result<DlqKey, &'static str> {
+        use base64::Engine;
+        let text = std::str::from_utf8(text).map_err(|_| "the key is not text")?.trim();
+        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            hex::decode(text).map_err(|_| "the key is not valid hex")?
+        } else {
+            base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|_| "the key is neither 64 hex digits nor base64")?
+        };
+        if bytes.len() != 32 {
+            return Err("the key is not 32 bytes long");
+        }
+        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &bytes).map_err(|_| "the key is unusable")?;
+        // A separate key for nonces, so the AES key is used for nothing else.
+        let derived = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes), b"sluice dlq nonce key");
+        Ok(DlqKey {
+            aead: ring::aead::LessSafeKey::new(key),
+            nonce_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
+        })
+    }
+
+    /// `nonce || ciphertext || tag`, base64.
+    fn seal(&self, id: &str, bytes: &[u8]) -> Option<String> {
+        use base64::Engine;
+        let mut ctx = ring::hmac::Context::with_key(&self.nonce_key);
+        ctx.update(id.as_bytes());
+        ctx.update(&[0]);
+        ctx.update(bytes);
+        let mut nonce = [0u8; ring::aead::NONCE_LEN];
+        nonce.copy_from_slice(&ctx.sign().as_ref()[..ring::aead::NONCE_LEN]);
+        let mut sealed = bytes.to_vec();
+        self.aead
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce),
+                ring::aead::Aad::from(id.as_bytes()),
+                &mut sealed,
+            )
+            .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(base64::engine::general_purpose::STANDARD.encode(out))
+    }
+
+    fn open(&self, id: &str, text: &str) -> Result<Vec<u8>, String> {
+        use base64::Engine;
+        let mut bytes = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|_| format!("entry {id}: `raw` is not valid base64"))?;
+        if bytes.len() < ring::aead::NONCE_LEN {
+            return Err(format!("entry {id}: `raw` is too short to be encrypted"));
+        }
+        let mut sealed = bytes.split_off(ring::aead::NONCE_LEN);
+        let nonce =
+            ring::aead::Nonce::try_assume_unique_for_key(&bytes).map_err(|_| format!("entry {id}: bad nonce"))?;
+        let plain = self
+            .aead
+            .open_in_place(nonce, ring::aead::Aad::from(id.as_bytes()), &mut sealed)
+            .map_err(|_| format!("entry {id}: cannot decrypt `raw`: another key, or the entry was altered"))?;
+        Ok(plain.to_vec())
+    }
+}
+
+/// The DLQ key of a plan, resolved and checked; `None` when the plan keeps raw messages in
+/// plain text on purpose (`plaintext_reason`). No key and no reason: the run must not start,
+/// since the DLQ would hold patient data unencrypted.
+pub fn key_for(target: &sluice_compiler::plan::DlqTarget) -> Result<Option<DlqKey>, crate::RunError> {
+    use crate::findings;
+    match (&target.encryption_key, &target.plaintext_reason) {
+        (Some(reference), _) => {
+            let secret = crate::secrets::resolve(reference, "the DLQ's `encryption_key`")?;
+            DlqKey::parse(secret.expose()).map(Some).map_err(|why| {
+                crate::RunError::new(
+                    findings::DLQ_KEY_INVALID,
+                    format!("the DLQ's `encryption_key` ({reference}): {why}"),
+                )
+                .with_help("use 32 random bytes written as 64 hex digits, e.g. `openssl rand -hex 32 > dlq.key`")
+            })
+        }
+        (None, Some(_)) => Ok(None),
+        (None, None) => Err(crate::RunError::new(
+            findings::DLQ_UNENCRYPTED,
+            format!("the DLQ `{}` would hold raw messages, which hold patient data, unencrypted", target.path),
+        )
+        .with_help(
+            "add `encryption_key: ${SLUICE_DLQ_KEY}` (or `${file:dlq.key}`) to `dlq`, with 32 random bytes as 64 hex \
+             digits (`openssl rand -hex 32`); or, for synthetic or test data only, `plaintext_reason: \"...\"`",
+        )),
+    }
+}
+
+/// The entry's JSON line (without the line break). With a key, `raw` is sealed.
+pub fn entry_line(
+    run_id: &str,
+    env: &Envelope,
+    raw: &[u8],
+    stage: &str,
+    r: &Rejection,
+    key: Option<&DlqKey>,
+) -> String {
     use base64::Engine;
-    let (raw, raw_encoding) = match std::str::from_utf8(raw) {
-        Ok(text) => (std::borrow::Cow::Borrowed(text), None),
-        Err(_) => (std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(raw)), Some("base64")),
-    };
     let id = format!("{run_id}-{}", env.seq);
+    let (raw, raw_encoding) = match (key, std::str::from_utf8(raw)) {
+        // A message that cannot be sealed is not written in plain text.
+        (Some(key), _) => (std::borrow::Cow::Owned(key.seal(&id, raw).unwrap_or_default()), Some(SEALED)),
+        (None, Ok(text)) => (std::borrow::Cow::Borrowed(text), None),
+        (None, Err(_)) => {
+            (std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(raw)), Some("base64"))
+        }
+    };
     let entry = Entry {
         id: &id,
         run_id,
@@ -94,6 +222,59 @@ pub fn entry_line(run_id: &str, env: &Envelope, raw: &[u8], stage: &str, r: &Rej
 }
 
 /// A DLQ entry read back (`sluice dlq`).
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    const KEY: &[u8] = b"000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+
+    fn entry(id: &str, raw: String, encoding: Option<&str>) -> StoredEntry {
+        StoredEntry {
+            id: id.into(),
+            run_id: "r".into(),
+            source: "s".into(),
+            file: "f".into(),
+            offset: 0,
+            message_index: 0,
+            stage: "s".into(),
+            code: "RT102".into(),
+            reason: String::new(),
+            findings: Vec::new(),
+            raw,
+            raw_encoding: encoding.map(String::from),
+        }
+    }
+
+    #[test]
+    fn sealed_messages_open_with_their_key_and_id_only() {
+        let key = DlqKey::parse(KEY).unwrap();
+        let message = b"MSH|^~\\&|A\rPID|1||\xc9LODIE".to_vec();
+        let sealed = key.seal("r-1", &message).unwrap();
+        assert!(!sealed.contains("PID"));
+        assert_eq!(sealed, key.seal("r-1", &message).unwrap(), "deterministic");
+        assert_ne!(sealed, key.seal("r-2", &message).unwrap(), "the id is in the nonce");
+        let e = entry("r-1", sealed.clone(), Some(SEALED));
+        assert_eq!(e.raw_bytes(Some(&key)).unwrap(), message);
+        assert_eq!(e.raw_len(), message.len());
+        assert!(e.raw_bytes(None).unwrap_err().contains("encrypted"));
+        let other = DlqKey::parse(&[b'f'; 64]).unwrap();
+        assert!(e.raw_bytes(Some(&other)).unwrap_err().contains("another key"));
+        let moved = entry("r-9", sealed, Some(SEALED));
+        assert!(moved.raw_bytes(Some(&key)).is_err(), "bound to its entry id");
+    }
+
+    #[test]
+    fn keys_are_64_hex_digits_or_base64_of_32_bytes() {
+        assert!(DlqKey::parse(KEY).is_ok());
+        assert!(DlqKey::parse(b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=\n").is_ok());
+        for bad in [&b"0001"[..], b"not a key at all", &[b'g'; 64], b"AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8gIQ=="]
+        {
+            let e = DlqKey::parse(bad).unwrap_err();
+            assert!(!e.contains("0001") && !e.contains("AAEC"), "the error never holds the key: {e}");
+        }
+    }
+}
+
 #[derive(Clone, Debug, serde::Deserialize, Serialize)]
 pub struct StoredEntry {
     pub id: String,
@@ -112,15 +293,30 @@ pub struct StoredEntry {
 }
 
 impl StoredEntry {
-    /// The message's bytes as they were received.
-    pub fn raw_bytes(&self) -> Result<Vec<u8>, String> {
+    /// The message's bytes as they were received (decrypted with `key` if sealed).
+    pub fn raw_bytes(&self, key: Option<&DlqKey>) -> Result<Vec<u8>, String> {
         use base64::Engine;
-        match self.raw_encoding.as_deref() {
-            None => Ok(self.raw.clone().into_bytes()),
-            Some("base64") => base64::engine::general_purpose::STANDARD
+        match (self.raw_encoding.as_deref(), key) {
+            (None, _) => Ok(self.raw.clone().into_bytes()),
+            (Some("base64"), _) => base64::engine::general_purpose::STANDARD
                 .decode(&self.raw)
                 .map_err(|_| format!("entry {}: `raw` is not valid base64", self.id)),
-            Some(other) => Err(format!("entry {}: unknown `raw_encoding` `{other}`", self.id)),
+            (Some(SEALED), Some(key)) => key.open(&self.id, &self.raw),
+            (Some(SEALED), None) => {
+                Err(format!("entry {} is encrypted and the pipeline's `dlq` has no `encryption_key`", self.id))
+            }
+            (Some(other), _) => Err(format!("entry {}: unknown `raw_encoding` `{other}`", self.id)),
+        }
+    }
+
+    /// The size of the message in bytes, without decrypting it.
+    pub fn raw_len(&self) -> usize {
+        use base64::Engine;
+        let decoded = || base64::engine::general_purpose::STANDARD.decode(&self.raw).map(|b| b.len()).unwrap_or(0);
+        match self.raw_encoding.as_deref() {
+            None => self.raw.len(),
+            Some(SEALED) => decoded().saturating_sub(ring::aead::NONCE_LEN + ring::aead::AES_256_GCM.tag_len()),
+            Some(_) => decoded(),
         }
     }
 }

@@ -176,7 +176,7 @@ struct Ctx<'c, 'p> {
 impl Ctx<'_, '_> {
     fn reject(&self, idx: usize, rec: &Record, r: &Rejection, acc: &mut Acc) {
         let name = &self.c.names[idx];
-        acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r));
+        acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r, self.c.dlq_key.as_ref()));
         acc.dlq_component.get_or_insert_with(|| Arc::clone(name));
         acc.findings.extend(r.findings.iter().cloned());
         acc.rejected_at_source |= matches!(self.c.plan.components[idx].kind, ComponentKind::Source(_));

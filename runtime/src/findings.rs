@@ -86,6 +86,10 @@ findings! {
         "A line of the DLQ file is not an entry this version of Sluice wrote (edited by hand, or from an older version without `id`), or its `raw` cannot be decoded. The message gives the line number, never its content. Move such lines out of the file.";
     ERROR_RATE_EXCEEDED = "RT020", RunError, "error rate above `fail_if`",
         "The pipeline's `fail_if` (`error_rate > 0.5% over 1000 records`) tripped: among the last N records read, more than that share went to the DLQ, which usually means a changed feed or a broken spec rather than a few bad messages. The run stopped reading, wrote what it had read, saved a checkpoint and is recorded as failed. `sluice dlq list` shows the reasons; fix the cause and `sluice run --restart` (or `--resume` if neither the specs nor the input changed). The window starts empty again on a resume.";
+    DLQ_UNENCRYPTED = "RT021", RunError, "DLQ would hold patient data unencrypted",
+        "The DLQ keeps each rejected message whole, so it can be fixed and replayed: that is patient data. A run refuses to start unless `dlq.encryption_key` names a key (a secret reference, `${VAR}` or `${file:path}`, to 32 random bytes as 64 hex digits: `openssl rand -hex 32`), with which every raw message is encrypted (AES-256-GCM), or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only).";
+    DLQ_KEY_INVALID = "RT022", RunError, "DLQ key unusable",
+        "The secret named by `dlq.encryption_key` was found but is not 32 bytes written as 64 hex digits or as base64. The message names the reference, never the value. Generate one with `openssl rand -hex 32`.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";

@@ -168,7 +168,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                 "restore the source, or leave the record in the DLQ",
             ));
         };
-        let bytes = e.raw_bytes().map_err(|m| {
+        let bytes = e.raw_bytes(compiled.dlq_key.as_ref()).map_err(|m| {
             RunError::new(findings::DLQ_UNREADABLE, format!("DLQ `{dlq_path}`: {m}"))
                 .with_help("the DLQ file must hold only entries Sluice wrote")
         })?;

@@ -36,3 +36,15 @@ pub fn workspace(name: &str) -> PathBuf {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// The raw messages of a DLQ file written by a bundled pipeline, decrypted with the bundled
+/// example key (`examples/dlq-example.key`), as text (lossy for bytes that are not UTF-8).
+pub fn dlq_raws(dlq: &Path) -> Vec<String> {
+    let key = std::fs::read(root().join("examples/dlq-example.key")).unwrap();
+    let key = sluice_runtime::dlq::DlqKey::parse(&key).unwrap();
+    sluice_runtime::dlq::read_entries(dlq)
+        .unwrap()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.raw_bytes(Some(&key)).unwrap()).into_owned())
+        .collect()
+}

@@ -30,7 +30,7 @@ pub struct Plan {
     pub spec_file: String,
     /// Components in a topological order: every component comes after its inputs.
     pub components: Vec<Component>,
-    pub dlq: Option<FileTarget>,
+    pub dlq: Option<DlqTarget>,
     pub audit: Option<FileTarget>,
     pub state: Option<StateTarget>,
     pub defaults: Defaults,
@@ -463,6 +463,16 @@ pub struct SinkPlan {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FileTarget {
     pub path: String,
+}
+
+/// The DLQ file and how its raw messages are kept.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DlqTarget {
+    pub path: String,
+    /// A secret reference (`${VAR}`, `${file:path}` with the path resolved) to the AES-256 key.
+    pub encryption_key: Option<String>,
+    /// Why raw messages may stay unencrypted.
+    pub plaintext_reason: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -136,10 +136,16 @@ pub fn text(plan: &Plan) -> String {
         }
     }
     let _ = writeln!(o);
-    for (name, target) in [("dlq", &plan.dlq), ("audit", &plan.audit)] {
-        if let Some(t) = target {
-            let _ = writeln!(o, "{name} {}", t.path);
-        }
+    if let Some(d) = &plan.dlq {
+        let raw = match (&d.encryption_key, &d.plaintext_reason) {
+            (Some(key), _) => format!("raw messages encrypted, AES-256-GCM, key {key}"),
+            (None, Some(reason)) => format!("raw messages in plain text: {reason}"),
+            (None, None) => "raw messages: NO KEY, the run will refuse to start".to_string(),
+        };
+        let _ = writeln!(o, "dlq {} ({raw})", d.path);
+    }
+    if let Some(a) = &plan.audit {
+        let _ = writeln!(o, "audit {}", a.path);
     }
     if let Some(f) = &plan.fail_if {
         let _ = writeln!(o, "fail_if error_rate > {}% over {} records", f.max_error_rate * 100.0, f.window);

@@ -159,6 +159,9 @@ pub struct PipelineSpec<'n> {
     pub name: String,
     pub components: Vec<ComponentSpec<'n>>,
     pub dlq: Option<Spanned>,
+    /// `dlq.encryption_key` (a secret reference) and `dlq.plaintext_reason`.
+    pub dlq_key: Option<Spanned>,
+    pub dlq_plaintext_reason: Option<String>,
     pub audit: Option<Spanned>,
     pub state: Option<Spanned>,
     /// `state.checkpoint_every` in milliseconds.
@@ -189,7 +192,29 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         let o = reader::object(cx, n, &shape::FILE_TARGET, &format!("`{key}`"))?;
         o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
     };
-    let dlq = file_target(cx, "dlq");
+    let mut dlq_key = None;
+    let mut dlq_plaintext_reason = None;
+    let dlq = obj.get("dlq").and_then(|n| reader::object(cx, n, &shape::DLQ_TARGET, "`dlq`")).and_then(|o| {
+        dlq_key = o.get("encryption_key").and_then(|n| reader::secret(cx, n, "`encryption_key`"));
+        if let Some(reason) = o.get("plaintext_reason").and_then(|n| reader::string(cx, n, "`plaintext_reason`")) {
+            if dlq_key.is_some() {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, "`dlq` has both `encryption_key` and `plaintext_reason`")
+                        .label(reason.span, "the raw messages cannot be both encrypted and kept in plain text")
+                        .help("keep `encryption_key` (recommended) or `plaintext_reason`, not both"),
+                );
+            } else if reason.text.trim().is_empty() {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, "`plaintext_reason` is empty")
+                        .label(reason.span, "say why the raw messages may stay unencrypted")
+                        .help("for example `plaintext_reason: synthetic test data, never real patients`"),
+                );
+            } else {
+                dlq_plaintext_reason = Some(reason.text);
+            }
+        }
+        o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
+    });
     let audit = file_target(cx, "audit");
     let mut checkpoint_every_ms = DEFAULT_CHECKPOINT_EVERY_MS;
     let state = obj.get("state").and_then(|n| reader::object(cx, n, &shape::STATE, "`state`")).and_then(|o| {
@@ -213,7 +238,18 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         }
         parsed
     });
-    Some(PipelineSpec { name, components, dlq, audit, state, checkpoint_every_ms, defaults, fail_if })
+    Some(PipelineSpec {
+        name,
+        components,
+        dlq,
+        dlq_key,
+        dlq_plaintext_reason,
+        audit,
+        state,
+        checkpoint_every_ms,
+        defaults,
+        fail_if,
+    })
 }
 
 pub fn default_defaults() -> Defaults {

@@ -110,6 +110,25 @@ pub static FILE_TARGET: Shape = Shape {
     keys: &[req("path", KeyType::String, "File path, relative to the pipeline file.")],
 };
 
+pub static DLQ_TARGET: Shape = Shape {
+    name: "dlq",
+    type_tag: None,
+    doc: "The dead-letter queue: a JSON Lines file of rejected records, each with its reason and raw message. The raw messages hold patient data, so they are encrypted (AES-256-GCM) unless `plaintext_reason` says why not.",
+    keys: &[
+        req("path", KeyType::String, "File path, relative to the pipeline file."),
+        opt(
+            "encryption_key",
+            KeyType::String,
+            "Key for the raw messages: a secret reference (`${VAR}` or `${file:path}`) to 32 bytes written as 64 hex digits or base64 (`openssl rand -hex 32`).",
+        ),
+        opt(
+            "plaintext_reason",
+            KeyType::String,
+            "Why the raw messages may be kept unencrypted (synthetic or test data). Without it or a key, a run refuses to start.",
+        ),
+    ],
+};
+
 pub static STATE: Shape = Shape {
     name: "state",
     type_tag: None,
@@ -295,7 +314,7 @@ pub static PIPELINE: Shape = Shape {
         req("sinks", KeyType::Components(SINK_SHAPES), "Named sinks."),
         req(
             "dlq",
-            KeyType::Object(&FILE_TARGET),
+            KeyType::Object(&DLQ_TARGET),
             "Dead-letter queue file: where every rejected record goes, with its reason.",
         ),
         opt("audit", KeyType::Object(&FILE_TARGET), "Audit log file (hash-chained JSON Lines)."),

@@ -329,7 +329,11 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         pipeline: name.into(),
         spec_file: format!("pipelines/{name}.yaml"),
         components,
-        dlq: Some(FileTarget { path: p(dir, "out/dlq.jsonl") }),
+        dlq: Some(DlqTarget {
+            path: p(dir, "out/dlq.jsonl"),
+            encryption_key: None,
+            plaintext_reason: Some("synthetic test data".into()),
+        }),
         audit: Some(FileTarget { path: p(dir, "out/audit.jsonl") }),
         state: None,
         fail_if: None,
