@@ -277,14 +277,22 @@ mod tests {
                 fields.iter().rev().cloned().collect::<Vec<_>>().join("^")
             );
             let Ok(tree) = parse_message(&text) else { return Ok(()) };
-            let held = Hl7Message::new(text.clone(), ParseOptions::default());
-            let reader = Reader::new(&held);
-            prop_assert!(reader.view.is_some());
-            for p in PATHS {
-                let p = parse_path(p).unwrap();
-                let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
-                prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
-                prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
+            // Without an index (segments located again) and with the source step's index
+            // (fields found through its separator offsets).
+            let index = MessageView::parse(&text).ok().and_then(|v| v.index(&text));
+            prop_assert!(index.is_some());
+            for held in [
+                Hl7Message::new(text.clone(), ParseOptions::default()),
+                Hl7Message::with_index(text.clone(), ParseOptions::default(), index),
+            ] {
+                let reader = Reader::new(&held);
+                prop_assert!(reader.view.is_some());
+                for p in PATHS {
+                    let p = parse_path(p).unwrap();
+                    let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
+                    prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
+                    prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
+                }
             }
         }
     }

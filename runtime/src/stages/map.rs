@@ -31,7 +31,7 @@ use crate::eval::{Prepared, Scope, Tables, Val, coercion_can_warn};
 use crate::findings;
 use crate::groups::{self, Partition};
 use crate::hl7::{self, Binding, Hl7Message, Reader};
-use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
+use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token, split_ascii};
 
 /// Builds the lookup tables of a map stage.
 pub fn tables(plan: &MapPlan) -> Tables {
@@ -41,7 +41,7 @@ pub fn tables(plan: &MapPlan) -> Tables {
 /// The JSON pointer of a dotted path (`patient.name` -> `/patient/name`).
 fn dotted_pointer(dotted: &str) -> String {
     let mut pointer = String::with_capacity(dotted.len() + 1);
-    for part in dotted.split('.') {
+    for part in split_ascii(dotted, b'.') {
         pointer.push('/');
         pointer.push_str(&pointer_token(part));
     }
@@ -52,7 +52,7 @@ fn dotted_pointer(dotted: &str) -> String {
 fn insert(doc: &mut Doc, dotted: &str, value: Doc) {
     let mut value = Some(value);
     let mut cur = doc;
-    let mut parts = dotted.split('.').peekable();
+    let mut parts = split_ascii(dotted, b'.').peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if let Some(v) = value.take() {

@@ -448,7 +448,7 @@ pub(crate) fn scan<'a>(
     let mut pending_kind: Option<usize> = None;
     let mut pos = start;
     while pos < bytes.len() {
-        let end = bytes[pos..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(bytes.len(), |i| pos + i);
+        let end = crate::bytes::find_either(&bytes[pos..], b'\r', b'\n').map_or(bytes.len(), |i| pos + i);
         let (kind, term_len) = match bytes.get(end) {
             Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => (Some(2), 2),
             Some(b'\r') => (Some(0), 1),

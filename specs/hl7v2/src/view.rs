@@ -15,6 +15,10 @@
 //! - [`ViewIndex`] is a view without the borrow (byte ranges into the text), for callers that
 //!   keep the text and want to read it again later without locating the segments again;
 //!   [`MessageView::from_index`] over the same text gives back the same view.
+//! - The index also holds where every field separator of every segment is (found once, when
+//!   the index is taken), so a view rebuilt from it finds field `n` without scanning the
+//!   fields before it. [`MessageView::raw_field`] returns the same text either way (a property
+//!   test compares a parsed view with the one rebuilt from its index, field by field).
 
 use std::borrow::Cow;
 
@@ -22,7 +26,7 @@ use crate::codec::{self, Delimiters, ParseError, ParseOptions, ParseWarning, Seg
 use crate::path::{Index, Path};
 
 /// One segment: its id and the text after the id's field separator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct SegmentView<'a> {
     pub id: &'a str,
     /// The field separator as written (MSH-1 of a header segment); empty when there is none.
@@ -31,7 +35,20 @@ pub struct SegmentView<'a> {
     rest: Option<&'a str>,
     /// Byte offset of the segment in the text.
     pub offset: usize,
+    /// Byte offsets in `rest` of its field separators, when the view was rebuilt from an index
+    /// ([`ViewIndex`]); `None`: fields are found by scanning `rest`.
+    separators: Option<&'a [u32]>,
 }
+
+/// The same segment of the same text: where its field separators are known or not does not
+/// change what it reads.
+impl PartialEq for SegmentView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.separator, self.rest, self.offset) == (other.id, other.separator, other.rest, other.offset)
+    }
+}
+
+impl Eq for SegmentView<'_> {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageView<'a> {
@@ -49,6 +66,9 @@ struct SegmentSpan {
     separator: (u32, u32),
     rest: Option<(u32, u32)>,
     offset: usize,
+    /// Range in [`ViewIndex::separators`] of this segment's field separators; `None` when they
+    /// were not located (a field separator that is not ASCII).
+    separators: Option<(u32, u32)>,
 }
 
 /// A [`MessageView`] as byte ranges into its text: what to keep next to the text to read it
@@ -58,11 +78,14 @@ pub struct ViewIndex {
     delimiters: Delimiters,
     segment_separator: SegmentSeparator,
     segments: Vec<SegmentSpan>,
+    /// Byte offsets of the field separators in each segment's rest, segment after segment.
+    separators: Vec<u32>,
 }
 
 impl<'a> MessageView<'a> {
-    /// The byte ranges of this view, which was parsed from `text`. `None` when a part does
-    /// not lie inside `text` or the text is 4 GiB or more.
+    /// The byte ranges of this view, which was parsed from `text`, with the offsets of every
+    /// field separator (one pass over the text). `None` when a part does not lie inside `text`
+    /// or the text is 4 GiB or more.
     pub fn index(&self, text: &str) -> Option<ViewIndex> {
         let base = text.as_ptr() as usize;
         u32::try_from(text.len()).ok()?;
@@ -76,10 +99,21 @@ impl<'a> MessageView<'a> {
             let end = start.checked_add(part.len())?;
             (end <= text.len()).then_some((start as u32, end as u32))
         };
+        let field = self.delimiters.field;
+        // About one field per 8 bytes in real messages.
+        let mut separators = Vec::with_capacity(if field.is_ascii() { text.len() / 8 } else { 0 });
         let segments = self
             .segments
             .iter()
             .map(|s| {
+                let located = match s.rest {
+                    Some(rest) if field.is_ascii() => {
+                        let start = separators.len() as u32;
+                        push_separators(rest, field as u8, &mut separators);
+                        Some((start, separators.len() as u32))
+                    }
+                    _ => None,
+                };
                 Some(SegmentSpan {
                     id: span(s.id)?,
                     separator: span(s.separator)?,
@@ -88,15 +122,16 @@ impl<'a> MessageView<'a> {
                         None => None,
                     },
                     offset: s.offset,
+                    separators: located,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments })
+        Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments, separators })
     }
 
     /// The view `index` was taken from, over the same `text` (no warnings: they were reported
     /// when the text was first parsed). A range outside `text` reads as empty.
-    pub fn from_index(text: &'a str, index: &ViewIndex) -> MessageView<'a> {
+    pub fn from_index(text: &'a str, index: &'a ViewIndex) -> MessageView<'a> {
         let part = |(start, end): (u32, u32)| text.get(start as usize..end as usize).unwrap_or("");
         MessageView {
             delimiters: index.delimiters,
@@ -109,6 +144,9 @@ impl<'a> MessageView<'a> {
                     separator: part(s.separator),
                     rest: s.rest.map(part),
                     offset: s.offset,
+                    separators: s
+                        .separators
+                        .and_then(|(start, end)| index.separators.get(start as usize..end as usize)),
                 })
                 .collect(),
             warnings: Vec::new(),
@@ -123,7 +161,13 @@ impl<'a> MessageView<'a> {
     pub fn parse_with(text: &'a str, options: ParseOptions) -> Result<MessageView<'a>, ParseError> {
         let mut segments = Vec::with_capacity(16);
         let scanned = codec::scan(text, options, |line| {
-            segments.push(SegmentView { id: line.id, separator: line.separator, rest: line.rest, offset: line.offset });
+            segments.push(SegmentView {
+                id: line.id,
+                separator: line.separator,
+                rest: line.rest,
+                offset: line.offset,
+                separators: None,
+            });
         })?;
         Ok(MessageView {
             delimiters: scanned.delimiters,
@@ -158,14 +202,27 @@ impl<'a> MessageView<'a> {
     /// field 1 is the field separator and field 2 the encoding characters, as written.
     pub fn raw_field(&self, seg: &SegmentView<'a>, n: usize) -> Option<&'a str> {
         let rest = seg.rest?;
-        if is_header(seg.id) {
-            return match n {
-                0 => None,
-                1 => Some(seg.separator),
-                n => nth_part(rest, self.delimiters.field, n - 2),
-            };
+        let k = if is_header(seg.id) {
+            match n {
+                0 => return None,
+                1 => return Some(seg.separator),
+                n => n - 2,
+            }
+        } else {
+            n.checked_sub(1)?
+        };
+        match seg.separators {
+            // Field k runs from after separator k-1 to separator k (or the end of `rest`).
+            Some(seps) => {
+                let start = match k {
+                    0 => 0,
+                    k => *seps.get(k - 1)? as usize + 1,
+                };
+                let end = seps.get(k).map_or(rest.len(), |&e| e as usize);
+                rest.get(start..end)
+            }
+            None => nth_part(rest, self.delimiters.field, k),
         }
-        nth_part(rest, self.delimiters.field, n.checked_sub(1)?)
     }
 
     /// Calls `f` with each value at `path` until it returns false.
@@ -229,6 +286,12 @@ pub fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
         }
     }
     if seen == n { s.get(start..) } else { None }
+}
+
+/// Appends the byte offset of each `sep` in `s` to `out`.
+fn push_separators(s: &str, sep: u8, out: &mut Vec<u32>) {
+    // `s` lies in a text shorter than 4 GiB (checked by the caller).
+    crate::bytes::for_each(s.as_bytes(), sep, |i| out.push(i as u32));
 }
 
 fn is_header(id: &str) -> bool {
