@@ -208,6 +208,13 @@ impl<'a> Scope<'a> {
                 let (Some(msg), Some(p)) = (self.msg, self.prepared.path(path)) else {
                     return if *multi { Val::List(Vec::new()) } else { Val::Null };
                 };
+                if !*multi && matches!(expr, Expr::Hl7 { .. }) {
+                    // One value: read the first without collecting the others.
+                    return match msg.first(p) {
+                        Some(v) => self.convert(&v, value_type, path, warnings),
+                        None => Val::Null,
+                    };
+                }
                 let values: Vec<std::borrow::Cow<'_, str>> = match expr {
                     Expr::Within { var, .. } => match self.groups.iter().rev().find(|(n, _)| n == var) {
                         Some((_, g)) => {

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, unescape};
 use sluice_hl7v2::path::{Index, Path};
-use sluice_hl7v2::view::{MessageView, ViewIndex};
+use sluice_hl7v2::view::{MessageView, ViewIndex, parts};
 
 pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
 pub use sluice_hl7v2::charset::{self, CharsetPolicy};
@@ -119,6 +119,14 @@ impl<'m> Reader<'m> {
         }
     }
 
+    /// The first value at `path`, decoded: `select(path)`'s first, without collecting the rest.
+    pub fn first(&self, path: &Path) -> Option<Cow<'m, str>> {
+        match &self.view {
+            Some(v) => v.first(path),
+            None => self.tree().select(path).into_iter().next().map(Cow::Borrowed),
+        }
+    }
+
     /// [`repetitions`], read from the view when there is one.
     pub fn repetitions(&self, path: &Path) -> Vec<Binding<'m>> {
         match &self.view {
@@ -142,7 +150,7 @@ fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>>
         let Some(raw) = view.raw_field(seg, path.field) else {
             continue;
         };
-        let reps: Vec<&str> = raw.split(d.repetition).collect();
+        let reps: Vec<&str> = parts(raw, d.repetition).collect();
         for rep in pick(&reps, path.repetition) {
             let b = split_repetition(rep, d);
             if b.iter().all(|c| c.iter().all(|s| s.is_empty())) {
@@ -158,9 +166,9 @@ fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>>
 fn split_repetition<'m>(rep: &'m str, d: &Delimiters) -> Binding<'m> {
     let component = |c: &'m str| match c {
         "" => Vec::new(),
-        c => c.split(d.subcomponent).map(|s| unescape(s, d)).collect(),
+        c => parts(c, d.subcomponent).map(|s| unescape(s, d)).collect(),
     };
-    rep.split(d.component).map(component).collect()
+    parts(rep, d.component).map(component).collect()
 }
 
 /// Adds a non-empty repetition's binding to `out`: whole, or only the component the path names
@@ -290,6 +298,7 @@ mod tests {
                 for p in PATHS {
                     let p = parse_path(p).unwrap();
                     let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
+                    prop_assert_eq!(reader.first(&p), from_tree.first().cloned(), "{:?}", p);
                     prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
                     prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
                 }

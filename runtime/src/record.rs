@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_compiler::plan::MaskAction;
+// A byte-loop `str::split`: dotted paths and pointers are split per record.
+use sluice_hl7v2::view::parts;
 use sluice_spec_core::PhiClass;
 
 /// A finding on a record: `{code, path, message}`; `message` is fixed text, never a value.
@@ -197,7 +199,7 @@ impl Doc {
     /// `patient.identifiers[0].value`).
     pub fn get_dotted(&self, path: &str) -> Option<&Doc> {
         let mut cur = self;
-        for part in split_ascii(path, b'.') {
+        for part in parts(path, '.') {
             let (name, indexes) = split_indexes(part);
             if !name.is_empty() {
                 cur = match cur {
@@ -222,7 +224,7 @@ impl Doc {
             return Some(self);
         }
         let mut cur = self;
-        for token in split_ascii(pointer.strip_prefix('/')?, b'/') {
+        for token in parts(pointer.strip_prefix('/')?, '/') {
             let token = unpointer_token(token);
             cur = match cur {
                 Doc::Obj(m) => m.iter_mut().find(|(k, _)| k.as_str() == token.as_ref()).map(|(_, v)| v)?,
@@ -232,28 +234,6 @@ impl Doc {
         }
         Some(cur)
     }
-}
-
-/// `s.split(sep)` for an ASCII `sep`, by a byte loop: the dotted paths and pointers split per
-/// record are a few short parts, where `str::split`'s searcher costs more than it saves
-/// (a property test compares the two).
-pub fn split_ascii(s: &str, sep: u8) -> impl Iterator<Item = &str> {
-    debug_assert!(sep.is_ascii());
-    let mut rest = Some(s);
-    std::iter::from_fn(move || {
-        let r = rest?;
-        match r.bytes().position(|b| b == sep) {
-            // An ASCII byte is a char boundary on both sides.
-            Some(i) => {
-                rest = r.get(i + 1..);
-                r.get(..i)
-            }
-            None => {
-                rest = None;
-                Some(r)
-            }
-        }
-    })
 }
 
 fn split_indexes(part: &str) -> (&str, Vec<usize>) {
@@ -352,13 +332,6 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        #[test]
-        fn split_ascii_is_split(s in "[a./é]{0,10}", sep in proptest::sample::select(vec![b'.', b'/'])) {
-            let ours: Vec<&str> = split_ascii(&s, sep).collect();
-            let std: Vec<&str> = s.split(char::from(sep)).collect();
-            prop_assert_eq!(ours, std);
-        }
-
         #[test]
         fn json_strings_are_written_as_serde_json_writes_them(s in any::<String>(), c in 0u8..0x80) {
             let s = format!("{s}{}{s}", char::from(c));

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use sluice_compiler::expr::ast::Expr;
 use sluice_compiler::plan::{FieldValue, GroupEach, ItemPlan, MapPlan, Producer};
 use sluice_hl7v2::schema::Version;
+use sluice_hl7v2::view::parts;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use super::{Step, message_type_accepted};
@@ -31,7 +32,7 @@ use crate::eval::{Prepared, Scope, Tables, Val, coercion_can_warn};
 use crate::findings;
 use crate::groups::{self, Partition};
 use crate::hl7::{self, Binding, Hl7Message, Reader};
-use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token, split_ascii};
+use crate::record::{ClassedLeaf, Doc, Issue, Payload, Record, pointer_token};
 
 /// Builds the lookup tables of a map stage.
 pub fn tables(plan: &MapPlan) -> Tables {
@@ -41,7 +42,7 @@ pub fn tables(plan: &MapPlan) -> Tables {
 /// The JSON pointer of a dotted path (`patient.name` -> `/patient/name`).
 fn dotted_pointer(dotted: &str) -> String {
     let mut pointer = String::with_capacity(dotted.len() + 1);
-    for part in split_ascii(dotted, b'.') {
+    for part in parts(dotted, '.') {
         pointer.push('/');
         pointer.push_str(&pointer_token(part));
     }
@@ -52,7 +53,7 @@ fn dotted_pointer(dotted: &str) -> String {
 fn insert(doc: &mut Doc, dotted: &str, value: Doc) {
     let mut value = Some(value);
     let mut cur = doc;
-    let mut parts = split_ascii(dotted, b'.').peekable();
+    let mut parts = parts(dotted, '.').peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if let Some(v) = value.take() {

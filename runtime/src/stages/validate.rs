@@ -41,6 +41,14 @@ pub fn compile_patterns(plan: &ValidatePlan) -> Result<Vec<Option<Regex>>, Strin
 fn texts(v: Val) -> Vec<String> {
     match v {
         Val::List(items) => items.into_iter().flat_map(texts).collect(),
+        // Strings move (`Val::text` would copy them).
+        Val::Str(s) | Val::Dec(s) => {
+            if s.is_empty() {
+                Vec::new()
+            } else {
+                vec![s]
+            }
+        }
         other => other.text().filter(|t| !t.is_empty()).into_iter().collect(),
     }
 }

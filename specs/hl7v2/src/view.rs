@@ -250,7 +250,7 @@ impl<'a> MessageView<'a> {
             if raw.is_empty() {
                 continue;
             }
-            for rep in pick(raw.split(d.repetition), path.repetition) {
+            for rep in pick(parts(raw, d.repetition), path.repetition) {
                 let Some(sub) = nth_part(rep, d.component, ci).and_then(|c| nth_part(c, d.subcomponent, si)) else {
                     continue;
                 };
@@ -288,6 +288,42 @@ pub fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
     if seen == n { s.get(start..) } else { None }
 }
 
+/// `s.split(sep)`, by a byte loop when `sep` is ASCII (see [`nth_part`]; a property test
+/// compares the two).
+pub fn parts(s: &str, sep: char) -> Parts<'_> {
+    if sep.is_ascii() { Parts::Ascii { rest: Some(s), sep: sep as u8 } } else { Parts::Other(s.split(sep)) }
+}
+
+/// The iterator [`parts`] returns.
+pub enum Parts<'a> {
+    Ascii { rest: Option<&'a str>, sep: u8 },
+    Other(std::str::Split<'a, char>),
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Parts::Ascii { rest, sep } => {
+                let r = (*rest)?;
+                match r.bytes().position(|b| b == *sep) {
+                    // An ASCII byte is a char boundary on both sides.
+                    Some(i) => {
+                        *rest = r.get(i + 1..);
+                        r.get(..i)
+                    }
+                    None => {
+                        *rest = None;
+                        Some(r)
+                    }
+                }
+            }
+            Parts::Other(split) => split.next(),
+        }
+    }
+}
+
 /// Appends the byte offset of each `sep` in `s` to `out`.
 fn push_separators(s: &str, sep: u8, out: &mut Vec<u32>) {
     // `s` lies in a text shorter than 4 GiB (checked by the caller).
@@ -318,6 +354,11 @@ mod tests {
         #[test]
         fn nth_part_is_split_nth(s in "[a|€^]{0,12}", sep in proptest::sample::select(vec!['|', '^', '€']), n in 0usize..6) {
             prop_assert_eq!(nth_part(&s, sep, n), s.split(sep).nth(n));
+        }
+
+        #[test]
+        fn parts_is_split(s in "[a|€^.]{0,12}", sep in proptest::sample::select(vec!['|', '^', '€', '.'])) {
+            prop_assert_eq!(parts(&s, sep).collect::<Vec<_>>(), s.split(sep).collect::<Vec<_>>());
         }
     }
 }
