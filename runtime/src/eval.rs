@@ -8,11 +8,15 @@
 //!   `{code, path, message}` where `path` is the output field and `message` names the source
 //!   path and the expected form, never the value.
 //! - Deterministic: no clock, no randomness, no hash-map iteration order in results.
-//! - Paths and templates are prepared once per plan ([`Prepared::prepare`]), not per record.
+//! - Paths and templates are prepared once per plan ([`Prepared::prepare`]), not per record,
+//!   and found again per record by a fast hash of their spec text ([`PlanHasher`]: spec text
+//!   is trusted, so it does not need SipHash's resistance to chosen keys; data never is a key).
 //! - Types were checked by the compiler; evaluation does not re-check them, it only converts
 //!   text as the expression's `value_type` says.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use minijinja::{AutoEscape, Environment};
 use sluice_compiler::expr::ast::{BinaryOp, Expr, Function, Literal};
@@ -57,12 +61,17 @@ impl Val {
 
     /// Text form (lists are joined with `,`); `None` for null.
     pub fn text(&self) -> Option<String> {
+        self.as_text().map(Cow::into_owned)
+    }
+
+    /// [`Val::text`], borrowed for strings and decimals (compared, not kept).
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
             Val::Null => None,
-            Val::Bool(b) => Some(b.to_string()),
-            Val::Int(i) => Some(i.to_string()),
-            Val::Dec(d) | Val::Str(d) => Some(d.clone()),
-            Val::List(items) => Some(items.iter().filter_map(Val::text).collect::<Vec<_>>().join(",")),
+            Val::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Val::Int(i) => Some(Cow::Owned(i.to_string())),
+            Val::Dec(d) | Val::Str(d) => Some(Cow::Borrowed(d)),
+            Val::List(items) => Some(Cow::Owned(items.iter().filter_map(Val::text).collect::<Vec<_>>().join(","))),
         }
     }
 
@@ -100,19 +109,51 @@ impl Val {
     }
 }
 
+/// FxHash (as in rustc) for maps keyed by a plan's spec text (HL7 paths, template sources):
+/// a few short keys looked up several times per record, where SipHash costs more than the
+/// lookup. Never used for keys that come from data.
+#[derive(Default)]
+pub struct PlanHasher(u64);
+
+impl PlanHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for PlanHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PlanMap<'p, V> = HashMap<&'p str, V, BuildHasherDefault<PlanHasher>>;
+
 /// HL7 paths and templates of a plan, parsed and compiled once.
 pub struct Prepared<'p> {
-    paths: HashMap<&'p str, Path>,
+    paths: PlanMap<'p, Path>,
     templates: Environment<'p>,
     /// Templates rendered without minijinja, by source.
-    plain: HashMap<&'p str, PlainTemplate<'p>>,
+    plain: PlanMap<'p, PlainTemplate<'p>>,
 }
 
 impl Default for Prepared<'_> {
     fn default() -> Self {
         let mut templates = Environment::new();
         templates.set_auto_escape_callback(|_| AutoEscape::None);
-        Prepared { paths: HashMap::new(), templates, plain: HashMap::new() }
+        Prepared { paths: PlanMap::default(), templates, plain: PlanMap::default() }
     }
 }
 
@@ -359,10 +400,10 @@ impl<'a> Scope<'a> {
         if let Val::List(items) = v {
             return Val::List(items.into_iter().map(|i| self.lookup(i, table, default, warnings)).collect());
         }
-        let Some(key) = v.text().filter(|t| !t.is_empty()) else {
+        let Some(key) = v.as_text().filter(|t| !t.is_empty()) else {
             return Val::Null;
         };
-        if let Some(found) = self.tables.and_then(|t| t.get(table)).and_then(|t| t.get(&key)) {
+        if let Some(found) = self.tables.and_then(|t| t.get(table)).and_then(|t| t.get(key.as_ref())) {
             return Val::Str(found.clone());
         }
         match default {
@@ -656,7 +697,7 @@ fn equal(a: &Val, b: &Val) -> bool {
             (Val::Null, Val::Null) => true,
             (Val::Null, _) | (_, Val::Null) => false,
             (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q)),
-            _ => a.text() == b.text(),
+            _ => a.as_text() == b.as_text(),
         },
     }
 }
@@ -666,7 +707,7 @@ fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
         (Some(x), Some(y)) => compare_numbers(x, y),
         _ => match (a, b) {
             (Val::Null, _) | (_, Val::Null) | (Val::List(_), _) | (_, Val::List(_)) => None,
-            _ => Some(a.text()?.cmp(&b.text()?)),
+            _ => Some(a.as_text()?.cmp(&b.as_text()?)),
         },
     }
 }

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 
 use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, unescape};
 use sluice_hl7v2::path::{Index, Path};
-use sluice_hl7v2::view::{MessageView, ViewIndex, parts};
+use sluice_hl7v2::view::{self, MessageView, ViewIndex, parts};
 
 pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
 pub use sluice_hl7v2::charset::{self, CharsetPolicy};
@@ -144,14 +144,13 @@ fn is_header(id: &str) -> bool {
 /// [`repetitions`] over the view: the same bindings, cut from the text and decoded.
 fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>> {
     let d = &view.delimiters;
-    let segments: Vec<_> = view.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
+    let segments = view.segments.iter().filter(|s| s.id == path.segment.as_str());
     let mut out = Vec::new();
-    for seg in pick(&segments, path.occurrence) {
+    for seg in view::pick(segments, path.occurrence) {
         let Some(raw) = view.raw_field(seg, path.field) else {
             continue;
         };
-        let reps: Vec<&str> = parts(raw, d.repetition).collect();
-        for rep in pick(&reps, path.repetition) {
+        for rep in view::pick(parts(raw, d.repetition), path.repetition) {
             let b = split_repetition(rep, d);
             if b.iter().all(|c| c.iter().all(|s| s.is_empty())) {
                 continue;
@@ -168,7 +167,10 @@ fn split_repetition<'m>(rep: &'m str, d: &Delimiters) -> Binding<'m> {
         "" => Vec::new(),
         c => parts(c, d.subcomponent).map(|s| unescape(s, d)).collect(),
     };
-    parts(rep, d.component).map(component).collect()
+    // Sized once: a repetition often has several components.
+    let mut b = Vec::with_capacity(parts(rep, d.component).count());
+    b.extend(parts(rep, d.component).map(component));
+    b
 }
 
 /// Adds a non-empty repetition's binding to `out`: whole, or only the component the path names

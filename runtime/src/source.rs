@@ -247,7 +247,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
         };
         // The schema first: almost every segment is in it, and then the Z-segment set is not
         // consulted.
-        let unexpected = |id: &str| schema.segment(id).is_none() && !profile.z_segments.contains(id);
+        let unexpected = |id: &str| !schema.defines(id) && !profile.z_segments.contains(id);
         // Segment lines are 1-based, as in the tree.
         let bad: Vec<(String, usize)> = view
             .segments

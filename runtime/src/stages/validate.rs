@@ -38,18 +38,23 @@ pub fn compile_patterns(plan: &ValidatePlan) -> Result<Vec<Option<Regex>>, Strin
         .collect()
 }
 
+/// The non-empty texts of a value, lists flattened, in order.
 fn texts(v: Val) -> Vec<String> {
+    let mut out = Vec::new();
+    push_texts(v, &mut out);
+    out
+}
+
+fn push_texts(v: Val, out: &mut Vec<String>) {
     match v {
-        Val::List(items) => items.into_iter().flat_map(texts).collect(),
+        Val::List(items) => items.into_iter().for_each(|i| push_texts(i, out)),
         // Strings move (`Val::text` would copy them).
         Val::Str(s) | Val::Dec(s) => {
-            if s.is_empty() {
-                Vec::new()
-            } else {
-                vec![s]
+            if !s.is_empty() {
+                out.push(s);
             }
         }
-        other => other.text().filter(|t| !t.is_empty()).into_iter().collect(),
+        other => out.extend(other.text().filter(|t| !t.is_empty())),
     }
 }
 

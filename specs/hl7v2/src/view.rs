@@ -335,7 +335,7 @@ fn is_header(id: &str) -> bool {
 }
 
 /// The items `index` picks from `items`, lazily (stops after the one it wants).
-fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item = T> {
+pub fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item = T> {
     let wanted = move |i: usize| match index {
         Index::All => true,
         Index::First => i == 0,
