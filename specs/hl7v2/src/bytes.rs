@@ -41,19 +41,19 @@ pub(crate) fn for_each(s: &[u8], b: u8, mut f: impl FnMut(usize)) {
     }
 }
 
-/// The index of the first byte of `s` equal to `a` or `b`.
-pub(crate) fn find_either(s: &[u8], a: u8, b: u8) -> Option<usize> {
+/// The index of the first byte of `s` equal to one of `needles`.
+pub(crate) fn find_any<const N: usize>(s: &[u8], needles: [u8; N]) -> Option<usize> {
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         let w = word(chunk);
-        let m = eq_mask(w, a) | eq_mask(w, b);
+        let m = needles.iter().fold(0, |m, &b| m | eq_mask(w, b));
         if m != 0 {
             return Some(base + (m.trailing_zeros() / 8) as usize);
         }
         base += 8;
     }
-    chunks.remainder().iter().position(|&x| x == a || x == b).map(|i| base + i)
+    chunks.remainder().iter().position(|x| needles.contains(x)).map(|i| base + i)
 }
 
 #[cfg(test)]
@@ -80,8 +80,10 @@ mod tests {
         }
 
         #[test]
-        fn find_either_is_position(s in bytes(), a in prop_oneof![Just(b'\r'), any::<u8>()], b in prop_oneof![Just(b'\n'), any::<u8>()]) {
-            prop_assert_eq!(find_either(&s, a, b), s.iter().position(|&x| x == a || x == b));
+        fn find_any_is_position(s in bytes(), a in prop_oneof![Just(b'\r'), any::<u8>()], b in prop_oneof![Just(b'\n'), any::<u8>()], c in any::<u8>()) {
+            prop_assert_eq!(find_any(&s, [a]), s.iter().position(|&x| x == a));
+            prop_assert_eq!(find_any(&s, [a, b]), s.iter().position(|&x| x == a || x == b));
+            prop_assert_eq!(find_any(&s, [a, b, c]), s.iter().position(|&x| x == a || x == b || x == c));
         }
     }
 }

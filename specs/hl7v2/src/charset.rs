@@ -308,7 +308,7 @@ fn msh_line(bytes: &[u8]) -> Option<(usize, u8, &[u8])> {
     if !fs.is_ascii() || fs.is_ascii_alphanumeric() || fs == b'\r' || fs == b'\n' {
         return None;
     }
-    let end = crate::bytes::find_either(b, b'\r', b'\n').unwrap_or(b.len());
+    let end = crate::bytes::find_any(b, [b'\r', b'\n']).unwrap_or(b.len());
     Some((start, fs, &b[..end]))
 }
 
