@@ -265,7 +265,10 @@ pub(crate) fn write_str(s: &str, out: &mut String) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Runs without a byte to escape are found a word at a time (most strings are one run).
+    while let Some(found) = sluice_hl7v2::bytes::find_any_or_below(&bytes[start..], [b'"', b'\\'], 0x20) {
+        let i = start + found;
+        let b = bytes[i];
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -274,8 +277,7 @@ pub(crate) fn write_str(s: &str, out: &mut String) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
         // Only ASCII bytes end a run, so `start..i` is on char boundaries.
         out.push_str(&s[start..i]);
