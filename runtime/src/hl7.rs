@@ -144,7 +144,7 @@ fn is_header(id: &str) -> bool {
 /// [`repetitions`] over the view: the same bindings, cut from the text and decoded.
 fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>> {
     let d = &view.delimiters;
-    let segments = view.segments.iter().filter(|s| s.id == path.segment.as_str());
+    let segments = view.named(&path.segment);
     let mut out = Vec::new();
     for seg in view::pick(segments, path.occurrence) {
         let Some(raw) = view.raw_field(seg, path.field) else {

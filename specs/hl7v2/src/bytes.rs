@@ -50,12 +50,14 @@ pub(crate) fn for_each(s: &[u8], b: u8, mut f: impl FnMut(usize)) {
 }
 
 /// The index of the first byte of `s` equal to one of `needles`.
+#[inline]
 pub(crate) fn find_any<const N: usize>(s: &[u8], needles: [u8; N]) -> Option<usize> {
     find_any_or_below(s, needles, 0)
 }
 
 /// The index of the first byte of `s` equal to one of `needles` or below `below` (at most
-/// `0x80`; 0: none is below).
+/// `0x80`; 0: none is below). Inlined, so that constant needles and bounds fold.
+#[inline]
 pub fn find_any_or_below<const N: usize>(s: &[u8], needles: [u8; N], below: u8) -> Option<usize> {
     let below = below.min(0x80);
     let mut chunks = s.chunks_exact(8);
