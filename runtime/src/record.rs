@@ -248,7 +248,12 @@ fn split_indexes(part: &str) -> (&str, Vec<usize>) {
 
 /// Escapes one JSON pointer token (borrowed when there is nothing to escape, the usual case).
 pub fn pointer_token(s: &str) -> Cow<'_, str> {
-    if s.contains(['~', '/']) { Cow::Owned(s.replace('~', "~0").replace('/', "~1")) } else { Cow::Borrowed(s) }
+    // A byte loop: `contains` with a set of chars runs a general searcher on these short keys.
+    if s.bytes().any(|b| b == b'~' || b == b'/') {
+        Cow::Owned(s.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Reads one JSON pointer token (borrowed when there is nothing to unescape).
