@@ -508,6 +508,20 @@ impl<'a> Scope<'a> {
             BinaryOp::Or => {
                 return Val::Bool(self.eval(lhs, warnings).truthy() || self.eval(rhs, warnings).truthy());
             }
+            BinaryOp::Eq | BinaryOp::Ne => {
+                // A comparison with a string literal (`MSH-9.1 == "ADT"`) compares with the
+                // literal's text in place, without making a value of it.
+                let literal = match (lhs, rhs) {
+                    (other, Expr::Lit { value: Literal::Str(l) }) | (Expr::Lit { value: Literal::Str(l) }, other) => {
+                        Some((other, l))
+                    }
+                    _ => None,
+                };
+                if let Some((other, l)) = literal {
+                    let same = equal_str(&self.eval(other, warnings), l);
+                    return Val::Bool(if op == BinaryOp::Eq { same } else { !same });
+                }
+            }
             _ => {}
         }
         let (a, b) = (self.eval(lhs, warnings), self.eval(rhs, warnings));
@@ -702,6 +716,11 @@ fn equal(a: &Val, b: &Val) -> bool {
     }
 }
 
+/// `equal(a, &Val::Str(l))`, without the value (a property test holds them together).
+fn equal_str(a: &Val, l: &str) -> bool {
+    !matches!(a, Val::Null) && a.as_text().as_deref() == Some(l)
+}
+
 fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
     match (number(a), number(b)) {
         (Some(x), Some(y)) => compare_numbers(x, y),
@@ -733,6 +752,26 @@ fn add(a: Val, b: Val) -> Val {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn val() -> impl Strategy<Value = Val> {
+        let leaf = prop_oneof![
+            Just(Val::Null),
+            any::<bool>().prop_map(Val::Bool),
+            (-20i64..20).prop_map(Val::Int),
+            "-?[0-9]{1,3}(\\.[0-9]{0,2})?".prop_map(Val::Dec),
+            "|ADT|1|1.0|true|-3|[a-z0-9,.]{0,4}".prop_map(Val::Str),
+        ];
+        leaf.prop_recursive(2, 6, 3, |inner| proptest::collection::vec(inner, 0..3).prop_map(Val::List))
+    }
+
+    proptest! {
+        #[test]
+        fn equal_str_is_equal_to_a_string_value(a in val(), l in "|ADT|1|1.0|true|-3|[a-z0-9,.]{0,4}") {
+            prop_assert_eq!(equal_str(&a, &l), equal(&a, &Val::Str(l.clone())));
+            prop_assert_eq!(equal_str(&a, &l), equal(&Val::Str(l.clone()), &a));
+        }
+    }
 
     fn lit(s: &str) -> Expr {
         Expr::Lit { value: Literal::Str(s.into()) }
