@@ -190,12 +190,41 @@ impl<'a> MessageView<'a> {
 
     /// The first value at `path`, decoded; `None` when there is none.
     pub fn first(&self, path: &Path) -> Option<Cow<'a, str>> {
+        if path.occurrence != Index::All && path.repetition != Index::All {
+            return self.single(path);
+        }
         let mut found = None;
         self.each(path, |v| {
             found = Some(v);
             false
         });
         found
+    }
+
+    /// [`MessageView::first`] of a path that names one segment and one repetition: the one
+    /// candidate value, found directly (a property test compares it with `select`'s first).
+    fn single(&self, path: &Path) -> Option<Cow<'a, str>> {
+        let d = &self.delimiters;
+        let ci = path.component.unwrap_or(1).checked_sub(1)?;
+        let si = path.subcomponent.unwrap_or(1).checked_sub(1)?;
+        let nth = |i: Index| match i {
+            Index::Nth(n) => n,
+            _ => 0,
+        };
+        let seg = self.named(&path.segment).nth(nth(path.occurrence))?;
+        let raw = self.raw_field(seg, path.field)?;
+        if is_header(seg.id) && path.field <= 2 {
+            // MSH-1 and MSH-2 are one literal value: neither split nor unescaped.
+            let first_rep = nth(path.repetition) == 0;
+            return (first_rep && ci == 0 && si == 0 && !raw.is_empty()).then_some(Cow::Borrowed(raw));
+        }
+        let rep = nth_part(raw, d.repetition, nth(path.repetition))?;
+        let sub = nth_part(rep, d.component, ci).and_then(|c| nth_part(c, d.subcomponent, si))?;
+        if sub.is_empty() {
+            return None;
+        }
+        let value = unescape(sub, d);
+        (!value.is_empty()).then_some(value)
     }
 
     /// The raw (still escaped) text of field `n` (1-based) of `seg`. For a header segment,

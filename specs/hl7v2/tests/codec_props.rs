@@ -486,6 +486,9 @@ proptest! {
         for path in [p.clone(), Path { field, repetition: rep, component: comp, subcomponent: sub, ..p }] {
             let from_view: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
             prop_assert_eq!(&from_view, &parsed.select(&path), "path {}", path);
+            let first = view.first(&path).map(|v| v.into_owned());
+            prop_assert_eq!(first.as_ref(), from_view.first(), "first of {}", path);
+            prop_assert_eq!(rebuilt.first(&path).map(|v| v.into_owned()), first, "first of {}", path);
             let from_rebuilt: Vec<String> = rebuilt.select(&path).into_iter().map(|v| v.into_owned()).collect();
             prop_assert_eq!(from_rebuilt, from_view, "path {}", path);
         }
