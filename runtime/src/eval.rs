@@ -8,11 +8,15 @@
 //!   `{code, path, message}` where `path` is the output field and `message` names the source
 //!   path and the expected form, never the value.
 //! - Deterministic: no clock, no randomness, no hash-map iteration order in results.
-//! - Paths and templates are prepared once per plan ([`Prepared::prepare`]), not per record.
+//! - Paths and templates are prepared once per plan ([`Prepared::prepare`]), not per record,
+//!   and found again per record by a fast hash of their spec text ([`PlanHasher`]: spec text
+//!   is trusted, so it does not need SipHash's resistance to chosen keys; data never is a key).
 //! - Types were checked by the compiler; evaluation does not re-check them, it only converts
 //!   text as the expression's `value_type` says.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use minijinja::{AutoEscape, Environment};
 use sluice_compiler::expr::ast::{BinaryOp, Expr, Function, Literal};
@@ -57,12 +61,17 @@ impl Val {
 
     /// Text form (lists are joined with `,`); `None` for null.
     pub fn text(&self) -> Option<String> {
+        self.as_text().map(Cow::into_owned)
+    }
+
+    /// [`Val::text`], borrowed for strings and decimals (compared, not kept).
+    pub fn as_text(&self) -> Option<Cow<'_, str>> {
         match self {
             Val::Null => None,
-            Val::Bool(b) => Some(b.to_string()),
-            Val::Int(i) => Some(i.to_string()),
-            Val::Dec(d) | Val::Str(d) => Some(d.clone()),
-            Val::List(items) => Some(items.iter().filter_map(Val::text).collect::<Vec<_>>().join(",")),
+            Val::Bool(b) => Some(Cow::Owned(b.to_string())),
+            Val::Int(i) => Some(Cow::Owned(i.to_string())),
+            Val::Dec(d) | Val::Str(d) => Some(Cow::Borrowed(d)),
+            Val::List(items) => Some(Cow::Owned(items.iter().filter_map(Val::text).collect::<Vec<_>>().join(","))),
         }
     }
 
@@ -100,19 +109,51 @@ impl Val {
     }
 }
 
+/// FxHash (as in rustc) for maps keyed by a plan's spec text (HL7 paths, template sources):
+/// a few short keys looked up several times per record, where SipHash costs more than the
+/// lookup. Never used for keys that come from data.
+#[derive(Default)]
+pub struct PlanHasher(u64);
+
+impl PlanHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for PlanHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PlanMap<'p, V> = HashMap<&'p str, V, BuildHasherDefault<PlanHasher>>;
+
 /// HL7 paths and templates of a plan, parsed and compiled once.
 pub struct Prepared<'p> {
-    paths: HashMap<&'p str, Path>,
+    paths: PlanMap<'p, Path>,
     templates: Environment<'p>,
     /// Templates rendered without minijinja, by source.
-    plain: HashMap<&'p str, PlainTemplate<'p>>,
+    plain: PlanMap<'p, PlainTemplate<'p>>,
 }
 
 impl Default for Prepared<'_> {
     fn default() -> Self {
         let mut templates = Environment::new();
         templates.set_auto_escape_callback(|_| AutoEscape::None);
-        Prepared { paths: HashMap::new(), templates, plain: HashMap::new() }
+        Prepared { paths: PlanMap::default(), templates, plain: PlanMap::default() }
     }
 }
 
@@ -208,6 +249,13 @@ impl<'a> Scope<'a> {
                 let (Some(msg), Some(p)) = (self.msg, self.prepared.path(path)) else {
                     return if *multi { Val::List(Vec::new()) } else { Val::Null };
                 };
+                if !*multi && matches!(expr, Expr::Hl7 { .. }) {
+                    // One value: read the first without collecting the others.
+                    return match msg.first(p) {
+                        Some(v) => self.convert(&v, value_type, path, warnings),
+                        None => Val::Null,
+                    };
+                }
                 let values: Vec<std::borrow::Cow<'_, str>> = match expr {
                     Expr::Within { var, .. } => match self.groups.iter().rev().find(|(n, _)| n == var) {
                         Some((_, g)) => {
@@ -352,10 +400,10 @@ impl<'a> Scope<'a> {
         if let Val::List(items) = v {
             return Val::List(items.into_iter().map(|i| self.lookup(i, table, default, warnings)).collect());
         }
-        let Some(key) = v.text().filter(|t| !t.is_empty()) else {
+        let Some(key) = v.as_text().filter(|t| !t.is_empty()) else {
             return Val::Null;
         };
-        if let Some(found) = self.tables.and_then(|t| t.get(table)).and_then(|t| t.get(&key)) {
+        if let Some(found) = self.tables.and_then(|t| t.get(table)).and_then(|t| t.get(key.as_ref())) {
             return Val::Str(found.clone());
         }
         match default {
@@ -459,6 +507,20 @@ impl<'a> Scope<'a> {
             }
             BinaryOp::Or => {
                 return Val::Bool(self.eval(lhs, warnings).truthy() || self.eval(rhs, warnings).truthy());
+            }
+            BinaryOp::Eq | BinaryOp::Ne => {
+                // A comparison with a string literal (`MSH-9.1 == "ADT"`) compares with the
+                // literal's text in place, without making a value of it.
+                let literal = match (lhs, rhs) {
+                    (other, Expr::Lit { value: Literal::Str(l) }) | (Expr::Lit { value: Literal::Str(l) }, other) => {
+                        Some((other, l))
+                    }
+                    _ => None,
+                };
+                if let Some((other, l)) = literal {
+                    let same = equal_str(&self.eval(other, warnings), l);
+                    return Val::Bool(if op == BinaryOp::Eq { same } else { !same });
+                }
             }
             _ => {}
         }
@@ -649,9 +711,14 @@ fn equal(a: &Val, b: &Val) -> bool {
             (Val::Null, Val::Null) => true,
             (Val::Null, _) | (_, Val::Null) => false,
             (Val::List(x), Val::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| equal(p, q)),
-            _ => a.text() == b.text(),
+            _ => a.as_text() == b.as_text(),
         },
     }
+}
+
+/// `equal(a, &Val::Str(l))`, without the value (a property test holds them together).
+fn equal_str(a: &Val, l: &str) -> bool {
+    !matches!(a, Val::Null) && a.as_text().as_deref() == Some(l)
 }
 
 fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
@@ -659,7 +726,7 @@ fn compare(a: &Val, b: &Val) -> Option<std::cmp::Ordering> {
         (Some(x), Some(y)) => compare_numbers(x, y),
         _ => match (a, b) {
             (Val::Null, _) | (_, Val::Null) | (Val::List(_), _) | (_, Val::List(_)) => None,
-            _ => Some(a.text()?.cmp(&b.text()?)),
+            _ => Some(a.as_text()?.cmp(&b.as_text()?)),
         },
     }
 }
@@ -685,6 +752,26 @@ fn add(a: Val, b: Val) -> Val {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn val() -> impl Strategy<Value = Val> {
+        let leaf = prop_oneof![
+            Just(Val::Null),
+            any::<bool>().prop_map(Val::Bool),
+            (-20i64..20).prop_map(Val::Int),
+            "-?[0-9]{1,3}(\\.[0-9]{0,2})?".prop_map(Val::Dec),
+            "|ADT|1|1.0|true|-3|[a-z0-9,.]{0,4}".prop_map(Val::Str),
+        ];
+        leaf.prop_recursive(2, 6, 3, |inner| proptest::collection::vec(inner, 0..3).prop_map(Val::List))
+    }
+
+    proptest! {
+        #[test]
+        fn equal_str_is_equal_to_a_string_value(a in val(), l in "|ADT|1|1.0|true|-3|[a-z0-9,.]{0,4}") {
+            prop_assert_eq!(equal_str(&a, &l), equal(&a, &Val::Str(l.clone())));
+            prop_assert_eq!(equal_str(&a, &l), equal(&Val::Str(l.clone()), &a));
+        }
+    }
 
     fn lit(s: &str) -> Expr {
         Expr::Lit { value: Literal::Str(s.into()) }

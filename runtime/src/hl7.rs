@@ -10,13 +10,16 @@
 //!   the record holds, and through the full tree otherwise; both give the same values (the view
 //!   selects what the tree selects, a property of `sluice_hl7v2::view`, and [`Reader`]'s
 //!   repetitions are tested against the tree's).
+//! - Each step's view is rebuilt from the index the source step took, which also locates every
+//!   field separator: a field is found without scanning the fields before it, and the values
+//!   read are the same as through a freshly parsed view (tested both ways).
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use sluice_hl7v2::codec::{Delimiters, Message, ParseOptions, Repetition, unescape};
 use sluice_hl7v2::path::{Index, Path};
-use sluice_hl7v2::view::{MessageView, ViewIndex};
+use sluice_hl7v2::view::{self, MessageView, ViewIndex, parts};
 
 pub use sluice_hl7v2::batch::{BatchReader, Item, Problem, join_add_segments};
 pub use sluice_hl7v2::charset::{self, CharsetPolicy};
@@ -119,6 +122,14 @@ impl<'m> Reader<'m> {
         }
     }
 
+    /// The first value at `path`, decoded: `select(path)`'s first, without collecting the rest.
+    pub fn first(&self, path: &Path) -> Option<Cow<'m, str>> {
+        match &self.view {
+            Some(v) => v.first(path),
+            None => self.tree().select(path).into_iter().next().map(Cow::Borrowed),
+        }
+    }
+
     /// [`repetitions`], read from the view when there is one.
     pub fn repetitions(&self, path: &Path) -> Vec<Binding<'m>> {
         match &self.view {
@@ -136,14 +147,13 @@ fn is_header(id: &str) -> bool {
 /// [`repetitions`] over the view: the same bindings, cut from the text and decoded.
 fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>> {
     let d = &view.delimiters;
-    let segments: Vec<_> = view.segments.iter().filter(|s| s.id == path.segment.as_str()).collect();
+    let segments = view.named(&path.segment);
     let mut out = Vec::new();
-    for seg in pick(&segments, path.occurrence) {
+    for seg in view::pick(segments, path.occurrence) {
         let Some(raw) = view.raw_field(seg, path.field) else {
             continue;
         };
-        let reps: Vec<&str> = raw.split(d.repetition).collect();
-        for rep in pick(&reps, path.repetition) {
+        for rep in view::pick(parts(raw, d.repetition), path.repetition) {
             let b = split_repetition(rep, d);
             if b.iter().all(|c| c.iter().all(|s| s.is_empty())) {
                 continue;
@@ -158,9 +168,12 @@ fn view_repetitions<'m>(view: &MessageView<'m>, path: &Path) -> Vec<Binding<'m>>
 fn split_repetition<'m>(rep: &'m str, d: &Delimiters) -> Binding<'m> {
     let component = |c: &'m str| match c {
         "" => Vec::new(),
-        c => c.split(d.subcomponent).map(|s| unescape(s, d)).collect(),
+        c => parts(c, d.subcomponent).map(|s| unescape(s, d)).collect(),
     };
-    rep.split(d.component).map(component).collect()
+    // Sized once: a repetition often has several components.
+    let mut b = Vec::with_capacity(parts(rep, d.component).count());
+    b.extend(parts(rep, d.component).map(component));
+    b
 }
 
 /// Adds a non-empty repetition's binding to `out`: whole, or only the component the path names
@@ -277,14 +290,23 @@ mod tests {
                 fields.iter().rev().cloned().collect::<Vec<_>>().join("^")
             );
             let Ok(tree) = parse_message(&text) else { return Ok(()) };
-            let held = Hl7Message::new(text.clone(), ParseOptions::default());
-            let reader = Reader::new(&held);
-            prop_assert!(reader.view.is_some());
-            for p in PATHS {
-                let p = parse_path(p).unwrap();
-                let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
-                prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
-                prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
+            // Without an index (segments located again) and with the source step's index
+            // (fields found through its separator offsets).
+            let index = MessageView::parse(&text).ok().and_then(|v| v.index(&text));
+            prop_assert!(index.is_some());
+            for held in [
+                Hl7Message::new(text.clone(), ParseOptions::default()),
+                Hl7Message::with_index(text.clone(), ParseOptions::default(), index),
+            ] {
+                let reader = Reader::new(&held);
+                prop_assert!(reader.view.is_some());
+                for p in PATHS {
+                    let p = parse_path(p).unwrap();
+                    let from_tree: Vec<Cow<'_, str>> = select(&tree, &p).into_iter().map(Cow::Borrowed).collect();
+                    prop_assert_eq!(reader.first(&p), from_tree.first().cloned(), "{:?}", p);
+                    prop_assert_eq!(reader.select(&p), from_tree, "{:?}", p);
+                    prop_assert_eq!(reader.repetitions(&p), repetitions(&tree, &p), "{:?}", p);
+                }
             }
         }
     }

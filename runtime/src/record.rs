@@ -16,6 +16,8 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use sluice_compiler::plan::MaskAction;
+// A byte-loop `str::split`: dotted paths and pointers are split per record.
+use sluice_hl7v2::view::parts;
 use sluice_spec_core::PhiClass;
 
 /// A finding on a record: `{code, path, message}`; `message` is fixed text, never a value.
@@ -197,7 +199,7 @@ impl Doc {
     /// `patient.identifiers[0].value`).
     pub fn get_dotted(&self, path: &str) -> Option<&Doc> {
         let mut cur = self;
-        for part in path.split('.') {
+        for part in parts(path, '.') {
             let (name, indexes) = split_indexes(part);
             if !name.is_empty() {
                 cur = match cur {
@@ -222,7 +224,7 @@ impl Doc {
             return Some(self);
         }
         let mut cur = self;
-        for token in pointer.strip_prefix('/')?.split('/') {
+        for token in parts(pointer.strip_prefix('/')?, '/') {
             let token = unpointer_token(token);
             cur = match cur {
                 Doc::Obj(m) => m.iter_mut().find(|(k, _)| k.as_str() == token.as_ref()).map(|(_, v)| v)?,
@@ -246,7 +248,12 @@ fn split_indexes(part: &str) -> (&str, Vec<usize>) {
 
 /// Escapes one JSON pointer token (borrowed when there is nothing to escape, the usual case).
 pub fn pointer_token(s: &str) -> Cow<'_, str> {
-    if s.contains(['~', '/']) { Cow::Owned(s.replace('~', "~0").replace('/', "~1")) } else { Cow::Borrowed(s) }
+    // A byte loop: `contains` with a set of chars runs a general searcher on these short keys.
+    if s.bytes().any(|b| b == b'~' || b == b'/') {
+        Cow::Owned(s.replace('~', "~0").replace('/', "~1"))
+    } else {
+        Cow::Borrowed(s)
+    }
 }
 
 /// Reads one JSON pointer token (borrowed when there is nothing to unescape).
@@ -263,7 +270,10 @@ pub(crate) fn write_str(s: &str, out: &mut String) {
     out.push('"');
     let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Runs without a byte to escape are found a word at a time (most strings are one run).
+    while let Some(found) = sluice_hl7v2::bytes::find_any_or_below(&bytes[start..], [b'"', b'\\'], 0x20) {
+        let i = start + found;
+        let b = bytes[i];
         let esc: &str = match b {
             b'"' => "\\\"",
             b'\\' => "\\\\",
@@ -272,8 +282,7 @@ pub(crate) fn write_str(s: &str, out: &mut String) {
             b'\t' => "\\t",
             0x08 => "\\b",
             0x0c => "\\f",
-            0x00..=0x1f => "",
-            _ => continue,
+            _ => "",
         };
         // Only ASCII bytes end a run, so `start..i` is on char boundaries.
         out.push_str(&s[start..i]);

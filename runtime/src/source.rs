@@ -201,6 +201,11 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     for w in &view.warnings {
         warnings.push(Issue::new(w.code, "MSH-2", w.message.clone()));
     }
+    // The index the record keeps (with every field separator located), taken now so that the
+    // header fields below are read through it too.
+    let index = view.index(&text);
+    let indexed = index.as_ref().map(|i| MessageView::from_index(&text, i));
+    let view = indexed.as_ref().unwrap_or(&view);
     let header = header_paths();
     let version = view.first(&header.version).map_or_else(|| profile.version.clone(), Cow::into_owned);
     if !profile.accept_versions.is_empty() && !profile.accept_versions.contains(&version) {
@@ -247,7 +252,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
         };
         // The schema first: almost every segment is in it, and then the Z-segment set is not
         // consulted.
-        let unexpected = |id: &str| schema.segment(id).is_none() && !profile.z_segments.contains(id);
+        let unexpected = |id: &str| !schema.defines(id) && !profile.z_segments.contains(id);
         // Segment lines are 1-based, as in the tree.
         let bad: Vec<(String, usize)> = view
             .segments
@@ -288,8 +293,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     }
     let options = profile.parse_options;
     let message = if skipped.is_empty() {
-        let index = view.index(&text);
-        drop(view);
+        drop(indexed);
         Hl7Message::with_index(text.into_owned(), options, index)
     } else {
         let held = Hl7Message::new(text.into_owned(), options);

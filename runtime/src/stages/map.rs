@@ -23,6 +23,7 @@ use std::sync::Arc;
 use sluice_compiler::expr::ast::Expr;
 use sluice_compiler::plan::{FieldValue, GroupEach, ItemPlan, MapPlan, Producer};
 use sluice_hl7v2::schema::Version;
+use sluice_hl7v2::view::parts;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use super::{Step, message_type_accepted};
@@ -41,9 +42,39 @@ pub fn tables(plan: &MapPlan) -> Tables {
 /// The JSON pointer of a dotted path (`patient.name` -> `/patient/name`).
 fn dotted_pointer(dotted: &str) -> String {
     let mut pointer = String::with_capacity(dotted.len() + 1);
-    for part in dotted.split('.') {
+    push_dotted_pointer(&mut pointer, dotted);
+    pointer
+}
+
+fn push_dotted_pointer(pointer: &mut String, dotted: &str) {
+    for part in parts(dotted, '.') {
         pointer.push('/');
         pointer.push_str(&pointer_token(part));
+    }
+}
+
+/// The pointer of item `i` of the list at `list`, then of `dotted` inside it (none when
+/// empty): `/patient/identifiers/1/type`. Written in one buffer: one is made per classed leaf
+/// of every item, where `format!` costs more than the copying (a property test compares them).
+fn item_pointer(list: &str, i: usize, dotted: &str) -> String {
+    let mut pointer = String::with_capacity(list.len() + dotted.len() + 8);
+    pointer.push_str(list);
+    pointer.push('/');
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut n = i;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // ASCII digits only.
+    pointer.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+    if !dotted.is_empty() {
+        push_dotted_pointer(&mut pointer, dotted);
     }
     pointer
 }
@@ -52,7 +83,7 @@ fn dotted_pointer(dotted: &str) -> String {
 fn insert(doc: &mut Doc, dotted: &str, value: Doc) {
     let mut value = Some(value);
     let mut cur = doc;
-    let mut parts = dotted.split('.').peekable();
+    let mut parts = parts(dotted, '.').peekable();
     while let Some(part) = parts.next() {
         if parts.peek().is_none() {
             if let Some(v) = value.take() {
@@ -203,7 +234,7 @@ fn emit(
         ItemPlan::Scalar { expr, classes } => {
             let v = scope.eval_coerced(expr, t.item_type, t.pattern, out.warnings);
             items.push(v.into_doc());
-            out.class(|| format!("{}/{i}", t.pointer), || format!("{}[*]", t.pattern), classes);
+            out.class(|| item_pointer(t.pointer, i, ""), || [t.pattern, "[*]"].concat(), classes);
         }
         ItemPlan::Struct { members, lists } => {
             let mut obj = Doc::Obj(Vec::new());
@@ -213,11 +244,11 @@ fn emit(
                 let member_path = if m.classes.is_empty() && !coercion_can_warn(&m.value_type) {
                     String::new()
                 } else {
-                    format!("{}[*].{}", t.pattern, m.name)
+                    [t.pattern, "[*].", &m.name].concat()
                 };
                 let v = scope.eval_coerced(&m.expr, &m.value_type, &member_path, out.warnings);
                 insert(&mut obj, &m.name, v.into_doc());
-                out.class(|| format!("{}/{i}{}", t.pointer, dotted_pointer(&m.name)), || member_path, &m.classes);
+                out.class(|| item_pointer(t.pointer, i, &m.name), || member_path, &m.classes);
             }
             for l in lists {
                 let pattern = format!("{}[*].{}", t.pattern, l.name);
@@ -340,4 +371,27 @@ pub fn run<'p>(
     rec.payload = Payload::Doc(doc);
     rec.schema = Arc::clone(emits);
     Step::Next(rec, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// An item's pointer is the one `format!` builds.
+        #[test]
+        fn item_pointer_is_the_formatted_pointer(
+            list in "(/[a-z~]{1,4}){0,3}",
+            i in prop_oneof![0usize..12, any::<usize>()],
+            dotted in "|[a-z/]{1,4}(\\.[a-z~]{1,4}){0,2}",
+        ) {
+            let simple = if dotted.is_empty() {
+                format!("{list}/{i}")
+            } else {
+                format!("{list}/{i}{}", dotted_pointer(&dotted))
+            };
+            prop_assert_eq!(item_pointer(&list, i, &dotted), simple);
+        }
+    }
 }

@@ -17,6 +17,7 @@
 //! - The outcome per leaf (action, explicit or not) is kept on the record for the sink's
 //!   `compliance` block.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hmac::{Hmac, Mac};
@@ -81,10 +82,11 @@ fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>) {
         Doc::Arr(items) => items.iter_mut().for_each(|i| apply(i, t, key)),
         Doc::Obj(members) => members.iter_mut().for_each(|(_, v)| apply(v, t, key)),
         Doc::Bool(_) | Doc::Num(_) | Doc::Str(_) => {
-            let text = match doc {
-                Doc::Bool(b) => b.to_string(),
-                Doc::Num(n) | Doc::Str(n) => n.clone(),
-                _ => String::new(),
+            // Borrowed from the leaf: it is read, then replaced.
+            let text: Cow<'_, str> = match doc {
+                Doc::Bool(b) => Cow::Owned(b.to_string()),
+                Doc::Num(n) | Doc::Str(n) => Cow::Borrowed(n),
+                _ => Cow::Borrowed(""),
             };
             *doc = match t.map(|t| (t.action, t.keep_last)) {
                 Some((MaskAction::Keep, _)) => return,
@@ -125,13 +127,15 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
                 t.action != MaskAction::Keep || t.reason.as_deref().is_some_and(|r| !r.trim().is_empty())
             }),
         };
-        let merged = match outcomes.remove(pointer) {
+        match outcomes.get_mut(pointer) {
             Some(prev) => {
-                LeafOutcome { action: prev.action.max(outcome.action), explicit: prev.explicit && outcome.explicit }
+                *prev =
+                    LeafOutcome { action: prev.action.max(outcome.action), explicit: prev.explicit && outcome.explicit }
             }
-            None => outcome,
-        };
-        outcomes.insert(pointer.clone(), merged);
+            None => {
+                outcomes.insert(pointer.clone(), outcome);
+            }
+        }
     }
     rec.env.masking = Some(outcomes);
     if *rec.schema == *sluice_compiler::plan::fhir::BUNDLE_SCHEMA {

@@ -5,14 +5,19 @@
 //! - Strict mode: any failure sends the record to the DLQ with every failure listed (rule id,
 //!   path, code); lenient mode: failures become entries in the record's `errors` and it goes on.
 //! - Rules read HL7 values as raw text (no type conversion), so `format` rules see what was
-//!   sent. `when` conditions are evaluated like mapping expressions (converted values).
+//!   sent; a rule on a plain HL7 path reads them straight from the message, without the
+//!   evaluator (a property test compares the two). `when` conditions are evaluated like mapping
+//!   expressions (converted values).
 //! - Regular expressions are compiled once per plan; a pattern must match the whole value.
 //! - Findings never hold values.
 //! - With `hl7_checks`, the standard's own checks (`sluice_hl7v2::validate`) run first: their
 //!   errors count as rule failures (strict: DLQ; lenient: `errors`), their warnings become
 //!   record warnings, and informational findings are dropped.
 
+use std::borrow::Cow;
+
 use regex::Regex;
+use sluice_compiler::expr::ast::Expr;
 use sluice_compiler::plan::{Hl7Checks, Mode, RuleCheck, RulePlan, ValidatePlan};
 use sluice_hl7v2::schema::Version;
 use sluice_hl7v2::validate::{self as hl7_validate, Severity};
@@ -38,14 +43,40 @@ pub fn compile_patterns(plan: &ValidatePlan) -> Result<Vec<Option<Regex>>, Strin
         .collect()
 }
 
+/// The non-empty texts of a value, lists flattened, in order.
 fn texts(v: Val) -> Vec<String> {
+    let mut out = Vec::new();
+    push_texts(v, &mut out);
+    out
+}
+
+fn push_texts(v: Val, out: &mut Vec<String>) {
     match v {
-        Val::List(items) => items.into_iter().flat_map(texts).collect(),
-        other => other.text().filter(|t| !t.is_empty()).into_iter().collect(),
+        Val::List(items) => items.into_iter().for_each(|i| push_texts(i, out)),
+        // Strings move (`Val::text` would copy them).
+        Val::Str(s) | Val::Dec(s) => {
+            if !s.is_empty() {
+                out.push(s);
+            }
+        }
+        other => out.extend(other.text().filter(|t| !t.is_empty())),
     }
 }
 
-fn check(rule: &RulePlan, regex: Option<&Regex>, values: &[String]) -> Option<(&'static str, String)> {
+/// The values a rule checks: an HL7 path's values read straight from the message (what
+/// evaluating it raw gives, without a `Val` per value), any other expression's texts.
+fn rule_values<'m>(scope: &Scope<'m>, expr: &Expr, ignored: &mut Vec<Issue>) -> Vec<Cow<'m, str>> {
+    if let (Expr::Hl7 { path, multi, .. }, Some(msg)) = (expr, scope.msg) {
+        return match scope.prepared.path(path) {
+            Some(p) if *multi => msg.select(p),
+            Some(p) => msg.first(p).into_iter().collect(),
+            None => Vec::new(),
+        };
+    }
+    texts(scope.eval(expr, ignored)).into_iter().map(Cow::Owned).collect()
+}
+
+fn check(rule: &RulePlan, regex: Option<&Regex>, values: &[Cow<'_, str>]) -> Option<(&'static str, String)> {
     let fail = |code, text: &str| Some((code, rule.message.clone().unwrap_or_else(|| text.to_string())));
     match &rule.check {
         RuleCheck::Required { .. } => {
@@ -56,14 +87,14 @@ fn check(rule: &RulePlan, regex: Option<&Regex>, values: &[String]) -> Option<(&
             }
         }
         RuleCheck::ValueSet { values: allowed, .. } => {
-            if values.iter().all(|v| allowed.contains(v)) {
+            if values.iter().all(|v| allowed.iter().any(|a| a == v)) {
                 None
             } else {
                 fail(findings::NOT_IN_VALUE_SET, "a value is not in the value set")
             }
         }
         RuleCheck::Format { format, .. } => {
-            let ok = |v: &String| match format.as_str() {
+            let ok = |v: &Cow<'_, str>| match format.as_str() {
                 "date" => time::is_hl7_date(v),
                 "datetime" => time::is_hl7_datetime(v),
                 "integer" => crate::eval::parse_int(v).is_some(),
@@ -122,7 +153,7 @@ fn standard_checks(
     }
 }
 
-fn value_expr(c: &RuleCheck) -> &sluice_compiler::expr::ast::Expr {
+fn value_expr(c: &RuleCheck) -> &Expr {
     match c {
         RuleCheck::Required { value }
         | RuleCheck::ValueSet { value, .. }
@@ -166,7 +197,7 @@ pub fn run<'p>(
                 continue;
             }
             scope.raw = true;
-            let values = texts(scope.eval(value_expr(&rule.check), &mut ignored));
+            let values = rule_values(&scope, value_expr(&rule.check), &mut ignored);
             if let Some((code, message)) = check(rule, regexes.get(i).and_then(Option::as_ref), &values) {
                 failures.push(Finding { code, rule: Some(rule.id.clone()), path: Some(rule.path.clone()), message });
             }
@@ -193,6 +224,59 @@ pub fn run<'p>(
                 rec.env.errors.push(Issue::new(f.code, f.path.unwrap_or_default(), message));
             }
             Step::Next(rec, None)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hl7::{Hl7Message, Reader};
+    use proptest::prelude::*;
+    use sluice_spec_core::ValueType;
+
+    const PATHS: &[(&str, bool)] = &[
+        ("MSH-10", false),
+        ("PID-3", true),
+        ("PID-3[*]", true),
+        ("PID-3[*].4", true),
+        ("PID-5.1", false),
+        ("PID-8", false),
+        ("PID[*]-5[*]", true),
+        ("ZZ1-1", false),
+    ];
+
+    proptest! {
+        /// Reading a rule's HL7 values straight from the message gives what evaluating the
+        /// path raw and flattening its texts gives.
+        #[test]
+        fn rule_values_are_the_raw_texts(fields in proptest::collection::vec("[A-C0-9|^~&\\\\FSTRE]{0,10}", 1..5)) {
+            let text = format!(
+                "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|C{}|P|2.5.1\rPID|{}\rPID|{}",
+                fields[0],
+                fields.join("|"),
+                fields.join("~"),
+            );
+            if sluice_hl7v2::codec::parse_message(&text).is_err() {
+                return Ok(());
+            }
+            let exprs: Vec<Expr> = PATHS
+                .iter()
+                .map(|(p, multi)| Expr::Hl7 { path: (*p).into(), value_type: ValueType::String, multi: *multi })
+                .collect();
+            let mut prepared = Prepared::default();
+            for e in &exprs {
+                prepared.prepare(e).unwrap();
+            }
+            let held = Hl7Message::new(text.clone(), Default::default());
+            let reader = Reader::new(&held);
+            let mut scope = Scope::root(&prepared, Some(&reader), None, None, "Z", "rule");
+            scope.raw = true;
+            for e in &exprs {
+                let mut ignored = Vec::new();
+                let fast: Vec<String> = rule_values(&scope, e, &mut ignored).into_iter().map(Cow::into_owned).collect();
+                prop_assert_eq!(fast, texts(scope.eval(e, &mut ignored)), "{:?}", e);
+            }
         }
     }
 }

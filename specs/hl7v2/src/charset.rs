@@ -288,19 +288,35 @@ fn nul_pattern(bytes: &[u8]) -> Option<Charset> {
 /// scan: its byte offset and raw bytes (escapes not decoded). `None` when `bytes` does not start
 /// with `MSH` (after an optional UTF-8 BOM) and an ASCII field separator, or the field is absent.
 pub fn raw_msh_field(bytes: &[u8], n: usize) -> Option<(usize, &[u8])> {
+    if n < 2 {
+        return None;
+    }
+    let (start, fs, line) = msh_line(bytes)?;
+    msh_field(start, fs, line, n)
+}
+
+/// The MSH line at the start of `bytes`: the offset of `MSH` (after an optional UTF-8 BOM),
+/// the field separator and the line up to its terminator. `None` without `MSH` and an ASCII
+/// field separator.
+fn msh_line(bytes: &[u8]) -> Option<(usize, u8, &[u8])> {
     let start = if bytes.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
     let b = bytes.get(start..)?;
-    if !b.starts_with(b"MSH") || n < 2 {
+    if !b.starts_with(b"MSH") {
         return None;
     }
     let fs = *b.get(3)?;
     if !fs.is_ascii() || fs.is_ascii_alphanumeric() || fs == b'\r' || fs == b'\n' {
         return None;
     }
-    let end = b.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(b.len());
+    let end = crate::bytes::find_any(b, [b'\r', b'\n']).unwrap_or(b.len());
+    Some((start, fs, &b[..end]))
+}
+
+/// Field `n` (`n >= 2`) of an MSH line found by [`msh_line`]: its offset and bytes.
+fn msh_field(start: usize, fs: u8, line: &[u8], n: usize) -> Option<(usize, &[u8])> {
     let mut pos = 4;
     // fields after MSH-1: MSH-2 is the first.
-    for (i, field) in b[4..end].split(|&c| c == fs).enumerate() {
+    for (i, field) in line.get(4..)?.split(|&c| c == fs).enumerate() {
         if i + 2 == n {
             return Some((start + pos, field));
         }
@@ -309,10 +325,12 @@ pub fn raw_msh_field(bytes: &[u8], n: usize) -> Option<(usize, &[u8])> {
     None
 }
 
-/// MSH-18's first repetition's first component, trimmed: offset and bytes.
+/// MSH-18's first repetition's first component, trimmed: offset and bytes. The MSH line is
+/// found once for MSH-2 and MSH-18.
 pub fn raw_msh18(bytes: &[u8]) -> Option<(usize, &[u8])> {
-    let (_, enc) = raw_msh_field(bytes, 2)?;
-    let (off, v) = raw_msh_field(bytes, 18)?;
+    let (start, fs, line) = msh_line(bytes)?;
+    let (_, enc) = msh_field(start, fs, line, 2)?;
+    let (off, v) = msh_field(start, fs, line, 18)?;
     let stop = v.iter().position(|c| enc.get(..2).is_some_and(|e| e.contains(c))).unwrap_or(v.len());
     let v = &v[..stop];
     let lead = v.iter().take_while(|c| c.is_ascii_whitespace()).count();
@@ -598,6 +616,42 @@ impl<R: std::io::Read> std::io::Read for Utf8Stream<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The simple version [`raw_msh_field`] replaces: a byte loop to the line end, then split.
+    fn raw_msh_field_simple(bytes: &[u8], n: usize) -> Option<(usize, &[u8])> {
+        let start = if bytes.starts_with(UTF8_BOM) { UTF8_BOM.len() } else { 0 };
+        let b = bytes.get(start..)?;
+        if !b.starts_with(b"MSH") || n < 2 {
+            return None;
+        }
+        let fs = *b.get(3)?;
+        if !fs.is_ascii() || fs.is_ascii_alphanumeric() || fs == b'\r' || fs == b'\n' {
+            return None;
+        }
+        let end = b.iter().position(|&c| c == b'\r' || c == b'\n').unwrap_or(b.len());
+        let mut pos = 4;
+        for (i, field) in b[4..end].split(|&c| c == fs).enumerate() {
+            if i + 2 == n {
+                return Some((start + pos, field));
+            }
+            pos += field.len() + 1;
+        }
+        None
+    }
+
+    proptest! {
+        #[test]
+        fn msh_fields_are_found_as_by_the_simple_scan(
+            head in proptest::sample::select(vec!["MSH|", "\u{FEFF}MSH|", "MSH^", "MSH", "MSH\r", "PID|"]),
+            body in "[|^~&A1 \r\n]{0,80}",
+            n in 0usize..22,
+        ) {
+            let text = format!("{head}{body}");
+            let bytes = text.as_bytes();
+            prop_assert_eq!(raw_msh_field(bytes, n), raw_msh_field_simple(bytes, n));
+        }
+    }
 
     #[test]
     fn names() {

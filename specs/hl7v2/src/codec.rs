@@ -448,7 +448,7 @@ pub(crate) fn scan<'a>(
     let mut pending_kind: Option<usize> = None;
     let mut pos = start;
     while pos < bytes.len() {
-        let end = bytes[pos..].iter().position(|&b| b == b'\r' || b == b'\n').map_or(bytes.len(), |i| pos + i);
+        let end = crate::bytes::find_any(&bytes[pos..], [b'\r', b'\n']).map_or(bytes.len(), |i| pos + i);
         let (kind, term_len) = match bytes.get(end) {
             Some(b'\r') if bytes.get(end + 1) == Some(&b'\n') => (Some(2), 2),
             Some(b'\r') => (Some(0), 1),
@@ -784,7 +784,10 @@ pub fn unescape<'a>(raw: &'a str, d: &Delimiters) -> Cow<'a, str> {
     let Some(e) = d.escape else {
         return Cow::Borrowed(raw);
     };
-    if !raw.contains(e) {
+    // Most values hold no escape: an ASCII escape character is looked for a word at a time.
+    let absent =
+        if e.is_ascii() { crate::bytes::find_any(raw.as_bytes(), [e as u8]).is_none() } else { !raw.contains(e) };
+    if absent {
         return Cow::Borrowed(raw);
     }
     let el = e.len_utf8();

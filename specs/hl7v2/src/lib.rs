@@ -12,6 +12,7 @@
 //! - [`batch`]: FHS/BHS/BTS/FTS envelope count checks and DSC/ADD continuation reassembly.
 //! - [`structure`]: message structures (segment groups with cardinality) and the matcher.
 //! - [`view`]: a lazy, zero-copy view of a message for reading a few values fast.
+//! - [`bytes`]: finding ASCII bytes eight at a time (segment ends, field separators, escapes).
 //! - [`validate`]: structure, required-field, datatype, table and length checks (`sluice validate`).
 //!
 //! Invariants: no input makes any function here panic; errors carry offsets and codes, never
@@ -19,6 +20,7 @@
 
 pub mod ack;
 pub mod batch;
+pub mod bytes;
 pub mod charset;
 pub mod codec;
 pub mod json;

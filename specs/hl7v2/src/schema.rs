@@ -14,6 +14,9 @@
 //!   version, known PHI classes). [`schema`] may therefore `expect` an internal table error:
 //!   it cannot happen in a binary whose tests passed.
 //! - A field's PHI class covers the whole field: components and subcomponents inherit it.
+//! - [`Schema::defines`] answers what `segment(id).is_some()` answers (a property test holds
+//!   them together), from a bitmap of the usual three-character ids: the source step asks it
+//!   for every segment of every message.
 //! - Withdrawn fields stay defined (with [`FieldDef::withdrawn`] set), so a path written
 //!   against an older version still resolves under a newer one.
 
@@ -157,6 +160,8 @@ pub struct Schema {
     version: Version,
     segments: BTreeMap<String, SegmentDef>,
     datatypes: BTreeMap<String, DataTypeDef>,
+    /// One bit per id of the shape [`id_bit`] numbers: set when the id is in `segments`.
+    defined: Vec<u64>,
 }
 
 impl fmt::Debug for Schema {
@@ -177,6 +182,16 @@ impl Schema {
     /// The segment with this id (`"PID"`), if the version defines it.
     pub fn segment(&self, id: &str) -> Option<&SegmentDef> {
         self.segments.get(id)
+    }
+
+    /// Whether this version defines segment `id`: `segment(id).is_some()`, without the map
+    /// look-up for ids of the usual shape (an uppercase letter, then two uppercase letters or
+    /// digits).
+    pub fn defines(&self, id: &str) -> bool {
+        match id_bit(id) {
+            Some(i) => self.defined.get(i / 64).is_some_and(|w| w >> (i % 64) & 1 == 1),
+            None => self.segments.contains_key(id),
+        }
     }
 
     /// Ids of every segment of this version, sorted.
@@ -612,12 +627,51 @@ fn build(version: Version) -> Result<Schema, String> {
         }
     }
 
-    Ok(Schema { version, segments, datatypes })
+    let mut defined = vec![0u64; ID_BITS.div_ceil(64)];
+    for i in segments.keys().filter_map(|id| id_bit(id)) {
+        defined[i / 64] |= 1 << (i % 64);
+    }
+    Ok(Schema { version, segments, datatypes, defined })
+}
+
+/// How many ids [`id_bit`] numbers: 26 first characters, 36 for each of the other two.
+const ID_BITS: usize = 26 * 36 * 36;
+
+/// The number of a segment id of the usual shape (`PID`, `PV1`, `ZX9`): an uppercase letter,
+/// then two uppercase letters or digits; `None` for any other id.
+fn id_bit(id: &str) -> Option<usize> {
+    let &[a, b, c] = id.as_bytes() else { return None };
+    let rest = |x: u8| match x {
+        b'A'..=b'Z' => Some(usize::from(x - b'A')),
+        b'0'..=b'9' => Some(usize::from(x - b'0') + 26),
+        _ => None,
+    };
+    let first = a.is_ascii_uppercase().then(|| usize::from(a - b'A'))?;
+    Some((first * 36 + rest(b)?) * 36 + rest(c)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// The bitmap answers what the map answers, for defined ids, other ids of the usual
+        /// shape and ids of any other shape.
+        #[test]
+        fn defines_is_segment_is_some(id in "[A-Z0-9a-z]{0,4}|PID|MSH|OBX|PV1|ZZ1|EVN", v in 0usize..8) {
+            let s = schema(Version::ALL[v]);
+            proptest::prop_assert_eq!(s.defines(&id), s.segment(&id).is_some());
+        }
+    }
+
+    #[test]
+    fn defines_every_segment_id() {
+        for v in Version::ALL {
+            let s = schema(v);
+            assert!(s.segment_ids().all(|id| s.defines(id)));
+            assert!(!s.defines("ZZZ") && !s.defines("PI") && !s.defines(""));
+        }
+    }
 
     /// The guarantee behind `schema()`'s `expect`: every version's tables parse and check.
     #[test]

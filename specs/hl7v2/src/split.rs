@@ -132,7 +132,7 @@ impl<R: BufRead> MessageSplitter<R> {
             if buf.is_empty() {
                 return Ok(if self.line.is_empty() { None } else { Some((start, b"")) });
             }
-            match buf.iter().position(|&b| b == b'\r' || b == b'\n' || b == MLLP_END) {
+            match crate::bytes::find_any(buf, [b'\r', b'\n', MLLP_END]) {
                 Some(i) => {
                     let stop = buf[i];
                     self.line.extend_from_slice(&buf[..i]);

@@ -15,6 +15,10 @@
 //! - [`ViewIndex`] is a view without the borrow (byte ranges into the text), for callers that
 //!   keep the text and want to read it again later without locating the segments again;
 //!   [`MessageView::from_index`] over the same text gives back the same view.
+//! - The index also holds where every field separator of every segment is (found once, when
+//!   the index is taken), so a view rebuilt from it finds field `n` without scanning the
+//!   fields before it. [`MessageView::raw_field`] returns the same text either way (a property
+//!   test compares a parsed view with the one rebuilt from its index, field by field).
 
 use std::borrow::Cow;
 
@@ -22,7 +26,7 @@ use crate::codec::{self, Delimiters, ParseError, ParseOptions, ParseWarning, Seg
 use crate::path::{Index, Path};
 
 /// One segment: its id and the text after the id's field separator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub struct SegmentView<'a> {
     pub id: &'a str,
     /// The field separator as written (MSH-1 of a header segment); empty when there is none.
@@ -31,7 +35,20 @@ pub struct SegmentView<'a> {
     rest: Option<&'a str>,
     /// Byte offset of the segment in the text.
     pub offset: usize,
+    /// Byte offsets in `rest` of its field separators, when the view was rebuilt from an index
+    /// ([`ViewIndex`]); `None`: fields are found by scanning `rest`.
+    separators: Option<&'a [u32]>,
 }
+
+/// The same segment of the same text: where its field separators are known or not does not
+/// change what it reads.
+impl PartialEq for SegmentView<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        (self.id, self.separator, self.rest, self.offset) == (other.id, other.separator, other.rest, other.offset)
+    }
+}
+
+impl Eq for SegmentView<'_> {}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MessageView<'a> {
@@ -49,6 +66,9 @@ struct SegmentSpan {
     separator: (u32, u32),
     rest: Option<(u32, u32)>,
     offset: usize,
+    /// Range in [`ViewIndex::separators`] of this segment's field separators; `None` when they
+    /// were not located (a field separator that is not ASCII).
+    separators: Option<(u32, u32)>,
 }
 
 /// A [`MessageView`] as byte ranges into its text: what to keep next to the text to read it
@@ -58,11 +78,14 @@ pub struct ViewIndex {
     delimiters: Delimiters,
     segment_separator: SegmentSeparator,
     segments: Vec<SegmentSpan>,
+    /// Byte offsets of the field separators in each segment's rest, segment after segment.
+    separators: Vec<u32>,
 }
 
 impl<'a> MessageView<'a> {
-    /// The byte ranges of this view, which was parsed from `text`. `None` when a part does
-    /// not lie inside `text` or the text is 4 GiB or more.
+    /// The byte ranges of this view, which was parsed from `text`, with the offsets of every
+    /// field separator (one pass over the text). `None` when a part does not lie inside `text`
+    /// or the text is 4 GiB or more.
     pub fn index(&self, text: &str) -> Option<ViewIndex> {
         let base = text.as_ptr() as usize;
         u32::try_from(text.len()).ok()?;
@@ -76,10 +99,21 @@ impl<'a> MessageView<'a> {
             let end = start.checked_add(part.len())?;
             (end <= text.len()).then_some((start as u32, end as u32))
         };
+        let field = self.delimiters.field;
+        // About one field per 8 bytes in real messages.
+        let mut separators = Vec::with_capacity(if field.is_ascii() { text.len() / 8 } else { 0 });
         let segments = self
             .segments
             .iter()
             .map(|s| {
+                let located = match s.rest {
+                    Some(rest) if field.is_ascii() => {
+                        let start = separators.len() as u32;
+                        push_separators(rest, field as u8, &mut separators);
+                        Some((start, separators.len() as u32))
+                    }
+                    _ => None,
+                };
                 Some(SegmentSpan {
                     id: span(s.id)?,
                     separator: span(s.separator)?,
@@ -88,15 +122,16 @@ impl<'a> MessageView<'a> {
                         None => None,
                     },
                     offset: s.offset,
+                    separators: located,
                 })
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments })
+        Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments, separators })
     }
 
     /// The view `index` was taken from, over the same `text` (no warnings: they were reported
     /// when the text was first parsed). A range outside `text` reads as empty.
-    pub fn from_index(text: &'a str, index: &ViewIndex) -> MessageView<'a> {
+    pub fn from_index(text: &'a str, index: &'a ViewIndex) -> MessageView<'a> {
         let part = |(start, end): (u32, u32)| text.get(start as usize..end as usize).unwrap_or("");
         MessageView {
             delimiters: index.delimiters,
@@ -109,6 +144,9 @@ impl<'a> MessageView<'a> {
                     separator: part(s.separator),
                     rest: s.rest.map(part),
                     offset: s.offset,
+                    separators: s
+                        .separators
+                        .and_then(|(start, end)| index.separators.get(start as usize..end as usize)),
                 })
                 .collect(),
             warnings: Vec::new(),
@@ -123,7 +161,13 @@ impl<'a> MessageView<'a> {
     pub fn parse_with(text: &'a str, options: ParseOptions) -> Result<MessageView<'a>, ParseError> {
         let mut segments = Vec::with_capacity(16);
         let scanned = codec::scan(text, options, |line| {
-            segments.push(SegmentView { id: line.id, separator: line.separator, rest: line.rest, offset: line.offset });
+            segments.push(SegmentView {
+                id: line.id,
+                separator: line.separator,
+                rest: line.rest,
+                offset: line.offset,
+                separators: None,
+            });
         })?;
         Ok(MessageView {
             delimiters: scanned.delimiters,
@@ -146,6 +190,9 @@ impl<'a> MessageView<'a> {
 
     /// The first value at `path`, decoded; `None` when there is none.
     pub fn first(&self, path: &Path) -> Option<Cow<'a, str>> {
+        if path.occurrence != Index::All && path.repetition != Index::All {
+            return self.single(path);
+        }
         let mut found = None;
         self.each(path, |v| {
             found = Some(v);
@@ -154,18 +201,64 @@ impl<'a> MessageView<'a> {
         found
     }
 
+    /// [`MessageView::first`] of a path that names one segment and one repetition: the one
+    /// candidate value, found directly (a property test compares it with `select`'s first).
+    fn single(&self, path: &Path) -> Option<Cow<'a, str>> {
+        let d = &self.delimiters;
+        let ci = path.component.unwrap_or(1).checked_sub(1)?;
+        let si = path.subcomponent.unwrap_or(1).checked_sub(1)?;
+        let nth = |i: Index| match i {
+            Index::Nth(n) => n,
+            _ => 0,
+        };
+        let seg = self.named(&path.segment).nth(nth(path.occurrence))?;
+        let raw = self.raw_field(seg, path.field)?;
+        if is_header(seg.id) && path.field <= 2 {
+            // MSH-1 and MSH-2 are one literal value: neither split nor unescaped.
+            let first_rep = nth(path.repetition) == 0;
+            return (first_rep && ci == 0 && si == 0 && !raw.is_empty()).then_some(Cow::Borrowed(raw));
+        }
+        let rep = nth_part(raw, d.repetition, nth(path.repetition))?;
+        let sub = nth_part(rep, d.component, ci).and_then(|c| nth_part(c, d.subcomponent, si))?;
+        if sub.is_empty() {
+            return None;
+        }
+        let value = unescape(sub, d);
+        (!value.is_empty()).then_some(value)
+    }
+
     /// The raw (still escaped) text of field `n` (1-based) of `seg`. For a header segment,
     /// field 1 is the field separator and field 2 the encoding characters, as written.
     pub fn raw_field(&self, seg: &SegmentView<'a>, n: usize) -> Option<&'a str> {
         let rest = seg.rest?;
-        if is_header(seg.id) {
-            return match n {
-                0 => None,
-                1 => Some(seg.separator),
-                n => nth_part(rest, self.delimiters.field, n - 2),
-            };
+        let k = if is_header(seg.id) {
+            match n {
+                0 => return None,
+                1 => return Some(seg.separator),
+                n => n - 2,
+            }
+        } else {
+            n.checked_sub(1)?
+        };
+        match seg.separators {
+            // Field k runs from after separator k-1 to separator k (or the end of `rest`).
+            Some(seps) => {
+                let start = match k {
+                    0 => 0,
+                    k => *seps.get(k - 1)? as usize + 1,
+                };
+                let end = seps.get(k).map_or(rest.len(), |&e| e as usize);
+                rest.get(start..end)
+            }
+            None => nth_part(rest, self.delimiters.field, k),
         }
-        nth_part(rest, self.delimiters.field, n.checked_sub(1)?)
+    }
+
+    /// The segments with id `id`, in message order. Ids are compared by an inlined loop: they
+    /// are three bytes, where a call to `memcmp` costs more than the comparison.
+    pub fn named<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s SegmentView<'a>> + 's {
+        let id = id.as_bytes();
+        self.segments.iter().filter(move |s| s.id.len() == id.len() && s.id.bytes().zip(id).all(|(a, &b)| a == b))
     }
 
     /// Calls `f` with each value at `path` until it returns false.
@@ -177,7 +270,7 @@ impl<'a> MessageView<'a> {
         let Some(si) = path.subcomponent.unwrap_or(1).checked_sub(1) else {
             return;
         };
-        let segments = self.segments.iter().filter(|s| s.id == path.segment.as_str());
+        let segments = self.named(&path.segment);
         for seg in pick(segments, path.occurrence) {
             let Some(raw) = self.raw_field(seg, path.field) else {
                 continue;
@@ -193,7 +286,7 @@ impl<'a> MessageView<'a> {
             if raw.is_empty() {
                 continue;
             }
-            for rep in pick(raw.split(d.repetition), path.repetition) {
+            for rep in pick(parts(raw, d.repetition), path.repetition) {
                 let Some(sub) = nth_part(rep, d.component, ci).and_then(|c| nth_part(c, d.subcomponent, si)) else {
                     continue;
                 };
@@ -231,12 +324,54 @@ pub fn nth_part(s: &str, sep: char, n: usize) -> Option<&str> {
     if seen == n { s.get(start..) } else { None }
 }
 
+/// `s.split(sep)`, by a byte loop when `sep` is ASCII (see [`nth_part`]; a property test
+/// compares the two).
+pub fn parts(s: &str, sep: char) -> Parts<'_> {
+    if sep.is_ascii() { Parts::Ascii { rest: Some(s), sep: sep as u8 } } else { Parts::Other(s.split(sep)) }
+}
+
+/// The iterator [`parts`] returns.
+pub enum Parts<'a> {
+    Ascii { rest: Option<&'a str>, sep: u8 },
+    Other(std::str::Split<'a, char>),
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        match self {
+            Parts::Ascii { rest, sep } => {
+                let r = (*rest)?;
+                match r.bytes().position(|b| b == *sep) {
+                    // An ASCII byte is a char boundary on both sides.
+                    Some(i) => {
+                        *rest = r.get(i + 1..);
+                        r.get(..i)
+                    }
+                    None => {
+                        *rest = None;
+                        Some(r)
+                    }
+                }
+            }
+            Parts::Other(split) => split.next(),
+        }
+    }
+}
+
+/// Appends the byte offset of each `sep` in `s` to `out`.
+fn push_separators(s: &str, sep: u8, out: &mut Vec<u32>) {
+    // `s` lies in a text shorter than 4 GiB (checked by the caller).
+    crate::bytes::for_each(s.as_bytes(), sep, |i| out.push(i as u32));
+}
+
 fn is_header(id: &str) -> bool {
     matches!(id, "MSH" | "FHS" | "BHS")
 }
 
 /// The items `index` picks from `items`, lazily (stops after the one it wants).
-fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item = T> {
+pub fn pick<T>(items: impl Iterator<Item = T>, index: Index) -> impl Iterator<Item = T> {
     let wanted = move |i: usize| match index {
         Index::All => true,
         Index::First => i == 0,
@@ -255,6 +390,11 @@ mod tests {
         #[test]
         fn nth_part_is_split_nth(s in "[a|€^]{0,12}", sep in proptest::sample::select(vec!['|', '^', '€']), n in 0usize..6) {
             prop_assert_eq!(nth_part(&s, sep, n), s.split(sep).nth(n));
+        }
+
+        #[test]
+        fn parts_is_split(s in "[a|€^.]{0,12}", sep in proptest::sample::select(vec!['|', '^', '€', '.'])) {
+            prop_assert_eq!(parts(&s, sep).collect::<Vec<_>>(), s.split(sep).collect::<Vec<_>>());
         }
     }
 }

@@ -477,9 +477,18 @@ proptest! {
         let index = view.index(&text).ok_or_else(|| TestCaseError::fail("no index"))?;
         let rebuilt = MessageView::from_index(&text, &index);
         prop_assert_eq!(&rebuilt.segments, &view.segments);
+        // Fields found through the index's separator offsets are the ones found by scanning.
+        for (scanned, indexed) in view.segments.iter().zip(&rebuilt.segments) {
+            for n in 0..12 {
+                prop_assert_eq!(rebuilt.raw_field(indexed, n), view.raw_field(scanned, n), "{} field {}", scanned.id, n);
+            }
+        }
         for path in [p.clone(), Path { field, repetition: rep, component: comp, subcomponent: sub, ..p }] {
             let from_view: Vec<String> = view.select(&path).into_iter().map(|v| v.into_owned()).collect();
             prop_assert_eq!(&from_view, &parsed.select(&path), "path {}", path);
+            let first = view.first(&path).map(|v| v.into_owned());
+            prop_assert_eq!(first.as_ref(), from_view.first(), "first of {}", path);
+            prop_assert_eq!(rebuilt.first(&path).map(|v| v.into_owned()), first, "first of {}", path);
             let from_rebuilt: Vec<String> = rebuilt.select(&path).into_iter().map(|v| v.into_owned()).collect();
             prop_assert_eq!(from_rebuilt, from_view, "path {}", path);
         }
