@@ -84,6 +84,8 @@ findings! {
         "The id given to `sluice dlq replay` is not in the pipeline's DLQ, was already replayed (a record that failed again has a new entry with a new id), or came from a source the pipeline no longer has. `sluice dlq list PIPELINE` shows the ids and which are pending.";
     DLQ_UNREADABLE = "RT018", RunError, "DLQ file unreadable",
         "A line of the DLQ file is not an entry this version of Sluice wrote (edited by hand, or from an older version without `id`), or its `raw` cannot be decoded. The message gives the line number, never its content. Move such lines out of the file.";
+    METRICS_ADDRESS = "RT019", RunError, "metrics endpoint cannot listen",
+        "`sluice run --metrics ADDRESS` serves Prometheus metrics on `ADDRESS`, which must be an IP address and a port such as `127.0.0.1:9464` (port 0 picks a free port; the address in use is printed on stderr). The address did not parse, or could not be bound (the port is in use, the address is not one of this machine's, or the port is privileged). The run does not start.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
