@@ -17,7 +17,7 @@ use sluice_hl7v2::validate::{Finding, Options, Severity as HSeverity, validate};
 use sluice_runtime::mllp::ListenEvent;
 
 use crate::PlanFormat;
-use crate::metrics::{MetricsError, MetricsServer};
+use crate::metrics::{MetricsError, MetricsServer, RunNames};
 use crate::progress_line::ProgressLine;
 
 const OK: u8 = 0;
@@ -133,7 +133,7 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
         (show_line || flags.metrics.is_some()).then(|| std::sync::Arc::new(sluice_runtime::progress::Progress::new()));
     let metrics = match (&flags.metrics, &progress) {
         (Some(address), Some(progress)) => {
-            match MetricsServer::start(address, &plan.pipeline, std::sync::Arc::clone(progress)) {
+            match MetricsServer::start(address, RunNames::of(&plan), std::sync::Arc::clone(progress)) {
                 Ok(server) => {
                     eprintln!("metrics: http://{}/metrics", server.address());
                     Some(server)

@@ -9,6 +9,8 @@
 //! - Only counts, component names, the pipeline name and the run id: never a data value.
 //! - Counters come from one snapshot per scrape, so they are consistent with each other and
 //!   never go down between scrapes (the snapshot's own guarantee).
+//! - Every source and sink of the plan has its series from the first scrape (at 0 until the
+//!   run counts it), so a series never appears halfway through a run.
 //! - A minimal HTTP/1.1 responder: one request per connection (`Connection: close`), requests
 //!   read with a timeout and a size limit, anything but `GET /metrics` answered 404 (405 for
 //!   another method on `/metrics`). Connections are served one at a time on the server's
@@ -45,9 +47,9 @@ pub enum MetricsError {
 }
 
 impl MetricsServer {
-    /// Binds `address` (`IP:PORT`; port 0 picks a free one) and serves `progress` for the
-    /// pipeline `pipeline`.
-    pub fn start(address: &str, pipeline: &str, progress: Arc<Progress>) -> Result<MetricsServer, MetricsError> {
+    /// Binds `address` (`IP:PORT`; port 0 picks a free one) and serves `progress` for the run
+    /// of `run`.
+    pub fn start(address: &str, run: RunNames, progress: Arc<Progress>) -> Result<MetricsServer, MetricsError> {
         let wanted: SocketAddr = address.parse().map_err(|_| {
             MetricsError::BadAddress(format!(
                 "--metrics `{address}` is not an IP address and port (for example 127.0.0.1:9464)"
@@ -59,10 +61,9 @@ impl MetricsServer {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = {
             let stop = Arc::clone(&stop);
-            let pipeline = pipeline.to_string();
             std::thread::Builder::new()
                 .name("sluice-metrics".into())
-                .spawn(move || serve(&listener, &stop, &pipeline, &progress))
+                .spawn(move || serve(&listener, &stop, &run, &progress))
                 .map_err(|e| MetricsError::Bind(format!("--metrics: cannot start its thread: {e}")))?
         };
         Ok(MetricsServer { address, stop, thread: Some(thread) })
@@ -107,20 +108,20 @@ fn wake_address(bound: SocketAddr) -> SocketAddr {
     a
 }
 
-fn serve(listener: &TcpListener, stop: &AtomicBool, pipeline: &str, progress: &Progress) {
+fn serve(listener: &TcpListener, stop: &AtomicBool, run: &RunNames, progress: &Progress) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
         // A failed connection (reset, timeout) concerns that client only.
         if let Ok(conn) = conn {
-            let _ = answer(conn, pipeline, progress);
+            let _ = answer(conn, run, progress);
         }
     }
 }
 
 /// Reads one request head and writes one response.
-fn answer(mut conn: TcpStream, pipeline: &str, progress: &Progress) -> std::io::Result<()> {
+fn answer(mut conn: TcpStream, run: &RunNames, progress: &Progress) -> std::io::Result<()> {
     conn.set_read_timeout(Some(READ_TIMEOUT))?;
     conn.set_write_timeout(Some(READ_TIMEOUT))?;
     let head = read_head(&mut conn)?;
@@ -130,11 +131,9 @@ fn answer(mut conn: TcpStream, pipeline: &str, progress: &Progress) -> std::io::
     // A query string does not change the answer (Prometheus may add one).
     let path = target.split('?').next().unwrap_or_default();
     let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "text/plain; version=0.0.4; charset=utf-8",
-            render(pipeline, progress.run_id(), &progress.snapshot()),
-        ),
+        ("GET", "/metrics") => {
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render(run, progress.run_id(), &progress.snapshot()))
+        }
         (_, "/metrics") => ("405 Method Not Allowed", "text/plain; charset=utf-8", "only GET /metrics\n".to_string()),
         _ => ("404 Not Found", "text/plain; charset=utf-8", "not found: metrics are at /metrics\n".to_string()),
     };
@@ -165,8 +164,30 @@ fn read_head(conn: &mut TcpStream) -> std::io::Result<String> {
     Ok(String::from_utf8_lossy(&head).into_owned())
 }
 
+/// What the metrics are labelled with: the pipeline, and its sources and sinks (so that their
+/// series exist, at 0, from the first scrape, before the run publishes its first counts).
+pub struct RunNames {
+    pub pipeline: String,
+    pub sources: Vec<String>,
+    pub sinks: Vec<String>,
+}
+
+impl RunNames {
+    pub fn of(plan: &sluice_compiler::plan::Plan) -> RunNames {
+        use sluice_compiler::plan::ComponentKind;
+        let names = |pick: fn(&ComponentKind) -> bool| {
+            plan.components.iter().filter(|c| pick(&c.kind)).map(|c| c.name.clone()).collect()
+        };
+        RunNames {
+            pipeline: plan.pipeline.clone(),
+            sources: names(|k| matches!(k, ComponentKind::Source(_))),
+            sinks: names(|k| matches!(k, ComponentKind::Sink(_))),
+        }
+    }
+}
+
 /// The exposition text of one snapshot.
-pub fn render(pipeline: &str, run_id: Option<&str>, s: &Snapshot) -> String {
+fn render(run: &RunNames, run_id: Option<&str>, s: &Snapshot) -> String {
     let mut out = String::new();
     let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}");
@@ -180,7 +201,7 @@ pub fn render(pipeline: &str, run_id: Option<&str>, s: &Snapshot) -> String {
         "sluice_run_info",
         "gauge",
         "The pipeline and the run this process executes (always 1; run_id is empty until the run has started).",
-        &[(labels(&[("pipeline", pipeline), ("run_id", run_id.unwrap_or_default())]), 1)],
+        &[(labels(&[("pipeline", &run.pipeline), ("run_id", run_id.unwrap_or_default())]), 1)],
     );
     family(
         "sluice_run_up",
@@ -213,11 +234,24 @@ pub fn render(pipeline: &str, run_id: Option<&str>, s: &Snapshot) -> String {
         "Records that carried at least one warning when they reached a sink or the DLQ.",
         &one(s.warnings),
     );
-    let per = |key: &str, counts: &[(String, u64)]| -> Vec<(String, u64)> {
-        counts.iter().map(|(name, n)| (labels(&[(key, name)]), *n)).collect()
+    // Every component the plan names, at 0 until the run counts it.
+    let per = |key: &str, names: &[String], counts: &[(String, u64)]| -> Vec<(String, u64)> {
+        let mut all: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 0)).collect();
+        for (name, n) in counts {
+            match all.iter_mut().find(|(known, _)| known == name) {
+                Some(slot) => slot.1 = *n,
+                None => all.push((name.clone(), *n)),
+            }
+        }
+        all.into_iter().map(|(name, n)| (labels(&[(key, &name)]), n)).collect()
     };
-    family("sluice_source_records_total", "counter", "Records read, per source.", &per("source", &s.per_source));
-    family("sluice_sink_records_total", "counter", "Lines written, per sink.", &per("sink", &s.per_sink));
+    family(
+        "sluice_source_records_total",
+        "counter",
+        "Records read, per source.",
+        &per("source", &run.sources, &s.per_source),
+    );
+    family("sluice_sink_records_total", "counter", "Lines written, per sink.", &per("sink", &run.sinks, &s.per_sink));
     family(
         "sluice_checkpoints_total",
         "counter",
@@ -259,7 +293,9 @@ mod tests {
             per_sink: vec![("out".into(), 3)],
             ..Default::default()
         };
-        let text = render("p", Some("abc"), &s);
+        let run =
+            RunNames { pipeline: "p".into(), sources: vec!["src".into()], sinks: vec!["out".into(), "idle".into()] };
+        let text = render(&run, Some("abc"), &s);
         let mut declared = None;
         for line in text.lines() {
             if let Some(rest) = line.strip_prefix("# TYPE ") {
@@ -272,6 +308,7 @@ mod tests {
         assert!(text.contains("sluice_run_info{pipeline=\"p\",run_id=\"abc\"} 1\n"));
         assert!(text.contains("sluice_source_records_total{source=\"src\"} 5\n"));
         assert!(text.contains("sluice_sink_records_total{sink=\"out\"} 3\n"));
+        assert!(text.contains("sluice_sink_records_total{sink=\"idle\"} 0\n"), "a sink not yet counted is at 0");
         assert!(text.contains("sluice_run_up 1\n"));
     }
 }

@@ -240,6 +240,8 @@ fn a_live_run_is_scraped_while_it_runs_and_ends_at_its_summary() {
     let first = scrape(run.metrics);
     assert_eq!(first.get("sluice_run_up"), 1);
     assert_eq!(first.get("sluice_records_in_total"), 0);
+    assert_eq!(first.get("sluice_source_records_total{source=\"hl7_listener\"}"), 0, "series exist from the start");
+    assert_eq!(first.get("sluice_sink_records_total{sink=\"patient_events\"}"), 0);
     let info: Vec<&String> = first.values.keys().filter(|k| k.starts_with("sluice_run_info{")).collect();
     assert_eq!(info.len(), 1, "{}", first.text);
     assert!(info[0].starts_with("sluice_run_info{pipeline=\"mllp-listener\",run_id=\""), "{}", info[0]);
