@@ -1,6 +1,6 @@
 //! One function per subcommand: each returns the process exit code.
 
-use std::io::{BufReader, Write};
+use std::io::{BufReader, IsTerminal, Write};
 
 use sluice_hl7v2::ack::{self, AckFinding, AckMode, AckOptions, ErrSeverity, Outcome, Status};
 use sluice_hl7v2::batch;
@@ -17,6 +17,8 @@ use sluice_hl7v2::validate::{Finding, Options, Severity as HSeverity, validate};
 use sluice_runtime::mllp::ListenEvent;
 
 use crate::PlanFormat;
+use crate::metrics::{MetricsError, MetricsServer, RunNames};
+use crate::progress_line::ProgressLine;
 
 const OK: u8 = 0;
 const FAILED: u8 = 1;
@@ -118,39 +120,76 @@ fn stop_on_signals() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     Some(stop)
 }
 
-pub fn run(
-    pipeline: &Path,
-    json: bool,
-    fixed_clock: Option<String>,
-    threads: Option<usize>,
-    start: sluice_runtime::Start,
-) -> u8 {
+/// `sluice run PIPELINE`: runs it, with a progress line on a terminal and an optional metrics
+/// endpoint watching it, then prints the summary.
+pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
     let plan = match compile(pipeline, Format::Human) {
         Ok(p) => p,
         Err(code) => return code,
     };
-    // A listening source reports when it listens and stops; say so on stderr (no data in it).
-    let (events, listen_events) = std::sync::mpsc::channel();
-    let printer = std::thread::spawn(move || {
-        for e in listen_events {
-            match e {
-                ListenEvent::Listening { source, address } => {
-                    eprintln!("source {source}: listening on {address} (MLLP); stop with Ctrl-C or SIGTERM")
+    let show_line = !flags.quiet && std::io::stderr().is_terminal();
+    // The writer publishes its counts only when someone watches.
+    let progress =
+        (show_line || flags.metrics.is_some()).then(|| std::sync::Arc::new(sluice_runtime::progress::Progress::new()));
+    let metrics = match (&flags.metrics, &progress) {
+        (Some(address), Some(progress)) => {
+            match MetricsServer::start(address, RunNames::of(&plan), std::sync::Arc::clone(progress)) {
+                Ok(server) => {
+                    eprintln!("metrics: http://{}/metrics", server.address());
+                    Some(server)
                 }
-                ListenEvent::Stopping { signal } => {
-                    eprintln!("{signal}: no new connections; finishing the messages in flight")
+                Err(e) => {
+                    let (code, message) = match e {
+                        MetricsError::BadAddress(m) => (USAGE, m),
+                        MetricsError::Bind(m) => (FAILED, m),
+                    };
+                    print_run_error(
+                    &sluice_runtime::RunError::new(sluice_runtime::findings::METRICS_ADDRESS, message)
+                        .with_help("give an IP address and a free port, e.g. `--metrics 127.0.0.1:9464` (port 0: any free port)"),
+                );
+                    return code;
                 }
             }
         }
-    });
+        _ => None,
+    };
+    let line = ProgressLine::start(progress.clone().filter(|_| show_line));
+    // A listening source reports when it listens and stops; say so on stderr (no data in it),
+    // above the progress line.
+    let (events, listen_events) = std::sync::mpsc::channel();
+    let printer = {
+        let out = line.printer();
+        std::thread::spawn(move || {
+            for e in listen_events {
+                out.eprintln(&match e {
+                    ListenEvent::Listening { source, address } => {
+                        format!("source {source}: listening on {address} (MLLP); stop with Ctrl-C or SIGTERM")
+                    }
+                    ListenEvent::Stopping { signal } => {
+                        format!("{signal}: no new connections; finishing the messages in flight")
+                    }
+                });
+            }
+        })
+    };
     // A listening source handles its own signals (tokio); a file run watches this flag.
     let stop = if sluice_runtime::mllp::listener_of(&plan).is_none() { stop_on_signals() } else { None };
-    let options = sluice_runtime::RunOptions { fixed_clock, threads, start, stop, progress: None };
+    let options = sluice_runtime::RunOptions {
+        fixed_clock: flags.fixed_clock,
+        threads: flags.threads,
+        start: flags.start,
+        stop,
+        progress,
+    };
     let result = sluice_runtime::run_with_events(&plan, &options, Some(events));
     let _ = printer.join();
+    line.finish();
+    if let Some(m) = metrics {
+        m.stop();
+    }
     match result {
         Ok(s) => {
-            if json {
+            if flags.json {
                 println!("{}", serde_json::to_string(&s).expect("summary serializes"));
             } else {
                 print_run_summary(&s, &plan, pipeline);
@@ -168,6 +207,19 @@ pub fn run(
             FAILED
         }
     }
+}
+
+/// How `sluice run` runs and reports.
+pub struct RunFlags {
+    /// `--summary json`.
+    pub json: bool,
+    pub fixed_clock: Option<String>,
+    pub threads: Option<usize>,
+    pub start: sluice_runtime::Start,
+    /// `--metrics ADDRESS`: serve Prometheus metrics there while the run goes.
+    pub metrics: Option<String>,
+    /// `--quiet`: no progress line, even on a terminal.
+    pub quiet: bool,
 }
 
 fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::plan::Plan, pipeline: &Path) {

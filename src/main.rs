@@ -6,6 +6,8 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod metrics;
+mod progress_line;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -102,6 +104,13 @@ enum Command {
         /// Abandon the pipeline's unfinished run, if any, and start over (outputs truncated).
         #[arg(long)]
         restart: bool,
+        /// Serve Prometheus metrics (counts only) at http://ADDRESS/metrics while the run goes,
+        /// e.g. 127.0.0.1:9464; port 0 picks a free port (the address is printed on stderr).
+        #[arg(long, value_name = "ADDRESS")]
+        metrics: Option<String>,
+        /// No progress line (it is drawn only when stderr is a terminal anyway).
+        #[arg(long, short)]
+        quiet: bool,
     },
     /// Print the JSON Schema of the spec language (for editors).
     Schema,
@@ -216,13 +225,14 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
         Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),
-        Command::Run { pipeline, summary, fixed_clock, threads, resume, restart } => {
+        Command::Run { pipeline, summary, fixed_clock, threads, resume, restart, metrics, quiet } => {
             let start = match (resume, restart) {
                 (true, _) => sluice_runtime::Start::Resume,
                 (_, true) => sluice_runtime::Start::Restart,
                 _ => sluice_runtime::Start::New,
             };
-            commands::run(&pipeline, matches!(summary, SummaryFormat::Json), fixed_clock, threads, start)
+            let json = matches!(summary, SummaryFormat::Json);
+            commands::run(&pipeline, commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet })
         }
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {

@@ -23,7 +23,7 @@ use sluice_hl7v2::codec::parse_message;
 use sluice_hl7v2::mllp;
 
 mod common;
-use common::root;
+use common::{messages, phi_values, root};
 
 /// A fresh directory with the bundled pipelines, mappings and examples, and the listener
 /// pipeline rewritten: any free port, and each `(from, to)` text replaced.
@@ -134,35 +134,6 @@ fn msa(ack: &[u8]) -> (String, String) {
     let msa = m.segments_named("MSA").next().expect("an MSA segment");
     let f = |n| msa.field(n).and_then(|f| f.first()).unwrap_or_default().to_string();
     (f(1), f(2))
-}
-
-/// The messages of a file, as the splitter cuts them.
-fn messages(path: &Path) -> Vec<Vec<u8>> {
-    let f = std::fs::File::open(path).unwrap();
-    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(f).unwrap();
-    sluice_hl7v2::split::MessageSplitter::new(BufReader::new(stream)).map(|r| r.unwrap().bytes).collect()
-}
-
-/// Every PID-5 name part (3+ letters) and PID-19 SSN in the files: what a leak would show.
-fn phi_values(files: &[PathBuf]) -> Vec<String> {
-    let mut out = Vec::new();
-    for f in files {
-        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
-        for line in text.split(['\r', '\n']).filter(|l| l.starts_with("PID|")) {
-            let fields: Vec<&str> = line.split('|').collect();
-            for name in fields.get(5).unwrap_or(&"").split(['~', '^']).take(2) {
-                if name.len() >= 4 && name.chars().all(|c| c.is_alphabetic()) {
-                    out.push(name.to_string());
-                }
-            }
-            if let Some(ssn) = fields.get(19).filter(|s| s.len() >= 9) {
-                out.push(ssn.to_string());
-            }
-        }
-    }
-    out.sort();
-    out.dedup();
-    out
 }
 
 fn assert_no_phi(values: &[String], outputs: &[(&str, &str)]) {

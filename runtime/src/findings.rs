@@ -84,6 +84,8 @@ findings! {
         "The id given to `sluice dlq replay` is not in the pipeline's DLQ, was already replayed (a record that failed again has a new entry with a new id), or came from a source the pipeline no longer has. `sluice dlq list PIPELINE` shows the ids and which are pending.";
     DLQ_UNREADABLE = "RT018", RunError, "DLQ file unreadable",
         "A line of the DLQ file is not an entry this version of Sluice wrote (edited by hand, or from an older version without `id`), or its `raw` cannot be decoded. The message gives the line number, never its content. Move such lines out of the file.";
+    METRICS_ADDRESS = "RT019", RunError, "metrics endpoint cannot listen",
+        "`sluice run --metrics ADDRESS` serves Prometheus metrics on `ADDRESS`, which must be an IP address and a port such as `127.0.0.1:9464` (port 0 picks a free port; the address in use is printed on stderr). The address did not parse, or could not be bound (the port is in use, the address is not one of this machine's, or the port is privileged). The run does not start.";
     ERROR_RATE_EXCEEDED = "RT020", RunError, "error rate above `fail_if`",
         "The pipeline's `fail_if` (`error_rate > 0.5% over 1000 records`) tripped: among the last N records read, more than that share went to the DLQ, which usually means a changed feed or a broken spec rather than a few bad messages. The run stopped reading, wrote what it had read, saved a checkpoint and is recorded as failed. `sluice dlq list` shows the reasons; fix the cause and `sluice run --restart` (or `--resume` if neither the specs nor the input changed). The window starts empty again on a resume.";
     DLQ_UNENCRYPTED = "RT021", RunError, "DLQ would hold patient data unencrypted",

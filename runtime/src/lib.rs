@@ -147,11 +147,13 @@ pub fn run_with_events(
                 .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
             }
             let run_id = run_id(&plan.hash, &clock.seed());
+            announce_run_id(options, &run_id);
             let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
             (run_id, t, None)
         }
         None => {
             let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;
+            announce_run_id(options, &run_id);
             let resumed_from = (options.start == Start::Resume).then_some(control.start.records);
             let t =
                 executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
@@ -178,6 +180,13 @@ pub fn run_with_events(
         interrupted: t.interrupted,
         resumed_from,
     })
+}
+
+/// Tells the watcher, if any, which run this is.
+fn announce_run_id(options: &RunOptions, run_id: &str) {
+    if let Some(p) = &options.progress {
+        p.set_run_id(run_id);
+    }
 }
 
 /// Decides where a file run starts (new, resumed, restarted), checks that a resume reads what

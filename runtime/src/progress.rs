@@ -6,8 +6,9 @@
 //! - Counts only, names of components, and times: never a value from a record.
 //! - A snapshot is consistent (taken under one lock), and its counts never go down during a
 //!   run; `done` is set once, after the last batch.
+//! - The run id is set once, as soon as the run knows it (before its first record).
 
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -33,11 +34,12 @@ pub struct Snapshot {
 pub struct Progress {
     current: Mutex<Snapshot>,
     started: Instant,
+    run_id: OnceLock<String>,
 }
 
 impl Default for Progress {
     fn default() -> Self {
-        Progress { current: Mutex::new(Snapshot::default()), started: Instant::now() }
+        Progress { current: Mutex::new(Snapshot::default()), started: Instant::now(), run_id: OnceLock::new() }
     }
 }
 
@@ -54,6 +56,16 @@ impl Progress {
     /// When the watcher was created (for rates).
     pub fn started(&self) -> Instant {
         self.started
+    }
+
+    /// The id of the run, once the run has started (a resumed run keeps its first id).
+    pub fn run_id(&self) -> Option<&str> {
+        self.run_id.get().map(String::as_str)
+    }
+
+    /// Records the run id (the first call wins).
+    pub(crate) fn set_run_id(&self, run_id: &str) {
+        let _ = self.run_id.set(run_id.to_string());
     }
 
     /// Replaces the counts (the writer, once per batch).

@@ -1,9 +1,11 @@
 //! Shared by the end-to-end tests of the binary: the repository root, and fresh scratch copies
 //! of the bundled pipelines, mappings and examples, so tests run in parallel and never touch
-//! the user's `out/`.
+//! the user's `out/`; the messages of a file, and the names and SSNs in them (what a leak of
+//! data would show).
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 pub fn root() -> PathBuf {
@@ -47,4 +49,33 @@ pub fn dlq_raws(dlq: &Path) -> Vec<String> {
         .iter()
         .map(|e| String::from_utf8_lossy(&e.raw_bytes(Some(&key)).unwrap()).into_owned())
         .collect()
+}
+
+/// The messages of a file, as the splitter cuts them.
+pub fn messages(path: &Path) -> Vec<Vec<u8>> {
+    let f = std::fs::File::open(path).unwrap();
+    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(f).unwrap();
+    sluice_hl7v2::split::MessageSplitter::new(BufReader::new(stream)).map(|r| r.unwrap().bytes).collect()
+}
+
+/// Every PID-5 name part (3+ letters) and PID-19 SSN in the files: what a leak would show.
+pub fn phi_values(files: &[PathBuf]) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in files {
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        for line in text.split(['\r', '\n']).filter(|l| l.starts_with("PID|")) {
+            let fields: Vec<&str> = line.split('|').collect();
+            for name in fields.get(5).unwrap_or(&"").split(['~', '^']).take(2) {
+                if name.len() >= 4 && name.chars().all(|c| c.is_alphabetic()) {
+                    out.push(name.to_string());
+                }
+            }
+            if let Some(ssn) = fields.get(19).filter(|s| s.len() >= 9) {
+                out.push(ssn.to_string());
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
