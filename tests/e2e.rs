@@ -11,7 +11,7 @@ mod common;
 use common::{root, text};
 
 /// A fresh copy of the bundled specs and examples for one test.
-fn workspace(name: &str) -> PathBuf {
+fn workspace(name: &str) -> common::Workspace {
     common::workspace(&format!("e2e-{name}"))
 }
 

@@ -3,7 +3,7 @@
 //! and no PHI in what the run prints or audits.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::{Value, json};
@@ -14,7 +14,7 @@ use common::{root, text};
 const CLOCK: &str = "2024-01-15T10:30:01Z";
 
 /// A fresh copy of the bundled pipelines, mappings and examples; the run's output files.
-fn run(name: &str, threads: &str) -> (PathBuf, Output) {
+fn run(name: &str, threads: &str) -> (common::Workspace, Output) {
     let dir = common::workspace(&format!("e2e-fhir-{name}"));
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(&dir)
@@ -186,9 +186,7 @@ fn same_input_same_bytes_and_no_phi_in_console_audit_or_dlq() {
 /// Runs a one-stage FHIR pipeline (mapping text, masking policy text) over `messages` in a
 /// fresh directory; the Bundles, the DLQ entries and the run's output.
 fn run_mapping(name: &str, mapping: &str, policy: &str, messages: &str) -> (Vec<Value>, Vec<Value>, Output) {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-fhir-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch(&format!("e2e-fhir-{name}"));
     std::fs::write(dir.join("mapping.yaml"), mapping).unwrap();
     std::fs::write(dir.join("policy.yaml"), policy).unwrap();
     std::fs::write(dir.join("in.hl7"), messages.replace('\n', "\r")).unwrap();
@@ -270,8 +268,7 @@ fn masking_applies_to_bundle_leaves_and_bad_resources_go_to_the_dlq() {
 
 #[test]
 fn check_refuses_a_resource_without_its_required_elements() {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-fhir-required-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("e2e-fhir-required");
     let mapping = oru_mapping("'obs.OBX-1'", "obs.OBX-11").replace("      status: obs.OBX-11\n", "");
     assert!(!mapping.contains("status"));
     std::fs::write(dir.join("mapping.yaml"), mapping).unwrap();
@@ -284,8 +281,7 @@ fn check_refuses_a_resource_without_its_required_elements() {
 
 #[test]
 fn check_refuses_filters_on_bundles() {
-    let dir = std::env::temp_dir().join(format!("sluice-e2e-fhir-filter-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::scratch("e2e-fhir-filter");
     let base = root().join("mappings/base");
     let pipeline = format!(
         "kind: pipeline\nname: t\nsources:\n  src: {{type: files, format: hl7v2, path: [x.hl7], profile: {b}/profiles/default.yaml}}\n\

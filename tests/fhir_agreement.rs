@@ -14,6 +14,8 @@
 //! pack maps exactly as the converter does (`EXACT`) differs anywhere. Without the corpus it
 //! prints a loud SKIPPED line and passes. `docs/hl7v2-to-fhir.md` explains every difference.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -267,7 +269,7 @@ fn agreement_with_the_microsoft_fhir_converter() {
     }
     cases.sort();
     assert!(cases.len() >= 50, "the converter's ADT and ORU cases: {}", cases.len());
-    let dir = std::env::temp_dir().join(format!("sluice-fhir-agreement-{}", std::process::id()));
+    let dir = common::scratch("fhir-agreement");
     setup(&dir);
     let mut table: BTreeMap<String, Counts> = BTreeMap::new();
     let (mut diffs, mut rejected) = (Vec::new(), Vec::new());

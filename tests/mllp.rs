@@ -27,7 +27,7 @@ use common::{messages, phi_values, root};
 
 /// A fresh directory with the bundled pipelines, mappings and examples, and the listener
 /// pipeline rewritten: any free port, and each `(from, to)` text replaced.
-fn workspace(name: &str, edits: &[(&str, &str)]) -> PathBuf {
+fn workspace(name: &str, edits: &[(&str, &str)]) -> common::Workspace {
     let dir = common::workspace(&format!("mllp-{name}"));
     let p = dir.join("pipelines/mllp-listener.yaml");
     let spec = std::fs::read_to_string(&p).unwrap();

@@ -8,7 +8,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,7 +38,7 @@ fn spawn(dir: &Path, extra: &[&str]) -> Child {
 
 /// A workspace whose pipeline `resume.yaml` is the quick start's, reading `input/` (the
 /// examples repeated `copies` times into one file) and checkpointing every `every`.
-fn setup(name: &str, copies: usize, every: &str) -> PathBuf {
+fn setup(name: &str, copies: usize, every: &str) -> common::Workspace {
     let dir = workspace(name);
     let mut one = Vec::new();
     for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {

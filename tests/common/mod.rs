@@ -25,14 +25,47 @@ pub fn copy_dir(from: &Path, to: &Path) {
 }
 
 /// A fresh temporary directory `sluice-<name>-<pid>` holding a copy of the bundled pipelines,
-/// mappings and examples.
-pub fn workspace(name: &str) -> PathBuf {
+/// mappings and examples. It is removed when the test ends, unless the test failed: then it
+/// stays, for a look at what the run wrote.
+pub fn workspace(name: &str) -> Workspace {
     let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["pipelines", "mappings", "examples"] {
         copy_dir(&root().join(sub), &dir.join(sub));
     }
-    dir
+    Workspace(dir)
+}
+
+/// An empty temporary directory `sluice-<name>-<pid>`, removed as [`workspace`]'s is.
+pub fn scratch(name: &str) -> Workspace {
+    let dir = std::env::temp_dir().join(format!("sluice-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    Workspace(dir)
+}
+
+/// See [`workspace`].
+pub struct Workspace(PathBuf);
+
+impl std::ops::Deref for Workspace {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Workspace {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 pub fn text(b: &[u8]) -> String {
