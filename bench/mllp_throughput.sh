@@ -21,7 +21,7 @@ SLUICE="$ROOT/target/release/sluice"
 
 for TIMING in on_commit on_receipt; do
     DIR=$(mktemp -d)
-    cp -r "$ROOT/pipelines" "$ROOT/mappings" "$DIR/"
+    cp -r "$ROOT/pipelines" "$ROOT/mappings" "$ROOT/examples" "$DIR/"
     sed -i -e 's/listen: 127.0.0.1:2575/listen: 127.0.0.1:0/' -e "s/timing: on_commit/timing: $TIMING/" \
         "$DIR/pipelines/mllp-listener.yaml"
     (cd "$DIR" && exec "$SLUICE" run pipelines/mllp-listener.yaml --summary json > summary.json 2> stderr.log) &

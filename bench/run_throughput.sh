@@ -67,6 +67,7 @@ sinks:
     path: '$TMP/out/patient-events.jsonl'
 dlq:
   path: '$TMP/out/dlq.jsonl'
+  encryption_key: '\${file:$ROOT/examples/dlq-example.key}'
 audit:
   path: '$TMP/out/audit.jsonl'
 defaults:
@@ -80,6 +81,7 @@ text, data, root, tmp = open(sys.argv[1]).read(), sys.argv[2], sys.argv[3], sys.
 source = r"(?m)^(\s+path:\s*)(\[[^\]]*\.\./examples[^\]]*\]|\S*\.\./examples\S*)"
 text = re.sub(source, lambda m: m.group(1) + repr(data), text)
 text = text.replace("../mappings/", root + "/mappings/")
+text = text.replace("${file:../examples/", "${file:" + root + "/examples/")
 text = re.sub(r"\.\./out/[^/\s]+/", tmp + "/out/", text)
 print(text)
 PY

@@ -1,18 +1,21 @@
-//! The executor: a reader thread, a CPU step on rayon, a writer thread, joined by bounded
-//! channels.
+//! The executor: a reader thread, CPU workers on the rayon pool, a writer thread, joined by
+//! bounded channels.
 //!
 //! ```text
-//! reader ──batches of raw messages──▶ CPU (rayon, order kept) ──processed batches──▶ writer
-//!          (bounded: backpressure)                                (bounded)         sinks, DLQ, audit
+//! reader ──numbered batches──▶ workers (each takes whole batches) ──numbered results──▶ writer
+//!         (bounded: backpressure)                                    (bounded)   reorders; sinks, DLQ, audit
 //! ```
 //!
 //! Invariants:
 //! - Order: the reader numbers records (`seq`, 1-based, going on after the audit log's last
-//!   entry for a live feed) in reading order; the CPU step keeps
-//!   order inside a batch (`par_iter().map().collect()`), batches flow in order, and only the
-//!   writer thread writes. So sink, DLQ and audit files are byte-identical across runs with a
-//!   fixed clock, whatever the thread count.
-//! - Memory is bounded by the channel capacities times the batch size, not by the input.
+//!   entry for a live feed) and batches in reading order; a worker processes a batch's records
+//!   in order; the writer writes batches in their numbers' order (holding the few that arrive
+//!   early), and only the writer writes. So sink, DLQ and audit files are byte-identical
+//!   across runs with a fixed clock, whatever the thread count. (Workers take whole batches,
+//!   with no barrier between batches: splitting each batch across the pool left the cores
+//!   idle a quarter of the time, waiting for the slower half.)
+//! - Memory is bounded by the channel capacities times the batch size, plus one batch per
+//!   worker and the batches held for reordering (at most one per worker), not by the input.
 //! - Exactly one disposition per source record: `delivered` (reached at least one sink),
 //!   `dlq` (at least one DLQ entry; one entry per failing path) or `filtered`. A record that
 //!   reached a sink on one branch and the DLQ on another counts as `dlq` (its sink lines are
@@ -40,7 +43,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-use rayon::prelude::*;
 use sluice_compiler::plan::{ComponentKind, FailIfPlan};
 
 use crate::audit::{self, Chain};
@@ -387,6 +389,25 @@ pub fn file_inputs(c: &Compiled<'_>) -> Result<Vec<InputFile>, RunError> {
     Ok(inputs)
 }
 
+/// A batch of raw records as the reader hands it on: numbered, so the writer can put the
+/// workers' results back in reading order.
+type RawBatch = (u64, Result<Vec<RawInput>, RunError>);
+
+/// Numbers the batches the reader sends.
+struct BatchSender {
+    tx: crossbeam_channel::Sender<RawBatch>,
+    next: u64,
+}
+
+impl BatchSender {
+    /// `false` when nobody receives any more (the run is stopping).
+    fn send(&mut self, batch: Result<Vec<RawInput>, RunError>) -> bool {
+        let n = self.next;
+        self.next += 1;
+        self.tx.send((n, batch)).is_ok()
+    }
+}
+
 /// How the CPU step tells the writer the run ended.
 enum End {
     /// The input ended: write `run_completed`.
@@ -398,7 +419,8 @@ enum End {
 }
 
 enum ToWriter {
-    Batch(Vec<Processed>),
+    /// Batch number `n`'s results (batches may arrive out of order).
+    Batch(u64, Vec<Processed>),
     End(End),
 }
 
@@ -469,7 +491,7 @@ fn read_files(
     batch_size: usize,
     skip: u64,
     stop: [Option<&AtomicBool>; 2],
-    raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
+    raw_tx: &mut BatchSender,
 ) -> bool {
     let mut seq = 0u64;
     let mut batch = Vec::with_capacity(batch_size);
@@ -480,14 +502,14 @@ fn read_files(
         let reader = match source::open(path) {
             Ok(r) => r,
             Err(e) => {
-                let _ = raw_tx.send(Err(e));
+                raw_tx.send(Err(e));
                 return false;
             }
         };
         for item in BatchReader::new(reader) {
             if stopped() {
                 if !batch.is_empty() {
-                    let _ = raw_tx.send(Ok(batch));
+                    raw_tx.send(Ok(batch));
                 }
                 return true;
             }
@@ -498,7 +520,7 @@ fn read_files(
                     (p.offset as u64, p.index, p.bytes, Some(r))
                 }
                 Err(e) => {
-                    let _ = raw_tx.send(Err(RunError::io("read", path, &e)));
+                    raw_tx.send(Err(RunError::io("read", path, &e)));
                     return false;
                 }
             };
@@ -518,26 +540,21 @@ fn read_files(
             });
             if batch.len() >= batch_size {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-                if raw_tx.send(Ok(full)).is_err() {
+                if !raw_tx.send(Ok(full)) {
                     return false;
                 }
             }
         }
     }
     if !batch.is_empty() {
-        let _ = raw_tx.send(Ok(batch));
+        raw_tx.send(Ok(batch));
     }
     false
 }
 
 /// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record. Records
 /// are numbered from `after + 1`.
-fn read_live(
-    rx: &crossbeam_channel::Receiver<RawInput>,
-    batch_size: usize,
-    after: u64,
-    raw_tx: &crossbeam_channel::Sender<Result<Vec<RawInput>, RunError>>,
-) {
+fn read_live(rx: &crossbeam_channel::Receiver<RawInput>, batch_size: usize, after: u64, raw_tx: &mut BatchSender) {
     let mut seq = after;
     let mut batch = Vec::with_capacity(batch_size);
     loop {
@@ -559,12 +576,12 @@ fn read_live(
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
         }
         let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
-        if raw_tx.send(Ok(full)).is_err() {
+        if !raw_tx.send(Ok(full)) {
             return;
         }
     }
     if !batch.is_empty() {
-        let _ = raw_tx.send(Ok(batch));
+        raw_tx.send(Ok(batch));
     }
 }
 
@@ -664,13 +681,14 @@ pub fn execute(
     };
 
     std::thread::scope(|s| {
-        let (raw_tx, raw_rx) = bounded::<Result<Vec<RawInput>, RunError>>(CHANNEL_BATCHES);
+        let (tx, raw_rx) = bounded::<RawBatch>(CHANNEL_BATCHES);
+        let mut raw_tx = BatchSender { tx, next: 0 };
         let (out_tx, out_rx) = bounded::<ToWriter>(CHANNEL_BATCHES);
 
         let reader = s.spawn(move || match feed {
-            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &raw_tx),
+            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx),
             Feed::Live(rx) => {
-                read_live(&rx, batch_size, first_seq_after, &raw_tx);
+                read_live(&rx, batch_size, first_seq_after, &mut raw_tx);
                 false
             }
             Feed::Records(records) => {
@@ -686,7 +704,7 @@ pub fn execute(
                             r
                         })
                         .collect();
-                    if raw_tx.send(Ok(batch)).is_err() {
+                    if !raw_tx.send(Ok(batch)) {
                         break;
                     }
                 }
@@ -721,24 +739,40 @@ pub fn execute(
             result.map(|()| w.totals)
         });
 
-        let mut failure = None;
-        for batch in raw_rx {
-            match batch {
-                Ok(batch) => {
-                    let now = clock.now();
-                    let ctx = Ctx { c, run_id, now: &now };
-                    let processed: Vec<Processed> =
-                        pool.install(|| batch.into_par_iter().map(|r| ctx.process(r)).collect());
-                    if out_tx.send(ToWriter::Batch(processed)).is_err() {
-                        break;
+        // The CPU step: each worker takes whole batches and hands on their results, numbered;
+        // the writer puts them back in order. No barrier between batches, so a worker never
+        // waits for another to finish its half of a batch.
+        let failure: std::sync::Mutex<Option<RunError>> = std::sync::Mutex::new(None);
+        let stopping = AtomicBool::new(false);
+        let work = || {
+            while !stopping.load(Ordering::Relaxed) {
+                let Ok((n, batch)) = raw_rx.recv() else { break };
+                match batch {
+                    Ok(batch) => {
+                        let now = clock.now();
+                        let ctx = Ctx { c, run_id, now: &now };
+                        let processed: Vec<Processed> = batch.into_iter().map(|r| ctx.process(r)).collect();
+                        if out_tx.send(ToWriter::Batch(n, processed)).is_err() {
+                            stopping.store(true, Ordering::Relaxed);
+                        }
+                    }
+                    Err(e) => {
+                        if let Ok(mut f) = failure.lock() {
+                            f.get_or_insert(e);
+                        }
+                        stopping.store(true, Ordering::Relaxed);
                     }
                 }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
             }
-        }
+        };
+        pool.scope(|scope| {
+            for _ in 0..pool.current_num_threads() {
+                scope.spawn(|_| work());
+            }
+        });
+        // Unblocks a reader still sending after the workers stopped on a failure.
+        drop(raw_rx);
+        let failure = failure.into_inner().ok().flatten();
         let reader = reader.join();
         let end = match (&failure, &reader) {
             (None, Ok(false)) => End::Completed,
@@ -828,26 +862,41 @@ impl Writer<'_> {
         result
     }
 
-    /// Writes batches until the end is announced (or the channel closes: a failure).
+    /// Writes batches, in their numbers' order, until the end is announced (or the channel
+    /// closes: a failure).
     fn consume(&mut self, batches: crossbeam_channel::Receiver<ToWriter>) -> Result<End, RunError> {
         let mut waiting = Vec::new();
+        // Batches that arrived before an earlier one (bounded by the workers in flight).
+        let mut early: std::collections::BTreeMap<u64, Vec<Processed>> = Default::default();
+        let mut next = 0u64;
         for msg in batches {
             match msg {
-                ToWriter::Batch(batch) => self.write_batch(batch, &mut waiting)?,
-                ToWriter::End(end) => return Ok(end),
-            }
-            if !waiting.is_empty() {
-                let Outputs { files, dlq, audit, .. } = &mut self.outputs;
-                sync_outputs(files, dlq, audit)?;
-                for (done, delivery) in waiting.drain(..) {
-                    let Completion(done) = done;
-                    done(delivery);
+                ToWriter::Batch(n, batch) => {
+                    early.insert(n, batch);
+                }
+                ToWriter::End(end) => {
+                    if !early.is_empty() && !matches!(end, End::Failed) {
+                        return Err(RunError::new(findings::INTERNAL, "a batch of records went missing"));
+                    }
+                    return Ok(end);
                 }
             }
-            if self.store.as_ref().is_some_and(|(_, _, every)| self.last_checkpoint.elapsed() >= *every) {
-                self.checkpoint()?;
+            while let Some(batch) = early.remove(&next) {
+                next += 1;
+                self.write_batch(batch, &mut waiting)?;
+                if !waiting.is_empty() {
+                    let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+                    sync_outputs(files, dlq, audit)?;
+                    for (done, delivery) in waiting.drain(..) {
+                        let Completion(done) = done;
+                        done(delivery);
+                    }
+                }
+                if self.store.as_ref().is_some_and(|(_, _, every)| self.last_checkpoint.elapsed() >= *every) {
+                    self.checkpoint()?;
+                }
+                self.publish(false);
             }
-            self.publish(false);
         }
         Ok(End::Failed)
     }
