@@ -35,6 +35,10 @@ pub struct Resolved {
 
 /// The value type of a datatype used as a value: primitives map directly; a composite used
 /// without a component means its first component (the HL7 convention: `PID-5` is `PID-5.1`).
+/// The datatype of fields whose datatype another field names (OBX-5 by OBX-2): any component
+/// may be read, as text.
+const VARIES: &str = "varies";
+
 pub fn leaf_type(schema: &Schema, datatype: &str) -> ValueType {
     let mut dt = datatype.to_string();
     for _ in 0..4 {
@@ -139,7 +143,11 @@ impl Hl7Env<'_> {
         })?;
         let phi = info.phi.filter(|_| path.component.is_none_or(|c| component_carries_class(&info.datatype, c)));
         let mut value_type = leaf_type(self.schema, &info.datatype);
-        if let Some(c) = path.component {
+        if info.datatype == VARIES {
+            // OBX-5 and the like: the datatype is named by another field (OBX-2), so any
+            // component may be there; its values are read as text.
+            value_type = ValueType::String;
+        } else if let Some(c) = path.component {
             let dt = self.schema.datatype(&info.datatype);
             let comp = dt.and_then(|d| d.component(c));
             let Some(comp) = comp else {
@@ -200,6 +208,9 @@ impl Hl7Env<'_> {
         let Some(c) = component else {
             return Ok(leaf_type(self.schema, datatype));
         };
+        if datatype == VARIES {
+            return Ok(ValueType::String);
+        }
         let dt = self.schema.datatype(datatype);
         let comp = dt.and_then(|d| d.component(c)).ok_or_else(|| {
             let n = dt.map_or(0, |d| d.components.len());
@@ -213,5 +224,24 @@ impl Hl7Env<'_> {
             .and_then(|d| d.component(s))
             .map(|sc| leaf_type(self.schema, &sc.datatype))
             .ok_or_else(|| format!("component {c} ({}) of {datatype} has no subcomponent {s}", comp.datatype))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_varies_field_takes_any_component_as_text_others_are_checked() {
+        let env = Hl7Env { schema: schema::schema(sluice_hl7v2::schema::Version::V2_5_1), z_segments: &[] };
+        let span = Span::new(crate::source::FileId(0), 0, 10);
+        for path in ["OBX-5.1", "OBX-5.9", "OBX-5.3.2"] {
+            let r = env.resolve(path, span).unwrap_or_else(|d| panic!("{path}: {}", d.message));
+            assert_eq!(r.value_type, ValueType::String, "{path}");
+        }
+        assert_eq!(env.component_type("varies", Some(4), Some(1)), Ok(ValueType::String));
+        // OBX-3 is a CE/CWE: its components are known, and a tenth is not one.
+        assert!(env.resolve("OBX-3.2", span).is_ok());
+        assert_eq!(env.resolve("OBX-3.30", span).unwrap_err().code, codes::UNKNOWN_COMPONENT);
     }
 }
