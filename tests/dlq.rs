@@ -73,9 +73,10 @@ fn fix_a_rule_then_replay_delivers_the_fixed_record_and_keeps_the_rest() {
     let sink = lines(&out.join("patient-events.jsonl"));
     assert_eq!(sink.len(), sink_before + 1, "appended, not rewritten");
     assert_eq!(sink.last().unwrap()["metadata"]["message_id"], "BAD0002");
-    // One chain: the run, then the replay and its `dlq_replay_completed`.
+    // One chain: the run (run_started, 66 records, run_completed), then the replay
+    // (dlq_replay_started, 6 records, dlq_replay_completed).
     let audit = out.join("audit.jsonl");
-    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(67 + 7));
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(68 + 8));
     let entries = lines(&audit);
     assert_eq!(entries.last().unwrap()["event"], "dlq_replay_completed");
     assert_eq!(entries.last().unwrap()["records_in"], 6);
@@ -143,7 +144,7 @@ fn a_replay_that_fails_is_undone_and_its_records_stay_pending() {
     let s: serde_json::Value = serde_json::from_str(text(&after_kill.stdout).trim()).unwrap();
     assert_eq!(s["undid_incomplete_replay"], true);
     assert_eq!(s["replayed"], 6);
-    assert_eq!(sluice_runtime::verify_audit_chain(out.join("audit.jsonl")), Ok(67 + 7));
+    assert_eq!(sluice_runtime::verify_audit_chain(out.join("audit.jsonl")), Ok(68 + 8));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -264,7 +264,8 @@ fn python_hl7_peer_gets_one_ack_per_message_and_the_run_balances() {
     assert_eq!(sink.lines().count() as u64, n("delivered"));
     assert!(dlq.lines().count() as u64 >= n("dlq"));
     let audit_path = dir_out.join("audit.jsonl");
-    assert_eq!(sluice_runtime::verify_audit_chain(&audit_path).unwrap(), n("records_in") + 1);
+    // run_started, one entry per record, run_completed.
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit_path).unwrap(), n("records_in") + 2);
     let audit = std::fs::read_to_string(&audit_path).unwrap();
     assert!(audit.contains("\"record\":\"hl7_listener:127.0.0.1:"), "audit names the peer and connection");
     let examples: Vec<PathBuf> = files.iter().take(2).cloned().collect();
@@ -365,16 +366,20 @@ fn a_restarted_listener_appends_and_keeps_one_audit_chain() {
         std::fs::read_to_string(&sink).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let ids: Vec<&str> = lines.iter().map(|r| r["metadata"]["message_id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["FIRST1", "FIRST2", "FIRST3", "SECOND1", "SECOND2"], "the first run's records kept");
-    // Two runs, one chain: 3 records + run_completed, then 2 + run_completed, seq 1..=7.
-    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(7));
+    // Two runs, one chain: run_started, 3 records, run_completed, then run_started, 2 records,
+    // run_completed: seq 0..=8.
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(9));
     let entries: Vec<serde_json::Value> =
         std::fs::read_to_string(&audit).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let seqs: Vec<u64> = entries.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
-    assert_eq!(seqs, [1, 2, 3, 4, 5, 6, 7]);
-    assert_eq!(entries[3]["event"], "run_completed");
-    assert_eq!(entries[6]["event"], "run_completed");
-    assert_ne!(entries[0]["run_id"], entries[4]["run_id"], "each start is a run of its own");
-    assert_eq!(lines[3]["compliance"]["audit_log_id"], format!("{}-5", entries[4]["run_id"].as_str().unwrap()));
+    assert_eq!(seqs, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    let events: Vec<&str> = entries.iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert_eq!(events[0], "run_started");
+    assert_eq!(events[4], "run_completed");
+    assert_eq!(events[5], "run_started");
+    assert_eq!(events[8], "run_completed");
+    assert_ne!(entries[0]["run_id"], entries[5]["run_id"], "each start is a run of its own");
+    assert_eq!(lines[3]["compliance"]["audit_log_id"], format!("{}-6", entries[5]["run_id"].as_str().unwrap()));
 }
 
 #[test]

@@ -81,18 +81,18 @@ fn file_len(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-/// Every record exactly once: the audit chain verifies and numbers the records 1..=N with no
-/// gap or repeat, the sink holds one line per delivered entry (by `audit_log_id`), and the DLQ
+/// Every record exactly once: the audit chain verifies and numbers its entries 0..=N+1 with no
+/// gap or repeat (run_started, the records, run_completed), the sink holds one line per delivered entry (by `audit_log_id`), and the DLQ
 /// one line per rejected message of the input.
 fn expect_exactly_once(dir: &Path, copies: u64) {
     let out = dir.join("out");
     let n = PER_COPY.0 * copies;
-    assert_eq!(sluice_runtime::verify_audit_chain(out.join("audit.jsonl")), Ok(n + 1));
+    assert_eq!(sluice_runtime::verify_audit_chain(out.join("audit.jsonl")), Ok(n + 2));
     let audit = std::fs::read_to_string(out.join("audit.jsonl")).unwrap();
     let mut delivered = BTreeSet::new();
     for (i, line) in audit.lines().enumerate() {
         let e: serde_json::Value = serde_json::from_str(line).unwrap();
-        assert_eq!(e["seq"], i as u64 + 1, "audit entries numbered without gap or repeat");
+        assert_eq!(e["seq"], i as u64, "audit entries numbered without gap or repeat");
         if e["event"] == "delivered" {
             delivered.insert(format!("{}-{}", e["run_id"].as_str().unwrap(), e["seq"]));
         }
@@ -219,7 +219,7 @@ fn ctrl_c_saves_a_checkpoint_and_resume_gives_the_uninterrupted_output() {
     let stopped_at = s["records_in"].as_u64().unwrap();
     assert!(stopped_at > 0 && stopped_at < PER_COPY.0 * copies as u64, "{s}");
     // Everything read before the signal is durable and audited; no `run_completed` yet.
-    assert_eq!(sluice_runtime::verify_audit_chain(dir.join("out/audit.jsonl")), Ok(stopped_at));
+    assert_eq!(sluice_runtime::verify_audit_chain(dir.join("out/audit.jsonl")), Ok(stopped_at + 1));
 
     let refused = run(&dir, &[]);
     assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));

@@ -1,8 +1,15 @@
 //! The audit log: append-only JSON lines, hash-chained, one entry per record disposition plus a
 //! final `run_completed` entry with the summary counts.
 //!
+//! First entry of a run: `{"seq", "run_id", "plan_hash", "at", "event": "run_started"
+//! (`dlq_replay_started` for a replay), "pipeline", "spec_file", "plan_format",
+//! "sluice_version", "input_files", "prev", "hash"}`, numbered 0 in a new file (a resumed run
+//! has none of its own: its entry was written when it first started).
+//!
 //! Record entry: `{"seq", "run_id", "plan_hash", "at", "record": "<source>:<file>#<index>",
-//! "message_id", "event": "delivered|dlq|filtered", "component", "sinks", "prev", "hash"}`.
+//! "offset", "masked", "message_id", "event": "delivered|dlq|filtered", "component", "sinks",
+//! "prev", "hash"}`: `offset` is the message's byte offset in its file, `masked` the number of
+//! PHI values the mask stage masked in what a sink wrote.
 //! `seq` is the record's sequence number in the run (1-based, reading order), so a record's
 //! `audit_log_id` (`<run_id>-<seq>`) names its entry; `run_completed` takes the next number.
 //! `hash` is the hex SHA-256 of the entry's line up to, not including, `,"hash":...`, closed
@@ -38,10 +45,26 @@ fn sha_hex(bytes: &[u8]) -> String {
 #[derive(Serialize)]
 pub struct RecordEvent<'a> {
     pub record: String,
+    /// Byte offset of the message in its file (or its connection's stream).
+    pub offset: u64,
+    /// PHI leaves the record's mask stage masked (not kept) in what a sink wrote.
+    pub masked: u32,
     pub message_id: Option<&'a str>,
     pub event: &'a str,
     pub component: &'a str,
     pub sinks: &'a [String],
+}
+
+/// The first entry of a run: what ran, before any record.
+#[derive(Serialize)]
+pub struct Started<'a> {
+    pub event: &'a str,
+    pub pipeline: &'a str,
+    pub spec_file: &'a str,
+    pub plan_format: u32,
+    pub sluice_version: &'a str,
+    /// Input files of a file run (0 for a listener or a replay).
+    pub input_files: usize,
 }
 
 #[derive(Serialize)]
@@ -205,6 +228,8 @@ mod tests {
         for seq in 1..=3 {
             let ev = RecordEvent {
                 record: format!("s:f#{seq}"),
+                offset: 0,
+                masked: 0,
                 message_id: Some("C1"),
                 event: "delivered",
                 component: "out",

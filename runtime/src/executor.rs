@@ -43,7 +43,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::bounded;
-use sluice_compiler::plan::{ComponentKind, FailIfPlan};
+use sluice_compiler::plan::{ComponentKind, FailIfPlan, MaskAction};
 
 use crate::audit::{self, Chain};
 use crate::compile::{Compiled, Prep};
@@ -143,6 +143,10 @@ pub struct Processed {
     source: usize,
     file: Arc<str>,
     index: u64,
+    /// Byte offset of the message in its file (or stream).
+    offset: u64,
+    /// PHI leaves masked (not kept) in the record a sink wrote (the most over its sinks).
+    masked: u32,
     control_id: Option<String>,
     sink_lines: Vec<(usize, String)>,
     dlq_lines: Vec<String>,
@@ -164,6 +168,8 @@ struct Acc {
     filtered_by: Option<Arc<str>>,
     warned: bool,
     control_id: Option<String>,
+    /// See [`Processed::masked`].
+    masked: u32,
     /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
     findings: Vec<dlq::Finding>,
     rejected_at_source: bool,
@@ -197,6 +203,10 @@ impl Ctx<'_, '_> {
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
             (ComponentKind::Sink(_), _) => {
                 acc.warned |= !rec.env.warnings.is_empty();
+                if let Some(outcomes) = &rec.env.masking {
+                    let masked = outcomes.values().filter(|o| o.action != MaskAction::Keep).count();
+                    acc.masked = acc.masked.max(masked as u32);
+                }
                 acc.sink_lines.push((idx, sink::render(&rec, self.run_id, self.now)));
                 acc.sinks.push(name.to_string());
                 return;
@@ -302,6 +312,8 @@ impl Ctx<'_, '_> {
             source: raw.source,
             file: raw.file,
             index: raw.index,
+            offset: raw.offset,
+            masked: acc.masked,
             control_id: acc.control_id,
             sink_lines: acc.sink_lines,
             dlq_lines: acc.dlq_lines,
@@ -668,22 +680,24 @@ pub fn execute(
     let live = feed.appends();
     let completed_event = if matches!(feed, Feed::Records(_)) { "dlq_replay_completed" } else { "run_completed" };
     let mut totals = Totals::default();
+    let resuming = !live && (start.records > 0 || !start.outputs.is_empty());
     let opened = open_outputs(c, &mut totals, &start, live).and_then(|outputs| {
-        // A live feed goes on numbering and chaining after the audit log's last entry.
+        // A live feed or a replay goes on numbering and chaining after the audit log's last
+        // entry.
         match &plan.audit {
             Some(a) if live => match audit::last_entry(std::path::Path::new(&a.path)) {
-                Ok(Some((seq, hash))) => Ok((outputs, seq, hash)),
-                Ok(None) => Ok((outputs, 0, String::new())),
+                Ok(Some((seq, hash))) => Ok((outputs, Some(seq), hash)),
+                Ok(None) => Ok((outputs, None, String::new())),
                 Err(e) => Err(RunError::new(findings::IO, format!("audit log: {e}"))
                     .with_help("move the file aside: the run then starts a new chain in a new file")),
             },
-            _ => Ok((outputs, start.records, start.audit_head.clone())),
+            _ => Ok((outputs, None, start.audit_head.clone())),
         }
     });
-    let (outputs, first_seq_after) = match opened {
-        Ok((outputs, after, head)) => {
+    let (outputs, last_in_log) = match opened {
+        Ok((outputs, last, head)) => {
             start.audit_head = head;
-            (outputs, after)
+            (outputs, last)
         }
         Err(e) => {
             // The run never started writing: the checkpoint it had still holds.
@@ -692,6 +706,18 @@ pub fn execute(
             }
             return Err(e);
         }
+    };
+    // The `run_started` entry's number (none for a resumed run, whose entry was written when
+    // it first started); the records are numbered after it.
+    let started_seq = match (resuming, last_in_log) {
+        (true, _) => None,
+        (false, Some(last)) => Some(last + 1),
+        (false, None) => Some(0),
+    };
+    let first_seq_after = started_seq.unwrap_or(start.records);
+    let input_files = match &feed {
+        Feed::Files(inputs) => inputs.len(),
+        _ => 0,
     };
     let source_slot: Vec<usize> = {
         let mut slot = vec![0; plan.components.len()];
@@ -759,6 +785,7 @@ pub fn execute(
                 source_slot,
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
                 last_seq: first_seq_after,
+                started: started_seq.map(|seq| (seq, input_files)),
                 completed_event,
                 progress,
                 checkpoints: 0,
@@ -882,6 +909,8 @@ struct Writer<'a> {
     chain: Chain,
     /// The `seq` of the last record written (the audit's `run_completed` takes the next).
     last_seq: u64,
+    /// The `run_started` entry to write first, if any: its `seq` and the number of input files.
+    started: Option<(u64, usize)>,
     /// The event of the final audit entry: `run_completed`, or `dlq_replay_completed`.
     completed_event: &'static str,
     progress: Option<Arc<Progress>>,
@@ -897,7 +926,7 @@ struct Writer<'a> {
 
 impl Writer<'_> {
     fn run(&mut self, batches: crossbeam_channel::Receiver<ToWriter>, resumes: u32) -> Result<(), RunError> {
-        let result = self.consume(batches).and_then(|end| self.finish(end, resumes));
+        let result = self.announce().and_then(|()| self.consume(batches)).and_then(|end| self.finish(end, resumes));
         self.publish(true);
         result
     }
@@ -939,6 +968,23 @@ impl Writer<'_> {
             }
         }
         Ok(End::Failed)
+    }
+
+    /// Writes the `run_started` entry (a new run, a listener's start, a replay).
+    fn announce(&mut self) -> Result<(), RunError> {
+        let (Some((seq, inputs)), Some((path, w))) = (self.started, &mut self.outputs.audit) else { return Ok(()) };
+        let plan = self.plan;
+        let body = audit::Started {
+            event: if self.completed_event == "dlq_replay_completed" { "dlq_replay_started" } else { "run_started" },
+            pipeline: &plan.pipeline,
+            spec_file: &plan.spec_file,
+            plan_format: plan.plan_format,
+            sluice_version: env!("CARGO_PKG_VERSION"),
+            input_files: inputs,
+        };
+        self.chain
+            .write(w, seq, &self.clock.now(), body)
+            .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))
     }
 
     /// Hands the counts to the watcher, if there is one.
@@ -1043,6 +1089,8 @@ impl Writer<'_> {
             if let Some((path, w)) = audit {
                 let body = audit::RecordEvent {
                     record: format!("{}:{}#{}", plan.components[p.source].name, p.file, p.index),
+                    offset: p.offset,
+                    masked: p.masked,
                     message_id: p.control_id.as_deref(),
                     event: p.event.as_str(),
                     component: &p.component,

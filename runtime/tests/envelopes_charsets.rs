@@ -94,7 +94,7 @@ fn batches_continuations_and_charsets_balance() {
     assert_eq!(joined["patient"], by_id("C2")["patient"]);
     assert_eq!(by_id("L1")["patient"]["name"], "J\u{d6}RG M\u{dc}LLER");
     assert_eq!(by_id("L2")["patient"]["name"], "ZO\u{cb} GARC\u{cd}A");
-    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 1));
+    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 2));
 
     // A profile fixed to UTF-8 ignores MSH-18: the Latin-1 message goes to the DLQ with its offset,
     // and the unsupported MSH-18 no longer matters.

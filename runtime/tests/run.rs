@@ -177,12 +177,20 @@ fn full_pipeline_delivers_masks_and_balances() {
     for phi in PHI {
         assert!(!audit.contains(phi), "PHI `{phi}` in the audit log");
     }
-    assert_eq!(verify_audit_chain(out("out/audit.jsonl")), Ok(7));
-    let entries = lines(&out("out/audit.jsonl"));
+    assert_eq!(verify_audit_chain(out("out/audit.jsonl")), Ok(8));
+    let all = lines(&out("out/audit.jsonl"));
+    assert_eq!(all[0]["event"], "run_started");
+    assert_eq!(all[0]["seq"], 0);
+    assert_eq!(all[0]["input_files"], 4);
+    assert_eq!(all[0]["sluice_version"], env!("CARGO_PKG_VERSION"));
+    let entries = &all[1..];
     assert_eq!(entries[0]["event"], "delivered");
+    assert_eq!(entries[0]["seq"], 1);
+    assert_eq!(entries[0]["offset"], 0);
     assert_eq!(entries[0]["message_id"], "MSG0001");
     assert_eq!(entries[0]["sinks"], serde_json::json!(["adt_out"]));
     assert_eq!(entries[0]["at"], CLOCK);
+    assert!(entries[0]["masked"].as_u64().unwrap() > 0, "the mask stage masked PHI: {}", entries[0]);
     assert_eq!(entries[6]["event"], "run_completed");
     assert_eq!(entries[6]["records_in"], 6);
     assert_eq!(entries[6]["balanced"], true);
@@ -298,8 +306,8 @@ fn filter_drops_records_as_filtered() {
     let s = run(&plan, &opts(2)).unwrap();
     assert_eq!((s.records_in, s.delivered, s.dlq, s.filtered), (3, 1, 0, 2));
     let audit = lines(&p(&dir, "out/audit.jsonl"));
-    assert_eq!(audit[0]["event"], "filtered");
-    assert_eq!(audit[0]["component"], "women");
+    assert_eq!(audit[1]["event"], "filtered");
+    assert_eq!(audit[1]["component"], "women");
 }
 
 #[test]
@@ -363,7 +371,7 @@ fn garbage_only_input_is_all_dlq_and_nothing_panics() {
     let dlq = lines(&p(&dir, "out/dlq.jsonl"));
     assert_eq!(dlq.len() as u64, s.dlq);
     assert!(dlq.iter().any(|e| e["code"] == "RT101"));
-    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 1));
+    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 2));
 }
 
 #[test]
