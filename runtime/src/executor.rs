@@ -15,7 +15,9 @@
 //!   with no barrier between batches: splitting each batch across the pool left the cores
 //!   idle a quarter of the time, waiting for the slower half.)
 //! - Memory is bounded by the channel capacities times the batch size, plus one batch per
-//!   worker and the batches held for reordering (at most one per worker), not by the input.
+//!   worker and the batches held for reordering, not by the input: a worker does not take a
+//!   batch more than a [`Window`] (2 per worker plus the channel's capacity) ahead of the last
+//!   one written, even when one batch is slow.
 //! - Exactly one disposition per source record: `delivered` (reached at least one sink),
 //!   `dlq` (at least one DLQ entry; one entry per failing path) or `filtered`. A record that
 //!   reached a sink on one branch and the DLQ on another counts as `dlq` (its sink lines are
@@ -401,6 +403,40 @@ pub fn file_inputs(c: &Compiled<'_>) -> Result<Vec<InputFile>, RunError> {
     Ok(inputs)
 }
 
+/// How far ahead of the writer the workers may go: a worker waits before taking batch `n` on
+/// while `n >= written + size`. That bounds the batches the writer holds for reordering when
+/// one batch is slow (a huge message) while the other workers go on.
+struct Window {
+    written: std::sync::Mutex<u64>,
+    moved: std::sync::Condvar,
+    size: u64,
+}
+
+impl Window {
+    /// Waits until batch `n` is inside the window; `false` if `give_up` turned true meanwhile.
+    fn wait_for(&self, n: u64, give_up: impl Fn() -> bool) -> bool {
+        let Ok(mut written) = self.written.lock() else { return false };
+        while n >= *written + self.size {
+            if give_up() {
+                return false;
+            }
+            match self.moved.wait_timeout(written, Duration::from_millis(20)) {
+                Ok((w, _)) => written = w,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    /// The writer has written every batch before `next`.
+    fn advance(&self, next: u64) {
+        if let Ok(mut written) = self.written.lock() {
+            *written = next;
+        }
+        self.moved.notify_all();
+    }
+}
+
 /// A batch of raw records as the reader hands it on: numbered, so the writer can put the
 /// workers' results back in reading order.
 type RawBatch = (u64, Result<Vec<RawInput>, RunError>);
@@ -738,6 +774,14 @@ pub fn execute(
     let halt = &AtomicBool::new(false);
     // Set once the writer has ended: stops the background flusher.
     let writer_done = &AtomicBool::new(false);
+    // Set by the writer thread itself when it ends (also on an error), so no worker waits on
+    // the window for it.
+    let writer_gone = &AtomicBool::new(false);
+    let window = &Window {
+        written: std::sync::Mutex::new(0),
+        moved: std::sync::Condvar::new(),
+        size: (2 * pool.current_num_threads() + CHANNEL_BATCHES) as u64,
+    };
     let fail_if = match &feed {
         Feed::Files(_) => plan.fail_if.clone().map(ErrorRate::new),
         _ => None,
@@ -786,6 +830,7 @@ pub fn execute(
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
                 last_seq: first_seq_after,
                 started: started_seq.map(|seq| (seq, input_files)),
+                window,
                 completed_event,
                 progress,
                 checkpoints: 0,
@@ -796,6 +841,8 @@ pub fn execute(
                 last_checkpoint: Instant::now(),
             };
             let result = w.run(out_rx, resumes);
+            writer_gone.store(true, Ordering::Relaxed);
+            window.moved.notify_all();
             if result.is_err()
                 && let Some((store, id, _)) = &w.store
             {
@@ -813,6 +860,11 @@ pub fn execute(
         let work = || {
             while !stopping.load(Ordering::Relaxed) {
                 let Ok((n, batch)) = raw_rx.recv() else { break };
+                let give_up = || stopping.load(Ordering::Relaxed) || writer_gone.load(Ordering::Relaxed);
+                if !window.wait_for(n, give_up) {
+                    stopping.store(true, Ordering::Relaxed);
+                    break;
+                }
                 match batch {
                     Ok(batch) => {
                         let now = clock.now();
@@ -911,6 +963,8 @@ struct Writer<'a> {
     last_seq: u64,
     /// The `run_started` entry to write first, if any: its `seq` and the number of input files.
     started: Option<(u64, usize)>,
+    /// Told after each batch written, so workers may go on.
+    window: &'a Window,
     /// The event of the final audit entry: `run_completed`, or `dlq_replay_completed`.
     completed_event: &'static str,
     progress: Option<Arc<Progress>>,
@@ -953,6 +1007,7 @@ impl Writer<'_> {
             while let Some(batch) = early.remove(&next) {
                 next += 1;
                 self.write_batch(batch, &mut waiting)?;
+                self.window.advance(next);
                 if !waiting.is_empty() {
                     let Outputs { files, dlq, audit, .. } = &mut self.outputs;
                     sync_outputs(files, dlq, audit)?;
@@ -1161,6 +1216,19 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workers_wait_for_the_writer_beyond_the_window() {
+        let w = Window { written: std::sync::Mutex::new(0), moved: std::sync::Condvar::new(), size: 3 };
+        assert!(w.wait_for(2, || false), "inside the window");
+        assert!(!w.wait_for(3, || true), "outside, and told to give up");
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| w.wait_for(5, || false));
+            std::thread::sleep(Duration::from_millis(30));
+            w.advance(3);
+            assert!(waiter.join().unwrap(), "let in once the writer moved on");
+        });
+    }
 
     #[test]
     fn error_rate_is_judged_over_a_full_sliding_window_and_trips_once() {
