@@ -283,14 +283,17 @@ fn dlq_entries(plan: &sluice_compiler::plan::Plan) -> Result<Vec<sluice_runtime:
     })
 }
 
+/// The compiled pipeline and its DLQ entries, or the exit code after printing why not.
+fn plan_and_dlq(pipeline: &Path) -> Result<(sluice_compiler::plan::Plan, Vec<sluice_runtime::dlq::StoredEntry>), u8> {
+    let plan = compile(pipeline, Format::Human)?;
+    let entries = dlq_entries(&plan)?;
+    Ok((plan, entries))
+}
+
 /// `sluice dlq list PIPELINE`.
 pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
-    let plan = match compile(pipeline, Format::Human) {
+    let (plan, entries) = match plan_and_dlq(pipeline) {
         Ok(p) => p,
-        Err(code) => return code,
-    };
-    let entries = match dlq_entries(&plan) {
-        Ok(e) => e,
         Err(code) => return code,
     };
     // Read without the lock, so the DLQ can be listed while a run goes on.
@@ -334,12 +337,8 @@ pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
 
 /// `sluice dlq show PIPELINE ID [--raw]`.
 pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
-    let plan = match compile(pipeline, Format::Human) {
+    let (plan, entries) = match plan_and_dlq(pipeline) {
         Ok(p) => p,
-        Err(code) => return code,
-    };
-    let entries = match dlq_entries(&plan) {
-        Ok(e) => e,
         Err(code) => return code,
     };
     let of_id: Vec<_> = entries.iter().filter(|e| e.id == id).collect();
