@@ -154,6 +154,11 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
         _ => None,
     };
     let line = ProgressLine::start(progress.clone().filter(|_| show_line));
+    {
+        let out = line.printer();
+        let (level, json) = flags.log;
+        crate::logging::install(level, json, std::sync::Arc::new(move |l: &str| out.eprintln(l)));
+    }
     // A listening source reports when it listens and stops; say so on stderr (no data in it),
     // above the progress line.
     let (events, listen_events) = std::sync::mpsc::channel();
@@ -220,6 +225,8 @@ pub struct RunFlags {
     pub metrics: Option<String>,
     /// `--quiet`: no progress line, even on a terminal.
     pub quiet: bool,
+    /// `--log-level` and whether `--log-format json`.
+    pub log: (tracing::Level, bool),
 }
 
 fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::plan::Plan, pipeline: &Path) {

@@ -6,6 +6,7 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod logging;
 mod metrics;
 mod progress_line;
 
@@ -48,6 +49,25 @@ enum SummaryFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum Standard {
     Hl7v2,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl From<LogLevel> for tracing::Level {
+    fn from(l: LogLevel) -> Self {
+        match l {
+            LogLevel::Error => tracing::Level::ERROR,
+            LogLevel::Warn => tracing::Level::WARN,
+            LogLevel::Info => tracing::Level::INFO,
+            LogLevel::Debug => tracing::Level::DEBUG,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -111,6 +131,14 @@ enum Command {
         /// No progress line (it is drawn only when stderr is a terminal anyway).
         #[arg(long, short)]
         quiet: bool,
+        /// Log events on stderr at this level and above: run start and end, resumes and
+        /// `fail_if` at `info`, checkpoints and rejected records (id, component, code) at
+        /// `debug`. Never a data value: fields outside an allowlist are redacted.
+        #[arg(long, value_enum, default_value = "warn")]
+        log_level: LogLevel,
+        /// `json`: one object per line (`at`, `level`, `target`, `message`, fields).
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: OutputFormat,
     },
     /// Print the JSON Schema of the spec language (for editors).
     Schema,
@@ -225,14 +253,26 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
         Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),
-        Command::Run { pipeline, summary, fixed_clock, threads, resume, restart, metrics, quiet } => {
+        Command::Run {
+            pipeline,
+            summary,
+            fixed_clock,
+            threads,
+            resume,
+            restart,
+            metrics,
+            quiet,
+            log_level,
+            log_format,
+        } => {
             let start = match (resume, restart) {
                 (true, _) => sluice_runtime::Start::Resume,
                 (_, true) => sluice_runtime::Start::Restart,
                 _ => sluice_runtime::Start::New,
             };
             let json = matches!(summary, SummaryFormat::Json);
-            commands::run(&pipeline, commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet })
+            let log = (log_level.into(), matches!(log_format, OutputFormat::Json));
+            commands::run(&pipeline, commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet, log })
         }
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {

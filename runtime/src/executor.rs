@@ -149,6 +149,8 @@ pub struct Processed {
     offset: u64,
     /// PHI leaves masked (not kept) in the record a sink wrote (the most over its sinks).
     masked: u32,
+    /// The code of its first DLQ entry, if it has one (for the log).
+    code: Option<&'static str>,
     control_id: Option<String>,
     sink_lines: Vec<(usize, String)>,
     dlq_lines: Vec<String>,
@@ -172,6 +174,8 @@ struct Acc {
     control_id: Option<String>,
     /// See [`Processed::masked`].
     masked: u32,
+    /// The code of the record's first DLQ entry.
+    code: Option<&'static str>,
     /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
     findings: Vec<dlq::Finding>,
     rejected_at_source: bool,
@@ -188,6 +192,7 @@ impl Ctx<'_, '_> {
         let name = &self.c.names[idx];
         acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r, self.c.dlq_key.as_ref()));
         acc.dlq_component.get_or_insert_with(|| Arc::clone(name));
+        acc.code.get_or_insert(r.code);
         acc.findings.extend(r.findings.iter().cloned());
         acc.rejected_at_source |= matches!(self.c.plan.components[idx].kind, ComponentKind::Source(_));
     }
@@ -316,6 +321,7 @@ impl Ctx<'_, '_> {
             index: raw.index,
             offset: raw.offset,
             masked: acc.masked,
+            code: acc.code,
             control_id: acc.control_id,
             sink_lines: acc.sink_lines,
             dlq_lines: acc.dlq_lines,
@@ -591,6 +597,7 @@ fn read_files(
         };
         for item in BatchReader::new(reader) {
             if stopped() {
+                tracing::info!(records = seq, "reading stopped early (a signal, or fail_if)");
                 if !batch.is_empty() {
                     raw_tx.send(Ok(batch));
                 }
@@ -828,6 +835,7 @@ pub fn execute(
                 outputs,
                 source_slot,
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
+                run_id,
                 last_seq: first_seq_after,
                 started: started_seq.map(|seq| (seq, input_files)),
                 window,
@@ -959,6 +967,7 @@ struct Writer<'a> {
     /// Component index of a source -> its slot in `totals.per_source`.
     source_slot: Vec<usize>,
     chain: Chain,
+    run_id: &'a str,
     /// The `seq` of the last record written (the audit's `run_completed` takes the next).
     last_seq: u64,
     /// The `run_started` entry to write first, if any: its `seq` and the number of input files.
@@ -1135,9 +1144,18 @@ impl Writer<'_> {
                 Event::Dlq => t.dlq += 1,
                 Event::Filtered => t.filtered += 1,
             }
+            if p.event == Event::Dlq {
+                tracing::debug!(
+                    record_id = %format_args!("{}-{}", self.run_id, p.seq),
+                    component = %p.component,
+                    code = p.code.unwrap_or(""),
+                    "record rejected"
+                );
+            }
             if let Some(rate) = &mut self.fail_if
                 && rate.record(p.event == Event::Dlq)
             {
+                tracing::warn!(window = rate.plan.window, dlq = rate.dlq_in_window, "fail_if tripped: stopping");
                 self.halt.store(true, Ordering::Relaxed);
             }
             t.warnings += u64::from(p.warned);
@@ -1177,6 +1195,7 @@ impl Writer<'_> {
         };
         store.save(*id, &checkpoint)?;
         self.checkpoints += 1;
+        tracing::debug!(records = checkpoint.records, "checkpoint saved");
         Ok(())
     }
 

@@ -155,6 +155,14 @@ pub fn run_with_events(
             let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;
             announce_run_id(options, &run_id);
             let resumed_from = (options.start == Start::Resume).then_some(control.start.records);
+            tracing::info!(
+                run_id = %run_id,
+                pipeline = %plan.pipeline,
+                plan_hash = %plan.hash,
+                inputs = inputs.len(),
+                resumed_from = resumed_from.unwrap_or(0),
+                "run started"
+            );
             let t =
                 executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
             (run_id, t, resumed_from)
@@ -163,6 +171,16 @@ pub fn run_with_events(
     let elapsed = started.elapsed();
     let secs = elapsed.as_secs_f64();
     let this_invocation = t.records_in - resumed_from.unwrap_or(0);
+    tracing::info!(
+        run_id = %run_id,
+        records_in = t.records_in,
+        delivered = t.delivered,
+        dlq = t.dlq,
+        filtered = t.filtered,
+        interrupted = t.interrupted,
+        elapsed_ms = elapsed.as_millis() as u64,
+        "run ended"
+    );
     Ok(RunSummary {
         pipeline: plan.pipeline.clone(),
         plan_hash: plan.hash.clone(),
@@ -253,6 +271,7 @@ fn start_files_run(
                 }
             }
             let resumes = store.resumed(row.id, &clock.now())?;
+            tracing::info!(run_id = %row.run_id, records = row.checkpoint.records, resumes, "resuming from the last checkpoint");
             let control = executor::RunControl {
                 start: row.checkpoint,
                 resumes,
