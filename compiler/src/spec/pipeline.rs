@@ -128,7 +128,7 @@ fn http(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<HttpSpec> {
             Diagnostic::error(codes::INLINE_SECRET, "the `url` holds credentials (`user:password@`)")
                 .label(url.span, "a secret value written into the spec")
                 .help(
-                    "remove them from the URL and send them in a header: `headers: {Authorization: ${INGEST_TOKEN}}`",
+                    "remove them from the URL and send them in a header: `headers: {Authorization: '${INGEST_TOKEN}'}`",
                 ),
         );
     }
