@@ -238,7 +238,10 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
         println!("  source {name}: {n} records read");
     }
     for (name, n) in &s.per_sink {
-        println!("  sink {name}: {n} records written");
+        match s.per_sink_retries.iter().find(|(r, _)| r == name) {
+            Some((_, retries)) => println!("  sink {name}: {n} records delivered, {retries} retries"),
+            None => println!("  sink {name}: {n} records written"),
+        }
     }
     println!(
         "  in {} = delivered {} + dlq {} + filtered {} ({}), {} with warnings",

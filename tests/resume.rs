@@ -66,11 +66,7 @@ fn summary(out: &Output) -> serde_json::Value {
 /// The code of the error `sluice` printed (after any log lines).
 fn error_code(out: &Output) -> String {
     let err = text(&out.stderr);
-    err.lines()
-        .find_map(|l| l.strip_prefix("error["))
-        .and_then(|e| e.split(']').next())
-        .unwrap_or_default()
-        .to_string()
+    err.lines().find_map(|l| l.strip_prefix("error[")).and_then(|e| e.split(']').next()).unwrap_or_default().to_string()
 }
 
 fn expect_totals(s: &serde_json::Value, copies: u64) {

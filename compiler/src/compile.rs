@@ -23,8 +23,9 @@ use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
 use crate::plan::{
-    Component, ComponentKind, DlqTarget, FileTarget, FilterPlan, InputRef, MapPlan, MaskAction, MaskPlan, MatrixRow,
-    MllpPlan, PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan, ValidatePlan,
+    Component, ComponentKind, DlqTarget, FileTarget, FilterPlan, HttpSinkPlan, InputRef, MapPlan, MaskAction, MaskPlan,
+    MatrixRow, MllpPlan, PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan,
+    ValidatePlan,
 };
 use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize};
 use crate::spec::mapping::{self, Mapping};
@@ -814,8 +815,15 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { path } => {
-                let path = display_path(&self.resolve(path));
+            Body::Jsonl { .. } | Body::Http(_) => {
+                let sink = match &c.body {
+                    Body::Http(h) => self.http_sink(h),
+                    Body::Jsonl { path } => {
+                        SinkPlan { kind: "jsonl".into(), path: display_path(&self.resolve(path)), http: None }
+                    }
+                    _ => return None,
+                };
+                // The PHI proof is the same for every kind of sink: whatever reaches it leaves.
                 if let Flow::Hl7(v) = flow {
                     self.diags.push(
                         Diagnostic::error(
@@ -851,9 +859,23 @@ impl Compiler {
                 if unmasked {
                     return None;
                 }
-                Some((ComponentKind::Sink(SinkPlan { kind: "jsonl".into(), path }), flow, (state, origins)))
+                Some((ComponentKind::Sink(sink), flow, (state, origins)))
             }
         }
+    }
+
+    /// An `http` sink's plan: `${file:...}` header references resolved like other paths.
+    fn http_sink(&self, h: &crate::spec::pipeline::HttpSpec) -> SinkPlan {
+        let headers = h.headers.iter().map(|(name, value)| (name.clone(), self.secret_reference(value))).collect();
+        let http = HttpSinkPlan {
+            url: h.url.text.clone(),
+            headers,
+            timeout_ms: h.timeout_ms,
+            max_records: h.max_records,
+            retry: h.retry_plan.clone(),
+            throttle: h.throttle.clone(),
+        };
+        SinkPlan { kind: "http".into(), path: String::new(), http: Some(Box::new(http)) }
     }
 
     fn condition(&mut self, c: &ComponentSpec, node: &Node, flow: Flow) -> Option<crate::expr::ast::Expr> {

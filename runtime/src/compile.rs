@@ -161,7 +161,12 @@ impl<'p> Compiled<'p> {
                     Prep::None
                 }
                 ComponentKind::Sink(s) => {
-                    if s.kind != "jsonl" {
+                    let known = match s.kind.as_str() {
+                        "jsonl" => true,
+                        "http" => s.http.is_some(),
+                        _ => false,
+                    };
+                    if !known {
                         return Err(invalid(format!("sink `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     Prep::None

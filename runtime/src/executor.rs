@@ -21,7 +21,11 @@
 //! - Exactly one disposition per source record: `delivered` (reached at least one sink),
 //!   `dlq` (at least one DLQ entry; one entry per failing path) or `filtered`. A record that
 //!   reached a sink on one branch and the DLQ on another counts as `dlq` (its sink lines are
-//!   still written). Hence `records_in == delivered + dlq + filtered`.
+//!   still written). Hence `records_in == delivered + dlq + filtered`. `http` sinks are
+//!   sent a batch's records first ([`HttpSinks::send_batch`]), before anything of the batch is
+//!   written: a record whose request the sink gave up on gets a DLQ entry there and then and
+//!   is `dlq`, not `delivered`, so each record still has one disposition, and its audit entry
+//!   names the sink.
 //! - A panic while processing one record is caught and that record goes to the DLQ with
 //!   `RT008`; it does not take the run down.
 //! - Sources are a [`Feed`]: files (read in the reader thread) or a live channel (an MLLP
@@ -35,7 +39,10 @@
 //!   head, every `checkpoint_every`; a resumed run reopens the outputs cut back to those
 //!   lengths and the reader skips the durable records, so each record is written once. A
 //!   stop flag (a signal) ends the reading early: the run drains, checkpoints and reports
-//!   `interrupted`. Only a run whose input ended writes `run_completed`.
+//!   `interrupted`. Only a run whose input ended writes `run_completed` (with each `http`
+//!   sink's retries). An `http` sink has no length to cut back: its requests are answered
+//!   before the checkpoint that covers them, so a resume may send them again (at least
+//!   once, under the same idempotency key; `crate::http_sink`).
 //! - A live feed and a replay append to their outputs (never truncating what was
 //!   acknowledged or delivered).
 
@@ -53,6 +60,7 @@ use crate::dlq::{self, Rejection};
 use crate::error::RunError;
 use crate::findings;
 use crate::hl7::{BatchReader, Item};
+use crate::http_sink::{HttpSink, HttpSinks};
 use crate::progress::Progress;
 use crate::record::{Envelope, Payload, Record};
 use crate::sink;
@@ -161,6 +169,9 @@ pub struct Processed {
     completion: Option<Completion>,
     rejected_at_source: bool,
     findings: Vec<dlq::Finding>,
+    /// The raw message and its offset, kept when the record reached an `http` sink: if the
+    /// endpoint refuses it, the writer gives it a DLQ entry.
+    raw: Option<(Arc<[u8]>, u64)>,
 }
 
 #[derive(Default)]
@@ -179,6 +190,8 @@ struct Acc {
     /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
     findings: Vec<dlq::Finding>,
     rejected_at_source: bool,
+    /// The record reached an `http` sink.
+    http: bool,
 }
 
 struct Ctx<'c, 'p> {
@@ -208,7 +221,8 @@ impl Ctx<'_, '_> {
             (ComponentKind::Mask(m), Prep::Mask(key)) => stages::mask::run(m, key.as_ref(), rec),
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
-            (ComponentKind::Sink(_), _) => {
+            (ComponentKind::Sink(s), _) => {
+                acc.http |= s.http.is_some();
                 acc.warned |= !rec.env.warnings.is_empty();
                 if let Some(outcomes) = &rec.env.masking {
                     let masked = outcomes.values().filter(|o| o.action != MaskAction::Keep).count();
@@ -332,6 +346,7 @@ impl Ctx<'_, '_> {
             rejected_at_source: acc.rejected_at_source,
             findings: if completion.is_some() { acc.findings } else { Vec::new() },
             completion,
+            raw: acc.http.then(|| (Arc::clone(&rec.raw), raw.offset)),
         }
     }
 }
@@ -346,6 +361,8 @@ pub struct Totals {
     pub warnings: u64,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
+    /// Retries per `http` sink, in this invocation (not kept in checkpoints).
+    pub per_sink_retries: Vec<(String, u64)>,
     /// The run stopped on a signal before its input ended.
     pub interrupted: bool,
 }
@@ -485,6 +502,9 @@ struct Outputs {
     sink_of: Vec<Option<(usize, usize)>>,
     dlq: (String, std::io::BufWriter<std::fs::File>),
     audit: Option<(String, std::io::BufWriter<std::fs::File>)>,
+    /// `http` sinks: no file, nothing to sync; each request is answered before the writer
+    /// goes on.
+    http: HttpSinks,
 }
 
 impl Outputs {
@@ -544,8 +564,15 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live:
     };
     let mut files: Vec<(String, std::io::BufWriter<std::fs::File>)> = Vec::new();
     let mut sink_of = vec![None; c.plan.components.len()];
+    let mut http = HttpSinks::default();
     for (i, comp) in c.plan.components.iter().enumerate() {
         match &comp.kind {
+            ComponentKind::Sink(s) if s.http.is_some() => {
+                if let Some(plan) = &s.http {
+                    http.add(i, totals.per_sink.len(), HttpSink::open(&c.names[i], plan)?);
+                }
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
             ComponentKind::Sink(s) => {
                 let f = match files.iter().position(|(p, _)| *p == s.path) {
                     Some(f) => f,
@@ -568,7 +595,8 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live:
         None => None,
     };
     totals.restore(&start.counts);
-    Ok(Outputs { files, sink_of, dlq, audit })
+    totals.per_sink_retries = http.retries();
+    Ok(Outputs { files, sink_of, dlq, audit, http })
 }
 
 /// Reads the input files into batches on `raw_tx`. Records numbered up to `skip` (durable in
@@ -831,11 +859,12 @@ pub fn execute(
         let writer = s.spawn(move || -> Result<Totals, RunError> {
             let mut w = Writer {
                 plan,
+                run_id,
+                dlq_key: c.dlq_key.as_ref(),
                 clock,
                 outputs,
                 source_slot,
                 chain: Chain::resume(run_id, &plan.hash, &start.audit_head),
-                run_id,
                 last_seq: first_seq_after,
                 started: started_seq.map(|seq| (seq, input_files)),
                 window,
@@ -920,6 +949,44 @@ pub fn execute(
     })
 }
 
+/// The `run_completed` entry, with the retries of each `http` sink (`[[name, count]]`, left
+/// out when the pipeline has none).
+#[derive(serde::Serialize)]
+struct WithRetries<'a, T: serde::Serialize> {
+    #[serde(flatten)]
+    completed: T,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    sink_retries: &'a [(String, u64)],
+}
+
+/// The DLQ entry of a record that `http` sink `sink` gave up on (its raw message, as every DLQ
+/// entry holds it).
+fn refused_entry(
+    run_id: &str,
+    plan: &sluice_compiler::plan::Plan,
+    p: &Processed,
+    sink: &str,
+    why: &Rejection,
+    key: Option<&dlq::DlqKey>,
+) -> String {
+    let (raw, offset) = p.raw.clone().unwrap_or_else(|| (Arc::from(&[][..]), 0));
+    let env = Envelope {
+        source: Arc::from(plan.components[p.source].name.as_str()),
+        file: Arc::clone(&p.file),
+        offset,
+        index: p.index,
+        seq: p.seq,
+        control_id: p.control_id.clone(),
+        message_type: None,
+        timezone: Arc::from("Z"),
+        errors: Vec::new(),
+        warnings: Vec::new(),
+        classes: Default::default(),
+        masking: None,
+    };
+    dlq::entry_line(run_id, &env, &raw, sink, why, key)
+}
+
 /// `fail_if`: DLQ outcomes among the last `window` records written, as a ring of flags.
 struct ErrorRate {
     plan: FailIfPlan,
@@ -962,12 +1029,14 @@ impl ErrorRate {
 /// written.
 struct Writer<'a> {
     plan: &'a sluice_compiler::plan::Plan,
+    run_id: &'a str,
+    /// For the DLQ entries of records an `http` sink gave up on.
+    dlq_key: Option<&'a dlq::DlqKey>,
     clock: &'a Clock,
     outputs: Outputs,
     /// Component index of a source -> its slot in `totals.per_source`.
     source_slot: Vec<usize>,
     chain: Chain,
-    run_id: &'a str,
     /// The `seq` of the last record written (the audit's `run_completed` takes the next).
     last_seq: u64,
     /// The `run_started` entry to write first, if any: its `seq` and the number of input files.
@@ -1115,9 +1184,26 @@ impl Writer<'_> {
         waiting: &mut Vec<(Completion, Delivery)>,
     ) -> Result<(), RunError> {
         let plan = self.plan;
-        let Outputs { files, sink_of, dlq: (dlq_path, dlq), audit } = &mut self.outputs;
+        // `http` sinks first: the records of a request they gave up on go to the DLQ instead,
+        // so their disposition is known before anything of the batch is written.
+        let lines = batch.iter().map(|p| (p.seq, p.sink_lines.as_slice()));
+        let refused = self.outputs.http.send_batch(self.run_id, lines);
+        let Outputs { files, sink_of, dlq: (dlq_path, dlq), audit, http } = &mut self.outputs;
         let t = &mut self.totals;
-        for mut p in batch {
+        for (i, mut p) in batch.into_iter().enumerate() {
+            let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
+            for (comp, why) in refused {
+                let name = &plan.components[*comp].name;
+                p.dlq_lines.push(refused_entry(self.run_id, plan, &p, name, why, self.dlq_key));
+                p.sinks.retain(|s| s != name);
+                if p.event == Event::Delivered {
+                    p.event = Event::Dlq;
+                    p.component = Arc::from(name.as_str());
+                }
+                if p.completion.is_some() {
+                    p.findings.extend(why.findings.iter().cloned());
+                }
+            }
             if let Some(done) = p.completion.take() {
                 let delivery = Delivery {
                     event: p.event,
@@ -1133,6 +1219,10 @@ impl Writer<'_> {
                 if let Some((f, slot)) = sink_of[*comp] {
                     let (path, w) = &mut files[f];
                     sink::write_line(w, line, path)?;
+                    t.per_sink[slot].1 += 1;
+                } else if let Some(slot) = http.slot(*comp)
+                    && !refused.iter().any(|(c, _)| c == comp)
+                {
                     t.per_sink[slot].1 += 1;
                 }
             }
@@ -1174,6 +1264,7 @@ impl Writer<'_> {
                     .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
             }
         }
+        t.per_sink_retries = http.retries();
         Ok(())
     }
 
@@ -1220,6 +1311,7 @@ impl Writer<'_> {
                 balanced: t.records_in == t.delivered + t.dlq + t.filtered,
                 resumes,
             };
+            let body = WithRetries { completed: body, sink_retries: &t.per_sink_retries };
             self.chain
                 .write(w, self.last_seq + 1, &self.clock.now(), body)
                 .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;

@@ -6,7 +6,7 @@
 //! - A code is stable and never reused for another meaning; new codes are appended.
 //! - Ranges by phase: `RT0xx` run errors (the run stops before or while processing), `RT1xx`
 //!   source (decode, parse, profile), `RT2xx` validate, `RT3xx` map and expression evaluation,
-//!   `RT4xx` mask, `RT5xx` routing and the DAG.
+//!   `RT4xx` mask, `RT5xx` routing and the DAG, `RT6xx` sinks (delivery to an endpoint).
 //! - Titles and explanations are fixed text: they never hold data values.
 //!
 //! Parse errors from the HL7 codec keep the codec's own code (`HL7xxx`) in DLQ entries; `RT102`
@@ -92,6 +92,8 @@ findings! {
         "The DLQ keeps each rejected message whole, so it can be fixed and replayed: that is patient data. A run refuses to start unless `dlq.encryption_key` names a key (a secret reference, `${VAR}` or `${file:path}`, to 32 random bytes as 64 hex digits: `openssl rand -hex 32`), with which every raw message is encrypted (AES-256-GCM), or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only).";
     DLQ_KEY_INVALID = "RT022", RunError, "DLQ key unusable",
         "The secret named by `dlq.encryption_key` was found but is not 32 bytes written as 64 hex digits or as base64. The message names the reference, never the value. Generate one with `openssl rand -hex 32`.";
+    HTTP_HEADER_INVALID = "RT023", RunError, "HTTP sink header unusable",
+        "A header of an `http` sink, once its secret reference is resolved, is not a valid HTTP header (a line break or a control character in the value). The message names the header and the reference, never the value. Fix the secret; the run does not start.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
@@ -163,6 +165,13 @@ findings! {
 
     DANGLING_COMPONENT = "RT501", Dlq, "record reached a component with no downstream",
         "A record left a component that feeds no other component and is not a sink; it is sent to the DLQ so nothing is lost. The compiler should prevent this.";
+
+    HTTP_RETRIES_EXHAUSTED = "RT601", Dlq, "HTTP sink gave up after retries",
+        "An `http` sink's request kept failing in a way worth retrying (no connection, a reset, no answer within `timeout`, 5xx, 408, 429) until its retry policy ran out: `max_attempts` attempts, or the next wait (its backoff or the server's `Retry-After`) would have ended after `max_elapsed`. Every record of that request goes to the DLQ with this code (counted as dlq, not delivered) and the run goes on. When the endpoint is back, replay them with `sluice dlq replay`.";
+    HTTP_REFUSED = "RT602", Dlq, "HTTP sink request refused",
+        "An `http` sink's endpoint answered with a status that will not change on a retry (401, 403, 404, 405, a redirect...), or the request could not be made (TLS, URL). The records of that request go to the DLQ, not retried. Fix the sink's `url`, `headers` or credentials, then `sluice dlq replay`.";
+    HTTP_DATA_REFUSED = "RT603", Dlq, "HTTP endpoint refused the records",
+        "An `http` sink's endpoint refused the content of a request (400, 409, 413, 415, 422): a data error. The records of that request go to the DLQ, not retried. The reason gives the status only (a response body may echo the data, so it is not kept); check the endpoint's logs, fix the mapping or lower `max_records` (413), then `sluice dlq replay`.";
 }
 
 /// Looks a code up in the registry.

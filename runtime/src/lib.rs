@@ -9,6 +9,8 @@
 //! - [`record`]: the record envelope and the output document type.
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
+//! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
+//!   full jitter) and [`throttle`] (a token bucket per sink).
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
 //! - [`replay`]: `sluice dlq replay`, all or nothing.
@@ -20,8 +22,10 @@
 //! and [`RunSummary::balanced`] checks `records_in == delivered + dlq + filtered`; no data value
 //! appears in errors, DLQ reasons or the audit log; with a fixed clock, output is byte-identical
 //! across runs. With a state store, a file run saves checkpoints and an interrupted run resumes
-//! with every record in its outputs exactly once ([`state`]). Not yet: retries, throttles,
-//! tokio I/O sinks, DLQ encryption at rest.
+//! with every record in its outputs exactly once ([`state`]); `http` sinks are at least once
+//! (a resume may send again what was sent after the last checkpoint, under the same
+//! idempotency key). A request an `http` sink gives up on sends its records to the DLQ: they
+//! count as `dlq`, not delivered, and the run goes on.
 
 pub mod audit;
 pub mod compile;
@@ -33,16 +37,19 @@ pub mod fhir_output;
 pub mod findings;
 pub mod groups;
 pub mod hl7;
+pub mod http_sink;
 pub mod mllp;
 pub mod plain_template;
 pub mod progress;
 pub mod record;
 pub mod replay;
+pub mod retry;
 pub mod secrets;
 pub mod sink;
 pub mod source;
 pub mod stages;
 pub mod state;
+pub mod throttle;
 pub mod time;
 
 use std::sync::Arc;
@@ -100,8 +107,10 @@ pub struct RunSummary {
     /// Records that carried at least one warning when they reached a sink or the DLQ.
     pub warnings: u64,
     pub per_source: Vec<(String, u64)>,
-    /// Lines written per sink component.
+    /// Lines written per sink component (for an `http` sink: records the endpoint accepted).
     pub per_sink: Vec<(String, u64)>,
+    /// Retries per `http` sink (attempts after the first of each request), in this invocation.
+    pub per_sink_retries: Vec<(String, u64)>,
     pub elapsed_ms: u64,
     pub records_per_second: f64,
     /// `records_in == delivered + dlq + filtered`.
@@ -192,6 +201,7 @@ pub fn run_with_events(
         warnings: t.warnings,
         per_source: t.per_source,
         per_sink: t.per_sink,
+        per_sink_retries: t.per_sink_retries,
         elapsed_ms: elapsed.as_millis() as u64,
         records_per_second: if secs > 0.0 { this_invocation as f64 / secs } else { 0.0 },
         balanced: t.records_in == t.delivered + t.dlq + t.filtered,

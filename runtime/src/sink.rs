@@ -1,4 +1,5 @@
-//! Sinks: JSON Lines files, and the finalisation of canonical records.
+//! Sinks: JSON Lines files, and the finalisation of canonical records (the lines of every
+//! sink, `http` sinks' included: those are sent by `crate::http_sink`).
 //!
 //! Finalisation (records whose schema starts with `canonical/`): sets
 //! `metadata.processed_at` (the run clock, RFC 3339 UTC), `metadata.validation_status`

@@ -455,9 +455,30 @@ pub struct RoutePlan {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SinkPlan {
-    /// `jsonl` is the only sink kind so far.
+    /// `jsonl` or `http`.
     pub kind: String,
+    /// The output file (`jsonl`); empty for an `http` sink.
     pub path: String,
+    /// The endpoint (`http` only). Absent from the JSON of other sinks, so their plans (and
+    /// hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<Box<HttpSinkPlan>>,
+}
+
+/// An `http` sink, resolved: its own `retry` keys merged over `defaults.retry`, its own
+/// `throttle` (or the default one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HttpSinkPlan {
+    /// `http://` or `https://` URL.
+    pub url: String,
+    /// Header name -> value as written: a secret reference (`${VAR}`, `${file:path}` with the
+    /// path resolved) or literal text.
+    pub headers: Vec<(String, String)>,
+    pub timeout_ms: u64,
+    /// Most records in one request; `None`: a whole batch.
+    pub max_records: Option<u64>,
+    pub retry: RetryPlan,
+    pub throttle: Option<ThrottlePlan>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -503,6 +524,21 @@ pub struct RetryPlan {
     pub max_attempts: u32,
     pub initial_backoff_ms: u64,
     pub max_backoff_ms: u64,
+    /// Give up this long after the first attempt. Left out of the JSON at its default, so plans
+    /// (and hashes) written before it existed are unchanged.
+    #[serde(default = "default_max_elapsed", skip_serializing_if = "is_default_max_elapsed")]
+    pub max_elapsed_ms: u64,
+}
+
+/// `retry.max_elapsed` when not written: 2 minutes.
+pub const DEFAULT_MAX_ELAPSED_MS: u64 = 120_000;
+
+fn default_max_elapsed() -> u64 {
+    DEFAULT_MAX_ELAPSED_MS
+}
+
+fn is_default_max_elapsed(ms: &u64) -> bool {
+    *ms == DEFAULT_MAX_ELAPSED_MS
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -130,9 +130,23 @@ pub fn text(plan: &Plan) -> String {
                     r.default.as_ref().map(|d| format!(", default {d}")).unwrap_or_default()
                 );
             }
-            ComponentKind::Sink(s) => {
-                let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
-            }
+            ComponentKind::Sink(s) => match &s.http {
+                Some(h) => {
+                    let _ = writeln!(o, "    posts to {} (http, JSON Lines, timeout {} ms)", h.url, h.timeout_ms);
+                    let names = h.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+                    if !names.is_empty() {
+                        // Names only: a literal value may still be something the author would
+                        // rather not see in a review.
+                        let _ = writeln!(o, "    headers {names}");
+                    }
+                    let per = h.max_records.map(|n| format!("at most {n} records")).unwrap_or("a batch".into());
+                    let _ =
+                        writeln!(o, "    {per} per request, {}{}", retry_text(&h.retry), throttle_text(&h.throttle));
+                }
+                None => {
+                    let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
+                }
+            },
         }
     }
     let _ = writeln!(o);
@@ -154,15 +168,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.path, s.kind, s.checkpoint_every_ms);
     }
     let d = &plan.defaults;
-    let _ = writeln!(
-        o,
-        "defaults: batch {}, retry {} attempts {}ms..{}ms{}",
-        d.batch_size,
-        d.retry.max_attempts,
-        d.retry.initial_backoff_ms,
-        d.retry.max_backoff_ms,
-        d.throttle.as_ref().map(|t| format!(", throttle {}/{}s", t.permits, t.per_seconds)).unwrap_or_default()
-    );
+    let _ = writeln!(o, "defaults: batch {}, {}{}", d.batch_size, retry_text(&d.retry), throttle_text(&d.throttle));
     let _ = writeln!(o);
     let _ = writeln!(o, "masking matrix (sink, field, class, treatment, decided at):");
     if plan.masking_matrix.is_empty() {
@@ -230,4 +236,18 @@ pub fn mermaid(plan: &Plan) -> String {
         }
     }
     o
+}
+
+/// `retry 3 attempts 200ms..30000ms` (and `within N ms` when `max_elapsed` is not the default).
+fn retry_text(r: &crate::plan::RetryPlan) -> String {
+    let within = if r.max_elapsed_ms == crate::plan::DEFAULT_MAX_ELAPSED_MS {
+        String::new()
+    } else {
+        format!(" within {}ms", r.max_elapsed_ms)
+    };
+    format!("retry {} attempts {}ms..{}ms{within}", r.max_attempts, r.initial_backoff_ms, r.max_backoff_ms)
+}
+
+fn throttle_text(t: &Option<crate::plan::ThrottlePlan>) -> String {
+    t.as_ref().map(|t| format!(", throttle {}/{}s", t.permits, t.per_seconds)).unwrap_or_default()
 }

@@ -28,6 +28,151 @@ pub enum Body<'n> {
     Filter { keep: &'n Node },
     Route { routes: Vec<(String, Span, &'n Node)>, default: Option<Spanned> },
     Jsonl { path: Spanned },
+    Http(Box<HttpSpec>),
+}
+
+/// An `http` sink as written. `retry` holds the keys written on the sink only; [`read`] merges
+/// them over `defaults.retry` into `retry_plan`.
+#[derive(Debug)]
+pub struct HttpSpec {
+    pub url: Spanned,
+    /// Header name and value (a secret reference or literal text).
+    pub headers: Vec<(String, Spanned)>,
+    pub timeout_ms: u64,
+    pub max_records: Option<u64>,
+    pub retry: RetryKeys,
+    pub retry_plan: RetryPlan,
+    pub throttle: Option<ThrottlePlan>,
+}
+
+/// The keys of a `retry` object that are written.
+#[derive(Debug, Default, Clone)]
+pub struct RetryKeys {
+    pub max_attempts: Option<u32>,
+    pub initial_backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    pub max_elapsed_ms: Option<u64>,
+}
+
+impl RetryKeys {
+    /// These keys over `base`.
+    pub fn over(&self, base: &RetryPlan) -> RetryPlan {
+        RetryPlan {
+            max_attempts: self.max_attempts.unwrap_or(base.max_attempts),
+            initial_backoff_ms: self.initial_backoff_ms.unwrap_or(base.initial_backoff_ms),
+            max_backoff_ms: self.max_backoff_ms.unwrap_or(base.max_backoff_ms),
+            max_elapsed_ms: self.max_elapsed_ms.unwrap_or(base.max_elapsed_ms),
+        }
+    }
+}
+
+/// `timeout` of an `http` sink when not written.
+pub const DEFAULT_HTTP_TIMEOUT_MS: u64 = 30_000;
+
+/// Header names whose values are credentials: they must be secret references (SL205).
+fn is_credential_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["authorization", "cookie", "token", "key", "secret", "password", "signature"].iter().any(|w| n.contains(w))
+}
+
+/// An HTTP header name: an RFC 9110 token.
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Header names Sluice sets itself.
+const RESERVED_HEADERS: &[&str] = &["content-type", "content-length", "idempotency-key", "host", "transfer-encoding"];
+
+/// Reads a `retry` object (of `defaults` or of a sink).
+fn retry_keys(cx: &mut Cx, node: &Node) -> RetryKeys {
+    let mut k = RetryKeys::default();
+    let Some(r) = reader::object(cx, node, &shape::RETRY, "`retry`") else { return k };
+    if let Some(n) = r.get("max_attempts")
+        && let Some(v) = reader::integer(cx, n, "`max_attempts`")
+    {
+        if v == 0 {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, "`max_attempts` must be at least 1")
+                    .label(n.span, "zero")
+                    .help("it counts the first attempt too: `1` means no retries; the default is 3"),
+            );
+        } else {
+            k.max_attempts = Some(v.min(u32::MAX as u64) as u32);
+        }
+    }
+    k.initial_backoff_ms = r.get("initial_backoff").and_then(|n| reader::duration(cx, n, "`initial_backoff`"));
+    k.max_backoff_ms = r.get("max_backoff").and_then(|n| reader::duration(cx, n, "`max_backoff`"));
+    k.max_elapsed_ms = r.get("max_elapsed").and_then(|n| reader::duration(cx, n, "`max_elapsed`"));
+    k
+}
+
+fn throttle(cx: &mut Cx, node: &Node) -> Option<ThrottlePlan> {
+    let t = reader::object(cx, node, &shape::THROTTLE, "`throttle`")?;
+    let (permits, per_seconds) = t.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"))?;
+    Some(ThrottlePlan { permits, per_seconds })
+}
+
+fn http(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<HttpSpec> {
+    let url = obj.get("url").and_then(|n| reader::string(cx, n, "`url`"))?;
+    let lower = url.text.to_ascii_lowercase();
+    let host = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    if !host.is_some_and(|h| !h.is_empty() && !h.starts_with('/') && !h.contains(char::is_whitespace)) {
+        cx.push(
+            Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not an http or https URL", url.text))
+                .label(url.span, "expected `https://host/path`")
+                .help("write the endpoint's full URL, e.g. `https://ingest.example.org/v1/events` (`http://` for a local test server only)"),
+        );
+    }
+    if host.is_some_and(|h| h.split(['/', '?', '#']).next().is_some_and(|authority| authority.contains('@'))) {
+        cx.push(
+            Diagnostic::error(codes::INLINE_SECRET, "the `url` holds credentials (`user:password@`)")
+                .label(url.span, "a secret value written into the spec")
+                .help(
+                    "remove them from the URL and send them in a header: `headers: {Authorization: '${INGEST_TOKEN}'}`",
+                ),
+        );
+    }
+    let mut headers = Vec::new();
+    if let Some(h) = obj.get("headers").and_then(|n| reader::entries(cx, n, "`headers`")) {
+        for (name, name_node, value) in h {
+            if !valid_header_name(name) || RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, format!("`{name}` cannot be a header of this sink"))
+                        .label(name_node.span, "not an HTTP header name, or one Sluice sets itself")
+                        .help("header names are letters, digits and `-`; Sluice sets `Content-Type` and `Idempotency-Key` itself"),
+                );
+                continue;
+            }
+            let v = if is_credential_header(name) {
+                reader::secret(cx, value, &format!("header `{name}`"))
+            } else {
+                reader::string(cx, value, &format!("header `{name}`"))
+            };
+            if let Some(v) = v {
+                headers.push((name.to_string(), v));
+            }
+        }
+    }
+    let positive = |cx: &mut Cx, key: &str, n: Option<u64>, node: Option<&Node>| -> Option<u64> {
+        match (n, node) {
+            (Some(0), Some(node)) => {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, format!("`{key}` must be more than zero"))
+                        .label(node.span, "zero")
+                        .help(format!("leave `{key}` out for the default")),
+                );
+                None
+            }
+            (n, _) => n,
+        }
+    };
+    let timeout = obj.get("timeout").and_then(|n| reader::duration(cx, n, "`timeout`"));
+    let timeout_ms = positive(cx, "timeout", timeout, obj.get("timeout")).unwrap_or(DEFAULT_HTTP_TIMEOUT_MS);
+    let max_records = obj.get("max_records").and_then(|n| reader::integer(cx, n, "`max_records`"));
+    let max_records = positive(cx, "max_records", max_records, obj.get("max_records"));
+    let retry = obj.get("retry").map(|n| retry_keys(cx, n)).unwrap_or_default();
+    let throttle = obj.get("throttle").and_then(|n| throttle(cx, n));
+    Some(HttpSpec { url, headers, timeout_ms, max_records, retry, retry_plan: default_defaults().retry, throttle })
 }
 
 /// An `mllp` source as written; paths are resolved by the driver.
@@ -224,6 +369,14 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
     });
     let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
+    for c in &mut components {
+        if let Body::Http(h) = &mut c.body {
+            h.retry_plan = h.retry.over(&defaults.retry);
+            if h.throttle.is_none() {
+                h.throttle.clone_from(&defaults.throttle);
+            }
+        }
+    }
     let fail_if = obj.get("fail_if").and_then(|n| reader::string(cx, n, "`fail_if`")).and_then(|s| {
         let parsed = parse_fail_if(&s.text);
         if parsed.is_none() {
@@ -255,7 +408,12 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
 pub fn default_defaults() -> Defaults {
     Defaults {
         batch_size: 256,
-        retry: RetryPlan { max_attempts: 3, initial_backoff_ms: 200, max_backoff_ms: 30_000 },
+        retry: RetryPlan {
+            max_attempts: 3,
+            initial_backoff_ms: 200,
+            max_backoff_ms: 30_000,
+            max_elapsed_ms: crate::plan::DEFAULT_MAX_ELAPSED_MS,
+        },
         throttle: None,
     }
 }
@@ -274,21 +432,11 @@ fn defaults(cx: &mut Cx, node: &Node) -> Defaults {
             d.batch_size = b as usize;
         }
     }
-    if let Some(r) = obj.get("retry").and_then(|n| reader::object(cx, n, &shape::RETRY, "`retry`")) {
-        if let Some(v) = r.get("max_attempts").and_then(|n| reader::integer(cx, n, "`max_attempts`")) {
-            d.retry.max_attempts = v.min(u32::MAX as u64) as u32;
-        }
-        if let Some(v) = r.get("initial_backoff").and_then(|n| reader::duration(cx, n, "`initial_backoff`")) {
-            d.retry.initial_backoff_ms = v;
-        }
-        if let Some(v) = r.get("max_backoff").and_then(|n| reader::duration(cx, n, "`max_backoff`")) {
-            d.retry.max_backoff_ms = v;
-        }
+    if let Some(n) = obj.get("retry") {
+        d.retry = retry_keys(cx, n).over(&d.retry);
     }
-    if let Some(t) = obj.get("throttle").and_then(|n| reader::object(cx, n, &shape::THROTTLE, "`throttle`"))
-        && let Some((permits, per_seconds)) = t.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"))
-    {
-        d.throttle = Some(ThrottlePlan { permits, per_seconds });
+    if let Some(n) = obj.get("throttle") {
+        d.throttle = throttle(cx, n);
     }
     d
 }
@@ -355,6 +503,7 @@ fn component<'n>(
                 .collect();
             Body::Route { routes, default: s(cx, "default") }
         }
+        "http" => Body::Http(Box::new(http(cx, &obj)?)),
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);

@@ -82,14 +82,19 @@ pub static RETRY: Shape = Shape {
         opt("max_attempts", KeyType::Integer, "Attempts in all, including the first (default 3)."),
         opt("initial_backoff", KeyType::Duration, "Backoff before the first retry (default `200ms`)."),
         opt("max_backoff", KeyType::Duration, "Cap on any one backoff (default `30s`)."),
+        opt(
+            "max_elapsed",
+            KeyType::Duration,
+            "Give up once this long has passed since the first attempt, waits included (default `2m`); also caps a server's `Retry-After`.",
+        ),
     ],
 };
 
 pub static THROTTLE: Shape = Shape {
     name: "throttle",
     type_tag: None,
-    doc: "A token bucket.",
-    keys: &[req("rate", KeyType::Rate, "Permits per unit of time: `50/min`, `10/s`, `500/h`.")],
+    doc: "A token bucket: requests are spaced evenly at the rate, and wait (never dropped) while it is reached.",
+    keys: &[req("rate", KeyType::Rate, "Requests per unit of time: `50/min`, `10/s`, `500/h`.")],
 };
 
 pub static DEFAULTS: Shape = Shape {
@@ -98,8 +103,8 @@ pub static DEFAULTS: Shape = Shape {
     doc: "Defaults for every component of the pipeline.",
     keys: &[
         opt("batch_size", KeyType::Integer, "Records per batch handed to CPU stages (default 256)."),
-        opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O."),
-        opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O."),
+        opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O (`http` sinks)."),
+        opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O (`http` sinks; each has its own bucket)."),
     ],
 };
 
@@ -297,9 +302,30 @@ pub static SINK_JSONL: Shape = Shape {
     ],
 };
 
+pub static SINK_HTTP: Shape = Shape {
+    name: "sink.http",
+    type_tag: Some("http"),
+    doc: "POSTs the records to an HTTP(S) endpoint as JSON Lines (`application/x-ndjson`), one request per batch, with retries and a throttle. At least once: see the user guide.",
+    keys: &[
+        req("type", KeyType::Enum(&["http"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("url", KeyType::String, "Endpoint: `https://host/path` (or `http://`)."),
+        opt(
+            "headers",
+            KeyType::MapOfStrings,
+            "Extra request headers: name -> value; a value may be a secret reference (`${VAR}`, `${file:path}`), and must be one for names such as `Authorization`.",
+        ),
+        opt("timeout", KeyType::Duration, "Limit on one request, connecting included (default `30s`)."),
+        opt("max_records", KeyType::Integer, "Most records in one request (default: the whole batch)."),
+        opt("retry", KeyType::Object(&RETRY), "Retry policy; keys written here override `defaults.retry`."),
+        opt("throttle", KeyType::Object(&THROTTLE), "Throttle; overrides `defaults.throttle`."),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
 pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
-pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL];
+pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

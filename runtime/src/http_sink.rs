@@ -1,0 +1,339 @@
+//! `http` sinks: the records a batch sends to a sink, POSTed as JSON Lines
+//! (`Content-Type: application/x-ndjson`), one request per batch (or per `max_records`), with
+//! retries ([`crate::retry`]) and a throttle ([`crate::throttle`]).
+//!
+//! Each request carries `Idempotency-Key: <run_id>-<first seq>-<last seq>` (the records' `seq`
+//! in the run), the same for a request sent again by a retry or by a resumed run, so an
+//! endpoint can drop duplicates.
+//!
+//! Invariants:
+//! - Nothing is lost: a request that fails for good (retries exhausted, or a failure not worth
+//!   retrying) is reported with its records ([`Refused`]); the writer sends them to the DLQ
+//!   and counts them as `dlq`, not delivered.
+//! - At least once, not exactly once: requests run in the writer thread, before the batch's
+//!   checkpoint, so a checkpoint never covers a record that was not acknowledged (2xx); a run
+//!   killed between a request and the next checkpoint sends those records again on resume.
+//! - No secret and no data in messages: header values (secret references resolved once, at
+//!   open) are never printed; a failure is described by status line or transport error and
+//!   the URL without its query, never by a response body (an endpoint may echo the records).
+//! - Requests of one sink leave in record order, one at a time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_compiler::plan::HttpSinkPlan;
+
+use crate::dlq::Rejection;
+use crate::error::RunError;
+use crate::findings;
+use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng, Timer};
+use crate::secrets::{self, Secret};
+use crate::throttle::Bucket;
+
+/// One `http` sink, ready to send.
+pub struct HttpSink {
+    name: Arc<str>,
+    url: String,
+    /// The URL as messages show it: without query or fragment (they may hold tokens).
+    shown_url: String,
+    headers: Vec<(String, Secret)>,
+    agent: ureq::Agent,
+    policy: Policy,
+    bucket: Option<Bucket>,
+    max_records: usize,
+    rng: Rng,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Attempts after the first, over every request.
+    pub retries: u64,
+}
+
+/// A failed attempt, described without data; `data` when the endpoint refused the content.
+#[derive(Debug)]
+struct Failure {
+    text: String,
+    data: bool,
+}
+
+impl HttpSink {
+    /// Builds the client and resolves the header secrets (a missing one stops the run before
+    /// anything is written: RT002).
+    pub fn open(name: &Arc<str>, plan: &HttpSinkPlan) -> Result<HttpSink, RunError> {
+        let mut headers = Vec::new();
+        for (header, reference) in &plan.headers {
+            let value = secrets::resolve(reference, &format!("header `{header}` of sink `{name}`"))?;
+            let valid = ureq::http::HeaderName::from_bytes(header.as_bytes()).is_ok()
+                && ureq::http::HeaderValue::from_bytes(value.expose()).is_ok();
+            if !valid {
+                return Err(RunError::new(
+                    findings::HTTP_HEADER_INVALID,
+                    format!("header `{header}` of sink `{name}` ({reference}) is not a valid HTTP header"),
+                )
+                .with_help("a header value is one line of visible text: remove line breaks and control characters from the secret"));
+            }
+            headers.push((header.clone(), value));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_millis(plan.timeout_ms.max(1))))
+            // Statuses are classed here, not turned into errors; a redirect of a POST is an
+            // endpoint to fix, not to follow.
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(HttpSink {
+            name: Arc::clone(name),
+            shown_url: shown_url(&plan.url),
+            url: plan.url.clone(),
+            headers,
+            agent,
+            policy: Policy::from_plan(&plan.retry),
+            bucket: plan.throttle.as_ref().map(Bucket::from_plan),
+            max_records: plan.max_records.map_or(usize::MAX, |n| n.clamp(1, usize::MAX as u64) as usize),
+            rng: Rng::from_time(),
+            requests: 0,
+            retries: 0,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Sends `lines` (each a record's `seq` and line, in record order) in requests of at most
+    /// `max_records`. Returns the requests that failed for good: the positions in `lines` of
+    /// their records, and why.
+    pub fn send(&mut self, run_id: &str, lines: &[(u64, &str)], timer: &mut dyn Timer) -> Vec<Refused> {
+        let mut refused = Vec::new();
+        let mut at = 0;
+        for chunk in lines.chunks(self.max_records) {
+            let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
+            let mut body = Vec::with_capacity(chunk.iter().map(|(_, l)| l.len() + 1).sum());
+            for (_, line) in chunk {
+                body.extend_from_slice(line.as_bytes());
+                body.push(b'\n');
+            }
+            let key = format!("{run_id}-{first}-{last}");
+            if let Err(why) = self.post(&body, &key, first, last, timer) {
+                refused.push(Refused { positions: at..at + chunk.len(), why });
+            }
+            at += chunk.len();
+        }
+        refused
+    }
+
+    /// One request, retried as the policy says.
+    fn post(&mut self, body: &[u8], key: &str, first: u64, last: u64, timer: &mut dyn Timer) -> Result<(), Rejection> {
+        let HttpSink { agent, url, headers, bucket, policy, rng, requests, retries, .. } = self;
+        let outcome = retry::run(
+            policy,
+            rng,
+            timer,
+            |_, timer| {
+                if let Some(b) = bucket.as_mut() {
+                    let wait = b.take(timer.now());
+                    timer.sleep(wait);
+                }
+                *requests += 1;
+                let mut req = agent
+                    .post(url.as_str())
+                    .header("Content-Type", "application/x-ndjson")
+                    .header("Idempotency-Key", key);
+                for (name, value) in headers.iter() {
+                    req = req.header(name.as_str(), value.expose());
+                }
+                match req.send(body) {
+                    Ok(mut resp) => {
+                        let status = resp.status();
+                        // Read (and drop) the answer, so the connection can serve the next request.
+                        let _ = resp.body_mut().with_config().limit(1 << 20).read_to_vec();
+                        if status.is_success() {
+                            return Ok(());
+                        }
+                        let retry_after = resp
+                            .headers()
+                            .get("retry-after")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| retry::parse_retry_after(v, unix_now()));
+                        let text = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+                        let class = classify_status(status.as_u16(), retry_after);
+                        Err((Failure { text: text.trim_end().to_string(), data: class == Class::Data }, class))
+                    }
+                    Err(e) => Err((Failure { text: describe(&e), data: false }, classify_error(&e))),
+                }
+            },
+            |_, _| *retries += 1,
+        );
+        let attempts = outcome.attempts;
+        let Err((Failure { text: what, data }, gave_up)) = outcome.result else { return Ok(()) };
+        let records = if first == last { format!("record {first}") } else { format!("records {first}-{last}") };
+        let (code, how) = match gave_up {
+            GaveUp::Attempts => {
+                (findings::HTTP_RETRIES_EXHAUSTED, format!("failed {attempts} times (`max_attempts`), last: {what}"))
+            }
+            GaveUp::Elapsed => (
+                findings::HTTP_RETRIES_EXHAUSTED,
+                format!(
+                    "failed {attempts} time(s), last: {what}; the next retry would end after `max_elapsed` ({} s)",
+                    policy.max_elapsed.as_secs()
+                ),
+            ),
+            GaveUp::NotRetryable if data => {
+                (findings::HTTP_DATA_REFUSED, format!("the endpoint refused the records: {what} (not retried)"))
+            }
+            GaveUp::NotRetryable => (findings::HTTP_REFUSED, format!("{what} (not retried)")),
+        };
+        let reason = format!("sink `{}`: POST of {records} to {} {how}", self.name, self.shown_url);
+        Err(Rejection::single(code, None, reason))
+    }
+}
+
+/// A request that failed for good.
+#[derive(Debug)]
+pub struct Refused {
+    /// Positions of its records in the lines given to [`HttpSink::send`].
+    pub positions: std::ops::Range<usize>,
+    pub why: Rejection,
+}
+
+/// Statuses that say the content itself was refused.
+const DATA_STATUSES: &[u16] = &[400, 409, 413, 415, 422];
+
+/// How a status other than 2xx is treated.
+pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Class {
+    match status {
+        408 | 429 | 500..=599 => Class::Retryable { retry_after },
+        s if DATA_STATUSES.contains(&s) => Class::Data,
+        _ => Class::Permanent,
+    }
+}
+
+/// How a transport error is treated: what the network did is worth another try; what the
+/// settings cause (TLS, URL, protocol limits) is not.
+fn classify_error(e: &ureq::Error) -> Class {
+    use ureq::Error as E;
+    match e {
+        E::Timeout(_) | E::Io(_) | E::ConnectionFailed | E::HostNotFound | E::Protocol(_) | E::BodyStalled => {
+            Class::Retryable { retry_after: None }
+        }
+        _ => Class::Permanent,
+    }
+}
+
+/// A transport error in words, without data (ureq's own texts name kinds, not payloads).
+fn describe(e: &ureq::Error) -> String {
+    match e {
+        ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
+        ureq::Error::Timeout(_) => "no answer within `timeout`".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// The URL as messages show it: scheme, host, port and path; no query, fragment or
+/// `user:password@` (the compiler refuses the latter; this is the second line of defence).
+fn shown_url(url: &str) -> String {
+    let base = url.split(['?', '#']).next().unwrap_or_default();
+    match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            format!("{scheme}://{host}{path}")
+        }
+        None => base.to_string(),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Every `http` sink of a run, by component index, and the clock their waits use.
+#[derive(Default)]
+pub struct HttpSinks {
+    /// Component index -> its sink and its slot in the run's `per_sink` counts.
+    sinks: Vec<(usize, usize, HttpSink)>,
+    timer: RealTimer,
+}
+
+impl HttpSinks {
+    pub fn add(&mut self, component: usize, slot: usize, sink: HttpSink) {
+        self.sinks.push((component, slot, sink));
+    }
+
+    /// The `per_sink` slot of component `component`, when it is an `http` sink.
+    pub fn slot(&self, component: usize) -> Option<usize> {
+        self.sinks.iter().find(|(c, _, _)| *c == component).map(|(_, s, _)| *s)
+    }
+
+    /// Sends one batch: `lines` are each record's sink lines (component, line), in record
+    /// order, with the record's `seq`. Returns, per record, the `http` sinks that refused it
+    /// (component, why).
+    pub fn send_batch<'l>(
+        &mut self,
+        run_id: &str,
+        records: impl Iterator<Item = (u64, &'l [(usize, String)])> + Clone,
+    ) -> Vec<Vec<(usize, Rejection)>> {
+        let mut refused: Vec<Vec<(usize, Rejection)>> = Vec::new();
+        let HttpSinks { sinks, timer } = self;
+        for (component, _, sink) in sinks.iter_mut() {
+            // (record position, seq, line) of this sink's lines.
+            let mut mine = Vec::new();
+            for (pos, (seq, lines)) in records.clone().enumerate() {
+                for (c, line) in lines {
+                    if c == component {
+                        mine.push((pos, seq, line.as_str()));
+                    }
+                }
+            }
+            if mine.is_empty() {
+                continue;
+            }
+            let lines: Vec<(u64, &str)> = mine.iter().map(|(_, seq, line)| (*seq, *line)).collect();
+            for r in sink.send(run_id, &lines, timer) {
+                for &(pos, _, _) in &mine[r.positions.clone()] {
+                    if refused.len() <= pos {
+                        refused.resize_with(pos + 1, Vec::new);
+                    }
+                    // One refusal per record and sink, even if it sent the sink two lines.
+                    if !refused[pos].iter().any(|(c, _)| c == component) {
+                        refused[pos].push((*component, r.why.clone()));
+                    }
+                }
+            }
+        }
+        refused
+    }
+
+    /// Retries so far, per `http` sink (in plan order).
+    pub fn retries(&self) -> Vec<(String, u64)> {
+        self.sinks.iter().map(|(_, _, s)| (s.name().to_string(), s.retries)).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_shown_without_query_or_credentials() {
+        assert_eq!(shown_url("https://u:p@h.example:8443/v1/e?key=k#f"), "https://h.example:8443/v1/e");
+        assert_eq!(shown_url("http://127.0.0.1:9/ingest?tenant=t1"), "http://127.0.0.1:9/ingest");
+        assert_eq!(shown_url("https://h.example"), "https://h.example");
+    }
+
+    #[test]
+    fn statuses_are_classed() {
+        for s in [408, 429, 500, 502, 503, 504, 599] {
+            assert!(matches!(classify_status(s, None), Class::Retryable { .. }), "{s}");
+        }
+        for s in [400, 409, 413, 415, 422] {
+            assert_eq!(classify_status(s, None), Class::Data, "{s}");
+        }
+        for s in [301, 302, 401, 403, 404, 405, 410] {
+            assert_eq!(classify_status(s, None), Class::Permanent, "{s}");
+        }
+        let after = Some(Duration::from_secs(1));
+        assert_eq!(classify_status(429, after), Class::Retryable { retry_after: after });
+    }
+}

@@ -1,0 +1,107 @@
+//! Throttle: a token bucket per sink, from its `rate` (`10/s`, `50/min`).
+//!
+//! The bucket holds one token and refills one every `per / permits`, so requests leave evenly
+//! spaced: in no window of length `per` do more than `permits` requests start (a bucket as
+//! deep as the rate could start twice that many across the boundary of two windows, which a
+//! strict API would refuse). Each attempt takes a token, retries included: servers count
+//! every request.
+//!
+//! Invariants:
+//! - Waits, never drops: [`Bucket::take`] returns how long to wait before the request may
+//!   start, and reserves that start.
+//! - No real time here: the caller passes the time ([`crate::retry::Timer`]), so tests run on
+//!   a fake clock.
+
+use std::time::Duration;
+
+use sluice_compiler::plan::ThrottlePlan;
+
+#[derive(Clone, Debug)]
+pub struct Bucket {
+    /// Time between two starts.
+    interval: Duration,
+    /// When the next request may start (time as the caller's timer counts it).
+    next_start: Option<Duration>,
+}
+
+impl Bucket {
+    pub fn from_plan(t: &ThrottlePlan) -> Bucket {
+        // Rounded up to the nanosecond, so `permits` intervals never add up to less than `per`.
+        let per = u128::from(t.per_seconds.max(1)) * 1_000_000_000;
+        let nanos = per.div_ceil(u128::from(t.permits.max(1)));
+        Bucket { interval: Duration::from_nanos(nanos.min(u128::from(u64::MAX)) as u64), next_start: None }
+    }
+
+    /// Takes a token at time `now`: the wait before the request may start (zero when a token
+    /// is there).
+    pub fn take(&mut self, now: Duration) -> Duration {
+        let start = self.next_start.map_or(now, |n| n.max(now));
+        self.next_start = Some(start + self.interval);
+        start - now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn bucket(permits: u64, per_seconds: u64) -> Bucket {
+        Bucket::from_plan(&ThrottlePlan { permits, per_seconds })
+    }
+
+    #[test]
+    fn twenty_per_second_spaces_requests_50ms_apart() {
+        let mut b = bucket(20, 1);
+        let mut now = Duration::ZERO;
+        let mut starts = Vec::new();
+        for _ in 0..40 {
+            now += b.take(now);
+            starts.push(now);
+        }
+        assert_eq!(starts[0], Duration::ZERO, "the first request does not wait");
+        assert!(starts.windows(2).all(|w| w[1] - w[0] == Duration::from_millis(50)));
+        assert_eq!(starts[39], Duration::from_millis(1950));
+    }
+
+    #[test]
+    fn an_idle_bucket_does_not_save_up_a_burst() {
+        let mut b = bucket(10, 1);
+        assert_eq!(b.take(Duration::ZERO), Duration::ZERO);
+        // Idle for a minute: the next request goes at once, the one after waits its interval.
+        let later = Duration::from_secs(60);
+        assert_eq!(b.take(later), Duration::ZERO);
+        assert_eq!(b.take(later), Duration::from_millis(100));
+    }
+
+    proptest! {
+        /// Whatever the arrival times, no window of length `per` holds more than `permits`
+        /// starts, and no request waits longer than the queue ahead of it needs.
+        #[test]
+        fn never_more_than_the_rate_in_any_window(
+            permits in 1u64..50, per in prop::sample::select(vec![1u64, 60]),
+            gaps in proptest::collection::vec(0u64..3_000, 1..120),
+        ) {
+            let mut b = bucket(permits, per);
+            let interval = b.interval;
+            let mut now = Duration::ZERO;
+            let mut starts: Vec<Duration> = Vec::new();
+            for gap in gaps {
+                now += Duration::from_millis(gap);
+                let wait = b.take(now);
+                let start = now + wait;
+                if let Some(prev) = starts.last() {
+                    prop_assert!(start >= *prev + interval);
+                    prop_assert!(wait == Duration::ZERO || start == *prev + interval, "waits no longer than needed");
+                }
+                starts.push(start);
+                now = start;
+            }
+            let window = Duration::from_secs(per);
+            for (i, s) in starts.iter().enumerate() {
+                let within = starts[i..].iter().take_while(|t| **t < *s + window).count() as u64;
+                prop_assert!(within <= permits, "{within} starts within {window:?} of {s:?}");
+            }
+        }
+    }
+}
