@@ -1,5 +1,6 @@
 //! The logs of `sluice run` (`--log-level`, `--log-format`): the runtime's `tracing` events
-//! (run started and ended, checkpoints, resumes, rejected records, `fail_if`), written on
+//! (run started and ended, checkpoints, resumes, rejected records, `fail_if`, an HTTP sink's
+//! retries), written on
 //! stderr as text or JSON lines by a layer that redacts.
 //!
 //! Invariants:
@@ -36,6 +37,9 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "component",
     "code",
     "window",
+    // An HTTP sink's retries: the status or transport error (never a response body) and the wait.
+    "status",
+    "wait_ms",
 ];
 
 /// What is written for a field that is not allowed.

@@ -1196,6 +1196,7 @@ impl Writer<'_> {
                 let name = &plan.components[*comp].name;
                 p.dlq_lines.push(refused_entry(self.run_id, plan, &p, name, why, self.dlq_key));
                 p.sinks.retain(|s| s != name);
+                p.code.get_or_insert(why.code);
                 if p.event == Event::Delivered {
                     p.event = Event::Dlq;
                     p.component = Arc::from(name.as_str());

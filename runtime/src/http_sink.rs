@@ -125,7 +125,7 @@ impl HttpSink {
 
     /// One request, retried as the policy says.
     fn post(&mut self, body: &[u8], key: &str, first: u64, last: u64, timer: &mut dyn Timer) -> Result<(), Rejection> {
-        let HttpSink { agent, url, headers, bucket, policy, rng, requests, retries, .. } = self;
+        let HttpSink { name, agent, url, headers, bucket, policy, rng, requests, retries, .. } = self;
         let outcome = retry::run(
             policy,
             rng,
@@ -163,7 +163,15 @@ impl HttpSink {
                     Err(e) => Err((Failure { text: describe(&e), data: false }, classify_error(&e))),
                 }
             },
-            |_, _| *retries += 1,
+            |failure, wait| {
+                *retries += 1;
+                tracing::warn!(
+                    component = %name,
+                    status = %failure.text,
+                    wait_ms = wait.as_millis() as u64,
+                    "request failed; retrying"
+                );
+            },
         );
         let attempts = outcome.attempts;
         let Err((Failure { text: what, data }, gave_up)) = outcome.result else { return Ok(()) };
