@@ -438,6 +438,31 @@ pub fn dlq_replay(pipeline: &Path, ids: &[String], json: bool, fixed_clock: Opti
     }
 }
 
+/// `sluice dlq purge PIPELINE (ID... | --replayed)`.
+pub fn dlq_purge(pipeline: &Path, choice: &sluice_runtime::purge::Choice) -> u8 {
+    let plan = match compile(pipeline, Format::Human) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match sluice_runtime::purge::purge(&plan, &sluice_runtime::RunOptions::default(), choice) {
+        Ok(s) => {
+            println!(
+                "purged {} ({} {}) from the DLQ of pipeline {}; {} left",
+                plural(s.purged as usize, "record"),
+                s.entries,
+                if s.entries == 1 { "entry" } else { "entries" },
+                s.pipeline,
+                plural(s.left as usize, "record")
+            );
+            OK
+        }
+        Err(e) => {
+            print_run_error(&e);
+            FAILED
+        }
+    }
+}
+
 /// `sluice audit verify FILE`.
 pub fn audit_verify(file: &Path) -> u8 {
     match sluice_runtime::verify_audit_chain(file) {

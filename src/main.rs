@@ -234,6 +234,16 @@ enum DlqAction {
         #[arg(long)]
         fixed_clock: Option<String>,
     },
+    /// Remove DLQ records from the DLQ file: the ids given, or with `--replayed` every record
+    /// already replayed. Atomic; recorded in the audit log (`dlq_purged`); needs `state:`.
+    Purge {
+        pipeline: PathBuf,
+        #[arg(required_unless_present = "replayed", conflicts_with = "replayed")]
+        ids: Vec<String>,
+        /// Every record `sluice dlq replay` has replayed.
+        #[arg(long)]
+        replayed: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -293,6 +303,14 @@ fn main() -> ExitCode {
             commands::dlq_list(&pipeline, matches!(output, OutputFormat::Json))
         }
         Command::Dlq { action: DlqAction::Show { pipeline, id, raw } } => commands::dlq_show(&pipeline, &id, raw),
+        Command::Dlq { action: DlqAction::Purge { pipeline, ids, replayed } } => {
+            let choice = if replayed {
+                sluice_runtime::purge::Choice::Replayed
+            } else {
+                sluice_runtime::purge::Choice::Ids(ids)
+            };
+            commands::dlq_purge(&pipeline, &choice)
+        }
         Command::Dlq { action: DlqAction::Replay { pipeline, ids, summary, fixed_clock } } => {
             commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock)
         }

@@ -193,3 +193,49 @@ fn replay_needs_a_state_store() {
     assert!(list(&dir).iter().all(|r| r["status"] == "pending"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn purge_removes_replayed_or_chosen_records_atomically_and_on_the_record() {
+    let dir = workspace("dlq-purge");
+    run_quickstart(&dir);
+    let out = dir.join("out/quickstart");
+    let purge = |args: &[&str]| {
+        let mut all = vec!["dlq", "purge", "pipelines/quickstart.yaml"];
+        all.extend_from_slice(args);
+        sluice(&dir, &all)
+    };
+    // Nothing replayed yet: nothing to purge.
+    let none = purge(&["--replayed"]);
+    assert!(none.status.success(), "{}", text(&none.stderr));
+    assert!(text(&none.stdout).contains("purged 0 records"), "{}", text(&none.stdout));
+    // An unknown id is refused, and nothing changes.
+    let before = std::fs::read(out.join("dlq.jsonl")).unwrap();
+    assert_eq!(error_code(&purge(&["nope-1"])), "RT017");
+    assert_eq!(std::fs::read(out.join("dlq.jsonl")).unwrap(), before);
+
+    // Replay everything (all fail again), then purge the replayed ones: the new entries stay.
+    assert!(replay(&dir, &[]).status.success());
+    assert_eq!(list(&dir).len(), 12);
+    let purged = purge(&["--replayed"]);
+    assert!(purged.status.success(), "{}", text(&purged.stderr));
+    assert!(text(&purged.stdout).contains("purged 6 records"), "{}", text(&purged.stdout));
+    let left = list(&dir);
+    assert_eq!(left.len(), 6);
+    assert!(left.iter().all(|r| r["status"] == "pending"), "only the new entries are left");
+
+    // One by id.
+    let one = left[0]["id"].as_str().unwrap().to_string();
+    assert!(purge(&[&one]).status.success());
+    assert_eq!(list(&dir).len(), 5);
+
+    // Both purges are in the audit log, by id, and the chain holds.
+    let audit = out.join("audit.jsonl");
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit), Ok(68 + 8 + 2));
+    let entries = lines(&audit);
+    let purges: Vec<&serde_json::Value> = entries.iter().filter(|e| e["event"] == "dlq_purged").collect();
+    assert_eq!(purges.len(), 2);
+    assert_eq!(purges[0]["records"], 6);
+    assert_eq!(purges[1]["ids"], serde_json::json!([one]));
+    assert!(!dir.join("out/quickstart/dlq.jsonl.purge-tmp").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -78,8 +78,8 @@ findings! {
         "A resume reads the same input files as the interrupted run and appends to the same outputs. An input file is gone, changed size or was modified, or an output file is missing or shorter than the checkpoint says, so records would be skipped or counted twice. Restore the file, or start over with `--restart`.";
     NOTHING_TO_RESUME = "RT015", RunError, "nothing to resume",
         "`sluice run --resume` found no unfinished run of the pipeline in its state store (the last run completed, or none ran), or the pipeline has no state store (`state: {path: ...}`), or its source is a live listener (MLLP peers resend what was not acknowledged, so there is no position to resume from). Run without `--resume`.";
-    REPLAY_NEEDS_STATE = "RT016", RunError, "DLQ replay needs a state store",
-        "`sluice dlq replay` records in the state store which DLQ records it replayed and how they ended, and the output lengths it started from, so that a replay that fails is undone and no record is delivered twice. Add `state: {path: ...}` to the pipeline.";
+    REPLAY_NEEDS_STATE = "RT016", RunError, "DLQ replay and purge need a state store",
+        "`sluice dlq replay` records in the state store which DLQ records it replayed and how they ended, and the output lengths it started from, so that a replay that fails is undone and no record is delivered twice; `replay` and `purge` take the store's lock, so they never run beside a run of the pipeline. Add `state: {path: ...}` to the pipeline.";
     DLQ_UNKNOWN_RECORD = "RT017", RunError, "DLQ record cannot be replayed",
         "The id given to `sluice dlq replay` is not in the pipeline's DLQ, was already replayed (a record that failed again has a new entry with a new id), or came from a source the pipeline no longer has. `sluice dlq list PIPELINE` shows the ids and which are pending.";
     DLQ_UNREADABLE = "RT018", RunError, "DLQ file unreadable",

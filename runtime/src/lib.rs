@@ -13,7 +13,8 @@
 //!   full jitter) and [`throttle`] (a token bucket per sink).
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
-//! - [`replay`]: `sluice dlq replay`, all or nothing.
+//! - [`replay`], [`purge`]: `sluice dlq replay` (all or nothing) and `sluice dlq purge`
+//!   (atomic, audited).
 //! - [`progress`]: live counts of a run for watchers on other threads.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
@@ -41,6 +42,7 @@ pub mod http_sink;
 pub mod mllp;
 pub mod plain_template;
 pub mod progress;
+pub mod purge;
 pub mod record;
 pub mod replay;
 pub mod retry;

@@ -1,0 +1,142 @@
+//! DLQ purge (`sluice dlq purge`): removes DLQ records from the pipeline's DLQ file, by id or
+//! all of those already replayed, and records the operator action in the audit log.
+//!
+//! Invariants:
+//! - Atomic: the DLQ file is rewritten to a temporary file beside it, synced, and renamed over
+//!   it; a crash leaves either the old file or the new one, never a mix.
+//! - Audited: a `dlq_purged` entry (the purged record ids and their count, never a value) is
+//!   chained onto the pipeline's audit log before the new file replaces the old one, so every
+//!   removal is on record. (A crash between the two leaves the entry and the old file: the
+//!   records are still there, and the purge can be run again.)
+//! - Never beside a run: it takes the state store's lock, and refuses while a run is
+//!   unfinished (its checkpoint counts the DLQ's length, which a purge would change).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use serde::Serialize;
+use sluice_compiler::plan::Plan;
+
+use crate::audit::{self, Chain};
+use crate::dlq;
+use crate::error::RunError;
+use crate::findings;
+use crate::state::Store;
+use crate::{RunOptions, time};
+
+/// Which DLQ records to purge.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Choice {
+    /// Those `sluice dlq replay` has replayed (whatever the outcome: a record that failed
+    /// again has a new entry).
+    Replayed,
+    /// These ids.
+    Ids(Vec<String>),
+}
+
+/// What a purge did.
+#[derive(Clone, Debug, Serialize)]
+pub struct PurgeSummary {
+    pub pipeline: String,
+    /// Records removed (messages, not entries).
+    pub purged: u64,
+    /// DLQ entries removed (a record has one per failing path).
+    pub entries: u64,
+    /// Records left in the DLQ.
+    pub left: u64,
+}
+
+#[derive(Serialize)]
+struct Purged<'a> {
+    event: &'a str,
+    records: u64,
+    ids: &'a [String],
+}
+
+pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<PurgeSummary, RunError> {
+    let clock = time::Clock::new(options.fixed_clock.as_deref())?;
+    let Some(target) = &plan.state else {
+        return Err(RunError::new(
+            findings::REPLAY_NEEDS_STATE,
+            format!("pipeline `{}` has no state store, so a purge could not be kept from a run", plan.pipeline),
+        )
+        .with_help("add `state: {path: ...}` to the pipeline: its lock keeps runs and DLQ operations apart"));
+    };
+    let store = Store::open(std::path::Path::new(&target.path))?;
+    if let Some(row) = store.unfinished(&plan.pipeline)? {
+        return Err(RunError::new(
+            findings::RUN_UNFINISHED,
+            format!("run {} of pipeline `{}` did not finish ({})", row.run_id, plan.pipeline, row.status.as_str()),
+        )
+        .with_help("finish it first (`sluice run --resume`) or start over (`--restart`): its checkpoint counts the DLQ as it is"));
+    }
+    let dlq_path = plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+    let entries = dlq::read_entries(std::path::Path::new(&dlq_path)).map_err(|e| {
+        RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {e}"))
+            .with_help("the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it")
+    })?;
+    let known: BTreeSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
+    let chosen: BTreeSet<String> = match choice {
+        Choice::Replayed => store.replayed()?.into_keys().filter(|id| known.contains(id.as_str())).collect(),
+        Choice::Ids(ids) => {
+            for id in ids {
+                if !known.contains(id.as_str()) {
+                    return Err(RunError::new(
+                        findings::DLQ_UNKNOWN_RECORD,
+                        format!("no DLQ record {id} in `{dlq_path}`"),
+                    )
+                    .with_help("`sluice dlq list PIPELINE` shows the ids"));
+                }
+            }
+            ids.iter().cloned().collect()
+        }
+    };
+    let records_before = known.len() as u64;
+    if chosen.is_empty() {
+        return Ok(PurgeSummary { pipeline: plan.pipeline.clone(), purged: 0, entries: 0, left: records_before });
+    }
+
+    // The audit entry first: a removal is never unrecorded.
+    if let Some(a) = &plan.audit {
+        let path = std::path::Path::new(&a.path);
+        let (last, head) = match audit::last_entry(path) {
+            Ok(Some((seq, hash))) => (Some(seq), hash),
+            Ok(None) => (None, String::new()),
+            Err(e) => return Err(RunError::new(findings::IO, format!("audit log: {e}"))),
+        };
+        let run_id = crate::run_id(&plan.hash, &format!("purge{}", clock.seed()));
+        let mut chain = Chain::resume(&run_id, &plan.hash, &head);
+        let ids: Vec<String> = chosen.iter().cloned().collect();
+        let body = Purged { event: "dlq_purged", records: ids.len() as u64, ids: &ids };
+        let mut w = crate::sink::append(&a.path)?;
+        chain
+            .write(&mut w, last.map_or(0, |l| l + 1), &clock.now(), body)
+            .map_err(|e| RunError::io("write", path, &e))?;
+        crate::sink::finish(&mut w, &a.path)?;
+    }
+
+    // Then the new DLQ file, atomically.
+    let text =
+        std::fs::read_to_string(&dlq_path).map_err(|e| RunError::io("read", std::path::Path::new(&dlq_path), &e))?;
+    let mut kept = String::with_capacity(text.len());
+    let mut removed = 0u64;
+    for (line, entry) in text.lines().filter(|l| !l.is_empty()).zip(&entries) {
+        if chosen.contains(&entry.id) {
+            removed += 1;
+        } else {
+            kept.push_str(line);
+            kept.push('\n');
+        }
+    }
+    let tmp = format!("{dlq_path}.purge-tmp");
+    let tmp_path = std::path::Path::new(&tmp);
+    let mut f = std::fs::File::create(tmp_path).map_err(|e| RunError::io("create", tmp_path, &e))?;
+    f.write_all(kept.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| RunError::io("write", tmp_path, &e))?;
+    std::fs::rename(tmp_path, &dlq_path).map_err(|e| RunError::io("replace", std::path::Path::new(&dlq_path), &e))?;
+    Ok(PurgeSummary {
+        pipeline: plan.pipeline.clone(),
+        purged: chosen.len() as u64,
+        entries: removed,
+        left: records_before - chosen.len() as u64,
+    })
+}
