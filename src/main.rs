@@ -250,6 +250,29 @@ enum DlqAction {
 enum AuditAction {
     /// Recompute every entry's hash and check every link (`prev`) and the order (`seq`).
     Verify { file: PathBuf },
+    /// Verify the chain, then print its entries for other tools: CSV (one row per entry, the
+    /// common columns) or JSON Lines (the entries as they are), optionally one run's or a
+    /// time range's. Exit 1, printing nothing, when the chain does not verify.
+    Export {
+        file: PathBuf,
+        #[arg(long, value_enum, default_value = "csv")]
+        format: ExportFormat,
+        /// Only the entries of this run id.
+        #[arg(long)]
+        run: Option<String>,
+        /// Only entries at or after this time (RFC 3339, compared as text in UTC: `2024-01-15T00:00:00Z`).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only entries before this time.
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ExportFormat {
+    Csv,
+    Jsonl,
 }
 
 fn main() -> ExitCode {
@@ -299,6 +322,10 @@ fn main() -> ExitCode {
             commands::ack_hl7(&files, profile.as_deref(), mode, fixed_clock)
         }
         Command::Audit { action: AuditAction::Verify { file } } => commands::audit_verify(&file),
+        Command::Audit { action: AuditAction::Export { file, format, run, from, to } } => {
+            let filter = commands::ExportFilter { run, from, to };
+            commands::audit_export(&file, matches!(format, ExportFormat::Csv), &filter)
+        }
         Command::Dlq { action: DlqAction::List { pipeline, output } } => {
             commands::dlq_list(&pipeline, matches!(output, OutputFormat::Json))
         }
