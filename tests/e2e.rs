@@ -781,3 +781,35 @@ fn corpus_results_keep_each_observation_under_its_order() {
     );
     assert!(checked * 2 >= expected.len(), "most corpus ORU messages map: {checked} of {}", expected.len());
 }
+
+#[test]
+fn workers_in_the_spec_set_the_pool_and_the_output_does_not_change() {
+    let dir = workspace("workers");
+    let spec_path = dir.join("pipelines/quickstart.yaml");
+    let spec = std::fs::read_to_string(&spec_path).unwrap();
+    let clock = ["--fixed-clock", "2024-01-01T00:00:00Z"];
+    let default = sluice(&dir, &["run", "pipelines/quickstart.yaml", clock[0], clock[1]]);
+    assert!(default.status.success());
+    // The plan (so its hash, so the run id) changes with `workers`; the records do not.
+    let without_ids = |path: &Path| -> Vec<serde_json::Value> {
+        lines(path)
+            .into_iter()
+            .map(|mut r| {
+                r["compliance"]["audit_log_id"] = serde_json::Value::Null;
+                r
+            })
+            .collect()
+    };
+    let before = without_ids(&dir.join("out/quickstart/patient-events.jsonl"));
+    std::fs::write(&spec_path, spec.replace("  batch_size: 64", "  batch_size: 64\n  workers: 1")).unwrap();
+    let plan = sluice(&dir, &["plan", "pipelines/quickstart.yaml"]);
+    assert!(text(&plan.stdout).contains("defaults: batch 64, workers 1,"), "{}", text(&plan.stdout));
+    let one = sluice(&dir, &["run", "pipelines/quickstart.yaml", clock[0], clock[1]]);
+    assert!(one.status.success(), "{}", text(&one.stderr));
+    let after = without_ids(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert!(after.len() == 39 && after == before, "the same records with one worker");
+    std::fs::write(&spec_path, spec.replace("  batch_size: 64", "  batch_size: 64\n  workers: 0")).unwrap();
+    let zero = sluice(&dir, &["check", "pipelines/quickstart.yaml"]);
+    assert_eq!(zero.status.code(), Some(1));
+    assert!(text(&zero.stderr).contains("`workers` must be at least 1"), "{}", text(&zero.stderr));
+}

@@ -800,7 +800,7 @@ pub fn execute(
         slot
     };
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
+        .num_threads(threads.or(plan.defaults.workers).unwrap_or(0))
         .build()
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };

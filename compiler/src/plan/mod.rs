@@ -515,6 +515,10 @@ pub struct StateTarget {
 #[derive(Clone, Debug, PartialEq, Default, Serialize, Deserialize)]
 pub struct Defaults {
     pub batch_size: usize,
+    /// Worker threads for the CPU stages; `None`: one per core. Left out of the plan's JSON
+    /// when unset, so plans (and their hashes) without it are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
     pub retry: RetryPlan,
     pub throttle: Option<ThrottlePlan>,
 }

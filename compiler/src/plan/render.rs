@@ -168,7 +168,14 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.path, s.kind, s.checkpoint_every_ms);
     }
     let d = &plan.defaults;
-    let _ = writeln!(o, "defaults: batch {}, {}{}", d.batch_size, retry_text(&d.retry), throttle_text(&d.throttle));
+    let workers = d.workers.map_or_else(|| "one per core".to_string(), |w| w.to_string());
+    let _ = writeln!(
+        o,
+        "defaults: batch {}, workers {workers}, {}{}",
+        d.batch_size,
+        retry_text(&d.retry),
+        throttle_text(&d.throttle)
+    );
     let _ = writeln!(o);
     let _ = writeln!(o, "masking matrix (sink, field, class, treatment, decided at):");
     if plan.masking_matrix.is_empty() {

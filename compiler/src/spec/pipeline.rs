@@ -415,6 +415,7 @@ pub fn default_defaults() -> Defaults {
             max_elapsed_ms: crate::plan::DEFAULT_MAX_ELAPSED_MS,
         },
         throttle: None,
+        workers: None,
     }
 }
 
@@ -430,6 +431,17 @@ fn defaults(cx: &mut Cx, node: &Node) -> Defaults {
             );
         } else {
             d.batch_size = b as usize;
+        }
+    }
+    if let Some(w) = obj.get("workers").and_then(|n| reader::integer(cx, n, "`workers`")) {
+        if w == 0 {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, "`workers` must be at least 1")
+                    .label(obj.get("workers").map_or(obj.anchor(), |n| n.span), "zero")
+                    .help("leave it out for one worker per core"),
+            );
+        } else {
+            d.workers = Some(w as usize);
         }
     }
     if let Some(n) = obj.get("retry") {

@@ -103,6 +103,11 @@ pub static DEFAULTS: Shape = Shape {
     doc: "Defaults for every component of the pipeline.",
     keys: &[
         opt("batch_size", KeyType::Integer, "Records per batch handed to CPU stages (default 256)."),
+        opt(
+            "workers",
+            KeyType::Integer,
+            "Worker threads for the CPU stages (default: one per core; `sluice run --threads` overrides it).",
+        ),
         opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O (`http` sinks)."),
         opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O (`http` sinks; each has its own bucket)."),
     ],
