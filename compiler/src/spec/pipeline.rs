@@ -546,6 +546,24 @@ mod tests {
 #[cfg(test)]
 mod fail_if_tests {
     use super::parse_fail_if;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn any_text_parses_or_is_refused_without_panic(text in "\\PC{0,60}") {
+            if let Some(p) = parse_fail_if(&text) {
+                prop_assert!(p.max_error_rate > 0.0 && p.max_error_rate < 1.0 && p.window >= 1);
+            }
+        }
+
+        #[test]
+        fn written_thresholds_read_back(percent in 1u32..9999, window in 1u64..1_000_000) {
+            let text = format!("error_rate > {}.{:02}% over {window} records", percent / 100, percent % 100);
+            let p = parse_fail_if(&text).unwrap();
+            prop_assert!((p.max_error_rate * 100.0 - f64::from(percent) / 100.0).abs() < 1e-9);
+            prop_assert_eq!(p.window, window);
+        }
+    }
 
     #[test]
     fn fail_if_grammar() {
