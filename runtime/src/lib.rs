@@ -1,7 +1,8 @@
 //! Sluice runtime: executes a compiled [`Plan`]: sources, stages, sinks, DLQ and audit.
 //!
 //! Modules, one job each:
-//! - [`executor`]: reader thread, rayon CPU step, writer thread, bounded channels.
+//! - [`executor`]: reader thread, CPU workers (whole batches), writer thread (reorders, writes,
+//!   checkpoints), bounded channels.
 //! - [`compile`]: prepares the plan once (DAG edges, paths, templates, regexes, secrets).
 //! - [`source`]: file discovery and the source step (decode, parse, profile checks).
 //! - [`stages`]: validate, map, mask, filter, route.
