@@ -119,6 +119,10 @@ fn a_replay_that_fails_is_undone_and_its_records_stay_pending() {
     let kept = std::fs::read(&sink).unwrap();
     std::fs::remove_file(&sink).unwrap();
     std::os::unix::fs::symlink("/dev/full", &sink).unwrap();
+    // And a crash had left a partial line at the end of the DLQ.
+    let mut f = std::fs::OpenOptions::new().append(true).open(out.join("dlq.jsonl")).unwrap();
+    std::io::Write::write_all(&mut f, b"{\"id\":\"torn").unwrap();
+    drop(f);
     let failed = replay(&dir, &[]);
     assert_eq!(error_code(&failed), "RT003", "{}", text(&failed.stderr));
     assert_eq!((len("dlq.jsonl"), len("audit.jsonl")), (dlq_before, audit_before), "undone");

@@ -322,7 +322,9 @@ impl StoredEntry {
 }
 
 /// Reads every entry of a DLQ file, in order. A missing file has none. A line that is not an
-/// entry is an error naming its line number (never its content).
+/// entry is an error naming its line number (never its content), except a last line without
+/// its line break that does not parse: a write a crash cut short, which the next run that
+/// appends cuts away (`crate::sink::append`), is skipped.
 pub fn read_entries(path: &std::path::Path) -> Result<Vec<StoredEntry>, String> {
     use std::io::BufRead;
     let file = match std::fs::File::open(path) {
@@ -330,16 +332,33 @@ pub fn read_entries(path: &std::path::Path) -> Result<Vec<StoredEntry>, String> 
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(format!("cannot open `{}`: {}", path.display(), e.kind())),
     };
+    let mut reader = std::io::BufReader::new(file);
     let mut entries = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("`{}` line {}: cannot read: {}", path.display(), i + 1, e.kind()))?;
-        if line.is_empty() {
+    let mut line = Vec::new();
+    for n in 1.. {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .map_err(|e| format!("`{}` line {n}: cannot read: {}", path.display(), e.kind()))?;
+        if read == 0 {
+            break;
+        }
+        let complete = line.last() == Some(&b'\n');
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.is_empty() {
             continue;
         }
-        let entry = serde_json::from_str(&line).map_err(|_| {
-            format!("`{}` line {}: not a DLQ entry of this version of Sluice (no `id`?)", path.display(), i + 1)
-        })?;
-        entries.push(entry);
+        match serde_json::from_str(text) {
+            Ok(entry) => entries.push(entry),
+            Err(_) if !complete => break,
+            Err(_) => {
+                return Err(format!(
+                    "`{}` line {n}: not a DLQ entry of this version of Sluice (no `id`?)",
+                    path.display()
+                ));
+            }
+        }
     }
     Ok(entries)
 }

@@ -26,7 +26,7 @@ use crate::dlq::{self, StoredEntry};
 use crate::error::RunError;
 use crate::executor::{self, Completion, Event, Feed, RawInput};
 use crate::state::Store;
-use crate::{RunOptions, compile, findings, sink, time};
+use crate::{RunOptions, compile, findings, time};
 
 /// What a replay did.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -54,23 +54,32 @@ fn replay_error(code: &'static str, message: String, help: &str) -> RunError {
     RunError::new(code, message).with_help(help)
 }
 
-/// Cuts each output back to its recorded length (undoing a replay's appends).
+/// Cuts each output back to its recorded length (undoing a replay's appends). An output
+/// already shorter is left as it is: the replay's own opening may have cut a partial last line
+/// a crash had left, which was no record.
 fn cut_back(outputs: &[(String, u64)]) -> Result<(), RunError> {
     for (path, len) in outputs {
-        if std::path::Path::new(path).exists() {
-            drop(sink::reopen(path, *len)?);
+        let p = std::path::Path::new(path);
+        let Ok(meta) = std::fs::metadata(p) else { continue };
+        if meta.len() > *len {
+            let f = std::fs::OpenOptions::new().write(true).open(p).map_err(|e| RunError::io("open", p, &e))?;
+            f.set_len(*len).map_err(|e| RunError::io("truncate", p, &e))?;
+            f.sync_all().map_err(|e| RunError::io("sync", p, &e))?;
         }
     }
     Ok(())
 }
 
-/// The current length of each output the plan writes.
-fn output_lengths(plan: &Plan) -> Vec<(String, u64)> {
+/// The length of each output file the plan writes, once a partial last line a crash left is
+/// cut away (as the replay's own appending would), so that undoing the replay gives back whole
+/// lines only.
+fn output_lengths(plan: &Plan) -> Result<Vec<(String, u64)>, RunError> {
     let mut paths: Vec<String> = plan
         .components
         .iter()
         .filter_map(|c| match &c.kind {
-            ComponentKind::Sink(s) => Some(s.path.clone()),
+            // An `http` sink has no file.
+            ComponentKind::Sink(s) if !s.path.is_empty() => Some(s.path.clone()),
             _ => None,
         })
         .collect();
@@ -78,7 +87,13 @@ fn output_lengths(plan: &Plan) -> Vec<(String, u64)> {
     paths.extend(plan.audit.iter().map(|a| a.path.clone()));
     paths.sort();
     paths.dedup();
-    paths.into_iter().map(|p| (p.clone(), std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0))).collect()
+    paths
+        .into_iter()
+        .map(|p| {
+            drop(crate::sink::append(&p)?);
+            Ok((p.clone(), std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)))
+        })
+        .collect()
 }
 
 /// Replays the DLQ records `ids` (all that are not replayed yet when empty).
@@ -188,7 +203,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
             })),
         });
     }
-    let before = output_lengths(plan);
+    let before = output_lengths(plan)?;
     let replay_key = store.begin_replay(&run_id, &plan.pipeline, &clock.now(), &before)?;
     let result = executor::execute(
         &compiled,
