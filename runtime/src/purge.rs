@@ -99,6 +99,8 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
     // The audit entry first: a removal is never unrecorded.
     if let Some(a) = &plan.audit {
         let path = std::path::Path::new(&a.path);
+        // Opening for append first cuts a torn last line, so the chain goes on from a whole entry.
+        let mut w = crate::sink::append(&a.path)?;
         let (last, head) = match audit::last_entry(path) {
             Ok(Some((seq, hash))) => (Some(seq), hash),
             Ok(None) => (None, String::new()),
@@ -108,7 +110,6 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         let mut chain = Chain::resume(&run_id, &plan.hash, &head);
         let ids: Vec<String> = chosen.iter().cloned().collect();
         let body = Purged { event: "dlq_purged", records: ids.len() as u64, ids: &ids };
-        let mut w = crate::sink::append(&a.path)?;
         chain
             .write(&mut w, last.map_or(0, |l| l + 1), &clock.now(), body)
             .map_err(|e| RunError::io("write", path, &e))?;
