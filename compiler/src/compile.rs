@@ -346,6 +346,22 @@ impl Compiler {
         if !ok {
             return None;
         }
+        if let (Some(at), Some(d)) = (&spec.dlq, &plan.dlq)
+            && d.encryption_key.is_none()
+            && d.plaintext_reason.is_none()
+        {
+            self.diags.push(
+                Diagnostic::warning(
+                    codes::DLQ_UNENCRYPTED,
+                    "the DLQ would keep raw messages, patient data, unencrypted",
+                )
+                .label(at.span, "no `encryption_key` and no `plaintext_reason`")
+                .help(
+                    "add `encryption_key: ${SLUICE_DLQ_KEY}` to `dlq` (32 random bytes as 64 hex digits); \
+                         `sluice run` refuses to start without it (RT021) unless `plaintext_reason` says why",
+                ),
+            );
+        }
         plan.seal();
         Some(plan)
     }
