@@ -15,8 +15,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sluice_hl7v2::ack::Header;
@@ -32,71 +31,34 @@ fn sluice() -> Command {
 /// A running `sluice run PIPELINE --summary json --metrics 127.0.0.1:0`, with the addresses it
 /// printed on stderr.
 struct Run {
-    child: Child,
+    running: common::Running,
     metrics: SocketAddr,
     mllp_port: u16,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Run {
     fn start(dir: &Path, pipeline: &str) -> Run {
-        let mut child = sluice()
-            .current_dir(dir)
-            .args(["run", pipeline, "--summary", "json", "--metrics", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sluice runs");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let log = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("metrics: http://") {
-                    let addr = url.strip_suffix("/metrics").expect("the URL ends in /metrics");
-                    let _ = tx.send(("metrics", addr.to_string()));
-                }
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(("mllp", addr.split_whitespace().next().unwrap().to_string()));
-                }
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-            }
+        let mut running = common::Running::spawn(sluice().current_dir(dir).args([
+            "run",
+            pipeline,
+            "--summary",
+            "json",
+            "--metrics",
+            "127.0.0.1:0",
+        ]));
+        // The metrics address is printed before the run starts, so before the listener's.
+        let metrics = running.wait_for("metrics address", |line| {
+            let url = line.strip_prefix("metrics: http://")?;
+            Some(url.strip_suffix("/metrics").expect("the URL ends in /metrics").parse().expect("a socket address"))
         });
-        let (mut metrics, mut mllp_port) = (None, None);
-        while metrics.is_none() || mllp_port.is_none() {
-            match rx.recv_timeout(Duration::from_secs(60)) {
-                Ok(("metrics", a)) => metrics = Some(a.parse().expect("a socket address")),
-                Ok((_, a)) => mllp_port = Some(a.rsplit(':').next().unwrap().parse().unwrap()),
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!("the run did not start: {}", stderr.lock().unwrap())
-                }
-            }
-        }
-        Run { child, metrics: metrics.unwrap(), mllp_port: mllp_port.unwrap(), stderr }
+        let mllp_port = running.wait_for("listening address", common::listening_port);
+        Run { running, metrics, mllp_port }
     }
 
     /// SIGTERM, then the exit code, the summary and stderr.
-    fn stop(mut self) -> (Option<i32>, serde_json::Value, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
-        let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let stderr = self.stderr.lock().unwrap().clone();
-        let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-        (status.code(), summary, stderr)
-    }
-}
-
-impl Drop for Run {
-    /// A failed assertion must not leave a listener running.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> (Option<i32>, serde_json::Value, String) {
+        let (code, summary, _, stderr) = self.running.stop("TERM");
+        (code, summary, stderr)
     }
 }
 

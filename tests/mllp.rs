@@ -11,11 +11,11 @@
 //! - After SIGINT or SIGTERM: exit 0, a balanced summary, DLQ and audit contents, an intact
 //!   audit chain, and no patient name or SSN from the data in stdout, stderr or the audit log.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_hl7v2::ack::Header;
@@ -42,40 +42,21 @@ fn workspace(name: &str, edits: &[(&str, &str)]) -> common::Workspace {
 
 /// A running `sluice run` on the listener pipeline.
 struct Server {
-    child: Child,
+    running: common::Running,
     port: u16,
     dir: PathBuf,
-    stderr: Arc<Mutex<String>>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .current_dir(dir)
-            .args(["run", "pipelines/mllp-listener.yaml", "--summary", "json"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("sluice runs");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let err = child.stderr.take().unwrap();
-        let log = Arc::clone(&stderr);
-        std::thread::spawn(move || {
-            for line in BufReader::new(err).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("listening on ").nth(1) {
-                    let port = addr.split_whitespace().next().unwrap().rsplit(':').next().unwrap().parse::<u16>();
-                    let _ = port_tx.send(port.unwrap());
-                }
-                log.lock().unwrap().push_str(&line);
-                log.lock().unwrap().push('\n');
-            }
-        });
-        let port = port_rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            let _ = child.kill();
-            panic!("the listener did not start: {}", stderr.lock().unwrap())
-        });
-        Server { child, port, dir: dir.to_path_buf(), stderr }
+        let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args([
+            "run",
+            "pipelines/mllp-listener.yaml",
+            "--summary",
+            "json",
+        ]));
+        let port = running.wait_for("listening address", common::listening_port);
+        Server { running, port, dir: dir.to_path_buf() }
     }
 
     fn connect(&self) -> TcpStream {
@@ -85,28 +66,12 @@ impl Server {
     }
 
     /// Sends the signal, waits for the exit; returns (exit code, summary JSON, stdout, stderr).
-    fn stop(mut self, signal: &str) -> (Option<i32>, serde_json::Value, String, String) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
-        let mut stdout = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
-        let status = self.child.wait().unwrap();
-        std::thread::sleep(Duration::from_millis(100));
-        let stderr = self.stderr.lock().unwrap().clone();
-        let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
-        (status.code(), summary, stdout, stderr)
+    fn stop(self, signal: &str) -> (Option<i32>, serde_json::Value, String, String) {
+        self.running.stop(signal)
     }
 
     fn out(&self, file: &str) -> String {
         std::fs::read_to_string(self.dir.join("out/mllp-listener").join(file)).unwrap_or_default()
-    }
-}
-
-impl Drop for Server {
-    /// A failed assertion must not leave a listener running forever.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

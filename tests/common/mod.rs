@@ -112,3 +112,80 @@ pub fn phi_values(files: &[PathBuf]) -> Vec<String> {
     out.dedup();
     out
 }
+
+/// The port of a listener's `source ...: listening on ADDRESS:PORT ...` stderr line.
+pub fn listening_port(line: &str) -> Option<u16> {
+    let addr = line.split("listening on ").nth(1)?;
+    addr.split_whitespace().next()?.rsplit(':').next()?.parse().ok()
+}
+
+/// A `sluice` process started with piped stdout and stderr; a thread collects stderr and hands
+/// each line on, so a test can wait for what the process announces (`listening on`, `metrics:`).
+/// Dropping it kills the process: a failed assertion never leaves a listener running.
+pub struct Running {
+    pub child: std::process::Child,
+    /// Every stderr line so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Running {
+    pub fn spawn(command: &mut std::process::Command) -> Running {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sluice runs");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (tx, lines) = std::sync::mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        let log = std::sync::Arc::clone(&stderr);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                log.lock().unwrap().push_str(&line);
+                log.lock().unwrap().push('\n');
+                let _ = tx.send(line);
+            }
+        });
+        Running { child, stderr, lines }
+    }
+
+    /// Waits (up to a minute) for the first stderr line `pick` finds something in; kills the
+    /// process and fails with its stderr if none comes.
+    pub fn wait_for<T>(&mut self, what: &str, pick: impl Fn(&str) -> Option<T>) -> T {
+        loop {
+            match self.lines.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(line) => {
+                    if let Some(found) = pick(&line) {
+                        return found;
+                    }
+                }
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no {what} on stderr: {}", self.stderr.lock().unwrap())
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` (`INT`, `TERM`) and waits for the exit; returns the exit code, the summary
+    /// (`--summary json` on stdout), stdout and stderr.
+    pub fn stop(mut self, signal: &str) -> (Option<i32>, serde_json::Value, String, String) {
+        use std::io::Read;
+        let pid = self.child.id().to_string();
+        assert!(std::process::Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+        let mut stdout = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        // The stderr thread may still be handing on the last lines.
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let stderr = self.stderr.lock().unwrap().clone();
+        let summary = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}\n{stderr}"));
+        (status.code(), summary, stdout, stderr)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
