@@ -282,13 +282,8 @@ fn print_run_error(e: &sluice_runtime::RunError) {
 
 /// The DLQ entries of a compiled pipeline, or the exit code after printing why not.
 fn dlq_entries(plan: &sluice_compiler::plan::Plan) -> Result<Vec<sluice_runtime::dlq::StoredEntry>, u8> {
-    let Some(dlq) = &plan.dlq else {
-        eprintln!("error: pipeline `{}` has no DLQ", plan.pipeline);
-        return Err(FAILED);
-    };
-    sluice_runtime::dlq::read_entries(Path::new(&dlq.path)).map_err(|e| {
-        let code = sluice_runtime::findings::DLQ_UNREADABLE;
-        eprintln!("error[{code}]: DLQ {e}");
+    sluice_runtime::dlq::read_plan_entries(plan).map_err(|e| {
+        print_run_error(&e);
         FAILED
     })
 }
@@ -383,7 +378,11 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
                         obj.insert("raw".into(), String::from_utf8_lossy(&bytes).into_owned().into());
                     }
                     Err(m) => {
-                        eprintln!("error[{}]: {m}", sluice_runtime::findings::DLQ_UNREADABLE);
+                        print_run_error(
+                            &sluice_runtime::RunError::new(sluice_runtime::findings::DLQ_UNREADABLE, m).with_help(
+                                "an encrypted entry opens only with the key the run used (`dlq.encryption_key`); check that it is the same",
+                            ),
+                        );
                         return FAILED;
                     }
                 }
@@ -506,8 +505,9 @@ fn csv_field(v: &serde_json::Value) -> String {
 /// `sluice audit export FILE`.
 pub fn audit_export(file: &Path, csv: bool, filter: &ExportFilter) -> u8 {
     if let Err(e) = sluice_runtime::verify_audit_chain(file) {
-        eprintln!("error: {}: {e}", file.display());
-        eprintln!("  help: an audit log whose chain is broken is not exported; `sluice audit verify` says where");
+        print_run_error(&chain_broken(file, &e).with_help(
+            "a log whose chain is broken is not exported; `sluice explain RT024` says what the reason means",
+        ));
         return FAILED;
     }
     let text = match std::fs::read_to_string(file) {
@@ -548,10 +548,21 @@ pub fn audit_verify(file: &Path) -> u8 {
             OK
         }
         Err(e) => {
-            eprintln!("error: {}: {e}", file.display());
+            print_run_error(&chain_broken(file, &e));
             FAILED
         }
     }
+}
+
+/// RT024 for `file`, with the verifier's reason (a line number and what does not fit).
+fn chain_broken(file: &Path, why: &str) -> sluice_runtime::RunError {
+    sluice_runtime::RunError::new(
+        sluice_runtime::findings::AUDIT_CHAIN_BROKEN,
+        format!("audit log `{}`: {why}", file.display()),
+    )
+    .with_help(
+        "keep the file as evidence and compare it with a backup; `sluice explain RT024` says what each reason means",
+    )
 }
 
 pub fn schema() -> u8 {

@@ -43,8 +43,11 @@ fn export_verifies_then_prints_csv_or_jsonl_and_refuses_a_broken_chain() {
     std::fs::write(&path, tampered).unwrap();
     let verify = sluice(&dir, &["audit", "verify", audit]);
     assert_eq!(verify.status.code(), Some(1));
-    assert!(text(&verify.stderr).contains("hash does not match the entry"), "{}", text(&verify.stderr));
+    let err = text(&verify.stderr);
+    assert!(err.starts_with("error[RT024]") && err.contains("line 2: hash does not match the entry"), "{err}");
+    assert!(err.contains("help: "), "{err}");
     let export = sluice(&dir, &["audit", "export", audit]);
     assert_eq!(export.status.code(), Some(1));
     assert_eq!(text(&export.stdout), "");
+    assert!(text(&export.stderr).starts_with("error[RT024]"), "{}", text(&export.stderr));
 }

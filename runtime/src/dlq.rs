@@ -321,6 +321,15 @@ impl StoredEntry {
     }
 }
 
+/// The entries of a plan's DLQ file ([`read_entries`]), a line that is not an entry being RT018.
+pub fn read_plan_entries(plan: &sluice_compiler::plan::Plan) -> Result<Vec<StoredEntry>, crate::RunError> {
+    let path = plan.dlq.as_ref().map(|d| d.path.as_str()).unwrap_or_default();
+    read_entries(std::path::Path::new(path)).map_err(|e| {
+        crate::RunError::new(crate::findings::DLQ_UNREADABLE, format!("DLQ {e}"))
+            .with_help("the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it")
+    })
+}
+
 /// Reads every entry of a DLQ file, in order. A missing file has none. A line that is not an
 /// entry is an error naming its line number (never its content), except a last line without
 /// its line break that does not parse: a write a crash cut short, which the next run that

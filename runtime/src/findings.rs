@@ -94,6 +94,8 @@ findings! {
         "The secret named by `dlq.encryption_key` was found but is not 32 bytes written as 64 hex digits or as base64. The message names the reference, never the value. Generate one with `openssl rand -hex 32`.";
     HTTP_HEADER_INVALID = "RT023", RunError, "HTTP sink header unusable",
         "A header of an `http` sink, once its secret reference is resolved, is not a valid HTTP header (a line break or a control character in the value). The message names the header and the reference, never the value. Fix the secret; the run does not start.";
+    AUDIT_CHAIN_BROKEN = "RT024", RunError, "audit chain broken",
+        "`sluice audit verify` (or `export`) recomputed the audit log's hashes and links and found the first line that does not fit: an entry altered (its hash does not match), removed, inserted or reordered (its `prev` is not the previous entry's hash), numbered out of order, or not an audit entry. The message gives the line number. Keep the file as evidence and compare it with a backup or a copy shipped elsewhere; `sluice audit export` refuses to export a log whose chain is broken.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";

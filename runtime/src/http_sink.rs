@@ -234,6 +234,12 @@ fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
         ureq::Error::Timeout(_) => "no answer within `timeout`".to_string(),
+        // These carry a URL (with its query, which may hold a token) or a proxy address with
+        // its credentials: say what failed without them.
+        ureq::Error::BadUri(_) => "the URL is not valid".to_string(),
+        ureq::Error::RequireHttpsOnly(_) => "the URL is not https".to_string(),
+        ureq::Error::ConnectProxyFailed(_) | ureq::Error::InvalidProxyUrl => "the proxy failed".to_string(),
+        ureq::Error::Other(_) => "HTTP client error".to_string(),
         other => other.to_string(),
     }
 }
@@ -322,6 +328,17 @@ impl HttpSinks {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_errors_are_described_without_urls_or_proxy_credentials() {
+        for e in [
+            ureq::Error::BadUri("https://h/x?token=s3cret".into()),
+            ureq::Error::RequireHttpsOnly("http://h/x?token=s3cret".into()),
+            ureq::Error::ConnectProxyFailed("user:s3cret@proxy".into()),
+        ] {
+            assert!(!describe(&e).contains("s3cret"), "{}", describe(&e));
+        }
+    }
 
     #[test]
     fn urls_are_shown_without_query_or_credentials() {

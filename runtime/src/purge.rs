@@ -71,10 +71,7 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         .with_help("finish it first (`sluice run --resume`) or start over (`--restart`): its checkpoint counts the DLQ as it is"));
     }
     let dlq_path = plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-    let entries = dlq::read_entries(std::path::Path::new(&dlq_path)).map_err(|e| {
-        RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {e}"))
-            .with_help("the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it")
-    })?;
+    let entries = dlq::read_plan_entries(plan)?;
     let known: BTreeSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
     let chosen: BTreeSet<String> = match choice {
         Choice::Replayed => store.replayed()?.into_keys().filter(|id| known.contains(id.as_str())).collect(),

@@ -124,10 +124,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         None => false,
     };
     let dlq_path = plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-    let entries = dlq::read_entries(std::path::Path::new(&dlq_path)).map_err(|e| {
-        RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {e}"))
-            .with_help("the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it")
-    })?;
+    let entries = dlq::read_plan_entries(plan)?;
     let replayed = store.replayed()?;
     let all = records(&entries);
     let chosen: Vec<&StoredEntry> = if ids.is_empty() {
@@ -184,8 +181,9 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
             ));
         };
         let bytes = e.raw_bytes(compiled.dlq_key.as_ref()).map_err(|m| {
-            RunError::new(findings::DLQ_UNREADABLE, format!("DLQ `{dlq_path}`: {m}"))
-                .with_help("the DLQ file must hold only entries Sluice wrote")
+            RunError::new(findings::DLQ_UNREADABLE, format!("DLQ `{dlq_path}`: {m}")).with_help(
+                "an encrypted entry opens only with the key the run used (`dlq.encryption_key`), and only if unaltered",
+            )
         })?;
         let sink = Arc::clone(&outcomes);
         inputs.push(RawInput {
