@@ -145,9 +145,9 @@ impl Chain {
     }
 }
 
-/// The `seq` and `hash` of the last entry of an audit file whose last line is complete (see
-/// [`crate::sink::append`]); `None` for a missing or empty file. A run that appends to the file
-/// goes on from there, so the file stays one chain.
+/// The `seq` and `hash` of the last complete entry of an audit file (a torn last line is
+/// skipped, see [`crate::sink::append`]); `None` for a missing or empty file. A run that
+/// appends to the file goes on from there, so the file stays one chain.
 pub fn last_entry(path: &std::path::Path) -> Result<Option<(u64, String)>, String> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match std::fs::File::open(path) {
@@ -163,7 +163,13 @@ pub fn last_entry(path: &std::path::Path) -> Result<Option<(u64, String)>, Strin
         .and_then(|_| f.read_to_end(&mut tail))
         .map_err(|e| format!("cannot read `{}`: {}", path.display(), e.kind()))?;
     let text = String::from_utf8_lossy(&tail);
-    let Some(last) = text.trim_end_matches('\n').rsplit('\n').next().filter(|l| !l.is_empty()) else {
+    // A last line without its line break is a write a crash cut short (the next append cuts
+    // it away, `crate::sink::append`): the chain's head is the entry before it.
+    let whole = match text.rfind('\n') {
+        Some(end) => &text[..end],
+        None => "",
+    };
+    let Some(last) = whole.rsplit('\n').next().filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
     let entry: serde_json::Value = serde_json::from_str(last)
@@ -217,6 +223,36 @@ pub fn verify_audit_chain(path: impl AsRef<std::path::Path>) -> Result<u64, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_last_entry_skips_a_torn_line() {
+        let dir = std::env::temp_dir().join(format!("sluice-audit-last-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let mut chain = Chain::new("r1", "sha256:x");
+        let mut out = Vec::new();
+        for seq in 0..2 {
+            let ev = RecordEvent {
+                record: format!("s:f#{seq}"),
+                offset: 0,
+                masked: 0,
+                message_id: None,
+                event: "delivered",
+                component: "out",
+                sinks: &[],
+            };
+            chain.write(&mut out, seq, "2024-01-01T00:00:00Z", ev).unwrap();
+        }
+        let head = chain.head().to_string();
+        std::fs::write(&path, &out).unwrap();
+        assert_eq!(last_entry(&path), Ok(Some((1, head.clone()))));
+        out.extend_from_slice(b"{\"seq\":2,\"run_id\":\"r1\",\"pla");
+        std::fs::write(&path, &out).unwrap();
+        assert_eq!(last_entry(&path), Ok(Some((1, head))), "the torn line is no entry");
+        std::fs::write(&path, b"{\"seq\":0,\"ru").unwrap();
+        assert_eq!(last_entry(&path), Ok(None));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn chain_verifies_and_detects_tampering() {
