@@ -749,7 +749,11 @@ pub fn execute(
     let plan = c.plan;
     let RunControl { mut start, resumes, store, stop, progress } = control;
     let live = feed.appends();
-    let completed_event = if matches!(feed, Feed::Records(_)) { "dlq_replay_completed" } else { "run_completed" };
+    let events = if matches!(feed, Feed::Records(_)) {
+        ("dlq_replay_started", "dlq_replay_completed")
+    } else {
+        ("run_started", "run_completed")
+    };
     let mut totals = Totals::default();
     let resuming = !live && (start.records > 0 || !start.outputs.is_empty());
     let opened = open_outputs(c, &mut totals, &start, live).and_then(|outputs| {
@@ -868,7 +872,7 @@ pub fn execute(
                 last_seq: first_seq_after,
                 started: started_seq.map(|seq| (seq, input_files)),
                 window,
-                completed_event,
+                events,
                 progress,
                 checkpoints: 0,
                 fail_if,
@@ -1043,8 +1047,9 @@ struct Writer<'a> {
     started: Option<(u64, usize)>,
     /// Told after each batch written, so workers may go on.
     window: &'a Window,
-    /// The event of the final audit entry: `run_completed`, or `dlq_replay_completed`.
-    completed_event: &'static str,
+    /// The events of the first and last audit entries: `run_started` and `run_completed`, or
+    /// `dlq_replay_started` and `dlq_replay_completed`.
+    events: (&'static str, &'static str),
     progress: Option<Arc<Progress>>,
     /// Checkpoints saved so far.
     checkpoints: u64,
@@ -1108,7 +1113,7 @@ impl Writer<'_> {
         let (Some((seq, inputs)), Some((path, w))) = (self.started, &mut self.outputs.audit) else { return Ok(()) };
         let plan = self.plan;
         let body = audit::Started {
-            event: if self.completed_event == "dlq_replay_completed" { "dlq_replay_started" } else { "run_started" },
+            event: self.events.0,
             pipeline: &plan.pipeline,
             spec_file: &plan.spec_file,
             plan_format: plan.plan_format,
@@ -1303,7 +1308,7 @@ impl Writer<'_> {
         let t = &self.totals;
         if let Some((path, w)) = &mut self.outputs.audit {
             let body = audit::Completed {
-                event: self.completed_event,
+                event: self.events.1,
                 records_in: t.records_in,
                 delivered: t.delivered,
                 dlq: t.dlq,
