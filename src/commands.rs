@@ -178,7 +178,7 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
         })
     };
     // A listening source handles its own signals (tokio); a file run watches this flag.
-    let stop = if sluice_runtime::mllp::listener_of(&plan).is_none() { stop_on_signals() } else { None };
+    let stop = if !sluice_runtime::mllp::listens(&plan) { stop_on_signals() } else { None };
     let options = sluice_runtime::RunOptions {
         fixed_clock: flags.fixed_clock,
         threads: flags.threads,

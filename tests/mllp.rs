@@ -414,3 +414,69 @@ fn enhanced_mode_and_tls() {
     assert_eq!(summary["records_in"], 1);
     assert_eq!(summary["balanced"], true);
 }
+
+#[test]
+fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
+    let backfill = concat!(
+        "  hl7_backfill:\n",
+        "    type: mllp\n",
+        "    listen: 127.0.0.1:0\n",
+        "    profile: ../mappings/base/profiles/default.yaml\n",
+        "    priority: backfill\n",
+        "stages:\n",
+    );
+    let dir = workspace(
+        "priority",
+        &[
+            ("    max_connections: 32\n", "    max_connections: 32\n    priority: interactive\n"),
+            ("stages:\n", backfill),
+            ("inputs: [hl7_listener]", "inputs: [hl7_listener, hl7_backfill]"),
+        ],
+    );
+    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&dir)
+        .args(["plan", "pipelines/mllp-listener.yaml"])
+        .output()
+        .unwrap();
+    let plan_text = String::from_utf8_lossy(&plan.stdout);
+    assert!(plan.status.success(), "{plan_text}");
+    assert!(plan_text.contains("priority interactive") && plan_text.contains("priority backfill"), "{plan_text}");
+
+    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
+        "run",
+        "pipelines/mllp-listener.yaml",
+        "--summary",
+        "json",
+    ]));
+    let mut ports = std::collections::BTreeMap::new();
+    while ports.len() < 2 {
+        let (source, port) = running.wait_for("two listening addresses", |line| {
+            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
+            Some((source, common::listening_port(line)?))
+        });
+        ports.insert(source, port);
+    }
+    for (source, port) in &ports {
+        let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        for i in 0..3 {
+            let id = format!("{}{i}", &source[4..6].to_uppercase());
+            s.write_all(&mllp::frame(ADT.replace("CTRL1", &id).as_bytes())).unwrap();
+            assert_eq!(msa(&read_frame(&mut s).unwrap()), ("AA".into(), id));
+        }
+    }
+    let (exit, summary, stdout, stderr) = running.stop("INT");
+    assert_eq!(exit, Some(0), "{stderr}");
+    assert_eq!(stderr.matches("SIGINT: no new connections").count(), 1, "one stop notice: {stderr}");
+    assert_eq!(summary["records_in"], 6);
+    assert_eq!(summary["delivered"], 6);
+    assert_eq!(summary["balanced"], true);
+    let audit_path = dir.join("out/mllp-listener/audit.jsonl");
+    assert_eq!(sluice_runtime::verify_audit_chain(&audit_path).unwrap(), 8);
+    let audit = std::fs::read_to_string(&audit_path).unwrap();
+    for source in ports.keys() {
+        assert_eq!(audit.matches(&format!("\"record\":\"{source}:127.0.0.1:")).count(), 3, "{source}: {audit}");
+    }
+    let phi = ["ZEBULON", "QUINTUS", "123-45-6789", "19800101"].map(String::from);
+    assert_no_phi(&phi, &[("stdout", &stdout), ("stderr", &stderr), ("the audit log", &audit)]);
+}

@@ -67,8 +67,10 @@ codes! {
         "A mapping is type-checked against the schema in its `input.schema`; the records reaching it are read by the source's parser profile under another standard or version, so its paths may mean something else. Make them agree.";
     UNKNOWN_BRANCH = "SL308", "unknown-branch", "An input names a route branch that does not exist.",
         "`route.branch` must name one of the route's `routes` or its `default`.";
-    LIVE_SOURCE_NOT_ALONE = "SL309", "live-source-not-alone", "A listening source shares its pipeline with other sources.",
-        "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either one listening source or only file sources. Split it into two pipelines sharing the same stages' files.";
+    LIVE_SOURCE_NOT_ALONE = "SL309", "live-source-not-alone", "A listening source shares its pipeline with file sources.",
+        "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either listening sources (one or more, each with a `priority`) or only file sources. Split it into two pipelines sharing the same stages' files.";
+    DUPLICATE_LISTEN_ADDRESS = "SL310", "duplicate-listen-address", "Two listening sources have the same address.",
+        "Each `mllp` source of a pipeline listens on its own address and port (`listen`); the second could not bind. Give each source its own port (or port 0 for any free port).";
     UNKNOWN_SCHEMA = "SL401", "unknown-schema", "Unknown schema.",
         "The schema name must be one of the bundled schemas: `hl7v2/<version>` for HL7 v2 (2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.8) or an output schema such as `canonical/patient-event@1`.";
     UNKNOWN_SEGMENT = "SL402", "unknown-segment", "Unknown HL7 segment.",

@@ -385,16 +385,35 @@ impl Compiler {
             }
             index.insert(&c.name, graph.add_node(i));
         }
-        let sources = spec.components.iter().filter(|c| c.section == Section::Source).count();
-        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Mllp(_))) {
-            if sources > 1 {
+        // Listening sources run until stopped and file sources end: a pipeline has one kind.
+        let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
+        let mut addresses: HashMap<&str, Span> = HashMap::new();
+        for c in spec.components.iter() {
+            let Body::Mllp(m) = &c.body else { continue };
+            if file_sources > 0 {
                 self.diags.push(
                     Diagnostic::error(
                         codes::LIVE_SOURCE_NOT_ALONE,
-                        format!("the mllp source `{}` must be the only source of its pipeline", c.name),
+                        format!("the mllp source `{}` shares its pipeline with file sources", c.name),
                     )
-                    .label(c.name_span, format!("listens until stopped, beside {} other source(s)", sources - 1))
-                    .help("move the other sources to a pipeline of their own"),
+                    .label(c.name_span, format!("listens until stopped, beside {file_sources} file source(s)"))
+                    .help("move the file sources to a pipeline of their own"),
+                );
+                ok = false;
+            }
+            // Port 0 takes any free port, so two of those never clash.
+            if m.listen.ends_with(":0") {
+                continue;
+            }
+            if let Some(first) = addresses.insert(&m.listen, c.name_span) {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::DUPLICATE_LISTEN_ADDRESS,
+                        format!("two mllp sources listen on `{}`", m.listen),
+                    )
+                    .label(c.name_span, "second source on this address")
+                    .label(first, "first one")
+                    .help("give each listening source its own port"),
                 );
                 ok = false;
             }
@@ -690,6 +709,7 @@ impl Compiler {
                     charset: m.charset.clone(),
                     ack_mode: m.ack_mode.clone(),
                     ack_timing: m.ack_timing.clone(),
+                    priority: m.priority.clone(),
                 };
                 let kind = ComponentKind::Source(SourcePlan {
                     kind: "mllp".into(),

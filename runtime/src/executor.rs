@@ -28,9 +28,12 @@
 //!   names the sink.
 //! - A panic while processing one record is caught and that record goes to the DLQ with
 //!   `RT008`; it does not take the run down.
-//! - Sources are a [`Feed`]: files (read in the reader thread) or a live channel (an MLLP
-//!   listener sends [`RawInput`]s). On a live feed the reader never waits for a full batch: a
-//!   partial batch leaves after [`LINGER`] without a new record.
+//! - Sources are a [`Feed`]: files (read in the reader thread) or live channels (MLLP
+//!   listeners send [`RawInput`]s), one per source in priority order: the reader always takes
+//!   the next record from the most urgent channel holding one, so interactive work overtakes a
+//!   backfill that is queued (not dropped) behind a busy pipeline. Order is kept per channel
+//!   (hence per connection), not across sources. On a live feed the reader never waits for a
+//!   full batch: a partial batch leaves after [`LINGER`] without a new record.
 //! - A record may carry a [`Completion`]: the writer calls it with the record's [`Delivery`]
 //!   only after its sink lines, DLQ entries and audit entry are written, flushed and synced to
 //!   disk (`sync_data`), once per batch. That is what lets an ACK mean "durable".
@@ -117,8 +120,10 @@ pub enum Feed {
     /// The plan's file sources' files ([`file_inputs`]: plan order, files sorted, as they were
     /// when the run started).
     Files(Vec<InputFile>),
-    /// Records sent by a live source (such as the MLLP listener) until every sender is dropped.
-    Live(crossbeam_channel::Receiver<RawInput>),
+    /// Records sent by live sources (such as MLLP listeners) until every sender is dropped:
+    /// one channel per source, most urgent first. When several hold records, the reader takes
+    /// from the first (a priority queue); the others wait in their bounded channels.
+    Live(Vec<crossbeam_channel::Receiver<RawInput>>),
     /// Records given whole (a DLQ replay).
     Records(Vec<RawInput>),
 }
@@ -670,17 +675,59 @@ fn read_files(
     false
 }
 
+/// The next record of a live feed: from the first (most urgent) channel holding one, waiting
+/// for one at most `wait` (`None`: as long as it takes). A channel is dropped from `channels`
+/// once it is empty and its senders are gone; `Disconnected` means every one is.
+fn next_live(
+    channels: &mut Vec<crossbeam_channel::Receiver<RawInput>>,
+    wait: Option<Duration>,
+) -> Result<RawInput, crossbeam_channel::RecvTimeoutError> {
+    use crossbeam_channel::{RecvTimeoutError, Select, TryRecvError};
+    let deadline = wait.map(|w| Instant::now() + w);
+    loop {
+        let mut i = 0;
+        while i < channels.len() {
+            match channels[i].try_recv() {
+                Ok(raw) => return Ok(raw),
+                Err(TryRecvError::Empty) => i += 1,
+                Err(TryRecvError::Disconnected) => {
+                    channels.remove(i);
+                }
+            }
+        }
+        if channels.is_empty() {
+            return Err(RecvTimeoutError::Disconnected);
+        }
+        // Wait until any channel has a record (or is closed), then take by priority again.
+        let mut select = Select::new();
+        for rx in channels.iter() {
+            select.recv(rx);
+        }
+        let ready = match deadline {
+            Some(d) => select.ready_deadline(d).is_ok(),
+            None => {
+                select.ready();
+                true
+            }
+        };
+        if !ready {
+            return Err(RecvTimeoutError::Timeout);
+        }
+    }
+}
+
 /// Batches a live feed: a batch leaves when full, or [`LINGER`] after its last record. Records
 /// are numbered from `after + 1`.
-fn read_live(rx: &crossbeam_channel::Receiver<RawInput>, batch_size: usize, after: u64, raw_tx: &mut BatchSender) {
+fn read_live(
+    mut channels: Vec<crossbeam_channel::Receiver<RawInput>>,
+    batch_size: usize,
+    after: u64,
+    raw_tx: &mut BatchSender,
+) {
     let mut seq = after;
     let mut batch = Vec::with_capacity(batch_size);
     loop {
-        let next = if batch.is_empty() {
-            rx.recv().map_err(|_| crossbeam_channel::RecvTimeoutError::Disconnected)
-        } else {
-            rx.recv_timeout(LINGER)
-        };
+        let next = next_live(&mut channels, if batch.is_empty() { None } else { Some(LINGER) });
         match next {
             Ok(mut raw) => {
                 seq += 1;
@@ -833,8 +880,8 @@ pub fn execute(
 
         let reader = s.spawn(move || match feed {
             Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx),
-            Feed::Live(rx) => {
-                read_live(&rx, batch_size, first_seq_after, &mut raw_tx);
+            Feed::Live(channels) => {
+                read_live(channels, batch_size, first_seq_after, &mut raw_tx);
                 false
             }
             Feed::Records(records) => {
@@ -1333,6 +1380,53 @@ impl Writer<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn raw(source: usize, index: u64) -> RawInput {
+        RawInput {
+            source,
+            file: Arc::from("peer/conn1"),
+            offset: 0,
+            index,
+            seq: 0,
+            bytes: vec![],
+            problem: None,
+            completion: None,
+        }
+    }
+
+    #[test]
+    fn a_live_feed_takes_the_most_urgent_waiting_record_first_and_keeps_each_channel_in_order() {
+        let (urgent_tx, urgent) = crossbeam_channel::bounded(8);
+        let (backfill_tx, backfill) = crossbeam_channel::bounded(8);
+        for i in 1..=5 {
+            backfill_tx.send(raw(1, i)).unwrap();
+        }
+        let mut channels = vec![urgent, backfill];
+        let next = |channels: &mut Vec<_>| next_live(channels, Some(Duration::ZERO)).map(|r| (r.source, r.index));
+        assert_eq!(next(&mut channels), Ok((1, 1)), "nothing urgent waits: the backfill goes on");
+        urgent_tx.send(raw(0, 1)).unwrap();
+        urgent_tx.send(raw(0, 2)).unwrap();
+        assert_eq!(next(&mut channels), Ok((0, 1)), "an urgent record overtakes the queued backfill");
+        assert_eq!(next(&mut channels), Ok((0, 2)));
+        assert_eq!(next(&mut channels), Ok((1, 2)), "the backfill resumes where it was");
+        drop(urgent_tx);
+        assert_eq!(next(&mut channels), Ok((1, 3)));
+        assert_eq!(channels.len(), 1, "a closed, empty channel is let go");
+        assert_eq!(next(&mut channels), Ok((1, 4)));
+        assert_eq!(next(&mut channels), Ok((1, 5)));
+        assert_eq!(next(&mut channels), Err(crossbeam_channel::RecvTimeoutError::Timeout), "open but empty");
+        // A record sent while the reader waits wakes it.
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                std::thread::sleep(Duration::from_millis(20));
+                backfill_tx.send(raw(1, 6)).unwrap();
+            });
+            assert_eq!(next_live(&mut channels, None).map(|r| r.index), Ok(6));
+        });
+        drop(backfill_tx);
+        assert_eq!(next(&mut channels), Err(crossbeam_channel::RecvTimeoutError::Disconnected));
+        assert!(channels.is_empty());
+    }
 
     #[test]
     fn workers_wait_for_the_writer_beyond_the_window() {

@@ -149,36 +149,32 @@ pub fn run_with_events(
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
     let compiled = compile::Compiled::new(plan)?;
-    let (run_id, t, resumed_from) = match mllp::listener_of(plan) {
-        Some(_) => {
-            if options.start == Start::Resume {
-                return Err(RunError::new(
-                    findings::NOTHING_TO_RESUME,
-                    format!("pipeline `{}` listens for MLLP: there is no position to resume from", plan.pipeline),
-                )
-                .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
-            }
-            let run_id = run_id(&plan.hash, &clock.seed());
-            announce_run_id(options, &run_id);
-            let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
-            (run_id, t, None)
+    let (run_id, t, resumed_from) = if mllp::listens(plan) {
+        if options.start == Start::Resume {
+            return Err(RunError::new(
+                findings::NOTHING_TO_RESUME,
+                format!("pipeline `{}` listens for MLLP: there is no position to resume from", plan.pipeline),
+            )
+            .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
         }
-        None => {
-            let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;
-            announce_run_id(options, &run_id);
-            let resumed_from = (options.start == Start::Resume).then_some(control.start.records);
-            tracing::info!(
-                run_id = %run_id,
-                pipeline = %plan.pipeline,
-                plan_hash = %plan.hash,
-                inputs = inputs.len(),
-                resumed_from = resumed_from.unwrap_or(0),
-                "run started"
-            );
-            let t =
-                executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
-            (run_id, t, resumed_from)
-        }
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
+        (run_id, t, None)
+    } else {
+        let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;
+        announce_run_id(options, &run_id);
+        let resumed_from = (options.start == Start::Resume).then_some(control.start.records);
+        tracing::info!(
+            run_id = %run_id,
+            pipeline = %plan.pipeline,
+            plan_hash = %plan.hash,
+            inputs = inputs.len(),
+            resumed_from = resumed_from.unwrap_or(0),
+            "run started"
+        );
+        let t = executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
+        (run_id, t, resumed_from)
     };
     let elapsed = started.elapsed();
     let secs = elapsed.as_secs_f64();

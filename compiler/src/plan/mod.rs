@@ -121,6 +121,19 @@ pub struct MllpPlan {
     pub ack_mode: String,
     /// `on_commit` or `on_receipt`.
     pub ack_timing: String,
+    /// `interactive`, `normal` or `backfill` (`spec::shape::PRIORITIES`): which of a pipeline's
+    /// listeners is served first when it is busy. Absent from the JSON when `normal`, so the
+    /// plans (and hashes) written before it existed are unchanged.
+    #[serde(default = "normal_priority", skip_serializing_if = "is_normal_priority")]
+    pub priority: String,
+}
+
+fn normal_priority() -> String {
+    "normal".into()
+}
+
+fn is_normal_priority(p: &String) -> bool {
+    p == "normal"
 }
 
 /// TLS files: the certificate chain path (relative to the directory `sluice` runs in) and the

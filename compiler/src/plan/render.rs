@@ -29,14 +29,15 @@ pub fn text(plan: &Plan) -> String {
                         let tls = if m.tls.is_some() { ", tls" } else { "" };
                         let _ = writeln!(
                             o,
-                            "    mllp listen {} ({}{tls}), ack {} {}, max frame {} bytes, idle timeout {} ms, max {} connections",
+                            "    mllp listen {} ({}{tls}), ack {} {}, max frame {} bytes, idle timeout {} ms, max {} connections, priority {}",
                             m.listen,
                             s.format,
                             m.ack_mode,
                             m.ack_timing,
                             m.max_frame_bytes,
                             m.idle_timeout_ms,
-                            m.max_connections
+                            m.max_connections,
+                            m.priority
                         );
                     }
                     None => {

@@ -188,6 +188,7 @@ pub struct MllpSpec {
     pub charset: Option<String>,
     pub ack_mode: String,
     pub ack_timing: String,
+    pub priority: String,
 }
 
 /// Reads `host:port`: an IP address (IPv6 in brackets) or `localhost`, and a port.
@@ -256,6 +257,10 @@ fn mllp(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<MllpSpec> {
             ack_timing = t.text;
         }
     }
+    let priority = obj
+        .get("priority")
+        .and_then(|n| reader::one_of(cx, n, shape::PRIORITIES, "source priority"))
+        .map_or_else(|| "normal".to_string(), |p| p.text);
     Some(MllpSpec {
         listen: listen.text,
         profile: s(cx, "profile"),
@@ -266,6 +271,7 @@ fn mllp(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<MllpSpec> {
         charset,
         ack_mode,
         ack_timing,
+        priority,
     })
 }
 

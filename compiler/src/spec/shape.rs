@@ -169,6 +169,8 @@ pub static SOURCE_FILES: Shape = Shape {
 
 pub const ACK_MODES: &[&str] = &["original", "enhanced"];
 pub const ACK_TIMINGS: &[&str] = &["on_commit", "on_receipt"];
+/// Source priorities, most urgent first ([`crate::plan::MllpPlan::priority`]).
+pub const PRIORITIES: &[&str] = &["interactive", "normal", "backfill"];
 
 pub static MLLP_TLS: Shape = Shape {
     name: "mllp.tls",
@@ -205,7 +207,7 @@ pub static MLLP_ACK: Shape = Shape {
 pub static SOURCE_MLLP: Shape = Shape {
     name: "source.mllp",
     type_tag: Some("mllp"),
-    doc: "Listens for HL7 v2 messages over MLLP (TCP, optionally TLS) and acknowledges each. Runs until SIGINT or SIGTERM; must be the pipeline's only source.",
+    doc: "Listens for HL7 v2 messages over MLLP (TCP, optionally TLS) and acknowledges each. Runs until SIGINT or SIGTERM. A pipeline may have several `mllp` sources (each on its own address, with a `priority`) but no `files` source beside them.",
     keys: &[
         req("type", KeyType::Enum(&["mllp"]), "Source kind."),
         opt("format", KeyType::Enum(&["hl7v2"]), "Standard of the messages: `hl7v2` (the default and only one)."),
@@ -229,6 +231,11 @@ pub static SOURCE_MLLP: Shape = Shape {
             "Character set of every message on this listener, whatever MSH-18 says (overrides the profile's `encoding`).",
         ),
         opt("ack", KeyType::Object(&MLLP_ACK), "Acknowledgement mode and timing."),
+        opt(
+            "priority",
+            KeyType::Enum(PRIORITIES),
+            "`interactive`, `normal` (default) or `backfill`: when the pipeline is busy, a record waiting on a more urgent source is taken first; the others queue (their connections wait), never dropped.",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };

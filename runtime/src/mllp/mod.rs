@@ -49,12 +49,30 @@ pub enum ListenEvent {
     Stopping { signal: &'static str },
 }
 
-/// The plan's MLLP source, if it has one: its component index and settings.
-pub fn listener_of(plan: &Plan) -> Option<(usize, &MllpPlan)> {
-    plan.components.iter().enumerate().find_map(|(i, c)| match &c.kind {
-        ComponentKind::Source(s) => s.mllp.as_deref().map(|m| (i, m)),
-        _ => None,
-    })
+/// The plan's MLLP sources, most urgent `priority` first (plan order among equals): their
+/// component indexes and settings.
+pub fn listeners_of(plan: &Plan) -> Vec<(usize, &MllpPlan)> {
+    let mut listeners: Vec<(usize, &MllpPlan)> = plan
+        .components
+        .iter()
+        .enumerate()
+        .filter_map(|(i, c)| match &c.kind {
+            ComponentKind::Source(s) => s.mllp.as_deref().map(|m| (i, m)),
+            _ => None,
+        })
+        .collect();
+    listeners.sort_by_key(|(_, m)| priority_rank(&m.priority));
+    listeners
+}
+
+/// Whether the plan's sources listen (and the run lasts until stopped).
+pub fn listens(plan: &Plan) -> bool {
+    !listeners_of(plan).is_empty()
+}
+
+/// 0 for the most urgent priority (`spec::shape::PRIORITIES` order).
+fn priority_rank(priority: &str) -> usize {
+    sluice_compiler::spec::shape::PRIORITIES.iter().position(|p| *p == priority).unwrap_or(1)
 }
 
 /// What every connection task shares.
@@ -77,19 +95,25 @@ fn resolve_listen(text: &str) -> Option<SocketAddr> {
     }
 }
 
-/// Runs the pipeline fed by its MLLP source until SIGINT or SIGTERM (or until the executor
-/// stops on an error), then drains and returns the totals.
-pub fn serve(
+/// One source's bound socket, with what its connections share.
+struct Listener {
+    name: String,
+    socket: std::net::TcpListener,
+    local: SocketAddr,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    max_connections: usize,
+    tx: crossbeam_channel::Sender<RawInput>,
+}
+
+/// Binds one MLLP source (before anything starts, so a taken port fails the run at once).
+fn bind(
     c: &Compiled<'_>,
+    source: usize,
+    plan: &MllpPlan,
     clock: &Clock,
     run_id: &str,
-    threads: Option<usize>,
-    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
-    progress: Option<Arc<crate::progress::Progress>>,
-) -> Result<Totals, RunError> {
-    let Some((source, plan)) = listener_of(c.plan) else {
-        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no mllp source"));
-    };
+) -> Result<(Listener, crossbeam_channel::Receiver<RawInput>), RunError> {
     let name = c.plan.components[source].name.clone();
     let ComponentKind::Source(sp) = &c.plan.components[source].kind else {
         return Err(RunError::new(findings::PLAN_INVALID, "the mllp component is not a source"));
@@ -98,17 +122,11 @@ pub fn serve(
     let acceptor = plan.tls.as_ref().map(|t| tls::acceptor(&name, t)).transpose()?;
     let addr =
         resolve_listen(&plan.listen).ok_or_else(|| listen_err(format!("`{}` is not an address", plan.listen)))?;
-    let std_listener = std::net::TcpListener::bind(addr)
+    let socket = std::net::TcpListener::bind(addr)
         .map_err(|e| listen_err(format!("cannot listen on {addr}: {}", e.kind())))
         .map_err(|e| e.with_help("pick a free port, or stop the process using it"))?;
-    std_listener.set_nonblocking(true).map_err(|e| listen_err(format!("cannot set up the socket: {}", e.kind())))?;
-    let local = std_listener.local_addr().map_err(|e| listen_err(format!("cannot read the address: {}", e.kind())))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_io()
-        .enable_time()
-        .build()
-        .map_err(|e| listen_err(format!("cannot start the network runtime: {}", e.kind())))?;
+    socket.set_nonblocking(true).map_err(|e| listen_err(format!("cannot set up the socket: {}", e.kind())))?;
+    let local = socket.local_addr().map_err(|e| listen_err(format!("cannot read the address: {}", e.kind())))?;
     let shared = Arc::new(Shared {
         source,
         profile: Profile::new(&sp.profile),
@@ -121,34 +139,105 @@ pub fn serve(
         run_id: run_id.to_string(),
     });
     let max_connections = usize::try_from(plan.max_connections).unwrap_or(usize::MAX).clamp(1, Semaphore::MAX_PERMITS);
-    // Bounded: a slow pipeline slows the connections down instead of filling memory.
+    // Bounded, one channel per source: a slow pipeline slows that source's connections down
+    // instead of filling memory, and the executor picks from the most urgent channel first.
     let (tx, rx) = crossbeam_channel::bounded::<RawInput>(1024);
+    Ok((Listener { name, socket, local, acceptor, shared, max_connections, tx }, rx))
+}
+
+/// Runs the pipeline fed by its MLLP sources until SIGINT or SIGTERM (or until the executor
+/// stops on an error), then drains and returns the totals.
+pub fn serve(
+    c: &Compiled<'_>,
+    clock: &Clock,
+    run_id: &str,
+    threads: Option<usize>,
+    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
+    progress: Option<Arc<crate::progress::Progress>>,
+) -> Result<Totals, RunError> {
+    let sources = listeners_of(c.plan);
+    if sources.is_empty() {
+        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no mllp source"));
+    }
+    let mut listeners = Vec::with_capacity(sources.len());
+    let mut feeds = Vec::with_capacity(sources.len());
+    for (source, plan) in sources {
+        let (listener, rx) = bind(c, source, plan, clock, run_id)?;
+        listeners.push(listener);
+        feeds.push(rx);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| RunError::new(findings::LISTEN, format!("cannot start the network runtime: {}", e.kind())))?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let net = std::thread::Builder::new()
         .name("sluice-mllp".into())
-        .spawn(move || {
-            runtime.block_on(accept_loop(
-                std_listener,
-                acceptor,
-                shared,
-                tx,
-                stop_rx,
-                max_connections,
-                events,
-                name,
-                local,
-            ))
-        })
+        .spawn(move || runtime.block_on(supervise(listeners, stop_rx, events)))
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the listener thread"))?;
     let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(rx), control);
+    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
     // The executor ends when every sender is gone (after a signal), or on an error: then stop
-    // the listener too.
+    // the listeners too.
     let _ = stop_tx.send(true);
     let accepted = net.join().map_err(|_| RunError::new(findings::INTERNAL, "the listener thread failed"))?;
     let totals = totals?;
     accepted?;
     Ok(totals)
+}
+
+/// Serves every listener until a signal, the executor's stop, or a listener's failure; then
+/// closes them all and waits for their connections to finish.
+async fn supervise(
+    listeners: Vec<Listener>,
+    mut stop: watch::Receiver<bool>,
+    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
+) -> Result<(), RunError> {
+    let notify = |e: ListenEvent| {
+        if let Some(tx) = &events {
+            let _ = tx.send(e);
+        }
+    };
+    // Register the signal handlers before saying we listen, so a signal right after is caught:
+    // poll the signal future once so its handlers are installed.
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    tokio::select! {
+        biased;
+        s = &mut signal => {
+            notify(ListenEvent::Stopping { signal: s });
+            return Ok(());
+        }
+        _ = std::future::ready(()) => {}
+    }
+    let (halt_tx, halt_rx) = watch::channel(false);
+    let mut loops = tokio::task::JoinSet::new();
+    for l in listeners {
+        notify(ListenEvent::Listening { source: l.name.clone(), address: l.local });
+        loops.spawn(accept_loop(l, halt_rx.clone()));
+    }
+    let mut failure = None;
+    tokio::select! {
+        s = &mut signal => notify(ListenEvent::Stopping { signal: s }),
+        _ = stop.changed() => {}
+        // Only a listener that fails ends before the halt.
+        Some(r) = loops.join_next() => failure = accept_failure(r),
+    }
+    let _ = halt_tx.send(true);
+    while let Some(r) = loops.join_next().await {
+        failure = failure.or(accept_failure(r));
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn accept_failure(joined: Result<Result<(), RunError>, tokio::task::JoinError>) -> Option<RunError> {
+    match joined {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(RunError::new(findings::INTERNAL, "a listener task failed")),
+    }
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.
@@ -171,38 +260,12 @@ async fn shutdown_signal() -> &'static str {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn accept_loop(
-    std_listener: std::net::TcpListener,
-    acceptor: Option<tokio_rustls::TlsAcceptor>,
-    shared: Arc<Shared>,
-    tx: crossbeam_channel::Sender<RawInput>,
-    mut stop: watch::Receiver<bool>,
-    max_connections: usize,
-    events: Option<std::sync::mpsc::Sender<ListenEvent>>,
-    name: String,
-    local: SocketAddr,
-) -> Result<(), RunError> {
-    let listener = tokio::net::TcpListener::from_std(std_listener)
+/// Accepts one source's connections until `halt`, then closes them and waits for each to
+/// finish its in-flight records.
+async fn accept_loop(l: Listener, mut halt: watch::Receiver<bool>) -> Result<(), RunError> {
+    let Listener { name, socket, acceptor, shared, max_connections, tx, .. } = l;
+    let listener = tokio::net::TcpListener::from_std(socket)
         .map_err(|e| RunError::new(findings::LISTEN, format!("source `{name}`: cannot listen: {}", e.kind())))?;
-    // Register the signal handlers before saying we listen, so a signal right after is caught.
-    let signal = shutdown_signal();
-    tokio::pin!(signal);
-    let notify = |e: ListenEvent| {
-        if let Some(tx) = &events {
-            let _ = tx.send(e);
-        }
-    };
-    // Poll the signal future once so its handlers are installed.
-    tokio::select! {
-        biased;
-        s = &mut signal => {
-            notify(ListenEvent::Stopping { signal: s });
-            return Ok(());
-        }
-        _ = std::future::ready(()) => {}
-    }
-    notify(ListenEvent::Listening { source: name, address: local });
     let (close_tx, close_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max_connections));
     let mut tasks = tokio::task::JoinSet::new();
@@ -210,13 +273,11 @@ async fn accept_loop(
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            s = &mut signal => { notify(ListenEvent::Stopping { signal: s }); break }
-            _ = stop.changed() => break,
+            _ = halt.changed() => break,
         };
         let accepted = tokio::select! {
             a = listener.accept() => a,
-            s = &mut signal => { notify(ListenEvent::Stopping { signal: s }); break }
-            _ = stop.changed() => break,
+            _ = halt.changed() => break,
         };
         while tasks.try_join_next().is_some() {}
         let (socket, peer) = match accepted {
