@@ -360,6 +360,13 @@ fn on_receipt_acks_max_connections_and_sigterm_drains() {
         s.write_all(&mllp::frame(m.as_bytes())).unwrap();
         assert_eq!(msa(&read_frame(&mut s).unwrap()), ("AA".into(), format!("R{i}")));
     }
+    // Acknowledged on receipt, and no more messages coming: the records are not left in the
+    // writer's buffers waiting for the next ones.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.out("patient-events.jsonl").lines().count() < 20 {
+        assert!(std::time::Instant::now() < deadline, "the records were not written while the listener idles");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let unparseable = ADT.replace("CTRL1", "RBAD").replace("EVN|", "evn|");
     s.write_all(&mllp::frame(unparseable.as_bytes())).unwrap();
     assert_eq!(msa(&read_frame(&mut s).unwrap()).0, "AR");
@@ -479,4 +486,98 @@ fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
     }
     let phi = ["ZEBULON", "QUINTUS", "123-45-6789", "19800101"].map(String::from);
     assert_no_phi(&phi, &[("stdout", &stdout), ("stderr", &stderr), ("the audit log", &audit)]);
+}
+
+/// A busy pipeline (an `http` sink throttled to 20 requests of 4 records a second) with 400
+/// backfill messages queued: a message on the interactive listener overtakes them. Its ACK
+/// (on_commit: once durable) arrives while most of the backfill is still waiting. Counted in
+/// records, not timed: without priority it would come after all 400.
+#[test]
+fn an_interactive_message_overtakes_a_queued_backfill() {
+    use common::http_server::{Reply, Server};
+    let http = Server::start(|_| Reply::Status(200, None));
+    let backfill_source = concat!(
+        "  hl7_backfill:\n",
+        "    type: mllp\n",
+        "    listen: 127.0.0.1:0\n",
+        "    profile: ../mappings/base/profiles/default.yaml\n",
+        "    priority: backfill\n",
+        "    ack: {timing: on_receipt}\n",
+        "stages:\n",
+    );
+    let http_sink = format!(
+        "sinks:\n  slow_api:\n    type: http\n    inputs: [mask]\n    url: {}\n    throttle: {{rate: 20/s}}\n",
+        http.url
+    );
+    let dir = workspace(
+        "overtake",
+        &[
+            ("    max_connections: 32\n", "    max_connections: 32\n    priority: interactive\n"),
+            ("stages:\n", backfill_source),
+            ("inputs: [hl7_listener]", "inputs: [hl7_listener, hl7_backfill]"),
+            ("sinks:\n", &http_sink),
+            ("batch_size: 64", "batch_size: 4"),
+        ],
+    );
+    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
+        "run",
+        "pipelines/mllp-listener.yaml",
+        "--summary",
+        "json",
+    ]));
+    let mut ports = std::collections::BTreeMap::new();
+    while ports.len() < 2 {
+        let (source, port) = running.wait_for("two listening addresses", |line| {
+            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
+            Some((source, common::listening_port(line)?))
+        });
+        ports.insert(source, port);
+    }
+    const BACKFILL: usize = 400;
+    let backfill = TcpStream::connect(("127.0.0.1", ports["hl7_backfill"])).unwrap();
+    backfill.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut writer = backfill.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        for i in 0..BACKFILL {
+            writer.write_all(&mllp::frame(ADT.replace("CTRL1", &format!("B{i}")).as_bytes())).unwrap();
+        }
+    });
+    // The ACKs come back pipelined, several per read: one framer for the whole stream.
+    let reader = {
+        let (acked, mut backfill) = (Arc::clone(&acked), backfill);
+        std::thread::spawn(move || {
+            let mut framer = mllp::Framer::new(1 << 20);
+            let (mut events, mut buf) = (Vec::new(), [0u8; 65536]);
+            while acked.load(std::sync::atomic::Ordering::SeqCst) < BACKFILL {
+                let n = backfill.read(&mut buf).expect("the backfill's ACKs keep coming");
+                assert!(n > 0, "the listener closed the backfill connection");
+                framer.push(&buf[..n], &mut events);
+                for e in events.drain(..) {
+                    let mllp::Event::Frame { payload, .. } = e else { panic!("not an ACK: {e:?}") };
+                    assert_eq!(msa(&payload).0, "AA");
+                    acked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    // on_receipt: the backfill is acknowledged as it is queued; wait until it all is.
+    reader.join().unwrap();
+    sender.join().unwrap();
+    let backfill_delivered = || http.accepted().iter().filter(|r| r["metadata"]["message_id"] != "LIVE1").count();
+    assert!(backfill_delivered() < BACKFILL / 2, "the pipeline is busy: most of the backfill still waits");
+    let mut live = TcpStream::connect(("127.0.0.1", ports["hl7_listener"])).unwrap();
+    live.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    live.write_all(&mllp::frame(ADT.replace("CTRL1", "LIVE1").as_bytes())).unwrap();
+    assert_eq!(msa(&read_frame(&mut live).unwrap()), ("AA".into(), "LIVE1".into()));
+    let ahead = backfill_delivered();
+    println!("the interactive message was delivered after {ahead} of {BACKFILL} backfill records");
+    assert!(ahead < BACKFILL / 2, "{ahead} backfill records went first");
+    drop(live);
+    // Everything still arrives: nothing queued was dropped.
+    let (exit, summary, _, stderr) = running.stop("INT");
+    assert_eq!(exit, Some(0), "{stderr}");
+    assert_eq!(summary["records_in"], BACKFILL as u64 + 1);
+    assert_eq!(summary["delivered"], BACKFILL as u64 + 1);
+    assert_eq!(http.accepted().len(), BACKFILL + 1);
 }

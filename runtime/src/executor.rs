@@ -47,7 +47,8 @@
 //!   before the checkpoint that covers them, so a resume may send them again (at least
 //!   once, under the same idempotency key; `crate::http_sink`).
 //! - A live feed and a replay append to their outputs (never truncating what was
-//!   acknowledged or delivered).
+//!   acknowledged or delivered), and their writer flushes its buffers to the OS whenever it
+//!   has caught up: a record never waits in memory for records that may not come.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
@@ -757,10 +758,20 @@ fn sync_outputs(
     dlq: &mut (String, std::io::BufWriter<std::fs::File>),
     audit: &mut Option<(String, std::io::BufWriter<std::fs::File>)>,
 ) -> Result<(), RunError> {
+    flush_outputs(files, dlq, audit, true)
+}
+
+/// Hands what every output's buffer holds to the OS, and with `sync` to the disk.
+fn flush_outputs(
+    files: &mut [(String, std::io::BufWriter<std::fs::File>)],
+    dlq: &mut (String, std::io::BufWriter<std::fs::File>),
+    audit: &mut Option<(String, std::io::BufWriter<std::fs::File>)>,
+    sync: bool,
+) -> Result<(), RunError> {
     use std::io::Write;
     for (path, w) in files.iter_mut().chain(std::iter::once(dlq)).chain(audit.iter_mut()) {
         w.flush()
-            .and_then(|_| w.get_ref().sync_data())
+            .and_then(|_| if sync { w.get_ref().sync_data() } else { Ok(()) })
             .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
     }
     Ok(())
@@ -927,6 +938,7 @@ pub fn execute(
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
+                flush_when_idle: live,
             };
             let result = w.run(out_rx, resumes);
             writer_gone.store(true, Ordering::Relaxed);
@@ -1106,6 +1118,10 @@ struct Writer<'a> {
     totals: Totals,
     store: Option<(Store, i64, Duration)>,
     last_checkpoint: Instant,
+    /// A live feed (or a replay): once caught up, flush the buffers, since the next records
+    /// may not come for hours and what was written (under `on_receipt`, acknowledged) must
+    /// not wait for them.
+    flush_when_idle: bool,
 }
 
 impl Writer<'_> {
@@ -1122,7 +1138,7 @@ impl Writer<'_> {
         // Batches that arrived before an earlier one (bounded by the workers in flight).
         let mut early: std::collections::BTreeMap<u64, Vec<Processed>> = Default::default();
         let mut next = 0u64;
-        for msg in batches {
+        for msg in batches.iter() {
             match msg {
                 ToWriter::Batch(n, batch) => {
                     early.insert(n, batch);
@@ -1150,6 +1166,10 @@ impl Writer<'_> {
                     self.checkpoint()?;
                 }
                 self.publish(false);
+            }
+            if self.flush_when_idle && batches.is_empty() {
+                let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+                flush_outputs(files, dlq, audit, false)?;
             }
         }
         Ok(End::Failed)

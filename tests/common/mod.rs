@@ -5,6 +5,8 @@
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod http_server;
+
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
