@@ -127,10 +127,10 @@ codes! {
         "Keeping PHI in clear is a decision reviewers must be able to read: write `{action: keep, reason: \"...\"}`.";
     UNKNOWN_PHI_CLASS = "SL603", "unknown-phi-class", "Unknown PHI class.",
         "Masking policies name classes such as `name`, `ssn`, `mrn`, `dob`, `address`, `phone`; `docs/spec-reference.md` lists all of them.";
-    MASK_HASH_KEY = "SL604", "mask-hash-key", "`hash` needs a key.",
-        "Keyed hashing (HMAC-SHA256) needs a secret key so pseudonyms cannot be reversed by hashing guesses: set `hash_key: ${VARIABLE}` in the policy.";
+    MASK_HASH_KEY = "SL604", "mask-hash-key", "`hash` and `shift_date` need a key.",
+        "Keyed hashing (HMAC-SHA256) needs a secret key so pseudonyms cannot be reversed by hashing guesses, and `shift_date` derives each person's shift from the same key so it cannot be recomputed from the subject's id: set `hash_key: ${VARIABLE}` in the policy.";
     MASK_TYPE_MISMATCH = "SL605", "mask-type-mismatch", "A masking action would change a field's type.",
-        "`partial`, `hash` and `redact` write text. On a field whose output type is a date, a datetime, a number or a boolean, that text would break the output schema's contract for every consumer. Use `null` for such fields (or `keep` with a reason), or give the field its own rule under `fields:`.";
+        "`partial`, `hash`, `redact` and `generalize` to `zip3` write text. On a field whose output type is a date, a datetime, a number or a boolean, that text would break the output schema's contract for every consumer. `shift_date` and `generalize` to `year` keep a date a date (or text), `generalize` to `age` keeps a number a number. Use `null` for such fields (or `keep` with a reason), or give the field its own rule under `fields:`.";
     DLQ_UNENCRYPTED = "SL606", "dlq-unencrypted", "The DLQ would keep raw messages unencrypted.",
         "The DLQ keeps each rejected message whole, and messages hold patient data, so `sluice run` refuses to start (RT021) unless `dlq.encryption_key` names a key (`${SLUICE_DLQ_KEY}` or `${file:path}`: 32 random bytes as 64 hex digits, `openssl rand -hex 32`) or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only). This warning says so at check time, in CI, before a deployment fails.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",

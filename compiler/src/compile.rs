@@ -775,6 +775,7 @@ impl Compiler {
                 let plan: MaskPlan = p.plan.clone();
                 let field_spans: Vec<(String, Span)> =
                     p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect();
+                let subjects = p.subjects.clone();
                 let class_spans = p.class_spans.clone();
                 let schema = match flow {
                     Flow::Output(o) => o,
@@ -794,7 +795,7 @@ impl Compiler {
                         return None;
                     }
                 };
-                for (field, span) in &field_spans {
+                for (field, span) in field_spans.iter().chain(&subjects) {
                     if schema.field(field).is_none() {
                         let d = Diagnostic::error(
                             codes::UNKNOWN_OUTPUT_FIELD,
@@ -821,19 +822,20 @@ impl Compiler {
                         (None, None) => continue,
                     };
                     *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
-                    let writes_text = matches!(t.action, MaskAction::Partial | MaskAction::Hash | MaskAction::Redact);
                     let field_type = schema.field(field).map(|f| f.value_type.clone());
-                    if writes_text && let Some(ty) = field_type.filter(|ty| !ty.fits(&ValueType::String)) {
-                        type_errors.push((field.clone(), *class, t.action, ty, span));
+                    if let Some(ty) = field_type
+                        && let Some(writes) = mask_output_misfit(t, &ty)
+                    {
+                        type_errors.push((field.clone(), *class, t.action, ty, writes, span));
                     }
                 }
-                for (field, class, action, ty, span) in type_errors {
+                for (field, class, action, ty, writes, span) in type_errors {
                     let action = action.as_str();
                     let d = Diagnostic::error(
                         codes::MASK_TYPE_MISMATCH,
-                        format!("`{action}` on class `{class}` would write text into `{field}`, a {ty} field"),
+                        format!("`{action}` on class `{class}` would write {writes} into `{field}`, a {ty} field"),
                     )
-                    .label(span.unwrap_or(c.name_span), format!("`{action}` writes text"))
+                    .label(span.unwrap_or(c.name_span), format!("`{action}` writes {writes}"))
                     .help(format!("use `null` for {ty} fields, or add a rule for `{field}` under `fields:`"));
                     self.diags.push(d);
                 }
@@ -996,4 +998,29 @@ pub fn collect_specs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// What a masking treatment would write into a field of type `ty` when that breaks the type
+/// (`None` when it fits): `partial`, `hash`, `redact` and `generalize` to `zip3` write text;
+/// `generalize` to `year` and `shift_date` keep a date a date (or text); `generalize` to `age`
+/// keeps a number a number (90 for 90 and over) or writes `90+` into text.
+fn mask_output_misfit(t: &crate::plan::Treatment, ty: &ValueType) -> Option<&'static str> {
+    use crate::plan::Generalization;
+    let dates = matches!(ty, ValueType::Date | ValueType::DateTime);
+    let text = ty.fits(&ValueType::String);
+    let fits = match (t.action, t.to) {
+        (MaskAction::Keep | MaskAction::Null, _) => true,
+        (MaskAction::ShiftDate, _) | (MaskAction::Generalize, Some(Generalization::Year)) => dates || text,
+        (MaskAction::Generalize, Some(Generalization::Age)) => {
+            text || matches!(ty, ValueType::Integer | ValueType::Decimal)
+        }
+        _ => text,
+    };
+    match (fits, t.action) {
+        (true, _) => None,
+        (false, MaskAction::ShiftDate) => Some("a shifted date"),
+        (false, MaskAction::Generalize) if t.to == Some(Generalization::Year) => Some("a year"),
+        (false, MaskAction::Generalize) if t.to == Some(Generalization::Age) => Some("an age"),
+        (false, _) => Some("text"),
+    }
 }

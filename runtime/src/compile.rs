@@ -139,10 +139,10 @@ impl<'p> Compiled<'p> {
                     Prep::Map(map::tables(m))
                 }
                 ComponentKind::Mask(m) => {
-                    let key = if mask::uses_hash(m) {
+                    let key = if mask::needs_key(m) {
                         let Some(reference) = &m.hash_key else {
                             return Err(invalid(format!(
-                                "mask `{name}`: policy `{}` hashes values but has no hash_key",
+                                "mask `{name}`: policy `{}` hashes or shifts values but has no hash_key",
                                 m.policy
                             )));
                         };

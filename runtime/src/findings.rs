@@ -164,6 +164,8 @@ findings! {
 
     CLASSED_LEAF_UNRULED = "RT401", Warning, "PHI leaf without masking rule was nulled",
         "An output value carries a PHI class but no field or class rule of the masking policy covers it; it was set to null (fail safe). The compiler should prevent this.";
+    MASK_VALUE_NULLED = "RT402", Warning, "PHI value could not be masked as its rule says and was nulled",
+        "A `generalize` or `shift_date` rule met a value it cannot transform: a ZIP code that is not 5 or 9 digits, a date that is not `YYYY-MM-DD`, an age that is not a number, or a record whose `shift_date` subject field is empty. The value was set to null (fail safe), never passed on as it was. Fix the mapping so the field holds what the rule expects, or choose another action for it.";
 
     DANGLING_COMPONENT = "RT501", Dlq, "record reached a component with no downstream",
         "A record left a component that feeds no other component and is not a sink; it is sent to the DLQ so nothing is lost. The compiler should prevent this.";

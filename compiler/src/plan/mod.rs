@@ -409,6 +409,12 @@ pub enum MaskAction {
     /// `***-**-1234`: keep the last N characters that are letters or digits, mask the rest
     /// (separators are kept).
     Partial,
+    /// Moves a date by a number of days derived from the record's subject under the policy's
+    /// key ([`DateShift`]): the same for every date of one person, in every run.
+    ShiftDate,
+    /// Less precise: ZIP to its first 3 digits, a date to its year, an age over 89 to 90+
+    /// ([`Generalization`]).
+    Generalize,
     /// Keyed HMAC-SHA256 pseudonym (hex), stable across runs for joins.
     Hash,
     /// Replace with `[REDACTED]`.
@@ -422,6 +428,8 @@ impl MaskAction {
         match self {
             MaskAction::Keep => "keep",
             MaskAction::Partial => "partial",
+            MaskAction::ShiftDate => "shift_date",
+            MaskAction::Generalize => "generalize",
             MaskAction::Hash => "hash",
             MaskAction::Redact => "redact",
             MaskAction::Null => "null",
@@ -438,6 +446,48 @@ pub struct Treatment {
     pub reason: Option<String>,
     /// Where the decision was made: `file:line`.
     pub decided_at: String,
+    /// For `generalize`. Absent from the JSON otherwise (as are the next), so plans written
+    /// before these actions existed keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Generalization>,
+    /// For `shift_date`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<DateShift>,
+}
+
+/// What `generalize` keeps (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(B) and (C)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Generalization {
+    /// The first 3 digits of a ZIP code; `000` for the 3-digit areas of 20,000 people or fewer.
+    Zip3,
+    /// The year of a date (`1980-04-02` -> `1980`).
+    Year,
+    /// An age as it is up to 89; above, `90+` (text) or 90 (a number field).
+    Age,
+}
+
+impl Generalization {
+    pub const NAMES: &'static [&'static str] = &["zip3", "year", "age"];
+
+    pub fn parse(name: &str) -> Option<Generalization> {
+        Some(match name {
+            "zip3" => Generalization::Zip3,
+            "year" => Generalization::Year,
+            "age" => Generalization::Age,
+            _ => return None,
+        })
+    }
+}
+
+/// How `shift_date` moves a record's dates: by `1..=max_days` days, earlier or later, chosen by
+/// the keyed hash of the `subject` field's value (before masking), so one person's dates keep
+/// their intervals and order across records and runs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DateShift {
+    pub max_days: u32,
+    /// Output field naming the person (`patient.id`).
+    pub subject: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

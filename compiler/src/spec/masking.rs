@@ -1,7 +1,9 @@
 //! Masking policies (`kind: masking`): what happens to each PHI class or output field.
 //!
 //! Invariant: keeping PHI in clear is always an explicit, reasoned decision (`keep` needs a
-//! `reason`), and `hash` always has a key reference, so the plan can show every decision.
+//! `reason`), the keyed actions (`hash`, `shift_date`) always have a key reference, and every
+//! action has what it needs (`generalize` its `to`, `shift_date` its `subject`), so the plan can
+//! show every decision.
 
 use sluice_spec_core::PhiClass;
 
@@ -10,7 +12,11 @@ use super::reader::{self, Cx};
 use super::shape;
 use crate::codes;
 use crate::diagnostics::Diagnostic;
-use crate::plan::{MaskAction, MaskPlan, Treatment};
+use crate::plan::{DateShift, Generalization, MaskAction, MaskPlan, Treatment};
+
+/// `shift_date`'s default and largest `max_days` (a shift of years would move ages).
+const DEFAULT_MAX_SHIFT_DAYS: u32 = 365;
+const MAX_SHIFT_DAYS: u32 = 3650;
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
@@ -24,6 +30,8 @@ pub struct FieldRule {
 pub struct Policy {
     pub plan: MaskPlan,
     pub field_rules: Vec<FieldRule>,
+    /// The `subject` fields of `shift_date` rules, where written.
+    pub subjects: Vec<(String, Span)>,
     /// Where each class rule's treatment is written, for diagnostics about it.
     pub class_spans: Vec<(PhiClass, Span)>,
 }
@@ -32,6 +40,8 @@ fn action_of(text: &str) -> Option<MaskAction> {
     Some(match text {
         "keep" => MaskAction::Keep,
         "partial" => MaskAction::Partial,
+        "shift_date" => MaskAction::ShiftDate,
+        "generalize" => MaskAction::Generalize,
         "hash" => MaskAction::Hash,
         "redact" => MaskAction::Redact,
         "null" => MaskAction::Null,
@@ -39,27 +49,90 @@ fn action_of(text: &str) -> Option<MaskAction> {
     })
 }
 
-fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<Treatment> {
+/// The keys of a treatment object beyond `action`.
+#[derive(Default)]
+struct Options {
+    keep_last: Option<u64>,
+    reason: Option<String>,
+    to: Option<Generalization>,
+    subject: Option<(String, Span)>,
+    max_days: Option<(u64, Span)>,
+}
+
+/// A treatment as written, with where its `shift_date` subject is written (for the compiler's
+/// check that the field exists).
+fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<(Treatment, Option<Span>)> {
     let decided_at = cx.sources.location(node.span);
-    let (action, keep_last, reason, action_span) = match &node.value {
+    let (action, o, action_span) = match &node.value {
         Value::Map(_) => {
             let obj = reader::object(cx, node, &shape::TREATMENT, what)?;
             let action_node = obj.get("action")?;
             let action = reader::one_of(cx, action_node, shape::MASK_ACTIONS, "masking action")?;
-            let keep_last = obj.get("keep_last").and_then(|n| reader::integer(cx, n, "`keep_last`"));
-            let reason = obj.get("reason").and_then(|n| reader::string(cx, n, "`reason`")).map(|s| s.text);
-            (action.text, keep_last, reason, action.span)
+            let o = Options {
+                keep_last: obj.get("keep_last").and_then(|n| reader::integer(cx, n, "`keep_last`")),
+                reason: obj.get("reason").and_then(|n| reader::string(cx, n, "`reason`")).map(|s| s.text),
+                to: obj
+                    .get("to")
+                    .and_then(|n| reader::one_of(cx, n, Generalization::NAMES, "generalization"))
+                    .and_then(|t| Generalization::parse(&t.text)),
+                subject: obj.get("subject").and_then(|n| reader::string(cx, n, "`subject`")).map(|s| (s.text, s.span)),
+                max_days: obj.get("max_days").and_then(|n| reader::integer(cx, n, "`max_days`").map(|v| (v, n.span))),
+            };
+            (action.text, o, action.span)
         }
         Value::Null => {
             // `ssn: null` in YAML means the `null` action.
-            ("null".to_string(), None, None, node.span)
+            ("null".to_string(), Options::default(), node.span)
         }
         _ => {
             let s = reader::one_of(cx, node, shape::MASK_ACTIONS, "masking action")?;
-            (s.text, None, None, s.span)
+            (s.text, Options::default(), s.span)
         }
     };
+    let Options { keep_last, reason, to, subject, max_days } = o;
     let action = action_of(&action)?;
+    let missing = |cx: &mut Cx, key: &str, help: &str| {
+        cx.push(
+            Diagnostic::error(codes::MISSING_KEY, format!("`{}` on {what} needs `{key}`", action.as_str()))
+                .label(action_span, format!("add `{key}` beside this action"))
+                .help(help.to_string()),
+        );
+    };
+    if action == MaskAction::Generalize && to.is_none() {
+        missing(cx, "to", "write `{action: generalize, to: zip3}` (or `to: year`, `to: age`)");
+        return None;
+    }
+    let shift = match action {
+        MaskAction::ShiftDate => {
+            let Some((subject, span)) = subject else {
+                missing(
+                    cx,
+                    "subject",
+                    "write `{action: shift_date, subject: patient.id}`: the field naming the person whose dates move together",
+                );
+                return None;
+            };
+            let max_days = match max_days {
+                None => DEFAULT_MAX_SHIFT_DAYS,
+                Some((v, span)) => match u32::try_from(v).ok().filter(|d| (1..=MAX_SHIFT_DAYS).contains(d)) {
+                    Some(d) => d,
+                    None => {
+                        cx.push(
+                            Diagnostic::error(
+                                codes::INVALID_VALUE,
+                                format!("`max_days` must be 1 to {MAX_SHIFT_DAYS}"),
+                            )
+                            .label(span, format!("{v}"))
+                            .help(format!("the default is {DEFAULT_MAX_SHIFT_DAYS}")),
+                        );
+                        return None;
+                    }
+                },
+            };
+            Some((DateShift { max_days, subject }, span))
+        }
+        _ => None,
+    };
     if action == MaskAction::Keep && reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         cx.push(
             Diagnostic::error(codes::KEEP_WITHOUT_REASON, format!("keeping {what} in clear needs a reason"))
@@ -72,7 +145,9 @@ fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<Treatment> {
         MaskAction::Partial => Some(keep_last.unwrap_or(4) as usize),
         _ => None,
     };
-    Some(Treatment { action, keep_last, reason, decided_at })
+    let to = to.filter(|_| action == MaskAction::Generalize);
+    let (shift, subject_span) = shift.unzip();
+    Some((Treatment { action, keep_last, reason, decided_at, to, shift }, subject_span))
 }
 
 /// `${file:key}` is resolved like every other path in a spec: relative to the spec's directory.
@@ -98,17 +173,24 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         .map(|s| key_file_relative_to_spec(cx, s.text));
     let mut classes = Vec::new();
     let mut class_spans = Vec::new();
-    // Where `hash` is first used, for SL604.
-    let mut first_hash: Option<Span> = None;
+    // Where a keyed action (`hash`, `shift_date`) is first used, for SL604.
+    let mut first_keyed: Option<(MaskAction, Span)> = None;
+    let mut subjects = Vec::new();
+    let mut note = |t: &Treatment, at: Span, subject: Option<Span>| {
+        if matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate) {
+            first_keyed = first_keyed.or(Some((t.action, at)));
+        }
+        if let (Some(s), Some(span)) = (&t.shift, subject) {
+            subjects.push((s.subject.clone(), span));
+        }
+    };
     if let Some(n) = obj.get("classes")
         && let Some(entries) = reader::entries(cx, n, "`classes`")
     {
         for (_, key, value) in entries {
             let Some(class) = phi_class(cx, key) else { continue };
-            if let Some(t) = treatment(cx, value, &format!("class `{class}`")) {
-                if t.action == MaskAction::Hash {
-                    first_hash = first_hash.or(Some(value.span));
-                }
+            if let Some((t, subject)) = treatment(cx, value, &format!("class `{class}`")) {
+                note(&t, value.span, subject);
                 class_spans.push((class, value.span));
                 classes.push((class, t));
             }
@@ -119,21 +201,20 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         && let Some(entries) = reader::entries(cx, n, "`fields`")
     {
         for (field, key, value) in entries {
-            if let Some(t) = treatment(cx, value, &format!("field `{field}`")) {
-                if t.action == MaskAction::Hash {
-                    first_hash = first_hash.or(Some(value.span));
-                }
+            if let Some((t, subject)) = treatment(cx, value, &format!("field `{field}`")) {
+                note(&t, value.span, subject);
                 field_rules.push(FieldRule { field: field.to_string(), span: key.span, treatment: t });
             }
         }
     }
     // A `hash_key` that is written but invalid was reported already (SL205).
-    if let Some(at) = first_hash
+    if let Some((action, at)) = first_keyed
         && obj.get("hash_key").is_none()
     {
+        let action = action.as_str();
         cx.push(
-            Diagnostic::error(codes::MASK_HASH_KEY, "the policy uses `hash` but has no `hash_key`")
-                .label(at, "`hash` needs a key")
+            Diagnostic::error(codes::MASK_HASH_KEY, format!("the policy uses `{action}` but has no `hash_key`"))
+                .label(at, format!("`{action}` needs a key"))
                 .help("add `hash_key: ${SLUICE_MASK_KEY}` and set the variable where Sluice runs"),
         );
     }
@@ -145,5 +226,5 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         classes,
         hash_key,
     };
-    Some(Policy { plan, field_rules, class_spans })
+    Some(Policy { plan, field_rules, subjects, class_spans })
 }

@@ -583,7 +583,7 @@ pub static RULES: Shape = Shape {
     ],
 };
 
-pub const MASK_ACTIONS: &[&str] = &["keep", "partial", "hash", "redact", "null"];
+pub const MASK_ACTIONS: &[&str] = &["keep", "partial", "shift_date", "generalize", "hash", "redact", "null"];
 
 pub static TREATMENT: Shape = Shape {
     name: "masking.treatment",
@@ -593,6 +593,21 @@ pub static TREATMENT: Shape = Shape {
         req("action", KeyType::Enum(MASK_ACTIONS), "Masking action."),
         opt("keep_last", KeyType::Integer, "For `partial`: characters kept at the end (default 4)."),
         opt("reason", KeyType::String, "For `keep`: why the value may leave in clear."),
+        opt(
+            "to",
+            KeyType::Enum(crate::plan::Generalization::NAMES),
+            "For `generalize` (required): `zip3` (first 3 digits; `000` where the 3-digit area has 20,000 people or fewer), `year` (a date's year) or `age` (over 89 becomes `90+`, or 90 in a number field).",
+        ),
+        opt(
+            "subject",
+            KeyType::String,
+            "For `shift_date` (required): the output field naming the person (`patient.id`); each person's dates move by the same number of days.",
+        ),
+        opt(
+            "max_days",
+            KeyType::Integer,
+            "For `shift_date`: the largest shift, in days, earlier or later (default 365).",
+        ),
     ],
 };
 
@@ -604,7 +619,7 @@ pub static MASKING: Shape = Shape {
         req("kind", KeyType::Enum(&["masking"]), "File kind."),
         req("name", KeyType::String, "Policy name."),
         opt("description", KeyType::String, "Free text."),
-        opt("hash_key", KeyType::Secret, "Key for `hash`: `${VARIABLE}`."),
+        opt("hash_key", KeyType::Secret, "Key for `hash` and `shift_date`: `${VARIABLE}`."),
         opt("classes", KeyType::TreatmentMap, "PHI class -> treatment."),
         opt("fields", KeyType::TreatmentMap, "Output field -> treatment (wins over classes)."),
     ],

@@ -7,8 +7,11 @@
 //! with warning `RT401`; the compiler should make that impossible.
 //!
 //! Actions: `keep`; `partial` (keep the last N letters/digits, other letters/digits become `*`,
-//! separators stay: `123-45-6789` -> `***-**-6789`); `hash` (`h:` + hex HMAC-SHA256 under the
-//! policy's key); `redact` (`[REDACTED]`); `null`. Lists are masked element by element.
+//! separators stay: `123-45-6789` -> `***-**-6789`); `shift_date` (by the keyed days of the
+//! record's subject); `generalize` (`zip3`, `year`, `age`); `hash` (`h:` + hex HMAC-SHA256 under
+//! the policy's key); `redact` (`[REDACTED]`); `null`. The value transforms are in
+//! [`super::deidentify`]. Lists are masked element by element. A value a transform cannot
+//! mask (not a ZIP, not a date; no subject to shift by) is set to null with warning `RT402`.
 //!
 //! Invariants:
 //! - Fail safe: a classed value either gets an explicit policy decision or becomes null.
@@ -20,18 +23,32 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use sluice_compiler::plan::{MaskAction, MaskPlan, Treatment};
+use sluice_compiler::plan::{Generalization, MaskAction, MaskPlan, Treatment};
 
-use super::Step;
+use super::{Step, deidentify};
 use crate::findings;
 use crate::record::{Doc, Issue, LeafOutcome, Payload, Record};
 use crate::secrets::Secret;
 
-/// Whether a mask plan needs a hash key.
-pub fn uses_hash(plan: &MaskPlan) -> bool {
-    plan.fields.iter().map(|(_, t)| t).chain(plan.classes.iter().map(|(_, t)| t)).any(|t| t.action == MaskAction::Hash)
+fn treatments(plan: &MaskPlan) -> impl Iterator<Item = &Treatment> {
+    plan.fields.iter().map(|(_, t)| t).chain(plan.classes.iter().map(|(_, t)| t))
+}
+
+/// Whether a mask plan needs the policy's key (`hash`, `shift_date`).
+pub fn needs_key(plan: &MaskPlan) -> bool {
+    treatments(plan).any(|t| matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate))
+}
+
+/// The distinct `shift_date` subjects of a plan, with their largest shift.
+fn shift_subjects(plan: &MaskPlan) -> impl Iterator<Item = (&str, u32)> {
+    let mut seen: Vec<&str> = Vec::new();
+    treatments(plan).filter_map(|t| t.shift.as_ref()).filter_map(move |s| {
+        if seen.contains(&s.subject.as_str()) {
+            return None;
+        }
+        seen.push(s.subject.as_str());
+        Some((s.subject.as_str(), s.max_days))
+    })
 }
 
 fn strip_indexes(p: &str) -> String {
@@ -55,49 +72,65 @@ fn decide<'a>(plan: &'a MaskPlan, pattern: &str, classes: &[sluice_spec_core::Ph
         .or_else(|| plan.classes.iter().filter(|(c, _)| classes.contains(c)).map(|(_, t)| t).max_by_key(|t| t.action))
 }
 
-/// `123-45-6789`, keep 4 -> `***-**-6789`.
-pub fn partial(text: &str, keep_last: usize) -> String {
-    let total = text.chars().filter(|c| c.is_alphanumeric()).count();
-    let mut seen = 0;
-    text.chars()
-        .map(|c| {
-            if !c.is_alphanumeric() {
-                return c;
-            }
-            seen += 1;
-            if total - seen < keep_last { c } else { '*' }
-        })
-        .collect()
+/// A shift subject's value (before masking), read by its dotted output path
+/// (`patient.id`; a list takes its first element).
+fn subject_value(doc: &mut Doc, path: &str) -> Option<String> {
+    let mut pointer = String::new();
+    for part in path.split('.') {
+        let (name, list) = match part.strip_suffix("[*]") {
+            Some(n) => (n, true),
+            None => (part, false),
+        };
+        pointer.push('/');
+        pointer.push_str(&crate::record::pointer_token(name));
+        if list {
+            pointer.push_str("/0");
+        }
+    }
+    match doc.pointer_mut(&pointer)? {
+        Doc::Str(s) | Doc::Num(s) if !s.trim().is_empty() => Some(s.clone()),
+        _ => None,
+    }
 }
 
-pub fn hash(key: &[u8], text: &str) -> String {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    mac.update(text.as_bytes());
-    format!("h:{}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>) {
+/// Masks a leaf (element by element for lists). Returns how many values could not be masked
+/// as the rule says (a malformed value, a missing shift subject) and were nulled instead.
+fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>, shift_days: Option<i64>) -> usize {
     match doc {
-        Doc::Null => {}
-        Doc::Arr(items) => items.iter_mut().for_each(|i| apply(i, t, key)),
-        Doc::Obj(members) => members.iter_mut().for_each(|(_, v)| apply(v, t, key)),
+        Doc::Null => 0,
+        Doc::Arr(items) => items.iter_mut().map(|i| apply(i, t, key, shift_days)).sum(),
+        Doc::Obj(members) => members.iter_mut().map(|(_, v)| apply(v, t, key, shift_days)).sum(),
         Doc::Bool(_) | Doc::Num(_) | Doc::Str(_) => {
+            let number = matches!(doc, Doc::Num(_));
             // Borrowed from the leaf: it is read, then replaced.
             let text: Cow<'_, str> = match doc {
                 Doc::Bool(b) => Cow::Owned(b.to_string()),
                 Doc::Num(n) | Doc::Str(n) => Cow::Borrowed(n),
                 _ => Cow::Borrowed(""),
             };
-            *doc = match t.map(|t| (t.action, t.keep_last)) {
-                Some((MaskAction::Keep, _)) => return,
-                Some((MaskAction::Partial, n)) => Doc::Str(partial(&text, n.unwrap_or(4))),
-                Some((MaskAction::Hash, _)) => match key {
-                    Some(k) => Doc::Str(hash(k.expose(), &text)),
-                    None => Doc::Null,
-                },
-                Some((MaskAction::Redact, _)) => Doc::Str("[REDACTED]".into()),
-                Some((MaskAction::Null, _)) | None => Doc::Null,
+            let Some(t) = t else {
+                *doc = Doc::Null;
+                return 0;
             };
+            let masked = match t.action {
+                MaskAction::Keep => return 0,
+                MaskAction::Partial => Some(Doc::Str(deidentify::partial(&text, t.keep_last.unwrap_or(4)))),
+                MaskAction::Hash => key.map(|k| Doc::Str(deidentify::hash(k.expose(), &text))),
+                MaskAction::Redact => Some(Doc::Str("[REDACTED]".into())),
+                MaskAction::Null => Some(Doc::Null),
+                MaskAction::ShiftDate => shift_days.and_then(|d| deidentify::shift_date(&text, d)).map(Doc::Str),
+                MaskAction::Generalize => match t.to {
+                    Some(Generalization::Zip3) => deidentify::zip3(&text).map(Doc::Str),
+                    Some(Generalization::Year) => deidentify::year(&text).map(Doc::Str),
+                    Some(Generalization::Age) => {
+                        deidentify::age(&text, number).map(|a| if number { Doc::Num(a) } else { Doc::Str(a) })
+                    }
+                    None => None,
+                },
+            };
+            let failed = masked.is_none() && t.action != MaskAction::Hash;
+            *doc = masked.unwrap_or(Doc::Null);
+            usize::from(failed)
         }
     }
 }
@@ -109,6 +142,14 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
         return Step::Next(rec, None);
     };
     let mut outcomes = rec.env.masking.take().unwrap_or_default();
+    // Subjects are read before any leaf is masked: the subject itself may be masked.
+    let shifts: Vec<(&str, Option<i64>)> = shift_subjects(plan)
+        .map(|(subject, max_days)| {
+            let days =
+                key.zip(subject_value(doc, subject)).map(|(k, v)| deidentify::shift_days(k.expose(), &v, max_days));
+            (subject, days)
+        })
+        .collect();
     for (pointer, leaf) in &rec.env.classes {
         let t = decide(plan, &leaf.pattern, &leaf.classes);
         if t.is_none() {
@@ -118,8 +159,28 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
                 format!("no masking rule of policy `{}` covers this PHI field; it was set to null", plan.policy),
             ));
         }
-        if let Some(v) = doc.pointer_mut(pointer) {
-            apply(v, t, key);
+        let shift_days = t
+            .and_then(|t| t.shift.as_ref())
+            .and_then(|s| shifts.iter().find(|(subject, _)| *subject == s.subject))
+            .and_then(|(_, days)| *days);
+        let nulled = doc.pointer_mut(pointer).map_or(0, |v| apply(v, t, key, shift_days));
+        if nulled > 0
+            && let Some(t) = t
+        {
+            let why = match t.action {
+                MaskAction::ShiftDate if shift_days.is_none() => "its shift subject has no value",
+                MaskAction::ShiftDate => "it is not a date",
+                _ => "it is not of the kind this action masks",
+            };
+            rec.env.warnings.push(Issue::new(
+                findings::MASK_VALUE_NULLED,
+                leaf.pattern.clone(),
+                format!(
+                    "{} value(s) could not be masked with `{}` ({why}) and were set to null",
+                    nulled,
+                    t.action.as_str()
+                ),
+            ));
         }
         let outcome = LeafOutcome {
             action: t.map_or(MaskAction::Null, |t| t.action),
@@ -147,23 +208,6 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partial_masking() {
-        assert_eq!(partial("123-45-6789", 4), "***-**-6789");
-        assert_eq!(partial("AB12", 0), "****");
-        assert_eq!(partial("12", 4), "12");
-        assert_eq!(partial("", 4), "");
-        assert_eq!(partial("Müller-Ö", 2), "*****r-Ö");
-    }
-
-    #[test]
-    fn hashing_is_keyed_and_stable() {
-        let a = hash(b"k1", "123");
-        assert_eq!(a, hash(b"k1", "123"));
-        assert_ne!(a, hash(b"k2", "123"));
-        assert!(a.starts_with("h:") && a.len() == 66);
-    }
 
     #[test]
     fn rule_matching() {

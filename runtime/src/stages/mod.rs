@@ -8,6 +8,7 @@
 //!   on rayon in any order gives the same output.
 //! - Rejections and findings name rules, paths and codes, never values.
 
+pub mod deidentify;
 pub mod map;
 pub mod mask;
 pub mod route;

@@ -298,7 +298,14 @@ pub fn patient_map(name: &str, from: &str) -> Component {
 }
 
 pub fn treatment(action: MaskAction, keep_last: Option<usize>, reason: Option<&str>) -> Treatment {
-    Treatment { action, keep_last, reason: reason.map(str::to_string), decided_at: "policies/default.yaml:1".into() }
+    Treatment {
+        action,
+        keep_last,
+        reason: reason.map(str::to_string),
+        decided_at: "policies/default.yaml:1".into(),
+        to: None,
+        shift: None,
+    }
 }
 
 pub fn mask(name: &str, from: &str, hash_key: Option<String>) -> Component {

@@ -1,0 +1,160 @@
+//! De-identification through the real binary: the bundled message-tables pipeline run once
+//! with a policy that keeps every value (for reference) and then with a research policy that generalizes (ZIP to 3 digits, birth date to year) and shifts dates per patient.
+//! Compared record by record: every postal code is its first 3 digits (or `000`), every birth
+//! date its year, and each patient's dates all move by the same number of days (so intervals
+//! hold), the same in a second run; no original ZIP or birth date is left in the output.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+mod common;
+use common::text;
+
+const POLICY: &str = "\
+kind: masking
+name: research-deid
+hash_key: ${SLUICE_TEST_MASK_KEY}
+classes:
+  name: redact
+  address: redact
+  phone: redact
+  email: redact
+  ssn: redact
+  other_id: redact
+  account_number: redact
+  mrn: hash
+  dob: {action: generalize, to: year}
+  date: {action: shift_date, subject: patient.id, max_days: 180}
+fields:
+  patient.postal_code: {action: generalize, to: zip3}
+";
+
+/// The reference run keeps every value, to compare with.
+const KEEP_ALL: &str = "\
+kind: masking
+name: reference
+classes:
+  name: {action: keep, reason: test reference}
+  address: {action: keep, reason: test reference}
+  phone: {action: keep, reason: test reference}
+  email: {action: keep, reason: test reference}
+  ssn: {action: keep, reason: test reference}
+  other_id: {action: keep, reason: test reference}
+  account_number: {action: keep, reason: test reference}
+  mrn: {action: keep, reason: test reference}
+  dob: {action: keep, reason: test reference}
+  date: {action: keep, reason: test reference}
+";
+
+const KEY: &str = "a-test-key-for-de-identification";
+
+/// Runs the message-tables pipeline in `dir`; returns its ADT, ORM and ORU records by
+/// message control id.
+fn run(dir: &Path) -> BTreeMap<String, Value> {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .env("SLUICE_TEST_MASK_KEY", KEY)
+        .args(["run", "pipelines/hl7-message-tables.yaml", "--fixed-clock", "2024-01-15T10:30:01Z"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let mut records = BTreeMap::new();
+    for table in ["adt_messages", "orm_messages", "oru_messages"] {
+        let path = dir.join(format!("out/hl7-message-tables/{table}.jsonl"));
+        for line in std::fs::read_to_string(path).unwrap().lines() {
+            let v: Value = serde_json::from_str(line).unwrap();
+            records.insert(v["message_control_id"].as_str().unwrap().to_string(), v);
+        }
+    }
+    records
+}
+
+fn days(date: &str) -> i64 {
+    let (y, m, d) = (date[..4].parse().unwrap(), date[5..7].parse().unwrap(), date[8..10].parse().unwrap());
+    sluice_runtime::time::days_from_civil(y, m, d)
+}
+
+/// Every `(path, date)` of the record's `date`-classed fields that are set (the masking
+/// matrix of `sluice plan` lists them; MSH-7, `message_datetime`, is not one).
+fn dates(record: &Value) -> Vec<(&'static str, String)> {
+    [
+        "/visit/admit_datetime",
+        "/visit/discharge_datetime",
+        "/event/recorded_datetime",
+        "/event/planned_datetime",
+        "/event/occurred_datetime",
+        "/orders/0/observation_datetime",
+        "/orders/0/requested_datetime",
+        "/orders/0/transaction_datetime",
+    ]
+    .into_iter()
+    .filter_map(|p| record.pointer(p).and_then(Value::as_str).map(|d| (p, d.to_string())))
+    .collect()
+}
+
+#[test]
+fn generalized_and_shifted_values_keep_what_research_needs() {
+    let dir = common::workspace("deidentify");
+    let policies = dir.join("mappings/base/policies");
+    std::fs::write(policies.join("message-tables.yaml"), KEEP_ALL).unwrap();
+    let reference = run(&dir);
+    std::fs::write(policies.join("message-tables.yaml"), POLICY).unwrap();
+    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&*dir)
+        .args(["plan", "pipelines/hl7-message-tables.yaml"])
+        .output()
+        .unwrap();
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("generalize") && plan.contains("shift_date"), "the masking matrix shows them: {plan}");
+    let masked = run(&dir);
+    assert_eq!(masked, run(&dir), "a second run gives the same pseudonyms, years and shifts");
+    assert_eq!(masked.len(), reference.len());
+
+    let (mut zips, mut births, mut shifted) = (0, 0, 0);
+    let mut shift_of: BTreeMap<String, i64> = BTreeMap::new();
+    let mut originals = BTreeSet::new();
+    for (id, before) in &reference {
+        let after = &masked[id];
+        if let Some(zip) = before.pointer("/patient/postal_code").and_then(Value::as_str) {
+            originals.insert(zip.to_string());
+            let expected = if zip.len() >= 5 && zip[..5].bytes().all(|b| b.is_ascii_digit()) {
+                Value::from(if zip.starts_with("036") { "000" } else { &zip[..3] })
+            } else {
+                Value::Null
+            };
+            assert_eq!(after["patient"]["postal_code"], expected, "{id}");
+            zips += 1;
+        }
+        if let Some(dob) = before.pointer("/patient/dob").and_then(Value::as_str) {
+            originals.insert(dob.to_string());
+            assert_eq!(after["patient"]["dob"], Value::from(&dob[..4]), "{id}");
+            births += 1;
+        }
+        assert_eq!(after["message_datetime"], before["message_datetime"], "{id}: not PHI, kept");
+        // The subject is the patient id before masking; after, it is a pseudonym, the same
+        // for all of the patient's records.
+        let Some(patient) = after.pointer("/patient/id").and_then(Value::as_str) else { continue };
+        assert!(patient.starts_with("h:"), "{id}: the id is hashed");
+        for ((path, was), (_, now)) in dates(before).iter().zip(dates(after)) {
+            assert_eq!(was[10..], now[10..], "{id} {path}: the time of day stays");
+            let shift = days(&now) - days(was);
+            assert!(shift != 0 && shift.abs() <= 180, "{id} {path}: shifted {shift} days");
+            let first = *shift_of.entry(patient.to_string()).or_insert(shift);
+            assert_eq!(shift, first, "{id} {path}: all of a patient's dates move together");
+            shifted += 1;
+        }
+    }
+    println!("{zips} postal codes, {births} birth dates, {shifted} dates of {} patients", shift_of.len());
+    assert!(zips > 10 && births > 10 && shifted > 20 && shift_of.len() > 3);
+    let distinct: BTreeSet<i64> = shift_of.values().copied().collect();
+    assert!(distinct.len() > 1, "patients get different shifts");
+    let output = ["adt_messages", "orm_messages", "oru_messages"]
+        .map(|t| std::fs::read_to_string(dir.join(format!("out/hl7-message-tables/{t}.jsonl"))).unwrap())
+        .concat();
+    for v in originals.iter().filter(|v| v.len() >= 5) {
+        assert!(!output.contains(&format!("\"{v}\"")), "an original ZIP or birth date is in the output");
+    }
+}
