@@ -158,3 +158,64 @@ fn generalized_and_shifted_values_keep_what_research_needs() {
         assert!(!output.contains(&format!("\"{v}\"")), "an original ZIP or birth date is in the output");
     }
 }
+
+/// The built-in Safe Harbor policy under a site's own: its rules apply where the site's do not,
+/// the plan says which file and line decided each field, and the site's key serves its `hash`.
+#[test]
+fn a_policy_extends_the_built_in_safe_harbor_policy() {
+    let dir = common::workspace("safe-harbor");
+    let policies = dir.join("mappings/base/policies");
+    std::fs::write(policies.join("message-tables.yaml"), KEEP_ALL).unwrap();
+    let reference = run(&dir);
+    let site = "\
+kind: masking
+name: site-research
+extends: hipaa_safe_harbor
+hash_key: ${SLUICE_TEST_MASK_KEY}
+classes:
+  mrn: hash                                   # a pseudonym, to join extracts
+fields:
+  patient.postal_code: {action: generalize, to: zip3}
+";
+    std::fs::write(policies.join("message-tables.yaml"), site).unwrap();
+    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&*dir)
+        .args(["plan", "pipelines/hl7-message-tables.yaml"])
+        .output()
+        .unwrap();
+    let plan = text(&plan.stdout);
+    let row = |field: &str, class: &str| {
+        plan.lines()
+            .find(|l| {
+                l.contains("adt_messages") && l.contains(&format!(" {field} ")) && l.contains(&format!(" {class} "))
+            })
+            .unwrap_or_else(|| panic!("no matrix row for {field} ({class}): {plan}"))
+            .to_string()
+    };
+    assert!(
+        row("patient.dob", "dob").contains("generalize")
+            && row("patient.dob", "dob").contains("<built-in>/hipaa_safe_harbor.yaml:")
+    );
+    assert!(row("patient.id", "mrn").contains("hash") && row("patient.id", "mrn").contains("message-tables.yaml:6"));
+    assert!(row("patient.postal_code", "address").contains("message-tables.yaml:8"), "{plan}");
+    let masked = run(&dir);
+    let mut checked = 0;
+    for (id, before) in &reference {
+        let after = &masked[id];
+        if let Some(dob) = before.pointer("/patient/dob").and_then(Value::as_str) {
+            assert_eq!(after["patient"]["dob"], Value::from(&dob[..4]), "{id}");
+        }
+        if let Some(admit) = before.pointer("/visit/admit_datetime").and_then(Value::as_str) {
+            assert_eq!(after["visit"]["admit_datetime"], Value::from(&admit[..4]), "{id}: dates keep their year");
+        }
+        if before.pointer("/patient/family_name").and_then(Value::as_str).is_some() {
+            assert_eq!(after["patient"]["family_name"], "[REDACTED]", "{id}");
+        }
+        if let Some(zip) = before.pointer("/patient/postal_code").and_then(Value::as_str) {
+            assert_eq!(after["patient"]["postal_code"].as_str(), Some(&zip[..3]), "{id}");
+        }
+        assert!(after["patient"]["id"].as_str().is_none_or(|v| v.starts_with("h:")), "{id}");
+        checked += 1;
+    }
+    assert!(checked > 40);
+}

@@ -198,13 +198,89 @@ impl Compiler {
         self.rules[&id].as_ref()
     }
 
+    /// A masking policy merged over the policies it extends (each read once).
     fn policy(&mut self, id: FileId) -> Option<&Policy> {
         if !self.policies.contains_key(&id) {
-            let (mut cx, node) = self.cx(id);
-            let p = node.and_then(|n| masking::read(&mut cx, n));
+            let p = self.merged_policy(id, &mut Vec::new());
+            // A policy that extends none was checked as it was read (`masking::read`).
+            if let Some(p) = &p
+                && !p.extends.is_empty()
+                && let (Some((action, at)), None) = (p.first_keyed, &p.plan.hash_key)
+            {
+                let action = action.as_str();
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::MASK_HASH_KEY,
+                        format!("the policy uses `{action}` but neither it nor a policy it extends has a `hash_key`"),
+                    )
+                    .label(at, format!("`{action}` needs a key"))
+                    .help("add `hash_key: ${SLUICE_MASK_KEY}` and set the variable where Sluice runs"),
+                );
+            }
             self.policies.insert(id, p);
         }
         self.policies[&id].as_ref()
+    }
+
+    /// Reads policy `id` and puts the policies it extends under it, in order. `chain` holds the
+    /// policies being merged above this one, to refuse a cycle.
+    fn merged_policy(&mut self, id: FileId, chain: &mut Vec<FileId>) -> Option<Policy> {
+        let (mut cx, node) = self.cx(id);
+        let own = node.and_then(|n| masking::read(&mut cx, n))?;
+        let mut base: Option<Policy> = None;
+        for reference in own.extends.clone() {
+            let bid = match masking::BUILTIN.iter().find(|(name, _)| *name == reference.text) {
+                Some((name, text)) => {
+                    let path = PathBuf::from(format!("<built-in>/{name}.yaml"));
+                    match self.sources.find(&path) {
+                        Some(id) => id,
+                        None => self.add_file(&path, (*text).to_string()),
+                    }
+                }
+                None if !reference.text.contains(['/', '.']) => {
+                    let names: Vec<&str> = masking::BUILTIN.iter().map(|(n, _)| *n).collect();
+                    let d = Diagnostic::error(codes::INVALID_VALUE, format!("no built-in policy `{}`", reference.text))
+                        .label(reference.span, "not a built-in policy nor a file path")
+                        .help(format!(
+                            "built-in policies: {}; a file is named by its path (`base/policy.yaml`)",
+                            names.join(", ")
+                        ));
+                    self.diags.push(d.suggest(&reference.text, names.iter().copied()));
+                    return None;
+                }
+                None => self.load_kind(&reference, "masking")?,
+            };
+            if bid == id || chain.contains(&bid) {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INVALID_VALUE,
+                        format!("masking policies extend each other in a cycle: `{}` comes back here", reference.text),
+                    )
+                    .label(reference.span, "a policy that extends this one, directly or through others")
+                    .help("remove this entry: a policy cannot build on itself, directly or through another"),
+                );
+                return None;
+            }
+            let next = match self.policies.get(&bid) {
+                Some(done) => done.clone(),
+                None => {
+                    chain.push(id);
+                    let p = self.merged_policy(bid, chain);
+                    chain.pop();
+                    self.policies.insert(bid, p.clone());
+                    p
+                }
+            };
+            let next = next?;
+            base = Some(match base {
+                Some(earlier) => next.over(earlier),
+                None => next,
+            });
+        }
+        Some(match base {
+            Some(base) => own.over(base),
+            None => own,
+        })
     }
 
     fn mapping(&mut self, id: FileId) -> Option<&Mapping> {

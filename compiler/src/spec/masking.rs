@@ -8,7 +8,7 @@
 use sluice_spec_core::PhiClass;
 
 use super::profile::phi_class;
-use super::reader::{self, Cx};
+use super::reader::{self, Cx, Spanned};
 use super::shape;
 use crate::codes;
 use crate::diagnostics::Diagnostic;
@@ -21,12 +21,14 @@ use crate::source::Span;
 use crate::yaml::{Node, Value};
 
 /// A field rule with the span of its key, so the compiler can check the field exists.
+#[derive(Clone)]
 pub struct FieldRule {
     pub field: String,
     pub span: Span,
     pub treatment: Treatment,
 }
 
+#[derive(Clone)]
 pub struct Policy {
     pub plan: MaskPlan,
     pub field_rules: Vec<FieldRule>,
@@ -34,6 +36,55 @@ pub struct Policy {
     pub subjects: Vec<(String, Span)>,
     /// Where each class rule's treatment is written, for diagnostics about it.
     pub class_spans: Vec<(PhiClass, Span)>,
+    /// The policies it builds on, as written (resolved by the driver, which merges them with
+    /// [`Policy::over`]).
+    pub extends: Vec<Spanned>,
+    /// Where a keyed action (`hash`, `shift_date`) is first used: the driver's SL604 check of
+    /// a merged policy.
+    pub first_keyed: Option<(MaskAction, Span)>,
+}
+
+/// The built-in policies, by name: their YAML, compiled like a user's file.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("hipaa_safe_harbor", include_str!("../policies/hipaa_safe_harbor.yaml")),
+    ("limited_data_set", include_str!("../policies/limited_data_set.yaml")),
+    ("pci", include_str!("../policies/pci.yaml")),
+];
+
+impl Policy {
+    /// This policy with `base` under it: a class or field rule here replaces the base's for
+    /// the same class or field; the base's other rules stay. The name, file and key are this
+    /// policy's (the key falls back to the base's).
+    pub fn over(self, base: Policy) -> Policy {
+        fn merge<K: PartialEq + Clone, V>(base: Vec<(K, V)>, top: Vec<(K, V)>) -> Vec<(K, V)> {
+            let mut out: Vec<(K, V)> = base.into_iter().filter(|(k, _)| !top.iter().any(|(t, _)| t == k)).collect();
+            out.extend(top);
+            out
+        }
+        let Policy { plan, field_rules, subjects, class_spans, extends, first_keyed } = self;
+        let mut classes = merge(base.plan.classes, plan.classes);
+        classes.sort_by_key(|(c, _)| *c);
+        let as_pairs = |rules: Vec<FieldRule>| rules.into_iter().map(|r| (r.field.clone(), r)).collect::<Vec<_>>();
+        let field_rules: Vec<FieldRule> =
+            merge(as_pairs(base.field_rules), as_pairs(field_rules)).into_iter().map(|(_, r)| r).collect();
+        let fields = field_rules.iter().map(|f| (f.field.clone(), f.treatment.clone())).collect();
+        let mut class_spans = merge(base.class_spans, class_spans);
+        class_spans.sort_by_key(|(c, _)| *c);
+        Policy {
+            plan: MaskPlan {
+                policy: plan.policy,
+                policy_file: plan.policy_file,
+                fields,
+                classes,
+                hash_key: plan.hash_key.or(base.plan.hash_key),
+            },
+            field_rules,
+            subjects: base.subjects.into_iter().chain(subjects).collect(),
+            class_spans,
+            extends,
+            first_keyed: first_keyed.or(base.first_keyed),
+        }
+    }
 }
 
 fn action_of(text: &str) -> Option<MaskAction> {
@@ -207,9 +258,12 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
             }
         }
     }
-    // A `hash_key` that is written but invalid was reported already (SL205).
+    let extends = obj.get("extends").map(|n| reader::string_list(cx, n, "`extends`", true)).unwrap_or_default();
+    // A `hash_key` that is written but invalid was reported already (SL205). A policy that
+    // extends others may inherit its key: the driver checks the merged policy.
     if let Some((action, at)) = first_keyed
         && obj.get("hash_key").is_none()
+        && extends.is_empty()
     {
         let action = action.as_str();
         cx.push(
@@ -226,5 +280,5 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         classes,
         hash_key,
     };
-    Some(Policy { plan, field_rules, subjects, class_spans })
+    Some(Policy { plan, field_rules, subjects, class_spans, extends, first_keyed })
 }

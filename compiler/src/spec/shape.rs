@@ -619,6 +619,11 @@ pub static MASKING: Shape = Shape {
         req("kind", KeyType::Enum(&["masking"]), "File kind."),
         req("name", KeyType::String, "Policy name."),
         opt("description", KeyType::String, "Free text."),
+        opt(
+            "extends",
+            KeyType::StringOrList,
+            "Policies this one builds on, in order: built-in (`hipaa_safe_harbor`, `limited_data_set`, `pci`) or masking files (relative paths). A later one's rules override an earlier one's, and this policy's own override all.",
+        ),
         opt("hash_key", KeyType::Secret, "Key for `hash` and `shift_date`: `${VARIABLE}`."),
         opt("classes", KeyType::TreatmentMap, "PHI class -> treatment."),
         opt("fields", KeyType::TreatmentMap, "Output field -> treatment (wins over classes)."),
