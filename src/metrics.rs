@@ -234,6 +234,12 @@ fn render(run: &RunNames, run_id: Option<&str>, s: &Snapshot) -> String {
         "Records that carried at least one warning when they reached a sink or the DLQ.",
         &one(s.warnings),
     );
+    family(
+        "sluice_parts_dropped_total",
+        "counter",
+        "Segments a parser profile with bad_segments: drop left out of records that went on (each in the DLQ).",
+        &one(s.parts_dropped),
+    );
     // Every component the plan names, at 0 until the run counts it.
     let per = |key: &str, names: &[String], counts: &[(String, u64)]| -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 0)).collect();
