@@ -447,10 +447,26 @@ fn parse_into<'a, 'o>(
 ) -> Result<Parsed<'o>, ParseError> {
     let mut segments = Vec::with_capacity(count(text, '\r') + 1);
     let scanned = scan(text, options, |line| {
-        segments.push(parse_segment(line, value));
+        segments.push(parse_segment(line, segments.len() + 1, value));
     })?;
+    if !scanned.dropped.is_empty() {
+        renumber(&mut segments, &scanned.dropped);
+    }
     let message = Message { delimiters: scanned.delimiters, segments, segment_separator: scanned.separator };
     Ok(Parsed { message, warnings: scanned.warnings, dropped: scanned.dropped })
+}
+
+/// Gives each kept segment its number in the message, the dropped segments counted (they were
+/// numbered as they came, without them).
+#[cold]
+fn renumber(segments: &mut [Segment<'_>], dropped: &[DroppedSegment]) {
+    let mut before = 0;
+    for s in segments {
+        while dropped.get(before).is_some_and(|d| d.range.start < s.offset) {
+            before += 1;
+        }
+        s.line += before;
+    }
 }
 
 /// What [`scan`] found besides the segments.
@@ -470,8 +486,6 @@ pub(crate) struct Line<'a> {
     pub separator: &'a str,
     pub rest: Option<&'a str>,
     pub offset: usize,
-    /// 1-based number of the segment in the message (dropped segments counted).
-    pub number: usize,
     pub delimiters: Delimiters,
 }
 
@@ -498,7 +512,6 @@ pub(crate) fn scan<'a>(
     // (saw CR, saw LF, saw CRLF) between segments
     let mut kinds = [false; 3];
     let mut pending_kind: Option<usize> = None;
-    let mut number = 0;
     let mut dropped = Vec::new();
     let mut pos = start;
     while pos < bytes.len() {
@@ -519,19 +532,10 @@ pub(crate) fn scan<'a>(
                 Some(i) => (&line[..i], &line[i..i + fl], Some(&line[i + fl..])),
                 None => (line, "", None),
             };
-            number += 1;
             if is_valid_segment_id(id) {
-                segment(Line { id, separator, rest, offset: pos, number, delimiters });
+                segment(Line { id, separator, rest, offset: pos, delimiters });
             } else {
-                let error = ParseError::new(
-                    "HL7004",
-                    "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
-                    pos,
-                );
-                if options.bad_segments == BadSegments::Reject {
-                    return Err(error);
-                }
-                dropped.push(DroppedSegment { line: number, range: pos..end, error });
+                bad_segment(options.bad_segments, text, start, pos..end, &mut dropped)?;
             }
             pending_kind = kind;
         }
@@ -546,8 +550,39 @@ pub(crate) fn scan<'a>(
     Ok(Scanned { delimiters, separator, warnings, dropped })
 }
 
-fn parse_segment<'a, 'o>(line: Line<'a>, value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy) -> Segment<'o> {
-    let Line { id, separator, rest, offset, number, delimiters: d } = line;
+/// A line (`range` in `text`, whose segments start at `start`) whose segment id is not valid:
+/// the parse's error (`Reject`), or one more entry in `dropped` (`Drop`). Out of line, and the
+/// segment's number is counted here, from the text, rather than by the scan's loop, which thus
+/// does what it did before the option existed (measured: docs/benchmarks.md).
+#[cold]
+#[inline(never)]
+fn bad_segment(
+    mode: BadSegments,
+    text: &str,
+    start: usize,
+    range: std::ops::Range<usize>,
+    dropped: &mut Vec<DroppedSegment>,
+) -> Result<(), ParseError> {
+    let error = ParseError::new(
+        "HL7004",
+        "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
+        range.start,
+    );
+    if mode == BadSegments::Reject {
+        return Err(error);
+    }
+    let before = text.get(start..range.start).unwrap_or("");
+    let line = 1 + before.split(['\r', '\n']).filter(|l| !is_blank(l)).count();
+    dropped.push(DroppedSegment { line, range, error });
+    Ok(())
+}
+
+fn parse_segment<'a, 'o>(
+    line: Line<'a>,
+    number: usize,
+    value: impl Fn(Cow<'a, str>) -> Cow<'o, str> + Copy,
+) -> Segment<'o> {
+    let Line { id, separator, rest, offset, delimiters: d } = line;
     let mut fields = Vec::new();
     let mut spellings: Vec<Spelling<'o>> = Vec::new();
     if let Some(rest) = rest {
