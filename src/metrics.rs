@@ -295,6 +295,7 @@ mod tests {
             delivered: 3,
             dlq: 1,
             filtered: 1,
+            parts_dropped: 2,
             per_source: vec![("src".into(), 5)],
             per_sink: vec![("out".into(), 3)],
             ..Default::default()
@@ -312,6 +313,7 @@ mod tests {
             }
         }
         assert!(text.contains("sluice_run_info{pipeline=\"p\",run_id=\"abc\"} 1\n"));
+        assert!(text.contains("\nsluice_parts_dropped_total 2\n"), "{text}");
         assert!(text.contains("sluice_source_records_total{source=\"src\"} 5\n"));
         assert!(text.contains("sluice_sink_records_total{sink=\"out\"} 3\n"));
         assert!(text.contains("sluice_sink_records_total{sink=\"idle\"} 0\n"), "a sink not yet counted is at 0");
