@@ -252,6 +252,12 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
         if s.balanced { "balanced" } else { "NOT BALANCED" },
         s.warnings
     );
+    if s.parts_dropped > 0 {
+        println!(
+            "  {} dropped from records that went on (bad_segments: drop), each in the DLQ",
+            plural(s.parts_dropped as usize, "segment")
+        );
+    }
     println!("  {} ms, {:.0} records/s", s.elapsed_ms, s.records_per_second);
     if let Some(d) = &plan.dlq {
         println!("  dlq: {}", d.path);
@@ -314,28 +320,40 @@ pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
         None => Default::default(),
     };
     let records = sluice_runtime::replay::records(&entries);
-    let mut pending = 0;
+    let (mut pending, mut parts) = (0, 0);
     for e in &records {
         let entries_of = entries.iter().filter(|x| x.id == e.id).count();
-        let status = match replayed.get(&e.id) {
-            Some(outcome) => format!("replayed: {outcome}"),
-            None => {
+        let status = match (&e.part, replayed.get(&e.id)) {
+            // A segment cut out of a record that went on: not a message, never replayed.
+            (Some(part), _) => {
+                parts += 1;
+                format!("dropped segment {} of {}", part.segment, part.record)
+            }
+            (None, Some(outcome)) => format!("replayed: {outcome}"),
+            (None, None) => {
                 pending += 1;
                 "pending".to_string()
             }
         };
         if json {
-            let line = serde_json::json!({
+            let mut line = serde_json::json!({
                 "id": e.id, "status": status, "stage": e.stage, "code": e.code, "reason": e.reason,
                 "source": e.source, "file": e.file, "message_index": e.message_index, "entries": entries_of,
             });
+            if let (Some(part), Some(obj)) = (&e.part, line.as_object_mut()) {
+                obj.insert("part".into(), serde_json::to_value(part).expect("parts serialize"));
+            }
             println!("{line}");
         } else {
             println!("{}  {status}  {}  {}  {}  ({}#{})", e.id, e.stage, e.code, e.reason, e.file, e.message_index);
         }
     }
     if !json {
-        println!("{} in the DLQ, {pending} pending replay", plural(records.len(), "record"));
+        print!("{} in the DLQ, {pending} pending replay", plural(records.len() - parts, "record"));
+        if parts > 0 {
+            print!("; {} dropped from records that went on (not replayable)", plural(parts, "segment"));
+        }
+        println!();
     }
     OK
 }
@@ -390,6 +408,14 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
         }
         println!("{}", serde_json::to_string_pretty(&value).expect("entries serialize"));
     }
+    if let Some(part) = entries.iter().find(|e| e.id == id).and_then(|e| e.part.as_ref()) {
+        eprintln!(
+            "(not a whole message: segment {} dropped from record {}, which went on without it; `sluice dlq replay` does not replay it, {})",
+            part.segment,
+            part.record,
+            sluice_runtime::findings::DLQ_PART_NOT_REPLAYABLE
+        );
+    }
     if !raw {
         eprintln!("(the raw message is left out; `--raw` prints it: it may hold patient data)");
     }
@@ -410,6 +436,16 @@ pub fn dlq_replay(pipeline: &Path, ids: &[String], json: bool, fixed_clock: Opti
             } else {
                 if s.undid_incomplete_replay {
                     println!("an earlier replay had not completed: it was undone first");
+                }
+                if s.skipped_parts > 0 {
+                    println!(
+                        "skipped {}: each holds a segment dropped from a record, not a message (RT025)",
+                        if s.skipped_parts == 1 {
+                            "1 DLQ entry".to_string()
+                        } else {
+                            format!("{} DLQ entries", s.skipped_parts)
+                        }
+                    );
                 }
                 if s.replayed == 0 {
                     println!("nothing to replay: no pending record in the DLQ of pipeline {}", s.pipeline);
@@ -637,7 +673,7 @@ pub fn parse_hl7(files: &[PathBuf], full: bool, profile: Option<&Path>) -> u8 {
                 }
             };
             match parse_message_with(&decoded.text, reading.parse) {
-                Ok(Parsed { message: m, warnings }) => {
+                Ok(Parsed { message: m, warnings, .. }) => {
                     for w in warnings {
                         eprintln!("warning[{}]: {} message {}: {}", w.code, path.display(), raw.index + 1, w.message);
                     }
@@ -698,7 +734,7 @@ fn profile_options(path: &Path) -> Result<Reading, u8> {
     // for a checked profile.
     let policy = CharsetPolicy::from_name(&p.encoding).unwrap_or_default();
     let encoding_characters = EncodingCharacters::from_name(&p.encoding_characters).unwrap_or_default();
-    Ok(Reading { options, policy, parse: ParseOptions { encoding_characters } })
+    Ok(Reading { options, policy, parse: ParseOptions { encoding_characters, ..ParseOptions::default() } })
 }
 
 /// One line of `sluice validate` output. Never holds a field value: paths, codes and fixed
@@ -803,7 +839,7 @@ fn check_hl7_files(
                         };
                         visit(name, &raw, c)
                     }
-                    Ok(Parsed { message: m, warnings }) => {
+                    Ok(Parsed { message: m, warnings, .. }) => {
                         // What a tolerant profile accepted is said first, as a warning on MSH-2.
                         let mut findings: Vec<Finding> = warnings
                             .into_iter()

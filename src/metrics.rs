@@ -234,6 +234,12 @@ fn render(run: &RunNames, run_id: Option<&str>, s: &Snapshot) -> String {
         "Records that carried at least one warning when they reached a sink or the DLQ.",
         &one(s.warnings),
     );
+    family(
+        "sluice_parts_dropped_total",
+        "counter",
+        "Segments a parser profile with bad_segments: drop left out of records that went on (each in the DLQ).",
+        &one(s.parts_dropped),
+    );
     // Every component the plan names, at 0 until the run counts it.
     let per = |key: &str, names: &[String], counts: &[(String, u64)]| -> Vec<(String, u64)> {
         let mut all: Vec<(String, u64)> = names.iter().map(|n| (n.clone(), 0)).collect();
@@ -289,6 +295,7 @@ mod tests {
             delivered: 3,
             dlq: 1,
             filtered: 1,
+            parts_dropped: 2,
             per_source: vec![("src".into(), 5)],
             per_sink: vec![("out".into(), 3)],
             ..Default::default()
@@ -306,6 +313,7 @@ mod tests {
             }
         }
         assert!(text.contains("sluice_run_info{pipeline=\"p\",run_id=\"abc\"} 1\n"));
+        assert!(text.contains("\nsluice_parts_dropped_total 2\n"), "{text}");
         assert!(text.contains("sluice_source_records_total{source=\"src\"} 5\n"));
         assert!(text.contains("sluice_sink_records_total{sink=\"out\"} 3\n"));
         assert!(text.contains("sluice_sink_records_total{sink=\"idle\"} 0\n"), "a sink not yet counted is at 0");

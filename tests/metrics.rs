@@ -172,6 +172,7 @@ const COUNTERS: &[(&str, &str)] = &[
     ("sluice_records_dlq_total", "dlq"),
     ("sluice_records_filtered_total", "filtered"),
     ("sluice_records_warnings_total", "warnings"),
+    ("sluice_parts_dropped_total", "parts_dropped"),
 ];
 
 fn counters(s: &Scrape) -> Vec<(String, u64)> {

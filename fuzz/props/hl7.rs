@@ -7,7 +7,7 @@ use std::io::{self, BufRead, Read};
 use std::sync::OnceLock;
 
 use sluice_hl7v2::charset::{self, Charset, CharsetPolicy};
-use sluice_hl7v2::codec::{self, Delimiters, EncodingCharacters, Message, ParseOptions, SegmentSeparator};
+use sluice_hl7v2::codec::{self, BadSegments, Delimiters, EncodingCharacters, Message, ParseOptions, SegmentSeparator};
 use sluice_hl7v2::path::Path;
 use sluice_hl7v2::split::{MessageSplitter, RawMessage};
 use sluice_hl7v2::{batch, json, validate};
@@ -43,6 +43,7 @@ fn relayout(text: &str, separator: SegmentSeparator) -> String {
 pub fn parse_round_trip(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     tolerant_parse(&text);
+    drop_parse(&text);
     let Ok(m) = codec::parse_message(&text) else {
         return;
     };
@@ -75,7 +76,8 @@ pub fn parse_round_trip(data: &[u8]) {
 /// from (up to the layout, [`relayout`]; MSH-2 verbatim), and its encoded text parses
 /// (tolerantly) to the same tree.
 pub fn tolerant_parse(text: &str) {
-    let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+    let tolerant =
+        ParseOptions { encoding_characters: EncodingCharacters::Tolerant, bad_segments: BadSegments::Reject };
     let strict = codec::parse_message(text);
     let loose = codec::parse_message_with(text, tolerant);
     match (&strict, &loose) {
@@ -101,6 +103,76 @@ pub fn tolerant_parse(text: &str) {
             assert_eq!(
                 again.warnings.iter().map(|w| w.code).collect::<Vec<_>>(),
                 l.warnings.iter().map(|w| w.code).collect::<Vec<_>>()
+            );
+        }
+    }
+}
+
+/// `bad_segments: drop` ([`BadSegments::Drop`]) changes nothing for a text strict parsing
+/// accepts, fails as strict does on what makes the whole message unreadable (anything but
+/// `HL7004`), and otherwise keeps every readable segment: the kept segments and the dropped
+/// ones number 1..=n without gap or overlap, in text order; each dropped range is one
+/// non-blank line; the text without the dropped lines parses strictly to the same segments;
+/// and the lazy view drops the same segments and keeps the same ones.
+pub fn drop_parse(text: &str) {
+    let lenient = ParseOptions { bad_segments: BadSegments::Drop, ..ParseOptions::default() };
+    let strict = codec::parse_message(text);
+    let dropping = codec::parse_message_with(text, lenient);
+    let view = sluice_hl7v2::view::MessageView::parse_with(text, lenient);
+    match (&dropping, &view) {
+        (Ok(p), Ok(v)) => {
+            assert_eq!(p.dropped, v.dropped, "view and parser drop different segments\ninput: {text:?}");
+            let offsets: Vec<usize> = p.message.segments.iter().map(|s| s.offset).collect();
+            assert_eq!(offsets, v.segments.iter().map(|s| s.offset).collect::<Vec<_>>(), "view keeps other segments");
+        }
+        (Err(a), Err(b)) => assert_eq!(a, b, "view and parser fail differently\ninput: {text:?}"),
+        _ => panic!("view and parser disagree under bad_segments: drop\ninput: {text:?}"),
+    }
+    match (&strict, &dropping) {
+        (Ok(s), Ok(d)) => {
+            assert_eq!(s, &d.message, "drop changed a valid message\ninput: {text:?}");
+            assert!(d.dropped.is_empty(), "dropped a segment of a valid message\ninput: {text:?}");
+        }
+        (Err(e), Err(d)) => {
+            assert_ne!(e.code, "HL7004", "a bad segment still rejects the message\ninput: {text:?}");
+            assert_eq!(e, d, "drop fails differently from strict\ninput: {text:?}");
+        }
+        (Ok(_), Err(e)) => panic!("drop rejects what strict accepts: {e}\ninput: {text:?}"),
+        (Err(e), Ok(d)) => {
+            assert_eq!(e.code, "HL7004", "drop accepted a message strict rejects as a whole\ninput: {text:?}");
+            assert_eq!(d.dropped.first().map(|x| &x.error), Some(e), "the first drop is strict's error");
+            // Every segment is kept or dropped, once, in text order.
+            let mut all: Vec<(usize, usize)> = d.message.segments.iter().map(|s| (s.line, s.offset)).collect();
+            all.extend(d.dropped.iter().map(|x| (x.line, x.range.start)));
+            all.sort_unstable();
+            for (i, (line, _)) in all.iter().enumerate() {
+                assert_eq!(*line, i + 1, "segment numbers have a gap or a repeat\ninput: {text:?}");
+            }
+            assert!(all.windows(2).all(|w| w[0].1 < w[1].1), "segments out of text order\ninput: {text:?}");
+            let mut rest = String::new();
+            let mut at = 0;
+            for x in &d.dropped {
+                let line = &text[x.range.clone()];
+                assert!(!line.contains(['\r', '\n']) && !line.bytes().all(|b| b == b' ' || b == b'\t'));
+                assert_eq!(x.error.code, "HL7004");
+                assert_eq!(x.error.offset, x.range.start);
+                rest.push_str(&text[at..x.range.start]);
+                at = x.range.end;
+            }
+            rest.push_str(&text[at..]);
+            let kept = codec::parse_message(&rest)
+                .unwrap_or_else(|e| panic!("the text without its dropped lines does not parse: {e}\ninput: {text:?}"));
+            let ids_fields = |m: &Message| -> Vec<(String, String)> {
+                let d = m.delimiters;
+                let one = |s: &codec::Segment| {
+                    codec::encode(&Message { delimiters: d, segments: vec![s.clone()], ..Message::default() })
+                };
+                m.segments.iter().map(|s| (s.id.to_string(), one(s))).collect()
+            };
+            assert_eq!(
+                ids_fields(&kept),
+                ids_fields(&d.message),
+                "a good segment was lost or changed\ninput: {text:?}"
             );
         }
     }

@@ -9,7 +9,11 @@
 //! Record entry: `{"seq", "run_id", "plan_hash", "at", "record": "<source>:<file>#<index>",
 //! "offset", "masked", "message_id", "event": "delivered|dlq|filtered", "component", "sinks",
 //! "prev", "hash"}`: `offset` is the message's byte offset in its file, `masked` the number of
-//! PHI values the mask stage masked in what a sink wrote.
+//! PHI values the mask stage masked in what a sink wrote. A record that went on without some of
+//! its parts (`bad_segments: drop`) also has `"dropped": [{"segment", "offset", "code",
+//! "dlq"}]`: each part's segment number, byte offset, code and DLQ entry id (left out when
+//! nothing was dropped, so other entries are as before); `run_completed` then counts them in
+//! `parts_dropped`.
 //! `seq` is the record's sequence number in the run (1-based, reading order), so a record's
 //! `audit_log_id` (`<run_id>-<seq>`) names its entry; `run_completed` takes the next number.
 //! `hash` is the hex SHA-256 of the entry's line up to, not including, `,"hash":...`, closed
@@ -53,6 +57,22 @@ pub struct RecordEvent<'a> {
     pub event: &'a str,
     pub component: &'a str,
     pub sinks: &'a [String],
+    /// Parts of the record left out of it and kept in the DLQ (`bad_segments: drop`).
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub dropped: &'a [Dropped],
+}
+
+/// One part a record went on without.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Dropped {
+    /// 1-based number of the segment in the message.
+    pub segment: usize,
+    /// Byte offset of the segment in its file (or stream).
+    pub offset: u64,
+    /// Why (the codec's code, `HL7004`).
+    pub code: &'static str,
+    /// The id of its DLQ entry.
+    pub dlq: String,
 }
 
 /// The first entry of a run: what ran, before any record.
@@ -79,6 +99,14 @@ pub struct Completed<'a> {
     /// How many times the run was resumed after an interruption (left out when none).
     #[serde(skip_serializing_if = "is_zero")]
     pub resumes: u32,
+    /// Parts (segments) left out of records that went on, each kept in the DLQ (left out when
+    /// none). Not part of `records_in = delivered + dlq + filtered`: those count records.
+    #[serde(skip_serializing_if = "is_zero_u64")]
+    pub parts_dropped: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -240,6 +268,7 @@ mod tests {
                 event: "delivered",
                 component: "out",
                 sinks: &[],
+                dropped: &[],
             };
             chain.write(&mut out, seq, "2024-01-01T00:00:00Z", ev).unwrap();
         }
@@ -270,6 +299,7 @@ mod tests {
                 event: "delivered",
                 component: "out",
                 sinks: &[],
+                dropped: &[],
             };
             chain.write(&mut out, seq, "2024-01-01T00:00:00Z", ev).unwrap();
         }

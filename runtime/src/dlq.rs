@@ -5,6 +5,13 @@
 //! when the bytes are not UTF-8). `id` is the record's, `<run_id>-<seq>`, as its audit entry's. `stage` is the name of the component
 //! that rejected the record (a source component for decode and parse failures).
 //!
+//! A segment a parser profile with `bad_segments: drop` left out of a message gets an entry of
+//! its own ([`part_entry_line`]): id `<record id>.seg<N>`, stage the source, the codec's code,
+//! `offset` the segment's own byte offset, `raw` the segment's bytes only, and
+//! `"part": {"kind": "segment", "record", "message_id", "segment", "message_offset"}` naming
+//! the record (delivered, filtered or rejected on its own account) it was cut from. An entry
+//! with a `part` is not a message: `sluice dlq replay` never feeds it to the pipeline (RT025).
+//!
 //! Invariants:
 //! - Nothing is lost: every record that cannot go on gets an entry, with its raw bytes exactly
 //!   (as text when they are UTF-8, else base64), so it can be inspected and replayed
@@ -63,10 +70,29 @@ struct Entry<'a> {
     code: &'a str,
     reason: &'a str,
     findings: &'a [Finding],
+    /// Set only on the entry of a dropped part of a record (left out of every other entry, so
+    /// their lines are as before).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    part: Option<Part<'a>>,
     raw: &'a str,
     /// `base64` when the bytes are not UTF-8 (`raw` is then their base64), so nothing is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_encoding: Option<&'static str>,
+}
+
+/// What a part entry was cut from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Part<'a> {
+    /// `segment` (the only kind so far).
+    pub kind: std::borrow::Cow<'a, str>,
+    /// The id of the record the part was cut from (`<run_id>-<seq>`, its audit entry).
+    pub record: std::borrow::Cow<'a, str>,
+    /// The record's message control id (MSH-10), if it has one.
+    pub message_id: Option<std::borrow::Cow<'a, str>>,
+    /// 1-based number of the segment in the message.
+    pub segment: u64,
+    /// Byte offset of the message in its file (the entry's `offset` is the segment's).
+    pub message_offset: u64,
 }
 
 /// `raw_encoding` of an encrypted message.
@@ -194,27 +220,84 @@ pub fn entry_line(
     r: &Rejection,
     key: Option<&DlqKey>,
 ) -> String {
-    use base64::Engine;
     let id = format!("{run_id}-{}", env.seq);
+    line(&id, run_id, env, env.offset, raw, stage, r, None, key)
+}
+
+/// The id of the entry of segment `segment` dropped from record `record_id`.
+pub fn part_id(record_id: &str, segment: usize) -> String {
+    format!("{record_id}.seg{segment}")
+}
+
+/// The entry of a segment dropped from the record `env` describes (stage: its source), and
+/// the entry's id. The reason and finding say where and why, never what.
+pub fn part_entry_line(
+    run_id: &str,
+    env: &Envelope,
+    part: &crate::source::DroppedPart,
+    stage: &str,
+    key: Option<&DlqKey>,
+) -> (String, String) {
+    let record = format!("{run_id}-{}", env.seq);
+    let id = part_id(&record, part.segment);
+    let reason = format!(
+        "segment {} of record {record} could not be parsed ({} at file offset {}) and was dropped; the rest of the message went on",
+        part.segment, part.code, part.offset
+    );
+    let r = Rejection {
+        code: part.code,
+        findings: vec![Finding {
+            code: part.code,
+            rule: None,
+            path: None,
+            message: format!("segment {}: {}", part.segment, part.message),
+        }],
+        reason,
+    };
+    let p = Part {
+        kind: "segment".into(),
+        record: record.as_str().into(),
+        message_id: env.control_id.as_deref().map(Into::into),
+        segment: part.segment as u64,
+        message_offset: env.offset,
+    };
+    let line = line(&id, run_id, env, part.offset, &part.bytes, stage, &r, Some(p), key);
+    (id, line)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn line(
+    id: &str,
+    run_id: &str,
+    env: &Envelope,
+    offset: u64,
+    raw: &[u8],
+    stage: &str,
+    r: &Rejection,
+    part: Option<Part<'_>>,
+    key: Option<&DlqKey>,
+) -> String {
+    use base64::Engine;
     let (raw, raw_encoding) = match (key, std::str::from_utf8(raw)) {
         // A message that cannot be sealed is not written in plain text.
-        (Some(key), _) => (std::borrow::Cow::Owned(key.seal(&id, raw).unwrap_or_default()), Some(SEALED)),
+        (Some(key), _) => (std::borrow::Cow::Owned(key.seal(id, raw).unwrap_or_default()), Some(SEALED)),
         (None, Ok(text)) => (std::borrow::Cow::Borrowed(text), None),
         (None, Err(_)) => {
             (std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(raw)), Some("base64"))
         }
     };
     let entry = Entry {
-        id: &id,
+        id,
         run_id,
         source: &env.source,
         file: &env.file,
-        offset: env.offset,
+        offset,
         message_index: env.index,
         stage,
         code: r.code,
         reason: &r.reason,
         findings: &r.findings,
+        part,
         raw: &raw,
         raw_encoding,
     };
@@ -240,6 +323,7 @@ mod key_tests {
             code: "RT102".into(),
             reason: String::new(),
             findings: Vec::new(),
+            part: None,
             raw,
             raw_encoding: encoding.map(String::from),
         }
@@ -287,12 +371,21 @@ pub struct StoredEntry {
     pub code: String,
     pub reason: String,
     pub findings: Vec<serde_json::Value>,
+    /// Set when the entry is a part dropped from a record, not a whole message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<Part<'static>>,
     pub raw: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_encoding: Option<String>,
 }
 
 impl StoredEntry {
+    /// The entry holds a part dropped from a record (a segment), not a message that could be
+    /// replayed.
+    pub fn is_part(&self) -> bool {
+        self.part.is_some()
+    }
+
     /// The message's bytes as they were received (decrypted with `key` if sealed).
     pub fn raw_bytes(&self, key: Option<&DlqKey>) -> Result<Vec<u8>, String> {
         use base64::Engine;

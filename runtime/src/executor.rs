@@ -168,6 +168,10 @@ pub struct Processed {
     control_id: Option<String>,
     sink_lines: Vec<(usize, String)>,
     dlq_lines: Vec<String>,
+    /// DLQ entries of parts the source step dropped (`bad_segments: drop`), and what the audit
+    /// says of them. They do not make the record a DLQ record.
+    part_lines: Vec<String>,
+    dropped: Vec<audit::Dropped>,
     event: Event,
     component: Arc<str>,
     sinks: Vec<String>,
@@ -214,6 +218,26 @@ impl Ctx<'_, '_> {
         acc.code.get_or_insert(r.code);
         acc.findings.extend(r.findings.iter().cloned());
         acc.rejected_at_source |= matches!(self.c.plan.components[idx].kind, ComponentKind::Source(_));
+    }
+
+    /// The DLQ entries of the parts source `idx` dropped from the record `env` describes, and
+    /// their audit descriptions. Written whatever becomes of the record, so that what was cut
+    /// out of it is always in the DLQ on its own.
+    #[cold]
+    fn dropped_parts(
+        &self,
+        idx: usize,
+        env: &Envelope,
+        dropped: &[source::DroppedPart],
+    ) -> (Vec<String>, Vec<audit::Dropped>) {
+        let stage = &self.c.names[idx];
+        dropped
+            .iter()
+            .map(|part| {
+                let (id, line) = dlq::part_entry_line(self.run_id, env, part, stage, self.c.dlq_key.as_ref());
+                (line, audit::Dropped { segment: part.segment, offset: part.offset, code: part.code, dlq: id })
+            })
+            .unzip()
     }
 
     /// Runs the record through component `idx` and everything downstream of it.
@@ -299,6 +323,7 @@ impl Ctx<'_, '_> {
             raw: raw.bytes.into(),
         };
         let mut acc = Acc::default();
+        let mut parts = (Vec::new(), Vec::new());
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut acc = Acc::default();
             let mut rec = rec.clone();
@@ -312,6 +337,9 @@ impl Ctx<'_, '_> {
                 Ok(d) => {
                     acc.control_id.clone_from(&d.control_id);
                     rec.env.control_id = d.control_id;
+                    if !d.dropped.is_empty() {
+                        parts = self.dropped_parts(raw.source, &rec.env, &d.dropped);
+                    }
                     rec.env.message_type = d.message_type;
                     rec.env.warnings = d.warnings;
                     rec.payload = Payload::Hl7(Arc::new(d.message));
@@ -345,6 +373,8 @@ impl Ctx<'_, '_> {
             control_id: acc.control_id,
             sink_lines: acc.sink_lines,
             dlq_lines: acc.dlq_lines,
+            part_lines: parts.0,
+            dropped: parts.1,
             event,
             component,
             sinks: acc.sinks,
@@ -365,6 +395,9 @@ pub struct Totals {
     pub dlq: u64,
     pub filtered: u64,
     pub warnings: u64,
+    /// Parts (segments) dropped from records that went on, each with a DLQ entry of its own;
+    /// not counted in `dlq`, which counts records.
+    pub parts_dropped: u64,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
     /// Retries per `http` sink, in this invocation (not kept in checkpoints).
@@ -383,6 +416,7 @@ impl Totals {
             warnings: self.warnings,
             per_source: self.per_source.iter().map(|(_, n)| *n).collect(),
             per_sink: self.per_sink.iter().map(|(_, n)| *n).collect(),
+            parts_dropped: self.parts_dropped,
         }
     }
 
@@ -393,6 +427,7 @@ impl Totals {
         self.dlq = c.dlq;
         self.filtered = c.filtered;
         self.warnings = c.warnings;
+        self.parts_dropped = c.parts_dropped;
         for (slot, n) in self.per_source.iter_mut().zip(&c.per_source) {
             slot.1 = *n;
         }
@@ -1202,6 +1237,7 @@ impl Writer<'_> {
             s.dlq = t.dlq;
             s.filtered = t.filtered;
             s.warnings = t.warnings;
+            s.parts_dropped = t.parts_dropped;
             s.per_source.clone_from(&t.per_source);
             s.per_sink.clone_from(&t.per_sink);
             s.checkpoints = self.checkpoints;
@@ -1299,9 +1335,10 @@ impl Writer<'_> {
                     t.per_sink[slot].1 += 1;
                 }
             }
-            for line in &p.dlq_lines {
+            for line in p.dlq_lines.iter().chain(&p.part_lines) {
                 sink::write_line(dlq, line, dlq_path)?;
             }
+            t.parts_dropped += p.part_lines.len() as u64;
             match p.event {
                 Event::Delivered => t.delivered += 1,
                 Event::Dlq => t.dlq += 1,
@@ -1331,6 +1368,7 @@ impl Writer<'_> {
                     event: p.event.as_str(),
                     component: &p.component,
                     sinks: &p.sinks,
+                    dropped: &p.dropped,
                 };
                 self.chain
                     .write(w, p.seq, &self.clock.now(), body)
@@ -1383,6 +1421,7 @@ impl Writer<'_> {
                 warnings: t.warnings,
                 balanced: t.records_in == t.delivered + t.dlq + t.filtered,
                 resumes,
+                parts_dropped: t.parts_dropped,
             };
             let body = WithRetries { completed: body, sink_retries: &t.per_sink_retries };
             self.chain

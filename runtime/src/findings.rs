@@ -96,6 +96,8 @@ findings! {
         "A header of an `http` sink, once its secret reference is resolved, is not a valid HTTP header (a line break or a control character in the value). The message names the header and the reference, never the value. Fix the secret; the run does not start.";
     AUDIT_CHAIN_BROKEN = "RT024", RunError, "audit chain broken",
         "`sluice audit verify` (or `export`) recomputed the audit log's hashes and links and found the first line that does not fit: an entry altered (its hash does not match), removed, inserted or reordered (its `prev` is not the previous entry's hash), numbered out of order, or not an audit entry. The message gives the line number. Keep the file as evidence and compare it with a backup or a copy shipped elsewhere; `sluice audit export` refuses to export a log whose chain is broken.";
+    DLQ_PART_NOT_REPLAYABLE = "RT025", RunError, "DLQ entry is a dropped part, not a message",
+        "The DLQ entry holds one segment that a parser profile with `bad_segments: drop` left out of a message (its `part` names the record it came from; that record went on without it). A lone segment is not a message, so `sluice dlq replay` does not send it through the pipeline: given its id, the replay refuses (nothing is replayed); replaying every pending record skips such entries and counts them. Read it with `sluice dlq show PIPELINE ID --raw`, have the sender correct and resend the message if the segment mattered, then remove the entry with `sluice dlq purge PIPELINE ID`.";
 
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
@@ -123,6 +125,8 @@ findings! {
         "A frame started (VT) but did not end with FS CR: the connection closed, went idle past `idle_timeout`, or a new frame started. The bytes received go to the DLQ; the sender gets an AR when an MSH segment can be read from them, else the connection is closed.";
     MLLP_OVERSIZE = "RT113", Dlq, "MLLP frame too large",
         "A frame is longer than the source's `max_frame_bytes`. Its bytes are dropped as they arrive (memory stays bounded); the DLQ entry keeps the first 1024 and the sender gets an AR (or a closed connection when no MSH can be read).";
+    SEGMENT_DROPPED = "RT114", Warning, "segment that could not be parsed was dropped",
+        "The source's parser profile says `bad_segments: drop`, and a segment of this message could not be parsed (the warning names the codec's code, usually HL7004: a stray line of text or an invalid segment id, and the segment's number). The segment was left out and the rest of the message went on; the segment's bytes are in the DLQ as an entry of their own (`part`: the record and segment number; stage: the source; encrypted like every DLQ payload), and the record's audit entry lists it under `dropped`. Such an entry cannot be replayed on its own (RT025). Fix the sender; with `bad_segments: reject` (the default) the whole message would have gone to the DLQ instead.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

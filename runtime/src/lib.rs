@@ -109,6 +109,10 @@ pub struct RunSummary {
     pub filtered: u64,
     /// Records that carried at least one warning when they reached a sink or the DLQ.
     pub warnings: u64,
+    /// Parts (segments) a parser profile with `bad_segments: drop` left out of records that
+    /// went on, each kept in the DLQ as an entry of its own. Not in the balance, which counts
+    /// records.
+    pub parts_dropped: u64,
     pub per_source: Vec<(String, u64)>,
     /// Lines written per sink component (for an `http` sink: records the endpoint accepted).
     pub per_sink: Vec<(String, u64)>,
@@ -198,6 +202,7 @@ pub fn run_with_events(
         dlq: t.dlq,
         filtered: t.filtered,
         warnings: t.warnings,
+        parts_dropped: t.parts_dropped,
         per_source: t.per_source,
         per_sink: t.per_sink,
         per_sink_retries: t.per_sink_retries,

@@ -21,6 +21,8 @@ pub struct Snapshot {
     pub dlq: u64,
     pub filtered: u64,
     pub warnings: u64,
+    /// Parts (segments) dropped from records that went on.
+    pub parts_dropped: u64,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
     /// Checkpoints saved by this invocation.

@@ -15,6 +15,10 @@
 //!   so its records are still pending and none is delivered twice.
 //! - A record is replayed at most once: an id already replayed is refused; if it failed again,
 //!   its new entry is the one to replay.
+//! - A lone part of a record (a segment `bad_segments: drop` cut out, `StoredEntry::part`) is
+//!   never fed to the pipeline: it is not a message. Named by id, the replay refuses (RT025)
+//!   before doing anything; replaying every pending record skips them and counts them in
+//!   `skipped_parts`.
 //! - It never runs beside a run of the same pipeline (the state store's lock) nor while a run
 //!   is unfinished (a resume would cut the outputs back past the replay's records).
 
@@ -40,6 +44,9 @@ pub struct ReplaySummary {
     pub filtered: u64,
     /// An earlier replay that had not completed was undone first.
     pub undid_incomplete_replay: bool,
+    /// DLQ entries left alone because each holds a part dropped from a record (a segment), not
+    /// a message.
+    pub skipped_parts: u64,
     /// Each replayed record's id and outcome, in replay order.
     pub outcomes: Vec<(String, &'static str)>,
 }
@@ -127,8 +134,11 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
     let entries = dlq::read_plan_entries(plan)?;
     let replayed = store.replayed()?;
     let all = records(&entries);
+    let mut skipped_parts = 0;
     let chosen: Vec<&StoredEntry> = if ids.is_empty() {
-        all.into_iter().filter(|e| !replayed.contains_key(&e.id)).collect()
+        let pending = all.iter().filter(|e| !replayed.contains_key(&e.id));
+        skipped_parts = pending.clone().filter(|e| e.is_part()).count() as u64;
+        pending.filter(|e| !e.is_part()).copied().collect()
     } else {
         let mut chosen = Vec::new();
         for id in ids {
@@ -140,6 +150,16 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                 ));
             }
             match all.iter().find(|e| &e.id == id) {
+                Some(e) if e.is_part() => {
+                    let of = e.part.as_ref().map(|p| p.record.to_string()).unwrap_or_default();
+                    return Err(replay_error(
+                        findings::DLQ_PART_NOT_REPLAYABLE,
+                        format!(
+                            "DLQ entry {id} is a segment dropped from record {of}, not a whole message: it cannot be replayed on its own"
+                        ),
+                        "read it with `sluice dlq show PIPELINE ID --raw`; have the sender correct and resend the message if the segment mattered, then `sluice dlq purge PIPELINE ID`",
+                    ));
+                }
                 Some(e) if !chosen.iter().any(|c: &&StoredEntry| c.id == e.id) => chosen.push(*e),
                 Some(_) => {}
                 None => {
@@ -162,6 +182,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         dlq: 0,
         filtered: 0,
         undid_incomplete_replay,
+        skipped_parts,
         outcomes: Vec::new(),
     };
     if chosen.is_empty() {

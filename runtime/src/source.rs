@@ -19,6 +19,12 @@
 //!   MSH) arrive as their own raw message and are rejected the same way. Envelope problems
 //!   (`RT109`) and incomplete continuations (`RT110`) arrive as their own items
 //!   ([`problem_rejection`]): each is one record in, one DLQ entry, so the run still balances.
+//! - Partial processing: under the profile's `bad_segments: drop`, a segment that cannot be
+//!   parsed (`HL7004`) in a message whose MSH is sound is left out ([`Decoded::dropped`]: its
+//!   number, file offset, code and exact bytes, for the DLQ) and the record goes on with a
+//!   warning (`RT114`) naming the segment's number, never its content; kept segments keep
+//!   their numbers. Whatever makes the whole message unreadable is still a rejection. Under
+//!   `reject` (the default) nothing changes: the same scan fails on the first such segment.
 //! - Offsets: a decode error's offset is exact; a parse error's offset is mapped back from the
 //!   decoded text to the bytes (exact for UTF-8, UTF-16 and single-byte sets). In a message
 //!   reassembled from fragments or `ADD` segments, offsets after the first join are offsets in
@@ -31,7 +37,7 @@ use std::sync::{Arc, OnceLock};
 
 use globset::GlobBuilder;
 use sluice_compiler::plan::ProfilePlan;
-use sluice_hl7v2::codec::{EncodingCharacters, ParseOptions};
+use sluice_hl7v2::codec::{BadSegments, EncodingCharacters, ParseOptions};
 use sluice_hl7v2::path::{Index, Path as Hl7Path};
 use sluice_hl7v2::view::MessageView;
 
@@ -134,6 +140,7 @@ impl Profile {
             // Likewise: only `strict` and `tolerant` get through; anything else reads as strict.
             parse_options: ParseOptions {
                 encoding_characters: EncodingCharacters::from_name(&p.encoding_characters).unwrap_or_default(),
+                bad_segments: BadSegments::from_name(&p.bad_segments).unwrap_or_default(),
             },
             zone: time::normalize_zone(&p.timezone).into(),
         }
@@ -147,6 +154,24 @@ pub struct Decoded {
     pub message_type: Option<String>,
     pub control_id: Option<String>,
     pub warnings: Vec<Issue>,
+    /// Segments left out under `bad_segments: drop`, in message order (each also has a
+    /// warning in `warnings`).
+    pub dropped: Vec<DroppedPart>,
+}
+
+/// A segment the source step left out of a message (`bad_segments: drop`): what its DLQ entry
+/// and the record's audit entry say about it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedPart {
+    /// 1-based number of the segment in the message (the dropped ones counted).
+    pub segment: usize,
+    /// Byte offset of the segment in the file (or stream), like a record's offset.
+    pub offset: u64,
+    /// Why: the codec's code (`HL7004`) and its content-free message.
+    pub code: &'static str,
+    pub message: String,
+    /// The segment's bytes as received (without its line break): the DLQ's payload.
+    pub bytes: Vec<u8>,
 }
 
 fn separator_name(s: SegmentSeparator) -> &'static str {
@@ -201,8 +226,28 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
     for w in &view.warnings {
         warnings.push(Issue::new(w.code, "MSH-2", w.message.clone()));
     }
+    let dropped = if view.dropped.is_empty() {
+        Vec::new()
+    } else {
+        // Offsets in a reassembled text (`ADD` joined) are offsets in that text: its bytes then.
+        let (raw, to_bytes): (&[u8], &dyn Fn(usize) -> usize) =
+            if joined { (text.as_bytes(), &|o| o) } else { (bytes, &|o| decoded.source_offset(o)) };
+        dropped_parts(&view.dropped, raw, file_offset, to_bytes)
+    };
+    for d in &dropped {
+        warnings.push(Issue::new(
+            findings::SEGMENT_DROPPED,
+            format!("segment {}", d.segment),
+            format!(
+                "segment {} could not be parsed ({}) and was dropped (bad_segments: drop); it is in the DLQ",
+                d.segment, d.code
+            ),
+        ));
+    }
     // The index the record keeps (with every field separator located), taken now so that the
     // header fields below are read through it too.
+    // Where the dropped segments were (the view rebuilt from the index below has no list).
+    let dropped_at: Vec<usize> = view.dropped.iter().map(|d| d.range.start).collect();
     let index = view.index(&text);
     let indexed = index.as_ref().map(|i| MessageView::from_index(&text, i));
     let view = indexed.as_ref().unwrap_or(&view);
@@ -253,13 +298,14 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
         // The schema first: almost every segment is in it, and then the Z-segment set is not
         // consulted.
         let unexpected = |id: &str| !schema.defines(id) && !profile.z_segments.contains(id);
-        // Segment lines are 1-based, as in the tree.
+        // Segment lines are 1-based, as in the tree, and count the dropped segments.
+        let line = |i: usize, offset: usize| i + 1 + dropped_at.iter().take_while(|&&at| at < offset).count();
         let bad: Vec<(String, usize)> = view
             .segments
             .iter()
             .enumerate()
             .filter(|(_, s)| unexpected(s.id))
-            .map(|(i, s)| (s.id.to_string(), i + 1))
+            .map(|(i, s)| (s.id.to_string(), line(i, s.offset)))
             .collect();
         if !bad.is_empty() {
             if profile.unexpected == Unexpected::Fail {
@@ -301,7 +347,33 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
         tree.segments.retain(|s| !skipped.contains(&s.line));
         held.into_edited(tree)
     };
-    Ok(Decoded { message_type, control_id, message, warnings })
+    Ok(Decoded { message_type, control_id, message, warnings, dropped })
+}
+
+/// The dropped segments of a message as the DLQ keeps them: each one's bytes exactly as
+/// received (`to_bytes` maps an offset in the parsed text to one in `bytes`; for a text
+/// reassembled from `ADD` segments, `bytes` is that text).
+#[cold]
+fn dropped_parts(
+    dropped: &[sluice_hl7v2::codec::DroppedSegment],
+    bytes: &[u8],
+    file_offset: u64,
+    to_bytes: &dyn Fn(usize) -> usize,
+) -> Vec<DroppedPart> {
+    dropped
+        .iter()
+        .map(|d| {
+            let (start, end) = (to_bytes(d.range.start), to_bytes(d.range.end));
+            let raw = bytes.get(start..end).unwrap_or_default();
+            DroppedPart {
+                segment: d.line,
+                offset: file_offset + start as u64,
+                code: d.error.code,
+                message: d.error.message.clone(),
+                bytes: raw.to_vec(),
+            }
+        })
+        .collect()
 }
 
 /// MSH-12, MSH-9.1, MSH-9.2 and MSH-10, parsed once.
@@ -371,6 +443,7 @@ mod tests {
             timezone: "+00:00".into(),
             z_segments: vec![],
             encoding_characters: "strict".into(),
+            bad_segments: "reject".into(),
         })
     }
 
@@ -407,6 +480,7 @@ mod tests {
             timezone: "+00:00".into(),
             z_segments: vec![],
             encoding_characters: "strict".into(),
+            bad_segments: "reject".into(),
         }
     }
 
@@ -447,6 +521,51 @@ mod tests {
     }
 
     #[test]
+    fn bad_segments_drop_keeps_the_rest_and_reports_each_dropped_segment() {
+        let text = b"MSH|^~\\&|A|B|C|D|20240101||ADT^A01|X1|P|2.5.1\rPID|1||123\rSMITH JOHN 123-45-6789\rQQQ|secret\rpv1|x\rPV1|1|I";
+        let path = |p: &str| sluice_hl7v2::path::Path::parse(p).unwrap();
+        let mut plan = strict_plan();
+        assert_eq!(decode(text, 0, &Profile::new(&plan)).unwrap_err().code, "HL7004", "reject: as before");
+        plan.bad_segments = "drop".into();
+        plan.unexpected_segments = "skip".into();
+        let d = decode(text, 1000, &Profile::new(&plan)).unwrap();
+        let dropped: Vec<(usize, u64, &str, &[u8])> =
+            d.dropped.iter().map(|p| (p.segment, p.offset, p.code, p.bytes.as_slice())).collect();
+        let at = |needle: &[u8]| 1000 + text.windows(needle.len()).position(|w| w == needle).unwrap() as u64;
+        assert_eq!(
+            dropped,
+            [(3, at(b"SMITH"), "HL7004", &b"SMITH JOHN 123-45-6789"[..]), (5, at(b"pv1"), "HL7004", &b"pv1|x"[..])]
+        );
+        // one warning per dropped segment, by number, never by content; the skipped QQQ is
+        // numbered as in the message (4), the dropped lines counted
+        let warnings: Vec<(&str, &str, &str)> =
+            d.warnings.iter().map(|w| (w.code, w.path.as_str(), w.message.as_str())).collect();
+        assert_eq!(
+            warnings.iter().map(|w| (w.0, w.1)).collect::<Vec<_>>(),
+            [
+                (findings::SEGMENT_DROPPED, "segment 3"),
+                (findings::SEGMENT_DROPPED, "segment 5"),
+                (findings::SEGMENT_SKIPPED, "QQQ")
+            ]
+        );
+        assert!(warnings[2].2.contains("segment 4"), "{}", warnings[2].2);
+        assert!(warnings.iter().all(|w| !w.2.contains("SMITH") && !w.2.contains("123-45")));
+        let reader = hl7::Reader::new(&d.message);
+        assert_eq!(reader.select(&path("PV1-2")), ["I"]);
+        let lines: Vec<(&str, usize)> = reader.tree().segments.iter().map(|s| (s.id.as_ref(), s.line)).collect();
+        assert_eq!(lines, [("MSH", 1), ("PID", 2), ("PV1", 6)]);
+        // read through the view (nothing skipped), the tree is built from the same text
+        plan.unexpected_segments = "parse".into();
+        let d = decode(text, 0, &Profile::new(&plan)).unwrap();
+        let reader = hl7::Reader::new(&d.message);
+        assert_eq!(reader.select(&path("PID-3")), ["123"]);
+        assert_eq!(reader.select(&path("QQQ-1")), ["secret"]);
+        assert_eq!(d.message.tree().segments.len(), 4);
+        // a message that cannot be read at all is still rejected whole
+        assert_eq!(decode(b"MSH|^~|A\rPID|1", 0, &Profile::new(&plan)).unwrap_err().code, "HL7002");
+    }
+
+    #[test]
     fn expands_relative_and_recursive_patterns_sorted() {
         // Tests run in the package directory, so this pattern is relative to it.
         let files = expand("s", &["tests/fixtures/*.hl7".into(), "tests/fixtures/two_adt.hl7".into()]).unwrap();
@@ -463,13 +582,25 @@ mod tests {
 
     proptest! {
         #[test]
-        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), lf in any::<bool>()) {
-            let p = profile("parse", &["cr"]);
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400), lf in any::<bool>(), drop in any::<bool>()) {
+            let mut plan = strict_plan();
+            if drop {
+                plan.bad_segments = "drop".into();
+                plan.unexpected_segments = "skip".into();
+            }
+            let p = Profile::new(&plan);
             let mut input = bytes.clone();
             if lf { input.splice(0..0, b"MSH|^~\\&|A|B|C|D|2024||ADT^A01|X|P|2.5.1\r".iter().copied()); }
             for raw in MessageSplitter::new(&input[..]) {
                 let raw = raw.unwrap();
-                let _ = decode(&raw.bytes, raw.offset as u64, &p);
+                if let Ok(d) = decode(&raw.bytes, raw.offset as u64, &p) {
+                    // what was kept reads as a tree; each dropped part is bytes of the message
+                    let _ = d.message.tree();
+                    for part in &d.dropped {
+                        let at = (part.offset - raw.offset as u64) as usize;
+                        prop_assert_eq!(raw.bytes.get(at..at + part.bytes.len()), Some(&part.bytes[..]));
+                    }
+                }
             }
             let _ = decode(&bytes, 0, &p);
         }

@@ -151,6 +151,9 @@ pub struct Counts {
     pub warnings: u64,
     pub per_source: Vec<u64>,
     pub per_sink: Vec<u64>,
+    /// Parts dropped from records that went on (absent in older checkpoints).
+    #[serde(default)]
+    pub parts_dropped: u64,
 }
 
 /// The durable point of a run.

@@ -166,6 +166,19 @@ pub struct ProfilePlan {
     /// escape character and a 3-character MSH-2, with a warning). Absent in older plans: strict.
     #[serde(default = "strict")]
     pub encoding_characters: String,
+    /// A segment that cannot be parsed (HL7004) in a message whose MSH is sound: `reject` (the
+    /// message goes to the DLQ) or `drop` (the segment goes to the DLQ, the message goes on).
+    /// Left out of the JSON when `reject`, so plans (and hashes) that do not use it are unchanged.
+    #[serde(default = "reject", skip_serializing_if = "is_reject")]
+    pub bad_segments: String,
+}
+
+fn reject() -> String {
+    "reject".into()
+}
+
+fn is_reject(s: &str) -> bool {
+    s == "reject"
 }
 
 fn strict() -> String {

@@ -4,8 +4,9 @@
 //! checked against `shape::ENCODINGS`, each of which `sluice_hl7v2::charset::CharsetPolicy`
 //! reads; a test holds them together); a key left out takes the documented default
 //! (`encoding: auto`, `unexpected_segments: fail`, `timezone: +00:00`, every separator,
-//! `encoding_characters: strict`); `encoding_characters` values are the codec's
-//! `EncodingCharacters::NAMES` (a test holds them together).
+//! `encoding_characters: strict`, `bad_segments: reject`); `encoding_characters` and
+//! `bad_segments` values are the codec's `EncodingCharacters::NAMES` and `BadSegments::NAMES`
+//! (a test holds them together).
 
 use sluice_hl7v2::schema::{self, Version};
 use sluice_spec_core::PhiClass;
@@ -31,6 +32,7 @@ pub fn default_profile() -> ProfilePlan {
         timezone: "+00:00".into(),
         z_segments: vec![],
         encoding_characters: "strict".into(),
+        bad_segments: "reject".into(),
     }
 }
 
@@ -116,6 +118,11 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
         && let Some(s) = reader::one_of(cx, n, shape::ENCODING_CHARACTERS, "`encoding_characters` mode")
     {
         p.encoding_characters = s.text;
+    }
+    if let Some(n) = obj.get("bad_segments")
+        && let Some(s) = reader::one_of(cx, n, shape::BAD_SEGMENTS, "`bad_segments` policy")
+    {
+        p.bad_segments = s.text;
     }
     if let Some(n) = obj.get("timezone")
         && let Some(s) = reader::string(cx, n, "`timezone`")
@@ -236,6 +243,13 @@ mod tests {
         }
         let default = EncodingCharacters::from_name(&super::default_profile().encoding_characters);
         assert_eq!(default, Some(EncodingCharacters::Strict));
+    }
+
+    #[test]
+    fn bad_segments_are_the_codec_modes() {
+        use sluice_hl7v2::codec::BadSegments;
+        assert_eq!(super::shape::BAD_SEGMENTS, BadSegments::NAMES);
+        assert_eq!(BadSegments::from_name(&super::default_profile().bad_segments), Some(BadSegments::Reject));
     }
 
     #[test]

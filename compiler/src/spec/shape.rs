@@ -474,6 +474,9 @@ pub const UNEXPECTED_SEGMENTS: &[&str] = &["fail", "skip", "parse"];
 /// Profile `encoding_characters` values; each is a name
 /// `sluice_hl7v2::codec::EncodingCharacters::from_name` reads.
 pub const ENCODING_CHARACTERS: &[&str] = &["strict", "tolerant"];
+/// Profile `bad_segments` values; each is a name `sluice_hl7v2::codec::BadSegments::from_name`
+/// reads.
+pub const BAD_SEGMENTS: &[&str] = &["reject", "drop"];
 /// Profile `encoding` values; each is a name `sluice_hl7v2::charset::CharsetPolicy::from_name` reads.
 pub const ENCODINGS: &[&str] = &[
     "auto",
@@ -522,6 +525,11 @@ pub static PROFILE: Shape = Shape {
             "encoding_characters",
             KeyType::Enum(ENCODING_CHARACTERS),
             "How MSH-2 is read: `strict` (default: 4 or 5 distinct characters) or `tolerant` (also a doubled escape character `^~\\\\&`, warning HL7006, and a 3-character MSH-2 with `&` assumed, warning HL7007).",
+        ),
+        opt(
+            "bad_segments",
+            KeyType::Enum(BAD_SEGMENTS),
+            "A segment that cannot be parsed (HL7004: a stray line, an invalid segment id) inside a message whose MSH is sound: `reject` (default: the whole message goes to the DLQ) or `drop` (the segment goes to the DLQ on its own, the record goes on without it, with warning RT114).",
         ),
         opt("z_segments", KeyType::MapOf(&Z_SEGMENT), "Z-segment definitions by id."),
     ],

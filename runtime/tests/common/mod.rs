@@ -149,6 +149,7 @@ pub fn profile(unexpected: &str) -> ProfilePlan {
         timezone: "-05:00".into(),
         z_segments: vec![],
         encoding_characters: "strict".into(),
+        bad_segments: "reject".into(),
     }
 }
 

@@ -12,9 +12,12 @@
 //!
 //! Segments are separated by CR, LF or CRLF in any mix; a leading UTF-8 BOM and blank lines
 //! (empty, or only spaces and tabs) are skipped. Every other line must start with a segment id
-//! of 3 characters, an uppercase letter then uppercase letters or digits (`HL7004`).
-//! `Segment::line` counts segments, not skipped lines. This layout is read by one function
-//! (`scan`), shared with the lazy [`crate::view`].
+//! of 3 characters, an uppercase letter then uppercase letters or digits (`HL7004`), which
+//! fails the parse, or, with [`BadSegments::Drop`] (a parser profile's `bad_segments: drop`),
+//! leaves that one segment out and lists it in [`Parsed::dropped`] with its number and byte
+//! range, so the kept segments and the dropped ones are together every segment of the text.
+//! `Segment::line` counts segments, not skipped lines (a dropped segment keeps its number).
+//! This layout is read by one function (`scan`), shared with the lazy [`crate::view`].
 //!
 //! # Tree shape
 //!
@@ -279,10 +282,51 @@ impl EncodingCharacters {
     }
 }
 
+/// What a parse does with a segment that cannot be read: a line inside the message whose
+/// segment id is not valid (`HL7004`: a stray line of text, `P@D|...`, a lower-case id).
+/// Problems that make the whole message unreadable (no MSH, bad delimiters) fail the parse
+/// under either mode.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum BadSegments {
+    /// The parse fails with the segment's error (the message is rejected whole).
+    #[default]
+    Reject,
+    /// The segment is left out of the tree (and the view) and reported in `dropped`
+    /// ([`DroppedSegment`]: its number, byte range and error); the other segments are read as
+    /// usual and keep their numbers.
+    Drop,
+}
+
+impl BadSegments {
+    /// The profile spellings (`reject`, `drop`).
+    pub const NAMES: &'static [&'static str] = &["reject", "drop"];
+
+    pub fn from_name(name: &str) -> Option<BadSegments> {
+        match name {
+            "reject" => Some(BadSegments::Reject),
+            "drop" => Some(BadSegments::Drop),
+            _ => None,
+        }
+    }
+}
+
 /// Options for [`parse_message_with`]; the default is what [`parse_message`] does.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ParseOptions {
     pub encoding_characters: EncodingCharacters,
+    pub bad_segments: BadSegments,
+}
+
+/// A segment a [`BadSegments::Drop`] parse left out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedSegment {
+    /// 1-based number of the segment in the message, counted as [`Segment::line`] counts (the
+    /// dropped segments included), so the kept segments and the dropped ones number 1..=n.
+    pub line: usize,
+    /// Byte range of the segment's text in the parsed text, without its line break.
+    pub range: std::ops::Range<usize>,
+    /// Why it was dropped: code and content-free message; `offset` is `range.start`.
+    pub error: ParseError,
 }
 
 /// Something a tolerant parse accepted but that a strict one rejects: same shape as a
@@ -294,6 +338,9 @@ pub type ParseWarning = ParseError;
 pub struct Parsed<'a> {
     pub message: Message<'a>,
     pub warnings: Vec<ParseWarning>,
+    /// The segments left out under [`BadSegments::Drop`], in message order (always empty under
+    /// `Reject`).
+    pub dropped: Vec<DroppedSegment>,
 }
 
 /// The subcomponent separator assumed when a tolerated 3-character MSH-2 leaves it out.
@@ -402,8 +449,24 @@ fn parse_into<'a, 'o>(
     let scanned = scan(text, options, |line| {
         segments.push(parse_segment(line, segments.len() + 1, value));
     })?;
+    if !scanned.dropped.is_empty() {
+        renumber(&mut segments, &scanned.dropped);
+    }
     let message = Message { delimiters: scanned.delimiters, segments, segment_separator: scanned.separator };
-    Ok(Parsed { message, warnings: scanned.warnings })
+    Ok(Parsed { message, warnings: scanned.warnings, dropped: scanned.dropped })
+}
+
+/// Gives each kept segment its number in the message, the dropped segments counted (they were
+/// numbered as they came, without them).
+#[cold]
+fn renumber(segments: &mut [Segment<'_>], dropped: &[DroppedSegment]) {
+    let mut before = 0;
+    for s in segments {
+        while dropped.get(before).is_some_and(|d| d.range.start < s.offset) {
+            before += 1;
+        }
+        s.line += before;
+    }
 }
 
 /// What [`scan`] found besides the segments.
@@ -411,6 +474,7 @@ pub(crate) struct Scanned {
     pub delimiters: Delimiters,
     pub separator: SegmentSeparator,
     pub warnings: Vec<ParseWarning>,
+    pub dropped: Vec<DroppedSegment>,
 }
 
 /// One segment's text as [`scan`] hands it out: the id checked, the text after the first field
@@ -428,7 +492,9 @@ pub(crate) struct Line<'a> {
 /// The one reading of a message's layout, shared by [`parse_message_with`] and the lazy
 /// [`crate::view`]: BOM, MSH and its delimiters, lines cut at CR/LF/CRLF, blank lines skipped,
 /// segment ids checked (so both accept and reject exactly the same texts). Calls `segment` for
-/// each segment, in order.
+/// each segment, in order. A segment whose id is not valid fails the scan, or under
+/// [`BadSegments::Drop`] is recorded in [`Scanned::dropped`] instead: that check runs only on
+/// the invalid id, so the common path costs what it did.
 pub(crate) fn scan<'a>(
     text: &'a str,
     options: ParseOptions,
@@ -446,6 +512,7 @@ pub(crate) fn scan<'a>(
     // (saw CR, saw LF, saw CRLF) between segments
     let mut kinds = [false; 3];
     let mut pending_kind: Option<usize> = None;
+    let mut dropped = Vec::new();
     let mut pos = start;
     while pos < bytes.len() {
         let end = crate::bytes::find_any(&bytes[pos..], [b'\r', b'\n']).map_or(bytes.len(), |i| pos + i);
@@ -465,14 +532,11 @@ pub(crate) fn scan<'a>(
                 Some(i) => (&line[..i], &line[i..i + fl], Some(&line[i + fl..])),
                 None => (line, "", None),
             };
-            if !is_valid_segment_id(id) {
-                return Err(ParseError::new(
-                    "HL7004",
-                    "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
-                    pos,
-                ));
+            if is_valid_segment_id(id) {
+                segment(Line { id, separator, rest, offset: pos, delimiters });
+            } else {
+                bad_segment(options.bad_segments, text, start, pos..end, &mut dropped)?;
             }
-            segment(Line { id, separator, rest, offset: pos, delimiters });
             pending_kind = kind;
         }
         pos = end + term_len;
@@ -483,7 +547,34 @@ pub(crate) fn scan<'a>(
         [false, false, true] => SegmentSeparator::CrLf,
         _ => SegmentSeparator::Mixed,
     };
-    Ok(Scanned { delimiters, separator, warnings })
+    Ok(Scanned { delimiters, separator, warnings, dropped })
+}
+
+/// A line (`range` in `text`, whose segments start at `start`) whose segment id is not valid:
+/// the parse's error (`Reject`), or one more entry in `dropped` (`Drop`). Out of line, and the
+/// segment's number is counted here, from the text, rather than by the scan's loop, which thus
+/// does what it did before the option existed (measured: docs/benchmarks.md).
+#[cold]
+#[inline(never)]
+fn bad_segment(
+    mode: BadSegments,
+    text: &str,
+    start: usize,
+    range: std::ops::Range<usize>,
+    dropped: &mut Vec<DroppedSegment>,
+) -> Result<(), ParseError> {
+    let error = ParseError::new(
+        "HL7004",
+        "segment id must be 3 characters: an uppercase letter, then uppercase letters or digits",
+        range.start,
+    );
+    if mode == BadSegments::Reject {
+        return Err(error);
+    }
+    let before = text.get(start..range.start).unwrap_or("");
+    let line = 1 + before.split(['\r', '\n']).filter(|l| !is_blank(l)).count();
+    dropped.push(DroppedSegment { line, range, error });
+    Ok(())
 }
 
 fn parse_segment<'a, 'o>(

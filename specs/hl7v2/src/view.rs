@@ -7,7 +7,8 @@
 //!
 //! Invariants:
 //! - Accepts and rejects exactly the texts [`crate::codec::parse_message_with`] does, with the
-//!   same errors and warnings (both read the layout through the same `codec::scan`).
+//!   same errors and warnings, and under `BadSegments::Drop` drops the same segments (both read
+//!   the layout through the same `codec::scan`).
 //! - [`MessageView::select`] returns the values [`crate::codec::Message::select`] returns for
 //!   the same path, in the same order (a property test holds them together).
 //! - A value without escape sequences is borrowed from the text (`Cow::Borrowed`), however
@@ -22,7 +23,9 @@
 
 use std::borrow::Cow;
 
-use crate::codec::{self, Delimiters, ParseError, ParseOptions, ParseWarning, SegmentSeparator, unescape};
+use crate::codec::{
+    self, Delimiters, DroppedSegment, ParseError, ParseOptions, ParseWarning, SegmentSeparator, unescape,
+};
 use crate::path::{Index, Path};
 
 /// One segment: its id and the text after the id's field separator.
@@ -57,6 +60,8 @@ pub struct MessageView<'a> {
     pub segments: Vec<SegmentView<'a>>,
     /// What a tolerant option accepted (see [`codec::EncodingCharacters`]).
     pub warnings: Vec<ParseWarning>,
+    /// Segments left out under [`codec::BadSegments::Drop`], as [`codec::Parsed::dropped`].
+    pub dropped: Vec<DroppedSegment>,
 }
 
 /// One located segment as byte ranges into the message text.
@@ -129,8 +134,9 @@ impl<'a> MessageView<'a> {
         Some(ViewIndex { delimiters: self.delimiters, segment_separator: self.segment_separator, segments, separators })
     }
 
-    /// The view `index` was taken from, over the same `text` (no warnings: they were reported
-    /// when the text was first parsed). A range outside `text` reads as empty.
+    /// The view `index` was taken from, over the same `text` (no warnings nor dropped segments:
+    /// they were reported when the text was first parsed). A range outside `text` reads as
+    /// empty.
     pub fn from_index(text: &'a str, index: &'a ViewIndex) -> MessageView<'a> {
         let part = |(start, end): (u32, u32)| text.get(start as usize..end as usize).unwrap_or("");
         MessageView {
@@ -150,6 +156,7 @@ impl<'a> MessageView<'a> {
                 })
                 .collect(),
             warnings: Vec::new(),
+            dropped: Vec::new(),
         }
     }
 
@@ -174,6 +181,7 @@ impl<'a> MessageView<'a> {
             segment_separator: scanned.separator,
             segments,
             warnings: scanned.warnings,
+            dropped: scanned.dropped,
         })
     }
 

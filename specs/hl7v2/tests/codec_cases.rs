@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path as FsPath;
 
 use sluice_hl7v2::codec::{
-    EncodingCharacters, Message, ParseOptions, Segment, SegmentSeparator, encode, parse_message, parse_message_with,
+    BadSegments, EncodingCharacters, Message, ParseOptions, Segment, SegmentSeparator, encode, parse_message,
+    parse_message_with,
 };
 use sluice_hl7v2::split::MessageSplitter;
 use sluice_hl7v2::view::MessageView;
@@ -75,7 +76,8 @@ const VIEW_PATHS: &[&str] = &[
     "NTE[*]-3",
 ];
 
-const TOLERANT: ParseOptions = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+const TOLERANT: ParseOptions =
+    ParseOptions { encoding_characters: EncodingCharacters::Tolerant, bad_segments: BadSegments::Reject };
 
 #[test]
 fn corpus_round_trip() {
@@ -372,6 +374,43 @@ fn header_errors() {
     let e = parse_message("MSH|^~\\&|A\rSECRET-NAME|x").unwrap_err();
     assert!(!e.to_string().contains("SECRET"));
     assert!(e.to_string().starts_with("HL7004 at byte 11"));
+}
+
+#[test]
+fn bad_segments_drop_keeps_the_good_ones() {
+    use sluice_hl7v2::view::MessageView;
+    let drop = ParseOptions { bad_segments: BadSegments::Drop, ..ParseOptions::default() };
+    let text = "MSH|^~\\&|A|B|C|D|2024||ADT^A01|X1|P|2.5.1\rEVN|A01\rSMITH, JOHN 123-45-6789\r\rP@D|x\rPID|1||123\rpv1|1|I\rPV1|1|I";
+    assert_eq!(parse_message(text).unwrap_err().code, "HL7004");
+    let p = parse_message_with(text, drop).unwrap();
+    let kept: Vec<(&str, usize)> = p.message.segments.iter().map(|s| (s.id.as_ref(), s.line)).collect();
+    assert_eq!(kept, [("MSH", 1), ("EVN", 2), ("PID", 5), ("PV1", 7)]);
+    let dropped: Vec<(usize, &str, &str)> =
+        p.dropped.iter().map(|d| (d.line, &text[d.range.clone()], d.error.code)).collect();
+    assert_eq!(dropped, [(3, "SMITH, JOHN 123-45-6789", "HL7004"), (4, "P@D|x", "HL7004"), (6, "pv1|1|I", "HL7004")]);
+    // the messages say where, never what
+    assert!(p.dropped.iter().all(|d| !d.error.message.contains("SMITH") && d.error.offset == d.range.start));
+    assert_eq!(p.message.segments[2].field(3).and_then(|f| f.first()), Some("123"));
+    // the view drops the same segments and reads the same values
+    let v = MessageView::parse_with(text, drop).unwrap();
+    assert_eq!(v.dropped, p.dropped);
+    let pid3 = sluice_hl7v2::path::Path::parse("PID-3").unwrap();
+    assert_eq!(v.select(&pid3), ["123"]);
+    // and the index taken from it reads them again
+    let index = v.index(text).unwrap();
+    assert_eq!(MessageView::from_index(text, &index).select(&pid3), ["123"]);
+    // a message that cannot be read at all is still refused
+    for whole in ["garbage\rPID|1", "MSH|^~|A\rbad line"] {
+        let strict = parse_message(whole).unwrap_err();
+        assert_eq!(parse_message_with(whole, drop).unwrap_err(), strict);
+    }
+    // nothing to drop: the same tree as without the option
+    let good = "MSH|^~\\&|A\rPID|1";
+    let p = parse_message_with(good, drop).unwrap();
+    assert!(p.dropped.is_empty());
+    assert_eq!(p.message, parse_message(good).unwrap());
+    assert_eq!(BadSegments::from_name("drop"), Some(BadSegments::Drop));
+    assert_eq!(BadSegments::NAMES.iter().filter_map(|n| BadSegments::from_name(n)).count(), 2);
 }
 
 #[test]

@@ -8,8 +8,8 @@ use std::borrow::Cow;
 
 use proptest::prelude::*;
 use sluice_hl7v2::codec::{
-    Component, Delimiters, EncodingCharacters, Field, Message, ParseOptions, Repetition, Segment, SegmentSeparator,
-    encode, escape, parse_message, parse_message_with, unescape,
+    BadSegments, Component, Delimiters, EncodingCharacters, Field, Message, ParseOptions, Repetition, Segment,
+    SegmentSeparator, encode, escape, parse_message, parse_message_with, unescape,
 };
 use sluice_hl7v2::json::{json_to_message, message_to_json};
 use sluice_hl7v2::path::{Index, Path};
@@ -236,6 +236,37 @@ proptest! {
     })]
 
     #[test]
+    fn dropping_bad_segments_keeps_every_good_one(
+        tree in message_tree(),
+        garbage in prop::collection::vec(("[ -~]{0,12}", 0usize..6), 0..4),
+        s in any::<String>(),
+    ) {
+        // Lines that are not segments (no valid id before the first `|`), put between the
+        // segments of a valid message: the drop parse gives back the message, and exactly those lines.
+        let text = encode(&tree);
+        let sep = tree.segment_separator.as_str();
+        let mut lines: Vec<String> = text.split(sep).map(str::to_string).collect();
+        let mut bad = Vec::new();
+        for (g, at) in &garbage {
+            let line = format!("x#{g}");
+            let at = 1 + at % lines.len().max(1);
+            lines.insert(at.min(lines.len()), line.clone());
+            bad.push(line);
+        }
+        let noisy = lines.join(sep);
+        let drop = ParseOptions { bad_segments: BadSegments::Drop, ..ParseOptions::default() };
+        let p = parse_message_with(&noisy, drop).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let dropped: Vec<&str> = p.dropped.iter().map(|d| &noisy[d.range.clone()]).collect();
+        let expected: Vec<&str> = lines.iter().filter(|l| bad.contains(l)).map(String::as_str).collect();
+        prop_assert_eq!(dropped, expected);
+        prop_assert_eq!(p.message.segments.len() + p.dropped.len(), lines.len());
+        prop_assert_eq!(encode(&p.message), text);
+        // and on any text, the properties of `drop_parse`
+        props::drop_parse(&s);
+        props::drop_parse(&noisy);
+    }
+
+    #[test]
     fn parse_inverts_encode(tree in message_tree()) {
         let text = encode(&tree);
         let parsed = parse_message(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -263,7 +294,7 @@ proptest! {
             lines.push(line);
         }
         let text = lines.join(sep);
-        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant, bad_segments: BadSegments::Reject };
         for options in [ParseOptions::default(), tolerant] {
             let Ok(parsed) = parse_message_with(&text, options) else { continue };
             let m = parsed.message;
@@ -357,7 +388,7 @@ proptest! {
             format!("{}{}{e}", d.component, d.repetition)
         };
         let text = format!("MSH{}{msh2}{}{}", d.field, d.field, render(&tail, &d));
-        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant };
+        let tolerant = ParseOptions { encoding_characters: EncodingCharacters::Tolerant, bad_segments: BadSegments::Reject };
         prop_assert!(parse_message(&text).is_err(), "strict must reject {:?}", text);
         match parse_message_with(&text, tolerant) {
             Ok(p) => {
