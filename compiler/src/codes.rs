@@ -133,6 +133,8 @@ codes! {
         "`partial`, `hash`, `redact` and `generalize` to `zip3` write text. On a field whose output type is a date, a datetime, a number or a boolean, that text would break the output schema's contract for every consumer. `shift_date` and `generalize` to `year` keep a date a date (or text), `generalize` to `age` keeps a number a number. Use `null` for such fields (or `keep` with a reason), or give the field its own rule under `fields:`.";
     DLQ_UNENCRYPTED = "SL606", "dlq-unencrypted", "The DLQ would keep raw messages unencrypted.",
         "The DLQ keeps each rejected message whole, and messages hold patient data, so `sluice run` refuses to start (RT021) unless `dlq.encryption_key` names a key (`${SLUICE_DLQ_KEY}` or `${file:path}`: 32 random bytes as 64 hex digits, `openssl rand -hex 32`) or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only). This warning says so at check time, in CI, before a deployment fails.";
+    PHI_ALLOWED_WITHOUT_REASON = "SL607", "phi-allowed-without-reason", "A sink allows PHI without a reason.",
+        "`phi: {allowed: true}` lets PHI reach a sink unmasked; reviewers must be able to read why (treatment, the covered entity's own EHR, a business associate agreement): write `phi: {allowed: true, reason: \"...\"}`.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
         "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
     INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",

@@ -539,6 +539,10 @@ pub struct SinkPlan {
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Box<HttpSinkPlan>>,
+    /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
+    /// JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi_allowed: Option<String>,
 }
 
 /// An `http` sink, resolved: its own `retry` keys merged over `defaults.retry`, its own

@@ -149,6 +149,11 @@ pub fn text(plan: &Plan) -> String {
                 }
             },
         }
+        if let ComponentKind::Sink(s) = &c.kind
+            && let Some(reason) = &s.phi_allowed
+        {
+            let _ = writeln!(o, "    PHI ALLOWED in clear: {reason}");
+        }
     }
     let _ = writeln!(o);
     if let Some(d) = &plan.dlq {

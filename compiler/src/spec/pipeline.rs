@@ -284,6 +284,8 @@ pub struct ComponentSpec<'n> {
     /// The `inputs` value, when the key is written (a missing key is reported as SL202).
     pub inputs_span: Option<Span>,
     pub body: Body<'n>,
+    /// A sink's `phi: {allowed: true, reason}`: the reason, and where `allowed` is written.
+    pub phi_allowed: Option<(String, Span)>,
 }
 
 /// `error_rate > P% over N records` (spaces free; `record` or `records`).
@@ -525,7 +527,33 @@ fn component<'n>(
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);
-    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body })
+    let phi_allowed = obj.get("phi").and_then(|n| phi_allowed(cx, n, name));
+    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body, phi_allowed })
+}
+
+/// A sink's `phi` object: the reason when `allowed` is true (SL607 without one).
+fn phi_allowed(cx: &mut Cx, node: &Node, sink: &str) -> Option<(String, Span)> {
+    let obj = reader::object(cx, node, &shape::SINK_PHI, "`phi`")?;
+    let allowed = obj.get("allowed")?;
+    if !reader::boolean(cx, allowed, "`allowed`")? {
+        return None;
+    }
+    match obj.get("reason").and_then(|n| reader::string(cx, n, "`reason`")) {
+        Some(r) if !r.text.trim().is_empty() => Some((r.text, allowed.span)),
+        _ => {
+            cx.push(
+                Diagnostic::error(
+                    codes::PHI_ALLOWED_WITHOUT_REASON,
+                    format!("sink `{sink}` allows PHI without a reason"),
+                )
+                .label(allowed.span, "PHI allowed here")
+                .help("write `phi: {allowed: true, reason: \"why this destination may hold PHI in clear\"}`"),
+            );
+            // The sink still counts as allowing PHI: the missing reason is the one error, not
+            // every field that reaches it.
+            Some((String::new(), allowed.span))
+        }
+    }
 }
 
 pub fn section_name(s: Section) -> &'static str {

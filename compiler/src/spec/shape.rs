@@ -302,6 +302,24 @@ pub static STAGE_ROUTE: Shape = Shape {
     ],
 };
 
+pub static SINK_PHI: Shape = Shape {
+    name: "sink.phi",
+    type_tag: None,
+    doc: "Declares that PHI may reach this sink unmasked, and why.",
+    keys: &[
+        req(
+            "allowed",
+            KeyType::Bool,
+            "`true`: fields may arrive unmasked (each shows as `keep` in the masking matrix).",
+        ),
+        opt(
+            "reason",
+            KeyType::String,
+            "Why this destination may hold PHI in clear (treatment, a covered entity's own EHR...); required with `allowed: true`.",
+        ),
+    ],
+};
+
 pub static SINK_JSONL: Shape = Shape {
     name: "sink.jsonl",
     type_tag: Some("jsonl"),
@@ -310,6 +328,11 @@ pub static SINK_JSONL: Shape = Shape {
         req("type", KeyType::Enum(&["jsonl"]), "Sink kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
         req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -331,6 +354,11 @@ pub static SINK_HTTP: Shape = Shape {
         opt("max_records", KeyType::Integer, "Most records in one request (default: the whole batch)."),
         opt("retry", KeyType::Object(&RETRY), "Retry policy; keys written here override `defaults.retry`."),
         opt("throttle", KeyType::Object(&THROTTLE), "Throttle; overrides `defaults.throttle`."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };
