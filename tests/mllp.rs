@@ -581,3 +581,39 @@ fn an_interactive_message_overtakes_a_queued_backfill() {
     assert_eq!(summary["delivered"], BACKFILL as u64 + 1);
     assert_eq!(http.accepted().len(), BACKFILL + 1);
 }
+
+/// A profile with `bad_segments: drop`: a message with one unparseable line is accepted (AA),
+/// with a warning ERR naming the dropped segment and its DLQ entry, never its content; the
+/// record reaches the sink and the line the DLQ.
+#[test]
+fn a_dropped_segment_is_acknowledged_with_a_warning() {
+    let dir = workspace("dropped", &[("profile: ../mappings/base/profiles/default.yaml", "profile: lenient.yaml")]);
+    let profile = std::fs::read_to_string(dir.join("mappings/base/profiles/default.yaml")).unwrap();
+    let profile = profile.replace("name: default", "name: lenient") + "bad_segments: drop\n";
+    std::fs::write(dir.join("pipelines/lenient.yaml"), profile).unwrap();
+    let server = Server::start(&dir);
+    let mut s = server.connect();
+    let with_garbage = ADT.replace("\rPV1|", "\rfree text from the sender ZEBULON\rPV1|").replace("CTRL1", "DROP1");
+    s.write_all(&mllp::frame(with_garbage.as_bytes())).unwrap();
+    let ack = read_frame(&mut s).unwrap();
+    assert_eq!(msa(&ack), ("AA".into(), "DROP1".into()));
+    let text = String::from_utf8_lossy(&ack).into_owned();
+    let m = parse_message(&text).unwrap();
+    let err = m.segments_named("ERR").next().unwrap_or_else(|| panic!("an ERR segment: {text:?}"));
+    let field = |n| err.field(n).and_then(|f| f.first()).unwrap_or_default().to_string();
+    assert_eq!(field(4), "W", "a warning: {text:?}");
+    assert_eq!(field(5), "RT114");
+    assert!(text.contains("segment 4 could not be parsed (HL7004)") && text.contains(".seg4"), "{text:?}");
+    assert!(!text.contains("ZEBULON") && !text.contains("free text"), "the ACK names the segment, not its content");
+    drop(s);
+    let (exit, summary, _, stderr) = server.stop("INT");
+    assert_eq!(exit, Some(0), "{stderr}");
+    assert_eq!(summary["delivered"], 1);
+    assert_eq!(summary["parts_dropped"], 1);
+    assert_eq!(server_out_lines(&dir, "patient-events.jsonl"), 1);
+    assert_eq!(server_out_lines(&dir, "dlq.jsonl"), 1);
+}
+
+fn server_out_lines(dir: &Path, file: &str) -> usize {
+    std::fs::read_to_string(dir.join("out/mllp-listener").join(file)).unwrap_or_default().lines().count()
+}

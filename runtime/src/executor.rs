@@ -105,6 +105,9 @@ pub struct Delivery {
     pub rejected_at_source: bool,
     /// The DLQ findings (codes, paths, messages; never values).
     pub findings: Vec<dlq::Finding>,
+    /// What the sender should hear of a record that went on: the segments dropped from it
+    /// (`bad_segments: drop`), each with its DLQ entry.
+    pub warnings: Vec<dlq::Finding>,
 }
 
 /// A callback the writer runs with the record's [`Delivery`] once its outputs are synced.
@@ -1314,10 +1317,24 @@ impl Writer<'_> {
                 }
             }
             if let Some(done) = p.completion.take() {
+                let warnings = p
+                    .dropped
+                    .iter()
+                    .map(|d| dlq::Finding {
+                        code: findings::SEGMENT_DROPPED,
+                        rule: None,
+                        path: None,
+                        message: format!(
+                            "segment {} could not be parsed ({}) and was dropped; it is in the DLQ as {}",
+                            d.segment, d.code, d.dlq
+                        ),
+                    })
+                    .collect();
                 let delivery = Delivery {
                     event: p.event,
                     rejected_at_source: p.rejected_at_source,
                     findings: std::mem::take(&mut p.findings),
+                    warnings,
                 };
                 waiting.push((done, delivery));
             }
