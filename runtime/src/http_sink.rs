@@ -193,7 +193,7 @@ impl HttpSink {
             GaveUp::NotRetryable => (findings::HTTP_REFUSED, format!("{what} (not retried)")),
         };
         let reason = format!("sink `{}`: POST of {records} to {} {how}", self.name, self.shown_url);
-        Err(Rejection::single(code, None, reason))
+        Err(Rejection { attempts, ..Rejection::single(code, None, reason) })
     }
 }
 
