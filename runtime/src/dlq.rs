@@ -318,7 +318,6 @@ fn line(
     serde_json::to_string(&entry).unwrap_or_default()
 }
 
-/// A DLQ entry read back (`sluice dlq`).
 #[cfg(test)]
 mod key_tests {
     use super::*;
@@ -329,12 +328,15 @@ mod key_tests {
         StoredEntry {
             id: id.into(),
             run_id: "r".into(),
+            plan_hash: None,
+            at: None,
             source: "s".into(),
             file: "f".into(),
             offset: 0,
             message_index: 0,
             stage: "s".into(),
             code: "RT102".into(),
+            attempts: None,
             reason: String::new(),
             findings: Vec::new(),
             part: None,
@@ -373,6 +375,7 @@ mod key_tests {
     }
 }
 
+/// A DLQ entry read back (`sluice dlq`).
 #[derive(Clone, Debug, serde::Deserialize, Serialize)]
 pub struct StoredEntry {
     pub id: String,
