@@ -198,8 +198,14 @@ impl Drop for Running {
 /// when no test server is given (a plain `cargo test`).
 pub fn pg_database(name: &str) -> Option<String> {
     let Ok(admin) = std::env::var("SLUICE_TEST_PG_URL") else {
-        eprintln!("*** SKIPPED: SLUICE_TEST_PG_URL is not set (scripts/test starts PostgreSQL and sets it) ***");
-        println!("*** SKIPPED: SLUICE_TEST_PG_URL is not set (scripts/test starts PostgreSQL and sets it) ***");
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "*** SKIPPED {name}: SLUICE_TEST_PG_URL is not set (scripts/test starts PostgreSQL and sets it) ***\n"
+            )
+            .as_bytes(),
+        );
         return None;
     };
     let db = format!("sluice_{}", name.replace('-', "_"));
