@@ -26,8 +26,9 @@
 //!   attempt (retried by the sink's policy) rather than send unthrottled.
 //! - No real time in [`Bucket`]: the caller passes the time ([`crate::retry::Timer`]), so
 //!   tests run on a fake clock. A shared bucket's time is the store's (see above).
-//! - Sinks naming the same shared bucket with different rates each space their own start from
-//!   the one before by their own interval.
+//! - Sinks naming the same shared bucket with different rates (in different pipelines: the
+//!   compiler refuses it within one) each space their own start from the one before by their
+//!   own interval.
 
 use std::time::Duration;
 

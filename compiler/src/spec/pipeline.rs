@@ -429,6 +429,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
             }
         }
     }
+    shared_rates_agree(cx, &components);
     let fail_if = obj.get("fail_if").and_then(|n| reader::string(cx, n, "`fail_if`")).and_then(|s| {
         let parsed = parse_fail_if(&s.text);
         if parsed.is_none() {
@@ -484,6 +485,34 @@ fn state_url_ok(cx: &mut Cx, node: &Node, url: &Spanned) -> bool {
     };
     cx.push(diag);
     false
+}
+
+/// Sinks of one pipeline naming the same shared bucket must give it the same rate: the
+/// bucket spaces each start by the interval of the sink taking it.
+fn shared_rates_agree(cx: &mut Cx, components: &[ComponentSpec<'_>]) {
+    let mut first: Vec<(&str, &ThrottlePlan, &str)> = Vec::new();
+    for c in components {
+        let Body::Http(h) = &c.body else { continue };
+        let Some(t) = &h.throttle else { continue };
+        let Some(name) = &t.shared else { continue };
+        match first.iter().find(|(n, _, _)| n == name) {
+            None => first.push((name, t, &c.name)),
+            Some((_, t0, sink0)) => {
+                let same = u128::from(t.permits) * u128::from(t0.per_seconds)
+                    == u128::from(t0.permits) * u128::from(t.per_seconds);
+                if !same {
+                    cx.push(
+                        Diagnostic::error(
+                            codes::INVALID_VALUE,
+                            format!("sink `{}` shares the throttle `{name}` at another rate than sink `{sink0}`", c.name),
+                        )
+                        .label(c.name_span, format!("{}/{}s here, {}/{}s there", t.permits, t.per_seconds, t0.permits, t0.per_seconds))
+                        .help("give every sink sharing a bucket the same `rate` (or `defaults.throttle`), or name different buckets"),
+                    );
+                }
+            }
+        }
+    }
 }
 
 /// Reports each `throttle.shared` (of a sink or of `defaults`) in a pipeline without a state
