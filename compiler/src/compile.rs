@@ -410,11 +410,21 @@ impl Compiler {
                 plaintext_reason: spec.dlq_plaintext_reason.clone(),
             }),
             audit: target(&spec.audit, self).map(|path| FileTarget { path }),
-            state: target(&spec.state, self).map(|path| StateTarget {
-                kind: "sqlite".into(),
-                path,
-                checkpoint_every_ms: spec.checkpoint_every_ms,
-            }),
+            state: match (target(&spec.state, self), &spec.state_url) {
+                (Some(path), _) => Some(StateTarget {
+                    kind: "sqlite".into(),
+                    path,
+                    url: None,
+                    checkpoint_every_ms: spec.checkpoint_every_ms,
+                }),
+                (None, Some(url)) => Some(StateTarget {
+                    kind: "postgres".into(),
+                    path: String::new(),
+                    url: Some(self.secret_reference(url)),
+                    checkpoint_every_ms: spec.checkpoint_every_ms,
+                }),
+                (None, None) => None,
+            },
             defaults: spec.defaults.clone(),
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,

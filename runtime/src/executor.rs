@@ -618,7 +618,7 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live:
         match &comp.kind {
             ComponentKind::Sink(s) if s.http.is_some() => {
                 if let Some(plan) = &s.http {
-                    http.add(i, totals.per_sink.len(), HttpSink::open(&c.names[i], plan)?);
+                    http.add(i, totals.per_sink.len(), HttpSink::open(&c.names[i], plan, c.plan.state.as_ref())?);
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }

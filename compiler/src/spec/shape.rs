@@ -94,7 +94,14 @@ pub static THROTTLE: Shape = Shape {
     name: "throttle",
     type_tag: None,
     doc: "A token bucket: requests are spaced evenly at the rate, and wait (never dropped) while it is reached.",
-    keys: &[req("rate", KeyType::Rate, "Requests per unit of time: `50/min`, `10/s`, `500/h`.")],
+    keys: &[
+        req("rate", KeyType::Rate, "Requests per unit of time: `50/min`, `10/s`, `500/h`."),
+        opt(
+            "shared",
+            KeyType::String,
+            "Name of a bucket kept in the state store: every sink of any process or pipeline using the same store and name draws from it. Needs `state`.",
+        ),
+    ],
 };
 
 pub static DEFAULTS: Shape = Shape {
@@ -109,7 +116,11 @@ pub static DEFAULTS: Shape = Shape {
             "Worker threads for the CPU stages (default: one per core; `sluice run --threads` overrides it).",
         ),
         opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O (`http` sinks)."),
-        opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O (`http` sinks; each has its own bucket)."),
+        opt(
+            "throttle",
+            KeyType::Object(&THROTTLE),
+            "Throttle for I/O (`http` sinks; each has its own bucket unless `shared` names one).",
+        ),
     ],
 };
 
@@ -142,10 +153,19 @@ pub static DLQ_TARGET: Shape = Shape {
 pub static STATE: Shape = Shape {
     name: "state",
     type_tag: None,
-    doc: "The state store: run records and checkpoints (SQLite), so an interrupted run resumes with `sluice run --resume`.",
+    doc: "The state store: run records and checkpoints, DLQ replays and shared throttles, so an interrupted run resumes with `sluice run --resume`. SQLite (`path`, one machine) or PostgreSQL (`url`, several instances); exactly one of the two.",
     keys: &[
-        opt("type", KeyType::Enum(&["sqlite"]), "Store kind (default `sqlite`)."),
-        req("path", KeyType::String, "Database file, relative to the pipeline file."),
+        opt(
+            "type",
+            KeyType::Enum(&["sqlite", "postgres"]),
+            "Store kind; implied by `path` (`sqlite`) or `url` (`postgres`).",
+        ),
+        opt("path", KeyType::String, "SQLite database file, relative to the pipeline file."),
+        opt(
+            "url",
+            KeyType::String,
+            "PostgreSQL connection URL, `postgres://user@host:port/database`, or a secret reference to one (`${SLUICE_STATE_URL}`) when it holds a password. Plain connections only: `sslmode` absent or `disable`.",
+        ),
         opt(
             "checkpoint_every",
             KeyType::Duration,
