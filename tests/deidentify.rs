@@ -72,6 +72,17 @@ fn run(dir: &Path) -> BTreeMap<String, Value> {
     records
 }
 
+/// The text plan of the message-tables pipeline in `dir`.
+fn plan(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(["plan", "pipelines/hl7-message-tables.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
 fn days(date: &str) -> i64 {
     let (y, m, d) = (date[..4].parse().unwrap(), date[5..7].parse().unwrap(), date[8..10].parse().unwrap());
     sluice_runtime::time::days_from_civil(y, m, d)
@@ -102,12 +113,7 @@ fn generalized_and_shifted_values_keep_what_research_needs() {
     std::fs::write(policies.join("message-tables.yaml"), KEEP_ALL).unwrap();
     let reference = run(&dir);
     std::fs::write(policies.join("message-tables.yaml"), POLICY).unwrap();
-    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(&*dir)
-        .args(["plan", "pipelines/hl7-message-tables.yaml"])
-        .output()
-        .unwrap();
-    let plan = text(&plan.stdout);
+    let plan = plan(&dir);
     assert!(plan.contains("generalize") && plan.contains("shift_date"), "the masking matrix shows them: {plan}");
     let masked = run(&dir);
     assert_eq!(masked, run(&dir), "a second run gives the same pseudonyms, years and shifts");
@@ -178,12 +184,7 @@ fields:
   patient.postal_code: {action: generalize, to: zip3}
 ";
     std::fs::write(policies.join("message-tables.yaml"), site).unwrap();
-    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(&*dir)
-        .args(["plan", "pipelines/hl7-message-tables.yaml"])
-        .output()
-        .unwrap();
-    let plan = text(&plan.stdout);
+    let plan = plan(&dir);
     let row = |field: &str, class: &str| {
         plan.lines()
             .find(|l| {

@@ -449,20 +449,7 @@ fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
     assert!(plan.status.success(), "{plan_text}");
     assert!(plan_text.contains("priority interactive") && plan_text.contains("priority backfill"), "{plan_text}");
 
-    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
-        "run",
-        "pipelines/mllp-listener.yaml",
-        "--summary",
-        "json",
-    ]));
-    let mut ports = std::collections::BTreeMap::new();
-    while ports.len() < 2 {
-        let (source, port) = running.wait_for("two listening addresses", |line| {
-            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
-            Some((source, common::listening_port(line)?))
-        });
-        ports.insert(source, port);
-    }
+    let (running, ports) = start_listeners(&dir, 2);
     for (source, port) in &ports {
         let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -486,6 +473,26 @@ fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
     }
     let phi = ["ZEBULON", "QUINTUS", "123-45-6789", "19800101"].map(String::from);
     assert_no_phi(&phi, &[("stdout", &stdout), ("stderr", &stderr), ("the audit log", &audit)]);
+}
+
+/// Starts `sluice run` on the listener pipeline of `dir` and waits until its `count` sources
+/// listen; returns the process and each source's port by name.
+fn start_listeners(dir: &Path, count: usize) -> (common::Running, std::collections::BTreeMap<String, u16>) {
+    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args([
+        "run",
+        "pipelines/mllp-listener.yaml",
+        "--summary",
+        "json",
+    ]));
+    let mut ports = std::collections::BTreeMap::new();
+    while ports.len() < count {
+        let (source, port) = running.wait_for("the listening addresses", |line| {
+            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
+            Some((source, common::listening_port(line)?))
+        });
+        ports.insert(source, port);
+    }
+    (running, ports)
 }
 
 /// A busy pipeline (an `http` sink throttled to 20 requests of 4 records a second) with 400
@@ -519,20 +526,7 @@ fn an_interactive_message_overtakes_a_queued_backfill() {
             ("batch_size: 64", "batch_size: 4"),
         ],
     );
-    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
-        "run",
-        "pipelines/mllp-listener.yaml",
-        "--summary",
-        "json",
-    ]));
-    let mut ports = std::collections::BTreeMap::new();
-    while ports.len() < 2 {
-        let (source, port) = running.wait_for("two listening addresses", |line| {
-            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
-            Some((source, common::listening_port(line)?))
-        });
-        ports.insert(source, port);
-    }
+    let (running, ports) = start_listeners(&dir, 2);
     const BACKFILL: usize = 400;
     let backfill = TcpStream::connect(("127.0.0.1", ports["hl7_backfill"])).unwrap();
     backfill.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
