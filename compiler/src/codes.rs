@@ -48,7 +48,7 @@ codes! {
     WRONG_FILE_KIND = "SL204", "wrong-file-kind", "A referenced file is of the wrong kind.",
         "A `mapping:` must name a file with `kind: mapping`, `rules:` one with `kind: rules`, `policy:` one with `kind: masking` and `profile:` one with `kind: profile`.";
     INLINE_SECRET = "SL205", "inline-secret", "A secret is written into the spec.",
-        "Secrets (keys, tokens, passwords) must be referenced, never written into a spec that is committed to git: write `${VARIABLE}` and set the variable in the environment where Sluice runs.";
+        "Secrets (keys, tokens, passwords) must be referenced, never written into a spec that is committed to git: write `${VARIABLE}` and set the variable in the environment where Sluice runs. Keys that must be references (`hash_key`, credential-like header names, passwords in URLs) are checked by name, and every string value of every spec file is checked by shape: PEM private keys, Stripe (`sk_live_`, `sk_test_`, `rk_`, `whsec_`), AWS access key ids, GitHub, Slack and Google API tokens, and JSON Web Tokens are refused wherever they are written. A key that was ever committed must be revoked: git keeps it.";
     INVALID_LISTEN_ADDRESS = "SL206", "invalid-listen-address", "A listen address is not an IP address and port.",
         "A network source listens on `host:port` where host is an IP address (`127.0.0.1`, `0.0.0.0`, `[::1]`) or `localhost`, and port is 0 to 65535 (0: any free port, printed when the run starts). Host names other than `localhost` are refused so the spec says exactly which interface is exposed.";
     STATE_STORE_CHOICE = "SL207", "state-store-choice", "`state` names both or neither of `path` and `url`.",

@@ -103,6 +103,11 @@ impl Compiler {
     fn add_file(&mut self, path: &Path, text: String) -> FileId {
         let id = self.sources.add(SourceFile::new(path, text));
         let tree = yaml::parse(id, self.sources.get(id), &mut self.diags);
+        if let Some(root) = &tree {
+            let mut found = Vec::new();
+            crate::spec::secret_scan::scan(root, &mut found);
+            found.into_iter().for_each(|d| self.diags.push(d));
+        }
         self.trees.push(tree);
         id
     }

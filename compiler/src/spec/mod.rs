@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod profile;
 pub mod reader;
 pub mod rules;
+pub mod secret_scan;
 pub mod shape;
 
 use sluice_canonical::OutputSchema;
