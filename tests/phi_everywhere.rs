@@ -1,0 +1,148 @@
+//! Every byte Sluice writes outside a sink, searched for the patients in the data: two bundled
+//! pipelines run with a state store and debug logs in JSON; then their plans (text and JSON),
+//! `sluice check`, `dlq list` and `dlq show`, `audit verify` and `audit export`, a resume
+//! refusal and a DLQ replay. Their stdout and stderr, every file under `out/` that is not a sink
+//! (DLQ, audit, exports) and the state database are searched for each name and SSN of the
+//! example messages: zero hits. In the sinks, what the policy masks is not there either: the
+//! message tables redact names and SSNs, the quick start keeps names (with a written reason)
+//! and only the last four digits of an SSN.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+mod common;
+use common::{phi_values, text};
+
+fn sluice(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(args)
+        .env("SLUICE_LOG", "debug")
+        .output()
+        .expect("sluice runs")
+}
+
+/// Whether `value` is in `hay` as a word of its own: a name (`MARY`) inside a longer word
+/// (`PRIMARY KEY` in the state database's schema) is not a leak.
+fn holds(hay: &str, value: &str) -> bool {
+    let boundary = |c: Option<char>| c.is_none_or(|c| !c.is_alphanumeric());
+    hay.match_indices(value)
+        .any(|(i, _)| boundary(hay[..i].chars().next_back()) && boundary(hay[i + value.len()..].chars().next()))
+}
+
+/// Every file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() { stack.push(p) } else { out.push(p) }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
+    let dir = common::workspace("phi-everywhere");
+    let examples: Vec<PathBuf> =
+        ["feed-2024-01-15.hl7", "rejects.hl7"].iter().map(|f| dir.join("examples/hl7").join(f)).collect();
+    // A name that is also written in a field that is not about a patient (a facility called
+    // `ST MARY & ST JOSEPH`) may rightly appear in output: left out of the search.
+    let elsewhere: String = examples
+        .iter()
+        .flat_map(|f| {
+            let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+            text.split(['\r', '\n'])
+                .filter(|l| !l.starts_with("PID|") && !l.starts_with("NK1|"))
+                .map(String::from)
+                .collect::<Vec<_>>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let phi: Vec<String> = phi_values(&examples).into_iter().filter(|v| !holds(&elsewhere, v)).collect();
+    let ssns: Vec<&String> = phi.iter().filter(|v| v.contains('-')).collect();
+    assert!(phi.len() > 20 && ssns.len() > 5, "the data has names and SSNs to look for: {}", phi.len());
+
+    let mut console = Vec::new();
+    let mut keep = |what: &str, out: Output| {
+        console.push((what.to_string(), format!("{}{}", text(&out.stdout), text(&out.stderr))));
+        out
+    };
+    let mut sinks = Vec::new();
+    for (pipeline, out_dir, sink_files) in [
+        ("quickstart", "quickstart", vec!["patient-events.jsonl"]),
+        (
+            "hl7-message-tables",
+            "hl7-message-tables",
+            vec!["adt_messages.jsonl", "orm_messages.jsonl", "oru_messages.jsonl"],
+        ),
+    ] {
+        let spec_path = dir.join(format!("pipelines/{pipeline}.yaml"));
+        let spec = std::fs::read_to_string(&spec_path).unwrap();
+        if !spec.contains("\nstate:") {
+            std::fs::write(&spec_path, format!("{spec}state:\n  path: ../out/{out_dir}/state.db\n")).unwrap();
+        }
+        let p = format!("pipelines/{pipeline}.yaml");
+        keep("check", sluice(&dir, &["check", &p]));
+        keep("plan", sluice(&dir, &["plan", &p]));
+        keep("plan json", sluice(&dir, &["plan", &p, "--format", "json"]));
+        let run = keep(
+            "run",
+            sluice(&dir, &["run", &p, "--log-level", "debug", "--log-format", "json", "--summary", "json"]),
+        );
+        assert!(run.status.success(), "{}", text(&run.stderr));
+        keep("resume refusal", sluice(&dir, &["run", &p, "--resume", "--log-level", "debug"]));
+        let list = keep("dlq list", sluice(&dir, &["dlq", "list", &p, "--output", "json"]));
+        let first_id = text(&list.stdout)
+            .lines()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["id"].as_str().map(String::from));
+        if let Some(id) = first_id {
+            keep("dlq show", sluice(&dir, &["dlq", "show", &p, &id]));
+        }
+        keep("dlq replay", sluice(&dir, &["dlq", "replay", &p, "--log-level", "debug"]));
+        let audit = format!("out/{out_dir}/audit.jsonl");
+        assert!(dir.join(&audit).exists(), "{pipeline} keeps an audit log");
+        keep("audit verify", sluice(&dir, &["audit", "verify", &audit]));
+        let export = keep("audit export", sluice(&dir, &["audit", "export", &audit, "--format", "jsonl"]));
+        assert!(export.status.success() && !export.stdout.is_empty(), "{}", text(&export.stderr));
+        sinks.extend(sink_files.iter().map(|f| dir.join(format!("out/{out_dir}/{f}"))));
+    }
+
+    let mut searched = 0;
+    for (what, output) in &console {
+        for v in &phi {
+            assert!(!holds(output, v), "a name or SSN from the data is in the output of `{what}`");
+        }
+        searched += output.len();
+    }
+    for f in files(&dir.join("out")) {
+        if sinks.contains(&f) {
+            continue;
+        }
+        // The state database and every other file, as bytes (the database is binary).
+        let bytes = std::fs::read(&f).unwrap();
+        let content = String::from_utf8_lossy(&bytes);
+        for v in &phi {
+            assert!(!holds(&content, v), "a name or SSN from the data is in {}", f.display());
+        }
+        searched += bytes.len();
+    }
+    assert!(files(&dir.join("out")).iter().any(|f| f.ends_with("state.db")), "the state database was searched");
+    println!("searched {searched} bytes outside the sinks for {} names and SSNs", phi.len());
+
+    // In the sinks, what the policies mask.
+    for sink in &sinks {
+        let content = std::fs::read_to_string(sink).unwrap_or_else(|e| panic!("{}: {e}", sink.display()));
+        let quickstart = sink.ends_with("patient-events.jsonl");
+        for v in &phi {
+            let is_ssn = v.contains('-');
+            if quickstart && !is_ssn {
+                continue; // names are kept, with a reason, for the care-team roster
+            }
+            assert!(!holds(&content, v), "a masked value is in {}", sink.display());
+        }
+    }
+}
