@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use sluice_compiler::expr::ast::{Expr, Function};
 use sluice_compiler::plan::GroupEach;
 use sluice_compiler::plan::fhir::{
-    FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirStep, FhirValue,
+    FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirScalar, FhirStep, FhirValue,
 };
 use sluice_compiler::spec::fhir_output::satisfies;
 use sluice_hl7v2::schema::Version;
@@ -292,6 +292,11 @@ fn build_kind(ctx: &mut Ctx<'_>, kind: usize, scope: &Scope<'_>, ancestors: &[(&
     ctx.warnings.append(&mut warnings);
 }
 
+/// A primitive's value, converted, and kept only when its binding allows it.
+fn scalar_value(s: &FhirScalar, scope: &Scope<'_>, warnings: &mut Vec<Issue>) -> Doc {
+    allowed(scalar(scope, &s.expr, &s.value_type, &s.fhir_type, warnings), &s.codes, scope.field, warnings)
+}
+
 /// The value of one field (`None` when there is nothing to write).
 fn set_field(
     target: &mut Doc,
@@ -303,9 +308,7 @@ fn set_field(
     warnings: &mut Vec<Issue>,
 ) {
     let value = match &f.value {
-        FhirValue::Scalar { expr, value_type, fhir_type, codes } => {
-            allowed(scalar(scope, expr, value_type, fhir_type, warnings), codes, scope.field, warnings)
-        }
+        FhirValue::Scalar(s) => scalar_value(s, scope, warnings),
         FhirValue::Ref { target: name, many } => {
             let reference = |id: &String| Doc::Obj(vec![("reference".into(), Doc::Str(format!("urn:uuid:{id}")))]);
             if let Some((_, id)) = refs.ancestors.iter().rev().find(|(n, _)| n == name) {
@@ -418,9 +421,7 @@ fn produce(
             return;
         }
         let mut item = match &p.item {
-            FhirItem::Scalar { expr, value_type, fhir_type, codes } => {
-                allowed(scalar(inner, expr, value_type, fhir_type, w), codes, inner.field, w)
-            }
+            FhirItem::Scalar(s) => scalar_value(s, inner, w),
             FhirItem::Fields { fields } => {
                 let mut obj = Doc::Obj(Vec::new());
                 for f in fields {

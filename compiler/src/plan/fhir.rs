@@ -60,19 +60,26 @@ pub struct FhirField {
     pub value: FhirValue,
 }
 
+/// A primitive value of FHIR type `fhir_type`, converted to `value_type` (HL7 dates and times
+/// to FHIR `date`/`dateTime`, keeping the value's precision). `codes`: the codes of the
+/// element's required binding (empty: any value); another value is not written. (A newtype
+/// variant of the internally tagged enums below serializes as the struct variant did.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FhirScalar {
+    pub expr: Expr,
+    pub value_type: ValueType,
+    pub fhir_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "form", rename_all = "snake_case")]
 pub enum FhirValue {
     /// A primitive value of FHIR type `fhir_type`, converted to `value_type` (HL7 dates and
     /// times to FHIR `date`/`dateTime`, keeping the value's precision). `codes`: the codes of
     /// the element's required binding (empty: any value); another value is not written.
-    Scalar {
-        expr: Expr,
-        value_type: ValueType,
-        fhir_type: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        codes: Vec<String>,
-    },
+    Scalar(FhirScalar),
     /// `ref(name)`: `{"reference": "urn:uuid:<id>"}` of the resource `name` in the same Bundle;
     /// `many` for a repeating element, which gets one reference per instance.
     Ref { target: String, many: bool },
@@ -94,13 +101,7 @@ pub struct FhirProducer {
 #[serde(tag = "shape", rename_all = "snake_case")]
 pub enum FhirItem {
     /// An item of a primitive list (`given`, `category`); `codes` as for [`FhirValue::Scalar`].
-    Scalar {
-        expr: Expr,
-        value_type: ValueType,
-        fhir_type: String,
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        codes: Vec<String>,
-    },
+    Scalar(FhirScalar),
     /// Fields of a complex item (`value`, `system`, `type.coding[0].code`).
     Fields { fields: Vec<FhirField> },
 }
@@ -121,13 +122,13 @@ impl FhirBundlePlan {
 fn fields_exprs<'p>(fields: &'p [FhirField], out: &mut Vec<&'p Expr>) {
     for f in fields {
         match &f.value {
-            FhirValue::Scalar { expr, .. } => out.push(expr),
+            FhirValue::Scalar(s) => out.push(&s.expr),
             FhirValue::Ref { .. } => {}
             FhirValue::List { producers } => {
                 for p in producers {
                     out.extend(p.each.iter().chain(p.when.iter()));
                     match &p.item {
-                        FhirItem::Scalar { expr, .. } => out.push(expr),
+                        FhirItem::Scalar(s) => out.push(&s.expr),
                         FhirItem::Fields { fields } => fields_exprs(fields, out),
                     }
                 }

@@ -28,7 +28,7 @@ use crate::expr::check::{self, Env, Scope, Var};
 use crate::expr::groups::Structures;
 use crate::hl7::Hl7Env;
 use crate::plan::fhir::{
-    BUNDLE_SCHEMA, FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirStep, FhirValue,
+    BUNDLE_SCHEMA, FhirBundlePlan, FhirField, FhirItem, FhirProducer, FhirResourcePlan, FhirScalar, FhirStep, FhirValue,
 };
 use crate::plan::{CodeTable, MapPlan};
 use crate::source::Span;
@@ -438,7 +438,7 @@ impl Checker<'_> {
             return Some(FhirField { path: w.steps, value: FhirValue::List { producers } });
         }
         let Scalar { expr, value_type, fhir_type, codes } = self.scalar(cx, &w, key, value, env)?;
-        Some(FhirField { path: w.steps, value: FhirValue::Scalar { expr, value_type, fhir_type, codes } })
+        Some(FhirField { path: w.steps, value: FhirValue::Scalar(FhirScalar { expr, value_type, fhir_type, codes }) })
     }
 
     /// One primitive value: type, binding and PHI checks; records the leaf.
@@ -622,7 +622,7 @@ impl Checker<'_> {
         } else {
             let item_walk = Walked { resolved: w.resolved.clone(), steps: w.steps.clone(), pattern: w.pattern.clone() };
             let Scalar { expr, value_type, fhir_type, codes } = self.scalar(cx, &item_walk, key, item_node, &inner)?;
-            FhirItem::Scalar { expr, value_type, fhir_type, codes }
+            FhirItem::Scalar(FhirScalar { expr, value_type, fhir_type, codes })
         };
         Some(FhirProducer { each, group, var, when, item })
     }
