@@ -48,6 +48,20 @@ fn counts(c: &Compiler) -> String {
     format!("{}, {}", plural(e, "error"), plural(w, "warning"))
 }
 
+/// The environment of this invocation (`--env`), set once by `main`.
+static ENVIRONMENT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+
+pub fn set_environment(env: Option<String>) {
+    let _ = ENVIRONMENT.set(env);
+}
+
+/// A compiler for this invocation's environment.
+fn compiler() -> Compiler {
+    let mut c = Compiler::default();
+    c.env = ENVIRONMENT.get().cloned().flatten();
+    c
+}
+
 pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
     if paths.is_empty() {
         paths = ["pipelines", "mappings"].iter().map(PathBuf::from).filter(|p| p.exists()).collect();
@@ -55,7 +69,7 @@ pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
             paths.push(PathBuf::from("."));
         }
     }
-    let mut c = Compiler::default();
+    let mut c = compiler();
     let report = match c.check_paths(&paths) {
         Ok(r) => r,
         Err(e) => {
@@ -77,7 +91,7 @@ pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
 
 /// Compiles a pipeline, printing its diagnostics; the plan, or the exit code to stop with.
 fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan::Plan, u8> {
-    let mut c = Compiler::default();
+    let mut c = compiler();
     let plan = c.plan(pipeline).map_err(|e| {
         eprintln!("error: {e}");
         USAGE

@@ -23,6 +23,10 @@ use clap::{Parser, Subcommand, ValueEnum};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Compile for this environment: mask stages apply their `environments.NAME` policy (at least
+    /// as strict as their own) instead of `policy`; the plan says which.
+    #[arg(long, global = true, value_name = "NAME")]
+    env: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -283,6 +287,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    commands::set_environment(cli.env);
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
         Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),

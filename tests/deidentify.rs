@@ -289,3 +289,50 @@ dlq:
     assert!(!check.status.success());
     assert!(text(&check.stdout).contains("SL601") || text(&check.stderr).contains("SL601"));
 }
+
+/// `--env staging` applies the quick start's staging policy (Safe Harbor over its own): the
+/// plan says so, names and identifiers are redacted and dates keep their year, where the
+/// production run keeps names; a misspelt environment is refused rather than run as production.
+#[test]
+fn the_staging_environment_masks_more_than_production() {
+    let dir = common::workspace("env-staging");
+    let sluice =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&*dir).args(args).output().unwrap();
+    let plan = sluice(&["plan", "pipelines/quickstart.yaml", "--env", "staging"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    assert!(
+        text(&plan.stdout).contains("policy staging (mappings/base/policies/staging.yaml), for environment staging")
+    );
+    let events = |dir: &Path| -> Vec<Value> {
+        std::fs::read_to_string(dir.join("out/quickstart/patient-events.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    assert!(sluice(&["run", "pipelines/quickstart.yaml", "--restart"]).status.success());
+    let production = events(&dir);
+    let run = sluice(&["run", "pipelines/quickstart.yaml", "--env", "staging", "--restart"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let staging = events(&dir);
+    assert_eq!(production.len(), staging.len());
+    let mut names = 0;
+    for (p, s) in production.iter().zip(&staging) {
+        if let Some(name) = p.pointer("/patient/name").and_then(Value::as_str) {
+            assert!(!name.is_empty() && name != "[REDACTED]", "production keeps names");
+            assert_eq!(s["patient"]["name"], "[REDACTED]");
+            names += 1;
+        }
+        if let Some(dob) = p.pointer("/patient/dob").and_then(Value::as_str) {
+            assert_eq!(s["patient"]["dob"], Value::from(&dob[..4]));
+        }
+        assert_eq!(s["compliance"]["pii_masked"], true, "nothing kept in clear in staging");
+    }
+    assert!(names > 10);
+    let phi = common::phi_values(&[dir.join("examples/hl7/feed-2024-01-15.hl7")]);
+    let staged = std::fs::read_to_string(dir.join("out/quickstart/patient-events.jsonl")).unwrap();
+    assert!(phi.iter().all(|v| !staged.contains(&format!("\"{v}\""))), "no name or SSN in the staging output");
+    let typo = sluice(&["run", "pipelines/quickstart.yaml", "--env", "stagng"]);
+    assert_eq!(typo.status.code(), Some(1));
+    assert!(text(&typo.stdout).contains("SL609") || text(&typo.stderr).contains("SL609"));
+}

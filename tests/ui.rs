@@ -24,11 +24,15 @@ fn cases() -> Vec<PathBuf> {
     cases
 }
 
+/// `sluice check` of a case; a case's `args` file (one argument a line) adds options, such as
+/// `--env staging` for what only an environment reveals.
 fn check(case: &Path, format: &str) -> (Option<i32>, String, String) {
     let rel = case.strip_prefix(root()).unwrap();
+    let extra = std::fs::read_to_string(case.join("args")).unwrap_or_default();
     let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(root())
         .args(["check", "--format", format])
+        .args(extra.lines().filter(|l| !l.trim().is_empty()))
         .arg(rel)
         .output()
         .expect("sluice runs");

@@ -139,6 +139,10 @@ codes! {
         "The DLQ keeps each rejected message whole, and messages hold patient data, so `sluice run` refuses to start (RT021) unless `dlq.encryption_key` names a key (`${SLUICE_DLQ_KEY}` or `${file:path}`: 32 random bytes as 64 hex digits, `openssl rand -hex 32`) or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only). This warning says so at check time, in CI, before a deployment fails.";
     PHI_ALLOWED_WITHOUT_REASON = "SL607", "phi-allowed-without-reason", "A sink allows PHI without a reason.",
         "`phi: {allowed: true}` lets PHI reach a sink unmasked; reviewers must be able to read why (treatment, the covered entity's own EHR, a business associate agreement): write `phi: {allowed: true, reason: \"...\"}`.";
+    ENVIRONMENT_POLICY_WEAKER = "SL608", "environment-policy-weaker", "An environment's masking policy is weaker than the stage's own.",
+        "`--env NAME` applies a mask stage's `environments.NAME` policy instead of its `policy`, so that staging or development get stricter masking (full de-identification outside production, say). It may only mask more: for every field the stage decides, the environment's action must be at least as strong as the stage's own (null > redact > hash > generalize > shift_date > partial > keep). Strengthen the environment's rule for the field named, or drop the environment.";
+    UNKNOWN_ENVIRONMENT = "SL609", "unknown-environment", "No mask stage has a policy for the environment.",
+        "`--env NAME` names an environment that no mask stage of the pipeline lists under `environments`: probably a typo, and running with production masking by mistake is what this refuses. Use one of the environments the diagnostic lists, or add `environments: {NAME: policy.yaml}` to the mask stages.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
         "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
     INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",

@@ -81,6 +81,9 @@ pub struct Compiler {
     policies: HashMap<FileId, Option<Policy>>,
     mappings: HashMap<FileId, Option<Mapping>>,
     plans: HashMap<FileId, Option<Plan>>,
+    /// The environment to compile for (`--env`): mask stages apply its policy, where they name
+    /// one, instead of their own.
+    pub env: Option<String>,
 }
 
 /// What `sluice check` found.
@@ -401,6 +404,34 @@ impl Compiler {
             flows.insert(c.name.clone(), out_flow);
             phi.insert(c.name.clone(), out_phi);
             components.push(Component { name: c.name.clone(), inputs, emits: out_flow.name(), kind });
+        }
+        if let Some(env) = &self.env {
+            let masks: Vec<&ComponentSpec> =
+                spec.components.iter().filter(|c| matches!(c.body, Body::Mask { .. })).collect();
+            let known: BTreeSet<&str> = masks
+                .iter()
+                .filter_map(|c| match &c.body {
+                    Body::Mask { environments, .. } => Some(environments.iter().map(|(n, _)| n.text.as_str())),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            if !known.contains(env.as_str()) {
+                let at = masks.first().map_or(tree.span, |c| c.name_span);
+                let help = if known.is_empty() {
+                    "no mask stage lists `environments`: add `environments: {NAME: policy.yaml}` to them, or run without `--env`".to_string()
+                } else {
+                    format!("the environments are: {}", known.iter().copied().collect::<Vec<_>>().join(", "))
+                };
+                let d = Diagnostic::error(
+                    codes::UNKNOWN_ENVIRONMENT,
+                    format!("no mask stage of pipeline `{}` has a policy for environment `{env}`", spec.name),
+                )
+                .label(at, "would mask as in production")
+                .help(help);
+                self.diags.push(d.suggest(env, known.iter().copied()));
+                ok = false;
+            }
         }
         let target = |t: &Option<Spanned>, this: &Self| t.as_ref().map(|s| display_path(&this.resolve(s)));
         let mut plan = Plan {
@@ -860,10 +891,20 @@ impl Compiler {
                 }
                 Some((ComponentKind::Map(plan), Flow::Output(output), (state, origins)))
             }
-            Body::Mask { policy } => {
+            Body::Mask { policy, environments } => {
                 let pid = self.load_kind(policy, "masking")?;
+                let chosen = self.env.as_ref().and_then(|e| environments.iter().find(|(name, _)| &name.text == e));
+                // The stage's own policy, which an environment's may only make stricter.
+                let (pid, base) = match chosen {
+                    Some((_, file)) => {
+                        let base = self.policy(pid)?.plan.clone();
+                        (self.load_kind(file, "masking")?, Some(base))
+                    }
+                    None => (pid, None),
+                };
                 let p = self.policy(pid)?;
-                let plan: MaskPlan = p.plan.clone();
+                let mut plan: MaskPlan = p.plan.clone();
+                plan.environment = chosen.map(|(name, _)| name.text.clone());
                 let field_spans: Vec<(String, Span)> =
                     p.field_rules.iter().map(|f| (f.field.clone(), f.span)).collect();
                 let subjects = p.subjects.clone();
@@ -897,6 +938,7 @@ impl Compiler {
                     }
                 }
                 let mut type_errors = Vec::new();
+                let mut weaker = Vec::new();
                 for ((field, class), decision) in state.iter_mut() {
                     if decision.is_some() {
                         continue;
@@ -913,12 +955,38 @@ impl Compiler {
                         (None, None) => continue,
                     };
                     *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
+                    if let (Some(base), Some((name, _))) = (&base, chosen)
+                        && let Some(own) = compile_time_rule(base, field, *class)
+                        && own.action > t.action
+                    {
+                        weaker.push((field.clone(), *class, own.clone(), t.clone(), name.clone()));
+                    }
                     let field_type = schema.field(field).map(|f| f.value_type.clone());
                     if let Some(ty) = field_type
                         && let Some(writes) = mask_output_misfit(t, &ty)
                     {
                         type_errors.push((field.clone(), *class, t.action, ty, writes, span));
                     }
+                }
+                for (field, class, own, env, name) in weaker {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::ENVIRONMENT_POLICY_WEAKER,
+                            format!(
+                                "in environment `{}`, `{field}` ({class}) would be `{}` where the stage's own policy says `{}`",
+                                name.text,
+                                env.action.as_str(),
+                                own.action.as_str()
+                            ),
+                        )
+                        .label(name.span, format!("the `{}` policy is weaker here", name.text))
+                        .help(format!(
+                            "an environment's policy may only mask more: give `{field}` ({class}) `{}` or stronger there (decided at {}; the stage's own at {})",
+                            own.action.as_str(),
+                            env.decided_at,
+                            own.decided_at
+                        )),
+                    );
                 }
                 for (field, class, action, ty, writes, span) in type_errors {
                     let action = action.as_str();
@@ -1105,6 +1173,13 @@ pub fn collect_specs(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(out.into_iter().collect())
+}
+
+/// The rule of `plan` that decides `field` of class `class` at compile time: a field rule for
+/// it, else the class rule (as the mask stage's check decides).
+fn compile_time_rule<'p>(plan: &'p MaskPlan, field: &str, class: PhiClass) -> Option<&'p crate::plan::Treatment> {
+    let by_field = plan.fields.iter().find(|(f, _)| f == field).map(|(_, t)| t);
+    by_field.or_else(|| plan.classes.iter().find(|(c, _)| *c == class).map(|(_, t)| t))
 }
 
 /// What a masking treatment would write into a field of type `ty` when that breaks the type

@@ -506,6 +506,10 @@ pub struct DateShift {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MaskPlan {
+    /// The environment whose policy this is (`--env`); absent for the stage's own `policy`, so
+    /// plans without environments keep their JSON and hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
     pub policy: String,
     pub policy_file: String,
     /// Rules for a named output field (`patient.name`), taking precedence over class rules.

@@ -118,7 +118,8 @@ pub fn text(plan: &Plan) -> String {
                 }
             }
             ComponentKind::Mask(m) => {
-                let _ = writeln!(o, "    policy {} ({})", m.policy, m.policy_file);
+                let env = m.environment.as_ref().map(|e| format!(", for environment {e}")).unwrap_or_default();
+                let _ = writeln!(o, "    policy {} ({}){env}", m.policy, m.policy_file);
             }
             ComponentKind::Filter(_) => {
                 let _ = writeln!(o, "    keeps records whose condition holds");

@@ -72,6 +72,7 @@ impl Policy {
         class_spans.sort_by_key(|(c, _)| *c);
         Policy {
             plan: MaskPlan {
+                environment: plan.environment,
                 policy: plan.policy,
                 policy_file: plan.policy_file,
                 fields,
@@ -274,6 +275,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
     }
     classes.sort_by_key(|(c, _)| *c);
     let plan = MaskPlan {
+        environment: None,
         policy: name,
         policy_file: cx.sources.get(cx.file).name.clone(),
         fields: field_rules.iter().map(|f| (f.field.clone(), f.treatment.clone())).collect(),

@@ -20,14 +20,33 @@ pub enum Section {
 
 #[derive(Debug)]
 pub enum Body<'n> {
-    Files { paths: Vec<Spanned>, profile: Option<Spanned> },
+    Files {
+        paths: Vec<Spanned>,
+        profile: Option<Spanned>,
+    },
     Mllp(Box<MllpSpec>),
-    Validate { rules: Spanned, mode: Option<Mode> },
-    Map { mapping: Spanned },
-    Mask { policy: Spanned },
-    Filter { keep: &'n Node },
-    Route { routes: Vec<(String, Span, &'n Node)>, default: Option<Spanned> },
-    Jsonl { path: Spanned },
+    Validate {
+        rules: Spanned,
+        mode: Option<Mode>,
+    },
+    Map {
+        mapping: Spanned,
+    },
+    /// `environments`: environment name (with its span) and policy file.
+    Mask {
+        policy: Spanned,
+        environments: Vec<(Spanned, Spanned)>,
+    },
+    Filter {
+        keep: &'n Node,
+    },
+    Route {
+        routes: Vec<(String, Span, &'n Node)>,
+        default: Option<Spanned>,
+    },
+    Jsonl {
+        path: Spanned,
+    },
     Http(Box<HttpSpec>),
 }
 
@@ -643,7 +662,17 @@ fn component<'n>(
                 .map(|m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict }),
         },
         "map" => Body::Map { mapping: s(cx, "mapping")? },
-        "mask" => Body::Mask { policy: s(cx, "policy")? },
+        "mask" => {
+            let mut environments = Vec::new();
+            if let Some(entries) = obj.get("environments").and_then(|n| reader::entries(cx, n, "`environments`")) {
+                for (name, key, value) in entries {
+                    if let Some(file) = reader::string(cx, value, &format!("the policy of environment `{name}`")) {
+                        environments.push((Spanned { text: name.to_string(), span: key.span }, file));
+                    }
+                }
+            }
+            Body::Mask { policy: s(cx, "policy")?, environments }
+        }
         "filter" => Body::Filter { keep: obj.get("keep")? },
         "route" => {
             let routes = obj

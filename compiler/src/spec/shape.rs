@@ -293,6 +293,11 @@ pub static STAGE_MASK: Shape = Shape {
         req("type", KeyType::Enum(&["mask"]), "Stage kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
         req("policy", KeyType::String, "Masking policy file (`kind: masking`)."),
+        opt(
+            "environments",
+            KeyType::MapOfStrings,
+            "Environment name -> masking policy file applied instead of `policy` when Sluice runs with `--env NAME`; each must be at least as strict as `policy` on every field (SL608).",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };

@@ -321,6 +321,7 @@ pub fn mask(name: &str, from: &str, hash_key: Option<String>) -> Component {
         vec![input(from)],
         CANONICAL,
         ComponentKind::Mask(MaskPlan {
+            environment: None,
             policy: "default".into(),
             policy_file: "policies/default.yaml".into(),
             fields: vec![("patient.name".into(), treatment(MaskAction::Redact, None, None))],
