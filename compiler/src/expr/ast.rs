@@ -148,3 +148,85 @@ impl BinaryOp {
         }
     }
 }
+
+impl Function {
+    /// The name written in specs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Date => "date",
+            Function::Datetime => "datetime",
+            Function::Coalesce => "coalesce",
+            Function::Concat => "concat",
+            Function::Upper => "upper",
+            Function::Lower => "lower",
+            Function::Trim => "trim",
+            Function::Present => "present",
+            Function::If => "if",
+            Function::Integer => "integer",
+            Function::Decimal => "decimal",
+            Function::StartsWith => "starts_with",
+            Function::Join => "join",
+            Function::Contains => "contains",
+        }
+    }
+}
+
+/// The expression written back in the mapping language (as a reviewer reads it in a plan
+/// diff): the same meaning, not necessarily the same spelling (parentheses are explicit).
+impl std::fmt::Display for Expr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list = |f: &mut std::fmt::Formatter<'_>, items: &[Expr]| -> std::fmt::Result {
+            for (i, e) in items.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{e}")?;
+            }
+            Ok(())
+        };
+        match self {
+            Expr::Lit { value } => match value {
+                Literal::Null => f.write_str("null"),
+                Literal::Bool(b) => write!(f, "{b}"),
+                Literal::Int(n) => write!(f, "{n}"),
+                Literal::Dec(d) => f.write_str(d),
+                Literal::Str(s) => write!(f, "{s:?}"),
+            },
+            Expr::Hl7 { path, .. } | Expr::Field { path, .. } => f.write_str(path),
+            Expr::Var { name, component, subcomponent, .. } => {
+                f.write_str(name)?;
+                if let Some(c) = component {
+                    write!(f, ".{c}")?;
+                }
+                if let Some(s) = subcomponent {
+                    write!(f, ".{s}")?;
+                }
+                Ok(())
+            }
+            Expr::Within { var, path, .. } => write!(f, "{var}.{path}"),
+            Expr::Call { function, args } => {
+                write!(f, "{}(", function.name())?;
+                list(f, args)?;
+                f.write_str(")")
+            }
+            Expr::Lookup { value, table, default } => match default {
+                Some(d) => write!(f, "lookup({value}, {table}, {d})"),
+                None => write!(f, "lookup({value}, {table})"),
+            },
+            Expr::Template { source, vars } => {
+                write!(f, "template({source:?}")?;
+                for (name, e) in vars {
+                    write!(f, ", {name}={e}")?;
+                }
+                f.write_str(")")
+            }
+            Expr::Binary { operator, lhs, rhs } => write!(f, "({lhs} {} {rhs})", operator.symbol()),
+            Expr::Not { operand } => write!(f, "not {operand}"),
+            Expr::List { items } => {
+                f.write_str("[")?;
+                list(f, items)?;
+                f.write_str("]")
+            }
+        }
+    }
+}

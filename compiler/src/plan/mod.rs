@@ -8,6 +8,7 @@
 //!   never re-checks what is here.
 //! - No secret values and no data values: secrets stay as references (`${VAR}`).
 
+pub mod diff;
 pub mod fhir;
 pub mod pg_url;
 pub mod render;
