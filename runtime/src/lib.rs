@@ -16,6 +16,8 @@
 //! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
 //! - [`replay`], [`purge`]: `sluice dlq replay` (all or nothing) and `sluice dlq purge`
 //!   (atomic, audited).
+//! - [`testing`]: one `sluice test` case through the real executor, isolated in a temporary
+//!   directory.
 //! - [`progress`]: live counts of a run for watchers on other threads.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
@@ -52,6 +54,7 @@ pub mod sink;
 pub mod source;
 pub mod stages;
 pub mod state;
+pub mod testing;
 pub mod throttle;
 pub mod time;
 
