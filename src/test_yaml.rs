@@ -69,7 +69,9 @@ fn region_end(text: &str, file: &TestFile, case: &Case, from: usize) -> usize {
     let mut end = next;
     // Keep comment and blank lines that lead into what comes next.
     loop {
-        let prev = line_start(text, end.saturating_sub(1));
+        let before = &text[..end];
+        let before = before.strip_suffix('\n').unwrap_or(before);
+        let prev = before.rfind('\n').map_or(0, |i| i + 1);
         if prev >= end || prev <= from {
             break;
         }
@@ -194,6 +196,10 @@ fn reserved(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+    use sluice_compiler::diagnostics::Diagnostics;
+    use sluice_compiler::source::{FileId, SourceFile};
+    use std::path::Path;
 
     #[test]
     fn strings_that_would_change_type_are_quoted() {
@@ -205,6 +211,41 @@ mod tests {
         assert_eq!(string_text("a: b"), "\"a: b\"");
         assert_eq!(string_text("x #y"), "\"x #y\"");
         assert_eq!(string_text(""), "\"\"");
+    }
+
+    /// JSON values with integers in YAML's range, and strings of any characters.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<String>().prop_map(Value::String),
+            "[a-zA-Z0-9 ./:#'\"-]{0,12}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 32, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::vec((any::<String>(), inner), 0..4)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// What `--update` writes reads back (through the compiler's YAML reader) as the same
+        /// records, whatever the strings hold.
+        #[test]
+        fn written_records_read_back_the_same(records in prop::collection::vec(json(), 1..3)) {
+            let o = Outcome { outputs: vec![("sink".into(), records.clone())], dlq: records.clone(), filtered: 0 };
+            let text = format!("root:\n{}", expect_yaml(&o, 2));
+            let file = SourceFile::new(Path::new("t.yaml"), text.clone());
+            let mut diags = Diagnostics::default();
+            let node = sluice_compiler::yaml::parse(FileId(0), &file, &mut diags);
+            prop_assert!(node.is_some(), "does not parse: {:?}\n{}", diags.items().first().map(|d| &d.message), text);
+            let json = sluice_compiler::yaml::to_json(&node.unwrap());
+            prop_assert_eq!(&json["root"]["expect"]["outputs"]["sink"], &Value::Array(records.clone()), "{}", text);
+            prop_assert_eq!(&json["root"]["expect"]["dlq"], &Value::Array(records), "{}", text);
+        }
     }
 
     #[test]

@@ -123,12 +123,12 @@ fn junit_output_is_well_formed_with_the_right_counts() {
 
 #[test]
 fn a_broken_test_file_is_a_coded_diagnostic_and_exit_2() {
-    let out = sluice(&root(), &["test", "tests/ui/SL802-unsupported-test-input"]);
+    let out = sluice(&root(), &["test", "tests/ui/SL802-unsupported-test-input/claims-test.yaml"]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("SL802\n"), "{stderr}");
-    assert!(stderr.contains("tests/ui/SL802-unsupported-test-input/claims.test.yaml:7:7"), "{stderr}");
-    assert!(text(&out.stdout).contains("BROKEN tests/ui/SL802-unsupported-test-input/claims.test.yaml"));
+    assert!(stderr.contains("tests/ui/SL802-unsupported-test-input/claims-test.yaml:7:7"), "{stderr}");
+    assert!(text(&out.stdout).contains("BROKEN tests/ui/SL802-unsupported-test-input/claims-test.yaml"));
     let empty = common::scratch("test-none");
     let none = sluice(&empty, &["test"]);
     assert_eq!(none.status.code(), Some(2), "no test files is a usage error");
