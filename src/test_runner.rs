@@ -63,6 +63,10 @@ struct FileResult {
 }
 
 pub fn test(paths: Vec<PathBuf>, flags: &TestFlags) -> u8 {
+    if flags.output.is_some() && !flags.junit {
+        eprintln!("error: `--output` writes the JUnit report: use it with `--format junit`");
+        return USAGE;
+    }
     let paths = if paths.is_empty() { vec![PathBuf::from(".")] } else { paths };
     let files = match discover(&paths) {
         Ok(f) => f,
@@ -166,8 +170,16 @@ fn test_file(path: &Path, update: bool, text: bool) -> FileResult {
     let name = display_path(&std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()));
     let mut c = Compiler::default();
     let loaded = c.load_test(path);
-    let rendered: Vec<String> =
+    let mut rendered: Vec<String> =
         c.diags.items().iter().map(|d| diagnostics::render(d, &c.sources, Format::Human)).collect();
+    // PHI reaching the sink of the pipeline built around a mapping: the fix is in the test file.
+    let built =
+        |d: &&diagnostics::Diagnostic| d.primary().is_some_and(|s| c.sources.get(s.file).name.ends_with("#pipeline"));
+    if c.diags.items().iter().filter(built).any(|d| d.code == sluice_compiler::codes::PHI_UNMASKED) {
+        rendered.push(format!(
+            "note: `{name}#pipeline` is the pipeline `sluice test` builds around the mapping; name the masking policy its output goes through with `policy:` in the test file"
+        ));
+    }
     let (file, plan) = match loaded {
         Ok(Some(t)) => t,
         Ok(None) => {

@@ -136,6 +136,19 @@ fn a_broken_test_file_is_a_coded_diagnostic_and_exit_2() {
 }
 
 #[test]
+fn a_mapping_test_without_its_policy_is_told_where_to_name_it() {
+    let dir = workspace("test-nopolicy");
+    let file = dir.join(PATIENT_EVENT);
+    let original = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, original.replace("policy: policies/quickstart.yaml\n", "")).unwrap();
+    let out = sluice(&dir, &["test", PATIENT_EVENT]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(stderr.starts_with("SL601\n"), "{stderr}");
+    assert!(stderr.contains("name the masking policy its output goes through with `policy:` in the test file"));
+}
+
+#[test]
 fn a_pipeline_test_writes_nothing_to_the_pipelines_outputs() {
     let dir = workspace("test-pipeline");
     common::copy_dir(&root().join("tests/sluice_test"), &dir.join("tests/sluice_test"));
