@@ -656,7 +656,7 @@ pub static TEST_INPUT: Shape = Shape {
         opt(
             "hl7v2",
             KeyType::String,
-            "HL7 v2 messages, one segment per line (a YAML block scalar `|`); each `MSH` line starts a new message. Lines are joined with the HL7 segment separator (CR).",
+            "HL7 v2 messages, one segment per line (in a YAML literal block scalar); each `MSH` line starts a new message. Lines are joined with the HL7 segment separator (CR).",
         ),
         opt("x12", KeyType::String, "X12 interchanges (not supported yet: SL802)."),
         opt("fhir", KeyType::Any, "FHIR resources (not supported yet: SL802)."),
@@ -705,7 +705,7 @@ pub static TEST: Shape = Shape {
     doc: "A test file (`*.test.yaml`): cases that run a pipeline, or a mapping with optional rules and policy, offline with `sluice test`.",
     keys: &[
         req("kind", KeyType::Enum(&["test"]), "File kind."),
-        opt("name", KeyType::String, "Test suite name (default: the file name)."),
+        opt("name", KeyType::String, "Test suite name in reports and JUnit (default: the file's path)."),
         opt("description", KeyType::String, "Free text."),
         opt(
             "pipeline",
