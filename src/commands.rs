@@ -106,7 +106,7 @@ pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
 
 /// The flag a file run watches: the first SIGINT or SIGTERM sets it (the run drains, saves a
 /// checkpoint and stops); a second one, with the flag already set, exits at once with 130.
-/// An abort cannot corrupt state: a checkpoint is saved in one SQLite transaction, and a
+/// An abort cannot corrupt state: a checkpoint is saved in one state store transaction, and a
 /// resume cuts the outputs back to the last one.
 fn stop_on_signals() -> Option<std::sync::Arc<std::sync::atomic::AtomicBool>> {
     use signal_hook::consts::{SIGINT, SIGTERM};
@@ -309,9 +309,8 @@ pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
     };
     // Read without the lock, so the DLQ can be listed while a run goes on.
     let replayed = match &plan.state {
-        Some(st) => match sluice_runtime::state::Store::open_read_only(Path::new(&st.path)) {
-            Ok(Some(conn)) => sluice_runtime::state::Store::replayed_outcomes(&conn).unwrap_or_default(),
-            Ok(None) => Default::default(),
+        Some(st) => match sluice_runtime::state::Store::replayed_in(st) {
+            Ok(replayed) => replayed,
             Err(e) => {
                 print_run_error(&e);
                 return FAILED;

@@ -72,6 +72,17 @@ fn run(dir: &Path) -> BTreeMap<String, Value> {
     records
 }
 
+/// The text plan of the message-tables pipeline in `dir`.
+fn plan(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(["plan", "pipelines/hl7-message-tables.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    text(&out.stdout)
+}
+
 fn days(date: &str) -> i64 {
     let (y, m, d) = (date[..4].parse().unwrap(), date[5..7].parse().unwrap(), date[8..10].parse().unwrap());
     sluice_runtime::time::days_from_civil(y, m, d)
@@ -102,12 +113,7 @@ fn generalized_and_shifted_values_keep_what_research_needs() {
     std::fs::write(policies.join("message-tables.yaml"), KEEP_ALL).unwrap();
     let reference = run(&dir);
     std::fs::write(policies.join("message-tables.yaml"), POLICY).unwrap();
-    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(&*dir)
-        .args(["plan", "pipelines/hl7-message-tables.yaml"])
-        .output()
-        .unwrap();
-    let plan = text(&plan.stdout);
+    let plan = plan(&dir);
     assert!(plan.contains("generalize") && plan.contains("shift_date"), "the masking matrix shows them: {plan}");
     let masked = run(&dir);
     assert_eq!(masked, run(&dir), "a second run gives the same pseudonyms, years and shifts");
@@ -178,12 +184,7 @@ fields:
   patient.postal_code: {action: generalize, to: zip3}
 ";
     std::fs::write(policies.join("message-tables.yaml"), site).unwrap();
-    let plan = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(&*dir)
-        .args(["plan", "pipelines/hl7-message-tables.yaml"])
-        .output()
-        .unwrap();
-    let plan = text(&plan.stdout);
+    let plan = plan(&dir);
     let row = |field: &str, class: &str| {
         plan.lines()
             .find(|l| {
@@ -218,4 +219,73 @@ fields:
         checked += 1;
     }
     assert!(checked > 40);
+}
+
+/// A sink that declares `phi: {allowed: true, reason}` may take raw messages and unmasked
+/// fields; the plan says so in capitals and puts each field in the masking matrix as `keep`,
+/// decided at that line. Without the declaration the same pipeline does not compile (SL601).
+#[test]
+fn a_sink_that_allows_phi_gets_it_in_clear_and_the_plan_says_so() {
+    let dir = common::workspace("phi-allowed");
+    let spec = "\
+kind: pipeline
+name: archive
+sources:
+  hl7_files:
+    type: files
+    format: hl7v2
+    path: ../examples/hl7/feed-2024-01-15.hl7
+    profile: ../mappings/base/profiles/default.yaml
+stages:
+  to_event:
+    type: map
+    inputs: [hl7_files]
+    mapping: ../mappings/base/hl7v2-patient-event.yaml
+sinks:
+  raw_archive:
+    type: jsonl
+    inputs: [hl7_files]
+    path: ../out/archive/raw.jsonl
+    phi: {allowed: true, reason: \"the covered entity's own message archive\"}
+  ehr_events:
+    type: jsonl
+    inputs: [to_event]
+    path: ../out/archive/events.jsonl
+    phi:
+      allowed: true
+      reason: \"treatment: the care team's EHR feed\"
+dlq:
+  path: ../out/archive/dlq.jsonl
+  plaintext_reason: synthetic test data
+";
+    std::fs::write(dir.join("pipelines/archive.yaml"), spec).unwrap();
+    let sluice =
+        |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&*dir).args(args).output().unwrap();
+    let plan = sluice(&["plan", "pipelines/archive.yaml"]);
+    let plan_text = text(&plan.stdout);
+    assert!(plan.status.success(), "{plan_text}{}", text(&plan.stderr));
+    assert!(plan_text.contains("PHI ALLOWED in clear: the covered entity's own message archive"), "{plan_text}");
+    let ssn_row = plan_text
+        .lines()
+        .find(|l| l.contains("ehr_events") && l.contains(" ssn "))
+        .unwrap_or_else(|| panic!("the matrix lists the SSN: {plan_text}"));
+    assert!(
+        ssn_row.contains("keep") && ssn_row.contains("pipelines/archive.yaml:25 (phi allowed: treatment"),
+        "{ssn_row}"
+    );
+    let run = sluice(&["run", "pipelines/archive.yaml"]);
+    assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
+    let raw = std::fs::read_to_string(dir.join("out/archive/raw.jsonl")).unwrap();
+    let events = std::fs::read_to_string(dir.join("out/archive/events.jsonl")).unwrap();
+    let phi = common::phi_values(&[dir.join("examples/hl7/feed-2024-01-15.hl7")]);
+    assert!(phi.iter().any(|v| raw.contains(v.as_str())), "the archive holds the messages as they came");
+    assert!(phi.iter().any(|v| events.contains(v.as_str())), "the EHR feed holds names in clear");
+    assert!(events.contains("\"pii_masked\":false"), "and says it was not masked");
+
+    let undeclared =
+        spec.replace("    phi: {allowed: true, reason: \"the covered entity's own message archive\"}\n", "");
+    std::fs::write(dir.join("pipelines/archive.yaml"), undeclared).unwrap();
+    let check = sluice(&["check", "pipelines/archive.yaml"]);
+    assert!(!check.status.success());
+    assert!(text(&check.stdout).contains("SL601") || text(&check.stderr).contains("SL601"));
 }

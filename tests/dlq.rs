@@ -133,7 +133,13 @@ fn a_replay_that_fails_is_undone_and_its_records_stay_pending() {
     // A replay killed before it completed (its row says `running`, its output is on disk):
     // the next replay undoes it first.
     {
-        let store = sluice_runtime::state::Store::open(&out.join("state.db")).unwrap();
+        let target = sluice_compiler::plan::StateTarget {
+            kind: "sqlite".into(),
+            path: out.join("state.db").display().to_string(),
+            url: None,
+            checkpoint_every_ms: 1000,
+        };
+        let store = sluice_runtime::state::Store::open(&target, Some("quickstart")).unwrap();
         let lengths: Vec<(String, u64)> = ["patient-events.jsonl", "dlq.jsonl", "audit.jsonl"]
             .iter()
             .map(|f| (format!("out/quickstart/{f}"), len(f)))

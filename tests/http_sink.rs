@@ -208,7 +208,13 @@ fn exhausted_retries_send_the_records_to_the_dlq() {
     let requests = server.seen().len() as u64;
     assert_eq!(retries(&summary), requests / 2, "each request tried twice");
     let entries = sluice_runtime::dlq::read_entries(&dir.join("out/http/dlq.jsonl")).unwrap();
-    assert!(entries.iter().filter(|e| e.stage == "events").all(|e| e.code == "RT601"));
+    let refused: Vec<_> = entries.iter().filter(|e| e.stage == "events").collect();
+    assert!(!refused.is_empty() && refused.iter().all(|e| e.code == "RT601"));
+    // Each entry says how often the sink tried, under which plan, and when.
+    assert!(refused.iter().all(|e| e.attempts == Some(2)), "{:?}", refused[0].attempts);
+    assert!(entries.iter().all(|e| e.plan_hash.as_deref() == summary["plan_hash"].as_str()));
+    assert!(entries.iter().all(|e| e.at.as_deref() == Some("2024-01-15T10:30:00Z")));
+    assert!(entries.iter().filter(|e| e.stage != "events").all(|e| e.attempts == Some(1)));
     assert_eq!(summary["balanced"], true);
 }
 

@@ -449,20 +449,7 @@ fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
     assert!(plan.status.success(), "{plan_text}");
     assert!(plan_text.contains("priority interactive") && plan_text.contains("priority backfill"), "{plan_text}");
 
-    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
-        "run",
-        "pipelines/mllp-listener.yaml",
-        "--summary",
-        "json",
-    ]));
-    let mut ports = std::collections::BTreeMap::new();
-    while ports.len() < 2 {
-        let (source, port) = running.wait_for("two listening addresses", |line| {
-            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
-            Some((source, common::listening_port(line)?))
-        });
-        ports.insert(source, port);
-    }
+    let (running, ports) = start_listeners(&dir, 2);
     for (source, port) in &ports {
         let mut s = TcpStream::connect(("127.0.0.1", *port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -486,6 +473,26 @@ fn two_listeners_with_priorities_both_ack_and_the_audit_names_each_source() {
     }
     let phi = ["ZEBULON", "QUINTUS", "123-45-6789", "19800101"].map(String::from);
     assert_no_phi(&phi, &[("stdout", &stdout), ("stderr", &stderr), ("the audit log", &audit)]);
+}
+
+/// Starts `sluice run` on the listener pipeline of `dir` and waits until its `count` sources
+/// listen; returns the process and each source's port by name.
+fn start_listeners(dir: &Path, count: usize) -> (common::Running, std::collections::BTreeMap<String, u16>) {
+    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args([
+        "run",
+        "pipelines/mllp-listener.yaml",
+        "--summary",
+        "json",
+    ]));
+    let mut ports = std::collections::BTreeMap::new();
+    while ports.len() < count {
+        let (source, port) = running.wait_for("the listening addresses", |line| {
+            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
+            Some((source, common::listening_port(line)?))
+        });
+        ports.insert(source, port);
+    }
+    (running, ports)
 }
 
 /// A busy pipeline (an `http` sink throttled to 20 requests of 4 records a second) with 400
@@ -519,20 +526,7 @@ fn an_interactive_message_overtakes_a_queued_backfill() {
             ("batch_size: 64", "batch_size: 4"),
         ],
     );
-    let mut running = common::Running::spawn(Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(&dir).args([
-        "run",
-        "pipelines/mllp-listener.yaml",
-        "--summary",
-        "json",
-    ]));
-    let mut ports = std::collections::BTreeMap::new();
-    while ports.len() < 2 {
-        let (source, port) = running.wait_for("two listening addresses", |line| {
-            let source = line.strip_prefix("source ")?.split(':').next()?.to_string();
-            Some((source, common::listening_port(line)?))
-        });
-        ports.insert(source, port);
-    }
+    let (running, ports) = start_listeners(&dir, 2);
     const BACKFILL: usize = 400;
     let backfill = TcpStream::connect(("127.0.0.1", ports["hl7_backfill"])).unwrap();
     backfill.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
@@ -580,4 +574,40 @@ fn an_interactive_message_overtakes_a_queued_backfill() {
     assert_eq!(summary["records_in"], BACKFILL as u64 + 1);
     assert_eq!(summary["delivered"], BACKFILL as u64 + 1);
     assert_eq!(http.accepted().len(), BACKFILL + 1);
+}
+
+/// A profile with `bad_segments: drop`: a message with one unparseable line is accepted (AA),
+/// with a warning ERR naming the dropped segment and its DLQ entry, never its content; the
+/// record reaches the sink and the line the DLQ.
+#[test]
+fn a_dropped_segment_is_acknowledged_with_a_warning() {
+    let dir = workspace("dropped", &[("profile: ../mappings/base/profiles/default.yaml", "profile: lenient.yaml")]);
+    let profile = std::fs::read_to_string(dir.join("mappings/base/profiles/default.yaml")).unwrap();
+    let profile = profile.replace("name: default", "name: lenient") + "bad_segments: drop\n";
+    std::fs::write(dir.join("pipelines/lenient.yaml"), profile).unwrap();
+    let server = Server::start(&dir);
+    let mut s = server.connect();
+    let with_garbage = ADT.replace("\rPV1|", "\rfree text from the sender ZEBULON\rPV1|").replace("CTRL1", "DROP1");
+    s.write_all(&mllp::frame(with_garbage.as_bytes())).unwrap();
+    let ack = read_frame(&mut s).unwrap();
+    assert_eq!(msa(&ack), ("AA".into(), "DROP1".into()));
+    let text = String::from_utf8_lossy(&ack).into_owned();
+    let m = parse_message(&text).unwrap();
+    let err = m.segments_named("ERR").next().unwrap_or_else(|| panic!("an ERR segment: {text:?}"));
+    let field = |n| err.field(n).and_then(|f| f.first()).unwrap_or_default().to_string();
+    assert_eq!(field(4), "W", "a warning: {text:?}");
+    assert_eq!(field(5), "RT114");
+    assert!(text.contains("segment 4 could not be parsed (HL7004)") && text.contains(".seg4"), "{text:?}");
+    assert!(!text.contains("ZEBULON") && !text.contains("free text"), "the ACK names the segment, not its content");
+    drop(s);
+    let (exit, summary, _, stderr) = server.stop("INT");
+    assert_eq!(exit, Some(0), "{stderr}");
+    assert_eq!(summary["delivered"], 1);
+    assert_eq!(summary["parts_dropped"], 1);
+    assert_eq!(server_out_lines(&dir, "patient-events.jsonl"), 1);
+    assert_eq!(server_out_lines(&dir, "dlq.jsonl"), 1);
+}
+
+fn server_out_lines(dir: &Path, file: &str) -> usize {
+    std::fs::read_to_string(dir.join("out/mllp-listener").join(file)).unwrap_or_default().lines().count()
 }

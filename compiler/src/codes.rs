@@ -51,6 +51,10 @@ codes! {
         "Secrets (keys, tokens, passwords) must be referenced, never written into a spec that is committed to git: write `${VARIABLE}` and set the variable in the environment where Sluice runs.";
     INVALID_LISTEN_ADDRESS = "SL206", "invalid-listen-address", "A listen address is not an IP address and port.",
         "A network source listens on `host:port` where host is an IP address (`127.0.0.1`, `0.0.0.0`, `[::1]`) or `localhost`, and port is 0 to 65535 (0: any free port, printed when the run starts). Host names other than `localhost` are refused so the spec says exactly which interface is exposed.";
+    STATE_STORE_CHOICE = "SL207", "state-store-choice", "`state` names both or neither of `path` and `url`.",
+        "A state store is either SQLite (`path: run.db`, a file on this machine, one `sluice run` per pipeline at a time) or PostgreSQL (`url: ${SLUICE_STATE_URL}`, shared by several instances). Write exactly one of the two keys; `type`, when written, must agree with it.";
+    SHARED_THROTTLE_WITHOUT_STATE = "SL208", "shared-throttle-without-state", "A shared throttle needs a state store.",
+        "`throttle: {rate: 10/s, shared: api}` keeps its bucket in the state store, so that every sink using the same store and the same name (in any process) draws from it. Add `state: {path: ...}` or `state: {url: ...}` to the pipeline, or remove `shared` to give the sink its own bucket.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
@@ -133,6 +137,8 @@ codes! {
         "`partial`, `hash`, `redact` and `generalize` to `zip3` write text. On a field whose output type is a date, a datetime, a number or a boolean, that text would break the output schema's contract for every consumer. `shift_date` and `generalize` to `year` keep a date a date (or text), `generalize` to `age` keeps a number a number. Use `null` for such fields (or `keep` with a reason), or give the field its own rule under `fields:`.";
     DLQ_UNENCRYPTED = "SL606", "dlq-unencrypted", "The DLQ would keep raw messages unencrypted.",
         "The DLQ keeps each rejected message whole, and messages hold patient data, so `sluice run` refuses to start (RT021) unless `dlq.encryption_key` names a key (`${SLUICE_DLQ_KEY}` or `${file:path}`: 32 random bytes as 64 hex digits, `openssl rand -hex 32`) or `dlq.plaintext_reason` says why plain text is acceptable (synthetic or test data only). This warning says so at check time, in CI, before a deployment fails.";
+    PHI_ALLOWED_WITHOUT_REASON = "SL607", "phi-allowed-without-reason", "A sink allows PHI without a reason.",
+        "`phi: {allowed: true}` lets PHI reach a sink unmasked; reviewers must be able to read why (treatment, the covered entity's own EHR, a business associate agreement): write `phi: {allowed: true, reason: \"...\"}`.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
         "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
     INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",

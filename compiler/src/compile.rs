@@ -514,11 +514,21 @@ impl Compiler {
                 plaintext_reason: spec.dlq_plaintext_reason.clone(),
             }),
             audit: target(&spec.audit, self).map(|path| FileTarget { path }),
-            state: target(&spec.state, self).map(|path| StateTarget {
-                kind: "sqlite".into(),
-                path,
-                checkpoint_every_ms: spec.checkpoint_every_ms,
-            }),
+            state: match (target(&spec.state, self), &spec.state_url) {
+                (Some(path), _) => Some(StateTarget {
+                    kind: "sqlite".into(),
+                    path,
+                    url: None,
+                    checkpoint_every_ms: spec.checkpoint_every_ms,
+                }),
+                (None, Some(url)) => Some(StateTarget {
+                    kind: "postgres".into(),
+                    path: String::new(),
+                    url: Some(self.secret_reference(url)),
+                    checkpoint_every_ms: spec.checkpoint_every_ms,
+                }),
+                (None, None) => None,
+            },
             defaults: spec.defaults.clone(),
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
@@ -1034,15 +1044,24 @@ impl Compiler {
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
             Body::Jsonl { .. } | Body::Http(_) => {
-                let sink = match &c.body {
+                let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
-                    Body::Jsonl { path } => {
-                        SinkPlan { kind: "jsonl".into(), path: display_path(&self.resolve(path)), http: None }
-                    }
+                    Body::Jsonl { path } => SinkPlan {
+                        kind: "jsonl".into(),
+                        path: display_path(&self.resolve(path)),
+                        http: None,
+                        phi_allowed: None,
+                    },
                     _ => return None,
                 };
                 // The PHI proof is the same for every kind of sink: whatever reaches it leaves.
-                if let Flow::Hl7(v) = flow {
+                let phi_allowed = c.phi_allowed.as_ref().map(|(reason, span)| {
+                    (reason.clone(), format!("{} (phi allowed: {reason})", self.sources.location(*span)))
+                });
+                sink.phi_allowed = phi_allowed.as_ref().map(|(reason, _)| reason.clone());
+                if let Flow::Hl7(v) = flow
+                    && phi_allowed.is_none()
+                {
                     self.diags.push(
                         Diagnostic::error(
                             codes::PHI_UNMASKED,
@@ -1062,6 +1081,13 @@ impl Compiler {
                             class: *class,
                             treatment: d.action,
                             decided_at: d.decided_at.clone(),
+                        }),
+                        None if phi_allowed.is_some() => matrix.push(MatrixRow {
+                            sink: c.name.clone(),
+                            field: field.clone(),
+                            class: *class,
+                            treatment: MaskAction::Keep,
+                            decided_at: phi_allowed.as_ref().map(|(_, at)| at.clone()).unwrap_or_default(),
                         }),
                         None => {
                             let from = origins.0.get(&(field.clone(), *class)).cloned().unwrap_or_default();
@@ -1093,7 +1119,7 @@ impl Compiler {
             retry: h.retry_plan.clone(),
             throttle: h.throttle.clone(),
         };
-        SinkPlan { kind: "http".into(), path: String::new(), http: Some(Box::new(http)) }
+        SinkPlan { kind: "http".into(), path: String::new(), http: Some(Box::new(http)), phi_allowed: None }
     }
 
     fn condition(&mut self, c: &ComponentSpec, node: &Node, flow: Flow) -> Option<crate::expr::ast::Expr> {

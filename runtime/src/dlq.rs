@@ -42,6 +42,9 @@ pub struct Rejection {
     pub code: &'static str,
     pub reason: String,
     pub findings: Vec<Finding>,
+    /// How many times the component tried the record before giving up: 1 for a stage or a
+    /// source step, the requests made for an `http` sink.
+    pub attempts: u32,
 }
 
 impl Rejection {
@@ -52,6 +55,7 @@ impl Rejection {
             code,
             findings: vec![Finding { code, rule: None, path: path.map(str::to_string), message: reason.clone() }],
             reason,
+            attempts: 1,
         }
     }
 }
@@ -62,12 +66,18 @@ struct Entry<'a> {
     /// one record (one per failing path) has the same id; a replay replays the record once.
     id: &'a str,
     run_id: &'a str,
+    /// The plan the record ran through (a replay names its own).
+    plan_hash: &'a str,
+    /// When the entry was written (the run's clock).
+    at: &'a str,
     source: &'a str,
     file: &'a str,
     offset: u64,
     message_index: u64,
     stage: &'a str,
     code: &'a str,
+    /// How many times the component tried: 1 for a stage, the requests for an `http` sink.
+    attempts: u32,
     reason: &'a str,
     findings: &'a [Finding],
     /// Set only on the entry of a dropped part of a record (left out of every other entry, so
@@ -211,17 +221,18 @@ pub fn key_for(target: &sluice_compiler::plan::DlqTarget) -> Result<Option<DlqKe
     }
 }
 
+/// What every entry of a batch shares: the run, its plan, the time and the key.
+pub struct Writing<'a> {
+    pub run_id: &'a str,
+    pub plan_hash: &'a str,
+    pub at: &'a str,
+    pub key: Option<&'a DlqKey>,
+}
+
 /// The entry's JSON line (without the line break). With a key, `raw` is sealed.
-pub fn entry_line(
-    run_id: &str,
-    env: &Envelope,
-    raw: &[u8],
-    stage: &str,
-    r: &Rejection,
-    key: Option<&DlqKey>,
-) -> String {
-    let id = format!("{run_id}-{}", env.seq);
-    line(&id, run_id, env, env.offset, raw, stage, r, None, key)
+pub fn entry_line(w: &Writing<'_>, env: &Envelope, raw: &[u8], stage: &str, r: &Rejection) -> String {
+    let id = format!("{}-{}", w.run_id, env.seq);
+    line(w, &id, env, env.offset, raw, stage, r, None)
 }
 
 /// The id of the entry of segment `segment` dropped from record `record_id`.
@@ -232,13 +243,12 @@ pub fn part_id(record_id: &str, segment: usize) -> String {
 /// The entry of a segment dropped from the record `env` describes (stage: its source), and
 /// the entry's id. The reason and finding say where and why, never what.
 pub fn part_entry_line(
-    run_id: &str,
+    w: &Writing<'_>,
     env: &Envelope,
     part: &crate::source::DroppedPart,
     stage: &str,
-    key: Option<&DlqKey>,
 ) -> (String, String) {
-    let record = format!("{run_id}-{}", env.seq);
+    let record = format!("{}-{}", w.run_id, env.seq);
     let id = part_id(&record, part.segment);
     let reason = format!(
         "segment {} of record {record} could not be parsed ({} at file offset {}) and was dropped; the rest of the message went on",
@@ -253,6 +263,7 @@ pub fn part_entry_line(
             message: format!("segment {}: {}", part.segment, part.message),
         }],
         reason,
+        attempts: 1,
     };
     let p = Part {
         kind: "segment".into(),
@@ -261,22 +272,22 @@ pub fn part_entry_line(
         segment: part.segment as u64,
         message_offset: env.offset,
     };
-    let line = line(&id, run_id, env, part.offset, &part.bytes, stage, &r, Some(p), key);
+    let line = line(w, &id, env, part.offset, &part.bytes, stage, &r, Some(p));
     (id, line)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn line(
+    w: &Writing<'_>,
     id: &str,
-    run_id: &str,
     env: &Envelope,
     offset: u64,
     raw: &[u8],
     stage: &str,
     r: &Rejection,
     part: Option<Part<'_>>,
-    key: Option<&DlqKey>,
 ) -> String {
+    let key = w.key;
     use base64::Engine;
     let (raw, raw_encoding) = match (key, std::str::from_utf8(raw)) {
         // A message that cannot be sealed is not written in plain text.
@@ -288,13 +299,16 @@ fn line(
     };
     let entry = Entry {
         id,
-        run_id,
+        run_id: w.run_id,
+        plan_hash: w.plan_hash,
+        at: w.at,
         source: &env.source,
         file: &env.file,
         offset,
         message_index: env.index,
         stage,
         code: r.code,
+        attempts: r.attempts,
         reason: &r.reason,
         findings: &r.findings,
         part,
@@ -304,7 +318,6 @@ fn line(
     serde_json::to_string(&entry).unwrap_or_default()
 }
 
-/// A DLQ entry read back (`sluice dlq`).
 #[cfg(test)]
 mod key_tests {
     use super::*;
@@ -315,12 +328,15 @@ mod key_tests {
         StoredEntry {
             id: id.into(),
             run_id: "r".into(),
+            plan_hash: None,
+            at: None,
             source: "s".into(),
             file: "f".into(),
             offset: 0,
             message_index: 0,
             stage: "s".into(),
             code: "RT102".into(),
+            attempts: None,
             reason: String::new(),
             findings: Vec::new(),
             part: None,
@@ -359,16 +375,24 @@ mod key_tests {
     }
 }
 
+/// A DLQ entry read back (`sluice dlq`).
 #[derive(Clone, Debug, serde::Deserialize, Serialize)]
 pub struct StoredEntry {
     pub id: String,
     pub run_id: String,
+    /// Absent from entries written before it was recorded (as are `at` and `attempts`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<String>,
     pub source: String,
     pub file: String,
     pub offset: u64,
     pub message_index: u64,
     pub stage: String,
     pub code: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
     pub reason: String,
     pub findings: Vec<serde_json::Value>,
     /// Set when the entry is a part dropped from a record, not a whole message.

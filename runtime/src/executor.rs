@@ -105,6 +105,9 @@ pub struct Delivery {
     pub rejected_at_source: bool,
     /// The DLQ findings (codes, paths, messages; never values).
     pub findings: Vec<dlq::Finding>,
+    /// What the sender should hear of a record that went on: the segments dropped from it
+    /// (`bad_segments: drop`), each with its DLQ entry.
+    pub warnings: Vec<dlq::Finding>,
 }
 
 /// A callback the writer runs with the record's [`Delivery`] once its outputs are synced.
@@ -211,9 +214,14 @@ struct Ctx<'c, 'p> {
 }
 
 impl Ctx<'_, '_> {
+    /// What this batch's DLQ entries share.
+    fn dlq(&self) -> dlq::Writing<'_> {
+        dlq::Writing { run_id: self.run_id, plan_hash: &self.c.plan.hash, at: self.now, key: self.c.dlq_key.as_ref() }
+    }
+
     fn reject(&self, idx: usize, rec: &Record, r: &Rejection, acc: &mut Acc) {
         let name = &self.c.names[idx];
-        acc.dlq_lines.push(dlq::entry_line(self.run_id, &rec.env, &rec.raw, name, r, self.c.dlq_key.as_ref()));
+        acc.dlq_lines.push(dlq::entry_line(&self.dlq(), &rec.env, &rec.raw, name, r));
         acc.dlq_component.get_or_insert_with(|| Arc::clone(name));
         acc.code.get_or_insert(r.code);
         acc.findings.extend(r.findings.iter().cloned());
@@ -234,7 +242,7 @@ impl Ctx<'_, '_> {
         dropped
             .iter()
             .map(|part| {
-                let (id, line) = dlq::part_entry_line(self.run_id, env, part, stage, self.c.dlq_key.as_ref());
+                let (id, line) = dlq::part_entry_line(&self.dlq(), env, part, stage);
                 (line, audit::Dropped { segment: part.segment, offset: part.offset, code: part.code, dlq: id })
             })
             .unzip()
@@ -610,7 +618,7 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live:
         match &comp.kind {
             ComponentKind::Sink(s) if s.http.is_some() => {
                 if let Some(plan) = &s.http {
-                    http.add(i, totals.per_sink.len(), HttpSink::open(&c.names[i], plan)?);
+                    http.add(i, totals.per_sink.len(), HttpSink::open(&c.names[i], plan, c.plan.state.as_ref())?);
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }
@@ -1060,12 +1068,11 @@ struct WithRetries<'a, T: serde::Serialize> {
 /// The DLQ entry of a record that `http` sink `sink` gave up on (its raw message, as every DLQ
 /// entry holds it).
 fn refused_entry(
-    run_id: &str,
+    w: &dlq::Writing<'_>,
     plan: &sluice_compiler::plan::Plan,
     p: &Processed,
     sink: &str,
     why: &Rejection,
-    key: Option<&dlq::DlqKey>,
 ) -> String {
     let (raw, offset) = p.raw.clone().unwrap_or_else(|| (Arc::from(&[][..]), 0));
     let env = Envelope {
@@ -1082,7 +1089,7 @@ fn refused_entry(
         classes: Default::default(),
         masking: None,
     };
-    dlq::entry_line(run_id, &env, &raw, sink, why, key)
+    dlq::entry_line(w, &env, &raw, sink, why)
 }
 
 /// `fail_if`: DLQ outcomes among the last `window` records written, as a ring of flags.
@@ -1296,13 +1303,15 @@ impl Writer<'_> {
         // so their disposition is known before anything of the batch is written.
         let lines = batch.iter().map(|p| (p.seq, p.sink_lines.as_slice()));
         let refused = self.outputs.http.send_batch(self.run_id, lines);
+        let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
+        let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
         let Outputs { files, sink_of, dlq: (dlq_path, dlq), audit, http } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
             for (comp, why) in refused {
                 let name = &plan.components[*comp].name;
-                p.dlq_lines.push(refused_entry(self.run_id, plan, &p, name, why, self.dlq_key));
+                p.dlq_lines.push(refused_entry(&writing, plan, &p, name, why));
                 p.sinks.retain(|s| s != name);
                 p.code.get_or_insert(why.code);
                 if p.event == Event::Delivered {
@@ -1314,10 +1323,24 @@ impl Writer<'_> {
                 }
             }
             if let Some(done) = p.completion.take() {
+                let warnings = p
+                    .dropped
+                    .iter()
+                    .map(|d| dlq::Finding {
+                        code: findings::SEGMENT_DROPPED,
+                        rule: None,
+                        path: None,
+                        message: format!(
+                            "segment {} could not be parsed ({}) and was dropped; it is in the DLQ as {}",
+                            d.segment, d.code, d.dlq
+                        ),
+                    })
+                    .collect();
                 let delivery = Delivery {
                     event: p.event,
                     rejected_at_source: p.rejected_at_source,
                     findings: std::mem::take(&mut p.findings),
+                    warnings,
                 };
                 waiting.push((done, delivery));
             }

@@ -21,14 +21,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_compiler::plan::HttpSinkPlan;
+use sluice_compiler::plan::{HttpSinkPlan, StateTarget};
 
 use crate::dlq::Rejection;
 use crate::error::RunError;
 use crate::findings;
 use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng, Timer};
 use crate::secrets::{self, Secret};
-use crate::throttle::Bucket;
+use crate::throttle::Throttle;
 
 /// One `http` sink, ready to send.
 pub struct HttpSink {
@@ -39,7 +39,7 @@ pub struct HttpSink {
     headers: Vec<(String, Secret)>,
     agent: ureq::Agent,
     policy: Policy,
-    bucket: Option<Bucket>,
+    bucket: Option<Throttle>,
     max_records: usize,
     rng: Rng,
     /// Requests sent, retries included.
@@ -58,7 +58,8 @@ struct Failure {
 impl HttpSink {
     /// Builds the client and resolves the header secrets (a missing one stops the run before
     /// anything is written: RT002).
-    pub fn open(name: &Arc<str>, plan: &HttpSinkPlan) -> Result<HttpSink, RunError> {
+    /// `state`: the pipeline's state store, where a shared throttle's bucket lives.
+    pub fn open(name: &Arc<str>, plan: &HttpSinkPlan, state: Option<&StateTarget>) -> Result<HttpSink, RunError> {
         let mut headers = Vec::new();
         for (header, reference) in &plan.headers {
             let value = secrets::resolve(reference, &format!("header `{header}` of sink `{name}`"))?;
@@ -89,7 +90,7 @@ impl HttpSink {
             headers,
             agent,
             policy: Policy::from_plan(&plan.retry),
-            bucket: plan.throttle.as_ref().map(Bucket::from_plan),
+            bucket: plan.throttle.as_ref().map(|t| Throttle::open(t, state)).transpose()?,
             max_records: plan.max_records.map_or(usize::MAX, |n| n.clamp(1, usize::MAX as u64) as usize),
             rng: Rng::from_time(),
             requests: 0,
@@ -132,8 +133,14 @@ impl HttpSink {
             timer,
             |_, timer| {
                 if let Some(b) = bucket.as_mut() {
-                    let wait = b.take(timer.now());
-                    timer.sleep(wait);
+                    match b.take(timer.now()) {
+                        Ok(wait) => timer.sleep(wait),
+                        // Never send unthrottled: the attempt fails, and is retried.
+                        Err(e) => {
+                            let text = format!("shared throttle: {}", e.message);
+                            return Err((Failure { text, data: false }, Class::Retryable { retry_after: None }));
+                        }
+                    }
                 }
                 *requests += 1;
                 let mut req = agent
@@ -193,7 +200,7 @@ impl HttpSink {
             GaveUp::NotRetryable => (findings::HTTP_REFUSED, format!("{what} (not retried)")),
         };
         let reason = format!("sink `{}`: POST of {records} to {} {how}", self.name, self.shown_url);
-        Err(Rejection::single(code, None, reason))
+        Err(Rejection { attempts, ..Rejection::single(code, None, reason) })
     }
 }
 

@@ -11,9 +11,10 @@
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
-//!   full jitter) and [`throttle`] (a token bucket per sink).
+//!   full jitter) and [`throttle`] (a token bucket per sink, or shared through the state store).
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
-//! - [`state`]: the state store (SQLite): runs, their inputs and checkpoints; DLQ replays.
+//! - [`state`]: the state store (SQLite or PostgreSQL): runs, their inputs and checkpoints;
+//!   DLQ replays; shared throttle buckets.
 //! - [`replay`], [`purge`]: `sluice dlq replay` (all or nothing) and `sluice dlq purge`
 //!   (atomic, audited).
 //! - [`testing`]: one `sluice test` case through the real executor, isolated in a temporary
@@ -245,13 +246,13 @@ fn start_files_run(
         let control = executor::RunControl { stop, progress: options.progress.clone(), ..Default::default() };
         return Ok((run_id(&plan.hash, &clock.seed()), executor::file_inputs(compiled)?, control));
     };
-    let store = state::Store::open(std::path::Path::new(&target.path))?;
+    let store = state::Store::open(target, Some(&plan.pipeline))?;
     let every = std::time::Duration::from_millis(target.checkpoint_every_ms.max(1));
     let unfinished = store.unfinished(&plan.pipeline)?;
     match (options.start, unfinished) {
         (Start::Resume, None) => Err(RunError::new(
             findings::NOTHING_TO_RESUME,
-            format!("pipeline `{}` has no unfinished run in `{}`", plan.pipeline, target.path),
+            format!("pipeline `{}` has no unfinished run in `{}`", plan.pipeline, target.shown()),
         )
         .with_help("its last run completed (or none ran); run without `--resume`")),
         (Start::New, Some(row)) => Err(RunError::new(

@@ -62,7 +62,7 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         )
         .with_help("add `state: {path: ...}` to the pipeline: its lock keeps runs and DLQ operations apart"));
     };
-    let store = Store::open(std::path::Path::new(&target.path))?;
+    let store = Store::open(target, Some(&plan.pipeline))?;
     if let Some(row) = store.unfinished(&plan.pipeline)? {
         return Err(RunError::new(
             findings::RUN_UNFINISHED,

@@ -114,7 +114,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
             "add `state: {path: ...}` to the pipeline: it records which DLQ records were replayed and undoes a replay that fails",
         ));
     };
-    let mut store = Store::open(std::path::Path::new(&target.path))?;
+    let mut store = Store::open(target, Some(&plan.pipeline))?;
     if let Some(row) = store.unfinished(&plan.pipeline)? {
         return Err(replay_error(
             findings::RUN_UNFINISHED,

@@ -201,6 +201,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
                 code,
                 findings: vec![Finding { code: e.code, rule: None, path: None, message: reason.clone() }],
                 reason,
+                attempts: 1,
             });
         }
     };
@@ -219,6 +220,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
                 code: e.code,
                 findings: vec![Finding { code: e.code, rule: None, path: None, message: reason.clone() }],
                 reason,
+                attempts: 1,
             });
         }
     };
@@ -325,6 +327,7 @@ pub fn decode(bytes: &[u8], file_offset: u64, profile: &Profile) -> Result<Decod
                     code: findings::UNEXPECTED_SEGMENT,
                     reason: format!("unexpected segment(s): {}", ids.join(", ")),
                     findings,
+                    attempts: 1,
                 });
             }
             for (id, line) in &bad {
@@ -411,6 +414,7 @@ pub fn problem_rejection(p: &hl7::Problem, file_offset: u64) -> Rejection {
         code,
         findings: vec![Finding { code: p.code, rule: None, path: None, message: reason.clone() }],
         reason,
+        attempts: 1,
     }
 }
 

@@ -13,8 +13,9 @@
 //!   constant so run ids (and `audit_log_id`s) do not change every time a spec is edited.
 //! - No real secret is read for masking: a policy that hashes or shifts dates gets the test
 //!   file's test-only `mask_key`, or the case fails with RT002 naming the missing key.
-//! - DLQ entries are reported without their raw message, ids, files or offsets: the stage,
-//!   code, reason and findings (paths and codes, never values) are what a test asserts on.
+//! - DLQ entries are reported without their raw message, ids, plan hash, time, attempts, files
+//!   or offsets: the stage, code, reason and findings (paths and codes, never values) are what
+//!   a test asserts on.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,8 +29,11 @@ use crate::findings;
 /// The run id seed every test run uses in place of the plan hash.
 const TEST_PLAN_HASH: &str = "sluice-test";
 
-/// Keys of a DLQ entry a test does not assert on: they name this run or where the input was.
-const DLQ_UNSTABLE_KEYS: &[&str] = &["id", "run_id", "source", "file", "offset", "raw", "raw_encoding"];
+/// Keys of a DLQ entry a test does not assert on: they name this run, its plan and time, or
+/// where the input was; `attempts` is always 1 (no sink is retried in a test); `raw` is the
+/// input itself.
+const DLQ_UNSTABLE_KEYS: &[&str] =
+    &["id", "run_id", "plan_hash", "at", "attempts", "source", "file", "offset", "raw", "raw_encoding"];
 
 /// What one case produced.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -1,4 +1,5 @@
-//! Throttle: a token bucket per sink, from its `rate` (`10/s`, `50/min`).
+//! Throttle: a token bucket per sink, from its `rate` (`10/s`, `50/min`), or one shared through
+//! the state store (`shared: NAME`) by every sink of any process that names it.
 //!
 //! The bucket holds one token and refills one every `per / permits`, so requests leave evenly
 //! spaced: in no window of length `per` do more than `permits` requests start (a bucket as
@@ -6,15 +7,85 @@
 //! strict API would refuse). Each attempt takes a token, retries included: servers count
 //! every request.
 //!
+//! A shared bucket is the same algorithm, kept in the store's `throttles` table (one row per
+//! name: the next free start, in nanoseconds since the Unix epoch): taking a token is one
+//! atomic upsert (`INSERT .. ON CONFLICT DO UPDATE .. RETURNING`, [`Store::take_token`]) that
+//! reserves `max(next, now)` and moves `next` one interval on, so concurrent takers in any
+//! process get distinct, evenly spaced starts. Clocks: on PostgreSQL `now` is the server's
+//! (`statement_timestamp()`), so instances on machines whose clocks disagree still share one
+//! time line; only the wait comes back, and a wait is a duration, which skew does not change.
+//! On SQLite the store is a file on this machine, and `now` is this machine's wall clock, the
+//! same for every process using the file. A reservation further ahead than
+//! [`SHARED_HORIZON_INTERVALS`] intervals can only come from a clock that jumped back (or a
+//! queue of takers longer than that), so it is dropped and the bucket starts again from `now`:
+//! a clock set back an hour does not stall every sink for an hour.
+//!
 //! Invariants:
 //! - Waits, never drops: [`Bucket::take`] returns how long to wait before the request may
-//!   start, and reserves that start.
-//! - No real time here: the caller passes the time ([`crate::retry::Timer`]), so tests run on
-//!   a fake clock.
+//!   start, and reserves that start. A shared bucket whose store cannot be reached fails the
+//!   attempt (retried by the sink's policy) rather than send unthrottled.
+//! - No real time in [`Bucket`]: the caller passes the time ([`crate::retry::Timer`]), so
+//!   tests run on a fake clock. A shared bucket's time is the store's (see above).
+//! - Sinks naming the same shared bucket with different rates (in different pipelines: the
+//!   compiler refuses it within one) each space their own start from the one before by their
+//!   own interval.
 
 use std::time::Duration;
 
-use sluice_compiler::plan::ThrottlePlan;
+use sluice_compiler::plan::{StateTarget, ThrottlePlan};
+
+use crate::error::RunError;
+use crate::state::Store;
+
+/// How many intervals ahead a shared bucket's reservation may be before it is taken for a
+/// clock that jumped back (see the module header).
+pub const SHARED_HORIZON_INTERVALS: i64 = 1000;
+
+/// This machine's wall clock, in nanoseconds since the Unix epoch (a SQLite store's `now`).
+pub fn wall_clock_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A sink's throttle: its own bucket, or a bucket shared through the state store.
+pub enum Throttle {
+    Own(Bucket),
+    /// Boxed: a store connection is large beside a bucket.
+    Shared {
+        name: String,
+        interval: Duration,
+        store: Box<Store>,
+    },
+}
+
+impl Throttle {
+    /// The sink's throttle; a shared one opens its own (unlocked) connection to the store.
+    pub fn open(plan: &ThrottlePlan, state: Option<&StateTarget>) -> Result<Throttle, RunError> {
+        let bucket = Bucket::from_plan(plan);
+        match (&plan.shared, state) {
+            (Some(name), Some(target)) => Ok(Throttle::Shared {
+                name: name.clone(),
+                interval: bucket.interval,
+                store: Box::new(Store::open(target, None)?),
+            }),
+            (Some(name), None) => Err(RunError::new(
+                crate::findings::PLAN_INVALID,
+                format!("the shared throttle `{name}` has no state store to live in"),
+            )),
+            (None, _) => Ok(Throttle::Own(bucket)),
+        }
+    }
+
+    /// Takes a token at time `now` (the caller's timer; a shared bucket uses the store's
+    /// clock): the wait before the request may start.
+    pub fn take(&mut self, now: Duration) -> Result<Duration, RunError> {
+        match self {
+            Throttle::Own(b) => Ok(b.take(now)),
+            Throttle::Shared { name, interval, store } => store.take_token(name, *interval),
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 pub struct Bucket {
@@ -47,7 +118,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn bucket(permits: u64, per_seconds: u64) -> Bucket {
-        Bucket::from_plan(&ThrottlePlan { permits, per_seconds })
+        Bucket::from_plan(&ThrottlePlan { permits, per_seconds, shared: None })
     }
 
     #[test]

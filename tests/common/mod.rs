@@ -5,6 +5,7 @@
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod checkpoints;
 pub mod http_server;
 
 use std::io::BufReader;
@@ -190,4 +191,43 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A new, empty PostgreSQL database `sluice_<name>` on the test server (`SLUICE_TEST_PG_URL`,
+/// set by scripts/test through scripts/start-postgres), dropped first if it is there, so each
+/// test has its own and tests run in parallel. Its URL; `None`, after a loud SKIPPED line,
+/// when no test server is given (a plain `cargo test`).
+pub fn pg_database(name: &str) -> Option<String> {
+    let Ok(admin) = std::env::var("SLUICE_TEST_PG_URL") else {
+        // Straight to stderr, past the test harness's capture, so a plain `cargo test` shows it.
+        let _ = std::io::Write::write_all(
+            &mut std::io::stderr(),
+            format!(
+                "*** SKIPPED {name}: SLUICE_TEST_PG_URL is not set (scripts/test starts PostgreSQL and sets it) ***\n"
+            )
+            .as_bytes(),
+        );
+        return None;
+    };
+    let db = format!("sluice_{}", name.replace('-', "_"));
+    let mut client = postgres::Client::connect(&admin, postgres::NoTls).expect("the test PostgreSQL server");
+    client.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")).unwrap();
+    client.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let (base, query) = admin.split_once('?').map_or((admin.as_str(), ""), |(b, q)| (b, q));
+    let server = &base[..base.rfind('/').expect("a database in SLUICE_TEST_PG_URL")];
+    Some(if query.is_empty() { format!("{server}/{db}") } else { format!("{server}/{db}?{query}") })
+}
+
+/// Rows of a query on a PostgreSQL database, every column read as text.
+pub fn pg_rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client
+        .simple_query(sql)
+        .unwrap()
+        .into_iter()
+        .filter_map(|m| match m {
+            postgres::SimpleQueryMessage::Row(r) => Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => None,
+        })
+        .collect()
 }

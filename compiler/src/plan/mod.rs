@@ -9,6 +9,7 @@
 //! - No secret values and no data values: secrets stay as references (`${VAR}`).
 
 pub mod fhir;
+pub mod pg_url;
 pub mod render;
 
 use serde::{Deserialize, Serialize};
@@ -539,6 +540,10 @@ pub struct SinkPlan {
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Box<HttpSinkPlan>>,
+    /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
+    /// JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi_allowed: Option<String>,
 }
 
 /// An `http` sink, resolved: its own `retry` keys merged over `defaults.retry`, its own
@@ -582,8 +587,15 @@ pub struct FailIfPlan {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StateTarget {
+    /// `sqlite` or `postgres`.
     pub kind: String,
+    /// The SQLite file (empty for PostgreSQL).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// The PostgreSQL URL as written: a secret reference (`${VAR}`, `${file:...}`) or a URL
+    /// without a password (the compiler refuses one written into the spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
     /// How often the writer commits a checkpoint (outputs synced, then the position).
     pub checkpoint_every_ms: u64,
 }
@@ -626,6 +638,18 @@ pub struct ThrottlePlan {
     /// Permits per `per_seconds`.
     pub permits: u64,
     pub per_seconds: u64,
+    /// The name of a bucket kept in the state store, shared by every sink (of any process)
+    /// naming it; `None`: the sink's own bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<String>,
+}
+
+impl StateTarget {
+    /// The store as messages and plans show it: the SQLite file, or the PostgreSQL URL as
+    /// written (never with a password: see [`StateTarget::url`]).
+    pub fn shown(&self) -> &str {
+        self.url.as_deref().unwrap_or(&self.path)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -149,6 +149,11 @@ pub fn text(plan: &Plan) -> String {
                 }
             },
         }
+        if let ComponentKind::Sink(s) = &c.kind
+            && let Some(reason) = &s.phi_allowed
+        {
+            let _ = writeln!(o, "    PHI ALLOWED in clear: {reason}");
+        }
     }
     let _ = writeln!(o);
     if let Some(d) = &plan.dlq {
@@ -166,7 +171,7 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "fail_if error_rate > {}% over {} records", f.max_error_rate * 100.0, f.window);
     }
     if let Some(s) = &plan.state {
-        let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.path, s.kind, s.checkpoint_every_ms);
+        let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.shown(), s.kind, s.checkpoint_every_ms);
     }
     let d = &plan.defaults;
     let workers = d.workers.map_or_else(|| "one per core".to_string(), |w| w.to_string());

@@ -7,9 +7,9 @@ use super::reader::{self, Cx, Spanned};
 use super::shape::{self, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
-use crate::plan::{Defaults, FailIfPlan, Mode, RetryPlan, ThrottlePlan};
+use crate::plan::{Defaults, FailIfPlan, Mode, RetryPlan, ThrottlePlan, pg_url};
 use crate::source::Span;
-use crate::yaml::Node;
+use crate::yaml::{Node, Value};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Section {
@@ -108,8 +108,21 @@ fn retry_keys(cx: &mut Cx, node: &Node) -> RetryKeys {
 
 fn throttle(cx: &mut Cx, node: &Node) -> Option<ThrottlePlan> {
     let t = reader::object(cx, node, &shape::THROTTLE, "`throttle`")?;
+    let shared = t.get("shared").and_then(|n| reader::string(cx, n, "`shared`")).and_then(|name| {
+        let ok = !name.text.is_empty()
+            && name.text.len() <= 100
+            && name.text.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, format!("`{}` is not a valid shared throttle name", name.text))
+                    .label(name.span, "expected a name of letters, digits, `_`, `-` or `.`")
+                    .help("name the bucket after the API it protects, e.g. `shared: ingest-api`"),
+            );
+        }
+        ok.then_some(name.text)
+    });
     let (permits, per_seconds) = t.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"))?;
-    Some(ThrottlePlan { permits, per_seconds })
+    Some(ThrottlePlan { permits, per_seconds, shared })
 }
 
 fn http(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<HttpSpec> {
@@ -284,6 +297,8 @@ pub struct ComponentSpec<'n> {
     /// The `inputs` value, when the key is written (a missing key is reported as SL202).
     pub inputs_span: Option<Span>,
     pub body: Body<'n>,
+    /// A sink's `phi: {allowed: true, reason}`: the reason, and where `allowed` is written.
+    pub phi_allowed: Option<(String, Span)>,
 }
 
 /// `error_rate > P% over N records` (spaces free; `record` or `records`).
@@ -314,7 +329,10 @@ pub struct PipelineSpec<'n> {
     pub dlq_key: Option<Spanned>,
     pub dlq_plaintext_reason: Option<String>,
     pub audit: Option<Spanned>,
+    /// `state.path`: a SQLite store.
     pub state: Option<Spanned>,
+    /// `state.url`: a PostgreSQL store (a secret reference or a URL without a password).
+    pub state_url: Option<Spanned>,
     /// `state.checkpoint_every` in milliseconds.
     pub checkpoint_every_ms: u64,
     pub defaults: Defaults,
@@ -368,12 +386,48 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
     });
     let audit = file_target(cx, "audit");
     let mut checkpoint_every_ms = DEFAULT_CHECKPOINT_EVERY_MS;
-    let state = obj.get("state").and_then(|n| reader::object(cx, n, &shape::STATE, "`state`")).and_then(|o| {
-        if let Some(every) = o.get("checkpoint_every").and_then(|n| reader::duration(cx, n, "`checkpoint_every`")) {
-            checkpoint_every_ms = every;
+    let mut state_url = None;
+    let state =
+        obj.get("state").and_then(|n| reader::object(cx, n, &shape::STATE, "`state`")).and_then(|o| {
+            if let Some(every) = o.get("checkpoint_every").and_then(|n| reader::duration(cx, n, "`checkpoint_every`")) {
+                checkpoint_every_ms = every;
+            }
+            let path = o.get("path").and_then(|p| reader::string(cx, p, "`path`"));
+            let url = o.get("url").and_then(|u| reader::string(cx, u, "`url`"));
+            let kind = o.get("type").and_then(|t| t.as_str());
+            match (&path, &url) {
+            (Some(_), Some(u)) => cx.push(
+                Diagnostic::error(codes::STATE_STORE_CHOICE, "`state` has both `path` and `url`")
+                    .label(u.span, "a PostgreSQL store here, and a SQLite file in `path`")
+                    .help("keep `path` for SQLite (one machine) or `url` for PostgreSQL (several instances), not both"),
+            ),
+            (None, None) => cx.push(
+                Diagnostic::error(codes::STATE_STORE_CHOICE, "`state` has neither `path` nor `url`")
+                    .label(o.anchor(), "which store?")
+                    .help("add `path: out/state.db` (SQLite) or `url: ${SLUICE_STATE_URL}` (PostgreSQL)"),
+            ),
+            (Some(p), None) if kind == Some("postgres") => cx.push(
+                Diagnostic::error(codes::STATE_STORE_CHOICE, "`state` says `type: postgres` and names a SQLite `path`")
+                    .label(p.span, "a SQLite file")
+                    .help("give the PostgreSQL store as `url: ${SLUICE_STATE_URL}`, or remove `type`"),
+            ),
+            (None, Some(u)) if kind == Some("sqlite") => cx.push(
+                Diagnostic::error(codes::STATE_STORE_CHOICE, "`state` says `type: sqlite` and names a PostgreSQL `url`")
+                    .label(u.span, "a PostgreSQL store")
+                    .help("give the SQLite file as `path: out/state.db`, or remove `type`"),
+            ),
+            (None, Some(u)) => {
+                if o.get("url").is_some_and(|node| state_url_ok(cx, node, u)) {
+                    state_url = Some(u.clone());
+                }
+            }
+            (Some(_), None) => {}
         }
-        o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
-    });
+            if url.is_some() { None } else { path }
+        });
+    if state.is_none() && state_url.is_none() {
+        shared_throttles_need_state(cx, obj.get("sinks"), obj.get("defaults"));
+    }
     let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
     for c in &mut components {
         if let Body::Http(h) = &mut c.body {
@@ -383,6 +437,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
             }
         }
     }
+    shared_rates_agree(cx, &components);
     let fail_if = obj.get("fail_if").and_then(|n| reader::string(cx, n, "`fail_if`")).and_then(|s| {
         let parsed = parse_fail_if(&s.text);
         if parsed.is_none() {
@@ -405,10 +460,89 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         dlq_plaintext_reason,
         audit,
         state,
+        state_url,
         checkpoint_every_ms,
         defaults,
         fail_if,
     })
+}
+
+/// Checks `state.url`: a secret reference (checked when the run resolves it), or a PostgreSQL
+/// URL without a password and without TLS.
+fn state_url_ok(cx: &mut Cx, node: &Node, url: &Spanned) -> bool {
+    if url.text.trim().starts_with("${") {
+        return reader::secret(cx, node, "`url` of `state`").is_some();
+    }
+    let diag = match pg_url::check(&url.text, false) {
+        Ok(()) => return true,
+        Err(pg_url::Problem::NotPostgres) => {
+            Diagnostic::error(codes::INVALID_VALUE, "`url` of `state` is not a PostgreSQL URL")
+                .label(url.span, "expected `postgres://user@host:port/database`")
+                .help("write e.g. `postgres://sluice@127.0.0.1:5432/sluice_state`, or `${SLUICE_STATE_URL}` to read it from the environment")
+        }
+        Err(pg_url::Problem::Password) => {
+            Diagnostic::error(codes::INLINE_SECRET, "the `url` of `state` holds a password")
+                .label(url.span, "a secret value written into the spec")
+                .help("write `url: ${SLUICE_STATE_URL}` and set `SLUICE_STATE_URL` (with the password) where Sluice runs")
+        }
+        Err(pg_url::Problem::SslMode(mode)) => {
+            Diagnostic::error(codes::INVALID_VALUE, format!("`sslmode={mode}` is not supported"))
+                .label(url.span, "Sluice connects to PostgreSQL without TLS")
+                .help("use `sslmode=disable` (or leave it out) with a server on this machine or a private network")
+        }
+    };
+    cx.push(diag);
+    false
+}
+
+/// Sinks of one pipeline naming the same shared bucket must give it the same rate: the
+/// bucket spaces each start by the interval of the sink taking it.
+fn shared_rates_agree(cx: &mut Cx, components: &[ComponentSpec<'_>]) {
+    let mut first: Vec<(&str, &ThrottlePlan, &str)> = Vec::new();
+    for c in components {
+        let Body::Http(h) = &c.body else { continue };
+        let Some(t) = &h.throttle else { continue };
+        let Some(name) = &t.shared else { continue };
+        match first.iter().find(|(n, _, _)| n == name) {
+            None => first.push((name, t, &c.name)),
+            Some((_, t0, sink0)) => {
+                let same = u128::from(t.permits) * u128::from(t0.per_seconds)
+                    == u128::from(t0.permits) * u128::from(t.per_seconds);
+                if !same {
+                    cx.push(
+                        Diagnostic::error(
+                            codes::INVALID_VALUE,
+                            format!("sink `{}` shares the throttle `{name}` at another rate than sink `{sink0}`", c.name),
+                        )
+                        .label(c.name_span, format!("{}/{}s here, {}/{}s there", t.permits, t.per_seconds, t0.permits, t0.per_seconds))
+                        .help("give every sink sharing a bucket the same `rate` (or `defaults.throttle`), or name different buckets"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Reports each `throttle.shared` (of a sink or of `defaults`) in a pipeline without a state
+/// store: the shared bucket lives there.
+fn shared_throttles_need_state(cx: &mut Cx, sinks: Option<&Node>, defaults: Option<&Node>) {
+    fn get<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+        match &node.value {
+            Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+    let mut throttles: Vec<&Node> = defaults.and_then(|d| get(d, "throttle")).into_iter().collect();
+    if let Some(Value::Map(entries)) = sinks.map(|n| &n.value) {
+        throttles.extend(entries.iter().filter_map(|(_, body)| get(body, "throttle")));
+    }
+    for shared in throttles.into_iter().filter_map(|t| get(t, "shared")) {
+        cx.push(
+            Diagnostic::error(codes::SHARED_THROTTLE_WITHOUT_STATE, "a shared throttle needs a state store")
+                .label(shared.span, "this bucket would be kept in the state store, and the pipeline has none")
+                .help("add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`), or remove `shared`"),
+        );
+    }
 }
 
 pub fn default_defaults() -> Defaults {
@@ -525,7 +659,33 @@ fn component<'n>(
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);
-    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body })
+    let phi_allowed = obj.get("phi").and_then(|n| phi_allowed(cx, n, name));
+    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body, phi_allowed })
+}
+
+/// A sink's `phi` object: the reason when `allowed` is true (SL607 without one).
+fn phi_allowed(cx: &mut Cx, node: &Node, sink: &str) -> Option<(String, Span)> {
+    let obj = reader::object(cx, node, &shape::SINK_PHI, "`phi`")?;
+    let allowed = obj.get("allowed")?;
+    if !reader::boolean(cx, allowed, "`allowed`")? {
+        return None;
+    }
+    match obj.get("reason").and_then(|n| reader::string(cx, n, "`reason`")) {
+        Some(r) if !r.text.trim().is_empty() => Some((r.text, allowed.span)),
+        _ => {
+            cx.push(
+                Diagnostic::error(
+                    codes::PHI_ALLOWED_WITHOUT_REASON,
+                    format!("sink `{sink}` allows PHI without a reason"),
+                )
+                .label(allowed.span, "PHI allowed here")
+                .help("write `phi: {allowed: true, reason: \"why this destination may hold PHI in clear\"}`"),
+            );
+            // The sink still counts as allowing PHI: the missing reason is the one error, not
+            // every field that reaches it.
+            Some((String::new(), allowed.span))
+        }
+    }
 }
 
 pub fn section_name(s: Section) -> &'static str {

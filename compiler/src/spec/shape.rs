@@ -96,7 +96,14 @@ pub static THROTTLE: Shape = Shape {
     name: "throttle",
     type_tag: None,
     doc: "A token bucket: requests are spaced evenly at the rate, and wait (never dropped) while it is reached.",
-    keys: &[req("rate", KeyType::Rate, "Requests per unit of time: `50/min`, `10/s`, `500/h`.")],
+    keys: &[
+        req("rate", KeyType::Rate, "Requests per unit of time: `50/min`, `10/s`, `500/h`."),
+        opt(
+            "shared",
+            KeyType::String,
+            "Name of a bucket kept in the state store: every sink of any process or pipeline using the same store and name draws from it. Needs `state`.",
+        ),
+    ],
 };
 
 pub static DEFAULTS: Shape = Shape {
@@ -111,7 +118,11 @@ pub static DEFAULTS: Shape = Shape {
             "Worker threads for the CPU stages (default: one per core; `sluice run --threads` overrides it).",
         ),
         opt("retry", KeyType::Object(&RETRY), "Retry policy for I/O (`http` sinks)."),
-        opt("throttle", KeyType::Object(&THROTTLE), "Throttle for I/O (`http` sinks; each has its own bucket)."),
+        opt(
+            "throttle",
+            KeyType::Object(&THROTTLE),
+            "Throttle for I/O (`http` sinks; each has its own bucket unless `shared` names one).",
+        ),
     ],
 };
 
@@ -144,10 +155,19 @@ pub static DLQ_TARGET: Shape = Shape {
 pub static STATE: Shape = Shape {
     name: "state",
     type_tag: None,
-    doc: "The state store: run records and checkpoints (SQLite), so an interrupted run resumes with `sluice run --resume`.",
+    doc: "The state store: run records and checkpoints, DLQ replays and shared throttles, so an interrupted run resumes with `sluice run --resume`. SQLite (`path`, one machine) or PostgreSQL (`url`, several instances); exactly one of the two.",
     keys: &[
-        opt("type", KeyType::Enum(&["sqlite"]), "Store kind (default `sqlite`)."),
-        req("path", KeyType::String, "Database file, relative to the pipeline file."),
+        opt(
+            "type",
+            KeyType::Enum(&["sqlite", "postgres"]),
+            "Store kind; implied by `path` (`sqlite`) or `url` (`postgres`).",
+        ),
+        opt("path", KeyType::String, "SQLite database file, relative to the pipeline file."),
+        opt(
+            "url",
+            KeyType::String,
+            "PostgreSQL connection URL, `postgres://user@host:port/database`, or a secret reference to one (`${SLUICE_STATE_URL}`) when it holds a password. Plain connections only: `sslmode` absent or `disable`.",
+        ),
         opt(
             "checkpoint_every",
             KeyType::Duration,
@@ -304,6 +324,24 @@ pub static STAGE_ROUTE: Shape = Shape {
     ],
 };
 
+pub static SINK_PHI: Shape = Shape {
+    name: "sink.phi",
+    type_tag: None,
+    doc: "Declares that PHI may reach this sink unmasked, and why.",
+    keys: &[
+        req(
+            "allowed",
+            KeyType::Bool,
+            "`true`: fields may arrive unmasked (each shows as `keep` in the masking matrix).",
+        ),
+        opt(
+            "reason",
+            KeyType::String,
+            "Why this destination may hold PHI in clear (treatment, a covered entity's own EHR...); required with `allowed: true`.",
+        ),
+    ],
+};
+
 pub static SINK_JSONL: Shape = Shape {
     name: "sink.jsonl",
     type_tag: Some("jsonl"),
@@ -312,6 +350,11 @@ pub static SINK_JSONL: Shape = Shape {
         req("type", KeyType::Enum(&["jsonl"]), "Sink kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
         req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -333,6 +376,11 @@ pub static SINK_HTTP: Shape = Shape {
         opt("max_records", KeyType::Integer, "Most records in one request (default: the whole batch)."),
         opt("retry", KeyType::Object(&RETRY), "Retry policy; keys written here override `defaults.retry`."),
         opt("throttle", KeyType::Object(&THROTTLE), "Throttle; overrides `defaults.throttle`."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -677,7 +725,7 @@ pub static TEST_EXPECT: Shape = Shape {
         opt(
             "dlq",
             KeyType::Any,
-            "DLQ entries, in order: `message_index`, `stage`, `code`, `reason`, `findings` (and `part` for a dropped segment). Never the raw message; no ids, files or offsets.",
+            "DLQ entries, in order: `message_index`, `stage`, `code`, `reason`, `findings` (and `part` for a dropped segment). Never the raw message; no ids, plan hash, time, attempts, files or offsets.",
         ),
         opt("filtered", KeyType::Integer, "How many input messages a filter or route dropped."),
     ],

@@ -134,7 +134,9 @@ fn frame_rejection(ev: &FrameEvent) -> Option<(Rejection, u64, Vec<u8>)> {
 /// The ACK outcome for a record's delivery.
 fn outcome_of(d: &Delivery) -> Outcome {
     if d.event != Event::Dlq {
-        return Outcome::accepted();
+        // Accepted, with a warning ERR per segment left out of the record.
+        let findings = d.warnings.iter().map(|w| AckFinding { severity: ErrSeverity::Warning, ..ack_finding(w) });
+        return Outcome { status: Status::Accepted, findings: findings.collect() };
     }
     let status = if d.rejected_at_source { Status::Rejected } else { Status::Error };
     Outcome { status, findings: d.findings.iter().map(ack_finding).collect() }
@@ -298,7 +300,8 @@ mod tests {
 
     #[test]
     fn deliveries_map_to_ack_outcomes() {
-        let d = |event, at_source, findings| Delivery { event, rejected_at_source: at_source, findings };
+        let d =
+            |event, at_source, findings| Delivery { event, rejected_at_source: at_source, findings, warnings: vec![] };
         assert_eq!(outcome_of(&d(Event::Delivered, false, vec![])).status, Status::Accepted);
         assert_eq!(outcome_of(&d(Event::Filtered, false, vec![])).status, Status::Accepted);
         let ae = outcome_of(&d(Event::Dlq, false, vec![finding("HL7V201", Some("PID-3"))]));
@@ -313,6 +316,12 @@ mod tests {
         let ar = outcome_of(&d(Event::Dlq, true, vec![finding("HL7004", None)]));
         assert_eq!(ar.status, Status::Rejected);
         assert_eq!(ar.findings[0].hl7_code, "100");
+        // Delivered without a dropped segment: accepted, with a warning ERR for it.
+        let partial = Delivery { warnings: vec![finding("RT114", None)], ..d(Event::Delivered, false, vec![]) };
+        let aa = outcome_of(&partial);
+        assert_eq!(aa.status, Status::Accepted);
+        assert_eq!(aa.findings.len(), 1);
+        assert_eq!(aa.findings[0].severity, ErrSeverity::Warning);
     }
 
     #[test]

@@ -205,7 +205,7 @@ pub(crate) fn required_empty(component: &str, what: &str, missing: &[String]) ->
         })
         .collect();
     let reason = format!("required {what}(s) empty in map stage `{component}`: {}", missing.join(", "));
-    Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings }
+    Rejection { code: findings::REQUIRED_OUTPUT_EMPTY, reason, findings, attempts: 1 }
 }
 
 /// Where produced items go: the list's field pattern (`orders[*].observations`) and the JSON

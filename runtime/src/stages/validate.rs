@@ -216,7 +216,7 @@ pub fn run<'p>(
                 .collect();
             let reason =
                 format!("{} rule(s) failed in validate stage `{component}`: {}", failures.len(), list.join("; "));
-            Step::Dlq(rec, Rejection { code: findings::VALIDATION_FAILED, reason, findings: failures })
+            Step::Dlq(rec, Rejection { code: findings::VALIDATION_FAILED, reason, findings: failures, attempts: 1 })
         }
         Mode::Lenient => {
             for f in failures {

@@ -169,7 +169,12 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
 }
 
 pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component {
-    component(name, vec![from], emits, ComponentKind::Sink(SinkPlan { kind: "jsonl".into(), path, http: None }))
+    component(
+        name,
+        vec![from],
+        emits,
+        ComponentKind::Sink(SinkPlan { kind: "jsonl".into(), path, http: None, phi_allowed: None }),
+    )
 }
 
 pub fn rule(id: &str, path: &str, check: RuleCheck) -> RulePlan {
