@@ -9,6 +9,8 @@ mod commands;
 mod logging;
 mod metrics;
 mod progress_line;
+mod test_runner;
+mod test_yaml;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -81,6 +83,12 @@ enum OutputFormat {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TestFormat {
+    Text,
+    Junit,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum AckModeArg {
     Original,
     Enhanced,
@@ -143,6 +151,23 @@ enum Command {
         /// `json`: one object per line (`at`, `level`, `target`, `message`, fields).
         #[arg(long, value_enum, default_value = "text")]
         log_format: OutputFormat,
+    },
+    /// Run test files (`*.test.yaml`) offline: feed each case's messages through the pipeline
+    /// or mapping it names and compare what comes out with its `expect`. Exit 0 all passed, 1
+    /// a case failed, 2 a test file is broken.
+    Test {
+        /// Test files or directories searched for `*.test.yaml` (default: the current directory).
+        paths: Vec<PathBuf>,
+        /// `junit`: JUnit XML for CI systems (on stdout, or in `--output`).
+        #[arg(long, value_enum, default_value = "text")]
+        format: TestFormat,
+        /// Write the JUnit XML to this file instead of stdout.
+        #[arg(long, value_name = "FILE", requires = "format")]
+        output: Option<PathBuf>,
+        /// Rewrite the `expect` of every failing case with what the case produces now (review
+        /// the diff before committing it).
+        #[arg(long)]
+        update: bool,
     },
     /// Print the JSON Schema of the spec language (for editors).
     Schema,
@@ -311,6 +336,10 @@ fn main() -> ExitCode {
             let json = matches!(summary, SummaryFormat::Json);
             let log = (log_level.into(), matches!(log_format, OutputFormat::Json));
             commands::run(&pipeline, commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet, log })
+        }
+        Command::Test { paths, format, output, update } => {
+            let flags = test_runner::TestFlags { junit: matches!(format, TestFormat::Junit), output, update };
+            test_runner::test(paths, &flags)
         }
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {

@@ -118,6 +118,7 @@ fn key_type(t: &sluice_compiler::spec::shape::KeyType) -> String {
         }
         K::FieldMap => "output field -> expression, nested fields, or list producers".into(),
         K::TreatmentMap => "class or field -> action or [masking.treatment](#maskingtreatment)".into(),
+        K::Any => "any YAML value".into(),
     }
 }
 
@@ -171,7 +172,7 @@ fn spec_reference() -> String {
     // Every shape reachable from the five file kinds, each once, depth first: a shape added to
     // the tables shows up here without anyone listing it.
     let mut shapes: Vec<&shape::Shape> = Vec::new();
-    for top in [&shape::PIPELINE, &shape::MAPPING, &shape::PROFILE, &shape::RULES, &shape::MASKING] {
+    for top in [&shape::PIPELINE, &shape::MAPPING, &shape::PROFILE, &shape::RULES, &shape::MASKING, &shape::TEST] {
         collect_shapes(top, &mut shapes);
     }
     for s in shapes {

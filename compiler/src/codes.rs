@@ -4,7 +4,7 @@
 //! - A code is never reused or renumbered: tools and people search for it.
 //! - Ranges by phase: SL1xx loading, SL2xx spec structure, SL3xx the pipeline graph,
 //!   SL4xx schemas and paths, SL5xx expressions and types, SL6xx PHI and masking,
-//!   SL7xx validation rules.
+//!   SL7xx validation rules, SL8xx test files (`sluice test`).
 //! - Every code here has a `tests/ui/<code>-*/` fixture and an entry in `docs/diagnostics.md`
 //!   (the `registry_is_documented` and UI tests check both).
 
@@ -149,6 +149,14 @@ codes! {
         "`pattern` is a regular expression in Rust regex syntax (no look-around or backreferences).";
     INVALID_MESSAGE_TYPE = "SL703", "invalid-message-type", "A message type is not well formed.",
         "Message types are written `ADT^A01` (message code and trigger event) or `ADT^*` for every event of a message code.";
+    TEST_TARGET = "SL801", "test-target", "A test file does not name one thing to test.",
+        "A test file (`kind: test`) names exactly one of `pipeline` (a pipeline file) or `mapping` (a mapping file, with optional `rules`, `policy` and `profile`). `rules`, `policy` and `profile` belong to a mapping test only: a pipeline test uses the pipeline's own.";
+    UNSUPPORTED_TEST_INPUT = "SL802", "unsupported-test-input", "A test case's input is missing or in a format that cannot run yet.",
+        "A case's `input` holds exactly one format key. Only `hl7v2` runs today (messages one segment per line, in a YAML block scalar `|`); `x12`, `fhir` and `json` inputs come with their input sources. Until then such cases are refused instead of being skipped silently.";
+    UNKNOWN_TEST_SINK = "SL803", "unknown-test-sink", "A test expects records at a sink or source the pipeline does not have.",
+        "`expect.outputs` is keyed by sink component names of the pipeline under test (`output` in a mapping test), and `input.source` names one of its sources. Fix the name; `sluice plan` lists the components.";
+    DUPLICATE_TEST_CASE = "SL804", "duplicate-test-case", "Two test cases have the same name.",
+        "Case names identify cases in reports, JUnit files and `--update`; each must be unique in its file.";
 }
 
 /// The code with this text (`SL201`).

@@ -34,6 +34,7 @@ use crate::spec::pipeline::{self, Body, ComponentSpec, Section};
 use crate::spec::profile;
 use crate::spec::reader::{Cx, Spanned};
 use crate::spec::rules::{self, Rules};
+use crate::spec::test::{self as test_spec, Target, TestFile};
 use crate::spec::{SchemaRef, kind_of};
 use crate::yaml::{self, Node};
 
@@ -81,6 +82,7 @@ pub struct Compiler {
     policies: HashMap<FileId, Option<Policy>>,
     mappings: HashMap<FileId, Option<Mapping>>,
     plans: HashMap<FileId, Option<Plan>>,
+    tests: HashMap<FileId, Option<(TestFile, Plan)>>,
     /// The environment to compile for (`--env`): mask stages apply its policy, where they name
     /// one, instead of their own.
     pub env: Option<String>,
@@ -329,6 +331,9 @@ impl Compiler {
             Some("masking") => {
                 self.policy(id);
             }
+            Some("test") => {
+                self.test_file(id);
+            }
             _ => {}
         }
     }
@@ -357,6 +362,105 @@ impl Compiler {
         }
         let p = self.profile(id);
         Ok(p.filter(|_| !self.diags.has_errors()))
+    }
+
+    /// Loads a test file and compiles what it tests (`sluice test`): the file and the plan its
+    /// cases run, or None when either has errors (they are in `diags`).
+    pub fn load_test(&mut self, path: &Path) -> Result<Option<(TestFile, Plan)>, String> {
+        let id = self.load_root(path)?;
+        if self.kind(id).as_deref() != Some("test") && !self.diags.has_errors() {
+            return Err(format!("{} is not a test file (it has no `kind: test`)", display_path(path)));
+        }
+        let t = self.test_file(id);
+        self.diags.sort(&self.sources);
+        Ok(if self.diags.has_errors() { None } else { t })
+    }
+
+    /// Reads a test file, compiles its target (the pipeline, or the pipeline built around the
+    /// mapping) and checks the names its cases use against it (SL803).
+    fn test_file(&mut self, id: FileId) -> Option<(TestFile, Plan)> {
+        if let Some(t) = self.tests.get(&id) {
+            return t.clone();
+        }
+        let t = self.compile_test(id);
+        self.tests.insert(id, t.clone());
+        t
+    }
+
+    fn compile_test(&mut self, id: FileId) -> Option<(TestFile, Plan)> {
+        let tree = self.trees[id.0].clone()?;
+        let file = {
+            let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
+            test_spec::read(&mut cx, &tree)?
+        };
+        let plan = match &file.target {
+            Target::Pipeline(p) => {
+                let pid = self.load_kind(p, "pipeline")?;
+                self.pipeline(pid)?
+            }
+            Target::Mapping { mapping, rules, policy, profile } => {
+                let mid = self.load_kind(mapping, "mapping")?;
+                for (r, kind) in [(rules, "rules"), (policy, "masking"), (profile, "profile")] {
+                    if let Some(r) = r {
+                        self.load_kind(r, kind)?;
+                    }
+                }
+                let abs = |s: &Spanned, this: &Self| this.resolve(s).display().to_string();
+                // Without `profile`, the mapping's own `input.profile` (relative to the mapping).
+                let profile = match profile {
+                    Some(p) => Some(abs(p, self)),
+                    None => self.trees[mid.0]
+                        .as_ref()
+                        .and_then(mapping::profile_ref)
+                        .map(|(text, span)| abs(&Spanned { text, span }, self)),
+                };
+                let test_path = self.sources.get(id).path.clone();
+                let stem = test_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+                let virtual_path = test_path.with_file_name(format!("{stem}#pipeline"));
+                let text = test_spec::mapping_pipeline(
+                    &format!("test of {}", mapping.text),
+                    &abs(mapping, self),
+                    rules.as_ref().map(|r| abs(r, self)).as_deref(),
+                    policy.as_ref().map(|p| abs(p, self)).as_deref(),
+                    profile.as_deref(),
+                );
+                let pid = match self.sources.find(&virtual_path) {
+                    Some(pid) => pid,
+                    None => self.add_file(&virtual_path, text),
+                };
+                self.pipeline(pid)?
+            }
+        };
+        let names = |want: &dyn Fn(&ComponentKind) -> bool| -> Vec<&str> {
+            plan.components.iter().filter(|c| want(&c.kind)).map(|c| c.name.as_str()).collect()
+        };
+        let sinks = names(&|k| matches!(k, ComponentKind::Sink(_)));
+        let sources = names(&|k| matches!(k, ComponentKind::Source(_)));
+        let mut ok = true;
+        for case in &file.cases {
+            let unknown = case
+                .expect
+                .outputs
+                .iter()
+                .map(|(s, _)| (s, &sinks, "sink"))
+                .chain(case.source.iter().map(|s| (s, &sources, "source")))
+                .filter(|(s, known, _)| !known.contains(&s.text.as_str()));
+            for (s, known, what) in unknown {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::UNKNOWN_TEST_SINK,
+                        format!("the pipeline under test has no {what} `{}`", s.text),
+                    )
+                    .label(s.span, format!("not a {what} of `{}`", plan.pipeline))
+                    .help(match did_you_mean(&s.text, known.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`?"),
+                        None => format!("its {what}s: {}", known.join(", ")),
+                    }),
+                );
+            }
+        }
+        ok.then_some((file, plan))
     }
 
     /// Compiles a pipeline file into a plan (None when there are errors).

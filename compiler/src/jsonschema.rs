@@ -24,7 +24,7 @@ pub fn spec_schema() -> Value {
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://sluice.dev/schema/spec-v1.json",
-        "title": "Sluice spec (pipeline, mapping, profile, rules, masking)",
+        "title": "Sluice spec (pipeline, mapping, profile, rules, masking, test)",
         "type": "object",
         "required": ["kind"],
         "properties": {"kind": {"enum": shape::KINDS}},
@@ -85,6 +85,7 @@ fn key_schema(defs: &mut Map<String, Value>, ty: &KeyType) -> Value {
                 expr, {"type": "object"}, {"type": "array", "items": producer}
             ]}})
         }
+        KeyType::Any => json!({}),
         KeyType::TreatmentMap => {
             let t = reference(defs, &shape::TREATMENT);
             json!({"type": "object", "additionalProperties": {"oneOf": [{"enum": shape::MASK_ACTIONS}, {"type": "null"}, t]}})

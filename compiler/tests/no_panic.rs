@@ -13,6 +13,7 @@ const FILES: &[(&str, &str)] = &[
     ("mappings/base/profiles/default.yaml", include_str!("../../mappings/base/profiles/default.yaml")),
     ("mappings/base/rules/patient-event.yaml", include_str!("../../mappings/base/rules/patient-event.yaml")),
     ("mappings/base/policies/quickstart.yaml", include_str!("../../mappings/base/policies/quickstart.yaml")),
+    ("mappings/base/hl7v2-patient-event.test.yaml", include_str!("../../mappings/base/hl7v2-patient-event.test.yaml")),
 ];
 
 #[derive(Debug, Clone)]

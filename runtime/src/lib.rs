@@ -17,6 +17,8 @@
 //!   DLQ replays; shared throttle buckets.
 //! - [`replay`], [`purge`]: `sluice dlq replay` (all or nothing) and `sluice dlq purge`
 //!   (atomic, audited).
+//! - [`testing`]: one `sluice test` case through the real executor, isolated in a temporary
+//!   directory.
 //! - [`progress`]: live counts of a run for watchers on other threads.
 //! - [`secrets`], [`time`], [`hl7`]: secret references, clock and HL7 time conversions, the
 //!   door to the HL7 crate.
@@ -53,6 +55,7 @@ pub mod sink;
 pub mod source;
 pub mod stages;
 pub mod state;
+pub mod testing;
 pub mod throttle;
 pub mod time;
 

@@ -11,6 +11,7 @@ pub mod reader;
 pub mod rules;
 pub mod secret_scan;
 pub mod shape;
+pub mod test;
 
 use sluice_canonical::OutputSchema;
 use sluice_hl7v2::schema::Version;
@@ -65,7 +66,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         cx.push(
             Diagnostic::error(codes::UNKNOWN_KIND, "the file has no `kind`")
                 .label(at, "add `kind:` before this")
-                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking)"),
+                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking, test)"),
         );
         return None;
     };
@@ -77,7 +78,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         .label(s.span, "unknown kind");
     cx.push(match crate::diagnostics::did_you_mean(&s.text, shape::KINDS.iter().copied()) {
         Some(best) => d.help(format!("did you mean `{best}`?")),
-        None => d.help("kinds: pipeline, mapping, profile, rules, masking"),
+        None => d.help("kinds: pipeline, mapping, profile, rules, masking, test"),
     });
     None
 }

@@ -34,6 +34,8 @@ pub enum KeyType {
     FieldMap,
     /// PHI class or field -> treatment (masking policy).
     TreatmentMap,
+    /// Any YAML value, read as JSON (expected records in test files).
+    Any,
 }
 
 #[derive(Debug)]
@@ -71,7 +73,7 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
     Key { name, required: false, ty, doc }
 }
 
-pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking"];
+pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking", "test"];
 pub const MODES: &[&str] = &["strict", "lenient"];
 
 pub static RETRY: Shape = Shape {
@@ -691,6 +693,108 @@ pub static MASKING: Shape = Shape {
     ],
 };
 
+/// Input formats a test case may one day hold; only `hl7v2` runs today (the others are SL802).
+pub const TEST_INPUT_FORMATS: &[&str] = &["hl7v2", "x12", "fhir", "json"];
+
+pub static TEST_INPUT: Shape = Shape {
+    name: "test.input",
+    type_tag: None,
+    doc: "The messages a test case feeds in: exactly one format key. Only `hl7v2` runs today.",
+    keys: &[
+        opt(
+            "source",
+            KeyType::String,
+            "For a pipeline test: the source component that reads the messages (default: the pipeline's first source).",
+        ),
+        opt(
+            "hl7v2",
+            KeyType::String,
+            "HL7 v2 messages, one segment per line (in a YAML literal block scalar); each `MSH` line starts a new message. Lines are joined with the HL7 segment separator (CR).",
+        ),
+        opt("x12", KeyType::String, "X12 interchanges (not supported yet: SL802)."),
+        opt("fhir", KeyType::Any, "FHIR resources (not supported yet: SL802)."),
+        opt("json", KeyType::Any, "JSON documents (not supported yet: SL802)."),
+    ],
+};
+
+pub static TEST_EXPECT: Shape = Shape {
+    name: "test.expect",
+    type_tag: None,
+    doc: "What the case must produce; a key left out expects nothing (no records, no DLQ entry, none filtered). `sluice test --update` writes it.",
+    keys: &[
+        opt(
+            "outputs",
+            KeyType::Any,
+            "Sink name -> the records it receives, in order, as YAML (the JSON objects the sink writes). A mapping test has one sink, `output`.",
+        ),
+        opt(
+            "dlq",
+            KeyType::Any,
+            "DLQ entries, in order: `message_index`, `stage`, `code`, `reason`, `findings` (and `part` for a dropped segment). Never the raw message; no ids, plan hash, time, attempts, files or offsets.",
+        ),
+        opt("filtered", KeyType::Integer, "How many input messages a filter or route dropped."),
+    ],
+};
+
+pub static TEST_CASE: Shape = Shape {
+    name: "test.case",
+    type_tag: None,
+    doc: "One test case: input messages and the expected outcome.",
+    keys: &[
+        req("name", KeyType::String, "Case name, unique in the file (shown in reports and JUnit)."),
+        opt("description", KeyType::String, "Free text."),
+        req("input", KeyType::Object(&TEST_INPUT), "The messages fed in."),
+        opt(
+            "expect",
+            KeyType::Object(&TEST_EXPECT),
+            "The expected outcome; put it last in the case, since `--update` rewrites it.",
+        ),
+    ],
+};
+
+pub static TEST: Shape = Shape {
+    name: "test",
+    type_tag: None,
+    doc: "A test file (`*.test.yaml`): cases that run a pipeline, or a mapping with optional rules and policy, offline with `sluice test`.",
+    keys: &[
+        req("kind", KeyType::Enum(&["test"]), "File kind."),
+        opt("name", KeyType::String, "Test suite name in reports and JUnit (default: the file's path)."),
+        opt("description", KeyType::String, "Free text."),
+        opt(
+            "pipeline",
+            KeyType::String,
+            "The pipeline under test (a path relative to this file). Its sources read the case's input; its sinks, DLQ and audit are redirected to a temporary directory.",
+        ),
+        opt(
+            "mapping",
+            KeyType::String,
+            "Or: the mapping under test; the runner builds a pipeline source -> [validate] -> map -> [mask] -> sink `output`.",
+        ),
+        opt("rules", KeyType::String, "With `mapping`: validation rules applied before it."),
+        opt(
+            "policy",
+            KeyType::String,
+            "With `mapping`: the masking policy applied after it (needed when the mapping outputs PHI, as in any pipeline).",
+        ),
+        opt(
+            "profile",
+            KeyType::String,
+            "With `mapping`: the parser profile (default: the mapping's `input.profile`, else the built-in default).",
+        ),
+        opt(
+            "clock",
+            KeyType::String,
+            "The fixed clock of every run (RFC 3339; default `2024-01-01T00:00:00Z`): `processed_at` and ids are stable.",
+        ),
+        opt(
+            "mask_key",
+            KeyType::String,
+            "A test-only key for policies that `hash` or `shift_date` (replaces their `hash_key` in the test runs). Never a real secret: it is in the repository.",
+        ),
+        req("cases", KeyType::ListOf(&TEST_CASE), "The cases."),
+    ],
+};
+
 /// The top-level shape for a `kind`.
 pub fn for_kind(kind: &str) -> Option<&'static Shape> {
     Some(match kind {
@@ -699,6 +803,7 @@ pub fn for_kind(kind: &str) -> Option<&'static Shape> {
         "profile" => &PROFILE,
         "rules" => &RULES,
         "masking" => &MASKING,
+        "test" => &TEST,
         _ => return None,
     })
 }
