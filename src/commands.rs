@@ -55,10 +55,15 @@ pub fn set_environment(env: Option<String>) {
     let _ = ENVIRONMENT.set(env);
 }
 
+/// This invocation's `--env`, if any.
+pub fn environment() -> Option<String> {
+    ENVIRONMENT.get().cloned().flatten()
+}
+
 /// A compiler for this invocation's environment.
 fn compiler() -> Compiler {
     let mut c = Compiler::default();
-    c.env = ENVIRONMENT.get().cloned().flatten();
+    c.env = environment();
     c
 }
 
@@ -103,16 +108,36 @@ fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan
     })
 }
 
-pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format) -> u8 {
+/// `sluice plan` options beyond the format.
+pub struct PlanOptions {
+    pub out: Option<PathBuf>,
+    pub diff: Option<String>,
+    pub detailed_exitcode: bool,
+}
+
+pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format, options: &PlanOptions) -> u8 {
     let plan = match compile(pipeline, diag_format) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(out) = &options.out
+        && let Err(e) = std::fs::write(out, render::json(&plan))
+    {
+        eprintln!("error: cannot write {}: {}", out.display(), e.kind());
+        return FAILED;
+    }
+    if let Some(base) = &options.diff {
+        return crate::plan_diff::print(pipeline, base, &plan, format, options.detailed_exitcode);
+    }
     let text = match format {
         PlanFormat::Text => render::text(&plan),
         PlanFormat::Json => render::json(&plan),
         PlanFormat::Dot => render::dot(&plan),
         PlanFormat::Mermaid => render::mermaid(&plan),
+        PlanFormat::Markdown => {
+            eprintln!("error: `--format markdown` is for `--diff BASE`; a plan prints as text, json, dot or mermaid");
+            return USAGE;
+        }
     };
     print!("{text}");
     OK
@@ -141,6 +166,12 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Some(saved) = &flags.saved_plan
+        && let Err(e) = crate::plan_diff::same_as_saved(&plan, saved)
+    {
+        print_run_error(&e);
+        return FAILED;
+    }
     let show_line = !flags.quiet && std::io::stderr().is_terminal();
     // The writer publishes its counts only when someone watches.
     let progress =
@@ -241,6 +272,8 @@ pub struct RunFlags {
     pub quiet: bool,
     /// `--log-level` and whether `--log-format json`.
     pub log: (tracing::Level, bool),
+    /// `--plan FILE`: the reviewed plan the specs must still compile to.
+    pub saved_plan: Option<PathBuf>,
 }
 
 fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::plan::Plan, pipeline: &Path) {

@@ -8,6 +8,7 @@
 mod commands;
 mod logging;
 mod metrics;
+mod plan_diff;
 mod progress_line;
 mod test_runner;
 mod test_yaml;
@@ -44,6 +45,7 @@ enum PlanFormat {
     Json,
     Dot,
     Mermaid,
+    Markdown,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -109,14 +111,26 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: DiagFormat,
     },
-    /// Compile a pipeline and print its plan.
+    /// Compile a pipeline and print its plan, or what changed since BASE (`--diff`).
     Plan {
         pipeline: PathBuf,
+        /// `text`, `json`, `dot`, `mermaid`; with `--diff`: `text`, `json` or `markdown` (for a
+        /// pull-request comment).
         #[arg(long, value_enum, default_value = "text")]
         format: PlanFormat,
         /// Format for diagnostics, if the pipeline does not compile.
         #[arg(long, value_enum, default_value = "human")]
         diagnostics: DiagFormat,
+        /// Also save the plan as JSON to this file (for `--diff` or `sluice run --plan` later).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// Print what changed from BASE: a saved plan (JSON file) or a git revision (`main`,
+        /// `HEAD~1`), whose specs are compiled the same way.
+        #[arg(long, value_name = "BASE")]
+        diff: Option<String>,
+        /// With `--diff`: exit 2 when something changed, 0 when nothing did.
+        #[arg(long, requires = "diff")]
+        detailed_exitcode: bool,
     },
     /// Compile and run a pipeline.
     Run {
@@ -151,6 +165,10 @@ enum Command {
         /// `json`: one object per line (`at`, `level`, `target`, `message`, fields).
         #[arg(long, value_enum, default_value = "text")]
         log_format: OutputFormat,
+        /// Run only if the specs still compile to this saved plan (`sluice plan --out`): the
+        /// plan that was reviewed is the plan that runs.
+        #[arg(long, value_name = "FILE")]
+        plan: Option<PathBuf>,
     },
     /// Run test files (`*.test.yaml`) offline: feed each case's messages through the pipeline
     /// or mapping it names and compare what comes out with its `expect`. Exit 0 all passed, 1
@@ -315,7 +333,10 @@ fn main() -> ExitCode {
     commands::set_environment(cli.env);
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
-        Command::Plan { pipeline, format, diagnostics } => commands::plan(&pipeline, format, diagnostics.into()),
+        Command::Plan { pipeline, format, diagnostics, out, diff, detailed_exitcode } => {
+            let options = commands::PlanOptions { out, diff, detailed_exitcode };
+            commands::plan(&pipeline, format, diagnostics.into(), &options)
+        }
         Command::Run {
             pipeline,
             summary,
@@ -327,6 +348,7 @@ fn main() -> ExitCode {
             quiet,
             log_level,
             log_format,
+            plan: saved_plan,
         } => {
             let start = match (resume, restart) {
                 (true, _) => sluice_runtime::Start::Resume,
@@ -335,7 +357,10 @@ fn main() -> ExitCode {
             };
             let json = matches!(summary, SummaryFormat::Json);
             let log = (log_level.into(), matches!(log_format, OutputFormat::Json));
-            commands::run(&pipeline, commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet, log })
+            commands::run(
+                &pipeline,
+                commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet, log, saved_plan },
+            )
         }
         Command::Test { paths, format, output, update } => {
             let flags = test_runner::TestFlags { junit: matches!(format, TestFormat::Junit), output, update };

@@ -190,6 +190,25 @@ fn field_text(f: &FieldPlan) -> String {
     format!("{value} ({}{required})", f.value_type)
 }
 
+/// A masking rule as a reviewer reads it: `partial (last 4)`, `keep (reason: ...)`.
+fn treatment_text(t: &super::Treatment) -> String {
+    let detail = match t.action {
+        super::MaskAction::Partial => t.keep_last.map(|n| format!(" (last {n})")),
+        super::MaskAction::Keep => t.reason.as_ref().map(|r| format!(" (reason: {r})")),
+        super::MaskAction::Generalize => t.to.map(|g| {
+            format!(
+                " to {}",
+                serde_json::to_value(g).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            )
+        }),
+        super::MaskAction::ShiftDate => {
+            t.shift.as_ref().map(|s| format!(" by {} (up to {} days)", s.subject, s.max_days))
+        }
+        _ => None,
+    };
+    format!("{}{} at {}", t.action.as_str(), detail.unwrap_or_default(), t.decided_at)
+}
+
 fn rule_text(r: &RulePlan) -> String {
     let check = match &r.check {
         RuleCheck::Required { value } => format!("required {value}"),
@@ -208,7 +227,7 @@ fn rule_text(r: &RulePlan) -> String {
 fn settings(kind: &ComponentKind) -> Value {
     let mut v = serde_json::to_value(kind).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        for part in ["fields", "rules", "retry", "throttle"] {
+        for part in ["fields", "rules", "classes", "retry", "throttle"] {
             m.remove(part);
         }
         if let Some(Value::Object(http)) = m.get_mut("http") {
@@ -242,6 +261,16 @@ fn component_parts(d: &mut Diff, b: &Component, h: &Component) {
                     Some(format!("{:?}", hv.mode).to_lowercase()),
                 );
             }
+        }
+        (ComponentKind::Mask(bm), ComponentKind::Mask(hm)) => {
+            let classes = |m: &super::MaskPlan| {
+                m.classes.iter().map(|(c, t)| (format!("{name}: class {c}"), t.clone())).collect::<Vec<_>>()
+            };
+            let fields = |m: &super::MaskPlan| {
+                m.fields.iter().map(|(f, t)| (format!("{name}: field {f}"), t.clone())).collect::<Vec<_>>()
+            };
+            d.keyed(Section::Masking, &classes(bm), &classes(hm), treatment_text);
+            d.keyed(Section::Masking, &fields(bm), &fields(hm), treatment_text);
         }
         (ComponentKind::Sink(bs), ComponentKind::Sink(hs)) => {
             let (br, bt) = bs.http.as_ref().map_or((None, None), |h| (Some(&h.retry), h.throttle.as_ref()));
@@ -324,6 +353,91 @@ fn pipeline(d: &mut Diff, base: &Plan, head: &Plan) {
     for (key, before, after) in changed_keys(&part(base), &part(head)) {
         d.push(Section::Pipeline, Kind::Changed, key, before, after);
     }
+}
+
+/// The diff for a terminal: one line a change, under its section's title.
+pub fn text(d: &PlanDiff) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "pipeline {}: plan {} -> {}", d.pipeline, d.base_hash, d.head_hash);
+    if d.is_empty() {
+        let _ = writeln!(o, "no changes");
+        return o;
+    }
+    let mut section = None;
+    for c in &d.changes {
+        if section != Some(c.section) {
+            section = Some(c.section);
+            let title = c.section.title();
+            let _ = writeln!(
+                o,
+                "\n{}:",
+                if c.section == Section::PhiExposure { title.to_uppercase() } else { title.to_string() }
+            );
+        }
+        let mark = if c.section == Section::PhiExposure { "!" } else { c.kind.sign() };
+        let _ = match (&c.before, &c.after) {
+            (Some(b), Some(a)) => writeln!(o, "  {mark} {}: {b} -> {a}", c.subject),
+            (None, Some(a)) => writeln!(o, "  {mark} {}: {a}", c.subject),
+            (Some(b), None) => writeln!(o, "  {mark} {}: was {b}", c.subject),
+            (None, None) => writeln!(o, "  {mark} {}", c.subject),
+        };
+    }
+    o
+}
+
+/// The pull-request comment: rendered from [`MARKDOWN`] with minijinja.
+const MARKDOWN: &str = r#"### Sluice plan diff: `{{ d.pipeline }}`
+
+`{{ d.base_hash }}` → `{{ d.head_hash }}`
+{% if d.changes == 0 %}
+No changes.
+{% else %}
+{% if exposes %}> [!WARNING]
+> **PHI newly exposed**: a field reaches a sink in clear, or less masked than before.
+{% endif %}
+{% for section in sections %}
+#### {{ section.title }}
+
+| | what | before | after |
+|---|---|---|---|
+{% for c in section.changes %}| {{ c.sign }} | `{{ c.subject | cell }}` | {{ c.before | cell }} | {{ c.after | cell }} |
+{% endfor %}{% endfor %}{% endif %}"#;
+
+pub fn markdown(d: &PlanDiff) -> String {
+    use minijinja::Value as V;
+    use std::collections::BTreeMap;
+    let mut env = minijinja::Environment::new();
+    // Table cells: no line breaks, and `|` escaped so a value never splits its row.
+    env.add_filter("cell", |v: Option<String>| v.unwrap_or_default().replace('|', "\\|").replace('\n', " "));
+    let mut sections: Vec<(Section, Vec<V>)> = Vec::new();
+    for c in &d.changes {
+        let sign = if c.section == Section::PhiExposure { "⚠" } else { c.kind.sign() };
+        let row: BTreeMap<&str, V> = BTreeMap::from([
+            ("sign", V::from(sign)),
+            ("subject", V::from(c.subject.as_str())),
+            ("before", c.before.as_deref().map_or(V::from(()), V::from)),
+            ("after", c.after.as_deref().map_or(V::from(()), V::from)),
+        ]);
+        match sections.last_mut() {
+            Some((s, rows)) if *s == c.section => rows.push(V::from(row)),
+            _ => sections.push((c.section, vec![V::from(row)])),
+        }
+    }
+    let sections: Vec<V> = sections
+        .into_iter()
+        .map(|(s, rows)| V::from(BTreeMap::from([("title", V::from(s.title())), ("changes", V::from(rows))])))
+        .collect();
+    let summary: BTreeMap<&str, V> = BTreeMap::from([
+        ("pipeline", V::from(d.pipeline.as_str())),
+        ("base_hash", V::from(d.base_hash.as_str())),
+        ("head_hash", V::from(d.head_hash.as_str())),
+        ("changes", V::from(d.changes.len())),
+    ]);
+    env.add_template("diff", MARKDOWN).expect("the template parses");
+    env.get_template("diff")
+        .and_then(|t| t.render(minijinja::context! { d => summary, sections => sections, exposes => d.exposes_phi() }))
+        .unwrap_or_else(|e| format!("plan diff: cannot render markdown: {e}\n"))
 }
 
 #[cfg(test)]
