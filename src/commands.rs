@@ -27,9 +27,15 @@ const USAGE: u8 = 2;
 const INTERRUPTED: u8 = 130;
 
 /// Prints every diagnostic: human ones to stderr, machine formats to stdout.
-fn print_diagnostics(c: &Compiler, format: Format) {
+/// The diagnostics on stderr (human) or stdout (for tools); `files`: what was checked, for the
+/// JUnit report's test cases.
+fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
     let mut out = std::io::stdout().lock();
     let mut err = std::io::stderr().lock();
+    if format.is_document() {
+        let _ = write!(out, "{}", diagnostics::render_document(c.diags.items(), &c.sources, format, files));
+        return;
+    }
     for d in c.diags.items() {
         let text = diagnostics::render(d, &c.sources, format);
         let _ = match format {
@@ -82,7 +88,7 @@ pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
             return USAGE;
         }
     };
-    print_diagnostics(&c, format);
+    print_diagnostics(&c, format, &report.files);
     if format == Format::Human {
         eprintln!(
             "checked {} ({}): {}",
@@ -101,7 +107,7 @@ fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan
         eprintln!("error: {e}");
         USAGE
     })?;
-    print_diagnostics(&c, diag_format);
+    print_diagnostics(&c, diag_format, &[]);
     plan.ok_or_else(|| {
         eprintln!("no plan: {}", counts(&c));
         FAILED
@@ -760,7 +766,7 @@ fn profile_options(path: &Path) -> Result<Reading, u8> {
         eprintln!("error: {e}");
         USAGE
     })?;
-    print_diagnostics(&c, Format::Human);
+    print_diagnostics(&c, Format::Human, &[]);
     let Some(p) = profile else {
         eprintln!("error: the profile has errors: {}", counts(&c));
         return Err(USAGE);

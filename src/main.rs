@@ -37,6 +37,10 @@ enum DiagFormat {
     Human,
     Json,
     Github,
+    /// SARIF 2.1.0, for code-scanning tools.
+    Sarif,
+    /// JUnit XML, a test case per checked file, for CI test reports.
+    Junit,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -411,6 +415,8 @@ impl From<DiagFormat> for sluice_compiler::diagnostics::Format {
             DiagFormat::Human => Self::Human,
             DiagFormat::Json => Self::Json,
             DiagFormat::Github => Self::Github,
+            DiagFormat::Sarif => Self::Sarif,
+            DiagFormat::Junit => Self::Junit,
         }
     }
 }

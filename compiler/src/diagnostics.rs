@@ -131,14 +131,166 @@ pub enum Format {
     Human,
     Json,
     Github,
+    /// SARIF 2.1.0 (code scanning): one document for every diagnostic ([`render_document`]).
+    Sarif,
+    /// JUnit XML: one test case per checked file ([`render_document`]).
+    Junit,
 }
 
+impl Format {
+    /// Whether the diagnostics make one document (rendered whole by [`render_document`])
+    /// rather than one entry each.
+    pub fn is_document(self) -> bool {
+        matches!(self, Format::Sarif | Format::Junit)
+    }
+}
+
+/// One diagnostic in a per-entry format; in a document format alone, its JSON line.
 pub fn render(d: &Diagnostic, sources: &SourceMap, format: Format) -> String {
     match format {
         Format::Human => render_human(d, sources),
-        Format::Json => render_json(d, sources),
+        Format::Json | Format::Sarif | Format::Junit => render_json(d, sources),
         Format::Github => render_github(d, sources),
     }
+}
+
+/// Where a diagnostic points: file name, 1-based line and column.
+fn position(d: &Diagnostic, sources: &SourceMap) -> Option<(String, usize, usize)> {
+    d.labels.first().map(|(s, _)| {
+        let f = sources.get(s.file);
+        let (line, column) = f.line_col(s.start);
+        (f.name.clone(), line, column)
+    })
+}
+
+/// Every diagnostic as one document: SARIF 2.1.0, or JUnit XML with a test case per file of
+/// `files` (the files checked; a file with an error fails, its warnings go to `system-out`).
+/// Other formats: the entries, one per line.
+pub fn render_document(diags: &[Diagnostic], sources: &SourceMap, format: Format, files: &[String]) -> String {
+    match format {
+        Format::Sarif => render_sarif(diags, sources),
+        Format::Junit => render_junit(diags, sources, files),
+        _ => diags.iter().map(|d| render(d, sources, format) + "\n").collect(),
+    }
+}
+
+fn render_sarif(diags: &[Diagnostic], sources: &SourceMap) -> String {
+    let mut rules: Vec<&'static Code> = diags.iter().map(|d| d.code).collect();
+    rules.sort_by_key(|c| c.code);
+    rules.dedup_by_key(|c| c.code);
+    let rules: Vec<serde_json::Value> = rules
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "id": c.code, "name": c.name,
+                "shortDescription": {"text": c.title},
+                "fullDescription": {"text": c.explanation},
+                "helpUri": docs_url(c),
+            })
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = diags
+        .iter()
+        .map(|d| {
+            let mut message = d.message.clone();
+            if let Some(h) = &d.help {
+                message.push_str("\nhelp: ");
+                message.push_str(h);
+            }
+            let locations: Vec<serde_json::Value> = position(d, sources)
+                .map(|(file, line, column)| {
+                    serde_json::json!({"physicalLocation": {
+                        "artifactLocation": {"uri": file},
+                        "region": {"startLine": line, "startColumn": column},
+                    }})
+                })
+                .into_iter()
+                .collect();
+            serde_json::json!({
+                "ruleId": d.code.code,
+                "level": match d.severity { Severity::Error => "error", Severity::Warning => "warning" },
+                "message": {"text": message},
+                "locations": locations,
+            })
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "version": "2.1.0",
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "runs": [{
+            "tool": {"driver": {"name": "sluice", "version": env!("CARGO_PKG_VERSION"), "rules": rules}},
+            "results": results,
+        }],
+    });
+    serde_json::to_string_pretty(&doc).expect("SARIF serializes") + "\n"
+}
+
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            // Not allowed in XML 1.0.
+            c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn render_junit(diags: &[Diagnostic], sources: &SourceMap, files: &[String]) -> String {
+    use std::fmt::Write;
+    let mut names: Vec<String> = files.to_vec();
+    for d in diags {
+        if let Some((file, ..)) = position(d, sources)
+            && !names.contains(&file)
+        {
+            names.push(file);
+        }
+    }
+    let of = |name: &str, severity: Severity| -> Vec<&Diagnostic> {
+        diags
+            .iter()
+            .filter(|d| d.severity == severity && position(d, sources).is_some_and(|(f, ..)| f == name))
+            .collect()
+    };
+    let failures = names.iter().filter(|n| !of(n, Severity::Error).is_empty()).count();
+    let mut o = String::new();
+    let _ = writeln!(o, r#"<?xml version="1.0" encoding="UTF-8"?>"#);
+    let _ = writeln!(o, r#"<testsuites name="sluice check" tests="{}" failures="{failures}">"#, names.len());
+    let _ =
+        writeln!(o, r#"  <testsuite name="sluice check" tests="{}" failures="{failures}" errors="0">"#, names.len());
+    let line = |d: &Diagnostic| {
+        let at = position(d, sources).map(|(f, l, c)| format!("{f}:{l}:{c}: ")).unwrap_or_default();
+        let help = d.help.as_ref().map(|h| format!(" (help: {h})")).unwrap_or_default();
+        format!("{at}{} {}{help}", d.code.code, d.message)
+    };
+    for name in &names {
+        let (errors, warnings) = (of(name, Severity::Error), of(name, Severity::Warning));
+        let _ = writeln!(o, r#"    <testcase classname="sluice.check" name="{}">"#, xml_escape(name));
+        if let Some(first) = errors.first() {
+            let body: Vec<String> = errors.iter().map(|d| line(d)).collect();
+            let _ = writeln!(
+                o,
+                r#"      <failure type="{}" message="{}">{}</failure>"#,
+                first.code.code,
+                xml_escape(&first.message),
+                xml_escape(&body.join("\n"))
+            );
+        }
+        if !warnings.is_empty() {
+            let body: Vec<String> = warnings.iter().map(|d| line(d)).collect();
+            let _ = writeln!(o, "      <system-out>{}</system-out>", xml_escape(&body.join("\n")));
+        }
+        let _ = writeln!(o, "    </testcase>");
+    }
+    let _ = writeln!(o, "  </testsuite>");
+    let _ = writeln!(o, "</testsuites>");
+    o
 }
 
 /// Documentation anchor for a code.
