@@ -119,9 +119,13 @@ pub struct PlanOptions {
     pub out: Option<PathBuf>,
     pub diff: Option<String>,
     pub detailed_exitcode: bool,
+    pub explain: Option<String>,
 }
 
 pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format, options: &PlanOptions) -> u8 {
+    if let Some(field) = &options.explain {
+        return explain_field(pipeline, field, diag_format);
+    }
     let plan = match compile(pipeline, diag_format) {
         Ok(p) => p,
         Err(code) => return code,
@@ -146,6 +150,46 @@ pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format, options: &
         }
     };
     print!("{text}");
+    OK
+}
+
+/// `sluice plan --explain FIELD`: per mapping of the pipeline that sets the field, the place
+/// that sets it and those it overrides.
+fn explain_field(pipeline: &Path, field: &str, diag_format: Format) -> u8 {
+    let mut c = compiler();
+    let plan = match c.plan(pipeline) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return USAGE;
+        }
+    };
+    print_diagnostics(&c, diag_format, &[]);
+    let Some(plan) = plan else {
+        eprintln!("no plan: {}", counts(&c));
+        return FAILED;
+    };
+    let used: Vec<&str> = plan
+        .components
+        .iter()
+        .filter_map(|comp| match &comp.kind {
+            sluice_compiler::plan::ComponentKind::Map(m) => Some(m.mapping_file.as_str()),
+            _ => None,
+        })
+        .collect();
+    let found: Vec<(String, Vec<String>)> =
+        c.explain(field).into_iter().filter(|(file, _)| used.contains(&file.as_str())).collect();
+    if found.is_empty() {
+        eprintln!("error: no mapping of pipeline `{}` sets `{field}` (mappings: {})", plan.pipeline, used.join(", "));
+        return FAILED;
+    }
+    for (file, chain) in found {
+        let mut line = format!("{field} in {file}: set at {}", chain[0]);
+        for overridden in &chain[1..] {
+            line.push_str(&format!(", overrides {overridden}"));
+        }
+        println!("{line}");
+    }
     OK
 }
 

@@ -135,6 +135,10 @@ enum Command {
         /// With `--diff`: exit 2 when something changed, 0 when nothing did.
         #[arg(long, requires = "diff")]
         detailed_exitcode: bool,
+        /// Instead of the plan: where output field FIELD (`patient.dob`) is set in the
+        /// pipeline's mappings, and which mappings' settings it overrides (`extends`).
+        #[arg(long, value_name = "FIELD", conflicts_with = "diff")]
+        explain: Option<String>,
     },
     /// Compile and run a pipeline.
     Run {
@@ -337,8 +341,8 @@ fn main() -> ExitCode {
     commands::set_environment(cli.env);
     let code = match cli.command {
         Command::Check { paths, format } => commands::check(paths, format.into()),
-        Command::Plan { pipeline, format, diagnostics, out, diff, detailed_exitcode } => {
-            let options = commands::PlanOptions { out, diff, detailed_exitcode };
+        Command::Plan { pipeline, format, diagnostics, out, diff, detailed_exitcode, explain } => {
+            let options = commands::PlanOptions { out, diff, detailed_exitcode, explain };
             commands::plan(&pipeline, format, diagnostics.into(), &options)
         }
         Command::Run {

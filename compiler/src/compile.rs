@@ -30,6 +30,7 @@ use crate::plan::{
 use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize};
 use crate::spec::mapping::{self, Mapping};
 use crate::spec::masking::{self, Policy};
+use crate::spec::overlay;
 use crate::spec::pipeline::{self, Body, ComponentSpec, Section};
 use crate::spec::profile;
 use crate::spec::reader::{Cx, Spanned};
@@ -86,6 +87,8 @@ pub struct Compiler {
     /// The environment to compile for (`--env`): mask stages apply its policy, where they name
     /// one, instead of their own.
     pub env: Option<String>,
+    /// Per mapping (overlays merged): where each output field is set and what it overrides.
+    provenance: HashMap<FileId, Vec<overlay::Provenance>>,
 }
 
 /// What `sluice check` found.
@@ -293,9 +296,55 @@ impl Compiler {
         })
     }
 
+    /// A mapping's tree, laid over the mappings it extends, and where each field is set.
+    fn mapping_tree(&mut self, id: FileId, chain: &mut Vec<FileId>) -> Option<(Node, Vec<overlay::Provenance>)> {
+        let tree = self.trees[id.0].clone()?;
+        let Some((base, span)) = overlay::extends_of(&tree) else {
+            let provenance = overlay::provenance(&tree);
+            return Some((tree, provenance));
+        };
+        let bid = self.load_kind(&Spanned { text: base.clone(), span }, "mapping")?;
+        if bid == id || chain.contains(&bid) {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::INVALID_VALUE,
+                    format!("mappings extend each other in a cycle: `{base}` comes back here"),
+                )
+                .label(span, "a mapping that extends this one, directly or through others")
+                .help("a mapping cannot build on itself: point `extends` at the base mapping"),
+            );
+            return None;
+        }
+        chain.push(id);
+        let merged_base = self.mapping_tree(bid, chain);
+        chain.pop();
+        let (base_tree, base_provenance) = merged_base?;
+        Some(overlay::overlay(&base_tree, &base_provenance, &tree))
+    }
+
+    /// Where output field `field` of each loaded mapping is set, and what it overrides:
+    /// `(mapping file, [place, overridden place, ...])` (`sluice plan --explain`).
+    pub fn explain(&self, field: &str) -> Vec<(String, Vec<String>)> {
+        let mut out: Vec<(String, Vec<String>)> = self
+            .provenance
+            .iter()
+            .filter_map(|(id, fields)| {
+                let p = fields.iter().find(|p| p.field == field)?;
+                Some((self.sources.get(*id).name.clone(), p.chain.iter().map(|s| self.sources.location(*s)).collect()))
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     fn mapping(&mut self, id: FileId) -> Option<&Mapping> {
         if !self.mappings.contains_key(&id) {
-            let profile_ref = self.trees[id.0].as_ref().and_then(mapping::profile_ref);
+            let Some((tree, provenance)) = self.mapping_tree(id, &mut Vec::new()) else {
+                self.mappings.insert(id, None);
+                return None;
+            };
+            self.provenance.insert(id, provenance);
+            let profile_ref = mapping::profile_ref(&tree);
             let z = match profile_ref {
                 Some((text, span)) => {
                     let r = Spanned { text, span };
@@ -306,8 +355,8 @@ impl Compiler {
                 }
                 None => vec![],
             };
-            let (mut cx, node) = self.cx(id);
-            let m = node.and_then(|n| mapping::read(&mut cx, n, &z));
+            let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
+            let m = mapping::read(&mut cx, &tree, &z);
             self.mappings.insert(id, m);
         }
         self.mappings[&id].as_ref()

@@ -50,6 +50,17 @@ pub fn profile_ref(node: &Node) -> Option<(String, Span)> {
 pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Mapping> {
     let obj = reader::object(cx, node, &shape::MAPPING, "the mapping")?;
     let name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
+    // Optional in the shape because an overlay inherits them (`extends`); the merged mapping
+    // must have both.
+    for key in ["input", "output"] {
+        if obj.get(key).is_none() {
+            cx.push(
+                Diagnostic::error(codes::MISSING_KEY, format!("the mapping is missing the required key `{key}`"))
+                    .label(obj.anchor(), format!("add `{key}` here"))
+                    .help("write it here, or `extends: base-mapping.yaml` to inherit it"),
+            );
+        }
+    }
     let mut input_version = None;
     let mut types = Vec::new();
     let mut input_text = String::new();

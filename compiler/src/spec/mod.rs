@@ -5,6 +5,7 @@
 pub mod fhir_output;
 pub mod mapping;
 pub mod masking;
+pub mod overlay;
 pub mod pipeline;
 pub mod profile;
 pub mod reader;

@@ -456,8 +456,21 @@ pub static MAPPING: Shape = Shape {
         req("kind", KeyType::Enum(&["mapping"]), "File kind."),
         req("name", KeyType::String, "Mapping name."),
         opt("description", KeyType::String, "Free text."),
-        req("input", KeyType::Object(&MAPPING_INPUT), "Input schema and message types."),
-        req("output", KeyType::String, "Output schema, e.g. `canonical/patient-event@1`, or `fhir/r4/Bundle`."),
+        opt(
+            "extends",
+            KeyType::String,
+            "A base mapping file (relative path) this one changes: its keys replace the base's, `fields` and `tables` are merged entry by entry; the result is checked like any mapping.",
+        ),
+        opt(
+            "input",
+            KeyType::Object(&MAPPING_INPUT),
+            "Input schema and message types (required, or inherited with `extends`).",
+        ),
+        opt(
+            "output",
+            KeyType::String,
+            "Output schema, e.g. `canonical/patient-event@1`, or `fhir/r4/Bundle` (required, or inherited with `extends`).",
+        ),
         opt("tables", KeyType::MapOfStrings, "Code tables: name -> {code: value}."),
         opt(
             "fields",
