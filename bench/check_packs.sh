@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `sluice check` over many customer packs: N folders (default 100), each a customer's overlay
+# `sluice check` over many customer packs: N folders (default 100), each with a manifest
+# (pack.yaml, extending the base pack), a customer's overlay
 # of the base patient-event mapping (a swapped code table and two changed fields), its masking
 # policy extending the built-in Safe Harbor policy, and a pipeline using both; checked in one
 # run together with the base pack (`mappings/`). Reports the wall time of each of REPS runs and
@@ -25,6 +26,13 @@ mkdir -p "$WORK/packs"
 for i in $(seq 1 "$N"); do
   d="$WORK/packs/customer-$i"
   mkdir -p "$d"
+  cat > "$d/pack.yaml" <<YAML
+kind: pack
+name: customer-$i
+version: 1.0.$i
+extends: ../../mappings/base
+schemas: [hl7v2/2.5.1, canonical/patient-event@1]
+YAML
   cat > "$d/patient-event.yaml" <<YAML
 kind: mapping
 name: customer-$i-patient-event

@@ -55,6 +55,10 @@ codes! {
         "A state store is either SQLite (`path: run.db`, a file on this machine, one `sluice run` per pipeline at a time) or PostgreSQL (`url: ${SLUICE_STATE_URL}`, shared by several instances). Write exactly one of the two keys; `type`, when written, must agree with it.";
     SHARED_THROTTLE_WITHOUT_STATE = "SL208", "shared-throttle-without-state", "A shared throttle needs a state store.",
         "`throttle: {rate: 10/s, shared: api}` keeps its bucket in the state store, so that every sink using the same store and the same name (in any process) draws from it. Add `state: {path: ...}` or `state: {url: ...}` to the pipeline, or remove `shared` to give the sink its own bucket.";
+    PACK_SCHEMA_UNDECLARED = "SL209", "pack-schema-undeclared", "A mapping of a pack targets a schema its manifest does not list.",
+        "A pack's manifest (`pack.yaml`) lists the schemas the pack targets (`schemas:`), so reviewers and tools know what it covers; every mapping in the pack's folder must read and write schemas from that list. Add the schema to `schemas`, or move the mapping to the pack it belongs to.";
+    PACK_BOUNDARY = "SL210", "pack-boundary", "A mapping of a pack extends a mapping outside the pack and its base.",
+        "A customer pack builds on its base pack (`extends:` in `pack.yaml`): its mappings may extend mappings of the pack itself or of its base packs, not of another customer's pack. Point `extends` at the base pack's mapping, or declare the pack it builds on in `pack.yaml`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

@@ -31,6 +31,7 @@ use crate::source::{FileId, SourceFile, SourceMap, Span, display_path, normalize
 use crate::spec::mapping::{self, Mapping};
 use crate::spec::masking::{self, Policy};
 use crate::spec::overlay;
+use crate::spec::pack;
 use crate::spec::pipeline::{self, Body, ComponentSpec, Section};
 use crate::spec::profile;
 use crate::spec::reader::{Cx, Spanned};
@@ -383,7 +384,78 @@ impl Compiler {
             Some("test") => {
                 self.test_file(id);
             }
+            Some("pack") => self.check_pack(id),
             _ => {}
+        }
+    }
+
+    /// A pack manifest, and the pack's mappings against it: each reads and writes schemas the
+    /// manifest lists (SL209) and extends only mappings of the pack or its base packs (SL210).
+    fn check_pack(&mut self, id: FileId) {
+        let (mut cx, node) = self.cx(id);
+        let Some(manifest) = node.and_then(|n| pack::read(&mut cx, n)) else { return };
+        let Some(root) = self.sources.get(id).path.parent().map(Path::to_path_buf) else { return };
+        // This pack's folder and its base packs' folders, following `extends`.
+        let mut allowed = vec![root.clone()];
+        let mut next = manifest.extends.clone();
+        while let Some(reference) = next.take() {
+            let dir = self.resolve(&reference);
+            let Some(bid) = self
+                .load_kind(&Spanned { text: format!("{}/pack.yaml", reference.text), span: reference.span }, "pack")
+            else {
+                break;
+            };
+            if allowed.contains(&dir) {
+                break;
+            }
+            allowed.push(dir);
+            next = self.trees[bid.0].as_ref().and_then(pack::extends_of);
+        }
+        let declared: Vec<&str> = manifest.schemas.iter().map(|s| s.text.as_str()).collect();
+        let Ok(files) = collect_specs(std::slice::from_ref(&root)) else { return };
+        for path in files {
+            // Files of a pack nested in this one belong to that pack.
+            let nested = path.ancestors().skip(1).take_while(|d| *d != root).any(|d| d.join("pack.yaml").is_file());
+            if nested || path.file_name().is_some_and(|f| f == "pack.yaml") {
+                continue;
+            }
+            let Ok(fid) = self.load_root(&path) else { continue };
+            if self.kind(fid).as_deref() != Some("mapping") {
+                continue;
+            }
+            let tree = self.trees[fid.0].clone();
+            if let Some((base, span)) = tree.as_ref().and_then(overlay::extends_of) {
+                let target = self.resolve(&Spanned { text: base.clone(), span });
+                if !allowed.iter().any(|a| target.starts_with(a)) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::PACK_BOUNDARY,
+                            format!("`{base}` is outside pack `{}` and the packs it builds on", manifest.name),
+                        )
+                        .label(span, "extends a mapping of another pack")
+                        .help("extend the base pack's mapping, or add the pack this one builds on as `extends` in pack.yaml"),
+                    );
+                }
+            }
+            let Some(m) = self.mapping(fid) else { continue };
+            let (input, output) = (m.plan.input_schema.clone(), m.plan.output_schema.clone());
+            for (key, schema) in [("input", input), ("output", output)] {
+                if schema.is_empty() || declared.contains(&schema.as_str()) {
+                    continue;
+                }
+                let at =
+                    tree.as_ref().map_or(Span { file: fid, start: 0, end: 0 }, |t| key_span(t, key).unwrap_or(t.span));
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::PACK_SCHEMA_UNDECLARED,
+                        format!("this mapping's {key} is `{schema}`, which pack `{}` does not list", manifest.name),
+                    )
+                    .label(at, format!("{key} schema not in the pack's `schemas`"))
+                    .help(format!(
+                        "add `{schema}` to `schemas` in the pack's pack.yaml, or move this mapping to its pack"
+                    )),
+                );
+            }
         }
     }
 
@@ -1357,5 +1429,17 @@ fn mask_output_misfit(t: &crate::plan::Treatment, ty: &ValueType) -> Option<&'st
         (false, MaskAction::Generalize) if t.to == Some(Generalization::Year) => Some("a year"),
         (false, MaskAction::Generalize) if t.to == Some(Generalization::Age) => Some("an age"),
         (false, _) => Some("text"),
+    }
+}
+
+/// Where a top-level key's value is written (`input` of a mapping; for `input`, its `schema`).
+fn key_span(tree: &Node, key: &str) -> Option<Span> {
+    let crate::yaml::Value::Map(top) = &tree.value else { return None };
+    let (_, v) = top.iter().find(|(k, _)| k.as_str() == Some(key))?;
+    match &v.value {
+        crate::yaml::Value::Map(inner) => {
+            inner.iter().find(|(k, _)| k.as_str() == Some("schema")).map(|(_, s)| s.span).or(Some(v.span))
+        }
+        _ => Some(v.span),
     }
 }

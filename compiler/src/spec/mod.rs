@@ -6,6 +6,7 @@ pub mod fhir_output;
 pub mod mapping;
 pub mod masking;
 pub mod overlay;
+pub mod pack;
 pub mod pipeline;
 pub mod profile;
 pub mod reader;
@@ -67,7 +68,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         cx.push(
             Diagnostic::error(codes::UNKNOWN_KIND, "the file has no `kind`")
                 .label(at, "add `kind:` before this")
-                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking, test)"),
+                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking, test, pack)"),
         );
         return None;
     };
@@ -79,7 +80,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         .label(s.span, "unknown kind");
     cx.push(match crate::diagnostics::did_you_mean(&s.text, shape::KINDS.iter().copied()) {
         Some(best) => d.help(format!("did you mean `{best}`?")),
-        None => d.help("kinds: pipeline, mapping, profile, rules, masking, test"),
+        None => d.help("kinds: pipeline, mapping, profile, rules, masking, test, pack"),
     });
     None
 }

@@ -73,7 +73,7 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
     Key { name, required: false, ty, doc }
 }
 
-pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking", "test"];
+pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking", "test", "pack"];
 pub const MODES: &[&str] = &["strict", "lenient"];
 
 pub static RETRY: Shape = Shape {
@@ -687,6 +687,28 @@ pub static TREATMENT: Shape = Shape {
     ],
 };
 
+pub static PACK: Shape = Shape {
+    name: "pack",
+    type_tag: None,
+    doc: "A mapping pack's manifest (`pack.yaml` at the pack's root): the folder's mappings, rules, policies and tests belong to it.",
+    keys: &[
+        req("kind", KeyType::Enum(&["pack"]), "File kind."),
+        req("name", KeyType::String, "Pack name (`acme`)."),
+        req("version", KeyType::String, "Version, `MAJOR.MINOR.PATCH` (semantic versioning)."),
+        opt("description", KeyType::String, "Free text."),
+        opt(
+            "extends",
+            KeyType::String,
+            "The base pack's folder (relative path): this pack's mappings may extend only mappings of that pack or its own.",
+        ),
+        req(
+            "schemas",
+            KeyType::ListOfStrings,
+            "The schemas the pack targets (`hl7v2/2.5.1`, `canonical/patient-event@1`): every mapping in it reads and writes one of these.",
+        ),
+    ],
+};
+
 pub static MASKING: Shape = Shape {
     name: "masking",
     type_tag: None,
@@ -817,6 +839,7 @@ pub fn for_kind(kind: &str) -> Option<&'static Shape> {
         "rules" => &RULES,
         "masking" => &MASKING,
         "test" => &TEST,
+        "pack" => &PACK,
         _ => return None,
     })
 }
