@@ -115,4 +115,7 @@ fn the_workflow_steps_and_the_pre_commit_hook_work_on_a_pull_request() {
     assert!(git(&dir, &["add", "-A"]).status.success());
     let accepted = git(&dir, &["commit", "-q", "-m", "add the EHR copy"]);
     assert!(accepted.status.success(), "{}", text(&accepted.stderr));
+    // It showed what the commit does to the plans: the new sink receives PHI in clear.
+    let shown = format!("{}{}", text(&accepted.stdout), text(&accepted.stderr));
+    assert!(shown.contains("PHI NEWLY EXPOSED:") && shown.contains("ehr_copy patient.name (name)"), "{shown}");
 }
