@@ -286,3 +286,45 @@ fn assert_no_secret_or_phi(dir: &Path, out: &Output) {
         }
     }
 }
+
+/// `throttle: {rate: 20/s, per: metadata.message_type}`: a bucket per message type. Each request
+/// holds records of one type, every record arrives once, and each type's requests keep its own
+/// pace: the k-th request of a type arrives no earlier than (k - 1) intervals after the type's
+/// first (a lower bound: delays only lengthen it), while types share no bucket.
+#[test]
+fn a_keyed_throttle_paces_each_key_on_its_own() {
+    let dir = common::workspace("http-keyed-throttle");
+    let server = Server::start(|_| Reply::Status(200, None));
+    let spec =
+        pipeline(&dir, &server.url, "    max_records: 1\n    throttle: {rate: 20/s, per: metadata.message_type}\n");
+    let (out, summary) = run(&dir, &spec);
+    assert_ok(&out);
+    let accepted = server.accepted();
+    assert_eq!(accepted.len() as u64, summary["delivered"].as_u64().unwrap(), "every record once");
+    let seen = server.seen();
+    let mut by_type: std::collections::BTreeMap<String, Vec<std::time::Instant>> = Default::default();
+    for s in &seen {
+        let types: std::collections::BTreeSet<String> = s
+            .body
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l).unwrap()["metadata"]["message_type"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(types.len(), 1, "one key per request: {types:?}");
+        by_type.entry(types.into_iter().next().unwrap()).or_default().push(s.at);
+    }
+    assert!(by_type.len() >= 3, "several keys: {:?}", by_type.keys());
+    let interval = Duration::from_millis(50);
+    for (key, times) in &by_type {
+        for (k, t) in times.iter().enumerate() {
+            let floor = interval * k as u32;
+            assert!(
+                t.duration_since(times[0]) + Duration::from_millis(30) >= floor,
+                "{key}: request {k} came {:?} after the first",
+                t.duration_since(times[0])
+            );
+        }
+    }
+    println!("{} requests over {} keys", seen.len(), by_type.len());
+}

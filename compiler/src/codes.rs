@@ -59,6 +59,8 @@ codes! {
         "A pack's manifest (`pack.yaml`) lists the schemas the pack targets (`schemas:`), so reviewers and tools know what it covers; every mapping in the pack's folder must read and write schemas from that list. Add the schema to `schemas`, or move the mapping to the pack it belongs to.";
     PACK_BOUNDARY = "SL210", "pack-boundary", "A mapping of a pack extends a mapping outside the pack and its base.",
         "A customer pack builds on its base pack (`extends:` in `pack.yaml`): its mappings may extend mappings of the pack itself or of its base packs, not of another customer's pack. Point `extends` at the base pack's mapping, or declare the pack it builds on in `pack.yaml`.";
+    THROTTLE_KEY_PHI = "SL211", "throttle-key-phi", "A throttle is keyed by a PHI field.",
+        "`throttle: {per: FIELD}` keeps one bucket per value of FIELD: the values name buckets, which a shared throttle stores in the state store and logs may show. A field that carries a PHI class (a patient id, a name) would put patient data there. Key the throttle by what the endpoint limits: a tenant, a facility, an account or realm id.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

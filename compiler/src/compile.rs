@@ -1248,6 +1248,30 @@ impl Compiler {
                     },
                     _ => return None,
                 };
+                // A keyed throttle's key: a field of the records, never PHI (its values name
+                // buckets, kept in the state store when shared, and show in logs).
+                if let (Body::Http(h), Flow::Output(schema)) = (&c.body, flow)
+                    && let Some(field) = h.throttle.as_ref().and_then(|t| t.per_key.as_ref())
+                {
+                    let at = h.throttle_per.unwrap_or(c.name_span);
+                    if schema.field(field).is_none() {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_OUTPUT_FIELD,
+                            format!("{} has no field `{field}`", schema.name),
+                        )
+                        .label(at, "the throttle's key must be a field of the records");
+                        self.diags.push(d.suggest(field, schema.fields.iter().map(|f| f.path.as_str())));
+                        return None;
+                    }
+                    if let Some(((_, class), _)) = state.iter().find(|((f, _), _)| f == field) {
+                        self.diags.push(
+                            Diagnostic::error(codes::THROTTLE_KEY_PHI, format!("the throttle key `{field}` carries PHI class `{class}`"))
+                                .label(at, "bucket names would hold patient data")
+                                .help("key the throttle by a field that names the tenant, facility or account, not the person"),
+                        );
+                        return None;
+                    }
+                }
                 // The PHI proof is the same for every kind of sink: whatever reaches it leaves.
                 let phi_allowed = c.phi_allowed.as_ref().map(|(reason, span)| {
                     (reason.clone(), format!("{} (phi allowed: {reason})", self.sources.location(*span)))

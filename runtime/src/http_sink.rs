@@ -39,13 +39,47 @@ pub struct HttpSink {
     headers: Vec<(String, Secret)>,
     agent: ureq::Agent,
     policy: Policy,
+    /// The throttle of an unkeyed sink.
     bucket: Option<Throttle>,
+    /// A keyed throttle (`per`): a bucket per value of a field of the records.
+    keyed: Option<Keyed>,
     max_records: usize,
     rng: Rng,
     /// Requests sent, retries included.
     pub requests: u64,
     /// Attempts after the first, over every request.
     pub retries: u64,
+}
+
+/// `throttle: {per: FIELD}`: one bucket per value of FIELD, opened when a value first comes.
+struct Keyed {
+    /// The field's JSON pointer in a sink line (`/metadata/facility`).
+    pointer: String,
+    plan: sluice_compiler::plan::ThrottlePlan,
+    state: Option<StateTarget>,
+    buckets: std::collections::HashMap<String, Throttle>,
+}
+
+impl Keyed {
+    /// The bucket for `key`: a shared throttle's is named `<shared>/<key>` in the store.
+    fn bucket(&mut self, key: &str) -> Result<&mut Throttle, RunError> {
+        if !self.buckets.contains_key(key) {
+            let mut plan = self.plan.clone();
+            plan.shared = plan.shared.map(|name| format!("{name}/{key}"));
+            let throttle = Throttle::open(&plan, self.state.as_ref())?;
+            self.buckets.insert(key.to_string(), throttle);
+        }
+        Ok(self.buckets.get_mut(key).expect("inserted above"))
+    }
+}
+
+/// The value of a field in a sink line, as the key of its bucket (`""` when it is missing).
+fn key_of(line: &str, pointer: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(line).ok().as_ref().and_then(|v| v.pointer(pointer)) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
 }
 
 /// A failed attempt, described without data; `data` when the endpoint refused the content.
@@ -90,7 +124,18 @@ impl HttpSink {
             headers,
             agent,
             policy: Policy::from_plan(&plan.retry),
-            bucket: plan.throttle.as_ref().map(|t| Throttle::open(t, state)).transpose()?,
+            bucket: plan
+                .throttle
+                .as_ref()
+                .filter(|t| t.per_key.is_none())
+                .map(|t| Throttle::open(t, state))
+                .transpose()?,
+            keyed: plan.throttle.as_ref().and_then(|t| {
+                let field = t.per_key.as_ref()?;
+                let pointer =
+                    field.split('.').map(|p| format!("/{}", p.replace('~', "~0").replace('/', "~1"))).collect();
+                Some(Keyed { pointer, plan: t.clone(), state: state.cloned(), buckets: Default::default() })
+            }),
             max_records: plan.max_records.map_or(usize::MAX, |n| n.clamp(1, usize::MAX as u64) as usize),
             rng: Rng::from_time(),
             requests: 0,
@@ -105,28 +150,86 @@ impl HttpSink {
     /// Sends `lines` (each a record's `seq` and line, in record order) in requests of at most
     /// `max_records`. Returns the requests that failed for good: the positions in `lines` of
     /// their records, and why.
+    ///
+    /// With a keyed throttle, the lines are grouped by their key (in the order keys first
+    /// come; record order within a key) and each request holds one key's records and takes a
+    /// token from that key's bucket.
     pub fn send(&mut self, run_id: &str, lines: &[(u64, &str)], timer: &mut dyn Timer) -> Vec<Refused> {
+        let groups: Vec<(Option<String>, Vec<usize>)> = match &self.keyed {
+            None => vec![(None, (0..lines.len()).collect())],
+            Some(k) => {
+                let mut groups: Vec<(Option<String>, Vec<usize>)> = Vec::new();
+                for (i, (_, line)) in lines.iter().enumerate() {
+                    let key = key_of(line, &k.pointer);
+                    match groups.iter_mut().find(|(g, _)| g.as_deref() == Some(key.as_str())) {
+                        Some((_, positions)) => positions.push(i),
+                        None => groups.push((Some(key), vec![i])),
+                    }
+                }
+                groups
+            }
+        };
         let mut refused = Vec::new();
-        let mut at = 0;
-        for chunk in lines.chunks(self.max_records) {
-            let (first, last) = (chunk[0].0, chunk[chunk.len() - 1].0);
-            let mut body = Vec::with_capacity(chunk.iter().map(|(_, l)| l.len() + 1).sum());
-            for (_, line) in chunk {
-                body.extend_from_slice(line.as_bytes());
-                body.push(b'\n');
+        for (key, positions) in groups {
+            for chunk in positions.chunks(self.max_records) {
+                let (first, last) = (lines[chunk[0]].0, lines[chunk[chunk.len() - 1]].0);
+                let mut body = Vec::with_capacity(chunk.iter().map(|&p| lines[p].1.len() + 1).sum());
+                for &p in chunk {
+                    body.extend_from_slice(lines[p].1.as_bytes());
+                    body.push(b'\n');
+                }
+                let idempotency = format!("{run_id}-{first}-{last}");
+                if let Err(why) = self.post_throttled(key.as_deref(), &body, &idempotency, first, last, timer) {
+                    refused.push(Refused { positions: chunk.to_vec(), why });
+                }
             }
-            let key = format!("{run_id}-{first}-{last}");
-            if let Err(why) = self.post(&body, &key, first, last, timer) {
-                refused.push(Refused { positions: at..at + chunk.len(), why });
-            }
-            at += chunk.len();
         }
         refused
     }
 
-    /// One request, retried as the policy says.
-    fn post(&mut self, body: &[u8], key: &str, first: u64, last: u64, timer: &mut dyn Timer) -> Result<(), Rejection> {
-        let HttpSink { name, agent, url, headers, bucket, policy, rng, requests, retries, .. } = self;
+    /// One request with the bucket of `key` (or the sink's own), retried as the policy says.
+    fn post_throttled(
+        &mut self,
+        key: Option<&str>,
+        body: &[u8],
+        idempotency: &str,
+        first: u64,
+        last: u64,
+        timer: &mut dyn Timer,
+    ) -> Result<(), Rejection> {
+        // The bucket is taken out for the request and put back after (it is borrowed with the
+        // rest of the sink during the request).
+        let mut bucket = match (key, self.keyed.as_mut()) {
+            (Some(k), Some(keyed)) => match keyed.bucket(k) {
+                Ok(_) => keyed.buckets.remove(k),
+                Err(e) => {
+                    let reason = format!("sink `{}`: throttle: {}", self.name, e.message);
+                    return Err(Rejection::single(e.code, None, reason));
+                }
+            },
+            _ => self.bucket.take(),
+        };
+        let result = self.post(body, idempotency, first, last, timer, bucket.as_mut());
+        match (key, self.keyed.as_mut(), bucket) {
+            (Some(k), Some(keyed), Some(b)) => {
+                keyed.buckets.insert(k.to_string(), b);
+            }
+            (_, _, b) => self.bucket = b,
+        }
+        result
+    }
+
+    /// One request, retried as the policy says, each attempt taking a token from `bucket`.
+    fn post(
+        &mut self,
+        body: &[u8],
+        key: &str,
+        first: u64,
+        last: u64,
+        timer: &mut dyn Timer,
+        mut bucket: Option<&mut Throttle>,
+    ) -> Result<(), Rejection> {
+        let HttpSink { name, agent, url, headers, policy, rng, requests, retries, .. } = self;
         let outcome = retry::run(
             policy,
             rng,
@@ -208,7 +311,7 @@ impl HttpSink {
 #[derive(Debug)]
 pub struct Refused {
     /// Positions of its records in the lines given to [`HttpSink::send`].
-    pub positions: std::ops::Range<usize>,
+    pub positions: Vec<usize>,
     pub why: Rejection,
 }
 
@@ -312,7 +415,7 @@ impl HttpSinks {
             }
             let lines: Vec<(u64, &str)> = mine.iter().map(|(_, seq, line)| (*seq, *line)).collect();
             for r in sink.send(run_id, &lines, timer) {
-                for &(pos, _, _) in &mine[r.positions.clone()] {
+                for &(pos, _, _) in r.positions.iter().map(|&p| &mine[p]) {
                     if refused.len() <= pos {
                         refused.resize_with(pos + 1, Vec::new);
                     }
@@ -352,6 +455,29 @@ mod tests {
         assert_eq!(shown_url("https://u:p@h.example:8443/v1/e?key=k#f"), "https://h.example:8443/v1/e");
         assert_eq!(shown_url("http://127.0.0.1:9/ingest?tenant=t1"), "http://127.0.0.1:9/ingest");
         assert_eq!(shown_url("https://h.example"), "https://h.example");
+    }
+
+    #[test]
+    fn a_keyed_throttle_keeps_a_bucket_per_value_and_reads_keys_from_lines() {
+        let plan = sluice_compiler::plan::ThrottlePlan {
+            permits: 20,
+            per_seconds: 1,
+            shared: None,
+            per_key: Some("metadata.message_type".into()),
+        };
+        let mut keyed =
+            Keyed { pointer: "/metadata/message_type".into(), plan, state: None, buckets: Default::default() };
+        let now = Duration::ZERO;
+        assert_eq!(keyed.bucket("ADT^A01").unwrap().take(now).unwrap(), Duration::ZERO);
+        assert_eq!(keyed.bucket("ADT^A01").unwrap().take(now).unwrap(), Duration::from_millis(50), "same key: waits");
+        assert_eq!(keyed.bucket("ORU^R01").unwrap().take(now).unwrap(), Duration::ZERO, "another key: its own bucket");
+        assert_eq!(keyed.buckets.len(), 2);
+        let line = r#"{"metadata":{"message_type":"ADT^A01","n":7},"x":null}"#;
+        assert_eq!(key_of(line, "/metadata/message_type"), "ADT^A01");
+        assert_eq!(key_of(line, "/metadata/n"), "7");
+        assert_eq!(key_of(line, "/x"), "");
+        assert_eq!(key_of(line, "/missing"), "");
+        assert_eq!(key_of("not json", "/a"), "");
     }
 
     #[test]

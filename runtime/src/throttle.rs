@@ -118,7 +118,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn bucket(permits: u64, per_seconds: u64) -> Bucket {
-        Bucket::from_plan(&ThrottlePlan { permits, per_seconds, shared: None })
+        Bucket::from_plan(&ThrottlePlan { permits, per_seconds, shared: None, per_key: None })
     }
 
     #[test]

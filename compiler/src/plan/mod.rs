@@ -647,6 +647,10 @@ pub struct ThrottlePlan {
     /// naming it; `None`: the sink's own bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shared: Option<String>,
+    /// `per`: the output field whose value picks the bucket (one bucket per value); `None`: one
+    /// bucket for every record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_key: Option<String>,
 }
 
 impl StateTarget {

@@ -62,6 +62,8 @@ pub struct HttpSpec {
     pub retry: RetryKeys,
     pub retry_plan: RetryPlan,
     pub throttle: Option<ThrottlePlan>,
+    /// Where the sink's own `throttle.per` is written.
+    pub throttle_per: Option<Span>,
 }
 
 /// The keys of a `retry` object that are written.
@@ -140,8 +142,9 @@ fn throttle(cx: &mut Cx, node: &Node) -> Option<ThrottlePlan> {
         }
         ok.then_some(name.text)
     });
+    let per_key = t.get("per").and_then(|n| reader::string(cx, n, "`per`")).map(|s| s.text);
     let (permits, per_seconds) = t.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"))?;
-    Some(ThrottlePlan { permits, per_seconds, shared })
+    Some(ThrottlePlan { permits, per_seconds, shared, per_key })
 }
 
 fn http(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<HttpSpec> {
@@ -203,8 +206,22 @@ fn http(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<HttpSpec> {
     let max_records = obj.get("max_records").and_then(|n| reader::integer(cx, n, "`max_records`"));
     let max_records = positive(cx, "max_records", max_records, obj.get("max_records"));
     let retry = obj.get("retry").map(|n| retry_keys(cx, n)).unwrap_or_default();
-    let throttle = obj.get("throttle").and_then(|n| throttle(cx, n));
-    Some(HttpSpec { url, headers, timeout_ms, max_records, retry, retry_plan: default_defaults().retry, throttle })
+    let throttle_node = obj.get("throttle");
+    let throttle_per = throttle_node.and_then(|n| match &n.value {
+        Value::Map(entries) => entries.iter().find(|(k, _)| k.as_str() == Some("per")).map(|(_, v)| v.span),
+        _ => None,
+    });
+    let throttle = throttle_node.and_then(|n| throttle(cx, n));
+    Some(HttpSpec {
+        url,
+        headers,
+        timeout_ms,
+        max_records,
+        retry,
+        retry_plan: default_defaults().retry,
+        throttle,
+        throttle_per,
+    })
 }
 
 /// An `mllp` source as written; paths are resolved by the driver.

@@ -103,6 +103,11 @@ pub static THROTTLE: Shape = Shape {
             KeyType::String,
             "Name of a bucket kept in the state store: every sink of any process or pipeline using the same store and name draws from it. Needs `state`.",
         ),
+        opt(
+            "per",
+            KeyType::String,
+            "An output field (`tenant_id`, `metadata.facility`): one bucket per value of it, each at `rate` (`rate: 10/s, per: realm`); a request holds the records of one value. Not a PHI field (SL211).",
+        ),
     ],
 };
 
