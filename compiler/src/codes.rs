@@ -55,6 +55,10 @@ codes! {
         "A state store is either SQLite (`path: run.db`, a file on this machine, one `sluice run` per pipeline at a time) or PostgreSQL (`url: ${SLUICE_STATE_URL}`, shared by several instances). Write exactly one of the two keys; `type`, when written, must agree with it.";
     SHARED_THROTTLE_WITHOUT_STATE = "SL208", "shared-throttle-without-state", "A shared throttle needs a state store.",
         "`throttle: {rate: 10/s, shared: api}` keeps its bucket in the state store, so that every sink using the same store and the same name (in any process) draws from it. Add `state: {path: ...}` or `state: {url: ...}` to the pipeline, or remove `shared` to give the sink its own bucket.";
+    DLQ_LOCATION_CHOICE = "SL209", "dlq-location-choice", "`dlq` names both or neither of `path` and `store`.",
+        "The DLQ is either a JSON Lines file (`path: out/dlq.jsonl`) or the `dlq_entries` table of the pipeline's state store (`store: state`). Write exactly one of the two keys.";
+    DLQ_STORE_WITHOUT_STATE = "SL210", "dlq-store-without-state", "`dlq: {store: state}` needs a state store.",
+        "`store: state` keeps the DLQ's entries in the pipeline's state store (SQLite or PostgreSQL), and the pipeline has no `state:` block. Add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`), or keep the DLQ in a file with `path: out/dlq.jsonl`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
