@@ -46,6 +46,11 @@
 //!   sink's retries). An `http` sink has no length to cut back: its requests are answered
 //!   before the checkpoint that covers them, so a resume may send them again (at least
 //!   once, under the same idempotency key; `crate::http_sink`).
+//! - The DLQ is a file or the state store's `dlq_entries` table ([`dlq::Out`]): the table's
+//!   pending rows are committed wherever a file would be flushed or synced (before
+//!   completions, checkpoints and the end), so every guarantee above holds for both; a
+//!   checkpoint counts the run's rows, and a resume deletes its rows after the checkpoint
+//!   instead of cutting a file back (`crate::dlq` has the crash analysis).
 //! - A live feed and a replay append to their outputs (never truncating what was
 //!   acknowledged or delivered), and their writer flushes its buffers to the OS whenever it
 //!   has caught up: a record never waits in memory for records that may not come.

@@ -185,3 +185,97 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(dir: &std::path::Path) -> StateTarget {
+        StateTarget {
+            kind: "sqlite".into(),
+            path: dir.join("state.db").display().to_string(),
+            url: None,
+            checkpoint_every_ms: 1000,
+        }
+    }
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("sluice-dlq-table-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn row(run: &str, seq: u64) -> DlqRow {
+        DlqRow {
+            entry_id: format!("{run}-{seq}"),
+            run_id: run.into(),
+            seq,
+            stage: "validate".into(),
+            code: "RT207".into(),
+            at: "t".into(),
+            entry: format!("{{\"id\":\"{run}-{seq}\"}}"),
+        }
+    }
+
+    fn ids(store: &Store, pipeline: &str) -> Vec<String> {
+        store.dlq_entries(pipeline).unwrap().into_iter().map(|(_, e)| e[7..e.len() - 2].to_string()).collect()
+    }
+
+    #[test]
+    fn rows_are_appended_cut_back_undone_and_purged_per_pipeline() {
+        let dir = temp("ops");
+        let mut store = Store::open(&target(&dir), Some("p")).unwrap();
+        // More rows than one INSERT holds, in one transaction, in order.
+        let rows: Vec<DlqRow> = (1..=250).map(|seq| row("r", seq)).collect();
+        store.append_dlq("p", &rows).unwrap();
+        store.append_dlq("other", &[row("r", 1)]).unwrap();
+        assert_eq!(ids(&store, "p").len(), 250);
+        assert_eq!(ids(&store, "p")[249], "r-250");
+        // A resume back to record 100: the run keeps its first 100 rows; others are untouched.
+        assert_eq!(store.dlq_cut_back("p", "r", 100).unwrap(), 100);
+        assert_eq!(ids(&store, "other"), ["r-1"]);
+        // A replay above the mark, undone.
+        let mark = store.dlq_mark("p").unwrap();
+        store.append_dlq("p", &[row("replay", 101), row("replay", 102)]).unwrap();
+        assert_eq!(ids(&store, "p").len(), 102);
+        store.dlq_undo("p", "replay", mark).unwrap();
+        assert_eq!(ids(&store, "p").len(), 100);
+        // A purge.
+        store.dlq_purge("p", &["r-1".into(), "r-2".into()]).unwrap();
+        assert_eq!(ids(&store, "p")[0], "r-3");
+        // Read without the lock, as `sluice dlq list` does.
+        assert_eq!(Store::dlq_entries_in(&target(&dir), "p").unwrap().len(), 98);
+        store.dlq_clear("p").unwrap();
+        assert!(ids(&store, "p").is_empty());
+        assert_eq!(ids(&store, "other").len(), 1);
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_store_of_version_1_gets_the_table_and_version_2() {
+        let dir = temp("migrate");
+        let path = dir.join("state.db");
+        {
+            let conn = rusqlite::Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, pipeline TEXT NOT NULL,
+                 plan_hash TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+                 resumes BIGINT NOT NULL DEFAULT 0, inputs TEXT NOT NULL, checkpoint TEXT NOT NULL);
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+        }
+        // Reading an older store that has no table yet finds no entries.
+        assert!(Store::dlq_entries_in(&target(&dir), "p").unwrap().is_empty());
+        let mut store = Store::open(&target(&dir), Some("p")).unwrap();
+        store.append_dlq("p", &[row("r", 1)]).unwrap();
+        assert_eq!(ids(&store, "p"), ["r-1"]);
+        drop(store);
+        let version: i64 =
+            rusqlite::Connection::open(&path).unwrap().query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, 2);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
