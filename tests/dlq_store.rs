@@ -2,8 +2,9 @@
 //! gives the same entries as with a DLQ file, and `sluice dlq list | show | replay | purge` work
 //! the same on them; a replay that fails, or was killed, is undone in the table too; `kill -9`
 //! at random moments of a 200,000-message run (about 9% of it rejected) and `--resume` give each
-//! DLQ entry exactly once; and the same on PostgreSQL (skipped loudly without
-//! `SLUICE_TEST_PG_URL`). No patient data in anything the commands print.
+//! DLQ entry exactly once; and the same on PostgreSQL, where a store of version 1 also gets the
+//! table (skipped loudly without `SLUICE_TEST_PG_URL`). No patient data in anything the
+//! commands print.
 
 mod common;
 
@@ -404,4 +405,35 @@ fn postgres_kill_9_then_resume_gives_each_dlq_entry_exactly_once_and_list_replay
     assert_eq!(rows, vec![vec![Some((6 * copies).to_string())]]);
     let console = kills.console + &text(&last.stdout) + &text(&last.stderr);
     assert!(!console.contains("TESTPATIENT") && !console.contains("panicked"), "{console}");
+}
+
+#[test]
+fn a_postgres_store_of_version_1_gets_the_table_and_version_2() {
+    let Some(url) = pg_database("dlq-store-pg-v1") else { return };
+    // What Sluice before the DLQ table created (store version 1).
+    common::pg_rows(
+        &url,
+        "CREATE TABLE runs (id BIGSERIAL PRIMARY KEY, run_id TEXT NOT NULL, pipeline TEXT NOT NULL,
+             plan_hash TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+             resumes BIGINT NOT NULL DEFAULT 0, inputs TEXT NOT NULL, checkpoint TEXT NOT NULL);
+         CREATE TABLE sluice_store (version BIGINT NOT NULL);
+         INSERT INTO sluice_store (version) VALUES (1);",
+    );
+    let dir = workspace("dlq-store-pg-v1");
+    dlq_in_store(&dir, QUICKSTART);
+    let spec = std::fs::read_to_string(dir.join(QUICKSTART)).unwrap();
+    std::fs::write(
+        dir.join(QUICKSTART),
+        spec.replace("  path: ../out/quickstart/state.db", "  url: ${SLUICE_STATE_URL}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&dir)
+        .args(["run", QUICKSTART, "--fixed-clock", CLOCK])
+        .env("SLUICE_STATE_URL", &url)
+        .output()
+        .unwrap();
+    ok(out);
+    assert_eq!(common::pg_rows(&url, "SELECT version FROM sluice_store"), vec![vec![Some("2".to_string())]]);
+    assert_eq!(common::pg_rows(&url, "SELECT count(*) FROM dlq_entries"), vec![vec![Some("6".to_string())]]);
 }
