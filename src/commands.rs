@@ -357,7 +357,7 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
     }
     println!("  {} ms, {:.0} records/s", s.elapsed_ms, s.records_per_second);
     if let Some(d) = &plan.dlq {
-        println!("  dlq: {}", d.path);
+        println!("  dlq: {}", if d.in_state_store() { d.shown(plan.state.as_ref()) } else { d.path.clone() });
     }
     if let Some(a) = &plan.audit {
         println!("  audit: {}", a.path);

@@ -611,3 +611,41 @@ fn a_dropped_segment_is_acknowledged_with_a_warning() {
 fn server_out_lines(dir: &Path, file: &str) -> usize {
     std::fs::read_to_string(dir.join("out/mllp-listener").join(file)).unwrap_or_default().lines().count()
 }
+
+#[test]
+fn with_the_dlq_in_the_state_store_an_on_commit_ae_means_the_row_is_committed_and_listeners_append() {
+    let dir = workspace(
+        "dlq-store",
+        &[
+            ("  path: ../out/mllp-listener/dlq.jsonl", "  store: state"),
+            (
+                "audit:\n  path: ../out/mllp-listener/audit.jsonl\n",
+                "audit:\n  path: ../out/mllp-listener/audit.jsonl\nstate:\n  path: ../out/mllp-listener/state.db\n",
+            ),
+        ],
+    );
+    let listed = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&dir)
+            .args(["dlq", "list", "pipelines/mllp-listener.yaml", "--output", "json"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let bad = |id: &str| ADT.replace("CTRL1", id).replace("12345^^^HOSP^MR", "");
+    for (n, id) in ["CTRL1", "CTRL2"].into_iter().enumerate() {
+        let server = Server::start(&dir);
+        let mut s = server.connect();
+        s.write_all(&mllp::frame(bad(id).as_bytes())).unwrap();
+        assert_eq!(msa(&read_frame(&mut s).unwrap()).0, "AE");
+        // Read while the listener runs: the row was committed before the AE left.
+        assert_eq!(listed(), n + 1, "the entry is in the table when the AE arrives; a new listener appends");
+        let (exit, summary, stdout, stderr) = server.stop("INT");
+        assert_eq!(exit, Some(0), "{stderr}");
+        assert_eq!(summary["dlq"], 1, "{summary}");
+        assert!(!dir.join("out/mllp-listener/dlq.jsonl").exists());
+        let phi = ["ZEBULON".to_string(), "QUINTUS".to_string(), "123-45-6789".to_string()];
+        assert_no_phi(&phi, &[("stdout", &stdout), ("stderr", &stderr)]);
+    }
+}

@@ -11,7 +11,9 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::checkpoints::{PER_COPY, error_code, expect_exactly_once, expect_totals, file_len, setup, summary};
+use common::checkpoints::{
+    PER_COPY, error_code, expect_exactly_once, expect_totals, file_len, kill_at_random_moments, setup, summary,
+};
 use common::text;
 
 const CLOCK: &str = "2024-01-01T00:00:00Z";
@@ -33,68 +35,20 @@ fn spawn(dir: &Path, extra: &[&str]) -> Child {
     sluice(dir).args(&args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
-/// A small deterministic generator (the seed is printed, so a failure can be replayed with
-/// `SLUICE_KILL_SEED`).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_fraction(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (self.0 >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 #[test]
 fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
     // 3031 copies of 66 records: 200,046 messages.
     let copies = 3031u64;
     let dir = setup("resume-kill", copies as usize, "100ms");
-    let seed = std::env::var("SLUICE_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
-    });
-    println!("kill seed {seed} (SLUICE_KILL_SEED={seed} replays it)");
-    let mut rng = Lcg(seed);
-    // Kill when the audit log passes a random size: each time between 5% and 35% of the way
-    // from its current size to the final one (estimated low, at 330 bytes an entry, so the
-    // kills land inside the run). Since the target is beyond what the killed run left, each run
-    // must cut back to its checkpoint and write past it before it is killed.
-    let estimate = (PER_COPY.0 * copies) as f64 * 330.0;
     let audit = dir.join("out/audit.jsonl");
-    let mut kills = 0;
-    let mut targets = Vec::new();
-    let mut console = String::new();
-    for i in 0..5 {
-        let now = file_len(&audit) as f64;
-        let target = (now + (estimate - now).max(0.0) * (0.05 + 0.30 * rng.next_fraction())) as u64;
-        targets.push(target);
-        let mut child = spawn(&dir, if i == 0 { &[] } else { &["--resume"] });
-        let started = Instant::now();
-        let killed = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                // It finished before reaching the target: nothing to kill.
-                assert!(status.success(), "run {i} failed: {status}");
-                break false;
-            }
-            if file_len(&audit) >= target {
-                child.kill().unwrap();
-                break true;
-            }
-            assert!(started.elapsed() < Duration::from_secs(600), "run {i} made no progress");
-            std::thread::sleep(Duration::from_millis(5));
-        };
-        let out = child.wait_with_output().unwrap();
-        console.push_str(&text(&out.stdout));
-        console.push_str(&text(&out.stderr));
-        if !killed {
-            break;
-        }
-        kills += 1;
-        // A plain run refuses to overwrite the killed run's outputs.
-        let refused = run(&dir, &[]);
-        assert_eq!(refused.status.code(), Some(1));
-        assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
-    }
-    println!("killed {kills} times at audit sizes {targets:?} (estimated final size {estimate:.0})");
+    let common::checkpoints::Kills { kills, mut console } = kill_at_random_moments(
+        &dir,
+        copies,
+        5,
+        |resume| spawn(&dir, if resume { &["--resume"] } else { &[] }),
+        || true,
+        || run(&dir, &[]),
+    );
     assert!(kills >= 3, "the kills should land inside the run: {kills}");
     let last = run(&dir, &["--resume"]);
     console.push_str(&text(&last.stdout));

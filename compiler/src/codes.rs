@@ -61,6 +61,10 @@ codes! {
         "A customer pack builds on its base pack (`extends:` in `pack.yaml`): its mappings may extend mappings of the pack itself or of its base packs, not of another customer's pack. Point `extends` at the base pack's mapping, or declare the pack it builds on in `pack.yaml`.";
     THROTTLE_KEY_PHI = "SL211", "throttle-key-phi", "A throttle is keyed by a PHI field.",
         "`throttle: {per: FIELD}` keeps one bucket per value of FIELD: the values name buckets, which a shared throttle stores in the state store and logs may show. A field that carries a PHI class (a patient id, a name) would put patient data there. Key the throttle by what the endpoint limits: a tenant, a facility, an account or realm id.";
+    DLQ_LOCATION_CHOICE = "SL212", "dlq-location-choice", "`dlq` names both or neither of `path` and `store`.",
+        "The DLQ is either a JSON Lines file (`path: out/dlq.jsonl`) or the `dlq_entries` table of the pipeline's state store (`store: state`). Write exactly one of the two keys.";
+    DLQ_STORE_WITHOUT_STATE = "SL213", "dlq-store-without-state", "`dlq: {store: state}` needs a state store.",
+        "`store: state` keeps the DLQ's entries in the pipeline's state store (SQLite or PostgreSQL), and the pipeline has no `state:` block. Add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`), or keep the DLQ in a file with `path: out/dlq.jsonl`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

@@ -665,10 +665,13 @@ impl Compiler {
             pipeline: spec.name.clone(),
             spec_file: self.sources.get(id).name.clone(),
             components,
-            dlq: target(&spec.dlq, self).map(|path| DlqTarget {
-                path,
-                encryption_key: spec.dlq_key.as_ref().map(|k| self.secret_reference(k)),
-                plaintext_reason: spec.dlq_plaintext_reason.clone(),
+            dlq: target(&spec.dlq, self).or_else(|| spec.dlq_store.as_ref().map(|_| String::new())).map(|path| {
+                DlqTarget {
+                    store: path.is_empty().then(|| "state".to_string()),
+                    path,
+                    encryption_key: spec.dlq_key.as_ref().map(|k| self.secret_reference(k)),
+                    plaintext_reason: spec.dlq_plaintext_reason.clone(),
+                }
             }),
             audit: target(&spec.audit, self).map(|path| FileTarget { path }),
             state: match (target(&spec.state, self), &spec.state_url) {
@@ -693,7 +696,7 @@ impl Compiler {
         if !ok {
             return None;
         }
-        if let (Some(at), Some(d)) = (&spec.dlq, &plan.dlq)
+        if let (Some(at), Some(d)) = (spec.dlq.as_ref().or(spec.dlq_store.as_ref()), &plan.dlq)
             && d.encryption_key.is_none()
             && d.plaintext_reason.is_none()
         {

@@ -43,6 +43,7 @@ fn bench(c: &mut Criterion) {
             outputs: vec![("out/events.jsonl".into(), 0), ("out/dlq.jsonl".into(), 0), ("out/audit.jsonl".into(), 0)],
             audit_head: "ab".repeat(32),
             at: "2024-01-15T10:30:00Z".into(),
+            dlq_rows: None,
         };
         c.bench_function(&format!("{kind}: checkpoint save"), |b| {
             b.iter(|| {

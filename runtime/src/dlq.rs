@@ -22,6 +22,27 @@
 //!   pipeline's `dlq.encryption_key`; a run without a key refuses to start unless the spec
 //!   says why plain text is fine (`plaintext_reason`, for synthetic or test data).
 //! - Entries are written by the writer thread in record order, so the file is deterministic.
+//!
+//! Where the entries go ([`Out`]): a JSON Lines file (`dlq: {path}`), or the `dlq_entries`
+//! table of the pipeline's state store (`dlq: {store: state}`, [`crate::state::dlq`]), one
+//! row per entry holding the same JSON line. Both are read back by one function,
+//! [`read_plan_entries`], so `sluice dlq list | show | replay | purge` do not care which.
+//! The table keeps the file's guarantees, kill -9 at any moment included:
+//! - Durable before claimed. The writer holds a batch's rows in memory and commits them in one
+//!   transaction whenever it would flush or sync a file (before it calls completions such as
+//!   MLLP `on_commit` ACKs, before each checkpoint, at the end of the run, when a live feed is
+//!   idle) and whenever [`PENDING_ROWS`] wait. A commit is durable (SQLite
+//!   `synchronous = FULL`, PostgreSQL synchronous commit). A crash loses only rows not yet
+//!   committed, whose records no ACK, checkpoint or summary has claimed.
+//! - Exactly once after a crash. A checkpoint counting `n` records is saved after the rows of
+//!   records `1..=n` are committed, and records the run's row count. A resume deletes the run's
+//!   rows with `seq > n` (those a crash left after the checkpoint, committed or not is all one)
+//!   and checks the count (RT014 if rows went missing); the records after `n` are then
+//!   processed again and write their rows once. A transaction cut by the crash is rolled back
+//!   by the database: there is no torn row, as there can be a torn last line in a file.
+//! - A new file run (or `--restart`) deletes the pipeline's rows first, as it truncates a DLQ
+//!   file; a live feed and a replay append. A replay that did not complete is undone by
+//!   deleting its rows above the key it recorded when it started ([`crate::replay`]).
 
 use serde::Serialize;
 
@@ -212,7 +233,7 @@ pub fn key_for(target: &sluice_compiler::plan::DlqTarget) -> Result<Option<DlqKe
         (None, Some(_)) => Ok(None),
         (None, None) => Err(crate::RunError::new(
             findings::DLQ_UNENCRYPTED,
-            format!("the DLQ `{}` would hold raw messages, which hold patient data, unencrypted", target.path),
+            format!("the DLQ ({}) would hold raw messages, which hold patient data, unencrypted", target.shown(None)),
         )
         .with_help(
             "add `encryption_key: ${SLUICE_DLQ_KEY}` (or `${file:dlq.key}`) to `dlq`, with 32 random bytes as 64 hex \
@@ -229,10 +250,21 @@ pub struct Writing<'a> {
     pub key: Option<&'a DlqKey>,
 }
 
-/// The entry's JSON line (without the line break). With a key, `raw` is sealed.
-pub fn entry_line(w: &Writing<'_>, env: &Envelope, raw: &[u8], stage: &str, r: &Rejection) -> String {
+/// One entry ready to write: its JSON line (without the line break) and what the state store's
+/// table keeps beside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Line {
+    pub id: String,
+    pub stage: String,
+    pub code: &'static str,
+    pub at: String,
+    pub text: String,
+}
+
+/// The entry's line. With a key, `raw` is sealed.
+pub fn entry_line(w: &Writing<'_>, env: &Envelope, raw: &[u8], stage: &str, r: &Rejection) -> Line {
     let id = format!("{}-{}", w.run_id, env.seq);
-    line(w, &id, env, env.offset, raw, stage, r, None)
+    line(w, id, env, env.offset, raw, stage, r, None)
 }
 
 /// The id of the entry of segment `segment` dropped from record `record_id`.
@@ -242,12 +274,7 @@ pub fn part_id(record_id: &str, segment: usize) -> String {
 
 /// The entry of a segment dropped from the record `env` describes (stage: its source), and
 /// the entry's id. The reason and finding say where and why, never what.
-pub fn part_entry_line(
-    w: &Writing<'_>,
-    env: &Envelope,
-    part: &crate::source::DroppedPart,
-    stage: &str,
-) -> (String, String) {
+pub fn part_entry_line(w: &Writing<'_>, env: &Envelope, part: &crate::source::DroppedPart, stage: &str) -> Line {
     let record = format!("{}-{}", w.run_id, env.seq);
     let id = part_id(&record, part.segment);
     let reason = format!(
@@ -272,33 +299,32 @@ pub fn part_entry_line(
         segment: part.segment as u64,
         message_offset: env.offset,
     };
-    let line = line(w, &id, env, part.offset, &part.bytes, stage, &r, Some(p));
-    (id, line)
+    line(w, id, env, part.offset, &part.bytes, stage, &r, Some(p))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn line(
     w: &Writing<'_>,
-    id: &str,
+    id: String,
     env: &Envelope,
     offset: u64,
     raw: &[u8],
     stage: &str,
     r: &Rejection,
     part: Option<Part<'_>>,
-) -> String {
+) -> Line {
     let key = w.key;
     use base64::Engine;
     let (raw, raw_encoding) = match (key, std::str::from_utf8(raw)) {
         // A message that cannot be sealed is not written in plain text.
-        (Some(key), _) => (std::borrow::Cow::Owned(key.seal(id, raw).unwrap_or_default()), Some(SEALED)),
+        (Some(key), _) => (std::borrow::Cow::Owned(key.seal(&id, raw).unwrap_or_default()), Some(SEALED)),
         (None, Ok(text)) => (std::borrow::Cow::Borrowed(text), None),
         (None, Err(_)) => {
             (std::borrow::Cow::Owned(base64::engine::general_purpose::STANDARD.encode(raw)), Some("base64"))
         }
     };
     let entry = Entry {
-        id,
+        id: &id,
         run_id: w.run_id,
         plan_hash: w.plan_hash,
         at: w.at,
@@ -315,7 +341,155 @@ fn line(
         raw: &raw,
         raw_encoding,
     };
-    serde_json::to_string(&entry).unwrap_or_default()
+    let text = serde_json::to_string(&entry).unwrap_or_default();
+    Line { id, stage: stage.to_string(), code: r.code, at: w.at.to_string(), text }
+}
+
+/// How many rows [`Out::Table`] holds in memory at most before it commits them (about a
+/// megabyte of entries): bounds memory in a run with many rejects, between the commits the
+/// writer asks for.
+pub const PENDING_ROWS: usize = 1024;
+
+/// Where the writer puts DLQ entries: the file, or the state store's table.
+pub enum Out {
+    File { path: String, w: std::io::BufWriter<std::fs::File> },
+    Table(Table),
+}
+
+/// The DLQ in the state store, as the writer fills it: its own connection to the pipeline's
+/// store (the run's checkpoints use another), and the rows not yet committed.
+pub struct Table {
+    store: crate::state::Store,
+    pipeline: String,
+    pending: Vec<crate::state::dlq::DlqRow>,
+    /// The run's rows committed so far (from its start, for a resumed run), for checkpoints.
+    committed: u64,
+}
+
+impl Out {
+    /// Opens the plan's DLQ: `open_file` opens a file the way the run opens its outputs;
+    /// `start` says what happens to a table's rows first: see [`TableStart`].
+    pub fn open(
+        plan: &sluice_compiler::plan::Plan,
+        open_file: impl FnOnce(&str) -> Result<std::io::BufWriter<std::fs::File>, crate::RunError>,
+        start: TableStart<'_>,
+    ) -> Result<Out, crate::RunError> {
+        let target = plan.dlq.as_ref();
+        if !target.is_some_and(|d| d.in_state_store()) {
+            let path = target.map(|d| d.path.clone()).unwrap_or_default();
+            let w = open_file(&path)?;
+            return Ok(Out::File { path, w });
+        }
+        let Some(state) = &plan.state else {
+            return Err(crate::RunError::new(
+                crate::findings::PLAN_INVALID,
+                "the plan keeps its DLQ in the state store and has none",
+            ));
+        };
+        let store = crate::state::Store::open(state, None)?;
+        let pipeline = plan.pipeline.clone();
+        let committed = match start {
+            TableStart::Append => 0,
+            TableStart::Fresh => {
+                store.dlq_clear(&pipeline)?;
+                0
+            }
+            TableStart::Resume { run_id, records, rows } => {
+                let left = store.dlq_cut_back(&pipeline, run_id, records)?;
+                if let Some(rows) = rows
+                    && rows != left
+                {
+                    return Err(crate::RunError::new(
+                        crate::findings::RESUME_INPUT_CHANGED,
+                        format!(
+                            "the DLQ in state store `{}` holds {left} entries of run {run_id} up to its checkpoint, which counted {rows}",
+                            store.shown()
+                        ),
+                    )
+                    .with_help("the DLQ changed since the run stopped; start over with `sluice run --restart`"));
+                }
+                left
+            }
+        };
+        Ok(Out::Table(Table { store, pipeline, pending: Vec::new(), committed }))
+    }
+
+    /// Writes one entry of record `seq` of run `run_id` (a table commits when
+    /// [`PENDING_ROWS`] wait).
+    pub fn write(&mut self, line: &Line, run_id: &str, seq: u64) -> Result<(), crate::RunError> {
+        match self {
+            Out::File { path, w } => crate::sink::write_line(w, &line.text, path),
+            Out::Table(t) => {
+                t.pending.push(crate::state::dlq::DlqRow {
+                    entry_id: line.id.clone(),
+                    run_id: run_id.to_string(),
+                    seq,
+                    stage: line.stage.clone(),
+                    code: line.code.to_string(),
+                    at: line.at.clone(),
+                    entry: line.text.clone(),
+                });
+                if t.pending.len() >= PENDING_ROWS { t.commit() } else { Ok(()) }
+            }
+        }
+    }
+
+    /// Hands what is written to the OS (`sync`: to the disk); a table commits its pending rows
+    /// either way (a commit is durable).
+    pub fn flush(&mut self, sync: bool) -> Result<(), crate::RunError> {
+        use std::io::Write;
+        match self {
+            Out::File { path, w } => w
+                .flush()
+                .and_then(|_| if sync { w.get_ref().sync_data() } else { Ok(()) })
+                .map_err(|e| crate::RunError::io("write", std::path::Path::new(path), &e)),
+            Out::Table(t) => t.commit(),
+        }
+    }
+
+    /// The end of a run: everything written made durable (a file synced with its metadata).
+    pub fn finish(&mut self) -> Result<(), crate::RunError> {
+        match self {
+            Out::File { path, w } => crate::sink::finish(w, path),
+            Out::Table(t) => t.commit(),
+        }
+    }
+
+    /// The file and its writer, if the DLQ is a file.
+    pub fn file(&self) -> Option<(&String, &std::io::BufWriter<std::fs::File>)> {
+        match self {
+            Out::File { path, w } => Some((path, w)),
+            Out::Table(_) => None,
+        }
+    }
+
+    /// The table's committed rows of the run, if the DLQ is a table (for a checkpoint).
+    pub fn table_rows(&self) -> Option<u64> {
+        match self {
+            Out::File { .. } => None,
+            Out::Table(t) => Some(t.committed),
+        }
+    }
+}
+
+impl Table {
+    fn commit(&mut self) -> Result<(), crate::RunError> {
+        self.store.append_dlq(&self.pipeline, &self.pending)?;
+        self.committed += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+}
+
+/// What happens to a DLQ table's rows when a run opens it.
+pub enum TableStart<'a> {
+    /// A live feed or a replay: rows are added to those there.
+    Append,
+    /// A new file run: the pipeline's rows are deleted first.
+    Fresh,
+    /// A resumed file run: the run's rows of records after `records` are deleted, and the run
+    /// must have `rows` left (as its checkpoint counted, when it did).
+    Resume { run_id: &'a str, records: u64, rows: Option<u64> },
 }
 
 #[cfg(test)]
@@ -438,13 +612,37 @@ impl StoredEntry {
     }
 }
 
-/// The entries of a plan's DLQ file ([`read_entries`]), a line that is not an entry being RT018.
+/// The entries of a plan's DLQ, in the order written, wherever it is: its file
+/// ([`read_entries`]) or the state store's table (read without the lock, so while a run goes
+/// on). A line or row that is not an entry is RT018.
 pub fn read_plan_entries(plan: &sluice_compiler::plan::Plan) -> Result<Vec<StoredEntry>, crate::RunError> {
-    let path = plan.dlq.as_ref().map(|d| d.path.as_str()).unwrap_or_default();
-    read_entries(std::path::Path::new(path)).map_err(|e| {
-        crate::RunError::new(crate::findings::DLQ_UNREADABLE, format!("DLQ {e}"))
-            .with_help("the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it")
-    })
+    let unreadable = |e: String, help: &str| {
+        crate::RunError::new(crate::findings::DLQ_UNREADABLE, format!("DLQ {e}")).with_help(help.to_string())
+    };
+    match (plan.dlq.as_ref(), plan.state.as_ref()) {
+        (Some(d), Some(state)) if d.in_state_store() => {
+            let rows = crate::state::Store::dlq_entries_in(state, &plan.pipeline)?;
+            rows.into_iter()
+                .map(|(key, entry)| {
+                    serde_json::from_str(&entry).map_err(|_| {
+                        unreadable(
+                            format!("{}: row {key} is not a DLQ entry of this version of Sluice", d.shown(Some(state))),
+                            "the `dlq_entries` table must hold only entries Sluice wrote; delete edited or foreign rows",
+                        )
+                    })
+                })
+                .collect()
+        }
+        (d, _) => {
+            let path = d.map(|d| d.path.as_str()).unwrap_or_default();
+            read_entries(std::path::Path::new(path)).map_err(|e| {
+                unreadable(
+                    e,
+                    "the DLQ file must hold only entries Sluice wrote; move edited or foreign lines out of it",
+                )
+            })
+        }
+    }
 }
 
 /// Reads every entry of a DLQ file, in order. A missing file has none. A line that is not an

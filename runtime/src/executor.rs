@@ -46,6 +46,11 @@
 //!   sink's retries). An `http` sink has no length to cut back: its requests are answered
 //!   before the checkpoint that covers them, so a resume may send them again (at least
 //!   once, under the same idempotency key; `crate::http_sink`).
+//! - The DLQ is a file or the state store's `dlq_entries` table ([`dlq::Out`]): the table's
+//!   pending rows are committed wherever a file would be flushed or synced (before
+//!   completions, checkpoints and the end), so every guarantee above holds for both; a
+//!   checkpoint counts the run's rows, and a resume deletes its rows after the checkpoint
+//!   instead of cutting a file back (`crate::dlq` has the crash analysis).
 //! - A live feed and a replay append to their outputs (never truncating what was
 //!   acknowledged or delivered), and their writer flushes its buffers to the OS whenever it
 //!   has caught up: a record never waits in memory for records that may not come.
@@ -170,10 +175,10 @@ pub struct Processed {
     code: Option<&'static str>,
     control_id: Option<String>,
     sink_lines: Vec<(usize, String)>,
-    dlq_lines: Vec<String>,
+    dlq_lines: Vec<dlq::Line>,
     /// DLQ entries of parts the source step dropped (`bad_segments: drop`), and what the audit
     /// says of them. They do not make the record a DLQ record.
-    part_lines: Vec<String>,
+    part_lines: Vec<dlq::Line>,
     dropped: Vec<audit::Dropped>,
     event: Event,
     component: Arc<str>,
@@ -191,7 +196,7 @@ pub struct Processed {
 struct Acc {
     sink_lines: Vec<(usize, String)>,
     sinks: Vec<String>,
-    dlq_lines: Vec<String>,
+    dlq_lines: Vec<dlq::Line>,
     dlq_component: Option<Arc<str>>,
     filtered_by: Option<Arc<str>>,
     warned: bool,
@@ -237,13 +242,14 @@ impl Ctx<'_, '_> {
         idx: usize,
         env: &Envelope,
         dropped: &[source::DroppedPart],
-    ) -> (Vec<String>, Vec<audit::Dropped>) {
+    ) -> (Vec<dlq::Line>, Vec<audit::Dropped>) {
         let stage = &self.c.names[idx];
         dropped
             .iter()
             .map(|part| {
-                let (id, line) = dlq::part_entry_line(&self.dlq(), env, part, stage);
-                (line, audit::Dropped { segment: part.segment, offset: part.offset, code: part.code, dlq: id })
+                let line = dlq::part_entry_line(&self.dlq(), env, part, stage);
+                let dlq = line.id.clone();
+                (line, audit::Dropped { segment: part.segment, offset: part.offset, code: part.code, dlq })
             })
             .unzip()
     }
@@ -549,7 +555,8 @@ struct Outputs {
     files: Vec<(String, std::io::BufWriter<std::fs::File>)>,
     /// Component index -> (index into `files`, index into `per_sink`).
     sink_of: Vec<Option<(usize, usize)>>,
-    dlq: (String, std::io::BufWriter<std::fs::File>),
+    /// The DLQ: a file, or the state store's table ([`dlq::Out`]).
+    dlq: dlq::Out,
     audit: Option<(String, std::io::BufWriter<std::fs::File>)>,
     /// `http` sinks: no file, nothing to sync; each request is answered before the writer
     /// goes on.
@@ -561,8 +568,9 @@ impl Outputs {
     fn handles(&self) -> Vec<std::fs::File> {
         self.files
             .iter()
-            .chain(std::iter::once(&self.dlq))
-            .chain(self.audit.iter())
+            .map(|(path, w)| (path, w))
+            .chain(self.dlq.file())
+            .chain(self.audit.iter().map(|(path, w)| (path, w)))
             .filter_map(|(_, w)| w.get_ref().try_clone().ok())
             .collect()
     }
@@ -592,8 +600,15 @@ fn flush_in_background(files: Vec<std::fs::File>, done: &AtomicBool) {
 }
 
 /// Opens the outputs: created empty for a new file run, cut back to the checkpoint's lengths for
-/// a resumed one, appended to for a live feed (its records were acknowledged).
-fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live: bool) -> Result<Outputs, RunError> {
+/// a resumed one, appended to for a live feed (its records were acknowledged). A DLQ in the
+/// state store is treated alike ([`dlq::TableStart`]).
+fn open_outputs(
+    c: &Compiled<'_>,
+    run_id: &str,
+    totals: &mut Totals,
+    start: &Checkpoint,
+    live: bool,
+) -> Result<Outputs, RunError> {
     let resuming = start.records > 0 || !start.outputs.is_empty();
     let open = |path: &str| -> Result<std::io::BufWriter<std::fs::File>, RunError> {
         if live {
@@ -637,8 +652,12 @@ fn open_outputs(c: &Compiled<'_>, totals: &mut Totals, start: &Checkpoint, live:
             _ => {}
         }
     }
-    let dlq_path = c.plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
-    let dlq = (dlq_path.clone(), open(&dlq_path)?);
+    let table_start = match (live, resuming) {
+        (true, _) => dlq::TableStart::Append,
+        (false, false) => dlq::TableStart::Fresh,
+        (false, true) => dlq::TableStart::Resume { run_id, records: start.records, rows: start.dlq_rows },
+    };
+    let dlq = dlq::Out::open(c.plan, open, table_start)?;
     let audit = match &c.plan.audit {
         Some(a) => Some((a.path.clone(), open(&a.path)?)),
         None => None,
@@ -798,7 +817,7 @@ fn read_live(
 /// checkpoint is saved).
 fn sync_outputs(
     files: &mut [(String, std::io::BufWriter<std::fs::File>)],
-    dlq: &mut (String, std::io::BufWriter<std::fs::File>),
+    dlq: &mut dlq::Out,
     audit: &mut Option<(String, std::io::BufWriter<std::fs::File>)>,
 ) -> Result<(), RunError> {
     flush_outputs(files, dlq, audit, true)
@@ -807,12 +826,13 @@ fn sync_outputs(
 /// Hands what every output's buffer holds to the OS, and with `sync` to the disk.
 fn flush_outputs(
     files: &mut [(String, std::io::BufWriter<std::fs::File>)],
-    dlq: &mut (String, std::io::BufWriter<std::fs::File>),
+    dlq: &mut dlq::Out,
     audit: &mut Option<(String, std::io::BufWriter<std::fs::File>)>,
     sync: bool,
 ) -> Result<(), RunError> {
     use std::io::Write;
-    for (path, w) in files.iter_mut().chain(std::iter::once(dlq)).chain(audit.iter_mut()) {
+    dlq.flush(sync)?;
+    for (path, w) in files.iter_mut().chain(audit.iter_mut()) {
         w.flush()
             .and_then(|_| if sync { w.get_ref().sync_data() } else { Ok(()) })
             .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
@@ -823,13 +843,14 @@ fn flush_outputs(
 /// The outputs' lengths, for a checkpoint (call after [`sync_outputs`]).
 fn output_lengths(
     files: &[(String, std::io::BufWriter<std::fs::File>)],
-    dlq: &(String, std::io::BufWriter<std::fs::File>),
+    dlq: &dlq::Out,
     audit: &Option<(String, std::io::BufWriter<std::fs::File>)>,
 ) -> Result<Vec<(String, u64)>, RunError> {
     files
         .iter()
-        .chain(std::iter::once(dlq))
-        .chain(audit.iter())
+        .map(|(path, w)| (path, w))
+        .chain(dlq.file())
+        .chain(audit.iter().map(|(path, w)| (path, w)))
         .map(|(path, w)| {
             let len = w.get_ref().metadata().map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?.len();
             Ok((path.clone(), len))
@@ -857,7 +878,7 @@ pub fn execute(
     };
     let mut totals = Totals::default();
     let resuming = !live && (start.records > 0 || !start.outputs.is_empty());
-    let opened = open_outputs(c, &mut totals, &start, live).and_then(|outputs| {
+    let opened = open_outputs(c, run_id, &mut totals, &start, live).and_then(|outputs| {
         // A live feed or a replay goes on numbering and chaining after the audit log's last
         // entry.
         match &plan.audit {
@@ -1073,7 +1094,7 @@ fn refused_entry(
     p: &Processed,
     sink: &str,
     why: &Rejection,
-) -> String {
+) -> dlq::Line {
     let (raw, offset) = p.raw.clone().unwrap_or_else(|| (Arc::from(&[][..]), 0));
     let env = Envelope {
         source: Arc::from(plan.components[p.source].name.as_str()),
@@ -1305,7 +1326,7 @@ impl Writer<'_> {
         let refused = self.outputs.http.send_batch(self.run_id, lines);
         let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
         let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
-        let Outputs { files, sink_of, dlq: (dlq_path, dlq), audit, http } = &mut self.outputs;
+        let Outputs { files, sink_of, dlq, audit, http } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
@@ -1359,7 +1380,7 @@ impl Writer<'_> {
                 }
             }
             for line in p.dlq_lines.iter().chain(&p.part_lines) {
-                sink::write_line(dlq, line, dlq_path)?;
+                dlq.write(line, self.run_id, p.seq)?;
             }
             t.parts_dropped += p.part_lines.len() as u64;
             match p.event {
@@ -1417,6 +1438,7 @@ impl Writer<'_> {
             outputs: output_lengths(files, dlq, audit)?,
             audit_head: self.chain.head().to_string(),
             at: self.clock.now(),
+            dlq_rows: dlq.table_rows(),
         };
         store.save(*id, &checkpoint)?;
         self.checkpoints += 1;
@@ -1452,7 +1474,8 @@ impl Writer<'_> {
                 .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
         }
         let Outputs { files, dlq, audit, .. } = &mut self.outputs;
-        for (path, w) in files.iter_mut().chain(std::iter::once(dlq)).chain(audit.iter_mut()) {
+        dlq.finish()?;
+        for (path, w) in files.iter_mut().chain(audit.iter_mut()) {
             sink::finish(w, path)?;
         }
         self.set_status(Status::Completed)

@@ -1,9 +1,11 @@
-//! DLQ purge (`sluice dlq purge`): removes DLQ records from the pipeline's DLQ file, by id or
-//! all of those already replayed, and records the operator action in the audit log.
+//! DLQ purge (`sluice dlq purge`): removes DLQ records from the pipeline's DLQ (its file or
+//! the state store's table), by id or all of those already replayed, and records the operator
+//! action in the audit log.
 //!
 //! Invariants:
 //! - Atomic: the DLQ file is rewritten to a temporary file beside it, synced, and renamed over
-//!   it; a crash leaves either the old file or the new one, never a mix.
+//!   it; a crash leaves either the old file or the new one, never a mix. In the state store,
+//!   the rows are deleted in one transaction.
 //! - Audited: a `dlq_purged` entry (the purged record ids and their count, never a value) is
 //!   chained onto the pipeline's audit log before the new file replaces the old one, so every
 //!   removal is on record. (A crash between the two leaves the entry and the old file: the
@@ -62,7 +64,7 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         )
         .with_help("add `state: {path: ...}` to the pipeline: its lock keeps runs and DLQ operations apart"));
     };
-    let store = Store::open(target, Some(&plan.pipeline))?;
+    let mut store = Store::open(target, Some(&plan.pipeline))?;
     if let Some(row) = store.unfinished(&plan.pipeline)? {
         return Err(RunError::new(
             findings::RUN_UNFINISHED,
@@ -71,6 +73,8 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         .with_help("finish it first (`sluice run --resume`) or start over (`--restart`): its checkpoint counts the DLQ as it is"));
     }
     let dlq_path = plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+    let in_table = plan.dlq.as_ref().is_some_and(|d| d.in_state_store());
+    let dlq_shown = plan.dlq.as_ref().map(|d| d.shown(plan.state.as_ref())).unwrap_or_default();
     let entries = dlq::read_plan_entries(plan)?;
     let known: BTreeSet<&str> = entries.iter().map(|e| e.id.as_str()).collect();
     let chosen: BTreeSet<String> = match choice {
@@ -80,7 +84,7 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
                 if !known.contains(id.as_str()) {
                     return Err(RunError::new(
                         findings::DLQ_UNKNOWN_RECORD,
-                        format!("no DLQ record {id} in `{dlq_path}`"),
+                        format!("no DLQ record {id} in {dlq_shown}"),
                     )
                     .with_help("`sluice dlq list PIPELINE` shows the ids"));
                 }
@@ -113,6 +117,18 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         crate::sink::finish(&mut w, &a.path)?;
     }
 
+    let summary = |removed: u64| PurgeSummary {
+        pipeline: plan.pipeline.clone(),
+        purged: chosen.len() as u64,
+        entries: removed,
+        left: records_before - chosen.len() as u64,
+    };
+    if in_table {
+        let ids: Vec<String> = chosen.iter().cloned().collect();
+        store.dlq_purge(&plan.pipeline, &ids)?;
+        return Ok(summary(entries.iter().filter(|e| chosen.contains(&e.id)).count() as u64));
+    }
+
     // Then the new DLQ file, atomically.
     let text =
         std::fs::read_to_string(&dlq_path).map_err(|e| RunError::io("read", std::path::Path::new(&dlq_path), &e))?;
@@ -131,10 +147,5 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
     let mut f = std::fs::File::create(tmp_path).map_err(|e| RunError::io("create", tmp_path, &e))?;
     f.write_all(kept.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| RunError::io("write", tmp_path, &e))?;
     std::fs::rename(tmp_path, &dlq_path).map_err(|e| RunError::io("replace", std::path::Path::new(&dlq_path), &e))?;
-    Ok(PurgeSummary {
-        pipeline: plan.pipeline.clone(),
-        purged: chosen.len() as u64,
-        entries: removed,
-        left: records_before - chosen.len() as u64,
-    })
+    Ok(summary(removed))
 }

@@ -9,10 +9,12 @@
 //!
 //! Invariants:
 //! - Nothing is lost if the replay fails: it is all or nothing. The state store records the
-//!   outputs' lengths before it starts; the records are marked replayed (with their outcomes)
-//!   only after every output is synced, in one transaction. A replay that fails, or was
-//!   killed, is undone (each output cut back to its length) before anything else is replayed,
-//!   so its records are still pending and none is delivered twice.
+//!   outputs' lengths before it starts (and, for a DLQ in the state store, the table's highest
+//!   key for the pipeline, as the output [`DLQ_TABLE`]); the records are marked replayed (with
+//!   their outcomes) only after every output is synced and every DLQ row committed, in one
+//!   transaction. A replay that fails, or was killed, is undone (each output cut back to its
+//!   length, the replay's DLQ rows above the recorded key deleted) before anything else is
+//!   replayed, so its records are still pending and none is delivered twice.
 //! - A record is replayed at most once: an id already replayed is refused; if it failed again,
 //!   its new entry is the one to replay.
 //! - A lone part of a record (a segment `bad_segments: drop` cut out, `StoredEntry::part`) is
@@ -61,11 +63,21 @@ fn replay_error(code: &'static str, message: String, help: &str) -> RunError {
     RunError::new(code, message).with_help(help)
 }
 
-/// Cuts each output back to its recorded length (undoing a replay's appends). An output
-/// already shorter is left as it is: the replay's own opening may have cut a partial last line
-/// a crash had left, which was no record.
-fn cut_back(outputs: &[(String, u64)]) -> Result<(), RunError> {
+/// The name, among a replay's recorded outputs, of the DLQ in the state store; its "length" is
+/// the table's highest key for the pipeline when the replay started. (Not a file name: no
+/// output path of a plan has this form.)
+pub const DLQ_TABLE: &str = "state store: dlq_entries";
+
+/// Cuts each output back to its recorded length (undoing a replay's appends), and deletes the
+/// rows replay `run_id` added to a DLQ in the state store. An output already shorter is left
+/// as it is: the replay's own opening may have cut a partial last line a crash had left, which
+/// was no record.
+fn cut_back(store: &Store, pipeline: &str, run_id: &str, outputs: &[(String, u64)]) -> Result<(), RunError> {
     for (path, len) in outputs {
+        if path == DLQ_TABLE {
+            store.dlq_undo(pipeline, run_id, *len)?;
+            continue;
+        }
         let p = std::path::Path::new(path);
         let Ok(meta) = std::fs::metadata(p) else { continue };
         if meta.len() > *len {
@@ -79,8 +91,8 @@ fn cut_back(outputs: &[(String, u64)]) -> Result<(), RunError> {
 
 /// The length of each output file the plan writes, once a partial last line a crash left is
 /// cut away (as the replay's own appending would), so that undoing the replay gives back whole
-/// lines only.
-fn output_lengths(plan: &Plan) -> Result<Vec<(String, u64)>, RunError> {
+/// lines only; and for a DLQ in the state store, its highest key ([`DLQ_TABLE`]).
+fn output_lengths(plan: &Plan, store: &Store) -> Result<Vec<(String, u64)>, RunError> {
     let mut paths: Vec<String> = plan
         .components
         .iter()
@@ -90,17 +102,21 @@ fn output_lengths(plan: &Plan) -> Result<Vec<(String, u64)>, RunError> {
             _ => None,
         })
         .collect();
-    paths.extend(plan.dlq.iter().map(|d| d.path.clone()));
+    paths.extend(plan.dlq.iter().filter(|d| !d.in_state_store()).map(|d| d.path.clone()));
     paths.extend(plan.audit.iter().map(|a| a.path.clone()));
     paths.sort();
     paths.dedup();
-    paths
+    let mut lengths = paths
         .into_iter()
         .map(|p| {
             drop(crate::sink::append(&p)?);
             Ok((p.clone(), std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0)))
         })
-        .collect()
+        .collect::<Result<Vec<_>, RunError>>()?;
+    if plan.dlq.as_ref().is_some_and(|d| d.in_state_store()) {
+        lengths.push((DLQ_TABLE.to_string(), store.dlq_mark(&plan.pipeline)?));
+    }
+    Ok(lengths)
 }
 
 /// Replays the DLQ records `ids` (all that are not replayed yet when empty).
@@ -124,13 +140,13 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
     }
     let undid_incomplete_replay = match store.pending_replay(&plan.pipeline)? {
         Some(pending) => {
-            cut_back(&pending.outputs)?;
+            cut_back(&store, &plan.pipeline, &pending.run_id, &pending.outputs)?;
             store.end_replay(pending.id, "undone", &clock.now())?;
             true
         }
         None => false,
     };
-    let dlq_path = plan.dlq.as_ref().map(|d| d.path.clone()).unwrap_or_default();
+    let dlq_shown = plan.dlq.as_ref().map(|d| d.shown(plan.state.as_ref())).unwrap_or_default();
     let entries = dlq::read_plan_entries(plan)?;
     let replayed = store.replayed()?;
     let all = records(&entries);
@@ -165,7 +181,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                 None => {
                     return Err(replay_error(
                         findings::DLQ_UNKNOWN_RECORD,
-                        format!("no DLQ record {id} in `{dlq_path}`"),
+                        format!("no DLQ record {id} in {dlq_shown}"),
                         "`sluice dlq list PIPELINE` shows the ids",
                     ));
                 }
@@ -202,7 +218,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
             ));
         };
         let bytes = e.raw_bytes(compiled.dlq_key.as_ref()).map_err(|m| {
-            RunError::new(findings::DLQ_UNREADABLE, format!("DLQ `{dlq_path}`: {m}")).with_help(
+            RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {dlq_shown}: {m}")).with_help(
                 "an encrypted entry opens only with the key the run used (`dlq.encryption_key`), and only if unaltered",
             )
         })?;
@@ -222,7 +238,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
             })),
         });
     }
-    let before = output_lengths(plan)?;
+    let before = output_lengths(plan, &store)?;
     let replay_key = store.begin_replay(&run_id, &plan.pipeline, &clock.now(), &before)?;
     let result = executor::execute(
         &compiled,
@@ -237,7 +253,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         Err(e) => {
             // All or nothing: the records stay pending. If the outputs cannot be cut back now,
             // the replay stays `running` and the next one undoes it first.
-            if cut_back(&before).is_ok() {
+            if cut_back(&store, &plan.pipeline, &run_id, &before).is_ok() {
                 let _ = store.end_replay(replay_key, "undone", &clock.now());
             }
             return Err(e);
@@ -247,7 +263,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         std::mem::take(&mut *outcomes.lock().map_err(|_| RunError::new(findings::INTERNAL, "replay outcomes lost"))?);
     got.sort_by_key(|(n, _)| *n);
     if got.len() != chosen.len() {
-        cut_back(&before)?;
+        cut_back(&store, &plan.pipeline, &run_id, &before)?;
         store.end_replay(replay_key, "undone", &clock.now())?;
         return Err(RunError::new(findings::INTERNAL, "a replayed record got no outcome; the replay was undone"));
     }

@@ -85,6 +85,8 @@ fn isolate(plan: &Plan, input: &CaseInput<'_>, dir: &Path, mask_key: Option<&str
     plan.fail_if = None;
     plan.dlq = Some(DlqTarget {
         path: path_text(&dir.join("dlq.jsonl")),
+        // A test's DLQ is a file in its directory, wherever the pipeline keeps its own.
+        store: None,
         encryption_key: None,
         plaintext_reason: Some("sluice test: synthetic test data".into()),
     });

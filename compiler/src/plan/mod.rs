@@ -572,14 +572,39 @@ pub struct FileTarget {
     pub path: String,
 }
 
-/// The DLQ file and how its raw messages are kept.
+/// Where the DLQ is (a JSON Lines file, or the state store's `dlq_entries` table) and how its
+/// raw messages are kept.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DlqTarget {
+    /// The JSON Lines file; empty when the DLQ is in the state store.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// `state`: the entries are rows of the `dlq_entries` table of the pipeline's state store
+    /// (`Plan::state`). Left out of the JSON for a file, so plans (and their hashes) with a DLQ
+    /// file are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
     /// A secret reference (`${VAR}`, `${file:path}` with the path resolved) to the AES-256 key.
     pub encryption_key: Option<String>,
     /// Why raw messages may stay unencrypted.
     pub plaintext_reason: Option<String>,
+}
+
+impl DlqTarget {
+    /// The DLQ is the state store's `dlq_entries` table, not a file.
+    pub fn in_state_store(&self) -> bool {
+        self.store.is_some()
+    }
+
+    /// Where the DLQ is, for messages: its file, or the state store (as
+    /// [`StateTarget::shown`], never a password) and the table.
+    pub fn shown(&self, state: Option<&StateTarget>) -> String {
+        match (self.in_state_store(), state) {
+            (true, Some(st)) => format!("state store `{}`, table dlq_entries", st.shown()),
+            (true, None) => "the state store, table dlq_entries".to_string(),
+            (false, _) => format!("`{}`", self.path),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

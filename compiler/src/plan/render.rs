@@ -163,7 +163,7 @@ pub fn text(plan: &Plan) -> String {
             (None, Some(reason)) => format!("raw messages in plain text: {reason}"),
             (None, None) => "raw messages: NO KEY, the run will refuse to start".to_string(),
         };
-        let _ = writeln!(o, "dlq {} ({raw})", d.path);
+        let _ = writeln!(o, "dlq {} ({raw})", d.shown(plan.state.as_ref()));
     }
     if let Some(a) = &plan.audit {
         let _ = writeln!(o, "audit {}", a.path);

@@ -364,6 +364,9 @@ pub struct PipelineSpec<'n> {
     /// `dlq.encryption_key` (a secret reference) and `dlq.plaintext_reason`.
     pub dlq_key: Option<Spanned>,
     pub dlq_plaintext_reason: Option<String>,
+    /// `dlq.store: state`: the DLQ is the state store's `dlq_entries` table (then `dlq` is
+    /// `None`).
+    pub dlq_store: Option<Spanned>,
     pub audit: Option<Spanned>,
     /// `state.path`: a SQLite store.
     pub state: Option<Spanned>,
@@ -399,6 +402,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
     };
     let mut dlq_key = None;
     let mut dlq_plaintext_reason = None;
+    let mut dlq_store: Option<Spanned> = None;
     let dlq = obj.get("dlq").and_then(|n| reader::object(cx, n, &shape::DLQ_TARGET, "`dlq`")).and_then(|o| {
         dlq_key = o.get("encryption_key").and_then(|n| reader::secret(cx, n, "`encryption_key`"));
         if let Some(reason) = o.get("plaintext_reason").and_then(|n| reader::string(cx, n, "`plaintext_reason`")) {
@@ -418,7 +422,23 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
                 dlq_plaintext_reason = Some(reason.text);
             }
         }
-        o.get("path").and_then(|p| reader::string(cx, p, "`path`"))
+        let path = o.get("path").and_then(|p| reader::string(cx, p, "`path`"));
+        let store = o.get("store").and_then(|s| reader::string(cx, s, "`store`"));
+        match (&path, store) {
+            (Some(_), Some(store)) => cx.push(
+                Diagnostic::error(codes::DLQ_LOCATION_CHOICE, "`dlq` has both `path` and `store`")
+                    .label(store.span, "the state store here, and a file in `path`")
+                    .help("keep `path: out/dlq.jsonl` for a JSON Lines file, or `store: state` for the state store, not both"),
+            ),
+            (None, None) => cx.push(
+                Diagnostic::error(codes::DLQ_LOCATION_CHOICE, "`dlq` has neither `path` nor `store`")
+                    .label(o.anchor(), "where do rejected records go?")
+                    .help("add `path: out/dlq.jsonl` (a JSON Lines file) or `store: state` (the pipeline's state store)"),
+            ),
+            (None, Some(store)) => dlq_store = Some(store),
+            (Some(_), None) => {}
+        }
+        path
     });
     let audit = file_target(cx, "audit");
     let mut checkpoint_every_ms = DEFAULT_CHECKPOINT_EVERY_MS;
@@ -463,6 +483,18 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         });
     if state.is_none() && state_url.is_none() {
         shared_throttles_need_state(cx, obj.get("sinks"), obj.get("defaults"));
+        if let Some(store) = &dlq_store
+            && obj.get("state").is_none()
+        {
+            cx.push(
+                Diagnostic::error(codes::DLQ_STORE_WITHOUT_STATE, "`dlq: {store: state}` needs a state store")
+                    .label(store.span, "the DLQ would be kept in the state store, and the pipeline has none")
+                    .help(
+                        "add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`), or keep the DLQ \
+                         in a file with `path: out/dlq.jsonl`",
+                    ),
+            );
+        }
     }
     let defaults = obj.get("defaults").map(|n| defaults(cx, n)).unwrap_or_else(default_defaults);
     for c in &mut components {
@@ -494,6 +526,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         dlq,
         dlq_key,
         dlq_plaintext_reason,
+        dlq_store,
         audit,
         state,
         state_url,

@@ -141,9 +141,14 @@ pub static FILE_TARGET: Shape = Shape {
 pub static DLQ_TARGET: Shape = Shape {
     name: "dlq",
     type_tag: None,
-    doc: "The dead-letter queue: a JSON Lines file of rejected records, each with its reason and raw message. The raw messages hold patient data, so they are encrypted (AES-256-GCM) unless `plaintext_reason` says why not.",
+    doc: "The dead-letter queue: rejected records, each with its reason and raw message, in a JSON Lines file (`path`) or in the state store (`store: state`); exactly one of the two. The raw messages hold patient data, so they are encrypted (AES-256-GCM) unless `plaintext_reason` says why not.",
     keys: &[
-        req("path", KeyType::String, "File path, relative to the pipeline file."),
+        opt("path", KeyType::String, "JSON Lines file, relative to the pipeline file."),
+        opt(
+            "store",
+            KeyType::Enum(&["state"]),
+            "`state`: keep the entries in the `dlq_entries` table of the pipeline's state store (`state:`, SQLite or PostgreSQL) instead of a file.",
+        ),
         opt(
             "encryption_key",
             KeyType::String,
@@ -413,7 +418,7 @@ pub static PIPELINE: Shape = Shape {
         req(
             "dlq",
             KeyType::Object(&DLQ_TARGET),
-            "Dead-letter queue file: where every rejected record goes, with its reason.",
+            "Dead-letter queue (a file or the state store): where every rejected record goes, with its reason.",
         ),
         opt("audit", KeyType::Object(&FILE_TARGET), "Audit log file (hash-chained JSON Lines)."),
         opt("state", KeyType::Object(&STATE), "State store."),

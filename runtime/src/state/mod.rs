@@ -28,6 +28,7 @@
 //!   no message shows a PostgreSQL password (`StateTarget::shown` is the URL as written: a
 //!   secret reference, or a URL the compiler checked has none).
 
+pub mod dlq;
 pub mod postgres;
 pub mod sqlite;
 
@@ -43,8 +44,11 @@ use sluice_compiler::plan::{StateTarget, pg_url};
 use crate::error::RunError;
 use crate::findings;
 
-/// Version of the tables below, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Version of the tables below, kept in `PRAGMA user_version` (SQLite) or the `sluice_store`
+/// table (PostgreSQL). 2 added `dlq_entries`: a store of version 1 gets the table (every
+/// statement is `IF NOT EXISTS`) and its version raised when this Sluice opens it; an older
+/// Sluice then refuses it as newer rather than ignore a DLQ it cannot see.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The tables, for both backends: `{id}` is each backend's auto-numbered key; `BIGINT` has
 /// SQLite's integer affinity.
@@ -80,6 +84,20 @@ CREATE TABLE IF NOT EXISTS throttles (
     name          TEXT PRIMARY KEY,
     next_start_ns BIGINT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS dlq_entries (
+    id          {id},
+    pipeline    TEXT NOT NULL,
+    entry_id    TEXT NOT NULL,
+    run_id      TEXT NOT NULL,
+    seq         BIGINT NOT NULL,
+    stage       TEXT NOT NULL,
+    code        TEXT NOT NULL,
+    at          TEXT NOT NULL,
+    entry       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dlq_entries_by_pipeline ON dlq_entries (pipeline, id);
+CREATE INDEX IF NOT EXISTS dlq_entries_by_run ON dlq_entries (pipeline, run_id, seq);
+CREATE INDEX IF NOT EXISTS dlq_entries_by_entry ON dlq_entries (pipeline, entry_id);
 ";
 
 /// Where a run stands.
@@ -186,6 +204,11 @@ pub struct Checkpoint {
     /// The audit chain's head: the `hash` of the last entry written (or the genesis hash).
     pub audit_head: String,
     pub at: String,
+    /// With the DLQ in the state store: how many DLQ rows the run had committed (its rows of
+    /// records up to `records`); a resume checks the table still holds them. Left out for a
+    /// DLQ file, whose length is in `outputs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dlq_rows: Option<u64>,
 }
 
 /// A run as the store holds it.
@@ -489,19 +512,25 @@ impl Store {
     /// `filtered`), read without the lock (`sluice dlq list` while a run goes on), and without
     /// creating a store that is not there yet.
     pub fn replayed_in(target: &StateTarget) -> Result<HashMap<String, String>, RunError> {
-        let store = if target.url.is_some() {
-            Store::open(target, None)?
-        } else {
-            let path = Path::new(&target.path);
-            let fail = |e: String| store_error(target.shown(), "state.path", "open it", e);
-            match sqlite::Conn::open_read_only(path).map_err(fail)? {
-                Some(conn) => {
-                    Store { conn: Mutex::new(Conn::Sqlite(conn)), shown: target.path.clone(), key: "state.path" }
-                }
-                None => return Ok(HashMap::new()),
-            }
-        };
-        store.replayed()
+        match Store::open_for_reading(target)? {
+            Some(store) => store.replayed(),
+            None => Ok(HashMap::new()),
+        }
+    }
+
+    /// The store of `target`, unlocked, to read: a SQLite file is opened read-only, and not
+    /// created (`None` when there is none yet).
+    pub fn open_for_reading(target: &StateTarget) -> Result<Option<Store>, RunError> {
+        if target.url.is_some() {
+            return Store::open(target, None).map(Some);
+        }
+        let path = Path::new(&target.path);
+        let fail = |e: String| store_error(target.shown(), "state.path", "open it", e);
+        Ok(sqlite::Conn::open_read_only(path).map_err(fail)?.map(|conn| Store {
+            conn: Mutex::new(Conn::Sqlite(conn)),
+            shown: target.path.clone(),
+            key: "state.path",
+        }))
     }
 
     /// See [`Store::replayed_in`].
@@ -649,6 +678,7 @@ mod tests {
             outputs: vec![("out.jsonl".into(), 1234)],
             audit_head: "ab".repeat(32),
             at: "t1".into(),
+            dlq_rows: None,
         };
         store.save(id, &cp).unwrap();
         let row = store.unfinished("p").unwrap().unwrap();

@@ -50,7 +50,9 @@ impl Conn {
     }
 
     /// Creates the tables (if missing) and returns the store's version (written as `version`
-    /// for a new store), in one transaction under [`SCHEMA_LOCK`].
+    /// for a new store, raised to it for an older one), in one transaction under
+    /// [`SCHEMA_LOCK`]. A newer store's version is returned as it is, for the caller to refuse
+    /// (its DDL changed nothing: every statement is `IF NOT EXISTS`).
     pub fn create(&mut self, ddl: &str, version: i64) -> Result<i64, String> {
         let mut tx = self.client.transaction().map_err(|e| e.to_string())?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK]).map_err(|e| e.to_string())?;
@@ -61,11 +63,18 @@ impl Conn {
             .query_one("SELECT max(version) FROM sluice_store", &[])
             .and_then(|r| r.try_get(0))
             .map_err(|e| e.to_string())?;
-        if found.is_none() {
-            tx.execute("INSERT INTO sluice_store (version) VALUES ($1)", &[&version]).map_err(|e| e.to_string())?;
+        match found {
+            None => {
+                tx.execute("INSERT INTO sluice_store (version) VALUES ($1)", &[&version]).map_err(|e| e.to_string())?;
+            }
+            // An older store: the DDL above added what it lacked.
+            Some(old) if old < version => {
+                tx.execute("UPDATE sluice_store SET version = $1", &[&version]).map_err(|e| e.to_string())?;
+            }
+            Some(_) => {}
         }
         tx.commit().map_err(|e| e.to_string())?;
-        Ok(found.unwrap_or(version))
+        Ok(found.map_or(version, |old| old.max(version)))
     }
 
     pub fn has_table(&mut self, table: &str) -> Result<bool, String> {

@@ -345,6 +345,7 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         components,
         dlq: Some(DlqTarget {
             path: p(dir, "out/dlq.jsonl"),
+            store: None,
             encryption_key: None,
             plaintext_reason: Some("synthetic test data".into()),
         }),
