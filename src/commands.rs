@@ -366,7 +366,8 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
         match &plan.state {
             Some(st) => println!(
                 "  interrupted: checkpoint saved in {}; continue with `sluice run --resume {}`",
-                st.path,
+                // The SQLite file, or the PostgreSQL URL as written (never a password).
+                st.shown(),
                 pipeline.display()
             ),
             None => println!(

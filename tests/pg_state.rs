@@ -209,3 +209,32 @@ fn bad_urls_are_refused_without_showing_the_password() {
         no_password("a refused URL", &out);
     }
 }
+
+/// Ctrl-C on a run with a PostgreSQL store: the text summary says where the checkpoint is (the
+/// URL as written, never the password) and how to resume.
+#[test]
+fn an_interrupted_run_names_its_store_without_the_password() {
+    let Some(url) = pg_database("pg-interrupt") else { return };
+    let dir = setup("pg-interrupt", 1000, "100ms");
+    use_postgres(&dir, "resume.yaml");
+    let audit = dir.join("out/audit.jsonl");
+    let child = sluice(&dir, &url, &["run", "pipelines/resume.yaml", "--fixed-clock", CLOCK])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while file_len(&audit) < 200_000 {
+        assert!(started.elapsed() < Duration::from_secs(300), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", text(&out.stderr));
+    no_password("an interrupted run", &out);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("interrupted: checkpoint saved in ${SLUICE_STATE_URL}; continue with `sluice run --resume pipelines/resume.yaml`"),
+        "{stdout}"
+    );
+}
