@@ -66,7 +66,20 @@ impl Conn {
         let open = || -> Result<Conn, rusqlite::Error> {
             let conn = rusqlite::Connection::open(path)?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
-            conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")?;
+            // Two processes opening a new store at once both switch it to WAL; SQLite answers
+            // the loser SQLITE_BUSY at once, without the busy handler (the switch takes the
+            // file whole). Wait for the winner, as the busy timeout would.
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                match conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;") {
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    done => break done?,
+                }
+            }
             Ok(Conn { conn, _lock: lock })
         };
         Ok(open().map_err(|e| e.to_string()))
