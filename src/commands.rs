@@ -342,17 +342,17 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
     }
     println!(
         "  in {} = delivered {} + dlq {} + filtered {} ({}), {} with warnings",
-        s.records_in,
-        s.delivered,
-        s.dlq,
-        s.filtered,
+        s.records.records_in,
+        s.records.delivered,
+        s.records.dlq,
+        s.records.filtered,
         if s.balanced { "balanced" } else { "NOT BALANCED" },
-        s.warnings
+        s.records.warnings
     );
-    if s.parts_dropped > 0 {
+    if s.records.parts_dropped > 0 {
         println!(
             "  {} dropped from records that went on (bad_segments: drop), each in the DLQ",
-            plural(s.parts_dropped as usize, "segment")
+            plural(s.records.parts_dropped as usize, "segment")
         );
     }
     println!("  {} ms, {:.0} records/s", s.elapsed_ms, s.records_per_second);

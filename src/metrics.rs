@@ -213,32 +213,32 @@ fn render(run: &RunNames, run_id: Option<&str>, s: &Snapshot) -> String {
         "sluice_records_in_total",
         "counter",
         "Records read from the sources (a resumed run counts from its first record).",
-        &one(s.records_in),
+        &one(s.records.records_in),
     );
     family(
         "sluice_records_delivered_total",
         "counter",
         "Records that reached at least one sink and no DLQ.",
-        &one(s.delivered),
+        &one(s.records.delivered),
     );
-    family("sluice_records_dlq_total", "counter", "Records with at least one DLQ entry.", &one(s.dlq));
+    family("sluice_records_dlq_total", "counter", "Records with at least one DLQ entry.", &one(s.records.dlq));
     family(
         "sluice_records_filtered_total",
         "counter",
         "Records dropped by a filter or a route without a matching branch.",
-        &one(s.filtered),
+        &one(s.records.filtered),
     );
     family(
         "sluice_records_warnings_total",
         "counter",
         "Records that carried at least one warning when they reached a sink or the DLQ.",
-        &one(s.warnings),
+        &one(s.records.warnings),
     );
     family(
         "sluice_parts_dropped_total",
         "counter",
         "Segments a parser profile with bad_segments: drop left out of records that went on (each in the DLQ).",
-        &one(s.parts_dropped),
+        &one(s.records.parts_dropped),
     );
     // Every component the plan names, at 0 until the run counts it.
     let per = |key: &str, names: &[String], counts: &[(String, u64)]| -> Vec<(String, u64)> {
@@ -282,6 +282,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_runtime::counts::RecordCounts;
 
     #[test]
     fn label_values_are_escaped() {
@@ -291,11 +292,7 @@ mod tests {
     #[test]
     fn every_family_has_help_and_type_before_its_samples() {
         let s = Snapshot {
-            records_in: 5,
-            delivered: 3,
-            dlq: 1,
-            filtered: 1,
-            parts_dropped: 2,
+            records: RecordCounts { records_in: 5, delivered: 3, dlq: 1, filtered: 1, parts_dropped: 2, warnings: 0 },
             per_source: vec![("src".into(), 5)],
             per_sink: vec![("out".into(), 3)],
             ..Default::default()

@@ -96,7 +96,7 @@ fn redraw(bar: &ProgressBar, progress: &Progress, rate: &mut Rate, stopped: &Rec
             Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
         }
         let s = progress.snapshot();
-        let per_second = rate.update(Instant::now(), s.records_in);
+        let per_second = rate.update(Instant::now(), s.records.records_in);
         bar.set_message(describe(&s, per_second));
     }
 }
@@ -124,7 +124,7 @@ impl Rate {
 fn describe(s: &Snapshot, per_second: f64) -> String {
     let mut line = format!(
         "in {} · delivered {} · dlq {} · filtered {} · {:.0} records/s",
-        s.records_in, s.delivered, s.dlq, s.filtered, per_second
+        s.records.records_in, s.records.delivered, s.records.dlq, s.records.filtered, per_second
     );
     // Several sources: how much each has read.
     if s.per_source.len() > 1 {
@@ -141,6 +141,7 @@ fn describe(s: &Snapshot, per_second: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_runtime::counts::RecordCounts;
 
     #[test]
     fn the_rate_is_over_the_recent_window() {
@@ -158,10 +159,7 @@ mod tests {
     #[test]
     fn the_line_names_counts_and_sources() {
         let s = Snapshot {
-            records_in: 66,
-            delivered: 39,
-            dlq: 6,
-            filtered: 21,
+            records: RecordCounts { records_in: 66, delivered: 39, dlq: 6, filtered: 21, ..Default::default() },
             per_source: vec![("hl7_files".into(), 66)],
             checkpoints: 2,
             ..Default::default()

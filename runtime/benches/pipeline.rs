@@ -113,7 +113,7 @@ fn bench_pipeline(c: &mut Criterion) {
             Some(n) => format!("run quickstart ({n} thread)"),
         };
         let summary = sluice_runtime::run(&plan, &options).expect("bench pipeline runs");
-        assert!(summary.balanced && summary.records_in == MESSAGES as u64, "unexpected run: {summary:?}");
+        assert!(summary.balanced && summary.records.records_in == MESSAGES as u64, "unexpected run: {summary:?}");
         g.bench_function(name, |b| b.iter(|| black_box(sluice_runtime::run(&plan, &options).expect("run"))));
     }
     g.finish();

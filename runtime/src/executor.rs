@@ -404,14 +404,7 @@ impl Ctx<'_, '_> {
 /// Counts the writer keeps (over the whole run: a resumed run starts from its checkpoint's).
 #[derive(Default, Debug)]
 pub struct Totals {
-    pub records_in: u64,
-    pub delivered: u64,
-    pub dlq: u64,
-    pub filtered: u64,
-    pub warnings: u64,
-    /// Parts (segments) dropped from records that went on, each with a DLQ entry of its own;
-    /// not counted in `dlq`, which counts records.
-    pub parts_dropped: u64,
+    pub records: crate::counts::RecordCounts,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
     /// Retries per `http` sink, in this invocation (not kept in checkpoints).
@@ -423,25 +416,15 @@ pub struct Totals {
 impl Totals {
     fn counts(&self) -> state::Counts {
         state::Counts {
-            records_in: self.records_in,
-            delivered: self.delivered,
-            dlq: self.dlq,
-            filtered: self.filtered,
-            warnings: self.warnings,
+            records: self.records,
             per_source: self.per_source.iter().map(|(_, n)| *n).collect(),
             per_sink: self.per_sink.iter().map(|(_, n)| *n).collect(),
-            parts_dropped: self.parts_dropped,
         }
     }
 
     /// Starts from a checkpoint's counts (the names are the plan's, already in place).
     fn restore(&mut self, c: &state::Counts) {
-        self.records_in = c.records_in;
-        self.delivered = c.delivered;
-        self.dlq = c.dlq;
-        self.filtered = c.filtered;
-        self.warnings = c.warnings;
-        self.parts_dropped = c.parts_dropped;
+        self.records = c.records;
         for (slot, n) in self.per_source.iter_mut().zip(&c.per_source) {
             slot.1 = *n;
         }
@@ -1260,12 +1243,7 @@ impl Writer<'_> {
         let Some(p) = &self.progress else { return };
         let t = &self.totals;
         p.publish(|s| {
-            s.records_in = t.records_in;
-            s.delivered = t.delivered;
-            s.dlq = t.dlq;
-            s.filtered = t.filtered;
-            s.warnings = t.warnings;
-            s.parts_dropped = t.parts_dropped;
+            s.records = t.records;
             s.per_source.clone_from(&t.per_source);
             s.per_sink.clone_from(&t.per_sink);
             s.checkpoints = self.checkpoints;
@@ -1292,7 +1270,7 @@ impl Writer<'_> {
                     limit.window,
                     tripped.dlq_in_window as f64 * 100.0 / limit.window as f64,
                     limit.max_error_rate * 100.0,
-                    self.totals.records_in
+                    self.totals.records.records_in
                 ),
             )
             .with_help(
@@ -1365,7 +1343,7 @@ impl Writer<'_> {
                 };
                 waiting.push((done, delivery));
             }
-            t.records_in += 1;
+            t.records.records_in += 1;
             t.per_source[self.source_slot[p.source]].1 += 1;
             self.last_seq = p.seq;
             for (comp, line) in &p.sink_lines {
@@ -1382,11 +1360,11 @@ impl Writer<'_> {
             for line in p.dlq_lines.iter().chain(&p.part_lines) {
                 dlq.write(line, self.run_id, p.seq)?;
             }
-            t.parts_dropped += p.part_lines.len() as u64;
+            t.records.parts_dropped += p.part_lines.len() as u64;
             match p.event {
-                Event::Delivered => t.delivered += 1,
-                Event::Dlq => t.dlq += 1,
-                Event::Filtered => t.filtered += 1,
+                Event::Delivered => t.records.delivered += 1,
+                Event::Dlq => t.records.dlq += 1,
+                Event::Filtered => t.records.filtered += 1,
             }
             if p.event == Event::Dlq {
                 tracing::debug!(
@@ -1402,7 +1380,7 @@ impl Writer<'_> {
                 tracing::warn!(window = rate.plan.window, dlq = rate.dlq_in_window, "fail_if tripped: stopping");
                 self.halt.store(true, Ordering::Relaxed);
             }
-            t.warnings += u64::from(p.warned);
+            t.records.warnings += u64::from(p.warned);
             if let Some((path, w)) = audit {
                 let body = audit::RecordEvent {
                     record: format!("{}:{}#{}", plan.components[p.source].name, p.file, p.index),
@@ -1433,7 +1411,7 @@ impl Writer<'_> {
         let Outputs { files, dlq, audit, .. } = &mut self.outputs;
         sync_outputs(files, dlq, audit)?;
         let checkpoint = Checkpoint {
-            records: self.totals.records_in,
+            records: self.totals.records.records_in,
             counts: self.totals.counts(),
             outputs: output_lengths(files, dlq, audit)?,
             audit_head: self.chain.head().to_string(),
@@ -1459,14 +1437,14 @@ impl Writer<'_> {
         if let Some((path, w)) = &mut self.outputs.audit {
             let body = audit::Completed {
                 event: self.events.1,
-                records_in: t.records_in,
-                delivered: t.delivered,
-                dlq: t.dlq,
-                filtered: t.filtered,
-                warnings: t.warnings,
-                balanced: t.records_in == t.delivered + t.dlq + t.filtered,
+                records_in: t.records.records_in,
+                delivered: t.records.delivered,
+                dlq: t.records.dlq,
+                filtered: t.records.filtered,
+                warnings: t.records.warnings,
+                balanced: t.records.balanced(),
                 resumes,
-                parts_dropped: t.parts_dropped,
+                parts_dropped: t.records.parts_dropped,
             };
             let body = WithRetries { completed: body, sink_retries: &t.per_sink_retries };
             self.chain

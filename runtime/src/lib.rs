@@ -34,6 +34,7 @@
 
 pub mod audit;
 pub mod compile;
+pub mod counts;
 pub mod dlq;
 pub mod error;
 pub mod eval;
@@ -104,19 +105,8 @@ pub struct RunSummary {
     pub pipeline: String,
     pub plan_hash: String,
     pub run_id: String,
-    pub records_in: u64,
-    /// Records that reached at least one sink and no DLQ.
-    pub delivered: u64,
-    /// Records with at least one DLQ entry (even if another branch reached a sink).
-    pub dlq: u64,
-    /// Records dropped by a filter or a route without a matching branch.
-    pub filtered: u64,
-    /// Records that carried at least one warning when they reached a sink or the DLQ.
-    pub warnings: u64,
-    /// Parts (segments) a parser profile with `bad_segments: drop` left out of records that
-    /// went on, each kept in the DLQ as an entry of its own. Not in the balance, which counts
-    /// records.
-    pub parts_dropped: u64,
+    #[serde(flatten)]
+    pub records: counts::RecordCounts,
     pub per_source: Vec<(String, u64)>,
     /// Lines written per sink component (for an `http` sink: records the endpoint accepted).
     pub per_sink: Vec<(String, u64)>,
@@ -186,13 +176,13 @@ pub fn run_with_events(
     };
     let elapsed = started.elapsed();
     let secs = elapsed.as_secs_f64();
-    let this_invocation = t.records_in - resumed_from.unwrap_or(0);
+    let this_invocation = t.records.records_in - resumed_from.unwrap_or(0);
     tracing::info!(
         run_id = %run_id,
-        records_in = t.records_in,
-        delivered = t.delivered,
-        dlq = t.dlq,
-        filtered = t.filtered,
+        records_in = t.records.records_in,
+        delivered = t.records.delivered,
+        dlq = t.records.dlq,
+        filtered = t.records.filtered,
         interrupted = t.interrupted,
         elapsed_ms = elapsed.as_millis() as u64,
         "run ended"
@@ -201,18 +191,13 @@ pub fn run_with_events(
         pipeline: plan.pipeline.clone(),
         plan_hash: plan.hash.clone(),
         run_id,
-        records_in: t.records_in,
-        delivered: t.delivered,
-        dlq: t.dlq,
-        filtered: t.filtered,
-        warnings: t.warnings,
-        parts_dropped: t.parts_dropped,
+        records: t.records,
         per_source: t.per_source,
         per_sink: t.per_sink,
         per_sink_retries: t.per_sink_retries,
         elapsed_ms: elapsed.as_millis() as u64,
         records_per_second: if secs > 0.0 { this_invocation as f64 / secs } else { 0.0 },
-        balanced: t.records_in == t.delivered + t.dlq + t.filtered,
+        balanced: t.records.balanced(),
         interrupted: t.interrupted,
         resumed_from,
     })

@@ -16,13 +16,8 @@ use serde::Serialize;
 /// The counts at one moment (over the whole run; a resumed run starts from its checkpoint's).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Snapshot {
-    pub records_in: u64,
-    pub delivered: u64,
-    pub dlq: u64,
-    pub filtered: u64,
-    pub warnings: u64,
-    /// Parts (segments) dropped from records that went on.
-    pub parts_dropped: u64,
+    #[serde(flatten)]
+    pub records: crate::counts::RecordCounts,
     pub per_source: Vec<(String, u64)>,
     pub per_sink: Vec<(String, u64)>,
     /// Checkpoints saved by this invocation.

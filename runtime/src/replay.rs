@@ -279,9 +279,9 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
         })
         .collect();
     store.complete_replay(replay_key, &clock.now(), &summary.outcomes)?;
-    summary.replayed = t.records_in;
-    summary.delivered = t.delivered;
-    summary.dlq = t.dlq;
-    summary.filtered = t.filtered;
+    summary.replayed = t.records.records_in;
+    summary.delivered = t.records.delivered;
+    summary.dlq = t.records.dlq;
+    summary.filtered = t.records.filtered;
     Ok(summary)
 }

@@ -57,7 +57,7 @@ pub fn run_case(plan: &Plan, input: &CaseInput<'_>, clock: &str, mask_key: Optio
     let plan = isolate(plan, input, &dir.0, mask_key)?;
     let options = crate::RunOptions { fixed_clock: Some(clock.to_string()), threads: Some(1), ..Default::default() };
     let summary = crate::run(&plan, &options)?;
-    let mut outcome = Outcome { filtered: summary.filtered, ..Outcome::default() };
+    let mut outcome = Outcome { filtered: summary.records.filtered, ..Outcome::default() };
     for comp in &plan.components {
         if let ComponentKind::Sink(s) = &comp.kind {
             outcome.outputs.push((comp.name.clone(), read_lines(Path::new(&s.path))?));

@@ -69,7 +69,7 @@ fn batches_continuations_and_charsets_balance() {
     let plan = pipeline(&dir, "in/*.hl7", "auto");
     let s = run(&plan, &opts()).unwrap();
     // In: 2 + (1 + 1 envelope) + 2 (one reassembled) + 1 orphan + 3 = 11.
-    assert_eq!((s.records_in, s.delivered, s.dlq, s.filtered), (11, 7, 4, 0), "{s:?}");
+    assert_eq!((s.records.records_in, s.records.delivered, s.records.dlq, s.records.filtered), (11, 7, 4, 0), "{s:?}");
     assert!(s.balanced);
     let mut codes = dlq_codes(&dir);
     codes.sort();
@@ -94,13 +94,13 @@ fn batches_continuations_and_charsets_balance() {
     assert_eq!(joined["patient"], by_id("C2")["patient"]);
     assert_eq!(by_id("L1")["patient"]["name"], "J\u{d6}RG M\u{dc}LLER");
     assert_eq!(by_id("L2")["patient"]["name"], "ZO\u{cb} GARC\u{cd}A");
-    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 2));
+    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records.records_in + 2));
 
     // A profile fixed to UTF-8 ignores MSH-18: the Latin-1 message goes to the DLQ with its offset,
     // and the unsupported MSH-18 no longer matters.
     let plan = pipeline(&dir, "in/5-charsets.hl7", "utf-8");
     let s = run(&plan, &opts()).unwrap();
-    assert_eq!((s.records_in, s.delivered, s.dlq), (3, 2, 1));
+    assert_eq!((s.records.records_in, s.records.delivered, s.records.dlq), (3, 2, 1));
     let dlq = lines(&p(&dir, "out/dlq.jsonl"));
     assert_eq!(dlq[0]["code"], "RT101");
     let at = charsets.iter().position(|&b| b == 0xdc).unwrap();

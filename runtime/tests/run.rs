@@ -95,10 +95,10 @@ fn full_pipeline_delivers_masks_and_balances() {
     let summary = run(&f.plan, &opts(2)).unwrap();
     let out = |rel: &str| p(&f.dir, rel);
     // a.hl7: 3 messages; sub/b.hl7: 2 messages; garbage.hl7: 1 raw chunk; empty.hl7: none.
-    assert_eq!(summary.records_in, 6, "{summary:?}\n{}", read(&out("out/dlq.jsonl")));
-    assert_eq!(summary.delivered, 3);
-    assert_eq!(summary.dlq, 3);
-    assert_eq!(summary.filtered, 0);
+    assert_eq!(summary.records.records_in, 6, "{summary:?}\n{}", read(&out("out/dlq.jsonl")));
+    assert_eq!(summary.records.delivered, 3);
+    assert_eq!(summary.records.dlq, 3);
+    assert_eq!(summary.records.filtered, 0);
     assert!(summary.balanced);
     assert_eq!(summary.per_sink, vec![("adt_out".into(), 2), ("other_out".into(), 1)]);
     assert_eq!(summary.per_source, vec![("hl7_in".into(), 6)]);
@@ -268,7 +268,7 @@ fn strict_validation_sends_failures_to_dlq_with_every_rule() {
         ],
     );
     let s = run(&plan, &opts(2)).unwrap();
-    assert_eq!((s.records_in, s.delivered, s.dlq, s.filtered), (3, 1, 2, 0));
+    assert_eq!((s.records.records_in, s.records.delivered, s.records.dlq, s.records.filtered), (3, 1, 2, 0));
     let out = lines(&p(&dir, "out/hl7.jsonl"));
     assert_eq!(out[0]["segments"][0][0], "MSH");
     let dlq = lines(&p(&dir, "out/dlq.jsonl"));
@@ -304,7 +304,7 @@ fn filter_drops_records_as_filtered() {
         ],
     );
     let s = run(&plan, &opts(2)).unwrap();
-    assert_eq!((s.records_in, s.delivered, s.dlq, s.filtered), (3, 1, 0, 2));
+    assert_eq!((s.records.records_in, s.records.delivered, s.records.dlq, s.records.filtered), (3, 1, 0, 2));
     let audit = lines(&p(&dir, "out/audit.jsonl"));
     assert_eq!(audit[1]["event"], "filtered");
     assert_eq!(audit[1]["component"], "women");
@@ -336,7 +336,7 @@ fn route_without_default_filters_and_fan_out_counts_once() {
         ],
     );
     let s = run(&plan, &opts(2)).unwrap();
-    assert_eq!((s.records_in, s.delivered, s.dlq, s.filtered), (2, 2, 0, 0));
+    assert_eq!((s.records.records_in, s.records.delivered, s.records.dlq, s.records.filtered), (2, 2, 0, 0));
     assert_eq!(s.per_sink, vec![("women_out".into(), 1), ("archive".into(), 2)]);
 }
 
@@ -364,14 +364,14 @@ fn garbage_only_input_is_all_dlq_and_nothing_panics() {
         ],
     );
     let s = run(&plan, &opts(4)).unwrap();
-    assert!(s.records_in >= 3, "{s:?}");
-    assert_eq!(s.delivered, 0);
-    assert_eq!(s.dlq, s.records_in);
+    assert!(s.records.records_in >= 3, "{s:?}");
+    assert_eq!(s.records.delivered, 0);
+    assert_eq!(s.records.dlq, s.records.records_in);
     assert!(s.balanced);
     let dlq = lines(&p(&dir, "out/dlq.jsonl"));
-    assert_eq!(dlq.len() as u64, s.dlq);
+    assert_eq!(dlq.len() as u64, s.records.dlq);
     assert!(dlq.iter().any(|e| e["code"] == "RT101"));
-    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records_in + 2));
+    assert_eq!(verify_audit_chain(p(&dir, "out/audit.jsonl")), Ok(s.records.records_in + 2));
 }
 
 #[test]
@@ -389,7 +389,7 @@ fn unexpected_segments_fail_skip_or_parse() {
             ],
         );
         let s = run(&plan, &opts(1)).unwrap();
-        assert_eq!((s.dlq, s.warnings), (dlq, warnings), "policy {policy}");
+        assert_eq!((s.records.dlq, s.records.warnings), (dlq, warnings), "policy {policy}");
         let out = read(&p(&dir, "out/o.jsonl"));
         assert_eq!(out.contains("ZXY"), policy == "parse", "policy {policy}");
         if policy == "fail" {
@@ -447,7 +447,7 @@ fn classed_leaf_without_rule_is_nulled_and_not_compliant() {
         ],
     );
     let s = run(&plan, &opts(1)).unwrap();
-    assert_eq!(s.delivered, 1);
+    assert_eq!(s.records.delivered, 1);
     let rec = &lines(&p(&dir, "out/o.jsonl"))[0];
     assert_eq!(rec["patient"]["ssn"], serde_json::Value::Null);
     assert_eq!(rec["patient"]["id"], serde_json::Value::Null);

@@ -181,16 +181,10 @@ fn mtime_ns(meta: &std::fs::Metadata) -> u64 {
 /// Counts as the writer keeps them (see [`crate::executor::Totals`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
-    pub records_in: u64,
-    pub delivered: u64,
-    pub dlq: u64,
-    pub filtered: u64,
-    pub warnings: u64,
+    #[serde(flatten)]
+    pub records: crate::counts::RecordCounts,
     pub per_source: Vec<u64>,
     pub per_sink: Vec<u64>,
-    /// Parts dropped from records that went on (absent in older checkpoints).
-    #[serde(default)]
-    pub parts_dropped: u64,
 }
 
 /// The durable point of a run.
@@ -674,7 +668,16 @@ mod tests {
         let id = store.begin("r1", "p", "sha256:a", "t0", &inputs, &Checkpoint::default()).unwrap();
         let cp = Checkpoint {
             records: 64,
-            counts: Counts { records_in: 64, delivered: 60, dlq: 1, filtered: 3, ..Counts::default() },
+            counts: Counts {
+                records: crate::counts::RecordCounts {
+                    records_in: 64,
+                    delivered: 60,
+                    dlq: 1,
+                    filtered: 3,
+                    ..Default::default()
+                },
+                ..Counts::default()
+            },
             outputs: vec![("out.jsonl".into(), 1234)],
             audit_head: "ab".repeat(32),
             at: "t1".into(),
