@@ -20,13 +20,13 @@ use crate::PlanFormat;
 use crate::metrics::{MetricsError, MetricsServer, RunNames};
 use crate::progress_line::ProgressLine;
 
-const OK: u8 = 0;
-const FAILED: u8 = 1;
-const USAGE: u8 = 2;
+/// The exit codes every command shares.
+pub(crate) const OK: u8 = 0;
+pub(crate) const FAILED: u8 = 1;
+pub(crate) const USAGE: u8 = 2;
 /// A run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
 const INTERRUPTED: u8 = 130;
 
-/// Prints every diagnostic: human ones to stderr, machine formats to stdout.
 /// The diagnostics on stderr (human) or stdout (for tools); `files`: what was checked, for the
 /// JUnit report's test cases.
 fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {

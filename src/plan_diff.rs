@@ -19,10 +19,10 @@ use sluice_runtime::findings;
 
 use crate::PlanFormat;
 
-const OK: u8 = 0;
-const FAILED: u8 = 1;
+use crate::commands::{FAILED, OK, USAGE};
+
+/// `--detailed-exitcode`: something changed.
 const CHANGED: u8 = 2;
-const USAGE: u8 = 2;
 
 /// Prints the diff from `base` to `head` in `format`; the exit code.
 pub fn print(pipeline: &Path, base: &str, head: &Plan, format: PlanFormat, detailed_exitcode: bool) -> u8 {

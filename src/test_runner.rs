@@ -25,9 +25,7 @@ use sluice_runtime::testing::{CaseInput, Outcome, run_case};
 
 use crate::test_yaml;
 
-const OK: u8 = 0;
-const FAILED: u8 = 1;
-const USAGE: u8 = 2;
+use crate::commands::{FAILED, OK, USAGE};
 
 /// How `sluice test` reports.
 pub struct TestFlags {

@@ -150,6 +150,30 @@ impl BinaryOp {
 }
 
 impl Function {
+    /// Every built-in function called by its name (`lookup`, `template` and `classify` are
+    /// checked on their own).
+    pub const ALL: [Function; 14] = [
+        Function::Date,
+        Function::Datetime,
+        Function::Coalesce,
+        Function::Concat,
+        Function::Upper,
+        Function::Lower,
+        Function::Trim,
+        Function::Present,
+        Function::If,
+        Function::Integer,
+        Function::Decimal,
+        Function::StartsWith,
+        Function::Join,
+        Function::Contains,
+    ];
+
+    /// The function a spec names, if any.
+    pub fn by_name(name: &str) -> Option<Function> {
+        Function::ALL.into_iter().find(|f| f.name() == name)
+    }
+
     /// The name written in specs.
     pub fn name(self) -> &'static str {
         match self {

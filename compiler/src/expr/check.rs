@@ -404,24 +404,11 @@ fn check_call(
     syn: &Syn,
     env: &Env,
 ) -> Option<Typed> {
-    let function = match name {
-        "date" => Function::Date,
-        "datetime" => Function::Datetime,
-        "coalesce" => Function::Coalesce,
-        "concat" => Function::Concat,
-        "upper" => Function::Upper,
-        "lower" => Function::Lower,
-        "trim" => Function::Trim,
-        "present" => Function::Present,
-        "if" => Function::If,
-        "integer" => Function::Integer,
-        "decimal" => Function::Decimal,
-        "starts_with" => Function::StartsWith,
-        "join" => Function::Join,
-        "contains" => Function::Contains,
-        "lookup" => return check_lookup(cx, args, syn, env),
-        "template" => return check_template(cx, args, syn, env),
-        "classify" => return check_classify(cx, args, syn, env),
+    let function = match (Function::by_name(name), name) {
+        (Some(f), _) => f,
+        (None, "lookup") => return check_lookup(cx, args, syn, env),
+        (None, "template") => return check_template(cx, args, syn, env),
+        (None, "classify") => return check_classify(cx, args, syn, env),
         _ if super::groups::is_group_call(syn) => {
             return super::groups::group_as_value(cx, syn, &format!("`{name}(...)`"));
         }
