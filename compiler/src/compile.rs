@@ -231,6 +231,12 @@ impl Compiler {
                     .help("add `hash_key: ${SLUICE_MASK_KEY}` and set the variable where Sluice runs"),
                 );
             }
+            if let Some(p) = &p
+                && !p.extends.is_empty()
+                && let (Some(at), None) = (p.first_tokenize, &p.plan.vault_key)
+            {
+                self.diags.push(masking::vault_key_missing(at, " neither it nor a policy it extends"));
+            }
             self.policies.insert(id, p);
         }
         self.policies[&id].as_ref()
@@ -692,9 +698,28 @@ impl Compiler {
             defaults: spec.defaults.clone(),
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
+            roles: spec.roles.clone(),
         };
         if !ok {
             return None;
+        }
+        if plan.state.is_none() {
+            for comp in &plan.components {
+                if let ComponentKind::Mask(m) = &comp.kind
+                    && m.uses(MaskAction::Tokenize)
+                    && let Some(c) = spec.components.iter().find(|c| c.name == comp.name)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::TOKENIZE_NEEDS_STATE,
+                            format!("mask `{}` tokenizes values, and the pipeline has no state store to keep its vault", c.name),
+                        )
+                        .label(c.name_span, "its policy tokenizes values")
+                        .help("add `state: {path: state/sluice.db}` (or `state: {url: ...}`): the vault keeps each value, encrypted, with its token"),
+                    );
+                    return None;
+                }
+            }
         }
         if let (Some(at), Some(d)) = (spec.dlq.as_ref().or(spec.dlq_store.as_ref()), &plan.dlq)
             && d.encryption_key.is_none()

@@ -376,6 +376,8 @@ pub struct PipelineSpec<'n> {
     pub checkpoint_every_ms: u64,
     pub defaults: Defaults,
     pub fail_if: Option<FailIfPlan>,
+    /// `roles:` ([`super::roles`]).
+    pub roles: Vec<crate::plan::RolePlan>,
 }
 
 pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
@@ -533,6 +535,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         checkpoint_every_ms,
         defaults,
         fail_if,
+        roles: obj.get("roles").map(|n| super::roles::read(cx, n)).unwrap_or_default(),
     })
 }
 
