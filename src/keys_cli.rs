@@ -74,6 +74,42 @@ pub fn detokenize(pipeline: &Path, tokens: &[String], who: &RoleArgs, fixed_cloc
     }
 }
 
+/// `sluice purge PIPELINE [--subject ID]`: what expired, and one person's data.
+pub fn purge(pipeline: &Path, subject: Option<&str>, who: &RoleArgs, fixed_clock: Option<String>) -> u8 {
+    let plan = match compile(pipeline, Format::Human) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    if let Err(code) = authorize(&plan, Operation::Purge, who, fixed_clock.as_deref()) {
+        return code;
+    }
+    let options = RunOptions { fixed_clock, ..Default::default() };
+    match sluice_runtime::retention::purge(&plan, &options, subject) {
+        Ok(p) => {
+            println!(
+                "purged from pipeline {}: {} expired DLQ {}",
+                p.pipeline,
+                p.expired_dlq_records,
+                if p.expired_dlq_records == 1 { "record" } else { "records" }
+            );
+            if subject.is_some() {
+                // The subject's id is not repeated: this output may end up in logs.
+                println!(
+                    "  {} DLQ {} naming the subject, {}",
+                    p.subject_dlq_records,
+                    if p.subject_dlq_records == 1 { "record" } else { "records" },
+                    plural(p.subject_vault_rows as usize, "vault row")
+                );
+            }
+            OK
+        }
+        Err(e) => {
+            print_run_error(&e);
+            FAILED
+        }
+    }
+}
+
 /// `sluice keys list PIPELINE`.
 pub fn list(pipeline: &Path) -> u8 {
     let plan = match compile(pipeline, Format::Human) {

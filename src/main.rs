@@ -270,6 +270,20 @@ enum Command {
         #[arg(long)]
         fixed_clock: Option<String>,
     },
+    /// Remove what the pipeline's `retention:` says expired (DLQ records), and with `--subject`
+    /// one person's data everywhere Sluice keeps it (DLQ records naming the id in PID-3, the
+    /// id's token vault row). Recorded in the audit log (`purged`, counts only, never the id).
+    Purge {
+        pipeline: PathBuf,
+        /// A patient id (PID-3.1): remove this person's data.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
+        /// Pin the clock (RFC 3339): what expired is counted from it.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+    },
     /// The encryption keys of a pipeline's token vault: their ids, and re-encryption under the
     /// current key after a new one is put first (`sluice keys rotate`).
     Keys {
@@ -456,6 +470,9 @@ fn main() -> ExitCode {
             keys_cli::detokenize(&pipeline, &tokens, &who, fixed_clock)
         }
         Command::Keys { action: KeysAction::List { pipeline } } => keys_cli::list(&pipeline),
+        Command::Purge { pipeline, subject, who, fixed_clock } => {
+            keys_cli::purge(&pipeline, subject.as_deref(), &who, fixed_clock)
+        }
         Command::Keys { action: KeysAction::Rotate { pipeline, who, fixed_clock } } => {
             keys_cli::rotate(&pipeline, &who, fixed_clock)
         }

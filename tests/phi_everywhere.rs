@@ -3,7 +3,8 @@
 //! `sluice check`, `dlq list` and `dlq show`, `audit verify` and `audit export`, a resume
 //! refusal, a DLQ replay and purge; for the message tables, whose policy here tokenizes names
 //! and SSNs (the token vault in the state store), `sluice detokenize` (its stderr: its stdout is
-//! the values, by design), `keys list` and `keys rotate` to a new key. Their stdout and stderr,
+//! the values, by design), `keys list`, `keys rotate` to a new key, `purge --subject`, and with
+//! `roles:` declared refused `detokenize` and `dlq show --raw`. Their stdout and stderr,
 //! every file under `out/` that is not a sink (DLQ, audit, exports) and the state database (the
 //! vault included) are searched for each name and SSN of the example messages: zero hits. In the
 //! sinks, what the policy masks is not there either: the message tables tokenize names and
@@ -156,6 +157,28 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
             assert!(rotated.status.success(), "{}", text(&rotated.stderr));
             let refused = keep("detokenize, key rotated out", sluice(&dir, &["detokenize", &p, tokens[0]]));
             assert!(text(&refused.stderr).contains("RT031"), "{}", text(&refused.stderr));
+            // One person's data out: the id of a patient in the DLQ.
+            let rejects = std::fs::read_to_string(dir.join("examples/hl7/rejects.hl7")).unwrap();
+            let subject = rejects
+                .split(['\r', '\n'])
+                .filter(|l| l.starts_with("PID|"))
+                .find_map(|l| l.split('|').nth(3)?.split('^').next().filter(|id| !id.is_empty()).map(String::from))
+                .expect("a rejected message with a patient id");
+            let purged = keep("purge --subject", sluice(&dir, &["purge", &p, "--subject", &subject]));
+            assert!(purged.status.success(), "{}", text(&purged.stderr));
+            // Roles declared: refusals, audited.
+            let spec = std::fs::read_to_string(&tables).unwrap();
+            let roles = "roles:\n  privacy_officer:\n    key_sha256: \
+                         0000000000000000000000000000000000000000000000000000000000000000\n    may: [detokenize]\n";
+            std::fs::write(&tables, format!("{spec}{roles}")).unwrap();
+            let refused = keep("detokenize without a role", sluice(&dir, &["detokenize", &p, tokens[0]]));
+            assert!(text(&refused.stderr).contains("RT034"), "{}", text(&refused.stderr));
+            let args =
+                ["detokenize", &p, tokens[0], "--role", "privacy_officer", "--role-key", "${SLUICE_TEST_MASK_KEY}"];
+            let refused = keep("detokenize with a wrong key", sluice(&dir, &args));
+            assert!(text(&refused.stderr).contains("wrong key"), "{}", text(&refused.stderr));
+            let refused = keep("dlq show --raw without a role", sluice(&dir, &["dlq", "show", &p, "x", "--raw"]));
+            assert_eq!(refused.status.code(), Some(1));
         }
         let audit = format!("out/{out_dir}/audit.jsonl");
         assert!(dir.join(&audit).exists(), "{pipeline} keeps an audit log");

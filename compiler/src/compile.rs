@@ -699,6 +699,7 @@ impl Compiler {
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
             roles: spec.roles.clone(),
+            retention: spec.retention.clone(),
         };
         if !ok {
             return None;

@@ -31,6 +31,8 @@ pub enum Operation {
     DlqPurge,
     Detokenize,
     KeysRotate,
+    /// `sluice purge`: expired data, or one person's.
+    Purge,
 }
 
 impl Operation {
@@ -41,6 +43,7 @@ impl Operation {
             Operation::DlqPurge => "dlq_purge",
             Operation::Detokenize => "detokenize",
             Operation::KeysRotate => "keys_rotate",
+            Operation::Purge => "purge",
         }
     }
 
@@ -51,6 +54,7 @@ impl Operation {
             Operation::DlqPurge => "sluice dlq purge",
             Operation::Detokenize => "sluice detokenize",
             Operation::KeysRotate => "sluice keys rotate",
+            Operation::Purge => "sluice purge",
         }
     }
 }

@@ -111,6 +111,9 @@ findings! {
     ACCESS_REFUSED = "RT034", RunError, "operation refused: role missing, not allowed, or wrong key",
         "The pipeline declares `roles:`, so `sluice dlq show --raw`, `dlq replay`, `dlq purge`, `detokenize` and `keys rotate` each need `--role NAME`, a role whose `may` lists the operation (`dlq_raw`, `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`), and that role's key in `SLUICE_ROLE_KEY` (or `--role-key ${file:...}`), whose SHA-256 is the role's `key_sha256`. The message says which of these was missing and which roles may; the refusal is recorded in the audit log (`access_refused`: the operation, the role given and why, never a key).";
 
+    NOTHING_TO_PURGE = "RT035", RunError, "nothing to purge",
+        "`sluice purge PIPELINE` removes what the pipeline's `retention:` says has expired (`retention: {dlq: 30d}`), and with `--subject ID` one person's data. The pipeline declares no `retention.dlq` and no `--subject` was given, so there is nothing it could remove. Add a retention period, or name the subject.";
+
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",

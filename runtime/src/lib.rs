@@ -53,6 +53,7 @@ pub mod progress;
 pub mod purge;
 pub mod record;
 pub mod replay;
+pub mod retention;
 pub mod retry;
 pub mod secrets;
 pub mod sink;

@@ -43,6 +43,17 @@ pub struct Plan {
     /// `roles:`; absent from the JSON when none are declared, so older plans keep their hashes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<RolePlan>,
+    /// `retention:`; absent from the JSON when not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionPlan>,
+}
+
+/// How long, in days, what the pipeline keeps is kept (`sluice purge` removes the rest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPlan {
+    pub dlq_days: Option<u32>,
+    pub audit_days: Option<u32>,
+    pub state_days: Option<u32>,
 }
 
 /// A role of `roles:`: its name, the SHA-256 of its key and the operations it may do.

@@ -378,6 +378,8 @@ pub struct PipelineSpec<'n> {
     pub fail_if: Option<FailIfPlan>,
     /// `roles:` ([`super::roles`]).
     pub roles: Vec<crate::plan::RolePlan>,
+    /// `retention:` ([`super::retention`]).
+    pub retention: Option<crate::plan::RetentionPlan>,
 }
 
 pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
@@ -536,6 +538,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         defaults,
         fail_if,
         roles: obj.get("roles").map(|n| super::roles::read(cx, n)).unwrap_or_default(),
+        retention: obj.get("retention").and_then(|n| super::retention::read(cx, n)),
     })
 }
 

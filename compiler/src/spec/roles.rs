@@ -16,7 +16,7 @@ use crate::plan::RolePlan;
 use crate::yaml::Node;
 
 /// The operations `may` can list.
-pub const OPERATIONS: &[&str] = &["dlq_raw", "dlq_replay", "dlq_purge", "detokenize", "keys_rotate"];
+pub const OPERATIONS: &[&str] = &["dlq_raw", "dlq_replay", "dlq_purge", "detokenize", "keys_rotate", "purge"];
 
 pub fn read(cx: &mut Cx, node: &Node) -> Vec<RolePlan> {
     let Some(entries) = reader::entries(cx, node, "`roles`") else { return Vec::new() };

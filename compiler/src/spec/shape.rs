@@ -429,10 +429,26 @@ pub static PIPELINE: Shape = Shape {
             "Stop a file run when too many records fail: `error_rate > 0.5% over 1000 records` (DLQ records among the last 1000 read).",
         ),
         opt(
+            "retention",
+            KeyType::Object(&RETENTION),
+            "How long the DLQ, the audit log and the state store keep what they hold; `sluice purge` removes what expired.",
+        ),
+        opt(
             "roles",
             KeyType::MapOf(&ROLE),
             "Who may do the operator actions on what the pipeline keeps; once declared, each action needs `--role` and the role's key.",
         ),
+    ],
+};
+
+pub static RETENTION: Shape = Shape {
+    name: "retention",
+    type_tag: None,
+    doc: "Retention periods: a whole number and `d`, `w` or `y` (a year counts 366 days).",
+    keys: &[
+        opt("dlq", KeyType::String, "DLQ records older than this are removed by `sluice purge` (`30d`)."),
+        opt("audit", KeyType::String, "The audit log's period (`6y`); recorded, not yet enforced."),
+        opt("state", KeyType::String, "The state store's period (`90d`); recorded, not yet enforced."),
     ],
 };
 
@@ -449,7 +465,7 @@ pub static ROLE: Shape = Shape {
         req(
             "may",
             KeyType::ListOfStrings,
-            "Operations: `dlq_raw` (`dlq show --raw`), `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`.",
+            "Operations: `dlq_raw` (`dlq show --raw`), `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`, `purge`.",
         ),
     ],
 };

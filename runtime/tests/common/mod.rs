@@ -356,6 +356,7 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         defaults: Defaults { batch_size: 2, ..Default::default() },
         masking_matrix: vec![],
         roles: vec![],
+        retention: None,
     };
     plan.seal();
     plan
