@@ -136,7 +136,7 @@ codes! {
     NOT_A_GROUP = "SL512", "not-a-group", "A segment group is used as a value, or a value as a segment group.",
         "`group(...)` can only be iterated by `each:` in a list field, and a group variable is read through paths (`order.OBR-4.1`), not used as a value. Conversely, a variable bound to a field repetition (`each: PID-3[*]`) has components (`id.1`), not segments.";
     PHI_UNMASKED = "SL601", "phi-unmasked", "PHI reaches a sink without a masking decision.",
-        "A field that carries a PHI class (from the input paths its expression reads) reaches a sink, and no masking policy on the way says what to do with that class. Add a rule for the class (or the field) to the mask stage's policy: `redact`, `partial`, `hash`, `null`, or `keep` with a `reason`.";
+        "A field that carries a PHI class (from the input paths its expression reads) reaches a sink, and no masking policy on the way says what to do with that class. Add a rule for the class (or the field) to the mask stage's policy: `redact`, `partial`, `hash`, `null`, or `keep` with a `reason`. A pipeline with `phi_proof: lenient` gets this as a warning instead: it compiles, the value reaches the sink as it is, and the masking matrix shows the field kept in clear, decided by the `phi_proof` line (for trial runs on synthetic data; never for real patients).";
     KEEP_WITHOUT_REASON = "SL602", "keep-without-reason", "`keep` has no reason.",
         "Keeping PHI in clear is a decision reviewers must be able to read: write `{action: keep, reason: \"...\"}`.";
     UNKNOWN_PHI_CLASS = "SL603", "unknown-phi-class", "Unknown PHI class.",

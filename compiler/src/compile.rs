@@ -90,6 +90,9 @@ pub struct Compiler {
     pub env: Option<String>,
     /// Per mapping (overlays merged): where each output field is set and what it overrides.
     provenance: HashMap<FileId, Vec<overlay::Provenance>>,
+    /// `phi_proof: lenient` of the pipeline being compiled (where it is written): SL601 is then
+    /// a warning, and the matrix shows the field kept in clear, decided there.
+    phi_lenient: Option<String>,
 }
 
 /// What `sluice check` found.
@@ -617,6 +620,7 @@ impl Compiler {
             pipeline::read(&mut cx, &tree)?
         };
         let order = self.graph(&spec)?;
+        self.phi_lenient = spec.phi_lenient.map(|span| format!("{} (phi_proof: lenient)", self.sources.location(span)));
         let mut flows: HashMap<String, Flow> = HashMap::new();
         let mut phi: HashMap<String, (PhiState, Origins)> = HashMap::new();
         let mut components = Vec::new();
@@ -1306,18 +1310,22 @@ impl Compiler {
                     (reason.clone(), format!("{} (phi allowed: {reason})", self.sources.location(*span)))
                 });
                 sink.phi_allowed = phi_allowed.as_ref().map(|(reason, _)| reason.clone());
+                // `phi_proof: lenient`: a leak is a warning, and the plan says where it was allowed.
+                let lenient = self.phi_lenient.clone();
+                let leak = |message: String| match &lenient {
+                    Some(_) => Diagnostic::warning(codes::PHI_UNMASKED, message),
+                    None => Diagnostic::error(codes::PHI_UNMASKED, message),
+                };
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
                     self.diags.push(
-                        Diagnostic::error(
-                            codes::PHI_UNMASKED,
-                            format!("sink `{}` receives raw HL7 v{v} messages, which carry PHI", c.name),
-                        )
-                        .label(c.name_span, "unmasked messages reach this sink")
-                        .help("map the messages to an output schema and mask them before the sink"),
+                        leak(format!("sink `{}` receives raw HL7 v{v} messages, which carry PHI", c.name))
+                            .label(c.name_span, "unmasked messages reach this sink")
+                            .help("map the messages to an output schema and mask them before the sink"),
                     );
-                    return None;
+                    // Strict (no `phi_proof: lenient`): no plan.
+                    lenient.as_ref()?;
                 }
                 let mut unmasked = false;
                 for ((field, class), decision) in &state {
@@ -1339,11 +1347,20 @@ impl Compiler {
                         None => {
                             let from = origins.0.get(&(field.clone(), *class)).cloned().unwrap_or_default();
                             self.diags.push(
-                                Diagnostic::error(codes::PHI_UNMASKED, format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
+                                leak(format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
                                     .label(c.name_span, format!("`{field}` ({class}) arrives here in clear"))
                                     .help(format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to a masking policy on the way to this sink")),
                             );
-                            unmasked = true;
+                            match &lenient {
+                                Some(at) => matrix.push(MatrixRow {
+                                    sink: c.name.clone(),
+                                    field: field.clone(),
+                                    class: *class,
+                                    treatment: MaskAction::Keep,
+                                    decided_at: at.clone(),
+                                }),
+                                None => unmasked = true,
+                            }
                         }
                     }
                 }

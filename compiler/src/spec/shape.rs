@@ -429,6 +429,11 @@ pub static PIPELINE: Shape = Shape {
             "Stop a file run when too many records fail: `error_rate > 0.5% over 1000 records` (DLQ records among the last 1000 read).",
         ),
         opt(
+            "phi_proof",
+            KeyType::Enum(&["strict", "lenient"]),
+            "`strict` (default): PHI reaching a sink unmasked is an error (SL601); `lenient`: a warning, and the masking matrix shows the field kept in clear by this line.",
+        ),
+        opt(
             "retention",
             KeyType::Object(&RETENTION),
             "How long the DLQ, the audit log and the state store keep what they hold; `sluice purge` removes what expired.",
