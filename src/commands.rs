@@ -45,7 +45,7 @@ fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
     }
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub(crate) fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -101,7 +101,7 @@ pub fn check(mut paths: Vec<PathBuf>, format: Format) -> u8 {
 }
 
 /// Compiles a pipeline, printing its diagnostics; the plan, or the exit code to stop with.
-fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan::Plan, u8> {
+pub(crate) fn compile(pipeline: &Path, diag_format: Format) -> Result<sluice_compiler::plan::Plan, u8> {
     let mut c = compiler();
     let plan = c.plan(pipeline).map_err(|e| {
         eprintln!("error: {e}");
@@ -377,7 +377,7 @@ fn print_run_summary(s: &sluice_runtime::RunSummary, plan: &sluice_compiler::pla
     }
 }
 
-fn print_run_error(e: &sluice_runtime::RunError) {
+pub(crate) fn print_run_error(e: &sluice_runtime::RunError) {
     eprintln!("error[{}]: {}", e.code, e.message);
     if let Some(h) = &e.help {
         eprintln!("  help: {h}");
@@ -456,11 +456,14 @@ pub fn dlq_list(pipeline: &Path, json: bool) -> u8 {
 }
 
 /// `sluice dlq show PIPELINE ID [--raw]`.
-pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
+pub fn dlq_show(pipeline: &Path, id: &str, raw: bool, who: &crate::keys_cli::RoleArgs) -> u8 {
     let (plan, entries) = match plan_and_dlq(pipeline) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if raw && let Err(code) = crate::keys_cli::authorize(&plan, sluice_runtime::access::Operation::DlqRaw, who, None) {
+        return code;
+    }
     let of_id: Vec<_> = entries.iter().filter(|e| e.id == id).collect();
     if of_id.is_empty() {
         eprintln!(
@@ -520,11 +523,21 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool) -> u8 {
 }
 
 /// `sluice dlq replay PIPELINE [ID...]`.
-pub fn dlq_replay(pipeline: &Path, ids: &[String], json: bool, fixed_clock: Option<String>) -> u8 {
+pub fn dlq_replay(
+    pipeline: &Path,
+    ids: &[String],
+    json: bool,
+    fixed_clock: Option<String>,
+    who: &crate::keys_cli::RoleArgs,
+) -> u8 {
     let plan = match compile(pipeline, Format::Human) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let op = sluice_runtime::access::Operation::DlqReplay;
+    if let Err(code) = crate::keys_cli::authorize(&plan, op, who, fixed_clock.as_deref()) {
+        return code;
+    }
     let options = sluice_runtime::RunOptions { fixed_clock, ..Default::default() };
     match sluice_runtime::replay::replay(&plan, &options, ids) {
         Ok(s) => {
@@ -571,11 +584,14 @@ pub fn dlq_replay(pipeline: &Path, ids: &[String], json: bool, fixed_clock: Opti
 }
 
 /// `sluice dlq purge PIPELINE (ID... | --replayed)`.
-pub fn dlq_purge(pipeline: &Path, choice: &sluice_runtime::purge::Choice) -> u8 {
+pub fn dlq_purge(pipeline: &Path, choice: &sluice_runtime::purge::Choice, who: &crate::keys_cli::RoleArgs) -> u8 {
     let plan = match compile(pipeline, Format::Human) {
         Ok(p) => p,
         Err(code) => return code,
     };
+    if let Err(code) = crate::keys_cli::authorize(&plan, sluice_runtime::access::Operation::DlqPurge, who, None) {
+        return code;
+    }
     match sluice_runtime::purge::purge(&plan, &sluice_runtime::RunOptions::default(), choice) {
         Ok(s) => {
             println!(

@@ -6,6 +6,7 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod keys_cli;
 mod logging;
 mod metrics;
 mod plan_diff;
@@ -257,6 +258,54 @@ enum Command {
     },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
+    /// Print the values of tokens a `tokenize` rule wrote (`TOKEN<TAB>VALUE`), read from the
+    /// pipeline's token vault; recorded in the audit log (`detokenized`, a count only).
+    Detokenize {
+        pipeline: PathBuf,
+        #[arg(required = true)]
+        tokens: Vec<String>,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
+        /// Pin the clock (RFC 3339) of the audit entry.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+    },
+    /// Remove what the pipeline's `retention:` says expired (DLQ records), and with `--subject`
+    /// one person's data everywhere Sluice keeps it (DLQ records naming the id in PID-3, the
+    /// id's token vault row). Recorded in the audit log (`purged`, counts only, never the id).
+    Purge {
+        pipeline: PathBuf,
+        /// A patient id (PID-3.1): remove this person's data.
+        #[arg(long)]
+        subject: Option<String>,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
+        /// Pin the clock (RFC 3339): what expired is counted from it.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+    },
+    /// The encryption keys of a pipeline's token vault: their ids, and re-encryption under the
+    /// current key after a new one is put first (`sluice keys rotate`).
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// The configured key ids (current first) and how many vault rows each key id encrypts.
+    List { pipeline: PathBuf },
+    /// Re-encrypt every vault row under the current key (the first of `vault_key`); then the
+    /// previous keys can be removed. Recorded in the audit log (`keys_rotated`).
+    Rotate {
+        pipeline: PathBuf,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
+        /// Pin the clock (RFC 3339) of the audit entry.
+        #[arg(long)]
+        fixed_clock: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -277,12 +326,16 @@ enum DlqAction {
         /// Print the raw message too.
         #[arg(long)]
         raw: bool,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
     },
     /// Send DLQ records through the pipeline's current plan again (all pending ones, or the
     /// ids given), appending to its sinks, DLQ and audit log. All or nothing; needs `state:`.
     Replay {
         pipeline: PathBuf,
         ids: Vec<String>,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
         #[arg(long, value_enum, default_value = "text")]
         summary: SummaryFormat,
         /// Pin the clock (RFC 3339), as for `sluice run`.
@@ -298,6 +351,8 @@ enum DlqAction {
         /// Every record `sluice dlq replay` has replayed.
         #[arg(long)]
         replayed: bool,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
     },
 }
 
@@ -396,19 +451,31 @@ fn main() -> ExitCode {
         Command::Dlq { action: DlqAction::List { pipeline, output } } => {
             commands::dlq_list(&pipeline, matches!(output, OutputFormat::Json))
         }
-        Command::Dlq { action: DlqAction::Show { pipeline, id, raw } } => commands::dlq_show(&pipeline, &id, raw),
-        Command::Dlq { action: DlqAction::Purge { pipeline, ids, replayed } } => {
+        Command::Dlq { action: DlqAction::Show { pipeline, id, raw, who } } => {
+            commands::dlq_show(&pipeline, &id, raw, &who)
+        }
+        Command::Dlq { action: DlqAction::Purge { pipeline, ids, replayed, who } } => {
             let choice = if replayed {
                 sluice_runtime::purge::Choice::Replayed
             } else {
                 sluice_runtime::purge::Choice::Ids(ids)
             };
-            commands::dlq_purge(&pipeline, &choice)
+            commands::dlq_purge(&pipeline, &choice, &who)
         }
-        Command::Dlq { action: DlqAction::Replay { pipeline, ids, summary, fixed_clock } } => {
-            commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock)
+        Command::Dlq { action: DlqAction::Replay { pipeline, ids, who, summary, fixed_clock } } => {
+            commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock, &who)
         }
         Command::Explain { code } => commands::explain(&code),
+        Command::Detokenize { pipeline, tokens, who, fixed_clock } => {
+            keys_cli::detokenize(&pipeline, &tokens, &who, fixed_clock)
+        }
+        Command::Keys { action: KeysAction::List { pipeline } } => keys_cli::list(&pipeline),
+        Command::Purge { pipeline, subject, who, fixed_clock } => {
+            keys_cli::purge(&pipeline, subject.as_deref(), &who, fixed_clock)
+        }
+        Command::Keys { action: KeysAction::Rotate { pipeline, who, fixed_clock } } => {
+            keys_cli::rotate(&pipeline, &who, fixed_clock)
+        }
     };
     ExitCode::from(code)
 }

@@ -1,11 +1,15 @@
 //! Every byte Sluice writes outside a sink, searched for the patients in the data: two bundled
 //! pipelines run with a state store and debug logs in JSON; then their plans (text and JSON),
 //! `sluice check`, `dlq list` and `dlq show`, `audit verify` and `audit export`, a resume
-//! refusal and a DLQ replay. Their stdout and stderr, every file under `out/` that is not a sink
-//! (DLQ, audit, exports) and the state database are searched for each name and SSN of the
-//! example messages: zero hits. In the sinks, what the policy masks is not there either: the
-//! message tables redact names and SSNs, the quick start keeps names (with a written reason)
-//! and only the last four digits of an SSN.
+//! refusal, a DLQ replay and purge; for the message tables, whose policy here tokenizes names
+//! and SSNs (the token vault in the state store), `sluice detokenize` (its stderr: its stdout is
+//! the values, by design), `keys list`, `keys rotate` to a new key, `purge --subject`, and with
+//! `roles:` declared refused `detokenize` and `dlq show --raw`. Their stdout and stderr,
+//! every file under `out/` that is not a sink (DLQ, audit, exports) and the state database (the
+//! vault included) are searched for each name and SSN of the example messages: zero hits. In the
+//! sinks, what the policy masks is not there either: the message tables tokenize names and
+//! SSNs, the quick start keeps names (with a written reason) and only the last four digits of
+//! an SSN.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -13,14 +17,35 @@ use std::process::{Command, Output};
 mod common;
 use common::{phi_values, text};
 
+const OLD_VAULT_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const NEW_VAULT_KEY: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+
 fn sluice(dir: &Path, args: &[&str]) -> Output {
+    sluice_with_vault_key(dir, OLD_VAULT_KEY, args)
+}
+
+fn sluice_with_vault_key(dir: &Path, vault_key: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .current_dir(dir)
         .args(args)
         .env("SLUICE_LOG", "debug")
+        .env("SLUICE_TEST_MASK_KEY", "a-test-key-for-tokenization")
+        .env("SLUICE_TEST_VAULT_KEY", vault_key)
         .output()
         .expect("sluice runs")
 }
+
+/// The message tables' policy with names and SSNs tokenized instead of redacted.
+const TOKENIZING: &str = "\
+kind: masking
+name: message-tables-tokenized
+extends: ./message-tables.yaml
+hash_key: ${SLUICE_TEST_MASK_KEY}
+vault_key: ${SLUICE_TEST_VAULT_KEY}
+classes:
+  name: tokenize
+  ssn: tokenize
+";
 
 /// Whether `value` is in `hay` as a word of its own: a name (`MARY`) inside a longer word
 /// (`PRIMARY KEY` in the state database's schema) is not a leak.
@@ -72,6 +97,11 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
         out
     };
     let mut sinks = Vec::new();
+    let policies = dir.join("mappings/base/policies");
+    std::fs::write(policies.join("tokenized.yaml"), TOKENIZING).unwrap();
+    let tables = dir.join("pipelines/hl7-message-tables.yaml");
+    let spec = std::fs::read_to_string(&tables).unwrap();
+    std::fs::write(&tables, spec.replace("policies/message-tables.yaml", "policies/tokenized.yaml")).unwrap();
     for (pipeline, out_dir, sink_files) in [
         ("quickstart", "quickstart", vec!["patient-events.jsonl"]),
         (
@@ -103,6 +133,53 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
             keep("dlq show", sluice(&dir, &["dlq", "show", &p, &id]));
         }
         keep("dlq replay", sluice(&dir, &["dlq", "replay", &p, "--log-level", "debug"]));
+        keep("dlq purge", sluice(&dir, &["dlq", "purge", &p, "--replayed"]));
+        if pipeline == "hl7-message-tables" {
+            let sink = std::fs::read_to_string(dir.join("out/hl7-message-tables/adt_messages.jsonl")).unwrap();
+            let tokens: Vec<&str> = sink
+                .split('"')
+                .filter(|s| sluice_runtime::vault::is_token(s))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            assert!(tokens.len() > 10, "names and SSNs are tokenized: {}", tokens.len());
+            let mut args = vec!["detokenize", &p];
+            args.extend(tokens.iter().copied());
+            let values = sluice(&dir, &args);
+            assert!(values.status.success(), "{}", text(&values.stderr));
+            assert!(phi.iter().any(|v| holds(&text(&values.stdout), v)), "detokenize gives the names back");
+            // Its stdout holds the values, by design; its stderr is searched.
+            keep("detokenize (stderr)", Output { stdout: Vec::new(), ..values });
+            keep("detokenize unknown", sluice(&dir, &["detokenize", &p, "t:00000000000000000000000000000000"]));
+            keep("keys list", sluice(&dir, &["keys", "list", &p]));
+            let both = format!("{NEW_VAULT_KEY},{OLD_VAULT_KEY}");
+            let rotated = keep("keys rotate", sluice_with_vault_key(&dir, &both, &["keys", "rotate", &p]));
+            assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+            let refused = keep("detokenize, key rotated out", sluice(&dir, &["detokenize", &p, tokens[0]]));
+            assert!(text(&refused.stderr).contains("RT031"), "{}", text(&refused.stderr));
+            // One person's data out: the id of a patient in the DLQ.
+            let rejects = std::fs::read_to_string(dir.join("examples/hl7/rejects.hl7")).unwrap();
+            let subject = rejects
+                .split(['\r', '\n'])
+                .filter(|l| l.starts_with("PID|"))
+                .find_map(|l| l.split('|').nth(3)?.split('^').next().filter(|id| !id.is_empty()).map(String::from))
+                .expect("a rejected message with a patient id");
+            let purged = keep("purge --subject", sluice(&dir, &["purge", &p, "--subject", &subject]));
+            assert!(purged.status.success(), "{}", text(&purged.stderr));
+            // Roles declared: refusals, audited.
+            let spec = std::fs::read_to_string(&tables).unwrap();
+            let roles = "roles:\n  privacy_officer:\n    key_sha256: \
+                         0000000000000000000000000000000000000000000000000000000000000000\n    may: [detokenize]\n";
+            std::fs::write(&tables, format!("{spec}{roles}")).unwrap();
+            let refused = keep("detokenize without a role", sluice(&dir, &["detokenize", &p, tokens[0]]));
+            assert!(text(&refused.stderr).contains("RT034"), "{}", text(&refused.stderr));
+            let args =
+                ["detokenize", &p, tokens[0], "--role", "privacy_officer", "--role-key", "${SLUICE_TEST_MASK_KEY}"];
+            let refused = keep("detokenize with a wrong key", sluice(&dir, &args));
+            assert!(text(&refused.stderr).contains("wrong key"), "{}", text(&refused.stderr));
+            let refused = keep("dlq show --raw without a role", sluice(&dir, &["dlq", "show", &p, "x", "--raw"]));
+            assert_eq!(refused.status.code(), Some(1));
+        }
         let audit = format!("out/{out_dir}/audit.jsonl");
         assert!(dir.join(&audit).exists(), "{pipeline} keeps an audit log");
         keep("audit verify", sluice(&dir, &["audit", "verify", &audit]));

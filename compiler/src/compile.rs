@@ -90,6 +90,9 @@ pub struct Compiler {
     pub env: Option<String>,
     /// Per mapping (overlays merged): where each output field is set and what it overrides.
     provenance: HashMap<FileId, Vec<overlay::Provenance>>,
+    /// `phi_proof: lenient` of the pipeline being compiled (where it is written): SL601 is then
+    /// a warning, and the matrix shows the field kept in clear, decided there.
+    phi_lenient: Option<String>,
 }
 
 /// What `sluice check` found.
@@ -230,6 +233,12 @@ impl Compiler {
                     .label(at, format!("`{action}` needs a key"))
                     .help("add `hash_key: ${SLUICE_MASK_KEY}` and set the variable where Sluice runs"),
                 );
+            }
+            if let Some(p) = &p
+                && !p.extends.is_empty()
+                && let (Some(at), None) = (p.first_tokenize, &p.plan.vault_key)
+            {
+                self.diags.push(masking::vault_key_missing(at, " neither it nor a policy it extends"));
             }
             self.policies.insert(id, p);
         }
@@ -611,6 +620,7 @@ impl Compiler {
             pipeline::read(&mut cx, &tree)?
         };
         let order = self.graph(&spec)?;
+        self.phi_lenient = spec.phi_lenient.map(|span| format!("{} (phi_proof: lenient)", self.sources.location(span)));
         let mut flows: HashMap<String, Flow> = HashMap::new();
         let mut phi: HashMap<String, (PhiState, Origins)> = HashMap::new();
         let mut components = Vec::new();
@@ -692,9 +702,29 @@ impl Compiler {
             defaults: spec.defaults.clone(),
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
+            roles: spec.roles.clone(),
+            retention: spec.retention.clone(),
         };
         if !ok {
             return None;
+        }
+        if plan.state.is_none() {
+            for comp in &plan.components {
+                if let ComponentKind::Mask(m) = &comp.kind
+                    && m.uses(MaskAction::Tokenize)
+                    && let Some(c) = spec.components.iter().find(|c| c.name == comp.name)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::TOKENIZE_NEEDS_STATE,
+                            format!("mask `{}` tokenizes values, and the pipeline has no state store to keep its vault", c.name),
+                        )
+                        .label(c.name_span, "its policy tokenizes values")
+                        .help("add `state: {path: state/sluice.db}` (or `state: {url: ...}`): the vault keeps each value, encrypted, with its token"),
+                    );
+                    return None;
+                }
+            }
         }
         if let (Some(at), Some(d)) = (spec.dlq.as_ref().or(spec.dlq_store.as_ref()), &plan.dlq)
             && d.encryption_key.is_none()
@@ -1280,18 +1310,22 @@ impl Compiler {
                     (reason.clone(), format!("{} (phi allowed: {reason})", self.sources.location(*span)))
                 });
                 sink.phi_allowed = phi_allowed.as_ref().map(|(reason, _)| reason.clone());
+                // `phi_proof: lenient`: a leak is a warning, and the plan says where it was allowed.
+                let lenient = self.phi_lenient.clone();
+                let leak = |message: String| match &lenient {
+                    Some(_) => Diagnostic::warning(codes::PHI_UNMASKED, message),
+                    None => Diagnostic::error(codes::PHI_UNMASKED, message),
+                };
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
                     self.diags.push(
-                        Diagnostic::error(
-                            codes::PHI_UNMASKED,
-                            format!("sink `{}` receives raw HL7 v{v} messages, which carry PHI", c.name),
-                        )
-                        .label(c.name_span, "unmasked messages reach this sink")
-                        .help("map the messages to an output schema and mask them before the sink"),
+                        leak(format!("sink `{}` receives raw HL7 v{v} messages, which carry PHI", c.name))
+                            .label(c.name_span, "unmasked messages reach this sink")
+                            .help("map the messages to an output schema and mask them before the sink"),
                     );
-                    return None;
+                    // Strict (no `phi_proof: lenient`): no plan.
+                    lenient.as_ref()?;
                 }
                 let mut unmasked = false;
                 for ((field, class), decision) in &state {
@@ -1313,11 +1347,20 @@ impl Compiler {
                         None => {
                             let from = origins.0.get(&(field.clone(), *class)).cloned().unwrap_or_default();
                             self.diags.push(
-                                Diagnostic::error(codes::PHI_UNMASKED, format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
+                                leak(format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
                                     .label(c.name_span, format!("`{field}` ({class}) arrives here in clear"))
                                     .help(format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to a masking policy on the way to this sink")),
                             );
-                            unmasked = true;
+                            match &lenient {
+                                Some(at) => matrix.push(MatrixRow {
+                                    sink: c.name.clone(),
+                                    field: field.clone(),
+                                    class: *class,
+                                    treatment: MaskAction::Keep,
+                                    decided_at: at.clone(),
+                                }),
+                                None => unmasked = true,
+                            }
                         }
                     }
                 }

@@ -18,7 +18,6 @@ use sluice_compiler::plan::{ComponentKind, FieldValue, ItemPlan, PLAN_FORMAT, Pl
 use crate::error::RunError;
 use crate::eval::{Prepared, Tables};
 use crate::findings;
-use crate::secrets::{self, Secret};
 use crate::source::Profile;
 use crate::stages::{map, mask, validate};
 
@@ -28,7 +27,8 @@ pub enum Prep {
     Source(Profile),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
-    Mask(Option<Secret>),
+    /// Boxed: a vault's connection is large, and most plans have no mask stage.
+    Mask(Box<mask::Keys>),
 }
 
 pub struct Compiled<'p> {
@@ -138,20 +138,7 @@ impl<'p> Compiled<'p> {
                     }
                     Prep::Map(map::tables(m))
                 }
-                ComponentKind::Mask(m) => {
-                    let key = if mask::needs_key(m) {
-                        let Some(reference) = &m.hash_key else {
-                            return Err(invalid(format!(
-                                "mask `{name}`: policy `{}` hashes or shifts values but has no hash_key",
-                                m.policy
-                            )));
-                        };
-                        Some(secrets::resolve(reference, &format!("hash_key of mask `{name}`"))?)
-                    } else {
-                        None
-                    };
-                    Prep::Mask(key)
-                }
+                ComponentKind::Mask(m) => Prep::Mask(Box::new(mask::prepare(name, m, plan.state.as_ref())?)),
                 ComponentKind::Filter(f) => {
                     prepare_all(&mut prepared, name, [&f.keep])?;
                     Prep::None

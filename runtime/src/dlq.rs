@@ -109,6 +109,9 @@ struct Entry<'a> {
     /// `base64` when the bytes are not UTF-8 (`raw` is then their base64), so nothing is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_encoding: Option<&'static str>,
+    /// The id of the key that sealed `raw` ([`DlqKey`]); absent when it is not sealed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_id: Option<&'a str>,
 }
 
 /// What a part entry was cut from.
@@ -129,16 +132,25 @@ pub struct Part<'a> {
 /// `raw_encoding` of an encrypted message.
 pub const SEALED: &str = "aes-256-gcm";
 
-/// The key that encrypts the DLQ's raw messages (AES-256-GCM). The entry's id is the
+/// The keys that encrypt the DLQ's raw messages (AES-256-GCM): the current one seals, the
+/// previous ones (after it in the secret, comma- or line-separated) only open, until
+/// `sluice keys rotate` re-seals every entry under the current one ([`reseal_line`]). A sealed
+/// entry names its key's id (`key_id`, [`crate::keys::key_id`]); an entry written before key
+/// ids were recorded has none, and is opened by whichever key fits. The entry's id is the
 /// associated data, so a sealed message moved to another entry does not open.
 ///
-/// Nonces are synthetic: the first 96 bits of an HMAC-SHA-256, under a key derived from this
-/// one, of the entry id and the message. A nonce therefore repeats only for the same id and the
-/// same message, which then encrypt to the same text (so runs under a fixed clock stay
+/// Nonces are synthetic: the first 96 bits of an HMAC-SHA-256, under a key derived from the
+/// sealing key, of the entry id and the message. A nonce therefore repeats only for the same id
+/// and the same message, which then encrypt to the same text (so runs under a fixed clock stay
 /// byte-identical); two different messages never share a nonce, which a counter could not
 /// promise across runs that reuse a run id (fixed clock), and which random nonces would
 /// promise at the price of determinism.
 pub struct DlqKey {
+    keys: Vec<SubKey>,
+}
+
+struct SubKey {
+    id: String,
     aead: ring::aead::LessSafeKey,
     nonce_key: ring::hmac::Key,
 }
@@ -150,40 +162,58 @@ impl std::fmt::Debug for DlqKey {
 }
 
 impl DlqKey {
-    /// A key from its text: 64 hex digits, or base64 of 32 bytes. The error never holds it.
-    pub fn parse(text: &[u8]) -> Result<DlqKey, &'static str> {
-        use base64::Engine;
-        let text = std::str::from_utf8(text).map_err(|_| "the key is not text")?.trim();
-        let bytes = if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-            hex::decode(text).map_err(|_| "the key is not valid hex")?
-        } else {
-            base64::engine::general_purpose::STANDARD
-                .decode(text)
-                .map_err(|_| "the key is neither 64 hex digits nor base64")?
-        };
-        if bytes.len() != 32 {
-            return Err("the key is not 32 bytes long");
+    /// The keys of a secret's text: one key (64 hex digits, or base64 of 32 bytes), or several
+    /// separated by commas or line breaks, the first current. The error never holds a key.
+    pub fn parse(text: &[u8]) -> Result<DlqKey, String> {
+        let text = std::str::from_utf8(text).map_err(|_| "the key is not text".to_string())?;
+        let parts: Vec<&str> = text.split([',', '\n', '\r']).map(str::trim).filter(|p| !p.is_empty()).collect();
+        let mut keys: Vec<SubKey> = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            let which = |why: &str| if parts.len() == 1 { why.to_string() } else { format!("key {}: {why}", i + 1) };
+            let bytes = crate::keys::key_bytes(part.as_bytes()).map_err(which)?;
+            let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &bytes)
+                .map_err(|_| which("the key is unusable"))?;
+            // A separate key for nonces, so the AES key is used for nothing else.
+            let derived =
+                ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes), b"sluice dlq nonce key");
+            let id = crate::keys::key_id(&bytes);
+            if keys.iter().any(|k| k.id == id) {
+                return Err(format!("key {} is listed twice", i + 1));
+            }
+            keys.push(SubKey {
+                id,
+                aead: ring::aead::LessSafeKey::new(key),
+                nonce_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
+            });
         }
-        let key = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &bytes).map_err(|_| "the key is unusable")?;
-        // A separate key for nonces, so the AES key is used for nothing else.
-        let derived = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &bytes), b"sluice dlq nonce key");
-        Ok(DlqKey {
-            aead: ring::aead::LessSafeKey::new(key),
-            nonce_key: ring::hmac::Key::new(ring::hmac::HMAC_SHA256, derived.as_ref()),
-        })
+        if keys.is_empty() {
+            return Err("the key is empty".to_string());
+        }
+        Ok(DlqKey { keys })
     }
 
-    /// `nonce || ciphertext || tag`, base64.
+    /// The id of the key that seals.
+    pub fn current_id(&self) -> &str {
+        &self.keys[0].id
+    }
+
+    /// Every key's id, the current one first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        self.keys.iter().map(|k| k.id.as_str())
+    }
+
+    /// `nonce || ciphertext || tag`, base64, under the current key.
     fn seal(&self, id: &str, bytes: &[u8]) -> Option<String> {
         use base64::Engine;
-        let mut ctx = ring::hmac::Context::with_key(&self.nonce_key);
+        let key = &self.keys[0];
+        let mut ctx = ring::hmac::Context::with_key(&key.nonce_key);
         ctx.update(id.as_bytes());
         ctx.update(&[0]);
         ctx.update(bytes);
         let mut nonce = [0u8; ring::aead::NONCE_LEN];
         nonce.copy_from_slice(&ctx.sign().as_ref()[..ring::aead::NONCE_LEN]);
         let mut sealed = bytes.to_vec();
-        self.aead
+        key.aead
             .seal_in_place_append_tag(
                 ring::aead::Nonce::assume_unique_for_key(nonce),
                 ring::aead::Aad::from(id.as_bytes()),
@@ -195,7 +225,8 @@ impl DlqKey {
         Some(base64::engine::general_purpose::STANDARD.encode(out))
     }
 
-    fn open(&self, id: &str, text: &str) -> Result<Vec<u8>, String> {
+    /// Opens a sealed `raw`: with the key `key_id` names, or (an entry without one) any key.
+    fn open(&self, id: &str, key_id: Option<&str>, text: &str) -> Result<Vec<u8>, String> {
         use base64::Engine;
         let mut bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
@@ -203,15 +234,45 @@ impl DlqKey {
         if bytes.len() < ring::aead::NONCE_LEN {
             return Err(format!("entry {id}: `raw` is too short to be encrypted"));
         }
-        let mut sealed = bytes.split_off(ring::aead::NONCE_LEN);
-        let nonce =
-            ring::aead::Nonce::try_assume_unique_for_key(&bytes).map_err(|_| format!("entry {id}: bad nonce"))?;
-        let plain = self
-            .aead
-            .open_in_place(nonce, ring::aead::Aad::from(id.as_bytes()), &mut sealed)
-            .map_err(|_| format!("entry {id}: cannot decrypt `raw`: another key, or the entry was altered"))?;
-        Ok(plain.to_vec())
+        let sealed = bytes.split_off(ring::aead::NONCE_LEN);
+        let candidates: Vec<&SubKey> = match key_id {
+            Some(k) => match self.keys.iter().find(|s| s.id == k) {
+                Some(s) => vec![s],
+                None => {
+                    return Err(format!(
+                        "entry {id} was encrypted with key {k}, which the DLQ's `encryption_key` does not hold (RT031)"
+                    ));
+                }
+            },
+            None => self.keys.iter().collect(),
+        };
+        for key in candidates {
+            let nonce =
+                ring::aead::Nonce::try_assume_unique_for_key(&bytes).map_err(|_| format!("entry {id}: bad nonce"))?;
+            let mut buf = sealed.clone();
+            if let Ok(plain) = key.aead.open_in_place(nonce, ring::aead::Aad::from(id.as_bytes()), &mut buf) {
+                return Ok(plain.to_vec());
+            }
+        }
+        Err(format!("entry {id}: cannot decrypt `raw`: another key, or the entry was altered"))
     }
+}
+
+/// An entry's line re-sealed under the current key, or `None` when it needs nothing (not
+/// sealed, or sealed under the current key already). Every other member stays as it was, in
+/// its place.
+pub fn reseal_line(line: &str, key: &DlqKey) -> Result<Option<String>, String> {
+    let mut v: serde_json::Value = serde_json::from_str(line).map_err(|_| "not a DLQ entry".to_string())?;
+    let entry: StoredEntry = serde_json::from_value(v.clone()).map_err(|_| "not a DLQ entry".to_string())?;
+    if entry.raw_encoding.as_deref() != Some(SEALED) || entry.key_id.as_deref() == Some(key.current_id()) {
+        return Ok(None);
+    }
+    let plain = entry.raw_bytes(Some(key))?;
+    let sealed = key.seal(&entry.id, &plain).ok_or_else(|| format!("entry {}: encryption failed", entry.id))?;
+    let Some(obj) = v.as_object_mut() else { return Err("not a DLQ entry".to_string()) };
+    obj.insert("raw".into(), sealed.into());
+    obj.insert("key_id".into(), key.current_id().into());
+    Ok(Some(serde_json::to_string(&v).unwrap_or_default()))
 }
 
 /// The DLQ key of a plan, resolved and checked; `None` when the plan keeps raw messages in
@@ -315,6 +376,7 @@ fn line(
 ) -> Line {
     let key = w.key;
     use base64::Engine;
+    let key_id = key.map(DlqKey::current_id);
     let (raw, raw_encoding) = match (key, std::str::from_utf8(raw)) {
         // A message that cannot be sealed is not written in plain text.
         (Some(key), _) => (std::borrow::Cow::Owned(key.seal(&id, raw).unwrap_or_default()), Some(SEALED)),
@@ -340,6 +402,7 @@ fn line(
         part,
         raw: &raw,
         raw_encoding,
+        key_id,
     };
     let text = serde_json::to_string(&entry).unwrap_or_default();
     Line { id, stage: stage.to_string(), code: r.code, at: w.at.to_string(), text }
@@ -516,7 +579,29 @@ mod key_tests {
             part: None,
             raw,
             raw_encoding: encoding.map(String::from),
+            key_id: None,
         }
+    }
+
+    #[test]
+    fn a_ring_seals_with_its_first_key_and_reseals_what_older_keys_sealed() {
+        let old = DlqKey::parse(KEY).unwrap();
+        let sealed = old.seal("r-1", b"MSH|x").unwrap();
+        let mut e = entry("r-1", sealed, Some(SEALED));
+        e.key_id = Some(old.current_id().to_string());
+        let line = serde_json::to_string(&e).unwrap();
+        let new_text = [&[b'f'; 64][..], b",", KEY].concat();
+        let ring = DlqKey::parse(&new_text).unwrap();
+        assert_ne!(ring.current_id(), old.current_id());
+        let resealed = reseal_line(&line, &ring).unwrap().expect("under an older key");
+        let back: StoredEntry = serde_json::from_str(&resealed).unwrap();
+        assert_eq!(back.key_id.as_deref(), Some(ring.current_id()));
+        assert_eq!(back.raw_bytes(Some(&ring)).unwrap(), b"MSH|x");
+        assert!(back.raw_bytes(Some(&old)).unwrap_err().contains(ring.current_id()), "names the missing key");
+        assert_eq!(reseal_line(&resealed, &ring).unwrap(), None, "already under the current key");
+        let mut legacy = e.clone();
+        legacy.key_id = None;
+        assert_eq!(legacy.raw_bytes(Some(&ring)).unwrap(), b"MSH|x", "an entry without a key id: any key");
     }
 
     #[test]
@@ -575,6 +660,9 @@ pub struct StoredEntry {
     pub raw: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_encoding: Option<String>,
+    /// The id of the key that sealed `raw`; absent from entries written before key ids.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
 }
 
 impl StoredEntry {
@@ -592,7 +680,7 @@ impl StoredEntry {
             (Some("base64"), _) => base64::engine::general_purpose::STANDARD
                 .decode(&self.raw)
                 .map_err(|_| format!("entry {}: `raw` is not valid base64", self.id)),
-            (Some(SEALED), Some(key)) => key.open(&self.id, &self.raw),
+            (Some(SEALED), Some(key)) => key.open(&self.id, self.key_id.as_deref(), &self.raw),
             (Some(SEALED), None) => {
                 Err(format!("entry {} is encrypted and the pipeline's `dlq` has no `encryption_key`", self.id))
             }

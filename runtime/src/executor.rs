@@ -262,7 +262,7 @@ impl Ctx<'_, '_> {
         let step = match (&comp.kind, &c.preps[idx]) {
             (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
             (ComponentKind::Map(m), Prep::Map(t)) => stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec),
-            (ComponentKind::Mask(m), Prep::Mask(key)) => stages::mask::run(m, key.as_ref(), rec),
+            (ComponentKind::Mask(m), Prep::Mask(keys)) => stages::mask::run(m, keys, rec),
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
             (ComponentKind::Sink(s), _) => {

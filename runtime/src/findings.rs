@@ -101,6 +101,19 @@ findings! {
     PLAN_CHANGED = "RT026", RunError, "the specs no longer compile to the saved plan",
         "`sluice run --plan FILE` runs only the plan that was reviewed: the specs (or `--env`) now compile to a plan with another hash, so something changed since `sluice plan --out FILE` saved it. `sluice plan PIPELINE --diff FILE` shows what; review it, save the new plan, and run with that.";
 
+    KEY_MISSING = "RT031", RunError, "data encrypted under a key that is not configured",
+        "A sealed blob (a token vault row) names the id of the key that encrypted it (`k` and 16 hex digits, a fingerprint of the key that does not reveal it), and no key of the secret it is read with has that id: the key was rotated out before everything was re-encrypted, or the wrong secret is set. Add the old key after the current one in the secret (`${SLUICE_VAULT_KEY}` = `NEW,OLD`), run `sluice keys rotate PIPELINE` to re-encrypt everything under the current key, then remove the old one.";
+    KEY_INVALID = "RT032", RunError, "encryption key unusable",
+        "A key secret (`vault_key`) holds one key, or several separated by commas or line breaks (the first encrypts, the others only decrypt); each must be 32 random bytes as 64 hex digits or base64 (`openssl rand -hex 32`), and none may appear twice. The message names the reference and which key (1-based), never a key.";
+    VAULT_CORRUPT = "RT033", RunError, "token vault row does not decrypt",
+        "The vault row of a token is under a configured key but does not decrypt: it was altered, or moved from another token's row (each value is bound to its token). The value cannot be recovered from this row; restore the state store from a backup.";
+
+    ACCESS_REFUSED = "RT034", RunError, "operation refused: role missing, not allowed, or wrong key",
+        "The pipeline declares `roles:`, so `sluice dlq show --raw`, `dlq replay`, `dlq purge`, `detokenize` and `keys rotate` each need `--role NAME`, a role whose `may` lists the operation (`dlq_raw`, `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`), and that role's key in `SLUICE_ROLE_KEY` (or `--role-key ${file:...}`), whose SHA-256 is the role's `key_sha256`. The message says which of these was missing and which roles may; the refusal is recorded in the audit log (`access_refused`: the operation, the role given and why, never a key).";
+
+    NOTHING_TO_PURGE = "RT035", RunError, "nothing to purge",
+        "`sluice purge PIPELINE` removes what the pipeline's `retention:` says has expired (`retention: {dlq: 30d}`), and with `--subject ID` one person's data. The pipeline declares no `retention.dlq` and no `--subject` was given, so there is nothing it could remove. Add a retention period, or name the subject.";
+
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",
@@ -172,6 +185,9 @@ findings! {
         "An output value carries a PHI class but no field or class rule of the masking policy covers it; it was set to null (fail safe). The compiler should prevent this.";
     MASK_VALUE_NULLED = "RT402", Warning, "PHI value could not be masked as its rule says and was nulled",
         "A `generalize` or `shift_date` rule met a value it cannot transform: a ZIP code that is not 5 or 9 digits, a date that is not `YYYY-MM-DD`, an age that is not a number, or a record whose `shift_date` subject field is empty. The value was set to null (fail safe), never passed on as it was. Fix the mapping so the field holds what the rule expects, or choose another action for it.";
+
+    TOKENIZE_FAILED = "RT403", Dlq, "value could not be tokenized",
+        "A `tokenize` rule could not get a token for a value because the token vault (the state store) could not be read or written. The record goes to the DLQ (never on with the value in clear); fix the state store and `sluice dlq replay` it.";
 
     DANGLING_COMPONENT = "RT501", Dlq, "record reached a component with no downstream",
         "A record left a component that feeds no other component and is not a sink; it is sent to the DLQ so nothing is lost. The compiler should prevent this.";

@@ -32,6 +32,7 @@
 //! idempotency key). A request an `http` sink gives up on sends its records to the DLQ: they
 //! count as `dlq`, not delivered, and the run goes on.
 
+pub mod access;
 pub mod audit;
 pub mod compile;
 pub mod counts;
@@ -44,12 +45,15 @@ pub mod findings;
 pub mod groups;
 pub mod hl7;
 pub mod http_sink;
+pub mod keys;
 pub mod mllp;
+pub mod operator;
 pub mod plain_template;
 pub mod progress;
 pub mod purge;
 pub mod record;
 pub mod replay;
+pub mod retention;
 pub mod retry;
 pub mod secrets;
 pub mod sink;
@@ -59,6 +63,7 @@ pub mod state;
 pub mod testing;
 pub mod throttle;
 pub mod time;
+pub mod vault;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

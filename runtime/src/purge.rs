@@ -14,12 +14,10 @@
 //!   unfinished (its checkpoint counts the DLQ's length, which a purge would change).
 
 use std::collections::BTreeSet;
-use std::io::Write;
 
 use serde::Serialize;
 use sluice_compiler::plan::Plan;
 
-use crate::audit::{self, Chain};
 use crate::dlq;
 use crate::error::RunError;
 use crate::findings;
@@ -98,24 +96,13 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
     }
 
     // The audit entry first: a removal is never unrecorded.
-    if let Some(a) = &plan.audit {
-        let path = std::path::Path::new(&a.path);
-        // Opening for append first cuts a torn last line, so the chain goes on from a whole entry.
-        let mut w = crate::sink::append(&a.path)?;
-        let (last, head) = match audit::last_entry(path) {
-            Ok(Some((seq, hash))) => (Some(seq), hash),
-            Ok(None) => (None, String::new()),
-            Err(e) => return Err(RunError::new(findings::IO, format!("audit log: {e}"))),
-        };
-        let run_id = crate::run_id(&plan.hash, &format!("purge{}", clock.seed()));
-        let mut chain = Chain::resume(&run_id, &plan.hash, &head);
-        let ids: Vec<String> = chosen.iter().cloned().collect();
-        let body = Purged { event: "dlq_purged", records: ids.len() as u64, ids: &ids };
-        chain
-            .write(&mut w, last.map_or(0, |l| l + 1), &clock.now(), body)
-            .map_err(|e| RunError::io("write", path, &e))?;
-        crate::sink::finish(&mut w, &a.path)?;
-    }
+    let ids: Vec<String> = chosen.iter().cloned().collect();
+    crate::operator::record(
+        plan,
+        &clock,
+        "purge",
+        Purged { event: "dlq_purged", records: ids.len() as u64, ids: &ids },
+    )?;
 
     let summary = |removed: u64| PurgeSummary {
         pipeline: plan.pipeline.clone(),
@@ -124,7 +111,6 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
         left: records_before - chosen.len() as u64,
     };
     if in_table {
-        let ids: Vec<String> = chosen.iter().cloned().collect();
         store.dlq_purge(&plan.pipeline, &ids)?;
         return Ok(summary(entries.iter().filter(|e| chosen.contains(&e.id)).count() as u64));
     }
@@ -142,10 +128,6 @@ pub fn purge(plan: &Plan, options: &RunOptions, choice: &Choice) -> Result<Purge
             kept.push('\n');
         }
     }
-    let tmp = format!("{dlq_path}.purge-tmp");
-    let tmp_path = std::path::Path::new(&tmp);
-    let mut f = std::fs::File::create(tmp_path).map_err(|e| RunError::io("create", tmp_path, &e))?;
-    f.write_all(kept.as_bytes()).and_then(|_| f.sync_all()).map_err(|e| RunError::io("write", tmp_path, &e))?;
-    std::fs::rename(tmp_path, &dlq_path).map_err(|e| RunError::io("replace", std::path::Path::new(&dlq_path), &e))?;
+    crate::operator::replace_file(&dlq_path, kept.as_bytes())?;
     Ok(summary(removed))
 }

@@ -40,6 +40,29 @@ pub struct Plan {
     pub fail_if: Option<FailIfPlan>,
     /// Per sink, per output field: which PHI classes reach it and what is done to them.
     pub masking_matrix: Vec<MatrixRow>,
+    /// `roles:`; absent from the JSON when none are declared, so older plans keep their hashes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<RolePlan>,
+    /// `retention:`; absent from the JSON when not declared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionPlan>,
+}
+
+/// How long, in days, what the pipeline keeps is kept (`sluice purge` removes the rest).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetentionPlan {
+    pub dlq_days: Option<u32>,
+    pub audit_days: Option<u32>,
+    pub state_days: Option<u32>,
+}
+
+/// A role of `roles:`: its name, the SHA-256 of its key and the operations it may do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolePlan {
+    pub name: String,
+    /// Hex, lower case.
+    pub key_sha256: String,
+    pub may: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -430,6 +453,10 @@ pub enum MaskAction {
     /// Less precise: ZIP to its first 3 digits, a date to its year, an age over 89 to 90+
     /// ([`Generalization`]).
     Generalize,
+    /// A random token (`t:` + 32 hex digits) kept with the value, encrypted, in the state
+    /// store's vault: the same value gets the same token in every run, and an authorised
+    /// `sluice detokenize` gives the value back. Weaker than `hash` because it is reversible.
+    Tokenize,
     /// Keyed HMAC-SHA256 pseudonym (hex), stable across runs for joins.
     Hash,
     /// Replace with `[REDACTED]`.
@@ -445,6 +472,7 @@ impl MaskAction {
             MaskAction::Partial => "partial",
             MaskAction::ShiftDate => "shift_date",
             MaskAction::Generalize => "generalize",
+            MaskAction::Tokenize => "tokenize",
             MaskAction::Hash => "hash",
             MaskAction::Redact => "redact",
             MaskAction::Null => "null",
@@ -519,6 +547,17 @@ pub struct MaskPlan {
     pub classes: Vec<(PhiClass, Treatment)>,
     /// Secret reference for `hash` (`${SLUICE_MASK_KEY}`); resolved at run time.
     pub hash_key: Option<String>,
+    /// Secret reference for the keys that encrypt `tokenize`'s vault (the first is current);
+    /// absent from the JSON when unused, so older plans keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vault_key: Option<String>,
+}
+
+impl MaskPlan {
+    /// Whether any rule of the plan uses `action`.
+    pub fn uses(&self, action: MaskAction) -> bool {
+        self.fields.iter().map(|(_, t)| t).chain(self.classes.iter().map(|(_, t)| t)).any(|t| t.action == action)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

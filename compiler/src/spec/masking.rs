@@ -1,7 +1,8 @@
 //! Masking policies (`kind: masking`): what happens to each PHI class or output field.
 //!
 //! Invariant: keeping PHI in clear is always an explicit, reasoned decision (`keep` needs a
-//! `reason`), the keyed actions (`hash`, `shift_date`) always have a key reference, and every
+//! `reason`), the keyed actions (`hash`, `shift_date`, `tokenize`) always have a key reference
+//! (and `tokenize` a `vault_key` too: SL610), and every
 //! action has what it needs (`generalize` its `to`, `shift_date` its `subject`), so the plan can
 //! show every decision.
 
@@ -42,6 +43,18 @@ pub struct Policy {
     /// Where a keyed action (`hash`, `shift_date`) is first used: the driver's SL604 check of
     /// a merged policy.
     pub first_keyed: Option<(MaskAction, Span)>,
+    /// Where `tokenize` is first used: the driver's SL610 check of a merged policy.
+    pub first_tokenize: Option<Span>,
+}
+
+/// SL610: `tokenize` without a `vault_key` (`inherited` says where else it was looked for).
+pub fn vault_key_missing(at: Span, inherited: &str) -> Diagnostic {
+    Diagnostic::error(codes::MASK_VAULT_KEY, format!("the policy uses `tokenize` but{inherited} has no `vault_key`"))
+        .label(at, "`tokenize` keeps the value, encrypted, in the vault")
+        .help(
+            "add `vault_key: ${SLUICE_VAULT_KEY}` (32 random bytes as 64 hex digits: `openssl rand -hex 32`) and \
+             set the variable where Sluice runs",
+        )
 }
 
 /// The built-in policies, by name: their YAML, compiled like a user's file.
@@ -61,7 +74,7 @@ impl Policy {
             out.extend(top);
             out
         }
-        let Policy { plan, field_rules, subjects, class_spans, extends, first_keyed } = self;
+        let Policy { plan, field_rules, subjects, class_spans, extends, first_keyed, first_tokenize } = self;
         let mut classes = merge(base.plan.classes, plan.classes);
         classes.sort_by_key(|(c, _)| *c);
         let as_pairs = |rules: Vec<FieldRule>| rules.into_iter().map(|r| (r.field.clone(), r)).collect::<Vec<_>>();
@@ -78,12 +91,14 @@ impl Policy {
                 fields,
                 classes,
                 hash_key: plan.hash_key.or(base.plan.hash_key),
+                vault_key: plan.vault_key.or(base.plan.vault_key),
             },
             field_rules,
             subjects: base.subjects.into_iter().chain(subjects).collect(),
             class_spans,
             extends,
             first_keyed: first_keyed.or(base.first_keyed),
+            first_tokenize: first_tokenize.or(base.first_tokenize),
         }
     }
 }
@@ -94,6 +109,7 @@ fn action_of(text: &str) -> Option<MaskAction> {
         "partial" => MaskAction::Partial,
         "shift_date" => MaskAction::ShiftDate,
         "generalize" => MaskAction::Generalize,
+        "tokenize" => MaskAction::Tokenize,
         "hash" => MaskAction::Hash,
         "redact" => MaskAction::Redact,
         "null" => MaskAction::Null,
@@ -223,14 +239,23 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         .get("hash_key")
         .and_then(|n| reader::secret(cx, n, "`hash_key`"))
         .map(|s| key_file_relative_to_spec(cx, s.text));
+    let vault_key = obj
+        .get("vault_key")
+        .and_then(|n| reader::secret(cx, n, "`vault_key`"))
+        .map(|s| key_file_relative_to_spec(cx, s.text));
     let mut classes = Vec::new();
     let mut class_spans = Vec::new();
-    // Where a keyed action (`hash`, `shift_date`) is first used, for SL604.
+    // Where a keyed action (`hash`, `shift_date`, `tokenize`) is first used, for SL604; where
+    // `tokenize` is, for SL610.
     let mut first_keyed: Option<(MaskAction, Span)> = None;
+    let mut first_tokenize: Option<Span> = None;
     let mut subjects = Vec::new();
     let mut note = |t: &Treatment, at: Span, subject: Option<Span>| {
-        if matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate) {
+        if matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate | MaskAction::Tokenize) {
             first_keyed = first_keyed.or(Some((t.action, at)));
+        }
+        if t.action == MaskAction::Tokenize {
+            first_tokenize = first_tokenize.or(Some(at));
         }
         if let (Some(s), Some(span)) = (&t.shift, subject) {
             subjects.push((s.subject.clone(), span));
@@ -273,6 +298,12 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
                 .help("add `hash_key: ${SLUICE_MASK_KEY}` and set the variable where Sluice runs"),
         );
     }
+    if let Some(at) = first_tokenize
+        && obj.get("vault_key").is_none()
+        && extends.is_empty()
+    {
+        cx.push(vault_key_missing(at, ""));
+    }
     classes.sort_by_key(|(c, _)| *c);
     let plan = MaskPlan {
         environment: None,
@@ -281,6 +312,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         fields: field_rules.iter().map(|f| (f.field.clone(), f.treatment.clone())).collect(),
         classes,
         hash_key,
+        vault_key,
     };
-    Some(Policy { plan, field_rules, subjects, class_spans, extends, first_keyed })
+    Some(Policy { plan, field_rules, subjects, class_spans, extends, first_keyed, first_tokenize })
 }

@@ -10,6 +10,8 @@ pub mod pack;
 pub mod pipeline;
 pub mod profile;
 pub mod reader;
+pub mod retention;
+pub mod roles;
 pub mod rules;
 pub mod secret_scan;
 pub mod shape;

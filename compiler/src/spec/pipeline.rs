@@ -376,6 +376,12 @@ pub struct PipelineSpec<'n> {
     pub checkpoint_every_ms: u64,
     pub defaults: Defaults,
     pub fail_if: Option<FailIfPlan>,
+    /// `roles:` ([`super::roles`]).
+    pub roles: Vec<crate::plan::RolePlan>,
+    /// `retention:` ([`super::retention`]).
+    pub retention: Option<crate::plan::RetentionPlan>,
+    /// Where `phi_proof: lenient` is written, if it is (the default is strict).
+    pub phi_lenient: Option<Span>,
 }
 
 pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
@@ -533,6 +539,13 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         checkpoint_every_ms,
         defaults,
         fail_if,
+        roles: obj.get("roles").map(|n| super::roles::read(cx, n)).unwrap_or_default(),
+        retention: obj.get("retention").and_then(|n| super::retention::read(cx, n)),
+        phi_lenient: obj
+            .get("phi_proof")
+            .and_then(|n| reader::one_of(cx, n, &["strict", "lenient"], "`phi_proof`"))
+            .filter(|s| s.text == "lenient")
+            .map(|s| s.span),
     })
 }
 

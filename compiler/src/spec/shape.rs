@@ -428,6 +428,50 @@ pub static PIPELINE: Shape = Shape {
             KeyType::String,
             "Stop a file run when too many records fail: `error_rate > 0.5% over 1000 records` (DLQ records among the last 1000 read).",
         ),
+        opt(
+            "phi_proof",
+            KeyType::Enum(&["strict", "lenient"]),
+            "`strict` (default): PHI reaching a sink unmasked is an error (SL601); `lenient`: a warning, and the masking matrix shows the field kept in clear by this line.",
+        ),
+        opt(
+            "retention",
+            KeyType::Object(&RETENTION),
+            "How long the DLQ, the audit log and the state store keep what they hold; `sluice purge` removes what expired.",
+        ),
+        opt(
+            "roles",
+            KeyType::MapOf(&ROLE),
+            "Who may do the operator actions on what the pipeline keeps; once declared, each action needs `--role` and the role's key.",
+        ),
+    ],
+};
+
+pub static RETENTION: Shape = Shape {
+    name: "retention",
+    type_tag: None,
+    doc: "Retention periods: a whole number and `d`, `w` or `y` (a year counts 366 days).",
+    keys: &[
+        opt("dlq", KeyType::String, "DLQ records older than this are removed by `sluice purge` (`30d`)."),
+        opt("audit", KeyType::String, "The audit log's period (`6y`); recorded, not yet enforced."),
+        opt("state", KeyType::String, "The state store's period (`90d`); recorded, not yet enforced."),
+    ],
+};
+
+pub static ROLE: Shape = Shape {
+    name: "role",
+    type_tag: None,
+    doc: "A role: the SHA-256 of its key, and the operator actions it may do.",
+    keys: &[
+        req(
+            "key_sha256",
+            KeyType::String,
+            "The hex SHA-256 of the role's key (never the key): `printf %s \"$KEY\" | sha256sum`.",
+        ),
+        req(
+            "may",
+            KeyType::ListOfStrings,
+            "Operations: `dlq_raw` (`dlq show --raw`), `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`, `purge`.",
+        ),
     ],
 };
 
@@ -669,7 +713,8 @@ pub static RULES: Shape = Shape {
     ],
 };
 
-pub const MASK_ACTIONS: &[&str] = &["keep", "partial", "shift_date", "generalize", "hash", "redact", "null"];
+pub const MASK_ACTIONS: &[&str] =
+    &["keep", "partial", "shift_date", "generalize", "tokenize", "hash", "redact", "null"];
 
 pub static TREATMENT: Shape = Shape {
     name: "masking.treatment",
@@ -732,7 +777,12 @@ pub static MASKING: Shape = Shape {
             KeyType::StringOrList,
             "Policies this one builds on, in order: built-in (`hipaa_safe_harbor`, `limited_data_set`, `pci`) or masking files (relative paths). A later one's rules override an earlier one's, and this policy's own override all.",
         ),
-        opt("hash_key", KeyType::Secret, "Key for `hash` and `shift_date`: `${VARIABLE}`."),
+        opt("hash_key", KeyType::Secret, "Key for `hash`, `shift_date` and `tokenize`'s vault lookups: `${VARIABLE}`."),
+        opt(
+            "vault_key",
+            KeyType::Secret,
+            "For `tokenize` (required): the keys that encrypt the token vault, `${VARIABLE}` or `${file:...}`; one key (64 hex digits), or several separated by commas or lines, the first current and the others previous (read only, until `sluice keys rotate`).",
+        ),
         opt("classes", KeyType::TreatmentMap, "PHI class -> treatment."),
         opt("fields", KeyType::TreatmentMap, "Output field -> treatment (wins over classes)."),
     ],

@@ -3,40 +3,81 @@
 //! Decision per classed leaf: a field rule first (the most specific rule whose dotted path is
 //! the leaf's pattern, `patient.identifiers[*].value`, or a parent of it; list indices in rules
 //! may be written `[*]` or left out), else the strongest class rule among the leaf's classes
-//! (null > redact > hash > partial > keep). A leaf no rule covers is set to null (fail safe)
+//! (null > redact > hash > tokenize > generalize > shift_date > partial > keep). A leaf no rule covers is set to null (fail safe)
 //! with warning `RT401`; the compiler should make that impossible.
 //!
 //! Actions: `keep`; `partial` (keep the last N letters/digits, other letters/digits become `*`,
 //! separators stay: `123-45-6789` -> `***-**-6789`); `shift_date` (by the keyed days of the
 //! record's subject); `generalize` (`zip3`, `year`, `age`); `hash` (`h:` + hex HMAC-SHA256 under
-//! the policy's key); `redact` (`[REDACTED]`); `null`. The value transforms are in
+//! the policy's key); `tokenize` (a random `t:` token kept with the value, encrypted, in the
+//! state store's vault: [`crate::vault`]); `redact` (`[REDACTED]`); `null`. The value transforms are in
 //! [`super::deidentify`]. Lists are masked element by element. A value a transform cannot
 //! mask (not a ZIP, not a date; no subject to shift by) is set to null with warning `RT402`.
 //!
 //! Invariants:
 //! - Fail safe: a classed value either gets an explicit policy decision or becomes null.
-//! - The hash key is resolved before any record is processed (a missing key stops the run);
-//!   the same key and value always give the same pseudonym (joins across runs).
+//! - The hash key (and for `tokenize` the vault and its keys) is resolved before any record is
+//!   processed (a missing key stops the run); the same key and value always give the same
+//!   pseudonym (joins across runs), and the same vault the same token.
+//! - A value the vault cannot tokenize sends its record to the DLQ (RT403): never on in clear.
 //! - The outcome per leaf (action, explicit or not) is kept on the record for the sink's
 //!   `compliance` block.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
-use sluice_compiler::plan::{Generalization, MaskAction, MaskPlan, Treatment};
+use sluice_compiler::plan::{Generalization, MaskAction, MaskPlan, StateTarget, Treatment};
 
 use super::{Step, deidentify};
+use crate::dlq::Rejection;
+use crate::error::RunError;
 use crate::findings;
+use crate::keys::KeyRing;
 use crate::record::{Doc, Issue, LeafOutcome, Payload, Record};
-use crate::secrets::Secret;
+use crate::secrets::{self, Secret};
+use crate::vault::Vault;
+
+/// What a mask stage needs beyond its plan, resolved once before the run.
+#[derive(Debug, Default)]
+pub struct Keys {
+    /// For `hash`, `shift_date` and the vault's lookups.
+    pub hash_key: Option<Secret>,
+    /// For `tokenize`.
+    pub vault: Option<Vault>,
+}
+
+/// Resolves the keys of mask stage `name` and opens its vault (in the pipeline's state store).
+pub fn prepare(name: &str, plan: &MaskPlan, state: Option<&StateTarget>) -> Result<Keys, RunError> {
+    let invalid = |what: &str| {
+        RunError::new(findings::PLAN_INVALID, format!("mask `{name}`: policy `{}` {what}", plan.policy))
+            .with_help("re-run `sluice check`; if it passes, please report this")
+    };
+    if !needs_key(plan) {
+        return Ok(Keys::default());
+    }
+    let Some(reference) = &plan.hash_key else {
+        return Err(invalid("hashes, shifts or tokenizes values but has no hash_key"));
+    };
+    let hash_key = secrets::resolve(reference, &format!("hash_key of mask `{name}`"))?;
+    let vault = if plan.uses(MaskAction::Tokenize) {
+        let (Some(reference), Some(state)) = (&plan.vault_key, state) else {
+            return Err(invalid("tokenizes values but has no vault_key or the pipeline no state store"));
+        };
+        let ring = KeyRing::resolve(reference, &format!("vault_key of mask `{name}`"))?;
+        Some(Vault::open(crate::state::Store::open(state, None)?, &hash_key, ring)?)
+    } else {
+        None
+    };
+    Ok(Keys { hash_key: Some(hash_key), vault })
+}
 
 fn treatments(plan: &MaskPlan) -> impl Iterator<Item = &Treatment> {
     plan.fields.iter().map(|(_, t)| t).chain(plan.classes.iter().map(|(_, t)| t))
 }
 
-/// Whether a mask plan needs the policy's key (`hash`, `shift_date`).
+/// Whether a mask plan needs the policy's key (`hash`, `shift_date`, `tokenize`).
 pub fn needs_key(plan: &MaskPlan) -> bool {
-    treatments(plan).any(|t| matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate))
+    treatments(plan).any(|t| matches!(t.action, MaskAction::Hash | MaskAction::ShiftDate | MaskAction::Tokenize))
 }
 
 /// The distinct `shift_date` subjects of a plan, with their largest shift.
@@ -94,12 +135,13 @@ fn subject_value(doc: &mut Doc, path: &str) -> Option<String> {
 }
 
 /// Masks a leaf (element by element for lists). Returns how many values could not be masked
-/// as the rule says (a malformed value, a missing shift subject) and were nulled instead.
-fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>, shift_days: Option<i64>) -> usize {
+/// as the rule says (a malformed value, a missing shift subject) and were nulled instead; an
+/// error when the vault could not tokenize a value (the leaf is then nulled).
+fn apply(doc: &mut Doc, t: Option<&Treatment>, keys: &Keys, shift_days: Option<i64>) -> Result<usize, RunError> {
     match doc {
-        Doc::Null => 0,
-        Doc::Arr(items) => items.iter_mut().map(|i| apply(i, t, key, shift_days)).sum(),
-        Doc::Obj(members) => members.iter_mut().map(|(_, v)| apply(v, t, key, shift_days)).sum(),
+        Doc::Null => Ok(0),
+        Doc::Arr(items) => items.iter_mut().map(|i| apply(i, t, keys, shift_days)).sum(),
+        Doc::Obj(members) => members.iter_mut().map(|(_, v)| apply(v, t, keys, shift_days)).sum(),
         Doc::Bool(_) | Doc::Num(_) | Doc::Str(_) => {
             let number = matches!(doc, Doc::Num(_));
             // Borrowed from the leaf: it is read, then replaced.
@@ -110,12 +152,21 @@ fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>, shift_days:
             };
             let Some(t) = t else {
                 *doc = Doc::Null;
-                return 0;
+                return Ok(0);
             };
+            let key = keys.hash_key.as_ref();
             let masked = match t.action {
-                MaskAction::Keep => return 0,
+                MaskAction::Keep => return Ok(0),
                 MaskAction::Partial => Some(Doc::Str(deidentify::partial(&text, t.keep_last.unwrap_or(4)))),
                 MaskAction::Hash => key.map(|k| Doc::Str(deidentify::hash(k.expose(), &text))),
+                MaskAction::Tokenize => match keys.vault.as_ref().map(|v| v.token(&text)) {
+                    Some(Ok(token)) => Some(Doc::Str(token)),
+                    Some(Err(e)) => {
+                        *doc = Doc::Null;
+                        return Err(e);
+                    }
+                    None => None,
+                },
                 MaskAction::Redact => Some(Doc::Str("[REDACTED]".into())),
                 MaskAction::Null => Some(Doc::Null),
                 MaskAction::ShiftDate => shift_days.and_then(|d| deidentify::shift_date(&text, d)).map(Doc::Str),
@@ -130,12 +181,13 @@ fn apply(doc: &mut Doc, t: Option<&Treatment>, key: Option<&Secret>, shift_days:
             };
             let failed = masked.is_none() && t.action != MaskAction::Hash;
             *doc = masked.unwrap_or(Doc::Null);
-            usize::from(failed)
+            Ok(usize::from(failed))
         }
     }
 }
 
-pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'p> {
+pub fn run<'p>(plan: &MaskPlan, keys: &Keys, mut rec: Record) -> Step<'p> {
+    let key = keys.hash_key.as_ref();
     let Payload::Doc(doc) = &mut rec.payload else {
         // An HL7 record has no classed output leaves: nothing to mask.
         rec.env.masking.get_or_insert_with(BTreeMap::new);
@@ -163,7 +215,19 @@ pub fn run<'p>(plan: &MaskPlan, key: Option<&Secret>, mut rec: Record) -> Step<'
             .and_then(|t| t.shift.as_ref())
             .and_then(|s| shifts.iter().find(|(subject, _)| *subject == s.subject))
             .and_then(|(_, days)| *days);
-        let nulled = doc.pointer_mut(pointer).map_or(0, |v| apply(v, t, key, shift_days));
+        let nulled = match doc.pointer_mut(pointer).map(|v| apply(v, t, keys, shift_days)) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                // The store's message names the store and the statement, never a value.
+                let r = Rejection::single(
+                    findings::TOKENIZE_FAILED,
+                    Some(&leaf.pattern),
+                    format!("the token vault could not tokenize this field: {}", e.message),
+                );
+                return Step::Dlq(rec, r);
+            }
+        };
         if nulled > 0
             && let Some(t) = t
         {

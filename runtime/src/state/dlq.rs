@@ -17,7 +17,8 @@
 //! - A replay records the table's highest key for the pipeline before it starts
 //!   ([`Store::dlq_mark`]); undoing it deletes the replay's rows above that key
 //!   ([`Store::dlq_undo`]), as cutting files back undoes its appends.
-//! - A purge deletes its rows in one transaction ([`Store::dlq_purge`]): all or none.
+//! - A purge deletes its rows in one transaction ([`Store::dlq_purge`]): all or none; so does a
+//!   key rotation replace the entries it re-encrypts ([`Store::dlq_replace`]).
 //! - Rows are only ever the pipeline's own: every statement names the pipeline.
 
 use super::{Store, Value, store_error, text};
@@ -151,6 +152,22 @@ impl Store {
             .collect();
         let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
         conn.transaction(&statements).map_err(|e| store_error(&self.shown, self.key, "purge DLQ entries", e))
+    }
+
+    /// Replaces the JSON of rows by their store key (a key rotation's re-sealed entries), in
+    /// one transaction.
+    pub fn dlq_replace(&mut self, pipeline: &str, rows: &[(i64, String)]) -> Result<(), RunError> {
+        let statements: Vec<(&str, Vec<Value>)> = rows
+            .iter()
+            .map(|(key, entry)| {
+                (
+                    "UPDATE dlq_entries SET entry = $1 WHERE pipeline = $2 AND id = $3",
+                    vec![text(entry), text(pipeline), Value::Int(*key)],
+                )
+            })
+            .collect();
+        let conn = self.conn.get_mut().unwrap_or_else(|p| p.into_inner());
+        conn.transaction(&statements).map_err(|e| store_error(&self.shown, self.key, "re-encrypt DLQ entries", e))
     }
 
     /// Every entry of `pipeline`, in the order written: its key and its JSON.

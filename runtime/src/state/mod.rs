@@ -31,6 +31,7 @@
 pub mod dlq;
 pub mod postgres;
 pub mod sqlite;
+pub mod vault;
 
 use std::collections::HashMap;
 use std::path::Path;

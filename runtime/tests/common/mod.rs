@@ -332,6 +332,7 @@ pub fn mask(name: &str, from: &str, hash_key: Option<String>) -> Component {
                 (C::Date, treatment(MaskAction::Keep, None, Some("encounter dates are needed"))),
             ],
             hash_key,
+            vault_key: None,
         }),
     )
 }
@@ -354,6 +355,8 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         fail_if: None,
         defaults: Defaults { batch_size: 2, ..Default::default() },
         masking_matrix: vec![],
+        roles: vec![],
+        retention: None,
     };
     plan.seal();
     plan
