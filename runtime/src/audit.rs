@@ -31,7 +31,10 @@
 //!   fixed clock.
 //! - A listening source's run appends to the file and goes on from its last entry
 //!   ([`last_entry`]: its hash and `seq`), so restarting a listener keeps one chain.
-//! - The file is truncated at the start of a new file run. A resumed run cuts it back to its
+//! - A new file run starts a new file (a new chain from [`GENESIS`]) and never destroys the old
+//!   one: a non-empty log left by an earlier run, with any operator entries appended to it since
+//!   (`dlq_purged`, `access_refused`, ...), is first renamed to `<path>.<n>` ([`archive`]), `n`
+//!   one more than the highest already there. A resumed run cuts the current file back to its
 //!   checkpoint and goes on from the head saved with it ([`Chain::resume`]), so the chain of an
 //!   interrupted and resumed run verifies as one; its `run_completed` counts the `resumes`.
 
@@ -208,6 +211,33 @@ pub fn last_entry(path: &std::path::Path) -> Result<Option<(u64, String)>, Strin
     }
 }
 
+/// Moves a non-empty audit log out of the way of a new file run: renames it to `<path>.<n>`,
+/// `n` one more than the highest archive number beside it (1 for the first), and returns the
+/// new name. A missing or empty file is left alone (`None`). Archives are never overwritten:
+/// each still verifies on its own (`sluice audit verify <path>.<n>`).
+pub fn archive(path: &std::path::Path) -> std::io::Result<Option<std::path::PathBuf>> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.len() > 0 => {}
+        Ok(_) => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let highest = std::fs::read_dir(&dir)?
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| entry.file_name().to_str()?.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
+    let target = dir.join(format!("{name}.{}", highest + 1));
+    std::fs::rename(path, &target)?;
+    Ok(Some(target))
+}
+
 /// Checks an audit file's chain: every entry's `hash`, every `prev` link, increasing `seq`.
 /// Returns the number of entries; the error names the first bad line (1-based).
 pub fn verify_audit_chain(path: impl AsRef<std::path::Path>) -> Result<u64, String> {
@@ -251,6 +281,29 @@ pub fn verify_audit_chain(path: impl AsRef<std::path::Path>) -> Result<u64, Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archive_keeps_every_earlier_log_under_the_next_number() {
+        let dir = std::env::temp_dir().join(format!("sluice-audit-archive-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        assert_eq!(archive(&path).unwrap(), None, "no log yet: nothing to keep");
+        std::fs::write(&path, b"").unwrap();
+        assert_eq!(archive(&path).unwrap(), None, "an empty log is not worth an archive");
+        std::fs::write(&path, b"first\n").unwrap();
+        assert_eq!(archive(&path).unwrap(), Some(dir.join("audit.jsonl.1")));
+        std::fs::write(&path, b"second\n").unwrap();
+        assert_eq!(archive(&path).unwrap(), Some(dir.join("audit.jsonl.2")));
+        // A gap (an archive removed by hand) never makes a newer log take an older number.
+        std::fs::remove_file(dir.join("audit.jsonl.1")).unwrap();
+        std::fs::write(&path, b"third\n").unwrap();
+        assert_eq!(archive(&path).unwrap(), Some(dir.join("audit.jsonl.3")));
+        assert_eq!(std::fs::read(dir.join("audit.jsonl.2")).unwrap(), b"second\n");
+        assert_eq!(std::fs::read(dir.join("audit.jsonl.3")).unwrap(), b"third\n");
+        assert!(!path.exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn the_last_entry_skips_a_torn_line() {

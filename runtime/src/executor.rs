@@ -582,7 +582,8 @@ fn flush_in_background(files: Vec<std::fs::File>, done: &AtomicBool) {
     }
 }
 
-/// Opens the outputs: created empty for a new file run, cut back to the checkpoint's lengths for
+/// Opens the outputs: created empty for a new file run (the audit log's previous file kept
+/// as an archive, [`audit::archive`]), cut back to the checkpoint's lengths for
 /// a resumed one, appended to for a live feed (its records were acknowledged). A DLQ in the
 /// state store is treated alike ([`dlq::TableStart`]).
 fn open_outputs(
@@ -642,7 +643,17 @@ fn open_outputs(
     };
     let dlq = dlq::Out::open(c.plan, open, table_start)?;
     let audit = match &c.plan.audit {
-        Some(a) => Some((a.path.clone(), open(&a.path)?)),
+        Some(a) => {
+            if !live && !resuming {
+                audit::archive(std::path::Path::new(&a.path)).map_err(|e| {
+                    RunError::new(findings::IO, format!("audit log `{}`: cannot archive it: {}", a.path, e.kind()))
+                        .with_help(
+                            "a new run keeps the previous audit log as `<path>.<n>`; make its directory writable",
+                        )
+                })?;
+            }
+            Some((a.path.clone(), open(&a.path)?))
+        }
         None => None,
     };
     totals.restore(&start.counts);
