@@ -164,6 +164,7 @@ impl<'p> Compiled<'p> {
                     let known = match s.kind.as_str() {
                         "jsonl" => true,
                         "http" => s.http.is_some(),
+                        "postgres" => s.postgres.is_some(),
                         _ => false,
                     };
                     if !known {

@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod fhir;
+pub mod pg_table;
 pub mod pg_url;
 pub mod render;
 
@@ -537,14 +538,17 @@ pub struct RoutePlan {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SinkPlan {
-    /// `jsonl` or `http`.
+    /// `jsonl`, `http` or `postgres`.
     pub kind: String,
-    /// The output file (`jsonl`); empty for an `http` sink.
+    /// The output file (`jsonl`); empty for other sinks.
     pub path: String,
     /// The endpoint (`http` only). Absent from the JSON of other sinks, so their plans (and
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Box<HttpSinkPlan>>,
+    /// The table (`postgres` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<Box<pg_table::PgSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
