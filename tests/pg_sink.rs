@@ -42,6 +42,36 @@ fn add_sink(dir: &Path, pipeline: &str, extra: &str) {
     std::fs::write(&path, spec.replacen("\nsinks:\n", &format!("\n{sink}"), 1)).unwrap();
 }
 
+/// Adds a `csv` sink `table_file` (fed by the `mask` stage) writing `path`.
+fn add_csv_sink(dir: &Path, pipeline: &str, path: &str) {
+    let file = dir.join("pipelines").join(pipeline);
+    let spec = std::fs::read_to_string(&file).unwrap();
+    let sink = format!("sinks:\n  table_file:\n    type: csv\n    inputs: [mask]\n    path: {path}\n");
+    std::fs::write(&file, spec.replacen("\nsinks:\n", &format!("\n{sink}"), 1)).unwrap();
+}
+
+/// Loads a CSV file into a new table `name` shaped like `like`, with PostgreSQL's own CSV
+/// reader (`COPY ... CSV HEADER`): another implementation of RFC 4180 than the sink's.
+fn copy_csv(url: &str, csv: &Path, name: &str, like: &str) {
+    use std::io::Write;
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    client.batch_execute(&format!("CREATE TABLE {name} (LIKE {like})")).unwrap();
+    let mut w = client.copy_in(&format!("COPY {name} FROM STDIN WITH (FORMAT csv, HEADER true)")).unwrap();
+    w.write_all(&std::fs::read(csv).unwrap()).unwrap();
+    w.finish().unwrap();
+}
+
+/// Rows of `a` not in `b` and of `b` not in `a`, counted with their repeats.
+fn differences(url: &str, a: &str, b: &str) -> Vec<Vec<Option<String>>> {
+    pg_rows(
+        url,
+        &format!(
+            "SELECT (SELECT count(*) FROM (SELECT * FROM {a} EXCEPT ALL SELECT * FROM {b}) x), \
+                    (SELECT count(*) FROM (SELECT * FROM {b} EXCEPT ALL SELECT * FROM {a}) y)"
+        ),
+    )
+}
+
 fn no_secret_and_no_phi(dir: &Path, what: &str, out: &Output) {
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!all.contains(PASSWORD), "{what} shows the password: {all}");
@@ -73,6 +103,7 @@ fn the_quick_start_into_a_table_with_its_ddl_in_the_plan() {
     let Some(url) = pg_database("sink-quickstart") else { return };
     let dir = workspace("pg-sink-quickstart");
     add_sink(&dir, "quickstart.yaml", "    write: append\n");
+    add_csv_sink(&dir, "quickstart.yaml", "../out/quickstart/patient-events.csv");
     let url = with_password(&url, "sluice");
     let p = "pipelines/quickstart.yaml";
     let plan = sluice(&dir, &url, &["plan", p]).output().unwrap();
@@ -129,6 +160,14 @@ fn the_quick_start_into_a_table_with_its_ddl_in_the_plan() {
             Some(first["patient"]["identifiers"].as_array().unwrap().len().to_string()),
         ]]
     );
+
+    // The CSV sink wrote the same rows: read back by PostgreSQL's CSV reader, they are the
+    // table's, value for value (nulls, empty texts, quotes, lists as JSON).
+    let csv = dir.join("out/quickstart/patient-events.csv");
+    let header = std::fs::read_to_string(&csv).unwrap().lines().next().unwrap().to_string();
+    assert!(header.starts_with("sluice_record_id,metadata_source_system,"), "{header}");
+    copy_csv(&url, &csv, "from_csv", "patient_event_v1");
+    assert_eq!(differences(&url, "patient_event_v1", "from_csv"), vec![vec![Some("0".into()), Some("0".into())]]);
 }
 
 #[test]
@@ -138,6 +177,7 @@ fn kill_9_then_resume_leaves_every_record_in_the_table_exactly_once() {
     let copies = 1500u64;
     let dir = setup("pg-sink-resume-kill", copies as usize, "100ms");
     add_sink(&dir, "resume.yaml", "    write: append\n");
+    add_csv_sink(&dir, "resume.yaml", "../out/patient-events.csv");
     let audit = dir.join("out/audit.jsonl");
     let args = ["run", "pipelines/resume.yaml", "--summary", "json", "--fixed-clock", CLOCK];
     let spawn = |extra: &[&str]| -> Child {
@@ -170,6 +210,10 @@ fn kill_9_then_resume_leaves_every_record_in_the_table_exactly_once() {
         "one row per delivered record (before the last run: {rows_before:?})"
     );
     assert_eq!(ids.into_iter().collect::<BTreeSet<_>>(), delivered, "the rows are the audit's delivered records");
+    // The CSV file, cut back and written on by each resume, holds the same rows, under one
+    // header (a second header line would not load: `metadata_received_at` is no timestamp).
+    copy_csv(&url, &dir.join("out/patient-events.csv"), "from_csv", "patient_event_v1");
+    assert_eq!(differences(&url, "patient_event_v1", "from_csv"), vec![vec![Some("0".into()), Some("0".into())]]);
 }
 
 #[test]

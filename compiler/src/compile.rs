@@ -1240,15 +1240,27 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) => {
+            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
+                    Body::Csv { path } => {
+                        let (_, columns) = self.table_columns(c, flow, "csv")?;
+                        SinkPlan {
+                            kind: "csv".into(),
+                            path: display_path(&self.resolve(path)),
+                            http: None,
+                            postgres: None,
+                            csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
+                            phi_allowed: None,
+                        }
+                    }
                     Body::Jsonl { path } => SinkPlan {
                         kind: "jsonl".into(),
                         path: display_path(&self.resolve(path)),
                         http: None,
                         postgres: None,
+                        csv: None,
                         phi_allowed: None,
                     },
                     _ => return None,
@@ -1347,7 +1359,47 @@ impl Compiler {
             path: String::new(),
             http: Some(Box::new(http)),
             postgres: None,
+            csv: None,
             phi_allowed: None,
+        }
+    }
+
+    /// The columns of a table (or CSV file) of the records reaching sink `c`: only records of
+    /// an output schema (not HL7 messages, not FHIR Bundles) make rows.
+    fn table_columns(
+        &mut self,
+        c: &ComponentSpec,
+        flow: Flow,
+        kind: &str,
+    ) -> Option<(&'static OutputSchema, Vec<crate::plan::pg_table::PgColumn>)> {
+        let schema = match flow {
+            Flow::Output(o) if o.name != crate::plan::fhir::BUNDLE_SCHEMA => o,
+            Flow::Unknown => return None,
+            other => {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INCOMPATIBLE_INPUT,
+                        format!("{kind} sink `{}` needs records of an output schema, but its input emits {}", c.name, other.name()),
+                    )
+                    .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", other.name()))
+                    .help("map the messages to a table schema such as `canonical/adt-message@1` (and mask them) before the sink"),
+                );
+                return None;
+            }
+        };
+        match crate::plan::pg_table::columns(schema.fields.iter().map(|f| (f.path.as_str(), &f.value_type))) {
+            Ok(columns) => Some((schema, columns)),
+            Err(why) => {
+                // Only a schema with clashing paths gets here: the bundled ones are checked by a test.
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INCOMPATIBLE_INPUT,
+                        format!("the records of {} cannot be a table: {why}", schema.name),
+                    )
+                    .label(c.name_span, "this sink"),
+                );
+                None
+            }
         }
     }
 
@@ -1360,35 +1412,7 @@ impl Compiler {
         flow: Flow,
     ) -> Option<SinkPlan> {
         use crate::plan::pg_table;
-        let schema = match flow {
-            Flow::Output(o) if o.name != crate::plan::fhir::BUNDLE_SCHEMA => o,
-            Flow::Unknown => return None,
-            other => {
-                self.diags.push(
-                    Diagnostic::error(
-                        codes::INCOMPATIBLE_INPUT,
-                        format!("postgres sink `{}` needs records of an output schema, but its input emits {}", c.name, other.name()),
-                    )
-                    .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", other.name()))
-                    .help("map the messages to a table schema such as `canonical/adt-message@1` (and mask them) before the sink"),
-                );
-                return None;
-            }
-        };
-        let columns = match pg_table::columns(schema.fields.iter().map(|f| (f.path.as_str(), &f.value_type))) {
-            Ok(columns) => columns,
-            Err(why) => {
-                // Only a schema with clashing paths gets here: the bundled ones are checked by a test.
-                self.diags.push(
-                    Diagnostic::error(
-                        codes::INCOMPATIBLE_INPUT,
-                        format!("the records of {} cannot be a table: {why}", schema.name),
-                    )
-                    .label(c.name_span, "this sink"),
-                );
-                return None;
-            }
-        };
+        let (schema, columns) = self.table_columns(c, flow, "postgres")?;
         let upsert = p.write.text == "upsert";
         let written: Vec<Spanned> = p.key.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
         let key_span = p.key.as_ref().map_or(p.write.span, |(_, span)| *span);
@@ -1449,6 +1473,7 @@ impl Compiler {
             path: String::new(),
             http: None,
             postgres: Some(Box::new(plan)),
+            csv: None,
             phi_allowed: None,
         })
     }

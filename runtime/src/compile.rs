@@ -165,6 +165,7 @@ impl<'p> Compiled<'p> {
                         "jsonl" => true,
                         "http" => s.http.is_some(),
                         "postgres" => s.postgres.is_some(),
+                        "csv" => s.csv.is_some(),
                         _ => false,
                     };
                     if !known {

@@ -288,7 +288,20 @@ impl Ctx<'_, '_> {
                             return;
                         }
                     },
-                    None => sink::render(&rec, self.run_id, self.now),
+                    None => match &s.csv {
+                        Some(csv) => match sink::finalized(&rec, self.run_id, self.now) {
+                            Some(doc) => {
+                                crate::sinks::csv::line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), &csv.columns)
+                            }
+                            None => {
+                                let r =
+                                    Rejection::single(findings::INTERNAL, None, "an HL7 message reached a CSV sink");
+                                self.reject(idx, &rec, &r, acc);
+                                return;
+                            }
+                        },
+                        None => sink::render(&rec, self.run_id, self.now),
+                    },
                 };
                 acc.sink_lines.push((idx, line));
                 acc.sinks.push(name.to_string());
@@ -651,7 +664,11 @@ fn open_outputs(
                 let f = match files.iter().position(|(p, _)| *p == s.path) {
                     Some(f) => f,
                     None => {
-                        files.push((s.path.clone(), open(&s.path)?));
+                        let mut w = open(&s.path)?;
+                        if let Some(csv) = &s.csv {
+                            crate::sinks::csv::header_if_empty(&mut w, &s.path, &csv.columns)?;
+                        }
+                        files.push((s.path.clone(), w));
                         files.len() - 1
                     }
                 };

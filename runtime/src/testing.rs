@@ -115,6 +115,7 @@ fn isolate(plan: &Plan, input: &CaseInput<'_>, dir: &Path, mask_key: Option<&str
                 s.kind = "jsonl".into();
                 s.http = None;
                 s.postgres = None;
+                s.csv = None;
                 s.path = path_text(&dir.join(format!("sink-{i}.jsonl")));
             }
             ComponentKind::Mask(m) if m.hash_key.is_some() => match mask_key {

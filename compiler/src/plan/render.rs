@@ -164,6 +164,10 @@ pub fn text(plan: &Plan) -> String {
                     }
                     None => {
                         let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
+                        if let Some(csv) = &s.csv {
+                            let names: Vec<&str> = csv.columns.iter().map(|c| c.name.as_str()).collect();
+                            let _ = writeln!(o, "    header: {}", names.join(","));
+                        }
                     }
                 },
             },

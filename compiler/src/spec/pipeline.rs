@@ -49,6 +49,9 @@ pub enum Body<'n> {
     },
     Http(Box<HttpSpec>),
     Postgres(Box<PostgresSpec>),
+    Csv {
+        path: Spanned,
+    },
 }
 
 /// A `postgres` sink as written; its columns come from the records' schema (the driver's job).
@@ -767,6 +770,7 @@ fn component<'n>(
         }
         "http" => Body::Http(Box::new(http(cx, &obj)?)),
         "postgres" => Body::Postgres(Box::new(postgres(cx, &obj)?)),
+        "csv" => Body::Csv { path: s(cx, "path")? },
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);

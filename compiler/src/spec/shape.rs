@@ -438,7 +438,24 @@ pub static SINK_POSTGRES: Shape = Shape {
     ],
 };
 
-pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES];
+pub static SINK_CSV: Shape = Shape {
+    name: "sink.csv",
+    type_tag: Some("csv"),
+    doc: "Writes one CSV line per record (RFC 4180: quoted where needed, CRLF), under a header: the columns a `postgres` table of the records' output schema would have (`sluice_record_id`, then the fields outside lists with `_` for `.`, lists as JSON text). A missing value is an empty field, an empty text `\"\"`.",
+    keys: &[
+        req("type", KeyType::Enum(&["csv"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

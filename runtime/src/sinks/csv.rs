@@ -13,6 +13,7 @@
 //!   reads them), so the two stay apart.
 
 use super::column_values;
+use crate::error::RunError;
 use crate::record::Doc;
 use sluice_compiler::plan::pg_table::PgColumn;
 
@@ -27,6 +28,19 @@ pub fn header(columns: &[PgColumn]) -> String {
     }
     out.push('\r');
     out
+}
+
+/// Writes the header into a file that is still empty (new, or a live feed's first).
+pub fn header_if_empty(
+    w: &mut std::io::BufWriter<std::fs::File>,
+    path: &str,
+    columns: &[PgColumn],
+) -> Result<(), RunError> {
+    let len = w.get_ref().metadata().map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?.len();
+    if len == 0 && w.buffer().is_empty() {
+        crate::sink::write_line(w, &header(columns), path)?;
+    }
+    Ok(())
 }
 
 /// The line of a record (without its LF).
@@ -62,7 +76,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn col(name: &str) -> PgColumn {
-        PgColumn { name: name.into(), path: name.into(), sql_type: "text".into() }
+        // The record id's column has no path: its value is the record's id.
+        let path = if name == "sluice_record_id" { "" } else { name };
+        PgColumn { name: name.into(), path: path.into(), sql_type: "text".into() }
     }
 
     /// A minimal RFC 4180 reader, to read back what [`line`] wrote.

@@ -48,22 +48,7 @@ pub struct PgSink {
 /// The row a worker hands the writer for a record: the record id, then each column's value as
 /// text (`null` for none), as a JSON array. Lists and objects are their JSON text (`jsonb`).
 pub fn row_line(doc: &Doc, record_id: &str, plan: &PgSinkPlan) -> String {
-    let values: Vec<Option<String>> = plan
-        .columns
-        .iter()
-        .map(|c| {
-            if c.path.is_empty() {
-                return Some(record_id.to_string());
-            }
-            match doc.get_dotted(&c.path)? {
-                Doc::Null => None,
-                Doc::Str(s) | Doc::Num(s) => Some(s.clone()),
-                Doc::Bool(b) => Some(b.to_string()),
-                other => Some(other.to_json_string()),
-            }
-        })
-        .collect();
-    serde_json::to_string(&values).unwrap_or_default()
+    serde_json::to_string(&super::column_values(doc, record_id, &plan.columns)).unwrap_or_default()
 }
 
 impl PgSink {
