@@ -242,6 +242,8 @@ fn upsert_keeps_one_row_per_key_across_runs() {
     let rows: std::collections::BTreeMap<String, String> =
         rows.into_iter().map(|r| (r[0].clone().unwrap(), r[1].clone().unwrap())).collect();
     assert_eq!(rows, last, "one row per message type, from its last record of the last run");
+    let indexes = pg_rows(&url, "SELECT indexdef FROM pg_indexes WHERE tablename = 'by_type'");
+    assert_eq!(indexes.len(), 1, "the primary key only, not a second index by the second run: {indexes:?}");
 }
 
 #[test]
@@ -280,6 +282,8 @@ fn an_older_table_gets_its_columns_and_refused_rows_go_to_the_dlq() {
     assert_eq!(s["balanced"], true);
     let rows = pg_rows(&url, "SELECT count(*) FROM patient_event_v1");
     assert_eq!(rows[0][0].as_deref(), Some((all - females).to_string().as_str()));
+    let indexes = pg_rows(&url, "SELECT indexname FROM pg_indexes WHERE tablename = 'patient_event_v1'");
+    assert_eq!(indexes, vec![vec![Some("patient_event_v1_sluice_conflict".to_string())]], "made once, for ON CONFLICT");
     // The DLQ entries say why, by code, SQLSTATE and constraint, without a value.
     let dlq = std::fs::read_to_string(dir.join("out/quickstart/dlq.jsonl")).unwrap();
     let refused: Vec<serde_json::Value> = dlq

@@ -203,16 +203,30 @@ fn migrate(client: &mut postgres::Client, name: &str, plan: &PgSinkPlan) -> Resu
             }
         }
     }
-    // What ON CONFLICT needs, on a table made by someone else (a no-op on Sluice's own, up to
-    // a second index on the same columns, which PostgreSQL allows).
-    let conflict: Vec<String> = plan.conflict_columns().iter().map(|c| quoted(c)).collect();
-    let index = plan.table.rsplit('.').next().unwrap_or(&plan.table);
-    let sql = format!(
-        "CREATE UNIQUE INDEX IF NOT EXISTS {} ON {table} ({})",
-        quoted(&format!("{index}_sluice_conflict")),
-        conflict.join(", ")
-    );
-    tx.batch_execute(&sql).map_err(|e| step("index the table", &e))?;
+    // What ON CONFLICT needs, on a table made by someone else: a unique index on exactly the
+    // conflict columns (not partial), made when none is there (Sluice's own tables have one).
+    let mut conflict = plan.conflict_columns();
+    conflict.sort();
+    let indexed: bool = tx
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = $1::text::regclass AND i.indisunique \
+             AND i.indpred IS NULL AND i.indnkeyatts = cardinality($2::text[]) \
+             AND ARRAY(SELECT attname::text FROM pg_attribute WHERE attrelid = i.indrelid \
+                       AND attnum = ANY(i.indkey) ORDER BY 1) = $2::text[])",
+            &[&table, &conflict],
+        )
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| step("read the table's indexes", &e))?;
+    if !indexed {
+        let columns: Vec<String> = conflict.iter().map(|c| quoted(c)).collect();
+        let index = plan.table.rsplit('.').next().unwrap_or(&plan.table);
+        let sql = format!(
+            "CREATE UNIQUE INDEX {} ON {table} ({})",
+            quoted(&format!("{index}_sluice_conflict")),
+            columns.join(", ")
+        );
+        tx.batch_execute(&sql).map_err(|e| step("index the table", &e))?;
+    }
     tx.commit().map_err(|e| step("migrate the table", &e))
 }
 
