@@ -36,7 +36,7 @@ trap '"$ROOT/scripts/start-postgres" stop; rm -rf "$TMP"' EXIT
 export SLUICE_SINK_URL=$SLUICE_TEST_PG_URL
 PSQL=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
 [[ -x "$PSQL" ]] || { echo "psql not found next to the server" >&2; exit 1; }
-sql() { "$PSQL" -X -q -t -A "$SLUICE_TEST_PG_URL" -c "$1"; }
+sql() { PGOPTIONS=--client-min-messages=warning "$PSQL" -X -q -t -A "$SLUICE_TEST_PG_URL" -c "$1"; }
 
 M="$ROOT/mappings/base"
 write_pipeline() {  # $1: sink block
