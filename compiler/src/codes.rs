@@ -65,6 +65,10 @@ codes! {
         "The DLQ is either a JSON Lines file (`path: out/dlq.jsonl`) or the `dlq_entries` table of the pipeline's state store (`store: state`). Write exactly one of the two keys.";
     DLQ_STORE_WITHOUT_STATE = "SL213", "dlq-store-without-state", "`dlq: {store: state}` needs a state store.",
         "`store: state` keeps the DLQ's entries in the pipeline's state store (SQLite or PostgreSQL), and the pipeline has no `state:` block. Add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`), or keep the DLQ in a file with `path: out/dlq.jsonl`.";
+    PG_TABLE_NAME = "SL220", "postgres-table-name", "A `postgres` sink's table name cannot be used.",
+        "The `table` of a `postgres` sink is `name` or `schema.name`: lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes per part (PostgreSQL cuts longer names silently). Sluice quotes the name in its SQL; the rule keeps it the same name in `psql` without quotes. Leave `table` out for the default, made from the output schema (`canonical/adt-message@1` -> `adt_message_v1`).";
+    PG_KEY = "SL221", "postgres-key", "A `postgres` sink's key does not fit its write mode or its records.",
+        "A `write: upsert` sink keeps one row per key: its `key` (or, when not written, the output schema's `@primary_key`) names top-level fields of the records that hold one value each (not a list, not a struct), and those become the table's primary key. A `write: append` sink takes no `key`: each record is a new row, made idempotent by its record id (`sluice_record_id`). Write the key, or choose the other write mode.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

@@ -1270,13 +1270,27 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { .. } | Body::Http(_) => {
+            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
+                    Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
+                    Body::Csv { path } => {
+                        let (_, columns) = self.table_columns(c, flow, "csv")?;
+                        SinkPlan {
+                            kind: "csv".into(),
+                            path: display_path(&self.resolve(path)),
+                            http: None,
+                            postgres: None,
+                            csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
+                            phi_allowed: None,
+                        }
+                    }
                     Body::Jsonl { path } => SinkPlan {
                         kind: "jsonl".into(),
                         path: display_path(&self.resolve(path)),
                         http: None,
+                        postgres: None,
+                        csv: None,
                         phi_allowed: None,
                     },
                     _ => return None,
@@ -1383,7 +1397,128 @@ impl Compiler {
             retry: h.retry_plan.clone(),
             throttle: h.throttle.clone(),
         };
-        SinkPlan { kind: "http".into(), path: String::new(), http: Some(Box::new(http)), phi_allowed: None }
+        SinkPlan {
+            kind: "http".into(),
+            path: String::new(),
+            http: Some(Box::new(http)),
+            postgres: None,
+            csv: None,
+            phi_allowed: None,
+        }
+    }
+
+    /// The columns of a table (or CSV file) of the records reaching sink `c`: only records of
+    /// an output schema (not HL7 messages, not FHIR Bundles) make rows.
+    fn table_columns(
+        &mut self,
+        c: &ComponentSpec,
+        flow: Flow,
+        kind: &str,
+    ) -> Option<(&'static OutputSchema, Vec<crate::plan::pg_table::PgColumn>)> {
+        let schema = match flow {
+            Flow::Output(o) if o.name != crate::plan::fhir::BUNDLE_SCHEMA => o,
+            Flow::Unknown => return None,
+            other => {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INCOMPATIBLE_INPUT,
+                        format!("{kind} sink `{}` needs records of an output schema, but its input emits {}", c.name, other.name()),
+                    )
+                    .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", other.name()))
+                    .help("map the messages to a table schema such as `canonical/adt-message@1` (and mask them) before the sink"),
+                );
+                return None;
+            }
+        };
+        match crate::plan::pg_table::columns(schema.fields.iter().map(|f| (f.path.as_str(), &f.value_type))) {
+            Ok(columns) => Some((schema, columns)),
+            Err(why) => {
+                // Only a schema with clashing paths gets here: the bundled ones are checked by a test.
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::INCOMPATIBLE_INPUT,
+                        format!("the records of {} cannot be a table: {why}", schema.name),
+                    )
+                    .label(c.name_span, "this sink"),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `postgres` sink: its table's columns from the schema of the records reaching it, and
+    /// its key checked against them.
+    fn postgres_sink(
+        &mut self,
+        c: &ComponentSpec,
+        p: &crate::spec::pipeline::PostgresSpec,
+        flow: Flow,
+    ) -> Option<SinkPlan> {
+        use crate::plan::pg_table;
+        let (schema, columns) = self.table_columns(c, flow, "postgres")?;
+        let upsert = p.write.text == "upsert";
+        let written: Vec<Spanned> = p.key.as_ref().map(|(k, _)| k.clone()).unwrap_or_default();
+        let key_span = p.key.as_ref().map_or(p.write.span, |(_, span)| *span);
+        let key: Vec<Spanned> = match (&p.key, upsert) {
+            (Some(_), false) => {
+                self.diags.push(
+                    Diagnostic::error(codes::PG_KEY, format!("append sink `{}` has a `key`", c.name))
+                        .label(key_span, "an `append` table has no key")
+                        .help("each record is a new row, made idempotent by `sluice_record_id`: remove `key`, or write `write: upsert` to keep one row per key"),
+                );
+                return None;
+            }
+            (Some(_), true) => written,
+            (None, true) => match schema.table.as_ref().filter(|t| !t.primary_key.is_empty()) {
+                Some(t) => t.primary_key.iter().map(|k| Spanned { text: k.clone(), span: p.write.span }).collect(),
+                None => {
+                    self.diags.push(
+                        Diagnostic::error(codes::PG_KEY, format!("upsert sink `{}` has no key", c.name))
+                            .label(p.write.span, format!("{} declares no primary key", schema.name))
+                            .help("write the fields that identify a row: `key: [patient.id]`"),
+                    );
+                    return None;
+                }
+            },
+            (None, false) => vec![],
+        };
+        let mut key_columns = Vec::new();
+        for k in &key {
+            match columns.iter().find(|col| col.path == k.text) {
+                Some(col) if col.sql_type != "jsonb" => key_columns.push(col.name.clone()),
+                found => {
+                    let why = if found.is_some() {
+                        "a list or a struct, not one value"
+                    } else {
+                        "not a field of the records"
+                    };
+                    let d = Diagnostic::error(
+                        codes::PG_KEY,
+                        format!("key field `{}` of sink `{}` is {why}", k.text, c.name),
+                    )
+                    .label(k.span, format!("{} has no single-valued field `{}`", schema.name, k.text));
+                    let fields = columns.iter().filter(|col| col.sql_type != "jsonb" && !col.path.is_empty());
+                    self.diags.push(d.suggest(&k.text, fields.map(|col| col.path.as_str())));
+                    return None;
+                }
+            }
+        }
+        let table = p.table.as_ref().map_or_else(|| pg_table::default_table(schema.name), |t| t.text.clone());
+        let plan = pg_table::PgSinkPlan {
+            url: self.secret_reference(&p.url),
+            table,
+            write: p.write.text.clone(),
+            key: key_columns,
+            columns,
+        };
+        Some(SinkPlan {
+            kind: "postgres".into(),
+            path: String::new(),
+            http: None,
+            postgres: Some(Box::new(plan)),
+            csv: None,
+            phi_allowed: None,
+        })
     }
 
     fn condition(&mut self, c: &ComponentSpec, node: &Node, flow: Flow) -> Option<crate::expr::ast::Expr> {

@@ -151,6 +151,8 @@ impl<'p> Compiled<'p> {
                     let known = match s.kind.as_str() {
                         "jsonl" => true,
                         "http" => s.http.is_some(),
+                        "postgres" => s.postgres.is_some(),
+                        "csv" => s.csv.is_some(),
                         _ => false,
                     };
                     if !known {

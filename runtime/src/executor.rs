@@ -45,7 +45,10 @@
 //!   `interrupted`. Only a run whose input ended writes `run_completed` (with each `http`
 //!   sink's retries). An `http` sink has no length to cut back: its requests are answered
 //!   before the checkpoint that covers them, so a resume may send them again (at least
-//!   once, under the same idempotency key; `crate::http_sink`).
+//!   once, under the same idempotency key; `crate::http_sink`). A `postgres` sink commits
+//!   each batch's transaction before that checkpoint too, and a batch written again changes
+//!   nothing (`crate::sinks::postgres`): exactly once. The rows its database refuses go to
+//!   the DLQ like the records an `http` sink gave up on.
 //! - The DLQ is a file or the state store's `dlq_entries` table ([`dlq::Out`]): the table's
 //!   pending rows are committed wherever a file would be flushed or synced (before
 //!   completions, checkpoints and the end), so every guarantee above holds for both; a
@@ -73,6 +76,7 @@ use crate::http_sink::{HttpSink, HttpSinks};
 use crate::progress::Progress;
 use crate::record::{Envelope, Payload, Record};
 use crate::sink;
+use crate::sinks::postgres::{PgSink, PgSinks};
 use crate::source;
 use crate::stages::{self, Step};
 use crate::state::{self, Checkpoint, InputFile, Status, Store};
@@ -187,8 +191,8 @@ pub struct Processed {
     completion: Option<Completion>,
     rejected_at_source: bool,
     findings: Vec<dlq::Finding>,
-    /// The raw message and its offset, kept when the record reached an `http` sink: if the
-    /// endpoint refuses it, the writer gives it a DLQ entry.
+    /// The raw message and its offset, kept when the record reached an `http` or `postgres`
+    /// sink: if the endpoint or the database refuses it, the writer gives it a DLQ entry.
     raw: Option<(Arc<[u8]>, u64)>,
 }
 
@@ -208,8 +212,8 @@ struct Acc {
     /// Findings of the DLQ entries (handed on only to a record's completion, if it has one).
     findings: Vec<dlq::Finding>,
     rejected_at_source: bool,
-    /// The record reached an `http` sink.
-    http: bool,
+    /// The record reached a sink that may refuse it in the writer (`http`, `postgres`).
+    refusable: bool,
 }
 
 struct Ctx<'c, 'p> {
@@ -266,13 +270,40 @@ impl Ctx<'_, '_> {
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
             (ComponentKind::Sink(s), _) => {
-                acc.http |= s.http.is_some();
+                acc.refusable |= s.http.is_some() || s.postgres.is_some();
                 acc.warned |= !rec.env.warnings.is_empty();
                 if let Some(outcomes) = &rec.env.masking {
                     let masked = outcomes.values().filter(|o| o.action != MaskAction::Keep).count();
                     acc.masked = acc.masked.max(masked as u32);
                 }
-                acc.sink_lines.push((idx, sink::render(&rec, self.run_id, self.now)));
+                let line = match &s.postgres {
+                    // The compiler lets only records of an output schema reach a table.
+                    Some(pg) => match sink::finalized(&rec, self.run_id, self.now) {
+                        Some(doc) => {
+                            crate::sinks::postgres::row_line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), pg)
+                        }
+                        None => {
+                            let r = Rejection::single(findings::INTERNAL, None, "an HL7 message reached a table sink");
+                            self.reject(idx, &rec, &r, acc);
+                            return;
+                        }
+                    },
+                    None => match &s.csv {
+                        Some(csv) => match sink::finalized(&rec, self.run_id, self.now) {
+                            Some(doc) => {
+                                crate::sinks::csv::line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), &csv.columns)
+                            }
+                            None => {
+                                let r =
+                                    Rejection::single(findings::INTERNAL, None, "an HL7 message reached a CSV sink");
+                                self.reject(idx, &rec, &r, acc);
+                                return;
+                            }
+                        },
+                        None => sink::render(&rec, self.run_id, self.now),
+                    },
+                };
+                acc.sink_lines.push((idx, line));
                 acc.sinks.push(name.to_string());
                 return;
             }
@@ -396,7 +427,7 @@ impl Ctx<'_, '_> {
             rejected_at_source: acc.rejected_at_source,
             findings: if completion.is_some() { acc.findings } else { Vec::new() },
             completion,
-            raw: acc.http.then(|| (Arc::clone(&rec.raw), raw.offset)),
+            raw: acc.refusable.then(|| (Arc::clone(&rec.raw), raw.offset)),
         }
     }
 }
@@ -544,6 +575,8 @@ struct Outputs {
     /// `http` sinks: no file, nothing to sync; each request is answered before the writer
     /// goes on.
     http: HttpSinks,
+    /// `postgres` sinks: each batch committed before the writer goes on.
+    pg: PgSinks,
 }
 
 impl Outputs {
@@ -613,6 +646,7 @@ fn open_outputs(
     let mut files: Vec<(String, std::io::BufWriter<std::fs::File>)> = Vec::new();
     let mut sink_of = vec![None; c.plan.components.len()];
     let mut http = HttpSinks::default();
+    let mut pg = PgSinks::default();
     for (i, comp) in c.plan.components.iter().enumerate() {
         match &comp.kind {
             ComponentKind::Sink(s) if s.http.is_some() => {
@@ -621,11 +655,21 @@ fn open_outputs(
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }
+            ComponentKind::Sink(s) if s.postgres.is_some() => {
+                if let Some(plan) = &s.postgres {
+                    pg.add(i, totals.per_sink.len(), PgSink::open(&c.names[i], plan)?);
+                }
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
             ComponentKind::Sink(s) => {
                 let f = match files.iter().position(|(p, _)| *p == s.path) {
                     Some(f) => f,
                     None => {
-                        files.push((s.path.clone(), open(&s.path)?));
+                        let mut w = open(&s.path)?;
+                        if let Some(csv) = &s.csv {
+                            crate::sinks::csv::header_if_empty(&mut w, &s.path, &csv.columns)?;
+                        }
+                        files.push((s.path.clone(), w));
                         files.len() - 1
                     }
                 };
@@ -658,7 +702,7 @@ fn open_outputs(
     };
     totals.restore(&start.counts);
     totals.per_sink_retries = http.retries();
-    Ok(Outputs { files, sink_of, dlq, audit, http })
+    Ok(Outputs { files, sink_of, dlq, audit, http, pg })
 }
 
 /// Reads the input files into batches on `raw_tx`. Records numbered up to `skip` (durable in
@@ -1080,8 +1124,8 @@ struct WithRetries<'a, T: serde::Serialize> {
     sink_retries: &'a [(String, u64)],
 }
 
-/// The DLQ entry of a record that `http` sink `sink` gave up on (its raw message, as every DLQ
-/// entry holds it).
+/// The DLQ entry of a record that `http` sink `sink` gave up on, or that `postgres` sink
+/// `sink`'s database refused (its raw message, as every DLQ entry holds it).
 fn refused_entry(
     w: &dlq::Writing<'_>,
     plan: &sluice_compiler::plan::Plan,
@@ -1312,10 +1356,19 @@ impl Writer<'_> {
         // `http` sinks first: the records of a request they gave up on go to the DLQ instead,
         // so their disposition is known before anything of the batch is written.
         let lines = batch.iter().map(|p| (p.seq, p.sink_lines.as_slice()));
-        let refused = self.outputs.http.send_batch(self.run_id, lines);
+        let mut refused = self.outputs.http.send_batch(self.run_id, lines);
+        // Then `postgres` sinks: one transaction each, committed here, before the checkpoint
+        // that covers the batch; the rows the database refused go to the DLQ the same way.
+        let by_table = self.outputs.pg.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
+        for (i, more) in by_table.into_iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+            if refused.len() <= i {
+                refused.resize_with(i + 1, Vec::new);
+            }
+            refused[i].extend(more);
+        }
         let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
         let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
-        let Outputs { files, sink_of, dlq, audit, http } = &mut self.outputs;
+        let Outputs { files, sink_of, dlq, audit, http, pg } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
@@ -1362,7 +1415,7 @@ impl Writer<'_> {
                     let (path, w) = &mut files[f];
                     sink::write_line(w, line, path)?;
                     t.per_sink[slot].1 += 1;
-                } else if let Some(slot) = http.slot(*comp)
+                } else if let Some(slot) = http.slot(*comp).or_else(|| pg.slot(*comp))
                     && !refused.iter().any(|(c, _)| c == comp)
                 {
                     t.per_sink[slot].1 += 1;

@@ -198,6 +198,16 @@ findings! {
         "An `http` sink's endpoint answered with a status that will not change on a retry (401, 403, 404, 405, a redirect...), or the request could not be made (TLS, URL). The records of that request go to the DLQ, not retried. Fix the sink's `url`, `headers` or credentials, then `sluice dlq replay`.";
     HTTP_DATA_REFUSED = "RT603", Dlq, "HTTP endpoint refused the records",
         "An `http` sink's endpoint refused the content of a request (400, 409, 413, 415, 422): a data error. The records of that request go to the DLQ, not retried. The reason gives the status only (a response body may echo the data, so it is not kept); check the endpoint's logs, fix the mapping or lower `max_records` (413), then `sluice dlq replay`.";
+    PG_SINK_UNREACHABLE = "RT604", RunError, "PostgreSQL sink unreachable",
+        "A `postgres` sink could not connect to its server when the run started: refused, timed out, name not resolved, authentication failed, or the database does not exist. The message names the sink and its URL's secret reference (never the URL: it may hold a password) and what failed. Check the server and the value of the reference; nothing was read, and the run can simply be started again.";
+    PG_SINK_PERMISSION = "RT605", RunError, "PostgreSQL sink lacks a privilege",
+        "The sink's database user may not do what the sink needs: create the table (CREATE on the schema), add a missing column (owner of the table), or insert and update rows. The message names the table. Grant the privilege (or create the table as its owner with `sluice plan`'s DDL); a run that stopped here mid-way is finished with `sluice run --resume`.";
+    PG_SINK_COLUMN_TYPE = "RT606", RunError, "PostgreSQL table column of another type",
+        "The sink's table already exists and a column the output schema needs has another type there (`patient_dob` is `text` where the schema says `date`). Nothing is written. Change the column (`ALTER TABLE ... ALTER COLUMN ... TYPE ...`), or point the sink at another `table`; `sluice plan` shows the types the sink expects. `varchar` stands in for `text`, `timestamp` is refused for `timestamptz` (its time zone would be lost).";
+    PG_SINK_ROW_REFUSED = "RT607", Dlq, "PostgreSQL refused a row",
+        "The database refused one record's row: a value its column type does not accept, a constraint of the table (NOT NULL, CHECK, a foreign key, a unique index other than the sink's), or a value too long. The record goes to the DLQ and the rest of its batch is written. The reason gives the SQLSTATE, its name, and the column or constraint, never the value (PostgreSQL's own message may quote it). Fix the mapping or the table, then `sluice dlq replay`.";
+    PG_SINK_WRITE_FAILED = "RT608", RunError, "PostgreSQL sink write failed",
+        "Writing a batch failed for a reason that is not one row's data: the connection was lost, the server shut down, a lock timed out. The batch's transaction was rolled back and the run stopped before its checkpoint, so nothing is lost or doubled: once the server is back, `sluice run --resume` writes the batch again (rows already there are skipped by record id or updated by key).";
 }
 
 /// Looks a code up in the registry.

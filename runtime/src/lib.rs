@@ -12,6 +12,7 @@
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
 //!   full jitter) and [`throttle`] (a token bucket per sink, or shared through the state store).
+//! - [`sinks`]: `postgres` sinks (a table per output schema, one transaction per batch).
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`state`]: the state store (SQLite or PostgreSQL): runs, their inputs and checkpoints;
 //!   DLQ replays; shared throttle buckets.
@@ -29,7 +30,8 @@
 //! across runs. With a state store, a file run saves checkpoints and an interrupted run resumes
 //! with every record in its outputs exactly once ([`state`]); `http` sinks are at least once
 //! (a resume may send again what was sent after the last checkpoint, under the same
-//! idempotency key). A request an `http` sink gives up on sends its records to the DLQ: they
+//! idempotency key); `postgres` sinks are exactly once (a batch written again is skipped by
+//! record id or updated by key). A request an `http` sink gives up on sends its records to the DLQ: they
 //! count as `dlq`, not delivered, and the run goes on.
 
 pub mod access;
@@ -57,6 +59,7 @@ pub mod retention;
 pub mod retry;
 pub mod secrets;
 pub mod sink;
+pub mod sinks;
 pub mod source;
 pub mod stages;
 pub mod state;

@@ -51,35 +51,14 @@ pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
         Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m.tree())).unwrap_or_default(),
         Payload::Doc(doc) if !rec.schema.starts_with("canonical/") => doc.to_json_string(),
         Payload::Doc(doc) => {
-            let env = &rec.env;
-            let status = if !env.errors.is_empty() {
-                "error"
-            } else if !env.warnings.is_empty() {
-                "warning"
-            } else {
-                "valid"
-            };
-            let (masked, compliant) = match &env.masking {
-                Some(outcomes) => (
-                    outcomes.values().all(|o| o.action != sluice_compiler::plan::MaskAction::Keep),
-                    outcomes.values().all(|o| o.explicit),
-                ),
-                None => (false, false),
-            };
-            let processed_at = Doc::Str(processed_at.into());
-            let status = Doc::Str(status.into());
-            let compliance = Doc::Obj(vec![
-                ("hipaa_compliant".into(), Doc::Bool(compliant)),
-                ("pii_masked".into(), Doc::Bool(masked)),
-                ("audit_log_id".into(), Doc::Str(format!("{run_id}-{}", env.seq))),
-            ]);
-            let (errors, warnings) = (issues(&env.errors), issues(&env.warnings));
-            let metadata = [("processed_at", Over::Value(&processed_at)), ("validation_status", Over::Value(&status))];
+            let m = RuntimeMembers::of(rec, run_id, processed_at);
+            let metadata =
+                [("processed_at", Over::Value(&m.processed_at)), ("validation_status", Over::Value(&m.status))];
             let overrides = [
                 ("metadata", Over::Merge(&metadata)),
-                ("compliance", Over::Value(&compliance)),
-                ("errors", Over::Value(&errors)),
-                ("warnings", Over::Value(&warnings)),
+                ("compliance", Over::Value(&m.compliance)),
+                ("errors", Over::Value(&m.errors)),
+                ("warnings", Over::Value(&m.warnings)),
             ];
             let mut out = String::with_capacity(1024);
             match doc {
@@ -88,6 +67,68 @@ pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
                 other => write_merged(&[("value".into(), other.clone())], &overrides, &mut out),
             }
             out
+        }
+    }
+}
+
+/// The record a sink writes, as a document: what [`render`] writes, for sinks that pick
+/// fields (`crate::sinks::postgres`). HL7 messages are `None` (no table sink takes them).
+pub fn finalized(rec: &Record, run_id: &str, processed_at: &str) -> Option<Doc> {
+    let Payload::Doc(doc) = &rec.payload else { return None };
+    let mut doc = doc.clone();
+    if !rec.schema.starts_with("canonical/") {
+        return Some(doc);
+    }
+    if !matches!(doc, Doc::Obj(_)) {
+        doc = Doc::Obj(vec![("value".into(), doc)]);
+    }
+    let m = RuntimeMembers::of(rec, run_id, processed_at);
+    if let Some(meta) = doc.object_at("metadata") {
+        meta.set("processed_at", m.processed_at);
+        meta.set("validation_status", m.status);
+    }
+    doc.set("compliance", m.compliance);
+    doc.set("errors", m.errors);
+    doc.set("warnings", m.warnings);
+    Some(doc)
+}
+
+/// The members the sink sets on a canonical record (see the module header).
+struct RuntimeMembers {
+    processed_at: Doc,
+    status: Doc,
+    compliance: Doc,
+    errors: Doc,
+    warnings: Doc,
+}
+
+impl RuntimeMembers {
+    fn of(rec: &Record, run_id: &str, processed_at: &str) -> RuntimeMembers {
+        let env = &rec.env;
+        let status = if !env.errors.is_empty() {
+            "error"
+        } else if !env.warnings.is_empty() {
+            "warning"
+        } else {
+            "valid"
+        };
+        let (masked, compliant) = match &env.masking {
+            Some(outcomes) => (
+                outcomes.values().all(|o| o.action != sluice_compiler::plan::MaskAction::Keep),
+                outcomes.values().all(|o| o.explicit),
+            ),
+            None => (false, false),
+        };
+        RuntimeMembers {
+            processed_at: Doc::Str(processed_at.into()),
+            status: Doc::Str(status.into()),
+            compliance: Doc::Obj(vec![
+                ("hipaa_compliant".into(), Doc::Bool(compliant)),
+                ("pii_masked".into(), Doc::Bool(masked)),
+                ("audit_log_id".into(), Doc::Str(format!("{run_id}-{}", env.seq))),
+            ]),
+            errors: issues(&env.errors),
+            warnings: issues(&env.warnings),
         }
     }
 }

@@ -6,9 +6,9 @@
 //!
 //! Invariants:
 //! - Offline and harmless: sources read the case's messages from a file in the temporary
-//!   directory (MLLP listeners become file sources: nothing listens), `http` sinks write JSON
-//!   Lines there instead of POSTing, and the DLQ, audit log and state store of the pipeline are
-//!   never opened. The user's `out/` is never written. The directory is removed afterwards.
+//!   directory (MLLP listeners become file sources: nothing listens), `http` and `postgres`
+//!   sinks write JSON Lines there instead of POSTing or inserting, and the DLQ, audit log and
+//!   state store of the pipeline are never opened. The user's `out/` is never written. The directory is removed afterwards.
 //! - Reproducible: the clock is fixed, one worker thread, and the plan hash is replaced by a
 //!   constant so run ids (and `audit_log_id`s) do not change every time a spec is edited.
 //! - No real secret is read for masking: a policy that hashes or shifts dates gets the test
@@ -114,6 +114,8 @@ fn isolate(plan: &Plan, input: &CaseInput<'_>, dir: &Path, mask_key: Option<&str
             ComponentKind::Sink(s) => {
                 s.kind = "jsonl".into();
                 s.http = None;
+                s.postgres = None;
+                s.csv = None;
                 s.path = path_text(&dir.join(format!("sink-{i}.jsonl")));
             }
             ComponentKind::Mask(m) if m.hash_key.is_some() => match mask_key {

@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod fhir;
+pub mod pg_table;
 pub mod pg_url;
 pub mod render;
 
@@ -576,18 +577,30 @@ pub struct RoutePlan {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SinkPlan {
-    /// `jsonl` or `http`.
+    /// `jsonl`, `http`, `postgres` or `csv`.
     pub kind: String,
-    /// The output file (`jsonl`); empty for an `http` sink.
+    /// The output file (`jsonl`, `csv`); empty for other sinks.
     pub path: String,
     /// The endpoint (`http` only). Absent from the JSON of other sinks, so their plans (and
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http: Option<Box<HttpSinkPlan>>,
+    /// The table (`postgres` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<Box<pg_table::PgSinkPlan>>,
+    /// The columns (`csv` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csv: Option<Box<CsvSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phi_allowed: Option<String>,
+}
+
+/// A `csv` sink's columns: those of a `postgres` table of the same records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CsvSinkPlan {
+    pub columns: Vec<pg_table::PgColumn>,
 }
 
 /// An `http` sink, resolved: its own `retry` keys merged over `defaults.retry`, its own

@@ -145,9 +145,31 @@ pub fn text(plan: &Plan) -> String {
                     let _ =
                         writeln!(o, "    {per} per request, {}{}", retry_text(&h.retry), throttle_text(&h.throttle));
                 }
-                None => {
-                    let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
-                }
+                None => match &s.postgres {
+                    Some(pg) => {
+                        let how = if pg.write == "upsert" {
+                            format!("upsert by {}", pg.key.join(", "))
+                        } else {
+                            format!("append, idempotent by {}", crate::plan::pg_table::RECORD_ID_COLUMN)
+                        };
+                        let _ = writeln!(
+                            o,
+                            "    writes table {} at {} (postgres, {how}, one transaction per batch)",
+                            pg.table, pg.url
+                        );
+                        let _ = writeln!(o, "    DDL (run when the run starts; missing columns are added):");
+                        for line in pg.create_table().lines() {
+                            let _ = writeln!(o, "      {line}");
+                        }
+                    }
+                    None => {
+                        let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
+                        if let Some(csv) = &s.csv {
+                            let names: Vec<&str> = csv.columns.iter().map(|c| c.name.as_str()).collect();
+                            let _ = writeln!(o, "    header: {}", names.join(","));
+                        }
+                    }
+                },
             },
         }
         if let ComponentKind::Sink(s) = &c.kind

@@ -7,7 +7,7 @@ use super::reader::{self, Cx, Spanned};
 use super::shape::{self, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
-use crate::plan::{Defaults, FailIfPlan, Mode, RetryPlan, ThrottlePlan, pg_url};
+use crate::plan::{Defaults, FailIfPlan, Mode, RetryPlan, ThrottlePlan, pg_table, pg_url};
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
@@ -48,6 +48,40 @@ pub enum Body<'n> {
         path: Spanned,
     },
     Http(Box<HttpSpec>),
+    Postgres(Box<PostgresSpec>),
+    Csv {
+        path: Spanned,
+    },
+}
+
+/// A `postgres` sink as written; its columns come from the records' schema (the driver's job).
+#[derive(Debug)]
+pub struct PostgresSpec {
+    pub url: Spanned,
+    pub write: Spanned,
+    pub table: Option<Spanned>,
+    /// `key`, when written, and where.
+    pub key: Option<(Vec<Spanned>, Span)>,
+}
+
+fn postgres(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<PostgresSpec> {
+    let url = obj.get("url").and_then(|n| reader::secret(cx, n, "`url` of a postgres sink"));
+    let write = obj.get("write").and_then(|n| reader::one_of(cx, n, &["append", "upsert"], "write mode"));
+    let table = obj.get("table").and_then(|n| reader::string(cx, n, "`table`"));
+    if let Some(t) = &table
+        && !pg_table::valid_table_name(&t.text)
+    {
+        cx.push(
+            Diagnostic::error(codes::PG_TABLE_NAME, format!("`{}` is not a table name Sluice can use", t.text))
+                .label(t.span, "expected `name` or `schema.name`")
+                .help(format!(
+                    "use lower-case letters, digits and `_`, starting with a letter or `_`, at most {} bytes per part, e.g. `adt_messages` or `warehouse.adt_messages`",
+                    pg_table::MAX_IDENTIFIER
+                )),
+        );
+    }
+    let key = obj.get("key").map(|n| (reader::string_list(cx, n, "`key`", true), n.span));
+    Some(PostgresSpec { url: url?, write: write?, table, key })
 }
 
 /// An `http` sink as written. `retry` holds the keys written on the sink only; [`read`] merges
@@ -748,6 +782,8 @@ fn component<'n>(
             Body::Route { routes, default: s(cx, "default") }
         }
         "http" => Body::Http(Box::new(http(cx, &obj)?)),
+        "postgres" => Body::Postgres(Box::new(postgres(cx, &obj)?)),
+        "csv" => Body::Csv { path: s(cx, "path")? },
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);

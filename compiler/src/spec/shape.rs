@@ -402,7 +402,60 @@ pub static SINK_HTTP: Shape = Shape {
 
 pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
-pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP];
+pub static SINK_POSTGRES: Shape = Shape {
+    name: "sink.postgres",
+    type_tag: Some("postgres"),
+    doc: "Writes the records into a PostgreSQL table made from their output schema (created, or given the columns it lacks, when the run starts; `sluice plan` shows the DDL): one transaction per batch, committed before the checkpoint, idempotent by record id (`append`) or by key (`upsert`), so a crash and `--resume` leave each record in the table once.",
+    keys: &[
+        req("type", KeyType::Enum(&["postgres"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req(
+            "url",
+            KeyType::Secret,
+            "Connection URL, as a secret reference (`${WAREHOUSE_URL}`, set to `postgres://user:password@host:port/database`); never printed.",
+        ),
+        req(
+            "write",
+            KeyType::Enum(&["append", "upsert"]),
+            "`append`: every record is a new row (inserts). `upsert`: one row per `key`, updated by later records (CDC tables; `INSERT ... ON CONFLICT DO UPDATE`).",
+        ),
+        opt(
+            "table",
+            KeyType::String,
+            "Table name, `name` or `schema.name` in lower case (default: from the output schema, `canonical/adt-message@1` -> `adt_message_v1`).",
+        ),
+        opt(
+            "key",
+            KeyType::ListOfStrings,
+            "Fields of the `upsert` key, the table's primary key (default: the output schema's `@primary_key`).",
+        ),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static SINK_CSV: Shape = Shape {
+    name: "sink.csv",
+    type_tag: Some("csv"),
+    doc: "Writes one CSV line per record (RFC 4180: quoted where needed, CRLF), under a header: the columns a `postgres` table of the records' output schema would have (`sluice_record_id`, then the fields outside lists with `_` for `.`, lists as JSON text). A missing value is an empty field, an empty text `\"\"`.",
+    keys: &[
+        req("type", KeyType::Enum(&["csv"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

@@ -173,7 +173,14 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
         name,
         vec![from],
         emits,
-        ComponentKind::Sink(SinkPlan { kind: "jsonl".into(), path, http: None, phi_allowed: None }),
+        ComponentKind::Sink(SinkPlan {
+            kind: "jsonl".into(),
+            path,
+            http: None,
+            postgres: None,
+            csv: None,
+            phi_allowed: None,
+        }),
     )
 }
 
