@@ -298,11 +298,14 @@ fn kill_9_during_a_run_with_many_rejects_then_resume_gives_each_dlq_entry_exactl
         url: None,
         checkpoint_every_ms: 3000,
     };
-    // The run's committed DLQ rows, and those its checkpoint counts.
+    // The run's committed DLQ rows, and those its checkpoint counts. The two reads are not one
+    // snapshot, so the rows are read first: a checkpoint committed between the reads can only
+    // make `rows > durable` false, never true while the checkpoint already covers the rows
+    // (reading the checkpoint first made the kills land on covered rows under load).
     let rows = || {
         let store = sluice_runtime::state::Store::open_for_reading(&target).ok()??;
-        let checkpoint = store.unfinished("resume-test").ok()??.checkpoint;
         let rows = store.dlq_entries("resume-test").ok()?.len() as u64;
+        let checkpoint = store.unfinished("resume-test").ok()??.checkpoint;
         Some((rows, checkpoint.dlq_rows.unwrap_or(0)))
     };
     // Each kill waits until the writer has committed rows after the last checkpoint, so that
