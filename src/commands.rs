@@ -1145,6 +1145,10 @@ pub fn explain(code: &str) -> u8 {
         println!("{c}: {title}\n\n{explanation}");
         return OK;
     }
+    if let Some(text) = crate::x12_cli::explain(code) {
+        println!("{text}");
+        return OK;
+    }
     eprintln!("error: no diagnostic code `{code}`; codes look like SL201 (see docs/diagnostics.md)");
     USAGE
 }

@@ -13,6 +13,7 @@ mod plan_diff;
 mod progress_line;
 mod test_runner;
 mod test_yaml;
+mod x12_cli;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -62,6 +63,7 @@ enum SummaryFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum Standard {
     Hl7v2,
+    X12,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -232,6 +234,10 @@ enum Command {
     /// when valid, AE with ERR segments when not, AR when unreadable. Exit 0 when all are
     /// accepted, 1 otherwise.
     Ack {
+        /// `x12`: a TA1 for envelope errors, else a 999 (5010) or 997 (4010) per functional
+        /// group (see docs/x12.md); `--profile` and `--mode` are for HL7 v2 only.
+        #[arg(long, value_enum, default_value = "hl7v2")]
+        format: Standard,
         /// A parser profile (`kind: profile`), as for `sluice validate`.
         #[arg(long)]
         profile: Option<PathBuf>,
@@ -430,13 +436,20 @@ fn main() -> ExitCode {
             test_runner::test(paths, &flags)
         }
         Command::Schema => commands::schema(),
+        Command::Parse { format: Standard::X12, profile: Some(_), .. }
+        | Command::Validate { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),
+        Command::Parse { format: Standard::X12, files, .. } => x12_cli::parse(&files),
+        Command::Validate { format: Standard::X12, output, files, .. } => {
+            x12_cli::validate(&files, matches!(output, OutputFormat::Json))
+        }
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
             commands::parse_hl7(&files, matches!(shape, Shape::Full), profile.as_deref())
         }
         Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
             commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))
         }
-        Command::Ack { profile, mode, fixed_clock, files } => {
+        Command::Ack { format: Standard::X12, fixed_clock, files, .. } => x12_cli::ack(&files, fixed_clock),
+        Command::Ack { format: Standard::Hl7v2, profile, mode, fixed_clock, files } => {
             let mode = match mode {
                 AckModeArg::Original => sluice_hl7v2::ack::AckMode::Original,
                 AckModeArg::Enhanced => sluice_hl7v2::ack::AckMode::Enhanced,

@@ -71,6 +71,16 @@ fn diagnostics_doc() -> String {
     for (code, title, explanation) in sluice_hl7v2::validate::CODES {
         let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
     }
+    o.push_str(
+        "## X12\n\nFindings of the X12 splitter and envelope checks, in `sluice validate --format x12` (see `docs/x12.md`).\n\n",
+    );
+    let x12_codes = sluice_x12::codec::ERROR_CODES
+        .iter()
+        .copied()
+        .chain(sluice_x12::envelope::CODES.iter().map(|(c, _, t, e)| (*c, *t, *e)));
+    for (code, title, explanation) in x12_codes {
+        let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
+    }
     o.push_str("## Runtime\n\n");
     for f in sluice_runtime::FINDINGS {
         let _ = write!(

@@ -8,3 +8,4 @@
 
 pub mod compiler;
 pub mod hl7;
+pub mod x12;

@@ -1,0 +1,373 @@
+//! Cases for the X12 tokenizer, splitter and envelope checks, and the corpus conformance report
+//! over `../shared/corpus/x12` (SKIPPED, loudly, when the corpus is not there).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use sluice_x12::codec::{self, Delimiters, IsaError, read_isa};
+use sluice_x12::envelope::{Checker, InterchangeResult, Mode, Severity, check_stream};
+use sluice_x12::split::{Item, Splitter};
+
+const ISA_5010: &str =
+    "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~";
+const ISA_4010: &str =
+    "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*U*00401*000000002*0*T*>~";
+
+fn interchange(isa: &str, body: &str) -> String {
+    let control = String::from_utf8_lossy(read_isa(isa.as_bytes()).unwrap().elements[12]).into_owned();
+    format!("{isa}GS*HC*S*R*20240115*1030*7*X*005010X222A1~{body}GE*1*7~IEA*1*{control}~")
+}
+
+const SET: &str = "ST*837*0001*005010X222A1~BHT*0019*00*1*20240115*1030*CH~SE*3*0001~";
+
+fn items(bytes: &[u8]) -> Vec<Item> {
+    Splitter::new(bytes).map(|i| i.unwrap()).collect()
+}
+
+fn results(bytes: &[u8], mode: Mode) -> Vec<InterchangeResult> {
+    check_stream(bytes, mode).unwrap()
+}
+
+fn codes(bytes: &[u8]) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for ic in results(bytes, Mode::Strict) {
+        out.extend(ic.findings.iter().map(|f| f.code));
+        for g in &ic.groups {
+            out.extend(g.findings.iter().map(|f| f.code));
+            for s in &g.sets {
+                out.extend(s.findings.iter().map(|f| f.code));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn delimiters_come_from_the_isa() {
+    let isa = read_isa(ISA_5010.as_bytes()).unwrap();
+    assert_eq!(isa.delimiters, Delimiters { element: b'*', repetition: Some(b'^'), component: b':', segment: b'~' });
+    assert!(isa.fixed_width);
+    assert_eq!(isa.len, 106);
+    // 4010: ISA11 is the standards identifier U, not a repetition separator.
+    let isa = read_isa(ISA_4010.as_bytes()).unwrap();
+    assert_eq!(isa.delimiters.repetition, None);
+    assert_eq!(isa.delimiters.component, b'>');
+    // Other delimiters, and a terminator that is a line feed.
+    let odd = ISA_5010.replace('*', "|").replace(":~", "}\n");
+    let isa = read_isa(odd.as_bytes()).unwrap();
+    assert_eq!((isa.delimiters.element, isa.delimiters.component, isa.delimiters.segment), (b'|', b'}', b'\n'));
+}
+
+#[test]
+fn an_isa_without_its_padding_still_tokenizes() {
+    let short = "ISA*00**00**ZZ*S*ZZ*R*240115*1030*^*00501*000000001*0*P*:~";
+    let isa = read_isa(short.as_bytes()).unwrap();
+    assert!(!isa.fixed_width);
+    assert_eq!(isa.delimiters.segment, b'~');
+    let text = interchange(short, SET);
+    assert!(codes(text.as_bytes()).contains(&"X12002"));
+}
+
+#[test]
+fn unusable_isa_headers_are_rejected_with_a_code() {
+    assert_eq!(read_isa(b"IS"), Err(IsaError::Incomplete));
+    assert!(matches!(read_isa(b"ISAX00"), Err(IsaError::Invalid("X12003", _))));
+    assert!(matches!(read_isa(b"GS*HC"), Err(IsaError::Invalid("X12001", _))));
+    let clash = ISA_5010.replace(":~", "**");
+    assert!(matches!(read_isa(clash.as_bytes()), Err(IsaError::Invalid("X12003", _))));
+    assert_eq!(read_isa(&ISA_5010.as_bytes()[..60]), Err(IsaError::Incomplete));
+}
+
+#[test]
+fn terminators_with_or_without_line_breaks_and_a_bom() {
+    let plain = interchange(ISA_5010, SET);
+    let crlf = plain.replace('~', "~\r\n");
+    let lf = format!("\u{feff}{}", plain.replace('~', "~\n"));
+    for text in [&plain, &crlf, &lf] {
+        let all = results(text.as_bytes(), Mode::Strict);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].total_sets(), all[0].accepted_sets()), (1, 1), "{text:?}: {all:?}");
+        let sets: Vec<_> = items(text.as_bytes()).into_iter().filter(|i| matches!(i, Item::Set(_))).collect();
+        let Item::Set(set) = &sets[0] else { unreachable!() };
+        let ids: Vec<_> = set.segments().map(|s| s.id_str()).collect();
+        assert_eq!(ids, ["ST", "BHT", "SE"]);
+    }
+}
+
+#[test]
+fn several_interchanges_and_isa_inside_data() {
+    let data_isa = "ST*837*0002*005010X222A1~NTE*ADD*ISA*00*NOT AN INTERCHANGE~SE*3*0002~";
+    let text = format!("{}\n{}", interchange(ISA_5010, SET), interchange(ISA_5010, data_isa));
+    let all = results(text.as_bytes(), Mode::Strict);
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|ic| ic.accepted_sets() == 1), "{all:?}");
+    // Elements stay intact: the data "ISA" is an element of NTE.
+    let sets: Vec<_> =
+        items(text.as_bytes()).into_iter().filter_map(|i| if let Item::Set(s) = i { Some(s) } else { None }).collect();
+    let nte = sets[1].segments().nth(1).unwrap();
+    assert_eq!(nte.element(2), Some(&b"ISA"[..]));
+}
+
+#[test]
+fn a_missing_iea_ends_at_the_next_isa() {
+    let first = interchange(ISA_5010, SET);
+    let truncated = &first[..first.find("GE*").unwrap()];
+    let text = format!("{truncated}{}", interchange(ISA_5010, SET));
+    let c = codes(text.as_bytes());
+    assert!(c.contains(&"X12020") && c.contains(&"X12030"), "{c:?}");
+    let all = results(text.as_bytes(), Mode::Strict);
+    assert_eq!(all.iter().map(|ic| ic.accepted_sets()).collect::<Vec<_>>(), [0, 1]);
+}
+
+#[test]
+fn ta1_is_accepted_where_partners_put_it() {
+    let ta1 = "TA1*000000005*240115*1030*A*000~";
+    let after_isa = interchange(ISA_5010, SET).replacen("~GS", &format!("~{ta1}GS"), 1);
+    let before_iea = interchange(ISA_5010, SET).replace("GE*1*7~", &format!("GE*1*7~{ta1}"));
+    for text in [after_isa, before_iea] {
+        let all = results(text.as_bytes(), Mode::Strict);
+        assert_eq!(all[0].accepted_sets(), 1, "{all:?}");
+        assert!(codes(text.as_bytes()).contains(&"X12050"));
+    }
+}
+
+#[test]
+fn envelope_errors_have_their_codes() {
+    let base = interchange(ISA_5010, SET);
+    let cases: &[(&str, &str, &str)] = &[
+        ("SE*3*0001", "SE*4*0001", "X12041"),
+        ("SE*3*0001", "SE*3*0009", "X12042"),
+        ("GE*1*7", "GE*2*7", "X12032"),
+        ("GE*1*7", "GE*1*8", "X12031"),
+        ("IEA*1*000000001", "IEA*2*000000001", "X12022"),
+        ("IEA*1*000000001", "IEA*1*000000009", "X12021"),
+        ("*240115*1030*^", "*241315*1030*^", "X12011"),
+        ("*240115*1030*^", "*240115*2460*^", "X12012"),
+        ("*000000001*0*P", "*00000000A*0*P", "X12013"),
+        ("*0*P*:", "*0*X*:", "X12010"),
+        ("*20240115*1030*7*", "*20240230*1030*7*", "X12011"),
+        ("*20240115*1030*7*", "*20240115*1061*7*", "X12012"),
+        ("ST*837*0001*", "ST*837*01*", "X12044"),
+        ("BHT*", "bht*", "X12046"),
+        ("SE*3*0001~", "", "X12040"),
+        ("GE*1*7~", "", "X12030"),
+        ("IEA*1*000000001~", "", "X12020"),
+    ];
+    for (from, to, code) in cases {
+        let text = base.replacen(from, to, 1);
+        assert_ne!(text, base, "{from} not in the base text");
+        let found = codes(text.as_bytes());
+        assert!(found.contains(code), "{from} -> {to}: expected {code}, got {found:?}");
+        let all = results(text.as_bytes(), Mode::Strict);
+        assert_eq!(all.iter().map(|ic| ic.accepted_sets()).sum::<usize>(), 0, "{code} rejects the set");
+    }
+    let st03 = base.replacen("ST*837*0001*005010X222A1", "ST*837*0001*005010X223A2", 1);
+    assert_eq!(codes(st03.as_bytes()), ["X12045"]);
+    assert_eq!(results(st03.as_bytes(), Mode::Strict)[0].accepted_sets(), 1, "a warning does not reject");
+}
+
+#[test]
+fn lenient_mode_warns_and_goes_on() {
+    let text = interchange(ISA_5010, SET).replacen("SE*3*0001", "SE*9*0001", 1);
+    assert_eq!(results(text.as_bytes(), Mode::Strict)[0].accepted_sets(), 0);
+    let lenient = results(text.as_bytes(), Mode::Lenient);
+    assert_eq!(lenient[0].accepted_sets(), 1);
+    let f = &lenient[0].groups[0].sets[0].findings[0];
+    assert_eq!((f.code, f.severity), ("X12041", Severity::Warning));
+}
+
+#[test]
+fn stray_bytes_are_kept_with_a_reason() {
+    let text = format!("garbage line\n{}", interchange(ISA_5010, SET));
+    let all = items(text.as_bytes());
+    assert!(matches!(&all[0], Item::Stray { offset: 0, bytes, code: "X12001", .. } if bytes == b"garbage line\n"));
+    let res = results(text.as_bytes(), Mode::Strict);
+    assert_eq!(res.iter().map(|ic| ic.accepted_sets()).sum::<usize>(), 1);
+}
+
+#[test]
+fn findings_never_quote_values() {
+    // A segment full of data outside any set: the finding names no id and quotes nothing.
+    let text = interchange(ISA_5010, SET).replacen("GE*", "JOHN Q PATIENT 123-45-6789~GE*", 1);
+    for ic in results(text.as_bytes(), Mode::Strict) {
+        for f in &ic.findings {
+            assert!(!f.message.contains("JOHN") && !f.position.contains("JOHN"), "{f:?}");
+        }
+    }
+}
+
+/// Memory stays flat: the splitter holds one set plus a chunk, however many sets stream by.
+#[test]
+fn the_splitter_holds_one_set_at_a_time() {
+    struct Repeat {
+        header: Vec<u8>,
+        set: Vec<u8>,
+        left: usize,
+        pos: usize,
+    }
+    impl std::io::Read for Repeat {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            if !self.header.is_empty() {
+                let n = self.header.len().min(out.len());
+                out[..n].copy_from_slice(&self.header[..n]);
+                self.header.drain(..n);
+                return Ok(n);
+            }
+            if self.left == 0 {
+                return Ok(0);
+            }
+            let n = (self.set.len() - self.pos).min(out.len());
+            out[..n].copy_from_slice(&self.set[self.pos..self.pos + n]);
+            self.pos += n;
+            if self.pos == self.set.len() {
+                self.pos = 0;
+                self.left -= 1;
+            }
+            Ok(n)
+        }
+    }
+    let header = format!("{ISA_5010}GS*HC*S*R*20240115*1030*7*X*005010X222A1~").into_bytes();
+    let set = SET.replace('~', "~\n").into_bytes();
+    let sets = 200_000; // about 17 MB
+    let mut splitter = Splitter::new(Repeat { header, set: set.clone(), left: sets, pos: 0 });
+    let mut seen = 0;
+    let mut peak = 0;
+    while let Some(item) = splitter.next() {
+        if matches!(item.unwrap(), Item::Set(_)) {
+            seen += 1;
+        }
+        peak = peak.max(splitter.buffered());
+    }
+    assert_eq!(seen, sets);
+    assert!(peak < 512 * 1024, "the splitter buffered {peak} bytes");
+}
+
+// ---- corpus conformance ----
+
+/// Pass files Sluice rejects, and why (stupidedi checks the grammar, not these envelope rules).
+const DISAGREEMENTS: &[(&str, &str)] = &[
+    ("003010/RA820/pass/1.edi", "X12002: ISA06/ISA08 are 14 and 13 characters, not 15 (unpadded)"),
+    ("004010/FA997/pass/1.edi", "X12002: ISA elements are not padded to their fixed widths"),
+    ("004010/PO850/pass/1.edi", "X12002: ISA08 is 16 characters, not 15"),
+    ("004010/PS830/pass/1.edi", "X12002: ISA elements are not padded to their fixed widths"),
+    ("004010/SQ866/pass/1.edi", "X12002: ISA elements are not padded to their fixed widths"),
+    (
+        "004010/X354 SC840 Aerospace Request for Quotation/pass/basic-request-for-quotation.edi",
+        "X12010: ISA11 is `>` in version 00401, where it must be the standards identifier U",
+    ),
+    (
+        "005010/X212 HR277 Heatlh Care Information Status Notification/pass/1.era",
+        "X12021: IEA02 (267365555) differs from ISA13 (269895334)",
+    ),
+    (
+        "005010/X217 HI278 Health Care Services Review - Request for Review and Response/pass/admission-request-for-review.edi",
+        "X12041: SE01 says 25, the set has 26 segments",
+    ),
+    (
+        "005010/X217 HI278 Health Care Services Review - Request for Review and Response/pass/request-for-home-health-care.edi",
+        "X12041: SE01 does not count the set's segments",
+    ),
+];
+
+fn corpus_root() -> Option<PathBuf> {
+    let dir = match std::env::var_os("SLUICE_CORPUS") {
+        Some(root) => PathBuf::from(root).join("x12"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/x12"),
+    };
+    if !dir.is_dir() {
+        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
+        eprintln!("SKIPPED: ../shared/corpus not found");
+        return None;
+    }
+    Some(dir)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, out);
+        } else if path.file_name().is_some_and(|n| n != "README.md") {
+            out.push(path);
+        }
+    }
+}
+
+#[test]
+fn corpus_conformance() {
+    let Some(root) = corpus_root() else { return };
+    let fixtures = root.join("stupidedi-fixtures");
+    let mut files = Vec::new();
+    walk(&root, &mut files);
+    files.sort();
+    let mut agree: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    let mut disagreements = Vec::new();
+    let mut others = 0;
+    for file in &files {
+        let bytes = std::fs::read(file).unwrap();
+        let res = check_stream(bytes.as_slice(), Mode::Strict).unwrap();
+        let rel = file.strip_prefix(&fixtures).map(|p| p.display().to_string());
+        let Ok(rel) = rel else {
+            others += 1;
+            continue;
+        };
+        let expect = if rel.contains("/pass/") {
+            "pass"
+        } else if rel.contains("/fail/") {
+            "fail"
+        } else {
+            others += 1;
+            continue;
+        };
+        let sets: usize = res.iter().map(|ic| ic.total_sets()).sum();
+        let accepted: usize = res.iter().map(|ic| ic.accepted_sets()).sum();
+        let clean = sets > 0 && sets == accepted && res.iter().all(|ic| !ic.has_errors());
+        let entry = agree.entry(expect).or_default();
+        entry.1 += 1;
+        if clean == (expect == "pass") {
+            entry.0 += 1;
+        } else {
+            disagreements.push(rel);
+        }
+    }
+    println!("\nX12 corpus conformance (envelope checks, strict), {} files under {}", files.len(), root.display());
+    for (kind, (ok, total)) in &agree {
+        println!("  stupidedi {kind}: {ok}/{total} agree");
+    }
+    println!("  other files (case/, linuxforhealth, node-x12, x12-types-rs) read without panicking: {others}");
+    for d in &disagreements {
+        let why = DISAGREEMENTS.iter().find(|(f, _)| f == d).map_or("UNDOCUMENTED", |(_, w)| w);
+        println!("  disagreement: {d}: {why}");
+    }
+    let documented: Vec<&str> = DISAGREEMENTS.iter().map(|(f, _)| *f).collect();
+    assert_eq!(disagreements, documented, "the disagreements changed: update DISAGREEMENTS with the reasons");
+}
+
+#[test]
+fn segments_iterator_is_zero_copy_and_total() {
+    let d = Delimiters::default();
+    let text = b"\r\nA*1~~B*2:3*~C";
+    let segs: Vec<_> = codec::segments(text, d, 10).collect();
+    assert_eq!(segs.iter().map(|s| s.raw).collect::<Vec<_>>(), [&b"A*1"[..], b"", b"B*2:3*", b"C"]);
+    assert_eq!(segs[0].offset, 12);
+    assert_eq!(segs[2].component(1, 2), Some(&b"3"[..]));
+    assert_eq!(segs[2].element(2), Some(&b""[..]));
+    assert_eq!(segs[2].element(3), None);
+    assert_eq!(segs[2].element_count(), 2);
+}
+
+#[test]
+fn results_group_sets_for_acknowledgment() {
+    let mut checker = Checker::new(Mode::Strict);
+    let text = interchange(ISA_5010, SET);
+    for item in Splitter::new(text.as_bytes()) {
+        checker.check(&item.unwrap());
+    }
+    let done = checker.take_done();
+    assert_eq!(done.len(), 1);
+    let g = &done[0].groups[0];
+    assert_eq!((g.functional_id.as_str(), g.control.as_str(), g.version.as_str()), ("HC", "7", "005010X222A1"));
+    assert_eq!((g.sets[0].id.as_str(), g.sets[0].control.as_str()), ("837", "0001"));
+    assert_eq!(done[0].isa_element(13), "000000001");
+}

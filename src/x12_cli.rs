@@ -1,0 +1,289 @@
+//! The X12 branches of `sluice parse`, `sluice validate` and `sluice ack` (`--format x12`).
+//!
+//! Files are read through the streaming splitter of `sluice_x12::split`, so memory stays flat
+//! whatever their size. Output never quotes a value of the data outside `sluice parse` (whose
+//! job is to print it): findings name element positions and offsets.
+
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+
+use sluice_x12::envelope::{Checker, Finding, InterchangeResult, Mode};
+use sluice_x12::json::{SetContext, set_to_json};
+use sluice_x12::split::{Item, Splitter};
+
+use crate::commands::{FAILED, OK, USAGE};
+
+/// The control numbers and version of the envelopes around the next set.
+#[derive(Default)]
+struct Context {
+    interchange_control: String,
+    group_control: String,
+    functional_id: String,
+    version: String,
+}
+
+impl Context {
+    fn update(&mut self, item: &Item) {
+        let Item::Envelope { offset, delimiters, bytes } = item else { return };
+        let seg = sluice_x12::codec::Segment { offset: *offset, raw: bytes, delimiters: *delimiters };
+        match seg.id() {
+            b"ISA" => {
+                *self = Context { interchange_control: seg.element_str(13).to_string(), ..Context::default() };
+            }
+            b"GS" => {
+                self.group_control = seg.element_str(6).to_string();
+                self.functional_id = seg.element_str(1).to_string();
+                self.version = seg.element_str(8).to_string();
+            }
+            _ => {}
+        }
+    }
+}
+
+fn open(path: &PathBuf) -> Result<std::fs::File, u8> {
+    std::fs::File::open(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {}", path.display(), e.kind());
+        USAGE
+    })
+}
+
+/// `--profile` with `--format x12`: X12 parser profiles (trading partners) are not done yet.
+pub fn no_profile() -> u8 {
+    eprintln!("error: --profile is for HL7 v2; X12 trading-partner profiles are not supported yet (docs/x12.md)");
+    USAGE
+}
+
+/// `sluice parse --format x12`: one JSON line per transaction set.
+pub fn parse(files: &[PathBuf]) -> u8 {
+    if files.is_empty() {
+        eprintln!("error: give at least one file to parse");
+        return USAGE;
+    }
+    let mut failed = false;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for path in files {
+        let file = match open(path) {
+            Ok(f) => f,
+            Err(code) => return code,
+        };
+        let name = path.display().to_string();
+        let mut ctx = Context::default();
+        for item in Splitter::new(file) {
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {name}: read failed: {}", e.kind());
+                    failed = true;
+                    break;
+                }
+            };
+            ctx.update(&item);
+            match &item {
+                Item::Set(set) => {
+                    let sc = SetContext {
+                        interchange_control: &ctx.interchange_control,
+                        group_control: &ctx.group_control,
+                        functional_id: &ctx.functional_id,
+                        version: &ctx.version,
+                    };
+                    let mut v = set_to_json(set, &sc);
+                    v["file"] = serde_json::Value::String(name.clone());
+                    let _ = writeln!(out, "{v}");
+                }
+                Item::Stray { offset, bytes, code, reason } => {
+                    eprintln!("error: {name}: byte {offset}: {code}: {} bytes not read: {reason}", bytes.len());
+                    failed = true;
+                }
+                Item::Envelope { .. } => {}
+            }
+        }
+    }
+    let _ = out.flush();
+    if failed { FAILED } else { OK }
+}
+
+/// Counts over all files.
+#[derive(Default)]
+struct Tally {
+    sets: usize,
+    accepted: usize,
+    /// Errors outside any set (unreadable bytes, broken envelopes with no set).
+    envelope_errors: usize,
+    by_severity: [usize; 3],
+}
+
+impl Tally {
+    fn add(&mut self, done: &[InterchangeResult]) {
+        for ic in done {
+            self.sets += ic.total_sets();
+            self.accepted += ic.accepted_sets();
+            if ic.total_sets() == 0 && ic.has_errors() {
+                self.envelope_errors += 1;
+            }
+        }
+    }
+}
+
+/// Reads every file through the splitter and the envelope checker; `on_finding` sees each
+/// finding with its set number (1-based in the file, 0 outside sets), `on_done` each completed
+/// interchange. Returns the tally, or the exit code of a usage error.
+fn check_files(
+    files: &[PathBuf],
+    mode: Mode,
+    mut on_finding: impl FnMut(&str, usize, &Context, &Finding),
+    mut on_done: impl FnMut(&str, &InterchangeResult),
+) -> Result<Tally, u8> {
+    let mut tally = Tally::default();
+    for path in files {
+        let file = open(path)?;
+        let name = path.display().to_string();
+        let mut checker = Checker::new(mode);
+        let mut ctx = Context::default();
+        let mut set_number = 0;
+        let mut end = 0;
+        let mut record = |checker: &mut Checker, tally: &mut Tally| {
+            let done = checker.take_done();
+            for ic in &done {
+                on_done(&name, ic);
+            }
+            tally.add(&done);
+        };
+        for item in Splitter::new(file) {
+            let item = match item {
+                Ok(i) => i,
+                Err(e) => {
+                    eprintln!("error: {name}: read failed: {}", e.kind());
+                    tally.envelope_errors += 1;
+                    break;
+                }
+            };
+            ctx.update(&item);
+            end = item.offset();
+            let in_set = matches!(item, Item::Set(_));
+            if in_set {
+                set_number += 1;
+            }
+            for f in checker.check(&item) {
+                tally.by_severity[f.severity as usize] += 1;
+                on_finding(&name, if in_set { set_number } else { 0 }, &ctx, &f);
+            }
+            record(&mut checker, &mut tally);
+        }
+        for f in checker.finish(end) {
+            tally.by_severity[f.severity as usize] += 1;
+            on_finding(&name, 0, &ctx, &f);
+        }
+        record(&mut checker, &mut tally);
+    }
+    Ok(tally)
+}
+
+fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> String {
+    if json {
+        return serde_json::json!({
+            "file": file,
+            "set_index": if set == 0 { None } else { Some(set) },
+            "interchange_control": ctx.interchange_control,
+            "byte_offset": f.offset,
+            "severity": f.severity.as_str(),
+            "code": f.code,
+            "position": f.position,
+            "segment": if f.segment_number == 0 { None } else { Some(f.segment_number) },
+            "message": f.message,
+        })
+        .to_string();
+    }
+    let at = if set == 0 { "envelope".to_string() } else { format!("set {set}") };
+    let pos = if f.position.is_empty() {
+        format!("byte {}", f.offset)
+    } else {
+        format!("{} (byte {})", f.position, f.offset)
+    };
+    format!("{file}:{at} {} {} {pos}: {}", f.severity, f.code, f.message)
+}
+
+/// `sluice validate --format x12`: findings, one per line; exit 0 when every transaction set is
+/// accepted and nothing outside the sets has an error.
+pub fn validate(files: &[PathBuf], json: bool) -> u8 {
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let tally = check_files(
+        files,
+        Mode::Strict,
+        |file, set, ctx, f| {
+            let _ = writeln!(out, "{}", render(file, set, ctx, f, json));
+        },
+        |_, _| {},
+    );
+    let _ = out.flush();
+    let tally = match tally {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    let [info, warnings, errors] = tally.by_severity;
+    let plural = |n: usize, w: &str| format!("{n} {w}{}", if n == 1 { "" } else { "s" });
+    eprintln!(
+        "validated {} in {}: {} accepted, {} rejected ({}, {}, {} info)",
+        plural(tally.sets, "transaction set"),
+        plural(files.len(), "file"),
+        tally.accepted,
+        tally.sets - tally.accepted,
+        plural(errors, "error"),
+        plural(warnings, "warning"),
+        info
+    );
+    if tally.accepted == tally.sets && tally.envelope_errors == 0 && errors == 0 { OK } else { FAILED }
+}
+
+/// The entry of an `X12xxx` code for `sluice explain`.
+pub fn explain(code: &str) -> Option<String> {
+    let all = sluice_x12::codec::ERROR_CODES
+        .iter()
+        .copied()
+        .chain(sluice_x12::envelope::CODES.iter().map(|(c, _, t, e)| (*c, *t, *e)));
+    all.into_iter().find(|(c, _, _)| c.eq_ignore_ascii_case(code)).map(|(c, t, e)| format!("{c}: {t}\n\n{e}"))
+}
+
+/// `sluice ack --format x12`: the acknowledgment interchange for each interchange of each file
+/// (TA1 for envelope errors, else a 999 or 997 per functional group), one after the other.
+/// Its ISA13 repeats the received ISA13 and its GS06 counts from 1, so the output is
+/// deterministic with `--fixed-clock`. Exit 0 when every transaction set is accepted.
+pub fn ack(files: &[PathBuf], fixed_clock: Option<String>) -> u8 {
+    let clock = match sluice_runtime::time::Clock::new(fixed_clock.as_deref()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error[{}]: {}", e.code, e.message);
+            return USAGE;
+        }
+    };
+    // YYYYMMDDHHMMSS...
+    let stamp = sluice_runtime::time::rfc3339_to_hl7(&clock.now());
+    let (date, time) = (stamp.get(..8).unwrap_or("").to_string(), stamp.get(8..12).unwrap_or("").to_string());
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let tally = check_files(
+        files,
+        Mode::Strict,
+        |_, _, _, _| {},
+        |file, ic| {
+            let options = sluice_x12::ack::AckOptions {
+                date: date.clone(),
+                time: time.clone(),
+                interchange_control: ic.isa_element(13).parse().unwrap_or(0),
+                group_control: 1,
+            };
+            match sluice_x12::ack::acknowledge(ic, &options) {
+                Some(text) => {
+                    let _ = write!(out, "{text}");
+                }
+                None => eprintln!("error: {file}: byte {}: bytes outside any interchange, not acknowledged", ic.offset),
+            }
+        },
+    );
+    let _ = out.flush();
+    let tally = match tally {
+        Ok(t) => t,
+        Err(code) => return code,
+    };
+    eprintln!("acknowledged {} transaction sets: {} accepted", tally.sets, tally.accepted);
+    let [_, _, errors] = tally.by_severity;
+    if tally.accepted == tally.sets && tally.envelope_errors == 0 && errors == 0 { OK } else { FAILED }
+}

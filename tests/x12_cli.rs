@@ -1,0 +1,110 @@
+//! `sluice parse|validate|ack --format x12` end to end on the fixtures of `specs/x12/tests/fixtures`
+//! (synthetic data from `synth.py x12`): one JSON line per transaction set, findings with codes
+//! and exit codes, acknowledgments that are themselves clean interchanges, no patient data in
+//! validate or ack output, and `sluice ack` still defaulting to HL7 v2.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sluice(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(root()).args(args).output().expect("sluice runs")
+}
+
+const CLAIMS: &str = "specs/x12/tests/fixtures/claims-837p.x12";
+const REMITS: &str = "specs/x12/tests/fixtures/remits-835.x12";
+const BROKEN: &str = "specs/x12/tests/fixtures/broken-837p.x12";
+/// Names and member ids in the fixtures: never in validate or ack output.
+const PHI: &[&str] = &["GARCIA", "JOHNSON", "MARTINEZ", "273878287", "566537775"];
+
+#[test]
+fn parse_prints_one_json_line_per_transaction_set() {
+    let out = sluice(&["parse", "--format", "x12", CLAIMS, REMITS]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8(out.stdout).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["set_id"], "837");
+    assert_eq!(lines[0]["version"], "005010X222A1");
+    assert_eq!(lines[0]["functional_id"], "HC");
+    assert_eq!(lines[1]["set_id"], "835");
+    let segs = lines[0]["segments"].as_array().unwrap();
+    assert_eq!(segs[0], serde_json::json!(["ST", "837", "0001", "005010X222A1"]));
+    // CLM05 is a composite: a list of its components.
+    let clm = segs.iter().find(|s| s[0] == "CLM").unwrap();
+    assert_eq!(clm[5], serde_json::json!(["11", "B", "1"]));
+    assert_eq!(lines[0]["file"], CLAIMS);
+}
+
+#[test]
+fn validate_accepts_clean_files_and_lists_findings_of_broken_ones() {
+    let out = sluice(&["validate", "--format", "x12", CLAIMS, REMITS]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout.is_empty());
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("validated 2 transaction sets in 2 files: 2 accepted, 0 rejected"), "{stderr}");
+
+    let out = sluice(&["validate", "--format", "x12", "--output", "json", BROKEN]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let findings: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let codes: Vec<&str> = findings.iter().map(|f| f["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["X12001", "X12041", "X12032"]);
+    assert_eq!(findings[1]["position"], "SE01");
+    assert_eq!(findings[1]["set_index"], 1);
+    assert_eq!(findings[0]["byte_offset"], 0);
+    for name in PHI {
+        assert!(!stdout.contains(name), "validate output holds {name}");
+    }
+}
+
+#[test]
+fn ack_answers_with_a_999_that_validates() {
+    let clock = ["--fixed-clock", "2024-01-16T09:00:00Z"];
+    let out = sluice(&[&["ack", "--format", "x12"][..], &clock, &[CLAIMS, BROKEN]].concat());
+    assert_eq!(out.status.code(), Some(1), "the broken set is rejected");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains(
+            "ST*999*0001*005010X231A1~\nAK1*HC*1*005010X222A1~\nAK2*837*0001*005010X222A1~\nIK5*A~\nAK9*A*1*1*1~"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("IK5*R*4~\nAK9*R*1*1*0*5~"), "{stdout}");
+    for name in PHI {
+        assert!(!stdout.contains(name), "ack output holds {name}");
+    }
+    let again = sluice(&[&["ack", "--format", "x12"][..], &clock, &[CLAIMS, BROKEN]].concat());
+    assert_eq!(again.stdout, stdout.as_bytes(), "deterministic under a fixed clock");
+    // The acknowledgments are clean interchanges themselves.
+    let dir = std::env::temp_dir().join(format!("sluice-x12-ack-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("acks.x12");
+    std::fs::write(&file, &stdout).unwrap();
+    let check = sluice(&["validate", "--format", "x12", file.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+}
+
+#[test]
+fn ack_without_format_is_still_hl7() {
+    let out = sluice(&["ack", "--fixed-clock", "2024-01-15T10:30:00Z", "examples/hl7/feed-2024-01-15.hl7"]);
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("MSH|"));
+}
+
+#[test]
+fn explain_knows_x12_codes() {
+    let out = sluice(&["explain", "X12041"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8(out.stdout).unwrap().starts_with("X12041: SE01 is not the number of segments."));
+}
+
+#[test]
+fn a_profile_is_refused_for_x12() {
+    let out = sluice(&["validate", "--format", "x12", "--profile", "mappings/base/whatever.yaml", CLAIMS]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("--profile is for HL7 v2"));
+}
