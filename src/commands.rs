@@ -45,7 +45,7 @@ fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
     }
 }
 
-fn plural(n: usize, word: &str) -> String {
+pub(crate) fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
@@ -1126,6 +1126,12 @@ pub fn explain(code: &str) -> u8 {
     }
     let hl7 = sluice_hl7v2::codec::ERROR_CODES.iter().chain(sluice_hl7v2::validate::CODES);
     if let Some((c, title, explanation)) = hl7.into_iter().find(|(c, _, _)| c.eq_ignore_ascii_case(code)) {
+        println!("{c}: {title}\n\n{explanation}");
+        return OK;
+    }
+    if let Some((c, title, explanation)) =
+        sluice_fhir::codes::CODES.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(code))
+    {
         println!("{c}: {title}\n\n{explanation}");
         return OK;
     }

@@ -6,6 +6,7 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod fhir_cli;
 mod logging;
 mod metrics;
 mod plan_diff;
@@ -61,6 +62,8 @@ enum SummaryFormat {
 #[derive(Clone, Copy, ValueEnum)]
 enum Standard {
     Hl7v2,
+    /// FHIR R4: JSON, XML or Bulk Data NDJSON.
+    Fhir,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -223,6 +226,9 @@ enum Command {
         /// `json`: one finding per line, for tools.
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
+        /// FHIR only: unknown elements and wrong JSON shapes are warnings, not errors.
+        #[arg(long)]
+        lenient: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -378,8 +384,22 @@ fn main() -> ExitCode {
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
             commands::parse_hl7(&files, matches!(shape, Shape::Full), profile.as_deref())
         }
-        Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
+        Command::Validate { format: Standard::Hl7v2, lenient: true, .. } => {
+            eprintln!("error: --lenient is for --format fhir; HL7 v2 leniency is set in the parser profile");
+            2
+        }
+        Command::Validate { format: Standard::Hl7v2, profile, output, files, .. } => {
             commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))
+        }
+        Command::Parse { format: Standard::Fhir, profile: Some(_), .. } => {
+            eprintln!(
+                "error: --profile is for HL7 v2 parsing; `sluice validate --format fhir --profile SD.json` checks FHIR profiles"
+            );
+            2
+        }
+        Command::Parse { format: Standard::Fhir, files, .. } => fhir_cli::parse(&files),
+        Command::Validate { format: Standard::Fhir, profile, output, lenient, files } => {
+            fhir_cli::validate_files(&files, profile.as_deref(), lenient, matches!(output, OutputFormat::Json))
         }
         Command::Ack { profile, mode, fixed_clock, files } => {
             let mode = match mode {

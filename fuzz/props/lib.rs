@@ -7,4 +7,5 @@
 //! `docs/fuzzing.md`.
 
 pub mod compiler;
+pub mod fhir;
 pub mod hl7;

@@ -1,0 +1,24 @@
+//! The FHIR fuzz corpus as plain regression tests: every file under
+//! `tests/fuzz_corpus/<target>/` is run through the property of fuzz target `<target>`
+//! (`fuzz/props/fhir.rs`, the same code the fuzz targets call). No fuzzer needed; see
+//! `docs/fuzzing.md`.
+
+#[path = "../../../fuzz/props/fhir.rs"]
+mod props;
+
+#[path = "../../../fuzz/props/corpus.rs"]
+mod corpus;
+
+fn run_corpus(target: &str, property: fn(&[u8])) {
+    corpus::run_corpus(env!("CARGO_MANIFEST_DIR"), target, property);
+}
+
+#[test]
+fn fhir_read_corpus() {
+    run_corpus("fhir_read", props::read_round_trip);
+}
+
+#[test]
+fn fhir_stream_corpus() {
+    run_corpus("fhir_stream", props::stream_consistent);
+}
