@@ -233,6 +233,13 @@ impl<'o> BundleChecker<'o> {
                     }
                 }
                 Resolution::External => {}
+                Resolution::Conditional => self.findings.push(Finding {
+                    severity: Severity::Error,
+                    code: codes::REFERENCE_MALFORMED,
+                    location: site.location,
+                    message: "a conditional reference (Type?search) is only allowed in transaction and batch Bundles"
+                        .into(),
+                }),
                 Resolution::Malformed => self.findings.push(Finding {
                     severity: Severity::Error,
                     code: codes::REFERENCE_MALFORMED,
@@ -262,6 +269,23 @@ impl<'o> BundleChecker<'o> {
 
     /// The entry a reference made in entry `from` points at.
     fn resolve(&self, reference: &str, from: Option<usize>) -> Resolution {
+        // Conditional references (`Patient?identifier=system|value`): allowed in transactions
+        // and batches, where the server resolves them; matched against the entries'
+        // identifiers when they search by identifier.
+        if let Some((t, query)) = reference.split_once('?')
+            && model::is_concrete_resource(schema(), t)
+        {
+            let in_transaction = matches!(self.bundle_type.as_deref(), Some("transaction" | "batch"));
+            if !in_transaction {
+                return Resolution::Conditional;
+            }
+            let by_identifier = query
+                .strip_prefix("identifier=")
+                .and_then(|id| id.split_once('|'))
+                .and_then(|(system, value)| self.by_identifier.get(&(system.to_string(), value.to_string())))
+                .and_then(|found| found.iter().find(|&&i| self.entries[i].resource_type.as_deref() == Some(t)));
+            return by_identifier.map_or(Resolution::External, |&i| Resolution::Found(i));
+        }
         if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
             return match self.by_full_url.get(reference) {
                 Some(&i) => Resolution::Found(i),
@@ -322,8 +346,11 @@ impl<'o> BundleChecker<'o> {
 
 enum Resolution {
     Found(usize),
-    /// On another server: not expected in the Bundle.
+    /// On another server (or resolved by the server, for conditional references in a
+    /// transaction): not expected in the Bundle.
     External,
+    /// A conditional reference outside a transaction or batch.
+    Conditional,
     Malformed,
     Missing(String),
 }
@@ -390,6 +417,17 @@ mod tests {
 
     #[test]
     fn bundle_type_rules() {
+        let t = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+          {"fullUrl":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162","resource":{"resourceType":"Practitioner","identifier":[{"system":"urn:npi","value":"9"}]},"request":{"method":"POST","url":"Practitioner"}},
+          {"fullUrl":"urn:uuid:b76d9bbf-f293-4fb7-ad4c-2851cac77162","resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
+            "participant":[{"individual":{"reference":"Practitioner?identifier=urn:npi|9"}},{"individual":{"reference":"Practitioner?identifier=urn:npi|8"}}],
+            "serviceProvider":{"reference":"Organization?identifier=urn:x|1"}},"request":{"method":"POST","url":"Encounter"}}]}"#;
+        assert_eq!(run(t), []);
+        let c = t
+            .replace("transaction", "collection")
+            .replace(r#","request":{"method":"POST","url":"Practitioner"}"#, "")
+            .replace(r#","request":{"method":"POST","url":"Encounter"}"#, "");
+        assert_eq!(run(&c).into_iter().map(|(_, c, _)| c).collect::<Vec<_>>(), [codes::REFERENCE_MALFORMED; 3]);
         let b = r#"{"resourceType":"Bundle","type":"document","total":1,"entry":[{"resource":{"resourceType":"Patient"}},{"fullUrl":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162","request":{"method":"GET","url":"Patient"}}]}"#;
         let codes: Vec<_> = run(b).into_iter().map(|(_, c, l)| format!("{c} {l}")).collect();
         assert_eq!(codes, ["FHIR204 Bundle.entry[0]", "FHIR204 Bundle.entry[1].request", "FHIR204 Bundle.total",]);

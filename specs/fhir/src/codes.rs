@@ -175,7 +175,7 @@ pub const CODES: &[(&str, &str, &str)] = &[
     (
         REFERENCE_MALFORMED,
         "The reference is not a valid FHIR reference.",
-        "`reference` is none of `Type/id`, `Type/id/_history/v`, an absolute URL ending in those, `urn:uuid:<uuid>`, `urn:oid:<oid>` or `#id`.",
+        "`reference` is none of `Type/id`, `Type/id/_history/v`, an absolute URL ending in those, `urn:uuid:<uuid>`, `urn:oid:<oid>` or `#id`; or it is a conditional reference (`Type?search`) outside a transaction or batch Bundle (inside one the server resolves it; Sluice matches `Type?identifier=system|value` against the entries).",
     ),
     (
         DUPLICATE_ENTRY,

@@ -14,7 +14,7 @@
 //!   problems a reader could skip into warnings; nothing is dropped.
 
 use crate::codes;
-use crate::model::{self, Found, JsonKind, ValueKind};
+use crate::model::{self, Child, Found, Index, JsonKind, ValueKind};
 use crate::primitive;
 use crate::profile::Profile;
 use crate::schema::{BindingStrength, Max, Schema, schema};
@@ -104,6 +104,7 @@ pub fn validate(resource: &Node, options: &Options<'_>) -> Vec<Finding> {
 /// entry.
 pub struct Walker<'o> {
     schema: &'static Schema,
+    index: &'static Index,
     options: Options<'o>,
     pub findings: Vec<Finding>,
     pub references: Vec<ReferenceSite>,
@@ -132,6 +133,7 @@ impl<'o> Walker<'o> {
     pub fn new(options: &Options<'o>) -> Self {
         Walker {
             schema: schema(),
+            index: model::index(),
             options: *options,
             findings: Vec::new(),
             references: Vec::new(),
@@ -295,7 +297,7 @@ impl<'o> Walker<'o> {
                 self.primitive_extension(members, context, base, value);
                 continue;
             }
-            let Some(found) = model::child(self.schema, context, key) else {
+            let Some(child) = self.index.child(context, key) else {
                 let mark = self.loc.len();
                 self.loc.push('.');
                 self.loc.push_str(key);
@@ -307,6 +309,7 @@ impl<'o> Walker<'o> {
                 self.loc.truncate(mark);
                 continue;
             };
+            let found = child.found;
             if found.def.choice {
                 if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == found.def.name) {
                     let other = other.to_string();
@@ -323,7 +326,7 @@ impl<'o> Walker<'o> {
                     choices_seen.push((&found.def.name, key));
                 }
             }
-            self.member(members, key, value, found);
+            self.member(members, key, value, child);
         }
         self.cardinality(members, context, is_resource);
         if !self.options.profiles.is_empty() {
@@ -332,7 +335,8 @@ impl<'o> Walker<'o> {
     }
 
     /// One member `key` (a known element) with its value.
-    fn member(&mut self, members: &[(String, Node)], key: &str, value: &Node, found: Found<'static>) {
+    fn member(&mut self, members: &[(String, Node)], key: &str, value: &Node, child: &'static Child) {
+        let found = child.found;
         let mark = self.loc.len();
         self.loc.push('.');
         self.loc.push_str(key);
@@ -366,7 +370,7 @@ impl<'o> Walker<'o> {
                         .and_then(|x| x.as_array())
                         .and_then(|a| a.get(i))
                         .is_some_and(|x| !matches!(x, Node::Null));
-                    self.value(item, found, has_ext);
+                    self.value(item, child, has_ext);
                     self.loc.truncate(imark);
                 }
             }
@@ -378,7 +382,7 @@ impl<'o> Walker<'o> {
                         format!("`{}` repeats (max {}): its value must be an array", found.def.name, found.def.max),
                     );
                 }
-                self.value(single, found, extension.is_some());
+                self.value(single, child, extension.is_some());
             }
         }
         self.loc.truncate(mark);
@@ -386,8 +390,9 @@ impl<'o> Walker<'o> {
     }
 
     /// One value of a known element at the current location.
-    fn value(&mut self, value: &Node, found: Found<'static>, has_extension: bool) {
-        match model::value_kind(self.schema, found) {
+    fn value(&mut self, value: &Node, child: &'static Child, has_extension: bool) {
+        let found = child.found;
+        match child.kind {
             ValueKind::Primitive(kind) => self.primitive(value, found, kind, has_extension),
             ValueKind::Resource => match value {
                 Node::Object(_) => {
@@ -424,8 +429,7 @@ impl<'o> Walker<'o> {
                         self.report(Severity::Error, codes::EMPTY, "an empty object; leave the element out".into());
                         return;
                     }
-                    let context = model::context_of(self.schema, found);
-                    self.object(members, context, false);
+                    self.object(members, child.context, false);
                     self.type_rules(members, found);
                 }
                 Node::Null => self.report(Severity::Error, codes::EMPTY, "`null` where a value is expected".into()),
@@ -510,8 +514,7 @@ impl<'o> Walker<'o> {
         let pmark = self.ppath.len();
         self.ppath.push_str("._");
         self.ppath.push_str(base);
-        let found = model::child(self.schema, context, base);
-        let is_primitive = found.is_some_and(|f| matches!(model::value_kind(self.schema, f), ValueKind::Primitive(_)));
+        let is_primitive = self.index.child(context, base).is_some_and(|c| matches!(c.kind, ValueKind::Primitive(_)));
         if !is_primitive {
             self.report(
                 self.shape_severity(),
@@ -585,10 +588,7 @@ impl<'o> Walker<'o> {
 
     /// Minimum and maximum cardinality of the children of `context`.
     fn cardinality(&mut self, members: &[(String, Node)], context: &str, _is_resource: bool) {
-        for def in self.schema.children(context) {
-            if def.min == 0 && !matches!(def.max, Max::N(n) if n > 1) {
-                continue;
-            }
+        for def in self.index.counted(context) {
             let count = count_values(members, def);
             if count < def.min as usize {
                 let name = if def.choice { format!("{}[x]", def.name) } else { def.name.clone() };
