@@ -348,7 +348,7 @@ impl<'o> Walker<'o> {
                 self.ppath.push_str("[x]");
             }
         }
-        let extension = members.iter().find(|(k, _)| k.len() == key.len() + 1 && k[1..] == *key).map(|(_, v)| v);
+        let extension = members.iter().find(|(k, _)| k.strip_prefix('_') == Some(key)).map(|(_, v)| v);
         match value {
             Node::Array(items) => {
                 if !found.def.is_list() {
