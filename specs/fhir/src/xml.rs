@@ -370,8 +370,12 @@ fn typed(text: &str, kind: JsonKind) -> Node {
 }
 
 /// Whether `text` is a JSON number (which FHIR's decimal and integer lexical forms are).
+/// The text itself, without surrounding whitespace or a BOM (which the JSON reader would skip
+/// but which cannot be written back as a JSON number).
 pub fn is_json_number(text: &str) -> bool {
-    matches!(crate::json::parse(text.as_bytes()), Ok(Node::Number(_)))
+    let edges = text.bytes().next().is_some_and(|b| b == b'-' || b.is_ascii_digit())
+        && text.bytes().last().is_some_and(|b| b.is_ascii_digit());
+    edges && matches!(crate::json::parse(text.as_bytes()), Ok(Node::Number(_)))
 }
 
 #[cfg(test)]
@@ -417,6 +421,12 @@ mod tests {
             "</a>".repeat(50_000)
         );
         assert_eq!(parse(deep.as_bytes()).unwrap_err().code, codes::TOO_DEEP);
+    }
+
+    #[test]
+    fn numbers_with_blanks_stay_strings() {
+        let xml = br#"<Observation xmlns="http://hl7.org/fhir"><valueInteger value=" 7"/></Observation>"#;
+        assert_eq!(parse(xml).unwrap().to_json(), r#"{"resourceType":"Observation","valueInteger":" 7"}"#);
     }
 
     #[test]
