@@ -1149,6 +1149,12 @@ pub fn explain(code: &str) -> u8 {
         println!("{text}");
         return OK;
     }
+    if let Some((c, title, explanation)) =
+        sluice_fhir::codes::CODES.iter().find(|(c, _, _)| c.eq_ignore_ascii_case(code))
+    {
+        println!("{c}: {title}\n\n{explanation}");
+        return OK;
+    }
     eprintln!("error: no diagnostic code `{code}`; codes look like SL201 (see docs/diagnostics.md)");
     USAGE
 }

@@ -6,6 +6,7 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod fhir_cli;
 mod keys_cli;
 mod logging;
 mod metrics;
@@ -62,8 +63,12 @@ enum SummaryFormat {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum Standard {
+    /// HL7 v2.x messages (pipe-delimited ER7, MLLP-framed or batched).
     Hl7v2,
+    /// ASC X12 EDI (5010 and 4010 interchanges).
     X12,
+    /// FHIR R4: JSON, XML or Bulk Data NDJSON.
+    Fhir,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -226,6 +231,10 @@ enum Command {
         /// `json`: one finding per line, for tools.
         #[arg(long, value_enum, default_value = "text")]
         output: OutputFormat,
+        /// FHIR: unknown elements and wrong JSON shapes are warnings, not errors. X12: envelope
+        /// errors are warnings and the sets are accepted (unreadable ISA headers still fail).
+        #[arg(long)]
+        lenient: bool,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -439,14 +448,32 @@ fn main() -> ExitCode {
         Command::Parse { format: Standard::X12, profile: Some(_), .. }
         | Command::Validate { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),
         Command::Parse { format: Standard::X12, files, .. } => x12_cli::parse(&files),
-        Command::Validate { format: Standard::X12, output, files, .. } => {
-            x12_cli::validate(&files, matches!(output, OutputFormat::Json))
+        Command::Validate { format: Standard::X12, output, lenient, files, .. } => {
+            x12_cli::validate(&files, lenient, matches!(output, OutputFormat::Json))
         }
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
             commands::parse_hl7(&files, matches!(shape, Shape::Full), profile.as_deref())
         }
-        Command::Validate { format: Standard::Hl7v2, profile, output, files } => {
+        Command::Validate { format: Standard::Hl7v2, lenient: true, .. } => {
+            eprintln!("error: --lenient is for --format fhir or x12; HL7 v2 leniency is set in the parser profile");
+            2
+        }
+        Command::Validate { format: Standard::Hl7v2, profile, output, files, .. } => {
             commands::validate_hl7(&files, profile.as_deref(), matches!(output, OutputFormat::Json))
+        }
+        Command::Parse { format: Standard::Fhir, profile: Some(_), .. } => {
+            eprintln!(
+                "error: --profile is for HL7 v2 parsing; `sluice validate --format fhir --profile SD.json` checks FHIR profiles"
+            );
+            2
+        }
+        Command::Parse { format: Standard::Fhir, files, .. } => fhir_cli::parse(&files),
+        Command::Validate { format: Standard::Fhir, profile, output, lenient, files } => {
+            fhir_cli::validate_files(&files, profile.as_deref(), lenient, matches!(output, OutputFormat::Json))
+        }
+        Command::Ack { format: Standard::Fhir, .. } => {
+            eprintln!("error: FHIR has no acknowledgement message; `sluice ack` answers --format hl7v2 or x12");
+            2
         }
         Command::Ack { format: Standard::X12, fixed_clock, files, .. } => x12_cli::ack(&files, fixed_clock),
         Command::Ack { format: Standard::Hl7v2, profile, mode, fixed_clock, files } => {

@@ -203,12 +203,13 @@ fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> Str
 }
 
 /// `sluice validate --format x12`: findings, one per line; exit 0 when every transaction set is
-/// accepted and nothing outside the sets has an error.
-pub fn validate(files: &[PathBuf], json: bool) -> u8 {
+/// accepted and nothing outside the sets has an error. `lenient` reports envelope problems as
+/// warnings ([`Mode::Lenient`]).
+pub fn validate(files: &[PathBuf], lenient: bool, json: bool) -> u8 {
     let mut out = BufWriter::new(std::io::stdout().lock());
     let tally = check_files(
         files,
-        Mode::Strict,
+        if lenient { Mode::Lenient } else { Mode::Strict },
         |file, set, ctx, f| {
             let _ = writeln!(out, "{}", render(file, set, ctx, f, json));
         },

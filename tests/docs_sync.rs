@@ -81,6 +81,12 @@ fn diagnostics_doc() -> String {
     for (code, title, explanation) in x12_codes {
         let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
     }
+    o.push_str(
+        "## FHIR codec and validation\n\nErrors of `sluice parse --format fhir` and findings of `sluice validate --format fhir` (see `docs/fhir.md`).\n\n",
+    );
+    for (code, title, explanation) in sluice_fhir::codes::CODES {
+        let _ = write!(o, "### {}\n\n**{code}: {title}**\n\n{explanation}\n\n", code.to_ascii_lowercase());
+    }
     o.push_str("## Runtime\n\n");
     for f in sluice_runtime::FINDINGS {
         let _ = write!(

@@ -108,3 +108,32 @@ fn a_profile_is_refused_for_x12() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8(out.stderr).unwrap().contains("--profile is for HL7 v2"));
 }
+
+#[test]
+fn lenient_validation_reports_envelope_errors_as_warnings_and_accepts_the_sets() {
+    let dir = std::env::temp_dir().join(format!("sluice-x12-lenient-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let claims = std::fs::read_to_string(root().join(CLAIMS)).unwrap();
+    assert!(claims.contains("SE*62*0001"));
+    let miscounted = dir.join("miscounted.x12");
+    std::fs::write(&miscounted, claims.replace("SE*62*0001", "SE*63*0001")).unwrap();
+    let file = miscounted.to_str().unwrap();
+
+    let strict = sluice(&["validate", "--format", "x12", "--output", "json", file]);
+    assert_eq!(strict.status.code(), Some(1));
+    let finding: serde_json::Value =
+        serde_json::from_str(String::from_utf8(strict.stdout).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!((finding["code"].as_str(), finding["severity"].as_str()), (Some("X12041"), Some("error")));
+
+    let lenient = sluice(&["validate", "--format", "x12", "--lenient", "--output", "json", file]);
+    assert_eq!(lenient.status.code(), Some(0), "{}", String::from_utf8_lossy(&lenient.stderr));
+    let finding: serde_json::Value =
+        serde_json::from_str(String::from_utf8(lenient.stdout).unwrap().lines().next().unwrap()).unwrap();
+    assert_eq!((finding["code"].as_str(), finding["severity"].as_str()), (Some("X12041"), Some("warning")));
+    assert!(String::from_utf8(lenient.stderr).unwrap().contains("1 accepted, 0 rejected"));
+
+    // What makes the bytes unreadable stays an error.
+    let broken = sluice(&["validate", "--format", "x12", "--lenient", BROKEN]);
+    assert_eq!(broken.status.code(), Some(1));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

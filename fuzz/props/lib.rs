@@ -7,5 +7,6 @@
 //! `docs/fuzzing.md`.
 
 pub mod compiler;
+pub mod fhir;
 pub mod hl7;
 pub mod x12;

@@ -1,0 +1,77 @@
+//! Timing tool of `bench/fhir.sh`: for each file, reads it into memory once, then `REPS` times
+//! parses it (JSON or XML, NDJSON line by line) and validates it strictly (schema, Bundle
+//! rules, reference resolution). Prints one JSON line per file with the median and minimum
+//! wall time in milliseconds and the mean CPU time per run (user + system, from
+//! /proc/self/stat: robust when the machine is loaded), and a total line. Measures, asserts
+//! nothing.
+//!
+//!     cargo run --release -p sluice-fhir --example fhir_bench -- REPS FILE...
+
+use std::time::Instant;
+
+use sluice_fhir::validate::{Options, validate};
+use sluice_fhir::{Limits, Node};
+
+fn run(bytes: &[u8], ndjson: bool) -> (usize, usize) {
+    let (mut resources, mut findings) = (0, 0);
+    if ndjson {
+        for line in sluice_fhir::stream::NdjsonReader::new(bytes, Limits::default()) {
+            if let Ok(l) = line
+                && let Ok(r) = l.resource
+            {
+                resources += 1;
+                findings += validate(&r, &Options::default()).len();
+            }
+        }
+    } else {
+        let r = sluice_fhir::read(bytes).expect("bench input reads");
+        resources += 1 + r.get("entry").and_then(Node::as_array).map_or(0, <[Node]>::len);
+        findings += validate(&r, &Options::default()).len();
+    }
+    (resources, findings)
+}
+
+/// CPU time of this process so far (user + system), in milliseconds; 0 where /proc is absent.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks: f64 = [11, 12].iter().filter_map(|&i| fields.get(i)?.parse::<f64>().ok()).sum();
+    // The kernel reports in clock ticks of 10 ms (USER_HZ 100 on Linux).
+    ticks * 10.0
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let reps: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let (mut total_ms, mut total_cpu, mut total_bytes, mut total_resources) = (0.0, 0.0, 0usize, 0usize);
+    for file in args {
+        let bytes = std::fs::read(&file).expect("bench input exists");
+        let ndjson = file.ends_with(".ndjson");
+        let mut times = Vec::with_capacity(reps);
+        let mut counts = (0, 0);
+        let cpu_start = cpu_ms();
+        for _ in 0..reps {
+            let start = Instant::now();
+            counts = std::hint::black_box(run(&bytes, ndjson));
+            times.push(start.elapsed().as_secs_f64() * 1000.0);
+        }
+        let cpu = (cpu_ms() - cpu_start) / reps as f64;
+        total_cpu += cpu;
+        times.sort_by(f64::total_cmp);
+        let median = times[times.len() / 2];
+        total_ms += median;
+        total_bytes += bytes.len();
+        total_resources += counts.0;
+        println!(
+            "{{\"file\":{:?},\"bytes\":{},\"resources\":{},\"findings\":{},\"median_ms\":{median:.3},\"min_ms\":{:.3},\"cpu_ms\":{cpu:.1}}}",
+            file,
+            bytes.len(),
+            counts.0,
+            counts.1,
+            times[0]
+        );
+    }
+    println!(
+        "{{\"total\":true,\"bytes\":{total_bytes},\"resources\":{total_resources},\"median_ms\":{total_ms:.3},\"cpu_ms\":{total_cpu:.1}}}"
+    );
+}

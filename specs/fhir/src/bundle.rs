@@ -1,0 +1,435 @@
+//! Bundles: validation entry by entry, the rules of each Bundle type (bdl-1 ... bdl-12), and
+//! resolution of the references between entries: relative (`Patient/123`, against the
+//! entry's fullUrl base), absolute (same base), `urn:uuid:`/`urn:oid:` fullUrls, versioned
+//! (`/_history/2`) and logical (identifier) references. Local `#id` references are resolved
+//! by the validator inside their resource.
+//!
+//! [`BundleChecker`] takes the Bundle's header (the Bundle without `entry`) and then one entry
+//! at a time, so a streamed Bundle ([`crate::stream`]) is checked with memory flat in the
+//! number of entries except for a small index (fullUrl, type, id, version, identifiers per
+//! entry) and the pending references.
+//!
+//! Invariants: never panics; a missing target is a warning with the reference's location
+//! (an error when a profile requires it, aggregation `bundled`); references to another server
+//! (absolute URLs on another base) are not reported; messages never quote values.
+
+use std::collections::HashMap;
+
+use crate::codes;
+use crate::model;
+use crate::schema::schema;
+use crate::tree::Node;
+use crate::validate::{Finding, Options, Severity, Walker};
+
+/// Validates a whole Bundle tree (header, entries, rules, references).
+pub fn validate_bundle(bundle: &Node, options: &Options<'_>) -> Vec<Finding> {
+    let Some(members) = bundle.as_object() else {
+        let mut w = Walker::new(options);
+        w.top_resource(bundle, None);
+        return w.findings;
+    };
+    let header = Node::Object(members.iter().filter(|(k, _)| k != "entry").cloned().collect());
+    let mut c = BundleChecker::new(&header, options);
+    match bundle.get("entry") {
+        Some(Node::Array(entries)) => {
+            if entries.is_empty() {
+                c.findings.push(Finding {
+                    severity: Severity::Error,
+                    code: codes::EMPTY,
+                    location: "Bundle.entry".into(),
+                    message: "an empty array; leave the element out".into(),
+                });
+            }
+            for e in entries {
+                c.entry(e);
+            }
+        }
+        Some(_) => c.findings.push(Finding {
+            severity: if options.lenient { Severity::Warning } else { Severity::Error },
+            code: codes::WRONG_SHAPE,
+            location: "Bundle.entry".into(),
+            message: "`entry` repeats (max *): its value must be an array".into(),
+        }),
+        None => {}
+    }
+    c.finish(&header)
+}
+
+/// What the index keeps of one entry.
+#[derive(Debug, Default)]
+struct EntryInfo {
+    full_url: Option<String>,
+    resource_type: Option<String>,
+    id: Option<String>,
+    version: Option<String>,
+}
+
+/// Checks a Bundle given piece by piece.
+pub struct BundleChecker<'o> {
+    walker: Walker<'o>,
+    bundle_type: Option<String>,
+    entries: Vec<EntryInfo>,
+    by_full_url: HashMap<String, usize>,
+    by_type_id: HashMap<(String, String), Vec<usize>>,
+    by_identifier: HashMap<(String, String), Vec<usize>>,
+    /// Findings so far (header, entries); [`Self::finish`] adds the references'.
+    pub findings: Vec<Finding>,
+}
+
+impl<'o> BundleChecker<'o> {
+    /// Starts with the Bundle's members before `entry` (for its `type`); the header is
+    /// validated by [`Self::finish`], when members after `entry` are known too.
+    pub fn new(start: &Node, options: &Options<'o>) -> Self {
+        BundleChecker {
+            walker: Walker::new(options),
+            bundle_type: start.get("type").and_then(Node::as_str).map(str::to_string),
+            entries: Vec::new(),
+            by_full_url: HashMap::new(),
+            by_type_id: HashMap::new(),
+            by_identifier: HashMap::new(),
+            findings: Vec::new(),
+        }
+    }
+
+    /// The number of entries seen.
+    pub fn entry_count(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Counts an entry that could not be read (its reader's error is reported by the caller),
+    /// so later entries keep their numbers.
+    pub fn skip_entry(&mut self) {
+        self.entries.push(EntryInfo::default());
+    }
+
+    /// Validates the next entry and adds it to the index.
+    pub fn entry(&mut self, entry: &Node) {
+        let index = self.entries.len();
+        self.walker.bundle_entry(entry, index);
+        self.findings.append(&mut self.walker.findings);
+        let loc = format!("Bundle.entry[{index}]");
+        let mut rule = |at: &str, message: String| {
+            self.findings.push(Finding {
+                severity: Severity::Error,
+                code: codes::BUNDLE_RULE,
+                location: format!("{loc}{at}"),
+                message,
+            });
+        };
+        let t = self.bundle_type.as_deref().unwrap_or("");
+        let has = |n: &str| entry.get(n).is_some();
+        match (has("request"), matches!(t, "batch" | "transaction" | "history")) {
+            (false, true) => rule("", format!("bdl-3: an entry of a {t} Bundle needs `request`")),
+            (true, false) => rule(".request", format!("bdl-3: an entry of a {t} Bundle has no `request`")),
+            _ => {}
+        }
+        match (has("response"), matches!(t, "batch-response" | "transaction-response" | "history")) {
+            (false, true) => rule("", format!("bdl-4: an entry of a {t} Bundle needs `response`")),
+            (true, false) => rule(".response", format!("bdl-4: an entry of a {t} Bundle has no `response`")),
+            _ => {}
+        }
+        if has("search") && t != "searchset" {
+            rule(".search", "bdl-2: `entry.search` only in a searchset Bundle".into());
+        }
+        if !has("resource") && !has("request") && !has("response") {
+            rule("", "bdl-5: an entry needs a resource, a request or a response".into());
+        }
+        let resource = entry.get("resource");
+        let resource_type = resource.and_then(Node::resource_type).map(str::to_string);
+        if index == 0 {
+            match (t, resource_type.as_deref()) {
+                ("document", rt) if rt != Some("Composition") => {
+                    rule("", "bdl-11: a document Bundle starts with a Composition".into())
+                }
+                ("message", rt) if rt != Some("MessageHeader") => {
+                    rule("", "bdl-12: a message Bundle starts with a MessageHeader".into())
+                }
+                _ => {}
+            }
+        }
+        let full_url = entry.get("fullUrl").and_then(Node::as_str).map(str::to_string);
+        if let Some(u) = &full_url
+            && u.contains("/_history/")
+        {
+            rule(".fullUrl", "bdl-8: fullUrl cannot be a version specific reference".into());
+        }
+        let info = EntryInfo {
+            full_url: full_url.clone(),
+            resource_type,
+            id: resource.and_then(|r| r.get("id")).and_then(Node::as_str).map(str::to_string),
+            version: resource
+                .and_then(|r| r.get("meta"))
+                .and_then(|m| m.get("versionId"))
+                .and_then(Node::as_str)
+                .map(str::to_string),
+        };
+        if let Some(u) = &full_url {
+            // bdl-7: same fullUrl twice only with different versions (history Bundles).
+            if let Some(&other) = self.by_full_url.get(u) {
+                let same_version = self.entries[other].version == info.version;
+                if same_version && t != "history" {
+                    self.findings.push(Finding {
+                        severity: Severity::Error,
+                        code: codes::DUPLICATE_ENTRY,
+                        location: format!("{loc}.fullUrl"),
+                        message: format!("bdl-7: the same fullUrl as Bundle.entry[{other}]"),
+                    });
+                }
+            } else {
+                self.by_full_url.insert(u.clone(), index);
+            }
+        }
+        if let (Some(rt), Some(id)) = (&info.resource_type, &info.id) {
+            self.by_type_id.entry((rt.clone(), id.clone())).or_default().push(index);
+        }
+        if let Some(Node::Array(ids)) = resource.and_then(|r| r.get("identifier")) {
+            for id in ids {
+                if let (Some(s), Some(v)) =
+                    (id.get("system").and_then(Node::as_str), id.get("value").and_then(Node::as_str))
+                {
+                    self.by_identifier.entry((s.to_string(), v.to_string())).or_default().push(index);
+                }
+            }
+        }
+        self.entries.push(info);
+    }
+
+    /// Validates the header (the Bundle's members except `entry`), then Bundle-level rules and
+    /// reference resolution; returns every finding, the header's first.
+    pub fn finish(mut self, header: &Node) -> Vec<Finding> {
+        let mut w = Walker::new(&self.walker.options());
+        w.top_resource(header, None);
+        let entry_findings = std::mem::replace(&mut self.findings, w.findings);
+        self.findings.extend(entry_findings);
+        let t = self.bundle_type.clone().unwrap_or_default();
+        if header.get("total").is_some() && !matches!(t.as_str(), "searchset" | "history") {
+            self.findings.push(Finding {
+                severity: Severity::Error,
+                code: codes::BUNDLE_RULE,
+                location: "Bundle.total".into(),
+                message: "bdl-1: `total` only in searchset and history Bundles".into(),
+            });
+        }
+        let references = std::mem::take(&mut self.walker.references);
+        for site in references {
+            let outcome = self.resolve(&site.reference, site.entry);
+            let severity = if site.required { Severity::Error } else { Severity::Warning };
+            match outcome {
+                Resolution::Found(target) => {
+                    let rt = self.entries[target].resource_type.as_deref().unwrap_or("");
+                    if !site.targets.is_empty()
+                        && !rt.is_empty()
+                        && !site.targets.iter().any(|x| x == "Resource" || x == rt)
+                    {
+                        self.findings.push(Finding {
+                            severity: Severity::Error,
+                            code: codes::WRONG_REFERENCE_TARGET,
+                            location: site.location,
+                            message: format!(
+                                "the reference resolves to a {rt} (Bundle.entry[{target}]), where {} is allowed",
+                                site.targets.join(", ")
+                            ),
+                        });
+                    }
+                }
+                Resolution::External => {}
+                Resolution::Conditional => self.findings.push(Finding {
+                    severity: Severity::Error,
+                    code: codes::REFERENCE_MALFORMED,
+                    location: site.location,
+                    message: "a conditional reference (Type?search) is only allowed in transaction and batch Bundles"
+                        .into(),
+                }),
+                Resolution::Malformed => self.findings.push(Finding {
+                    severity: Severity::Error,
+                    code: codes::REFERENCE_MALFORMED,
+                    location: site.location,
+                    message: "not a FHIR reference: Type/id, an absolute URL, urn:uuid:, urn:oid: or #id".into(),
+                }),
+                Resolution::Missing(why) => self.findings.push(Finding {
+                    severity,
+                    code: codes::REFERENCE_NOT_FOUND,
+                    location: site.location,
+                    message: format!("{why}{}", if site.required { " (the profile requires it)" } else { "" }),
+                }),
+            }
+        }
+        for site in std::mem::take(&mut self.walker.logical) {
+            if !self.by_identifier.contains_key(&(site.system.clone(), site.value.clone())) {
+                self.findings.push(Finding {
+                    severity: if site.required { Severity::Error } else { Severity::Warning },
+                    code: codes::REFERENCE_NOT_FOUND,
+                    location: site.location,
+                    message: "no entry of the Bundle has the identifier of this logical reference".into(),
+                });
+            }
+        }
+        self.findings
+    }
+
+    /// The entry a reference made in entry `from` points at.
+    fn resolve(&self, reference: &str, from: Option<usize>) -> Resolution {
+        // Conditional references (`Patient?identifier=system|value`): allowed in transactions
+        // and batches, where the server resolves them; matched against the entries'
+        // identifiers when they search by identifier.
+        if let Some((t, query)) = reference.split_once('?')
+            && model::is_concrete_resource(schema(), t)
+        {
+            let in_transaction = matches!(self.bundle_type.as_deref(), Some("transaction" | "batch"));
+            if !in_transaction {
+                return Resolution::Conditional;
+            }
+            let by_identifier = query
+                .strip_prefix("identifier=")
+                .and_then(|id| id.split_once('|'))
+                .and_then(|(system, value)| self.by_identifier.get(&(system.to_string(), value.to_string())))
+                .and_then(|found| found.iter().find(|&&i| self.entries[i].resource_type.as_deref() == Some(t)));
+            return by_identifier.map_or(Resolution::External, |&i| Resolution::Found(i));
+        }
+        if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+            return match self.by_full_url.get(reference) {
+                Some(&i) => Resolution::Found(i),
+                None => Resolution::Missing("no entry has this fullUrl".into()),
+            };
+        }
+        let (without_version, version) = match reference.split_once("/_history/") {
+            Some((a, v)) => (a, Some(v)),
+            None => (reference, None),
+        };
+        let from_base = from.and_then(|i| self.entries.get(i)).and_then(|e| e.full_url.as_deref()).and_then(base_of);
+        let (absolute, base) = if reference.contains("://") {
+            let Some(base) = base_of(without_version) else { return Resolution::Malformed };
+            (without_version.to_string(), Some(base))
+        } else {
+            if literal_type(reference).is_none() {
+                return Resolution::Malformed;
+            }
+            match from_base {
+                Some(b) => (format!("{b}{without_version}"), None),
+                None => (without_version.to_string(), None),
+            }
+        };
+        if let Some(&i) = self.by_full_url.get(&absolute) {
+            return self.check_version(i, version);
+        }
+        // By type and id: for relative references, and absolute ones on the Bundle's base.
+        if let Some(b) = base {
+            let on_bundle_base = self.entries.iter().any(|e| e.full_url.as_deref().and_then(base_of) == Some(b));
+            if !on_bundle_base {
+                return Resolution::External;
+            }
+        }
+        let tail = &without_version[without_version.len() - type_id_len(without_version)..];
+        let Some((t, id)) = tail.split_once('/') else { return Resolution::Malformed };
+        match self.by_type_id.get(&(t.to_string(), id.to_string())) {
+            Some(found) => {
+                let with_version =
+                    version.and_then(|v| found.iter().find(|&&i| self.entries[i].version.as_deref() == Some(v)));
+                match with_version {
+                    Some(&i) => Resolution::Found(i),
+                    None => self.check_version(found[0], version),
+                }
+            }
+            None => Resolution::Missing(format!("no entry is the {t} this reference names")),
+        }
+    }
+
+    fn check_version(&self, i: usize, version: Option<&str>) -> Resolution {
+        match (version, self.entries[i].version.as_deref()) {
+            (Some(want), Some(have)) if want != have => {
+                Resolution::Missing("the entry is there but not in the version this reference names".into())
+            }
+            _ => Resolution::Found(i),
+        }
+    }
+}
+
+enum Resolution {
+    Found(usize),
+    /// On another server (or resolved by the server, for conditional references in a
+    /// transaction): not expected in the Bundle.
+    External,
+    /// A conditional reference outside a transaction or batch.
+    Conditional,
+    Malformed,
+    Missing(String),
+}
+
+/// The service base of a RESTful URL ending in `Type/id` (`http://x/fhir/` of
+/// `http://x/fhir/Patient/1`), with its trailing slash.
+fn base_of(url: &str) -> Option<&str> {
+    let url = url.split_once("/_history/").map_or(url, |(a, _)| a);
+    let n = type_id_len(url);
+    (n > 0 && n < url.len()).then(|| &url[..url.len() - n])
+}
+
+/// Length of the `Type/id` tail of `s` (0 if it has none).
+fn type_id_len(s: &str) -> usize {
+    let mut parts = s.rsplitn(3, '/');
+    let (Some(id), Some(t)) = (parts.next(), parts.next()) else { return 0 };
+    let ok = !id.is_empty() && crate::primitive::check("id", id).is_ok() && model::is_concrete_resource(schema(), t);
+    if ok { t.len() + 1 + id.len() } else { 0 }
+}
+
+/// The resource type of a literal reference `Type/id` (optionally absolute or versioned).
+pub fn literal_type(reference: &str) -> Option<&str> {
+    let r = reference.split_once("/_history/").map_or(reference, |(a, _)| a);
+    let n = type_id_len(r);
+    if n == 0 {
+        return None;
+    }
+    if n < r.len() && !r.contains("://") {
+        return None;
+    }
+    r[r.len() - n..].split('/').next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(json: &str) -> Vec<(Severity, &'static str, String)> {
+        let n = crate::json::parse(json.as_bytes()).unwrap();
+        validate_bundle(&n, &Options::default()).into_iter().map(|f| (f.severity, f.code, f.location)).collect()
+    }
+
+    #[test]
+    fn resolves_every_kind_of_reference() {
+        let b = r##"{"resourceType":"Bundle","type":"collection","entry":[
+          {"fullUrl":"http://x.org/fhir/Patient/1","resource":{"resourceType":"Patient","id":"1","meta":{"versionId":"2"},"identifier":[{"system":"urn:mrn","value":"7"}]}},
+          {"fullUrl":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162","resource":{"resourceType":"Practitioner"}},
+          {"fullUrl":"http://x.org/fhir/Observation/o","resource":{"resourceType":"Observation","status":"final","code":{"text":"t"},
+            "subject":{"reference":"Patient/1"},
+            "performer":[{"reference":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162"},{"reference":"http://x.org/fhir/Patient/1/_history/2"},
+               {"reference":"http://other.org/fhir/Practitioner/9"},{"identifier":{"system":"urn:mrn","value":"7"}},
+               {"reference":"Practitioner/missing"},{"reference":"Patient/1/_history/3"},{"reference":"not a reference"}],
+            "focus":[{"reference":"#c1"}],
+            "contained":[{"resourceType":"Patient","id":"c1"}]}}]}"##;
+        assert_eq!(
+            run(b),
+            [
+                (Severity::Warning, codes::REFERENCE_NOT_FOUND, "Bundle.entry[2].resource.performer[4]".to_string()),
+                (Severity::Warning, codes::REFERENCE_NOT_FOUND, "Bundle.entry[2].resource.performer[5]".to_string()),
+                (Severity::Error, codes::REFERENCE_MALFORMED, "Bundle.entry[2].resource.performer[6]".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn bundle_type_rules() {
+        let t = r#"{"resourceType":"Bundle","type":"transaction","entry":[
+          {"fullUrl":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162","resource":{"resourceType":"Practitioner","identifier":[{"system":"urn:npi","value":"9"}]},"request":{"method":"POST","url":"Practitioner"}},
+          {"fullUrl":"urn:uuid:b76d9bbf-f293-4fb7-ad4c-2851cac77162","resource":{"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},
+            "participant":[{"individual":{"reference":"Practitioner?identifier=urn:npi|9"}},{"individual":{"reference":"Practitioner?identifier=urn:npi|8"}}],
+            "serviceProvider":{"reference":"Organization?identifier=urn:x|1"}},"request":{"method":"POST","url":"Encounter"}}]}"#;
+        assert_eq!(run(t), []);
+        let c = t
+            .replace("transaction", "collection")
+            .replace(r#","request":{"method":"POST","url":"Practitioner"}"#, "")
+            .replace(r#","request":{"method":"POST","url":"Encounter"}"#, "");
+        assert_eq!(run(&c).into_iter().map(|(_, c, _)| c).collect::<Vec<_>>(), [codes::REFERENCE_MALFORMED; 3]);
+        let b = r#"{"resourceType":"Bundle","type":"document","total":1,"entry":[{"resource":{"resourceType":"Patient"}},{"fullUrl":"urn:uuid:a76d9bbf-f293-4fb7-ad4c-2851cac77162","request":{"method":"GET","url":"Patient"}}]}"#;
+        let codes: Vec<_> = run(b).into_iter().map(|(_, c, l)| format!("{c} {l}")).collect();
+        assert_eq!(codes, ["FHIR204 Bundle.entry[0]", "FHIR204 Bundle.entry[1].request", "FHIR204 Bundle.total",]);
+    }
+}
