@@ -30,7 +30,7 @@ const INTERRUPTED: u8 = 130;
 /// The diagnostics on stderr (human) or stdout (for tools); `files`: what was checked, for the
 /// JUnit report's test cases.
 fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout::lock_direct();
     let mut err = std::io::stderr().lock();
     if format.is_document() {
         let _ = write!(out, "{}", diagnostics::render_document(c.diags.items(), &c.sources, format, files));
@@ -666,7 +666,7 @@ pub fn audit_export(file: &Path, csv: bool, filter: &ExportFilter) -> u8 {
             return FAILED;
         }
     };
-    let mut out = std::io::stdout().lock();
+    let mut out = crate::stdout::lock();
     if csv {
         let _ = writeln!(out, "{}", EXPORT_COLUMNS.join(","));
     }
@@ -752,7 +752,7 @@ pub fn parse_hl7(files: &[PathBuf], full: bool, profile: Option<&Path>) -> u8 {
         Err(code) => return code,
     };
     let mut failed = false;
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     for path in files {
         let file = match std::fs::File::open(path) {
             Ok(f) => f,
@@ -975,7 +975,7 @@ pub fn validate_hl7(files: &[PathBuf], profile: Option<&Path>, json: bool) -> u8
         Ok(r) => r.unwrap_or_default(),
         Err(code) => return code,
     };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let mut tally = Tally::default();
     let checked = check_hl7_files(files, &reading, |name, raw, checked| {
         let mut found = Vec::new();
@@ -1062,7 +1062,7 @@ pub fn ack_hl7(files: &[PathBuf], profile: Option<&Path>, mode: AckMode, fixed_c
     };
     let now = clock.now();
     let timestamp = sluice_runtime::time::rfc3339_to_hl7(&now);
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let (mut messages, mut not_accepted) = (0usize, 0usize);
     let checked = check_hl7_files(files, &reading, |name, raw, checked| {
         let (header, outcome) = match checked {

@@ -106,7 +106,7 @@ pub fn parse(files: &[PathBuf]) -> u8 {
         eprintln!("error: give at least one file to parse");
         return USAGE;
     }
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let mut failed = false;
     for path in files {
         let name = path.display().to_string();
@@ -179,7 +179,7 @@ pub fn validate_files(files: &[PathBuf], profile: Option<&Path>, lenient: bool, 
         },
     };
     let options = Options { lenient, profiles: &profiles };
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let (mut resources, mut invalid) = (0usize, 0usize);
     let mut by_severity = [0usize; 3];
     for path in files {

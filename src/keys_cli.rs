@@ -52,7 +52,7 @@ pub fn detokenize(pipeline: &Path, tokens: &[String], who: &RoleArgs, fixed_cloc
     let options = RunOptions { fixed_clock, ..Default::default() };
     match sluice_runtime::operator::detokenize(&plan, &options, tokens) {
         Ok(values) => {
-            let mut out = std::io::stdout().lock();
+            let mut out = crate::stdout::lock_direct();
             let mut unknown = 0;
             for (token, value) in tokens.iter().zip(values) {
                 match value {

@@ -12,6 +12,7 @@ mod logging;
 mod metrics;
 mod plan_diff;
 mod progress_line;
+mod stdout;
 mod test_runner;
 mod test_yaml;
 mod x12_cli;
@@ -400,7 +401,29 @@ enum ExportFormat {
     Jsonl,
 }
 
+/// `sluice dlq list | head`, `sluice schema > /dev/full`: std's `print!` panics when stdout
+/// cannot be written ("failed printing to stdout: Broken pipe"). A command-line tool stops as
+/// [`stdout::Output`] does instead: quietly for a reader that went away, with an error otherwise.
+/// Only that panic is caught: SIGPIPE itself stays ignored, so a peer closing a socket (MLLP,
+/// HTTP sinks) is still an error the runtime handles, never a silent kill.
+fn stop_cleanly_when_stdout_fails() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if message.starts_with("failed printing to stdout") {
+            stdout::stop_on(message.contains("Broken pipe"), message.rsplit(": ").next().unwrap_or(message));
+        }
+        default(info)
+    }));
+}
+
 fn main() -> ExitCode {
+    stop_cleanly_when_stdout_fails();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -4,7 +4,7 @@
 //! whatever their size. Output never quotes a value of the data outside `sluice parse` (whose
 //! job is to print it): findings name element positions and offsets.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use sluice_x12::envelope::{Checker, Finding, InterchangeResult, Mode};
@@ -60,7 +60,7 @@ pub fn parse(files: &[PathBuf]) -> u8 {
         return USAGE;
     }
     let mut failed = false;
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     for path in files {
         let file = match open(path) {
             Ok(f) => f,
@@ -206,7 +206,7 @@ fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> Str
 /// accepted and nothing outside the sets has an error. `lenient` reports envelope problems as
 /// warnings ([`Mode::Lenient`]).
 pub fn validate(files: &[PathBuf], lenient: bool, json: bool) -> u8 {
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let tally = check_files(
         files,
         if lenient { Mode::Lenient } else { Mode::Strict },
@@ -259,7 +259,7 @@ pub fn ack(files: &[PathBuf], fixed_clock: Option<String>) -> u8 {
     // YYYYMMDDHHMMSS...
     let stamp = sluice_runtime::time::rfc3339_to_hl7(&clock.now());
     let (date, time) = (stamp.get(..8).unwrap_or("").to_string(), stamp.get(8..12).unwrap_or("").to_string());
-    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut out = crate::stdout::lock();
     let tally = check_files(
         files,
         Mode::Strict,
