@@ -318,11 +318,11 @@ fn kill_9_during_a_run_with_many_rejects_then_resume_gives_each_dlq_entry_exactl
         beyond.set(beyond.get() + rows - durable);
         sluice(&dir, &args)
     };
-    let kills = kill_at_random_moments(&dir, copies, 3, spawn, ready, refused);
+    let mut kills = kill_at_random_moments(&dir, copies, 3, spawn, ready, refused);
     assert!(kills.kills >= 2, "the kills should land inside the run: {}", kills.kills);
     println!("DLQ rows left beyond the checkpoints by the kills: {}", beyond.get());
     assert!(beyond.get() > 0, "the kills left DLQ rows after a checkpoint, which each resume deleted");
-    let last = ok(sluice(&dir, &[&args[..], &["--resume"]].concat()));
+    let last = ok(kills.end(|| sluice(&dir, &[&args[..], &["--resume"]].concat())));
     let s = summary(&last);
     expect_totals(&s, copies);
     assert!(!dir.join("out/dlq.jsonl").exists());
@@ -366,7 +366,7 @@ fn postgres_kill_9_then_resume_gives_each_dlq_entry_exactly_once_and_list_replay
             .unwrap();
         text(&ok(out).stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
     };
-    let kills = kill_at_random_moments(
+    let mut kills = kill_at_random_moments(
         &dir,
         copies,
         2,
@@ -378,7 +378,7 @@ fn postgres_kill_9_then_resume_gives_each_dlq_entry_exactly_once_and_list_replay
         || command(&[]).output().unwrap(),
     );
     assert!(kills.kills >= 1, "the kills should land inside the run");
-    let last = ok(command(&["--resume"]).output().unwrap());
+    let last = ok(kills.end(|| command(&["--resume"]).output().unwrap()));
     expect_totals(&summary(&last), copies);
     let rejected = expect_sink_exactly_once(&dir, copies);
     let listed = pg_list(&dir);

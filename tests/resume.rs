@@ -41,7 +41,7 @@ fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
     let copies = 3031u64;
     let dir = setup("resume-kill", copies as usize, "100ms");
     let audit = dir.join("out/audit.jsonl");
-    let common::checkpoints::Kills { kills, mut console } = kill_at_random_moments(
+    let mut ended = kill_at_random_moments(
         &dir,
         copies,
         5,
@@ -49,8 +49,10 @@ fn kill_9_five_times_then_resume_gives_every_record_exactly_once() {
         || true,
         || run(&dir, &[]),
     );
+    let kills = ended.kills;
     assert!(kills >= 3, "the kills should land inside the run: {kills}");
-    let last = run(&dir, &["--resume"]);
+    let last = ended.end(|| run(&dir, &["--resume"]));
+    let mut console = ended.console;
     console.push_str(&text(&last.stdout));
     console.push_str(&text(&last.stderr));
     assert!(last.status.success(), "{}", text(&last.stderr));

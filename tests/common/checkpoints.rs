@@ -131,6 +131,17 @@ pub struct Kills {
     pub kills: u64,
     /// Everything the runs printed.
     pub console: String,
+    /// The last run, when it finished before its kill target: nothing is left to resume, and
+    /// its output is the run's end (under load a run can outpace the kills).
+    pub finished: Option<Output>,
+}
+
+impl Kills {
+    /// The run's end: the run that finished on its own, else `resume()` (the interrupted run
+    /// resumed to its end).
+    pub fn end(&mut self, resume: impl FnOnce() -> Output) -> Output {
+        self.finished.take().unwrap_or_else(resume)
+    }
 }
 
 /// Starts a run of `dir`'s pipeline (`spawn(resume)`: with `--resume` after the first) and
@@ -160,6 +171,7 @@ pub fn kill_at_random_moments(
     let mut kills = 0;
     let mut targets = Vec::new();
     let mut console = String::new();
+    let mut finished = None;
     for i in 0..times {
         let now = file_len(&audit) as f64;
         let target = (now + (estimate - now).max(0.0) * (0.05 + 0.30 * rng.next_fraction())) as u64;
@@ -183,6 +195,7 @@ pub fn kill_at_random_moments(
         console.push_str(&text(&out.stdout));
         console.push_str(&text(&out.stderr));
         if !killed {
+            finished = Some(out);
             break;
         }
         kills += 1;
@@ -192,5 +205,5 @@ pub fn kill_at_random_moments(
         assert_eq!(error_code(&refused), "RT012", "{}", text(&refused.stderr));
     }
     println!("killed {kills} times at audit sizes {targets:?} (estimated final size {estimate:.0})");
-    Kills { kills, console }
+    Kills { kills, console, finished }
 }
