@@ -69,6 +69,8 @@ codes! {
         "The `table` of a `postgres` sink is `name` or `schema.name`: lower-case letters, digits and `_`, starting with a letter or `_`, at most 63 bytes per part (PostgreSQL cuts longer names silently). Sluice quotes the name in its SQL; the rule keeps it the same name in `psql` without quotes. Leave `table` out for the default, made from the output schema (`canonical/adt-message@1` -> `adt_message_v1`).";
     PG_KEY = "SL221", "postgres-key", "A `postgres` sink's key does not fit its write mode or its records.",
         "A `write: upsert` sink keeps one row per key: its `key` (or, when not written, the output schema's `@primary_key`) names top-level fields of the records that hold one value each (not a list, not a struct), and those become the table's primary key. A `write: append` sink takes no `key`: each record is a new row, made idempotent by its record id (`sluice_record_id`). Write the key, or choose the other write mode.";
+    PARQUET_PARTITION = "SL222", "parquet-partition", "A `parquet` sink's `partition_by` is not a column of its records.",
+        "`partition_by` names the field whose value makes each file's Hive-style directory (`admit_date=2026-11-21/`): a field of the records' output schema that holds one value (not a list, not a struct), written as its dotted path (`patient.sex`). `sluice plan` shows the sink's columns. Fix the path, or leave `partition_by` out to write every file into the sink's directory.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
