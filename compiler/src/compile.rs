@@ -1322,6 +1322,22 @@ impl Compiler {
                         return None;
                     }
                 }
+                // A partition column's values name directories: never PHI (paths show in listings,
+                // logs and error messages).
+                if let Body::Parquet(p) = &c.body
+                    && let Some(field) = &p.partition_by
+                    && let Some(((_, class), _)) = state.iter().find(|((f, _), _)| *f == field.text)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::PARQUET_PARTITION_PHI,
+                            format!("the partition field `{}` carries PHI class `{class}`", field.text),
+                        )
+                        .label(field.span, "directory names would hold patient data")
+                        .help("partition by a field that is not about the person: a date of processing, a message type, a facility"),
+                    );
+                    return None;
+                }
                 // The PHI proof is the same for every kind of sink: whatever reaches it leaves.
                 let phi_allowed = c.phi_allowed.as_ref().map(|(reason, span)| {
                     (reason.clone(), format!("{} (phi allowed: {reason})", self.sources.location(*span)))

@@ -21,6 +21,8 @@
 //!   checkpoint (renamed by a checkpoint that was not saved). Each file starts after the
 //!   checkpoint before it, so a resume writes every record after its checkpoint again, into
 //!   new files, and each record is in exactly one visible file. A live feed keeps all files.
+//! - Errors name the sink's directory, never a file in it: a partition directory's name is a
+//!   value of the records.
 //! - With `partition_by`, files go into `<column>=<value>/` directories (Hive style); the
 //!   value is percent-encoded outside `[A-Za-z0-9._-]` (and a leading `.`), a missing one is
 //!   `__HIVE_DEFAULT_PARTITION__`.
@@ -204,7 +206,7 @@ impl ParquetSink {
                 false
             };
             if doomed && entry.file_type().is_file() {
-                std::fs::remove_file(entry.path()).map_err(|e| RunError::io("remove", entry.path(), &e))?;
+                std::fs::remove_file(entry.path()).map_err(|e| RunError::io("remove", &dir, &e))?;
             }
         }
         let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
@@ -238,12 +240,12 @@ impl ParquetSink {
                     _ => 0,
                 };
                 let folder = self.dir.join(&part);
-                std::fs::create_dir_all(&folder).map_err(|e| RunError::io("create", &folder, &e))?;
+                std::fs::create_dir_all(&folder).map_err(|e| RunError::io("create", &self.dir, &e))?;
                 let base = format!("{}-{seq:012}.parquet", self.run_id);
                 let tmp = folder.join(format!(".{base}.tmp"));
-                let file = File::create(&tmp).map_err(|e| RunError::io("create", &tmp, &e))?;
+                let file = File::create(&tmp).map_err(|e| RunError::io("create", &self.dir, &e))?;
                 let writer = SerializedFileWriter::new(file, Arc::clone(&self.schema), Arc::clone(&self.props))
-                    .map_err(|e| self.failed(&tmp, &e))?;
+                    .map_err(|e| self.failed(&e))?;
                 self.open
                     .insert(part.clone(), Open { writer, tmp, done: folder.join(base), rows: 0, buffered: Vec::new() });
             }
@@ -252,7 +254,7 @@ impl ParquetSink {
             open.rows += 1;
             if open.buffered.len() >= ROW_GROUP {
                 let columns = &self.plan.columns;
-                write_group(open, columns).map_err(|e| failed(&self.name, &open.tmp, &e))?;
+                write_group(open, columns).map_err(|e| failed(&self.name, &self.dir, &e))?;
             }
             if open.rows >= self.plan.roll_rows {
                 self.close(&part)?;
@@ -261,16 +263,16 @@ impl ParquetSink {
         Ok(())
     }
 
-    fn failed(&self, path: &Path, e: &parquet::errors::ParquetError) -> RunError {
-        failed(&self.name, path, e)
+    fn failed(&self, e: &parquet::errors::ParquetError) -> RunError {
+        failed(&self.name, &self.dir, e)
     }
 
     /// Closes the open file of partition `part` (it is renamed at the next checkpoint).
     fn close(&mut self, part: &str) -> Result<(), RunError> {
         if let Some(mut open) = self.open.remove(part) {
-            write_group(&mut open, &self.plan.columns).map_err(|e| self.failed(&open.tmp, &e))?;
-            let file = open.writer.into_inner().map_err(|e| self.failed(&open.tmp, &e))?;
-            file.sync_all().map_err(|e| RunError::io("write", &open.tmp, &e))?;
+            write_group(&mut open, &self.plan.columns).map_err(|e| self.failed(&e))?;
+            let file = open.writer.into_inner().map_err(|e| self.failed(&e))?;
+            file.sync_all().map_err(|e| RunError::io("write", &self.dir, &e))?;
             self.closed.push((open.tmp, open.done));
         }
         Ok(())
@@ -285,7 +287,7 @@ impl ParquetSink {
         }
         let mut folders = Vec::new();
         for (tmp, done) in self.closed.drain(..) {
-            std::fs::rename(&tmp, &done).map_err(|e| RunError::io("rename", &tmp, &e))?;
+            std::fs::rename(&tmp, &done).map_err(|e| RunError::io("rename", &self.dir, &e))?;
             if let Some(folder) = done.parent()
                 && !folders.contains(&folder.to_path_buf())
             {
@@ -295,15 +297,15 @@ impl ParquetSink {
         // The renames are durable before the checkpoint that counts on them is saved.
         for folder in folders {
             if let Ok(d) = File::open(&folder) {
-                d.sync_all().map_err(|e| RunError::io("write", &folder, &e))?;
+                d.sync_all().map_err(|e| RunError::io("write", &self.dir, &e))?;
             }
         }
         Ok(())
     }
 }
 
-fn failed(name: &str, path: &Path, e: &parquet::errors::ParquetError) -> RunError {
-    RunError::new(findings::PARQUET_WRITE_FAILED, format!("parquet sink `{name}`: cannot write `{}`: {e}", path.display()))
+fn failed(name: &str, dir: &Path, e: &parquet::errors::ParquetError) -> RunError {
+    RunError::new(findings::PARQUET_WRITE_FAILED, format!("parquet sink `{name}`: cannot write a file in `{}`: {e}", dir.display()))
         .with_help("check the sink's directory (space, permissions); `sluice run --resume` writes the records after the last checkpoint again")
 }
 
