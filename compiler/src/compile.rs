@@ -1270,7 +1270,7 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } => {
+            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } | Body::Parquet(_) => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
@@ -1282,15 +1282,18 @@ impl Compiler {
                             http: None,
                             postgres: None,
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
+                            parquet: None,
                             phi_allowed: None,
                         }
                     }
+                    Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
                     Body::Jsonl { path } => SinkPlan {
                         kind: "jsonl".into(),
                         path: display_path(&self.resolve(path)),
                         http: None,
                         postgres: None,
                         csv: None,
+                        parquet: None,
                         phi_allowed: None,
                     },
                     _ => return None,
@@ -1318,6 +1321,22 @@ impl Compiler {
                         );
                         return None;
                     }
+                }
+                // A partition column's values name directories: never PHI (paths show in listings,
+                // logs and error messages).
+                if let Body::Parquet(p) = &c.body
+                    && let Some(field) = &p.partition_by
+                    && let Some(((_, class), _)) = state.iter().find(|((f, _), _)| *f == field.text)
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::PARQUET_PARTITION_PHI,
+                            format!("the partition field `{}` carries PHI class `{class}`", field.text),
+                        )
+                        .label(field.span, "directory names would hold patient data")
+                        .help("partition by a field that is not about the person: a date of processing, a message type, a facility"),
+                    );
+                    return None;
                 }
                 // The PHI proof is the same for every kind of sink: whatever reaches it leaves.
                 let phi_allowed = c.phi_allowed.as_ref().map(|(reason, span)| {
@@ -1403,8 +1422,56 @@ impl Compiler {
             http: Some(Box::new(http)),
             postgres: None,
             csv: None,
+            parquet: None,
             phi_allowed: None,
         }
+    }
+
+    /// A `parquet` sink: the columns of a table of its records, and the column of its
+    /// `partition_by` (SL222 when it names none).
+    fn parquet_sink(
+        &mut self,
+        c: &ComponentSpec,
+        p: &crate::spec::pipeline::ParquetSpec,
+        flow: Flow,
+    ) -> Option<SinkPlan> {
+        let (_, columns) = self.table_columns(c, flow, "parquet")?;
+        let partition_by = match &p.partition_by {
+            None => None,
+            Some(field) => match columns.iter().find(|col| !col.path.is_empty() && col.path == field.text) {
+                Some(col) if col.sql_type != "jsonb" => Some(col.name.clone()),
+                _ => {
+                    let names: Vec<&str> = columns
+                        .iter()
+                        .filter(|col| col.sql_type != "jsonb" && !col.path.is_empty())
+                        .map(|col| col.path.as_str())
+                        .collect();
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::PARQUET_PARTITION,
+                            format!("parquet sink `{}` cannot be partitioned by `{}`", c.name, field.text),
+                        )
+                        .label(field.span, "not a single-valued field of the records")
+                        .help(format!("use one of: {}", names.join(", "))),
+                    );
+                    return None;
+                }
+            },
+        };
+        let plan = crate::plan::ParquetSinkPlan {
+            columns,
+            partition_by,
+            roll_rows: p.roll_rows.unwrap_or(crate::plan::PARQUET_DEFAULT_ROLL_ROWS),
+        };
+        Some(SinkPlan {
+            kind: "parquet".into(),
+            path: display_path(&self.resolve(&p.path)),
+            http: None,
+            postgres: None,
+            csv: None,
+            parquet: Some(Box::new(plan)),
+            phi_allowed: None,
+        })
     }
 
     /// The columns of a table (or CSV file) of the records reaching sink `c`: only records of
@@ -1517,6 +1584,7 @@ impl Compiler {
             http: None,
             postgres: Some(Box::new(plan)),
             csv: None,
+            parquet: None,
             phi_allowed: None,
         })
     }

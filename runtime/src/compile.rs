@@ -153,6 +153,7 @@ impl<'p> Compiled<'p> {
                         "http" => s.http.is_some(),
                         "postgres" => s.postgres.is_some(),
                         "csv" => s.csv.is_some(),
+                        "parquet" => s.parquet.is_some(),
                         _ => false,
                     };
                     if !known {

@@ -76,6 +76,7 @@ use crate::http_sink::{HttpSink, HttpSinks};
 use crate::progress::Progress;
 use crate::record::{Envelope, Payload, Record};
 use crate::sink;
+use crate::sinks::parquet::{ParquetSink, ParquetSinks, Start as ParquetStart};
 use crate::sinks::postgres::{PgSink, PgSinks};
 use crate::source;
 use crate::stages::{self, Step};
@@ -288,6 +289,27 @@ impl Ctx<'_, '_> {
                             return;
                         }
                     },
+                    None if s.parquet.is_some() => {
+                        let Some(pq) = &s.parquet else { return };
+                        let row = match sink::finalized(&rec, self.run_id, self.now) {
+                            Some(doc) => {
+                                crate::sinks::parquet::row_line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), pq)
+                                    .map_err(|why| Rejection::single(findings::PARQUET_VALUE, None, why))
+                            }
+                            None => Err(Rejection::single(
+                                findings::INTERNAL,
+                                None,
+                                "an HL7 message reached a Parquet sink",
+                            )),
+                        };
+                        match row {
+                            Ok(row) => row,
+                            Err(r) => {
+                                self.reject(idx, &rec, &r, acc);
+                                return;
+                            }
+                        }
+                    }
                     None => match &s.csv {
                         Some(csv) => match sink::finalized(&rec, self.run_id, self.now) {
                             Some(doc) => {
@@ -577,6 +599,8 @@ struct Outputs {
     http: HttpSinks,
     /// `postgres` sinks: each batch committed before the writer goes on.
     pg: PgSinks,
+    /// `parquet` sinks: their files are finished (renamed) at each checkpoint.
+    parquet: ParquetSinks,
 }
 
 impl Outputs {
@@ -647,6 +671,14 @@ fn open_outputs(
     let mut sink_of = vec![None; c.plan.components.len()];
     let mut http = HttpSinks::default();
     let mut pg = PgSinks::default();
+    let mut parquet = ParquetSinks::default();
+    let parquet_start = if live {
+        ParquetStart::Live
+    } else if resuming {
+        ParquetStart::Resume { records: start.records }
+    } else {
+        ParquetStart::New
+    };
     for (i, comp) in c.plan.components.iter().enumerate() {
         match &comp.kind {
             ComponentKind::Sink(s) if s.http.is_some() => {
@@ -658,6 +690,13 @@ fn open_outputs(
             ComponentKind::Sink(s) if s.postgres.is_some() => {
                 if let Some(plan) = &s.postgres {
                     pg.add(i, totals.per_sink.len(), PgSink::open(&c.names[i], plan)?);
+                }
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
+            ComponentKind::Sink(s) if s.parquet.is_some() => {
+                if let Some(plan) = &s.parquet {
+                    let sink = ParquetSink::open(&c.names[i], &s.path, plan, run_id, parquet_start)?;
+                    parquet.add(i, totals.per_sink.len(), sink);
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }
@@ -702,7 +741,7 @@ fn open_outputs(
     };
     totals.restore(&start.counts);
     totals.per_sink_retries = http.retries();
-    Ok(Outputs { files, sink_of, dlq, audit, http, pg })
+    Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet })
 }
 
 /// Reads the input files into batches on `raw_tx`. Records numbered up to `skip` (durable in
@@ -1366,9 +1405,11 @@ impl Writer<'_> {
             }
             refused[i].extend(more);
         }
+        // `parquet` sinks take every row: a value that does not fit went to the DLQ in a worker.
+        self.outputs.parquet.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
         let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
         let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
-        let Outputs { files, sink_of, dlq, audit, http, pg } = &mut self.outputs;
+        let Outputs { files, sink_of, dlq, audit, http, pg, parquet } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
@@ -1415,7 +1456,7 @@ impl Writer<'_> {
                     let (path, w) = &mut files[f];
                     sink::write_line(w, line, path)?;
                     t.per_sink[slot].1 += 1;
-                } else if let Some(slot) = http.slot(*comp).or_else(|| pg.slot(*comp))
+                } else if let Some(slot) = http.slot(*comp).or_else(|| pg.slot(*comp)).or_else(|| parquet.slot(*comp))
                     && !refused.iter().any(|(c, _)| c == comp)
                 {
                     t.per_sink[slot].1 += 1;
@@ -1469,11 +1510,13 @@ impl Writer<'_> {
     fn checkpoint(&mut self) -> Result<(), RunError> {
         self.last_checkpoint = Instant::now();
         let Some((store, id, _)) = &self.store else {
-            let Outputs { files, dlq, audit, .. } = &mut self.outputs;
-            return sync_outputs(files, dlq, audit);
+            let Outputs { files, dlq, audit, parquet, .. } = &mut self.outputs;
+            sync_outputs(files, dlq, audit)?;
+            return parquet.finish_files();
         };
-        let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+        let Outputs { files, dlq, audit, parquet, .. } = &mut self.outputs;
         sync_outputs(files, dlq, audit)?;
+        parquet.finish_files()?;
         let checkpoint = Checkpoint {
             records: self.totals.records.records_in,
             counts: self.totals.counts(),
@@ -1515,7 +1558,8 @@ impl Writer<'_> {
                 .write(w, self.last_seq + 1, &self.clock.now(), body)
                 .map_err(|e| RunError::io("write", std::path::Path::new(path), &e))?;
         }
-        let Outputs { files, dlq, audit, .. } = &mut self.outputs;
+        let Outputs { files, dlq, audit, parquet, .. } = &mut self.outputs;
+        parquet.finish_files()?;
         dlq.finish()?;
         for (path, w) in files.iter_mut().chain(audit.iter_mut()) {
             sink::finish(w, path)?;

@@ -208,6 +208,10 @@ findings! {
         "The database refused one record's row: a value its column type does not accept, a constraint of the table (NOT NULL, CHECK, a foreign key, a unique index other than the sink's), or a value too long. The record goes to the DLQ and the rest of its batch is written. The reason gives the SQLSTATE, its name, and the column or constraint, never the value (PostgreSQL's own message may quote it). Fix the mapping or the table, then `sluice dlq replay`.";
     PG_SINK_WRITE_FAILED = "RT608", RunError, "PostgreSQL sink write failed",
         "Writing a batch failed for a reason that is not one row's data: the connection was lost, the server shut down, a lock timed out. The batch's transaction was rolled back and the run stopped before its checkpoint, so nothing is lost or doubled: once the server is back, `sluice run --resume` writes the batch again (rows already there are skipped by record id or updated by key).";
+    PARQUET_VALUE = "RT609", Dlq, "value does not fit its Parquet column type",
+        "A `parquet` sink's column is typed from the output schema (int64, double, boolean, DATE, TIMESTAMP), and the record's value there is not one: a date that is not `YYYY-MM-DD` or does not exist, a timestamp that is not RFC 3339, a number that does not parse. The record goes to the DLQ (the reason names the column, never the value) and the rest are written. Fix the mapping, then `sluice dlq replay`.";
+    PARQUET_WRITE_FAILED = "RT610", RunError, "Parquet sink write failed",
+        "A `parquet` sink could not write, close or rename a file in its directory (no space, no permission). The run stops before its next checkpoint; the file being written stays under its hidden temporary name and is deleted by `sluice run --resume`, which writes the records after the last checkpoint again into new files.";
 }
 
 /// Looks a code up in the registry.

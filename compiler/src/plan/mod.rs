@@ -591,6 +591,9 @@ pub struct SinkPlan {
     /// The columns (`csv` only). Absent from the JSON of other sinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub csv: Option<Box<CsvSinkPlan>>,
+    /// The directory layout and columns (`parquet` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parquet: Option<Box<ParquetSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -601,6 +604,49 @@ pub struct SinkPlan {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CsvSinkPlan {
     pub columns: Vec<pg_table::PgColumn>,
+}
+
+/// A `parquet` sink: a directory of Parquet files with the columns of a `postgres` table of the
+/// same records (`pg_table::columns`), typed where the schema says so.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParquetSinkPlan {
+    pub columns: Vec<pg_table::PgColumn>,
+    /// The column whose value names a Hive-style sub-directory (`admit_date=2026-11-21/`).
+    pub partition_by: Option<String>,
+    /// A file is closed (and renamed at the next checkpoint) once it holds this many rows.
+    pub roll_rows: u64,
+}
+
+/// Rows per file when `roll: {rows}` is not written.
+pub const PARQUET_DEFAULT_ROLL_ROWS: u64 = 1_000_000;
+
+impl ParquetSinkPlan {
+    /// The Parquet schema, in the message-type notation of the Parquet format (`sluice plan`
+    /// shows it; the runtime parses it). The record id is required; every other column is
+    /// optional (a missing value is a null).
+    pub fn schema(&self) -> String {
+        let mut out = String::from("message sluice_record {\n");
+        for c in &self.columns {
+            let ty = match c.sql_type.as_str() {
+                "bigint" => "int64",
+                "numeric" => "double",
+                "boolean" => "boolean",
+                "date" => "int32",
+                "timestamptz" => "int64",
+                _ => "binary",
+            };
+            let logical = match c.sql_type.as_str() {
+                "date" => " (DATE)",
+                "timestamptz" => " (TIMESTAMP(MICROS,true))",
+                "bigint" | "numeric" | "boolean" => "",
+                _ => " (STRING)",
+            };
+            let rep = if c.path.is_empty() { "required" } else { "optional" };
+            out.push_str(&format!("  {rep} {ty} {}{logical};\n", c.name));
+        }
+        out.push('}');
+        out
+    }
 }
 
 /// An `http` sink, resolved: its own `retry` keys merged over `defaults.retry`, its own

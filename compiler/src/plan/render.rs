@@ -168,6 +168,14 @@ pub fn text(plan: &Plan) -> String {
                             let names: Vec<&str> = csv.columns.iter().map(|c| c.name.as_str()).collect();
                             let _ = writeln!(o, "    header: {}", names.join(","));
                         }
+                        if let Some(pq) = &s.parquet {
+                            let by =
+                                pq.partition_by.as_deref().map(|p| format!(", partitioned by {p}")).unwrap_or_default();
+                            let _ = writeln!(o, "    files of at most {} rows{by}; schema:", pq.roll_rows);
+                            for line in pq.schema().lines() {
+                                let _ = writeln!(o, "      {line}");
+                            }
+                        }
                     }
                 },
             },

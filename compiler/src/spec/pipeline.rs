@@ -52,6 +52,34 @@ pub enum Body<'n> {
     Csv {
         path: Spanned,
     },
+    Parquet(Box<ParquetSpec>),
+}
+
+/// A `parquet` sink as written; its columns come from the records' schema (the driver's job).
+#[derive(Debug)]
+pub struct ParquetSpec {
+    /// The output directory.
+    pub path: Spanned,
+    pub partition_by: Option<Spanned>,
+    /// `roll: {rows}`, checked to be more than zero.
+    pub roll_rows: Option<u64>,
+}
+
+fn parquet(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<ParquetSpec> {
+    let path = obj.get("path").and_then(|n| reader::string(cx, n, "`path`"));
+    let partition_by = obj.get("partition_by").and_then(|n| reader::string(cx, n, "`partition_by`"));
+    let roll = obj.get("roll").and_then(|n| reader::object(cx, n, &shape::PARQUET_ROLL, "`roll`"));
+    let rows_node = roll.as_ref().and_then(|r| r.get("rows"));
+    let roll_rows = rows_node.and_then(|n| reader::integer(cx, n, "`rows`"));
+    if let (Some(0), Some(node)) = (roll_rows, rows_node) {
+        cx.push(
+            Diagnostic::error(codes::INVALID_VALUE, "`rows` must be more than zero")
+                .label(node.span, "zero")
+                .help("leave `roll` out for the default (a file per 1,000,000 rows)"),
+        );
+        return None;
+    }
+    Some(ParquetSpec { path: path?, partition_by, roll_rows })
 }
 
 /// A `postgres` sink as written; its columns come from the records' schema (the driver's job).
@@ -784,6 +812,7 @@ fn component<'n>(
         "http" => Body::Http(Box::new(http(cx, &obj)?)),
         "postgres" => Body::Postgres(Box::new(postgres(cx, &obj)?)),
         "csv" => Body::Csv { path: s(cx, "path")? },
+        "parquet" => Body::Parquet(Box::new(parquet(cx, &obj)?)),
         _ => Body::Jsonl { path: s(cx, "path")? },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);

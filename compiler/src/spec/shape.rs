@@ -455,7 +455,37 @@ pub static SINK_CSV: Shape = Shape {
     ],
 };
 
-pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV];
+pub static PARQUET_ROLL: Shape = Shape {
+    name: "sink.parquet.roll",
+    type_tag: None,
+    doc: "When a Parquet file is closed and the next one started.",
+    keys: &[opt("rows", KeyType::Integer, "Rows per file (default 1,000,000).")],
+};
+
+pub static SINK_PARQUET: Shape = Shape {
+    name: "sink.parquet",
+    type_tag: Some("parquet"),
+    doc: "Writes the records into Parquet files in a directory, with the columns a `postgres` table of their output schema would have (typed: int64, double, boolean, DATE, TIMESTAMP; text and lists as strings; `sluice plan` shows the schema). Files are written under a hidden temporary name and renamed when complete, at each checkpoint and at the end of the run: `<run_id>-<first record>.parquet`, optionally in Hive-style `column=value/` directories.",
+    keys: &[
+        req("type", KeyType::Enum(&["parquet"]), "Sink kind."),
+        req("inputs", KeyType::ListOfStrings, "Upstream components."),
+        req("path", KeyType::String, "Output directory, relative to the pipeline file."),
+        opt(
+            "partition_by",
+            KeyType::String,
+            "A field of the records (dotted path, outside lists): one `column=value/` directory per value.",
+        ),
+        opt("roll", KeyType::Object(&PARQUET_ROLL), "When a file is closed and the next one started."),
+        opt(
+            "phi",
+            KeyType::Object(&SINK_PHI),
+            "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
+        ),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV, &SINK_PARQUET];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

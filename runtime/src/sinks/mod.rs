@@ -1,13 +1,14 @@
-//! Sinks that write a table's columns: `postgres` (into a database table) and `csv` (into a
-//! file). The JSON Lines file sink is `crate::sink`, the HTTP sink `crate::http_sink`. The
+//! Sinks that write a table's columns: `postgres` (into a database table), `csv` (into a
+//! file) and `parquet` (into a directory of files). The JSON Lines file sink is `crate::sink`, the HTTP sink `crate::http_sink`. The
 //! writer thread calls the `postgres` sinks once per batch, before anything of the batch is
 //! written to the DLQ or the audit log, so the rows they refuse go to the DLQ instead
 //! (`crate::executor`).
 //!
-//! Both take their columns from the records' output schema
+//! All take their columns from the records' output schema
 //! (`sluice_compiler::plan::pg_table::columns`), and their values from [`column_values`].
 
 pub mod csv;
+pub mod parquet;
 pub mod postgres;
 
 use sluice_compiler::plan::pg_table::PgColumn;

@@ -179,6 +179,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             http: None,
             postgres: None,
             csv: None,
+            parquet: None,
             phi_allowed: None,
         }),
     )
