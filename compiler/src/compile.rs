@@ -767,6 +767,22 @@ impl Compiler {
         }
         // Listening sources run until stopped and file sources end: a pipeline has one kind.
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
+        // A listener acknowledges what every sink made durable; a Parquet sink's rows are
+        // durable only at the next checkpoint (its open file is deleted by a resume).
+        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_))) {
+            for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::PARQUET_AFTER_LISTENER,
+                        format!("parquet sink `{}` cannot be fed by the listening source `{}`", sink.name, listener.name),
+                    )
+                    .label(sink.name_span, "holds rows in an open file until a checkpoint")
+                    .label(listener.name_span, "acknowledges each message once the sinks have it")
+                    .help("write the live feed to a jsonl, csv or postgres sink, and make Parquet files from it in a file pipeline"),
+                );
+                ok = false;
+            }
+        }
         let mut addresses: HashMap<&str, Span> = HashMap::new();
         for c in spec.components.iter() {
             let Body::Mllp(m) = &c.body else { continue };
