@@ -165,11 +165,31 @@ fn generalized_and_shifted_values_keep_what_research_needs() {
     }
 }
 
+/// Two admissions of people born 90 years before the run's date (2024-01-15, `run` pins the
+/// clock) and one day later: the first is 90 that day, the second 89.
+const BOUNDARY_ADMISSIONS: &str = "\
+MSH|^~\\&|SENDAPP|GENERAL HOSP|RECVAPP|RECVFAC|20240110080000||ADT^A01|MSGBOUNDARY90|P|2.3|||AL|NE||\r\
+EVN|A01|20240110080000\r\
+PID|1||90000001^^^HOSP^MR||NONAGENARIAN^ADA^A^^^^L||19340115|F|||1 ELM ST^^MADISON^WI^53703^USA^H|||||W||ACC9000001|\r\
+PV1|1|P|5W^218^A^HOSP||||3873^JOHNSON^ANNA^^^DR^MD|||MED|||||||3873^JOHNSON^ANNA^^^DR^MD||V9000001\r\
+MSH|^~\\&|SENDAPP|GENERAL HOSP|RECVAPP|RECVFAC|20240110080100||ADT^A01|MSGBOUNDARY89|P|2.3|||AL|NE||\r\
+EVN|A01|20240110080100\r\
+PID|1||90000002^^^HOSP^MR||OCTOGENARIAN^BEA^A^^^^L||19340116|F|||2 ELM ST^^MADISON^WI^53703^USA^H|||||W||ACC9000002|\r\
+PV1|1|P|5W^218^A^HOSP||||3873^JOHNSON^ANNA^^^DR^MD|||MED|||||||3873^JOHNSON^ANNA^^^DR^MD||V9000002\r";
+
+/// What Safe Harbor makes of an ISO birth date on 2024-01-15, worked out independently of the
+/// runtime: 90 or older (born on or before 1934-01-15) is `90+`, else the year.
+fn safe_harbor_birth(dob: &str) -> Value {
+    Value::from(if dob.get(..10).unwrap_or(dob) <= "1934-01-15" { "90+" } else { &dob[..4] })
+}
+
 /// The built-in Safe Harbor policy under a site's own: its rules apply where the site's do not,
 /// the plan says which file and line decided each field, and the site's key serves its `hash`.
+/// Birth dates of people 90 or older on the run's date become `90+`.
 #[test]
 fn a_policy_extends_the_built_in_safe_harbor_policy() {
     let dir = common::workspace("safe-harbor");
+    std::fs::write(dir.join("examples/hl7/boundary-ages.hl7"), BOUNDARY_ADMISSIONS).unwrap();
     let policies = dir.join("mappings/base/policies");
     std::fs::write(policies.join("message-tables.yaml"), KEEP_ALL).unwrap();
     let reference = run(&dir);
@@ -199,12 +219,18 @@ fields:
     );
     assert!(row("patient.id", "mrn").contains("hash") && row("patient.id", "mrn").contains("message-tables.yaml:6"));
     assert!(row("patient.postal_code", "address").contains("message-tables.yaml:8"), "{plan}");
+    assert_eq!(reference["MSGBOUNDARY90"]["patient"]["dob"], "1934-01-15", "the reference keeps the date");
+    assert_eq!(reference["MSGBOUNDARY89"]["patient"]["dob"], "1934-01-16");
     let masked = run(&dir);
+    assert_eq!(masked["MSGBOUNDARY90"]["patient"]["dob"], "90+", "90 on the run's date: one category");
+    assert_eq!(masked["MSGBOUNDARY89"]["patient"]["dob"], "1934", "89 on the run's date: the year");
     let mut checked = 0;
+    let mut nonagenarians = 0;
     for (id, before) in &reference {
         let after = &masked[id];
         if let Some(dob) = before.pointer("/patient/dob").and_then(Value::as_str) {
-            assert_eq!(after["patient"]["dob"], Value::from(&dob[..4]), "{id}");
+            assert_eq!(after["patient"]["dob"], safe_harbor_birth(dob), "{id}");
+            nonagenarians += usize::from(after["patient"]["dob"] == "90+");
         }
         if let Some(admit) = before.pointer("/visit/admit_datetime").and_then(Value::as_str) {
             assert_eq!(after["visit"]["admit_datetime"], Value::from(&admit[..4]), "{id}: dates keep their year");
@@ -219,6 +245,15 @@ fields:
         checked += 1;
     }
     assert!(checked > 40);
+    assert!(nonagenarians > 1, "the boundary case and the example data's people over 89: {nonagenarians}");
+    for (id, before) in &reference {
+        if let Some(dob) =
+            before.pointer("/patient/dob").and_then(Value::as_str).filter(|d| d.get(..10).unwrap_or(d) <= "1934-01-15")
+        {
+            let record = masked[id].to_string();
+            assert!(!record.contains(&format!("\"{}\"", &dob[..4])), "{id}: the birth year of a person over 89");
+        }
+    }
 }
 
 /// A sink that declares `phi: {allowed: true, reason}` may take raw messages and unmasked
@@ -312,7 +347,16 @@ fn the_staging_environment_masks_more_than_production() {
     };
     assert!(sluice(&["run", "pipelines/quickstart.yaml", "--restart"]).status.success());
     let production = events(&dir);
-    let run = sluice(&["run", "pipelines/quickstart.yaml", "--env", "staging", "--restart"]);
+    // The clock pinned: Safe Harbor's birth years depend on the run's date.
+    let run = sluice(&[
+        "run",
+        "pipelines/quickstart.yaml",
+        "--env",
+        "staging",
+        "--restart",
+        "--fixed-clock",
+        "2024-01-15T10:30:01Z",
+    ]);
     assert!(run.status.success(), "{}", text(&run.stderr));
     let staging = events(&dir);
     assert_eq!(production.len(), staging.len());
@@ -324,7 +368,7 @@ fn the_staging_environment_masks_more_than_production() {
             names += 1;
         }
         if let Some(dob) = p.pointer("/patient/dob").and_then(Value::as_str) {
-            assert_eq!(s["patient"]["dob"], Value::from(&dob[..4]));
+            assert_eq!(s["patient"]["dob"], safe_harbor_birth(dob));
         }
         assert_eq!(s["compliance"]["pii_masked"], true, "nothing kept in clear in staging");
     }

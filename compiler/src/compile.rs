@@ -1698,7 +1698,8 @@ fn compile_time_rule<'p>(plan: &'p MaskPlan, field: &str, class: PhiClass) -> Op
 
 /// What a masking treatment would write into a field of type `ty` when that breaks the type
 /// (`None` when it fits): `partial`, `hash`, `redact` and `generalize` to `zip3` write text;
-/// `generalize` to `year` and `shift_date` keep a date a date (or text); `generalize` to `age`
+/// `generalize` to `year` or `birth_year` (a year or `90+`) and `shift_date` keep a date a date
+/// (or text); `generalize` to `age`
 /// keeps a number a number (90 for 90 and over) or writes `90+` into text.
 fn mask_output_misfit(t: &crate::plan::Treatment, ty: &ValueType) -> Option<&'static str> {
     use crate::plan::Generalization;
@@ -1706,7 +1707,8 @@ fn mask_output_misfit(t: &crate::plan::Treatment, ty: &ValueType) -> Option<&'st
     let text = ty.fits(&ValueType::String);
     let fits = match (t.action, t.to) {
         (MaskAction::Keep | MaskAction::Null, _) => true,
-        (MaskAction::ShiftDate, _) | (MaskAction::Generalize, Some(Generalization::Year)) => dates || text,
+        (MaskAction::ShiftDate, _)
+        | (MaskAction::Generalize, Some(Generalization::Year | Generalization::BirthYear)) => dates || text,
         (MaskAction::Generalize, Some(Generalization::Age)) => {
             text || matches!(ty, ValueType::Integer | ValueType::Decimal)
         }
@@ -1715,7 +1717,9 @@ fn mask_output_misfit(t: &crate::plan::Treatment, ty: &ValueType) -> Option<&'st
     match (fits, t.action) {
         (true, _) => None,
         (false, MaskAction::ShiftDate) => Some("a shifted date"),
-        (false, MaskAction::Generalize) if t.to == Some(Generalization::Year) => Some("a year"),
+        (false, MaskAction::Generalize) if matches!(t.to, Some(Generalization::Year | Generalization::BirthYear)) => {
+            Some("a year")
+        }
         (false, MaskAction::Generalize) if t.to == Some(Generalization::Age) => Some("an age"),
         (false, _) => Some("text"),
     }

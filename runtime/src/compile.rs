@@ -80,7 +80,8 @@ fn prepare_producers<'p>(
 }
 
 impl<'p> Compiled<'p> {
-    pub fn new(plan: &'p Plan) -> Result<Compiled<'p>, RunError> {
+    /// `clock` gives mask stages the run's date (`generalize: birth_year`).
+    pub fn new(plan: &'p Plan, clock: &crate::time::Clock) -> Result<Compiled<'p>, RunError> {
         if plan.plan_format != PLAN_FORMAT {
             return Err(RunError::new(
                 findings::PLAN_FORMAT,
@@ -138,7 +139,7 @@ impl<'p> Compiled<'p> {
                     }
                     Prep::Map(map::tables(m))
                 }
-                ComponentKind::Mask(m) => Prep::Mask(Box::new(mask::prepare(name, m, plan.state.as_ref())?)),
+                ComponentKind::Mask(m) => Prep::Mask(Box::new(mask::prepare(name, m, plan.state.as_ref(), clock)?)),
                 ComponentKind::Filter(f) => {
                     prepare_all(&mut prepared, name, [&f.keep])?;
                     Prep::None

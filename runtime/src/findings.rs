@@ -184,10 +184,22 @@ findings! {
     CLASSED_LEAF_UNRULED = "RT401", Warning, "PHI leaf without masking rule was nulled",
         "An output value carries a PHI class but no field or class rule of the masking policy covers it; it was set to null (fail safe). The compiler should prevent this.";
     MASK_VALUE_NULLED = "RT402", Warning, "PHI value could not be masked as its rule says and was nulled",
-        "A `generalize` or `shift_date` rule met a value it cannot transform: a ZIP code that is not 5 or 9 digits, a date that is not `YYYY-MM-DD`, an age that is not a number, or a record whose `shift_date` subject field is empty. The value was set to null (fail safe), never passed on as it was. Fix the mapping so the field holds what the rule expects, or choose another action for it.";
+        "A `generalize` or `shift_date` rule met a value it cannot transform: a ZIP code that is not 5 or 9 digits, a date that is not `YYYY-MM-DD`, an age that is not a number, a birth date that is not a date (`YYYY`, `YYYY-MM`, `YYYY-MM-DD...`, HL7 `YYYYMMDD...`), or a record whose `shift_date` subject field is empty. The value was set to null (fail safe), never passed on as it was. Fix the mapping so the field holds what the rule expects, or choose another action for it.";
 
     TOKENIZE_FAILED = "RT403", Dlq, "value could not be tokenized",
         "A `tokenize` rule could not get a token for a value because the token vault (the state store) could not be read or written. The record goes to the DLQ (never on with the value in clear); fix the state store and `sluice dlq replay` it.";
+    // RT404-RT408 are secret references to AWS Secrets Manager (`${aws-sm:NAME}`), assigned in
+    // this range when the mask stage's keys were their first users.
+    AWS_SETTINGS_MISSING = "RT404", RunError, "AWS settings for Secrets Manager missing",
+        "A secret reference `${aws-sm:...}` needs the region (`AWS_REGION` or `AWS_DEFAULT_REGION`) and credentials (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, and `AWS_SESSION_TOKEN` for temporary ones) in the environment of `sluice run`, and an endpoint override (`AWS_ENDPOINT_URL_SECRETSMANAGER`, `AWS_ENDPOINT_URL`) must be an http(s) URL without credentials. The message names what is missing, never a value.";
+    AWS_SECRET_NOT_FOUND = "RT405", RunError, "secret not found in AWS Secrets Manager",
+        "Secrets Manager answered `ResourceNotFoundException` for the secret a `${aws-sm:NAME}` reference names: no such name or ARN in that region (or it is scheduled for deletion). Check the name and `AWS_REGION`. The run stops before any record is read.";
+    AWS_SECRET_DENIED = "RT406", RunError, "AWS Secrets Manager refused the secret",
+        "Secrets Manager refused `GetSecretValue` (access denied, unknown access key, bad signature, expired token). Check the credentials in the environment and that their identity may `secretsmanager:GetSecretValue` on the secret and `kms:Decrypt` on its key. The message names the secret and AWS's error type, never a key or a value.";
+    AWS_SECRET_FAILED = "RT407", RunError, "AWS Secrets Manager could not be asked",
+        "A `${aws-sm:...}` reference could not be resolved: the reference names no secret, the endpoint could not be reached (network, DNS, TLS, timeout), or it answered with another error or no secret value. The message names the secret and the endpoint's host, never a value.";
+    AWS_SECRET_KEY_MISSING = "RT408", RunError, "secret has no such JSON key",
+        "A `${aws-sm:NAME#key}` reference takes one member of a secret whose value is a JSON object; the secret is not a JSON object or has no (non-null) member `key`. Fix the key after `#` or reference the whole secret. The message never shows the value.";
 
     DANGLING_COMPONENT = "RT501", Dlq, "record reached a component with no downstream",
         "A record left a component that feeds no other component and is not a sink; it is sent to the DLQ so nothing is lost. The compiler should prevent this.";

@@ -154,7 +154,7 @@ pub fn run_with_events(
 ) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
-    let compiled = compile::Compiled::new(plan)?;
+    let compiled = compile::Compiled::new(plan, &clock)?;
     let (run_id, t, resumed_from) = if mllp::listens(plan) {
         if options.start == Start::Resume {
             return Err(RunError::new(

@@ -122,7 +122,7 @@ fn output_lengths(plan: &Plan, store: &Store) -> Result<Vec<(String, u64)>, RunE
 /// Replays the DLQ records `ids` (all that are not replayed yet when empty).
 pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<ReplaySummary, RunError> {
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
-    let compiled = compile::Compiled::new(plan)?;
+    let compiled = compile::Compiled::new(plan, &clock)?;
     let Some(target) = &plan.state else {
         return Err(replay_error(
             findings::REPLAY_NEEDS_STATE,

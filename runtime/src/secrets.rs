@@ -1,5 +1,6 @@
 //! Resolution of secret references: `${VAR}` reads the environment variable `VAR`,
-//! `${file:path}` reads a file (trailing line breaks removed).
+//! `${file:path}` reads a file (trailing line breaks removed), `${aws-sm:NAME}` and
+//! `${aws-sm:NAME#key}` read AWS Secrets Manager ([`aws_sm`]).
 //!
 //! Invariants:
 //! - A secret value is never printed, logged or put in an error: errors name the variable or
@@ -11,6 +12,9 @@
 
 use crate::error::RunError;
 use crate::findings;
+
+mod aws_sm;
+mod sigv4;
 
 /// A resolved secret. `Debug` does not show the value.
 #[derive(Clone)]
@@ -42,6 +46,9 @@ pub(crate) fn resolve_with(
     let Some(inner) = trimmed.strip_prefix("${").and_then(|s| s.strip_suffix('}')) else {
         return Ok(Secret(reference.as_bytes().to_vec()));
     };
+    if let Some(rest) = inner.strip_prefix("aws-sm:") {
+        return aws_sm::resolve(rest, what, env);
+    }
     if let Some(path) = inner.strip_prefix("file:") {
         return match std::fs::read(path) {
             Ok(mut bytes) => {

@@ -509,16 +509,22 @@ pub enum Generalization {
     Year,
     /// An age as it is up to 89; above, `90+` (text) or 90 (a number field).
     Age,
+    /// A birth date's year, unless the person is 90 or older on the run's date (the run
+    /// clock's UTC day, `--fixed-clock` in tests): then `90+`, the single category Safe Harbor
+    /// requires (45 CFR 164.514(b)(2)(i)(C)). A birth date without month or day counts as the
+    /// earliest it can be (fail safe: `1934` is `90+` anywhere in 2024).
+    BirthYear,
 }
 
 impl Generalization {
-    pub const NAMES: &'static [&'static str] = &["zip3", "year", "age"];
+    pub const NAMES: &'static [&'static str] = &["zip3", "year", "age", "birth_year"];
 
     pub fn parse(name: &str) -> Option<Generalization> {
         Some(match name {
             "zip3" => Generalization::Zip3,
             "year" => Generalization::Year,
             "age" => Generalization::Age,
+            "birth_year" => Generalization::BirthYear,
             _ => return None,
         })
     }

@@ -250,14 +250,21 @@ pub fn rate(cx: &mut Cx, node: &Node, what: &str) -> Option<(u64, u64)> {
     parsed
 }
 
-/// A secret reference, `${VARIABLE}` (environment) or `${file:path}` (a key file); anything
-/// else is refused so secrets never sit in git.
+/// A secret reference, `${VARIABLE}` (environment), `${file:path}` (a key file) or
+/// `${aws-sm:NAME}` / `${aws-sm:NAME#key}` (AWS Secrets Manager); anything else is refused so
+/// secrets never sit in git.
 pub fn secret(cx: &mut Cx, node: &Node, what: &str) -> Option<Spanned> {
     let s = string(cx, node, what)?;
     let inner = s.text.strip_prefix("${").and_then(|r| r.strip_suffix('}'));
-    let ok = inner.is_some_and(|v| match v.strip_prefix("file:") {
-        Some(path) => !path.trim().is_empty(),
-        None => !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+    let ok = inner.is_some_and(|v| {
+        if let Some(path) = v.strip_prefix("file:") {
+            return !path.trim().is_empty();
+        }
+        if let Some(name) = v.strip_prefix("aws-sm:") {
+            let (name, key) = name.rsplit_once('#').map_or((name, None), |(n, k)| (n, Some(k)));
+            return !name.trim().is_empty() && key.is_none_or(|k| !k.trim().is_empty());
+        }
+        !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
     });
     if ok {
         return Some(s);
@@ -265,7 +272,7 @@ pub fn secret(cx: &mut Cx, node: &Node, what: &str) -> Option<Spanned> {
     cx.push(
         Diagnostic::error(codes::INLINE_SECRET, format!("{what} must reference a secret, not contain one"))
             .label(s.span, "a secret value written into the spec")
-            .help("write `${VARIABLE}` (set in the environment where Sluice runs) or `${file:/path/to/key}`"),
+            .help("write `${VARIABLE}` (set in the environment where Sluice runs), `${file:/path/to/key}` or `${aws-sm:secret-name}`"),
     );
     None
 }

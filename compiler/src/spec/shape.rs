@@ -810,7 +810,7 @@ pub static TREATMENT: Shape = Shape {
         opt(
             "to",
             KeyType::Enum(crate::plan::Generalization::NAMES),
-            "For `generalize` (required): `zip3` (first 3 digits; `000` where the 3-digit area has 20,000 people or fewer), `year` (a date's year) or `age` (over 89 becomes `90+`, or 90 in a number field).",
+            "For `generalize` (required): `zip3` (first 3 digits; `000` where the 3-digit area has 20,000 people or fewer), `year` (a date's year), `age` (over 89 becomes `90+`, or 90 in a number field) or `birth_year` (a birth date's year, `90+` for a person 90 or older on the run's date).",
         ),
         opt(
             "subject",

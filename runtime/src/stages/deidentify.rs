@@ -1,6 +1,6 @@
 //! The value transforms of the mask stage ([`super::mask`] decides which applies to a leaf):
-//! `partial`, keyed `hash`, `generalize` (ZIP to 3 digits, date to year, age over 89 to 90+)
-//! and `shift_date` (by a keyed, per-person number of days).
+//! `partial`, keyed `hash`, `generalize` (ZIP to 3 digits, date to year, age over 89 to 90+,
+//! birth date to year or 90+) and `shift_date` (by a keyed, per-person number of days).
 //!
 //! Invariants:
 //! - Each transform either returns the masked value or `None` when the value is not of the
@@ -81,6 +81,58 @@ pub fn year(text: &str) -> Option<String> {
         _ => return None,
     }
     Some(String::from_utf8_lossy(&t[..4]).into_owned())
+}
+
+/// The days since 1970-01-01 of the earliest day a birth date can mean: `1934-01-15`,
+/// `19340115`, `1934-01-15T08:00:00Z`, `1934-01`, `193401`, `1934` (a missing month or day
+/// counts as the first). `None` unless it is such a date with a valid month and day.
+fn earliest_day(text: &str) -> Option<i64> {
+    let t = text.trim();
+    let b = t.as_bytes();
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b.get(r.clone()).filter(|s| s.iter().all(u8::is_ascii_digit))?;
+        t[r].parse().ok()
+    };
+    let y = i64::from(num(0..4)?);
+    // `-` between the parts (ISO 8601) or none (HL7 v2); what follows the day is a time.
+    let dashed = b.get(4) == Some(&b'-');
+    let (m_at, d_at) = if dashed { (5, 8) } else { (4, 6) };
+    let (m, d) = match b.len() {
+        4 => (1, 1),
+        n if n == m_at + 2 => (num(m_at..m_at + 2)?, 1),
+        n if n >= d_at + 2 => {
+            if dashed && b[7] != b'-' {
+                return None;
+            }
+            if n > d_at + 2
+                && !(b[d_at + 2] == b'T' || b[d_at + 2] == b' ' || (!dashed && b[d_at + 2].is_ascii_digit()))
+            {
+                return None;
+            }
+            (num(m_at..m_at + 2)?, num(d_at..d_at + 2)?)
+        }
+        _ => return None,
+    };
+    let day = days_from_civil(y, m, d);
+    // Reject 1934-02-30 and the like: the day must come back as written.
+    (civil_from_days(day) == (y, m, d)).then_some(day)
+}
+
+/// Whole years from the day `born` to the day `on` (both days since 1970-01-01): a person is
+/// a year older on the anniversary of their birth day; someone born on 29 February, on
+/// 1 March in a year that has none.
+pub fn age_on(born: i64, on: i64) -> i64 {
+    let ((by, bm, bd), (ry, rm, rd)) = (civil_from_days(born), civil_from_days(on));
+    ry - by - i64::from((rm, rd) < (bm, bd))
+}
+
+/// A birth date generalized for Safe Harbor on the day `today` (days since 1970-01-01): its
+/// year (`1980`), or `90+` when the person is 90 or older that day. A birth date that gives
+/// only a year or a month counts from its earliest possible day, so the category is never
+/// missed. `None` unless the value is a date ([`earliest_day`]).
+pub fn birth_year(text: &str, today: i64) -> Option<String> {
+    let born = earliest_day(text)?;
+    Some(if age_on(born, today) >= 90 { "90+".to_string() } else { text.trim()[..4].to_string() })
 }
 
 /// An age generalized: as it is up to 89, else 90 (`as_number`) or `90+`. `None` unless the
@@ -173,6 +225,47 @@ mod tests {
         }
     }
 
+    fn day(text: &str) -> i64 {
+        earliest_day(text).unwrap()
+    }
+
+    #[test]
+    fn birth_dates_of_people_90_or_older_become_one_category() {
+        let today = day("2024-01-15");
+        // 90 on the exact day: the category; one day short of 90: the year.
+        assert_eq!(birth_year("1934-01-15", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("1934-01-16", today).as_deref(), Some("1934"));
+        assert_eq!(birth_year("19340115", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("19340116", today).as_deref(), Some("1934"));
+        assert_eq!(birth_year("1934-01-15T23:59:00-05:00", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("193401160830", today).as_deref(), Some("1934"));
+        assert_eq!(birth_year("1926-06-06", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("1980-04-02", today).as_deref(), Some("1980"));
+        // Partial dates count from their earliest day: `1934` may be 1934-01-01, so `90+`.
+        assert_eq!(birth_year("1934", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("1934-02", today).as_deref(), Some("1934"));
+        assert_eq!(birth_year("193401", today).as_deref(), Some("90+"));
+        assert_eq!(birth_year("1935", today).as_deref(), Some("1935"));
+        // Born after the reference day (bad data or a clock in the past): a year, no age.
+        assert_eq!(birth_year("2030-01-01", today).as_deref(), Some("2030"));
+        for bad in
+            ["", "1934-13-01", "1934-02-30", "19340230", "1934/01/15", "34-01-15", "1934-1-15", "1934-01-15Z", "19340"]
+        {
+            assert_eq!(birth_year(bad, today), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_leap_day_birthday_comes_on_the_first_of_march_in_other_years() {
+        let born = day("1932-02-29");
+        assert_eq!(age_on(born, day("2022-02-28")), 89);
+        assert_eq!(age_on(born, day("2022-03-01")), 90);
+        assert_eq!(age_on(born, day("2024-02-28")), 91);
+        assert_eq!(age_on(born, day("2024-02-29")), 92);
+        assert_eq!(birth_year("1932-02-29", day("2022-02-28")).as_deref(), Some("1932"));
+        assert_eq!(birth_year("1932-02-29", day("2022-03-01")).as_deref(), Some("90+"));
+    }
+
     #[test]
     fn ages_over_89_are_one_category() {
         assert_eq!(age("89", false).as_deref(), Some("89"));
@@ -205,6 +298,16 @@ mod tests {
             prop_assert!(d != 0 && d.unsigned_abs() <= u64::from(max));
         }
 
+        /// Whoever is 90 or older on the day gets `90+`, everyone else the year of birth.
+        #[test]
+        fn birth_year_agrees_with_age(born in -40_000i64..20_000, today in -20_000i64..30_000) {
+            let (y, m, d) = civil_from_days(born);
+            let text = format!("{y:04}-{m:02}-{d:02}");
+            let expected = if age_on(born, today) >= 90 { "90+".to_string() } else { format!("{y:04}") };
+            prop_assert_eq!(birth_year(&text, today), Some(expected));
+            prop_assert_eq!(age_on(born, born), 0);
+        }
+
         /// Shifting keeps the interval between two dates of one person.
         #[test]
         fn shifting_keeps_intervals(a in 0i64..40_000, b in 0i64..40_000, days in -3650i64..3650) {
@@ -218,6 +321,7 @@ mod tests {
         #[test]
         fn transforms_never_panic(text in "\\PC{0,30}", days in -5000i64..5000) {
             let _ = (zip3(&text), year(&text), age(&text, true), shift_date(&text, days), partial(&text, 4));
+            let _ = birth_year(&text, days);
         }
     }
 

@@ -8,7 +8,8 @@
 //!
 //! Actions: `keep`; `partial` (keep the last N letters/digits, other letters/digits become `*`,
 //! separators stay: `123-45-6789` -> `***-**-6789`); `shift_date` (by the keyed days of the
-//! record's subject); `generalize` (`zip3`, `year`, `age`); `hash` (`h:` + hex HMAC-SHA256 under
+//! record's subject); `generalize` (`zip3`, `year`, `age`, `birth_year`: the year, or `90+` for
+//! a person 90 or older on the run's date); `hash` (`h:` + hex HMAC-SHA256 under
 //! the policy's key); `tokenize` (a random `t:` token kept with the value, encrypted, in the
 //! state store's vault: [`crate::vault`]); `redact` (`[REDACTED]`); `null`. The value transforms are in
 //! [`super::deidentify`]. Lists are masked element by element. A value a transform cannot
@@ -20,6 +21,9 @@
 //!   processed (a missing key stops the run); the same key and value always give the same
 //!   pseudonym (joins across runs), and the same vault the same token.
 //! - A value the vault cannot tokenize sends its record to the DLQ (RT403): never on in clear.
+//! - `birth_year` measures ages on one day for the whole run: the UTC date of the run clock
+//!   when the stage is prepared (`--fixed-clock` pins it), so a run's output does not depend
+//!   on when a record happens to be processed; a replay measures on its own run's date.
 //! - The outcome per leaf (action, explicit or not) is kept on the record for the sink's
 //!   `compliance` block.
 
@@ -35,6 +39,7 @@ use crate::findings;
 use crate::keys::KeyRing;
 use crate::record::{Doc, Issue, LeafOutcome, Payload, Record};
 use crate::secrets::{self, Secret};
+use crate::time::Clock;
 use crate::vault::Vault;
 
 /// What a mask stage needs beyond its plan, resolved once before the run.
@@ -44,10 +49,28 @@ pub struct Keys {
     pub hash_key: Option<Secret>,
     /// For `tokenize`.
     pub vault: Option<Vault>,
+    /// For `generalize: birth_year`: the run's date (days since 1970-01-01, UTC). `None`
+    /// nulls such values (fail safe).
+    pub today: Option<i64>,
 }
 
-/// Resolves the keys of mask stage `name` and opens its vault (in the pipeline's state store).
-pub fn prepare(name: &str, plan: &MaskPlan, state: Option<&StateTarget>) -> Result<Keys, RunError> {
+/// The day (since 1970-01-01) of an RFC 3339 UTC instant from [`crate::time::Clock::now`].
+fn day_of(instant: &str) -> Option<i64> {
+    let date = instant.get(..10)?;
+    let (y, m, d) = (date.get(..4)?.parse().ok()?, date.get(5..7)?.parse().ok()?, date.get(8..10)?.parse().ok()?);
+    Some(crate::time::days_from_civil(y, m, d))
+}
+
+/// Resolves the keys of mask stage `name`, opens its vault (in the pipeline's state store) and
+/// takes the run's date from `clock`.
+pub fn prepare(name: &str, plan: &MaskPlan, state: Option<&StateTarget>, clock: &Clock) -> Result<Keys, RunError> {
+    let today = day_of(&clock.now());
+    let mut keys = prepare_keys(name, plan, state)?;
+    keys.today = today;
+    Ok(keys)
+}
+
+fn prepare_keys(name: &str, plan: &MaskPlan, state: Option<&StateTarget>) -> Result<Keys, RunError> {
     let invalid = |what: &str| {
         RunError::new(findings::PLAN_INVALID, format!("mask `{name}`: policy `{}` {what}", plan.policy))
             .with_help("re-run `sluice check`; if it passes, please report this")
@@ -68,7 +91,7 @@ pub fn prepare(name: &str, plan: &MaskPlan, state: Option<&StateTarget>) -> Resu
     } else {
         None
     };
-    Ok(Keys { hash_key: Some(hash_key), vault })
+    Ok(Keys { hash_key: Some(hash_key), vault, today: None })
 }
 
 fn treatments(plan: &MaskPlan) -> impl Iterator<Item = &Treatment> {
@@ -173,6 +196,9 @@ fn apply(doc: &mut Doc, t: Option<&Treatment>, keys: &Keys, shift_days: Option<i
                 MaskAction::Generalize => match t.to {
                     Some(Generalization::Zip3) => deidentify::zip3(&text).map(Doc::Str),
                     Some(Generalization::Year) => deidentify::year(&text).map(Doc::Str),
+                    Some(Generalization::BirthYear) => {
+                        keys.today.and_then(|today| deidentify::birth_year(&text, today)).map(Doc::Str)
+                    }
                     Some(Generalization::Age) => {
                         deidentify::age(&text, number).map(|a| if number { Doc::Num(a) } else { Doc::Str(a) })
                     }
@@ -279,5 +305,13 @@ mod tests {
         assert!(rule_match("patient.identifiers", "patient.identifiers[*].value").is_some());
         assert!(rule_match("patient.id", "patient.identifiers[*].value").is_none());
         assert!(rule_match("patient.name", "patient.name").is_some());
+    }
+
+    #[test]
+    fn the_run_date_is_the_clock_day_in_utc() {
+        let clock = Clock::new(Some("2024-01-15T23:30:00-05:00")).unwrap();
+        assert_eq!(day_of(&clock.now()), Some(crate::time::days_from_civil(2024, 1, 16)));
+        assert_eq!(day_of("2024-01-15T10:30:00.123Z"), Some(crate::time::days_from_civil(2024, 1, 15)));
+        assert_eq!(day_of("garbage"), None);
     }
 }
