@@ -35,18 +35,6 @@ fn sluice_with_vault_key(dir: &Path, vault_key: &str, args: &[&str]) -> Output {
         .expect("sluice runs")
 }
 
-/// The message tables' policy with names and SSNs tokenized instead of redacted.
-const TOKENIZING: &str = "\
-kind: masking
-name: message-tables-tokenized
-extends: ./message-tables.yaml
-hash_key: ${SLUICE_TEST_MASK_KEY}
-vault_key: ${SLUICE_TEST_VAULT_KEY}
-classes:
-  name: tokenize
-  ssn: tokenize
-";
-
 /// Whether `value` is in `hay` as a word of its own: a name (`MARY`) inside a longer word
 /// (`PRIMARY KEY` in the state database's schema) is not a leak.
 fn holds(hay: &str, value: &str) -> bool {
@@ -98,7 +86,7 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
     };
     let mut sinks = Vec::new();
     let policies = dir.join("mappings/base/policies");
-    std::fs::write(policies.join("tokenized.yaml"), TOKENIZING).unwrap();
+    std::fs::write(policies.join("tokenized.yaml"), common::TOKENIZING_POLICY).unwrap();
     let tables = dir.join("pipelines/hl7-message-tables.yaml");
     let spec = std::fs::read_to_string(&tables).unwrap();
     std::fs::write(&tables, spec.replace("policies/message-tables.yaml", "policies/tokenized.yaml")).unwrap();

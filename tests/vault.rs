@@ -18,17 +18,6 @@ const OLD: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1
 const NEW: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
 const CLOCK: &str = "2024-01-15T10:30:01Z";
 
-const POLICY: &str = "\
-kind: masking
-name: message-tables-tokenized
-extends: ./message-tables.yaml
-hash_key: ${SLUICE_TEST_MASK_KEY}
-vault_key: ${SLUICE_TEST_VAULT_KEY}
-classes:
-  name: tokenize
-  ssn: tokenize
-";
-
 fn sluice(dir: &Path, vault_keys: &str, state_url: Option<&str>, args: &[&str]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
     c.current_dir(dir)
@@ -45,7 +34,7 @@ fn sluice(dir: &Path, vault_keys: &str, state_url: Option<&str>, args: &[&str]) 
 /// The message-tables pipeline of `dir` with the tokenizing policy and a state store.
 fn setup(dir: &Path, state: &str) {
     let policies = dir.join("mappings/base/policies");
-    std::fs::write(policies.join("tokenized.yaml"), POLICY).unwrap();
+    std::fs::write(policies.join("tokenized.yaml"), common::TOKENIZING_POLICY).unwrap();
     let path = dir.join("pipelines/hl7-message-tables.yaml");
     let spec =
         std::fs::read_to_string(&path).unwrap().replace("policies/message-tables.yaml", "policies/tokenized.yaml");
@@ -222,15 +211,18 @@ fn tokens_are_stable_reversible_and_rotate_in_postgres() {
 fn a_policy_that_tokenizes_needs_a_vault_key_and_a_state_store() {
     let dir = common::workspace("vault-check");
     let policies = dir.join("mappings/base/policies");
-    std::fs::write(policies.join("tokenized.yaml"), POLICY.replace("vault_key: ${SLUICE_TEST_VAULT_KEY}\n", ""))
-        .unwrap();
+    std::fs::write(
+        policies.join("tokenized.yaml"),
+        common::TOKENIZING_POLICY.replace("vault_key: ${SLUICE_TEST_VAULT_KEY}\n", ""),
+    )
+    .unwrap();
     let path = dir.join("pipelines/hl7-message-tables.yaml");
     let spec =
         std::fs::read_to_string(&path).unwrap().replace("policies/message-tables.yaml", "policies/tokenized.yaml");
     std::fs::write(&path, &spec).unwrap();
     let out = sluice(&dir, OLD, None, &["check", PIPELINE]);
     assert!(text(&out.stderr).contains("SL610"), "{}", text(&out.stderr));
-    std::fs::write(policies.join("tokenized.yaml"), POLICY).unwrap();
+    std::fs::write(policies.join("tokenized.yaml"), common::TOKENIZING_POLICY).unwrap();
     let out = sluice(&dir, OLD, None, &["check", PIPELINE]);
     assert!(text(&out.stderr).contains("SL611"), "{}", text(&out.stderr));
     // A bad key stops the run before anything is written, naming the reference only.

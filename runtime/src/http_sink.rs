@@ -28,6 +28,7 @@ use crate::error::RunError;
 use crate::findings;
 use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng, Timer};
 use crate::secrets::{self, Secret};
+use crate::sinks::{Refusals, SinkSet, refuse};
 use crate::throttle::Throttle;
 
 /// One `http` sink, ready to send.
@@ -375,19 +376,18 @@ fn unix_now() -> i64 {
 /// Every `http` sink of a run, by component index, and the clock their waits use.
 #[derive(Default)]
 pub struct HttpSinks {
-    /// Component index -> its sink and its slot in the run's `per_sink` counts.
-    sinks: Vec<(usize, usize, HttpSink)>,
+    sinks: SinkSet<HttpSink>,
     timer: RealTimer,
 }
 
 impl HttpSinks {
     pub fn add(&mut self, component: usize, slot: usize, sink: HttpSink) {
-        self.sinks.push((component, slot, sink));
+        self.sinks.add(component, slot, sink);
     }
 
     /// The `per_sink` slot of component `component`, when it is an `http` sink.
     pub fn slot(&self, component: usize) -> Option<usize> {
-        self.sinks.iter().find(|(c, _, _)| *c == component).map(|(_, s, _)| *s)
+        self.sinks.slot(component)
     }
 
     /// Sends one batch: `lines` are each record's sink lines (component, line), in record
@@ -397,15 +397,15 @@ impl HttpSinks {
         &mut self,
         run_id: &str,
         records: impl Iterator<Item = (u64, &'l [(usize, String)])> + Clone,
-    ) -> Vec<Vec<(usize, Rejection)>> {
-        let mut refused: Vec<Vec<(usize, Rejection)>> = Vec::new();
+    ) -> Refusals {
+        let mut refused = Refusals::new();
         let HttpSinks { sinks, timer } = self;
-        for (component, _, sink) in sinks.iter_mut() {
+        for (component, sink) in sinks.iter_mut() {
             // (record position, seq, line) of this sink's lines.
             let mut mine = Vec::new();
             for (pos, (seq, lines)) in records.clone().enumerate() {
                 for (c, line) in lines {
-                    if c == component {
+                    if *c == component {
                         mine.push((pos, seq, line.as_str()));
                     }
                 }
@@ -416,13 +416,7 @@ impl HttpSinks {
             let lines: Vec<(u64, &str)> = mine.iter().map(|(_, seq, line)| (*seq, *line)).collect();
             for r in sink.send(run_id, &lines, timer) {
                 for &(pos, _, _) in r.positions.iter().map(|&p| &mine[p]) {
-                    if refused.len() <= pos {
-                        refused.resize_with(pos + 1, Vec::new);
-                    }
-                    // One refusal per record and sink, even if it sent the sink two lines.
-                    if !refused[pos].iter().any(|(c, _)| c == component) {
-                        refused[pos].push((*component, r.why.clone()));
-                    }
+                    refuse(&mut refused, pos, component, || r.why.clone());
                 }
             }
         }
@@ -431,7 +425,7 @@ impl HttpSinks {
 
     /// Retries so far, per `http` sink (in plan order).
     pub fn retries(&self) -> Vec<(String, u64)> {
-        self.sinks.iter().map(|(_, _, s)| (s.name().to_string(), s.retries)).collect()
+        self.sinks.iter().map(|s| (s.name().to_string(), s.retries)).collect()
     }
 }
 

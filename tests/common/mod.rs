@@ -11,6 +11,19 @@ pub mod http_server;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
+/// The message tables' policy with names and SSNs tokenized instead of redacted (written as
+/// `policies/tokenized.yaml` beside `message-tables.yaml`; keys from the test environment).
+pub const TOKENIZING_POLICY: &str = "\
+kind: masking
+name: message-tables-tokenized
+extends: ./message-tables.yaml
+hash_key: ${SLUICE_TEST_MASK_KEY}
+vault_key: ${SLUICE_TEST_VAULT_KEY}
+classes:
+  name: tokenize
+  ssn: tokenize
+";
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

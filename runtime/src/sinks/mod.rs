@@ -13,7 +13,55 @@ pub mod postgres;
 
 use sluice_compiler::plan::pg_table::PgColumn;
 
+use crate::dlq::Rejection;
 use crate::record::Doc;
+
+/// The sinks of one kind in a run (`http`, `postgres`, `parquet`), each with its component
+/// index and its slot in the run's `per_sink` counts. Each kind adds its own batch method.
+pub struct SinkSet<S> {
+    entries: Vec<(usize, usize, S)>,
+}
+
+impl<S> Default for SinkSet<S> {
+    fn default() -> Self {
+        SinkSet { entries: Vec::new() }
+    }
+}
+
+impl<S> SinkSet<S> {
+    pub fn add(&mut self, component: usize, slot: usize, sink: S) {
+        self.entries.push((component, slot, sink));
+    }
+
+    /// The `per_sink` slot of component `component`, when it is one of these sinks.
+    pub fn slot(&self, component: usize) -> Option<usize> {
+        self.entries.iter().find(|(c, _, _)| *c == component).map(|(_, s, _)| *s)
+    }
+
+    /// The sinks, in plan order.
+    pub fn iter(&self) -> impl Iterator<Item = &S> {
+        self.entries.iter().map(|(_, _, s)| s)
+    }
+
+    /// The sinks with their component index, in plan order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (usize, &mut S)> {
+        self.entries.iter_mut().map(|(c, _, s)| (*c, s))
+    }
+}
+
+/// Per record of a batch (by position), the sinks that refused it: (component, why).
+pub type Refusals = Vec<Vec<(usize, Rejection)>>;
+
+/// Records that sink `component` refused the record at `pos`: once per record and sink, even
+/// when the record sent that sink several lines.
+pub fn refuse(refused: &mut Refusals, pos: usize, component: usize, why: impl FnOnce() -> Rejection) {
+    if refused.len() <= pos {
+        refused.resize_with(pos + 1, Vec::new);
+    }
+    if !refused[pos].iter().any(|(c, _)| *c == component) {
+        refused[pos].push((component, why()));
+    }
+}
 
 /// The values of `columns` in a finalized record (`crate::sink::finalized`), as text: the
 /// record id for the column without a path, numbers as written, booleans `true`/`false`,

@@ -361,30 +361,17 @@ fn write_group(
 }
 
 /// Every `parquet` sink of a run, by component index.
-#[derive(Default)]
-pub struct ParquetSinks {
-    /// Component index, its slot in the run's `per_sink` counts, the sink.
-    sinks: Vec<(usize, usize, ParquetSink)>,
-}
+pub type ParquetSinks = super::SinkSet<ParquetSink>;
 
 impl ParquetSinks {
-    pub fn add(&mut self, component: usize, slot: usize, sink: ParquetSink) {
-        self.sinks.push((component, slot, sink));
-    }
-
-    /// The `per_sink` slot of component `component`, when it is a `parquet` sink.
-    pub fn slot(&self, component: usize) -> Option<usize> {
-        self.sinks.iter().find(|(c, _, _)| *c == component).map(|(_, s, _)| *s)
-    }
-
     /// Writes one batch: `records` are each record's sink lines (component, line), in order.
     pub fn write_batch<'l>(
         &mut self,
         records: impl Iterator<Item = &'l [(usize, String)]> + Clone,
     ) -> Result<(), RunError> {
-        for (component, _, sink) in &mut self.sinks {
+        for (component, sink) in self.iter_mut() {
             let lines: Vec<&str> =
-                records.clone().flatten().filter(|(c, _)| c == component).map(|(_, l)| l.as_str()).collect();
+                records.clone().flatten().filter(|(c, _)| *c == component).map(|(_, l)| l.as_str()).collect();
             if !lines.is_empty() {
                 sink.write(&lines)?;
             }
@@ -394,7 +381,7 @@ impl ParquetSinks {
 
     /// [`ParquetSink::finish_files`] for every sink.
     pub fn finish_files(&mut self) -> Result<(), RunError> {
-        self.sinks.iter_mut().try_for_each(|(_, _, s)| s.finish_files())
+        self.iter_mut().try_for_each(|(_, s)| s.finish_files())
     }
 }
 

@@ -403,34 +403,21 @@ fn resolve_url(name: &str, plan: &PgSinkPlan) -> Result<String, RunError> {
 }
 
 /// Every `postgres` sink of a run, by component index.
-#[derive(Default)]
-pub struct PgSinks {
-    /// Component index, its slot in the run's `per_sink` counts, the sink.
-    sinks: Vec<(usize, usize, PgSink)>,
-}
+pub type PgSinks = super::SinkSet<PgSink>;
 
 impl PgSinks {
-    pub fn add(&mut self, component: usize, slot: usize, sink: PgSink) {
-        self.sinks.push((component, slot, sink));
-    }
-
-    /// The `per_sink` slot of component `component`, when it is a `postgres` sink.
-    pub fn slot(&self, component: usize) -> Option<usize> {
-        self.sinks.iter().find(|(c, _, _)| *c == component).map(|(_, s, _)| *s)
-    }
-
     /// Writes one batch: `records` are each record's sink lines (component, line), in record
     /// order. Returns, per record, the `postgres` sinks that refused it (component, why).
     pub fn write_batch<'l>(
         &mut self,
         records: impl Iterator<Item = &'l [(usize, String)]> + Clone,
-    ) -> Result<Vec<Vec<(usize, Rejection)>>, RunError> {
-        let mut refused: Vec<Vec<(usize, Rejection)>> = Vec::new();
-        for (component, _, sink) in &mut self.sinks {
+    ) -> Result<super::Refusals, RunError> {
+        let mut refused = super::Refusals::new();
+        for (component, sink) in self.iter_mut() {
             let mut positions = Vec::new();
             let mut rows = Vec::new();
             for (pos, lines) in records.clone().enumerate() {
-                for (c, line) in lines.iter().filter(|(c, _)| c == component) {
+                for (c, line) in lines.iter().filter(|(c, _)| *c == component) {
                     let row: Vec<Option<String>> = serde_json::from_str(line).map_err(|_| {
                         let name = sink.name();
                         RunError::new(
@@ -446,14 +433,7 @@ impl PgSinks {
                 continue;
             }
             for (i, why) in sink.write(&rows)? {
-                let pos = positions[i];
-                if refused.len() <= pos {
-                    refused.resize_with(pos + 1, Vec::new);
-                }
-                // One refusal per record and sink, even if it sent the sink two rows.
-                if !refused[pos].iter().any(|(c, _)| c == component) {
-                    refused[pos].push((*component, why));
-                }
+                super::refuse(&mut refused, positions[i], component, || why);
             }
         }
         Ok(refused)

@@ -1,4 +1,5 @@
-//! The vocabulary every Sluice schema shares: value types and PHI/PCI classes.
+//! The vocabulary every Sluice schema shares: value types, PHI/PCI classes, and the severity of
+//! the findings each standard's validator reports.
 //!
 //! Each standard's crate (`specs/hl7v2`, `specs/canonical`, ...) describes its paths with these
 //! types, so the compiler can type-check expressions and trace PHI from any input standard to any
@@ -208,5 +209,40 @@ mod tests {
         assert!(!ValueType::Decimal.fits(&ValueType::Integer));
         assert!(!ValueType::Date.fits(&ValueType::String));
         assert!(ValueType::Null.fits(&ValueType::Date));
+    }
+}
+
+/// How bad a finding of a standard's validator is (HL7 v2, X12, FHIR); ordered from `Info` to
+/// `Error`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Info,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Info => "info",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+
+    /// Parses `error`, `warning` or `info`.
+    pub fn parse(s: &str) -> Option<Severity> {
+        match s {
+            "error" => Some(Severity::Error),
+            "warning" => Some(Severity::Warning),
+            "info" => Some(Severity::Info),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }

@@ -27,6 +27,20 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// FHIR003 when an input of `len` bytes is over `max_bytes` (JSON and XML alike).
+    pub fn check_size(&self, len: usize) -> Result<(), CodecError> {
+        if len <= self.max_bytes {
+            return Ok(());
+        }
+        Err(CodecError {
+            code: codes::TOO_LARGE,
+            offset: self.max_bytes,
+            message: format!("the input is {len} bytes, more than the limit of {}", self.max_bytes),
+        })
+    }
+}
+
 /// Why input could not be read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CodecError {
@@ -53,13 +67,7 @@ pub fn parse(input: &[u8]) -> Result<Node, CodecError> {
 
 /// Reads one JSON value from `input`. A UTF-8 byte order mark is skipped.
 pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
-    if input.len() > limits.max_bytes {
-        return Err(CodecError {
-            code: codes::TOO_LARGE,
-            offset: limits.max_bytes,
-            message: format!("the input is {} bytes, more than the limit of {}", input.len(), limits.max_bytes),
-        });
-    }
+    limits.check_size(input.len())?;
     let start = if input.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
     let mut r = Reader { s: input, i: start, depth: 0, max_depth: limits.max_depth };
     r.ws();

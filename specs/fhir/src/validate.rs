@@ -20,29 +20,7 @@ use crate::profile::Profile;
 use crate::schema::{BindingStrength, Max, Schema, schema};
 use crate::tree::Node;
 
-/// How bad a finding is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Severity {
-    Error,
-    Warning,
-    Info,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-            Severity::Info => "info",
-        }
-    }
-}
-
-impl std::fmt::Display for Severity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use sluice_spec_core::Severity;
 
 /// One problem found.
 #[derive(Clone, Debug, PartialEq, Eq)]

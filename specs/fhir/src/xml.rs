@@ -33,13 +33,7 @@ pub fn parse(input: &[u8]) -> Result<Node, CodecError> {
 
 /// Reads one FHIR XML resource into a tree with these limits.
 pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
-    if input.len() > limits.max_bytes {
-        return Err(CodecError {
-            code: codes::TOO_LARGE,
-            offset: limits.max_bytes,
-            message: format!("the input is {} bytes, more than the limit of {}", input.len(), limits.max_bytes),
-        });
-    }
+    limits.check_size(input.len())?;
     let text = std::str::from_utf8(input).map_err(|e| CodecError {
         code: codes::NOT_UTF8,
         offset: e.valid_up_to(),
