@@ -563,12 +563,15 @@ pub fn select(s: &Selector) -> Result<&'static Guide, Unknown> {
     let version = if s.st03.is_empty() { s.gs08 } else { s.st03 };
     let found = bundled().iter().find(|g| g.id == version && g.set_id == s.st01);
     found.ok_or_else(|| {
-        let isa = if s.isa12.is_empty() { String::new() } else { format!(", ISA12 {}", clip(s.isa12)) };
+        let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
+        let isa = if digits(s.isa12, 5) { format!(", ISA12 {}", s.isa12) } else { String::new() };
+        let version_shaped =
+            (1..=12).contains(&version.len()) && version.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
         Unknown(format!(
             "no bundled implementation guide for transaction set {} version {} (GS01 {}{isa}); bundled: {}",
-            clip(s.st01),
-            clip(version),
-            clip(s.gs01),
+            shown(s.st01, digits(s.st01, 3), "not a set id"),
+            shown(version, version_shaped, "not a version"),
+            shown(s.gs01, s.gs01.len() == 2 && s.gs01.bytes().all(|b| b.is_ascii_uppercase()), "not a functional id"),
             bundled().iter().map(|g| format!("{} {}", g.set_id, g.id)).collect::<Vec<_>>().join(", ")
         ))
     })
@@ -579,11 +582,14 @@ pub fn gs01_mismatch(guide: &Guide, gs01: &str) -> bool {
     !gs01.is_empty() && gs01 != guide.functional_id
 }
 
-/// Identifiers from the envelope, shortened and limited to letters, digits and `-`, so a
-/// message naming them stays one short line whatever a partner put there.
-fn clip(s: &str) -> String {
-    let t: String = s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').take(16).collect();
-    if t.is_empty() { "(empty)".into() } else { t }
+/// An identifier from the envelopes, named only when it has the shape of one (a set id, a
+/// version, a functional id): anything else may be data shifted into the wrong element.
+fn shown<'a>(v: &'a str, shaped: bool, otherwise: &'a str) -> String {
+    match (v.is_empty(), shaped) {
+        (true, _) => "(empty)".into(),
+        (false, true) => v.into(),
+        (false, false) => format!("({otherwise})"),
+    }
 }
 
 #[cfg(test)]
@@ -633,5 +639,9 @@ mod tests {
         let s = Selector { st01: "835", st03: "005010X222A1", ..s };
         assert!(select(&s).is_err(), "the guide must be for ST01");
         assert!(gs01_mismatch(by_id("005010X221A1").unwrap(), "HC"));
+        // Values not shaped like identifiers are not quoted (they may be shifted data).
+        let s = Selector { isa12: "SMITH", gs01: "John", gs08: "", st01: "JOHN SMITH", st03: "19430501 X" };
+        let Unknown(msg) = select(&s).unwrap_err();
+        assert!(msg.starts_with("no bundled implementation guide for transaction set (not a set id) version (not a version) (GS01 (not a functional id)); bundled:"), "{msg}");
     }
 }
