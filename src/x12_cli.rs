@@ -137,7 +137,7 @@ fn check_files(
     for path in files {
         let file = open(path)?;
         let name = path.display().to_string();
-        let mut checker = Checker::new(mode);
+        let mut checker = Checker::with_guides(mode);
         let mut ctx = Context::default();
         let mut set_number = 0;
         let mut end = 0;

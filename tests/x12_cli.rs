@@ -137,3 +137,59 @@ fn lenient_validation_reports_envelope_errors_as_warnings_and_accepts_the_sets()
     assert_eq!(broken.status.code(), Some(1));
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn validate_and_ack_report_implementation_guide_errors() {
+    let dir = std::env::temp_dir().join(format!("sluice-x12-guide-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let claims = std::fs::read_to_string(root().join(CLAIMS)).unwrap();
+    assert!(claims.contains("CLM*PC29071478*490***11:B:1*Y*A*Y*Y"));
+    let bad = dir.join("bad-code.x12");
+    std::fs::write(&bad, claims.replace("CLM*PC29071478*490***11:B:1*", "CLM*PC29071478*490***11:B:9*")).unwrap();
+    let file = bad.to_str().unwrap();
+
+    let out = sluice(&["validate", "--format", "x12", "--output", "json", file]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let f: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((f["code"].as_str(), f["position"].as_str()), (Some("X12062"), Some("CLM05-3")), "{stdout}");
+    assert_eq!(f["message"], "CLM05-3 is not one of the guide's codes (loop 2300)");
+    assert_eq!(f["segment"], 18);
+    for name in PHI {
+        assert!(!stdout.contains(name), "validate output holds {name}");
+    }
+    let lenient = sluice(&["validate", "--format", "x12", "--lenient", file]);
+    assert_eq!(lenient.status.code(), Some(0), "lenient: guide errors are warnings");
+
+    let ack = sluice(&["ack", "--format", "x12", "--fixed-clock", "2024-01-16T09:00:00Z", file]);
+    assert_eq!(ack.status.code(), Some(1));
+    let text = String::from_utf8(ack.stdout).unwrap();
+    assert!(text.contains("AK2*837*0001*005010X222A1~\nIK3*CLM*18*2300*8~\nIK4*5:3**7~\nIK5*R*5~"), "{text}");
+    let acks = dir.join("acks.x12");
+    std::fs::write(&acks, &text).unwrap();
+    let check = sluice(&["validate", "--format", "x12", acks.to_str().unwrap()]);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "the 999 validates against 005010X231A1: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+
+    // A set without a bundled guide is named, as info, and still accepted.
+    let other = dir.join("institutional.x12");
+    std::fs::write(&other, claims.replace("005010X222A1", "005010X223A2")).unwrap();
+    let out = sluice(&["validate", "--format", "x12", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("info X12051 ST01"), "{stdout}");
+    assert!(
+        stdout.contains("no bundled implementation guide for transaction set 837 version 005010X223A2"),
+        "{stdout}"
+    );
+
+    let explain = sluice(&["explain", "X12062"]);
+    assert!(
+        String::from_utf8(explain.stdout).unwrap().starts_with("X12062: An element is not one of the guide's codes.")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

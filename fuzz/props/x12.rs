@@ -109,3 +109,146 @@ pub fn split_check(data: &[u8]) {
         }
     }
 }
+
+/// The guides `loops_check` picks from with byte 0: (ST01, guide id, GS01).
+const GUIDES: [(&str, &str, &str); 5] = [
+    ("837", "005010X222A1", "HC"),
+    ("835", "005010X221A1", "HP"),
+    ("999", "005010X231A1", "FA"),
+    ("997", "005010X230", "FA"),
+    ("997", "004010", "FA"),
+];
+
+/// Paths tried on every identified set (valid in at least one guide each).
+const PATHS: &[&str] = &[
+    "2300/CLM-01",
+    "2400[*]/SV1-01-2",
+    "2010BA/NM1-09",
+    "2010AA/REF(EI)-02",
+    "BHT-04",
+    "2100[*]/CLP-01",
+    "2110[*]/SVC-01-2",
+    "2000[*]/IK5-01",
+];
+
+/// `x12_loops`: byte 0 picks a guide (837P, 835, 999, 997 5010 and 4010); the rest is the body of one transaction
+/// set (`*`, `:`, `^`, `~` delimiters), wrapped in ST/SE, GS/GE and ISA/IEA. Loop
+/// identification places every segment in exactly one loop instance and builds a consistent
+/// tree; guide validation gives registered codes, segment numbers inside the set, the same
+/// findings in both modes (lenient only lowers severities) and **never a value**: the same set
+/// with a marker (U+2603) in front of every element value gives no finding holding the marker;
+/// fixed paths resolve to non-empty slices of the set and check against the guide without
+/// panicking; a path read from the body parses and prints back to itself; the acknowledgment
+/// answering the interchange (999 or 997, or a TA1, whose receipt is info `X12050`) validates
+/// clean, against the 999/997 guides too.
+pub fn loops_check(data: &[u8]) {
+    use sluice_x12::envelope::check_stream_with_guides;
+    use sluice_x12::guide;
+    use sluice_x12::loops::identify;
+
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let (st01, guide_id, gs01) = GUIDES[usize::from(pick) % GUIDES.len()];
+    let body = String::from_utf8_lossy(body);
+    let wrap = |body: &str| {
+        let count = body.split('~').filter(|s| !s.trim_matches(['\r', '\n']).is_empty()).count() + 2;
+        format!(
+            "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~\
+             GS*{gs01}*S*R*20240115*1030*1*X*{guide_id}~ST*{st01}*0001*{guide_id}~{body}~SE*{count}*0001~GE*1*1~IEA*1*000000001~"
+        )
+    };
+    let text = wrap(&body);
+    let items = split_all(text.as_bytes());
+    let g = guide::by_id(guide_id).expect("bundled");
+    for item in &items {
+        let Item::Set(set) = item else { continue };
+        let segments: Vec<_> = set.segments().collect();
+        let n = segments.len();
+        let id = identify(g, segments, set.closed);
+        assert_eq!(id.placements.len(), n, "every segment is placed");
+        let mut seen = vec![0u32; n];
+        for (i, inst) in id.instances.iter().enumerate() {
+            for &s in &inst.segments {
+                seen[s] += 1;
+                assert_eq!(id.placements[s].instance, i, "placement and instance agree");
+            }
+            for &c in &inst.children {
+                assert_eq!(id.instances[c].parent, Some(i), "child {c} of {i} points back");
+                assert!(c > i, "instances are created in document order");
+            }
+        }
+        assert!(seen.iter().all(|&c| c == 1), "each segment in exactly one loop instance");
+        for p in PATHS {
+            let path = sluice_x12::path::parse(p).expect("fixed paths parse");
+            let values = path.resolve(&id);
+            assert!(path.many() || values.len() <= 1, "{p}: at most one value without [*]");
+            for v in values {
+                assert!(!v.is_empty());
+                let start = v.as_ptr() as usize - set.bytes.as_ptr() as usize;
+                assert!(start + v.len() <= set.bytes.len(), "{p}: a value is a slice of the set");
+            }
+            let _ = sluice_x12::path::check(g, p);
+        }
+    }
+    if let Ok(p) = sluice_x12::path::parse(&body) {
+        assert_eq!(p.to_string(), body, "a parsed path prints as its text");
+    }
+
+    let strict = check_stream_with_guides(text.as_bytes(), Mode::Strict).expect("in memory");
+    let lenient = check_stream_with_guides(text.as_bytes(), Mode::Lenient).expect("in memory");
+    let set_findings = |res: &[envelope::InterchangeResult]| -> Vec<envelope::Finding> {
+        res.iter().flat_map(|ic| &ic.groups).flat_map(|g| &g.sets).flat_map(|s| s.findings.clone()).collect()
+    };
+    let (s, l) = (set_findings(&strict), set_findings(&lenient));
+    assert_eq!(s.len(), l.len(), "modes change severities, not findings");
+    let segments = items.iter().map(|i| if let Item::Set(set) = i { set.segments().count() } else { 0 }).sum::<usize>();
+    for (a, b) in s.iter().zip(&l) {
+        assert!(registered(a.code), "unregistered code {}", a.code);
+        assert_eq!((a.code, a.offset, &a.position, &a.message), (b.code, b.offset, &b.position, &b.message));
+        assert!(a.segment_number <= segments + 1, "{} points past the set", a.code);
+        if b.severity == Severity::Error {
+            assert!(matches!(b.code, "X12001" | "X12003"), "lenient keeps {} as an error", b.code);
+        }
+    }
+
+    // No finding quotes a value: mark every element value and look for the marker.
+    let marked: Vec<String> = body
+        .split('~')
+        .map(|seg| {
+            let mut parts = seg.split('*');
+            let id = parts.next().unwrap_or("").to_string();
+            std::iter::once(id)
+                .chain(parts.map(|v| if v.is_empty() { String::new() } else { format!("\u{2603}{v}") }))
+                .collect::<Vec<_>>()
+                .join("*")
+        })
+        .collect();
+    let marked = wrap(&marked.join("~"));
+    for f in set_findings(&check_stream_with_guides(marked.as_bytes(), Mode::Strict).expect("in memory")) {
+        assert!(!f.message.contains('\u{2603}') && !f.position.contains('\u{2603}'), "a finding quotes a value: {f:?}");
+    }
+
+    // Our 999 (or TA1) validates clean, against the 999 guide too.
+    let options = sluice_x12::ack::AckOptions {
+        date: "20240116".into(),
+        time: "0900".into(),
+        interchange_control: 7,
+        group_control: 1,
+    };
+    for ic in &strict {
+        let Some(ack) = sluice_x12::ack::acknowledge(ic, &options) else { continue };
+        let res = check_stream_with_guides(ack.as_bytes(), Mode::Strict).expect("in memory");
+        let all: Vec<&envelope::Finding> = res
+            .iter()
+            .flat_map(|ic| {
+                ic.findings.iter().chain(
+                    ic.groups.iter().flat_map(|g| g.findings.iter().chain(g.sets.iter().flat_map(|s| &s.findings))),
+                )
+            })
+            // A TA1 is reported as received (info): that is the TA1 we wrote.
+            .filter(|f| f.code != "X12050")
+            .collect();
+        assert!(all.is_empty(), "our acknowledgment has findings {all:?}:\n{ack}");
+    }
+}

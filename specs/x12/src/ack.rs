@@ -14,12 +14,18 @@
 //! - An interchange rejected at the envelope (TA1 with R) gets no functional acknowledgment:
 //!   nothing in it was processed.
 //!
-//! Segment-level details (IK3/IK4, AK3/AK4) need implementation-guide validation, which is not
-//! bundled yet; sets with errors carry their IK5/AK5 codes (2, 3, 4, 5, 7, 23).
+//! Sets with errors carry their IK5/AK5 codes (2, 3, 4, 5, 7, 23). Errors found against the
+//! implementation guide ([`crate::validate`]) are detailed: one IK3 (AK3 in a 997) per segment
+//! in error, with its position, loop and code, followed by one IK4 (AK4) per element in error
+//! (position, code; never the bad value, IK404 is left out as it may be PHI). At most
+//! [`MAX_SEGMENT_NOTES`] IK3 per set.
 
 use std::fmt::Write as _;
 
-use crate::envelope::{Finding, GroupResult, InterchangeResult, Severity};
+use crate::envelope::{Finding, GroupResult, InterchangeResult, SetResult, Severity};
+
+/// The most IK3/AK3 segment notes written for one transaction set.
+pub const MAX_SEGMENT_NOTES: usize = 100;
 
 /// What the caller decides about the acknowledgment.
 #[derive(Clone, Debug)]
@@ -110,10 +116,10 @@ pub fn acknowledge(ic: &InterchangeResult, options: &AckOptions) -> Option<Strin
         "ISA*00*{}*00*{}*{}*{}*{}*{}*{}*{}*{isa11}*{version}*{isa13}*0*{}*:",
         pad("", 10),
         pad("", 10),
-        pad(ic.isa_element(7), 2),
-        pad(ic.isa_element(8), 15),
-        pad(ic.isa_element(5), 2),
-        pad(ic.isa_element(6), 15),
+        pad(&echo(ic.isa_element(7), 2, 2, false), 2),
+        pad(&echo(ic.isa_element(8), 1, 15, false), 15),
+        pad(&echo(ic.isa_element(5), 2, 2, false), 2),
+        pad(&echo(ic.isa_element(6), 1, 15, false), 15),
         options.date.get(2..8).unwrap_or("000101"),
         options.time.get(..4).unwrap_or("0000"),
         if ic.isa_element(15) == "T" { "T" } else { "P" },
@@ -121,7 +127,12 @@ pub fn acknowledge(ic: &InterchangeResult, options: &AckOptions) -> Option<Strin
     if wants_ta1 {
         let note = errors(&ic.findings).next().map_or("000", ta1_note);
         let status = if rejected { "R" } else { "A" };
-        segs.push(format!("TA1*{}*{}*{}*{status}*{note}", ic.isa_element(13), ic.isa_element(9), ic.isa_element(10)));
+        let (isa13, isa09, isa10) = (
+            echo(ic.isa_element(13), 9, 9, true),
+            echo(ic.isa_element(9), 6, 6, true),
+            echo(ic.isa_element(10), 4, 4, true),
+        );
+        segs.push(format!("TA1*{isa13}*{isa09}*{isa10}*{status}*{note}"));
     }
     let mut groups = 0;
     if !rejected {
@@ -142,22 +153,28 @@ pub fn acknowledge(ic: &InterchangeResult, options: &AckOptions) -> Option<Strin
 fn functional_ack(group: &GroupResult, ic: &InterchangeResult, control: u32, o: &AckOptions, segs: &mut Vec<String>) {
     let v5010 = is_5010(group, ic);
     let guide = if v5010 { "005010X231A1" } else { "004010" };
-    segs.push(format!("GS*FA*{}*{}*{}*{}*{control}*X*{guide}", ic.isa_element(8), ic.isa_element(6), o.date, o.time));
+    let (from, to) = (echo(ic.isa_element(8), 1, 15, false), echo(ic.isa_element(6), 1, 15, false));
+    segs.push(format!("GS*FA*{from}*{to}*{}*{}*{control}*X*{guide}", o.date, o.time));
+    let (fid, gcontrol, gversion) =
+        (echo(&group.functional_id, 2, 2, false), echo(&group.control, 1, 9, true), echo(&group.version, 1, 12, false));
     let start = segs.len();
     if v5010 {
         segs.push(format!("ST*999*0001*{guide}"));
-        segs.push(format!("AK1*{}*{}*{}", group.functional_id, group.control, group.version));
+        segs.push(format!("AK1*{fid}*{gcontrol}*{gversion}"));
     } else {
         segs.push("ST*997*0001".to_string());
-        segs.push(format!("AK1*{}*{}", group.functional_id, group.control));
+        segs.push(format!("AK1*{fid}*{gcontrol}"));
     }
     let mut accepted = 0;
     for set in &group.sets {
         if v5010 {
-            segs.push(format!("AK2*{}*{}*{}", set.id, set.control, set.guide).trim_end_matches('*').to_string());
+            let (id, control, guide) =
+                (echo(&set.id, 3, 3, false), echo(&set.control, 4, 9, false), echo(&set.guide, 0, 35, false));
+            segs.push(format!("AK2*{id}*{control}*{guide}").trim_end_matches('*').to_string());
         } else {
-            segs.push(format!("AK2*{}*{}", set.id, set.control));
+            segs.push(format!("AK2*{}*{}", echo(&set.id, 3, 3, false), echo(&set.control, 4, 9, false)));
         }
+        segment_notes(set, v5010, segs);
         let mut codes: Vec<&str> = errors(&set.findings).map(set_code).collect();
         codes.sort_unstable();
         codes.dedup();
@@ -199,4 +216,75 @@ fn functional_ack(group: &GroupResult, ic: &InterchangeResult, control: u32, o: 
     let count = segs.len() - start + 1;
     segs.push(format!("SE*{count}*0001"));
     segs.push(format!("GE*1*{control}"));
+}
+
+/// An identifier the partner sent, fit to be echoed: only ASCII letters, digits, spaces and the
+/// punctuation no acknowledgment uses as a delimiter (`*`, `:`, `^`, `~` and the partner's own
+/// are dropped), at most `max` characters; digits only when `digits`. What the partner sent
+/// well comes back unchanged; what it did not cannot break the acknowledgment's syntax: too
+/// short a value is padded with leading zeros to `min` characters.
+fn echo(v: &str, min: usize, max: usize, digits: bool) -> String {
+    let kept: String = v
+        .chars()
+        .filter(|c| {
+            if digits { c.is_ascii_digit() } else { c.is_ascii_alphanumeric() || matches!(c, ' ' | '-' | '.' | '_') }
+        })
+        .take(max)
+        .collect();
+    format!("{kept:0>min$}")
+}
+
+/// AK304 (997) for an IK304 code: the `I` codes of the 999 have no 997 equivalent.
+fn ak3_code(ik304: &'static str) -> &'static str {
+    match ik304 {
+        "I4" | "I9" => "2",
+        "I6" | "I7" | "I8" => "3",
+        c => c,
+    }
+}
+
+/// AK403 (997) for an IK403 code.
+fn ak4_code(ik403: &'static str) -> &'static str {
+    match ik403 {
+        "I10" | "I13" => "10",
+        "I12" | "I6" => "7",
+        "12" | "13" | "I11" => "3",
+        "I9" => "2",
+        c => c,
+    }
+}
+
+/// IK3/IK4 (or AK3/AK4) for the set's guide errors, in segment order: one segment note per
+/// segment and segment code, the element notes of its element errors after it.
+fn segment_notes(set: &SetResult, v5010: bool, segs: &mut Vec<String>) {
+    let mut notes: Vec<(usize, &str, &str, &'static str, Vec<String>)> = Vec::new();
+    for f in errors(&set.findings) {
+        let Some(d) = &f.guide else { continue };
+        if d.segment_id.is_empty() {
+            continue; // IK301 must be a segment id; IK5 still says 5.
+        }
+        let code = if v5010 { d.segment_code } else { ak3_code(d.segment_code) };
+        let element = d.element.zip(d.element_code).map(|((e, c), code)| {
+            let code = if v5010 { code } else { ak4_code(code) };
+            let at = if c == 0 { e.to_string() } else { format!("{e}:{c}") };
+            format!("{}*{at}**{code}", if v5010 { "IK4" } else { "AK4" })
+        });
+        let same = notes.last_mut().filter(|n| n.0 == f.segment_number && n.1 == d.segment_id && n.3 == code);
+        match same {
+            Some(n) => n.4.extend(element),
+            None => {
+                if notes.len() == MAX_SEGMENT_NOTES {
+                    break;
+                }
+                // IK303 is the loop id of the base standard (4 characters): 2010 for 2010AA.
+                let loop_id = d.loop_id.get(..4).unwrap_or(&d.loop_id);
+                notes.push((f.segment_number, &d.segment_id, loop_id, code, element.into_iter().collect()));
+            }
+        }
+    }
+    for (number, id, loop_id, code, elements) in notes {
+        let name = if v5010 { "IK3" } else { "AK3" };
+        segs.push(format!("{name}*{id}*{number}*{loop_id}*{code}"));
+        segs.extend(elements);
+    }
 }

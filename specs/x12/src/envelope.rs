@@ -43,6 +43,26 @@ pub struct Finding {
     /// 1-based position of the segment in its transaction set (0 outside sets).
     pub segment_number: usize,
     pub message: String,
+    /// For findings against an implementation guide: what a 999 IK3/IK4 (997 AK3/AK4) says.
+    pub guide: Option<GuideDetail>,
+}
+
+/// Where a guide finding sits, for acknowledgments: IK301 (segment id), IK302 (the finding's
+/// `segment_number`), IK303 (loop id), IK304 (segment code) and, for element findings, IK401
+/// (element, component; component 0 for a simple element) and IK403 (element code). Never a
+/// value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GuideDetail {
+    pub segment_id: String,
+    pub loop_id: String,
+    pub segment_code: &'static str,
+    pub element: Option<(usize, usize)>,
+    pub element_code: Option<&'static str>,
+}
+
+/// The default severity of a registered code (error for an unknown one).
+pub fn default_severity(code: &str) -> Severity {
+    CODES.iter().find(|c| c.0 == code).map_or(Severity::Error, |c| c.1)
 }
 
 impl fmt::Display for Finding {
@@ -126,6 +146,8 @@ impl InterchangeResult {
 #[derive(Debug, Default)]
 pub struct Checker {
     mode: Mode,
+    /// Validate each set against its implementation guide ([`crate::validate`]).
+    guides: bool,
     interchange: Option<Open>,
     /// Bytes outside interchanges and their findings, in an interchange of their own.
     done: Vec<InterchangeResult>,
@@ -140,8 +162,15 @@ struct Open {
 }
 
 impl Checker {
+    /// Envelope checks only.
     pub fn new(mode: Mode) -> Self {
         Checker { mode, ..Checker::default() }
+    }
+
+    /// Envelope checks, then each set against its implementation guide (chosen from ISA12,
+    /// GS01, GS08 and ST03): loops, segments, elements, codes.
+    pub fn with_guides(mode: Mode) -> Self {
+        Checker { mode, guides: true, ..Checker::default() }
     }
 
     /// Checks one item. Returns the findings it produced (also kept in the results).
@@ -210,8 +239,16 @@ impl Checker {
         segment_number: usize,
         message: String,
     ) -> Finding {
-        let severity = CODES.iter().find(|c| c.0 == code).map_or(Severity::Error, |c| c.1);
-        self.apply_mode(Finding { severity, code, offset, position: position.to_string(), segment_number, message })
+        let severity = default_severity(code);
+        self.apply_mode(Finding {
+            severity,
+            code,
+            offset,
+            position: position.to_string(),
+            segment_number,
+            message,
+            guide: None,
+        })
     }
 
     fn close_interchange(&mut self, offset: usize, found: &mut Vec<Finding>) {
@@ -451,6 +488,20 @@ impl Checker {
                 fs.push(self.finding("X12040", end, "SE", count, "the transaction set has no SE trailer".into()));
             }
         }
+        if self.guides {
+            let open = self.interchange.as_ref().expect("set above");
+            let group = open.result.groups.last().filter(|_| group_open);
+            let selector = crate::guide::Selector {
+                isa12: open.result.isa_element(12),
+                gs01: group.map_or("", |g| g.functional_id.as_str()),
+                gs08: group.map_or("", |g| g.version.as_str()),
+                st01: &result.id,
+                st03: &result.guide,
+            };
+            let (_, guide_findings) = crate::validate::validate_set(set, &selector);
+            fs.extend(guide_findings.into_iter().map(|f| self.apply_mode(f)));
+            fs.sort_by_key(|f| f.segment_number);
+        }
         found.extend(fs.iter().cloned());
         result.findings = fs;
         let open = self.interchange.as_mut().expect("set above");
@@ -520,7 +571,15 @@ impl Checker {
 /// Splits and checks a whole stream, returning every interchange's result (the bytes outside
 /// interchanges in results of their own). For callers that do not print findings as they go.
 pub fn check_stream<R: std::io::Read>(reader: R, mode: Mode) -> std::io::Result<Vec<InterchangeResult>> {
-    let mut checker = Checker::new(mode);
+    run_checker(reader, Checker::new(mode))
+}
+
+/// [`check_stream`] with implementation-guide validation ([`Checker::with_guides`]).
+pub fn check_stream_with_guides<R: std::io::Read>(reader: R, mode: Mode) -> std::io::Result<Vec<InterchangeResult>> {
+    run_checker(reader, Checker::with_guides(mode))
+}
+
+fn run_checker<R: std::io::Read>(reader: R, mut checker: Checker) -> std::io::Result<Vec<InterchangeResult>> {
     let mut end = 0;
     let mut out = Vec::new();
     for item in crate::split::Splitter::new(reader) {
@@ -715,5 +774,107 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         Severity::Info,
         "An interchange acknowledgment (TA1) was received.",
         "TA1 segments may appear after the ISA or between groups; they acknowledge another interchange and are not part of any set.",
+    ),
+    (
+        "X12051",
+        Severity::Info,
+        "No bundled implementation guide fits the transaction set.",
+        "The guide is chosen from ST03 (5010) or GS08, and must be for ST01; the finding names what was found and the bundled guides (5010 837P 005010X222A1, 835 005010X221A1, 999 005010X231A1, 997 005010X230, and the 4010 997). The set's envelopes are still checked; its loops and elements are not.",
+    ),
+    (
+        "X12052",
+        Severity::Error,
+        "A segment is not in the implementation guide.",
+        "The guide has no segment with this id anywhere in the transaction set (IK304 6). Often a segment of another transaction set, a typing error in the id, or a segment the partner adds on its own.",
+    ),
+    (
+        "X12053",
+        Severity::Error,
+        "A segment is not expected where it is.",
+        "The guide has this segment, but not here: out of order in its loop (IK304 7) or in a loop where it does not belong, or with a qualifier no place here accepts (IK304 2). The message names the loop the segment was read in; check the order of segments against the guide.",
+    ),
+    (
+        "X12054",
+        Severity::Error,
+        "A required segment or loop is missing.",
+        "The loop named in the message ended (another loop, segment or SE came) before a segment or loop the guide requires in it (IK304 3).",
+    ),
+    (
+        "X12055",
+        Severity::Error,
+        "A segment repeats too often.",
+        "The guide allows this segment at most the number of times the message says in its loop (IK304 5).",
+    ),
+    (
+        "X12056",
+        Severity::Error,
+        "A loop repeats too often.",
+        "The guide allows this loop at most the number of times the message says (IK304 4): for example 100 claims (2300) per subscriber or patient, 50 service lines (2400) per claim in the 837P.",
+    ),
+    (
+        "X12057",
+        Severity::Error,
+        "A required element is missing.",
+        "The guide requires this element (or component of a composite) where the segment is (IK403 1).",
+    ),
+    (
+        "X12058",
+        Severity::Error,
+        "An element the guide does not use is present.",
+        "The implementation guide marks this element (or component) as not used at this place (IK403 I10). Leave it empty.",
+    ),
+    (
+        "X12059",
+        Severity::Error,
+        "Too many elements or components.",
+        "The segment has more elements than its definition (IK403 3), or an element has more components than its composite, or a simple element holds the component separator (IK403 13).",
+    ),
+    (
+        "X12060",
+        Severity::Error,
+        "An element is too short or too long.",
+        "Each element has a minimum and maximum length (IK403 4 and 5); numbers count their digits only (no sign, no decimal point).",
+    ),
+    (
+        "X12061",
+        Severity::Error,
+        "An element has characters its type does not allow.",
+        "N0/N2 elements are whole numbers (an optional leading minus and digits), R elements decimal numbers (digits and at most one point); text holds no control characters and is UTF-8 (IK403 6).",
+    ),
+    (
+        "X12062",
+        Severity::Error,
+        "An element is not one of the guide's codes.",
+        "At this place the implementation guide allows only the codes it lists for this element (IK403 7): qualifiers such as NM101, REF01 or DTP01, and codes such as CLM05-3 or CLP02.",
+    ),
+    (
+        "X12063",
+        Severity::Error,
+        "An element is not a date.",
+        "DT elements are CCYYMMDD naming a real day; DTP03 follows DTP02 and DMG02 follows DMG01: D8 a date, RD8 two dates joined by a hyphen (IK403 8).",
+    ),
+    (
+        "X12064",
+        Severity::Error,
+        "An element is not a time.",
+        "TM elements are HHMM, HHMMSS, HHMMSSD or HHMMSSDD with hours 00-23 and minutes and seconds 00-59 (IK403 9).",
+    ),
+    (
+        "X12065",
+        Severity::Error,
+        "An element repeats where the guide allows one value.",
+        "The element holds the repetition separator (ISA11), but the guide allows a single value here (IK403 12).",
+    ),
+    (
+        "X12066",
+        Severity::Error,
+        "The HL hierarchy is broken.",
+        "HL01 is unique within the transaction set; HL02 names an earlier HL, of the level the guide puts above this one (in the 837: a subscriber 2000B under a billing provider 2000A, a patient 2000C under a subscriber 2000B).",
+    ),
+    (
+        "X12067",
+        Severity::Warning,
+        "GS01 does not fit the transaction set.",
+        "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, FA for a 999).",
     ),
 ];

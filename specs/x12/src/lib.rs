@@ -7,12 +7,25 @@
 //!   dates and times), strict or lenient, with `X12xxx` finding codes.
 //! - [`json`]: the JSON shape printed by `sluice parse --format x12`.
 //! - [`ack`]: 999 (5010) and 997 (4010) functional acknowledgments and TA1 for envelope errors.
+//! - [`guide`]: implementation guides as data (`guides/*.txt`: loops, segment usage and
+//!   repeats, element types, lengths, code lists, PHI classes) and guide selection.
+//! - [`loops`]: loop identification (HL hierarchy, keys, positions) against a guide.
+//! - [`elements`]: element checks of a placed segment.
+//! - [`validate`]: a set against its guide (selection, loops, elements): what
+//!   [`envelope::Checker::with_guides`] runs.
+//! - [`path`]: mapping paths (`2300/CLM-01`, `2400[*]/SV1-01-2`): resolve values in an
+//!   identified set, check them against a guide (type, PHI class).
 //!
 //! Invariants: no input makes any function here panic; findings carry offsets, element
 //! positions and codes, never the values of the data (they may be PHI).
 
 pub mod ack;
 pub mod codec;
+pub mod elements;
 pub mod envelope;
+pub mod guide;
 pub mod json;
+pub mod loops;
+pub mod path;
 pub mod split;
+pub mod validate;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use sluice_x12::codec::{self, Delimiters, IsaError, read_isa};
-use sluice_x12::envelope::{Checker, InterchangeResult, Mode, Severity, check_stream};
+use sluice_x12::envelope::{Checker, InterchangeResult, Mode, Severity, check_stream, check_stream_with_guides};
 use sluice_x12::split::{Item, Splitter};
 
 const ISA_5010: &str =
@@ -304,9 +304,18 @@ fn corpus_conformance() {
     let mut agree: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     let mut disagreements = Vec::new();
     let mut others = 0;
+    // Sets validated against a bundled guide (no X12051), in stupidedi files and in all.
+    let (mut guided_fixture_sets, mut guided_sets) = (0, 0);
     for file in &files {
         let bytes = std::fs::read(file).unwrap();
-        let res = check_stream(bytes.as_slice(), Mode::Strict).unwrap();
+        let res = check_stream_with_guides(bytes.as_slice(), Mode::Strict).unwrap();
+        let guided = res
+            .iter()
+            .flat_map(|ic| &ic.groups)
+            .flat_map(|g| &g.sets)
+            .filter(|s| !s.findings.iter().any(|f| f.code == "X12051"))
+            .count();
+        guided_sets += guided;
         let rel = file.strip_prefix(&fixtures).map(|p| p.display().to_string());
         let Ok(rel) = rel else {
             others += 1;
@@ -323,6 +332,7 @@ fn corpus_conformance() {
         let sets: usize = res.iter().map(|ic| ic.total_sets()).sum();
         let accepted: usize = res.iter().map(|ic| ic.accepted_sets()).sum();
         let clean = sets > 0 && sets == accepted && res.iter().all(|ic| !ic.has_errors());
+        guided_fixture_sets += guided;
         let entry = agree.entry(expect).or_default();
         entry.1 += 1;
         if clean == (expect == "pass") {
@@ -331,7 +341,14 @@ fn corpus_conformance() {
             disagreements.push(rel);
         }
     }
-    println!("\nX12 corpus conformance (envelope checks, strict), {} files under {}", files.len(), root.display());
+    println!(
+        "\nX12 corpus conformance (envelope checks and bundled guides, strict), {} files under {}",
+        files.len(),
+        root.display()
+    );
+    println!(
+        "  transaction sets validated against a bundled guide (837P X222A1, 835 X221A1, 999 X231A1, 997 X230 and 4010): {guided_fixture_sets} in stupidedi files, {guided_sets} in all"
+    );
     for (kind, (ok, total)) in &agree {
         println!("  stupidedi {kind}: {ok}/{total} agree");
     }
@@ -340,6 +357,7 @@ fn corpus_conformance() {
         let why = DISAGREEMENTS.iter().find(|(f, _)| f == d).map_or("UNDOCUMENTED", |(_, w)| w);
         println!("  disagreement: {d}: {why}");
     }
+    assert!(guided_fixture_sets >= 26, "guide selection broke: only {guided_fixture_sets} stupidedi sets met a guide");
     let documented: Vec<&str> = DISAGREEMENTS.iter().map(|(f, _)| *f).collect();
     assert_eq!(disagreements, documented, "the disagreements changed: update DISAGREEMENTS with the reasons");
 }

@@ -12,3 +12,8 @@ mod corpus;
 fn x12_split_corpus() {
     corpus::run_corpus(env!("CARGO_MANIFEST_DIR"), "x12_split", props::split_check);
 }
+
+#[test]
+fn x12_loops_corpus() {
+    corpus::run_corpus(env!("CARGO_MANIFEST_DIR"), "x12_loops", props::loops_check);
+}

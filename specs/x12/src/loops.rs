@@ -1,0 +1,336 @@
+//! Loop identification: places every segment of a transaction set in a loop of its
+//! implementation guide ([`crate::guide`]), and reports the structural problems found on the
+//! way (unexpected segments, missing required segments and loops, too many repeats, broken HL
+//! hierarchy).
+//!
+//! # How a segment is placed
+//!
+//! The engine keeps the open loops, innermost last, each with the place of its last segment.
+//! A segment goes to the first place, searching the innermost loop from its current place
+//! forward, then each enclosing loop from the place of the loop just left, where the guide has
+//! a segment (or a loop starting with a segment) with the same id whose *key* element holds one
+//! of its codes (`NM1*IL` vs `NM1*PR`). Entering a place again repeats it (a new `2300`, a new
+//! `LX`); loops started by `HL` may come in any order, as the hierarchy (HL01/HL02, checked
+//! here) says where they belong. When no place has room left, the segment goes where it
+//! matched, with a "too many repeats" finding; when no key matches, to a segment of the same id
+//! ahead in the innermost loop (its element check then reports the code); otherwise it is
+//! unexpected and stays in the innermost loop. Leaving a loop reports its required segments
+//! and loops that never came.
+//!
+//! Invariants: total on any input (no panic, bounded work per segment: the guide's depth times
+//! its widest loop); every segment is placed in exactly one loop instance; HL ids are scoped to
+//! the set; findings name segment ids, positions and loop ids, never values.
+
+use std::collections::HashMap;
+
+use crate::codec::Segment;
+use crate::envelope::{Finding, GuideDetail, default_severity};
+use crate::guide::{Guide, Loop, Node, SegmentUse, Usage};
+
+/// One occurrence of a loop in the set (index 0: the set itself).
+#[derive(Clone, Debug)]
+pub struct LoopInstance {
+    pub def: &'static Loop,
+    pub parent: Option<usize>,
+    /// Indices into [`Identified::segments`] placed directly in this instance, in order.
+    pub segments: Vec<usize>,
+    /// Child instances, in order.
+    pub children: Vec<usize>,
+}
+
+/// Where one segment was placed.
+#[derive(Clone, Copy, Debug)]
+pub struct Placement {
+    /// Index into [`Identified::instances`].
+    pub instance: usize,
+    /// The guide's place for it; `None` for an unexpected segment.
+    pub use_: Option<&'static SegmentUse>,
+}
+
+/// A transaction set with every segment placed.
+#[derive(Clone, Debug)]
+pub struct Identified<'a> {
+    pub guide: &'static Guide,
+    pub segments: Vec<Segment<'a>>,
+    /// One per segment.
+    pub placements: Vec<Placement>,
+    pub instances: Vec<LoopInstance>,
+    /// Structural findings (element checks are [`crate::elements`]'s).
+    pub findings: Vec<Finding>,
+}
+
+impl Identified<'_> {
+    /// The loop id of the instance holding segment `i` (empty for the set level).
+    pub fn loop_of(&self, i: usize) -> &str {
+        self.placements.get(i).and_then(|p| self.instances.get(p.instance)).map_or("", |l| l.def.id.as_str())
+    }
+}
+
+struct Frame {
+    def: &'static Loop,
+    instance: usize,
+    /// Index in `def.children` of the last place used.
+    pos: usize,
+    counts: Vec<u32>,
+}
+
+impl Frame {
+    fn new(def: &'static Loop, instance: usize) -> Frame {
+        let mut counts = vec![0; def.children.len()];
+        if let Some(c) = counts.first_mut() {
+            *c = 1;
+        }
+        Frame { def, instance, pos: 0, counts }
+    }
+}
+
+/// The value of `use_`'s key element in `seg`.
+fn key_value<'a>(seg: &Segment<'a>, use_: &SegmentUse) -> Option<&'a [u8]> {
+    let (e, c, _) = use_.key.as_ref()?;
+    if *c == 0 { seg.element(*e) } else { seg.component(*e, *c) }
+}
+
+/// Whether `node` starts with segment `seg` (whose id is `id`, read once per segment: this is
+/// the engine's inner loop) and, when `keyed`, its key fits.
+fn fits(node: &Node, id: &[u8], seg: &Segment, keyed: bool) -> bool {
+    node.trigger().is_some_and(|t| t.id.as_bytes() == id && (!keyed || t.key_matches(key_value(seg, t))))
+}
+
+/// Places the segments of one set (ST first) in `guide`'s loops. `closed`: the set ended with
+/// SE (when not, a missing SE is not reported again).
+pub fn identify<'a>(guide: &'static Guide, segments: Vec<Segment<'a>>, closed: bool) -> Identified<'a> {
+    let mut out = Identified {
+        guide,
+        placements: Vec::with_capacity(segments.len()),
+        instances: vec![LoopInstance { def: &guide.root, parent: None, segments: Vec::new(), children: Vec::new() }],
+        findings: Vec::new(),
+        segments: Vec::new(),
+    };
+    let mut frames = vec![Frame::new(&guide.root, 0)];
+    let mut hl_ids: HashMap<Vec<u8>, &'static str> = HashMap::new();
+    for (i, seg) in segments.iter().enumerate() {
+        let number = i + 1;
+        if i == 0 {
+            // ST: the root's first place.
+            out.place(i, 0, guide.root.trigger());
+            continue;
+        }
+        let id = seg.id();
+        let hit = search(&frames, id, seg);
+        let (depth, child, over) = match hit {
+            Search::Fits(d, c) => (d, c, false),
+            Search::Full(d, c) => (d, c, true),
+            Search::None => match fallback(&frames, id, seg) {
+                Some(c) => (frames.len() - 1, c, false),
+                None => {
+                    let top = frames.last().expect("root stays");
+                    let code = if !guide.root.uses_segment(id) {
+                        ("X12052", "6", "the segment is not in this implementation guide")
+                    } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, seg, false)) {
+                        ("X12053", "7", "the segment is out of order in its loop")
+                    } else {
+                        ("X12053", "2", "the segment is not expected here")
+                    };
+                    let loop_id = top.def.id.clone();
+                    out.finding(code.0, seg, number, &loop_id, code.1, code.2.to_string());
+                    out.place(i, top.instance, None);
+                    continue;
+                }
+            },
+        };
+        while frames.len() > depth + 1 {
+            let f = frames.pop().expect("deeper than depth");
+            out.close(&f, seg, number, closed);
+        }
+        let f = frames.last_mut().expect("depth exists");
+        f.counts[child] += 1;
+        f.pos = child;
+        let def: &'static Loop = f.def;
+        let node = &def.children[child];
+        let parent_instance = f.instance;
+        match node {
+            Node::Segment(s) => {
+                if over {
+                    let (code, ik) = ("X12055", "5");
+                    let msg = format!("{} repeats more than the {} times the guide allows", s.id, s.max.unwrap_or(0));
+                    let loop_id = def.id.clone();
+                    out.finding(code, seg, number, &loop_id, ik, msg);
+                }
+                out.place(i, parent_instance, Some(s));
+            }
+            Node::Loop(l) => {
+                if over {
+                    let msg =
+                        format!("loop {} repeats more than the {} times the guide allows", l.id, l.max.unwrap_or(0));
+                    out.finding("X12056", seg, number, &l.id, "4", msg);
+                }
+                let instance = out.instances.len();
+                out.instances.push(LoopInstance {
+                    def: l,
+                    parent: Some(parent_instance),
+                    segments: Vec::new(),
+                    children: Vec::new(),
+                });
+                out.instances[parent_instance].children.push(instance);
+                frames.push(Frame::new(l, instance));
+                out.place(i, instance, l.trigger());
+                if l.is_hierarchical() {
+                    out.hierarchy(seg, number, l, &mut hl_ids);
+                }
+            }
+        }
+    }
+    let end = segments.last().copied();
+    while let Some(f) = frames.pop() {
+        if let Some(end) = &end {
+            out.close(&f, end, segments.len() + 1, closed);
+        }
+    }
+    out.segments = segments;
+    out
+}
+
+enum Search {
+    Fits(usize, usize),
+    /// Matches only where the repeats are used up.
+    Full(usize, usize),
+    None,
+}
+
+fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
+    let mut full = None;
+    for depth in (0..frames.len()).rev() {
+        let f = &frames[depth];
+        for (i, node) in f.def.children.iter().enumerate().skip(1) {
+            let unordered = matches!(node, Node::Loop(l) if l.is_hierarchical());
+            if (i < f.pos && !unordered) || !fits(node, id, seg, true) {
+                continue;
+            }
+            if node.max().is_none_or(|m| f.counts[i] < m) {
+                return Search::Fits(depth, i);
+            }
+            if full.is_none() {
+                full = Some((depth, i));
+            }
+        }
+    }
+    full.map_or(Search::None, |(d, i)| Search::Full(d, i))
+}
+
+/// A segment of the same id ahead in the innermost loop, whatever its key.
+fn fallback(frames: &[Frame], id: &[u8], seg: &Segment) -> Option<usize> {
+    let f = frames.last()?;
+    f.def
+        .children
+        .iter()
+        .enumerate()
+        .skip(f.pos.max(1))
+        .find(|(_, n)| matches!(n, Node::Segment(_)) && fits(n, id, seg, false))
+        .map(|(i, _)| i)
+}
+
+impl Identified<'_> {
+    fn place(&mut self, i: usize, instance: usize, use_: Option<&'static SegmentUse>) {
+        self.placements.push(Placement { instance, use_ });
+        self.instances[instance].segments.push(i);
+    }
+
+    fn finding(
+        &mut self,
+        code: &'static str,
+        seg: &Segment,
+        number: usize,
+        loop_id: &str,
+        ik304: &'static str,
+        message: String,
+    ) {
+        let id = if crate::codec::is_segment_id(seg.id()) { seg.id_str() } else { "" };
+        let where_ = if loop_id.is_empty() { String::new() } else { format!(" (loop {loop_id})") };
+        self.findings.push(Finding {
+            severity: default_severity(code),
+            code,
+            offset: seg.offset,
+            position: if id.is_empty() { format!("segment {number}") } else { id.to_string() },
+            segment_number: number,
+            message: format!("{message}{where_}"),
+            guide: Some(GuideDetail {
+                segment_id: id.to_string(),
+                loop_id: loop_id.to_string(),
+                segment_code: ik304,
+                element: None,
+                element_code: None,
+            }),
+        });
+    }
+
+    /// Leaving a loop: its required places that never came.
+    fn close(&mut self, f: &Frame, at: &Segment, number: usize, closed: bool) {
+        for (node, &count) in f.def.children.iter().zip(&f.counts) {
+            if count > 0 || node.usage() != Usage::Required {
+                continue;
+            }
+            let (what, seg_id, loop_id) = match node {
+                Node::Segment(s) if s.id == "SE" && !closed => continue,
+                Node::Segment(s) => (format!("required segment {} is missing", s.id), s.id.clone(), f.def.id.clone()),
+                Node::Loop(l) => (
+                    format!("required loop {} is missing", l.id),
+                    l.trigger().map_or(String::new(), |t| t.id.clone()),
+                    l.id.clone(),
+                ),
+            };
+            let where_ = if loop_id.is_empty() { String::new() } else { format!(" (loop {loop_id})") };
+            self.findings.push(Finding {
+                severity: default_severity("X12054"),
+                code: "X12054",
+                offset: at.offset,
+                position: seg_id.clone(),
+                segment_number: number,
+                message: format!("{what}{where_}"),
+                guide: Some(GuideDetail {
+                    segment_id: seg_id,
+                    loop_id,
+                    segment_code: "3",
+                    element: None,
+                    element_code: None,
+                }),
+            });
+        }
+    }
+
+    /// HL01 unique in the set; HL02 names an earlier HL of the loop the guide says is the parent.
+    fn hierarchy(&mut self, seg: &Segment, number: usize, l: &'static Loop, ids: &mut HashMap<Vec<u8>, &'static str>) {
+        let id = seg.element(1).unwrap_or(b"");
+        let mut problems = Vec::new();
+        if !id.is_empty() && ids.insert(id.to_vec(), l.id.as_str()).is_some() {
+            problems.push((1, "HL01 repeats the id of an earlier HL in this set".to_string()));
+        }
+        if let Some(parent) = &l.parent {
+            let named = seg.element(2).filter(|p| !p.is_empty());
+            match named.map(|p| ids.get(p).copied()) {
+                None => {} // a missing HL02 is an element finding
+                Some(None) => problems.push((2, "HL02 does not name an earlier HL of this set".to_string())),
+                Some(Some(found)) if found != parent => {
+                    problems.push((2, format!("HL02 names a loop {found} HL; a {} HL belongs under {parent}", l.id)))
+                }
+                Some(Some(_)) => {}
+            }
+        }
+        for (element, message) in problems {
+            self.findings.push(Finding {
+                severity: default_severity("X12066"),
+                code: "X12066",
+                offset: seg.offset,
+                position: format!("HL{element:02}"),
+                segment_number: number,
+                message: format!("{message} (loop {})", l.id),
+                guide: Some(GuideDetail {
+                    segment_id: "HL".into(),
+                    loop_id: l.id.clone(),
+                    segment_code: "8",
+                    element: Some((element, 0)),
+                    element_code: Some("I12"),
+                }),
+            });
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Validation of one transaction set against its implementation guide: choose the guide from
+//! the envelopes ([`crate::guide::select`]), place every segment in its loop
+//! ([`crate::loops::identify`]), then check each placed segment's elements
+//! ([`crate::elements::check_segment`]).
+//!
+//! Invariants: total on any input; findings are in segment order and never hold a value of
+//! the data (guide identifiers from the envelopes, such as ST01 or GS08, may be named); a set
+//! without a bundled guide gets one `X12051` info finding and no other guide finding.
+
+use crate::envelope::{Finding, default_severity};
+use crate::guide::{self, Selector};
+use crate::loops::{Identified, identify};
+use crate::split::RawSet;
+
+/// Validates `set`; returns the identified set (when a guide was found) and the findings, at
+/// their default severities (the caller applies strict or lenient mode).
+pub fn validate_set<'a>(set: &'a RawSet, selector: &Selector) -> (Option<Identified<'a>>, Vec<Finding>) {
+    let st = set.segments().next();
+    let at = st.map_or(set.offset, |s| s.offset);
+    let guide = match guide::select(selector) {
+        Ok(g) => g,
+        Err(guide::Unknown(message)) => {
+            let f = Finding {
+                severity: default_severity("X12051"),
+                code: "X12051",
+                offset: at,
+                position: "ST01".into(),
+                segment_number: 1,
+                message,
+                guide: None,
+            };
+            return (None, vec![f]);
+        }
+    };
+    let mut findings = Vec::new();
+    if guide::gs01_mismatch(guide, selector.gs01) {
+        findings.push(Finding {
+            severity: default_severity("X12067"),
+            code: "X12067",
+            offset: at,
+            position: "GS01".into(),
+            segment_number: 1,
+            message: format!("GS01 should be {} for a {} ({})", guide.functional_id, guide.set_id, guide.id),
+            guide: None,
+        });
+    }
+    let identified = identify(guide, set.segments().collect(), set.closed);
+    findings.extend(identified.findings.iter().cloned());
+    for (i, (seg, placed)) in identified.segments.iter().zip(&identified.placements).enumerate() {
+        if let Some(use_) = placed.use_ {
+            crate::elements::check_segment(seg, use_, i + 1, identified.loop_of(i), &mut findings);
+        }
+    }
+    findings.sort_by_key(|f| f.segment_number);
+    (Some(identified), findings)
+}
