@@ -25,6 +25,8 @@ use crate::stages::{map, mask, validate};
 pub enum Prep {
     None,
     Source(Profile),
+    /// A `format: fhir` files source.
+    FhirSource(crate::fhir_source::FhirSource),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -110,7 +112,10 @@ impl<'p> Compiled<'p> {
                     if s.kind != "files" && s.kind != "mllp" {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    Prep::Source(Profile::new(&s.profile))
+                    match &s.fhir {
+                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f)?),
+                        None => Prep::Source(Profile::new(&s.profile)),
+                    }
                 }
                 ComponentKind::Validate(v) => {
                     for r in &v.rules {
