@@ -295,3 +295,51 @@ fn a_mapping_path_that_does_not_exist_is_refused_where_it_is_written() {
     assert!(err.contains("SL232") && err.contains("did you mean `birthDate`?"), "{err}");
     assert!(err.contains("patient-event.yaml:19:10"), "{err}");
 }
+
+#[test]
+fn references_resolve_to_other_entries_of_the_bundle_in_mappings() {
+    let dir = common::workspace("fhir-source-resolve");
+    std::fs::write(
+        dir.join("obs.yaml"),
+        r#"kind: mapping
+name: fhir-observation-subject
+input:
+  schema: fhir/r4
+  resource_type: Observation
+output: canonical/patient-event@1
+fields:
+  metadata:
+    source_system: '"fhir"'
+    message_type: '"Observation"'
+    message_id: id
+    received_at: effective.as(dateTime)
+  patient:
+    id: subject.resolve().identifier[0].value
+    dob: subject.resolve().birthDate
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("policy.yaml"),
+        "kind: masking\nname: obs\nclasses:\n  mrn: {action: keep, reason: \"join key\"}\n  date: {action: keep, reason: \"measurement time\"}\n",
+    )
+    .unwrap();
+    let pipeline = format!(
+        "kind: pipeline\nname: fhir-observations\nsources:\n  fhir_files:\n    type: files\n    format: fhir\n    path: {DATA}/clinic-bundle.json\n    resource_types: [Observation]\nstages:\n  to_event:\n    type: map\n    inputs: [fhir_files]\n    mapping: obs.yaml\n  mask:\n    type: mask\n    inputs: [to_event]\n    policy: policy.yaml\nsinks:\n  events:\n    type: jsonl\n    inputs: [mask]\n    path: out/events.jsonl\ndlq:\n  path: out/dlq.jsonl\n  plaintext_reason: synthetic test data\n"
+    );
+    std::fs::write(dir.join("obs-pipeline.yaml"), pipeline).unwrap();
+    // The resolved birth date carries class `dob`, which the policy does not name: refused.
+    let check = sluice(&dir, &["check", "obs-pipeline.yaml"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(text(&check.stderr).contains("`patient.dob` carries PHI class `dob`"), "{}", text(&check.stderr));
+    let policy = std::fs::read_to_string(dir.join("policy.yaml")).unwrap();
+    std::fs::write(dir.join("policy.yaml"), policy + "  dob: {action: keep, reason: \"cohort rules\"}\n").unwrap();
+    let out = sluice(&dir, &["run", "obs-pipeline.yaml", "--summary", "json", "--fixed-clock", CLOCK]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let events = lines(&dir.join("out/events.jsonl"));
+    assert_eq!(events.len(), 1);
+    // The Observation's subject is `urn:uuid:...0001`: the first Patient of the Bundle.
+    assert_eq!(events[0]["patient"]["id"], "MRN-70020001");
+    assert_eq!(events[0]["patient"]["dob"], "1980-01-15");
+    assert_eq!(events[0]["metadata"]["received_at"], "2024-01-15T10:00:00Z");
+}

@@ -284,6 +284,11 @@ mod tests {
         assert_eq!(ok("Observation", "effective").path, "effective[x]");
         assert_eq!(ok("Patient", "name.first().given.last()").path, "name.first().given.last()");
         assert_eq!(ok("Patient", "contained.ofType(Patient).gender").path, "contained.ofType(Patient).gender");
+        let r = ok("Observation", "subject.resolve().birthDate");
+        assert_eq!(
+            (r.path.as_str(), &r.value_type, r.phi),
+            ("subject.resolve().birthDate", &ValueType::Date, Some(PhiClass::Dob))
+        );
     }
 
     #[test]

@@ -45,6 +45,15 @@ pub struct Compiled<'p> {
     pub dlq_key: Option<crate::dlq::DlqKey>,
 }
 
+/// Whether a map stage of the plan reads a FHIR path through `resolve()` (its runtime form keeps
+/// the call: `subject.resolve().birthDate`). Then FHIR sources index their Bundles.
+fn resolves_references(plan: &Plan) -> bool {
+    plan.components.iter().any(|c| match &c.kind {
+        ComponentKind::Map(m) => serde_json::to_string(m).is_ok_and(|json| json.contains(".resolve()")),
+        _ => false,
+    })
+}
+
 fn invalid(msg: String) -> RunError {
     RunError::new(findings::PLAN_INVALID, msg).with_help("re-run `sluice check`; if it passes, please report this")
 }
@@ -113,7 +122,7 @@ impl<'p> Compiled<'p> {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match &s.fhir {
-                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f)?),
+                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?),
                         None => Prep::Source(Profile::new(&s.profile)),
                     }
                 }

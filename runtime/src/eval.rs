@@ -221,6 +221,8 @@ pub struct Scope<'a> {
     pub raw: bool,
     /// Output field (or rule) being computed, for warnings.
     pub field: &'a str,
+    /// The Bundle a FHIR record came from, for `resolve()`.
+    pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
 }
 
 impl<'a> Scope<'a> {
@@ -233,7 +235,18 @@ impl<'a> Scope<'a> {
         zone: &'a str,
         field: &'a str,
     ) -> Scope<'a> {
-        Scope { prepared, msg, doc, tables, vars: Vec::new(), groups: Vec::new(), zone, raw: false, field }
+        Scope {
+            prepared,
+            msg,
+            doc,
+            tables,
+            vars: Vec::new(),
+            groups: Vec::new(),
+            zone,
+            raw: false,
+            field,
+            bundle: None,
+        }
     }
 
     pub fn eval(&self, expr: &Expr, warnings: &mut Vec<Issue>) -> Val {
@@ -296,7 +309,7 @@ impl<'a> Scope<'a> {
             }
             // A FHIR resource's values are typed JSON already: no text conversion.
             Expr::Fhir { path, multi, .. } => {
-                let values = self.doc.map(|d| crate::fhir_path::select(d, path)).unwrap_or_default();
+                let values = self.doc.map(|d| crate::fhir_path::select_in(d, self.bundle, path)).unwrap_or_default();
                 if *multi {
                     Val::List(values.into_iter().map(Val::from_doc).collect())
                 } else {

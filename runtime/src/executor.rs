@@ -286,6 +286,15 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
+    fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
+        let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
+        match &self.c.preps[source] {
+            Prep::FhirSource(src) => src.bundle(&rec.env.file),
+            _ => None,
+        }
+    }
+
     /// Runs the record through component `idx` and everything downstream of it.
     fn walk(&self, idx: usize, rec: Record, acc: &mut Acc) {
         let c = self.c;
@@ -293,7 +302,10 @@ impl Ctx<'_, '_> {
         let name = &*c.names[idx];
         let step = match (&comp.kind, &c.preps[idx]) {
             (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
-            (ComponentKind::Map(m), Prep::Map(t)) => stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec),
+            (ComponentKind::Map(m), Prep::Map(t)) => {
+                let bundle = self.bundle_of(&rec);
+                stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec, bundle.as_deref())
+            }
             (ComponentKind::Mask(m), Prep::Mask(keys)) => stages::mask::run(m, keys, rec),
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
@@ -785,7 +797,7 @@ type FileItem = (u64, usize, Vec<u8>, Option<Rejection>);
 /// early.
 fn read_files(
     inputs: &[InputFile],
-    fhir: &[bool],
+    fhir: &[Option<&crate::fhir_source::FhirSource>],
     batch_size: usize,
     skip: u64,
     stop: [Option<&AtomicBool>; 2],
@@ -798,8 +810,8 @@ fn read_files(
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
         let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> =
-            if fhir.get(input.source).copied().unwrap_or(false) {
-                match crate::fhir_source::pieces(path) {
+            if let Some(src) = fhir.get(input.source).copied().flatten() {
+                match crate::fhir_source::pieces(path, src) {
                     Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
                     Err(e) => {
                         raw_tx.send(Err(e));
@@ -1060,7 +1072,14 @@ pub fn execute(
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
     let skip = start.records;
     // Per component: a `format: fhir` source, whose files `crate::fhir_source` cuts.
-    let fhir: Vec<bool> = c.preps.iter().map(|p| matches!(p, Prep::FhirSource(_))).collect();
+    let fhir: Vec<Option<&crate::fhir_source::FhirSource>> = c
+        .preps
+        .iter()
+        .map(|p| match p {
+            Prep::FhirSource(src) => Some(src),
+            _ => None,
+        })
+        .collect();
     // Set by the writer when `fail_if` trips (file runs only).
     let halt = &AtomicBool::new(false);
     // Set once the writer has ended: stops the background flusher.

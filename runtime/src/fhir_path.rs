@@ -1,6 +1,7 @@
 //! Reading FHIR paths in their runtime form (`sluice_compiler::fhir`) from a resource held as a
 //! [`Doc`]: `name[0].family`, `identifier.value`, `valueQuantity.value`, `effective[x]`,
-//! `name.first().given.last()`, `contained.ofType(Patient).gender`.
+//! `name.first().given.last()`, `contained.ofType(Patient).gender`,
+//! `subject.resolve().birthDate`.
 //!
 //! Semantics are FHIRPath's: every step maps over a collection, arrays are flattened, `[n]`
 //! and `first()`/`last()` pick from the collection so far, a missing element yields nothing.
@@ -8,12 +9,34 @@
 //! Invariants: never panics, whatever the path or the document (the compiler checked the path
 //! against the schema; the document may still be anything); no recursion.
 
+use crate::fhir_source::BundleIndex;
 use crate::record::Doc;
+
+/// The resource a Reference (`{"reference": "Patient/1"}`) points at, if it is at hand.
+fn target<'d>(resource: &'d Doc, bundle: Option<&'d BundleIndex>, reference: &Doc) -> Option<&'d Doc> {
+    let Some(Doc::Str(r)) = reference.get("reference") else { return None };
+    if let Some(id) = r.strip_prefix('#') {
+        let Some(Doc::Arr(contained)) = resource.get("contained") else { return None };
+        return contained.iter().find(|c| matches!(c.get("id"), Some(Doc::Str(i)) if i == id));
+    }
+    bundle?.target(r)
+}
 
 /// The values `path` selects in `resource`, in document order.
 pub fn select<'d>(resource: &'d Doc, path: &str) -> Vec<&'d Doc> {
+    select_in(resource, None, path)
+}
+
+/// Like [`select`], `resolve()` finding the targets of references among the resources
+/// `contained` in `resource` (`#id`) and the entries of `bundle` (fullUrl, or type and id); a
+/// reference whose target is in neither yields nothing.
+pub fn select_in<'d>(resource: &'d Doc, bundle: Option<&'d BundleIndex>, path: &str) -> Vec<&'d Doc> {
     let mut focus: Vec<&'d Doc> = vec![resource];
     for step in path.split('.').filter(|s| !s.is_empty()) {
+        if step == "resolve()" {
+            focus = focus.iter().filter_map(|d| target(resource, bundle, d)).collect();
+            continue;
+        }
         if let Some(arg) = step.strip_prefix("ofType(").and_then(|s| s.strip_suffix(')')) {
             focus.retain(|d| matches!(d.get("resourceType"), Some(Doc::Str(t)) if t == arg));
             continue;
@@ -86,6 +109,13 @@ mod tests {
         let o = doc(r#"{"resourceType":"Observation","valueQuantity":{"value":72.50},"effectiveDateTime":"2024"}"#);
         assert_eq!(texts(&o, "valueQuantity.value"), ["72.50"]);
         assert_eq!(texts(&o, "effective[x]"), ["\"2024\""]);
+        // references: contained ones always, Bundle entries when the Bundle is at hand
+        let o = doc(
+            r##"{"resourceType":"Observation","subject":{"reference":"#p"},"performer":[{"reference":"Practitioner/9"}],
+            "contained":[{"resourceType":"Patient","id":"p","birthDate":"1970"}]}"##,
+        );
+        assert_eq!(texts(&o, "subject.resolve().birthDate"), ["\"1970\""]);
+        assert_eq!(texts(&o, "performer.resolve().id"), Vec::<String>::new());
         for weird in ["", ".", "[", "x[", "ofType(", "a[1][2].b[x]", "first().last()"] {
             let _ = select(&o, weird);
         }

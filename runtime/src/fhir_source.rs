@@ -22,10 +22,14 @@
 //! - A record's bytes (what the DLQ keeps, encrypted) are the entry or resource as JSON: as
 //!   read for JSON and NDJSON, as converted for XML.
 //! - Locations of entries are the entry's place in its Bundle: `Bundle.entry[2].resource.gender`.
+//! - References: when a mapping of the plan uses `resolve()`, a Bundle file is read once more
+//!   first, to index its entries' resources ([`BundleIndex`], by file, held for the run: flat
+//!   memory is traded for resolution); otherwise nothing is held.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use sluice_compiler::plan::{FhirSourcePlan, Mode};
 use sluice_fhir::stream::{BundleSplitter, Part};
@@ -43,11 +47,81 @@ pub struct FhirSource {
     resource_types: Vec<String>,
     profiles: Vec<sluice_fhir::profile::Profile>,
     lenient: bool,
+    /// A mapping downstream reads `resolve()`: the reader indexes each Bundle's resources
+    /// first, by file, for the map stage.
+    keep_bundles: bool,
+    bundles: Mutex<HashMap<String, Arc<BundleIndex>>>,
+}
+
+/// The resources of one Bundle, for `resolve()` in mappings: each entry's `fullUrl` (if any)
+/// and resource.
+#[derive(Debug, Default)]
+pub struct BundleIndex {
+    entries: Vec<(Option<String>, Doc)>,
+}
+
+impl BundleIndex {
+    fn push(&mut self, entry: &Node) {
+        let Some(resource) = entry.get("resource") else { return };
+        let full_url = entry.get("fullUrl").and_then(Node::as_str).map(String::from);
+        self.entries.push((full_url, to_doc(resource)));
+    }
+
+    /// The resource a reference names: the entry whose `fullUrl` it is, else (for `Type/id`,
+    /// relative or absolute, versioned or not) the entry of that type and id.
+    pub fn target(&self, reference: &str) -> Option<&Doc> {
+        if let Some((_, d)) = self.entries.iter().find(|(u, _)| u.as_deref() == Some(reference)) {
+            return Some(d);
+        }
+        let unversioned = reference.split("/_history/").next().unwrap_or(reference);
+        let mut parts = unversioned.rsplit('/');
+        let (id, ty) = (parts.next()?, parts.next()?);
+        self.entries.iter().map(|(_, d)| d).find(|d| {
+            matches!(d.get("resourceType"), Some(Doc::Str(t)) if t == ty)
+                && matches!(d.get("id"), Some(Doc::Str(i)) if i == id)
+        })
+    }
 }
 
 impl FhirSource {
+    /// The Bundle index of `file`, when the plan resolves references and the file is a Bundle.
+    pub fn bundle(&self, file: &str) -> Option<Arc<BundleIndex>> {
+        if !self.keep_bundles {
+            return None;
+        }
+        self.bundles.lock().ok()?.get(file).cloned()
+    }
+
+    /// Indexes the Bundle in `path` (read once more, entry by entry) when the plan resolves
+    /// references. What cannot be read is left out: its entry goes to the DLQ on the real pass.
+    fn index_bundle(&self, path: &Path, xml: bool) {
+        if !self.keep_bundles {
+            return;
+        }
+        let mut index = BundleIndex::default();
+        if xml {
+            if let Ok(bytes) = std::fs::read(path)
+                && let Ok(node) = sluice_fhir::read(&bytes)
+            {
+                node.get("entry").and_then(Node::as_array).into_iter().flatten().for_each(|e| index.push(e));
+            }
+        } else if let Ok(f) = std::fs::File::open(path) {
+            for part in BundleSplitter::new(BufReader::new(f), Limits::default()) {
+                if let Ok(Part::Entry { bytes: Ok(bytes), .. }) = part
+                    && let Ok(entry) = sluice_fhir::json::parse(&bytes)
+                {
+                    index.push(&entry);
+                }
+            }
+        }
+        if let Ok(mut bundles) = self.bundles.lock() {
+            bundles.insert(path.to_string_lossy().into_owned(), Arc::new(index));
+        }
+    }
+
     /// Reads the profile the compiler checked; it may have changed on disk since.
-    pub fn new(plan: &FhirSourcePlan) -> Result<FhirSource, RunError> {
+    /// `keep_bundles`: some mapping of the plan resolves references.
+    pub fn new(plan: &FhirSourcePlan, keep_bundles: bool) -> Result<FhirSource, RunError> {
         let mut profiles = Vec::new();
         if let Some(path) = &plan.profile {
             let bytes = std::fs::read(path).map_err(|e| RunError::io("read", Path::new(path), &e))?;
@@ -56,7 +130,13 @@ impl FhirSource {
             })?;
             profiles.push(p);
         }
-        Ok(FhirSource { resource_types: plan.resource_types.clone(), profiles, lenient: plan.mode == Mode::Lenient })
+        Ok(FhirSource {
+            resource_types: plan.resource_types.clone(),
+            profiles,
+            lenient: plan.mode == Mode::Lenient,
+            keep_bundles,
+            bundles: Mutex::new(HashMap::new()),
+        })
     }
 }
 
@@ -86,8 +166,11 @@ fn problem(offset: u64, index: u64, bytes: Vec<u8>, r: Rejection) -> Piece {
     Piece { offset, index, bytes, problem: Some(r) }
 }
 
-/// The pieces of one file, read as they are needed.
-pub fn pieces(path: &Path) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send>, RunError> {
+/// The pieces of one file of `src`, read as they are needed.
+pub fn pieces(
+    path: &Path,
+    src: &FhirSource,
+) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send>, RunError> {
     let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
     let mut reader = BufReader::with_capacity(64 * 1024, f);
     let prefix = reader.fill_buf().map_err(|e| RunError::io("read", path, &e))?.to_vec();
@@ -95,6 +178,9 @@ pub fn pieces(path: &Path) -> Result<Box<dyn Iterator<Item = std::io::Result<Pie
     let ndjson = name.ends_with(".ndjson")
         || name.ends_with(".jsonl")
         || (!sluice_fhir::is_xml(&prefix) && sluice_fhir::stream::looks_like_ndjson(&prefix));
+    if !ndjson {
+        src.index_bundle(path, sluice_fhir::is_xml(&prefix));
+    }
     if sluice_fhir::is_xml(&prefix) {
         let mut bytes = Vec::new();
         reader.read_to_end(&mut bytes).map_err(|e| RunError::io("read", path, &e))?;
@@ -417,7 +503,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn src(types: &[&str], lenient: bool) -> FhirSource {
-        FhirSource { resource_types: types.iter().map(|t| t.to_string()).collect(), profiles: vec![], lenient }
+        FhirSource {
+            resource_types: types.iter().map(|t| t.to_string()).collect(),
+            profiles: vec![],
+            lenient,
+            keep_bundles: true,
+            bundles: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A file of its own under the temp directory (removed by the caller's `read_all`).
@@ -433,7 +525,7 @@ mod tests {
 
     fn read_all(text: &[u8], name: &str) -> Vec<Piece> {
         let path = temp(name, text);
-        let out = pieces(&path).unwrap().map(Result::unwrap).collect();
+        let out = pieces(&path, &src(&[], false)).unwrap().map(Result::unwrap).collect();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         out
     }
@@ -480,6 +572,20 @@ mod tests {
     }
 
     #[test]
+    fn bundles_are_indexed_for_resolve_when_the_plan_resolves() {
+        let s = src(&[], false);
+        let path = temp("b.json", BUNDLE.as_bytes());
+        let n = pieces(&path, &s).unwrap().count();
+        assert_eq!(n, 5);
+        let b = s.bundle(&path.to_string_lossy()).unwrap();
+        let p2 = b.target("urn:uuid:2").unwrap();
+        assert_eq!(p2.get("id"), Some(&Doc::Str("p2".into())));
+        assert!(b.target("Observation/o1").is_some() && b.target("http://x/fhir/Patient/p1/_history/3").is_some());
+        assert!(b.target("Patient/nope").is_none() && b.target("nothing").is_none());
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
     fn ndjson_xml_single_resources_and_broken_files() {
         let nd = read_all(b"{\"resourceType\":\"Patient\"}\n\n{bad\n{\"resourceType\":\"Observation\"}\n", "x.ndjson");
         assert_eq!(nd.iter().map(|p| (p.offset, p.index)).collect::<Vec<_>>(), [(0, 0), (28, 2), (33, 3)]);
@@ -516,7 +622,7 @@ mod tests {
             }
             let path = temp(ext, &input);
             let s = src(&[], false);
-            for piece in pieces(&path).unwrap() {
+            for piece in pieces(&path, &s).unwrap() {
                 let piece = piece.unwrap();
                 if piece.problem.is_none() {
                     let _ = decode(&piece.bytes, piece.offset, piece.index, &s);

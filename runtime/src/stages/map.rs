@@ -312,6 +312,7 @@ pub fn run<'p>(
     tables: &Tables,
     prepared: &Prepared<'_>,
     mut rec: Record,
+    bundle: Option<&crate::fhir_source::BundleIndex>,
 ) -> Step<'p> {
     if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
         let (path, what) = if plan.input_schema == sluice_compiler::fhir::SCHEMA {
@@ -332,7 +333,8 @@ pub fn run<'p>(
             Payload::Doc(d) => d,
             Payload::Hl7(_) => Doc::Null,
         };
-        return fields(component, emits, plan, tables, prepared, rec, None, Some(&resource), &Groups::none());
+        let input = Input { reader: None, resource: Some(&resource), bundle };
+        return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
     }
     let Payload::Hl7(msg) = &rec.payload else {
         let r = Rejection::single(
@@ -349,11 +351,19 @@ pub fn run<'p>(
     }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups::new(&msg, version);
-    fields(component, emits, plan, tables, prepared, rec, Some(&reader), None, &groups)
+    let input = Input { reader: Some(&reader), resource: None, bundle: None };
+    fields(component, emits, plan, tables, prepared, rec, input, &groups)
 }
 
-/// Fills the mapping's output fields from an HL7 message (`reader`) or a FHIR resource (`doc`)
-/// and hands the record on (or to the DLQ when a required field is empty).
+/// What a mapping reads: an HL7 message, or a FHIR resource and the Bundle it came from.
+struct Input<'a> {
+    reader: Option<&'a Reader<'a>>,
+    resource: Option<&'a Doc>,
+    bundle: Option<&'a crate::fhir_source::BundleIndex>,
+}
+
+/// Fills the mapping's output fields from its input and hands the record on (or to the DLQ
+/// when a required field is empty).
 #[allow(clippy::too_many_arguments)]
 fn fields<'p>(
     component: &str,
@@ -362,8 +372,7 @@ fn fields<'p>(
     tables: &Tables,
     prepared: &Prepared<'_>,
     mut rec: Record,
-    reader: Option<&Reader<'_>>,
-    resource: Option<&Doc>,
+    input: Input<'_>,
     groups: &Groups<'_>,
 ) -> Step<'p> {
     let zone = Arc::clone(&rec.env.timezone);
@@ -372,7 +381,8 @@ fn fields<'p>(
     let mut doc = Doc::Obj(Vec::new());
     let mut missing = Vec::new();
     for field in &plan.fields {
-        let scope = Scope::root(prepared, reader, resource, Some(tables), &zone, &field.path);
+        let root = Scope::root(prepared, input.reader, input.resource, Some(tables), &zone, &field.path);
+        let scope = Scope { bundle: input.bundle, ..root };
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);
