@@ -44,6 +44,8 @@ use crate::yaml::{self, Node};
 #[derive(Clone, Copy, Debug)]
 enum Flow {
     Hl7(Version),
+    /// FHIR R4 resources from a `format: fhir` source: of one type when the source reads one.
+    Fhir(Option<&'static str>),
     Output(&'static OutputSchema),
     /// Upstream had errors: checks that depend on the schema are skipped.
     Unknown,
@@ -53,6 +55,8 @@ impl Flow {
     fn name(&self) -> String {
         match self {
             Flow::Hl7(v) => format!("hl7v2/{v}"),
+            Flow::Fhir(Some(t)) => format!("{}/{t}", crate::fhir::SCHEMA),
+            Flow::Fhir(None) => crate::fhir::SCHEMA.to_string(),
             Flow::Output(o) => o.name.to_string(),
             Flow::Unknown => "unknown".into(),
         }
@@ -1030,6 +1034,17 @@ impl Compiler {
             match flow {
                 Flow::Hl7(v) => Some(v),
                 Flow::Unknown => None,
+                Flow::Fhir(_) => {
+                    this.diags.push(
+                        Diagnostic::error(
+                            codes::FHIR_INPUT_MISMATCH,
+                            format!("{what} `{}` needs HL7 v2 messages, but its input emits FHIR resources", c.name),
+                        )
+                        .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", flow.name()))
+                        .help("FHIR resources are validated by their source (`mode`, `profile`) and mapped by a mapping with `input: {schema: fhir/r4, resource_type: ...}`"),
+                    );
+                    None
+                }
                 Flow::Output(o) => {
                     this.diags.push(
                         Diagnostic::error(
@@ -1047,7 +1062,23 @@ impl Compiler {
             }
         };
         match &c.body {
-            Body::Files { paths, profile } => {
+            Body::Files { paths, profile, fhir: Some(fhir) } => {
+                let (plan, flow) = self.fhir_source(profile.as_ref(), fhir)?;
+                if paths.is_empty() {
+                    return None;
+                }
+                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "files".into(),
+                    format: "fhir".into(),
+                    paths,
+                    profile: profile::default_profile(),
+                    mllp: None,
+                    fhir: Some(Box::new(plan)),
+                });
+                Some((kind, flow, (state, origins)))
+            }
+            Body::Files { paths, profile, fhir: None } => {
                 let profile = match profile {
                     Some(p) => {
                         let pid = self.load_kind(p, "profile")?;
@@ -1066,6 +1097,7 @@ impl Compiler {
                     paths,
                     profile,
                     mllp: None,
+                    fhir: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1113,6 +1145,7 @@ impl Compiler {
                     paths: vec![],
                     profile,
                     mllp: Some(Box::new(plan)),
+                    fhir: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1139,8 +1172,12 @@ impl Compiler {
                 Some((ComponentKind::Validate(plan), flow, (state, origins)))
             }
             Body::Map { mapping } => {
-                let version = need_hl7(self, "map stage");
                 let mid = self.load_kind(mapping, "mapping")?;
+                let fhir_input = self.mapping(mid)?.input_fhir;
+                if let Some((t, t_span)) = fhir_input {
+                    return self.fhir_map(c, mid, flow, (t, t_span), (state, origins));
+                }
+                let version = need_hl7(self, "map stage");
                 let m = self.mapping(mid)?;
                 let (plan, output, input_version): (MapPlan, _, _) = (m.plan.clone(), m.output, m.input_version);
                 let spans: Vec<(String, BTreeSet<PhiClass>, Span)> = m.leaf_classes.clone();
@@ -1186,6 +1223,20 @@ impl Compiler {
                 let schema = match flow {
                     Flow::Output(o) => o,
                     Flow::Unknown => return None,
+                    Flow::Fhir(_) => {
+                        self.diags.push(
+                            Diagnostic::error(
+                                codes::INCOMPATIBLE_INPUT,
+                                format!(
+                                    "mask stage `{}` needs mapped records, but its input emits FHIR resources",
+                                    c.name
+                                ),
+                            )
+                            .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", flow.name()))
+                            .help("mask after a map stage: masking policies name output fields and PHI classes"),
+                        );
+                        return None;
+                    }
                     Flow::Hl7(_) => {
                         self.diags.push(
                             Diagnostic::error(
@@ -1365,6 +1416,16 @@ impl Compiler {
                     Some(_) => Diagnostic::warning(codes::PHI_UNMASKED, message),
                     None => Diagnostic::error(codes::PHI_UNMASKED, message),
                 };
+                if let Flow::Fhir(_) = flow
+                    && phi_allowed.is_none()
+                {
+                    self.diags.push(
+                        leak(format!("sink `{}` receives raw FHIR resources, which carry PHI", c.name))
+                            .label(c.name_span, "unmasked resources reach this sink")
+                            .help("map the resources to an output schema and mask them before the sink"),
+                    );
+                    lenient.as_ref()?;
+                }
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
@@ -1621,6 +1682,18 @@ impl Compiler {
                 return None;
             }
             Flow::Output(o) => Scope::Output(o),
+            Flow::Fhir(Some(resource_type)) => Scope::Fhir(crate::fhir::FhirEnv { resource_type }),
+            Flow::Fhir(None) => {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::FHIR_INPUT_MISMATCH,
+                        format!("`{}` reads FHIR resources of any type, so its paths cannot be checked", c.name),
+                    )
+                    .label(c.inputs.first().map_or(c.name_span, |i| i.span), "emits fhir/r4 resources of any type")
+                    .help("give the source `resource_types: [OneType]`, or put the condition after a map stage"),
+                );
+                return None;
+            }
             Flow::Unknown => return None,
         };
         let env = Env { scope, vars: vec![], tables: vec![] };
@@ -1734,5 +1807,113 @@ fn key_span(tree: &Node, key: &str) -> Option<Span> {
             inner.iter().find(|(k, _)| k.as_str() == Some("schema")).map(|(_, s)| s.span).or(Some(v.span))
         }
         _ => Some(v.span),
+    }
+}
+
+/// FHIR sources and map stages over FHIR resources (`crate::fhir` checks the paths).
+impl Compiler {
+    /// Checks a `format: fhir` source's `resource_types` and `profile`; returns its plan and
+    /// what it emits.
+    fn fhir_source(
+        &mut self,
+        profile: Option<&Spanned>,
+        fhir: &pipeline::FhirFiles,
+    ) -> Option<(crate::plan::FhirSourcePlan, Flow)> {
+        let mut types = Vec::new();
+        let mut ok = true;
+        for t in &fhir.resource_types {
+            match crate::fhir::resource_type(&t.text) {
+                Some(rt) => types.push(rt),
+                None => {
+                    self.diags.push(crate::fhir::unknown_resource_type(&t.text, t.span));
+                    ok = false;
+                }
+            }
+        }
+        let profile = match profile {
+            Some(p) => {
+                let path = self.resolve(p);
+                let problem = match std::fs::read(&path) {
+                    Err(e) => Some(format!("cannot read {}: {e}", display_path(&path))),
+                    Ok(bytes) => sluice_fhir::profile::Profile::from_bytes(&bytes).err(),
+                };
+                if let Some(problem) = problem {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::FHIR_PROFILE_UNUSABLE,
+                            format!("`{}` is not a usable StructureDefinition: {problem}", p.text),
+                        )
+                        .label(p.span, format!("resolved to {}", display_path(&path)))
+                        .help("name a StructureDefinition (JSON or XML); `sluice validate --format fhir --profile FILE` checks it"),
+                    );
+                    ok = false;
+                }
+                Some(display_path(&path))
+            }
+            None => None,
+        };
+        if !ok {
+            return None;
+        }
+        let one = match types.as_slice() {
+            [one] => Some(*one),
+            _ => None,
+        };
+        let plan = crate::plan::FhirSourcePlan {
+            resource_types: types.iter().map(|t| t.to_string()).collect(),
+            profile,
+            mode: fhir.mode,
+        };
+        Some((plan, Flow::Fhir(one)))
+    }
+
+    /// A map stage whose mapping reads FHIR resources of type `resource_type` (written at
+    /// `at`): its input must be FHIR resources that can be of that type.
+    fn fhir_map(
+        &mut self,
+        c: &ComponentSpec,
+        mid: FileId,
+        flow: Flow,
+        (resource_type, at): (&'static str, Span),
+        (mut state, mut origins): (PhiState, Origins),
+    ) -> Option<(ComponentKind, Flow, (PhiState, Origins))> {
+        let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
+        let wrong = match flow {
+            Flow::Unknown => return None,
+            Flow::Fhir(Some(t)) if t != resource_type => Some(format!("FHIR `{t}` resources")),
+            Flow::Fhir(_) => None,
+            Flow::Hl7(_) => Some("HL7 v2 messages".to_string()),
+            Flow::Output(o) => Some(format!("{} records", o.name)),
+        };
+        if let Some(wrong) = wrong {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::FHIR_INPUT_MISMATCH,
+                    format!(
+                        "map stage `{}` maps FHIR `{resource_type}` resources, but its input emits {wrong}",
+                        c.name
+                    ),
+                )
+                .label(input_at, format!("emits {}", flow.name()))
+                .label(at, format!("the mapping reads `{resource_type}`"))
+                .help(format!("feed it from a `format: fhir` source with `resource_types: [{resource_type}]`")),
+            );
+            return None;
+        }
+        let m = self.mapping(mid)?;
+        let (plan, output) = (m.plan.clone(), m.output);
+        let spans: Vec<(String, BTreeSet<PhiClass>, Span)> = m.leaf_classes.clone();
+        let leaves: Vec<(String, BTreeSet<PhiClass>, String)> =
+            spans.into_iter().map(|(p, c, s)| (p, c, self.sources.location(s))).collect();
+        // A map stage replaces the record: only what the mapping writes flows on.
+        state.clear();
+        origins.0.clear();
+        for (path, classes, at) in leaves {
+            for class in classes {
+                state.insert((path.clone(), class), None);
+                origins.0.insert((path.clone(), class), at.clone());
+            }
+        }
+        Some((ComponentKind::Map(plan), Flow::Output(output), (state, origins)))
     }
 }

@@ -10,6 +10,7 @@ pub mod codes;
 pub mod compile;
 pub mod diagnostics;
 pub mod expr;
+pub mod fhir;
 pub mod hl7;
 pub mod jsonschema;
 pub mod plan;

@@ -25,6 +25,8 @@ use crate::stages::{map, mask, validate};
 pub enum Prep {
     None,
     Source(Profile),
+    /// A `format: fhir` files source.
+    FhirSource(crate::fhir_source::FhirSource),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -41,6 +43,15 @@ pub struct Compiled<'p> {
     pub names: Vec<Arc<str>>,
     /// Encrypts the DLQ's raw messages; `None` when the plan keeps them in plain text on purpose.
     pub dlq_key: Option<crate::dlq::DlqKey>,
+}
+
+/// Whether a map stage of the plan reads a FHIR path through `resolve()` (its runtime form keeps
+/// the call: `subject.resolve().birthDate`). Then FHIR sources index their Bundles.
+fn resolves_references(plan: &Plan) -> bool {
+    plan.components.iter().any(|c| match &c.kind {
+        ComponentKind::Map(m) => serde_json::to_string(m).is_ok_and(|json| json.contains(".resolve()")),
+        _ => false,
+    })
 }
 
 fn invalid(msg: String) -> RunError {
@@ -110,7 +121,10 @@ impl<'p> Compiled<'p> {
                     if s.kind != "files" && s.kind != "mllp" {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    Prep::Source(Profile::new(&s.profile))
+                    match &s.fhir {
+                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?),
+                        None => Prep::Source(Profile::new(&s.profile)),
+                    }
                 }
                 ComponentKind::Validate(v) => {
                     for r in &v.rules {

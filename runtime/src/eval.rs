@@ -162,7 +162,7 @@ impl<'p> Prepared<'p> {
     /// or says which template failed (spec text, not data).
     pub fn prepare(&mut self, expr: &'p Expr) -> Result<(), String> {
         match expr {
-            Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } => Ok(()),
+            Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } | Expr::Fhir { .. } => Ok(()),
             Expr::Hl7 { path, .. } | Expr::Within { path, .. } => {
                 if !self.paths.contains_key(path.as_str()) {
                     let p = hl7::parse_path(path).map_err(|e| format!("HL7 path `{path}`: {e}"))?;
@@ -221,6 +221,8 @@ pub struct Scope<'a> {
     pub raw: bool,
     /// Output field (or rule) being computed, for warnings.
     pub field: &'a str,
+    /// The Bundle a FHIR record came from, for `resolve()`.
+    pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
 }
 
 impl<'a> Scope<'a> {
@@ -233,7 +235,18 @@ impl<'a> Scope<'a> {
         zone: &'a str,
         field: &'a str,
     ) -> Scope<'a> {
-        Scope { prepared, msg, doc, tables, vars: Vec::new(), groups: Vec::new(), zone, raw: false, field }
+        Scope {
+            prepared,
+            msg,
+            doc,
+            tables,
+            vars: Vec::new(),
+            groups: Vec::new(),
+            zone,
+            raw: false,
+            field,
+            bundle: None,
+        }
     }
 
     pub fn eval(&self, expr: &Expr, warnings: &mut Vec<Issue>) -> Val {
@@ -293,6 +306,15 @@ impl<'a> Scope<'a> {
             }
             Expr::Field { path, .. } => {
                 self.doc.and_then(|d| d.get_dotted(path)).map(Val::from_doc).unwrap_or(Val::Null)
+            }
+            // A FHIR resource's values are typed JSON already: no text conversion.
+            Expr::Fhir { path, multi, .. } => {
+                let values = self.doc.map(|d| crate::fhir_path::select_in(d, self.bundle, path)).unwrap_or_default();
+                if *multi {
+                    Val::List(values.into_iter().map(Val::from_doc).collect())
+                } else {
+                    values.first().map_or(Val::Null, |d| Val::from_doc(d))
+                }
             }
             Expr::Call { function, args } => self.call(*function, args, warnings),
             Expr::Lookup { value, table, default } => {
@@ -555,7 +577,7 @@ fn var_text(name: &str, c: Option<usize>, s: Option<usize>) -> String {
 /// A short description of where an argument comes from, for warnings (spec text only).
 fn describe(e: &Expr) -> String {
     match e {
-        Expr::Hl7 { path, .. } | Expr::Field { path, .. } => path.clone(),
+        Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::Field { path, .. } => path.clone(),
         Expr::Within { var, path, .. } => format!("{var}.{path}"),
         Expr::Var { name, component, subcomponent, .. } => var_text(name, *component, *subcomponent),
         Expr::Call { args, .. } => args.first().map(describe).unwrap_or_default(),

@@ -259,6 +259,42 @@ impl Ctx<'_, '_> {
             .unzip()
     }
 
+    /// The source step of a `format: fhir` source, then the rest of the graph
+    /// (`crate::fhir_source`): a resource of another type, or an entry without one, is
+    /// filtered at the source.
+    fn fhir_record(
+        &self,
+        idx: usize,
+        index: u64,
+        src: &crate::fhir_source::FhirSource,
+        mut rec: Record,
+        acc: &mut Acc,
+    ) {
+        match crate::fhir_source::decode(&rec.raw, rec.env.offset, index, src) {
+            Err(r) => self.reject(idx, &rec, &r, acc),
+            Ok(None) => {
+                acc.filtered_by.get_or_insert_with(|| Arc::clone(&self.c.names[idx]));
+            }
+            Ok(Some(d)) => {
+                acc.control_id.clone_from(&d.id);
+                rec.env.control_id = d.id;
+                rec.env.message_type = Some(d.resource_type);
+                rec.env.warnings = d.warnings;
+                rec.payload = Payload::Doc(d.resource);
+                self.walk(idx, rec, acc);
+            }
+        }
+    }
+
+    /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
+    fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
+        let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
+        match &self.c.preps[source] {
+            Prep::FhirSource(src) => src.bundle(&rec.env.file),
+            _ => None,
+        }
+    }
+
     /// Runs the record through component `idx` and everything downstream of it.
     fn walk(&self, idx: usize, rec: Record, acc: &mut Acc) {
         let c = self.c;
@@ -266,7 +302,10 @@ impl Ctx<'_, '_> {
         let name = &*c.names[idx];
         let step = match (&comp.kind, &c.preps[idx]) {
             (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
-            (ComponentKind::Map(m), Prep::Map(t)) => stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec),
+            (ComponentKind::Map(m), Prep::Map(t)) => {
+                let bundle = self.bundle_of(&rec);
+                stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec, bundle.as_deref())
+            }
             (ComponentKind::Mask(m), Prep::Mask(keys)) => stages::mask::run(m, keys, rec),
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
@@ -394,6 +433,10 @@ impl Ctx<'_, '_> {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             let mut acc = Acc::default();
             let mut rec = rec.clone();
+            if let (None, Prep::FhirSource(src)) = (&raw.problem, &c.preps[raw.source]) {
+                self.fhir_record(raw.source, raw.index, src, rec, &mut acc);
+                return acc;
+            }
             let decoded = match (&raw.problem, &c.preps[raw.source]) {
                 (Some(problem), _) => Err(problem.clone()),
                 (None, Prep::Source(profile)) => source::decode(&rec.raw, raw.offset, profile),
@@ -744,12 +787,17 @@ fn open_outputs(
     Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet })
 }
 
+/// One record of a file as its source cuts it: offset, index in the file, bytes, and the
+/// rejection of a piece that cannot be a record.
+type FileItem = (u64, usize, Vec<u8>, Option<Rejection>);
+
 /// Reads the input files into batches on `raw_tx`. Records numbered up to `skip` (durable in
 /// the checkpoint being resumed) are read again, to number the rest exactly as the first run
 /// did (batch envelopes included), but not sent. Returns `true` when `stop` ended the reading
 /// early.
 fn read_files(
     inputs: &[InputFile],
+    fhir: &[Option<&crate::fhir_source::FhirSource>],
     batch_size: usize,
     skip: u64,
     stop: [Option<&AtomicBool>; 2],
@@ -761,14 +809,33 @@ fn read_files(
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
-        let reader = match source::open(path) {
-            Ok(r) => r,
-            Err(e) => {
-                raw_tx.send(Err(e));
-                return false;
-            }
-        };
-        for item in BatchReader::new(reader) {
+        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> =
+            if let Some(src) = fhir.get(input.source).copied().flatten() {
+                match crate::fhir_source::pieces(path, src) {
+                    Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
+                    Err(e) => {
+                        raw_tx.send(Err(e));
+                        return false;
+                    }
+                }
+            } else {
+                match source::open(path) {
+                    Ok(reader) => Box::new(BatchReader::new(reader).map(|item| {
+                        item.map(|item| match item {
+                            Item::Message(raw) => (raw.offset as u64, raw.index, raw.bytes, None),
+                            Item::Problem(p) => {
+                                let r = source::problem_rejection(&p, p.offset as u64);
+                                (p.offset as u64, p.index, p.bytes, Some(r))
+                            }
+                        })
+                    })),
+                    Err(e) => {
+                        raw_tx.send(Err(e));
+                        return false;
+                    }
+                }
+            };
+        for item in items {
             if stopped() {
                 tracing::info!(records = seq, "reading stopped early (a signal, or fail_if)");
                 if !batch.is_empty() {
@@ -777,11 +844,7 @@ fn read_files(
                 return true;
             }
             let (offset, index, bytes, problem) = match item {
-                Ok(Item::Message(raw)) => (raw.offset as u64, raw.index, raw.bytes, None),
-                Ok(Item::Problem(p)) => {
-                    let r = source::problem_rejection(&p, p.offset as u64);
-                    (p.offset as u64, p.index, p.bytes, Some(r))
-                }
+                Ok(item) => item,
                 Err(e) => {
                     raw_tx.send(Err(RunError::io("read", path, &e)));
                     return false;
@@ -1008,6 +1071,15 @@ pub fn execute(
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
     let skip = start.records;
+    // Per component: a `format: fhir` source, whose files `crate::fhir_source` cuts.
+    let fhir: Vec<Option<&crate::fhir_source::FhirSource>> = c
+        .preps
+        .iter()
+        .map(|p| match p {
+            Prep::FhirSource(src) => Some(src),
+            _ => None,
+        })
+        .collect();
     // Set by the writer when `fail_if` trips (file runs only).
     let halt = &AtomicBool::new(false);
     // Set once the writer has ended: stops the background flusher.
@@ -1031,7 +1103,9 @@ pub fn execute(
         let (out_tx, out_rx) = bounded::<ToWriter>(CHANNEL_BATCHES);
 
         let reader = s.spawn(move || match feed {
-            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx),
+            Feed::Files(inputs) => {
+                read_files(&inputs, &fhir, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
+            }
             Feed::Live(channels) => {
                 read_live(channels, batch_size, first_seq_after, &mut raw_tx);
                 false

@@ -43,6 +43,8 @@ pub mod error;
 pub mod eval;
 pub mod executor;
 pub mod fhir_output;
+pub mod fhir_path;
+pub mod fhir_source;
 pub mod findings;
 pub mod groups;
 pub mod hl7;

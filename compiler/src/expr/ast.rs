@@ -53,6 +53,15 @@ pub enum Expr {
         value_type: ValueType,
         multi: bool,
     },
+    /// A path into a FHIR resource, in the runtime form of [`crate::fhir`] (`name[0].family`,
+    /// `valueQuantity.value`, `identifier.value`): JSON member names, `[n]`, `first()`,
+    /// `last()`, `ofType(T)`, `name[x]` for an unpicked choice. `value_type` is the R4 type of
+    /// one value; `multi` when it yields a list.
+    Fhir {
+        path: String,
+        value_type: ValueType,
+        multi: bool,
+    },
     /// A field of a record that is already in an output schema (used by filters and routes
     /// placed after a map stage): `metadata.message_type`.
     Field {
@@ -216,7 +225,7 @@ impl std::fmt::Display for Expr {
                 Literal::Dec(d) => f.write_str(d),
                 Literal::Str(s) => write!(f, "{s:?}"),
             },
-            Expr::Hl7 { path, .. } | Expr::Field { path, .. } => f.write_str(path),
+            Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::Field { path, .. } => f.write_str(path),
             Expr::Var { name, component, subcomponent, .. } => {
                 f.write_str(name)?;
                 if let Some(c) = component {

@@ -17,6 +17,7 @@ use super::ast::{BinaryOp, Expr, Function, Literal};
 use super::syntax::{self, Arg, Syn, SynKind};
 use crate::codes;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::fhir::FhirEnv;
 use crate::hl7::Hl7Env;
 use crate::source::{SourceMap, Span};
 use crate::yaml::{Node, Value};
@@ -28,6 +29,8 @@ pub enum Scope<'a> {
     Hl7(Hl7Env<'a>),
     /// Records are already in an output schema: dotted field names like `metadata.message_type`.
     Output(&'static OutputSchema),
+    /// Records are FHIR resources of one type: paths like `name[0].family`, `birthDate`.
+    Fhir(FhirEnv),
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
@@ -209,6 +212,7 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
         SynKind::Bool(b) => lit(Literal::Bool(*b), ValueType::Boolean),
         SynKind::Null => lit(Literal::Null, ValueType::Null),
         SynKind::Hl7Path(text) => check_hl7_path(cx, text, syn, env),
+        SynKind::FhirPath(text) => check_fhir_path(cx, text, syn, env),
         SynKind::Name(parts) => check_name(cx, parts, syn, env),
         SynKind::Scoped { .. } => super::groups::check_scoped(cx, syn, env),
         SynKind::Not(inner) => {
@@ -237,7 +241,39 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
     }
 }
 
+fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    let Scope::Fhir(fhir) = env.scope else {
+        return cx.error(
+            Diagnostic::error(
+                codes::FHIR_INPUT_MISMATCH,
+                format!("`{text}` is a FHIR path, but records here are not FHIR resources"),
+            )
+            .label(cx.span(&syn.span), "FHIR path")
+            .help("FHIR paths are read by mappings with `input: {schema: fhir/r4, resource_type: ...}`"),
+        );
+    };
+    match fhir.resolve(text, cx.span(&syn.span)) {
+        Ok(r) => Some(Typed {
+            expr: Expr::Fhir { path: r.path, value_type: r.value_type.clone(), multi: r.multi },
+            ty: r.value_type,
+            multi: r.multi,
+            classes: r.phi.into_iter().collect(),
+        }),
+        Err(d) => cx.error(d),
+    }
+}
+
 fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    if let Scope::Fhir(f) = env.scope {
+        return cx.error(
+            Diagnostic::error(
+                codes::FHIR_INPUT_MISMATCH,
+                format!("`{text}` is an HL7 v2 path, but records here are FHIR `{}` resources", f.resource_type),
+            )
+            .label(cx.span(&syn.span), "HL7 path")
+            .help("write a FHIR path relative to the resource, such as `name[0].family` or `birthDate`"),
+        );
+    }
     let Scope::Hl7(hl7) = env.scope else {
         return cx.error(
             Diagnostic::error(
@@ -295,6 +331,9 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
             Err(msg) => cx
                 .error(Diagnostic::error(codes::UNKNOWN_COMPONENT, msg).label(cx.span(&syn.span), "no such component")),
         };
+    }
+    if let Scope::Fhir(_) = env.scope {
+        return check_fhir_path(cx, &parts.join("."), syn, env);
     }
     if let Scope::Output(schema) = env.scope {
         let path = parts.join(".");

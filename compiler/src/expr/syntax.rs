@@ -33,6 +33,9 @@ pub enum SynKind {
     Null,
     /// HL7 path text, as written.
     Hl7Path(String),
+    /// FHIR path text with an index or a path function, as written (`name[0].family`,
+    /// `value.as(Quantity).value`); a plain dotted FHIR path (`name.family`) is a `Name`.
+    FhirPath(String),
     /// A dotted name: `id`, `id.1.2`, `metadata.message_type`.
     Name(Vec<String>),
     /// An HL7 path within a segment group variable: `order.OBR-4.1`.
@@ -82,6 +85,8 @@ enum Tok {
     Int(i64),
     Dec(String),
     Hl7(String),
+    /// A FHIR path with an index or a function (`name[0].family`, `value.as(Quantity).value`).
+    Fhir(String),
     Ident(String),
     Dot,
     Digits(String),
@@ -178,6 +183,10 @@ impl<'a> Lexer<'a> {
                     self.pos = path_end;
                     return Ok((Tok::Hl7(self.src[start..path_end].to_string()), start..path_end));
                 }
+                if let Some(path_end) = fhir_path_end(self.src, end) {
+                    self.pos = path_end;
+                    return Ok((Tok::Fhir(self.src[start..path_end].to_string()), start..path_end));
+                }
                 self.pos = end;
                 Ok((Tok::Ident(word.to_string()), start..end))
             }
@@ -249,6 +258,59 @@ impl<'a> Lexer<'a> {
         }
         text.parse::<i64>().map(|n| (Tok::Int(n), start..end)).map_err(|_| self.err("number out of range", start..end))
     }
+}
+
+/// The functions of FHIR paths (`sluice_fhir::path::FUNCTIONS`), which no expression function
+/// shares a name with.
+const FHIR_PATH_FUNCTIONS: [&str; 5] = ["as", "ofType", "resolve", "first", "last"];
+
+/// Where a FHIR path that starts with a name ending at `from` ends, when it is one: the name is
+/// followed directly by `[` (`name[0]`), or by `.` and a run of names that calls a FHIR path
+/// function (`value.as(Quantity).value`). `None` for anything else (`metadata.message_type`,
+/// `id.1`, `upper(...)`), which lexes as before.
+fn fhir_path_end(src: &str, from: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    if !matches!(b.get(from), Some(b'[' | b'.')) {
+        return None;
+    }
+    let mut pos = from;
+    let mut special = false;
+    let mut word_start = from;
+    while let Some(&c) = b.get(pos) {
+        match c {
+            b'[' => {
+                let close = src[pos..].find(']')? + pos;
+                if !src[pos + 1..close].bytes().all(|c| c.is_ascii_digit() || c == b'*' || c == b' ') {
+                    return None;
+                }
+                special = true;
+                pos = close + 1;
+            }
+            b'(' => {
+                if !FHIR_PATH_FUNCTIONS.contains(&&src[word_start..pos]) {
+                    return None;
+                }
+                let close = src[pos..].find(')')? + pos;
+                if !src[pos + 1..close].bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b' ') {
+                    return None;
+                }
+                special = true;
+                pos = close + 1;
+            }
+            b'.' => {
+                pos += 1;
+                word_start = pos;
+                // FHIR element names start in lower case; `order.NTE[*]-3` is an HL7 path
+                // within a segment group.
+                if b.get(pos).is_some_and(u8::is_ascii_uppercase) {
+                    return None;
+                }
+            }
+            c if c.is_ascii_alphanumeric() || c == b'_' => pos += 1,
+            _ => break,
+        }
+    }
+    (special && b[pos - 1] != b'.').then_some(pos)
 }
 
 struct Parser<'a> {
@@ -385,6 +447,7 @@ impl Parser<'_> {
             Tok::Int(n) => SynKind::Int(n),
             Tok::Dec(d) => SynKind::Dec(d),
             Tok::Hl7(p) => SynKind::Hl7Path(p),
+            Tok::Fhir(p) => SynKind::FhirPath(p),
             Tok::LParen => {
                 let inner = self.expr()?;
                 let end = self.expect(Tok::RParen, "`)`")?;
@@ -515,6 +578,15 @@ mod tests {
         assert_eq!(args[0].value.kind, SynKind::Name(vec!["id".into(), "5".into()]));
         assert_eq!(args[2].name.as_ref().unwrap().0, "default");
         assert_eq!(parse("PID-3[*].1").unwrap().kind, SynKind::Hl7Path("PID-3[*].1".into()));
+        // FHIR paths with an index or a path function are one token; group paths are not.
+        assert_eq!(parse("name[0].family").unwrap().kind, SynKind::FhirPath("name[0].family".into()));
+        assert_eq!(
+            parse("value.as(Quantity).value").unwrap().kind,
+            SynKind::FhirPath("value.as(Quantity).value".into())
+        );
+        assert!(matches!(parse("order.NTE[*]-3").unwrap().kind, SynKind::Scoped { .. }));
+        assert!(matches!(parse("metadata.message_type").unwrap().kind, SynKind::Name(_)));
+        assert!(matches!(parse("coalesce(a.b, id.1)").unwrap().kind, SynKind::Call { .. }));
     }
 
     #[test]

@@ -130,6 +130,21 @@ pub struct SourcePlan {
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mllp: Option<Box<MllpPlan>>,
+    /// What a `format: fhir` source reads and how it validates (absent for `hl7v2`, so their
+    /// plans and hashes are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir: Option<Box<FhirSourcePlan>>,
+}
+
+/// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FhirSourcePlan {
+    /// Resource types read (empty: all); others are filtered at the source.
+    pub resource_types: Vec<String>,
+    /// The StructureDefinition every resource of its type must meet, as given (resolved path).
+    pub profile: Option<String>,
+    /// `strict`: any validation error rejects the resource; `lenient`: FHIR101/FHIR102 warn.
+    pub mode: Mode,
 }
 
 /// An MLLP listener, resolved.

@@ -44,6 +44,16 @@ pub fn text(plan: &Plan) -> String {
                         let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
                     }
                 }
+                if let Some(f) = &s.fhir {
+                    let types = if f.resource_types.is_empty() { "any".into() } else { f.resource_types.join(" ") };
+                    let mode = if f.mode == crate::plan::Mode::Lenient { "lenient" } else { "strict" };
+                    let profile = f.profile.as_deref().unwrap_or("none");
+                    let _ = writeln!(
+                        o,
+                        "    fhir R4: resource types {types}, validation {mode}, profile {profile}; each resource (each Bundle entry) is a record"
+                    );
+                    continue;
+                }
                 let p = &s.profile;
                 let _ = writeln!(
                     o,

@@ -22,6 +22,7 @@ use crate::codes;
 use crate::diagnostics::Diagnostic;
 use crate::expr::check::{self, Env, Scope, Typed, Var};
 use crate::expr::groups::{self, Structures};
+use crate::fhir::FhirEnv;
 use crate::hl7::Hl7Env;
 use crate::plan::{
     CodeTable, FieldPlan, FieldValue, ItemPlan, ListMemberPlan, MapPlan, MemberPlan, Producer, TableKeys, ZSegmentPlan,
@@ -32,6 +33,8 @@ use crate::yaml::{Node, Value};
 pub struct Mapping {
     pub plan: MapPlan,
     pub input_version: Option<(Version, Span)>,
+    /// `input: {schema: fhir/r4, resource_type: T}`: `T` and where it is written.
+    pub input_fhir: Option<(&'static str, Span)>,
     pub output: &'static OutputSchema,
     /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
     pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
@@ -62,12 +65,26 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         }
     }
     let mut input_version = None;
+    let mut input_fhir = None;
     let mut types = Vec::new();
     let mut input_text = String::new();
     if let Some(input) = obj.get("input")
         && let Some(inp) = reader::object(cx, input, &shape::MAPPING_INPUT, "`input`")
     {
-        if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
+        let fhir_schema = inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with("fhir/")));
+        if let Some(schema_node) = fhir_schema {
+            input_text = crate::fhir::SCHEMA.to_string();
+            input_fhir = fhir_input(cx, &inp, schema_node);
+            input_fhir?;
+        } else if let Some(span) = inp.key_span("resource_type") {
+            cx.push(
+                Diagnostic::error(codes::UNKNOWN_KEY, "`resource_type` is for `schema: fhir/r4`")
+                    .label(span, "not a key of an HL7 v2 mapping's input")
+                    .help("remove it, or read FHIR resources with `schema: fhir/r4`"),
+            );
+        }
+        if fhir_schema.is_some() {
+        } else if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
             input_text = s.text.clone();
             match r {
                 SchemaRef::Hl7(v) => input_version = Some((v, s.span)),
@@ -102,11 +119,26 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     );
     let tables = obj.get("tables").map(|n| read_tables(cx, n)).unwrap_or_default();
     if let Some(out) = fhir_output {
-        let (version, _) = input_version?;
+        let Some((version, _)) = input_version else {
+            if let Some((_, span)) = input_fhir {
+                cx.push(
+                    Diagnostic::error(codes::FHIR_INPUT_MISMATCH, "FHIR output is built from HL7 v2 messages")
+                        .label(span, "a FHIR input")
+                        .help("map FHIR resources to an output schema such as `canonical/patient-event@1`"),
+                );
+            }
+            return None;
+        };
         let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
         let head = super::fhir_output::Head { name, input_schema: input_text, message_types: types, tables };
         let m = super::fhir_output::read(cx, &obj, out, hl7, version, head)?;
-        return Some(Mapping { plan: m.plan, input_version, output: m.output, leaf_classes: m.leaf_classes });
+        return Some(Mapping {
+            plan: m.plan,
+            input_version,
+            input_fhir,
+            output: m.output,
+            leaf_classes: m.leaf_classes,
+        });
     }
     // An output schema is mapped with `fields`; `resources` belongs to FHIR output.
     if obj.get("output").is_some() {
@@ -125,12 +157,19 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             );
         }
     }
-    let (Some((version, _)), Some((output, _))) = (input_version, output) else {
-        return None;
+    let (scope, structures, output) = match (input_version, input_fhir, output) {
+        (Some((version, _)), _, Some((output, _))) => {
+            let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
+            (Scope::Hl7(hl7), Structures::of(&types, version), output)
+        }
+        (None, Some((resource_type, _)), Some((output, _))) => {
+            // The map stage accepts records of this resource type only (their "message type").
+            types = vec![resource_type.to_string()];
+            (Scope::Fhir(FhirEnv { resource_type }), Structures { version: Version::ALL[0], roots: vec![] }, output)
+        }
+        _ => return None,
     };
-    let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
-    let env = Env { scope: Scope::Hl7(hl7), vars: vec![], tables: tables.iter().map(|t| t.name.clone()).collect() };
-    let structures = Structures::of(&types, version);
+    let env = Env { scope, vars: vec![], tables: tables.iter().map(|t| t.name.clone()).collect() };
     let mut m = MappingChecker { output, structures, fields: vec![], leaf_classes: vec![], mapped: BTreeSet::new() };
     if let Some(fields) = obj.get("fields") {
         m.fields_of(cx, fields, "", &env);
@@ -163,7 +202,43 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             cursor: t.cursor.clone(),
         }),
     };
-    Some(Mapping { plan, input_version, output, leaf_classes: m.leaf_classes })
+    Some(Mapping { plan, input_version, input_fhir, output, leaf_classes: m.leaf_classes })
+}
+
+/// The resource type of a mapping reading `schema: fhir/r4` (required there).
+fn fhir_input(cx: &mut Cx, inp: &reader::Obj, schema_node: &Node) -> Option<(&'static str, Span)> {
+    let schema = reader::string(cx, schema_node, "a schema name")?;
+    if schema.text != crate::fhir::SCHEMA {
+        cx.push(
+            Diagnostic::error(codes::UNKNOWN_SCHEMA, format!("unknown schema `{}`", schema.text))
+                .label(schema.span, "not a bundled schema")
+                .help("FHIR input is `schema: fhir/r4` (FHIR R4, 4.0.1)"),
+        );
+        return None;
+    }
+    if let Some(span) = inp.key_span("message_types") {
+        cx.push(
+            Diagnostic::error(codes::UNKNOWN_KEY, "`message_types` is for HL7 v2 input")
+                .label(span, "not a key of a FHIR mapping's input")
+                .help("a FHIR mapping reads one `resource_type`"),
+        );
+    }
+    let Some(node) = inp.get("resource_type") else {
+        cx.push(
+            Diagnostic::error(codes::MISSING_KEY, "a mapping of `fhir/r4` needs `resource_type`")
+                .label(schema.span, "add `resource_type: Patient` (or another type) beside this")
+                .help("paths in the mapping are relative to that resource type"),
+        );
+        return None;
+    };
+    let t = reader::string(cx, node, "`resource_type`")?;
+    match crate::fhir::resource_type(&t.text) {
+        Some(rt) => Some((rt, t.span)),
+        None => {
+            cx.push(crate::fhir::unknown_resource_type(&t.text, t.span));
+            None
+        }
+    }
 }
 
 fn read_tables(cx: &mut Cx, node: &Node) -> Vec<CodeTable> {
@@ -194,6 +269,17 @@ pub(crate) struct Iteration {
 /// Checks the `each:` and `as:` keys of `obj` (a list producer, or a FHIR resource); without
 /// `each:` nothing is iterated and the variables are those of `env`.
 pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &Structures) -> Option<Iteration> {
+    if let (Scope::Fhir(_), Some(each_node)) = (env.scope, obj.get("each")) {
+        cx.push(
+            Diagnostic::error(codes::FHIR_EACH_UNSUPPORTED, "`each` over FHIR elements is not supported yet")
+                .label(each_node.span, "iterates over a FHIR element")
+                .help("map repetitions by index (`identifier[0].value`) in `- item:` entries"),
+        );
+        return None;
+    }
+    if let Scope::Fhir(_) = env.scope {
+        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone() });
+    }
     let Scope::Hl7(hl7) = env.scope else { return None };
     let mut vars = env.vars.clone();
     let (mut each, mut var, mut group) = (None, None, None);

@@ -18,11 +18,22 @@ pub enum Section {
     Sink,
 }
 
+/// The keys of a `files` source with `format: fhir` beyond `path` and `profile` (which names a
+/// StructureDefinition there).
+#[derive(Debug)]
+pub struct FhirFiles {
+    /// Resource types read, with their spans (empty: all).
+    pub resource_types: Vec<Spanned>,
+    pub mode: Mode,
+}
+
 #[derive(Debug)]
 pub enum Body<'n> {
     Files {
         paths: Vec<Spanned>,
         profile: Option<Spanned>,
+        /// `format: fhir`: what else the source says (`None` for `hl7v2`).
+        fhir: Option<FhirFiles>,
     },
     Mllp(Box<MllpSpec>),
     Validate {
@@ -770,12 +781,35 @@ fn component<'n>(
     let s = |cx: &mut Cx, key: &str| obj.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let body = match tag.text.as_str() {
         "files" => {
-            if let Some(f) = obj.get("format") {
-                reader::one_of(cx, f, &["hl7v2"], "source format");
-            }
+            let format = obj.get("format").and_then(|f| reader::one_of(cx, f, &["hl7v2", "fhir"], "source format"));
+            let fhir = match format {
+                Some(f) if f.text == "fhir" => Some(FhirFiles {
+                    resource_types: obj
+                        .get("resource_types")
+                        .map(|n| reader::string_list(cx, n, "`resource_types`", false))
+                        .unwrap_or_default(),
+                    mode: obj
+                        .get("mode")
+                        .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
+                        .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict }),
+                }),
+                _ => {
+                    for key in ["resource_types", "mode"] {
+                        if let Some(span) = obj.key_span(key) {
+                            cx.push(
+                                Diagnostic::error(codes::UNKNOWN_KEY, format!("`{key}` is for `format: fhir` sources"))
+                                    .label(span, "not a key of an hl7v2 files source")
+                                    .help("remove it, or write `format: fhir`"),
+                            );
+                        }
+                    }
+                    None
+                }
+            };
             Body::Files {
                 paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
                 profile: s(cx, "profile"),
+                fhir,
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),

@@ -192,9 +192,27 @@ pub static SOURCE_FILES: Shape = Shape {
     doc: "Reads messages from local files matching glob patterns, streaming.",
     keys: &[
         req("type", KeyType::Enum(&["files"]), "Source kind."),
-        req("format", KeyType::Enum(&["hl7v2"]), "Standard of the files."),
+        req(
+            "format",
+            KeyType::Enum(&["hl7v2", "fhir"]),
+            "Standard of the files: `hl7v2` or `fhir` (R4 JSON, XML, NDJSON).",
+        ),
         req("path", KeyType::StringOrList, "Glob pattern(s), relative to the pipeline file."),
-        opt("profile", KeyType::String, "Parser profile file (`kind: profile`)."),
+        opt(
+            "profile",
+            KeyType::String,
+            "`hl7v2`: parser profile file (`kind: profile`). `fhir`: a StructureDefinition (JSON or XML) every resource of its type must meet.",
+        ),
+        opt(
+            "resource_types",
+            KeyType::ListOfStrings,
+            "`fhir` only: the resource types read (`[Patient, Observation]`); others are counted as filtered. Default: all.",
+        ),
+        opt(
+            "mode",
+            KeyType::Enum(MODES),
+            "`fhir` only: `strict` (default) rejects every validation error; `lenient` lets unknown elements and wrong JSON shapes through as warnings.",
+        ),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -563,7 +581,12 @@ pub static MAPPING_INPUT: Shape = Shape {
     type_tag: None,
     doc: "What a mapping reads.",
     keys: &[
-        req("schema", KeyType::String, "Input schema: `hl7v2/<version>`."),
+        req("schema", KeyType::String, "Input schema: `hl7v2/<version>` or `fhir/r4`."),
+        opt(
+            "resource_type",
+            KeyType::String,
+            "`fhir/r4` only (required there): the resource type mapped (`Patient`); paths are relative to it.",
+        ),
         opt("message_types", KeyType::ListOfStrings, "Accepted message types (`ADT^A01`, `ADT^*`)."),
         opt("profile", KeyType::String, "Parser profile declaring Z-segments the mapping reads."),
     ],

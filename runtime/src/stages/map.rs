@@ -123,19 +123,25 @@ fn list_inner(vt: &ValueType) -> &ValueType {
 /// The record's message, partitioned into segment group instances on first use (only
 /// mappings that iterate groups pay for it, and for the message's full tree).
 pub(crate) struct Groups<'m> {
-    msg: &'m Hl7Message,
+    /// `None` for a FHIR resource: nothing to partition.
+    msg: Option<&'m Hl7Message>,
     version: Option<Version>,
     partition: OnceCell<Partition>,
 }
 
 impl<'m> Groups<'m> {
     pub(crate) fn new(msg: &'m Hl7Message, version: Option<Version>) -> Self {
-        Groups { msg, version, partition: OnceCell::new() }
+        Groups { msg: Some(msg), version, partition: OnceCell::new() }
     }
 
-    pub(crate) fn partition(&self, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
+    /// For a record that is not an HL7 message (group producers then yield nothing).
+    fn none() -> Self {
+        Groups { msg: None, version: None, partition: OnceCell::new() }
+    }
+
+    fn partition(&self, msg: &Hl7Message, field: &str, warnings: &mut Vec<Issue>) -> &Partition {
         self.partition.get_or_init(|| {
-            let (p, why) = groups::partition(self.msg.tree(), self.version);
+            let (p, why) = groups::partition(msg.tree(), self.version);
             if let Some(why) = why {
                 warnings.push(Issue::new(findings::GROUPS_FALLBACK, field, why));
             }
@@ -160,10 +166,11 @@ pub(crate) fn group_instances(
         },
         None => None,
     };
+    let Some(msg) = g.msg else { return Vec::new() };
     if each.segment {
-        groups::segments(g.msg.tree(), &each.shape.name, parent)
+        groups::segments(msg.tree(), &each.shape.name, parent)
     } else {
-        g.partition(field, warnings).instances(g.msg.tree(), each, parent)
+        g.partition(msg, field, warnings).instances(msg.tree(), each, parent)
     }
 }
 
@@ -305,14 +312,29 @@ pub fn run<'p>(
     tables: &Tables,
     prepared: &Prepared<'_>,
     mut rec: Record,
+    bundle: Option<&crate::fhir_source::BundleIndex>,
 ) -> Step<'p> {
     if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
+        let (path, what) = if plan.input_schema == sluice_compiler::fhir::SCHEMA {
+            ("resourceType", "resource type")
+        } else {
+            ("MSH-9", "message type (MSH-9)")
+        };
         let r = Rejection::single(
             findings::MAP_TYPE_NOT_ACCEPTED,
-            Some("MSH-9"),
-            format!("message type (MSH-9) is not accepted by mapping `{}` in map stage `{component}`", plan.mapping),
+            Some(path),
+            format!("{what} is not accepted by mapping `{}` in map stage `{component}`", plan.mapping),
         );
         return Step::Dlq(rec, r);
+    }
+    if matches!(rec.payload, Payload::Doc(_)) && plan.input_schema == sluice_compiler::fhir::SCHEMA {
+        // A FHIR resource: the payload is replaced by the output document anyway.
+        let resource = match std::mem::replace(&mut rec.payload, Payload::Doc(Doc::Null)) {
+            Payload::Doc(d) => d,
+            Payload::Hl7(_) => Doc::Null,
+        };
+        let input = Input { reader: None, resource: Some(&resource), bundle };
+        return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
     }
     let Payload::Hl7(msg) = &rec.payload else {
         let r = Rejection::single(
@@ -329,13 +351,38 @@ pub fn run<'p>(
     }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups::new(&msg, version);
+    let input = Input { reader: Some(&reader), resource: None, bundle: None };
+    fields(component, emits, plan, tables, prepared, rec, input, &groups)
+}
+
+/// What a mapping reads: an HL7 message, or a FHIR resource and the Bundle it came from.
+struct Input<'a> {
+    reader: Option<&'a Reader<'a>>,
+    resource: Option<&'a Doc>,
+    bundle: Option<&'a crate::fhir_source::BundleIndex>,
+}
+
+/// Fills the mapping's output fields from its input and hands the record on (or to the DLQ
+/// when a required field is empty).
+#[allow(clippy::too_many_arguments)]
+fn fields<'p>(
+    component: &str,
+    emits: &Arc<str>,
+    plan: &MapPlan,
+    tables: &Tables,
+    prepared: &Prepared<'_>,
+    mut rec: Record,
+    input: Input<'_>,
+    groups: &Groups<'_>,
+) -> Step<'p> {
     let zone = Arc::clone(&rec.env.timezone);
     let mut warnings = std::mem::take(&mut rec.env.warnings);
     let mut out = Out { classes: BTreeMap::new(), warnings: &mut warnings };
     let mut doc = Doc::Obj(Vec::new());
     let mut missing = Vec::new();
     for field in &plan.fields {
-        let scope = Scope::root(prepared, Some(&reader), None, Some(tables), &zone, &field.path);
+        let root = Scope::root(prepared, input.reader, input.resource, Some(tables), &zone, &field.path);
+        let scope = Scope { bundle: input.bundle, ..root };
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);
@@ -350,7 +397,7 @@ pub fn run<'p>(
                 let pointer = dotted_pointer(&field.path);
                 let t = Target { pattern: &field.path, pointer: &pointer, item_type: list_inner(&field.value_type) };
                 for p in producers {
-                    produce(&scope, &t, p, &mut items, &mut out, &groups);
+                    produce(&scope, &t, p, &mut items, &mut out, groups);
                 }
                 let empty = items.is_empty();
                 insert(&mut doc, &field.path, Doc::Arr(items));

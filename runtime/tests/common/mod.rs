@@ -164,6 +164,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             paths,
             profile: profile(unexpected),
             mllp: None,
+            fhir: None,
         }),
     )
 }
