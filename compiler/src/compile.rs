@@ -1047,7 +1047,10 @@ impl Compiler {
             }
         };
         match &c.body {
-            Body::Files { paths, profile } => {
+            Body::Files { paths, profile, store, move_to } => {
+                let located =
+                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
+                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
                 let profile = match profile {
                     Some(p) => {
                         let pid = self.load_kind(p, "profile")?;
@@ -1059,13 +1062,22 @@ impl Compiler {
                     return None;
                 }
                 let version = Version::parse(&profile.version)?;
-                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                // Object URLs stay as written; local paths are resolved against the spec's folder.
+                let store = match located? {
+                    crate::object_store::Paths::Local => None,
+                    crate::object_store::Paths::Remote(store) => Some(store),
+                };
+                let paths = match store {
+                    Some(_) => paths.iter().map(|p| p.text.clone()).collect(),
+                    None => paths.iter().map(|p| display_path(&self.resolve(p))).collect(),
+                };
                 let kind = ComponentKind::Source(SourcePlan {
                     kind: "files".into(),
                     format: "hl7v2".into(),
                     paths,
                     profile,
                     mllp: None,
+                    store,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1113,6 +1125,7 @@ impl Compiler {
                     paths: vec![],
                     profile,
                     mllp: Some(Box::new(plan)),
+                    store: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1290,28 +1303,34 @@ impl Compiler {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
-                    Body::Csv { path } => {
+                    Body::Csv { path, store } => {
+                        let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
                         let (_, columns) = self.table_columns(c, flow, "csv")?;
                         SinkPlan {
                             kind: "csv".into(),
-                            path: display_path(&self.resolve(path)),
+                            path,
                             http: None,
                             postgres: None,
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
                             parquet: None,
                             phi_allowed: None,
+                            object,
                         }
                     }
                     Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
-                    Body::Jsonl { path } => SinkPlan {
-                        kind: "jsonl".into(),
-                        path: display_path(&self.resolve(path)),
-                        http: None,
-                        postgres: None,
-                        csv: None,
-                        parquet: None,
-                        phi_allowed: None,
-                    },
+                    Body::Jsonl { path, store } => {
+                        let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
+                        SinkPlan {
+                            kind: "jsonl".into(),
+                            path,
+                            http: None,
+                            postgres: None,
+                            csv: None,
+                            parquet: None,
+                            phi_allowed: None,
+                            object,
+                        }
+                    }
                     _ => return None,
                 };
                 // A keyed throttle's key: a field of the records, never PHI (its values name
@@ -1422,6 +1441,31 @@ impl Compiler {
     }
 
     /// An `http` sink's plan: `${file:...}` header references resolved like other paths.
+    /// Where a `jsonl` or `csv` sink writes: a local file; or, for an object URL, a local
+    /// staging file (`.sluice-staging/<sink>/` beside the pipeline file) and the object the
+    /// run uploads it to when it completes.
+    fn file_sink_target(
+        &mut self,
+        c: &ComponentSpec,
+        path: &Spanned,
+        store: Option<&crate::spec::pipeline::StoreSpec>,
+    ) -> Option<(String, Option<Box<crate::plan::object_store::ObjectSinkPlan>>)> {
+        let located =
+            crate::object_store::check(&mut self.diags, std::slice::from_ref(path), store, &c.name, c.name_span)?;
+        match located {
+            crate::object_store::Paths::Local => Some((display_path(&self.resolve(path)), None)),
+            crate::object_store::Paths::Remote(store) => {
+                if !crate::object_store::check_sink_key(&mut self.diags, path) {
+                    return None;
+                }
+                let file = path.text.rsplit('/').next().unwrap_or("out");
+                let staging = Spanned { text: format!(".sluice-staging/{}/{file}", c.name), span: path.span };
+                let object = crate::plan::object_store::ObjectSinkPlan { url: path.text.clone(), store: *store };
+                Some((display_path(&self.resolve(&staging)), Some(Box::new(object))))
+            }
+        }
+    }
+
     fn http_sink(&self, h: &crate::spec::pipeline::HttpSpec) -> SinkPlan {
         let headers = h.headers.iter().map(|(name, value)| (name.clone(), self.secret_reference(value))).collect();
         let http = HttpSinkPlan {
@@ -1440,6 +1484,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         }
     }
 
@@ -1487,6 +1532,7 @@ impl Compiler {
             csv: None,
             parquet: Some(Box::new(plan)),
             phi_allowed: None,
+            object: None,
         })
     }
 
@@ -1602,6 +1648,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         })
     }
 

@@ -12,6 +12,7 @@ pub mod diagnostics;
 pub mod expr;
 pub mod hl7;
 pub mod jsonschema;
+pub mod object_store;
 pub mod plan;
 pub mod source;
 pub mod spec;

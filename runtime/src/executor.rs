@@ -504,11 +504,20 @@ pub struct RunControl {
     pub progress: Option<Arc<Progress>>,
 }
 
-/// The input files of the plan's file sources, in reading order, as they are now.
-pub fn file_inputs(c: &Compiled<'_>) -> Result<Vec<InputFile>, RunError> {
+/// The input files of the plan's file sources, in reading order, as they are now; for an
+/// object-store source, the objects a listing finds now, but those in `taken` (URL and ETag:
+/// what earlier runs took, [`crate::state::Store::taken_objects`]).
+pub fn file_inputs(
+    c: &Compiled<'_>,
+    taken: &std::collections::HashSet<(String, String)>,
+) -> Result<Vec<InputFile>, RunError> {
     let mut inputs = Vec::new();
     for (i, comp) in c.plan.components.iter().enumerate() {
         if let ComponentKind::Source(s) = &comp.kind {
+            if let Some(remote) = c.stores.get(i) {
+                inputs.extend(crate::object_stores::list::list(remote, i, &comp.name, &s.paths, taken)?);
+                continue;
+            }
             for path in source::expand(&comp.name, &s.paths)? {
                 inputs.push(InputFile::stat(i, &path)?);
             }
@@ -750,6 +759,7 @@ fn open_outputs(
 /// early.
 fn read_files(
     inputs: &[InputFile],
+    stores: &crate::object_stores::Stores,
     batch_size: usize,
     skip: u64,
     stop: [Option<&AtomicBool>; 2],
@@ -761,7 +771,11 @@ fn read_files(
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
-        let reader = match source::open(path) {
+        let opened = match stores.get(input.source) {
+            Some(remote) => source::open_stream(Box::new(crate::object_stores::read::open(remote, input)), path),
+            None => source::open(path),
+        };
+        let reader = match opened {
             Ok(r) => r,
             Err(e) => {
                 raw_tx.send(Err(e));
@@ -782,8 +796,16 @@ fn read_files(
                     let r = source::problem_rejection(&p, p.offset as u64);
                     (p.offset as u64, p.index, p.bytes, Some(r))
                 }
+                // An object deleted or overwritten mid-read (RT137): what was read of it goes
+                // on; the rest of that version is gone, and the run goes on with the next object.
+                Err(e) if crate::object_stores::read::vanished(&e) => {
+                    tracing::warn!(code = findings::OBJECT_VANISHED, "an object vanished while it was read");
+                    break;
+                }
                 Err(e) => {
-                    raw_tx.send(Err(RunError::io("read", path, &e)));
+                    let error =
+                        crate::object_stores::read::run_error_in(&e).unwrap_or_else(|| RunError::io("read", path, &e));
+                    raw_tx.send(Err(error));
                     return false;
                 }
             };
@@ -1031,7 +1053,9 @@ pub fn execute(
         let (out_tx, out_rx) = bounded::<ToWriter>(CHANNEL_BATCHES);
 
         let reader = s.spawn(move || match feed {
-            Feed::Files(inputs) => read_files(&inputs, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx),
+            Feed::Files(inputs) => {
+                read_files(&inputs, &c.stores, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
+            }
             Feed::Live(channels) => {
                 read_live(channels, batch_size, first_seq_after, &mut raw_tx);
                 false
@@ -1064,6 +1088,7 @@ pub fn execute(
                 plan,
                 run_id,
                 dlq_key: c.dlq_key.as_ref(),
+                stores: &c.stores,
                 clock,
                 outputs,
                 source_slot,
@@ -1235,6 +1260,8 @@ struct Writer<'a> {
     run_id: &'a str,
     /// For the DLQ entries of records an `http` sink gave up on.
     dlq_key: Option<&'a dlq::DlqKey>,
+    /// Clients of the sinks that upload their file to an object store when the run completes.
+    stores: &'a crate::object_stores::Stores,
     clock: &'a Clock,
     outputs: Outputs,
     /// Component index of a source -> its slot in `totals.per_source`.
@@ -1563,6 +1590,17 @@ impl Writer<'_> {
         dlq.finish()?;
         for (path, w) in files.iter_mut().chain(audit.iter_mut()) {
             sink::finish(w, path)?;
+        }
+        // Sinks with an object URL: their finished file goes up before the run counts as
+        // completed (a failed upload leaves it resumable).
+        for (i, comp) in self.plan.components.iter().enumerate() {
+            if let (ComponentKind::Sink(s), Some(remote)) = (&comp.kind, self.stores.get(i))
+                && let Some(object) = &s.object
+            {
+                let url = object.url.replace("{run_id}", self.run_id);
+                crate::object_stores::upload::upload(remote, &s.path, &url)?;
+                tracing::info!(sink = %comp.name, "sink file uploaded");
+            }
         }
         self.set_status(Status::Completed)
     }

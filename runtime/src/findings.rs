@@ -142,6 +142,16 @@ findings! {
         "A frame is longer than the source's `max_frame_bytes`. Its bytes are dropped as they arrive (memory stays bounded); the DLQ entry keeps the first 1024 and the sender gets an AR (or a closed connection when no MSH can be read).";
     SEGMENT_DROPPED = "RT114", Warning, "segment that could not be parsed was dropped",
         "The source's parser profile says `bad_segments: drop`, and a segment of this message could not be parsed (the warning names the codec's code, usually HL7004: a stray line of text or an invalid segment id, and the segment's number). The segment was left out and the rest of the message went on; the segment's bytes are in the DLQ as an entry of their own (`part`: the record and segment number; stage: the source; encrypted like every DLQ payload), and the record's audit entry lists it under `dropped`. Such an entry cannot be replayed on its own (RT025). Fix the sender; with `bad_segments: reject` (the default) the whole message would have gone to the DLQ instead.";
+    OBJECT_STORE_UNREACHABLE = "RT135", RunError, "object store unreachable",
+        "Listing or reading an object-store source (`s3://`, `az://`, `gs://`) failed after retries: the endpoint refused the connection, timed out, or answered with a server error. The message names the store and the operation, never a credential. Nothing after the last checkpoint is lost: with a state store, `sluice run --resume` continues once the store is reachable; without one, run again.";
+    OBJECT_STORE_DENIED = "RT136", RunError, "object store refused access",
+        "The object store refused the request: the credentials are wrong or missing (unauthenticated), or they may not list or read that bucket (permission denied). The message names the store and the operation, never a credential. Check the secret references in the source's `store` block (or the environment's `AWS_*`/`AZURE_*`/`GOOGLE_*` variables) and the bucket's policy.";
+    OBJECT_VANISHED = "RT137", Warning, "object vanished or changed while it was read",
+        "An object was deleted or overwritten (its ETag changed) between the listing and the end of its read. The records read from it before that are processed as usual; the rest of the old version cannot be read any more and is left out, the run goes on with the next object, and a warning with this code is logged (object URLs stay out of the logs, like every field outside the log's allowlist; the run's audit log names the objects its records came from). A new version of the object (new ETag) is listed and read in full by the next run.";
+    OBJECT_STORE_CONFIG = "RT138", RunError, "object store cannot be configured",
+        "The `store` block (with its secrets resolved) or the environment does not make a usable client: a region or endpoint the client refuses, an Azure account without a key, a GCS service account key that is not valid JSON. The message names the source or sink and the store, never a credential value.";
+    OBJECT_MOVE_FAILED = "RT139", Warning, "object not moved after its run",
+        "A source's `after: {move_to}` could not move an object once its run had completed (the store refused the copy or the delete, or could not be reached). Its records are durable and it is not read again (a run took it); a warning with this code and the source's name is logged, and the next completed run of the pipeline tries the move again.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";
@@ -224,6 +234,8 @@ findings! {
         "A `parquet` sink's column is typed from the output schema (int64, double, boolean, DATE, TIMESTAMP), and the record's value there is not one: a date that is not `YYYY-MM-DD` or does not exist, a timestamp that is not RFC 3339, a number that does not parse. The record goes to the DLQ (the reason names the column, never the value) and the rest are written. Fix the mapping, then `sluice dlq replay`.";
     PARQUET_WRITE_FAILED = "RT610", RunError, "Parquet sink write failed",
         "A `parquet` sink could not write, close or rename a file in its directory (no space, no permission). The run stops before its next checkpoint; the file being written stays under its hidden temporary name and is deleted by `sluice run --resume`, which writes the records after the last checkpoint again into new files.";
+    OBJECT_UPLOAD_FAILED = "RT620", RunError, "object-store sink upload failed",
+        "A `jsonl` or `csv` sink with an object URL writes a local staging file and uploads it when the run completes (multipart for large files, so the object appears whole or not at all). The upload failed: store unreachable, access denied, or the bucket does not exist. The run is not marked completed and the staging file is kept: `sluice run --resume` finishes the run and uploads it again.";
 }
 
 /// Looks a code up in the registry.

@@ -164,6 +164,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             paths,
             profile: profile(unexpected),
             mllp: None,
+            store: None,
         }),
     )
 }
@@ -181,6 +182,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         }),
     )
 }
