@@ -782,6 +782,23 @@ impl Compiler {
                 );
                 ok = false;
             }
+            // An object sink uploads its file when a run completes: never, for a listener's
+            // acknowledged messages, until it stops.
+            for sink in spec.components.iter() {
+                let (Body::Jsonl { path, .. } | Body::Csv { path, .. }) = &sink.body else { continue };
+                if crate::plan::object_store::is_url(&path.text) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::OBJECT_SINK_AFTER_LISTENER,
+                            format!("sink `{}` writes to an object store and is fed by the listening source `{}`", sink.name, listener.name),
+                        )
+                        .label(path.span, "uploaded when a run completes")
+                        .label(listener.name_span, "acknowledges each message once the sinks have it")
+                        .help("write the live feed to a local jsonl or csv file (or postgres), and copy it to the store from a file pipeline"),
+                    );
+                    ok = false;
+                }
+            }
         }
         let mut addresses: HashMap<&str, Span> = HashMap::new();
         for c in spec.components.iter() {
