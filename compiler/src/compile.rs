@@ -786,6 +786,23 @@ impl Compiler {
                 );
                 ok = false;
             }
+            // An object sink uploads its file when a run completes: never, for a listener's
+            // acknowledged messages, until it stops.
+            for sink in spec.components.iter() {
+                let (Body::Jsonl { path, .. } | Body::Csv { path, .. }) = &sink.body else { continue };
+                if crate::plan::object_store::is_url(&path.text) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::OBJECT_SINK_AFTER_LISTENER,
+                            format!("sink `{}` writes to an object store and is fed by the listening source `{}`", sink.name, listener.name),
+                        )
+                        .label(path.span, "uploaded when a run completes")
+                        .label(listener.name_span, "acknowledges each message once the sinks have it")
+                        .help("write the live feed to a local jsonl or csv file (or postgres), and copy it to the store from a file pipeline"),
+                    );
+                    ok = false;
+                }
+            }
         }
         let mut addresses: HashMap<&str, Span> = HashMap::new();
         for c in spec.components.iter() {
@@ -1062,7 +1079,25 @@ impl Compiler {
             }
         };
         match &c.body {
-            Body::Files { paths, profile, fhir: Some(fhir) } => {
+            Body::Files { paths, profile, fhir: Some(fhir), store, move_to } => {
+                let located =
+                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
+                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
+                if let Some(crate::object_store::Paths::Remote(_)) = located
+                    && let Some(url) =
+                        paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
+                {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::OBJECT_STORE_FORMAT,
+                            format!("`{}` reads FHIR from an object store", c.name),
+                        )
+                        .label(url.span, "an object URL")
+                        .help("object-store sources read HL7 v2 for now: copy the FHIR files to a local folder and read that"),
+                    );
+                    return None;
+                }
+                located?;
                 let (plan, flow) = self.fhir_source(profile.as_ref(), fhir)?;
                 if paths.is_empty() {
                     return None;
@@ -1075,10 +1110,14 @@ impl Compiler {
                     profile: profile::default_profile(),
                     mllp: None,
                     fhir: Some(Box::new(plan)),
+                    store: None,
                 });
                 Some((kind, flow, (state, origins)))
             }
-            Body::Files { paths, profile, fhir: None } => {
+            Body::Files { paths, profile, fhir: None, store, move_to } => {
+                let located =
+                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
+                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
                 let profile = match profile {
                     Some(p) => {
                         let pid = self.load_kind(p, "profile")?;
@@ -1090,7 +1129,15 @@ impl Compiler {
                     return None;
                 }
                 let version = Version::parse(&profile.version)?;
-                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                // Object URLs stay as written; local paths are resolved against the spec's folder.
+                let store = match located? {
+                    crate::object_store::Paths::Local => None,
+                    crate::object_store::Paths::Remote(store) => Some(store),
+                };
+                let paths = match store {
+                    Some(_) => paths.iter().map(|p| p.text.clone()).collect(),
+                    None => paths.iter().map(|p| display_path(&self.resolve(p))).collect(),
+                };
                 let kind = ComponentKind::Source(SourcePlan {
                     kind: "files".into(),
                     format: "hl7v2".into(),
@@ -1098,6 +1145,7 @@ impl Compiler {
                     profile,
                     mllp: None,
                     fhir: None,
+                    store,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1146,6 +1194,7 @@ impl Compiler {
                     profile,
                     mllp: Some(Box::new(plan)),
                     fhir: None,
+                    store: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1341,28 +1390,34 @@ impl Compiler {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
-                    Body::Csv { path } => {
+                    Body::Csv { path, store } => {
+                        let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
                         let (_, columns) = self.table_columns(c, flow, "csv")?;
                         SinkPlan {
                             kind: "csv".into(),
-                            path: display_path(&self.resolve(path)),
+                            path,
                             http: None,
                             postgres: None,
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
                             parquet: None,
                             phi_allowed: None,
+                            object,
                         }
                     }
                     Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
-                    Body::Jsonl { path } => SinkPlan {
-                        kind: "jsonl".into(),
-                        path: display_path(&self.resolve(path)),
-                        http: None,
-                        postgres: None,
-                        csv: None,
-                        parquet: None,
-                        phi_allowed: None,
-                    },
+                    Body::Jsonl { path, store } => {
+                        let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
+                        SinkPlan {
+                            kind: "jsonl".into(),
+                            path,
+                            http: None,
+                            postgres: None,
+                            csv: None,
+                            parquet: None,
+                            phi_allowed: None,
+                            object,
+                        }
+                    }
                     _ => return None,
                 };
                 // A keyed throttle's key: a field of the records, never PHI (its values name
@@ -1483,6 +1538,31 @@ impl Compiler {
     }
 
     /// An `http` sink's plan: `${file:...}` header references resolved like other paths.
+    /// Where a `jsonl` or `csv` sink writes: a local file; or, for an object URL, a local
+    /// staging file (`.sluice-staging/<sink>/` beside the pipeline file) and the object the
+    /// run uploads it to when it completes.
+    fn file_sink_target(
+        &mut self,
+        c: &ComponentSpec,
+        path: &Spanned,
+        store: Option<&crate::spec::pipeline::StoreSpec>,
+    ) -> Option<(String, Option<Box<crate::plan::object_store::ObjectSinkPlan>>)> {
+        let located =
+            crate::object_store::check(&mut self.diags, std::slice::from_ref(path), store, &c.name, c.name_span)?;
+        match located {
+            crate::object_store::Paths::Local => Some((display_path(&self.resolve(path)), None)),
+            crate::object_store::Paths::Remote(store) => {
+                if !crate::object_store::check_sink_key(&mut self.diags, path) {
+                    return None;
+                }
+                let file = path.text.rsplit('/').next().unwrap_or("out");
+                let staging = Spanned { text: format!(".sluice-staging/{}/{file}", c.name), span: path.span };
+                let object = crate::plan::object_store::ObjectSinkPlan { url: path.text.clone(), store: *store };
+                Some((display_path(&self.resolve(&staging)), Some(Box::new(object))))
+            }
+        }
+    }
+
     fn http_sink(&self, h: &crate::spec::pipeline::HttpSpec) -> SinkPlan {
         let headers = h.headers.iter().map(|(name, value)| (name.clone(), self.secret_reference(value))).collect();
         let http = HttpSinkPlan {
@@ -1501,6 +1581,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         }
     }
 
@@ -1548,6 +1629,7 @@ impl Compiler {
             csv: None,
             parquet: Some(Box::new(plan)),
             phi_allowed: None,
+            object: None,
         })
     }
 
@@ -1663,6 +1745,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         })
     }
 

@@ -13,6 +13,7 @@ pub mod expr;
 pub mod fhir;
 pub mod hl7;
 pub mod jsonschema;
+pub mod object_store;
 pub mod plan;
 pub mod source;
 pub mod spec;

@@ -43,6 +43,8 @@ pub struct Compiled<'p> {
     pub names: Vec<Arc<str>>,
     /// Encrypts the DLQ's raw messages; `None` when the plan keeps them in plain text on purpose.
     pub dlq_key: Option<crate::dlq::DlqKey>,
+    /// Clients of the object-store sources and sinks (none for a plan without any).
+    pub stores: crate::object_stores::Stores,
 }
 
 /// Whether a map stage of the plan reads a FHIR path through `resolve()` (its runtime form keeps
@@ -186,6 +188,7 @@ impl<'p> Compiled<'p> {
             emits: plan.components.iter().map(|c| Arc::from(c.emits.as_str())).collect(),
             names: plan.components.iter().map(|c| Arc::from(c.name.as_str())).collect(),
             dlq_key,
+            stores: crate::object_stores::Stores::new(plan)?,
         })
     }
 }

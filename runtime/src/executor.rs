@@ -547,11 +547,20 @@ pub struct RunControl {
     pub progress: Option<Arc<Progress>>,
 }
 
-/// The input files of the plan's file sources, in reading order, as they are now.
-pub fn file_inputs(c: &Compiled<'_>) -> Result<Vec<InputFile>, RunError> {
+/// The input files of the plan's file sources, in reading order, as they are now; for an
+/// object-store source, the objects a listing finds now, but those in `taken` (URL and ETag:
+/// what earlier runs took, [`crate::state::Store::taken_objects`]).
+pub fn file_inputs(
+    c: &Compiled<'_>,
+    taken: &std::collections::HashSet<(String, String)>,
+) -> Result<Vec<InputFile>, RunError> {
     let mut inputs = Vec::new();
     for (i, comp) in c.plan.components.iter().enumerate() {
         if let ComponentKind::Source(s) = &comp.kind {
+            if let Some(remote) = c.stores.get(i) {
+                inputs.extend(crate::object_stores::list::list(remote, i, &comp.name, &s.paths, taken)?);
+                continue;
+            }
             for path in source::expand(&comp.name, &s.paths)? {
                 inputs.push(InputFile::stat(i, &path)?);
             }
@@ -798,6 +807,7 @@ type FileItem = (u64, usize, Vec<u8>, Option<Rejection>);
 fn read_files(
     inputs: &[InputFile],
     fhir: &[Option<&crate::fhir_source::FhirSource>],
+    stores: &crate::object_stores::Stores,
     batch_size: usize,
     skip: u64,
     stop: [Option<&AtomicBool>; 2],
@@ -809,32 +819,38 @@ fn read_files(
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
-        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> =
-            if let Some(src) = fhir.get(input.source).copied().flatten() {
-                match crate::fhir_source::pieces(path, src) {
-                    Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
-                    Err(e) => {
-                        raw_tx.send(Err(e));
-                        return false;
-                    }
+        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> = if let Some(src) =
+            fhir.get(input.source).copied().flatten()
+        {
+            // FHIR sources are local only (the compiler refuses object URLs: SL256).
+            match crate::fhir_source::pieces(path, src) {
+                Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
+                Err(e) => {
+                    raw_tx.send(Err(e));
+                    return false;
                 }
-            } else {
-                match source::open(path) {
-                    Ok(reader) => Box::new(BatchReader::new(reader).map(|item| {
-                        item.map(|item| match item {
-                            Item::Message(raw) => (raw.offset as u64, raw.index, raw.bytes, None),
-                            Item::Problem(p) => {
-                                let r = source::problem_rejection(&p, p.offset as u64);
-                                (p.offset as u64, p.index, p.bytes, Some(r))
-                            }
-                        })
-                    })),
-                    Err(e) => {
-                        raw_tx.send(Err(e));
-                        return false;
-                    }
-                }
+            }
+        } else {
+            let opened = match stores.get(input.source) {
+                Some(remote) => source::open_stream(Box::new(crate::object_stores::read::open(remote, input)), path),
+                None => source::open(path),
             };
+            match opened {
+                Ok(reader) => Box::new(BatchReader::new(reader).map(|item| {
+                    item.map(|item| match item {
+                        Item::Message(raw) => (raw.offset as u64, raw.index, raw.bytes, None),
+                        Item::Problem(p) => {
+                            let r = source::problem_rejection(&p, p.offset as u64);
+                            (p.offset as u64, p.index, p.bytes, Some(r))
+                        }
+                    })
+                })),
+                Err(e) => {
+                    raw_tx.send(Err(e));
+                    return false;
+                }
+            }
+        };
         for item in items {
             if stopped() {
                 tracing::info!(records = seq, "reading stopped early (a signal, or fail_if)");
@@ -845,8 +861,16 @@ fn read_files(
             }
             let (offset, index, bytes, problem) = match item {
                 Ok(item) => item,
+                // An object deleted or overwritten mid-read (RT137): what was read of it goes
+                // on; the rest of that version is gone, and the run goes on with the next object.
+                Err(e) if crate::object_stores::read::vanished(&e) => {
+                    tracing::warn!(code = findings::OBJECT_VANISHED, "an object vanished while it was read");
+                    break;
+                }
                 Err(e) => {
-                    raw_tx.send(Err(RunError::io("read", path, &e)));
+                    let error =
+                        crate::object_stores::read::run_error_in(&e).unwrap_or_else(|| RunError::io("read", path, &e));
+                    raw_tx.send(Err(error));
                     return false;
                 }
             };
@@ -1104,7 +1128,7 @@ pub fn execute(
 
         let reader = s.spawn(move || match feed {
             Feed::Files(inputs) => {
-                read_files(&inputs, &fhir, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
+                read_files(&inputs, &fhir, &c.stores, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
             }
             Feed::Live(channels) => {
                 read_live(channels, batch_size, first_seq_after, &mut raw_tx);
@@ -1138,6 +1162,7 @@ pub fn execute(
                 plan,
                 run_id,
                 dlq_key: c.dlq_key.as_ref(),
+                stores: &c.stores,
                 clock,
                 outputs,
                 source_slot,
@@ -1309,6 +1334,8 @@ struct Writer<'a> {
     run_id: &'a str,
     /// For the DLQ entries of records an `http` sink gave up on.
     dlq_key: Option<&'a dlq::DlqKey>,
+    /// Clients of the sinks that upload their file to an object store when the run completes.
+    stores: &'a crate::object_stores::Stores,
     clock: &'a Clock,
     outputs: Outputs,
     /// Component index of a source -> its slot in `totals.per_source`.
@@ -1637,6 +1664,17 @@ impl Writer<'_> {
         dlq.finish()?;
         for (path, w) in files.iter_mut().chain(audit.iter_mut()) {
             sink::finish(w, path)?;
+        }
+        // Sinks with an object URL: their finished file goes up before the run counts as
+        // completed (a failed upload leaves it resumable).
+        for (i, comp) in self.plan.components.iter().enumerate() {
+            if let (ComponentKind::Sink(s), Some(remote)) = (&comp.kind, self.stores.get(i))
+                && let Some(object) = &s.object
+            {
+                let url = object.url.replace("{run_id}", self.run_id);
+                crate::object_stores::upload::upload(remote, &s.path, &url)?;
+                tracing::info!(sink = %comp.name, "sink file uploaded");
+            }
         }
         self.set_status(Status::Completed)
     }

@@ -12,6 +12,8 @@
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
 //!   full jitter) and [`throttle`] (a token bucket per sink, or shared through the state store).
+//! - [`object_stores`]: S3, Azure Blob and GCS: object-store `files` sources (listing, once per
+//!   object version across runs, streamed reads) and uploads of `jsonl`/`csv` sinks.
 //! - [`sinks`]: `postgres` sinks (a table per output schema, one transaction per batch).
 //! - [`findings`]: every finding code the runtime emits ([`FINDINGS`]).
 //! - [`state`]: the state store (SQLite or PostgreSQL): runs, their inputs and checkpoints;
@@ -51,6 +53,7 @@ pub mod hl7;
 pub mod http_sink;
 pub mod keys;
 pub mod mllp;
+pub mod object_stores;
 pub mod operator;
 pub mod plain_template;
 pub mod progress;
@@ -181,7 +184,12 @@ pub fn run_with_events(
             resumed_from = resumed_from.unwrap_or(0),
             "run started"
         );
+        let read: std::collections::HashSet<(String, String)> =
+            inputs.iter().filter_map(|i| Some((i.path.clone(), i.etag.clone()?))).collect();
         let t = executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
+        if !t.interrupted {
+            move_read_objects(&compiled, read)?;
+        }
         (run_id, t, resumed_from)
     };
     let elapsed = started.elapsed();
@@ -213,6 +221,29 @@ pub fn run_with_events(
     })
 }
 
+/// `after: {move_to}` of object-store sources, once a run has completed: this run's objects
+/// and those earlier runs took that are still in place ([`object_stores::after`]).
+fn move_read_objects(
+    compiled: &compile::Compiled<'_>,
+    mut taken: std::collections::HashSet<(String, String)>,
+) -> Result<(), RunError> {
+    let plan = compiled.plan;
+    let moves = plan.components.iter().any(|c| match &c.kind {
+        sluice_compiler::plan::ComponentKind::Source(s) => s.store.as_ref().is_some_and(|p| p.move_to.is_some()),
+        _ => false,
+    });
+    if !moves {
+        return Ok(());
+    }
+    if let Some(target) = &plan.state {
+        let store = state::Store::open(target, Some(&plan.pipeline))?;
+        taken.extend(store.taken_objects(&plan.pipeline)?);
+    }
+    let moved = object_stores::after::move_taken(compiled, &taken);
+    tracing::info!(objects = moved, "objects moved after the run");
+    Ok(())
+}
+
 /// Tells the watcher, if any, which run this is.
 fn announce_run_id(options: &RunOptions, run_id: &str) {
     if let Some(p) = &options.progress {
@@ -239,7 +270,8 @@ fn start_files_run(
             .with_help("add `state: {path: ...}` to the pipeline to keep checkpoints; run without `--resume` now"));
         }
         let control = executor::RunControl { stop, progress: options.progress.clone(), ..Default::default() };
-        return Ok((run_id(&plan.hash, &clock.seed()), executor::file_inputs(compiled)?, control));
+        let inputs = executor::file_inputs(compiled, &Default::default())?;
+        return Ok((run_id(&plan.hash, &clock.seed()), inputs, control));
     };
     let store = state::Store::open(target, Some(&plan.pipeline))?;
     let every = std::time::Duration::from_millis(target.checkpoint_every_ms.max(1));
@@ -275,7 +307,11 @@ fn start_files_run(
                 .with_help("undo the change to the specs (and run from the same directory) to resume, or start over with `--restart`"));
             }
             for input in &row.inputs {
-                if let Some(why) = input.changed() {
+                let changed = match compiled.stores.get(input.source) {
+                    Some(remote) => object_stores::list::changed(remote, input)?,
+                    None => input.changed(),
+                };
+                if let Some(why) = changed {
                     return Err(RunError::new(
                         findings::RESUME_INPUT_CHANGED,
                         format!("input `{}` {why} since run {} started", input.path, row.run_id),
@@ -299,7 +335,10 @@ fn start_files_run(
                 store.set_status(row.id, state::Status::Abandoned, &clock.now())?;
             }
             let run_id = run_id(&plan.hash, &clock.seed());
-            let inputs = executor::file_inputs(compiled)?;
+            // Object-store sources leave out the objects earlier runs took.
+            let reads_objects = plan.components.iter().enumerate().any(|(i, _)| compiled.stores.get(i).is_some());
+            let taken = if reads_objects { store.taken_objects(&plan.pipeline)? } else { Default::default() };
+            let inputs = executor::file_inputs(compiled, &taken)?;
             let start = state::Checkpoint::default();
             let id = store.begin(&run_id, &plan.pipeline, &plan.hash, &clock.now(), &inputs, &start)?;
             let control = executor::RunControl {

@@ -418,15 +418,22 @@ pub fn problem_rejection(p: &hl7::Problem, file_offset: u64) -> Rejection {
     }
 }
 
-/// A source file as the splitter reads it: UTF-8 (UTF-16 files are transcoded as they stream).
-pub type Input = std::io::BufReader<sluice_hl7v2::charset::Utf8Stream<std::fs::File>>;
+/// A source file (or object) as the splitter reads it: UTF-8 (UTF-16 files are transcoded as
+/// they stream).
+pub type Input = std::io::BufReader<sluice_hl7v2::charset::Utf8Stream<Box<dyn std::io::Read + Send>>>;
 
 /// Opens a file for streaming. A UTF-16 file (BOM or NUL pattern) is transcoded to UTF-8 on the
 /// fly, because the splitter cuts at CR/LF bytes; byte offsets in its findings then count bytes
 /// of that UTF-8 text.
 pub fn open(path: &Path) -> Result<Input, RunError> {
     let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
-    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(f).map_err(|e| RunError::io("read", path, &e))?;
+    open_stream(Box::new(f), path)
+}
+
+/// [`open`] for any byte stream (an object being downloaded); `path` names it in errors.
+pub fn open_stream(stream: Box<dyn std::io::Read + Send>, path: &Path) -> Result<Input, RunError> {
+    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(stream)
+        .map_err(|e| crate::object_stores::read::run_error_in(&e).unwrap_or_else(|| RunError::io("read", path, &e)))?;
     Ok(std::io::BufReader::with_capacity(64 * 1024, stream))
 }
 

@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod fhir;
+pub mod object_store;
 pub mod pg_table;
 pub mod pg_url;
 pub mod render;
@@ -134,6 +135,10 @@ pub struct SourcePlan {
     /// plans and hashes are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir: Option<Box<FhirSourcePlan>>,
+    /// The object store `paths` are URLs in (`s3://`, `az://`, `gs://`); absent for local
+    /// files, so their plans (and hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<Box<object_store::StorePlan>>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.
@@ -619,6 +624,10 @@ pub struct SinkPlan {
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phi_allowed: Option<String>,
+    /// `jsonl` and `csv` sinks with an object URL: `path` is then the local staging file the
+    /// run uploads when it completes. Absent from the JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<Box<object_store::ObjectSinkPlan>>,
 }
 
 /// A `csv` sink's columns: those of a `postgres` table of the same records.

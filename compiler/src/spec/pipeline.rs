@@ -34,6 +34,9 @@ pub enum Body<'n> {
         profile: Option<Spanned>,
         /// `format: fhir`: what else the source says (`None` for `hl7v2`).
         fhir: Option<FhirFiles>,
+        store: Option<Box<StoreSpec>>,
+        /// `after: {move_to}`.
+        move_to: Option<Spanned>,
     },
     Mllp(Box<MllpSpec>),
     Validate {
@@ -57,13 +60,47 @@ pub enum Body<'n> {
     },
     Jsonl {
         path: Spanned,
+        store: Option<Box<StoreSpec>>,
     },
     Http(Box<HttpSpec>),
     Postgres(Box<PostgresSpec>),
     Csv {
         path: Spanned,
+        store: Option<Box<StoreSpec>>,
     },
     Parquet(Box<ParquetSpec>),
+}
+
+/// A `store:` block as written (object-store paths); credentials are checked to be secret
+/// references here (SL205).
+#[derive(Debug)]
+pub struct StoreSpec {
+    /// The `store` key, for diagnostics.
+    pub span: Span,
+    pub region: Option<Spanned>,
+    pub endpoint: Option<Spanned>,
+    pub access_key_id: Option<Spanned>,
+    pub secret_access_key: Option<Spanned>,
+    pub account: Option<Spanned>,
+    pub access_key: Option<Spanned>,
+    pub service_account_key: Option<Spanned>,
+}
+
+fn store(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<Box<StoreSpec>> {
+    let node = obj.get("store")?;
+    let store = reader::object(cx, node, &shape::OBJECT_STORE, "`store`")?;
+    let s = |cx: &mut Cx, key: &str| store.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
+    let secret = |cx: &mut Cx, key: &str| store.get(key).and_then(|n| reader::secret(cx, n, &format!("`{key}`")));
+    Some(Box::new(StoreSpec {
+        span: node.span,
+        region: s(cx, "region"),
+        endpoint: s(cx, "endpoint"),
+        access_key_id: secret(cx, "access_key_id"),
+        secret_access_key: secret(cx, "secret_access_key"),
+        account: s(cx, "account"),
+        access_key: secret(cx, "access_key"),
+        service_account_key: secret(cx, "service_account_key"),
+    }))
 }
 
 /// A `parquet` sink as written; its columns come from the records' schema (the driver's job).
@@ -810,6 +847,11 @@ fn component<'n>(
                 paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
                 profile: s(cx, "profile"),
                 fhir,
+                store: store(cx, &obj),
+                move_to: obj
+                    .get("after")
+                    .and_then(|n| reader::object(cx, n, &shape::SOURCE_AFTER, "`after`"))
+                    .and_then(|after| after.get("move_to").and_then(|n| reader::string(cx, n, "`move_to`"))),
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
@@ -845,9 +887,9 @@ fn component<'n>(
         }
         "http" => Body::Http(Box::new(http(cx, &obj)?)),
         "postgres" => Body::Postgres(Box::new(postgres(cx, &obj)?)),
-        "csv" => Body::Csv { path: s(cx, "path")? },
+        "csv" => Body::Csv { path: s(cx, "path")?, store: store(cx, &obj) },
         "parquet" => Body::Parquet(Box::new(parquet(cx, &obj)?)),
-        _ => Body::Jsonl { path: s(cx, "path")? },
+        _ => Body::Jsonl { path: s(cx, "path")?, store: store(cx, &obj) },
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);
     let phi_allowed = obj.get("phi").and_then(|n| phi_allowed(cx, n, name));

@@ -186,10 +186,44 @@ pub static STATE: Shape = Shape {
     ],
 };
 
+pub static OBJECT_STORE: Shape = Shape {
+    name: "store",
+    type_tag: None,
+    doc: "Where the object store of an `s3://`, `az://` or `gs://` path is and how Sluice signs in to it. Credentials are secret references only (`${VARIABLE}`, `${file:path}`, `${aws-sm:name}`); keys left out fall back to the store's usual environment (`AWS_*`, `AZURE_*`, `GOOGLE_*` variables, instance metadata).",
+    keys: &[
+        opt("region", KeyType::String, "AWS region of the bucket (S3), e.g. `eu-west-1`."),
+        opt(
+            "endpoint",
+            KeyType::String,
+            "Endpoint of an S3-compatible store or an emulator (`http://127.0.0.1:9000`; path-style requests), or Azure's blob endpoint (`http://127.0.0.1:10000/devstoreaccount1` for Azurite).",
+        ),
+        opt("access_key_id", KeyType::Secret, "S3 access key id, as a reference (`${AWS_ACCESS_KEY_ID}`)."),
+        opt("secret_access_key", KeyType::Secret, "S3 secret access key, as a reference."),
+        opt("account", KeyType::String, "Azure storage account name."),
+        opt("access_key", KeyType::Secret, "Azure storage account key, as a reference."),
+        opt(
+            "service_account_key",
+            KeyType::Secret,
+            "GCS service account key (JSON), as a reference (`${file:key.json}`).",
+        ),
+    ],
+};
+
+pub static SOURCE_AFTER: Shape = Shape {
+    name: "source.files.after",
+    type_tag: None,
+    doc: "What becomes of an object once the run that read it has completed (every record of it durable in the sinks, the DLQ and the audit log).",
+    keys: &[req(
+        "move_to",
+        KeyType::String,
+        "Key prefix the objects are moved under, in the same bucket (`processed/`: `inbound/a.hl7` becomes `processed/inbound/a.hl7`); outside what the source lists.",
+    )],
+};
+
 pub static SOURCE_FILES: Shape = Shape {
     name: "source.files",
     type_tag: Some("files"),
-    doc: "Reads messages from local files matching glob patterns, streaming.",
+    doc: "Reads messages from local files, or objects in S3, Azure Blob or GCS, matching glob patterns, streaming. Object-store sources process each object (key and ETag) once across runs: a new run lists the store and reads only the objects no earlier run took.",
     keys: &[
         req("type", KeyType::Enum(&["files"]), "Source kind."),
         req(
@@ -197,7 +231,21 @@ pub static SOURCE_FILES: Shape = Shape {
             KeyType::Enum(&["hl7v2", "fhir"]),
             "Standard of the files: `hl7v2` or `fhir` (R4 JSON, XML, NDJSON).",
         ),
-        req("path", KeyType::StringOrList, "Glob pattern(s), relative to the pipeline file."),
+        req(
+            "path",
+            KeyType::StringOrList,
+            "Glob pattern(s), relative to the pipeline file; or object URLs with a glob in the key (`s3://bucket/inbound/**/*.hl7`, `az://container/...`, `gs://bucket/...`), all in one bucket; object URLs are read by `hl7v2` sources only for now (SL256).",
+        ),
+        opt(
+            "store",
+            KeyType::Object(&OBJECT_STORE),
+            "Where the object store of `s3://`, `az://` or `gs://` paths is, and its credentials.",
+        ),
+        opt(
+            "after",
+            KeyType::Object(&SOURCE_AFTER),
+            "Object-store sources: move each object once the run that read it has completed.",
+        ),
         opt(
             "profile",
             KeyType::String,
@@ -382,7 +430,16 @@ pub static SINK_JSONL: Shape = Shape {
     keys: &[
         req("type", KeyType::Enum(&["jsonl"]), "Sink kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
-        req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        req(
+            "path",
+            KeyType::String,
+            "Output file, relative to the pipeline file; or an object URL (`s3://bucket/out/adt.jsonl`, `az://...`, `gs://...`): the run writes a local staging file and uploads it when the run completes, so a crash never leaves a partial object.",
+        ),
+        opt(
+            "store",
+            KeyType::Object(&OBJECT_STORE),
+            "Where the object store of an object URL `path` is, and its credentials.",
+        ),
         opt(
             "phi",
             KeyType::Object(&SINK_PHI),
@@ -463,7 +520,16 @@ pub static SINK_CSV: Shape = Shape {
     keys: &[
         req("type", KeyType::Enum(&["csv"]), "Sink kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
-        req("path", KeyType::String, "Output file, relative to the pipeline file."),
+        req(
+            "path",
+            KeyType::String,
+            "Output file, relative to the pipeline file; or an object URL (`s3://bucket/out/adt.csv`, `az://...`, `gs://...`): the run writes a local staging file and uploads it when the run completes, so a crash never leaves a partial object.",
+        ),
+        opt(
+            "store",
+            KeyType::Object(&OBJECT_STORE),
+            "Where the object store of an object URL `path` is, and its credentials.",
+        ),
         opt(
             "phi",
             KeyType::Object(&SINK_PHI),

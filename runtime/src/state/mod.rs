@@ -147,6 +147,10 @@ pub struct InputFile {
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch (0 when the file system has none).
     pub modified_ns: u64,
+    /// An object's ETag (`path` is then its `s3://`, `az://` or `gs://` URL); absent for a
+    /// local file, so the rows written before it existed read the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 impl InputFile {
@@ -157,6 +161,7 @@ impl InputFile {
             path: path.to_string_lossy().into_owned(),
             size: meta.len(),
             modified_ns: mtime_ns(&meta),
+            etag: None,
         })
     }
 
@@ -470,6 +475,25 @@ impl Store {
             &[text(run_id), text(pipeline), text(plan_hash), text(at), Value::Text(inputs), Value::Text(checkpoint)],
         )?;
         self.returned("write a run", rows)
+    }
+
+    /// The objects (URL and ETag) the pipeline's runs took, every run but the abandoned ones
+    /// (`--restart`): what a new run of an object-store source leaves out. Read from the runs'
+    /// input lists, which [`Store::begin`] writes in the statement that records the run, so
+    /// a run is never recorded without the objects it takes.
+    pub fn taken_objects(&self, pipeline: &str) -> Result<std::collections::HashSet<(String, String)>, RunError> {
+        let rows = self.query(
+            "read its runs",
+            "SELECT inputs FROM runs WHERE pipeline = $1 AND status <> 'abandoned' AND inputs LIKE '%\"etag\"%'",
+            &[text(pipeline)],
+        )?;
+        let mut taken = std::collections::HashSet::new();
+        for row in rows {
+            let Some(json) = row.first().and_then(Value::text) else { continue };
+            let inputs: Vec<InputFile> = serde_json::from_str(json).map_err(|e| self.err("read a run's inputs", e))?;
+            taken.extend(inputs.into_iter().filter_map(|i| i.etag.map(|etag| (i.path, etag))));
+        }
+        Ok(taken)
     }
 
     /// Marks run `id` as running again and counts the resume.

@@ -165,6 +165,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             profile: profile(unexpected),
             mllp: None,
             fhir: None,
+            store: None,
         }),
     )
 }
@@ -182,6 +183,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             csv: None,
             parquet: None,
             phi_allowed: None,
+            object: None,
         }),
     )
 }

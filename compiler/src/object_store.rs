@@ -1,0 +1,248 @@
+//! Checks of object-store paths (`s3://`, `az://`, `gs://`) and their `store:` blocks, for
+//! `files` sources and `jsonl`/`csv` sinks: URL shape (SL250), one store per source (SL251),
+//! keys that fit the store (SL252), complete credential pairs (SL253), `after.move_to` outside
+//! what the source lists (SL254); `format: fhir` sources are local only (SL256, checked by the
+//! compiler where it builds the source). Inline credentials are
+//! refused earlier, by the spec reader (SL205).
+//!
+//! Invariants: pure (no I/O); a plan's [`StorePlan`] holds secret references only.
+
+use crate::codes;
+use crate::diagnostics::{Diagnostic, Diagnostics};
+use crate::plan::object_store::{ObjectUrl, StorePlan};
+use crate::source::Span;
+use crate::spec::pipeline::StoreSpec;
+use crate::spec::reader::Spanned;
+
+/// What a component's paths turned out to be.
+pub enum Paths {
+    /// Local files (no URL among them, no `store`).
+    Local,
+    /// Objects of one store.
+    Remote(Box<StorePlan>),
+}
+
+fn url_diagnostic(path: &Spanned, why: String) -> Diagnostic {
+    Diagnostic::error(codes::OBJECT_URL, format!("`{}` is not an object URL Sluice can use: {why}", path.text))
+        .label(path.span, "expected `s3://bucket/key`, `az://container/key` or `gs://bucket/key`")
+        .help("write the bucket (or container) right after `://`; local paths have no `scheme://`")
+}
+
+/// Classifies a source's (or sink's) paths and builds the store's plan; `None` after a
+/// diagnostic. `component` names the source or sink for messages.
+pub fn check(
+    diags: &mut Diagnostics,
+    paths: &[Spanned],
+    store: Option<&StoreSpec>,
+    component: &str,
+    name_span: Span,
+) -> Option<Paths> {
+    let mut remote: Option<(ObjectUrl, &Spanned)> = None;
+    let mut local: Option<&Spanned> = None;
+    let mut ok = true;
+    for path in paths {
+        match ObjectUrl::parse(&path.text) {
+            None => local = local.or(Some(path)),
+            Some(Err(problem)) => {
+                diags.push(url_diagnostic(path, problem.describe()));
+                ok = false;
+            }
+            Some(Ok(url)) => match &remote {
+                Some((first, at)) if first.store_url() != url.store_url() => {
+                    diags.push(
+                        Diagnostic::error(
+                            codes::OBJECT_STORE_MIXED,
+                            format!("`{component}` reads from `{}` and from `{}`", first.store_url(), url.store_url()),
+                        )
+                        .label(path.span, "another bucket")
+                        .label(at.span, "the first one")
+                        .help("one source reads one bucket (or container): give each its own source"),
+                    );
+                    ok = false;
+                }
+                Some(_) => {}
+                None => remote = Some((url, path)),
+            },
+        }
+    }
+    if !ok {
+        return None;
+    }
+    match (remote, local) {
+        (Some((_, url_at)), Some(local_at)) => {
+            diags.push(
+                Diagnostic::error(
+                    codes::OBJECT_STORE_MIXED,
+                    format!("`{component}` mixes local paths and object URLs"),
+                )
+                .label(local_at.span, "a local path")
+                .label(url_at.span, "an object URL")
+                .help("read local files and objects in two sources"),
+            );
+            None
+        }
+        (None, _) => match store {
+            Some(s) => {
+                diags.push(
+                    Diagnostic::error(
+                        codes::OBJECT_STORE_MISPLACED,
+                        format!("`{component}` has a `store` block, and its paths are local"),
+                    )
+                    .label(s.span, "describes an object store")
+                    .label(name_span, "reads local paths")
+                    .help("write the paths as `s3://bucket/...`, `az://container/...` or `gs://bucket/...`, or remove `store`"),
+                );
+                None
+            }
+            None => Some(Paths::Local),
+        },
+        (Some((url, _)), _) => store_plan(diags, &url, store).map(|p| Paths::Remote(Box::new(p))),
+    }
+}
+
+/// The store's plan for `url`, its keys checked against the scheme.
+fn store_plan(diags: &mut Diagnostics, url: &ObjectUrl, store: Option<&StoreSpec>) -> Option<StorePlan> {
+    let mut plan = StorePlan { scheme: url.scheme.clone(), bucket: url.bucket.clone(), ..StorePlan::default() };
+    let Some(s) = store else { return Some(plan) };
+    let text = |v: &Option<Spanned>| v.as_ref().map(|s| s.text.clone());
+    let foreign: &[(&str, &Option<Spanned>)] = match url.scheme.as_str() {
+        "s3" => {
+            &[("account", &s.account), ("access_key", &s.access_key), ("service_account_key", &s.service_account_key)]
+        }
+        "az" => &[
+            ("region", &s.region),
+            ("access_key_id", &s.access_key_id),
+            ("secret_access_key", &s.secret_access_key),
+            ("service_account_key", &s.service_account_key),
+        ],
+        _ => &[
+            ("region", &s.region),
+            ("access_key_id", &s.access_key_id),
+            ("secret_access_key", &s.secret_access_key),
+            ("account", &s.account),
+            ("access_key", &s.access_key),
+        ],
+    };
+    let mut ok = true;
+    for (key, value) in foreign {
+        if let Some(v) = value {
+            diags.push(
+                Diagnostic::error(
+                    codes::OBJECT_STORE_MISPLACED,
+                    format!("`{key}` does not apply to a `{}://` store", url.scheme),
+                )
+                .label(v.span, format!("not a key of {}", scheme_name(&url.scheme)))
+                .help("remove it; `docs/spec-reference.md` lists each store's keys"),
+            );
+            ok = false;
+        }
+    }
+    if let Some(e) = &s.endpoint
+        && !(e.text.starts_with("http://") || e.text.starts_with("https://"))
+    {
+        diags.push(
+            Diagnostic::error(codes::OBJECT_URL, format!("the endpoint `{}` is not an http(s) URL", e.text))
+                .label(e.span, "expected `https://host[:port]` or `http://127.0.0.1:port`")
+                .help("write the endpoint's full URL, with its scheme"),
+        );
+        ok = false;
+    }
+    let half = match (&s.access_key_id, &s.secret_access_key) {
+        (Some(k), None) => Some((k.span, "`access_key_id` without `secret_access_key`")),
+        (None, Some(k)) => Some((k.span, "`secret_access_key` without `access_key_id`")),
+        _ => None,
+    };
+    let half = half.or(match (&s.access_key, &s.account) {
+        (Some(k), None) => Some((k.span, "`access_key` without `account`")),
+        _ => None,
+    });
+    if let Some((span, what)) = half {
+        diags.push(
+            Diagnostic::error(
+                codes::OBJECT_STORE_CREDENTIALS,
+                format!("the store's credentials are incomplete: {what}"),
+            )
+            .label(span, "half of a credential")
+            .help(
+                "write both keys as secret references (`${VARIABLE}`), or neither to use the environment's credentials",
+            ),
+        );
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    plan.region = text(&s.region);
+    plan.endpoint = text(&s.endpoint);
+    plan.access_key_id = text(&s.access_key_id);
+    plan.secret_access_key = text(&s.secret_access_key);
+    plan.account = text(&s.account);
+    plan.access_key = text(&s.access_key);
+    plan.service_account_key = text(&s.service_account_key);
+    Some(plan)
+}
+
+fn scheme_name(scheme: &str) -> &'static str {
+    match scheme {
+        "s3" => "S3",
+        "az" => "Azure Blob Storage",
+        _ => "Google Cloud Storage",
+    }
+}
+
+/// A sink's object URL must name one object: no glob in the key, and a key at all; `{run_id}`
+/// (replaced by the run's id at upload) is the one placeholder.
+pub fn check_sink_key(diags: &mut Diagnostics, path: &Spanned) -> bool {
+    let Some(Ok(url)) = ObjectUrl::parse(&path.text) else { return true };
+    let key = url.key.replace("{run_id}", "");
+    if url.key.is_empty() || url.key.ends_with('/') || key.contains(['*', '?', '[', '{', '}']) {
+        diags.push(url_diagnostic(
+            path,
+            "a sink writes one object: name its key, without wildcards (`{run_id}` is the only placeholder)".into(),
+        ));
+        return false;
+    }
+    true
+}
+
+/// `after: {move_to}` of a source: only for objects, a plain key prefix, outside every
+/// pattern's listed prefix (a moved object would be listed again, as a new one). Puts the
+/// prefix, ending in `/`, into the store's plan.
+pub fn check_move_to(
+    diags: &mut Diagnostics,
+    located: Paths,
+    paths: &[Spanned],
+    move_to: Option<&Spanned>,
+) -> Option<Paths> {
+    let Some(m) = move_to else { return Some(located) };
+    let refuse = |diags: &mut Diagnostics, why: String| {
+        diags.push(
+            Diagnostic::error(codes::OBJECT_MOVE_TO, format!("`move_to: {}` cannot be used here: {why}", m.text))
+                .label(m.span, "moved objects go here")
+                .help("use a key prefix beside the source's, e.g. `processed/` for `inbound/**/*.hl7`"),
+        );
+    };
+    let Paths::Remote(mut store) = located else {
+        refuse(diags, "the source reads local files, which are not moved".into());
+        return None;
+    };
+    let prefix = format!("{}/", m.text.trim_matches('/'));
+    if crate::plan::object_store::is_url(&m.text) || m.text.contains(['*', '?', '[', '{']) || prefix == "/" {
+        refuse(diags, "it must be a key prefix in the same bucket, without `scheme://` or wildcards".into());
+        return None;
+    }
+    for path in paths {
+        let Some(Ok(url)) = ObjectUrl::parse(&path.text) else { continue };
+        let listed: Vec<&str> = url.key.split('/').take_while(|p| !p.contains(['*', '?', '[', '{'])).collect();
+        let listed = listed.join("/");
+        // A pattern without wildcards lists one key; with them, everything under its literal part.
+        let under =
+            if listed == url.key { prefix.starts_with(&format!("{listed}/")) } else { prefix.starts_with(&listed) };
+        if under {
+            refuse(diags, format!("`{}` lists that prefix too, and would read the moved objects again", path.text));
+            return None;
+        }
+    }
+    store.move_to = Some(prefix);
+    Some(Paths::Remote(store))
+}

@@ -1,0 +1,168 @@
+//! Azure Blob Storage sources and sinks against a real Azure-compatible server: Azurite
+//! (Microsoft's emulator, installed from npm into `target/azurite` by `scripts/setup-azurite`,
+//! which this test runs; no server is a failure, never a skip), started on 127.0.0.1 on a free
+//! port. Blobs are put and read back with Microsoft's Python SDK (`azure-storage-blob`), not
+//! our client. Azurite checks the Shared Key signature of every request.
+//!
+//! - HL7 files in a container -> `sluice run` -> JSON Lines uploaded to another container:
+//!   the quick start's counts, the blob holds the staging file's bytes; a rerun takes nothing;
+//!   a new blob is the only one the next run takes.
+//! - A wrong account key stops the run with RT136; no key, name or SSN shows in the output.
+
+mod common;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::checkpoints::{PER_COPY, error_code, expect_totals, summary};
+use common::{root, text, workspace};
+
+/// Azurite's well-known development account and key (public, in Microsoft's docs).
+const ACCOUNT: &str = "devstoreaccount1";
+const KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+const CLOCK: &str = "2024-01-01T00:00:00Z";
+
+/// Azurite's blob service on 127.0.0.1, stopped when dropped.
+struct Azurite {
+    child: Child,
+    endpoint: String,
+    _data: common::Workspace,
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn prefix() -> PathBuf {
+    root().join("target/azurite")
+}
+
+fn start_azurite() -> Azurite {
+    let status = Command::new(root().join("scripts/setup-azurite")).status().expect("scripts/setup-azurite runs");
+    assert!(status.success(), "scripts/setup-azurite could not install Azurite: this test needs it (npm, PyPI)");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let data = common::scratch("azurite-data");
+    let child = Command::new(prefix().join("node_modules/.bin/azurite-blob"))
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--skipApiVersionCheck"])
+        .arg("--location")
+        .arg(&*data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("azurite-blob starts");
+    let azurite = Azurite { child, endpoint: format!("http://127.0.0.1:{port}/{ACCOUNT}"), _data: data };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "azurite did not listen on port {port} within 120 s");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    azurite
+}
+
+/// Runs a Python script with `svc`, a `BlobServiceClient` of the emulator; `argv[2:]` are the
+/// arguments.
+fn sdk(azurite: &Azurite, body: &str, args: &[&str]) -> String {
+    let script = format!(
+        "import sys\n\
+         from azure.storage.blob import BlobServiceClient\n\
+         conn = 'DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};BlobEndpoint=' + sys.argv[1]\n\
+         svc = BlobServiceClient.from_connection_string(conn)\n{body}"
+    );
+    let out = Command::new(prefix().join("venv/bin/python"))
+        .arg("-c")
+        .arg(&script)
+        .arg(&azurite.endpoint)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "azure-storage-blob: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+fn put(azurite: &Azurite, container: &str, name: &str, from: &Path) {
+    sdk(
+        azurite,
+        "svc.get_blob_client(sys.argv[2], sys.argv[3]).upload_blob(open(sys.argv[4], 'rb').read(), overwrite=True)\n",
+        &[container, name, from.to_str().unwrap()],
+    );
+}
+
+fn setup(azurite: &Azurite) -> common::Workspace {
+    let dir = workspace("objstore-azure");
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let store = format!(
+        "store:\n      endpoint: {}\n      account: {ACCOUNT}\n      access_key: ${{SLUICE_TEST_AZURE_KEY}}",
+        azurite.endpoint
+    );
+    let pipeline = quickstart
+        .replace("name: quickstart", "name: azure-objects")
+        .replace("path: ../examples/hl7/*.hl7", &format!("path: az://inbound/adt/*.hl7\n    {store}"))
+        .replace(
+            "path: ../out/quickstart/patient-events.jsonl",
+            &format!("path: az://results/events-{{run_id}}.jsonl\n    {store}"),
+        )
+        .replace("../out/quickstart/", "../out/");
+    std::fs::write(dir.join("pipelines/objects.yaml"), pipeline).unwrap();
+    dir
+}
+
+fn run(dir: &Path, key: &str) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .env("SLUICE_TEST_AZURE_KEY", key)
+        .args(["run", "pipelines/objects.yaml", "--summary", "json", "--fixed-clock", CLOCK])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn blobs_in_a_container_are_read_once_and_the_output_uploaded_to_another() {
+    let azurite = start_azurite();
+    sdk(&azurite, "svc.create_container('inbound')\nsvc.create_container('results')\n", &[]);
+    let hl7 = root().join("examples/hl7");
+    let (feed, rejects) = (hl7.join("feed-2024-01-15.hl7"), hl7.join("rejects.hl7"));
+    put(&azurite, "inbound", "adt/feed.hl7", &feed);
+    put(&azurite, "inbound", "adt/rejects.hl7", &rejects);
+    let dir = setup(&azurite);
+    let mut console = String::new();
+
+    let first = run(&dir, KEY);
+    console.push_str(&(text(&first.stdout) + &text(&first.stderr)));
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let s = summary(&first);
+    expect_totals(&s, 1);
+    let name = format!("events-{}.jsonl", s["run_id"].as_str().unwrap());
+    let blob = sdk(
+        &azurite,
+        "sys.stdout.write(svc.get_blob_client('results', sys.argv[2]).download_blob().readall().decode())\n",
+        &[&name],
+    );
+    assert_eq!(blob.lines().count() as u64, PER_COPY.1);
+    let staged =
+        std::fs::read_to_string(dir.join("pipelines/.sluice-staging/patient_events/events-{run_id}.jsonl")).unwrap();
+    assert_eq!(blob, staged, "the blob holds the staging file's bytes");
+
+    let again = run(&dir, KEY);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(summary(&again)["records_in"], 0, "nothing new, nothing read");
+
+    put(&azurite, "inbound", "adt/late.hl7", &rejects);
+    let late = run(&dir, KEY);
+    console.push_str(&(text(&late.stdout) + &text(&late.stderr)));
+    assert_eq!(summary(&late)["records_in"], common::messages(&rejects).len() as u64);
+
+    // A wrong key: the emulator refuses the signature.
+    let wrong_key = "V3JvbmdLZXlXcm9uZ0tleVdyb25nS2V5V3JvbmdLZXk=";
+    let denied = run(&dir, wrong_key);
+    assert_eq!(error_code(&denied), "RT136", "{}", text(&denied.stderr));
+    console.push_str(&text(&denied.stderr));
+    assert!(!console.contains(KEY) && !console.contains(wrong_key), "a key in the output");
+    for value in common::phi_values(&[feed, rejects]) {
+        assert!(!console.contains(&value), "PHI value in the output: {value}");
+    }
+}
