@@ -74,7 +74,17 @@ codes! {
     PARQUET_PARTITION_PHI = "SL223", "parquet-partition-phi", "A `parquet` sink is partitioned by a PHI field.",
         "`partition_by: FIELD` makes one directory per value of FIELD (`patient_id=52992313/`): the values become file paths, which show in directory listings, logs, error messages and object-store inventories that no masking policy covers. A field that still carries a PHI class where it reaches the sink (a patient id, a date of birth) would put patient data there. Partition by a field that is not about the person (a processing date, a message type, a facility), or mask the field so it no longer carries the class.";
     PARQUET_AFTER_LISTENER = "SL224", "parquet-after-listener", "A `parquet` sink is fed by a listening source.",
-        "A listening source (`type: mllp`) acknowledges a message once every sink has made it durable. A Parquet file cannot be appended to: the sink keeps rows in an open temporary file until the next checkpoint closes and renames it, and after a crash the resumed run deletes that file. A message acknowledged in between would be lost, so the pair is refused. Write the live feed to a `jsonl`, `csv` or `postgres` sink (all durable per record), and build Parquet files from those in a file pipeline.";
+        "A listening source (`type: mllp`) acknowledges a message once every sink has made it durable. A Parquet file cannot be appended to: the sink keeps rows in an open temporary file until the next checkpoint closes and renames it, and after a crash the resumed run deletes that file. A message acknowledged in between would be lost, so the pair is refused; the same holds for a `kafka` source, whose offsets are committed once the sinks have a record. Write the live feed to a `jsonl`, `csv` or `postgres` sink (all durable per record), and build Parquet files from those in a file pipeline.";
+    KAFKA_BROKER_ADDRESS = "SL240", "kafka-broker-address", "A Kafka broker is not `host:port`.",
+        "A `kafka` source or sink names its bootstrap brokers as `host:port` (a host name, an IPv4 address, or an IPv6 address in brackets, and a port from 1 to 65535), with no scheme: `127.0.0.1:9092`, `kafka-1.example.org:9092`, `[::1]:9092`. Azure Event Hubs' Kafka endpoint is `<namespace>.servicebus.windows.net:9093`.";
+    KAFKA_TOPIC_NAME = "SL241", "kafka-topic-name", "A Kafka topic name cannot be used.",
+        "Kafka accepts topic names of 1 to 249 characters from letters, digits, `.`, `_` and `-` (not `.` or `..`); a broker refuses any other, so the spec is refused before a run would wait on it.";
+    KAFKA_SECURITY = "SL242", "kafka-security", "Kafka `security` settings do not fit together.",
+        "`security.protocol` `sasl_plaintext` and `sasl_ssl` authenticate with SASL and need a `username` and a `password` (a secret reference such as `${KAFKA_PASSWORD}`); `plaintext` and `ssl` do not use SASL, so a `mechanism`, `username` or `password` beside them would be silently ignored: either pick a `sasl_*` protocol or remove them.";
+    KAFKA_GROUP = "SL243", "kafka-group", "A `kafka` source's consumer group id cannot be used.",
+        "The consumer group id names the group whose members share the topics' partitions and whose offsets the brokers keep. It must not be empty, longer than 255 bytes or hold control characters. Give every process of one pipeline the same group, and different pipelines different groups.";
+    KAFKA_SINK_KEY = "SL244", "kafka-sink-key", "A `kafka` sink's key is not one value of its records.",
+        "A `kafka` sink's `key` is the dotted path of a field of the records reaching it, holding one value (not a list or an object): its value becomes each message's key, so one key's messages land in one partition, in order. Name a single-valued field such as `patient.id`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
@@ -92,7 +102,7 @@ codes! {
     UNKNOWN_BRANCH = "SL308", "unknown-branch", "An input names a route branch that does not exist.",
         "`route.branch` must name one of the route's `routes` or its `default`.";
     LIVE_SOURCE_NOT_ALONE = "SL309", "live-source-not-alone", "A listening source shares its pipeline with file sources.",
-        "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either listening sources (one or more, each with a `priority`) or only file sources. Split it into two pipelines sharing the same stages' files.";
+        "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either listening sources (one or more, each with a `priority`) or only file sources. Split it into two pipelines sharing the same stages' files. A `kafka` source (a consumer that also runs until stopped) shares its pipeline only with other `kafka` sources: not with file sources, and not with `mllp` ones (a listener's ACKs and a consumer group's offsets are kept apart).";
     DUPLICATE_LISTEN_ADDRESS = "SL310", "duplicate-listen-address", "Two listening sources have the same address.",
         "Each `mllp` source of a pipeline listens on its own address and port (`listen`); the second could not bind. Give each source its own port (or port 0 for any free port).";
     UNKNOWN_SCHEMA = "SL401", "unknown-schema", "Unknown schema.",

@@ -769,7 +769,7 @@ impl Compiler {
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
-        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_))) {
+        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_))) {
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
                     Diagnostic::error(
@@ -779,6 +779,22 @@ impl Compiler {
                     .label(sink.name_span, "holds rows in an open file until a checkpoint")
                     .label(listener.name_span, "acknowledges each message once the sinks have it")
                     .help("write the live feed to a jsonl, csv or postgres sink, and make Parquet files from it in a file pipeline"),
+                );
+                ok = false;
+            }
+        }
+        // A Kafka consumer runs until stopped, like a listener; it shares a pipeline only with
+        // other Kafka sources (an MLLP listener's ACKs and a consumer's offsets are kept apart).
+        let mllp_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Mllp(_))).count();
+        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Kafka(_))) {
+            if file_sources + mllp_sources > 0 {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::LIVE_SOURCE_NOT_ALONE,
+                        format!("the kafka source `{}` shares its pipeline with file or mllp sources", c.name),
+                    )
+                    .label(c.name_span, "consumes until stopped, beside other kinds of sources")
+                    .help("move the other sources to a pipeline of their own"),
                 );
                 ok = false;
             }
@@ -1066,6 +1082,7 @@ impl Compiler {
                     paths,
                     profile,
                     mllp: None,
+                    kafka: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1113,6 +1130,35 @@ impl Compiler {
                     paths: vec![],
                     profile,
                     mllp: Some(Box::new(plan)),
+                    kafka: None,
+                });
+                Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Kafka(k) => {
+                let profile = match &k.profile {
+                    Some(p) => {
+                        let pid = self.load_kind(p, "profile")?;
+                        self.profile(pid)?
+                    }
+                    None => profile::default_profile(),
+                };
+                let version = Version::parse(&profile.version)?;
+                let plan = crate::plan::kafka::KafkaSourcePlan {
+                    brokers: k.brokers.clone(),
+                    topics: k.topics.clone(),
+                    group: k.group.clone(),
+                    start: k.start.clone(),
+                    security: k.security.as_ref().map(|s| self.kafka_security(s)),
+                    priority: k.priority.clone(),
+                    session_timeout_ms: k.session_timeout_ms,
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "kafka".into(),
+                    format: "hl7v2".into(),
+                    paths: vec![],
+                    profile,
+                    mllp: None,
+                    kafka: Some(Box::new(plan)),
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1286,7 +1332,12 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } | Body::Parquet(_) => {
+            Body::Jsonl { .. }
+            | Body::Http(_)
+            | Body::Postgres(_)
+            | Body::Csv { .. }
+            | Body::Parquet(_)
+            | Body::KafkaSink(_) => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
@@ -1299,10 +1350,12 @@ impl Compiler {
                             postgres: None,
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
                             parquet: None,
+                            kafka: None,
                             phi_allowed: None,
                         }
                     }
                     Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
+                    Body::KafkaSink(k) => self.kafka_sink(c, k, flow)?,
                     Body::Jsonl { path } => SinkPlan {
                         kind: "jsonl".into(),
                         path: display_path(&self.resolve(path)),
@@ -1310,6 +1363,7 @@ impl Compiler {
                         postgres: None,
                         csv: None,
                         parquet: None,
+                        kafka: None,
                         phi_allowed: None,
                     },
                     _ => return None,
@@ -1421,6 +1475,80 @@ impl Compiler {
         }
     }
 
+    /// Kafka `security`, with a `${file:...}` password reference resolved like other paths.
+    fn kafka_security(&self, s: &crate::spec::kafka::SecuritySpec) -> crate::plan::kafka::KafkaSecurityPlan {
+        crate::plan::kafka::KafkaSecurityPlan {
+            protocol: s.protocol.clone(),
+            mechanism: s.mechanism.clone(),
+            username: s.username.clone(),
+            password: s.password.as_ref().map(|p| self.secret_reference(p)),
+        }
+    }
+
+    /// A `kafka` sink: its `key` checked against the records reaching it (one value of an
+    /// output schema: UNKNOWN_OUTPUT_FIELD when it is no field, SL244 when a list, a struct,
+    /// or the records are HL7 messages).
+    fn kafka_sink(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<SinkPlan> {
+        if let Some(key) = &k.key {
+            match flow {
+                Flow::Output(schema) => match schema.field(&key.text) {
+                    None => {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_OUTPUT_FIELD,
+                            format!("{} has no field `{}`", schema.name, key.text),
+                        )
+                        .label(key.span, "the message key must be a field of the records");
+                        let fields = schema.leaves().filter(|f| !f.path.contains('[')).map(|f| f.path.as_str());
+                        self.diags.push(d.suggest(&key.text, fields));
+                        return None;
+                    }
+                    Some(f)
+                        if matches!(f.value_type, ValueType::Struct | ValueType::List(_)) || f.path.contains('[') =>
+                    {
+                        self.diags.push(
+                            Diagnostic::error(
+                                codes::KAFKA_SINK_KEY,
+                                format!("key `{}` of sink `{}` is a list or a struct, not one value", key.text, c.name),
+                            )
+                            .label(key.span, "holds several values")
+                            .help("key the messages by a single-valued field, such as `patient.id`"),
+                        );
+                        return None;
+                    }
+                    Some(_) => {}
+                },
+                Flow::Hl7(_) => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::KAFKA_SINK_KEY,
+                            format!("sink `{}` receives HL7 v2 messages, which have no field `{}`", c.name, key.text),
+                        )
+                        .label(key.span, "a key is a field of mapped records")
+                        .help("map the messages to an output schema first (a `map` stage), or remove `key`"),
+                    );
+                    return None;
+                }
+                Flow::Unknown => return None,
+            }
+        }
+        let plan = crate::plan::kafka::KafkaSinkPlan {
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            key: k.key.as_ref().map(|key| key.text.clone()),
+            security: k.security.as_ref().map(|s| self.kafka_security(s)),
+        };
+        Some(SinkPlan {
+            kind: "kafka".into(),
+            path: String::new(),
+            http: None,
+            postgres: None,
+            csv: None,
+            parquet: None,
+            kafka: Some(Box::new(plan)),
+            phi_allowed: None,
+        })
+    }
+
     /// An `http` sink's plan: `${file:...}` header references resolved like other paths.
     fn http_sink(&self, h: &crate::spec::pipeline::HttpSpec) -> SinkPlan {
         let headers = h.headers.iter().map(|(name, value)| (name.clone(), self.secret_reference(value))).collect();
@@ -1439,6 +1567,7 @@ impl Compiler {
             postgres: None,
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
         }
     }
@@ -1486,6 +1615,7 @@ impl Compiler {
             postgres: None,
             csv: None,
             parquet: Some(Box::new(plan)),
+            kafka: None,
             phi_allowed: None,
         })
     }
@@ -1601,6 +1731,7 @@ impl Compiler {
             postgres: Some(Box::new(plan)),
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
         })
     }

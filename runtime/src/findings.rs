@@ -143,6 +143,17 @@ findings! {
     SEGMENT_DROPPED = "RT114", Warning, "segment that could not be parsed was dropped",
         "The source's parser profile says `bad_segments: drop`, and a segment of this message could not be parsed (the warning names the codec's code, usually HL7004: a stray line of text or an invalid segment id, and the segment's number). The segment was left out and the rest of the message went on; the segment's bytes are in the DLQ as an entry of their own (`part`: the record and segment number; stage: the source; encrypted like every DLQ payload), and the record's audit entry lists it under `dropped`. Such an entry cannot be replayed on its own (RT025). Fix the sender; with `bad_segments: reject` (the default) the whole message would have gone to the DLQ instead.";
 
+    KAFKA_UNREACHABLE = "RT125", RunError, "Kafka brokers unreachable",
+        "A `kafka` source or sink could not reach any of its `brokers` when the run started (refused, timed out, name not resolved, or TLS failed) within 10 seconds. The message names the component and its brokers. Nothing was read or written; start the run again once the brokers answer. Once a run is going, a broker that goes away is retried by the client without end (records wait, nothing is lost).";
+    KAFKA_TOPIC_MISSING = "RT126", RunError, "Kafka topic missing",
+        "A topic a `kafka` source consumes or a `kafka` sink produces to does not exist on the brokers. Sluice does not create topics (their partition count decides how far a consumer group scales out): create it (`kafka-topics.sh --create`, `tansu topic create`, your cloud console), then start the run again.";
+    KAFKA_AUTH = "RT127", RunError, "Kafka authentication failed",
+        "The brokers refused the client's credentials (SASL user name or password, or the mechanism) or the topic's or group's access rights. The message names the component and the user name, never the password. Check the secret the `password` reference names, and the ACLs for the topic and consumer group.";
+    KAFKA_CONSUMER_FAILED = "RT128", RunError, "Kafka consumer failed",
+        "The consumer hit an error it cannot go on from (a fatal client error, or committing offsets failed for a reason other than a rebalance). The run stops like on a signal: records read so far are finished and the offsets of those made durable are committed where possible; the rest are read again by the next run (at least once).";
+    KAFKA_EMPTY_MESSAGE = "RT129", Dlq, "Kafka message without a payload",
+        "A Kafka message had no value (a tombstone, or a producer that sent only a key). There is no message to parse, so it goes to the DLQ (topic, partition and offset in the record id) and its offset is committed like any other.";
+
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";
     REQUIRED_MISSING = "RT202", Error, "required value missing",
@@ -224,6 +235,10 @@ findings! {
         "A `parquet` sink's column is typed from the output schema (int64, double, boolean, DATE, TIMESTAMP), and the record's value there is not one: a date that is not `YYYY-MM-DD` or does not exist, a timestamp that is not RFC 3339, a number that does not parse. The record goes to the DLQ (the reason names the column, never the value) and the rest are written. Fix the mapping, then `sluice dlq replay`.";
     PARQUET_WRITE_FAILED = "RT610", RunError, "Parquet sink write failed",
         "A `parquet` sink could not write, close or rename a file in its directory (no space, no permission). The run stops before its next checkpoint; the file being written stays under its hidden temporary name and is deleted by `sluice run --resume`, which writes the records after the last checkpoint again into new files.";
+    KAFKA_SINK_REFUSED = "RT611", Dlq, "Kafka broker refused a message",
+        "A `kafka` sink's broker refused one record's message for a reason tied to the message (larger than the topic's `max.message.bytes`, an invalid record or key). The record goes to the DLQ and the rest of its batch is delivered. Raise the topic's size limit or fix the mapping, then `sluice dlq replay`.";
+    KAFKA_SINK_FAILED = "RT612", RunError, "Kafka sink could not deliver a batch",
+        "A `kafka` sink could not get a batch acknowledged: the brokers were unreachable for longer than the delivery timeout (2 minutes), the producer was fenced, or a fatal producer error. The run stops before the records count as delivered, so a live source's offsets are not committed for them: the next run reads and produces them again (at least once; the idempotent producer removes duplicates only within one producer session).";
 }
 
 /// Looks a code up in the registry.

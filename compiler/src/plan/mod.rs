@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod fhir;
+pub mod kafka;
 pub mod pg_table;
 pub mod pg_url;
 pub mod render;
@@ -130,6 +131,9 @@ pub struct SourcePlan {
     /// hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mllp: Option<Box<MllpPlan>>,
+    /// The consumer (`kafka` only). Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
 }
 
 /// An MLLP listener, resolved.
@@ -600,6 +604,9 @@ pub struct SinkPlan {
     /// The directory layout and columns (`parquet` only). Absent from the JSON of other sinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parquet: Option<Box<ParquetSinkPlan>>,
+    /// The topic and key (`kafka` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Box<kafka::KafkaSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

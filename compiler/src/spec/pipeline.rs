@@ -25,6 +25,7 @@ pub enum Body<'n> {
         profile: Option<Spanned>,
     },
     Mllp(Box<MllpSpec>),
+    Kafka(Box<super::kafka::KafkaSourceSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -53,6 +54,7 @@ pub enum Body<'n> {
         path: Spanned,
     },
     Parquet(Box<ParquetSpec>),
+    KafkaSink(Box<super::kafka::KafkaSinkSpec>),
 }
 
 /// A `parquet` sink as written; its columns come from the records' schema (the driver's job).
@@ -779,6 +781,8 @@ fn component<'n>(
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
+        "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
+        "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
         "validate" => Body::Validate {
             rules: s(cx, "rules")?,
             mode: obj

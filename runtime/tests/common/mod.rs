@@ -164,6 +164,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             paths,
             profile: profile(unexpected),
             mllp: None,
+            kafka: None,
         }),
     )
 }
@@ -180,6 +181,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             postgres: None,
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
         }),
     )
