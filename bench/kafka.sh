@@ -148,7 +148,7 @@ for ((r = 1; r <= REPS; r++)); do
   "$SLUICE" run "$TMP/k.yaml" --summary json >"$TMP/summary.json" 2>"$TMP/err.log" &
   pid=$!
   # run_started, then one audit entry per record.
-  until [[ $(wc -l <"$TMP/out/audit.jsonl" 2>/dev/null || echo 0) -gt $N ]]; do
+  until [[ -f $TMP/out/audit.jsonl && $(wc -l <"$TMP/out/audit.jsonl") -gt $N ]]; do
     kill -0 $pid 2>/dev/null || { cat "$TMP/err.log" >&2; exit 1; }
     sleep 0.05
   done
