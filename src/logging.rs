@@ -40,6 +40,9 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     // An HTTP sink's retries: the status or transport error (never a response body) and the wait.
     "status",
     "wait_ms",
+    // A Kafka source's partitions assigned or revoked, and topics subscribed: counts.
+    "partitions",
+    "topics",
 ];
 
 /// What is written for a field that is not allowed.

@@ -773,7 +773,7 @@ impl Compiler {
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
-        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_))) {
+        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_))) {
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
                     Diagnostic::error(
@@ -802,6 +802,22 @@ impl Compiler {
                     );
                     ok = false;
                 }
+            }
+        }
+        // A Kafka consumer runs until stopped, like a listener; it shares a pipeline only with
+        // other Kafka sources (an MLLP listener's ACKs and a consumer's offsets are kept apart).
+        let mllp_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Mllp(_))).count();
+        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Kafka(_))) {
+            if file_sources + mllp_sources > 0 {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::LIVE_SOURCE_NOT_ALONE,
+                        format!("the kafka source `{}` shares its pipeline with file or mllp sources", c.name),
+                    )
+                    .label(c.name_span, "consumes until stopped, beside other kinds of sources")
+                    .help("move the other sources to a pipeline of their own"),
+                );
+                ok = false;
             }
         }
         let mut addresses: HashMap<&str, Span> = HashMap::new();
@@ -1111,6 +1127,7 @@ impl Compiler {
                     mllp: None,
                     fhir: Some(Box::new(plan)),
                     store: None,
+                    kafka: None,
                 });
                 Some((kind, flow, (state, origins)))
             }
@@ -1146,6 +1163,7 @@ impl Compiler {
                     mllp: None,
                     fhir: None,
                     store,
+                    kafka: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1193,6 +1211,37 @@ impl Compiler {
                     paths: vec![],
                     profile,
                     mllp: Some(Box::new(plan)),
+                    fhir: None,
+                    store: None,
+                    kafka: None,
+                });
+                Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Kafka(k) => {
+                let profile = match &k.profile {
+                    Some(p) => {
+                        let pid = self.load_kind(p, "profile")?;
+                        self.profile(pid)?
+                    }
+                    None => profile::default_profile(),
+                };
+                let version = Version::parse(&profile.version)?;
+                let plan = crate::plan::kafka::KafkaSourcePlan {
+                    brokers: k.brokers.clone(),
+                    topics: k.topics.clone(),
+                    group: k.group.clone(),
+                    start: k.start.clone(),
+                    security: k.security.as_ref().map(|s| self.kafka_security(s)),
+                    priority: k.priority.clone(),
+                    session_timeout_ms: k.session_timeout_ms,
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "kafka".into(),
+                    format: "hl7v2".into(),
+                    paths: vec![],
+                    profile,
+                    mllp: None,
+                    kafka: Some(Box::new(plan)),
                     fhir: None,
                     store: None,
                 });
@@ -1386,7 +1435,12 @@ impl Compiler {
                 let plan = RoutePlan { branches, default: default.as_ref().map(|d| d.text.clone()) };
                 Some((ComponentKind::Route(plan), flow, (state, origins)))
             }
-            Body::Jsonl { .. } | Body::Http(_) | Body::Postgres(_) | Body::Csv { .. } | Body::Parquet(_) => {
+            Body::Jsonl { .. }
+            | Body::Http(_)
+            | Body::Postgres(_)
+            | Body::Csv { .. }
+            | Body::Parquet(_)
+            | Body::KafkaSink(_) => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
@@ -1400,11 +1454,13 @@ impl Compiler {
                             postgres: None,
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
                             parquet: None,
+                            kafka: None,
                             phi_allowed: None,
                             object,
                         }
                     }
                     Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
+                    Body::KafkaSink(k) => self.kafka_sink(c, k, flow)?,
                     Body::Jsonl { path, store } => {
                         let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
                         SinkPlan {
@@ -1414,6 +1470,7 @@ impl Compiler {
                             postgres: None,
                             csv: None,
                             parquet: None,
+                            kafka: None,
                             phi_allowed: None,
                             object,
                         }
@@ -1537,6 +1594,82 @@ impl Compiler {
         }
     }
 
+    /// Kafka `security`, with a `${file:...}` password reference resolved like other paths.
+    fn kafka_security(&self, s: &crate::spec::kafka::SecuritySpec) -> crate::plan::kafka::KafkaSecurityPlan {
+        crate::plan::kafka::KafkaSecurityPlan {
+            protocol: s.protocol.clone(),
+            mechanism: s.mechanism.clone(),
+            username: s.username.clone(),
+            password: s.password.as_ref().map(|p| self.secret_reference(p)),
+        }
+    }
+
+    /// A `kafka` sink: its `key` checked against the records reaching it (one value of an
+    /// output schema: UNKNOWN_OUTPUT_FIELD when it is no field, SL244 when a list, a struct,
+    /// or the records are HL7 messages).
+    fn kafka_sink(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<SinkPlan> {
+        if let Some(key) = &k.key {
+            match flow {
+                Flow::Output(schema) => match schema.field(&key.text) {
+                    None => {
+                        let d = Diagnostic::error(
+                            codes::UNKNOWN_OUTPUT_FIELD,
+                            format!("{} has no field `{}`", schema.name, key.text),
+                        )
+                        .label(key.span, "the message key must be a field of the records");
+                        let fields = schema.leaves().filter(|f| !f.path.contains('[')).map(|f| f.path.as_str());
+                        self.diags.push(d.suggest(&key.text, fields));
+                        return None;
+                    }
+                    Some(f)
+                        if matches!(f.value_type, ValueType::Struct | ValueType::List(_)) || f.path.contains('[') =>
+                    {
+                        self.diags.push(
+                            Diagnostic::error(
+                                codes::KAFKA_SINK_KEY,
+                                format!("key `{}` of sink `{}` is a list or a struct, not one value", key.text, c.name),
+                            )
+                            .label(key.span, "holds several values")
+                            .help("key the messages by a single-valued field, such as `patient.id`"),
+                        );
+                        return None;
+                    }
+                    Some(_) => {}
+                },
+                Flow::Hl7(_) | Flow::Fhir(_) => {
+                    let what = if matches!(flow, Flow::Hl7(_)) { "HL7 v2 messages" } else { "FHIR resources" };
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::KAFKA_SINK_KEY,
+                            format!("sink `{}` receives {what}, which have no field `{}`", c.name, key.text),
+                        )
+                        .label(key.span, "a key is a field of mapped records")
+                        .help("map the messages to an output schema first (a `map` stage), or remove `key`"),
+                    );
+                    return None;
+                }
+                Flow::Unknown => return None,
+            }
+        }
+        let plan = crate::plan::kafka::KafkaSinkPlan {
+            brokers: k.brokers.clone(),
+            topic: k.topic.clone(),
+            key: k.key.as_ref().map(|key| key.text.clone()),
+            security: k.security.as_ref().map(|s| self.kafka_security(s)),
+        };
+        Some(SinkPlan {
+            kind: "kafka".into(),
+            path: String::new(),
+            http: None,
+            postgres: None,
+            csv: None,
+            parquet: None,
+            kafka: Some(Box::new(plan)),
+            phi_allowed: None,
+            object: None,
+        })
+    }
+
     /// An `http` sink's plan: `${file:...}` header references resolved like other paths.
     /// Where a `jsonl` or `csv` sink writes: a local file; or, for an object URL, a local
     /// staging file (`.sluice-staging/<sink>/` beside the pipeline file) and the object the
@@ -1580,6 +1713,7 @@ impl Compiler {
             postgres: None,
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
             object: None,
         }
@@ -1628,6 +1762,7 @@ impl Compiler {
             postgres: None,
             csv: None,
             parquet: Some(Box::new(plan)),
+            kafka: None,
             phi_allowed: None,
             object: None,
         })
@@ -1744,6 +1879,7 @@ impl Compiler {
             postgres: Some(Box::new(plan)),
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
             object: None,
         })

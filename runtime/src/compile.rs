@@ -120,7 +120,7 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if s.kind != "files" && s.kind != "mllp" {
+                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match &s.fhir {
@@ -171,6 +171,7 @@ impl<'p> Compiled<'p> {
                         "postgres" => s.postgres.is_some(),
                         "csv" => s.csv.is_some(),
                         "parquet" => s.parquet.is_some(),
+                        "kafka" => s.kafka.is_some(),
                         _ => false,
                     };
                     if !known {

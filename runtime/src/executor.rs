@@ -29,10 +29,11 @@
 //! - A panic while processing one record is caught and that record goes to the DLQ with
 //!   `RT008`; it does not take the run down.
 //! - Sources are a [`Feed`]: files (read in the reader thread) or live channels (MLLP
-//!   listeners send [`RawInput`]s), one per source in priority order: the reader always takes
-//!   the next record from the most urgent channel holding one, so interactive work overtakes a
-//!   backfill that is queued (not dropped) behind a busy pipeline. Order is kept per channel
-//!   (hence per connection), not across sources. On a live feed the reader never waits for a
+//!   listeners and Kafka consumers send [`RawInput`]s), one per source in priority order: the
+//!   reader always takes the next record from the most urgent channel holding one, so
+//!   interactive work overtakes a backfill that is queued (not dropped) behind a busy
+//!   pipeline. Order is kept per channel (hence per connection, and per Kafka partition), not
+//!   across sources. On a live feed the reader never waits for a
 //!   full batch: a partial batch leaves after [`LINGER`] without a new record.
 //! - A record may carry a [`Completion`]: the writer calls it with the record's [`Delivery`]
 //!   only after its sink lines, DLQ entries and audit entry are written, flushed and synced to
@@ -104,6 +105,8 @@ pub struct RawInput {
     pub problem: Option<Rejection>,
     /// Called by the writer once the record's outputs are durable.
     pub completion: Option<Completion>,
+    /// Key and headers of a bus message (Kafka), carried into the record's envelope.
+    pub bus: Option<Arc<crate::record::BusMeta>>,
 }
 
 /// What became of a record, for whoever waits on it (an MLLP connection, to build its ACK).
@@ -310,7 +313,7 @@ impl Ctx<'_, '_> {
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),
             (ComponentKind::Route(r), _) => stages::route::route(name, r, &c.prepared, rec),
             (ComponentKind::Sink(s), _) => {
-                acc.refusable |= s.http.is_some() || s.postgres.is_some();
+                acc.refusable |= s.http.is_some() || s.postgres.is_some() || s.kafka.is_some();
                 acc.warned |= !rec.env.warnings.is_empty();
                 if let Some(outcomes) = &rec.env.masking {
                     let masked = outcomes.values().filter(|o| o.action != MaskAction::Keep).count();
@@ -328,6 +331,10 @@ impl Ctx<'_, '_> {
                             return;
                         }
                     },
+                    None if s.kafka.is_some() => {
+                        let Some(k) = &s.kafka else { return };
+                        crate::kafka::sink::line(&rec, self.run_id, self.now, k)
+                    }
                     None if s.parquet.is_some() => {
                         let Some(pq) = &s.parquet else { return };
                         let row = match sink::finalized(&rec, self.run_id, self.now) {
@@ -421,6 +428,7 @@ impl Ctx<'_, '_> {
             warnings: Vec::new(),
             classes: Default::default(),
             masking: None,
+            bus: raw.bus.take(),
         };
         let rec = Record {
             env,
@@ -653,6 +661,8 @@ struct Outputs {
     pg: PgSinks,
     /// `parquet` sinks: their files are finished (renamed) at each checkpoint.
     parquet: ParquetSinks,
+    /// `kafka` sinks: each batch acknowledged by the brokers before the writer goes on.
+    kafka: crate::kafka::sink::KafkaSinks,
 }
 
 impl Outputs {
@@ -724,6 +734,7 @@ fn open_outputs(
     let mut http = HttpSinks::default();
     let mut pg = PgSinks::default();
     let mut parquet = ParquetSinks::default();
+    let mut kafka = crate::kafka::sink::KafkaSinks::default();
     let parquet_start = if live {
         ParquetStart::Live
     } else if resuming {
@@ -742,6 +753,12 @@ fn open_outputs(
             ComponentKind::Sink(s) if s.postgres.is_some() => {
                 if let Some(plan) = &s.postgres {
                     pg.add(i, totals.per_sink.len(), PgSink::open(&c.names[i], plan)?);
+                }
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
+            ComponentKind::Sink(s) if s.kafka.is_some() => {
+                if let Some(plan) = &s.kafka {
+                    kafka.add(i, totals.per_sink.len(), crate::kafka::sink::KafkaSink::open(&c.names[i], plan)?);
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }
@@ -793,7 +810,7 @@ fn open_outputs(
     };
     totals.restore(&start.counts);
     totals.per_sink_retries = http.retries();
-    Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet })
+    Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka })
 }
 
 /// One record of a file as its source cuts it: offset, index in the file, bytes, and the
@@ -887,6 +904,7 @@ fn read_files(
                 bytes,
                 problem,
                 completion: None,
+                bus: None,
             });
             if batch.len() >= batch_size {
                 let full = std::mem::replace(&mut batch, Vec::with_capacity(batch_size));
@@ -1285,6 +1303,7 @@ fn refused_entry(
         warnings: Vec::new(),
         classes: Default::default(),
         masking: None,
+        bus: None,
     };
     dlq::entry_line(w, &env, &raw, sink, why)
 }
@@ -1506,11 +1525,19 @@ impl Writer<'_> {
             }
             refused[i].extend(more);
         }
+        // `kafka` sinks: every message acknowledged; those the brokers refused go to the DLQ.
+        let by_topic = self.outputs.kafka.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
+        for (i, more) in by_topic.into_iter().enumerate().filter(|(_, m)| !m.is_empty()) {
+            if refused.len() <= i {
+                refused.resize_with(i + 1, Vec::new);
+            }
+            refused[i].extend(more);
+        }
         // `parquet` sinks take every row: a value that does not fit went to the DLQ in a worker.
         self.outputs.parquet.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
         let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
         let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
-        let Outputs { files, sink_of, dlq, audit, http, pg, parquet } = &mut self.outputs;
+        let Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
@@ -1557,7 +1584,11 @@ impl Writer<'_> {
                     let (path, w) = &mut files[f];
                     sink::write_line(w, line, path)?;
                     t.per_sink[slot].1 += 1;
-                } else if let Some(slot) = http.slot(*comp).or_else(|| pg.slot(*comp)).or_else(|| parquet.slot(*comp))
+                } else if let Some(slot) = http
+                    .slot(*comp)
+                    .or_else(|| pg.slot(*comp))
+                    .or_else(|| parquet.slot(*comp))
+                    .or_else(|| kafka.slot(*comp))
                     && !refused.iter().any(|(c, _)| c == comp)
                 {
                     t.per_sink[slot].1 += 1;
@@ -1694,6 +1725,7 @@ mod tests {
             bytes: vec![],
             problem: None,
             completion: None,
+            bus: None,
         }
     }
 

@@ -157,6 +157,17 @@ findings! {
     OBJECT_MOVE_FAILED = "RT139", Warning, "object not moved after its run",
         "A source's `after: {move_to}` could not move an object once its run had completed (the store refused the copy or the delete, or could not be reached). Its records are durable and it is not read again (a run took it); a warning with this code and the source's name is logged, and the next completed run of the pipeline tries the move again.";
 
+    KAFKA_UNREACHABLE = "RT125", RunError, "Kafka brokers unreachable",
+        "A `kafka` source or sink could not reach any of its `brokers` when the run started (refused, timed out, name not resolved, or TLS failed) within 10 seconds. The message names the component and its brokers. Nothing was read or written; start the run again once the brokers answer. Once a run is going, a broker that goes away is retried by the client without end (records wait, nothing is lost).";
+    KAFKA_TOPIC_MISSING = "RT126", RunError, "Kafka topic missing",
+        "A topic a `kafka` source consumes or a `kafka` sink produces to does not exist on the brokers. Sluice does not create topics (their partition count decides how far a consumer group scales out): create it (`kafka-topics.sh --create`, `tansu topic create`, your cloud console), then start the run again.";
+    KAFKA_AUTH = "RT127", RunError, "Kafka authentication failed",
+        "The brokers refused the client's credentials (SASL user name or password, or the mechanism) or the topic's or group's access rights. The message names the component and the user name, never the password. Check the secret the `password` reference names, and the ACLs for the topic and consumer group.";
+    KAFKA_CONSUMER_FAILED = "RT128", RunError, "Kafka consumer failed",
+        "The consumer hit an error it cannot go on from (a fatal client error, or committing offsets failed for a reason other than a rebalance). The run stops like on a signal: records read so far are finished and the offsets of those made durable are committed where possible; the rest are read again by the next run (at least once).";
+    KAFKA_EMPTY_MESSAGE = "RT129", Dlq, "Kafka message without a payload",
+        "A Kafka message had no value (a tombstone, or a producer that sent only a key). There is no message to parse, so it goes to the DLQ (topic, partition and offset in the record id) and its offset is committed like any other.";
+
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";
     REQUIRED_MISSING = "RT202", Error, "required value missing",
@@ -240,6 +251,10 @@ findings! {
         "A `parquet` sink could not write, close or rename a file in its directory (no space, no permission). The run stops before its next checkpoint; the file being written stays under its hidden temporary name and is deleted by `sluice run --resume`, which writes the records after the last checkpoint again into new files.";
     OBJECT_UPLOAD_FAILED = "RT620", RunError, "object-store sink upload failed",
         "A `jsonl` or `csv` sink with an object URL writes a local staging file and uploads it when the run completes (multipart for large files, so the object appears whole or not at all). The upload failed: store unreachable, access denied, or the bucket does not exist. The run is not marked completed and the staging file is kept: `sluice run --resume` finishes the run and uploads it again.";
+    KAFKA_SINK_REFUSED = "RT611", Dlq, "Kafka broker refused a message",
+        "A `kafka` sink's broker refused one record's message for a reason tied to the message (larger than the topic's `max.message.bytes`, an invalid record or key). The record goes to the DLQ and the rest of its batch is delivered. Raise the topic's size limit or fix the mapping, then `sluice dlq replay`.";
+    KAFKA_SINK_FAILED = "RT612", RunError, "Kafka sink could not deliver a batch",
+        "A `kafka` sink could not get a batch acknowledged: the brokers were unreachable for longer than the delivery timeout (2 minutes), the producer was fenced, or a fatal producer error. The run stops before the records count as delivered, so a live source's offsets are not committed for them: the next run reads and produces them again (at least once; the idempotent producer removes duplicates only within one producer session).";
 }
 
 /// Looks a code up in the registry.

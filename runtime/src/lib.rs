@@ -9,6 +9,8 @@
 //! - [`eval`]: expression evaluation, HL7 value conversion, functions, lookups, templates.
 //! - [`record`]: the record envelope and the output document type.
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
+//! - [`kafka`]: the Kafka source (a consumer group member feeding the executor live,
+//!   committing offsets once records are durable) and the Kafka sink (idempotent producer).
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
 //! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
 //!   full jitter) and [`throttle`] (a token bucket per sink, or shared through the state store).
@@ -51,6 +53,7 @@ pub mod findings;
 pub mod groups;
 pub mod hl7;
 pub mod http_sink;
+pub mod kafka;
 pub mod keys;
 pub mod mllp;
 pub mod object_stores;
@@ -171,6 +174,22 @@ pub fn run_with_events(
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
+        (run_id, t, None)
+    } else if kafka::consumes(plan) {
+        if options.start == Start::Resume {
+            return Err(RunError::new(
+                findings::NOTHING_TO_RESUME,
+                format!(
+                    "pipeline `{}` consumes from Kafka: its positions are the consumer group's offsets",
+                    plan.pipeline
+                ),
+            )
+            .with_help("run it without `--resume`: the group goes on from its last committed offsets"));
+        }
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let stop = options.stop.clone();
+        let t = kafka::source::serve(&compiled, &clock, &run_id, options.threads, stop, options.progress.clone())?;
         (run_id, t, None)
     } else {
         let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;

@@ -69,6 +69,17 @@ pub struct Envelope {
     pub classes: BTreeMap<String, ClassedLeaf>,
     /// Set once the record passed a mask stage: the outcome per classed leaf.
     pub masking: Option<BTreeMap<String, LeafOutcome>>,
+    /// The message key and headers a message bus gave the record (Kafka); `None` for files
+    /// and MLLP. Data (a key is often a patient id): never logged or audited.
+    pub bus: Option<Arc<BusMeta>>,
+}
+
+/// A bus message's key and headers, as the producer sent them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BusMeta {
+    pub key: Option<Vec<u8>>,
+    /// Header names with their values (`None`: a header without a value), in message order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// The payload: an HL7 message (its text, read through the lazy view; shared between fan-out

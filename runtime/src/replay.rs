@@ -236,6 +236,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                     o.push((n, d.event));
                 }
             })),
+            bus: None,
         });
     }
     let before = output_lengths(plan, &store)?;

@@ -10,6 +10,7 @@
 
 pub mod diff;
 pub mod fhir;
+pub mod kafka;
 pub mod object_store;
 pub mod pg_table;
 pub mod pg_url;
@@ -139,6 +140,9 @@ pub struct SourcePlan {
     /// files, so their plans (and hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<Box<object_store::StorePlan>>,
+    /// The consumer (`kafka` only). Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.
@@ -620,6 +624,9 @@ pub struct SinkPlan {
     /// The directory layout and columns (`parquet` only). Absent from the JSON of other sinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parquet: Option<Box<ParquetSinkPlan>>,
+    /// The topic and key (`kafka` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<Box<kafka::KafkaSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

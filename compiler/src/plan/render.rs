@@ -24,8 +24,26 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "{} {}{arrow}  [emits {}]", c.kind.type_name(), c.name, c.emits);
         match &c.kind {
             ComponentKind::Source(s) => {
-                match &s.mllp {
-                    Some(m) => {
+                match (&s.mllp, &s.kafka) {
+                    (_, Some(k)) => {
+                        let security = k.security.as_ref().map_or_else(|| "plaintext".into(), |s| s.describe());
+                        let _ = writeln!(
+                            o,
+                            "    kafka consume {} from {} as group {} ({}, {security}), start {}, session timeout {} ms, priority {}",
+                            k.topics.join(", "),
+                            k.brokers.join(", "),
+                            k.group,
+                            s.format,
+                            k.start,
+                            k.session_timeout_ms,
+                            k.priority
+                        );
+                        let _ = writeln!(
+                            o,
+                            "    offsets committed per partition once every record before them is durable (at least once)"
+                        );
+                    }
+                    (Some(m), None) => {
                         let tls = if m.tls.is_some() { ", tls" } else { "" };
                         let _ = writeln!(
                             o,
@@ -40,7 +58,7 @@ pub fn text(plan: &Plan) -> String {
                             m.priority
                         );
                     }
-                    None => {
+                    (None, None) => {
                         let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
                     }
                 }
@@ -155,8 +173,18 @@ pub fn text(plan: &Plan) -> String {
                     let _ =
                         writeln!(o, "    {per} per request, {}{}", retry_text(&h.retry), throttle_text(&h.throttle));
                 }
-                None => match &s.postgres {
-                    Some(pg) => {
+                None => match (&s.postgres, &s.kafka) {
+                    (_, Some(k)) => {
+                        let security = k.security.as_ref().map_or_else(|| "plaintext".into(), |s| s.describe());
+                        let key = k.key.as_deref().map_or_else(|| "no key".to_string(), |p| format!("key {p}"));
+                        let _ = writeln!(
+                            o,
+                            "    produces to topic {} at {} (kafka, JSON, {key}, idempotent, {security}); flushed per batch",
+                            k.topic,
+                            k.brokers.join(", ")
+                        );
+                    }
+                    (Some(pg), None) => {
                         let how = if pg.write == "upsert" {
                             format!("upsert by {}", pg.key.join(", "))
                         } else {
@@ -172,7 +200,7 @@ pub fn text(plan: &Plan) -> String {
                             let _ = writeln!(o, "      {line}");
                         }
                     }
-                    None => {
+                    (None, None) => {
                         let _ = writeln!(o, "    writes {} ({})", s.path, s.kind);
                         if let Some(csv) = &s.csv {
                             let names: Vec<&str> = csv.columns.iter().map(|c| c.name.as_str()).collect();

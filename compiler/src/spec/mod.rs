@@ -3,6 +3,7 @@
 //! [`shape`] describes every object (keys, types, docs); [`reader`] checks nodes against it.
 
 pub mod fhir_output;
+pub mod kafka;
 pub mod mapping;
 pub mod masking;
 pub mod overlay;

@@ -39,6 +39,7 @@ pub enum Body<'n> {
         move_to: Option<Spanned>,
     },
     Mllp(Box<MllpSpec>),
+    Kafka(Box<super::kafka::KafkaSourceSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -69,6 +70,7 @@ pub enum Body<'n> {
         store: Option<Box<StoreSpec>>,
     },
     Parquet(Box<ParquetSpec>),
+    KafkaSink(Box<super::kafka::KafkaSinkSpec>),
 }
 
 /// A `store:` block as written (object-store paths); credentials are checked to be secret
@@ -855,6 +857,8 @@ fn component<'n>(
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
+        "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
+        "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
         "validate" => Body::Validate {
             rules: s(cx, "rules")?,
             mode: obj

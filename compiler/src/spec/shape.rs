@@ -475,7 +475,7 @@ pub static SINK_HTTP: Shape = Shape {
     ],
 };
 
-pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP];
+pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP, &super::kafka::SOURCE_KAFKA];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub static SINK_POSTGRES: Shape = Shape {
     name: "sink.postgres",
@@ -569,7 +569,8 @@ pub static SINK_PARQUET: Shape = Shape {
     ],
 };
 
-pub const SINK_SHAPES: &[&Shape] = &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV, &SINK_PARQUET];
+pub const SINK_SHAPES: &[&Shape] =
+    &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV, &SINK_PARQUET, &super::kafka::SINK_KAFKA];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

@@ -182,6 +182,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             bytes,
             problem,
             completion: done,
+            bus: None,
         };
         self.index += 1;
         let tx = self.tx.clone();

@@ -166,6 +166,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             mllp: None,
             fhir: None,
             store: None,
+            kafka: None,
         }),
     )
 }
@@ -182,6 +183,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             postgres: None,
             csv: None,
             parquet: None,
+            kafka: None,
             phi_allowed: None,
             object: None,
         }),

@@ -1,0 +1,58 @@
+//! `kafka` sources and sinks, resolved: what the runtime needs to connect, and nothing secret
+//! (a SASL password stays a reference, resolved only when the run starts).
+
+use serde::{Deserialize, Serialize};
+
+/// TLS and SASL settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSecurityPlan {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`.
+    pub protocol: String,
+    /// SASL mechanism (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`); `None` without SASL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// A secret reference (`${VAR}`, `${file:...}`), never the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// A `kafka` source: a consumer group member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSourcePlan {
+    pub brokers: Vec<String>,
+    pub topics: Vec<String>,
+    pub group: String,
+    /// `earliest` or `latest`: where a group without a committed offset starts.
+    pub start: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurityPlan>,
+    /// `interactive`, `normal` or `backfill` (`spec::shape::PRIORITIES`).
+    pub priority: String,
+    /// How long the group waits for a silent member before giving its partitions to others.
+    pub session_timeout_ms: u64,
+}
+
+/// A `kafka` sink: a producer to one topic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KafkaSinkPlan {
+    pub brokers: Vec<String>,
+    pub topic: String,
+    /// The dotted path of the field whose value keys each message; `None`: no key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<KafkaSecurityPlan>,
+}
+
+impl KafkaSecurityPlan {
+    /// One line for `sluice plan`: the protocol and mechanism, never a secret.
+    pub fn describe(&self) -> String {
+        match &self.mechanism {
+            Some(m) => format!("{} {m}", self.protocol),
+            None if self.protocol.starts_with("sasl_") => format!("{} PLAIN", self.protocol),
+            None => self.protocol.clone(),
+        }
+    }
+}

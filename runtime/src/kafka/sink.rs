@@ -1,0 +1,247 @@
+//! The `kafka` sink: each record as a JSON message (the line a `jsonl` sink would write) to
+//! one topic, produced by the writer thread once per batch and flushed before the batch
+//! counts as delivered.
+//!
+//! Invariants:
+//! - Durable before acknowledged: [`KafkaSinks::write_batch`] returns only once the brokers
+//!   acknowledged every message of the batch (acks from all in-sync replicas, the
+//!   idempotent producer's setting), before the writer syncs, checkpoints or calls a
+//!   source's completion. So a `kafka` source's offsets pass a record only once its message
+//!   is in the sink's topic.
+//! - Order per key: the idempotent producer keeps each partition's messages in send order
+//!   through retries; the key (the `key` field's value, or else the key of the Kafka message
+//!   the record came from) picks the partition, so one patient's records stay in order.
+//! - Nothing lost: a message the broker refuses for its content (too large, invalid) goes to
+//!   the DLQ (RT611) and the rest of the batch is delivered; any other failure (brokers gone
+//!   past the delivery timeout, a fatal producer error) stops the run (RT612) before the
+//!   batch counts, so its records are read again.
+//! - The source message's headers travel on with the record (names and values as they
+//!   came); neither keys nor header values are ever logged.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use rdkafka::ClientContext;
+use rdkafka::config::RDKafkaLogLevel;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use serde::{Deserialize, Serialize};
+use sluice_compiler::plan::kafka::KafkaSinkPlan;
+
+use super::{CONNECT_TIMEOUT, LastError};
+use crate::dlq::Rejection;
+use crate::error::RunError;
+use crate::findings;
+use crate::record::{Doc, Payload, Record};
+
+/// How long a batch may wait for its acknowledgements (also librdkafka's delivery timeout).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What a worker hands the writer for one record: key and header values in base64, the
+/// message value as text.
+#[derive(Serialize, Deserialize)]
+struct Line {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    headers: Vec<(String, Option<String>)>,
+    value: String,
+}
+
+/// The line of a record for sink `plan` (in a worker).
+pub fn line(rec: &Record, run_id: &str, processed_at: &str, plan: &KafkaSinkPlan) -> String {
+    let declared = plan.key.as_deref().and_then(|path| match &rec.payload {
+        Payload::Doc(doc) => match doc.get_dotted(path)? {
+            Doc::Str(s) | Doc::Num(s) => Some(s.as_bytes().to_vec()),
+            Doc::Bool(b) => Some(b.to_string().into_bytes()),
+            _ => None,
+        },
+        Payload::Hl7(_) => None,
+    });
+    let bus = rec.env.bus.as_deref();
+    let key = declared.or_else(|| bus.and_then(|b| b.key.clone()));
+    let headers = bus
+        .map(|b| b.headers.iter().map(|(n, v)| (n.clone(), v.as_ref().map(|v| B64.encode(v)))).collect())
+        .unwrap_or_default();
+    let line = Line { key: key.map(|k| B64.encode(k)), headers, value: crate::sink::render(rec, run_id, processed_at) };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Delivery reports of the batch being flushed: (position, error) of each failed message.
+struct Reports {
+    name: Arc<str>,
+    last: LastError,
+    failed: Mutex<Vec<(usize, KafkaError)>>,
+}
+
+impl ClientContext for Reports {
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+
+    fn error(&self, error: KafkaError, _reason: &str) {
+        self.last.note(&error);
+        let code = error.rdkafka_error_code().map(|c| format!("{c:?}")).unwrap_or_default();
+        tracing::warn!(component = %self.name, code = %code, "kafka producer error");
+    }
+}
+
+impl ProducerContext for Reports {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, position: usize) {
+        if let (Err((e, _)), Ok(mut failed)) = (result, self.failed.lock()) {
+            failed.push((position, e.clone()));
+        }
+    }
+}
+
+/// One `kafka` sink, connected, its topic checked.
+pub struct KafkaSink {
+    name: Arc<str>,
+    plan: KafkaSinkPlan,
+    producer: BaseProducer<Reports>,
+}
+
+impl KafkaSink {
+    pub fn open(name: &Arc<str>, plan: &KafkaSinkPlan) -> Result<KafkaSink, RunError> {
+        let mut config = super::client_config(name, &plan.brokers, plan.security.as_ref())?;
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("message.timeout.ms", DELIVERY_TIMEOUT.as_millis().to_string())
+            .set("linger.ms", "5");
+        let reports = Reports { name: Arc::clone(name), last: LastError::default(), failed: Mutex::new(Vec::new()) };
+        let producer: BaseProducer<Reports> = config.create_with_context(reports).map_err(|e| {
+            RunError::new(
+                findings::KAFKA_UNREACHABLE,
+                format!("`{name}`: cannot create the Kafka producer: {}", code_name(&e)),
+            )
+            .with_help("check the sink's `brokers` and `security` settings")
+        })?;
+        let user = plan.security.as_ref().and_then(|s| s.username.as_deref());
+        let metadata = producer
+            .client()
+            .fetch_metadata(Some(&plan.topic), CONNECT_TIMEOUT)
+            .map_err(|_| producer.context().last.startup_error(name, &plan.brokers, user))?;
+        super::check_topic(&metadata, name, &plan.topic)?;
+        Ok(KafkaSink { name: Arc::clone(name), plan: plan.clone(), producer })
+    }
+
+    /// Produces `lines` (this sink's [`line`]s) and waits for every acknowledgement. Returns
+    /// the messages the brokers refused for their content (their positions, why).
+    fn write(&mut self, lines: &[Line]) -> Result<Vec<(usize, Rejection)>, RunError> {
+        if let Ok(mut failed) = self.producer.context().failed.lock() {
+            failed.clear();
+        }
+        let decoded: Vec<(Option<Vec<u8>>, OwnedHeaders)> = lines
+            .iter()
+            .map(|l| {
+                let key = l.key.as_ref().and_then(|k| B64.decode(k).ok());
+                let mut headers = OwnedHeaders::new_with_capacity(l.headers.len());
+                for (name, value) in &l.headers {
+                    let value = value.as_ref().and_then(|v| B64.decode(v).ok());
+                    headers = headers.insert(Header { key: name, value: value.as_deref() });
+                }
+                (key, headers)
+            })
+            .collect();
+        for (pos, (l, (key, headers))) in lines.iter().zip(decoded).enumerate() {
+            let mut record =
+                BaseRecord::with_opaque_to(&self.plan.topic, pos).payload(l.value.as_bytes()).headers(headers);
+            if let Some(k) = &key {
+                record = record.key(k.as_slice());
+            }
+            let mut record = Some(record);
+            while let Some(r) = record.take() {
+                match self.producer.send(r) {
+                    Ok(()) => {}
+                    // The local queue is full: serve delivery reports, then try again.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                        self.producer.poll(Duration::from_millis(50));
+                        record = Some(r);
+                    }
+                    Err((e, _)) if refused_for_content(&e) => {
+                        if let Ok(mut failed) = self.producer.context().failed.lock() {
+                            failed.push((pos, e));
+                        }
+                    }
+                    Err((e, _)) => return Err(self.failed_batch(&e)),
+                }
+            }
+        }
+        self.producer.flush(DELIVERY_TIMEOUT).map_err(|e| self.failed_batch(&e))?;
+        let failed = self.producer.context().failed.lock().map(|mut f| std::mem::take(&mut *f)).unwrap_or_default();
+        let mut refused = Vec::new();
+        for (pos, e) in failed {
+            if !refused_for_content(&e) {
+                return Err(self.failed_batch(&e));
+            }
+            let why = format!("kafka sink `{}`: the broker refused the message: {}", self.name, code_name(&e));
+            refused.push((pos, Rejection::single(findings::KAFKA_SINK_REFUSED, None, why)));
+        }
+        Ok(refused)
+    }
+
+    fn failed_batch(&self, e: &KafkaError) -> RunError {
+        RunError::new(
+            findings::KAFKA_SINK_FAILED,
+            format!("kafka sink `{}`: a batch could not be delivered to topic `{}`: {}", self.name, self.plan.topic, code_name(e)),
+        )
+        .with_help("check that the brokers are up; the records of the batch were not counted and are read again by the next run")
+    }
+}
+
+/// A failure tied to one message's content: retrying it cannot help.
+fn refused_for_content(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            RDKafkaErrorCode::MessageSizeTooLarge
+                | RDKafkaErrorCode::InvalidMessageSize
+                | RDKafkaErrorCode::InvalidMessage
+                | RDKafkaErrorCode::InvalidRecord
+        )
+    )
+}
+
+fn code_name(e: &KafkaError) -> String {
+    e.rdkafka_error_code().map_or_else(|| "client error".to_string(), |c| format!("{c:?}"))
+}
+
+pub type KafkaSinks = crate::sinks::SinkSet<KafkaSink>;
+
+impl KafkaSinks {
+    /// Produces a batch's lines for every `kafka` sink, each flushed before the next. Returns
+    /// per record position the sinks that refused it.
+    pub fn write_batch<'l>(
+        &mut self,
+        records: impl Iterator<Item = &'l [(usize, String)]> + Clone,
+    ) -> Result<crate::sinks::Refusals, RunError> {
+        let mut refused = crate::sinks::Refusals::new();
+        for (component, sink) in self.iter_mut() {
+            let mut positions = Vec::new();
+            let mut lines = Vec::new();
+            for (pos, record_lines) in records.clone().enumerate() {
+                for (_, text) in record_lines.iter().filter(|(c, _)| *c == component) {
+                    let line: Line = serde_json::from_str(text).map_err(|_| {
+                        RunError::new(
+                            findings::INTERNAL,
+                            format!("a message for kafka sink `{}` is not readable", sink.name),
+                        )
+                    })?;
+                    positions.push(pos);
+                    lines.push(line);
+                }
+            }
+            if lines.is_empty() {
+                continue;
+            }
+            for (i, why) in sink.write(&lines)? {
+                crate::sinks::refuse(&mut refused, positions[i], component, || why);
+            }
+        }
+        Ok(refused)
+    }
+}

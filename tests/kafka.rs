@@ -1,0 +1,538 @@
+//! `kafka` sources and sinks through the real binary, against a real Kafka-protocol broker:
+//! tansu 0.6.0 (memory storage), built once by `scripts/setup-tansu` into a cache and started
+//! here on 127.0.0.1 on a free port, one broker per test. No broker is a failure, never a skip.
+//!
+//! - A source delivers every message once through the same source step as files (parse,
+//!   profile, DLQ), a message without a value goes to the DLQ (RT129), the group's offsets
+//!   end at the topic's end (a second run reads nothing), and a `kafka` sink in the same
+//!   pipeline carries each record on with its source message's key and headers.
+//! - `kill -9` mid-way, then a new run: every record is in the PostgreSQL upsert table exactly
+//!   once and in the JSON Lines sink at least once (at least once end to end).
+//! - Scale-out: two `sluice run` processes in one consumer group share a 3-partition topic;
+//!   one is killed; the other takes its partitions; the table holds exactly the expected rows.
+//! - A `kafka` sink fed by files: its topic, read back, holds each delivered record as the
+//!   JSON a `jsonl` sink writes, keyed by the declared field.
+//! - Unreachable brokers (RT125) and a missing topic (RT126) stop the run with their codes.
+//!
+//! No output of any run shows a patient's name or SSN from the data.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::checkpoints::{PER_COPY, error_code, summary};
+use common::{Running, messages, pg_database, pg_rows, phi_values, root, text, workspace};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// tansu on 127.0.0.1, stopped when dropped.
+struct Tansu {
+    child: Child,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Tansu {
+    fn start() -> Tansu {
+        let out = Command::new(root().join("scripts/setup-tansu")).output().expect("scripts/setup-tansu runs");
+        assert!(out.status.success(), "scripts/setup-tansu could not provide tansu: {}", text(&out.stderr));
+        let bin = PathBuf::from(text(&out.stdout).trim());
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "sluice-test"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let tansu = Tansu { child, bin, port };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on port {port} within 60 s");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        tansu
+    }
+
+    fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let out = Command::new(&self.bin)
+            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
+            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tansu topic create {name}: {}", text(&out.stderr));
+    }
+}
+
+/// One input message: key, value (`None`: a tombstone), headers.
+struct Msg {
+    key: String,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, String)>,
+}
+
+/// The example messages (the checkpoint tests' input: 66 per copy, 39 delivered, 6 to the DLQ,
+/// 21 filtered by the quick start), `copies` times, each with a unique control id (MSH-10
+/// `K<n>`), keyed by its patient id (PID-3.1), with a trace header.
+fn example_messages(copies: usize) -> Vec<Msg> {
+    let mut one = Vec::new();
+    for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {
+        one.extend(messages(&root().join("examples/hl7").join(file)));
+    }
+    assert_eq!(one.len() as u64, PER_COPY.0);
+    let mut out = Vec::new();
+    for copy in 0..copies {
+        for (i, m) in one.iter().enumerate() {
+            let n = copy * one.len() + i;
+            let text = String::from_utf8_lossy(m).into_owned();
+            let segments: Vec<String> = text
+                .split('\r')
+                .map(|s| {
+                    if s.starts_with("MSH|") {
+                        let mut f: Vec<&str> = s.split('|').collect();
+                        let id = format!("K{n}");
+                        if f.len() > 9 {
+                            f[9] = &id;
+                            return f.join("|");
+                        }
+                    }
+                    s.to_string()
+                })
+                .collect();
+            let key = text
+                .split('\r')
+                .find(|s| s.starts_with("PID|"))
+                .and_then(|p| p.split('|').nth(3))
+                .map(|cx| cx.split('^').next().unwrap_or_default().to_string())
+                .unwrap_or_else(|| "none".to_string());
+            out.push(Msg {
+                key,
+                value: Some(segments.join("\r").into_bytes()),
+                headers: vec![("trace-id".into(), format!("t-{n}")), ("origin".into(), "ward-7".into())],
+            });
+        }
+    }
+    out
+}
+
+fn produce(brokers: &str, topic: &str, msgs: &[Msg]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        // One message per record batch: tansu 0.6.0's memory storage answers a fetch that
+        // starts inside a batch with nothing (a consumer resuming from a committed offset
+        // there would wait forever; Apache Kafka returns the batch). See docs/user-guide.md.
+        .set("batch.num.messages", "1")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    for m in msgs {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &m.headers {
+            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
+        }
+        let mut record = BaseRecord::<str, [u8]>::to(topic).key(m.key.as_str()).headers(headers);
+        if let Some(v) = &m.value {
+            record = record.payload(v.as_slice());
+        }
+        let mut record = Some(record);
+        while let Some(r) = record.take() {
+            if let Err((_, r)) = producer.send(r) {
+                producer.poll(Duration::from_millis(50));
+                record = Some(r);
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(60)).expect("the broker acknowledged the input");
+}
+
+/// A message read back: key, value, headers.
+type Read = (Option<String>, String, Vec<(String, String)>);
+
+/// Every message of `topic` (all partitions, from the start).
+fn read_topic(brokers: &str, topic: &str, expect: usize) -> Vec<Read> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("reader-{topic}"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    consumer.subscribe(&[topic]).unwrap();
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Read until `expect` messages came and a few seconds pass without another.
+    let mut quiet_since = Instant::now();
+    while Instant::now() < deadline && (out.len() < expect || quiet_since.elapsed() < Duration::from_secs(3)) {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                quiet_since = Instant::now();
+                let headers = m
+                    .headers()
+                    .map(|h| {
+                        h.iter().map(|h| (h.key.to_string(), text(h.value.unwrap_or_default()))).collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default();
+                out.push((m.key().map(text), text(m.payload().unwrap_or_default()), headers));
+            }
+            Some(Err(e)) => panic!("reading {topic}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The offsets group `group` committed on `topic`'s partitions.
+fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
+    let consumer: BaseConsumer =
+        ClientConfig::new().set("bootstrap.servers", brokers).set("group.id", group).create().unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let got = consumer.committed_offsets(list, Duration::from_secs(10)).unwrap();
+    got.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => -1,
+        })
+        .collect()
+}
+
+/// Writes `pipelines/kafka.yaml` into `dir`: the quick start fed by a `kafka` source, with
+/// `sinks` (YAML under `sinks:`) and its outputs under `out/`.
+fn kafka_pipeline(dir: &Path, brokers: &str, topic: &str, group: &str, sinks: &str) -> PathBuf {
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let source = format!(
+        "sources:\n  hl7_files:\n    type: kafka\n    brokers: {brokers}\n    topics: [{topic}]\n    group: {group}\n    session_timeout: 6s\n    profile: ../mappings/base/profiles/default.yaml\nstages:"
+    );
+    let start = quickstart.find("sources:").unwrap();
+    let stages = quickstart.find("stages:").unwrap();
+    let sinks_at = quickstart.find("\nsinks:").unwrap();
+    let dlq_at = quickstart.find("\ndlq:").unwrap();
+    let tail =
+        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
+    let spec = format!(
+        "{}{}{}\nsinks:\n{sinks}{}",
+        &quickstart[..start].replace("name: quickstart", "name: kafka-feed"),
+        source,
+        &quickstart[stages + "stages:".len()..sinks_at],
+        tail
+    );
+    let path = dir.join("pipelines/kafka.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+const JSONL_SINK: &str =
+    "  patient_events:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/patient-events.jsonl\n";
+
+fn upsert_sink() -> String {
+    "  warehouse:\n    type: postgres\n    inputs: [mask]\n    url: ${SLUICE_SINK_URL}\n    write: upsert\n    key: [metadata.message_id]\n    table: kafka_events\n".into()
+}
+
+fn sluice(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(dir).args(args);
+    c
+}
+
+fn start_run(dir: &Path, pg: Option<&str>) -> Running {
+    let mut c = sluice(dir, &["run", "pipelines/kafka.yaml", "--summary", "json", "--log-level", "info"]);
+    if let Some(url) = pg {
+        c.env("SLUICE_SINK_URL", url);
+    }
+    Running::spawn(&mut c)
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
+/// stderr if `run` ends meanwhile.
+fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
+fn message_ids(p: &Path) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for l in lines(p) {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
+        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    ids
+}
+
+fn assert_no_phi(outputs: &[&str]) {
+    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
+    assert!(!phi.is_empty());
+    for out in outputs {
+        for v in &phi {
+            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
+        }
+    }
+}
+
+#[test]
+fn a_kafka_source_delivers_every_message_once_with_its_key_and_headers_and_commits_its_offsets() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("adt", 3);
+    tansu.create_topic("adt-out", 3);
+    let mut input = example_messages(1);
+    input.push(Msg { key: "tombstone".into(), value: None, headers: vec![] });
+    produce(&brokers, "adt", &input);
+    let dir = workspace("kafka-source");
+    let relay =
+        format!("  relay:\n    type: kafka\n    inputs: [mask]\n    brokers: [{brokers}]\n    topic: adt-out\n");
+    kafka_pipeline(&dir, &brokers, "adt", "sluice-adt", &format!("{JSONL_SINK}{relay}"));
+
+    let plan = sluice(&dir, &["plan", "pipelines/kafka.yaml"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan = text(&plan.stdout);
+    assert!(plan.contains(&format!("kafka consume adt from {brokers} as group sluice-adt")), "{plan}");
+    assert!(plan.contains("produces to topic adt-out"), "{plan}");
+
+    let records = input.len();
+    let mut run = start_run(&dir, None);
+    let audit = dir.join("out/audit.jsonl");
+    // run_started, then one audit entry per record.
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (n, delivered, dlq, filtered) = PER_COPY;
+    assert_eq!(s["records_in"], n + 1, "{s}");
+    assert_eq!(s["delivered"], delivered, "{s}");
+    assert_eq!(s["dlq"], dlq + 1, "{s}: the rejected examples and the tombstone");
+    assert_eq!(s["filtered"], filtered, "{s}");
+    assert_eq!(s["balanced"], true);
+    let ids = message_ids(&dir.join("out/patient-events.jsonl"));
+    assert_eq!(ids.len() as u64, delivered);
+    assert!(ids.values().all(|c| *c == 1), "each record once: {ids:?}");
+    let dlq_text = std::fs::read_to_string(dir.join("out/dlq.jsonl")).unwrap();
+    assert!(dlq_text.contains("RT129"), "the tombstone went to the DLQ with RT129");
+
+    // Offsets: committed at the end of every partition, so a second run reads nothing.
+    let offsets = committed(&brokers, "sluice-adt", "adt", 3);
+    assert_eq!(offsets.iter().sum::<i64>(), records as i64, "{offsets:?}");
+    let mut again = start_run(&dir, None);
+    again.wait_for("the partitions assigned", |l| l.contains("kafka partitions assigned").then_some(()));
+    std::thread::sleep(Duration::from_secs(2));
+    let (code, s2, _, stderr2) = again.stop("INT");
+    assert_eq!(code, Some(0), "{stderr2}");
+    assert_eq!(s2["records_in"], 0, "nothing read again: {s2}");
+
+    // The relay sink: each delivered record, as the jsonl sink wrote it, with the key and the
+    // headers of the message it came from.
+    let by_id: BTreeMap<String, &Msg> = input
+        .iter()
+        .filter_map(|m| {
+            let v = text(m.value.as_ref()?);
+            let msh = v.split('\r').next()?;
+            Some((msh.split('|').nth(9)?.to_string(), m))
+        })
+        .collect();
+    let relayed = read_topic(&brokers, "adt-out", delivered as usize);
+    assert_eq!(relayed.len() as u64, delivered);
+    let jsonl: BTreeSet<String> = lines(&dir.join("out/patient-events.jsonl")).into_iter().collect();
+    for (key, value, headers) in &relayed {
+        assert!(jsonl.contains(value), "the relayed message is the jsonl sink's line");
+        let doc: serde_json::Value = serde_json::from_str(value).unwrap();
+        let source = by_id[doc["metadata"]["message_id"].as_str().unwrap()];
+        assert_eq!(key.as_deref(), Some(source.key.as_str()), "the source message's key");
+        assert_eq!(headers, &source.headers, "the source message's headers, in order");
+    }
+    assert_no_phi(&[&stdout, &stderr, &stderr2]);
+}
+
+/// Runs in `dir` until the JSON Lines sink holds `at_least` lines, then `kill -9`.
+fn kill_when(dir: &Path, pg: &str, at_least: usize) {
+    let mut run = start_run(dir, Some(pg));
+    let sink = dir.join("out/patient-events.jsonl");
+    wait_until(&mut run, "records before the kill", Duration::from_secs(120), || lines(&sink).len() >= at_least);
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+}
+
+#[test]
+fn kill_9_mid_way_and_a_new_run_lose_nothing_and_the_upsert_table_holds_each_record_once() {
+    let Some(pg) = pg_database("kafka-kill") else { return };
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("adt", 3);
+    let copies = 30;
+    let input = example_messages(copies);
+    produce(&brokers, "adt", &input);
+    let dir = workspace("kafka-kill");
+    kafka_pipeline(&dir, &brokers, "adt", "sluice-kill", &format!("{JSONL_SINK}{}", upsert_sink()));
+    let delivered = PER_COPY.1 as usize * copies;
+
+    kill_when(&dir, &pg, delivered / 3);
+    let mut run = start_run(&dir, Some(&pg));
+    let sink = dir.join("out/patient-events.jsonl");
+    wait_until(&mut run, "every record delivered", Duration::from_secs(180), || message_ids(&sink).len() >= delivered);
+    let (code, _, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+
+    let ids = message_ids(&sink);
+    assert_eq!(ids.len(), delivered, "every delivered record is in the jsonl sink");
+    let twice = ids.values().filter(|c| **c > 1).count();
+    // At least once: only records after the last commit before the kill come again.
+    assert!(twice < delivered, "{twice} records twice");
+    let rows = pg_rows(&pg, "SELECT metadata_message_id FROM kafka_events");
+    let in_table: BTreeSet<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(in_table.len(), delivered, "one row per record in the upsert table");
+    assert_eq!(in_table, ids.keys().cloned().collect::<BTreeSet<_>>());
+    let count = pg_rows(&pg, "SELECT count(*) FROM kafka_events");
+    assert_eq!(count[0][0].as_deref(), Some(delivered.to_string().as_str()));
+    let offsets = committed(&brokers, "sluice-kill", "adt", 3);
+    assert_eq!(offsets.iter().sum::<i64>(), input.len() as i64, "all committed after the drain: {offsets:?}");
+    assert_no_phi(&[&stdout, &stderr]);
+}
+
+#[test]
+fn two_instances_share_a_topic_and_when_one_is_killed_the_other_takes_its_partitions() {
+    let Some(pg) = pg_database("kafka-scale") else { return };
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("adt", 3);
+    let copies = 40;
+    let input = example_messages(copies);
+    let delivered = PER_COPY.1 as usize * copies;
+    // Two instances: the same pipeline in two directories (each its own DLQ and audit log),
+    // one consumer group, one table.
+    let (a, b) = (workspace("kafka-scale-a"), workspace("kafka-scale-b"));
+    for dir in [&a, &b] {
+        kafka_pipeline(dir, &brokers, "adt", "sluice-scale", &format!("{JSONL_SINK}{}", upsert_sink()));
+    }
+    let mut first = start_run(&a, Some(&pg));
+    first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    let mut second = start_run(&b, Some(&pg));
+    second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    // Both members have their share before the input arrives.
+    std::thread::sleep(Duration::from_secs(3));
+    produce(&brokers, "adt", &input);
+    let sink_b = b.join("out/patient-events.jsonl");
+    wait_until(&mut second, "the second instance's first records", Duration::from_secs(120), || {
+        lines(&sink_b).len() >= 50
+    });
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    let by_b = message_ids(&sink_b).len();
+
+    let count = || pg_rows(&pg, "SELECT count(*) FROM kafka_events")[0][0].clone().unwrap().parse::<usize>().unwrap();
+    wait_until(&mut first, "every record in the table", Duration::from_secs(180), || count() >= delivered);
+    let (code, _, stdout, stderr) = first.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let by_a = message_ids(&a.join("out/patient-events.jsonl"));
+    assert!(by_b > 0 && !by_a.is_empty(), "both instances took part: a {}, b {by_b}", by_a.len());
+    let rows = pg_rows(&pg, "SELECT metadata_message_id FROM kafka_events");
+    let in_table: BTreeSet<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(count(), delivered, "exactly the expected rows");
+    let mut expected: BTreeSet<String> = message_ids(&a.join("out/patient-events.jsonl")).into_keys().collect();
+    expected.extend(message_ids(&sink_b).into_keys());
+    assert_eq!(in_table, expected, "the table holds what the two instances delivered, each once");
+    let offsets = committed(&brokers, "sluice-scale", "adt", 3);
+    assert_eq!(offsets.iter().sum::<i64>(), input.len() as i64, "{offsets:?}");
+    assert_no_phi(&[&stdout, &stderr]);
+}
+
+#[test]
+fn a_kafka_sink_fed_by_files_holds_each_delivered_record_keyed_by_the_declared_field() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("events", 3);
+    let dir = workspace("kafka-sink");
+    let path = dir.join("pipelines/quickstart.yaml");
+    let spec = std::fs::read_to_string(&path).unwrap().replacen(
+        "\nsinks:\n",
+        &format!(
+            "\nsinks:\n  bus:\n    type: kafka\n    inputs: [mask]\n    brokers: {brokers}\n    topic: events\n    key: patient.id\n"
+        ),
+        1,
+    );
+    std::fs::write(&path, spec).unwrap();
+    let out: Output = sluice(&dir, &["run", "pipelines/quickstart.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s = summary(&out);
+    let delivered = s["delivered"].as_u64().unwrap() as usize;
+    assert!(delivered > 0);
+    let jsonl = lines(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert_eq!(jsonl.len(), delivered);
+    let got = read_topic(&brokers, "events", delivered);
+    assert_eq!(got.len(), delivered, "each delivered record once in the topic");
+    let mut want: Vec<&String> = jsonl.iter().collect();
+    let mut have: Vec<&String> = got.iter().map(|(_, v, _)| v).collect();
+    want.sort();
+    have.sort();
+    assert_eq!(want, have, "the messages are the jsonl sink's lines");
+    // Keyed by patient.id, and in the jsonl sink's order per key.
+    let mut per_key: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for (key, value, _) in &got {
+        let doc: serde_json::Value = serde_json::from_str(value).unwrap();
+        assert_eq!(key.as_deref(), doc["patient"]["id"].as_str(), "keyed by patient.id");
+        per_key.entry(key.clone().unwrap_or_default()).or_default().push(value);
+    }
+    for (key, values) in per_key {
+        let expected: Vec<&String> = jsonl
+            .iter()
+            .filter(|l| {
+                let d: serde_json::Value = serde_json::from_str(l).unwrap();
+                d["patient"]["id"].as_str() == Some(key.as_str())
+            })
+            .collect();
+        assert_eq!(values, expected, "one key's records in order");
+    }
+    assert_no_phi(&[&text(&out.stdout), &text(&out.stderr)]);
+}
+
+#[test]
+fn unreachable_brokers_and_a_missing_topic_stop_the_run_with_their_codes() {
+    let tansu = Tansu::start();
+    let dir = workspace("kafka-errors");
+    let nobody = format!("127.0.0.1:{}", free_port());
+    kafka_pipeline(&dir, &nobody, "adt", "g", JSONL_SINK);
+    let out = sluice(&dir, &["run", "pipelines/kafka.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(error_code(&out), "RT125", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&nobody), "names the brokers");
+
+    kafka_pipeline(&dir, &tansu.brokers(), "no-such-topic", "g", JSONL_SINK);
+    let out = sluice(&dir, &["run", "pipelines/kafka.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(error_code(&out), "RT126", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("no-such-topic"));
+}
