@@ -85,6 +85,16 @@ codes! {
         "A mapping with `input: {schema: fhir/r4, resource_type: T}` reads FHIR resources of type `T`: it must be fed by a `format: fhir` source (not HL7 v2 messages) that reads `T` (when the source lists `resource_types`, `T` is among them); and a mapping of HL7 v2 messages cannot read FHIR resources. Conditions (filters, routes) over FHIR resources need a source reading exactly one resource type, so that their paths can be checked. Point the stage at the right source, or the right mapping.";
     FHIR_EACH_UNSUPPORTED = "SL234", "fhir-each-unsupported", "A list field over FHIR records uses `each`.",
         "Mappings over FHIR resources fill list fields with single items (`- item: ...`) for now; iterating over a repeating FHIR element with `each:` is not supported yet. Map the first repetitions by index (`identifier[0]`, `identifier[1]`), or join them (`join(identifier[*].value, \",\")`).";
+    KAFKA_BROKER_ADDRESS = "SL240", "kafka-broker-address", "A Kafka broker is not `host:port`.",
+        "A `kafka` source or sink names its bootstrap brokers as `host:port` (a host name, an IPv4 address, or an IPv6 address in brackets, and a port from 1 to 65535), with no scheme: `127.0.0.1:9092`, `kafka-1.example.org:9092`, `[::1]:9092`. Azure Event Hubs' Kafka endpoint is `<namespace>.servicebus.windows.net:9093`.";
+    KAFKA_TOPIC_NAME = "SL241", "kafka-topic-name", "A Kafka topic name cannot be used.",
+        "Kafka accepts topic names of 1 to 249 characters from letters, digits, `.`, `_` and `-` (not `.` or `..`); a broker refuses any other, so the spec is refused before a run would wait on it.";
+    KAFKA_SECURITY = "SL242", "kafka-security", "Kafka `security` settings do not fit together.",
+        "`security.protocol` `sasl_plaintext` and `sasl_ssl` authenticate with SASL and need a `username` and a `password` (a secret reference such as `${KAFKA_PASSWORD}`); `plaintext` and `ssl` do not use SASL, so a `mechanism`, `username` or `password` beside them would be silently ignored: either pick a `sasl_*` protocol or remove them.";
+    KAFKA_GROUP = "SL243", "kafka-group", "A `kafka` source's consumer group id cannot be used.",
+        "The consumer group id names the group whose members share the topics' partitions and whose offsets the brokers keep. It must not be empty, longer than 255 bytes or hold control characters. Give every process of one pipeline the same group, and different pipelines different groups.";
+    KAFKA_SINK_KEY = "SL244", "kafka-sink-key", "A `kafka` sink's key is not one value of its records.",
+        "A `kafka` sink's `key` is the dotted path of a field of the records reaching it, holding one value (not a list or an object): its value becomes each message's key, so one key's messages land in one partition, in order. Name a single-valued field such as `patient.id`.";
     OBJECT_URL = "SL250", "object-url", "An object-store path is not a URL Sluice can use.",
         "Object-store paths are `s3://bucket/key` (Amazon S3 or an S3-compatible store), `az://container/key` (Azure Blob Storage) or `gs://bucket/key` (Google Cloud Storage). The bucket (or container) comes right after `://`, in lower-case letters, digits, `-`, `.` and `_`, without wildcards; a source's key may hold a glob (`s3://inbound/adt/**/*.hl7`), a sink's key names one object. Fix the scheme or add the bucket.";
     OBJECT_STORE_MIXED = "SL251", "object-store-mixed", "A source reads from more than one place.",
@@ -99,16 +109,6 @@ codes! {
         "A `jsonl` or `csv` sink with an object URL writes a local staging file and uploads it when the run completes, so that the object appears whole. A listening source (`type: mllp`, or a `kafka` consumer, which commits offsets) acknowledges each message once every sink has it durably and runs until it is stopped: its messages would wait in the staging file, not in the store, and every stop would upload everything the file holds again. Write the live feed to a local `jsonl` or `csv` file (or a `postgres` sink), and read it into the store from a file pipeline.";
     OBJECT_STORE_FORMAT = "SL256", "object-store-format", "An object-store source reads a format other than HL7 v2.",
         "Object-store sources (`s3://`, `az://`, `gs://` paths) read HL7 v2 files and batches for now: the FHIR source reads local files only (its XML and Bundle readers are not yet fed from a stream of object bytes). Copy the FHIR files to a local folder first (e.g. `aws s3 sync`), and point a `format: fhir` source at that folder.";
-    KAFKA_BROKER_ADDRESS = "SL240", "kafka-broker-address", "A Kafka broker is not `host:port`.",
-        "A `kafka` source or sink names its bootstrap brokers as `host:port` (a host name, an IPv4 address, or an IPv6 address in brackets, and a port from 1 to 65535), with no scheme: `127.0.0.1:9092`, `kafka-1.example.org:9092`, `[::1]:9092`. Azure Event Hubs' Kafka endpoint is `<namespace>.servicebus.windows.net:9093`.";
-    KAFKA_TOPIC_NAME = "SL241", "kafka-topic-name", "A Kafka topic name cannot be used.",
-        "Kafka accepts topic names of 1 to 249 characters from letters, digits, `.`, `_` and `-` (not `.` or `..`); a broker refuses any other, so the spec is refused before a run would wait on it.";
-    KAFKA_SECURITY = "SL242", "kafka-security", "Kafka `security` settings do not fit together.",
-        "`security.protocol` `sasl_plaintext` and `sasl_ssl` authenticate with SASL and need a `username` and a `password` (a secret reference such as `${KAFKA_PASSWORD}`); `plaintext` and `ssl` do not use SASL, so a `mechanism`, `username` or `password` beside them would be silently ignored: either pick a `sasl_*` protocol or remove them.";
-    KAFKA_GROUP = "SL243", "kafka-group", "A `kafka` source's consumer group id cannot be used.",
-        "The consumer group id names the group whose members share the topics' partitions and whose offsets the brokers keep. It must not be empty, longer than 255 bytes or hold control characters. Give every process of one pipeline the same group, and different pipelines different groups.";
-    KAFKA_SINK_KEY = "SL244", "kafka-sink-key", "A `kafka` sink's key is not one value of its records.",
-        "A `kafka` sink's `key` is the dotted path of a field of the records reaching it, holding one value (not a list or an object): its value becomes each message's key, so one key's messages land in one partition, in order. Name a single-valued field such as `patient.id`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
