@@ -194,6 +194,18 @@ fn each_object_is_taken_once_across_runs_and_new_or_changed_ones_next_time() {
     let third = go(&[]);
     assert_eq!(third["records_in"], feed_only, "{third}");
     assert_eq!(objects_read(&dir), ["s3://inbound/adt/2024/02/late.hl7"], "only the new object");
+    // What the earlier runs wrote is kept: the sink, the DLQ and the audit chain go on.
+    let delivered_late = third["delivered"].as_u64().unwrap();
+    let sink = std::fs::read_to_string(dir.join("out/patient-events.jsonl")).unwrap();
+    assert_eq!(sink.lines().count() as u64, PER_COPY.1 + delivered_late, "the first run's records are still there");
+    let dlq = std::fs::read_to_string(dir.join("out/dlq.jsonl")).unwrap();
+    let dlq_late = third["dlq"].as_u64().unwrap();
+    assert_eq!(dlq.lines().count() as u64, PER_COPY.2 + dlq_late, "the first run's DLQ entries are still there");
+    // Each run's audit log is its own chain; the earlier runs' logs are kept beside it.
+    for log in ["out/audit.jsonl", "out/audit.jsonl.1", "out/audit.jsonl.2"] {
+        let verify = sluice(&dir, SECRET).args(["audit", "verify", log]).output().unwrap();
+        assert!(verify.status.success(), "{log}: {}", text(&verify.stderr));
+    }
 
     // An object overwritten with other content is a new version: read whole, once.
     put(&moto, "inbound", "adt/2024/01/feed.hl7", &rejects);

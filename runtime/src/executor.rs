@@ -703,16 +703,23 @@ fn flush_in_background(files: Vec<std::fs::File>, done: &AtomicBool) {
 
 /// Opens the outputs: created empty for a new file run (the audit log's previous file kept
 /// as an archive, [`audit::archive`]), cut back to the checkpoint's lengths for
-/// a resumed one, appended to for a live feed (its records were acknowledged). A DLQ in the
-/// state store is treated alike ([`dlq::TableStart`]).
+/// a resumed one, appended to when the run adds to earlier runs' outputs (`live`: a live
+/// feed, whose records were acknowledged, or a new run of object-store sources, which reads
+/// only objects no earlier run took). A DLQ in the state store is treated alike
+/// ([`dlq::TableStart`]). An object-store sink's staging file is an exception: it holds one
+/// run's records, uploaded as one object when the run completes. The audit log is another:
+/// only a live feed (`chain_goes_on`) goes on with the log's chain; a run of object-store
+/// sources keeps the previous log as an archive, as a new file run does, since its records
+/// are numbered from 1 like any file run's.
 fn open_outputs(
     c: &Compiled<'_>,
     run_id: &str,
     totals: &mut Totals,
     start: &Checkpoint,
     live: bool,
+    chain_goes_on: bool,
 ) -> Result<Outputs, RunError> {
-    let resuming = start.records > 0 || !start.outputs.is_empty();
+    let resuming = !live && (start.records > 0 || !start.outputs.is_empty());
     let open = |path: &str| -> Result<std::io::BufWriter<std::fs::File>, RunError> {
         if live {
             return sink::append(path);
@@ -773,7 +780,8 @@ fn open_outputs(
                 let f = match files.iter().position(|(p, _)| *p == s.path) {
                     Some(f) => f,
                     None => {
-                        let mut w = open(&s.path)?;
+                        let mut w =
+                            if s.object.is_some() && !resuming { sink::create(&s.path)? } else { open(&s.path)? };
                         if let Some(csv) = &s.csv {
                             crate::sinks::csv::header_if_empty(&mut w, &s.path, &csv.columns)?;
                         }
@@ -796,7 +804,7 @@ fn open_outputs(
     let dlq = dlq::Out::open(c.plan, open, table_start)?;
     let audit = match &c.plan.audit {
         Some(a) => {
-            if !live && !resuming {
+            if !chain_goes_on && !resuming {
                 audit::archive(std::path::Path::new(&a.path)).map_err(|e| {
                     RunError::new(findings::IO, format!("audit log `{}`: cannot archive it: {}", a.path, e.kind()))
                         .with_help(
@@ -1052,7 +1060,15 @@ pub fn execute(
 ) -> Result<Totals, RunError> {
     let plan = c.plan;
     let RunControl { mut start, resumes, store, stop, progress } = control;
-    let live = feed.appends();
+    // Object-store sources read only the objects no earlier run took, so a new run adds to
+    // the earlier runs' outputs, DLQ and audit chain as a live feed does, where a run of local
+    // files (which reads them all again) starts them over; a resume still cuts back to its
+    // checkpoint.
+    let incremental = matches!(feed, Feed::Files(_))
+        && plan.components.iter().any(|comp| matches!(&comp.kind, ComponentKind::Source(s) if s.store.is_some()));
+    let resumed = start.records > 0 || !start.outputs.is_empty();
+    let feed_is_live = feed.appends();
+    let live = feed_is_live || (incremental && !resumed);
     let events = if matches!(feed, Feed::Records(_)) {
         ("dlq_replay_started", "dlq_replay_completed")
     } else {
@@ -1060,11 +1076,11 @@ pub fn execute(
     };
     let mut totals = Totals::default();
     let resuming = !live && (start.records > 0 || !start.outputs.is_empty());
-    let opened = open_outputs(c, run_id, &mut totals, &start, live).and_then(|outputs| {
+    let opened = open_outputs(c, run_id, &mut totals, &start, live, feed_is_live).and_then(|outputs| {
         // A live feed or a replay goes on numbering and chaining after the audit log's last
         // entry.
         match &plan.audit {
-            Some(a) if live => match audit::last_entry(std::path::Path::new(&a.path)) {
+            Some(a) if feed_is_live => match audit::last_entry(std::path::Path::new(&a.path)) {
                 Ok(Some((seq, hash))) => Ok((outputs, Some(seq), hash)),
                 Ok(None) => Ok((outputs, None, String::new())),
                 Err(e) => Err(RunError::new(findings::IO, format!("audit log: {e}"))
@@ -1196,7 +1212,7 @@ pub fn execute(
                 totals,
                 store,
                 last_checkpoint: Instant::now(),
-                flush_when_idle: live,
+                flush_when_idle: feed_is_live,
             };
             let result = w.run(out_rx, resumes);
             writer_gone.store(true, Ordering::Relaxed);
