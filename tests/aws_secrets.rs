@@ -13,61 +13,14 @@
 //!   and missing credentials (RT404) stop the run with their codes, and no output, log line or
 //!   error shows the secret's value.
 
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output};
 
 mod common;
-use common::{root, text};
+use common::moto::{self, Moto, venv};
+use common::{free_port, text};
 
 const KEY: &str = "a-test-key-from-secrets-manager-7f3a";
-
-/// moto's server on 127.0.0.1, stopped when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn venv() -> PathBuf {
-    root().join("target/venv-moto/bin")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// moto on a free port; `no_auth_actions`: when set, moto checks every request's SigV4
-/// signature against its IAM users' keys (and their policies) after that many requests.
-fn start_moto(no_auth_actions: Option<u32>) -> Moto {
-    let status = Command::new(root().join("scripts/setup-moto")).status().expect("scripts/setup-moto runs");
-    assert!(status.success(), "scripts/setup-moto could not install moto: this test needs it (PyPI access)");
-    let port = free_port();
-    let mut cmd = Command::new(venv().join("moto_server"));
-    if let Some(n) = no_auth_actions {
-        cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
-    }
-    let child = cmd
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 120 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    moto
-}
 
 /// Creates a secret in the emulator with boto3.
 fn create_secret(moto: &Moto, name: &str, value: &str) {
@@ -118,7 +71,7 @@ fn records(dir: &Path) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_masking_key_from_secrets_manager() {
-    let moto = start_moto(None);
+    let moto = moto::start(None);
     create_secret(&moto, "sluice/mask-key", KEY);
     create_secret(&moto, "sluice/keys", &format!(r#"{{"hash":"{KEY}","other":"unused-value-1234"}}"#));
     let dir = common::workspace("aws-secrets");
@@ -198,7 +151,7 @@ print(r['AccessKeyId'], r['SecretAccessKey'], n['AccessKeyId'], n['SecretAccessK
 
 #[test]
 fn signatures_are_checked_and_refusals_are_coded() {
-    let moto = start_moto(Some(6));
+    let moto = moto::start(Some(6));
     let out = Command::new(venv().join("python")).args(["-c", IAM_SETUP, &moto.endpoint, KEY]).output().unwrap();
     assert!(out.status.success(), "boto3 IAM setup: {}", text(&out.stderr));
     let keys = text(&out.stdout);

@@ -25,7 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
-use common::{Running, messages, pg_database, pg_rows, phi_values, root, text, workspace};
+use common::{Running, free_port, messages, pg_database, pg_rows, phi_values, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -43,10 +43,6 @@ impl Drop for Tansu {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 impl Tansu {

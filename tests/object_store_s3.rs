@@ -16,57 +16,16 @@
 
 mod common;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use common::checkpoints::{PER_COPY, error_code, expect_exactly_once, expect_totals, kill_at_random_moments, summary};
+use common::moto::{self, Moto, venv};
 use common::{root, text, workspace};
 
 const KEY_ID: &str = "AKIDOBJECTSTORETEST";
 const SECRET: &str = "secret-of-the-object-store-test-9d2c";
 const CLOCK: &str = "2024-01-01T00:00:00Z";
-
-/// moto's server on 127.0.0.1, stopped when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn venv() -> PathBuf {
-    root().join("target/venv-moto/bin")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn start_moto() -> Moto {
-    let status = Command::new(root().join("scripts/setup-moto")).status().expect("scripts/setup-moto runs");
-    assert!(status.success(), "scripts/setup-moto could not install moto: this test needs it (PyPI access)");
-    let port = free_port();
-    let child = Command::new(venv().join("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("moto_server starts");
-    let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "moto_server did not listen on port {port} within 120 s");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    moto
-}
 
 /// Runs a boto3 script against moto: `s3` is a client; `argv[2:]` are the arguments.
 fn boto3(moto: &Moto, body: &str, args: &[&str]) -> String {
@@ -161,7 +120,7 @@ fn objects_read(dir: &Path) -> Vec<String> {
 
 #[test]
 fn each_object_is_taken_once_across_runs_and_new_or_changed_ones_next_time() {
-    let moto = start_moto();
+    let moto = moto::start(None);
     create_bucket(&moto, "inbound");
     let [feed, rejects] = examples();
     put(&moto, "inbound", "adt/2024/01/feed.hl7", &feed);
@@ -218,7 +177,7 @@ fn each_object_is_taken_once_across_runs_and_new_or_changed_ones_next_time() {
 
 #[test]
 fn a_listing_longer_than_one_page_is_read_to_its_end() {
-    let moto = start_moto();
+    let moto = moto::start(None);
     create_bucket(&moto, "inbound");
     let [_, rejects] = examples();
     // 1,005 objects: more than the 1,000 keys of one ListObjectsV2 page.
@@ -240,7 +199,7 @@ fn a_listing_longer_than_one_page_is_read_to_its_end() {
 
 #[test]
 fn kill_9_then_resume_gives_every_object_record_exactly_once() {
-    let moto = start_moto();
+    let moto = moto::start(None);
     create_bucket(&moto, "inbound");
     // 8 objects of 250 copies of the examples: 132,000 messages.
     let (objects, per_object) = (8u64, 250usize);
@@ -275,7 +234,7 @@ fn kill_9_then_resume_gives_every_object_record_exactly_once() {
 
 #[test]
 fn a_jsonl_sink_uploads_its_object_when_the_run_completes() {
-    let moto = start_moto();
+    let moto = moto::start(None);
     create_bucket(&moto, "inbound");
     create_bucket(&moto, "results");
     let [feed, rejects] = examples();
@@ -318,22 +277,7 @@ fn wrong_credentials_and_an_unreachable_store_stop_the_run_with_their_codes() {
     // key is created first, then a request signed with another secret is refused. (moto's
     // check also refuses object_store's signed listings made with the right key, 5.1.18:
     // SignatureDoesNotMatch; the accepted path is tested above against moto without its IAM.)
-    let status = Command::new(root().join("scripts/setup-moto")).status().unwrap();
-    assert!(status.success());
-    let port = free_port();
-    let child = Command::new(venv().join("moto_server"))
-        .env("INITIAL_NO_AUTH_ACTION_COUNT", "4")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let moto = Moto { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let moto = moto::start(Some(4));
     let script = "iam = boto3.client('iam', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
                   \x20   aws_access_key_id='x', aws_secret_access_key='x')\n\
                   iam.create_user(UserName='reader')\n\
@@ -373,7 +317,7 @@ fn wrong_credentials_and_an_unreachable_store_stop_the_run_with_their_codes() {
 
 #[test]
 fn after_move_to_moves_each_object_once_its_run_completed() {
-    let moto = start_moto();
+    let moto = moto::start(None);
     create_bucket(&moto, "inbound");
     let [feed, rejects] = examples();
     put(&moto, "inbound", "adt/2024/feed.hl7", &feed);

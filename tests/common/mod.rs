@@ -7,6 +7,7 @@
 
 pub mod checkpoints;
 pub mod http_server;
+pub mod moto;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -243,4 +244,10 @@ pub fn pg_rows(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
             _ => None,
         })
         .collect()
+}
+
+/// A TCP port nothing listens on right now, for a server a test starts (or for an address
+/// that refuses connections).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
