@@ -1061,9 +1061,9 @@ pub fn execute(
     let plan = c.plan;
     let RunControl { mut start, resumes, store, stop, progress } = control;
     // Object-store sources read only the objects no earlier run took, so a new run adds to
-    // the earlier runs' outputs, DLQ and audit chain as a live feed does, where a run of local
-    // files (which reads them all again) starts them over; a resume still cuts back to its
-    // checkpoint.
+    // the earlier runs' outputs and DLQ as a live feed does, where a run of local files (which
+    // reads them all again) starts them over; a resume still cuts back to its checkpoint. Only
+    // a live feed goes on with the audit log's chain (see `open_outputs`).
     let incremental = matches!(feed, Feed::Files(_))
         && plan.components.iter().any(|comp| matches!(&comp.kind, ComponentKind::Source(s) if s.store.is_some()));
     let resumed = start.records > 0 || !start.outputs.is_empty();
