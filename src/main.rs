@@ -463,6 +463,14 @@ fn main() -> ExitCode {
                 commands::RunFlags { json, fixed_clock, threads, start, metrics, quiet, log, saved_plan },
             )
         }
+        // A test file names the masking policy its cases run under (`policy:`); silently
+        // ignoring `--env` would pass tests the environment's stricter policy might fail.
+        Command::Test { .. } if commands::environment().is_some() => {
+            eprintln!(
+                "error: `sluice test` does not take `--env`: a test file names the masking policy its cases run under with `policy:`; point it at the environment's policy file to test under that policy"
+            );
+            commands::USAGE
+        }
         Command::Test { paths, format, output, update } => {
             let flags = test_runner::TestFlags { junit: matches!(format, TestFormat::Junit), output, update };
             test_runner::test(paths, &flags)

@@ -18,6 +18,15 @@ fn sluice(dir: &Path, args: &[&str]) -> Output {
 const PATIENT_EVENT: &str = "mappings/base/hl7v2-patient-event.test.yaml";
 
 #[test]
+fn env_is_refused_rather_than_ignored() {
+    let out = sluice(&root(), &["test", "--env", "staging", PATIENT_EVENT]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
+    let err = text(&out.stderr);
+    assert!(err.contains("does not take `--env`") && err.contains("policy:"), "{err}");
+    assert!(text(&out.stdout).is_empty(), "no case ran");
+}
+
+#[test]
 fn bundled_mapping_tests_pass() {
     let out = sluice(&root(), &["test", "mappings", "tests/sluice_test", "docs/templates"]);
     let stdout = text(&out.stdout);
