@@ -265,6 +265,10 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
                     ListenEvent::Listening { source, address } => {
                         format!("source {source}: listening on {address} (MLLP); stop with Ctrl-C or SIGTERM")
                     }
+                    ListenEvent::Consuming { source, topics, group } => format!(
+                        "source {source}: consuming {} as group {group} (Kafka); stop with Ctrl-C or SIGTERM",
+                        topics.join(", ")
+                    ),
                     ListenEvent::Stopping { signal } => {
                         format!("{signal}: no new connections; finishing the messages in flight")
                     }

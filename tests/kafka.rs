@@ -329,6 +329,11 @@ fn a_kafka_source_delivers_every_message_once_with_its_key_and_headers_and_commi
     wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
     let (code, s, stdout, stderr) = run.stop("TERM");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // Like an MLLP listener's "listening on", the CLI says what the source consumes.
+    assert!(
+        stderr.contains("source hl7_files: consuming adt as group sluice-adt (Kafka); stop with Ctrl-C or SIGTERM"),
+        "{stderr}"
+    );
     let (n, delivered, dlq, filtered) = PER_COPY;
     assert_eq!(s["records_in"], n + 1, "{s}");
     assert_eq!(s["delivered"], delivered, "{s}");

@@ -189,7 +189,8 @@ pub fn run_with_events(
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let stop = options.stop.clone();
-        let t = kafka::source::serve(&compiled, &clock, &run_id, options.threads, stop, options.progress.clone())?;
+        let t =
+            kafka::source::serve(&compiled, &clock, &run_id, options.threads, stop, options.progress.clone(), events)?;
         (run_id, t, None)
     } else {
         let (run_id, inputs, control) = start_files_run(&compiled, &clock, options)?;

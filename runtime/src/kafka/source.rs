@@ -187,6 +187,7 @@ pub fn serve(
     threads: Option<usize>,
     stop: Option<Arc<AtomicBool>>,
     progress: Option<Arc<crate::progress::Progress>>,
+    events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
     let sources = sources_of(c);
     if sources.is_empty() {
@@ -196,6 +197,14 @@ pub fn serve(
     let mut feeds = Vec::with_capacity(sources.len());
     for (source, plan) in sources {
         let (member, rx) = join(c, source, plan)?;
+        if let Some(events) = &events {
+            // Topic and group names, never a message: for the CLI's stderr line.
+            let _ = events.send(crate::mllp::ListenEvent::Consuming {
+                source: member.name.to_string(),
+                topics: plan.topics.clone(),
+                group: plan.group.clone(),
+            });
+        }
         members.push(member);
         feeds.push(rx);
     }

@@ -47,6 +47,8 @@ pub enum ListenEvent {
     Listening { source: String, address: SocketAddr },
     /// A shutdown signal arrived: no new connections; in-flight records are being finished.
     Stopping { signal: &'static str },
+    /// A `kafka` source joined its consumer group and subscribed to its topics.
+    Consuming { source: String, topics: Vec<String>, group: String },
 }
 
 /// The plan's MLLP sources, most urgent `priority` first (plan order among equals): their
