@@ -46,6 +46,8 @@ enum Flow {
     Hl7(Version),
     /// FHIR R4 resources from a `format: fhir` source: of one type when the source reads one.
     Fhir(Option<&'static str>),
+    /// X12 transaction sets from a `format: x12` source (envelope context and segments).
+    X12,
     Output(&'static OutputSchema),
     /// Upstream had errors: checks that depend on the schema are skipped.
     Unknown,
@@ -57,6 +59,7 @@ impl Flow {
             Flow::Hl7(v) => format!("hl7v2/{v}"),
             Flow::Fhir(Some(t)) => format!("{}/{t}", crate::fhir::SCHEMA),
             Flow::Fhir(None) => crate::fhir::SCHEMA.to_string(),
+            Flow::X12 => crate::x12::SCHEMA.to_string(),
             Flow::Output(o) => o.name.to_string(),
             Flow::Unknown => "unknown".into(),
         }
@@ -713,6 +716,15 @@ impl Compiler {
             return None;
         }
         if plan.state.is_none() {
+            for c in &spec.components {
+                if let Body::Files { x12: Some(crate::spec::pipeline::X12Files { acks: Some(acks), .. }), .. } = &c.body
+                {
+                    self.diags.push(crate::x12::acks_need_state(&c.name, acks.span));
+                    return None;
+                }
+            }
+        }
+        if plan.state.is_none() {
             for comp in &plan.components {
                 if let ComponentKind::Mask(m) = &comp.kind
                     && m.uses(MaskAction::Tokenize)
@@ -1078,6 +1090,11 @@ impl Compiler {
                     );
                     None
                 }
+                Flow::X12 => {
+                    let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    this.diags.push(crate::x12::input_mismatch(what, &c.name, "HL7 v2 messages", at));
+                    None
+                }
                 Flow::Output(o) => {
                     this.diags.push(
                         Diagnostic::error(
@@ -1095,7 +1112,7 @@ impl Compiler {
             }
         };
         match &c.body {
-            Body::Files { paths, profile, fhir: Some(fhir), store, move_to } => {
+            Body::Files { paths, profile, fhir: Some(fhir), store, move_to, .. } => {
                 let located =
                     crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
                         .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
@@ -1126,12 +1143,49 @@ impl Compiler {
                     profile: profile::default_profile(),
                     mllp: None,
                     fhir: Some(Box::new(plan)),
+                    x12: None,
                     store: None,
                     kafka: None,
                 });
                 Some((kind, flow, (state, origins)))
             }
-            Body::Files { paths, profile, fhir: None, store, move_to } => {
+            Body::Files { paths, x12: Some(x12), store, move_to, .. } => {
+                let located =
+                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
+                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
+                if let Some(crate::object_store::Paths::Remote(_)) = located
+                    && let Some(url) =
+                        paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
+                {
+                    self.diags.push(
+                        Diagnostic::error(codes::OBJECT_STORE_FORMAT, format!("`{}` reads X12 from an object store", c.name))
+                            .label(url.span, "an object URL")
+                            .help("object-store sources read HL7 v2 for now: copy the X12 files to a local folder and read that"),
+                    );
+                    return None;
+                }
+                located?;
+                let acks = x12.acks.as_ref().map(|a| (display_path(&self.resolve(a)), a.span));
+
+                let plan = crate::x12::source_plan(&mut self.diags, x12, acks.map(|a| a.0))?;
+                if paths.is_empty() {
+                    return None;
+                }
+                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "files".into(),
+                    format: "x12".into(),
+                    paths,
+                    profile: profile::default_profile(),
+                    mllp: None,
+                    fhir: None,
+                    x12: Some(Box::new(plan)),
+                    store: None,
+                    kafka: None,
+                });
+                Some((kind, Flow::X12, (state, origins)))
+            }
+            Body::Files { paths, profile, fhir: None, store, move_to, .. } => {
                 let located =
                     crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
                         .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
@@ -1162,6 +1216,7 @@ impl Compiler {
                     profile,
                     mllp: None,
                     fhir: None,
+                    x12: None,
                     store,
                     kafka: None,
                 });
@@ -1212,6 +1267,7 @@ impl Compiler {
                     profile,
                     mllp: Some(Box::new(plan)),
                     fhir: None,
+                    x12: None,
                     store: None,
                     kafka: None,
                 });
@@ -1243,6 +1299,7 @@ impl Compiler {
                     mllp: None,
                     kafka: Some(Box::new(plan)),
                     fhir: None,
+                    x12: None,
                     store: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
@@ -1333,6 +1390,11 @@ impl Compiler {
                             .label(c.inputs.first().map_or(c.name_span, |i| i.span), format!("emits {}", flow.name()))
                             .help("mask after a map stage: masking policies name output fields and PHI classes"),
                         );
+                        return None;
+                    }
+                    Flow::X12 => {
+                        let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                        self.diags.push(crate::x12::input_mismatch("mask stage", &c.name, "mapped records", at));
                         return None;
                     }
                     Flow::Hl7(_) => {
@@ -1538,6 +1600,16 @@ impl Compiler {
                     );
                     lenient.as_ref()?;
                 }
+                if let Flow::X12 = flow
+                    && phi_allowed.is_none()
+                {
+                    self.diags.push(
+                        leak(format!("sink `{}` receives raw X12 transaction sets, which carry PHI", c.name))
+                            .label(c.name_span, "unmasked claims and remittances reach this sink")
+                            .help("X12 sets hold names, member ids and dates of birth: allow PHI at this sink with `phi: {allowed: true, reason: ...}` (mappings over X12 paths are not supported yet)"),
+                    );
+                    lenient.as_ref()?;
+                }
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
@@ -1636,8 +1708,12 @@ impl Compiler {
                     }
                     Some(_) => {}
                 },
-                Flow::Hl7(_) | Flow::Fhir(_) => {
-                    let what = if matches!(flow, Flow::Hl7(_)) { "HL7 v2 messages" } else { "FHIR resources" };
+                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 => {
+                    let what = match flow {
+                        Flow::Hl7(_) => "HL7 v2 messages",
+                        Flow::X12 => "X12 transaction sets",
+                        _ => "FHIR resources",
+                    };
                     self.diags.push(
                         Diagnostic::error(
                             codes::KAFKA_SINK_KEY,
@@ -1913,6 +1989,11 @@ impl Compiler {
                 );
                 return None;
             }
+            Flow::X12 => {
+                let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                self.diags.push(crate::x12::input_mismatch("stage", &c.name, "records whose paths can be checked", at));
+                return None;
+            }
             Flow::Unknown => return None,
         };
         let env = Env { scope, vars: vec![], tables: vec![] };
@@ -2102,6 +2183,7 @@ impl Compiler {
             Flow::Fhir(Some(t)) if t != resource_type => Some(format!("FHIR `{t}` resources")),
             Flow::Fhir(_) => None,
             Flow::Hl7(_) => Some("HL7 v2 messages".to_string()),
+            Flow::X12 => Some("X12 transaction sets".to_string()),
             Flow::Output(o) => Some(format!("{} records", o.name)),
         };
         if let Some(wrong) = wrong {

@@ -17,4 +17,5 @@ pub mod object_store;
 pub mod plan;
 pub mod source;
 pub mod spec;
+pub mod x12;
 pub mod yaml;

@@ -27,6 +27,8 @@ pub enum Prep {
     Source(Profile),
     /// A `format: fhir` files source.
     FhirSource(crate::fhir_source::FhirSource),
+    /// A `format: x12` files source.
+    X12Source(crate::x12_source::X12Source),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -123,9 +125,14 @@ impl<'p> Compiled<'p> {
                     if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    match &s.fhir {
-                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?),
-                        None => Prep::Source(Profile::new(&s.profile)),
+                    match (&s.fhir, &s.x12) {
+                        (Some(f), _) => {
+                            Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?)
+                        }
+                        (None, Some(x)) => {
+                            Prep::X12Source(crate::x12_source::X12Source::new(x, plan.state.as_ref(), clock)?)
+                        }
+                        (None, None) => Prep::Source(Profile::new(&s.profile)),
                     }
                 }
                 ComponentKind::Validate(v) => {

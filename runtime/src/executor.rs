@@ -298,6 +298,25 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The source step of a `format: x12` source, then the rest of the graph
+    /// (`crate::x12_source`): a set of a guide the source does not read is filtered.
+    fn x12_record(&self, idx: usize, src: &crate::x12_source::X12Source, mut rec: Record, acc: &mut Acc) {
+        match crate::x12_source::decode(&rec.raw, src) {
+            Err(r) => self.reject(idx, &rec, &r, acc),
+            Ok(None) => {
+                acc.filtered_by.get_or_insert_with(|| Arc::clone(&self.c.names[idx]));
+            }
+            Ok(Some(d)) => {
+                acc.control_id = Some(d.id.clone());
+                rec.env.control_id = Some(d.id);
+                rec.env.message_type = Some(d.set_id);
+                rec.env.warnings = d.warnings;
+                rec.payload = Payload::Doc(d.doc);
+                self.walk(idx, rec, acc);
+            }
+        }
+    }
+
     /// Runs the record through component `idx` and everything downstream of it.
     fn walk(&self, idx: usize, rec: Record, acc: &mut Acc) {
         let c = self.c;
@@ -443,6 +462,10 @@ impl Ctx<'_, '_> {
             let mut rec = rec.clone();
             if let (None, Prep::FhirSource(src)) = (&raw.problem, &c.preps[raw.source]) {
                 self.fhir_record(raw.source, raw.index, src, rec, &mut acc);
+                return acc;
+            }
+            if let (None, Prep::X12Source(src)) = (&raw.problem, &c.preps[raw.source]) {
+                self.x12_record(raw.source, src, rec, &mut acc);
                 return acc;
             }
             let decoded = match (&raw.problem, &c.preps[raw.source]) {
@@ -831,7 +854,7 @@ type FileItem = (u64, usize, Vec<u8>, Option<Rejection>);
 /// early.
 fn read_files(
     inputs: &[InputFile],
-    fhir: &[Option<&crate::fhir_source::FhirSource>],
+    preps: &[Prep],
     stores: &crate::object_stores::Stores,
     batch_size: usize,
     skip: u64,
@@ -844,11 +867,20 @@ fn read_files(
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
-        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> = if let Some(src) =
-            fhir.get(input.source).copied().flatten()
+        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> = if let Some(Prep::FhirSource(src)) =
+            preps.get(input.source)
         {
             // FHIR sources are local only (the compiler refuses object URLs: SL256).
             match crate::fhir_source::pieces(path, src) {
+                Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
+                Err(e) => {
+                    raw_tx.send(Err(e));
+                    return false;
+                }
+            }
+        } else if let Some(Prep::X12Source(src)) = preps.get(input.source) {
+            // X12 sources are local only (the compiler refuses object URLs: SL256).
+            match crate::x12_source::pieces(path, src) {
                 Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
                 Err(e) => {
                     raw_tx.send(Err(e));
@@ -1129,15 +1161,6 @@ pub fn execute(
         .map_err(|_| RunError::new(findings::INTERNAL, "cannot build the worker thread pool"))?;
     let batch_size = if plan.defaults.batch_size == 0 { 256 } else { plan.defaults.batch_size };
     let skip = start.records;
-    // Per component: a `format: fhir` source, whose files `crate::fhir_source` cuts.
-    let fhir: Vec<Option<&crate::fhir_source::FhirSource>> = c
-        .preps
-        .iter()
-        .map(|p| match p {
-            Prep::FhirSource(src) => Some(src),
-            _ => None,
-        })
-        .collect();
     // Set by the writer when `fail_if` trips (file runs only).
     let halt = &AtomicBool::new(false);
     // Set once the writer has ended: stops the background flusher.
@@ -1162,7 +1185,7 @@ pub fn execute(
 
         let reader = s.spawn(move || match feed {
             Feed::Files(inputs) => {
-                read_files(&inputs, &fhir, &c.stores, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
+                read_files(&inputs, &c.preps, &c.stores, batch_size, skip, [stop.as_deref(), Some(halt)], &mut raw_tx)
             }
             Feed::Live(channels) => {
                 read_live(channels, batch_size, first_seq_after, &mut raw_tx);

@@ -136,6 +136,10 @@ pub struct SourcePlan {
     /// plans and hashes are unchanged).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir: Option<Box<FhirSourcePlan>>,
+    /// What a `format: x12` source reads and where its acknowledgments go (absent for other
+    /// formats, so their plans and hashes are unchanged).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x12: Option<Box<X12SourcePlan>>,
     /// The object store `paths` are URLs in (`s3://`, `az://`, `gs://`); absent for local
     /// files, so their plans (and hashes) are unchanged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,6 +147,18 @@ pub struct SourcePlan {
     /// The consumer (`kafka` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
+}
+
+/// A `files` source with `format: x12`: each transaction set is one record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12SourcePlan {
+    /// Implementation guide ids read (`005010X222A1`; empty: all); sets of others are filtered.
+    pub guides: Vec<String>,
+    /// `strict`: any envelope or guide error rejects the set; `lenient`: they warn.
+    pub mode: Mode,
+    /// The directory acknowledgments are written to (resolved path), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acks: Option<String>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.

@@ -62,6 +62,16 @@ pub fn text(plan: &Plan) -> String {
                         let _ = writeln!(o, "    files {} ({})", s.paths.join(", "), s.format);
                     }
                 }
+                if let Some(x) = &s.x12 {
+                    let guides = if x.guides.is_empty() { "any bundled".into() } else { x.guides.join(" ") };
+                    let mode = if x.mode == crate::plan::Mode::Lenient { "lenient" } else { "strict" };
+                    let acks = x.acks.as_deref().map_or("none".to_string(), |d| format!("999/997/TA1 to {d}"));
+                    let _ = writeln!(
+                        o,
+                        "    x12: guides {guides}, validation {mode}, acknowledgments {acks}; each transaction set is a record"
+                    );
+                    continue;
+                }
                 if let Some(f) = &s.fhir {
                     let types = if f.resource_types.is_empty() { "any".into() } else { f.resource_types.join(" ") };
                     let mode = if f.mode == crate::plan::Mode::Lenient { "lenient" } else { "strict" };

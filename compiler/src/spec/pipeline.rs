@@ -27,6 +27,16 @@ pub struct FhirFiles {
     pub mode: Mode,
 }
 
+/// The keys of a `files` source with `format: x12` beyond `path`.
+#[derive(Debug)]
+pub struct X12Files {
+    /// Implementation guide ids read, with their spans (empty: all).
+    pub guides: Vec<Spanned>,
+    pub mode: Mode,
+    /// `acks`: the directory acknowledgments are written to.
+    pub acks: Option<Spanned>,
+}
+
 #[derive(Debug)]
 pub enum Body<'n> {
     Files {
@@ -34,6 +44,8 @@ pub enum Body<'n> {
         profile: Option<Spanned>,
         /// `format: fhir`: what else the source says (`None` for `hl7v2`).
         fhir: Option<FhirFiles>,
+        /// `format: x12`: what else the source says (`None` for other formats).
+        x12: Option<X12Files>,
         store: Option<Box<StoreSpec>>,
         /// `after: {move_to}`.
         move_to: Option<Spanned>,
@@ -820,35 +832,54 @@ fn component<'n>(
     let s = |cx: &mut Cx, key: &str| obj.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let body = match tag.text.as_str() {
         "files" => {
-            let format = obj.get("format").and_then(|f| reader::one_of(cx, f, &["hl7v2", "fhir"], "source format"));
-            let fhir = match format {
-                Some(f) if f.text == "fhir" => Some(FhirFiles {
-                    resource_types: obj
-                        .get("resource_types")
-                        .map(|n| reader::string_list(cx, n, "`resource_types`", false))
-                        .unwrap_or_default(),
-                    mode: obj
-                        .get("mode")
-                        .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
-                        .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict }),
-                }),
-                _ => {
-                    for key in ["resource_types", "mode"] {
-                        if let Some(span) = obj.key_span(key) {
-                            cx.push(
-                                Diagnostic::error(codes::UNKNOWN_KEY, format!("`{key}` is for `format: fhir` sources"))
-                                    .label(span, "not a key of an hl7v2 files source")
-                                    .help("remove it, or write `format: fhir`"),
-                            );
-                        }
-                    }
-                    None
+            let format =
+                obj.get("format").and_then(|f| reader::one_of(cx, f, &["hl7v2", "fhir", "x12"], "source format"));
+            let format = format.map_or("hl7v2", |f| {
+                if f.text == "fhir" {
+                    "fhir"
+                } else if f.text == "x12" {
+                    "x12"
+                } else {
+                    "hl7v2"
                 }
+            });
+            let mode = |cx: &mut Cx| {
+                obj.get("mode")
+                    .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
+                    .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict })
             };
+            // Keys of one format only: (key, the formats it belongs to).
+            let owned: [(&str, &[&str]); 4] =
+                [("resource_types", &["fhir"]), ("mode", &["fhir", "x12"]), ("guides", &["x12"]), ("acks", &["x12"])];
+            for (key, formats) in owned {
+                if !formats.contains(&format)
+                    && let Some(span) = obj.key_span(key)
+                {
+                    let want = formats.iter().map(|f| format!("`format: {f}`")).collect::<Vec<_>>().join(" or ");
+                    cx.push(
+                        Diagnostic::error(codes::UNKNOWN_KEY, format!("`{key}` is for {want} sources"))
+                            .label(span, format!("not a key of an {format} files source"))
+                            .help(format!("remove it, or write {want}")),
+                    );
+                }
+            }
+            let fhir = (format == "fhir").then(|| FhirFiles {
+                resource_types: obj
+                    .get("resource_types")
+                    .map(|n| reader::string_list(cx, n, "`resource_types`", false))
+                    .unwrap_or_default(),
+                mode: mode(cx),
+            });
+            let x12 = (format == "x12").then(|| X12Files {
+                guides: obj.get("guides").map(|n| reader::string_list(cx, n, "`guides`", false)).unwrap_or_default(),
+                mode: mode(cx),
+                acks: s(cx, "acks"),
+            });
             Body::Files {
                 paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
                 profile: s(cx, "profile"),
                 fhir,
+                x12,
                 store: store(cx, &obj),
                 move_to: obj
                     .get("after")

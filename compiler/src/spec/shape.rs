@@ -228,8 +228,8 @@ pub static SOURCE_FILES: Shape = Shape {
         req("type", KeyType::Enum(&["files"]), "Source kind."),
         req(
             "format",
-            KeyType::Enum(&["hl7v2", "fhir"]),
-            "Standard of the files: `hl7v2` or `fhir` (R4 JSON, XML, NDJSON).",
+            KeyType::Enum(&["hl7v2", "fhir", "x12"]),
+            "Standard of the files: `hl7v2`, `fhir` (R4 JSON, XML, NDJSON) or `x12` (EDI interchanges).",
         ),
         req(
             "path",
@@ -259,7 +259,17 @@ pub static SOURCE_FILES: Shape = Shape {
         opt(
             "mode",
             KeyType::Enum(MODES),
-            "`fhir` only: `strict` (default) rejects every validation error; `lenient` lets unknown elements and wrong JSON shapes through as warnings.",
+            "`fhir` and `x12`: `strict` (default) rejects every validation error; `lenient` lets unknown elements and wrong JSON shapes (FHIR), or envelope and implementation-guide errors (X12), through as warnings.",
+        ),
+        opt(
+            "guides",
+            KeyType::ListOfStrings,
+            "`x12` only: the implementation guides read (`[005010X222A1, 005010X221A1]`); sets of others are counted as filtered. Default: all.",
+        ),
+        opt(
+            "acks",
+            KeyType::String,
+            "`x12` only: a directory to write a 999 (5010), 997 (4010) or TA1 to for every interchange read; control numbers come from the state store (`state:` is required).",
         ),
         opt("description", KeyType::String, "Free text."),
     ],

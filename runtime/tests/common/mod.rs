@@ -165,6 +165,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             profile: profile(unexpected),
             mllp: None,
             fhir: None,
+            x12: None,
             store: None,
             kafka: None,
         }),

@@ -1,0 +1,643 @@
+//! The `format: x12` files source: X12 interchanges cut into one record per transaction set
+//! (reader thread, [`pieces`]), each validated against its implementation guide on the way,
+//! then each accepted set read into a record document (worker, [`decode`]). With `acks:`, a
+//! functional acknowledgment (999 for 5010, 997 for 4010, TA1 for an interchange rejected at
+//! its envelope) is written for every interchange read.
+//!
+//! Why one record per set (not per claim): the set is what X12 accepts or rejects (IK5/AK5), so
+//! a record, its DLQ entry and its line in the 999 are the same thing; the claims of a set stay
+//! reachable as its `2300` loops.
+//!
+//! Invariants:
+//! - Nothing is lost, nothing panics: every transaction set becomes exactly one record, and
+//!   bytes outside any interchange become one record each (straight to the DLQ, `RT141`). A set
+//!   with an error (its own, its functional group's or its interchange's; strict mode: any
+//!   envelope or guide error, lenient: only what lenient X12 checks still call an error) goes
+//!   to the DLQ as `RT140` with one finding per error (its `X12nnn` code and where: segment
+//!   number, position, loop), and the other sets of the file go on. Sets whose guide is not in
+//!   `guides` count as filtered. So a run balances: in = delivered + DLQ + filtered.
+//! - No value from the data reaches a reason, a finding or a warning: the X12 checks name
+//!   codes, positions and offsets only, and identifiers are echoed only from the envelopes
+//!   (control numbers, versions).
+//! - A record's bytes (what the DLQ keeps, encrypted) are a one-set interchange: the original
+//!   ISA and GS, the set as read, then a GE and an IEA counting one. It reads alone, so a DLQ
+//!   entry is a file `sluice validate --format x12` can check.
+//! - Memory: the sets of one interchange are held until its IEA (whether a set is accepted
+//!   depends on its group's and interchange's trailers, which come last). A file of one huge
+//!   interchange is held whole: the flat-memory splitter is used, but this source does not
+//!   keep its promise for such files.
+//! - The acknowledgment says what the source accepted (envelopes and guide); a set rejected
+//!   later by a `validate` stage or a mapping is still acknowledged as accepted, as X12 means
+//!   a 999 to answer syntax and guide conformance only. Its control numbers (ISA13, GS06) are
+//!   allocated from the state store ([`crate::state::Store::x12_control_numbers`]), per
+//!   acknowledgment sender id, so they never repeat across runs; a resumed run writes the
+//!   acknowledgments of the files it reads again with new numbers.
+
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sluice_compiler::plan::{Mode, StateTarget, X12SourcePlan};
+use sluice_x12::codec::Segment;
+use sluice_x12::envelope::{Checker, Finding as X12Finding, InterchangeResult, Severity};
+use sluice_x12::split::{Item, RawSet, Splitter};
+
+use crate::dlq::{Finding, Rejection};
+use crate::error::RunError;
+use crate::findings;
+use crate::record::Doc;
+
+/// An X12 source as prepared once per plan.
+#[derive(Debug)]
+pub struct X12Source {
+    /// Guide ids read (empty: all); sets of other guides are filtered.
+    guides: Vec<String>,
+    lenient: bool,
+    acks: Option<Acks>,
+}
+
+/// Where acknowledgments go and where their control numbers come from.
+struct Acks {
+    dir: PathBuf,
+    state: StateTarget,
+    /// Opened at the first acknowledgment (unlocked, like shared throttles: the run holds the
+    /// pipeline's lock on its own connection).
+    store: Mutex<Option<crate::state::Store>>,
+    /// The clock the run uses (a fixed clock makes acknowledgments' dates deterministic).
+    clock: crate::time::Clock,
+}
+
+impl X12Source {
+    /// `state`: the pipeline's state store (the compiler refuses `acks` without one: SL262).
+    pub fn new(
+        plan: &X12SourcePlan,
+        state: Option<&StateTarget>,
+        clock: &crate::time::Clock,
+    ) -> Result<Self, RunError> {
+        let acks = match (&plan.acks, state) {
+            (None, _) => None,
+            (Some(dir), Some(state)) => Some(Acks {
+                dir: PathBuf::from(dir),
+                state: state.clone(),
+                store: Mutex::new(None),
+                clock: clock.clone(),
+            }),
+            (Some(_), None) => {
+                return Err(RunError::new(
+                    findings::PLAN_INVALID,
+                    "an X12 source writes acknowledgments, but the plan has no state store for their control numbers",
+                ));
+            }
+        };
+        Ok(X12Source { guides: plan.guides.clone(), lenient: plan.mode == Mode::Lenient, acks })
+    }
+
+    fn mode(&self) -> sluice_x12::envelope::Mode {
+        if self.lenient { sluice_x12::envelope::Mode::Lenient } else { sluice_x12::envelope::Mode::Strict }
+    }
+}
+
+/// One record's worth of an X12 file, as the reader thread cuts it.
+#[derive(Debug)]
+pub struct Piece {
+    /// Byte offset in the file (of `ST`, or of stray bytes).
+    pub offset: u64,
+    /// 0-based: the set's (or stray run's) index in the file.
+    pub index: u64,
+    pub bytes: Vec<u8>,
+    /// Set when the piece cannot be a record (it goes straight to the DLQ).
+    pub problem: Option<Rejection>,
+}
+
+/// A set read, waiting for its interchange's end.
+struct Pending {
+    set: RawSet,
+    /// The ISA and GS around it, without terminators (empty when missing).
+    isa: Vec<u8>,
+    gs: Vec<u8>,
+    index: u64,
+}
+
+/// The pieces of one X12 file, read as they are needed.
+pub fn pieces<'s>(
+    path: &Path,
+    src: &'s X12Source,
+) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send + 's>, RunError> {
+    let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
+    Ok(Box::new(Pieces {
+        splitter: Splitter::new(BufReader::with_capacity(64 * 1024, f)),
+        checker: Checker::with_guides(src.mode()),
+        src,
+        file: path.to_path_buf(),
+        isa: Vec::new(),
+        gs: Vec::new(),
+        pending: Vec::new(),
+        ready: std::collections::VecDeque::new(),
+        index: 0,
+        end: 0,
+        done: false,
+    }))
+}
+
+struct Pieces<'s, R> {
+    splitter: Splitter<R>,
+    checker: Checker,
+    src: &'s X12Source,
+    file: PathBuf,
+    isa: Vec<u8>,
+    gs: Vec<u8>,
+    pending: Vec<Pending>,
+    ready: std::collections::VecDeque<Piece>,
+    index: u64,
+    end: usize,
+    done: bool,
+}
+
+impl<R: std::io::Read> Iterator for Pieces<'_, R> {
+    type Item = std::io::Result<Piece>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(p) = self.ready.pop_front() {
+                return Some(Ok(p));
+            }
+            if self.done {
+                return None;
+            }
+            let item = match self.splitter.next() {
+                Some(Ok(item)) => item,
+                Some(Err(e)) => {
+                    self.done = true;
+                    return Some(Err(e));
+                }
+                None => {
+                    self.done = true;
+                    self.checker.finish(self.end);
+                    if let Err(e) = self.settle() {
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+            };
+            self.end = item.offset();
+            self.checker.check(&item);
+            match item {
+                Item::Envelope { bytes, .. } => {
+                    let is = |id: &[u8]| {
+                        bytes.starts_with(id) && !bytes.get(id.len()).is_some_and(u8::is_ascii_alphanumeric)
+                    };
+                    if is(b"ISA") {
+                        self.isa = bytes;
+                        self.gs.clear();
+                    } else if is(b"GS") {
+                        self.gs = bytes;
+                    }
+                }
+                Item::Set(set) => {
+                    let index = self.index;
+                    self.index += 1;
+                    self.pending.push(Pending { set, isa: self.isa.clone(), gs: self.gs.clone(), index });
+                }
+                Item::Stray { offset, bytes, code, reason } => {
+                    let index = self.index;
+                    self.index += 1;
+                    let why =
+                        format!("{} bytes at file offset {offset} are not an X12 interchange: {reason}", bytes.len());
+                    let r = Rejection {
+                        code: findings::X12_UNREADABLE,
+                        findings: vec![Finding { code, rule: None, path: None, message: why.clone() }],
+                        reason: why,
+                        attempts: 1,
+                    };
+                    // Sets read before it are settled first, to keep the file's order.
+                    if let Err(e) = self.settle() {
+                        return Some(Err(e));
+                    }
+                    self.ready.push_back(Piece { offset: offset as u64, index, bytes, problem: Some(r) });
+                }
+            }
+            if let Err(e) = self.settle() {
+                return Some(Err(e));
+            }
+        }
+    }
+}
+
+impl<R> Pieces<'_, R> {
+    /// Turns the pending sets of every completed interchange into pieces, and writes their
+    /// acknowledgments.
+    fn settle(&mut self) -> std::io::Result<()> {
+        for ic in self.checker.take_done() {
+            let (mine, rest): (Vec<Pending>, Vec<Pending>) =
+                std::mem::take(&mut self.pending).into_iter().partition(|p| p.set.offset >= ic.offset);
+            self.pending = rest;
+            // Sets before this interchange's ISA cannot exist (the splitter keeps order); any
+            // left over are settled with it so none is lost.
+            let mut all = std::mem::take(&mut self.pending);
+            all.extend(mine);
+            for p in all {
+                let problem = verdict(&ic, p.set.offset);
+                let bytes = one_set_interchange(&p);
+                self.ready.push_back(Piece { offset: p.set.offset as u64, index: p.index, bytes, problem });
+            }
+            if let Some(acks) = &self.src.acks {
+                acks.write(&self.file, &ic).map_err(|e| {
+                    let e = RunError::new(
+                        findings::X12_ACK_FAILED,
+                        format!("the X12 acknowledgment cannot be written: {}", e.message),
+                    );
+                    std::io::Error::other(e)
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rejection of the set at `offset` in `ic`, if it has (or its group, or the interchange
+/// has) an error.
+fn verdict(ic: &InterchangeResult, offset: usize) -> Option<Rejection> {
+    let found = ic.groups.iter().find_map(|g| g.sets.iter().find(|s| s.offset == offset).map(|s| (g, s)));
+    let Some((group, set)) = found else {
+        let why = "the transaction set is not inside a functional group (GS..GE)".to_string();
+        let mut errors: Vec<&X12Finding> = errors_of(&ic.findings).collect();
+        errors.truncate(20);
+        let mut r = Rejection::single(findings::X12_REJECTED, None, why);
+        r.findings.extend(errors.into_iter().map(finding));
+        return Some(r);
+    };
+    let mut errors: Vec<&X12Finding> = errors_of(&set.findings).collect();
+    let own = errors.len();
+    errors.extend(errors_of(&group.findings));
+    errors.extend(errors_of(&ic.findings));
+    let first = errors.first()?;
+    let whose = if own > 0 {
+        "the transaction set"
+    } else if errors_of(&group.findings).next().is_some() {
+        "its functional group"
+    } else {
+        "its interchange"
+    };
+    let reason = format!(
+        "X12 transaction set {} (control {}) rejected: {} error(s) in {whose}; first {} at {}",
+        sluice_x12_echo(&set.id),
+        sluice_x12_echo(&set.control),
+        errors.len(),
+        first.code,
+        location(first)
+    );
+    Some(Rejection {
+        code: findings::X12_REJECTED,
+        findings: errors.into_iter().map(finding).collect(),
+        reason,
+        attempts: 1,
+    })
+}
+
+/// An envelope identifier as echoed in reasons: only when it looks like one (digits and
+/// letters, at most 9), else a placeholder (a shifted element could hold data).
+fn sluice_x12_echo(v: &str) -> &str {
+    if !v.is_empty() && v.len() <= 9 && v.bytes().all(|b| b.is_ascii_alphanumeric()) { v } else { "(unnamed)" }
+}
+
+fn errors_of(fs: &[X12Finding]) -> impl Iterator<Item = &X12Finding> {
+    fs.iter().filter(|f| f.severity == Severity::Error)
+}
+
+/// Where a finding is: `segment 12 CLM05-1 (loop 2300)`, or the envelope position.
+fn location(f: &X12Finding) -> String {
+    let mut at = String::new();
+    if f.segment_number > 0 {
+        at.push_str(&format!("segment {}", f.segment_number));
+    }
+    if !f.position.is_empty() {
+        if !at.is_empty() {
+            at.push(' ');
+        }
+        at.push_str(&f.position);
+    }
+    if let Some(g) = f.guide.as_ref().filter(|g| !g.loop_id.is_empty()) {
+        at.push_str(&format!(" (loop {})", g.loop_id));
+    }
+    if at.is_empty() {
+        at = format!("byte {}", f.offset);
+    }
+    at
+}
+
+fn finding(f: &X12Finding) -> Finding {
+    Finding { code: f.code, rule: None, path: Some(location(f)), message: f.message.clone() }
+}
+
+/// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
+/// `IEA*1*<ISA13>`.
+fn one_set_interchange(p: &Pending) -> Vec<u8> {
+    let d = p.set.delimiters;
+    let mut out = Vec::with_capacity(p.isa.len() + p.gs.len() + p.set.bytes.len() + 48);
+    fn seg(s: &[u8], d: sluice_x12::codec::Delimiters) -> Segment<'_> {
+        Segment { offset: 0, raw: s, delimiters: d }
+    }
+    if !p.isa.is_empty() {
+        out.extend_from_slice(&p.isa);
+        out.push(d.segment);
+    }
+    if !p.gs.is_empty() {
+        out.extend_from_slice(&p.gs);
+        out.push(d.segment);
+    }
+    out.extend_from_slice(&p.set.bytes);
+    if !p.set.closed {
+        out.push(d.segment);
+    }
+    let e = d.element as char;
+    let t = d.segment as char;
+    if !p.gs.is_empty() {
+        out.extend_from_slice(format!("GE{e}1{e}{}{t}", seg(&p.gs, d).element_str(6)).as_bytes());
+    }
+    if !p.isa.is_empty() {
+        out.extend_from_slice(format!("IEA{e}1{e}{}{t}", seg(&p.isa, d).element_str(13)).as_bytes());
+    }
+    out
+}
+
+impl std::fmt::Debug for Acks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acks").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+impl Acks {
+    /// Writes the acknowledgment of `ic` (read from `file`) as
+    /// `<dir>/<file name>.<ISA13>.<999|997|ta1>`.
+    fn write(&self, file: &Path, ic: &InterchangeResult) -> Result<(), RunError> {
+        if ic.isa.len() < 16 {
+            return Ok(()); // bytes outside any interchange: nobody to answer
+        }
+        let groups = ic.groups.iter().filter(|g| !g.functional_id.is_empty()).count().max(1) as u32;
+        let sender = format!("{}:{}", ic.isa_element(7), ic.isa_element(8));
+        let (isa13, gs06) = {
+            let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
+            if guard.is_none() {
+                *guard = Some(crate::state::Store::open(&self.state, None)?);
+            }
+            let store = guard.as_ref().expect("opened above");
+            let isa13 = store.x12_control_numbers(&format!("isa {sender}"), 1)?;
+            let gs06 = store.x12_control_numbers(&format!("gs {sender}"), groups)?;
+            (isa13, gs06)
+        };
+        let stamp = crate::time::rfc3339_to_hl7(&self.clock.now());
+        let options = sluice_x12::ack::AckOptions {
+            date: stamp.get(..8).unwrap_or("").to_string(),
+            time: stamp.get(8..12).unwrap_or("").to_string(),
+            interchange_control: isa13,
+            group_control: gs06,
+        };
+        let Some(text) = sluice_x12::ack::acknowledge(ic, &options) else { return Ok(()) };
+        let kind = if ic.has_errors() {
+            "ta1"
+        } else if text.contains("ST*999*") {
+            "999"
+        } else if text.contains("ST*997*") {
+            "997"
+        } else {
+            "ta1"
+        };
+        let name = file.file_name().map_or_else(|| "input".into(), |n| n.to_string_lossy().into_owned());
+        let control: String = ic.isa_element(13).chars().filter(char::is_ascii_alphanumeric).take(9).collect();
+        std::fs::create_dir_all(&self.dir).map_err(|e| RunError::io("create", &self.dir, &e))?;
+        let path = self.dir.join(format!("{name}.{control}.{kind}"));
+        let tmp = self.dir.join(format!(".{name}.{control}.{kind}.tmp"));
+        std::fs::write(&tmp, text.as_bytes()).map_err(|e| RunError::io("write", &tmp, &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| RunError::io("write", &path, &e))?;
+        tracing::info!(kind, "X12 acknowledgment written");
+        Ok(())
+    }
+}
+
+/// A set that passed the source step.
+#[derive(Debug)]
+pub struct Decoded {
+    pub doc: Doc,
+    /// Envelope and guide warnings (lenient: what strict mode would have rejected).
+    pub warnings: Vec<crate::record::Issue>,
+    /// `ISA13/GS06/ST02`: control numbers, never data.
+    pub id: String,
+    /// ST01 (`837`).
+    pub set_id: String,
+}
+
+/// Reads one piece (a one-set interchange) into its record document, checking it again
+/// (envelopes and guide, in the source's mode): the reader already rejected what its
+/// interchange made wrong, so this finds errors only in what did not come from the reader (a
+/// DLQ entry replayed) and gives the record its warnings. `Ok(None)`: the set's guide is not
+/// one the source reads (filtered).
+pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejection> {
+    let mut isa = None;
+    let mut gs = None;
+    let mut set = None;
+    let mut checker = Checker::with_guides(src.mode());
+    let mut end = 0;
+    for item in Splitter::new(bytes) {
+        if let Ok(item) = &item {
+            checker.check(item);
+            end = item.offset();
+        }
+        match item {
+            Ok(Item::Envelope { offset, delimiters, bytes }) => {
+                let s = Segment { offset, raw: &bytes, delimiters };
+                let elements: Vec<String> =
+                    s.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect();
+                match s.id() {
+                    b"ISA" => isa = Some(elements),
+                    b"GS" => gs = Some(elements),
+                    _ => {}
+                }
+            }
+            Ok(Item::Set(s)) if set.is_none() => set = Some(s),
+            _ => {}
+        }
+    }
+    let Some(set) = set else {
+        return Err(Rejection::single(
+            findings::X12_UNREADABLE,
+            None,
+            "the record holds no X12 transaction set (ST..SE inside an ISA interchange)",
+        ));
+    };
+    checker.finish(end);
+    let results = checker.take_done();
+    let mut warnings = Vec::new();
+    for ic in &results {
+        if let Some(r) =
+            ic.groups.iter().flat_map(|g| &g.sets).find(|s| s.offset == set.offset).and(verdict(ic, set.offset))
+        {
+            return Err(r);
+        }
+        let all = ic
+            .findings
+            .iter()
+            .chain(ic.groups.iter().flat_map(|g| g.findings.iter().chain(g.sets.iter().flat_map(|s| &s.findings))));
+        warnings.extend(
+            all.filter(|f| f.severity == Severity::Warning)
+                .map(|f| crate::record::Issue::new(f.code, location(f), f.message.clone())),
+        );
+    }
+    if results.is_empty()
+        || results.iter().all(|ic| ic.groups.iter().all(|g| g.sets.iter().all(|s| s.offset != set.offset)))
+    {
+        return Err(Rejection::single(
+            findings::X12_REJECTED,
+            None,
+            "the transaction set is not inside an interchange and a functional group (ISA/GS)",
+        ));
+    }
+    let (isa, gs) = (isa.unwrap_or_default(), gs.unwrap_or_default());
+    let el = |v: &[String], n: usize| v.get(n - 1).cloned().unwrap_or_default();
+    let st = set.segments().next();
+    let st_el = |n| st.map(|s| s.element_str(n).to_string()).unwrap_or_default();
+    let selector = sluice_x12::guide::Selector {
+        isa12: isa.get(11).map_or("", String::as_str),
+        gs01: gs.first().map_or("", String::as_str),
+        gs08: gs.get(7).map_or("", String::as_str),
+        st01: st.map_or("", |s| s.element_str(1)),
+        st03: st.map_or("", |s| s.element_str(3)),
+    };
+    let guide = sluice_x12::guide::select(&selector).map(|g| g.id.clone()).unwrap_or_default();
+    if !src.guides.is_empty() && !src.guides.contains(&guide) {
+        return Ok(None);
+    }
+    let s = |v: String| Doc::Str(v);
+    let obj = |pairs: Vec<(&str, Doc)>| Doc::Obj(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect());
+    let segments: Vec<Doc> =
+        set.segments().map(|seg| Doc::from_json(&sluice_x12::json::segment_to_json(&seg))).collect();
+    let id = format!("{}/{}/{}", el(&isa, 13), el(&gs, 6), st_el(2));
+    let doc = obj(vec![
+        (
+            "interchange",
+            obj(vec![
+                ("control", s(el(&isa, 13))),
+                ("sender_qualifier", s(el(&isa, 5))),
+                ("sender_id", s(el(&isa, 6))),
+                ("receiver_qualifier", s(el(&isa, 7))),
+                ("receiver_id", s(el(&isa, 8))),
+                ("version", s(el(&isa, 12))),
+                ("usage", s(el(&isa, 15))),
+            ]),
+        ),
+        (
+            "group",
+            obj(vec![
+                ("functional_id", s(el(&gs, 1))),
+                ("sender", s(el(&gs, 2))),
+                ("receiver", s(el(&gs, 3))),
+                ("control", s(el(&gs, 6))),
+                ("version", s(el(&gs, 8))),
+            ]),
+        ),
+        ("set", obj(vec![("id", s(st_el(1))), ("control", s(st_el(2))), ("guide", s(guide))])),
+        ("segments", Doc::Arr(segments)),
+    ]);
+    Ok(Some(Decoded { doc, warnings, id, set_id: st_el(1) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn src(guides: &[&str], lenient: bool) -> X12Source {
+        X12Source { guides: guides.iter().map(|g| g.to_string()).collect(), lenient, acks: None }
+    }
+
+    fn temp(text: &[u8]) -> PathBuf {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sluice-x12-source-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("in.x12");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn read_all(text: &[u8], s: &X12Source) -> Vec<Piece> {
+        let path = temp(text);
+        let out = pieces(&path, s).unwrap().map(Result::unwrap).collect();
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        out
+    }
+
+    const ISA: &str =
+        "ISA*00*          *00*          *ZZ*SENDER         *ZZ*RECEIVER       *240101*1200*^*00501*000000101*0*T*:~";
+
+    fn set_997(control: &str, bad: bool) -> String {
+        // A 997 (004010 guide not used here: 5010 999 guide is; a minimal 999 set).
+        let ik5 = if bad { "IK5*Q" } else { "IK5*A" };
+        format!(
+            "ST*999*{control}*005010X231A1~AK1*HC*1*005010X222A1~AK2*837*0001*005010X222A1~{ik5}~AK9*A*1*1*1~SE*6*{control}~"
+        )
+    }
+
+    #[test]
+    fn a_bad_set_goes_to_the_dlq_and_the_others_are_delivered() {
+        let text = format!(
+            "{ISA}GS*FA*SENDER*RECEIVER*20240101*1200*7*X*005010X231A1~{}{}{}GE*3*7~IEA*1*000000101~junk after",
+            set_997("0001", false),
+            set_997("0002", true),
+            set_997("0003", false)
+        );
+        let pieces = read_all(text.as_bytes(), &src(&[], false));
+        let outcomes: Vec<String> = pieces
+            .iter()
+            .map(|p| match &p.problem {
+                Some(r) => format!("{} {}", r.code, r.findings.len()),
+                None => decode(&p.bytes, &src(&[], false)).unwrap().unwrap().id,
+            })
+            .collect();
+        assert_eq!(outcomes[0], "000000101/7/0001");
+        assert!(outcomes[1].starts_with("RT140"), "{outcomes:?}");
+        assert_eq!(outcomes[2], "000000101/7/0003");
+        assert!(outcomes[3].starts_with("RT141"), "{outcomes:?}");
+        assert_eq!(pieces.len(), 4);
+        // The DLQ bytes are a one-set interchange that reads alone.
+        let r = sluice_x12::envelope::check_stream(&pieces[1].bytes[..], sluice_x12::envelope::Mode::Strict).unwrap();
+        assert_eq!(r.len(), 1);
+        assert!(!r[0].has_errors(), "{:?}", r[0].findings);
+        // Filtered by guide.
+        assert!(decode(&pieces[0].bytes, &src(&["005010X222A1"], false)).unwrap().is_none());
+        assert!(decode(&pieces[0].bytes, &src(&["005010X231A1"], false)).unwrap().is_some());
+    }
+
+    #[test]
+    fn a_broken_group_rejects_its_sets() {
+        let text = format!(
+            "{ISA}GS*FA*SENDER*RECEIVER*20240101*1200*7*X*005010X231A1~{}GE*5*7~IEA*1*000000101~",
+            set_997("0001", false)
+        );
+        let pieces = read_all(text.as_bytes(), &src(&[], false));
+        assert_eq!(pieces.len(), 1);
+        let r = pieces[0].problem.as_ref().unwrap();
+        assert!(r.reason.contains("functional group"), "{}", r.reason);
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), framed in any::<bool>()) {
+            let mut input = Vec::new();
+            if framed {
+                input.extend_from_slice(ISA.as_bytes());
+                input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
+            }
+            input.extend_from_slice(&bytes);
+            let s = src(&[], false);
+            let path = temp(&input);
+            for piece in pieces(&path, &s).unwrap() {
+                let piece = piece.unwrap();
+                if piece.problem.is_none() {
+                    let _ = decode(&piece.bytes, &s);
+                }
+            }
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+            let _ = decode(&input, &s);
+        }
+    }
+}
