@@ -114,6 +114,19 @@ findings! {
     NOTHING_TO_PURGE = "RT035", RunError, "nothing to purge",
         "`sluice purge PIPELINE` removes what the pipeline's `retention:` says has expired (`retention: {dlq: 30d}`), and with `--subject ID` one person's data. The pipeline declares no `retention.dlq` and no `--subject` was given, so there is nothing it could remove. Add a retention period, or name the subject.";
 
+    CONNECTION_UNKNOWN = "RT036", RunError, "no such connection",
+        "`sluice connect NAME PIPELINE` names a connection the pipeline's `connections:` does not declare, or one that needs no authorization (`auth: api_key`). The message lists the declared connections.";
+    NOT_CONNECTED = "RT037", RunError, "connection not authorized yet",
+        "An OAuth connection has no tokens in the state store: it was never authorized, its tokens were sealed under a key that is no longer the connection's `token_key`, or the authorization server revoked the refresh token (`invalid_grant`). Run `sluice connect NAME PIPELINE` and authorize in the browser.";
+    OAUTH_REFUSED = "RT038", RunError, "authorization server refused or unreachable",
+        "The token endpoint answered an OAuth error (its `error` code is given, such as `invalid_client` for a wrong client id or secret, or `invalid_grant` for a code or refresh token that is expired, used or revoked), answered something that is not a token response, or could not be reached. No token, code or secret is shown. Check the connection's `client_id`, `client_secret` and `token_url`; for `invalid_grant` authorize again with `sluice connect`.";
+    OAUTH_CALLBACK = "RT039", RunError, "authorization did not come back",
+        "`sluice connect` waits on `http://127.0.0.1:PORT/callback` for the browser to come back from the authorization server. It came back with an error (the user denied access: `access_denied`), with a `state` that is not the one this run sent (a forged or stale redirect: refused, nothing is exchanged), without a code, or not within `--timeout`. Run `sluice connect` again and finish the authorization in the browser.";
+    REFRESH_TOKEN_EXPIRING = "RT040", Warning, "refresh token near its hard expiry",
+        "Some providers' refresh tokens have a hard expiry that refreshing does not extend (QuickBooks says it in `x_refresh_token_expires_in`; `refresh_token_lifetime` declares it for others). Within the connection's `warn_before` (default 14 days) of that date, `sluice connect --status` and every refresh warn, naming the connection and the date. Re-authorize with `sluice connect NAME PIPELINE` before then, or the pipeline stops with RT037.";
+    CONNECTION_TOKEN_CORRUPT = "RT041", RunError, "a connection's stored tokens do not decrypt",
+        "A connection's tokens are sealed (AES-256-GCM) under a key of `token_key` and bound to the connection's name; the row is under a configured key but does not decrypt: it was altered, or copied from another connection. Authorize again with `sluice connect NAME PIPELINE`, which replaces it.";
+
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",

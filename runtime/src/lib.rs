@@ -56,6 +56,7 @@ pub mod http_sink;
 pub mod kafka;
 pub mod keys;
 pub mod mllp;
+pub mod oauth;
 pub mod object_stores;
 pub mod operator;
 pub mod plain_template;
