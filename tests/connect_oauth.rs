@@ -15,169 +15,14 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+
+use std::process::{Command, Stdio};
 
 use base64::Engine;
-use common::{root, scratch, text};
+use common::oidc::*;
+use common::text;
 use sluice_runtime::oauth::Connection;
 use sluice_runtime::secrets::Secret;
-
-const APP_SECRET: &str = "app-secret-5c1e7d0b9a";
-const MACHINE_SECRET: &str = "machine-secret-77f3e2a1";
-const TOKEN_KEY: &str = "6f1d2c3b4a5968778695a4b3c2d1e0f00112233445566778899aabbccddeeff0";
-/// What the server adds as `x_refresh_token_expires_in` (5 days: inside the default 14-day
-/// warning window).
-const REFRESH_LIFETIME_S: u64 = 5 * 86_400;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// The authorization server, stopped when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-    redirect_port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let status = Command::new(root().join("scripts/setup-oidc-provider")).status().expect("setup script runs");
-        assert!(status.success(), "scripts/setup-oidc-provider could not install oidc-provider (needs node, npm)");
-        let (port, redirect_port) = (free_port(), free_port());
-        let mut child = Command::new("node")
-            .arg(root().join("tests/servers/oidc.mjs"))
-            .env("OIDC_PROVIDER_DIR", root().join("target/oidc-provider"))
-            .env("PORT", port.to_string())
-            .env("REDIRECT_PORT", redirect_port.to_string())
-            .env("APP_SECRET", APP_SECRET)
-            .env("MACHINE_SECRET", MACHINE_SECRET)
-            .env("X_REFRESH_EXPIRES_IN", REFRESH_LIFETIME_S.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("node runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), format!("listening {port}"), "the server did not start");
-        Server { child, port, redirect_port }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-/// A pipeline with connection `app` (authorization code) and `machine` (client credentials),
-/// its secrets in files; `refresh_before` of `app` as given.
-fn workspace(name: &str, server: &Server, refresh_before: &str) -> common::Workspace {
-    let dir = scratch(name);
-    for f in ["mapping.yaml", "policy.yaml"] {
-        std::fs::copy(root().join("tests/ui/SL207-state-store-choice").join(f), dir.join(f)).unwrap();
-    }
-    std::fs::write(dir.join("app.secret"), APP_SECRET).unwrap();
-    std::fs::write(dir.join("machine.secret"), MACHINE_SECRET).unwrap();
-    std::fs::write(dir.join("token.key"), TOKEN_KEY).unwrap();
-    write_pipeline(&dir, "pipeline.yaml", server, refresh_before);
-    dir
-}
-
-fn write_pipeline(dir: &Path, file: &str, server: &Server, refresh_before: &str) {
-    let base = server.url("");
-    let pipeline = format!(
-        "kind: pipeline
-name: finance
-sources:
-  adt_feed:
-    type: mllp
-    listen: 127.0.0.1:2575
-stages:
-  to_event:
-    type: map
-    inputs: [adt_feed]
-    mapping: mapping.yaml
-  mask:
-    type: mask
-    inputs: [to_event]
-    policy: policy.yaml
-sinks:
-  events:
-    type: jsonl
-    inputs: [mask]
-    path: out/events.jsonl
-dlq:
-  path: out/dlq.jsonl
-  plaintext_reason: synthetic test fixture
-state:
-  path: out/state.db
-connections:
-  app:
-    provider: oauth2
-    client_id: sluice-app
-    client_secret: ${{file:app.secret}}
-    authorize_url: {base}/auth
-    token_url: {base}/token
-    scopes: [openid]
-    redirect_port: {}
-    token_key: ${{file:token.key}}
-    refresh_before: {refresh_before}
-  machine:
-    provider: oauth2
-    auth: client_credentials
-    client_id: sluice-machine
-    client_secret: ${{file:machine.secret}}
-    token_url: {base}/token
-    token_key: ${{file:token.key}}
-",
-        server.redirect_port
-    );
-    std::fs::write(dir.join(file), pipeline).unwrap();
-}
-
-fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args(args).output().expect("sluice runs")
-}
-
-/// Runs `sluice connect app` with the browser; returns its output and the callback URL the
-/// browser reached (it holds the code).
-fn connect(dir: &Path) -> (Output, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir)
-        .args(["connect", "app", "pipeline.yaml", "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut url = String::new();
-    stdout.read_line(&mut url).unwrap();
-    assert!(url.starts_with("http://127.0.0.1:"), "no URL printed: {url}");
-    let browser =
-        Command::new("python3").arg(root().join("tests/servers/browser.py")).arg(url.trim()).output().unwrap();
-    assert!(browser.status.success(), "browser: {}", text(&browser.stderr));
-    let browsed = text(&browser.stdout);
-    let callback = browsed.lines().next().unwrap_or_default().to_string();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-    let mut out = child.wait_with_output().unwrap();
-    out.stdout = format!("{url}{rest}").into_bytes();
-    assert!(browsed.contains("Sluice is connected"), "{browsed}");
-    (out, callback)
-}
-
-fn compile(dir: &Path, file: &str) -> sluice_compiler::plan::Plan {
-    let mut c = sluice_compiler::compile::Compiler::default();
-    let plan = c.plan(&dir.join(file)).unwrap();
-    plan.unwrap_or_else(|| panic!("{file} does not compile: {:?}", c.diags))
-}
 
 fn get_userinfo(server: &Server, token: &Secret) -> u16 {
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
@@ -227,7 +72,7 @@ fn assert_no_secret(outputs: &[&str], secrets: &[&str]) {
 fn authorization_code_with_pkce_then_refresh_rotation_and_401() {
     let server = Server::start();
     let dir = workspace("connect-code", &server, "5m");
-    let (out, callback) = connect(&dir);
+    let (out, callback) = connect(&dir, "app");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("connection app (oauth2, authorization_code): authorized"), "{stdout}");
@@ -269,7 +114,7 @@ fn authorization_code_with_pkce_then_refresh_rotation_and_401() {
 
     // Refresh before expiry: the same connection wanting 20 minutes of margin on a 10-minute
     // token refreshes at once, and again the newest refresh token is kept.
-    write_pipeline(&dir, "eager.yaml", &server, "20m");
+    write_pipeline(&dir, "eager.yaml", &server, "20m", "");
     let eager = compile(&dir, "eager.yaml");
     let token3 = Connection::open(&eager, "app").unwrap().bearer().unwrap();
     assert_ne!(token3.expose(), token2.expose());
@@ -331,7 +176,7 @@ fn authorization_code_with_pkce_then_refresh_rotation_and_401() {
 fn concurrent_refreshers_refresh_once_and_keep_the_newest_token() {
     let server = Server::start();
     let dir = workspace("connect-race", &server, "5m");
-    let (out, _) = connect(&dir);
+    let (out, _) = connect(&dir, "app");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let plan = compile(&dir, "pipeline.yaml");
     let rejected = Connection::open(&plan, "app").unwrap().bearer().unwrap();

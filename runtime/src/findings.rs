@@ -180,6 +180,10 @@ findings! {
         "The `store` block (with its secrets resolved) or the environment does not make a usable client: a region or endpoint the client refuses, an Azure account without a key, a GCS service account key that is not valid JSON. The message names the source or sink and the store, never a credential value.";
     OBJECT_MOVE_FAILED = "RT139", Warning, "object not moved after its run",
         "A source's `after: {move_to}` could not move an object once its run had completed (the store refused the copy or the delete, or could not be reached). Its records are durable and it is not read again (a run took it); a warning with this code and the source's name is logged, and the next completed run of the pipeline tries the move again.";
+    STRIPE_REQUEST_FAILED = "RT150", RunError, "Stripe API request failed",
+        "A list request to the Stripe API failed for good: refused (401 with an API key: the key is wrong, rolled or revoked; 403: the key lacks the permission; 400/404: the object type or cursor is not known), or still failing after the retries (429 rate limits and 5xx are retried with backoff, after the `Retry-After` Stripe gives, unless `Stripe-Should-Retry: false`). The message gives the object, the HTTP status and Stripe's error `type` and `code`, never its message text (which may quote the key) nor the key. Records already read are kept; the cursor does not move past them.";
+    STRIPE_PARTIAL_RECORD = "RT151", Warning, "Stripe object with missing or odd fields",
+        "A Stripe object came without an `id` or `created`, or with an `amount` that is not a whole number of minor units (cents): it is kept, with this warning naming the object type and the field, since partial data is still data. An object without `id` cannot be deduplicated across the lookback window.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

@@ -49,6 +49,7 @@ pub mod executor;
 pub mod fhir_output;
 pub mod fhir_path;
 pub mod fhir_source;
+pub mod finance;
 pub mod findings;
 pub mod groups;
 pub mod hl7;
