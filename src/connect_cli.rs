@@ -51,7 +51,27 @@ pub fn connect(name: &str, pipeline: &Path, flags: &ConnectFlags) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    match run(name, &plan, flags) {
+    let result = run(name, &plan, flags);
+    // The audit log (when the pipeline keeps one) records authorizations, refreshes and
+    // refusals: the connection, the key id and the error code; never a token or a code.
+    if !flags.status {
+        let event = match &result {
+            Ok(s) => serde_json::json!({
+                "event": if flags.refresh { "connection_refreshed" } else { "connection_authorized" },
+                "connection": name,
+                "key_id": s.key_id,
+                "generation": s.generation,
+            }),
+            Err(e) => serde_json::json!({"event": "connection_refused", "connection": name, "code": e.code}),
+        };
+        let audited = sluice_runtime::time::Clock::new(None)
+            .and_then(|clock| sluice_runtime::operator::record(&plan, &clock, "connect", event));
+        if let Err(e) = audited {
+            print_run_error(&e);
+            return FAILED;
+        }
+    }
+    match result {
         Ok(status) => {
             print_status(&status, flags.json);
             OK

@@ -166,6 +166,18 @@ fn authorization_code_with_pkce_then_refresh_rotation_and_401() {
         &all,
         &[APP_SECRET, TOKEN_KEY, &code, &access, &t2, &t3, &refresh1, &refresh2, &refresh3, &refresh4],
     );
+    // Nor in the audit log, which records each authorization, refresh and refusal.
+    let audit = std::fs::read_to_string(dir.join("out/audit.jsonl")).unwrap();
+    let events: Vec<String> = audit
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["event"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(events, ["connection_authorized", "connection_refreshed", "connection_refused"], "{audit}");
+    assert!(audit.contains("\"code\":\"RT037\""), "{audit}");
+    assert_no_secret(
+        &[&audit],
+        &[APP_SECRET, TOKEN_KEY, &code, &access, &t2, &t3, &refresh1, &refresh2, &refresh3, &refresh4],
+    );
     // Nor in the plan.
     let plan_json = text(&sluice(&dir, &["plan", "pipeline.yaml", "--format", "json"]).stdout);
     assert!(plan_json.contains("\"client_secret\": \"${file:"), "{plan_json}");

@@ -103,6 +103,8 @@ sinks:
 dlq:
   path: out/dlq.jsonl
   plaintext_reason: synthetic test fixture
+audit:
+  path: out/audit.jsonl
 state:
   path: out/state.db
 connections:
