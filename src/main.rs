@@ -6,6 +6,7 @@
 //! exit codes (DESIGN.md, invariant 1).
 
 mod commands;
+mod connect_cli;
 mod fhir_cli;
 mod keys_cli;
 mod logging;
@@ -274,6 +275,26 @@ enum Command {
     },
     /// Explain a diagnostic code (`sluice explain SL201`).
     Explain { code: String },
+    /// Authorize a connection of the pipeline's `connections:` (OAuth 2.0 authorization code
+    /// with PKCE: prints the URL to open and waits on 127.0.0.1 for the browser; client
+    /// credentials: gets a token). Tokens are kept encrypted in the state store.
+    Connect {
+        /// The connection's name under `connections:`.
+        name: String,
+        pipeline: PathBuf,
+        /// Show whether the connection is authorized and until when (never a token).
+        #[arg(long, conflicts_with = "refresh")]
+        status: bool,
+        /// Refresh the access token now.
+        #[arg(long)]
+        refresh: bool,
+        /// Print the status as JSON.
+        #[arg(long)]
+        json: bool,
+        /// How long to wait for the browser to come back, in seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Print the values of tokens a `tokenize` rule wrote (`TOKEN<TAB>VALUE`), read from the
     /// pipeline's token vault; recorded in the audit log (`detokenized`, a count only).
     Detokenize {
@@ -537,6 +558,11 @@ fn main() -> ExitCode {
             commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock, &who)
         }
         Command::Explain { code } => commands::explain(&code),
+        Command::Connect { name, pipeline, status, refresh, json, timeout } => connect_cli::connect(
+            &name,
+            &pipeline,
+            &connect_cli::ConnectFlags { status, refresh, json, timeout: std::time::Duration::from_secs(timeout) },
+        ),
         Command::Detokenize { pipeline, tokens, who, fixed_clock } => {
             keys_cli::detokenize(&pipeline, &tokens, &who, fixed_clock)
         }

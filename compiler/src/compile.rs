@@ -22,6 +22,7 @@ use crate::codes;
 use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
+use crate::plan::connection::ConnectionPlan;
 use crate::plan::{
     Component, ComponentKind, DlqTarget, FileTarget, FilterPlan, HttpSinkPlan, InputRef, MapPlan, MaskAction, MaskPlan,
     MatrixRow, MllpPlan, PLAN_FORMAT, Plan, ProfilePlan, RoutePlan, SinkPlan, SourcePlan, StateTarget, TlsPlan,
@@ -711,6 +712,21 @@ impl Compiler {
             masking_matrix: matrix,
             roles: spec.roles.clone(),
             retention: spec.retention.clone(),
+            connections: spec
+                .connections
+                .iter()
+                .map(|c| {
+                    let reference = |r: &Option<String>| {
+                        r.as_ref().map(|text| self.secret_reference(&Spanned { text: text.clone(), span: c.span }))
+                    };
+                    ConnectionPlan {
+                        client_secret: reference(&c.plan.client_secret),
+                        api_key: reference(&c.plan.api_key),
+                        token_key: reference(&c.plan.token_key),
+                        ..c.plan.clone()
+                    }
+                })
+                .collect(),
         };
         if !ok {
             return None;

@@ -114,6 +114,19 @@ findings! {
     NOTHING_TO_PURGE = "RT035", RunError, "nothing to purge",
         "`sluice purge PIPELINE` removes what the pipeline's `retention:` says has expired (`retention: {dlq: 30d}`), and with `--subject ID` one person's data. The pipeline declares no `retention.dlq` and no `--subject` was given, so there is nothing it could remove. Add a retention period, or name the subject.";
 
+    CONNECTION_UNKNOWN = "RT036", RunError, "no such connection",
+        "`sluice connect NAME PIPELINE` names a connection the pipeline's `connections:` does not declare, or one that needs no authorization (`auth: api_key`). The message lists the declared connections.";
+    NOT_CONNECTED = "RT037", RunError, "connection not authorized yet",
+        "An OAuth connection has no tokens in the state store: it was never authorized, its tokens were sealed under a key that is no longer the connection's `token_key`, or the authorization server revoked the refresh token (`invalid_grant`). Run `sluice connect NAME PIPELINE` and authorize in the browser.";
+    OAUTH_REFUSED = "RT038", RunError, "authorization server refused or unreachable",
+        "The token endpoint answered an OAuth error (its `error` code is given, such as `invalid_client` for a wrong client id or secret, or `invalid_grant` for a code or refresh token that is expired, used or revoked), answered something that is not a token response, or could not be reached. No token, code or secret is shown. Check the connection's `client_id`, `client_secret` and `token_url`; for `invalid_grant` authorize again with `sluice connect`.";
+    OAUTH_CALLBACK = "RT039", RunError, "authorization did not come back",
+        "`sluice connect` waits on `http://127.0.0.1:PORT/callback` for the browser to come back from the authorization server. It came back with an error (the user denied access: `access_denied`), with a `state` that is not the one this run sent (a forged or stale redirect: refused, nothing is exchanged), without a code, or not within `--timeout`. Run `sluice connect` again and finish the authorization in the browser.";
+    REFRESH_TOKEN_EXPIRING = "RT040", Warning, "refresh token near its hard expiry",
+        "Some providers' refresh tokens have a hard expiry that refreshing does not extend (QuickBooks says it in `x_refresh_token_expires_in`; `refresh_token_lifetime` declares it for others). Within the connection's `warn_before` (default 14 days) of that date, `sluice connect --status` and every refresh warn, naming the connection and the date. Re-authorize with `sluice connect NAME PIPELINE` before then, or the pipeline stops with RT037.";
+    CONNECTION_TOKEN_CORRUPT = "RT041", RunError, "a connection's stored tokens do not decrypt",
+        "A connection's tokens are sealed (AES-256-GCM) under a key of `token_key` and bound to the connection's name; the row is under a configured key but does not decrypt: it was altered, or copied from another connection. Authorize again with `sluice connect NAME PIPELINE`, which replaces it.";
+
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",
@@ -173,6 +186,10 @@ findings! {
         "A `format: x12` source met bytes that are not an X12 interchange: text before or between interchanges, or an ISA header that cannot be read (its finding keeps the codec's code: `X12001` truncated, `X12002`..`X12004` a broken ISA). The reason gives the byte offset and length, never the content; the bytes are in the DLQ, encrypted. The interchanges around them went on.";
     X12_ACK_FAILED = "RT142", RunError, "X12 acknowledgment cannot be written",
         "A `format: x12` source with `acks:` could not write an acknowledgment file (the directory is not writable, the disk is full) or could not reserve its control numbers in the state store. The run stops, as an interchange left unanswered would be lost to the sender. Fix the directory or the store and run again (`--resume` goes on from the last checkpoint; the acknowledgments of the files read again are written again, with new control numbers).";
+    STRIPE_REQUEST_FAILED = "RT150", RunError, "Stripe API request failed",
+        "A list request to the Stripe API failed for good: refused (401 with an API key: the key is wrong, rolled or revoked; 403: the key lacks the permission; 400/404: the object type or cursor is not known), or still failing after the retries (429 rate limits and 5xx are retried with backoff, after the `Retry-After` Stripe gives, unless `Stripe-Should-Retry: false`). The message gives the object, the HTTP status and Stripe's error `type` and `code`, never its message text (which may quote the key) nor the key. Records already read are kept; the cursor does not move past them.";
+    STRIPE_PARTIAL_RECORD = "RT151", Warning, "Stripe object with missing or odd fields",
+        "A Stripe object came without an `id` or `created`, or with an `amount` that is not a whole number of minor units (cents): it is kept, with this warning naming the object type and the field, since partial data is still data. An object without `id` cannot be deduplicated across the lookback window.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

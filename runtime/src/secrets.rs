@@ -21,6 +21,11 @@ mod sigv4;
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// A secret obtained otherwise than from a reference (an OAuth token, a PKCE verifier).
+    pub fn from_bytes(bytes: Vec<u8>) -> Secret {
+        Secret(bytes)
+    }
+
     pub fn expose(&self) -> &[u8] {
         &self.0
     }

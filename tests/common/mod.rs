@@ -8,6 +8,7 @@
 pub mod checkpoints;
 pub mod http_server;
 pub mod moto;
+pub mod oidc;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};

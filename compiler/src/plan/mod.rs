@@ -8,6 +8,7 @@
 //!   never re-checks what is here.
 //! - No secret values and no data values: secrets stay as references (`${VAR}`).
 
+pub mod connection;
 pub mod diff;
 pub mod fhir;
 pub mod kafka;
@@ -49,6 +50,9 @@ pub struct Plan {
     /// `retention:`; absent from the JSON when not declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention: Option<RetentionPlan>,
+    /// `connections:` ([`connection`]); absent from the JSON when none are declared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connections: Vec<connection::ConnectionPlan>,
 }
 
 /// How long, in days, what the pipeline keeps is kept (`sluice purge` removes the rest).

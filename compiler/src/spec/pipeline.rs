@@ -504,6 +504,8 @@ pub struct PipelineSpec<'n> {
     pub roles: Vec<crate::plan::RolePlan>,
     /// `retention:` ([`super::retention`]).
     pub retention: Option<crate::plan::RetentionPlan>,
+    /// `connections:` ([`super::connections`]).
+    pub connections: Vec<super::connections::ConnectionSpec>,
     /// Where `phi_proof: lenient` is written, if it is (the default is strict).
     pub phi_lenient: Option<Span>,
 }
@@ -665,6 +667,10 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
         fail_if,
         roles: obj.get("roles").map(|n| super::roles::read(cx, n)).unwrap_or_default(),
         retention: obj.get("retention").and_then(|n| super::retention::read(cx, n)),
+        connections: obj
+            .get("connections")
+            .map(|n| super::connections::read(cx, n, obj.get("state").is_some()))
+            .unwrap_or_default(),
         phi_lenient: obj
             .get("phi_proof")
             .and_then(|n| reader::one_of(cx, n, &["strict", "lenient"], "`phi_proof`"))

@@ -621,6 +621,11 @@ pub static PIPELINE: Shape = Shape {
             KeyType::MapOf(&ROLE),
             "Who may do the operator actions on what the pipeline keeps; once declared, each action needs `--role` and the role's key.",
         ),
+        opt(
+            "connections",
+            KeyType::MapOf(&super::connections::CONNECTION),
+            "Named connections to financial APIs (several per provider, one per account): OAuth 2.0 or an API key. `sluice connect NAME PIPELINE` authorizes one.",
+        ),
     ],
 };
 

@@ -95,6 +95,27 @@ impl Conn {
     }
 }
 
+/// A NULL of whatever type the statement's parameter has: `None::<String>` would be refused
+/// for a `BIGINT` column.
+#[derive(Debug)]
+struct AnyNull;
+
+impl ToSql for AnyNull {
+    fn to_sql(
+        &self,
+        _: &Type,
+        _: &mut bytes::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(postgres::types::IsNull::Yes)
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 fn query(client: &mut impl postgres::GenericClient, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>, String> {
     let bound: Vec<Box<dyn ToSql + Sync>> = params
         .iter()
@@ -103,7 +124,7 @@ fn query(client: &mut impl postgres::GenericClient, sql: &str, params: &[Value])
                 Value::Int(i) => Box::new(*i),
                 Value::Text(s) => Box::new(s.clone()),
                 Value::Bool(b) => Box::new(*b),
-                Value::Null => Box::new(None::<String>),
+                Value::Null => Box::new(AnyNull),
             }
         })
         .collect();

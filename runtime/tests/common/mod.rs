@@ -371,6 +371,7 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         masking_matrix: vec![],
         roles: vec![],
         retention: None,
+        connections: Vec::new(),
     };
     plan.seal();
     plan

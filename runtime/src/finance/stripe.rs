@@ -1,0 +1,307 @@
+//! The Stripe API's list endpoints (`balance_transactions`, `charges`, `refunds`, `payouts`,
+//! `disputes`, `events`): one sync of one object type reads every page newer than the cursor
+//! (minus the lookback window) and returns the objects not delivered before, and the next
+//! cursor.
+//!
+//! Invariants:
+//! - Pagination as Stripe documents it: `limit=100`, `starting_after=<last id of the page>`
+//!   while `has_more`; objects come newest first.
+//! - Incremental: the [`Cursor`] holds the newest `created` delivered and the ids delivered
+//!   within the lookback window before it; the next sync asks `created[gte]=cursor - lookback`
+//!   (objects that show up late in the list are caught) and skips those ids (nothing is
+//!   delivered twice).
+//! - Requests are spaced by a token bucket at Stripe's published rate (100 reads/s in live
+//!   mode, 25/s in test mode); 429 and 5xx are retried with backoff after `Retry-After`,
+//!   unless `Stripe-Should-Retry: false`; other 4xx are not; a 401 asks the connection for a
+//!   new token once (OAuth) or fails (API key, RT038).
+//! - Amounts stay as Stripe sends them: integers in minor units. Objects with missing `id`,
+//!   `created` or a non-integer `amount` are kept, with a warning (RT151).
+//! - No key, token or Stripe error message (it may quote the key) in errors or warnings.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::RunError;
+use crate::findings;
+use crate::oauth::Connection;
+use crate::retry::{self, Class, Policy, RealTimer, Rng, Timer};
+use crate::secrets::Secret;
+use crate::throttle::Bucket;
+
+/// The object types a Stripe sync reads, with their list paths.
+pub const OBJECTS: &[(&str, &str)] = &[
+    ("balance_transactions", "/v1/balance_transactions"),
+    ("charges", "/v1/charges"),
+    ("refunds", "/v1/refunds"),
+    ("payouts", "/v1/payouts"),
+    ("disputes", "/v1/disputes"),
+    ("events", "/v1/events"),
+];
+
+/// Stripe's production API.
+pub const API: &str = "https://api.stripe.com";
+const PAGE: u32 = 100;
+
+/// Where an incremental sync of one object type stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The newest `created` delivered (Unix seconds).
+    pub created: i64,
+    /// Ids delivered with `created` within the lookback window before [`Cursor::created`],
+    /// with their `created`.
+    pub recent: BTreeMap<String, i64>,
+}
+
+/// What one sync read.
+#[derive(Debug, Default)]
+pub struct Synced {
+    /// Objects not delivered before, newest first, as Stripe sent them.
+    pub objects: Vec<serde_json::Value>,
+    pub cursor: Cursor,
+    /// Objects seen again within the lookback window (already delivered) and skipped.
+    pub skipped: u64,
+    /// RT151 messages (object type, field; never a value).
+    pub warnings: Vec<String>,
+    pub requests: u64,
+    pub retries: u64,
+}
+
+/// A Stripe API client for one connection.
+pub struct Stripe<'c> {
+    base_url: String,
+    connection: &'c Connection,
+    agent: ureq::Agent,
+    policy: Policy,
+    bucket: Bucket,
+    timer: RealTimer,
+    rng: Rng,
+}
+
+/// The published rate for a key: live keys 100 reads/s, test keys (and OAuth tokens, whose
+/// mode is unknown until asked) 25/s.
+pub fn default_rate(key: &Secret) -> (u64, u64) {
+    let k = key.expose();
+    if k.starts_with(b"sk_live_") || k.starts_with(b"rk_live_") { (100, 1) } else { (25, 1) }
+}
+
+/// A failed attempt, classed.
+struct Failure {
+    status: Option<u16>,
+    what: String,
+    unauthorized: bool,
+}
+
+impl<'c> Stripe<'c> {
+    /// A client of `base_url` (normally [`API`]) for `connection`, at `rate` (permits, seconds;
+    /// `None`: Stripe's published rate for the key).
+    pub fn new(base_url: &str, connection: &'c Connection, rate: Option<(u64, u64)>) -> Result<Stripe<'c>, RunError> {
+        let (permits, per_seconds) = match rate {
+            Some(r) => r,
+            None => default_rate(&connection.bearer()?),
+        };
+        Ok(Stripe {
+            base_url: base_url.trim_end_matches('/').to_string(),
+            connection,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(60)))
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into(),
+            policy: Policy {
+                max_attempts: 6,
+                initial_backoff: Duration::from_millis(500),
+                max_backoff: Duration::from_secs(30),
+                max_elapsed: Duration::from_secs(300),
+            },
+            bucket: Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
+                permits,
+                per_seconds,
+                shared: None,
+                per_key: None,
+            }),
+            timer: RealTimer::new(),
+            rng: Rng::from_time(),
+        })
+    }
+
+    /// Reads the objects of `object` newer than `cursor` (all of them without one), going back
+    /// `lookback` seconds before it.
+    pub fn sync(&mut self, object: &str, cursor: Option<&Cursor>, lookback: i64) -> Result<Synced, RunError> {
+        let Some((_, path)) = OBJECTS.iter().find(|(o, _)| *o == object) else {
+            return Err(RunError::new(findings::PLAN_INVALID, format!("Stripe has no object list `{object}` here")));
+        };
+        let since = cursor.map(|c| c.created - lookback.max(0));
+        let mut out = Synced { cursor: cursor.cloned().unwrap_or_default(), ..Synced::default() };
+        let mut delivered: Vec<(i64, String)> = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = form_urlencoded::Serializer::new(String::new());
+            query.append_pair("limit", &PAGE.to_string());
+            if let Some(since) = since {
+                query.append_pair("created[gte]", &since.to_string());
+            }
+            if let Some(after) = &after {
+                query.append_pair("starting_after", after);
+            }
+            let url = format!("{}{path}?{}", self.base_url, query.finish());
+            let page = self.get(object, &url, &mut out)?;
+            let data = page.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
+            let has_more = page.get("has_more").and_then(serde_json::Value::as_bool).unwrap_or(false);
+            after = data.last().and_then(|o| o.get("id")).and_then(|i| i.as_str()).map(str::to_string);
+            for obj in data {
+                let id = obj.get("id").and_then(|i| i.as_str()).map(str::to_string);
+                let created = obj.get("created").and_then(serde_json::Value::as_i64);
+                if id.is_none() {
+                    out.warnings.push(format!("a `{object}` object has no `id`"));
+                }
+                if created.is_none() {
+                    out.warnings.push(format!("a `{object}` object has no `created`"));
+                }
+                if obj.get("amount").is_some_and(|a| !a.is_i64() && !a.is_null()) {
+                    out.warnings.push(format!("a `{object}` object's `amount` is not a whole number of minor units"));
+                }
+                if let Some(id) = &id
+                    && out.cursor.recent.contains_key(id)
+                {
+                    out.skipped += 1;
+                    continue;
+                }
+                if let (Some(id), Some(created)) = (id, created) {
+                    delivered.push((created, id));
+                }
+                out.objects.push(obj);
+            }
+            if !has_more || after.is_none() {
+                break;
+            }
+        }
+        let newest = delivered.iter().map(|(c, _)| *c).max().unwrap_or(out.cursor.created).max(out.cursor.created);
+        let floor = newest - lookback.max(0);
+        let mut recent = std::mem::take(&mut out.cursor.recent);
+        recent.extend(delivered.into_iter().map(|(c, id)| (id, c)));
+        recent.retain(|_, c| *c >= floor);
+        out.cursor = Cursor { created: newest, recent };
+        Ok(out)
+    }
+
+    /// One GET with the throttle, retries and one token renewal on 401.
+    fn get(&mut self, object: &str, url: &str, out: &mut Synced) -> Result<serde_json::Value, RunError> {
+        let mut token = self.connection.bearer()?;
+        let mut renewed = false;
+        loop {
+            let (agent, bucket) = (&self.agent, &mut self.bucket);
+            let mut requests = 0u64;
+            let token_now = token.clone();
+            let outcome = retry::run(
+                &self.policy,
+                &mut self.rng,
+                &mut self.timer,
+                |_, timer: &mut dyn Timer| {
+                    let wait = bucket.take(timer.now());
+                    if !wait.is_zero() {
+                        timer.sleep(wait);
+                    }
+                    requests += 1;
+                    attempt(agent, url, &token_now)
+                },
+                |_, _| {},
+            );
+            out.requests += requests;
+            out.retries += u64::from(outcome.attempts.saturating_sub(1));
+            match outcome.result {
+                Ok(v) => return Ok(v),
+                Err((f, _)) if f.unauthorized && !renewed => {
+                    renewed = true;
+                    token = self.connection.unauthorized(&token)?;
+                }
+                Err((f, gave_up)) => {
+                    let why = match gave_up {
+                        retry::GaveUp::NotRetryable => "refused",
+                        _ => "still failing after retries",
+                    };
+                    let status = f.status.map_or_else(String::new, |s| format!("HTTP {s}, "));
+                    return Err(RunError::new(
+                        findings::STRIPE_REQUEST_FAILED,
+                        format!(
+                            "connection `{}`: listing Stripe `{object}` {why}: {status}{}",
+                            self.connection.plan().name,
+                            f.what
+                        ),
+                    )
+                    .with_help(match f.status {
+                        Some(401) => "the API key or token is not accepted: check the connection's secret",
+                        Some(403) => "the key lacks the permission to read this object type (restricted key?)",
+                        Some(429) => "Stripe kept rate-limiting: lower the source's rate or run later",
+                        _ => "check Stripe's status page and the connection; records read so far are kept",
+                    }));
+                }
+            }
+        }
+    }
+}
+
+fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json::Value, (Failure, Class)> {
+    let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
+    let mut response = match agent.get(url).header("Authorization", &bearer).call() {
+        Ok(r) => r,
+        Err(e) => {
+            let what = match &e {
+                ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
+                ureq::Error::Timeout(_) => "no answer in time".to_string(),
+                _ => "HTTP client error".to_string(),
+            };
+            return Err((Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }));
+        }
+    };
+    let status = response.status().as_u16();
+    let header = |k: &str| response.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let retry_after = header("Retry-After").and_then(|v| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        retry::parse_retry_after(&v, now)
+    });
+    let should_retry = header("Stripe-Should-Retry");
+    let body: Option<serde_json::Value> = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if (200..300).contains(&status) {
+        return match body {
+            Some(v) if v.get("data").is_some_and(serde_json::Value::is_array) => Ok(v),
+            _ => Err((
+                Failure {
+                    status: Some(status),
+                    what: "the answer is not a Stripe list".to_string(),
+                    unauthorized: false,
+                },
+                Class::Retryable { retry_after: None },
+            )),
+        };
+    }
+    // Stripe's error `type` and `code` are fixed words; its `message` may quote the key.
+    let error = body.as_ref().and_then(|b| b.get("error"));
+    let word = |k: &str| {
+        error
+            .and_then(|e| e.get(k))
+            .and_then(|v| v.as_str())
+            .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>())
+    };
+    let what = match (word("type"), word("code")) {
+        (Some(t), Some(c)) => format!("`{t}` (`{c}`)"),
+        (Some(t), None) => format!("`{t}`"),
+        _ => "no Stripe error object".to_string(),
+    };
+    let failure = Failure { status: Some(status), what, unauthorized: status == 401 };
+    let class = match (status, should_retry.as_deref()) {
+        (_, Some("false")) => Class::Permanent,
+        (429, _) | (500..=599, _) | (_, Some("true")) => Class::Retryable { retry_after },
+        _ => Class::Permanent,
+    };
+    Err((failure, class))
+}
