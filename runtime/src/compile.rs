@@ -27,6 +27,8 @@ pub enum Prep {
     Source(Profile),
     /// A `format: fhir` files source.
     FhirSource(crate::fhir_source::FhirSource),
+    /// A `webhook` source: its records are queued events ([`crate::webhooks::event::decode`]).
+    WebhookSource,
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -120,12 +122,15 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka") {
+                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    match &s.fhir {
-                        Some(f) => Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?),
-                        None => Prep::Source(Profile::new(&s.profile)),
+                    match (&s.fhir, &s.webhook) {
+                        (Some(f), _) => {
+                            Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?)
+                        }
+                        (None, Some(_)) => Prep::WebhookSource,
+                        (None, None) => Prep::Source(Profile::new(&s.profile)),
                     }
                 }
                 ComponentKind::Validate(v) => {

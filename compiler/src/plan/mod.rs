@@ -15,6 +15,7 @@ pub mod object_store;
 pub mod pg_table;
 pub mod pg_url;
 pub mod render;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -143,6 +144,9 @@ pub struct SourcePlan {
     /// The consumer (`kafka` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
+    /// The endpoint (`webhook` only). Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Box<webhook::WebhookSourcePlan>>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.

@@ -32,6 +32,7 @@ pub mod dlq;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;
