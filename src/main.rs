@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod plan_diff;
 mod progress_line;
+mod serve_cli;
 mod stdout;
 mod test_runner;
 mod test_yaml;
@@ -150,6 +151,9 @@ enum Command {
         #[arg(long, value_name = "FIELD", conflicts_with = "diff")]
         explain: Option<String>,
     },
+    /// Serve a pipeline's `webhook` sources over HTTP(S) until Ctrl-C or SIGTERM: each
+    /// delivery verified, queued durably in the state store, answered, then processed.
+    Serve(serve_cli::ServeArgs),
     /// Compile and run a pipeline.
     Run {
         pipeline: PathBuf,
@@ -496,6 +500,7 @@ fn main() -> ExitCode {
             let flags = test_runner::TestFlags { junit: matches!(format, TestFormat::Junit), output, update };
             test_runner::test(paths, &flags)
         }
+        Command::Serve(args) => serve_cli::serve(args),
         Command::Schema => commands::schema(),
         Command::Parse { format: Standard::X12, profile: Some(_), .. }
         | Command::Validate { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),

@@ -121,6 +121,16 @@ codes! {
         "An OAuth connection (`authorization_code` or `client_credentials`) keeps its access and refresh tokens in the pipeline's state store, encrypted with AES-256-GCM under `token_key`, so that every run (and every instance sharing a PostgreSQL store) uses and refreshes the same tokens, and a rotated refresh token is never lost. Add `state:` to the pipeline and `token_key: ${SLUICE_TOKEN_KEY}` (64 hex digits, `openssl rand -hex 32`) to the connection.";
     CONNECTION_URL = "SL272", "connection-url", "A connection's endpoint is not https.",
         "`authorize_url` and `token_url` carry client secrets, codes and tokens, so they must be `https://` URLs; plain `http://` is accepted only to a loopback address (`127.0.0.1`, `localhost`, `[::1]`), for a server on this machine.";
+    WEBHOOK_PATH = "SL285", "webhook-path", "A `webhook` source's `path` cannot be an endpoint.",
+        "`sluice serve` routes each delivery by its URL path to one `webhook` source. A path starts with `/` and has segments of letters, digits, `-`, `_`, `.` or `~` (no query string, no trailing `/`, no `.` or `..` segment): `/hooks/stripe`. Give the provider the full URL, e.g. `https://hooks.example.org/hooks/stripe`.";
+    WEBHOOK_VERIFICATION = "SL286", "webhook-verification", "A `webhook` source cannot verify its deliveries as written.",
+        "Every webhook endpoint verifies each delivery on its raw bytes before anything else reads it. `stripe` needs `secret` (the endpoint's signing secret, `whsec_...`), `quickbooks` the app's verifier token in `secret`, `fhir_subscription` the exact `Authorization` header value the subscription sends in `secret`; `plaid` fetches its signing keys from `key_url` (Plaid's `/webhook_verification_key/get`, over https) with `client_id` and `secret`. `client_id` and `key_url` belong to `plaid` only.";
+    WEBHOOK_NEEDS_STATE = "SL287", "webhook-needs-state", "A pipeline with `webhook` sources has no state store.",
+        "A delivery is answered `200` only once it is durable in the state store's queue (and its event id recorded, so a redelivery is not processed twice); records are processed from that queue afterwards, so a crash between the answer and the processing loses nothing. Add `state: {path: state/pipeline.db}` (SQLite) or `state: {url: ${STATE_URL}}` (PostgreSQL).";
+    WEBHOOK_NOT_ALONE = "SL288", "webhook-not-alone", "A `webhook` source shares its pipeline with other kinds of sources.",
+        "`webhook` sources are served by `sluice serve` until it is stopped, from their queue in the state store; file sources end, and MLLP listeners and Kafka consumers acknowledge in their own way. Put the webhook endpoints (as many as needed) in a pipeline of their own.";
+    WEBHOOK_PATH_TAKEN = "SL289", "webhook-path-taken", "Two `webhook` sources have the same `path`.",
+        "Each delivery is routed by its URL path to exactly one source, so two sources cannot share a path. Give each endpoint its own path, e.g. `/hooks/stripe` and `/hooks/stripe-connect`.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

@@ -801,7 +801,9 @@ impl Compiler {
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
-        if let Some(listener) = spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_))) {
+        if let Some(listener) =
+            spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_)))
+        {
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
                     Diagnostic::error(
@@ -848,6 +850,7 @@ impl Compiler {
                 ok = false;
             }
         }
+        ok &= self.check_webhook_sources(spec);
         let mut addresses: HashMap<&str, Span> = HashMap::new();
         for c in spec.components.iter() {
             let Body::Mllp(m) = &c.body else { continue };
@@ -1004,6 +1007,57 @@ impl Compiler {
 
     /// Warns about route branches no component takes: their records could only go to the DLQ.
     /// A consumer that names the route without a branch takes every branch.
+    /// `webhook` sources: served from the state store's queue (SL287), in a pipeline of their
+    /// own (SL288), each on its own path (SL289). Returns whether all is well.
+    fn check_webhook_sources(&mut self, spec: &pipeline::PipelineSpec) -> bool {
+        let webhooks: Vec<&pipeline::ComponentSpec> =
+            spec.components.iter().filter(|c| matches!(c.body, Body::Webhook(_))).collect();
+        let Some(first) = webhooks.first() else { return true };
+        let mut ok = true;
+        if spec.state.is_none() && spec.state_url.is_none() {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::WEBHOOK_NEEDS_STATE,
+                    format!("pipeline `{}` has webhook sources but no state store", spec.name),
+                )
+                .label(first.name_span, "queues its deliveries in the state store")
+                .help("add `state: {path: state/webhooks.db}` (SQLite) or `state: {url: ${STATE_URL}}` (PostgreSQL)"),
+            );
+            ok = false;
+        }
+        for other in
+            spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. } | Body::Mllp(_) | Body::Kafka(_)))
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::WEBHOOK_NOT_ALONE,
+                    format!("source `{}` shares its pipeline with webhook sources", other.name),
+                )
+                .label(other.name_span, "another kind of source")
+                .label(first.name_span, "served by `sluice serve`")
+                .help("put the webhook sources in a pipeline of their own"),
+            );
+            ok = false;
+        }
+        let mut paths: HashMap<&str, Span> = HashMap::new();
+        for c in &webhooks {
+            let Body::Webhook(w) = &c.body else { continue };
+            if let Some(taken) = paths.insert(&w.path.text, w.path.span) {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::WEBHOOK_PATH_TAKEN,
+                        format!("two webhook sources have the path `{}`", w.path.text),
+                    )
+                    .label(w.path.span, "second source on this path")
+                    .label(taken, "first one")
+                    .help("give each endpoint its own path, e.g. `/hooks/stripe` and `/hooks/stripe-connect`"),
+                );
+                ok = false;
+            }
+        }
+        ok
+    }
+
     fn unused_branches(&mut self, spec: &pipeline::PipelineSpec) {
         let consumed: BTreeSet<(String, Option<String>)> = spec
             .components
@@ -1162,6 +1216,7 @@ impl Compiler {
                     x12: None,
                     store: None,
                     kafka: None,
+                    webhook: None,
                 });
                 Some((kind, flow, (state, origins)))
             }
@@ -1235,6 +1290,7 @@ impl Compiler {
                     x12: None,
                     store,
                     kafka: None,
+                    webhook: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1286,6 +1342,7 @@ impl Compiler {
                     x12: None,
                     store: None,
                     kafka: None,
+                    webhook: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1317,8 +1374,35 @@ impl Compiler {
                     fhir: None,
                     x12: None,
                     store: None,
+                    webhook: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Webhook(w) => {
+                let schema = sluice_canonical::schema(crate::plan::webhook::EVENT_SCHEMA)?;
+                let plan = crate::plan::webhook::WebhookSourcePlan {
+                    provider: w.provider.clone(),
+                    path: w.path.text.clone(),
+                    secret: w.secret.as_ref().map(|s| self.secret_reference(s)),
+                    client_id: w.client_id.as_ref().map(|s| self.secret_reference(s)),
+                    key_url: w.key_url.clone(),
+                    tolerance_ms: w.tolerance_ms,
+                    max_body: w.max_body,
+                    rate: w.rate.0,
+                    rate_per_secs: w.rate.1,
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "webhook".into(),
+                    format: "json".into(),
+                    paths: vec![],
+                    profile: profile::default_profile(),
+                    mllp: None,
+                    kafka: None,
+                    fhir: None,
+                    store: None,
+                    webhook: Some(Box::new(plan)),
+                });
+                Some((kind, Flow::Output(schema), (state, origins)))
             }
             Body::Validate { rules, mode } => {
                 let version = need_hl7(self, "validate stage");

@@ -29,6 +29,8 @@ pub enum Prep {
     FhirSource(crate::fhir_source::FhirSource),
     /// A `format: x12` files source.
     X12Source(crate::x12_source::X12Source),
+    /// A `webhook` source: its records are queued events ([`crate::webhooks::event::decode`]).
+    WebhookSource,
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -122,17 +124,18 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka") {
+                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    match (&s.fhir, &s.x12) {
-                        (Some(f), _) => {
+                    match (&s.fhir, &s.x12, &s.webhook) {
+                        (Some(f), _, _) => {
                             Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?)
                         }
-                        (None, Some(x)) => {
+                        (None, Some(x), _) => {
                             Prep::X12Source(crate::x12_source::X12Source::new(x, plan.state.as_ref(), clock)?)
                         }
-                        (None, None) => Prep::Source(Profile::new(&s.profile)),
+                        (None, None, Some(_)) => Prep::WebhookSource,
+                        (None, None, None) => Prep::Source(Profile::new(&s.profile)),
                     }
                 }
                 ComponentKind::Validate(v) => {

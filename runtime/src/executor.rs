@@ -289,6 +289,21 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The source step of a `webhook` source: a queued event read into its record
+    /// (`crate::webhooks::event`), then the rest of the graph.
+    fn webhook_record(&self, idx: usize, mut rec: Record, acc: &mut Acc) {
+        match crate::webhooks::event::decode(&rec.raw) {
+            Err(r) => self.reject(idx, &rec, &r, acc),
+            Ok(d) => {
+                acc.control_id = Some(d.event_id.clone());
+                rec.env.control_id = Some(d.event_id);
+                rec.env.message_type = Some(d.event_type);
+                rec.payload = Payload::Doc(d.doc);
+                self.walk(idx, rec, acc);
+            }
+        }
+    }
+
     /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
     fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
         let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
@@ -466,6 +481,10 @@ impl Ctx<'_, '_> {
             }
             if let (None, Prep::X12Source(src)) = (&raw.problem, &c.preps[raw.source]) {
                 self.x12_record(raw.source, src, rec, &mut acc);
+                return acc;
+            }
+            if let (None, Prep::WebhookSource) = (&raw.problem, &c.preps[raw.source]) {
+                self.webhook_record(raw.source, rec, &mut acc);
                 return acc;
             }
             let decoded = match (&raw.problem, &c.preps[raw.source]) {

@@ -127,6 +127,12 @@ findings! {
     CONNECTION_TOKEN_CORRUPT = "RT041", RunError, "a connection's stored tokens do not decrypt",
         "A connection's tokens are sealed (AES-256-GCM) under a key of `token_key` and bound to the connection's name; the row is under a configured key but does not decrypt: it was altered, or copied from another connection. Authorize again with `sluice connect NAME PIPELINE`, which replaces it.";
 
+    WEBHOOK_REFUSED = "RT042", Dlq, "webhook delivery refused",
+        "`sluice serve` refused a delivery before reading it: no or a bad signature, a signed time outside the tolerance (older or in the future), a body over `max_body`, or a verified body that is not the provider's event format. The sender got a 4xx answer; the DLQ entry and the audit entry name the reason and never hold the body. Check the endpoint's `secret` (or Plaid's `key_url` and credentials) and the server's clock.";
+    WEBHOOK_EVENT = "RT043", Dlq, "queued webhook event unreadable",
+        "An event in the state store's webhook queue is not as `sluice serve` queues it (the row was edited or written by another program). It goes to the DLQ and is marked processed.";
+    WEBHOOK_SERVE = "RT044", RunError, "`sluice serve` cannot serve this pipeline",
+        "`sluice serve` serves the `webhook` sources of a pipeline (and `sluice run` refuses them): the pipeline has none, the `--listen` address is not `ip:port`, the port is taken, or the TLS certificate or key cannot be loaded.";
     INVALID_UTF8 = "RT101", Dlq, "message bytes not valid in its character set",
         "The message bytes are not valid in the character set chosen for it (the profile's `encoding`, or with `encoding: auto` its byte-order mark, MSH-18, or UTF-8): for example invalid UTF-8, or a byte above 0x7F in ASCII. The finding (`HL7011`) gives the byte offset of the first invalid byte in the file. Set the profile's `encoding` to what the sender really uses.";
     PARSE_ERROR = "RT102", Dlq, "message could not be parsed",

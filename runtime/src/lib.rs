@@ -78,6 +78,7 @@ pub mod throttle;
 pub mod time;
 pub mod vault;
 pub mod x12_source;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -165,6 +166,13 @@ pub fn run_with_events(
 ) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
+    if webhooks::serves(plan) {
+        return Err(RunError::new(
+            findings::WEBHOOK_SERVE,
+            format!("pipeline `{}` has webhook sources: it is served, not run", plan.pipeline),
+        )
+        .with_help("serve it with `sluice serve PIPELINE --listen 127.0.0.1:8443`"));
+    }
     let compiled = compile::Compiled::new(plan, &clock)?;
     let (run_id, t, resumed_from) = if mllp::listens(plan) {
         if options.start == Start::Resume {
@@ -241,6 +249,37 @@ pub fn run_with_events(
         balanced: t.records.balanced(),
         interrupted: t.interrupted,
         resumed_from,
+    })
+}
+
+/// `sluice serve`: serves the pipeline's webhook endpoints until SIGINT or SIGTERM
+/// ([`webhooks::serve`]), then returns the summary of what this process processed.
+pub fn serve_with_events(
+    plan: &Plan,
+    options: &RunOptions,
+    serve: &webhooks::ServeOptions,
+    events: Option<std::sync::mpsc::Sender<webhooks::ServeEvent>>,
+) -> Result<RunSummary, RunError> {
+    let started = std::time::Instant::now();
+    let clock = time::Clock::new(options.fixed_clock.as_deref())?;
+    let compiled = compile::Compiled::new(plan, &clock)?;
+    let run_id = run_id(&plan.hash, &clock.seed());
+    announce_run_id(options, &run_id);
+    let t = webhooks::serve(&compiled, &clock, &run_id, options.threads, serve, events, options.progress.clone())?;
+    let secs = started.elapsed().as_secs_f64();
+    Ok(RunSummary {
+        pipeline: plan.pipeline.clone(),
+        plan_hash: plan.hash.clone(),
+        run_id,
+        records: t.records,
+        per_source: t.per_source,
+        per_sink: t.per_sink,
+        per_sink_retries: t.per_sink_retries,
+        elapsed_ms: started.elapsed().as_millis() as u64,
+        records_per_second: if secs > 0.0 { t.records.records_in as f64 / secs } else { 0.0 },
+        balanced: t.records.balanced(),
+        interrupted: t.interrupted,
+        resumed_from: None,
     })
 }
 

@@ -16,6 +16,7 @@ pub mod object_store;
 pub mod pg_table;
 pub mod pg_url;
 pub mod render;
+pub mod webhook;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -151,6 +152,9 @@ pub struct SourcePlan {
     /// The consumer (`kafka` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
+    /// The endpoint (`webhook` only). Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<Box<webhook::WebhookSourcePlan>>,
 }
 
 /// A `files` source with `format: x12`: each transaction set is one record.

@@ -24,6 +24,18 @@ pub fn text(plan: &Plan) -> String {
         let _ = writeln!(o, "{} {}{arrow}  [emits {}]", c.kind.type_name(), c.name, c.emits);
         match &c.kind {
             ComponentKind::Source(s) => {
+                if let Some(w) = &s.webhook {
+                    let _ = writeln!(
+                        o,
+                        "    webhook {} at {} (sluice serve), verified on the raw body, max body {} bytes, tolerance {} ms, rate {}/{}s",
+                        w.provider, w.path, w.max_body, w.tolerance_ms, w.rate, w.rate_per_secs
+                    );
+                    let _ = writeln!(
+                        o,
+                        "    answered once queued in the state store; event ids deduplicated; processed from the queue"
+                    );
+                    continue;
+                }
                 match (&s.mllp, &s.kafka) {
                     (_, Some(k)) => {
                         let security = k.security.as_ref().map_or_else(|| "plaintext".into(), |s| s.describe());

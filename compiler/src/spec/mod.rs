@@ -18,6 +18,7 @@ pub mod rules;
 pub mod secret_scan;
 pub mod shape;
 pub mod test;
+pub mod webhook;
 
 use sluice_canonical::OutputSchema;
 use sluice_hl7v2::schema::Version;

@@ -52,6 +52,7 @@ pub enum Body<'n> {
     },
     Mllp(Box<MllpSpec>),
     Kafka(Box<super::kafka::KafkaSourceSpec>),
+    Webhook(Box<super::webhook::WebhookSourceSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -896,6 +897,7 @@ fn component<'n>(
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
         "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
         "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
+        "webhook" => Body::Webhook(Box::new(super::webhook::source(cx, &obj)?)),
         "validate" => Body::Validate {
             rules: s(cx, "rules")?,
             mode: obj

@@ -485,7 +485,8 @@ pub static SINK_HTTP: Shape = Shape {
     ],
 };
 
-pub const SOURCE_SHAPES: &[&Shape] = &[&SOURCE_FILES, &SOURCE_MLLP, &super::kafka::SOURCE_KAFKA];
+pub const SOURCE_SHAPES: &[&Shape] =
+    &[&SOURCE_FILES, &SOURCE_MLLP, &super::kafka::SOURCE_KAFKA, &super::webhook::SOURCE_WEBHOOK];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub static SINK_POSTGRES: Shape = Shape {
     name: "sink.postgres",

@@ -243,7 +243,7 @@ fn accept_failure(joined: Result<Result<(), RunError>, tokio::task::JoinError>) 
 }
 
 /// Waits for SIGINT or SIGTERM; returns its name.
-async fn shutdown_signal() -> &'static str {
+pub(crate) async fn shutdown_signal() -> &'static str {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

@@ -34,6 +34,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod vault;
 pub mod x12;
+pub mod webhooks;
 
 use std::collections::HashMap;
 use std::path::Path;

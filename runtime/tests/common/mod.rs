@@ -168,6 +168,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             x12: None,
             store: None,
             kafka: None,
+            webhook: None,
         }),
     )
 }
