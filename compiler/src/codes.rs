@@ -109,6 +109,12 @@ codes! {
         "A `jsonl` or `csv` sink with an object URL writes a local staging file and uploads it when the run completes, so that the object appears whole. A listening source (`type: mllp`, or a `kafka` consumer, which commits offsets) acknowledges each message once every sink has it durably and runs until it is stopped: its messages would wait in the staging file, not in the store, and every stop would upload everything the file holds again. Write the live feed to a local `jsonl` or `csv` file (or a `postgres` sink), and read it into the store from a file pipeline.";
     OBJECT_STORE_FORMAT = "SL256", "object-store-format", "An object-store source reads a format other than HL7 v2.",
         "Object-store sources (`s3://`, `az://`, `gs://` paths) read HL7 v2 files and batches for now: the FHIR source reads local files only (its XML and Bundle readers are not yet fed from a stream of object bytes). Copy the FHIR files to a local folder first (e.g. `aws s3 sync`), and point a `format: fhir` source at that folder.";
+    FHIR_REST_TABLE = "SL257", "fhir-rest-table", "A `fhir.rest` table is unknown or named twice.",
+        "A `fhir.rest` source syncs tables of a fixed catalog, each with its FHIR resource type and ingestion: `patients` (Patient, cdc), `encounters` (Encounter, cdc), `observations` (Observation, append), `conditions` (Condition, cdc), `medications` (MedicationRequest, cdc) and `procedures` (Procedure, cdc). Name each table once, in lower case; a `cdc` table is meant for a sink that upserts by id, an `append` table for one that adds every version.";
+    FHIR_REST_URL = "SL258", "fhir-rest-url", "A `fhir.rest` `base_url` cannot be used.",
+        "`base_url` is the server's FHIR base, `http://` or `https://` with a host, an optional port and path, and nothing else: credentials go under `auth` (as secret references), so that no URL a plan, a log or an error shows holds one; a query or fragment would be lost when the source builds its search URLs.";
+    FHIR_REST_AUTH = "SL259", "fhir-rest-auth", "A `fhir.rest` `auth` is incomplete or mixes types.",
+        "Each auth type reads its own keys: `api_key` reads `key` (and `header`, default `X-API-Key`), `basic` reads `username` and `password`, `bearer` reads `token`; credentials are secret references (`${FHIR_TOKEN}`). Add the missing key, or remove the one the type does not read.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
@@ -129,6 +135,8 @@ codes! {
         "An `mllp` source listens until the run is stopped, while file sources end; a pipeline has either listening sources (one or more, each with a `priority`) or only file sources. Split it into two pipelines sharing the same stages' files. A `kafka` source (a consumer that also runs until stopped) shares its pipeline only with other `kafka` sources: not with file sources, and not with `mllp` ones (a listener's ACKs and a consumer group's offsets are kept apart).";
     DUPLICATE_LISTEN_ADDRESS = "SL310", "duplicate-listen-address", "Two listening sources have the same address.",
         "Each `mllp` source of a pipeline listens on its own address and port (`listen`); the second could not bind. Give each source its own port (or port 0 for any free port).";
+    FHIR_REST_NEEDS_STATE = "SL311", "fhir-rest-needs-state", "A `fhir.rest` source has no state store for its cursors.",
+        "A `fhir.rest` source keeps each table's cursor (the last `meta.lastUpdated` delivered, and the versions seen near it) in the pipeline's state store, so that the next run fetches only what changed. Without a store every run would sync everything again. Add `state: {path: state.db}` (SQLite) or `state: {url: ...}` (PostgreSQL) to the pipeline.";
     UNKNOWN_SCHEMA = "SL401", "unknown-schema", "Unknown schema.",
         "The schema name must be one of the bundled schemas: `hl7v2/<version>` for HL7 v2 (2.3, 2.3.1, 2.4, 2.5, 2.5.1, 2.6, 2.7, 2.8) or an output schema such as `canonical/patient-event@1`.";
     UNKNOWN_SEGMENT = "SL402", "unknown-segment", "Unknown HL7 segment.",

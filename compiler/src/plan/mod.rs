@@ -143,6 +143,10 @@ pub struct SourcePlan {
     /// The consumer (`kafka` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
+    /// The server and tables (`fhir.rest` only; `fhir` then says how resources validate).
+    /// Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_rest: Option<Box<crate::fhir_rest::FhirRestPlan>>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.

@@ -25,6 +25,11 @@ pub fn text(plan: &Plan) -> String {
         match &c.kind {
             ComponentKind::Source(s) => {
                 match (&s.mllp, &s.kafka) {
+                    _ if s.fhir_rest.is_some() => {
+                        if let Some(r) = &s.fhir_rest {
+                            crate::fhir_rest::render(&mut o, r);
+                        }
+                    }
                     (_, Some(k)) => {
                         let security = k.security.as_ref().map_or_else(|| "plaintext".into(), |s| s.describe());
                         let _ = writeln!(

@@ -28,6 +28,7 @@
 //!   no message shows a PostgreSQL password (`StateTarget::shown` is the URL as written: a
 //!   secret reference, or a URL the compiler checked has none).
 
+pub mod cursors;
 pub mod dlq;
 pub mod postgres;
 pub mod sqlite;

@@ -167,6 +167,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             fhir: None,
             store: None,
             kafka: None,
+            fhir_rest: None,
         }),
     )
 }
