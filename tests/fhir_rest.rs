@@ -290,7 +290,24 @@ fn syncs_incrementally_through_faults_and_a_crash_losing_and_duplicating_nothing
     let quiet = run_ok(&dir, &url, &mut stderrs);
     assert_eq!(delivered(&quiet), 0, "{quiet}");
 
-    // 6. Bearer auth: the server demands the token; a wrong one stops the run with RT118.
+    // 6. A server that gives no next link: the first page is full, so the source searches
+    //    again with a larger `_count` (what it already handed on is skipped).
+    for i in 12..15 {
+        ids.push(create(hfs.port, &patient(i % FAMILIES.len(), "unknown")));
+    }
+    let before = proxy.seen().len();
+    proxy.schedule_for("/Patient", vec![Some(Fault::NoNextLink), Some(Fault::NoNextLink)]);
+    let unpaged = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&unpaged), 3, "{unpaged}");
+    let patients: Vec<String> =
+        proxy.seen()[before..].iter().filter(|s| s.target.starts_with("/Patient")).map(|s| s.target.clone()).collect();
+    // (The overlap window also holds the patients of the steps before: the second search may
+    // be full too, and grows again.)
+    assert!(patients.len() >= 2, "{patients:?}");
+    assert!(patients[0].contains("_count=2") && patients[1].contains("_count=8"), "{patients:?}");
+    assert_eq!(patient_rows(&url).len(), ids.len());
+
+    // 7. Bearer auth: the server demands the token; a wrong one stops the run with RT118.
     proxy.require_authorization(Some(&format!("Bearer {TOKEN}")));
     let p = dir.join("pipelines/fhir-rest-sync.yaml");
     let spec = std::fs::read_to_string(&p).unwrap();
@@ -305,7 +322,7 @@ fn syncs_incrementally_through_faults_and_a_crash_losing_and_duplicating_nothing
     assert!(err.contains("RT118"), "{err}");
     assert!(!err.contains("wrong-token-77") && !err.contains(TOKEN), "{err}");
 
-    // 7. No patient name anywhere but the sinks: stderr of every run, the audit, the state
+    // 8. No patient name anywhere but the sinks: stderr of every run, the audit, the state
     //    store, the DLQ.
     let mut outputs = stderrs.join("\n").into_bytes();
     for f in ["audit.jsonl", "state.db"] {
@@ -320,7 +337,7 @@ fn syncs_incrementally_through_faults_and_a_crash_losing_and_duplicating_nothing
 }
 
 #[test]
-fn a_missing_state_store_and_unknown_tables_are_refused_at_check() {
+fn unknown_and_repeated_tables_are_refused_at_check() {
     let dir = workspace("fhir-rest-check");
     let p = dir.join("pipelines/fhir-rest-sync.yaml");
     let spec = std::fs::read_to_string(&p).unwrap();

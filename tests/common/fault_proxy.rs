@@ -23,6 +23,8 @@ pub enum Fault {
     Drop,
     /// Forwards, then sends only the first half of the answer's body and closes.
     Truncate,
+    /// Forwards, with the `next` link taken out of the Bundle (a server that does not page).
+    NoNextLink,
 }
 
 /// One request as the proxy saw it.
@@ -167,11 +169,35 @@ impl FaultProxy {
                 let cut = split + (answer.len() - split) / 2;
                 answer.truncate(cut);
             }
+            Some(Fault::NoNextLink) => answer = without_next_link(&answer),
             _ => {}
         }
         let _ = client.write_all(&answer);
         let _ = client.flush();
     }
+}
+
+/// The answer with its Bundle's `next` link taken out (sent whole, with a Content-Length).
+fn without_next_link(answer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
+    let body = if chunked { dechunk(body) } else { body.to_string() };
+    let mut bundle: serde_json::Value = serde_json::from_str(&body).unwrap();
+    if let Some(links) = bundle.get_mut("link").and_then(serde_json::Value::as_array_mut) {
+        links.retain(|l| l["relation"] != "next");
+    }
+    let body = serde_json::to_string(&bundle).unwrap();
+    let mut out = String::new();
+    for line in head.split("\r\n") {
+        let name = line.split(':').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if name != "transfer-encoding" && name != "content-length" {
+            out.push_str(line);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    out.into_bytes()
 }
 
 /// A plain HTTP/1.1 request to `127.0.0.1:port` (a body is FHIR JSON); the status and body.

@@ -19,9 +19,11 @@
 //!   delivered, by resource type, id and `versionId` (hashes kept with the cursor); ties on
 //!   one timestamp are all within the window, so none is lost.
 //! - Paging: `Bundle.link[next]` is followed (only to the origin of `base_url`, so
-//!   credentials never go elsewhere); a server that gives no next link ends the table, unless
-//!   its `Bundle.total` says resources were left out (RT119: the cursor is not saved). No
-//!   `_sort` is asked for: many servers refuse it.
+//!   credentials never go elsewhere). A server that gives no next link ends the table with
+//!   its page, unless that first page is full or short of its `Bundle.total`: then the search
+//!   is made again with a `_count` four times larger (what was handed on is skipped), up to
+//!   [`MAX_PAGE_SIZE`], past which the table fails (RT119, cursor kept). No `_sort` is asked
+//!   for: many servers refuse it.
 //! - Faults: 5xx, 408, 429 (after its `Retry-After`), timeouts and dropped connections are
 //!   retried with backoff ([`crate::retry`]); every attempt takes a token of the source's
 //!   throttle ([`crate::throttle`]). 401/403 stop the run (RT118); anything else that is not
@@ -55,6 +57,9 @@ use crate::time::Clock;
 pub mod cursor;
 
 use cursor::{CursorState, Seen};
+
+/// The largest `_count` asked of a server that gives no next links.
+const MAX_PAGE_SIZE: u64 = 10_000;
 
 /// Whether the plan's sources are `fhir.rest` syncs.
 pub fn syncs(plan: &sluice_compiler::plan::Plan) -> bool {
@@ -416,8 +421,8 @@ fn run_sync(mut sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &Atom
 }
 
 /// The first page's URL of a table's search.
-fn first_url(plan: &FhirRestPlan, table: &FhirTablePlan, state: &CursorState) -> String {
-    let mut url = format!("{}/{}?_count={}", plan.base_url, table.resource_type, plan.page_size);
+fn first_url(plan: &FhirRestPlan, table: &FhirTablePlan, state: &CursorState, count: u64) -> String {
+    let mut url = format!("{}/{}?_count={count}", plan.base_url, table.resource_type);
     if let Some(since) = state.since(plan.overlap_ms) {
         url.push_str("&_lastUpdated=gt");
         url.push_str(&cursor::format_instant(since).replace(':', "%3A").replace('+', "%2B"));
@@ -442,7 +447,10 @@ fn sync_table(
     gone: &AtomicBool,
 ) -> Result<TableReport, RunError> {
     let mut report = TableReport::default();
-    let mut url = first_url(&sync.plan, table, state);
+    let mut count = sync.plan.page_size;
+    let mut url = first_url(&sync.plan, table, state, count);
+    // Pages of the current search (a server without next links is searched again, larger).
+    let mut pages_of_search = 0u64;
     let file: Arc<str> = Arc::from(table.resource_type.as_str());
     let mut index = 0u64;
     loop {
@@ -454,6 +462,7 @@ fn sync_table(
         }
         let page = sync.client.page(&url, &table.name)?;
         report.pages += 1;
+        pages_of_search += 1;
         if report.pages == 1 {
             // Resources changed after the search began are asked for again next time.
             seen.started_at(page.date);
@@ -540,18 +549,25 @@ fn sync_table(
                     Some(sluice_fhir::Node::Number(n)) => n.parse::<u64>().ok(),
                     _ => None,
                 };
-                let read = report.fetched + report.skipped;
-                if total.is_some_and(|t| t > read) && report.pages == 1 && on_page > 0 {
-                    return Err(RunError::new(
-                        findings::FHIR_REST_FAILED,
-                        format!(
-                            "`{}`: table `{}`: the server found {} resources but gave {read} and no next link",
-                            sync.name,
-                            table.name,
-                            total.unwrap_or_default()
-                        ),
-                    )
-                    .with_help("raise `page_size` to at least the number of resources changed between syncs, or enable paging on the server; the cursor was kept"));
+                // A first page without a next link that is full (or short of its `total`):
+                // the server does not page. Ask again for more at once; what this sync
+                // already handed on is skipped.
+                let cut_short = on_page >= count || total.is_some_and(|t| t > on_page);
+                if pages_of_search == 1 && on_page > 0 && cut_short {
+                    if count >= MAX_PAGE_SIZE {
+                        return Err(RunError::new(
+                            findings::FHIR_REST_FAILED,
+                            format!(
+                                "`{}`: table `{}`: the server gives no next link and more than {MAX_PAGE_SIZE} resources changed",
+                                sync.name, table.name
+                            ),
+                        )
+                        .with_help("enable paging on the server, or sync more often; the cursor was kept"));
+                    }
+                    count = (count * 4).min(MAX_PAGE_SIZE);
+                    url = first_url(&sync.plan, table, state, count);
+                    pages_of_search = 0;
+                    continue;
                 }
                 return Ok(report);
             }
