@@ -43,6 +43,13 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     // A Kafka source's partitions assigned or revoked, and topics subscribed: counts.
     "partitions",
     "topics",
+    // A fhir.rest source's tables (catalog names) and what each sync did: counts.
+    "table",
+    "fetched",
+    "skipped",
+    "pages",
+    "requests",
+    "retries",
 ];
 
 /// What is written for a field that is not allowed.

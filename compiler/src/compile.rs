@@ -731,6 +731,19 @@ impl Compiler {
         if !ok {
             return None;
         }
+        if plan.state.is_none()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::FhirRest(_)))
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::FHIR_REST_NEEDS_STATE,
+                    format!("the fhir.rest source `{}` has no state store to keep its cursors", c.name),
+                )
+                .label(c.name_span, "syncs incrementally from the cursors it saved")
+                .help("add `state: {path: out/state.db}` (or `state: {url: ${SLUICE_STATE_URL}}`) to the pipeline"),
+            );
+            return None;
+        }
         if plan.state.is_none() {
             for c in &spec.components {
                 if let Body::Files { x12: Some(crate::spec::pipeline::X12Files { acks: Some(acks), .. }), .. } = &c.body
@@ -802,7 +815,7 @@ impl Compiler {
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
         if let Some(listener) =
-            spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_)))
+            spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_)))
         {
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
@@ -851,6 +864,23 @@ impl Compiler {
             }
         }
         ok &= self.check_webhook_sources(spec);
+        // A fhir.rest source syncs on its own run loop: only beside other fhir.rest sources.
+        let rest_sources = spec.components.iter().filter(|c| matches!(c.body, Body::FhirRest(_))).count();
+        let all_sources = spec.components.iter().filter(|c| c.section == Section::Source).count();
+        if rest_sources > 0
+            && rest_sources < all_sources
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::FhirRest(_)))
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::LIVE_SOURCE_NOT_ALONE,
+                    format!("the fhir.rest source `{}` shares its pipeline with other kinds of sources", c.name),
+                )
+                .label(c.name_span, "syncs from a FHIR server, beside sources of other kinds")
+                .help("move the other sources to a pipeline of their own"),
+            );
+            ok = false;
+        }
         let mut addresses: HashMap<&str, Span> = HashMap::new();
         for c in spec.components.iter() {
             let Body::Mllp(m) = &c.body else { continue };
@@ -1217,6 +1247,7 @@ impl Compiler {
                     store: None,
                     kafka: None,
                     webhook: None,
+                    fhir_rest: None,
                 });
                 Some((kind, flow, (state, origins)))
             }
@@ -1291,6 +1322,7 @@ impl Compiler {
                     store,
                     kafka: None,
                     webhook: None,
+                    fhir_rest: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1343,6 +1375,7 @@ impl Compiler {
                     store: None,
                     kafka: None,
                     webhook: None,
+                    fhir_rest: None,
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1371,6 +1404,7 @@ impl Compiler {
                     profile,
                     mllp: None,
                     kafka: Some(Box::new(plan)),
+                    fhir_rest: None,
                     fhir: None,
                     x12: None,
                     store: None,
@@ -1403,6 +1437,28 @@ impl Compiler {
                     webhook: Some(Box::new(plan)),
                 });
                 Some((kind, Flow::Output(schema), (state, origins)))
+            Body::FhirRest(f) => {
+                let plan = crate::fhir_rest::plan(f);
+                let flow = match f.tables.as_slice() {
+                    [one] => Flow::Fhir(Some(one.resource_type)),
+                    _ => Flow::Fhir(None),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    kind: "fhir.rest".into(),
+                    format: "fhir".into(),
+                    paths: vec![],
+                    profile: profile::default_profile(),
+                    mllp: None,
+                    fhir: Some(Box::new(crate::plan::FhirSourcePlan {
+                        resource_types: plan.tables.iter().map(|t| t.resource_type.clone()).collect(),
+                        profile: None,
+                        mode: if f.lenient { crate::plan::Mode::Lenient } else { crate::plan::Mode::Strict },
+                    })),
+                    store: None,
+                    kafka: None,
+                    fhir_rest: Some(Box::new(plan)),
+                });
+                Some((kind, flow, (state, origins)))
             }
             Body::Validate { rules, mode } => {
                 let version = need_hl7(self, "validate stage");

@@ -11,6 +11,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod expr;
 pub mod fhir;
+pub mod fhir_rest;
 pub mod hl7;
 pub mod jsonschema;
 pub mod object_store;

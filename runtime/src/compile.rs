@@ -124,7 +124,7 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook") {
+                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook" | "fhir.rest") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match (&s.fhir, &s.x12, &s.webhook) {

@@ -330,7 +330,7 @@ pub fn classify_status(status: u16, retry_after: Option<Duration>) -> Class {
 
 /// How a transport error is treated: what the network did is worth another try; what the
 /// settings cause (TLS, URL, protocol limits) is not.
-fn classify_error(e: &ureq::Error) -> Class {
+pub(crate) fn classify_error(e: &ureq::Error) -> Class {
     use ureq::Error as E;
     match e {
         E::Timeout(_) | E::Io(_) | E::ConnectionFailed | E::HostNotFound | E::Protocol(_) | E::BodyStalled => {
@@ -341,7 +341,7 @@ fn classify_error(e: &ureq::Error) -> Class {
 }
 
 /// A transport error in words, without data (ureq's own texts name kinds, not payloads).
-fn describe(e: &ureq::Error) -> String {
+pub(crate) fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
         ureq::Error::Timeout(_) => "no answer within `timeout`".to_string(),

@@ -48,6 +48,7 @@ pub mod eval;
 pub mod executor;
 pub mod fhir_output;
 pub mod fhir_path;
+pub mod fhir_rest;
 pub mod fhir_source;
 pub mod finance;
 pub mod findings;
@@ -185,6 +186,18 @@ pub fn run_with_events(
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
+        (run_id, t, None)
+    } else if fhir_rest::syncs(plan) {
+        if options.start == Start::Resume {
+            return Err(RunError::new(
+                findings::NOTHING_TO_RESUME,
+                format!("pipeline `{}` syncs from a FHIR server: its positions are its tables' cursors", plan.pipeline),
+            )
+            .with_help("run it without `--resume`: each table goes on from its last saved cursor"));
+        }
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let t = fhir_rest::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
         (run_id, t, None)
     } else if kafka::consumes(plan) {
         if options.start == Start::Resume {

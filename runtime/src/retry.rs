@@ -190,7 +190,7 @@ pub fn parse_retry_after(value: &str, now_unix: i64) -> Option<Duration> {
 }
 
 /// `Sun, 06 Nov 1994 08:49:37 GMT` -> seconds since 1970.
-fn parse_imf_fixdate(v: &str) -> Option<i64> {
+pub(crate) fn parse_imf_fixdate(v: &str) -> Option<i64> {
     let (_, rest) = v.split_once(", ")?;
     let mut parts = rest.split(' ');
     let day: u32 = parts.next()?.parse().ok()?;

@@ -6,6 +6,7 @@
 #![allow(dead_code)]
 
 pub mod checkpoints;
+pub mod fault_proxy;
 pub mod http_server;
 pub mod moto;
 pub mod oidc;

@@ -155,6 +155,10 @@ pub struct SourcePlan {
     /// The endpoint (`webhook` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Box<webhook::WebhookSourcePlan>>,
+    /// The server and tables (`fhir.rest` only; `fhir` then says how resources validate).
+    /// Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fhir_rest: Option<Box<crate::fhir_rest::FhirRestPlan>>,
 }
 
 /// A `files` source with `format: x12`: each transaction set is one record.

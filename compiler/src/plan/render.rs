@@ -37,6 +37,11 @@ pub fn text(plan: &Plan) -> String {
                     continue;
                 }
                 match (&s.mllp, &s.kafka) {
+                    _ if s.fhir_rest.is_some() => {
+                        if let Some(r) = &s.fhir_rest {
+                            crate::fhir_rest::render(&mut o, r);
+                        }
+                    }
                     (_, Some(k)) => {
                         let security = k.security.as_ref().map_or_else(|| "plaintext".into(), |s| s.describe());
                         let _ = writeln!(

@@ -53,6 +53,7 @@ pub enum Body<'n> {
     Mllp(Box<MllpSpec>),
     Kafka(Box<super::kafka::KafkaSourceSpec>),
     Webhook(Box<super::webhook::WebhookSourceSpec>),
+    FhirRest(Box<crate::fhir_rest::FhirRestSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -230,7 +231,7 @@ fn valid_header_name(name: &str) -> bool {
 const RESERVED_HEADERS: &[&str] = &["content-type", "content-length", "idempotency-key", "host", "transfer-encoding"];
 
 /// Reads a `retry` object (of `defaults` or of a sink).
-fn retry_keys(cx: &mut Cx, node: &Node) -> RetryKeys {
+pub(crate) fn retry_keys(cx: &mut Cx, node: &Node) -> RetryKeys {
     let mut k = RetryKeys::default();
     let Some(r) = reader::object(cx, node, &shape::RETRY, "`retry`") else { return k };
     if let Some(n) = r.get("max_attempts")
@@ -252,7 +253,7 @@ fn retry_keys(cx: &mut Cx, node: &Node) -> RetryKeys {
     k
 }
 
-fn throttle(cx: &mut Cx, node: &Node) -> Option<ThrottlePlan> {
+pub(crate) fn throttle(cx: &mut Cx, node: &Node) -> Option<ThrottlePlan> {
     let t = reader::object(cx, node, &shape::THROTTLE, "`throttle`")?;
     let shared = t.get("shared").and_then(|n| reader::string(cx, n, "`shared`")).and_then(|name| {
         let ok = !name.text.is_empty()
@@ -637,6 +638,12 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
                 h.throttle.clone_from(&defaults.throttle);
             }
         }
+        if let Body::FhirRest(f) = &mut c.body {
+            f.retry_plan = Some(f.retry.over(&defaults.retry));
+            if f.throttle.is_none() {
+                f.throttle.clone_from(&defaults.throttle);
+            }
+        }
     }
     shared_rates_agree(cx, &components);
     let fail_if = obj.get("fail_if").and_then(|n| reader::string(cx, n, "`fail_if`")).and_then(|s| {
@@ -895,6 +902,7 @@ fn component<'n>(
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
+        "fhir.rest" => Body::FhirRest(Box::new(crate::fhir_rest::source(cx, &obj)?)),
         "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
         "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
         "webhook" => Body::Webhook(Box::new(super::webhook::source(cx, &obj)?)),

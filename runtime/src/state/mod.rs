@@ -29,6 +29,7 @@
 //!   secret reference, or a URL the compiler checked has none).
 
 pub mod connection_tokens;
+pub mod cursors;
 pub mod dlq;
 pub mod postgres;
 pub mod sqlite;

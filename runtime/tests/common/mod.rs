@@ -169,6 +169,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
             store: None,
             kafka: None,
             webhook: None,
+            fhir_rest: None,
         }),
     )
 }
