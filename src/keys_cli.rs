@@ -40,6 +40,28 @@ pub fn authorize(plan: &Plan, op: Operation, who: &RoleArgs, fixed_clock: Option
     })
 }
 
+/// Allows `sluice audit export FILE` for `who` under the roles of the pipeline the log belongs
+/// to: `pipeline`, or the `spec_file` its first `run_started` entry names. A log that names
+/// no pipeline, with none given, is exported as before roles existed; one that names a
+/// pipeline which no longer compiles is refused (exit 2) rather than exported ungoverned.
+pub fn authorize_export(file: &Path, pipeline: Option<&Path>, who: &RoleArgs) -> Result<(), u8> {
+    let named = match pipeline {
+        Some(p) => Some(p.to_path_buf()),
+        None => sluice_runtime::audit::spec_file_of(file).map(std::path::PathBuf::from),
+    };
+    let Some(spec) = named else { return Ok(()) };
+    let plan = compile(&spec, Format::Human).map_err(|code| {
+        eprintln!(
+            "error: cannot tell which roles govern `{}`: its pipeline `{}` does not compile here",
+            file.display(),
+            spec.display()
+        );
+        eprintln!("  = help: give the pipeline with `--pipeline PIPELINE` (run from the directory its runs ran in)");
+        code.max(2)
+    })?;
+    authorize(&plan, Operation::AuditExport, who, None)
+}
+
 /// `sluice detokenize PIPELINE TOKEN...`: `TOKEN<TAB>VALUE` per token; exit 1 if one is unknown.
 pub fn detokenize(pipeline: &Path, tokens: &[String], who: &RoleArgs, fixed_clock: Option<String>) -> u8 {
     let plan = match compile(pipeline, Format::Human) {
@@ -92,6 +114,17 @@ pub fn purge(pipeline: &Path, subject: Option<&str>, who: &RoleArgs, fixed_clock
                 p.expired_dlq_records,
                 if p.expired_dlq_records == 1 { "record" } else { "records" }
             );
+            if plan.retention.as_ref().is_some_and(|r| r.audit_days.is_some()) {
+                println!(
+                    "  {} archived audit {} ({})",
+                    p.expired_audit_files,
+                    if p.expired_audit_files == 1 { "log" } else { "logs" },
+                    plural(p.expired_audit_entries as usize, "entry").replace("entrys", "entries")
+                );
+            }
+            if plan.retention.as_ref().is_some_and(|r| r.state_days.is_some()) {
+                println!("  {} from the state store", plural(p.expired_state_runs as usize, "run record"));
+            }
             if subject.is_some() {
                 // The subject's id is not repeated: this output may end up in logs.
                 println!(
@@ -100,6 +133,13 @@ pub fn purge(pipeline: &Path, subject: Option<&str>, who: &RoleArgs, fixed_clock
                     if p.subject_dlq_records == 1 { "record" } else { "records" },
                     plural(p.subject_vault_rows as usize, "vault row")
                 );
+                if p.subject_vault_rows_shared > 0 {
+                    println!(
+                        "  {} kept: other people's tokens share {}",
+                        plural(p.subject_vault_rows_shared as usize, "vault row"),
+                        if p.subject_vault_rows_shared == 1 { "it" } else { "them" }
+                    );
+                }
             }
             OK
         }

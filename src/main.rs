@@ -311,9 +311,10 @@ enum Command {
         #[arg(long)]
         fixed_clock: Option<String>,
     },
-    /// Remove what the pipeline's `retention:` says expired (DLQ records), and with `--subject`
-    /// one person's data everywhere Sluice keeps it (DLQ records naming the id in PID-3, the
-    /// id's token vault row). Recorded in the audit log (`purged`, counts only, never the id).
+    /// Remove what the pipeline's `retention:` says expired (DLQ records, archived audit logs,
+    /// old run records), and with `--subject` one person's data everywhere Sluice keeps it (DLQ
+    /// records naming the id in PID-3, the id's token vault row and the tokens linked to the
+    /// person). Recorded in the audit log (`purged`, counts only, never the id).
     Purge {
         pipeline: PathBuf,
         /// A patient id (PID-3.1): remove this person's data.
@@ -417,6 +418,13 @@ enum AuditAction {
         /// Only entries before this time.
         #[arg(long)]
         to: Option<String>,
+        /// The pipeline whose `roles:` govern the export (default: the `spec_file` of the log's
+        /// first `run_started` entry). With `roles:`, the export needs a role that may
+        /// `audit_export`; a refusal is recorded in the pipeline's audit log.
+        #[arg(long)]
+        pipeline: Option<PathBuf>,
+        #[command(flatten)]
+        who: keys_cli::RoleArgs,
     },
 }
 
@@ -541,9 +549,14 @@ fn main() -> ExitCode {
             commands::ack_hl7(&files, profile.as_deref(), mode, fixed_clock)
         }
         Command::Audit { action: AuditAction::Verify { file } } => commands::audit_verify(&file),
-        Command::Audit { action: AuditAction::Export { file, format, run, from, to } } => {
-            let filter = commands::ExportFilter { run, from, to };
-            commands::audit_export(&file, matches!(format, ExportFormat::Csv), &filter)
+        Command::Audit { action: AuditAction::Export { file, format, run, from, to, pipeline, who } } => {
+            match keys_cli::authorize_export(&file, pipeline.as_deref(), &who) {
+                Ok(()) => {
+                    let filter = commands::ExportFilter { run, from, to };
+                    commands::audit_export(&file, matches!(format, ExportFormat::Csv), &filter)
+                }
+                Err(code) => code,
+            }
         }
         Command::Dlq { action: DlqAction::List { pipeline, output } } => {
             commands::dlq_list(&pipeline, matches!(output, OutputFormat::Json))

@@ -1,15 +1,17 @@
 //! Every byte Sluice writes outside a sink, searched for the patients in the data: two bundled
 //! pipelines run with a state store and debug logs in JSON; then their plans (text and JSON),
 //! `sluice check`, `dlq list` and `dlq show`, `audit verify` and `audit export`, a resume
-//! refusal, a DLQ replay and purge; for the message tables, whose policy here tokenizes names
+//! refusal, a DLQ replay (which must succeed) and purge; for the message tables, whose policy here tokenizes names
 //! and SSNs (the token vault in the state store), `sluice detokenize` (its stderr: its stdout is
 //! the values, by design), `keys list`, `keys rotate` to a new key, `purge --subject`, and with
-//! `roles:` declared refused `detokenize` and `dlq show --raw`. Their stdout and stderr,
+//! `roles:` declared refused `detokenize`, `dlq show --raw` and `audit export` (then exported
+//! with the auditor's role). The quick start gets a second sink for the `analyst` audience,
+//! whose policy redacts names and SSNs. Their stdout and stderr,
 //! every file under `out/` that is not a sink (DLQ, audit, exports) and the state database (the
 //! vault included) are searched for each name and SSN of the example messages: zero hits. In the
 //! sinks, what the policy masks is not there either: the message tables tokenize names and
 //! SSNs, the quick start keeps names (with a written reason) and only the last four digits of
-//! an SSN.
+//! an SSN, and its analysts' sink has neither.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -17,6 +19,18 @@ use std::process::{Command, Output};
 mod common;
 use common::{phi_values, text};
 
+const AUDITOR_KEY: &str = "auditor-key-for-exports";
+const ANALYST_POLICY: &str = "\
+kind: masking
+name: analyst
+classes:
+  name: redact
+  mrn: redact
+  ssn: redact
+  dob: {action: generalize, to: birth_year}
+  date: {action: generalize, to: year}
+  account_number: redact
+";
 const OLD_VAULT_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const NEW_VAULT_KEY: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
 
@@ -29,6 +43,7 @@ fn sluice_with_vault_key(dir: &Path, vault_key: &str, args: &[&str]) -> Output {
         .current_dir(dir)
         .args(args)
         .env("SLUICE_LOG", "debug")
+        .env("SLUICE_ROLE_KEY", AUDITOR_KEY)
         .env("SLUICE_TEST_MASK_KEY", "a-test-key-for-tokenization")
         .env("SLUICE_TEST_VAULT_KEY", vault_key)
         .output()
@@ -91,7 +106,7 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
     let spec = std::fs::read_to_string(&tables).unwrap();
     std::fs::write(&tables, spec.replace("policies/message-tables.yaml", "policies/tokenized.yaml")).unwrap();
     for (pipeline, out_dir, sink_files) in [
-        ("quickstart", "quickstart", vec!["patient-events.jsonl"]),
+        ("quickstart", "quickstart", vec!["patient-events.jsonl", "analytics.jsonl"]),
         (
             "hl7-message-tables",
             "hl7-message-tables",
@@ -99,7 +114,21 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
         ),
     ] {
         let spec_path = dir.join(format!("pipelines/{pipeline}.yaml"));
-        let spec = std::fs::read_to_string(&spec_path).unwrap();
+        let mut spec = std::fs::read_to_string(&spec_path).unwrap();
+        if pipeline == "quickstart" {
+            // A second sink for analysts, masked by their audience's policy.
+            std::fs::write(policies.join("analyst.yaml"), ANALYST_POLICY).unwrap();
+            let sink = "sinks:\n  analytics:\n    type: jsonl\n    inputs: [mask]\n    \
+                        path: ../out/quickstart/analytics.jsonl\n    audience: analyst\n";
+            // Roles declared close the operator actions: the analysts may replay and purge.
+            let role = format!(
+                "roles:\n  analyst:\n    key_sha256: {}\n    may: [dlq_replay, dlq_purge, audit_export]\n    \
+                 masking: ../mappings/base/policies/analyst.yaml\n",
+                sluice_runtime::access::key_sha256(AUDITOR_KEY.as_bytes())
+            );
+            spec = format!("{}{role}", spec.replacen("sinks:\n", sink, 1));
+            std::fs::write(&spec_path, &spec).unwrap();
+        }
         if !spec.contains("\nstate:") {
             std::fs::write(&spec_path, format!("{spec}state:\n  path: ../out/{out_dir}/state.db\n")).unwrap();
         }
@@ -120,8 +149,10 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
         if let Some(id) = first_id {
             keep("dlq show", sluice(&dir, &["dlq", "show", &p, &id]));
         }
-        keep("dlq replay", sluice(&dir, &["dlq", "replay", &p, "--log-level", "debug"]));
-        keep("dlq purge", sluice(&dir, &["dlq", "purge", &p, "--replayed"]));
+        let role: &[&str] = if pipeline == "quickstart" { &["--role", "analyst"] } else { &[] };
+        let replay = keep("dlq replay", sluice(&dir, &[&["dlq", "replay", &p], role].concat()));
+        assert!(replay.status.success(), "{}", text(&replay.stderr));
+        keep("dlq purge", sluice(&dir, &[&["dlq", "purge", &p, "--replayed"], role].concat()));
         if pipeline == "hl7-message-tables" {
             let sink = std::fs::read_to_string(dir.join("out/hl7-message-tables/adt_messages.jsonl")).unwrap();
             let tokens: Vec<&str> = sink
@@ -156,8 +187,12 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
             assert!(purged.status.success(), "{}", text(&purged.stderr));
             // Roles declared: refusals, audited.
             let spec = std::fs::read_to_string(&tables).unwrap();
-            let roles = "roles:\n  privacy_officer:\n    key_sha256: \
-                         0000000000000000000000000000000000000000000000000000000000000000\n    may: [detokenize]\n";
+            let roles = format!(
+                "roles:\n  privacy_officer:\n    key_sha256: \
+                 0000000000000000000000000000000000000000000000000000000000000000\n    may: [detokenize]\n  \
+                 auditor:\n    key_sha256: {}\n    may: [audit_export]\n",
+                sluice_runtime::access::key_sha256(AUDITOR_KEY.as_bytes())
+            );
             std::fs::write(&tables, format!("{spec}{roles}")).unwrap();
             let refused = keep("detokenize without a role", sluice(&dir, &["detokenize", &p, tokens[0]]));
             assert!(text(&refused.stderr).contains("RT034"), "{}", text(&refused.stderr));
@@ -171,7 +206,18 @@ fn no_name_or_ssn_outside_the_sinks_at_debug_verbosity() {
         let audit = format!("out/{out_dir}/audit.jsonl");
         assert!(dir.join(&audit).exists(), "{pipeline} keeps an audit log");
         keep("audit verify", sluice(&dir, &["audit", "verify", &audit]));
-        let export = keep("audit export", sluice(&dir, &["audit", "export", &audit, "--format", "jsonl"]));
+        let key_file = dir.join("auditor.key");
+        std::fs::write(&key_file, AUDITOR_KEY).unwrap();
+        let role_key = format!("${{file:{}}}", key_file.display());
+        let mut args = vec!["audit", "export", &audit, "--format", "jsonl"];
+        // Their roles govern the export; refused without one, and audited.
+        let refused = keep("audit export without a role", sluice(&dir, &args));
+        assert!(text(&refused.stderr).contains("RT034"), "{}", text(&refused.stderr));
+        match pipeline {
+            "quickstart" => args.extend(["--role", "analyst"]),
+            _ => args.extend(["--role", "auditor", "--role-key", &role_key]),
+        }
+        let export = keep("audit export", sluice(&dir, &args));
         assert!(export.status.success() && !export.stdout.is_empty(), "{}", text(&export.stderr));
         sinks.extend(sink_files.iter().map(|f| dir.join(format!("out/{out_dir}/{f}"))));
     }

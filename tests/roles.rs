@@ -102,3 +102,31 @@ fn a_role_may_only_name_governed_operations() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("SL203") && err.contains("no operation `dlq_replya`") && err.contains("dlq_replay"), "{err}");
 }
+
+#[test]
+fn audit_export_needs_a_role_that_may() {
+    let dir = common::workspace("roles-export");
+    with_roles(&dir, "audit_export");
+    let run = sluice(&dir, None, &["run", PIPELINE]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let log = "out/quickstart/audit.jsonl";
+    // The log names its pipeline (`spec_file`), whose roles govern the export.
+    let export = ["audit", "export", log, "--format", "jsonl"];
+    let out = sluice(&dir, None, &export);
+    refused(&out, "no role given");
+    assert!(out.stdout.is_empty(), "nothing exported");
+    refused(&sluice(&dir, Some(AUDITOR_KEY), &[&export[..], &["--role", "auditor"]].concat()), "the role may not");
+    let explicit = [&export[..], &["--pipeline", PIPELINE]].concat();
+    refused(&sluice(&dir, None, &explicit), "no role given");
+    let ok = sluice(&dir, Some(OPERATOR_KEY), &[&export[..], &["--role", "operator"]].concat());
+    assert!(ok.status.success() && text(&ok.stdout).contains("run_started"), "{}", text(&ok.stderr));
+    let audit = std::fs::read_to_string(dir.join(log)).unwrap();
+    assert!(audit.lines().filter(|l| l.contains("\"operation\":\"audit_export\"")).count() >= 3, "{audit}");
+    assert!(sluice(&dir, None, &["audit", "verify", log]).status.success());
+
+    // A log whose pipeline is not where it says cannot be exported ungoverned.
+    std::fs::rename(dir.join(PIPELINE), dir.join("moved.yaml")).unwrap();
+    let out = sluice(&dir, Some(OPERATOR_KEY), &[&export[..], &["--role", "operator"]].concat());
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("--pipeline"), "{}", text(&out.stderr));
+}

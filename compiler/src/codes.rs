@@ -232,6 +232,10 @@ codes! {
         "`tokenize` replaces a value with a random token and keeps the value, encrypted (AES-256-GCM), in the state store's vault, so that `sluice detokenize` can give it back to someone allowed to see it. The vault is encrypted with the policy's `vault_key`: a secret reference (`${SLUICE_VAULT_KEY}` or `${file:vault.key}`) to 32 random bytes as 64 hex digits (`openssl rand -hex 32`). Add it to the policy (or to a policy it extends). It also needs `hash_key`, under which the vault finds a value's token without storing the value in clear.";
     TOKENIZE_NEEDS_STATE = "SL611", "tokenize-needs-state", "`tokenize` needs a state store.",
         "The vault that keeps each tokenized value with its token lives in the pipeline's state store. Add `state: {path: ...}` (SQLite) or `state: {url: ...}` (PostgreSQL) to the pipeline, or mask the field another way (`hash` if it never has to be reversed).";
+    UNKNOWN_AUDIENCE = "SL612", "unknown-audience", "A sink's `audience` names no role.",
+        "A sink's `audience: NAME` says who reads what it writes, and the role `NAME` of the pipeline's `roles:` says with which masking policy (`masking: policy.yaml`). The name is not a role of the pipeline: fix the name, or declare the role with its `key_sha256`, `may` and `masking`.";
+    AUDIENCE_WITHOUT_POLICY = "SL613", "audience-without-policy", "A sink's audience role names no masking policy.",
+        "A sink with `audience: NAME` is masked with the policy of role `NAME` (`masking: policy.yaml`) before it writes, on top of what the mask stages on the way decided (the stronger action wins). The role has no `masking` key, so the sink would not be masked for its audience: add `masking: policies/NAME.yaml` to the role, or remove `audience` from the sink.";
     INVALID_RULE = "SL701", "invalid-rule", "A validation rule is not well formed.",
         "Each rule has exactly one check (`require`, `in`, `format`, `pattern` or `max_length`), and all but `require` need a `path`.";
     INVALID_PATTERN = "SL702", "invalid-pattern", "A regular expression does not compile.",

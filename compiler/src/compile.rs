@@ -74,6 +74,8 @@ type PhiState = BTreeMap<(String, PhiClass), Option<Decision>>;
 struct Decision {
     action: MaskAction,
     decided_at: String,
+    /// The sink audience (a role) whose policy decided, for the matrix.
+    audience: Option<String>,
 }
 
 /// Where an unmasked flow started, for the SL601 help.
@@ -636,14 +638,31 @@ impl Compiler {
         let mut ok = true;
         for idx in order {
             let c = &spec.components[idx];
-            let inputs: Vec<InputRef> = c.inputs.iter().map(|i| input_ref(&i.text)).collect();
-            let (in_flow, in_phi) = self.merge_inputs(c, &inputs, &flows, &phi);
-            let Some((kind, out_flow, out_phi)) = self.component(c, in_flow, in_phi, &mut matrix) else {
+            let mut inputs: Vec<InputRef> = c.inputs.iter().map(|i| input_ref(&i.text)).collect();
+            let (mut in_flow, mut in_phi) = self.merge_inputs(c, &inputs, &flows, &phi);
+            // A sink with an audience reads from the mask stage of its role's policy.
+            if let Some(audience) = &c.audience {
+                let Some((mask, flow, masked)) =
+                    self.audience_mask(&spec.roles, c, audience, &inputs, in_flow, in_phi, &mut matrix)
+                else {
+                    ok = false;
+                    flows.insert(c.name.clone(), Flow::Unknown);
+                    phi.insert(c.name.clone(), Default::default());
+                    continue;
+                };
+                inputs = vec![InputRef { component: mask.name.clone(), branch: None }];
+                (in_flow, in_phi) = (flow, masked);
+                components.push(mask);
+            }
+            let Some((mut kind, out_flow, out_phi)) = self.component(c, in_flow, in_phi, &mut matrix) else {
                 ok = false;
                 flows.insert(c.name.clone(), Flow::Unknown);
                 phi.insert(c.name.clone(), Default::default());
                 continue;
             };
+            if let ComponentKind::Sink(sink) = &mut kind {
+                sink.audience = c.audience.as_ref().map(|a| a.text.clone());
+            }
             flows.insert(c.name.clone(), out_flow);
             phi.insert(c.name.clone(), out_phi);
             components.push(Component { name: c.name.clone(), inputs, emits: out_flow.name(), kind });
@@ -710,7 +729,7 @@ impl Compiler {
             defaults: spec.defaults.clone(),
             fail_if: spec.fail_if.clone(),
             masking_matrix: matrix,
-            roles: spec.roles.clone(),
+            roles: spec.roles.iter().map(|r| self.role_plan(r)).collect(),
             retention: spec.retention.clone(),
             connections: spec
                 .connections
@@ -757,7 +776,10 @@ impl Compiler {
             for comp in &plan.components {
                 if let ComponentKind::Mask(m) = &comp.kind
                     && m.uses(MaskAction::Tokenize)
-                    && let Some(c) = spec.components.iter().find(|c| c.name == comp.name)
+                    && let Some(c) = spec.components.iter().find(|c| {
+                        c.name == comp.name
+                            || c.audience.as_ref().is_some_and(|a| comp.name == audience_stage(&c.name, &a.text))
+                    })
                 {
                     self.diags.push(
                         Diagnostic::error(
@@ -1581,9 +1603,6 @@ impl Compiler {
                 let mut type_errors = Vec::new();
                 let mut weaker = Vec::new();
                 for ((field, class), decision) in state.iter_mut() {
-                    if decision.is_some() {
-                        continue;
-                    }
                     let by_field = plan.fields.iter().position(|(f, _)| f == field);
                     let by_class = plan.classes.iter().position(|(c, _)| c == class);
                     let (t, span) = match (by_field, by_class) {
@@ -1595,7 +1614,12 @@ impl Compiler {
                         }
                         (None, None) => continue,
                     };
-                    *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone() });
+                    // A later mask stage only masks more: the stronger action stands (as at run
+                    // time, `stages::mask`), and the matrix shows where it was decided.
+                    if decision.as_ref().is_some_and(|d| d.action >= t.action) {
+                        continue;
+                    }
+                    *decision = Some(Decision { action: t.action, decided_at: t.decided_at.clone(), audience: None });
                     if let (Some(base), Some((name, _))) = (&base, chosen)
                         && let Some(own) = compile_time_rule(base, field, *class)
                         && own.action > t.action
@@ -1674,6 +1698,7 @@ impl Compiler {
                             parquet: None,
                             kafka: None,
                             phi_allowed: None,
+                            audience: None,
                             object,
                         }
                     }
@@ -1690,6 +1715,7 @@ impl Compiler {
                             parquet: None,
                             kafka: None,
                             phi_allowed: None,
+                            audience: None,
                             object,
                         }
                     }
@@ -1786,6 +1812,7 @@ impl Compiler {
                             class: *class,
                             treatment: d.action,
                             decided_at: d.decided_at.clone(),
+                            audience: d.audience.clone(),
                         }),
                         None if phi_allowed.is_some() => matrix.push(MatrixRow {
                             sink: c.name.clone(),
@@ -1793,13 +1820,17 @@ impl Compiler {
                             class: *class,
                             treatment: MaskAction::Keep,
                             decided_at: phi_allowed.as_ref().map(|(_, at)| at.clone()).unwrap_or_default(),
+                            audience: None,
                         }),
                         None => {
                             let from = origins.0.get(&(field.clone(), *class)).cloned().unwrap_or_default();
                             self.diags.push(
                                 leak(format!("`{field}` carries PHI class `{class}` and reaches sink `{}` unmasked", c.name))
                                     .label(c.name_span, format!("`{field}` ({class}) arrives here in clear"))
-                                    .help(format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to a masking policy on the way to this sink")),
+                                    .help(match &c.audience {
+                                        Some(a) => format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to the `masking` policy of audience `{}`, or to a mask stage before this sink", a.text),
+                                        None => format!("mapped at {from}; add a rule for `{class}` (or `{field}`) to a masking policy on the way to this sink"),
+                                    }),
                             );
                             match &lenient {
                                 Some(at) => matrix.push(MatrixRow {
@@ -1808,6 +1839,7 @@ impl Compiler {
                                     class: *class,
                                     treatment: MaskAction::Keep,
                                     decided_at: at.clone(),
+                                    audience: None,
                                 }),
                                 None => unmasked = true,
                             }
@@ -1820,6 +1852,84 @@ impl Compiler {
                 Some((ComponentKind::Sink(sink), flow, (state, origins)))
             }
         }
+    }
+
+    /// A role's plan, with its audience policy file resolved as other paths are.
+    fn role_plan(&self, role: &crate::spec::roles::RoleSpec) -> crate::plan::RolePlan {
+        let masking = role.masking.as_ref().map(|m| display_path(&self.resolve(m)));
+        crate::plan::RolePlan { masking, ..role.plan.clone() }
+    }
+
+    /// The mask stage in front of sink `sink` whose `audience` names a role: the role's
+    /// `masking` policy, checked like a mask stage's (SL601 is then checked at the sink with
+    /// what it decided). Decisions it made are marked with the audience for the matrix.
+    /// SL612 when the audience is no role, SL613 when the role has no policy.
+    #[allow(clippy::too_many_arguments)]
+    fn audience_mask(
+        &mut self,
+        roles: &[crate::spec::roles::RoleSpec],
+        sink: &ComponentSpec,
+        audience: &Spanned,
+        inputs: &[InputRef],
+        flow: Flow,
+        phi: (PhiState, Origins),
+        matrix: &mut Vec<MatrixRow>,
+    ) -> Option<(Component, Flow, (PhiState, Origins))> {
+        let Some(role) = roles.iter().find(|r| r.plan.name == audience.text) else {
+            let names: Vec<&str> = roles.iter().map(|r| r.plan.name.as_str()).collect();
+            let help = if names.is_empty() {
+                "the pipeline declares no `roles:`; add the role with `key_sha256`, `may` and `masking: policy.yaml`"
+                    .to_string()
+            } else {
+                format!("the roles are: {}; an audience is a role with `masking: policy.yaml`", names.join(", "))
+            };
+            let d = Diagnostic::error(
+                codes::UNKNOWN_AUDIENCE,
+                format!("sink `{}`: audience `{}` is not a role of the pipeline", sink.name, audience.text),
+            )
+            .label(audience.span, "no role of this name")
+            .help(help);
+            self.diags.push(d.suggest(&audience.text, names.iter().copied()));
+            return None;
+        };
+        let Some(policy) = &role.masking else {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::AUDIENCE_WITHOUT_POLICY,
+                    format!("sink `{}`: role `{}` names no masking policy for its audience", sink.name, audience.text),
+                )
+                .label(audience.span, "this audience has no policy")
+                .help(format!(
+                    "add `masking: policies/{}.yaml` to role `{}` (at {}), or remove `audience` from the sink",
+                    audience.text,
+                    audience.text,
+                    self.sources.location(role.name_span)
+                )),
+            );
+            return None;
+        };
+        let name = audience_stage(&sink.name, &audience.text);
+        let stage = ComponentSpec {
+            name: name.clone(),
+            name_span: audience.span,
+            section: crate::spec::pipeline::Section::Stage,
+            inputs: sink.inputs.clone(),
+            inputs_span: sink.inputs_span,
+            body: Body::Mask { policy: policy.clone(), environments: Vec::new() },
+            phi_allowed: None,
+            audience: None,
+        };
+        let before = phi.0.clone();
+        let (kind, flow, (mut state, origins)) = self.component(&stage, flow, phi, matrix)?;
+        for (key, decision) in state.iter_mut() {
+            if let Some(d) = decision
+                && before.get(key).and_then(|b| b.as_ref()) != Some(d)
+            {
+                d.audience = Some(audience.text.clone());
+            }
+        }
+        let component = Component { name, inputs: inputs.to_vec(), emits: flow.name(), kind };
+        Some((component, flow, (state, origins)))
     }
 
     /// Kafka `security`, with a `${file:...}` password reference resolved like other paths.
@@ -1898,6 +2008,7 @@ impl Compiler {
             parquet: None,
             kafka: Some(Box::new(plan)),
             phi_allowed: None,
+            audience: None,
             object: None,
         })
     }
@@ -1947,6 +2058,7 @@ impl Compiler {
             parquet: None,
             kafka: None,
             phi_allowed: None,
+            audience: None,
             object: None,
         }
     }
@@ -1996,6 +2108,7 @@ impl Compiler {
             parquet: Some(Box::new(plan)),
             kafka: None,
             phi_allowed: None,
+            audience: None,
             object: None,
         })
     }
@@ -2113,6 +2226,7 @@ impl Compiler {
             parquet: None,
             kafka: None,
             phi_allowed: None,
+            audience: None,
             object: None,
         })
     }
@@ -2176,6 +2290,13 @@ impl Compiler {
             .help(format!("change this to `hl7v2/{version}`, or set the source profile's `version` to match")),
         );
     }
+}
+
+/// The name of the mask stage the compiler puts in front of a sink with an audience
+/// (`analytics~analyst`). Component names written by users never hold `~` in practice; one
+/// that did and matched would be shadowed by this stage.
+fn audience_stage(sink: &str, audience: &str) -> String {
+    format!("{sink}~{audience}")
 }
 
 fn input_ref(text: &str) -> InputRef {

@@ -1,4 +1,5 @@
-//! Roles: who may do the operator actions that reveal or change kept data. A pipeline that
+//! Roles: who may do the operator actions that reveal or change kept data (and export the
+//! audit log). A pipeline that
 //! declares `roles:` closes them: each action needs `--role NAME` naming a role whose `may`
 //! lists it, and that role's key (read from a secret reference, `${SLUICE_ROLE_KEY}` unless
 //! told otherwise), whose SHA-256 is the role's `key_sha256` in the spec. A pipeline without
@@ -33,6 +34,8 @@ pub enum Operation {
     KeysRotate,
     /// `sluice purge`: expired data, or one person's.
     Purge,
+    /// `sluice audit export`: the audit log, for other tools.
+    AuditExport,
 }
 
 impl Operation {
@@ -44,6 +47,7 @@ impl Operation {
             Operation::Detokenize => "detokenize",
             Operation::KeysRotate => "keys_rotate",
             Operation::Purge => "purge",
+            Operation::AuditExport => "audit_export",
         }
     }
 
@@ -55,6 +59,7 @@ impl Operation {
             Operation::Detokenize => "sluice detokenize",
             Operation::KeysRotate => "sluice keys rotate",
             Operation::Purge => "sluice purge",
+            Operation::AuditExport => "sluice audit export",
         }
     }
 }

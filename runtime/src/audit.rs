@@ -211,6 +211,17 @@ pub fn last_entry(path: &std::path::Path) -> Result<Option<(u64, String)>, Strin
     }
 }
 
+/// The `spec_file` of the first `run_started` (or `dlq_replay_started`) entry of an audit
+/// log: the pipeline the log belongs to, as its runs were given it. `None` when the file
+/// cannot be read or has no such entry.
+pub fn spec_file_of(path: &std::path::Path) -> Option<String> {
+    let file = std::fs::File::open(path).ok()?;
+    std::io::BufReader::new(file).lines().map_while(Result::ok).find_map(|line| {
+        let entry: serde_json::Value = serde_json::from_str(&line).ok()?;
+        entry.get("spec_file")?.as_str().map(str::to_string)
+    })
+}
+
 /// Moves a non-empty audit log out of the way of a new file run: renames it to `<path>.<n>`,
 /// `n` one more than the highest archive number beside it (1 for the first), and returns the
 /// new name. A missing or empty file is left alone (`None`). Archives are never overwritten:

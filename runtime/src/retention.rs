@@ -1,7 +1,22 @@
 //! Retention and erasure (`sluice purge`): removes the DLQ records older than the pipeline's
-//! `retention.dlq`, and with `--subject ID` everything Sluice keeps about one person: the DLQ
-//! records whose message names the id in PID-3, and the id's own row in every token vault the
-//! pipeline tokenizes into.
+//! `retention.dlq`, the archived audit logs older than `retention.audit`, the run records
+//! older than `retention.state`, and with `--subject ID` everything Sluice keeps about one
+//! person: the DLQ records whose message names the id in PID-3, and in every token vault the
+//! pipeline tokenizes into, the id's own row and the rows of every value a `tokenize` rule
+//! with a `subject` linked to the id (a value other people's tokens share too is kept, and
+//! counted).
+//!
+//! What expiry means for the hash-chained audit log: whole archived files only. A new file run
+//! archives the previous log as `<path>.<n>` ([`crate::audit::archive`]); an archive whose
+//! newest entry is older than the retention is deleted whole, so every file left still
+//! verifies on its own and the live log (the current chain) is never cut. The live log's
+//! `purged` entry counts the files and entries removed. An entry is thus kept at least as
+//! long as `retention.audit`, and at most until its file's newest entry expires.
+//!
+//! What expiry means for the state store: run records (input lists and checkpoints) last
+//! written before the retention, except those a later run still needs
+//! ([`crate::state::Store::expire_runs`]). DLQ rows follow `retention.dlq`; vault rows are
+//! removed per subject only, since a token in a sink must stay detokenizable.
 //!
 //! Invariants:
 //! - Audited without the id: DLQ records go through [`crate::purge`] (atomic, its own
@@ -33,8 +48,15 @@ pub struct Purged {
     pub expired_dlq_records: u64,
     /// DLQ records removed because they name the subject.
     pub subject_dlq_records: u64,
-    /// Vault rows of the subject's id removed.
+    /// Vault rows of the subject removed: its id's own, and those of the values linked to it.
     pub subject_vault_rows: u64,
+    /// Vault rows linked to the subject kept because other people's tokens share them.
+    pub subject_vault_rows_shared: u64,
+    /// Archived audit files removed (`retention.audit`), and the entries they held.
+    pub expired_audit_files: u64,
+    pub expired_audit_entries: u64,
+    /// Run records removed from the state store (`retention.state`).
+    pub expired_state_runs: u64,
 }
 
 #[derive(Serialize)]
@@ -43,6 +65,51 @@ struct Entry {
     subject: bool,
     expired_dlq_records: u64,
     subject_dlq_records: u64,
+    /// Present when `retention.audit` is declared, so other entries read as before.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_audit_files: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_audit_entries: Option<u64>,
+    /// Present when `retention.state` is declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_state_runs: Option<u64>,
+}
+
+/// The archived audit logs of `path` (`<path>.<n>`) whose newest entry is older than `cutoff`,
+/// with their entry counts. An archive whose last entry cannot be read is kept (and not
+/// counted): it is never deleted on a guess.
+fn expired_archives(path: &std::path::Path, cutoff: &str) -> Result<Vec<(std::path::PathBuf, u64)>, RunError> {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    let prefix = format!("{name}.");
+    let listing = match std::fs::read_dir(&dir) {
+        Ok(l) => l,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(RunError::io("read", &dir, &e)),
+    };
+    let mut expired = Vec::new();
+    for entry in listing.filter_map(Result::ok) {
+        let file = entry.file_name();
+        let Some(n) = file.to_str().and_then(|f| f.strip_prefix(&prefix)) else { continue };
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let archive = entry.path();
+        let Ok(text) = std::fs::read_to_string(&archive) else { continue };
+        let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+        let newest = lines
+            .last()
+            .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .and_then(|e| e.get("at").and_then(|a| a.as_str()).map(str::to_string));
+        if newest.is_some_and(|at| at.as_str() < cutoff) {
+            expired.push((archive, lines.len() as u64));
+        }
+    }
+    expired.sort();
+    Ok(expired)
 }
 
 /// The instant `days` days before `now` (RFC 3339 UTC), in the same format.
@@ -69,18 +136,38 @@ pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result
     let now = clock.now();
     let mut report = Purged { pipeline: plan.pipeline.clone(), ..Purged::default() };
     let dlq_days = plan.retention.as_ref().and_then(|r| r.dlq_days);
-    if dlq_days.is_none() && subject.is_none() {
+    let audit_days = plan.retention.as_ref().and_then(|r| r.audit_days);
+    let state_days = plan.retention.as_ref().and_then(|r| r.state_days);
+    if dlq_days.is_none() && audit_days.is_none() && state_days.is_none() && subject.is_none() {
         return Err(RunError::new(
             findings::NOTHING_TO_PURGE,
-            format!("pipeline `{}` has no `retention.dlq` and no `--subject` was given", plan.pipeline),
+            format!("pipeline `{}` has no `retention` period and no `--subject` was given", plan.pipeline),
         )
-        .with_help("add `retention: {dlq: 30d}` to the pipeline, or give `--subject PATIENT_ID`"));
+        .with_help(
+            "add `retention: {dlq: 30d, audit: 6y, state: 90d}` to the pipeline, or give `--subject PATIENT_ID`",
+        ));
     }
+    let cutoff = |days: u32| {
+        days_before(&now, days).ok_or_else(|| RunError::new(findings::BAD_CLOCK, "the clock's time is not RFC 3339"))
+    };
+    let archives = match (audit_days, &plan.audit) {
+        (Some(days), Some(a)) => expired_archives(std::path::Path::new(&a.path), &cutoff(days)?)?,
+        _ => Vec::new(),
+    };
+    // Counted under the pipeline's lock, which is let go before the DLQ purge takes it.
+    let runs = match (state_days, &plan.state) {
+        (Some(days), Some(target)) => {
+            Store::open(target, Some(&plan.pipeline))?.expired_runs(&plan.pipeline, &cutoff(days)?)?
+        }
+        _ => Vec::new(),
+    };
+    report.expired_state_runs = runs.len() as u64;
+    report.expired_audit_files = archives.len() as u64;
+    report.expired_audit_entries = archives.iter().map(|(_, n)| n).sum();
     let entries = crate::dlq::read_plan_entries(plan)?;
     let mut expired: BTreeSet<String> = BTreeSet::new();
     if let Some(days) = dlq_days {
-        let cutoff = days_before(&now, days)
-            .ok_or_else(|| RunError::new(findings::BAD_CLOCK, "the clock's time is not RFC 3339"))?;
+        let cutoff = cutoff(days)?;
         expired.extend(
             entries.iter().filter(|e| e.at.as_deref().is_some_and(|at| at < cutoff.as_str())).map(|e| e.id.clone()),
         );
@@ -116,11 +203,24 @@ pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result
             subject: subject.is_some(),
             expired_dlq_records: report.expired_dlq_records,
             subject_dlq_records: report.subject_dlq_records,
+            expired_audit_files: audit_days.map(|_| report.expired_audit_files),
+            expired_audit_entries: audit_days.map(|_| report.expired_audit_entries),
+            expired_state_runs: state_days.map(|_| report.expired_state_runs),
         },
     )?;
+    // After the entry that records it (audited first); a crash between the two leaves the
+    // files, and the purge can be run again.
+    for (archive, _) in &archives {
+        std::fs::remove_file(archive).map_err(|e| RunError::io("remove", archive, &e))?;
+    }
     let ids: Vec<String> = expired.into_iter().chain(of_subject).collect();
     if !ids.is_empty() {
         purge::purge(plan, options, &Choice::Ids(ids))?;
+    }
+    if let (Some(_), Some(target)) = (state_days, &plan.state)
+        && !runs.is_empty()
+    {
+        Store::open(target, Some(&plan.pipeline))?.delete_runs(&runs)?;
     }
     if let (Some(subject), Some(target)) = (subject, &plan.state) {
         let store = Store::open(target, Some(&plan.pipeline))?;
@@ -133,6 +233,10 @@ pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result
                 if store.vault_forget(&crate::vault::lookup(&hash_key, subject))? {
                     report.subject_vault_rows += 1;
                 }
+                // The tokens linked to the person (`tokenize` with a `subject`).
+                let (removed, shared) = store.vault_forget_subject(&crate::vault::subject_hash(&hash_key, subject))?;
+                report.subject_vault_rows += removed;
+                report.subject_vault_rows_shared += shared;
             }
         }
     }

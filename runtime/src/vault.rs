@@ -9,6 +9,11 @@
 //! derived from the policy's `hash_key`. So the same value has the same token in every run and
 //! every pipeline sharing the store and the hash key, and the store never holds a value in clear.
 //!
+//! A `tokenize` rule with a `subject` links each token to the person it is about: a row of
+//! `vault_subjects` holds the subject's keyed hash ([`subject_hash`], under a third key derived
+//! from `hash_key`) and the value's lookup, so `sluice purge --subject ID` finds every token of
+//! that person without the store ever holding the id.
+//!
 //! Invariants:
 //! - A token is handed out only once its row is committed (see [`crate::state::vault`]): every
 //!   token a sink receives can be reversed.
@@ -35,6 +40,18 @@ fn lookup_key(hash_key: &Secret) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
 }
 
+/// The key subject hashes are made with: derived like [`lookup_key`] under another label, so a
+/// person's subject hash is neither the lookup of their id's token nor its `hash` pseudonym.
+fn subject_key(hash_key: &Secret) -> hmac::Key {
+    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, hash_key.expose()), b"sluice vault subject key");
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+}
+
+/// The subject hash of a person's id, as `vault_subjects` keeps it.
+pub fn subject_hash(hash_key: &Secret, subject: &str) -> String {
+    hex::encode(hmac::sign(&subject_key(hash_key), subject.trim().as_bytes()).as_ref())
+}
+
 /// The lookup hash of a value.
 pub fn lookup(hash_key: &Secret, value: &str) -> String {
     hex::encode(hmac::sign(&lookup_key(hash_key), value.as_bytes()).as_ref())
@@ -50,7 +67,10 @@ pub struct Vault {
     store: Store,
     ring: KeyRing,
     lookup: hmac::Key,
+    subject: hmac::Key,
     cache: Mutex<HashMap<String, String>>,
+    /// (subject hash, lookup) links already written by this run.
+    linked: Mutex<std::collections::HashSet<(String, String)>>,
     random: SystemRandom,
 }
 
@@ -69,18 +89,33 @@ impl Vault {
             store,
             ring,
             lookup: lookup_key(hash_key),
+            subject: subject_key(hash_key),
             cache: Mutex::new(HashMap::new()),
+            linked: Mutex::new(std::collections::HashSet::new()),
             random: SystemRandom::new(),
         })
     }
 
-    /// The token of `value`: the vault's, or a new one, committed before it is returned.
-    pub fn token(&self, value: &str) -> Result<String, RunError> {
+    /// The token of `value`: the vault's, or a new one, committed before it is returned; with
+    /// `subject` (the person's id), linked to that person, also before it is returned.
+    pub fn token(&self, value: &str, subject: Option<&str>) -> Result<String, RunError> {
         let lookup = hex::encode(hmac::sign(&self.lookup, value.as_bytes()).as_ref());
-        if let Some(t) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(&lookup) {
+        let token = self.token_of(value, &lookup)?;
+        if let Some(subject) = subject.map(str::trim).filter(|s| !s.is_empty()) {
+            let link = (hex::encode(hmac::sign(&self.subject, subject.as_bytes()).as_ref()), lookup);
+            if !self.linked.lock().unwrap_or_else(|p| p.into_inner()).contains(&link) {
+                self.store.vault_link(&link.0, &link.1)?;
+                self.linked.lock().unwrap_or_else(|p| p.into_inner()).insert(link);
+            }
+        }
+        Ok(token)
+    }
+
+    fn token_of(&self, value: &str, lookup: &str) -> Result<String, RunError> {
+        if let Some(t) = self.cache.lock().unwrap_or_else(|p| p.into_inner()).get(lookup) {
             return Ok(t.clone());
         }
-        let token = match self.store.vault_token(&lookup)? {
+        let token = match self.store.vault_token(lookup)? {
             Some(t) => t,
             None => {
                 let mut bytes = [0u8; 16];
@@ -89,14 +124,14 @@ impl Vault {
                     .map_err(|_| RunError::new(findings::IO, "the system's random number generator failed"))?;
                 let token = format!("t:{}", hex::encode(bytes));
                 let (key_id, sealed) = self.ring.seal(token.as_bytes(), value.as_bytes())?;
-                self.store.vault_insert(&lookup, &SealedRow { token, key_id, sealed })?;
+                self.store.vault_insert(lookup, &SealedRow { token, key_id, sealed })?;
                 // Another process may have inserted first: its token is the one.
-                self.store.vault_token(&lookup)?.ok_or_else(|| {
+                self.store.vault_token(lookup)?.ok_or_else(|| {
                     RunError::new(findings::STATE, format!("state store `{}`: a token vanished", self.store.shown()))
                 })?
             }
         };
-        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(lookup, token.clone());
+        self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(lookup.to_string(), token.clone());
         Ok(token)
     }
 }

@@ -71,6 +71,10 @@ pub struct RolePlan {
     /// Hex, lower case.
     pub key_sha256: String,
     pub may: Vec<String>,
+    /// The masking policy file of this role's audience (`masking:`): sinks with
+    /// `audience: NAME` are masked with it. Absent from the JSON when not written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub masking: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -549,6 +553,11 @@ pub struct Treatment {
     /// For `shift_date`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shift: Option<DateShift>,
+    /// For `tokenize`: the output field naming the person (`patient.id`), whose value (before
+    /// masking) links each token to that person in the vault, as a keyed hash, so that
+    /// `sluice purge --subject` reaches all of that person's tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// What `generalize` keeps (HIPAA Safe Harbor, 45 CFR 164.514(b)(2)(i)(B) and (C)).
@@ -663,6 +672,10 @@ pub struct SinkPlan {
     /// run uploads when it completes. Absent from the JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<Box<object_store::ObjectSinkPlan>>,
+    /// `audience: ROLE`: who reads this sink; its input is then the mask stage the compiler
+    /// added with the role's policy (`<sink>~<role>`). Absent from the JSON otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 /// A `csv` sink's columns: those of a `postgres` table of the same records.
@@ -857,6 +870,10 @@ pub struct MatrixRow {
     pub treatment: MaskAction,
     /// `file:line` of the rule that decided, or the mask stage when nothing did.
     pub decided_at: String,
+    /// The sink's audience (a role) when its policy decided this treatment. Absent from the
+    /// JSON otherwise, so plans without audiences keep their hashes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
 }
 
 impl Plan {

@@ -250,6 +250,12 @@ pub fn text(plan: &Plan) -> String {
         {
             let _ = writeln!(o, "    PHI ALLOWED in clear: {reason}");
         }
+        if let ComponentKind::Sink(s) = &c.kind
+            && let Some(audience) = &s.audience
+        {
+            let policy = plan.roles.iter().find(|r| &r.name == audience).and_then(|r| r.masking.as_deref());
+            let _ = writeln!(o, "    audience {audience}: masked with {}", policy.unwrap_or("?"));
+        }
     }
     let _ = writeln!(o);
     if let Some(d) = &plan.dlq {
@@ -279,19 +285,20 @@ pub fn text(plan: &Plan) -> String {
         throttle_text(&d.throttle)
     );
     let _ = writeln!(o);
-    let _ = writeln!(o, "masking matrix (sink, field, class, treatment, decided at):");
+    let _ = writeln!(o, "masking matrix (sink, field, class, treatment, decided at[, by audience]):");
     if plan.masking_matrix.is_empty() {
         let _ = writeln!(o, "  (no PHI reaches any sink)");
     }
     for r in &plan.masking_matrix {
         let _ = writeln!(
             o,
-            "  {:<16} {:<32} {:<14} {:<8} {}",
+            "  {:<16} {:<32} {:<14} {:<8} {}{}",
             r.sink,
             r.field,
             r.class.as_str(),
             r.treatment.as_str(),
-            r.decided_at
+            r.decided_at,
+            r.audience.as_ref().map(|a| format!(" (audience {a})")).unwrap_or_default()
         );
     }
     o

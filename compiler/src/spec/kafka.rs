@@ -116,6 +116,7 @@ pub static SINK_KAFKA: Shape = Shape {
             KeyType::Object(&super::shape::SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, super::shape::AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };

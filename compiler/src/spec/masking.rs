@@ -172,7 +172,7 @@ fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<(Treatment, Option<
     }
     let shift = match action {
         MaskAction::ShiftDate => {
-            let Some((subject, span)) = subject else {
+            let Some((subject, span)) = subject.clone() else {
                 missing(
                     cx,
                     "subject",
@@ -214,8 +214,13 @@ fn treatment(cx: &mut Cx, node: &Node, what: &str) -> Option<(Treatment, Option<
         _ => None,
     };
     let to = to.filter(|_| action == MaskAction::Generalize);
-    let (shift, subject_span) = shift.unzip();
-    Some((Treatment { action, keep_last, reason, decided_at, to, shift }, subject_span))
+    let (shift, shift_span) = shift.unzip();
+    // `tokenize` may name its subject: the vault links each token to that person.
+    let (subject, subject_span) = match (action, subject) {
+        (MaskAction::Tokenize, Some((field, span))) => (Some(field), Some(span)),
+        _ => (None, shift_span),
+    };
+    Some((Treatment { action, keep_last, reason, decided_at, to, shift, subject }, subject_span))
 }
 
 /// `${file:key}` is resolved like every other path in a spec: relative to the spec's directory.
@@ -257,8 +262,9 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Policy> {
         if t.action == MaskAction::Tokenize {
             first_tokenize = first_tokenize.or(Some(at));
         }
-        if let (Some(s), Some(span)) = (&t.shift, subject) {
-            subjects.push((s.subject.clone(), span));
+        let field = t.shift.as_ref().map(|s| &s.subject).or(t.subject.as_ref());
+        if let (Some(field), Some(span)) = (field, subject) {
+            subjects.push((field.clone(), span));
         }
     };
     if let Some(n) = obj.get("classes")

@@ -461,6 +461,8 @@ pub struct ComponentSpec<'n> {
     pub body: Body<'n>,
     /// A sink's `phi: {allowed: true, reason}`: the reason, and where `allowed` is written.
     pub phi_allowed: Option<(String, Span)>,
+    /// A sink's `audience`: the role whose masking policy applies to what it writes.
+    pub audience: Option<Spanned>,
 }
 
 /// `error_rate > P% over N records` (spaces free; `record` or `records`).
@@ -503,7 +505,7 @@ pub struct PipelineSpec<'n> {
     pub defaults: Defaults,
     pub fail_if: Option<FailIfPlan>,
     /// `roles:` ([`super::roles`]).
-    pub roles: Vec<crate::plan::RolePlan>,
+    pub roles: Vec<super::roles::RoleSpec>,
     /// `retention:` ([`super::retention`]).
     pub retention: Option<crate::plan::RetentionPlan>,
     /// `connections:` ([`super::connections`]).
@@ -944,7 +946,8 @@ fn component<'n>(
     };
     let inputs_span = obj.get("inputs").map(|n| n.span);
     let phi_allowed = obj.get("phi").and_then(|n| phi_allowed(cx, n, name));
-    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body, phi_allowed })
+    let audience = obj.get("audience").and_then(|n| reader::string(cx, n, "`audience`"));
+    Some(ComponentSpec { name: name.to_string(), name_span, section, inputs, inputs_span, body, phi_allowed, audience })
 }
 
 /// A sink's `phi` object: the reason when `allowed` is true (SL607 without one).

@@ -1,6 +1,8 @@
 //! Roles of a pipeline (`roles:`): who may do the operator actions that reveal or change
 //! what the pipeline keeps (the decrypted DLQ, replays, purges, detokenization, key rotation).
-//! The runtime enforces them (`sluice_runtime::access`); this reads and checks them.
+//! The runtime enforces them (`sluice_runtime::access`); this reads and checks them. A role may
+//! also name the masking policy of an audience (`masking: policy.yaml`): a sink with
+//! `audience: ROLE` is masked with it (the compiler adds that mask before the sink).
 //!
 //! Invariants:
 //! - A role is known by the SHA-256 of its key only (`key_sha256`, 64 hex digits): the spec,
@@ -16,12 +18,20 @@ use crate::plan::RolePlan;
 use crate::yaml::Node;
 
 /// The operations `may` can list.
-pub const OPERATIONS: &[&str] = &["dlq_raw", "dlq_replay", "dlq_purge", "detokenize", "keys_rotate", "purge"];
+pub const OPERATIONS: &[&str] =
+    &["dlq_raw", "dlq_replay", "dlq_purge", "detokenize", "keys_rotate", "purge", "audit_export"];
 
-pub fn read(cx: &mut Cx, node: &Node) -> Vec<RolePlan> {
+/// A role as written: its plan, where its name is, and its audience's masking policy file.
+pub struct RoleSpec {
+    pub plan: RolePlan,
+    pub name_span: crate::source::Span,
+    pub masking: Option<reader::Spanned>,
+}
+
+pub fn read(cx: &mut Cx, node: &Node) -> Vec<RoleSpec> {
     let Some(entries) = reader::entries(cx, node, "`roles`") else { return Vec::new() };
     let mut roles = Vec::new();
-    for (name, _, body) in entries {
+    for (name, key_node, body) in entries {
         let Some(obj) = reader::object(cx, body, &shape::ROLE, &format!("role `{name}`")) else { continue };
         let key = obj.get("key_sha256").and_then(|n| reader::string(cx, n, "`key_sha256`"));
         let key_ok = key.as_ref().is_some_and(|k| k.text.len() == 64 && k.text.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -43,8 +53,10 @@ pub fn read(cx: &mut Cx, node: &Node) -> Vec<RolePlan> {
                 cx.push(d.suggest(&op.text, OPERATIONS.iter().copied()));
             }
         }
+        let masking = obj.get("masking").and_then(|n| reader::string(cx, n, "`masking`"));
         if let (Some(k), true) = (key, key_ok) {
-            roles.push(RolePlan { name: name.to_string(), key_sha256: k.text.to_ascii_lowercase(), may });
+            let plan = RolePlan { name: name.to_string(), key_sha256: k.text.to_ascii_lowercase(), may, masking: None };
+            roles.push(RoleSpec { plan, name_span: key_node.span, masking });
         }
     }
     roles

@@ -455,6 +455,7 @@ pub static SINK_JSONL: Shape = Shape {
             KeyType::Object(&SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -481,6 +482,7 @@ pub static SINK_HTTP: Shape = Shape {
             KeyType::Object(&SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -520,6 +522,7 @@ pub static SINK_POSTGRES: Shape = Shape {
             KeyType::Object(&SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -546,6 +549,7 @@ pub static SINK_CSV: Shape = Shape {
             KeyType::Object(&SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -576,6 +580,7 @@ pub static SINK_PARQUET: Shape = Shape {
             KeyType::Object(&SINK_PHI),
             "PHI allowed in clear, with a reason (default: every PHI field must be masked).",
         ),
+        opt("audience", KeyType::String, AUDIENCE_DOC),
         opt("description", KeyType::String, "Free text."),
     ],
 };
@@ -636,10 +641,21 @@ pub static RETENTION: Shape = Shape {
     doc: "Retention periods: a whole number and `d`, `w` or `y` (a year counts 366 days).",
     keys: &[
         opt("dlq", KeyType::String, "DLQ records older than this are removed by `sluice purge` (`30d`)."),
-        opt("audit", KeyType::String, "The audit log's period (`6y`); recorded, not yet enforced."),
-        opt("state", KeyType::String, "The state store's period (`90d`); recorded, not yet enforced."),
+        opt(
+            "audit",
+            KeyType::String,
+            "The audit log's period (`6y`): `sluice purge` deletes archived logs (`<path>.<n>`) whose newest entry is older; the live log is never cut.",
+        ),
+        opt(
+            "state",
+            KeyType::String,
+            "The state store's period (`90d`): `sluice purge` deletes completed and abandoned run records (input lists, checkpoints) last written before it, except the newest run and runs that took object-store objects.",
+        ),
     ],
 };
+
+/// The `audience` key of every sink.
+pub const AUDIENCE_DOC: &str = "A role of `roles:` whose `masking` policy is applied to what this sink writes, on top of the mask stages on the way (the stronger action wins); the masking matrix shows which rows it decided.";
 
 pub static ROLE: Shape = Shape {
     name: "role",
@@ -654,7 +670,12 @@ pub static ROLE: Shape = Shape {
         req(
             "may",
             KeyType::ListOfStrings,
-            "Operations: `dlq_raw` (`dlq show --raw`), `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`, `purge`.",
+            "Operations: `dlq_raw` (`dlq show --raw`), `dlq_replay`, `dlq_purge`, `detokenize`, `keys_rotate`, `purge`, `audit_export`.",
+        ),
+        opt(
+            "masking",
+            KeyType::String,
+            "The masking policy (`kind: masking` file) of this role as an audience: sinks with `audience: NAME` are masked with it.",
         ),
     ],
 };
@@ -921,7 +942,7 @@ pub static TREATMENT: Shape = Shape {
         opt(
             "subject",
             KeyType::String,
-            "For `shift_date` (required): the output field naming the person (`patient.id`); each person's dates move by the same number of days.",
+            "For `shift_date` (required): the output field naming the person (`patient.id`); each person's dates move by the same number of days. For `tokenize` (optional): the field naming the person whose tokens these are; the vault links them to a keyed hash of its value, so `sluice purge --subject ID` removes all of them.",
         ),
         opt(
             "max_days",

@@ -26,6 +26,8 @@
 //!   on when a record happens to be processed; a replay measures on its own run's date.
 //! - The outcome per leaf (action, explicit or not) is kept on the record for the sink's
 //!   `compliance` block.
+//! - Stages only mask more: a leaf an earlier mask stage decided (a stage before a sink's
+//!   audience mask) is left as it is unless this stage's rule is stronger.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -115,6 +117,16 @@ fn shift_subjects(plan: &MaskPlan) -> impl Iterator<Item = (&str, u32)> {
     })
 }
 
+/// The distinct `subject` fields of the plan's `tokenize` rules.
+fn token_subjects(plan: &MaskPlan) -> impl Iterator<Item = &str> {
+    let mut seen: Vec<&str> = Vec::new();
+    treatments(plan).filter_map(|t| t.subject.as_deref()).filter(move |s| {
+        let new = !seen.contains(s);
+        seen.push(s);
+        new
+    })
+}
+
 fn strip_indexes(p: &str) -> String {
     p.replace("[*]", "")
 }
@@ -160,11 +172,17 @@ fn subject_value(doc: &mut Doc, path: &str) -> Option<String> {
 /// Masks a leaf (element by element for lists). Returns how many values could not be masked
 /// as the rule says (a malformed value, a missing shift subject) and were nulled instead; an
 /// error when the vault could not tokenize a value (the leaf is then nulled).
-fn apply(doc: &mut Doc, t: Option<&Treatment>, keys: &Keys, shift_days: Option<i64>) -> Result<usize, RunError> {
+fn apply(
+    doc: &mut Doc,
+    t: Option<&Treatment>,
+    keys: &Keys,
+    shift_days: Option<i64>,
+    subject: Option<&str>,
+) -> Result<usize, RunError> {
     match doc {
         Doc::Null => Ok(0),
-        Doc::Arr(items) => items.iter_mut().map(|i| apply(i, t, keys, shift_days)).sum(),
-        Doc::Obj(members) => members.iter_mut().map(|(_, v)| apply(v, t, keys, shift_days)).sum(),
+        Doc::Arr(items) => items.iter_mut().map(|i| apply(i, t, keys, shift_days, subject)).sum(),
+        Doc::Obj(members) => members.iter_mut().map(|(_, v)| apply(v, t, keys, shift_days, subject)).sum(),
         Doc::Bool(_) | Doc::Num(_) | Doc::Str(_) => {
             let number = matches!(doc, Doc::Num(_));
             // Borrowed from the leaf: it is read, then replaced.
@@ -182,7 +200,7 @@ fn apply(doc: &mut Doc, t: Option<&Treatment>, keys: &Keys, shift_days: Option<i
                 MaskAction::Keep => return Ok(0),
                 MaskAction::Partial => Some(Doc::Str(deidentify::partial(&text, t.keep_last.unwrap_or(4)))),
                 MaskAction::Hash => key.map(|k| Doc::Str(deidentify::hash(k.expose(), &text))),
-                MaskAction::Tokenize => match keys.vault.as_ref().map(|v| v.token(&text)) {
+                MaskAction::Tokenize => match keys.vault.as_ref().map(|v| v.token(&text, subject)) {
                     Some(Ok(token)) => Some(Doc::Str(token)),
                     Some(Err(e)) => {
                         *doc = Doc::Null;
@@ -228,8 +246,19 @@ pub fn run<'p>(plan: &MaskPlan, keys: &Keys, mut rec: Record) -> Step<'p> {
             (subject, days)
         })
         .collect();
+    // Likewise the people `tokenize` links its tokens to (read before anything is masked).
+    let token_subjects: Vec<(&str, Option<String>)> =
+        token_subjects(plan).map(|field| (field, subject_value(doc, field))).collect();
     for (pointer, leaf) in &rec.env.classes {
         let t = decide(plan, &leaf.pattern, &leaf.classes);
+        // A leaf an earlier mask stage decided is masked again only by a stronger action (a
+        // sink audience's policy over a stage's `keep`, say): the compiler's matrix shows the
+        // stronger decision, and a weaker one would only mangle the masked value.
+        if let Some(prev) = outcomes.get(pointer)
+            && t.is_none_or(|t| t.action <= prev.action)
+        {
+            continue;
+        }
         if t.is_none() {
             rec.env.warnings.push(Issue::new(
                 findings::CLASSED_LEAF_UNRULED,
@@ -241,7 +270,11 @@ pub fn run<'p>(plan: &MaskPlan, keys: &Keys, mut rec: Record) -> Step<'p> {
             .and_then(|t| t.shift.as_ref())
             .and_then(|s| shifts.iter().find(|(subject, _)| *subject == s.subject))
             .and_then(|(_, days)| *days);
-        let nulled = match doc.pointer_mut(pointer).map(|v| apply(v, t, keys, shift_days)) {
+        let subject = t
+            .and_then(|t| t.subject.as_deref())
+            .and_then(|field| token_subjects.iter().find(|(f, _)| *f == field))
+            .and_then(|(_, v)| v.as_deref());
+        let nulled = match doc.pointer_mut(pointer).map(|v| apply(v, t, keys, shift_days, subject)) {
             None => 0,
             Some(Ok(n)) => n,
             Some(Err(e)) => {

@@ -500,6 +500,32 @@ impl Store {
         Ok(taken)
     }
 
+    /// The pipeline's run records (their input lists and checkpoints) last written before
+    /// `cutoff` (RFC 3339 UTC, compared as text), for `retention.state`. Left out whatever
+    /// their age: the newest run (a resume or an incremental run starts from it), runs not
+    /// completed or abandoned (they may still be resumed), and runs that took objects from an
+    /// object store (their input lists are what keeps a later run from taking them again,
+    /// [`Store::taken_objects`]).
+    pub fn expired_runs(&self, pipeline: &str, cutoff: &str) -> Result<Vec<i64>, RunError> {
+        let rows = self.query(
+            "read its runs",
+            "SELECT id FROM runs WHERE pipeline = $1 AND updated_at < $2
+               AND status IN ('completed', 'abandoned') AND inputs NOT LIKE '%\"etag\"%'
+               AND id <> (SELECT MAX(id) FROM runs WHERE pipeline = $1)
+             ORDER BY id",
+            &[text(pipeline), text(cutoff)],
+        )?;
+        Ok(rows.iter().filter_map(|r| r.first().and_then(Value::int)).collect())
+    }
+
+    /// Deletes run records by key, in one transaction.
+    pub fn delete_runs(&self, ids: &[i64]) -> Result<(), RunError> {
+        let statements: Vec<(&str, Vec<Value>)> =
+            ids.iter().map(|id| ("DELETE FROM runs WHERE id = $1", vec![Value::Int(*id)])).collect();
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.transaction(&statements).map_err(|e| self.err("delete expired runs", e))
+    }
+
     /// Marks run `id` as running again and counts the resume.
     pub fn resumed(&self, id: i64, at: &str) -> Result<u32, RunError> {
         let rows = self.query(

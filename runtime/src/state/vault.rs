@@ -3,7 +3,10 @@
 //! `token`, `key_id` (the key that sealed it) and `sealed` (the value, AES-256-GCM, bound to
 //! the token). The logic is in [`crate::vault`].
 //!
-//! The table is created here, when a vault is first opened (`CREATE TABLE IF NOT EXISTS`),
+//! `vault_subjects` links tokens to the person they are about (`tokenize` with a `subject`):
+//! one row per (subject hash, lookup), the subject as a keyed hash, never in clear.
+//!
+//! The tables are created here, when a vault is first opened (`CREATE TABLE IF NOT EXISTS`),
 //! not with the store's other tables: a store that never tokenized has none, and its version
 //! does not change (an older Sluice reads such a store as before, and cannot tokenize).
 //!
@@ -25,6 +28,12 @@ const DDL: &str = "CREATE TABLE IF NOT EXISTS vault_tokens (
     sealed      TEXT NOT NULL
 )";
 
+const SUBJECTS_DDL: &str = "CREATE TABLE IF NOT EXISTS vault_subjects (
+    subject     TEXT NOT NULL,
+    lookup      TEXT NOT NULL,
+    PRIMARY KEY (subject, lookup)
+)";
+
 /// A row as read for decryption.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SealedRow {
@@ -36,7 +45,50 @@ pub struct SealedRow {
 impl Store {
     /// Creates the vault's table if it is missing.
     pub fn vault_create(&self) -> Result<(), RunError> {
-        self.query("create the token vault", DDL, &[]).map(|_| ())
+        self.query("create the token vault", DDL, &[])?;
+        self.query("create the token vault", SUBJECTS_DDL, &[]).map(|_| ())
+    }
+
+    /// Links the value whose lookup hash is `lookup` to the person whose subject hash is
+    /// `subject` (once: a second link is dropped).
+    pub fn vault_link(&self, subject: &str, lookup: &str) -> Result<(), RunError> {
+        self.query(
+            "write the token vault",
+            "INSERT INTO vault_subjects (subject, lookup) VALUES ($1, $2) ON CONFLICT (subject, lookup) DO NOTHING",
+            &[text(subject), text(lookup)],
+        )
+        .map(|_| ())
+    }
+
+    /// Deletes the rows of every value linked to the subject hash `subject` and not to another
+    /// person (a value two people share, a common surname, stays for the other), then the
+    /// subject's links, in one transaction. Returns (rows deleted, rows kept as shared).
+    pub fn vault_forget_subject(&self, subject: &str) -> Result<(u64, u64), RunError> {
+        if !self.has_vault()? {
+            return Ok((0, 0));
+        }
+        let mine = "SELECT lookup FROM vault_subjects WHERE subject = $1";
+        let shared = "SELECT lookup FROM vault_subjects WHERE subject <> $1";
+        let counts = self.query(
+            "read the token vault",
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(CASE WHEN lookup IN ({shared}) THEN 1 ELSE 0 END), 0) \
+                 FROM vault_tokens WHERE lookup IN ({mine})"
+            ),
+            &[text(subject)],
+        )?;
+        let row = counts.first();
+        let total = row.and_then(|r| r.first()).and_then(Value::int).unwrap_or(0);
+        let kept = row.and_then(|r| r.get(1)).and_then(Value::int).unwrap_or(0);
+        let forget_values = format!("DELETE FROM vault_tokens WHERE lookup IN ({mine}) AND lookup NOT IN ({shared})");
+        let statements: [(&str, Vec<Value>); 2] = [
+            (&forget_values, vec![text(subject)]),
+            ("DELETE FROM vault_subjects WHERE subject = $1", vec![text(subject)]),
+        ];
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.transaction(&statements).map_err(|e| self.err("delete from the token vault", e))?;
+        let (total, kept) = (u64::try_from(total).unwrap_or(0), u64::try_from(kept).unwrap_or(0));
+        Ok((total - kept.min(total), kept))
     }
 
     /// The token of the value whose lookup hash is `lookup`, if it has one.

@@ -188,6 +188,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             parquet: None,
             kafka: None,
             phi_allowed: None,
+            audience: None,
             object: None,
         }),
     )
@@ -327,6 +328,7 @@ pub fn treatment(action: MaskAction, keep_last: Option<usize>, reason: Option<&s
         decided_at: "policies/default.yaml:1".into(),
         to: None,
         shift: None,
+        subject: None,
     }
 }
 
