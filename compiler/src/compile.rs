@@ -836,8 +836,10 @@ impl Compiler {
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
-        if let Some(listener) =
-            spec.components.iter().find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_)))
+        if let Some(listener) = spec
+            .components
+            .iter()
+            .find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_)))
         {
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
@@ -1306,6 +1308,8 @@ impl Compiler {
                     x12: Some(Box::new(plan)),
                     store: None,
                     kafka: None,
+                    webhook: None,
+                    fhir_rest: None,
                 });
                 Some((kind, Flow::X12, (state, origins)))
             }
@@ -1456,9 +1460,12 @@ impl Compiler {
                     kafka: None,
                     fhir: None,
                     store: None,
+                    x12: None,
                     webhook: Some(Box::new(plan)),
+                    fhir_rest: None,
                 });
                 Some((kind, Flow::Output(schema), (state, origins)))
+            }
             Body::FhirRest(f) => {
                 let plan = crate::fhir_rest::plan(f);
                 let flow = match f.tables.as_slice() {
@@ -1476,8 +1483,10 @@ impl Compiler {
                         profile: None,
                         mode: if f.lenient { crate::plan::Mode::Lenient } else { crate::plan::Mode::Strict },
                     })),
+                    x12: None,
                     store: None,
                     kafka: None,
+                    webhook: None,
                     fhir_rest: Some(Box::new(plan)),
                 });
                 Some((kind, flow, (state, origins)))

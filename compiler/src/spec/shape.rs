@@ -487,8 +487,13 @@ pub static SINK_HTTP: Shape = Shape {
     ],
 };
 
-pub const SOURCE_SHAPES: &[&Shape] =
-    &[&SOURCE_FILES, &SOURCE_MLLP, &super::kafka::SOURCE_KAFKA, &super::webhook::SOURCE_WEBHOOK, &crate::fhir_rest::SOURCE_FHIR_REST];
+pub const SOURCE_SHAPES: &[&Shape] = &[
+    &SOURCE_FILES,
+    &SOURCE_MLLP,
+    &super::kafka::SOURCE_KAFKA,
+    &super::webhook::SOURCE_WEBHOOK,
+    &crate::fhir_rest::SOURCE_FHIR_REST,
+];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub static SINK_POSTGRES: Shape = Shape {
     name: "sink.postgres",
