@@ -137,7 +137,6 @@ codes! {
         "`webhook` sources are served by `sluice serve` until it is stopped, from their queue in the state store; file sources end, and MLLP listeners and Kafka consumers acknowledge in their own way. Put the webhook endpoints (as many as needed) in a pipeline of their own.";
     WEBHOOK_PATH_TAKEN = "SL289", "webhook-path-taken", "Two `webhook` sources have the same `path`.",
         "Each delivery is routed by its URL path to exactly one source, so two sources cannot share a path. Give each endpoint its own path, e.g. `/hooks/stripe` and `/hooks/stripe-connect`.";
-        "Object-store sources (`s3://`, `az://`, `gs://` paths) read HL7 v2 files and batches for now: the FHIR source reads local files only (its XML and Bundle readers are not yet fed from a stream of object bytes). Copy the FHIR files to a local folder first (e.g. `aws s3 sync`), and point a `format: fhir` source at that folder.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
