@@ -78,8 +78,8 @@ pub mod testing;
 pub mod throttle;
 pub mod time;
 pub mod vault;
-pub mod x12_source;
 pub mod webhooks;
+pub mod x12_source;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;

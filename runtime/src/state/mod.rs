@@ -34,8 +34,8 @@ pub mod dlq;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;
-pub mod x12;
 pub mod webhooks;
+pub mod x12;
 
 use std::collections::HashMap;
 use std::path::Path;
