@@ -1061,6 +1061,34 @@ impl Compiler {
 
     /// Warns about route branches no component takes: their records could only go to the DLQ.
     /// A consumer that names the route without a branch takes every branch.
+    /// Object-store sources read HL7 v2 only: a FHIR or X12 (`format`) source whose paths are
+    /// object URLs is refused with SL256 at the first URL. `None` when refused or when the
+    /// paths did not check.
+    fn local_paths_only(
+        &mut self,
+        located: Option<crate::object_store::Paths>,
+        paths: &[Spanned],
+        source: &str,
+        format: &str,
+    ) -> Option<()> {
+        if let crate::object_store::Paths::Remote(_) = located?
+            && let Some(url) = paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
+        {
+            self.diags.push(
+                Diagnostic::error(
+                    codes::OBJECT_STORE_FORMAT,
+                    format!("`{source}` reads {format} from an object store"),
+                )
+                .label(url.span, "an object URL")
+                .help(format!(
+                    "object-store sources read HL7 v2 for now: copy the {format} files to a local folder and read that"
+                )),
+            );
+            return None;
+        }
+        Some(())
+    }
+
     /// `webhook` sources: served from the state store's queue (SL287), in a pipeline of their
     /// own (SL288), each on its own path (SL289). Returns whether all is well.
     fn check_webhook_sources(&mut self, spec: &pipeline::PipelineSpec) -> bool {
@@ -1240,38 +1268,15 @@ impl Compiler {
                 let located =
                     crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
                         .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
-                if let Some(crate::object_store::Paths::Remote(_)) = located
-                    && let Some(url) =
-                        paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
-                {
-                    self.diags.push(
-                        Diagnostic::error(
-                            codes::OBJECT_STORE_FORMAT,
-                            format!("`{}` reads FHIR from an object store", c.name),
-                        )
-                        .label(url.span, "an object URL")
-                        .help("object-store sources read HL7 v2 for now: copy the FHIR files to a local folder and read that"),
-                    );
-                    return None;
-                }
-                located?;
+                self.local_paths_only(located, paths, &c.name, "FHIR")?;
                 let (plan, flow) = self.fhir_source(profile.as_ref(), fhir)?;
                 if paths.is_empty() {
                     return None;
                 }
                 let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "files".into(),
-                    format: "fhir".into(),
-                    paths,
-                    profile: profile::default_profile(),
-                    mllp: None,
                     fhir: Some(Box::new(plan)),
-                    x12: None,
-                    store: None,
-                    kafka: None,
-                    webhook: None,
-                    fhir_rest: None,
+                    ..SourcePlan::new("files", "fhir", paths, profile::default_profile())
                 });
                 Some((kind, flow, (state, origins)))
             }
@@ -1279,18 +1284,7 @@ impl Compiler {
                 let located =
                     crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
                         .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
-                if let Some(crate::object_store::Paths::Remote(_)) = located
-                    && let Some(url) =
-                        paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
-                {
-                    self.diags.push(
-                        Diagnostic::error(codes::OBJECT_STORE_FORMAT, format!("`{}` reads X12 from an object store", c.name))
-                            .label(url.span, "an object URL")
-                            .help("object-store sources read HL7 v2 for now: copy the X12 files to a local folder and read that"),
-                    );
-                    return None;
-                }
-                located?;
+                self.local_paths_only(located, paths, &c.name, "X12")?;
                 let acks = x12.acks.as_ref().map(|a| (display_path(&self.resolve(a)), a.span));
 
                 let plan = crate::x12::source_plan(&mut self.diags, x12, acks.map(|a| a.0))?;
@@ -1299,17 +1293,8 @@ impl Compiler {
                 }
                 let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "files".into(),
-                    format: "x12".into(),
-                    paths,
-                    profile: profile::default_profile(),
-                    mllp: None,
-                    fhir: None,
                     x12: Some(Box::new(plan)),
-                    store: None,
-                    kafka: None,
-                    webhook: None,
-                    fhir_rest: None,
+                    ..SourcePlan::new("files", "x12", paths, profile::default_profile())
                 });
                 Some((kind, Flow::X12, (state, origins)))
             }
@@ -1337,19 +1322,8 @@ impl Compiler {
                     Some(_) => paths.iter().map(|p| p.text.clone()).collect(),
                     None => paths.iter().map(|p| display_path(&self.resolve(p))).collect(),
                 };
-                let kind = ComponentKind::Source(SourcePlan {
-                    kind: "files".into(),
-                    format: "hl7v2".into(),
-                    paths,
-                    profile,
-                    mllp: None,
-                    fhir: None,
-                    x12: None,
-                    store,
-                    kafka: None,
-                    webhook: None,
-                    fhir_rest: None,
-                });
+                let kind =
+                    ComponentKind::Source(SourcePlan { store, ..SourcePlan::new("files", "hl7v2", paths, profile) });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
             Body::Mllp(m) => {
@@ -1391,17 +1365,8 @@ impl Compiler {
                     priority: m.priority.clone(),
                 };
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "mllp".into(),
-                    format: "hl7v2".into(),
-                    paths: vec![],
-                    profile,
                     mllp: Some(Box::new(plan)),
-                    fhir: None,
-                    x12: None,
-                    store: None,
-                    kafka: None,
-                    webhook: None,
-                    fhir_rest: None,
+                    ..SourcePlan::new("mllp", "hl7v2", vec![], profile)
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1424,17 +1389,8 @@ impl Compiler {
                     session_timeout_ms: k.session_timeout_ms,
                 };
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "kafka".into(),
-                    format: "hl7v2".into(),
-                    paths: vec![],
-                    profile,
-                    mllp: None,
                     kafka: Some(Box::new(plan)),
-                    fhir_rest: None,
-                    fhir: None,
-                    x12: None,
-                    store: None,
-                    webhook: None,
+                    ..SourcePlan::new("kafka", "hl7v2", vec![], profile)
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1452,17 +1408,8 @@ impl Compiler {
                     rate_per_secs: w.rate.1,
                 };
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "webhook".into(),
-                    format: "json".into(),
-                    paths: vec![],
-                    profile: profile::default_profile(),
-                    mllp: None,
-                    kafka: None,
-                    fhir: None,
-                    store: None,
-                    x12: None,
                     webhook: Some(Box::new(plan)),
-                    fhir_rest: None,
+                    ..SourcePlan::new("webhook", "json", vec![], profile::default_profile())
                 });
                 Some((kind, Flow::Output(schema), (state, origins)))
             }
@@ -1472,22 +1419,15 @@ impl Compiler {
                     [one] => Flow::Fhir(Some(one.resource_type)),
                     _ => Flow::Fhir(None),
                 };
+                let fhir = crate::plan::FhirSourcePlan {
+                    resource_types: plan.tables.iter().map(|t| t.resource_type.clone()).collect(),
+                    profile: None,
+                    mode: if f.lenient { crate::plan::Mode::Lenient } else { crate::plan::Mode::Strict },
+                };
                 let kind = ComponentKind::Source(SourcePlan {
-                    kind: "fhir.rest".into(),
-                    format: "fhir".into(),
-                    paths: vec![],
-                    profile: profile::default_profile(),
-                    mllp: None,
-                    fhir: Some(Box::new(crate::plan::FhirSourcePlan {
-                        resource_types: plan.tables.iter().map(|t| t.resource_type.clone()).collect(),
-                        profile: None,
-                        mode: if f.lenient { crate::plan::Mode::Lenient } else { crate::plan::Mode::Strict },
-                    })),
-                    x12: None,
-                    store: None,
-                    kafka: None,
-                    webhook: None,
+                    fhir: Some(Box::new(fhir)),
                     fhir_rest: Some(Box::new(plan)),
+                    ..SourcePlan::new("fhir.rest", "fhir", vec![], profile::default_profile())
                 });
                 Some((kind, flow, (state, origins)))
             }

@@ -176,40 +176,34 @@ pub fn run_with_events(
     }
     let compiled = compile::Compiled::new(plan, &clock)?;
     let (run_id, t, resumed_from) = if mllp::listens(plan) {
-        if options.start == Start::Resume {
-            return Err(RunError::new(
-                findings::NOTHING_TO_RESUME,
-                format!("pipeline `{}` listens for MLLP: there is no position to resume from", plan.pipeline),
-            )
-            .with_help("run it without `--resume`: peers resend every message they got no ACK for"));
-        }
+        refuse_resume(
+            options,
+            plan,
+            "listens for MLLP: there is no position to resume from",
+            "peers resend every message they got no ACK for",
+        )?;
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
         (run_id, t, None)
     } else if fhir_rest::syncs(plan) {
-        if options.start == Start::Resume {
-            return Err(RunError::new(
-                findings::NOTHING_TO_RESUME,
-                format!("pipeline `{}` syncs from a FHIR server: its positions are its tables' cursors", plan.pipeline),
-            )
-            .with_help("run it without `--resume`: each table goes on from its last saved cursor"));
-        }
+        refuse_resume(
+            options,
+            plan,
+            "syncs from a FHIR server: its positions are its tables' cursors",
+            "each table goes on from its last saved cursor",
+        )?;
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let t = fhir_rest::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
         (run_id, t, None)
     } else if kafka::consumes(plan) {
-        if options.start == Start::Resume {
-            return Err(RunError::new(
-                findings::NOTHING_TO_RESUME,
-                format!(
-                    "pipeline `{}` consumes from Kafka: its positions are the consumer group's offsets",
-                    plan.pipeline
-                ),
-            )
-            .with_help("run it without `--resume`: the group goes on from its last committed offsets"));
-        }
+        refuse_resume(
+            options,
+            plan,
+            "consumes from Kafka: its positions are the consumer group's offsets",
+            "the group goes on from its last committed offsets",
+        )?;
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let stop = options.stop.clone();
@@ -324,6 +318,18 @@ fn announce_run_id(options: &RunOptions, run_id: &str) {
     if let Some(p) = &options.progress {
         p.set_run_id(run_id);
     }
+}
+
+/// `--resume` continues a file run from its checkpoint; a listening or syncing source keeps its
+/// own positions (ACKs, cursors, offsets), so there is nothing to resume and a plain run goes on
+/// where the last one stopped. `why` follows "pipeline `NAME` ..."; `instead` says what a plain
+/// run does.
+fn refuse_resume(options: &RunOptions, plan: &Plan, why: &str, instead: &str) -> Result<(), RunError> {
+    if options.start != Start::Resume {
+        return Ok(());
+    }
+    Err(RunError::new(findings::NOTHING_TO_RESUME, format!("pipeline `{}` {why}", plan.pipeline))
+        .with_help(format!("run it without `--resume`: {instead}")))
 }
 
 /// Decides where a file run starts (new, resumed, restarted), checks that a resume reads what

@@ -165,6 +165,26 @@ pub struct SourcePlan {
     pub fhir_rest: Option<Box<crate::fhir_rest::FhirRestPlan>>,
 }
 
+impl SourcePlan {
+    /// A source of `kind` reading `format`, with none of the kind-specific parts; callers set
+    /// theirs with struct update syntax (`SourcePlan { mllp: Some(..), ..SourcePlan::new(..) }`).
+    pub fn new(kind: &str, format: &str, paths: Vec<String>, profile: ProfilePlan) -> SourcePlan {
+        SourcePlan {
+            kind: kind.into(),
+            format: format.into(),
+            paths,
+            profile,
+            mllp: None,
+            fhir: None,
+            x12: None,
+            store: None,
+            kafka: None,
+            webhook: None,
+            fhir_rest: None,
+        }
+    }
+}
+
 /// A `files` source with `format: x12`: each transaction set is one record.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct X12SourcePlan {

@@ -158,19 +158,7 @@ pub fn source(name: &str, paths: Vec<String>, unexpected: &str) -> Component {
         name,
         vec![],
         "hl7v2/2.5.1",
-        ComponentKind::Source(SourcePlan {
-            kind: "files".into(),
-            format: "hl7v2".into(),
-            paths,
-            profile: profile(unexpected),
-            mllp: None,
-            fhir: None,
-            x12: None,
-            store: None,
-            kafka: None,
-            webhook: None,
-            fhir_rest: None,
-        }),
+        ComponentKind::Source(SourcePlan::new("files", "hl7v2", paths, profile(unexpected))),
     )
 }
 
