@@ -1061,32 +1061,25 @@ impl Compiler {
 
     /// Warns about route branches no component takes: their records could only go to the DLQ.
     /// A consumer that names the route without a branch takes every branch.
-    /// Object-store sources read HL7 v2 only: a FHIR or X12 (`format`) source whose paths are
-    /// object URLs is refused with SL256 at the first URL. `None` when refused or when the
-    /// paths did not check.
-    fn local_paths_only(
+    /// Where a `files` source reads (any format): its paths checked (SL250-SL255) and, for
+    /// object URLs, its store; object URLs stay as written, local paths are resolved against the
+    /// spec's folder. `None` when a check failed or no path is given (SL2xx said why).
+    fn locate_paths(
         &mut self,
-        located: Option<crate::object_store::Paths>,
         paths: &[Spanned],
-        source: &str,
-        format: &str,
-    ) -> Option<()> {
-        if let crate::object_store::Paths::Remote(_) = located?
-            && let Some(url) = paths.iter().find(|p| crate::plan::object_store::ObjectUrl::parse(&p.text).is_some())
-        {
-            self.diags.push(
-                Diagnostic::error(
-                    codes::OBJECT_STORE_FORMAT,
-                    format!("`{source}` reads {format} from an object store"),
-                )
-                .label(url.span, "an object URL")
-                .help(format!(
-                    "object-store sources read HL7 v2 for now: copy the {format} files to a local folder and read that"
-                )),
-            );
+        store: Option<&crate::spec::pipeline::StoreSpec>,
+        move_to: Option<&Spanned>,
+        c: &pipeline::ComponentSpec,
+    ) -> Option<(Vec<String>, Option<Box<crate::plan::object_store::StorePlan>>)> {
+        let located = crate::object_store::check(&mut self.diags, paths, store, &c.name, c.name_span)
+            .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to))?;
+        if paths.is_empty() {
             return None;
         }
-        Some(())
+        Some(match located {
+            crate::object_store::Paths::Local => (paths.iter().map(|p| display_path(&self.resolve(p))).collect(), None),
+            crate::object_store::Paths::Remote(store) => (paths.iter().map(|p| p.text.clone()).collect(), Some(store)),
+        })
     }
 
     /// `webhook` sources: served from the state store's queue (SL287), in a pipeline of their
@@ -1265,43 +1258,30 @@ impl Compiler {
         };
         match &c.body {
             Body::Files { paths, profile, fhir: Some(fhir), store, move_to, .. } => {
-                let located =
-                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
-                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
-                self.local_paths_only(located, paths, &c.name, "FHIR")?;
+                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
                 let (plan, flow) = self.fhir_source(profile.as_ref(), fhir)?;
-                if paths.is_empty() {
-                    return None;
-                }
-                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                let (paths, store) = located?;
                 let kind = ComponentKind::Source(SourcePlan {
                     fhir: Some(Box::new(plan)),
+                    store,
                     ..SourcePlan::new("files", "fhir", paths, profile::default_profile())
                 });
                 Some((kind, flow, (state, origins)))
             }
             Body::Files { paths, x12: Some(x12), store, move_to, .. } => {
-                let located =
-                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
-                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
-                self.local_paths_only(located, paths, &c.name, "X12")?;
-                let acks = x12.acks.as_ref().map(|a| (display_path(&self.resolve(a)), a.span));
-
-                let plan = crate::x12::source_plan(&mut self.diags, x12, acks.map(|a| a.0))?;
-                if paths.is_empty() {
-                    return None;
-                }
-                let paths = paths.iter().map(|p| display_path(&self.resolve(p))).collect();
+                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
+                let acks = x12.acks.as_ref().map(|a| display_path(&self.resolve(a)));
+                let plan = crate::x12::source_plan(&mut self.diags, x12, acks)?;
+                let (paths, store) = located?;
                 let kind = ComponentKind::Source(SourcePlan {
                     x12: Some(Box::new(plan)),
+                    store,
                     ..SourcePlan::new("files", "x12", paths, profile::default_profile())
                 });
                 Some((kind, Flow::X12, (state, origins)))
             }
             Body::Files { paths, profile, fhir: None, store, move_to, .. } => {
-                let located =
-                    crate::object_store::check(&mut self.diags, paths, store.as_deref(), &c.name, c.name_span)
-                        .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to.as_ref()));
+                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
                 let profile = match profile {
                     Some(p) => {
                         let pid = self.load_kind(p, "profile")?;
@@ -1309,19 +1289,8 @@ impl Compiler {
                     }
                     None => profile::default_profile(),
                 };
-                if paths.is_empty() {
-                    return None;
-                }
                 let version = Version::parse(&profile.version)?;
-                // Object URLs stay as written; local paths are resolved against the spec's folder.
-                let store = match located? {
-                    crate::object_store::Paths::Local => None,
-                    crate::object_store::Paths::Remote(store) => Some(store),
-                };
-                let paths = match store {
-                    Some(_) => paths.iter().map(|p| p.text.clone()).collect(),
-                    None => paths.iter().map(|p| display_path(&self.resolve(p))).collect(),
-                };
+                let (paths, store) = located?;
                 let kind =
                     ComponentKind::Source(SourcePlan { store, ..SourcePlan::new("files", "hl7v2", paths, profile) });
                 Some((kind, Flow::Hl7(version), (state, origins)))

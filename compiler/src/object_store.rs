@@ -1,9 +1,8 @@
 //! Checks of object-store paths (`s3://`, `az://`, `gs://`) and their `store:` blocks, for
 //! `files` sources and `jsonl`/`csv` sinks: URL shape (SL250), one store per source (SL251),
 //! keys that fit the store (SL252), complete credential pairs (SL253), `after.move_to` outside
-//! what the source lists (SL254); `format: fhir` sources are local only (SL256, checked by the
-//! compiler where it builds the source). Inline credentials are
-//! refused earlier, by the spec reader (SL205).
+//! what the source lists (SL254), whatever the source's format (HL7 v2, FHIR, X12). Inline
+//! credentials are refused earlier, by the spec reader (SL205).
 //!
 //! Invariants: pure (no I/O); a plan's [`StorePlan`] holds secret references only.
 

@@ -886,33 +886,23 @@ fn read_files(
     for input in inputs {
         let path = std::path::Path::new(&input.path);
         let file: Arc<str> = Arc::from(input.path.as_str());
-        let items: Box<dyn Iterator<Item = std::io::Result<FileItem>>> = if let Some(Prep::FhirSource(src)) =
-            preps.get(input.source)
+        let remote = stores.get(input.source);
+        let open = || -> Result<Box<dyn std::io::Read + Send>, RunError> {
+            match remote {
+                Some(remote) => Ok(Box::new(crate::object_stores::read::open(remote, input))),
+                None => source::open_local(path),
+            }
+        };
+        let items: Result<Box<dyn Iterator<Item = std::io::Result<FileItem>>>, RunError> = match preps.get(input.source)
         {
-            // FHIR sources are local only (the compiler refuses object URLs: SL256).
-            match crate::fhir_source::pieces(path, src) {
-                Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
-                Err(e) => {
-                    raw_tx.send(Err(e));
-                    return false;
-                }
-            }
-        } else if let Some(Prep::X12Source(src)) = preps.get(input.source) {
-            // X12 sources are local only (the compiler refuses object URLs: SL256).
-            match crate::x12_source::pieces(path, src) {
-                Ok(pieces) => Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))),
-                Err(e) => {
-                    raw_tx.send(Err(e));
-                    return false;
-                }
-            }
-        } else {
-            let opened = match stores.get(input.source) {
-                Some(remote) => source::open_stream(Box::new(crate::object_stores::read::open(remote, input)), path),
-                None => source::open(path),
-            };
-            match opened {
-                Ok(reader) => Box::new(BatchReader::new(reader).map(|item| {
+            Some(Prep::FhirSource(src)) => crate::fhir_source::pieces(&open, path, src).map(|pieces| {
+                Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))) as _
+            }),
+            Some(Prep::X12Source(src)) => crate::x12_source::pieces(&open, path, src).map(|pieces| {
+                Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))) as _
+            }),
+            _ => open().and_then(|bytes| source::open_stream(bytes, path)).map(|reader| {
+                Box::new(BatchReader::new(reader).map(|item| {
                     item.map(|item| match item {
                         Item::Message(raw) => (raw.offset as u64, raw.index, raw.bytes, None),
                         Item::Problem(p) => {
@@ -920,11 +910,14 @@ fn read_files(
                             (p.offset as u64, p.index, p.bytes, Some(r))
                         }
                     })
-                })),
-                Err(e) => {
-                    raw_tx.send(Err(e));
-                    return false;
-                }
+                })) as _
+            }),
+        };
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => {
+                raw_tx.send(Err(e));
+                return false;
             }
         };
         for item in items {
@@ -944,9 +937,7 @@ fn read_files(
                     break;
                 }
                 Err(e) => {
-                    let error =
-                        crate::object_stores::read::run_error_in(&e).unwrap_or_else(|| RunError::io("read", path, &e));
-                    raw_tx.send(Err(error));
+                    raw_tx.send(Err(source::read_error(path, &e)));
                     return false;
                 }
             };

@@ -92,20 +92,23 @@ impl FhirSource {
         self.bundles.lock().ok()?.get(file).cloned()
     }
 
-    /// Indexes the Bundle in `path` (read once more, entry by entry) when the plan resolves
-    /// references. What cannot be read is left out: its entry goes to the DLQ on the real pass.
-    fn index_bundle(&self, path: &Path, xml: bool) {
+    /// Indexes the Bundle in `path` (read once more through `open`, entry by entry) when the
+    /// plan resolves references. What cannot be read is left out: its entry goes to the DLQ on
+    /// the real pass.
+    fn index_bundle(&self, open: &crate::source::Opener, path: &Path, xml: bool) {
         if !self.keep_bundles {
             return;
         }
         let mut index = BundleIndex::default();
         if xml {
-            if let Ok(bytes) = std::fs::read(path)
+            let mut bytes = Vec::new();
+            if let Ok(mut reader) = open()
+                && reader.read_to_end(&mut bytes).is_ok()
                 && let Ok(node) = sluice_fhir::read(&bytes)
             {
                 node.get("entry").and_then(Node::as_array).into_iter().flatten().for_each(|e| index.push(e));
             }
-        } else if let Ok(f) = std::fs::File::open(path) {
+        } else if let Ok(f) = open() {
             for part in BundleSplitter::new(BufReader::new(f), Limits::default()) {
                 if let Ok(Part::Entry { bytes: Ok(bytes), .. }) = part
                     && let Ok(entry) = sluice_fhir::json::parse(&bytes)
@@ -168,22 +171,22 @@ fn problem(offset: u64, index: u64, bytes: Vec<u8>, r: Rejection) -> Piece {
 
 /// The pieces of one file of `src`, read as they are needed.
 pub fn pieces(
+    open: &crate::source::Opener,
     path: &Path,
     src: &FhirSource,
 ) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send>, RunError> {
-    let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
-    let mut reader = BufReader::with_capacity(64 * 1024, f);
-    let prefix = reader.fill_buf().map_err(|e| RunError::io("read", path, &e))?.to_vec();
+    let mut reader = BufReader::with_capacity(64 * 1024, open()?);
+    let prefix = reader.fill_buf().map_err(|e| crate::source::read_error(path, &e))?.to_vec();
     let name = path.to_string_lossy();
     let ndjson = name.ends_with(".ndjson")
         || name.ends_with(".jsonl")
         || (!sluice_fhir::is_xml(&prefix) && sluice_fhir::stream::looks_like_ndjson(&prefix));
     if !ndjson {
-        src.index_bundle(path, sluice_fhir::is_xml(&prefix));
+        src.index_bundle(open, path, sluice_fhir::is_xml(&prefix));
     }
     if sluice_fhir::is_xml(&prefix) {
         let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).map_err(|e| RunError::io("read", path, &e))?;
+        reader.read_to_end(&mut bytes).map_err(|e| crate::source::read_error(path, &e))?;
         return Ok(Box::new(xml_pieces(&bytes).into_iter().map(Ok)));
     }
     if ndjson {
@@ -525,7 +528,10 @@ mod tests {
 
     fn read_all(text: &[u8], name: &str) -> Vec<Piece> {
         let path = temp(name, text);
-        let out = pieces(&path, &src(&[], false)).unwrap().map(Result::unwrap).collect();
+        let out = pieces(&|| crate::source::open_local(&path), &path, &src(&[], false))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         out
     }
@@ -575,7 +581,7 @@ mod tests {
     fn bundles_are_indexed_for_resolve_when_the_plan_resolves() {
         let s = src(&[], false);
         let path = temp("b.json", BUNDLE.as_bytes());
-        let n = pieces(&path, &s).unwrap().count();
+        let n = pieces(&|| crate::source::open_local(&path), &path, &s).unwrap().count();
         assert_eq!(n, 5);
         let b = s.bundle(&path.to_string_lossy()).unwrap();
         let p2 = b.target("urn:uuid:2").unwrap();
@@ -622,7 +628,7 @@ mod tests {
             }
             let path = temp(ext, &input);
             let s = src(&[], false);
-            for piece in pieces(&path, &s).unwrap() {
+            for piece in pieces(&|| crate::source::open_local(&path), &path, &s).unwrap() {
                 let piece = piece.unwrap();
                 if piece.problem.is_none() {
                     let _ = decode(&piece.bytes, piece.offset, piece.index, &s);

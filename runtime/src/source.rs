@@ -432,9 +432,24 @@ pub fn open(path: &Path) -> Result<Input, RunError> {
 
 /// [`open`] for any byte stream (an object being downloaded); `path` names it in errors.
 pub fn open_stream(stream: Box<dyn std::io::Read + Send>, path: &Path) -> Result<Input, RunError> {
-    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(stream)
-        .map_err(|e| crate::object_stores::read::run_error_in(&e).unwrap_or_else(|| RunError::io("read", path, &e)))?;
+    let (stream, _) = sluice_hl7v2::charset::Utf8Stream::new(stream).map_err(|e| read_error(path, &e))?;
     Ok(std::io::BufReader::with_capacity(64 * 1024, stream))
+}
+
+/// One input's raw bytes, opened as often as a reader needs them (a FHIR Bundle is read twice
+/// when references are resolved): a local file, or an object downloaded from its store.
+pub type Opener<'a> = dyn Fn() -> Result<Box<dyn std::io::Read + Send>, RunError> + 'a;
+
+/// Opens a local file's raw bytes (the [`Opener`] of a local input).
+pub fn open_local(path: &Path) -> Result<Box<dyn std::io::Read + Send>, RunError> {
+    let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
+    Ok(Box::new(f))
+}
+
+/// What a failed read of `path` means: the object store's own finding (RT135/RT136) when the
+/// error came from an object download, else a plain read error.
+pub fn read_error(path: &Path, e: &std::io::Error) -> RunError {
+    crate::object_stores::read::run_error_in(e).unwrap_or_else(|| RunError::io("read", path, e))
 }
 
 #[cfg(test)]

@@ -118,14 +118,16 @@ struct Pending {
     index: u64,
 }
 
-/// The pieces of one X12 file, read as they are needed.
+/// The pieces of one X12 file (or object: `open` gives its bytes; `path` names it and its
+/// acknowledgments), read as they are needed.
 pub fn pieces<'s>(
+    open: &crate::source::Opener,
     path: &Path,
     src: &'s X12Source,
 ) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send + 's>, RunError> {
-    let f = std::fs::File::open(path).map_err(|e| RunError::io("open", path, &e))?;
+    let bytes = open()?;
     Ok(Box::new(Pieces {
-        splitter: Splitter::new(BufReader::with_capacity(64 * 1024, f)),
+        splitter: Splitter::new(BufReader::with_capacity(64 * 1024, bytes)),
         checker: Checker::with_guides(src.mode()),
         src,
         file: path.to_path_buf(),
@@ -561,7 +563,7 @@ mod tests {
 
     fn read_all(text: &[u8], s: &X12Source) -> Vec<Piece> {
         let path = temp(text);
-        let out = pieces(&path, s).unwrap().map(Result::unwrap).collect();
+        let out = pieces(&|| crate::source::open_local(&path), &path, s).unwrap().map(Result::unwrap).collect();
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
         out
     }
@@ -630,7 +632,7 @@ mod tests {
             input.extend_from_slice(&bytes);
             let s = src(&[], false);
             let path = temp(&input);
-            for piece in pieces(&path, &s).unwrap() {
+            for piece in pieces(&|| crate::source::open_local(&path), &path, &s).unwrap() {
                 let piece = piece.unwrap();
                 if piece.problem.is_none() {
                     let _ = decode(&piece.bytes, &s);

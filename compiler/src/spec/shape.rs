@@ -234,7 +234,7 @@ pub static SOURCE_FILES: Shape = Shape {
         req(
             "path",
             KeyType::StringOrList,
-            "Glob pattern(s), relative to the pipeline file; or object URLs with a glob in the key (`s3://bucket/inbound/**/*.hl7`, `az://container/...`, `gs://bucket/...`), all in one bucket; object URLs are read by `hl7v2` sources only for now (SL256).",
+            "Glob pattern(s), relative to the pipeline file; or object URLs with a glob in the key (`s3://bucket/inbound/**/*.hl7`, `az://container/...`, `gs://bucket/...`), all in one bucket; every `format` reads them.",
         ),
         opt(
             "store",
