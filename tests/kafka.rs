@@ -537,3 +537,85 @@ fn unreachable_brokers_and_a_missing_topic_stop_the_run_with_their_codes() {
     assert_eq!(error_code(&out), "RT126", "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("no-such-topic"));
 }
+
+#[test]
+fn hl7_files_relayed_to_a_topic_are_consumed_like_the_files_themselves() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("relay", 3);
+    let dir = workspace("kafka-relay");
+    // Pipeline 1: the example files, as read, to the topic, keyed by the patient (PID-3.1).
+    let relay = format!(
+        "kind: pipeline
+name: relay
+sources:
+  hl7_files:
+    type: files
+    format: hl7v2
+    path: ../examples/hl7/*.hl7
+    profile: ../mappings/base/profiles/default.yaml
+sinks:
+  feed:
+    type: kafka
+    inputs: [hl7_files]
+    brokers: {brokers}
+    topic: relay
+    format: hl7v2
+    key: PID-3.1
+    phi: {{allowed: true, reason: the feed stays inside the integration network}}
+dlq:
+  path: ../out/relay-dlq.jsonl
+  plaintext_reason: synthetic test fixture
+"
+    );
+    std::fs::write(dir.join("pipelines/relay.yaml"), relay).unwrap();
+    let out = sluice(&dir, &["run", "pipelines/relay.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let relayed = summary(&out)["delivered"].as_u64().unwrap() as usize;
+    // The messages in the topic are the files' messages, byte for byte, each once, keyed by
+    // PID-3.1, in file order per key.
+    let files = [root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")];
+    let read: Vec<String> = files.iter().flat_map(|f| messages(f)).map(|m| text(&m)).collect();
+    let got = read_topic(&brokers, "relay", relayed);
+    assert_eq!(got.len(), relayed, "each relayed message once");
+    let mut per_key: BTreeMap<String, Vec<&String>> = BTreeMap::new();
+    for (key, value, _) in &got {
+        assert!(read.contains(value), "a message not as read: {}", value.len());
+        let pid = value.split(['\r', '\n']).find(|l| l.starts_with("PID|")).unwrap_or_default();
+        let pid3 = pid.split('|').nth(3).unwrap_or_default().split('^').next().unwrap_or_default();
+        assert_eq!(key.as_deref().unwrap_or_default(), pid3, "keyed by PID-3.1");
+        per_key.entry(pid3.to_string()).or_default().push(value);
+    }
+    for (key, values) in &per_key {
+        let in_files: Vec<&String> = read.iter().filter(|m| values.contains(m)).collect();
+        assert_eq!(values, &in_files, "the messages of key {key} in file order");
+    }
+
+    // Pipeline 2: the quick start fed by the topic gives the quick start's records.
+    let local = sluice(&dir, &["run", "pipelines/quickstart.yaml", "--summary", "json"]).output().unwrap();
+    assert!(local.status.success(), "{}", text(&local.stderr));
+    let expected = lines(&dir.join("out/quickstart/patient-events.jsonl"));
+    assert!(relayed > 0 && !expected.is_empty());
+    kafka_pipeline(&dir, &brokers, "relay", "relay-consumers", JSONL_SINK);
+    let mut run = start_run(&dir, None);
+    let sink = dir.join("out/patient-events.jsonl");
+    wait_until(&mut run, "every record", Duration::from_secs(120), || lines(&sink).len() >= expected.len());
+    let (code, _, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    // Run-specific members (the run's time and audit ids) aside, the same records.
+    let comparable = |lines: Vec<String>| -> Vec<String> {
+        let mut out: Vec<String> = lines
+            .iter()
+            .map(|l| {
+                let mut r: serde_json::Value = serde_json::from_str(l).unwrap();
+                r["metadata"]["processed_at"] = serde_json::Value::Null;
+                r["compliance"]["audit_log_id"] = serde_json::Value::Null;
+                r.to_string()
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(comparable(lines(&sink)), comparable(expected), "the records of the files, from the topic");
+    assert_no_phi(&[&stdout, &stderr, &text(&out.stdout), &text(&out.stderr)]);
+}

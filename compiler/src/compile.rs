@@ -1864,7 +1864,10 @@ impl Compiler {
     /// output schema: UNKNOWN_OUTPUT_FIELD when it is no field, SL244 when a list, a struct,
     /// or the records are HL7 messages).
     fn kafka_sink(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<SinkPlan> {
-        if let Some(key) = &k.key {
+        let relay_hl7 = k.format.as_ref().is_some_and(|f| f.text == "hl7v2");
+        if relay_hl7 {
+            self.kafka_relay_key(c, k, flow)?;
+        } else if let Some(key) = &k.key {
             match flow {
                 Flow::Output(schema) => match schema.field(&key.text) {
                     None => {
@@ -1915,6 +1918,7 @@ impl Compiler {
             brokers: k.brokers.clone(),
             topic: k.topic.clone(),
             key: k.key.as_ref().map(|key| key.text.clone()),
+            relay_hl7,
             security: k.security.as_ref().map(|s| self.kafka_security(s)),
         };
         Some(SinkPlan {
@@ -1929,6 +1933,33 @@ impl Compiler {
             audience: None,
             object: None,
         })
+    }
+
+    /// A `kafka` sink with `format: hl7v2`: its input must be HL7 v2 messages (SL245), and its
+    /// `key`, if any, an HL7 v2 path of their version (SL220-SL224 as in mappings).
+    fn kafka_relay_key(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<()> {
+        let Flow::Hl7(version) = flow else {
+            if !matches!(flow, Flow::Unknown) {
+                let at = k.format.as_ref().map_or(c.name_span, |f| f.span);
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::KAFKA_RELAY_INPUT,
+                        format!("sink `{}` relays HL7 v2 messages, but its input gives `{}` records", c.name, flow.name()),
+                    )
+                    .label(at, "relays messages as they were read")
+                    .help("take the sink's input from an HL7 v2 source (or a validate or filter stage after it), or remove `format: hl7v2` to write JSON lines"),
+                );
+            }
+            return None;
+        };
+        if let Some(key) = &k.key {
+            let env = crate::hl7::Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments: &[] };
+            if let Err(d) = env.resolve(&key.text, key.span) {
+                self.diags.push(d);
+                return None;
+            }
+        }
+        Some(())
     }
 
     /// An `http` sink's plan: `${file:...}` header references resolved like other paths.

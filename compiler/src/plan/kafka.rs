@@ -39,9 +39,14 @@ pub struct KafkaSourcePlan {
 pub struct KafkaSinkPlan {
     pub brokers: Vec<String>,
     pub topic: String,
-    /// The dotted path of the field whose value keys each message; `None`: no key.
+    /// The dotted path of the field whose value keys each message (an HL7 v2 path when
+    /// `relay_hl7`); `None`: no key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// `format: hl7v2`: each message's bytes as read, not a JSON line. Absent (false) from the
+    /// JSON of other sinks, so their plans (and hashes) are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub relay_hl7: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security: Option<KafkaSecurityPlan>,
 }

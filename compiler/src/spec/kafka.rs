@@ -108,7 +108,12 @@ pub static SINK_KAFKA: Shape = Shape {
         opt(
             "key",
             KeyType::String,
-            "A field of the records (dotted path, one value, e.g. `patient.id`) whose value is the message key; without it messages have no key.",
+            "A field of the records (dotted path, one value, e.g. `patient.id`) whose value is the message key; with `format: hl7v2`, an HL7 v2 path (`PID-3.1`: its first value). Without it messages have no key.",
+        ),
+        opt(
+            "format",
+            KeyType::Enum(&["json", "hl7v2"]),
+            "`json` (the default): each record as the JSON line a `jsonl` sink writes. `hl7v2`: each HL7 v2 message exactly as it was read (its bytes), to relay a feed to a topic that `kafka` sources read; the sink's input must be HL7 v2 messages.",
         ),
         opt("security", KeyType::Object(&KAFKA_SECURITY), "TLS and SASL settings (default: plaintext)."),
         opt(
@@ -149,6 +154,8 @@ pub struct KafkaSinkSpec {
     pub brokers: Vec<String>,
     pub topic: String,
     pub key: Option<Spanned>,
+    /// `format: hl7v2`: relay the messages as read (`None`: JSON lines).
+    pub format: Option<Spanned>,
     pub security: Option<SecuritySpec>,
 }
 
@@ -301,8 +308,9 @@ pub fn sink(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<KafkaSinkSpec> {
         topic(cx, t);
     }
     let key = obj.get("key").and_then(|n| reader::string(cx, n, "`key`"));
+    let format = obj.get("format").and_then(|n| reader::string(cx, n, "`format`"));
     let security = security(cx, obj);
-    Some(KafkaSinkSpec { brokers, topic: topic_name?.text, key, security })
+    Some(KafkaSinkSpec { brokers, topic: topic_name?.text, key, format, security })
 }
 
 #[cfg(test)]

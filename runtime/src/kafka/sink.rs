@@ -17,6 +17,9 @@
 //!   batch counts, so its records are read again.
 //! - The source message's headers travel on with the record (names and values as they
 //!   came); neither keys nor header values are ever logged.
+//! - `format: hl7v2` (`relay_hl7`) relays an HL7 v2 message as it was read: its bytes, not
+//!   its text as decoded, so a `kafka` source reading the topic decodes it under the same
+//!   charset rules; the key is the first value at an HL7 v2 path (`PID-3.1`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,14 +44,17 @@ use crate::record::{Doc, Payload, Record};
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a worker hands the writer for one record: key and header values in base64, the
-/// message value as text.
+/// message value as text, or (a relayed HL7 v2 message) as bytes in base64.
 #[derive(Serialize, Deserialize)]
 struct Line {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     headers: Vec<(String, Option<String>)>,
+    #[serde(default)]
     value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    raw: Option<String>,
 }
 
 /// The line of a record for sink `plan` (in a worker).
@@ -59,16 +65,26 @@ pub fn line(rec: &Record, run_id: &str, processed_at: &str, plan: &KafkaSinkPlan
             Doc::Bool(b) => Some(b.to_string().into_bytes()),
             _ => None,
         },
-        Payload::Hl7(_) => None,
+        Payload::Hl7(m) => {
+            let path = crate::hl7::parse_path(path).ok()?;
+            crate::hl7::Reader::new(m).first(&path).map(|v| v.as_bytes().to_vec())
+        }
     });
     let bus = rec.env.bus.as_deref();
     let key = declared.or_else(|| bus.and_then(|b| b.key.clone()));
     let headers = bus
         .map(|b| b.headers.iter().map(|(n, v)| (n.clone(), v.as_ref().map(|v| B64.encode(v)))).collect())
         .unwrap_or_default();
-    let line = Line { key: key.map(|k| B64.encode(k)), headers, value: crate::sink::render(rec, run_id, processed_at) };
+    let (value, raw) = match &rec.payload {
+        Payload::Hl7(_) if plan.relay_hl7 => (String::new(), Some(B64.encode(&rec.raw))),
+        _ => (crate::sink::render(rec, run_id, processed_at), None),
+    };
+    let line = Line { key: key.map(|k| B64.encode(k)), headers, value, raw };
     serde_json::to_string(&line).unwrap_or_default()
 }
+
+/// A [`Line`] decoded for the producer: key, relayed bytes, headers.
+type Decoded = (Option<Vec<u8>>, Option<Vec<u8>>, OwnedHeaders);
 
 /// Delivery reports of the batch being flushed: (position, error) of each failed message.
 struct Reports {
@@ -135,21 +151,22 @@ impl KafkaSink {
         if let Ok(mut failed) = self.producer.context().failed.lock() {
             failed.clear();
         }
-        let decoded: Vec<(Option<Vec<u8>>, OwnedHeaders)> = lines
+        let decoded: Vec<Decoded> = lines
             .iter()
             .map(|l| {
                 let key = l.key.as_ref().and_then(|k| B64.decode(k).ok());
+                let raw = l.raw.as_ref().and_then(|r| B64.decode(r).ok());
                 let mut headers = OwnedHeaders::new_with_capacity(l.headers.len());
                 for (name, value) in &l.headers {
                     let value = value.as_ref().and_then(|v| B64.decode(v).ok());
                     headers = headers.insert(Header { key: name, value: value.as_deref() });
                 }
-                (key, headers)
+                (key, raw, headers)
             })
             .collect();
-        for (pos, (l, (key, headers))) in lines.iter().zip(decoded).enumerate() {
-            let mut record =
-                BaseRecord::with_opaque_to(&self.plan.topic, pos).payload(l.value.as_bytes()).headers(headers);
+        for (pos, (l, (key, raw, headers))) in lines.iter().zip(decoded).enumerate() {
+            let payload = raw.as_deref().unwrap_or(l.value.as_bytes());
+            let mut record = BaseRecord::with_opaque_to(&self.plan.topic, pos).payload(payload).headers(headers);
             if let Some(k) = &key {
                 record = record.key(k.as_slice());
             }
