@@ -87,7 +87,7 @@ pub static FHIR_REST_AUTH: Shape = Shape {
 pub static SOURCE_FHIR_REST: Shape = Shape {
     name: "source.fhir.rest",
     type_tag: Some("fhir.rest"),
-    doc: "Incremental sync from a FHIR R4 server's REST API: per table, `GET [base]/[type]?_lastUpdated=gt{cursor - overlap}&_count=N`, following `Bundle.link[next]`; resources already delivered (same id and versionId) are skipped. Each table's cursor (`meta.lastUpdated`) is saved in the state store only once every record of that sync is durable in the sinks or the DLQ, so a run that stops early loses nothing: the next one asks again. The run ends when every table is synced.",
+    doc: "Incremental sync from a FHIR R4 server's REST API: per table, `GET [base]/[type]?_lastUpdated=gt{cursor - overlap}&_count=N`, following `Bundle.link[next]`; resources already delivered (same id and versionId) are skipped. Each table's cursor (`meta.lastUpdated`) is saved in the state store only once every record of that sync is durable in the sinks or the DLQ, so a run that stops early loses nothing: the next one asks again. For cdc tables, resources deleted on the server are then found in `GET [base]/[type]/_history?_since=...` and delivered as deletion records: a `postgres` upsert sink deletes the row, `jsonl`, `http` and `kafka` sinks get the mapped record with `\"_deleted\": true` (a server without `_history`: RT121, once). The run ends when every table is synced.",
     keys: &[
         req("type", KeyType::Enum(&["fhir.rest"]), "Source kind."),
         req(
