@@ -9,6 +9,15 @@
 //! changed (and skips what it delivered, by id and versionId), retries, `kill -9` mid-sync
 //! then a run that loses nothing and duplicates nothing in the upsert sink, bearer auth, and
 //! no patient name in any stderr, audit or state store.
+//!
+//! OAuth2 client credentials against the real authorization server of the connection tests
+//! (panva's oidc-provider, tests/common/oidc.rs): the proxy acts as the resource server and
+//! introspects every bearer token there; a token expired at the server mid-sync is refreshed
+//! once and the page asked again (nothing lost, nothing twice), a token near its expiry is
+//! refreshed before it is sent, and a server that refuses fresh tokens stops the run with
+//! RT120 and no token in any output. Deletions: resources deleted on the server are found in
+//! `_history` and their rows deleted from PostgreSQL, written as `_deleted` tombstones to JSON
+//! Lines, never delivered twice; a server without `_history` is said once (RT121).
 
 mod common;
 
@@ -16,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::fault_proxy::{Fault, FaultProxy, request};
+use common::fault_proxy::{Fault, FaultProxy, Introspection, request};
 use common::{pg_database, pg_rows, text, workspace};
 
 const TOKEN: &str = "tok-9f3c2a7e51d8";
@@ -351,4 +360,214 @@ fn unknown_and_repeated_tables_are_refused_at_check() {
     assert!(!out.status.success());
     assert!(err.contains("SL257") && err.contains("did you mean `patients`"), "{err}");
     assert_eq!(err.matches("SL257").count(), 2, "{err}");
+}
+
+/// The hfs server behind a fault proxy, and the pipeline in a workspace.
+fn serve_and_write(name: &str, auth: &str) -> (common::Workspace, FaultProxy, Helios, String) {
+    let dir = workspace(name);
+    let hfs_port = common::free_port();
+    let proxy = FaultProxy::start(&format!("127.0.0.1:{hfs_port}"));
+    let base = format!("http://127.0.0.1:{}", proxy.port);
+    let hfs = start_helios(name, hfs_port, &base);
+    write_pipeline(&dir, &base, auth);
+    (dir, proxy, hfs, base)
+}
+
+/// The bearer tokens of requests, in order, deduplicated.
+fn tokens(seen: &[common::fault_proxy::Seen]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for s in seen {
+        if let Some(t) = s.authorization.as_deref().and_then(|a| a.strip_prefix("Bearer "))
+            && !out.iter().any(|o| o == t)
+        {
+            out.push(t.to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn oauth2_client_credentials_tokens_refresh_before_expiry_and_once_on_401() {
+    let Some(url) = pg_database("fhir-rest-oauth") else { return };
+    let oidc = common::oidc::Server::start();
+    let (dir, proxy, hfs, _) = serve_and_write("fhir-rest-oauth", "    auth: {type: oauth2, connection: ehr_oauth}\n");
+    // A client-credentials connection to the real authorization server; its tokens live 600 s
+    // and are refreshed once within 598 s of expiry: two seconds after they are issued.
+    std::fs::write(dir.join("machine.secret"), common::oidc::MACHINE_SECRET).unwrap();
+    std::fs::write(dir.join("token.key"), common::oidc::TOKEN_KEY).unwrap();
+    let p = dir.join("pipelines/fhir-rest-sync.yaml");
+    let mut spec = std::fs::read_to_string(&p).unwrap();
+    spec.push_str(&format!(
+        "connections:\n  ehr_oauth:\n    provider: oauth2\n    auth: client_credentials\n    client_id: sluice-machine\n    client_secret: ${{file:../machine.secret}}\n    token_url: {}\n    token_key: ${{file:../token.key}}\n    refresh_before: 598s\n",
+        oidc.url("/token")
+    ));
+    std::fs::write(&p, spec).unwrap();
+    proxy.introspect(Some(Introspection {
+        port: oidc.port,
+        client_id: "sluice-machine".into(),
+        client_secret: common::oidc::MACHINE_SECRET.into(),
+    }));
+    let mut stderrs = Vec::new();
+
+    // 1. Five patients (three pages of two); the token expires at the server when the second
+    //    patients page is asked: 401, one refresh, the page again. Every patient once.
+    let ids: Vec<String> = (0..5).map(|i| create(hfs.port, &patient(i, "female"))).collect();
+    proxy.schedule_for("/Patient", vec![None, Some(Fault::ExpireToken)]);
+    let first = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&first), 5, "{first}");
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(patient_rows(&url).into_iter().map(|(id, _)| id).collect::<Vec<_>>(), expected);
+    let seen = proxy.seen();
+    let refused: Vec<_> = seen.iter().filter(|s| s.refused).collect();
+    assert_eq!(refused.len(), 1, "one 401, at the expired token: {seen:?}");
+    assert!(refused[0].fault.as_deref() == Some("ExpireToken"), "{refused:?}");
+    let at_401 = seen.iter().position(|s| s.refused).unwrap();
+    let again = &seen[at_401 + 1..].iter().find(|s| s.target.starts_with("/Patient")).unwrap();
+    assert_eq!(again.target, seen[at_401].target, "the refused page is asked again");
+    assert_ne!(again.authorization, seen[at_401].authorization, "with a new token");
+    assert!(stderrs[0].contains("refreshed once"), "{}", stderrs[0]);
+    let first_tokens = tokens(&seen);
+
+    // 2. Four more patients; the first patients page is slow (3.2 s): the token is then past
+    //    its refresh time, and is refreshed before the next page, with no 401.
+    for i in 5..9 {
+        create(hfs.port, &patient(i, "male"));
+    }
+    let before = proxy.seen().len();
+    proxy.schedule_for("/Patient", vec![Some(Fault::Slow(Duration::from_millis(3200)))]);
+    let second = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&second), 4, "{second}");
+    assert_eq!(patient_rows(&url).len(), 9);
+    let during = &proxy.seen()[before..];
+    assert!(during.iter().all(|s| !s.refused), "no 401: {during:?}");
+    let patient_tokens =
+        tokens(&during.iter().filter(|s| s.target.starts_with("/Patient")).cloned().collect::<Vec<_>>());
+    // (The first page may still use the last token of step 1, when it is younger than 2 s.)
+    assert!(patient_tokens.len() >= 2, "refreshed before expiry, mid-sync: {patient_tokens:?}");
+    assert!(patient_tokens.iter().any(|t| !first_tokens.contains(t)));
+
+    // 3. A server that accepts none of the issuer's tokens: one refresh, then RT120.
+    proxy.refuse_tokens(true);
+    let out = sluice(&dir, &url).output().unwrap();
+    let err = text(&out.stderr);
+    stderrs.push(err.clone());
+    assert!(!out.status.success());
+    assert!(err.contains("RT120") && err.contains("ehr_oauth"), "{err}");
+    assert_eq!(patient_rows(&url).len(), 9, "nothing lost");
+
+    // 4. No token, secret or patient name in any output (stderr, audit, state store, DLQ);
+    //    the tokens in the state store are sealed.
+    let all_tokens = tokens(&proxy.seen());
+    assert!(all_tokens.len() >= 4, "{all_tokens:?}");
+    let mut outputs = stderrs.join("\n").into_bytes();
+    for f in ["audit.jsonl", "state.db", "dlq.jsonl"] {
+        outputs.extend(std::fs::read(dir.join("out/fhir-rest-sync").join(f)).unwrap_or_default());
+    }
+    let outputs = String::from_utf8_lossy(&outputs);
+    for secret in all_tokens.iter().map(String::as_str).chain([common::oidc::MACHINE_SECRET]) {
+        assert!(!outputs.contains(secret), "a token or secret leaked");
+    }
+    for family in FAMILIES {
+        assert!(!outputs.contains(family), "{family} leaked");
+    }
+}
+
+fn delete(port: u16, target: &str) {
+    let (status, body) = request(port, "DELETE", target, None);
+    assert!(status == 200 || status == 204, "delete {target}: {status} {body}");
+}
+
+#[test]
+fn deletions_on_the_server_delete_rows_and_become_tombstones_once() {
+    let Some(url) = pg_database("fhir-rest-deletions") else { return };
+    let (dir, proxy, hfs, _) = serve_and_write("fhir-rest-deletions", "");
+    // Patients also to JSON Lines, where a deletion is a tombstone.
+    let p = dir.join("pipelines/fhir-rest-sync.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap().replacen(
+        "sinks:\n",
+        "sinks:\n  patients_file:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.jsonl\n",
+        1,
+    );
+    std::fs::write(&p, spec).unwrap();
+    let lines = |dir: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(dir.join("out/fhir-rest-sync/patients.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let mut stderrs = Vec::new();
+
+    // 1. Five patients and two observations, synced.
+    let ids: Vec<String> = (0..5).map(|i| create(hfs.port, &patient(i, "female"))).collect();
+    let obs: Vec<String> = ["61", "72"].iter().map(|v| create(hfs.port, &observation(&ids[0], v))).collect();
+    let first = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&first), 5 + 2, "{first}");
+    assert_eq!(patient_rows(&url).len(), 5);
+
+    // 2. Two patients deleted, one deleted and created again, one observation deleted: the
+    //    two rows go, the re-created one stays (updated), observations (append) ignore it.
+    delete(hfs.port, &format!("/Patient/{}", ids[1]));
+    delete(hfs.port, &format!("/Patient/{}", ids[2]));
+    delete(hfs.port, &format!("/Patient/{}", ids[3]));
+    let (status, body) = request(
+        hfs.port,
+        "PUT",
+        &format!("/Patient/{}", ids[3]),
+        Some(&patient(3, "male").replacen("{", &format!("{{\"id\":\"{}\",", ids[3]), 1)),
+    );
+    assert!(status == 200 || status == 201, "re-create: {status} {body}");
+    delete(hfs.port, &format!("/Observation/{}", obs[0]));
+    let before = proxy.seen().len();
+    let second = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&second), 2 + 1, "two deletions and one re-created patient: {second}");
+    let rows = patient_rows(&url);
+    let mut expected = vec![ids[0].clone(), ids[3].clone(), ids[4].clone()];
+    expected.sort();
+    assert_eq!(rows.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), expected, "{rows:?}");
+    assert_eq!(rows.iter().find(|(id, _)| *id == ids[3]).unwrap().1, "M");
+    let mut tombstones: Vec<String> = lines(&dir)
+        .iter()
+        .filter(|l| l["_deleted"] == true)
+        .map(|l| l["metadata"]["message_id"].as_str().unwrap().to_string())
+        .collect();
+    tombstones.sort();
+    let mut gone = vec![ids[1].clone(), ids[2].clone()];
+    gone.sort();
+    assert_eq!(tombstones, gone, "one tombstone per deletion");
+    assert_eq!(observation_lines(&dir), 2, "append tables ignore deletions");
+    let asked = &proxy.seen()[before..];
+    assert!(
+        asked.iter().any(|s| s.target.starts_with("/Patient/_history?") && s.target.contains("_since=")),
+        "{asked:?}"
+    );
+    assert!(asked.iter().all(|s| !s.target.starts_with("/Observation/_history")), "{asked:?}");
+
+    // 3. Nothing changed: the overlap window asks the history again; nothing twice.
+    let third = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&third), 0, "{third}");
+    assert_eq!(lines(&dir).iter().filter(|l| l["_deleted"] == true).count(), 2);
+
+    // 4. A server without `_history`: said once (RT121), the sync goes on, the row stays.
+    delete(hfs.port, &format!("/Patient/{}", ids[4]));
+    proxy.schedule_for("/Patient/_history", vec![Some(Fault::Status(404, None))]);
+    let fourth = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&fourth), 0, "{fourth}");
+    assert_eq!(stderrs.last().unwrap().matches("RT121").count(), 1, "{}", stderrs.last().unwrap());
+    assert_eq!(patient_rows(&url).len(), 3);
+    // ... and found by the next run that can ask.
+    let fifth = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&fifth), 1, "{fifth}");
+    assert_eq!(patient_rows(&url).len(), 2);
+
+    // 5. No patient name in any output but the sinks.
+    let mut outputs = stderrs.join("\n").into_bytes();
+    for f in ["audit.jsonl", "state.db", "dlq.jsonl"] {
+        outputs.extend(std::fs::read(dir.join("out/fhir-rest-sync").join(f)).unwrap_or_default());
+    }
+    let outputs = String::from_utf8_lossy(&outputs);
+    for family in FAMILIES {
+        assert!(!outputs.contains(family), "{family} leaked");
+    }
 }

@@ -888,6 +888,14 @@ impl Compiler {
             }
         }
         ok &= self.check_webhook_sources(spec);
+        for c in &spec.components {
+            if let Body::FhirRest(f) = &c.body
+                && let Some(d) = crate::fhir_rest::check_connection(f, &spec.connections)
+            {
+                self.diags.push(d);
+                ok = false;
+            }
+        }
         // A fhir.rest source syncs on its own run loop: only beside other fhir.rest sources.
         let rest_sources = spec.components.iter().filter(|c| matches!(c.body, Body::FhirRest(_))).count();
         let all_sources = spec.components.iter().filter(|c| c.section == Section::Source).count();

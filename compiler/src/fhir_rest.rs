@@ -13,6 +13,9 @@
 //!   bearer token are resolved when the run starts and never sit in a plan.
 //! - `base_url` is `http(s)://host[:port][/path]` without credentials, query or fragment, so
 //!   the URL a plan or an error shows holds no secret (SL258).
+//! - `auth: {type: oauth2, connection: NAME}` names a connection of the pipeline
+//!   (`connections:`) that hands out OAuth access tokens (SL263, SL264), and an OAuth token
+//!   is only sent over https or to a loopback address (SL265): the plan holds the name only.
 
 use serde::{Deserialize, Serialize};
 
@@ -39,10 +42,9 @@ pub const TABLES: &[Table] = &[
     Table { name: "procedures", resource_type: "Procedure", ingestion: "cdc" },
 ];
 
-/// Auth kinds: `none`, `api_key`, `basic`, `bearer`. OAuth2 client credentials come from a
-/// `connections:` entry (another part of Sluice); this source will take its token through
-/// [`FhirAuthPlan`] once it exists.
-pub const AUTH_TYPES: &[&str] = &["none", "api_key", "basic", "bearer"];
+/// Auth kinds: `none`, `api_key`, `basic`, `bearer`, and `oauth2`: the access token of a
+/// `connections:` entry (client credentials, or an authorization `sluice connect` made).
+pub const AUTH_TYPES: &[&str] = &["none", "api_key", "basic", "bearer", "oauth2"];
 
 /// `page_size` when not written (`_count`).
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
@@ -64,19 +66,28 @@ pub static FHIR_REST_AUTH: Shape = Shape {
     type_tag: None,
     doc: "How requests authenticate to the FHIR server. Every credential is a secret reference, resolved when the run starts and never printed.",
     keys: &[
-        req("type", KeyType::Enum(AUTH_TYPES), "`none`, `api_key` (a header), `basic` or `bearer`."),
+        req(
+            "type",
+            KeyType::Enum(AUTH_TYPES),
+            "`none`, `api_key` (a header), `basic`, `bearer`, or `oauth2` (the access token of a connection).",
+        ),
         opt("header", KeyType::String, "`api_key`: the header carrying the key (default `X-API-Key`)."),
         opt("key", KeyType::Secret, "`api_key`: the key, as a secret reference (`${FHIR_API_KEY}`)."),
         opt("username", KeyType::String, "`basic`: the user name."),
         opt("password", KeyType::Secret, "`basic`: the password, as a secret reference."),
         opt("token", KeyType::Secret, "`bearer`: the access token, as a secret reference (`${FHIR_TOKEN}`)."),
+        opt(
+            "connection",
+            KeyType::String,
+            "`oauth2`: the pipeline's connection (`connections:`, `auth: client_credentials` or `authorization_code`) whose access token is sent as `Authorization: Bearer`; it is cached sealed in the state store, refreshed before it expires, and refreshed once on a 401.",
+        ),
     ],
 };
 
 pub static SOURCE_FHIR_REST: Shape = Shape {
     name: "source.fhir.rest",
     type_tag: Some("fhir.rest"),
-    doc: "Incremental sync from a FHIR R4 server's REST API: per table, `GET [base]/[type]?_lastUpdated=gt{cursor - overlap}&_count=N`, following `Bundle.link[next]`; resources already delivered (same id and versionId) are skipped. Each table's cursor (`meta.lastUpdated`) is saved in the state store only once every record of that sync is durable in the sinks or the DLQ, so a run that stops early loses nothing: the next one asks again. The run ends when every table is synced.",
+    doc: "Incremental sync from a FHIR R4 server's REST API: per table, `GET [base]/[type]?_lastUpdated=gt{cursor - overlap}&_count=N`, following `Bundle.link[next]`; resources already delivered (same id and versionId) are skipped. Each table's cursor (`meta.lastUpdated`) is saved in the state store only once every record of that sync is durable in the sinks or the DLQ, so a run that stops early loses nothing: the next one asks again. For cdc tables, resources deleted on the server are then found in `GET [base]/[type]/_history?_since=...` and delivered as deletion records: a `postgres` upsert sink deletes the row, `jsonl`, `http` and `kafka` sinks get the mapped record with `\"_deleted\": true` (a server without `_history`: RT121, once). The run ends when every table is synced.",
     keys: &[
         req("type", KeyType::Enum(&["fhir.rest"]), "Source kind."),
         req(
@@ -139,6 +150,7 @@ pub enum FhirAuthSpec {
     ApiKey { header: String, key: Spanned },
     Basic { username: String, password: Spanned },
     Bearer { token: Spanned },
+    OAuth2 { connection: Spanned },
 }
 
 /// The plan of a `fhir.rest` source: what the runtime needs to sync, and nothing secret.
@@ -169,9 +181,22 @@ pub struct FhirTablePlan {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum FhirAuthPlan {
     None,
-    ApiKey { header: String, key: String },
-    Basic { username: String, password: String },
-    Bearer { token: String },
+    ApiKey {
+        header: String,
+        key: String,
+    },
+    Basic {
+        username: String,
+        password: String,
+    },
+    Bearer {
+        token: String,
+    },
+    /// The access token of connection `connection` (a name, never a token).
+    #[serde(rename = "oauth2")]
+    OAuth2 {
+        connection: String,
+    },
 }
 
 impl FhirAuthPlan {
@@ -182,6 +207,7 @@ impl FhirAuthPlan {
             FhirAuthPlan::ApiKey { header, .. } => format!("API key in `{header}`"),
             FhirAuthPlan::Basic { username, .. } => format!("basic auth as `{username}`"),
             FhirAuthPlan::Bearer { .. } => "bearer token".into(),
+            FhirAuthPlan::OAuth2 { connection } => format!("OAuth2 token of connection `{connection}`"),
         }
     }
 }
@@ -250,9 +276,10 @@ fn auth(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<FhirAuthSpec> {
         "api_key" => (&["key"], &["header", "key"]),
         "basic" => (&["username", "password"], &["username", "password"]),
         "bearer" => (&["token"], &["token"]),
+        "oauth2" => (&["connection"], &["connection"]),
         _ => (&[], &[]),
     };
-    for key in ["header", "key", "username", "password", "token"] {
+    for key in ["header", "key", "username", "password", "token", "connection"] {
         if !allowed.contains(&key)
             && let Some(span) = a.key_span(key)
         {
@@ -260,7 +287,7 @@ fn auth(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<FhirAuthSpec> {
                 Diagnostic::error(codes::FHIR_REST_AUTH, format!("`{key}` is not read by auth type `{}`", kind.text))
                     .label(span, "ignored by this auth type")
                     .label(kind.span, "the auth type")
-                    .help("`api_key` reads `header` and `key`; `basic` reads `username` and `password`; `bearer` reads `token`"),
+                    .help("`api_key` reads `header` and `key`; `basic` reads `username` and `password`; `bearer` reads `token`; `oauth2` reads `connection`"),
             );
             return None;
         }
@@ -269,7 +296,11 @@ fn auth(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<FhirAuthSpec> {
         cx.push(
             Diagnostic::error(codes::FHIR_REST_AUTH, format!("auth type `{}` needs `{missing}`", kind.text))
                 .label(kind.span, format!("add `{missing}` beside it"))
-                .help("credentials are secret references: `key: ${FHIR_API_KEY}`, `password: ${FHIR_PASSWORD}`, `token: ${FHIR_TOKEN}`"),
+                .help(if kind.text == "oauth2" {
+                    "name one of the pipeline's `connections:`: `auth: {type: oauth2, connection: ehr_oauth}`"
+                } else {
+                    "credentials are secret references: `key: ${FHIR_API_KEY}`, `password: ${FHIR_PASSWORD}`, `token: ${FHIR_TOKEN}`"
+                }),
         );
         return None;
     }
@@ -280,6 +311,7 @@ fn auth(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<FhirAuthSpec> {
         }
         "basic" => FhirAuthSpec::Basic { username: string(cx, "username")?.text, password: secret(cx, "password")? },
         "bearer" => FhirAuthSpec::Bearer { token: secret(cx, "token")? },
+        "oauth2" => FhirAuthSpec::OAuth2 { connection: string(cx, "connection")? },
         _ => FhirAuthSpec::None,
     })
 }
@@ -339,6 +371,64 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<FhirRestSpec> {
     })
 }
 
+/// Checks a source's `auth: {type: oauth2, connection}` against the pipeline's connections:
+/// the connection exists (SL263), hands out OAuth access tokens for a FHIR server (SL264),
+/// and the token goes over https or to a loopback address only (SL265).
+pub fn check_connection(
+    spec: &FhirRestSpec,
+    connections: &[crate::spec::connections::ConnectionSpec],
+) -> Option<Diagnostic> {
+    let FhirAuthSpec::OAuth2 { connection } = &spec.auth else { return None };
+    let Some(conn) = connections.iter().find(|c| c.plan.name == connection.text) else {
+        let names: Vec<&str> = connections.iter().map(|c| c.plan.name.as_str()).collect();
+        let help = match did_you_mean(&connection.text, names.iter().copied()) {
+            Some(best) => format!("did you mean `{best}`?"),
+            None if names.is_empty() => "declare it under `connections:` in this pipeline: `connections: {ehr_oauth: {provider: oauth2, auth: client_credentials, client_id: ..., client_secret: ${FHIR_CLIENT_SECRET}, token_url: https://..., token_key: ${SLUICE_TOKEN_KEY}}}`".to_string(),
+            None => format!("the pipeline's connections are: {}", names.join(", ")),
+        };
+        return Some(
+            Diagnostic::error(
+                codes::FHIR_REST_CONNECTION_UNKNOWN,
+                format!("the pipeline has no connection `{}`", connection.text),
+            )
+            .label(connection.span, "not under `connections:`")
+            .help(help),
+        );
+    };
+    let plan = &conn.plan;
+    if plan.auth == "api_key" || plan.provider != "oauth2" {
+        let why = if plan.auth == "api_key" {
+            "an `api_key` connection holds a financial API's secret key, not an OAuth access token".to_string()
+        } else {
+            format!(
+                "a `{}` connection's tokens are for the {} API, not for a FHIR server",
+                plan.provider, plan.provider
+            )
+        };
+        return Some(
+            Diagnostic::error(
+                codes::FHIR_REST_CONNECTION_KIND,
+                format!("connection `{}` cannot authenticate a FHIR server", connection.text),
+            )
+            .label(connection.span, why)
+            .label(conn.span, "declared here")
+            .help("use a `provider: oauth2` connection with `auth: client_credentials` (or `authorization_code` after `sluice connect`); for a static key use the source's `auth: {type: api_key}` or `{type: bearer}`"),
+        );
+    }
+    if !crate::plan::connection::url_allowed(&spec.base_url.text) {
+        return Some(
+            Diagnostic::error(
+                codes::FHIR_REST_TOKEN_IN_CLEAR,
+                "an OAuth access token would be sent over plain http to another machine",
+            )
+            .label(spec.base_url.span, "http:// to a host that is not this machine")
+            .label(connection.span, "sends this connection's access token")
+            .help("use the server's https:// base URL (plain http is accepted only to 127.0.0.1, localhost or [::1])"),
+        );
+    }
+    None
+}
+
 /// The plan of a source read by [`source`] (its `retry_plan` set from the defaults).
 pub fn plan(spec: &FhirRestSpec) -> FhirRestPlan {
     FhirRestPlan {
@@ -364,6 +454,7 @@ pub fn plan(spec: &FhirRestSpec) -> FhirRestPlan {
                 FhirAuthPlan::Basic { username: username.clone(), password: password.text.clone() }
             }
             FhirAuthSpec::Bearer { token } => FhirAuthPlan::Bearer { token: token.text.clone() },
+            FhirAuthSpec::OAuth2 { connection } => FhirAuthPlan::OAuth2 { connection: connection.text.clone() },
         },
         retry: spec
             .retry_plan

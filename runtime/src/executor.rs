@@ -273,7 +273,12 @@ impl Ctx<'_, '_> {
         mut rec: Record,
         acc: &mut Acc,
     ) {
-        match crate::fhir_source::decode(&rec.raw, rec.env.offset, index, src) {
+        let decoded = if rec.env.deleted() {
+            crate::fhir_source::decode_deletion(&rec.raw).map(Some)
+        } else {
+            crate::fhir_source::decode(&rec.raw, rec.env.offset, index, src)
+        };
+        match decoded {
             Err(r) => self.reject(idx, &rec, &r, acc),
             Ok(None) => {
                 acc.filtered_by.get_or_insert_with(|| Arc::clone(&self.c.names[idx]));
@@ -357,7 +362,9 @@ impl Ctx<'_, '_> {
                     // The compiler lets only records of an output schema reach a table.
                     Some(pg) => match sink::finalized(&rec, self.run_id, self.now) {
                         Some(doc) => {
-                            crate::sinks::postgres::row_line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), pg)
+                            let row =
+                                crate::sinks::postgres::row_line(&doc, &format!("{}-{}", self.run_id, rec.env.seq), pg);
+                            if rec.env.deleted() { crate::sinks::postgres::deletion_line(&row) } else { row }
                         }
                         None => {
                             let r = Rejection::single(findings::INTERNAL, None, "an HL7 message reached a table sink");

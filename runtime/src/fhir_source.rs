@@ -500,6 +500,15 @@ pub fn decode(bytes: &[u8], offset: u64, index: u64, src: &FhirSource) -> Result
     Ok(Some(Decoded { resource: to_doc(resource), resource_type: resource_type.to_string(), id, warnings }))
 }
 
+/// Reads a deletion's stub (`{"resourceType", "id"}`, made by the `fhir.rest` source from a
+/// server's `_history`): not validated, since a deleted resource has nothing else to check.
+pub fn decode_deletion(bytes: &[u8]) -> Result<Decoded, Rejection> {
+    let node = sluice_fhir::json::parse(bytes).map_err(|e| unreadable(&e, 0, "the deletion"))?;
+    let resource_type = node.resource_type().unwrap_or_default().to_string();
+    let id = node.get("id").and_then(Node::as_str).map(|id| format!("{resource_type}/{id}"));
+    Ok(Decoded { resource: to_doc(&node), resource_type, id, warnings: Vec::new() })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -74,12 +74,24 @@ pub struct Envelope {
     pub bus: Option<Arc<BusMeta>>,
 }
 
+impl Envelope {
+    /// Whether the record stands for a deletion ([`BusMeta::deleted`]).
+    pub fn deleted(&self) -> bool {
+        self.bus.as_ref().is_some_and(|b| b.deleted)
+    }
+}
+
 /// A bus message's key and headers, as the producer sent them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BusMeta {
     pub key: Option<Vec<u8>>,
     /// Header names with their values (`None`: a header without a value), in message order.
     pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// The record stands for a resource deleted at its source (a `fhir.rest` cdc table's
+    /// `_history`): its payload holds only what identifies it. Set by that source alone, never
+    /// from a message's own headers. Sinks delete the row (`postgres` upsert) or mark the
+    /// record `"_deleted": true`.
+    pub deleted: bool,
 }
 
 /// The payload: an HL7 message (its text, read through the lazy view; shared between fan-out

@@ -46,20 +46,33 @@ fn issues(list: &[Issue]) -> Doc {
 }
 
 /// The line a sink writes for a record (no line break).
+///
+/// A deletion (`Envelope::deleted`) is a tombstone: the record its mapping made from what
+/// identifies the resource, with `"_deleted": true` as its last member.
 pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
+    static DELETED: Doc = Doc::Bool(true);
+    let tombstone: &[(&str, Over<'_>)] = if rec.env.deleted() { &[("_deleted", Over::Value(&DELETED))] } else { &[] };
     match &rec.payload {
         Payload::Hl7(m) => serde_json::to_string(&hl7::to_json(m.tree())).unwrap_or_default(),
-        Payload::Doc(doc) if !rec.schema.starts_with("canonical/") => doc.to_json_string(),
+        Payload::Doc(doc) if !rec.schema.starts_with("canonical/") => match doc {
+            Doc::Obj(members) if !tombstone.is_empty() => {
+                let mut out = String::with_capacity(256);
+                write_merged(members, tombstone, &mut out);
+                out
+            }
+            _ => doc.to_json_string(),
+        },
         Payload::Doc(doc) => {
             let m = RuntimeMembers::of(rec, run_id, processed_at);
             let metadata =
                 [("processed_at", Over::Value(&m.processed_at)), ("validation_status", Over::Value(&m.status))];
-            let overrides = [
+            let mut overrides = vec![
                 ("metadata", Over::Merge(&metadata)),
                 ("compliance", Over::Value(&m.compliance)),
                 ("errors", Over::Value(&m.errors)),
                 ("warnings", Over::Value(&m.warnings)),
             ];
+            overrides.extend(tombstone.iter().copied());
             let mut out = String::with_capacity(1024);
             match doc {
                 Doc::Obj(members) => write_merged(members, &overrides, &mut out),
@@ -135,6 +148,7 @@ impl RuntimeMembers {
 
 /// What the sink puts at a member of a canonical record: a value, or members merged into the
 /// object there.
+#[derive(Clone, Copy)]
 enum Over<'a> {
     Value(&'a Doc),
     Merge(&'a [(&'a str, Over<'a>)]),

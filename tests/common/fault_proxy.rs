@@ -3,8 +3,10 @@
 //! FHIR server behind it and answers with what the server said, except when its schedule says
 //! otherwise for that request: an error status (with an optional `Retry-After`), a slow answer,
 //! a dropped connection (closed before any answer), or an answer cut short. It can also demand
-//! an `Authorization` header (401 otherwise), and keeps each request's target and the moment
-//! it arrived. Faults the real server will not produce, on a real wire.
+//! an `Authorization` header (401 otherwise), or act as an OAuth 2.0 resource server: check
+//! each bearer token by introspection (RFC 7662) at a real authorization server, and expire a
+//! token there mid-sync ([`Fault::ExpireToken`]); it keeps each request's target and the
+//! moment it arrived. Faults the real server will not produce, on a real wire.
 
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +27,18 @@ pub enum Fault {
     Truncate,
     /// Forwards, with the `next` link taken out of the Bundle (a server that does not page).
     NoNextLink,
+    /// With introspection on: destroys the request's access token at the authorization server
+    /// first (an expiry mid-sync), so that the request is refused with a 401.
+    ExpireToken,
+}
+
+/// Where bearer tokens are introspected: the authorization server's port, and the client id
+/// and secret the proxy authenticates with.
+#[derive(Clone, Debug)]
+pub struct Introspection {
+    pub port: u16,
+    pub client_id: String,
+    pub client_secret: String,
 }
 
 /// One request as the proxy saw it.
@@ -35,6 +49,8 @@ pub struct Seen {
     pub at: Instant,
     /// The fault it got, if any.
     pub fault: Option<String>,
+    /// Whether it was answered 401 for its credentials.
+    pub refused: bool,
 }
 
 #[derive(Default)]
@@ -44,6 +60,9 @@ struct Shared {
     faults: VecDeque<(Option<String>, Option<Fault>)>,
     seen: Vec<Seen>,
     require: Option<String>,
+    introspection: Option<Introspection>,
+    /// Every bearer token refused (a server that accepts none of the issuer's tokens).
+    refuse_tokens: bool,
 }
 
 #[derive(Clone)]
@@ -84,6 +103,16 @@ impl FaultProxy {
         self.shared.lock().unwrap().require = value.map(str::to_string);
     }
 
+    /// Checks every request's bearer token by introspection from now on (`None`: no check).
+    pub fn introspect(&self, at: Option<Introspection>) {
+        self.shared.lock().unwrap().introspection = at;
+    }
+
+    /// With introspection on: refuses every token, active or not.
+    pub fn refuse_tokens(&self, refuse: bool) {
+        self.shared.lock().unwrap().refuse_tokens = refuse;
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.lock().unwrap().seen.clone()
     }
@@ -117,19 +146,30 @@ impl FaultProxy {
             return;
         }
         let authorization = header("authorization");
-        let (fault, require) = {
+        let at = Instant::now();
+        let (fault, require, introspection, refuse_tokens) = {
             let mut s = self.shared.lock().unwrap();
             let mine = s.faults.iter().position(|(p, _)| p.as_deref().is_none_or(|p| target.starts_with(p)));
             let fault = mine.and_then(|i| s.faults.remove(i)).and_then(|(_, f)| f);
-            s.seen.push(Seen {
-                target: target.clone(),
-                authorization: authorization.clone(),
-                at: Instant::now(),
-                fault: fault.as_ref().map(|f| format!("{f:?}")),
-            });
-            (fault, s.require.clone())
+            (fault, s.require.clone(), s.introspection.clone(), s.refuse_tokens)
         };
-        if require.is_some() && authorization != require {
+        let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
+        let token_refused = introspection.as_ref().is_some_and(|i| {
+            let Some(token) = &bearer else { return true };
+            if matches!(fault, Some(Fault::ExpireToken)) {
+                expire(i, token);
+            }
+            refuse_tokens || !active(i, token)
+        });
+        let refused = token_refused || (require.is_some() && authorization != require);
+        self.shared.lock().unwrap().seen.push(Seen {
+            target: target.clone(),
+            authorization: authorization.clone(),
+            at,
+            fault: fault.as_ref().map(|f| format!("{f:?}")),
+            refused,
+        });
+        if refused {
             let _ = client.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
         }
@@ -175,6 +215,32 @@ impl FaultProxy {
         let _ = client.write_all(&answer);
         let _ = client.flush();
     }
+}
+
+/// Whether the authorization server says `token` is active (RFC 7662).
+fn active(at: &Introspection, token: &str) -> bool {
+    use base64::Engine;
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", at.client_id, at.client_secret));
+    let body = form_urlencoded::Serializer::new(String::new()).append_pair("token", token).finish();
+    let Ok(mut r) = agent
+        .post(format!("http://127.0.0.1:{}/token/introspection", at.port))
+        .header("Authorization", format!("Basic {basic}"))
+        .content_type("application/x-www-form-urlencoded")
+        .send(body)
+    else {
+        return false;
+    };
+    let json: serde_json::Value =
+        serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default()).unwrap_or_default();
+    json["active"] == true
+}
+
+/// Destroys `token` at the authorization server (its test endpoint), as an expiry would.
+fn expire(at: &Introspection, token: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let query = form_urlencoded::Serializer::new(String::new()).append_pair("token", token).finish();
+    let _ = agent.get(format!("http://127.0.0.1:{}/test/expire-access-token?{query}", at.port)).call();
 }
 
 /// The answer with its Bundle's `next` link taken out (sent whole, with a Content-Length).

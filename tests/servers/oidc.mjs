@@ -65,12 +65,15 @@ const provider = new Provider(issuer, {
   },
 });
 
-// Injected expiry: `GET /test/expire-access-token?token=...` destroys one access token before
+// Injected expiry: `GET /test/expire-access-token?token=...` destroys one access token (or
+// client-credentials token) before
 // its time (as a clock skew or a server-side invalidation would), leaving the grant and its
 // refresh token alone (RFC 7009 revocation of an access token revokes the whole grant here).
 provider.use(async (ctx, next) => {
   if (ctx.path === '/test/expire-access-token') {
-    const token = await provider.AccessToken.find(String(ctx.query.token));
+    // Client-credentials tokens are a model of their own.
+    const token = (await provider.AccessToken.find(String(ctx.query.token)))
+      || (await provider.ClientCredentials.find(String(ctx.query.token)));
     if (token) await token.destroy();
     ctx.status = token ? 204 : 404;
     return;

@@ -29,7 +29,7 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> super::shape
 pub static CONNECTION: Shape = Shape {
     name: "connection",
     type_tag: None,
-    doc: "A named connection to a financial API: how Sluice authenticates to one account. `sluice connect NAME PIPELINE` authorizes an `authorization_code` connection.",
+    doc: "A named connection to a financial API, or to a FHIR server (a `fhir.rest` source's `auth: {type: oauth2, connection: NAME}`): how Sluice authenticates to one account. `sluice connect NAME PIPELINE` authorizes an `authorization_code` connection.",
     keys: &[
         req(
             "provider",

@@ -57,6 +57,14 @@ pub struct Meta {
 }
 
 impl Meta {
+    /// A deletion found in a server's history: `version` is the deleted version (from the
+    /// entry's `etag`), `last_updated` when it was deleted.
+    pub fn deletion(resource_type: &str, id: &str, version: Option<String>, last_updated: Option<i64>) -> Meta {
+        let key = format!("{resource_type}/{id}/deleted/{}", version.as_deref().unwrap_or(""));
+        let hash = hex::encode(&Sha256::digest(key.as_bytes())[..16]);
+        Meta { id: Some(id.to_string()), version_id: version, last_updated, hash }
+    }
+
     pub fn of(resource: &sluice_fhir::Node, resource_type: &str) -> Meta {
         let text = |n: Option<&sluice_fhir::Node>| n.and_then(sluice_fhir::Node::as_str).map(str::to_string);
         let id = text(resource.get("id"));
@@ -83,11 +91,25 @@ pub struct Seen {
     now: HashMap<String, Option<i64>>,
     /// The server's time when the sync's search began (ns), from its first answer's `Date`.
     started: Option<i64>,
+    /// The newest `lastUpdated` read but not delivered (history entries that are not
+    /// deletions): the cursor may pass it too.
+    examined: Option<i64>,
 }
 
 impl Seen {
     pub fn new(state: &CursorState) -> Seen {
-        Seen { before: state.seen.iter().cloned().collect(), now: HashMap::new(), started: None }
+        Seen { before: state.seen.iter().cloned().collect(), now: HashMap::new(), started: None, examined: None }
+    }
+
+    /// The server's time when the search began (ns), once known.
+    pub fn started(&self) -> Option<i64> {
+        self.started
+    }
+
+    /// Records a version read and passed over (not delivered): the next sync need not ask
+    /// from before it.
+    pub fn examined(&mut self, last_updated: Option<i64>) {
+        self.examined = self.examined.max(last_updated);
     }
 
     /// Records the server's `Date` (seconds since 1970) of the search's first answer.
@@ -107,7 +129,7 @@ impl Seen {
 
     /// The state to save once everything delivered in this sync is durable.
     pub fn next_state(&self, previous: &CursorState, overlap_ms: u64) -> CursorState {
-        let newest = self.now.values().flatten().copied().max();
+        let newest = self.now.values().flatten().copied().chain(self.examined).max();
         let mut cursor = match (previous.last_updated, newest) {
             (Some(a), Some(b)) => Some(a.max(b)),
             (a, b) => a.or(b),
@@ -181,6 +203,8 @@ mod tests {
         assert_eq!(format_instant(t + 999_999), "2026-11-21T15:14:41.467Z", "rounded down");
         assert_eq!(parse_instant("2026-11-21T15:14:41Z"), Some(t - 467_000_000));
         assert_eq!(parse_instant("yesterday"), None);
+        // a history entry's `lastModified` as Helios writes it: nanoseconds and an offset
+        assert_eq!(parse_instant("2026-11-21T15:14:41.467653776+00:00"), Some(t + 653_776), "nanoseconds are kept");
     }
 
     #[test]

@@ -28,6 +28,17 @@
 //!   retried with backoff ([`crate::retry`]); every attempt takes a token of the source's
 //!   throttle ([`crate::throttle`]). 401/403 stop the run (RT118); anything else that is not
 //!   a searchset stops it too (RT119), records already handed on still become durable.
+//! - OAuth2 (`auth: {type: oauth2, connection}`): each page asks the connection for its
+//!   access token ([`crate::oauth::Connection::bearer`]: cached sealed in the state store,
+//!   refreshed within `refresh_before` of its expiry). A 401 gets one refresh
+//!   ([`crate::oauth::Connection::unauthorized`]) and the same page asked again; a second 401
+//!   stops the run (RT120). Only whole pages are handed on, so a page refused and asked again
+//!   delivers each of its resources once.
+//! - Deletions ([`deletions`]): after a cdc table's search is durable and its cursor saved,
+//!   `GET [Type]/_history?_since=...` finds the resources deleted since; each becomes a
+//!   deletion record (`BusMeta::deleted`) with its own cursor (`TABLE#deleted`), saved once
+//!   those records are durable. A server without `_history` is said once (RT121) and the
+//!   sync goes on without deletions. Append tables ignore deletions.
 //! - No PHI and no credential in logs, errors or the audit: messages name the source, table,
 //!   status and counts; URLs are shown without their query (`_cursor` tokens may encode data);
 //!   credentials are resolved from their references when the run starts and only ever sent in
@@ -47,6 +58,7 @@ use crate::compile::Compiled;
 use crate::error::RunError;
 use crate::executor::{self, Completion, Feed, RawInput, Totals};
 use crate::findings;
+use crate::oauth::Connection;
 use crate::record::BusMeta;
 use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng};
 use crate::secrets;
@@ -55,6 +67,7 @@ use crate::throttle::Throttle;
 use crate::time::Clock;
 
 pub mod cursor;
+pub mod deletions;
 
 use cursor::{CursorState, Seen};
 
@@ -73,6 +86,10 @@ struct Client {
     agent: ureq::Agent,
     /// Auth headers, resolved (never shown: no `Debug`).
     headers: Vec<(String, Credential)>,
+    /// `auth: oauth2`: the connection whose access token each request sends.
+    connection: Option<Connection>,
+    /// The status of the last refused request (after its retries), when it had one.
+    last_status: Option<u16>,
     policy: Policy,
     throttle: Option<Throttle>,
     rng: Rng,
@@ -95,6 +112,7 @@ struct Page {
 struct Failure {
     text: String,
     auth: bool,
+    status: Option<u16>,
 }
 
 /// The URL as messages show it: no query (a `_cursor` may encode search values).
@@ -119,11 +137,8 @@ fn secret_text(reference: &str, what: &str) -> Result<String, RunError> {
 impl Client {
     /// Builds the client and resolves the credentials (a missing secret stops the run before
     /// anything is fetched: RT002).
-    fn open(
-        name: &Arc<str>,
-        plan: &FhirRestPlan,
-        state: Option<&sluice_compiler::plan::StateTarget>,
-    ) -> Result<Client, RunError> {
+    fn open(name: &Arc<str>, plan: &FhirRestPlan, whole: &sluice_compiler::plan::Plan) -> Result<Client, RunError> {
+        let state = whole.state.as_ref();
         use base64::Engine;
         let header = |name: &str, value: String| (name.to_string(), Credential(value));
         let headers = match &plan.auth {
@@ -142,6 +157,11 @@ impl Client {
                     format!("Bearer {}", secret_text(token, &format!("the token of `{name}`"))?),
                 )]
             }
+            FhirAuthPlan::OAuth2 { .. } => Vec::new(),
+        };
+        let connection = match &plan.auth {
+            FhirAuthPlan::OAuth2 { connection } => Some(Connection::open(whole, connection)?),
+            _ => None,
         };
         for (h, v) in &headers {
             if ureq::http::HeaderValue::from_str(&v.0).is_err() {
@@ -165,6 +185,8 @@ impl Client {
             base_url: plan.base_url.clone(),
             agent,
             headers,
+            connection,
+            last_status: None,
             policy: Policy::from_plan(&plan.retry),
             throttle: plan.throttle.as_ref().map(|t| Throttle::open(t, state)).transpose()?,
             rng: Rng::from_time(),
@@ -174,9 +196,47 @@ impl Client {
         })
     }
 
-    /// GETs one searchset page, retried as the policy says.
+    /// GETs one page, retried as the policy says; with an OAuth connection, a 401 gets one
+    /// token refresh and the page is asked again.
     fn page(&mut self, url: &str, table: &str) -> Result<Page, RunError> {
-        let Client { name, agent, headers, policy, throttle, rng, timer, requests, retries, .. } = self;
+        let token = match &self.connection {
+            Some(connection) => connection.bearer()?,
+            None => return self.page_with(url, table, None),
+        };
+        let refused = match self.page_with(url, table, Some(&token)) {
+            Err(e) if self.last_status == Some(401) => e,
+            other => return other,
+        };
+        let Some(connection) = &self.connection else { return Err(refused) };
+        let connection_name = connection.plan().name.clone();
+        tracing::warn!(component = %self.name, table, "fhir.rest access token refused (HTTP 401): refreshed once");
+        let fresh = connection.unauthorized(&token)?;
+        match self.page_with(url, table, Some(&fresh)) {
+            Err(_) if self.last_status == Some(401) => Err(RunError::new(
+                findings::FHIR_REST_TOKEN_REFUSED,
+                format!(
+                    "`{}`: the server refused a freshly refreshed access token of connection `{connection_name}` for table `{table}` (HTTP 401, {})",
+                    self.name,
+                    shown(url)
+                ),
+            )
+            .with_help("the token endpoint and the FHIR server disagree: check the connection's `client_id` and `scopes` and the issuer or audience the server accepts; the tables synced so far kept their cursors")),
+            other => other,
+        }
+    }
+
+    /// GETs one page with `bearer` (when given) as its `Authorization`.
+    fn page_with(&mut self, url: &str, table: &str, bearer: Option<&crate::secrets::Secret>) -> Result<Page, RunError> {
+        self.last_status = None;
+        let bearer = bearer.map(|t| Credential(format!("Bearer {}", String::from_utf8_lossy(t.expose()))));
+        if bearer.as_ref().is_some_and(|b| ureq::http::HeaderValue::from_str(&b.0).is_err()) {
+            return Err(RunError::new(
+                findings::HTTP_HEADER_INVALID,
+                format!("the access token of `{}` is not a valid HTTP header value", self.name),
+            )
+            .with_help("the token endpoint returned a token with line breaks or control characters"));
+        }
+        let Client { name, agent, headers, policy, throttle, rng, timer, requests, retries, last_status, .. } = self;
         let outcome = retry::run(
             policy,
             rng,
@@ -187,7 +247,10 @@ impl Client {
                         Ok(wait) => timer.sleep(wait),
                         Err(e) => {
                             let text = format!("shared throttle: {}", e.message);
-                            return Err((Failure { text, auth: false }, Class::Retryable { retry_after: None }));
+                            return Err((
+                                Failure { text, auth: false, status: None },
+                                Class::Retryable { retry_after: None },
+                            ));
                         }
                     }
                 }
@@ -196,11 +259,17 @@ impl Client {
                 for (h, v) in headers.iter() {
                     req = req.header(h.as_str(), v.0.as_str());
                 }
+                if let Some(b) = &bearer {
+                    req = req.header("Authorization", b.0.as_str());
+                }
                 let mut resp = match req.call() {
                     Ok(r) => r,
                     Err(e) => {
                         let class = crate::http_sink::classify_error(&e);
-                        return Err((Failure { text: crate::http_sink::describe(&e), auth: false }, class));
+                        return Err((
+                            Failure { text: crate::http_sink::describe(&e), auth: false, status: None },
+                            class,
+                        ));
                     }
                 };
                 let status = resp.status().as_u16();
@@ -218,13 +287,16 @@ impl Client {
                         Class::Data => Class::Permanent,
                         c => c,
                     };
-                    return Err((Failure { text: format!("HTTP {status}"), auth }, class));
+                    return Err((Failure { text: format!("HTTP {status}"), auth, status: Some(status) }, class));
                 }
                 let bytes = match resp.body_mut().with_config().limit(512 * 1024 * 1024).read_to_vec() {
                     Ok(b) => b,
                     Err(e) => {
                         let class = crate::http_sink::classify_error(&e);
-                        return Err((Failure { text: crate::http_sink::describe(&e), auth: false }, class));
+                        return Err((
+                            Failure { text: crate::http_sink::describe(&e), auth: false, status: None },
+                            class,
+                        ));
                     }
                 };
                 match sluice_fhir::json::parse(&bytes) {
@@ -234,6 +306,7 @@ impl Client {
                         Failure {
                             text: format!("the answer is not FHIR JSON ({} at byte {})", e.code, e.offset),
                             auth: false,
+                            status: None,
                         },
                         Class::Retryable { retry_after: None },
                     )),
@@ -249,6 +322,7 @@ impl Client {
             Err(e) => e,
         };
         let attempts = outcome.attempts;
+        *last_status = failure.status;
         if failure.auth {
             return Err(RunError::new(
                 findings::FHIR_REST_AUTH,
@@ -315,6 +389,8 @@ struct Sync {
     plan: FhirRestPlan,
     client: Client,
     tx: crossbeam_channel::Sender<RawInput>,
+    /// Whether the server's `_history` is asked for deletions (until it refuses: RT121).
+    history: bool,
 }
 
 /// What one table's sync did (counts only).
@@ -345,10 +421,10 @@ pub fn serve(
         let ComponentKind::Source(s) = &comp.kind else { continue };
         let Some(plan) = s.fhir_rest.as_deref() else { continue };
         let name = Arc::clone(&c.names[i]);
-        let client = Client::open(&name, plan, Some(target))?;
+        let client = Client::open(&name, plan, c.plan)?;
         // Bounded: a slow pipeline slows the fetching, not memory.
         let (tx, rx) = crossbeam_channel::bounded::<RawInput>(256);
-        syncs.push(Sync { source: i, name, plan: plan.clone(), client, tx });
+        syncs.push(Sync { source: i, name, plan: plan.clone(), client, tx, history: true });
         feeds.push(rx);
     }
     if syncs.is_empty() {
@@ -410,6 +486,10 @@ fn run_sync(mut sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &Atom
             pages = report.pages,
             "fhir.rest table synced"
         );
+        if table.ingestion == "cdc" && sync.history {
+            let from = deletions::From { search_cursor: state.last_updated, search_started: seen.started() };
+            deletions::sync(&mut sync, table, from, store, pipeline, at, gone)?;
+        }
     }
     tracing::info!(
         component = %sync.name,
@@ -420,14 +500,67 @@ fn run_sync(mut sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &Atom
     Ok(())
 }
 
+/// The envelope's key and headers of a resource (or a deletion) of `table`.
+fn bus_meta(table: &FhirTablePlan, meta: &cursor::Meta, deleted: bool) -> BusMeta {
+    let mut headers = vec![
+        ("fhir.table".into(), Some(table.name.as_bytes().to_vec())),
+        ("fhir.ingestion".into(), Some(table.ingestion.as_bytes().to_vec())),
+        ("fhir.resource_type".into(), Some(table.resource_type.as_bytes().to_vec())),
+        ("fhir.version_id".into(), meta.version_id.as_ref().map(|v| v.as_bytes().to_vec())),
+    ];
+    if deleted {
+        headers.push(("fhir.deleted".into(), Some(b"true".to_vec())));
+    }
+    BusMeta { key: meta.id.as_ref().map(|i| i.as_bytes().to_vec()), headers, deleted }
+}
+
+/// Hands one record on to the executor; it counts as pending until durable.
+fn hand_on(
+    sync: &Sync,
+    table: &FhirTablePlan,
+    file: &Arc<str>,
+    index: u64,
+    bytes: Vec<u8>,
+    bus: BusMeta,
+    pending: &Arc<Pending>,
+) -> Result<(), RunError> {
+    pending.add();
+    let done = Arc::clone(pending);
+    let raw = RawInput {
+        source: sync.source,
+        file: Arc::clone(file),
+        offset: 0,
+        index,
+        seq: 0,
+        bytes,
+        problem: None,
+        completion: Some(Completion::new(move |_| done.done())),
+        bus: Some(Arc::new(bus)),
+    };
+    if sync.tx.send(raw).is_err() {
+        pending.done();
+        return Err(stopped(sync, table));
+    }
+    Ok(())
+}
+
+fn stopped(sync: &Sync, table: &FhirTablePlan) -> RunError {
+    RunError::new(findings::FHIR_REST_FAILED, format!("`{}`: the run stopped during table `{}`", sync.name, table.name))
+}
+
 /// The first page's URL of a table's search.
 fn first_url(plan: &FhirRestPlan, table: &FhirTablePlan, state: &CursorState, count: u64) -> String {
     let mut url = format!("{}/{}?_count={count}", plan.base_url, table.resource_type);
     if let Some(since) = state.since(plan.overlap_ms) {
         url.push_str("&_lastUpdated=gt");
-        url.push_str(&cursor::format_instant(since).replace(':', "%3A").replace('+', "%2B"));
+        url.push_str(&query_instant(since));
     }
     url
+}
+
+/// An instant as a query value (`2024-01-15T10%3A30%3A00.123Z`).
+fn query_instant(ns: i64) -> String {
+    cursor::format_instant(ns).replace(':', "%3A").replace('+', "%2B")
 }
 
 /// The `next` link of a searchset page, if any.
@@ -455,10 +588,7 @@ fn sync_table(
     let mut index = 0u64;
     loop {
         if gone.load(Ordering::Relaxed) {
-            return Err(RunError::new(
-                findings::FHIR_REST_FAILED,
-                format!("`{}`: the run stopped during table `{}`", sync.name, table.name),
-            ));
+            return Err(stopped(sync, table));
         }
         let page = sync.client.page(&url, &table.name)?;
         report.pages += 1;
@@ -498,36 +628,9 @@ fn sync_table(
                 continue;
             }
             report.fetched += 1;
-            let bus = BusMeta {
-                key: meta.id.as_ref().map(|i| i.as_bytes().to_vec()),
-                headers: vec![
-                    ("fhir.table".into(), Some(table.name.as_bytes().to_vec())),
-                    ("fhir.ingestion".into(), Some(table.ingestion.as_bytes().to_vec())),
-                    ("fhir.resource_type".into(), Some(table.resource_type.as_bytes().to_vec())),
-                    ("fhir.version_id".into(), meta.version_id.as_ref().map(|v| v.as_bytes().to_vec())),
-                ],
-            };
-            pending.add();
-            let done = Arc::clone(pending);
-            let raw = RawInput {
-                source: sync.source,
-                file: Arc::clone(&file),
-                offset: 0,
-                index,
-                seq: 0,
-                bytes: resource.to_json().into_bytes(),
-                problem: None,
-                completion: Some(Completion::new(move |_| done.done())),
-                bus: Some(Arc::new(bus)),
-            };
+            let bus = bus_meta(table, &meta, false);
+            hand_on(sync, table, &file, index, resource.to_json().into_bytes(), bus, pending)?;
             index += 1;
-            if sync.tx.send(raw).is_err() {
-                pending.done();
-                return Err(RunError::new(
-                    findings::FHIR_REST_FAILED,
-                    format!("`{}`: the run stopped during table `{}`", sync.name, table.name),
-                ));
-            }
         }
         match next_link(bundle) {
             Some(next) if origin(&next) == origin(&sync.client.base_url) => url = next,

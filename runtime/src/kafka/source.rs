@@ -306,7 +306,7 @@ fn record(
         .headers()
         .map(|h| h.iter().map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec))).collect())
         .unwrap_or_default();
-    let bus = BusMeta { key: message.key().map(<[u8]>::to_vec), headers };
+    let bus = BusMeta { key: message.key().map(<[u8]>::to_vec), headers, deleted: false };
     let problem = message
         .payload()
         .is_none()

@@ -19,6 +19,9 @@
 //!   others committed. Any other failure stops the run (RT608) with the batch rolled back.
 //! - Within a batch an `upsert` key keeps its last record (PostgreSQL refuses to update a row
 //!   twice in one statement), as if the records had been written one by one.
+//! - A deletion (a `fhir.rest` cdc table's `_history`, [`deletion_line`]) deletes the row of
+//!   its key from an `upsert` table, in the same transaction as the batch's other rows (the
+//!   last record of a key wins, deletion or not); an `append` table ignores deletions.
 //! - No secret and no data in messages: the URL shows as its secret reference; a refused row
 //!   is described by SQLSTATE, column or constraint and type, never by PostgreSQL's message
 //!   (which may quote the value).
@@ -43,12 +46,38 @@ pub struct PgSink {
     plan: PgSinkPlan,
     client: postgres::Client,
     insert: postgres::Statement,
+    /// `upsert` tables: deletes the rows of the keys given.
+    delete: Option<postgres::Statement>,
+}
+
+/// A row of a batch: an upsert or insert, or a deletion by key.
+pub struct Row {
+    pub values: Vec<Option<String>>,
+    pub deleted: bool,
 }
 
 /// The row a worker hands the writer for a record: the record id, then each column's value as
 /// text (`null` for none), as a JSON array. Lists and objects are their JSON text (`jsonb`).
 pub fn row_line(doc: &Doc, record_id: &str, plan: &PgSinkPlan) -> String {
     serde_json::to_string(&super::column_values(doc, record_id, &plan.columns)).unwrap_or_default()
+}
+
+/// The line of a deletion: its [`row_line`] as `{"deleted": [...]}`.
+pub fn deletion_line(row: &str) -> String {
+    format!("{{\"deleted\":{row}}}")
+}
+
+/// Reads a [`row_line`] or a [`deletion_line`].
+fn read_line(line: &str) -> Option<Row> {
+    #[derive(serde::Deserialize)]
+    struct Deletion {
+        deleted: Vec<Option<String>>,
+    }
+    if line.starts_with('{') {
+        let d: Deletion = serde_json::from_str(line).ok()?;
+        return Some(Row { values: d.deleted, deleted: true });
+    }
+    Some(Row { values: serde_json::from_str(line).ok()?, deleted: false })
 }
 
 impl PgSink {
@@ -74,7 +103,11 @@ impl PgSink {
         let mut client = config.connect(postgres::NoTls).map_err(|e| unreachable(connect_problem(&e)))?;
         migrate(&mut client, name, plan)?;
         let insert = client.prepare(&insert_sql(plan)).map_err(|e| failed(name, plan, "prepare the insert", &e))?;
-        Ok(PgSink { name: Arc::clone(name), plan: plan.clone(), client, insert })
+        let delete = match delete_sql(plan) {
+            Some(sql) => Some(client.prepare(&sql).map_err(|e| failed(name, plan, "prepare the delete", &e))?),
+            None => None,
+        };
+        Ok(PgSink { name: Arc::clone(name), plan: plan.clone(), client, insert, delete })
     }
 
     pub fn name(&self) -> &str {
@@ -87,17 +120,29 @@ impl PgSink {
 
     /// Writes `rows` (decoded [`row_line`]s) in one transaction. Returns the rows the
     /// database refused (their positions, why).
-    pub fn write(&mut self, rows: &[Vec<Option<String>>]) -> Result<Vec<(usize, Rejection)>, RunError> {
+    pub fn write(&mut self, rows: &[Row]) -> Result<Vec<(usize, Rejection)>, RunError> {
         let width = self.plan.columns.len();
-        if let Some(bad) = rows.iter().position(|r| r.len() != width) {
+        if let Some(bad) = rows.iter().position(|r| r.values.len() != width) {
             return Ok(vec![(bad, Rejection::single(findings::INTERNAL, None, "row of the wrong width"))]);
         }
         let chosen = self.last_per_key(rows);
-        let batch: Vec<&Vec<Option<String>>> = chosen.iter().map(|&i| &rows[i]).collect();
+        let (deletes, inserts): (Vec<&Row>, Vec<&Row>) = chosen.iter().map(|&i| &rows[i]).partition(|r| r.deleted);
+        let inserts: Vec<&Vec<Option<String>>> = inserts.into_iter().map(|r| &r.values).collect();
+        let deletes: Vec<&Vec<Option<String>>> = deletes.into_iter().map(|r| &r.values).collect();
+        let delete_keys = self.key_rows(&deletes);
         let first = {
             let mut tx =
                 self.client.transaction().map_err(|e| failed(&self.name, &self.plan, "start a transaction", &e))?;
-            match execute(&mut tx, &self.insert, &batch, width) {
+            let deleted = match (&self.delete, deletes.is_empty()) {
+                (Some(delete), false) => execute(&mut tx, delete, &delete_keys, self.plan.key.len()),
+                _ => Ok(()),
+            };
+            let written = match deleted {
+                Ok(()) if inserts.is_empty() => Ok(()),
+                Ok(()) => execute(&mut tx, &self.insert, &inserts, width),
+                Err(e) => Err(e),
+            };
+            match written {
                 Ok(()) => tx.commit(),
                 Err(e) => Err(e),
             }
@@ -109,16 +154,27 @@ impl PgSink {
         }
     }
 
-    /// The rows to send in one statement: for an `upsert` table, the last row of each key.
-    fn last_per_key(&self, rows: &[Vec<Option<String>>]) -> Vec<usize> {
+    /// Positions of the key columns in a row.
+    fn key_positions(&self) -> Vec<usize> {
+        self.plan.key.iter().filter_map(|k| self.plan.columns.iter().position(|c| &c.name == k)).collect()
+    }
+
+    /// The key values of rows, for the delete statement.
+    fn key_rows(&self, rows: &[&Vec<Option<String>>]) -> Vec<Vec<Option<String>>> {
+        let key = self.key_positions();
+        rows.iter().map(|r| key.iter().map(|&k| r[k].clone()).collect()).collect()
+    }
+
+    /// The rows to send in one statement: for an `upsert` table, the last row of each key
+    /// (a deletion included); for an `append` table, every row but the deletions.
+    fn last_per_key(&self, rows: &[Row]) -> Vec<usize> {
         if self.plan.write != "upsert" {
-            return (0..rows.len()).collect();
+            return (0..rows.len()).filter(|&i| !rows[i].deleted).collect();
         }
-        let key: Vec<usize> =
-            self.plan.key.iter().filter_map(|k| self.plan.columns.iter().position(|c| &c.name == k)).collect();
+        let key = self.key_positions();
         let mut last: HashMap<Vec<&Option<String>>, usize> = HashMap::new();
         for (i, row) in rows.iter().enumerate() {
-            last.insert(key.iter().map(|&k| &row[k]).collect(), i);
+            last.insert(key.iter().map(|&k| &row.values[k]).collect(), i);
         }
         let mut chosen: Vec<usize> = last.into_values().collect();
         chosen.sort_unstable();
@@ -127,15 +183,22 @@ impl PgSink {
 
     /// The batch again, one row per savepoint, in record order: the rows refused for their
     /// data are left out and reported, the others committed together.
-    fn write_one_by_one(&mut self, rows: &[Vec<Option<String>>]) -> Result<Vec<(usize, Rejection)>, RunError> {
+    fn write_one_by_one(&mut self, rows: &[Row]) -> Result<Vec<(usize, Rejection)>, RunError> {
         let width = self.plan.columns.len();
+        let keys: Vec<Vec<Vec<Option<String>>>> = rows.iter().map(|r| self.key_rows(&[&r.values])).collect();
         let (name, plan) = (Arc::clone(&self.name), &self.plan);
         let fail = |what: &str, e: &postgres::Error| failed(&name, plan, what, e);
         let mut refused = Vec::new();
         let mut tx = self.client.transaction().map_err(|e| fail("start a transaction", &e))?;
         for (i, row) in rows.iter().enumerate() {
             let mut sp = tx.savepoint("sluice_row").map_err(|e| fail("write a row", &e))?;
-            match execute(&mut sp, &self.insert, &[row], width) {
+            let done = match (&self.delete, row.deleted) {
+                (Some(delete), true) => execute(&mut sp, delete, &keys[i], plan.key.len()),
+                // An `append` table ignores deletions.
+                (None, true) => Ok(()),
+                (_, false) => execute(&mut sp, &self.insert, &[&row.values], width),
+            };
+            match done {
                 Ok(()) => sp.commit().map_err(|e| fail("write a row", &e))?,
                 Err(e) if is_data_error(&e) => {
                     // Dropping the savepoint rolls it back; the transaction goes on.
@@ -230,13 +293,14 @@ fn migrate(client: &mut postgres::Client, name: &str, plan: &PgSinkPlan) -> Resu
     tx.commit().map_err(|e| step("migrate the table", &e))
 }
 
-/// Runs the insert for `rows` (column-major text arrays).
-fn execute(
+/// Runs the insert (or delete) for `rows` (column-major text arrays).
+fn execute<R: std::borrow::Borrow<Vec<Option<String>>>>(
     tx: &mut postgres::Transaction<'_>,
     insert: &postgres::Statement,
-    rows: &[&Vec<Option<String>>],
+    rows: &[R],
     width: usize,
 ) -> Result<(), postgres::Error> {
+    let rows: Vec<&Vec<Option<String>>> = rows.iter().map(std::borrow::Borrow::borrow).collect();
     let arrays: Vec<Vec<Option<&str>>> = (0..width).map(|c| rows.iter().map(|r| r[c].as_deref()).collect()).collect();
     let params: Vec<&(dyn ToSql + Sync)> = arrays.iter().map(|a| a as &(dyn ToSql + Sync)).collect();
     tx.execute(insert, &params).map(|_| ())
@@ -274,6 +338,33 @@ pub fn insert_sql(plan: &PgSinkPlan) -> String {
         aliases.join(", "),
         conflict.join(", ")
     )
+}
+
+/// `DELETE FROM t USING unnest($1::text[], ...) AS u(c0, ...) WHERE t.k = u.c0::type AND ...`
+/// for an `upsert` table (by its key); `None` for an `append` table.
+pub fn delete_sql(plan: &PgSinkPlan) -> Option<String> {
+    if plan.write != "upsert" || plan.key.is_empty() {
+        return None;
+    }
+    let key: Vec<&sluice_compiler::plan::pg_table::PgColumn> =
+        plan.key.iter().filter_map(|k| plan.columns.iter().find(|c| &c.name == k)).collect();
+    let params: Vec<String> = (1..=key.len()).map(|i| format!("${i}::text[]")).collect();
+    let aliases: Vec<String> = (0..key.len()).map(|i| format!("c{i}")).collect();
+    let matches: Vec<String> = key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let value = if c.sql_type == "text" { format!("u.c{i}") } else { format!("u.c{i}::{}", c.sql_type) };
+            format!("t.{} = {value}", quoted(&c.name))
+        })
+        .collect();
+    Some(format!(
+        "DELETE FROM {} AS t USING unnest({}) AS u({}) WHERE {}",
+        quoted(&plan.table),
+        params.join(", "),
+        aliases.join(", "),
+        matches.join(" AND ")
+    ))
 }
 
 /// Whether an existing column of type `found` (as `format_type` writes it) holds what the sink
@@ -418,7 +509,7 @@ impl PgSinks {
             let mut rows = Vec::new();
             for (pos, lines) in records.clone().enumerate() {
                 for (c, line) in lines.iter().filter(|(c, _)| *c == component) {
-                    let row: Vec<Option<String>> = serde_json::from_str(line).map_err(|_| {
+                    let row = read_line(line).ok_or_else(|| {
                         let name = sink.name();
                         RunError::new(
                             findings::INTERNAL,
@@ -484,6 +575,20 @@ mod tests {
         assert!(insert_sql(&plan("upsert")).ends_with(
             "ON CONFLICT (\"id\") DO UPDATE SET \"sluice_record_id\" = EXCLUDED.\"sluice_record_id\", \"dob\" = EXCLUDED.\"dob\", \"ids\" = EXCLUDED.\"ids\""
         ));
+    }
+
+    #[test]
+    fn deletions_delete_by_key_from_upsert_tables_only() {
+        assert_eq!(delete_sql(&plan("append")), None);
+        assert_eq!(
+            delete_sql(&plan("upsert")).unwrap(),
+            "DELETE FROM \"t\" AS t USING unnest($1::text[]) AS u(c0) WHERE t.\"id\" = u.c0"
+        );
+        let row = r#"["run-7","A1",null,null]"#;
+        let deleted = read_line(&deletion_line(row)).unwrap();
+        assert!(deleted.deleted && deleted.values[1].as_deref() == Some("A1"));
+        assert!(!read_line(row).unwrap().deleted);
+        assert!(read_line("{not json").is_none());
     }
 
     #[test]

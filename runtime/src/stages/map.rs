@@ -404,7 +404,9 @@ fn fields<'p>(
                 empty
             }
         };
-        if field.required && value {
+        // A deletion's record holds only what identifies the resource: its other required
+        // fields are empty by design (the sink deletes by key, or marks it `_deleted`).
+        if field.required && value && !rec.env.deleted() {
             missing.push(field.path.clone());
         }
     }
