@@ -223,6 +223,20 @@ fn bodies_are_encrypted_at_rest_in_postgresql_and_rotate() {
         &|| rows().into_iter().filter_map(|(body, _)| body).collect::<Vec<_>>().join("\n").into_bytes(),
         &|| rows().into_iter().map(|(_, key)| key).collect(),
     );
+    // A sealed body copied onto another row does not open there (it is bound to its row): that
+    // event reads as unreadable (fed empty, RT043 in the DLQ); the row it came from still opens.
+    client
+        .lock()
+        .unwrap()
+        .execute(
+            "UPDATE webhook_events SET body = (SELECT body FROM webhook_events WHERE event_id = 'evt_pii_2')
+             WHERE event_id = 'evt_pii_1'",
+            &[],
+        )
+        .unwrap();
+    let store = Store::open(&target, None).unwrap();
+    let queued = store.queued_webhooks("hooks", 0, 10, &keys(KEY_B)).unwrap();
+    assert_eq!(queued.iter().map(|r| r.body.is_some()).collect::<Vec<_>>(), [false, true]);
 }
 
 /// How an older Sluice created the queue: no `body_key`, bodies in plain text.
