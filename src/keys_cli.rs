@@ -202,6 +202,12 @@ pub fn rotate(pipeline: &Path, who: &RoleArgs, fixed_clock: Option<String>) -> u
                     plural(*n as usize, "entry").replace("entrys", "entries")
                 );
             }
+            if let Some((current, n)) = &s.webhooks {
+                println!(
+                    "webhook queue: re-encrypted {n} queued {} under {current}",
+                    if *n == 1 { "body" } else { "bodies" }
+                );
+            }
             if s.vaults.is_empty() && s.dlq.is_none() {
                 println!("pipeline {} keeps nothing encrypted", s.pipeline);
             }

@@ -56,6 +56,12 @@ fn describe(e: &ServeEvent) -> String {
         ServeEvent::Stopping { signal } => {
             format!("{signal}: no new deliveries; finishing those in flight (the rest stay queued)")
         }
+        ServeEvent::Unencrypted => {
+            "queue: webhook bodies are kept in plain text in the state store (the DLQ's `plaintext_reason`)".to_string()
+        }
+        ServeEvent::Sealed { events } => {
+            format!("queue: {events} queued event(s) re-encrypted under the current key")
+        }
     }
 }
 

@@ -12,6 +12,10 @@
 //! - An unknown secret (RT405), a missing JSON key (RT408), an unreachable endpoint (RT407)
 //!   and missing credentials (RT404) stop the run with their codes, and no output, log line or
 //!   error shows the secret's value.
+//! - Credentials and region from a shared credentials/config file profile (`AWS_PROFILE`, or
+//!   `default` under `HOME`), checked by moto's IAM auth; environment variables win over the
+//!   profile; a missing profile (RT046), missing files (RT047) and a malformed file (RT048) are
+//!   coded errors that show no key.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -41,6 +45,11 @@ fn run(dir: &Path, env: &[(&str, &str)]) -> Output {
     for v in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_SECRETSMANAGER", "AWS_PROFILE"] {
         cmd.env_remove(v);
     }
+    // No shared credentials or config file but those a test writes (not the machine's).
+    for v in ["AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE"] {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", dir);
     cmd.envs(env.iter().copied()).output().unwrap()
 }
 
@@ -181,4 +190,94 @@ fn signatures_are_checked_and_refusals_are_coded() {
         assert!(!ok && said.contains("RT406"), "{why}: {said}");
         assert!(!said.contains(KEY) && !said.contains(secret), "{why}: {said}");
     }
+}
+
+/// `aws_access_key_id`/`aws_secret_access_key` lines of a credentials file section.
+fn section(name: &str, id: &str, secret: &str) -> String {
+    format!("[{name}]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n")
+}
+
+#[test]
+fn credentials_and_region_from_a_shared_profile() {
+    let moto = moto::start(Some(6));
+    let out = Command::new(venv().join("python")).args(["-c", IAM_SETUP, &moto.endpoint, KEY]).output().unwrap();
+    assert!(out.status.success(), "boto3 IAM setup: {}", text(&out.stderr));
+    let keys = text(&out.stdout);
+    let [reader_id, reader_secret, nobody_id, nobody_secret] = keys.split_whitespace().collect::<Vec<_>>()[..] else {
+        panic!("unexpected setup output: {keys}");
+    };
+    let dir = common::workspace("aws-secrets-profile");
+    std::fs::write(dir.join("mappings/base/policies/message-tables.yaml"), policy("${aws-sm:sluice/mask-key}"))
+        .unwrap();
+    let files = dir.join("aws-files");
+    std::fs::create_dir_all(&files).unwrap();
+    let credentials = files.join("credentials");
+    let config = files.join("config");
+    std::fs::write(
+        &credentials,
+        format!(
+            "# test profiles\n{}\n{}",
+            section("reader", reader_id, reader_secret),
+            section("nobody", nobody_id, nobody_secret)
+        ),
+    )
+    .unwrap();
+    std::fs::write(&config, "[profile reader]\nregion = us-east-1\n[profile nobody]\nregion = us-east-1\n").unwrap();
+    let (credentials, config) = (credentials.display().to_string(), config.display().to_string());
+    let endpoint = ("AWS_ENDPOINT_URL_SECRETSMANAGER", moto.endpoint.as_str());
+    let files = [("AWS_SHARED_CREDENTIALS_FILE", credentials.as_str()), ("AWS_CONFIG_FILE", config.as_str())];
+    let with = |env: &[(&str, &str)]| {
+        let out = run(&dir, env);
+        let said = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert!(!said.contains(KEY) && !said.contains(reader_secret) && !said.contains(nobody_secret), "{said}");
+        (out.status.success(), said)
+    };
+
+    // The named profile: its keys sign the request (moto checks them), its region is used (no
+    // AWS_REGION anywhere).
+    let (ok, said) = with(&[endpoint, files[0], files[1], ("AWS_PROFILE", "reader")]);
+    assert!(ok, "profile `reader` from the shared files: {said}");
+    // A profile whose identity may not read the secret: refused, so the profile's keys are the
+    // ones used.
+    let (ok, said) = with(&[endpoint, files[0], files[1], ("AWS_PROFILE", "nobody")]);
+    assert!(!ok && said.contains("RT406"), "profile `nobody`: {said}");
+    // Environment variables win over the profile: `nobody`'s keys with AWS_PROFILE=reader.
+    let (ok, said) = with(&[
+        endpoint,
+        files[0],
+        files[1],
+        ("AWS_PROFILE", "reader"),
+        ("AWS_ACCESS_KEY_ID", nobody_id),
+        ("AWS_SECRET_ACCESS_KEY", nobody_secret),
+    ]);
+    assert!(!ok && said.contains("RT406"), "the environment's keys win: {said}");
+    // The default profile, in `~/.aws` under HOME (the test's run sets HOME to the workspace).
+    std::fs::create_dir_all(dir.join(".aws")).unwrap();
+    std::fs::write(dir.join(".aws/credentials"), section("default", reader_id, reader_secret)).unwrap();
+    std::fs::write(dir.join(".aws/config"), "[default]\nregion = us-east-1\n").unwrap();
+    let (ok, said) = with(&[endpoint]);
+    assert!(ok, "the default profile under HOME: {said}");
+
+    // Errors: coded, naming the profile and the files, never a key.
+    let (ok, said) = with(&[endpoint, files[0], files[1], ("AWS_PROFILE", "auditor")]);
+    assert!(!ok && said.contains("RT046") && said.contains("`auditor`"), "{said}");
+    assert!(said.contains("nobody, reader"), "the help lists the profiles there are: {said}");
+    let nowhere = dir.join("no-such-dir/credentials").display().to_string();
+    let (ok, said) = with(&[
+        endpoint,
+        ("AWS_SHARED_CREDENTIALS_FILE", nowhere.as_str()),
+        ("AWS_CONFIG_FILE", nowhere.as_str()),
+        ("AWS_PROFILE", "reader"),
+    ]);
+    assert!(!ok && said.contains("RT047") && said.contains("no-such-dir/credentials"), "{said}");
+    let broken = dir.join("aws-files/broken");
+    std::fs::write(
+        &broken,
+        format!("[reader]\naws_access_key_id = {reader_id}\naws_secret_access_key: {reader_secret}\n"),
+    )
+    .unwrap();
+    let broken = broken.display().to_string();
+    let (ok, said) =
+        with(&[endpoint, ("AWS_SHARED_CREDENTIALS_FILE", broken.as_str()), files[1], ("AWS_PROFILE", "reader")]);
+    assert!(!ok && said.contains("RT048") && said.contains("line 3"), "{said}");
 }

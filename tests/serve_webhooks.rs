@@ -113,13 +113,18 @@ fn response(s: &mut impl Read) -> (u16, String) {
 }
 
 fn pipeline(dir: &Path, sources: &str, sink: &str) {
+    pipeline_with_dlq(dir, sources, sink, "  plaintext_reason: refusals hold no bytes; test events are synthetic\n");
+}
+
+/// The test pipeline with `dlq` holding `path` and then `dlq_keys` (how it keeps data).
+fn pipeline_with_dlq(dir: &Path, sources: &str, sink: &str, dlq_keys: &str) {
     let names: Vec<&str> = sources
         .lines()
         .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':'))
         .collect();
     let spec = format!(
-        "kind: pipeline\nname: hooks\nsources:\n{sources}sinks:\n  events:\n    inputs: [{}]\n{sink}state:\n  path: state/hooks.db\ndlq:\n  path: out/dlq.jsonl\n  plaintext_reason: refusals hold no bytes; test events are synthetic\naudit:\n  path: out/audit.jsonl\n",
+        "kind: pipeline\nname: hooks\nsources:\n{sources}sinks:\n  events:\n    inputs: [{}]\n{sink}state:\n  path: state/hooks.db\ndlq:\n  path: out/dlq.jsonl\n{dlq_keys}audit:\n  path: out/audit.jsonl\n",
         names.join(", ")
     );
     std::fs::write(dir.join("hooks.yaml"), spec).unwrap();
@@ -563,4 +568,121 @@ fn tls_and_rate_limits() {
     assert!(stderr.contains("listening on https://127.0.0.1:"), "{stderr}");
     assert_eq!(lines(&dir.join("out/events.jsonl")).len(), 3);
     assert_no_payload(&dir, &stderr);
+}
+
+/// Every byte of the state store's files (the SQLite database, its WAL, ...), read by `cat`
+/// (not opened in this process, where closing them would drop SQLite's POSIX locks).
+fn state_bytes(dir: &Path) -> Vec<u8> {
+    let files: Vec<PathBuf> = std::fs::read_dir(dir.join("state")).unwrap().flatten().map(|e| e.path()).collect();
+    let out = Command::new("cat").args(&files).output().unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+fn holds(hay: &[u8], needle: &str) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+const KEY_A: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+const KEY_B: &str = "1f1e1d1c1b1a191817161514131211100f0e0d0c0b0a09080706050403020100";
+
+/// With `dlq.encryption_key`, queued bodies are encrypted at rest: after `kill -9` with events
+/// queued, no byte of the state store holds the Stripe customer's name or e-mail; `sluice keys
+/// rotate` re-encrypts them under the new key, and a `sluice serve` with the new key alone
+/// processes them all.
+#[test]
+fn queued_bodies_are_encrypted_at_rest_and_rotate_with_the_dlq_key() {
+    let dir = scratch("serve-sealed");
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/dlq.key"), KEY_A).unwrap();
+    let sink_port = common::free_port();
+    let sink = format!(
+        "    type: http\n    url: http://127.0.0.1:{sink_port}/ingest\n    timeout: 10m\n    phi:\n      allowed: true\n      reason: webhook event records carry no PHI\n"
+    );
+    pipeline_with_dlq(&dir, STRIPE_SOURCE, &sink, "  encryption_key: ${file:keys/dlq.key}\n");
+    let hanging = Endpoint::start(sink_port, false);
+    let (mut running, port) = serve(&dir, &[]);
+    let n = 5;
+    for i in 0..n {
+        let body = stripe_event(&format!("evt_sealed_{i}"));
+        assert!(holds(&body, PII[0]) && holds(&body, PII[1]), "the fixture holds the customer");
+        let (status, _) = post(port, "/hooks/stripe", &[("Stripe-Signature", &stripe_header(&body, now()))], &body);
+        assert_eq!(status, 200);
+    }
+    assert_eq!(queue_counts(&dir), (n, 0));
+    running.child.kill().unwrap();
+    running.child.wait().unwrap();
+    drop(hanging);
+    let at_rest = state_bytes(&dir);
+    assert!(!at_rest.is_empty());
+    for v in PII {
+        assert!(!holds(&at_rest, v), "a queued webhook body is readable in the state store");
+    }
+
+    // Rotate: the new key first, the old one after it.
+    std::fs::write(dir.join("keys/dlq.key"), format!("{KEY_B},{KEY_A}")).unwrap();
+    let rotated = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&dir)
+        .args(["keys", "rotate", "hooks.yaml"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&rotated.stdout);
+    assert!(rotated.status.success(), "{said}{}", String::from_utf8_lossy(&rotated.stderr));
+    let id_b = sluice_runtime::keys::key_id(&hex_bytes(KEY_B));
+    assert!(said.contains(&format!("webhook queue: re-encrypted {n} queued bodies under {id_b}")), "{said}");
+    for v in PII {
+        assert!(!holds(&state_bytes(&dir), v), "a rotated body is readable in the state store");
+    }
+    // The old key is gone: the new one alone reads every queued body.
+    std::fs::write(dir.join("keys/dlq.key"), KEY_B).unwrap();
+    let answering = Endpoint::start(sink_port, true);
+    let (running, _) = serve(&dir, &[]);
+    for _ in 0..600 {
+        if answering.ids().len() as u64 >= n && queue_counts(&dir).0 == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, _, _, stderr) = running.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    let expected: std::collections::BTreeSet<String> = (0..n).map(|i| format!("evt_sealed_{i}")).collect();
+    assert_eq!(answering.ids(), expected);
+    assert_eq!(queue_counts(&dir), (0, n));
+    assert!(!stderr.contains(KEY_A) && !stderr.contains(KEY_B));
+    assert_no_payload(&dir, &stderr);
+}
+
+fn hex_bytes(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+/// A DLQ with neither a key nor a `plaintext_reason`: `sluice serve` refuses to start (RT045),
+/// saying how to set a key, and queues nothing.
+#[test]
+fn serve_without_a_key_refuses_to_start() {
+    let dir = scratch("serve-no-key");
+    pipeline_with_dlq(&dir, STRIPE_SOURCE, JSONL_SINK, "");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(&dir)
+        .env("STRIPE_WEBHOOK_SECRET", STRIPE_SECRET)
+        .args(["serve", "hooks.yaml", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("error[RT045]: pipeline `hooks` would keep webhook bodies"), "{stderr}");
+    assert!(stderr.contains("help: add `encryption_key: ${SLUICE_DLQ_KEY}`"), "{stderr}");
+    assert!(!stderr.contains("listening"), "{stderr}");
+    assert!(!dir.join("state/hooks.db").exists(), "nothing was queued");
+}
+
+/// A DLQ with `plaintext_reason` (synthetic data): the queue keeps plain text, and says so.
+#[test]
+fn serve_with_a_plaintext_reason_says_the_queue_is_plain_text() {
+    let dir = scratch("serve-plain");
+    pipeline(&dir, STRIPE_SOURCE, JSONL_SINK);
+    let (running, _) = serve(&dir, &[]);
+    let (code, _, _, stderr) = running.stop("TERM");
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("queue: webhook bodies are kept in plain text in the state store"), "{stderr}");
 }

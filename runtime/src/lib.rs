@@ -269,10 +269,13 @@ pub fn serve_with_events(
 ) -> Result<RunSummary, RunError> {
     let started = std::time::Instant::now();
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
+    // Before the DLQ's own check: without a key, the refusal names the webhook queue (RT045).
+    let seal = webhooks::queue_seal(plan)?;
     let compiled = compile::Compiled::new(plan, &clock)?;
     let run_id = run_id(&plan.hash, &clock.seed());
     announce_run_id(options, &run_id);
-    let t = webhooks::serve(&compiled, &clock, &run_id, options.threads, serve, events, options.progress.clone())?;
+    let t =
+        webhooks::serve(&compiled, &clock, &run_id, options.threads, serve, seal, events, options.progress.clone())?;
     let secs = started.elapsed().as_secs_f64();
     Ok(RunSummary {
         pipeline: plan.pipeline.clone(),

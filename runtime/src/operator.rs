@@ -18,6 +18,7 @@ use crate::error::RunError;
 use crate::findings;
 use crate::keys::KeyRing;
 use crate::state::Store;
+use crate::state::webhooks::BodySeal;
 use crate::{RunOptions, time, vault};
 
 /// Chains `body` (an object with an `event` member) onto the pipeline's audit log, if it has
@@ -94,6 +95,9 @@ pub struct RotateSummary {
     pub vaults: Vec<(String, String, u64)>,
     /// The DLQ's current key id and the entries re-encrypted, when it is encrypted.
     pub dlq: Option<(String, u64)>,
+    /// The current key id and the queued webhook bodies re-encrypted, when the pipeline
+    /// serves webhooks (`sluice serve`) and its DLQ has a key.
+    pub webhooks: Option<(String, u64)>,
 }
 
 /// Replaces a file by `bytes` atomically: written beside it, synced, renamed over it, so a
@@ -154,9 +158,10 @@ struct Rotated<'a> {
     current_keys: &'a [String],
 }
 
-/// Re-encrypts every vault row and DLQ entry under the current key of its ring, after an
-/// audit entry `keys_rotated` naming the current key ids. Refused while a run of the pipeline
-/// is unfinished (a resume would cut the DLQ back to lengths this changes).
+/// Re-encrypts every vault row, DLQ entry and queued webhook body under the current key of
+/// its ring, after an audit entry `keys_rotated` naming the current key ids. Refused while a
+/// run of the pipeline is unfinished (a resume would cut the DLQ back to lengths this changes)
+/// and while `sluice serve` of it runs (it holds the queue's lock).
 pub fn rotate(plan: &Plan, options: &RunOptions) -> Result<RotateSummary, RunError> {
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
     let Some(target) = &plan.state else { return Err(needs_state(plan, "encrypted state to rotate")) };
@@ -166,6 +171,23 @@ pub fn rotate(plan: &Plan, options: &RunOptions) -> Result<RotateSummary, RunErr
         None => None,
     };
     let mut store = Store::open(target, Some(&plan.pipeline))?;
+    // The webhook queue's lock too: never beside a `sluice serve` sealing under the old key.
+    let queue_seal = if crate::webhooks::serves(plan) { Some(crate::webhooks::queue_seal(plan)?) } else { None };
+    let _queue_lock = match &queue_seal {
+        Some(BodySeal::Keys { .. }) => {
+            Some(Store::open(target, Some(&crate::webhooks::queue_lock(&plan.pipeline))).map_err(|e| {
+                if e.code != findings::STATE_LOCKED {
+                    return e;
+                }
+                RunError::new(
+                    findings::STATE_LOCKED,
+                    format!("the webhook queue of pipeline `{}` is in use by a `sluice serve`", plan.pipeline),
+                )
+                .with_help("stop `sluice serve` (Ctrl-C or SIGTERM), rotate, then serve again with the same keys")
+            })?)
+        }
+        _ => None,
+    };
     if let Some(row) = store.unfinished(&plan.pipeline)? {
         return Err(RunError::new(
             findings::RUN_UNFINISHED,
@@ -185,7 +207,13 @@ pub fn rotate(plan: &Plan, options: &RunOptions) -> Result<RotateSummary, RunErr
         Some(key) => Some((key.current_id().to_string(), rotate_dlq(plan, &mut store, key)?)),
         None => None,
     };
-    Ok(RotateSummary { pipeline: plan.pipeline.clone(), vaults, dlq })
+    let webhooks = match &queue_seal {
+        Some(seal @ BodySeal::Keys { ring, .. }) => {
+            Some((ring.current().id().to_string(), store.reseal_webhooks(&plan.pipeline, seal)?))
+        }
+        _ => None,
+    };
+    Ok(RotateSummary { pipeline: plan.pipeline.clone(), vaults, dlq, webhooks })
 }
 
 /// One configured key ring as `sluice keys list` shows it.

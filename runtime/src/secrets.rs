@@ -13,6 +13,7 @@
 use crate::error::RunError;
 use crate::findings;
 
+mod aws_profile;
 mod aws_sm;
 mod sigv4;
 

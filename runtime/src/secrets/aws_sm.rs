@@ -2,10 +2,12 @@
 //! `GetSecretValue` (its current version), signed with SigV4 ([`super::sigv4`]). `NAME` is the
 //! secret's name or ARN; `#key` takes one member of a secret whose value is a JSON object.
 //!
-//! Where: the region is `AWS_REGION` (else `AWS_DEFAULT_REGION`); the endpoint is
-//! `https://secretsmanager.<region>.amazonaws.com`, or `AWS_ENDPOINT_URL_SECRETSMANAGER`, else
-//! `AWS_ENDPOINT_URL` when set (an emulator, a VPC endpoint). Who: `AWS_ACCESS_KEY_ID`,
-//! `AWS_SECRET_ACCESS_KEY` and, for temporary credentials, `AWS_SESSION_TOKEN`.
+//! Where: the region is `AWS_REGION` (else `AWS_DEFAULT_REGION`, else the profile's `region`);
+//! the endpoint is `https://secretsmanager.<region>.amazonaws.com`, or
+//! `AWS_ENDPOINT_URL_SECRETSMANAGER`, else `AWS_ENDPOINT_URL` when set (an emulator, a VPC
+//! endpoint). Who: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, for temporary
+//! credentials, `AWS_SESSION_TOKEN`; without them, the keys of the profile `AWS_PROFILE` (else
+//! `default`) in the shared credentials and config files ([`super::aws_profile`]).
 //!
 //! Invariants:
 //! - A secret's value, the secret access key and the session token never reach a message:
@@ -22,8 +24,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 
-use super::Secret;
 use super::sigv4::{self, Credentials, Scope};
+use super::{Secret, aws_profile};
 use crate::error::RunError;
 use crate::findings;
 
@@ -49,16 +51,50 @@ fn target(env: &impl Fn(&str) -> Option<std::ffi::OsString>, what: &str) -> Resu
         RunError::new(findings::AWS_SETTINGS_MISSING, format!("{what}: {which} for AWS Secrets Manager is not set"))
             .with_help(help.to_string())
     };
-    let region = setting(env, "AWS_REGION").or_else(|| setting(env, "AWS_DEFAULT_REGION")).ok_or_else(|| {
-        missing("the region", "set `AWS_REGION` (e.g. `us-east-1`) in the environment of `sluice run`")
+    let var = |name: &str| setting(env, name);
+    let env_region = var("AWS_REGION").or_else(|| var("AWS_DEFAULT_REGION"));
+    let env_keys = match (var("AWS_ACCESS_KEY_ID"), var("AWS_SECRET_ACCESS_KEY")) {
+        (Some(id), Some(secret)) => {
+            Some(Credentials { access_key_id: id, secret_access_key: secret, session_token: var("AWS_SESSION_TOKEN") })
+        }
+        _ => None,
+    };
+    // The environment wins; the shared files are read only for what it lacks.
+    let profile = if env_region.is_none() || env_keys.is_none() { aws_profile::load(&var, what)? } else { None };
+    let (profile_name, _) = aws_profile::selected(&var);
+    let from_profile = profile.is_some();
+    let profile = profile.unwrap_or_default();
+    let region = env_region.or(profile.region).ok_or_else(|| {
+        missing(
+            "the region",
+            &format!(
+                "set `AWS_REGION` (e.g. `us-east-1`) in the environment of `sluice run`, or `region` in profile \
+                 `{profile_name}` of `~/.aws/config` (`AWS_CONFIG_FILE`)"
+            ),
+        )
     })?;
-    let (Some(access_key_id), Some(secret_access_key)) =
-        (setting(env, "AWS_ACCESS_KEY_ID"), setting(env, "AWS_SECRET_ACCESS_KEY"))
-    else {
-        return Err(missing(
-            "the credentials",
-            "set `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` for temporary credentials)",
-        ));
+    let credentials = match (env_keys, profile.access_key_id, profile.secret_access_key) {
+        (Some(keys), _, _) => keys,
+        (None, Some(access_key_id), Some(secret_access_key)) => {
+            Credentials { access_key_id, secret_access_key, session_token: profile.session_token }
+        }
+        _ if from_profile => {
+            return Err(missing(
+                &format!(
+                    "the credentials (profile `{profile_name}` has no `aws_access_key_id` and `aws_secret_access_key`)"
+                ),
+                "give the profile its access keys (`aws configure`); profiles that assume a role, use SSO or a \
+                 `credential_process` are not supported: set `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and \
+                 `AWS_SESSION_TOKEN` from them instead",
+            ));
+        }
+        _ => {
+            return Err(missing(
+                "the credentials",
+                "set `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and `AWS_SESSION_TOKEN` for temporary \
+                 credentials), or `AWS_PROFILE` to a profile of `~/.aws/credentials` (`AWS_SHARED_CREDENTIALS_FILE`)",
+            ));
+        }
     };
     let endpoint = setting(env, "AWS_ENDPOINT_URL_SECRETSMANAGER")
         .or_else(|| setting(env, "AWS_ENDPOINT_URL"))
@@ -71,8 +107,6 @@ fn target(env: &impl Fn(&str) -> Option<std::ffi::OsString>, what: &str) -> Resu
         )
         .with_help("write `AWS_ENDPOINT_URL_SECRETSMANAGER` like `https://secretsmanager.us-east-1.amazonaws.com`"));
     }
-    let credentials =
-        Credentials { access_key_id, secret_access_key, session_token: setting(env, "AWS_SESSION_TOKEN") };
     Ok(Target { region, endpoint, credentials })
 }
 

@@ -40,7 +40,7 @@ use crate::executor::RawInput;
 use crate::findings;
 use crate::secrets::{self, Secret};
 use crate::state::Store;
-use crate::state::webhooks::NewEvent;
+use crate::state::webhooks::{BodySeal, NewEvent};
 use crate::time::Clock;
 
 /// How a source verifies its deliveries.
@@ -97,6 +97,7 @@ struct Inner {
     endpoints: HashMap<String, Endpoint>,
     clock: Clock,
     store: Arc<Store>,
+    seal: Arc<BodySeal>,
     tx: crossbeam_channel::Sender<RawInput>,
     wake: crossbeam_channel::Sender<()>,
 }
@@ -107,6 +108,7 @@ impl App {
         c: &Compiled<'_>,
         clock: Clock,
         store: Arc<Store>,
+        seal: Arc<BodySeal>,
         tx: crossbeam_channel::Sender<RawInput>,
         wake: crossbeam_channel::Sender<()>,
     ) -> Result<App, RunError> {
@@ -152,7 +154,7 @@ impl App {
                 },
             );
         }
-        Ok(App(Arc::new(Inner { pipeline: c.plan.pipeline.clone(), endpoints, clock, store, tx, wake })))
+        Ok(App(Arc::new(Inner { pipeline: c.plan.pipeline.clone(), endpoints, clock, store, seal, tx, wake })))
     }
 }
 
@@ -269,7 +271,8 @@ async fn handle(State(app): State<App>, request: Request) -> Response {
                     sync: q.sync.then_some(account.as_deref()),
                 })
                 .collect();
-            let new = app.0.store.enqueue_webhook(&app.0.pipeline, &source, &provider, &received_at, &rows)?;
+            let new =
+                app.0.store.enqueue_webhook(&app.0.pipeline, &source, &provider, &received_at, &app.0.seal, &rows)?;
             Ok::<_, RunError>((new, rows.len() - new))
         })
         .await

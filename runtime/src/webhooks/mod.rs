@@ -20,6 +20,11 @@
 //! - Nothing parses a body before its signature verified; a refused delivery (4xx) reaches the
 //!   DLQ and the audit log as a record with a reason and no bytes.
 //! - No payload, header value or secret reaches stderr, an error, the DLQ reason or the audit.
+//! - Queued bodies are encrypted at rest under the current key of the DLQ's `encryption_key`
+//!   ([`queue_seal`], [`crate::state::webhooks::BodySeal`]); without a key `sluice serve`
+//!   refuses to start (RT045), unless the DLQ declares `plaintext_reason` (synthetic or test
+//!   data: then the queue keeps plain text too, and says so on start). Rows an older Sluice
+//!   left in plain text are sealed before anything listens.
 //! - Shutdown (SIGINT, SIGTERM): stop accepting, finish the requests in flight, stop feeding;
 //!   the records in flight finish and are marked processed; the rest stay queued for the next
 //!   start.
@@ -42,7 +47,9 @@ use crate::compile::Compiled;
 use crate::error::RunError;
 use crate::executor::{self, Completion, Feed, RawInput, Totals};
 use crate::findings;
+use crate::keys::KeyRing;
 use crate::state::Store;
+use crate::state::webhooks::BodySeal;
 use crate::time::Clock;
 
 /// How `sluice serve` listens.
@@ -63,6 +70,36 @@ pub enum ServeEvent {
     Listening { address: SocketAddr, tls: bool, endpoints: Vec<(String, String, String)> },
     /// A shutdown signal arrived.
     Stopping { signal: &'static str },
+    /// Queued bodies are kept in plain text (the DLQ's `plaintext_reason`).
+    Unencrypted,
+    /// Queued bodies an older Sluice kept in plain text (or sealed under an earlier key) were
+    /// re-encrypted under the current key before serving.
+    Sealed { events: u64 },
+}
+
+/// How the queue of `plan` keeps bodies: sealed under the DLQ's `encryption_key` ring, or in
+/// plain text when the DLQ declares `plaintext_reason`; with neither, an error (RT045) saying
+/// how to set a key. Checked before anything else, so the refusal names the webhook queue.
+pub fn queue_seal(plan: &Plan) -> Result<BodySeal, RunError> {
+    let dlq = plan.dlq.as_ref();
+    match (dlq.and_then(|d| d.encryption_key.as_ref()), dlq.and_then(|d| d.plaintext_reason.as_ref())) {
+        (Some(reference), _) => {
+            let ring = KeyRing::resolve(reference, "the DLQ's `encryption_key`")?;
+            Ok(BodySeal::Keys { ring, reference: reference.clone() })
+        }
+        (None, Some(_)) => Ok(BodySeal::Plain),
+        (None, None) => Err(RunError::new(
+            findings::WEBHOOK_UNENCRYPTED,
+            format!(
+                "pipeline `{}` would keep webhook bodies, which hold customer and patient data, unencrypted in its state store",
+                plan.pipeline
+            ),
+        )
+        .with_help(
+            "add `encryption_key: ${SLUICE_DLQ_KEY}` (or `${file:dlq.key}`) to `dlq`, with 32 random bytes as 64 hex \
+             digits (`openssl rand -hex 32`): it encrypts the queued webhook bodies and the DLQ",
+        )),
+    }
 }
 
 /// The plan's webhook sources: component index and settings.
@@ -86,19 +123,23 @@ fn serve_error(message: impl Into<String>) -> RunError {
     RunError::new(findings::WEBHOOK_SERVE, message)
 }
 
-/// The lock name of the queue: the pipeline's own lock stays free for other commands.
-fn queue_lock(pipeline: &str) -> String {
+/// The lock name of the queue: the pipeline's own lock stays free for other commands
+/// (`sluice keys rotate` takes both).
+pub(crate) fn queue_lock(pipeline: &str) -> String {
     format!("{pipeline}#webhooks")
 }
 
 /// Runs the pipeline fed by its webhook endpoints until SIGINT or SIGTERM (or until the
-/// executor stops on an error), then drains and returns the totals.
+/// executor stops on an error), then drains and returns the totals. `seal` is how the queue
+/// keeps bodies ([`queue_seal`]).
+#[allow(clippy::too_many_arguments)]
 pub fn serve(
     c: &Compiled<'_>,
     clock: &Clock,
     run_id: &str,
     threads: Option<usize>,
     options: &ServeOptions,
+    seal: BodySeal,
     events: Option<std::sync::mpsc::Sender<ServeEvent>>,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<Totals, RunError> {
@@ -113,10 +154,12 @@ pub fn serve(
     })?;
     let store = Arc::new(Store::open(target, Some(&queue_lock(&plan.pipeline)))?);
     store.prepare_webhooks()?;
+    let seal = Arc::new(seal);
+    let sealed = store.reseal_webhooks(&plan.pipeline, &seal)?;
     let (queued, _) = store.webhook_counts(&plan.pipeline)?;
     let (tx, rx) = crossbeam_channel::bounded::<RawInput>(1024);
     let (wake_tx, wake_rx) = crossbeam_channel::bounded::<()>(1);
-    let app = http::App::new(c, clock.clone(), Arc::clone(&store), tx.clone(), wake_tx)?;
+    let app = http::App::new(c, clock.clone(), Arc::clone(&store), Arc::clone(&seal), tx.clone(), wake_tx)?;
     let acceptor = options.tls.as_ref().map(|t| crate::mllp::tls::acceptor("serve", t)).transpose()?;
     let addr: SocketAddr = options.listen.parse().map_err(|_| {
         serve_error(format!("`{}` is not an address to listen on", options.listen))
@@ -133,6 +176,12 @@ pub fn serve(
             let _ = tx.send(e);
         }
     };
+    if matches!(*seal, BodySeal::Plain) {
+        notify(ServeEvent::Unencrypted);
+    }
+    if sealed > 0 {
+        notify(ServeEvent::Sealed { events: sealed });
+    }
     if queued > 0 {
         notify(ServeEvent::Recovered { events: queued });
     }
@@ -178,7 +227,7 @@ pub fn serve(
         let pipeline = plan.pipeline.clone();
         std::thread::Builder::new()
             .name("sluice-serve-feeder".into())
-            .spawn(move || feed(&store, &pipeline, &sources, &feeding, &wake_rx, &tx, &done_tx))
+            .spawn(move || feed(&store, &seal, &pipeline, &sources, &feeding, &wake_rx, &tx, &done_tx))
             .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the queue thread"))?
     };
     let control = executor::RunControl { progress, ..Default::default() };
@@ -199,8 +248,10 @@ pub fn serve(
 
 /// Feeds queued rows to the executor, oldest first, until `feeding` goes false; woken by each
 /// accepted delivery, and looks again every half second anyway.
+#[allow(clippy::too_many_arguments)]
 fn feed(
     store: &Store,
+    seal: &BodySeal,
     pipeline: &str,
     sources: &[(String, usize)],
     feeding: &AtomicBool,
@@ -211,7 +262,7 @@ fn feed(
     let queue: Arc<str> = Arc::from("webhook-queue");
     let mut after = 0;
     while feeding.load(Ordering::SeqCst) {
-        let rows = store.queued_webhooks(pipeline, after, 256)?;
+        let rows = store.queued_webhooks(pipeline, after, 256, seal)?;
         if rows.is_empty() {
             let _ = wake.recv_timeout(Duration::from_millis(500));
             continue;
@@ -228,7 +279,8 @@ fn feed(
                 offset: u64::try_from(id).unwrap_or_default(),
                 index: u64::try_from(id).unwrap_or_default(),
                 seq: 0,
-                bytes: row.body.into_bytes(),
+                // A body that does not open is fed empty: unreadable, to the DLQ (RT043).
+                bytes: row.body.map(String::into_bytes).unwrap_or_default(),
                 problem: None,
                 completion: Some(Completion::new(move |_| {
                     let _ = done.send(id);
