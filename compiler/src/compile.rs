@@ -1436,6 +1436,19 @@ impl Compiler {
                 if let Some((t, t_span)) = fhir_input {
                     return self.fhir_map(c, mid, flow, (t, t_span), (state, origins));
                 }
+                let x12_input = self.mapping(mid)?.input_x12;
+                if let Some((guide, g_span)) = x12_input {
+                    let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    return match flow {
+                        Flow::Unknown => None,
+                        Flow::X12 => self.mapped(mid, (state, origins)),
+                        other => {
+                            let d = crate::x12::map_input_mismatch(&c.name, &guide.id, &other.name(), input_at, g_span);
+                            self.diags.push(d);
+                            None
+                        }
+                    };
+                }
                 let version = need_hl7(self, "map stage");
                 let m = self.mapping(mid)?;
                 let (plan, output, input_version): (MapPlan, _, _) = (m.plan.clone(), m.output, m.input_version);
@@ -1714,7 +1727,7 @@ impl Compiler {
                     self.diags.push(
                         leak(format!("sink `{}` receives raw X12 transaction sets, which carry PHI", c.name))
                             .label(c.name_span, "unmasked claims and remittances reach this sink")
-                            .help("X12 sets hold names, member ids and dates of birth: allow PHI at this sink with `phi: {allowed: true, reason: ...}` (mappings over X12 paths are not supported yet)"),
+                            .help("X12 sets hold names, member ids and dates of birth: map them with a mapping that reads `schema: x12/<guide>` and mask them, or allow PHI at this sink with `phi: {allowed: true, reason: ...}`"),
                     );
                     lenient.as_ref()?;
                 }
@@ -2409,7 +2422,7 @@ impl Compiler {
         mid: FileId,
         flow: Flow,
         (resource_type, at): (&'static str, Span),
-        (mut state, mut origins): (PhiState, Origins),
+        (state, origins): (PhiState, Origins),
     ) -> Option<(ComponentKind, Flow, (PhiState, Origins))> {
         let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
         let wrong = match flow {
@@ -2435,6 +2448,16 @@ impl Compiler {
             );
             return None;
         }
+        self.mapped(mid, (state, origins))
+    }
+
+    /// A map stage over FHIR resources or X12 sets (its input checked) with mapping `mid`:
+    /// its plan, and the PHI state of what flows on.
+    fn mapped(
+        &mut self,
+        mid: FileId,
+        (mut state, mut origins): (PhiState, Origins),
+    ) -> Option<(ComponentKind, Flow, (PhiState, Origins))> {
         let m = self.mapping(mid)?;
         let (plan, output) = (m.plan.clone(), m.output);
         let spans: Vec<(String, BTreeSet<PhiClass>, Span)> = m.leaf_classes.clone();

@@ -141,9 +141,10 @@ impl Hasher for PlanHasher {
 
 type PlanMap<'p, V> = HashMap<&'p str, V, BuildHasherDefault<PlanHasher>>;
 
-/// HL7 paths and templates of a plan, parsed and compiled once.
+/// HL7 and X12 paths and templates of a plan, parsed and compiled once.
 pub struct Prepared<'p> {
     paths: PlanMap<'p, Path>,
+    x12_paths: PlanMap<'p, sluice_x12::path::Path>,
     templates: Environment<'p>,
     /// Templates rendered without minijinja, by source.
     plain: PlanMap<'p, PlainTemplate<'p>>,
@@ -153,7 +154,7 @@ impl Default for Prepared<'_> {
     fn default() -> Self {
         let mut templates = Environment::new();
         templates.set_auto_escape_callback(|_| AutoEscape::None);
-        Prepared { paths: PlanMap::default(), templates, plain: PlanMap::default() }
+        Prepared { paths: PlanMap::default(), x12_paths: PlanMap::default(), templates, plain: PlanMap::default() }
     }
 }
 
@@ -163,6 +164,13 @@ impl<'p> Prepared<'p> {
     pub fn prepare(&mut self, expr: &'p Expr) -> Result<(), String> {
         match expr {
             Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } | Expr::Fhir { .. } => Ok(()),
+            Expr::X12 { path, .. } => {
+                if !self.x12_paths.contains_key(path.as_str()) {
+                    let p = crate::x12_path::parse(path).ok_or_else(|| format!("X12 path `{path}` does not parse"))?;
+                    self.x12_paths.insert(path, p);
+                }
+                Ok(())
+            }
             Expr::Hl7 { path, .. } | Expr::Within { path, .. } => {
                 if !self.paths.contains_key(path.as_str()) {
                     let p = hl7::parse_path(path).map_err(|e| format!("HL7 path `{path}`: {e}"))?;
@@ -223,6 +231,8 @@ pub struct Scope<'a> {
     pub field: &'a str,
     /// The Bundle a FHIR record came from, for `resolve()`.
     pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
+    /// An X12 record's set, its loops identified once for all paths.
+    pub x12: Option<&'a sluice_x12::loops::Identified<'a>>,
 }
 
 impl<'a> Scope<'a> {
@@ -246,6 +256,7 @@ impl<'a> Scope<'a> {
             raw: false,
             field,
             bundle: None,
+            x12: None,
         }
     }
 
@@ -314,6 +325,18 @@ impl<'a> Scope<'a> {
                     Val::List(values.into_iter().map(Val::from_doc).collect())
                 } else {
                     values.first().map_or(Val::Null, |d| Val::from_doc(d))
+                }
+            }
+            // An X12 set's values are text, converted to the element's type like HL7's.
+            Expr::X12 { path, value_type, multi } => {
+                let values = match (self.x12, self.prepared.x12_paths.get(path.as_str())) {
+                    (Some(set), Some(p)) => crate::x12_path::select(set, p),
+                    _ => Vec::new(),
+                };
+                if *multi {
+                    Val::List(values.iter().map(|v| self.convert(v, value_type, path, warnings)).collect())
+                } else {
+                    values.first().map_or(Val::Null, |v| self.convert(v, value_type, path, warnings))
                 }
             }
             Expr::Call { function, args } => self.call(*function, args, warnings),
@@ -577,7 +600,9 @@ fn var_text(name: &str, c: Option<usize>, s: Option<usize>) -> String {
 /// A short description of where an argument comes from, for warnings (spec text only).
 fn describe(e: &Expr) -> String {
     match e {
-        Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::Field { path, .. } => path.clone(),
+        Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::X12 { path, .. } | Expr::Field { path, .. } => {
+            path.clone()
+        }
         Expr::Within { var, path, .. } => format!("{var}.{path}"),
         Expr::Var { name, component, subcomponent, .. } => var_text(name, *component, *subcomponent),
         Expr::Call { args, .. } => args.first().map(describe).unwrap_or_default(),

@@ -79,6 +79,7 @@ pub mod throttle;
 pub mod time;
 pub mod vault;
 pub mod webhooks;
+pub mod x12_path;
 pub mod x12_source;
 
 use std::sync::Arc;

@@ -62,6 +62,14 @@ pub enum Expr {
         value_type: ValueType,
         multi: bool,
     },
+    /// A path into an X12 transaction set, as written (`2300/CLM-01`, `2400[*]/SV1-01-2`),
+    /// checked against the mapping's guide by [`crate::x12`]. `value_type` is the type of one
+    /// value; `multi` when it yields a list.
+    X12 {
+        path: String,
+        value_type: ValueType,
+        multi: bool,
+    },
     /// A field of a record that is already in an output schema (used by filters and routes
     /// placed after a map stage): `metadata.message_type`.
     Field {
@@ -225,7 +233,9 @@ impl std::fmt::Display for Expr {
                 Literal::Dec(d) => f.write_str(d),
                 Literal::Str(s) => write!(f, "{s:?}"),
             },
-            Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::Field { path, .. } => f.write_str(path),
+            Expr::Hl7 { path, .. } | Expr::Fhir { path, .. } | Expr::X12 { path, .. } | Expr::Field { path, .. } => {
+                f.write_str(path)
+            }
             Expr::Var { name, component, subcomponent, .. } => {
                 f.write_str(name)?;
                 if let Some(c) = component {

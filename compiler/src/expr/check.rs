@@ -20,6 +20,7 @@ use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
 use crate::fhir::FhirEnv;
 use crate::hl7::Hl7Env;
 use crate::source::{SourceMap, Span};
+use crate::x12::X12Env;
 use crate::yaml::{Node, Value};
 
 /// What names in an expression refer to.
@@ -31,6 +32,8 @@ pub enum Scope<'a> {
     Output(&'static OutputSchema),
     /// Records are FHIR resources of one type: paths like `name[0].family`, `birthDate`.
     Fhir(FhirEnv),
+    /// Records are X12 transaction sets of one guide: paths like `2300/CLM-01`.
+    X12(X12Env),
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
@@ -213,6 +216,7 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
         SynKind::Null => lit(Literal::Null, ValueType::Null),
         SynKind::Hl7Path(text) => check_hl7_path(cx, text, syn, env),
         SynKind::FhirPath(text) => check_fhir_path(cx, text, syn, env),
+        SynKind::X12Path(text) => check_x12_path(cx, text, syn, env),
         SynKind::Name(parts) => check_name(cx, parts, syn, env),
         SynKind::Scoped { .. } => super::groups::check_scoped(cx, syn, env),
         SynKind::Not(inner) => {
@@ -263,7 +267,33 @@ fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<
     }
 }
 
+fn check_x12_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    let Scope::X12(x12) = env.scope else {
+        return cx.error(
+            Diagnostic::error(
+                codes::X12_MAP_INPUT_MISMATCH,
+                format!("`{text}` is an X12 path, but records here are not X12 transaction sets"),
+            )
+            .label(cx.span(&syn.span), "X12 path")
+            .help("X12 paths are read by mappings with `input: {schema: x12/<guide>}`, such as `x12/005010X222A1`"),
+        );
+    };
+    match x12.resolve(text, cx.span(&syn.span)) {
+        Ok(r) => Some(Typed {
+            expr: Expr::X12 { path: r.path, value_type: r.value_type.clone(), multi: r.multi },
+            ty: r.value_type,
+            multi: r.multi,
+            classes: r.phi.into_iter().collect(),
+        }),
+        Err(d) => cx.error(d),
+    }
+}
+
 fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    // A set-level X12 path (`BHT-04`) lexes as an HL7 path.
+    if let Scope::X12(_) = env.scope {
+        return check_x12_path(cx, text, syn, env);
+    }
     if let Scope::Fhir(f) = env.scope {
         return cx.error(
             Diagnostic::error(

@@ -12,6 +12,10 @@
 //!          | NAME "(" args? ")" | "[" (expr ("," expr)*)? "]" | "(" expr ")"
 //! args    := arg ("," arg)* ;  arg := (NAME "=")? expr
 //! ```
+//! An X12 path starts with a loop id and a `/`: `2300/CLM-01`, `2010BA/NM1-03`,
+//! `2400[*]/SV1-01-2`, `2010AA/REF(EI)-02` (one token up to the first character that cannot be
+//! in one; an X12 path of the set level, `BHT-04`, lexes as an HL7 path and is read as X12 in
+//! an X12 mapping).
 //! An HL7 path is a segment id (three upper-case letters or digits, starting with a letter)
 //! followed by `-` or `[`: `PID-5.1`, `PID-3[*].1`, `OBX[*]-5`. After a name and a dot it is a
 //! path within a segment group variable: `order.OBR-4.1`. A dotted name followed by `(` is a
@@ -36,6 +40,8 @@ pub enum SynKind {
     /// FHIR path text with an index or a path function, as written (`name[0].family`,
     /// `value.as(Quantity).value`); a plain dotted FHIR path (`name.family`) is a `Name`.
     FhirPath(String),
+    /// X12 path text starting with a loop, as written (`2300/CLM-01`).
+    X12Path(String),
     /// A dotted name: `id`, `id.1.2`, `metadata.message_type`.
     Name(Vec<String>),
     /// An HL7 path within a segment group variable: `order.OBR-4.1`.
@@ -87,6 +93,8 @@ enum Tok {
     Hl7(String),
     /// A FHIR path with an index or a function (`name[0].family`, `value.as(Quantity).value`).
     Fhir(String),
+    /// An X12 path starting with a loop (`2300/CLM-01`).
+    X12(String),
     Ident(String),
     Dot,
     Digits(String),
@@ -168,6 +176,11 @@ impl<'a> Lexer<'a> {
                         .into(),
                 ),
             }),
+            b'0'..=b'9' if !after_dot && x12_path_end(self.src, start).is_some() => {
+                let end = x12_path_end(self.src, start).unwrap_or(start + 1);
+                self.pos = end;
+                Ok((Tok::X12(self.src[start..end].to_string()), start..end))
+            }
             b'0'..=b'9' | b'-' => self.number(start, after_dot),
             c if c.is_ascii_alphabetic() || c == b'_' => {
                 let end = self.src[start..]
@@ -258,6 +271,40 @@ impl<'a> Lexer<'a> {
         }
         text.parse::<i64>().map(|n| (Tok::Int(n), start..end)).map_err(|_| self.err("number out of range", start..end))
     }
+}
+
+/// Where an X12 path starting at `from` ends, when one starts there: a loop id (a digit, then
+/// digits and upper-case letters, optionally `[...]`) directly followed by `/`, and a last
+/// step that starts with a segment id's upper-case letter (`10/2` is not a path: the language
+/// has no division, so it stays the syntax error it was). It runs over loop, segment,
+/// qualifier, index and element syntax; a `)` or `]` without its opening one ends it
+/// (`upper(2300/CLM-01)`).
+fn x12_path_end(src: &str, from: usize) -> Option<usize> {
+    let b = src.as_bytes();
+    let mut pos = from;
+    while b.get(pos).is_some_and(|c| c.is_ascii_digit() || c.is_ascii_uppercase()) {
+        pos += 1;
+    }
+    if b.get(pos) == Some(&b'[') {
+        pos += src[pos..].find(']')? + 1;
+    }
+    if b.get(pos) != Some(&b'/') {
+        return None;
+    }
+    let (mut parens, mut brackets) = (0usize, 0usize);
+    while let Some(&c) = b.get(pos) {
+        match c {
+            b'(' => parens += 1,
+            b'[' => brackets += 1,
+            b')' if parens > 0 => parens -= 1,
+            b']' if brackets > 0 => brackets -= 1,
+            c if c.is_ascii_alphanumeric() || matches!(c, b'/' | b'-' | b'*') => {}
+            _ => break,
+        }
+        pos += 1;
+    }
+    let last_step = src[from..pos].rsplit('/').next().unwrap_or("");
+    last_step.starts_with(|c: char| c.is_ascii_uppercase()).then_some(pos)
 }
 
 /// The functions of FHIR paths (`sluice_fhir::path::FUNCTIONS`), which no expression function
@@ -448,6 +495,7 @@ impl Parser<'_> {
             Tok::Dec(d) => SynKind::Dec(d),
             Tok::Hl7(p) => SynKind::Hl7Path(p),
             Tok::Fhir(p) => SynKind::FhirPath(p),
+            Tok::X12(p) => SynKind::X12Path(p),
             Tok::LParen => {
                 let inner = self.expr()?;
                 let end = self.expect(Tok::RParen, "`)`")?;
@@ -578,6 +626,25 @@ mod tests {
         assert_eq!(args[0].value.kind, SynKind::Name(vec!["id".into(), "5".into()]));
         assert_eq!(args[2].name.as_ref().unwrap().0, "default");
         assert_eq!(parse("PID-3[*].1").unwrap().kind, SynKind::Hl7Path("PID-3[*].1".into()));
+        // X12 paths starting with a loop are one token, also inside a call.
+        assert_eq!(parse("2300/CLM-01").unwrap().kind, SynKind::X12Path("2300/CLM-01".into()));
+        assert_eq!(parse("2400[*]/SV1-01-2").unwrap().kind, SynKind::X12Path("2400[*]/SV1-01-2".into()));
+        let SynKind::Call { args, .. } = parse("upper(2010AA/REF(EI)-02)").unwrap().kind else { panic!() };
+        assert_eq!(args[0].value.kind, SynKind::X12Path("2010AA/REF(EI)-02".into()));
+        assert_eq!(parse("2300").unwrap().kind, SynKind::Int(2300));
+        // `/` after a number is an X12 path only when a segment follows: other expressions
+        // with numbers read as they did (the language has no division, so `10/2` and
+        // `2300/` stay syntax errors at the `/`).
+        assert_eq!(parse("10/2").unwrap_err().span, 2..3);
+        assert_eq!(parse("2300/").unwrap_err().span, 4..5);
+        assert_eq!(parse("10 / 2").unwrap_err().span, 3..4);
+        let SynKind::Binary { rhs, .. } = parse("PID-7 + 2300").unwrap().kind else { panic!() };
+        assert_eq!(rhs.kind, SynKind::Int(2300));
+        let SynKind::Call { args, .. } = parse("coalesce(2300/CLM-01, 10, 2.5)").unwrap().kind else { panic!() };
+        assert_eq!(args[1].value.kind, SynKind::Int(10));
+        assert_eq!(args[2].value.kind, SynKind::Dec("2.5".into()));
+        let SynKind::Binary { lhs, .. } = parse("2300/CLM-02 > 100").unwrap().kind else { panic!() };
+        assert_eq!(lhs.kind, SynKind::X12Path("2300/CLM-02".into()));
         // FHIR paths with an index or a path function are one token; group paths are not.
         assert_eq!(parse("name[0].family").unwrap().kind, SynKind::FhirPath("name[0].family".into()));
         assert_eq!(
@@ -630,7 +697,7 @@ mod tests {
         }
 
         #[test]
-        fn never_panics_on_expression_like_text(s in "[A-Z0-9a-z\\-\\.\\[\\]\\*\\(\\)\", =!<>+]{0,40}") {
+        fn never_panics_on_expression_like_text(s in "[A-Z0-9a-z\\-\\.\\[\\]\\*\\(\\)\", =!<>+/]{0,40}") {
             if let Err(e) = parse(&s) {
                 prop_assert!(e.span.start <= s.len() && e.span.end <= s.len());
             }

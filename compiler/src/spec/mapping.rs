@@ -20,6 +20,7 @@ use super::shape;
 use super::{SchemaRef, schema_ref};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
+use crate::expr::ast::Expr;
 use crate::expr::check::{self, Env, Scope, Typed, Var};
 use crate::expr::groups::{self, Structures};
 use crate::fhir::FhirEnv;
@@ -35,6 +36,8 @@ pub struct Mapping {
     pub input_version: Option<(Version, Span)>,
     /// `input: {schema: fhir/r4, resource_type: T}`: `T` and where it is written.
     pub input_fhir: Option<(&'static str, Span)>,
+    /// `input: {schema: x12/<guide>}`: the guide and where it is written.
+    pub input_x12: Option<(&'static sluice_x12::guide::Guide, Span)>,
     pub output: &'static OutputSchema,
     /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
     pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
@@ -66,6 +69,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     }
     let mut input_version = None;
     let mut input_fhir = None;
+    let mut input_x12 = None;
     let mut types = Vec::new();
     let mut input_text = String::new();
     if let Some(input) = obj.get("input")
@@ -83,7 +87,22 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
                     .help("remove it, or read FHIR resources with `schema: fhir/r4`"),
             );
         }
-        if fhir_schema.is_some() {
+        let x12_schema =
+            inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::x12::MAPPING_SCHEMA_PREFIX)));
+        if let Some(schema_node) = x12_schema {
+            let schema = reader::string(cx, schema_node, "a schema name")?;
+            match crate::x12::mapping_guide(&schema.text, schema.span) {
+                Ok(g) => {
+                    input_text = schema.text.clone();
+                    input_x12 = Some((g, schema.span));
+                }
+                Err(d) => {
+                    cx.push(d);
+                    return None;
+                }
+            }
+        }
+        if fhir_schema.is_some() || x12_schema.is_some() {
         } else if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
             input_text = s.text.clone();
             match r {
@@ -136,6 +155,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             plan: m.plan,
             input_version,
             input_fhir,
+            input_x12,
             output: m.output,
             leaf_classes: m.leaf_classes,
         });
@@ -158,6 +178,12 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         }
     }
     let (scope, structures, output) = match (input_version, input_fhir, output) {
+        (None, None, Some((output, _))) if input_x12.is_some() => {
+            let (guide, _) = input_x12?;
+            // The map stage accepts sets of this guide's transaction set id.
+            types = vec![guide.set_id.clone()];
+            (Scope::X12(crate::x12::X12Env { guide }), Structures { version: Version::ALL[0], roots: vec![] }, output)
+        }
         (Some((version, _)), _, Some((output, _))) => {
             let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
             (Scope::Hl7(hl7), Structures::of(&types, version), output)
@@ -202,7 +228,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             cursor: t.cursor.clone(),
         }),
     };
-    Some(Mapping { plan, input_version, input_fhir, output, leaf_classes: m.leaf_classes })
+    Some(Mapping { plan, input_version, input_fhir, input_x12, output, leaf_classes: m.leaf_classes })
 }
 
 /// The resource type of a mapping reading `schema: fhir/r4` (required there).
@@ -277,7 +303,15 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         );
         return None;
     }
-    if let Scope::Fhir(_) = env.scope {
+    if let (Scope::X12(_), Some(each_node)) = (env.scope, obj.get("each")) {
+        cx.push(
+            Diagnostic::error(codes::X12_EACH_UNSUPPORTED, "`each` over X12 loops is not supported yet")
+                .label(each_node.span, "iterates over an X12 loop")
+                .help("map the list field to the path itself, one item per value (`claim_ids: 2300[*]/CLM-01`), or pick one occurrence by index (`2400[2]/SV1-02`)"),
+        );
+        return None;
+    }
+    if let Scope::Fhir(_) | Scope::X12(_) = env.scope {
         return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone() });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
@@ -406,6 +440,15 @@ impl MappingChecker {
                     )
                     .label(value.span, format!("expected a mapping of `{path}`'s fields")),
                 ),
+                (_, ValueType::List(inner)) if matches!(env.scope, Scope::X12(_)) && **inner != ValueType::Struct => {
+                    let Some(producer) = self.x12_values(cx, value, &path, inner, env) else { continue };
+                    self.fields.push(FieldPlan {
+                        path,
+                        value_type: def.value_type.clone(),
+                        required: def.presence == Presence::Required,
+                        value: FieldValue::List { producers: vec![producer] },
+                    });
+                }
                 (_, ValueType::List(_)) => cx.push(
                     Diagnostic::error(codes::WRONG_TYPE, format!("`{path}` is a list; give it a list of producers"))
                         .label(value.span, "expected a list such as `- each: PID-3[*]`")
@@ -453,6 +496,32 @@ impl MappingChecker {
             None if parent.is_empty() => d.help(format!("top-level fields: {list}")),
             None => d.help(format!("`{parent}` has the fields {list}")),
         }
+    }
+
+    /// A list of scalars in an X12 mapping written as one expression (`claim_ids:
+    /// 2300[*]/CLM-01`): one item per value, as if written `- each: <expr>` with `item:` the
+    /// value (`each` itself is SL416 over X12). An X12 path is iterated as the text sent and
+    /// each item converted once, to the element's type.
+    fn x12_values(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
+        let t = check::check_node(cx.sources, cx.diags, node, env)?;
+        // The variable is named after what it iterates, so a conversion warning names the path.
+        let var = t.expr.to_string();
+        if !check::check_fits(cx.diags, &t, inner, node.span, &format!("an item of `{list}`")) {
+            return None;
+        }
+        self.leaf_classes.push((format!("{list}[*]"), t.classes.clone(), node.span));
+        let each = match t.expr {
+            Expr::X12 { path, multi, .. } => Expr::X12 { path, value_type: ValueType::String, multi },
+            other => other,
+        };
+        let item = Expr::Var { name: var.clone(), component: None, subcomponent: None, value_type: t.ty };
+        Some(Producer {
+            each: Some(each),
+            group: None,
+            var: Some(var),
+            when: None,
+            item: ItemPlan::Scalar { classes: sorted(&t.classes), expr: item },
+        })
     }
 
     fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {

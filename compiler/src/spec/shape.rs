@@ -690,7 +690,11 @@ pub static MAPPING_INPUT: Shape = Shape {
     type_tag: None,
     doc: "What a mapping reads.",
     keys: &[
-        req("schema", KeyType::String, "Input schema: `hl7v2/<version>` or `fhir/r4`."),
+        req(
+            "schema",
+            KeyType::String,
+            "Input schema: `hl7v2/<version>`, `fhir/r4`, or `x12/<guide>` (`x12/005010X222A1`, `x12/005010X221A1`).",
+        ),
         opt(
             "resource_type",
             KeyType::String,

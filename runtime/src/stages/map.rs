@@ -317,6 +317,8 @@ pub fn run<'p>(
     if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
         let (path, what) = if plan.input_schema == sluice_compiler::fhir::SCHEMA {
             ("resourceType", "resource type")
+        } else if plan.input_schema.starts_with(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX) {
+            ("ST-01", "X12 transaction set id (ST01)")
         } else {
             ("MSH-9", "message type (MSH-9)")
         };
@@ -327,13 +329,38 @@ pub fn run<'p>(
         );
         return Step::Dlq(rec, r);
     }
-    if matches!(rec.payload, Payload::Doc(_)) && plan.input_schema == sluice_compiler::fhir::SCHEMA {
-        // A FHIR resource: the payload is replaced by the output document anyway.
+    if let (Payload::Doc(d), Some(guide)) =
+        (&rec.payload, plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX))
+    {
+        // An X12 set of another guide with the same set id (837I into an 837P mapping).
+        if !matches!(d.get("set").and_then(|s| s.get("guide")), Some(Doc::Str(g)) if g == guide) {
+            let r = Rejection::single(
+                findings::MAP_TYPE_NOT_ACCEPTED,
+                Some("set.guide"),
+                format!(
+                    "the X12 guide is not {guide}, which mapping `{}` in map stage `{component}` reads",
+                    plan.mapping
+                ),
+            );
+            return Step::Dlq(rec, r);
+        }
+    }
+    let x12_guide =
+        plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX).and_then(sluice_x12::guide::by_id);
+    let doc_input = plan.input_schema == sluice_compiler::fhir::SCHEMA || x12_guide.is_some();
+    if matches!(rec.payload, Payload::Doc(_)) && doc_input {
+        // A FHIR resource or an X12 set: the payload is replaced by the output document anyway.
         let resource = match std::mem::replace(&mut rec.payload, Payload::Doc(Doc::Null)) {
             Payload::Doc(d) => d,
             Payload::Hl7(_) => Doc::Null,
         };
-        let input = Input { reader: None, resource: Some(&resource), bundle };
+        // An X12 set's loops are identified once, for every path of every field.
+        let set_bytes = x12_guide.and_then(|g| crate::x12_path::SetBytes::of(&rec.raw, &resource, g));
+        let identified = match (&set_bytes, x12_guide) {
+            (Some(b), Some(g)) => Some(b.identify(g)),
+            _ => None,
+        };
+        let input = Input { reader: None, resource: Some(&resource), bundle, x12: identified.as_ref() };
         return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
     }
     let Payload::Hl7(msg) = &rec.payload else {
@@ -351,15 +378,17 @@ pub fn run<'p>(
     }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups::new(&msg, version);
-    let input = Input { reader: Some(&reader), resource: None, bundle: None };
+    let input = Input { reader: Some(&reader), resource: None, bundle: None, x12: None };
     fields(component, emits, plan, tables, prepared, rec, input, &groups)
 }
 
-/// What a mapping reads: an HL7 message, or a FHIR resource and the Bundle it came from.
+/// What a mapping reads: an HL7 message, a FHIR resource and the Bundle it came from, or an
+/// X12 set (its document, and its segments placed in the guide's loops).
 struct Input<'a> {
     reader: Option<&'a Reader<'a>>,
     resource: Option<&'a Doc>,
     bundle: Option<&'a crate::fhir_source::BundleIndex>,
+    x12: Option<&'a sluice_x12::loops::Identified<'a>>,
 }
 
 /// Fills the mapping's output fields from its input and hands the record on (or to the DLQ
@@ -382,7 +411,7 @@ fn fields<'p>(
     let mut missing = Vec::new();
     for field in &plan.fields {
         let root = Scope::root(prepared, input.reader, input.resource, Some(tables), &zone, &field.path);
-        let scope = Scope { bundle: input.bundle, ..root };
+        let scope = Scope { bundle: input.bundle, x12: input.x12, ..root };
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);

@@ -74,6 +74,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/orm-message@1", include_str!("../data/orm-message@1.txt")),
     ("canonical/oru-message@1", include_str!("../data/oru-message@1.txt")),
     ("canonical/webhook-event@1", include_str!("../data/webhook-event@1.txt")),
+    ("canonical/claim-set@1", include_str!("../data/claim-set@1.txt")),
 ];
 
 /// Names of all bundled output schemas.

@@ -14,7 +14,8 @@
 //! # Semantics
 //!
 //! [`Path::resolve`] returns the non-empty values in document order: at most one unless a step
-//! has `[*]`. [`check`] tells, without data, whether a path exists in a guide and what it
+//! has `[*]`. Each repetition of a repeated element (5010, ISA11) is one value, so without
+//! `[*]` a path gives the first repetition, never the repetitions run together. [`check`] tells, without data, whether a path exists in a guide and what it
 //! gives: the element's type, the Sluice value type, whether it may give several values, and
 //! its PHI class (subscriber and patient names, member ids, SSNs, dates of birth, addresses,
 //! patient account numbers are classified in the guide files).
@@ -68,6 +69,9 @@ pub struct PathError {
     pub offset: usize,
     pub len: usize,
     pub message: String,
+    /// What the guide has at the wrong place (loop ids, segment ids, element paths), for a
+    /// did-you-mean; empty for a syntax error.
+    pub candidates: Vec<String>,
 }
 
 impl fmt::Display for PathError {
@@ -83,7 +87,24 @@ impl fmt::Display for Path {
 }
 
 fn error(offset: usize, len: usize, message: impl Into<String>) -> PathError {
-    PathError { offset, len: len.max(1), message: message.into() }
+    PathError { offset, len: len.max(1), message: message.into(), candidates: Vec::new() }
+}
+
+impl PathError {
+    fn with_candidates(mut self, candidates: Vec<String>) -> PathError {
+        self.candidates = candidates;
+        self
+    }
+}
+
+/// The ids of the loops at any depth below `at`, in guide order.
+fn loop_ids(at: &Loop, out: &mut Vec<String>) {
+    for c in &at.children {
+        if let Node::Loop(l) = c {
+            out.push(l.id.clone());
+            loop_ids(l, out);
+        }
+    }
 }
 
 /// Splits `NAME[idx]` into the name and its index.
@@ -208,13 +229,21 @@ impl Path {
                 .collect();
             for s in take(segs, self.segment_index) {
                 let seg = &set.segments[s];
-                let v = if self.component == 0 {
-                    seg.element(self.element)
-                } else {
-                    seg.component(self.element, self.component)
+                let Some(element) = seg.element(self.element) else { continue };
+                // Each repetition of a repeated element (5010) is one value.
+                let repetitions: Vec<&'a [u8]> = match seg.delimiters.repetition {
+                    Some(r) => element.split(move |&b| b == r).collect(),
+                    None => vec![element],
                 };
-                if let Some(v) = v.filter(|v| !v.is_empty()) {
-                    values.push(v);
+                for rep in repetitions {
+                    let v = if self.component == 0 {
+                        Some(rep)
+                    } else {
+                        rep.split(|&b| b == seg.delimiters.component).nth(self.component - 1)
+                    };
+                    if let Some(v) = v.filter(|v| !v.is_empty()) {
+                        values.push(v);
+                    }
                 }
             }
         }
@@ -272,7 +301,9 @@ pub fn check(guide: &Guide, text: &str) -> Result<PathInfo, PathError> {
     for step in &path.loops {
         at = at.find(&step.id).ok_or_else(|| {
             let within = if at.id.is_empty() { format!("guide {}", guide.id) } else { format!("loop {}", at.id) };
-            error(step.offset, step.id.len(), format!("{within} has no loop {}", step.id))
+            let mut ids = Vec::new();
+            loop_ids(at, &mut ids);
+            error(step.offset, step.id.len(), format!("{within} has no loop {}", step.id)).with_candidates(ids)
         })?;
     }
     let here = if at.id.is_empty() { "the set level".to_string() } else { format!("loop {}", at.id) };
@@ -298,7 +329,8 @@ pub fn check(guide: &Guide, text: &str) -> Result<PathInfo, PathError> {
             path.segment_offset,
             seg_len,
             format!("{here} has no segment {} (it has {})", path.segment, ids.join(", ")),
-        ));
+        )
+        .with_candidates(ids.iter().map(|s| s.to_string()).collect()));
     }
     let uses: Vec<&SegmentUse> = match &path.qualifier {
         None => uses,
@@ -336,11 +368,22 @@ pub fn check(guide: &Guide, text: &str) -> Result<PathInfo, PathError> {
         } else {
             format!("{}{:02}-{}", path.segment, path.element, path.component)
         };
+        let used: Vec<String> = uses
+            .iter()
+            .flat_map(|u| {
+                u.elements
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, e)| e.usage != Usage::NotUsed)
+                    .map(|(i, _)| format!("{}-{:02}", u.id, i + 1))
+            })
+            .collect();
         return Err(error(
             el_offset,
             text.len() - el_offset,
             format!("{what} does not exist or is not used in {here}"),
-        ));
+        )
+        .with_candidates(used));
     };
     Ok(PathInfo {
         loop_id: at.id.clone(),
