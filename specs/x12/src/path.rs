@@ -300,7 +300,8 @@ pub fn check(guide: &Guide, text: &str) -> Result<PathInfo, PathError> {
     let mut at: &Loop = &guide.root;
     for step in &path.loops {
         at = at.find(&step.id).ok_or_else(|| {
-            let within = if at.id.is_empty() { format!("guide {}", guide.id) } else { format!("loop {}", at.id) };
+            // At the top the caller's message names the guide already.
+            let within = if at.id.is_empty() { "the guide".to_string() } else { format!("loop {}", at.id) };
             let mut ids = Vec::new();
             loop_ids(at, &mut ids);
             error(step.offset, step.id.len(), format!("{within} has no loop {}", step.id)).with_candidates(ids)
