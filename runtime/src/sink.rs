@@ -66,18 +66,20 @@ pub fn render(rec: &Record, run_id: &str, processed_at: &str) -> String {
             let m = RuntimeMembers::of(rec, run_id, processed_at);
             let metadata =
                 [("processed_at", Over::Value(&m.processed_at)), ("validation_status", Over::Value(&m.status))];
-            let mut overrides = vec![
+            // The tombstone member last, when there is one; no allocation per record.
+            let all = [
                 ("metadata", Over::Merge(&metadata)),
                 ("compliance", Over::Value(&m.compliance)),
                 ("errors", Over::Value(&m.errors)),
                 ("warnings", Over::Value(&m.warnings)),
+                ("_deleted", Over::Value(&DELETED)),
             ];
-            overrides.extend(tombstone.iter().copied());
+            let overrides = if tombstone.is_empty() { &all[..4] } else { &all[..] };
             let mut out = String::with_capacity(1024);
             match doc {
-                Doc::Obj(members) => write_merged(members, &overrides, &mut out),
+                Doc::Obj(members) => write_merged(members, overrides, &mut out),
                 // Not an object: wrapped as `{"value": ...}` first.
-                other => write_merged(&[("value".into(), other.clone())], &overrides, &mut out),
+                other => write_merged(&[("value".into(), other.clone())], overrides, &mut out),
             }
             out
         }
