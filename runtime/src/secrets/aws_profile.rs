@@ -213,11 +213,29 @@ pub fn load(env: &impl Fn(&str) -> Option<String>, what: &str) -> Result<Option<
 mod tests {
     use super::*;
 
-    fn temp(name: &str) -> PathBuf {
+    /// A scratch home with an `.aws` folder, removed when dropped (kept when a test failed).
+    struct Temp(PathBuf);
+
+    impl std::ops::Deref for Temp {
+        type Target = PathBuf;
+        fn deref(&self) -> &PathBuf {
+            &self.0
+        }
+    }
+
+    impl Drop for Temp {
+        fn drop(&mut self) {
+            if !std::thread::panicking() {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    fn temp(name: &str) -> Temp {
         let dir = std::env::temp_dir().join(format!("sluice-aws-profile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join(".aws")).unwrap();
-        dir
+        Temp(dir)
     }
 
     fn env_of(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
