@@ -4,12 +4,12 @@
 //! and the PHI proof over FHIR paths, and no name or SSN from the data anywhere but the sink.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
-use common::text;
+use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
 const PIPELINE: &str = "pipelines/fhir-patients.yaml";
@@ -26,20 +26,6 @@ const BROKEN_BUNDLE: &str = r#"{"resourceType":"Bundle","type":"collection","ent
 
 /// A DLQ entry as the test compares it: file, index in the file, code, findings (code, path).
 type DlqEntry = (String, u64, String, Vec<(String, String)>);
-
-fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir)
-        .args(args)
-        .env("SLUICE_LOG", "debug")
-        .output()
-        .expect("sluice runs")
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// A copy of the bundled pipelines and examples with the broken Bundle added to the data.
 fn workspace(name: &str) -> common::Workspace {

@@ -6,31 +6,16 @@
 //! or date of birth from the data appears in any output, log or plan.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use serde_json::Value;
 
 mod common;
-use common::text;
+use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-claim-sets.yaml";
 const CLAIMS: &str = "examples/x12-claims/data/claims-837p.x12";
 const OUT: &str = "out/x12-claim-sets";
-
-fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir)
-        .args(args)
-        .env("SLUICE_LOG", "debug")
-        .output()
-        .expect("sluice runs")
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 /// The segments of each transaction set of the example 837P file, as element lists.
 fn sets(dir: &Path) -> Vec<Vec<Vec<String>>> {

@@ -5,31 +5,17 @@
 //! the plan; and no name or member id from the data anywhere but the PHI-allowed sink.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
 mod common;
-use common::text;
+use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-claims.yaml";
 const DATA: &str = "examples/x12-claims/data";
 const OUT: &str = "out/x12-claims";
-
-fn sluice(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .current_dir(dir)
-        .args(args)
-        .env("SLUICE_LOG", "debug")
-        .output()
-        .expect("sluice runs")
-}
-
-fn lines(path: &Path) -> Vec<Value> {
-    let s = std::fs::read_to_string(path).unwrap_or_default();
-    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
-}
 
 fn run(dir: &Path) -> (Value, Output) {
     let out = sluice(dir, &["run", PIPELINE, "--summary", "json", "--fixed-clock", CLOCK, "--log-format", "json"]);

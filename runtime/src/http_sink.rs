@@ -236,15 +236,9 @@ impl HttpSink {
             rng,
             timer,
             |_, timer| {
-                if let Some(b) = bucket.as_mut() {
-                    match b.take(timer.now()) {
-                        Ok(wait) => timer.sleep(wait),
-                        // Never send unthrottled: the attempt fails, and is retried.
-                        Err(e) => {
-                            let text = format!("shared throttle: {}", e.message);
-                            return Err((Failure { text, data: false }, Class::Retryable { retry_after: None }));
-                        }
-                    }
+                // Never send unthrottled: the attempt fails, and is retried.
+                if let Some(Err(text)) = bucket.as_mut().map(|b| b.wait_turn(timer)) {
+                    return Err((Failure { text, data: false }, Class::Retryable { retry_after: None }));
                 }
                 *requests += 1;
                 let mut req = agent

@@ -85,6 +85,15 @@ impl Throttle {
             Throttle::Shared { name, interval, store } => store.take_token(name, *interval),
         }
     }
+
+    /// Waits on `timer` for this request's turn. A shared bucket the store cannot serve is an
+    /// `Err` with the text of a failed attempt (retried like one: a request is never sent
+    /// unthrottled).
+    pub fn wait_turn(&mut self, timer: &mut dyn crate::retry::Timer) -> Result<(), String> {
+        let wait = self.take(timer.now()).map_err(|e| format!("shared throttle: {}", e.message))?;
+        timer.sleep(wait);
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug)]

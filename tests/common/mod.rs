@@ -91,6 +91,23 @@ pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Runs `sluice ARGS` in `dir` at debug log level (so a PHI grep of its output covers the most
+/// verbose logs) and waits for it.
+pub fn sluice_debug(dir: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .current_dir(dir)
+        .args(args)
+        .env("SLUICE_LOG", "debug")
+        .output()
+        .expect("sluice runs")
+}
+
+/// The JSON values of a JSON Lines file, one a line (none when the file is missing).
+pub fn json_lines(path: &Path) -> Vec<serde_json::Value> {
+    let s = std::fs::read_to_string(path).unwrap_or_default();
+    s.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
 /// The raw messages of a DLQ file written by a bundled pipeline, decrypted with the bundled
 /// example key (`examples/dlq-example.key`), as text (lossy for bytes that are not UTF-8).
 pub fn dlq_raws(dlq: &Path) -> Vec<String> {

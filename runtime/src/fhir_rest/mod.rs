@@ -242,17 +242,8 @@ impl Client {
             rng,
             timer,
             |_, timer| {
-                if let Some(t) = throttle.as_mut() {
-                    match t.take(timer.now()) {
-                        Ok(wait) => timer.sleep(wait),
-                        Err(e) => {
-                            let text = format!("shared throttle: {}", e.message);
-                            return Err((
-                                Failure { text, auth: false, status: None },
-                                Class::Retryable { retry_after: None },
-                            ));
-                        }
-                    }
+                if let Some(Err(text)) = throttle.as_mut().map(|t| t.wait_turn(timer)) {
+                    return Err((Failure { text, auth: false, status: None }, Class::Retryable { retry_after: None }));
                 }
                 *requests += 1;
                 let mut req = agent.get(url).header("Accept", "application/fhir+json");
