@@ -158,15 +158,19 @@ n = iam.create_access_key(UserName='nobody')['AccessKey']\n\
 boto3.client('secretsmanager', **kw).create_secret(Name='sluice/mask-key', SecretString=sys.argv[2])\n\
 print(r['AccessKeyId'], r['SecretAccessKey'], n['AccessKeyId'], n['SecretAccessKey'])\n";
 
-#[test]
-fn signatures_are_checked_and_refusals_are_coded() {
-    let moto = moto::start(Some(6));
+/// Runs [`IAM_SETUP`] against `moto`: the access key id and secret of `reader`, then of `nobody`.
+fn iam_users(moto: &moto::Moto) -> [String; 4] {
     let out = Command::new(venv().join("python")).args(["-c", IAM_SETUP, &moto.endpoint, KEY]).output().unwrap();
     assert!(out.status.success(), "boto3 IAM setup: {}", text(&out.stderr));
     let keys = text(&out.stdout);
-    let [reader_id, reader_secret, nobody_id, nobody_secret] = keys.split_whitespace().collect::<Vec<_>>()[..] else {
-        panic!("unexpected setup output: {keys}");
-    };
+    let words: Vec<String> = keys.split_whitespace().map(str::to_string).collect();
+    words.try_into().unwrap_or_else(|_| panic!("unexpected setup output: {keys}"))
+}
+
+#[test]
+fn signatures_are_checked_and_refusals_are_coded() {
+    let moto = moto::start(Some(6));
+    let [reader_id, reader_secret, nobody_id, nobody_secret] = &iam_users(&moto);
     let dir = common::workspace("aws-secrets-auth");
     std::fs::write(dir.join("mappings/base/policies/message-tables.yaml"), policy("${aws-sm:sluice/mask-key}"))
         .unwrap();
@@ -200,12 +204,7 @@ fn section(name: &str, id: &str, secret: &str) -> String {
 #[test]
 fn credentials_and_region_from_a_shared_profile() {
     let moto = moto::start(Some(6));
-    let out = Command::new(venv().join("python")).args(["-c", IAM_SETUP, &moto.endpoint, KEY]).output().unwrap();
-    assert!(out.status.success(), "boto3 IAM setup: {}", text(&out.stderr));
-    let keys = text(&out.stdout);
-    let [reader_id, reader_secret, nobody_id, nobody_secret] = keys.split_whitespace().collect::<Vec<_>>()[..] else {
-        panic!("unexpected setup output: {keys}");
-    };
+    let [reader_id, reader_secret, nobody_id, nobody_secret] = &iam_users(&moto);
     let dir = common::workspace("aws-secrets-profile");
     std::fs::write(dir.join("mappings/base/policies/message-tables.yaml"), policy("${aws-sm:sluice/mask-key}"))
         .unwrap();
