@@ -35,6 +35,8 @@ pub enum Prep {
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
     Mask(Box<mask::Keys>),
+    /// A `kafka` sink relaying HL7 v2 (`format: hl7v2`): its `key` path, parsed once.
+    RelayKey(sluice_hl7v2::path::Path),
 }
 
 pub struct Compiled<'p> {
@@ -187,7 +189,16 @@ impl<'p> Compiled<'p> {
                     if !known {
                         return Err(invalid(format!("sink `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    Prep::None
+                    match s.kafka.as_deref() {
+                        Some(k) if k.relay_hl7 => match &k.key {
+                            Some(key) => Prep::RelayKey(
+                                crate::hl7::parse_path(key)
+                                    .map_err(|e| invalid(format!("sink `{name}`: key `{key}`: {e}")))?,
+                            ),
+                            None => Prep::None,
+                        },
+                        _ => Prep::None,
+                    }
                 }
             });
         }

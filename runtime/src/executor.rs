@@ -374,7 +374,11 @@ impl Ctx<'_, '_> {
                     },
                     None if s.kafka.is_some() => {
                         let Some(k) = &s.kafka else { return };
-                        crate::kafka::sink::line(&rec, self.run_id, self.now, k)
+                        let hl7_key = match &c.preps[idx] {
+                            Prep::RelayKey(path) => Some(path),
+                            _ => None,
+                        };
+                        crate::kafka::sink::line(&rec, self.run_id, self.now, k, hl7_key)
                     }
                     None if s.parquet.is_some() => {
                         let Some(pq) = &s.parquet else { return };

@@ -57,19 +57,25 @@ struct Line {
     raw: Option<String>,
 }
 
-/// The line of a record for sink `plan` (in a worker).
-pub fn line(rec: &Record, run_id: &str, processed_at: &str, plan: &KafkaSinkPlan) -> String {
-    let declared = plan.key.as_deref().and_then(|path| match &rec.payload {
-        Payload::Doc(doc) => match doc.get_dotted(path)? {
+/// The line of a record for sink `plan` (in a worker). `hl7_key`: the sink's `key` parsed as
+/// an HL7 v2 path, for a sink relaying HL7 v2 (parsed once, in [`crate::compile::Prep`]).
+pub fn line(
+    rec: &Record,
+    run_id: &str,
+    processed_at: &str,
+    plan: &KafkaSinkPlan,
+    hl7_key: Option<&sluice_hl7v2::path::Path>,
+) -> String {
+    let declared = match &rec.payload {
+        Payload::Doc(doc) => plan.key.as_deref().and_then(|path| match doc.get_dotted(path)? {
             Doc::Str(s) | Doc::Num(s) => Some(s.as_bytes().to_vec()),
             Doc::Bool(b) => Some(b.to_string().into_bytes()),
             _ => None,
-        },
+        }),
         Payload::Hl7(m) => {
-            let path = crate::hl7::parse_path(path).ok()?;
-            crate::hl7::Reader::new(m).first(&path).map(|v| v.as_bytes().to_vec())
+            hl7_key.and_then(|path| crate::hl7::Reader::new(m).first(path)).map(|v| v.as_bytes().to_vec())
         }
-    });
+    };
     let bus = rec.env.bus.as_deref();
     let key = declared.or_else(|| bus.and_then(|b| b.key.clone()));
     let headers = bus
