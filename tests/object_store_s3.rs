@@ -53,15 +53,21 @@ fn put(moto: &Moto, bucket: &str, key: &str, from: &Path) {
     boto3(moto, "s3.upload_file(sys.argv[4], sys.argv[2], sys.argv[3])\n", &[bucket, key, from.to_str().unwrap()]);
 }
 
+/// A source's or sink's `store:` block for `moto` (indented for a component's keys), its
+/// credentials from the environment ([`sluice`] sets them).
+fn store_block(moto: &Moto) -> String {
+    format!(
+        "store:\n      endpoint: {}\n      region: us-east-1\n      access_key_id: ${{SLUICE_TEST_S3_KEY_ID}}\n      secret_access_key: ${{SLUICE_TEST_S3_SECRET}}",
+        moto.endpoint
+    )
+}
+
 /// The quick start reading `s3://inbound/adt/**/*.hl7` (and writing `out/`, like the resume
 /// tests' workspace), its credentials from the environment.
 fn setup(name: &str, moto: &Moto, sink: Option<&str>) -> common::Workspace {
     let dir = workspace(name);
     let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
-    let store = format!(
-        "store:\n      endpoint: {}\n      region: us-east-1\n      access_key_id: ${{SLUICE_TEST_S3_KEY_ID}}\n      secret_access_key: ${{SLUICE_TEST_S3_SECRET}}",
-        moto.endpoint
-    );
+    let store = store_block(moto);
     let mut pipeline = quickstart
         .replace("name: quickstart", &format!("name: {name}"))
         .replace("path: ../examples/hl7/*.hl7", &format!("path: s3://inbound/adt/**/*.hl7\n    {store}"))
@@ -359,10 +365,7 @@ fn local_and_objects(
     url: &str,
     sink: &str,
 ) -> [(serde_json::Value, Vec<String>, Vec<String>); 2] {
-    let store = format!(
-        "store:\n      endpoint: {}\n      region: us-east-1\n      access_key_id: ${{SLUICE_TEST_S3_KEY_ID}}\n      secret_access_key: ${{SLUICE_TEST_S3_SECRET}}",
-        moto.endpoint
-    );
+    let store = store_block(moto);
     let mut results = Vec::new();
     for remote in [false, true] {
         let dir = workspace(&format!("objstore-{name}-{remote}"));
