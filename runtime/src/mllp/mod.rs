@@ -202,18 +202,9 @@ async fn supervise(
             let _ = tx.send(e);
         }
     };
-    // Register the signal handlers before saying we listen, so a signal right after is caught:
-    // poll the signal future once so its handlers are installed.
+    // The handlers are installed here, before we say we listen: a signal right after is caught.
     let signal = shutdown_signal();
     tokio::pin!(signal);
-    tokio::select! {
-        biased;
-        s = &mut signal => {
-            notify(ListenEvent::Stopping { signal: s });
-            return Ok(());
-        }
-        _ = std::future::ready(()) => {}
-    }
     let (halt_tx, halt_rx) = watch::channel(false);
     let mut loops = tokio::task::JoinSet::new();
     for l in listeners {
@@ -242,23 +233,32 @@ fn accept_failure(joined: Result<Result<(), RunError>, tokio::task::JoinError>) 
     }
 }
 
-/// Waits for SIGINT or SIGTERM; returns its name.
-pub(crate) async fn shutdown_signal() -> &'static str {
+/// Installs the SIGINT and SIGTERM handlers at once, and returns a future that resolves with
+/// the name of the first of them to arrive. The handlers exist from the call on, before the
+/// future is first polled: a caller that announces "listening" after calling this never lets
+/// a signal fall through to the default action (dying without a summary). Call it inside the
+/// tokio runtime.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = &'static str> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
-            (Ok(mut int), Ok(mut term)) => tokio::select! {
-                _ = int.recv() => "SIGINT",
-                _ = term.recv() => "SIGTERM",
-            },
-            _ => std::future::pending().await,
+        let handlers = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()));
+        async move {
+            match handlers {
+                (Ok(mut int), Ok(mut term)) => tokio::select! {
+                    _ = int.recv() => "SIGINT",
+                    _ = term.recv() => "SIGTERM",
+                },
+                _ => std::future::pending().await,
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
-        "Ctrl-C"
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
     }
 }
 

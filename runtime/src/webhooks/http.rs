@@ -309,6 +309,8 @@ pub async fn run(
     listening: ServeEvent,
     notify: impl Fn(ServeEvent),
 ) {
+    // The handlers are installed here, before `listening` is announced: a signal right after
+    // it stops the server gracefully instead of killing the process.
     let signal = crate::mllp::shutdown_signal();
     tokio::pin!(signal);
     let Ok(listener) = tokio::net::TcpListener::from_std(socket) else { return };
