@@ -12,6 +12,9 @@
 //!   one is killed; the other takes its partitions; the table holds exactly the expected rows.
 //! - A `kafka` sink fed by files: its topic, read back, holds each delivered record as the
 //!   JSON a `jsonl` sink writes, keyed by the declared field.
+//! - The scale-out proof, chained: HL7 v2 files in an S3-compatible store (moto) -> a relaying
+//!   run -> a 3-partition topic -> two instances in one group, one killed mid-way ->
+//!   PostgreSQL, which then holds exactly the rows one local run of the same files delivers.
 //! - Unreachable brokers (RT125) and a missing topic (RT126) stop the run with their codes.
 //!
 //! No output of any run shows a patient's name or SSN from the data.
@@ -25,6 +28,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
+use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
 use common::{Running, free_port, messages, pg_database, pg_rows, phi_values, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
@@ -618,4 +622,139 @@ dlq:
     };
     assert_eq!(comparable(lines(&sink)), comparable(expected), "the records of the files, from the topic");
     assert_no_phi(&[&stdout, &stderr, &text(&out.stdout), &text(&out.stderr)]);
+}
+
+/// The `metadata.message_id`s that one local run of the quick start delivers from `input`
+/// (the same files, read from disk): the oracle for what a chain of runs must deliver.
+fn delivered_locally(dir: &Path, input: &[Msg]) -> BTreeSet<String> {
+    let mut bytes = Vec::new();
+    for m in input {
+        bytes.extend_from_slice(m.value.as_deref().unwrap());
+        bytes.extend_from_slice(b"\r\n");
+    }
+    std::fs::create_dir_all(dir.join("local")).unwrap();
+    std::fs::write(dir.join("local/feed.hl7"), bytes).unwrap();
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let local =
+        quickstart.replace("../examples/hl7/*.hl7", "../local/*.hl7").replace("../out/quickstart/", "../out/local/");
+    std::fs::write(dir.join("pipelines/local.yaml"), local).unwrap();
+    let out = sluice(dir, &["run", "pipelines/local.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    message_ids(&dir.join("out/local/patient-events.jsonl")).into_keys().collect()
+}
+
+#[test]
+fn objects_relayed_through_a_topic_to_two_instances_reach_postgres_exactly_once_though_one_is_killed() {
+    let Some(pg) = pg_database("kafka-proof") else { return };
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("adt", 3);
+    let s3 = moto::start(None);
+    create_bucket(&s3, "landing");
+    // The examples 15 times, each message with its own control id, one object per copy.
+    let copies = 15;
+    let input = example_messages(copies);
+    let per_object = input.len() / copies;
+    let staging = workspace("kafka-proof-objects");
+    for (n, object) in input.chunks(per_object).enumerate() {
+        let file = staging.join(format!("feed-{n:02}.hl7"));
+        let bytes: Vec<u8> = object.iter().flat_map(|m| [m.value.as_deref().unwrap(), b"\r\n"].concat()).collect();
+        std::fs::write(&file, bytes).unwrap();
+        put(&s3, "landing", &format!("adt/feed-{n:02}.hl7"), &file);
+    }
+
+    // 1. Two instances of the quick start fed by the topic, one group, one table, both with
+    //    their share of the partitions before the files land.
+    let expected = delivered_locally(&staging, &input);
+    assert_eq!(expected.len(), PER_COPY.1 as usize * copies);
+    let (a, b) = (workspace("kafka-proof-a"), workspace("kafka-proof-b"));
+    for dir in [&a, &b] {
+        kafka_pipeline(dir, &brokers, "adt", "sluice-proof", &format!("{JSONL_SINK}{}", upsert_sink()));
+    }
+    let mut first = start_run(&a, Some(&pg));
+    first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    let mut second = start_run(&b, Some(&pg));
+    second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    std::thread::sleep(Duration::from_secs(3));
+
+    // 2. The relay: every object's messages, as read, to the topic, keyed by the patient.
+    // `batch_size: 1` makes each message its own record batch: tansu 0.6.0 answers a fetch
+    // that starts inside a batch with nothing, and the surviving instance resumes from
+    // the killed one's committed offsets (Apache Kafka has no such limit; docs/user-guide.md).
+    let relay_dir = workspace("kafka-proof-relay");
+    let relay = format!(
+        "kind: pipeline
+name: landing-relay
+sources:
+  landing:
+    type: files
+    format: hl7v2
+    path: s3://landing/adt/*.hl7
+    {store}
+    profile: ../mappings/base/profiles/default.yaml
+sinks:
+  feed:
+    type: kafka
+    inputs: [landing]
+    brokers: {brokers}
+    topic: adt
+    format: hl7v2
+    key: PID-3.1
+    phi: {{allowed: true, reason: the feed stays inside the integration network}}
+dlq:
+  path: ../out/relay-dlq.jsonl
+  plaintext_reason: synthetic test fixture
+state:
+  path: ../out/relay-state.db
+defaults:
+  batch_size: 1
+",
+        store = store_block(&s3)
+    );
+    std::fs::write(relay_dir.join("pipelines/relay.yaml"), relay).unwrap();
+    let relaying = sluice(&relay_dir, &["run", "pipelines/relay.yaml", "--summary", "json"])
+        .env("SLUICE_TEST_S3_KEY_ID", KEY_ID)
+        .env("SLUICE_TEST_S3_SECRET", SECRET)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // 3. While the files still land, one instance is killed; the other takes its partitions.
+    let sink_b = b.join("out/patient-events.jsonl");
+    wait_until(&mut second, "the second instance's first records", Duration::from_secs(120), || {
+        lines(&sink_b).len() >= 50
+    });
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    let relayed = relaying.wait_with_output().unwrap();
+    assert!(relayed.status.success(), "{}", text(&relayed.stderr));
+    let relay_summary = summary(&relayed);
+    assert_eq!(relay_summary["records_in"], input.len(), "{relay_summary}");
+    assert_eq!(relay_summary["balanced"], true, "{relay_summary}");
+    let in_topic = relay_summary["delivered"].as_u64().unwrap() as usize;
+    assert!(lines(&sink_b).len() < expected.len(), "the kill came before the end");
+
+    let count = || pg_rows(&pg, "SELECT count(*) FROM kafka_events")[0][0].clone().unwrap().parse::<usize>().unwrap();
+    // Done when the table is full and the group has committed every message (the last ones
+    // may be filtered or go to the DLQ, after the last row).
+    let all_committed = || committed(&brokers, "sluice-proof", "adt", 3).iter().sum::<i64>() == in_topic as i64;
+    wait_until(&mut first, "every record in the table, every offset committed", Duration::from_secs(240), || {
+        count() >= expected.len() && all_committed()
+    });
+    let (code, _, stdout, stderr) = first.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let by_a = message_ids(&a.join("out/patient-events.jsonl")).len();
+    let by_b = message_ids(&sink_b).len();
+    assert!(by_a > 0 && by_b > 0, "both instances took part: a {by_a}, b {by_b}");
+
+    // 4. Exactly the expected rows: one per record a local run of the same files delivers,
+    //    none twice.
+    let rows = pg_rows(&pg, "SELECT metadata_message_id FROM kafka_events");
+    let in_table: BTreeSet<String> = rows.into_iter().map(|r| r[0].clone().unwrap()).collect();
+    assert_eq!(count(), expected.len(), "one row per record");
+    assert_eq!(in_table, expected, "the rows a local run of the same files delivers");
+    let offsets = committed(&brokers, "sluice-proof", "adt", 3);
+    assert_eq!(offsets.iter().sum::<i64>(), in_topic as i64, "every relayed message committed: {offsets:?}");
+    assert_no_phi(&[&stdout, &stderr, &text(&relayed.stdout), &text(&relayed.stderr)]);
 }

@@ -23,44 +23,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use common::checkpoints::{PER_COPY, error_code, expect_exactly_once, expect_totals, kill_at_random_moments, summary};
-use common::moto::{self, Moto, venv};
+use common::moto::{self, KEY_ID, Moto, SECRET, boto3, create_bucket, put, store_block};
 use common::{root, text, workspace};
 
-const KEY_ID: &str = "AKIDOBJECTSTORETEST";
-const SECRET: &str = "secret-of-the-object-store-test-9d2c";
 const CLOCK: &str = "2024-01-01T00:00:00Z";
-
-/// Runs a boto3 script against moto: `s3` is a client; `argv[2:]` are the arguments.
-fn boto3(moto: &Moto, body: &str, args: &[&str]) -> String {
-    let script = format!(
-        "import boto3, sys\n\
-         s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
-             aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}')\n{body}"
-    );
-    let mut cmd = Command::new(venv().join("python"));
-    cmd.arg("-c").arg(&script).arg(&moto.endpoint).args(args);
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "boto3: {}", text(&out.stderr));
-    text(&out.stdout)
-}
-
-fn create_bucket(moto: &Moto, bucket: &str) {
-    boto3(moto, "s3.create_bucket(Bucket=sys.argv[2])\n", &[bucket]);
-}
-
-/// Puts the local file `from` as `key`.
-fn put(moto: &Moto, bucket: &str, key: &str, from: &Path) {
-    boto3(moto, "s3.upload_file(sys.argv[4], sys.argv[2], sys.argv[3])\n", &[bucket, key, from.to_str().unwrap()]);
-}
-
-/// A source's or sink's `store:` block for `moto` (indented for a component's keys), its
-/// credentials from the environment ([`sluice`] sets them).
-fn store_block(moto: &Moto) -> String {
-    format!(
-        "store:\n      endpoint: {}\n      region: us-east-1\n      access_key_id: ${{SLUICE_TEST_S3_KEY_ID}}\n      secret_access_key: ${{SLUICE_TEST_S3_SECRET}}",
-        moto.endpoint
-    )
-}
 
 /// The quick start reading `s3://inbound/adt/**/*.hl7` (and writing `out/`, like the resume
 /// tests' workspace), its credentials from the environment.

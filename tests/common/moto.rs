@@ -1,12 +1,18 @@
 //! moto (the AWS emulator from PyPI) in server mode on 127.0.0.1, for the tests that talk to
-//! S3 or Secrets Manager: `scripts/setup-moto` installs it once into `target/venv-moto`.
+//! S3 or Secrets Manager: `scripts/setup-moto` installs it once into `target/venv-moto`. Objects
+//! are put and read back with boto3 (AWS's own SDK, not our client).
 
 use std::net::TcpStream;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, root};
+use super::{free_port, root, text};
+
+/// The S3 credentials the tests use (moto accepts any unless told to check signatures); a
+/// pipeline reads them from `SLUICE_TEST_S3_KEY_ID` / `SLUICE_TEST_S3_SECRET` ([`store_block`]).
+pub const KEY_ID: &str = "AKIDOBJECTSTORETEST";
+pub const SECRET: &str = "secret-of-the-object-store-test-9d2c";
 
 /// moto's server on 127.0.0.1, stopped when dropped.
 pub struct Moto {
@@ -49,4 +55,36 @@ pub fn start(no_auth_actions: Option<u32>) -> Moto {
         std::thread::sleep(Duration::from_millis(200));
     }
     moto
+}
+
+/// Runs a boto3 script against moto: `s3` is a client; `argv[2:]` are the arguments.
+pub fn boto3(moto: &Moto, body: &str, args: &[&str]) -> String {
+    let script = format!(
+        "import boto3, sys\n\
+         s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1',\n\
+             aws_access_key_id='{KEY_ID}', aws_secret_access_key='{SECRET}')\n{body}"
+    );
+    let mut cmd = Command::new(venv().join("python"));
+    cmd.arg("-c").arg(&script).arg(&moto.endpoint).args(args);
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "boto3: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+pub fn create_bucket(moto: &Moto, bucket: &str) {
+    boto3(moto, "s3.create_bucket(Bucket=sys.argv[2])\n", &[bucket]);
+}
+
+/// Puts the local file `from` as `key`.
+pub fn put(moto: &Moto, bucket: &str, key: &str, from: &Path) {
+    boto3(moto, "s3.upload_file(sys.argv[4], sys.argv[2], sys.argv[3])\n", &[bucket, key, from.to_str().unwrap()]);
+}
+
+/// A source's or sink's `store:` block for `moto` (indented for a component's keys), its
+/// credentials from the environment (`SLUICE_TEST_S3_KEY_ID`, `SLUICE_TEST_S3_SECRET`).
+pub fn store_block(moto: &Moto) -> String {
+    format!(
+        "store:\n      endpoint: {}\n      region: us-east-1\n      access_key_id: ${{SLUICE_TEST_S3_KEY_ID}}\n      secret_access_key: ${{SLUICE_TEST_S3_SECRET}}",
+        moto.endpoint
+    )
 }
