@@ -16,8 +16,9 @@
 //! once and the page asked again (nothing lost, nothing twice), a token near its expiry is
 //! refreshed before it is sent, and a server that refuses fresh tokens stops the run with
 //! RT120 and no token in any output. Deletions: resources deleted on the server are found in
-//! `_history` and their rows deleted from PostgreSQL, written as `_deleted` tombstones to JSON
-//! Lines, never delivered twice; a server without `_history` is said once (RT121).
+//! `_history` and their rows deleted from PostgreSQL, marked in a CSV file's `_deleted` column,
+//! written as `_deleted` tombstones to JSON Lines, never delivered twice; a server without
+//! `_history` is said once (RT121).
 
 mod common;
 
@@ -486,7 +487,7 @@ fn deletions_on_the_server_delete_rows_and_become_tombstones_once() {
     let p = dir.join("pipelines/fhir-rest-sync.yaml");
     let spec = std::fs::read_to_string(&p).unwrap().replacen(
         "sinks:\n",
-        "sinks:\n  patients_file:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.jsonl\n",
+        "sinks:\n  patients_file:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.jsonl\n  patients_csv:\n    type: csv\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.csv\n",
         1,
     );
     std::fs::write(&p, spec).unwrap();
@@ -536,6 +537,23 @@ fn deletions_on_the_server_delete_rows_and_become_tombstones_once() {
     let mut gone = vec![ids[1].clone(), ids[2].clone()];
     gone.sort();
     assert_eq!(tombstones, gone, "one tombstone per deletion");
+    // In the CSV file, a deletion's row is marked in the `_deleted` column; no other row is.
+    let csv = std::fs::read_to_string(dir.join("out/fhir-rest-sync/patients.csv")).unwrap();
+    let mut rows = csv.lines();
+    let header: Vec<&str> = rows.next().unwrap().split(',').collect();
+    assert_eq!(header.last(), Some(&"_deleted"), "the marker column comes last");
+    // The message id column comes before any quoted cell (which could hold commas).
+    let id_at = header.iter().position(|c| *c == "metadata_message_id").unwrap();
+    let mut marked: Vec<String> = Vec::new();
+    for row in rows {
+        match row.rsplit(',').next().unwrap() {
+            "true" => marked.push(row.split(',').nth(id_at).unwrap().to_string()),
+            "false" => {}
+            other => panic!("`_deleted` is `{other}`: {row}"),
+        }
+    }
+    marked.sort();
+    assert_eq!(marked, gone, "the deletions' rows, and only they, are marked");
     assert_eq!(observation_lines(&dir), 2, "append tables ignore deletions");
     let asked = &proxy.seen()[before..];
     assert!(

@@ -667,6 +667,7 @@ impl Compiler {
             phi.insert(c.name.clone(), out_phi);
             components.push(Component { name: c.name.clone(), inputs, emits: out_flow.name(), kind });
         }
+        crate::fhir_rest::mark_deletion_columns(&mut components);
         if let Some(env) = &self.env {
             let masks: Vec<&ComponentSpec> =
                 spec.components.iter().filter(|c| matches!(c.body, Body::Mask { .. })).collect();

@@ -16,6 +16,9 @@
 //! - `auth: {type: oauth2, connection: NAME}` names a connection of the pipeline
 //!   (`connections:`) that hands out OAuth access tokens (SL263, SL264), and an OAuth token
 //!   is only sent over https or to a loopback address (SL265): the plan holds the name only.
+//! - Deletions found in a cdc table's history are never written as if they were rows: every
+//!   CSV or Parquet sink they can reach gets a `_deleted` column ([`mark_deletion_columns`]);
+//!   JSON Lines, HTTP and Kafka sinks mark the record itself, a PostgreSQL upsert deletes.
 
 use serde::{Deserialize, Serialize};
 
@@ -486,6 +489,34 @@ pub fn render(o: &mut String, r: &FhirRestPlan) {
         o,
         "    each table's cursor (meta.lastUpdated) saved in the state store once every record fetched is durable"
     );
+}
+
+/// Gives every CSV or Parquet sink that records of a cdc `fhir.rest` table can reach (through
+/// any stages) the boolean column `_deleted`, so a deletion's row is told from a resource's.
+/// `components` are in the pipeline's topological order, as the driver builds them.
+pub fn mark_deletion_columns(components: &mut [crate::plan::Component]) {
+    use crate::plan::ComponentKind;
+    let mut reached: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for c in components.iter_mut() {
+        let deletes = match &c.kind {
+            ComponentKind::Source(s) => {
+                s.fhir_rest.as_ref().is_some_and(|f| f.tables.iter().any(|t| t.ingestion == "cdc"))
+            }
+            _ => c.inputs.iter().any(|i| reached.contains(&i.component)),
+        };
+        if !deletes {
+            continue;
+        }
+        reached.insert(c.name.clone());
+        if let ComponentKind::Sink(sink) = &mut c.kind {
+            let columns = match (&mut sink.csv, &mut sink.parquet) {
+                (Some(csv), _) => &mut csv.columns,
+                (_, Some(parquet)) => &mut parquet.columns,
+                _ => continue,
+            };
+            columns.push(crate::plan::pg_table::deleted_column());
+        }
+    }
 }
 
 #[cfg(test)]

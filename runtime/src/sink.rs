@@ -105,6 +105,9 @@ pub fn finalized(rec: &Record, run_id: &str, processed_at: &str) -> Option<Doc> 
     doc.set("compliance", m.compliance);
     doc.set("errors", m.errors);
     doc.set("warnings", m.warnings);
+    if rec.env.deleted() {
+        doc.set(sluice_compiler::plan::pg_table::DELETED_COLUMN, Doc::Bool(true));
+    }
     Some(doc)
 }
 

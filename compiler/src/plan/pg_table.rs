@@ -22,6 +22,16 @@ use sluice_spec_core::ValueType;
 /// The column every table gets: the record's audit id.
 pub const RECORD_ID_COLUMN: &str = "sluice_record_id";
 
+/// The column that marks deletions in a CSV or Parquet sink a `fhir.rest` source's deletions
+/// reach (`true` on a deletion's row, `false` on every other row); also the member a deletion's
+/// finalized record carries.
+pub const DELETED_COLUMN: &str = "_deleted";
+
+/// The [`DELETED_COLUMN`] of a CSV or Parquet sink.
+pub fn deleted_column() -> PgColumn {
+    PgColumn { name: DELETED_COLUMN.into(), path: DELETED_COLUMN.into(), sql_type: "boolean".into() }
+}
+
 /// PostgreSQL's limit on identifier length (longer names are cut, silently).
 pub const MAX_IDENTIFIER: usize = 63;
 

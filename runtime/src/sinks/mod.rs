@@ -11,7 +11,7 @@ pub mod csv;
 pub mod parquet;
 pub mod postgres;
 
-use sluice_compiler::plan::pg_table::PgColumn;
+use sluice_compiler::plan::pg_table::{DELETED_COLUMN, PgColumn};
 
 use crate::dlq::Rejection;
 use crate::record::Doc;
@@ -72,6 +72,10 @@ pub fn column_values(doc: &Doc, record_id: &str, columns: &[PgColumn]) -> Vec<Op
         .map(|c| {
             if c.path.is_empty() {
                 return Some(record_id.to_string());
+            }
+            if c.path == DELETED_COLUMN {
+                // Only a deletion's record has the member (`crate::sink::finalized`).
+                return Some(doc.get_dotted(DELETED_COLUMN).is_some().to_string());
             }
             match doc.get_dotted(&c.path)? {
                 Doc::Null => None,
