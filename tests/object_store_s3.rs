@@ -7,6 +7,8 @@
 //!   takes nothing; new objects are the only ones the next run takes; an object overwritten
 //!   with new content (new ETag) is taken again, whole; keys outside the glob are never read.
 //! - A listing of more objects than one page (1,000 keys) takes them all.
+//! - An object overwritten after the listing and before its read ends that object's read with
+//!   the warning RT137; the run goes on, and the next run reads the new version whole.
 //! - `kill -9` at random moments, then `--resume`: every record exactly once in the sink, DLQ
 //!   and audit.
 //! - X12 interchanges and FHIR files (NDJSON, a Bundle, an XML resource) in a bucket: the
@@ -148,6 +150,61 @@ fn each_object_is_taken_once_across_runs_and_new_or_changed_ones_next_time() {
     assert_eq!(objects_read(&dir), ["s3://inbound/adt/2024/01/feed.hl7"]);
     assert_eq!(go(&[])["records_in"], 0);
     expect_no_secret_or_phi(&console);
+}
+
+#[test]
+fn an_object_overwritten_after_the_listing_is_left_to_the_next_run_with_rt137() {
+    use common::http_server::{Reply, Server};
+    let moto = moto::start(None);
+    create_bucket(&moto, "inbound");
+    let [feed, rejects] = examples();
+    // `a-big.hl7` is read first and keeps the reader busy: one-record batches, and a sink that
+    // answers its first request late, so backpressure stops the reader inside it.
+    let big = workspace("objstore-vanish-input");
+    let big_file = big.join("a-big.hl7");
+    let one = [std::fs::read(&feed).unwrap(), b"\r\n".to_vec()].concat();
+    std::fs::write(&big_file, one.repeat(20)).unwrap();
+    put(&moto, "inbound", "adt/a-big.hl7", &big_file);
+    put(&moto, "inbound", "adt/b-later.hl7", &feed);
+    let server =
+        Server::start(
+            |n| if n == 1 { Reply::Late(std::time::Duration::from_secs(8)) } else { Reply::Status(200, None) },
+        );
+    let dir = setup("objstore-vanish", &moto, None);
+    let p = dir.join("pipelines/objects.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let start = spec.find("sinks:").unwrap();
+    let end = spec.find("dlq:").unwrap();
+    let sink =
+        format!("sinks:\n  events:\n    type: http\n    inputs: [mask]\n    url: {}\n    timeout: 60s\n", server.url);
+    let spec = format!("{}{sink}{}", &spec[..start], &spec[end..]).replace("batch_size: 64", "batch_size: 1");
+    assert!(spec.contains("batch_size: 1"), "{spec}");
+    std::fs::write(&p, spec).unwrap();
+
+    let mut running = common::Running::spawn(sluice(&dir, SECRET).args(run_args(&[])));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.seen().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "no request: {}", running.stderr.lock().unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Listed, not read yet: overwritten with other content (a new ETag).
+    put(&moto, "inbound", "adt/b-later.hl7", &rejects);
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut running.child.stdout.take().unwrap(), &mut stdout).unwrap();
+    let status = running.child.wait().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let stderr = running.stderr.lock().unwrap().clone();
+    assert!(status.success(), "{stderr}");
+    let first: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert!(stderr.contains("RT137"), "the warning: {stderr}");
+    assert_eq!(first["records_in"], 20 * common::messages(&feed).len() as u64, "{first}");
+    assert_eq!(first["balanced"], true, "{first}");
+    assert_eq!(objects_read(&dir), ["s3://inbound/adt/a-big.hl7"], "the overwritten object was not read");
+    // The next run reads the new version, whole, and nothing else.
+    let second = summary(&run(&dir, &[]));
+    assert_eq!(second["records_in"], common::messages(&rejects).len() as u64, "{second}");
+    assert_eq!(objects_read(&dir), ["s3://inbound/adt/b-later.hl7"]);
+    expect_no_secret_or_phi(&format!("{stdout}{stderr}"));
 }
 
 #[test]

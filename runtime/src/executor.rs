@@ -926,6 +926,12 @@ fn read_files(
         };
         let items = match items {
             Ok(items) => items,
+            // Changed since the listing before a record of it was read (RT137): nothing of it
+            // is taken; the next run lists and reads its new version.
+            Err(e) if e.code == findings::OBJECT_VANISHED => {
+                tracing::warn!(code = findings::OBJECT_VANISHED, "an object vanished before it was read");
+                continue;
+            }
             Err(e) => {
                 raw_tx.send(Err(e));
                 return false;

@@ -446,9 +446,16 @@ pub fn open_local(path: &Path) -> Result<Box<dyn std::io::Read + Send>, RunError
     Ok(Box::new(f))
 }
 
-/// What a failed read of `path` means: the object store's own finding (RT135/RT136) when the
-/// error came from an object download, else a plain read error.
+/// What a failed read of `path` means: RT137 when the object was deleted or overwritten since
+/// it was listed (the reader goes on with the next input), the object store's own finding
+/// (RT135/RT136) when its download failed, else a plain read error.
 pub fn read_error(path: &Path, e: &std::io::Error) -> RunError {
+    if crate::object_stores::read::vanished(e) {
+        return RunError::new(
+            crate::findings::OBJECT_VANISHED,
+            "an object was deleted or overwritten after it was listed; the next run reads its new version",
+        );
+    }
     crate::object_stores::read::run_error_in(e).unwrap_or_else(|| RunError::io("read", path, e))
 }
 
