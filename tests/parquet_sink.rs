@@ -136,6 +136,18 @@ fn parquet_files_hold_the_records_of_the_json_lines_file_typed() {
     assert_eq!(files(&lake), first, "a rerun with the same clock writes the same files, and only them");
 }
 
+/// Per file (in name order), the compressed bytes of each row group.
+const GROUP_SIZES: &str = r#"
+import glob, json, sys
+import pyarrow.parquet as pq
+out = []
+for p in sorted(glob.glob(sys.argv[1] + "/*.parquet")):
+    m = pq.ParquetFile(p).metadata
+    out.append([sum(m.row_group(g).column(c).total_compressed_size for c in range(m.num_columns))
+                for g in range(m.num_row_groups)])
+print(json.dumps(out))
+"#;
+
 const IDS: &str = r#"
 import sys
 import pyarrow.dataset as ds
@@ -194,4 +206,52 @@ fn killed_and_resumed_runs_leave_each_record_in_one_file() {
         })
         .collect();
     assert_eq!(unique.into_iter().cloned().collect::<std::collections::BTreeSet<String>>(), from_jsonl);
+}
+
+#[test]
+fn files_roll_by_bytes_written_and_together_hold_every_record() {
+    let python = pyarrow();
+    let copies = 60;
+    let dir = setup("parquet-roll-bytes", copies, "10s");
+    let limit = 50_000u64;
+    let pipeline = dir.join("pipelines/resume.yaml");
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    let sink = format!(
+        "sinks:\n  lake:\n    type: parquet\n    inputs: [mask]\n    path: ../out/lake\n    roll: {{bytes: {limit}}}\n"
+    );
+    let start = spec.find("sinks:").unwrap();
+    let end = spec.find("dlq:").unwrap();
+    std::fs::write(&pipeline, format!("{}{sink}{}", &spec[..start], &spec[end..])).unwrap();
+
+    let plan = sluice(&dir, &["plan", "pipelines/resume.yaml"]);
+    assert!(
+        text(&plan.stdout).contains(&format!("files of at most 1000000 rows or {limit} bytes; schema:")),
+        "{}{}",
+        text(&plan.stdout),
+        text(&plan.stderr)
+    );
+    let out = sluice(&dir, &["run", "--fixed-clock", CLOCK, "pipelines/resume.yaml"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    let lake = dir.join("out/lake");
+    let written = files(&lake);
+    assert!(written.len() > 2, "several files: {:?}", written.keys());
+    // Each file's column data (its row groups, compressed, as pyarrow reports them): every
+    // file but the last was closed by the first row group that took it to the limit.
+    let sizes = Command::new(&python).arg("-c").arg(GROUP_SIZES).arg(&lake).output().unwrap();
+    assert!(sizes.status.success(), "pyarrow could not read the files: {}", text(&sizes.stderr));
+    let sizes: Vec<Vec<u64>> = serde_json::from_slice(&sizes.stdout).unwrap();
+    assert_eq!(sizes.len(), written.len());
+    for (i, groups) in sizes.iter().enumerate() {
+        let data: u64 = groups.iter().sum();
+        let before_last: u64 = data - groups.last().copied().unwrap_or(0);
+        assert!(before_last < limit, "file {i} went on past the limit: {groups:?}");
+        if i + 1 < sizes.len() {
+            assert!(data >= limit, "file {i} closed before the limit: {groups:?}");
+        }
+    }
+    let ids = Command::new(&python).arg("-c").arg(IDS).arg(&lake).output().unwrap();
+    assert!(ids.status.success(), "pyarrow could not read the files: {}", text(&ids.stderr));
+    let ids: std::collections::BTreeSet<String> = text(&ids.stdout).lines().map(str::to_string).collect();
+    assert_eq!(ids.len() as u64, PER_COPY.1 * copies as u64, "every delivered record once");
 }

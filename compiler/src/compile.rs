@@ -2069,6 +2069,7 @@ impl Compiler {
             columns,
             partition_by,
             roll_rows: p.roll_rows.unwrap_or(crate::plan::PARQUET_DEFAULT_ROLL_ROWS),
+            roll_bytes: p.roll_bytes,
         };
         Some(SinkPlan {
             kind: "parquet".into(),

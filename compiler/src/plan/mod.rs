@@ -713,6 +713,10 @@ pub struct ParquetSinkPlan {
     pub partition_by: Option<String>,
     /// A file is closed (and renamed at the next checkpoint) once it holds this many rows.
     pub roll_rows: u64,
+    /// ... or once this many bytes are written to it (`roll: {bytes}`; absent: no limit, and
+    /// absent from the plan, so plans without it keep their hash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roll_bytes: Option<u64>,
 }
 
 /// Rows per file when `roll: {rows}` is not written.

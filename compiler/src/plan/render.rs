@@ -236,7 +236,8 @@ pub fn text(plan: &Plan) -> String {
                         if let Some(pq) = &s.parquet {
                             let by =
                                 pq.partition_by.as_deref().map(|p| format!(", partitioned by {p}")).unwrap_or_default();
-                            let _ = writeln!(o, "    files of at most {} rows{by}; schema:", pq.roll_rows);
+                            let bytes = pq.roll_bytes.map(|b| format!(" or {b} bytes")).unwrap_or_default();
+                            let _ = writeln!(o, "    files of at most {} rows{bytes}{by}; schema:", pq.roll_rows);
                             for line in pq.schema().lines() {
                                 let _ = writeln!(o, "      {line}");
                             }

@@ -127,23 +127,30 @@ pub struct ParquetSpec {
     pub partition_by: Option<Spanned>,
     /// `roll: {rows}`, checked to be more than zero.
     pub roll_rows: Option<u64>,
+    /// `roll: {bytes}`, checked to be more than zero.
+    pub roll_bytes: Option<u64>,
 }
 
 fn parquet(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<ParquetSpec> {
     let path = obj.get("path").and_then(|n| reader::string(cx, n, "`path`"));
     let partition_by = obj.get("partition_by").and_then(|n| reader::string(cx, n, "`partition_by`"));
     let roll = obj.get("roll").and_then(|n| reader::object(cx, n, &shape::PARQUET_ROLL, "`roll`"));
-    let rows_node = roll.as_ref().and_then(|r| r.get("rows"));
-    let roll_rows = rows_node.and_then(|n| reader::integer(cx, n, "`rows`"));
-    if let (Some(0), Some(node)) = (roll_rows, rows_node) {
-        cx.push(
-            Diagnostic::error(codes::INVALID_VALUE, "`rows` must be more than zero")
-                .label(node.span, "zero")
-                .help("leave `roll` out for the default (a file per 1,000,000 rows)"),
-        );
-        return None;
-    }
-    Some(ParquetSpec { path: path?, partition_by, roll_rows })
+    let mut limit = |key: &str| -> Result<Option<u64>, ()> {
+        let Some(node) = roll.as_ref().and_then(|r| r.get(key)) else { return Ok(None) };
+        match reader::integer(cx, node, &format!("`{key}`")) {
+            Some(0) => {
+                cx.push(
+                    Diagnostic::error(codes::INVALID_VALUE, format!("`{key}` must be more than zero"))
+                        .label(node.span, "zero")
+                        .help("leave it out for the default (a file per 1,000,000 rows, whatever its size)"),
+                );
+                Err(())
+            }
+            n => Ok(n),
+        }
+    };
+    let (roll_rows, roll_bytes) = (limit("rows"), limit("bytes"));
+    Some(ParquetSpec { path: path?, partition_by, roll_rows: roll_rows.ok()?, roll_bytes: roll_bytes.ok()? })
 }
 
 /// A `postgres` sink as written; its columns come from the records' schema (the driver's job).

@@ -563,7 +563,14 @@ pub static PARQUET_ROLL: Shape = Shape {
     name: "sink.parquet.roll",
     type_tag: None,
     doc: "When a Parquet file is closed and the next one started.",
-    keys: &[opt("rows", KeyType::Integer, "Rows per file (default 1,000,000).")],
+    keys: &[
+        opt("rows", KeyType::Integer, "Rows per file (default 1,000,000)."),
+        opt(
+            "bytes",
+            KeyType::Integer,
+            "Close a file once this many bytes (compressed, as on disk) are written to it (default: no limit); whichever of `rows` and `bytes` comes first.",
+        ),
+    ],
 };
 
 pub static SINK_PARQUET: Shape = Shape {

@@ -10,7 +10,9 @@
 //!
 //! Files and crashes (Parquet files cannot be appended to):
 //! - A file is written under a hidden temporary name (`.<name>.tmp`, which Parquet readers
-//!   skip), closed when it holds `roll_rows` rows or at a checkpoint, and renamed to
+//!   skip), closed when it holds `roll_rows` rows, or when the row groups written to it reach
+//!   `roll_bytes` bytes (checked after each row group; the footer comes on top), or at a
+//!   checkpoint, and renamed to
 //!   `<run_id>-<seq>.parquet` (`seq`: its first record's number, 12 digits) at the next
 //!   checkpoint or at the end of the run, never before: a visible file is always complete,
 //!   and holds only records a checkpoint covers (or, between the renames and the save of that
@@ -152,6 +154,8 @@ struct Open {
     done: PathBuf,
     rows: u64,
     buffered: Vec<Vec<Cell>>,
+    /// The rows' lines' length, summed: what the buffered rows hold, roughly, uncompressed.
+    buffered_bytes: usize,
 }
 
 /// One `parquet` sink of a run.
@@ -246,17 +250,28 @@ impl ParquetSink {
                 let file = File::create(&tmp).map_err(|e| RunError::io("create", &self.dir, &e))?;
                 let writer = SerializedFileWriter::new(file, Arc::clone(&self.schema), Arc::clone(&self.props))
                     .map_err(|e| self.failed(&e))?;
-                self.open
-                    .insert(part.clone(), Open { writer, tmp, done: folder.join(base), rows: 0, buffered: Vec::new() });
+                self.open.insert(
+                    part.clone(),
+                    Open { writer, tmp, done: folder.join(base), rows: 0, buffered: Vec::new(), buffered_bytes: 0 },
+                );
             }
             let Some(open) = self.open.get_mut(&part) else { continue };
             open.buffered.push(row);
+            open.buffered_bytes += line.len();
             open.rows += 1;
-            if open.buffered.len() >= ROW_GROUP {
+            // With a byte limit, row groups are also cut by size, so the bytes on disk are
+            // known often enough to roll near it: when the rows waiting, as JSON, reach the
+            // limit (Snappy-compressed columns take about a fifth of that here, so a file gets
+            // about five row groups; fewer, larger groups keep the footer small, as it holds
+            // about 120 bytes per column per group).
+            let group_full = open.buffered.len() >= ROW_GROUP
+                || self.plan.roll_bytes.is_some_and(|limit| open.buffered_bytes as u64 >= limit);
+            if group_full {
                 let columns = &self.plan.columns;
                 write_group(open, columns).map_err(|e| failed(&self.name, &self.dir, &e))?;
             }
-            if open.rows >= self.plan.roll_rows {
+            let too_big = self.plan.roll_bytes.is_some_and(|limit| open.writer.bytes_written() as u64 >= limit);
+            if open.rows >= self.plan.roll_rows || too_big {
                 self.close(&part)?;
             }
         }
@@ -318,6 +333,7 @@ fn write_group(
         return Ok(());
     }
     let rows = std::mem::take(&mut open.buffered);
+    open.buffered_bytes = 0;
     let mut group = open.writer.next_row_group()?;
     let mut i = 0;
     while let Some(mut col) = group.next_column()? {
