@@ -428,6 +428,31 @@ fn kill_9_mid_way_and_a_new_run_lose_nothing_and_the_upsert_table_holds_each_rec
     assert_no_phi(&[&stdout, &stderr]);
 }
 
+/// Two instances of the quick start fed by `adt` in consumer group `group`, upserting into one
+/// table, each in its own directory (its own DLQ and audit log), both started and given their
+/// share of the partitions.
+fn two_instances(name: &str, brokers: &str, group: &str, pg: &str) -> ([common::Workspace; 2], [Running; 2]) {
+    let dirs = [workspace(&format!("{name}-a")), workspace(&format!("{name}-b"))];
+    for dir in &dirs {
+        kafka_pipeline(dir, brokers, "adt", group, &format!("{JSONL_SINK}{}", upsert_sink()));
+    }
+    let mut first = start_run(&dirs[0], Some(pg));
+    first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    let mut second = start_run(&dirs[1], Some(pg));
+    second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
+    // Both members have their share before the input arrives.
+    std::thread::sleep(Duration::from_secs(3));
+    (dirs, [first, second])
+}
+
+/// Kills `run` (`kill -9`) once its JSON Lines sink in `dir` holds 50 records.
+fn kill_after_its_first_records(mut run: Running, dir: &Path) {
+    let sink = dir.join("out/patient-events.jsonl");
+    wait_until(&mut run, "the instance's first records", Duration::from_secs(120), || lines(&sink).len() >= 50);
+    run.child.kill().unwrap();
+    run.child.wait().unwrap();
+}
+
 #[test]
 fn two_instances_share_a_topic_and_when_one_is_killed_the_other_takes_its_partitions() {
     let Some(pg) = pg_database("kafka-scale") else { return };
@@ -437,25 +462,10 @@ fn two_instances_share_a_topic_and_when_one_is_killed_the_other_takes_its_partit
     let copies = 40;
     let input = example_messages(copies);
     let delivered = PER_COPY.1 as usize * copies;
-    // Two instances: the same pipeline in two directories (each its own DLQ and audit log),
-    // one consumer group, one table.
-    let (a, b) = (workspace("kafka-scale-a"), workspace("kafka-scale-b"));
-    for dir in [&a, &b] {
-        kafka_pipeline(dir, &brokers, "adt", "sluice-scale", &format!("{JSONL_SINK}{}", upsert_sink()));
-    }
-    let mut first = start_run(&a, Some(&pg));
-    first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
-    let mut second = start_run(&b, Some(&pg));
-    second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
-    // Both members have their share before the input arrives.
-    std::thread::sleep(Duration::from_secs(3));
+    let ([a, b], [mut first, second]) = two_instances("kafka-scale", &brokers, "sluice-scale", &pg);
     produce(&brokers, "adt", &input);
+    kill_after_its_first_records(second, &b);
     let sink_b = b.join("out/patient-events.jsonl");
-    wait_until(&mut second, "the second instance's first records", Duration::from_secs(120), || {
-        lines(&sink_b).len() >= 50
-    });
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
     let by_b = message_ids(&sink_b).len();
 
     let count = || pg_rows(&pg, "SELECT count(*) FROM kafka_events")[0][0].clone().unwrap().parse::<usize>().unwrap();
@@ -667,15 +677,7 @@ fn objects_relayed_through_a_topic_to_two_instances_reach_postgres_exactly_once_
     //    their share of the partitions before the files land.
     let expected = delivered_locally(&staging, &input);
     assert_eq!(expected.len(), PER_COPY.1 as usize * copies);
-    let (a, b) = (workspace("kafka-proof-a"), workspace("kafka-proof-b"));
-    for dir in [&a, &b] {
-        kafka_pipeline(dir, &brokers, "adt", "sluice-proof", &format!("{JSONL_SINK}{}", upsert_sink()));
-    }
-    let mut first = start_run(&a, Some(&pg));
-    first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
-    let mut second = start_run(&b, Some(&pg));
-    second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
-    std::thread::sleep(Duration::from_secs(3));
+    let ([a, b], [mut first, second]) = two_instances("kafka-proof", &brokers, "sluice-proof", &pg);
 
     // 2. The relay: every object's messages, as read, to the topic, keyed by the patient.
     // `batch_size: 1` makes each message its own record batch: tansu 0.6.0 answers a fetch
@@ -721,12 +723,8 @@ defaults:
         .unwrap();
 
     // 3. While the files still land, one instance is killed; the other takes its partitions.
+    kill_after_its_first_records(second, &b);
     let sink_b = b.join("out/patient-events.jsonl");
-    wait_until(&mut second, "the second instance's first records", Duration::from_secs(120), || {
-        lines(&sink_b).len() >= 50
-    });
-    second.child.kill().unwrap();
-    second.child.wait().unwrap();
     let relayed = relaying.wait_with_output().unwrap();
     assert!(relayed.status.success(), "{}", text(&relayed.stderr));
     let relay_summary = summary(&relayed);
