@@ -842,14 +842,21 @@ impl Compiler {
             .iter()
             .find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_)))
         {
+            // What the source counts on the sinks for (a fhir.rest sync ends, but moves its
+            // cursor the same way a listener acknowledges).
+            let (kind, counts_on) = match listener.body {
+                Body::FhirRest(_) => ("fhir.rest source", "saves its cursor once the sinks have its records"),
+                Body::Kafka(_) => ("kafka source", "commits its offsets once the sinks have the messages"),
+                _ => ("listening source", "acknowledges each message once the sinks have it"),
+            };
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
                 self.diags.push(
                     Diagnostic::error(
                         codes::PARQUET_AFTER_LISTENER,
-                        format!("parquet sink `{}` cannot be fed by the listening source `{}`", sink.name, listener.name),
+                        format!("parquet sink `{}` cannot be fed by the {kind} `{}`", sink.name, listener.name),
                     )
                     .label(sink.name_span, "holds rows in an open file until a checkpoint")
-                    .label(listener.name_span, "acknowledges each message once the sinks have it")
+                    .label(listener.name_span, counts_on)
                     .help("write the live feed to a jsonl, csv or postgres sink, and make Parquet files from it in a file pipeline"),
                 );
                 ok = false;
@@ -862,10 +869,10 @@ impl Compiler {
                     self.diags.push(
                         Diagnostic::error(
                             codes::OBJECT_SINK_AFTER_LISTENER,
-                            format!("sink `{}` writes to an object store and is fed by the listening source `{}`", sink.name, listener.name),
+                            format!("sink `{}` writes to an object store and is fed by the {kind} `{}`", sink.name, listener.name),
                         )
                         .label(path.span, "uploaded when a run completes")
-                        .label(listener.name_span, "acknowledges each message once the sinks have it")
+                        .label(listener.name_span, counts_on)
                         .help("write the live feed to a local jsonl or csv file (or postgres), and copy it to the store from a file pipeline"),
                     );
                     ok = false;
