@@ -49,6 +49,8 @@ enum Flow {
     Fhir(Option<&'static str>),
     /// X12 transaction sets from a `format: x12` source (envelope context and segments).
     X12,
+    /// Stripe objects from a `stripe` source: of one type when the source reads one list.
+    Stripe(Option<&'static str>),
     Output(&'static OutputSchema),
     /// Upstream had errors: checks that depend on the schema are skipped.
     Unknown,
@@ -61,6 +63,8 @@ impl Flow {
             Flow::Fhir(Some(t)) => format!("{}/{t}", crate::fhir::SCHEMA),
             Flow::Fhir(None) => crate::fhir::SCHEMA.to_string(),
             Flow::X12 => crate::x12::SCHEMA.to_string(),
+            Flow::Stripe(Some(o)) => format!("{}{o}", crate::stripe::SCHEMA_PREFIX),
+            Flow::Stripe(None) => "stripe objects of several types".to_string(),
             Flow::Output(o) => o.name.to_string(),
             Flow::Unknown => "unknown".into(),
         }
@@ -557,12 +561,17 @@ impl Compiler {
                 let test_path = self.sources.get(id).path.clone();
                 let stem = test_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 let virtual_path = test_path.with_file_name(format!("{stem}#pipeline"));
+                let stripe_list = self
+                    .mapping(mid)
+                    .and_then(|m| m.input_stripe)
+                    .and_then(|(object, _)| crate::stripe::LISTS.iter().find(|(_, o)| *o == object).map(|(l, _)| *l));
                 let text = test_spec::mapping_pipeline(
                     &format!("test of {}", mapping.text),
                     &abs(mapping, self),
                     rules.as_ref().map(|r| abs(r, self)).as_deref(),
                     policy.as_ref().map(|p| abs(p, self)).as_deref(),
                     profile.as_deref(),
+                    stripe_list,
                 );
                 let pid = match self.sources.find(&virtual_path) {
                     Some(pid) => pid,
@@ -764,6 +773,12 @@ impl Compiler {
             );
             return None;
         }
+        if plan.state.is_none()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::Stripe(_)))
+        {
+            self.diags.push(crate::stripe::needs_state(&c.name, c.name_span));
+            return None;
+        }
         if plan.state.is_none() {
             for c in &spec.components {
                 if let Body::Files { x12: Some(crate::spec::pipeline::X12Files { acks: Some(acks), .. }), .. } = &c.body
@@ -837,15 +852,14 @@ impl Compiler {
         let file_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. })).count();
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
-        if let Some(listener) = spec
-            .components
-            .iter()
-            .find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_)))
-        {
-            // What the source counts on the sinks for (a fhir.rest sync ends, but moves its
-            // cursor the same way a listener acknowledges).
+        if let Some(listener) = spec.components.iter().find(|c| {
+            matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_) | Body::Stripe(_))
+        }) {
+            // What the source counts on the sinks for (fhir.rest and stripe syncs end, but move
+            // their cursors the same way a listener acknowledges).
             let (kind, counts_on) = match listener.body {
                 Body::FhirRest(_) => ("fhir.rest source", "saves its cursor once the sinks have its records"),
+                Body::Stripe(_) => ("stripe source", "saves its cursors once the sinks have its records"),
                 Body::Kafka(_) => ("kafka source", "commits its offsets once the sinks have the messages"),
                 _ => ("listening source", "acknowledges each message once the sinks have it"),
             };
@@ -903,6 +917,23 @@ impl Compiler {
                 self.diags.push(d);
                 ok = false;
             }
+        }
+        for c in &spec.components {
+            if let Body::Stripe(f) = &c.body
+                && let Some(d) = crate::stripe::check_connection(f, &spec.connections)
+            {
+                self.diags.push(d);
+                ok = false;
+            }
+        }
+        // A stripe source syncs on its own run loop: only beside other stripe sources.
+        let stripe_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Stripe(_))).count();
+        if stripe_sources > 0
+            && stripe_sources < spec.components.iter().filter(|c| c.section == Section::Source).count()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::Stripe(_)))
+        {
+            self.diags.push(crate::stripe::not_alone(&c.name, c.name_span));
+            ok = false;
         }
         // A fhir.rest source syncs on its own run loop: only beside other fhir.rest sources.
         let rest_sources = spec.components.iter().filter(|c| matches!(c.body, Body::FhirRest(_))).count();
@@ -1256,6 +1287,11 @@ impl Compiler {
                     this.diags.push(crate::x12::input_mismatch(what, &c.name, "HL7 v2 messages", at));
                     None
                 }
+                Flow::Stripe(_) => {
+                    let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    this.diags.push(crate::stripe::input_mismatch(what, &c.name, "HL7 v2 messages", at));
+                    None
+                }
                 Flow::Output(o) => {
                     this.diags.push(
                         Diagnostic::error(
@@ -1416,6 +1452,20 @@ impl Compiler {
                 });
                 Some((kind, flow, (state, origins)))
             }
+            Body::Stripe(f) => {
+                let plan = crate::stripe::plan(f);
+                let flow = match f.objects.as_slice() {
+                    [(_, one)] => Flow::Stripe(Some(one)),
+                    // What is wrong with `objects` was said (SL273).
+                    [] => Flow::Unknown,
+                    _ => Flow::Stripe(None),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    stripe: Some(Box::new(plan)),
+                    ..SourcePlan::new("stripe", "json", vec![], profile::default_profile())
+                });
+                Some((kind, flow, (state, origins)))
+            }
             Body::Validate { rules, mode } => {
                 let version = need_hl7(self, "validate stage");
                 let rid = self.load_kind(rules, "rules")?;
@@ -1443,6 +1493,19 @@ impl Compiler {
                 let fhir_input = self.mapping(mid)?.input_fhir;
                 if let Some((t, t_span)) = fhir_input {
                     return self.fhir_map(c, mid, flow, (t, t_span), (state, origins));
+                }
+                let stripe_input = self.mapping(mid)?.input_stripe;
+                if let Some((object, o_span)) = stripe_input {
+                    let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    return match flow {
+                        Flow::Unknown => None,
+                        Flow::Stripe(Some(o)) if o == object => self.mapped(mid, (state, origins)),
+                        other => {
+                            let d = crate::stripe::map_input_mismatch(&c.name, object, &other.name(), input_at, o_span);
+                            self.diags.push(d);
+                            None
+                        }
+                    };
                 }
                 let x12_input = self.mapping(mid)?.input_x12;
                 if let Some((guide, g_span)) = x12_input {
@@ -1520,6 +1583,11 @@ impl Compiler {
                     Flow::X12 => {
                         let at = c.inputs.first().map_or(c.name_span, |i| i.span);
                         self.diags.push(crate::x12::input_mismatch("mask stage", &c.name, "mapped records", at));
+                        return None;
+                    }
+                    Flow::Stripe(_) => {
+                        let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                        self.diags.push(crate::stripe::input_mismatch("mask stage", &c.name, "mapped records", at));
                         return None;
                     }
                     Flow::Hl7(_) => {
@@ -1739,6 +1807,16 @@ impl Compiler {
                     );
                     lenient.as_ref()?;
                 }
+                if let Flow::Stripe(_) = flow
+                    && phi_allowed.is_none()
+                {
+                    self.diags.push(
+                        leak(format!("sink `{}` receives raw Stripe objects, which carry customers' PII", c.name))
+                            .label(c.name_span, "unmasked objects reach this sink")
+                            .help("Stripe objects hold names, e-mail addresses, addresses and card details: map them with a mapping that reads `schema: stripe/<object>` and mask them, or allow PII at this sink with `phi: {allowed: true, reason: ...}`"),
+                    );
+                    lenient.as_ref()?;
+                }
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
@@ -1924,10 +2002,11 @@ impl Compiler {
                     }
                     Some(_) => {}
                 },
-                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 => {
+                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) => {
                     let what = match flow {
                         Flow::Hl7(_) => "HL7 v2 messages",
                         Flow::X12 => "X12 transaction sets",
+                        Flow::Stripe(_) => "Stripe objects",
                         _ => "FHIR resources",
                     };
                     self.diags.push(
@@ -2243,6 +2322,16 @@ impl Compiler {
                 self.diags.push(crate::x12::input_mismatch("stage", &c.name, "records whose paths can be checked", at));
                 return None;
             }
+            Flow::Stripe(_) => {
+                let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                self.diags.push(crate::stripe::input_mismatch(
+                    "stage",
+                    &c.name,
+                    "records whose paths can be checked",
+                    at,
+                ));
+                return None;
+            }
             Flow::Unknown => return None,
         };
         let env = Env { scope, vars: vec![], tables: vec![] };
@@ -2440,6 +2529,7 @@ impl Compiler {
             Flow::Fhir(_) => None,
             Flow::Hl7(_) => Some("HL7 v2 messages".to_string()),
             Flow::X12 => Some("X12 transaction sets".to_string()),
+            Flow::Stripe(_) => Some("Stripe objects".to_string()),
             Flow::Output(o) => Some(format!("{} records", o.name)),
         };
         if let Some(wrong) = wrong {

@@ -18,5 +18,6 @@ pub mod object_store;
 pub mod plan;
 pub mod source;
 pub mod spec;
+pub mod stripe;
 pub mod x12;
 pub mod yaml;

@@ -31,6 +31,8 @@ pub enum Prep {
     X12Source(crate::x12_source::X12Source),
     /// A `webhook` source: its records are queued events ([`crate::webhooks::event::decode`]).
     WebhookSource,
+    /// A `stripe` source: its records are list items ([`crate::finance::source::decode`]).
+    StripeSource(Vec<sluice_compiler::stripe::StripeObjectPlan>),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -126,10 +128,13 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook" | "fhir.rest") {
+                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe") {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match (&s.fhir, &s.x12, &s.webhook) {
+                        _ if s.stripe.is_some() => {
+                            Prep::StripeSource(s.stripe.as_ref().map(|p| p.objects.clone()).unwrap_or_default())
+                        }
                         (Some(f), _, _) => {
                             Prep::FhirSource(crate::fhir_source::FhirSource::new(f, resolves_references(plan))?)
                         }

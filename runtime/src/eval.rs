@@ -532,6 +532,43 @@ impl<'a> Scope<'a> {
                 };
                 Val::Bool(found)
             }
+            Function::UnixDate | Function::UnixDatetime => map_scalars(arg(0, warnings), &mut |v| {
+                let seconds = match v {
+                    Val::Int(i) => Some(i),
+                    Val::Str(s) | Val::Dec(s) => s.parse::<i64>().ok(),
+                    _ => None,
+                };
+                // Years 0-9999 only: what RFC 3339 and a `date` can hold.
+                match seconds.filter(|s| (-62_167_219_200..=253_402_300_799).contains(s)) {
+                    Some(s) => {
+                        let text = crate::time::format_utc(s);
+                        Val::Str(if f == Function::UnixDate { text[..10].to_string() } else { text })
+                    }
+                    None => {
+                        warnings.push(Issue::new(
+                            findings::BAD_DATETIME,
+                            self.field,
+                            format!("`{}` is not a Unix time in seconds", what()),
+                        ));
+                        Val::Null
+                    }
+                }
+            }),
+            Function::MinorUnits => {
+                let currency = arg(1, warnings).text();
+                map_scalars(arg(0, warnings), &mut |v| match (v, currency.as_deref()) {
+                    (Val::Int(i), Some(c)) if !c.is_empty() => Val::Dec(sluice_finance::currency::to_major(i, c)),
+                    (Val::Null, _) => Val::Null,
+                    _ => {
+                        warnings.push(Issue::new(
+                            findings::BAD_NUMBER,
+                            self.field,
+                            format!("`{}` is not an integer amount with a currency", what()),
+                        ));
+                        Val::Null
+                    }
+                })
+            }
             Function::Join => {
                 let sep = arg(1, warnings).text().unwrap_or_default();
                 match arg(0, warnings) {

@@ -309,6 +309,27 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The source step of a `stripe` source: a list item read into its record
+    /// (`crate::finance::source::decode`), then the rest of the graph.
+    fn stripe_record(
+        &self,
+        idx: usize,
+        lists: &[sluice_compiler::stripe::StripeObjectPlan],
+        mut rec: Record,
+        acc: &mut Acc,
+    ) {
+        match crate::finance::source::decode(&rec.raw, lists) {
+            Err(r) => self.reject(idx, &rec, &r, acc),
+            Ok(d) => {
+                acc.control_id = Some(d.id.clone());
+                rec.env.control_id = Some(d.id);
+                rec.env.message_type = Some(d.object);
+                rec.payload = Payload::Doc(d.doc);
+                self.walk(idx, rec, acc);
+            }
+        }
+    }
+
     /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
     fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
         let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
@@ -496,6 +517,10 @@ impl Ctx<'_, '_> {
             }
             if let (None, Prep::WebhookSource) = (&raw.problem, &c.preps[raw.source]) {
                 self.webhook_record(raw.source, rec, &mut acc);
+                return acc;
+            }
+            if let (None, Prep::StripeSource(lists)) = (&raw.problem, &c.preps[raw.source]) {
+                self.stripe_record(raw.source, lists, rec, &mut acc);
                 return acc;
             }
             let decoded = match (&raw.problem, &c.preps[raw.source]) {
@@ -911,6 +936,10 @@ fn read_files(
             }),
             Some(Prep::X12Source(src)) => crate::x12_source::pieces(&open, path, src).map(|pieces| {
                 Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))) as _
+            }),
+            // Stripe objects from a file (`sluice test`): one JSON object a line.
+            Some(Prep::StripeSource(_)) => open().map(|bytes| {
+                Box::new(crate::finance::source::lines(bytes).map(|l| l.map(|(o, i, b)| (o, i, b, None)))) as _
             }),
             _ => open().and_then(|bytes| source::open_stream(bytes, path)).map(|reader| {
                 Box::new(BatchReader::new(reader).map(|item| {

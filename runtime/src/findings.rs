@@ -216,6 +216,10 @@ findings! {
         "A list request to the Stripe API failed for good: refused (401 with an API key: the key is wrong, rolled or revoked; 403: the key lacks the permission; 400/404: the object type or cursor is not known), or still failing after the retries (429 rate limits and 5xx are retried with backoff, after the `Retry-After` Stripe gives, unless `Stripe-Should-Retry: false`). The message gives the object, the HTTP status and Stripe's error `type` and `code`, never its message text (which may quote the key) nor the key. Records already read are kept; the cursor does not move past them.";
     STRIPE_PARTIAL_RECORD = "RT151", Warning, "Stripe object with missing or odd fields",
         "A Stripe object came without an `id` or `created`, or with an `amount` that is not a whole number of minor units (cents): it is kept, with this warning naming the object type and the field, since partial data is still data. An object without `id` cannot be deduplicated across the lookback window.";
+    STRIPE_OBJECT_REJECTED = "RT152", Dlq, "Stripe object rejected",
+        "A `stripe` source received an item of a list that cannot be a record: not a JSON object, without a string `id`, of another `object` type than the list holds, or with an `amount` (or `created`) that is not a whole number. It goes to the DLQ (its bytes encrypted) with this code and a reason naming the list and the field, never a value; the other objects of the page go on, and the list's cursor moves past it as past a delivered object.";
+    STRIPE_SYNC_STOPPED = "RT153", RunError, "Stripe sync stopped before its records were durable",
+        "A `stripe` source's run ended (a sink failed, the run was stopped) before every record of an object list was durable in the sinks or the DLQ. That list's cursor was not saved: the next run reads those objects again, and an idempotent sink (a `postgres` upsert by id) ends up with each once.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

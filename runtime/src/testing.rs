@@ -104,7 +104,10 @@ fn isolate(plan: &Plan, input: &CaseInput<'_>, dir: &Path, mask_key: Option<&str
     for (i, comp) in plan.components.iter_mut().enumerate() {
         match &mut comp.kind {
             ComponentKind::Source(s) => {
-                let file = dir.join(format!("input-{i}.hl7"));
+                // A `stripe` source keeps its plan (its records are read as Stripe objects,
+                // one a line) but reads the file: nothing is fetched.
+                let ext = if s.stripe.is_some() { "jsonl" } else { "hl7" };
+                let file = dir.join(format!("input-{i}.{ext}"));
                 let bytes = if i == chosen { input.bytes } else { &[] };
                 std::fs::write(&file, bytes).map_err(|e| RunError::io("write", &file, &e))?;
                 s.kind = "files".into();

@@ -133,6 +133,13 @@ pub enum Function {
     Join,
     /// `contains(list, value)`: true when one of the values equals `value`.
     Contains,
+    /// `unix_date(seconds)`: Unix seconds (Stripe's timestamps) -> the UTC calendar date.
+    UnixDate,
+    /// `unix_datetime(seconds)`: Unix seconds -> RFC 3339 in UTC.
+    UnixDatetime,
+    /// `minor_units(amount, currency)`: an integer amount in the currency's minor units ->
+    /// a decimal in major units (`1050, "usd"` -> `10.50`; `1050, "jpy"` -> `1050`).
+    MinorUnits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -169,7 +176,7 @@ impl BinaryOp {
 impl Function {
     /// Every built-in function called by its name (`lookup`, `template` and `classify` are
     /// checked on their own).
-    pub const ALL: [Function; 14] = [
+    pub const ALL: [Function; 17] = [
         Function::Date,
         Function::Datetime,
         Function::Coalesce,
@@ -184,6 +191,9 @@ impl Function {
         Function::StartsWith,
         Function::Join,
         Function::Contains,
+        Function::UnixDate,
+        Function::UnixDatetime,
+        Function::MinorUnits,
     ];
 
     /// The function a spec names, if any.
@@ -208,6 +218,9 @@ impl Function {
             Function::StartsWith => "starts_with",
             Function::Join => "join",
             Function::Contains => "contains",
+            Function::UnixDate => "unix_date",
+            Function::UnixDatetime => "unix_datetime",
+            Function::MinorUnits => "minor_units",
         }
     }
 }

@@ -34,6 +34,8 @@ pub enum Scope<'a> {
     Fhir(FhirEnv),
     /// Records are X12 transaction sets of one guide: paths like `2300/CLM-01`.
     X12(X12Env),
+    /// Records are Stripe objects of one type: paths like `amount`, `billing_details.email`.
+    Stripe(crate::stripe::StripeEnv),
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
@@ -89,6 +91,13 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
         "contains",
         "contains(list, value) -> boolean",
         "True when one of the values of a repeating path equals the value.",
+    ),
+    ("unix_date", "unix_date(seconds) -> date", "Unix seconds (Stripe's `created`) to the UTC calendar date."),
+    ("unix_datetime", "unix_datetime(seconds) -> datetime", "Unix seconds to RFC 3339 in UTC."),
+    (
+        "minor_units",
+        "minor_units(amount, currency) -> decimal",
+        "An integer amount in the currency's minor units to a decimal in major units (1050 USD -> 10.50, 1050 JPY -> 1050).",
     ),
     ("lookup", "lookup(value, table, default=value) -> string", "Looks the value up in a code table of the mapping."),
     (
@@ -245,7 +254,24 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
     }
 }
 
+/// A Stripe path: checked against the object's schema, then walked over the object's JSON by
+/// the runtime as a FHIR path is (the same JSON walk: `crate::stripe`'s module header).
+fn check_stripe_path(cx: &mut ExprCx, text: &str, syn: &Syn, stripe: crate::stripe::StripeEnv) -> Option<Typed> {
+    match stripe.resolve(text, cx.span(&syn.span)) {
+        Ok(r) => Some(Typed {
+            expr: Expr::Fhir { path: r.path, value_type: r.value_type.clone(), multi: r.multi },
+            ty: r.value_type,
+            multi: r.multi,
+            classes: r.phi.into_iter().collect(),
+        }),
+        Err(d) => cx.error(d),
+    }
+}
+
 fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    if let Scope::Stripe(stripe) = env.scope {
+        return check_stripe_path(cx, text, syn, stripe);
+    }
     let Scope::Fhir(fhir) = env.scope else {
         return cx.error(
             Diagnostic::error(
@@ -293,6 +319,16 @@ fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<T
     // A set-level X12 path (`BHT-04`) lexes as an HL7 path.
     if let Scope::X12(_) = env.scope {
         return check_x12_path(cx, text, syn, env);
+    }
+    if let Scope::Stripe(s) = env.scope {
+        return cx.error(
+            Diagnostic::error(
+                codes::STRIPE_MAP_INPUT_MISMATCH,
+                format!("`{text}` is an HL7 v2 path, but records here are Stripe `{}` objects", s.object),
+            )
+            .label(cx.span(&syn.span), "HL7 path")
+            .help("write a Stripe path, such as `amount`, `currency` or `billing_details.email`"),
+        );
     }
     if let Scope::Fhir(f) = env.scope {
         return cx.error(
@@ -364,6 +400,9 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
     }
     if let Scope::Fhir(_) = env.scope {
         return check_fhir_path(cx, &parts.join("."), syn, env);
+    }
+    if let Scope::Stripe(stripe) = env.scope {
+        return check_stripe_path(cx, &parts.join("."), syn, stripe);
     }
     if let Scope::Output(schema) = env.scope {
         let path = parts.join(".");
@@ -505,8 +544,10 @@ fn check_call(
         | Function::Trim
         | Function::Present
         | Function::Integer
-        | Function::Decimal => (1, 1),
-        Function::StartsWith | Function::Join | Function::Contains => (2, 2),
+        | Function::Decimal
+        | Function::UnixDate
+        | Function::UnixDatetime => (1, 1),
+        Function::StartsWith | Function::Join | Function::Contains | Function::MinorUnits => (2, 2),
         Function::If => (3, 3),
         Function::Coalesce => (2, usize::MAX),
         Function::Concat => (1, usize::MAX),
@@ -551,6 +592,27 @@ fn check_call(
         }
         Function::Concat => (ValueType::String, union(&refs)),
         Function::Contains => (ValueType::Boolean, BTreeSet::new()),
+        Function::UnixDate | Function::UnixDatetime => {
+            expect_type(
+                cx,
+                &typed[0],
+                &ValueType::Integer,
+                arg_syn(0),
+                &format!("`{name}` needs Unix seconds (an integer)"),
+            )?;
+            (if function == Function::UnixDate { ValueType::Date } else { ValueType::DateTime }, union(&refs))
+        }
+        Function::MinorUnits => {
+            expect_type(
+                cx,
+                &typed[0],
+                &ValueType::Integer,
+                arg_syn(0),
+                "`minor_units` needs an integer amount in minor units",
+            )?;
+            expect_type(cx, &typed[1], &ValueType::Code, arg_syn(1), "`minor_units` needs a currency code")?;
+            (ValueType::Decimal, union(&refs))
+        }
         Function::Coalesce => {
             let first = typed.iter().map(|t| t.ty.clone()).find(|t| *t != ValueType::Null).unwrap_or(ValueType::Null);
             for (i, t) in typed.iter().enumerate() {

@@ -163,6 +163,9 @@ pub struct SourcePlan {
     /// Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fhir_rest: Option<Box<crate::fhir_rest::FhirRestPlan>>,
+    /// The account and object lists (`stripe` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe: Option<Box<crate::stripe::StripePlan>>,
 }
 
 impl SourcePlan {
@@ -181,6 +184,7 @@ impl SourcePlan {
             kafka: None,
             webhook: None,
             fhir_rest: None,
+            stripe: None,
         }
     }
 }

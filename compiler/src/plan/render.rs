@@ -36,6 +36,11 @@ pub fn text(plan: &Plan) -> String {
                     );
                     continue;
                 }
+                if let Some(p) = &s.stripe {
+                    // Stripe objects are JSON: no HL7 profile to show.
+                    crate::stripe::render(&mut o, p);
+                    continue;
+                }
                 match (&s.mllp, &s.kafka) {
                     _ if s.fhir_rest.is_some() => {
                         if let Some(r) = &s.fhir_rest {

@@ -38,6 +38,8 @@ pub struct Mapping {
     pub input_fhir: Option<(&'static str, Span)>,
     /// `input: {schema: x12/<guide>}`: the guide and where it is written.
     pub input_x12: Option<(&'static sluice_x12::guide::Guide, Span)>,
+    /// `input: {schema: stripe/<object>}`: the object type and where it is written.
+    pub input_stripe: Option<(&'static str, Span)>,
     pub output: &'static OutputSchema,
     /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
     pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
@@ -70,6 +72,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     let mut input_version = None;
     let mut input_fhir = None;
     let mut input_x12 = None;
+    let mut input_stripe = None;
     let mut types = Vec::new();
     let mut input_text = String::new();
     if let Some(input) = obj.get("input")
@@ -102,7 +105,22 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
                 }
             }
         }
-        if fhir_schema.is_some() || x12_schema.is_some() {
+        let stripe_schema =
+            inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::stripe::SCHEMA_PREFIX)));
+        if let Some(schema_node) = stripe_schema {
+            let schema = reader::string(cx, schema_node, "a schema name")?;
+            match crate::stripe::mapping_object(&schema.text, schema.span) {
+                Ok(o) => {
+                    input_text = schema.text.clone();
+                    input_stripe = Some((o, schema.span));
+                }
+                Err(d) => {
+                    cx.push(d);
+                    return None;
+                }
+            }
+        }
+        if fhir_schema.is_some() || x12_schema.is_some() || stripe_schema.is_some() {
         } else if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
             input_text = s.text.clone();
             match r {
@@ -156,6 +174,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             input_version,
             input_fhir,
             input_x12,
+            input_stripe,
             output: m.output,
             leaf_classes: m.leaf_classes,
         });
@@ -178,6 +197,13 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         }
     }
     let (scope, structures, output) = match (input_version, input_fhir, output) {
+        (None, None, Some((output, _))) if input_stripe.is_some() => {
+            let (object, _) = input_stripe?;
+            // The map stage accepts objects of this type only (their `object` field).
+            types = vec![object.to_string()];
+            let env = crate::stripe::StripeEnv { object };
+            (Scope::Stripe(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
+        }
         (None, None, Some((output, _))) if input_x12.is_some() => {
             let (guide, _) = input_x12?;
             // The map stage accepts sets of this guide's transaction set id.
@@ -228,7 +254,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             cursor: t.cursor.clone(),
         }),
     };
-    Some(Mapping { plan, input_version, input_fhir, input_x12, output, leaf_classes: m.leaf_classes })
+    Some(Mapping { plan, input_version, input_fhir, input_x12, input_stripe, output, leaf_classes: m.leaf_classes })
 }
 
 /// The resource type of a mapping reading `schema: fhir/r4` (required there).
@@ -311,7 +337,15 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         );
         return None;
     }
-    if let Scope::Fhir(_) | Scope::X12(_) = env.scope {
+    if let (Scope::Stripe(_), Some(each_node)) = (env.scope, obj.get("each")) {
+        cx.push(
+            Diagnostic::error(codes::STRIPE_EACH_UNSUPPORTED, "`each` over Stripe arrays is not supported yet")
+                .label(each_node.span, "iterates over a Stripe array")
+                .help("map the list field to the path itself, one item per value (`fee_amounts: fee_details[*].amount`), or pick one item by index (`fee_details[0].type`)"),
+        );
+        return None;
+    }
+    if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) = env.scope {
         return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone() });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
@@ -440,7 +474,9 @@ impl MappingChecker {
                     )
                     .label(value.span, format!("expected a mapping of `{path}`'s fields")),
                 ),
-                (_, ValueType::List(inner)) if matches!(env.scope, Scope::X12(_)) && **inner != ValueType::Struct => {
+                (_, ValueType::List(inner))
+                    if matches!(env.scope, Scope::X12(_) | Scope::Stripe(_)) && **inner != ValueType::Struct =>
+                {
                     let Some(producer) = self.x12_values(cx, value, &path, inner, env) else { continue };
                     self.fields.push(FieldPlan {
                         path,

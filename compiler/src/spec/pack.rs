@@ -62,7 +62,8 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Pack> {
         };
         for item in items {
             // `fhir/r4/Bundle` is a mapping output too, though not a schema of its own here.
-            if let Some(s) = item.as_str().filter(|s| *s == FHIR_BUNDLE) {
+            // So are Stripe objects (`stripe/charge`), a mapping input.
+            if let Some(s) = item.as_str().filter(|s| *s == FHIR_BUNDLE || crate::stripe::schema_object(s).is_some()) {
                 schemas.push(Spanned { text: s.to_string(), span: item.span });
             } else if let Some((_, s)) = schema_ref(cx, item) {
                 schemas.push(s);

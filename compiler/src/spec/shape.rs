@@ -493,6 +493,7 @@ pub const SOURCE_SHAPES: &[&Shape] = &[
     &super::kafka::SOURCE_KAFKA,
     &super::webhook::SOURCE_WEBHOOK,
     &crate::fhir_rest::SOURCE_FHIR_REST,
+    &crate::stripe::SOURCE_STRIPE,
 ];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub static SINK_POSTGRES: Shape = Shape {
@@ -1015,12 +1016,12 @@ pub static MASKING: Shape = Shape {
 };
 
 /// Input formats a test case may one day hold; only `hl7v2` runs today (the others are SL802).
-pub const TEST_INPUT_FORMATS: &[&str] = &["hl7v2", "x12", "fhir", "json"];
+pub const TEST_INPUT_FORMATS: &[&str] = &["hl7v2", "stripe", "x12", "fhir", "json"];
 
 pub static TEST_INPUT: Shape = Shape {
     name: "test.input",
     type_tag: None,
-    doc: "The messages a test case feeds in: exactly one format key. Only `hl7v2` runs today.",
+    doc: "The messages a test case feeds in: exactly one format key. `hl7v2` and `stripe` run today.",
     keys: &[
         opt(
             "source",
@@ -1031,6 +1032,11 @@ pub static TEST_INPUT: Shape = Shape {
             "hl7v2",
             KeyType::String,
             "HL7 v2 messages, one segment per line (in a YAML literal block scalar); each `MSH` line starts a new message. Lines are joined with the HL7 segment separator (CR).",
+        ),
+        opt(
+            "stripe",
+            KeyType::String,
+            "Stripe objects as the API lists them, one JSON object a line (in a YAML literal block scalar), for a mapping with `input: {schema: stripe/<object>}` or a pipeline with a `stripe` source; nothing is fetched.",
         ),
         opt("x12", KeyType::String, "X12 interchanges (not supported yet: SL802)."),
         opt("fhir", KeyType::Any, "FHIR resources (not supported yet: SL802)."),

@@ -51,7 +51,7 @@ pub struct Case {
     pub span: Span,
     /// `input.source`, for pipelines with several sources.
     pub source: Option<Spanned>,
-    /// The messages, segments separated by CR.
+    /// The messages: HL7 v2 segments separated by CR, or Stripe objects one JSON object a line.
     pub hl7v2: Vec<u8>,
     pub expect: Expect,
     /// The `expect` key and its value, when the case has one.
@@ -177,12 +177,13 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
         shape::TEST_INPUT_FORMATS.iter().filter_map(|f| input.get(f).map(|n| (*f, n))).collect();
     let hl7v2 = match formats.as_slice() {
         [("hl7v2", n)] => segments(&reader::string(cx, n, "`hl7v2`")?.text),
+        [("stripe", n)] => json_lines(&reader::string(cx, n, "`stripe`")?.text),
         [(other, _)] => {
             let span = input.key_span(other).unwrap_or(input_node.span);
             cx.push(
                 Diagnostic::error(codes::UNSUPPORTED_TEST_INPUT, format!("`{other}` input cannot run yet"))
-                    .label(span, "only `hl7v2` input runs today")
-                    .help("test HL7 v2 messages for now; X12, FHIR and JSON inputs come with their input sources"),
+                    .label(span, "only `hl7v2` and `stripe` input run today")
+                    .help("test HL7 v2 messages or Stripe objects for now; X12, FHIR and JSON inputs come with their input sources"),
             );
             return None;
         }
@@ -283,21 +284,35 @@ fn is_rfc3339_utc(s: &str) -> bool {
         && s.ends_with('Z')
 }
 
+/// Stripe objects written one a line: the non-empty lines, trimmed, each ending in a newline.
+fn json_lines(text: &str) -> Vec<u8> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).flat_map(|l| l.bytes().chain([b'\n'])).collect()
+}
+
 /// The pipeline a mapping test runs: source `input` -> [validate] -> map -> [mask] -> sink
 /// `output`, with paths as the test file wrote them (resolved against the test file's folder,
-/// since the text is compiled as if it were there).
+/// since the text is compiled as if it were there). A mapping of Stripe objects (`stripe_list`,
+/// the list of its object type) gets a `stripe` source, which the test feeds from the case's
+/// lines: its connection is never opened.
 pub fn mapping_pipeline(
     name: &str,
     mapping: &str,
     rules: Option<&str>,
     policy: Option<&str>,
     profile: Option<&str>,
+    stripe_list: Option<&str>,
 ) -> String {
     let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-    let mut y = format!(
-        "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: hl7v2\n    path: input.hl7\n",
-        quote(name)
-    );
+    let mut y = match stripe_list {
+        Some(list) => format!(
+            "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: stripe\n    auth: api_key\n    api_key: ${{SLUICE_TEST_STRIPE_KEY}}\nsources:\n  input:\n    type: stripe\n    connection: test\n    objects: [{list}]\n",
+            quote(name)
+        ),
+        None => format!(
+            "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: hl7v2\n    path: input.hl7\n",
+            quote(name)
+        ),
+    };
     if let Some(p) = profile {
         y += &format!("    profile: {}\n", quote(p));
     }

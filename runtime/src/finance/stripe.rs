@@ -131,6 +131,25 @@ impl<'c> Stripe<'c> {
     /// Reads the objects of `object` newer than `cursor` (all of them without one), going back
     /// `lookback` seconds before it.
     pub fn sync(&mut self, object: &str, cursor: Option<&Cursor>, lookback: i64) -> Result<Synced, RunError> {
+        let mut objects = Vec::new();
+        let mut synced = self.sync_pages(object, cursor, lookback, &mut |page| {
+            objects.extend(page);
+            Ok(())
+        })?;
+        synced.objects = objects;
+        Ok(synced)
+    }
+
+    /// Like [`Stripe::sync`], handing each page's new objects to `on_page` as soon as the page
+    /// is read (memory holds one page); the returned [`Synced::objects`] is empty. The cursor
+    /// returned covers every page handed on: save it only once they are durable.
+    pub fn sync_pages(
+        &mut self,
+        object: &str,
+        cursor: Option<&Cursor>,
+        lookback: i64,
+        on_page: &mut dyn FnMut(Vec<serde_json::Value>) -> Result<(), RunError>,
+    ) -> Result<Synced, RunError> {
         let Some((_, path)) = OBJECTS.iter().find(|(o, _)| *o == object) else {
             return Err(RunError::new(findings::PLAN_INVALID, format!("Stripe has no object list `{object}` here")));
         };
@@ -152,6 +171,7 @@ impl<'c> Stripe<'c> {
             let data = page.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
             let has_more = page.get("has_more").and_then(serde_json::Value::as_bool).unwrap_or(false);
             after = data.last().and_then(|o| o.get("id")).and_then(|i| i.as_str()).map(str::to_string);
+            let mut fresh = Vec::with_capacity(data.len());
             for obj in data {
                 let id = obj.get("id").and_then(|i| i.as_str()).map(str::to_string);
                 let created = obj.get("created").and_then(serde_json::Value::as_i64);
@@ -173,8 +193,9 @@ impl<'c> Stripe<'c> {
                 if let (Some(id), Some(created)) = (id, created) {
                     delivered.push((created, id));
                 }
-                out.objects.push(obj);
+                fresh.push(obj);
             }
+            on_page(fresh)?;
             if !has_more || after.is_none() {
                 break;
             }

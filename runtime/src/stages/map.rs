@@ -317,6 +317,8 @@ pub fn run<'p>(
     if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
         let (path, what) = if plan.input_schema == sluice_compiler::fhir::SCHEMA {
             ("resourceType", "resource type")
+        } else if plan.input_schema.starts_with(sluice_compiler::stripe::SCHEMA_PREFIX) {
+            ("object", "Stripe object type")
         } else if plan.input_schema.starts_with(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX) {
             ("ST-01", "X12 transaction set id (ST01)")
         } else {
@@ -347,7 +349,9 @@ pub fn run<'p>(
     }
     let x12_guide =
         plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX).and_then(sluice_x12::guide::by_id);
-    let doc_input = plan.input_schema == sluice_compiler::fhir::SCHEMA || x12_guide.is_some();
+    let doc_input = plan.input_schema == sluice_compiler::fhir::SCHEMA
+        || x12_guide.is_some()
+        || plan.input_schema.starts_with(sluice_compiler::stripe::SCHEMA_PREFIX);
     if matches!(rec.payload, Payload::Doc(_)) && doc_input {
         // A FHIR resource or an X12 set: the payload is replaced by the output document anyway.
         let resource = match std::mem::replace(&mut rec.payload, Payload::Doc(Doc::Null)) {
