@@ -61,6 +61,7 @@ pub mod mllp;
 pub mod oauth;
 pub mod object_stores;
 pub mod operator;
+pub mod pending;
 pub mod plain_template;
 pub mod progress;
 pub mod purge;

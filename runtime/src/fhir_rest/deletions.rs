@@ -32,9 +32,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sluice_compiler::fhir_rest::FhirTablePlan;
 
 use super::cursor::{self, CursorState, Meta, Seen};
-use super::{MAX_PAGE_SIZE, Pending, Sync, bus_meta, hand_on, next_link, origin, query_instant, shown, stopped};
+use super::{MAX_PAGE_SIZE, Sync, bus_meta, hand_on, next_link, origin, query_instant, shown, stopped};
 use crate::error::RunError;
 use crate::findings;
+use crate::pending::Pending;
 use crate::state::Store;
 
 /// Where a table's first deletion sync starts, from its search.

@@ -47,8 +47,8 @@
 //!   and a [`BusMeta`] with key = the resource id and headers `fhir.table`, `fhir.ingestion`,
 //!   `fhir.resource_type`, `fhir.version_id`, for sinks and audits that key on them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use sluice_compiler::fhir_rest::{FhirAuthPlan, FhirRestPlan, FhirTablePlan};
@@ -59,6 +59,7 @@ use crate::error::RunError;
 use crate::executor::{self, Completion, Feed, RawInput, Totals};
 use crate::findings;
 use crate::oauth::Connection;
+use crate::pending::Pending;
 use crate::record::BusMeta;
 use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng};
 use crate::secrets;
@@ -339,37 +340,6 @@ impl Client {
             .with_help(
                 "the tables synced so far kept their cursors; run again once the server answers: nothing is lost",
             ))
-    }
-}
-
-/// Records of one table handed on and not yet durable.
-#[derive(Default)]
-struct Pending {
-    count: Mutex<u64>,
-    moved: Condvar,
-}
-
-impl Pending {
-    fn add(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    fn done(&self) {
-        let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *c = c.saturating_sub(1);
-        self.moved.notify_all();
-    }
-
-    /// Waits until none is pending, or the executor is gone; returns whether none is.
-    fn drain(&self, gone: &AtomicBool) -> bool {
-        let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *c > 0 {
-            if gone.load(Ordering::Relaxed) {
-                return false;
-            }
-            c = self.moved.wait_timeout(c, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        true
     }
 }
 

@@ -25,9 +25,8 @@
 //! - Each record's envelope: file `stripe/<list>`, key = the object id, headers
 //!   `stripe.list` and `stripe.object`, for sinks that key on them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
 
 use sluice_compiler::plan::ComponentKind;
 use sluice_compiler::stripe::{StripeObjectPlan, StripePlan};
@@ -39,6 +38,7 @@ use crate::executor::{self, Completion, Feed, RawInput, Totals};
 use crate::finance::stripe::{Cursor, Stripe};
 use crate::findings;
 use crate::oauth::Connection;
+use crate::pending::Pending;
 use crate::record::{BusMeta, Doc};
 use crate::state::Store;
 use crate::time::Clock;
@@ -110,37 +110,6 @@ pub fn decode(bytes: &[u8], lists: &[StripeObjectPlan]) -> Result<Decoded, Rejec
         return Err(reject(Some("amount"), &format!("a `{kind}`'s `amount` is not a whole number of minor units")));
     }
     Ok(Decoded { id: id.to_string(), object: kind.to_string(), doc: Doc::from_json(&v) })
-}
-
-/// Records of one list handed on and not yet durable.
-#[derive(Default)]
-struct Pending {
-    count: Mutex<u64>,
-    moved: Condvar,
-}
-
-impl Pending {
-    fn add(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-    }
-
-    fn done(&self) {
-        let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        *c = c.saturating_sub(1);
-        self.moved.notify_all();
-    }
-
-    /// Waits until none is pending, or the executor is gone; returns whether none is.
-    fn drain(&self, gone: &AtomicBool) -> bool {
-        let mut c = self.count.lock().unwrap_or_else(|p| p.into_inner());
-        while *c > 0 {
-            if gone.load(Ordering::Relaxed) {
-                return false;
-            }
-            c = self.moved.wait_timeout(c, Duration::from_millis(50)).unwrap_or_else(|p| p.into_inner()).0;
-        }
-        true
-    }
 }
 
 /// One source's sync: where it reads and where it sends records.
