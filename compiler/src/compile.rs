@@ -557,12 +557,14 @@ impl Compiler {
                 let test_path = self.sources.get(id).path.clone();
                 let stem = test_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 let virtual_path = test_path.with_file_name(format!("{stem}#pipeline"));
+                let x12 = self.mapping(mid).is_some_and(|m| m.input_x12.is_some());
                 let text = test_spec::mapping_pipeline(
                     &format!("test of {}", mapping.text),
                     &abs(mapping, self),
                     rules.as_ref().map(|r| abs(r, self)).as_deref(),
                     policy.as_ref().map(|p| abs(p, self)).as_deref(),
                     profile.as_deref(),
+                    x12,
                 );
                 let pid = match self.sources.find(&virtual_path) {
                     Some(pid) => pid,
@@ -748,6 +750,10 @@ impl Compiler {
                 .collect(),
         };
         if !ok {
+            return None;
+        }
+        let span_of = |name: &str| spec.components.iter().find(|c| c.name == name).map_or(tree.span, |c| c.name_span);
+        if !crate::x12::plan_splits(&mut self.diags, &mut plan, &span_of) {
             return None;
         }
         if plan.state.is_none()

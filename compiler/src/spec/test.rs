@@ -6,8 +6,9 @@
 //! and comparing and reporting the CLI's.
 //!
 //! Invariants:
-//! - A case's input is in exactly one format; formats that cannot run yet (`x12`, `fhir`,
-//!   `json`) are refused with SL802, never skipped silently.
+//! - A case's input is in exactly one format; formats that cannot run yet (`fhir`, `json`) are
+//!   refused with SL802, never skipped silently. X12 input runs through a `format: x12` source
+//!   (a mapping test's pipeline reads X12 when its mapping does).
 //! - HL7 v2 input is written one segment per line; lines are joined with CR, the HL7 segment
 //!   separator, so what runs is what a sender would send.
 //! - Every span needed to rewrite a case's `expect` (`sluice test --update`) is kept: the case,
@@ -51,7 +52,7 @@ pub struct Case {
     pub span: Span,
     /// `input.source`, for pipelines with several sources.
     pub source: Option<Spanned>,
-    /// The messages, segments separated by CR.
+    /// The messages: HL7 v2 segments separated by CR, or X12 interchanges as written.
     pub hl7v2: Vec<u8>,
     pub expect: Expect,
     /// The `expect` key and its value, when the case has one.
@@ -177,12 +178,14 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
         shape::TEST_INPUT_FORMATS.iter().filter_map(|f| input.get(f).map(|n| (*f, n))).collect();
     let hl7v2 = match formats.as_slice() {
         [("hl7v2", n)] => segments(&reader::string(cx, n, "`hl7v2`")?.text),
+        // X12 as written: the reader skips line breaks between segments.
+        [("x12", n)] => reader::string(cx, n, "`x12`")?.text.into_bytes(),
         [(other, _)] => {
             let span = input.key_span(other).unwrap_or(input_node.span);
             cx.push(
                 Diagnostic::error(codes::UNSUPPORTED_TEST_INPUT, format!("`{other}` input cannot run yet"))
-                    .label(span, "only `hl7v2` input runs today")
-                    .help("test HL7 v2 messages for now; X12, FHIR and JSON inputs come with their input sources"),
+                    .label(span, "only `hl7v2` and `x12` input run today")
+                    .help("test HL7 v2 messages or X12 interchanges for now; FHIR and JSON inputs come with their input sources"),
             );
             return None;
         }
@@ -292,10 +295,12 @@ pub fn mapping_pipeline(
     rules: Option<&str>,
     policy: Option<&str>,
     profile: Option<&str>,
+    x12: bool,
 ) -> String {
     let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
+    let format = if x12 { "x12" } else { "hl7v2" };
     let mut y = format!(
-        "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: hl7v2\n    path: input.hl7\n",
+        "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: {format}\n    path: input.hl7\n",
         quote(name)
     );
     if let Some(p) = profile {
