@@ -561,17 +561,23 @@ impl Compiler {
                 let test_path = self.sources.get(id).path.clone();
                 let stem = test_path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
                 let virtual_path = test_path.with_file_name(format!("{stem}#pipeline"));
-                let stripe_list = self
-                    .mapping(mid)
-                    .and_then(|m| m.input_stripe)
-                    .and_then(|(object, _)| crate::stripe::LISTS.iter().find(|(_, o)| *o == object).map(|(l, _)| *l));
+                let input = match self.mapping(mid) {
+                    Some(m) if m.input_x12.is_some() => test_spec::MappingInput::X12,
+                    Some(m) => match m.input_stripe.and_then(|(object, _)| {
+                        crate::stripe::LISTS.iter().find(|(_, o)| *o == object).map(|(l, _)| *l)
+                    }) {
+                        Some(list) => test_spec::MappingInput::Stripe { list },
+                        None => test_spec::MappingInput::Hl7v2,
+                    },
+                    None => test_spec::MappingInput::Hl7v2,
+                };
                 let text = test_spec::mapping_pipeline(
                     &format!("test of {}", mapping.text),
                     &abs(mapping, self),
                     rules.as_ref().map(|r| abs(r, self)).as_deref(),
                     policy.as_ref().map(|p| abs(p, self)).as_deref(),
                     profile.as_deref(),
-                    stripe_list,
+                    input,
                 );
                 let pid = match self.sources.find(&virtual_path) {
                     Some(pid) => pid,
@@ -758,6 +764,10 @@ impl Compiler {
                 .collect(),
         };
         if !ok {
+            return None;
+        }
+        let span_of = |name: &str| spec.components.iter().find(|c| c.name == name).map_or(tree.span, |c| c.name_span);
+        if !crate::x12::plan_splits(&mut self.diags, &mut plan, &span_of) {
             return None;
         }
         if plan.state.is_none()

@@ -13,12 +13,19 @@
 //! gives its value type, whether it yields a list, and its PHI class, which feeds the
 //! PHI-flow proof like an HL7 path's. Other stages that read paths refuse X12 records (SL260).
 //!
+//! One record per claim: a mapping with `each: loop(2300)` (`loop(2100)` for an 835) maps one
+//! occurrence of the loop per record; [`X12Env::within`] is that loop (or a list's `- each:
+//! loop(ID)`), and paths inside are checked against its context (SL426: no index on it or on a
+//! loop around it, no HL level it is not under; SL425 an unknown loop, SL429 a list loop not
+//! below it). [`plan_splits`] then tells each `format: x12` source feeding such a mapping to cut
+//! that guide's sets at the loop, or reports SL428 when another consumer needs them whole.
+//!
 //! Invariants: diagnostics quote only what the spec wrote (guide ids, names, paths), never
 //! data. The path the plan carries is the text as written (the runtime parses it again with
 //! `sluice_x12::path::parse`, which accepted it here).
 
 use sluice_spec_core::{PhiClass, ValueType};
-use sluice_x12::guide::Guide;
+use sluice_x12::guide::{Guide, Loop, Node};
 
 use crate::codes;
 use crate::diagnostics::{Diagnostic, did_you_mean};
@@ -32,10 +39,13 @@ pub const SCHEMA: &str = "x12/transaction-set";
 /// The prefix of a mapping's X12 input schema: `x12/005010X222A1`.
 pub const MAPPING_SCHEMA_PREFIX: &str = "x12/";
 
-/// What X12 paths are checked against: one implementation guide.
+/// What X12 paths are checked against: one implementation guide, and the loop iterated where
+/// the path is read (`each: loop(2300)`), if any.
 #[derive(Clone, Copy, Debug)]
 pub struct X12Env {
     pub guide: &'static Guide,
+    /// The innermost loop bound by `each: loop(ID)` (the mapping's, or a list producer's).
+    pub within: Option<&'static Loop>,
 }
 
 /// What an X12 path addresses.
@@ -55,6 +65,9 @@ impl X12Env {
     pub fn resolve(&self, text: &str, span: Span) -> Result<Resolved, Diagnostic> {
         match sluice_x12::path::check(self.guide, text) {
             Ok(info) => {
+                if let Some(within) = self.within {
+                    self.in_context(text, span, within)?;
+                }
                 Ok(Resolved { path: text.to_string(), value_type: info.value_type, phi: info.phi, multi: info.many })
             }
             Err(e) => {
@@ -88,6 +101,274 @@ impl X12Env {
             }
         }
     }
+}
+
+impl X12Env {
+    /// SL426: inside `each: loop(I)`, a path must not index `I` or a loop enclosing it (each
+    /// record or item holds one of them: an index would ask for another claim's), and must not
+    /// read an HL level that is not above `I` (another subscriber's, another provider's).
+    fn in_context(&self, text: &str, span: Span, within: &'static Loop) -> Result<(), Diagnostic> {
+        let Ok(path) = sluice_x12::path::parse(text) else { return Ok(()) };
+        let above = enclosing(self.guide, &within.id);
+        for step in &path.loops {
+            let Some(def) = self.guide.root.find(&step.id) else { continue };
+            let at = Span::new(span.file, span.start + step.offset, span.start + step.offset + step.id.len());
+            let at = if span.end - span.start == text.len() { at } else { span };
+            let encloses = def.id == within.id || def.find(&within.id).is_some() || above.contains(&def.id);
+            if encloses && step.index != sluice_x12::path::Index::First {
+                let what = if def.id == within.id {
+                    "the iterated loop".to_string()
+                } else {
+                    format!("loop {}, which encloses it", def.id)
+                };
+                return Err(Diagnostic::error(
+                    codes::X12_PATH_OUTSIDE_EACH,
+                    format!("`{text}` indexes {what}: inside `each: loop({})` there is one {} here", within.id, def.id),
+                )
+                .label(at, "one occurrence per record or item: an index is ambiguous")
+                .help(format!(
+                    "drop the index (`{}/...` reads the current {}), or iterate that loop in a list field with `- each: loop({})`",
+                    def.id, def.id, def.id
+                )));
+            }
+            // The HL levels holding this loop (itself, when it is one): one of them must be
+            // the iterated loop, above it, or below it.
+            let levels: Vec<&Loop> = self
+                .guide
+                .root
+                .children
+                .iter()
+                .filter_map(|n| match n {
+                    Node::Loop(l) if l.is_hierarchical() && (l.id == def.id || l.find(&def.id).is_some()) => Some(l),
+                    _ => None,
+                })
+                .collect();
+            let fits = |l: &&Loop| l.id == within.id || above.contains(&l.id) || within.find(&l.id).is_some();
+            if !levels.is_empty() && !levels.iter().any(fits) {
+                let level = levels[0].id.as_str();
+                return Err(Diagnostic::error(
+                    codes::X12_PATH_OUTSIDE_EACH,
+                    format!("`{text}` reads HL level {level}, which is not above loop {} iterated here", within.id),
+                )
+                .label(at, format!("outside the context of each {}", within.id))
+                .help(format!(
+                    "inside `each: loop({})` the HL levels above it are {}; iterate {level} itself to read it",
+                    within.id,
+                    if above.is_empty() { "none".to_string() } else { above.join(", ") },
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The loop `id` names, for `each: loop(ID)`, or SL425 at `span` with the closest id.
+    pub fn each_loop(&self, id: &str, span: Span) -> Result<&'static Loop, Diagnostic> {
+        if let Some(l) = self.guide.root.find(id) {
+            let nested = self.within.is_none_or(|w| w.find(id).is_some());
+            if nested {
+                return Ok(l);
+            }
+            let w = self.within.map_or("", |w| w.id.as_str());
+            return Err(Diagnostic::error(
+                codes::X12_LOOP_NOT_NESTED,
+                format!("loop {id} is not inside loop {w}, which is iterated here"),
+            )
+            .label(span, format!("not below {w} in guide {}", self.guide.id))
+            .help(format!(
+                "a list inside `each: loop({w})` iterates a loop below it ({}), or read {id} with a plain path",
+                below(self.within.expect("within is set"))
+            )));
+        }
+        let mut ids = Vec::new();
+        all_loops(&self.guide.root, &mut ids);
+        let d = Diagnostic::error(codes::X12_UNKNOWN_LOOP, format!("X12 guide {} has no loop `{id}`", self.guide.id))
+            .label(span, "not a loop of the implementation guide");
+        let best = did_you_mean(id, ids.iter().copied());
+        Err(match best {
+            Some(b) => d.help(format!("did you mean `loop({b})`? The loops are {}", ids.join(", "))),
+            None => d.help(format!("the loops of {} are {}", self.guide.id, ids.join(", "))),
+        })
+    }
+}
+
+/// The loop ids below `l` (for help texts).
+fn below(l: &Loop) -> String {
+    let mut ids = Vec::new();
+    all_loops(l, &mut ids);
+    if ids.is_empty() { "none".to_string() } else { ids.join(", ") }
+}
+
+/// The loop ids below `at`, each once, in guide order.
+fn all_loops<'g>(at: &'g Loop, out: &mut Vec<&'g str>) {
+    for c in &at.children {
+        if let Node::Loop(l) = c {
+            if !out.contains(&l.id.as_str()) {
+                out.push(&l.id);
+            }
+            all_loops(l, out);
+        }
+    }
+}
+
+/// The loops above loop `id`: those it is nested in, and for HL levels the levels their
+/// `parent=` names, up to the top (`2000B`, `2000A` for `2300` in the 837P).
+pub fn enclosing(guide: &Guide, id: &str) -> Vec<String> {
+    /// Every chain of loops from the top to a loop `id` (a loop id may be at several places:
+    /// the 837P's `2300` is under both `2000B` and `2000C`).
+    fn chains<'g>(at: &'g Loop, id: &str, path: &mut Vec<&'g Loop>, out: &mut Vec<Vec<&'g Loop>>) {
+        for c in &at.children {
+            if let Node::Loop(l) = c {
+                if l.id == id {
+                    out.push(path.clone());
+                    continue;
+                }
+                path.push(l);
+                chains(l, id, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut found = Vec::new();
+    chains(&guide.root, id, &mut Vec::new(), &mut found);
+    let mut out: Vec<String> = Vec::new();
+    let mut next: Vec<String> = Vec::new();
+    for l in found.iter().flatten() {
+        if !out.contains(&l.id) {
+            out.push(l.id.clone());
+        }
+        next.extend(l.parent.clone());
+    }
+    next.extend(guide.root.find(id).and_then(|l| l.parent.clone()));
+    // HL parents, transitively (HL levels are siblings in the guide; HL02 nests them).
+    while let Some(p) = next.pop() {
+        if out.contains(&p) || p == id {
+            continue;
+        }
+        if let Some(l) = guide.root.find(&p) {
+            next.extend(l.parent.clone());
+        }
+        out.push(p);
+    }
+    out
+}
+
+/// The loop id of `each: loop(ID)` as written (`None`: not that form).
+pub fn loop_call(text: &str) -> Option<&str> {
+    let inner = text.trim().strip_prefix("loop(")?.strip_suffix(')')?.trim();
+    (!inner.is_empty()).then_some(inner)
+}
+
+/// SL428: source `source` sends sets of `guide` to consumers that disagree on how they are
+/// cut (per `loop` for one, whole or per another loop for `other`).
+pub fn split_conflict(
+    source: &str,
+    guide: &str,
+    wants: (&str, &str),
+    other: (&str, &str),
+    at: Span,
+    other_at: Span,
+) -> Diagnostic {
+    Diagnostic::error(
+        codes::X12_SPLIT_CONFLICT,
+        format!("source `{source}` cannot give {guide} sets both {} and {}", wants.1, other.1),
+    )
+    .label(at, format!("map stage `{}` reads them {}", wants.0, wants.1))
+    .label(other_at, format!("`{}` reads them {}", other.0, other.1))
+    .help("a source cuts each set one way: read the sets with a second source on the same files (one per way), or give both mappings the same `each: loop(...)`")
+}
+
+/// How a consumer reads one guide's sets: cut at a loop, or whole.
+fn reading(loop_id: Option<&str>) -> String {
+    match loop_id {
+        Some(l) => format!("one per loop {l}"),
+        None => "whole".to_string(),
+    }
+}
+
+/// Wires `each: loop(ID)` mappings to their sources: every `format: x12` source feeding (through
+/// routes and filters) a map stage whose mapping cuts a guide's sets at a loop gets that
+/// [`crate::plan::X12Split`]. SL428 when another consumer of the same source reads the same
+/// guide's sets another way (whole, or at another loop; a sink takes them whole). `span_of`
+/// gives where a component is named in the pipeline.
+pub fn plan_splits(
+    diags: &mut crate::diagnostics::Diagnostics,
+    plan: &mut crate::plan::Plan,
+    span_of: &dyn Fn(&str) -> Span,
+) -> bool {
+    use crate::plan::ComponentKind;
+    let comps = &plan.components;
+    let index = |name: &str| comps.iter().position(|c| c.name == name);
+    // The X12 sources upstream of component `i`, through components passing sets on.
+    let sources_of = |i: usize| -> Vec<usize> {
+        let mut out = Vec::new();
+        let mut work = vec![i];
+        let mut seen = vec![false; comps.len()];
+        while let Some(j) = work.pop() {
+            for input in &comps[j].inputs {
+                let Some(k) = index(&input.component) else { continue };
+                if std::mem::replace(&mut seen[k], true) {
+                    continue;
+                }
+                match &comps[k].kind {
+                    ComponentKind::Source(s) if s.x12.is_some() => out.push(k),
+                    _ if comps[k].emits == SCHEMA => work.push(k),
+                    _ => {}
+                }
+            }
+        }
+        out
+    };
+    // Per source: (guide or "" for any, how, consumer) of each consumer of its sets.
+    let mut readers: Vec<Vec<(String, Option<String>, usize)>> = vec![Vec::new(); comps.len()];
+    for (i, c) in comps.iter().enumerate() {
+        let read = match &c.kind {
+            ComponentKind::Map(m) => match m.input_schema.strip_prefix(MAPPING_SCHEMA_PREFIX) {
+                Some(g) => (g.to_string(), m.x12_each.clone()),
+                None => continue,
+            },
+            ComponentKind::Sink(_) | ComponentKind::Validate(_) | ComponentKind::Mask(_) => (String::new(), None),
+            _ => continue,
+        };
+        for s in sources_of(i) {
+            readers[s].push((read.0.clone(), read.1.clone(), i));
+        }
+    }
+    let mut ok = true;
+    let mut splits = Vec::new();
+    for (s, rs) in readers.iter().enumerate() {
+        let mut split: Vec<crate::plan::X12Split> = Vec::new();
+        for (guide, how, by) in rs {
+            let Some(l) = how else { continue };
+            if split.iter().any(|x| &x.guide == guide) {
+                continue;
+            }
+            let other = rs.iter().find(|(g, h, _)| (g == guide || g.is_empty()) && h.as_ref() != Some(l));
+            if let Some((_, h, o)) = other {
+                let (a, b) = (&comps[*by].name, &comps[*o].name);
+                diags.push(split_conflict(
+                    &comps[s].name,
+                    guide,
+                    (a, &reading(Some(l))),
+                    (b, &reading(h.as_deref())),
+                    span_of(a),
+                    span_of(b),
+                ));
+                ok = false;
+                continue;
+            }
+            split.push(crate::plan::X12Split { guide: guide.clone(), loop_id: l.clone() });
+        }
+        split.sort_by(|a, b| a.guide.cmp(&b.guide));
+        splits.push((s, split));
+    }
+    for (s, split) in splits {
+        if let ComponentKind::Source(src) = &mut plan.components[s].kind
+            && let Some(x) = src.x12.as_mut()
+        {
+            x.split = split;
+        }
+    }
+    ok
 }
 
 fn capitalized(s: &str) -> String {
@@ -150,7 +431,7 @@ pub fn source_plan(
         .help(format!("the bundled guides are {}", known.join(", ")));
         diags.push(d.suggest(&g.text, known.iter().copied()));
     }
-    ok.then_some(X12SourcePlan { guides, mode: spec.mode, acks })
+    ok.then_some(X12SourcePlan { guides, mode: spec.mode, acks, split: Vec::new() })
 }
 
 /// SL262: `acks` without a state store for the control numbers.
@@ -179,7 +460,7 @@ mod tests {
     use crate::source::FileId;
 
     fn env() -> X12Env {
-        X12Env { guide: sluice_x12::guide::by_id("005010X222A1").expect("bundled") }
+        X12Env { guide: sluice_x12::guide::by_id("005010X222A1").expect("bundled"), within: None }
     }
 
     fn span(text: &str) -> Span {
@@ -193,6 +474,33 @@ mod tests {
         let r = env().resolve("2300[*]/CLM-02", span("2300[*]/CLM-02")).unwrap();
         assert_eq!((r.value_type, r.multi), (ValueType::Decimal, true));
         assert_eq!(env().resolve("2010BA/DMG-02", span("2010BA/DMG-02")).unwrap().phi, Some(PhiClass::Dob));
+    }
+
+    #[test]
+    fn inside_each_loop_paths_keep_to_the_iterated_loop_and_its_context() {
+        let guide = env().guide;
+        let claims = X12Env { guide, within: Some(guide.root.find("2300").unwrap()) };
+        for ok in ["2300/CLM-01", "2400[*]/SV1-01-2", "2010BA/NM1-03", "2010AA/NM1-09", "BHT-03", "1000A/NM1-03"] {
+            assert!(claims.resolve(ok, span(ok)).is_ok(), "{ok}");
+        }
+        for (bad, at) in [("2300[2]/CLM-01", 100..104), ("2000B[*]/SBR-01", 100..105)] {
+            let d = claims.resolve(bad, span(bad)).unwrap_err();
+            assert_eq!(d.code.code, "SL426", "{bad}");
+            assert_eq!(d.labels[0].0.start..d.labels[0].0.end, at, "{bad}");
+        }
+        let providers = X12Env { guide, within: Some(guide.root.find("2000A").unwrap()) };
+        assert_eq!(providers.resolve("2010BA/NM1-03", span("2010BA/NM1-03")).unwrap_err().code.code, "SL426");
+        assert!(providers.resolve("2010AA/NM1-03", span("2010AA/NM1-03")).is_ok());
+        let mut above = enclosing(guide, "2300");
+        above.sort();
+        assert_eq!(above, ["2000A", "2000B", "2000C"]);
+        let d = env().each_loop("2030", span("2030")).unwrap_err();
+        assert_eq!(d.code.code, "SL425");
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("`loop(2300)`")), "{:?}", d.help);
+        assert_eq!(claims.each_loop("2000B", span("2000B")).unwrap_err().code.code, "SL429");
+        assert!(claims.each_loop("2400", span("2400")).is_ok());
+        assert_eq!(loop_call(" loop(2300) "), Some("2300"));
+        assert_eq!(loop_call("2300[*]/CLM-01"), None);
     }
 
     #[test]

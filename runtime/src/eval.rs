@@ -233,6 +233,9 @@ pub struct Scope<'a> {
     pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
     /// An X12 record's set, its loops identified once for all paths.
     pub x12: Option<&'a sluice_x12::loops::Identified<'a>>,
+    /// The X12 loop occurrence bound by a list's `each: loop(ID)` (an instance of `x12`):
+    /// paths through that loop read it.
+    pub x12_at: Option<usize>,
 }
 
 impl<'a> Scope<'a> {
@@ -257,6 +260,7 @@ impl<'a> Scope<'a> {
             field,
             bundle: None,
             x12: None,
+            x12_at: None,
         }
     }
 
@@ -330,7 +334,7 @@ impl<'a> Scope<'a> {
             // An X12 set's values are text, converted to the element's type like HL7's.
             Expr::X12 { path, value_type, multi } => {
                 let values = match (self.x12, self.prepared.x12_paths.get(path.as_str())) {
-                    (Some(set), Some(p)) => crate::x12_path::select(set, p),
+                    (Some(set), Some(p)) => crate::x12_path::select(set, p, self.x12_at),
                     _ => Vec::new(),
                 };
                 if *multi {

@@ -16,6 +16,9 @@
 //! the guide tells them apart: a list at a position the guide uses as a composite is its
 //! components, anywhere else its repetitions.
 //!
+//! Inside a list's `each: loop(ID)`, [`select`] reads from the bound occurrence
+//! (`Path::resolve_at`) and [`occurrences`] lists what such a list iterates.
+//!
 //! Invariants: never panics, whatever the path text, the bytes or the document; a record
 //! without segments yields no values. Values are only returned, never logged.
 
@@ -67,9 +70,27 @@ pub fn parse(text: &str) -> Option<Path> {
 }
 
 /// The non-empty values `path` selects in `set`, in document order (at most one unless the
-/// path has `[*]`; each repetition of a repeated element is one value).
-pub fn select(set: &Identified, path: &Path) -> Vec<String> {
-    path.resolve_strings(set)
+/// path has `[*]`; each repetition of a repeated element is one value); inside loop
+/// occurrence `at` when a list's `each: loop(ID)` bound one (`Path::resolve_at`).
+pub fn select(set: &Identified, path: &Path, at: Option<usize>) -> Vec<String> {
+    path.resolve_at(set, at).into_iter().map(|v| String::from_utf8_lossy(v).into_owned()).collect()
+}
+
+/// The occurrences of loop `id` an `each: loop(ID)` iterates: those below occurrence `at`
+/// (the loop bound around it), or in the whole set; in document order.
+pub fn occurrences(set: &Identified, id: &str, at: Option<usize>) -> Vec<usize> {
+    sluice_x12::cut::occurrences(set, id).into_iter().filter(|&i| at.is_none_or(|a| below(set, i, a))).collect()
+}
+
+/// Whether instance `i` is below instance `a`.
+fn below(set: &Identified, mut i: usize, a: usize) -> bool {
+    while let Some(p) = set.instances.get(i).and_then(|x| x.parent) {
+        if p == a {
+            return true;
+        }
+        i = p;
+    }
+    false
 }
 
 /// Segments of a record document (lists: id, then elements) as bytes read with
@@ -180,7 +201,7 @@ SE*27*0001~";
     fn values_in(raw: &[u8], doc: &Doc, text: &str) -> Vec<String> {
         let set = SetBytes::of(raw, doc, guide()).expect("a set");
         let identified = set.identify(guide());
-        select(&identified, &parse(text).unwrap_or_else(|| panic!("{text}")))
+        select(&identified, &parse(text).unwrap_or_else(|| panic!("{text}")), None)
     }
 
     #[test]

@@ -4,13 +4,19 @@
 //! functional acknowledgment (999 for 5010, 997 for 4010, TA1 for an interchange rejected at
 //! its envelope) is written for every interchange read.
 //!
-//! Why one record per set (not per claim): the set is what X12 accepts or rejects (IK5/AK5), so
-//! a record, its DLQ entry and its line in the 999 are the same thing; the claims of a set stay
-//! reachable as its `2300` loops.
+//! Why one record per set by default: the set is what X12 accepts or rejects (IK5/AK5), so a
+//! record, its DLQ entry and its line in the 999 are the same thing. When the plan says so
+//! (`split`: a map stage downstream maps `each: loop(2300)`), the sets of that guide are cut
+//! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context),
+//! each with its own index and offset (its first segment's), so claims are counted, delivered
+//! and sent to the DLQ one by one; the set's verdict (its guide and envelope errors) is each
+//! claim's, as the 999 rejects or accepts the set whole.
 //!
 //! Invariants:
-//! - Nothing is lost, nothing panics: every transaction set becomes exactly one record, and
-//!   bytes outside any interchange become one record each (straight to the DLQ, `RT141`). A set
+//! - Nothing is lost, nothing panics: every transaction set becomes exactly one record (or,
+//!   cut, one per occurrence of the loop; a set without one is one record, to the DLQ with
+//!   `RT143`), and bytes outside any interchange become one record each (straight to the DLQ,
+//!   `RT141`). A set
 //!   with an error (its own, its functional group's or its interchange's; strict mode: any
 //!   envelope or guide error, lenient: only what lenient X12 checks still call an error) goes
 //!   to the DLQ as `RT140` with one finding per error (its `X12nnn` code and where: segment
@@ -25,7 +31,9 @@
 //! - Memory: the sets of one interchange are held until its IEA (whether a set is accepted
 //!   depends on its group's and interchange's trailers, which come last). A file of one huge
 //!   interchange is held whole: the flat-memory splitter is used, but this source does not
-//!   keep its promise for such files.
+//!   keep its promise for such files. Cutting at claims happens on whole sets (identified once
+//!   more for the cut), so one huge set is held whole too (DESIGN invariant 7 is not kept
+//!   inside a set).
 //! - The acknowledgment says what the source accepted (envelopes and guide); a set rejected
 //!   later by a `validate` stage or a mapping is still acknowledged as accepted, as X12 means
 //!   a 999 to answer syntax and guide conformance only. Its control numbers (ISA13, GS06) are
@@ -54,6 +62,8 @@ pub struct X12Source {
     guides: Vec<String>,
     lenient: bool,
     acks: Option<Acks>,
+    /// Guides whose sets are cut into one record per occurrence of a loop.
+    split: Vec<sluice_compiler::plan::X12Split>,
 }
 
 /// Where acknowledgments go and where their control numbers come from.
@@ -89,7 +99,12 @@ impl X12Source {
                 ));
             }
         };
-        Ok(X12Source { guides: plan.guides.clone(), lenient: plan.mode == Mode::Lenient, acks })
+        Ok(X12Source {
+            guides: plan.guides.clone(),
+            lenient: plan.mode == Mode::Lenient,
+            acks,
+            split: plan.split.clone(),
+        })
     }
 
     fn mode(&self) -> sluice_x12::envelope::Mode {
@@ -115,7 +130,6 @@ struct Pending {
     /// The ISA and GS around it, without terminators (empty when missing).
     isa: Vec<u8>,
     gs: Vec<u8>,
-    index: u64,
 }
 
 /// The pieces of one X12 file (or object: `open` gives its bytes; `path` names it and its
@@ -196,13 +210,9 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                     }
                 }
                 Item::Set(set) => {
-                    let index = self.index;
-                    self.index += 1;
-                    self.pending.push(Pending { set, isa: self.isa.clone(), gs: self.gs.clone(), index });
+                    self.pending.push(Pending { set, isa: self.isa.clone(), gs: self.gs.clone() });
                 }
                 Item::Stray { offset, bytes, code, reason } => {
-                    let index = self.index;
-                    self.index += 1;
                     let why =
                         format!("{} bytes at file offset {offset} are not an X12 interchange: {reason}", bytes.len());
                     let r = Rejection {
@@ -215,6 +225,7 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                     if let Err(e) = self.settle() {
                         return Some(Err(e));
                     }
+                    let index = self.next_index();
                     self.ready.push_back(Piece { offset: offset as u64, index, bytes, problem: Some(r) });
                 }
             }
@@ -226,6 +237,37 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
 }
 
 impl<R> Pieces<'_, R> {
+    /// The next record index in the file (0-based, in file order).
+    fn next_index(&mut self) -> u64 {
+        let i = self.index;
+        self.index += 1;
+        i
+    }
+
+    /// The parts of a set whose guide the source cuts at a loop (`split`): the loop and one
+    /// part per occurrence (`sluice_x12::cut`). `None`: the set is a record whole.
+    fn cut(&self, p: &Pending) -> Option<(&str, Vec<sluice_x12::cut::Part>)> {
+        if self.src.split.is_empty() {
+            return None;
+        }
+        let d = p.set.delimiters;
+        let isa = Segment { offset: 0, raw: &p.isa, delimiters: d };
+        let gs = Segment { offset: 0, raw: &p.gs, delimiters: d };
+        let mut segments = sluice_x12::codec::segments(&p.set.bytes, d, 0);
+        let st = segments.next()?;
+        let selector = sluice_x12::guide::Selector {
+            isa12: isa.element_str(12),
+            gs01: gs.element_str(1),
+            gs08: gs.element_str(8),
+            st01: st.element_str(1),
+            st03: st.element_str(3),
+        };
+        let guide = sluice_x12::guide::select(&selector).ok()?;
+        let split = self.src.split.iter().find(|s| s.guide == guide.id)?;
+        let all: Vec<Segment> = sluice_x12::codec::segments(&p.set.bytes, d, 0).collect();
+        let identified = sluice_x12::loops::identify(guide, all, p.set.closed);
+        Some((split.loop_id.as_str(), sluice_x12::cut::cut(&identified, &split.loop_id)))
+    }
     /// Turns the pending sets of every completed interchange into pieces, and writes their
     /// acknowledgments.
     fn settle(&mut self) -> std::io::Result<()> {
@@ -239,8 +281,39 @@ impl<R> Pieces<'_, R> {
             all.extend(mine);
             for p in all {
                 let problem = verdict(&ic, p.set.offset);
-                let bytes = one_set_interchange(&p);
-                self.ready.push_back(Piece { offset: p.set.offset as u64, index: p.index, bytes, problem });
+                match self.cut(&p) {
+                    None => {
+                        let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
+                        let index = self.next_index();
+                        self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem });
+                    }
+                    Some((loop_id, parts)) if parts.is_empty() => {
+                        let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
+                        let why = format!(
+                            "the transaction set holds no loop {loop_id}, which its records are cut at (one record per occurrence)"
+                        );
+                        let mut r = Rejection::single(findings::X12_LOOP_ABSENT, None, why);
+                        if let Some(own) = problem {
+                            r.findings.extend(own.findings);
+                        }
+                        let index = self.next_index();
+                        self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem: Some(r) });
+                    }
+                    Some((_, parts)) => {
+                        for part in parts {
+                            let set = RawSet {
+                                offset: p.set.offset + part.offset,
+                                bytes: part.bytes,
+                                delimiters: p.set.delimiters,
+                                closed: true,
+                            };
+                            let bytes = one_set_interchange(&p.isa, &p.gs, &set);
+                            let index = self.next_index();
+                            let problem = problem.clone();
+                            self.ready.push_back(Piece { offset: set.offset as u64, index, bytes, problem });
+                        }
+                    }
+                }
             }
             if let Some(acks) = &self.src.acks {
                 acks.write(&self.file, &ic).map_err(|e| {
@@ -333,31 +406,31 @@ fn finding(f: &X12Finding) -> Finding {
 
 /// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
 /// `IEA*1*<ISA13>`.
-fn one_set_interchange(p: &Pending) -> Vec<u8> {
-    let d = p.set.delimiters;
-    let mut out = Vec::with_capacity(p.isa.len() + p.gs.len() + p.set.bytes.len() + 48);
+fn one_set_interchange(isa: &[u8], gs: &[u8], set: &RawSet) -> Vec<u8> {
+    let d = set.delimiters;
+    let mut out = Vec::with_capacity(isa.len() + gs.len() + set.bytes.len() + 48);
     fn seg(s: &[u8], d: sluice_x12::codec::Delimiters) -> Segment<'_> {
         Segment { offset: 0, raw: s, delimiters: d }
     }
-    if !p.isa.is_empty() {
-        out.extend_from_slice(&p.isa);
+    if !isa.is_empty() {
+        out.extend_from_slice(isa);
         out.push(d.segment);
     }
-    if !p.gs.is_empty() {
-        out.extend_from_slice(&p.gs);
+    if !gs.is_empty() {
+        out.extend_from_slice(gs);
         out.push(d.segment);
     }
-    out.extend_from_slice(&p.set.bytes);
-    if !p.set.closed {
+    out.extend_from_slice(&set.bytes);
+    if !set.closed {
         out.push(d.segment);
     }
     let e = d.element as char;
     let t = d.segment as char;
-    if !p.gs.is_empty() {
-        out.extend_from_slice(format!("GE{e}1{e}{}{t}", seg(&p.gs, d).element_str(6)).as_bytes());
+    if !gs.is_empty() {
+        out.extend_from_slice(format!("GE{e}1{e}{}{t}", seg(gs, d).element_str(6)).as_bytes());
     }
-    if !p.isa.is_empty() {
-        out.extend_from_slice(format!("IEA{e}1{e}{}{t}", seg(&p.isa, d).element_str(13)).as_bytes());
+    if !isa.is_empty() {
+        out.extend_from_slice(format!("IEA{e}1{e}{}{t}", seg(isa, d).element_str(13)).as_bytes());
     }
     out
 }
@@ -548,7 +621,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn src(guides: &[&str], lenient: bool) -> X12Source {
-        X12Source { guides: guides.iter().map(|g| g.to_string()).collect(), lenient, acks: None }
+        X12Source { guides: guides.iter().map(|g| g.to_string()).collect(), lenient, acks: None, split: Vec::new() }
     }
 
     fn temp(text: &[u8]) -> PathBuf {

@@ -199,6 +199,18 @@ pub struct X12SourcePlan {
     /// The directory acknowledgments are written to (resolved path), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub acks: Option<String>,
+    /// Sets of these guides are cut into one record per occurrence of the loop (`each:
+    /// loop(2300)` in the mapping of a map stage it feeds; `sluice_x12::cut`). Set by the
+    /// compiler from the pipeline's map stages, never written in the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split: Vec<X12Split>,
+}
+
+/// One guide whose sets an X12 source cuts at a loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12Split {
+    pub guide: String,
+    pub loop_id: String,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.
@@ -392,6 +404,10 @@ pub struct MapPlan {
     /// How a table sink should store the records, from the output schema (message tables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableKeys>,
+    /// `each: loop(ID)` of an X12 mapping: each record is one occurrence of the loop (its
+    /// source cuts the sets there); a record holding another number goes to the DLQ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x12_each: Option<String>,
 }
 
 /// Write mode, primary key and cursor of an output schema that describes a table
@@ -436,6 +452,10 @@ pub struct Producer {
     pub each: Option<Expr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<GroupEach>,
+    /// `each: loop(ID)` over an X12 set: one item per occurrence of the loop (within the
+    /// occurrence bound around it); paths in the item read that occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x12_loop: Option<String>,
     pub var: Option<String>,
     /// Items are produced only when this holds (evaluated per item when iterating).
     pub when: Option<Expr>,

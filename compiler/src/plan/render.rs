@@ -88,10 +88,17 @@ pub fn text(plan: &Plan) -> String {
                     let guides = if x.guides.is_empty() { "any bundled".into() } else { x.guides.join(" ") };
                     let mode = if x.mode == crate::plan::Mode::Lenient { "lenient" } else { "strict" };
                     let acks = x.acks.as_deref().map_or("none".to_string(), |d| format!("999/997/TA1 to {d}"));
-                    let _ = writeln!(
-                        o,
-                        "    x12: guides {guides}, validation {mode}, acknowledgments {acks}; each transaction set is a record"
-                    );
+                    let unit = if x.split.is_empty() {
+                        "each transaction set is a record".to_string()
+                    } else {
+                        let cuts: Vec<String> = x
+                            .split
+                            .iter()
+                            .map(|c| format!("{} sets cut into one record per loop {}", c.guide, c.loop_id))
+                            .collect();
+                        format!("{}, other sets one record each", cuts.join(", "))
+                    };
+                    let _ = writeln!(o, "    x12: guides {guides}, validation {mode}, acknowledgments {acks}; {unit}");
                     continue;
                 }
                 if let Some(f) = &s.fhir {

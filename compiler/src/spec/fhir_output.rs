@@ -164,6 +164,7 @@ pub fn read(cx: &mut Cx, obj: &Obj, out: &Node, hl7: Hl7Env, version: Version, h
         fields: Vec::new(),
         fhir: Some(FhirBundlePlan { resources: plans }),
         table: None,
+        x12_each: None,
     };
     Some(FhirMapping { plan, output, leaf_classes })
 }
@@ -244,7 +245,7 @@ impl Checker<'_> {
     }
 
     fn resource(&mut self, cx: &mut Cx, o: &Obj, env: &Env) -> Option<FhirResourcePlan> {
-        let Iteration { each, group, var, vars } = iteration(cx, o, env, &self.structures)?;
+        let Iteration { each, group, var, vars, .. } = iteration(cx, o, env, &self.structures)?;
         self.declared[self.current].vars = vars.clone();
         let env = Env { scope: env.scope, vars, tables: env.tables.clone() };
         let when = match o.get("when") {
@@ -600,7 +601,7 @@ impl Checker<'_> {
         env: &Env,
     ) -> Option<FhirProducer> {
         let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{key}`"))?;
-        let Iteration { each, group, var, vars } = iteration(cx, &obj, env, &self.structures)?;
+        let Iteration { each, group, var, vars, .. } = iteration(cx, &obj, env, &self.structures)?;
         let inner = Env { scope: env.scope, vars, tables: env.tables.clone() };
         let when = match obj.get("when") {
             Some(n) => {

@@ -7,6 +7,9 @@
 //!   members included (`orders[*].observations[*].value`).
 //! - `each: group(...)` names a segment group of the structures of `message_types` (checked by
 //!   [`crate::expr::groups`]); its items read the group instance through a group variable.
+//! - Over X12, `each` iterates loops only (`loop(2400)`, SL416 otherwise), in a list or at the
+//!   top of the mapping (one record per occurrence, X12 only: SL427); paths inside are checked
+//!   against the loop's context by [`crate::x12::X12Env`].
 
 use std::collections::BTreeSet;
 
@@ -196,6 +199,26 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             );
         }
     }
+    let mut x12_each_loop = None;
+    if let Some(each_node) = obj.get("each") {
+        match input_x12 {
+            Some((guide, _)) => {
+                let env = crate::x12::X12Env { guide, within: None };
+                x12_each_loop = Some(x12_each(cx, each_node, env, None)?);
+            }
+            None => {
+                cx.push(
+                    Diagnostic::error(
+                        codes::MAPPING_EACH_UNSUPPORTED,
+                        "`each` for a whole mapping is only for X12 loops",
+                    )
+                    .label(each_node.span, "one record per what?")
+                    .help("an X12 mapping writes `each: loop(2300)` (one record per claim); HL7 v2 and FHIR mappings give one record per message or resource and iterate repetitions in list fields (`- each: ...`)"),
+                );
+                return None;
+            }
+        }
+    }
     let (scope, structures, output) = match (input_version, input_fhir, output) {
         (None, None, Some((output, _))) if input_stripe.is_some() => {
             let (object, _) = input_stripe?;
@@ -208,7 +231,8 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             let (guide, _) = input_x12?;
             // The map stage accepts sets of this guide's transaction set id.
             types = vec![guide.set_id.clone()];
-            (Scope::X12(crate::x12::X12Env { guide }), Structures { version: Version::ALL[0], roots: vec![] }, output)
+            let env = crate::x12::X12Env { guide, within: x12_each_loop };
+            (Scope::X12(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
         }
         (Some((version, _)), _, Some((output, _))) => {
             let hl7 = Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments };
@@ -253,6 +277,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             primary_key: t.primary_key.clone(),
             cursor: t.cursor.clone(),
         }),
+        x12_each: x12_each_loop.map(|l| l.id.clone()),
     };
     Some(Mapping { plan, input_version, input_fhir, input_x12, input_stripe, output, leaf_classes: m.leaf_classes })
 }
@@ -316,6 +341,8 @@ pub(crate) struct Iteration {
     pub group: Option<crate::plan::GroupEach>,
     pub var: Option<String>,
     pub vars: Vec<Var>,
+    /// `each: loop(ID)` over X12: the scope of the items (the loop bound).
+    pub x12: Option<crate::x12::X12Env>,
 }
 
 /// Checks the `each:` and `as:` keys of `obj` (a list producer, or a FHIR resource); without
@@ -329,13 +356,10 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         );
         return None;
     }
-    if let (Scope::X12(_), Some(each_node)) = (env.scope, obj.get("each")) {
-        cx.push(
-            Diagnostic::error(codes::X12_EACH_UNSUPPORTED, "`each` over X12 loops is not supported yet")
-                .label(each_node.span, "iterates over an X12 loop")
-                .help("map the list field to the path itself, one item per value (`claim_ids: 2300[*]/CLM-01`), or pick one occurrence by index (`2400[2]/SV1-02`)"),
-        );
-        return None;
+    if let (Scope::X12(x12), Some(each_node)) = (env.scope, obj.get("each")) {
+        let l = x12_each(cx, each_node, x12, obj.key_span("as"))?;
+        let within = crate::x12::X12Env { within: Some(l), ..x12 };
+        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: Some(within) });
     }
     if let (Scope::Stripe(_), Some(each_node)) = (env.scope, obj.get("each")) {
         cx.push(
@@ -346,7 +370,7 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         return None;
     }
     if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) = env.scope {
-        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone() });
+        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: None });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
     let mut vars = env.vars.clone();
@@ -401,7 +425,50 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         each = Some(t.expr);
         var = Some(name.text);
     }
-    Some(Iteration { each, group, var, vars })
+    Some(Iteration { each, group, var, vars, x12: None })
+}
+
+/// The loop of `each: loop(ID)` over X12 (SL416 for any other `each`, SL425 for an unknown
+/// loop, SL429 for one not below the loop iterated around it); `as_at`: where `as:` is
+/// written, which names nothing here.
+fn x12_each(
+    cx: &mut Cx,
+    each_node: &Node,
+    x12: crate::x12::X12Env,
+    as_at: Option<Span>,
+) -> Option<&'static sluice_x12::guide::Loop> {
+    let text = each_node.as_str().unwrap_or("");
+    let Some(id) = crate::x12::loop_call(text) else {
+        cx.push(
+            Diagnostic::error(codes::X12_EACH_UNSUPPORTED, "`each` over X12 iterates a loop: `each: loop(ID)`")
+                .label(each_node.span, "not a loop")
+                .help("iterate a loop (`each: loop(2400)`, paths in the item such as `2400/SV1-01-2` then read each occurrence), or map the list field to the path itself, one item per value (`claim_ids: 2300[*]/CLM-01`)"),
+        );
+        return None;
+    };
+    if let Some(span) = as_at {
+        cx.push(
+            Diagnostic::error(codes::UNKNOWN_KEY, "`as` names nothing over an X12 loop")
+                .label(span, "not a key of `each: loop(...)`")
+                .help(format!("remove it: paths through loop {id} (`{id}/...`) read the current occurrence")),
+        );
+        return None;
+    }
+    // The id's characters inside `loop(...)`, when the node is the text as written.
+    let at = match text.find(id) {
+        Some(i) if each_node.span.end - each_node.span.start >= text.len() => {
+            let start = each_node.span.end - text.len() + i;
+            Span::new(each_node.span.file, start, start + id.len())
+        }
+        _ => each_node.span,
+    };
+    match x12.each_loop(id, at) {
+        Ok(l) => Some(l),
+        Err(d) => {
+            cx.push(d);
+            None
+        }
+    }
 }
 
 /// `t` when it is one value; SL508 at `span` when its path yields a list.
@@ -554,6 +621,7 @@ impl MappingChecker {
         Some(Producer {
             each: Some(each),
             group: None,
+            x12_loop: None,
             var: Some(var),
             when: None,
             item: ItemPlan::Scalar { classes: sorted(&t.classes), expr: item },
@@ -562,8 +630,10 @@ impl MappingChecker {
 
     fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
         let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{list}`"))?;
-        let Iteration { each, group, var, vars } = iteration(cx, &obj, env, &self.structures)?;
-        let inner_env = Env { scope: env.scope, vars, tables: env.tables.clone() };
+        let Iteration { each, group, var, vars, x12 } = iteration(cx, &obj, env, &self.structures)?;
+        let x12_loop = x12.and_then(|e| e.within).map(|l| l.id.clone());
+        let scope = x12.map_or(env.scope, Scope::X12);
+        let inner_env = Env { scope, vars, tables: env.tables.clone() };
         let when = match obj.get("when") {
             Some(w) => {
                 let t = check::check_node(cx.sources, cx.diags, w, &inner_env)?;
@@ -651,6 +721,6 @@ impl MappingChecker {
                 ItemPlan::Scalar { classes: sorted(&t.classes), expr: t.expr }
             }
         };
-        Some(Producer { each, group, var, when, item })
+        Some(Producer { each, group, x12_loop, var, when, item })
     }
 }

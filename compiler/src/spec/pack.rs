@@ -65,6 +65,12 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Pack> {
             // So are Stripe objects (`stripe/charge`), a mapping input.
             if let Some(s) = item.as_str().filter(|s| *s == FHIR_BUNDLE || crate::stripe::schema_object(s).is_some()) {
                 schemas.push(Spanned { text: s.to_string(), span: item.span });
+            } else if let Some(s) = item.as_str().filter(|s| s.starts_with(crate::x12::MAPPING_SCHEMA_PREFIX)) {
+                // An X12 guide a mapping reads (`x12/005010X222A1`).
+                match crate::x12::mapping_guide(s, item.span) {
+                    Ok(_) => schemas.push(Spanned { text: s.to_string(), span: item.span }),
+                    Err(d) => cx.push(d),
+                }
             } else if let Some((_, s)) = schema_ref(cx, item) {
                 schemas.push(s);
             }

@@ -721,7 +721,7 @@ pub static PRODUCER: Shape = Shape {
         opt(
             "each",
             KeyType::Expr,
-            "A repeating path (`PID-3[*]`): one item per repetition; a segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`): one item per group instance; or `segment(AL1)`: one item per segment.",
+            "A repeating path (`PID-3[*]`): one item per repetition; a segment group (`group(ORDER_OBSERVATION)`, `order.group(OBSERVATION)`): one item per group instance; `segment(AL1)`: one item per segment; over X12, a loop (`loop(2400)`): one item per occurrence, whose paths (`2400/SV1-02`) read that occurrence.",
         ),
         opt("as", KeyType::String, "Name of the iteration variable (default `it`)."),
         opt("when", KeyType::Expr, "Condition for producing an item."),
@@ -753,6 +753,11 @@ pub static MAPPING: Shape = Shape {
             "Output schema, e.g. `canonical/patient-event@1`, or `fhir/r4/Bundle` (required, or inherited with `extends`).",
         ),
         opt("tables", KeyType::MapOfStrings, "Code tables: name -> {code: value}."),
+        opt(
+            "each",
+            KeyType::Expr,
+            "X12 mappings only: one output record per occurrence of a loop (`loop(2300)`: one per claim of an 837P, `loop(2100)`: one per claim payment of an 835); paths through the loop read that occurrence, paths to the set level and enclosing loops its context.",
+        ),
         opt(
             "fields",
             KeyType::FieldMap,
@@ -1038,7 +1043,11 @@ pub static TEST_INPUT: Shape = Shape {
             KeyType::String,
             "Stripe objects as the API lists them, one JSON object a line (in a YAML literal block scalar), for a mapping with `input: {schema: stripe/<object>}` or a pipeline with a `stripe` source; nothing is fetched.",
         ),
-        opt("x12", KeyType::String, "X12 interchanges (not supported yet: SL802)."),
+        opt(
+            "x12",
+            KeyType::String,
+            "X12 interchanges, as written (a mapping test reads them with a `format: x12` source).",
+        ),
         opt("fhir", KeyType::Any, "FHIR resources (not supported yet: SL802)."),
         opt("json", KeyType::Any, "JSON documents (not supported yet: SL802)."),
     ],

@@ -6,8 +6,9 @@
 //! and comparing and reporting the CLI's.
 //!
 //! Invariants:
-//! - A case's input is in exactly one format; formats that cannot run yet (`x12`, `fhir`,
-//!   `json`) are refused with SL802, never skipped silently.
+//! - A case's input is in exactly one format; formats that cannot run yet (`fhir`, `json`) are
+//!   refused with SL802, never skipped silently. X12 input runs through a `format: x12` source
+//!   (a mapping test's pipeline reads X12 when its mapping does).
 //! - HL7 v2 input is written one segment per line; lines are joined with CR, the HL7 segment
 //!   separator, so what runs is what a sender would send.
 //! - Every span needed to rewrite a case's `expect` (`sluice test --update`) is kept: the case,
@@ -51,7 +52,8 @@ pub struct Case {
     pub span: Span,
     /// `input.source`, for pipelines with several sources.
     pub source: Option<Spanned>,
-    /// The messages: HL7 v2 segments separated by CR, or Stripe objects one JSON object a line.
+    /// The messages: HL7 v2 segments separated by CR, X12 interchanges as written, or Stripe
+    /// objects one JSON object a line.
     pub hl7v2: Vec<u8>,
     pub expect: Expect,
     /// The `expect` key and its value, when the case has one.
@@ -178,12 +180,14 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
     let hl7v2 = match formats.as_slice() {
         [("hl7v2", n)] => segments(&reader::string(cx, n, "`hl7v2`")?.text),
         [("stripe", n)] => json_lines(&reader::string(cx, n, "`stripe`")?.text),
+        // X12 as written: the reader skips line breaks between segments.
+        [("x12", n)] => reader::string(cx, n, "`x12`")?.text.into_bytes(),
         [(other, _)] => {
             let span = input.key_span(other).unwrap_or(input_node.span);
             cx.push(
                 Diagnostic::error(codes::UNSUPPORTED_TEST_INPUT, format!("`{other}` input cannot run yet"))
-                    .label(span, "only `hl7v2` and `stripe` input run today")
-                    .help("test HL7 v2 messages or Stripe objects for now; X12, FHIR and JSON inputs come with their input sources"),
+                    .label(span, "only `hl7v2`, `x12` and `stripe` input run today")
+                    .help("test HL7 v2 messages, X12 interchanges or Stripe objects for now; FHIR and JSON inputs come with their input sources"),
             );
             return None;
         }
@@ -289,29 +293,44 @@ fn json_lines(text: &str) -> Vec<u8> {
     text.lines().map(str::trim).filter(|l| !l.is_empty()).flat_map(|l| l.bytes().chain([b'\n'])).collect()
 }
 
+/// What a mapping under test reads, so its test pipeline gets the source that emits it.
+#[derive(Clone, Copy, Debug)]
+pub enum MappingInput<'a> {
+    Hl7v2,
+    /// X12 interchanges, read by a `format: x12` files source.
+    X12,
+    /// Stripe objects of the list `list`: a `stripe` source, which the test feeds from the
+    /// case's lines (its connection is never opened).
+    Stripe {
+        list: &'a str,
+    },
+}
+
 /// The pipeline a mapping test runs: source `input` -> [validate] -> map -> [mask] -> sink
 /// `output`, with paths as the test file wrote them (resolved against the test file's folder,
-/// since the text is compiled as if it were there). A mapping of Stripe objects (`stripe_list`,
-/// the list of its object type) gets a `stripe` source, which the test feeds from the case's
-/// lines: its connection is never opened.
+/// since the text is compiled as if it were there).
 pub fn mapping_pipeline(
     name: &str,
     mapping: &str,
     rules: Option<&str>,
     policy: Option<&str>,
     profile: Option<&str>,
-    stripe_list: Option<&str>,
+    input: MappingInput<'_>,
 ) -> String {
     let quote = |s: &str| serde_json::Value::String(s.to_string()).to_string();
-    let mut y = match stripe_list {
-        Some(list) => format!(
+    let files = |format: &str| {
+        format!(
+            "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: {format}\n    path: input.hl7\n",
+            quote(name)
+        )
+    };
+    let mut y = match input {
+        MappingInput::Stripe { list } => format!(
             "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: stripe\n    auth: api_key\n    api_key: ${{SLUICE_TEST_STRIPE_KEY}}\nsources:\n  input:\n    type: stripe\n    connection: test\n    objects: [{list}]\n",
             quote(name)
         ),
-        None => format!(
-            "kind: pipeline\nname: {}\nsources:\n  input:\n    type: files\n    format: hl7v2\n    path: input.hl7\n",
-            quote(name)
-        ),
+        MappingInput::X12 => files("x12"),
+        MappingInput::Hl7v2 => files("hl7v2"),
     };
     if let Some(p) = profile {
         y += &format!("    profile: {}\n", quote(p));

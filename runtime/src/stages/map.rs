@@ -1,8 +1,11 @@
 //! The map stage: an HL7 message to an output document, field by field, in field order.
 //! List fields are built by producers: one item per repetition (`each: PID-3[*]`), per segment
 //! group instance (`each: group(ORDER_OBSERVATION)`, partitioned by [`crate::groups`] on
-//! first use), or a single item; list items may hold nested lists, built by their own
-//! producers in the item's scope (its loop and group variables).
+//! first use), per X12 loop occurrence (`each: loop(2400)`, below the occurrence bound around
+//! it), or a single item; list items may hold nested lists, built by their own producers in
+//! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
+//! maps records its source cut at that loop; one holding another number of occurrences goes to
+//! the DLQ (RT144).
 //!
 //! Invariants:
 //! - Dotted output paths become nested objects, created in the order fields are listed, so the
@@ -281,6 +284,13 @@ fn produce(
     g: &Groups<'_>,
 ) {
     let var = producer.var.as_deref().unwrap_or("it");
+    if let (Some(id), Some(set)) = (&producer.x12_loop, scope.x12) {
+        for at in crate::x12_path::occurrences(set, id, scope.x12_at) {
+            let inner = Scope { vars: scope.vars.clone(), groups: scope.groups.clone(), x12_at: Some(at), ..*scope };
+            emit(&inner, t, producer, items, out, g);
+        }
+        return;
+    }
     if let Some(each) = &producer.group {
         let instances = group_instances(scope, each, g, t.pattern, out.warnings);
         for inst in &instances {
@@ -364,6 +374,22 @@ pub fn run<'p>(
             (Some(b), Some(g)) => Some(b.identify(g)),
             _ => None,
         };
+        // `each: loop(ID)`: the source cut the set there, so the record holds one occurrence.
+        if let (Some(id), Some(set)) = (&plan.x12_each, &identified) {
+            let n = crate::x12_path::occurrences(set, id, None).len();
+            if n != 1 {
+                let r = Rejection::single(
+                    findings::X12_NOT_ONE_OCCURRENCE,
+                    Some(id.as_str()),
+                    format!(
+                        "the record holds {n} occurrences of loop {id}; mapping `{}` in map stage `{component}` maps one per record (`each: loop({id})`)",
+                        plan.mapping
+                    ),
+                );
+                rec.payload = Payload::Doc(resource);
+                return Step::Dlq(rec, r);
+            }
+        }
         let input = Input { reader: None, resource: Some(&resource), bundle, x12: identified.as_ref() };
         return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
     }

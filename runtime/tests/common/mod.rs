@@ -262,6 +262,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
                 producers: vec![Producer {
                     each: Some(hl7("PID-3[*]", ValueType::Struct)),
                     group: None,
+                    x12_loop: None,
                     var: Some("id".into()),
                     when: None,
                     item: ItemPlan::Struct {
@@ -304,6 +305,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
             fields,
             fhir: None,
             table: None,
+            x12_each: None,
         }),
     )
 }

@@ -76,6 +76,8 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/webhook-event@1", include_str!("../data/webhook-event@1.txt")),
     ("canonical/claim-set@1", include_str!("../data/claim-set@1.txt")),
     ("canonical/financial-transaction@1", include_str!("../data/financial-transaction@1.txt")),
+    ("canonical/claim@1", include_str!("../data/claim@1.txt")),
+    ("canonical/remittance@1", include_str!("../data/remittance@1.txt")),
 ];
 
 /// Names of all bundled output schemas.

@@ -13,6 +13,8 @@
 //! - [`elements`]: element checks of a placed segment.
 //! - [`validate`]: a set against its guide (selection, loops, elements): what
 //!   [`envelope::Checker::with_guides`] runs.
+//! - [`cut`]: one set cut at a repeating loop (`2300`, `2100`): one smaller set per
+//!   occurrence with its context, for one record per claim.
 //! - [`path`]: mapping paths (`2300/CLM-01`, `2400[*]/SV1-01-2`): resolve values in an
 //!   identified set, check them against a guide (type, PHI class).
 //!
@@ -21,6 +23,7 @@
 
 pub mod ack;
 pub mod codec;
+pub mod cut;
 pub mod elements;
 pub mod envelope;
 pub mod guide;

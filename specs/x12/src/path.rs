@@ -211,8 +211,17 @@ impl Path {
 
     /// The non-empty values at this path in `set`, in document order.
     pub fn resolve<'a>(&self, set: &Identified<'a>) -> Vec<&'a [u8]> {
-        let mut current = vec![0usize];
-        for step in &self.loops {
+        self.resolve_at(set, None)
+    }
+
+    /// [`Path::resolve`] inside loop instance `at` (an index into [`Identified::instances`],
+    /// bound by a mapping's `each: loop(ID)`): a path naming that loop, or a loop below it,
+    /// reads that instance; a path to a loop enclosing it, or beside it, reads from the
+    /// nearest enclosing instance that holds such a loop (the set level at the top).
+    pub fn resolve_at<'a>(&self, set: &Identified<'a>, at: Option<usize>) -> Vec<&'a [u8]> {
+        let (start, skip) = self.start(set, at);
+        let mut current = vec![start];
+        for step in self.loops.iter().skip(skip) {
             let mut found = Vec::new();
             for &i in &current {
                 descendants(set, i, &step.id, &mut found);
@@ -248,6 +257,25 @@ impl Path {
             }
         }
         if self.many() { values } else { values.into_iter().take(1).collect() }
+    }
+
+    /// Where resolving starts from `at` (see [`Path::resolve_at`]): the instance, and how
+    /// many loop steps it stands for.
+    fn start(&self, set: &Identified, at: Option<usize>) -> (usize, usize) {
+        let (Some(mut x), Some(first)) = (at, self.loops.first()) else { return (0, 0) };
+        while let Some(inst) = set.instances.get(x) {
+            if inst.def.id == first.id {
+                return (x, 1);
+            }
+            if inst.def.find(&first.id).is_some() {
+                return (x, 0);
+            }
+            match inst.parent {
+                Some(p) => x = p,
+                None => break,
+            }
+        }
+        (0, 0)
     }
 
     /// [`Path::resolve`] as text (lossy UTF-8).

@@ -1,0 +1,191 @@
+//! Cutting one transaction set at a repeating loop (`2300` claims of an 837, `2100` claim
+//! payments of an 835): one smaller set per occurrence of the loop, holding that occurrence
+//! and the context it belongs to, so each claim can be a record of its own.
+//!
+//! # What a part holds
+//!
+//! For occurrence `k` of loop `L`, a part keeps, in the set's order:
+//! - every segment of the set level (ST, BHT, BPR, TRN, PLB, ...), with SE01 counting the
+//!   segments of the part;
+//! - the occurrence itself and every loop below it (service lines, providers);
+//! - its enclosing loops (`2000B` around a `2300`; `2000` around a `2100`) and, for HL loops,
+//!   the HL parents its HL02 names, up to the top (`2000A`, the billing provider);
+//! - the loops hanging off those that cannot hold `L` and are not HL levels (`1000A`,
+//!   `2010AA`, `2010BA`, `2010BB`: submitter, billing provider, subscriber, payer).
+//!
+//! Dropped: the other occurrences of `L`, loops that could hold one (another `2000` of an
+//! 835), and HL levels outside the chain (another subscriber, another billing provider).
+//! Paths of a mapping then read the part as they read a whole set: `2300/CLM-01` is this
+//! claim's, `2010BA/NM1-03` its subscriber's, `BPR-02` the payment's.
+//!
+//! Invariants: total on any identified set (no panic); every occurrence of `L` gives exactly
+//! one part, in document order, and a set without `L` gives none; a part's segments are the
+//! set's bytes as sent (SE01 is the only element rewritten); nothing here reads values but
+//! HL01/HL02 ids and segment ids.
+
+use std::collections::HashMap;
+
+use crate::loops::Identified;
+
+/// One occurrence of the loop, as a set of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Part {
+    /// ST..SE, each segment followed by the set's terminator.
+    pub bytes: Vec<u8>,
+    /// Offset of the occurrence's first segment (as the set's segments count offsets).
+    pub offset: usize,
+    /// 1-based: which occurrence of the loop in the set.
+    pub occurrence: usize,
+    /// Segments in the part, SE included.
+    pub segment_count: usize,
+}
+
+/// The instances of loop `id` in `set`, in document order.
+pub fn occurrences(set: &Identified, id: &str) -> Vec<usize> {
+    (0..set.instances.len()).filter(|&i| set.instances[i].def.id == id).collect()
+}
+
+/// One part per occurrence of loop `id` in `set` (see the module docs); none when the set
+/// holds no such loop.
+pub fn cut(set: &Identified, id: &str) -> Vec<Part> {
+    let hl_parents = hl_parents(set);
+    occurrences(set, id).into_iter().enumerate().filter_map(|(n, k)| part(set, id, k, n + 1, &hl_parents)).collect()
+}
+
+/// For each HL loop instance, the instance its HL02 names (an earlier HL of the set).
+fn hl_parents(set: &Identified) -> HashMap<usize, usize> {
+    let mut by_id: HashMap<&[u8], usize> = HashMap::new();
+    let mut parents = HashMap::new();
+    for (i, inst) in set.instances.iter().enumerate() {
+        if !inst.def.is_hierarchical() {
+            continue;
+        }
+        let Some(hl) = inst.segments.first().and_then(|&s| set.segments.get(s)) else { continue };
+        if let Some(parent) = hl.element(2).filter(|p| !p.is_empty()).and_then(|p| by_id.get(p)) {
+            parents.insert(i, *parent);
+        }
+        if let Some(own) = hl.element(1).filter(|p| !p.is_empty()) {
+            by_id.entry(own).or_insert(i);
+        }
+    }
+    parents
+}
+
+fn part(set: &Identified, id: &str, k: usize, occurrence: usize, hl_parents: &HashMap<usize, usize>) -> Option<Part> {
+    let n = set.instances.len();
+    let mut keep = vec![false; n];
+    // The chain: the occurrence, its enclosing instances and the HL parents, transitively.
+    let mut work = vec![k];
+    while let Some(x) = work.pop() {
+        if x >= n || keep[x] {
+            continue;
+        }
+        keep[x] = true;
+        if let Some(p) = set.instances[x].parent {
+            work.push(p);
+        }
+        if let Some(&p) = hl_parents.get(&x) {
+            work.push(p);
+        }
+    }
+    // Instances are numbered in document order, a parent before its children.
+    for j in 0..n {
+        if keep[j] {
+            continue;
+        }
+        let inst = &set.instances[j];
+        let Some(p) = inst.parent else { continue };
+        let context = keep[p] && !inst.def.is_hierarchical() && inst.def.id != id && inst.def.find(id).is_none();
+        // Everything below the occurrence; beside the chain, only what cannot hold another.
+        keep[j] = context || descends(set, j, k);
+    }
+    let first = set.instances[k].segments.first().and_then(|&s| set.segments.get(s))?;
+    let offset = first.offset;
+    let terminator = first.delimiters.segment;
+    let kept: Vec<usize> =
+        (0..set.segments.len()).filter(|&s| set.placements.get(s).is_some_and(|p| keep[p.instance])).collect();
+    let mut bytes = Vec::new();
+    for &s in &kept {
+        let seg = &set.segments[s];
+        if s + 1 == set.segments.len() && seg.id() == b"SE" {
+            let e = seg.delimiters.element;
+            bytes.extend_from_slice(b"SE");
+            bytes.push(e);
+            bytes.extend_from_slice(kept.len().to_string().as_bytes());
+            bytes.push(e);
+            bytes.extend_from_slice(seg.element(2).unwrap_or(b""));
+        } else {
+            bytes.extend_from_slice(seg.raw);
+        }
+        bytes.push(terminator);
+    }
+    Some(Part { bytes, offset, occurrence, segment_count: kept.len() })
+}
+
+/// Whether instance `j` is `k` or below it.
+fn descends(set: &Identified, mut j: usize, k: usize) -> bool {
+    loop {
+        if j == k {
+            return true;
+        }
+        match set.instances.get(j).and_then(|i| i.parent) {
+            Some(p) => j = p,
+            None => return false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{self, Delimiters};
+
+    const SET: &str = "ST*837*0001*005010X222A1~BHT*0019*00*1*20240101*1200*CH~\
+NM1*41*2*SUBMITTER*****46*S1~PER*IC*JANE*TE*5555551212~NM1*40*2*RECEIVER*****46*R1~\
+HL*1**20*1~NM1*85*2*BILLING ONE*****XX*1234567893~N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~\
+HL*2*1*22*0~SBR*P*18*******CI~NM1*IL*1*DOE*JOHN****MI*M123~NM1*PR*2*PAYER*****PI*P1~\
+CLM*A1*100***11:B:1*Y*A*Y*Y~HI*ABK:J449~LX*1~SV1*HC:99213*100*UN*1***1~DTP*472*D8*20240101~\
+CLM*A2*50***11:B:1*Y*A*Y*Y~HI*ABK:J449~LX*1~SV1*HC:85025*50*UN*1***1~DTP*472*D8*20240101~\
+HL*3**20*1~NM1*85*2*BILLING TWO*****XX*1234567894~N3*2 MAIN ST~N4*TOWN*NY*10001~REF*EI*987654321~\
+HL*4*3*22*0~SBR*P*18*******CI~NM1*IL*1*ROE*JANE****MI*M456~NM1*PR*2*PAYER*****PI*P1~\
+CLM*B1*70***11:B:1*Y*A*Y*Y~HI*ABK:J449~LX*1~SV1*HC:99214*70*UN*1***1~DTP*472*D8*20240101~\
+SE*39*0001~";
+
+    fn identified(text: &str) -> Identified<'_> {
+        let guide = crate::guide::by_id("005010X222A1").expect("bundled");
+        let segs: Vec<_> = codec::segments(text.as_bytes(), Delimiters::default(), 0).collect();
+        crate::loops::identify(guide, segs, true)
+    }
+
+    fn ids(part: &Part, seg: &str, n: usize) -> Vec<String> {
+        let s = String::from_utf8(part.bytes.clone()).unwrap();
+        s.split('~')
+            .filter(|x| x.starts_with(&format!("{seg}*")))
+            .map(|x| x.split('*').nth(n).unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn each_claim_keeps_its_own_context_only() {
+        let set = identified(SET);
+        assert!(set.findings.is_empty(), "{:?}", set.findings);
+        let parts = cut(&set, "2300");
+        assert_eq!(parts.len(), 3);
+        assert_eq!(ids(&parts[0], "CLM", 1), ["A1"]);
+        assert_eq!(ids(&parts[1], "CLM", 1), ["A2"]);
+        assert_eq!(ids(&parts[2], "CLM", 1), ["B1"]);
+        assert_eq!(ids(&parts[0], "SV1", 1), ["HC:99213"]);
+        // Billing provider and subscriber of each claim, not the others'.
+        assert_eq!(ids(&parts[1], "NM1", 3), ["SUBMITTER", "RECEIVER", "BILLING ONE", "DOE", "PAYER"]);
+        assert_eq!(ids(&parts[2], "NM1", 3), ["SUBMITTER", "RECEIVER", "BILLING TWO", "ROE", "PAYER"]);
+        // SE01 counts the part; each part identifies again without structural errors.
+        for p in &parts {
+            assert_eq!(ids(p, "SE", 1), [p.segment_count.to_string()]);
+            let again = identified(std::str::from_utf8(&p.bytes).unwrap());
+            assert!(again.findings.is_empty(), "{:?}", again.findings);
+            assert_eq!(occurrences(&again, "2300").len(), 1);
+        }
+        assert!(parts[0].offset < parts[1].offset && parts[1].offset < parts[2].offset);
+        assert!(cut(&set, "2330A").is_empty());
+    }
+}
