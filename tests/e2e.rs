@@ -299,6 +299,15 @@ fn every_bundled_pipeline_plans_and_runs_balanced() {
     pipelines.sort();
     assert!(pipelines.len() >= 2, "{pipelines:?}");
     for p in &pipelines {
+        // A reconciliation is run by `sluice reconcile` (tests/reconcile.rs checks its pairs).
+        if std::fs::read_to_string(dir.join(p)).unwrap().lines().any(|l| l == "kind: reconciliation") {
+            let out = sluice(&dir, &["reconcile", p, "--summary", "json"]);
+            assert!(out.status.success(), "{p}: {}", text(&out.stderr));
+            let summary: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+            let r = &summary["reconciliation"];
+            assert_eq!(summary["records_in"], r["matched"].as_u64().unwrap() + r["unmatched"].as_u64().unwrap(), "{p}");
+            continue;
+        }
         let plan = sluice(&dir, &["plan", p, "--format", "json"]);
         assert!(plan.status.success(), "{p}: {}", text(&plan.stderr));
         // A listening (mllp) pipeline runs until stopped: tests/mllp.rs runs it and stops it.

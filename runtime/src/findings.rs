@@ -216,6 +216,12 @@ findings! {
         "A list request to the Stripe API failed for good: refused (401 with an API key: the key is wrong, rolled or revoked; 403: the key lacks the permission; 400/404: the object type or cursor is not known), or still failing after the retries (429 rate limits and 5xx are retried with backoff, after the `Retry-After` Stripe gives, unless `Stripe-Should-Retry: false`). The message gives the object, the HTTP status and Stripe's error `type` and `code`, never its message text (which may quote the key) nor the key. Records already read are kept; the cursor does not move past them.";
     STRIPE_PARTIAL_RECORD = "RT151", Warning, "Stripe object with missing or odd fields",
         "A Stripe object came without an `id` or `created`, or with an `amount` that is not a whole number of minor units (cents): it is kept, with this warning naming the object type and the field, since partial data is still data. An object without `id` cannot be deduplicated across the lookback window.";
+    RECONCILE_UNREADABLE = "RT160", Dlq, "reconciliation input line unreadable",
+        "A line of a reconciliation input is not a JSON object. It goes to the review output with reason `unreadable`, its file and line number (never its content), and counts as unmatched, so the summary still accounts for every line read.";
+    RECONCILE_INVALID_FIELD = "RT161", Dlq, "reconciliation field missing or unreadable",
+        "A record of a reconciliation input lacks a field matching needs (its id, amount, currency or date), or holds one that cannot be read: an amount that is not whole minor units (`amount_unit: minor`) or has more decimal places than its currency, a currency that is not three letters, a date that is neither `YYYY-MM-DD`, an RFC 3339 date-time nor Unix seconds. It goes to the review output with reason `invalid_field`, naming the field, never its value.";
+    RECONCILE_IO = "RT162", RunError, "reconciliation input or output cannot be used",
+        "`sluice reconcile` could not read an input file or write an output file (missing, not readable, a folder that cannot be created). Nothing was written; fix the path in the spec and run again. The message names the file, never a record.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";
