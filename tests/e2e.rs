@@ -299,15 +299,6 @@ fn every_bundled_pipeline_plans_and_runs_balanced() {
     pipelines.sort();
     assert!(pipelines.len() >= 2, "{pipelines:?}");
     for p in &pipelines {
-        // A reconciliation is run by `sluice reconcile` (tests/reconcile.rs checks its pairs).
-        if std::fs::read_to_string(dir.join(p)).unwrap().lines().any(|l| l == "kind: reconciliation") {
-            let out = sluice(&dir, &["reconcile", p, "--summary", "json"]);
-            assert!(out.status.success(), "{p}: {}", text(&out.stderr));
-            let summary: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
-            let r = &summary["reconciliation"];
-            assert_eq!(summary["records_in"], r["matched"].as_u64().unwrap() + r["unmatched"].as_u64().unwrap(), "{p}");
-            continue;
-        }
         let plan = sluice(&dir, &["plan", p, "--format", "json"]);
         assert!(plan.status.success(), "{p}: {}", text(&plan.stderr));
         // A listening (mllp) pipeline runs until stopped: tests/mllp.rs runs it and stops it.
@@ -826,4 +817,20 @@ fn workers_in_the_spec_set_the_pool_and_the_output_does_not_change() {
     let zero = sluice(&dir, &["check", "pipelines/quickstart.yaml"]);
     assert_eq!(zero.status.code(), Some(1));
     assert!(text(&zero.stderr).contains("`workers` must be at least 1"), "{}", text(&zero.stderr));
+}
+
+/// The bundled reconciliation checks clean, runs, and accounts for every record
+/// (tests/reconcile.rs checks its pairs and review entries one by one).
+#[test]
+fn the_bundled_reconciliation_checks_runs_and_balances() {
+    let dir = workspace("reconcile");
+    let spec = "examples/reconcile/stripe-payouts-vs-bank.yaml";
+    let check = sluice(&dir, &["check", "examples/reconcile"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    let out = sluice(&dir, &["reconcile", spec, "--summary", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let r = &summary["reconciliation"];
+    assert_eq!(summary["records_in"], r["matched"].as_u64().unwrap() + r["unmatched"].as_u64().unwrap());
+    assert_eq!(lines(&dir.join("out/reconcile/matched.jsonl")).len() as u64, summary["pairs"].as_u64().unwrap());
 }

@@ -1,4 +1,4 @@
-//! `sluice reconcile` on the bundled scenario (pipelines/stripe-payouts-vs-bank.yaml over
+//! `sluice reconcile` on the bundled scenario (examples/reconcile/stripe-payouts-vs-bank.yaml over
 //! examples/reconcile/data): Stripe payouts against Plaid-shaped bank transactions, with
 //! planted duplicates, a pending-then-posted pair, a late deposit, a deposit at 23:30 in New
 //! York on the last day of January, a currency mismatch, a failed payout, a reversal, a
@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 mod common;
 use common::{root, text};
 
-const SPEC: &str = "pipelines/stripe-payouts-vs-bank.yaml";
+const SPEC: &str = "examples/reconcile/stripe-payouts-vs-bank.yaml";
 
 fn sluice(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice")).current_dir(dir).args(args).output().expect("sluice runs")
@@ -39,9 +39,9 @@ fn csv(name: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// (rule, left, right) of each matched pair.
-fn found_pairs(dir: &Path) -> BTreeSet<(String, String, String)> {
-    jsonl(&dir.join("out/reconcile/matched.jsonl"))
+/// (rule, left, right) of each pair in a matched output.
+fn found_pairs(matched: &Path) -> BTreeSet<(String, String, String)> {
+    jsonl(matched)
         .iter()
         .map(|p| {
             let rule = p["rule"].as_str().unwrap().to_string();
@@ -51,17 +51,14 @@ fn found_pairs(dir: &Path) -> BTreeSet<(String, String, String)> {
         .collect()
 }
 
-#[test]
-fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
-    let dir = common::workspace("reconcile-scenario");
-    let out = sluice(&dir, &["reconcile", SPEC]);
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-
-    let expected: BTreeSet<(String, String, String)> = csv("stripe-payouts-vs-bank.matches.csv")
+/// Compares a run's outputs in `out` with the fixtures `<fixture>.matches.csv` and
+/// `<fixture>.review.csv`: prints precision and recall, then asserts the exact lists.
+fn assert_scenario(out: &Path, fixture: &str) {
+    let expected: BTreeSet<(String, String, String)> = csv(&format!("{fixture}.matches.csv"))
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
         .collect();
-    let found = found_pairs(&dir);
+    let found = found_pairs(&out.join("matched.jsonl"));
     let unrule = |s: &BTreeSet<(String, String, String)>| -> BTreeSet<(String, String)> {
         s.iter().map(|(_, l, r)| (l.clone(), r.clone())).collect()
     };
@@ -69,18 +66,17 @@ fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
     let precision = true_positives as f64 / found.len().max(1) as f64;
     let recall = true_positives as f64 / expected.len() as f64;
     println!(
-        "reconciliation scenario: {} expected pairs, {} found, {} correct: precision {precision:.3}, recall {recall:.3}",
+        "{fixture}: {} expected pairs, {} found, {true_positives} correct: precision {precision:.3}, recall {recall:.3}",
         expected.len(),
         found.len(),
-        true_positives
     );
     assert_eq!(found, expected, "pairs (rule, left, right)");
 
-    let expected_review: BTreeSet<(String, String, String, String)> = csv("stripe-payouts-vs-bank.review.csv")
+    let expected_review: BTreeSet<(String, String, String, String)> = csv(&format!("{fixture}.review.csv"))
         .into_iter()
         .map(|r| (r[0].clone(), r[1].clone(), r[2].clone(), r.get(3).cloned().unwrap_or_default()))
         .collect();
-    let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
+    let review = jsonl(&out.join("review.jsonl"));
     let found_review: BTreeSet<(String, String, String, String)> = review
         .iter()
         .map(|r| {
@@ -98,6 +94,20 @@ fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
         .collect();
     assert_eq!(found_review, expected_review, "review entries (input, record, reason, related)");
     assert_eq!(review.len(), expected_review.len(), "one review entry per record");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["reconciliation"]["matched"], 2 * found.len());
+    assert_eq!(summary["reconciliation"]["unmatched"], review.len());
+}
+
+#[test]
+fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
+    let dir = common::workspace("reconcile-scenario");
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_scenario(&dir.join("out/reconcile"), "stripe-payouts-vs-bank");
+
+    let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
     let unreadable = review.iter().find(|r| r["reason"] == "unreadable").unwrap();
     assert_eq!(unreadable["code"], "RT160");
     let invalid = review.iter().find(|r| r["reason"] == "invalid_field").unwrap();
@@ -117,6 +127,7 @@ fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
     assert_eq!(first["left"]["amount"], "1250.00");
     assert_eq!(first["right"]["amount"], "1250.00");
     assert_eq!(first["difference"], "0.00");
+    assert_eq!(first["left"]["file"], "data/stripe-payouts.jsonl");
     assert_eq!(first["left"]["category"], "Card processor payout");
     assert_eq!(first["left"]["tags"], serde_json::json!(["processor", "large"]));
     let coffee = review.iter().find(|r| r["id"] == "tx_13").unwrap();
@@ -126,6 +137,49 @@ fn the_bundled_scenario_matches_every_listed_pair_and_reviews_the_rest() {
     let late_evening = pairs.iter().find(|p| p["left"]["id"] == "po_003").unwrap();
     assert_eq!(late_evening["left"]["date"], "2024-01-31");
     assert_eq!(late_evening["days_apart"], 0);
+    let reversal = pairs.iter().find(|p| p["rule"] == "reversal").unwrap();
+    assert_eq!(reversal["difference"], "0.00");
+}
+
+/// 835 remittances as `sluice parse --format x12` prints them (synthetic sets from
+/// bench/synth.py, bundled) against ACH deposits: EFT trace (TRN02) links, then amount and
+/// date; a zero-pay remittance, a deposit for less than its remittance and an unrelated deposit
+/// of the same amount as an unpaid remittance, weeks later.
+#[test]
+fn remittances_match_their_deposits_by_eft_trace_then_amount_and_date() {
+    let dir = common::workspace("reconcile-835");
+    let parsed = sluice(&dir, &["parse", "--format", "x12", "examples/reconcile/data/remittances-835.x12"]);
+    assert!(parsed.status.success(), "{}", text(&parsed.stderr));
+    std::fs::create_dir_all(dir.join("out")).unwrap();
+    std::fs::write(dir.join("out/remittances-835.jsonl"), &parsed.stdout).unwrap();
+    let out = sluice(&dir, &["reconcile", "examples/reconcile/remittances-vs-bank.yaml"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_scenario(&dir.join("out/reconcile-835"), "remittances-vs-bank");
+    // The sets name patients (NM1*QC); nothing of them reaches the terminal or the outputs.
+    let outputs: String = ["matched.jsonl", "review.jsonl", "summary.json"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join("out/reconcile-835").join(f)).unwrap())
+        .collect();
+    for name in patient_names(&text(&parsed.stdout)) {
+        for seen in [&text(&out.stdout), &text(&out.stderr), &outputs] {
+            assert!(!seen.contains(&name), "a patient name leaked");
+        }
+    }
+}
+
+/// The last names of the NM1*QC (patient) segments of parsed 835 sets.
+fn patient_names(parsed: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for line in parsed.lines() {
+        let set: serde_json::Value = serde_json::from_str(line).unwrap();
+        for seg in set["segments"].as_array().unwrap() {
+            if seg[0] == "NM1" && seg[1] == "QC" {
+                names.insert(seg[3].as_str().unwrap().to_string());
+            }
+        }
+    }
+    assert!(!names.is_empty());
+    names
 }
 
 #[test]
@@ -154,7 +208,7 @@ fn dates_are_bucketed_in_the_accounts_time_zone() {
     assert_ne!(body, utc);
     std::fs::write(&spec, utc).unwrap();
     assert!(sluice(&dir, &["reconcile", SPEC]).status.success());
-    let found = found_pairs(&dir);
+    let found = found_pairs(&dir.join("out/reconcile/matched.jsonl"));
     assert!(!found.iter().any(|(_, l, r)| l == "po_003" || r == "tx_3"), "{found:?}");
     let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
     let po_003 = review.iter().find(|r| r["id"] == "po_003").unwrap();

@@ -219,7 +219,7 @@ findings! {
     RECONCILE_UNREADABLE = "RT160", Dlq, "reconciliation input line unreadable",
         "A line of a reconciliation input is not a JSON object. It goes to the review output with reason `unreadable`, its file and line number (never its content), and counts as unmatched, so the summary still accounts for every line read.";
     RECONCILE_INVALID_FIELD = "RT161", Dlq, "reconciliation field missing or unreadable",
-        "A record of a reconciliation input lacks a field matching needs (its id, amount, currency or date), or holds one that cannot be read: an amount that is not whole minor units (`amount_unit: minor`) or has more decimal places than its currency, a currency that is not three letters, a date that is neither `YYYY-MM-DD`, an RFC 3339 date-time nor Unix seconds. It goes to the review output with reason `invalid_field`, naming the field, never its value.";
+        "A record of a reconciliation input lacks a field matching needs (its id, amount, currency or date), or holds one that cannot be read: an amount that is not whole minor units (`amount_unit: minor`) or has more decimal places than its currency, a currency that is not three letters, a date that is neither `YYYY-MM-DD`, `CCYYMMDD`, an RFC 3339 date-time nor Unix seconds. It goes to the review output with reason `invalid_field`, naming the field, never its value.";
     RECONCILE_IO = "RT162", RunError, "reconciliation input or output cannot be used",
         "`sluice reconcile` could not read an input file or write an output file (missing, not readable, a folder that cannot be created). Nothing was written; fix the path in the spec and run again. The message names the file, never a record.";
 

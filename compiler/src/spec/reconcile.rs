@@ -165,7 +165,11 @@ pub static INPUT: Shape = Shape {
         opt("sign", KeyType::Enum(&["as_is", "negate"]), "`negate` when money in is written negative (Plaid)."),
         opt("currency", KeyType::String, "Field with the ISO 4217 currency code."),
         opt("default_currency", KeyType::String, "Currency of records without a currency field."),
-        req("date", KeyType::String, "Field with the date: `YYYY-MM-DD`, RFC 3339 date-time, or Unix seconds."),
+        req(
+            "date",
+            KeyType::String,
+            "Field with the date: `YYYY-MM-DD`, `CCYYMMDD` (X12), RFC 3339 date-time, or Unix seconds.",
+        ),
         req("time_zone", KeyType::String, "IANA time zone of the account, for bucketing date-times into dates."),
         opt("payee", KeyType::String, "Field with the payee or description."),
         opt("merchant", KeyType::String, "Field with the merchant name (categorization)."),

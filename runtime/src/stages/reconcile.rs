@@ -143,8 +143,8 @@ fn text(v: Option<&Value>) -> Option<String> {
     }
 }
 
-/// The record's local date in `tz`: `YYYY-MM-DD` as is, an RFC 3339 date-time converted, a
-/// date-time without offset taken as local, Unix seconds converted.
+/// The record's local date in `tz`: `YYYY-MM-DD` or `CCYYMMDD` as is, an RFC 3339 date-time
+/// converted, a date-time without offset taken as local, Unix seconds converted.
 pub fn local_date(v: &Value, tz: &TimeZone) -> Option<Date> {
     match v {
         Value::Number(n) => {
@@ -155,6 +155,11 @@ pub fn local_date(v: &Value, tz: &TimeZone) -> Option<Date> {
             let s = s.trim();
             if s.len() == 10 {
                 return s.parse::<Date>().ok();
+            }
+            // X12 and HL7 dates: `CCYYMMDD` (BPR16, DTM02).
+            if s.len() == 8 && s.bytes().all(|b| b.is_ascii_digit()) {
+                let n = |r: std::ops::Range<usize>| s[r].parse::<i16>().ok();
+                return Date::new(n(0..4)?, n(4..6)? as i8, n(6..8)? as i8).ok();
             }
             if let Ok(ts) = s.parse::<jiff::Timestamp>() {
                 return Some(ts.to_zoned(tz.clone()).date());
@@ -821,6 +826,8 @@ mod tests {
         assert_eq!(d.to_string(), "2024-01-31");
         let d = local_date(&json!("2024-01-31T23:30:00"), &ny).unwrap();
         assert_eq!(d.to_string(), "2024-01-31");
+        assert_eq!(local_date(&json!("20240120"), &ny).unwrap().to_string(), "2024-01-20");
+        assert_eq!(local_date(&json!("20241320"), &ny), None);
         assert_eq!(local_date(&json!("yesterday"), &ny), None);
     }
 
