@@ -262,4 +262,23 @@ fn a_spec_with_errors_does_not_run() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("SL292"), "{}", text(&out.stderr));
     assert!(!dir.join("out/reconcile").exists());
+
+    // An output on an input's path would replace the data it was read from.
+    let body = std::fs::read_to_string(root().join(SPEC)).unwrap().replacen(
+        "summary: ../../out/reconcile/summary.json",
+        "summary: data/stripe-payouts.jsonl",
+        1,
+    );
+    std::fs::write(&spec, body).unwrap();
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("`data/stripe-payouts.jsonl` is also the path of input `left`"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("examples/reconcile/data/stripe-payouts.jsonl")).unwrap(),
+        std::fs::read(root().join("examples/reconcile/data/stripe-payouts.jsonl")).unwrap()
+    );
 }

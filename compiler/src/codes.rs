@@ -161,6 +161,8 @@ codes! {
         "`description` is a regular expression (Rust regex syntax) searched in the payee field. Fix the pattern; `(?i)` makes it case-insensitive.";
     CATEGORIZE_AMOUNT_RANGE = "SL298", "categorize-amount-range", "A category's amount range cannot be read or is empty.",
         "`amount: {min, max}` is an inclusive range of signed amounts in major units (`-100.00`), with at most two decimal places; `max` must not be below `min`.";
+    RECONCILE_OUTPUT_CLASH = "SL299", "reconcile-output-clash", "Two outputs of a reconciliation, or an output and an input, are one file.",
+        "`matched`, `review` and `summary` are each written whole at the end of a run, by renaming a finished temporary file into place: two outputs on one path would leave only the last, and an output on an input's path would replace the data it was read from. Give each output a file of its own, apart from the inputs.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

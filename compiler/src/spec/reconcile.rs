@@ -650,6 +650,26 @@ fn first_line(text: &str) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid pattern").trim().to_string()
 }
 
+/// Each output is a file of its own, and none is an input: one would overwrite the other.
+fn outputs_apart(cx: &mut Cx, outputs: [&Option<Spanned>; 3], inputs: &[InputPlan]) {
+    let clean = |p: &str| p.trim().trim_start_matches("./").to_string();
+    let written: Vec<&Spanned> = outputs.into_iter().flatten().collect();
+    for (i, o) in written.iter().enumerate() {
+        let clash = written[..i].iter().any(|e| clean(&e.text) == clean(&o.text));
+        let input = inputs.iter().find(|inp| inp.paths.iter().any(|p| clean(p) == clean(&o.text)));
+        let what = match (clash, input) {
+            (true, _) => "another output".to_string(),
+            (false, Some(inp)) => format!("input `{}`", inp.role),
+            (false, None) => continue,
+        };
+        cx.push(
+            Diagnostic::error(codes::RECONCILE_OUTPUT_CLASH, format!("`{}` is also the path of {what}", o.text))
+                .label(o.span, format!("this file would overwrite {what}"))
+                .help("give `matched`, `review` and `summary` a file each, apart from the inputs, e.g. `out/matched.jsonl`"),
+        );
+    }
+}
+
 /// What [`read`] returns: the plan with paths as written (the driver resolves them), and
 /// where each input's `path` is written.
 pub struct ReconcileSpec {
@@ -752,6 +772,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
     let outputs = o.get("outputs").and_then(|n| reader::object(cx, n, &OUTPUTS, "`outputs`"))?;
     let out = |cx: &mut Cx, key: &str| outputs.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let (matched, review, summary) = (out(cx, "matched"), out(cx, "review"), out(cx, "summary"));
+    outputs_apart(cx, [&matched, &review, &summary], &inputs);
     if inputs.len() != 2 || rules.is_empty() {
         return None;
     }

@@ -395,7 +395,7 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
     let mut near: BTreeMap<usize, (Reason, String)> = BTreeMap::new();
     for rule in &plan.rules {
         let mut edges = candidates(rule, &items, &done, &link_names, &mut near);
-        edges.sort_by(|x, y| x.0.cmp(&y.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
+        edges.sort_unstable();
         for (_, l, r) in edges {
             if !done[l] && !done[r] {
                 done[l] = true;
@@ -441,6 +441,10 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
     Outcome { items, unread, pairs, review, records_in }
 }
 
+/// How close a candidate pair is, smaller first: amount difference (minor units), days apart,
+/// payee dissimilarity (per mille).
+type Score = (u64, u64, u64);
+
 /// Candidate pairs of one rule among open records: (score, left, right). Near misses of id and
 /// link rules (another currency, an amount out of tolerance) are noted in `near`.
 fn candidates(
@@ -449,7 +453,7 @@ fn candidates(
     done: &[bool],
     link_names: &[String],
     near: &mut BTreeMap<usize, (Reason, String)>,
-) -> Vec<(u64, usize, usize)> {
+) -> Vec<(Score, usize, usize)> {
     let open = |role: usize| (0..items.len()).filter(move |&i| !done[i] && items[i].role == role);
     let mut edges = Vec::new();
     let key_of = |i: usize| -> Option<&str> {
@@ -485,7 +489,7 @@ fn candidates(
                         near.entry(r).or_insert((Reason::AmountMismatch, a.id.clone()));
                         continue;
                     }
-                    edges.push((diff, l, r));
+                    edges.push(((diff, (b.date - a.date).get_days().unsigned_abs().into(), 0), l, r));
                 }
             }
         }
@@ -516,11 +520,8 @@ fn candidates(
                     if payee.is_some_and(|least| sim < least) {
                         continue;
                     }
-                    // Smaller is better: amount difference, then days apart, then payee.
-                    let score = (a.amount.abs_diff(amt) << 20)
-                        | ((days.unsigned_abs().min(1023)) << 10)
-                        | (1000 - (sim * 1000.0).round() as u64).min(1023);
-                    edges.push((score, l, r));
+                    let unlike = 1000 - (sim * 1000.0).round().clamp(0.0, 1000.0) as u64;
+                    edges.push(((a.amount.abs_diff(amt), days.unsigned_abs(), unlike), l, r));
                 }
             }
         }
