@@ -29,7 +29,7 @@ const INTERRUPTED: u8 = 130;
 
 /// The diagnostics on stderr (human) or stdout (for tools); `files`: what was checked, for the
 /// JUnit report's test cases.
-fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
+pub(crate) fn print_diagnostics(c: &Compiler, format: Format, files: &[String]) {
     let mut out = crate::stdout::lock_direct();
     let mut err = std::io::stderr().lock();
     if format.is_document() {
@@ -49,7 +49,7 @@ pub(crate) fn plural(n: usize, word: &str) -> String {
     format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
-fn counts(c: &Compiler) -> String {
+pub(crate) fn counts(c: &Compiler) -> String {
     let (e, w) = (c.diags.count(Severity::Error), c.diags.count(Severity::Warning));
     format!("{}, {}", plural(e, "error"), plural(w, "warning"))
 }
@@ -67,7 +67,7 @@ pub fn environment() -> Option<String> {
 }
 
 /// A compiler for this invocation's environment.
-fn compiler() -> Compiler {
+pub(crate) fn compiler() -> Compiler {
     let mut c = Compiler::default();
     c.env = environment();
     c

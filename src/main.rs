@@ -13,6 +13,7 @@ mod logging;
 mod metrics;
 mod plan_diff;
 mod progress_line;
+mod reconcile_cli;
 mod serve_cli;
 mod stdout;
 mod test_runner;
@@ -332,6 +333,17 @@ enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Run a `kind: reconciliation` spec: match its `left` and `right` JSON Lines inputs by
+    /// its ladder of rules, write matched pairs, the review output and the summary.
+    Reconcile {
+        spec: PathBuf,
+        /// `json`: print the summary document instead of the text lines.
+        #[arg(long, value_enum, default_value = "text")]
+        summary: SummaryFormat,
+        /// Format for diagnostics, if the spec does not compile.
+        #[arg(long, value_enum, default_value = "human")]
+        diagnostics: DiagFormat,
+    },
 }
 
 #[derive(Subcommand)]
@@ -576,6 +588,9 @@ fn main() -> ExitCode {
             commands::dlq_replay(&pipeline, &ids, matches!(summary, SummaryFormat::Json), fixed_clock, &who)
         }
         Command::Explain { code } => commands::explain(&code),
+        Command::Reconcile { spec, summary, diagnostics } => {
+            reconcile_cli::reconcile(&spec, diagnostics.into(), matches!(summary, SummaryFormat::Json))
+        }
         Command::Connect { name, pipeline, status, refresh, json, timeout } => connect_cli::connect(
             &name,
             &pipeline,

@@ -188,7 +188,15 @@ fn spec_reference() -> String {
     // Every shape reachable from the five file kinds, each once, depth first: a shape added to
     // the tables shows up here without anyone listing it.
     let mut shapes: Vec<&shape::Shape> = Vec::new();
-    for top in [&shape::PIPELINE, &shape::MAPPING, &shape::PROFILE, &shape::RULES, &shape::MASKING, &shape::TEST] {
+    for top in [
+        &shape::PIPELINE,
+        &shape::MAPPING,
+        &shape::PROFILE,
+        &shape::RULES,
+        &shape::MASKING,
+        &shape::TEST,
+        &sluice_compiler::spec::reconcile::RECONCILIATION,
+    ] {
         collect_shapes(top, &mut shapes);
     }
     for s in shapes {

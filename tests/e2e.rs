@@ -822,3 +822,19 @@ fn workers_in_the_spec_set_the_pool_and_the_output_does_not_change() {
     assert_eq!(zero.status.code(), Some(1));
     assert!(text(&zero.stderr).contains("`workers` must be at least 1"), "{}", text(&zero.stderr));
 }
+
+/// The bundled reconciliation checks clean, runs, and accounts for every record
+/// (tests/reconcile.rs checks its pairs and review entries one by one).
+#[test]
+fn the_bundled_reconciliation_checks_runs_and_balances() {
+    let dir = workspace("reconcile");
+    let spec = "examples/reconcile/stripe-payouts-vs-bank.yaml";
+    let check = sluice(&dir, &["check", "examples/reconcile"]);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stderr));
+    let out = sluice(&dir, &["reconcile", spec, "--summary", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&text(&out.stdout)).unwrap();
+    let r = &summary["reconciliation"];
+    assert_eq!(summary["records_in"], r["matched"].as_u64().unwrap() + r["unmatched"].as_u64().unwrap());
+    assert_eq!(lines(&dir.join("out/reconcile/matched.jsonl")).len() as u64, summary["pairs"].as_u64().unwrap());
+}

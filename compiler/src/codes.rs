@@ -153,6 +153,26 @@ codes! {
         "`webhook` sources are served by `sluice serve` until it is stopped, from their queue in the state store; file sources end, and MLLP listeners and Kafka consumers acknowledge in their own way. Put the webhook endpoints (as many as needed) in a pipeline of their own.";
     WEBHOOK_PATH_TAKEN = "SL289", "webhook-path-taken", "Two `webhook` sources have the same `path`.",
         "Each delivery is routed by its URL path to exactly one source, so two sources cannot share a path. Give each endpoint its own path, e.g. `/hooks/stripe` and `/hooks/stripe-connect`.";
+    RECONCILE_ROLE = "SL290", "reconcile-role", "A reconciliation's inputs are not `left` and `right`.",
+        "A reconciliation matches records of two inputs, one pair at a time: each pair holds one record of the `left` input and one of the `right` input, and the outputs say which side each record came from. Declare exactly these two roles under `inputs`, and name what each one is with `name:` (`name: stripe_payouts`).";
+    RECONCILE_UNDECLARED_FIELD = "SL291", "reconcile-undeclared-field", "A rule uses a field an input does not declare.",
+        "Matching rules and category conditions read the fields each input declares (`links`, `payee`, `merchant`, `mcc`). A `match: link` rule compares a link declared on both inputs; a window with `payee` compares both inputs' payees; a category tested on `merchant`, `mcc` or `description` needs an input with that field. Declare the field on the input, or remove the condition: as written it could never hold.";
+    RECONCILE_TOLERANCE = "SL292", "reconcile-tolerance", "A tolerance of a matching rule cannot be read.",
+        "`amount` is the largest accepted difference, in major units with at most two decimal places (`0.50`) or as a percentage of the left amount (`1%`); `days` is an inclusive range of days from the left record's date to the right record's (`0..3`), or one number for both directions (`2` is `-2..2`), at most 366; `payee` is the least share of words the payees must have in common, from 0 to 1.";
+    RECONCILE_RULE_NEVER_MATCHES = "SL293", "reconcile-rule-never-matches", "A rule of the matching ladder can never match.",
+        "Rules are tried in order and each record is matched once, so a rule that accepts nothing more than an earlier rule (the same ids or link with no larger amount tolerance, or a window inside an earlier window) only ever sees records the earlier rule had no partner for: it can never match. Two rules with one name could not be told apart in the output. Remove the rule, widen it, or move it before the rule that covers it.";
+    RECONCILE_TIME_ZONE = "SL294", "reconcile-time-zone", "An input's `time_zone` is not a known time zone.",
+        "Date-times are bucketed into the account's local dates (a deposit at 23:30 in New York on January 31st is a January deposit, though it is February in UTC), so the zone must be an IANA time zone name from the bundled database, such as `America/New_York`, `Europe/London` or `UTC`.";
+    RECONCILE_CURRENCY = "SL295", "reconcile-currency", "An input's currency is missing or not an ISO 4217 code.",
+        "Amounts are compared in minor units of one currency: a pair in two currencies is reported (`currency_mismatch`), never matched. Each input says where its currency is (`currency: <field>`) or what it is (`default_currency: USD`, three capital letters).";
+    RECONCILE_EMPTY_LADDER = "SL296", "reconcile-empty-ladder", "The matching ladder has no rules.",
+        "Without a rule nothing matches and every record would go to review. Add at least one rule, such as `- {name: by_id, match: ids}`.";
+    CATEGORIZE_PATTERN = "SL297", "categorize-pattern", "A category's `description` is not a valid regular expression.",
+        "`description` is a regular expression (Rust regex syntax) searched in the payee field. Fix the pattern; `(?i)` makes it case-insensitive.";
+    CATEGORIZE_AMOUNT_RANGE = "SL298", "categorize-amount-range", "A category's amount range cannot be read or is empty.",
+        "`amount: {min, max}` is an inclusive range of signed amounts in major units (`-100.00`), with at most two decimal places; `max` must not be below `min`.";
+    RECONCILE_OUTPUT_CLASH = "SL299", "reconcile-output-clash", "Two outputs of a reconciliation, or an output and an input, are one file.",
+        "`matched`, `review` and `summary` are each written whole at the end of a run, by renaming a finished temporary file into place: two outputs on one path would leave only the last, and an output on an input's path would replace the data it was read from. Give each output a file of its own, apart from the inputs.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",

@@ -408,8 +408,42 @@ impl Compiler {
                 self.test_file(id);
             }
             Some("pack") => self.check_pack(id),
+            Some("reconciliation") => {
+                self.reconciliation_of(id);
+            }
             _ => {}
         }
+    }
+
+    /// Reads a `kind: reconciliation` file (`crate::spec::reconcile`), its paths resolved
+    /// against the file's folder.
+    fn reconciliation_of(&mut self, id: FileId) -> Option<crate::spec::reconcile::ReconcilePlan> {
+        let tree = self.trees[id.0].clone()?;
+        let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
+        let mut plan = crate::spec::reconcile::read(&mut cx, &tree)?.plan;
+        let at = |text: &str| {
+            let base = self.sources.get(id).path.parent().map(Path::to_path_buf).unwrap_or_default();
+            normalize(&base.join(text)).to_string_lossy().into_owned()
+        };
+        for input in &mut plan.inputs {
+            input.paths = input.paths.iter().map(|p| at(p)).collect();
+        }
+        plan.matched = at(&plan.matched);
+        plan.review = at(&plan.review);
+        plan.summary = at(&plan.summary);
+        Some(plan)
+    }
+
+    /// `sluice reconcile`: the checked plan of a reconciliation file, or None when it has
+    /// errors (they are in `diags`).
+    pub fn reconciliation(&mut self, path: &Path) -> Result<Option<crate::spec::reconcile::ReconcilePlan>, String> {
+        let id = self.load_root(path)?;
+        if self.kind(id).as_deref() != Some("reconciliation") && !self.diags.has_errors() {
+            return Err(format!("{} is not a reconciliation (it has no `kind: reconciliation`)", display_path(path)));
+        }
+        let plan = self.reconciliation_of(id);
+        self.diags.sort(&self.sources);
+        Ok(if self.diags.has_errors() { None } else { plan })
     }
 
     /// A pack manifest, and the pack's mappings against it: each reads and writes schemas the

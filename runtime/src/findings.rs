@@ -224,6 +224,12 @@ findings! {
         "A `stripe` source received an item of a list that cannot be a record: not a JSON object, without a string `id`, of another `object` type than the list holds, or with an `amount` (or `created`) that is not a whole number. It goes to the DLQ (its bytes encrypted) with this code and a reason naming the list and the field, never a value; the other objects of the page go on, and the list's cursor moves past it as past a delivered object.";
     STRIPE_SYNC_STOPPED = "RT153", RunError, "Stripe sync stopped before its records were durable",
         "A `stripe` source's run ended (a sink failed, the run was stopped) before every record of an object list was durable in the sinks or the DLQ. That list's cursor was not saved: the next run reads those objects again, and an idempotent sink (a `postgres` upsert by id) ends up with each once.";
+    RECONCILE_UNREADABLE = "RT160", Dlq, "reconciliation input line unreadable",
+        "A line of a reconciliation input is not a JSON object. It goes to the review output with reason `unreadable`, its file and line number (never its content), and counts as unmatched, so the summary still accounts for every line read.";
+    RECONCILE_INVALID_FIELD = "RT161", Dlq, "reconciliation field missing or unreadable",
+        "A record of a reconciliation input lacks a field matching needs (its id, amount, currency or date), or holds one that cannot be read: an amount that is not whole minor units (`amount_unit: minor`) or has more decimal places than its currency, a currency that is not three letters, a date that is neither `YYYY-MM-DD`, `CCYYMMDD`, an RFC 3339 date-time nor Unix seconds. It goes to the review output with reason `invalid_field`, naming the field, never its value.";
+    RECONCILE_IO = "RT162", RunError, "reconciliation input or output cannot be used",
+        "`sluice reconcile` could not read an input file or write an output file (missing, not readable, a folder that cannot be created). Nothing was written; fix the path in the spec and run again. The message names the file, never a record.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

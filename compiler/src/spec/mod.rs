@@ -12,6 +12,7 @@ pub mod pack;
 pub mod pipeline;
 pub mod profile;
 pub mod reader;
+pub mod reconcile;
 pub mod retention;
 pub mod roles;
 pub mod rules;
@@ -73,7 +74,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         cx.push(
             Diagnostic::error(codes::UNKNOWN_KIND, "the file has no `kind`")
                 .label(at, "add `kind:` before this")
-                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking, test, pack)"),
+                .help("start the file with `kind: pipeline` (or mapping, profile, rules, masking, test, pack, reconciliation)"),
         );
         return None;
     };
@@ -85,7 +86,7 @@ pub fn kind_of(cx: &mut Cx, node: &Node) -> Option<String> {
         .label(s.span, "unknown kind");
     cx.push(match crate::diagnostics::did_you_mean(&s.text, shape::KINDS.iter().copied()) {
         Some(best) => d.help(format!("did you mean `{best}`?")),
-        None => d.help("kinds: pipeline, mapping, profile, rules, masking, test, pack"),
+        None => d.help("kinds: pipeline, mapping, profile, rules, masking, test, pack, reconciliation"),
     });
     None
 }

@@ -73,7 +73,7 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
     Key { name, required: false, ty, doc }
 }
 
-pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking", "test", "pack"];
+pub const KINDS: &[&str] = &["pipeline", "mapping", "profile", "rules", "masking", "test", "pack", "reconciliation"];
 pub const MODES: &[&str] = &["strict", "lenient"];
 
 pub static RETRY: Shape = Shape {
@@ -1141,6 +1141,7 @@ pub fn for_kind(kind: &str) -> Option<&'static Shape> {
         "masking" => &MASKING,
         "test" => &TEST,
         "pack" => &PACK,
+        "reconciliation" => &super::reconcile::RECONCILIATION,
         _ => return None,
     })
 }

@@ -8,9 +8,11 @@
 //!   on rayon in any order gives the same output.
 //! - Rejections and findings name rules, paths and codes, never values.
 
+pub mod categorize;
 pub mod deidentify;
 pub mod map;
 pub mod mask;
+pub mod reconcile;
 pub mod route;
 pub mod validate;
 
