@@ -490,6 +490,13 @@ fn deletions_on_the_server_delete_rows_and_become_tombstones_once() {
         "sinks:\n  patients_file:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.jsonl\n  patients_csv:\n    type: csv\n    inputs: [mask]\n    path: ../out/fhir-rest-sync/patients.csv\n",
         1,
     );
+    // A filter on content: deletions (which have none) pass it, or their rows would stay.
+    let spec = spec.replacen(
+        "  mask:\n    type: mask\n    inputs: [to_patient_event]\n",
+        "  known_gender:\n    type: filter\n    inputs: [to_patient_event]\n    keep: 'patient.gender == \"F\" or patient.gender == \"M\"'\n  mask:\n    type: mask\n    inputs: [known_gender]\n",
+        1,
+    );
+    assert!(spec.contains("known_gender"), "{spec}");
     std::fs::write(&p, spec).unwrap();
     let lines = |dir: &Path| -> Vec<serde_json::Value> {
         std::fs::read_to_string(dir.join("out/fhir-rest-sync/patients.jsonl"))

@@ -1,7 +1,10 @@
 //! Filter and route stages: conditions over the record (HL7 message or output document).
 //!
 //! Invariants:
-//! - A filter whose `keep` is false drops the record as *filtered* (counted, audited).
+//! - A filter whose `keep` is false drops the record as *filtered* (counted, audited). A
+//!   deletion (`Envelope::deleted`, from a `fhir.rest` cdc table) always passes a filter: it
+//!   holds only what identifies the resource, so no condition on its content can judge it, and
+//!   dropping it would leave the deleted resource's row in the sinks for good.
 //! - A route sends the record to the first branch whose condition holds, else to `default`,
 //!   else the record is filtered. Branches are tried in plan order (deterministic).
 //! - Conversion warnings raised while evaluating a condition are not added to the record.
@@ -24,7 +27,11 @@ fn holds(expr: &Expr, prepared: &Prepared<'_>, rec: &Record, field: &str) -> boo
 }
 
 pub fn filter<'p>(component: &str, plan: &FilterPlan, prepared: &Prepared<'_>, rec: Record) -> Step<'p> {
-    if holds(&plan.keep, prepared, &rec, component) { Step::Next(rec, None) } else { Step::Filtered(rec) }
+    if rec.env.deleted() || holds(&plan.keep, prepared, &rec, component) {
+        Step::Next(rec, None)
+    } else {
+        Step::Filtered(rec)
+    }
 }
 
 pub fn route<'p>(component: &str, plan: &'p RoutePlan, prepared: &Prepared<'_>, rec: Record) -> Step<'p> {
