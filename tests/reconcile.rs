@@ -167,13 +167,49 @@ fn remittances_match_their_deposits_by_eft_trace_then_amount_and_date() {
     }
 }
 
-/// The last names of the NM1*QC (patient) segments of parsed 835 sets.
+#[test]
+fn claims_match_the_payments_that_answer_them_by_control_number() {
+    let dir = common::workspace("reconcile-claims");
+    // One record per 837P claim and per 835 claim payment (`each: loop(...)`), masked.
+    let run = sluice(&dir, &["run", "examples/reconcile/claims-and-payments.yaml", "--summary", "json"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    // 6 claims (2 of them in a set the guide rejects) and 4 payments.
+    assert_eq!((summary["records_in"].as_u64(), summary["dlq"].as_u64()), (Some(10), Some(2)), "{summary}");
+    let out = sluice(&dir, &["reconcile", "examples/reconcile/claims-vs-payments.yaml"]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert_scenario(&dir.join("out/reconcile-claims"), "claims-vs-payments");
+    // The sets name patients (NM1*QC, NM1*IL); the claims and payments are masked, and
+    // nothing of them reaches the terminal or the reconciliation's outputs.
+    let parsed = sluice(
+        &dir,
+        &[
+            "parse",
+            "--format",
+            "x12",
+            "examples/x12-claims/data/claims-837p.x12",
+            "examples/reconcile/data/payments-835.x12",
+        ],
+    );
+    let names = patient_names(&text(&parsed.stdout));
+    let outputs: String = ["matched.jsonl", "review.jsonl", "summary.json", "claims.jsonl", "payments.jsonl"]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join("out/reconcile-claims").join(f)).unwrap())
+        .collect();
+    for name in names {
+        for seen in [&text(&run.stderr), &text(&out.stdout), &text(&out.stderr), &outputs] {
+            assert!(!seen.contains(&name), "a patient name leaked");
+        }
+    }
+}
+
+/// The last names of the NM1*QC (patient) and NM1*IL (subscriber) segments of parsed sets.
 fn patient_names(parsed: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for line in parsed.lines() {
         let set: serde_json::Value = serde_json::from_str(line).unwrap();
         for seg in set["segments"].as_array().unwrap() {
-            if seg[0] == "NM1" && seg[1] == "QC" {
+            if seg[0] == "NM1" && (seg[1] == "QC" || seg[1] == "IL") {
                 names.insert(seg[3].as_str().unwrap().to_string());
             }
         }
