@@ -21,7 +21,9 @@
 //!   envelope or guide error, lenient: only what lenient X12 checks still call an error) goes
 //!   to the DLQ as `RT140` with one finding per error (its `X12nnn` code and where: segment
 //!   number, position, loop), and the other sets of the file go on. Sets whose guide is not in
-//!   `guides` count as filtered. So a run balances: in = delivered + DLQ + filtered.
+//!   `guides` count as filtered, broken or not: rejecting them is the job of the source that
+//!   reads their guide, so two sources over one file (one per guide) put a broken set in the
+//!   DLQ once. So a run balances: in = delivered + DLQ + filtered.
 //! - No value from the data reaches a reason, a finding or a warning: the X12 checks name
 //!   codes, positions and offsets only, and identifiers are echoed only from the envelopes
 //!   (control numbers, versions).
@@ -284,6 +286,9 @@ impl<R> Pieces<'_, R> {
                 match self.cut(&p) {
                     None => {
                         let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
+                        // Another guide's set goes on to be filtered, broken or not: the source
+                        // that reads its guide is the one to reject it.
+                        let problem = problem.filter(|_| !of_another_guide(&bytes, self.src));
                         let index = self.next_index();
                         self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem });
                     }
@@ -406,6 +411,44 @@ fn finding(f: &X12Finding) -> Finding {
 
 /// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
 /// `IEA*1*<ISA13>`.
+/// The implementation guide a set's envelopes and ST name (`None`: they name none Sluice has).
+fn guide_of(isa: &[String], gs: &[String], st: Option<Segment<'_>>) -> Option<String> {
+    let selector = sluice_x12::guide::Selector {
+        isa12: isa.get(11).map_or("", String::as_str),
+        gs01: gs.first().map_or("", String::as_str),
+        gs08: gs.get(7).map_or("", String::as_str),
+        st01: st.map_or("", |s| s.element_str(1)),
+        st03: st.map_or("", |s| s.element_str(3)),
+    };
+    sluice_x12::guide::select(&selector).ok().map(|g| g.id.clone())
+}
+
+/// Whether a one-set interchange is of a guide `src` does not read (its `guides` list it not).
+fn of_another_guide(bytes: &[u8], src: &X12Source) -> bool {
+    if src.guides.is_empty() {
+        return false;
+    }
+    let (mut isa, mut gs) = (Vec::new(), Vec::new());
+    for item in Splitter::new(bytes).flatten() {
+        match item {
+            Item::Envelope { offset, delimiters, bytes } => {
+                let s = Segment { offset, raw: &bytes, delimiters };
+                let elements = || s.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect();
+                match s.id() {
+                    b"ISA" => isa = elements(),
+                    b"GS" => gs = elements(),
+                    _ => {}
+                }
+            }
+            Item::Set(set) => {
+                return guide_of(&isa, &gs, set.segments().next()).is_some_and(|g| !src.guides.contains(&g));
+            }
+            Item::Stray { .. } => {}
+        }
+    }
+    false
+}
+
 fn one_set_interchange(isa: &[u8], gs: &[u8], set: &RawSet) -> Vec<u8> {
     let d = set.delimiters;
     let mut out = Vec::with_capacity(isa.len() + gs.len() + set.bytes.len() + 48);
@@ -539,6 +582,13 @@ pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejectio
             "the record holds no X12 transaction set (ST..SE inside an ISA interchange)",
         ));
     };
+    let (isa, gs) = (isa.unwrap_or_default(), gs.unwrap_or_default());
+    // Another guide's set is not this source's to judge, broken or not: filtered, so a file
+    // two sources read (one per guide) puts a broken set in the DLQ once, not once per source.
+    let guide = guide_of(&isa, &gs, set.segments().next());
+    if !src.guides.is_empty() && guide.as_ref().is_some_and(|g| !src.guides.contains(g)) {
+        return Ok(None);
+    }
     checker.finish(end);
     let results = checker.take_done();
     let mut warnings = Vec::new();
@@ -566,18 +616,10 @@ pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejectio
             "the transaction set is not inside an interchange and a functional group (ISA/GS)",
         ));
     }
-    let (isa, gs) = (isa.unwrap_or_default(), gs.unwrap_or_default());
     let el = |v: &[String], n: usize| v.get(n - 1).cloned().unwrap_or_default();
     let st = set.segments().next();
     let st_el = |n| st.map(|s| s.element_str(n).to_string()).unwrap_or_default();
-    let selector = sluice_x12::guide::Selector {
-        isa12: isa.get(11).map_or("", String::as_str),
-        gs01: gs.first().map_or("", String::as_str),
-        gs08: gs.get(7).map_or("", String::as_str),
-        st01: st.map_or("", |s| s.element_str(1)),
-        st03: st.map_or("", |s| s.element_str(3)),
-    };
-    let guide = sluice_x12::guide::select(&selector).map(|g| g.id.clone()).unwrap_or_default();
+    let guide = guide.unwrap_or_default();
     if !src.guides.is_empty() && !src.guides.contains(&guide) {
         return Ok(None);
     }
