@@ -560,6 +560,10 @@ mod tests {
         let g270 = mapping_guide("x12/005010X279A1/270", span("x")).unwrap();
         let env = X12Env { guide: g270, within: None };
         assert_eq!(env.resolve("2100C/DMG-02", span("2100C/DMG-02")).unwrap().phi, Some(PhiClass::Dob));
+        let g834 = mapping_guide("x12/005010X220A1", span("x")).unwrap();
+        let env = X12Env { guide: g834, within: None };
+        assert_eq!(env.resolve("2100A/NM1-09", span("2100A/NM1-09")).unwrap().phi, Some(PhiClass::Ssn));
+        assert_eq!(env.resolve("2300[*]/HD-03", span("2300[*]/HD-03")).unwrap().value_type, ValueType::Code);
         // The sources' `guides` list names the id once.
         assert_eq!(guide_ids().iter().filter(|g| **g == "005010X279A1").count(), 1);
     }

@@ -524,6 +524,7 @@ pub const BUNDLED: &[(&str, &str)] = &[
     ("005010X221A1.txt", include_str!("../guides/005010X221A1.txt")),
     ("005010X279A1-270.txt", include_str!("../guides/005010X279A1-270.txt")),
     ("005010X279A1-271.txt", include_str!("../guides/005010X279A1-271.txt")),
+    ("005010X220A1.txt", include_str!("../guides/005010X220A1.txt")),
     ("005010X231A1.txt", include_str!("../guides/005010X231A1.txt")),
     ("005010X230.txt", include_str!("../guides/005010X230.txt")),
     ("004010-997.txt", include_str!("../guides/004010-997.txt")),
@@ -631,7 +632,16 @@ mod tests {
         let ids: Vec<&str> = bundled().iter().map(|g| g.id.as_str()).collect();
         assert_eq!(
             ids,
-            ["005010X222A1", "005010X221A1", "005010X279A1", "005010X279A1", "005010X231A1", "005010X230", "004010"]
+            [
+                "005010X222A1",
+                "005010X221A1",
+                "005010X279A1",
+                "005010X279A1",
+                "005010X220A1",
+                "005010X231A1",
+                "005010X230",
+                "004010"
+            ]
         );
         let p = by_id("005010X222A1").unwrap();
         assert_eq!((p.set_id.as_str(), p.functional_id.as_str()), ("837", "HC"));

@@ -1,7 +1,7 @@
 //! The eligibility guides (270 and 271, 005010X279A1): the synthetic fixtures in
 //! `tests/fixtures/x12/eligibility/` validate cleanly, one change gives the finding it should (without the
-//! data in its message), and the conformance report over `../shared/corpus/x12` (SKIPPED,
-//! loudly, when the corpus is not there).
+//! data in its message), and the conformance report of the 270, 271 and 834 (005010X220A1)
+//! guides over `../shared/corpus/x12` (SKIPPED, loudly, when the corpus is not there).
 
 use std::path::{Path, PathBuf};
 
@@ -110,7 +110,7 @@ const DISAGREEMENTS: &[(&str, &str)] =
     &[("271_005010X279A1/subscriber-health-benefit-check-error.271", "X12042: SE02 (4323) differs from ST02 (4321)")];
 
 #[test]
-fn corpus_conformance_eligibility() {
+fn corpus_conformance_270_271_834() {
     let Some(root) = corpus_root() else { return };
     let stupidedi = root.join("stupidedi-fixtures/005010");
     let lfh = root.join("linuxforhealth-x12");
@@ -125,8 +125,13 @@ fn corpus_conformance_eligibility() {
             stupidedi.join("X279A1 HB271 Health Care Eligibility Benefit Inquiry and Response"),
             lfh.join("271_005010X279A1"),
         ),
+        (
+            "834 005010X220A1",
+            stupidedi.join("X220A1 BE834 Benefit Enrollment and Maintenance"),
+            lfh.join("834_005010X220A1"),
+        ),
     ];
-    println!("\nX12 eligibility guides against the corpus under {} (strict)", root.display());
+    println!("\nX12 eligibility and enrollment guides against the corpus under {} (strict)", root.display());
     let mut disagreements = Vec::new();
     for (guide, fixtures, others) in suites {
         let mut counts = [(0, 0); 3];
@@ -163,4 +168,41 @@ fn corpus_conformance_eligibility() {
         })
         .collect();
     assert_eq!(disagreements, expected, "the disagreements changed: update DISAGREEMENTS with the reasons");
+}
+
+/// A synthetic 834 (every name and id made up): a subscriber added to a health plan.
+const ENROLLMENT: &str = "ISA*00*          *00*          *ZZ*SYNTHSPONSOR   *ZZ*SYNTHPAYER     *260115*0930*^*00501*000000401*0*T*:~\
+GS*BE*SYNTHSPONSOR*SYNTHPAYER*20260115*0930*401*X*005010X220A1~\
+ST*834*0001*005010X220A1~\
+BGN*00*SYN834*20260115*0930****2~\
+N1*P5*EXAMPLE EMPLOYER*FI*999999999~\
+N1*IN*EXAMPLE HEALTH PLAN*FI*888888888~\
+INS*Y*18*021*28*A***FT~\
+REF*0F*ZZ000333444~\
+DTP*356*D8*20260201~\
+NM1*IL*1*TESTMEMBER*QUINN****34*999001234~\
+DMG*D8*19850303*U~\
+HD*021**HLT**IND~\
+DTP*348*D8*20260201~\
+SE*12*0001~GE*1*401~IEA*1*000000401~";
+
+#[test]
+fn the_834_guide_checks_members_and_coverage() {
+    let res = check(ENROLLMENT);
+    assert!(clean(&res), "{:?}", findings(&res));
+    assert_eq!(res[0].groups[0].sets[0].guide, "005010X220A1");
+    // INS03 (maintenance type) outside the guide's codes.
+    let f = findings(&check(&ENROLLMENT.replace("INS*Y*18*021*", "INS*Y*18*999*")));
+    assert!(f.iter().any(|(c, _, m)| c == "X12062" && m.starts_with("INS03 ") && m.contains("loop 2000")), "{f:?}");
+    // The subscriber identifier (REF*0F) is required in each member loop.
+    let f = findings(&check(&ENROLLMENT.replace("REF*0F*ZZ000333444~", "").replace("SE*12*", "SE*11*")));
+    assert!(f.iter().any(|(c, s, m)| c == "X12054" && *s == Severity::Error && m.contains("REF")), "{f:?}");
+    // HD05 coverage level codes; the health coverage loop needs its DTP.
+    let f = findings(&check(&ENROLLMENT.replace("HD*021**HLT**IND~", "HD*021**HLT**ZZZ~")));
+    assert!(f.iter().any(|(c, _, m)| c == "X12062" && m.starts_with("HD05 ")), "{f:?}");
+    for (_, _, m) in &f {
+        for phi in ["TESTMEMBER", "QUINN", "999001234", "ZZ000333444", "19850303"] {
+            assert!(!m.contains(phi), "a finding shows data: {m}");
+        }
+    }
 }
