@@ -380,15 +380,29 @@ fn capitalized(s: &str) -> String {
 /// closest id.
 pub fn mapping_guide(schema: &str, span: Span) -> Result<&'static Guide, Diagnostic> {
     let id = schema.strip_prefix(MAPPING_SCHEMA_PREFIX).unwrap_or(schema);
-    sluice_x12::guide::by_id(id).ok_or_else(|| {
-        let known = guide_ids();
+    sluice_x12::guide::by_schema_name(id).ok_or_else(|| {
+        let known: Vec<String> = sluice_x12::guide::bundled().iter().map(|g| g.schema_name()).collect();
+        let sharing: Vec<String> = sluice_x12::guide::bundled()
+            .iter()
+            .filter(|g| g.id == id)
+            .map(|g| format!("`x12/{}`", g.schema_name()))
+            .collect();
+        if sharing.len() > 1 {
+            // The 270 and the 271 share `005010X279A1`: the set id says which.
+            return Diagnostic::error(
+                codes::X12_UNKNOWN_GUIDE,
+                format!("`{schema}` names {} bundled X12 guides that share this id", sharing.len()),
+            )
+            .label(span, "add the transaction set id")
+            .help(format!("write {}", sharing.join(" or ")));
+        }
         Diagnostic::error(codes::X12_UNKNOWN_GUIDE, format!("`{schema}` names no bundled X12 implementation guide"))
             .label(span, "not a guide id")
             .help(format!(
                 "write `x12/<guide>`; the bundled guides are {}",
                 known.iter().map(|g| format!("x12/{g}")).collect::<Vec<_>>().join(", ")
             ))
-            .suggest(id, known.iter().copied())
+            .suggest(id, known.iter().map(String::as_str))
     })
 }
 
@@ -405,7 +419,14 @@ pub fn map_input_mismatch(stage: &str, guide: &str, wrong: &str, input_at: Span,
 
 /// The ids of the bundled guides (`005010X222A1`, ...).
 pub fn guide_ids() -> Vec<&'static str> {
-    sluice_x12::guide::bundled().iter().map(|g| g.id.as_str()).collect()
+    let mut ids: Vec<&'static str> = Vec::new();
+    for g in sluice_x12::guide::bundled() {
+        // The 270 and the 271 share `005010X279A1`.
+        if !ids.contains(&g.id.as_str()) {
+            ids.push(g.id.as_str());
+        }
+    }
+    ids
 }
 
 /// Checks an X12 source's keys; returns its plan (`acks`: the resolved directory).
@@ -520,5 +541,30 @@ mod tests {
         assert!(d.help.as_deref().is_some_and(|h| h.contains("`CLM`")), "{:?}", d.help);
         assert!(mapping_guide("x12/005010X222A2", span("x")).is_err());
         assert!(mapping_guide("x12/005010X221A1", span("x")).is_ok());
+    }
+
+    #[test]
+    fn eligibility_mappings_name_the_set_where_the_270_and_271_share_a_guide_id() {
+        let d = mapping_guide("x12/005010X279A1", span("x")).unwrap_err();
+        assert_eq!(d.code.code, "SL261");
+        let help = d.help.as_deref().unwrap_or("");
+        assert!(help.contains("x12/005010X279A1/270") && help.contains("x12/005010X279A1/271"), "{help}");
+        let g271 = mapping_guide("x12/005010X279A1/271", span("x")).unwrap();
+        assert_eq!(g271.set_id, "271");
+        let env = X12Env { guide: g271, within: None };
+        let r = env.resolve("2100C/NM1-03", span("2100C/NM1-03")).unwrap();
+        assert_eq!((r.value_type, r.phi), (ValueType::String, Some(PhiClass::Name)));
+        let r = env.resolve("2110C[*]/EB-01", span("2110C[*]/EB-01")).unwrap();
+        assert_eq!((r.value_type, r.multi), (ValueType::Code, true));
+        assert_eq!(env.resolve("2110C/EQ-01", span("2110C/EQ-01")).unwrap_err().code.code, "SL414");
+        let g270 = mapping_guide("x12/005010X279A1/270", span("x")).unwrap();
+        let env = X12Env { guide: g270, within: None };
+        assert_eq!(env.resolve("2100C/DMG-02", span("2100C/DMG-02")).unwrap().phi, Some(PhiClass::Dob));
+        let g834 = mapping_guide("x12/005010X220A1", span("x")).unwrap();
+        let env = X12Env { guide: g834, within: None };
+        assert_eq!(env.resolve("2100A/NM1-09", span("2100A/NM1-09")).unwrap().phi, Some(PhiClass::Ssn));
+        assert_eq!(env.resolve("2300[*]/HD-03", span("2300[*]/HD-03")).unwrap().value_type, ValueType::Code);
+        // The sources' `guides` list names the id once.
+        assert_eq!(guide_ids().iter().filter(|g| **g == "005010X279A1").count(), 1);
     }
 }

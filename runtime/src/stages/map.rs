@@ -341,9 +341,12 @@ pub fn run<'p>(
         );
         return Step::Dlq(rec, r);
     }
-    if let (Payload::Doc(d), Some(guide)) =
-        (&rec.payload, plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX))
-    {
+    // `x12/<guide>`, or `x12/<guide>/<set>` where guides share an id (the 270 and 271).
+    let x12_guide = plan
+        .input_schema
+        .strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX)
+        .and_then(sluice_x12::guide::by_schema_name);
+    if let (Payload::Doc(d), Some(guide)) = (&rec.payload, x12_guide.map(|g| g.id.as_str())) {
         // An X12 set of another guide with the same set id (837I into an 837P mapping).
         if !matches!(d.get("set").and_then(|s| s.get("guide")), Some(Doc::Str(g)) if g == guide) {
             let r = Rejection::single(
@@ -357,8 +360,6 @@ pub fn run<'p>(
             return Step::Dlq(rec, r);
         }
     }
-    let x12_guide =
-        plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX).and_then(sluice_x12::guide::by_id);
     let doc_input = plan.input_schema == sluice_compiler::fhir::SCHEMA
         || x12_guide.is_some()
         || plan.input_schema.starts_with(sluice_compiler::stripe::SCHEMA_PREFIX);

@@ -95,6 +95,9 @@ fn check_element(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding
         return;
     }
     let value = match d.repetition.and_then(|r| value.iter().position(|&b| b == r)) {
+        Some(_) if eu.repeats > 1 && eu.ty != ElementType::Composite => {
+            return check_repeats(ctx, value, eu, out);
+        }
         Some(i) => {
             ctx.push(out, "X12065", "12", eu.position, 0, "repeats; the guide allows one value");
             &value[..i]
@@ -134,6 +137,33 @@ fn check_element(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding
     for cu in eu.components.iter().skip(n) {
         if cu.usage == Usage::Required {
             ctx.push(out, "X12057", "1", eu.position, cu.position, "is required and missing");
+        }
+    }
+}
+
+/// A repeating simple element (`EB03`, `EQ01`): at most `eu.repeats` values, each checked; the
+/// first problem is reported.
+fn check_repeats(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding>) {
+    let d = ctx.seg.delimiters;
+    let Some(r) = d.repetition else { return };
+    let mut n = 0;
+    for one in value.split(|&b| b == r) {
+        n += 1;
+        if n > eu.repeats {
+            let what = format!("repeats more than the {} times the guide allows", eu.repeats);
+            ctx.push(out, "X12065", "12", eu.position, 0, &what);
+            return;
+        }
+        if one.is_empty() {
+            continue;
+        }
+        if one.contains(&d.component) {
+            ctx.push(out, "X12059", "13", eu.position, 0, "has components; it is a simple element");
+            return;
+        }
+        if let Some((code, ik, what)) = check_value(one, eu) {
+            ctx.push(out, code, ik, eu.position, 0, &what);
+            return;
         }
     }
 }

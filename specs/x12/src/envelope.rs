@@ -779,7 +779,7 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         "X12051",
         Severity::Info,
         "No bundled implementation guide fits the transaction set.",
-        "The guide is chosen from ST03 (5010) or GS08, and must be for ST01; the finding names what was found and the bundled guides (5010 837P 005010X222A1, 835 005010X221A1, 999 005010X231A1, 997 005010X230, and the 4010 997). The set's envelopes are still checked; its loops and elements are not.",
+        "The guide is chosen from ST03 (5010) or GS08, and must be for ST01; the finding names what was found and the bundled guides (5010 837P 005010X222A1, 835 005010X221A1, 270 and 271 005010X279A1, 834 005010X220A1, 999 005010X231A1, 997 005010X230, and the 4010 997). The set's envelopes are still checked; its loops and elements are not.",
     ),
     (
         "X12052",
@@ -862,8 +862,8 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
     (
         "X12065",
         Severity::Error,
-        "An element repeats where the guide allows one value.",
-        "The element holds the repetition separator (ISA11), but the guide allows a single value here (IK403 12).",
+        "An element repeats where the guide allows one value, or more often than it allows.",
+        "The element holds the repetition separator (ISA11), but the guide allows a single value here, or more values than the element's maximum repeats (99 for EQ01 and EB03 of the 270/271) (IK403 12).",
     ),
     (
         "X12066",
@@ -875,6 +875,6 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         "X12067",
         Severity::Warning,
         "GS01 does not fit the transaction set.",
-        "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, FA for a 999).",
+        "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, HS for a 270, HB for a 271, BE for an 834, FA for a 999).",
     ),
 ];

@@ -9,6 +9,7 @@
 //! ```text
 //! def NM1 01:ID:2-3 02:ID:1-1 03:AN:1-60 ...      element position, type, min-max length
 //! def CLM 05:C 05-1:AN:1-2 05-2:ID:1-2 ...        a composite and its components
+//! def EB 03:ID:1-2:99 ...                         a repeating element (at most 99 values)
 //! guide 005010X222A1 837 HC Health Care Claim: Professional   id, set (ST01), GS01, title
 //! codes POS 01 02 03 ...                          a named code list, used as `=@POS`
 //! ST R 1 !01R=837 02R 03R=005010X222A1             a segment: id, usage, max repeats, elements
@@ -126,6 +127,8 @@ pub struct ElementUse {
     /// Allowed codes (ID elements the guide restricts); `None`: any value of the type.
     pub codes: Option<Arc<Vec<String>>>,
     pub phi: Option<PhiClass>,
+    /// How many values the element may hold, split by the repetition separator (1: no repeats).
+    pub repeats: usize,
     /// The components of a composite, by position.
     pub components: Vec<ElementUse>,
 }
@@ -257,6 +260,7 @@ struct ElementDef {
     ty: ElementType,
     min: usize,
     max: usize,
+    repeats: usize,
     components: Vec<ElementDef>,
 }
 
@@ -293,7 +297,11 @@ pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
                 }
                 _ => return Err(err(format!("`{token}` needs a length"))),
             };
-            let def = ElementDef { ty, min, max, components: Vec::new() };
+            let repeats = match parts.get(3) {
+                None => 1,
+                Some(n) => n.parse().ok().filter(|&n| n > 0).ok_or_else(|| err(format!("bad repeats in `{token}`")))?,
+            };
+            let def = ElementDef { ty, min, max, repeats, components: Vec::new() };
             if comp == 0 {
                 if pos != elements.len() + 1 {
                     return Err(err(format!("`{token}`: elements must be listed in order")));
@@ -472,6 +480,7 @@ fn unused(position: usize, d: &ElementDef) -> ElementUse {
         max: d.max,
         codes: None,
         phi: None,
+        repeats: d.repeats,
         components: d.components.iter().enumerate().map(|(i, c)| unused(i + 1, c)).collect(),
     }
 }
@@ -513,6 +522,9 @@ const DICTIONARY: &str = include_str!("../guides/segments-5010.txt");
 pub const BUNDLED: &[(&str, &str)] = &[
     ("005010X222A1.txt", include_str!("../guides/005010X222A1.txt")),
     ("005010X221A1.txt", include_str!("../guides/005010X221A1.txt")),
+    ("005010X279A1-270.txt", include_str!("../guides/005010X279A1-270.txt")),
+    ("005010X279A1-271.txt", include_str!("../guides/005010X279A1-271.txt")),
+    ("005010X220A1.txt", include_str!("../guides/005010X220A1.txt")),
     ("005010X231A1.txt", include_str!("../guides/005010X231A1.txt")),
     ("005010X230.txt", include_str!("../guides/005010X230.txt")),
     ("004010-997.txt", include_str!("../guides/004010-997.txt")),
@@ -531,9 +543,28 @@ pub fn bundled() -> &'static [Guide] {
     })
 }
 
-/// The bundled guide with this id (`005010X222A1`).
+/// The first bundled guide with this id (`005010X222A1`). Two guides share `005010X279A1` (the
+/// 270 and the 271): name one by [`by_schema_name`], or choose by ST01 with [`select`].
 pub fn by_id(id: &str) -> Option<&'static Guide> {
     bundled().iter().find(|g| g.id == id)
+}
+
+impl Guide {
+    /// The name a mapping's input schema gives the guide (`x12/<name>`): its id, or `id/set`
+    /// when bundled guides share the id (`005010X279A1/271`).
+    pub fn schema_name(&self) -> String {
+        if bundled().iter().filter(|g| g.id == self.id).count() > 1 {
+            format!("{}/{}", self.id, self.set_id)
+        } else {
+            self.id.clone()
+        }
+    }
+}
+
+/// The bundled guide a mapping's input schema names (see [`Guide::schema_name`]); a bare id
+/// shared by several guides names none.
+pub fn by_schema_name(name: &str) -> Option<&'static Guide> {
+    bundled().iter().find(|g| g.schema_name() == name)
 }
 
 /// What the envelopes say about a set, to choose its guide.
@@ -599,7 +630,19 @@ mod tests {
     #[test]
     fn bundled_guides_parse() {
         let ids: Vec<&str> = bundled().iter().map(|g| g.id.as_str()).collect();
-        assert_eq!(ids, ["005010X222A1", "005010X221A1", "005010X231A1", "005010X230", "004010"]);
+        assert_eq!(
+            ids,
+            [
+                "005010X222A1",
+                "005010X221A1",
+                "005010X279A1",
+                "005010X279A1",
+                "005010X220A1",
+                "005010X231A1",
+                "005010X230",
+                "004010"
+            ]
+        );
         let p = by_id("005010X222A1").unwrap();
         assert_eq!((p.set_id.as_str(), p.functional_id.as_str()), ("837", "HC"));
         let l2300 = p.root.find("2300").unwrap();
@@ -611,6 +654,24 @@ mod tests {
         assert_eq!(nm1.elements[5].usage, Usage::NotUsed);
         assert!(nm1.key_matches(Some(b"IL")) && !nm1.key_matches(Some(b"QC")));
         assert!(p.root.find("2000A").unwrap().is_hierarchical());
+    }
+
+    #[test]
+    fn eligibility_guides_share_an_id_and_differ_by_set() {
+        let s = Selector { isa12: "00501", gs01: "HB", gs08: "005010X279A1", st01: "271", st03: "005010X279A1" };
+        let g271 = select(&s).unwrap();
+        assert_eq!((g271.set_id.as_str(), g271.functional_id.as_str()), ("271", "HB"));
+        let g270 = select(&Selector { gs01: "HS", st01: "270", ..s }).unwrap();
+        assert_eq!(g270.set_id, "270");
+        assert_eq!(g271.schema_name(), "005010X279A1/271");
+        assert_eq!(by_schema_name("005010X279A1/270").unwrap().set_id, "270");
+        assert!(by_schema_name("005010X279A1").is_none(), "a shared id is ambiguous");
+        assert_eq!(by_schema_name("005010X222A1").unwrap().schema_name(), "005010X222A1");
+        // EB03 repeats; LS/LE wrap the benefit related entity loop.
+        let eb = g271.root.find("2110C").unwrap().trigger().unwrap();
+        assert_eq!(eb.elements[2].repeats, 99);
+        assert!(g271.root.find("2110C").unwrap().find("2120C").is_some());
+        assert_eq!(g270.root.find("2100D").unwrap().trigger().unwrap().elements[2].phi, Some(PhiClass::Name));
     }
 
     #[test]
