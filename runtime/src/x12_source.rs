@@ -409,8 +409,6 @@ fn finding(f: &X12Finding) -> Finding {
     Finding { code: f.code, rule: None, path: Some(location(f)), message: f.message.clone() }
 }
 
-/// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
-/// `IEA*1*<ISA13>`.
 /// The implementation guide a set's envelopes and ST name (`None`: they name none Sluice has).
 fn guide_of(isa: &[String], gs: &[String], st: Option<Segment<'_>>) -> Option<String> {
     let selector = sluice_x12::guide::Selector {
@@ -423,7 +421,7 @@ fn guide_of(isa: &[String], gs: &[String], st: Option<Segment<'_>>) -> Option<St
     sluice_x12::guide::select(&selector).ok().map(|g| g.id.clone())
 }
 
-/// Whether a one-set interchange is of a guide `src` does not read (its `guides` list it not).
+/// Whether a one-set interchange is of a guide `src` does not read (one not in its `guides`).
 fn of_another_guide(bytes: &[u8], src: &X12Source) -> bool {
     if src.guides.is_empty() {
         return false;
@@ -449,6 +447,8 @@ fn of_another_guide(bytes: &[u8], src: &X12Source) -> bool {
     false
 }
 
+/// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
+/// `IEA*1*<ISA13>`.
 fn one_set_interchange(isa: &[u8], gs: &[u8], set: &RawSet) -> Vec<u8> {
     let d = set.delimiters;
     let mut out = Vec::with_capacity(isa.len() + gs.len() + set.bytes.len() + 48);
