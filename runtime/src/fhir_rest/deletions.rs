@@ -35,8 +35,8 @@ use super::cursor::{self, CursorState, Meta, Seen};
 use super::{MAX_PAGE_SIZE, Sync, bus_meta, hand_on, next_link, origin, query_instant, shown, stopped};
 use crate::error::RunError;
 use crate::findings;
-use crate::pending::Pending;
 use crate::state::Store;
+use crate::sync_source::Pending;
 
 /// Where a table's first deletion sync starts, from its search.
 pub(super) struct From {

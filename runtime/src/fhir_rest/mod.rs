@@ -56,14 +56,14 @@ use sluice_compiler::plan::ComponentKind;
 
 use crate::compile::Compiled;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{RawInput, Totals};
 use crate::findings;
 use crate::oauth::Connection;
-use crate::pending::Pending;
 use crate::record::BusMeta;
 use crate::retry::{self, Class, GaveUp, Policy, RealTimer, Rng};
 use crate::secrets;
 use crate::state::Store;
+use crate::sync_source::{self, Pending, SyncJob};
 use crate::throttle::Throttle;
 use crate::time::Clock;
 
@@ -388,32 +388,16 @@ pub fn serve(
         syncs.push(Sync { source: i, name, plan: plan.clone(), client, tx, history: true });
         feeds.push(rx);
     }
-    if syncs.is_empty() {
-        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no fhir.rest source"));
-    }
-    let gone = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for sync in syncs {
-        let (store, gone, pipeline, at) = (Arc::clone(&store), Arc::clone(&gone), c.plan.pipeline.clone(), clock.now());
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-fhir-rest-{}", sync.name))
-            .spawn(move || run_sync(sync, &store, &pipeline, &at, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the fhir.rest sync thread"))?;
-        handles.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
-    gone.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for h in handles {
-        let ended =
-            h.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "a fhir.rest sync thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let jobs: Vec<SyncJob> = syncs
+        .into_iter()
+        .map(|sync| -> SyncJob {
+            (
+                Arc::clone(&sync.name),
+                Box::new(move |store, pipeline, at, gone| run_sync(sync, store, pipeline, at, gone)),
+            )
+        })
+        .collect();
+    sync_source::drive(c, clock, run_id, threads, progress, store, feeds, jobs, "fhir.rest")
 }
 
 /// One source's tables, one after the other.
@@ -485,8 +469,6 @@ fn hand_on(
     bus: BusMeta,
     pending: &Arc<Pending>,
 ) -> Result<(), RunError> {
-    pending.add();
-    let done = Arc::clone(pending);
     let raw = RawInput {
         source: sync.source,
         file: Arc::clone(file),
@@ -495,14 +477,10 @@ fn hand_on(
         seq: 0,
         bytes,
         problem: None,
-        completion: Some(Completion::new(move |_| done.done())),
+        completion: None,
         bus: Some(Arc::new(bus)),
     };
-    if sync.tx.send(raw).is_err() {
-        pending.done();
-        return Err(stopped(sync, table));
-    }
-    Ok(())
+    if sync_source::hand_on(&sync.tx, pending, raw) { Ok(()) } else { Err(stopped(sync, table)) }
 }
 
 fn stopped(sync: &Sync, table: &FhirTablePlan) -> RunError {

@@ -34,13 +34,13 @@ use sluice_compiler::stripe::{StripeObjectPlan, StripePlan};
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{RawInput, Totals};
 use crate::finance::stripe::{Cursor, Stripe};
 use crate::findings;
 use crate::oauth::Connection;
-use crate::pending::Pending;
 use crate::record::{BusMeta, Doc};
 use crate::state::Store;
+use crate::sync_source::{self, Pending, SyncJob};
 use crate::time::Clock;
 
 /// Whether the plan's sources are `stripe` syncs (not a `stripe` source `sluice test` turned
@@ -146,31 +146,16 @@ pub fn serve(
         syncs.push(Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, tx });
         feeds.push(rx);
     }
-    if syncs.is_empty() {
-        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no stripe source"));
-    }
-    let gone = Arc::new(AtomicBool::new(false));
-    let mut handles = Vec::new();
-    for sync in syncs {
-        let (store, gone, pipeline, at) = (Arc::clone(&store), Arc::clone(&gone), c.plan.pipeline.clone(), clock.now());
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-stripe-{}", sync.name))
-            .spawn(move || run_sync(sync, &store, &pipeline, &at, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the stripe sync thread"))?;
-        handles.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
-    gone.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for h in handles {
-        let ended = h.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "a stripe sync thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let jobs: Vec<SyncJob> = syncs
+        .into_iter()
+        .map(|sync| -> SyncJob {
+            (
+                Arc::clone(&sync.name),
+                Box::new(move |store, pipeline, at, gone| run_sync(sync, store, pipeline, at, gone)),
+            )
+        })
+        .collect();
+    sync_source::drive(c, clock, run_id, threads, progress, store, feeds, jobs, "stripe")
 }
 
 /// The state-store key of a list's cursor: per pipeline, source and list (the cursor table is
@@ -245,8 +230,6 @@ fn hand_on(
     id: Option<Vec<u8>>,
     pending: &Arc<Pending>,
 ) -> Result<(), RunError> {
-    pending.add();
-    let done = Arc::clone(pending);
     let bus = BusMeta {
         key: id,
         headers: vec![
@@ -263,14 +246,10 @@ fn hand_on(
         seq: 0,
         bytes,
         problem: None,
-        completion: Some(Completion::new(move |_| done.done())),
+        completion: None,
         bus: Some(Arc::new(bus)),
     };
-    if sync.tx.send(raw).is_err() {
-        pending.done();
-        return Err(stopped(sync, list));
-    }
-    Ok(())
+    if sync_source::hand_on(&sync.tx, pending, raw) { Ok(()) } else { Err(stopped(sync, list)) }
 }
 
 fn stopped(sync: &Sync, list: &StripeObjectPlan) -> RunError {
