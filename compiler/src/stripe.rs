@@ -21,7 +21,6 @@
 //! - Diagnostics quote only what the spec wrote (object names, paths), never data.
 
 use serde::{Deserialize, Serialize};
-use sluice_spec_core::{PhiClass, ValueType};
 
 use crate::codes;
 use crate::diagnostics::{Diagnostic, did_you_mean};
@@ -302,23 +301,18 @@ pub struct StripeEnv {
     pub object: &'static str,
 }
 
-/// What a Stripe path addresses.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Resolved {
-    /// The runtime form (see the module header).
-    pub path: String,
-    pub value_type: ValueType,
-    pub phi: Option<PhiClass>,
-    pub multi: bool,
-}
-
 impl StripeEnv {
     /// Resolves `text` written at `span` (the span of the path's characters).
-    pub fn resolve(&self, text: &str, span: Span) -> Result<Resolved, Diagnostic> {
+    /// A Stripe path is walked at run time like a FHIR path (the same JSON walk), so it
+    /// resolves to what a FHIR path does.
+    pub fn resolve(&self, text: &str, span: Span) -> Result<crate::fhir::Resolved, Diagnostic> {
         match sluice_finance::stripe::check(self.object, text) {
-            Ok(c) => {
-                Ok(Resolved { path: runtime_form(text), value_type: c.kind.value_type(), phi: c.class, multi: c.multi })
-            }
+            Ok(c) => Ok(crate::fhir::Resolved {
+                path: runtime_form(text),
+                value_type: c.kind.value_type(),
+                phi: c.class,
+                multi: c.multi,
+            }),
             Err(e) => {
                 let exact = span.end - span.start == text.len();
                 let at = if exact && e.len > 0 {
@@ -405,6 +399,7 @@ pub fn not_alone(source: &str, at: Span) -> Diagnostic {
 mod tests {
     use super::*;
     use crate::source::FileId;
+    use sluice_spec_core::{PhiClass, ValueType};
 
     fn span(text: &str) -> Span {
         Span::new(FileId(0), 100, 100 + text.len())

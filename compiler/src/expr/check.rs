@@ -254,35 +254,24 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
     }
 }
 
-/// A Stripe path: checked against the object's schema, then walked over the object's JSON by
-/// the runtime as a FHIR path is (the same JSON walk: `crate::stripe`'s module header).
-fn check_stripe_path(cx: &mut ExprCx, text: &str, syn: &Syn, stripe: crate::stripe::StripeEnv) -> Option<Typed> {
-    match stripe.resolve(text, cx.span(&syn.span)) {
-        Ok(r) => Some(Typed {
-            expr: Expr::Fhir { path: r.path, value_type: r.value_type.clone(), multi: r.multi },
-            ty: r.value_type,
-            multi: r.multi,
-            classes: r.phi.into_iter().collect(),
-        }),
-        Err(d) => cx.error(d),
-    }
-}
-
+/// A FHIR path, or a Stripe path: each checked against its schema, then walked over the
+/// record's JSON by the runtime the same way (`crate::stripe`'s module header).
 fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
-    if let Scope::Stripe(stripe) = env.scope {
-        return check_stripe_path(cx, text, syn, stripe);
-    }
-    let Scope::Fhir(fhir) = env.scope else {
-        return cx.error(
-            Diagnostic::error(
-                codes::FHIR_INPUT_MISMATCH,
-                format!("`{text}` is a FHIR path, but records here are not FHIR resources"),
-            )
-            .label(cx.span(&syn.span), "FHIR path")
-            .help("FHIR paths are read by mappings with `input: {schema: fhir/r4, resource_type: ...}`"),
-        );
+    let resolved = match env.scope {
+        Scope::Fhir(fhir) => fhir.resolve(text, cx.span(&syn.span)),
+        Scope::Stripe(stripe) => stripe.resolve(text, cx.span(&syn.span)),
+        _ => {
+            return cx.error(
+                Diagnostic::error(
+                    codes::FHIR_INPUT_MISMATCH,
+                    format!("`{text}` is a FHIR path, but records here are not FHIR resources"),
+                )
+                .label(cx.span(&syn.span), "FHIR path")
+                .help("FHIR paths are read by mappings with `input: {schema: fhir/r4, resource_type: ...}`"),
+            );
+        }
     };
-    match fhir.resolve(text, cx.span(&syn.span)) {
+    match resolved {
         Ok(r) => Some(Typed {
             expr: Expr::Fhir { path: r.path, value_type: r.value_type.clone(), multi: r.multi },
             ty: r.value_type,
@@ -398,11 +387,8 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
                 .error(Diagnostic::error(codes::UNKNOWN_COMPONENT, msg).label(cx.span(&syn.span), "no such component")),
         };
     }
-    if let Scope::Fhir(_) = env.scope {
+    if let Scope::Fhir(_) | Scope::Stripe(_) = env.scope {
         return check_fhir_path(cx, &parts.join("."), syn, env);
-    }
-    if let Scope::Stripe(stripe) = env.scope {
-        return check_stripe_path(cx, &parts.join("."), syn, stripe);
     }
     if let Scope::Output(schema) = env.scope {
         let path = parts.join(".");
