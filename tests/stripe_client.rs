@@ -13,10 +13,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 
+use common::stripe::Server;
 use common::{root, scratch};
 use sluice_runtime::finance::stripe::{self, Stripe};
 use sluice_runtime::oauth::Connection;
@@ -25,52 +24,9 @@ const KEY: &str = "sk_test_51LocalOnlyKey0000000000aBcD";
 const COUNT: usize = 250;
 const BASE_CREATED: i64 = 1_700_000_000;
 
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        Server::start_with(&[])
-    }
-
-    fn start_with(env: &[(&str, String)]) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/servers/stripe/server.py"))
-            .env("PORT", port.to_string())
-            .env("STRIPE_KEY", KEY)
-            .env("COUNT", COUNT.to_string())
-            .env("BASE_CREATED", BASE_CREATED.to_string())
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), format!("listening {port}"));
-        Server { child, port }
-    }
-
-    fn base(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn control(&self, path: &str) -> serde_json::Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("{}{path}", self.base());
-        let mut r =
-            if path.starts_with("/_stats") { agent.get(&url).call() } else { agent.post(&url).send("") }.unwrap();
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-    }
+/// The local Stripe API with this test's key and objects, and `env` settings.
+fn start_server(env: &[(&str, String)]) -> Server {
+    Server::start(KEY, COUNT as u64, BASE_CREATED, env)
 }
 
 fn connection(dir: &Path, key: &str) -> Connection {
@@ -115,7 +71,7 @@ connections:
 
 #[test]
 fn full_then_incremental_sync_pages_and_delivers_each_object_once() {
-    let server = Server::start();
+    let server = start_server(&[]);
     let dir = scratch("stripe-sync");
     let conn = connection(&dir, KEY);
     // Stripe's published test-mode rate for an `sk_test_` key.
@@ -159,7 +115,7 @@ fn full_then_incremental_sync_pages_and_delivers_each_object_once() {
 
 #[test]
 fn rate_limits_and_server_errors_are_retried_as_stripe_says() {
-    let server = Server::start();
+    let server = start_server(&[]);
     let dir = scratch("stripe-retry");
     let conn = connection(&dir, KEY);
     let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1))).unwrap();
@@ -179,7 +135,7 @@ fn rate_limits_and_server_errors_are_retried_as_stripe_says() {
 
 #[test]
 fn a_wrong_key_fails_without_showing_it() {
-    let server = Server::start();
+    let server = start_server(&[]);
     let dir = scratch("stripe-key");
     let wrong = "sk_test_51WrongKeyWrongKey00000zZzZ";
     let conn = connection(&dir, wrong);
@@ -213,7 +169,7 @@ fn an_oauth_token_refused_with_401_is_refreshed_and_the_sync_goes_on() {
     oidc::write_pipeline(&dir, "pipeline.yaml", &auth, "5m", &extra);
     let (out, _) = oidc::connect(&dir, "stripe_connect");
     assert!(out.status.success(), "{}", common::text(&out.stderr));
-    let server = Server::start_with(&[
+    let server = start_server(&[
         ("INTROSPECT_URL", auth.url("/token/introspection")),
         ("INTROSPECT_CLIENT", format!("sluice-app:{}", oidc::APP_SECRET)),
     ]);

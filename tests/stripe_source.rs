@@ -15,59 +15,26 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{json_lines, pg_database, pg_rows, root, text, workspace};
+use common::stripe::Server;
+use common::{json_lines, pg_database, pg_rows, text, workspace};
 
 const KEY: &str = "sk_test_51LocalOnlyKey0000000000sRcE";
 const COUNT: i64 = 250;
 const BASE_CREATED: i64 = 1_700_000_000;
 const FAMILIES: [&str; 5] = ["Quimby", "Vantongeren", "Okonkwo-Birch", "Haldorsen", "Marchetti"];
 
-struct Server {
-    child: Child,
-    port: u16,
+/// The local Stripe API with this test's key and objects.
+fn start_server() -> Server {
+    Server::start(KEY, COUNT as u64, BASE_CREATED, &[])
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start() -> Server {
-        let port = common::free_port();
-        let mut child = Command::new("python3")
-            .arg(root().join("tests/servers/stripe/server.py"))
-            .env("PORT", port.to_string())
-            .env("STRIPE_KEY", KEY)
-            .env("COUNT", COUNT.to_string())
-            .env("BASE_CREATED", BASE_CREATED.to_string())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert_eq!(line.trim(), format!("listening {port}"));
-        Server { child, port }
-    }
-
-    fn control(&self, path: &str) -> serde_json::Value {
-        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-        let url = format!("http://127.0.0.1:{}{path}", self.port);
-        let mut r =
-            if path.starts_with("/_stats") { agent.get(&url).call() } else { agent.post(&url).send("") }.unwrap();
-        serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap()
-    }
-
-    fn requests(&self, list: &str) -> u64 {
-        self.control("/_stats")["requests"][format!("/v1/{list}")].as_u64().unwrap_or(0)
-    }
+/// Requests the server answered on `/v1/<list>`.
+fn requests(server: &Server, list: &str) -> u64 {
+    server.control("/_stats")["requests"][format!("/v1/{list}")].as_u64().unwrap_or(0)
 }
 
 /// The bundled pipeline pointed at the local server, at a rate a test can wait for.
@@ -107,7 +74,7 @@ fn count(summary: &serde_json::Value, key: &str) -> u64 {
 
 #[test]
 fn syncs_the_ledger_incrementally_through_faults_with_bad_objects_in_the_dlq() {
-    let server = Server::start();
+    let server = start_server();
     let dir = workspace("stripe-ledger");
     point_at(&dir, "stripe-ledger.yaml", &server);
     // Two objects that cannot be records, and faults after the first page.
@@ -121,7 +88,7 @@ fn syncs_the_ledger_incrementally_through_faults_with_bad_objects_in_the_dlq() {
     assert_eq!(count(&first, "dlq"), 2, "{first}");
     let stats = server.control("/_stats");
     assert_eq!(stats["injected"], 1, "{stats}");
-    assert_eq!(server.requests("balance_transactions"), 4, "3 pages of 100, one of them twice: {stats}");
+    assert_eq!(requests(&server, "balance_transactions"), 4, "3 pages of 100, one of them twice: {stats}");
 
     let ledger = dir.join("out/stripe-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
@@ -161,10 +128,10 @@ fn syncs_the_ledger_incrementally_through_faults_with_bad_objects_in_the_dlq() {
     let newest = BASE_CREATED + (COUNT - 1) * 60;
     server.control(&format!("/_add?object=balance_transactions&count=3&created={}", newest + 120));
     server.control(&format!("/_add?object=balance_transactions&count=1&created={}", newest - 600));
-    let before = server.requests("balance_transactions");
+    let before = requests(&server, "balance_transactions");
     let more = run_ok(&dir, "stripe-ledger.yaml", &mut stderrs);
     assert_eq!(count(&more, "delivered"), 4, "{more}");
-    assert_eq!(server.requests("balance_transactions") - before, 1, "one page: only the window is asked for");
+    assert_eq!(requests(&server, "balance_transactions") - before, 1, "one page: only the window is asked for");
     assert_eq!(json_lines(&ledger).len(), COUNT as usize + 4);
     let again = run_ok(&dir, "stripe-ledger.yaml", &mut stderrs);
     assert_eq!(count(&again, "delivered"), 0, "{again}");
@@ -177,7 +144,7 @@ fn syncs_the_ledger_incrementally_through_faults_with_bad_objects_in_the_dlq() {
 
 #[test]
 fn five_hundreds_mid_pagination_are_retried_and_a_refused_key_is_not_shown() {
-    let server = Server::start();
+    let server = start_server();
     let dir = workspace("stripe-5xx");
     point_at(&dir, "stripe-ledger.yaml", &server);
     server.control("/_inject?status=503&count=2&after=2");
@@ -185,7 +152,7 @@ fn five_hundreds_mid_pagination_are_retried_and_a_refused_key_is_not_shown() {
     let run = run_ok(&dir, "stripe-ledger.yaml", &mut stderrs);
     assert_eq!(count(&run, "delivered"), COUNT as u64, "{run}");
     assert_eq!(server.control("/_stats")["injected"], 2);
-    assert_eq!(server.requests("balance_transactions"), 5);
+    assert_eq!(requests(&server, "balance_transactions"), 5);
 
     let wrong = "sk_test_51WrongKey000000000000000zZz9";
     let out = sluice(&dir, "stripe-ledger.yaml").env("STRIPE_SECRET_KEY", wrong).output().unwrap();
@@ -209,7 +176,7 @@ fn to_postgres(dir: &Path) {
 #[test]
 fn kill_9_mid_sync_then_a_rerun_loses_and_duplicates_nothing() {
     let Some(url) = pg_database("stripe-source") else { return };
-    let server = Server::start();
+    let server = start_server();
     let dir = workspace("stripe-kill");
     point_at(&dir, "stripe-ledger.yaml", &server);
     to_postgres(&dir);
@@ -223,7 +190,7 @@ fn kill_9_mid_sync_then_a_rerun_loses_and_duplicates_nothing() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while server.requests("balance_transactions") < 2 {
+    while requests(&server, "balance_transactions") < 2 {
         assert!(Instant::now() < deadline, "the run never asked for its second page");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -278,7 +245,7 @@ fn write_charges_pipeline(dir: &Path, server: &Server, masked: bool) {
 
 #[test]
 fn no_customer_data_outside_the_sink_and_the_proof_refuses_an_unmasked_email() {
-    let server = Server::start();
+    let server = start_server();
     let dir = workspace("stripe-pii");
     write_charges_pipeline(&dir, &server, true);
     server.control(&format!("/_bad?object=charges&kind=no_id&created={}", BASE_CREATED + 45));
@@ -317,10 +284,10 @@ fn no_customer_data_outside_the_sink_and_the_proof_refuses_an_unmasked_email() {
     let err = text(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{err}");
     assert!(err.contains("SL601") && err.contains("`merchant` carries PHI class `email`"), "{err}");
-    let before = server.requests("charges");
+    let before = requests(&server, "charges");
     let refused = sluice(&dir, "stripe-charges.yaml").output().unwrap();
     assert!(!refused.status.success());
-    assert_eq!(server.requests("charges"), before, "nothing was read");
+    assert_eq!(requests(&server, "charges"), before, "nothing was read");
 }
 
 fn sluice_plan(dir: &Path, pipeline: &str) -> Output {
