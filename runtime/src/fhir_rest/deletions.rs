@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use sluice_compiler::fhir_rest::FhirTablePlan;
 
 use super::cursor::{self, CursorState, Meta, Seen};
-use super::{MAX_PAGE_SIZE, Sync, bus_meta, hand_on, next_link, origin, query_instant, shown, stopped};
+use super::{MAX_PAGE_SIZE, Sync, bus_meta, hand_on, next_link, query_instant, same_origin, shown, stopped};
 use crate::error::RunError;
 use crate::findings;
 use crate::state::Store;
@@ -210,18 +210,7 @@ fn find(
             deleted += 1;
         }
         match next_link(bundle) {
-            Some(next) if origin(&next) == origin(&sync.client.base_url) => url = next,
-            Some(next) => {
-                return Err(RunError::new(
-                    findings::FHIR_REST_FAILED,
-                    format!(
-                        "`{}`: the server's next history page for table `{}` is at {}, not at the origin of `base_url`",
-                        sync.name,
-                        table.name,
-                        origin(&next)
-                    ),
-                ));
-            }
+            Some(next) => url = same_origin(sync, table, next, "history page")?,
             // A full first page without a next link: the server does not page its history.
             // Asked again, larger (what was handed on is skipped), as searches are.
             None if pages_of_search == 1 && entries.len() as u64 >= count && count < MAX_PAGE_SIZE => {

@@ -483,6 +483,25 @@ fn hand_on(
     if sync_source::hand_on(&sync.tx, pending, raw) { Ok(()) } else { Err(stopped(sync, table)) }
 }
 
+/// A next link the server gave (`what`: `page`, `history page`), refused unless it is at the
+/// origin of `base_url`: credentials go nowhere else.
+fn same_origin(sync: &Sync, table: &FhirTablePlan, next: String, what: &str) -> Result<String, RunError> {
+    if origin(&next) == origin(&sync.client.base_url) {
+        return Ok(next);
+    }
+    Err(RunError::new(
+        findings::FHIR_REST_FAILED,
+        format!(
+            "`{}`: the server's next {what} for table `{}` is at {}, not at the origin of `base_url` ({})",
+            sync.name,
+            table.name,
+            origin(&next),
+            origin(&sync.client.base_url)
+        ),
+    )
+    .with_help("set `base_url` to the base the server announces (its own base URL setting): Sluice sends credentials only there"))
+}
+
 fn stopped(sync: &Sync, table: &FhirTablePlan) -> RunError {
     RunError::new(findings::FHIR_REST_FAILED, format!("`{}`: the run stopped during table `{}`", sync.name, table.name))
 }
@@ -572,20 +591,7 @@ fn sync_table(
             index += 1;
         }
         match next_link(bundle) {
-            Some(next) if origin(&next) == origin(&sync.client.base_url) => url = next,
-            Some(next) => {
-                return Err(RunError::new(
-                    findings::FHIR_REST_FAILED,
-                    format!(
-                        "`{}`: the server's next page for table `{}` is at {}, not at the origin of `base_url` ({})",
-                        sync.name,
-                        table.name,
-                        origin(&next),
-                        origin(&sync.client.base_url)
-                    ),
-                )
-                .with_help("set `base_url` to the base the server announces (its own base URL setting): Sluice sends credentials only there"));
-            }
+            Some(next) => url = same_origin(sync, table, next, "page")?,
             None => {
                 let total = match bundle.get("total") {
                     Some(sluice_fhir::Node::Number(n)) => n.parse::<u64>().ok(),
