@@ -68,8 +68,24 @@ pub fn parse(input: &[u8]) -> Result<Node, CodecError> {
 /// Reads one JSON value from `input`. A UTF-8 byte order mark is skipped.
 pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
     limits.check_size(input.len())?;
+    // UTF-8 is checked once for the whole input (std's check runs over whole words of ASCII),
+    // not once per string: strings are then cut out of `text` at ASCII bytes, always char
+    // boundaries.
+    let text = std::str::from_utf8(input).map_err(|e| CodecError {
+        code: codes::NOT_UTF8,
+        offset: e.valid_up_to(),
+        message: "the text is not valid UTF-8".to_string(),
+    })?;
     let start = if input.starts_with(b"\xEF\xBB\xBF") { 3 } else { 0 };
-    let mut r = Reader { s: input, i: start, depth: 0, max_depth: limits.max_depth };
+    let mut r = Reader {
+        s: input,
+        text,
+        i: start,
+        depth: 0,
+        max_depth: limits.max_depth,
+        members: Vec::new(),
+        items: Vec::new(),
+    };
     r.ws();
     let v = r.value()?;
     r.ws();
@@ -81,9 +97,17 @@ pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
 
 struct Reader<'a> {
     s: &'a [u8],
+    /// `s` as text (checked once).
+    text: &'a str,
     i: usize,
     depth: usize,
     max_depth: usize,
+    /// The members of the objects being read, innermost last: each object takes its own off
+    /// the top when it ends, into a vector of exactly its size (growing one vector per object
+    /// member by member cost a reallocation every few members).
+    members: Vec<(String, Node)>,
+    /// The same for the items of arrays.
+    items: Vec<Node>,
 }
 
 impl Reader<'_> {
@@ -96,9 +120,9 @@ impl Reader<'_> {
     }
 
     fn ws(&mut self) {
-        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
-            self.i += 1;
-        }
+        // A slice scan, not a bounds-checked `peek` per byte: pretty-printed input is a third
+        // indentation.
+        self.i += blank_len(self.s.get(self.i..).unwrap_or_default());
     }
 
     fn expect(&mut self, b: u8, what: &str) -> Result<(), CodecError> {
@@ -146,13 +170,23 @@ impl Reader<'_> {
     fn object(&mut self) -> Result<Node, CodecError> {
         self.enter()?;
         self.i += 1;
-        let mut members: Vec<(String, Node)> = Vec::new();
+        let first = self.members.len();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
             self.depth -= 1;
-            return Ok(Node::Object(members));
+            return Ok(Node::Object(Vec::new()));
         }
+        let result = self.object_members(first);
+        // On an error the members read so far are dropped with the rest.
+        let members: Vec<(String, Node)> = self.members.drain(first..).collect();
+        result?;
+        self.depth -= 1;
+        Ok(Node::Object(members))
+    }
+
+    /// The members of an object after its `{`, through its `}`, onto `self.members`.
+    fn object_members(&mut self, first: usize) -> Result<(), CodecError> {
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
@@ -160,7 +194,7 @@ impl Reader<'_> {
             }
             let key_at = self.i;
             let key = self.string()?;
-            if members.iter().any(|(k, _)| *k == key) {
+            if self.members[first..].iter().any(|(k, _)| *k == key) {
                 return Err(CodecError {
                     code: codes::DUPLICATE_MEMBER,
                     offset: key_at,
@@ -171,46 +205,52 @@ impl Reader<'_> {
             self.expect(b':', "`:` after a member name")?;
             self.ws();
             let v = self.value()?;
-            members.push((key, v));
+            self.members.push((key, v));
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
-                    break;
+                    return Ok(());
                 }
                 _ => return Err(self.err(codes::JSON_SYNTAX, "expected `,` or `}` in an object")),
             }
         }
-        self.depth -= 1;
-        Ok(Node::Object(members))
     }
 
     fn array(&mut self) -> Result<Node, CodecError> {
         self.enter()?;
         self.i += 1;
-        let mut items = Vec::new();
+        let first = self.items.len();
         self.ws();
         if self.peek() == Some(b']') {
             self.i += 1;
             self.depth -= 1;
-            return Ok(Node::Array(items));
+            return Ok(Node::Array(Vec::new()));
         }
+        let result = self.array_items();
+        let items: Vec<Node> = self.items.drain(first..).collect();
+        result?;
+        self.depth -= 1;
+        Ok(Node::Array(items))
+    }
+
+    /// The items of an array after its `[`, through its `]`, onto `self.items`.
+    fn array_items(&mut self) -> Result<(), CodecError> {
         loop {
             self.ws();
-            items.push(self.value()?);
+            let v = self.value()?;
+            self.items.push(v);
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
-                    break;
+                    return Ok(());
                 }
                 _ => return Err(self.err(codes::JSON_SYNTAX, "expected `,` or `]` in an array")),
             }
         }
-        self.depth -= 1;
-        Ok(Node::Array(items))
     }
 
     fn number(&mut self) -> Result<Node, CodecError> {
@@ -247,9 +287,8 @@ impl Reader<'_> {
                 return Err(self.err(codes::JSON_SYNTAX, "expected a digit in a number's exponent"));
             }
         }
-        // Only ASCII was consumed, so this cannot fail.
-        let text = std::str::from_utf8(&self.s[start..self.i]).unwrap_or_default();
-        Ok(Node::Number(text.to_string()))
+        // Only ASCII was consumed: a char boundary.
+        Ok(Node::Number(self.text.get(start..self.i).unwrap_or_default().to_string()))
     }
 
     fn hex4(&mut self) -> Result<u32, CodecError> {
@@ -269,17 +308,20 @@ impl Reader<'_> {
         let mut out = String::new();
         loop {
             let run_start = self.i;
-            while let Some(b) = self.peek() {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
+            self.i += plain_len(self.s.get(self.i..).unwrap_or_default());
+            // A run ends at an ASCII byte or at the end: a char boundary of the checked text.
+            let Some(run) = self.text.get(run_start..self.i) else {
+                return Err(CodecError {
+                    code: codes::NOT_UTF8,
+                    offset: run_start,
+                    message: "the text is not valid UTF-8".to_string(),
+                });
+            };
+            if out.is_empty() && self.peek() == Some(b'"') {
+                // No escape: the string is this run, allocated once at its size.
                 self.i += 1;
+                return Ok(run.to_string());
             }
-            let run = std::str::from_utf8(&self.s[run_start..self.i]).map_err(|e| CodecError {
-                code: codes::NOT_UTF8,
-                offset: run_start + e.valid_up_to(),
-                message: "the text is not valid UTF-8".to_string(),
-            })?;
             out.push_str(run);
             match self.peek() {
                 Some(b'"') => {
@@ -331,9 +373,83 @@ impl Reader<'_> {
     }
 }
 
+const ONES: u64 = 0x0101_0101_0101_0101;
+const HIGHS: u64 = 0x8080_8080_8080_8080;
+
+/// The high bit of each byte of `w` that is zero (exact for the lowest such byte, which is all
+/// the callers use: a borrow only marks bytes above a zero one).
+fn zero_bytes(w: u64) -> u64 {
+    w.wrapping_sub(ONES) & !w & HIGHS
+}
+
+/// How many bytes at the start of `s` are plain string content: not `"`, `\\` or a control
+/// character. Eight bytes at a time (strings are half of a FHIR document's bytes).
+fn plain_len(s: &[u8]) -> usize {
+    let mut n = 0;
+    for chunk in s.chunks_exact(8) {
+        let w = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        // Bytes below 0x20 (ASCII only: the high bit of the byte itself excluded), quotes and
+        // backslashes.
+        let special = (w.wrapping_sub(ONES * 0x20) & !w & HIGHS)
+            | zero_bytes(w ^ (ONES * u64::from(b'"')))
+            | zero_bytes(w ^ (ONES * u64::from(b'\\')));
+        if special != 0 {
+            return n + (special.trailing_zeros() / 8) as usize;
+        }
+        n += 8;
+    }
+    n + s[n..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len() - n)
+}
+
+/// How many bytes at the start of `s` are JSON whitespace; runs of spaces (indentation) eight
+/// at a time.
+fn blank_len(s: &[u8]) -> usize {
+    let mut n = 0;
+    loop {
+        if let Some(chunk) = s.get(n..n + 8) {
+            let w =
+                u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+            let not_space = w ^ (ONES * u64::from(b' '));
+            if not_space == 0 {
+                n += 8;
+                continue;
+            }
+            n += (not_space.trailing_zeros() / 8) as usize;
+        }
+        match s.get(n) {
+            Some(b' ' | b'\t' | b'\n' | b'\r') => n += 1,
+            _ => return n,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn word_scans_agree_with_byte_scans(s in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let plain = s.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len());
+            proptest::prop_assert_eq!(plain_len(&s), plain);
+            let blank = s.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(s.len());
+            proptest::prop_assert_eq!(blank_len(&s), blank);
+        }
+
+        #[test]
+        fn word_scans_agree_on_json_like_bytes(
+            s in proptest::collection::vec(proptest::prop_oneof![
+                proptest::prelude::Just(b' '), proptest::prelude::Just(b'\n'), proptest::prelude::Just(b'"'),
+                proptest::prelude::Just(b'\\'), proptest::prelude::Just(0x1f_u8), proptest::prelude::Just(b'a'),
+                proptest::prelude::Just(0xc3_u8), proptest::prelude::Just(0xa9_u8), proptest::prelude::Just(0x21_u8),
+            ], 0..40),
+        ) {
+            let plain = s.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(s.len());
+            proptest::prop_assert_eq!(plain_len(&s), plain);
+            let blank = s.iter().position(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r')).unwrap_or(s.len());
+            proptest::prop_assert_eq!(blank_len(&s), blank);
+        }
+    }
 
     #[test]
     fn keeps_number_text_and_member_order() {

@@ -127,11 +127,24 @@ pub struct Child {
     pub context: &'static str,
 }
 
+/// The children of one context (a type, or a backbone element's path).
 #[derive(Debug, Default)]
-struct Context {
+pub struct Context {
     children: Vec<Child>,
     /// Elements whose cardinality needs counting: min above 0 or a max above 1.
     counted: Vec<&'static ElementDef>,
+}
+
+impl Context {
+    /// The child whose JSON name is `name`.
+    pub fn child(&self, name: &str) -> Option<&Child> {
+        self.children.iter().find(|c| c.json_name == name)
+    }
+
+    /// The elements whose number of values must be checked.
+    pub fn counted(&self) -> &[&'static ElementDef] {
+        &self.counted
+    }
 }
 
 /// The children of every context of the R4 schema, built once ([`index`]). Lookups hash the
@@ -191,14 +204,19 @@ impl Index {
         Index { contexts }
     }
 
+    /// The children of `context`: looked up once for all the members of an object.
+    pub fn context(&self, context: &str) -> Option<&Context> {
+        self.contexts.get(context)
+    }
+
     /// The child of `context` whose JSON name is `name`.
     pub fn child(&self, context: &str, name: &str) -> Option<&Child> {
-        self.contexts.get(context)?.children.iter().find(|c| c.json_name == name)
+        self.context(context)?.child(name)
     }
 
     /// The elements of `context` whose number of values must be checked.
     pub fn counted(&self, context: &str) -> &[&'static ElementDef] {
-        self.contexts.get(context).map_or(&[], |c| c.counted.as_slice())
+        self.context(context).map_or(&[], Context::counted)
     }
 }
 

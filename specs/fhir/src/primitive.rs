@@ -53,8 +53,12 @@ fn expected(type_code: &str) -> &'static str {
     }
 }
 
+/// The value of exactly `n` (at most 9) ASCII digits.
 fn digits(s: &str, n: usize) -> Option<u32> {
-    (s.len() == n && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    if s.len() != n {
+        return None;
+    }
+    s.bytes().try_fold(0u32, |v, b| b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0')))
 }
 
 fn int_value(text: &str) -> Option<i64> {
@@ -100,11 +104,12 @@ fn is_time(s: &str) -> bool {
     if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
         return false;
     }
-    let p: Vec<&str> = main.split(':').collect();
-    p.len() == 3
-        && digits(p[0], 2).is_some_and(|h| h <= 23)
-        && digits(p[1], 2).is_some_and(|m| m <= 59)
-        && digits(p[2], 2).is_some_and(|s| s <= 60)
+    // No allocation: this runs for every dateTime and instant of every resource.
+    let mut p = main.split(':');
+    let (Some(h), Some(m), Some(s), None) = (p.next(), p.next(), p.next(), p.next()) else { return false };
+    digits(h, 2).is_some_and(|h| h <= 23)
+        && digits(m, 2).is_some_and(|m| m <= 59)
+        && digits(s, 2).is_some_and(|s| s <= 60)
 }
 
 fn is_zone(z: &str) -> bool {
@@ -153,12 +158,13 @@ fn is_oid(s: &str) -> bool {
 
 fn is_uuid(s: &str) -> bool {
     let Some(rest) = s.strip_prefix("urn:uuid:") else { return false };
-    let groups: Vec<&str> = rest.split('-').collect();
-    groups.len() == 5
-        && groups
-            .iter()
-            .zip([8, 4, 4, 4, 12])
-            .all(|(g, n)| g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    let mut groups = rest.split('-');
+    let sized = [8, 4, 4, 4, 12].iter().all(|&n| {
+        groups
+            .next()
+            .is_some_and(|g| g.len() == n && g.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    });
+    sized && groups.next().is_none()
 }
 
 fn is_base64(s: &str) -> bool {

@@ -267,6 +267,8 @@ impl<'o> Walker<'o> {
     /// The members of an object whose children are looked up in `context`.
     fn object(&mut self, members: &[(String, Node)], context: &str, is_resource: bool) {
         let mut choices_seen: Vec<(&str, &str)> = Vec::new();
+        let index = self.index;
+        let children = index.context(context);
         for (key, value) in members {
             if is_resource && key == "resourceType" {
                 continue;
@@ -275,7 +277,7 @@ impl<'o> Walker<'o> {
                 self.primitive_extension(members, context, base, value);
                 continue;
             }
-            let Some(child) = self.index.child(context, key) else {
+            let Some(child) = children.and_then(|c| c.child(key)) else {
                 let mark = self.loc.len();
                 self.loc.push('.');
                 self.loc.push_str(key);
@@ -306,7 +308,7 @@ impl<'o> Walker<'o> {
             }
             self.member(members, key, value, child);
         }
-        self.cardinality(members, context, is_resource);
+        self.cardinality(members, context, children.map_or(&[], |c| c.counted()));
         if !self.options.profiles.is_empty() {
             self.profile_rules(members);
         }
@@ -565,8 +567,13 @@ impl<'o> Walker<'o> {
     }
 
     /// Minimum and maximum cardinality of the children of `context`.
-    fn cardinality(&mut self, members: &[(String, Node)], context: &str, _is_resource: bool) {
-        for def in self.index.counted(context) {
+    fn cardinality(
+        &mut self,
+        members: &[(String, Node)],
+        context: &str,
+        counted: &[&'static crate::schema::ElementDef],
+    ) {
+        for def in counted {
             let count = count_values(members, def);
             if count < def.min as usize {
                 let name = if def.choice { format!("{}[x]", def.name) } else { def.name.clone() };
