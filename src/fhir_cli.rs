@@ -7,7 +7,7 @@
 //!   themselves on stdout, which is its job.
 //! - Exit codes: 0 all valid (warnings allowed), 1 any resource with an error or unreadable,
 //!   2 a file that cannot be opened or a profile that cannot be used.
-//! - JSON Bundles larger than [`STREAM_ABOVE`] are validated entry by entry
+//! - JSON and XML Bundles larger than [`STREAM_ABOVE`] are validated entry by entry
 //!   ([`sluice_fhir::stream::validate_streaming`]); NDJSON always line by line.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -20,7 +20,7 @@ use sluice_fhir::{CodecError, Limits, Node};
 
 use crate::commands::{FAILED, OK, USAGE};
 
-/// JSON files above this size are validated as a stream of Bundle entries.
+/// JSON and XML files above this size are validated as a stream of Bundle entries.
 const STREAM_ABOVE: u64 = 32 * 1024 * 1024;
 
 /// How a file is laid out.
@@ -201,13 +201,13 @@ pub fn validate_files(files: &[PathBuf], profile: Option<&Path>, lenient: bool, 
             message: format!("{} (byte {})", e.message, e.offset),
         };
         let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        let is_big_json = size > STREAM_ABOVE && {
+        let is_big_bundle = size > STREAM_ABOVE && {
             match open(path) {
-                Ok((mut f, _)) => matches!(layout(path, &mut f), Ok(Layout::Json)),
+                Ok((mut f, _)) => matches!(layout(path, &mut f), Ok(Layout::Json | Layout::Xml)),
                 Err(code) => return code,
             }
         };
-        if is_big_json {
+        if is_big_bundle {
             let (file, _) = match open(path) {
                 Ok(f) => f,
                 Err(code) => return code,

@@ -134,6 +134,65 @@ fn a_file_that_is_not_json_is_one_dlq_record_with_its_offset() {
     assert_eq!(dlq[1]["code"], "RT115");
 }
 
+/// An XML Bundle: a good Patient, one with an invalid gender, one whose markup is broken, and
+/// an Observation. The entries are streamed one by one like a JSON Bundle's.
+const XML_BUNDLE: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<Bundle xmlns="http://hl7.org/fhir">
+  <type value="collection"/>
+  <entry>
+    <fullUrl value="urn:uuid:cc000000-0000-4000-8000-000000000001"/>
+    <resource><Patient><id value="xb-1"/><meta><lastUpdated value="2024-01-18T10:00:00Z"/></meta><identifier><system value="urn:oid:2.16.840.1.113883.19.5"/><value value="MRN-70050001"/></identifier><name><family value="Xmlbundlea"/><given value="Juliet"/></name><gender value="female"/><birthDate value="1971-02-03"/></Patient></resource>
+  </entry>
+  <entry>
+    <resource><Patient><id value="xb-2"/><name><family value="Xmlbundleb"/><given value="Kilo"/></name><gender value="womanish"/></Patient></resource>
+  </entry>
+  <entry>
+    <resource><Patient><id value="xb-3"/><name><family value="Xmlbundlec"/><given value="Lima"></name></Patient></resource>
+  </entry>
+  <entry>
+    <resource><Observation><id value="xb-4"/><status value="final"/><code><text value="weight"/></code></Observation></resource>
+  </entry>
+</Bundle>
+"#;
+
+#[test]
+fn an_xml_bundle_streams_entry_by_entry_with_bad_entries_in_the_dlq() {
+    let dir = common::workspace("fhir-source-xml-bundle");
+    let data = dir.join(DATA);
+    for f in std::fs::read_dir(&data).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    std::fs::write(data.join("bundle.xml"), XML_BUNDLE).unwrap();
+    let (summary, out) = run(&dir);
+    assert_eq!(
+        (&summary["records_in"], &summary["delivered"], &summary["dlq"], &summary["filtered"], &summary["balanced"]),
+        (&Value::from(4), &Value::from(1), &Value::from(2), &Value::from(1), &Value::Bool(true)),
+        "{summary}"
+    );
+    let out_dir = dir.join("out/fhir-patients");
+    let events = lines(&out_dir.join("patient-events.jsonl"));
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["metadata"]["message_id"], "xb-1");
+    let dlq = lines(&out_dir.join("dlq.jsonl"));
+    let codes: Vec<(u64, &str)> =
+        dlq.iter().map(|e| (e["message_index"].as_u64().unwrap(), e["code"].as_str().unwrap())).collect();
+    assert_eq!(codes, [(1, "RT116"), (2, "RT115")]);
+    assert_eq!(dlq[0]["findings"][0]["path"], "Bundle.entry[1].resource.gender");
+    // The broken entry's reason gives the byte offset of the entry in the file.
+    let reason = dlq[1]["reason"].as_str().unwrap();
+    let at: usize = reason.split("file offset ").nth(1).unwrap().split(':').next().unwrap().parse().unwrap();
+    let third = XML_BUNDLE.match_indices("<entry>").nth(2).unwrap().0;
+    assert_eq!(at, third, "{reason}");
+    // The DLQ keeps the invalid entry as the JSON it was converted to.
+    let raws = common::dlq_raws(&out_dir.join("dlq.jsonl"));
+    assert!(raws[0].starts_with(r#"{"resource":{"resourceType":"Patient","id":"xb-2""#), "{}", raws[0]);
+    // No name from the data in the logs.
+    let logs = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    for name in ["Xmlbundlea", "Xmlbundleb", "Xmlbundlec", "Juliet", "Kilo", "Lima"] {
+        assert!(!logs.contains(name), "{name} leaked");
+    }
+}
+
 /// Names and SSNs in the example data (and the broken Bundle): what a leak would show.
 fn phi_values(dir: &Path) -> Vec<String> {
     let mut out = vec![];

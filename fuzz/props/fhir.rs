@@ -5,6 +5,7 @@ use std::io::Read;
 
 use sluice_fhir::stream::{BundleSplitter, NdjsonReader, Part};
 use sluice_fhir::validate::{Options, Severity, validate};
+use sluice_fhir::xml_stream::XmlBundleSplitter;
 use sluice_fhir::{Limits, Node, codes, json, read, xml};
 
 /// `fhir_read`: bytes as JSON or XML (the reader `read` picks). If they read: the tree writes
@@ -49,9 +50,9 @@ pub fn read_round_trip(data: &[u8]) {
 
 /// `fhir_stream`: byte 0 picks a read size (1..=64, or all); the rest is a document. The
 /// Bundle splitter gives the same parts whatever the read sizes; NDJSON lines are numbered in
-/// order; and when the document is a JSON Bundle whose `entry` is an array (and holds no
-/// backslash, so member names are as written), validation streamed entry by entry gives the
-/// same findings as validation of the whole tree.
+/// order; the XML Bundle splitter likewise; and when the document is a JSON or XML Bundle
+/// whose `entry` is an array (and holds no backslash, so member names are as written),
+/// validation streamed entry by entry gives the same findings as validation of the whole tree.
 pub fn stream_consistent(data: &[u8]) {
     let Some((&first, doc)) = data.split_first() else { return };
     let size = if first == 0 { usize::MAX } else { 1 + first as usize % 64 };
@@ -64,11 +65,24 @@ pub fn stream_consistent(data: &[u8]) {
                     assert!(offset < doc.len());
                     format!("E{index}@{offset}:{:?}", bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
                 }
-                Part::End(h) => format!("X{}", String::from_utf8_lossy(&h)),
+                Part::End(h) => format!("X{:?}", h.map(|b| String::from_utf8_lossy(&b).into_owned())),
             })
             .collect()
     };
     assert_eq!(parts(size), parts(usize::MAX), "read size {size} changes the parts");
+    let xml_parts = |chunk: usize| -> Vec<String> {
+        XmlBundleSplitter::new(Chunked(doc, chunk), limits)
+            .map(|p| match p.expect("memory reads do not fail") {
+                Part::Start(h) => format!("S{}", String::from_utf8_lossy(&h)),
+                Part::Entry { index, offset, bytes } => {
+                    assert!(offset < doc.len());
+                    format!("E{index}@{offset}:{:?}", bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+                }
+                Part::End(h) => format!("X{:?}", h.map(|b| String::from_utf8_lossy(&b).into_owned())),
+            })
+            .collect()
+    };
+    assert_eq!(xml_parts(size), xml_parts(usize::MAX), "read size {size} changes the XML parts");
 
     let mut last = 0;
     for line in NdjsonReader::new(doc, limits) {
@@ -77,7 +91,7 @@ pub fn stream_consistent(data: &[u8]) {
         last = line.number;
     }
 
-    let Ok(tree) = json::parse_with(doc, limits) else { return };
+    let Ok(tree) = json::parse_with(doc, limits).or_else(|_| xml::parse_with(doc, limits)) else { return };
     let is_bundle_with_entries =
         tree.resource_type() == Some("Bundle") && matches!(tree.get("entry"), Some(Node::Array(_)));
     if !is_bundle_with_entries || doc.contains(&b'\\') {

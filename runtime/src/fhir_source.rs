@@ -2,11 +2,11 @@
 //! thread, [`pieces`]), then each record read, filtered by resource type and validated
 //! (worker, [`decode`]).
 //!
-//! Files: a JSON resource, a JSON Bundle (each entry is one record: streamed entry by entry
-//! with `sluice_fhir::stream::BundleSplitter`, so memory holds one entry, not the Bundle), Bulk
-//! Data NDJSON (one record a line; a file ending in `.ndjson`/`.jsonl`, or whose first line is a
-//! whole JSON object with more lines after it) and XML (read whole, a Bundle's entries then
-//! handed on one by one).
+//! Files: a JSON or XML resource, a JSON or XML Bundle (each entry is one record: streamed
+//! entry by entry with `sluice_fhir::stream::Parts`, so memory holds one entry, not the
+//! Bundle; XML entries are converted to JSON as they are cut out) and Bulk Data NDJSON (one
+//! record a line; a file ending in `.ndjson`/`.jsonl`, or whose first line is a whole JSON
+//! object with more lines after it).
 //!
 //! Invariants:
 //! - Nothing is lost, nothing panics: every piece of input becomes exactly one record. An entry
@@ -27,12 +27,12 @@
 //!   memory is traded for resolution); otherwise nothing is held.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use sluice_compiler::plan::{FhirSourcePlan, Mode};
-use sluice_fhir::stream::{BundleSplitter, Part};
+use sluice_fhir::stream::{Part, Parts};
 use sluice_fhir::validate::{Options, Severity};
 use sluice_fhir::{CodecError, Limits, Node};
 
@@ -95,21 +95,15 @@ impl FhirSource {
     /// Indexes the Bundle in `path` (read once more through `open`, entry by entry) when the
     /// plan resolves references. What cannot be read is left out: its entry goes to the DLQ on
     /// the real pass.
-    fn index_bundle(&self, open: &crate::source::Opener, path: &Path, xml: bool) {
+    fn index_bundle(&self, open: &crate::source::Opener, path: &Path) {
         if !self.keep_bundles {
             return;
         }
         let mut index = BundleIndex::default();
-        if xml {
-            let mut bytes = Vec::new();
-            if let Ok(mut reader) = open()
-                && reader.read_to_end(&mut bytes).is_ok()
-                && let Ok(node) = sluice_fhir::read(&bytes)
-            {
-                node.get("entry").and_then(Node::as_array).into_iter().flatten().for_each(|e| index.push(e));
-            }
-        } else if let Ok(f) = open() {
-            for part in BundleSplitter::new(BufReader::new(f), Limits::default()) {
+        if let Ok(f) = open()
+            && let Ok(parts) = Parts::new(BufReader::new(f), Limits::default())
+        {
+            for part in parts {
                 if let Ok(Part::Entry { bytes: Ok(bytes), .. }) = part
                     && let Ok(entry) = sluice_fhir::json::parse(&bytes)
                 {
@@ -182,36 +176,13 @@ pub fn pieces(
         || name.ends_with(".jsonl")
         || (!sluice_fhir::is_xml(&prefix) && sluice_fhir::stream::looks_like_ndjson(&prefix));
     if !ndjson {
-        src.index_bundle(open, path, sluice_fhir::is_xml(&prefix));
-    }
-    if sluice_fhir::is_xml(&prefix) {
-        let mut bytes = Vec::new();
-        reader.read_to_end(&mut bytes).map_err(|e| crate::source::read_error(path, &e))?;
-        return Ok(Box::new(xml_pieces(&bytes).into_iter().map(Ok)));
+        src.index_bundle(open, path);
     }
     if ndjson {
         return Ok(Box::new(Lines { reader, offset: 0, index: 0, limits: Limits::default() }));
     }
-    Ok(Box::new(JsonPieces::new(reader, path)))
-}
-
-/// An XML file: one resource, or a Bundle whose entries are handed on one by one.
-fn xml_pieces(bytes: &[u8]) -> Vec<Piece> {
-    let node = match sluice_fhir::read(bytes) {
-        Ok(n) => n,
-        Err(e) => {
-            return vec![problem(e.offset as u64, 0, bytes.to_vec(), unreadable(&e, e.offset as u64, "the file"))];
-        }
-    };
-    match (node.resource_type(), node.get("entry").and_then(Node::as_array)) {
-        (Some("Bundle"), Some(entries)) => entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| Piece { offset: 0, index: i as u64, bytes: e.to_json().into_bytes(), problem: None })
-            .collect(),
-        (Some("Bundle"), None) => Vec::new(),
-        _ => vec![Piece { offset: 0, index: 0, bytes: node.to_json().into_bytes(), problem: None }],
-    }
+    let parts = Parts::new(reader, Limits::default()).map_err(|e| crate::source::read_error(path, &e))?;
+    Ok(Box::new(BundlePieces::new(parts, path)))
 }
 
 /// Bulk Data NDJSON: one piece a non-blank line, each bounded by the size limit.
@@ -283,9 +254,9 @@ impl<R: BufRead> Iterator for Lines<R> {
     }
 }
 
-/// A JSON file: a Bundle streamed entry by entry, or one resource.
-struct JsonPieces<R: Read> {
-    parts: BundleSplitter<R>,
+/// A JSON or XML file: a Bundle streamed entry by entry, or one resource.
+struct BundlePieces<R: BufRead> {
+    parts: Parts<R>,
     path: std::path::PathBuf,
     /// Entries held until the document shows it is a Bundle (its `resourceType` came after
     /// `entry`); empty while streaming.
@@ -300,10 +271,10 @@ struct JsonPieces<R: Read> {
     done: bool,
 }
 
-impl<R: Read> JsonPieces<R> {
-    fn new(reader: R, path: &Path) -> Self {
-        JsonPieces {
-            parts: BundleSplitter::new(reader, Limits::default()),
+impl<R: BufRead> BundlePieces<R> {
+    fn new(parts: Parts<R>, path: &Path) -> Self {
+        BundlePieces {
+            parts,
             path: path.to_path_buf(),
             held: Vec::new(),
             bundle: None,
@@ -315,8 +286,15 @@ impl<R: Read> JsonPieces<R> {
     }
 
     /// What the members outside `entry` (the whole document when there is no `entry`) make.
-    fn end(&mut self, header: Vec<u8>, entries_seen: bool) -> std::io::Result<()> {
-        match sluice_fhir::json::parse(&header) {
+    fn end(&mut self, header: Result<Vec<u8>, CodecError>, entries_seen: bool) -> std::io::Result<()> {
+        let (header, read) = match header {
+            Ok(bytes) => {
+                let read = sluice_fhir::json::parse(&bytes);
+                (bytes, read)
+            }
+            Err(e) => (Vec::new(), Err(e)),
+        };
+        match read {
             Ok(h) if h.resource_type() == Some("Bundle") => self.ready.extend(self.held.drain(..)),
             Ok(h) if h.resource_type().is_some() && !entries_seen => {
                 self.ready.push_back(Piece { offset: 0, index: 0, bytes: header, problem: None });
@@ -351,7 +329,7 @@ impl<R: Read> JsonPieces<R> {
     }
 }
 
-impl<R: Read> Iterator for JsonPieces<R> {
+impl<R: BufRead> Iterator for BundlePieces<R> {
     type Item = std::io::Result<Piece>;
 
     fn next(&mut self) -> Option<Self::Item> {

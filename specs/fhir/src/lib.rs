@@ -31,6 +31,7 @@ pub mod tree;
 pub mod validate;
 pub mod version;
 pub mod xml;
+pub mod xml_stream;
 
 pub use json::{CodecError, Limits};
 pub use path::{PathError, PathErrorKind, Resolved};

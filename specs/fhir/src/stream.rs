@@ -28,8 +28,10 @@ pub enum Part {
     /// One entry: its 0-based index, byte offset in the input and bytes (or why it was not kept).
     Entry { index: usize, offset: usize, bytes: Result<Vec<u8>, CodecError> },
     /// All members except `entry`, as a JSON object. Without an `entry` array this is the
-    /// whole document.
-    End(Vec<u8>),
+    /// whole document. Always `Ok` from JSON input (whose bytes are passed on as read, for the
+    /// JSON reader to judge); from XML input ([`crate::xml_stream`]), the reason the Bundle's
+    /// other elements, or the document, could not be read.
+    End(Result<Vec<u8>, CodecError>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -332,7 +334,7 @@ impl<R: Read> Iterator for BundleSplitter<R> {
                         self.finish_entry();
                     }
                     if !self.header.is_empty() || self.started {
-                        self.pending.push_back(Part::End(std::mem::take(&mut self.header)));
+                        self.pending.push_back(Part::End(Ok(std::mem::take(&mut self.header))));
                     }
                     continue;
                 }
@@ -435,6 +437,35 @@ impl<R: BufRead> Iterator for NdjsonReader<R> {
     }
 }
 
+/// The parts of a Bundle file, JSON or XML (told by its first bytes): the same [`Part`]s,
+/// JSON in both cases.
+pub enum Parts<R: BufRead> {
+    Json(BundleSplitter<R>),
+    Xml(crate::xml_stream::XmlBundleSplitter<R>),
+}
+
+impl<R: BufRead> Parts<R> {
+    pub fn new(mut reader: R, limits: Limits) -> std::io::Result<Self> {
+        let xml = crate::is_xml(reader.fill_buf()?);
+        Ok(if xml {
+            Parts::Xml(crate::xml_stream::XmlBundleSplitter::new(reader, limits))
+        } else {
+            Parts::Json(BundleSplitter::new(reader, limits))
+        })
+    }
+}
+
+impl<R: BufRead> Iterator for Parts<R> {
+    type Item = std::io::Result<Part>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Parts::Json(p) => p.next(),
+            Parts::Xml(p) => p.next(),
+        }
+    }
+}
+
 /// Whether JSON text is NDJSON: its first non-blank line is a complete JSON object and another
 /// non-blank line follows.
 pub fn looks_like_ndjson(prefix: &[u8]) -> bool {
@@ -443,8 +474,8 @@ pub fn looks_like_ndjson(prefix: &[u8]) -> bool {
     matches!(crate::json::parse(first), Ok(Node::Object(_))) && lines.next().is_some()
 }
 
-/// Validates a JSON Bundle (or any JSON resource) as it streams: entries are read, checked
-/// and dropped one at a time ([`crate::bundle::BundleChecker`]). An entry that cannot be read
+/// Validates a Bundle (or any resource), JSON or XML, as it streams: entries are read,
+/// checked and dropped one at a time ([`crate::bundle::BundleChecker`]). An entry that cannot be read
 /// becomes an error finding at `Bundle.entry[i]`; a document that is not a resource at all is
 /// an `Err`.
 pub fn validate_streaming<R: Read>(
@@ -455,7 +486,7 @@ pub fn validate_streaming<R: Read>(
     use crate::validate::{Finding, Severity};
     let mut checker: Option<crate::bundle::BundleChecker<'_>> = None;
     let mut unreadable = Vec::new();
-    for part in BundleSplitter::new(reader, limits) {
+    for part in Parts::new(std::io::BufReader::new(reader), limits)? {
         match part? {
             Part::Start(bytes) => match crate::json::parse_with(&bytes, limits) {
                 Ok(start) => checker = Some(crate::bundle::BundleChecker::new(&start, options)),
@@ -483,7 +514,7 @@ pub fn validate_streaming<R: Read>(
                 }
             }
             Part::End(bytes) => {
-                let header = match crate::json::parse_with(&bytes, limits) {
+                let header = match bytes.and_then(|b| crate::json::parse_with(&b, limits)) {
                     Ok(h) => h,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -528,7 +559,7 @@ mod tests {
                 Part::Entry { index, offset, bytes } => {
                     format!("E{index}@{offset} {}", String::from_utf8_lossy(&bytes.unwrap()))
                 }
-                Part::End(h) => format!("X {}", String::from_utf8_lossy(&h)),
+                Part::End(h) => format!("X {}", String::from_utf8_lossy(&h.unwrap())),
             })
             .collect()
     }

@@ -254,3 +254,66 @@ fn streamed_bundles_give_the_same_findings_as_whole_ones() {
     }
     println!("\nFHIR Bundles streamed entry by entry: {compared} files, same findings as in memory\n");
 }
+
+/// The XML resources of the corpus (narratives, extensions, comments, contained resources),
+/// put as entries into one XML Bundle: cut out entry by entry as it streams, each entry is the
+/// JSON the whole-document reader makes of it, and streamed validation finds what validation
+/// of the whole tree finds.
+#[test]
+fn xml_bundles_stream_entry_by_entry_to_the_same_entries_and_findings() {
+    use sluice_fhir::stream::Part;
+    let Some(root) = common::corpus_root("fhir") else { return };
+    let files = files_under(&root.join("fhir/fhir-test-cases-r4-misc"), "xml");
+    let mut bundle = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<!-- built from the corpus -->\n<Bundle xmlns=\"http://hl7.org/fhir\">\n  <type value=\"collection\"/>\n",
+    );
+    let mut used = 0;
+    for (i, f) in files.iter().enumerate() {
+        let text = std::fs::read_to_string(f).unwrap();
+        // The resource without its XML declaration; skip what does not read alone.
+        let body = match text.trim_start_matches('\u{feff}').trim_start().strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map_or("", |(_, r)| r),
+            None => text.as_str(),
+        };
+        if read(body.as_bytes()).is_err() {
+            continue;
+        }
+        bundle.push_str(&format!(
+            "  <entry>\n    <fullUrl value=\"urn:uuid:00000000-0000-4000-8000-{i:012}\"/>\n    <resource>{body}</resource>\n  </entry>\n"
+        ));
+        used += 1;
+    }
+    bundle.push_str("</Bundle>\n");
+    let whole = read(bundle.as_bytes()).expect("the built Bundle reads whole");
+    let expected: Vec<String> = whole.get("entry").unwrap().as_array().unwrap().iter().map(Node::to_json).collect();
+    assert_eq!(expected.len(), used);
+    for chunk in [4096, 7] {
+        let reader = std::io::BufReader::with_capacity(chunk, bundle.as_bytes());
+        let entries: Vec<String> =
+            sluice_fhir::xml_stream::XmlBundleSplitter::new(reader, sluice_fhir::Limits::default())
+                .filter_map(|p| match p.unwrap() {
+                    Part::Entry { bytes, .. } => Some(String::from_utf8(bytes.unwrap()).unwrap()),
+                    _ => None,
+                })
+                .collect();
+        assert_eq!(entries, expected, "read {chunk} bytes at a time");
+    }
+    let key = |v: &[sluice_fhir::validate::Finding]| {
+        let mut k: Vec<String> =
+            v.iter().map(|x| format!("{} {} {} {}", x.severity, x.code, x.location, x.message)).collect();
+        k.sort();
+        k
+    };
+    let in_memory = validate(&whole, &Options::default());
+    let streamed = sluice_fhir::stream::validate_streaming(
+        std::io::BufReader::with_capacity(4096, bundle.as_bytes()),
+        sluice_fhir::Limits::default(),
+        &Options::default(),
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(key(&streamed), key(&in_memory));
+    println!(
+        "\nFHIR XML: {used} corpus resources as one XML Bundle streamed entry by entry: same entries and findings as in memory\n"
+    );
+}
