@@ -388,7 +388,7 @@ fn tokens(seen: &[common::fault_proxy::Seen]) -> Vec<String> {
 }
 
 #[test]
-fn oauth2_client_credentials_tokens_refresh_before_expiry_and_once_on_401() {
+fn oauth2_client_credentials_tokens_refresh_before_expiry_and_once_on_401_or_invalid_token_403() {
     let Some(url) = pg_database("fhir-rest-oauth") else { return };
     let oidc = common::oidc::Server::start();
     let (dir, proxy, hfs, _) = serve_and_write("fhir-rest-oauth", "    auth: {type: oauth2, connection: ehr_oauth}\n");
@@ -448,16 +448,46 @@ fn oauth2_client_credentials_tokens_refresh_before_expiry_and_once_on_401() {
     assert!(patient_tokens.len() >= 2, "refreshed before expiry, mid-sync: {patient_tokens:?}");
     assert!(patient_tokens.iter().any(|t| !first_tokens.contains(t)));
 
-    // 3. A server that accepts none of the issuer's tokens: one refresh, then RT120.
+    // 3. A server that answers an expired token 403 `error="invalid_token"` (RFC 6750 allows
+    //    it; some EHRs do): treated like a 401, one refresh and the page again.
+    proxy.refuse_with_403(true);
+    create(hfs.port, &patient(9, "female"));
+    let before = proxy.seen().len();
+    proxy.schedule_for("/Patient", vec![Some(Fault::ExpireToken)]);
+    let third = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&third), 1, "{third}");
+    assert_eq!(patient_rows(&url).len(), 10);
+    let during = &proxy.seen()[before..];
+    let at_403 = during.iter().position(|s| s.refused).expect("the expired token is refused");
+    let again = during[at_403 + 1..].iter().find(|s| s.target.starts_with("/Patient")).unwrap();
+    assert_eq!(again.target, during[at_403].target, "the refused page is asked again");
+    assert_ne!(again.authorization, during[at_403].authorization, "with a new token");
+    assert!(stderrs.last().unwrap().contains("refused (HTTP 403): refreshed once"), "{}", stderrs.last().unwrap());
+
+    // 4. A 403 for a missing scope is not the token's age: no refresh, RT118 saying so.
+    let before = proxy.seen().len();
+    proxy.schedule_for("/Patient", vec![Some(Fault::InsufficientScope)]);
+    let out = sluice(&dir, &url).output().unwrap();
+    let err = text(&out.stderr);
+    stderrs.push(err.clone());
+    assert!(!out.status.success());
+    assert!(err.contains("RT118") && err.contains("HTTP 403") && err.contains("scopes"), "{err}");
+    assert!(!err.contains("refreshed once"), "{err}");
+    let patient_requests = proxy.seen()[before..].iter().filter(|s| s.target.starts_with("/Patient")).count();
+    assert_eq!(patient_requests, 1, "asked once, not refreshed and asked again");
+    assert_eq!(patient_rows(&url).len(), 10, "nothing lost");
+    proxy.refuse_with_403(false);
+
+    // 5. A server that accepts none of the issuer's tokens: one refresh, then RT120.
     proxy.refuse_tokens(true);
     let out = sluice(&dir, &url).output().unwrap();
     let err = text(&out.stderr);
     stderrs.push(err.clone());
     assert!(!out.status.success());
     assert!(err.contains("RT120") && err.contains("ehr_oauth"), "{err}");
-    assert_eq!(patient_rows(&url).len(), 9, "nothing lost");
+    assert_eq!(patient_rows(&url).len(), 10, "nothing lost");
 
-    // 4. No token, secret or patient name in any output (stderr, audit, state store, DLQ);
+    // 6. No token, secret or patient name in any output (stderr, audit, state store, DLQ);
     //    the tokens in the state store are sealed.
     let all_tokens = tokens(&proxy.seen());
     assert!(all_tokens.len() >= 4, "{all_tokens:?}");
@@ -586,7 +616,28 @@ fn deletions_on_the_server_delete_rows_and_become_tombstones_once() {
     assert_eq!(delivered(&fifth), 1, "{fifth}");
     assert_eq!(patient_rows(&url).len(), 2);
 
-    // 5. No patient name in any output but the sinks.
+    // 5. A CSV file started before the sink had its `_deleted` column (an upgrade): the run
+    //    refuses to append rows under the old header (RT163) and writes nothing; once the
+    //    file is moved away, the next run starts a new one with the new header.
+    let csv_path = dir.join("out/fhir-rest-sync/patients.csv");
+    let current = std::fs::read_to_string(&csv_path).unwrap();
+    let (first, rest) = current.split_once('\n').unwrap();
+    let old_file = format!("{}\n{rest}", first.trim_end_matches('\r').trim_end_matches(",_deleted").to_string() + "\r");
+    std::fs::write(&csv_path, &old_file).unwrap();
+    create(hfs.port, &patient(7, "male"));
+    let out = sluice(&dir, &url).output().unwrap();
+    let err = text(&out.stderr);
+    stderrs.push(err.clone());
+    assert!(!out.status.success());
+    assert!(err.contains("RT163") && err.contains("this sink adds `_deleted`"), "{err}");
+    assert_eq!(std::fs::read_to_string(&csv_path).unwrap(), old_file, "nothing appended");
+    std::fs::rename(&csv_path, dir.join("out/fhir-rest-sync/patients-old.csv")).unwrap();
+    let sixth = run_ok(&dir, &url, &mut stderrs);
+    assert_eq!(delivered(&sixth), 1, "{sixth}");
+    let fresh = std::fs::read_to_string(&csv_path).unwrap();
+    assert!(fresh.lines().next().unwrap().trim_end().ends_with(",_deleted"), "{fresh}");
+
+    // 6. No patient name in any output but the sinks.
     let mut outputs = stderrs.join("\n").into_bytes();
     for f in ["audit.jsonl", "state.db", "dlq.jsonl"] {
         outputs.extend(std::fs::read(dir.join("out/fhir-rest-sync").join(f)).unwrap_or_default());

@@ -861,7 +861,7 @@ fn open_outputs(
                         let mut w =
                             if s.object.is_some() && !resuming { sink::create(&s.path)? } else { open(&s.path)? };
                         if let Some(csv) = &s.csv {
-                            crate::sinks::csv::header_if_empty(&mut w, &s.path, &csv.columns)?;
+                            crate::sinks::csv::write_or_check_header(&mut w, &comp.name, &s.path, &csv.columns)?;
                         }
                         files.push((s.path.clone(), w));
                         files.len() - 1

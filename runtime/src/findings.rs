@@ -230,6 +230,8 @@ findings! {
         "A record of a reconciliation input lacks a field matching needs (its id, amount, currency or date), or holds one that cannot be read: an amount that is not whole minor units (`amount_unit: minor`) or has more decimal places than its currency, a currency that is not three letters, a date that is neither `YYYY-MM-DD`, `CCYYMMDD`, an RFC 3339 date-time nor Unix seconds. It goes to the review output with reason `invalid_field`, naming the field, never its value.";
     RECONCILE_IO = "RT162", RunError, "reconciliation input or output cannot be used",
         "`sluice reconcile` could not read an input file or write an output file (missing, not readable, a folder that cannot be created). Nothing was written; fix the path in the spec and run again. The message names the file, never a record.";
+    CSV_HEADER_MISMATCH = "RT163", RunError, "CSV file started with other columns",
+        "A `csv` sink appends to a file that already has lines (a live feed such as `fhir.rest`, `kafka` or `sluice serve`, which add to the same file run after run), and the file's header line names other columns than the sink writes now: the mapping or the output schema changed, or the sink gained the `_deleted` column that cdc deletions add. Rows under the old header would be read with the wrong column names, so nothing is written. The message says how many columns each has and the first difference (column names only). Move the file away, or point `path` at a new file, and run again: the new file gets the new header.";
 
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";

@@ -28,8 +28,12 @@ pub enum Fault {
     /// Forwards, with the `next` link taken out of the Bundle (a server that does not page).
     NoNextLink,
     /// With introspection on: destroys the request's access token at the authorization server
-    /// first (an expiry mid-sync), so that the request is refused with a 401.
+    /// first (an expiry mid-sync), so that the request is refused with a 401 (or the 403 of
+    /// [`FaultProxy::refuse_with_403`]).
     ExpireToken,
+    /// Answers 403 with `WWW-Authenticate: Bearer error="insufficient_scope"`: a valid token
+    /// without the scope for this search.
+    InsufficientScope,
 }
 
 /// Where bearer tokens are introspected: the authorization server's port, and the client id
@@ -63,6 +67,8 @@ struct Shared {
     introspection: Option<Introspection>,
     /// Every bearer token refused (a server that accepts none of the issuer's tokens).
     refuse_tokens: bool,
+    /// Refused tokens are answered 403 `error="invalid_token"` instead of 401.
+    refuse_with_403: bool,
 }
 
 #[derive(Clone)]
@@ -113,6 +119,12 @@ impl FaultProxy {
         self.shared.lock().unwrap().refuse_tokens = refuse;
     }
 
+    /// Answers refused tokens with 403 and `WWW-Authenticate: Bearer error="invalid_token"`
+    /// (as some servers answer an expired token) instead of 401.
+    pub fn refuse_with_403(&self, on: bool) {
+        self.shared.lock().unwrap().refuse_with_403 = on;
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.shared.lock().unwrap().seen.clone()
     }
@@ -147,11 +159,11 @@ impl FaultProxy {
         }
         let authorization = header("authorization");
         let at = Instant::now();
-        let (fault, require, introspection, refuse_tokens) = {
+        let (fault, require, introspection, refuse_tokens, refuse_with_403) = {
             let mut s = self.shared.lock().unwrap();
             let mine = s.faults.iter().position(|(p, _)| p.as_deref().is_none_or(|p| target.starts_with(p)));
             let fault = mine.and_then(|i| s.faults.remove(i)).and_then(|(_, f)| f);
-            (fault, s.require.clone(), s.introspection.clone(), s.refuse_tokens)
+            (fault, s.require.clone(), s.introspection.clone(), s.refuse_tokens, s.refuse_with_403)
         };
         let bearer = authorization.as_deref().and_then(|a| a.strip_prefix("Bearer ")).map(str::to_string);
         let token_refused = introspection.as_ref().is_some_and(|i| {
@@ -169,11 +181,23 @@ impl FaultProxy {
             fault: fault.as_ref().map(|f| format!("{f:?}")),
             refused,
         });
+        if refused && token_refused && refuse_with_403 {
+            let _ = client.write_all(
+                b"HTTP/1.1 403 Forbidden\r\nWWW-Authenticate: Bearer realm=\"fhir\", error=\"invalid_token\", error_description=\"The access token expired\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            return;
+        }
         if refused {
             let _ = client.write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
         }
         match fault {
+            Some(Fault::InsufficientScope) => {
+                let _ = client.write_all(
+                    b"HTTP/1.1 403 Forbidden\r\nWWW-Authenticate: Bearer realm=\"fhir\", error=\"insufficient_scope\", scope=\"system/Patient.read\"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+                return;
+            }
             Some(Fault::Status(status, retry_after)) => {
                 let extra = retry_after.map_or(String::new(), |r| format!("Retry-After: {r}\r\n"));
                 let body = r#"{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"transient"}]}"#;

@@ -30,9 +30,11 @@
 //!   a searchset stops it too (RT119), records already handed on still become durable.
 //! - OAuth2 (`auth: {type: oauth2, connection}`): each page asks the connection for its
 //!   access token ([`crate::oauth::Connection::bearer`]: cached sealed in the state store,
-//!   refreshed within `refresh_before` of its expiry). A 401 gets one refresh
-//!   ([`crate::oauth::Connection::unauthorized`]) and the same page asked again; a second 401
-//!   stops the run (RT120). Only whole pages are handed on, so a page refused and asked again
+//!   refreshed within `refresh_before` of its expiry). A refused token (a 401, or a 403 whose
+//!   `WWW-Authenticate` says `error="invalid_token"`, as some servers answer an expired token)
+//!   gets one refresh ([`crate::oauth::Connection::unauthorized`]) and the same page asked
+//!   again; a second refusal stops the run (RT120). Any other 403 (`insufficient_scope`) is
+//!   not the token's age: RT118 at once, saying so. Only whole pages are handed on, so a page refused and asked again
 //!   delivers each of its resources once.
 //! - Deletions ([`deletions`]): after a cdc table's search is durable and its cursor saved,
 //!   `GET [Type]/_history?_since=...` finds the resources deleted since; each becomes a
@@ -91,6 +93,8 @@ struct Client {
     connection: Option<Connection>,
     /// The status of the last refused request (after its retries), when it had one.
     last_status: Option<u16>,
+    /// Whether the last page's failure was its access token refused ([`Failure::token_refused`]).
+    last_token_refused: bool,
     policy: Policy,
     throttle: Option<Throttle>,
     rng: Rng,
@@ -114,6 +118,25 @@ struct Failure {
     text: String,
     auth: bool,
     status: Option<u16>,
+    /// The server said the access token itself is bad: a 401, or a 403 whose
+    /// `WWW-Authenticate` carries `error="invalid_token"` (RFC 6750 §3.1; some servers answer
+    /// an expired token so). Worth one refresh; any other 403 (`insufficient_scope`, no
+    /// access to the resource type) is not.
+    token_refused: bool,
+}
+
+/// Whether a `WWW-Authenticate` header says the bearer token is invalid or expired
+/// (`Bearer realm="x", error="invalid_token", ...`).
+fn says_invalid_token(www_authenticate: Option<&str>) -> bool {
+    let Some(params) = www_authenticate.and_then(|h| {
+        let h = h.trim_start();
+        h.get(..6).filter(|scheme| scheme.eq_ignore_ascii_case("bearer")).map(|_| &h[6..])
+    }) else {
+        return false;
+    };
+    params.split(',').filter_map(|p| p.split_once('=')).any(|(k, v)| {
+        k.trim().eq_ignore_ascii_case("error") && v.trim().trim_matches('"').eq_ignore_ascii_case("invalid_token")
+    })
 }
 
 /// The URL as messages show it: no query (a `_cursor` may encode search values).
@@ -188,6 +211,7 @@ impl Client {
             headers,
             connection,
             last_status: None,
+            last_token_refused: false,
             policy: Policy::from_plan(&plan.retry),
             throttle: plan.throttle.as_ref().map(|t| Throttle::open(t, state)).transpose()?,
             rng: Rng::from_time(),
@@ -197,27 +221,29 @@ impl Client {
         })
     }
 
-    /// GETs one page, retried as the policy says; with an OAuth connection, a 401 gets one
-    /// token refresh and the page is asked again.
+    /// GETs one page, retried as the policy says; with an OAuth connection, a refused token (a
+    /// 401, or a 403 saying `invalid_token`) gets one refresh and the page is asked again.
     fn page(&mut self, url: &str, table: &str) -> Result<Page, RunError> {
         let token = match &self.connection {
             Some(connection) => connection.bearer()?,
             None => return self.page_with(url, table, None),
         };
         let refused = match self.page_with(url, table, Some(&token)) {
-            Err(e) if self.last_status == Some(401) => e,
+            Err(e) if self.last_token_refused => e,
             other => return other,
         };
         let Some(connection) = &self.connection else { return Err(refused) };
         let connection_name = connection.plan().name.clone();
-        tracing::warn!(component = %self.name, table, "fhir.rest access token refused (HTTP 401): refreshed once");
+        let status = self.last_status.unwrap_or(401);
+        tracing::warn!(component = %self.name, table, "fhir.rest access token refused (HTTP {status}): refreshed once");
         let fresh = connection.unauthorized(&token)?;
         match self.page_with(url, table, Some(&fresh)) {
-            Err(_) if self.last_status == Some(401) => Err(RunError::new(
+            Err(_) if self.last_token_refused => Err(RunError::new(
                 findings::FHIR_REST_TOKEN_REFUSED,
                 format!(
-                    "`{}`: the server refused a freshly refreshed access token of connection `{connection_name}` for table `{table}` (HTTP 401, {})",
+                    "`{}`: the server refused a freshly refreshed access token of connection `{connection_name}` for table `{table}` (HTTP {}, {})",
                     self.name,
+                    self.last_status.unwrap_or(401),
                     shown(url)
                 ),
             )
@@ -229,6 +255,7 @@ impl Client {
     /// GETs one page with `bearer` (when given) as its `Authorization`.
     fn page_with(&mut self, url: &str, table: &str, bearer: Option<&crate::secrets::Secret>) -> Result<Page, RunError> {
         self.last_status = None;
+        self.last_token_refused = false;
         let bearer = bearer.map(|t| Credential(format!("Bearer {}", String::from_utf8_lossy(t.expose()))));
         if bearer.as_ref().is_some_and(|b| ureq::http::HeaderValue::from_str(&b.0).is_err()) {
             return Err(RunError::new(
@@ -237,14 +264,30 @@ impl Client {
             )
             .with_help("the token endpoint returned a token with line breaks or control characters"));
         }
-        let Client { name, agent, headers, policy, throttle, rng, timer, requests, retries, last_status, .. } = self;
+        let Client {
+            name,
+            agent,
+            headers,
+            policy,
+            throttle,
+            rng,
+            timer,
+            requests,
+            retries,
+            last_status,
+            last_token_refused,
+            ..
+        } = self;
         let outcome = retry::run(
             policy,
             rng,
             timer,
             |_, timer| {
                 if let Some(Err(text)) = throttle.as_mut().map(|t| t.wait_turn(timer)) {
-                    return Err((Failure { text, auth: false, status: None }, Class::Retryable { retry_after: None }));
+                    return Err((
+                        Failure { text, auth: false, status: None, token_refused: false },
+                        Class::Retryable { retry_after: None },
+                    ));
                 }
                 *requests += 1;
                 let mut req = agent.get(url).header("Accept", "application/fhir+json");
@@ -259,7 +302,12 @@ impl Client {
                     Err(e) => {
                         let class = crate::http_sink::classify_error(&e);
                         return Err((
-                            Failure { text: crate::http_sink::describe(&e), auth: false, status: None },
+                            Failure {
+                                text: crate::http_sink::describe(&e),
+                                auth: false,
+                                status: None,
+                                token_refused: false,
+                            },
                             class,
                         ));
                     }
@@ -272,21 +320,31 @@ impl Client {
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs() as i64);
                     let retry_after = header("retry-after").and_then(|v| retry::parse_retry_after(&v, now));
+                    let auth = matches!(status, 401 | 403);
+                    let token_refused =
+                        status == 401 || status == 403 && says_invalid_token(header("www-authenticate").as_deref());
                     // The body may quote the request or the data: read and dropped.
                     let _ = resp.body_mut().read_to_vec();
-                    let auth = matches!(status, 401 | 403);
                     let class = match crate::http_sink::classify_status(status, retry_after) {
                         Class::Data => Class::Permanent,
                         c => c,
                     };
-                    return Err((Failure { text: format!("HTTP {status}"), auth, status: Some(status) }, class));
+                    return Err((
+                        Failure { text: format!("HTTP {status}"), auth, status: Some(status), token_refused },
+                        class,
+                    ));
                 }
                 let bytes = match resp.body_mut().with_config().limit(512 * 1024 * 1024).read_to_vec() {
                     Ok(b) => b,
                     Err(e) => {
                         let class = crate::http_sink::classify_error(&e);
                         return Err((
-                            Failure { text: crate::http_sink::describe(&e), auth: false, status: None },
+                            Failure {
+                                text: crate::http_sink::describe(&e),
+                                auth: false,
+                                status: None,
+                                token_refused: false,
+                            },
                             class,
                         ));
                     }
@@ -299,6 +357,7 @@ impl Client {
                             text: format!("the answer is not FHIR JSON ({} at byte {})", e.code, e.offset),
                             auth: false,
                             status: None,
+                            token_refused: false,
                         },
                         Class::Retryable { retry_after: None },
                     )),
@@ -315,7 +374,13 @@ impl Client {
         };
         let attempts = outcome.attempts;
         *last_status = failure.status;
+        *last_token_refused = failure.token_refused;
         if failure.auth {
+            let help = if failure.status == Some(403) && !failure.token_refused {
+                "the credentials were accepted but do not allow this search (HTTP 403, e.g. `insufficient_scope`): grant the account or the connection's `scopes` read access to the table's resource type, or drop the table"
+            } else {
+                "check the secret the source's `auth` names, and the account's access to the resource type"
+            };
             return Err(RunError::new(
                 findings::FHIR_REST_AUTH,
                 format!(
@@ -324,7 +389,7 @@ impl Client {
                     shown(url)
                 ),
             )
-            .with_help("check the secret the source's `auth` names, and the account's access to the resource type"));
+            .with_help(help));
         }
         let how = match gave_up {
             GaveUp::NotRetryable => "not retried".to_string(),
@@ -620,5 +685,20 @@ fn sync_table(
                 return Ok(report);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::says_invalid_token;
+
+    #[test]
+    fn a_403_is_a_refused_token_only_when_its_challenge_says_invalid_token() {
+        assert!(says_invalid_token(Some(r#"Bearer realm="fhir", error="invalid_token""#)));
+        assert!(says_invalid_token(Some(r#"bearer error=invalid_token, error_description="expired""#)));
+        assert!(!says_invalid_token(Some(r#"Bearer realm="fhir", error="insufficient_scope", scope="x""#)));
+        assert!(!says_invalid_token(Some(r#"Basic realm="error=invalid_token""#)));
+        assert!(!says_invalid_token(Some("Bearer")));
+        assert!(!says_invalid_token(None));
     }
 }

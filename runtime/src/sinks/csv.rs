@@ -4,7 +4,9 @@
 //!
 //! The file is written like a JSON Lines sink's (`crate::sink`): by the writer thread, in
 //! record order, cut back to its checkpoint length on `--resume`, appended to by a live feed.
-//! The header is written when the file is empty (a new file, or a live feed's first record).
+//! The header is written when the file is empty (a new file, or a live feed's first record);
+//! a file a live feed appends to must already start with the same header (RT163 otherwise:
+//! rows under another header would be read with the wrong column names).
 //!
 //! Invariants:
 //! - RFC 4180: fields holding `,`, `"`, CR or LF are quoted, `"` doubled; lines end with CRLF
@@ -30,17 +32,54 @@ pub fn header(columns: &[PgColumn]) -> String {
     out
 }
 
-/// Writes the header into a file that is still empty (new, or a live feed's first).
-pub fn header_if_empty(
+/// Writes the header into a file that is still empty (new, or a live feed's first); a file
+/// that already has lines must start with the same header, or its rows would no longer line
+/// up with their column names (RT163).
+pub fn write_or_check_header(
     w: &mut std::io::BufWriter<std::fs::File>,
+    sink: &str,
     path: &str,
     columns: &[PgColumn],
 ) -> Result<(), RunError> {
     let len = w.get_ref().metadata().map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?.len();
+    let expected = header(columns);
     if len == 0 && w.buffer().is_empty() {
-        crate::sink::write_line(w, &header(columns), path)?;
+        return crate::sink::write_line(w, &expected, path);
     }
-    Ok(())
+    let found = first_line(path)?;
+    if found == expected.trim_end_matches('\r') {
+        return Ok(());
+    }
+    let names = |line: &str| line.split(',').map(|n| n.trim_matches('"').to_string()).collect::<Vec<_>>();
+    let (old, new) = (names(&found), names(expected.trim_end_matches('\r')));
+    let difference = match old.iter().zip(&new).position(|(a, b)| a != b) {
+        Some(i) => format!("column {} is `{}` there, `{}` here", i + 1, old[i], new[i]),
+        None if old.len() < new.len() => format!("this sink adds `{}`", new[old.len()..].join("`, `")),
+        None => format!("the file has {} more", old.len() - new.len()),
+    };
+    Err(RunError::new(
+        crate::findings::CSV_HEADER_MISMATCH,
+        format!(
+            "csv sink `{sink}`: `{path}` was started with other columns ({} there, {} now: {difference})",
+            old.len(),
+            new.len()
+        ),
+    )
+    .with_help(
+        "the sink's columns changed since the file was started (a mapping or schema change, or the `_deleted` column cdc deletions add): move the file away or point `path` at a new file, and run again; nothing was written",
+    ))
+}
+
+/// The first line of the file at `path`, without its line end (at most 1 MiB of it).
+fn first_line(path: &str) -> Result<String, RunError> {
+    use std::io::{BufRead, Read};
+    let f = std::fs::File::open(path).map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?;
+    let mut line = Vec::new();
+    std::io::BufReader::new(f.take(1 << 20))
+        .read_until(b'\n', &mut line)
+        .map_err(|e| RunError::io("read", std::path::Path::new(path), &e))?;
+    let text = String::from_utf8_lossy(&line);
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }
 
 /// The line of a record (without its LF).
@@ -79,6 +118,43 @@ mod tests {
         // The record id's column has no path: its value is the record's id.
         let path = if name == "sluice_record_id" { "" } else { name };
         PgColumn { name: name.into(), path: path.into(), sql_type: "text".into() }
+    }
+
+    #[test]
+    fn a_file_with_lines_must_start_with_the_same_header() {
+        let dir = std::env::temp_dir().join(format!("sluice-csv-header-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("p.csv");
+        let p = path.to_str().unwrap();
+        let cols = [col("sluice_record_id"), col("a"), col("b")];
+        let append = || {
+            let f = std::fs::OpenOptions::new().create(true).append(true).open(&path).unwrap();
+            std::io::BufWriter::new(f)
+        };
+        use std::io::Write;
+        // Empty: the header is written.
+        let mut w = append();
+        write_or_check_header(&mut w, "out", p, &cols).unwrap();
+        w.write_all(b"\n").unwrap();
+        w.flush().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "sluice_record_id,a,b\r\n");
+        // The same header: appended to, nothing written.
+        let mut w = append();
+        write_or_check_header(&mut w, "out", p, &cols).unwrap();
+        assert!(w.buffer().is_empty());
+        // A column more, one renamed, one fewer: RT163, naming the first difference.
+        let more = [col("sluice_record_id"), col("a"), col("b"), col("_deleted")];
+        let e = write_or_check_header(&mut append(), "out", p, &more).unwrap_err();
+        assert_eq!(e.code, crate::findings::CSV_HEADER_MISMATCH);
+        assert!(e.message.contains("(3 there, 4 now: this sink adds `_deleted`)"), "{}", e.message);
+        let renamed = [col("sluice_record_id"), col("a"), col("c")];
+        let e = write_or_check_header(&mut append(), "out", p, &renamed).unwrap_err();
+        assert!(e.message.contains("column 3 is `b` there, `c` here"), "{}", e.message);
+        let fewer = [col("sluice_record_id"), col("a")];
+        let e = write_or_check_header(&mut append(), "out", p, &fewer).unwrap_err();
+        assert!(e.message.contains("the file has 1 more"), "{}", e.message);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "sluice_record_id,a,b\r\n", "never written");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// A minimal RFC 4180 reader, to read back what [`line`] wrote.
