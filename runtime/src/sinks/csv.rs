@@ -135,7 +135,6 @@ mod tests {
         // Empty: the header is written.
         let mut w = append();
         write_or_check_header(&mut w, "out", p, &cols).unwrap();
-        w.write_all(b"\n").unwrap();
         w.flush().unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "sluice_record_id,a,b\r\n");
         // The same header: appended to, nothing written.
