@@ -57,31 +57,19 @@ pub fn stream_consistent(data: &[u8]) {
     let Some((&first, doc)) = data.split_first() else { return };
     let size = if first == 0 { usize::MAX } else { 1 + first as usize % 64 };
     let limits = Limits { max_depth: 64, max_bytes: 1 << 20 };
-    let parts = |chunk: usize| -> Vec<String> {
-        BundleSplitter::new(Chunked(doc, chunk), limits)
-            .map(|p| match p.expect("memory reads do not fail") {
-                Part::Start(h) => format!("S{}", String::from_utf8_lossy(&h)),
-                Part::Entry { index, offset, bytes } => {
-                    assert!(offset < doc.len());
-                    format!("E{index}@{offset}:{:?}", bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
-                }
-                Part::End(h) => format!("X{:?}", h.map(|b| String::from_utf8_lossy(&b).into_owned())),
-            })
-            .collect()
+    let describe = |p: std::io::Result<Part>| match p.expect("memory reads do not fail") {
+        Part::Start(h) => format!("S{}", String::from_utf8_lossy(&h)),
+        Part::Entry { index, offset, bytes } => {
+            assert!(offset < doc.len());
+            format!("E{index}@{offset}:{:?}", bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        }
+        Part::End(h) => format!("X{:?}", h.map(|b| String::from_utf8_lossy(&b).into_owned())),
     };
+    let parts =
+        |chunk: usize| -> Vec<String> { BundleSplitter::new(Chunked(doc, chunk), limits).map(describe).collect() };
     assert_eq!(parts(size), parts(usize::MAX), "read size {size} changes the parts");
-    let xml_parts = |chunk: usize| -> Vec<String> {
-        XmlBundleSplitter::new(Chunked(doc, chunk), limits)
-            .map(|p| match p.expect("memory reads do not fail") {
-                Part::Start(h) => format!("S{}", String::from_utf8_lossy(&h)),
-                Part::Entry { index, offset, bytes } => {
-                    assert!(offset < doc.len());
-                    format!("E{index}@{offset}:{:?}", bytes.map(|b| String::from_utf8_lossy(&b).into_owned()))
-                }
-                Part::End(h) => format!("X{:?}", h.map(|b| String::from_utf8_lossy(&b).into_owned())),
-            })
-            .collect()
-    };
+    let xml_parts =
+        |chunk: usize| -> Vec<String> { XmlBundleSplitter::new(Chunked(doc, chunk), limits).map(describe).collect() };
     assert_eq!(xml_parts(size), xml_parts(usize::MAX), "read size {size} changes the XML parts");
 
     let mut last = 0;
