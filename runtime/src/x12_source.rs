@@ -248,7 +248,7 @@ impl<R> Pieces<'_, R> {
 
     /// The parts of a set whose guide the source cuts at a loop (`split`): the loop and one
     /// part per occurrence (`sluice_x12::cut`). `None`: the set is a record whole.
-    fn cut(&self, p: &Pending) -> Option<(&str, Vec<sluice_x12::cut::Part>)> {
+    fn cut(&self, p: &Pending) -> Option<(String, Vec<sluice_x12::cut::Part>)> {
         if self.src.split.is_empty() {
             return None;
         }
@@ -265,10 +265,13 @@ impl<R> Pieces<'_, R> {
             st03: st.element_str(3),
         };
         let guide = sluice_x12::guide::select(&selector).ok()?;
-        let split = self.src.split.iter().find(|s| s.guide == guide.id)?;
+        // The plan names a guide as a mapping does (`005010X279A1/271` where the 270 and the
+        // 271 share the id).
+        let split = self.src.split.iter().find(|s| s.guide == guide.schema_name())?;
         let all: Vec<Segment> = sluice_x12::codec::segments(&p.set.bytes, d, 0).collect();
         let identified = sluice_x12::loops::identify(guide, all, p.set.closed);
-        Some((split.loop_id.as_str(), sluice_x12::cut::cut(&identified, &split.loop_id)))
+        let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
+        Some((loops.join(" or "), sluice_x12::cut::cut_any(&identified, &loops)))
     }
     /// Turns the pending sets of every completed interchange into pieces, and writes their
     /// acknowledgments.
