@@ -662,6 +662,27 @@ mod tests {
         let env = X12Env { guide: g834, within: None, outer: None };
         assert_eq!(env.resolve("2100A/NM1-09", span("2100A/NM1-09")).unwrap().phi, Some(PhiClass::Ssn));
         assert_eq!(env.resolve("2300[*]/HD-03", span("2300[*]/HD-03")).unwrap().value_type, ValueType::Code);
+        // One record per person: a chain of HL levels; lists may iterate below any of them.
+        let spans = |ids: &[&'static str]| ids.iter().map(|i| (*i, span(i))).collect::<Vec<_>>();
+        let top = X12Env { guide: g271, within: None, outer: None };
+        let people = top.each_levels(&spans(&["2000C", "2000D"])).unwrap();
+        assert_eq!(people.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["2000C", "2000D"]);
+        let person = X12Env { guide: g271, within: Some(people[1]), outer: Some(people[0]) };
+        assert!(person.each_loop("2110C", span("2110C")).is_ok());
+        assert!(person.each_loop("2110D", span("2110D")).is_ok());
+        assert_eq!(person.each_loop("2100B", span("2100B")).unwrap_err().code.code, "SL429");
+        assert!(person.resolve("2100D/NM1-03", span("2100D/NM1-03")).is_ok());
+        assert!(person.resolve("2100C/NM1-09", span("2100C/NM1-09")).is_ok());
+        assert_eq!(person.resolve("2000C[2]/HL-01", span("2000C[2]/HL-01")).unwrap_err().code.code, "SL426");
+        for bad in [&["2000D", "2000C"][..], &["2000C", "2110C"], &["2000B", "2000D"]] {
+            let d = top.each_levels(&spans(bad)).unwrap_err();
+            assert_eq!(d.code.code, "SL430", "{bad:?}");
+            assert!(d.help.as_deref().is_some_and(|h| h.contains("2000D (under 2000C)")), "{:?}", d.help);
+        }
+        let enrollment = X12Env { guide: g834, within: None, outer: None };
+        let d = enrollment.each_levels(&spans(&["2000", "2300"])).unwrap_err();
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("has no HL levels")), "{:?}", d.help);
+        assert_eq!(enrollment.each_levels(&spans(&["2000"])).unwrap().len(), 1);
         // The sources' `guides` list names the id once.
         assert_eq!(guide_ids().iter().filter(|g| **g == "005010X279A1").count(), 1);
     }

@@ -39,7 +39,7 @@ fn clean(res: &[InterchangeResult]) -> bool {
 
 #[test]
 fn synthetic_fixtures_validate_cleanly() {
-    for name in ["eligibility-270.x12", "eligibility-271.x12"] {
+    for name in ["eligibility-270.x12", "eligibility-271.x12", "eligibility-271-family.x12"] {
         let res = check(&fixture(name));
         assert!(clean(&res), "{name}: {:?}", findings(&res));
         assert_eq!(res[0].groups[0].sets[0].guide, "005010X279A1");
