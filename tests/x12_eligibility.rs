@@ -8,6 +8,7 @@
 //!   (RT143) at its own offset, and the run balances;
 //! - no name, member id, street, city or date of birth of the files reaches the run's output,
 //!   logs, audit, DLQ file or the plan;
+//! - each 834 member (2000, INS) is exactly one record with its own ids, dates and coverages;
 //! - a whole 271 replayed into the per-person mapping goes back to the DLQ (RT144).
 
 use std::path::Path;
@@ -20,14 +21,15 @@ use common::{json_lines as lines, sluice_debug as sluice, text};
 const CLOCK: &str = "2026-03-01T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-eligibility.yaml";
 const OUT: &str = "out/x12-eligibility";
+const FILES: &[&str] = &["eligibility-271.x12", "eligibility-271-family.x12", "enrollment-834.x12"];
 
-/// The workspace with the example data replaced by the 271 fixtures.
-fn workspace_with_fixtures(name: &str) -> common::Workspace {
+/// The workspace with the example data replaced by these fixtures.
+fn workspace_with_fixtures(name: &str, files: &[&str]) -> common::Workspace {
     let dir = common::workspace(name);
     let data = dir.join("examples/x12-eligibility/data");
     std::fs::remove_dir_all(&data).unwrap();
     std::fs::create_dir_all(&data).unwrap();
-    for f in ["eligibility-271.x12", "eligibility-271-family.x12"] {
+    for f in files {
         std::fs::copy(fixtures().join(f), data.join(f)).unwrap();
     }
     dir
@@ -65,6 +67,8 @@ fn phi_of(files: &[&str]) -> Vec<String> {
             match (s[0].as_str(), el(1).as_str()) {
                 ("NM1", "IL" | "03") => phi.extend([el(3), el(4), el(9)]),
                 ("N3", _) | ("N4", _) => phi.push(el(1)),
+                ("PER", "IP") => phi.push(el(4)),
+                ("REF", "0F") => phi.push(el(2)),
                 ("DMG", _) => {
                     let d = el(2);
                     phi.push(format!("{}-{}-{}", &d[..4], &d[4..6], &d[6..]));
@@ -250,10 +254,11 @@ fn normalized(v: &Value) -> Value {
 
 #[test]
 fn each_subscriber_and_dependent_is_one_record_with_its_own_benefits() {
-    let dir = workspace_with_fixtures("x12-elig-run");
+    let dir = workspace_with_fixtures("x12-elig-run", FILES);
     let (out, summary) = run(&dir, PIPELINE);
-    // in = 3 + 1 people, and the 271 that answers for no one (one record, to the DLQ).
-    assert_eq!(counts(&summary), [5, 4, 1, 0], "{summary}");
+    // responses: 3 + 1 people, the 271 that answers for no one (one record, to the DLQ) and
+    // the 834 set, filtered; enrollments: 4 members and the three 271 sets, filtered.
+    assert_eq!(counts(&summary), [13, 8, 1, 4], "{summary}");
     let rows = lines(&dir.join(OUT).join("eligibility.jsonl"));
     let got: Vec<Value> = rows.iter().map(|r| normalized(&mapped(r))).collect();
     let want: Vec<Value> = expected_rows().iter().map(normalized).collect();
@@ -273,8 +278,10 @@ fn each_subscriber_and_dependent_is_one_record_with_its_own_benefits() {
     let raws = common::dlq_raws(&dir.join(OUT).join("dlq.jsonl"));
     assert!(raws[0].contains("ST*271*0002") && raws[0].contains("AAA*Y**42*R"), "{raws:?}");
     // No PHI anywhere the run wrote, nor in the plan.
-    let phi = phi_of(&["eligibility-271.x12", "eligibility-271-family.x12"]);
-    assert!(phi.iter().any(|p| p == "SAMPLEFAM") && phi.iter().any(|p| p == "ZZ000999888"), "{phi:?}");
+    let phi = phi_of(FILES);
+    for v in ["SAMPLEFAM", "ZZ000999888", "999000222", "5550101234", "1977-07-07"] {
+        assert!(phi.iter().any(|p| p == v), "{v} in {phi:?}");
+    }
     let mut texts = outputs(&out, &dir.join(OUT));
     for format in ["json", "text"] {
         let plan = sluice(&dir, &["plan", PIPELINE, "--format", format]);
@@ -287,6 +294,86 @@ fn each_subscriber_and_dependent_is_one_record_with_its_own_benefits() {
     let p: Value = serde_json::from_str(&text(&plan.stdout)).unwrap();
     let source = p["components"].as_array().unwrap().iter().find(|c| c["name"] == "responses").unwrap().clone();
     assert_eq!(source["x12"]["split"], json!([{"guide": "005010X279A1/271", "loops": ["2000C", "2000D"]}]), "{p}");
+    let source = p["components"].as_array().unwrap().iter().find(|c| c["name"] == "enrollments").unwrap().clone();
+    assert_eq!(source["x12"]["split"], json!([{"guide": "005010X220A1", "loops": ["2000"]}]), "{p}");
+}
+
+/// The 834 members, as the fixture has them (masked as the policy says).
+fn expected_members() -> Vec<Value> {
+    let set = json!({
+        "reference_id": "SYN834A", "created_date": "2026-02-01", "purpose": "00", "action": "2",
+        "sponsor": {"name": "EXAMPLE EMPLOYER INC", "id": "990000001"},
+        "payer": {"name": "EXAMPLE HEALTH PLAN", "id": "990000002"},
+    });
+    let member = |last: &str, fields: Value| {
+        let none = json!({
+            "last_name": last, "first_name": "[REDACTED]", "middle_name": null, "ssn": null, "phone": null,
+            "address": null, "city": null, "state": null, "zip": null, "dob": null, "gender": null,
+            "marital_status": null,
+        });
+        with(none, fields)
+    };
+    let coverage = |line: &str, plan: &str, level: &str, begin: &str, end: Value| {
+        json!({"maintenance_type": if end.is_null() { "021" } else { "024" }, "insurance_line": line,
+               "plan_description": plan, "coverage_level": level, "begin_date": begin, "end_date": end})
+    };
+    let gold = coverage("HLT", "SYNTH GOLD PLAN", "FAM", "2026-01-01", Value::Null);
+    let added = |rel: &str, flag: &str| {
+        json!({"subscriber_flag": flag, "relationship": rel, "maintenance_type": "021", "maintenance_reason": "28",
+               "benefit_status": "A", "employment_status": null, "subscriber_id": "*******4555",
+               "group_number": null, "member_ids": [], "dates": []})
+    };
+    vec![
+        with(
+            with(set.clone(), added("18", "Y")),
+            json!({
+                "employment_status": "FT", "group_number": "GRP0042",
+                "member_ids": [{"type": "23", "value": "***-7001"}],
+                "dates": [{"qualifier": "356", "date": "2026-01-01"}],
+                "member": member("[REDACTED]", json!({"middle_name": "[REDACTED]", "ssn": "[REDACTED]",
+                    "phone": "[REDACTED]", "address": "[REDACTED]", "city": "[REDACTED]", "state": "MN",
+                    "zip": "559", "dob": "1975", "gender": "M", "marital_status": "M"})),
+                "coverages": [gold.clone(), coverage("DEN", "SYNTH DENTAL", "FAM", "2026-01-01", Value::Null)],
+            }),
+        ),
+        with(
+            with(set.clone(), added("01", "N")),
+            json!({
+                "member_ids": [{"type": "23", "value": "***-**01-01"}],
+                "member": member("[REDACTED]", json!({"ssn": "[REDACTED]", "dob": "1977", "gender": "F",
+                    "marital_status": "M"})),
+                "coverages": [gold.clone()],
+            }),
+        ),
+        with(
+            with(set.clone(), added("19", "N")),
+            json!({"member": member("[REDACTED]", json!({"dob": "2012", "gender": "F"})), "coverages": [gold]}),
+        ),
+        with(
+            set,
+            json!({
+                "subscriber_flag": "Y", "relationship": "18", "maintenance_type": "024", "maintenance_reason": "07",
+                "benefit_status": "T", "employment_status": "TE", "subscriber_id": "*******9888",
+                "group_number": null, "member_ids": [],
+                "dates": [{"qualifier": "357", "date": "2026-01-31"}],
+                "member": member("[REDACTED]", json!({"dob": "1990", "gender": "U"})),
+                "coverages": [coverage("HLT", "SYNTH SILVER PLAN", "IND", "2025-01-01", json!("2026-01-31"))],
+            }),
+        ),
+    ]
+}
+
+#[test]
+fn each_834_member_is_one_record_with_its_own_coverages() {
+    let dir = workspace_with_fixtures("x12-elig-834", FILES);
+    run(&dir, PIPELINE);
+    let rows = lines(&dir.join(OUT).join("enrollment.jsonl"));
+    let got: Vec<Value> = rows.iter().map(mapped).collect();
+    let want = expected_members();
+    assert_eq!(got.len(), want.len(), "one row per INS: {rows:?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w, "\n got: {g}\nwant: {w}");
+    }
 }
 
 #[test]
@@ -294,7 +381,7 @@ fn a_whole_271_replayed_into_the_per_person_mapping_goes_back_to_the_dlq() {
     // A per-set pipeline over the 271s sends every set to the DLQ (a required field it cannot
     // fill); the pipeline is then changed to the base pack's per-person mapping and the DLQ
     // replayed: a whole set is not one person, so it goes back to the DLQ with RT144.
-    let dir = workspace_with_fixtures("x12-elig-replay");
+    let dir = workspace_with_fixtures("x12-elig-replay", &FILES[..2]);
     let per_set = "kind: mapping\nname: eligibility-sets\ninput:\n  schema: x12/005010X279A1/271\n\
 output: canonical/eligibility@1\nfields:\n  reference_id: BHT-03\n  hl_id: 2000C[3]/HL-01\n  level: '\"subscriber\"'\n";
     std::fs::write(dir.join("mappings/eligibility-sets.yaml"), per_set).unwrap();
@@ -304,8 +391,8 @@ output: canonical/eligibility@1\nfields:\n  reference_id: BHT-03\n  hl_id: 2000C
         + "state:\n  path: ../out/x12-eligibility/state.db\n";
     std::fs::write(&pipeline, &sets).unwrap();
     let (_, summary) = run(&dir, PIPELINE);
-    // Three sets, none with a third subscriber.
-    assert_eq!(counts(&summary), [3, 0, 3, 0], "{summary}");
+    // Three sets, none with a third subscriber (the 834 source filters them).
+    assert_eq!(counts(&summary), [6, 0, 3, 3], "{summary}");
     std::fs::write(&pipeline, spec + "state:\n  path: ../out/x12-eligibility/state.db\n").unwrap();
     let replay = sluice(&dir, &["dlq", "replay", PIPELINE]);
     assert!(replay.status.success(), "{}{}", text(&replay.stdout), text(&replay.stderr));
