@@ -20,6 +20,11 @@
 //! below it). [`plan_splits`] then tells each `format: x12` source feeding such a mapping to cut
 //! that guide's sets at the loop, or reports SL428 when another consumer needs them whole.
 //!
+//! One record per person: `each: loop(2000C, 2000D)` names a chain of HL levels (each the HL
+//! parent of the next, SL430 otherwise, [`X12Env::each_levels`]); a record is an occurrence of
+//! any of them. Paths are checked against the last level (`within`), list loops may be below
+//! any level of the chain (`outer` is the first).
+//!
 //! Invariants: diagnostics quote only what the spec wrote (guide ids, names, paths), never
 //! data. The path the plan carries is the text as written (the runtime parses it again with
 //! `sluice_x12::path::parse`, which accepted it here).

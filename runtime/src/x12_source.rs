@@ -7,7 +7,8 @@
 //! Why one record per set by default: the set is what X12 accepts or rejects (IK5/AK5), so a
 //! record, its DLQ entry and its line in the 999 are the same thing. When the plan says so
 //! (`split`: a map stage downstream maps `each: loop(2300)`), the sets of that guide are cut
-//! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context),
+//! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context;
+//! `each: loop(2000C, 2000D)`: each subscriber and dependent of a 271, `cut_any`),
 //! each with its own index and offset (its first segment's), so claims are counted, delivered
 //! and sent to the DLQ one by one; the set's verdict (its guide and envelope errors) is each
 //! claim's, as the 999 rejects or accepts the set whole.

@@ -8,8 +8,9 @@
 //! - `each: group(...)` names a segment group of the structures of `message_types` (checked by
 //!   [`crate::expr::groups`]); its items read the group instance through a group variable.
 //! - Over X12, `each` iterates loops only (`loop(2400)`, SL416 otherwise), in a list or at the
-//!   top of the mapping (one record per occurrence, X12 only: SL427); paths inside are checked
-//!   against the loop's context by [`crate::x12::X12Env`].
+//!   top of the mapping (one record per occurrence, X12 only: SL427; a chain of HL levels such
+//!   as `loop(2000C, 2000D)` at the top only, SL430); paths inside are checked against the
+//!   loop's context by [`crate::x12::X12Env`].
 
 use std::collections::BTreeSet;
 

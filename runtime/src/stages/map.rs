@@ -5,7 +5,8 @@
 //! it), or a single item; list items may hold nested lists, built by their own producers in
 //! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
 //! maps records its source cut at that loop; one holding another number of occurrences goes to
-//! the DLQ (RT144).
+//! the DLQ (RT144). With several HL levels (`each: loop(2000C, 2000D)`) a record is one person
+//! when cutting it again at those levels gives it back whole as one of the parts.
 //!
 //! Invariants:
 //! - Dotted output paths become nested objects, created in the order fields are listed, so the
