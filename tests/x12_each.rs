@@ -284,8 +284,8 @@ fn each_claim_and_each_claim_payment_is_one_record_with_its_context() {
         let c = p["components"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap().clone();
         c["x12"]["split"].clone()
     };
-    assert_eq!(split("claims"), serde_json::json!([{"guide": "005010X222A1", "loop_id": "2300"}]), "{p}");
-    assert_eq!(split("remits"), serde_json::json!([{"guide": "005010X221A1", "loop_id": "2100"}]), "{p}");
+    assert_eq!(split("claims"), serde_json::json!([{"guide": "005010X222A1", "loops": ["2300"]}]), "{p}");
+    assert_eq!(split("remits"), serde_json::json!([{"guide": "005010X221A1", "loops": ["2100"]}]), "{p}");
 }
 
 #[test]

@@ -20,6 +20,11 @@
 //! below it). [`plan_splits`] then tells each `format: x12` source feeding such a mapping to cut
 //! that guide's sets at the loop, or reports SL428 when another consumer needs them whole.
 //!
+//! One record per person: `each: loop(2000C, 2000D)` names a chain of HL levels (each the HL
+//! parent of the next, SL430 otherwise, [`X12Env::each_levels`]); a record is an occurrence of
+//! any of them. Paths are checked against the last level (`within`), list loops may be below
+//! any level of the chain (`outer` is the first).
+//!
 //! Invariants: diagnostics quote only what the spec wrote (guide ids, names, paths), never
 //! data. The path the plan carries is the text as written (the runtime parses it again with
 //! `sluice_x12::path::parse`, which accepted it here).
@@ -46,6 +51,11 @@ pub struct X12Env {
     pub guide: &'static Guide,
     /// The innermost loop bound by `each: loop(ID)` (the mapping's, or a list producer's).
     pub within: Option<&'static Loop>,
+    /// With `each: loop(2000C, 2000D)` at the top of a mapping (a chain of HL levels), the
+    /// first level named; `within` is the last. A record is one occurrence of any level of the
+    /// chain, so paths are checked against the deepest and list loops may be below any of
+    /// them. `None` inside a list item and with one loop.
+    pub outer: Option<&'static Loop>,
 }
 
 /// What an X12 path addresses.
@@ -161,14 +171,32 @@ impl X12Env {
         Ok(())
     }
 
+    /// The loops a record (or item) here is an occurrence of: `within`, and with `outer` the
+    /// HL levels above it up to `outer`.
+    fn record_levels(&self) -> Vec<&'static Loop> {
+        let mut levels: Vec<&'static Loop> = self.within.into_iter().collect();
+        let Some(outer) = self.outer else { return levels };
+        while let Some(last) = levels.last().copied() {
+            if last.id == outer.id {
+                break;
+            }
+            match last.parent.as_deref().and_then(|p| self.guide.root.find(p)) {
+                Some(l) => levels.push(l),
+                None => break,
+            }
+        }
+        levels
+    }
+
     /// The loop `id` names, for `each: loop(ID)`, or SL425 at `span` with the closest id.
     pub fn each_loop(&self, id: &str, span: Span) -> Result<&'static Loop, Diagnostic> {
         if let Some(l) = self.guide.root.find(id) {
-            let nested = self.within.is_none_or(|w| w.find(id).is_some());
+            let levels = self.record_levels();
+            let nested = levels.is_empty() || levels.iter().any(|w| w.find(id).is_some());
             if nested {
                 return Ok(l);
             }
-            let w = self.within.map_or("", |w| w.id.as_str());
+            let w = levels.iter().rev().map(|l| l.id.as_str()).collect::<Vec<_>>().join(", ");
             return Err(Diagnostic::error(
                 codes::X12_LOOP_NOT_NESTED,
                 format!("loop {id} is not inside loop {w}, which is iterated here"),
@@ -176,7 +204,7 @@ impl X12Env {
             .label(span, format!("not below {w} in guide {}", self.guide.id))
             .help(format!(
                 "a list inside `each: loop({w})` iterates a loop below it ({}), or read {id} with a plain path",
-                below(self.within.expect("within is set"))
+                levels.iter().rev().map(|l| below(l)).collect::<Vec<_>>().join("; ")
             )));
         }
         let mut ids = Vec::new();
@@ -188,6 +216,65 @@ impl X12Env {
             Some(b) => d.help(format!("did you mean `loop({b})`? The loops are {}", ids.join(", "))),
             None => d.help(format!("the loops of {} are {}", self.guide.id, ids.join(", "))),
         })
+    }
+}
+
+impl X12Env {
+    /// The loops of `each: loop(A, B, ...)` at the top of a mapping (`ids`: each id with where
+    /// it is written). One loop is any loop of the guide (SL425 when
+    /// unknown); several must be HL levels, each under the one before (SL430, listing the
+    /// guide's HL levels).
+    pub fn each_levels(&self, ids: &[(&str, Span)]) -> Result<Vec<&'static Loop>, Diagnostic> {
+        let mut loops: Vec<&'static Loop> = Vec::new();
+        for (id, span) in ids {
+            loops.push(self.each_loop(id, *span)?);
+        }
+        if loops.len() < 2 {
+            return Ok(loops);
+        }
+        let levels: Vec<String> = self
+            .guide
+            .root
+            .children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Loop(l) if l.is_hierarchical() => Some(match &l.parent {
+                    Some(p) => format!("{} (under {p})", l.id),
+                    None => l.id.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
+        let guide = self.guide.schema_name();
+        let fail = |span: Span, message: String, label: &str| {
+            let help = if levels.is_empty() {
+                format!("guide {guide} has no HL levels: iterate one loop, such as `each: loop({})`", ids[0].0)
+            } else {
+                format!(
+                    "name a chain of HL levels, each under the one before (`each: loop(2000C, 2000D)`: a record per subscriber and per dependent); the HL levels of {guide} are {}",
+                    levels.join(", ")
+                )
+            };
+            Err(Diagnostic::error(codes::X12_EACH_LEVELS, message).label(span, label.to_string()).help(help))
+        };
+        for (i, (l, (id, span))) in loops.iter().zip(ids).enumerate() {
+            if !l.is_hierarchical() {
+                return fail(
+                    *span,
+                    format!("`each` names several loops, and loop {id} is not an HL level of guide {guide}"),
+                    "not an HL level",
+                );
+            }
+            if i > 0 && l.parent.as_deref() != Some(loops[i - 1].id.as_str()) {
+                let prev = &loops[i - 1].id;
+                return fail(
+                    *span,
+                    format!("HL level {id} is not under {prev}, the level named before it"),
+                    &format!("its HL parent is {}", l.parent.as_deref().unwrap_or("none")),
+                );
+            }
+        }
+        Ok(loops)
     }
 }
 
@@ -252,10 +339,25 @@ pub fn enclosing(guide: &Guide, id: &str) -> Vec<String> {
     out
 }
 
-/// The loop id of `each: loop(ID)` as written (`None`: not that form).
-pub fn loop_call(text: &str) -> Option<&str> {
-    let inner = text.trim().strip_prefix("loop(")?.strip_suffix(')')?.trim();
-    (!inner.is_empty()).then_some(inner)
+/// The loop ids of `each: loop(ID)` or `each: loop(A, B)` as written, each with its byte
+/// offset in `text` (`None`: not that form).
+pub fn loop_call(text: &str) -> Option<Vec<(&str, usize)>> {
+    let start = text.find("loop(")? + "loop(".len();
+    if !text[..start - "loop(".len()].trim().is_empty() {
+        return None;
+    }
+    let inner = text[start..].trim_end().strip_suffix(')')?;
+    let mut ids = Vec::new();
+    let mut at = start;
+    for piece in inner.split(',') {
+        let id = piece.trim();
+        if id.is_empty() {
+            return None;
+        }
+        ids.push((id, at + (piece.len() - piece.trim_start().len())));
+        at += piece.len() + 1;
+    }
+    Some(ids)
 }
 
 /// SL428: source `source` sends sets of `guide` to consumers that disagree on how they are
@@ -277,11 +379,11 @@ pub fn split_conflict(
     .help("a source cuts each set one way: read the sets with a second source on the same files (one per way), or give both mappings the same `each: loop(...)`")
 }
 
-/// How a consumer reads one guide's sets: cut at a loop, or whole.
-fn reading(loop_id: Option<&str>) -> String {
-    match loop_id {
-        Some(l) => format!("one per loop {l}"),
-        None => "whole".to_string(),
+/// How a consumer reads one guide's sets: cut at a loop (or several), or whole.
+fn reading(loops: &[String]) -> String {
+    match loops {
+        [] => "whole".to_string(),
+        l => format!("one per loop {}", l.join(" or ")),
     }
 }
 
@@ -318,15 +420,15 @@ pub fn plan_splits(
         }
         out
     };
-    // Per source: (guide or "" for any, how, consumer) of each consumer of its sets.
-    let mut readers: Vec<Vec<(String, Option<String>, usize)>> = vec![Vec::new(); comps.len()];
+    // Per source: (guide or "" for any, how (the loops), consumer) of each consumer of its sets.
+    let mut readers: Vec<Vec<(String, Vec<String>, usize)>> = vec![Vec::new(); comps.len()];
     for (i, c) in comps.iter().enumerate() {
         let read = match &c.kind {
             ComponentKind::Map(m) => match m.input_schema.strip_prefix(MAPPING_SCHEMA_PREFIX) {
                 Some(g) => (g.to_string(), m.x12_each.clone()),
                 None => continue,
             },
-            ComponentKind::Sink(_) | ComponentKind::Validate(_) | ComponentKind::Mask(_) => (String::new(), None),
+            ComponentKind::Sink(_) | ComponentKind::Validate(_) | ComponentKind::Mask(_) => (String::new(), Vec::new()),
             _ => continue,
         };
         for s in sources_of(i) {
@@ -337,26 +439,25 @@ pub fn plan_splits(
     let mut splits = Vec::new();
     for (s, rs) in readers.iter().enumerate() {
         let mut split: Vec<crate::plan::X12Split> = Vec::new();
-        for (guide, how, by) in rs {
-            let Some(l) = how else { continue };
-            if split.iter().any(|x| &x.guide == guide) {
+        for (guide, l, by) in rs {
+            if l.is_empty() || split.iter().any(|x| &x.guide == guide) {
                 continue;
             }
-            let other = rs.iter().find(|(g, h, _)| (g == guide || g.is_empty()) && h.as_ref() != Some(l));
+            let other = rs.iter().find(|(g, h, _)| (g == guide || g.is_empty()) && h != l);
             if let Some((_, h, o)) = other {
                 let (a, b) = (&comps[*by].name, &comps[*o].name);
                 diags.push(split_conflict(
                     &comps[s].name,
                     guide,
-                    (a, &reading(Some(l))),
-                    (b, &reading(h.as_deref())),
+                    (a, &reading(l)),
+                    (b, &reading(h)),
                     span_of(a),
                     span_of(b),
                 ));
                 ok = false;
                 continue;
             }
-            split.push(crate::plan::X12Split { guide: guide.clone(), loop_id: l.clone() });
+            split.push(crate::plan::X12Split { guide: guide.clone(), loops: l.clone() });
         }
         split.sort_by(|a, b| a.guide.cmp(&b.guide));
         splits.push((s, split));
@@ -481,7 +582,7 @@ mod tests {
     use crate::source::FileId;
 
     fn env() -> X12Env {
-        X12Env { guide: sluice_x12::guide::by_id("005010X222A1").expect("bundled"), within: None }
+        X12Env { guide: sluice_x12::guide::by_id("005010X222A1").expect("bundled"), within: None, outer: None }
     }
 
     fn span(text: &str) -> Span {
@@ -500,7 +601,7 @@ mod tests {
     #[test]
     fn inside_each_loop_paths_keep_to_the_iterated_loop_and_its_context() {
         let guide = env().guide;
-        let claims = X12Env { guide, within: Some(guide.root.find("2300").unwrap()) };
+        let claims = X12Env { guide, within: Some(guide.root.find("2300").unwrap()), outer: None };
         for ok in ["2300/CLM-01", "2400[*]/SV1-01-2", "2010BA/NM1-03", "2010AA/NM1-09", "BHT-03", "1000A/NM1-03"] {
             assert!(claims.resolve(ok, span(ok)).is_ok(), "{ok}");
         }
@@ -509,7 +610,7 @@ mod tests {
             assert_eq!(d.code.code, "SL426", "{bad}");
             assert_eq!(d.labels[0].0.start..d.labels[0].0.end, at, "{bad}");
         }
-        let providers = X12Env { guide, within: Some(guide.root.find("2000A").unwrap()) };
+        let providers = X12Env { guide, within: Some(guide.root.find("2000A").unwrap()), outer: None };
         assert_eq!(providers.resolve("2010BA/NM1-03", span("2010BA/NM1-03")).unwrap_err().code.code, "SL426");
         assert!(providers.resolve("2010AA/NM1-03", span("2010AA/NM1-03")).is_ok());
         let mut above = enclosing(guide, "2300");
@@ -520,7 +621,9 @@ mod tests {
         assert!(d.help.as_deref().is_some_and(|h| h.contains("`loop(2300)`")), "{:?}", d.help);
         assert_eq!(claims.each_loop("2000B", span("2000B")).unwrap_err().code.code, "SL429");
         assert!(claims.each_loop("2400", span("2400")).is_ok());
-        assert_eq!(loop_call(" loop(2300) "), Some("2300"));
+        assert_eq!(loop_call(" loop(2300) "), Some(vec![("2300", 6)]));
+        assert_eq!(loop_call("loop(2000C, 2000D)"), Some(vec![("2000C", 5), ("2000D", 12)]));
+        assert_eq!(loop_call("loop(2000C,)"), None);
         assert_eq!(loop_call("2300[*]/CLM-01"), None);
     }
 
@@ -551,19 +654,40 @@ mod tests {
         assert!(help.contains("x12/005010X279A1/270") && help.contains("x12/005010X279A1/271"), "{help}");
         let g271 = mapping_guide("x12/005010X279A1/271", span("x")).unwrap();
         assert_eq!(g271.set_id, "271");
-        let env = X12Env { guide: g271, within: None };
+        let env = X12Env { guide: g271, within: None, outer: None };
         let r = env.resolve("2100C/NM1-03", span("2100C/NM1-03")).unwrap();
         assert_eq!((r.value_type, r.phi), (ValueType::String, Some(PhiClass::Name)));
         let r = env.resolve("2110C[*]/EB-01", span("2110C[*]/EB-01")).unwrap();
         assert_eq!((r.value_type, r.multi), (ValueType::Code, true));
         assert_eq!(env.resolve("2110C/EQ-01", span("2110C/EQ-01")).unwrap_err().code.code, "SL414");
         let g270 = mapping_guide("x12/005010X279A1/270", span("x")).unwrap();
-        let env = X12Env { guide: g270, within: None };
+        let env = X12Env { guide: g270, within: None, outer: None };
         assert_eq!(env.resolve("2100C/DMG-02", span("2100C/DMG-02")).unwrap().phi, Some(PhiClass::Dob));
         let g834 = mapping_guide("x12/005010X220A1", span("x")).unwrap();
-        let env = X12Env { guide: g834, within: None };
+        let env = X12Env { guide: g834, within: None, outer: None };
         assert_eq!(env.resolve("2100A/NM1-09", span("2100A/NM1-09")).unwrap().phi, Some(PhiClass::Ssn));
         assert_eq!(env.resolve("2300[*]/HD-03", span("2300[*]/HD-03")).unwrap().value_type, ValueType::Code);
+        // One record per person: a chain of HL levels; lists may iterate below any of them.
+        let spans = |ids: &[&'static str]| ids.iter().map(|i| (*i, span(i))).collect::<Vec<_>>();
+        let top = X12Env { guide: g271, within: None, outer: None };
+        let people = top.each_levels(&spans(&["2000C", "2000D"])).unwrap();
+        assert_eq!(people.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(), ["2000C", "2000D"]);
+        let person = X12Env { guide: g271, within: Some(people[1]), outer: Some(people[0]) };
+        assert!(person.each_loop("2110C", span("2110C")).is_ok());
+        assert!(person.each_loop("2110D", span("2110D")).is_ok());
+        assert_eq!(person.each_loop("2100B", span("2100B")).unwrap_err().code.code, "SL429");
+        assert!(person.resolve("2100D/NM1-03", span("2100D/NM1-03")).is_ok());
+        assert!(person.resolve("2100C/NM1-09", span("2100C/NM1-09")).is_ok());
+        assert_eq!(person.resolve("2000C[2]/HL-01", span("2000C[2]/HL-01")).unwrap_err().code.code, "SL426");
+        for bad in [&["2000D", "2000C"][..], &["2000C", "2110C"], &["2000B", "2000D"]] {
+            let d = top.each_levels(&spans(bad)).unwrap_err();
+            assert_eq!(d.code.code, "SL430", "{bad:?}");
+            assert!(d.help.as_deref().is_some_and(|h| h.contains("2000D (under 2000C)")), "{:?}", d.help);
+        }
+        let enrollment = X12Env { guide: g834, within: None, outer: None };
+        let d = enrollment.each_levels(&spans(&["2000", "2300"])).unwrap_err();
+        assert!(d.help.as_deref().is_some_and(|h| h.contains("has no HL levels")), "{:?}", d.help);
+        assert_eq!(enrollment.each_levels(&spans(&["2000"])).unwrap().len(), 1);
         // The sources' `guides` list names the id once.
         assert_eq!(guide_ids().iter().filter(|g| **g == "005010X279A1").count(), 1);
     }

@@ -7,7 +7,8 @@
 //! Why one record per set by default: the set is what X12 accepts or rejects (IK5/AK5), so a
 //! record, its DLQ entry and its line in the 999 are the same thing. When the plan says so
 //! (`split`: a map stage downstream maps `each: loop(2300)`), the sets of that guide are cut
-//! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context),
+//! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context;
+//! `each: loop(2000C, 2000D)`: each subscriber and dependent of a 271, `cut_any`),
 //! each with its own index and offset (its first segment's), so claims are counted, delivered
 //! and sent to the DLQ one by one; the set's verdict (its guide and envelope errors) is each
 //! claim's, as the 999 rejects or accepts the set whole.
@@ -248,7 +249,7 @@ impl<R> Pieces<'_, R> {
 
     /// The parts of a set whose guide the source cuts at a loop (`split`): the loop and one
     /// part per occurrence (`sluice_x12::cut`). `None`: the set is a record whole.
-    fn cut(&self, p: &Pending) -> Option<(&str, Vec<sluice_x12::cut::Part>)> {
+    fn cut(&self, p: &Pending) -> Option<(String, Vec<sluice_x12::cut::Part>)> {
         if self.src.split.is_empty() {
             return None;
         }
@@ -265,10 +266,13 @@ impl<R> Pieces<'_, R> {
             st03: st.element_str(3),
         };
         let guide = sluice_x12::guide::select(&selector).ok()?;
-        let split = self.src.split.iter().find(|s| s.guide == guide.id)?;
+        // The plan names a guide as a mapping does (`005010X279A1/271` where the 270 and the
+        // 271 share the id).
+        let split = self.src.split.iter().find(|s| s.guide == guide.schema_name())?;
         let all: Vec<Segment> = sluice_x12::codec::segments(&p.set.bytes, d, 0).collect();
         let identified = sluice_x12::loops::identify(guide, all, p.set.closed);
-        Some((split.loop_id.as_str(), sluice_x12::cut::cut(&identified, &split.loop_id)))
+        let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
+        Some((loops.join(" or "), sluice_x12::cut::cut_any(&identified, &loops)))
     }
     /// Turns the pending sets of every completed interchange into pieces, and writes their
     /// acknowledgments.

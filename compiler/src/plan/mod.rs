@@ -206,11 +206,13 @@ pub struct X12SourcePlan {
     pub split: Vec<X12Split>,
 }
 
-/// One guide whose sets an X12 source cuts at a loop.
+/// One guide whose sets an X12 source cuts at a loop (or at several HL levels: a 271's
+/// subscribers and dependents, `each: loop(2000C, 2000D)`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct X12Split {
     pub guide: String,
-    pub loop_id: String,
+    /// One record per occurrence of any of these loops.
+    pub loops: Vec<String>,
 }
 
 /// A `files` source with `format: fhir`: each resource (each Bundle entry) is one record.
@@ -404,10 +406,11 @@ pub struct MapPlan {
     /// How a table sink should store the records, from the output schema (message tables).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<TableKeys>,
-    /// `each: loop(ID)` of an X12 mapping: each record is one occurrence of the loop (its
-    /// source cuts the sets there); a record holding another number goes to the DLQ.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub x12_each: Option<String>,
+    /// `each: loop(ID)` of an X12 mapping (`loop(2000C, 2000D)`: several HL levels): each
+    /// record is one occurrence of the loop (its source cuts the sets there); a record holding
+    /// another number goes to the DLQ. Empty: one record per set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub x12_each: Vec<String>,
 }
 
 /// Write mode, primary key and cursor of an output schema that describes a table

@@ -94,7 +94,7 @@ pub fn text(plan: &Plan) -> String {
                         let cuts: Vec<String> = x
                             .split
                             .iter()
-                            .map(|c| format!("{} sets cut into one record per loop {}", c.guide, c.loop_id))
+                            .map(|c| format!("{} sets cut into one record per loop {}", c.guide, c.loops.join(" or ")))
                             .collect();
                         format!("{}, other sets one record each", cuts.join(", "))
                     };

@@ -164,7 +164,7 @@ pub fn read(cx: &mut Cx, obj: &Obj, out: &Node, hl7: Hl7Env, version: Version, h
         fields: Vec::new(),
         fhir: Some(FhirBundlePlan { resources: plans }),
         table: None,
-        x12_each: None,
+        x12_each: Vec::new(),
     };
     Some(FhirMapping { plan, output, leaf_classes })
 }

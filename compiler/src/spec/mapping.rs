@@ -8,8 +8,9 @@
 //! - `each: group(...)` names a segment group of the structures of `message_types` (checked by
 //!   [`crate::expr::groups`]); its items read the group instance through a group variable.
 //! - Over X12, `each` iterates loops only (`loop(2400)`, SL416 otherwise), in a list or at the
-//!   top of the mapping (one record per occurrence, X12 only: SL427); paths inside are checked
-//!   against the loop's context by [`crate::x12::X12Env`].
+//!   top of the mapping (one record per occurrence, X12 only: SL427; a chain of HL levels such
+//!   as `loop(2000C, 2000D)` at the top only, SL430); paths inside are checked against the
+//!   loop's context by [`crate::x12::X12Env`].
 
 use std::collections::BTreeSet;
 
@@ -203,8 +204,8 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     if let Some(each_node) = obj.get("each") {
         match input_x12 {
             Some((guide, _)) => {
-                let env = crate::x12::X12Env { guide, within: None };
-                x12_each_loop = Some(x12_each(cx, each_node, env, None)?);
+                let env = crate::x12::X12Env { guide, within: None, outer: None };
+                x12_each_loop = Some(x12_each(cx, each_node, env, None, true)?);
             }
             None => {
                 cx.push(
@@ -231,7 +232,9 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             let (guide, _) = input_x12?;
             // The map stage accepts sets of this guide's transaction set id.
             types = vec![guide.set_id.clone()];
-            let env = crate::x12::X12Env { guide, within: x12_each_loop };
+            let levels = x12_each_loop.as_deref().unwrap_or(&[]);
+            let outer = if levels.len() > 1 { levels.first().copied() } else { None };
+            let env = crate::x12::X12Env { guide, within: levels.last().copied(), outer };
             (Scope::X12(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
         }
         (Some((version, _)), _, Some((output, _))) => {
@@ -277,7 +280,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             primary_key: t.primary_key.clone(),
             cursor: t.cursor.clone(),
         }),
-        x12_each: x12_each_loop.map(|l| l.id.clone()),
+        x12_each: x12_each_loop.unwrap_or_default().iter().map(|l| l.id.clone()).collect(),
     };
     Some(Mapping { plan, input_version, input_fhir, input_x12, input_stripe, output, leaf_classes: m.leaf_classes })
 }
@@ -357,8 +360,8 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         return None;
     }
     if let (Scope::X12(x12), Some(each_node)) = (env.scope, obj.get("each")) {
-        let l = x12_each(cx, each_node, x12, obj.key_span("as"))?;
-        let within = crate::x12::X12Env { within: Some(l), ..x12 };
+        let l = x12_each(cx, each_node, x12, obj.key_span("as"), false)?;
+        let within = crate::x12::X12Env { within: l.last().copied(), outer: None, ..x12 };
         return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: Some(within) });
     }
     if let (Scope::Stripe(_), Some(each_node)) = (env.scope, obj.get("each")) {
@@ -428,17 +431,19 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
     Some(Iteration { each, group, var, vars, x12: None })
 }
 
-/// The loop of `each: loop(ID)` over X12 (SL416 for any other `each`, SL425 for an unknown
-/// loop, SL429 for one not below the loop iterated around it); `as_at`: where `as:` is
-/// written, which names nothing here.
+/// The loops of `each: loop(ID)` over X12 (SL416 for any other `each`, SL425 for an unknown
+/// loop, SL429 for one not below the loop iterated around it; at the top of a mapping
+/// (`top`), `loop(2000C, 2000D)` names a chain of HL levels, SL430 otherwise and in a list);
+/// `as_at`: where `as:` is written, which names nothing here.
 fn x12_each(
     cx: &mut Cx,
     each_node: &Node,
     x12: crate::x12::X12Env,
     as_at: Option<Span>,
-) -> Option<&'static sluice_x12::guide::Loop> {
+    top: bool,
+) -> Option<Vec<&'static sluice_x12::guide::Loop>> {
     let text = each_node.as_str().unwrap_or("");
-    let Some(id) = crate::x12::loop_call(text) else {
+    let Some(ids) = crate::x12::loop_call(text) else {
         cx.push(
             Diagnostic::error(codes::X12_EACH_UNSUPPORTED, "`each` over X12 iterates a loop: `each: loop(ID)`")
                 .label(each_node.span, "not a loop")
@@ -446,23 +451,40 @@ fn x12_each(
         );
         return None;
     };
+    let first = ids[0].0;
     if let Some(span) = as_at {
         cx.push(
             Diagnostic::error(codes::UNKNOWN_KEY, "`as` names nothing over an X12 loop")
                 .label(span, "not a key of `each: loop(...)`")
-                .help(format!("remove it: paths through loop {id} (`{id}/...`) read the current occurrence")),
+                .help(format!("remove it: paths through loop {first} (`{first}/...`) read the current occurrence")),
         );
         return None;
     }
-    // The id's characters inside `loop(...)`, when the node is the text as written.
-    let at = match text.find(id) {
-        Some(i) if each_node.span.end - each_node.span.start >= text.len() => {
-            let start = each_node.span.end - text.len() + i;
-            Span::new(each_node.span.file, start, start + id.len())
-        }
-        _ => each_node.span,
-    };
-    match x12.each_loop(id, at) {
+    // Each id's characters inside `loop(...)`, when the node is the text as written.
+    let verbatim = each_node.span.end - each_node.span.start >= text.len();
+    let spans: Vec<(&str, Span)> = ids
+        .iter()
+        .map(|&(id, i)| {
+            let at = if verbatim {
+                let start = each_node.span.end - text.len() + i;
+                Span::new(each_node.span.file, start, start + id.len())
+            } else {
+                each_node.span
+            };
+            (id, at)
+        })
+        .collect();
+    if !top && spans.len() > 1 {
+        cx.push(
+            Diagnostic::error(codes::X12_EACH_LEVELS, "a list field iterates one X12 loop")
+                .label(spans[1].1, "a second loop")
+                .help(format!(
+                    "write `- each: loop({first})`, and a second producer for the other loop; several HL levels (`each: loop(2000C, 2000D)`) are for the top of a mapping"
+                )),
+        );
+        return None;
+    }
+    match x12.each_levels(&spans) {
         Ok(l) => Some(l),
         Err(d) => {
             cx.push(d);
@@ -676,6 +698,21 @@ impl MappingChecker {
                             name: member.to_string(),
                             value_type: def.value_type.clone(),
                             producers,
+                        });
+                        continue;
+                    }
+                    if let (ValueType::List(member_inner), Scope::X12(_) | Scope::Stripe(_)) =
+                        (&def.value_type, inner_env.scope)
+                        && **member_inner != ValueType::Struct
+                    {
+                        // A list of scalars written as one path (`service_types: 2110C/EB[*]-03`).
+                        let Some(producer) = self.x12_values(cx, value, &path, member_inner, &inner_env) else {
+                            continue;
+                        };
+                        lists.push(ListMemberPlan {
+                            name: member.to_string(),
+                            value_type: def.value_type.clone(),
+                            producers: vec![producer],
                         });
                         continue;
                     }

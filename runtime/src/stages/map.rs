@@ -5,7 +5,8 @@
 //! it), or a single item; list items may hold nested lists, built by their own producers in
 //! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
 //! maps records its source cut at that loop; one holding another number of occurrences goes to
-//! the DLQ (RT144).
+//! the DLQ (RT144). With several HL levels (`each: loop(2000C, 2000D)`) a record is one person
+//! when cutting it again at those levels gives it back whole as one of the parts.
 //!
 //! Invariants:
 //! - Dotted output paths become nested objects, created in the order fields are listed, so the
@@ -376,20 +377,11 @@ pub fn run<'p>(
             _ => None,
         };
         // `each: loop(ID)`: the source cut the set there, so the record holds one occurrence.
-        if let (Some(id), Some(set)) = (&plan.x12_each, &identified) {
-            let n = crate::x12_path::occurrences(set, id, None).len();
-            if n != 1 {
-                let r = Rejection::single(
-                    findings::X12_NOT_ONE_OCCURRENCE,
-                    Some(id.as_str()),
-                    format!(
-                        "the record holds {n} occurrences of loop {id}; mapping `{}` in map stage `{component}` maps one per record (`each: loop({id})`)",
-                        plan.mapping
-                    ),
-                );
-                rec.payload = Payload::Doc(resource);
-                return Step::Dlq(rec, r);
-            }
+        if let (false, Some(set)) = (plan.x12_each.is_empty(), &identified)
+            && let Some(r) = not_one_occurrence(set, &plan.x12_each, &plan.mapping, component)
+        {
+            rec.payload = Payload::Doc(resource);
+            return Step::Dlq(rec, r);
         }
         let input = Input { reader: None, resource: Some(&resource), bundle, x12: identified.as_ref() };
         return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
@@ -480,6 +472,43 @@ fn fields<'p>(
     rec.payload = Payload::Doc(doc);
     rec.schema = Arc::clone(emits);
     Step::Next(rec, None)
+}
+
+/// RT144: a record of an `each: loop(...)` mapping must be one occurrence of its loop, as the
+/// source cuts it. One loop: exactly one occurrence. Several HL levels (`2000C`, `2000D`): cut
+/// again at them, one of the parts must be the record whole (a dependent's part holds its
+/// subscriber's level too, but not the subscriber's benefits; a whole set replayed does not
+/// pass).
+fn not_one_occurrence(
+    set: &sluice_x12::loops::Identified,
+    loops: &[String],
+    mapping: &str,
+    component: &str,
+) -> Option<Rejection> {
+    let (one, n) = match loops {
+        [id] => {
+            let n = crate::x12_path::occurrences(set, id, None).len();
+            (n == 1, n)
+        }
+        _ => {
+            let ids: Vec<&str> = loops.iter().map(String::as_str).collect();
+            let parts = sluice_x12::cut::cut_any(set, &ids);
+            let whole = parts.iter().any(|p| p.segment_count == set.segments.len());
+            (whole, parts.len())
+        }
+    };
+    if one {
+        return None;
+    }
+    let each = loops.join(", ");
+    let what = loops.join(" or ");
+    Some(Rejection::single(
+        findings::X12_NOT_ONE_OCCURRENCE,
+        Some(loops[0].as_str()),
+        format!(
+            "the record holds {n} occurrences of loop {what} (not one as its source cuts them); mapping `{mapping}` in map stage `{component}` maps one per record (`each: loop({each})`)"
+        ),
+    ))
 }
 
 #[cfg(test)]

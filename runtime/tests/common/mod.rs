@@ -305,7 +305,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
             fields,
             fhir: None,
             table: None,
-            x12_each: None,
+            x12_each: Vec::new(),
         }),
     )
 }

@@ -18,6 +18,16 @@
 //! Paths of a mapping then read the part as they read a whole set: `2300/CLM-01` is this
 //! claim's, `2010BA/NM1-03` its subscriber's, `BPR-02` the payment's.
 //!
+//! # Several HL levels: one part per person
+//!
+//! [`cut_any`] cuts at several loops at once, each occurrence of any of them a part (a 271's
+//! subscribers `2000C` and dependents `2000D`). A dependent's part then holds its subscriber's
+//! level as an HL parent; from that level (an occurrence of a cut loop other than the part's
+//! own) it keeps what identifies the subscriber, the loops that occur once (`2100C`: name,
+//! member id), and not its repeating content (`2110C`: the subscriber's own benefits, which
+//! are the subscriber's part). With one loop this never applies: an occurrence of `L` is never
+//! the HL parent of another.
+//!
 //! Invariants: total on any identified set (no panic); every occurrence of `L` gives exactly
 //! one part, in document order, and a set without `L` gives none; a part's segments are the
 //! set's bytes as sent (SE01 is the only element rewritten); nothing here reads values but
@@ -48,8 +58,16 @@ pub fn occurrences(set: &Identified, id: &str) -> Vec<usize> {
 /// One part per occurrence of loop `id` in `set` (see the module docs); none when the set
 /// holds no such loop.
 pub fn cut(set: &Identified, id: &str) -> Vec<Part> {
+    cut_any(set, &[id])
+}
+
+/// One part per occurrence of any of the loops `ids` in `set`, in document order (see "Several
+/// HL levels" in the module docs); none when the set holds none of them.
+pub fn cut_any(set: &Identified, ids: &[&str]) -> Vec<Part> {
     let hl_parents = hl_parents(set);
-    occurrences(set, id).into_iter().enumerate().filter_map(|(n, k)| part(set, id, k, n + 1, &hl_parents)).collect()
+    let cut_at: Vec<usize> =
+        (0..set.instances.len()).filter(|&i| ids.contains(&set.instances[i].def.id.as_str())).collect();
+    cut_at.iter().enumerate().filter_map(|(n, &k)| part(set, ids, &cut_at, k, n + 1, &hl_parents)).collect()
 }
 
 /// For each HL loop instance, the instance its HL02 names (an earlier HL of the set).
@@ -71,7 +89,14 @@ fn hl_parents(set: &Identified) -> HashMap<usize, usize> {
     parents
 }
 
-fn part(set: &Identified, id: &str, k: usize, occurrence: usize, hl_parents: &HashMap<usize, usize>) -> Option<Part> {
+fn part(
+    set: &Identified,
+    ids: &[&str],
+    cut_at: &[usize],
+    k: usize,
+    occurrence: usize,
+    hl_parents: &HashMap<usize, usize>,
+) -> Option<Part> {
     let n = set.instances.len();
     let mut keep = vec![false; n];
     // The chain: the occurrence, its enclosing instances and the HL parents, transitively.
@@ -95,7 +120,8 @@ fn part(set: &Identified, id: &str, k: usize, occurrence: usize, hl_parents: &Ha
         }
         let inst = &set.instances[j];
         let Some(p) = inst.parent else { continue };
-        let context = keep[p] && !inst.def.is_hierarchical() && inst.def.id != id && inst.def.find(id).is_none();
+        let holds = ids.iter().any(|id| inst.def.id == *id || inst.def.find(id).is_some());
+        let context = keep[p] && !inst.def.is_hierarchical() && !holds && identifies(set, j, k, cut_at);
         // Everything below the occurrence; beside the chain, only what cannot hold another.
         keep[j] = context || descends(set, j, k);
     }
@@ -120,6 +146,24 @@ fn part(set: &Identified, id: &str, k: usize, occurrence: usize, hl_parents: &Ha
         bytes.push(terminator);
     }
     Some(Part { bytes, offset, occurrence, segment_count: kept.len() })
+}
+
+/// Whether instance `j`, beside the chain of occurrence `k`, is not repeating content of
+/// another occurrence of the cut loops: below such an occurrence, only loops that occur at
+/// most once (down from it) are context.
+fn identifies(set: &Identified, mut j: usize, k: usize, cut_at: &[usize]) -> bool {
+    let mut once = true;
+    loop {
+        if j != k && cut_at.contains(&j) {
+            return once;
+        }
+        let inst = &set.instances[j];
+        once &= inst.def.max == Some(1);
+        match inst.parent {
+            Some(p) => j = p,
+            None => return true,
+        }
+    }
 }
 
 /// Whether instance `j` is `k` or below it.
@@ -187,5 +231,43 @@ SE*39*0001~";
         }
         assert!(parts[0].offset < parts[1].offset && parts[1].offset < parts[2].offset);
         assert!(cut(&set, "2330A").is_empty());
+    }
+
+    const RESPONSE: &str = "ST*271*0001*005010X279A1~BHT*0022*11*R1*20260115*0931~\
+HL*1**20*1~NM1*PR*2*PLAN*****PI*99999~HL*2*1*21*1~NM1*1P*2*CLINIC*****XX*1999999984~\
+HL*3*2*22*1~NM1*IL*1*SUBLAST*SUBFIRST****MI*M1~DMG*D8*19800101*F~EB*1*IND*30~EB*C*IND*30***23*500~\
+HL*4*2*22*0~NM1*IL*1*LONE*SUB****MI*M2~EB*6*IND*30~\
+HL*5*3*23*0~NM1*03*1*SUBLAST*CHILD~DMG*D8*20100202*M~EB*1*DEP*30~\
+SE*19*0001~";
+
+    #[test]
+    fn people_of_a_271_are_one_part_each_with_their_own_benefits() {
+        let guide = crate::guide::by_schema_name("005010X279A1/271").expect("bundled");
+        let segs: Vec<_> = codec::segments(RESPONSE.as_bytes(), Delimiters::default(), 0).collect();
+        let set = crate::loops::identify(guide, segs, true);
+        assert!(set.findings.is_empty(), "{:?}", set.findings);
+        let parts = cut_any(&set, &["2000C", "2000D"]);
+        assert_eq!(parts.len(), 3);
+        // Document order: HL 3 (subscriber with a dependent), HL 4, then HL 5 (the dependent).
+        assert_eq!(ids(&parts[0], "HL", 1), ["1", "2", "3"]);
+        assert_eq!(ids(&parts[0], "EB", 1), ["1", "C"]);
+        assert_eq!(ids(&parts[1], "HL", 1), ["1", "2", "4"]);
+        assert_eq!(ids(&parts[1], "EB", 1), ["6"]);
+        // The dependent keeps its subscriber's name loop (the member id), not the subscriber's
+        // benefits, nor the other subscriber.
+        assert_eq!(ids(&parts[2], "HL", 1), ["1", "2", "3", "5"]);
+        assert_eq!(ids(&parts[2], "NM1", 9), ["99999", "1999999984", "M1", ""]);
+        assert_eq!(ids(&parts[2], "EB", 1), ["1"]);
+        assert_eq!(ids(&parts[2], "EB", 2), ["DEP"]);
+        for p in &parts {
+            let segs: Vec<_> = codec::segments(&p.bytes, Delimiters::default(), 0).collect();
+            let again = crate::loops::identify(guide, segs, true);
+            assert!(again.findings.is_empty(), "{:?}", again.findings);
+            assert_eq!(ids(p, "SE", 1), [p.segment_count.to_string()]);
+        }
+        // One loop: the subscribers only, each without the dependent.
+        let subscribers = cut(&set, "2000C");
+        assert_eq!(subscribers.len(), 2);
+        assert!(ids(&subscribers[0], "HL", 1).iter().all(|h| h != "5"));
     }
 }

@@ -39,10 +39,15 @@ fn clean(res: &[InterchangeResult]) -> bool {
 
 #[test]
 fn synthetic_fixtures_validate_cleanly() {
-    for name in ["eligibility-270.x12", "eligibility-271.x12"] {
+    for (name, guide) in [
+        ("eligibility-270.x12", "005010X279A1"),
+        ("eligibility-271.x12", "005010X279A1"),
+        ("eligibility-271-family.x12", "005010X279A1"),
+        ("enrollment-834.x12", "005010X220A1"),
+    ] {
         let res = check(&fixture(name));
         assert!(clean(&res), "{name}: {:?}", findings(&res));
-        assert_eq!(res[0].groups[0].sets[0].guide, "005010X279A1");
+        assert!(res[0].groups[0].sets.iter().all(|s| s.guide == guide), "{name}");
     }
 }
 
