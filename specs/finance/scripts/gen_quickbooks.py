@@ -186,6 +186,12 @@ def main():
         # Intuit's reference gives every transaction and account its currency, shown or not.
         rows["CurrencyRef.value"] = ("currency", "")
         rows["CurrencyRef.name"] = ("string", "")
+        if entity != "Account":
+            # Intuit's reference gives every transaction entity these, shown or not.
+            rows["DocNumber"] = ("string", "")
+            rows["TxnDate"] = ("date", "")
+            rows["PrivateNote"] = ("string", "")
+            rows["ExchangeRate"] = ("number", "")
         for obj in found[entity]:
             walk(obj, "", rows)
         for path in sorted(rows):
