@@ -1617,13 +1617,8 @@ impl Compiler {
                         Flow::Unknown => None,
                         Flow::QuickBooks(Some(e)) if e == entity => self.mapped(mid, (state, origins)),
                         other => {
-                            let d = crate::quickbooks::map_input_mismatch(
-                                &c.name,
-                                entity,
-                                &other.name(),
-                                input_at,
-                                e_span,
-                            );
+                            let d =
+                                crate::quickbooks::map_input_mismatch(&c.name, entity, &other.name(), input_at, e_span);
                             self.diags.push(d);
                             None
                         }

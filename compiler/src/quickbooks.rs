@@ -87,11 +87,7 @@ pub static SOURCE_QUICKBOOKS: Shape = Shape {
             KeyType::Integer,
             "`MAXRESULTS` of each query page, 1 to 1000 (default 1000, QuickBooks' ceiling).",
         ),
-        opt(
-            "minorversion",
-            KeyType::Integer,
-            "The API minor version asked for with every request (default 75).",
-        ),
+        opt("minorversion", KeyType::Integer, "The API minor version asked for with every request (default 75)."),
         opt(
             "base_url",
             KeyType::String,
@@ -167,7 +163,9 @@ fn entities(cx: &mut Cx, obj: &reader::Obj<'_>) -> Vec<&'static str> {
                     folded == e || folded.strip_suffix('s') == Some(e.as_str()) || folded == format!("{e}es")
                 });
                 let help = match by_case.or_else(|| did_you_mean(&w.text, known.iter().copied())) {
-                    Some(best) => format!("did you mean `{best}`? Entities are named as in the API (`SELECT * FROM {best}`)"),
+                    Some(best) => {
+                        format!("did you mean `{best}`? Entities are named as in the API (`SELECT * FROM {best}`)")
+                    }
                     None => format!("the entities are: {}", known.join(", ")),
                 };
                 cx.push(
@@ -203,7 +201,13 @@ fn realm_id(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<Spanned> {
 }
 
 /// An integer key within `range` (SL284 outside it).
-fn bounded(cx: &mut Cx, obj: &reader::Obj<'_>, key: &str, range: std::ops::RangeInclusive<u64>, help: &str) -> Option<u64> {
+fn bounded(
+    cx: &mut Cx,
+    obj: &reader::Obj<'_>,
+    key: &str,
+    range: std::ops::RangeInclusive<u64>,
+    help: &str,
+) -> Option<u64> {
     let node = obj.get(key)?;
     let n = reader::integer(cx, node, &format!("`{key}`"))?;
     if !range.contains(&n) {
@@ -357,7 +361,8 @@ pub fn plan(spec: &QuickBooksSpec) -> QuickBooksPlan {
 /// The lines `sluice plan` shows for a `quickbooks` source (no secret).
 pub fn render(o: &mut String, p: &QuickBooksPlan) {
     use std::fmt::Write;
-    let rate = p.rate.map_or_else(|| "QuickBooks' published limit (500/min)".to_string(), |(n, s)| format!("{n}/{s} s"));
+    let rate =
+        p.rate.map_or_else(|| "QuickBooks' published limit (500/min)".to_string(), |(n, s)| format!("{n}/{s} s"));
     let _ = writeln!(
         o,
         "    quickbooks sync {} of company {} from {} (connection `{}`), lookback {} s, pages of {}, minorversion {}, {rate}",
@@ -511,7 +516,9 @@ mod tests {
         assert_eq!(d.code.code, "SL440");
         assert_eq!((d.labels[0].0.start, d.labels[0].0.end), (110, 114));
         assert!(d.help.as_deref().is_some_and(|h| h.contains("did you mean `name`")), "{:?}", d.help);
-        assert!(mapping_entity("quickbooks/purchase", span("x")).unwrap_err().help.unwrap().contains("quickbooks/Purchase"));
+        assert!(
+            mapping_entity("quickbooks/purchase", span("x")).unwrap_err().help.unwrap().contains("quickbooks/Purchase")
+        );
         assert_eq!(mapping_entity("quickbooks/Deposit", span("x")).unwrap(), "Deposit");
     }
 }

@@ -131,7 +131,10 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe" | "quickbooks") {
+                    if !matches!(
+                        s.kind.as_str(),
+                        "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe" | "quickbooks"
+                    ) {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match (&s.fhir, &s.x12, &s.webhook) {

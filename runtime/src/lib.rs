@@ -197,7 +197,8 @@ pub fn run_with_events(
         )?;
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
-        let t = finance::quickbooks_source::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
+        let t =
+            finance::quickbooks_source::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
         (run_id, t, None)
     } else if finance::source::syncs(plan) {
         refuse_resume(

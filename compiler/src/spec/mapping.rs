@@ -126,9 +126,8 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
                 }
             }
         }
-        let qbo_schema = inp
-            .get("schema")
-            .filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::quickbooks::SCHEMA_PREFIX)));
+        let qbo_schema =
+            inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::quickbooks::SCHEMA_PREFIX)));
         if let Some(schema_node) = qbo_schema {
             let schema = reader::string(cx, schema_node, "a schema name")?;
             match crate::quickbooks::mapping_entity(&schema.text, schema.span) {

@@ -168,10 +168,7 @@ impl<'c> QuickBooks<'c> {
             && now - since < CDC_WINDOW_S
         {
             out.cdc = true;
-            let url = self.url(
-                "cdc",
-                &[("entities", entity.to_string()), ("changedSince", format_time(since))],
-            );
+            let url = self.url("cdc", &[("entities", entity.to_string()), ("changedSince", format_time(since))]);
             let answer = self.get(entity, &url, &mut out)?;
             let items = cdc_items(&answer, entity);
             query_too = items.len() >= CDC_MAX;
@@ -181,9 +178,8 @@ impl<'c> QuickBooks<'c> {
         if query_too {
             let mut start = 1u64;
             loop {
-                let filter = since.map_or_else(String::new, |s| {
-                    format!(" WHERE MetaData.LastUpdatedTime >= '{}'", format_time(s))
-                });
+                let filter = since
+                    .map_or_else(String::new, |s| format!(" WHERE MetaData.LastUpdatedTime >= '{}'", format_time(s)));
                 let query = format!(
                     "SELECT * FROM {entity}{filter} ORDERBY MetaData.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {}",
                     self.page_size

@@ -73,11 +73,7 @@ pub fn decode(bytes: &[u8], named: Option<&str>, entities: &[String]) -> Result<
         serde_json::from_slice(bytes).map_err(|_| reject(None, "the entity is not a JSON object"))?;
     let Some(obj) = v.as_object() else { return Err(reject(None, "the entity is not a JSON object")) };
     // A line may be wrapped as QuickBooks' read endpoint answers: `{"Purchase": {...}}`.
-    let wrapped = obj
-        .iter()
-        .filter(|(k, _)| *k != "time")
-        .map(|(k, v)| (k, v))
-        .collect::<Vec<_>>();
+    let wrapped = obj.iter().filter(|(k, _)| *k != "time").map(|(k, v)| (k, v)).collect::<Vec<_>>();
     let (entity, body) = match (named, wrapped.as_slice()) {
         (Some(n), _) => (n.to_string(), &v),
         (None, [(k, inner)]) if inner.is_object() && entities.iter().any(|e| e == *k) => ((*k).clone(), *inner),

@@ -15,8 +15,8 @@
 
 use std::sync::OnceLock;
 
-pub use crate::paths::{Checked, Field, Kind, PathError};
 use crate::paths::Table;
+pub use crate::paths::{Checked, Field, Kind, PathError};
 
 /// The entities of the table, as the API names them (`SELECT * FROM Purchase`).
 pub const ENTITIES: &[&str] = &[
