@@ -994,8 +994,10 @@ impl Compiler {
             }
         }
         for c in &spec.components {
+            let has_state = spec.state.is_some() || spec.state_url.is_some();
             if let Body::QuickBooks(f) = &c.body
-                && let Some(d) = crate::quickbooks::check_connection(f, &spec.connections)
+                && let Some(d) = crate::quickbooks::check_connection(f, &spec.connections, has_state)
+                    .map(|d| d.unwrap_or_else(|| crate::quickbooks::needs_state(&c.name, c.name_span)))
             {
                 self.diags.push(d);
                 ok = false;

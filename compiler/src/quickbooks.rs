@@ -193,7 +193,7 @@ fn realm_id(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<Spanned> {
         cx.push(
             Diagnostic::error(codes::QUICKBOOKS_REALM, "`realm_id` is not a QuickBooks company id")
                 .label(node.span, "expected the company's digits, e.g. `9130348651845276`")
-                .help("copy the `realmId` QuickBooks shows for the company (Settings > Account and settings > Billing & Subscription, or the `realmId` of `sluice connect`'s redirect)"),
+                .help("copy the company's `realmId`: `sluice connect` prints it (`the provider also returned realmId=...`), and QuickBooks shows it as the Company ID in the company's settings"),
         );
         return None;
     }
@@ -274,7 +274,9 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<QuickBooksSpec> {
     });
     Some(QuickBooksSpec {
         connection: connection?,
-        realm_id: realm?,
+        // A wrong or missing `realm_id` was said (SL283, or the missing key): the source stays,
+        // so that stages naming it are not reported as naming nothing.
+        realm_id: realm.unwrap_or_else(|| Spanned { text: String::new(), span: obj.node.span }),
         entities,
         lookback_s: lookback_ms.map_or(DEFAULT_LOOKBACK_S, |ms| ms / 1000),
         cdc: cdc.unwrap_or(true),
@@ -287,24 +289,29 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<QuickBooksSpec> {
 
 /// Checks the source's `connection` against the pipeline's connections: it exists and is an
 /// OAuth QuickBooks connection (SL279), and its token goes over https or to this machine only
-/// (SL281).
+/// (SL281). `Some(None)`: the connection is missing because the pipeline has no state store
+/// (`has_state` false), which refused it (SL271): the caller says SL280, whose fix is the same.
 pub fn check_connection(
     spec: &QuickBooksSpec,
     connections: &[crate::spec::connections::ConnectionSpec],
-) -> Option<Diagnostic> {
+    has_state: bool,
+) -> Option<Option<Diagnostic>> {
     let name = &spec.connection;
     let Some(conn) = connections.iter().find(|c| c.plan.name == name.text) else {
+        if !has_state {
+            return Some(None);
+        }
         let names: Vec<&str> = connections.iter().map(|c| c.plan.name.as_str()).collect();
         let help = match did_you_mean(&name.text, names.iter().copied()) {
             Some(best) => format!("did you mean `{best}`?"),
             None if names.is_empty() => "declare it under `connections:` in this pipeline: `connections: {qbo: {provider: quickbooks, client_id: ..., client_secret: ${QBO_CLIENT_SECRET}, token_key: ${SLUICE_TOKEN_KEY}}}`, then authorize it once with `sluice connect qbo PIPELINE`".to_string(),
             None => format!("the pipeline's connections are: {}", names.join(", ")),
         };
-        return Some(
+        return Some(Some(
             Diagnostic::error(codes::QUICKBOOKS_CONNECTION, format!("the pipeline has no connection `{}`", name.text))
                 .label(name.span, "not under `connections:`")
                 .help(help),
-        );
+        ));
     };
     if conn.plan.provider != "quickbooks" || !conn.plan.is_oauth() {
         let why = if conn.plan.provider == "quickbooks" {
@@ -312,7 +319,7 @@ pub fn check_connection(
         } else {
             format!("a `{}` connection's credentials are not for QuickBooks' API", conn.plan.provider)
         };
-        return Some(
+        return Some(Some(
             Diagnostic::error(
                 codes::QUICKBOOKS_CONNECTION,
                 format!("connection `{}` is not a QuickBooks OAuth connection", name.text),
@@ -320,12 +327,12 @@ pub fn check_connection(
             .label(name.span, why)
             .label(conn.span, "declared here")
             .help("name a connection with `provider: quickbooks` and `auth: authorization_code` (the default), authorized once with `sluice connect NAME PIPELINE`"),
-        );
+        ));
     }
     if let Some(u) = &spec.base_url
         && !crate::plan::connection::url_allowed(&u.text)
     {
-        return Some(
+        return Some(Some(
             Diagnostic::error(
                 codes::QUICKBOOKS_BASE_URL,
                 "a QuickBooks token would be sent over plain http to another machine",
@@ -333,7 +340,7 @@ pub fn check_connection(
             .label(u.span, "http:// to a host that is not this machine")
             .label(name.span, "sends this connection's token")
             .help("use an https:// base URL (plain http is accepted only to 127.0.0.1, localhost or [::1]), or leave `base_url` out"),
-        );
+        ));
     }
     None
 }
