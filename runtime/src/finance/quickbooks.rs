@@ -15,14 +15,17 @@
 //!   from `cursor - lookback` and skips the pairs already delivered (an entity saved again has
 //!   a new `SyncToken` and is delivered again).
 //! - Every request asks `Accept: application/json` and carries `minorversion`; requests are
-//!   spaced at QuickBooks' published limit (500 a minute per company) or the source's `rate`;
+//!   spaced at QuickBooks' published limit (500 a minute per company) or the source's `rate`,
+//!   through one [`RealmLimit`] shared by every source of the run reading that company, which
+//!   also keeps at most 10 of its requests in flight (QuickBooks' concurrency limit);
 //!   429 and 5xx are retried with growing backoff (QuickBooks' `Retry-After` is honoured when
 //!   given, not relied on); other 4xx are not; a 401 asks the connection for a new token once.
 //! - No token and no Fault message text (it may quote data) in errors or warnings: the Fault's
 //!   `type` and error `code` only.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sluice_compiler::quickbooks::QuickBooksPlan;
@@ -38,6 +41,61 @@ use crate::throttle::Bucket;
 pub const CDC_WINDOW_S: i64 = 30 * 86_400;
 /// The most entities one CDC answer holds per entity.
 pub const CDC_MAX: usize = 1000;
+/// QuickBooks' limit of concurrent requests per company and app.
+pub const MAX_IN_FLIGHT: usize = 10;
+
+/// The request budget of one company (realm), shared by the sources of a run that read it:
+/// starts spaced at its rate, and at most [`MAX_IN_FLIGHT`] requests at a time.
+pub struct RealmLimit {
+    origin: Instant,
+    bucket: Mutex<Bucket>,
+    in_flight: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl RealmLimit {
+    /// A budget of `permits` requests per `per_seconds`.
+    pub fn new((permits, per_seconds): (u64, u64)) -> RealmLimit {
+        RealmLimit {
+            origin: Instant::now(),
+            bucket: Mutex::new(Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
+                permits,
+                per_seconds,
+                shared: None,
+                per_key: None,
+            })),
+            in_flight: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot and the request's turn; the slot is held until the guard drops.
+    fn acquire(&self) -> InFlight<'_> {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= MAX_IN_FLIGHT {
+            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        drop(n);
+        let wait = self.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(self.origin.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        InFlight(self)
+    }
+}
+
+/// A request in flight; frees its slot when dropped.
+struct InFlight<'a>(&'a RealmLimit);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
 /// The `SyncToken` a deletion is remembered with (deletions carry none).
 const DELETED: &str = "deleted";
 
@@ -89,7 +147,7 @@ pub struct QuickBooks<'c> {
     connection: &'c Connection,
     agent: ureq::Agent,
     policy: Policy,
-    bucket: Bucket,
+    limit: Arc<RealmLimit>,
     timer: RealTimer,
     rng: Rng,
 }
@@ -111,9 +169,13 @@ fn last_updated(entity: &serde_json::Value) -> Option<i64> {
 }
 
 impl<'c> QuickBooks<'c> {
-    /// A client of the plan's company for `connection`.
-    pub fn new(plan: &QuickBooksPlan, connection: &'c Connection) -> Result<QuickBooks<'c>, RunError> {
-        let (permits, per_seconds) = plan.rate.unwrap_or(sluice_compiler::quickbooks::PUBLISHED_RATE);
+    /// A client of the plan's company for `connection`, within `limit` (the company's budget,
+    /// shared with the run's other sources reading it).
+    pub fn new(
+        plan: &QuickBooksPlan,
+        connection: &'c Connection,
+        limit: Arc<RealmLimit>,
+    ) -> Result<QuickBooks<'c>, RunError> {
         Ok(QuickBooks {
             base_url: plan.base_url.trim_end_matches('/').to_string(),
             realm: plan.realm_id.clone(),
@@ -134,12 +196,7 @@ impl<'c> QuickBooks<'c> {
                 max_backoff: Duration::from_secs(60),
                 max_elapsed: Duration::from_secs(600),
             },
-            bucket: Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
-                permits,
-                per_seconds,
-                shared: None,
-                per_key: None,
-            }),
+            limit,
             timer: RealTimer::new(),
             rng: Rng::from_time(),
         })
@@ -271,18 +328,15 @@ impl<'c> QuickBooks<'c> {
         let mut token = self.connection.bearer()?;
         let mut renewed = false;
         loop {
-            let (agent, bucket) = (&self.agent, &mut self.bucket);
+            let (agent, limit) = (&self.agent, &self.limit);
             let mut requests = 0u64;
             let token_now = token.clone();
             let outcome = retry::run(
                 &self.policy,
                 &mut self.rng,
                 &mut self.timer,
-                |_, timer: &mut dyn Timer| {
-                    let wait = bucket.take(timer.now());
-                    if !wait.is_zero() {
-                        timer.sleep(wait);
-                    }
+                |_, _: &mut dyn Timer| {
+                    let _slot = limit.acquire();
                     requests += 1;
                     attempt(agent, url, &token_now)
                 },

@@ -37,7 +37,7 @@ use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
 use crate::executor::{RawInput, Totals};
-use crate::finance::quickbooks::{Cursor, Item, QuickBooks};
+use crate::finance::quickbooks::{Cursor, Item, QuickBooks, RealmLimit};
 use crate::findings;
 use crate::oauth::Connection;
 use crate::record::{BusMeta, Doc};
@@ -73,7 +73,7 @@ pub fn decode(bytes: &[u8], named: Option<&str>, entities: &[String]) -> Result<
         serde_json::from_slice(bytes).map_err(|_| reject(None, "the entity is not a JSON object"))?;
     let Some(obj) = v.as_object() else { return Err(reject(None, "the entity is not a JSON object")) };
     // A line may be wrapped as QuickBooks' read endpoint answers: `{"Purchase": {...}}`.
-    let wrapped = obj.iter().filter(|(k, _)| *k != "time").map(|(k, v)| (k, v)).collect::<Vec<_>>();
+    let wrapped = obj.iter().filter(|(k, _)| *k != "time").collect::<Vec<_>>();
     let (entity, body) = match (named, wrapped.as_slice()) {
         (Some(n), _) => (n.to_string(), &v),
         (None, [(k, inner)]) if inner.is_object() && entities.iter().any(|e| e == *k) => ((*k).clone(), *inner),
@@ -85,7 +85,7 @@ pub fn decode(bytes: &[u8], named: Option<&str>, entities: &[String]) -> Result<
             ));
         }
     };
-    if !entities.iter().any(|e| *e == entity) {
+    if !entities.contains(&entity) {
         return Err(reject(None, &format!("a `{entity}` is not an entity the source reads")));
     }
     let Some(id) = body.get("Id").and_then(|i| i.as_str()).filter(|i| !i.is_empty()) else {
@@ -100,6 +100,8 @@ struct Sync {
     name: Arc<str>,
     plan: QuickBooksPlan,
     connection: Connection,
+    /// The company's request budget, shared with the other sources reading it.
+    limit: Arc<RealmLimit>,
     tx: crossbeam_channel::Sender<RawInput>,
 }
 
@@ -117,15 +119,37 @@ pub fn serve(
         return Err(RunError::new(findings::PLAN_INVALID, "a quickbooks source needs a state store for its cursors"));
     };
     let store = Arc::new(Store::open(target, Some(&c.plan.pipeline))?);
+    let plans: Vec<(usize, &QuickBooksPlan)> = c
+        .plan
+        .components
+        .iter()
+        .enumerate()
+        .filter_map(|(i, comp)| match &comp.kind {
+            ComponentKind::Source(s) => s.quickbooks.as_deref().map(|p| (i, p)),
+            _ => None,
+        })
+        .collect();
+    // One budget per company: QuickBooks counts requests per realm, whichever source sends
+    // them. Its rate is the lowest any of those sources asks for.
+    let mut limits: std::collections::BTreeMap<&str, Arc<RealmLimit>> = std::collections::BTreeMap::new();
+    for (_, p) in &plans {
+        let published = sluice_compiler::quickbooks::PUBLISHED_RATE;
+        let slowest = plans
+            .iter()
+            .filter(|(_, q)| q.realm_id == p.realm_id)
+            .map(|(_, q)| q.rate.unwrap_or(published))
+            .min_by(|a, b| (u128::from(a.0) * u128::from(b.1)).cmp(&(u128::from(b.0) * u128::from(a.1))))
+            .unwrap_or(published);
+        limits.entry(p.realm_id.as_str()).or_insert_with(|| Arc::new(RealmLimit::new(slowest)));
+    }
     let mut jobs: Vec<SyncJob> = Vec::new();
     let mut feeds = Vec::new();
-    for (i, comp) in c.plan.components.iter().enumerate() {
-        let ComponentKind::Source(s) = &comp.kind else { continue };
-        let Some(plan) = s.quickbooks.as_deref() else { continue };
+    for (i, plan) in plans.iter().copied() {
         let connection = Connection::open(c.plan, &plan.connection)?;
+        let limit = Arc::clone(&limits[plan.realm_id.as_str()]);
         // Bounded: a slow pipeline slows the fetching, not memory.
         let (tx, rx) = crossbeam_channel::bounded::<RawInput>(256);
-        let sync = Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, tx };
+        let sync = Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, limit, tx };
         jobs.push((
             Arc::clone(&sync.name),
             Box::new(move |store, pipeline, at, gone| run_sync(sync, store, pipeline, at, gone)),
@@ -144,7 +168,7 @@ fn cursor_key(realm: &str, entity: &str) -> String {
 
 /// One source's entities, one after the other.
 fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBool) -> Result<(), RunError> {
-    let mut client = QuickBooks::new(&sync.plan, &sync.connection)?;
+    let mut client = QuickBooks::new(&sync.plan, &sync.connection, Arc::clone(&sync.limit))?;
     let lookback = i64::try_from(sync.plan.lookback_s).unwrap_or(i64::MAX);
     let now = crate::finance::quickbooks::parse_time(at).unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
