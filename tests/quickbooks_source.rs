@@ -11,7 +11,8 @@
 //! deduplicated by Id+SyncToken); changes, a deletion and new entities are delivered once by
 //! the next run, the deletion as a `"_deleted": true` line; an access token refused with 401
 //! is refreshed once through the token endpoint and the sync goes on; the token never shows in
-//! stderr, the audit or the state store's cursors.
+//! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
+//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice.
 
 mod common;
 
@@ -224,4 +225,28 @@ fn a_refused_request_fails_the_run_with_rt154_and_the_next_run_reads_everything(
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len() as u64, PURCHASES + DEPOSITS, "every transaction, after both runs: {next}");
+}
+
+#[test]
+fn a_full_cdc_answer_is_completed_through_the_query_endpoint() {
+    let base = now() - 86_400;
+    let server = Server::start(REALM, &[("Purchase", 5), ("Deposit", 1)], base);
+    let dir = workspace("quickbooks-cdc-full");
+    point_at(&dir, &server);
+    assert!(connect(&dir).status.success());
+    let mut stderrs = Vec::new();
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 6);
+    // More changes than CDC answers at once (1000): the rest come from the query endpoint.
+    server.add("Purchase", 1050, now() - 2 * 3600);
+    let queries_before = server.requests("query");
+    let next = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&next, "delivered"), 1050, "{next}");
+    assert_eq!(server.requests("cdc"), 2, "one CDC request per entity");
+    // The window again in pages of 100: 11 pages, the last one short.
+    assert_eq!(server.requests("query") - queries_before, 11);
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), rows.len(), "nothing twice: CDC's 1000 are skipped by Id and SyncToken");
 }
