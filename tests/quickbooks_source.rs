@@ -169,11 +169,19 @@ fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
     let again = run_ok(&dir, &mut stderrs);
     assert_eq!(count(&again, "delivered"), 0, "{again}");
 
-    // No token in the logs or the audit.
+    // No token in the logs or the audit; no payee name (the fixtures' customers and vendors)
+    // in the logs, the audit, the DLQ or the ledger.
     let audit = std::fs::read_to_string(dir.join("out/quickbooks-ledger/audit.jsonl")).unwrap();
+    let dlq_text = std::fs::read_to_string(dir.join("out/quickbooks-ledger/dlq.jsonl")).unwrap();
+    let ledger_text = std::fs::read_to_string(&ledger).unwrap();
     for s in stderrs.iter().chain([&audit]) {
         assert!(!s.contains("qbo-access-") && !s.contains("qbo-refresh-"), "a token shows");
         assert!(!s.contains(CLIENT_SECRET));
+    }
+    for s in stderrs.iter().chain([&audit, &dlq_text, &ledger_text]) {
+        for name in ["Mr V3 Service Customer", "Norton Lumber", "Brosnahan"] {
+            assert!(!s.contains(name), "a payee name shows");
+        }
     }
 }
 
@@ -249,4 +257,20 @@ fn a_full_cdc_answer_is_completed_through_the_query_endpoint() {
     ids.sort_unstable();
     ids.dedup();
     assert_eq!(ids.len(), rows.len(), "nothing twice: CDC's 1000 are skipped by Id and SyncToken");
+}
+
+#[test]
+fn a_payee_name_mapped_to_an_unmasked_sink_is_refused_by_the_phi_flow_proof() {
+    let dir = workspace("quickbooks-payee");
+    let m = dir.join("mappings/base/quickbooks-ledger.yaml");
+    let mapping = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        mapping.replace("  category: PaymentType\n", "  category: PaymentType\n  merchant: EntityRef.name\n"),
+    )
+    .unwrap();
+    let out = sluice(&dir, &["check", "pipelines/quickbooks-ledger.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("SL601"), "{err}");
 }
