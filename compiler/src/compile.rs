@@ -51,6 +51,8 @@ enum Flow {
     X12,
     /// Stripe objects from a `stripe` source: of one type when the source reads one list.
     Stripe(Option<&'static str>),
+    /// QuickBooks entities from a `quickbooks` source: of one entity when the source reads one.
+    QuickBooks(Option<&'static str>),
     Output(&'static OutputSchema),
     /// Upstream had errors: checks that depend on the schema are skipped.
     Unknown,
@@ -65,6 +67,8 @@ impl Flow {
             Flow::X12 => crate::x12::SCHEMA.to_string(),
             Flow::Stripe(Some(o)) => format!("{}{o}", crate::stripe::SCHEMA_PREFIX),
             Flow::Stripe(None) => "stripe objects of several types".to_string(),
+            Flow::QuickBooks(Some(e)) => format!("{}{e}", crate::quickbooks::SCHEMA_PREFIX),
+            Flow::QuickBooks(None) => "quickbooks entities of several kinds".to_string(),
             Flow::Output(o) => o.name.to_string(),
             Flow::Unknown => "unknown".into(),
         }
@@ -597,6 +601,10 @@ impl Compiler {
                 let virtual_path = test_path.with_file_name(format!("{stem}#pipeline"));
                 let input = match self.mapping(mid) {
                     Some(m) if m.input_x12.is_some() => test_spec::MappingInput::X12,
+                    Some(m) if m.input_quickbooks.is_some() => match m.input_quickbooks {
+                        Some((entity, _)) => test_spec::MappingInput::QuickBooks { entity },
+                        None => test_spec::MappingInput::Hl7v2,
+                    },
                     Some(m) => match m.input_stripe.and_then(|(object, _)| {
                         crate::stripe::LISTS.iter().find(|(_, o)| *o == object).map(|(l, _)| *l)
                     }) {
@@ -823,6 +831,12 @@ impl Compiler {
             self.diags.push(crate::stripe::needs_state(&c.name, c.name_span));
             return None;
         }
+        if plan.state.is_none()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::QuickBooks(_)))
+        {
+            self.diags.push(crate::quickbooks::needs_state(&c.name, c.name_span));
+            return None;
+        }
         if plan.state.is_none() {
             for c in &spec.components {
                 if let Body::Files { x12: Some(crate::spec::pipeline::X12Files { acks: Some(acks), .. }), .. } = &c.body
@@ -897,13 +911,22 @@ impl Compiler {
         // A listener acknowledges what every sink made durable; a Parquet sink's rows are
         // durable only at the next checkpoint (its open file is deleted by a resume).
         if let Some(listener) = spec.components.iter().find(|c| {
-            matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Webhook(_) | Body::FhirRest(_) | Body::Stripe(_))
+            matches!(
+                c.body,
+                Body::Mllp(_)
+                    | Body::Kafka(_)
+                    | Body::Webhook(_)
+                    | Body::FhirRest(_)
+                    | Body::Stripe(_)
+                    | Body::QuickBooks(_)
+            )
         }) {
             // What the source counts on the sinks for (fhir.rest and stripe syncs end, but move
             // their cursors the same way a listener acknowledges).
             let (kind, counts_on) = match listener.body {
                 Body::FhirRest(_) => ("fhir.rest source", "saves its cursor once the sinks have its records"),
                 Body::Stripe(_) => ("stripe source", "saves its cursors once the sinks have its records"),
+                Body::QuickBooks(_) => ("quickbooks source", "saves its cursors once the sinks have its records"),
                 Body::Kafka(_) => ("kafka source", "commits its offsets once the sinks have the messages"),
                 _ => ("listening source", "acknowledges each message once the sinks have it"),
             };
@@ -969,6 +992,25 @@ impl Compiler {
                 self.diags.push(d);
                 ok = false;
             }
+        }
+        for c in &spec.components {
+            let has_state = spec.state.is_some() || spec.state_url.is_some();
+            if let Body::QuickBooks(f) = &c.body
+                && let Some(d) = crate::quickbooks::check_connection(f, &spec.connections, has_state)
+                    .map(|d| d.unwrap_or_else(|| crate::quickbooks::needs_state(&c.name, c.name_span)))
+            {
+                self.diags.push(d);
+                ok = false;
+            }
+        }
+        // A quickbooks source syncs on its own run loop: only beside other quickbooks sources.
+        let qbo_sources = spec.components.iter().filter(|c| matches!(c.body, Body::QuickBooks(_))).count();
+        if qbo_sources > 0
+            && qbo_sources < spec.components.iter().filter(|c| c.section == Section::Source).count()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::QuickBooks(_)))
+        {
+            self.diags.push(crate::quickbooks::not_alone(&c.name, c.name_span));
+            ok = false;
         }
         // A stripe source syncs on its own run loop: only beside other stripe sources.
         let stripe_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Stripe(_))).count();
@@ -1336,6 +1378,11 @@ impl Compiler {
                     this.diags.push(crate::stripe::input_mismatch(what, &c.name, "HL7 v2 messages", at));
                     None
                 }
+                Flow::QuickBooks(_) => {
+                    let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    this.diags.push(crate::quickbooks::input_mismatch(what, &c.name, "HL7 v2 messages", at));
+                    None
+                }
                 Flow::Output(o) => {
                     this.diags.push(
                         Diagnostic::error(
@@ -1510,6 +1557,20 @@ impl Compiler {
                 });
                 Some((kind, flow, (state, origins)))
             }
+            Body::QuickBooks(f) => {
+                let plan = crate::quickbooks::plan(f);
+                let flow = match f.entities.as_slice() {
+                    [one] => Flow::QuickBooks(Some(one)),
+                    // What is wrong with `entities` was said (SL278).
+                    [] => Flow::Unknown,
+                    _ => Flow::QuickBooks(None),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    quickbooks: Some(Box::new(plan)),
+                    ..SourcePlan::new("quickbooks", "json", vec![], profile::default_profile())
+                });
+                Some((kind, flow, (state, origins)))
+            }
             Body::Validate { rules, mode } => {
                 let version = need_hl7(self, "validate stage");
                 let rid = self.load_kind(rules, "rules")?;
@@ -1546,6 +1607,20 @@ impl Compiler {
                         Flow::Stripe(Some(o)) if o == object => self.mapped(mid, (state, origins)),
                         other => {
                             let d = crate::stripe::map_input_mismatch(&c.name, object, &other.name(), input_at, o_span);
+                            self.diags.push(d);
+                            None
+                        }
+                    };
+                }
+                let qbo_input = self.mapping(mid)?.input_quickbooks;
+                if let Some((entity, e_span)) = qbo_input {
+                    let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    return match flow {
+                        Flow::Unknown => None,
+                        Flow::QuickBooks(Some(e)) if e == entity => self.mapped(mid, (state, origins)),
+                        other => {
+                            let d =
+                                crate::quickbooks::map_input_mismatch(&c.name, entity, &other.name(), input_at, e_span);
                             self.diags.push(d);
                             None
                         }
@@ -1632,6 +1707,11 @@ impl Compiler {
                     Flow::Stripe(_) => {
                         let at = c.inputs.first().map_or(c.name_span, |i| i.span);
                         self.diags.push(crate::stripe::input_mismatch("mask stage", &c.name, "mapped records", at));
+                        return None;
+                    }
+                    Flow::QuickBooks(_) => {
+                        let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                        self.diags.push(crate::quickbooks::input_mismatch("mask stage", &c.name, "mapped records", at));
                         return None;
                     }
                     Flow::Hl7(_) => {
@@ -1861,6 +1941,16 @@ impl Compiler {
                     );
                     lenient.as_ref()?;
                 }
+                if let Flow::QuickBooks(_) = flow
+                    && phi_allowed.is_none()
+                {
+                    self.diags.push(
+                        leak(format!("sink `{}` receives raw QuickBooks entities, which carry customers' and vendors' PII", c.name))
+                            .label(c.name_span, "unmasked entities reach this sink")
+                            .help("QuickBooks entities hold customers', vendors' and employees' names, addresses and e-mail addresses: map them with a mapping that reads `schema: quickbooks/<Entity>` and mask them, or allow PII at this sink with `phi: {allowed: true, reason: ...}`"),
+                    );
+                    lenient.as_ref()?;
+                }
                 if let Flow::Hl7(v) = flow
                     && phi_allowed.is_none()
                 {
@@ -2046,11 +2136,12 @@ impl Compiler {
                     }
                     Some(_) => {}
                 },
-                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) => {
+                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) | Flow::QuickBooks(_) => {
                     let what = match flow {
                         Flow::Hl7(_) => "HL7 v2 messages",
                         Flow::X12 => "X12 transaction sets",
                         Flow::Stripe(_) => "Stripe objects",
+                        Flow::QuickBooks(_) => "QuickBooks entities",
                         _ => "FHIR resources",
                     };
                     self.diags.push(
@@ -2376,6 +2467,16 @@ impl Compiler {
                 ));
                 return None;
             }
+            Flow::QuickBooks(_) => {
+                let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                self.diags.push(crate::quickbooks::input_mismatch(
+                    "stage",
+                    &c.name,
+                    "records whose paths can be checked",
+                    at,
+                ));
+                return None;
+            }
             Flow::Unknown => return None,
         };
         let env = Env { scope, vars: vec![], tables: vec![] };
@@ -2574,6 +2675,7 @@ impl Compiler {
             Flow::Hl7(_) => Some("HL7 v2 messages".to_string()),
             Flow::X12 => Some("X12 transaction sets".to_string()),
             Flow::Stripe(_) => Some("Stripe objects".to_string()),
+            Flow::QuickBooks(_) => Some("QuickBooks entities".to_string()),
             Flow::Output(o) => Some(format!("{} records", o.name)),
         };
         if let Some(wrong) = wrong {

@@ -16,6 +16,7 @@ pub mod hl7;
 pub mod jsonschema;
 pub mod object_store;
 pub mod plan;
+pub mod quickbooks;
 pub mod source;
 pub mod spec;
 pub mod stripe;

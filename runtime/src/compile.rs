@@ -33,6 +33,9 @@ pub enum Prep {
     WebhookSource,
     /// A `stripe` source: its records are list items ([`crate::finance::source::decode`]).
     StripeSource(Vec<sluice_compiler::stripe::StripeObjectPlan>),
+    /// A `quickbooks` source: its records are entities
+    /// ([`crate::finance::quickbooks_source::decode`]), of the entities it reads.
+    QuickBooksSource(Vec<String>),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -128,10 +131,16 @@ impl<'p> Compiled<'p> {
             let name = c.name.as_str();
             preps.push(match &c.kind {
                 ComponentKind::Source(s) => {
-                    if !matches!(s.kind.as_str(), "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe") {
+                    if !matches!(
+                        s.kind.as_str(),
+                        "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe" | "quickbooks"
+                    ) {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match (&s.fhir, &s.x12, &s.webhook) {
+                        _ if s.quickbooks.is_some() => Prep::QuickBooksSource(
+                            s.quickbooks.as_ref().map(|p| p.entities.clone()).unwrap_or_default(),
+                        ),
                         _ if s.stripe.is_some() => {
                             Prep::StripeSource(s.stripe.as_ref().map(|p| p.objects.clone()).unwrap_or_default())
                         }

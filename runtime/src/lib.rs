@@ -188,6 +188,18 @@ pub fn run_with_events(
         announce_run_id(options, &run_id);
         let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
         (run_id, t, None)
+    } else if finance::quickbooks_source::syncs(plan) {
+        refuse_resume(
+            options,
+            plan,
+            "syncs from QuickBooks Online: its positions are its entities' cursors",
+            "each entity goes on from its last saved cursor",
+        )?;
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let t =
+            finance::quickbooks_source::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
+        (run_id, t, None)
     } else if finance::source::syncs(plan) {
         refuse_resume(
             options,

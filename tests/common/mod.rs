@@ -10,6 +10,7 @@ pub mod fault_proxy;
 pub mod http_server;
 pub mod moto;
 pub mod oidc;
+pub mod quickbooks;
 pub mod stripe;
 
 use std::io::BufReader;

@@ -36,6 +36,8 @@ pub enum Scope<'a> {
     X12(X12Env),
     /// Records are Stripe objects of one type: paths like `amount`, `billing_details.email`.
     Stripe(crate::stripe::StripeEnv),
+    /// Records are QuickBooks entities of one kind: paths like `TotalAmt`, `CurrencyRef.value`.
+    QuickBooks(crate::quickbooks::QuickBooksEnv),
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
@@ -260,6 +262,7 @@ fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<
     let resolved = match env.scope {
         Scope::Fhir(fhir) => fhir.resolve(text, cx.span(&syn.span)),
         Scope::Stripe(stripe) => stripe.resolve(text, cx.span(&syn.span)),
+        Scope::QuickBooks(qbo) => qbo.resolve(text, cx.span(&syn.span)),
         _ => {
             return cx.error(
                 Diagnostic::error(
@@ -308,6 +311,16 @@ fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<T
     // A set-level X12 path (`BHT-04`) lexes as an HL7 path.
     if let Scope::X12(_) = env.scope {
         return check_x12_path(cx, text, syn, env);
+    }
+    if let Scope::QuickBooks(q) = env.scope {
+        return cx.error(
+            Diagnostic::error(
+                codes::QUICKBOOKS_MAP_INPUT_MISMATCH,
+                format!("`{text}` is an HL7 v2 path, but records here are QuickBooks `{}` entities", q.entity),
+            )
+            .label(cx.span(&syn.span), "HL7 path")
+            .help("write a QuickBooks path, such as `TotalAmt`, `TxnDate` or `CurrencyRef.value`"),
+        );
     }
     if let Scope::Stripe(s) = env.scope {
         return cx.error(
@@ -387,7 +400,7 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
                 .error(Diagnostic::error(codes::UNKNOWN_COMPONENT, msg).label(cx.span(&syn.span), "no such component")),
         };
     }
-    if let Scope::Fhir(_) | Scope::Stripe(_) = env.scope {
+    if let Scope::Fhir(_) | Scope::Stripe(_) | Scope::QuickBooks(_) = env.scope {
         return check_fhir_path(cx, &parts.join("."), syn, env);
     }
     if let Scope::Output(schema) = env.scope {

@@ -166,6 +166,9 @@ pub struct SourcePlan {
     /// The account and object lists (`stripe` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stripe: Option<Box<crate::stripe::StripePlan>>,
+    /// The company and entities (`quickbooks` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quickbooks: Option<Box<crate::quickbooks::QuickBooksPlan>>,
 }
 
 impl SourcePlan {
@@ -185,6 +188,7 @@ impl SourcePlan {
             webhook: None,
             fhir_rest: None,
             stripe: None,
+            quickbooks: None,
         }
     }
 }

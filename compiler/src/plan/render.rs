@@ -36,6 +36,10 @@ pub fn text(plan: &Plan) -> String {
                     );
                     continue;
                 }
+                if let Some(p) = &s.quickbooks {
+                    crate::quickbooks::render(&mut o, p);
+                    continue;
+                }
                 if let Some(p) = &s.stripe {
                     // Stripe objects are JSON: no HL7 profile to show.
                     crate::stripe::render(&mut o, p);

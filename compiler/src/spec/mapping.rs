@@ -44,6 +44,8 @@ pub struct Mapping {
     pub input_x12: Option<(&'static sluice_x12::guide::Guide, Span)>,
     /// `input: {schema: stripe/<object>}`: the object type and where it is written.
     pub input_stripe: Option<(&'static str, Span)>,
+    /// `input: {schema: quickbooks/<Entity>}`: the entity and where it is written.
+    pub input_quickbooks: Option<(&'static str, Span)>,
     pub output: &'static OutputSchema,
     /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
     pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
@@ -77,6 +79,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     let mut input_fhir = None;
     let mut input_x12 = None;
     let mut input_stripe = None;
+    let mut input_quickbooks = None;
     let mut types = Vec::new();
     let mut input_text = String::new();
     if let Some(input) = obj.get("input")
@@ -124,7 +127,22 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
                 }
             }
         }
-        if fhir_schema.is_some() || x12_schema.is_some() || stripe_schema.is_some() {
+        let qbo_schema =
+            inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::quickbooks::SCHEMA_PREFIX)));
+        if let Some(schema_node) = qbo_schema {
+            let schema = reader::string(cx, schema_node, "a schema name")?;
+            match crate::quickbooks::mapping_entity(&schema.text, schema.span) {
+                Ok(e) => {
+                    input_text = schema.text.clone();
+                    input_quickbooks = Some((e, schema.span));
+                }
+                Err(d) => {
+                    cx.push(d);
+                    return None;
+                }
+            }
+        }
+        if fhir_schema.is_some() || x12_schema.is_some() || stripe_schema.is_some() || qbo_schema.is_some() {
         } else if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
             input_text = s.text.clone();
             match r {
@@ -179,6 +197,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             input_fhir,
             input_x12,
             input_stripe,
+            input_quickbooks,
             output: m.output,
             leaf_classes: m.leaf_classes,
         });
@@ -227,6 +246,13 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             types = vec![object.to_string()];
             let env = crate::stripe::StripeEnv { object };
             (Scope::Stripe(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
+        }
+        (None, None, Some((output, _))) if input_quickbooks.is_some() => {
+            let (entity, _) = input_quickbooks?;
+            // The map stage accepts entities of this kind only (the record's entity name).
+            types = vec![entity.to_string()];
+            let env = crate::quickbooks::QuickBooksEnv { entity };
+            (Scope::QuickBooks(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
         }
         (None, None, Some((output, _))) if input_x12.is_some() => {
             let (guide, _) = input_x12?;
@@ -282,7 +308,16 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         }),
         x12_each: x12_each_loop.unwrap_or_default().iter().map(|l| l.id.clone()).collect(),
     };
-    Some(Mapping { plan, input_version, input_fhir, input_x12, input_stripe, output, leaf_classes: m.leaf_classes })
+    Some(Mapping {
+        plan,
+        input_version,
+        input_fhir,
+        input_x12,
+        input_stripe,
+        input_quickbooks,
+        output,
+        leaf_classes: m.leaf_classes,
+    })
 }
 
 /// The resource type of a mapping reading `schema: fhir/r4` (required there).
@@ -372,7 +407,15 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         );
         return None;
     }
-    if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) = env.scope {
+    if let (Scope::QuickBooks(_), Some(each_node)) = (env.scope, obj.get("each")) {
+        cx.push(
+            Diagnostic::error(codes::QUICKBOOKS_EACH_UNSUPPORTED, "`each` over QuickBooks arrays is not supported yet")
+                .label(each_node.span, "iterates over a QuickBooks array")
+                .help("map the list field to the path itself, one item per value (`line_amounts: Line[*].Amount`), or pick one item by index (`Line[0].Amount`)"),
+        );
+        return None;
+    }
+    if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_) = env.scope {
         return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: None });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
@@ -564,7 +607,8 @@ impl MappingChecker {
                     .label(value.span, format!("expected a mapping of `{path}`'s fields")),
                 ),
                 (_, ValueType::List(inner))
-                    if matches!(env.scope, Scope::X12(_) | Scope::Stripe(_)) && **inner != ValueType::Struct =>
+                    if matches!(env.scope, Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_))
+                        && **inner != ValueType::Struct =>
                 {
                     let Some(producer) = self.x12_values(cx, value, &path, inner, env) else { continue };
                     self.fields.push(FieldPlan {

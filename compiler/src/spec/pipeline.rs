@@ -55,6 +55,7 @@ pub enum Body<'n> {
     Webhook(Box<super::webhook::WebhookSourceSpec>),
     FhirRest(Box<crate::fhir_rest::FhirRestSpec>),
     Stripe(Box<crate::stripe::StripeSpec>),
+    QuickBooks(Box<crate::quickbooks::QuickBooksSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -914,6 +915,7 @@ fn component<'n>(
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),
         "fhir.rest" => Body::FhirRest(Box::new(crate::fhir_rest::source(cx, &obj)?)),
         "stripe" => Body::Stripe(Box::new(crate::stripe::source(cx, &obj)?)),
+        "quickbooks" => Body::QuickBooks(Box::new(crate::quickbooks::source(cx, &obj)?)),
         "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
         "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
         "webhook" => Body::Webhook(Box::new(super::webhook::source(cx, &obj)?)),

@@ -180,14 +180,15 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
     let hl7v2 = match formats.as_slice() {
         [("hl7v2", n)] => segments(&reader::string(cx, n, "`hl7v2`")?.text),
         [("stripe", n)] => json_lines(&reader::string(cx, n, "`stripe`")?.text),
+        [("quickbooks", n)] => json_lines(&reader::string(cx, n, "`quickbooks`")?.text),
         // X12 as written: the reader skips line breaks between segments.
         [("x12", n)] => reader::string(cx, n, "`x12`")?.text.into_bytes(),
         [(other, _)] => {
             let span = input.key_span(other).unwrap_or(input_node.span);
             cx.push(
                 Diagnostic::error(codes::UNSUPPORTED_TEST_INPUT, format!("`{other}` input cannot run yet"))
-                    .label(span, "only `hl7v2`, `x12` and `stripe` input run today")
-                    .help("test HL7 v2 messages, X12 interchanges or Stripe objects for now; FHIR and JSON inputs come with their input sources"),
+                    .label(span, "only `hl7v2`, `x12`, `stripe` and `quickbooks` input run today")
+                    .help("test HL7 v2 messages, X12 interchanges, Stripe objects or QuickBooks entities for now; FHIR and JSON inputs come with their input sources"),
             );
             return None;
         }
@@ -304,6 +305,11 @@ pub enum MappingInput<'a> {
     Stripe {
         list: &'a str,
     },
+    /// QuickBooks entities of kind `entity`: a `quickbooks` source, fed from the case's lines
+    /// (its connection is never opened).
+    QuickBooks {
+        entity: &'a str,
+    },
 }
 
 /// The pipeline a mapping test runs: source `input` -> [validate] -> map -> [mask] -> sink
@@ -327,6 +333,10 @@ pub fn mapping_pipeline(
     let mut y = match input {
         MappingInput::Stripe { list } => format!(
             "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: stripe\n    auth: api_key\n    api_key: ${{SLUICE_TEST_STRIPE_KEY}}\nsources:\n  input:\n    type: stripe\n    connection: test\n    objects: [{list}]\n",
+            quote(name)
+        ),
+        MappingInput::QuickBooks { entity } => format!(
+            "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: quickbooks\n    client_id: sluice-test\n    token_key: ${{SLUICE_TEST_TOKEN_KEY}}\nsources:\n  input:\n    type: quickbooks\n    connection: test\n    realm_id: \"1\"\n    entities: [{entity}]\n",
             quote(name)
         ),
         MappingInput::X12 => files("x12"),

@@ -4,7 +4,7 @@
 //! Stripe's published OpenAPI spec (MIT License; the script's header says which commit and how
 //! paths, types and classes are derived). It is embedded at build time and parsed once.
 //!
-//! Invariants:
+//! Invariants (the path syntax is [`crate::paths`]'):
 //! - Amounts are integers in the currency's minor units ([`Kind::Amount`]), timestamps integer
 //!   Unix seconds ([`Kind::Timestamp`]), as Stripe sends them: nothing is converted here.
 //! - A path is written with `.` between properties and `[*]` (or `[n]`) at an array step;
@@ -14,7 +14,7 @@
 
 use std::sync::OnceLock;
 
-use sluice_spec_core::{PhiClass, ValueType};
+use crate::paths::Table;
 
 /// The objects of the table, with the list (`stripe` source `objects:`) each is read from.
 pub const OBJECTS: &[(&str, &str)] = &[
@@ -27,103 +27,16 @@ pub const OBJECTS: &[(&str, &str)] = &[
     ("customer", "customers"),
 ];
 
-/// What a path holds, as Stripe's spec types it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    String,
-    Boolean,
-    Integer,
-    Number,
-    /// An integer in the minor units of the object's `currency`.
-    Amount,
-    /// Integer seconds since 1970-01-01T00:00:00Z.
-    Timestamp,
-    /// An ISO 4217 code in lower case.
-    Currency,
-    /// An object id, or an expandable reference (Stripe sends the id unless expanded).
-    Id,
-    /// A map (`metadata`) or a free-form object (`event.data.object`): a leaf.
-    Object,
-}
+pub use crate::paths::{Checked, Field, Kind, PathError};
 
-impl Kind {
-    fn parse(s: &str) -> Option<Kind> {
-        Some(match s {
-            "string" => Kind::String,
-            "boolean" => Kind::Boolean,
-            "integer" => Kind::Integer,
-            "number" => Kind::Number,
-            "amount" => Kind::Amount,
-            "timestamp" => Kind::Timestamp,
-            "currency" => Kind::Currency,
-            "id" => Kind::Id,
-            "object" => Kind::Object,
-            _ => return None,
-        })
-    }
-
-    /// The name the docs and diagnostics use.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::String => "string",
-            Kind::Boolean => "boolean",
-            Kind::Integer => "integer",
-            Kind::Number => "number",
-            Kind::Amount => "amount (integer, minor units)",
-            Kind::Timestamp => "timestamp (integer, Unix seconds)",
-            Kind::Currency => "currency (ISO 4217, lower case)",
-            Kind::Id => "id",
-            Kind::Object => "object",
-        }
-    }
-
-    /// The value type expressions see.
-    pub fn value_type(self) -> ValueType {
-        match self {
-            Kind::String => ValueType::String,
-            Kind::Boolean => ValueType::Boolean,
-            Kind::Integer | Kind::Amount | Kind::Timestamp => ValueType::Integer,
-            Kind::Number => ValueType::Decimal,
-            Kind::Currency => ValueType::Code,
-            Kind::Id => ValueType::Identifier,
-            Kind::Object => ValueType::Any,
-        }
-    }
-}
-
-/// One path of one object.
-#[derive(Clone, Debug)]
-pub struct Field {
-    pub object: String,
-    /// With `[*]` at array steps.
-    pub path: String,
-    pub kind: Kind,
-    pub class: Option<PhiClass>,
-}
-
-fn table() -> &'static [Field] {
-    static TABLE: OnceLock<Vec<Field>> = OnceLock::new();
-    TABLE.get_or_init(|| {
-        include_str!("../data/stripe-paths.tsv")
-            .lines()
-            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-            .map(|l| {
-                let cols: Vec<&str> = l.split('\t').collect();
-                let class = cols.get(3).copied().unwrap_or_default();
-                Field {
-                    object: cols[0].to_string(),
-                    path: cols[1].to_string(),
-                    kind: Kind::parse(cols[2]).expect("a known kind in stripe-paths.tsv"),
-                    class: (!class.is_empty()).then(|| PhiClass::parse(class).expect("a known class")),
-                }
-            })
-            .collect()
-    })
+fn table() -> &'static Table {
+    static TABLE: OnceLock<Table> = OnceLock::new();
+    TABLE.get_or_init(|| Table::parse(include_str!("../data/stripe-paths.tsv"), "stripe-paths.tsv"))
 }
 
 /// The fields of object type `object` (`charge`), in table order; empty for an unknown type.
 pub fn fields(object: &str) -> impl Iterator<Item = &'static Field> + use<'_> {
-    table().iter().filter(move |f| f.object == object)
+    table().fields(object)
 }
 
 /// Whether `object` is an object type of the table.
@@ -136,109 +49,15 @@ pub fn object_of_list(list: &str) -> Option<&'static str> {
     OBJECTS.iter().find(|(_, l)| *l == list).map(|(o, _)| *o)
 }
 
-/// A path that is not in the table.
-#[derive(Debug, PartialEq, Eq)]
-pub struct PathError {
-    /// Byte offset and length in the path text of the first step that is not known.
-    pub offset: usize,
-    pub len: usize,
-    /// The step names valid there (or whole paths, when nothing matched at all).
-    pub candidates: Vec<String>,
-}
-
-/// What a checked path addresses.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Checked {
-    pub kind: Kind,
-    pub class: Option<PhiClass>,
-    /// It goes through an array without picking one item (`[*]`, or an array step written
-    /// without an index).
-    pub multi: bool,
-    /// The table's form: every index written as `[*]`.
-    pub normalized: String,
-}
-
-/// `text` with every `[n]` written as `[*]`.
-fn normalize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find('[') {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find(']') else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let inner = &rest[i + 1..i + j];
-        if inner == "*" || (!inner.is_empty() && inner.bytes().all(|b| b.is_ascii_digit())) {
-            out.push_str("[*]");
-        } else {
-            out.push_str(&rest[i..=i + j]);
-        }
-        rest = &rest[i + j + 1..];
-    }
-    out.push_str(rest);
-    out
-}
-
 /// Checks `text` against the paths of `object`.
 pub fn check(object: &str, text: &str) -> Result<Checked, PathError> {
-    let normalized = normalize(text);
-    if let Some(f) = fields(object).find(|f| f.path == normalized) {
-        return Ok(Checked { kind: f.kind, class: f.class, multi: text.contains("[*]"), normalized });
-    }
-    // An array step written without its index: still every item.
-    let bare = |p: &str| p.replace("[*]", "");
-    if let Some(f) = fields(object).find(|f| f.path.contains("[*]") && bare(&f.path) == normalized) {
-        return Ok(Checked { kind: f.kind, class: f.class, multi: true, normalized: f.path.clone() });
-    }
-    // The longest prefix of whole steps that is a prefix of some path says where it went wrong.
-    let steps: Vec<&str> = normalized.split('.').collect();
-    let mut offset = 0usize;
-    let mut prefix = String::new();
-    for (i, step) in steps.iter().enumerate() {
-        let candidate = if i == 0 { step.to_string() } else { format!("{prefix}.{step}") };
-        let known = fields(object).any(|f| {
-            f.path == candidate
-                || f.path.starts_with(&format!("{candidate}."))
-                || f.path.starts_with(&format!("{candidate}["))
-        });
-        if !known {
-            let mut names: Vec<String> = fields(object)
-                .filter_map(|f| {
-                    let rest = if i == 0 { Some(f.path.as_str()) } else { f.path.strip_prefix(&format!("{prefix}.")) };
-                    rest.map(|r| r.split('.').next().unwrap_or(r).to_string())
-                })
-                .collect();
-            names.dedup();
-            names.sort();
-            names.dedup();
-            let step_len = original_len(text, offset);
-            return Err(PathError { offset, len: step_len, candidates: names });
-        }
-        prefix = candidate;
-        offset += original_len(text, offset) + 1;
-    }
-    // Every step is known but the path stops inside an object.
-    let names: Vec<String> = fields(object)
-        .filter_map(|f| {
-            f.path.strip_prefix(&format!("{prefix}.")).map(|r| format!("{prefix}.{}", r.split('.').next().unwrap_or(r)))
-        })
-        .collect();
-    let mut names = names;
-    names.sort();
-    names.dedup();
-    Err(PathError { offset: 0, len: text.len(), candidates: names })
-}
-
-/// The length in the original text of the step starting at `offset`.
-fn original_len(text: &str, offset: usize) -> usize {
-    let rest = text.get(offset..).unwrap_or_default();
-    rest.find('.').unwrap_or(rest.len())
+    table().check(object, text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_spec_core::PhiClass;
 
     #[test]
     fn the_table_covers_every_object_a_source_reads() {

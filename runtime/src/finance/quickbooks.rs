@@ -1,0 +1,511 @@
+//! The QuickBooks Online v3 API of one company (realm): one sync of one entity reads every
+//! entity changed since the cursor (minus the lookback window), through the query endpoint or
+//! the change data capture (CDC) endpoint, and hands on the entities not delivered before.
+//!
+//! Invariants:
+//! - Paging as QuickBooks documents it: `SELECT * FROM <Entity> [WHERE
+//!   MetaData.LastUpdatedTime >= '<since>'] ORDERBY MetaData.LastUpdatedTime STARTPOSITION n
+//!   MAXRESULTS m`, the next page at `n + returned` until a page holds fewer than `m`.
+//! - CDC (`/cdc?entities=<Entity>&changedSince=<since>`) only with a cursor younger than
+//!   QuickBooks' 30-day CDC window; its deleted entities (`status: Deleted`) are handed on as
+//!   deletions. CDC answers at most 1000 entities: when it gives that many, the same window is
+//!   read again through the query endpoint, so no change is lost.
+//! - Incremental: the [`Cursor`] holds the newest `MetaData.LastUpdatedTime` delivered and the
+//!   `Id`/`SyncToken` pairs delivered within the lookback window before it; the next sync asks
+//!   from `cursor - lookback` and skips the pairs already delivered (an entity saved again has
+//!   a new `SyncToken` and is delivered again).
+//! - Every request asks `Accept: application/json` and carries `minorversion`; requests are
+//!   spaced at QuickBooks' published limit (500 a minute per company) or the source's `rate`,
+//!   through one [`RealmLimit`] shared by every source of the run reading that company, which
+//!   also keeps at most 10 of its requests in flight (QuickBooks' concurrency limit);
+//!   429 and 5xx are retried with growing backoff (QuickBooks' `Retry-After` is honoured when
+//!   given, not relied on); other 4xx are not; a 401 asks the connection for a new token once.
+//! - No token and no Fault message text (it may quote data) in errors or warnings: the Fault's
+//!   `type` and error `code` only.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_compiler::quickbooks::QuickBooksPlan;
+
+use crate::error::RunError;
+use crate::findings;
+use crate::oauth::Connection;
+use crate::retry::{self, Class, Policy, RealTimer, Rng, Timer};
+use crate::secrets::Secret;
+use crate::throttle::Bucket;
+
+/// How far back QuickBooks' CDC endpoint answers (30 days).
+pub const CDC_WINDOW_S: i64 = 30 * 86_400;
+/// The most entities one CDC answer holds per entity.
+pub const CDC_MAX: usize = 1000;
+/// QuickBooks' limit of concurrent requests per company and app.
+pub const MAX_IN_FLIGHT: usize = 10;
+
+/// The request budget of one company (realm), shared by the sources of a run that read it:
+/// starts spaced at its rate, and at most [`MAX_IN_FLIGHT`] requests at a time.
+pub struct RealmLimit {
+    origin: Instant,
+    bucket: Mutex<Bucket>,
+    in_flight: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl RealmLimit {
+    /// A budget of `permits` requests per `per_seconds`.
+    pub fn new((permits, per_seconds): (u64, u64)) -> RealmLimit {
+        RealmLimit {
+            origin: Instant::now(),
+            bucket: Mutex::new(Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
+                permits,
+                per_seconds,
+                shared: None,
+                per_key: None,
+            })),
+            in_flight: Mutex::new(0),
+            freed: Condvar::new(),
+        }
+    }
+
+    /// Waits for a slot and the request's turn; the slot is held until the guard drops.
+    fn acquire(&self) -> InFlight<'_> {
+        let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= MAX_IN_FLIGHT {
+            n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        drop(n);
+        let wait = self.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(self.origin.elapsed());
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+        InFlight(self)
+    }
+}
+
+/// A request in flight; frees its slot when dropped.
+struct InFlight<'a>(&'a RealmLimit);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut n = self.0.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        *n = n.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+/// The `SyncToken` a deletion is remembered with (deletions carry none).
+const DELETED: &str = "deleted";
+
+/// Where an incremental sync of one entity stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The newest `MetaData.LastUpdatedTime` delivered (Unix seconds).
+    pub last_updated: i64,
+    /// `Id` -> (`SyncToken`, `LastUpdatedTime`) of what was delivered within the lookback
+    /// window before [`Cursor::last_updated`].
+    pub recent: BTreeMap<String, (String, i64)>,
+}
+
+/// One entity read: as QuickBooks sent it, and whether CDC reported it deleted.
+#[derive(Debug)]
+pub struct Item {
+    pub entity: serde_json::Value,
+    pub deleted: bool,
+}
+
+/// What one sync read.
+#[derive(Debug, Default)]
+pub struct Synced {
+    pub cursor: Cursor,
+    /// Entities seen again with the `SyncToken` already delivered, skipped.
+    pub skipped: u64,
+    pub deleted: u64,
+    /// Whether the CDC endpoint was read.
+    pub cdc: bool,
+    /// RT155 messages (entity, field; never a value).
+    pub warnings: Vec<String>,
+    pub requests: u64,
+    pub retries: u64,
+}
+
+/// A failed attempt, classed.
+struct Failure {
+    status: Option<u16>,
+    what: String,
+    unauthorized: bool,
+}
+
+/// A QuickBooks Online client for one company and connection.
+pub struct QuickBooks<'c> {
+    base_url: String,
+    realm: String,
+    minor_version: u64,
+    page_size: u64,
+    connection: &'c Connection,
+    agent: ureq::Agent,
+    policy: Policy,
+    limit: Arc<RealmLimit>,
+    timer: RealTimer,
+    rng: Rng,
+}
+
+/// RFC 3339 with offset (`2016-04-13T07:34:55-07:00`) to Unix seconds.
+pub fn parse_time(text: &str) -> Option<i64> {
+    text.parse::<jiff::Timestamp>().ok().map(|t| t.as_second())
+}
+
+/// Unix seconds as QuickBooks' query and CDC take them (`2016-04-13T14:34:55+00:00`).
+pub fn format_time(secs: i64) -> String {
+    jiff::Timestamp::from_second(secs)
+        .map(|t| t.strftime("%Y-%m-%dT%H:%M:%S+00:00").to_string())
+        .unwrap_or_else(|_| "1970-01-01T00:00:00+00:00".to_string())
+}
+
+fn last_updated(entity: &serde_json::Value) -> Option<i64> {
+    entity.pointer("/MetaData/LastUpdatedTime").and_then(|t| t.as_str()).and_then(parse_time)
+}
+
+impl<'c> QuickBooks<'c> {
+    /// A client of the plan's company for `connection`, within `limit` (the company's budget,
+    /// shared with the run's other sources reading it).
+    pub fn new(
+        plan: &QuickBooksPlan,
+        connection: &'c Connection,
+        limit: Arc<RealmLimit>,
+    ) -> Result<QuickBooks<'c>, RunError> {
+        Ok(QuickBooks {
+            base_url: plan.base_url.trim_end_matches('/').to_string(),
+            realm: plan.realm_id.clone(),
+            minor_version: plan.minor_version,
+            page_size: plan.page_size.clamp(1, sluice_compiler::quickbooks::MAX_PAGE),
+            connection,
+            agent: ureq::Agent::config_builder()
+                .timeout_global(Some(Duration::from_secs(120)))
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .into(),
+            // The throttle resets by the minute: back off from 1 s up to a minute.
+            policy: Policy {
+                max_attempts: 8,
+                initial_backoff: Duration::from_secs(1),
+                max_backoff: Duration::from_secs(60),
+                max_elapsed: Duration::from_secs(600),
+            },
+            limit,
+            timer: RealTimer::new(),
+            rng: Rng::from_time(),
+        })
+    }
+
+    /// Reads the changes of `entity` since `cursor` (everything without one), going back
+    /// `lookback` seconds before it, through CDC when `cdc` and the cursor is within its window
+    /// at `now` (Unix seconds). Each page's new items go to `on_page` as soon as it is read
+    /// (memory holds one page). The cursor returned covers every page handed on: save it only
+    /// once they are durable.
+    pub fn sync_pages(
+        &mut self,
+        entity: &str,
+        cursor: Option<&Cursor>,
+        lookback: i64,
+        cdc: bool,
+        now: i64,
+        on_page: &mut dyn FnMut(Vec<Item>) -> Result<(), RunError>,
+    ) -> Result<Synced, RunError> {
+        let since = cursor.map(|c| c.last_updated - lookback.max(0));
+        let mut out = Synced { cursor: cursor.cloned().unwrap_or_default(), ..Synced::default() };
+        let mut delivered: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        let mut query_too = true;
+        if let Some(since) = since
+            && cdc
+            && now - since < CDC_WINDOW_S
+        {
+            out.cdc = true;
+            let url = self.url("cdc", &[("entities", entity.to_string()), ("changedSince", format_time(since))]);
+            let answer = self.get(entity, &url, &mut out)?;
+            let items = cdc_items(&answer, entity);
+            query_too = items.len() >= CDC_MAX;
+            let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+            on_page(fresh)?;
+        }
+        if query_too {
+            let mut start = 1u64;
+            loop {
+                let filter = since
+                    .map_or_else(String::new, |s| format!(" WHERE MetaData.LastUpdatedTime >= '{}'", format_time(s)));
+                let query = format!(
+                    "SELECT * FROM {entity}{filter} ORDERBY MetaData.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {}",
+                    self.page_size
+                );
+                let url = self.url("query", &[("query", query)]);
+                let answer = self.get(entity, &url, &mut out)?;
+                let items = query_items(&answer, entity);
+                let returned = items.len() as u64;
+                let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+                on_page(fresh)?;
+                if returned < self.page_size {
+                    break;
+                }
+                start += returned;
+            }
+        }
+        let newest =
+            delivered.values().map(|(_, t)| *t).max().unwrap_or(out.cursor.last_updated).max(out.cursor.last_updated);
+        let floor = newest - lookback.max(0);
+        let mut recent = std::mem::take(&mut out.cursor.recent);
+        recent.extend(delivered);
+        recent.retain(|_, (_, t)| *t >= floor);
+        out.cursor = Cursor { last_updated: newest, recent };
+        Ok(out)
+    }
+
+    /// The items of a page not delivered before (by `Id` and `SyncToken`), noting warnings and
+    /// what is delivered.
+    fn fresh(
+        &self,
+        entity: &str,
+        items: Vec<Item>,
+        out: &mut Synced,
+        delivered: &mut BTreeMap<String, (String, i64)>,
+    ) -> Vec<Item> {
+        let mut fresh = Vec::with_capacity(items.len());
+        for item in items {
+            let e = &item.entity;
+            let id = e.get("Id").and_then(|i| i.as_str()).map(str::to_string);
+            let token = if item.deleted {
+                Some(DELETED.to_string())
+            } else {
+                e.get("SyncToken").and_then(|t| t.as_str()).map(str::to_string)
+            };
+            let updated = last_updated(e);
+            if token.is_none() {
+                out.warnings.push(format!("a `{entity}` has no `SyncToken`"));
+            }
+            if updated.is_none() {
+                out.warnings.push(format!("a `{entity}` has no readable `MetaData.LastUpdatedTime`"));
+            }
+            if e.get("TotalAmt").is_some_and(|a| !a.is_number() && !a.is_null()) {
+                out.warnings.push(format!("a `{entity}`'s `TotalAmt` is not a number"));
+            }
+            // Delivered before (an earlier sync, or an earlier page of this one): same version.
+            let seen = match (&id, &token) {
+                (Some(id), Some(token)) => {
+                    out.cursor.recent.get(id).is_some_and(|(t, _)| t == token)
+                        || delivered.get(id).is_some_and(|(t, _)| t == token)
+                }
+                _ => false,
+            };
+            if seen {
+                out.skipped += 1;
+                continue;
+            }
+            if item.deleted {
+                out.deleted += 1;
+            }
+            if let (Some(id), Some(token), Some(t)) = (id, token, updated) {
+                delivered.insert(id, (token, t));
+            }
+            fresh.push(item);
+        }
+        fresh
+    }
+
+    fn url(&self, endpoint: &str, params: &[(&str, String)]) -> String {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        for (k, v) in params {
+            query.append_pair(k, v);
+        }
+        query.append_pair("minorversion", &self.minor_version.to_string());
+        format!("{}/v3/company/{}/{endpoint}?{}", self.base_url, self.realm, query.finish())
+    }
+
+    /// One GET with the throttle, retries and one token renewal on 401.
+    fn get(&mut self, entity: &str, url: &str, out: &mut Synced) -> Result<serde_json::Value, RunError> {
+        let mut token = self.connection.bearer()?;
+        let mut renewed = false;
+        loop {
+            let (agent, limit) = (&self.agent, &self.limit);
+            let mut requests = 0u64;
+            let token_now = token.clone();
+            let outcome = retry::run(
+                &self.policy,
+                &mut self.rng,
+                &mut self.timer,
+                |_, _: &mut dyn Timer| {
+                    let _slot = limit.acquire();
+                    requests += 1;
+                    attempt(agent, url, &token_now)
+                },
+                |_, _| {},
+            );
+            out.requests += requests;
+            out.retries += u64::from(outcome.attempts.saturating_sub(1));
+            match outcome.result {
+                Ok(v) => return Ok(v),
+                Err((f, _)) if f.unauthorized && !renewed => {
+                    renewed = true;
+                    token = self.connection.unauthorized(&token)?;
+                }
+                Err((f, gave_up)) => {
+                    let why = match gave_up {
+                        retry::GaveUp::NotRetryable => "refused",
+                        _ => "still failing after retries",
+                    };
+                    let status = f.status.map_or_else(String::new, |s| format!("HTTP {s}, "));
+                    return Err(RunError::new(
+                        findings::QUICKBOOKS_REQUEST_FAILED,
+                        format!(
+                            "connection `{}`: reading QuickBooks `{entity}` {why}: {status}{}",
+                            self.connection.plan().name,
+                            f.what
+                        ),
+                    )
+                    .with_help(match f.status {
+                        Some(401) => "the authorization is not accepted even after a refresh: run `sluice connect` for the connection again",
+                        Some(403) => "the app or the connected user may not read this company or entity",
+                        Some(400) => "QuickBooks refused the request: check `realm_id`, `minorversion` and the entity",
+                        Some(429) => "QuickBooks kept throttling the company: lower the source's `rate` or run later",
+                        _ => "check Intuit's status page and the connection; records read so far are kept",
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// The entities of a query answer: `{"QueryResponse": {"<Entity>": [...], ...}}`.
+fn query_items(answer: &serde_json::Value, entity: &str) -> Vec<Item> {
+    answer
+        .get("QueryResponse")
+        .and_then(|q| q.get(entity))
+        .and_then(|a| a.as_array())
+        .map(|a| a.iter().map(|e| Item { entity: e.clone(), deleted: false }).collect())
+        .unwrap_or_default()
+}
+
+/// The entities of a CDC answer: `{"CDCResponse": [{"QueryResponse": [{"<Entity>": [...]}]}]}`.
+fn cdc_items(answer: &serde_json::Value, entity: &str) -> Vec<Item> {
+    let mut items = Vec::new();
+    let responses = answer.get("CDCResponse").and_then(|c| c.as_array()).into_iter().flatten();
+    for r in responses {
+        let queries = r.get("QueryResponse").and_then(|q| q.as_array()).into_iter().flatten();
+        for q in queries {
+            for e in q.get(entity).and_then(|a| a.as_array()).into_iter().flatten() {
+                let deleted = e.get("status").and_then(|s| s.as_str()) == Some("Deleted");
+                items.push(Item { entity: e.clone(), deleted });
+            }
+        }
+    }
+    items
+}
+
+/// A Fault's `type` and first error `code`: fixed words (QuickBooks writes the keys
+/// capitalised in some answers and not in others).
+fn fault_words(body: Option<&serde_json::Value>) -> String {
+    let fault = body.and_then(|b| b.get("Fault").or_else(|| b.get("fault")));
+    let word = |v: Option<&serde_json::Value>| {
+        v.and_then(|v| v.as_str())
+            .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>())
+            .filter(|s| !s.is_empty())
+    };
+    let kind = word(fault.and_then(|f| f.get("type")));
+    let first = fault
+        .and_then(|f| f.get("Error").or_else(|| f.get("error")))
+        .and_then(|e| e.as_array())
+        .and_then(|e| e.first());
+    let code = word(first.and_then(|e| e.get("code")));
+    match (kind, code) {
+        (Some(t), Some(c)) => format!("Fault `{t}` (error {c})"),
+        (Some(t), None) => format!("Fault `{t}`"),
+        (None, Some(c)) => format!("error {c}"),
+        _ => "no QuickBooks Fault".to_string(),
+    }
+}
+
+fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json::Value, (Failure, Class)> {
+    let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
+    let request = agent.get(url).header("Authorization", &bearer).header("Accept", "application/json");
+    let mut response = match request.call() {
+        Ok(r) => r,
+        Err(e) => {
+            let what = match &e {
+                ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
+                ureq::Error::Timeout(_) => "no answer in time".to_string(),
+                _ => "HTTP client error".to_string(),
+            };
+            return Err((Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }));
+        }
+    };
+    let status = response.status().as_u16();
+    let retry_after = response.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(|v| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        retry::parse_retry_after(v, now)
+    });
+    let body: Option<serde_json::Value> = response
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    if (200..300).contains(&status) {
+        // QuickBooks answers some failures with 200 and a Fault.
+        return match body {
+            Some(v) if v.get("QueryResponse").is_some() || v.get("CDCResponse").is_some() => Ok(v),
+            Some(v) if v.get("Fault").is_some() || v.get("fault").is_some() => Err((
+                Failure { status: Some(status), what: fault_words(Some(&v)), unauthorized: false },
+                Class::Permanent,
+            )),
+            _ => Err((
+                Failure {
+                    status: Some(status),
+                    what: "the answer is not a QuickBooks query or CDC response".to_string(),
+                    unauthorized: false,
+                },
+                Class::Retryable { retry_after: None },
+            )),
+        };
+    }
+    let failure = Failure { status: Some(status), what: fault_words(body.as_ref()), unauthorized: status == 401 };
+    let class = match status {
+        429 | 500..=599 => Class::Retryable { retry_after },
+        _ => Class::Permanent,
+    };
+    Err((failure, class))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_with_their_offset_and_are_written_in_utc() {
+        assert_eq!(parse_time("2016-04-13T07:34:55-07:00"), Some(1_460_558_095));
+        assert_eq!(format_time(1_460_558_095), "2016-04-13T14:34:55+00:00");
+        assert_eq!(parse_time("yesterday"), None);
+    }
+
+    #[test]
+    fn faults_say_their_type_and_code_only() {
+        let body = serde_json::json!({"Fault": {"Error": [{"Message": "message=ThrottleExceeded", "Detail": "Customer Jo Bloggs", "code": "3001"}], "type": "SERVICE"}});
+        let w = fault_words(Some(&body));
+        assert_eq!(w, "Fault `SERVICE` (error 3001)");
+        let lower = serde_json::json!({"fault": {"error": [{"code": "3200"}], "type": "AUTHENTICATION"}});
+        assert_eq!(fault_words(Some(&lower)), "Fault `AUTHENTICATION` (error 3200)");
+    }
+
+    #[test]
+    fn cdc_answers_mark_deletions() {
+        let answer = serde_json::json!({"CDCResponse": [{"QueryResponse": [
+            {"Purchase": [{"Id": "39", "status": "Deleted", "domain": "QBO"}, {"Id": "40", "SyncToken": "1"}]},
+            {"Deposit": [{"Id": "1"}]}
+        ]}]});
+        let items = cdc_items(&answer, "Purchase");
+        assert_eq!(items.len(), 2);
+        assert!(items[0].deleted && !items[1].deleted);
+    }
+}

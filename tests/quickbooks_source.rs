@@ -1,0 +1,276 @@
+//! The `quickbooks` source end to end: the bundled `pipelines/quickbooks-ledger.yaml`
+//! (QuickBooks purchases and deposits to canonical financial transactions) run by the binary
+//! against a local QuickBooks Online API (`tests/common/quickbooks.rs`: the v3 query and CDC
+//! endpoints, JSON answers, Fault bodies, and the app's OAuth endpoints for `sluice connect`),
+//! serving entities made from quickbooks-ruby's recorded API responses.
+//!
+//! Checked: the connection is authorized with `sluice connect` (which prints the company's
+//! `realmId`); a first run pages through the query endpoint (STARTPOSITION/MAXRESULTS) with a
+//! 429 and a 503 injected mid-pagination, retried; an entity without `Id` goes to the DLQ
+//! (RT156) and the run balances; a second run asks CDC only and delivers nothing (overlap
+//! deduplicated by Id+SyncToken); changes, a deletion and new entities are delivered once by
+//! the next run, the deletion as a `"_deleted": true` line; an access token refused with 401
+//! is refreshed once through the token endpoint and the sync goes on; the token never shows in
+//! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
+//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use common::quickbooks::Server;
+use common::{json_lines, text, workspace};
+
+const REALM: &str = "4620816365213547";
+const CLIENT_ID: &str = "ABqbo-local-client";
+const CLIENT_SECRET: &str = "qbo-local-client-secret-9f1e";
+const TOKEN_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const PURCHASES: u64 = 250;
+const DEPOSITS: u64 = 30;
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+/// The API with this test's company: entities updated over the last days (inside CDC's window).
+fn start_server(base: i64) -> Server {
+    Server::start(REALM, &[("Purchase", PURCHASES), ("Deposit", DEPOSITS)], base)
+}
+
+/// The bundled pipeline pointed at the local server (API and OAuth endpoints), in pages of 100.
+fn point_at(dir: &Path, server: &Server) {
+    let p = dir.join("pipelines/quickbooks-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let spec = spec
+        .replace(
+            "    token_key: ${SLUICE_TOKEN_KEY}\n",
+            &format!(
+                "    token_key: ${{SLUICE_TOKEN_KEY}}\n    authorize_url: {0}/connect/oauth2\n    token_url: {0}/oauth2/v1/tokens/bearer\n    redirect_port: {1}\n",
+                server.base(),
+                common::free_port()
+            ),
+        )
+        .replace("    lookback: 10m\n", &format!("    lookback: 10m\n    base_url: {}\n    page_size: 100\n", server.base()));
+    assert!(spec.contains("page_size: 100") && spec.contains("token_url"), "{spec}");
+    std::fs::write(&p, spec).unwrap();
+}
+
+fn sluice(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(dir)
+        .args(args)
+        .env("QBO_CLIENT_ID", CLIENT_ID)
+        .env("QBO_CLIENT_SECRET", CLIENT_SECRET)
+        .env("SLUICE_TOKEN_KEY", TOKEN_KEY)
+        .env("SLUICE_LOG", "debug");
+    c
+}
+
+/// `sluice connect qbo`, with this test as the browser: it follows the printed URL to the
+/// server's authorization endpoint, which redirects back to the callback with a code.
+fn connect(dir: &Path) -> Output {
+    let mut child = sluice(dir, &["connect", "qbo", "pipelines/quickbooks-ledger.yaml", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "no URL printed: {url}");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let mut page = agent.get(url.trim()).call().unwrap();
+    let page = page.body_mut().read_to_string().unwrap();
+    assert!(page.contains("Sluice is connected"), "{page}");
+    child.wait_with_output().unwrap()
+}
+
+fn run_ok(dir: &Path, stderrs: &mut Vec<String>) -> serde_json::Value {
+    let out = sluice(dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"]).output().unwrap();
+    stderrs.push(text(&out.stderr));
+    assert!(out.status.success(), "run failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(text(&out.stdout).trim()).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stdout)));
+    assert_eq!(summary["balanced"], true, "{summary}");
+    summary
+}
+
+fn count(summary: &serde_json::Value, key: &str) -> u64 {
+    summary[key].as_u64().unwrap_or_else(|| panic!("no {key} count: {summary}"))
+}
+
+#[test]
+fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
+    let base = now() - 3 * 86_400;
+    let server = start_server(base);
+    let dir = workspace("quickbooks-ledger");
+    point_at(&dir, &server);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    assert!(text(&connected.stderr).contains(&format!("realmId={REALM}")), "{}", text(&connected.stderr));
+
+    // An entity that cannot be a record, and a throttle and a server error after the first page.
+    server.add_raw("Purchase", serde_json::json!({"Id": null, "TotalAmt": 5, "TxnDate": "2024-01-01"}), base + 30);
+    server.inject(429, 1, 1);
+    server.inject(503, 1, 3);
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&first, "records_in"), PURCHASES + DEPOSITS + 1, "{first}");
+    assert_eq!(count(&first, "delivered"), PURCHASES + DEPOSITS, "{first}");
+    assert_eq!(count(&first, "dlq"), 1, "{first}");
+    assert_eq!(server.state.lock().unwrap().faults_answered, 2);
+    // 251 purchases in pages of 100 (3 pages, two of them retried once) and one page of deposits.
+    assert_eq!(server.requests("query"), 3 + 2 + 1, "{:?}", server.state.lock().unwrap().queries);
+    assert_eq!(server.requests("cdc"), 0);
+    let queries = server.state.lock().unwrap().queries.clone();
+    assert!(queries.iter().any(|q| q.contains("STARTPOSITION 101 MAXRESULTS 100")), "{queries:?}");
+
+    let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
+    let rows = json_lines(&ledger);
+    assert_eq!(rows.len() as u64, PURCHASES + DEPOSITS);
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, PURCHASES + DEPOSITS, "each transaction once");
+    let purchase = rows.iter().find(|r| r["id"].as_str().unwrap().starts_with("Purchase/")).unwrap();
+    assert!(purchase["amount"].as_f64().unwrap() < 0.0, "a purchase is money out: {purchase}");
+    assert_eq!((purchase["source"].as_str(), purchase["currency"].as_str()), (Some("quickbooks"), Some("usd")));
+    let deposit = rows.iter().find(|r| r["id"].as_str().unwrap().starts_with("Deposit/")).unwrap();
+    assert!(deposit["amount"].as_f64().unwrap() > 0.0, "a deposit is money in: {deposit}");
+    let dlq = json_lines(&dir.join("out/quickbooks-ledger/dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].to_string().contains("RT156"), "{}", dlq[0]);
+
+    // Nothing changed: CDC only (one call per entity), nothing delivered.
+    let quiet = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&quiet, "delivered"), 0, "{quiet}");
+    assert_eq!(server.requests("cdc"), 2);
+    assert_eq!(server.requests("query"), 6, "no query once a cursor is within CDC's window");
+
+    // Two purchases saved again, one deleted, three new deposits.
+    let at = now() - 60;
+    let purchases = server.ids("Purchase");
+    server.update("Purchase", purchases[0], at);
+    server.update("Purchase", purchases[1], at);
+    server.delete("Purchase", purchases[2], at);
+    server.add("Deposit", 3, at);
+    let more = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&more, "delivered"), 6, "{more}");
+    assert_eq!(server.requests("cdc"), 4);
+    let rows = json_lines(&ledger);
+    assert_eq!(rows.len() as u64, PURCHASES + DEPOSITS + 6);
+    let deleted: Vec<&serde_json::Value> = rows.iter().filter(|r| r["_deleted"] == true).collect();
+    assert_eq!(deleted.len(), 1, "{deleted:?}");
+    assert_eq!(deleted[0]["id"], format!("Purchase/{}", purchases[2]));
+    let updated = rows.iter().filter(|r| r["id"] == format!("Purchase/{}", purchases[0])).count();
+    assert_eq!(updated, 2, "the first version, then the one saved again");
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&again, "delivered"), 0, "{again}");
+
+    // No token in the logs or the audit; no payee name (the fixtures' customers and vendors)
+    // in the logs, the audit, the DLQ or the ledger.
+    let audit = std::fs::read_to_string(dir.join("out/quickbooks-ledger/audit.jsonl")).unwrap();
+    let dlq_text = std::fs::read_to_string(dir.join("out/quickbooks-ledger/dlq.jsonl")).unwrap();
+    let ledger_text = std::fs::read_to_string(&ledger).unwrap();
+    for s in stderrs.iter().chain([&audit]) {
+        assert!(!s.contains("qbo-access-") && !s.contains("qbo-refresh-"), "a token shows");
+        assert!(!s.contains(CLIENT_SECRET));
+    }
+    for s in stderrs.iter().chain([&audit, &dlq_text, &ledger_text]) {
+        for name in ["Mr V3 Service Customer", "Norton Lumber", "Brosnahan"] {
+            assert!(!s.contains(name), "a payee name shows");
+        }
+    }
+}
+
+#[test]
+fn an_access_token_refused_with_401_is_refreshed_once_and_the_sync_goes_on() {
+    let base = now() - 86_400;
+    let server = start_server(base);
+    let dir = workspace("quickbooks-refresh");
+    point_at(&dir, &server);
+    assert!(connect(&dir).status.success());
+    // Intuit revoked the access token before its expiry: the API answers 401.
+    server.expire_access_token();
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&first, "delivered"), PURCHASES + DEPOSITS, "{first}");
+    // Each source (purchases, deposits) may meet the 401 before the other refreshed; the token
+    // is refreshed once, and the one that comes second uses the new token.
+    let s = server.state.lock().unwrap();
+    assert!((1..=2).contains(&s.unauthorized), "{}", s.unauthorized);
+    assert_eq!(s.refreshes, 1, "one refresh for both sources");
+    drop(s);
+    // The next run uses the refreshed token: no 401.
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&again, "delivered"), 0, "{again}");
+    let s = server.state.lock().unwrap();
+    assert_eq!(s.refreshes, 1);
+    assert!((1..=2).contains(&s.unauthorized));
+}
+
+#[test]
+fn a_refused_request_fails_the_run_with_rt154_and_the_next_run_reads_everything() {
+    let base = now() - 86_400;
+    let server = start_server(base);
+    let dir = workspace("quickbooks-refused");
+    point_at(&dir, &server);
+    assert!(connect(&dir).status.success());
+    // QuickBooks refuses the deposits' first page (a 400 is not retried).
+    server.inject(400, 1, 2);
+    let out = sluice(&dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("RT154") && err.contains("HTTP 400") && err.contains("Fault `SERVICE`"), "{err}");
+    assert!(!err.contains("qbo-access-") && !err.contains("application error"), "no token, no Fault text: {err}");
+    // Nothing was lost: the next run reads what the failed one had not saved a cursor for.
+    let mut stderrs = Vec::new();
+    let next = run_ok(&dir, &mut stderrs);
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, PURCHASES + DEPOSITS, "every transaction, after both runs: {next}");
+}
+
+#[test]
+fn a_full_cdc_answer_is_completed_through_the_query_endpoint() {
+    let base = now() - 86_400;
+    let server = Server::start(REALM, &[("Purchase", 5), ("Deposit", 1)], base);
+    let dir = workspace("quickbooks-cdc-full");
+    point_at(&dir, &server);
+    assert!(connect(&dir).status.success());
+    let mut stderrs = Vec::new();
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 6);
+    // More changes than CDC answers at once (1000): the rest come from the query endpoint.
+    server.add("Purchase", 1050, now() - 2 * 3600);
+    let queries_before = server.requests("query");
+    let next = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&next, "delivered"), 1050, "{next}");
+    assert_eq!(server.requests("cdc"), 2, "one CDC request per entity");
+    // The window again in pages of 100: 11 pages, the last one short.
+    assert_eq!(server.requests("query") - queries_before, 11);
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), rows.len(), "nothing twice: CDC's 1000 are skipped by Id and SyncToken");
+}
+
+#[test]
+fn a_payee_name_mapped_to_an_unmasked_sink_is_refused_by_the_phi_flow_proof() {
+    let dir = workspace("quickbooks-payee");
+    let m = dir.join("mappings/base/quickbooks-ledger.yaml");
+    let mapping = std::fs::read_to_string(&m).unwrap();
+    std::fs::write(
+        &m,
+        mapping.replace("  category: PaymentType\n", "  category: PaymentType\n  merchant: EntityRef.name\n"),
+    )
+    .unwrap();
+    let out = sluice(&dir, &["check", "pipelines/quickbooks-ledger.yaml"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr) + &text(&out.stdout);
+    assert!(err.contains("SL601"), "{err}");
+}
