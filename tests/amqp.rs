@@ -22,13 +22,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::amqp::Rabbit;
+use common::amqp::{Message, Rabbit};
 use common::checkpoints::{PER_COPY, error_code};
 use common::{Running, messages, phi_values, root, text, workspace};
 
 /// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
 /// start), `copies` times, each with a unique control id (MSH-10 `A<n>`) and two headers.
-fn example_messages(copies: usize) -> Vec<(Vec<u8>, Vec<(String, String)>)> {
+fn example_messages(copies: usize) -> Vec<Message> {
     let mut one = Vec::new();
     for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {
         one.extend(messages(&root().join("examples/hl7").join(file)));

@@ -2059,7 +2059,7 @@ impl Compiler {
             let at = k.format.as_ref().map_or(c.name_span, |f| f.span);
             self.relay_key(c, at, k.key.as_ref(), flow, codes::KAFKA_RELAY_INPUT)?;
         } else if let Some(key) = &k.key {
-            self.record_key(c, key, flow, codes::KAFKA_SINK_KEY, "key", "the message key")?;
+            self.record_key(c, key, flow, codes::KAFKA_SINK_KEY, "key", ("the message key", "a key", "key"))?;
         }
         let plan = crate::plan::kafka::KafkaSinkPlan {
             brokers: k.brokers.clone(),
@@ -2091,7 +2091,14 @@ impl Compiler {
             let at = a.format.as_ref().map_or(c.name_span, |f| f.span);
             self.relay_key(c, at, a.routing_key_field.as_ref(), flow, codes::AMQP_RELAY_INPUT)?;
         } else if let Some(field) = &a.routing_key_field {
-            self.record_key(c, field, flow, codes::AMQP_ROUTING_KEY_FIELD, "routing_key_field", "the routing key")?;
+            self.record_key(
+                c,
+                field,
+                flow,
+                codes::AMQP_ROUTING_KEY_FIELD,
+                "routing_key_field",
+                ("the routing key", "a routing key", "route"),
+            )?;
         }
         let plan = crate::plan::amqp::AmqpSinkPlan {
             url: self.secret_reference(&a.url),
@@ -2117,7 +2124,8 @@ impl Compiler {
 
     /// A message key taken from the records (`kafka` `key`, `amqp` `routing_key_field`): one
     /// value of an output schema (UNKNOWN_OUTPUT_FIELD when it is no field; `code` when a
-    /// list, a struct, or the records have no fields).
+    /// list, a struct, or the records have no fields). `words`: the key's name in full and
+    /// short, and the verb of the help (`key`, `route`).
     fn record_key(
         &mut self,
         c: &ComponentSpec,
@@ -2125,8 +2133,9 @@ impl Compiler {
         flow: Flow,
         code: &'static codes::Code,
         setting: &str,
-        role: &str,
+        words: (&str, &str, &str),
     ) -> Option<()> {
+        let (role, short, verb) = words;
         match flow {
             Flow::Output(schema) => match schema.field(&key.text) {
                 None => {
@@ -2149,7 +2158,7 @@ impl Compiler {
                             ),
                         )
                         .label(key.span, "holds several values")
-                        .help(format!("take {role} from a single-valued field, such as `patient.id`")),
+                        .help(format!("{verb} the messages by a single-valued field, such as `patient.id`")),
                     );
                     None
                 }
@@ -2167,7 +2176,7 @@ impl Compiler {
                         code,
                         format!("sink `{}` receives {what}, which have no field `{}`", c.name, key.text),
                     )
-                    .label(key.span, format!("{role} is a field of mapped records"))
+                    .label(key.span, format!("{short} is a field of mapped records"))
                     .help(format!("map the messages to an output schema first (a `map` stage), or remove `{setting}`")),
                 );
                 None

@@ -16,6 +16,9 @@ use super::{root, text};
 pub const USER: &str = "sluice";
 pub const PASSWORD: &str = "sluice-test";
 
+/// A message to publish: its body and headers (names and text values).
+pub type Message = (Vec<u8>, Vec<(String, String)>);
+
 /// A RabbitMQ node, stopped (and its directory removed) when dropped.
 pub struct Rabbit {
     dir: PathBuf,
@@ -65,7 +68,7 @@ impl Rabbit {
     }
 
     /// Publishes `messages` (body, headers) to `queue` through the default exchange, confirmed.
-    pub fn publish(&self, queue: &str, messages: &[(Vec<u8>, Vec<(String, String)>)]) {
+    pub fn publish(&self, queue: &str, messages: &[Message]) {
         let mut input = String::new();
         for (body, headers) in messages {
             let headers: serde_json::Map<String, serde_json::Value> =

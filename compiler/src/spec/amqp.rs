@@ -71,7 +71,7 @@ pub static SINK_AMQP: Shape = Shape {
         opt(
             "routing_key_field",
             KeyType::String,
-            "A field of the records (dotted path, one value, e.g. `patient.id`) whose value is each message's routing key; with `format: hl7v2`, an HL7 v2 path (`MSH-9.2`: its first value). Not with `routing_key`. Without either, a record from an `amqp` source keeps its message's routing key, others get an empty one.",
+            "A field of the records (dotted path, one value, e.g. `patient.id`) whose value is each message's routing key; with `format: hl7v2`, an HL7 v2 path (`MSH-9.2`: its first value). Not with `routing_key`. Without either, a record read from a message bus keeps its message's routing key (`amqp`) or key (`kafka`); others get an empty one.",
         ),
         opt(
             "format",
@@ -161,18 +161,13 @@ fn url(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<Spanned> {
     if is_reference(&written.text) {
         return reader::secret(cx, node, "`url`");
     }
-    match check_url(&written.text) {
-        Ok(()) => Some(written),
-        Err((code, what, help)) => {
-            let label = if code == codes::AMQP_URL_PASSWORD {
-                "a password written into the spec"
-            } else {
-                "not an amqp:// URL"
-            };
-            cx.push(Diagnostic::error(code, what).label(written.span, label).help(help));
-            None
-        }
+    // A bad URL is reported, and the component kept, so its consumers are still checked.
+    if let Err((code, what, help)) = check_url(&written.text) {
+        let label =
+            if code == codes::AMQP_URL_PASSWORD { "a password written into the spec" } else { "not an amqp:// URL" };
+        cx.push(Diagnostic::error(code, what).label(written.span, label).help(help));
     }
+    Some(written)
 }
 
 /// Whether AMQP 0-9-1 accepts `name` as a queue or exchange name: at most 255 bytes of
@@ -249,7 +244,6 @@ pub fn sink(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSinkSpec> {
             .label(field.span, "a routing key per record")
             .help("keep `routing_key` for a constant key, or `routing_key_field` to route by a field of the records"),
         );
-        return None;
     }
     if let Some(k) = &routing_key
         && k.text.len() > 255
@@ -259,7 +253,6 @@ pub fn sink(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSinkSpec> {
                 .label(k.span, "AMQP routing keys are at most 255 bytes")
                 .help("use a shorter routing key"),
         );
-        return None;
     }
     let format = obj.get("format").and_then(|n| reader::string(cx, n, "`format`"));
     Some(AmqpSinkSpec {

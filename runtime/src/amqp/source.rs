@@ -217,14 +217,11 @@ async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool)
     drop(tx);
     // Wait for the records in flight to become durable, and acknowledge each.
     while in_flight > 0 && failure.is_none() && !executor_gone.load(Ordering::Relaxed) {
-        match tokio::time::timeout(TICK, finished.recv()).await {
-            Ok(Some(tag)) => {
-                in_flight -= 1;
-                if let Err(e) = channel.basic_ack(tag, BasicAckOptions { multiple: false }).await {
-                    failure = Some(failed("an acknowledgement could not be sent", super::reason(&e)));
-                }
+        if let Ok(Some(tag)) = tokio::time::timeout(TICK, finished.recv()).await {
+            in_flight -= 1;
+            if let Err(e) = channel.basic_ack(tag, BasicAckOptions { multiple: false }).await {
+                failure = Some(failed("an acknowledgement could not be sent", super::reason(&e)));
             }
-            Ok(None) | Err(_) => {}
         }
     }
     // The executor may have finished the last records just before it ended.
