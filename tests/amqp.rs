@@ -10,6 +10,8 @@
 //!   message's headers; pika reads them back.
 //! - `kill -9` mid-way, then a new run: every record is in the JSON Lines sink (at least once)
 //!   and the queue ends empty: messages not acknowledged were delivered again.
+//! - A `format: hl7v2` sink fed by files relays each message byte for byte through the default
+//!   exchange to the queue its constant routing key names, in file order.
 //! - A queue or exchange that does not exist (RT131) and a refused login (RT130) stop the run
 //!   with their codes.
 //!
@@ -278,4 +280,36 @@ fn a_missing_queue_or_exchange_and_a_refused_login_stop_the_run_with_their_codes
     let out = sluice(&dir, &rabbit, &["run", "pipelines/amqp.yaml"]).env("AMQP_URL", &wrong).output().unwrap();
     assert_eq!(error_code(&out), "RT130", "{}", text(&out.stderr));
     assert!(!text(&out.stderr).contains("not-the-password"), "no password in errors: {}", text(&out.stderr));
+}
+
+#[test]
+fn an_amqp_sink_relays_hl7_files_byte_for_byte_through_the_default_exchange() {
+    let rabbit = Rabbit::start("relay");
+    rabbit.declare_queue("adt-relay");
+    let dir = workspace("amqp-relay");
+    let file = root().join("examples/hl7/feed-2024-01-15.hl7");
+    let spec = "kind: pipeline\nname: relay\nsources:\n  hl7_files:\n    type: files\n    format: hl7v2\n    path: ../examples/hl7/feed-2024-01-15.hl7\nsinks:\n  relay:\n    type: amqp\n    inputs: [hl7_files]\n    url: ${AMQP_URL}\n    exchange: \"\"\n    routing_key: adt-relay\n    format: hl7v2\n    phi: {allowed: true, reason: synthetic test data relayed to a test queue}\ndlq:\n  path: ../out/dlq.jsonl\n  encryption_key: ${file:../examples/dlq-example.key}\n";
+    std::fs::write(dir.join("pipelines/relay.yaml"), spec).unwrap();
+
+    let plan = sluice(&dir, &rabbit, &["plan", "pipelines/relay.yaml"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("publishes to exchange (default) at ${AMQP_URL} (amqp, HL7 v2 as read, routing key \"adt-relay\", persistent)"), "{plan}");
+
+    let out = sluice(&dir, &rabbit, &["run", "pipelines/relay.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let sent = messages(&file);
+    assert_eq!(s["delivered"], sent.len(), "{s}");
+
+    let published = rabbit.drain("adt-relay");
+    let bodies: Vec<String> = published.iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = sent.iter().map(|m| text(m)).collect();
+    assert_eq!(bodies, expected, "each message as read, in file order");
+    for m in &published {
+        assert_eq!(m["routing_key"], "adt-relay");
+        assert_eq!(m["content_type"], "application/hl7-v2");
+        assert_eq!(m["delivery_mode"], 2);
+    }
+    assert_no_phi(&[&plan, &text(&out.stdout), &text(&out.stderr)]);
 }
