@@ -269,6 +269,9 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
                         "source {source}: consuming {} as group {group} (Kafka); stop with Ctrl-C or SIGTERM",
                         topics.join(", ")
                     ),
+                    ListenEvent::ConsumingQueue { source, queue } => {
+                        format!("source {source}: consuming queue {queue} (AMQP); stop with Ctrl-C or SIGTERM")
+                    }
                     ListenEvent::Stopping { signal } => {
                         format!("{signal}: no new connections; finishing the messages in flight")
                     }

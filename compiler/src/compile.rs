@@ -915,6 +915,7 @@ impl Compiler {
                 c.body,
                 Body::Mllp(_)
                     | Body::Kafka(_)
+                    | Body::Amqp(_)
                     | Body::Webhook(_)
                     | Body::FhirRest(_)
                     | Body::Stripe(_)
@@ -928,6 +929,7 @@ impl Compiler {
                 Body::Stripe(_) => ("stripe source", "saves its cursors once the sinks have its records"),
                 Body::QuickBooks(_) => ("quickbooks source", "saves its cursors once the sinks have its records"),
                 Body::Kafka(_) => ("kafka source", "commits its offsets once the sinks have the messages"),
+                Body::Amqp(_) => ("amqp source", "acknowledges each message once the sinks have it"),
                 _ => ("listening source", "acknowledges each message once the sinks have it"),
             };
             for sink in spec.components.iter().filter(|c| matches!(c.body, Body::Parquet(_))) {
@@ -962,13 +964,21 @@ impl Compiler {
         }
         // A Kafka consumer runs until stopped, like a listener; it shares a pipeline only with
         // other Kafka sources (an MLLP listener's ACKs and a consumer's offsets are kept apart).
-        let mllp_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Mllp(_))).count();
-        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Kafka(_))) {
-            if file_sources + mllp_sources > 0 {
+        // The same holds for AMQP consumers, whose acknowledgements are their own again.
+        let count = |f: fn(&Body) -> bool| spec.components.iter().filter(|c| f(&c.body)).count();
+        let mllp_sources = count(|b| matches!(b, Body::Mllp(_)));
+        let kafka_sources = count(|b| matches!(b, Body::Kafka(_)));
+        let amqp_sources = count(|b| matches!(b, Body::Amqp(_)));
+        for c in spec.components.iter().filter(|c| matches!(c.body, Body::Kafka(_) | Body::Amqp(_))) {
+            let (kind, others) = match c.body {
+                Body::Kafka(_) => ("kafka", amqp_sources),
+                _ => ("amqp", kafka_sources),
+            };
+            if file_sources + mllp_sources + others > 0 {
                 self.diags.push(
                     Diagnostic::error(
                         codes::LIVE_SOURCE_NOT_ALONE,
-                        format!("the kafka source `{}` shares its pipeline with file or mllp sources", c.name),
+                        format!("the {kind} source `{}` shares its pipeline with other kinds of sources", c.name),
                     )
                     .label(c.name_span, "consumes until stopped, beside other kinds of sources")
                     .help("move the other sources to a pipeline of their own"),
@@ -1233,8 +1243,10 @@ impl Compiler {
             );
             ok = false;
         }
-        for other in
-            spec.components.iter().filter(|c| matches!(c.body, Body::Files { .. } | Body::Mllp(_) | Body::Kafka(_)))
+        for other in spec
+            .components
+            .iter()
+            .filter(|c| matches!(c.body, Body::Files { .. } | Body::Mllp(_) | Body::Kafka(_) | Body::Amqp(_)))
         {
             self.diags.push(
                 Diagnostic::error(
@@ -1503,6 +1515,27 @@ impl Compiler {
                 let kind = ComponentKind::Source(SourcePlan {
                     kafka: Some(Box::new(plan)),
                     ..SourcePlan::new("kafka", "hl7v2", vec![], profile)
+                });
+                Some((kind, Flow::Hl7(version), (state, origins)))
+            }
+            Body::Amqp(a) => {
+                let profile = match &a.profile {
+                    Some(p) => {
+                        let pid = self.load_kind(p, "profile")?;
+                        self.profile(pid)?
+                    }
+                    None => profile::default_profile(),
+                };
+                let version = Version::parse(&profile.version)?;
+                let plan = crate::plan::amqp::AmqpSourcePlan {
+                    url: self.secret_reference(&a.url),
+                    queue: a.queue.clone(),
+                    prefetch: a.prefetch,
+                    priority: a.priority.clone(),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    amqp: Some(Box::new(plan)),
+                    ..SourcePlan::new("amqp", "hl7v2", vec![], profile)
                 });
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
@@ -1821,7 +1854,8 @@ impl Compiler {
             | Body::Postgres(_)
             | Body::Csv { .. }
             | Body::Parquet(_)
-            | Body::KafkaSink(_) => {
+            | Body::KafkaSink(_)
+            | Body::AmqpSink(_) => {
                 let mut sink = match &c.body {
                     Body::Http(h) => self.http_sink(h),
                     Body::Postgres(p) => self.postgres_sink(c, p, flow)?,
@@ -1836,6 +1870,7 @@ impl Compiler {
                             csv: Some(Box::new(crate::plan::CsvSinkPlan { columns })),
                             parquet: None,
                             kafka: None,
+                            amqp: None,
                             phi_allowed: None,
                             audience: None,
                             object,
@@ -1843,6 +1878,7 @@ impl Compiler {
                     }
                     Body::Parquet(p) => self.parquet_sink(c, p, flow)?,
                     Body::KafkaSink(k) => self.kafka_sink(c, k, flow)?,
+                    Body::AmqpSink(a) => self.amqp_sink(c, a, flow)?,
                     Body::Jsonl { path, store } => {
                         let (path, object) = self.file_sink_target(c, path, store.as_deref())?;
                         SinkPlan {
@@ -1853,6 +1889,7 @@ impl Compiler {
                             csv: None,
                             parquet: None,
                             kafka: None,
+                            amqp: None,
                             phi_allowed: None,
                             audience: None,
                             object,
@@ -2107,55 +2144,10 @@ impl Compiler {
     fn kafka_sink(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<SinkPlan> {
         let relay_hl7 = k.format.as_ref().is_some_and(|f| f.text == "hl7v2");
         if relay_hl7 {
-            self.kafka_relay_key(c, k, flow)?;
+            let at = k.format.as_ref().map_or(c.name_span, |f| f.span);
+            self.relay_key(c, at, k.key.as_ref(), flow, codes::KAFKA_RELAY_INPUT)?;
         } else if let Some(key) = &k.key {
-            match flow {
-                Flow::Output(schema) => match schema.field(&key.text) {
-                    None => {
-                        let d = Diagnostic::error(
-                            codes::UNKNOWN_OUTPUT_FIELD,
-                            format!("{} has no field `{}`", schema.name, key.text),
-                        )
-                        .label(key.span, "the message key must be a field of the records");
-                        let fields = schema.leaves().filter(|f| !f.path.contains('[')).map(|f| f.path.as_str());
-                        self.diags.push(d.suggest(&key.text, fields));
-                        return None;
-                    }
-                    Some(f)
-                        if matches!(f.value_type, ValueType::Struct | ValueType::List(_)) || f.path.contains('[') =>
-                    {
-                        self.diags.push(
-                            Diagnostic::error(
-                                codes::KAFKA_SINK_KEY,
-                                format!("key `{}` of sink `{}` is a list or a struct, not one value", key.text, c.name),
-                            )
-                            .label(key.span, "holds several values")
-                            .help("key the messages by a single-valued field, such as `patient.id`"),
-                        );
-                        return None;
-                    }
-                    Some(_) => {}
-                },
-                Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) | Flow::QuickBooks(_) => {
-                    let what = match flow {
-                        Flow::Hl7(_) => "HL7 v2 messages",
-                        Flow::X12 => "X12 transaction sets",
-                        Flow::Stripe(_) => "Stripe objects",
-                        Flow::QuickBooks(_) => "QuickBooks entities",
-                        _ => "FHIR resources",
-                    };
-                    self.diags.push(
-                        Diagnostic::error(
-                            codes::KAFKA_SINK_KEY,
-                            format!("sink `{}` receives {what}, which have no field `{}`", c.name, key.text),
-                        )
-                        .label(key.span, "a key is a field of mapped records")
-                        .help("map the messages to an output schema first (a `map` stage), or remove `key`"),
-                    );
-                    return None;
-                }
-                Flow::Unknown => return None,
-            }
+            self.record_key(c, key, flow, codes::KAFKA_SINK_KEY, "key", ("the message key", "a key", "key"))?;
         }
         let plan = crate::plan::kafka::KafkaSinkPlan {
             brokers: k.brokers.clone(),
@@ -2172,30 +2164,141 @@ impl Compiler {
             csv: None,
             parquet: None,
             kafka: Some(Box::new(plan)),
+            amqp: None,
             phi_allowed: None,
             audience: None,
             object: None,
         })
     }
 
-    /// A `kafka` sink with `format: hl7v2`: its input must be HL7 v2 messages (SL245), and its
-    /// `key`, if any, an HL7 v2 path of their version (SL220-SL224 as in mappings).
-    fn kafka_relay_key(&mut self, c: &ComponentSpec, k: &crate::spec::kafka::KafkaSinkSpec, flow: Flow) -> Option<()> {
-        let Flow::Hl7(version) = flow else {
-            if !matches!(flow, Flow::Unknown) {
-                let at = k.format.as_ref().map_or(c.name_span, |f| f.span);
+    /// An `amqp` sink: its `routing_key_field` checked like a `kafka` sink's key (SL236, and
+    /// SL237 for `format: hl7v2` fed anything but HL7 v2 messages).
+    fn amqp_sink(&mut self, c: &ComponentSpec, a: &crate::spec::amqp::AmqpSinkSpec, flow: Flow) -> Option<SinkPlan> {
+        let relay_hl7 = a.format.as_ref().is_some_and(|f| f.text == "hl7v2");
+        if relay_hl7 {
+            let at = a.format.as_ref().map_or(c.name_span, |f| f.span);
+            self.relay_key(c, at, a.routing_key_field.as_ref(), flow, codes::AMQP_RELAY_INPUT)?;
+        } else if let Some(field) = &a.routing_key_field {
+            self.record_key(
+                c,
+                field,
+                flow,
+                codes::AMQP_ROUTING_KEY_FIELD,
+                "routing_key_field",
+                ("the routing key", "a routing key", "route"),
+            )?;
+        }
+        let plan = crate::plan::amqp::AmqpSinkPlan {
+            url: self.secret_reference(&a.url),
+            exchange: a.exchange.clone(),
+            routing_key: a.routing_key.clone(),
+            routing_key_field: a.routing_key_field.as_ref().map(|f| f.text.clone()),
+            relay_hl7,
+        };
+        Some(SinkPlan {
+            kind: "amqp".into(),
+            path: String::new(),
+            http: None,
+            postgres: None,
+            csv: None,
+            parquet: None,
+            kafka: None,
+            amqp: Some(Box::new(plan)),
+            phi_allowed: None,
+            audience: None,
+            object: None,
+        })
+    }
+
+    /// A message key taken from the records (`kafka` `key`, `amqp` `routing_key_field`): one
+    /// value of an output schema (UNKNOWN_OUTPUT_FIELD when it is no field; `code` when a
+    /// list, a struct, or the records have no fields). `words`: the key's name in full and
+    /// short, and the verb of the help (`key`, `route`).
+    fn record_key(
+        &mut self,
+        c: &ComponentSpec,
+        key: &Spanned,
+        flow: Flow,
+        code: &'static codes::Code,
+        setting: &str,
+        words: (&str, &str, &str),
+    ) -> Option<()> {
+        let (role, short, verb) = words;
+        match flow {
+            Flow::Output(schema) => match schema.field(&key.text) {
+                None => {
+                    let d = Diagnostic::error(
+                        codes::UNKNOWN_OUTPUT_FIELD,
+                        format!("{} has no field `{}`", schema.name, key.text),
+                    )
+                    .label(key.span, format!("{role} must be a field of the records"));
+                    let fields = schema.leaves().filter(|f| !f.path.contains('[')).map(|f| f.path.as_str());
+                    self.diags.push(d.suggest(&key.text, fields));
+                    None
+                }
+                Some(f) if matches!(f.value_type, ValueType::Struct | ValueType::List(_)) || f.path.contains('[') => {
+                    self.diags.push(
+                        Diagnostic::error(
+                            code,
+                            format!(
+                                "{setting} `{}` of sink `{}` is a list or a struct, not one value",
+                                key.text, c.name
+                            ),
+                        )
+                        .label(key.span, "holds several values")
+                        .help(format!("{verb} the messages by a single-valued field, such as `patient.id`")),
+                    );
+                    None
+                }
+                Some(_) => Some(()),
+            },
+            Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) | Flow::QuickBooks(_) => {
+                let what = match flow {
+                    Flow::Hl7(_) => "HL7 v2 messages",
+                    Flow::X12 => "X12 transaction sets",
+                    Flow::Stripe(_) => "Stripe objects",
+                    Flow::QuickBooks(_) => "QuickBooks entities",
+                    _ => "FHIR resources",
+                };
                 self.diags.push(
                     Diagnostic::error(
-                        codes::KAFKA_RELAY_INPUT,
+                        code,
+                        format!("sink `{}` receives {what}, which have no field `{}`", c.name, key.text),
+                    )
+                    .label(key.span, format!("{short} is a field of mapped records"))
+                    .help(format!("map the messages to an output schema first (a `map` stage), or remove `{setting}`")),
+                );
+                None
+            }
+            Flow::Unknown => None,
+        }
+    }
+
+    /// A sink with `format: hl7v2` (`kafka`, `amqp`): its input must be HL7 v2 messages
+    /// (`code`: SL245, SL237), and its key, if any, an HL7 v2 path of their version
+    /// (SL220-SL224 as in mappings).
+    fn relay_key(
+        &mut self,
+        c: &ComponentSpec,
+        format_at: Span,
+        key: Option<&Spanned>,
+        flow: Flow,
+        code: &'static codes::Code,
+    ) -> Option<()> {
+        let Flow::Hl7(version) = flow else {
+            if !matches!(flow, Flow::Unknown) {
+                self.diags.push(
+                    Diagnostic::error(
+                        code,
                         format!("sink `{}` relays HL7 v2 messages, but its input gives `{}` records", c.name, flow.name()),
                     )
-                    .label(at, "relays messages as they were read")
+                    .label(format_at, "relays messages as they were read")
                     .help("take the sink's input from an HL7 v2 source (or a validate or filter stage after it), or remove `format: hl7v2` to write JSON lines"),
                 );
             }
             return None;
         };
-        if let Some(key) = &k.key {
+        if let Some(key) = key {
             let env = crate::hl7::Hl7Env { schema: sluice_hl7v2::schema::schema(version), z_segments: &[] };
             if let Err(d) = env.resolve(&key.text, key.span) {
                 self.diags.push(d);
@@ -2249,6 +2352,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             kafka: None,
+            amqp: None,
             phi_allowed: None,
             audience: None,
             object: None,
@@ -2300,6 +2404,7 @@ impl Compiler {
             csv: None,
             parquet: Some(Box::new(plan)),
             kafka: None,
+            amqp: None,
             phi_allowed: None,
             audience: None,
             object: None,
@@ -2418,6 +2523,7 @@ impl Compiler {
             csv: None,
             parquet: None,
             kafka: None,
+            amqp: None,
             phi_allowed: None,
             audience: None,
             object: None,

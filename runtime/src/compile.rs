@@ -40,7 +40,7 @@ pub enum Prep {
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
     Mask(Box<mask::Keys>),
-    /// A `kafka` sink relaying HL7 v2 (`format: hl7v2`): its `key` path, parsed once.
+    /// A `kafka` or `amqp` sink relaying HL7 v2 (`format: hl7v2`): its key path, parsed once.
     RelayKey(sluice_hl7v2::path::Path),
 }
 
@@ -133,7 +133,7 @@ impl<'p> Compiled<'p> {
                 ComponentKind::Source(s) => {
                     if !matches!(
                         s.kind.as_str(),
-                        "files" | "mllp" | "kafka" | "webhook" | "fhir.rest" | "stripe" | "quickbooks"
+                        "files" | "mllp" | "kafka" | "amqp" | "webhook" | "fhir.rest" | "stripe" | "quickbooks"
                     ) {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
@@ -198,20 +198,23 @@ impl<'p> Compiled<'p> {
                         "csv" => s.csv.is_some(),
                         "parquet" => s.parquet.is_some(),
                         "kafka" => s.kafka.is_some(),
+                        "amqp" => s.amqp.is_some(),
                         _ => false,
                     };
                     if !known {
                         return Err(invalid(format!("sink `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
-                    match s.kafka.as_deref() {
-                        Some(k) if k.relay_hl7 => match &k.key {
-                            Some(key) => Prep::RelayKey(
-                                crate::hl7::parse_path(key)
-                                    .map_err(|e| invalid(format!("sink `{name}`: key `{key}`: {e}")))?,
-                            ),
-                            None => Prep::None,
-                        },
-                        _ => Prep::None,
+                    let relay_key = match (s.kafka.as_deref(), s.amqp.as_deref()) {
+                        (Some(k), _) if k.relay_hl7 => Some(&k.key),
+                        (_, Some(a)) if a.relay_hl7 => Some(&a.routing_key_field),
+                        _ => None,
+                    };
+                    match relay_key.and_then(Option::as_ref) {
+                        Some(key) => Prep::RelayKey(
+                            crate::hl7::parse_path(key)
+                                .map_err(|e| invalid(format!("sink `{name}`: key `{key}`: {e}")))?,
+                        ),
+                        None => Prep::None,
                     }
                 }
             });

@@ -424,6 +424,14 @@ impl Ctx<'_, '_> {
                         };
                         crate::kafka::sink::line(&rec, self.run_id, self.now, k, hl7_key)
                     }
+                    None if s.amqp.is_some() => {
+                        let Some(a) = &s.amqp else { return };
+                        let hl7_key = match &c.preps[idx] {
+                            Prep::RelayKey(path) => Some(path),
+                            _ => None,
+                        };
+                        crate::amqp::sink::line(&rec, self.run_id, self.now, a, hl7_key)
+                    }
                     None if s.parquet.is_some() => {
                         let Some(pq) = &s.parquet else { return };
                         let row = match sink::finalized(&rec, self.run_id, self.now) {
@@ -768,6 +776,8 @@ struct Outputs {
     parquet: ParquetSinks,
     /// `kafka` sinks: each batch acknowledged by the brokers before the writer goes on.
     kafka: crate::kafka::sink::KafkaSinks,
+    /// `amqp` sinks: each batch confirmed by the server before the writer goes on.
+    amqp: crate::amqp::sink::AmqpSinks,
 }
 
 impl Outputs {
@@ -847,6 +857,7 @@ fn open_outputs(
     let mut pg = PgSinks::default();
     let mut parquet = ParquetSinks::default();
     let mut kafka = crate::kafka::sink::KafkaSinks::default();
+    let mut amqp = crate::amqp::sink::AmqpSinks::default();
     let parquet_start = if live {
         ParquetStart::Live
     } else if resuming {
@@ -871,6 +882,12 @@ fn open_outputs(
             ComponentKind::Sink(s) if s.kafka.is_some() => {
                 if let Some(plan) = &s.kafka {
                     kafka.add(i, totals.per_sink.len(), crate::kafka::sink::KafkaSink::open(&c.names[i], plan)?);
+                }
+                totals.per_sink.push((comp.name.clone(), 0));
+            }
+            ComponentKind::Sink(s) if s.amqp.is_some() => {
+                if let Some(plan) = &s.amqp {
+                    amqp.add(i, totals.per_sink.len(), crate::amqp::sink::AmqpSink::open(&c.names[i], plan)?);
                 }
                 totals.per_sink.push((comp.name.clone(), 0));
             }
@@ -923,7 +940,7 @@ fn open_outputs(
     };
     totals.restore(&start.counts);
     totals.per_sink_retries = http.retries();
-    Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka })
+    Ok(Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka, amqp })
 }
 
 /// One record of a file as its source cuts it: offset, index in the file, bytes, and the
@@ -1656,11 +1673,13 @@ impl Writer<'_> {
             }
             refused[i].extend(more);
         }
+        // `amqp` sinks: every message confirmed by the server, or the run stops here.
+        self.outputs.amqp.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
         // `parquet` sinks take every row: a value that does not fit went to the DLQ in a worker.
         self.outputs.parquet.write_batch(batch.iter().map(|p| p.sink_lines.as_slice()))?;
         let now = if refused.iter().any(|r| !r.is_empty()) { self.clock.now() } else { String::new() };
         let writing = dlq::Writing { run_id: self.run_id, plan_hash: &plan.hash, at: &now, key: self.dlq_key };
-        let Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka } = &mut self.outputs;
+        let Outputs { files, sink_of, dlq, audit, http, pg, parquet, kafka, amqp } = &mut self.outputs;
         let t = &mut self.totals;
         for (i, mut p) in batch.into_iter().enumerate() {
             let refused = refused.get(i).map_or(&[][..], Vec::as_slice);
@@ -1712,6 +1731,7 @@ impl Writer<'_> {
                     .or_else(|| pg.slot(*comp))
                     .or_else(|| parquet.slot(*comp))
                     .or_else(|| kafka.slot(*comp))
+                    .or_else(|| amqp.slot(*comp))
                     && !refused.iter().any(|(c, _)| c == comp)
                 {
                     t.per_sink[slot].1 += 1;

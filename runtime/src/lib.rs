@@ -9,6 +9,8 @@
 //! - [`eval`]: expression evaluation, HL7 value conversion, functions, lookups, templates.
 //! - [`record`]: the record envelope and the output document type.
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
+//! - [`amqp`]: the AMQP 0-9-1 source (a queue consumer acknowledging each message once its
+//!   record is durable) and sink (a publisher with confirms).
 //! - [`kafka`]: the Kafka source (a consumer group member feeding the executor live,
 //!   committing offsets once records are durable) and the Kafka sink (idempotent producer).
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
@@ -39,6 +41,7 @@
 //! count as `dlq`, not delivered, and the run goes on.
 
 pub mod access;
+pub mod amqp;
 pub mod audit;
 pub mod compile;
 pub mod counts;
@@ -221,6 +224,19 @@ pub fn run_with_events(
         let run_id = run_id(&plan.hash, &clock.seed());
         announce_run_id(options, &run_id);
         let t = fhir_rest::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
+        (run_id, t, None)
+    } else if amqp::consumes(plan) {
+        refuse_resume(
+            options,
+            plan,
+            "consumes from an AMQP queue: its positions are the server's unacknowledged messages",
+            "the server delivers again every message not acknowledged",
+        )?;
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let stop = options.stop.clone();
+        let t =
+            amqp::source::serve(&compiled, &clock, &run_id, options.threads, stop, options.progress.clone(), events)?;
         (run_id, t, None)
     } else if kafka::consumes(plan) {
         refuse_resume(

@@ -5,6 +5,7 @@
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod checkpoints;
 pub mod fault_proxy;
 pub mod http_server;

@@ -8,6 +8,7 @@
 //!   never re-checks what is here.
 //! - No secret values and no data values: secrets stay as references (`${VAR}`).
 
+pub mod amqp;
 pub mod connection;
 pub mod diff;
 pub mod fhir;
@@ -156,6 +157,9 @@ pub struct SourcePlan {
     /// The consumer (`kafka` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSourcePlan>>,
+    /// The consumer (`amqp` only). Absent from the JSON of other sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<Box<amqp::AmqpSourcePlan>>,
     /// The endpoint (`webhook` only). Absent from the JSON of other sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<Box<webhook::WebhookSourcePlan>>,
@@ -185,6 +189,7 @@ impl SourcePlan {
             x12: None,
             store: None,
             kafka: None,
+            amqp: None,
             webhook: None,
             fhir_rest: None,
             stripe: None,
@@ -715,6 +720,9 @@ pub struct SinkPlan {
     /// The topic and key (`kafka` only). Absent from the JSON of other sinks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kafka: Option<Box<kafka::KafkaSinkPlan>>,
+    /// The exchange and routing key (`amqp` only). Absent from the JSON of other sinks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amqp: Option<Box<amqp::AmqpSinkPlan>>,
     /// `phi: {allowed: true, reason}`: the reason PHI may arrive here unmasked. Absent from the
     /// JSON otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -46,6 +46,23 @@ pub fn text(plan: &Plan) -> String {
                     continue;
                 }
                 match (&s.mllp, &s.kafka) {
+                    _ if s.amqp.is_some() => {
+                        if let Some(a) = &s.amqp {
+                            let _ = writeln!(
+                                o,
+                                "    amqp consume queue {} at {} ({}), prefetch {}, priority {}",
+                                a.queue,
+                                crate::plan::amqp::describe_url(&a.url),
+                                s.format,
+                                a.prefetch,
+                                a.priority
+                            );
+                            let _ = writeln!(
+                                o,
+                                "    each message acknowledged once its record is durable (at least once); unacknowledged ones are redelivered"
+                            );
+                        }
+                    }
                     _ if s.fhir_rest.is_some() => {
                         if let Some(r) = &s.fhir_rest {
                             crate::fhir_rest::render(&mut o, r);
@@ -215,6 +232,22 @@ pub fn text(plan: &Plan) -> String {
                     let per = h.max_records.map(|n| format!("at most {n} records")).unwrap_or("a batch".into());
                     let _ =
                         writeln!(o, "    {per} per request, {}{}", retry_text(&h.retry), throttle_text(&h.throttle));
+                }
+                None if s.amqp.is_some() => {
+                    if let Some(a) = &s.amqp {
+                        let key = match (&a.routing_key, &a.routing_key_field) {
+                            (Some(k), _) => format!("routing key {k:?}"),
+                            (None, Some(f)) => format!("routing key from {f}"),
+                            (None, None) => "routing key of the source message".to_string(),
+                        };
+                        let exchange = if a.exchange.is_empty() { "(default)" } else { a.exchange.as_str() };
+                        let format = if a.relay_hl7 { "HL7 v2 as read" } else { "JSON" };
+                        let _ = writeln!(
+                            o,
+                            "    publishes to exchange {exchange} at {} (amqp, {format}, {key}, persistent); every message confirmed per batch",
+                            crate::plan::amqp::describe_url(&a.url)
+                        );
+                    }
                 }
                 None => match (&s.postgres, &s.kafka) {
                     (_, Some(k)) => {

@@ -52,6 +52,7 @@ pub enum Body<'n> {
     },
     Mllp(Box<MllpSpec>),
     Kafka(Box<super::kafka::KafkaSourceSpec>),
+    Amqp(Box<super::amqp::AmqpSourceSpec>),
     Webhook(Box<super::webhook::WebhookSourceSpec>),
     FhirRest(Box<crate::fhir_rest::FhirRestSpec>),
     Stripe(Box<crate::stripe::StripeSpec>),
@@ -87,6 +88,7 @@ pub enum Body<'n> {
     },
     Parquet(Box<ParquetSpec>),
     KafkaSink(Box<super::kafka::KafkaSinkSpec>),
+    AmqpSink(Box<super::amqp::AmqpSinkSpec>),
 }
 
 /// A `store:` block as written (object-store paths); credentials are checked to be secret
@@ -918,6 +920,8 @@ fn component<'n>(
         "quickbooks" => Body::QuickBooks(Box::new(crate::quickbooks::source(cx, &obj)?)),
         "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
         "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
+        "amqp" if section == Section::Source => Body::Amqp(Box::new(super::amqp::source(cx, &obj)?)),
+        "amqp" => Body::AmqpSink(Box::new(super::amqp::sink(cx, &obj)?)),
         "webhook" => Body::Webhook(Box::new(super::webhook::source(cx, &obj)?)),
         "validate" => Body::Validate {
             rules: s(cx, "rules")?,

@@ -491,6 +491,7 @@ pub const SOURCE_SHAPES: &[&Shape] = &[
     &SOURCE_FILES,
     &SOURCE_MLLP,
     &super::kafka::SOURCE_KAFKA,
+    &super::amqp::SOURCE_AMQP,
     &super::webhook::SOURCE_WEBHOOK,
     &crate::fhir_rest::SOURCE_FHIR_REST,
     &crate::stripe::SOURCE_STRIPE,
@@ -599,8 +600,15 @@ pub static SINK_PARQUET: Shape = Shape {
     ],
 };
 
-pub const SINK_SHAPES: &[&Shape] =
-    &[&SINK_JSONL, &SINK_HTTP, &SINK_POSTGRES, &SINK_CSV, &SINK_PARQUET, &super::kafka::SINK_KAFKA];
+pub const SINK_SHAPES: &[&Shape] = &[
+    &SINK_JSONL,
+    &SINK_HTTP,
+    &SINK_POSTGRES,
+    &SINK_CSV,
+    &SINK_PARQUET,
+    &super::kafka::SINK_KAFKA,
+    &super::amqp::SINK_AMQP,
+];
 
 pub static PIPELINE: Shape = Shape {
     name: "pipeline",

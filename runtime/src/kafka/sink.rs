@@ -45,16 +45,17 @@ const DELIVERY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What a worker hands the writer for one record: key and header values in base64, the
 /// message value as text, or (a relayed HL7 v2 message) as bytes in base64.
+/// Also what the `amqp` sink publishes from (the key is then the routing key).
 #[derive(Serialize, Deserialize)]
-struct Line {
+pub(crate) struct Line {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    headers: Vec<(String, Option<String>)>,
+    pub(crate) headers: Vec<(String, Option<String>)>,
     #[serde(default)]
-    value: String,
+    pub(crate) value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    raw: Option<String>,
+    pub(crate) raw: Option<String>,
 }
 
 /// The line of a record for sink `plan` (in a worker). `hl7_key`: the sink's `key` parsed as
@@ -66,8 +67,22 @@ pub fn line(
     plan: &KafkaSinkPlan,
     hl7_key: Option<&sluice_hl7v2::path::Path>,
 ) -> String {
+    bus_line(rec, run_id, processed_at, plan.key.as_deref(), plan.relay_hl7, hl7_key)
+}
+
+/// The [`Line`] of a record for a message bus sink (`kafka`, `amqp`): keyed by the field
+/// `key_field` (or, relaying HL7 v2, the first value at `hl7_key`), else by the key of the
+/// bus message the record came from.
+pub(crate) fn bus_line(
+    rec: &Record,
+    run_id: &str,
+    processed_at: &str,
+    key_field: Option<&str>,
+    relay_hl7: bool,
+    hl7_key: Option<&sluice_hl7v2::path::Path>,
+) -> String {
     let declared = match &rec.payload {
-        Payload::Doc(doc) => plan.key.as_deref().and_then(|path| match doc.get_dotted(path)? {
+        Payload::Doc(doc) => key_field.and_then(|path| match doc.get_dotted(path)? {
             Doc::Str(s) | Doc::Num(s) => Some(s.as_bytes().to_vec()),
             Doc::Bool(b) => Some(b.to_string().into_bytes()),
             _ => None,
@@ -82,7 +97,7 @@ pub fn line(
         .map(|b| b.headers.iter().map(|(n, v)| (n.clone(), v.as_ref().map(|v| B64.encode(v)))).collect())
         .unwrap_or_default();
     let (value, raw) = match &rec.payload {
-        Payload::Hl7(_) if plan.relay_hl7 => (String::new(), Some(B64.encode(&rec.raw))),
+        Payload::Hl7(_) if relay_hl7 => (String::new(), Some(B64.encode(&rec.raw))),
         _ => (crate::sink::render(rec, run_id, processed_at), None),
     };
     let line = Line { key: key.map(|k| B64.encode(k)), headers, value, raw };

@@ -49,6 +49,8 @@ pub enum ListenEvent {
     Stopping { signal: &'static str },
     /// A `kafka` source joined its consumer group and subscribed to its topics.
     Consuming { source: String, topics: Vec<String>, group: String },
+    /// An `amqp` source started consuming its queue.
+    ConsumingQueue { source: String, queue: String },
 }
 
 /// The plan's MLLP sources, most urgent `priority` first (plan order among equals): their

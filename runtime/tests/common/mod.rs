@@ -175,6 +175,7 @@ pub fn sink(name: &str, from: InputRef, emits: &str, path: String) -> Component 
             csv: None,
             parquet: None,
             kafka: None,
+            amqp: None,
             phi_allowed: None,
             audience: None,
             object: None,

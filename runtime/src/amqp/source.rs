@@ -1,0 +1,305 @@
+//! The `amqp` source: one queue consumer per source, on its own thread, handing each delivery
+//! to the executor's live feed and acknowledging it once its record is durable.
+//!
+//! Invariants (see also [`super`]):
+//! - A delivery becomes one record: its body is the raw HL7 bytes (through the same source
+//!   step as files, MLLP and Kafka: decode, parse, profile, DLQ on reject); its routing key
+//!   (as the record's bus key), its `headers` table and its message properties (as
+//!   `amqp.*` headers) go into the record's envelope ([`BusMeta`]); an empty body goes to
+//!   the DLQ (RT133). Each record's completion sends its delivery tag back to be acknowledged.
+//! - Acknowledgements are single (`multiple: false`): a record finished early never
+//!   acknowledges one still in flight.
+//! - Backpressure: the server hands over at most `prefetch` unacknowledged messages, and the
+//!   channel to the executor holds as many, so handing on never blocks the consumer (which
+//!   also sends the acknowledgements that free the prefetch window).
+//! - Shutdown (SIGINT, SIGTERM) or an executor that stopped: cancel the consumer, wait for
+//!   the records in flight to become durable and acknowledge them, close the channel and
+//!   connection; the server requeues whatever was delivered but not acknowledged.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection, Consumer};
+use sluice_compiler::plan::ComponentKind;
+use sluice_compiler::plan::amqp::AmqpSourcePlan;
+
+use crate::compile::Compiled;
+use crate::dlq::Rejection;
+use crate::error::RunError;
+use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::findings;
+use crate::record::BusMeta;
+use crate::time::Clock;
+
+/// How often the consumer looks at the stop flag while no message arrives.
+const TICK: Duration = Duration::from_millis(100);
+
+/// One source's consumer, connected, its queue checked.
+struct Member {
+    source: usize,
+    name: Arc<str>,
+    queue: Arc<str>,
+    connection: Connection,
+    channel: Channel,
+    consumer: Consumer,
+    tx: crossbeam_channel::Sender<RawInput>,
+}
+
+/// The plan's AMQP sources, most urgent `priority` first (plan order among equals).
+fn sources_of<'p>(c: &Compiled<'p>) -> Vec<(usize, &'p AmqpSourcePlan)> {
+    let mut sources: Vec<(usize, &AmqpSourcePlan)> = c
+        .plan
+        .components
+        .iter()
+        .enumerate()
+        .filter_map(|(i, comp)| match &comp.kind {
+            ComponentKind::Source(s) => s.amqp.as_deref().map(|a| (i, a)),
+            _ => None,
+        })
+        .collect();
+    let rank = |p: &str| sluice_compiler::spec::shape::PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
+    sources.sort_by_key(|(_, a)| rank(&a.priority));
+    sources
+}
+
+/// Connects one source: the server answers, the queue exists (a passive declare), then the
+/// prefetch window is set and consuming starts with manual acknowledgements.
+fn join(
+    c: &Compiled<'_>,
+    source: usize,
+    plan: &AmqpSourcePlan,
+) -> Result<(Member, crossbeam_channel::Receiver<RawInput>), RunError> {
+    let name: Arc<str> = Arc::clone(&c.names[source]);
+    let (connection, server) = super::connect(&name, &plan.url)?;
+    let rt = super::runtime()?;
+    let consumer_failed = |what: &str, e: &lapin::Error| {
+        RunError::new(findings::AMQP_CONSUMER_FAILED, format!("`{name}`: {what}: {}", super::reason(e)))
+    };
+    let (channel, consumer) = rt.block_on(async {
+        let channel = connection.create_channel().await.map_err(|e| consumer_failed("cannot open a channel", &e))?;
+        let passive = QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() };
+        channel
+            .queue_declare(plan.queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_err(|e| super::not_found(&name, "queue", &plan.queue, &server, &e))?;
+        channel
+            .basic_qos(plan.prefetch, BasicQosOptions::default())
+            .await
+            .map_err(|e| consumer_failed("cannot set the prefetch window", &e))?;
+        let consume = BasicConsumeOptions { no_ack: false, ..BasicConsumeOptions::default() };
+        let consumer = channel
+            .basic_consume(plan.queue.as_str().into(), format!("sluice-{name}").into(), consume, FieldTable::default())
+            .await
+            .map_err(|e| super::not_found(&name, "queue", &plan.queue, &server, &e))?;
+        Ok::<_, RunError>((channel, consumer))
+    })?;
+    tracing::info!(component = %name, "amqp consumer started");
+    // As many slots as the server may hand over unacknowledged: sending never blocks.
+    let (tx, rx) = crossbeam_channel::bounded::<RawInput>(usize::from(plan.prefetch));
+    let queue = Arc::from(plan.queue.as_str());
+    Ok((Member { source, name, queue, connection, channel, consumer, tx }, rx))
+}
+
+/// Runs the pipeline fed by its AMQP sources until `stop` is set (SIGINT, SIGTERM) or the
+/// executor stops on an error; then lets the records in flight become durable, acknowledges
+/// them, closes the connections and returns the totals.
+pub fn serve(
+    c: &Compiled<'_>,
+    clock: &Clock,
+    run_id: &str,
+    threads: Option<usize>,
+    stop: Option<Arc<AtomicBool>>,
+    progress: Option<Arc<crate::progress::Progress>>,
+    events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
+) -> Result<Totals, RunError> {
+    let sources = sources_of(c);
+    if sources.is_empty() {
+        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no amqp source"));
+    }
+    let mut members = Vec::with_capacity(sources.len());
+    let mut feeds = Vec::with_capacity(sources.len());
+    for (source, plan) in sources {
+        let (member, rx) = join(c, source, plan)?;
+        if let Some(events) = &events {
+            // The queue's name, never a message: for the CLI's stderr line.
+            let _ = events.send(crate::mllp::ListenEvent::ConsumingQueue {
+                source: member.name.to_string(),
+                queue: plan.queue.clone(),
+            });
+        }
+        members.push(member);
+        feeds.push(rx);
+    }
+    let stop = stop.unwrap_or_default();
+    let executor_gone = Arc::new(AtomicBool::new(false));
+    let mut threads_of_members = Vec::with_capacity(members.len());
+    for m in members {
+        let (stop, gone) = (Arc::clone(&stop), Arc::clone(&executor_gone));
+        let name = m.name.to_string();
+        let handle = std::thread::Builder::new()
+            .name(format!("sluice-amqp-{name}"))
+            .spawn(move || consume(m, &stop, &gone))
+            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the amqp consumer thread"))?;
+        threads_of_members.push(handle);
+    }
+    let control = executor::RunControl { progress, ..Default::default() };
+    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
+    executor_gone.store(true, Ordering::Relaxed);
+    stop.store(true, Ordering::Relaxed);
+    let mut failure = None;
+    for t in threads_of_members {
+        let ended =
+            t.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "an amqp consumer thread failed")));
+        if let Err(e) = ended {
+            failure.get_or_insert(e);
+        }
+    }
+    let totals = totals?;
+    failure.map_or(Ok(totals), Err)
+}
+
+/// One member's loop on the shared runtime: hand deliveries on, acknowledge finished records;
+/// at the end cancel, drain, acknowledge and close.
+fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(), RunError> {
+    let rt = super::runtime()?;
+    rt.block_on(consume_async(m, stop, executor_gone))
+}
+
+async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(), RunError> {
+    let Member { source, name, queue, connection, channel, mut consumer, tx } = m;
+    // Delivery tags of records made durable, sent by their completions (on the writer thread).
+    let (acks, mut finished) = tokio::sync::mpsc::unbounded_channel::<u64>();
+    let mut in_flight: usize = 0;
+    let mut failure = None;
+    let failed = |what: &str, why: String| {
+        RunError::new(findings::AMQP_CONSUMER_FAILED, format!("`{name}`: {what}: {why}")).with_help(
+            "the records read so far are finished; messages not acknowledged are delivered again to the next run",
+        )
+    };
+    while !stop.load(Ordering::Relaxed) && !executor_gone.load(Ordering::Relaxed) {
+        tokio::select! {
+            next = consumer.next() => match next {
+                Some(Ok(delivery)) => {
+                    in_flight += 1;
+                    let raw = record(source, &queue, &delivery, acks.clone());
+                    if tx.send(raw).is_err() {
+                        break;
+                    }
+                }
+                Some(Err(e)) => {
+                    failure = Some(failed("the consumer stopped", super::reason(&e)));
+                    break;
+                }
+                None => {
+                    failure = Some(failed("the server cancelled the consumer", "queue deleted or connection closed".into()));
+                    break;
+                }
+            },
+            Some(tag) = finished.recv() => {
+                in_flight -= 1;
+                if let Err(e) = channel.basic_ack(tag, BasicAckOptions { multiple: false }).await {
+                    failure = Some(failed("an acknowledgement could not be sent", super::reason(&e)));
+                    break;
+                }
+            }
+            () = tokio::time::sleep(TICK) => {}
+        }
+    }
+    // No new deliveries; the ones the server already sent but nobody read stay unacknowledged
+    // and are requeued when the channel closes.
+    if failure.is_none() {
+        let _ = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await;
+    }
+    drop(tx);
+    // Wait for the records in flight to become durable, and acknowledge each.
+    while in_flight > 0 && failure.is_none() && !executor_gone.load(Ordering::Relaxed) {
+        if let Ok(Some(tag)) = tokio::time::timeout(TICK, finished.recv()).await {
+            in_flight -= 1;
+            if let Err(e) = channel.basic_ack(tag, BasicAckOptions { multiple: false }).await {
+                failure = Some(failed("an acknowledgement could not be sent", super::reason(&e)));
+            }
+        }
+    }
+    // The executor may have finished the last records just before it ended.
+    while let Ok(tag) = finished.try_recv() {
+        if failure.is_none() && channel.basic_ack(tag, BasicAckOptions { multiple: false }).await.is_err() {
+            break;
+        }
+    }
+    let _ = channel.close(200, "sluice run ended".into()).await;
+    let _ = connection.close(200, "sluice run ended".into()).await;
+    tracing::info!(component = %name, "amqp consumer closed its connection");
+    failure.map_or(Ok(()), Err)
+}
+
+/// A header value as bytes: strings as they are, numbers and booleans as text; other kinds
+/// (tables, arrays, timestamps) as their JSON-like text.
+fn header_bytes(v: &AMQPValue) -> Option<Vec<u8>> {
+    Some(match v {
+        AMQPValue::LongString(s) => s.as_bytes().to_vec(),
+        AMQPValue::ShortString(s) => s.as_str().as_bytes().to_vec(),
+        AMQPValue::Boolean(b) => b.to_string().into_bytes(),
+        AMQPValue::ShortShortInt(n) => n.to_string().into_bytes(),
+        AMQPValue::ShortShortUInt(n) => n.to_string().into_bytes(),
+        AMQPValue::ShortInt(n) => n.to_string().into_bytes(),
+        AMQPValue::ShortUInt(n) => n.to_string().into_bytes(),
+        AMQPValue::LongInt(n) => n.to_string().into_bytes(),
+        AMQPValue::LongUInt(n) => n.to_string().into_bytes(),
+        AMQPValue::LongLongInt(n) => n.to_string().into_bytes(),
+        AMQPValue::Timestamp(t) => t.to_string().into_bytes(),
+        AMQPValue::Void => return None,
+        other => format!("{other:?}").into_bytes(),
+    })
+}
+
+/// The record of one delivery; its completion sends the delivery tag to be acknowledged.
+fn record(
+    source: usize,
+    queue: &Arc<str>,
+    delivery: &lapin::message::Delivery,
+    acks: tokio::sync::mpsc::UnboundedSender<u64>,
+) -> RawInput {
+    let p = &delivery.properties;
+    let mut headers: Vec<(String, Option<Vec<u8>>)> = Vec::new();
+    if let Some(table) = p.headers() {
+        for (k, v) in table.inner() {
+            headers.push((k.as_str().to_string(), header_bytes(v)));
+        }
+    }
+    let properties = [
+        ("amqp.message_id", p.message_id().as_ref().map(|s| s.as_str().to_string())),
+        ("amqp.correlation_id", p.correlation_id().as_ref().map(|s| s.as_str().to_string())),
+        ("amqp.content_type", p.content_type().as_ref().map(|s| s.as_str().to_string())),
+        ("amqp.type", p.kind().as_ref().map(|s| s.as_str().to_string())),
+        ("amqp.app_id", p.app_id().as_ref().map(|s| s.as_str().to_string())),
+        ("amqp.timestamp", p.timestamp().map(|t| t.to_string())),
+    ];
+    for (k, v) in properties {
+        if let Some(v) = v {
+            headers.push((k.to_string(), Some(v.into_bytes())));
+        }
+    }
+    let bus = BusMeta { key: Some(delivery.routing_key.as_str().as_bytes().to_vec()), headers, deleted: false };
+    let problem = delivery
+        .data
+        .is_empty()
+        .then(|| Rejection::single(findings::AMQP_EMPTY_MESSAGE, None, "the AMQP message has an empty body"));
+    let tag = delivery.delivery_tag;
+    RawInput {
+        source,
+        file: Arc::clone(queue),
+        offset: tag,
+        index: tag,
+        seq: 0,
+        bytes: delivery.data.clone(),
+        problem,
+        completion: Some(Completion::new(move |_| {
+            let _ = acks.send(tag);
+        })),
+        bus: Some(Arc::new(bus)),
+    }
+}

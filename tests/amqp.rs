@@ -1,0 +1,315 @@
+//! `amqp` sources and sinks through the real binary, against a real RabbitMQ node (Debian's
+//! rabbitmq-server 3.10, started per test on 127.0.0.1 by scripts/start-rabbitmq through
+//! tests/common/amqp.rs). Messages are published and read back with pika, a client independent
+//! of Sluice's own. No server is a failure, never a skip.
+//!
+//! - A source delivers every message of a queue through the same source step as files
+//!   (parse, profile, DLQ), a message with an empty body goes to the DLQ (RT133), every
+//!   message is acknowledged (the queue ends empty), and an `amqp` sink in the same pipeline
+//!   publishes each delivered record with confirms, routed by a field, with the source
+//!   message's headers; pika reads them back.
+//! - `kill -9` mid-way, then a new run: every record is in the JSON Lines sink (at least once)
+//!   and the queue ends empty: messages not acknowledged were delivered again.
+//! - A `format: hl7v2` sink fed by files relays each message byte for byte through the default
+//!   exchange to the queue its constant routing key names, in file order.
+//! - A queue or exchange that does not exist (RT131) and a refused login (RT130) stop the run
+//!   with their codes.
+//!
+//! No output of any run shows a patient's name or SSN from the data.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::amqp::{Message, Rabbit};
+use common::checkpoints::{PER_COPY, error_code};
+use common::{Running, messages, phi_values, root, text, workspace};
+
+/// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
+/// start), `copies` times, each with a unique control id (MSH-10 `A<n>`) and two headers.
+fn example_messages(copies: usize) -> Vec<Message> {
+    let mut one = Vec::new();
+    for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {
+        one.extend(messages(&root().join("examples/hl7").join(file)));
+    }
+    assert_eq!(one.len() as u64, PER_COPY.0);
+    let mut out = Vec::new();
+    for copy in 0..copies {
+        for (i, m) in one.iter().enumerate() {
+            let n = copy * one.len() + i;
+            let text = String::from_utf8_lossy(m).into_owned();
+            let segments: Vec<String> = text
+                .split('\r')
+                .map(|s| {
+                    let mut f: Vec<&str> = s.split('|').collect();
+                    let id = format!("A{n}");
+                    if s.starts_with("MSH|") && f.len() > 9 {
+                        f[9] = &id;
+                        return f.join("|");
+                    }
+                    s.to_string()
+                })
+                .collect();
+            let headers =
+                vec![("trace-id".to_string(), format!("t-{n}")), ("origin".to_string(), "ward-7".to_string())];
+            out.push((segments.join("\r").into_bytes(), headers));
+        }
+    }
+    out
+}
+
+/// Writes `pipelines/amqp.yaml` into `dir`: the quick start fed by an `amqp` source reading
+/// `queue` (prefetch `prefetch`), with `sinks` (YAML under `sinks:`) and its outputs under
+/// `out/`. The server's URL is the secret `${AMQP_URL}`.
+fn amqp_pipeline(dir: &Path, queue: &str, prefetch: u32, sinks: &str) -> PathBuf {
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let source = format!(
+        "sources:\n  hl7_files:\n    type: amqp\n    url: ${{AMQP_URL}}\n    queue: {queue}\n    prefetch: {prefetch}\n    profile: ../mappings/base/profiles/default.yaml\nstages:"
+    );
+    let start = quickstart.find("sources:").unwrap();
+    let stages = quickstart.find("stages:").unwrap();
+    let sinks_at = quickstart.find("\nsinks:").unwrap();
+    let dlq_at = quickstart.find("\ndlq:").unwrap();
+    let tail =
+        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
+    let spec = format!(
+        "{}{}{}\nsinks:\n{sinks}{}",
+        &quickstart[..start].replace("name: quickstart", "name: amqp-feed"),
+        source,
+        &quickstart[stages + "stages:".len()..sinks_at],
+        tail
+    );
+    let path = dir.join("pipelines/amqp.yaml");
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
+const JSONL_SINK: &str =
+    "  patient_events:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/patient-events.jsonl\n";
+
+fn sluice(dir: &Path, rabbit: &Rabbit, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(dir).args(args).env("AMQP_URL", rabbit.url());
+    c
+}
+
+fn start_run(dir: &Path, rabbit: &Rabbit) -> Running {
+    Running::spawn(&mut sluice(
+        dir,
+        rabbit,
+        &["run", "pipelines/amqp.yaml", "--summary", "json", "--log-level", "info"],
+    ))
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
+/// stderr if `run` ends meanwhile.
+fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !done() {
+        if let Ok(Some(status)) = run.child.try_wait() {
+            std::thread::sleep(Duration::from_millis(100));
+            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
+fn message_ids(p: &Path) -> BTreeMap<String, usize> {
+    let mut ids = BTreeMap::new();
+    for l in lines(p) {
+        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
+        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
+    }
+    ids
+}
+
+fn assert_no_phi(outputs: &[&str]) {
+    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
+    assert!(!phi.is_empty());
+    for out in outputs {
+        for v in &phi {
+            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
+        }
+    }
+}
+
+#[test]
+fn an_amqp_source_delivers_and_acknowledges_every_message_and_an_amqp_sink_publishes_them_confirmed() {
+    let rabbit = Rabbit::start("source");
+    rabbit.declare_queue("adt");
+    rabbit.declare_queue("adt-out");
+    rabbit.client(&["declare-exchange", "patient-events", "topic"], None);
+    rabbit.client(&["bind", "adt-out", "patient-events", "#"], None);
+    let mut input = example_messages(1);
+    input.push((Vec::new(), vec![("trace-id".into(), "empty".into())]));
+    rabbit.publish("adt", &input);
+    assert_eq!(rabbit.count("adt"), input.len());
+
+    let dir = workspace("amqp-source");
+    let relay = "  relay:\n    type: amqp\n    inputs: [mask]\n    url: ${AMQP_URL}\n    exchange: patient-events\n    routing_key_field: metadata.message_id\n";
+    amqp_pipeline(&dir, "adt", 16, &format!("{JSONL_SINK}{relay}"));
+
+    let plan = sluice(&dir, &rabbit, &["plan", "pipelines/amqp.yaml"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("amqp consume queue adt at ${AMQP_URL} (hl7v2), prefetch 16"), "{plan}");
+    assert!(plan.contains("publishes to exchange patient-events at ${AMQP_URL} (amqp, JSON, routing key from metadata.message_id, persistent)"), "{plan}");
+    assert!(!plan.contains(common::amqp::PASSWORD), "{plan}");
+
+    let records = input.len();
+    let mut run = start_run(&dir, &rabbit);
+    let audit = dir.join("out/audit.jsonl");
+    // run_started, then one audit entry per record.
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("source hl7_files: consuming queue adt (AMQP); stop with Ctrl-C or SIGTERM"), "{stderr}");
+    let (n, delivered, dlq, filtered) = PER_COPY;
+    assert_eq!(s["records_in"], n + 1, "{s}");
+    assert_eq!(s["delivered"], delivered, "{s}");
+    assert_eq!(s["dlq"], dlq + 1, "{s}: the rejected examples and the empty message");
+    assert_eq!(s["filtered"], filtered, "{s}");
+    assert_eq!(s["balanced"], true, "{s}");
+    // Every message acknowledged: none is left ready (the connection is closed, so any
+    // unacknowledged one would be back in the queue).
+    assert_eq!(rabbit.count("adt"), 0, "every message acknowledged");
+
+    let ids = message_ids(&dir.join("out/patient-events.jsonl"));
+    assert_eq!(ids.len() as u64, delivered);
+    assert!(ids.values().all(|c| *c == 1), "each record once: {ids:?}");
+    let dlq_text = std::fs::read_to_string(dir.join("out/dlq.jsonl")).unwrap();
+    assert!(dlq_text.contains("RT133"), "the empty message is in the DLQ with its code");
+
+    // The sink's messages, read back by pika: one per delivered record, the JSON line of the
+    // jsonl sink, routed by its message id, persistent, with the source message's headers.
+    let published = rabbit.drain("adt-out");
+    assert_eq!(published.len() as u64, delivered);
+    let jsonl: BTreeMap<String, serde_json::Value> = lines(&dir.join("out/patient-events.jsonl"))
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["metadata"]["message_id"].as_str().unwrap().to_string(), v)
+        })
+        .collect();
+    for m in &published {
+        let body: serde_json::Value = serde_json::from_str(m["body"].as_str().unwrap()).unwrap();
+        let id = body["metadata"]["message_id"].as_str().unwrap();
+        assert_eq!(m["routing_key"], id, "routed by the field");
+        assert_eq!(jsonl.get(id), Some(&body), "the same record as the jsonl sink's");
+        assert_eq!(m["content_type"], "application/json");
+        assert_eq!(m["delivery_mode"], 2, "persistent");
+        let n = id.trim_start_matches('A');
+        assert_eq!(m["headers"]["trace-id"], format!("t-{n}"), "{m}");
+        assert_eq!(m["headers"]["origin"], "ward-7");
+    }
+    assert_no_phi(&[&plan, &stdout, &stderr]);
+}
+
+#[test]
+fn a_run_killed_mid_way_loses_nothing_the_server_delivers_unacknowledged_messages_again() {
+    let rabbit = Rabbit::start("kill");
+    rabbit.declare_queue("adt");
+    let copies = 10;
+    let input = example_messages(copies);
+    rabbit.publish("adt", &input);
+    let dir = workspace("amqp-kill");
+    amqp_pipeline(&dir, "adt", 8, JSONL_SINK);
+    let sink = dir.join("out/patient-events.jsonl");
+
+    let mut first = start_run(&dir, &rabbit);
+    wait_until(&mut first, "the first records in the sink", Duration::from_secs(90), || !lines(&sink).is_empty());
+    assert!(Command::new("kill").args(["-KILL", &first.child.id().to_string()]).status().unwrap().success());
+    let _ = first.child.wait();
+    let first_stderr = first.stderr.lock().unwrap().clone();
+    drop(first);
+    // The killed run's connection is gone: what it had not acknowledged is back in the queue.
+    let mut left = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        left = rabbit.count("adt");
+        if left > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(left > 0 && left < input.len(), "the run was killed mid-way: {left} of {} messages left", input.len());
+
+    let (_, delivered, _, _) = PER_COPY;
+    let expected = delivered as usize * copies;
+    let mut second = start_run(&dir, &rabbit);
+    wait_until(&mut second, "every record in the sink", Duration::from_secs(120), || {
+        message_ids(&sink).len() >= expected
+    });
+    let (code, s, stdout, stderr) = second.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    assert_eq!(s["balanced"], true, "{s}");
+    let ids = message_ids(&sink);
+    assert_eq!(ids.len(), expected, "every delivered record at least once");
+    assert_eq!(rabbit.count("adt"), 0, "every message acknowledged in the end");
+    assert_no_phi(&[&first_stderr, &stdout, &stderr]);
+}
+
+#[test]
+fn a_missing_queue_or_exchange_and_a_refused_login_stop_the_run_with_their_codes() {
+    let rabbit = Rabbit::start("missing");
+    rabbit.declare_queue("adt");
+    let dir = workspace("amqp-missing");
+
+    amqp_pipeline(&dir, "no-such-queue", 8, JSONL_SINK);
+    let out = sluice(&dir, &rabbit, &["run", "pipelines/amqp.yaml"]).output().unwrap();
+    assert_eq!(error_code(&out), "RT131", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("queue `no-such-queue` does not exist"), "{}", text(&out.stderr));
+
+    let relay = "  relay:\n    type: amqp\n    inputs: [mask]\n    url: ${AMQP_URL}\n    exchange: no-such-exchange\n";
+    amqp_pipeline(&dir, "adt", 8, &format!("{JSONL_SINK}{relay}"));
+    let out = sluice(&dir, &rabbit, &["run", "pipelines/amqp.yaml"]).output().unwrap();
+    assert_eq!(error_code(&out), "RT131", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("exchange `no-such-exchange` does not exist"), "{}", text(&out.stderr));
+
+    amqp_pipeline(&dir, "adt", 8, JSONL_SINK);
+    let wrong = rabbit.url().replace(common::amqp::PASSWORD, "not-the-password");
+    let out = sluice(&dir, &rabbit, &["run", "pipelines/amqp.yaml"]).env("AMQP_URL", &wrong).output().unwrap();
+    assert_eq!(error_code(&out), "RT130", "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("not-the-password"), "no password in errors: {}", text(&out.stderr));
+}
+
+#[test]
+fn an_amqp_sink_relays_hl7_files_byte_for_byte_through_the_default_exchange() {
+    let rabbit = Rabbit::start("relay");
+    rabbit.declare_queue("adt-relay");
+    let dir = workspace("amqp-relay");
+    let file = root().join("examples/hl7/feed-2024-01-15.hl7");
+    let spec = "kind: pipeline\nname: relay\nsources:\n  hl7_files:\n    type: files\n    format: hl7v2\n    path: ../examples/hl7/feed-2024-01-15.hl7\nsinks:\n  relay:\n    type: amqp\n    inputs: [hl7_files]\n    url: ${AMQP_URL}\n    exchange: \"\"\n    routing_key: adt-relay\n    format: hl7v2\n    phi: {allowed: true, reason: synthetic test data relayed to a test queue}\ndlq:\n  path: ../out/dlq.jsonl\n  encryption_key: ${file:../examples/dlq-example.key}\n";
+    std::fs::write(dir.join("pipelines/relay.yaml"), spec).unwrap();
+
+    let plan = sluice(&dir, &rabbit, &["plan", "pipelines/relay.yaml"]).output().unwrap();
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("publishes to exchange (default) at ${AMQP_URL} (amqp, HL7 v2 as read, routing key \"adt-relay\", persistent)"), "{plan}");
+
+    let out = sluice(&dir, &rabbit, &["run", "pipelines/relay.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+    let sent = messages(&file);
+    assert_eq!(s["delivered"], sent.len(), "{s}");
+
+    let published = rabbit.drain("adt-relay");
+    let bodies: Vec<String> = published.iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    let expected: Vec<String> = sent.iter().map(|m| text(m)).collect();
+    assert_eq!(bodies, expected, "each message as read, in file order");
+    for m in &published {
+        assert_eq!(m["routing_key"], "adt-relay");
+        assert_eq!(m["content_type"], "application/hl7-v2");
+        assert_eq!(m["delivery_mode"], 2);
+    }
+    assert_no_phi(&[&plan, &text(&out.stdout), &text(&out.stderr)]);
+}
