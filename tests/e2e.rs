@@ -301,18 +301,13 @@ fn every_bundled_pipeline_plans_and_runs_balanced() {
     for p in &pipelines {
         let plan = sluice(&dir, &["plan", p, "--format", "json"]);
         assert!(plan.status.success(), "{p}: {}", text(&plan.stderr));
-        // A listening (mllp) pipeline runs until stopped: tests/mllp.rs runs it and stops it.
+        // Run elsewhere, against what they need: a listening (mllp) pipeline runs until
+        // stopped (tests/mllp.rs stops it); a FHIR server sync needs the server and its
+        // PostgreSQL sink (tests/fhir_rest.rs); Stripe and QuickBooks syncs need the API
+        // (tests/stripe_source.rs and tests/quickbooks_source.rs run local ones).
         let plan: serde_json::Value = serde_json::from_str(&text(&plan.stdout)).unwrap();
-        if plan["components"].as_array().unwrap().iter().any(|c| c["kind"] == "mllp") {
-            continue;
-        }
-        // A FHIR server sync needs the server (and its PostgreSQL sink): tests/fhir_rest.rs
-        // runs it against a real one.
-        if plan["components"].as_array().unwrap().iter().any(|c| c["kind"] == "fhir.rest") {
-            continue;
-        }
-        // A Stripe sync needs the API: tests/stripe_source.rs runs it against a local one.
-        if plan["components"].as_array().unwrap().iter().any(|c| c["kind"] == "stripe") {
+        let elsewhere = ["mllp", "fhir.rest", "stripe", "quickbooks"];
+        if plan["components"].as_array().unwrap().iter().any(|c| elsewhere.iter().any(|k| c["kind"] == *k)) {
             continue;
         }
         let out = sluice(&dir, &["run", p, "--summary", "json", "--fixed-clock", CLOCK]);
