@@ -141,18 +141,15 @@ impl<R: Read> XmlBundleSplitter<R> {
         CodecError { code: codes::XML_SYNTAX, offset: self.offset, message: format!("not well-formed XML: {message}") }
     }
 
-    /// Consumes bytes up to and including `end` (`-->`, `?>`, `]]>`).
+    /// Consumes bytes up to and including `end` (`-->`, `?>`, `]]>`: at most three bytes).
     fn skip_past(&mut self, end: &[u8], what: &str) -> std::io::Result<Result<(), CodecError>> {
-        let mut matched = 0;
+        // The last bytes read, compared whole: `]]]>` ends a CDATA section after its first `]`.
+        let mut last = [0u8; 3];
+        let mut seen = 0;
         while let Some(b) = self.byte()? {
-            matched = if b == end[matched] {
-                matched + 1
-            } else if b == end[0] {
-                1
-            } else {
-                0
-            };
-            if matched == end.len() {
+            last = [last[1], last[2], b];
+            seen += 1;
+            if seen >= end.len() && last.ends_with(end) {
                 return Ok(Ok(()));
             }
         }
@@ -597,7 +594,7 @@ mod tests {
     <resource>
       <Patient>
         <id value="p1"/>
-        <text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>a &gt; b <![CDATA[</entry>]]></p></div></text>
+        <text><status value="generated"/><div xmlns="http://www.w3.org/1999/xhtml"><p>a &gt; b <![CDATA[</entry>]]]></p></div></text>
         <gender value="female"/>
       </Patient>
     </resource>
