@@ -235,7 +235,7 @@ impl Client {
         let Some(connection) = &self.connection else { return Err(refused) };
         let connection_name = connection.plan().name.clone();
         let status = self.last_status.unwrap_or(401);
-        tracing::warn!(component = %self.name, table, "fhir.rest access token refused (HTTP {status}): refreshed once");
+        tracing::warn!(component = %self.name, table, status, "fhir.rest access token refused: refreshed once");
         let fresh = connection.unauthorized(&token)?;
         match self.page_with(url, table, Some(&fresh)) {
             Err(_) if self.last_token_refused => Err(RunError::new(
