@@ -10,10 +10,10 @@
 //! (`valueQuantity`, `valueDateTime`), never the bare `value`.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 use std::sync::OnceLock;
 
-use crate::schema::{ElementDef, Kind, Schema};
+use crate::schema::{ElementDef, Fnv, Kind, Schema};
 
 /// How a primitive type is written in JSON.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -223,25 +223,6 @@ impl Index {
 fn upper_first(code: &str) -> String {
     let mut c = code.chars();
     c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
-}
-
-/// FNV-1a, for the index's short keys.
-#[derive(Default)]
-pub struct Fnv(u64);
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
 }
 
 #[cfg(test)]

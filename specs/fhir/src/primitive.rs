@@ -18,7 +18,7 @@ pub fn check(type_code: &str, text: &str) -> Result<(), &'static str> {
         "code" => is_code(text),
         "oid" => is_oid(text),
         "uuid" => is_uuid(text),
-        "uri" | "url" | "canonical" => !text.is_empty() && !text.chars().any(char::is_whitespace),
+        "uri" | "url" | "canonical" => !text.is_empty() && !has_whitespace(text),
         "integer" | "System.Integer" => int_value(text).is_some(),
         "positiveInt" => int_value(text).is_some_and(|v| v > 0),
         "unsignedInt" => int_value(text).is_some_and(|v| v >= 0),
@@ -53,14 +53,6 @@ fn expected(type_code: &str) -> &'static str {
     }
 }
 
-/// The value of exactly `n` (at most 9) ASCII digits.
-fn digits(s: &str, n: usize) -> Option<u32> {
-    if s.len() != n {
-        return None;
-    }
-    s.bytes().try_fold(0u32, |v, b| b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0')))
-}
-
 fn int_value(text: &str) -> Option<i64> {
     let body = text.strip_prefix('-').unwrap_or(text);
     let canonical = body == "0" || (body.starts_with(|c: char| ('1'..='9').contains(&c)));
@@ -71,20 +63,42 @@ fn int_value(text: &str) -> Option<i64> {
     (i32::MIN as i64..=i32::MAX as i64).contains(&v).then_some(v)
 }
 
+// The date and time forms are checked byte by byte at fixed positions: every dateTime and
+// instant of every resource goes through here, and splitting and searching strings cost a
+// tenth of a Bundle's validation. `tests::reference` keeps the readable splitting version,
+// and a property test holds the two equal.
+
+/// `YYYY`, `YYYY-MM` or `YYYY-MM-DD` (a real day of that month).
 fn is_date(s: &str) -> bool {
-    let mut parts = s.splitn(3, '-');
-    let Some(year) = parts.next().and_then(|y| digits(y, 4)) else { return false };
-    let month = match parts.next() {
-        None => return true,
-        Some(m) => match digits(m, 2) {
-            Some(m @ 1..=12) => m,
-            _ => return false,
-        },
-    };
-    match parts.next() {
-        None => true,
-        Some(d) => digits(d, 2).is_some_and(|d| d >= 1 && d <= days_in_month(year, month)),
+    is_date_bytes(s.as_bytes())
+}
+
+fn is_date_bytes(b: &[u8]) -> bool {
+    if !matches!(b.len(), 4 | 7 | 10) || fixed_digits(b, 0, 4).is_none() {
+        return false;
     }
+    if b.len() == 4 {
+        return true;
+    }
+    let Some(month @ 1..=12) = dash_then_2_digits(b, 4) else { return false };
+    if b.len() == 7 {
+        return true;
+    }
+    let year = fixed_digits(b, 0, 4).unwrap_or(0);
+    dash_then_2_digits(b, 7).is_some_and(|d| d >= 1 && d <= days_in_month(year, month))
+}
+
+/// The value of the `n` ASCII digits at `b[at..at + n]`.
+fn fixed_digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
+    b.get(at..at + n)?.iter().try_fold(0u32, |v, &c| c.is_ascii_digit().then(|| v * 10 + u32::from(c - b'0')))
+}
+
+/// `-DD` at `b[at..at + 3]`: the two digits' value.
+fn dash_then_2_digits(b: &[u8], at: usize) -> Option<u32> {
+    if b.get(at) != Some(&b'-') {
+        return None;
+    }
+    fixed_digits(b, at + 1, 2)
 }
 
 fn days_in_month(year: u32, month: u32) -> u32 {
@@ -96,52 +110,111 @@ fn days_in_month(year: u32, month: u32) -> u32 {
     }
 }
 
+/// `hh:mm:ss` with an optional fraction of one or more digits.
 fn is_time(s: &str) -> bool {
-    let (main, frac) = match s.split_once('.') {
-        Some((m, f)) => (m, Some(f)),
-        None => (s, None),
-    };
-    if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
-        return false;
-    }
-    // No allocation: this runs for every dateTime and instant of every resource.
-    let mut p = main.split(':');
-    let (Some(h), Some(m), Some(s), None) = (p.next(), p.next(), p.next(), p.next()) else { return false };
-    digits(h, 2).is_some_and(|h| h <= 23)
-        && digits(m, 2).is_some_and(|m| m <= 59)
-        && digits(s, 2).is_some_and(|s| s <= 60)
+    is_time_bytes(s.as_bytes())
 }
 
-fn is_zone(z: &str) -> bool {
-    if z == "Z" {
-        return true;
+fn is_time_bytes(b: &[u8]) -> bool {
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return false;
     }
-    let Some(rest) = z.strip_prefix('+').or_else(|| z.strip_prefix('-')) else { return false };
-    let Some((h, m)) = rest.split_once(':') else { return false };
-    digits(h, 2).is_some_and(|h| h <= 14) && digits(m, 2).is_some_and(|m| m <= 59)
+    let clock = fixed_digits(b, 0, 2).is_some_and(|h| h <= 23)
+        && fixed_digits(b, 3, 2).is_some_and(|m| m <= 59)
+        && fixed_digits(b, 6, 2).is_some_and(|s| s <= 60);
+    let fraction = match &b[8..] {
+        [] => true,
+        [b'.', digits @ ..] => !digits.is_empty() && digits.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    clock && fraction
+}
+
+/// `Z`, `+hh:mm` or `-hh:mm` (hours up to 14).
+fn is_zone_bytes(z: &[u8]) -> bool {
+    match z {
+        [b'Z'] => true,
+        [b'+' | b'-', _, _, b':', _, _] => {
+            fixed_digits(z, 1, 2).is_some_and(|h| h <= 14) && fixed_digits(z, 4, 2).is_some_and(|m| m <= 59)
+        }
+        _ => false,
+    }
 }
 
 /// `YYYY-MM-DDThh:mm:ss(.sss)(Z|±hh:mm)`.
 fn is_full_date_time(s: &str) -> bool {
-    let Some((date, rest)) = s.split_once('T') else { return false };
-    if date.len() != 10 || !is_date(date) {
+    let b = s.as_bytes();
+    if b.len() < 11 || b[10] != b'T' || !is_date_bytes(&b[..10]) {
         return false;
     }
-    let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
-    let (time, zone) = rest.split_at(zone_at);
-    is_time(time) && is_zone(zone)
+    let rest = &b[11..];
+    let zone_at = rest.iter().position(|c| matches!(c, b'Z' | b'+' | b'-')).unwrap_or(rest.len());
+    is_time_bytes(&rest[..zone_at]) && is_zone_bytes(&rest[zone_at..])
 }
 
+/// A date (`YYYY`, `YYYY-MM`, `YYYY-MM-DD`: at most 10 bytes) or a full date and time (more).
 fn is_date_time(s: &str) -> bool {
-    if s.contains('T') { is_full_date_time(s) } else { is_date(s) }
+    if s.len() > 10 { is_full_date_time(s) } else { is_date(s) }
 }
 
 fn is_instant(s: &str) -> bool {
     is_full_date_time(s)
 }
 
+/// Any whitespace character (Unicode's definition, as `char::is_whitespace`); ASCII text,
+/// nearly every URI and code, is scanned as bytes.
+fn has_whitespace(s: &str) -> bool {
+    if !s.is_ascii() {
+        return s.chars().any(char::is_whitespace);
+    }
+    any_below_0x21(s.as_bytes()) && s.bytes().any(is_ascii_space)
+}
+
+/// Whether any byte of ASCII text is a space or a control character (below 0x21), eight
+/// bytes at a time: the usual answer for URIs and codes is no, which settles their checks
+/// without looking at each byte.
+fn any_below_0x21(b: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let mut chunks = b.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
+        // Exact for "is there one" on bytes below 0x80 (callers pass ASCII): a borrow only
+        // marks bytes above a byte that is itself below 0x21.
+        if w.wrapping_sub(ONES * 0x21) & !w & HIGHS != 0 {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&c| c < 0x21)
+}
+
+/// The ASCII characters `char::is_whitespace` accepts (vertical tab included, unlike
+/// `u8::is_ascii_whitespace`).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t'..=b'\r')
+}
+
+/// Not empty, no whitespace at either end, no tab or line break, no two spaces in a row.
 fn is_code(s: &str) -> bool {
-    !s.is_empty() && s.trim() == s && !s.contains("  ") && !s.contains(['\t', '\n', '\r'])
+    if !s.is_ascii() {
+        return !s.is_empty() && s.trim() == s && !s.contains("  ") && !s.contains(['\t', '\n', '\r']);
+    }
+    let b = s.as_bytes();
+    if !b.is_empty() && !any_below_0x21(b) {
+        return true;
+    }
+    let (Some(&first), Some(&last)) = (b.first(), b.last()) else { return false };
+    if is_ascii_space(first) || is_ascii_space(last) {
+        return false;
+    }
+    let mut previous_space = false;
+    for &c in b {
+        if matches!(c, b'\t' | b'\n' | b'\r') || (c == b' ' && previous_space) {
+            return false;
+        }
+        previous_space = c == b' ';
+    }
+    true
 }
 
 fn is_oid(s: &str) -> bool {
@@ -182,6 +255,155 @@ fn is_base64(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::check;
+    use proptest::prelude::*;
+
+    /// The date and time rules written with splits and searches, as first implemented: the
+    /// oracle the byte-level checks must agree with.
+    mod reference {
+        fn digits(s: &str, n: usize) -> Option<u32> {
+            if s.len() != n {
+                return None;
+            }
+            s.bytes().try_fold(0u32, |v, b| b.is_ascii_digit().then(|| v * 10 + u32::from(b - b'0')))
+        }
+
+        pub fn is_date(s: &str) -> bool {
+            let mut parts = s.splitn(3, '-');
+            let Some(year) = parts.next().and_then(|y| digits(y, 4)) else { return false };
+            let month = match parts.next() {
+                None => return true,
+                Some(m) => match digits(m, 2) {
+                    Some(m @ 1..=12) => m,
+                    _ => return false,
+                },
+            };
+            match parts.next() {
+                None => true,
+                Some(d) => digits(d, 2).is_some_and(|d| d >= 1 && d <= super::super::days_in_month(year, month)),
+            }
+        }
+
+        pub fn is_time(s: &str) -> bool {
+            let (main, frac) = match s.split_once('.') {
+                Some((m, f)) => (m, Some(f)),
+                None => (s, None),
+            };
+            if frac.is_some_and(|f| f.is_empty() || !f.bytes().all(|b| b.is_ascii_digit())) {
+                return false;
+            }
+            let p: Vec<&str> = main.split(':').collect();
+            let [h, m, s] = p[..] else { return false };
+            digits(h, 2).is_some_and(|h| h <= 23)
+                && digits(m, 2).is_some_and(|m| m <= 59)
+                && digits(s, 2).is_some_and(|s| s <= 60)
+        }
+
+        fn is_zone(z: &str) -> bool {
+            if z == "Z" {
+                return true;
+            }
+            let Some(rest) = z.strip_prefix('+').or_else(|| z.strip_prefix('-')) else { return false };
+            let Some((h, m)) = rest.split_once(':') else { return false };
+            digits(h, 2).is_some_and(|h| h <= 14) && digits(m, 2).is_some_and(|m| m <= 59)
+        }
+
+        pub fn is_full_date_time(s: &str) -> bool {
+            let Some((date, rest)) = s.split_once('T') else { return false };
+            if date.len() != 10 || !is_date(date) {
+                return false;
+            }
+            let zone_at = rest.find(['Z', '+', '-']).unwrap_or(rest.len());
+            let (time, zone) = rest.split_at(zone_at);
+            is_time(time) && is_zone(zone)
+        }
+
+        pub fn is_date_time(s: &str) -> bool {
+            if s.contains('T') { is_full_date_time(s) } else { is_date(s) }
+        }
+
+        pub fn is_code(s: &str) -> bool {
+            !s.is_empty() && s.trim() == s && !s.contains("  ") && !s.contains(['\t', '\n', '\r'])
+        }
+
+        pub fn is_uri(s: &str) -> bool {
+            !s.is_empty() && !s.chars().any(char::is_whitespace)
+        }
+    }
+
+    /// Strings near the date and time forms: digits and the separators, mostly in place.
+    fn date_like() -> impl Strategy<Value = String> {
+        const TEMPLATES: &[&str] = &[
+            "2020",
+            "2020-02",
+            "2020-02-29",
+            "10:00:00",
+            "23:59:60.125",
+            "2020-01-01T10:00:00Z",
+            "2020-01-01T10:00:00.123+05:30",
+            "2021-12-31T23:59:59-14:00",
+            "1999-02-28T00:00:00.0Z",
+        ];
+        (
+            proptest::sample::select(TEMPLATES),
+            proptest::collection::vec(
+                (
+                    0usize..32,
+                    proptest::sample::select(
+                        &['0', '1', '2', '3', '5', '9', '-', ':', '.', 'T', 'Z', '+', ' ', 'é'][..],
+                    ),
+                ),
+                0..4,
+            ),
+            any::<bool>(),
+        )
+            .prop_map(|(t, edits, truncate)| {
+                let mut chars: Vec<char> = t.chars().collect();
+                for (at, c) in edits {
+                    match at % 3 {
+                        0 if !chars.is_empty() => {
+                            let i = at % chars.len();
+                            chars[i] = c;
+                        }
+                        1 => {
+                            let i = at % (chars.len() + 1);
+                            chars.insert(i, c);
+                        }
+                        _ if !chars.is_empty() => {
+                            chars.remove(at % chars.len());
+                        }
+                        _ => {}
+                    }
+                }
+                if truncate && chars.len() > 1 {
+                    chars.truncate(chars.len() - 1);
+                }
+                chars.into_iter().collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn byte_level_date_and_time_checks_agree_with_the_reference(s in date_like()) {
+            prop_assert_eq!(super::is_date(&s), reference::is_date(&s), "date {:?}", s);
+            prop_assert_eq!(super::is_time(&s), reference::is_time(&s), "time {:?}", s);
+            prop_assert_eq!(super::is_full_date_time(&s), reference::is_full_date_time(&s), "instant {:?}", s);
+            prop_assert_eq!(super::is_date_time(&s), reference::is_date_time(&s), "dateTime {:?}", s);
+        }
+
+        #[test]
+        fn code_and_uri_checks_agree_with_the_reference(s in "([ab/:]{0,9}[ab \t\n\x0b\x0c\r\x1f!\u{a0}\u{2003}é]?){0,5}") {
+            prop_assert_eq!(check("code", &s).is_ok(), reference::is_code(&s), "code {:?}", s);
+            prop_assert_eq!(check("uri", &s).is_ok(), reference::is_uri(&s), "uri {:?}", s);
+        }
+
+        #[test]
+        fn byte_level_checks_agree_on_any_text(s in ".{0,40}") {
+            prop_assert_eq!(check("code", &s).is_ok(), reference::is_code(&s));
+            prop_assert_eq!(check("uri", &s).is_ok(), reference::is_uri(&s));
+            prop_assert_eq!(super::is_date_time(&s), reference::is_date_time(&s));
+            prop_assert_eq!(super::is_time(&s), reference::is_time(&s));
+        }
+    }
 
     #[test]
     fn formats() {

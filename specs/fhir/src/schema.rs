@@ -12,8 +12,9 @@
 //!   therefore `expect` an internal table error.
 //! - Elements keep snapshot order within their type (the order FHIR JSON and XML write them).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 
 use sluice_spec_core::{PhiClass, ValueType};
@@ -152,12 +153,12 @@ struct ElementRef {
 /// The whole FHIR R4 schema.
 pub struct Schema {
     types: Vec<TypeDef>,
-    by_name: HashMap<String, usize>,
-    by_path: HashMap<String, ElementRef>,
+    by_name: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    by_path: HashMap<String, ElementRef, BuildHasherDefault<Fnv>>,
     /// Children of a type (`Patient`) or of a backbone element (`Patient.contact`), in order.
-    children: HashMap<String, Vec<ElementRef>>,
+    children: HashMap<String, Vec<ElementRef>, BuildHasherDefault<Fnv>>,
     /// Codes of required value sets, when the source enumerates them.
-    value_sets: BTreeMap<String, Vec<String>>,
+    value_sets: HashMap<String, Vec<String>, BuildHasherDefault<Fnv>>,
 }
 
 impl fmt::Debug for Schema {
@@ -239,7 +240,7 @@ impl Schema {
     /// Builds the schema from the element table and the PHI rules. Errors name the line.
     pub(crate) fn build(table: &str, phi_rules: &str) -> Result<Schema, String> {
         let mut types: Vec<TypeDef> = Vec::new();
-        let mut value_sets = BTreeMap::new();
+        let mut value_sets = HashMap::default();
         for (n, line) in table.lines().enumerate() {
             let at = |msg: String| format!("data/r4.txt line {}: {msg}", n + 1);
             if line.trim().is_empty() || line.starts_with('#') {
@@ -264,9 +265,9 @@ impl Schema {
             }
         }
 
-        let mut by_name = HashMap::new();
-        let mut by_path = HashMap::new();
-        let mut children: HashMap<String, Vec<ElementRef>> = HashMap::new();
+        let mut by_name = HashMap::default();
+        let mut by_path = HashMap::default();
+        let mut children: HashMap<String, Vec<ElementRef>, BuildHasherDefault<Fnv>> = HashMap::default();
         for (type_index, t) in types.iter().enumerate() {
             if by_name.insert(t.name.clone(), type_index).is_some() {
                 return Err(format!("type {} defined twice", t.name));
@@ -465,6 +466,27 @@ pub fn value_type(fhir_type: &str) -> ValueType {
         "string" | "markdown" | "uri" | "url" | "canonical" | "oid" | "uuid" | "base64Binary" | "time" | "xhtml"
         | "System.String" | "System.Time" => ValueType::String,
         _ => ValueType::Struct,
+    }
+}
+
+/// FNV-1a, for maps keyed by the schema's own names (types, paths, contexts): short keys,
+/// and no untrusted-input collision concern, since names from the data are only looked up,
+/// never inserted. Maps keyed by data (a Bundle's fullUrls) keep std's seeded SipHash.
+#[derive(Default)]
+pub struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
     }
 }
 

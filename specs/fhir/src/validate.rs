@@ -96,6 +96,19 @@ pub struct Walker<'o> {
     /// Per non-contained resource: the ids of its contained resources and the `#id`s used.
     frames: Vec<Frame>,
     entry: Option<usize>,
+    /// The values counted so far per element of the objects being walked, innermost last
+    /// (each object truncates back to where it started): cardinality is checked from these
+    /// rather than by matching every counted element's name against every member.
+    tallies: Vec<Tally>,
+}
+
+/// How many values one element of an object has, following the members in order: a value
+/// member sets the count, a `_name` member (primitive extensions) counts only when no value
+/// member came before it.
+struct Tally {
+    def: &'static crate::schema::ElementDef,
+    count: usize,
+    seen_value: bool,
 }
 
 /// What one resource (not contained) holds for its local `#id` references.
@@ -121,6 +134,7 @@ impl<'o> Walker<'o> {
             rtype: Vec::new(),
             frames: Vec::new(),
             entry: None,
+            tallies: Vec::new(),
         }
     }
 
@@ -181,9 +195,8 @@ impl<'o> Walker<'o> {
     /// Validates the Bundle entry object at `Bundle.entry[index]` (its resource included).
     pub fn bundle_entry(&mut self, entry: &Node, index: usize) {
         self.loc.clear();
-        self.loc.push_str("Bundle.entry[");
-        self.loc.push_str(&index.to_string());
-        self.loc.push(']');
+        self.loc.push_str("Bundle.entry");
+        push_index(&mut self.loc, index);
         self.entry = Some(index);
         self.rtype.push("Bundle".into());
         self.ppath.clear();
@@ -269,12 +282,18 @@ impl<'o> Walker<'o> {
         let mut choices_seen: Vec<(&str, &str)> = Vec::new();
         let index = self.index;
         let children = index.context(context);
+        // Most objects have no `_key` members: one scan here spares one per member.
+        let has_extensions = members.iter().any(|(k, _)| k.starts_with('_'));
+        let tallies_start = self.tallies.len();
         for (key, value) in members {
             if is_resource && key == "resourceType" {
                 continue;
             }
             if let Some(base) = key.strip_prefix('_') {
                 self.primitive_extension(members, context, base, value);
+                if let Some(child) = children.and_then(|c| c.child(base)) {
+                    self.tally(tallies_start, child.found.def, value, true);
+                }
                 continue;
             }
             let Some(child) = children.and_then(|c| c.child(key)) else {
@@ -306,16 +325,26 @@ impl<'o> Walker<'o> {
                     choices_seen.push((&found.def.name, key));
                 }
             }
-            self.member(members, key, value, child);
+            self.member(members, has_extensions, key, value, child);
+            self.tally(tallies_start, found.def, value, false);
         }
-        self.cardinality(members, context, children.map_or(&[], |c| c.counted()));
+        self.cardinality(tallies_start, context, children.map_or(&[], |c| c.counted()));
+        self.tallies.truncate(tallies_start);
         if !self.options.profiles.is_empty() {
             self.profile_rules(members);
         }
     }
 
     /// One member `key` (a known element) with its value.
-    fn member(&mut self, members: &[(String, Node)], key: &str, value: &Node, child: &'static Child) {
+    /// `has_extensions`: whether any member of the object is a primitive extension (`_key`).
+    fn member(
+        &mut self,
+        members: &[(String, Node)],
+        has_extensions: bool,
+        key: &str,
+        value: &Node,
+        child: &'static Child,
+    ) {
         let found = child.found;
         let mark = self.loc.len();
         self.loc.push('.');
@@ -328,7 +357,11 @@ impl<'o> Walker<'o> {
                 self.ppath.push_str("[x]");
             }
         }
-        let extension = members.iter().find(|(k, _)| k.strip_prefix('_') == Some(key)).map(|(_, v)| v);
+        let extension = if has_extensions {
+            members.iter().find(|(k, _)| k.strip_prefix('_') == Some(key)).map(|(_, v)| v)
+        } else {
+            None
+        };
         match value {
             Node::Array(items) => {
                 if !found.def.is_list() {
@@ -343,9 +376,7 @@ impl<'o> Walker<'o> {
                 }
                 for (i, item) in items.iter().enumerate() {
                     let imark = self.loc.len();
-                    self.loc.push('[');
-                    self.loc.push_str(&i.to_string());
-                    self.loc.push(']');
+                    push_index(&mut self.loc, i);
                     let has_ext = extension
                         .and_then(|x| x.as_array())
                         .and_then(|a| a.get(i))
@@ -533,9 +564,7 @@ impl<'o> Walker<'o> {
                 }
                 for (i, item) in items.iter().enumerate() {
                     let imark = self.loc.len();
-                    self.loc.push('[');
-                    self.loc.push_str(&i.to_string());
-                    self.loc.push(']');
+                    push_index(&mut self.loc, i);
                     match item {
                         Node::Object(m) => self.object(m, "Element", false),
                         Node::Null => {
@@ -567,14 +596,36 @@ impl<'o> Walker<'o> {
     }
 
     /// Minimum and maximum cardinality of the children of `context`.
-    fn cardinality(
-        &mut self,
-        members: &[(String, Node)],
-        context: &str,
-        counted: &[&'static crate::schema::ElementDef],
-    ) {
+    /// Counts a member's values for its element (`extension`: a `_name` member).
+    fn tally(&mut self, start: usize, def: &'static crate::schema::ElementDef, value: &Node, extension: bool) {
+        if !(def.min > 0 || matches!(def.max, Max::N(n) if n > 1)) {
+            return;
+        }
+        let n = match value {
+            Node::Array(a) => a.len(),
+            _ => 1,
+        };
+        let at = self.tallies[start..].iter().position(|t| std::ptr::eq(t.def, def));
+        let tally = match at {
+            Some(i) => &mut self.tallies[start + i],
+            None => {
+                self.tallies.push(Tally { def, count: 0, seen_value: false });
+                let last = self.tallies.len() - 1;
+                &mut self.tallies[last]
+            }
+        };
+        if !extension {
+            tally.seen_value = true;
+            tally.count = n;
+        } else if !tally.seen_value {
+            tally.count = tally.count.max(n);
+        }
+    }
+
+    /// Min and max of the counted elements of the object whose tallies start at `start`.
+    fn cardinality(&mut self, start: usize, context: &str, counted: &[&'static crate::schema::ElementDef]) {
         for def in counted {
-            let count = count_values(members, def);
+            let count = self.tallies[start..].iter().find(|t| std::ptr::eq(t.def, *def)).map_or(0, |t| t.count);
             if count < def.min as usize {
                 let name = if def.choice { format!("{}[x]", def.name) } else { def.name.clone() };
                 self.report(
@@ -734,44 +785,6 @@ fn reference_targets(found: Found<'static>) -> &'static [String] {
     found.def.types.iter().find(|t| t.code == "Reference").map(|t| t.targets.as_slice()).unwrap_or(&[])
 }
 
-/// How many values `def` has among `members` (`x` or `_x`; any type of a choice).
-pub(crate) fn count_values(members: &[(String, Node)], def: &crate::schema::ElementDef) -> usize {
-    let mut count = 0;
-    let mut seen_value = false;
-    for (k, v) in members {
-        let name = k.strip_prefix('_').unwrap_or(k);
-        let matches = if def.choice {
-            name.strip_prefix(def.name.as_str()).is_some_and(|rest| {
-                rest.starts_with(|c: char| c.is_ascii_uppercase()) && def.types.iter().any(|t| upper_eq(&t.code, rest))
-            })
-        } else {
-            name == def.name
-        };
-        if !matches {
-            continue;
-        }
-        let n = match v {
-            Node::Array(a) => a.len(),
-            _ => 1,
-        };
-        if k.starts_with('_') {
-            if !seen_value {
-                count = count.max(n);
-            }
-        } else {
-            seen_value = true;
-            count = n;
-        }
-    }
-    count
-}
-
-fn upper_eq(code: &str, rest: &str) -> bool {
-    let mut a = code.chars();
-    let mut b = rest.chars();
-    matches!((a.next(), b.next()), (Some(x), Some(y)) if x.to_ascii_uppercase() == y) && a.eq(b)
-}
-
 fn json_kind_name(n: &Node) -> &'static str {
     match n {
         Node::Null => "null",
@@ -786,4 +799,72 @@ fn json_kind_name(n: &Node) -> &'static str {
 /// `HumanName`, `Patient.contact`, `Element` as a user reads them.
 fn display_context(context: &str) -> &str {
     context
+}
+
+/// Appends `[i]` to a location without allocating or going through `fmt` (this runs for
+/// every array item).
+fn push_index(loc: &mut String, i: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = i;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    loc.push('[');
+    loc.extend(digits[at..].iter().map(|&d| char::from(d)));
+    loc.push(']');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (code, location, message) of the cardinality findings of a resource.
+    fn cardinality(json: &str) -> Vec<(&'static str, String, String)> {
+        let resource = crate::json::parse(json.as_bytes()).unwrap();
+        validate(&resource, &Options::default())
+            .into_iter()
+            .filter(|f| f.code == codes::TOO_FEW || f.code == codes::TOO_MANY)
+            .map(|f| (f.code, f.location, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn required_elements_are_counted_by_value_extension_or_choice_type() {
+        // Observation.status and .code are 1..1.
+        let missing = cardinality(r#"{"resourceType":"Observation"}"#);
+        let names: Vec<&str> = missing.iter().map(|(_, _, m)| m.as_str()).collect();
+        assert_eq!(missing.len(), 2, "{missing:?}");
+        assert!(names.iter().any(|m| m.starts_with("`status` is required (1..1) in `Observation`, found 0")));
+        assert!(names.iter().any(|m| m.starts_with("`code` is required (1..1) in `Observation`, found 0")));
+        assert!(missing.iter().all(|(c, l, _)| *c == codes::TOO_FEW && l == "Observation"));
+
+        // A primitive given only by its extension (`_status`) counts as present.
+        let ext = r#"{"resourceType":"Observation","code":{"text":"x"},
+            "_status":{"extension":[{"url":"http://example.org/why","valueString":"unknown"}]}}"#;
+        assert_eq!(cardinality(ext), vec![]);
+
+        // A required choice (MedicationRequest.medication[x], 1..1): any one type counts.
+        let base = r#""resourceType":"MedicationRequest","status":"active","intent":"order","subject":{"reference":"Patient/1"}"#;
+        assert_eq!(cardinality(&format!(r#"{{{base},"medicationCodeableConcept":{{"text":"x"}}}}"#)), vec![]);
+        assert_eq!(cardinality(&format!(r#"{{{base},"medicationReference":{{"reference":"Medication/1"}}}}"#)), vec![]);
+        let none = cardinality(&format!("{{{base}}}"));
+        assert_eq!(none.len(), 1, "{none:?}");
+        assert!(none[0].2.starts_with("`medication[x]` is required (1..1) in `MedicationRequest`, found 0"));
+
+        // Nested objects are counted on their own: a contact's missing required element
+        // does not borrow its parent's members, and the parent's count is untouched.
+        let nested = cardinality(
+            r#"{"resourceType":"Observation","status":"final","code":{"text":"x"},
+                "component":[{"valueString":"a"},{"code":{"text":"y"}}]}"#,
+        );
+        assert_eq!(nested.len(), 1, "{nested:?}");
+        assert_eq!(nested[0].1, "Observation.component[0]");
+        assert!(nested[0].2.starts_with("`code` is required (1..1)"));
+    }
 }
