@@ -539,20 +539,26 @@ pub fn validate_streaming<R: Read>(
     Ok(Err(CodecError { code: codes::JSON_SYNTAX, offset: 0, message: "the input is empty".into() }))
 }
 
+/// A reader that hands out its bytes `.1` at a time: the splitters' tests check that what
+/// they cut does not depend on where reads end.
+#[cfg(test)]
+pub(crate) struct Chunked<'a>(pub &'a [u8], pub usize);
+
+#[cfg(test)]
+impl Read for Chunked<'_> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.0.len().min(self.1).min(out.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn split(text: &str, chunk: usize) -> Vec<String> {
-        struct Chunked<'a>(&'a [u8], usize);
-        impl Read for Chunked<'_> {
-            fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.0.len().min(self.1).min(out.len());
-                out[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
         BundleSplitter::new(Chunked(text.as_bytes(), chunk), Limits::default())
             .map(|p| match p.unwrap() {
                 Part::Start(h) => format!("S {}", String::from_utf8_lossy(&h)),

@@ -558,17 +558,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    /// Reads `text` in chunks of `chunk` bytes.
-    struct Chunked<'a>(&'a [u8], usize);
-
-    impl Read for Chunked<'_> {
-        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-            let n = self.0.len().min(self.1).min(out.len());
-            out[..n].copy_from_slice(&self.0[..n]);
-            self.0 = &self.0[n..];
-            Ok(n)
-        }
-    }
+    use crate::stream::Chunked;
 
     fn split(text: &str, chunk: usize, limits: Limits) -> Vec<String> {
         XmlBundleSplitter::new(Chunked(text.as_bytes(), chunk), limits)
