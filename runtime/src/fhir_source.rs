@@ -182,7 +182,7 @@ pub fn pieces(
         return Ok(Box::new(Lines { reader, offset: 0, index: 0, limits: Limits::default() }));
     }
     let parts = Parts::new(reader, Limits::default()).map_err(|e| crate::source::read_error(path, &e))?;
-    Ok(Box::new(BundlePieces::new(parts, path)))
+    Ok(Box::new(BundlePieces::new(parts)))
 }
 
 /// Bulk Data NDJSON: one piece a non-blank line, each bounded by the size limit.
@@ -257,7 +257,6 @@ impl<R: BufRead> Iterator for Lines<R> {
 /// A JSON or XML file: a Bundle streamed entry by entry, or one resource.
 struct BundlePieces<R: BufRead> {
     parts: Parts<R>,
-    path: std::path::PathBuf,
     /// Entries held until the document shows it is a Bundle (its `resourceType` came after
     /// `entry`); empty while streaming.
     held: Vec<Piece>,
@@ -272,10 +271,9 @@ struct BundlePieces<R: BufRead> {
 }
 
 impl<R: BufRead> BundlePieces<R> {
-    fn new(parts: Parts<R>, path: &Path) -> Self {
+    fn new(parts: Parts<R>) -> Self {
         BundlePieces {
             parts,
-            path: path.to_path_buf(),
             held: Vec::new(),
             bundle: None,
             ready: VecDeque::new(),
@@ -285,8 +283,36 @@ impl<R: BufRead> BundlePieces<R> {
         }
     }
 
+    /// A non-Bundle resource whose `entry` array was cut into the held pieces: its members
+    /// outside `entry` with `entry` added back (last: member order does not matter in FHIR
+    /// JSON). An unreadable entry makes the whole resource unreadable, at that entry's offset.
+    fn whole_resource(&mut self, header: Node) -> Result<Node, Piece> {
+        // (`end` only calls this for an object with a `resourceType`.)
+        let Node::Object(mut members) = header else { return Ok(header) };
+        let mut entries = Vec::with_capacity(self.held.len());
+        for piece in self.held.drain(..) {
+            let read = match piece.problem {
+                Some(_) => None,
+                None => sluice_fhir::json::parse(&piece.bytes).ok(),
+            };
+            match read {
+                Some(entry) => entries.push(entry),
+                None => {
+                    let e = CodecError {
+                        code: sluice_fhir::codes::JSON_SYNTAX,
+                        offset: piece.offset as usize,
+                        message: format!("item {} of `entry` is not readable JSON", piece.index),
+                    };
+                    return Err(problem(piece.offset, 0, Vec::new(), unreadable(&e, piece.offset, "the file")));
+                }
+            }
+        }
+        members.push(("entry".to_string(), Node::Array(entries)));
+        Ok(Node::Object(members))
+    }
+
     /// What the members outside `entry` (the whole document when there is no `entry`) make.
-    fn end(&mut self, header: Result<Vec<u8>, CodecError>, entries_seen: bool) -> std::io::Result<()> {
+    fn end(&mut self, header: Result<Vec<u8>, CodecError>, entries_seen: bool) {
         let (header, read) = match header {
             Ok(bytes) => {
                 let read = sluice_fhir::json::parse(&bytes);
@@ -300,12 +326,12 @@ impl<R: BufRead> BundlePieces<R> {
                 self.ready.push_back(Piece { offset: 0, index: 0, bytes: header, problem: None });
             }
             Ok(h) if h.resource_type().is_some() => {
-                // Another resource with an `entry` member (a List): read whole, one record.
-                self.held.clear();
-                let bytes = std::fs::read(&self.path)?;
-                let piece = match sluice_fhir::read(&bytes) {
+                // Another resource with an `entry` member (a List): one record, put back
+                // together from the members outside `entry` and the entries held (the input
+                // may be an object in a store: it is not read a second time).
+                let piece = match self.whole_resource(h) {
                     Ok(n) => Piece { offset: 0, index: 0, bytes: n.to_json().into_bytes(), problem: None },
-                    Err(e) => problem(e.offset as u64, 0, Vec::new(), unreadable(&e, e.offset as u64, "the file")),
+                    Err(p) => p,
                 };
                 self.ready.push_back(piece);
             }
@@ -325,7 +351,6 @@ impl<R: BufRead> BundlePieces<R> {
                 self.ready.push_back(problem(e.offset as u64, 0, Vec::new(), unreadable(&e, e.offset as u64, what)));
             }
         }
-        Ok(())
     }
 }
 
@@ -382,9 +407,7 @@ impl<R: BufRead> Iterator for BundlePieces<R> {
                 Part::End(header) => {
                     self.done = true;
                     self.ended = true;
-                    if let Err(e) = self.end(header, self.started) {
-                        return Some(Err(e));
-                    }
+                    self.end(header, self.started);
                 }
             }
         }
@@ -598,6 +621,35 @@ mod tests {
             "late.json",
         );
         assert_eq!(late.len(), 1);
+    }
+
+    /// A List (not a Bundle) with `entry`, from an input that is not a local file (an object
+    /// in a store): one record equal to the document, without reading the input again.
+    #[test]
+    fn a_list_with_entries_is_one_record_put_back_together_without_a_second_read() {
+        let text = br#"{"resourceType":"List","id":"l","entry":[{"item":{"reference":"Patient/1"}},{"flag":{"text":"x"},"item":{"reference":"Patient/2"}}],"status":"current","mode":"working"}"#;
+        let opened = std::sync::atomic::AtomicUsize::new(0);
+        let open = || -> Result<Box<dyn std::io::Read + Send>, RunError> {
+            opened.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok(Box::new(std::io::Cursor::new(text.to_vec())))
+        };
+        let path = Path::new("s3://bucket/lists/l.json");
+        let iter = pieces(&open, path, &src(&[], false)).unwrap();
+        let opened_before_reading = opened.load(std::sync::atomic::Ordering::SeqCst);
+        let got: Vec<Piece> = iter.map(Result::unwrap).collect();
+        assert_eq!(opened.load(std::sync::atomic::Ordering::SeqCst), opened_before_reading, "not opened again");
+        assert_eq!(got.len(), 1);
+        assert!(got[0].problem.is_none());
+        let rebuilt = sluice_fhir::json::parse(&got[0].bytes).unwrap();
+        assert_eq!(rebuilt.canonical(), sluice_fhir::json::parse(text).unwrap().canonical());
+
+        let broken = br#"{"resourceType":"List","status":"current","mode":"working","entry":[{"item":{"reference":"Patient/1"}},{"item":}]}"#;
+        let open = || -> Result<Box<dyn std::io::Read + Send>, RunError> {
+            Ok(Box::new(std::io::Cursor::new(broken.to_vec())))
+        };
+        let got: Vec<Piece> = pieces(&open, path, &src(&[], false)).unwrap().map(Result::unwrap).collect();
+        assert_eq!(got.len(), 1, "one record, in the DLQ");
+        assert_eq!(got[0].problem.as_ref().unwrap().code, "RT115");
     }
 
     proptest! {
