@@ -67,16 +67,25 @@ fn main() {
         total_ms += median;
         total_bytes += bytes.len();
         total_resources += counts.0;
-        println!(
+        say(format!(
             "{{\"file\":{:?},\"bytes\":{},\"resources\":{},\"findings\":{},\"median_ms\":{median:.3},\"min_ms\":{:.3},\"cpu_ms\":{cpu:.1}}}",
             file,
             bytes.len(),
             counts.0,
             counts.1,
             times[0]
-        );
+        ));
     }
-    println!(
+    say(format!(
         "{{\"total\":true,\"bytes\":{total_bytes},\"resources\":{total_resources},\"median_ms\":{total_ms:.3},\"cpu_ms\":{total_cpu:.1}}}"
-    );
+    ));
+}
+
+/// Prints a line; a reader that went away (`| head -1`) ends the tool quietly instead of the
+/// panic `println!` gives on a closed pipe.
+fn say(line: String) {
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+        std::process::exit(0);
+    }
 }
