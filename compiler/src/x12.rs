@@ -497,6 +497,14 @@ pub fn mapping_guide(schema: &str, span: Span) -> Result<&'static Guide, Diagnos
             .label(span, "add the transaction set id")
             .help(format!("write {}", sharing.join(" or ")));
         }
+        if let Some(by) = alias_of(id) {
+            return Diagnostic::error(
+                codes::X12_UNKNOWN_GUIDE,
+                format!("`{schema}` names no bundled X12 implementation guide"),
+            )
+            .label(span, format!("sets of this version are read by the {by} guide"))
+            .help(format!("write `x12/{by}`: it maps {id} sets too"));
+        }
         Diagnostic::error(codes::X12_UNKNOWN_GUIDE, format!("`{schema}` names no bundled X12 implementation guide"))
             .label(span, "not a guide id")
             .help(format!(
@@ -516,6 +524,12 @@ pub fn map_input_mismatch(stage: &str, guide: &str, wrong: &str, input_at: Span,
     .label(input_at, format!("emits {wrong}"))
     .label(mapping_at, format!("the mapping reads x12/{guide}"))
     .help(format!("feed it from a `format: x12` source reading {guide} (`guides: [{guide}]`)"))
+}
+
+/// The bundled guide that reads sets of `version` under another name (`005010X223A2` for the
+/// `005010X223A3` errata), when one does.
+fn alias_of(version: &str) -> Option<&'static str> {
+    sluice_x12::guide::bundled().iter().find(|g| g.aliases.iter().any(|a| a == version)).map(|g| g.id.as_str())
 }
 
 /// The ids of the bundled guides (`005010X222A1`, ...).
@@ -548,9 +562,16 @@ pub fn source_plan(
         let d = Diagnostic::error(
             codes::X12_UNKNOWN_GUIDE,
             format!("`{}` is not a bundled X12 implementation guide", g.text),
-        )
-        .label(g.span, "not a guide id")
-        .help(format!("the bundled guides are {}", known.join(", ")));
+        );
+        // An errata version (`005010X223A3`) is read by a bundled guide: name that one.
+        if let Some(by) = alias_of(&g.text) {
+            diags.push(
+                d.label(g.span, format!("sets of this version are read by the {by} guide"))
+                    .help(format!("write `{by}`: it reads {} sets too (a set keeps the version it names)", g.text)),
+            );
+            continue;
+        }
+        let d = d.label(g.span, "not a guide id").help(format!("the bundled guides are {}", known.join(", ")));
         diags.push(d.suggest(&g.text, known.iter().copied()));
     }
     ok.then_some(X12SourcePlan { guides, mode: spec.mode, acks, split: Vec::new() })
@@ -644,6 +665,28 @@ mod tests {
         assert!(d.help.as_deref().is_some_and(|h| h.contains("`CLM`")), "{:?}", d.help);
         assert!(mapping_guide("x12/005010X222A2", span("x")).is_err());
         assert!(mapping_guide("x12/005010X221A1", span("x")).is_ok());
+    }
+
+    #[test]
+    fn institutional_and_dental_paths_and_the_errata_version() {
+        let g = mapping_guide("x12/005010X223A2", span("x")).unwrap();
+        let env = X12Env { guide: g, within: None, outer: None };
+        let r = env.resolve("2300/HI(ABK)-01-2", span("2300/HI(ABK)-01-2")).unwrap();
+        assert_eq!(r.value_type, ValueType::String);
+        assert_eq!(env.resolve("2300/HI(BBR)-01-4", span("2300/HI(BBR)-01-4")).unwrap().phi, Some(PhiClass::Date));
+        assert_eq!(env.resolve("2300/CL1-03", span("2300/CL1-03")).unwrap().value_type, ValueType::Code);
+        assert_eq!(env.resolve("2400/SV2-05", span("2400/SV2-05")).unwrap().value_type, ValueType::Decimal);
+        assert_eq!(env.resolve("2300/HI(ABF)-01-9", span("2300/HI(ABF)-01-9")).unwrap().value_type, ValueType::Code);
+        // The 837I has no SV1 and the 837P no CL1.
+        assert_eq!(env.resolve("2400/SV1-02", span("2400/SV1-02")).unwrap_err().code.code, "SL414");
+        let d = mapping_guide("x12/005010X223A3", span("x")).unwrap_err();
+        assert_eq!(d.code.code, "SL261");
+        assert_eq!(d.help.as_deref(), Some("write `x12/005010X223A2`: it maps 005010X223A3 sets too"));
+        let g = mapping_guide("x12/005010X224A2", span("x")).unwrap();
+        let env = X12Env { guide: g, within: None, outer: None };
+        let r = env.resolve("2400[*]/TOO-02", span("2400[*]/TOO-02")).unwrap();
+        assert!(r.multi);
+        assert_eq!(env.resolve("2010BA/NM1-09", span("2010BA/NM1-09")).unwrap().phi, Some(PhiClass::HealthPlanId));
     }
 
     #[test]

@@ -77,6 +77,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/claim-set@1", include_str!("../data/claim-set@1.txt")),
     ("canonical/financial-transaction@1", include_str!("../data/financial-transaction@1.txt")),
     ("canonical/claim@1", include_str!("../data/claim@1.txt")),
+    ("canonical/claim@2", include_str!("../data/claim@2.txt")),
     ("canonical/remittance@1", include_str!("../data/remittance@1.txt")),
     ("canonical/eligibility@1", include_str!("../data/eligibility@1.txt")),
     ("canonical/enrollment@1", include_str!("../data/enrollment@1.txt")),

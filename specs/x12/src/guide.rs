@@ -11,6 +11,7 @@
 //! def CLM 05:C 05-1:AN:1-2 05-2:ID:1-2 ...        a composite and its components
 //! def EB 03:ID:1-2:99 ...                         a repeating element (at most 99 values)
 //! guide 005010X222A1 837 HC Health Care Claim: Professional   id, set (ST01), GS01, title
+//! also 005010X223A3                               another GS08/ST03 read with this structure
 //! codes POS 01 02 03 ...                          a named code list, used as `=@POS`
 //! ST R 1 !01R=837 02R 03R=005010X222A1             a segment: id, usage, max repeats, elements
 //! loop 2010AA R 1 Billing Provider Name            a loop: id, usage, max repeats, title
@@ -237,6 +238,9 @@ pub struct Guide {
     /// GS01: `HC`.
     pub functional_id: String,
     pub title: String,
+    /// Other versions (GS08/ST03) read with this structure: errata that change code lists and
+    /// notes, not loops or segments (`005010X223A3` for `005010X223A2`).
+    pub aliases: Vec<String>,
     /// The transaction set: ST, the loops, SE.
     pub root: Loop,
 }
@@ -323,6 +327,7 @@ pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
 
     let mut header: Option<(String, String, String, String)> = None;
     let mut lists: HashMap<String, Arc<Vec<String>>> = HashMap::new();
+    let mut aliases: Vec<String> = Vec::new();
     // The loops being filled, outermost first; the root is the set.
     let mut stack: Vec<(usize, Loop)> = vec![(0, new_loop("", "", Usage::Required, Some(1)))];
     for (n, raw) in text.lines().enumerate() {
@@ -345,6 +350,11 @@ pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
                     return Err(err("`guide ID SET GS01 title`".into()));
                 }
                 header = Some((w[0].into(), w[1].into(), w[2].into(), w[3..].join(" ")));
+                continue;
+            }
+            "also" => {
+                let version = words.next().ok_or_else(|| err("`also VERSION`".into()))?;
+                aliases.push(version.to_string());
                 continue;
             }
             "codes" => {
@@ -463,7 +473,7 @@ pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
     let (_, root) = stack.pop().expect("root");
     let (id, set_id, functional_id, title) =
         header.ok_or_else(|| GuideError { line: 0, message: "no `guide` line".into() })?;
-    Ok(Guide { id, set_id, functional_id, title, root })
+    Ok(Guide { id, set_id, functional_id, title, aliases, root })
 }
 
 fn new_loop(id: &str, title: &str, usage: Usage, max: Option<u32>) -> Loop {
@@ -521,6 +531,8 @@ const DICTIONARY: &str = include_str!("../guides/segments-5010.txt");
 /// The bundled guide files: (file name, text), each read after the segment dictionary.
 pub const BUNDLED: &[(&str, &str)] = &[
     ("005010X222A1.txt", include_str!("../guides/005010X222A1.txt")),
+    ("005010X223A2.txt", include_str!("../guides/005010X223A2.txt")),
+    ("005010X224A2.txt", include_str!("../guides/005010X224A2.txt")),
     ("005010X221A1.txt", include_str!("../guides/005010X221A1.txt")),
     ("005010X279A1-270.txt", include_str!("../guides/005010X279A1-270.txt")),
     ("005010X279A1-271.txt", include_str!("../guides/005010X279A1-271.txt")),
@@ -587,12 +599,14 @@ pub struct Selector<'a> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Unknown(pub String);
 
-/// Chooses the guide: ST03 names it in 5010 (else GS08), and it must be for ST01. A guide whose
+/// Chooses the guide: ST03 names it in 5010 (else GS08), by its id or one of its aliases, and it
+/// must be for ST01. A guide whose
 /// functional identifier differs from GS01 is still chosen (the GS01 mismatch is reported
 /// separately, see [`gs01_mismatch`]).
 pub fn select(s: &Selector) -> Result<&'static Guide, Unknown> {
     let version = if s.st03.is_empty() { s.gs08 } else { s.st03 };
-    let found = bundled().iter().find(|g| g.id == version && g.set_id == s.st01);
+    let named = |g: &Guide| g.id == version || g.aliases.iter().any(|a| a == version);
+    let found = bundled().iter().find(|g| named(g) && g.set_id == s.st01);
     found.ok_or_else(|| {
         let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
         let isa = if digits(s.isa12, 5) { format!(", ISA12 {}", s.isa12) } else { String::new() };
@@ -634,6 +648,8 @@ mod tests {
             ids,
             [
                 "005010X222A1",
+                "005010X223A2",
+                "005010X224A2",
                 "005010X221A1",
                 "005010X279A1",
                 "005010X279A1",
@@ -694,9 +710,12 @@ mod tests {
     fn selection_names_what_was_found() {
         let s = Selector { isa12: "00501", gs01: "HC", gs08: "005010X222A1", st01: "837", st03: "" };
         assert_eq!(select(&s).unwrap().id, "005010X222A1");
-        let s = Selector { st03: "005010X223A2", ..s };
+        assert_eq!(select(&Selector { st03: "005010X223A2", ..s }).unwrap().id, "005010X223A2");
+        assert_eq!(select(&Selector { st03: "005010X223A3", ..s }).unwrap().id, "005010X223A2", "the A3 errata");
+        assert_eq!(select(&Selector { gs08: "005010X224A2", ..s }).unwrap().id, "005010X224A2");
+        let s = Selector { st03: "005010X096A1", ..s };
         let Unknown(msg) = select(&s).unwrap_err();
-        assert!(msg.contains("transaction set 837 version 005010X223A2 (GS01 HC, ISA12 00501)"), "{msg}");
+        assert!(msg.contains("transaction set 837 version 005010X096A1 (GS01 HC, ISA12 00501)"), "{msg}");
         let s = Selector { st01: "835", st03: "005010X222A1", ..s };
         assert!(select(&s).is_err(), "the guide must be for ST01");
         assert!(gs01_mismatch(by_id("005010X221A1").unwrap(), "HC"));

@@ -280,13 +280,13 @@ fn lenient_mode_reports_guide_errors_as_warnings() {
 #[test]
 fn an_unknown_guide_is_named() {
     let text = interchange(
-        "GS*HC*S*R*20240115*1030*1*X*005010X223A2",
-        &["ST*837*0001*005010X223A2", "BHT*0019*00*1*20240115*1030*CH"],
+        "GS*HC*S*R*20240115*1030*1*X*005010X291",
+        &["ST*837*0001*005010X291", "BHT*0019*00*1*20240115*1030*CH"],
     );
     let f = findings_in(&text, Mode::Strict);
     assert_eq!(f.len(), 1);
     assert_eq!((f[0].code, f[0].severity), ("X12051", Severity::Info));
-    assert!(f[0].message.starts_with("no bundled implementation guide for transaction set 837 version 005010X223A2 (GS01 HC, ISA12 00501); bundled: 837 005010X222A1"), "{}", f[0].message);
+    assert!(f[0].message.starts_with("no bundled implementation guide for transaction set 837 version 005010X291 (GS01 HC, ISA12 00501); bundled: 837 005010X222A1, 837 005010X223A2, 837 005010X224A2"), "{}", f[0].message);
     // A known guide in the wrong functional group.
     let text = interchange("GS*HP*S*R*20240115*1030*1*X*005010X222A1", CLAIM);
     assert_eq!(findings(&text), [("X12067", "GS01 should be HC for a 837 (005010X222A1)".into())]);
