@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use common::amqp::{Message, Rabbit};
 use common::checkpoints::{PER_COPY, error_code};
-use common::{Running, messages, phi_values, root, text, workspace};
+use common::live::{assert_no_phi, lines, message_ids, wait_until};
+use common::{Running, messages, root, text, workspace};
 
 /// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
 /// start), `copies` times, each with a unique control id (MSH-10 `A<n>`) and two headers.
@@ -102,44 +103,6 @@ fn start_run(dir: &Path, rabbit: &Rabbit) -> Running {
         rabbit,
         &["run", "pipelines/amqp.yaml", "--summary", "json", "--log-level", "info"],
     ))
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
-
-/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
-/// stderr if `run` ends meanwhile.
-fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
-fn message_ids(p: &Path) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for l in lines(p) {
-        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
-        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-    }
-    ids
-}
-
-fn assert_no_phi(outputs: &[&str]) {
-    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
-    assert!(!phi.is_empty());
-    for out in outputs {
-        for v in &phi {
-            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
-        }
-    }
 }
 
 #[test]

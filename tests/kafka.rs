@@ -28,8 +28,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
+use common::live::{assert_no_phi, lines, message_ids, wait_until};
 use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
-use common::{Running, free_port, messages, pg_database, pg_rows, phi_values, root, text, workspace};
+use common::{Running, free_port, messages, pg_database, pg_rows, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -266,44 +267,6 @@ fn start_run(dir: &Path, pg: Option<&str>) -> Running {
         c.env("SLUICE_SINK_URL", url);
     }
     Running::spawn(&mut c)
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
-
-/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
-/// stderr if `run` ends meanwhile.
-fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
-fn message_ids(p: &Path) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for l in lines(p) {
-        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
-        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-    }
-    ids
-}
-
-fn assert_no_phi(outputs: &[&str]) {
-    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
-    assert!(!phi.is_empty());
-    for out in outputs {
-        for v in &phi {
-            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
-        }
-    }
 }
 
 #[test]

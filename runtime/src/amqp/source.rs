@@ -24,13 +24,12 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
-use sluice_compiler::plan::ComponentKind;
 use sluice_compiler::plan::amqp::AmqpSourcePlan;
 
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{Completion, RawInput, Totals};
 use crate::findings;
 use crate::record::BusMeta;
 use crate::time::Clock;
@@ -47,23 +46,6 @@ struct Member {
     channel: Channel,
     consumer: Consumer,
     tx: crossbeam_channel::Sender<RawInput>,
-}
-
-/// The plan's AMQP sources, most urgent `priority` first (plan order among equals).
-fn sources_of<'p>(c: &Compiled<'p>) -> Vec<(usize, &'p AmqpSourcePlan)> {
-    let mut sources: Vec<(usize, &AmqpSourcePlan)> = c
-        .plan
-        .components
-        .iter()
-        .enumerate()
-        .filter_map(|(i, comp)| match &comp.kind {
-            ComponentKind::Source(s) => s.amqp.as_deref().map(|a| (i, a)),
-            _ => None,
-        })
-        .collect();
-    let rank = |p: &str| sluice_compiler::spec::shape::PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
-    sources.sort_by_key(|(_, a)| rank(&a.priority));
-    sources
 }
 
 /// Connects one source: the server answers, the queue exists (a passive declare), then the
@@ -116,7 +98,7 @@ pub fn serve(
     progress: Option<Arc<crate::progress::Progress>>,
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
-    let sources = sources_of(c);
+    let sources = crate::bus::sources_of(c, |s| s.amqp.as_deref(), |a: &AmqpSourcePlan| &a.priority);
     if sources.is_empty() {
         return Err(RunError::new(findings::PLAN_INVALID, "the plan has no amqp source"));
     }
@@ -131,35 +113,11 @@ pub fn serve(
                 queue: plan.queue.clone(),
             });
         }
-        members.push(member);
+        members.push((Arc::clone(&member.name), member));
         feeds.push(rx);
     }
-    let stop = stop.unwrap_or_default();
-    let executor_gone = Arc::new(AtomicBool::new(false));
-    let mut threads_of_members = Vec::with_capacity(members.len());
-    for m in members {
-        let (stop, gone) = (Arc::clone(&stop), Arc::clone(&executor_gone));
-        let name = m.name.to_string();
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-amqp-{name}"))
-            .spawn(move || consume(m, &stop, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the amqp consumer thread"))?;
-        threads_of_members.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
-    executor_gone.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for t in threads_of_members {
-        let ended =
-            t.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "an amqp consumer thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "amqp" };
+    driver.run(stop, members, feeds, consume)
 }
 
 /// One member's loop on the shared runtime: hand deliveries on, acknowledge finished records;

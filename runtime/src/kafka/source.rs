@@ -23,7 +23,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sluice_compiler::plan::ComponentKind;
 use sluice_compiler::plan::kafka::KafkaSourcePlan;
 
 use super::offsets::{Offsets, Tp};
@@ -31,7 +30,7 @@ use super::{CONNECT_TIMEOUT, LastError};
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{Completion, RawInput, Totals};
 use crate::findings;
 use crate::record::BusMeta;
 use crate::time::Clock;
@@ -123,23 +122,6 @@ struct Member {
     tx: crossbeam_channel::Sender<RawInput>,
 }
 
-/// The plan's Kafka sources, most urgent `priority` first (plan order among equals).
-fn sources_of<'p>(c: &Compiled<'p>) -> Vec<(usize, &'p KafkaSourcePlan)> {
-    let mut sources: Vec<(usize, &KafkaSourcePlan)> = c
-        .plan
-        .components
-        .iter()
-        .enumerate()
-        .filter_map(|(i, comp)| match &comp.kind {
-            ComponentKind::Source(s) => s.kafka.as_deref().map(|k| (i, k)),
-            _ => None,
-        })
-        .collect();
-    let rank = |p: &str| sluice_compiler::spec::shape::PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
-    sources.sort_by_key(|(_, k)| rank(&k.priority));
-    sources
-}
-
 /// Connects one source: checks the brokers answer and every topic exists, then subscribes.
 fn join(
     c: &Compiled<'_>,
@@ -189,7 +171,7 @@ pub fn serve(
     progress: Option<Arc<crate::progress::Progress>>,
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
-    let sources = sources_of(c);
+    let sources = crate::bus::sources_of(c, |s| s.kafka.as_deref(), |k: &KafkaSourcePlan| &k.priority);
     if sources.is_empty() {
         return Err(RunError::new(findings::PLAN_INVALID, "the plan has no kafka source"));
     }
@@ -205,37 +187,13 @@ pub fn serve(
                 group: plan.group.clone(),
             });
         }
-        members.push(member);
+        members.push((Arc::clone(&member.name), member));
         feeds.push(rx);
     }
-    let stop = stop.unwrap_or_default();
-    let executor_gone = Arc::new(AtomicBool::new(false));
-    let mut threads_of_members = Vec::with_capacity(members.len());
-    for m in members {
-        let (stop, gone) = (Arc::clone(&stop), Arc::clone(&executor_gone));
-        let name = m.name.to_string();
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-kafka-{name}"))
-            .spawn(move || consume(m, &stop, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the kafka consumer thread"))?;
-        threads_of_members.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
     // The executor ends when every consumer has stopped (a signal), or on an error: then the
     // consumers stop too, committing only what was made durable.
-    executor_gone.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for t in threads_of_members {
-        let ended =
-            t.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "a kafka consumer thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "kafka" };
+    driver.run(stop, members, feeds, consume)
 }
 
 /// One member's loop: poll, hand on, commit; at the end wait for the records in flight,
