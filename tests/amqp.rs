@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::amqp::{Message, Rabbit};
 use common::checkpoints::{PER_COPY, error_code};
-use common::live::{assert_no_phi, lines, message_ids, wait_until};
+use common::live::{assert_no_phi, check_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::{Running, messages, root, text, workspace};
 
 /// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
@@ -275,4 +275,40 @@ fn an_amqp_sink_relays_hl7_files_byte_for_byte_through_the_default_exchange() {
         assert_eq!(m["delivery_mode"], 2);
     }
     assert_no_phi(&[&plan, &text(&out.stdout), &text(&out.stderr)]);
+}
+
+#[test]
+fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_message_is_acknowledged() {
+    let rabbit = Rabbit::start("payloads");
+    rabbit.declare_queue("claims");
+    rabbit.declare_queue("patients");
+    let p = payloads();
+    let msgs = |bodies: &[Vec<u8>]| -> Vec<Message> { bodies.iter().map(|b| (b.clone(), Vec::new())).collect() };
+    rabbit.publish("claims", &msgs(&p.x12));
+    rabbit.publish("patients", &msgs(&p.fhir));
+    let dir = workspace("amqp-payloads");
+    let source = |name: &str, format: &str, queue: &str, extra: &str| {
+        format!("  {name}:\n    type: amqp\n    format: {format}\n    url: ${{AMQP_URL}}\n    queue: {queue}\n{extra}")
+    };
+    let sources = format!(
+        "{}{}",
+        source("claims", "x12", "claims", "    guides: [005010X222A1, 005010X221A1]\n"),
+        source("patients", "fhir", "patients", "    resource_types: [Patient]\n    mode: strict\n")
+    );
+    payloads_pipeline(&dir, &sources);
+
+    let mut run = Running::spawn(&mut sluice(
+        &dir,
+        &rabbit,
+        &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
+    ));
+    let records = p.x12_sets + 2 + p.fhir.len();
+    let audit = dir.join("out/audit.jsonl");
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    check_payloads_run(&dir, &p, &s);
+    // Each message acknowledged once all its records were durable: none is back in a queue.
+    assert_eq!(rabbit.count("claims"), 0, "every X12 message acknowledged");
+    assert_eq!(rabbit.count("patients"), 0, "every FHIR message acknowledged");
 }

@@ -28,7 +28,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
-use common::live::{assert_no_phi, lines, message_ids, wait_until};
+use common::live::{assert_no_phi, check_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
 use common::{Running, free_port, messages, pg_database, pg_rows, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -718,4 +718,51 @@ defaults:
     let offsets = committed(&brokers, "sluice-proof", "adt", 3);
     assert_eq!(offsets.iter().sum::<i64>(), in_topic as i64, "every relayed message committed: {offsets:?}");
     assert_no_phi(&[&stdout, &stderr, &text(&relayed.stdout), &text(&relayed.stderr)]);
+}
+
+#[test]
+fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_offset_is_committed() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("claims", 1);
+    tansu.create_topic("patients", 1);
+    let p = payloads();
+    let msgs = |bodies: &[Vec<u8>]| -> Vec<Msg> {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Msg { key: format!("m{i}"), value: Some(b.clone()), headers: vec![] })
+            .collect()
+    };
+    produce(&brokers, "claims", &msgs(&p.x12));
+    produce(&brokers, "patients", &msgs(&p.fhir));
+    let dir = workspace("kafka-payloads");
+    let source = |name: &str, format: &str, topic: &str, extra: &str| {
+        format!(
+            "  {name}:\n    type: kafka\n    format: {format}\n    brokers: [{brokers}]\n    topics: [{topic}]\n    group: sluice-{topic}\n    session_timeout: 6s\n{extra}"
+        )
+    };
+    let sources = format!(
+        "{}{}",
+        source("claims", "x12", "claims", "    guides: [005010X222A1, 005010X221A1]\n"),
+        source("patients", "fhir", "patients", "    resource_types: [Patient]\n")
+    );
+    payloads_pipeline(&dir, &sources);
+    let check = sluice(&dir, &["check", "pipelines/payloads.yaml"]).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let mut run = Running::spawn(&mut sluice(
+        &dir,
+        &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
+    ));
+    let records = p.x12_sets + 2 + p.fhir.len();
+    let audit = dir.join("out/audit.jsonl");
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    check_payloads_run(&dir, &p, &s);
+    // Each message's offset committed once all its records were durable (an interchange's
+    // sets and the DLQ entries alike).
+    assert_eq!(committed(&brokers, "sluice-claims", "claims", 1), [p.x12.len() as i64]);
+    assert_eq!(committed(&brokers, "sluice-patients", "patients", 1), [p.fhir.len() as i64]);
 }

@@ -33,7 +33,7 @@ const URL_DOC: &str = "Server URL: a secret reference (`${AMQP_URL}`, set to `am
 pub static SOURCE_AMQP: Shape = Shape {
     name: "source.amqp",
     type_tag: Some("amqp"),
-    doc: "Consumes HL7 v2 messages from an AMQP 0-9-1 queue (RabbitMQ) with manual acknowledgements: a message is acknowledged only once its record is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Messages not acknowledged when a run stops or crashes are delivered again by the server. Runs until SIGINT or SIGTERM.",
+    doc: "Consumes HL7 v2 messages, X12 interchanges or FHIR R4 JSON resources (`format`) from an AMQP 0-9-1 queue (RabbitMQ) with manual acknowledgements: a message is acknowledged only once its record is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Messages not acknowledged when a run stops or crashes are delivered again by the server. Runs until SIGINT or SIGTERM.",
     keys: &[
         req("type", KeyType::Enum(&["amqp"]), "Source kind."),
         super::bus::FORMAT,
@@ -45,6 +45,9 @@ pub static SOURCE_AMQP: Shape = Shape {
             "How many messages the server hands over before their acknowledgements (`basic.qos`), 1 to 65535 (default 256).",
         ),
         super::bus::PROFILE,
+        super::bus::RESOURCE_TYPES,
+        super::bus::MODE,
+        super::bus::GUIDES,
         super::bus::PRIORITY,
         super::bus::DESCRIPTION,
     ],
@@ -91,8 +94,8 @@ pub struct AmqpSourceSpec {
     pub url: Spanned,
     pub queue: String,
     pub prefetch: u16,
-    pub profile: Option<Spanned>,
-    pub priority: String,
+    /// `format`, `profile`, `priority` and the keys of the format.
+    pub common: super::bus::Common,
 }
 
 /// An `amqp` sink as written.
@@ -204,8 +207,7 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSourceSpec> {
         url: url?,
         queue: queue?.text,
         prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX),
-        profile: common.profile,
-        priority: common.priority,
+        common,
     })
 }
 

@@ -60,7 +60,7 @@ pub static KAFKA_SECURITY: Shape = Shape {
 pub static SOURCE_KAFKA: Shape = Shape {
     name: "source.kafka",
     type_tag: Some("kafka"),
-    doc: "Consumes HL7 v2 messages from Kafka topics as a member of a consumer group: several `sluice run` processes with the same `group` share the topics' partitions. A partition's offset is committed only once every record before it is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Runs until SIGINT or SIGTERM.",
+    doc: "Consumes HL7 v2 messages, X12 interchanges or FHIR R4 JSON resources (`format`) from Kafka topics as a member of a consumer group: several `sluice run` processes with the same `group` share the topics' partitions. A partition's offset is committed only once every record before it is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Runs until SIGINT or SIGTERM.",
     keys: &[
         req("type", KeyType::Enum(&["kafka"]), "Source kind."),
         super::bus::FORMAT,
@@ -76,6 +76,9 @@ pub static SOURCE_KAFKA: Shape = Shape {
             "Consumer group id: processes with the same group share the partitions; offsets are kept per group.",
         ),
         super::bus::PROFILE,
+        super::bus::RESOURCE_TYPES,
+        super::bus::MODE,
+        super::bus::GUIDES,
         opt(
             "start",
             KeyType::Enum(STARTS),
@@ -137,10 +140,10 @@ pub struct KafkaSourceSpec {
     pub brokers: Vec<String>,
     pub topics: Vec<String>,
     pub group: String,
-    pub profile: Option<Spanned>,
+    /// `format`, `profile`, `priority` and the keys of the format.
+    pub common: super::bus::Common,
     pub start: String,
     pub security: Option<SecuritySpec>,
-    pub priority: String,
     pub session_timeout_ms: u64,
 }
 
@@ -282,10 +285,9 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<KafkaSourceSpec> {
         brokers,
         topics: topics.into_iter().map(|t| t.text).collect(),
         group: group?.text,
-        profile: common.profile,
+        common,
         start,
         security,
-        priority: common.priority,
         session_timeout_ms,
     })
 }

@@ -2,16 +2,21 @@
 //! to the executor's live feed and acknowledging it once its record is durable.
 //!
 //! Invariants (see also [`super`]):
-//! - A delivery becomes one record: its body is the raw HL7 bytes (through the same source
-//!   step as files, MLLP and Kafka: decode, parse, profile, DLQ on reject); its routing key
+//! - A delivery becomes one record (an X12 interchange one per transaction set:
+//!   [`crate::bus::Payloads`]): its body goes through the same source step as a file's of
+//!   its `format` (HL7 v2: decode, parse, profile; X12 and FHIR: their readers; DLQ on
+//!   reject); its routing key
 //!   (as the record's bus key), its `headers` table and its message properties (as
 //!   `amqp.*` headers) go into the record's envelope ([`BusMeta`]); an empty body goes to
-//!   the DLQ (RT133). Each record's completion sends its delivery tag back to be acknowledged.
+//!   the DLQ (RT133). The completion of its (last) record sends its delivery tag back to be
+//!   acknowledged.
 //! - Acknowledgements are single (`multiple: false`): a record finished early never
 //!   acknowledges one still in flight.
 //! - Backpressure: the server hands over at most `prefetch` unacknowledged messages, and the
-//!   channel to the executor holds as many, so handing on never blocks the consumer (which
-//!   also sends the acknowledgements that free the prefetch window).
+//!   channel to the executor holds as many records, so handing on blocks the consumer (which
+//!   also sends the acknowledgements that free the prefetch window) only when X12 messages cut
+//!   into more sets than that are in flight; the executor drains the channel on its own, so
+//!   the wait ends.
 //! - Shutdown (SIGINT, SIGTERM) or an executor that stopped: cancel the consumer, wait for
 //!   the records in flight to become durable and acknowledge them, close the channel and
 //!   connection; the server requeues whatever was delivered but not acknowledged.
@@ -33,6 +38,7 @@ use crate::executor::{Completion, RawInput, Totals};
 use crate::findings;
 use crate::record::BusMeta;
 use crate::time::Clock;
+use sluice_compiler::plan::ComponentKind;
 
 /// How often the consumer looks at the stop flag while no message arrives.
 const TICK: Duration = Duration::from_millis(100);
@@ -45,6 +51,7 @@ struct Member {
     connection: Connection,
     channel: Channel,
     consumer: Consumer,
+    payloads: crate::bus::Payloads,
     tx: crossbeam_channel::Sender<RawInput>,
 }
 
@@ -52,6 +59,7 @@ struct Member {
 /// prefetch window is set and consuming starts with manual acknowledgements.
 fn join(
     c: &Compiled<'_>,
+    clock: &Clock,
     source: usize,
     plan: &AmqpSourcePlan,
 ) -> Result<(Member, crossbeam_channel::Receiver<RawInput>), RunError> {
@@ -83,7 +91,11 @@ fn join(
     // As many slots as the server may hand over unacknowledged: sending never blocks.
     let (tx, rx) = crossbeam_channel::bounded::<RawInput>(usize::from(plan.prefetch));
     let queue = Arc::from(plan.queue.as_str());
-    Ok((Member { source, name, queue, connection, channel, consumer, tx }, rx))
+    let payloads = match &c.plan.components[source].kind {
+        ComponentKind::Source(s) => crate::bus::Payloads::of(s, clock)?,
+        _ => return Err(RunError::new(findings::PLAN_INVALID, "an amqp source is not a source")),
+    };
+    Ok((Member { source, name, queue, connection, channel, consumer, payloads, tx }, rx))
 }
 
 /// Runs the pipeline fed by its AMQP sources until `stop` is set (SIGINT, SIGTERM) or the
@@ -105,7 +117,7 @@ pub fn serve(
     let mut members = Vec::with_capacity(sources.len());
     let mut feeds = Vec::with_capacity(sources.len());
     for (source, plan) in sources {
-        let (member, rx) = join(c, source, plan)?;
+        let (member, rx) = join(c, clock, source, plan)?;
         if let Some(events) = &events {
             // The queue's name, never a message: for the CLI's stderr line.
             let _ = events.send(crate::mllp::ListenEvent::ConsumingQueue {
@@ -128,7 +140,7 @@ fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(
 }
 
 async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(), RunError> {
-    let Member { source, name, queue, connection, channel, mut consumer, tx } = m;
+    let Member { source, name, queue, connection, channel, mut consumer, payloads, tx } = m;
     // Delivery tags of records made durable, sent by their completions (on the writer thread).
     let (acks, mut finished) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut in_flight: usize = 0;
@@ -143,8 +155,8 @@ async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool)
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     in_flight += 1;
-                    let raw = record(source, &queue, &delivery, acks.clone());
-                    if tx.send(raw).is_err() {
+                    let message = message_of(source, &queue, &delivery, acks.clone());
+                    if payloads.records(message).into_iter().any(|raw| tx.send(raw).is_err()) {
                         break;
                     }
                 }
@@ -214,13 +226,13 @@ fn header_bytes(v: &AMQPValue) -> Option<Vec<u8>> {
     })
 }
 
-/// The record of one delivery; its completion sends the delivery tag to be acknowledged.
-fn record(
+/// One delivery, read; its completion sends the delivery tag to be acknowledged.
+fn message_of(
     source: usize,
     queue: &Arc<str>,
     delivery: &lapin::message::Delivery,
     acks: tokio::sync::mpsc::UnboundedSender<u64>,
-) -> RawInput {
+) -> crate::bus::Message {
     let p = &delivery.properties;
     let mut headers: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     if let Some(table) = p.headers() {
@@ -247,17 +259,15 @@ fn record(
         .is_empty()
         .then(|| Rejection::single(findings::AMQP_EMPTY_MESSAGE, None, "the AMQP message has an empty body"));
     let tag = delivery.delivery_tag;
-    RawInput {
+    crate::bus::Message {
         source,
-        file: Arc::clone(queue),
-        offset: tag,
-        index: tag,
-        seq: 0,
+        label: Arc::clone(queue),
+        at: tag,
         bytes: delivery.data.clone(),
         problem,
-        completion: Some(Completion::new(move |_| {
+        completion: Completion::new(move |_| {
             let _ = acks.send(tag);
-        })),
-        bus: Some(Arc::new(bus)),
+        }),
+        bus: Arc::new(bus),
     }
 }
