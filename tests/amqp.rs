@@ -312,3 +312,39 @@ fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_me
     assert_eq!(rabbit.count("claims"), 0, "every X12 message acknowledged");
     assert_eq!(rabbit.count("patients"), 0, "every FHIR message acknowledged");
 }
+
+/// A files pipeline relaying the example feed to `exchange` with routing key `key` (`format:
+/// hl7v2`), written as `pipelines/NAME.yaml`.
+fn relay_pipeline(dir: &Path, name: &str, exchange: &str, key: &str) -> String {
+    let spec = format!(
+        "kind: pipeline\nname: {name}\nsources:\n  hl7_files:\n    type: files\n    format: hl7v2\n    path: ../examples/hl7/feed-2024-01-15.hl7\nsinks:\n  relay:\n    type: amqp\n    inputs: [hl7_files]\n    url: ${{AMQP_URL}}\n    exchange: {exchange}\n    routing_key: {key}\n    format: hl7v2\n    phi: {{allowed: true, reason: synthetic test data relayed to a test queue}}\ndlq:\n  path: ../out/{name}-dlq.jsonl\n  encryption_key: ${{file:../examples/dlq-example.key}}\n"
+    );
+    std::fs::write(dir.join(format!("pipelines/{name}.yaml")), spec).unwrap();
+    format!("pipelines/{name}.yaml")
+}
+
+#[test]
+fn an_amqp_sink_whose_messages_the_server_nacks_or_returns_stops_the_run_with_rt134() {
+    let rabbit = Rabbit::start("refused");
+    // A queue that holds one message and refuses more: RabbitMQ nacks the other publishes.
+    rabbit.client(&["declare-queue", "full", "1"], None);
+    // An exchange without a binding: a mandatory message comes back unroutable.
+    rabbit.client(&["declare-exchange", "nowhere", "direct"], None);
+    let dir = workspace("amqp-refused");
+
+    let nacked = relay_pipeline(&dir, "nacked", "\"\"", "full");
+    let out = sluice(&dir, &rabbit, &["run", &nacked, "--summary", "json"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(error_code(&out), "RT134", "{err}");
+    assert!(err.contains("nacked"), "{err}");
+    assert_eq!(rabbit.count("full"), 1, "the queue kept the one message it holds");
+
+    let returned = relay_pipeline(&dir, "returned", "nowhere", "adt");
+    let out = sluice(&dir, &rabbit, &["run", &returned, "--summary", "json"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(error_code(&out), "RT134", "{err}");
+    assert!(err.contains("returned unroutable"), "{err}");
+    assert_no_phi(&[&err, &text(&out.stdout)]);
+}
