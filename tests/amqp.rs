@@ -348,3 +348,26 @@ fn an_amqp_sink_whose_messages_the_server_nacks_or_returns_stops_the_run_with_rt
     assert!(err.contains("returned unroutable"), "{err}");
     assert_no_phi(&[&err, &text(&out.stdout)]);
 }
+
+#[test]
+fn a_server_stopping_mid_run_ends_the_run_with_rt132_and_keeps_what_was_durable() {
+    let rabbit = Rabbit::start("stopped");
+    rabbit.declare_queue("adt");
+    rabbit.publish("adt", &example_messages(1));
+    let dir = workspace("amqp-stopped");
+    amqp_pipeline(&dir, "adt", 8, JSONL_SINK);
+    let mut run = start_run(&dir, &rabbit);
+    let audit = dir.join("out/audit.jsonl");
+    let records = PER_COPY.0 as usize;
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+
+    rabbit.stop_node();
+    // The run notices the closed connection and ends on its own, with the consumer's code.
+    run.wait_for("the consumer's error", |l| l.contains("RT132").then_some(()));
+    let status = run.child.wait().unwrap();
+    assert!(!status.success(), "a run whose server went away fails: {}", run.stderr.lock().unwrap());
+    let (_, delivered, _, _) = PER_COPY;
+    let ids = message_ids(&dir.join("out/patient-events.jsonl"));
+    assert_eq!(ids.len() as u64, delivered, "what was durable before the server stopped stays");
+    assert_no_phi(&[&run.stderr.lock().unwrap().clone()]);
+}

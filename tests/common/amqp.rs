@@ -41,6 +41,12 @@ impl Rabbit {
         Rabbit { dir, port }
     }
 
+    /// Stops the node now (as a server going away mid-run would); dropping it later is fine.
+    pub fn stop_node(&self) {
+        let out = Command::new(root().join("scripts/start-rabbitmq")).arg("stop").arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "scripts/start-rabbitmq stop: {}", text(&out.stderr));
+    }
+
     /// `amqp://sluice:...@127.0.0.1:PORT/%2f`: what the pipelines' `${AMQP_URL}` is set to.
     pub fn url(&self) -> String {
         format!("amqp://{USER}:{PASSWORD}@127.0.0.1:{}/%2f", self.port)
