@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use common::amqp::{Message, Rabbit};
 use common::checkpoints::{PER_COPY, error_code};
-use common::live::{assert_no_phi, check_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
+use common::live::{assert_no_phi, finish_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::{Running, messages, root, text, workspace};
 
 /// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
@@ -297,17 +297,12 @@ fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_me
     );
     payloads_pipeline(&dir, &sources);
 
-    let mut run = Running::spawn(&mut sluice(
+    let run = Running::spawn(&mut sluice(
         &dir,
         &rabbit,
         &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
     ));
-    let records = p.x12_sets + 2 + p.fhir.len();
-    let audit = dir.join("out/audit.jsonl");
-    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
-    let (code, s, stdout, stderr) = run.stop("TERM");
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    check_payloads_run(&dir, &p, &s);
+    finish_payloads_run(run, &dir, &p);
     // Each message acknowledged once all its records were durable: none is back in a queue.
     assert_eq!(rabbit.count("claims"), 0, "every X12 message acknowledged");
     assert_eq!(rabbit.count("patients"), 0, "every FHIR message acknowledged");

@@ -28,7 +28,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
-use common::live::{assert_no_phi, check_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
+use common::live::{assert_no_phi, finish_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
 use common::{Running, free_port, messages, pg_database, pg_rows, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -751,16 +751,11 @@ fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_of
     let check = sluice(&dir, &["check", "pipelines/payloads.yaml"]).output().unwrap();
     assert!(check.status.success(), "{}", text(&check.stderr));
 
-    let mut run = Running::spawn(&mut sluice(
+    let run = Running::spawn(&mut sluice(
         &dir,
         &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
     ));
-    let records = p.x12_sets + 2 + p.fhir.len();
-    let audit = dir.join("out/audit.jsonl");
-    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
-    let (code, s, stdout, stderr) = run.stop("TERM");
-    assert_eq!(code, Some(0), "{stdout}{stderr}");
-    check_payloads_run(&dir, &p, &s);
+    finish_payloads_run(run, &dir, &p);
     // Each message's offset committed once all its records were durable (an interchange's
     // sets and the DLQ entries alike).
     assert_eq!(committed(&brokers, "sluice-claims", "claims", 1), [p.x12.len() as i64]);

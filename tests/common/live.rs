@@ -91,6 +91,18 @@ pub fn payloads_pipeline(dir: &Path, sources: &str) {
     std::fs::write(dir.join("pipelines/payloads.yaml"), spec).unwrap();
 }
 
+/// Waits until `run` (of [`payloads_pipeline`]) has every record of [`payloads`] in its audit
+/// log, stops it (SIGTERM, a clean exit) and checks it ([`check_payloads_run`]).
+pub fn finish_payloads_run(mut run: Running, dir: &Path, p: &Payloads) {
+    let records = p.x12_sets + 2 + p.fhir.len();
+    let audit = dir.join("out/audit.jsonl");
+    // run_started, then one entry a record.
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    check_payloads_run(dir, p, &s);
+}
+
 /// Checks a run of [`payloads_pipeline`] over [`payloads`]: every transaction set and the
 /// valid Patient delivered, each once; the message that is no interchange (RT141), the
 /// interchange without a set (RT145), the invalid Patient (RT116) and the broken JSON (RT115)

@@ -13,7 +13,6 @@ use super::reader::{self, Cx, Spanned};
 use super::shape::{Key, KeyType, MODES, PRIORITIES};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
-use crate::plan::Mode;
 
 /// What a bus message can be.
 pub const FORMATS: &[&str] = &["hl7v2", "x12", "fhir"];
@@ -109,23 +108,7 @@ pub fn common(cx: &mut Cx, obj: &reader::Obj<'_>) -> Common {
             );
         }
     }
-    let mode = |cx: &mut Cx| {
-        obj.get("mode")
-            .and_then(|n| reader::one_of(cx, n, MODES, "validation mode"))
-            .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict })
-    };
-    let fhir = (format == "fhir").then(|| FhirFiles {
-        resource_types: obj
-            .get("resource_types")
-            .map(|n| reader::string_list(cx, n, "`resource_types`", false))
-            .unwrap_or_default(),
-        mode: mode(cx),
-    });
-    let x12 = (format == "x12").then(|| X12Files {
-        guides: obj.get("guides").map(|n| reader::string_list(cx, n, "`guides`", false)).unwrap_or_default(),
-        mode: mode(cx),
-        acks: None,
-    });
+    let (fhir, x12) = super::pipeline::format_keys(cx, obj, &format);
     let priority = obj
         .get("priority")
         .and_then(|n| reader::one_of(cx, n, PRIORITIES, "source priority"))
