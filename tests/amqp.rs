@@ -26,7 +26,8 @@ use std::time::{Duration, Instant};
 
 use common::amqp::{Message, Rabbit};
 use common::checkpoints::{PER_COPY, error_code};
-use common::{Running, messages, phi_values, root, text, workspace};
+use common::live::{assert_no_phi, finish_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
+use common::{Running, messages, root, text, workspace};
 
 /// The example messages (66 per copy: 39 delivered, 6 to the DLQ, 21 filtered by the quick
 /// start), `copies` times, each with a unique control id (MSH-10 `A<n>`) and two headers.
@@ -102,44 +103,6 @@ fn start_run(dir: &Path, rabbit: &Rabbit) -> Running {
         rabbit,
         &["run", "pipelines/amqp.yaml", "--summary", "json", "--log-level", "info"],
     ))
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
-
-/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
-/// stderr if `run` ends meanwhile.
-fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
-fn message_ids(p: &Path) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for l in lines(p) {
-        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
-        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-    }
-    ids
-}
-
-fn assert_no_phi(outputs: &[&str]) {
-    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
-    assert!(!phi.is_empty());
-    for out in outputs {
-        for v in &phi {
-            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
-        }
-    }
 }
 
 #[test]
@@ -312,4 +275,94 @@ fn an_amqp_sink_relays_hl7_files_byte_for_byte_through_the_default_exchange() {
         assert_eq!(m["delivery_mode"], 2);
     }
     assert_no_phi(&[&plan, &text(&out.stdout), &text(&out.stderr)]);
+}
+
+#[test]
+fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_message_is_acknowledged() {
+    let rabbit = Rabbit::start("payloads");
+    rabbit.declare_queue("claims");
+    rabbit.declare_queue("patients");
+    let p = payloads();
+    let msgs = |bodies: &[Vec<u8>]| -> Vec<Message> { bodies.iter().map(|b| (b.clone(), Vec::new())).collect() };
+    rabbit.publish("claims", &msgs(&p.x12));
+    rabbit.publish("patients", &msgs(&p.fhir));
+    let dir = workspace("amqp-payloads");
+    let source = |name: &str, format: &str, queue: &str, extra: &str| {
+        format!("  {name}:\n    type: amqp\n    format: {format}\n    url: ${{AMQP_URL}}\n    queue: {queue}\n{extra}")
+    };
+    let sources = format!(
+        "{}{}",
+        source("claims", "x12", "claims", "    guides: [005010X222A1, 005010X221A1]\n"),
+        source("patients", "fhir", "patients", "    resource_types: [Patient]\n    mode: strict\n")
+    );
+    payloads_pipeline(&dir, &sources);
+
+    let run = Running::spawn(&mut sluice(
+        &dir,
+        &rabbit,
+        &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
+    ));
+    finish_payloads_run(run, &dir, &p);
+    // Each message acknowledged once all its records were durable: none is back in a queue.
+    assert_eq!(rabbit.count("claims"), 0, "every X12 message acknowledged");
+    assert_eq!(rabbit.count("patients"), 0, "every FHIR message acknowledged");
+}
+
+/// A files pipeline relaying the example feed to `exchange` with routing key `key` (`format:
+/// hl7v2`), written as `pipelines/NAME.yaml`.
+fn relay_pipeline(dir: &Path, name: &str, exchange: &str, key: &str) -> String {
+    let spec = format!(
+        "kind: pipeline\nname: {name}\nsources:\n  hl7_files:\n    type: files\n    format: hl7v2\n    path: ../examples/hl7/feed-2024-01-15.hl7\nsinks:\n  relay:\n    type: amqp\n    inputs: [hl7_files]\n    url: ${{AMQP_URL}}\n    exchange: {exchange}\n    routing_key: {key}\n    format: hl7v2\n    phi: {{allowed: true, reason: synthetic test data relayed to a test queue}}\ndlq:\n  path: ../out/{name}-dlq.jsonl\n  encryption_key: ${{file:../examples/dlq-example.key}}\n"
+    );
+    std::fs::write(dir.join(format!("pipelines/{name}.yaml")), spec).unwrap();
+    format!("pipelines/{name}.yaml")
+}
+
+#[test]
+fn an_amqp_sink_whose_messages_the_server_nacks_or_returns_stops_the_run_with_rt134() {
+    let rabbit = Rabbit::start("refused");
+    // A queue that holds one message and refuses more: RabbitMQ nacks the other publishes.
+    rabbit.client(&["declare-queue", "full", "1"], None);
+    // An exchange without a binding: a mandatory message comes back unroutable.
+    rabbit.client(&["declare-exchange", "nowhere", "direct"], None);
+    let dir = workspace("amqp-refused");
+
+    let nacked = relay_pipeline(&dir, "nacked", "\"\"", "full");
+    let out = sluice(&dir, &rabbit, &["run", &nacked, "--summary", "json"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(error_code(&out), "RT134", "{err}");
+    assert!(err.contains("nacked"), "{err}");
+    assert_eq!(rabbit.count("full"), 1, "the queue kept the one message it holds");
+
+    let returned = relay_pipeline(&dir, "returned", "nowhere", "adt");
+    let out = sluice(&dir, &rabbit, &["run", &returned, "--summary", "json"]).output().unwrap();
+    let err = text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert_eq!(error_code(&out), "RT134", "{err}");
+    assert!(err.contains("returned unroutable"), "{err}");
+    assert_no_phi(&[&err, &text(&out.stdout)]);
+}
+
+#[test]
+fn a_server_stopping_mid_run_ends_the_run_with_rt132_and_keeps_what_was_durable() {
+    let rabbit = Rabbit::start("stopped");
+    rabbit.declare_queue("adt");
+    rabbit.publish("adt", &example_messages(1));
+    let dir = workspace("amqp-stopped");
+    amqp_pipeline(&dir, "adt", 8, JSONL_SINK);
+    let mut run = start_run(&dir, &rabbit);
+    let audit = dir.join("out/audit.jsonl");
+    let records = PER_COPY.0 as usize;
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || lines(&audit).len() > records);
+
+    rabbit.stop_node();
+    // The run notices the closed connection and ends on its own, with the consumer's code.
+    run.wait_for("the consumer's error", |l| l.contains("RT132").then_some(()));
+    let status = run.child.wait().unwrap();
+    assert!(!status.success(), "a run whose server went away fails: {}", run.stderr.lock().unwrap());
+    let (_, delivered, _, _) = PER_COPY;
+    let ids = message_ids(&dir.join("out/patient-events.jsonl"));
+    assert_eq!(ids.len() as u64, delivered, "what was durable before the server stopped stays");
+    assert_no_phi(&[&run.stderr.lock().unwrap().clone()]);
 }

@@ -28,8 +28,9 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::checkpoints::{PER_COPY, error_code, summary};
+use common::live::{assert_no_phi, finish_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
-use common::{Running, free_port, messages, pg_database, pg_rows, phi_values, root, text, workspace};
+use common::{Running, free_port, messages, pg_database, pg_rows, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -266,44 +267,6 @@ fn start_run(dir: &Path, pg: Option<&str>) -> Running {
         c.env("SLUICE_SINK_URL", url);
     }
     Running::spawn(&mut c)
-}
-
-fn lines(p: &Path) -> Vec<String> {
-    std::fs::read_to_string(p).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
-}
-
-/// Waits until `done` holds (checked every 200 ms), at most `limit`; fails at once with its
-/// stderr if `run` ends meanwhile.
-fn wait_until(run: &mut Running, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        if let Ok(Some(status)) = run.child.try_wait() {
-            std::thread::sleep(Duration::from_millis(100));
-            panic!("the run ended ({status}) before {what}: {}", run.stderr.lock().unwrap());
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {}", run.stderr.lock().unwrap());
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// The message ids (`metadata.message_id`) of a JSON Lines sink file, with their counts.
-fn message_ids(p: &Path) -> BTreeMap<String, usize> {
-    let mut ids = BTreeMap::new();
-    for l in lines(p) {
-        let v: serde_json::Value = serde_json::from_str(&l).expect("every sink line whole");
-        *ids.entry(v["metadata"]["message_id"].as_str().unwrap().to_string()).or_insert(0) += 1;
-    }
-    ids
-}
-
-fn assert_no_phi(outputs: &[&str]) {
-    let phi = phi_values(&[root().join("examples/hl7/feed-2024-01-15.hl7"), root().join("examples/hl7/rejects.hl7")]);
-    assert!(!phi.is_empty());
-    for out in outputs {
-        for v in &phi {
-            assert!(!out.contains(v.as_str()), "a PHI value reached the output: {out}");
-        }
-    }
 }
 
 #[test]
@@ -755,4 +718,46 @@ defaults:
     let offsets = committed(&brokers, "sluice-proof", "adt", 3);
     assert_eq!(offsets.iter().sum::<i64>(), in_topic as i64, "every relayed message committed: {offsets:?}");
     assert_no_phi(&[&stdout, &stderr, &text(&relayed.stdout), &text(&relayed.stderr)]);
+}
+
+#[test]
+fn x12_and_fhir_json_messages_become_records_bad_ones_reach_the_dlq_and_every_offset_is_committed() {
+    let tansu = Tansu::start();
+    let brokers = tansu.brokers();
+    tansu.create_topic("claims", 1);
+    tansu.create_topic("patients", 1);
+    let p = payloads();
+    let msgs = |bodies: &[Vec<u8>]| -> Vec<Msg> {
+        bodies
+            .iter()
+            .enumerate()
+            .map(|(i, b)| Msg { key: format!("m{i}"), value: Some(b.clone()), headers: vec![] })
+            .collect()
+    };
+    produce(&brokers, "claims", &msgs(&p.x12));
+    produce(&brokers, "patients", &msgs(&p.fhir));
+    let dir = workspace("kafka-payloads");
+    let source = |name: &str, format: &str, topic: &str, extra: &str| {
+        format!(
+            "  {name}:\n    type: kafka\n    format: {format}\n    brokers: [{brokers}]\n    topics: [{topic}]\n    group: sluice-{topic}\n    session_timeout: 6s\n{extra}"
+        )
+    };
+    let sources = format!(
+        "{}{}",
+        source("claims", "x12", "claims", "    guides: [005010X222A1, 005010X221A1]\n"),
+        source("patients", "fhir", "patients", "    resource_types: [Patient]\n")
+    );
+    payloads_pipeline(&dir, &sources);
+    let check = sluice(&dir, &["check", "pipelines/payloads.yaml"]).output().unwrap();
+    assert!(check.status.success(), "{}", text(&check.stderr));
+
+    let run = Running::spawn(&mut sluice(
+        &dir,
+        &["run", "pipelines/payloads.yaml", "--summary", "json", "--log-level", "info"],
+    ));
+    finish_payloads_run(run, &dir, &p);
+    // Each message's offset committed once all its records were durable (an interchange's
+    // sets and the DLQ entries alike).
+    assert_eq!(committed(&brokers, "sluice-claims", "claims", 1), [p.x12.len() as i64]);
+    assert_eq!(committed(&brokers, "sluice-patients", "patients", 1), [p.fhir.len() as i64]);
 }

@@ -1495,49 +1495,31 @@ impl Compiler {
                 Some((kind, Flow::Hl7(version), (state, origins)))
             }
             Body::Kafka(k) => {
-                let profile = match &k.profile {
-                    Some(p) => {
-                        let pid = self.load_kind(p, "profile")?;
-                        self.profile(pid)?
-                    }
-                    None => profile::default_profile(),
-                };
-                let version = Version::parse(&profile.version)?;
+                let (payload, flow) = self.bus_payload(&k.common)?;
                 let plan = crate::plan::kafka::KafkaSourcePlan {
                     brokers: k.brokers.clone(),
                     topics: k.topics.clone(),
                     group: k.group.clone(),
                     start: k.start.clone(),
                     security: k.security.as_ref().map(|s| self.kafka_security(s)),
-                    priority: k.priority.clone(),
+                    priority: k.common.priority.clone(),
                     session_timeout_ms: k.session_timeout_ms,
                 };
-                let kind = ComponentKind::Source(SourcePlan {
-                    kafka: Some(Box::new(plan)),
-                    ..SourcePlan::new("kafka", "hl7v2", vec![], profile)
-                });
-                Some((kind, Flow::Hl7(version), (state, origins)))
+                let kind =
+                    ComponentKind::Source(SourcePlan { kind: "kafka".into(), kafka: Some(Box::new(plan)), ..payload });
+                Some((kind, flow, (state, origins)))
             }
             Body::Amqp(a) => {
-                let profile = match &a.profile {
-                    Some(p) => {
-                        let pid = self.load_kind(p, "profile")?;
-                        self.profile(pid)?
-                    }
-                    None => profile::default_profile(),
-                };
-                let version = Version::parse(&profile.version)?;
+                let (payload, flow) = self.bus_payload(&a.common)?;
                 let plan = crate::plan::amqp::AmqpSourcePlan {
                     url: self.secret_reference(&a.url),
                     queue: a.queue.clone(),
                     prefetch: a.prefetch,
-                    priority: a.priority.clone(),
+                    priority: a.common.priority.clone(),
                 };
-                let kind = ComponentKind::Source(SourcePlan {
-                    amqp: Some(Box::new(plan)),
-                    ..SourcePlan::new("amqp", "hl7v2", vec![], profile)
-                });
-                Some((kind, Flow::Hl7(version), (state, origins)))
+                let kind =
+                    ComponentKind::Source(SourcePlan { kind: "amqp".into(), amqp: Some(Box::new(plan)), ..payload });
+                Some((kind, flow, (state, origins)))
             }
             Body::Webhook(w) => {
                 let schema = sluice_canonical::schema(crate::plan::webhook::EVENT_SCHEMA)?;
@@ -2761,6 +2743,36 @@ impl Compiler {
             mode: fhir.mode,
         };
         Some((plan, Flow::Fhir(one)))
+    }
+
+    /// What a bus source's (`kafka`, `amqp`) messages are, as its plan says it: the format,
+    /// the HL7 v2 parser profile, the FHIR or X12 reading, and what flows out of the source.
+    fn bus_payload(&mut self, common: &crate::spec::bus::Common) -> Option<(SourcePlan, Flow)> {
+        if let Some(fhir) = &common.fhir {
+            let (plan, flow) = self.fhir_source(common.profile.as_ref(), fhir)?;
+            let source = SourcePlan {
+                fhir: Some(Box::new(plan)),
+                ..SourcePlan::new("", "fhir", vec![], profile::default_profile())
+            };
+            return Some((source, flow));
+        }
+        if let Some(x12) = &common.x12 {
+            let plan = crate::x12::source_plan(&mut self.diags, x12, None)?;
+            let source = SourcePlan {
+                x12: Some(Box::new(plan)),
+                ..SourcePlan::new("", "x12", vec![], profile::default_profile())
+            };
+            return Some((source, Flow::X12));
+        }
+        let profile = match &common.profile {
+            Some(p) => {
+                let pid = self.load_kind(p, "profile")?;
+                self.profile(pid)?
+            }
+            None => profile::default_profile(),
+        };
+        let version = Version::parse(&profile.version)?;
+        Some((SourcePlan::new("", "hl7v2", vec![], profile), Flow::Hl7(version)))
     }
 
     /// A map stage whose mapping reads FHIR resources of type `resource_type` (written at

@@ -130,6 +130,11 @@ impl Completion {
     pub fn new(f: impl FnOnce(Delivery) + Send + 'static) -> Completion {
         Completion(Box::new(f))
     }
+
+    /// Runs the callback (a record's outputs are synced).
+    pub fn complete(self, delivery: Delivery) {
+        (self.0)(delivery);
+    }
 }
 
 /// Where the records come from.

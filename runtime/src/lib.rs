@@ -11,6 +11,8 @@
 //! - [`mllp`]: the MLLP listener source (tokio), feeding the executor live, answering ACKs.
 //! - [`amqp`]: the AMQP 0-9-1 source (a queue consumer acknowledging each message once its
 //!   record is durable) and sink (a publisher with confirms).
+//! - [`bus`]: what the `kafka` and `amqp` sources share: running the pipeline over their
+//!   consumer threads.
 //! - [`kafka`]: the Kafka source (a consumer group member feeding the executor live,
 //!   committing offsets once records are durable) and the Kafka sink (idempotent producer).
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
@@ -43,6 +45,7 @@
 pub mod access;
 pub mod amqp;
 pub mod audit;
+pub mod bus;
 pub mod compile;
 pub mod counts;
 pub mod dlq;

@@ -29,16 +29,40 @@ impl Rabbit {
     pub fn start(name: &str) -> Rabbit {
         let out = Command::new(root().join("scripts/setup-amqp-client")).output().expect("setup-amqp-client runs");
         assert!(out.status.success(), "scripts/setup-amqp-client: {}", text(&out.stderr));
-        let dir = std::env::temp_dir().join(format!("sluice-rabbit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = Command::new(root().join("scripts/start-rabbitmq")).arg("start").arg(&dir).output().unwrap();
-        assert!(out.status.success(), "scripts/start-rabbitmq could not start a node: {}", text(&out.stderr));
-        let port = text(&out.stdout)
-            .lines()
-            .find_map(|l| l.strip_prefix("AMQP_PORT=").map(|p| p.trim().parse().unwrap()))
-            .expect("start-rabbitmq prints AMQP_PORT");
-        Rabbit { dir, port }
+        // scripts/start-rabbitmq picks free ports and releases them before the node binds them,
+        // so a node another test starts at the same time may take one first (the node then
+        // stops with `dist_port_already_used`): a fresh directory, with fresh ports, is tried.
+        let mut failures = String::new();
+        for attempt in 0..3 {
+            let dir = std::env::temp_dir().join(format!("sluice-rabbit-{name}-{}-{attempt}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let out = Command::new(root().join("scripts/start-rabbitmq")).arg("start").arg(&dir).output().unwrap();
+            if out.status.success() {
+                let port = text(&out.stdout)
+                    .lines()
+                    .find_map(|l| l.strip_prefix("AMQP_PORT=").map(|p| p.trim().parse().unwrap()))
+                    .expect("start-rabbitmq prints AMQP_PORT");
+                return Rabbit { dir, port };
+            }
+            failures.push_str(&text(&out.stderr));
+            // The node is gone; its epmd is not (`start-rabbitmq stop` would wait on the node).
+            let epmd_port = std::fs::read_to_string(dir.join("ports"))
+                .unwrap_or_default()
+                .lines()
+                .find_map(|l| l.strip_prefix("EPMD_PORT=").map(str::to_string));
+            if let Some(port) = epmd_port {
+                let _ = Command::new("epmd").args(["-port", port.trim(), "-kill"]).output();
+            }
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        panic!("scripts/start-rabbitmq could not start a node in 3 tries: {failures}");
+    }
+
+    /// Stops the node now (as a server going away mid-run would); dropping it later is fine.
+    pub fn stop_node(&self) {
+        let out = Command::new(root().join("scripts/start-rabbitmq")).arg("stop").arg(&self.dir).output().unwrap();
+        assert!(out.status.success(), "scripts/start-rabbitmq stop: {}", text(&out.stderr));
     }
 
     /// `amqp://sluice:...@127.0.0.1:PORT/%2f`: what the pipelines' `${AMQP_URL}` is set to.

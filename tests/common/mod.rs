@@ -9,6 +9,7 @@ pub mod amqp;
 pub mod checkpoints;
 pub mod fault_proxy;
 pub mod http_server;
+pub mod live;
 pub mod moto;
 pub mod oidc;
 pub mod quickbooks;

@@ -1,7 +1,10 @@
 """An AMQP 0-9-1 client for tests/amqp.rs, independent of Sluice's own (lapin): pika, the
 RabbitMQ team's Python client, installed by scripts/setup-amqp-client.
 
-    amqp_client.py URL declare-queue NAME
+    amqp_client.py URL declare-queue NAME [MAX_LENGTH]
+                                            with MAX_LENGTH: a queue holding that many
+                                            messages that refuses more (the server nacks
+                                            their publishes: x-overflow reject-publish)
     amqp_client.py URL declare-exchange NAME TYPE
     amqp_client.py URL bind QUEUE EXCHANGE ROUTING_KEY
     amqp_client.py URL publish QUEUE        stdin: JSON lines {"body": base64, "headers": {..}}
@@ -24,7 +27,10 @@ def main():
     connection = pika.BlockingConnection(pika.URLParameters(url))
     channel = connection.channel()
     if command == "declare-queue":
-        channel.queue_declare(queue=args[0], durable=True)
+        arguments = None
+        if len(args) > 1:
+            arguments = {"x-max-length": int(args[1]), "x-overflow": "reject-publish"}
+        channel.queue_declare(queue=args[0], durable=True, arguments=arguments)
     elif command == "declare-exchange":
         channel.exchange_declare(exchange=args[0], exchange_type=args[1], durable=True)
     elif command == "bind":

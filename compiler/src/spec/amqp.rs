@@ -13,7 +13,7 @@
 //!   fails `sluice check` instead of a run that the server refuses.
 
 use super::reader::{self, Cx, Spanned};
-use super::shape::{KeyType, PRIORITIES, Shape};
+use super::shape::{KeyType, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
 
@@ -33,10 +33,10 @@ const URL_DOC: &str = "Server URL: a secret reference (`${AMQP_URL}`, set to `am
 pub static SOURCE_AMQP: Shape = Shape {
     name: "source.amqp",
     type_tag: Some("amqp"),
-    doc: "Consumes HL7 v2 messages from an AMQP 0-9-1 queue (RabbitMQ) with manual acknowledgements: a message is acknowledged only once its record is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Messages not acknowledged when a run stops or crashes are delivered again by the server. Runs until SIGINT or SIGTERM.",
+    doc: "Consumes HL7 v2 messages, X12 interchanges or FHIR R4 JSON resources (`format`) from an AMQP 0-9-1 queue (RabbitMQ) with manual acknowledgements: a message is acknowledged only once its record is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Messages not acknowledged when a run stops or crashes are delivered again by the server. Runs until SIGINT or SIGTERM.",
     keys: &[
         req("type", KeyType::Enum(&["amqp"]), "Source kind."),
-        opt("format", KeyType::Enum(&["hl7v2"]), "Standard of the messages: `hl7v2` (the default and only one)."),
+        super::bus::FORMAT,
         req("url", KeyType::String, URL_DOC),
         req("queue", KeyType::String, "Queue to consume (it must exist: Sluice does not declare queues)."),
         opt(
@@ -44,13 +44,12 @@ pub static SOURCE_AMQP: Shape = Shape {
             KeyType::Integer,
             "How many messages the server hands over before their acknowledgements (`basic.qos`), 1 to 65535 (default 256).",
         ),
-        opt("profile", KeyType::String, "Parser profile file (`kind: profile`)."),
-        opt(
-            "priority",
-            KeyType::Enum(PRIORITIES),
-            "`interactive`, `normal` (default) or `backfill`: which of a pipeline's live sources is served first when it is busy.",
-        ),
-        opt("description", KeyType::String, "Free text."),
+        super::bus::PROFILE,
+        super::bus::RESOURCE_TYPES,
+        super::bus::MODE,
+        super::bus::GUIDES,
+        super::bus::PRIORITY,
+        super::bus::DESCRIPTION,
     ],
 };
 
@@ -95,8 +94,8 @@ pub struct AmqpSourceSpec {
     pub url: Spanned,
     pub queue: String,
     pub prefetch: u16,
-    pub profile: Option<Spanned>,
-    pub priority: String,
+    /// `format`, `profile`, `priority` and the keys of the format.
+    pub common: super::bus::Common,
 }
 
 /// An `amqp` sink as written.
@@ -178,9 +177,7 @@ pub fn valid_name(name: &str) -> bool {
 }
 
 pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSourceSpec> {
-    if let Some(f) = obj.get("format") {
-        reader::one_of(cx, f, &["hl7v2"], "source format");
-    }
+    let common = super::bus::common(cx, obj);
     let url = url(cx, obj);
     let queue = obj.get("queue").and_then(|n| reader::string(cx, n, "`queue`"));
     if let Some(q) = &queue
@@ -206,17 +203,11 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSourceSpec> {
             prefetch = n;
         }
     }
-    let priority = obj
-        .get("priority")
-        .and_then(|n| reader::one_of(cx, n, PRIORITIES, "source priority"))
-        .map_or_else(|| "normal".to_string(), |p| p.text);
-    let profile = obj.get("profile").and_then(|n| reader::string(cx, n, "`profile`"));
     Some(AmqpSourceSpec {
         url: url?,
         queue: queue?.text,
         prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX),
-        profile,
-        priority,
+        common,
     })
 }
 

@@ -10,7 +10,7 @@
 //!   `sluice check` instead of a run that waits for a broker that cannot exist.
 
 use super::reader::{self, Cx, Spanned};
-use super::shape::{KeyType, PRIORITIES, Shape};
+use super::shape::{KeyType, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
 
@@ -60,10 +60,10 @@ pub static KAFKA_SECURITY: Shape = Shape {
 pub static SOURCE_KAFKA: Shape = Shape {
     name: "source.kafka",
     type_tag: Some("kafka"),
-    doc: "Consumes HL7 v2 messages from Kafka topics as a member of a consumer group: several `sluice run` processes with the same `group` share the topics' partitions. A partition's offset is committed only once every record before it is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Runs until SIGINT or SIGTERM.",
+    doc: "Consumes HL7 v2 messages, X12 interchanges or FHIR R4 JSON resources (`format`) from Kafka topics as a member of a consumer group: several `sluice run` processes with the same `group` share the topics' partitions. A partition's offset is committed only once every record before it is durable in the sinks or the DLQ (at least once; exactly once into idempotent sinks). Runs until SIGINT or SIGTERM.",
     keys: &[
         req("type", KeyType::Enum(&["kafka"]), "Source kind."),
-        opt("format", KeyType::Enum(&["hl7v2"]), "Standard of the messages: `hl7v2` (the default and only one)."),
+        super::bus::FORMAT,
         req(
             "brokers",
             KeyType::StringOrList,
@@ -75,7 +75,10 @@ pub static SOURCE_KAFKA: Shape = Shape {
             KeyType::String,
             "Consumer group id: processes with the same group share the partitions; offsets are kept per group.",
         ),
-        opt("profile", KeyType::String, "Parser profile file (`kind: profile`)."),
+        super::bus::PROFILE,
+        super::bus::RESOURCE_TYPES,
+        super::bus::MODE,
+        super::bus::GUIDES,
         opt(
             "start",
             KeyType::Enum(STARTS),
@@ -87,12 +90,8 @@ pub static SOURCE_KAFKA: Shape = Shape {
             "How long the group waits for a member that stopped answering (a crashed process) before its partitions go to the others (default `45s`; brokers accept 6s to 5m by default).",
         ),
         opt("security", KeyType::Object(&KAFKA_SECURITY), "TLS and SASL settings (default: plaintext)."),
-        opt(
-            "priority",
-            KeyType::Enum(PRIORITIES),
-            "`interactive`, `normal` (default) or `backfill`: which of a pipeline's live sources is served first when it is busy.",
-        ),
-        opt("description", KeyType::String, "Free text."),
+        super::bus::PRIORITY,
+        super::bus::DESCRIPTION,
     ],
 };
 
@@ -141,10 +140,10 @@ pub struct KafkaSourceSpec {
     pub brokers: Vec<String>,
     pub topics: Vec<String>,
     pub group: String,
-    pub profile: Option<Spanned>,
+    /// `format`, `profile`, `priority` and the keys of the format.
+    pub common: super::bus::Common,
     pub start: String,
     pub security: Option<SecuritySpec>,
-    pub priority: String,
     pub session_timeout_ms: u64,
 }
 
@@ -259,9 +258,7 @@ fn security(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<SecuritySpec> {
 }
 
 pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<KafkaSourceSpec> {
-    if let Some(f) = obj.get("format") {
-        reader::one_of(cx, f, &["hl7v2"], "source format");
-    }
+    let common = super::bus::common(cx, obj);
     let brokers = brokers(cx, obj);
     let topics = obj.get("topics").map(|n| reader::string_list(cx, n, "`topics`", true)).unwrap_or_default();
     for t in &topics {
@@ -281,22 +278,16 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<KafkaSourceSpec> {
         .get("start")
         .and_then(|n| reader::one_of(cx, n, STARTS, "start position"))
         .map_or_else(|| "earliest".to_string(), |s| s.text);
-    let priority = obj
-        .get("priority")
-        .and_then(|n| reader::one_of(cx, n, PRIORITIES, "source priority"))
-        .map_or_else(|| "normal".to_string(), |p| p.text);
     let session_timeout_ms =
         obj.get("session_timeout").and_then(|n| reader::duration(cx, n, "`session_timeout`")).unwrap_or(45_000);
     let security = security(cx, obj);
-    let profile = obj.get("profile").and_then(|n| reader::string(cx, n, "`profile`"));
     Some(KafkaSourceSpec {
         brokers,
         topics: topics.into_iter().map(|t| t.text).collect(),
         group: group?.text,
-        profile,
+        common,
         start,
         security,
-        priority,
         session_timeout_ms,
     })
 }

@@ -3,6 +3,7 @@
 //! [`shape`] describes every object (keys, types, docs); [`reader`] checks nodes against it.
 
 pub mod amqp;
+pub mod bus;
 pub mod connections;
 pub mod fhir_output;
 pub mod kafka;

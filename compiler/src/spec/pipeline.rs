@@ -826,6 +826,29 @@ fn defaults(cx: &mut Cx, node: &Node) -> Defaults {
     d
 }
 
+/// The keys of `format: fhir` and `format: x12` sources (`files` and bus sources alike):
+/// `resource_types`, `guides`, `mode` (no `acks`: only `files` sources write them).
+pub fn format_keys(cx: &mut Cx, obj: &reader::Obj<'_>, format: &str) -> (Option<FhirFiles>, Option<X12Files>) {
+    let mode = |cx: &mut Cx| {
+        obj.get("mode")
+            .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
+            .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict })
+    };
+    let fhir = (format == "fhir").then(|| FhirFiles {
+        resource_types: obj
+            .get("resource_types")
+            .map(|n| reader::string_list(cx, n, "`resource_types`", false))
+            .unwrap_or_default(),
+        mode: mode(cx),
+    });
+    let x12 = (format == "x12").then(|| X12Files {
+        guides: obj.get("guides").map(|n| reader::string_list(cx, n, "`guides`", false)).unwrap_or_default(),
+        mode: mode(cx),
+        acks: None,
+    });
+    (fhir, x12)
+}
+
 fn component<'n>(
     cx: &mut Cx,
     name: &str,
@@ -870,11 +893,6 @@ fn component<'n>(
                     "hl7v2"
                 }
             });
-            let mode = |cx: &mut Cx| {
-                obj.get("mode")
-                    .and_then(|n| reader::one_of(cx, n, shape::MODES, "validation mode"))
-                    .map_or(Mode::Strict, |m| if m.text == "lenient" { Mode::Lenient } else { Mode::Strict })
-            };
             // Keys of one format only: (key, the formats it belongs to).
             let owned: [(&str, &[&str]); 4] =
                 [("resource_types", &["fhir"]), ("mode", &["fhir", "x12"]), ("guides", &["x12"]), ("acks", &["x12"])];
@@ -890,18 +908,8 @@ fn component<'n>(
                     );
                 }
             }
-            let fhir = (format == "fhir").then(|| FhirFiles {
-                resource_types: obj
-                    .get("resource_types")
-                    .map(|n| reader::string_list(cx, n, "`resource_types`", false))
-                    .unwrap_or_default(),
-                mode: mode(cx),
-            });
-            let x12 = (format == "x12").then(|| X12Files {
-                guides: obj.get("guides").map(|n| reader::string_list(cx, n, "`guides`", false)).unwrap_or_default(),
-                mode: mode(cx),
-                acks: s(cx, "acks"),
-            });
+            let (fhir, x12) = format_keys(cx, &obj, format);
+            let x12 = x12.map(|x| X12Files { acks: s(cx, "acks"), ..x });
             Body::Files {
                 paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
                 profile: s(cx, "profile"),

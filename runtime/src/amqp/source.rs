@@ -2,16 +2,21 @@
 //! to the executor's live feed and acknowledging it once its record is durable.
 //!
 //! Invariants (see also [`super`]):
-//! - A delivery becomes one record: its body is the raw HL7 bytes (through the same source
-//!   step as files, MLLP and Kafka: decode, parse, profile, DLQ on reject); its routing key
+//! - A delivery becomes one record (an X12 interchange one per transaction set:
+//!   [`crate::bus::Payloads`]): its body goes through the same source step as a file's of
+//!   its `format` (HL7 v2: decode, parse, profile; X12 and FHIR: their readers; DLQ on
+//!   reject); its routing key
 //!   (as the record's bus key), its `headers` table and its message properties (as
 //!   `amqp.*` headers) go into the record's envelope ([`BusMeta`]); an empty body goes to
-//!   the DLQ (RT133). Each record's completion sends its delivery tag back to be acknowledged.
+//!   the DLQ (RT133). The completion of its (last) record sends its delivery tag back to be
+//!   acknowledged.
 //! - Acknowledgements are single (`multiple: false`): a record finished early never
 //!   acknowledges one still in flight.
 //! - Backpressure: the server hands over at most `prefetch` unacknowledged messages, and the
-//!   channel to the executor holds as many, so handing on never blocks the consumer (which
-//!   also sends the acknowledgements that free the prefetch window).
+//!   channel to the executor holds as many records, so handing on blocks the consumer (which
+//!   also sends the acknowledgements that free the prefetch window) only when X12 messages cut
+//!   into more sets than that are in flight; the executor drains the channel on its own, so
+//!   the wait ends.
 //! - Shutdown (SIGINT, SIGTERM) or an executor that stopped: cancel the consumer, wait for
 //!   the records in flight to become durable and acknowledge them, close the channel and
 //!   connection; the server requeues whatever was delivered but not acknowledged.
@@ -24,16 +29,16 @@ use futures_util::StreamExt as _;
 use lapin::options::{BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, Consumer};
-use sluice_compiler::plan::ComponentKind;
 use sluice_compiler::plan::amqp::AmqpSourcePlan;
 
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{Completion, RawInput, Totals};
 use crate::findings;
 use crate::record::BusMeta;
 use crate::time::Clock;
+use sluice_compiler::plan::ComponentKind;
 
 /// How often the consumer looks at the stop flag while no message arrives.
 const TICK: Duration = Duration::from_millis(100);
@@ -46,30 +51,15 @@ struct Member {
     connection: Connection,
     channel: Channel,
     consumer: Consumer,
+    payloads: crate::bus::Payloads,
     tx: crossbeam_channel::Sender<RawInput>,
-}
-
-/// The plan's AMQP sources, most urgent `priority` first (plan order among equals).
-fn sources_of<'p>(c: &Compiled<'p>) -> Vec<(usize, &'p AmqpSourcePlan)> {
-    let mut sources: Vec<(usize, &AmqpSourcePlan)> = c
-        .plan
-        .components
-        .iter()
-        .enumerate()
-        .filter_map(|(i, comp)| match &comp.kind {
-            ComponentKind::Source(s) => s.amqp.as_deref().map(|a| (i, a)),
-            _ => None,
-        })
-        .collect();
-    let rank = |p: &str| sluice_compiler::spec::shape::PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
-    sources.sort_by_key(|(_, a)| rank(&a.priority));
-    sources
 }
 
 /// Connects one source: the server answers, the queue exists (a passive declare), then the
 /// prefetch window is set and consuming starts with manual acknowledgements.
 fn join(
     c: &Compiled<'_>,
+    clock: &Clock,
     source: usize,
     plan: &AmqpSourcePlan,
 ) -> Result<(Member, crossbeam_channel::Receiver<RawInput>), RunError> {
@@ -101,7 +91,11 @@ fn join(
     // As many slots as the server may hand over unacknowledged: sending never blocks.
     let (tx, rx) = crossbeam_channel::bounded::<RawInput>(usize::from(plan.prefetch));
     let queue = Arc::from(plan.queue.as_str());
-    Ok((Member { source, name, queue, connection, channel, consumer, tx }, rx))
+    let payloads = match &c.plan.components[source].kind {
+        ComponentKind::Source(s) => crate::bus::Payloads::of(s, clock)?,
+        _ => return Err(RunError::new(findings::PLAN_INVALID, "an amqp source is not a source")),
+    };
+    Ok((Member { source, name, queue, connection, channel, consumer, payloads, tx }, rx))
 }
 
 /// Runs the pipeline fed by its AMQP sources until `stop` is set (SIGINT, SIGTERM) or the
@@ -116,14 +110,14 @@ pub fn serve(
     progress: Option<Arc<crate::progress::Progress>>,
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
-    let sources = sources_of(c);
+    let sources = crate::bus::sources_of(c, |s| s.amqp.as_deref(), |a: &AmqpSourcePlan| &a.priority);
     if sources.is_empty() {
         return Err(RunError::new(findings::PLAN_INVALID, "the plan has no amqp source"));
     }
     let mut members = Vec::with_capacity(sources.len());
     let mut feeds = Vec::with_capacity(sources.len());
     for (source, plan) in sources {
-        let (member, rx) = join(c, source, plan)?;
+        let (member, rx) = join(c, clock, source, plan)?;
         if let Some(events) = &events {
             // The queue's name, never a message: for the CLI's stderr line.
             let _ = events.send(crate::mllp::ListenEvent::ConsumingQueue {
@@ -131,35 +125,11 @@ pub fn serve(
                 queue: plan.queue.clone(),
             });
         }
-        members.push(member);
+        members.push((Arc::clone(&member.name), member));
         feeds.push(rx);
     }
-    let stop = stop.unwrap_or_default();
-    let executor_gone = Arc::new(AtomicBool::new(false));
-    let mut threads_of_members = Vec::with_capacity(members.len());
-    for m in members {
-        let (stop, gone) = (Arc::clone(&stop), Arc::clone(&executor_gone));
-        let name = m.name.to_string();
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-amqp-{name}"))
-            .spawn(move || consume(m, &stop, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the amqp consumer thread"))?;
-        threads_of_members.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
-    executor_gone.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for t in threads_of_members {
-        let ended =
-            t.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "an amqp consumer thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "amqp" };
+    driver.run(stop, members, feeds, consume)
 }
 
 /// One member's loop on the shared runtime: hand deliveries on, acknowledge finished records;
@@ -170,7 +140,7 @@ fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(
 }
 
 async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(), RunError> {
-    let Member { source, name, queue, connection, channel, mut consumer, tx } = m;
+    let Member { source, name, queue, connection, channel, mut consumer, payloads, tx } = m;
     // Delivery tags of records made durable, sent by their completions (on the writer thread).
     let (acks, mut finished) = tokio::sync::mpsc::unbounded_channel::<u64>();
     let mut in_flight: usize = 0;
@@ -185,8 +155,8 @@ async fn consume_async(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool)
             next = consumer.next() => match next {
                 Some(Ok(delivery)) => {
                     in_flight += 1;
-                    let raw = record(source, &queue, &delivery, acks.clone());
-                    if tx.send(raw).is_err() {
+                    let message = message_of(source, &queue, &delivery, acks.clone());
+                    if payloads.records(message).into_iter().any(|raw| tx.send(raw).is_err()) {
                         break;
                     }
                 }
@@ -256,13 +226,13 @@ fn header_bytes(v: &AMQPValue) -> Option<Vec<u8>> {
     })
 }
 
-/// The record of one delivery; its completion sends the delivery tag to be acknowledged.
-fn record(
+/// One delivery, read; its completion sends the delivery tag to be acknowledged.
+fn message_of(
     source: usize,
     queue: &Arc<str>,
     delivery: &lapin::message::Delivery,
     acks: tokio::sync::mpsc::UnboundedSender<u64>,
-) -> RawInput {
+) -> crate::bus::Message {
     let p = &delivery.properties;
     let mut headers: Vec<(String, Option<Vec<u8>>)> = Vec::new();
     if let Some(table) = p.headers() {
@@ -289,17 +259,15 @@ fn record(
         .is_empty()
         .then(|| Rejection::single(findings::AMQP_EMPTY_MESSAGE, None, "the AMQP message has an empty body"));
     let tag = delivery.delivery_tag;
-    RawInput {
+    crate::bus::Message {
         source,
-        file: Arc::clone(queue),
-        offset: tag,
-        index: tag,
-        seq: 0,
+        label: Arc::clone(queue),
+        at: tag,
         bytes: delivery.data.clone(),
         problem,
-        completion: Some(Completion::new(move |_| {
+        completion: Completion::new(move |_| {
             let _ = acks.send(tag);
-        })),
-        bus: Some(Arc::new(bus)),
+        }),
+        bus: Arc::new(bus),
     }
 }

@@ -2,10 +2,12 @@
 //! message to the executor's live feed and committing offsets as records become durable.
 //!
 //! Invariants (see also [`super`] and [`super::offsets`]):
-//! - A message becomes one record: its value is the raw HL7 bytes (through the same source
-//!   step as files and MLLP: decode, parse, profile, DLQ on reject); its key and headers go
-//!   into the record's envelope ([`BusMeta`]); a message without a value goes to the DLQ
-//!   (RT129). Each record's completion marks its offset durable.
+//! - A message becomes one record (an X12 interchange one per transaction set:
+//!   [`crate::bus::Payloads`]): its value goes through the same source step as a file's of
+//!   its `format` (HL7 v2: decode, parse, profile; X12 and FHIR: their readers; DLQ on
+//!   reject); its key and headers go into the record's envelope ([`BusMeta`]); a message
+//!   without a value goes to the DLQ (RT129). The completion of its (last) record marks its
+//!   offset durable.
 //! - Commits: every [`COMMIT_EVERY`] while consuming, on a revocation (after waiting up to
 //!   [`REVOKE_WAIT`] for the revoked partitions' records in flight, so the next owner reads
 //!   few of them again), and at shutdown once every record read is durable.
@@ -23,7 +25,6 @@ use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Reb
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
-use sluice_compiler::plan::ComponentKind;
 use sluice_compiler::plan::kafka::KafkaSourcePlan;
 
 use super::offsets::{Offsets, Tp};
@@ -31,10 +32,11 @@ use super::{CONNECT_TIMEOUT, LastError};
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
-use crate::executor::{self, Completion, Feed, RawInput, Totals};
+use crate::executor::{Completion, RawInput, Totals};
 use crate::findings;
 use crate::record::BusMeta;
 use crate::time::Clock;
+use sluice_compiler::plan::ComponentKind;
 
 /// How often offsets that moved are committed while consuming.
 pub const COMMIT_EVERY: Duration = Duration::from_millis(250);
@@ -120,29 +122,14 @@ struct Member {
     name: Arc<str>,
     consumer: BaseConsumer<Ctx>,
     offsets: Arc<Offsets>,
+    payloads: crate::bus::Payloads,
     tx: crossbeam_channel::Sender<RawInput>,
-}
-
-/// The plan's Kafka sources, most urgent `priority` first (plan order among equals).
-fn sources_of<'p>(c: &Compiled<'p>) -> Vec<(usize, &'p KafkaSourcePlan)> {
-    let mut sources: Vec<(usize, &KafkaSourcePlan)> = c
-        .plan
-        .components
-        .iter()
-        .enumerate()
-        .filter_map(|(i, comp)| match &comp.kind {
-            ComponentKind::Source(s) => s.kafka.as_deref().map(|k| (i, k)),
-            _ => None,
-        })
-        .collect();
-    let rank = |p: &str| sluice_compiler::spec::shape::PRIORITIES.iter().position(|x| *x == p).unwrap_or(1);
-    sources.sort_by_key(|(_, k)| rank(&k.priority));
-    sources
 }
 
 /// Connects one source: checks the brokers answer and every topic exists, then subscribes.
 fn join(
     c: &Compiled<'_>,
+    clock: &Clock,
     source: usize,
     plan: &KafkaSourcePlan,
 ) -> Result<(Member, crossbeam_channel::Receiver<RawInput>), RunError> {
@@ -174,7 +161,11 @@ fn join(
     tracing::info!(component = %name, topics = plan.topics.len(), "kafka consumer joined its group");
     // Bounded, one channel per source: a slow pipeline stops the polling, not memory.
     let (tx, rx) = crossbeam_channel::bounded::<RawInput>(1024);
-    Ok((Member { source, name, consumer, offsets, tx }, rx))
+    let payloads = match &c.plan.components[source].kind {
+        ComponentKind::Source(s) => crate::bus::Payloads::of(s, clock)?,
+        _ => return Err(RunError::new(findings::PLAN_INVALID, "a kafka source is not a source")),
+    };
+    Ok((Member { source, name, consumer, offsets, payloads, tx }, rx))
 }
 
 /// Runs the pipeline fed by its Kafka sources until `stop` is set (SIGINT, SIGTERM) or the
@@ -189,14 +180,14 @@ pub fn serve(
     progress: Option<Arc<crate::progress::Progress>>,
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
-    let sources = sources_of(c);
+    let sources = crate::bus::sources_of(c, |s| s.kafka.as_deref(), |k: &KafkaSourcePlan| &k.priority);
     if sources.is_empty() {
         return Err(RunError::new(findings::PLAN_INVALID, "the plan has no kafka source"));
     }
     let mut members = Vec::with_capacity(sources.len());
     let mut feeds = Vec::with_capacity(sources.len());
     for (source, plan) in sources {
-        let (member, rx) = join(c, source, plan)?;
+        let (member, rx) = join(c, clock, source, plan)?;
         if let Some(events) = &events {
             // Topic and group names, never a message: for the CLI's stderr line.
             let _ = events.send(crate::mllp::ListenEvent::Consuming {
@@ -205,43 +196,19 @@ pub fn serve(
                 group: plan.group.clone(),
             });
         }
-        members.push(member);
+        members.push((Arc::clone(&member.name), member));
         feeds.push(rx);
     }
-    let stop = stop.unwrap_or_default();
-    let executor_gone = Arc::new(AtomicBool::new(false));
-    let mut threads_of_members = Vec::with_capacity(members.len());
-    for m in members {
-        let (stop, gone) = (Arc::clone(&stop), Arc::clone(&executor_gone));
-        let name = m.name.to_string();
-        let handle = std::thread::Builder::new()
-            .name(format!("sluice-kafka-{name}"))
-            .spawn(move || consume(m, &stop, &gone))
-            .map_err(|_| RunError::new(findings::INTERNAL, "cannot start the kafka consumer thread"))?;
-        threads_of_members.push(handle);
-    }
-    let control = executor::RunControl { progress, ..Default::default() };
-    let totals = executor::execute(c, clock, run_id, threads, Feed::Live(feeds), control);
     // The executor ends when every consumer has stopped (a signal), or on an error: then the
     // consumers stop too, committing only what was made durable.
-    executor_gone.store(true, Ordering::Relaxed);
-    stop.store(true, Ordering::Relaxed);
-    let mut failure = None;
-    for t in threads_of_members {
-        let ended =
-            t.join().unwrap_or_else(|_| Err(RunError::new(findings::INTERNAL, "a kafka consumer thread failed")));
-        if let Err(e) = ended {
-            failure.get_or_insert(e);
-        }
-    }
-    let totals = totals?;
-    failure.map_or(Ok(totals), Err)
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "kafka" };
+    driver.run(stop, members, feeds, consume)
 }
 
 /// One member's loop: poll, hand on, commit; at the end wait for the records in flight,
 /// commit and leave the group.
 fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(), RunError> {
-    let Member { source, name, consumer, offsets, tx } = m;
+    let Member { source, name, consumer, offsets, payloads, tx } = m;
     let mut labels: HashMap<Tp, Arc<str>> = HashMap::new();
     let mut last_commit = Instant::now();
     let mut failure = None;
@@ -249,8 +216,8 @@ fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(
         match consumer.poll(POLL) {
             None => {}
             Some(Ok(message)) => {
-                let raw = record(source, &message, &offsets, &mut labels);
-                if tx.send(raw).is_err() {
+                let message = message_of(source, &message, &offsets, &mut labels);
+                if payloads.records(message).into_iter().any(|raw| tx.send(raw).is_err()) {
                     break;
                 }
             }
@@ -288,13 +255,13 @@ fn consume(m: Member, stop: &AtomicBool, executor_gone: &AtomicBool) -> Result<(
     failure.map_or(Ok(()), Err)
 }
 
-/// The record of one message; its completion marks the offset durable.
-fn record(
+/// One message, read; its completion marks the offset durable.
+fn message_of(
     source: usize,
     message: &BorrowedMessage<'_>,
     offsets: &Arc<Offsets>,
     labels: &mut HashMap<Tp, Arc<str>>,
-) -> RawInput {
+) -> crate::bus::Message {
     let tp: Tp = (Arc::from(message.topic()), message.partition());
     let label = Arc::clone(
         labels.entry(tp.clone()).or_insert_with(|| Arc::from(format!("{}/{}", message.topic(), message.partition()))),
@@ -312,15 +279,13 @@ fn record(
         .is_none()
         .then(|| Rejection::single(findings::KAFKA_EMPTY_MESSAGE, None, "the Kafka message has no value"));
     let done = Arc::clone(offsets);
-    RawInput {
+    crate::bus::Message {
         source,
-        file: label,
-        offset: u64::try_from(offset).unwrap_or(0),
-        index: u64::try_from(offset).unwrap_or(0),
-        seq: 0,
+        label,
+        at: u64::try_from(offset).unwrap_or(0),
         bytes: message.payload().unwrap_or_default().to_vec(),
         problem,
-        completion: Some(Completion::new(move |_| done.done(&tp, epoch, offset))),
-        bus: Some(Arc::new(bus)),
+        completion: Completion::new(move |_| done.done(&tp, epoch, offset)),
+        bus: Arc::new(bus),
     }
 }
