@@ -5,6 +5,7 @@
 //! tokens refreshed on 401. [`source`] runs a pipeline's `stripe` sources on them,
 //! [`quickbooks_source`] its `quickbooks` sources.
 
+pub mod api;
 pub mod quickbooks;
 pub mod quickbooks_source;
 pub mod source;
