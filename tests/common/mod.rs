@@ -11,6 +11,7 @@ pub mod fault_proxy;
 pub mod http_server;
 pub mod moto;
 pub mod oidc;
+pub mod plaid;
 pub mod quickbooks;
 pub mod stripe;
 

@@ -63,34 +63,45 @@ impl Retrying {
         let mut token = connection.bearer()?;
         let mut renewed = false;
         loop {
-            let mut requests = 0u64;
-            let outcome = retry::run(
-                &self.policy,
-                &mut self.rng,
-                &mut self.timer,
-                |_, timer: &mut dyn Timer| {
-                    requests += 1;
-                    attempt(&token, timer)
-                },
-                |_, _| {},
-            );
-            counts.requests += requests;
-            counts.retries += u64::from(outcome.attempts.saturating_sub(1));
-            match outcome.result {
+            match self.attempts(counts, |timer| attempt(&token, timer)) {
                 Ok(v) => return Ok(v),
                 Err((f, _)) if f.unauthorized && !renewed => {
                     renewed = true;
                     token = connection.unauthorized(&token)?;
                 }
-                Err((f, gave_up)) => {
-                    let why = match gave_up {
-                        retry::GaveUp::NotRetryable => "refused",
-                        _ => "still failing after retries",
-                    };
-                    return Err(fail(f, why));
-                }
+                Err((f, why)) => return Err(fail(f, why)),
             }
         }
+    }
+
+    /// `attempt` until it succeeds or the policy gives up: then the last failure and why
+    /// (`refused` or `still failing after retries`). For APIs whose credentials are not a
+    /// renewable token (Plaid's are in the body).
+    pub fn attempts<T>(
+        &mut self,
+        counts: &mut Counts,
+        mut attempt: impl FnMut(&mut dyn Timer) -> Result<T, (Failure, Class)>,
+    ) -> Result<T, (Failure, &'static str)> {
+        let mut requests = 0u64;
+        let outcome = retry::run(
+            &self.policy,
+            &mut self.rng,
+            &mut self.timer,
+            |_, timer: &mut dyn Timer| {
+                requests += 1;
+                attempt(timer)
+            },
+            |_, _| {},
+        );
+        counts.requests += requests;
+        counts.retries += u64::from(outcome.attempts.saturating_sub(1));
+        outcome.result.map_err(|(f, gave_up)| {
+            let why = match gave_up {
+                retry::GaveUp::NotRetryable => "refused",
+                _ => "still failing after retries",
+            };
+            (f, why)
+        })
     }
 }
 
