@@ -139,6 +139,15 @@ pub fn json_body(response: &mut ureq::http::Response<ureq::Body>, limit: u64) ->
     response.body_mut().with_config().limit(limit).read_to_vec().ok().and_then(|b| serde_json::from_slice(&b).ok())
 }
 
+/// How a failed answer's status is retried: 429 and 5xx after `retry_after` (or the
+/// policy's backoff), anything else not.
+pub fn status_class(status: u16, retry_after: Option<std::time::Duration>) -> Class {
+    match status {
+        429 | 500..=599 => Class::Retryable { retry_after },
+        _ => Class::Permanent,
+    }
+}
+
 /// A vendor's error word (a type or a code) kept to the characters such words have, so
 /// nothing else a vendor put there reaches a message.
 pub fn word(v: Option<&serde_json::Value>) -> Option<String> {

@@ -306,11 +306,7 @@ fn attempt(
         _ => "no Plaid error object".to_string(),
     };
     let failure = Failure { status: Some(status), what, unauthorized: false };
-    let class = match status {
-        429 | 500..=599 => Class::Retryable { retry_after },
-        _ => Class::Permanent,
-    };
-    Err((failure, class))
+    Err((failure, api::status_class(status, retry_after)))
 }
 
 #[cfg(test)]

@@ -413,11 +413,7 @@ fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json:
         };
     }
     let failure = Failure { status: Some(status), what: fault_words(body.as_ref()), unauthorized: status == 401 };
-    let class = match status {
-        429 | 500..=599 => Class::Retryable { retry_after },
-        _ => Class::Permanent,
-    };
-    Err((failure, class))
+    Err((failure, api::status_class(status, retry_after)))
 }
 
 #[cfg(test)]
