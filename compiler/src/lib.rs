@@ -6,6 +6,7 @@
 //!
 //! Layering: this crate knows nothing of I/O beyond reading spec files, and nothing of
 //! terminals or exit codes (that is the CLI's job).
+pub mod api_source;
 pub mod codes;
 pub mod compile;
 pub mod diagnostics;

@@ -245,16 +245,7 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<QuickBooksSpec> {
         1..=999,
         "write the API minor version to ask for (Intuit's reference lists them), or leave it out for 75",
     );
-    let base_url = obj.get("base_url").and_then(|n| reader::string(cx, n, "`base_url`"));
-    if let Some(u) = &base_url
-        && !crate::fhir_rest::valid_base_url(&u.text)
-    {
-        cx.push(
-            Diagnostic::error(codes::QUICKBOOKS_BASE_URL, "`base_url` is not a base URL Sluice can use")
-                .label(u.span, "expected http(s)://host[:port][/path]")
-                .help("leave it out for `https://quickbooks.api.intuit.com`; it holds no credentials, query or fragment (the token is the connection's)"),
-        );
-    }
+    let base_url = crate::api_source::base_url(cx, obj, codes::QUICKBOOKS_BASE_URL, DEFAULT_BASE_URL, "token");
     let rate = obj.get("rate").and_then(|n| {
         let rate = reader::rate(cx, n, "`rate`")?;
         // Compare per second as fractions: permits/seconds against 500/60.
@@ -297,21 +288,17 @@ pub fn check_connection(
     has_state: bool,
 ) -> Option<Option<Diagnostic>> {
     let name = &spec.connection;
-    let Some(conn) = connections.iter().find(|c| c.plan.name == name.text) else {
-        if !has_state {
-            return Some(None);
-        }
-        let names: Vec<&str> = connections.iter().map(|c| c.plan.name.as_str()).collect();
-        let help = match did_you_mean(&name.text, names.iter().copied()) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None if names.is_empty() => "declare it under `connections:` in this pipeline: `connections: {qbo: {provider: quickbooks, client_id: ..., client_secret: ${QBO_CLIENT_SECRET}, token_key: ${SLUICE_TOKEN_KEY}}}`, then authorize it once with `sluice connect qbo PIPELINE`".to_string(),
-            None => format!("the pipeline's connections are: {}", names.join(", ")),
-        };
-        return Some(Some(
-            Diagnostic::error(codes::QUICKBOOKS_CONNECTION, format!("the pipeline has no connection `{}`", name.text))
-                .label(name.span, "not under `connections:`")
-                .help(help),
-        ));
+    if !has_state && !connections.iter().any(|c| c.plan.name == name.text) {
+        return Some(None);
+    }
+    let conn = match crate::api_source::find_connection(
+        name,
+        connections,
+        codes::QUICKBOOKS_CONNECTION,
+        "declare it under `connections:` in this pipeline: `connections: {qbo: {provider: quickbooks, client_id: ..., client_secret: ${QBO_CLIENT_SECRET}, token_key: ${SLUICE_TOKEN_KEY}}}`, then authorize it once with `sluice connect qbo PIPELINE`",
+    ) {
+        Ok(conn) => conn,
+        Err(d) => return Some(Some(d)),
     };
     if conn.plan.provider != "quickbooks" || !conn.plan.is_oauth() {
         let why = if conn.plan.provider == "quickbooks" {
@@ -329,20 +316,14 @@ pub fn check_connection(
             .help("name a connection with `provider: quickbooks` and `auth: authorization_code` (the default), authorized once with `sluice connect NAME PIPELINE`"),
         ));
     }
-    if let Some(u) = &spec.base_url
-        && !crate::plan::connection::url_allowed(&u.text)
-    {
-        return Some(Some(
-            Diagnostic::error(
-                codes::QUICKBOOKS_BASE_URL,
-                "a QuickBooks token would be sent over plain http to another machine",
-            )
-            .label(u.span, "http:// to a host that is not this machine")
-            .label(name.span, "sends this connection's token")
-            .help("use an https:// base URL (plain http is accepted only to 127.0.0.1, localhost or [::1]), or leave `base_url` out"),
-        ));
-    }
-    None
+    crate::api_source::plain_http(
+        spec.base_url.as_ref(),
+        name,
+        codes::QUICKBOOKS_BASE_URL,
+        "a QuickBooks token",
+        "token",
+    )
+    .map(Some)
 }
 
 /// The plan of a source read by [`source`].
@@ -355,12 +336,7 @@ pub fn plan(spec: &QuickBooksSpec) -> QuickBooksPlan {
         cdc: spec.cdc,
         page_size: spec.page_size,
         minor_version: spec.minor_version,
-        base_url: spec
-            .base_url
-            .as_ref()
-            .map_or(DEFAULT_BASE_URL, |u| u.text.as_str())
-            .trim_end_matches('/')
-            .to_string(),
+        base_url: crate::api_source::planned_base_url(spec.base_url.as_ref(), DEFAULT_BASE_URL),
         rate: spec.rate,
     }
 }
@@ -422,41 +398,13 @@ impl QuickBooksEnv {
     /// Resolves `text` written at `span` (the span of the path's characters). Walked at run
     /// time like a FHIR path (the same JSON walk), so it resolves to what a FHIR path does.
     pub fn resolve(&self, text: &str, span: Span) -> Result<crate::fhir::Resolved, Diagnostic> {
-        match sluice_finance::quickbooks::check(self.entity, text) {
-            Ok(c) => Ok(crate::fhir::Resolved {
-                path: text.replace("[*]", ""),
-                value_type: c.kind.value_type(),
-                phi: c.class,
-                multi: c.multi,
-            }),
-            Err(e) => {
-                let exact = span.end - span.start == text.len();
-                let at = if exact && e.len > 0 {
-                    let end = (e.offset + e.len).min(text.len());
-                    Span::new(span.file, span.start + e.offset.min(end), span.start + end)
-                } else {
-                    span
-                };
-                let wrong = text.get(e.offset..(e.offset + e.len).min(text.len())).unwrap_or(text);
-                let valid = match e.candidates.len() {
-                    0 => "QuickBooks paths are dotted property names as the API's JSON writes them, e.g. `TotalAmt`, `CurrencyRef.value`, `Line[*].Amount`".to_string(),
-                    1..=16 => format!("valid here: {}", e.candidates.join(", ")),
-                    n => format!("valid here: {}, ... ({n} in all)", e.candidates[..12].join(", ")),
-                };
-                let best = did_you_mean(wrong, e.candidates.iter().map(String::as_str))
-                    .or_else(|| did_you_mean(text, e.candidates.iter().map(String::as_str)));
-                let help = match best {
-                    Some(b) => format!("did you mean `{b}`? {valid}"),
-                    None => valid,
-                };
-                Err(Diagnostic::error(
-                    codes::QUICKBOOKS_UNKNOWN_PATH,
-                    format!("`{text}` is not a path of a QuickBooks `{}`", self.entity),
-                )
-                .label(at, "not in the entity's schema here")
-                .help(help))
-            }
-        }
+        let words = crate::api_source::PathWords {
+            code: codes::QUICKBOOKS_UNKNOWN_PATH,
+            what: &format!("a QuickBooks `{}`", self.entity),
+            label: "not in the entity's schema here",
+            syntax: "QuickBooks paths are dotted property names as the API's JSON writes them, e.g. `TotalAmt`, `CurrencyRef.value`, `Line[*].Amount`",
+        };
+        crate::api_source::resolve_path(text, span, sluice_finance::quickbooks::check(self.entity, text), &words)
     }
 }
 

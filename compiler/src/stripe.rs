@@ -169,16 +169,7 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<StripeSpec> {
     let connection = obj.get("connection").and_then(|n| reader::string(cx, n, "`connection`"));
     let objects = objects(cx, obj);
     let lookback_ms = obj.get("lookback").and_then(|n| reader::duration(cx, n, "`lookback`"));
-    let base_url = obj.get("base_url").and_then(|n| reader::string(cx, n, "`base_url`"));
-    if let Some(u) = &base_url
-        && !crate::fhir_rest::valid_base_url(&u.text)
-    {
-        cx.push(
-            Diagnostic::error(codes::STRIPE_BASE_URL, "`base_url` is not a base URL Sluice can use")
-                .label(u.span, "expected http(s)://host[:port][/path]")
-                .help("leave it out for `https://api.stripe.com`; it holds no credentials, query or fragment (the key is the connection's)"),
-        );
-    }
+    let base_url = crate::api_source::base_url(cx, obj, codes::STRIPE_BASE_URL, DEFAULT_BASE_URL, "key");
     let rate = obj.get("rate").and_then(|n| reader::rate(cx, n, "`rate`"));
     Some(StripeSpec {
         connection: connection?,
@@ -197,18 +188,14 @@ pub fn check_connection(
     connections: &[crate::spec::connections::ConnectionSpec],
 ) -> Option<Diagnostic> {
     let name = &spec.connection;
-    let Some(conn) = connections.iter().find(|c| c.plan.name == name.text) else {
-        let names: Vec<&str> = connections.iter().map(|c| c.plan.name.as_str()).collect();
-        let help = match did_you_mean(&name.text, names.iter().copied()) {
-            Some(best) => format!("did you mean `{best}`?"),
-            None if names.is_empty() => "declare it under `connections:` in this pipeline: `connections: {stripe_us: {provider: stripe, auth: api_key, api_key: ${STRIPE_SECRET_KEY}}}`".to_string(),
-            None => format!("the pipeline's connections are: {}", names.join(", ")),
-        };
-        return Some(
-            Diagnostic::error(codes::STRIPE_CONNECTION, format!("the pipeline has no connection `{}`", name.text))
-                .label(name.span, "not under `connections:`")
-                .help(help),
-        );
+    let conn = match crate::api_source::find_connection(
+        name,
+        connections,
+        codes::STRIPE_CONNECTION,
+        "declare it under `connections:` in this pipeline: `connections: {stripe_us: {provider: stripe, auth: api_key, api_key: ${STRIPE_SECRET_KEY}}}`",
+    ) {
+        Ok(conn) => conn,
+        Err(d) => return Some(d),
     };
     if conn.plan.provider != "stripe" {
         return Some(
@@ -218,17 +205,7 @@ pub fn check_connection(
                 .help("name a connection with `provider: stripe` (`auth: api_key` with the secret key, or `authorization_code` for Stripe Connect)"),
         );
     }
-    if let Some(u) = &spec.base_url
-        && !crate::plan::connection::url_allowed(&u.text)
-    {
-        return Some(
-            Diagnostic::error(codes::STRIPE_BASE_URL, "a Stripe key would be sent over plain http to another machine")
-                .label(u.span, "http:// to a host that is not this machine")
-                .label(name.span, "sends this connection's key or token")
-                .help("use an https:// base URL (plain http is accepted only to 127.0.0.1, localhost or [::1]), or leave `base_url` out"),
-        );
-    }
-    None
+    crate::api_source::plain_http(spec.base_url.as_ref(), name, codes::STRIPE_BASE_URL, "a Stripe key", "key or token")
 }
 
 /// The plan of a source read by [`source`].
@@ -241,12 +218,7 @@ pub fn plan(spec: &StripeSpec) -> StripePlan {
             .map(|(l, o)| StripeObjectPlan { list: (*l).to_string(), object: (*o).to_string() })
             .collect(),
         lookback_s: spec.lookback_s,
-        base_url: spec
-            .base_url
-            .as_ref()
-            .map_or(DEFAULT_BASE_URL, |u| u.text.as_str())
-            .trim_end_matches('/')
-            .to_string(),
+        base_url: crate::api_source::planned_base_url(spec.base_url.as_ref(), DEFAULT_BASE_URL),
         rate: spec.rate,
     }
 }
@@ -306,52 +278,14 @@ impl StripeEnv {
     /// A Stripe path is walked at run time like a FHIR path (the same JSON walk), so it
     /// resolves to what a FHIR path does.
     pub fn resolve(&self, text: &str, span: Span) -> Result<crate::fhir::Resolved, Diagnostic> {
-        match sluice_finance::stripe::check(self.object, text) {
-            Ok(c) => Ok(crate::fhir::Resolved {
-                path: runtime_form(text),
-                value_type: c.kind.value_type(),
-                phi: c.class,
-                multi: c.multi,
-            }),
-            Err(e) => {
-                let exact = span.end - span.start == text.len();
-                let at = if exact && e.len > 0 {
-                    let end = (e.offset + e.len).min(text.len());
-                    Span::new(span.file, span.start + e.offset.min(end), span.start + end)
-                } else {
-                    span
-                };
-                let wrong = text.get(e.offset..(e.offset + e.len).min(text.len())).unwrap_or(text);
-                let valid = match e.candidates.len() {
-                    0 => "Stripe paths are dotted property names as in Stripe's API reference, e.g. `amount`, `billing_details.email`, `fee_details[*].amount`".to_string(),
-                    1..=16 => format!("valid here: {}", e.candidates.join(", ")),
-                    n => format!("valid here: {}, ... ({n} in all)", e.candidates[..12].join(", ")),
-                };
-                let best = did_you_mean(wrong, e.candidates.iter().map(String::as_str))
-                    .or_else(|| did_you_mean(text, e.candidates.iter().map(String::as_str)));
-                let help = match best {
-                    Some(b) => {
-                        let mut c = valid.chars();
-                        let valid =
-                            c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default();
-                        format!("did you mean `{b}`? {valid}")
-                    }
-                    None => valid,
-                };
-                Err(Diagnostic::error(
-                    codes::STRIPE_UNKNOWN_PATH,
-                    format!("`{text}` is not a path of a Stripe `{}`", self.object),
-                )
-                .label(at, "not in Stripe's schema here")
-                .help(help))
-            }
-        }
+        let words = crate::api_source::PathWords {
+            code: codes::STRIPE_UNKNOWN_PATH,
+            what: &format!("a Stripe `{}`", self.object),
+            label: "not in Stripe's schema here",
+            syntax: "Stripe paths are dotted property names as in Stripe's API reference, e.g. `amount`, `billing_details.email`, `fee_details[*].amount`",
+        };
+        crate::api_source::resolve_path(text, span, sluice_finance::stripe::check(self.object, text), &words)
     }
-}
-
-/// The path the runtime walks: `[*]` dropped (an array step yields every item anyway).
-fn runtime_form(text: &str) -> String {
-    text.replace("[*]", "")
 }
 
 /// SL419: a map stage whose mapping reads `object` records gets `wrong` records.

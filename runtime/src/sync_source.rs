@@ -1,6 +1,8 @@
-//! What the sync sources (`fhir.rest`, `stripe`) share: one thread per source fetching pages
-//! from an API while the executor runs the pipeline on what they hand on ([`drive`]), and the
-//! count of records handed on and not yet durable ([`Pending`], [`hand_on`]).
+//! What the sync sources (`fhir.rest`, `stripe`, `quickbooks`, `plaid`) share: the state store
+//! their cursors live in ([`open_store`], [`load_cursor`], [`save_cursor`]), one thread per
+//! source fetching pages from an API while the executor runs the pipeline on what they hand on
+//! ([`feed`], [`drive`]), and the count of records handed on and not yet durable ([`Pending`],
+//! [`hand_on`]).
 //!
 //! Invariants:
 //! - A sync source saves a cursor only after [`Pending::drain`] returned `true` for the
@@ -21,6 +23,51 @@ use crate::executor::{self, Completion, Feed, RawInput, Totals};
 use crate::findings;
 use crate::state::Store;
 use crate::time::Clock;
+
+/// The state store of a run of `kind` sources (`stripe`), which keep their cursors there.
+pub fn open_store(c: &Compiled<'_>, kind: &str) -> Result<Arc<Store>, RunError> {
+    let Some(target) = c.plan.state.as_ref() else {
+        return Err(RunError::new(
+            findings::PLAN_INVALID,
+            format!("a {kind} source needs a state store for its cursors"),
+        ));
+    };
+    Ok(Arc::new(Store::open(target, Some(&c.plan.pipeline))?))
+}
+
+/// The channel a sync thread hands records on through. Bounded: a slow pipeline slows the
+/// fetching, not memory.
+pub fn feed() -> (crossbeam_channel::Sender<RawInput>, crossbeam_channel::Receiver<RawInput>) {
+    crossbeam_channel::bounded::<RawInput>(256)
+}
+
+/// A source's saved cursor under `key`. A cursor that does not read (written by another
+/// version) is read as none: its data is read again from the start, and an idempotent sink
+/// absorbs it.
+pub fn load_cursor<T: serde::de::DeserializeOwned>(
+    store: &Store,
+    pipeline: &str,
+    source: &str,
+    key: &str,
+) -> Result<Option<T>, RunError> {
+    let saved = store.fhir_cursor(pipeline, source, key)?;
+    Ok(saved.as_deref().and_then(|s| serde_json::from_str(s).ok()))
+}
+
+/// Saves a source's cursor under `key` at `at` (call only once the records it covers are
+/// durable: [`Pending::drain`]).
+pub fn save_cursor<T: serde::Serialize>(
+    store: &Store,
+    pipeline: &str,
+    source: &str,
+    key: &str,
+    cursor: &T,
+    at: &str,
+) -> Result<(), RunError> {
+    let json = serde_json::to_string(cursor)
+        .map_err(|_| RunError::new(findings::INTERNAL, format!("the cursor of `{source}` cannot be written")))?;
+    store.save_fhir_cursor(pipeline, source, key, &json, at)
+}
 
 /// Records handed on and not yet durable.
 #[derive(Default)]

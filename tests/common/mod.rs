@@ -12,6 +12,7 @@ pub mod http_server;
 pub mod live;
 pub mod moto;
 pub mod oidc;
+pub mod plaid;
 pub mod quickbooks;
 pub mod stripe;
 

@@ -283,15 +283,15 @@ fn add(s: &mut State, entity: &str, count: u64, at: i64) -> Vec<u64> {
     ids
 }
 
-struct Request {
-    method: String,
-    path: String,
-    query: BTreeMap<String, String>,
-    headers: BTreeMap<String, String>,
-    body: String,
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
+    pub body: String,
 }
 
-fn read_request(conn: &TcpStream) -> Option<Request> {
+pub fn read_request(conn: &TcpStream) -> Option<Request> {
     let mut reader = BufReader::new(conn);
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
@@ -317,7 +317,7 @@ fn read_request(conn: &TcpStream) -> Option<Request> {
     Some(Request { method, path: path.to_string(), query, headers, body: String::from_utf8_lossy(&body).into_owned() })
 }
 
-fn respond(mut conn: TcpStream, status: u16, headers: &[(&str, String)], body: &str) {
+pub fn respond(mut conn: TcpStream, status: u16, headers: &[(&str, String)], body: &str) {
     let reason = match status {
         200 => "OK",
         302 => "Found",

@@ -437,10 +437,7 @@ pub fn serve(
     threads: Option<usize>,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<Totals, RunError> {
-    let Some(target) = c.plan.state.as_ref() else {
-        return Err(RunError::new(findings::PLAN_INVALID, "a fhir.rest source needs a state store for its cursors"));
-    };
-    let store = Arc::new(Store::open(target, Some(&c.plan.pipeline))?);
+    let store = sync_source::open_store(c, "fhir.rest")?;
     let mut syncs = Vec::new();
     let mut feeds = Vec::new();
     for (i, comp) in c.plan.components.iter().enumerate() {
@@ -448,8 +445,7 @@ pub fn serve(
         let Some(plan) = s.fhir_rest.as_deref() else { continue };
         let name = Arc::clone(&c.names[i]);
         let client = Client::open(&name, plan, c.plan)?;
-        // Bounded: a slow pipeline slows the fetching, not memory.
-        let (tx, rx) = crossbeam_channel::bounded::<RawInput>(256);
+        let (tx, rx) = sync_source::feed();
         syncs.push(Sync { source: i, name, plan: plan.clone(), client, tx, history: true });
         feeds.push(rx);
     }

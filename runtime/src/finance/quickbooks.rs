@@ -31,9 +31,10 @@ use serde::{Deserialize, Serialize};
 use sluice_compiler::quickbooks::QuickBooksPlan;
 
 use crate::error::RunError;
+use crate::finance::api::{self, Counts, Failure, Retrying, word};
 use crate::findings;
 use crate::oauth::Connection;
-use crate::retry::{self, Class, Policy, RealTimer, Rng, Timer};
+use crate::retry::{Class, Policy};
 use crate::secrets::Secret;
 use crate::throttle::Bucket;
 
@@ -131,13 +132,6 @@ pub struct Synced {
     pub retries: u64,
 }
 
-/// A failed attempt, classed.
-struct Failure {
-    status: Option<u16>,
-    what: String,
-    unauthorized: bool,
-}
-
 /// A QuickBooks Online client for one company and connection.
 pub struct QuickBooks<'c> {
     base_url: String,
@@ -146,10 +140,8 @@ pub struct QuickBooks<'c> {
     page_size: u64,
     connection: &'c Connection,
     agent: ureq::Agent,
-    policy: Policy,
     limit: Arc<RealmLimit>,
-    timer: RealTimer,
-    rng: Rng,
+    retrying: Retrying,
 }
 
 /// RFC 3339 with offset (`2016-04-13T07:34:55-07:00`) to Unix seconds.
@@ -182,23 +174,15 @@ impl<'c> QuickBooks<'c> {
             minor_version: plan.minor_version,
             page_size: plan.page_size.clamp(1, sluice_compiler::quickbooks::MAX_PAGE),
             connection,
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(120)))
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into(),
+            agent: api::agent(Duration::from_secs(120)),
+            limit,
             // The throttle resets by the minute: back off from 1 s up to a minute.
-            policy: Policy {
+            retrying: Retrying::new(Policy {
                 max_attempts: 8,
                 initial_backoff: Duration::from_secs(1),
                 max_backoff: Duration::from_secs(60),
                 max_elapsed: Duration::from_secs(600),
-            },
-            limit,
-            timer: RealTimer::new(),
-            rng: Rng::from_time(),
+            }),
         })
     }
 
@@ -323,57 +307,39 @@ impl<'c> QuickBooks<'c> {
         format!("{}/v3/company/{}/{endpoint}?{}", self.base_url, self.realm, query.finish())
     }
 
-    /// One GET with the throttle, retries and one token renewal on 401.
+    /// One GET with the company's throttle, retries and one token renewal on 401.
     fn get(&mut self, entity: &str, url: &str, out: &mut Synced) -> Result<serde_json::Value, RunError> {
-        let mut token = self.connection.bearer()?;
-        let mut renewed = false;
-        loop {
-            let (agent, limit) = (&self.agent, &self.limit);
-            let mut requests = 0u64;
-            let token_now = token.clone();
-            let outcome = retry::run(
-                &self.policy,
-                &mut self.rng,
-                &mut self.timer,
-                |_, _: &mut dyn Timer| {
-                    let _slot = limit.acquire();
-                    requests += 1;
-                    attempt(agent, url, &token_now)
-                },
-                |_, _| {},
-            );
-            out.requests += requests;
-            out.retries += u64::from(outcome.attempts.saturating_sub(1));
-            match outcome.result {
-                Ok(v) => return Ok(v),
-                Err((f, _)) if f.unauthorized && !renewed => {
-                    renewed = true;
-                    token = self.connection.unauthorized(&token)?;
-                }
-                Err((f, gave_up)) => {
-                    let why = match gave_up {
-                        retry::GaveUp::NotRetryable => "refused",
-                        _ => "still failing after retries",
-                    };
-                    let status = f.status.map_or_else(String::new, |s| format!("HTTP {s}, "));
-                    return Err(RunError::new(
-                        findings::QUICKBOOKS_REQUEST_FAILED,
-                        format!(
-                            "connection `{}`: reading QuickBooks `{entity}` {why}: {status}{}",
-                            self.connection.plan().name,
-                            f.what
-                        ),
-                    )
-                    .with_help(match f.status {
-                        Some(401) => "the authorization is not accepted even after a refresh: run `sluice connect` for the connection again",
-                        Some(403) => "the app or the connected user may not read this company or entity",
-                        Some(400) => "QuickBooks refused the request: check `realm_id`, `minorversion` and the entity",
-                        Some(429) => "QuickBooks kept throttling the company: lower the source's `rate` or run later",
-                        _ => "check Intuit's status page and the connection; records read so far are kept",
-                    }));
-                }
-            }
-        }
+        let (agent, limit, connection) = (&self.agent, &self.limit, self.connection);
+        let mut counts = Counts::default();
+        let answer = self.retrying.request(
+            connection,
+            &mut counts,
+            |token, _| {
+                let _slot = limit.acquire();
+                attempt(agent, url, token)
+            },
+            |f, why| {
+                RunError::new(
+                    findings::QUICKBOOKS_REQUEST_FAILED,
+                    format!(
+                        "connection `{}`: reading QuickBooks `{entity}` {why}: {}{}",
+                        connection.plan().name,
+                        f.status_prefix(),
+                        f.what
+                    ),
+                )
+                .with_help(match f.status {
+                    Some(401) => "the authorization is not accepted even after a refresh: run `sluice connect` for the connection again",
+                    Some(403) => "the app or the connected user may not read this company or entity",
+                    Some(400) => "QuickBooks refused the request: check `realm_id`, `minorversion` and the entity",
+                    Some(429) => "QuickBooks kept throttling the company: lower the source's `rate` or run later",
+                    _ => "check Intuit's status page and the connection; records read so far are kept",
+                })
+            },
+        );
+        out.requests += counts.requests;
+        out.retries += counts.retries;
+        answer
     }
 }
 
@@ -407,11 +373,6 @@ fn cdc_items(answer: &serde_json::Value, entity: &str) -> Vec<Item> {
 /// capitalised in some answers and not in others).
 fn fault_words(body: Option<&serde_json::Value>) -> String {
     let fault = body.and_then(|b| b.get("Fault").or_else(|| b.get("fault")));
-    let word = |v: Option<&serde_json::Value>| {
-        v.and_then(|v| v.as_str())
-            .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>())
-            .filter(|s| !s.is_empty())
-    };
     let kind = word(fault.and_then(|f| f.get("type")));
     let first = fault
         .and_then(|f| f.get("Error").or_else(|| f.get("error")))
@@ -429,29 +390,10 @@ fn fault_words(body: Option<&serde_json::Value>) -> String {
 fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json::Value, (Failure, Class)> {
     let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
     let request = agent.get(url).header("Authorization", &bearer).header("Accept", "application/json");
-    let mut response = match request.call() {
-        Ok(r) => r,
-        Err(e) => {
-            let what = match &e {
-                ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
-                ureq::Error::Timeout(_) => "no answer in time".to_string(),
-                _ => "HTTP client error".to_string(),
-            };
-            return Err((Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }));
-        }
-    };
+    let mut response = request.call().map_err(|e| api::transport_failure(&e))?;
     let status = response.status().as_u16();
-    let retry_after = response.headers().get("Retry-After").and_then(|v| v.to_str().ok()).and_then(|v| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        retry::parse_retry_after(v, now)
-    });
-    let body: Option<serde_json::Value> = response
-        .body_mut()
-        .with_config()
-        .limit(256 << 20)
-        .read_to_vec()
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let retry_after = api::retry_after(&response);
+    let body = api::json_body(&mut response, 256 << 20);
     if (200..300).contains(&status) {
         // QuickBooks answers some failures with 200 and a Fault.
         return match body {
@@ -471,11 +413,7 @@ fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json:
         };
     }
     let failure = Failure { status: Some(status), what: fault_words(body.as_ref()), unauthorized: status == 401 };
-    let class = match status {
-        429 | 500..=599 => Class::Retryable { retry_after },
-        _ => Class::Permanent,
-    };
-    Err((failure, class))
+    Err((failure, api::status_class(status, retry_after)))
 }
 
 #[cfg(test)]

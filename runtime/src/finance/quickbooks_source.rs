@@ -115,10 +115,7 @@ pub fn serve(
     threads: Option<usize>,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<Totals, RunError> {
-    let Some(target) = c.plan.state.as_ref() else {
-        return Err(RunError::new(findings::PLAN_INVALID, "a quickbooks source needs a state store for its cursors"));
-    };
-    let store = Arc::new(Store::open(target, Some(&c.plan.pipeline))?);
+    let store = sync_source::open_store(c, "quickbooks")?;
     let plans: Vec<(usize, &QuickBooksPlan)> = c
         .plan
         .components
@@ -147,8 +144,7 @@ pub fn serve(
     for (i, plan) in plans.iter().copied() {
         let connection = Connection::open(c.plan, &plan.connection)?;
         let limit = Arc::clone(&limits[plan.realm_id.as_str()]);
-        // Bounded: a slow pipeline slows the fetching, not memory.
-        let (tx, rx) = crossbeam_channel::bounded::<RawInput>(256);
+        let (tx, rx) = sync_source::feed();
         let sync = Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, limit, tx };
         jobs.push((
             Arc::clone(&sync.name),
@@ -175,10 +171,7 @@ fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBo
     });
     for entity in &sync.plan.entities {
         let key = cursor_key(&sync.plan.realm_id, entity);
-        let saved = store.fhir_cursor(pipeline, &sync.name, &key)?;
-        // A cursor that does not read (written by another version) is read as none: the entity
-        // is read again from the start, and an idempotent sink absorbs it.
-        let cursor: Option<Cursor> = saved.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        let cursor: Option<Cursor> = sync_source::load_cursor(store, pipeline, &sync.name, &key)?;
         let pending = Arc::new(Pending::default());
         let file: Arc<str> = Arc::from(format!("quickbooks/{entity}").as_str());
         let mut index = 0u64;
@@ -208,9 +201,7 @@ fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBo
                 "quickbooks entities without SyncToken or LastUpdatedTime, or with an odd TotalAmt, were read"
             );
         }
-        let json = serde_json::to_string(&synced.cursor)
-            .map_err(|_| RunError::new(findings::INTERNAL, "a QuickBooks cursor cannot be written"))?;
-        store.save_fhir_cursor(pipeline, &sync.name, &key, &json, at)?;
+        sync_source::save_cursor(store, pipeline, &sync.name, &key, &synced.cursor, at)?;
         tracing::info!(
             component = %sync.name,
             table = %entity,

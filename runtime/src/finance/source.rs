@@ -131,18 +131,14 @@ pub fn serve(
     threads: Option<usize>,
     progress: Option<Arc<crate::progress::Progress>>,
 ) -> Result<Totals, RunError> {
-    let Some(target) = c.plan.state.as_ref() else {
-        return Err(RunError::new(findings::PLAN_INVALID, "a stripe source needs a state store for its cursors"));
-    };
-    let store = Arc::new(Store::open(target, Some(&c.plan.pipeline))?);
+    let store = sync_source::open_store(c, "stripe")?;
     let mut syncs = Vec::new();
     let mut feeds = Vec::new();
     for (i, comp) in c.plan.components.iter().enumerate() {
         let ComponentKind::Source(s) = &comp.kind else { continue };
         let Some(plan) = s.stripe.as_deref() else { continue };
         let connection = Connection::open(c.plan, &plan.connection)?;
-        // Bounded: a slow pipeline slows the fetching, not memory.
-        let (tx, rx) = crossbeam_channel::bounded::<RawInput>(256);
+        let (tx, rx) = sync_source::feed();
         syncs.push(Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, tx });
         feeds.push(rx);
     }
@@ -170,10 +166,7 @@ fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBo
     let lookback = i64::try_from(sync.plan.lookback_s).unwrap_or(i64::MAX);
     for list in &sync.plan.objects {
         let key = cursor_key(&list.list);
-        let saved = store.fhir_cursor(pipeline, &sync.name, &key)?;
-        // A cursor that does not read (written by another version) is read as none: the list
-        // is read again from the start, and an idempotent sink absorbs it.
-        let cursor: Option<Cursor> = saved.as_deref().and_then(|s| serde_json::from_str(s).ok());
+        let cursor: Option<Cursor> = sync_source::load_cursor(store, pipeline, &sync.name, &key)?;
         let pending = Arc::new(Pending::default());
         let file: Arc<str> = Arc::from(format!("stripe/{}", list.list).as_str());
         let mut index = 0u64;
@@ -204,9 +197,7 @@ fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBo
                 "stripe objects without id or created, or with an odd amount, were read"
             );
         }
-        let json = serde_json::to_string(&synced.cursor)
-            .map_err(|_| RunError::new(findings::INTERNAL, "a Stripe cursor cannot be written"))?;
-        store.save_fhir_cursor(pipeline, &sync.name, &key, &json, at)?;
+        sync_source::save_cursor(store, pipeline, &sync.name, &key, &synced.cursor, at)?;
         tracing::info!(
             component = %sync.name,
             table = %list.list,

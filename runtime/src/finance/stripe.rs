@@ -24,9 +24,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::RunError;
+use crate::finance::api::{self, Counts, Failure, Retrying};
 use crate::findings;
 use crate::oauth::Connection;
-use crate::retry::{self, Class, Policy, RealTimer, Rng, Timer};
+use crate::retry::{Class, Policy};
 use crate::secrets::Secret;
 use crate::throttle::Bucket;
 
@@ -73,10 +74,8 @@ pub struct Stripe<'c> {
     base_url: String,
     connection: &'c Connection,
     agent: ureq::Agent,
-    policy: Policy,
     bucket: Bucket,
-    timer: RealTimer,
-    rng: Rng,
+    retrying: Retrying,
 }
 
 /// The published rate for a key: live keys 100 reads/s, test keys (and OAuth tokens, whose
@@ -84,13 +83,6 @@ pub struct Stripe<'c> {
 pub fn default_rate(key: &Secret) -> (u64, u64) {
     let k = key.expose();
     if k.starts_with(b"sk_live_") || k.starts_with(b"rk_live_") { (100, 1) } else { (25, 1) }
-}
-
-/// A failed attempt, classed.
-struct Failure {
-    status: Option<u16>,
-    what: String,
-    unauthorized: bool,
 }
 
 impl<'c> Stripe<'c> {
@@ -104,27 +96,19 @@ impl<'c> Stripe<'c> {
         Ok(Stripe {
             base_url: base_url.trim_end_matches('/').to_string(),
             connection,
-            agent: ureq::Agent::config_builder()
-                .timeout_global(Some(Duration::from_secs(60)))
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .into(),
-            policy: Policy {
+            agent: api::agent(Duration::from_secs(60)),
+            retrying: Retrying::new(Policy {
                 max_attempts: 6,
                 initial_backoff: Duration::from_millis(500),
                 max_backoff: Duration::from_secs(30),
                 max_elapsed: Duration::from_secs(300),
-            },
+            }),
             bucket: Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
                 permits,
                 per_seconds,
                 shared: None,
                 per_key: None,
             }),
-            timer: RealTimer::new(),
-            rng: Rng::from_time(),
         })
     }
 
@@ -211,87 +195,50 @@ impl<'c> Stripe<'c> {
 
     /// One GET with the throttle, retries and one token renewal on 401.
     fn get(&mut self, object: &str, url: &str, out: &mut Synced) -> Result<serde_json::Value, RunError> {
-        let mut token = self.connection.bearer()?;
-        let mut renewed = false;
-        loop {
-            let (agent, bucket) = (&self.agent, &mut self.bucket);
-            let mut requests = 0u64;
-            let token_now = token.clone();
-            let outcome = retry::run(
-                &self.policy,
-                &mut self.rng,
-                &mut self.timer,
-                |_, timer: &mut dyn Timer| {
-                    let wait = bucket.take(timer.now());
-                    if !wait.is_zero() {
-                        timer.sleep(wait);
-                    }
-                    requests += 1;
-                    attempt(agent, url, &token_now)
-                },
-                |_, _| {},
-            );
-            out.requests += requests;
-            out.retries += u64::from(outcome.attempts.saturating_sub(1));
-            match outcome.result {
-                Ok(v) => return Ok(v),
-                Err((f, _)) if f.unauthorized && !renewed => {
-                    renewed = true;
-                    token = self.connection.unauthorized(&token)?;
+        let (agent, bucket, connection) = (&self.agent, &mut self.bucket, self.connection);
+        let mut counts = Counts::default();
+        let answer = self.retrying.request(
+            connection,
+            &mut counts,
+            |token, timer| {
+                let wait = bucket.take(timer.now());
+                if !wait.is_zero() {
+                    timer.sleep(wait);
                 }
-                Err((f, gave_up)) => {
-                    let why = match gave_up {
-                        retry::GaveUp::NotRetryable => "refused",
-                        _ => "still failing after retries",
-                    };
-                    let status = f.status.map_or_else(String::new, |s| format!("HTTP {s}, "));
-                    return Err(RunError::new(
-                        findings::STRIPE_REQUEST_FAILED,
-                        format!(
-                            "connection `{}`: listing Stripe `{object}` {why}: {status}{}",
-                            self.connection.plan().name,
-                            f.what
-                        ),
-                    )
-                    .with_help(match f.status {
-                        Some(401) => "the API key or token is not accepted: check the connection's secret",
-                        Some(403) => "the key lacks the permission to read this object type (restricted key?)",
-                        Some(429) => "Stripe kept rate-limiting: lower the source's rate or run later",
-                        _ => "check Stripe's status page and the connection; records read so far are kept",
-                    }));
-                }
-            }
-        }
+                attempt(agent, url, token)
+            },
+            |f, why| {
+                RunError::new(
+                    findings::STRIPE_REQUEST_FAILED,
+                    format!(
+                        "connection `{}`: listing Stripe `{object}` {why}: {}{}",
+                        connection.plan().name,
+                        f.status_prefix(),
+                        f.what
+                    ),
+                )
+                .with_help(match f.status {
+                    Some(401) => "the API key or token is not accepted: check the connection's secret",
+                    Some(403) => "the key lacks the permission to read this object type (restricted key?)",
+                    Some(429) => "Stripe kept rate-limiting: lower the source's rate or run later",
+                    _ => "check Stripe's status page and the connection; records read so far are kept",
+                })
+            },
+        );
+        out.requests += counts.requests;
+        out.retries += counts.retries;
+        answer
     }
 }
 
 fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json::Value, (Failure, Class)> {
     let bearer = format!("Bearer {}", String::from_utf8_lossy(token.expose()));
-    let mut response = match agent.get(url).header("Authorization", &bearer).call() {
-        Ok(r) => r,
-        Err(e) => {
-            let what = match &e {
-                ureq::Error::Io(io) => format!("connection error: {}", io.kind()),
-                ureq::Error::Timeout(_) => "no answer in time".to_string(),
-                _ => "HTTP client error".to_string(),
-            };
-            return Err((Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }));
-        }
-    };
+    let mut response =
+        agent.get(url).header("Authorization", &bearer).call().map_err(|e| api::transport_failure(&e))?;
     let status = response.status().as_u16();
-    let header = |k: &str| response.headers().get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let retry_after = header("Retry-After").and_then(|v| {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        retry::parse_retry_after(&v, now)
-    });
-    let should_retry = header("Stripe-Should-Retry");
-    let body: Option<serde_json::Value> = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
+    let retry_after = api::retry_after(&response);
+    let should_retry = response.headers().get("Stripe-Should-Retry").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = api::json_body(&mut response, 64 << 20);
     if (200..300).contains(&status) {
         return match body {
             Some(v) if v.get("data").is_some_and(serde_json::Value::is_array) => Ok(v),
@@ -307,12 +254,7 @@ fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json:
     }
     // Stripe's error `type` and `code` are fixed words; its `message` may quote the key.
     let error = body.as_ref().and_then(|b| b.get("error"));
-    let word = |k: &str| {
-        error
-            .and_then(|e| e.get(k))
-            .and_then(|v| v.as_str())
-            .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>())
-    };
+    let word = |k: &str| api::word(error.and_then(|e| e.get(k)));
     let what = match (word("type"), word("code")) {
         (Some(t), Some(c)) => format!("`{t}` (`{c}`)"),
         (Some(t), None) => format!("`{t}`"),
