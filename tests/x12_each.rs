@@ -15,6 +15,7 @@ use std::path::Path;
 use serde_json::Value;
 
 mod common;
+use common::runs::{self, counts};
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
@@ -170,18 +171,6 @@ fn num(v: &Value) -> f64 {
     v.as_f64().or_else(|| v.as_str().and_then(|s| s.parse().ok())).unwrap_or(f64::NAN)
 }
 
-fn run(dir: &Path, pipeline: &str) -> (std::process::Output, Value) {
-    let out = sluice(dir, &["run", pipeline, "--summary", "json", "--fixed-clock", CLOCK, "--log-format", "json"]);
-    assert!(out.status.success(), "run failed: {}{}", text(&out.stdout), text(&out.stderr));
-    let summary: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(summary["balanced"], Value::Bool(true), "{summary}");
-    (out, summary)
-}
-
-fn counts(summary: &Value) -> [u64; 4] {
-    ["records_in", "delivered", "dlq", "filtered"].map(|k| summary[k].as_u64().unwrap())
-}
-
 /// Every claim row equals its claim's values from the file, masked as the policy says.
 fn assert_claims(rows: &[Value], want: &[&Claim]) {
     assert_eq!(rows.len(), want.len(), "one row per claim");
@@ -253,7 +242,7 @@ fn claim_phi(claims: &[Claim]) -> Vec<String> {
 #[test]
 fn each_claim_and_each_claim_payment_is_one_record_with_its_context() {
     let dir = common::workspace("x12-each-run");
-    let (out, summary) = run(&dir, PIPELINE);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     let data = dir.join("examples/x12-claims/data");
     let claims = claims_of(&std::fs::read(data.join("claims-837p.x12")).unwrap());
     let payments = payments_of(&std::fs::read(data.join("remits-835.x12")).unwrap());
@@ -296,7 +285,7 @@ fn synthetic_interchanges_give_one_record_per_clm_and_per_clp() {
     std::fs::remove_dir_all(&data).unwrap();
     common::copy_dir(&fixtures, &data);
     std::fs::remove_file(data.join("README.md")).unwrap();
-    let (out, summary) = run(&dir, PIPELINE);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     let claims = claims_of(&std::fs::read(data.join("claims-60-837p.x12")).unwrap());
     let payments = payments_of(&std::fs::read(data.join("remits-40-835.x12")).unwrap());
     assert_eq!((claims.len(), payments.len()), (60, 40));
@@ -319,7 +308,7 @@ fn a_claim_that_fails_its_mapping_goes_to_the_dlq_alone() {
     let pipeline = dir.join(PIPELINE);
     let spec = std::fs::read_to_string(&pipeline).unwrap().replace("mode: strict", "mode: lenient");
     std::fs::write(&pipeline, spec).unwrap();
-    let (out, summary) = run(&dir, PIPELINE);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     let claims = claims_of(original.as_bytes());
     let bad = claims.iter().find(|c| c.id == "PC07999533").unwrap();
     let dlq = lines(&dir.join(OUT).join("dlq.jsonl"));
@@ -349,7 +338,7 @@ fn a_whole_set_replayed_into_a_per_claim_mapping_goes_to_the_dlq() {
     let pipeline = dir.join("pipelines/x12-claim-sets.yaml");
     let spec = std::fs::read_to_string(&pipeline).unwrap() + "state:\n  path: ../out/x12-claim-sets/state.db\n";
     std::fs::write(&pipeline, &spec).unwrap();
-    let (_, summary) = run(&dir, "pipelines/x12-claim-sets.yaml");
+    let (_, summary) = runs::run(&dir, "pipelines/x12-claim-sets.yaml", CLOCK);
     assert_eq!(counts(&summary), [5, 0, 3, 2], "{summary}");
     let per_claim = spec
         .replace("../examples/x12-claims/claim-set.yaml", "../mappings/base/x12-837p-claim.yaml")
@@ -419,7 +408,7 @@ fn corpus_claims_and_payments_give_one_record_each() {
         .replacen("../examples/x12-claims/data/*.x12", "../corpus/p*.edi", 1)
         .replace("mode: strict", "mode: lenient");
     std::fs::write(dir.join("pipelines/corpus.yaml"), pipeline).unwrap();
-    let (_, summary) = run(&dir, "pipelines/corpus.yaml");
+    let (_, summary) = runs::run(&dir, "pipelines/corpus.yaml", CLOCK);
     let per = |name: &str| {
         summary["per_source"].as_array().unwrap().iter().find(|s| s[0] == name).and_then(|s| s[1].as_u64()).unwrap()
     };

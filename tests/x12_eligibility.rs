@@ -12,11 +12,10 @@
 //! - a whole 271 replayed into the per-person mapping goes back to the DLQ (RT144);
 //! - corpus conformance (`../shared/corpus/x12`, skipped loudly when absent): records = people.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 mod common;
+use common::runs::{self, assert_absent, counts, mapped, normalized, outputs, with};
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2026-03-01T12:00:00Z";
@@ -38,18 +37,6 @@ fn workspace_with_fixtures(name: &str, files: &[&str]) -> common::Workspace {
 
 fn fixtures() -> std::path::PathBuf {
     common::root().join("tests/fixtures/x12/eligibility")
-}
-
-fn run(dir: &Path, pipeline: &str) -> (std::process::Output, Value) {
-    let out = sluice(dir, &["run", pipeline, "--summary", "json", "--fixed-clock", CLOCK, "--log-format", "json"]);
-    assert!(out.status.success(), "run failed: {}{}", text(&out.stdout), text(&out.stderr));
-    let summary: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(summary["balanced"], Value::Bool(true), "{summary}");
-    (out, summary)
-}
-
-fn counts(summary: &Value) -> [u64; 4] {
-    ["records_in", "delivered", "dlq", "filtered"].map(|k| summary[k].as_u64().unwrap())
 }
 
 /// The segments of an X12 file (`*` elements, `~` terminators, as the fixtures are written).
@@ -85,35 +72,6 @@ fn phi_of(files: &[&str]) -> Vec<String> {
     phi
 }
 
-/// No value of `phi` in `texts` (name, text).
-fn assert_absent(texts: &[(String, String)], phi: &[String]) {
-    for (what, t) in texts {
-        for v in phi {
-            assert!(!t.contains(v.as_str()), "`{v}` (PHI from the data) in {what}");
-        }
-    }
-}
-
-/// The stdout and stderr of `out`, and every file under `dir`.
-fn outputs(out: &std::process::Output, dir: &Path) -> Vec<(String, String)> {
-    let mut texts = vec![("stdout".to_string(), text(&out.stdout)), ("stderr".to_string(), text(&out.stderr))];
-    for f in std::fs::read_dir(dir).unwrap().flatten() {
-        let bytes = std::fs::read(f.path()).unwrap();
-        texts.push((f.path().display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    texts
-}
-
-/// A row without what the run sets (processing time, compliance).
-fn mapped(row: &Value) -> Value {
-    let mut row = row.clone();
-    let o = row.as_object_mut().unwrap();
-    for k in ["metadata", "compliance", "errors", "warnings"] {
-        o.remove(k);
-    }
-    row
-}
-
 fn benefit(info: &str, level: &str, types: &[&str]) -> Value {
     json!({
         "info_code": info, "coverage_level": level, "service_types": types, "insurance_type": null,
@@ -121,13 +79,6 @@ fn benefit(info: &str, level: &str, types: &[&str]) -> Value {
         "quantity_qualifier": null, "quantity": null, "authorization_required": null, "in_network": null,
         "procedure_code": null, "dates": [], "messages": [], "rejection_reason": null,
     })
-}
-
-fn with(mut v: Value, fields: Value) -> Value {
-    for (k, x) in fields.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    v
 }
 
 const NO_DEPENDENT: fn() -> Value =
@@ -243,20 +194,10 @@ fn expected_rows() -> Vec<Value> {
     vec![subscriber, dependent, not_found, single]
 }
 
-/// Numbers compared as numbers (`500.00` may be written `500` or `500.0`).
-fn normalized(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => json!(n.as_f64().unwrap()),
-        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), normalized(x))).collect()),
-        other => other.clone(),
-    }
-}
-
 #[test]
 fn each_subscriber_and_dependent_is_one_record_with_its_own_benefits() {
     let dir = workspace_with_fixtures("x12-elig-run", FILES);
-    let (out, summary) = run(&dir, PIPELINE);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     // responses: 3 + 1 people, the 271 that answers for no one (one record, to the DLQ) and
     // the 834 set, filtered; enrollments: 4 members and the three 271 sets, filtered.
     assert_eq!(counts(&summary), [13, 8, 1, 4], "{summary}");
@@ -367,7 +308,7 @@ fn expected_members() -> Vec<Value> {
 #[test]
 fn each_834_member_is_one_record_with_its_own_coverages() {
     let dir = workspace_with_fixtures("x12-elig-834", FILES);
-    run(&dir, PIPELINE);
+    runs::run(&dir, PIPELINE, CLOCK);
     let rows = lines(&dir.join(OUT).join("enrollment.jsonl"));
     let got: Vec<Value> = rows.iter().map(mapped).collect();
     let want = expected_members();
@@ -391,7 +332,7 @@ output: canonical/eligibility@1\nfields:\n  reference_id: BHT-03\n  hl_id: 2000C
     let sets = spec.replace("../mappings/base/x12-271-eligibility.yaml", "../mappings/eligibility-sets.yaml")
         + "state:\n  path: ../out/x12-eligibility/state.db\n";
     std::fs::write(&pipeline, &sets).unwrap();
-    let (_, summary) = run(&dir, PIPELINE);
+    let (_, summary) = runs::run(&dir, PIPELINE, CLOCK);
     // Three sets, none with a third subscriber (the 834 source filters them).
     assert_eq!(counts(&summary), [6, 0, 3, 3], "{summary}");
     std::fs::write(&pipeline, spec + "state:\n  path: ../out/x12-eligibility/state.db\n").unwrap();
@@ -483,7 +424,7 @@ fn corpus_responses_and_enrollments_give_one_record_per_person() {
         .replacen("../examples/x12-eligibility/data/*.x12", "../corpus/e*.edi", 1)
         .replace("mode: strict", "mode: lenient");
     std::fs::write(dir.join("pipelines/corpus.yaml"), pipeline).unwrap();
-    let (_, summary) = run(&dir, "pipelines/corpus.yaml");
+    let (_, summary) = runs::run(&dir, "pipelines/corpus.yaml", CLOCK);
     let per = |name: &str| {
         summary["per_source"].as_array().unwrap().iter().find(|s| s[0] == name).and_then(|s| s[1].as_u64()).unwrap()
     };

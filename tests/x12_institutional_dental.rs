@@ -10,11 +10,10 @@
 //! - no name, member id, street, city, date of birth or record number of the files reaches the
 //!   run's output, logs, audit, DLQ file or the plan.
 
-use std::path::Path;
-
 use serde_json::{Value, json};
 
 mod common;
+use common::runs::{self, assert_absent, counts, mapped, normalized, outputs, with};
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2026-03-01T12:00:00Z";
@@ -40,18 +39,6 @@ fn workspace_with(name: &str, files: &[(&str, String)]) -> common::Workspace {
 
 fn fixture(name: &str) -> String {
     std::fs::read_to_string(fixtures().join(name)).unwrap()
-}
-
-fn run(dir: &Path) -> (std::process::Output, Value) {
-    let out = sluice(dir, &["run", PIPELINE, "--summary", "json", "--fixed-clock", CLOCK, "--log-format", "json"]);
-    assert!(out.status.success(), "run failed: {}{}", text(&out.stdout), text(&out.stderr));
-    let summary: Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
-    assert_eq!(summary["balanced"], Value::Bool(true), "{summary}");
-    (out, summary)
-}
-
-fn counts(summary: &Value) -> [u64; 4] {
-    ["records_in", "delivered", "dlq", "filtered"].map(|k| summary[k].as_u64().unwrap())
 }
 
 /// Every person's name, member id, street, city, date of birth and record number in the files
@@ -85,41 +72,6 @@ fn phi_of(files: &[&str]) -> Vec<String> {
     phi.sort();
     phi.dedup();
     phi
-}
-
-fn assert_absent(texts: &[(String, String)], phi: &[String]) {
-    for (what, t) in texts {
-        for v in phi {
-            assert!(!t.contains(v.as_str()), "`{v}` (PHI from the data) in {what}");
-        }
-    }
-}
-
-fn outputs(out: &std::process::Output, dir: &Path) -> Vec<(String, String)> {
-    let mut texts = vec![("stdout".to_string(), text(&out.stdout)), ("stderr".to_string(), text(&out.stderr))];
-    for f in std::fs::read_dir(dir).unwrap().flatten() {
-        let bytes = std::fs::read(f.path()).unwrap();
-        texts.push((f.path().display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
-    }
-    texts
-}
-
-/// A row without what the run sets (processing time, compliance).
-fn mapped(row: &Value) -> Value {
-    let mut row = row.clone();
-    let o = row.as_object_mut().unwrap();
-    for k in ["metadata", "compliance", "errors", "warnings"] {
-        o.remove(k);
-    }
-    row
-}
-
-/// A value with `fields` set over it.
-fn with(mut v: Value, fields: Value) -> Value {
-    for (k, x) in fields.as_object().unwrap() {
-        v[k] = x.clone();
-    }
-    v
 }
 
 fn nobody() -> Value {
@@ -228,21 +180,11 @@ fn expected_rows() -> Vec<Value> {
     vec![dent1, dent2, inst1, inst2]
 }
 
-/// Numbers compared as numbers (`400` and `400.0` are the same amount).
-fn normalized(v: &Value) -> Value {
-    match v {
-        Value::Number(n) => json!(n.as_f64().unwrap()),
-        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
-        Value::Object(o) => Value::Object(o.iter().map(|(k, x)| (k.clone(), normalized(x))).collect()),
-        other => other.clone(),
-    }
-}
-
 #[test]
 fn each_institutional_and_dental_claim_is_one_record_with_its_own_details() {
     let files: Vec<(&str, String)> = FILES.iter().map(|f| (*f, fixture(f))).collect();
     let dir = workspace_with("x12-inst-dental-run", &files);
-    let (out, summary) = run(&dir);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     // Each source reads both files: 2 claims of its guide, the other guide's set filtered.
     assert_eq!(counts(&summary), [6, 4, 0, 2], "{summary}");
     let rows = lines(&dir.join(OUT).join("claims.jsonl"));
@@ -274,7 +216,7 @@ fn a_set_that_breaks_its_guide_sends_each_of_its_claims_to_the_dlq() {
     let dental = fixture("dental-837d.x12").replace("SV3*AD:D1110*120****1~", "SV3**120****1~");
     let files = [("institutional-837i.x12", fixture("institutional-837i.x12")), ("dental-837d.x12", dental)];
     let dir = workspace_with("x12-inst-dental-dlq", &files);
-    let (out, summary) = run(&dir);
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
     assert_eq!(counts(&summary), [6, 2, 2, 2], "{summary}");
     let rows = lines(&dir.join(OUT).join("claims.jsonl"));
     assert!(rows.iter().all(|r| r["claim_type"] == "institutional"), "{rows:?}");

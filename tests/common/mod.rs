@@ -14,6 +14,7 @@ pub mod moto;
 pub mod oidc;
 pub mod plaid;
 pub mod quickbooks;
+pub mod runs;
 pub mod stripe;
 
 use std::io::BufReader;
