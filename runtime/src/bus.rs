@@ -65,6 +65,28 @@ pub struct Driver<'a, 'p> {
 }
 
 impl Driver<'_, '_> {
+    /// Joins each of `sources` (`join` gives the member, the name it goes by and the channel
+    /// it feeds), then [`Self::run`]s them; a plan without a source of this bus is an error.
+    pub fn join_and_run<P, M: Send + 'static>(
+        self,
+        stop: Option<Arc<AtomicBool>>,
+        sources: Vec<(usize, &P)>,
+        mut join: impl FnMut(usize, &P) -> Result<(M, Arc<str>, crossbeam_channel::Receiver<RawInput>), RunError>,
+        consume: Consume<M>,
+    ) -> Result<Totals, RunError> {
+        if sources.is_empty() {
+            return Err(RunError::new(findings::PLAN_INVALID, format!("the plan has no {} source", self.bus)));
+        }
+        let mut members = Vec::with_capacity(sources.len());
+        let mut feeds = Vec::with_capacity(sources.len());
+        for (source, plan) in sources {
+            let (member, name, rx) = join(source, plan)?;
+            members.push((name, member));
+            feeds.push(rx);
+        }
+        self.run(stop, members, feeds, consume)
+    }
+
     /// Starts one thread per member running `consume`, runs the executor over `feeds` (one
     /// channel per member, most urgent first) until it ends, then stops the members and
     /// returns the totals (or the first failure).

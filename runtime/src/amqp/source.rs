@@ -111,12 +111,8 @@ pub fn serve(
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
     let sources = crate::bus::sources_of(c, |s| s.amqp.as_deref(), |a: &AmqpSourcePlan| &a.priority);
-    if sources.is_empty() {
-        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no amqp source"));
-    }
-    let mut members = Vec::with_capacity(sources.len());
-    let mut feeds = Vec::with_capacity(sources.len());
-    for (source, plan) in sources {
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "amqp" };
+    let join = |source, plan: &AmqpSourcePlan| {
         let (member, rx) = join(c, clock, source, plan)?;
         if let Some(events) = &events {
             // The queue's name, never a message: for the CLI's stderr line.
@@ -125,11 +121,10 @@ pub fn serve(
                 queue: plan.queue.clone(),
             });
         }
-        members.push((Arc::clone(&member.name), member));
-        feeds.push(rx);
-    }
-    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "amqp" };
-    driver.run(stop, members, feeds, consume)
+        let name = Arc::clone(&member.name);
+        Ok((member, name, rx))
+    };
+    driver.join_and_run(stop, sources, join, consume)
 }
 
 /// One member's loop on the shared runtime: hand deliveries on, acknowledge finished records;

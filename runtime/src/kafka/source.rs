@@ -181,12 +181,10 @@ pub fn serve(
     events: Option<std::sync::mpsc::Sender<crate::mllp::ListenEvent>>,
 ) -> Result<Totals, RunError> {
     let sources = crate::bus::sources_of(c, |s| s.kafka.as_deref(), |k: &KafkaSourcePlan| &k.priority);
-    if sources.is_empty() {
-        return Err(RunError::new(findings::PLAN_INVALID, "the plan has no kafka source"));
-    }
-    let mut members = Vec::with_capacity(sources.len());
-    let mut feeds = Vec::with_capacity(sources.len());
-    for (source, plan) in sources {
+    // The executor ends when every consumer has stopped (a signal), or on an error: then the
+    // consumers stop too, committing only what was made durable.
+    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "kafka" };
+    let join = |source, plan: &KafkaSourcePlan| {
         let (member, rx) = join(c, clock, source, plan)?;
         if let Some(events) = &events {
             // Topic and group names, never a message: for the CLI's stderr line.
@@ -196,13 +194,10 @@ pub fn serve(
                 group: plan.group.clone(),
             });
         }
-        members.push((Arc::clone(&member.name), member));
-        feeds.push(rx);
-    }
-    // The executor ends when every consumer has stopped (a signal), or on an error: then the
-    // consumers stop too, committing only what was made durable.
-    let driver = crate::bus::Driver { c, clock, run_id, threads, progress, bus: "kafka" };
-    driver.run(stop, members, feeds, consume)
+        let name = Arc::clone(&member.name);
+        Ok((member, name, rx))
+    };
+    driver.join_and_run(stop, sources, join, consume)
 }
 
 /// One member's loop: poll, hand on, commit; at the end wait for the records in flight,
