@@ -384,7 +384,7 @@ fn zero_bytes(w: u64) -> u64 {
 
 /// How many bytes at the start of `s` are plain string content: not `"`, `\\` or a control
 /// character. Eight bytes at a time (strings are half of a FHIR document's bytes).
-fn plain_len(s: &[u8]) -> usize {
+pub(crate) fn plain_len(s: &[u8]) -> usize {
     let mut n = 0;
     for chunk in s.chunks_exact(8) {
         let w = u64::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3], chunk[4], chunk[5], chunk[6], chunk[7]]);
