@@ -8,7 +8,10 @@
 //! - Exit codes: 0 all valid (warnings allowed), 1 any resource with an error or unreadable,
 //!   2 a file that cannot be opened or a profile that cannot be used.
 //! - JSON and XML Bundles larger than [`STREAM_ABOVE`] are validated entry by entry
-//!   ([`sluice_fhir::stream::validate_streaming`]); NDJSON always line by line.
+//!   ([`sluice_fhir::stream::validate_streaming`]); NDJSON always line by line; other JSON
+//!   Bundles are validated as they are read ([`sluice_fhir::validate_document`]), from
+//!   [`TWO_THREADS_FROM`] on with reading and validating on two threads: the findings are
+//!   those of reading the whole tree, then validating it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -22,6 +25,10 @@ use crate::commands::{FAILED, OK, USAGE};
 
 /// JSON and XML files above this size are validated as a stream of Bundle entries.
 const STREAM_ABOVE: u64 = 32 * 1024 * 1024;
+
+/// JSON Bundles from this size on are read on one thread and validated on another (below it,
+/// starting a thread costs more than it saves).
+const TWO_THREADS_FROM: usize = 256 * 1024;
 
 /// How a file is laid out.
 enum Layout {
@@ -63,8 +70,24 @@ fn codec_error(file: &str, line: Option<usize>, e: &CodecError) {
     eprintln!("error[{}]: {file}{} (byte {}): {}", e.code, at(line), e.offset, e.message);
 }
 
+/// What [`each_piece`] hands out of a file.
+enum Piece<'b> {
+    /// An NDJSON line (its number) read as a resource.
+    Line(usize, Result<Node, CodecError>),
+    /// A JSON or XML document's bytes.
+    Document(&'b [u8]),
+}
+
 /// Reads every resource of a file: `visit(line, resource or error)`.
 fn each_resource(path: &Path, mut visit: impl FnMut(Option<usize>, Result<Node, CodecError>)) -> Result<(), u8> {
+    each_piece(path, |piece| match piece {
+        Piece::Line(number, resource) => visit(Some(number), resource),
+        Piece::Document(bytes) => visit(None, sluice_fhir::read(bytes)),
+    })
+}
+
+/// Reads a file: each NDJSON line as a resource, or the whole JSON or XML document's bytes.
+fn each_piece(path: &Path, mut visit: impl FnMut(Piece<'_>)) -> Result<(), u8> {
     let (mut file, _) = open(path)?;
     let name = path.display().to_string();
     let read_failed = |e: std::io::Error| {
@@ -75,29 +98,17 @@ fn each_resource(path: &Path, mut visit: impl FnMut(Option<usize>, Result<Node, 
         Layout::Ndjson => {
             for line in NdjsonReader::new(file, Limits::default()) {
                 let line = line.map_err(read_failed)?;
-                visit(Some(line.number), line.resource.and_then(require_resource));
+                visit(Piece::Line(line.number, line.resource.and_then(sluice_fhir::require_resource)));
             }
         }
         Layout::Xml | Layout::Json => {
             let mut bytes = Vec::new();
             let limit = Limits::default().max_bytes as u64 + 1;
             file.take(limit).read_to_end(&mut bytes).map_err(read_failed)?;
-            visit(None, sluice_fhir::read(&bytes));
+            visit(Piece::Document(&bytes));
         }
     }
     Ok(())
-}
-
-fn require_resource(n: Node) -> Result<Node, CodecError> {
-    if n.resource_type().is_some() {
-        Ok(n)
-    } else {
-        Err(CodecError {
-            code: sluice_fhir::codes::NOT_A_RESOURCE,
-            offset: 0,
-            message: "the JSON value is not an object with a `resourceType` string".into(),
-        })
-    }
 }
 
 /// `sluice parse --format fhir`: each resource as one line of FHIR JSON.
@@ -222,9 +233,17 @@ pub fn validate_files(files: &[PathBuf], profile: Option<&Path>, lenient: bool, 
             }
             continue;
         }
-        let r = each_resource(path, |line, resource| match resource {
-            Ok(r) => report(line, validate(&r, &options)),
-            Err(e) => report(line, vec![unreadable(e)]),
+        let r = each_piece(path, |piece| match piece {
+            Piece::Line(number, Ok(r)) => report(Some(number), validate(&r, &options)),
+            Piece::Line(number, Err(e)) => report(Some(number), vec![unreadable(e)]),
+            Piece::Document(bytes) => {
+                let parallel =
+                    bytes.len() >= TWO_THREADS_FROM && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
+                match sluice_fhir::validate_document(bytes, Limits::default(), &options, parallel) {
+                    Ok(findings) => report(None, findings),
+                    Err(e) => report(None, vec![unreadable(e)]),
+                }
+            }
         });
         match r {
             Ok(()) => {}

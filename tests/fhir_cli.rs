@@ -3,6 +3,8 @@
 //! exit codes out; a StructureDefinition profile; Bundle references; and that no name,
 //! identifier or date from the input reaches the findings.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -180,4 +182,52 @@ fn explain_knows_fhir_codes() {
     let o = sluice(&["explain", "FHIR120"]);
     assert_eq!(o.status.code(), Some(0));
     assert!(stdout(&o).starts_with("FHIR120: An element the profile requires is missing."));
+}
+
+/// A Bundle large enough to be read on one thread and validated on another gives, through the
+/// command, exactly the findings of reading the whole tree and validating it, in order; and
+/// a broken one the reader's error.
+#[test]
+fn a_large_bundle_validated_while_read_gives_the_whole_tree_findings() {
+    let dir = common::scratch("fhir-cli-large");
+    let entry = |i: usize| {
+        format!(
+            r#"{{"fullUrl":"urn:uuid:00000000-0000-0000-0000-{i:012}","resource":{{"resourceType":"Observation","id":"o{i}","status":"{}","code":{{"text":"weight"}},"subject":{{"reference":"Patient/p{}"}},"valueQuantity":{{"value":72.50,"unit":"kg"}}}}}}"#,
+            if i.is_multiple_of(97) { "bogus" } else { "final" },
+            i % 5
+        )
+    };
+    let entries: Vec<String> = (0..2_000).map(entry).collect();
+    let bundle = format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{}]}}"#, entries.join(",\n"));
+    assert!(bundle.len() > 256 * 1024, "above the two-thread size: {}", bundle.len());
+    let path = dir.join("large.json");
+    std::fs::write(&path, &bundle).unwrap();
+
+    let o = sluice(&["validate", "--format", "fhir", "--output", "json", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "bogus status codes are errors");
+    let got: Vec<(String, String, String)> = json_lines(&o)
+        .iter()
+        .map(|l| (l["severity"].to_string(), l["code"].to_string(), l["location"].to_string()))
+        .collect();
+    let tree = sluice_fhir::read(bundle.as_bytes()).unwrap();
+    let expected: Vec<(String, String, String)> =
+        sluice_fhir::validate::validate(&tree, &sluice_fhir::validate::Options::default())
+            .into_iter()
+            .map(|f| {
+                let severity = serde_json::Value::from(f.severity.to_string()).to_string();
+                (severity, serde_json::Value::from(f.code).to_string(), serde_json::Value::from(f.location).to_string())
+            })
+            .collect();
+    assert!(expected.len() > 2_000, "unresolved references and bad codes: {}", expected.len());
+    assert_eq!(got, expected);
+
+    let broken = format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{},{{"x":]}}"#, entries.join(","));
+    std::fs::write(&path, &broken).unwrap();
+    let o = sluice(&["validate", "--format", "fhir", "--output", "json", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let lines = json_lines(&o);
+    let e = sluice_fhir::read(broken.as_bytes()).unwrap_err();
+    assert_eq!(lines.len(), 1, "{}", stdout(&o));
+    assert_eq!(lines[0]["code"], e.code);
+    assert!(lines[0]["message"].as_str().unwrap().contains(&format!("(byte {})", e.offset)), "{}", lines[0]);
 }

@@ -29,9 +29,20 @@ fn run(bytes: &[u8], ndjson: bool) -> (usize, usize) {
             }
         }
     } else {
-        let r = sluice_fhir::read(bytes).expect("bench input reads");
-        resources += 1 + r.get("entry").and_then(Node::as_array).map_or(0, <[Node]>::len);
-        findings += validate(&r, &Options::default()).len();
+        match std::env::var("BENCH_MODE").as_deref() {
+            Ok("tree") => {
+                let r = sluice_fhir::read(bytes).expect("bench input reads");
+                resources += 1 + r.get("entry").and_then(Node::as_array).map_or(0, <[Node]>::len);
+                findings += validate(&r, &Options::default()).len();
+            }
+            m => {
+                let parallel = m != Ok("sequential");
+                let f = sluice_fhir::validate_document(bytes, Limits::default(), &Options::default(), parallel)
+                    .expect("bench input reads");
+                resources += 1;
+                findings += f.len();
+            }
+        }
     }
     (resources, findings)
 }

@@ -9,6 +9,10 @@
 //! number of entries except for a small index (fullUrl, type, id, version, identifiers per
 //! entry) and the pending references.
 //!
+//! [`validate_document`] reads and validates one document in one go: a JSON Bundle's entries
+//! are checked as the reader hands them out, on a second thread when asked, so reading and
+//! validating overlap and the Bundle's tree is never built whole.
+//!
 //! Invariants: never panics; a missing target is a warning with the reference's location
 //! (an error when a profile requires it, aggregation `bundled`); references to another server
 //! (absolute URLs on another base) are not reported; messages never quote values.
@@ -16,10 +20,80 @@
 use std::collections::HashMap;
 
 use crate::codes;
+use crate::json::{self, BundlePiece, CodecError, Limits};
 use crate::model;
 use crate::schema::schema;
 use crate::tree::Node;
-use crate::validate::{Finding, Options, Severity, Walker};
+use crate::validate::{Finding, Options, Severity, Walker, validate};
+
+/// Entries passed to the validating thread at a time, and batches queued at most: enough to
+/// keep both threads busy, few enough that memory holds a bounded number of entries.
+const BATCH: usize = 8;
+const QUEUED_BATCHES: usize = 16;
+
+/// Reads one FHIR document (JSON or XML) and validates it: the findings of
+/// `validate(&read_with(input, limits)?, options)`, in the same order, and the same error for
+/// input that does not read. A JSON Bundle whose `resourceType` and `type` come before its
+/// entries is validated entry by entry as it is read ([`json::parse_with_entry_sink`]); with
+/// `parallel`, reading goes on on this thread while another validates the entries read so far.
+pub fn validate_document(
+    input: &[u8],
+    limits: Limits,
+    options: &Options<'_>,
+    parallel: bool,
+) -> Result<Vec<Finding>, CodecError> {
+    if crate::is_xml(input) {
+        return Ok(validate(&crate::read_with(input, limits)?, options));
+    }
+    let (document, checker) = if parallel {
+        std::thread::scope(|scope| {
+            let (to_validator, batches) = std::sync::mpsc::sync_channel::<Vec<BundlePiece>>(QUEUED_BATCHES);
+            let validator = scope.spawn(move || {
+                let mut checker = None;
+                for piece in batches.into_iter().flatten() {
+                    take_piece(&mut checker, piece, options);
+                }
+                checker
+            });
+            let mut batch = Vec::with_capacity(BATCH);
+            let read = json::parse_with_entry_sink(input, limits, &mut |piece| {
+                batch.push(piece);
+                if batch.len() == BATCH {
+                    // The validator only stops early by panicking, which `join` passes on.
+                    let _ = to_validator.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
+                }
+            });
+            if !batch.is_empty() {
+                let _ = to_validator.send(batch);
+            }
+            drop(to_validator);
+            let checker = validator.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            read.map(|(document, _)| (document, checker))
+        })?
+    } else {
+        let mut checker = None;
+        let (document, _) =
+            json::parse_with_entry_sink(input, limits, &mut |piece| take_piece(&mut checker, piece, options))?;
+        (document, checker)
+    };
+    let document = crate::require_resource(document)?;
+    Ok(match checker {
+        // Entries were handed out: `document` is the Bundle without them.
+        Some(checker) => checker.finish(&document),
+        None => validate(&document, options),
+    })
+}
+
+fn take_piece<'o>(checker: &mut Option<BundleChecker<'o>>, piece: BundlePiece, options: &Options<'o>) {
+    match piece {
+        BundlePiece::Start(start) => *checker = Some(BundleChecker::new(&start, options)),
+        BundlePiece::Entry(entry) => {
+            if let Some(c) = checker.as_mut() {
+                c.entry(&entry);
+            }
+        }
+    }
+}
 
 /// Validates a whole Bundle tree (header, entries, rules, references).
 pub fn validate_bundle(bundle: &Node, options: &Options<'_>) -> Vec<Finding> {
@@ -391,6 +465,50 @@ mod tests {
     fn run(json: &str) -> Vec<(Severity, &'static str, String)> {
         let n = crate::json::parse(json.as_bytes()).unwrap();
         validate_bundle(&n, &Options::default()).into_iter().map(|f| (f.severity, f.code, f.location)).collect()
+    }
+
+    /// `validate_document`, on one thread or two, against `read` then `validate`, on the
+    /// shapes where handing entries out could go wrong: what is streamed, what is not, and
+    /// errors before, inside and after the entries.
+    #[test]
+    fn documents_validated_in_one_go_match_read_then_validate() {
+        let entry = r#"{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Patient","gender":"x","link":[{"other":{"reference":"Patient/9"}}]}}"#;
+        let entries = format!("[{entry},\n {entry}, {{\"request\":{{}}}}, 7, {entry}]");
+        let cases = [
+            // Streamed: resourceType and type first.
+            format!(r#"{{"resourceType":"Bundle","type":"collection","entry":{entries},"total":3}}"#),
+            format!(r#"{{"resourceType":"Bundle","id":"b","type":"batch","entry":{entries}}}"#),
+            // Not streamed: `type` or `resourceType` after the entries, an empty or non-array `entry`.
+            format!(r#"{{"resourceType":"Bundle","entry":{entries},"type":"collection"}}"#),
+            format!(r#"{{"type":"collection","entry":{entries},"resourceType":"Bundle"}}"#),
+            r#"{"resourceType":"Bundle","type":"collection","entry":[ ]}"#.into(),
+            r#"{"resourceType":"Bundle","type":"collection","entry":{"a":1}}"#.into(),
+            format!(r#"{{"resourceType":"Patient","type":"x","entry":{entries}}}"#),
+            // Errors: a second `entry`, a broken entry, text after the end, not a resource.
+            format!(r#"{{"resourceType":"Bundle","type":"collection","entry":{entries},"entry":[]}}"#),
+            format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{entry},{{"x":]}}"#),
+            format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{entry}]}} x"#),
+            format!(r#"{{"resourceType":"Bundle","type":"collection","entry":[{entry}"#),
+            format!(r#"{{"resourceType":7,"type":"collection","entry":{entries}}}"#),
+            "[1,2]".into(),
+            r#"<Patient xmlns="http://hl7.org/fhir"><gender value="x"/></Patient>"#.into(),
+        ];
+        for case in &cases {
+            let expected = crate::read(case.as_bytes()).map(|tree| validate(&tree, &Options::default()));
+            for parallel in [false, true] {
+                let got = validate_document(case.as_bytes(), Limits::default(), &Options::default(), parallel);
+                assert_eq!(got, expected, "parallel {parallel}: {case}");
+            }
+        }
+        // The first case has findings in entries, rules and references: the test compares
+        // something.
+        let first = validate_document(cases[0].as_bytes(), Limits::default(), &Options::default(), true).unwrap();
+        assert!(first.len() >= 6, "{first:?}");
+        // Nesting limits apply the same way.
+        let limits = Limits { max_depth: 4, ..Limits::default() };
+        let expected = crate::read_with(cases[0].as_bytes(), limits).map(|t| validate(&t, &Options::default()));
+        assert!(expected.is_err());
+        assert_eq!(validate_document(cases[0].as_bytes(), limits, &Options::default(), true), expected);
     }
 
     #[test]

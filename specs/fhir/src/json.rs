@@ -67,6 +67,36 @@ pub fn parse(input: &[u8]) -> Result<Node, CodecError> {
 
 /// Reads one JSON value from `input`. A UTF-8 byte order mark is skipped.
 pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
+    read_document(input, limits, None).map(|(node, _)| node)
+}
+
+/// What [`parse_with_entry_sink`] hands out of a Bundle while reading it.
+#[derive(Debug)]
+pub enum BundlePiece {
+    /// The Bundle's members read before `entry` (its `resourceType` and `type` among them).
+    Start(Node),
+    /// The next entry, in order.
+    Entry(Node),
+}
+
+/// Reads one JSON value like [`parse_with`] (the same errors at the same offsets), except that
+/// a Bundle whose `resourceType` and `type` come before a non-empty `entry` array hands its
+/// entries to `sink` as they are read ([`BundlePiece::Start`] first), instead of keeping them:
+/// the value returned is then the Bundle without `entry`, and the flag is `true`. Anything
+/// else is returned whole with the flag `false`, and `sink` is not called.
+pub fn parse_with_entry_sink(
+    input: &[u8],
+    limits: Limits,
+    sink: &mut dyn FnMut(BundlePiece),
+) -> Result<(Node, bool), CodecError> {
+    read_document(input, limits, Some(sink))
+}
+
+fn read_document(
+    input: &[u8],
+    limits: Limits,
+    sink: Option<&mut dyn FnMut(BundlePiece)>,
+) -> Result<(Node, bool), CodecError> {
     limits.check_size(input.len())?;
     // UTF-8 is checked once for the whole input (std's check runs over whole words of ASCII),
     // not once per string: strings are then cut out of `text` at ASCII bytes, always char
@@ -85,17 +115,25 @@ pub fn parse_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
         max_depth: limits.max_depth,
         members: Vec::new(),
         items: Vec::new(),
+        sink,
+        streamed: false,
     };
     r.ws();
-    let v = r.value()?;
+    let mut v = r.value()?;
     r.ws();
     if r.i != r.s.len() {
         return Err(r.err(codes::JSON_SYNTAX, "unexpected text after the end of the JSON value"));
     }
-    Ok(v)
+    if r.streamed
+        && let Node::Object(members) = &mut v
+    {
+        // The stand-in `entry` member kept for the duplicate check.
+        members.retain(|(k, _)| k != "entry");
+    }
+    Ok((v, r.streamed))
 }
 
-struct Reader<'a> {
+struct Reader<'a, 'k> {
     s: &'a [u8],
     /// `s` as text (checked once).
     text: &'a str,
@@ -108,9 +146,13 @@ struct Reader<'a> {
     members: Vec<(String, Node)>,
     /// The same for the items of arrays.
     items: Vec<Node>,
+    /// Where a Bundle's entries go instead of into the tree ([`parse_with_entry_sink`]).
+    sink: Option<&'k mut dyn FnMut(BundlePiece)>,
+    /// Entries went to `sink`.
+    streamed: bool,
 }
 
-impl Reader<'_> {
+impl Reader<'_, '_> {
     fn err(&self, code: &'static str, message: &str) -> CodecError {
         CodecError { code, offset: self.i, message: message.to_string() }
     }
@@ -204,8 +246,14 @@ impl Reader<'_> {
             self.ws();
             self.expect(b':', "`:` after a member name")?;
             self.ws();
-            let v = self.value()?;
-            self.members.push((key, v));
+            if self.depth == 1 && key == "entry" && self.streams_entries(first) {
+                self.entries_to_sink(first)?;
+                // A stand-in, so a second `entry` is still refused as a duplicate.
+                self.members.push((key, Node::Null));
+            } else {
+                let v = self.value()?;
+                self.members.push((key, v));
+            }
             self.ws();
             match self.peek() {
                 Some(b',') => self.i += 1,
@@ -246,6 +294,47 @@ impl Reader<'_> {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.err(codes::JSON_SYNTAX, "expected `,` or `]` in an array")),
+            }
+        }
+    }
+
+    /// At the value of the root object's `entry`: whether its items go to the sink (there is
+    /// one, the array is not empty, and `resourceType` `Bundle` and `type` came before).
+    fn streams_entries(&self, first: usize) -> bool {
+        let header = &self.members[first..];
+        let member = |name: &str| header.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        self.sink.is_some()
+            && self.peek() == Some(b'[')
+            && self.s.get(self.i + 1 + blank_len(self.s.get(self.i + 1..).unwrap_or_default())) != Some(&b']')
+            && member("resourceType").and_then(Node::as_str) == Some("Bundle")
+            && member("type").is_some()
+    }
+
+    /// The `entry` array, read like [`Self::array`] (same depth, same errors), each item handed
+    /// to the sink as soon as it is read.
+    fn entries_to_sink(&mut self, first: usize) -> Result<(), CodecError> {
+        let start = Node::Object(self.members[first..].to_vec());
+        if let Some(sink) = self.sink.as_mut() {
+            sink(BundlePiece::Start(start));
+        }
+        self.streamed = true;
+        self.enter()?;
+        self.i += 1;
+        loop {
+            self.ws();
+            let v = self.value()?;
+            if let Some(sink) = self.sink.as_mut() {
+                sink(BundlePiece::Entry(v));
+            }
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.i += 1,
+                Some(b']') => {
+                    self.i += 1;
+                    self.depth -= 1;
                     return Ok(());
                 }
                 _ => return Err(self.err(codes::JSON_SYNTAX, "expected `,` or `]` in an array")),

@@ -7,7 +7,8 @@
 //!   `Observation.value.as(Quantity).value` or `subject.resolve().birthDate` against it.
 //! - [`generate`]: the generator of the embedded table (`gen-fhir-schema`).
 //! - [`tree`], [`json`], [`xml`]: FHIR JSON and XML into one tree ([`tree::Node`]) and back to
-//!   JSON, losslessly; [`read`] picks the reader from the first byte.
+//!   JSON, losslessly; [`read`] picks the reader from the first byte; [`validate_document`]
+//!   reads and validates in one go (a JSON Bundle entry by entry, on two threads if asked).
 //! - [`stream`]: NDJSON (Bulk Data) and large Bundles, one resource or entry at a time.
 //! - [`validate`], [`primitive`], [`profile`], [`bundle`], [`version`]: validation against the
 //!   schema and custom profiles, Bundle rules and reference resolution, version detection.
@@ -33,6 +34,7 @@ pub mod version;
 pub mod xml;
 pub mod xml_stream;
 
+pub use bundle::validate_document;
 pub use json::{CodecError, Limits};
 pub use path::{PathError, PathErrorKind, Resolved};
 pub use schema::{Binding, BindingStrength, ElementDef, Kind, Max, Schema, TypeDef, TypeRef, schema};
@@ -48,6 +50,12 @@ pub fn read(input: &[u8]) -> Result<Node, CodecError> {
 /// (`resourceType` a string) or an error [`codes::NOT_A_RESOURCE`].
 pub fn read_with(input: &[u8], limits: Limits) -> Result<Node, CodecError> {
     let node = if is_xml(input) { xml::parse_with(input, limits)? } else { json::parse_with(input, limits)? };
+    require_resource(node)
+}
+
+/// `node` if it is a resource object (`resourceType` a string), else the error
+/// [`codes::NOT_A_RESOURCE`].
+pub fn require_resource(node: Node) -> Result<Node, CodecError> {
     if node.resource_type().is_none() {
         return Err(CodecError {
             code: codes::NOT_A_RESOURCE,
