@@ -1,7 +1,9 @@
 //! Timing tool of `bench/fhir.sh`: for each file, reads it into memory once, then `REPS` times
 //! parses it (JSON or XML, NDJSON line by line) and validates it strictly (schema, Bundle
-//! rules, reference resolution). Prints one JSON line per file with the median and minimum
-//! wall time in milliseconds and the mean CPU time per run (user + system, from
+//! rules, reference resolution). `BENCH_MODE=tree|sequential|parallel` says how a JSON or XML
+//! document is read and validated: the whole tree then validation,
+//! [`sluice_fhir::validate_document`] on one thread, or (the default, what `sluice validate`
+//! does) on two. Prints one JSON line per file with the median and minimum wall time in milliseconds and the mean CPU time per run (user + system, from
 //! /proc/self/stat: robust when the machine is loaded), and a total line. Measures, asserts
 //! nothing.
 //!
@@ -17,34 +19,43 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sluice_fhir::validate::{Options, validate};
 use sluice_fhir::{Limits, Node};
 
-fn run(bytes: &[u8], ndjson: bool) -> (usize, usize) {
-    let (mut resources, mut findings) = (0, 0);
+/// How a JSON or XML document is read and validated (`BENCH_MODE`).
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// What `sluice validate` does: [`sluice_fhir::validate_document`], reading on this thread
+    /// and validating a Bundle's entries on another (the default).
+    Parallel,
+    /// The same on one thread.
+    Sequential,
+    /// The whole tree read, then validated.
+    Tree,
+}
+
+/// Reads and validates once; returns the number of findings.
+fn run(bytes: &[u8], ndjson: bool, mode: Mode) -> usize {
+    let options = Options::default();
     if ndjson {
-        for line in sluice_fhir::stream::NdjsonReader::new(bytes, Limits::default()) {
-            if let Ok(l) = line
-                && let Ok(r) = l.resource
-            {
-                resources += 1;
-                findings += validate(&r, &Options::default()).len();
-            }
-        }
-    } else {
-        match std::env::var("BENCH_MODE").as_deref() {
-            Ok("tree") => {
-                let r = sluice_fhir::read(bytes).expect("bench input reads");
-                resources += 1 + r.get("entry").and_then(Node::as_array).map_or(0, <[Node]>::len);
-                findings += validate(&r, &Options::default()).len();
-            }
-            m => {
-                let parallel = m != Ok("sequential");
-                let f = sluice_fhir::validate_document(bytes, Limits::default(), &Options::default(), parallel)
-                    .expect("bench input reads");
-                resources += 1;
-                findings += f.len();
-            }
+        let lines = sluice_fhir::stream::NdjsonReader::new(bytes, Limits::default());
+        return lines.flatten().filter_map(|l| l.resource.ok()).map(|r| validate(&r, &options).len()).sum();
+    }
+    match mode {
+        Mode::Tree => validate(&sluice_fhir::read(bytes).expect("bench input reads"), &options).len(),
+        Mode::Sequential | Mode::Parallel => {
+            sluice_fhir::validate_document(bytes, Limits::default(), &options, mode == Mode::Parallel)
+                .expect("bench input reads")
+                .len()
         }
     }
-    (resources, findings)
+}
+
+/// Resources in a file (the document and its Bundle entries, or NDJSON lines), counted once,
+/// outside the timing.
+fn resources(bytes: &[u8], ndjson: bool) -> usize {
+    if ndjson {
+        return sluice_fhir::stream::NdjsonReader::new(bytes, Limits::default()).flatten().count();
+    }
+    let r = sluice_fhir::read(bytes).expect("bench input reads");
+    1 + r.get("entry").and_then(Node::as_array).map_or(0, <[Node]>::len)
 }
 
 /// CPU time of this process so far (user + system), in milliseconds; 0 where /proc is absent.
@@ -59,16 +70,22 @@ fn cpu_ms() -> f64 {
 fn main() {
     let mut args = std::env::args().skip(1);
     let reps: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
+    let mode = match std::env::var("BENCH_MODE").as_deref() {
+        Ok("tree") => Mode::Tree,
+        Ok("sequential") => Mode::Sequential,
+        _ => Mode::Parallel,
+    };
     let (mut total_ms, mut total_cpu, mut total_bytes, mut total_resources) = (0.0, 0.0, 0usize, 0usize);
     for file in args {
         let bytes = std::fs::read(&file).expect("bench input exists");
         let ndjson = file.ends_with(".ndjson");
         let mut times = Vec::with_capacity(reps);
-        let mut counts = (0, 0);
+        let resources = resources(&bytes, ndjson);
+        let mut findings = 0;
         let cpu_start = cpu_ms();
         for _ in 0..reps {
             let start = Instant::now();
-            counts = std::hint::black_box(run(&bytes, ndjson));
+            findings = std::hint::black_box(run(&bytes, ndjson, mode));
             times.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         let cpu = (cpu_ms() - cpu_start) / reps as f64;
@@ -77,13 +94,13 @@ fn main() {
         let median = times[times.len() / 2];
         total_ms += median;
         total_bytes += bytes.len();
-        total_resources += counts.0;
+        total_resources += resources;
         say(format!(
             "{{\"file\":{:?},\"bytes\":{},\"resources\":{},\"findings\":{},\"median_ms\":{median:.3},\"min_ms\":{:.3},\"cpu_ms\":{cpu:.1}}}",
             file,
             bytes.len(),
-            counts.0,
-            counts.1,
+            resources,
+            findings,
             times[0]
         ));
     }
