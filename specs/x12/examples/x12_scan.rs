@@ -9,6 +9,11 @@
 //! (`Checker::with_guides`: selection, loops, element checks). Prints the counts and the
 //! elapsed time with MB/s on stderr.
 
+// The allocator the `sluice` binary uses (src/main.rs): loop identification allocates per
+// loop occurrence, and the system allocator's costs are not the product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use sluice_x12::envelope::{Checker, Mode};
 use sluice_x12::guide::{Selector, select};
 use sluice_x12::split::{Item, Splitter};

@@ -84,16 +84,46 @@ impl Frame {
     }
 }
 
-/// The value of `use_`'s key element in `seg`.
-fn key_value<'a>(seg: &Segment<'a>, use_: &SegmentUse) -> Option<&'a [u8]> {
-    let (e, c, _) = use_.key.as_ref()?;
-    if *c == 0 { seg.element(*e) } else { seg.component(*e, *c) }
+/// One segment's key element values, read once: several places often share an id and key
+/// on the same element (`NM101` of every `NM1` place), and each read walks the elements.
+struct Keys<'s, 'a> {
+    seg: &'s Segment<'a>,
+    /// The last element and component read, and its value.
+    last: Option<KeyRead<'a>>,
 }
 
-/// Whether `node` starts with segment `seg` (whose id is `id`, read once per segment: this is
-/// the engine's inner loop) and, when `keyed`, its key fits.
-fn fits(node: &Node, id: &[u8], seg: &Segment, keyed: bool) -> bool {
-    node.trigger().is_some_and(|t| t.id.as_bytes() == id && (!keyed || t.key_matches(key_value(seg, t))))
+/// An element and component of a segment (component 0: the whole element), and its value.
+type KeyRead<'a> = ((usize, usize), Option<&'a [u8]>);
+
+impl<'s, 'a> Keys<'s, 'a> {
+    fn new(seg: &'s Segment<'a>) -> Self {
+        Keys { seg, last: None }
+    }
+
+    /// The value of `use_`'s key element.
+    fn value(&mut self, use_: &SegmentUse) -> Option<&'a [u8]> {
+        let (e, c, _) = use_.key.as_ref()?;
+        let at = (*e, *c);
+        match self.last {
+            Some((read, value)) if read == at => value,
+            _ => {
+                let value = if *c == 0 { self.seg.element(*e) } else { self.seg.component(*e, *c) };
+                self.last = Some((at, value));
+                value
+            }
+        }
+    }
+}
+
+/// Whether `node` starts with segment `id` (read once per segment: this is the engine's inner
+/// loop) and, with `keys`, its key fits.
+fn fits(node: &Node, id: &[u8], keys: Option<&mut Keys>) -> bool {
+    node.trigger().is_some_and(|t| same_id(t.id.as_bytes(), id) && keys.is_none_or(|k| t.key_matches(k.value(t))))
+}
+
+/// Segment ids are two or three bytes: compared without a call to `memcmp`.
+fn same_id(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 /// Places the segments of one set (ST first) in `guide`'s loops. `closed`: the set ended with
@@ -120,13 +150,13 @@ pub fn identify<'a>(guide: &'static Guide, segments: Vec<Segment<'a>>, closed: b
         let (depth, child, over) = match hit {
             Search::Fits(d, c) => (d, c, false),
             Search::Full(d, c) => (d, c, true),
-            Search::None => match fallback(&frames, id, seg) {
+            Search::None => match fallback(&frames, id) {
                 Some(c) => (frames.len() - 1, c, false),
                 None => {
                     let top = frames.last().expect("root stays");
                     let code = if !guide.root.uses_segment(id) {
                         ("X12052", "6", "the segment is not in this implementation guide")
-                    } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, seg, false)) {
+                    } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, None)) {
                         ("X12053", "7", "the segment is out of order in its loop")
                     } else {
                         ("X12053", "2", "the segment is not expected here")
@@ -199,11 +229,13 @@ enum Search {
 
 fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
     let mut full = None;
+    let mut keys = Keys::new(seg);
     for depth in (0..frames.len()).rev() {
         let f = &frames[depth];
         for (i, node) in f.def.children.iter().enumerate().skip(1) {
-            let unordered = matches!(node, Node::Loop(l) if l.is_hierarchical());
-            if (i < f.pos && !unordered) || !fits(node, id, seg, true) {
+            // Places behind the current one are closed, except loops started by HL.
+            let behind = i < f.pos && !matches!(node, Node::Loop(l) if l.is_hierarchical());
+            if behind || !fits(node, id, Some(&mut keys)) {
                 continue;
             }
             if node.max().is_none_or(|m| f.counts[i] < m) {
@@ -218,14 +250,14 @@ fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
 }
 
 /// A segment of the same id ahead in the innermost loop, whatever its key.
-fn fallback(frames: &[Frame], id: &[u8], seg: &Segment) -> Option<usize> {
+fn fallback(frames: &[Frame], id: &[u8]) -> Option<usize> {
     let f = frames.last()?;
     f.def
         .children
         .iter()
         .enumerate()
         .skip(f.pos.max(1))
-        .find(|(_, n)| matches!(n, Node::Segment(_)) && fits(n, id, seg, false))
+        .find(|(_, n)| matches!(n, Node::Segment(_)) && fits(n, id, None))
         .map(|(i, _)| i)
 }
 
