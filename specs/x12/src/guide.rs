@@ -545,6 +545,7 @@ pub const BUNDLED: &[(&str, &str, &str)] = &[
     ("005010X231A1.txt", DICTIONARY_5010, include_str!("../guides/005010X231A1.txt")),
     ("005010X230.txt", DICTIONARY_5010, include_str!("../guides/005010X230.txt")),
     ("004010X098A1.txt", DICTIONARY_4010, include_str!("../guides/004010X098A1.txt")),
+    ("004010X096A1.txt", DICTIONARY_4010, include_str!("../guides/004010X096A1.txt")),
     ("004010X091A1.txt", DICTIONARY_4010, include_str!("../guides/004010X091A1.txt")),
     ("004010-997.txt", DICTIONARY_4010, include_str!("../guides/004010-997.txt")),
 ];
@@ -664,6 +665,7 @@ mod tests {
                 "005010X231A1",
                 "005010X230",
                 "004010X098A1",
+                "004010X096A1",
                 "004010X091A1",
                 "004010"
             ]

@@ -248,6 +248,22 @@ fn the_splitter_holds_one_set_at_a_time() {
 /// linuxforhealth's 837I samples were edited by hand from the TR3 examples).
 const DISAGREEMENTS: &[(&str, &str)] = &[
     (
+        "linuxforhealth-x12/pass/837_004010X096A1/automobile-accident.837",
+        "X12062: DTP*434 (statement dates) says D8 where the 4010 837I has RD8; X12055: the principal diagnosis HI (BK) is sent twice, once allowed",
+    ),
+    (
+        "linuxforhealth-x12/pass/837_004010X096A1/homeowners.837",
+        "X12062: DTP*434 (statement dates) says D8 where the 4010 837I has RD8; X12062: HI02 is an other diagnosis (BF) in the principal diagnosis HI, whose HI02 is the admitting diagnosis (BJ); other diagnoses have their own HI",
+    ),
+    (
+        "linuxforhealth-x12/pass/837_004010X096A1/institutional.837",
+        "X12062: DTP*434 (statement dates) says D8 where the 4010 837I has RD8; X12057: the 2320 DMG is `DMG***F`, without DMG01/DMG02 (format and date of birth)",
+    ),
+    (
+        "linuxforhealth-x12/pass/837_004010X096A1/workers-compensation.837",
+        "X12062: DTP*434 (statement dates) says D8 where the 4010 837I has RD8",
+    ),
+    (
         "linuxforhealth-x12/pass/837_004010X098A1/dependent-commercial-insurance-01.837",
         "X12062: CLM05-3 (claim frequency, an ID of 1 character) is `1.00`",
     ),
@@ -339,8 +355,9 @@ const DISAGREEMENTS: &[(&str, &str)] = &[
 ];
 
 /// linuxforhealth's claim samples, expected to pass like stupidedi's pass folders: the 837I
-/// A3 errata, the 837P A2 errata (read by the A1 structure) and the 4010 837P.
-const LINUXFORHEALTH_CLAIMS: [&str; 3] = ["837_005010X223A3", "837_005010X222A2", "837_004010X098A1"];
+/// A3 errata, the 837P A2 errata (read by the A1 structure) and the 4010 837P and 837I.
+const LINUXFORHEALTH_CLAIMS: [&str; 4] =
+    ["837_005010X223A3", "837_005010X222A2", "837_004010X098A1", "837_004010X096A1"];
 
 fn corpus_root() -> Option<PathBuf> {
     let dir = match std::env::var_os("SLUICE_CORPUS") {

@@ -1,4 +1,5 @@
-//! The 4010 guides (837P 004010X098A1, 835 004010X091A1) and the 837P A2 errata: the synthetic
+//! The 4010 guides (837P 004010X098A1, 837I 004010X096A1, 835 004010X091A1) and the 837P A2
+//! errata: the synthetic
 //! 4010 fixtures in `tests/fixtures/x12/claims/` validate cleanly, the guide is chosen from GS08
 //! (4010 has no ST03) and read with the 4010 segment dictionary, 4010 places (2010AA REF
 //! secondary ids, PRV under `ZZ`, 2310D service facility) find their loops, one change gives
@@ -14,6 +15,7 @@ use sluice_x12::split::{Item, RawSet, Splitter};
 
 const CLAIMS: &str = "professional-4010-837p.x12";
 const REMITS: &str = "remittance-4010-835.x12";
+const INSTITUTIONAL: &str = "institutional-4010-837i.x12";
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/x12/claims").join(name);
@@ -71,7 +73,7 @@ fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
 
 #[test]
 fn the_4010_fixtures_validate_cleanly_with_the_guide_gs08_names() {
-    for (name, guide) in [(CLAIMS, "004010X098A1"), (REMITS, "004010X091A1")] {
+    for (name, guide) in [(CLAIMS, "004010X098A1"), (INSTITUTIONAL, "004010X096A1"), (REMITS, "004010X091A1")] {
         let text = fixture(name);
         assert!(text.contains("*U*00401*"), "{name}: a 4010 interchange (ISA11 is the standards identifier U)");
         let res = check(&text);
@@ -138,6 +140,28 @@ fn professional_4010_places_find_their_loops() {
 }
 
 #[test]
+fn institutional_4010_places_find_their_loops() {
+    let all = loops(&fixture(INSTITUTIONAL), "004010X096A1");
+    assert_eq!(loop_of(&all, "REF*1J", 0), "2010AA");
+    // Statement dates, admission and discharge in any order (one position of the standard).
+    assert_eq!(loop_of(&all, "DTP*096", 0), "2300");
+    assert_eq!(loop_of(&all, "CL1*1", 0), "2300");
+    // The principal diagnosis HI carries the admitting diagnosis (BJ); other diagnoses,
+    // procedures, occurrences, values and conditions are HIs of their own.
+    assert!(all.iter().filter(|(s, _)| s.starts_with("HI*")).all(|(_, l)| l == "2300"));
+    assert_eq!(loop_of(&all, "QTY*CA", 0), "2300");
+    assert_eq!(loop_of(&all, "NM1*71", 0), "2310A");
+    assert_eq!(loop_of(&all, "PRV*AT", 0), "2310A");
+    assert_eq!(loop_of(&all, "NM1*72", 0), "2310B");
+    assert_eq!(loop_of(&all, "SBR*S", 0), "2320");
+    assert_eq!(loop_of(&all, "AMT*C4", 0), "2320");
+    assert_eq!(loop_of(&all, "NM1*PR", 1), "2330B");
+    assert_eq!(loop_of(&all, "SV2*0120", 0), "2400");
+    // After a line, the operating physician is the line's (2420B).
+    assert_eq!(loop_of(&all, "NM1*72", 1), "2420B");
+}
+
+#[test]
 fn remittance_4010_places_find_their_loops() {
     let all = loops(&fixture(REMITS), "004010X091A1");
     assert_eq!(loop_of(&all, "PER*CX", 0), "1000A");
@@ -172,6 +196,12 @@ fn one_change_one_finding_without_the_data() {
     let bad = claims.replace("REF*87*004010X098A1~\n", "").replace("SE*67*", "SE*66*");
     let f = codes(&bad);
     assert!(f.iter().any(|(c, m)| *c == "X12054" && m.contains("REF")), "{f:?}");
+    // 837I: statement dates are a range; the admitting diagnosis has its place in HI02.
+    let inst = fixture(INSTITUTIONAL);
+    let bad = inst.replace("DTP*434*RD8*20240210-20240213~", "DTP*434*D8*20240210~");
+    assert_eq!(codes(&bad), [("X12062", "DTP02 is not one of the guide's codes (loop 2300)".to_string())]);
+    let bad = inst.replace("HI*BK:4280*BJ:78650~", "HI*BK:4280*BF:78650~");
+    assert_eq!(codes(&bad), [("X12062", "HI02-1 is not one of the guide's codes (loop 2300)".to_string())]);
     // 835: 5010's required technical contact (PER*BL) is not a 4010 segment use.
     let remits = fixture(REMITS);
     let bad = remits.replace("PER*CX*PROVIDER SERVICES*TE*5550100002~", "PER*BL*TECHNICAL*TE*5550100002~");
@@ -196,7 +226,8 @@ fn the_997_of_each_4010_set_validates_against_the_4010_997_guide() {
     let claims = fixture(CLAIMS);
     let remits = fixture(REMITS);
     let broken = claims.replace("PRV*BI*ZZ*207Q00000X~", "PRV*BI*PXC*207Q00000X~");
-    for (text, accepted) in [(claims, true), (remits, true), (broken, false)] {
+    let inst = fixture(INSTITUTIONAL);
+    for (text, accepted) in [(claims, true), (inst, true), (remits, true), (broken, false)] {
         let res = check(&text);
         let ack = acknowledge(&res[0], &options).unwrap();
         assert!(ack.contains("ST*997*0001~"), "a 4010 group gets a 997: {ack}");
