@@ -547,6 +547,9 @@ pub const BUNDLED: &[(&str, &str, &str)] = &[
     ("004010X098A1.txt", DICTIONARY_4010, include_str!("../guides/004010X098A1.txt")),
     ("004010X096A1.txt", DICTIONARY_4010, include_str!("../guides/004010X096A1.txt")),
     ("004010X091A1.txt", DICTIONARY_4010, include_str!("../guides/004010X091A1.txt")),
+    ("004010X092A1-270.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-270.txt")),
+    ("004010X092A1-271.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-271.txt")),
+    ("004010X095A1.txt", DICTIONARY_4010, include_str!("../guides/004010X095A1.txt")),
     ("004010-997.txt", DICTIONARY_4010, include_str!("../guides/004010-997.txt")),
 ];
 
@@ -667,6 +670,9 @@ mod tests {
                 "004010X098A1",
                 "004010X096A1",
                 "004010X091A1",
+                "004010X092A1",
+                "004010X092A1",
+                "004010X095A1",
                 "004010"
             ]
         );

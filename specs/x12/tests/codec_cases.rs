@@ -472,10 +472,10 @@ fn corpus_conformance() {
         root.display()
     );
     println!(
-        "  transaction sets validated against a bundled guide (837P X222A1, 837I X223A2, 837D X224A2, 835 X221A1, 270/271 X279A1, 834 X220A1, 999 X231A1, 997 X230 and 4010): {guided_fixture_sets} in stupidedi files, {guided_sets} in all"
+        "  transaction sets validated against a bundled guide (837P X222A1, 837I X223A2, 837D X224A2, 835 X221A1, 270/271 X279A1, 834 X220A1, 999 X231A1, 997 X230; 4010 837P, 837I, 835, 270/271, 834 and 997): {guided_fixture_sets} in stupidedi files, {guided_sets} in all"
     );
     for (kind, (ok, total)) in &agree {
-        println!("  stupidedi (and linuxforhealth 837I) {kind}: {ok}/{total} agree");
+        println!("  stupidedi (and linuxforhealth claims, the 4010 835) {kind}: {ok}/{total} agree");
     }
     for (g, (ok, total)) in &by_claim_guide {
         println!("  {g}: {ok}/{total} agree");

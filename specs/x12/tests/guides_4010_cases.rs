@@ -1,9 +1,10 @@
-//! The 4010 guides (837P 004010X098A1, 837I 004010X096A1, 835 004010X091A1) and the 837P A2
-//! errata: the synthetic
+//! The 4010 guides (837P 004010X098A1, 837I 004010X096A1, 835 004010X091A1, 270/271
+//! 004010X092A1, 834 004010X095A1) and the 837P A2 errata: the synthetic
 //! 4010 fixtures in `tests/fixtures/x12/claims/` validate cleanly, the guide is chosen from GS08
 //! (4010 has no ST03) and read with the 4010 segment dictionary, 4010 places (2010AA REF
 //! secondary ids, PRV under `ZZ`, 2310D service facility) find their loops, one change gives
-//! the finding it should, and the 997 of each validates against the 4010 997 guide.
+//! the finding it should, and the 997 of each validates against the 4010 997 guide. The
+//! eligibility and enrollment fixtures are in `tests/fixtures/x12/eligibility/`.
 
 use std::path::Path;
 
@@ -16,6 +17,10 @@ use sluice_x12::split::{Item, RawSet, Splitter};
 const CLAIMS: &str = "professional-4010-837p.x12";
 const REMITS: &str = "remittance-4010-835.x12";
 const INSTITUTIONAL: &str = "institutional-4010-837i.x12";
+
+const INQUIRY: &str = "../eligibility/eligibility-4010-270.x12";
+const RESPONSE: &str = "../eligibility/eligibility-4010-271.x12";
+const ENROLLMENT: &str = "../eligibility/enrollment-4010-834.x12";
 
 fn fixture(name: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/x12/claims").join(name);
@@ -73,7 +78,14 @@ fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
 
 #[test]
 fn the_4010_fixtures_validate_cleanly_with_the_guide_gs08_names() {
-    for (name, guide) in [(CLAIMS, "004010X098A1"), (INSTITUTIONAL, "004010X096A1"), (REMITS, "004010X091A1")] {
+    for (name, guide) in [
+        (CLAIMS, "004010X098A1"),
+        (INSTITUTIONAL, "004010X096A1"),
+        (REMITS, "004010X091A1"),
+        (INQUIRY, "004010X092A1"),
+        (RESPONSE, "004010X092A1"),
+        (ENROLLMENT, "004010X095A1"),
+    ] {
         let text = fixture(name);
         assert!(text.contains("*U*00401*"), "{name}: a 4010 interchange (ISA11 is the standards identifier U)");
         let res = check(&text);
@@ -174,6 +186,38 @@ fn remittance_4010_places_find_their_loops() {
 }
 
 #[test]
+fn eligibility_and_enrollment_4010_places_find_their_loops() {
+    // The 270 and 271 share 004010X092A1; ST01 picks the guide, as in 5010.
+    let s = Selector { isa12: "00401", gs01: "HB", gs08: "004010X092A1", st01: "271", st03: "" };
+    assert_eq!(select(&s).unwrap().set_id, "271");
+    assert_eq!(select(&Selector { gs01: "HS", st01: "270", ..s }).unwrap().set_id, "270");
+    assert_eq!(sluice_x12::guide::by_schema_name("004010X092A1/271").unwrap().set_id, "271");
+    let g271 = sluice_x12::guide::by_schema_name("004010X092A1/271").unwrap();
+    let set = raw_set(&fixture(RESPONSE));
+    let id = identify(g271, set.segments().collect(), set.closed);
+    assert_eq!(id.findings.iter().map(|f| f.code).collect::<Vec<_>>(), Vec::<&str>::new());
+    let at = |seg: &str, n: usize| {
+        (0..id.segments.len())
+            .filter(|&i| id.segments[i].id_str() == seg)
+            .nth(n)
+            .map(|i| id.loop_of(i).to_string())
+            .unwrap_or_else(|| panic!("no {seg} #{n}"))
+    };
+    assert_eq!(at("EB", 0), "2110C");
+    assert_eq!(at("MSG", 0), "2110C");
+    assert_eq!(at("NM1", 3), "2120C", "the benefit related entity between LS and LE");
+    assert_eq!(at("EB", 3), "2110D");
+    assert_eq!(at("AAA", 0), "2110D");
+    // EB03 holds one service type code in 4010 (no repetition separator).
+    let eb = g271.root.find("2110C").unwrap().trigger().unwrap();
+    assert_eq!(eb.elements[2].repeats, 1);
+    let all = loops(&fixture(ENROLLMENT), "004010X095A1");
+    assert_eq!(all.iter().filter(|(s, l)| s.starts_with("INS") && l == "2000").count(), 2);
+    assert_eq!(loop_of(&all, "NM1*IL", 1), "2100A");
+    assert_eq!(loop_of(&all, "HD*021", 1), "2300");
+}
+
+#[test]
 fn one_change_one_finding_without_the_data() {
     let claims = fixture(CLAIMS);
     // 4010 taxonomy codes are under ZZ; PXC is the 5010 qualifier.
@@ -202,6 +246,16 @@ fn one_change_one_finding_without_the_data() {
     assert_eq!(codes(&bad), [("X12062", "DTP02 is not one of the guide's codes (loop 2300)".to_string())]);
     let bad = inst.replace("HI*BK:4280*BJ:78650~", "HI*BK:4280*BF:78650~");
     assert_eq!(codes(&bad), [("X12062", "HI02-1 is not one of the guide's codes (loop 2300)".to_string())]);
+    // 270: two service types in one EQ01 are a 5010 repetition, not 4010.
+    let inquiry = fixture(INQUIRY);
+    let bad = inquiry.replace("EQ*30~", "EQ*30^98~");
+    let f = codes(&bad);
+    assert!(f.iter().any(|(c, m)| *c == "X12060" && m.starts_with("EQ01")), "{f:?}");
+    // 834: the 5010 drop-off location loop (2100H) is not in the 4010 834.
+    let enrollment = fixture(ENROLLMENT);
+    let bad = enrollment.replace("NM1*IL*1*EXAMPLE*ROBIN~", "NM1*IL*1*EXAMPLE*ROBIN~\nNM1*45*1~");
+    let f = codes(&bad.replace("SE*24*", "SE*25*"));
+    assert_eq!(f, [("X12053", "the segment is not expected here (loop 2100A)".to_string())]);
     // 835: 5010's required technical contact (PER*BL) is not a 4010 segment use.
     let remits = fixture(REMITS);
     let bad = remits.replace("PER*CX*PROVIDER SERVICES*TE*5550100002~", "PER*BL*TECHNICAL*TE*5550100002~");
@@ -227,7 +281,16 @@ fn the_997_of_each_4010_set_validates_against_the_4010_997_guide() {
     let remits = fixture(REMITS);
     let broken = claims.replace("PRV*BI*ZZ*207Q00000X~", "PRV*BI*PXC*207Q00000X~");
     let inst = fixture(INSTITUTIONAL);
-    for (text, accepted) in [(claims, true), (inst, true), (remits, true), (broken, false)] {
+    let (inquiry, response, enrollment) = (fixture(INQUIRY), fixture(RESPONSE), fixture(ENROLLMENT));
+    for (text, accepted) in [
+        (claims, true),
+        (inst, true),
+        (remits, true),
+        (inquiry, true),
+        (response, true),
+        (enrollment, true),
+        (broken, false),
+    ] {
         let res = check(&text);
         let ack = acknowledge(&res[0], &options).unwrap();
         assert!(ack.contains("ST*997*0001~"), "a 4010 group gets a 997: {ack}");
