@@ -265,3 +265,57 @@ fn the_corpus_institutional_and_dental_claims_validate_and_their_999s_validate()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn version_4010_claims_and_remittances_validate_and_get_997s_that_validate() {
+    const P: &str = "tests/fixtures/x12/claims/professional-4010-837p.x12";
+    const I: &str = "tests/fixtures/x12/claims/institutional-4010-837i.x12";
+    const R: &str = "tests/fixtures/x12/claims/remittance-4010-835.x12";
+    /// Patient names and member ids of the three fixtures.
+    const CLAIM_PHI: &[&str] = &["EXAMPLE", "SAMPLE", "MEMBER0001", "MEMBER0010", "MEMBER0003"];
+    let out = sluice(&["validate", "--format", "x12", P, I, R]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("validated 3 transaction sets in 3 files: 3 accepted, 0 rejected (0 errors"), "{stderr}");
+
+    // A 5010 qualifier in a 4010 claim: the 4010 guide (chosen from GS08) rejects it.
+    let dir = std::env::temp_dir().join(format!("sluice-x12-4010-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let claims = std::fs::read_to_string(root().join(P)).unwrap();
+    let bad = dir.join("bad-taxonomy.x12");
+    std::fs::write(&bad, claims.replace("PRV*PE*ZZ*207Q00000X~", "PRV*PE*PXC*207Q00000X~")).unwrap();
+    let out = sluice(&["validate", "--format", "x12", "--output", "json", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let f: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!((f["code"].as_str(), f["position"].as_str()), (Some("X12062"), Some("PRV02")), "{stdout}");
+    assert_eq!(f["message"], "PRV02 is not one of the guide's codes (loop 2310B)");
+
+    let clock = ["--fixed-clock", "2024-03-02T08:00:00Z"];
+    let ack = sluice(&[&["ack", "--format", "x12"][..], &clock, &[P, I, R, bad.to_str().unwrap()]].concat());
+    assert_eq!(ack.status.code(), Some(1), "the broken set is rejected");
+    let text = String::from_utf8(ack.stdout).unwrap();
+    // 4010 groups get 997s (no AK103/AK203), in 4010 envelopes.
+    assert!(!text.contains("ST*999"), "{text}");
+    assert!(text.contains("*U*00401*"), "{text}");
+    assert!(text.contains("GS*FA*SYNTHRECEIVER*SYNTHSENDER*20240302*0800*"), "{text}");
+    assert!(text.contains("*X*004010~\nST*997*0001~\nAK1*HC*201~\nAK2*837*0001~\nAK5*A~"), "{text}");
+    assert!(text.contains("AK1*HC*203~\nAK2*837*0001~\nAK5*A~"), "{text}");
+    assert!(text.contains("AK1*HP*202~\nAK2*835*0001~\nAK5*A~"), "{text}");
+    // AK303 (loop id, at most 4 characters) and AK403 7 (a code not in the list).
+    assert!(text.contains("AK3*PRV*33*2310*8~\nAK4*2**7~\nAK5*R*5~"), "{text}");
+    for name in CLAIM_PHI {
+        assert!(!text.contains(name) && !stdout.contains(name), "output holds {name}");
+    }
+    let acks = dir.join("acks.x12");
+    std::fs::write(&acks, &text).unwrap();
+    let check = sluice(&["validate", "--format", "x12", "--output", "json", acks.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "the 997s validate against the 4010 997 guide: {}",
+        String::from_utf8_lossy(&check.stdout)
+    );
+    assert_eq!(String::from_utf8(check.stdout).unwrap(), "", "no finding, not even X12051 (no guide)");
+}

@@ -690,6 +690,21 @@ mod tests {
     }
 
     #[test]
+    fn version_4010_guides_check_paths_against_their_own_elements() {
+        let g = mapping_guide("x12/004010X098A1", span("x")).unwrap();
+        let env = X12Env { guide: g, within: None, outer: None };
+        assert_eq!(env.resolve("2300/CLM-01", span("2300/CLM-01")).unwrap().phi, Some(PhiClass::AccountNumber));
+        assert_eq!(env.resolve("2010BA/NM1-03", span("2010BA/NM1-03")).unwrap().phi, Some(PhiClass::Name));
+        // The billing provider's secondary ids are a 2010AA REF in 4010.
+        assert!(env.resolve("2010AA/REF(1G)-02", span("2010AA/REF(1G)-02")).is_ok());
+        // NM112 and the eighth C003 component came in 5010.
+        assert!(env.resolve("2010BA/NM1-12", span("2010BA/NM1-12")).is_err());
+        assert!(env.resolve("2400/SV1-01-8", span("2400/SV1-01-8")).is_err());
+        assert!(mapping_guide("x12/004010X091A1", span("x")).is_ok());
+        assert!(mapping_guide("x12/004010X096A1", span("x")).is_ok());
+    }
+
+    #[test]
     fn eligibility_mappings_name_the_set_where_the_270_and_271_share_a_guide_id() {
         let d = mapping_guide("x12/005010X279A1", span("x")).unwrap_err();
         assert_eq!(d.code.code, "SL261");

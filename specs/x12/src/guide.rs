@@ -3,8 +3,9 @@
 //!
 //! # The guide format
 //!
-//! A guide is a text file, one statement per line; `#` starts a comment. The segment
-//! dictionary (`segments-5010.txt`) is read before every guide:
+//! A guide is a text file, one statement per line; `#` starts a comment. A segment dictionary
+//! (`segments-5010.txt`, or `segments-4010.txt` for the 4010 guides, whose element lists and
+//! lengths differ) is read before the guide:
 //!
 //! ```text
 //! def NM1 01:ID:2-3 02:ID:1-1 03:AN:1-60 ...      element position, type, min-max length
@@ -526,20 +527,30 @@ fn position(s: &str) -> Option<(usize, usize)> {
     Some((e, c))
 }
 
-const DICTIONARY: &str = include_str!("../guides/segments-5010.txt");
+/// The 5010 segment dictionary, read before every 5010 guide.
+const DICTIONARY_5010: &str = include_str!("../guides/segments-5010.txt");
+/// The 4010 segment dictionary: 4010 element lists and lengths differ from 5010 (no ST03,
+/// NM1 without NM112, shorter REF02 and NM103, 7-component C003 and C022; see the file).
+const DICTIONARY_4010: &str = include_str!("../guides/segments-4010.txt");
 
-/// The bundled guide files: (file name, text), each read after the segment dictionary.
-pub const BUNDLED: &[(&str, &str)] = &[
-    ("005010X222A1.txt", include_str!("../guides/005010X222A1.txt")),
-    ("005010X223A2.txt", include_str!("../guides/005010X223A2.txt")),
-    ("005010X224A2.txt", include_str!("../guides/005010X224A2.txt")),
-    ("005010X221A1.txt", include_str!("../guides/005010X221A1.txt")),
-    ("005010X279A1-270.txt", include_str!("../guides/005010X279A1-270.txt")),
-    ("005010X279A1-271.txt", include_str!("../guides/005010X279A1-271.txt")),
-    ("005010X220A1.txt", include_str!("../guides/005010X220A1.txt")),
-    ("005010X231A1.txt", include_str!("../guides/005010X231A1.txt")),
-    ("005010X230.txt", include_str!("../guides/005010X230.txt")),
-    ("004010-997.txt", include_str!("../guides/004010-997.txt")),
+/// The bundled guide files: (file name, the segment dictionary it is read after, text).
+pub const BUNDLED: &[(&str, &str, &str)] = &[
+    ("005010X222A1.txt", DICTIONARY_5010, include_str!("../guides/005010X222A1.txt")),
+    ("005010X223A2.txt", DICTIONARY_5010, include_str!("../guides/005010X223A2.txt")),
+    ("005010X224A2.txt", DICTIONARY_5010, include_str!("../guides/005010X224A2.txt")),
+    ("005010X221A1.txt", DICTIONARY_5010, include_str!("../guides/005010X221A1.txt")),
+    ("005010X279A1-270.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-270.txt")),
+    ("005010X279A1-271.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-271.txt")),
+    ("005010X220A1.txt", DICTIONARY_5010, include_str!("../guides/005010X220A1.txt")),
+    ("005010X231A1.txt", DICTIONARY_5010, include_str!("../guides/005010X231A1.txt")),
+    ("005010X230.txt", DICTIONARY_5010, include_str!("../guides/005010X230.txt")),
+    ("004010X098A1.txt", DICTIONARY_4010, include_str!("../guides/004010X098A1.txt")),
+    ("004010X096A1.txt", DICTIONARY_4010, include_str!("../guides/004010X096A1.txt")),
+    ("004010X091A1.txt", DICTIONARY_4010, include_str!("../guides/004010X091A1.txt")),
+    ("004010X092A1-270.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-270.txt")),
+    ("004010X092A1-271.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-271.txt")),
+    ("004010X095A1.txt", DICTIONARY_4010, include_str!("../guides/004010X095A1.txt")),
+    ("004010-997.txt", DICTIONARY_4010, include_str!("../guides/004010-997.txt")),
 ];
 
 /// The bundled guides, parsed once.
@@ -548,8 +559,8 @@ pub fn bundled() -> &'static [Guide] {
     GUIDES.get_or_init(|| {
         BUNDLED
             .iter()
-            .map(|(name, text)| {
-                parse(DICTIONARY, text).unwrap_or_else(|e| panic!("bundled guide {name} does not parse: {e}"))
+            .map(|(name, dictionary, text)| {
+                parse(dictionary, text).unwrap_or_else(|e| panic!("bundled guide {name} does not parse: {e}"))
             })
             .collect()
     })
@@ -656,6 +667,12 @@ mod tests {
                 "005010X220A1",
                 "005010X231A1",
                 "005010X230",
+                "004010X098A1",
+                "004010X096A1",
+                "004010X091A1",
+                "004010X092A1",
+                "004010X092A1",
+                "004010X095A1",
                 "004010"
             ]
         );

@@ -10,7 +10,9 @@
 //! forward, then each enclosing loop from the place of the loop just left, where the guide has
 //! a segment (or a loop starting with a segment) with the same id whose *key* element holds one
 //! of its codes (`NM1*IL` vs `NM1*PR`). Entering a place again repeats it (a new `2300`, a new
-//! `LX`); loops started by `HL` may come in any order, as the hierarchy (HL01/HL02, checked
+//! `LX`); places the guide lists one after another for the same segment id (one position
+//! of the standard, once per qualifier: the 2300 `DTP`s) may come in any order, as X12 does not
+//! order the repeats of one position; loops started by `HL` may come in any order, as the hierarchy (HL01/HL02, checked
 //! here) says where they belong. When no place has room left, the segment goes where it
 //! matched, with a "too many repeats" finding; when no key matches, to a segment of the same id
 //! ahead in the innermost loop (its element check then reports the code); otherwise it is
@@ -233,8 +235,11 @@ fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
     for depth in (0..frames.len()).rev() {
         let f = &frames[depth];
         for (i, node) in f.def.children.iter().enumerate().skip(1) {
-            // Places behind the current one are closed, except loops started by HL.
-            let behind = i < f.pos && !matches!(node, Node::Loop(l) if l.is_hierarchical());
+            // Places behind the current one are closed, except loops started by HL and the
+            // other places of the same standard position (see `one_position`).
+            let behind = i < f.pos
+                && !matches!(node, Node::Loop(l) if l.is_hierarchical())
+                && !one_position(&f.def.children[i..=f.pos], id);
             if behind || !fits(node, id, Some(&mut keys)) {
                 continue;
             }
@@ -247,6 +252,14 @@ fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
         }
     }
     full.map_or(Search::None, |(d, i)| Search::Full(d, i))
+}
+
+/// Whether `run` (from an earlier place to the current one) is one segment id only: the guide
+/// lists one position of the standard several times, once per qualifier (the 2300 `DTP`s, the
+/// 2010AA `REF`s), and X12 does not order the repeats of one position, so `DTP*439` may come
+/// before `DTP*454` although the guide lists 454 first.
+fn one_position(run: &[Node], id: &[u8]) -> bool {
+    run.iter().all(|n| matches!(n, Node::Segment(s) if same_id(s.id.as_bytes(), id)))
 }
 
 /// A segment of the same id ahead in the innermost loop, whatever its key.
