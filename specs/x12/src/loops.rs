@@ -234,12 +234,14 @@ fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
     let mut keys = Keys::new(seg);
     for depth in (0..frames.len()).rev() {
         let f = &frames[depth];
+        // Places behind the current one are closed, except loops started by HL and the other
+        // places of the current one's standard position (see `one_position`), which needs
+        // the current place to be a segment with this id.
+        let reopens = matches!(f.def.children.get(f.pos), Some(Node::Segment(s)) if same_id(s.id.as_bytes(), id));
         for (i, node) in f.def.children.iter().enumerate().skip(1) {
-            // Places behind the current one are closed, except loops started by HL and the
-            // other places of the same standard position (see `one_position`).
             let behind = i < f.pos
                 && !matches!(node, Node::Loop(l) if l.is_hierarchical())
-                && !one_position(&f.def.children[i..=f.pos], id);
+                && !(reopens && one_position(&f.def.children[i..=f.pos], id));
             if behind || !fits(node, id, Some(&mut keys)) {
                 continue;
             }
