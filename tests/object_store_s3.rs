@@ -588,7 +588,7 @@ fn an_object_that_cannot_be_tagged_is_a_warning_and_is_tagged_by_a_later_run_wit
     assert!(out.status.success(), "{}", text(&out.stderr));
     expect_totals(&summary(&out), 1);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("RT122"), "the warning: {stderr}");
+    assert!(stderr.contains("RT122") && stderr.contains("more than S3's limit of 10"), "the warning: {stderr}");
     // The signed request's URL (which holds a signature and the key id) is never shown.
     assert!(!stderr.contains("X-Amz-") && !stderr.contains(KEY_ID), "{stderr}");
     expect_no_secret_or_phi(&(text(&out.stdout) + &stderr));

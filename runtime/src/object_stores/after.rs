@@ -72,7 +72,7 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
                             code = findings::OBJECT_TAG_FAILED,
                             component = %comp.name,
                             object = %input.path,
-                            error = %why,
+                            tag_error = %why,
                             "object not tagged"
                         );
                         continue;

@@ -17,6 +17,8 @@
 //! - Tags are the spec's literal text (checked by the compiler, SL248): no record content.
 //! - Errors say what failed in words that hold no request details: a presigned URL holds a
 //!   signature, so neither it nor reqwest's error text (which quotes the URL) is ever shown.
+//!   Nor do they name the object (a key may hold a name): they are logged as `tag_error`,
+//!   a field the CLI's log writes (src/logging.rs), beside the redacted `object`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
