@@ -50,6 +50,9 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "pages",
     "requests",
     "retries",
+    // An `after: {tag}` failure's cause (RT122): fixed words, an HTTP status and tag counts,
+    // never an object key or a URL (runtime/src/object_stores/tagging.rs).
+    "tag_error",
 ];
 
 /// What is written for a field that is not allowed.

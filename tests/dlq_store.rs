@@ -312,7 +312,8 @@ fn kill_9_during_a_run_with_many_rejects_then_resume_gives_each_dlq_entry_exactl
         Some((rows, checkpoint.dlq_rows.unwrap_or(0)))
     };
     // Each kill waits until the writer has committed rows after the last checkpoint, so that
-    // the resume has rows to delete.
+    // the resume has rows to delete; the wait ends with a check made while the run is stopped
+    // (`kill_at_random_moments`), so no checkpoint can cover those rows before the kill.
     let ready = || rows().is_some_and(|(rows, durable)| rows > durable);
     let beyond = std::cell::Cell::new(0u64);
     let refused = || {

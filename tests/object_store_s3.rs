@@ -7,6 +7,11 @@
 //!   takes nothing; new objects are the only ones the next run takes; an object overwritten
 //!   with new content (new ETag) is taken again, whole; keys outside the glob are never read.
 //! - A listing of more objects than one page (1,000 keys) takes them all.
+//! - `after: {tag}`: each object read is tagged once its run completed (merged with the tags it
+//!   had, as boto3 reads them back), its ETag unchanged and never read again; a late object
+//!   is tagged by the run that reads it. An object that cannot be tagged (S3's 10-tag limit)
+//!   is the warning RT122, stays in place (with `move_to`) and is tagged and moved by the next
+//!   run without being read again; the moved copies keep their tags.
 //! - An object overwritten after the listing and before its read ends that object's read with
 //!   the warning RT137; the run goes on, and the next run reads the new version whole.
 //! - `kill -9` at random moments, then `--resume`: every record exactly once in the sink, DLQ
@@ -490,4 +495,119 @@ fn x12_and_fhir_objects_are_read_like_local_files() {
         assert_eq!(local_records, object_records, "{name}: the same records");
         assert_eq!(local_dlq, object_dlq, "{name}: the same rejections");
     }
+}
+
+/// The tags of `key` in bucket `inbound` as boto3 reads them (GetObjectTagging), sorted:
+/// `key=value` pairs.
+fn tags_of(moto: &Moto, key: &str) -> String {
+    boto3(
+        moto,
+        "t = s3.get_object_tagging(Bucket='inbound', Key=sys.argv[2])['TagSet']\n\
+         print(sorted(x['Key'] + '=' + x['Value'] for x in t))\n",
+        &[key],
+    )
+    .trim()
+    .to_string()
+}
+
+/// Sets the tags of `key` in bucket `inbound` (boto3's PutObjectTagging), as another tool would.
+fn set_tags(moto: &Moto, key: &str, tags: &[(&str, &str)]) {
+    let set: Vec<String> = tags.iter().map(|(k, v)| format!("{{'Key': '{k}', 'Value': '{v}'}}")).collect();
+    boto3(
+        moto,
+        &format!(
+            "s3.put_object_tagging(Bucket='inbound', Key=sys.argv[2], Tagging={{'TagSet': [{}]}})\n",
+            set.join(", ")
+        ),
+        &[key],
+    );
+}
+
+fn etag_of(moto: &Moto, key: &str) -> String {
+    boto3(moto, "print(s3.head_object(Bucket='inbound', Key=sys.argv[2])['ETag'])\n", &[key]).trim().to_string()
+}
+
+/// The `objects.yaml` of `setup` with `after` added to its source.
+fn with_after(dir: &Path, after: &str) {
+    let spec = dir.join("pipelines/objects.yaml");
+    let pipeline = std::fs::read_to_string(&spec).unwrap().replace(
+        "path: s3://inbound/adt/**/*.hl7\n",
+        &format!("path: s3://inbound/adt/**/*.hl7\n    after: {after}\n"),
+    );
+    std::fs::write(&spec, pipeline).unwrap();
+}
+
+#[test]
+fn after_tag_tags_each_object_once_its_run_completed_and_keeps_its_other_tags() {
+    let moto = moto::start(None);
+    create_bucket(&moto, "inbound");
+    let [feed, rejects] = examples();
+    put(&moto, "inbound", "adt/2024/feed.hl7", &feed);
+    put(&moto, "inbound", "adt/2024/rejects.hl7", &rejects);
+    // A tag another tool set: kept (S3 replaces the whole set on a put; Sluice merges).
+    set_tags(&moto, "adt/2024/feed.hl7", &[("owner", "lab")]);
+    let etags = [etag_of(&moto, "adt/2024/feed.hl7"), etag_of(&moto, "adt/2024/rejects.hl7")];
+    let dir = setup("objstore-tag", &moto, None);
+    with_after(&dir, "{tag: {sluice-status: processed, sluice-by: objstore-tag}}");
+    let out = run(&dir, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_totals(&summary(&out), 1);
+    expect_no_secret_or_phi(&(text(&out.stdout) + &text(&out.stderr)));
+    assert_eq!(
+        tags_of(&moto, "adt/2024/feed.hl7"),
+        "['owner=lab', 'sluice-by=objstore-tag', 'sluice-status=processed']"
+    );
+    assert_eq!(tags_of(&moto, "adt/2024/rejects.hl7"), "['sluice-by=objstore-tag', 'sluice-status=processed']");
+    // Tagging changes neither content nor ETag: the objects stay in place, taken, not read again.
+    assert_eq!([etag_of(&moto, "adt/2024/feed.hl7"), etag_of(&moto, "adt/2024/rejects.hl7")], etags);
+    let again = run(&dir, &[]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert_eq!(summary(&again)["records_in"], 0);
+    // A late object: read by the next run alone, and tagged then.
+    put(&moto, "inbound", "adt/2024/late.hl7", &rejects);
+    assert_eq!(tags_of(&moto, "adt/2024/late.hl7"), "[]");
+    let next = run(&dir, &[]);
+    assert_eq!(summary(&next)["records_in"], common::messages(&rejects).len() as u64);
+    assert_eq!(tags_of(&moto, "adt/2024/late.hl7"), "['sluice-by=objstore-tag', 'sluice-status=processed']");
+}
+
+#[test]
+fn an_object_that_cannot_be_tagged_is_a_warning_and_is_tagged_by_a_later_run_without_being_read_again() {
+    let moto = moto::start(None);
+    create_bucket(&moto, "inbound");
+    let [feed, rejects] = examples();
+    put(&moto, "inbound", "adt/2024/feed.hl7", &feed);
+    put(&moto, "inbound", "adt/2024/rejects.hl7", &rejects);
+    // Ten tags already: one more would pass S3's limit, so the object is not tagged (RT122).
+    let full: Vec<(String, String)> = (0..10).map(|n| (format!("t{n}"), "x".to_string())).collect();
+    let full_refs: Vec<(&str, &str)> = full.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    set_tags(&moto, "adt/2024/feed.hl7", &full_refs);
+    let dir = setup("objstore-tag-full", &moto, None);
+    with_after(&dir, "{tag: {sluice-status: processed}, move_to: processed/}");
+    let out = run(&dir, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    expect_totals(&summary(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("RT122") && stderr.contains("more than S3's limit of 10"), "the warning: {stderr}");
+    // The signed request's URL (which holds a signature and the key id) is never shown.
+    assert!(!stderr.contains("X-Amz-") && !stderr.contains(KEY_ID), "{stderr}");
+    expect_no_secret_or_phi(&(text(&out.stdout) + &stderr));
+    let keys = || {
+        boto3(&moto, "print(sorted(o['Key'] for o in s3.list_objects_v2(Bucket='inbound').get('Contents', [])))\n", &[])
+    };
+    // Tagged, then moved (the copy keeps its tags); the untagged one stays in place.
+    assert_eq!(keys().trim(), "['adt/2024/feed.hl7', 'processed/adt/2024/rejects.hl7']");
+    assert_eq!(tags_of(&moto, "processed/adt/2024/rejects.hl7"), "['sluice-status=processed']");
+    // Room made: the next run reads nothing (the object was taken), and tags and moves it.
+    set_tags(&moto, "adt/2024/feed.hl7", &full_refs[..9]);
+    let next = run(&dir, &[]);
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert_eq!(summary(&next)["records_in"], 0);
+    assert!(!text(&next.stderr).contains("RT122"), "{}", text(&next.stderr));
+    assert_eq!(keys().trim(), "['processed/adt/2024/feed.hl7', 'processed/adt/2024/rejects.hl7']");
+    let tags = tags_of(&moto, "processed/adt/2024/feed.hl7");
+    assert!(
+        tags.contains("'sluice-status=processed'") && tags.contains("'t8=x'") && !tags.contains("'t9=x'"),
+        "{tags}"
+    );
 }

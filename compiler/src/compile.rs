@@ -1211,11 +1211,12 @@ impl Compiler {
         &mut self,
         paths: &[Spanned],
         store: Option<&crate::spec::pipeline::StoreSpec>,
-        move_to: Option<&Spanned>,
+        (move_to, tag): (Option<&Spanned>, Option<&crate::spec::pipeline::TagSpec>),
         c: &pipeline::ComponentSpec,
     ) -> Option<(Vec<String>, Option<Box<crate::plan::object_store::StorePlan>>)> {
         let located = crate::object_store::check(&mut self.diags, paths, store, &c.name, c.name_span)
-            .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to))?;
+            .and_then(|l| crate::object_store::check_move_to(&mut self.diags, l, paths, move_to))
+            .and_then(|l| crate::object_store::check_tags(&mut self.diags, l, tag))?;
         if paths.is_empty() {
             return None;
         }
@@ -1412,8 +1413,8 @@ impl Compiler {
             }
         };
         match &c.body {
-            Body::Files { paths, profile, fhir: Some(fhir), store, move_to, .. } => {
-                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
+            Body::Files { paths, profile, fhir: Some(fhir), store, move_to, tag, .. } => {
+                let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let (plan, flow) = self.fhir_source(profile.as_ref(), fhir)?;
                 let (paths, store) = located?;
                 let kind = ComponentKind::Source(SourcePlan {
@@ -1423,8 +1424,8 @@ impl Compiler {
                 });
                 Some((kind, flow, (state, origins)))
             }
-            Body::Files { paths, x12: Some(x12), store, move_to, .. } => {
-                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
+            Body::Files { paths, x12: Some(x12), store, move_to, tag, .. } => {
+                let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let acks = x12.acks.as_ref().map(|a| display_path(&self.resolve(a)));
                 let plan = crate::x12::source_plan(&mut self.diags, x12, acks)?;
                 let (paths, store) = located?;
@@ -1435,8 +1436,8 @@ impl Compiler {
                 });
                 Some((kind, Flow::X12, (state, origins)))
             }
-            Body::Files { paths, profile, fhir: None, store, move_to, .. } => {
-                let located = self.locate_paths(paths, store.as_deref(), move_to.as_ref(), c);
+            Body::Files { paths, profile, fhir: None, store, move_to, tag, .. } => {
+                let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let profile = match profile {
                     Some(p) => {
                         let pid = self.load_kind(p, "profile")?;

@@ -1,8 +1,9 @@
 //! Checks of object-store paths (`s3://`, `az://`, `gs://`) and their `store:` blocks, for
 //! `files` sources and `jsonl`/`csv` sinks: URL shape (SL250), one store per source (SL251),
 //! keys that fit the store (SL252), complete credential pairs (SL253), `after.move_to` outside
-//! what the source lists (SL254), whatever the source's format (HL7 v2, FHIR, X12). Inline
-//! credentials are refused earlier, by the spec reader (SL205).
+//! what the source lists (SL254), `after.tag` on S3 only (SL247) with tags S3 accepts (SL248,
+//! SL249), whatever the source's format (HL7 v2, FHIR, X12). Inline credentials are refused
+//! earlier, by the spec reader (SL205).
 //!
 //! Invariants: pure (no I/O); a plan's [`StorePlan`] holds secret references only.
 
@@ -10,7 +11,7 @@ use crate::codes;
 use crate::diagnostics::{Diagnostic, Diagnostics};
 use crate::plan::object_store::{ObjectUrl, StorePlan};
 use crate::source::Span;
-use crate::spec::pipeline::StoreSpec;
+use crate::spec::pipeline::{StoreSpec, TagSpec};
 use crate::spec::reader::Spanned;
 
 /// What a component's paths turned out to be.
@@ -244,4 +245,116 @@ pub fn check_move_to(
     }
     store.move_to = Some(prefix);
     Some(Paths::Remote(store))
+}
+
+/// S3's limits on an object's tags: how many, and the length of a key and of a value in
+/// Unicode characters.
+pub const MAX_TAGS: usize = 10;
+const MAX_TAG_KEY: usize = 128;
+const MAX_TAG_VALUE: usize = 256;
+
+/// A character S3 accepts in a tag key or value: letters, digits and spaces (Unicode), and
+/// `+ - = . _ : / @`.
+fn tag_char(c: char) -> bool {
+    c.is_alphanumeric() || c == ' ' || matches!(c, '+' | '-' | '=' | '.' | '_' | ':' | '/' | '@')
+}
+
+/// Why a tag key or value is not one S3 accepts, if it is not.
+fn tag_problem(text: &str, max: usize, key: bool) -> Option<String> {
+    let what = if key { "key" } else { "value" };
+    let len = text.chars().count();
+    if key && len == 0 {
+        return Some("a tag key cannot be empty".into());
+    }
+    if len > max {
+        return Some(format!("a tag {what} is at most {max} characters, this one has {len}"));
+    }
+    if let Some(c) = text.chars().find(|c| !tag_char(*c)) {
+        return Some(format!("`{}` is not allowed in a tag {what}", c.escape_debug()));
+    }
+    if key && text.to_ascii_lowercase().starts_with("aws:") {
+        return Some("tag keys starting with `aws:` are reserved by AWS".into());
+    }
+    None
+}
+
+/// `after: {tag}` of a source: only for `s3://` objects (SL247), at most [`MAX_TAGS`] tags
+/// (SL249), each key and value within S3's rules (SL248). Puts the tags into the store's plan.
+pub fn check_tags(diags: &mut Diagnostics, located: Paths, tag: Option<&TagSpec>) -> Option<Paths> {
+    let Some(tag) = tag else { return Some(located) };
+    let store = match located {
+        Paths::Remote(store) if store.scheme == "s3" => Some(store),
+        Paths::Remote(store) => {
+            let name = if store.scheme == "az" { "Azure Blob Storage" } else { "Google Cloud Storage" };
+            diags.push(
+                Diagnostic::error(
+                    codes::OBJECT_TAG_UNSUPPORTED,
+                    format!("`after.tag` cannot be used here: tagging is implemented for S3 only, not for {name}"),
+                )
+                .label(tag.span, format!("objects of `{}://` are not tagged", store.scheme))
+                .help("remove `tag`, or mark processed objects with `move_to: processed/`"),
+            );
+            None
+        }
+        Paths::Local => {
+            diags.push(
+                Diagnostic::error(
+                    codes::OBJECT_TAG_UNSUPPORTED,
+                    "`after.tag` cannot be used here: the source reads local files, which have no tags",
+                )
+                .label(tag.span, "local files are not tagged")
+                .help("remove `tag`; tags are for `s3://` sources"),
+            );
+            None
+        }
+    };
+    let mut ok = store.is_some();
+    if tag.tags.len() > MAX_TAGS {
+        diags.push(
+            Diagnostic::error(
+                codes::OBJECT_TAG_COUNT,
+                format!("`after.tag` names {} tags; S3 keeps at most {MAX_TAGS} on an object", tag.tags.len()),
+            )
+            .label(tag.span, "too many tags")
+            .help(format!("name at most {MAX_TAGS} tags (fewer leaves room for the tags other tools set)")),
+        );
+        ok = false;
+    }
+    for (key, value) in &tag.tags {
+        for (part, max, is_key) in [(key, MAX_TAG_KEY, true), (value, MAX_TAG_VALUE, false)] {
+            if let Some(why) = tag_problem(&part.text, max, is_key) {
+                diags.push(
+                    Diagnostic::error(codes::OBJECT_TAG_INVALID, format!("tag `{}` is not a valid S3 tag: {why}", key.text))
+                        .label(part.span, if is_key { "this key" } else { "this value" })
+                        .help("tags are literal text: letters, digits, spaces and `+ - = . _ : / @`; keys up to 128 characters, values up to 256"),
+                );
+                ok = false;
+            }
+        }
+    }
+    let mut store = store?;
+    if !ok {
+        return None;
+    }
+    store.tags = tag.tags.iter().map(|(k, v)| (k.text.clone(), v.text.clone())).collect();
+    Some(Paths::Remote(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tag_problem;
+
+    #[test]
+    fn tags_follow_s3s_rules() {
+        assert_eq!(tag_problem("sluice-status", 128, true), None);
+        assert_eq!(tag_problem("Abteilung für Aufnahme: 2/3 @ site=a+b_c.d", 128, true), None);
+        assert_eq!(tag_problem("", 256, false), None);
+        assert!(tag_problem("", 128, true).is_some());
+        assert!(tag_problem(&"k".repeat(129), 128, true).is_some());
+        assert_eq!(tag_problem(&"é".repeat(128), 128, true), None);
+        assert!(tag_problem(&"v".repeat(257), 256, false).is_some());
+        assert!(tag_problem("AWS:created", 128, true).is_some());
+        assert!(tag_problem("${TOKEN}", 256, false).is_some());
+        assert!(tag_problem("a,b", 256, false).is_some());
+    }
 }

@@ -337,26 +337,39 @@ pub fn serve_with_events(
     })
 }
 
-/// `after: {move_to}` of object-store sources, once a run has completed: this run's objects
-/// and those earlier runs took that are still in place ([`object_stores::after`]).
+/// `after: {move_to, tag}` of object-store sources, once a run has completed: this run's
+/// objects and those earlier runs took that are still in place ([`object_stores::after`]).
+/// The objects tagged are recorded in the state store, so later runs do not tag them again.
 fn move_read_objects(
     compiled: &compile::Compiled<'_>,
     mut taken: std::collections::HashSet<(String, String)>,
 ) -> Result<(), RunError> {
     let plan = compiled.plan;
-    let moves = plan.components.iter().any(|c| match &c.kind {
-        sluice_compiler::plan::ComponentKind::Source(s) => s.store.as_ref().is_some_and(|p| p.move_to.is_some()),
+    let acts = plan.components.iter().any(|c| match &c.kind {
+        sluice_compiler::plan::ComponentKind::Source(s) => {
+            s.store.as_ref().is_some_and(|p| p.move_to.is_some() || !p.tags.is_empty())
+        }
         _ => false,
     });
-    if !moves {
+    if !acts {
         return Ok(());
     }
-    if let Some(target) = &plan.state {
-        let store = state::Store::open(target, Some(&plan.pipeline))?;
+    let store = plan.state.as_ref().map(|target| state::Store::open(target, Some(&plan.pipeline))).transpose()?;
+    let mut tagged = std::collections::HashSet::new();
+    if let Some(store) = &store {
         taken.extend(store.taken_objects(&plan.pipeline)?);
+        tagged = store.tagged_objects(&plan.pipeline)?;
     }
-    let moved = object_stores::after::move_taken(compiled, &taken);
-    tracing::info!(objects = moved, "objects moved after the run");
+    let done = object_stores::after::after_taken(compiled, &taken, &tagged);
+    if let Some(store) = &store {
+        for (url, etag) in &done.tagged {
+            // Not recorded: the next run asks the store again and finds the tags there.
+            if let Err(e) = store.record_tagged(&plan.pipeline, url, etag) {
+                tracing::warn!(code = e.code, error = %e.message, "a tagged object not recorded in the state store");
+            }
+        }
+    }
+    tracing::info!(moved = done.moved, tagged = done.tagged.len(), "objects handled after the run");
     Ok(())
 }
 

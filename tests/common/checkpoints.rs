@@ -150,8 +150,10 @@ impl Kills {
 /// current size to its final one (estimated low, at 330 bytes an entry, so the kills land
 /// inside the run); since it is beyond what the killed run left, each run must cut back to its
 /// checkpoint and write past it before it is killed. Past the target, the kill waits for
-/// `ready()` too (a state the test wants the crash to find). After each kill, `refused()` (a
-/// plain run) must be refused with RT012.
+/// `ready()` too (a state the test wants the crash to find), checked once more with the run
+/// stopped (SIGSTOP), so that the state it saw is the state the kill leaves: a checkpoint
+/// cannot commit between the check and the kill. After each kill, `refused()` (a plain run)
+/// must be refused with RT012.
 pub fn kill_at_random_moments(
     dir: &Path,
     copies: u64,
@@ -184,7 +186,7 @@ pub fn kill_at_random_moments(
                 assert!(status.success(), "run {i} failed: {status}");
                 break false;
             }
-            if file_len(&audit) >= target && ready() {
+            if file_len(&audit) >= target && ready() && ready_while_stopped(&child, &mut ready) {
                 child.kill().unwrap();
                 break true;
             }
@@ -206,4 +208,20 @@ pub fn kill_at_random_moments(
     }
     println!("killed {kills} times at audit sizes {targets:?} (estimated final size {estimate:.0})");
     Kills { kills, console, finished }
+}
+
+/// `ready()` checked with `child` stopped (SIGSTOP). When it holds, the child stays stopped
+/// for the kill that follows (SIGKILL ends a stopped process); otherwise it is continued.
+fn ready_while_stopped(child: &std::process::Child, ready: &mut impl FnMut() -> bool) -> bool {
+    let signal = |name: &str| {
+        let status =
+            std::process::Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+        assert!(status.success(), "kill -{name} {}", child.id());
+    };
+    signal("STOP");
+    if ready() {
+        return true;
+    }
+    signal("CONT");
+    false
 }

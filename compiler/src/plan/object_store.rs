@@ -116,6 +116,10 @@ pub struct StorePlan {
     /// read it has completed (`after: {move_to}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub move_to: Option<String>,
+    /// Sources (S3 only): tags merged into each object's tags once the run that read it has
+    /// completed (`after: {tag}`), literal text checked against S3's rules.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, String>,
 }
 
 /// A `jsonl` or `csv` sink that writes to an object store: the sink writes its local staging

@@ -37,6 +37,15 @@ pub struct X12Files {
     pub acks: Option<Spanned>,
 }
 
+/// `after: {tag: {key: value, ...}}` of a `files` source, as written: the span of the `tag`
+/// key and each tag's key and value (checked against the store's rules by
+/// [`crate::object_store::check_tags`]).
+#[derive(Debug)]
+pub struct TagSpec {
+    pub span: Span,
+    pub tags: Vec<(Spanned, Spanned)>,
+}
+
 #[derive(Debug)]
 pub enum Body<'n> {
     Files {
@@ -49,6 +58,8 @@ pub enum Body<'n> {
         store: Option<Box<StoreSpec>>,
         /// `after: {move_to}`.
         move_to: Option<Spanned>,
+        /// `after: {tag}`.
+        tag: Option<Box<TagSpec>>,
     },
     Mllp(Box<MllpSpec>),
     Kafka(Box<super::kafka::KafkaSourceSpec>),
@@ -383,6 +394,31 @@ pub fn valid_listen_address(text: &str) -> bool {
         return true;
     }
     text.strip_prefix("localhost:").is_some_and(|p| p.parse::<u16>().is_ok())
+}
+
+/// `after: {move_to, tag}` of a `files` source: at least one of them.
+fn after(cx: &mut Cx, node: &Node) -> (Option<Spanned>, Option<Box<TagSpec>>) {
+    let Some(after) = reader::object(cx, node, &shape::SOURCE_AFTER, "`after`") else { return (None, None) };
+    let move_to = after.get("move_to").and_then(|n| reader::string(cx, n, "`move_to`"));
+    let tag = after.get("tag").zip(after.key_span("tag")).and_then(|(n, span)| {
+        let entries = reader::entries(cx, n, "`tag`")?;
+        let tags = entries
+            .into_iter()
+            .filter_map(|(key, key_node, value)| {
+                let value = reader::string(cx, value, &format!("the value of tag `{key}`"))?;
+                Some((Spanned { text: key.to_string(), span: key_node.span }, value))
+            })
+            .collect();
+        Some(Box::new(TagSpec { span, tags }))
+    });
+    if after.get("move_to").is_none() && after.get("tag").is_none() {
+        cx.push(
+            Diagnostic::error(codes::MISSING_KEY, "`after` says neither `move_to` nor `tag`")
+                .label(after.anchor(), "add `move_to`, `tag` or both here")
+                .help("`move_to: processed/` moves each object once its run completed; `tag: {sluice-status: processed}` tags it (S3)"),
+        );
+    }
+    (move_to, tag)
 }
 
 fn mllp(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<MllpSpec> {
@@ -910,16 +946,18 @@ fn component<'n>(
             }
             let (fhir, x12) = format_keys(cx, &obj, format);
             let x12 = x12.map(|x| X12Files { acks: s(cx, "acks"), ..x });
+            let (move_to, tag) = match obj.get("after") {
+                Some(n) => after(cx, n),
+                None => (None, None),
+            };
             Body::Files {
                 paths: obj.get("path").map(|n| reader::string_list(cx, n, "`path`", true)).unwrap_or_default(),
                 profile: s(cx, "profile"),
                 fhir,
                 x12,
                 store: store(cx, &obj),
-                move_to: obj
-                    .get("after")
-                    .and_then(|n| reader::object(cx, n, &shape::SOURCE_AFTER, "`after`"))
-                    .and_then(|after| after.get("move_to").and_then(|n| reader::string(cx, n, "`move_to`"))),
+                move_to,
+                tag,
             }
         }
         "mllp" => Body::Mllp(Box::new(mllp(cx, &obj)?)),

@@ -213,11 +213,18 @@ pub static SOURCE_AFTER: Shape = Shape {
     name: "source.files.after",
     type_tag: None,
     doc: "What becomes of an object once the run that read it has completed (every record of it durable in the sinks, the DLQ and the audit log).",
-    keys: &[req(
-        "move_to",
-        KeyType::String,
-        "Key prefix the objects are moved under, in the same bucket (`processed/`: `inbound/a.hl7` becomes `processed/inbound/a.hl7`); outside what the source lists.",
-    )],
+    keys: &[
+        opt(
+            "move_to",
+            KeyType::String,
+            "Key prefix the objects are moved under, in the same bucket (`processed/`: `inbound/a.hl7` becomes `processed/inbound/a.hl7`); outside what the source lists.",
+        ),
+        opt(
+            "tag",
+            KeyType::MapOfStrings,
+            "S3 only: tags added to each object (`{sluice-status: processed}`), merged into the tags it already has; at most 10, literal text. With `move_to`, objects are tagged first, and the moved copy keeps the tags.",
+        ),
+    ],
 };
 
 pub static SOURCE_FILES: Shape = Shape {

@@ -1,14 +1,23 @@
-//! `after: {move_to: processed/}`: objects moved once the run that read them has completed.
+//! `after: {move_to: processed/, tag: {...}}`: objects tagged and moved once the run that read
+//! them has completed.
 //!
 //! Invariants:
-//! - Only after completion: a run's objects are moved after every record of them is durable
-//!   in the sinks, the DLQ and the audit log, and the run is marked completed; an interrupted
-//!   or failed run moves nothing (its resume reads the objects again, in place).
-//! - Catching up: each completed run moves every object of the source still in place that an
-//!   earlier run took (a crash between completion and the moves, a move that failed), so no
-//!   object is left behind for good; none is read twice meanwhile (it is taken).
-//! - A move that fails (RT139) is logged with the source's name and retried by the next run; it
-//!   never fails a run whose records are already durable.
+//! - Only after completion: a run's objects are tagged and moved after every record of them is
+//!   durable in the sinks, the DLQ and the audit log, and the run is marked completed; an
+//!   interrupted or failed run tags and moves nothing (its resume reads the objects again, in
+//!   place).
+//! - Only what a run took: an object is tagged or moved when it is still in place with the
+//!   ETag a run took it with; one overwritten since (a new ETag) is a new object, for the next
+//!   run to read, and is neither tagged nor moved.
+//! - Catching up: each completed run handles every object of the source still in place that an
+//!   earlier run took and that is not yet tagged (the state store's record) or moved (a crash
+//!   between completion and these steps, a request that failed), so none is left behind for
+//!   good; none is read twice meanwhile (it is taken), and tagging does not change an
+//!   object's ETag, so it never makes an object look new.
+//! - Tag, then move: with both, an object is moved only once it carries the tags (S3's copy
+//!   keeps them), so a moved object always has them; one whose tagging failed stays in place.
+//! - A tag (RT122) or a move (RT139) that fails is logged with the source's name and retried by
+//!   the next run; it never fails a run whose records are already durable.
 
 use std::collections::HashSet;
 
@@ -20,29 +29,60 @@ use crate::compile::Compiled;
 use crate::findings;
 use crate::state::InputFile;
 
-/// Moves the objects of every source with `move_to` that `taken` (URL and ETag: this run's
-/// inputs and earlier runs') names and that are still in place. Returns how many moved.
-pub fn move_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>) -> u64 {
-    let mut moved = 0;
+/// What [`after_taken`] did.
+#[derive(Debug, Default)]
+pub struct Done {
+    pub moved: u64,
+    /// The objects (URL and ETag) tagged now, for the state store's record.
+    pub tagged: Vec<(String, String)>,
+}
+
+/// Tags and moves the objects of every source with `after` that `taken` (URL and ETag: this
+/// run's inputs and earlier runs') names and that are still in place; objects in `tagged`
+/// already carry the tags.
+pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: &HashSet<(String, String)>) -> Done {
+    let mut done = Done::default();
     for (i, comp) in c.plan.components.iter().enumerate() {
         let ComponentKind::Source(s) = &comp.kind else { continue };
-        let (Some(remote), Some(prefix)) = (c.stores.get(i), s.store.as_ref().and_then(|p| p.move_to.as_ref())) else {
+        let (Some(remote), Some(plan)) = (c.stores.get(i), s.store.as_ref()) else { continue };
+        let tagger = remote.tagger.as_ref().filter(|_| !plan.tags.is_empty());
+        if plan.move_to.is_none() && tagger.is_none() {
             continue;
-        };
-        // Listed again: what is still in place (`taken` holds no object that is not).
+        }
+        // Listed again: what is still in place, with its ETag now.
         let everything = HashSet::new();
         let listed = match super::list::list(remote, i, &comp.name, &s.paths, &everything) {
             Ok(listed) => listed,
             Err(e) => {
-                tracing::warn!(code = findings::OBJECT_MOVE_FAILED, component = %comp.name, error = %e, "objects not moved");
+                let code =
+                    if plan.move_to.is_some() { findings::OBJECT_MOVE_FAILED } else { findings::OBJECT_TAG_FAILED };
+                tracing::warn!(code, component = %comp.name, error = %e, "objects not tagged or moved");
                 continue;
             }
         };
-        for input in listed.iter().filter(|input| is_taken(input, taken)) {
-            let key = input.path.strip_prefix(&remote.base).unwrap_or(&input.path).trim_start_matches('/');
-            let (from, to) = (ObjectPath::from(key), ObjectPath::from(format!("{prefix}{key}")));
-            match remote.block_on(remote.store.rename(&from, &to)) {
-                Ok(()) => moved += 1,
+        for input in &listed {
+            let Some(id) = taken_id(input, taken) else { continue };
+            let key =
+                ObjectPath::from(input.path.strip_prefix(&remote.base).unwrap_or(&input.path).trim_start_matches('/'));
+            if let Some(tagger) = tagger.filter(|_| !tagged.contains(&id)) {
+                match remote.block_on(tagger.tag(&key, &plan.tags)) {
+                    Ok(_) => done.tagged.push(id),
+                    Err(why) => {
+                        tracing::warn!(
+                            code = findings::OBJECT_TAG_FAILED,
+                            component = %comp.name,
+                            object = %input.path,
+                            tag_error = %why,
+                            "object not tagged"
+                        );
+                        continue;
+                    }
+                }
+            }
+            let Some(prefix) = &plan.move_to else { continue };
+            let to = ObjectPath::from(format!("{prefix}{key}"));
+            match remote.block_on(remote.store.rename(&key, &to)) {
+                Ok(()) => done.moved += 1,
                 Err(e) => {
                     let e = super::run_error(&e, "move", &input.path, false);
                     tracing::warn!(code = findings::OBJECT_MOVE_FAILED, component = %comp.name, error = %e, "object not moved");
@@ -50,9 +90,11 @@ pub fn move_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>) -> u64 {
             }
         }
     }
-    moved
+    done
 }
 
-fn is_taken(input: &InputFile, taken: &HashSet<(String, String)>) -> bool {
-    input.etag.as_ref().is_some_and(|etag| taken.contains(&(input.path.clone(), etag.clone())))
+/// The object's URL and ETag when a run took it with that ETag.
+fn taken_id(input: &InputFile, taken: &HashSet<(String, String)>) -> Option<(String, String)> {
+    let id = (input.path.clone(), input.etag.clone()?);
+    taken.contains(&id).then_some(id)
 }

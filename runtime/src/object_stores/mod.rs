@@ -8,7 +8,9 @@
 //!   listing), keep the keys the glob matches, sorted; leave out the objects earlier runs took.
 //! - [`read`]: a streamed GET as a `std::io::Read`, feeding the same splitter as local files.
 //! - [`upload`]: a sink's staging file to its object, when the run completes.
-//! - [`after`]: `after: {move_to}`, objects moved once the run that read them completed.
+//! - [`after`]: `after: {move_to, tag}`, objects tagged and moved once the run that read them
+//!   completed.
+//! - [`tagging`]: S3 object tagging (`after: {tag}`), signed by the source's own client.
 //!
 //! Invariants:
 //! - No credential ever reaches a message, a log event or the plan: errors name the store
@@ -24,6 +26,7 @@
 pub mod after;
 pub mod list;
 pub mod read;
+pub mod tagging;
 pub mod upload;
 
 use std::sync::Arc;
@@ -42,6 +45,8 @@ pub struct Remote {
     pub store: Arc<dyn ObjectStore>,
     /// `s3://bucket`: how messages name the store.
     pub base: String,
+    /// Sources with `after: {tag}` (S3 only): the tagger over the same client configuration.
+    pub tagger: Option<Arc<tagging::S3Tagger>>,
     rt: Arc<tokio::runtime::Runtime>,
 }
 
@@ -88,8 +93,17 @@ impl Stores {
                     made
                 }
             };
-            let client = build(store, &comp.name)?;
-            by_component[i] = Some(Remote { store: client, base: format!("{}://{}", store.scheme, store.bucket), rt });
+            let (client, s3) = build(store, &comp.name)?;
+            let tagger = match s3 {
+                Some(s3) if !store.tags.is_empty() => {
+                    Some(Arc::new(tagging::S3Tagger::new(s3).map_err(|why| {
+                        RunError::new(findings::OBJECT_STORE_CONFIG, format!("`{}`: {why}", comp.name))
+                    })?))
+                }
+                _ => None,
+            };
+            let base = format!("{}://{}", store.scheme, store.bucket);
+            by_component[i] = Some(Remote { store: client, base, tagger, rt });
         }
         Ok(Stores { by_component })
     }
@@ -127,7 +141,12 @@ fn secret(reference: &Option<String>, what: &str) -> Result<Option<String>, RunE
         .map_err(|_| RunError::new(findings::SECRET_MISSING, format!("{what}: the secret's value is not UTF-8 text")))
 }
 
-fn build(plan: &StorePlan, component: &str) -> Result<Arc<dyn ObjectStore>, RunError> {
+/// The client of `plan`'s store and, for S3, the same client as its concrete type (what
+/// [`tagging`] signs its requests with).
+fn build(
+    plan: &StorePlan,
+    component: &str,
+) -> Result<(Arc<dyn ObjectStore>, Option<object_store::aws::AmazonS3>), RunError> {
     install_tls_provider();
     let what = |key: &str| format!("`{key}` of the store of `{component}`");
     let http = plan.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
@@ -159,7 +178,8 @@ fn build(plan: &StorePlan, component: &str) -> Result<Arc<dyn ObjectStore>, RunE
             if let Some(k) = secret(&plan.secret_access_key, &what("secret_access_key"))? {
                 b = b.with_secret_access_key(k);
             }
-            Arc::new(b.build().map_err(config_error)?)
+            let s3 = b.build().map_err(config_error)?;
+            return Ok((Arc::new(s3.clone()), Some(s3)));
         }
         "az" => {
             let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
@@ -188,7 +208,7 @@ fn build(plan: &StorePlan, component: &str) -> Result<Arc<dyn ObjectStore>, RunE
             Arc::new(b.build().map_err(config_error)?)
         }
     };
-    Ok(built)
+    Ok((built, None))
 }
 
 /// What kind of failure an `object_store` error is, in words that hold no request details.

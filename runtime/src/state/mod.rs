@@ -31,6 +31,7 @@
 pub mod connection_tokens;
 pub mod cursors;
 pub mod dlq;
+pub mod object_tags;
 pub mod postgres;
 pub mod sqlite;
 pub mod vault;
