@@ -139,6 +139,15 @@ impl Server {
             .collect()
     }
 
+    /// Adds `t` as Plaid would send it (the test writes every field, or leaves some out).
+    pub fn add_raw(&self, t: Value) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(id) = t["transaction_id"].as_str() {
+            s.transactions.insert(id.to_string(), t.clone());
+        }
+        s.log.push(("added", t));
+    }
+
     /// A transaction's amount changes.
     pub fn modify(&self, id: &str) {
         let mut s = self.state.lock().unwrap();
