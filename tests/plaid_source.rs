@@ -410,3 +410,45 @@ fn a_spec_with_a_token_in_clear_or_plain_http_elsewhere_is_refused() {
     assert!(!out.status.success());
     assert!(err.contains("SL267") && err.contains("SL205"), "{err}");
 }
+
+#[test]
+fn the_accounts_table_delivers_balances_and_a_deletion_for_an_account_plaid_no_longer_returns() {
+    let server = Server::start();
+    let mut savings = server.state.lock().unwrap().accounts[0].clone();
+    savings["account_id"] = json!("dVzbVMLjrxTnLjX4G66XUp5GLklm4oiZy88yK");
+    savings["name"] = json!("Plaid Saving");
+    savings["subtype"] = json!("savings");
+    server.state.lock().unwrap().accounts.push(savings);
+    let dir = common::workspace("plaid-accounts");
+    point_at(&dir, &server);
+    // Raw accounts straight to a file the reviewer allowed PII in: the table as Plaid gives it.
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let start = spec.find("stages:").unwrap();
+    let end = spec.find("dlq:").unwrap();
+    let spec = format!(
+        "{}sinks:\n  accounts:\n    type: jsonl\n    inputs: [bank]\n    path: ../out/plaid-ledger/accounts.jsonl\n    phi:\n      allowed: true\n      reason: the bank's own account list, kept for reconciliation\n{}",
+        &spec[..start],
+        &spec[end..]
+    )
+    .replace("tables: [transactions]", "tables: [accounts]");
+    std::fs::write(&p, spec).unwrap();
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 2);
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/accounts.jsonl"));
+    assert_eq!(rows[0]["balances"]["current"], 110.0, "{}", rows[0]);
+    assert_eq!(rows[1]["name"], "Plaid Saving");
+
+    // The savings account is closed: Plaid no longer returns it.
+    server.state.lock().unwrap().accounts.truncate(1);
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 2);
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/accounts.jsonl"));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[2]["account_id"], "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp");
+    assert_eq!(rows[3]["_deleted"], true, "{}", rows[3]);
+    assert_eq!(rows[3]["account_id"], "dVzbVMLjrxTnLjX4G66XUp5GLklm4oiZy88yK");
+    assert!(stderrs[1].contains("RT167"), "{}", stderrs[1]);
+    // Reported once: the next run knows it is gone.
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 1);
+    assert!(!stderrs[2].contains("RT167"));
+}

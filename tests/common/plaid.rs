@@ -51,6 +51,8 @@ pub struct State {
     pub cursors: Vec<String>,
     pub sync_requests: u64,
     pub faults_answered: u64,
+    /// What `/accounts/get` answers (the test closes or renames accounts by changing it).
+    pub accounts: Vec<Value>,
 }
 
 pub struct Server {
@@ -108,7 +110,15 @@ impl Server {
     pub fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            accounts: vec![json!({
+                "account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
+                "balances": {"available": 100.0, "current": 110.0, "iso_currency_code": "USD", "limit": null, "unofficial_currency_code": null},
+                "mask": "0000", "name": "Plaid Checking", "official_name": "Plaid Gold Standard 0% Interest Checking",
+                "subtype": "checking", "type": "depository"
+            })],
+            ..State::default()
+        }));
         let st = Arc::clone(&state);
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -210,12 +220,8 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
     let mut s = state.lock().unwrap();
     match req.path.as_str() {
         "/accounts/get" => {
-            let accounts = json!([{
-                "account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
-                "balances": {"available": 100.0, "current": 110.0, "iso_currency_code": "USD", "limit": null, "unofficial_currency_code": null},
-                "mask": "0000", "name": "Plaid Checking", "official_name": "Plaid Gold Standard 0% Interest Checking",
-                "subtype": "checking", "type": "depository"
-            }]);
+            let accounts = s.accounts.clone();
+            drop(s);
             answer(
                 conn,
                 200,
