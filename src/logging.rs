@@ -50,6 +50,10 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     "pages",
     "requests",
     "retries",
+    // A plaid source's Item (the name the spec gives it, never its token) and its sync: counts.
+    "item",
+    "removed",
+    "restarts",
 ];
 
 /// What is written for a field that is not allowed.

@@ -338,14 +338,7 @@ impl Ctx<'_, '_> {
     /// The source step of a `quickbooks` source: an entity read into its record
     /// (`crate::finance::quickbooks_source::decode`), then the rest of the graph.
     fn quickbooks_record(&self, idx: usize, entities: &[String], mut rec: Record, acc: &mut Acc) {
-        let named = rec.env.bus.as_ref().and_then(|b| {
-            b.headers
-                .iter()
-                .find(|(k, _)| k == crate::finance::quickbooks_source::ENTITY_HEADER)
-                .and_then(|(_, v)| v.as_deref())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string)
-        });
+        let named = bus_header(&rec, crate::finance::quickbooks_source::ENTITY_HEADER);
         match crate::finance::quickbooks_source::decode(&rec.raw, named.as_deref(), entities) {
             Err(r) => self.reject(idx, &rec, &r, acc),
             Ok(d) => {
@@ -361,14 +354,7 @@ impl Ctx<'_, '_> {
     /// The source step of a `plaid` source: an account or a transaction read into its record
     /// (`crate::finance::plaid_source::decode`), then the rest of the graph.
     fn plaid_record(&self, idx: usize, objects: &[String], mut rec: Record, acc: &mut Acc) {
-        let named = rec.env.bus.as_ref().and_then(|b| {
-            b.headers
-                .iter()
-                .find(|(k, _)| k == crate::finance::plaid_source::OBJECT_HEADER)
-                .and_then(|(_, v)| v.as_deref())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string)
-        });
+        let named = bus_header(&rec, crate::finance::plaid_source::OBJECT_HEADER);
         match crate::finance::plaid_source::decode(&rec.raw, named.as_deref(), objects) {
             Err(r) => self.reject(idx, &rec, &r, acc),
             Ok(d) => {
@@ -1884,6 +1870,14 @@ impl Writer<'_> {
         }
         self.set_status(Status::Completed)
     }
+}
+
+/// The text of a record's bus header `name`: the kind of object a finance sync read it as
+/// (`quickbooks.entity`, `plaid.object`); none for a line fed by `sluice test`.
+fn bus_header(rec: &Record, name: &str) -> Option<String> {
+    let bus = rec.env.bus.as_ref()?;
+    let (_, value) = bus.headers.iter().find(|(k, _)| k == name)?;
+    value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
 }
 
 #[cfg(test)]
