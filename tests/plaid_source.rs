@@ -7,7 +7,8 @@
 //! Then the `type: plaid` source end to end: the bundled `pipelines/plaid-ledger.yaml` run by
 //! the binary against the same server, with exact ledger rows, a rerun that fetches nothing
 //! new, modified and removed transactions, pending -> posted, a mutation restart and a 429 in
-//! a run, `ITEM_LOGIN_REQUIRED` as a clear run error that keeps the cursor, and no secret,
+//! a run, `ITEM_LOGIN_REQUIRED` as a clear run error that keeps the cursor, `kill -9` while
+//! Plaid is asked and a rerun, the `accounts` table with an account closed, and no secret,
 //! access token or account owner's name in the logs, the audit, the DLQ or the plan.
 
 mod common;
@@ -451,4 +452,44 @@ fn the_accounts_table_delivers_balances_and_a_deletion_for_an_account_plaid_no_l
     // Reported once: the next run knows it is gone.
     assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 1);
     assert!(!stderrs[2].contains("RT167"));
+}
+
+#[test]
+fn kill_9_while_plaid_is_asked_then_a_rerun_loses_and_duplicates_nothing() {
+    let server = Server::start();
+    server.add(5, false);
+    let dir = common::workspace("plaid-kill");
+    point_at(&dir, &server);
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 5);
+    server.add(3, false);
+    server.remove("txn000001");
+    // The next run's request is held: the run is killed while it waits for Plaid.
+    let answered = server.state.lock().unwrap().sync_requests;
+    server.inject(Fault::Hold, 1, answered);
+    let mut child = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.state.lock().unwrap().held == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never asked Plaid");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    server.release();
+    // The cursor was not moved: the rerun gets the 3 new transactions and the removal once.
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(delivered(&again), 4, "{again}");
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/transactions.jsonl"));
+    let mut ids: Vec<&str> = rows.iter().filter(|r| r["_deleted"] != true).map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (8, 8), "every transaction once");
+    let want: Vec<String> = server.state.lock().unwrap().transactions.keys().cloned().collect();
+    assert_eq!(folded(&rows).into_keys().collect::<Vec<_>>(), want);
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 0);
 }

@@ -36,6 +36,8 @@ pub enum Fault {
     /// the start of its pagination (Plaid says it mid-pagination).
     Mutation,
     LoginRequired,
+    /// The request is held (no answer) until [`Server::release`]: a run is killed meanwhile.
+    Hold,
 }
 
 #[derive(Default)]
@@ -51,6 +53,9 @@ pub struct State {
     pub cursors: Vec<String>,
     pub sync_requests: u64,
     pub faults_answered: u64,
+    /// Requests held by [`Fault::Hold`] so far, and whether they are released.
+    pub held: u64,
+    pub released: bool,
     /// What `/accounts/get` answers (the test closes or renames accounts by changing it).
     pub accounts: Vec<Value>,
 }
@@ -192,6 +197,11 @@ impl Server {
         self.state.lock().unwrap().injected.push((fault, after, count));
     }
 
+    /// Lets held requests go (unanswered: their client was killed).
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+    }
+
     pub fn cursors(&self) -> Vec<String> {
         self.state.lock().unwrap().cursors.clone()
     }
@@ -238,6 +248,15 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
                 .injected
                 .iter()
                 .position(|(f, after, left)| *left > 0 && answered >= *after && (*f != Fault::Mutation || mid));
+            if let Some(i) = due.filter(|&i| s.injected[i].0 == Fault::Hold) {
+                s.injected[i].2 -= 1;
+                s.held += 1;
+                drop(s);
+                while !state.lock().unwrap().released {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                return;
+            }
             if let Some(i) = due {
                 s.injected[i].2 -= 1;
                 s.faults_answered += 1;
@@ -261,6 +280,7 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
                             "Underlying transaction data changed since last page was fetched. Please restart pagination from last update.",
                         ),
                     ),
+                    Fault::Hold => unreachable!("held above"),
                     Fault::LoginRequired => (
                         400,
                         error(
