@@ -101,7 +101,11 @@ fn run(
             sluice_runtime::findings::CONNECTION_UNKNOWN,
             format!("connection `{name}` uses an API key (`auth: api_key`): there is nothing to authorize"),
         )
-        .with_help("set the secret its `api_key` references; `sluice connect` is for OAuth connections")),
+        .with_help(if p.provider == "plaid" {
+            "a Plaid connection is the app's `client_id` and `client_secret`, and each Item's access token is a key of the `plaid` source: set the secrets they reference; `sluice connect` is for OAuth connections"
+        } else {
+            "set the secret its `api_key` references; `sluice connect` is for OAuth connections"
+        })),
         "client_credentials" => {
             conn.bearer()?;
             conn.status()

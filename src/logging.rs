@@ -53,6 +53,10 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     // An `after: {tag}` failure's cause (RT122): fixed words, an HTTP status and tag counts,
     // never an object key or a URL (runtime/src/object_stores/tagging.rs).
     "tag_error",
+    // A plaid source's Item (the name the spec gives it, never its token) and its sync: counts.
+    "item",
+    "removed",
+    "restarts",
 ];
 
 /// What is written for a field that is not allowed.

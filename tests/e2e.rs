@@ -303,10 +303,11 @@ fn every_bundled_pipeline_plans_and_runs_balanced() {
         assert!(plan.status.success(), "{p}: {}", text(&plan.stderr));
         // Run elsewhere, against what they need: a listening (mllp) pipeline runs until
         // stopped (tests/mllp.rs stops it); a FHIR server sync needs the server and its
-        // PostgreSQL sink (tests/fhir_rest.rs); Stripe and QuickBooks syncs need the API
-        // (tests/stripe_source.rs and tests/quickbooks_source.rs run local ones).
+        // PostgreSQL sink (tests/fhir_rest.rs); Stripe, QuickBooks and Plaid syncs need the
+        // API (tests/stripe_source.rs, tests/quickbooks_source.rs and tests/plaid_source.rs run
+        // local ones).
         let plan: serde_json::Value = serde_json::from_str(&text(&plan.stdout)).unwrap();
-        let elsewhere = ["mllp", "fhir.rest", "stripe", "quickbooks"];
+        let elsewhere = ["mllp", "fhir.rest", "stripe", "quickbooks", "plaid"];
         if plan["components"].as_array().unwrap().iter().any(|c| elsewhere.iter().any(|k| c["kind"] == *k)) {
             continue;
         }

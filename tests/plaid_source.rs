@@ -3,13 +3,22 @@
 //! resumption across syncs, added/modified/removed, pending -> posted, a restart of the whole
 //! pagination on `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`, 429 and 5xx retried,
 //! `ITEM_LOGIN_REQUIRED` and refused keys as clear errors that show no key, token or data.
-//! (The `type: plaid` pipeline source is not built yet: these test the client it will run.)
+//!
+//! Then the `type: plaid` source end to end: the bundled `pipelines/plaid-ledger.yaml` run by
+//! the binary against the same server, with exact ledger rows, a rerun that fetches nothing
+//! new, modified and removed transactions, pending -> posted, a mutation restart and a 429 in
+//! a run, `ITEM_LOGIN_REQUIRED` as a clear run error that keeps the cursor, `kill -9` while
+//! Plaid is asked and a rerun, the `accounts` table with an account closed, and no secret,
+//! access token or account owner's name in the logs, the audit, the DLQ or the plan.
 
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 
 use common::plaid::{ACCESS_TOKEN, CLIENT_ID, Fault, MERCHANT, SECRET, Server};
+use serde_json::{Value, json};
 use sluice_runtime::finance::api::Counts;
 use sluice_runtime::finance::plaid::{ChangeKind, Credentials, Plaid, Synced};
 use sluice_runtime::secrets::Secret;
@@ -159,4 +168,328 @@ fn login_required_and_refused_keys_are_clear_errors_without_secrets_or_data() {
         // Plaid's error_message text is not repeated.
         assert!(!text.contains("invalid client_id or secret provided"));
     }
+}
+
+/// An account owner's name, planted in a transaction: it must show nowhere outside the source.
+const OWNER: &str = "Marguerite Okonkwo-Reyes";
+
+/// The bundled pipeline pointed at the local server.
+fn point_at(dir: &Path, server: &Server) {
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let spec = spec.replace("    base_url: sandbox\n", &format!("    base_url: {}\n", server.base()));
+    assert!(spec.contains(&server.base()), "{spec}");
+    std::fs::write(&p, spec).unwrap();
+}
+
+fn sluice(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.current_dir(dir)
+        .args(args)
+        .env("PLAID_CLIENT_ID", CLIENT_ID)
+        .env("PLAID_SECRET", SECRET)
+        .env("PLAID_ACCESS_TOKEN", ACCESS_TOKEN)
+        .env("SLUICE_LOG", "debug");
+    c
+}
+
+fn run_ok(dir: &Path, stderrs: &mut Vec<String>) -> Value {
+    let out = sluice(dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"]).output().unwrap();
+    stderrs.push(common::text(&out.stderr));
+    assert!(out.status.success(), "run failed: {}\n{}", common::text(&out.stdout), common::text(&out.stderr));
+    let summary: Value = serde_json::from_str(common::text(&out.stdout).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", common::text(&out.stdout)));
+    assert_eq!(summary["balanced"], true, "{summary}");
+    summary
+}
+
+fn delivered(summary: &Value) -> u64 {
+    summary["delivered"].as_u64().unwrap_or_else(|| panic!("no delivered count: {summary}"))
+}
+
+/// The ledger row the generator's `n`th transaction must give (tests/common/plaid.rs makes
+/// transaction `n` with amount `1.25 n + 0.5`, money out; merchant and category as below).
+fn expected_row(n: u64, pending: bool, replaces: Option<&str>) -> Value {
+    let merchant = if n % 7 == 3 {
+        Value::Null
+    } else if n.is_multiple_of(5) {
+        json!(MERCHANT)
+    } else {
+        json!(format!("Merchant {n}"))
+    };
+    let category = if n % 11 == 4 { Value::Null } else { json!("GENERAL_MERCHANDISE") };
+    json!({
+        "source": "plaid",
+        "account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
+        "id": format!("txn{n:06}"),
+        "date": format!("2024-02-{:02}", 1 + n % 28),
+        "amount": -((n as f64) * 1.25 + 0.5),
+        "currency": "usd",
+        "merchant": merchant,
+        "category": category,
+        "type": "in store",
+        "pending": pending,
+        "source_object": replaces,
+    })
+}
+
+/// A row's business fields (what `expected_row` gives), amounts compared as numbers.
+fn business(row: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "source",
+        "account_id",
+        "id",
+        "date",
+        "amount",
+        "currency",
+        "merchant",
+        "category",
+        "type",
+        "pending",
+        "source_object",
+    ] {
+        let v = row.get(k).cloned().unwrap_or(Value::Null);
+        let v = if k == "amount" { v.as_f64().map_or(Value::Null, |f| json!(f)) } else { v };
+        out.insert(k.to_string(), v);
+    }
+    Value::Object(out)
+}
+
+/// The ledger a table upserted by id (deleting `_deleted` rows) would hold: id -> amount.
+fn folded(rows: &[Value]) -> BTreeMap<String, f64> {
+    let mut ledger = BTreeMap::new();
+    for r in rows {
+        let id = r["id"].as_str().unwrap().to_string();
+        if r["_deleted"] == true {
+            ledger.remove(&id);
+        } else {
+            ledger.insert(id, r["amount"].as_f64().unwrap());
+        }
+    }
+    ledger
+}
+
+#[test]
+fn the_ledger_pipeline_syncs_then_fetches_only_changes_with_removals_pending_to_posted_and_faults() {
+    let server = Server::start();
+    server.add(5, false);
+    let pending = server.add(1, true);
+    // The account owner's name where Plaid puts it, and one object that cannot be a record.
+    let mut owned = server.state.lock().unwrap().transactions["txn000001"].clone();
+    owned["transaction_id"] = json!("owned000001");
+    owned["account_owner"] = json!(OWNER);
+    owned["name"] = json!(format!("TRANSFER FROM {OWNER}"));
+    server.add_raw(owned);
+    server
+        .add_raw(json!({"account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp", "amount": 2.0, "account_owner": OWNER}));
+    // Plaid throttles the first request once: retried.
+    server.inject(Fault::RateLimit, 1, 0);
+    let dir = common::workspace("plaid-ledger");
+    point_at(&dir, &server);
+    let mut stderrs = Vec::new();
+
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!(delivered(&first), 7, "{first}");
+    assert_eq!(first["dlq"], 1, "{first}");
+    assert_eq!(server.state.lock().unwrap().faults_answered, 1);
+    let ledger = dir.join("out/plaid-ledger/transactions.jsonl");
+    let rows = common::json_lines(&ledger);
+    let mut expected: Vec<Value> = (1..=5).map(|n| expected_row(n, false, None)).collect();
+    expected.push(expected_row(6, true, None));
+    let mut owned_row = expected_row(1, false, None);
+    owned_row["id"] = json!("owned000001");
+    expected.insert(6, owned_row);
+    assert_eq!(rows.iter().map(business).collect::<Vec<_>>(), expected.iter().map(business).collect::<Vec<_>>());
+    let dlq = common::json_lines(&dir.join("out/plaid-ledger/dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].to_string().contains("RT164"), "{}", dlq[0]);
+
+    // Nothing new: one request from the saved cursor, nothing delivered.
+    let before = server.cursors().len();
+    let quiet = run_ok(&dir, &mut stderrs);
+    assert_eq!(delivered(&quiet), 0, "{quiet}");
+    let cursors = server.cursors();
+    assert_eq!(cursors.len(), before + 1, "{cursors:?}");
+    assert_eq!(cursors.last().map(String::as_str), Some("c8"), "the cursor saved after the first run");
+
+    // A modification, a removal, the pending transaction posting, a new one; Plaid says the
+    // Item changed during the pagination once: the pagination starts again from the cursor.
+    server.modify("txn000002");
+    server.remove("txn000003");
+    let posted = server.post_pending(&pending[0]);
+    server.add(1, false);
+    let answered = server.state.lock().unwrap().sync_requests;
+    server.inject(Fault::Mutation, 1, answered);
+    let more = run_ok(&dir, &mut stderrs);
+    // modified, removed, removed pending, added posted, added new.
+    assert_eq!(delivered(&more), 5, "{more}");
+    assert_eq!(server.state.lock().unwrap().faults_answered, 2, "the mutation was answered");
+    assert_eq!(server.cursors()[before + 1..], ["c8".to_string(), "c8".to_string()], "started again from the cursor");
+    let rows = common::json_lines(&ledger);
+    let fresh = &rows[7..];
+    let deleted: Vec<&str> =
+        fresh.iter().filter(|r| r["_deleted"] == true).map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(deleted, vec!["txn000003", pending[0].as_str()]);
+    let posted_row = fresh.iter().find(|r| r["id"] == posted.as_str()).unwrap();
+    assert_eq!(business(posted_row), business(&expected_row(7, false, Some(&pending[0]))));
+    let modified = fresh.iter().find(|r| r["id"] == "txn000002").unwrap();
+    assert_eq!(modified["amount"].as_f64(), Some(-13.0), "3.0 + 10 out of the account");
+    // Applied in order, the lines leave what Plaid has, each transaction once, the posted one
+    // in place of the pending one.
+    let want: BTreeMap<String, f64> = server
+        .state
+        .lock()
+        .unwrap()
+        .transactions
+        .iter()
+        .map(|(id, t)| (id.clone(), -t["amount"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(folded(&rows), want);
+    assert!(!folded(&rows).contains_key(&pending[0]));
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 0);
+
+    // No secret, token or account owner's name outside the sinks; `sluice plan` shows none.
+    let plan = sluice(&dir, &["plan", "pipelines/plaid-ledger.yaml"]).output().unwrap();
+    assert!(plan.status.success(), "{}", common::text(&plan.stderr));
+    let plan_text = common::text(&plan.stdout) + &common::text(&plan.stderr);
+    assert!(plan_text.contains("plaid sync transactions of Items operating"), "{plan_text}");
+    let audit = std::fs::read_to_string(dir.join("out/plaid-ledger/audit.jsonl")).unwrap();
+    let dlq_text = std::fs::read_to_string(dir.join("out/plaid-ledger/dlq.jsonl")).unwrap();
+    let ledger_text = std::fs::read_to_string(&ledger).unwrap();
+    for (what, s) in stderrs.iter().map(|s| ("stderr", s)).chain([
+        ("audit", &audit),
+        ("dlq", &dlq_text),
+        ("plan", &plan_text),
+        ("ledger", &ledger_text),
+    ]) {
+        for secret in [SECRET, ACCESS_TOKEN, OWNER] {
+            assert!(!s.contains(secret), "{what} shows a secret or the owner's name");
+        }
+    }
+    for s in stderrs.iter().chain([&audit]) {
+        assert!(!s.contains(MERCHANT), "a merchant name shows outside the sinks");
+    }
+    assert!(stderrs.iter().any(|s| s.contains("RT166")), "partial data is warned");
+}
+
+#[test]
+fn item_login_required_ends_the_run_with_rt159_and_the_next_run_reads_everything() {
+    let server = Server::start();
+    server.add(4, false);
+    server.inject(Fault::LoginRequired, 1, 0);
+    let dir = common::workspace("plaid-login");
+    point_at(&dir, &server);
+    let out = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"]).output().unwrap();
+    let err = common::text(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("RT159") && err.contains("ITEM_LOGIN_REQUIRED") && err.contains("update mode"), "{err}");
+    for secret in [SECRET, ACCESS_TOKEN, "the login details of this item have changed"] {
+        assert!(!err.contains(secret), "{err}");
+    }
+    assert_eq!(server.state.lock().unwrap().sync_requests, 1, "not retried");
+    // The cursor was kept: the next run starts from the beginning and gets everything.
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 4);
+    assert_eq!(server.cursors(), vec!["", ""]);
+}
+
+#[test]
+fn a_spec_with_a_token_in_clear_or_plain_http_elsewhere_is_refused() {
+    let server = Server::start();
+    let dir = common::workspace("plaid-check");
+    point_at(&dir, &server);
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(
+        &p,
+        spec.replace(&server.base(), "http://bank-proxy.example.com").replace("${PLAID_ACCESS_TOKEN}", ACCESS_TOKEN),
+    )
+    .unwrap();
+    let out = sluice(&dir, &["check", "pipelines/plaid-ledger.yaml"]).output().unwrap();
+    let err = common::text(&out.stderr) + &common::text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(err.contains("SL267") && err.contains("SL205"), "{err}");
+}
+
+#[test]
+fn the_accounts_table_delivers_balances_and_a_deletion_for_an_account_plaid_no_longer_returns() {
+    let server = Server::start();
+    let mut savings = server.state.lock().unwrap().accounts[0].clone();
+    savings["account_id"] = json!("dVzbVMLjrxTnLjX4G66XUp5GLklm4oiZy88yK");
+    savings["name"] = json!("Plaid Saving");
+    savings["subtype"] = json!("savings");
+    server.state.lock().unwrap().accounts.push(savings);
+    let dir = common::workspace("plaid-accounts");
+    point_at(&dir, &server);
+    // Raw accounts straight to a file the reviewer allowed PII in: the table as Plaid gives it.
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let start = spec.find("stages:").unwrap();
+    let end = spec.find("dlq:").unwrap();
+    let spec = format!(
+        "{}sinks:\n  accounts:\n    type: jsonl\n    inputs: [bank]\n    path: ../out/plaid-ledger/accounts.jsonl\n    phi:\n      allowed: true\n      reason: the bank's own account list, kept for reconciliation\n{}",
+        &spec[..start],
+        &spec[end..]
+    )
+    .replace("tables: [transactions]", "tables: [accounts]");
+    std::fs::write(&p, spec).unwrap();
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 2);
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/accounts.jsonl"));
+    assert_eq!(rows[0]["balances"]["current"], 110.0, "{}", rows[0]);
+    assert_eq!(rows[1]["name"], "Plaid Saving");
+
+    // The savings account is closed: Plaid no longer returns it.
+    server.state.lock().unwrap().accounts.truncate(1);
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 2);
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/accounts.jsonl"));
+    assert_eq!(rows.len(), 4);
+    assert_eq!(rows[2]["account_id"], "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp");
+    assert_eq!(rows[3]["_deleted"], true, "{}", rows[3]);
+    assert_eq!(rows[3]["account_id"], "dVzbVMLjrxTnLjX4G66XUp5GLklm4oiZy88yK");
+    assert!(stderrs[1].contains("RT167"), "{}", stderrs[1]);
+    // Reported once: the next run knows it is gone.
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 1);
+    assert!(!stderrs[2].contains("RT167"));
+}
+
+#[test]
+fn kill_9_while_plaid_is_asked_then_a_rerun_loses_and_duplicates_nothing() {
+    let server = Server::start();
+    server.add(5, false);
+    let dir = common::workspace("plaid-kill");
+    point_at(&dir, &server);
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 5);
+    server.add(3, false);
+    server.remove("txn000001");
+    // The next run's request is held: the run is killed while it waits for Plaid.
+    let answered = server.state.lock().unwrap().sync_requests;
+    server.inject(Fault::Hold, 1, answered);
+    let mut child = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.state.lock().unwrap().held == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never asked Plaid");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    server.release();
+    // The cursor was not moved: the rerun gets the 3 new transactions and the removal once.
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(delivered(&again), 4, "{again}");
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/transactions.jsonl"));
+    let mut ids: Vec<&str> = rows.iter().filter(|r| r["_deleted"] != true).map(|r| r["id"].as_str().unwrap()).collect();
+    ids.sort_unstable();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!((n, ids.len()), (8, 8), "every transaction once");
+    let want: Vec<String> = server.state.lock().unwrap().transactions.keys().cloned().collect();
+    assert_eq!(folded(&rows).into_keys().collect::<Vec<_>>(), want);
+    assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 0);
 }

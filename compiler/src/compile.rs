@@ -53,6 +53,8 @@ enum Flow {
     Stripe(Option<&'static str>),
     /// QuickBooks entities from a `quickbooks` source: of one entity when the source reads one.
     QuickBooks(Option<&'static str>),
+    /// Plaid objects from a `plaid` source: of one object when the source reads one table.
+    Plaid(Option<&'static str>),
     Output(&'static OutputSchema),
     /// Upstream had errors: checks that depend on the schema are skipped.
     Unknown,
@@ -69,6 +71,8 @@ impl Flow {
             Flow::Stripe(None) => "stripe objects of several types".to_string(),
             Flow::QuickBooks(Some(e)) => format!("{}{e}", crate::quickbooks::SCHEMA_PREFIX),
             Flow::QuickBooks(None) => "quickbooks entities of several kinds".to_string(),
+            Flow::Plaid(Some(o)) => format!("{}{o}", crate::plaid::SCHEMA_PREFIX),
+            Flow::Plaid(None) => "plaid objects of several kinds".to_string(),
             Flow::Output(o) => o.name.to_string(),
             Flow::Unknown => "unknown".into(),
         }
@@ -605,6 +609,10 @@ impl Compiler {
                         Some((entity, _)) => test_spec::MappingInput::QuickBooks { entity },
                         None => test_spec::MappingInput::Hl7v2,
                     },
+                    Some(m) if m.input_plaid.is_some() => match m.input_plaid {
+                        Some((object, _)) => test_spec::MappingInput::Plaid { object },
+                        None => test_spec::MappingInput::Hl7v2,
+                    },
                     Some(m) => match m.input_stripe.and_then(|(object, _)| {
                         crate::stripe::LISTS.iter().find(|(_, o)| *o == object).map(|(l, _)| *l)
                     }) {
@@ -837,6 +845,12 @@ impl Compiler {
             self.diags.push(crate::quickbooks::needs_state(&c.name, c.name_span));
             return None;
         }
+        if plan.state.is_none()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::Plaid(_)))
+        {
+            self.diags.push(crate::plaid::needs_state(&c.name, c.name_span));
+            return None;
+        }
         if plan.state.is_none() {
             for c in &spec.components {
                 if let Body::Files { x12: Some(crate::spec::pipeline::X12Files { acks: Some(acks), .. }), .. } = &c.body
@@ -920,6 +934,7 @@ impl Compiler {
                     | Body::FhirRest(_)
                     | Body::Stripe(_)
                     | Body::QuickBooks(_)
+                    | Body::Plaid(_)
             )
         }) {
             // What the source counts on the sinks for (fhir.rest and stripe syncs end, but move
@@ -928,6 +943,7 @@ impl Compiler {
                 Body::FhirRest(_) => ("fhir.rest source", "saves its cursor once the sinks have its records"),
                 Body::Stripe(_) => ("stripe source", "saves its cursors once the sinks have its records"),
                 Body::QuickBooks(_) => ("quickbooks source", "saves its cursors once the sinks have its records"),
+                Body::Plaid(_) => ("plaid source", "saves its cursors once the sinks have its records"),
                 Body::Kafka(_) => ("kafka source", "commits its offsets once the sinks have the messages"),
                 Body::Amqp(_) => ("amqp source", "acknowledges each message once the sinks have it"),
                 _ => ("listening source", "acknowledges each message once the sinks have it"),
@@ -1012,6 +1028,23 @@ impl Compiler {
                 self.diags.push(d);
                 ok = false;
             }
+        }
+        for c in &spec.components {
+            if let Body::Plaid(f) = &c.body
+                && let Some(d) = crate::plaid::check_connection(f, &spec.connections)
+            {
+                self.diags.push(d);
+                ok = false;
+            }
+        }
+        // A plaid source syncs on its own run loop: only beside other plaid sources.
+        let plaid_sources = spec.components.iter().filter(|c| matches!(c.body, Body::Plaid(_))).count();
+        if plaid_sources > 0
+            && plaid_sources < spec.components.iter().filter(|c| c.section == Section::Source).count()
+            && let Some(c) = spec.components.iter().find(|c| matches!(c.body, Body::Plaid(_)))
+        {
+            self.diags.push(crate::plaid::not_alone(&c.name, c.name_span));
+            ok = false;
         }
         // A quickbooks source syncs on its own run loop: only beside other quickbooks sources.
         let qbo_sources = spec.components.iter().filter(|c| matches!(c.body, Body::QuickBooks(_))).count();
@@ -1396,6 +1429,11 @@ impl Compiler {
                     this.diags.push(crate::quickbooks::input_mismatch(what, &c.name, "HL7 v2 messages", at));
                     None
                 }
+                Flow::Plaid(_) => {
+                    let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    this.diags.push(crate::plaid::input_mismatch(what, &c.name, "HL7 v2 messages", at));
+                    None
+                }
                 Flow::Output(o) => {
                     this.diags.push(
                         Diagnostic::error(
@@ -1587,6 +1625,20 @@ impl Compiler {
                 });
                 Some((kind, flow, (state, origins)))
             }
+            Body::Plaid(f) => {
+                let plan = crate::plaid::plan(f, |s| self.secret_reference(s));
+                let flow = match f.tables.as_slice() {
+                    [one] => Flow::Plaid(sluice_finance::plaid::table_object(one)),
+                    // What is wrong with `tables` was said (SL268).
+                    [] => Flow::Unknown,
+                    _ => Flow::Plaid(None),
+                };
+                let kind = ComponentKind::Source(SourcePlan {
+                    plaid: Some(Box::new(plan)),
+                    ..SourcePlan::new("plaid", "json", vec![], profile::default_profile())
+                });
+                Some((kind, flow, (state, origins)))
+            }
             Body::Validate { rules, mode } => {
                 let version = need_hl7(self, "validate stage");
                 let rid = self.load_kind(rules, "rules")?;
@@ -1637,6 +1689,19 @@ impl Compiler {
                         other => {
                             let d =
                                 crate::quickbooks::map_input_mismatch(&c.name, entity, &other.name(), input_at, e_span);
+                            self.diags.push(d);
+                            None
+                        }
+                    };
+                }
+                let plaid_input = self.mapping(mid)?.input_plaid;
+                if let Some((object, o_span)) = plaid_input {
+                    let input_at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                    return match flow {
+                        Flow::Unknown => None,
+                        Flow::Plaid(Some(o)) if o == object => self.mapped(mid, (state, origins)),
+                        other => {
+                            let d = crate::plaid::map_input_mismatch(&c.name, object, &other.name(), input_at, o_span);
                             self.diags.push(d);
                             None
                         }
@@ -1728,6 +1793,11 @@ impl Compiler {
                     Flow::QuickBooks(_) => {
                         let at = c.inputs.first().map_or(c.name_span, |i| i.span);
                         self.diags.push(crate::quickbooks::input_mismatch("mask stage", &c.name, "mapped records", at));
+                        return None;
+                    }
+                    Flow::Plaid(_) => {
+                        let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                        self.diags.push(crate::plaid::input_mismatch("mask stage", &c.name, "mapped records", at));
                         return None;
                     }
                     Flow::Hl7(_) => {
@@ -1968,6 +2038,16 @@ impl Compiler {
                         leak(format!("sink `{}` receives raw QuickBooks entities, which carry customers' and vendors' PII", c.name))
                             .label(c.name_span, "unmasked entities reach this sink")
                             .help("QuickBooks entities hold customers', vendors' and employees' names, addresses and e-mail addresses: map them with a mapping that reads `schema: quickbooks/<Entity>` and mask them, or allow PII at this sink with `phi: {allowed: true, reason: ...}`"),
+                    );
+                    lenient.as_ref()?;
+                }
+                if let Flow::Plaid(_) = flow
+                    && phi_allowed.is_none()
+                {
+                    self.diags.push(
+                        leak(format!("sink `{}` receives raw Plaid objects, which carry account owners' and payees' PII", c.name))
+                            .label(c.name_span, "unmasked objects reach this sink")
+                            .help("Plaid transactions can hold the account owner's and payees' names and where a purchase was made: map them with a mapping that reads `schema: plaid/transaction` and mask them, or allow PII at this sink with `phi: {allowed: true, reason: ...}`"),
                     );
                     lenient.as_ref()?;
                 }
@@ -2235,12 +2315,13 @@ impl Compiler {
                 }
                 Some(_) => Some(()),
             },
-            Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) | Flow::QuickBooks(_) => {
+            Flow::Hl7(_) | Flow::Fhir(_) | Flow::X12 | Flow::Stripe(_) | Flow::QuickBooks(_) | Flow::Plaid(_) => {
                 let what = match flow {
                     Flow::Hl7(_) => "HL7 v2 messages",
                     Flow::X12 => "X12 transaction sets",
                     Flow::Stripe(_) => "Stripe objects",
                     Flow::QuickBooks(_) => "QuickBooks entities",
+                    Flow::Plaid(_) => "Plaid objects",
                     _ => "FHIR resources",
                 };
                 self.diags.push(
@@ -2566,6 +2647,16 @@ impl Compiler {
                 ));
                 return None;
             }
+            Flow::Plaid(_) => {
+                let at = c.inputs.first().map_or(c.name_span, |i| i.span);
+                self.diags.push(crate::plaid::input_mismatch(
+                    "stage",
+                    &c.name,
+                    "records whose paths can be checked",
+                    at,
+                ));
+                return None;
+            }
             Flow::Unknown => return None,
         };
         let env = Env { scope, vars: vec![], tables: vec![] };
@@ -2795,6 +2886,7 @@ impl Compiler {
             Flow::X12 => Some("X12 transaction sets".to_string()),
             Flow::Stripe(_) => Some("Stripe objects".to_string()),
             Flow::QuickBooks(_) => Some("QuickBooks entities".to_string()),
+            Flow::Plaid(_) => Some("Plaid objects".to_string()),
             Flow::Output(o) => Some(format!("{} records", o.name)),
         };
         if let Some(wrong) = wrong {

@@ -16,6 +16,7 @@ pub mod fhir_rest;
 pub mod hl7;
 pub mod jsonschema;
 pub mod object_store;
+pub mod plaid;
 pub mod plan;
 pub mod quickbooks;
 pub mod source;

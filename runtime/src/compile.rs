@@ -36,6 +36,9 @@ pub enum Prep {
     /// A `quickbooks` source: its records are entities
     /// ([`crate::finance::quickbooks_source::decode`]), of the entities it reads.
     QuickBooksSource(Vec<String>),
+    /// A `plaid` source: its records are accounts or transactions
+    /// ([`crate::finance::plaid_source::decode`]), of the objects it reads.
+    PlaidSource(Vec<String>),
     Validate(Vec<Option<Regex>>),
     Map(Tables),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
@@ -133,11 +136,22 @@ impl<'p> Compiled<'p> {
                 ComponentKind::Source(s) => {
                     if !matches!(
                         s.kind.as_str(),
-                        "files" | "mllp" | "kafka" | "amqp" | "webhook" | "fhir.rest" | "stripe" | "quickbooks"
+                        "files"
+                            | "mllp"
+                            | "kafka"
+                            | "amqp"
+                            | "webhook"
+                            | "fhir.rest"
+                            | "stripe"
+                            | "quickbooks"
+                            | "plaid"
                     ) {
                         return Err(invalid(format!("source `{name}`: kind `{}` is not supported yet", s.kind)));
                     }
                     match (&s.fhir, &s.x12, &s.webhook) {
+                        _ if s.plaid.is_some() => {
+                            Prep::PlaidSource(s.plaid.as_ref().map(|p| p.objects()).unwrap_or_default())
+                        }
                         _ if s.quickbooks.is_some() => Prep::QuickBooksSource(
                             s.quickbooks.as_ref().map(|p| p.entities.clone()).unwrap_or_default(),
                         ),

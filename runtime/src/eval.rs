@@ -558,6 +558,22 @@ impl<'a> Scope<'a> {
                     }
                 }
             }),
+            Function::Negate => map_scalars(arg(0, warnings), &mut |v| match v {
+                Val::Int(i) => i.checked_neg().map_or_else(|| Val::Dec(format!("{}", -(i as i128))), Val::Int),
+                Val::Dec(d) => Val::Dec(negate_decimal(&d)),
+                Val::Str(s) => match json_decimal(&s) {
+                    Some(d) => Val::Dec(negate_decimal(&d)),
+                    None => {
+                        warnings.push(Issue::new(
+                            findings::BAD_NUMBER,
+                            self.field,
+                            format!("`{}` is not a number", what()),
+                        ));
+                        Val::Null
+                    }
+                },
+                other => other,
+            }),
             Function::MinorUnits => {
                 let currency = arg(1, warnings).text();
                 map_scalars(arg(0, warnings), &mut |v| match (v, currency.as_deref()) {
@@ -837,6 +853,15 @@ fn add(a: Val, b: Val) -> Val {
     }
 }
 
+/// A decimal's text with its sign turned; zero stays unsigned.
+fn negate_decimal(d: &str) -> String {
+    match d.strip_prefix('-') {
+        Some(positive) => positive.to_string(),
+        None if d.bytes().all(|b| matches!(b, b'0' | b'.' | b'+')) => d.trim_start_matches('+').to_string(),
+        None => format!("-{}", d.trim_start_matches('+')),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -993,5 +1018,13 @@ mod tests {
         );
         assert_eq!(Val::Dec("72.50".into()).into_doc().to_json_string(), "72.50");
         assert_eq!(add(Val::Dec("-0.5".into()), Val::Dec("0.25".into())), Val::Dec("-0.25".into()));
+    }
+
+    #[test]
+    fn negate_turns_the_sign_of_numbers_and_leaves_zero_unsigned() {
+        assert_eq!(negate_decimal("12.50"), "-12.50");
+        assert_eq!(negate_decimal("-1500"), "1500");
+        assert_eq!(negate_decimal("0.00"), "0.00");
+        assert_eq!(negate_decimal("+3"), "-3");
     }
 }

@@ -338,20 +338,29 @@ impl Ctx<'_, '_> {
     /// The source step of a `quickbooks` source: an entity read into its record
     /// (`crate::finance::quickbooks_source::decode`), then the rest of the graph.
     fn quickbooks_record(&self, idx: usize, entities: &[String], mut rec: Record, acc: &mut Acc) {
-        let named = rec.env.bus.as_ref().and_then(|b| {
-            b.headers
-                .iter()
-                .find(|(k, _)| k == crate::finance::quickbooks_source::ENTITY_HEADER)
-                .and_then(|(_, v)| v.as_deref())
-                .and_then(|v| std::str::from_utf8(v).ok())
-                .map(str::to_string)
-        });
+        let named = bus_header(&rec, crate::finance::quickbooks_source::ENTITY_HEADER);
         match crate::finance::quickbooks_source::decode(&rec.raw, named.as_deref(), entities) {
             Err(r) => self.reject(idx, &rec, &r, acc),
             Ok(d) => {
                 acc.control_id = Some(d.id.clone());
                 rec.env.control_id = Some(d.id);
                 rec.env.message_type = Some(d.entity);
+                rec.payload = Payload::Doc(d.doc);
+                self.walk(idx, rec, acc);
+            }
+        }
+    }
+
+    /// The source step of a `plaid` source: an account or a transaction read into its record
+    /// (`crate::finance::plaid_source::decode`), then the rest of the graph.
+    fn plaid_record(&self, idx: usize, objects: &[String], mut rec: Record, acc: &mut Acc) {
+        let named = bus_header(&rec, crate::finance::plaid_source::OBJECT_HEADER);
+        match crate::finance::plaid_source::decode(&rec.raw, named.as_deref(), objects) {
+            Err(r) => self.reject(idx, &rec, &r, acc),
+            Ok(d) => {
+                acc.control_id = Some(d.id.clone());
+                rec.env.control_id = Some(d.id);
+                rec.env.message_type = Some(d.object);
                 rec.payload = Payload::Doc(d.doc);
                 self.walk(idx, rec, acc);
             }
@@ -553,6 +562,10 @@ impl Ctx<'_, '_> {
             }
             if let (None, Prep::WebhookSource) = (&raw.problem, &c.preps[raw.source]) {
                 self.webhook_record(raw.source, rec, &mut acc);
+                return acc;
+            }
+            if let (None, Prep::PlaidSource(objects)) = (&raw.problem, &c.preps[raw.source]) {
+                self.plaid_record(raw.source, objects, rec, &mut acc);
                 return acc;
             }
             if let (None, Prep::QuickBooksSource(entities)) = (&raw.problem, &c.preps[raw.source]) {
@@ -986,9 +999,9 @@ fn read_files(
             Some(Prep::X12Source(src)) => crate::x12_source::pieces(&open, path, src).map(|pieces| {
                 Box::new(pieces.map(|p| p.map(|p| (p.offset, p.index as usize, p.bytes, p.problem)))) as _
             }),
-            // Stripe objects and QuickBooks entities from a file (`sluice test`): one JSON
-            // object a line.
-            Some(Prep::StripeSource(_) | Prep::QuickBooksSource(_)) => open().map(|bytes| {
+            // Stripe objects, QuickBooks entities and Plaid objects from a file (`sluice
+            // test`): one JSON object a line.
+            Some(Prep::StripeSource(_) | Prep::QuickBooksSource(_) | Prep::PlaidSource(_)) => open().map(|bytes| {
                 Box::new(crate::finance::source::lines(bytes).map(|l| l.map(|(o, i, b)| (o, i, b, None)))) as _
             }),
             _ => open().and_then(|bytes| source::open_stream(bytes, path)).map(|reader| {
@@ -1857,6 +1870,14 @@ impl Writer<'_> {
         }
         self.set_status(Status::Completed)
     }
+}
+
+/// The text of a record's bus header `name`: the kind of object a finance sync read it as
+/// (`quickbooks.entity`, `plaid.object`); none for a line fed by `sluice test`.
+fn bus_header(rec: &Record, name: &str) -> Option<String> {
+    let bus = rec.env.bus.as_ref()?;
+    let (_, value) = bus.headers.iter().find(|(k, _)| k == name)?;
+    value.as_deref().and_then(|v| std::str::from_utf8(v).ok()).map(str::to_string)
 }
 
 #[cfg(test)]

@@ -194,6 +194,17 @@ pub fn run_with_events(
         announce_run_id(options, &run_id);
         let t = mllp::serve(&compiled, &clock, &run_id, options.threads, events, options.progress.clone())?;
         (run_id, t, None)
+    } else if finance::plaid_source::syncs(plan) {
+        refuse_resume(
+            options,
+            plan,
+            "syncs from Plaid: its positions are its Items' cursors",
+            "each Item goes on from its last saved /transactions/sync cursor",
+        )?;
+        let run_id = run_id(&plan.hash, &clock.seed());
+        announce_run_id(options, &run_id);
+        let t = finance::plaid_source::serve(&compiled, &clock, &run_id, options.threads, options.progress.clone())?;
+        (run_id, t, None)
     } else if finance::quickbooks_source::syncs(plan) {
         refuse_resume(
             options,

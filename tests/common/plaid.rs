@@ -36,6 +36,8 @@ pub enum Fault {
     /// the start of its pagination (Plaid says it mid-pagination).
     Mutation,
     LoginRequired,
+    /// The request is held (no answer) until [`Server::release`]: a run is killed meanwhile.
+    Hold,
 }
 
 #[derive(Default)]
@@ -51,6 +53,11 @@ pub struct State {
     pub cursors: Vec<String>,
     pub sync_requests: u64,
     pub faults_answered: u64,
+    /// Requests held by [`Fault::Hold`] so far, and whether they are released.
+    pub held: u64,
+    pub released: bool,
+    /// What `/accounts/get` answers (the test closes or renames accounts by changing it).
+    pub accounts: Vec<Value>,
 }
 
 pub struct Server {
@@ -108,7 +115,15 @@ impl Server {
     pub fn start() -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            accounts: vec![json!({
+                "account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
+                "balances": {"available": 100.0, "current": 110.0, "iso_currency_code": "USD", "limit": null, "unofficial_currency_code": null},
+                "mask": "0000", "name": "Plaid Checking", "official_name": "Plaid Gold Standard 0% Interest Checking",
+                "subtype": "checking", "type": "depository"
+            })],
+            ..State::default()
+        }));
         let st = Arc::clone(&state);
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
@@ -137,6 +152,15 @@ impl Server {
                 id
             })
             .collect()
+    }
+
+    /// Adds `t` as Plaid would send it (the test writes every field, or leaves some out).
+    pub fn add_raw(&self, t: Value) {
+        let mut s = self.state.lock().unwrap();
+        if let Some(id) = t["transaction_id"].as_str() {
+            s.transactions.insert(id.to_string(), t.clone());
+        }
+        s.log.push(("added", t));
     }
 
     /// A transaction's amount changes.
@@ -173,6 +197,11 @@ impl Server {
         self.state.lock().unwrap().injected.push((fault, after, count));
     }
 
+    /// Lets held requests go (unanswered: their client was killed).
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
+    }
+
     pub fn cursors(&self) -> Vec<String> {
         self.state.lock().unwrap().cursors.clone()
     }
@@ -201,12 +230,8 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
     let mut s = state.lock().unwrap();
     match req.path.as_str() {
         "/accounts/get" => {
-            let accounts = json!([{
-                "account_id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
-                "balances": {"available": 100.0, "current": 110.0, "iso_currency_code": "USD", "limit": null, "unofficial_currency_code": null},
-                "mask": "0000", "name": "Plaid Checking", "official_name": "Plaid Gold Standard 0% Interest Checking",
-                "subtype": "checking", "type": "depository"
-            }]);
+            let accounts = s.accounts.clone();
+            drop(s);
             answer(
                 conn,
                 200,
@@ -223,6 +248,15 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
                 .injected
                 .iter()
                 .position(|(f, after, left)| *left > 0 && answered >= *after && (*f != Fault::Mutation || mid));
+            if let Some(i) = due.filter(|&i| s.injected[i].0 == Fault::Hold) {
+                s.injected[i].2 -= 1;
+                s.held += 1;
+                drop(s);
+                while !state.lock().unwrap().released {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                return;
+            }
             if let Some(i) = due {
                 s.injected[i].2 -= 1;
                 s.faults_answered += 1;
@@ -246,6 +280,7 @@ fn handle(conn: std::net::TcpStream, state: &Mutex<State>) {
                             "Underlying transaction data changed since last page was fetched. Please restart pagination from last update.",
                         ),
                     ),
+                    Fault::Hold => unreachable!("held above"),
                     Fault::LoginRequired => (
                         400,
                         error(

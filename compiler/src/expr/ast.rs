@@ -140,6 +140,8 @@ pub enum Function {
     /// `minor_units(amount, currency)`: an integer amount in the currency's minor units ->
     /// a decimal in major units (`1050, "usd"` -> `10.50`; `1050, "jpy"` -> `1050`).
     MinorUnits,
+    /// `negate(number)`: the number with its sign turned (Plaid writes money out positive).
+    Negate,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,7 +178,7 @@ impl BinaryOp {
 impl Function {
     /// Every built-in function called by its name (`lookup`, `template` and `classify` are
     /// checked on their own).
-    pub const ALL: [Function; 17] = [
+    pub const ALL: [Function; 18] = [
         Function::Date,
         Function::Datetime,
         Function::Coalesce,
@@ -194,6 +196,7 @@ impl Function {
         Function::UnixDate,
         Function::UnixDatetime,
         Function::MinorUnits,
+        Function::Negate,
     ];
 
     /// The function a spec names, if any.
@@ -221,6 +224,7 @@ impl Function {
             Function::UnixDate => "unix_date",
             Function::UnixDatetime => "unix_datetime",
             Function::MinorUnits => "minor_units",
+            Function::Negate => "negate",
         }
     }
 }

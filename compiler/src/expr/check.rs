@@ -38,6 +38,8 @@ pub enum Scope<'a> {
     Stripe(crate::stripe::StripeEnv),
     /// Records are QuickBooks entities of one kind: paths like `TotalAmt`, `CurrencyRef.value`.
     QuickBooks(crate::quickbooks::QuickBooksEnv),
+    /// Records are Plaid objects of one kind: paths like `amount`, `personal_finance_category.primary`.
+    Plaid(crate::plaid::PlaidEnv),
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
@@ -100,6 +102,11 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
         "minor_units",
         "minor_units(amount, currency) -> decimal",
         "An integer amount in the currency's minor units to a decimal in major units (1050 USD -> 10.50, 1050 JPY -> 1050).",
+    ),
+    (
+        "negate",
+        "negate(number) -> type of number",
+        "The number with its sign turned (`12.50` -> `-12.50`, `-3` -> `3`): for providers whose sign is the other way round, such as Plaid's (positive is money out).",
     ),
     ("lookup", "lookup(value, table, default=value) -> string", "Looks the value up in a code table of the mapping."),
     (
@@ -263,6 +270,7 @@ fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<
         Scope::Fhir(fhir) => fhir.resolve(text, cx.span(&syn.span)),
         Scope::Stripe(stripe) => stripe.resolve(text, cx.span(&syn.span)),
         Scope::QuickBooks(qbo) => qbo.resolve(text, cx.span(&syn.span)),
+        Scope::Plaid(plaid) => plaid.resolve(text, cx.span(&syn.span)),
         _ => {
             return cx.error(
                 Diagnostic::error(
@@ -311,6 +319,16 @@ fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<T
     // A set-level X12 path (`BHT-04`) lexes as an HL7 path.
     if let Scope::X12(_) = env.scope {
         return check_x12_path(cx, text, syn, env);
+    }
+    if let Scope::Plaid(p) = env.scope {
+        return cx.error(
+            Diagnostic::error(
+                codes::PLAID_MAP_INPUT_MISMATCH,
+                format!("`{text}` is an HL7 v2 path, but records here are Plaid `{}` objects", p.object),
+            )
+            .label(cx.span(&syn.span), "HL7 path")
+            .help("write a Plaid path, such as `amount`, `date` or `iso_currency_code`"),
+        );
     }
     if let Scope::QuickBooks(q) = env.scope {
         return cx.error(
@@ -400,7 +418,7 @@ fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option
                 .error(Diagnostic::error(codes::UNKNOWN_COMPONENT, msg).label(cx.span(&syn.span), "no such component")),
         };
     }
-    if let Scope::Fhir(_) | Scope::Stripe(_) | Scope::QuickBooks(_) = env.scope {
+    if let Scope::Fhir(_) | Scope::Stripe(_) | Scope::QuickBooks(_) | Scope::Plaid(_) = env.scope {
         return check_fhir_path(cx, &parts.join("."), syn, env);
     }
     if let Scope::Output(schema) = env.scope {
@@ -545,7 +563,8 @@ fn check_call(
         | Function::Integer
         | Function::Decimal
         | Function::UnixDate
-        | Function::UnixDatetime => (1, 1),
+        | Function::UnixDatetime
+        | Function::Negate => (1, 1),
         Function::StartsWith | Function::Join | Function::Contains | Function::MinorUnits => (2, 2),
         Function::If => (3, 3),
         Function::Coalesce => (2, usize::MAX),
@@ -600,6 +619,17 @@ fn check_call(
                 &format!("`{name}` needs Unix seconds (an integer)"),
             )?;
             (if function == Function::UnixDate { ValueType::Date } else { ValueType::DateTime }, union(&refs))
+        }
+        Function::Negate => {
+            let ty = typed[0].ty.clone();
+            if !matches!(ty, ValueType::Integer | ValueType::Decimal | ValueType::Null | ValueType::Any) {
+                return cx.error(
+                    Diagnostic::error(codes::TYPE_MISMATCH, format!("`negate` needs a number, found {ty}"))
+                        .label(cx.span(&arg_syn(0).span), "not a number")
+                        .help("convert text with `decimal(...)` first"),
+                );
+            }
+            (if ty == ValueType::Integer { ValueType::Integer } else { ValueType::Decimal }, union(&refs))
         }
         Function::MinorUnits => {
             expect_type(

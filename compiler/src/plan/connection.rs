@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Providers with built-in endpoints, and the generic `oauth2`.
-pub const PROVIDERS: &[&str] = &["oauth2", "stripe", "quickbooks"];
+pub const PROVIDERS: &[&str] = &["oauth2", "stripe", "quickbooks", "plaid"];
 /// How a connection authenticates.
 pub const AUTHS: &[&str] = &["authorization_code", "client_credentials", "api_key"];
 

@@ -173,6 +173,9 @@ pub struct SourcePlan {
     /// The company and entities (`quickbooks` only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quickbooks: Option<Box<crate::quickbooks::QuickBooksPlan>>,
+    /// The Items and tables (`plaid` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaid: Option<Box<crate::plaid::PlaidPlan>>,
 }
 
 impl SourcePlan {
@@ -194,6 +197,7 @@ impl SourcePlan {
             fhir_rest: None,
             stripe: None,
             quickbooks: None,
+            plaid: None,
         }
     }
 }

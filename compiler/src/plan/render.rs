@@ -40,6 +40,10 @@ pub fn text(plan: &Plan) -> String {
                     crate::quickbooks::render(&mut o, p);
                     continue;
                 }
+                if let Some(p) = &s.plaid {
+                    crate::plaid::render(&mut o, p);
+                    continue;
+                }
                 if let Some(p) = &s.stripe {
                     // Stripe objects are JSON: no HL7 profile to show.
                     crate::stripe::render(&mut o, p);

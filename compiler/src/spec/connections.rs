@@ -34,12 +34,12 @@ pub static CONNECTION: Shape = Shape {
         req(
             "provider",
             KeyType::Enum(PROVIDERS),
-            "`stripe`, `quickbooks` (their endpoints and scopes built in) or `oauth2` (any OAuth 2.0 server: write `authorize_url` and `token_url`).",
+            "`stripe`, `quickbooks` (their endpoints and scopes built in), `plaid` (the app's `client_id` and `client_secret`, sent in each request's body: no OAuth) or `oauth2` (any OAuth 2.0 server: write `authorize_url` and `token_url`).",
         ),
         opt(
             "auth",
             KeyType::Enum(AUTHS),
-            "`authorization_code` (default; OAuth 2.0 with PKCE and state through `sluice connect`), `client_credentials`, or `api_key` (a bearer secret key, such as Stripe's `sk_...`).",
+            "`authorization_code` (default; OAuth 2.0 with PKCE and state through `sluice connect`), `client_credentials`, or `api_key` (a bearer secret key, such as Stripe's `sk_...`; the only one, and the default, for `provider: plaid`, whose `client_id` and `client_secret` are its keys).",
         ),
         opt("client_id", KeyType::String, "The OAuth client id (not a secret)."),
         opt("client_secret", KeyType::Secret, "The OAuth client secret: a secret reference."),
@@ -114,10 +114,12 @@ pub fn read(cx: &mut Cx, node: &Node, has_state: bool) -> Vec<ConnectionSpec> {
         let Some(provider) = obj.get("provider").and_then(|n| reader::one_of(cx, n, PROVIDERS, "`provider`")) else {
             continue;
         };
+        // Plaid has no OAuth: its app keys go in each request's body, like an API key.
+        let plaid = provider.text == "plaid";
         let auth = obj
             .get("auth")
             .and_then(|n| reader::one_of(cx, n, AUTHS, "`auth`"))
-            .map_or_else(|| "authorization_code".to_string(), |a| a.text);
+            .map_or_else(|| if plaid { "api_key" } else { "authorization_code" }.to_string(), |a| a.text);
         let client_id = s(cx, "client_id");
         let client_secret = secret(cx, "client_secret");
         let api_key = secret(cx, "api_key");
@@ -155,6 +157,17 @@ pub fn read(cx: &mut Cx, node: &Node, has_state: bool) -> Vec<ConnectionSpec> {
         let defaults = provider_defaults(&provider.text);
         let mut missing: Vec<&str> = Vec::new();
         match auth.as_str() {
+            _ if plaid => {
+                if auth != "api_key" {
+                    missing.push("auth: api_key");
+                }
+                if client_id.is_none() && obj.get("client_id").is_none() {
+                    missing.push("client_id");
+                }
+                if obj.get("client_secret").is_none() {
+                    missing.push("client_secret");
+                }
+            }
             "api_key" => {
                 if obj.get("api_key").is_none() {
                     missing.push("api_key");
@@ -181,6 +194,7 @@ pub fn read(cx: &mut Cx, node: &Node, has_state: bool) -> Vec<ConnectionSpec> {
                 Diagnostic::error(codes::CONNECTION_AUTH, format!("{what}: `auth: {auth}` needs {}", list.join(", ")))
                     .label(key.span, "this connection")
                     .help(match auth.as_str() {
+                        _ if plaid => "a Plaid connection is the app's `client_id` and `client_secret: ${PLAID_SECRET}`, with `auth` left out (Plaid has no OAuth)".to_string(),
                         "api_key" => "add `api_key: ${STRIPE_SECRET_KEY}` (a secret reference)".to_string(),
                         "client_credentials" => {
                             "add the client's `client_id`, `client_secret: ${CLIENT_SECRET}` and, for `provider: oauth2`, `token_url`"

@@ -46,6 +46,8 @@ pub struct Mapping {
     pub input_stripe: Option<(&'static str, Span)>,
     /// `input: {schema: quickbooks/<Entity>}`: the entity and where it is written.
     pub input_quickbooks: Option<(&'static str, Span)>,
+    /// `input: {schema: plaid/<object>}`: the object and where it is written.
+    pub input_plaid: Option<(&'static str, Span)>,
     pub output: &'static OutputSchema,
     /// Output leaf (list items as `[*]`) -> classes flowing into it, and where it is mapped.
     pub leaf_classes: Vec<(String, BTreeSet<PhiClass>, Span)>,
@@ -80,6 +82,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     let mut input_x12 = None;
     let mut input_stripe = None;
     let mut input_quickbooks = None;
+    let mut input_plaid = None;
     let mut types = Vec::new();
     let mut input_text = String::new();
     if let Some(input) = obj.get("input")
@@ -142,7 +145,27 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
                 }
             }
         }
-        if fhir_schema.is_some() || x12_schema.is_some() || stripe_schema.is_some() || qbo_schema.is_some() {
+        let plaid_schema =
+            inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::plaid::SCHEMA_PREFIX)));
+        if let Some(schema_node) = plaid_schema {
+            let schema = reader::string(cx, schema_node, "a schema name")?;
+            match crate::plaid::mapping_object(&schema.text, schema.span) {
+                Ok(o) => {
+                    input_text = schema.text.clone();
+                    input_plaid = Some((o, schema.span));
+                }
+                Err(d) => {
+                    cx.push(d);
+                    return None;
+                }
+            }
+        }
+        if fhir_schema.is_some()
+            || x12_schema.is_some()
+            || stripe_schema.is_some()
+            || qbo_schema.is_some()
+            || plaid_schema.is_some()
+        {
         } else if let Some((r, s)) = inp.get("schema").and_then(|n| schema_ref(cx, n)) {
             input_text = s.text.clone();
             match r {
@@ -198,6 +221,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             input_x12,
             input_stripe,
             input_quickbooks,
+            input_plaid,
             output: m.output,
             leaf_classes: m.leaf_classes,
         });
@@ -253,6 +277,13 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             types = vec![entity.to_string()];
             let env = crate::quickbooks::QuickBooksEnv { entity };
             (Scope::QuickBooks(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
+        }
+        (None, None, Some((output, _))) if input_plaid.is_some() => {
+            let (object, _) = input_plaid?;
+            // The map stage accepts objects of this kind only (the record's object name).
+            types = vec![object.to_string()];
+            let env = crate::plaid::PlaidEnv { object };
+            (Scope::Plaid(env), Structures { version: Version::ALL[0], roots: vec![] }, output)
         }
         (None, None, Some((output, _))) if input_x12.is_some() => {
             let (guide, _) = input_x12?;
@@ -315,6 +346,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
         input_x12,
         input_stripe,
         input_quickbooks,
+        input_plaid,
         output,
         leaf_classes: m.leaf_classes,
     })
@@ -415,7 +447,15 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         );
         return None;
     }
-    if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_) = env.scope {
+    if let (Scope::Plaid(_), Some(each_node)) = (env.scope, obj.get("each")) {
+        cx.push(
+            Diagnostic::error(codes::PLAID_EACH_UNSUPPORTED, "`each` over Plaid arrays is not supported yet")
+                .label(each_node.span, "iterates over a Plaid array")
+                .help("map the list field to the path itself, one item per value (`categories: category[*]`), or pick one item by index (`category[0]`)"),
+        );
+        return None;
+    }
+    if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_) | Scope::Plaid(_) = env.scope {
         return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: None });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
@@ -607,8 +647,10 @@ impl MappingChecker {
                     .label(value.span, format!("expected a mapping of `{path}`'s fields")),
                 ),
                 (_, ValueType::List(inner))
-                    if matches!(env.scope, Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_))
-                        && **inner != ValueType::Struct =>
+                    if matches!(
+                        env.scope,
+                        Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_) | Scope::Plaid(_)
+                    ) && **inner != ValueType::Struct =>
                 {
                     let Some(producer) = self.x12_values(cx, value, &path, inner, env) else { continue };
                     self.fields.push(FieldPlan {

@@ -62,12 +62,13 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<Pack> {
         };
         for item in items {
             // `fhir/r4/Bundle` is a mapping output too, though not a schema of its own here.
-            // So are Stripe objects (`stripe/charge`) and QuickBooks entities
-            // (`quickbooks/Purchase`), mapping inputs.
+            // So are Stripe objects (`stripe/charge`), QuickBooks entities
+            // (`quickbooks/Purchase`) and Plaid objects (`plaid/transaction`), mapping inputs.
             if let Some(s) = item.as_str().filter(|s| {
                 *s == FHIR_BUNDLE
                     || crate::stripe::schema_object(s).is_some()
                     || crate::quickbooks::schema_entity(s).is_some()
+                    || crate::plaid::schema_object(s).is_some()
             }) {
                 schemas.push(Spanned { text: s.to_string(), span: item.span });
             } else if let Some(s) = item.as_str().filter(|s| s.starts_with(crate::x12::MAPPING_SCHEMA_PREFIX)) {

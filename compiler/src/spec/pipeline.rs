@@ -68,6 +68,7 @@ pub enum Body<'n> {
     FhirRest(Box<crate::fhir_rest::FhirRestSpec>),
     Stripe(Box<crate::stripe::StripeSpec>),
     QuickBooks(Box<crate::quickbooks::QuickBooksSpec>),
+    Plaid(Box<crate::plaid::PlaidSpec>),
     Validate {
         rules: Spanned,
         mode: Option<Mode>,
@@ -964,6 +965,7 @@ fn component<'n>(
         "fhir.rest" => Body::FhirRest(Box::new(crate::fhir_rest::source(cx, &obj)?)),
         "stripe" => Body::Stripe(Box::new(crate::stripe::source(cx, &obj)?)),
         "quickbooks" => Body::QuickBooks(Box::new(crate::quickbooks::source(cx, &obj)?)),
+        "plaid" => Body::Plaid(Box::new(crate::plaid::source(cx, &obj)?)),
         "kafka" if section == Section::Source => Body::Kafka(Box::new(super::kafka::source(cx, &obj)?)),
         "kafka" => Body::KafkaSink(Box::new(super::kafka::sink(cx, &obj)?)),
         "amqp" if section == Section::Source => Body::Amqp(Box::new(super::amqp::source(cx, &obj)?)),

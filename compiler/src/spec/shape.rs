@@ -503,6 +503,7 @@ pub const SOURCE_SHAPES: &[&Shape] = &[
     &crate::fhir_rest::SOURCE_FHIR_REST,
     &crate::stripe::SOURCE_STRIPE,
     &crate::quickbooks::SOURCE_QUICKBOOKS,
+    &crate::plaid::SOURCE_PLAID,
 ];
 pub const STAGE_SHAPES: &[&Shape] = &[&STAGE_VALIDATE, &STAGE_MAP, &STAGE_MASK, &STAGE_FILTER, &STAGE_ROUTE];
 pub static SINK_POSTGRES: Shape = Shape {
@@ -1037,12 +1038,12 @@ pub static MASKING: Shape = Shape {
 };
 
 /// Input formats a test case may one day hold; only `hl7v2` runs today (the others are SL802).
-pub const TEST_INPUT_FORMATS: &[&str] = &["hl7v2", "stripe", "quickbooks", "x12", "fhir", "json"];
+pub const TEST_INPUT_FORMATS: &[&str] = &["hl7v2", "stripe", "quickbooks", "plaid", "x12", "fhir", "json"];
 
 pub static TEST_INPUT: Shape = Shape {
     name: "test.input",
     type_tag: None,
-    doc: "The messages a test case feeds in: exactly one format key. `hl7v2`, `x12`, `stripe` and `quickbooks` run today.",
+    doc: "The messages a test case feeds in: exactly one format key. `hl7v2`, `x12`, `stripe`, `quickbooks` and `plaid` run today.",
     keys: &[
         opt(
             "source",
@@ -1063,6 +1064,11 @@ pub static TEST_INPUT: Shape = Shape {
             "quickbooks",
             KeyType::String,
             "QuickBooks Online entities in the API's JSON form, one JSON object a line (in a YAML literal block scalar), for a mapping with `input: {schema: quickbooks/<Entity>}` or a pipeline with a `quickbooks` source; nothing is fetched.",
+        ),
+        opt(
+            "plaid",
+            KeyType::String,
+            "Plaid transactions (or accounts) as the API answers them, one JSON object a line (in a YAML literal block scalar), for a mapping with `input: {schema: plaid/transaction}` (or `plaid/account`) or a pipeline with a `plaid` source; nothing is fetched.",
         ),
         opt(
             "x12",

@@ -181,14 +181,15 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
         [("hl7v2", n)] => segments(&reader::string(cx, n, "`hl7v2`")?.text),
         [("stripe", n)] => json_lines(&reader::string(cx, n, "`stripe`")?.text),
         [("quickbooks", n)] => json_lines(&reader::string(cx, n, "`quickbooks`")?.text),
+        [("plaid", n)] => json_lines(&reader::string(cx, n, "`plaid`")?.text),
         // X12 as written: the reader skips line breaks between segments.
         [("x12", n)] => reader::string(cx, n, "`x12`")?.text.into_bytes(),
         [(other, _)] => {
             let span = input.key_span(other).unwrap_or(input_node.span);
             cx.push(
                 Diagnostic::error(codes::UNSUPPORTED_TEST_INPUT, format!("`{other}` input cannot run yet"))
-                    .label(span, "only `hl7v2`, `x12`, `stripe` and `quickbooks` input run today")
-                    .help("test HL7 v2 messages, X12 interchanges, Stripe objects or QuickBooks entities for now; FHIR and JSON inputs come with their input sources"),
+                    .label(span, "only `hl7v2`, `x12`, `stripe`, `quickbooks` and `plaid` input run today")
+                    .help("test HL7 v2 messages, X12 interchanges, Stripe objects, QuickBooks entities or Plaid objects for now; FHIR and JSON inputs come with their input sources"),
             );
             return None;
         }
@@ -310,6 +311,11 @@ pub enum MappingInput<'a> {
     QuickBooks {
         entity: &'a str,
     },
+    /// Plaid objects of kind `object`: a `plaid` source reading the object's table, fed from
+    /// the case's lines (its connection is never opened).
+    Plaid {
+        object: &'a str,
+    },
 }
 
 /// The pipeline a mapping test runs: source `input` -> [validate] -> map -> [mask] -> sink
@@ -338,6 +344,11 @@ pub fn mapping_pipeline(
         MappingInput::QuickBooks { entity } => format!(
             "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: quickbooks\n    client_id: sluice-test\n    token_key: ${{SLUICE_TEST_TOKEN_KEY}}\nsources:\n  input:\n    type: quickbooks\n    connection: test\n    realm_id: \"1\"\n    entities: [{entity}]\n",
             quote(name)
+        ),
+        MappingInput::Plaid { object } => format!(
+            "kind: pipeline\nname: {}\nstate:\n  path: state.db\nconnections:\n  test:\n    provider: plaid\n    client_id: sluice-test\n    client_secret: ${{SLUICE_TEST_PLAID_SECRET}}\nsources:\n  input:\n    type: plaid\n    connection: test\n    items:\n      - name: test\n        access_token: ${{SLUICE_TEST_PLAID_TOKEN}}\n    tables: [{}]\n",
+            quote(name),
+            sluice_finance::plaid::TABLES.iter().find(|(_, o)| *o == object).map_or("transactions", |(t, _)| *t)
         ),
         MappingInput::X12 => files("x12"),
         MappingInput::Hl7v2 => files("hl7v2"),

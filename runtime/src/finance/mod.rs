@@ -5,10 +5,12 @@
 //! request loop they share.
 //! They authenticate through a connection ([`crate::oauth::Connection`]): an API key, or OAuth
 //! tokens refreshed on 401. [`source`] runs a pipeline's `stripe` sources on them,
-//! [`quickbooks_source`] its `quickbooks` sources.
+//! [`quickbooks_source`] its `quickbooks` sources and [`plaid_source`] its `plaid` sources
+//! (whose app keys and Item tokens are secret references resolved once per run).
 
 pub mod api;
 pub mod plaid;
+pub mod plaid_source;
 pub mod quickbooks;
 pub mod quickbooks_source;
 pub mod source;

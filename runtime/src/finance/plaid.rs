@@ -33,14 +33,15 @@ use crate::retry::{Class, Policy};
 use crate::secrets::Secret;
 use crate::throttle::Bucket;
 
-/// Plaid's published limit on `/transactions/sync`: 50 requests a minute per Item.
-pub const PUBLISHED_RATE: (u64, u64) = (50, 60);
+/// Plaid's published limit on `/transactions/sync`: 50 requests a minute per Item (the
+/// compiler's ceiling for a source's `rate`).
+pub use sluice_compiler::plaid::PUBLISHED_RATE;
 /// How many transactions one `/transactions/sync` page asks for (Plaid's maximum is 500).
 pub const PAGE: u64 = 500;
 /// How often a pagination is started again after `TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION`.
 pub const MAX_RESTARTS: u32 = 5;
 /// Plaid's production API.
-pub const API: &str = "https://production.plaid.com";
+pub use sluice_compiler::plaid::DEFAULT_BASE_URL as API;
 
 /// The error code Plaid answers when the Item changed during a pagination.
 const MUTATION: &str = "TRANSACTIONS_SYNC_MUTATION_DURING_PAGINATION";

@@ -364,7 +364,8 @@ pub fn run<'p>(
     let doc_input = plan.input_schema == sluice_compiler::fhir::SCHEMA
         || x12_guide.is_some()
         || plan.input_schema.starts_with(sluice_compiler::stripe::SCHEMA_PREFIX)
-        || plan.input_schema.starts_with(sluice_compiler::quickbooks::SCHEMA_PREFIX);
+        || plan.input_schema.starts_with(sluice_compiler::quickbooks::SCHEMA_PREFIX)
+        || plan.input_schema.starts_with(sluice_compiler::plaid::SCHEMA_PREFIX);
     if matches!(rec.payload, Payload::Doc(_)) && doc_input {
         // A FHIR resource or an X12 set: the payload is replaced by the output document anyway.
         let resource = match std::mem::replace(&mut rec.payload, Payload::Doc(Doc::Null)) {
