@@ -9,9 +9,9 @@
 //!   2 a file that cannot be opened or a profile that cannot be used.
 //! - JSON and XML Bundles larger than [`STREAM_ABOVE`] are validated entry by entry
 //!   ([`sluice_fhir::stream::validate_streaming`]); NDJSON always line by line; other JSON
-//!   Bundles are validated as they are read ([`sluice_fhir::validate_document`]), from
-//!   [`TWO_THREADS_FROM`] on with reading and validating on two threads: the findings are
-//!   those of reading the whole tree, then validating it.
+//!   Bundles are validated entry by entry as they are read ([`sluice_fhir::validate_document`],
+//!   the whole tree never held): the findings are those of reading the whole tree, then
+//!   validating it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -25,10 +25,6 @@ use crate::commands::{FAILED, OK, USAGE};
 
 /// JSON and XML files above this size are validated as a stream of Bundle entries.
 const STREAM_ABOVE: u64 = 32 * 1024 * 1024;
-
-/// JSON Bundles from this size on are read on one thread and validated on another (below it,
-/// starting a thread costs more than it saves).
-const TWO_THREADS_FROM: usize = 256 * 1024;
 
 /// How a file is laid out.
 enum Layout {
@@ -236,14 +232,10 @@ pub fn validate_files(files: &[PathBuf], profile: Option<&Path>, lenient: bool, 
         let r = each_piece(path, |piece| match piece {
             Piece::Line(number, Ok(r)) => report(Some(number), validate(&r, &options)),
             Piece::Line(number, Err(e)) => report(Some(number), vec![unreadable(e)]),
-            Piece::Document(bytes) => {
-                let parallel =
-                    bytes.len() >= TWO_THREADS_FROM && std::thread::available_parallelism().is_ok_and(|n| n.get() > 1);
-                match sluice_fhir::validate_document(bytes, Limits::default(), &options, parallel) {
-                    Ok(findings) => report(None, findings),
-                    Err(e) => report(None, vec![unreadable(e)]),
-                }
-            }
+            Piece::Document(bytes) => match sluice_fhir::validate_document(bytes, Limits::default(), &options) {
+                Ok(findings) => report(None, findings),
+                Err(e) => report(None, vec![unreadable(e)]),
+            },
         });
         match r {
             Ok(()) => {}

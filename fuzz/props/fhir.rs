@@ -9,7 +9,7 @@ use sluice_fhir::xml_stream::XmlBundleSplitter;
 use sluice_fhir::{Limits, Node, codes, json, read, xml};
 
 /// `fhir_read`: bytes as JSON or XML (the reader `read` picks). Reading and validating in one
-/// go (`validate_document`, on one thread or two) gives what `read` then `validate` give, the
+/// go (`validate_document`) gives what `read` then `validate` give, the
 /// same findings in the same order or the same error. If they read: the tree writes
 /// to JSON that reads back to the same tree; XML and JSON readers agree with `read`; strict and
 /// lenient validation do not panic, use registered codes, and lenient has no more errors than
@@ -33,10 +33,8 @@ pub fn read_round_trip(data: &[u8]) {
         }
     }
     let whole = sluice_fhir::read_with(data, limits).map(|t| validate(&t, &Options::default()));
-    for parallel in [false, true] {
-        let in_one_go = sluice_fhir::validate_document(data, limits, &Options::default(), parallel);
-        assert_eq!(in_one_go, whole, "validate_document (parallel: {parallel}) differs from read + validate");
-    }
+    let in_one_go = sluice_fhir::validate_document(data, limits, &Options::default());
+    assert_eq!(in_one_go, whole, "validate_document differs from read + validate");
     let tree = match sluice_fhir::read_with(data, limits) {
         Ok(t) => t,
         Err(e) => {

@@ -1,11 +1,11 @@
 //! Timing tool of `bench/fhir.sh`: for each file, reads it into memory once, then `REPS` times
 //! parses it (JSON or XML, NDJSON line by line) and validates it strictly (schema, Bundle
-//! rules, reference resolution). `BENCH_MODE=tree|sequential|parallel` says how a JSON or XML
-//! document is read and validated: the whole tree then validation,
-//! [`sluice_fhir::validate_document`] on one thread, or (the default, what `sluice validate`
-//! does) on two. Prints one JSON line per file with the median and minimum wall time in milliseconds and the mean CPU time per run (user + system, from
-//! /proc/self/stat: robust when the machine is loaded), and a total line. Measures, asserts
-//! nothing.
+//! rules, reference resolution). `BENCH_MODE=tree|document` says how a JSON or XML document is
+//! read and validated: the whole tree then validation, or (the default, what `sluice validate`
+//! does) [`sluice_fhir::validate_document`], entries validated as they are read. Prints one
+//! JSON line per file with the median and minimum wall time in milliseconds and the mean CPU
+//! time per run (user + system, from /proc/self/stat: robust when the machine is loaded), and
+//! a total line. Measures, asserts nothing.
 //!
 //!     cargo run --release -p sluice-fhir --example fhir_bench -- REPS FILE...
 
@@ -22,11 +22,9 @@ use sluice_fhir::{Limits, Node};
 /// How a JSON or XML document is read and validated (`BENCH_MODE`).
 #[derive(Clone, Copy, PartialEq)]
 enum Mode {
-    /// What `sluice validate` does: [`sluice_fhir::validate_document`], reading on this thread
-    /// and validating a Bundle's entries on another (the default).
-    Parallel,
-    /// The same on one thread.
-    Sequential,
+    /// What `sluice validate` does: [`sluice_fhir::validate_document`], a Bundle's entries
+    /// validated as they are read (the default).
+    Document,
     /// The whole tree read, then validated.
     Tree,
 }
@@ -40,10 +38,8 @@ fn run(bytes: &[u8], ndjson: bool, mode: Mode) -> usize {
     }
     match mode {
         Mode::Tree => validate(&sluice_fhir::read(bytes).expect("bench input reads"), &options).len(),
-        Mode::Sequential | Mode::Parallel => {
-            sluice_fhir::validate_document(bytes, Limits::default(), &options, mode == Mode::Parallel)
-                .expect("bench input reads")
-                .len()
+        Mode::Document => {
+            sluice_fhir::validate_document(bytes, Limits::default(), &options).expect("bench input reads").len()
         }
     }
 }
@@ -70,11 +66,7 @@ fn cpu_ms() -> f64 {
 fn main() {
     let mut args = std::env::args().skip(1);
     let reps: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(5);
-    let mode = match std::env::var("BENCH_MODE").as_deref() {
-        Ok("tree") => Mode::Tree,
-        Ok("sequential") => Mode::Sequential,
-        _ => Mode::Parallel,
-    };
+    let mode = if std::env::var("BENCH_MODE").as_deref() == Ok("tree") { Mode::Tree } else { Mode::Document };
     let (mut total_ms, mut total_cpu, mut total_bytes, mut total_resources) = (0.0, 0.0, 0usize, 0usize);
     for file in args {
         let bytes = std::fs::read(&file).expect("bench input exists");

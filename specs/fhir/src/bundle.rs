@@ -10,8 +10,7 @@
 //! entry) and the pending references.
 //!
 //! [`validate_document`] reads and validates one document in one go: a JSON Bundle's entries
-//! are checked as the reader hands them out, on a second thread when asked, so reading and
-//! validating overlap and the Bundle's tree is never built whole.
+//! are checked as the reader hands them out, so the Bundle's tree is never built whole.
 //!
 //! Invariants: never panics; a missing target is a warning with the reference's location
 //! (an error when a profile requires it, aggregation `bundled`); references to another server
@@ -26,56 +25,18 @@ use crate::schema::schema;
 use crate::tree::Node;
 use crate::validate::{Finding, Options, Severity, Walker, validate};
 
-/// Entries passed to the validating thread at a time, and batches queued at most: enough to
-/// keep both threads busy, few enough that memory holds a bounded number of entries.
-const BATCH: usize = 8;
-const QUEUED_BATCHES: usize = 16;
-
 /// Reads one FHIR document (JSON or XML) and validates it: the findings of
 /// `validate(&read_with(input, limits)?, options)`, in the same order, and the same error for
 /// input that does not read. A JSON Bundle whose `resourceType` and `type` come before its
-/// entries is validated entry by entry as it is read ([`json::parse_with_entry_sink`]); with
-/// `parallel`, reading goes on on this thread while another validates the entries read so far.
-pub fn validate_document(
-    input: &[u8],
-    limits: Limits,
-    options: &Options<'_>,
-    parallel: bool,
-) -> Result<Vec<Finding>, CodecError> {
+/// entries is validated entry by entry as it is read ([`json::parse_with_entry_sink`]): each
+/// entry's tree is dropped once checked, so the Bundle's whole tree is never held.
+pub fn validate_document(input: &[u8], limits: Limits, options: &Options<'_>) -> Result<Vec<Finding>, CodecError> {
     if crate::is_xml(input) {
         return Ok(validate(&crate::read_with(input, limits)?, options));
     }
-    let (document, checker) = if parallel {
-        std::thread::scope(|scope| {
-            let (to_validator, batches) = std::sync::mpsc::sync_channel::<Vec<BundlePiece>>(QUEUED_BATCHES);
-            let validator = scope.spawn(move || {
-                let mut checker = None;
-                for piece in batches.into_iter().flatten() {
-                    take_piece(&mut checker, piece, options);
-                }
-                checker
-            });
-            let mut batch = Vec::with_capacity(BATCH);
-            let read = json::parse_with_entry_sink(input, limits, &mut |piece| {
-                batch.push(piece);
-                if batch.len() == BATCH {
-                    // The validator only stops early by panicking, which `join` passes on.
-                    let _ = to_validator.send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH)));
-                }
-            });
-            if !batch.is_empty() {
-                let _ = to_validator.send(batch);
-            }
-            drop(to_validator);
-            let checker = validator.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            read.map(|(document, _)| (document, checker))
-        })?
-    } else {
-        let mut checker = None;
-        let (document, _) =
-            json::parse_with_entry_sink(input, limits, &mut |piece| take_piece(&mut checker, piece, options))?;
-        (document, checker)
-    };
+    let mut checker = None;
+    let (document, _) =
+        json::parse_with_entry_sink(input, limits, &mut |piece| take_piece(&mut checker, piece, options))?;
     let document = crate::require_resource(document)?;
     Ok(match checker {
         // Entries were handed out: `document` is the Bundle without them.
@@ -467,7 +428,7 @@ mod tests {
         validate_bundle(&n, &Options::default()).into_iter().map(|f| (f.severity, f.code, f.location)).collect()
     }
 
-    /// `validate_document`, on one thread or two, against `read` then `validate`, on the
+    /// `validate_document` against `read` then `validate`, on the
     /// shapes where handing entries out could go wrong: what is streamed, what is not, and
     /// errors before, inside and after the entries.
     #[test]
@@ -495,20 +456,18 @@ mod tests {
         ];
         for case in &cases {
             let expected = crate::read(case.as_bytes()).map(|tree| validate(&tree, &Options::default()));
-            for parallel in [false, true] {
-                let got = validate_document(case.as_bytes(), Limits::default(), &Options::default(), parallel);
-                assert_eq!(got, expected, "parallel {parallel}: {case}");
-            }
+            let got = validate_document(case.as_bytes(), Limits::default(), &Options::default());
+            assert_eq!(got, expected, "{case}");
         }
         // The first case has findings in entries, rules and references: the test compares
         // something.
-        let first = validate_document(cases[0].as_bytes(), Limits::default(), &Options::default(), true).unwrap();
+        let first = validate_document(cases[0].as_bytes(), Limits::default(), &Options::default()).unwrap();
         assert!(first.len() >= 6, "{first:?}");
         // Nesting limits apply the same way.
         let limits = Limits { max_depth: 4, ..Limits::default() };
         let expected = crate::read_with(cases[0].as_bytes(), limits).map(|t| validate(&t, &Options::default()));
         assert!(expected.is_err());
-        assert_eq!(validate_document(cases[0].as_bytes(), limits, &Options::default(), true), expected);
+        assert_eq!(validate_document(cases[0].as_bytes(), limits, &Options::default()), expected);
     }
 
     #[test]

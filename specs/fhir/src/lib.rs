@@ -8,7 +8,7 @@
 //! - [`generate`]: the generator of the embedded table (`gen-fhir-schema`).
 //! - [`tree`], [`json`], [`xml`]: FHIR JSON and XML into one tree ([`tree::Node`]) and back to
 //!   JSON, losslessly; [`read`] picks the reader from the first byte; [`validate_document`]
-//!   reads and validates in one go (a JSON Bundle entry by entry, on two threads if asked).
+//!   reads and validates in one go (a JSON Bundle entry by entry, never whole).
 //! - [`stream`]: NDJSON (Bulk Data) and large Bundles, one resource or entry at a time.
 //! - [`validate`], [`primitive`], [`profile`], [`bundle`], [`version`]: validation against the
 //!   schema and custom profiles, Bundle rules and reference resolution, version detection.
