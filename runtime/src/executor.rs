@@ -301,17 +301,9 @@ impl Ctx<'_, '_> {
 
     /// The source step of a `webhook` source: a queued event read into its record
     /// (`crate::webhooks::event`), then the rest of the graph.
-    fn webhook_record(&self, idx: usize, mut rec: Record, acc: &mut Acc) {
-        match crate::webhooks::event::decode(&rec.raw) {
-            Err(r) => self.reject(idx, &rec, &r, acc),
-            Ok(d) => {
-                acc.control_id = Some(d.event_id.clone());
-                rec.env.control_id = Some(d.event_id);
-                rec.env.message_type = Some(d.event_type);
-                rec.payload = Payload::Doc(d.doc);
-                self.walk(idx, rec, acc);
-            }
-        }
+    fn webhook_record(&self, idx: usize, rec: Record, acc: &mut Acc) {
+        let decoded = crate::webhooks::event::decode(&rec.raw).map(|d| (d.event_id, d.event_type, d.doc));
+        self.document_record(idx, rec, acc, decoded);
     }
 
     /// The source step of a `stripe` source: a list item read into its record
@@ -320,48 +312,48 @@ impl Ctx<'_, '_> {
         &self,
         idx: usize,
         lists: &[sluice_compiler::stripe::StripeObjectPlan],
-        mut rec: Record,
+        rec: Record,
         acc: &mut Acc,
     ) {
-        match crate::finance::source::decode(&rec.raw, lists) {
-            Err(r) => self.reject(idx, &rec, &r, acc),
-            Ok(d) => {
-                acc.control_id = Some(d.id.clone());
-                rec.env.control_id = Some(d.id);
-                rec.env.message_type = Some(d.object);
-                rec.payload = Payload::Doc(d.doc);
-                self.walk(idx, rec, acc);
-            }
-        }
+        let decoded = crate::finance::source::decode(&rec.raw, lists).map(|d| (d.id, d.object, d.doc));
+        self.document_record(idx, rec, acc, decoded);
     }
 
     /// The source step of a `quickbooks` source: an entity read into its record
     /// (`crate::finance::quickbooks_source::decode`), then the rest of the graph.
-    fn quickbooks_record(&self, idx: usize, entities: &[String], mut rec: Record, acc: &mut Acc) {
+    fn quickbooks_record(&self, idx: usize, entities: &[String], rec: Record, acc: &mut Acc) {
         let named = bus_header(&rec, crate::finance::quickbooks_source::ENTITY_HEADER);
-        match crate::finance::quickbooks_source::decode(&rec.raw, named.as_deref(), entities) {
-            Err(r) => self.reject(idx, &rec, &r, acc),
-            Ok(d) => {
-                acc.control_id = Some(d.id.clone());
-                rec.env.control_id = Some(d.id);
-                rec.env.message_type = Some(d.entity);
-                rec.payload = Payload::Doc(d.doc);
-                self.walk(idx, rec, acc);
-            }
-        }
+        let decoded = crate::finance::quickbooks_source::decode(&rec.raw, named.as_deref(), entities)
+            .map(|d| (d.id, d.entity, d.doc));
+        self.document_record(idx, rec, acc, decoded);
     }
 
     /// The source step of a `plaid` source: an account or a transaction read into its record
     /// (`crate::finance::plaid_source::decode`), then the rest of the graph.
-    fn plaid_record(&self, idx: usize, objects: &[String], mut rec: Record, acc: &mut Acc) {
+    fn plaid_record(&self, idx: usize, objects: &[String], rec: Record, acc: &mut Acc) {
         let named = bus_header(&rec, crate::finance::plaid_source::OBJECT_HEADER);
-        match crate::finance::plaid_source::decode(&rec.raw, named.as_deref(), objects) {
+        let decoded =
+            crate::finance::plaid_source::decode(&rec.raw, named.as_deref(), objects).map(|d| (d.id, d.object, d.doc));
+        self.document_record(idx, rec, acc, decoded);
+    }
+
+    /// A JSON document a source step decoded (its id, its type, the document) becomes the
+    /// record's payload, id and message type before the rest of the graph; a rejection goes to
+    /// the DLQ.
+    fn document_record(
+        &self,
+        idx: usize,
+        mut rec: Record,
+        acc: &mut Acc,
+        decoded: Result<(String, String, crate::record::Doc), Rejection>,
+    ) {
+        match decoded {
             Err(r) => self.reject(idx, &rec, &r, acc),
-            Ok(d) => {
-                acc.control_id = Some(d.id.clone());
-                rec.env.control_id = Some(d.id);
-                rec.env.message_type = Some(d.object);
-                rec.payload = Payload::Doc(d.doc);
+            Ok((id, kind, doc)) => {
+                acc.control_id = Some(id.clone());
+                rec.env.control_id = Some(id);
+                rec.env.message_type = Some(kind);
+                rec.payload = Payload::Doc(doc);
                 self.walk(idx, rec, acc);
             }
         }
