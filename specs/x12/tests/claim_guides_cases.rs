@@ -5,66 +5,16 @@
 //! errata version reads with the A2 structure, and the 999 of each validates against the 999
 //! guide.
 
-use std::path::Path;
+mod common;
 
 use sluice_x12::ack::{AckOptions, acknowledge};
-use sluice_x12::envelope::{Finding, InterchangeResult, Mode, Severity, check_stream_with_guides};
-use sluice_x12::guide::by_id;
-use sluice_x12::loops::identify;
-use sluice_x12::split::{Item, RawSet, Splitter};
+use sluice_x12::envelope::Severity;
 
-fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/x12/claims").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn check(text: &str) -> Vec<InterchangeResult> {
-    check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap()
-}
-
-fn findings(res: &[InterchangeResult]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for ic in res {
-        out.extend(ic.findings.iter().cloned());
-        for g in &ic.groups {
-            out.extend(g.findings.iter().cloned());
-            for s in &g.sets {
-                out.extend(s.findings.iter().cloned());
-            }
-        }
-    }
-    out
-}
-
-fn codes(text: &str) -> Vec<(&'static str, String)> {
-    findings(&check(text)).into_iter().map(|f| (f.code, f.message)).collect()
-}
-
-fn raw_set(text: &str) -> RawSet {
-    Splitter::new(text.as_bytes())
-        .find_map(|i| match i.unwrap() {
-            Item::Set(s) => Some(s),
-            _ => None,
-        })
-        .unwrap()
-}
+use common::{check, codes, findings, fixture, loop_of, placed};
 
 /// (segment id with its first element, loop id) of every segment of the file's first set.
 fn loops(text: &str, guide: &str) -> Vec<(String, String)> {
-    let set = raw_set(text);
-    let id = identify(by_id(guide).unwrap(), set.segments().collect(), set.closed);
-    (0..id.segments.len())
-        .map(|i| {
-            let s = &id.segments[i];
-            let first = String::from_utf8_lossy(s.element(1).unwrap_or(b"")).to_string();
-            (format!("{}*{first}", s.id_str()), id.loop_of(i).to_string())
-        })
-        .collect()
-}
-
-/// The loop of the `n`th (0-based) segment starting with `start` (`NM1*72`).
-fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
-    all.iter().filter(|(s, _)| s == start).nth(n).unwrap_or_else(|| panic!("no {start} #{n}")).1.clone()
+    placed(text, guide).0
 }
 
 #[test]

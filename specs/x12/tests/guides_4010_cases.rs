@@ -6,13 +6,15 @@
 //! the finding it should, and the 997 of each validates against the 4010 997 guide. The
 //! eligibility and enrollment fixtures are in `tests/fixtures/x12/eligibility/`.
 
+mod common;
+
 use std::path::Path;
 
 use sluice_x12::ack::{AckOptions, acknowledge};
-use sluice_x12::envelope::{Finding, InterchangeResult, Mode, check_stream_with_guides};
 use sluice_x12::guide::{ElementType, Selector, by_id, select};
 use sluice_x12::loops::identify;
-use sluice_x12::split::{Item, RawSet, Splitter};
+
+use common::{check, codes, findings, fixture, loop_of, placed, raw_set};
 
 const CLAIMS: &str = "professional-4010-837p.x12";
 const REMITS: &str = "remittance-4010-835.x12";
@@ -22,58 +24,12 @@ const INQUIRY: &str = "../eligibility/eligibility-4010-270.x12";
 const RESPONSE: &str = "../eligibility/eligibility-4010-271.x12";
 const ENROLLMENT: &str = "../eligibility/enrollment-4010-834.x12";
 
-fn fixture(name: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/x12/claims").join(name);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn check(text: &str) -> Vec<InterchangeResult> {
-    check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap()
-}
-
-fn findings(res: &[InterchangeResult]) -> Vec<Finding> {
-    let mut out = Vec::new();
-    for ic in res {
-        out.extend(ic.findings.iter().cloned());
-        for g in &ic.groups {
-            out.extend(g.findings.iter().cloned());
-            for s in &g.sets {
-                out.extend(s.findings.iter().cloned());
-            }
-        }
-    }
-    out
-}
-
-fn codes(text: &str) -> Vec<(&'static str, String)> {
-    findings(&check(text)).into_iter().map(|f| (f.code, f.message)).collect()
-}
-
-fn raw_set(text: &str) -> RawSet {
-    Splitter::new(text.as_bytes())
-        .find_map(|i| match i.unwrap() {
-            Item::Set(s) => Some(s),
-            _ => None,
-        })
-        .unwrap()
-}
-
-/// (segment id with its first element, loop id) of every segment of the file's first set.
+/// (segment id with its first element, loop id) of every segment of the file's first set,
+/// which must place without structural findings.
 fn loops(text: &str, guide: &str) -> Vec<(String, String)> {
-    let set = raw_set(text);
-    let id = identify(by_id(guide).unwrap(), set.segments().collect(), set.closed);
-    assert_eq!(id.findings.iter().map(|f| f.code).collect::<Vec<_>>(), Vec::<&str>::new());
-    (0..id.segments.len())
-        .map(|i| {
-            let s = &id.segments[i];
-            let first = String::from_utf8_lossy(s.element(1).unwrap_or(b"")).to_string();
-            (format!("{}*{first}", s.id_str()), id.loop_of(i).to_string())
-        })
-        .collect()
-}
-
-fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
-    all.iter().filter(|(s, _)| s == start).nth(n).unwrap_or_else(|| panic!("no {start} #{n}")).1.clone()
+    let (places, codes) = placed(text, guide);
+    assert_eq!(codes, Vec::<&str>::new());
+    places
 }
 
 #[test]

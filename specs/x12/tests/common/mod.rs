@@ -1,0 +1,73 @@
+//! Shared by the claim-guide tests (`claim_guides_cases.rs`, `guides_4010_cases.rs`): reading
+//! the synthetic fixtures of `tests/fixtures/x12/claims/`, validating with every bundled guide,
+//! gathering findings, and where each segment of a set was placed.
+// Each test file uses its own subset of these helpers.
+#![allow(dead_code)]
+
+use std::path::Path;
+
+use sluice_x12::envelope::{Finding, InterchangeResult, Mode, check_stream_with_guides};
+use sluice_x12::guide::by_id;
+use sluice_x12::loops::identify;
+use sluice_x12::split::{Item, RawSet, Splitter};
+
+/// A fixture of `tests/fixtures/x12/claims/` (`../eligibility/...` reaches its neighbour).
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/x12/claims").join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Strict validation with the bundled guides.
+pub fn check(text: &str) -> Vec<InterchangeResult> {
+    check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap()
+}
+
+/// Every finding of every interchange, group and set, in that order.
+pub fn findings(res: &[InterchangeResult]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for ic in res {
+        out.extend(ic.findings.iter().cloned());
+        for g in &ic.groups {
+            out.extend(g.findings.iter().cloned());
+            for s in &g.sets {
+                out.extend(s.findings.iter().cloned());
+            }
+        }
+    }
+    out
+}
+
+/// (code, message) of every finding of `text`.
+pub fn codes(text: &str) -> Vec<(&'static str, String)> {
+    findings(&check(text)).into_iter().map(|f| (f.code, f.message)).collect()
+}
+
+/// The first transaction set of `text`.
+pub fn raw_set(text: &str) -> RawSet {
+    Splitter::new(text.as_bytes())
+        .find_map(|i| match i.unwrap() {
+            Item::Set(s) => Some(s),
+            _ => None,
+        })
+        .unwrap()
+}
+
+/// (segment id with its first element, loop id) of every segment of the file's first set
+/// identified with `guide`, and the codes of the structural findings met on the way.
+pub fn placed(text: &str, guide: &str) -> (Vec<(String, String)>, Vec<&'static str>) {
+    let set = raw_set(text);
+    let id = identify(by_id(guide).unwrap(), set.segments().collect(), set.closed);
+    let places = (0..id.segments.len())
+        .map(|i| {
+            let s = &id.segments[i];
+            let first = String::from_utf8_lossy(s.element(1).unwrap_or(b"")).to_string();
+            (format!("{}*{first}", s.id_str()), id.loop_of(i).to_string())
+        })
+        .collect();
+    (places, id.findings.iter().map(|f| f.code).collect())
+}
+
+/// The loop of the `n`th (0-based) segment starting with `start` (`NM1*72`).
+pub fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
+    all.iter().filter(|(s, _)| s == start).nth(n).unwrap_or_else(|| panic!("no {start} #{n}")).1.clone()
+}
