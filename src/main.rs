@@ -21,7 +21,7 @@ mod test_yaml;
 mod x12_cli;
 
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice_alloc::Allocator = sluice_alloc::Allocator;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -14,7 +14,7 @@ use std::time::Instant;
 // The allocator the `sluice` binary uses (src/main.rs): freeing one large tree is a visible
 // part of the time, and the system allocator's costs are not the product's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice_alloc::Allocator = sluice_alloc::Allocator;
 
 use sluice_fhir::validate::{Options, validate};
 use sluice_fhir::{Limits, Node};

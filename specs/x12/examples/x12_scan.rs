@@ -12,7 +12,7 @@
 // The allocator the `sluice` binary uses (src/main.rs): loop identification allocates per
 // loop occurrence, and the system allocator's costs are not the product's.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: sluice_alloc::Allocator = sluice_alloc::Allocator;
 
 use sluice_x12::envelope::{Checker, Mode};
 use sluice_x12::guide::{Selector, select};
