@@ -3,7 +3,8 @@
 # R4B) doing parse + structural validation + reference resolution on the same files:
 #   S1: ../shared/corpus/fhir/synthea/*.json (8 Synthea patient Bundles, 7 MB);
 #   S2: `synth.py fhir --bundle` output (one collection Bundle) and `synth.py fhir` NDJSON;
-#   S3: a 5 MB, 1,000-entry Bundle (the 1,000 largest Synthea entries, pretty-printed).
+#   S3: a 1,000-entry Bundle of 6.0 MB (the 1,000 largest Synthea entries, pretty-printed;
+#       larger than the 5 MB target size).
 #
 #   bench/fhir.sh [REPS] [PATIENTS]     (defaults: 5 runs, 2000 synthetic patients)
 #
