@@ -12,7 +12,9 @@
 //! the next run, the deletion as a `"_deleted": true` line; an access token refused with 401
 //! is refreshed once through the token endpoint and the sync goes on; the token never shows in
 //! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
-//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice.
+//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice;
+//! the bundled `pipelines/quickbooks-accounts.yaml` writes the chart of accounts as canonical
+//! financial accounts (exact rows) and an account saved again with its new balance, once.
 
 mod common;
 
@@ -41,7 +43,11 @@ fn start_server(base: i64) -> Server {
 
 /// The bundled pipeline pointed at the local server (API and OAuth endpoints), in pages of 100.
 fn point_at(dir: &Path, server: &Server) {
-    let p = dir.join("pipelines/quickbooks-ledger.yaml");
+    point_pipeline_at(dir, "quickbooks-ledger.yaml", server);
+}
+
+fn point_pipeline_at(dir: &Path, pipeline: &str, server: &Server) {
+    let p = dir.join("pipelines").join(pipeline);
     let spec = std::fs::read_to_string(&p).unwrap();
     let spec = spec
         .replace(
@@ -71,7 +77,11 @@ fn sluice(dir: &Path, args: &[&str]) -> Command {
 /// `sluice connect qbo`, with this test as the browser: it follows the printed URL to the
 /// server's authorization endpoint, which redirects back to the callback with a code.
 fn connect(dir: &Path) -> Output {
-    let mut child = sluice(dir, &["connect", "qbo", "pipelines/quickbooks-ledger.yaml", "--timeout", "60"])
+    connect_pipeline(dir, "pipelines/quickbooks-ledger.yaml")
+}
+
+fn connect_pipeline(dir: &Path, pipeline: &str) -> Output {
+    let mut child = sluice(dir, &["connect", "qbo", pipeline, "--timeout", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -88,7 +98,11 @@ fn connect(dir: &Path) -> Output {
 }
 
 fn run_ok(dir: &Path, stderrs: &mut Vec<String>) -> serde_json::Value {
-    let out = sluice(dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"]).output().unwrap();
+    run_pipeline_ok(dir, "pipelines/quickbooks-ledger.yaml", stderrs)
+}
+
+fn run_pipeline_ok(dir: &Path, pipeline: &str, stderrs: &mut Vec<String>) -> serde_json::Value {
+    let out = sluice(dir, &["run", pipeline, "--summary", "json"]).output().unwrap();
     stderrs.push(text(&out.stderr));
     assert!(out.status.success(), "run failed: {}\n{}", text(&out.stdout), text(&out.stderr));
     let summary: serde_json::Value =
@@ -273,4 +287,82 @@ fn a_payee_name_mapped_to_an_unmasked_sink_is_refused_by_the_phi_flow_proof() {
     assert!(!out.status.success());
     let err = text(&out.stderr) + &text(&out.stdout);
     assert!(err.contains("SL601"), "{err}");
+}
+
+/// A chart-of-accounts entry as the API writes it (the shape of quickbooks-ruby's
+/// accounts.xml in JSON), without the `Id`, `SyncToken` and `MetaData` the server adds.
+fn account_body(name: &str, kind: &str, subtype: &str, balance: f64) -> serde_json::Value {
+    serde_json::json!({
+        "Name": name, "FullyQualifiedName": name, "AccountType": kind, "AccountSubType": subtype,
+        "Active": true, "Classification": "Asset", "SubAccount": false,
+        "CurrencyRef": {"name": "United States Dollar", "value": "USD"},
+        "CurrentBalance": balance, "CurrentBalanceWithSubAccounts": balance,
+        "domain": "QBO", "sparse": false,
+    })
+}
+
+/// A row's account fields, balances compared as numbers.
+fn account_fields(row: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in ["source", "id", "name", "official_name", "type", "subtype", "balance", "currency", "active", "as_of"] {
+        let v = row.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let v = if k == "balance" { v.as_f64().map_or(serde_json::Value::Null, |f| serde_json::json!(f)) } else { v };
+        out.insert(k.to_string(), v);
+    }
+    serde_json::Value::Object(out)
+}
+
+#[test]
+fn the_accounts_pipeline_writes_the_chart_of_accounts_and_a_new_balance_once() {
+    use common::quickbooks::qbo_time;
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[], base);
+    server.add_raw("Account", account_body("Checking", "Bank", "Checking", 1201.5), base);
+    server.add_raw("Account", account_body("Mastercard", "Credit Card", "CreditCard", 157.72), base + 60);
+    let ids = server.ids("Account");
+    let dir = workspace("quickbooks-accounts");
+    let pipeline = "pipelines/quickbooks-accounts.yaml";
+    point_pipeline_at(&dir, "quickbooks-accounts.yaml", &server);
+    let connected = connect_pipeline(&dir, pipeline);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!(count(&first, "delivered"), 2, "{first}");
+    let row = |id: u64, name: &str, kind: &str, subtype: &str, balance: f64, at: i64| {
+        serde_json::json!({
+            "source": "quickbooks", "id": id.to_string(), "name": name, "official_name": name,
+            "type": kind, "subtype": subtype, "balance": balance, "currency": "usd", "active": true,
+            "as_of": qbo_time(at),
+        })
+    };
+    let sink = dir.join("out/quickbooks-accounts/accounts.jsonl");
+    let rows = json_lines(&sink);
+    assert_eq!(
+        rows.iter().map(account_fields).collect::<Vec<_>>(),
+        vec![
+            row(ids[0], "Checking", "Bank", "Checking", 1201.5, base),
+            row(ids[1], "Mastercard", "Credit Card", "CreditCard", 157.72, base + 60),
+        ]
+    );
+
+    // A payment clears the card: QuickBooks saves the account again (a new SyncToken); the next
+    // run (CDC) writes its new balance, once, and nothing else.
+    let paid = now() - 60;
+    {
+        let mut s = server.state.lock().unwrap();
+        let card = s.entities.get_mut("Account").unwrap().iter_mut().find(|e| e.id == ids[1]).unwrap();
+        card.sync_token += 1;
+        card.updated = paid;
+        card.body["CurrentBalance"] = serde_json::json!(0.0);
+    }
+    let second = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!(count(&second, "delivered"), 1, "{second}");
+    assert!(server.requests("cdc") >= 1, "the second run asks CDC");
+    let rows = json_lines(&sink);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(account_fields(&rows[2]), row(ids[1], "Mastercard", "Credit Card", "CreditCard", 0.0, paid));
+    assert_eq!(count(&run_pipeline_ok(&dir, pipeline, &mut stderrs), "delivered"), 0);
+    for s in &stderrs {
+        assert!(!s.contains(CLIENT_SECRET) && !s.contains("qbo-access-"), "a secret in stderr");
+    }
 }
