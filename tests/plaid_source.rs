@@ -8,10 +8,12 @@
 //! the binary against the same server, with exact ledger rows, a rerun that fetches nothing
 //! new, modified and removed transactions, pending -> posted, a mutation restart and a 429 in
 //! a run, `ITEM_LOGIN_REQUIRED` as a clear run error that keeps the cursor, `kill -9` while
-//! Plaid is asked and a rerun, the `accounts` table with an account closed, the bundled
-//! `pipelines/plaid-accounts.yaml` (canonical accounts, exact rows, the account number cut to
-//! its last four by a mask stage and refused without it), and no secret,
-//! access token or account owner's name in the logs, the audit, the DLQ or the plan.
+//! Plaid is asked and a rerun, `kill -9` between the sink's write and the cursor's save (the
+//! state store's cursor table held locked) and a rerun into a PostgreSQL upsert table, the
+//! `accounts` table with an account closed, the bundled `pipelines/plaid-accounts.yaml`
+//! (canonical accounts, exact rows, the account number cut to its last four by a mask stage
+//! and refused without it), and no secret, access token or account owner's name in the logs,
+//! the audit, the DLQ or the plan.
 
 mod common;
 
@@ -642,4 +644,116 @@ fn the_accounts_pipeline_writes_canonical_accounts_with_the_last_four_and_a_dele
     let err = common::text(&check.stderr);
     assert_eq!(check.status.code(), Some(1), "{err}");
     assert!(err.contains("SL601") && err.contains("account_number"), "{err}");
+}
+
+/// The ledger pipeline writing into PostgreSQL: an upsert table keyed by `id` (removals delete
+/// their row) and the state store, both in database `url` (`${PLAID_TEST_PG_URL}`).
+fn to_postgres(dir: &Path) {
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let spec = spec
+        .replace(
+            "    type: jsonl\n    inputs: [to_ledger]\n    path: ../out/plaid-ledger/transactions.jsonl\n",
+            "    type: postgres\n    inputs: [to_ledger]\n    url: ${PLAID_TEST_PG_URL}\n    table: plaid_ledger\n    write: upsert\n    key: [id]\n",
+        )
+        .replace("  path: ../out/plaid-ledger/state.db\n", "  url: ${PLAID_TEST_PG_URL}\n");
+    assert!(spec.contains("table: plaid_ledger") && spec.contains("state:\n  url:"), "{spec}");
+    std::fs::write(&p, spec).unwrap();
+}
+
+/// The saved `/transactions/sync` cursor of the pipeline's Item.
+fn saved_cursor(client: &mut impl postgres::GenericClient) -> String {
+    let row =
+        client.query_one("SELECT state FROM fhir_cursors WHERE tbl = 'plaid:operating:transactions'", &[]).unwrap();
+    row.get(0)
+}
+
+#[test]
+fn kill_9_between_the_sink_write_and_the_cursor_save_then_a_rerun_loses_and_duplicates_nothing() {
+    let Some(url) = common::pg_database("plaid-kill-save") else { return };
+    let server = Server::start();
+    server.add(5, false);
+    let dir = common::workspace("plaid-kill-save");
+    point_at(&dir, &server);
+    to_postgres(&dir);
+    let run = |stderrs: &mut Vec<String>| {
+        let out = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+            .env("PLAID_TEST_PG_URL", &url)
+            .output()
+            .unwrap();
+        stderrs.push(common::text(&out.stderr));
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        let summary: Value = serde_json::from_str(common::text(&out.stdout).trim()).unwrap();
+        assert_eq!(summary["balanced"], true, "{summary}");
+        summary
+    };
+    let ledger = |url: &str| -> BTreeMap<String, (f64, u64)> {
+        common::pg_rows(url, "SELECT id, amount::text, count(*) OVER (PARTITION BY id) FROM plaid_ledger")
+            .into_iter()
+            .map(|r| {
+                let n = |i: usize| r[i].clone().unwrap();
+                (n(0), (n(1).parse().unwrap(), n(2).parse().unwrap()))
+            })
+            .collect()
+    };
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run(&mut stderrs)), 5);
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let before = saved_cursor(&mut pg);
+
+    // Changes: three new transactions, one modified, one removed.
+    server.add(3, false);
+    server.modify("txn000002");
+    server.remove("txn000001");
+    let want: BTreeMap<String, (f64, u64)> = server
+        .state
+        .lock()
+        .unwrap()
+        .transactions
+        .iter()
+        .map(|(id, t)| (id.clone(), (-t["amount"].as_f64().unwrap(), 1)))
+        .collect();
+    // The test holds the cursor table: the run reads its cursor (reads are not blocked), writes
+    // the changes to the sink, and then waits to save the new cursor; it is killed there.
+    let mut holder = pg.transaction().unwrap();
+    holder.batch_execute("LOCK TABLE fhir_cursors IN EXCLUSIVE MODE").unwrap();
+    let mut child = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+        .env("PLAID_TEST_PG_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting_to_save = |url: &str| {
+        common::pg_rows(
+            url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'fhir_cursors' AND NOT l.granted",
+        )[0][0]
+            .as_deref()
+            != Some("0")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(waiting_to_save(&url) && ledger(&url) == want) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended although its cursor could not be saved");
+        assert!(std::time::Instant::now() < deadline, "the run never wrote the changes and waited to save its cursor");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    // Killed with every change in the sink and the old cursor saved.
+    assert_eq!(saved_cursor(&mut holder), before, "the cursor was not moved");
+    holder.rollback().unwrap();
+    assert_eq!(ledger(&url), want);
+
+    // The rerun reads the same changes again from the old cursor: the upsert table ends up
+    // with each transaction once, the removed one gone; then nothing is left to read.
+    let asked = server.cursors().len();
+    let again = run(&mut stderrs);
+    assert_eq!(delivered(&again), 5, "3 added, 1 modified, 1 removed, read again: {again}");
+    assert_eq!(server.cursors()[asked..].first(), Some(&serde_json::from_str::<String>(&before).unwrap()));
+    assert_eq!(ledger(&url), want, "every transaction once, none lost, the removed one gone");
+    assert_ne!(saved_cursor(&mut pg), before, "the rerun saved the new cursor");
+    assert_eq!(delivered(&run(&mut stderrs)), 0);
+    for s in &stderrs {
+        assert!(!s.contains(SECRET) && !s.contains(ACCESS_TOKEN) && !s.contains(MERCHANT), "{s}");
+    }
 }
