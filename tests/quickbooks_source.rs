@@ -5,8 +5,8 @@
 //! serving entities made from quickbooks-ruby's recorded API responses.
 //!
 //! Checked: the connection is authorized with `sluice connect` (which prints the company's
-//! `realmId`); a first run pages through the query endpoint (STARTPOSITION/MAXRESULTS) with a
-//! 429 and a 503 injected mid-pagination, retried; an entity without `Id` goes to the DLQ
+//! `realmId`); a first run pages through the query endpoint (each next page from the newest
+//! `LastUpdatedTime` read) with a 429 and a 503 injected mid-pagination, retried; an entity without `Id` goes to the DLQ
 //! (RT156) and the run balances; a second run asks CDC only and delivers nothing (overlap
 //! deduplicated by Id+SyncToken); changes, a deletion and new entities are delivered once by
 //! the next run, the deletion as a `"_deleted": true` line; an access token refused with 401
@@ -139,7 +139,10 @@ fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
     assert_eq!(server.requests("query"), 3 + 2 + 1, "{:?}", server.state.lock().unwrap().queries);
     assert_eq!(server.requests("cdc"), 0);
     let queries = server.state.lock().unwrap().queries.clone();
-    assert!(queries.iter().any(|q| q.contains("STARTPOSITION 101 MAXRESULTS 100")), "{queries:?}");
+    // The pages after the first ask from the newest time read (each re-reads that time's
+    // entities and drops them by Id/SyncToken), at position 1.
+    let later = queries.iter().filter(|q| q.starts_with("SELECT * FROM Purchase WHERE MetaData.LastUpdatedTime >= "));
+    assert_eq!(later.filter(|q| q.ends_with("STARTPOSITION 1 MAXRESULTS 100")).count(), 2, "{queries:?}");
 
     let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
@@ -365,4 +368,146 @@ fn the_accounts_pipeline_writes_the_chart_of_accounts_and_a_new_balance_once() {
     for s in &stderrs {
         assert!(!s.contains(CLIENT_SECRET) && !s.contains("qbo-access-"), "a secret in stderr");
     }
+}
+
+/// The purchases pipeline alone (no deposits source), pointed at `server`, in pages of `page`.
+fn purchases_only(dir: &Path, server: &Server, page: u64) {
+    point_at(dir, server);
+    let p = dir.join("pipelines/quickbooks-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let start = spec.find("  deposits:\n").unwrap();
+    let end = spec.find("stages:").unwrap();
+    let spec = format!("{}{}", &spec[..start], &spec[end..]);
+    let start = spec.find("  deposits_to_ledger:\n").unwrap();
+    let end = spec.find("sinks:").unwrap();
+    let spec = format!("{}{}", &spec[..start], &spec[end..])
+        .replace("inputs: [purchases_to_ledger, deposits_to_ledger]", "inputs: [purchases_to_ledger]")
+        .replace("page_size: 100", &format!("page_size: {page}"));
+    std::fs::write(&p, spec).unwrap();
+}
+
+/// What an upsert table keyed by `id` holds after the ledger's lines, in order: id -> amount.
+fn folded(rows: &[serde_json::Value]) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let id = r["id"].as_str().unwrap().to_string();
+        if r["_deleted"] == true {
+            out.remove(&id);
+        } else {
+            out.insert(id, r["amount"].as_f64().unwrap());
+        }
+    }
+    out
+}
+
+/// The purchases the server holds now, as ledger ids and amounts (money out: negative).
+fn server_purchases(server: &Server) -> std::collections::BTreeMap<String, f64> {
+    let s = server.state.lock().unwrap();
+    s.entities["Purchase"]
+        .iter()
+        .filter(|e| !e.deleted)
+        .map(|e| (format!("Purchase/{}", e.id), -e.body["TotalAmt"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_entity_saved_between_two_pages_makes_no_other_entity_skipped() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 7)], base);
+    let ids = server.ids("Purchase");
+    // Someone saves the first purchase while the sync is between its first and second page:
+    // it moves to the end of the order, and by position the third purchase would move onto
+    // the first page, already read.
+    server.update_before_query(2, "Purchase", ids[0]);
+    let dir = workspace("quickbooks-shift");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    let queries = server.state.lock().unwrap().queries.clone();
+    // Every purchase, the one saved again in its newest version; none twice in one version.
+    assert_eq!(folded(&rows), server_purchases(&server), "{queries:#?}");
+    let mut versions: Vec<String> = rows.iter().map(|r| format!("{}={}", r["id"], r["amount"])).collect();
+    versions.sort_unstable();
+    let n = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), n, "a version delivered twice: {versions:?}");
+    assert_eq!(count(&first, "delivered"), 8, "7 purchases and the saved one's new version: {first}");
+    // Each next page starts from the last time read, not from a position.
+    assert!(queries[1..].iter().all(|q| q.contains("WHERE MetaData.LastUpdatedTime >= ")), "{queries:#?}");
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 0);
+}
+
+#[test]
+fn more_entities_at_one_time_than_a_page_are_all_read() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 3)], base);
+    // Five purchases saved in the same second (a bulk import), between the others.
+    {
+        let mut s = server.state.lock().unwrap();
+        for e in s.entities.get_mut("Purchase").unwrap().iter_mut() {
+            e.updated = base + 600;
+        }
+    }
+    server.add("Purchase", 2, base + 1200);
+    let more = server.add("Purchase", 2, base);
+    {
+        let mut s = server.state.lock().unwrap();
+        for e in s.entities.get_mut("Purchase").unwrap().iter_mut().filter(|e| more.contains(&e.id)) {
+            e.updated = base + 600;
+        }
+    }
+    let dir = workspace("quickbooks-same-time");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&first, "delivered"), 7, "{first}");
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    assert_eq!(rows.len(), 7);
+    assert_eq!(folded(&rows), server_purchases(&server));
+}
+
+#[test]
+fn kill_9_mid_sync_then_a_rerun_loses_and_duplicates_nothing() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 9)], base);
+    let ids = server.ids("Purchase");
+    let dir = workspace("quickbooks-kill");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    // The third page is held: the run is killed with two pages handed on (perhaps written),
+    // and a purchase of the first page saved again meanwhile.
+    server.update_before_query(2, "Purchase", ids[1]);
+    server.hold_query(3);
+    let mut child = sluice(&dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.state.lock().unwrap().held == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never asked for its third page");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    server.release();
+    let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
+    let before = if ledger.exists() { json_lines(&ledger).len() } else { 0 };
+    assert!(before <= 4, "at most the first two pages were written: {before}");
+
+    // The cursor was not saved: the rerun reads everything again, and a table upserted by id
+    // holds every purchase once, in its newest version.
+    let mut stderrs = Vec::new();
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&again, "delivered"), 9, "{again}");
+    let rows = json_lines(&ledger);
+    assert_eq!(folded(&rows), server_purchases(&server));
+    assert_eq!(rows[before..].len(), 9, "each purchase once in the rerun");
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 0);
 }
