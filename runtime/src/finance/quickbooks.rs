@@ -28,7 +28,7 @@
 //! - No token and no Fault message text (it may quote data) in errors or warnings: the Fault's
 //!   `type` and error `code` only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -236,6 +236,9 @@ impl<'c> QuickBooks<'c> {
         let since = cursor.map(|c| c.last_updated - lookback.max(0));
         let mut out = Synced { cursor: cursor.cloned().unwrap_or_default(), ..Synced::default() };
         let mut delivered: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        // Entities without `Id`, `SyncToken` or a readable time, as handed on in this sync: a
+        // page that starts again from the newest time read meets them again.
+        let mut unkeyed: BTreeSet<String> = BTreeSet::new();
         let mut query_too = true;
         if let Some(since) = since
             && cdc
@@ -246,7 +249,7 @@ impl<'c> QuickBooks<'c> {
             let answer = self.get(entity, &url, &mut out)?;
             let items = cdc_items(&answer, entity);
             query_too = items.len() >= CDC_MAX;
-            let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+            let fresh = self.fresh(entity, items, &mut out, &mut delivered, &mut unkeyed);
             on_page(fresh)?;
         }
         if query_too {
@@ -264,7 +267,7 @@ impl<'c> QuickBooks<'c> {
                 let items = query_items(&answer, entity);
                 let returned = items.len() as u64;
                 let newest_read = items.iter().filter_map(|i| last_updated(&i.entity)).max();
-                let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+                let fresh = self.fresh(entity, items, &mut out, &mut delivered, &mut unkeyed);
                 on_page(fresh)?;
                 if returned < self.page_size {
                     break;
@@ -290,6 +293,7 @@ impl<'c> QuickBooks<'c> {
         items: Vec<Item>,
         out: &mut Synced,
         delivered: &mut BTreeMap<String, (String, i64)>,
+        unkeyed: &mut BTreeSet<String>,
     ) -> Vec<Item> {
         let mut fresh = Vec::with_capacity(items.len());
         for item in items {
@@ -301,6 +305,20 @@ impl<'c> QuickBooks<'c> {
                 e.get("SyncToken").and_then(|t| t.as_str()).map(str::to_string)
             };
             let updated = last_updated(e);
+            // Delivered before (an earlier sync, or an earlier page of this one): same version.
+            // An entity without the keys is known by its whole text, within this sync only.
+            let seen = match (&id, &token, updated) {
+                (Some(id), Some(token), Some(_)) => {
+                    out.cursor.recent.get(id).is_some_and(|(t, _)| t == token)
+                        || delivered.get(id).is_some_and(|(t, _)| t == token)
+                }
+                (Some(id), Some(token), None) if out.cursor.recent.get(id).is_some_and(|(t, _)| t == token) => true,
+                _ => !unkeyed.insert(e.to_string()),
+            };
+            if seen {
+                out.skipped += 1;
+                continue;
+            }
             if token.is_none() {
                 out.warnings.push(format!("a `{entity}` has no `SyncToken`"));
             }
@@ -309,18 +327,6 @@ impl<'c> QuickBooks<'c> {
             }
             if e.get("TotalAmt").is_some_and(|a| !a.is_number() && !a.is_null()) {
                 out.warnings.push(format!("a `{entity}`'s `TotalAmt` is not a number"));
-            }
-            // Delivered before (an earlier sync, or an earlier page of this one): same version.
-            let seen = match (&id, &token) {
-                (Some(id), Some(token)) => {
-                    out.cursor.recent.get(id).is_some_and(|(t, _)| t == token)
-                        || delivered.get(id).is_some_and(|(t, _)| t == token)
-                }
-                _ => false,
-            };
-            if seen {
-                out.skipped += 1;
-                continue;
             }
             if item.deleted {
                 out.deleted += 1;
