@@ -8,8 +8,12 @@
 //! the binary against the same server, with exact ledger rows, a rerun that fetches nothing
 //! new, modified and removed transactions, pending -> posted, a mutation restart and a 429 in
 //! a run, `ITEM_LOGIN_REQUIRED` as a clear run error that keeps the cursor, `kill -9` while
-//! Plaid is asked and a rerun, the `accounts` table with an account closed, and no secret,
-//! access token or account owner's name in the logs, the audit, the DLQ or the plan.
+//! Plaid is asked and a rerun, `kill -9` between the sink's write and the cursor's save (the
+//! state store's cursor table held locked) and a rerun into a PostgreSQL upsert table, the
+//! `accounts` table with an account closed, the bundled `pipelines/plaid-accounts.yaml`
+//! (canonical accounts, exact rows, the account number cut to its last four by a mask stage
+//! and refused without it), and no secret, access token or account owner's name in the logs,
+//! the audit, the DLQ or the plan.
 
 mod common;
 
@@ -175,7 +179,11 @@ const OWNER: &str = "Marguerite Okonkwo-Reyes";
 
 /// The bundled pipeline pointed at the local server.
 fn point_at(dir: &Path, server: &Server) {
-    let p = dir.join("pipelines/plaid-ledger.yaml");
+    point_pipeline_at(dir, "plaid-ledger.yaml", server);
+}
+
+fn point_pipeline_at(dir: &Path, pipeline: &str, server: &Server) {
+    let p = dir.join("pipelines").join(pipeline);
     let spec = std::fs::read_to_string(&p).unwrap();
     let spec = spec.replace("    base_url: sandbox\n", &format!("    base_url: {}\n", server.base()));
     assert!(spec.contains(&server.base()), "{spec}");
@@ -194,7 +202,11 @@ fn sluice(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn run_ok(dir: &Path, stderrs: &mut Vec<String>) -> Value {
-    let out = sluice(dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"]).output().unwrap();
+    run_pipeline_ok(dir, "pipelines/plaid-ledger.yaml", stderrs)
+}
+
+fn run_pipeline_ok(dir: &Path, pipeline: &str, stderrs: &mut Vec<String>) -> Value {
+    let out = sluice(dir, &["run", pipeline, "--summary", "json"]).output().unwrap();
     stderrs.push(common::text(&out.stderr));
     assert!(out.status.success(), "run failed: {}\n{}", common::text(&out.stdout), common::text(&out.stderr));
     let summary: Value = serde_json::from_str(common::text(&out.stdout).trim())
@@ -492,4 +504,256 @@ fn kill_9_while_plaid_is_asked_then_a_rerun_loses_and_duplicates_nothing() {
     let want: Vec<String> = server.state.lock().unwrap().transactions.keys().cloned().collect();
     assert_eq!(folded(&rows).into_keys().collect::<Vec<_>>(), want);
     assert_eq!(delivered(&run_ok(&dir, &mut stderrs)), 0);
+}
+
+/// A business account's number, longer than Plaid's usual mask: only its last four may show.
+const LONG_MASK: &str = "98761234";
+
+/// The canonical account row of the local server's checking account (tests/common/plaid.rs).
+fn checking_row() -> Value {
+    json!({
+        "source": "plaid",
+        "id": "BxBXxLj1m4HMXBm9WZZmCWVbPjX16EHwv99vp",
+        "name": "Plaid Checking",
+        "official_name": "Plaid Gold Standard 0% Interest Checking",
+        "type": "depository",
+        "subtype": "checking",
+        "balance": 110.0,
+        "available": 100.0,
+        "limit": null,
+        "currency": "usd",
+        "mask": "0000",
+        "as_of": null,
+    })
+}
+
+/// A row's account fields (what `checking_row` gives), amounts compared as numbers.
+fn account_fields(row: &Value) -> Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "source",
+        "id",
+        "name",
+        "official_name",
+        "type",
+        "subtype",
+        "balance",
+        "available",
+        "limit",
+        "currency",
+        "mask",
+        "as_of",
+    ] {
+        let v = row.get(k).cloned().unwrap_or(Value::Null);
+        let v = match (k, v.as_f64()) {
+            ("balance" | "available" | "limit", Some(f)) => json!(f),
+            _ => v,
+        };
+        out.insert(k.to_string(), v);
+    }
+    Value::Object(out)
+}
+
+#[test]
+fn the_accounts_pipeline_writes_canonical_accounts_with_the_last_four_and_a_deletion_once() {
+    let server = Server::start();
+    let mut card = server.state.lock().unwrap().accounts[0].clone();
+    card["account_id"] = json!("3gE5gnRzNyfXpBK5wEEKcymJ5albGVUqg77gr");
+    card["balances"] = json!({"available": 8590.5, "current": 1409.5, "iso_currency_code": "USD", "limit": 10000, "unofficial_currency_code": null, "last_updated_datetime": "2024-01-15T09:30:00Z"});
+    card["mask"] = json!(LONG_MASK);
+    card["name"] = json!("Plaid Credit Card");
+    card["official_name"] = json!("Plaid Diamond 12.5% APR Interest Credit Card");
+    card["type"] = json!("credit");
+    card["subtype"] = json!("credit card");
+    server.state.lock().unwrap().accounts.push(card);
+    // An account object without its id cannot be a record: to the DLQ.
+    server.state.lock().unwrap().accounts.push(json!({"balances": {"current": 1.0}, "mask": LONG_MASK, "name": "x"}));
+    let dir = common::workspace("plaid-canonical-accounts");
+    point_pipeline_at(&dir, "plaid-accounts.yaml", &server);
+    let pipeline = "pipelines/plaid-accounts.yaml";
+    let mut stderrs = Vec::new();
+    let first = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!((delivered(&first), first["dlq"].as_u64()), (2, Some(1)), "{first}");
+    let sink = dir.join("out/plaid-accounts/accounts.jsonl");
+    let rows = common::json_lines(&sink);
+    let card_row = json!({
+        "source": "plaid",
+        "id": "3gE5gnRzNyfXpBK5wEEKcymJ5albGVUqg77gr",
+        "name": "Plaid Credit Card",
+        "official_name": "Plaid Diamond 12.5% APR Interest Credit Card",
+        "type": "credit",
+        "subtype": "credit card",
+        "balance": 1409.5,
+        "available": 8590.5,
+        "limit": 10000.0,
+        "currency": "usd",
+        "mask": "****1234",
+        "as_of": "2024-01-15T09:30:00Z",
+    });
+    assert_eq!(rows.iter().map(account_fields).collect::<Vec<_>>(), vec![checking_row(), card_row]);
+    assert!(rows.iter().all(|r| r["compliance"]["pii_masked"] == true), "{rows:?}");
+    let dlq = common::json_lines(&dir.join("out/plaid-accounts/dlq.jsonl"));
+    assert_eq!(dlq.len(), 1);
+    assert!(dlq[0].to_string().contains("RT164"), "{}", dlq[0]);
+
+    // The card is closed: the next run writes the checking account again and the card's
+    // deletion, once; the balance written is the new one.
+    {
+        let mut s = server.state.lock().unwrap();
+        s.accounts.truncate(1);
+        s.accounts[0]["balances"]["current"] = json!(95.25);
+    }
+    let second = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!(delivered(&second), 2, "{second}");
+    let rows = common::json_lines(&sink);
+    assert_eq!(rows.len(), 4);
+    let mut checking = checking_row();
+    checking["balance"] = json!(95.25);
+    assert_eq!(account_fields(&rows[2]), checking);
+    assert_eq!(
+        (rows[3]["_deleted"].as_bool(), rows[3]["id"].as_str()),
+        (Some(true), Some("3gE5gnRzNyfXpBK5wEEKcymJ5albGVUqg77gr"))
+    );
+    assert!(stderrs[1].contains("RT167"), "{}", stderrs[1]);
+    assert_eq!(delivered(&run_pipeline_ok(&dir, pipeline, &mut stderrs)), 1);
+
+    // The full account number shows nowhere, not even in the sink; no secret outside it.
+    let plan = sluice(&dir, &["plan", pipeline]).output().unwrap();
+    assert!(plan.status.success(), "{}", common::text(&plan.stderr));
+    let plan_text = common::text(&plan.stdout) + &common::text(&plan.stderr);
+    let audit = std::fs::read_to_string(dir.join("out/plaid-accounts/audit.jsonl")).unwrap();
+    let dlq_text = std::fs::read_to_string(dir.join("out/plaid-accounts/dlq.jsonl")).unwrap();
+    let sink_text = std::fs::read_to_string(&sink).unwrap();
+    for (what, s) in stderrs.iter().map(|s| ("stderr", s)).chain([
+        ("audit", &audit),
+        ("dlq", &dlq_text),
+        ("plan", &plan_text),
+        ("sink", &sink_text),
+    ]) {
+        for secret in [SECRET, ACCESS_TOKEN, LONG_MASK] {
+            assert!(!s.contains(secret), "{what} shows a secret or an account number");
+        }
+    }
+
+    // Without the mask stage, the PHI-flow proof refuses the pipeline: `mask` is an account
+    // number.
+    let p = dir.join(pipeline);
+    let spec = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, spec.replace("inputs: [last_four]", "inputs: [to_accounts]")).unwrap();
+    let check = sluice(&dir, &["check", pipeline]).output().unwrap();
+    let err = common::text(&check.stderr);
+    assert_eq!(check.status.code(), Some(1), "{err}");
+    assert!(err.contains("SL601") && err.contains("account_number"), "{err}");
+}
+
+/// The ledger pipeline writing into PostgreSQL: an upsert table keyed by `id` (removals delete
+/// their row) and the state store, both in database `url` (`${PLAID_TEST_PG_URL}`).
+fn to_postgres(dir: &Path) {
+    let p = dir.join("pipelines/plaid-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let spec = spec
+        .replace(
+            "    type: jsonl\n    inputs: [to_ledger]\n    path: ../out/plaid-ledger/transactions.jsonl\n",
+            "    type: postgres\n    inputs: [to_ledger]\n    url: ${PLAID_TEST_PG_URL}\n    table: plaid_ledger\n    write: upsert\n    key: [id]\n",
+        )
+        .replace("  path: ../out/plaid-ledger/state.db\n", "  url: ${PLAID_TEST_PG_URL}\n");
+    assert!(spec.contains("table: plaid_ledger") && spec.contains("state:\n  url:"), "{spec}");
+    std::fs::write(&p, spec).unwrap();
+}
+
+/// The saved `/transactions/sync` cursor of the pipeline's Item.
+fn saved_cursor(client: &mut impl postgres::GenericClient) -> String {
+    let row =
+        client.query_one("SELECT state FROM fhir_cursors WHERE tbl = 'plaid:operating:transactions'", &[]).unwrap();
+    row.get(0)
+}
+
+#[test]
+fn kill_9_between_the_sink_write_and_the_cursor_save_then_a_rerun_loses_and_duplicates_nothing() {
+    let Some(url) = common::pg_database("plaid-kill-save") else { return };
+    let server = Server::start();
+    server.add(5, false);
+    let dir = common::workspace("plaid-kill-save");
+    point_at(&dir, &server);
+    to_postgres(&dir);
+    let run = |stderrs: &mut Vec<String>| {
+        let out = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+            .env("PLAID_TEST_PG_URL", &url)
+            .output()
+            .unwrap();
+        stderrs.push(common::text(&out.stderr));
+        assert!(out.status.success(), "{}", common::text(&out.stderr));
+        let summary: Value = serde_json::from_str(common::text(&out.stdout).trim()).unwrap();
+        assert_eq!(summary["balanced"], true, "{summary}");
+        summary
+    };
+    let ledger = |url: &str| -> BTreeMap<String, (f64, u64)> {
+        common::pg_rows(url, "SELECT id, amount::text, count(*) OVER (PARTITION BY id) FROM plaid_ledger")
+            .into_iter()
+            .map(|r| {
+                let n = |i: usize| r[i].clone().unwrap();
+                (n(0), (n(1).parse().unwrap(), n(2).parse().unwrap()))
+            })
+            .collect()
+    };
+    let mut stderrs = Vec::new();
+    assert_eq!(delivered(&run(&mut stderrs)), 5);
+    let mut pg = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let before = saved_cursor(&mut pg);
+
+    // Changes: three new transactions, one modified, one removed.
+    server.add(3, false);
+    server.modify("txn000002");
+    server.remove("txn000001");
+    let want: BTreeMap<String, (f64, u64)> = server
+        .state
+        .lock()
+        .unwrap()
+        .transactions
+        .iter()
+        .map(|(id, t)| (id.clone(), (-t["amount"].as_f64().unwrap(), 1)))
+        .collect();
+    // The test holds the cursor table: the run reads its cursor (reads are not blocked), writes
+    // the changes to the sink, and then waits to save the new cursor; it is killed there.
+    let mut holder = pg.transaction().unwrap();
+    holder.batch_execute("LOCK TABLE fhir_cursors IN EXCLUSIVE MODE").unwrap();
+    let mut child = sluice(&dir, &["run", "pipelines/plaid-ledger.yaml", "--summary", "json"])
+        .env("PLAID_TEST_PG_URL", &url)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting_to_save = |url: &str| {
+        common::pg_rows(
+            url,
+            "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation WHERE c.relname = 'fhir_cursors' AND NOT l.granted",
+        )[0][0]
+            .as_deref()
+            != Some("0")
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !(waiting_to_save(&url) && ledger(&url) == want) {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended although its cursor could not be saved");
+        assert!(std::time::Instant::now() < deadline, "the run never wrote the changes and waited to save its cursor");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    // Killed with every change in the sink and the old cursor saved.
+    assert_eq!(saved_cursor(&mut holder), before, "the cursor was not moved");
+    holder.rollback().unwrap();
+    assert_eq!(ledger(&url), want);
+
+    // The rerun reads the same changes again from the old cursor: the upsert table ends up
+    // with each transaction once, the removed one gone; then nothing is left to read.
+    let asked = server.cursors().len();
+    let again = run(&mut stderrs);
+    assert_eq!(delivered(&again), 5, "3 added, 1 modified, 1 removed, read again: {again}");
+    assert_eq!(server.cursors()[asked..].first(), Some(&serde_json::from_str::<String>(&before).unwrap()));
+    assert_eq!(ledger(&url), want, "every transaction once, none lost, the removed one gone");
+    assert_ne!(saved_cursor(&mut pg), before, "the rerun saved the new cursor");
+    assert_eq!(delivered(&run(&mut stderrs)), 0);
+    for s in &stderrs {
+        assert!(!s.contains(SECRET) && !s.contains(ACCESS_TOKEN) && !s.contains(MERCHANT), "{s}");
+    }
 }

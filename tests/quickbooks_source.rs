@@ -5,14 +5,16 @@
 //! serving entities made from quickbooks-ruby's recorded API responses.
 //!
 //! Checked: the connection is authorized with `sluice connect` (which prints the company's
-//! `realmId`); a first run pages through the query endpoint (STARTPOSITION/MAXRESULTS) with a
-//! 429 and a 503 injected mid-pagination, retried; an entity without `Id` goes to the DLQ
+//! `realmId`); a first run pages through the query endpoint (each next page from the newest
+//! `LastUpdatedTime` read) with a 429 and a 503 injected mid-pagination, retried; an entity without `Id` goes to the DLQ
 //! (RT156) and the run balances; a second run asks CDC only and delivers nothing (overlap
 //! deduplicated by Id+SyncToken); changes, a deletion and new entities are delivered once by
 //! the next run, the deletion as a `"_deleted": true` line; an access token refused with 401
 //! is refreshed once through the token endpoint and the sync goes on; the token never shows in
 //! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
-//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice.
+//! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice;
+//! the bundled `pipelines/quickbooks-accounts.yaml` writes the chart of accounts as canonical
+//! financial accounts (exact rows) and an account saved again with its new balance, once.
 
 mod common;
 
@@ -41,7 +43,11 @@ fn start_server(base: i64) -> Server {
 
 /// The bundled pipeline pointed at the local server (API and OAuth endpoints), in pages of 100.
 fn point_at(dir: &Path, server: &Server) {
-    let p = dir.join("pipelines/quickbooks-ledger.yaml");
+    point_pipeline_at(dir, "quickbooks-ledger.yaml", server);
+}
+
+fn point_pipeline_at(dir: &Path, pipeline: &str, server: &Server) {
+    let p = dir.join("pipelines").join(pipeline);
     let spec = std::fs::read_to_string(&p).unwrap();
     let spec = spec
         .replace(
@@ -71,7 +77,11 @@ fn sluice(dir: &Path, args: &[&str]) -> Command {
 /// `sluice connect qbo`, with this test as the browser: it follows the printed URL to the
 /// server's authorization endpoint, which redirects back to the callback with a code.
 fn connect(dir: &Path) -> Output {
-    let mut child = sluice(dir, &["connect", "qbo", "pipelines/quickbooks-ledger.yaml", "--timeout", "60"])
+    connect_pipeline(dir, "pipelines/quickbooks-ledger.yaml")
+}
+
+fn connect_pipeline(dir: &Path, pipeline: &str) -> Output {
+    let mut child = sluice(dir, &["connect", "qbo", pipeline, "--timeout", "60"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -88,7 +98,11 @@ fn connect(dir: &Path) -> Output {
 }
 
 fn run_ok(dir: &Path, stderrs: &mut Vec<String>) -> serde_json::Value {
-    let out = sluice(dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"]).output().unwrap();
+    run_pipeline_ok(dir, "pipelines/quickbooks-ledger.yaml", stderrs)
+}
+
+fn run_pipeline_ok(dir: &Path, pipeline: &str, stderrs: &mut Vec<String>) -> serde_json::Value {
+    let out = sluice(dir, &["run", pipeline, "--summary", "json"]).output().unwrap();
     stderrs.push(text(&out.stderr));
     assert!(out.status.success(), "run failed: {}\n{}", text(&out.stdout), text(&out.stderr));
     let summary: serde_json::Value =
@@ -125,7 +139,10 @@ fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
     assert_eq!(server.requests("query"), 3 + 2 + 1, "{:?}", server.state.lock().unwrap().queries);
     assert_eq!(server.requests("cdc"), 0);
     let queries = server.state.lock().unwrap().queries.clone();
-    assert!(queries.iter().any(|q| q.contains("STARTPOSITION 101 MAXRESULTS 100")), "{queries:?}");
+    // The pages after the first ask from the newest time read (each re-reads that time's
+    // entities and drops them by Id/SyncToken), at position 1.
+    let later = queries.iter().filter(|q| q.starts_with("SELECT * FROM Purchase WHERE MetaData.LastUpdatedTime >= "));
+    assert_eq!(later.filter(|q| q.ends_with("STARTPOSITION 1 MAXRESULTS 100")).count(), 2, "{queries:?}");
 
     let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
@@ -273,4 +290,230 @@ fn a_payee_name_mapped_to_an_unmasked_sink_is_refused_by_the_phi_flow_proof() {
     assert!(!out.status.success());
     let err = text(&out.stderr) + &text(&out.stdout);
     assert!(err.contains("SL601"), "{err}");
+}
+
+/// A chart-of-accounts entry as the API writes it (the shape of quickbooks-ruby's
+/// accounts.xml in JSON), without the `Id`, `SyncToken` and `MetaData` the server adds.
+fn account_body(name: &str, kind: &str, subtype: &str, balance: f64) -> serde_json::Value {
+    serde_json::json!({
+        "Name": name, "FullyQualifiedName": name, "AccountType": kind, "AccountSubType": subtype,
+        "Active": true, "Classification": "Asset", "SubAccount": false,
+        "CurrencyRef": {"name": "United States Dollar", "value": "USD"},
+        "CurrentBalance": balance, "CurrentBalanceWithSubAccounts": balance,
+        "domain": "QBO", "sparse": false,
+    })
+}
+
+/// A row's account fields, balances compared as numbers.
+fn account_fields(row: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in ["source", "id", "name", "official_name", "type", "subtype", "balance", "currency", "active", "as_of"] {
+        let v = row.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        let v = if k == "balance" { v.as_f64().map_or(serde_json::Value::Null, |f| serde_json::json!(f)) } else { v };
+        out.insert(k.to_string(), v);
+    }
+    serde_json::Value::Object(out)
+}
+
+#[test]
+fn the_accounts_pipeline_writes_the_chart_of_accounts_and_a_new_balance_once() {
+    use common::quickbooks::qbo_time;
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[], base);
+    server.add_raw("Account", account_body("Checking", "Bank", "Checking", 1201.5), base);
+    server.add_raw("Account", account_body("Mastercard", "Credit Card", "CreditCard", 157.72), base + 60);
+    let ids = server.ids("Account");
+    let dir = workspace("quickbooks-accounts");
+    let pipeline = "pipelines/quickbooks-accounts.yaml";
+    point_pipeline_at(&dir, "quickbooks-accounts.yaml", &server);
+    let connected = connect_pipeline(&dir, pipeline);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!(count(&first, "delivered"), 2, "{first}");
+    let row = |id: u64, name: &str, kind: &str, subtype: &str, balance: f64, at: i64| {
+        serde_json::json!({
+            "source": "quickbooks", "id": id.to_string(), "name": name, "official_name": name,
+            "type": kind, "subtype": subtype, "balance": balance, "currency": "usd", "active": true,
+            "as_of": qbo_time(at),
+        })
+    };
+    let sink = dir.join("out/quickbooks-accounts/accounts.jsonl");
+    let rows = json_lines(&sink);
+    assert_eq!(
+        rows.iter().map(account_fields).collect::<Vec<_>>(),
+        vec![
+            row(ids[0], "Checking", "Bank", "Checking", 1201.5, base),
+            row(ids[1], "Mastercard", "Credit Card", "CreditCard", 157.72, base + 60),
+        ]
+    );
+
+    // A payment clears the card: QuickBooks saves the account again (a new SyncToken); the next
+    // run (CDC) writes its new balance, once, and nothing else.
+    let paid = now() - 60;
+    {
+        let mut s = server.state.lock().unwrap();
+        let card = s.entities.get_mut("Account").unwrap().iter_mut().find(|e| e.id == ids[1]).unwrap();
+        card.sync_token += 1;
+        card.updated = paid;
+        card.body["CurrentBalance"] = serde_json::json!(0.0);
+    }
+    let second = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!(count(&second, "delivered"), 1, "{second}");
+    assert!(server.requests("cdc") >= 1, "the second run asks CDC");
+    let rows = json_lines(&sink);
+    assert_eq!(rows.len(), 3);
+    assert_eq!(account_fields(&rows[2]), row(ids[1], "Mastercard", "Credit Card", "CreditCard", 0.0, paid));
+    assert_eq!(count(&run_pipeline_ok(&dir, pipeline, &mut stderrs), "delivered"), 0);
+    for s in &stderrs {
+        assert!(!s.contains(CLIENT_SECRET) && !s.contains("qbo-access-"), "a secret in stderr");
+    }
+}
+
+/// The purchases pipeline alone (no deposits source), pointed at `server`, in pages of `page`.
+fn purchases_only(dir: &Path, server: &Server, page: u64) {
+    point_at(dir, server);
+    let p = dir.join("pipelines/quickbooks-ledger.yaml");
+    let spec = std::fs::read_to_string(&p).unwrap();
+    let start = spec.find("  deposits:\n").unwrap();
+    let end = spec.find("stages:").unwrap();
+    let spec = format!("{}{}", &spec[..start], &spec[end..]);
+    let start = spec.find("  deposits_to_ledger:\n").unwrap();
+    let end = spec.find("sinks:").unwrap();
+    let spec = format!("{}{}", &spec[..start], &spec[end..])
+        .replace("inputs: [purchases_to_ledger, deposits_to_ledger]", "inputs: [purchases_to_ledger]")
+        .replace("page_size: 100", &format!("page_size: {page}"));
+    std::fs::write(&p, spec).unwrap();
+}
+
+/// What an upsert table keyed by `id` holds after the ledger's lines, in order: id -> amount.
+fn folded(rows: &[serde_json::Value]) -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    for r in rows {
+        let id = r["id"].as_str().unwrap().to_string();
+        if r["_deleted"] == true {
+            out.remove(&id);
+        } else {
+            out.insert(id, r["amount"].as_f64().unwrap());
+        }
+    }
+    out
+}
+
+/// The purchases the server holds now, as ledger ids and amounts (money out: negative).
+fn server_purchases(server: &Server) -> std::collections::BTreeMap<String, f64> {
+    let s = server.state.lock().unwrap();
+    s.entities["Purchase"]
+        .iter()
+        // Not the ones written without an `Id` (the DLQ's).
+        .filter(|e| !e.deleted && !e.body.get("Id").is_some_and(serde_json::Value::is_null))
+        .map(|e| (format!("Purchase/{}", e.id), -e.body["TotalAmt"].as_f64().unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_entity_saved_between_two_pages_makes_no_other_entity_skipped() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 7)], base);
+    let ids = server.ids("Purchase");
+    // Someone saves the first purchase while the sync is between its first and second page:
+    // it moves to the end of the order, and by position the third purchase would move onto
+    // the first page, already read.
+    server.update_before_query(2, "Purchase", ids[0]);
+    let dir = workspace("quickbooks-shift");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    let queries = server.state.lock().unwrap().queries.clone();
+    // Every purchase, the one saved again in its newest version; none twice in one version.
+    assert_eq!(folded(&rows), server_purchases(&server), "{queries:#?}");
+    let mut versions: Vec<String> = rows.iter().map(|r| format!("{}={}", r["id"], r["amount"])).collect();
+    versions.sort_unstable();
+    let n = versions.len();
+    versions.dedup();
+    assert_eq!(versions.len(), n, "a version delivered twice: {versions:?}");
+    assert_eq!(count(&first, "delivered"), 8, "7 purchases and the saved one's new version: {first}");
+    // Each next page starts from the last time read, not from a position.
+    assert!(queries[1..].iter().all(|q| q.contains("WHERE MetaData.LastUpdatedTime >= ")), "{queries:#?}");
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 0);
+}
+
+#[test]
+fn more_entities_at_one_time_than_a_page_are_all_read() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 3)], base);
+    // Five purchases saved in the same second (a bulk import), between the others.
+    {
+        let mut s = server.state.lock().unwrap();
+        for e in s.entities.get_mut("Purchase").unwrap().iter_mut() {
+            e.updated = base + 600;
+        }
+    }
+    server.add("Purchase", 2, base + 1200);
+    let more = server.add("Purchase", 2, base);
+    {
+        let mut s = server.state.lock().unwrap();
+        for e in s.entities.get_mut("Purchase").unwrap().iter_mut().filter(|e| more.contains(&e.id)) {
+            e.updated = base + 600;
+        }
+    }
+    // And one that cannot be a record (no `Id`), in that second too: the overlapping pages read
+    // it more than once, and it reaches the DLQ once.
+    server.add_raw("Purchase", serde_json::json!({"Id": null, "TotalAmt": 5, "TxnDate": "2024-01-01"}), base + 600);
+    let dir = workspace("quickbooks-same-time");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!((count(&first, "delivered"), count(&first, "dlq")), (7, 1), "{first}");
+    let reads = server.state.lock().unwrap().queries.len();
+    assert!(reads > 4, "pages overlapped within the second: {reads} queries");
+    let rows = json_lines(&dir.join("out/quickbooks-ledger/transactions.jsonl"));
+    assert_eq!(rows.len(), 7);
+    assert_eq!(folded(&rows), server_purchases(&server));
+}
+
+#[test]
+fn kill_9_mid_sync_then_a_rerun_loses_and_duplicates_nothing() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[("Purchase", 9)], base);
+    let ids = server.ids("Purchase");
+    let dir = workspace("quickbooks-kill");
+    purchases_only(&dir, &server, 2);
+    let connected = connect(&dir);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    // The third page is held: the run is killed with two pages handed on (perhaps written),
+    // and a purchase of the first page saved again meanwhile.
+    server.update_before_query(2, "Purchase", ids[1]);
+    server.hold_query(3);
+    let mut child = sluice(&dir, &["run", "pipelines/quickbooks-ledger.yaml", "--summary", "json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.state.lock().unwrap().held == 0 {
+        assert!(std::time::Instant::now() < deadline, "the run never asked for its third page");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill").args(["-9", &child.id().to_string()]).status().unwrap();
+    let _ = child.wait();
+    server.release();
+    let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
+    let before = if ledger.exists() { json_lines(&ledger).len() } else { 0 };
+    assert!(before <= 4, "at most the first two pages were written: {before}");
+
+    // The cursor was not saved: the rerun reads everything again, and a table upserted by id
+    // holds every purchase once, in its newest version.
+    let mut stderrs = Vec::new();
+    let again = run_ok(&dir, &mut stderrs);
+    assert_eq!(count(&again, "delivered"), 9, "{again}");
+    let rows = json_lines(&ledger);
+    assert_eq!(folded(&rows), server_purchases(&server));
+    assert_eq!(rows[before..].len(), 9, "each purchase once in the rerun");
+    assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 0);
 }

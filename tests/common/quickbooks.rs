@@ -12,7 +12,10 @@
 //!
 //! The entities are made from the fixtures' entities (`tests/fixtures/quickbooks/entities.json`,
 //! derived from quickbooks-ruby's recorded responses): new `Id`s, `SyncToken`s, times and
-//! amounts. Faults are injected, and entities added, changed, deleted, by the test in process.
+//! amounts. Faults are injected, and entities added, changed, deleted, by the test in process,
+//! also between two query requests of a sync (an entity saved again moves to the end of the
+//! `ORDERBY MetaData.LastUpdatedTime` order), and a query request can be held while the test
+//! kills the run.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -60,6 +63,13 @@ pub struct State {
     pub faults_answered: u64,
     pub refreshes: u64,
     pub realm: String,
+    /// Entities saved again just before the query request of that number (1-based) is
+    /// answered: QuickBooks users working while a sync pages.
+    saves_before_query: Vec<(u64, String, u64)>,
+    /// The query request of this number (1-based) is held, unanswered, until [`Server::release`].
+    hold_query: Option<u64>,
+    pub held: u64,
+    released: bool,
 }
 
 pub struct Server {
@@ -225,12 +235,24 @@ impl Server {
 
     /// Saves entity `id` again at `at`: a new `SyncToken`, `TotalAmt` plus one.
     pub fn update(&self, entity: &str, id: u64, at: i64) {
-        let mut s = self.state.lock().unwrap();
-        let e = s.entities.get_mut(entity).unwrap().iter_mut().find(|e| e.id == id).unwrap();
-        e.sync_token += 1;
-        e.updated = at;
-        let total = e.body["TotalAmt"].as_f64().unwrap_or(0.0) + 1.0;
-        e.body["TotalAmt"] = json!(total);
+        update(&mut self.state.lock().unwrap(), entity, id, at);
+    }
+
+    /// Saves entity `id` again (as [`Server::update`], at the time of the request) just before
+    /// the `nth` query request (1-based) is answered.
+    pub fn update_before_query(&self, nth: u64, entity: &str, id: u64) {
+        self.state.lock().unwrap().saves_before_query.push((nth, entity.to_string(), id));
+    }
+
+    /// Holds the `nth` query request (1-based) unanswered until [`Server::release`]: a run is
+    /// killed meanwhile.
+    pub fn hold_query(&self, nth: u64) {
+        self.state.lock().unwrap().hold_query = Some(nth);
+    }
+
+    /// Lets a held request go (unanswered: its client was killed).
+    pub fn release(&self) {
+        self.state.lock().unwrap().released = true;
     }
 
     /// Deletes entity `id` at `at` (CDC reports it, queries no longer find it).
@@ -253,6 +275,14 @@ impl Server {
     pub fn ids(&self, entity: &str) -> Vec<u64> {
         self.state.lock().unwrap().entities[entity].iter().map(|e| e.id).collect()
     }
+}
+
+fn update(s: &mut State, entity: &str, id: u64, at: i64) {
+    let e = s.entities.get_mut(entity).unwrap().iter_mut().find(|e| e.id == id).unwrap();
+    e.sync_token += 1;
+    e.updated = at;
+    let total = e.body["TotalAmt"].as_f64().unwrap_or(0.0) + 1.0;
+    e.body["TotalAmt"] = json!(total);
 }
 
 fn add(s: &mut State, entity: &str, count: u64, at: i64) -> Vec<u64> {
@@ -403,6 +433,20 @@ fn handle(conn: TcpStream, state: &Mutex<State>) {
     }
     let answer = match endpoint.as_str() {
         "query" => {
+            let nth = s.requests["query"];
+            if s.hold_query == Some(nth) {
+                s.held += 1;
+                drop(s);
+                while !state.lock().unwrap().released {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                return;
+            }
+            let due: Vec<(String, u64)> =
+                s.saves_before_query.iter().filter(|(n, _, _)| *n == nth).map(|(_, e, id)| (e.clone(), *id)).collect();
+            for (entity, id) in due {
+                update(&mut s, &entity, id, now_s());
+            }
             let q = req.query.get("query").cloned().unwrap_or_default();
             s.queries.push(q.clone());
             query(&s, &q)

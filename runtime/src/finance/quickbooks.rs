@@ -3,9 +3,14 @@
 //! the change data capture (CDC) endpoint, and hands on the entities not delivered before.
 //!
 //! Invariants:
-//! - Paging as QuickBooks documents it: `SELECT * FROM <Entity> [WHERE
-//!   MetaData.LastUpdatedTime >= '<since>'] ORDERBY MetaData.LastUpdatedTime STARTPOSITION n
-//!   MAXRESULTS m`, the next page at `n + returned` until a page holds fewer than `m`.
+//! - Paging that skips nothing while the company is being worked in: `SELECT * FROM <Entity>
+//!   [WHERE MetaData.LastUpdatedTime >= '<since>'] ORDERBY MetaData.LastUpdatedTime
+//!   STARTPOSITION n MAXRESULTS m` until a page holds fewer than `m`. An entity saved between
+//!   two pages moves to the end of that order and would shift a later one onto a page already
+//!   read if pages went by position; so each next page asks from the newest
+//!   `LastUpdatedTime` read, at position 1, and drops what it already delivered by
+//!   `Id`/`SyncToken` ([`Page`]). Only within one time holding a page or more does it go by
+//!   position, with overlapping pages.
 //! - CDC (`/cdc?entities=<Entity>&changedSince=<since>`) only with a cursor younger than
 //!   QuickBooks' 30-day CDC window; its deleted entities (`status: Deleted`) are handed on as
 //!   deletions. CDC answers at most 1000 entities: when it gives that many, the same window is
@@ -23,7 +28,7 @@
 //! - No token and no Fault message text (it may quote data) in errors or warnings: the Fault's
 //!   `type` and error `code` only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,6 +113,34 @@ pub struct Cursor {
     /// `Id` -> (`SyncToken`, `LastUpdatedTime`) of what was delivered within the lookback
     /// window before [`Cursor::last_updated`].
     pub recent: BTreeMap<String, (String, i64)>,
+}
+
+/// Where the next query page starts: from a `MetaData.LastUpdatedTime` (keyset) and, only
+/// when one time holds more entities than a page, a position among the entities from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Page {
+    since: Option<i64>,
+    start: u64,
+}
+
+impl Page {
+    /// The page after a full one of `returned` entities whose newest `LastUpdatedTime` is
+    /// `newest_read`. It asks again from that time at position 1: an entity saved meanwhile
+    /// moves to the end of the order, which shifts positions but not times, so nothing after
+    /// the time is skipped; the entities of that time read again are dropped by their
+    /// `Id`/`SyncToken`. When the page did not get past its own starting time (one time holds
+    /// a page or more), it goes on by position within that time, overlapping the page before
+    /// by a tenth of a page so that entities of that time saved meanwhile (each moves one
+    /// later entity back by one) are still read.
+    fn next(self, newest_read: Option<i64>, returned: u64, page_size: u64) -> Page {
+        match newest_read {
+            Some(t) if self.since.is_none_or(|s| t > s) => Page { since: Some(t), start: 1 },
+            _ => {
+                let overlap = (page_size / 10).max(1).min(page_size.saturating_sub(1));
+                Page { since: self.since, start: self.start + returned.saturating_sub(overlap).max(1) }
+            }
+        }
+    }
 }
 
 /// One entity read: as QuickBooks sent it, and whether CDC reported it deleted.
@@ -203,6 +236,9 @@ impl<'c> QuickBooks<'c> {
         let since = cursor.map(|c| c.last_updated - lookback.max(0));
         let mut out = Synced { cursor: cursor.cloned().unwrap_or_default(), ..Synced::default() };
         let mut delivered: BTreeMap<String, (String, i64)> = BTreeMap::new();
+        // Entities without `Id`, `SyncToken` or a readable time, as handed on in this sync: a
+        // page that starts again from the newest time read meets them again.
+        let mut unkeyed: BTreeSet<String> = BTreeSet::new();
         let mut query_too = true;
         if let Some(since) = since
             && cdc
@@ -213,28 +249,30 @@ impl<'c> QuickBooks<'c> {
             let answer = self.get(entity, &url, &mut out)?;
             let items = cdc_items(&answer, entity);
             query_too = items.len() >= CDC_MAX;
-            let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+            let fresh = self.fresh(entity, items, &mut out, &mut delivered, &mut unkeyed);
             on_page(fresh)?;
         }
         if query_too {
-            let mut start = 1u64;
+            let mut page = Page { since, start: 1 };
             loop {
-                let filter = since
+                let filter = page
+                    .since
                     .map_or_else(String::new, |s| format!(" WHERE MetaData.LastUpdatedTime >= '{}'", format_time(s)));
                 let query = format!(
-                    "SELECT * FROM {entity}{filter} ORDERBY MetaData.LastUpdatedTime STARTPOSITION {start} MAXRESULTS {}",
-                    self.page_size
+                    "SELECT * FROM {entity}{filter} ORDERBY MetaData.LastUpdatedTime STARTPOSITION {} MAXRESULTS {}",
+                    page.start, self.page_size
                 );
                 let url = self.url("query", &[("query", query)]);
                 let answer = self.get(entity, &url, &mut out)?;
                 let items = query_items(&answer, entity);
                 let returned = items.len() as u64;
-                let fresh = self.fresh(entity, items, &mut out, &mut delivered);
+                let newest_read = items.iter().filter_map(|i| last_updated(&i.entity)).max();
+                let fresh = self.fresh(entity, items, &mut out, &mut delivered, &mut unkeyed);
                 on_page(fresh)?;
                 if returned < self.page_size {
                     break;
                 }
-                start += returned;
+                page = page.next(newest_read, returned, self.page_size);
             }
         }
         let newest =
@@ -255,6 +293,7 @@ impl<'c> QuickBooks<'c> {
         items: Vec<Item>,
         out: &mut Synced,
         delivered: &mut BTreeMap<String, (String, i64)>,
+        unkeyed: &mut BTreeSet<String>,
     ) -> Vec<Item> {
         let mut fresh = Vec::with_capacity(items.len());
         for item in items {
@@ -266,6 +305,20 @@ impl<'c> QuickBooks<'c> {
                 e.get("SyncToken").and_then(|t| t.as_str()).map(str::to_string)
             };
             let updated = last_updated(e);
+            // Delivered before (an earlier sync, or an earlier page of this one): same version.
+            // An entity without the keys is known by its whole text, within this sync only.
+            let seen = match (&id, &token, updated) {
+                (Some(id), Some(token), Some(_)) => {
+                    out.cursor.recent.get(id).is_some_and(|(t, _)| t == token)
+                        || delivered.get(id).is_some_and(|(t, _)| t == token)
+                }
+                (Some(id), Some(token), None) if out.cursor.recent.get(id).is_some_and(|(t, _)| t == token) => true,
+                _ => !unkeyed.insert(e.to_string()),
+            };
+            if seen {
+                out.skipped += 1;
+                continue;
+            }
             if token.is_none() {
                 out.warnings.push(format!("a `{entity}` has no `SyncToken`"));
             }
@@ -274,18 +327,6 @@ impl<'c> QuickBooks<'c> {
             }
             if e.get("TotalAmt").is_some_and(|a| !a.is_number() && !a.is_null()) {
                 out.warnings.push(format!("a `{entity}`'s `TotalAmt` is not a number"));
-            }
-            // Delivered before (an earlier sync, or an earlier page of this one): same version.
-            let seen = match (&id, &token) {
-                (Some(id), Some(token)) => {
-                    out.cursor.recent.get(id).is_some_and(|(t, _)| t == token)
-                        || delivered.get(id).is_some_and(|(t, _)| t == token)
-                }
-                _ => false,
-            };
-            if seen {
-                out.skipped += 1;
-                continue;
             }
             if item.deleted {
                 out.deleted += 1;
@@ -434,6 +475,21 @@ mod tests {
         assert_eq!(w, "Fault `SERVICE` (error 3001)");
         let lower = serde_json::json!({"fault": {"error": [{"code": "3200"}], "type": "AUTHENTICATION"}});
         assert_eq!(fault_words(Some(&lower)), "Fault `AUTHENTICATION` (error 3200)");
+    }
+
+    #[test]
+    fn pages_go_on_from_the_newest_time_read_and_by_position_only_within_one_time() {
+        let first = Page { since: None, start: 1 };
+        assert_eq!(first.next(Some(100), 10, 10), Page { since: Some(100), start: 1 });
+        let keyset = Page { since: Some(100), start: 1 };
+        assert_eq!(keyset.next(Some(160), 10, 10), Page { since: Some(160), start: 1 });
+        // A page that did not get past its own time: by position, overlapping by a tenth.
+        assert_eq!(keyset.next(Some(100), 10, 10), Page { since: Some(100), start: 10 });
+        assert_eq!(Page { since: Some(100), start: 10 }.next(Some(100), 10, 10), Page { since: Some(100), start: 19 });
+        assert_eq!(keyset.next(Some(100), 1000, 1000), Page { since: Some(100), start: 901 });
+        // Pages of one still move on; times unreadable: by position.
+        assert_eq!(keyset.next(Some(100), 1, 1), Page { since: Some(100), start: 2 });
+        assert_eq!(first.next(None, 5, 5), Page { since: None, start: 5 });
     }
 
     #[test]

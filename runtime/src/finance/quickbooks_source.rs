@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! sync thread (per source), entity by entity:
-//!   first run:   GET /v3/company/{realm}/query?query=SELECT * FROM E ... STARTPOSITION n MAXRESULTS m ─▶ ...
+//!   first run:   GET /v3/company/{realm}/query?query=SELECT * FROM E ... MAXRESULTS m ─▶ next page
+//!                WHERE MetaData.LastUpdatedTime >= {newest read} ─▶ ... (crate::finance::quickbooks)
 //!   later runs:  GET /v3/company/{realm}/cdc?entities=E&changedSince={cursor - lookback}
 //!      each new entity (or deletion) ─RawInput (completion)─▶ executor (source step, stages, sinks)
 //!   once every record of the entity is durable (completions): save the entity's cursor

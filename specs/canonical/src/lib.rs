@@ -76,6 +76,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/webhook-event@1", include_str!("../data/webhook-event@1.txt")),
     ("canonical/claim-set@1", include_str!("../data/claim-set@1.txt")),
     ("canonical/financial-transaction@1", include_str!("../data/financial-transaction@1.txt")),
+    ("canonical/financial-account@1", include_str!("../data/financial-account@1.txt")),
     ("canonical/claim@1", include_str!("../data/claim@1.txt")),
     ("canonical/claim@2", include_str!("../data/claim@2.txt")),
     ("canonical/remittance@1", include_str!("../data/remittance@1.txt")),
@@ -198,6 +199,23 @@ mod tests {
         assert!(schema("canonical/patient-event@1").unwrap().table.is_none());
         assert!(parse_table("x", "@cursor: a\na | string | required | | x").is_err());
         assert!(parse_table("x", "@write_mode: append\n@primary_key: b\na | string | required | | x").is_err());
+    }
+
+    #[test]
+    fn financial_account_joins_transactions_by_source_and_id() {
+        let account = schema("canonical/financial-account@1").unwrap();
+        let table = account.table.as_ref().unwrap();
+        assert_eq!(table.write_mode, "upsert");
+        assert_eq!(table.primary_key, ["source", "id"]);
+        for f in ["id", "name", "type"] {
+            assert_eq!(account.field(f).unwrap().presence, Presence::Required, "{f}");
+        }
+        assert_eq!(account.field("balance").unwrap().value_type, ValueType::Decimal);
+        // A transaction's `source` and `account_id` are an account's key.
+        let transaction = schema("canonical/financial-transaction@1").unwrap();
+        let sources = &transaction.field("source").unwrap().values;
+        assert!(account.field("source").unwrap().values.iter().all(|s| sources.contains(s)));
+        assert_eq!(transaction.field("account_id").unwrap().value_type, account.field("id").unwrap().value_type);
     }
 
     #[test]
