@@ -16,6 +16,9 @@
 //!   (with `move_to`), without the request's signature or key in any message; the next run
 //!   reads nothing, and tags and moves it. Moved blobs (Azure's copy drops tags) carry the
 //!   whole tag set, other clients' tags too.
+//! - With a SAS token (`AZURE_STORAGE_SAS_KEY`) instead of the key: one without the tag
+//!   permission is RT122 (HTTP 403, the token's signature not shown), and with it the next run
+//!   tags the blob without reading it again.
 
 mod common;
 
@@ -255,6 +258,55 @@ fn a_blob_that_cannot_be_tagged_is_a_warning_and_is_tagged_and_moved_by_a_later_
         tags.contains("'sluice-status=processed'") && tags.contains("'t8=x'") && !tags.contains("'t9=x'"),
         "{tags}"
     );
+}
+
+#[test]
+fn with_a_sas_token_instead_of_the_key_blobs_are_tagged_and_a_sas_without_the_tag_permission_is_rt122() {
+    let azurite = start_azurite("sas");
+    sdk(&azurite, "svc.create_container('inbound')\nsvc.create_container('results')\n", &[]);
+    let rejects = root().join("examples/hl7/rejects.hl7");
+    put(&azurite, "inbound", "adt/rejects.hl7", &rejects);
+    let dir = setup(&azurite, "objstore-azure-sas");
+    with_after(&dir, "{tag: {sluice-status: processed}}");
+    // No key in the store: the client takes `AZURE_STORAGE_SAS_KEY` from the environment.
+    let spec = dir.join("pipelines/objects.yaml");
+    let pipeline = std::fs::read_to_string(&spec).unwrap().replace("\n      access_key: ${SLUICE_TEST_AZURE_KEY}", "");
+    std::fs::write(&spec, pipeline).unwrap();
+    let sas = |permissions: &str| {
+        sdk(
+            &azurite,
+            "import datetime\n\
+             from azure.storage.blob import generate_account_sas, ResourceTypes, AccountSasPermissions\n\
+             print(generate_account_sas('devstoreaccount1', svc.credential.account_key, \
+             ResourceTypes(service=True, container=True, object=True), AccountSasPermissions.from_string(sys.argv[2]), \
+             datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)))\n",
+            &[permissions],
+        )
+        .trim()
+        .to_string()
+    };
+    let run_with = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&*dir)
+            .env("AZURE_STORAGE_SAS_KEY", token)
+            .args(["run", "pipelines/objects.yaml", "--summary", "json", "--fixed-clock", CLOCK])
+            .output()
+            .unwrap()
+    };
+    // Reads and writes allowed, tags not: the run's records are durable, the tag is RT122.
+    let no_tags = sas("rwdlac");
+    let first = run_with(&no_tags);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let stderr = text(&first.stderr);
+    assert!(stderr.contains("RT122") && stderr.contains("access denied (HTTP 403"), "{stderr}");
+    assert!(!stderr.contains(no_tags.split("sig=").nth(1).unwrap()), "the SAS signature in the output: {stderr}");
+    assert_eq!(tags_of(&azurite, "adt/rejects.hl7"), "[]");
+    // With the tag permission: nothing read again, the blob tagged.
+    let next = run_with(&sas("rwdlact"));
+    assert!(next.status.success(), "{}", text(&next.stderr));
+    assert_eq!(summary(&next)["records_in"], 0);
+    assert!(!text(&next.stderr).contains("RT122"), "{}", text(&next.stderr));
+    assert_eq!(tags_of(&azurite, "adt/rejects.hl7"), "['sluice-status=processed']");
 }
 
 #[test]

@@ -90,7 +90,7 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
                 (Some(tagger), Some(tags)) if tags_for_copy => {
                     move_and_tag(remote, tagger, (&key, &to), &tags, &comp.name, &input.path)
                 }
-                _ => remote.block_on(remote.store.rename(&key, &to)).map_err(|e| Some(e)),
+                _ => remote.block_on(remote.store.rename(&key, &to)).map_err(Some),
             };
             match moved {
                 Ok(()) => done.moved += 1,
