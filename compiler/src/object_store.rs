@@ -1,8 +1,8 @@
 //! Checks of object-store paths (`s3://`, `az://`, `gs://`) and their `store:` blocks, for
 //! `files` sources and `jsonl`/`csv` sinks: URL shape (SL250), one store per source (SL251),
 //! keys that fit the store (SL252), complete credential pairs (SL253), `after.move_to` outside
-//! what the source lists (SL254), `after.tag` on S3 only (SL247) with tags S3 accepts (SL248,
-//! SL249), whatever the source's format (HL7 v2, FHIR, X12). Inline credentials are refused
+//! what the source lists (SL254), `after.tag` on S3 and Azure only (SL247) with tags the store accepts
+//! (SL248, SL249), whatever the source's format (HL7 v2, FHIR, X12). Inline credentials are refused
 //! earlier, by the spec reader (SL205).
 //!
 //! Invariants: pure (no I/O); a plan's [`StorePlan`] holds secret references only.
@@ -247,20 +247,52 @@ pub fn check_move_to(
     Some(Paths::Remote(store))
 }
 
-/// S3's limits on an object's tags: how many, and the length of a key and of a value in
-/// Unicode characters.
+/// The limits S3 and Azure Blob Storage share on an object's tags: how many, and the length
+/// of a key and of a value in characters.
 pub const MAX_TAGS: usize = 10;
 const MAX_TAG_KEY: usize = 128;
 const MAX_TAG_VALUE: usize = 256;
 
-/// A character S3 accepts in a tag key or value: letters, digits and spaces (Unicode), and
-/// `+ - = . _ : / @`.
-fn tag_char(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || matches!(c, '+' | '-' | '=' | '.' | '_' | ':' | '/' | '@')
+/// A store whose objects Sluice can tag, with that store's own rules for tag text.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum TagRules {
+    /// S3: letters, digits and spaces (Unicode), and `+ - = . _ : / @`; `aws:` keys reserved.
+    S3,
+    /// Azure Blob index tags: ASCII letters, digits and spaces, and `+ - . / : = _` only.
+    Azure,
 }
 
-/// Why a tag key or value is not one S3 accepts, if it is not.
-fn tag_problem(text: &str, max: usize, key: bool) -> Option<String> {
+impl TagRules {
+    fn store(self) -> &'static str {
+        match self {
+            TagRules::S3 => "S3",
+            TagRules::Azure => "Azure Blob Storage",
+        }
+    }
+
+    fn allows(self, c: char) -> bool {
+        match self {
+            TagRules::S3 => {
+                c.is_alphanumeric() || c == ' ' || matches!(c, '+' | '-' | '=' | '.' | '_' | ':' | '/' | '@')
+            }
+            TagRules::Azure => c.is_ascii_alphanumeric() || matches!(c, ' ' | '+' | '-' | '.' | '/' | ':' | '=' | '_'),
+        }
+    }
+
+    fn help(self) -> &'static str {
+        match self {
+            TagRules::S3 => {
+                "tags are literal text: letters, digits, spaces and `+ - = . _ : / @`; keys up to 128 characters, values up to 256"
+            }
+            TagRules::Azure => {
+                "Azure blob tags are literal ASCII text: letters a-z and A-Z, digits, spaces and `+ - . / : = _`; keys up to 128 characters, values up to 256"
+            }
+        }
+    }
+}
+
+/// Why a tag key or value is not one the store accepts, if it is not.
+fn tag_problem(rules: TagRules, text: &str, max: usize, key: bool) -> Option<String> {
     let what = if key { "key" } else { "value" };
     let len = text.chars().count();
     if key && len == 0 {
@@ -269,32 +301,33 @@ fn tag_problem(text: &str, max: usize, key: bool) -> Option<String> {
     if len > max {
         return Some(format!("a tag {what} is at most {max} characters, this one has {len}"));
     }
-    if let Some(c) = text.chars().find(|c| !tag_char(*c)) {
+    if let Some(c) = text.chars().find(|c| !rules.allows(*c)) {
         return Some(format!("`{}` is not allowed in a tag {what}", c.escape_debug()));
     }
-    if key && text.to_ascii_lowercase().starts_with("aws:") {
+    if rules == TagRules::S3 && key && text.to_ascii_lowercase().starts_with("aws:") {
         return Some("tag keys starting with `aws:` are reserved by AWS".into());
     }
     None
 }
 
-/// `after: {tag}` of a source: only for `s3://` objects (SL247), at most [`MAX_TAGS`] tags
-/// (SL249), each key and value within S3's rules (SL248). Puts the tags into the store's plan.
+/// `after: {tag}` of a source: only for `s3://` and `az://` objects (SL247), at most
+/// [`MAX_TAGS`] tags (SL249), each key and value within that store's rules (SL248). Puts the
+/// tags into the store's plan.
 pub fn check_tags(diags: &mut Diagnostics, located: Paths, tag: Option<&TagSpec>) -> Option<Paths> {
     let Some(tag) = tag else { return Some(located) };
-    let store = match located {
-        Paths::Remote(store) if store.scheme == "s3" => Some(store),
+    let (store, rules) = match located {
+        Paths::Remote(store) if store.scheme == "s3" => (Some(store), TagRules::S3),
+        Paths::Remote(store) if store.scheme == "az" => (Some(store), TagRules::Azure),
         Paths::Remote(store) => {
-            let name = if store.scheme == "az" { "Azure Blob Storage" } else { "Google Cloud Storage" };
             diags.push(
                 Diagnostic::error(
                     codes::OBJECT_TAG_UNSUPPORTED,
-                    format!("`after.tag` cannot be used here: tagging is implemented for S3 only, not for {name}"),
+                    "`after.tag` cannot be used here: tagging is implemented for S3 and Azure Blob Storage, not for Google Cloud Storage",
                 )
                 .label(tag.span, format!("objects of `{}://` are not tagged", store.scheme))
                 .help("remove `tag`, or mark processed objects with `move_to: processed/`"),
             );
-            None
+            (None, TagRules::S3)
         }
         Paths::Local => {
             diags.push(
@@ -303,17 +336,18 @@ pub fn check_tags(diags: &mut Diagnostics, located: Paths, tag: Option<&TagSpec>
                     "`after.tag` cannot be used here: the source reads local files, which have no tags",
                 )
                 .label(tag.span, "local files are not tagged")
-                .help("remove `tag`; tags are for `s3://` sources"),
+                .help("remove `tag`; tags are for `s3://` and `az://` sources"),
             );
-            None
+            (None, TagRules::S3)
         }
     };
     let mut ok = store.is_some();
+    let name = rules.store();
     if tag.tags.len() > MAX_TAGS {
         diags.push(
             Diagnostic::error(
                 codes::OBJECT_TAG_COUNT,
-                format!("`after.tag` names {} tags; S3 keeps at most {MAX_TAGS} on an object", tag.tags.len()),
+                format!("`after.tag` names {} tags; {name} keeps at most {MAX_TAGS} on an object", tag.tags.len()),
             )
             .label(tag.span, "too many tags")
             .help(format!("name at most {MAX_TAGS} tags (fewer leaves room for the tags other tools set)")),
@@ -322,11 +356,14 @@ pub fn check_tags(diags: &mut Diagnostics, located: Paths, tag: Option<&TagSpec>
     }
     for (key, value) in &tag.tags {
         for (part, max, is_key) in [(key, MAX_TAG_KEY, true), (value, MAX_TAG_VALUE, false)] {
-            if let Some(why) = tag_problem(&part.text, max, is_key) {
+            if let Some(why) = tag_problem(rules, &part.text, max, is_key) {
                 diags.push(
-                    Diagnostic::error(codes::OBJECT_TAG_INVALID, format!("tag `{}` is not a valid S3 tag: {why}", key.text))
-                        .label(part.span, if is_key { "this key" } else { "this value" })
-                        .help("tags are literal text: letters, digits, spaces and `+ - = . _ : / @`; keys up to 128 characters, values up to 256"),
+                    Diagnostic::error(
+                        codes::OBJECT_TAG_INVALID,
+                        format!("tag `{}` is not a valid {name} tag: {why}", key.text),
+                    )
+                    .label(part.span, if is_key { "this key" } else { "this value" })
+                    .help(rules.help()),
                 );
                 ok = false;
             }
@@ -342,10 +379,26 @@ pub fn check_tags(diags: &mut Diagnostics, located: Paths, tag: Option<&TagSpec>
 
 #[cfg(test)]
 mod tests {
-    use super::tag_problem;
+    use super::{TagRules, tag_problem};
+
+    #[test]
+    fn tags_follow_azures_rules() {
+        let azure = |text: &str, max: usize, key: bool| tag_problem(TagRules::Azure, text, max, key);
+        assert_eq!(azure("sluice-status", 128, true), None);
+        assert_eq!(azure("Site A+B_c.d/2:3=x", 256, false), None);
+        assert_eq!(azure("", 256, false), None);
+        assert!(azure("", 128, true).is_some());
+        assert!(azure(&"k".repeat(129), 128, true).is_some());
+        assert!(azure(&"v".repeat(257), 256, false).is_some());
+        assert!(azure("für", 128, true).is_some(), "ASCII only");
+        assert!(azure("a@b", 256, false).is_some(), "`@` is S3's, not Azure's");
+        assert!(azure("${TOKEN}", 256, false).is_some());
+        assert_eq!(azure("aws:created", 128, true), None, "`aws:` is reserved by AWS only");
+    }
 
     #[test]
     fn tags_follow_s3s_rules() {
+        let tag_problem = |text: &str, max: usize, key: bool| tag_problem(TagRules::S3, text, max, key);
         assert_eq!(tag_problem("sluice-status", 128, true), None);
         assert_eq!(tag_problem("Abteilung für Aufnahme: 2/3 @ site=a+b_c.d", 128, true), None);
         assert_eq!(tag_problem("", 256, false), None);

@@ -116,8 +116,8 @@ pub struct StorePlan {
     /// read it has completed (`after: {move_to}`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub move_to: Option<String>,
-    /// Sources (S3 only): tags merged into each object's tags once the run that read it has
-    /// completed (`after: {tag}`), literal text checked against S3's rules.
+    /// Sources (S3 and Azure): tags merged into each object's tags once the run that read it
+    /// has completed (`after: {tag}`), literal text checked against the store's rules.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub tags: std::collections::BTreeMap<String, String>,
 }

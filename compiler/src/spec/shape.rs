@@ -222,7 +222,7 @@ pub static SOURCE_AFTER: Shape = Shape {
         opt(
             "tag",
             KeyType::MapOfStrings,
-            "S3 only: tags added to each object (`{sluice-status: processed}`), merged into the tags it already has; at most 10, literal text. With `move_to`, objects are tagged first, and the moved copy keeps the tags.",
+            "S3 and Azure Blob: tags added to each object (`{sluice-status: processed}`), merged into the tags it already has; at most 10, literal text (Azure: ASCII letters, digits, spaces and `+ - . / : = _`). With `move_to`, objects are tagged first, and the moved copy carries the whole tag set. Not for GCS (no emulator here works with the client, so it could not be tested).",
         ),
     ],
 };

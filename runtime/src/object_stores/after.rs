@@ -14,8 +14,10 @@
 //!   between completion and these steps, a request that failed), so none is left behind for
 //!   good; none is read twice meanwhile (it is taken), and tagging does not change an
 //!   object's ETag, so it never makes an object look new.
-//! - Tag, then move: with both, an object is moved only once it carries the tags (S3's copy
-//!   keeps them), so a moved object always has them; one whose tagging failed stays in place.
+//! - Tag, then move: with both, an object is moved only once it carries the tags, so a moved
+//!   object always has them; one whose tagging failed stays in place. S3's copy keeps the
+//!   tags; Azure's Copy Blob does not, so there the copy is given the object's whole tag set
+//!   (its other tools' tags too) before the original is deleted.
 //! - A tag (RT122) or a move (RT139) that fails is logged with the source's name and retried by
 //!   the next run; it never fails a run whose records are already durable.
 
@@ -64,29 +66,40 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
             let Some(id) = taken_id(input, taken) else { continue };
             let key =
                 ObjectPath::from(input.path.strip_prefix(&remote.base).unwrap_or(&input.path).trim_start_matches('/'));
-            if let Some(tagger) = tagger.filter(|_| !tagged.contains(&id)) {
+            // A move on a store whose copy drops tags (Azure) tags the copy itself: it needs
+            // the object's tag set, so the object's tags are read even when a run tagged it.
+            let tags_for_copy = plan.move_to.is_some() && tagger.is_some_and(|t| !t.copy_keeps_tags());
+            let mut tags_now = None;
+            if let Some(tagger) = tagger.filter(|_| tags_for_copy || !tagged.contains(&id)) {
                 match remote.block_on(tagger.tag(&key, &plan.tags)) {
-                    Ok(_) => done.tagged.push(id),
+                    Ok((_, now)) => {
+                        if !tagged.contains(&id) {
+                            done.tagged.push(id);
+                        }
+                        tags_now = Some(now);
+                    }
                     Err(why) => {
-                        tracing::warn!(
-                            code = findings::OBJECT_TAG_FAILED,
-                            component = %comp.name,
-                            object = %input.path,
-                            tag_error = %why,
-                            "object not tagged"
-                        );
+                        warn_not_tagged(&comp.name, &input.path, &why);
                         continue;
                     }
                 }
             }
             let Some(prefix) = &plan.move_to else { continue };
             let to = ObjectPath::from(format!("{prefix}{key}"));
-            match remote.block_on(remote.store.rename(&key, &to)) {
+            let moved = match (tagger, tags_now) {
+                (Some(tagger), Some(tags)) if tags_for_copy => {
+                    move_and_tag(remote, tagger, (&key, &to), &tags, &comp.name, &input.path)
+                }
+                _ => remote.block_on(remote.store.rename(&key, &to)).map_err(Some),
+            };
+            match moved {
                 Ok(()) => done.moved += 1,
-                Err(e) => {
+                Err(Some(e)) => {
                     let e = super::run_error(&e, "move", &input.path, false);
                     tracing::warn!(code = findings::OBJECT_MOVE_FAILED, component = %comp.name, error = %e, "object not moved");
                 }
+                // Already said (RT122).
+                Err(None) => {}
             }
         }
     }
@@ -97,4 +110,34 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
 fn taken_id(input: &InputFile, taken: &HashSet<(String, String)>) -> Option<(String, String)> {
     let id = (input.path.clone(), input.etag.clone()?);
     taken.contains(&id).then_some(id)
+}
+
+fn warn_not_tagged(component: &str, object: &str, why: &str) {
+    tracing::warn!(
+        code = findings::OBJECT_TAG_FAILED,
+        component = %component,
+        object = %object,
+        tag_error = %why,
+        "object not tagged"
+    );
+}
+
+/// A move on a store whose copy drops tags: copy, give the copy `tags` (the object's whole set),
+/// and only then delete the original, so a moved object always carries them. A copy that cannot
+/// be tagged is a warning (RT122) and the original stays, for the next run to move again (the
+/// copy is overwritten then). `Err(None)`: already said.
+fn move_and_tag(
+    remote: &super::Remote,
+    tagger: &super::tagging::Tagger,
+    (from, to): (&ObjectPath, &ObjectPath),
+    tags: &std::collections::BTreeMap<String, String>,
+    component: &str,
+    object: &str,
+) -> Result<(), Option<object_store::Error>> {
+    remote.block_on(remote.store.copy(from, to)).map_err(Some)?;
+    if let Err(why) = remote.block_on(tagger.put(to, tags)) {
+        warn_not_tagged(component, object, &format!("the moved copy: {why}"));
+        return Err(None);
+    }
+    remote.block_on(remote.store.delete(from)).map_err(Some)
 }

@@ -10,7 +10,8 @@
 //! - [`upload`]: a sink's staging file to its object, when the run completes.
 //! - [`after`]: `after: {move_to, tag}`, objects tagged and moved once the run that read them
 //!   completed.
-//! - [`tagging`]: S3 object tagging (`after: {tag}`), signed by the source's own client.
+//! - [`tagging`]: S3 object tagging and Azure blob index tags (`after: {tag}`), with the
+//!   source's own client configuration.
 //!
 //! Invariants:
 //! - No credential ever reaches a message, a log event or the plan: errors name the store
@@ -45,8 +46,9 @@ pub struct Remote {
     pub store: Arc<dyn ObjectStore>,
     /// `s3://bucket`: how messages name the store.
     pub base: String,
-    /// Sources with `after: {tag}` (S3 only): the tagger over the same client configuration.
-    pub tagger: Option<Arc<tagging::S3Tagger>>,
+    /// Sources with `after: {tag}` (S3 and Azure): the tagger over the same client
+    /// configuration.
+    pub tagger: Option<Arc<tagging::Tagger>>,
     rt: Arc<tokio::runtime::Runtime>,
 }
 
@@ -93,15 +95,8 @@ impl Stores {
                     made
                 }
             };
-            let (client, s3) = build(store, &comp.name)?;
-            let tagger = match s3 {
-                Some(s3) if !store.tags.is_empty() => {
-                    Some(Arc::new(tagging::S3Tagger::new(s3).map_err(|why| {
-                        RunError::new(findings::OBJECT_STORE_CONFIG, format!("`{}`: {why}", comp.name))
-                    })?))
-                }
-                _ => None,
-            };
+            let (client, tagger) = build(store, &comp.name)?;
+            let tagger = tagger.map(Arc::new);
             let base = format!("{}://{}", store.scheme, store.bucket);
             by_component[i] = Some(Remote { store: client, base, tagger, rt });
         }
@@ -141,12 +136,9 @@ fn secret(reference: &Option<String>, what: &str) -> Result<Option<String>, RunE
         .map_err(|_| RunError::new(findings::SECRET_MISSING, format!("{what}: the secret's value is not UTF-8 text")))
 }
 
-/// The client of `plan`'s store and, for S3, the same client as its concrete type (what
-/// [`tagging`] signs its requests with).
-fn build(
-    plan: &StorePlan,
-    component: &str,
-) -> Result<(Arc<dyn ObjectStore>, Option<object_store::aws::AmazonS3>), RunError> {
+/// The client of `plan`'s store and, for a source with `after: {tag}`, its tagger over the same
+/// configuration.
+fn build(plan: &StorePlan, component: &str) -> Result<(Arc<dyn ObjectStore>, Option<tagging::Tagger>), RunError> {
     install_tls_provider();
     let what = |key: &str| format!("`{key}` of the store of `{component}`");
     let http = plan.endpoint.as_deref().is_some_and(|e| e.starts_with("http://"));
@@ -162,6 +154,11 @@ fn build(
         )
         .with_help("check the `store` block (region, endpoint, account) and that its secret references resolve")
     };
+    let tagger_error = |why: String| {
+        RunError::new(findings::OBJECT_STORE_CONFIG, format!("`{component}`: {why}"))
+            .with_help("`after.tag` needs the store's credentials; see `docs/spec-reference.md` (after)")
+    };
+    let tags = !plan.tags.is_empty();
     let built: Arc<dyn ObjectStore> = match plan.scheme.as_str() {
         "s3" => {
             let mut b = object_store::aws::AmazonS3Builder::from_env()
@@ -179,7 +176,11 @@ fn build(
                 b = b.with_secret_access_key(k);
             }
             let s3 = b.build().map_err(config_error)?;
-            return Ok((Arc::new(s3.clone()), Some(s3)));
+            let tagger = match tags {
+                true => Some(tagging::Tagger::S3(tagging::s3::S3Tagger::new(s3.clone()).map_err(tagger_error)?)),
+                false => None,
+            };
+            return Ok((Arc::new(s3), tagger));
         }
         "az" => {
             let mut b = object_store::azure::MicrosoftAzureBuilder::from_env()
@@ -195,7 +196,14 @@ fn build(
             if let Some(k) = secret(&plan.access_key, &what("access_key"))? {
                 b = b.with_access_key(k);
             }
-            Arc::new(b.build().map_err(config_error)?)
+            let azure = b.clone().build().map_err(config_error)?;
+            let tagger = match tags {
+                true => Some(tagging::Tagger::Azure(
+                    tagging::azure::AzureTagger::new(&b, &plan.bucket).map_err(tagger_error)?,
+                )),
+                false => None,
+            };
+            return Ok((Arc::new(azure), tagger));
         }
         _ => {
             let mut b = object_store::gcp::GoogleCloudStorageBuilder::from_env()
