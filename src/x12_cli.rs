@@ -16,6 +16,7 @@ use crate::commands::{FAILED, OK, USAGE};
 /// The control numbers and version of the envelopes around the next set.
 #[derive(Default)]
 struct Context {
+    isa12: String,
     interchange_control: String,
     group_control: String,
     functional_id: String,
@@ -28,7 +29,11 @@ impl Context {
         let seg = sluice_x12::codec::Segment { offset: *offset, raw: bytes, delimiters: *delimiters };
         match seg.id() {
             b"ISA" => {
-                *self = Context { interchange_control: seg.element_str(13).to_string(), ..Context::default() };
+                *self = Context {
+                    isa12: seg.element_str(12).to_string(),
+                    interchange_control: seg.element_str(13).to_string(),
+                    ..Context::default()
+                };
             }
             b"GS" => {
                 self.group_control = seg.element_str(6).to_string();
@@ -85,6 +90,7 @@ pub fn parse(files: &[PathBuf]) -> u8 {
                         group_control: &ctx.group_control,
                         functional_id: &ctx.functional_id,
                         version: &ctx.version,
+                        isa12: &ctx.isa12,
                     };
                     let mut v = set_to_json(set, &sc);
                     v["file"] = serde_json::Value::String(name.clone());

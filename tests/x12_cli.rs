@@ -319,3 +319,238 @@ fn version_4010_claims_and_remittances_validate_and_get_997s_that_validate() {
     );
     assert_eq!(String::from_utf8(check.stdout).unwrap(), "", "no finding, not even X12051 (no guide)");
 }
+
+/// The claim status fixtures (276/277, 5010 and 4010): synthetic, see their README.
+const STATUS: [&str; 4] = [
+    "tests/fixtures/x12/status/status-276.x12",
+    "tests/fixtures/x12/status/status-277.x12",
+    "tests/fixtures/x12/status/status-4010-276.x12",
+    "tests/fixtures/x12/status/status-4010-277.x12",
+];
+
+/// Every subscriber's and dependent's name, member id, patient control number and date of
+/// birth in the claim status fixtures: what a leak would show.
+fn status_phi() -> Vec<String> {
+    let mut phi = Vec::new();
+    for f in STATUS {
+        let text = std::fs::read_to_string(root().join(f)).unwrap();
+        for seg in text.split('~').map(str::trim) {
+            let el: Vec<&str> = seg.split('*').collect();
+            match (el[0], el.get(1).copied()) {
+                ("NM1", Some("IL" | "QC")) => phi.extend(el[3..].iter().filter(|v| v.len() > 3).map(|v| v.to_string())),
+                ("DMG", _) | ("REF", Some("EJ")) => phi.push(el[2].to_string()),
+                _ => {}
+            }
+        }
+    }
+    phi.retain(|v| !v.is_empty() && v != "MI");
+    phi.sort();
+    phi.dedup();
+    assert!(phi.len() >= 14, "{phi:?}");
+    phi
+}
+
+#[test]
+fn claim_status_requests_and_responses_validate_and_get_999s_and_997s_that_validate() {
+    let phi = status_phi();
+    let out = sluice(&[&["validate", "--format", "x12"][..], &STATUS].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(stderr.contains("validated 4 transaction sets in 4 files: 4 accepted, 0 rejected (0 errors"), "{stderr}");
+
+    // One broken copy per kind of mistake: a required segment missing, a code outside the
+    // guide's list, an HL under the wrong parent.
+    let dir = std::env::temp_dir().join(format!("sluice-x12-status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let request = std::fs::read_to_string(root().join(STATUS[0])).unwrap();
+    let response = std::fs::read_to_string(root().join(STATUS[1])).unwrap();
+    let old_response = std::fs::read_to_string(root().join(STATUS[3])).unwrap();
+    let broken = [
+        (
+            "no-subscriber-name.x12",
+            request.replace("NM1*IL*1*TESTSUBJECT*MORGAN****MI*ZZ900111222~\n", "").replace("SE*32*", "SE*31*"),
+            "X12054",
+            "NM1",
+        ),
+        ("bad-payment-method.x12", response.replace("*CHK*20260310*", "*XYZ*20260310*"), "X12062", "STC07"),
+        ("dependent-under-provider.x12", old_response.replace("HL*5*4*23~", "HL*5*3*23~"), "X12066", "HL02"),
+    ];
+    let mut bad_paths = Vec::new();
+    for (name, text, code, position) in &broken {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = sluice(&["validate", "--format", "x12", "--output", "json", path.to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        let f: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(f.len(), 1, "{name}: {stdout}");
+        assert_eq!((f[0]["code"].as_str(), f[0]["position"].as_str()), (Some(*code), Some(*position)), "{name}");
+        for v in &phi {
+            assert!(
+                !stdout.contains(v.as_str()) && !text_of(&out.stderr).contains(v.as_str()),
+                "{name}: output holds {v}"
+            );
+        }
+        bad_paths.push(path.to_str().unwrap().to_string());
+    }
+
+    let clock = ["--fixed-clock", "2026-03-12T07:00:00Z"];
+    let files: Vec<&str> = STATUS.iter().copied().chain(bad_paths.iter().map(String::as_str)).collect();
+    let ack = sluice(&[&["ack", "--format", "x12"][..], &clock, &files].concat());
+    assert_eq!(ack.status.code(), Some(1), "the broken sets are rejected");
+    let text = String::from_utf8(ack.stdout).unwrap();
+    // 5010 groups get 999s naming the guide, 4010 groups 997s.
+    assert!(text.contains("AK1*HR*601*005010X212~\nAK2*276*0001*005010X212~\nIK5*A~"), "{text}");
+    assert!(text.contains("AK1*HN*602*005010X212~\nAK2*277*0001*005010X212~\nIK5*A~"), "{text}");
+    assert!(text.contains("AK1*HR*701~\nAK2*276*0001~\nAK5*A~"), "{text}");
+    assert!(text.contains("AK1*HN*702~\nAK2*277*0001~\nAK5*A~"), "{text}");
+    assert!(text.contains("IK3*NM1*"), "{text}");
+    assert!(text.contains("IK4*7**7~"), "the payment method (STC07) is not a code of the guide: {text}");
+    assert!(text.contains("AK3*HL*"), "{text}");
+    for v in &phi {
+        assert!(!text.contains(v.as_str()) && !text_of(&ack.stderr).contains(v.as_str()), "ack output holds {v}");
+    }
+    let acks = dir.join("acks.x12");
+    std::fs::write(&acks, &text).unwrap();
+    let check = sluice(&["validate", "--format", "x12", "--output", "json", acks.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(check.status.code(), Some(0), "the 999s and 997s validate: {}", text_of(&check.stdout));
+    assert_eq!(text_of(&check.stdout), "", "no finding, not even X12051 (no guide)");
+    let stderr = text_of(&check.stderr);
+    assert!(stderr.contains("validated 7 transaction sets in 1 file: 7 accepted"), "{stderr}");
+}
+
+fn text_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn parse_places_every_claim_status_segment_in_its_loop() {
+    let out = sluice(&[&["parse", "--format", "x12"][..], &STATUS].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", text_of(&out.stderr));
+    let sets: Vec<serde_json::Value> = text_of(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(sets.len(), 4);
+    // Each segment as `SEG*first-element loop`.
+    let placed = |set: &serde_json::Value| -> Vec<String> {
+        let segs = set["segments"].as_array().unwrap();
+        let loops = set["loops"].as_array().unwrap();
+        assert_eq!(segs.len(), loops.len());
+        segs.iter()
+            .zip(loops)
+            .map(|(s, l)| {
+                let first = match &s[1] {
+                    serde_json::Value::Array(parts) => {
+                        parts.iter().map(|p| p.as_str().unwrap()).collect::<Vec<_>>().join(":")
+                    }
+                    v => v.as_str().unwrap_or("").to_string(),
+                };
+                format!("{}*{first} {}", s[0].as_str().unwrap(), l.as_str().unwrap()).trim_end().to_string()
+            })
+            .collect()
+    };
+    let levels = ["HL*1 2000A", "NM1*PR 2100A"];
+    let request = placed(&sets[0]);
+    assert_eq!(sets[0]["guide"], "005010X212/276");
+    assert_eq!(&request[..2], ["ST*276", "BHT*0010"]);
+    assert_eq!(&request[2..4], levels);
+    assert_eq!(
+        &request[8..],
+        [
+            "HL*4 2000D",
+            "DMG*D8 2000D",
+            "NM1*IL 2100D",
+            "TRN*1 2200D",
+            "REF*1K 2200D",
+            "REF*EJ 2200D",
+            "AMT*T3 2200D",
+            "DTP*472 2200D",
+            "SVC*HC:99213 2210D",
+            "REF*FJ 2210D",
+            "DTP*472 2210D",
+            "SVC*HC:85025:QW 2210D",
+            "REF*FJ 2210D",
+            "DTP*472 2210D",
+            "HL*5 2000E",
+            "DMG*D8 2000E",
+            "NM1*QC 2100E",
+            "TRN*1 2200E",
+            "REF*EJ 2200E",
+            "AMT*T3 2200E",
+            "DTP*472 2200E",
+            "SVC*HC:99212 2210E",
+            "DTP*472 2210E",
+            "SE*32",
+        ]
+    );
+    let response = placed(&sets[1]);
+    assert_eq!(sets[1]["guide"], "005010X212/277");
+    assert_eq!(
+        &response[4..],
+        [
+            "PER*IC 2100A",
+            "HL*2 2000B",
+            "NM1*41 2100B",
+            "TRN*2 2200B",
+            "STC*A1:20 2200B",
+            "HL*3 2000C",
+            "NM1*1P 2100C",
+            "HL*4 2000D",
+            "NM1*IL 2100D",
+            "TRN*2 2200D",
+            "STC*F1:65 2200D",
+            "REF*1K 2200D",
+            "REF*EJ 2200D",
+            "DTP*472 2200D",
+            "SVC*HC:99213 2220D",
+            "STC*F1:65 2220D",
+            "REF*FJ 2220D",
+            "DTP*472 2220D",
+            "SVC*HC:85025:QW 2220D",
+            "STC*F1:65 2220D",
+            "REF*FJ 2220D",
+            "DTP*472 2220D",
+            "HL*5 2000E",
+            "NM1*QC 2100E",
+            "TRN*2 2200E",
+            "STC*P1:20:PR 2200E",
+            "REF*1K 2200E",
+            "REF*EJ 2200E",
+            "DTP*472 2200E",
+            "SE*34",
+        ]
+    );
+    // The 4010 sets: chosen from GS08 (no ST03); the same loops.
+    assert_eq!(sets[2]["guide"], "004010X093A1/276");
+    assert_eq!(sets[3]["guide"], "004010X093A1/277");
+    let old_request = placed(&sets[2]);
+    assert!(old_request.contains(&"DTP*232 2200D".to_string()), "{old_request:?}");
+    assert!(old_request.contains(&"SVC*HC:93000 2210D".to_string()), "{old_request:?}");
+    let old_response = placed(&sets[3]);
+    assert_eq!(old_response.iter().filter(|s| s.starts_with("STC*") && s.ends_with(" 2220D")).count(), 2);
+    assert!(old_response.contains(&"STC*P1:20:PR 2200E".to_string()), "{old_response:?}");
+    // Every HL level and claim segment has a loop; only ST, BHT and SE sit in the set itself.
+    for set in [&request, &response, &old_request, &old_response] {
+        let unplaced: Vec<&String> = set.iter().filter(|s| !s.contains(' ')).collect();
+        assert_eq!(unplaced.len(), 3, "{unplaced:?}");
+    }
+    // Sets of the other guides are placed too; a set no bundled guide fits (a 278) has neither
+    // `guide` nor `loops`.
+    let out = sluice(&["parse", "--format", "x12", CLAIMS]);
+    let v: serde_json::Value = serde_json::from_str(text_of(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["guide"], "005010X222A1");
+    assert!(v["loops"].as_array().unwrap().iter().any(|l| l == "2300"));
+    let dir = std::env::temp_dir().join(format!("sluice-x12-parse-278-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let other = dir.join("review-278.x12");
+    let text = std::fs::read_to_string(root().join(STATUS[0])).unwrap();
+    std::fs::write(
+        &other,
+        text.replace("GS*HR*", "GS*HI*").replace("ST*276*0001*005010X212~", "ST*278*0001*005010X217~"),
+    )
+    .unwrap();
+    let out = sluice(&["parse", "--format", "x12", other.to_str().unwrap()]);
+    let _ = std::fs::remove_dir_all(&dir);
+    let v: serde_json::Value = serde_json::from_str(text_of(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(v["set_id"], "278");
+    assert!(v.get("guide").is_none() && v.get("loops").is_none(), "{v}");
+}

@@ -749,4 +749,53 @@ mod tests {
         // The sources' `guides` list names the id once.
         assert_eq!(guide_ids().iter().filter(|g| **g == "005010X279A1").count(), 1);
     }
+
+    #[test]
+    fn claim_status_paths_are_checked_against_the_276_and_277_guides() {
+        let d = mapping_guide("x12/005010X212", span("x")).unwrap_err();
+        assert_eq!(d.code.code, "SL261");
+        let help = d.help.as_deref().unwrap_or("");
+        assert!(help.contains("x12/005010X212/276") && help.contains("x12/005010X212/277"), "{help}");
+        for schema in ["x12/005010X212/276", "x12/005010X212/277", "x12/004010X093A1/276", "x12/004010X093A1/277"] {
+            let env = X12Env { guide: mapping_guide(schema, span("x")).unwrap(), within: None, outer: None };
+            let r = env.resolve("2200D/TRN-02", span("2200D/TRN-02")).unwrap();
+            assert_eq!((r.value_type, r.phi), (ValueType::String, None), "{schema}");
+            let r = env.resolve("2100D/NM1-09", span("2100D/NM1-09")).unwrap();
+            assert_eq!(r.phi, Some(PhiClass::HealthPlanId), "{schema}");
+            assert_eq!(
+                env.resolve("2100E/NM1-03", span("2100E/NM1-03")).unwrap().phi,
+                Some(PhiClass::Name),
+                "{schema}"
+            );
+            assert_eq!(
+                env.resolve("2200D/REF(EJ)-02", span("2200D/REF(EJ)-02")).unwrap().phi,
+                Some(PhiClass::AccountNumber)
+            );
+            assert!(env.resolve("2200D[*]/DTP-03", span("2200D[*]/DTP-03")).unwrap().multi, "{schema}");
+        }
+        let g276 = mapping_guide("x12/005010X212/276", span("x")).unwrap();
+        let request = X12Env { guide: g276, within: None, outer: None };
+        assert_eq!(request.resolve("2000D/DMG-02", span("2000D/DMG-02")).unwrap().phi, Some(PhiClass::Dob));
+        assert_eq!(request.resolve("2210D[*]/SVC-02", span("2210D[*]/SVC-02")).unwrap().value_type, ValueType::Decimal);
+        // Service lines are 2210D in the request, 2220D in the response; no STC in a request.
+        assert_eq!(request.resolve("2220D/SVC-02", span("2220D/SVC-02")).unwrap_err().code.code, "SL414");
+        assert_eq!(request.resolve("2200D/STC-01-1", span("2200D/STC-01-1")).unwrap_err().code.code, "SL414");
+        let g277 = mapping_guide("x12/005010X212/277", span("x")).unwrap();
+        let response = X12Env { guide: g277, within: None, outer: None };
+        let r = response.resolve("2200D[*]/STC-01-2", span("2200D[*]/STC-01-2")).unwrap();
+        assert_eq!((r.value_type, r.multi), (ValueType::String, true));
+        assert_eq!(response.resolve("2200D/STC-04", span("2200D/STC-04")).unwrap().value_type, ValueType::Decimal);
+        assert!(response.resolve("2220D[*]/SVC-03", span("2220D[*]/SVC-03")).is_ok());
+        assert!(response.resolve("2200B/STC-01-1", span("2200B/STC-01-1")).is_ok());
+        // C043-04 (code list qualifier) came in 5010.
+        let g4010 = mapping_guide("x12/004010X093A1/277", span("x")).unwrap();
+        let old = X12Env { guide: g4010, within: None, outer: None };
+        assert!(old.resolve("2200D/STC-01-4", span("2200D/STC-01-4")).is_err());
+        assert!(response.resolve("2200D/STC-01-4", span("2200D/STC-01-4")).is_ok());
+        // One record per claim (`each: loop(2200D)`): its service lines are a list loop below it.
+        let claims = X12Env { guide: g277, within: Some(g277.root.find("2200D").unwrap()), outer: None };
+        assert!(claims.resolve("2100D/NM1-09", span("2100D/NM1-09")).is_ok());
+        assert!(claims.each_loop("2220D", span("2220D")).is_ok());
+        assert_eq!(guide_ids().iter().filter(|g| **g == "005010X212").count(), 1);
+    }
 }

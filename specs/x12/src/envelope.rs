@@ -779,7 +779,7 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         "X12051",
         Severity::Info,
         "No bundled implementation guide fits the transaction set.",
-        "The guide is chosen from ST03 (5010) or GS08 (4010 has no ST03), and must be for ST01; the finding names what was found and the bundled guides (5010 837P 005010X222A1, also read for 005010X222A2; 837I 005010X223A2, also for 005010X223A3; 837D 005010X224A2; 835 005010X221A1; 270 and 271 005010X279A1; 834 005010X220A1; 999 005010X231A1; 997 005010X230; 4010 837P 004010X098A1, 837I 004010X096A1, 835 004010X091A1, 270 and 271 004010X092A1, 834 004010X095A1 and the 4010 997). The set's envelopes are still checked; its loops and elements are not.",
+        "The guide is chosen from ST03 (5010) or GS08 (4010 has no ST03), and must be for ST01; the finding names what was found and the bundled guides (5010 837P 005010X222A1, also read for 005010X222A2; 837I 005010X223A2, also for 005010X223A3; 837D 005010X224A2; 835 005010X221A1; 270 and 271 005010X279A1; 276 and 277 005010X212; 834 005010X220A1; 999 005010X231A1; 997 005010X230; 4010 837P 004010X098A1, 837I 004010X096A1, 835 004010X091A1, 270 and 271 004010X092A1, 276 and 277 004010X093A1, 834 004010X095A1 and the 4010 997). The set's envelopes are still checked; its loops and elements are not.",
     ),
     (
         "X12052",
@@ -875,6 +875,6 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         "X12067",
         Severity::Warning,
         "GS01 does not fit the transaction set.",
-        "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, HS for a 270, HB for a 271, BE for an 834, FA for a 999).",
+        "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, HS for a 270, HB for a 271, HR for a 276, HN for a 277, BE for an 834, FA for a 999).",
     ),
 ];

@@ -541,6 +541,8 @@ pub const BUNDLED: &[(&str, &str, &str)] = &[
     ("005010X221A1.txt", DICTIONARY_5010, include_str!("../guides/005010X221A1.txt")),
     ("005010X279A1-270.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-270.txt")),
     ("005010X279A1-271.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-271.txt")),
+    ("005010X212-276.txt", DICTIONARY_5010, include_str!("../guides/005010X212-276.txt")),
+    ("005010X212-277.txt", DICTIONARY_5010, include_str!("../guides/005010X212-277.txt")),
     ("005010X220A1.txt", DICTIONARY_5010, include_str!("../guides/005010X220A1.txt")),
     ("005010X231A1.txt", DICTIONARY_5010, include_str!("../guides/005010X231A1.txt")),
     ("005010X230.txt", DICTIONARY_5010, include_str!("../guides/005010X230.txt")),
@@ -549,6 +551,8 @@ pub const BUNDLED: &[(&str, &str, &str)] = &[
     ("004010X091A1.txt", DICTIONARY_4010, include_str!("../guides/004010X091A1.txt")),
     ("004010X092A1-270.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-270.txt")),
     ("004010X092A1-271.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-271.txt")),
+    ("004010X093A1-276.txt", DICTIONARY_4010, include_str!("../guides/004010X093A1-276.txt")),
+    ("004010X093A1-277.txt", DICTIONARY_4010, include_str!("../guides/004010X093A1-277.txt")),
     ("004010X095A1.txt", DICTIONARY_4010, include_str!("../guides/004010X095A1.txt")),
     ("004010-997.txt", DICTIONARY_4010, include_str!("../guides/004010-997.txt")),
 ];
@@ -664,6 +668,8 @@ mod tests {
                 "005010X221A1",
                 "005010X279A1",
                 "005010X279A1",
+                "005010X212",
+                "005010X212",
                 "005010X220A1",
                 "005010X231A1",
                 "005010X230",
@@ -672,6 +678,8 @@ mod tests {
                 "004010X091A1",
                 "004010X092A1",
                 "004010X092A1",
+                "004010X093A1",
+                "004010X093A1",
                 "004010X095A1",
                 "004010"
             ]

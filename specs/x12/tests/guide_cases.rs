@@ -426,15 +426,15 @@ fn our_999_validates_against_the_999_guide() {
 fn our_997_validates_against_the_4010_997_guide() {
     use sluice_x12::ack::{AckOptions, acknowledge};
     let isa = ISA.replace("*^*00501*", "*U*00401*");
-    // A 4010 276 (claim status request): no bundled guide.
-    let set = "ST*276*0001~BHT*0010*13*1*20240115*1030~SE*4*0001~";
-    let text = format!("{isa}GS*HR*S*R*20240115*1030*1*X*004010X093A1~{set}GE*1*1~IEA*1*000000001~");
+    // A 4010 278 (health care services review): no bundled guide.
+    let set = "ST*278*0001~BHT*0007*13*1*20240115*1030~SE*4*0001~";
+    let text = format!("{isa}GS*HI*S*R*20240115*1030*1*X*004010X094A1~{set}GE*1*1~IEA*1*000000001~");
     let res = check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap();
     let codes: Vec<&str> = res[0].groups[0].sets[0].findings.iter().map(|f| f.code).collect();
-    assert_eq!(codes, ["X12051", "X12041"], "no bundled 4010 276 guide (at ST); SE01 is wrong (at SE)");
+    assert_eq!(codes, ["X12051", "X12041"], "no bundled 4010 278 guide (at ST); SE01 is wrong (at SE)");
     let options = AckOptions { date: "20240116".into(), time: "0900".into(), interchange_control: 7, group_control: 1 };
     let ack = acknowledge(&res[0], &options).unwrap();
-    assert!(ack.contains("ST*997*0001~\nAK1*HR*1~\nAK2*276*0001~\nAK5*R*4~"), "{ack}");
+    assert!(ack.contains("ST*997*0001~\nAK1*HI*1~\nAK2*278*0001~\nAK5*R*4~"), "{ack}");
     assert_eq!(findings(&ack), [], "{ack}");
     // And the 997 guide catches a broken one.
     let broken = ack.replace("AK5*R*4~", "AK5*Q*4~");
