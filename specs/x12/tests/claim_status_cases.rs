@@ -9,13 +9,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sluice_x12::ack::{AckOptions, acknowledge};
 use sluice_x12::envelope::{InterchangeResult, Mode, Severity, check_stream_with_guides};
 use sluice_x12::guide::{Selector, by_schema_name, select};
 
-use common::{check, codes, findings, fixture, placed};
+use common::{check, codes, corpus_root, files, findings, fixture, placed};
 
 const REQUEST: &str = "../status/status-276.x12";
 const RESPONSE: &str = "../status/status-277.x12";
@@ -302,27 +302,6 @@ fn the_999_or_997_of_each_status_set_validates_against_its_guide() {
 }
 
 // ---- corpus conformance ----
-
-fn corpus_root() -> Option<PathBuf> {
-    let dir = match std::env::var_os("SLUICE_CORPUS") {
-        Some(root) => PathBuf::from(root).join("x12"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/x12"),
-    };
-    if !dir.is_dir() {
-        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
-        return None;
-    }
-    Some(dir)
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
-        .unwrap_or_default();
-    out.sort();
-    out
-}
 
 /// Corpus files of the 276/277 folders Sluice refuses though they are not in a `fail/` folder,
 /// and why.

@@ -1,9 +1,12 @@
 //! Cases for the X12 tokenizer, splitter and envelope checks, and the corpus conformance report
 //! over `../shared/corpus/x12` (SKIPPED, loudly, when the corpus is not there).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use common::corpus_root;
 use sluice_x12::codec::{self, Delimiters, IsaError, read_isa};
 use sluice_x12::envelope::{Checker, InterchangeResult, Mode, Severity, check_stream, check_stream_with_guides};
 use sluice_x12::split::{Item, Splitter};
@@ -358,19 +361,6 @@ const DISAGREEMENTS: &[(&str, &str)] = &[
 /// A3 errata, the 837P A2 errata (read by the A1 structure) and the 4010 837P and 837I.
 const LINUXFORHEALTH_CLAIMS: [&str; 4] =
     ["837_005010X223A3", "837_005010X222A2", "837_004010X098A1", "837_004010X096A1"];
-
-fn corpus_root() -> Option<PathBuf> {
-    let dir = match std::env::var_os("SLUICE_CORPUS") {
-        Some(root) => PathBuf::from(root).join("x12"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/x12"),
-    };
-    if !dir.is_dir() {
-        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
-        return None;
-    }
-    Some(dir)
-}
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };

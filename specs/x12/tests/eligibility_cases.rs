@@ -3,8 +3,11 @@
 //! data in its message), and the conformance report of the 270, 271 and 834 (005010X220A1)
 //! guides over `../shared/corpus/x12` (SKIPPED, loudly, when the corpus is not there).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
+use common::{corpus_root, files};
 use sluice_x12::envelope::{InterchangeResult, Mode, Severity, check_stream_with_guides};
 
 fn fixture(name: &str) -> String {
@@ -88,27 +91,6 @@ fn one_change_one_finding_without_the_data() {
 }
 
 // ---- corpus conformance ----
-
-fn corpus_root() -> Option<PathBuf> {
-    let dir = match std::env::var_os("SLUICE_CORPUS") {
-        Some(root) => PathBuf::from(root).join("x12"),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/x12"),
-    };
-    if !dir.is_dir() {
-        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
-        return None;
-    }
-    Some(dir)
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
-        .unwrap_or_default();
-    out.sort();
-    out
-}
 
 /// Corpus files Sluice refuses though they are not in a `fail/` folder, and why.
 const DISAGREEMENTS: &[(&str, &str)] =

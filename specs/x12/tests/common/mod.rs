@@ -1,10 +1,11 @@
-//! Shared by the claim-guide tests (`claim_guides_cases.rs`, `guides_4010_cases.rs`): reading
-//! the synthetic fixtures of `tests/fixtures/x12/claims/`, validating with every bundled guide,
-//! gathering findings, and where each segment of a set was placed.
+//! Shared by the X12 test files: reading the synthetic fixtures of `tests/fixtures/x12/claims/`
+//! (and its neighbours), validating with every bundled guide, gathering findings, where each
+//! segment of a set was placed, and finding the shared corpus (`../shared/corpus/x12`) for the
+//! conformance tests, which say loudly when it is absent.
 // Each test file uses its own subset of these helpers.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sluice_x12::envelope::{Finding, InterchangeResult, Mode, check_stream_with_guides};
 use sluice_x12::guide::by_id;
@@ -70,4 +71,28 @@ pub fn placed(text: &str, guide: &str) -> (Vec<(String, String)>, Vec<&'static s
 /// The loop of the `n`th (0-based) segment starting with `start` (`NM1*72`).
 pub fn loop_of(all: &[(String, String)], start: &str, n: usize) -> String {
     all.iter().filter(|(s, _)| s == start).nth(n).unwrap_or_else(|| panic!("no {start} #{n}")).1.clone()
+}
+
+/// The X12 corpus (`$SLUICE_CORPUS/x12`, else `../shared/corpus/x12` beside the checkout), or
+/// `None` after printing a loud SKIPPED line.
+pub fn corpus_root() -> Option<PathBuf> {
+    let dir = match std::env::var_os("SLUICE_CORPUS") {
+        Some(root) => PathBuf::from(root).join("x12"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/x12"),
+    };
+    if !dir.is_dir() {
+        println!("\n*** SKIPPED: ../shared/corpus not found (looked for {}) ***\n", dir.display());
+        eprintln!("SKIPPED: ../shared/corpus not found");
+        return None;
+    }
+    Some(dir)
+}
+
+/// The files directly in `dir`, sorted.
+pub fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_file()).collect())
+        .unwrap_or_default();
+    out.sort();
+    out
 }
