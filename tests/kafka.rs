@@ -350,7 +350,7 @@ fn a_kafka_source_delivers_every_message_once_with_its_key_and_headers_and_commi
 fn kill_when(dir: &Path, pg: &str, at_least: usize) {
     let mut run = start_run(dir, Some(pg));
     let sink = dir.join("out/patient-events.jsonl");
-    wait_until(&mut run, "records before the kill", Duration::from_secs(120), || lines(&sink).len() >= at_least);
+    wait_until(&mut run, "records before the kill", Duration::from_secs(600), || lines(&sink).len() >= at_least);
     run.child.kill().unwrap();
     run.child.wait().unwrap();
 }
@@ -371,7 +371,7 @@ fn kill_9_mid_way_and_a_new_run_lose_nothing_and_the_upsert_table_holds_each_rec
     kill_when(&dir, &pg, delivered / 3);
     let mut run = start_run(&dir, Some(&pg));
     let sink = dir.join("out/patient-events.jsonl");
-    wait_until(&mut run, "every record delivered", Duration::from_secs(180), || message_ids(&sink).len() >= delivered);
+    wait_until(&mut run, "every record delivered", Duration::from_secs(600), || message_ids(&sink).len() >= delivered);
     let (code, _, stdout, stderr) = run.stop("TERM");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
 
@@ -403,15 +403,18 @@ fn two_instances(name: &str, brokers: &str, group: &str, pg: &str) -> ([common::
     first.wait_for("the first instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
     let mut second = start_run(&dirs[1], Some(pg));
     second.wait_for("the second instance's partitions", |l| l.contains("kafka partitions assigned").then_some(()));
-    // Both members have their share before the input arrives.
-    std::thread::sleep(Duration::from_secs(3));
+    // Both members have their share before the input arrives: the second member's join makes
+    // the group rebalance, and the first logs its new (smaller) assignment.
+    first.wait_for("the first instance's share after the rebalance", |l| {
+        l.contains("kafka partitions assigned").then_some(())
+    });
     (dirs, [first, second])
 }
 
 /// Kills `run` (`kill -9`) once its JSON Lines sink in `dir` holds 50 records.
 fn kill_after_its_first_records(mut run: Running, dir: &Path) {
     let sink = dir.join("out/patient-events.jsonl");
-    wait_until(&mut run, "the instance's first records", Duration::from_secs(120), || lines(&sink).len() >= 50);
+    wait_until(&mut run, "the instance's first records", Duration::from_secs(600), || lines(&sink).len() >= 50);
     run.child.kill().unwrap();
     run.child.wait().unwrap();
 }
@@ -432,7 +435,7 @@ fn two_instances_share_a_topic_and_when_one_is_killed_the_other_takes_its_partit
     let by_b = message_ids(&sink_b).len();
 
     let count = || pg_rows(&pg, "SELECT count(*) FROM kafka_events")[0][0].clone().unwrap().parse::<usize>().unwrap();
-    wait_until(&mut first, "every record in the table", Duration::from_secs(180), || count() >= delivered);
+    wait_until(&mut first, "every record in the table", Duration::from_secs(600), || count() >= delivered);
     let (code, _, stdout, stderr) = first.stop("TERM");
     assert_eq!(code, Some(0), "{stdout}{stderr}");
     let by_a = message_ids(&a.join("out/patient-events.jsonl"));
@@ -700,7 +703,7 @@ defaults:
     // Done when the table is full and the group has committed every message (the last ones
     // may be filtered or go to the DLQ, after the last row).
     let all_committed = || committed(&brokers, "sluice-proof", "adt", 3).iter().sum::<i64>() == in_topic as i64;
-    wait_until(&mut first, "every record in the table, every offset committed", Duration::from_secs(240), || {
+    wait_until(&mut first, "every record in the table, every offset committed", Duration::from_secs(600), || {
         count() >= expected.len() && all_committed()
     });
     let (code, _, stdout, stderr) = first.stop("TERM");
