@@ -264,6 +264,11 @@ enum Command {
         /// Pin the clock (RFC 3339): MSH-7 and the ACK control ids are then deterministic.
         #[arg(long)]
         fixed_clock: Option<String>,
+        /// `x12` only: take each acknowledgment's ISA13 and GS06 from this state store, the
+        /// counters a pipeline's `acks:` use: a SQLite file, or a PostgreSQL URL as in a
+        /// spec's `state.url` (`'${VAR}'`, `'${file:PATH}'`, or a URL without a password).
+        #[arg(long, value_name = "STORE")]
+        state: Option<String>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -552,8 +557,14 @@ fn main() -> ExitCode {
             eprintln!("error: FHIR has no acknowledgement message; `sluice ack` answers --format hl7v2 or x12");
             2
         }
-        Command::Ack { format: Standard::X12, fixed_clock, files, .. } => x12_cli::ack(&files, fixed_clock),
-        Command::Ack { format: Standard::Hl7v2, profile, mode, fixed_clock, files } => {
+        Command::Ack { format: Standard::X12, fixed_clock, state, files, .. } => {
+            x12_cli::ack(&files, fixed_clock, state.as_deref())
+        }
+        Command::Ack { format: Standard::Hl7v2, state: Some(_), .. } => {
+            eprintln!("error: `--state` is for `--format x12`: HL7 v2 ACK control ids come from the clock");
+            2
+        }
+        Command::Ack { format: Standard::Hl7v2, profile, mode, fixed_clock, files, state: None } => {
             let mode = match mode {
                 AckModeArg::Original => sluice_hl7v2::ack::AckMode::Original,
                 AckModeArg::Enhanced => sluice_hl7v2::ack::AckMode::Enhanced,

@@ -241,6 +241,28 @@ pub fn validate(files: &[PathBuf], lenient: bool, json: bool) -> u8 {
     if tally.accepted == tally.sets && tally.envelope_errors == 0 && errors == 0 { OK } else { FAILED }
 }
 
+/// The state store of `sluice ack --state`: a PostgreSQL store when the value is a URL or a
+/// secret reference (`${VAR}`, `${file:PATH}`), else a SQLite file. A password written on the
+/// command line is refused: it would show in the process list and the shell's history.
+fn open_state(written: &str) -> Result<sluice_runtime::state::Store, sluice_runtime::RunError> {
+    use sluice_compiler::plan::{StateTarget, pg_url};
+    let is_url = written.starts_with("${") || written.contains("://");
+    if is_url && !written.starts_with("${") && pg_url::check(written, false) == Err(pg_url::Problem::Password) {
+        return Err(sluice_runtime::RunError::new(
+            sluice_runtime::findings::STATE,
+            "`--state`: the URL holds a password, which would show in the process list",
+        )
+        .with_help("put the URL in an environment variable and pass `--state '${VAR}'`"));
+    }
+    let target = StateTarget {
+        kind: if is_url { "postgres" } else { "sqlite" }.to_string(),
+        path: if is_url { String::new() } else { written.to_string() },
+        url: is_url.then(|| written.to_string()),
+        checkpoint_every_ms: 0,
+    };
+    sluice_runtime::state::Store::open(&target, None)
+}
+
 /// The entry of an `X12xxx` code for `sluice explain`.
 pub fn explain(code: &str) -> Option<String> {
     let all = sluice_x12::codec::ERROR_CODES
@@ -252,9 +274,11 @@ pub fn explain(code: &str) -> Option<String> {
 
 /// `sluice ack --format x12`: the acknowledgment interchange for each interchange of each file
 /// (TA1 for envelope errors, else a 999 or 997 per functional group), one after the other.
-/// Its ISA13 repeats the received ISA13 and its GS06 counts from 1, so the output is
-/// deterministic with `--fixed-clock`. Exit 0 when every transaction set is accepted.
-pub fn ack(files: &[PathBuf], fixed_clock: Option<String>) -> u8 {
+/// Without `state`, its ISA13 repeats the received ISA13 and its GS06 counts from 1, so the
+/// output is deterministic with `--fixed-clock`; with it, both are reserved in that state
+/// store, from the counters a pipeline's `acks:` use. Exit 0 when every transaction set is
+/// accepted.
+pub fn ack(files: &[PathBuf], fixed_clock: Option<String>, state: Option<&str>) -> u8 {
     let clock = match sluice_runtime::time::Clock::new(fixed_clock.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -262,20 +286,43 @@ pub fn ack(files: &[PathBuf], fixed_clock: Option<String>) -> u8 {
             return USAGE;
         }
     };
+    let store = match state.map(open_state).transpose() {
+        Ok(store) => store,
+        Err(e) => {
+            crate::commands::print_run_error(&e);
+            return USAGE;
+        }
+    };
     // YYYYMMDDHHMMSS...
     let stamp = sluice_runtime::time::rfc3339_to_hl7(&clock.now());
     let (date, time) = (stamp.get(..8).unwrap_or("").to_string(), stamp.get(8..12).unwrap_or("").to_string());
     let mut out = crate::stdout::lock();
+    // A store that fails mid-way stops the acknowledgments: none is written without numbers
+    // reserved for it.
+    let mut store_failed = None;
     let tally = check_files(
         files,
         Mode::Strict,
         |_, _, _, _| {},
         |file, ic| {
+            if store_failed.is_some() {
+                return;
+            }
+            let (interchange_control, group_control) = match &store {
+                None => (ic.isa_element(13).parse().unwrap_or(0), 1),
+                Some(store) => match store.x12_ack_control_numbers(ic) {
+                    Ok(numbers) => numbers,
+                    Err(e) => {
+                        store_failed = Some(e);
+                        return;
+                    }
+                },
+            };
             let options = sluice_x12::ack::AckOptions {
                 date: date.clone(),
                 time: time.clone(),
-                interchange_control: ic.isa_element(13).parse().unwrap_or(0),
-                group_control: 1,
+                interchange_control,
+                group_control,
             };
             match sluice_x12::ack::acknowledge(ic, &options) {
                 Some(text) => {
@@ -286,6 +333,10 @@ pub fn ack(files: &[PathBuf], fixed_clock: Option<String>) -> u8 {
         },
     );
     let _ = out.flush();
+    if let Some(e) = store_failed {
+        crate::commands::print_run_error(&e);
+        return FAILED;
+    }
     let tally = match tally {
         Ok(t) => t,
         Err(code) => return code,

@@ -232,3 +232,72 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[test]
+fn sluice_ack_with_the_state_store_continues_the_control_numbers_of_the_pipelines_acks() {
+    let dir = common::workspace("x12-source-ack-state");
+    run(&dir);
+    let out = dir.join(OUT);
+    let isa13 = |a: &str| a.split('*').nth(13).unwrap().to_string();
+    let gs06 = |a: &str| a.lines().nth(1).unwrap().split('*').nth(6).unwrap().to_string();
+    let by_run = std::fs::read_to_string(out.join("acks/claims-837p.x12.000000001.999")).unwrap();
+    assert_eq!((isa13(&by_run), gs06(&by_run)), ("000000001".to_string(), "1".to_string()));
+
+    // `sluice ack --state` on the run's store: the next numbers of the same counters (one per
+    // id the acknowledgment is sent as, here ZZ:RECEIVER579), then the pipeline goes on after.
+    let state = format!("{OUT}/state.db");
+    let claims = format!("{DATA}/claims-837p.x12");
+    let ack = || sluice(&dir, &["ack", "--format", "x12", "--fixed-clock", CLOCK, "--state", &state, &claims]);
+    let first = ack();
+    assert_eq!(first.status.code(), Some(1), "one set is rejected: {}", text(&first.stderr));
+    let first = text(&first.stdout);
+    assert_eq!((isa13(&first), gs06(&first)), ("000000002".to_string(), "2".to_string()), "{first}");
+    assert!(first.trim_end().ends_with("IEA*1*000000002~"), "{first}");
+    let second = text(&ack().stdout);
+    assert_eq!((isa13(&second), gs06(&second)), ("000000003".to_string(), "3".to_string()));
+    run(&dir);
+    let by_rerun = std::fs::read_to_string(out.join("acks/claims-837p.x12.000000001.999")).unwrap();
+    assert_eq!((isa13(&by_rerun), gs06(&by_rerun)), ("000000004".to_string(), "4".to_string()));
+    // Apart from the control numbers, the same acknowledgment as without a store.
+    let plain = text(&sluice(&dir, &["ack", "--format", "x12", "--fixed-clock", CLOCK, &claims]).stdout);
+    let envelope = ["ISA*", "GS*", "GE*", "IEA*"];
+    let inside = |a: &str| {
+        a.lines().filter(|l| !envelope.iter().any(|e| l.starts_with(e))).map(str::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(inside(&first), inside(&plain));
+    assert!(first.contains("\nGE*1*2~\n"), "{first}");
+
+    // A password on the command line is refused, and not echoed.
+    let refused =
+        sluice(&dir, &["ack", "--format", "x12", "--state", "postgres://sluice:hunter2pw@127.0.0.1:1/db", &claims]);
+    assert_eq!(refused.status.code(), Some(2));
+    let stderr = text(&refused.stderr);
+    assert!(stderr.contains("error[RT010]") && stderr.contains("--state '${VAR}'"), "{stderr}");
+    assert!(!stderr.contains("hunter2pw") && refused.stdout.is_empty(), "{stderr}");
+    // `--state` belongs to X12 acknowledgments.
+    let hl7 = sluice(&dir, &["ack", "--state", &state, "examples/hl7/feed-2024-01-15.hl7"]);
+    assert_eq!(hl7.status.code(), Some(2), "{}", text(&hl7.stderr));
+}
+
+#[test]
+fn sluice_ack_with_a_postgresql_state_store_numbers_each_acknowledgment_anew() {
+    let Some(url) = common::pg_database("x12-ack-state") else { return };
+    let dir = common::workspace("x12-ack-state-pg");
+    let claims = format!("{DATA}/claims-837p.x12");
+    let ack = || {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&*dir)
+            .args(["ack", "--format", "x12", "--fixed-clock", CLOCK, "--state", "${SLUICE_STATE_URL}", &claims])
+            .env("SLUICE_STATE_URL", &url)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "one set is rejected: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    let isa13 = |a: &str| a.split('*').nth(13).unwrap().to_string();
+    assert_eq!(isa13(&ack()), "000000001");
+    assert_eq!(isa13(&ack()), "000000002");
+    let rows = common::pg_rows(&url, "SELECT name, last FROM x12_control_numbers ORDER BY name");
+    let rows: Vec<Vec<String>> = rows.into_iter().map(|r| r.into_iter().map(Option::unwrap).collect()).collect();
+    assert_eq!(rows, [["gs ZZ:RECEIVER579", "2"], ["isa ZZ:RECEIVER579", "2"]]);
+}

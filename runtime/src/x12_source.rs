@@ -495,17 +495,12 @@ impl Acks {
         if ic.isa.len() < 16 {
             return Ok(()); // bytes outside any interchange: nobody to answer
         }
-        let groups = ic.groups.iter().filter(|g| !g.functional_id.is_empty()).count().max(1) as u32;
-        let sender = format!("{}:{}", ic.isa_element(7), ic.isa_element(8));
         let (isa13, gs06) = {
             let mut guard = self.store.lock().unwrap_or_else(|p| p.into_inner());
             if guard.is_none() {
                 *guard = Some(crate::state::Store::open(&self.state, None)?);
             }
-            let store = guard.as_ref().expect("opened above");
-            let isa13 = store.x12_control_numbers(&format!("isa {sender}"), 1)?;
-            let gs06 = store.x12_control_numbers(&format!("gs {sender}"), groups)?;
-            (isa13, gs06)
+            guard.as_ref().expect("opened above").x12_ack_control_numbers(ic)?
         };
         let stamp = crate::time::rfc3339_to_hl7(&self.clock.now());
         let options = sluice_x12::ack::AckOptions {

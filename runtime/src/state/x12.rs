@@ -1,7 +1,8 @@
 //! X12 acknowledgment control numbers in the state store (`x12_control_numbers`), for both
 //! backends: one row per counter (`isa ZZ:RECEIVER`, `gs ZZ:RECEIVER`: the interchange and
 //! group control numbers of the acknowledgments sent as that id), holding the last number
-//! handed out. Used by `crate::x12_source`.
+//! handed out. Used by `crate::x12_source` (a pipeline's `acks:`) and by `sluice ack --state`,
+//! which share the counters of a store.
 //!
 //! The table is created on first use (`CREATE TABLE IF NOT EXISTS`), like the vault's: a store
 //! that never acknowledged X12 has none, and its version does not change.
@@ -9,6 +10,8 @@
 //! Invariants: numbers are reserved in one atomic statement (`INSERT .. ON CONFLICT DO UPDATE
 //! .. RETURNING`), committed before they are used, so two runs (or two processes) never get
 //! the same number; they count from 1 and wrap after 999,999,999 (nine digits, ISA13's width).
+
+use sluice_x12::envelope::InterchangeResult;
 
 use super::{Store, Value, text};
 use crate::error::RunError;
@@ -38,6 +41,18 @@ impl Store {
         )?;
         let last = self.returned("reserve X12 control numbers", rows)?;
         Ok(u32::try_from(last - n + 1).unwrap_or(1))
+    }
+
+    /// The ISA13 and first GS06 of the acknowledgment of `ic`: one interchange number and one
+    /// group number per functional group (at least one), reserved under the id `ic` was sent to
+    /// (ISA07:ISA08), which is the id its acknowledgment is sent as.
+    pub fn x12_ack_control_numbers(&self, ic: &InterchangeResult) -> Result<(u32, u32), RunError> {
+        let groups = ic.groups.iter().filter(|g| !g.functional_id.is_empty()).count().max(1);
+        let groups = u32::try_from(groups).unwrap_or(u32::MAX);
+        let sender = format!("{}:{}", ic.isa_element(7), ic.isa_element(8));
+        let isa13 = self.x12_control_numbers(&format!("isa {sender}"), 1)?;
+        let gs06 = self.x12_control_numbers(&format!("gs {sender}"), groups)?;
+        Ok((isa13, gs06))
     }
 }
 
