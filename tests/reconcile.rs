@@ -222,7 +222,7 @@ fn patient_names(parsed: &str) -> BTreeSet<String> {
 fn outputs_are_byte_identical_across_runs() {
     let dir = common::workspace("reconcile-determinism");
     let read = |dir: &Path| -> Vec<Vec<u8>> {
-        ["matched.jsonl", "review.jsonl", "summary.json"]
+        ["matched.jsonl", "review.jsonl", "summary.json", "statements.jsonl", "unassigned.jsonl"]
             .iter()
             .map(|f| std::fs::read(dir.join("out/reconcile").join(f)).unwrap())
             .collect()
@@ -260,7 +260,19 @@ fn no_payee_or_account_text_reaches_the_terminal_or_the_summary() {
     let summary = std::fs::read_to_string(dir.join("out/reconcile/summary.json")).unwrap();
     let review = std::fs::read_to_string(dir.join("out/reconcile/review.jsonl")).unwrap();
     let matched = std::fs::read_to_string(dir.join("out/reconcile/matched.jsonl")).unwrap();
-    let seen = [text(&out.stdout), text(&out.stderr), text(&json.stdout), text(&json.stderr), summary, review, matched];
+    // The statements' documents are data (merchants, account names); what they could not place
+    // names ids and codes only.
+    let unassigned = std::fs::read_to_string(dir.join("out/reconcile/unassigned.jsonl")).unwrap();
+    let seen = [
+        text(&out.stdout),
+        text(&out.stderr),
+        text(&json.stdout),
+        text(&json.stderr),
+        summary,
+        review,
+        matched,
+        unassigned,
+    ];
     for secret in [
         "ACME",
         "Acme",
@@ -317,4 +329,209 @@ fn a_spec_with_errors_does_not_run() {
         std::fs::read(dir.join("examples/reconcile/data/stripe-payouts.jsonl")).unwrap(),
         std::fs::read(root().join("examples/reconcile/data/stripe-payouts.jsonl")).unwrap()
     );
+}
+
+/// One bank transaction of a statement: the brief's seven members.
+fn txn(
+    id: &str,
+    date: &str,
+    amount: f64,
+    category: Option<&str>,
+    pending: bool,
+    reconciled: bool,
+) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "date": date, "amount": amount, "merchant": null, "category": category,
+        "pending": pending, "reconciled": reconciled,
+    })
+}
+
+const PROCESSOR: Option<&str> = Some("Card processor payout");
+
+#[test]
+fn statements_are_the_briefs_document_per_account_with_reconciled_from_the_outcome() {
+    let dir = common::workspace("reconcile-statements");
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let docs = jsonl(&dir.join("out/reconcile/statements.jsonl"));
+    let mut coffee = txn("tx_13", "2024-01-17", -4.5, Some("Food and Drink"), false, false);
+    coffee["merchant"] = serde_json::json!("Blue Bottle");
+    // The checking account's last line (the second sync) gives its balance and sync time; the
+    // card's last line is a deletion (closed): no document. Savings has no transactions.
+    let checking = serde_json::json!({
+        "metadata": {
+            "source": "plaid",
+            "account_id": "acc_demo_checking",
+            "sync_timestamp": "2024-02-06T14:01:47Z",
+            "transaction_count": 11,
+        },
+        "account": {
+            "id": "acc_demo_checking",
+            "name": "Operating Checking",
+            "type": "depository",
+            "balance": 5230.75,
+            "currency": "USD",
+        },
+        "transactions": [
+            txn("tx_1", "2024-01-11", 1250.0, PROCESSOR, false, true),
+            txn("tx_2", "2024-01-13", 980.0, PROCESSOR, false, true),
+            txn("tx_3", "2024-01-31", 500.0, PROCESSOR, false, true),
+            txn("tx_4", "2024-02-03", 500.0, PROCESSOR, false, true),
+            txn("tx_7", "2024-01-23", 148.0, PROCESSOR, false, false),
+            txn("tx_9", "2024-01-24", 410.0, None, false, true),
+            txn("tx_p11", "2024-01-15", 310.0, PROCESSOR, true, false),
+            txn("tx_11", "2024-01-16", 310.0, PROCESSOR, false, true),
+            txn("tx_12", "2024-01-13", 980.0, PROCESSOR, false, false),
+            coffee,
+            txn("tx_14", "2024-01-28", -1250.0, None, false, false),
+        ],
+        "reconciliation": {"matched": 6, "unmatched": 5, "duplicates": 1},
+    });
+    let savings = serde_json::json!({
+        "metadata": {
+            "source": "plaid",
+            "account_id": "acc_demo_savings",
+            "sync_timestamp": "2024-02-06T14:01:47Z",
+            "transaction_count": 0,
+        },
+        "account": {
+            "id": "acc_demo_savings",
+            "name": "Reserve Savings",
+            "type": "depository",
+            "balance": 20000.0,
+            "currency": "USD",
+        },
+        "transactions": [],
+        "reconciliation": {"matched": 0, "unmatched": 0, "duplicates": 0},
+    });
+    assert_eq!(docs, vec![checking, savings]);
+    // Members in the brief's order.
+    let first_line = std::fs::read_to_string(dir.join("out/reconcile/statements.jsonl")).unwrap();
+    assert!(
+        first_line.starts_with(r#"{"metadata":{"source":"plaid","account_id":"acc_demo_checking","sync_timestamp":"#),
+        "{first_line}"
+    );
+    assert!(first_line.contains(r#"{"id":"tx_1","date":"2024-01-11","amount":1250.0,"merchant":null,"category":"Card processor payout","pending":false,"reconciled":true}"#));
+    // Nothing lost: 11 bank records read, 11 listed; nothing unassigned.
+    assert_eq!(std::fs::read_to_string(dir.join("out/reconcile/unassigned.jsonl")).unwrap(), "");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/reconcile/summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["statements"],
+        serde_json::json!({
+            "accounts": 2, "transactions_in": 11, "listed": 11, "duplicate_copies": 0, "other_currency": 0,
+            "unassigned": {"account_unknown": 0, "account_closed": 0, "no_account": 0, "unreadable_accounts": 0},
+        })
+    );
+    assert!(
+        text(&out.stdout).contains(
+            "statements: 2 accounts, 11 transactions of `bank_deposits` = 11 listed + 0 duplicate copies + 0 unassigned"
+        ),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&out.stderr), "");
+}
+
+/// Transactions of a closed account, of an account the file does not hold and without an
+/// account id go to the unassigned output with their codes; a second copy of an id is
+/// counted, not listed twice; a transaction in another currency says so; account lines that
+/// cannot be read are reported. Every bank record is accounted for.
+#[test]
+fn statements_lose_nothing_and_report_what_they_cannot_place() {
+    let dir = common::workspace("reconcile-statements-edges");
+    let bank = dir.join("examples/reconcile/data/bank-transactions.jsonl");
+    let mut lines: Vec<String> = std::fs::read_to_string(&bank).unwrap().lines().map(str::to_string).collect();
+    let edit = |lines: &mut Vec<String>, id: &str, f: &dyn Fn(&mut serde_json::Value)| {
+        let at = lines.iter().position(|l| l.contains(&format!("\"transaction_id\": \"{id}\""))).unwrap();
+        let mut v: serde_json::Value = serde_json::from_str(&lines[at]).unwrap();
+        f(&mut v);
+        lines[at] = v.to_string();
+    };
+    edit(&mut lines, "tx_7", &|v| v["account_id"] = serde_json::json!("acc_demo_card"));
+    edit(&mut lines, "tx_9", &|v| v["account_id"] = serde_json::json!("acc_elsewhere"));
+    edit(&mut lines, "tx_14", &|v| v["account_id"] = serde_json::Value::Null);
+    edit(&mut lines, "tx_13", &|v| v["iso_currency_code"] = serde_json::json!("EUR"));
+    let tx_2 = lines.iter().find(|l| l.contains("\"transaction_id\": \"tx_2\"")).unwrap().clone();
+    lines.push(tx_2);
+    std::fs::write(&bank, lines.join("\n") + "\n").unwrap();
+    let accounts = dir.join("examples/reconcile/data/bank-accounts.jsonl");
+    let mut body = std::fs::read_to_string(&accounts).unwrap();
+    body.push_str("{\"name\": \"Petty Cash\", \"type\": \"depository\"}\nnot an account\n");
+    std::fs::write(&accounts, body).unwrap();
+
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let stderr = text(&out.stderr);
+    for warning in [
+        "warning[RT172]: 2 transactions of `bank_deposits` name an account the accounts file does not hold (1 unknown, 1 closed)",
+        "warning[RT173]: 2 lines of the accounts file are not accounts",
+        "warning[RT174]: 1 transactions of `bank_deposits` have no account id",
+    ] {
+        assert!(stderr.contains(warning), "{stderr}");
+    }
+    let terminal = text(&out.stdout) + &stderr;
+    for secret in ["acc_elsewhere", "acc_demo_card", "acc_demo_checking", "Petty", "Blue Bottle", "STRIPE"] {
+        assert!(!terminal.contains(secret), "`{secret}` reached the terminal");
+    }
+    let unassigned = jsonl(&dir.join("out/reconcile/unassigned.jsonl"));
+    let brief: Vec<(String, String, String)> = unassigned
+        .iter()
+        .map(|u| {
+            let what = u["id"].as_str().map_or_else(|| format!("line:{}", u["line"]), str::to_string);
+            (u["code"].as_str().unwrap().into(), u["reason"].as_str().unwrap().into(), what)
+        })
+        .collect();
+    let s = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        brief,
+        vec![
+            s("RT172", "account_closed", "tx_7"),
+            s("RT172", "account_unknown", "tx_9"),
+            s("RT174", "no_account", "tx_14"),
+            s("RT173", "unreadable_account", "line:7"),
+            s("RT173", "unreadable_account", "line:8"),
+        ]
+    );
+    // tx_9 still matched its payout: the unassigned entry says so.
+    assert_eq!(unassigned[1]["reconciled"], true);
+    assert_eq!(unassigned[1]["account_id"], "acc_elsewhere");
+    assert_eq!(unassigned[1]["amount"], "410.00");
+
+    let docs = jsonl(&dir.join("out/reconcile/statements.jsonl"));
+    let checking = &docs[0];
+    let ids: Vec<&str> =
+        checking["transactions"].as_array().unwrap().iter().map(|t| t["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["tx_1", "tx_2", "tx_3", "tx_4", "tx_p11", "tx_11", "tx_12", "tx_13"]);
+    assert_eq!(checking["metadata"]["transaction_count"], 8);
+    // 9 records of the account: 5 matched, 4 in review (the copy of tx_2 among them, not
+    // listed again); tx_12 and the copy are duplicates.
+    assert_eq!(checking["reconciliation"], serde_json::json!({"matched": 5, "unmatched": 4, "duplicates": 2}));
+    let coffee = &checking["transactions"][7];
+    assert_eq!((coffee["amount"].as_f64(), coffee["currency"].as_str()), (Some(-4.5), Some("EUR")));
+    assert!(checking["transactions"][0].get("currency").is_none());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/reconcile/summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["statements"],
+        serde_json::json!({
+            "accounts": 2, "transactions_in": 12, "listed": 8, "duplicate_copies": 1, "other_currency": 1,
+            "unassigned": {"account_unknown": 1, "account_closed": 1, "no_account": 1, "unreadable_accounts": 2},
+        })
+    );
+    assert!(
+        text(&out.stdout).contains("12 transactions of `bank_deposits` = 8 listed + 1 duplicate copies + 3 unassigned"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn a_missing_accounts_file_fails_with_its_code_and_writes_nothing() {
+    let dir = common::workspace("reconcile-no-accounts");
+    std::fs::remove_file(dir.join("examples/reconcile/data/bank-accounts.jsonl")).unwrap();
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("error[RT162]: cannot read"), "{}", text(&out.stderr));
+    assert!(!dir.join("out/reconcile").exists());
 }

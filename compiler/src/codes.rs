@@ -218,7 +218,7 @@ codes! {
     CATEGORIZE_AMOUNT_RANGE = "SL298", "categorize-amount-range", "A category's amount range cannot be read or is empty.",
         "`amount: {min, max}` is an inclusive range of signed amounts in major units (`-100.00`), with at most two decimal places; `max` must not be below `min`.";
     RECONCILE_OUTPUT_CLASH = "SL299", "reconcile-output-clash", "Two outputs of a reconciliation, or an output and an input, are one file.",
-        "`matched`, `review` and `summary` are each written whole at the end of a run, by renaming a finished temporary file into place: two outputs on one path would leave only the last, and an output on an input's path would replace the data it was read from. Give each output a file of its own, apart from the inputs.";
+        "`matched`, `review`, `summary` and the statements' `path` and `unassigned` are each written whole at the end of a run, by renaming a finished temporary file into place: two outputs on one path would leave only the last, and an output on an input's path (or on the statements' `accounts` file) would replace the data it was read from. Give each output a file of its own, apart from the inputs.";
     UNKNOWN_INPUT = "SL301", "unknown-input", "An input names no component.",
         "Each entry of `inputs` must be the name of a source or stage in the same pipeline (or `route.branch` for a route's branch).";
     MISSING_INPUTS = "SL302", "missing-inputs", "A stage or sink has no inputs.",
@@ -315,6 +315,10 @@ codes! {
         "A `plaid` source emits accounts and transactions as Plaid sends them, which can hold the account owner's name, payees' names and where a purchase was made. Stages that read HL7 v2 paths or output fields, and table sinks, cannot read them; read them with a map stage whose mapping has `input: {schema: plaid/transaction}` (or `plaid/account`), so that the PHI-flow proof sees which PII reaches each sink.";
     PLAID_EACH_UNSUPPORTED = "SL449", "plaid-each-unsupported", "`each` over Plaid arrays is not supported yet.",
         "A mapping over Plaid objects maps one output record per object; it cannot yet iterate over an array. Map a list of values with the path itself, which gives one item per value (`categories: category[*]`), or pick one item by index (`category[0]`).";
+    STATEMENTS_ROLE = "SL460", "statements-role", "`outputs.statements` names no role for its transactions.",
+        "A reconciliation's financial documents (`outputs.statements`) list, per account, the records of one of its two inputs as the account's transactions, each with `reconciled` from the outcome. `transactions` names that input by its role: `left` or `right` (the input's `name` is what outputs call it, not its role).";
+    STATEMENTS_ACCOUNT_FIELD = "SL461", "statements-account-field", "The transactions' input of `outputs.statements` declares no `account` field.",
+        "Each transaction is listed in the document of its account, found by the account id the record carries. Declare the field on the input named by `transactions`: `account: account_id` for Plaid transactions and for canonical financial transactions (`canonical/financial-transaction@1`), a dotted path for a nested id. Records without a value there are not lost: they go to the `unassigned` output (RT174).";
     EXPR_SYNTAX = "SL501", "expr-syntax", "An expression cannot be parsed.",
         "Mapping values, rule conditions, filters and routes are expressions: paths (`PID-5.1`), string literals in double quotes (`\"hl7\"`), numbers, `true`, `false`, `null`, function calls, `+`, comparisons, `and`, `or`, `not`. Note that a string literal needs quotes inside the YAML value: `'\"hl7\"'`.";
     TYPE_MISMATCH = "SL502", "type-mismatch", "An expression has the wrong type.",

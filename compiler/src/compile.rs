@@ -439,6 +439,11 @@ impl Compiler {
         plan.matched = at(&plan.matched);
         plan.review = at(&plan.review);
         plan.summary = at(&plan.summary);
+        if let Some(st) = &mut plan.statements {
+            st.accounts = at(&st.accounts);
+            st.path = at(&st.path);
+            st.unassigned = at(&st.unassigned);
+        }
         Some(plan)
     }
 

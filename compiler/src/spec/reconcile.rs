@@ -11,6 +11,9 @@
 //!   window) is an error (SL293): the ladder is greedy, so the earlier rule has already taken
 //!   everything the later one could.
 //! - Messages name keys and roles, never data values.
+//! - `outputs.statements` (the product brief's financial document per account) reads the
+//!   account of each transaction from a field its input declares (`account`): a statements
+//!   output over an input without one is an error (SL461), as is naming no role (SL460).
 
 use serde::Serialize;
 
@@ -70,6 +73,8 @@ pub struct InputPlan {
     pub pending: Option<String>,
     /// Declared link name -> field.
     pub links: Vec<(String, String)>,
+    /// Field with the id of the account the record belongs to (`outputs.statements`).
+    pub account: Option<String>,
 }
 
 /// One rung of the matching ladder.
@@ -142,6 +147,25 @@ pub struct ReconcilePlan {
     pub matched: String,
     pub review: String,
     pub summary: String,
+    /// The product brief's financial documents, one per account, when asked for.
+    pub statements: Option<StatementsPlan>,
+}
+
+/// `outputs.statements`: one financial document (metadata, account, transactions,
+/// reconciliation) per account of a canonical accounts file, over the records of one input.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatementsPlan {
+    /// Index into [`ReconcilePlan::inputs`] (0 left, 1 right) of the transactions' input.
+    pub input: usize,
+    /// JSON Lines of `canonical/financial-account@1` rows, resolved against the spec's folder.
+    pub accounts: String,
+    /// The same file as written in the spec: what outputs name.
+    pub written_accounts: String,
+    /// The documents, one JSON object per line.
+    pub path: String,
+    /// What could not be placed in a document: transactions without a known account, account
+    /// lines that cannot be read.
+    pub unassigned: String,
 }
 
 const fn req(name: &'static str, ty: KeyType, doc: &'static str) -> Key {
@@ -196,6 +220,11 @@ pub static INPUT: Shape = Shape {
             "Boolean field: the record is pending (reason `pending` unless a posted record replaces it).",
         ),
         opt("links", KeyType::MapOfStrings, "Declared links: link name -> field, used by `match: link` rules."),
+        opt(
+            "account",
+            KeyType::String,
+            "Field with the id of the account the record belongs to (`account_id`): read by `outputs.statements`.",
+        ),
     ],
 };
 
@@ -252,6 +281,35 @@ pub static OUTPUTS: Shape = Shape {
             "summary",
             KeyType::String,
             "JSON: the `reconciliation` block (matched, unmatched, duplicates) and counts.",
+        ),
+        opt(
+            "statements",
+            KeyType::Object(&STATEMENTS),
+            "The product brief's financial document per account, built from the outcome and an accounts file.",
+        ),
+    ],
+};
+
+pub static STATEMENTS: Shape = Shape {
+    name: "reconciliation.statements",
+    type_tag: None,
+    doc: "The product brief's \"Financial Output Format\": one JSON document per account (metadata, account, transactions with `reconciled`, reconciliation counts), one per line.",
+    keys: &[
+        req(
+            "transactions",
+            KeyType::Enum(&["left", "right"]),
+            "The role whose records are the accounts' transactions; that input declares `account`.",
+        ),
+        req(
+            "accounts",
+            KeyType::String,
+            "JSON Lines of `canonical/financial-account@1` rows (a `plaid-accounts` or `quickbooks-accounts` sink's file), relative to this file.",
+        ),
+        req("path", KeyType::String, "JSON Lines: one financial document per account."),
+        req(
+            "unassigned",
+            KeyType::String,
+            "JSON Lines: each transaction whose account is not in `accounts` (RT172, RT174) and each account line that cannot be read (RT173).",
         ),
     ],
 };
@@ -418,6 +476,7 @@ fn input(cx: &mut Cx, role: &str, node: &Node) -> Option<(InputPlan, Vec<Spanned
         supersedes: s(cx, "supersedes").map(|p| p.text),
         pending: s(cx, "pending").map(|p| p.text),
         links,
+        account: s(cx, "account").map(|p| p.text),
     };
     Some((plan, paths, o.get("path").map(|n| n.span)))
 }
@@ -650,24 +709,85 @@ fn first_line(text: &str) -> String {
     text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("invalid pattern").trim().to_string()
 }
 
-/// Each output is a file of its own, and none is an input: one would overwrite the other.
-fn outputs_apart(cx: &mut Cx, outputs: [&Option<Spanned>; 3], inputs: &[InputPlan]) {
+/// Each output is a file of its own, and none is an input (nor the statements' accounts
+/// file): one would overwrite the other.
+fn outputs_apart(cx: &mut Cx, outputs: &[&Option<Spanned>], inputs: &[InputPlan], accounts: Option<&Spanned>) {
     let clean = |p: &str| p.trim().trim_start_matches("./").to_string();
-    let written: Vec<&Spanned> = outputs.into_iter().flatten().collect();
+    let written: Vec<&Spanned> = outputs.iter().copied().flatten().collect();
     for (i, o) in written.iter().enumerate() {
         let clash = written[..i].iter().any(|e| clean(&e.text) == clean(&o.text));
         let input = inputs.iter().find(|inp| inp.paths.iter().any(|p| clean(p) == clean(&o.text)));
-        let what = match (clash, input) {
-            (true, _) => "another output".to_string(),
-            (false, Some(inp)) => format!("input `{}`", inp.role),
-            (false, None) => continue,
+        let reads_accounts = accounts.is_some_and(|a| clean(&a.text) == clean(&o.text));
+        let what = match (clash, input, reads_accounts) {
+            (true, _, _) => "another output".to_string(),
+            (false, Some(inp), _) => format!("input `{}`", inp.role),
+            (false, None, true) => "the statements' `accounts` file".to_string(),
+            (false, None, false) => continue,
         };
         cx.push(
             Diagnostic::error(codes::RECONCILE_OUTPUT_CLASH, format!("`{}` is also the path of {what}", o.text))
                 .label(o.span, format!("this file would overwrite {what}"))
-                .help("give `matched`, `review` and `summary` a file each, apart from the inputs, e.g. `out/matched.jsonl`"),
+                .help("give each output a file of its own, apart from the inputs, e.g. `out/matched.jsonl`"),
         );
     }
+}
+
+/// `outputs.statements` as written: each part `None` when it is missing or wrong (the
+/// diagnostic is pushed).
+struct StatementsSpec {
+    input: Option<usize>,
+    accounts: Option<Spanned>,
+    path: Option<Spanned>,
+    unassigned: Option<Spanned>,
+}
+
+fn statements(cx: &mut Cx, node: &Node, inputs: &[InputPlan]) -> Option<StatementsSpec> {
+    let o = reader::object(cx, node, &STATEMENTS, "`statements`")?;
+    let s = |cx: &mut Cx, key: &str| o.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
+    let role = s(cx, "transactions");
+    let mut input = None;
+    if let Some(role) = &role {
+        match ROLES.iter().position(|r| *r == role.text) {
+            None => {
+                let d = Diagnostic::error(
+                    codes::STATEMENTS_ROLE,
+                    format!("`{}` is not a reconciliation role", role.text.trim()),
+                )
+                .label(role.span, "the transactions must be the records of one input");
+                let named = inputs.iter().find(|i| i.name == role.text.trim());
+                cx.push(match (named, crate::diagnostics::did_you_mean(&role.text, ROLES.iter().copied())) {
+                    (Some(i), _) => d.help(format!(
+                        "`{}` is the name of input `{}`: write its role, `transactions: {}`",
+                        i.name, i.role, i.role
+                    )),
+                    (None, Some(best)) => d.help(format!(
+                        "did you mean `{best}`? Write the role (`left` or `right`) whose records are the accounts' transactions"
+                    )),
+                    (None, None) => {
+                        d.help("write the role (`left` or `right`) whose records are the accounts' transactions")
+                    }
+                });
+            }
+            Some(_) => match inputs.iter().position(|i| i.role == role.text) {
+                // The input itself is missing: SL290 says so.
+                None => {}
+                Some(i) if inputs[i].account.is_none() => cx.push(
+                    Diagnostic::error(
+                        codes::STATEMENTS_ACCOUNT_FIELD,
+                        format!("input `{}` declares no `account` field", role.text),
+                    )
+                    .label(role.span, "each transaction's account could not be known")
+                    .help(format!(
+                        "add `account: <field>` to input `{}`, naming the field with the account id (`account_id` for Plaid transactions and canonical financial transactions)",
+                        role.text
+                    )),
+                ),
+                // `inputs` is sorted left first, so the role's position is the index.
+                Some(_) => input = ROLES.iter().position(|r| *r == role.text),
+            },
+        }
+    }
+    Some(StatementsSpec { input, accounts: s(cx, "accounts"), path: s(cx, "path"), unassigned: s(cx, "unassigned") })
 }
 
 /// What [`read`] returns: the plan with paths as written (the driver resolves them), and
@@ -772,10 +892,25 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
     let outputs = o.get("outputs").and_then(|n| reader::object(cx, n, &OUTPUTS, "`outputs`"))?;
     let out = |cx: &mut Cx, key: &str| outputs.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let (matched, review, summary) = (out(cx, "matched"), out(cx, "review"), out(cx, "summary"));
-    outputs_apart(cx, [&matched, &review, &summary], &inputs);
+    let statements = outputs.get("statements").and_then(|n| statements(cx, n, &inputs));
+    let (statements_path, unassigned, accounts) = match &statements {
+        Some(s) => (s.path.clone(), s.unassigned.clone(), s.accounts.clone()),
+        None => (None, None, None),
+    };
+    outputs_apart(cx, &[&matched, &review, &summary, &statements_path, &unassigned], &inputs, accounts.as_ref());
     if inputs.len() != 2 || rules.is_empty() {
         return None;
     }
+    let statements = match statements {
+        Some(s) => Some(StatementsPlan {
+            input: s.input?,
+            accounts: s.accounts.as_ref()?.text.clone(),
+            written_accounts: s.accounts?.text,
+            path: s.path?.text,
+            unassigned: s.unassigned?.text,
+        }),
+        None => None,
+    };
     Some(ReconcileSpec {
         plan: ReconcilePlan {
             name,
@@ -785,6 +920,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
             matched: matched?.text,
             review: review?.text,
             summary: summary?.text,
+            statements,
         },
         path_spans,
     })

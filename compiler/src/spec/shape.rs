@@ -521,7 +521,7 @@ pub static SINK_POSTGRES: Shape = Shape {
         req(
             "write",
             KeyType::Enum(&["append", "upsert"]),
-            "`append`: every record is a new row (inserts). `upsert`: one row per `key`, updated by later records (CDC tables; `INSERT ... ON CONFLICT DO UPDATE`).",
+            "`append`: every record is a new row (inserts). `upsert`: one row per `key`, updated by later records (CDC tables; `INSERT ... ON CONFLICT DO UPDATE`); a deletion record (cdc) deletes the row of its key, while an `append` table leaves deletions out. There is no separate switch for deletions.",
         ),
         opt(
             "table",

@@ -14,6 +14,7 @@ pub mod map;
 pub mod mask;
 pub mod reconcile;
 pub mod route;
+pub mod statements;
 pub mod validate;
 
 use crate::dlq::Rejection;

@@ -79,7 +79,7 @@ impl Reason {
         }
     }
 
-    fn counts_as_duplicate(self) -> bool {
+    pub fn counts_as_duplicate(self) -> bool {
         matches!(self, Reason::Duplicate | Reason::PossibleDuplicate)
     }
 }
@@ -100,7 +100,13 @@ pub struct Item {
     payee_words: Vec<String>,
     pub category: Category,
     status: Option<String>,
-    pending: bool,
+    pub pending: bool,
+    /// The merchant field's value (`outputs.statements` writes it; matching does not read it).
+    pub merchant: Option<String>,
+    /// The account field's value (`outputs.statements`).
+    pub account: Option<String>,
+    /// The record's `metadata.processed_at` (canonical records carry it): when it was synced.
+    pub processed_at: Option<String>,
     reverses: Option<String>,
     supersedes: Option<String>,
     links: Vec<Option<String>>,
@@ -243,9 +249,12 @@ fn item(
         currency,
         date,
         payee_words: payee.as_deref().map(words).unwrap_or_default(),
+        merchant,
         category,
         status: input.status.as_deref().and_then(field),
         pending: input.pending.as_deref().is_some_and(|p| matches!(at(v, p), Some(Value::Bool(true)))),
+        account: input.account.as_deref().and_then(field),
+        processed_at: text(at(v, "metadata.processed_at")),
         reverses: input.reverses.as_deref().and_then(field),
         supersedes: input.supersedes.as_deref().and_then(field),
         links: Vec::new(),
@@ -709,6 +718,7 @@ mod tests {
             supersedes: Some("supersedes".into()),
             pending: Some("pending".into()),
             links: vec![("trace".into(), "trace".into())],
+            account: None,
         }
     }
 
@@ -733,6 +743,7 @@ mod tests {
             matched: String::new(),
             review: String::new(),
             summary: String::new(),
+            statements: None,
         }
     }
 
