@@ -161,14 +161,16 @@ pub(crate) fn connect(component: &str, url: &str, tls: Option<&AmqpTlsPlan>) -> 
                 "check the user name and password in {server}, and the user's access to the virtual host"
             )))
         }
-        Ok(Err(e)) => match tls::failure(&e, host_of(&target), client_cert) {
-            Some(failure) => Err(RunError::new(
-                findings::AMQP_TLS_HANDSHAKE,
-                format!("`{component}`: TLS handshake with the AMQP server {shown} failed: {}", failure.cause),
-            )
-            .with_help(failure.help)),
-            None => Err(unreachable(reason(&e))),
-        },
+        Ok(Err(e)) => {
+            match tls::failure(&e, host_of(&target), client_cert).filter(|_| target.starts_with("amqps://")) {
+                Some(failure) => Err(RunError::new(
+                    findings::AMQP_TLS_HANDSHAKE,
+                    format!("`{component}`: TLS handshake with the AMQP server {shown} failed: {}", failure.cause),
+                )
+                .with_help(failure.help)),
+                None => Err(unreachable(reason(&e))),
+            }
+        }
         Ok(Ok(conn)) => Ok((conn, shown)),
     }
 }

@@ -103,8 +103,28 @@ pub(crate) struct Failure {
 /// `client_cert`: whether this connection presented a client certificate.
 pub(crate) fn failure(e: &lapin::Error, host: &str, client_cert: bool) -> Option<Failure> {
     let lapin::ErrorKind::IOError(io) = e.kind() else { return None };
-    let tls = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())?;
-    Some(explain(tls, host, client_cert))
+    if let Some(tls) = io.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return Some(explain(tls, host, client_cert));
+    }
+    // With TLS 1.3 the client finishes its side of the handshake before the server checks the
+    // client's certificate; a server that refuses it sends an alert and closes, and the close
+    // can overtake the alert (a reset). A connection that ends while it is being opened over
+    // TLS is, in practice, that refusal: said as the likely cause, not as a certainty.
+    let closed = matches!(
+        io.kind(),
+        std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
+    );
+    closed.then(|| Failure {
+        cause: format!(
+            "the server closed the connection during the TLS handshake ({:?}); servers do this when they require a client certificate and got none, or refuse the one presented",
+            io.kind()
+        ),
+        help: if client_cert {
+            "use a client certificate signed by a CA the server trusts (its `ssl_options.cacertfile`), valid and for client use"
+        } else {
+            "set `tls.client_cert` and `tls.client_key` to a certificate the server's CA signed (mutual TLS), or check the server's TLS log"
+        },
+    })
 }
 
 /// A rustls error in words (no data of the connection beyond the host name).
