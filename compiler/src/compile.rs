@@ -1555,11 +1555,16 @@ impl Compiler {
             }
             Body::Amqp(a) => {
                 let (payload, flow) = self.bus_payload(&a.common)?;
+                let tls = match &a.tls {
+                    Some(t) => Some(self.amqp_tls(t)?),
+                    None => None,
+                };
                 let plan = crate::plan::amqp::AmqpSourcePlan {
                     url: self.secret_reference(&a.url),
                     queue: a.queue.clone(),
                     prefetch: a.prefetch,
                     priority: a.common.priority.clone(),
+                    tls,
                 };
                 let kind =
                     ComponentKind::Source(SourcePlan { kind: "amqp".into(), amqp: Some(Box::new(plan)), ..payload });
@@ -2262,6 +2267,10 @@ impl Compiler {
             routing_key: a.routing_key.clone(),
             routing_key_field: a.routing_key_field.as_ref().map(|f| f.text.clone()),
             relay_hl7,
+            tls: match &a.tls {
+                Some(t) => Some(self.amqp_tls(t)?),
+                None => None,
+            },
         };
         Some(SinkPlan {
             kind: "amqp".into(),
@@ -2275,6 +2284,54 @@ impl Compiler {
             phi_allowed: None,
             audience: None,
             object: None,
+        })
+    }
+
+    /// An `amqp` source's or sink's `tls`, its files checked on disk (SL472): the CA file and
+    /// client certificate exist and hold a PEM certificate; a `${file:...}` client key exists
+    /// (it is a secret: its content is read only when the run starts).
+    fn amqp_tls(&mut self, t: &crate::spec::amqp::AmqpTlsSpec) -> Option<crate::plan::amqp::AmqpTlsPlan> {
+        let mut ok = true;
+        let certificates = [(t.ca_file.as_ref(), "CA file"), (t.client.as_ref().map(|c| &c.0), "client certificate")];
+        for (file, what) in certificates {
+            let Some(file) = file else { continue };
+            let path = self.resolve(file);
+            let problem = match std::fs::read(&path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist"),
+                Err(_) => Some("cannot be read"),
+                Ok(bytes) if !bytes.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => {
+                    Some("holds no PEM certificate")
+                }
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(codes::AMQP_TLS_FILE, format!("the {what} `{}` {problem}", file.text))
+                        .label(file.span, format!("resolved to {}", display_path(&path)))
+                        .help("name a PEM file (`-----BEGIN CERTIFICATE-----`), relative to the pipeline file; convert a DER file with `openssl x509 -inform der -in cert.der -out cert.pem`"),
+                );
+            }
+        }
+        if let Some((_, key)) = &t.client
+            && let Some(path) = key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}'))
+        {
+            let resolved = self.resolve(&Spanned { text: path.to_string(), span: key.span });
+            if !resolved.is_file() {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(codes::AMQP_TLS_FILE, format!("the client key `{path}` does not exist"))
+                        .label(key.span, format!("resolved to {}", display_path(&resolved)))
+                        .help(
+                            "name the PEM file of the client certificate's private key, relative to the pipeline file",
+                        ),
+                );
+            }
+        }
+        ok.then(|| crate::plan::amqp::AmqpTlsPlan {
+            ca_file: t.ca_file.as_ref().map(|f| display_path(&self.resolve(f))),
+            client_cert: t.client.as_ref().map(|(c, _)| display_path(&self.resolve(c))),
+            client_key: t.client.as_ref().map(|(_, k)| self.secret_reference(k)),
         })
     }
 

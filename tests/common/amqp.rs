@@ -2,9 +2,12 @@
 //! rabbitmq-server, installed if missing, started on 127.0.0.1 on free ports with its own data
 //! directory, cookie and epmd), stopped when dropped; and the tests' independent AMQP client
 //! (pika, through tests/servers/amqp_client.py). No server is a failure, never a skip.
+//! [`Rabbit::start_tls`] adds a TLS listener with certificates [`make_certificates`] writes
+//! with `openssl` (a throwaway CA, a server certificate for 127.0.0.1 and localhost, a client
+//! certificate, and an unrelated CA).
 
 use std::io::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
@@ -23,10 +26,113 @@ pub type Message = (Vec<u8>, Vec<(String, String)>);
 pub struct Rabbit {
     dir: PathBuf,
     pub port: u16,
+    /// The TLS listener's port ([`Rabbit::start_tls`]).
+    pub tls_port: Option<u16>,
+}
+
+/// Runs `openssl` with `args` in `dir`; panics with its output when it fails.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
+    assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
+}
+
+/// Writes into `dir` (created): `ca.pem` (a CA made for this test), `server.pem`/`server.key`
+/// (signed by it, for IP 127.0.0.1 and DNS localhost), `client.pem`/`client.key` (signed by
+/// it, for client use) and `other-ca.pem` (a CA that signed none of them). RSA keys, valid
+/// two days.
+pub fn make_certificates(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let ext = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
+    ext(
+        "ca.ext",
+        "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
+    );
+    ext(
+        "server.ext",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+    );
+    ext(
+        "client.ext",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
+    );
+    for (ca, cn) in [("ca", "Sluice test CA"), ("other-ca", "Another test CA")] {
+        let (key, csr, pem) = (format!("{ca}.key"), format!("{ca}.csr"), format!("{ca}.pem"));
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        openssl(
+            dir,
+            &["x509", "-req", "-in", &csr, "-signkey", &key, "-out", &pem, "-days", "2", "-extfile", "ca.ext"],
+        );
+    }
+    for (leaf, cn, serial) in [("server", "localhost", "1001"), ("client", "sluice-client", "1002")] {
+        let (key, csr, pem, ext) =
+            (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.pem"), format!("{leaf}.ext"));
+        openssl(
+            dir,
+            &[
+                "req",
+                "-new",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+                "-subj",
+                &format!("/CN={cn}"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-set_serial",
+                serial,
+                "-out",
+                &pem,
+                "-days",
+                "2",
+                "-extfile",
+                &ext,
+            ],
+        );
+    }
 }
 
 impl Rabbit {
     pub fn start(name: &str) -> Rabbit {
+        Rabbit::start_with(name, None)
+    }
+
+    /// A node with a TLS listener too, using `certs` ([`make_certificates`]); `verify_peer`:
+    /// it requires a client certificate signed by `certs/ca.pem` (mutual TLS).
+    pub fn start_tls(name: &str, certs: &Path, verify_peer: bool) -> Rabbit {
+        Rabbit::start_with(name, Some((certs, verify_peer)))
+    }
+
+    fn start_with(name: &str, tls: Option<(&Path, bool)>) -> Rabbit {
         let out = Command::new(root().join("scripts/setup-amqp-client")).output().expect("setup-amqp-client runs");
         assert!(out.status.success(), "scripts/setup-amqp-client: {}", text(&out.stderr));
         // scripts/start-rabbitmq picks free ports and releases them before the node binds them,
@@ -37,13 +143,24 @@ impl Rabbit {
             let dir = std::env::temp_dir().join(format!("sluice-rabbit-{name}-{}-{attempt}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(&dir).unwrap();
-            let out = Command::new(root().join("scripts/start-rabbitmq")).arg("start").arg(&dir).output().unwrap();
+            let mut start = Command::new(root().join("scripts/start-rabbitmq"));
+            start.arg("start").arg(&dir);
+            if let Some((certs, verify_peer)) = tls {
+                start.env("SLUICE_RABBIT_TLS", certs);
+                if verify_peer {
+                    start.env("SLUICE_RABBIT_TLS_VERIFY", "peer");
+                }
+            }
+            let out = start.output().unwrap();
             if out.status.success() {
-                let port = text(&out.stdout)
-                    .lines()
-                    .find_map(|l| l.strip_prefix("AMQP_PORT=").map(|p| p.trim().parse().unwrap()))
-                    .expect("start-rabbitmq prints AMQP_PORT");
-                return Rabbit { dir, port };
+                let stdout = text(&out.stdout);
+                let port_of = |key: &str| {
+                    stdout.lines().find_map(|l| l.strip_prefix(key).map(|p| p.trim().parse::<u16>().unwrap()))
+                };
+                let port = port_of("AMQP_PORT=").expect("start-rabbitmq prints AMQP_PORT");
+                let tls_port = port_of("AMQPS_PORT=");
+                assert_eq!(tls_port.is_some(), tls.is_some(), "start-rabbitmq prints AMQPS_PORT with TLS: {stdout}");
+                return Rabbit { dir, port, tls_port };
             }
             failures.push_str(&text(&out.stderr));
             // The node is gone; its epmd is not (`start-rabbitmq stop` would wait on the node).
@@ -68,6 +185,11 @@ impl Rabbit {
     /// `amqp://sluice:...@127.0.0.1:PORT/%2f`: what the pipelines' `${AMQP_URL}` is set to.
     pub fn url(&self) -> String {
         format!("amqp://{USER}:{PASSWORD}@127.0.0.1:{}/%2f", self.port)
+    }
+
+    /// `amqps://sluice:...@HOST:TLS_PORT/%2f`: the TLS listener, by `host` (`127.0.0.1`).
+    pub fn tls_url(&self, host: &str) -> String {
+        format!("amqps://{USER}:{PASSWORD}@{host}:{}/%2f", self.tls_port.expect("a node started with TLS"))
     }
 
     /// Runs the independent client; its stdout.

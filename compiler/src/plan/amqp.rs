@@ -1,5 +1,6 @@
 //! `amqp` sources and sinks, resolved: what the runtime needs to connect, and nothing secret
-//! (a URL with credentials stays a secret reference, resolved only when the run starts).
+//! (a URL with credentials stays a secret reference, resolved only when the run starts; so does
+//! a TLS client key).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,39 @@ pub struct AmqpSourcePlan {
     pub prefetch: u16,
     /// `interactive`, `normal` or `backfill` (`spec::shape::PRIORITIES`).
     pub priority: String,
+    /// TLS settings beyond the defaults of `amqps://`. Absent from the JSON without them, so
+    /// plans (and their hashes) written before TLS settings existed are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<AmqpTlsPlan>,
+}
+
+/// `tls` of an `amqp` source or sink: what to trust beyond the system's CA certificates and
+/// which identity to present. Verification itself is not a setting: it always happens.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AmqpTlsPlan {
+    /// A PEM file of CA certificates (a path, resolved against the pipeline file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The client certificate chain (a PEM file path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The client key: a secret reference (`${VAR}`, `${file:...}`), never the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
+}
+
+impl AmqpTlsPlan {
+    /// For `sluice plan`: what is trusted and presented, never a secret.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(ca) = &self.ca_file {
+            parts.push(format!("CA file {ca} and the system's CA certificates"));
+        }
+        if let Some(cert) = &self.client_cert {
+            parts.push(format!("client certificate {cert}"));
+        }
+        format!("TLS: {}", if parts.is_empty() { "the system's CA certificates".to_string() } else { parts.join(", ") })
+    }
 }
 
 /// An `amqp` sink: a publisher (with confirms) to one exchange.
@@ -32,6 +66,8 @@ pub struct AmqpSinkPlan {
     /// `format: hl7v2`: each message's bytes as read, not a JSON line.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub relay_hl7: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<AmqpTlsPlan>,
 }
 
 /// The server a URL names, for `sluice plan` and errors: `host:port/vhost` of a URL written

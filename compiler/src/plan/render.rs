@@ -65,6 +65,9 @@ pub fn text(plan: &Plan) -> String {
                                 o,
                                 "    each message acknowledged once its record is durable (at least once); unacknowledged ones are redelivered"
                             );
+                            if let Some(t) = &a.tls {
+                                let _ = writeln!(o, "    {}", t.describe());
+                            }
                         }
                     }
                     _ if s.fhir_rest.is_some() => {
@@ -251,6 +254,9 @@ pub fn text(plan: &Plan) -> String {
                             "    publishes to exchange {exchange} at {} (amqp, {format}, {key}, persistent); every message confirmed per batch",
                             crate::plan::amqp::describe_url(&a.url)
                         );
+                        if let Some(t) = &a.tls {
+                            let _ = writeln!(o, "    {}", t.describe());
+                        }
                     }
                 }
                 None => match (&s.postgres, &s.kafka) {

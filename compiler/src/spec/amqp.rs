@@ -1,14 +1,17 @@
 //! `amqp` sources and sinks as written (AMQP 0-9-1, RabbitMQ): server URL, queue, exchange,
-//! routing key.
+//! routing key, TLS settings.
 //!
-//! This module reads and checks what is written (SL225-SL229, SL235); the driver
-//! ([`crate::compile`]) resolves profiles and checks a sink's routing key field against its
-//! records.
+//! This module reads and checks what is written (SL225-SL229, SL235, SL470, SL471); the
+//! driver ([`crate::compile`]) resolves profiles, checks a sink's routing key field against its
+//! records and the TLS files on disk (SL472).
 //!
 //! Invariants:
 //! - A password never sits in the spec: `url` is either a secret reference (`${AMQP_URL}`,
 //!   resolved when the run starts, never printed) or an `amqp://` / `amqps://` URL with no
 //!   password in it (SL226).
+//! - Certificate verification is never optional: `tls` only adds trust (a CA file) or an
+//!   identity (a client certificate and key); there is no key that turns verification off.
+//!   `tls` with a plain `amqp://` URL written out is refused (SL470), not ignored.
 //! - Queue and exchange names are checked here against what AMQP 0-9-1 accepts, so a typo
 //!   fails `sluice check` instead of a run that the server refuses.
 
@@ -28,7 +31,32 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> super::shape
     super::shape::Key { name, required: false, ty, doc }
 }
 
-const URL_DOC: &str = "Server URL: a secret reference (`${AMQP_URL}`, set to `amqp://user:password@host:5672/vhost`), or `amqp://` / `amqps://` (TLS, system CA certificates) without a password (`amqp://127.0.0.1:5672/%2f`). The virtual host is the URL's path, `%2f` for `/`.";
+const URL_DOC: &str = "Server URL: a secret reference (`${AMQP_URL}`, set to `amqp://user:password@host:5672/vhost`), or `amqp://` / `amqps://` (TLS, port 5671 by default; the server's certificate is verified against the system's CA certificates and `tls.ca_file`) without a password (`amqp://127.0.0.1:5672/%2f`). The virtual host is the URL's path, `%2f` for `/`.";
+
+const TLS_DOC: &str = "TLS settings of an `amqps://` connection: a CA file to trust, a client certificate for mutual TLS (default: the system's CA certificates, no client certificate).";
+
+pub static AMQP_TLS: Shape = Shape {
+    name: "amqp.tls",
+    type_tag: None,
+    doc: "TLS for an `amqps://` connection (rustls; TLS 1.2 and 1.3). The server's certificate is always verified: its chain against the system's CA certificates and `ca_file`, its name against the URL's host; there is no setting that turns this off.",
+    keys: &[
+        opt(
+            "ca_file",
+            KeyType::String,
+            "CA certificates (PEM file), relative to the pipeline file, trusted in addition to the system's: for a broker whose certificate a private CA signed.",
+        ),
+        opt(
+            "client_cert",
+            KeyType::String,
+            "Client certificate chain (PEM file), relative to the pipeline file, for a server that requires mutual TLS (RabbitMQ `ssl_options.verify = verify_peer`, `fail_if_no_peer_cert = true`). With `client_key`.",
+        ),
+        opt(
+            "client_key",
+            KeyType::Secret,
+            "The client certificate's private key (PEM: PKCS#8, PKCS#1 or SEC1): `${file:path}` (relative to the pipeline file) or `${VARIABLE}` holding the PEM text. With `client_cert`.",
+        ),
+    ],
+};
 
 pub static SOURCE_AMQP: Shape = Shape {
     name: "source.amqp",
@@ -38,6 +66,7 @@ pub static SOURCE_AMQP: Shape = Shape {
         req("type", KeyType::Enum(&["amqp"]), "Source kind."),
         super::bus::FORMAT,
         req("url", KeyType::String, URL_DOC),
+        opt("tls", KeyType::Object(&AMQP_TLS), TLS_DOC),
         req("queue", KeyType::String, "Queue to consume (it must exist: Sluice does not declare queues)."),
         opt(
             "prefetch",
@@ -61,6 +90,7 @@ pub static SINK_AMQP: Shape = Shape {
         req("type", KeyType::Enum(&["amqp"]), "Sink kind."),
         req("inputs", KeyType::ListOfStrings, "Upstream components."),
         req("url", KeyType::String, URL_DOC),
+        opt("tls", KeyType::Object(&AMQP_TLS), TLS_DOC),
         req(
             "exchange",
             KeyType::String,
@@ -94,8 +124,18 @@ pub struct AmqpSourceSpec {
     pub url: Spanned,
     pub queue: String,
     pub prefetch: u16,
+    pub tls: Option<AmqpTlsSpec>,
     /// `format`, `profile`, `priority` and the keys of the format.
     pub common: super::bus::Common,
+}
+
+/// `tls` as written.
+#[derive(Debug)]
+pub struct AmqpTlsSpec {
+    /// A PEM file of CA certificates, as written (relative to the pipeline file).
+    pub ca_file: Option<Spanned>,
+    /// The client certificate chain (a PEM file) and its key (a secret reference).
+    pub client: Option<(Spanned, Spanned)>,
 }
 
 /// An `amqp` sink as written.
@@ -107,6 +147,7 @@ pub struct AmqpSinkSpec {
     pub routing_key_field: Option<Spanned>,
     /// `format: hl7v2`: relay the messages as read (`None`: JSON lines).
     pub format: Option<Spanned>,
+    pub tls: Option<AmqpTlsSpec>,
 }
 
 /// Whether `text` is a secret reference rather than a URL written out.
@@ -169,6 +210,50 @@ fn url(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<Spanned> {
     Some(written)
 }
 
+/// `tls` as written, checked against the URL (SL470) and for a client certificate without
+/// its key or a key without its certificate (SL471). `None` when absent or refused (reported).
+fn tls(cx: &mut Cx, obj: &reader::Obj<'_>, url: Option<&Spanned>) -> Option<AmqpTlsSpec> {
+    let node = obj.get("tls")?;
+    let t = reader::object(cx, node, &AMQP_TLS, "`tls`")?;
+    let at = obj.key_span("tls").unwrap_or(node.span);
+    if let Some(u) = url
+        && u.text.starts_with("amqp://")
+    {
+        cx.push(
+            Diagnostic::error(codes::AMQP_TLS_PLAIN_URL, "`tls` is set, but the URL connects without TLS")
+                .label(u.span, "`amqp://`: plain TCP, the TLS settings would be ignored")
+                .label(at, "TLS settings")
+                .help("write `amqps://host:5671/vhost` to connect with TLS, or remove `tls`"),
+        );
+        // Reported once: its files are not looked at for a connection that would not use them.
+        return None;
+    }
+    let ca_file = t.get("ca_file").and_then(|n| reader::string(cx, n, "`ca_file`"));
+    let cert = t.get("client_cert").and_then(|n| reader::string(cx, n, "`client_cert`"));
+    let key = t.get("client_key").and_then(|n| reader::secret(cx, n, "`client_key`"));
+    let client = match (cert, key, t.get("client_cert"), t.get("client_key")) {
+        (Some(cert), Some(key), _, _) => Some((cert, key)),
+        (Some(cert), None, _, None) => {
+            cx.push(
+                Diagnostic::error(codes::AMQP_TLS_CLIENT_PAIR, "`client_cert` is set without `client_key`")
+                    .label(cert.span, "a client certificate, but no private key to prove it")
+                    .help("add `client_key: ${file:path/to/client.key}` (or `${VARIABLE}` holding the PEM key), or remove `client_cert`"),
+            );
+            None
+        }
+        (None, _, None, Some(k)) => {
+            cx.push(
+                Diagnostic::error(codes::AMQP_TLS_CLIENT_PAIR, "`client_key` is set without `client_cert`")
+                    .label(t.key_span("client_key").unwrap_or(k.span), "a private key, but no certificate to present")
+                    .help("add `client_cert: path/to/client.pem` (the certificate chain of that key), or remove `client_key`"),
+            );
+            None
+        }
+        _ => None,
+    };
+    Some(AmqpTlsSpec { ca_file, client })
+}
+
 /// Whether AMQP 0-9-1 accepts `name` as a queue or exchange name: at most 255 bytes of
 /// letters, digits, `-`, `_`, `.` and `:` (RabbitMQ accepts more for queues; this keeps to
 /// the protocol's portable set, plus `/` which RabbitMQ users often put in queue names).
@@ -203,10 +288,12 @@ pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSourceSpec> {
             prefetch = n;
         }
     }
+    let tls = tls(cx, obj, url.as_ref());
     Some(AmqpSourceSpec {
         url: url?,
         queue: queue?.text,
         prefetch: u16::try_from(prefetch).unwrap_or(u16::MAX),
+        tls,
         common,
     })
 }
@@ -246,12 +333,14 @@ pub fn sink(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<AmqpSinkSpec> {
         );
     }
     let format = obj.get("format").and_then(|n| reader::string(cx, n, "`format`"));
+    let tls = tls(cx, obj, url.as_ref());
     Some(AmqpSinkSpec {
         url: url?,
         exchange: exchange?.text,
         routing_key: routing_key.map(|k| k.text),
         routing_key_field,
         format,
+        tls,
     })
 }
 

@@ -22,17 +22,21 @@
 //! - No data and no secret in errors or events: components by name, servers by host, port
 //!   and virtual host (never the user or password); routing keys, header values and bodies
 //!   never reach a log.
+//! - `amqps://` always verifies the server's certificate (see [`tls`]); a failed handshake
+//!   stops the run at start with its cause (RT176), unusable TLS settings before it connects
+//!   (RT177).
 //! - lapin runs its I/O on its own thread and its timers and tasks on [`runtime`], one
 //!   shared tokio runtime with one worker; sources and sinks block on it from their threads.
 
 pub mod sink;
 pub mod source;
+mod tls;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
-use sluice_compiler::plan::amqp::describe_url;
+use sluice_compiler::plan::amqp::{AmqpTlsPlan, describe_url};
 use sluice_compiler::plan::{ComponentKind, Plan};
 
 use crate::error::RunError;
@@ -108,16 +112,37 @@ pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
     }
 }
 
-/// Opens a connection for `component` (RT130 when it cannot, within [`CONNECT_TIMEOUT`]).
-/// Returns the connection and the server's description (for messages).
-pub(crate) fn connect(component: &str, url: &str) -> Result<(Connection, String), RunError> {
+/// The host of a URL (`amqps://user@host:port/vhost`), as TLS checks it: no user, no port.
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    }
+}
+
+/// Opens a connection for `component` (RT130 when it cannot, within [`CONNECT_TIMEOUT`];
+/// RT176 when the TLS handshake fails, RT177 when `tls` cannot be used). Returns the
+/// connection and the server's description (for messages).
+pub(crate) fn connect(component: &str, url: &str, tls: Option<&AmqpTlsPlan>) -> Result<(Connection, String), RunError> {
     let server = describe_url(url);
     let target = resolve_url(component, url)?;
     let shown = describe_url(&target);
+    let tls_config = tls::config(component, tls, &target)?;
+    let client_cert = tls_config.identity.is_some();
     let properties = ConnectionProperties::default().with_connection_name(format!("sluice-{component}").into());
     let rt = runtime()?;
-    let attempt =
-        rt.block_on(async { tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&target, properties)).await });
+    let attempt = rt.block_on(async {
+        let runtime = lapin::runtime::default_runtime()?;
+        let connecting = lapin::Connect::connect_with_config(target.as_str(), properties, tls_config, runtime);
+        Ok::<_, lapin::Error>(tokio::time::timeout(CONNECT_TIMEOUT, connecting).await)
+    });
+    let attempt = match attempt {
+        Ok(attempt) => attempt,
+        Err(e) => Ok(Err(e)),
+    };
     let unreachable = |why: String| {
         RunError::new(
             findings::AMQP_UNREACHABLE,
@@ -136,7 +161,16 @@ pub(crate) fn connect(component: &str, url: &str) -> Result<(Connection, String)
                 "check the user name and password in {server}, and the user's access to the virtual host"
             )))
         }
-        Ok(Err(e)) => Err(unreachable(reason(&e))),
+        Ok(Err(e)) => {
+            match tls::failure(&e, host_of(&target), client_cert).filter(|_| target.starts_with("amqps://")) {
+                Some(failure) => Err(RunError::new(
+                    findings::AMQP_TLS_HANDSHAKE,
+                    format!("`{component}`: TLS handshake with the AMQP server {shown} failed: {}", failure.cause),
+                )
+                .with_help(failure.help)),
+                None => Err(unreachable(reason(&e))),
+            }
+        }
         Ok(Ok(conn)) => Ok((conn, shown)),
     }
 }
@@ -159,5 +193,15 @@ pub(crate) fn not_found(component: &str, what: &str, name: &str, server: &str, e
             format!("`{component}`: cannot check {what} `{name}` on {server}: {}", reason(e)),
         )
         .with_help("check that the server runs and the connection is allowed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_host_tls_checks_has_no_user_or_port() {
+        assert_eq!(super::host_of("amqps://u:p@mq.example.org:5671/%2f"), "mq.example.org");
+        assert_eq!(super::host_of("amqps://127.0.0.1"), "127.0.0.1");
+        assert_eq!(super::host_of("amqps://u@[::1]:5671/v"), "::1");
     }
 }

@@ -68,7 +68,7 @@ pub struct AmqpSink {
 
 impl AmqpSink {
     pub fn open(name: &Arc<str>, plan: &AmqpSinkPlan) -> Result<AmqpSink, RunError> {
-        let (connection, server) = super::connect(name, &plan.url)?;
+        let (connection, server) = super::connect(name, &plan.url, plan.tls.as_ref())?;
         let rt = super::runtime()?;
         let channel = rt.block_on(async {
             let failed = |e: &lapin::Error| {

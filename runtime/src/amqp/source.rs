@@ -64,7 +64,7 @@ fn join(
     plan: &AmqpSourcePlan,
 ) -> Result<(Member, crossbeam_channel::Receiver<RawInput>), RunError> {
     let name: Arc<str> = Arc::clone(&c.names[source]);
-    let (connection, server) = super::connect(&name, &plan.url)?;
+    let (connection, server) = super::connect(&name, &plan.url, plan.tls.as_ref())?;
     let rt = super::runtime()?;
     let consumer_failed = |what: &str, e: &lapin::Error| {
         RunError::new(findings::AMQP_CONSUMER_FAILED, format!("`{name}`: {what}: {}", super::reason(e)))
