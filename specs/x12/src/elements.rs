@@ -205,9 +205,14 @@ fn check_value(v: &[u8], eu: &ElementUse) -> Option<(&'static str, &'static str,
             if v.iter().any(|&b| b < 0x20 || b == 0x7F) {
                 return Some(("X12061", "6", "holds a control character".into()));
             }
-            match std::str::from_utf8(v) {
-                Ok(s) => s.chars().count(),
-                Err(_) => return Some(("X12061", "6", "is not UTF-8 text".into())),
+            if v.is_ascii() {
+                // Most values: one byte per character, no UTF-8 decoding needed.
+                v.len()
+            } else {
+                match std::str::from_utf8(v) {
+                    Ok(s) => s.chars().count(),
+                    Err(_) => return Some(("X12061", "6", "is not UTF-8 text".into())),
+                }
             }
         }
     };
