@@ -482,12 +482,10 @@ fn capitalized(s: &str) -> String {
 pub fn mapping_guide(schema: &str, span: Span) -> Result<&'static Guide, Diagnostic> {
     let id = schema.strip_prefix(MAPPING_SCHEMA_PREFIX).unwrap_or(schema);
     sluice_x12::guide::by_schema_name(id).ok_or_else(|| {
-        let known: Vec<String> = sluice_x12::guide::bundled().iter().map(|g| g.schema_name()).collect();
-        let sharing: Vec<String> = sluice_x12::guide::bundled()
-            .iter()
-            .filter(|g| g.id == id)
-            .map(|g| format!("`x12/{}`", g.schema_name()))
-            .collect();
+        let catalog = sluice_x12::guide::catalog();
+        let known: Vec<String> = catalog.iter().map(|g| g.schema_name.clone()).collect();
+        let sharing: Vec<String> =
+            catalog.iter().filter(|g| g.id == id).map(|g| format!("`x12/{}`", g.schema_name)).collect();
         if sharing.len() > 1 {
             // The 270 and the 271 share `005010X279A1`: the set id says which.
             return Diagnostic::error(
@@ -529,13 +527,13 @@ pub fn map_input_mismatch(stage: &str, guide: &str, wrong: &str, input_at: Span,
 /// The bundled guide that reads sets of `version` under another name (`005010X223A2` for the
 /// `005010X223A3` errata), when one does.
 fn alias_of(version: &str) -> Option<&'static str> {
-    sluice_x12::guide::bundled().iter().find(|g| g.aliases.iter().any(|a| a == version)).map(|g| g.id.as_str())
+    sluice_x12::guide::catalog().iter().find(|g| g.aliases.iter().any(|a| a == version)).map(|g| g.id.as_str())
 }
 
 /// The ids of the bundled guides (`005010X222A1`, ...).
 pub fn guide_ids() -> Vec<&'static str> {
     let mut ids: Vec<&'static str> = Vec::new();
-    for g in sluice_x12::guide::bundled() {
+    for g in sluice_x12::guide::catalog() {
         // The 270 and the 271 share `005010X279A1`.
         if !ids.contains(&g.id.as_str()) {
             ids.push(g.id.as_str());

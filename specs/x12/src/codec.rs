@@ -144,7 +144,7 @@ pub struct Segment<'a> {
 impl<'a> Segment<'a> {
     /// The segment id (`ST`, `CLM`, `NM1`), the bytes before the first element separator.
     pub fn id(&self) -> &'a [u8] {
-        match memchr(self.delimiters.element, self.raw) {
+        match find_short(self.delimiters.element, self.raw) {
             Some(i) => &self.raw[..i],
             None => self.raw,
         }
@@ -171,7 +171,7 @@ impl<'a> Segment<'a> {
     /// The elements after the id, in order (`CLM01` first).
     pub fn elements(&self) -> Elements<'a> {
         let sep = self.delimiters.element;
-        let rest = memchr(sep, self.raw).map(|i| &self.raw[i + 1..]);
+        let rest = find_short(sep, self.raw).map(|i| &self.raw[i + 1..]);
         Elements { rest, sep }
     }
 
@@ -201,7 +201,7 @@ impl<'a> Iterator for Elements<'a> {
     type Item = &'a [u8];
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.rest?;
-        match memchr(self.sep, rest) {
+        match find_short(self.sep, rest) {
             Some(i) => {
                 self.rest = Some(&rest[i + 1..]);
                 Some(&rest[..i])
@@ -211,6 +211,19 @@ impl<'a> Iterator for Elements<'a> {
                 Some(rest)
             }
         }
+    }
+}
+
+/// The first `needle` in `hay`, for haystacks that are mostly a few bytes long (elements):
+/// the first bytes are compared one by one, as `memchr`'s set-up costs more than the scan
+/// there; longer ones go to `memchr`.
+fn find_short(needle: u8, hay: &[u8]) -> Option<usize> {
+    const SHORT: usize = 16;
+    let head = &hay[..hay.len().min(SHORT)];
+    match head.iter().position(|&b| b == needle) {
+        Some(i) => Some(i),
+        None if hay.len() > SHORT => memchr(needle, &hay[SHORT..]).map(|i| i + SHORT),
+        None => None,
     }
 }
 
@@ -272,3 +285,26 @@ pub const ERROR_CODES: &[(&str, &str, &str)] = &[
         "The element separator, component separator (ISA16) and segment terminator must be three different characters, none a letter or digit (and the element separator not a space). Fix the sender's ISA.",
     ),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_short_agrees_with_memchr_around_the_short_limit() {
+        for len in 0..40 {
+            let mut hay = vec![b'A'; len];
+            assert_eq!(find_short(b'*', &hay), None, "len {len}");
+            for at in 0..len {
+                hay[at] = b'*';
+                assert_eq!(find_short(b'*', &hay), memchr(b'*', &hay), "len {len}, first at {at}");
+                hay[at] = b'A';
+            }
+            if len > 2 {
+                hay[len - 1] = b'*';
+                hay[len / 2] = b'*';
+                assert_eq!(find_short(b'*', &hay), Some(len / 2));
+            }
+        }
+    }
+}

@@ -94,6 +94,14 @@ fn check_element(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding
         ctx.push(out, "X12058", "I10", eu.position, 0, "is not used by this implementation guide");
         return;
     }
+    // Most values hold neither a repetition nor a component separator: one scan tells.
+    let plain = !value.iter().any(|&b| b == d.component || Some(b) == d.repetition);
+    if plain && eu.ty != ElementType::Composite {
+        if let Some((code, ik, what)) = check_value(value, eu) {
+            ctx.push(out, code, ik, eu.position, 0, &what);
+        }
+        return;
+    }
     let value = match d.repetition.and_then(|r| value.iter().position(|&b| b == r)) {
         Some(_) if eu.repeats > 1 && eu.ty != ElementType::Composite => {
             return check_repeats(ctx, value, eu, out);
@@ -171,7 +179,8 @@ fn check_repeats(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding
 /// The first problem of a non-empty simple value: `(code, IK403 code, what)`.
 fn check_value(v: &[u8], eu: &ElementUse) -> Option<(&'static str, &'static str, String)> {
     if let Some(codes) = &eu.codes {
-        if codes.iter().any(|c| c.as_bytes() == v) {
+        // Codes are a few bytes: compared in place rather than through a `memcmp` call each.
+        if codes.iter().any(|c| c.len() == v.len() && c.bytes().zip(v).all(|(a, &b)| a == b)) {
             return None;
         }
         return Some(("X12062", "7", "is not one of the guide's codes".into()));
@@ -205,9 +214,14 @@ fn check_value(v: &[u8], eu: &ElementUse) -> Option<(&'static str, &'static str,
             if v.iter().any(|&b| b < 0x20 || b == 0x7F) {
                 return Some(("X12061", "6", "holds a control character".into()));
             }
-            match std::str::from_utf8(v) {
-                Ok(s) => s.chars().count(),
-                Err(_) => return Some(("X12061", "6", "is not UTF-8 text".into())),
+            if v.is_ascii() {
+                // Most values: one byte per character, no UTF-8 decoding needed.
+                v.len()
+            } else {
+                match std::str::from_utf8(v) {
+                    Ok(s) => s.chars().count(),
+                    Err(_) => return Some(("X12061", "6", "is not UTF-8 text".into())),
+                }
             }
         }
     };

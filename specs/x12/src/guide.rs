@@ -1,6 +1,11 @@
 //! Implementation guides as data: the bundled TR3 structures (`specs/x12/guides/*.txt`), their
 //! parser, and guide selection from the envelopes.
 //!
+//! Bundled guides cost only what is used: the [`catalog`] reads each guide's `guide` and `also`
+//! lines (enough to select it, name it, list it), and a guide's structure is parsed the first
+//! time something asks for it ([`Bundled::guide`]), after its edition's segment dictionary,
+//! which is parsed once for all the guides that share it.
+//!
 //! # The guide format
 //!
 //! A guide is a text file, one statement per line; `#` starts a comment. A segment dictionary
@@ -30,9 +35,10 @@
 //! starts it. Loops started by `HL` may come in any order; `parent=ID` in their title says
 //! which loop an HL02 must point to.
 //!
-//! Invariants: bundled guides parse (a unit test holds it, so the `expect` in [`bundled`]
-//! cannot fire); every loop starts with a segment; positions are 1-based and within the
-//! dictionary; a key has codes.
+//! Invariants: bundled guides and dictionaries parse, and the catalog's header of each agrees
+//! with its parse (unit tests hold both, so the `panic`s in [`Bundled::guide`] and [`catalog`]
+//! cannot fire); a guide is parsed at most once per process; every loop starts with a segment;
+//! positions are 1-based and within the dictionary; a key has codes.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -269,9 +275,17 @@ struct ElementDef {
     components: Vec<ElementDef>,
 }
 
+/// A parsed segment dictionary: each segment id's element definitions.
+type Dictionary = HashMap<String, Vec<ElementDef>>;
+
 /// Parses a guide, `dictionary` (the `def` lines) first.
 pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
-    let mut defs: HashMap<String, Vec<ElementDef>> = HashMap::new();
+    parse_with(&parse_dictionary(dictionary)?, text)
+}
+
+/// Parses the `def` lines of a segment dictionary.
+fn parse_dictionary(dictionary: &str) -> Result<Dictionary, GuideError> {
+    let mut defs: Dictionary = HashMap::new();
     for (n, line) in dictionary.lines().enumerate() {
         let line = strip(line);
         if line.trim().is_empty() {
@@ -326,6 +340,12 @@ pub fn parse(dictionary: &str, text: &str) -> Result<Guide, GuideError> {
         }
     }
 
+    Ok(defs)
+}
+
+/// Parses a guide against an already parsed dictionary (shared by every bundled guide of one
+/// edition, so it is read once).
+fn parse_with(defs: &Dictionary, text: &str) -> Result<Guide, GuideError> {
     let mut header: Option<(String, String, String, String)> = None;
     let mut lists: HashMap<String, Arc<Vec<String>>> = HashMap::new();
     let mut aliases: Vec<String> = Vec::new();
@@ -527,60 +547,180 @@ fn position(s: &str) -> Option<(usize, usize)> {
     Some((e, c))
 }
 
-/// The 5010 segment dictionary, read before every 5010 guide.
-const DICTIONARY_5010: &str = include_str!("../guides/segments-5010.txt");
-/// The 4010 segment dictionary: 4010 element lists and lengths differ from 5010 (no ST03,
-/// NM1 without NM112, shorter REF02 and NM103, 7-component C003 and C022; see the file).
-const DICTIONARY_4010: &str = include_str!("../guides/segments-4010.txt");
+/// The segment dictionary a bundled guide is read after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Edition {
+    /// `segments-5010.txt`.
+    X5010,
+    /// `segments-4010.txt`: 4010 element lists and lengths differ from 5010 (no ST03, NM1
+    /// without NM112, shorter REF02 and NM103, 7-component C003 and C022; see the file).
+    X4010,
+}
+
+impl Edition {
+    fn text(self) -> &'static str {
+        match self {
+            Edition::X5010 => include_str!("../guides/segments-5010.txt"),
+            Edition::X4010 => include_str!("../guides/segments-4010.txt"),
+        }
+    }
+
+    /// The dictionary, parsed once for all the guides of this edition.
+    fn dictionary(self) -> &'static Dictionary {
+        static X5010: OnceLock<Dictionary> = OnceLock::new();
+        static X4010: OnceLock<Dictionary> = OnceLock::new();
+        let cell = match self {
+            Edition::X5010 => &X5010,
+            Edition::X4010 => &X4010,
+        };
+        cell.get_or_init(|| {
+            parse_dictionary(self.text())
+                .unwrap_or_else(|e| panic!("bundled segment dictionary {self:?} does not parse: {e}"))
+        })
+    }
+}
 
 /// The bundled guide files: (file name, the segment dictionary it is read after, text).
-pub const BUNDLED: &[(&str, &str, &str)] = &[
-    ("005010X222A1.txt", DICTIONARY_5010, include_str!("../guides/005010X222A1.txt")),
-    ("005010X223A2.txt", DICTIONARY_5010, include_str!("../guides/005010X223A2.txt")),
-    ("005010X224A2.txt", DICTIONARY_5010, include_str!("../guides/005010X224A2.txt")),
-    ("005010X221A1.txt", DICTIONARY_5010, include_str!("../guides/005010X221A1.txt")),
-    ("005010X279A1-270.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-270.txt")),
-    ("005010X279A1-271.txt", DICTIONARY_5010, include_str!("../guides/005010X279A1-271.txt")),
-    ("005010X212-276.txt", DICTIONARY_5010, include_str!("../guides/005010X212-276.txt")),
-    ("005010X212-277.txt", DICTIONARY_5010, include_str!("../guides/005010X212-277.txt")),
-    ("005010X220A1.txt", DICTIONARY_5010, include_str!("../guides/005010X220A1.txt")),
-    ("005010X231A1.txt", DICTIONARY_5010, include_str!("../guides/005010X231A1.txt")),
-    ("005010X230.txt", DICTIONARY_5010, include_str!("../guides/005010X230.txt")),
-    ("004010X098A1.txt", DICTIONARY_4010, include_str!("../guides/004010X098A1.txt")),
-    ("004010X096A1.txt", DICTIONARY_4010, include_str!("../guides/004010X096A1.txt")),
-    ("004010X091A1.txt", DICTIONARY_4010, include_str!("../guides/004010X091A1.txt")),
-    ("004010X092A1-270.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-270.txt")),
-    ("004010X092A1-271.txt", DICTIONARY_4010, include_str!("../guides/004010X092A1-271.txt")),
-    ("004010X093A1-276.txt", DICTIONARY_4010, include_str!("../guides/004010X093A1-276.txt")),
-    ("004010X093A1-277.txt", DICTIONARY_4010, include_str!("../guides/004010X093A1-277.txt")),
-    ("004010X095A1.txt", DICTIONARY_4010, include_str!("../guides/004010X095A1.txt")),
-    ("004010-997.txt", DICTIONARY_4010, include_str!("../guides/004010-997.txt")),
+const BUNDLED: &[(&str, Edition, &str)] = &[
+    ("005010X222A1.txt", Edition::X5010, include_str!("../guides/005010X222A1.txt")),
+    ("005010X223A2.txt", Edition::X5010, include_str!("../guides/005010X223A2.txt")),
+    ("005010X224A2.txt", Edition::X5010, include_str!("../guides/005010X224A2.txt")),
+    ("005010X221A1.txt", Edition::X5010, include_str!("../guides/005010X221A1.txt")),
+    ("005010X279A1-270.txt", Edition::X5010, include_str!("../guides/005010X279A1-270.txt")),
+    ("005010X279A1-271.txt", Edition::X5010, include_str!("../guides/005010X279A1-271.txt")),
+    ("005010X212-276.txt", Edition::X5010, include_str!("../guides/005010X212-276.txt")),
+    ("005010X212-277.txt", Edition::X5010, include_str!("../guides/005010X212-277.txt")),
+    ("005010X220A1.txt", Edition::X5010, include_str!("../guides/005010X220A1.txt")),
+    ("005010X231A1.txt", Edition::X5010, include_str!("../guides/005010X231A1.txt")),
+    ("005010X230.txt", Edition::X5010, include_str!("../guides/005010X230.txt")),
+    ("004010X098A1.txt", Edition::X4010, include_str!("../guides/004010X098A1.txt")),
+    ("004010X096A1.txt", Edition::X4010, include_str!("../guides/004010X096A1.txt")),
+    ("004010X091A1.txt", Edition::X4010, include_str!("../guides/004010X091A1.txt")),
+    ("004010X092A1-270.txt", Edition::X4010, include_str!("../guides/004010X092A1-270.txt")),
+    ("004010X092A1-271.txt", Edition::X4010, include_str!("../guides/004010X092A1-271.txt")),
+    ("004010X093A1-276.txt", Edition::X4010, include_str!("../guides/004010X093A1-276.txt")),
+    ("004010X093A1-277.txt", Edition::X4010, include_str!("../guides/004010X093A1-277.txt")),
+    ("004010X095A1.txt", Edition::X4010, include_str!("../guides/004010X095A1.txt")),
+    ("004010-997.txt", Edition::X4010, include_str!("../guides/004010-997.txt")),
 ];
 
-/// The bundled guides, parsed once.
-pub fn bundled() -> &'static [Guide] {
-    static GUIDES: OnceLock<Vec<Guide>> = OnceLock::new();
-    GUIDES.get_or_init(|| {
-        BUNDLED
+/// One bundled guide as the catalog knows it before it is parsed: its `guide` and `also` lines
+/// (all that selection, schema names and the compiler's guide lists need), and the parsed
+/// guide once something asks for its structure.
+#[derive(Debug)]
+pub struct Bundled {
+    /// The guide file (`005010X222A1.txt`).
+    pub file: &'static str,
+    /// `005010X222A1`.
+    pub id: String,
+    /// ST01: `837`.
+    pub set_id: String,
+    /// GS01: `HC`.
+    pub functional_id: String,
+    /// Other versions read with this structure (see [`Guide::aliases`]).
+    pub aliases: Vec<String>,
+    /// The name a mapping's input schema gives the guide (see [`Guide::schema_name`]).
+    pub schema_name: String,
+    edition: Edition,
+    text: &'static str,
+    parsed: OnceLock<Guide>,
+}
+
+impl Bundled {
+    /// The guide, parsed on first use (its dictionary too, once per edition).
+    pub fn guide(&self) -> &Guide {
+        self.parsed.get_or_init(|| {
+            parse_with(self.edition.dictionary(), self.text)
+                .unwrap_or_else(|e| panic!("bundled guide {} does not parse: {e}", self.file))
+        })
+    }
+
+    /// Whether sets of `version` (GS08 or ST03) are read with this guide: its id or an alias.
+    pub fn reads_version(&self, version: &str) -> bool {
+        self.id == version || self.aliases.iter().any(|a| a == version)
+    }
+}
+
+/// The bundled guides, in [`BUNDLED`] order, each parsed only when used: a process that reads
+/// 837Ps parses the 837P guide and the 5010 dictionary, not the 19 others.
+pub fn catalog() -> &'static [Bundled] {
+    static CATALOG: OnceLock<Vec<Bundled>> = OnceLock::new();
+    CATALOG.get_or_init(|| {
+        let mut entries: Vec<Bundled> = BUNDLED
             .iter()
-            .map(|(name, dictionary, text)| {
-                parse(dictionary, text).unwrap_or_else(|e| panic!("bundled guide {name} does not parse: {e}"))
+            .map(|&(file, edition, text)| {
+                let (id, set_id, functional_id, aliases) =
+                    read_header(text).unwrap_or_else(|| panic!("bundled guide {file} has no `guide ID SET GS01` line"));
+                Bundled {
+                    file,
+                    id,
+                    set_id,
+                    functional_id,
+                    aliases,
+                    schema_name: String::new(),
+                    edition,
+                    text,
+                    parsed: OnceLock::new(),
+                }
             })
-            .collect()
+            .collect();
+        let names: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                // The 270 and the 271 share `005010X279A1`: the set id tells them apart.
+                if entries.iter().filter(|o| o.id == e.id).count() > 1 {
+                    format!("{}/{}", e.id, e.set_id)
+                } else {
+                    e.id.clone()
+                }
+            })
+            .collect();
+        for (e, name) in entries.iter_mut().zip(names) {
+            e.schema_name = name;
+        }
+        entries
     })
+}
+
+/// The `guide` and `also` lines of a guide, read without its structure or dictionary, as
+/// [`parse`] reads them (the last `guide` line wins; every `also` adds an alias). `None`
+/// without a well-formed `guide` line. A unit test holds that it agrees with [`parse`] on every
+/// bundled guide.
+fn read_header(text: &str) -> Option<(String, String, String, Vec<String>)> {
+    let mut header = None;
+    let mut aliases = Vec::new();
+    for raw in text.lines() {
+        let mut words = strip(raw).split_whitespace();
+        match words.next() {
+            Some("guide") => {
+                let w: Vec<&str> = words.collect();
+                header = (w.len() >= 3).then(|| (w[0].to_string(), w[1].to_string(), w[2].to_string()));
+            }
+            Some("also") => aliases.extend(words.next().map(str::to_string)),
+            _ => {}
+        }
+    }
+    let (id, set_id, functional_id) = header?;
+    Some((id, set_id, functional_id, aliases))
+}
+
+/// Every bundled guide, parsed (all of them: for tests and tools that walk every guide; the
+/// product looks guides up through [`catalog`], [`by_id`], [`by_schema_name`] or [`select`]).
+pub fn bundled() -> impl Iterator<Item = &'static Guide> {
+    catalog().iter().map(Bundled::guide)
 }
 
 /// The first bundled guide with this id (`005010X222A1`). Two guides share `005010X279A1` (the
 /// 270 and the 271): name one by [`by_schema_name`], or choose by ST01 with [`select`].
 pub fn by_id(id: &str) -> Option<&'static Guide> {
-    bundled().iter().find(|g| g.id == id)
+    catalog().iter().find(|g| g.id == id).map(Bundled::guide)
 }
 
 impl Guide {
     /// The name a mapping's input schema gives the guide (`x12/<name>`): its id, or `id/set`
     /// when bundled guides share the id (`005010X279A1/271`).
     pub fn schema_name(&self) -> String {
-        if bundled().iter().filter(|g| g.id == self.id).count() > 1 {
+        if catalog().iter().filter(|g| g.id == self.id).count() > 1 {
             format!("{}/{}", self.id, self.set_id)
         } else {
             self.id.clone()
@@ -591,7 +731,7 @@ impl Guide {
 /// The bundled guide a mapping's input schema names (see [`Guide::schema_name`]); a bare id
 /// shared by several guides names none.
 pub fn by_schema_name(name: &str) -> Option<&'static Guide> {
-    bundled().iter().find(|g| g.schema_name() == name)
+    catalog().iter().find(|g| g.schema_name == name).map(Bundled::guide)
 }
 
 /// What the envelopes say about a set, to choose its guide.
@@ -620,9 +760,8 @@ pub struct Unknown(pub String);
 /// separately, see [`gs01_mismatch`]).
 pub fn select(s: &Selector) -> Result<&'static Guide, Unknown> {
     let version = if s.st03.is_empty() { s.gs08 } else { s.st03 };
-    let named = |g: &Guide| g.id == version || g.aliases.iter().any(|a| a == version);
-    let found = bundled().iter().find(|g| named(g) && g.set_id == s.st01);
-    found.ok_or_else(|| {
+    let found = catalog().iter().find(|g| g.reads_version(version) && g.set_id == s.st01);
+    found.map(Bundled::guide).ok_or_else(|| {
         let digits = |v: &str, n: usize| v.len() == n && v.bytes().all(|b| b.is_ascii_digit());
         let isa = if digits(s.isa12, 5) { format!(", ISA12 {}", s.isa12) } else { String::new() };
         let version_shaped =
@@ -632,7 +771,7 @@ pub fn select(s: &Selector) -> Result<&'static Guide, Unknown> {
             shown(s.st01, digits(s.st01, 3), "not a set id"),
             shown(version, version_shaped, "not a version"),
             shown(s.gs01, s.gs01.len() == 2 && s.gs01.bytes().all(|b| b.is_ascii_uppercase()), "not a functional id"),
-            bundled().iter().map(|g| format!("{} {}", g.set_id, g.id)).collect::<Vec<_>>().join(", ")
+            catalog().iter().map(|g| format!("{} {}", g.set_id, g.id)).collect::<Vec<_>>().join(", ")
         ))
     })
 }
@@ -658,7 +797,7 @@ mod tests {
 
     #[test]
     fn bundled_guides_parse() {
-        let ids: Vec<&str> = bundled().iter().map(|g| g.id.as_str()).collect();
+        let ids: Vec<&str> = bundled().map(|g| g.id.as_str()).collect();
         assert_eq!(
             ids,
             [
@@ -695,6 +834,21 @@ mod tests {
         assert_eq!(nm1.elements[5].usage, Usage::NotUsed);
         assert!(nm1.key_matches(Some(b"IL")) && !nm1.key_matches(Some(b"QC")));
         assert!(p.root.find("2000A").unwrap().is_hierarchical());
+    }
+
+    #[test]
+    fn the_catalog_reads_what_the_parse_reads() {
+        for entry in catalog() {
+            let g = entry.guide();
+            let parsed = (&g.id, &g.set_id, &g.functional_id, &g.aliases);
+            assert_eq!((&entry.id, &entry.set_id, &entry.functional_id, &entry.aliases), parsed, "{}", entry.file);
+            assert_eq!(entry.schema_name, g.schema_name(), "{}", entry.file);
+            // The parse through the shared dictionary is the parse of the texts.
+            assert_eq!(g, &parse(entry.edition.text(), entry.text).unwrap(), "{}", entry.file);
+            assert!(std::ptr::eq(g, entry.guide()), "parsed once");
+        }
+        assert!(read_header("# no guide line\nST R 1").is_none());
+        assert!(read_header("guide X 1").is_none(), "a guide line needs ID SET GS01");
     }
 
     #[test]
