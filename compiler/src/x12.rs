@@ -22,7 +22,8 @@
 //!
 //! One record per person: `each: loop(2000C, 2000D)` names a chain of HL levels (each the HL
 //! parent of the next, SL430 otherwise, [`X12Env::each_levels`]); a record is an occurrence of
-//! any of them. Paths are checked against the last level (`within`), list loops may be below
+//! any of them. A loop inside one HL level may stand for its level (`loop(2200D, 2200E)`: a
+//! record per claim of a 277, the subscriber's or a dependent's). Paths are checked against the last level (`within`), list loops may be below
 //! any level of the chain (`outer` is the first).
 //!
 //! Invariants: diagnostics quote only what the spec wrote (guide ids, names, paths), never
@@ -172,20 +173,40 @@ impl X12Env {
     }
 
     /// The loops a record (or item) here is an occurrence of: `within`, and with `outer` the
-    /// HL levels above it up to `outer`.
+    /// HL levels above it up to `outer` (or up to the level holding `outer`, then `outer`
+    /// itself, when `outer` is a loop inside an HL level: `loop(2200D, 2200E)`).
     fn record_levels(&self) -> Vec<&'static Loop> {
         let mut levels: Vec<&'static Loop> = self.within.into_iter().collect();
         let Some(outer) = self.outer else { return levels };
+        let outer_level = self.hl_level_of(outer);
         while let Some(last) = levels.last().copied() {
             if last.id == outer.id {
                 break;
             }
-            match last.parent.as_deref().and_then(|p| self.guide.root.find(p)) {
+            // Up one HL level from the one `last` is or is in; at `outer`'s level, `outer`.
+            match self.hl_level_of(last).and_then(|l| l.parent.as_deref()).and_then(|p| self.guide.root.find(p)) {
+                Some(l) if outer_level.is_some_and(|o| o.id == l.id) && l.id != outer.id => {
+                    levels.push(outer);
+                    break;
+                }
                 Some(l) => levels.push(l),
                 None => break,
             }
         }
         levels
+    }
+
+    /// The HL level `l` is (itself) or is inside, when there is exactly one.
+    fn hl_level_of(&self, l: &'static Loop) -> Option<&'static Loop> {
+        if l.is_hierarchical() {
+            return Some(l);
+        }
+        let mut holders = self.guide.root.children.iter().filter_map(|n| match n {
+            Node::Loop(h) if h.is_hierarchical() && h.find(&l.id).is_some() => Some(h),
+            _ => None,
+        });
+        let first = holders.next()?;
+        holders.next().is_none().then_some(first)
     }
 
     /// The loop `id` names, for `each: loop(ID)`, or SL425 at `span` with the closest id.
@@ -221,9 +242,14 @@ impl X12Env {
 
 impl X12Env {
     /// The loops of `each: loop(A, B, ...)` at the top of a mapping (`ids`: each id with where
-    /// it is written). One loop is any loop of the guide (SL425 when
-    /// unknown); several must be HL levels, each under the one before (SL430, listing the
-    /// guide's HL levels).
+    /// it is written). One loop is any loop of the guide (SL425 when unknown). Several must
+    /// each be an HL level or a loop inside exactly one HL level, and those levels must form a
+    /// chain, each under the one before (SL430, listing the guide's HL levels): a record per
+    /// subscriber and per dependent (`loop(2000C, 2000D)` of a 271), or per claim of either
+    /// (`loop(2200D, 2200E)` of a 277, the claim status loops of the subscriber and dependent
+    /// levels). A chain is what [`sluice_x12::cut::cut_any`] gives each occurrence its own
+    /// context for: a dependent's record keeps its subscriber's level, not the subscriber's
+    /// own occurrences.
     pub fn each_levels(&self, ids: &[(&str, Span)]) -> Result<Vec<&'static Loop>, Diagnostic> {
         let mut loops: Vec<&'static Loop> = Vec::new();
         for (id, span) in ids {
@@ -232,17 +258,21 @@ impl X12Env {
         if loops.len() < 2 {
             return Ok(loops);
         }
-        let levels: Vec<String> = self
+        let hl_levels: Vec<&'static Loop> = self
             .guide
             .root
             .children
             .iter()
             .filter_map(|n| match n {
-                Node::Loop(l) if l.is_hierarchical() => Some(match &l.parent {
-                    Some(p) => format!("{} (under {p})", l.id),
-                    None => l.id.clone(),
-                }),
+                Node::Loop(l) if l.is_hierarchical() => Some(l),
                 _ => None,
+            })
+            .collect();
+        let levels: Vec<String> = hl_levels
+            .iter()
+            .map(|l| match &l.parent {
+                Some(p) => format!("{} (under {p})", l.id),
+                None => l.id.clone(),
             })
             .collect();
         let guide = self.guide.schema_name();
@@ -251,28 +281,57 @@ impl X12Env {
                 format!("guide {guide} has no HL levels: iterate one loop, such as `each: loop({})`", ids[0].0)
             } else {
                 format!(
-                    "name a chain of HL levels, each under the one before (`each: loop(2000C, 2000D)`: a record per subscriber and per dependent); the HL levels of {guide} are {}",
+                    "name a chain of HL levels, each under the one before (`each: loop(2000C, 2000D)`: a record per subscriber and per dependent), or a loop inside each of them (a 277's `loop(2200D, 2200E)`: a record per claim); the HL levels of {guide} are {}",
                     levels.join(", ")
                 )
             };
             Err(Diagnostic::error(codes::X12_EACH_LEVELS, message).label(span, label.to_string()).help(help))
         };
+        let mut chain: Vec<&'static Loop> = Vec::new();
         for (i, (l, (id, span))) in loops.iter().zip(ids).enumerate() {
-            if !l.is_hierarchical() {
+            let level = if l.is_hierarchical() {
+                *l
+            } else {
+                // The HL levels whose loops hold this one (the 837P's 2300 is in two).
+                let holders: Vec<&'static Loop> = hl_levels.iter().copied().filter(|h| h.find(id).is_some()).collect();
+                match holders.as_slice() {
+                    [one] => *one,
+                    [] => {
+                        return fail(
+                            *span,
+                            format!(
+                                "`each` names several loops, and loop {id} is neither an HL level of guide {guide} nor inside one"
+                            ),
+                            "not in an HL level",
+                        );
+                    }
+                    _ => {
+                        let names: Vec<&str> = holders.iter().map(|h| h.id.as_str()).collect();
+                        return fail(
+                            *span,
+                            format!(
+                                "`each` names several loops, and loop {id} is inside several HL levels of guide {guide} ({})",
+                                names.join(", ")
+                            ),
+                            "in more than one HL level",
+                        );
+                    }
+                }
+            };
+            if i > 0 && level.parent.as_deref() != Some(chain[i - 1].id.as_str()) {
+                let prev = &chain[i - 1].id;
+                let what = if level.id == *id {
+                    format!("HL level {id}")
+                } else {
+                    format!("loop {id} (in HL level {})", level.id)
+                };
                 return fail(
                     *span,
-                    format!("`each` names several loops, and loop {id} is not an HL level of guide {guide}"),
-                    "not an HL level",
+                    format!("{what} is not under {prev}, the level named before it"),
+                    &format!("its HL parent is {}", level.parent.as_deref().unwrap_or("none")),
                 );
             }
-            if i > 0 && l.parent.as_deref() != Some(loops[i - 1].id.as_str()) {
-                let prev = &loops[i - 1].id;
-                return fail(
-                    *span,
-                    format!("HL level {id} is not under {prev}, the level named before it"),
-                    &format!("its HL parent is {}", l.parent.as_deref().unwrap_or("none")),
-                );
-            }
+            chain.push(level);
         }
         Ok(loops)
     }
@@ -785,6 +844,24 @@ mod tests {
         assert_eq!(response.resolve("2200D/STC-04", span("2200D/STC-04")).unwrap().value_type, ValueType::Decimal);
         assert!(response.resolve("2220D[*]/SVC-03", span("2220D[*]/SVC-03")).is_ok());
         assert!(response.resolve("2200B/STC-01-1", span("2200B/STC-01-1")).is_ok());
+        // One record per claim: a loop inside each HL level of a chain stands for its level;
+        // lists iterate below either claim loop, not the receiver's (2200B is in 2000B).
+        let spans = |ids: &[&'static str]| ids.iter().map(|i| (*i, span(i))).collect::<Vec<_>>();
+        let claims = response.each_levels(&spans(&["2200D", "2200E"])).unwrap();
+        let claim = X12Env { guide: g277, within: Some(claims[1]), outer: Some(claims[0]) };
+        assert!(claim.each_loop("2220D", span("2220D")).is_ok());
+        assert!(claim.each_loop("2220E", span("2220E")).is_ok());
+        assert_eq!(claim.each_loop("2200B", span("2200B")).unwrap_err().code.code, "SL429");
+        assert!(claim.resolve("2200D/TRN-02", span("2200D/TRN-02")).is_ok());
+        assert!(claim.resolve("2100D/NM1-09", span("2100D/NM1-09")).is_ok());
+        let d = response.each_levels(&spans(&["2200E", "2200D"])).unwrap_err();
+        assert_eq!(d.code.code, "SL430");
+        assert!(d.message.contains("loop 2200D (in HL level 2000D) is not under 2000E"), "{}", d.message);
+        // The 837P's 2300 is in two HL levels (2000B and 2000C): it cannot stand for one.
+        let claims_837 =
+            X12Env { guide: mapping_guide("x12/005010X222A1", span("x")).unwrap(), within: None, outer: None };
+        let d = claims_837.each_levels(&spans(&["2000A", "2300"])).unwrap_err();
+        assert!(d.message.contains("inside several HL levels"), "{}", d.message);
         // C043-04 (code list qualifier) came in 5010.
         let g4010 = mapping_guide("x12/004010X093A1/277", span("x")).unwrap();
         let old = X12Env { guide: g4010, within: None, outer: None };

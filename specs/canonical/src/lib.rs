@@ -82,6 +82,7 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/remittance@1", include_str!("../data/remittance@1.txt")),
     ("canonical/eligibility@1", include_str!("../data/eligibility@1.txt")),
     ("canonical/enrollment@1", include_str!("../data/enrollment@1.txt")),
+    ("canonical/claim-status@1", include_str!("../data/claim-status@1.txt")),
 ];
 
 /// Names of all bundled output schemas.
