@@ -23,8 +23,9 @@
 //! One record per person: `each: loop(2000C, 2000D)` names a chain of HL levels (each the HL
 //! parent of the next, SL430 otherwise, [`X12Env::each_levels`]); a record is an occurrence of
 //! any of them. A loop inside one HL level may stand for its level (`loop(2200D, 2200E)`: a
-//! record per claim of a 277, the subscriber's or a dependent's). Paths are checked against the last level (`within`), list loops may be below
-//! any level of the chain (`outer` is the first).
+//! record per claim of a 277, the subscriber's or a dependent's). Paths are checked against
+//! the last level (`within`), list loops may be below any level of the chain (`outer` is the
+//! first).
 //!
 //! Invariants: diagnostics quote only what the spec wrote (guide ids, names, paths), never
 //! data. The path the plan carries is the text as written (the runtime parses it again with
@@ -201,12 +202,23 @@ impl X12Env {
         if l.is_hierarchical() {
             return Some(l);
         }
-        let mut holders = self.guide.root.children.iter().filter_map(|n| match n {
-            Node::Loop(h) if h.is_hierarchical() && h.find(&l.id).is_some() => Some(h),
+        match self.hl_holders(&l.id).as_slice() {
+            [one] => Some(*one),
             _ => None,
-        });
-        let first = holders.next()?;
-        holders.next().is_none().then_some(first)
+        }
+    }
+
+    /// The HL levels whose loops hold loop `id` (the 837P's 2300 is in two: 2000B, 2000C).
+    fn hl_holders(&self, id: &str) -> Vec<&'static Loop> {
+        self.guide
+            .root
+            .children
+            .iter()
+            .filter_map(|n| match n {
+                Node::Loop(h) if h.is_hierarchical() && h.find(id).is_some() => Some(h),
+                _ => None,
+            })
+            .collect()
     }
 
     /// The loop `id` names, for `each: loop(ID)`, or SL425 at `span` with the closest id.
@@ -292,8 +304,7 @@ impl X12Env {
             let level = if l.is_hierarchical() {
                 *l
             } else {
-                // The HL levels whose loops hold this one (the 837P's 2300 is in two).
-                let holders: Vec<&'static Loop> = hl_levels.iter().copied().filter(|h| h.find(id).is_some()).collect();
+                let holders = self.hl_holders(id);
                 match holders.as_slice() {
                     [one] => *one,
                     [] => {
