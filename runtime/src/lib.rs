@@ -407,7 +407,8 @@ fn move_read_objects(
 #[derive(serde::Serialize)]
 struct ObjectGone<'a> {
     event: &'static str,
-    /// The run that read it.
+    /// The run whose `after` step found it gone (the one that read it, unless a 404 came to
+    /// an earlier run's object).
     run: &'a str,
     component: &'a str,
     /// Its URL, as record entries name it.

@@ -143,7 +143,7 @@ pub fn after_taken(
                         tags_now = Some(now);
                     }
                     Err(why) => {
-                        match still_there(remote, &key, &id.1) {
+                        match gone_since(remote, &key, &id.1) {
                             Some(why_gone) => gone(&mut done, input, why_gone),
                             None => warn_not_tagged(&comp.name, &input.path, &why),
                         }
@@ -191,14 +191,14 @@ fn report_gone(done: &mut Done, component: &str, input: &InputFile, why: Vanishe
         component = %component,
         object = %input.path,
         object_gone = reason,
-        "object of this run gone before its after step"
+        "object gone before its after step"
     );
     done.gone.push(Gone { component: component.to_string(), url: input.path.clone(), etag, reason });
 }
 
 /// Why the object at `key`, taken with `etag`, is gone, after a failed tag request: `None` when
 /// it is still there as taken (or the store cannot say), so the failure is the tag's own.
-fn still_there(remote: &super::Remote, key: &ObjectPath, etag: &str) -> Option<Vanished> {
+fn gone_since(remote: &super::Remote, key: &ObjectPath, etag: &str) -> Option<Vanished> {
     match remote.block_on(remote.store.head(key)) {
         Err(object_store::Error::NotFound { .. }) => Some(Vanished::Deleted),
         Ok(meta) if meta.e_tag.as_deref().is_some_and(|now| now != etag) => Some(Vanished::Overwritten),
