@@ -43,8 +43,8 @@ fn key_and_request(dir: &Path, name: &str, cn: &str) {
     openssl(dir, &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
 }
 
-/// Signs `NAME.csr` in `dir` with the CA `ca` (`ca.pem`, `ca.key`) into `NAME.pem`, with the
-/// extensions of `ext`, valid two days from now.
+/// Signs `NAME.csr` in `dir` with the CA named `ca` (its `.pem` and `.key`) into `NAME.pem`,
+/// with the extensions of the file `ext`, valid two days from now.
 fn sign(dir: &Path, name: &str, ca: &str, ext: &str, serial: &str) {
     let (csr, pem, ca_pem, ca_key) =
         (format!("{name}.csr"), format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));
