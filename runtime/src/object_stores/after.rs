@@ -143,7 +143,7 @@ pub fn after_taken(
                         tags_now = Some(now);
                     }
                     Err(why) => {
-                        match gone_since(remote, &key, &id.1) {
+                        match gone_since(remote, &key) {
                             Some(why_gone) => gone(&mut done, input, why_gone),
                             None => warn_not_tagged(&comp.name, &input.path, &why),
                         }
@@ -196,12 +196,13 @@ fn report_gone(done: &mut Done, component: &str, input: &InputFile, why: Vanishe
     done.gone.push(Gone { component: component.to_string(), url: input.path.clone(), etag, reason });
 }
 
-/// Why the object at `key`, taken with `etag`, is gone, after a failed tag request: `None` when
-/// it is still there as taken (or the store cannot say), so the failure is the tag's own.
-fn gone_since(remote: &super::Remote, key: &ObjectPath, etag: &str) -> Option<Vanished> {
+/// Whether the object at `key` is gone, after a failed tag request: `None` when it is still
+/// there (or the store cannot say), so the failure is the tag's own. Only a 404 counts: a
+/// HEAD's ETag is not written like the listing's on every store (Azure quotes one and not the
+/// other), and an overwrite since the listing is a moment's race the listing already covers.
+fn gone_since(remote: &super::Remote, key: &ObjectPath) -> Option<Vanished> {
     match remote.block_on(remote.store.head(key)) {
         Err(object_store::Error::NotFound { .. }) => Some(Vanished::Deleted),
-        Ok(meta) if meta.e_tag.as_deref().is_some_and(|now| now != etag) => Some(Vanished::Overwritten),
         _ => None,
     }
 }
