@@ -53,6 +53,8 @@ pub const ALLOWED_FIELDS: &[&str] = &[
     // An `after: {tag}` failure's cause (RT122): fixed words, an HTTP status and tag counts,
     // never an object key or a URL (runtime/src/object_stores/tagging.rs).
     "tag_error",
+    // Why an object of the run was gone at its `after` step (RT184): fixed words, never a key.
+    "object_gone",
     // A plaid source's Item (the name the spec gives it, never its token) and its sync: counts.
     "item",
     "removed",

@@ -13,7 +13,10 @@
 //!   `amqp://` URL from a secret stops the run with RT177. No output shows the password.
 //! - Mutual TLS (the node requires a client certificate): a sink with `client_cert` and
 //!   `client_key` publishes; without them the run stops with RT176 saying the server requires
-//!   a client certificate.
+//!   a client certificate; with one signed by another CA, RT176 saying the server refused it.
+//! - A URL host the server's certificate does not name (127.0.0.1 for a certificate of
+//!   `localhost`) is RT176 "wrong host name"; a server certificate that expired (made with
+//!   `openssl ca` and dates in 2020) is RT176 "expired".
 
 mod common;
 
@@ -21,7 +24,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::amqp::{Message, PASSWORD, Rabbit, make_certificates};
+use common::amqp::{Message, PASSWORD, Rabbit, expire_server_certificate, make_certificates};
 use common::checkpoints::error_code;
 use common::live::{assert_no_phi, lines, wait_until};
 use common::{Running, messages, root, text, workspace};
@@ -85,7 +88,7 @@ fn failed_with(out: &Output, code: &str, words: &str) {
 fn an_amqps_source_and_sink_carry_every_message_and_a_ca_that_did_not_sign_the_server_is_refused_with_rt176() {
     let dir = workspace("amqp-tls");
     let certs = dir.join("certs");
-    make_certificates(&certs);
+    make_certificates(&certs, "IP:127.0.0.1,DNS:localhost");
     let rabbit = Rabbit::start_tls("tls", &certs, false);
     rabbit.declare_queue("adt");
     rabbit.declare_queue("adt-out");
@@ -153,10 +156,12 @@ fn an_amqps_source_and_sink_carry_every_message_and_a_ca_that_did_not_sign_the_s
 }
 
 #[test]
-fn mutual_tls_a_sink_with_a_client_certificate_publishes_and_one_without_is_refused_with_rt176() {
+fn mutual_tls_a_sink_with_a_client_certificate_publishes_one_without_or_from_another_ca_and_a_wrong_host_name_are_rt176()
+ {
     let dir = workspace("amqp-mtls");
     let certs = dir.join("certs");
-    make_certificates(&certs);
+    // For the name `localhost` only: 127.0.0.1 is a host name the certificate does not hold.
+    make_certificates(&certs, "DNS:localhost");
     let rabbit = Rabbit::start_tls("mtls", &certs, true);
     rabbit.declare_queue("adt-relay");
     let url = rabbit.tls_url("localhost");
@@ -185,4 +190,42 @@ fn mutual_tls_a_sink_with_a_client_certificate_publishes_and_one_without_is_refu
     failed_with(&out, "RT176", "client certificate");
     assert!(text(&out.stderr).contains("tls.client_cert"), "{}", text(&out.stderr));
     assert_eq!(rabbit.count("adt-relay"), 0);
+    // A client certificate signed by a CA the server does not trust: refused by the server.
+    let other_client = relay_pipeline(
+        &dir,
+        "other-client",
+        "adt-relay",
+        &[
+            ("ca_file", "../certs/ca.pem"),
+            ("client_cert", "../certs/other-client.pem"),
+            ("client_key", "${file:../certs/other-client.key}"),
+        ],
+    );
+    let out = sluice(&dir, &url, &["run", &other_client]).output().unwrap();
+    // The server's alert (unknown CA) or, when its close overtakes the alert, the closed
+    // connection after the certificate was sent: RT176 either way, naming the refusal.
+    failed_with(&out, "RT176", "refused the client certificate");
+    assert!(!text(&out.stderr).contains("requires a client certificate"), "{}", text(&out.stderr));
+
+    // The server's certificate is for `localhost`; the URL says 127.0.0.1: checked by this
+    // client before any client certificate matters.
+    let wrong_name = rabbit.tls_url("127.0.0.1");
+    let out = sluice(&dir, &wrong_name, &["run", &with_cert]).output().unwrap();
+    failed_with(&out, "RT176", "not valid for the host name `127.0.0.1` (wrong host name)");
+    assert_eq!(rabbit.count("adt-relay"), 0);
+}
+
+#[test]
+fn an_expired_server_certificate_is_refused_with_rt176() {
+    let dir = workspace("amqp-tls-expired");
+    let certs = dir.join("certs");
+    make_certificates(&certs, "IP:127.0.0.1,DNS:localhost");
+    expire_server_certificate(&certs);
+    let rabbit = Rabbit::start_tls("expired", &certs, false);
+    rabbit.declare_queue("adt-out");
+    let trusted = relay_pipeline(&dir, "trusted", "adt-out", &[("ca_file", "../certs/ca.pem")]);
+    let out = sluice(&dir, &rabbit.tls_url("127.0.0.1"), &["run", &trusted]).output().unwrap();
+    failed_with(&out, "RT176", "the server's certificate has expired");
+    assert!(text(&out.stderr).contains("renewed"), "the help says what to do: {}", text(&out.stderr));
+    assert_eq!(rabbit.count("adt-out"), 0);
 }

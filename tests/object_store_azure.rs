@@ -16,6 +16,9 @@
 //!   (with `move_to`), without the request's signature or key in any message; the next run
 //!   reads nothing, and tags and moves it. Moved blobs (Azure's copy drops tags) carry the
 //!   whole tag set, other clients' tags too.
+//! - A blob moved away by someone else after its read and before the run completed is the
+//!   warning RT184 (without its name), an `object_gone` entry in the audit log (with it), and
+//!   the run's other blob is moved; later runs read nothing and say nothing of it again.
 //! - With a SAS token (`AZURE_STORAGE_SAS_KEY`) instead of the key: one without the tag
 //!   permission is RT122 (HTTP 403, the token's signature not shown), and with it the next run
 //!   tags the blob without reading it again.
@@ -354,4 +357,68 @@ fn blobs_in_a_container_are_read_once_and_the_output_uploaded_to_another() {
     for value in common::phi_values(&[feed, rejects]) {
         assert!(!console.contains(&value), "PHI value in the output: {value}");
     }
+}
+
+#[test]
+fn a_blob_moved_away_by_someone_else_before_its_move_is_rt184_once_and_named_in_the_audit() {
+    use common::held_run::{objects_gone, run_held, with_http_sink};
+    use common::http_server::{Reply, Server};
+    let azurite = start_azurite("gone");
+    sdk(&azurite, "svc.create_container('inbound')\n", &[]);
+    // One message each, so a blob whose record reached the sink has been read to its end.
+    let files = workspace("azure-gone-input");
+    let one = files.join("one.hl7");
+    std::fs::write(&one, &common::messages(&root().join("examples/hl7/feed-2024-01-15.hl7"))[0]).unwrap();
+    put(&azurite, "inbound", "adt/a-taken-away.hl7", &one);
+    put(&azurite, "inbound", "adt/b-kept.hl7", &one);
+    let server = Server::start(|n| if n == 1 { Reply::Held } else { Reply::Status(200, None) });
+    let dir = setup(&azurite, "azure-gone");
+    with_http_sink(&dir.join("pipelines/objects.yaml"), &server.url);
+    with_after(&dir, "{move_to: processed/}");
+    let sluice = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        c.current_dir(&dir).env("SLUICE_TEST_AZURE_KEY", KEY).args([
+            "run",
+            "pipelines/objects.yaml",
+            "--summary",
+            "json",
+            "--fixed-clock",
+            CLOCK,
+        ]);
+        c
+    };
+    // Another client moves the first blob elsewhere (a copy, then a delete) while the run is
+    // held at its sink.
+    let out = run_held(&mut sluice(), &server, || {
+        sdk(
+            &azurite,
+            "src = svc.get_blob_client('inbound', 'adt/a-taken-away.hl7')\n\
+             svc.get_blob_client('inbound', 'elsewhere/a.hl7').upload_blob(src.download_blob().readall())\n\
+             src.delete_blob()\n",
+            &[],
+        );
+    });
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(summary(&out)["records_in"], 2);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("RT184")).collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(warnings[0].contains("deleted or moved away by someone else before it was moved"), "{stderr}");
+    assert!(!stderr.contains("taken-away") && !stderr.contains("RT139"), "{stderr}");
+    expect_no_secret_or_phi(&(text(&out.stdout) + &stderr));
+    assert_eq!(
+        objects_gone(&dir.join("out/audit.jsonl")),
+        [(
+            "az://inbound/adt/a-taken-away.hl7".to_string(),
+            "deleted or moved away by someone else before it was moved".to_string()
+        )]
+    );
+    assert_eq!(blobs(&azurite), "['elsewhere/a.hl7', 'processed/adt/b-kept.hl7']");
+    // Later runs: nothing read, nothing said again.
+    let next = sluice().output().unwrap();
+    let stderr = text(&next.stderr);
+    assert!(next.status.success(), "{stderr}");
+    assert_eq!(summary(&next)["records_in"], 0);
+    assert!(!stderr.contains("RT184"), "{stderr}");
+    assert!(objects_gone(&dir.join("out/audit.jsonl")).is_empty());
 }

@@ -176,15 +176,7 @@ fn an_object_overwritten_after_the_listing_is_left_to_the_next_run_with_rt137() 
             |n| if n == 1 { Reply::Late(std::time::Duration::from_secs(8)) } else { Reply::Status(200, None) },
         );
     let dir = setup("objstore-vanish", &moto, None);
-    let p = dir.join("pipelines/objects.yaml");
-    let spec = std::fs::read_to_string(&p).unwrap();
-    let start = spec.find("sinks:").unwrap();
-    let end = spec.find("dlq:").unwrap();
-    let sink =
-        format!("sinks:\n  events:\n    type: http\n    inputs: [mask]\n    url: {}\n    timeout: 60s\n", server.url);
-    let spec = format!("{}{sink}{}", &spec[..start], &spec[end..]).replace("batch_size: 64", "batch_size: 1");
-    assert!(spec.contains("batch_size: 1"), "{spec}");
-    std::fs::write(&p, spec).unwrap();
+    common::held_run::with_http_sink(&dir.join("pipelines/objects.yaml"), &server.url);
 
     let mut running = common::Running::spawn(sluice(&dir, SECRET).args(run_args(&[])));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -610,4 +602,82 @@ fn an_object_that_cannot_be_tagged_is_a_warning_and_is_tagged_by_a_later_run_wit
         tags.contains("'sluice-status=processed'") && tags.contains("'t8=x'") && !tags.contains("'t9=x'"),
         "{tags}"
     );
+}
+
+#[test]
+fn an_object_deleted_or_overwritten_before_its_tag_is_rt184_once_in_the_log_and_named_in_the_audit() {
+    use common::held_run::{objects_gone, run_held, with_http_sink};
+    use common::http_server::{Reply, Server};
+    let moto = moto::start(None);
+    create_bucket(&moto, "inbound");
+    let [feed, rejects] = examples();
+    // One message each, so an object whose record reached the sink has been read to its end.
+    let files = workspace("objstore-gone-input");
+    let one = files.join("one.hl7");
+    std::fs::write(&one, &common::messages(&feed)[0]).unwrap();
+    put(&moto, "inbound", "adt/a-deleted.hl7", &one);
+    put(&moto, "inbound", "adt/b-kept.hl7", &one);
+    // The first request of each held run (two records in the first, one in the second).
+    let server = Server::start(|n| if n == 1 || n == 3 { Reply::Held } else { Reply::Status(200, None) });
+    let dir = setup("objstore-gone", &moto, None);
+    with_http_sink(&dir.join("pipelines/objects.yaml"), &server.url);
+    with_after(&dir, "{tag: {sluice-status: processed}}");
+
+    // Deleted after its read, before the run completed.
+    let out = run_held(sluice(&dir, SECRET).args(run_args(&[])), &server, || {
+        boto3(&moto, "s3.delete_object(Bucket='inbound', Key=sys.argv[2])\n", &["adt/a-deleted.hl7"]);
+    });
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(summary(&out)["records_in"], 2);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("RT184")).collect();
+    assert_eq!(warnings.len(), 1, "one warning, for the deleted object: {stderr}");
+    assert!(warnings[0].contains("deleted or moved away by someone else before it was tagged"), "{stderr}");
+    // The key stays out of the log (it may hold a name); the audit log names the object.
+    assert!(!stderr.contains("a-deleted"), "{stderr}");
+    assert!(!stderr.contains("RT122"), "{stderr}");
+    expect_no_secret_or_phi(&(text(&out.stdout) + &stderr));
+    let audit = dir.join("out/audit.jsonl");
+    assert_eq!(
+        objects_gone(&audit),
+        [(
+            "s3://inbound/adt/a-deleted.hl7".to_string(),
+            "deleted or moved away by someone else before it was tagged".to_string()
+        )]
+    );
+    let verify = Command::new(env!("CARGO_BIN_EXE_sluice")).args(["audit", "verify"]).arg(&audit).output().unwrap();
+    assert!(verify.status.success(), "the chain goes on: {}", text(&verify.stderr));
+    assert_eq!(tags_of(&moto, "adt/b-kept.hl7"), "['sluice-status=processed']");
+
+    // Overwritten (a new ETag) after its read: the warning says so, the new version is left
+    // untagged for the next run; the object deleted earlier is not reported again.
+    put(&moto, "inbound", "adt/c-overwritten.hl7", &one);
+    let out = run_held(sluice(&dir, SECRET).args(run_args(&[])), &server, || {
+        put(&moto, "inbound", "adt/c-overwritten.hl7", &rejects)
+    });
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(summary(&out)["records_in"], 1);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("RT184")).collect();
+    assert_eq!(warnings.len(), 1, "one warning, for the overwritten object: {stderr}");
+    assert!(warnings[0].contains("overwritten before it was tagged"), "{stderr}");
+    assert_eq!(
+        objects_gone(&audit),
+        [(
+            "s3://inbound/adt/c-overwritten.hl7".to_string(),
+            "overwritten before it was tagged: the new version is a new object, for the next run".to_string()
+        )]
+    );
+    assert_eq!(tags_of(&moto, "adt/c-overwritten.hl7"), "[]");
+
+    // The next run reads the new version and tags it; nothing is reported again, then or later.
+    for expected in [common::messages(&rejects).len() as u64, 0] {
+        let out = run(&dir, &[]);
+        let stderr = text(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        assert_eq!(summary(&out)["records_in"], expected);
+        assert!(!stderr.contains("RT184") && !stderr.contains("RT122"), "{stderr}");
+        assert!(objects_gone(&audit).is_empty());
+    }
+    assert_eq!(tags_of(&moto, "adt/c-overwritten.hl7"), "['sluice-status=processed']");
 }

@@ -277,11 +277,10 @@ pub fn run_with_events(
             resumed_from = resumed_from.unwrap_or(0),
             "run started"
         );
-        let read: std::collections::HashSet<(String, String)> =
-            inputs.iter().filter_map(|i| Some((i.path.clone(), i.etag.clone()?))).collect();
+        let objects: Vec<state::InputFile> = inputs.iter().filter(|i| i.etag.is_some()).cloned().collect();
         let t = executor::execute(&compiled, &clock, &run_id, options.threads, executor::Feed::Files(inputs), control)?;
         if !t.interrupted {
-            move_read_objects(&compiled, read)?;
+            move_read_objects(&compiled, &clock, &run_id, &objects)?;
         }
         (run_id, t, resumed_from)
     };
@@ -349,11 +348,14 @@ pub fn serve_with_events(
 }
 
 /// `after: {move_to, tag}` of object-store sources, once a run has completed: this run's
-/// objects and those earlier runs took that are still in place ([`object_stores::after`]).
-/// The objects tagged are recorded in the state store, so later runs do not tag them again.
+/// objects (`this_run`) and those earlier runs took that are still in place
+/// ([`object_stores::after`]). The objects tagged are recorded in the state store, so later
+/// runs do not tag them again; this run's objects found gone are recorded in the audit log.
 fn move_read_objects(
     compiled: &compile::Compiled<'_>,
-    mut taken: std::collections::HashSet<(String, String)>,
+    clock: &time::Clock,
+    run_id: &str,
+    this_run: &[state::InputFile],
 ) -> Result<(), RunError> {
     let plan = compiled.plan;
     let acts = plan.components.iter().any(|c| match &c.kind {
@@ -366,12 +368,29 @@ fn move_read_objects(
         return Ok(());
     }
     let store = plan.state.as_ref().map(|target| state::Store::open(target, Some(&plan.pipeline))).transpose()?;
+    let mut taken: std::collections::HashSet<(String, String)> =
+        this_run.iter().filter_map(|i| Some((i.path.clone(), i.etag.clone()?))).collect();
     let mut tagged = std::collections::HashSet::new();
     if let Some(store) = &store {
         taken.extend(store.taken_objects(&plan.pipeline)?);
         tagged = store.tagged_objects(&plan.pipeline)?;
     }
-    let done = object_stores::after::after_taken(compiled, &taken, &tagged);
+    let done = object_stores::after::after_taken(compiled, this_run, &taken, &tagged);
+    for gone in &done.gone {
+        // The log line does not name the object (a key may hold a name); the audit log, which
+        // names every object records came from, does.
+        let entry = ObjectGone {
+            event: "object_gone",
+            run: run_id,
+            component: &gone.component,
+            object: &gone.url,
+            etag: &gone.etag,
+            reason: gone.reason,
+        };
+        if let Err(e) = operator::record(plan, clock, "object_gone", entry) {
+            tracing::warn!(code = e.code, error = %e.message, "an object gone not recorded in the audit log");
+        }
+    }
     if let Some(store) = &store {
         for (url, etag) in &done.tagged {
             // Not recorded: the next run asks the store again and finds the tags there.
@@ -382,6 +401,20 @@ fn move_read_objects(
     }
     tracing::info!(moved = done.moved, tagged = done.tagged.len(), "objects handled after the run");
     Ok(())
+}
+
+/// The audit entry of an object of a run found gone at its `after` step (RT184).
+#[derive(serde::Serialize)]
+struct ObjectGone<'a> {
+    event: &'static str,
+    /// The run whose `after` step found it gone (the one that read it, unless a 404 came to
+    /// an earlier run's object).
+    run: &'a str,
+    component: &'a str,
+    /// Its URL, as record entries name it.
+    object: &'a str,
+    etag: &'a str,
+    reason: &'static str,
 }
 
 /// Tells the watcher, if any, which run this is.

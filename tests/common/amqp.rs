@@ -3,8 +3,9 @@
 //! directory, cookie and epmd), stopped when dropped; and the tests' independent AMQP client
 //! (pika, through tests/servers/amqp_client.py). No server is a failure, never a skip.
 //! [`Rabbit::start_tls`] adds a TLS listener with certificates [`make_certificates`] writes
-//! with `openssl` (a throwaway CA, a server certificate for 127.0.0.1 and localhost, a client
-//! certificate, and an unrelated CA).
+//! with `openssl` (a throwaway CA, a server certificate for the names a test gives, a client
+//! certificate, an unrelated CA and a client certificate it signed; [`expire_server_certificate`]
+//! swaps in an expired server certificate).
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -36,11 +37,46 @@ fn openssl(dir: &Path, args: &[&str]) {
     assert!(out.status.success(), "openssl {args:?}: {}", text(&out.stderr));
 }
 
+/// A new RSA key `NAME.key` and a request `NAME.csr` for it with common name `cn`, in `dir`.
+fn key_and_request(dir: &Path, name: &str, cn: &str) {
+    let (key, csr, subject) = (format!("{name}.key"), format!("{name}.csr"), format!("/CN={cn}"));
+    openssl(dir, &["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subject]);
+}
+
+/// Signs `NAME.csr` in `dir` with the CA named `ca` (its `.pem` and `.key`) into `NAME.pem`,
+/// with the extensions of the file `ext`, valid two days from now.
+fn sign(dir: &Path, name: &str, ca: &str, ext: &str, serial: &str) {
+    let (csr, pem, ca_pem, ca_key) =
+        (format!("{name}.csr"), format!("{name}.pem"), format!("{ca}.pem"), format!("{ca}.key"));
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca_pem,
+            "-CAkey",
+            &ca_key,
+            "-set_serial",
+            serial,
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            ext,
+        ],
+    );
+}
+
 /// Writes into `dir` (created): `ca.pem` (a CA made for this test), `server.pem`/`server.key`
-/// (signed by it, for IP 127.0.0.1 and DNS localhost), `client.pem`/`client.key` (signed by
-/// it, for client use) and `other-ca.pem` (a CA that signed none of them). RSA keys, valid
-/// two days.
-pub fn make_certificates(dir: &Path) {
+/// (signed by it, for `server_names`, `IP:127.0.0.1,DNS:localhost` say), `client.pem`/
+/// `client.key` (signed by it, for client use), `other-ca.pem` (a CA that signed none of
+/// those) and `other-client.pem`/`other-client.key` (a client certificate `other-ca` signed).
+/// RSA keys, valid two days.
+pub fn make_certificates(dir: &Path, server_names: &str) {
     std::fs::create_dir_all(dir).unwrap();
     let ext = |name: &str, text: &str| std::fs::write(dir.join(name), text).unwrap();
     ext(
@@ -49,76 +85,66 @@ pub fn make_certificates(dir: &Path) {
     );
     ext(
         "server.ext",
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        &format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName={server_names}\n"
+        ),
     );
     ext(
         "client.ext",
         "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n",
     );
     for (ca, cn) in [("ca", "Sluice test CA"), ("other-ca", "Another test CA")] {
-        let (key, csr, pem) = (format!("{ca}.key"), format!("{ca}.csr"), format!("{ca}.pem"));
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
+        key_and_request(dir, ca, cn);
+        let (csr, key, pem) = (format!("{ca}.csr"), format!("{ca}.key"), format!("{ca}.pem"));
         openssl(
             dir,
             &["x509", "-req", "-in", &csr, "-signkey", &key, "-out", &pem, "-days", "2", "-extfile", "ca.ext"],
         );
     }
-    for (leaf, cn, serial) in [("server", "localhost", "1001"), ("client", "sluice-client", "1002")] {
-        let (key, csr, pem, ext) =
-            (format!("{leaf}.key"), format!("{leaf}.csr"), format!("{leaf}.pem"), format!("{leaf}.ext"));
-        openssl(
-            dir,
-            &[
-                "req",
-                "-new",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-keyout",
-                &key,
-                "-out",
-                &csr,
-                "-subj",
-                &format!("/CN={cn}"),
-            ],
-        );
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &csr,
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-set_serial",
-                serial,
-                "-out",
-                &pem,
-                "-days",
-                "2",
-                "-extfile",
-                &ext,
-            ],
-        );
+    for (leaf, cn, ca, ext, serial) in [
+        ("server", "localhost", "ca", "server.ext", "1001"),
+        ("client", "sluice-client", "ca", "client.ext", "1002"),
+        ("other-client", "sluice-client", "other-ca", "client.ext", "1003"),
+    ] {
+        key_and_request(dir, leaf, cn);
+        sign(dir, leaf, ca, ext, serial);
     }
+}
+
+/// Replaces `server.pem` in `dir` ([`make_certificates`]) with one for the same key and names,
+/// signed by the same CA, that expired: valid for January 2020 only. `openssl ca` sets the
+/// dates (`x509 -req` here cannot set a start date in the past).
+pub fn expire_server_certificate(dir: &Path) {
+    let ca_dir = dir.join("expired-ca");
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::write(ca_dir.join("index.txt"), "").unwrap();
+    let config = "[ca]\ndefault_ca = test\n[test]\ndir = expired-ca\ndatabase = $dir/index.txt\nnew_certs_dir = $dir\nserial = $dir/serial\ndefault_md = sha256\npolicy = any\nunique_subject = no\ncopy_extensions = none\n[any]\ncommonName = supplied\n";
+    std::fs::write(dir.join("expired-ca.cnf"), config).unwrap();
+    std::fs::write(ca_dir.join("serial"), "2001\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "ca",
+            "-batch",
+            "-config",
+            "expired-ca.cnf",
+            "-cert",
+            "ca.pem",
+            "-keyfile",
+            "ca.key",
+            "-in",
+            "server.csr",
+            "-out",
+            "server.pem",
+            "-notext",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20200201000000Z",
+            "-extfile",
+            "server.ext",
+        ],
+    );
 }
 
 impl Rabbit {

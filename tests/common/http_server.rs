@@ -1,12 +1,12 @@
 //! A real HTTP/1.1 server on 127.0.0.1 for the tests of `http` sinks (std::net, one thread per
 //! connection), answering each request as a script says by its number: a status (with an
-//! optional `Retry-After`), a late answer, or a reset. It keeps what it saw of each request,
-//! with the moment it arrived.
+//! optional `Retry-After`), a late answer, an answer held until the test releases it, or a
+//! reset. It keeps what it saw of each request, with the moment it arrived.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -19,6 +19,9 @@ pub enum Reply {
     Late(Duration),
     /// Closes the connection with the request body unread: the kernel answers with a reset.
     Reset,
+    /// Answers 200 once the test calls [`Server::release`] (a run held at its sink while the
+    /// test changes something): the n-th request held waits for the n-th release.
+    Held,
 }
 
 /// One request as the server saw it.
@@ -37,6 +40,14 @@ pub struct Seen {
 pub struct Server {
     pub url: String,
     seen: Arc<Mutex<Vec<Seen>>>,
+    released: Arc<Releases>,
+}
+
+/// How many held requests were let go, and how many were held.
+#[derive(Default)]
+struct Releases {
+    counts: Mutex<(usize, usize)>,
+    wake: Condvar,
 }
 
 impl Server {
@@ -45,14 +56,21 @@ impl Server {
         let url = format!("http://{}/ingest?tenant=t1", listener.local_addr().unwrap());
         let seen = Arc::new(Mutex::new(Vec::new()));
         let count = Arc::new(AtomicUsize::new(0));
-        let log = Arc::clone(&seen);
+        let released = Arc::new(Releases::default());
+        let (log, release) = (Arc::clone(&seen), Arc::clone(&released));
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
-                let (log, count) = (Arc::clone(&log), Arc::clone(&count));
-                std::thread::spawn(move || handle(conn, script, &count, &log));
+                let (log, count, release) = (Arc::clone(&log), Arc::clone(&count), Arc::clone(&release));
+                std::thread::spawn(move || handle(conn, script, &count, &log, &release));
             }
         });
-        Server { url, seen }
+        Server { url, seen, released }
+    }
+
+    /// Lets the next request answered [`Reply::Held`] have its answer.
+    pub fn release(&self) {
+        self.released.counts.lock().unwrap().0 += 1;
+        self.released.wake.notify_all();
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -69,7 +87,13 @@ impl Server {
     }
 }
 
-fn handle(conn: TcpStream, script: fn(usize) -> Reply, count: &AtomicUsize, log: &Mutex<Vec<Seen>>) {
+fn handle(
+    conn: TcpStream,
+    script: fn(usize) -> Reply,
+    count: &AtomicUsize,
+    log: &Mutex<Vec<Seen>>,
+    release: &Releases,
+) {
     let mut reader = BufReader::new(conn.try_clone().unwrap());
     let mut headers = Vec::new();
     loop {
@@ -104,8 +128,10 @@ fn handle(conn: TcpStream, script: fn(usize) -> Reply, count: &AtomicUsize, log:
     let mut body = vec![0u8; len];
     reader.read_exact(&mut body).unwrap();
     seen.body = String::from_utf8(body).unwrap();
-    if let Reply::Status(code, _) = reply {
-        seen.status = Some(code);
+    match reply {
+        Reply::Status(code, _) => seen.status = Some(code),
+        Reply::Held => seen.status = Some(200),
+        _ => {}
     }
     // Logged before answering, so a run that ends meanwhile finds it in the log.
     log.lock().unwrap().push(seen);
@@ -115,6 +141,13 @@ fn handle(conn: TcpStream, script: fn(usize) -> Reply, count: &AtomicUsize, log:
         }
         Reply::Late(d) => {
             std::thread::sleep(d);
+            (200, String::new())
+        }
+        Reply::Held => {
+            let mut counts = release.counts.lock().unwrap();
+            counts.1 += 1;
+            let mine = counts.1;
+            let _released = release.wake.wait_while(counts, |(released, _)| *released < mine).unwrap();
             (200, String::new())
         }
         Reply::Reset => unreachable!(),

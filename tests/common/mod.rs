@@ -8,6 +8,7 @@
 pub mod amqp;
 pub mod checkpoints;
 pub mod fault_proxy;
+pub mod held_run;
 pub mod http_server;
 pub mod live;
 pub mod moto;

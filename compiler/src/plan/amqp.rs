@@ -70,14 +70,64 @@ pub struct AmqpSinkPlan {
     pub tls: Option<AmqpTlsPlan>,
 }
 
+/// An `amqp://` or `amqps://` URL split around its authority, without its user information
+/// (user name, password): what messages show and what TLS checks.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerOfUrl<'a> {
+    /// `amqp` or `amqps`.
+    pub scheme: &'a str,
+    /// The host as TLS checks it: no brackets around an IPv6 address, no port.
+    pub host: &'a str,
+    /// `host:port` as written (`[::1]:5671`).
+    pub host_port: &'a str,
+    /// What follows the authority (the virtual host and any query), without its leading `/`.
+    pub path: &'a str,
+}
+
+/// Splits an `amqp://` or `amqps://` URL ([`ServerOfUrl`]); `None` for anything else (a
+/// secret reference). The user information ends at the last `@` anywhere in the URL: a
+/// password with a `/` or `@` left unencoded is cut off with it, never shown as a path.
+pub fn server_of_url(url: &str) -> Option<ServerOfUrl<'_>> {
+    let (scheme, rest) = url.split_once("://")?;
+    if scheme != "amqp" && scheme != "amqps" {
+        return None;
+    }
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, after)| after);
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (host_port, path) = (&rest[..end], rest[end..].strip_prefix('/').unwrap_or(&rest[end..]));
+    let host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
+        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
+    };
+    Some(ServerOfUrl { scheme, host, host_port, path })
+}
+
 /// The server a URL names, for `sluice plan` and errors: `host:port/vhost` of a URL written
 /// out (no user), or the reference itself.
 pub fn describe_url(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("amqp://").or_else(|| url.strip_prefix("amqps://")) else {
-        return url.to_string();
-    };
-    let scheme = if url.starts_with("amqps") { "amqps" } else { "amqp" };
-    let (authority, path) = rest.split_once('/').map_or((rest, ""), |(a, p)| (a, p));
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}://{host}/{path}")
+    match server_of_url(url) {
+        Some(s) => format!("{}://{}/{}", s.scheme, s.host_port, s.path),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_and_its_host_checked_without_user_or_password() {
+        assert_eq!(describe_url("amqps://u:p@mq.example.org:5671/%2f"), "amqps://mq.example.org:5671/%2f");
+        assert_eq!(describe_url("amqp://127.0.0.1"), "amqp://127.0.0.1/");
+        assert_eq!(describe_url("${AMQP_URL}"), "${AMQP_URL}");
+        // A password with `/` or `@` left unencoded is cut off, not shown as the path.
+        assert_eq!(describe_url("amqp://u:pa/ss@h:5672/v"), "amqp://h:5672/v");
+        assert_eq!(describe_url("amqp://u:p@ss@h/v?heartbeat=10"), "amqp://h/v?heartbeat=10");
+        let host = |url| server_of_url(url).unwrap().host;
+        assert_eq!(host("amqps://u:p@mq.example.org:5671/%2f"), "mq.example.org");
+        assert_eq!(host("amqps://127.0.0.1"), "127.0.0.1");
+        assert_eq!(host("amqps://u@[::1]:5671/v"), "::1");
+        assert_eq!(host("amqps://h?x=1"), "h");
+        assert_eq!(server_of_url("https://h/"), None);
+    }
 }

@@ -36,7 +36,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use lapin::{Connection, ConnectionProperties};
-use sluice_compiler::plan::amqp::{AmqpTlsPlan, describe_url};
+use sluice_compiler::plan::amqp::{AmqpTlsPlan, describe_url, server_of_url};
 use sluice_compiler::plan::{ComponentKind, Plan};
 
 use crate::error::RunError;
@@ -112,17 +112,6 @@ pub(crate) fn reply_code(e: &lapin::Error) -> Option<u16> {
     }
 }
 
-/// The host of a URL (`amqps://user@host:port/vhost`), as TLS checks it: no user, no port.
-fn host_of(url: &str) -> &str {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    match host_port.strip_prefix('[') {
-        Some(v6) => v6.split_once(']').map_or(v6, |(h, _)| h),
-        None => host_port.rsplit_once(':').map_or(host_port, |(h, _)| h),
-    }
-}
-
 /// Opens a connection for `component` (RT130 when it cannot, within [`CONNECT_TIMEOUT`];
 /// RT176 when the TLS handshake fails, RT177 when `tls` cannot be used). Returns the
 /// connection and the server's description (for messages).
@@ -162,7 +151,9 @@ pub(crate) fn connect(component: &str, url: &str, tls: Option<&AmqpTlsPlan>) -> 
             )))
         }
         Ok(Err(e)) => {
-            match tls::failure(&e, host_of(&target), client_cert).filter(|_| target.starts_with("amqps://")) {
+            match tls::failure(&e, server_of_url(&target).map_or("", |s| s.host), client_cert)
+                .filter(|_| target.starts_with("amqps://"))
+            {
                 Some(failure) => Err(RunError::new(
                     findings::AMQP_TLS_HANDSHAKE,
                     format!("`{component}`: TLS handshake with the AMQP server {shown} failed: {}", failure.cause),
@@ -193,15 +184,5 @@ pub(crate) fn not_found(component: &str, what: &str, name: &str, server: &str, e
             format!("`{component}`: cannot check {what} `{name}` on {server}: {}", reason(e)),
         )
         .with_help("check that the server runs and the connection is allowed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn the_host_tls_checks_has_no_user_or_port() {
-        assert_eq!(super::host_of("amqps://u:p@mq.example.org:5671/%2f"), "mq.example.org");
-        assert_eq!(super::host_of("amqps://127.0.0.1"), "127.0.0.1");
-        assert_eq!(super::host_of("amqps://u@[::1]:5671/v"), "::1");
     }
 }

@@ -115,10 +115,17 @@ pub(crate) fn failure(e: &lapin::Error, host: &str, client_cert: bool) -> Option
         std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::BrokenPipe
     );
     closed.then(|| Failure {
-        cause: format!(
-            "the server closed the connection during the TLS handshake ({:?}); servers do this when they require a client certificate and got none, or refuse the one presented",
-            io.kind()
-        ),
+        cause: if client_cert {
+            format!(
+                "the server closed the connection during the TLS handshake ({:?}) after this client presented its certificate: the server most likely refused the client certificate (signed by a CA it does not trust, expired, or not for client use)",
+                io.kind()
+            )
+        } else {
+            format!(
+                "the server closed the connection during the TLS handshake ({:?}) and this client presented no certificate: the server most likely requires a client certificate",
+                io.kind()
+            )
+        },
         help: if client_cert {
             "use a client certificate signed by a CA the server trusts (its `ssl_options.cacertfile`), valid and for client use"
         } else {

@@ -20,8 +20,15 @@
 //!   (its other tools' tags too) before the original is deleted.
 //! - A tag (RT122) or a move (RT139) that fails is logged with the source's name and retried by
 //!   the next run; it never fails a run whose records are already durable.
+//! - Gone is said once (RT184): an object of this run that is no longer in place as the run
+//!   read it (deleted, moved away by someone else, overwritten) is reported by this run, and
+//!   only by it: later runs do not list it (or list its new version as a new object), and
+//!   earlier runs' objects, moved or tagged long ago, are never compared with the listing. A
+//!   404 to the tag or the move of any taken object is the same report, and nothing retries
+//!   it. The log line never names the object (a key may hold a name); the caller records the
+//!   objects gone in the audit log ([`Done::gone`]).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
@@ -37,12 +44,54 @@ pub struct Done {
     pub moved: u64,
     /// The objects (URL and ETag) tagged now, for the state store's record.
     pub tagged: Vec<(String, String)>,
+    /// The objects found gone before they could be tagged or moved (RT184).
+    pub gone: Vec<Gone>,
+}
+
+/// An object a run read that was no longer in place, as that run read it, when its `after`
+/// step came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gone {
+    /// The source's component name.
+    pub component: String,
+    pub url: String,
+    /// The ETag the run read it with.
+    pub etag: String,
+    pub reason: &'static str,
+}
+
+/// Why an object is gone, in fixed words (they reach the log as `object_gone`).
+#[derive(Clone, Copy)]
+enum Vanished {
+    /// Not listed at its key any more, or a 404 to the tag or move.
+    Deleted,
+    /// Listed at its key with another ETag.
+    Overwritten,
+}
+
+fn reason(why: Vanished, tagging: bool) -> &'static str {
+    match (why, tagging) {
+        (Vanished::Deleted, true) => "deleted or moved away by someone else before it was tagged",
+        (Vanished::Deleted, false) => "deleted or moved away by someone else before it was moved",
+        (Vanished::Overwritten, true) => {
+            "overwritten before it was tagged: the new version is a new object, for the next run"
+        }
+        (Vanished::Overwritten, false) => {
+            "overwritten before it was moved: the new version is a new object, for the next run"
+        }
+    }
 }
 
 /// Tags and moves the objects of every source with `after` that `taken` (URL and ETag: this
 /// run's inputs and earlier runs') names and that are still in place; objects in `tagged`
-/// already carry the tags.
-pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: &HashSet<(String, String)>) -> Done {
+/// already carry the tags. `this_run` (this run's inputs) are the objects reported when they
+/// are no longer in place (RT184).
+pub fn after_taken(
+    c: &Compiled<'_>,
+    this_run: &[InputFile],
+    taken: &HashSet<(String, String)>,
+    tagged: &HashSet<(String, String)>,
+) -> Done {
     let mut done = Done::default();
     for (i, comp) in c.plan.components.iter().enumerate() {
         let ComponentKind::Source(s) = &comp.kind else { continue };
@@ -62,6 +111,21 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
                 continue;
             }
         };
+        let tagging = tagger.is_some();
+        let gone =
+            |done: &mut Done, input: &InputFile, why: Vanished| report_gone(done, &comp.name, input, why, tagging);
+        let now: HashMap<&str, Option<&str>> = listed.iter().map(|l| (l.path.as_str(), l.etag.as_deref())).collect();
+        for input in this_run.iter().filter(|f| f.source == i) {
+            let Some(etag) = input.etag.as_deref() else { continue };
+            if tagged.contains(&(input.path.clone(), etag.to_string())) {
+                continue;
+            }
+            match now.get(input.path.as_str()) {
+                None => gone(&mut done, input, Vanished::Deleted),
+                Some(listed_etag) if *listed_etag != Some(etag) => gone(&mut done, input, Vanished::Overwritten),
+                Some(_) => {}
+            }
+        }
         for input in &listed {
             let Some(id) = taken_id(input, taken) else { continue };
             let key =
@@ -79,7 +143,10 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
                         tags_now = Some(now);
                     }
                     Err(why) => {
-                        warn_not_tagged(&comp.name, &input.path, &why);
+                        match gone_since(remote, &key) {
+                            Some(why_gone) => gone(&mut done, input, why_gone),
+                            None => warn_not_tagged(&comp.name, &input.path, &why),
+                        }
                         continue;
                     }
                 }
@@ -94,6 +161,9 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
             };
             match moved {
                 Ok(()) => done.moved += 1,
+                Err(Some(object_store::Error::NotFound { .. })) => {
+                    report_gone(&mut done, &comp.name, input, Vanished::Deleted, false)
+                }
                 Err(Some(e)) => {
                     let e = super::run_error(&e, "move", &input.path, false);
                     tracing::warn!(code = findings::OBJECT_MOVE_FAILED, component = %comp.name, error = %e, "object not moved");
@@ -110,6 +180,31 @@ pub fn after_taken(c: &Compiled<'_>, taken: &HashSet<(String, String)>, tagged: 
 fn taken_id(input: &InputFile, taken: &HashSet<(String, String)>) -> Option<(String, String)> {
     let id = (input.path.clone(), input.etag.clone()?);
     taken.contains(&id).then_some(id)
+}
+
+/// Warns that `input` is gone (RT184), without its key, and keeps it for the audit log.
+fn report_gone(done: &mut Done, component: &str, input: &InputFile, why: Vanished, tagging: bool) {
+    let Some(etag) = input.etag.clone() else { return };
+    let reason = reason(why, tagging);
+    tracing::warn!(
+        code = findings::OBJECT_GONE_BEFORE_AFTER,
+        component = %component,
+        object = %input.path,
+        object_gone = reason,
+        "object gone before its after step"
+    );
+    done.gone.push(Gone { component: component.to_string(), url: input.path.clone(), etag, reason });
+}
+
+/// Whether the object at `key` is gone, after a failed tag request: `None` when it is still
+/// there (or the store cannot say), so the failure is the tag's own. Only a 404 counts: a
+/// HEAD's ETag is not written like the listing's on every store (Azure quotes one and not the
+/// other), and an overwrite since the listing is a moment's race the listing already covers.
+fn gone_since(remote: &super::Remote, key: &ObjectPath) -> Option<Vanished> {
+    match remote.block_on(remote.store.head(key)) {
+        Err(object_store::Error::NotFound { .. }) => Some(Vanished::Deleted),
+        _ => None,
+    }
 }
 
 fn warn_not_tagged(component: &str, object: &str, why: &str) {
