@@ -339,3 +339,61 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
     }
     if balanced { OK } else { FAILED }
 }
+
+/// `sluice plan` of a reconciliation: its inputs, ladder and outputs, and what `outputs.ledger`
+/// will update. The ledger's URL shows as its secret reference; nothing is connected to.
+pub fn plan(spec: &Path, diagnostics: Format, json: bool) -> u8 {
+    let mut c = crate::commands::compiler();
+    let plan = match c.reconciliation(spec) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return USAGE;
+        }
+    };
+    crate::commands::print_diagnostics(&c, diagnostics, &[]);
+    let Some(plan) = plan else {
+        eprintln!("no plan: {}", crate::commands::counts(&c));
+        return FAILED;
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        return OK;
+    }
+    println!("reconciliation `{}`", plan.name);
+    for i in &plan.inputs {
+        println!(
+            "  {} `{}`: {} (id `{}`, amount `{}`, date `{}` in {})",
+            i.role,
+            i.name,
+            i.written_paths.join(", "),
+            i.id,
+            i.amount,
+            i.date,
+            i.time_zone
+        );
+    }
+    for (n, r) in plan.rules.iter().enumerate() {
+        println!("  rule {}: `{}`", n + 1, r.name);
+    }
+    println!("  outputs: matched {}, review {}, summary {}", plan.matched, plan.review, plan.summary);
+    if let Some(st) = &plan.statements {
+        println!(
+            "  statements of `{}` by account (source + id) from {}: {}, unassigned {}",
+            plan.inputs[st.input].name, st.written_accounts, st.path, st.unassigned
+        );
+    }
+    if let Some(l) = &plan.ledger {
+        println!("  ledger {}: one transaction, committed once the files are staged", l.url);
+        for t in &l.tables {
+            println!(
+                "    `{}` -> table `{}`: UPDATE SET {} = true (matched) / false (review) WHERE ({}) = the record's fields of those names, when it differs",
+                plan.inputs[t.input].name,
+                t.table,
+                sluice_compiler::spec::reconcile::RECONCILED_COLUMN,
+                t.key.join(", ")
+            );
+        }
+    }
+    OK
+}

@@ -647,3 +647,42 @@ fn assert_scenario_pairs_in(matched: &Path) {
         .collect();
     assert_eq!(found_pairs(matched), expected);
 }
+
+/// `sluice plan` of a reconciliation shows what `outputs.ledger` will update, its URL as the
+/// secret reference (never resolved: the password in the environment does not show), and
+/// `sluice check` accepts it.
+#[test]
+fn plan_shows_the_ledger_without_its_secret() {
+    let dir = common::workspace("reconcile-plan-ledger");
+    let spec = dir.join(SPEC);
+    let mut body = std::fs::read_to_string(&spec).unwrap();
+    body.push_str(
+        "  ledger:\n    url: ${LEDGER_URL}\n    right:\n      table: plaid_ledger\n      key: [source, id]\n",
+    );
+    std::fs::write(&spec, body).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&dir)
+            .args(args)
+            .env("LEDGER_URL", "postgres://finance:s3cr3t-pw@127.0.0.1:5432/ledger")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plan", SPEC]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ledger ${LEDGER_URL}: one transaction, committed once the files are staged"), "{stdout}");
+    assert!(stdout.contains("`bank_deposits` -> table `plaid_ledger`"), "{stdout}");
+    let json = run(&["plan", SPEC, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&text(&json.stdout)).unwrap();
+    assert_eq!(
+        plan["ledger"],
+        serde_json::json!({"url": "${LEDGER_URL}", "tables": [{"input": 1, "table": "plaid_ledger", "key": ["source", "id"]}]})
+    );
+    let check = run(&["check", SPEC]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    for out in [&out, &json, &check] {
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(!all.contains("s3cr3t") && !all.contains("finance:"), "{all}");
+    }
+}
