@@ -267,7 +267,10 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
                     crate::commands::print_run_error(&e);
                     return FAILED;
                 }
-                (Ok(Ok(_)), None) => return FAILED,
+                (Ok(Ok(_)), None) => {
+                    eprintln!("error[{}]: the ledger committed without the files staged", findings::INTERNAL);
+                    return FAILED;
+                }
             }
         }
     };
