@@ -13,7 +13,13 @@
 //! - Messages name keys and roles, never data values.
 //! - `outputs.statements` (the product brief's financial document per account) reads the
 //!   account of each transaction from a field its input declares (`account`): a statements
-//!   output over an input without one is an error (SL461), as is naming no role (SL460).
+//!   output over an input without one is an error (SL461), as is naming no role (SL460), and
+//!   its input must say whose records they are (`source` or `default_source`, SL462): an
+//!   account is its provider and its id together.
+//! - `outputs.ledger` names one database by a secret reference (a written URL is SL205) and,
+//!   per role, a table (SL220) and key columns (SL463); at least one role (SL464). Whether the
+//!   table exists and fits is the runtime's to find out (RT124): the compiler never connects.
+//! - No output is another's staging file (`<output>.partial`, SL299).
 
 use serde::Serialize;
 
