@@ -126,6 +126,17 @@ pub fn plan(pipeline: &Path, format: PlanFormat, diag_format: Format, options: &
     if let Some(field) = &options.explain {
         return explain_field(pipeline, field, diag_format);
     }
+    if compiler().file_kind(pipeline).as_deref() == Some("reconciliation") {
+        return match format {
+            PlanFormat::Text | PlanFormat::Json => {
+                crate::reconcile_cli::plan(pipeline, diag_format, matches!(format, PlanFormat::Json))
+            }
+            _ => {
+                eprintln!("error: a reconciliation's plan prints as text or json");
+                USAGE
+            }
+        };
+    }
     let plan = match compile(pipeline, diag_format) {
         Ok(p) => p,
         Err(code) => return code,

@@ -420,7 +420,7 @@ fn statements_are_the_briefs_document_per_account_with_reconciled_from_the_outco
         summary["statements"],
         serde_json::json!({
             "accounts": 2, "transactions_in": 11, "listed": 11, "duplicate_copies": 0, "other_currency": 0,
-            "unassigned": {"account_unknown": 0, "account_closed": 0, "no_account": 0, "unreadable_accounts": 0},
+            "unassigned": {"account_unknown": 0, "account_closed": 0, "no_account": 0, "no_source": 0, "unreadable_accounts": 0},
         })
     );
     assert!(
@@ -516,7 +516,7 @@ fn statements_lose_nothing_and_report_what_they_cannot_place() {
         summary["statements"],
         serde_json::json!({
             "accounts": 2, "transactions_in": 12, "listed": 8, "duplicate_copies": 1, "other_currency": 1,
-            "unassigned": {"account_unknown": 1, "account_closed": 1, "no_account": 1, "unreadable_accounts": 2},
+            "unassigned": {"account_unknown": 1, "account_closed": 1, "no_account": 1, "no_source": 0, "unreadable_accounts": 2},
         })
     );
     assert!(
@@ -534,4 +534,155 @@ fn a_missing_accounts_file_fails_with_its_code_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("error[RT162]: cannot read"), "{}", text(&out.stderr));
     assert!(!dir.join("out/reconcile").exists());
+}
+
+/// Accounts are told apart by provider and id: a QuickBooks account with the Plaid checking
+/// account's id is an account of its own, and each transaction goes to the account of its own
+/// provider (its `source` field, else the input's `default_source`); a transaction without a
+/// provider is reported (RT175), not guessed.
+#[test]
+fn statements_match_accounts_by_provider_and_id() {
+    let dir = common::workspace("reconcile-statements-providers");
+    let accounts = dir.join("examples/reconcile/data/bank-accounts.jsonl");
+    let mut body = std::fs::read_to_string(&accounts).unwrap();
+    body.push_str(
+        "{\"source\": \"quickbooks\", \"id\": \"acc_demo_checking\", \"name\": \"Checking (books)\", \"type\": \"Bank\", \"balance\": 99.5, \"currency\": \"usd\"}\n",
+    );
+    std::fs::write(&accounts, body).unwrap();
+    let spec = dir.join(SPEC);
+    let text_of = std::fs::read_to_string(&spec).unwrap();
+    let with_field =
+        text_of.replacen("    default_source: plaid ", "    source: provider\n    default_source: plaid ", 1);
+    assert_ne!(text_of, with_field);
+    std::fs::write(&spec, &with_field).unwrap();
+    // tx_13 says it is the books' transaction; the others carry no provider: Plaid's, by default.
+    let bank = dir.join("examples/reconcile/data/bank-transactions.jsonl");
+    let lines: Vec<String> = std::fs::read_to_string(&bank)
+        .unwrap()
+        .lines()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(mut v) if v["transaction_id"] == "tx_13" => {
+                v["provider"] = serde_json::json!("quickbooks");
+                v.to_string()
+            }
+            _ => l.to_string(),
+        })
+        .collect();
+    std::fs::write(&bank, lines.join("\n") + "\n").unwrap();
+
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let docs = jsonl(&dir.join("out/reconcile/statements.jsonl"));
+    let heads: Vec<(String, String, usize)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["source"].as_str().unwrap().to_string(),
+                d["account"]["id"].as_str().unwrap().to_string(),
+                d["transactions"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    let h = |s: &str, id: &str, n: usize| (s.to_string(), id.to_string(), n);
+    assert_eq!(
+        heads,
+        [
+            h("plaid", "acc_demo_checking", 10),
+            h("plaid", "acc_demo_savings", 0),
+            h("quickbooks", "acc_demo_checking", 1)
+        ]
+    );
+    // Each keeps its own name and balance: the books' line did not replace the bank's.
+    assert_eq!(docs[0]["account"]["balance"], 5230.75);
+    assert_eq!(docs[2]["account"]["name"], "Checking (books)");
+    assert_eq!(docs[2]["transactions"][0]["id"], "tx_13");
+
+    // Without `default_source`, records without a provider cannot be placed.
+    std::fs::write(&spec, with_field.replacen("    default_source: plaid ", "    # no default ", 1)).unwrap();
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("warning[RT175]: 10 transactions of `bank_deposits` have no provider"),
+        "{}",
+        text(&out.stderr)
+    );
+    let unassigned = jsonl(&dir.join("out/reconcile/unassigned.jsonl"));
+    assert_eq!(unassigned.len(), 10);
+    assert!(unassigned.iter().all(|u| u["code"] == "RT175" && u["reason"] == "no_source"));
+    let docs = jsonl(&dir.join("out/reconcile/statements.jsonl"));
+    assert_eq!(docs[2]["transactions"].as_array().unwrap().len(), 1);
+}
+
+/// Outputs whose names differ only by their extension are staged apart: both end up whole.
+#[test]
+fn outputs_that_differ_by_extension_only_are_both_written() {
+    let dir = common::workspace("reconcile-extensions");
+    let spec = dir.join(SPEC);
+    let body = std::fs::read_to_string(&spec).unwrap();
+    let body = body
+        .replacen("matched: ../../out/reconcile/matched.jsonl", "matched: ../../out/reconcile/run.jsonl", 1)
+        .replacen("summary: ../../out/reconcile/summary.json", "summary: ../../out/reconcile/run.json", 1);
+    std::fs::write(&spec, body).unwrap();
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let out_dir = dir.join("out/reconcile");
+    assert_scenario_pairs_in(&out_dir.join("run.jsonl"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(summary["name"], "stripe-payouts-vs-bank");
+    let mut left: Vec<String> = std::fs::read_dir(&out_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    left.sort();
+    assert!(left.is_empty(), "staging files left behind: {left:?}");
+}
+
+/// The matched output holds the scenario's pairs (and nothing else).
+fn assert_scenario_pairs_in(matched: &Path) {
+    let expected: BTreeSet<(String, String, String)> = csv("stripe-payouts-vs-bank.matches.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect();
+    assert_eq!(found_pairs(matched), expected);
+}
+
+/// `sluice plan` of a reconciliation shows what `outputs.ledger` will update, its URL as the
+/// secret reference (never resolved: the password in the environment does not show), and
+/// `sluice check` accepts it.
+#[test]
+fn plan_shows_the_ledger_without_its_secret() {
+    let dir = common::workspace("reconcile-plan-ledger");
+    let spec = dir.join(SPEC);
+    let mut body = std::fs::read_to_string(&spec).unwrap();
+    body.push_str(
+        "  ledger:\n    url: ${LEDGER_URL}\n    right:\n      table: plaid_ledger\n      key: [source, id]\n",
+    );
+    std::fs::write(&spec, body).unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .current_dir(&dir)
+            .args(args)
+            .env("LEDGER_URL", "postgres://finance:s3cr3t-pw@127.0.0.1:5432/ledger")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["plan", SPEC]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("ledger ${LEDGER_URL}: one transaction, committed once the files are staged"), "{stdout}");
+    assert!(stdout.contains("`bank_deposits` -> table `plaid_ledger`"), "{stdout}");
+    let json = run(&["plan", SPEC, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_str(&text(&json.stdout)).unwrap();
+    assert_eq!(
+        plan["ledger"],
+        serde_json::json!({"url": "${LEDGER_URL}", "tables": [{"input": 1, "table": "plaid_ledger", "key": ["source", "id"]}]})
+    );
+    let check = run(&["check", SPEC]);
+    assert!(check.status.success(), "{}", text(&check.stderr));
+    for out in [&out, &json, &check] {
+        let all = text(&out.stdout) + &text(&out.stderr);
+        assert!(!all.contains("s3cr3t") && !all.contains("finance:"), "{all}");
+    }
 }

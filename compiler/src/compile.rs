@@ -447,6 +447,12 @@ impl Compiler {
         Some(plan)
     }
 
+    /// The `kind` of the file at `path` (`pipeline`, `reconciliation`...), when it can be read.
+    pub fn file_kind(&mut self, path: &Path) -> Option<String> {
+        let id = self.load_root(path).ok()?;
+        self.kind(id)
+    }
+
     /// `sluice reconcile`: the checked plan of a reconciliation file, or None when it has
     /// errors (they are in `diags`).
     pub fn reconciliation(&mut self, path: &Path) -> Result<Option<crate::spec::reconcile::ReconcilePlan>, String> {

@@ -13,7 +13,13 @@
 //! - Messages name keys and roles, never data values.
 //! - `outputs.statements` (the product brief's financial document per account) reads the
 //!   account of each transaction from a field its input declares (`account`): a statements
-//!   output over an input without one is an error (SL461), as is naming no role (SL460).
+//!   output over an input without one is an error (SL461), as is naming no role (SL460), and
+//!   its input must say whose records they are (`source` or `default_source`, SL462): an
+//!   account is its provider and its id together.
+//! - `outputs.ledger` names one database by a secret reference (a written URL is SL205) and,
+//!   per role, a table (SL220) and key columns (SL463); at least one role (SL464). Whether the
+//!   table exists and fits is the runtime's to find out (RT124): the compiler never connects.
+//! - No output is another's staging file (`<output>.partial`, SL299).
 
 use serde::Serialize;
 
@@ -21,6 +27,7 @@ use super::reader::{self, Cx, Spanned};
 use super::shape::{Key, KeyType, Shape};
 use crate::codes;
 use crate::diagnostics::Diagnostic;
+use crate::plan::pg_table;
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
@@ -75,6 +82,11 @@ pub struct InputPlan {
     pub links: Vec<(String, String)>,
     /// Field with the id of the account the record belongs to (`outputs.statements`).
     pub account: Option<String>,
+    /// Field with the provider the record was read from (`source` of canonical rows): with
+    /// `account`, the key of the record's account.
+    pub source: Option<String>,
+    /// The provider of records without a `source` value (raw Plaid transactions: `plaid`).
+    pub default_source: Option<String>,
 }
 
 /// One rung of the matching ladder.
@@ -149,6 +161,32 @@ pub struct ReconcilePlan {
     pub summary: String,
     /// The product brief's financial documents, one per account, when asked for.
     pub statements: Option<StatementsPlan>,
+    /// `reconciled` written back into the PostgreSQL tables the inputs were loaded from.
+    pub ledger: Option<LedgerPlan>,
+}
+
+/// The column `outputs.ledger` writes (`canonical/financial-transaction@1`'s).
+pub const RECONCILED_COLUMN: &str = "reconciled";
+
+/// `outputs.ledger`: one PostgreSQL database, the table of each input named, all updated in
+/// one transaction.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerPlan {
+    /// The connection URL's secret reference as written (`${LEDGER_URL}`): never resolved here.
+    pub url: String,
+    /// The tables, left first.
+    pub tables: Vec<LedgerTable>,
+}
+
+/// The table an input's records are rows of.
+#[derive(Clone, Debug, Serialize)]
+pub struct LedgerTable {
+    /// Index into [`ReconcilePlan::inputs`] (0 left, 1 right).
+    pub input: usize,
+    /// `table` or `schema.table`.
+    pub table: String,
+    /// Key columns, each read from the record's top-level field of the same name.
+    pub key: Vec<String>,
 }
 
 /// `outputs.statements`: one financial document (metadata, account, transactions,
@@ -225,6 +263,16 @@ pub static INPUT: Shape = Shape {
             KeyType::String,
             "Field with the id of the account the record belongs to (`account_id`): read by `outputs.statements`.",
         ),
+        opt(
+            "source",
+            KeyType::String,
+            "Field with the provider the record was read from (`source` of canonical rows): with `account`, the key of its account (`outputs.statements`).",
+        ),
+        opt(
+            "default_source",
+            KeyType::String,
+            "The provider of records without a `source` value, e.g. `plaid` for raw Plaid transactions.",
+        ),
     ],
 };
 
@@ -286,6 +334,40 @@ pub static OUTPUTS: Shape = Shape {
             "statements",
             KeyType::Object(&STATEMENTS),
             "The product brief's financial document per account, built from the outcome and an accounts file.",
+        ),
+        opt(
+            "ledger",
+            KeyType::Object(&LEDGER),
+            "PostgreSQL tables the inputs were loaded from: `reconciled` written into each record's row, in one transaction.",
+        ),
+    ],
+};
+
+pub static LEDGER: Shape = Shape {
+    name: "reconciliation.ledger",
+    type_tag: None,
+    doc: "Writes the outcome back: `reconciled = true` in the row of each record of a matched pair, `false` for each record in review, in one transaction over every table, once the output files are complete.",
+    keys: &[
+        req(
+            "url",
+            KeyType::String,
+            "The PostgreSQL connection URL as a secret reference (`${LEDGER_URL}`), as a `postgres` sink's.",
+        ),
+        opt("left", KeyType::Object(&LEDGER_TABLE), "The table the `left` input's records are rows of."),
+        opt("right", KeyType::Object(&LEDGER_TABLE), "The table the `right` input's records are rows of."),
+    ],
+};
+
+pub static LEDGER_TABLE: Shape = Shape {
+    name: "reconciliation.ledger_table",
+    type_tag: None,
+    doc: "A table whose rows are an input's records, found by key.",
+    keys: &[
+        req("table", KeyType::String, "`name` or `schema.name`, with a boolean `reconciled` column."),
+        req(
+            "key",
+            KeyType::ListOfStrings,
+            "Key columns (`[source, id]`), each read from the record's top-level field of the same name.",
         ),
     ],
 };
@@ -477,6 +559,8 @@ fn input(cx: &mut Cx, role: &str, node: &Node) -> Option<(InputPlan, Vec<Spanned
         pending: s(cx, "pending").map(|p| p.text),
         links,
         account: s(cx, "account").map(|p| p.text),
+        source: s(cx, "source").map(|p| p.text),
+        default_source: s(cx, "default_source").map(|p| p.text),
     };
     Some((plan, paths, o.get("path").map(|n| n.span)))
 }
@@ -716,10 +800,14 @@ fn outputs_apart(cx: &mut Cx, outputs: &[&Option<Spanned>], inputs: &[InputPlan]
     let written: Vec<&Spanned> = outputs.iter().copied().flatten().collect();
     for (i, o) in written.iter().enumerate() {
         let clash = written[..i].iter().any(|e| clean(&e.text) == clean(&o.text));
+        // Each output is staged at its own name plus `.partial` before it is put in place.
+        let staged = |a: &Spanned, b: &Spanned| format!("{}.partial", clean(&a.text)) == clean(&b.text);
+        let staging = written[..i].iter().any(|e| staged(e, o) || staged(o, e));
         let input = inputs.iter().find(|inp| inp.paths.iter().any(|p| clean(p) == clean(&o.text)));
         let reads_accounts = accounts.is_some_and(|a| clean(&a.text) == clean(&o.text));
         let what = match (clash, input, reads_accounts) {
             (true, _, _) => "another output".to_string(),
+            (false, _, _) if staging => "the temporary file of another output (`<output>.partial`)".to_string(),
             (false, Some(inp), _) => format!("input `{}`", inp.role),
             (false, None, true) => "the statements' `accounts` file".to_string(),
             (false, None, false) => continue,
@@ -782,12 +870,115 @@ fn statements(cx: &mut Cx, node: &Node, inputs: &[InputPlan]) -> Option<Statemen
                         role.text
                     )),
                 ),
+                Some(i) if inputs[i].source.is_none() && inputs[i].default_source.is_none() => cx.push(
+                    Diagnostic::error(
+                        codes::STATEMENTS_SOURCE,
+                        format!("input `{}` says nothing of its provider", role.text),
+                    )
+                    .label(role.span, "each transaction's account could not be told from another provider's with the same id")
+                    .help(format!(
+                        "add `source: source` to input `{}` (canonical financial transactions carry it), or `default_source: <provider>` (`plaid`) when its records do not",
+                        role.text
+                    )),
+                ),
                 // `inputs` is sorted left first, so the role's position is the index.
                 Some(_) => input = ROLES.iter().position(|r| *r == role.text),
             },
         }
     }
     Some(StatementsSpec { input, accounts: s(cx, "accounts"), path: s(cx, "path"), unassigned: s(cx, "unassigned") })
+}
+
+/// `outputs.ledger`: the URL a secret reference, each table's name and key usable.
+fn ledger(cx: &mut Cx, node: &Node) -> Option<LedgerPlan> {
+    let o = reader::object(cx, node, &LEDGER, "`ledger`")?;
+    let url = o.get("url").and_then(|n| reader::secret(cx, n, "`url` of the ledger"));
+    let mut tables = Vec::new();
+    let mut complete = true;
+    for (input, role) in ROLES.iter().enumerate() {
+        let Some(n) = o.get(role) else { continue };
+        let Some(t) = reader::object(cx, n, &LEDGER_TABLE, &format!("`{role}`")) else {
+            complete = false;
+            continue;
+        };
+        let table = t.get("table").and_then(|n| reader::string(cx, n, "`table`"));
+        if let Some(t) = &table
+            && !pg_table::valid_table_name(&t.text)
+        {
+            cx.push(
+                Diagnostic::error(codes::PG_TABLE_NAME, format!("`{}` is not a table name Sluice can use", t.text))
+                    .label(t.span, "expected `name` or `schema.name`")
+                    .help(format!(
+                        "use lower-case letters, digits and `_`, starting with a letter or `_`, at most {} bytes per part, e.g. `stripe_ledger` or `finance.stripe_ledger`",
+                        pg_table::MAX_IDENTIFIER
+                    )),
+            );
+            complete = false;
+        }
+        let key = t.get("key").map(|n| (reader::string_list(cx, n, "`key`", true), n.span));
+        if let Some((columns, span)) = &key {
+            complete &= key_usable(cx, columns, *span);
+        }
+        match (table, key) {
+            (Some(table), Some((columns, _))) => tables.push(LedgerTable {
+                input,
+                table: table.text,
+                key: columns.into_iter().map(|c| c.text).collect(),
+            }),
+            _ => complete = false,
+        }
+    }
+    if o.get("left").is_none() && o.get("right").is_none() {
+        cx.push(
+            Diagnostic::error(codes::LEDGER_NO_INPUT, "`ledger` names no input whose rows it updates")
+                .label(o.key_span("url").unwrap_or(o.anchor()), "nothing would be written")
+                .help("add `left: {table: <table>, key: [source, id]}` (or `right:`) for the input whose records are rows of a table, or remove `ledger`"),
+        );
+        return None;
+    }
+    if !complete {
+        return None;
+    }
+    Some(LedgerPlan { url: url?.text, tables })
+}
+
+/// A ledger table's key: at least one column, each a column name, once, not `reconciled`.
+fn key_usable(cx: &mut Cx, columns: &[Spanned], span: Span) -> bool {
+    let mut ok = true;
+    if columns.is_empty() {
+        cx.push(
+            Diagnostic::error(codes::LEDGER_KEY, "the ledger table's `key` is empty")
+                .label(span, "no row could be found")
+                .help("list the table's key columns, e.g. `[source, id]` for canonical financial transactions"),
+        );
+        return false;
+    }
+    for (i, c) in columns.iter().enumerate() {
+        let column = !c.text.contains('.') && pg_table::valid_table_name(&c.text);
+        let problem = if !column {
+            Some(("is not a column name", "use the column's name: lower-case letters, digits and `_` (`source`, `account_id`), as the table's `postgres` sink made it".to_string()))
+        } else if columns[..i].iter().any(|e| e.text == c.text) {
+            Some(("is listed twice", "list each key column once".to_string()))
+        } else if c.text == RECONCILED_COLUMN {
+            Some((
+                "is the column written",
+                format!(
+                    "the key finds the row; `{RECONCILED_COLUMN}` is what is written into it: list the table's key columns"
+                ),
+            ))
+        } else {
+            None
+        };
+        if let Some((what, help)) = problem {
+            cx.push(
+                Diagnostic::error(codes::LEDGER_KEY, format!("key column `{}` {what}", c.text))
+                    .label(c.span, format!("this column {what}"))
+                    .help(help),
+            );
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// What [`read`] returns: the plan with paths as written (the driver resolves them), and
@@ -893,12 +1084,14 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
     let out = |cx: &mut Cx, key: &str| outputs.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let (matched, review, summary) = (out(cx, "matched"), out(cx, "review"), out(cx, "summary"));
     let statements = outputs.get("statements").and_then(|n| statements(cx, n, &inputs));
+    let ledger_node = outputs.get("ledger");
+    let ledger = ledger_node.and_then(|n| ledger(cx, n));
     let (statements_path, unassigned, accounts) = match &statements {
         Some(s) => (s.path.clone(), s.unassigned.clone(), s.accounts.clone()),
         None => (None, None, None),
     };
     outputs_apart(cx, &[&matched, &review, &summary, &statements_path, &unassigned], &inputs, accounts.as_ref());
-    if inputs.len() != 2 || rules.is_empty() {
+    if inputs.len() != 2 || rules.is_empty() || ledger_node.is_some() && ledger.is_none() {
         return None;
     }
     let statements = match statements {
@@ -921,6 +1114,7 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
             review: review?.text,
             summary: summary?.text,
             statements,
+            ledger,
         },
         path_spans,
     })

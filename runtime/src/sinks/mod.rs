@@ -8,6 +8,7 @@
 //! (`sluice_compiler::plan::pg_table::columns`), and their values from [`column_values`].
 
 pub mod csv;
+pub mod ledger;
 pub mod parquet;
 pub mod postgres;
 

@@ -83,24 +83,12 @@ fn read_line(line: &str) -> Option<Row> {
 impl PgSink {
     /// Connects and makes the table ready: created, or given the columns it lacks.
     pub fn open(name: &Arc<str>, plan: &PgSinkPlan) -> Result<PgSink, RunError> {
-        let url = resolve_url(name, plan)?;
-        let unreachable = |why: String| {
-            RunError::new(
-                findings::PG_SINK_UNREACHABLE,
-                format!("postgres sink `{name}` cannot connect to {}: {why}", plan.url),
-            )
-            .with_help(format!(
-                "check that the server runs and that {} holds `postgres://user:password@host:port/database`",
-                plan.url
-            ))
+        let target = Target {
+            who: format!("postgres sink `{name}`"),
+            url_key: format!("`url` of sink `{name}`"),
+            code: findings::PG_SINK_UNREACHABLE,
         };
-        // The parser's message may quote the URL: it is replaced, not passed on.
-        let mut config: postgres::Config =
-            url.parse().map_err(|_| unreachable("its URL cannot be parsed".to_string()))?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
-        let mut client = config.connect(postgres::NoTls).map_err(|e| unreachable(connect_problem(&e)))?;
+        let mut client = connect(&plan.url, &target)?;
         migrate(&mut client, name, plan)?;
         let insert = client.prepare(&insert_sql(plan)).map_err(|e| failed(name, plan, "prepare the insert", &e))?;
         let delete = match delete_sql(plan) {
@@ -454,8 +442,37 @@ fn failed(name: &str, plan: &PgSinkPlan, what: &str, e: &postgres::Error) -> Run
     }
 }
 
+/// Who connects, for [`connect`]'s messages.
+pub(crate) struct Target {
+    /// `postgres sink `ledger``: the subject of the messages.
+    pub who: String,
+    /// `` `url` of sink `ledger` ``: what the secret reference is, for secret errors.
+    pub url_key: String,
+    /// The finding of a server that cannot be reached or a URL that cannot be used.
+    pub code: &'static str,
+}
+
+/// Connects to the PostgreSQL server a URL secret reference names (resolved here, checked by
+/// [`pg_url::check`]: plain connections only, `sslmode` absent or `disable`), within 10
+/// seconds unless the URL says otherwise. Messages show the reference, never the URL.
+pub(crate) fn connect(url_ref: &str, target: &Target) -> Result<postgres::Client, RunError> {
+    let url = resolve_url(url_ref, target)?;
+    let Target { who, code, .. } = target;
+    let unreachable = |why: String| {
+        RunError::new(code, format!("{who} cannot connect to {url_ref}: {why}")).with_help(format!(
+            "check that the server runs and that {url_ref} holds `postgres://user:password@host:port/database`"
+        ))
+    };
+    // The parser's message may quote the URL: it is replaced, not passed on.
+    let mut config: postgres::Config = url.parse().map_err(|_| unreachable("its URL cannot be parsed".to_string()))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(10));
+    }
+    config.connect(postgres::NoTls).map_err(|e| unreachable(connect_problem(&e)))
+}
+
 /// What went wrong while connecting, without the URL.
-fn connect_problem(e: &postgres::Error) -> String {
+pub(crate) fn connect_problem(e: &postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         let what = match db.code() {
             c if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
@@ -474,11 +491,11 @@ fn connect_problem(e: &postgres::Error) -> String {
     }
 }
 
-/// The sink's URL, its secret resolved and checked.
-fn resolve_url(name: &str, plan: &PgSinkPlan) -> Result<String, RunError> {
-    let url = crate::secrets::resolve(&plan.url, &format!("`url` of sink `{name}`"))?;
+/// A URL secret reference, resolved and checked.
+fn resolve_url(url_ref: &str, target: &Target) -> Result<String, RunError> {
+    let url = crate::secrets::resolve(url_ref, &target.url_key)?;
     let bad = |why: String| {
-        RunError::new(findings::PG_SINK_UNREACHABLE, format!("postgres sink `{name}`: {} {why}", plan.url)).with_help(
+        RunError::new(target.code, format!("{}: {url_ref} {why}", target.who)).with_help(
             "set it to `postgres://user:password@host:port/database`, with `sslmode=disable` or no `sslmode`",
         )
     };

@@ -105,6 +105,11 @@ pub struct Item {
     pub merchant: Option<String>,
     /// The account field's value (`outputs.statements`).
     pub account: Option<String>,
+    /// The provider: the `source` field's value, else the input's `default_source`.
+    pub source: Option<String>,
+    /// The values of the input's ledger table's key columns (`outputs.ledger`); `None` when
+    /// the input has no table or one of them is missing.
+    pub ledger_key: Option<Vec<String>>,
     /// The record's `metadata.processed_at` (canonical records carry it): when it was synced.
     pub processed_at: Option<String>,
     reverses: Option<String>,
@@ -121,6 +126,8 @@ pub struct Unread {
     pub reason: Reason,
     /// What is wrong, naming the field, never its value.
     pub detail: String,
+    /// As [`Item::ledger_key`]: a line with a bad amount may still name its row.
+    pub ledger_key: Option<Vec<String>>,
 }
 
 /// What an input's files held.
@@ -203,7 +210,14 @@ fn item(
     file: &str,
     line: u64,
 ) -> Result<Item, Unread> {
-    let bad = |reason: Reason, detail: String| Unread { role, file: file.to_string(), line, reason, detail };
+    let bad = |reason: Reason, detail: String| Unread {
+        role,
+        file: file.to_string(),
+        line,
+        reason,
+        detail,
+        ledger_key: None,
+    };
     if !v.is_object() {
         return Err(bad(Reason::Unreadable, "the line is not a JSON object".into()));
     }
@@ -254,6 +268,8 @@ fn item(
         status: input.status.as_deref().and_then(field),
         pending: input.pending.as_deref().is_some_and(|p| matches!(at(v, p), Some(Value::Bool(true)))),
         account: input.account.as_deref().and_then(field),
+        source: input.source.as_deref().and_then(field).or_else(|| input.default_source.clone()),
+        ledger_key: None,
         processed_at: text(at(v, "metadata.processed_at")),
         reverses: input.reverses.as_deref().and_then(field),
         supersedes: input.supersedes.as_deref().and_then(field),
@@ -268,6 +284,8 @@ pub fn read_lines(plan: &ReconcilePlan, role: usize, file: &str, body: &str, out
     let cats = Categorizer::new(&plan.categories);
     // Link names in the order the rules use them, so an item's `links[k]` is rule link k.
     let link_names = link_names(plan);
+    let key_columns =
+        plan.ledger.as_ref().and_then(|l| l.tables.iter().find(|t| t.input == role)).map(|t| t.key.as_slice());
     for (n, line) in body.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -279,19 +297,29 @@ pub fn read_lines(plan: &ReconcilePlan, role: usize, file: &str, body: &str, out
             line: line_no,
             reason: Reason::Unreadable,
             detail: "the line is not JSON".into(),
+            ledger_key: None,
         });
         match parsed.and_then(|v| {
-            let mut it = item(input, role, &tz, &cats, &v, file, line_no)?;
+            let key = key_columns.and_then(|columns| ledger_key(&v, columns));
+            let mut it = item(input, role, &tz, &cats, &v, file, line_no)
+                .map_err(|u| Unread { ledger_key: key.clone(), ..u })?;
             it.links = link_names
                 .iter()
                 .map(|l| input.links.iter().find(|(n, _)| n == l).and_then(|(_, f)| text(at(&v, f))))
                 .collect();
+            it.ledger_key = key;
             Ok(it)
         }) {
             Ok(it) => out.items.push(it),
             Err(u) => out.unread.push(u),
         }
     }
+}
+
+/// The values of a ledger table's key columns in a record: each the top-level field of the
+/// column's name, a string, number or boolean; `None` when one is missing.
+fn ledger_key(v: &Value, columns: &[String]) -> Option<Vec<String>> {
+    columns.iter().map(|c| text(v.get(c))).collect()
 }
 
 fn link_names(plan: &ReconcilePlan) -> Vec<String> {
@@ -719,6 +747,8 @@ mod tests {
             pending: Some("pending".into()),
             links: vec![("trace".into(), "trace".into())],
             account: None,
+            source: None,
+            default_source: None,
         }
     }
 
@@ -744,6 +774,7 @@ mod tests {
             review: String::new(),
             summary: String::new(),
             statements: None,
+            ledger: None,
         }
     }
 

@@ -14,6 +14,10 @@
 //!   transactions the reading order of their input; `sync_timestamp` is the latest
 //!   `metadata.processed_at` of the account's row and its transactions (when the data was
 //!   synced), never the wall clock. The same files give the same bytes.
+//! - An account is its provider and its id together (`canonical/financial-account@1`'s key,
+//!   `source` + `id`): a transaction belongs to the account whose `source` is the
+//!   transaction's provider (its input's `source` field, else `default_source`) and whose `id`
+//!   is its account id. Two providers' accounts with one id are two accounts.
 //! - An account's later line replaces its earlier one (a later sync: new balance, new name);
 //!   a line with `"_deleted": true` closes the account, a later line opens it again.
 //! - `reconciled` is the outcome's: true when the record is in a matched pair (a rule of the
@@ -32,11 +36,14 @@ use sluice_compiler::spec::reconcile::{ReconcilePlan, StatementsPlan, minor_digi
 use super::reconcile::{Item, Outcome, Reason, decimal};
 use crate::findings;
 
+/// An account's key: its provider (`source`) and its id.
+type AccountKey = (String, String);
+
 /// One account, as its last line in the accounts file gives it.
 #[derive(Clone, Debug)]
 struct Account {
     id: String,
-    source: Value,
+    source: String,
     name: Value,
     kind: Value,
     balance: Value,
@@ -57,9 +64,9 @@ struct UnreadAccount {
 /// closed ones, and the lines that could not be read.
 #[derive(Default)]
 pub struct Accounts {
-    order: Vec<String>,
-    open: HashMap<String, Account>,
-    closed: BTreeSet<String>,
+    order: Vec<AccountKey>,
+    open: HashMap<AccountKey, Account>,
+    closed: BTreeSet<AccountKey>,
     unread: Vec<UnreadAccount>,
 }
 
@@ -87,26 +94,31 @@ impl Accounts {
                 self.unread.push(unread("the row has no `id`"));
                 continue;
             };
+            let Some(source) = scalar_text(row.get("source")) else {
+                self.unread.push(unread("the row has no `source`"));
+                continue;
+            };
+            let key = (source.clone(), id.clone());
             if row.get("_deleted") == Some(&Value::Bool(true)) {
-                self.open.remove(&id);
-                self.closed.insert(id);
+                self.open.remove(&key);
+                self.closed.insert(key);
                 continue;
             }
-            self.closed.remove(&id);
-            if !self.order.contains(&id) {
-                self.order.push(id.clone());
+            self.closed.remove(&key);
+            if !self.order.contains(&key) {
+                self.order.push(key.clone());
             }
             let field = |k: &str| row.get(k).cloned().unwrap_or(Value::Null);
             let account = Account {
-                id: id.clone(),
-                source: field("source"),
+                id,
+                source,
                 name: field("name"),
                 kind: field("type"),
                 balance: field("balance"),
                 currency: scalar_text(row.get("currency")).map(|c| c.to_ascii_uppercase()),
                 processed_at: scalar_text(row.get("metadata").and_then(|m| m.get("processed_at"))),
             };
-            self.open.insert(id, account);
+            self.open.insert(key, account);
         }
     }
 }
@@ -128,13 +140,15 @@ pub struct Counts {
     pub account_unknown: u64,
     pub account_closed: u64,
     pub no_account: u64,
+    /// Transactions whose provider is not known (no `source` value, no `default_source`).
+    pub no_source: u64,
     /// Account lines that could not be read.
     pub unreadable_accounts: u64,
 }
 
 impl Counts {
     pub fn unassigned_transactions(&self) -> u64 {
-        self.account_unknown + self.account_closed + self.no_account
+        self.account_unknown + self.account_closed + self.no_account + self.no_source
     }
 
     /// `in = listed + duplicate copies + unassigned`.
@@ -153,6 +167,7 @@ impl Counts {
                 "account_unknown": self.account_unknown,
                 "account_closed": self.account_closed,
                 "no_account": self.no_account,
+                "no_source": self.no_source,
                 "unreadable_accounts": self.unreadable_accounts,
             },
         })
@@ -234,27 +249,35 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
         ..Counts::default()
     };
     // Each open account's transactions (item indexes, reading order).
-    let mut by_account: HashMap<&str, Vec<usize>> = HashMap::new();
+    let mut by_account: HashMap<AccountKey, Vec<usize>> = HashMap::new();
     let mut unassigned = String::new();
     let input = &plan.inputs[st.input];
     for (i, it) in outcome.items.iter().enumerate().filter(|(_, it)| it.role == st.input) {
         counts.transactions_in += 1;
-        let (code, reason) = match it.account.as_deref() {
-            Some(a) if accounts.open.contains_key(a) => {
-                by_account.entry(a).or_default().push(i);
+        let key = match (&it.source, &it.account) {
+            (Some(source), Some(account)) => Some((source.clone(), account.clone())),
+            _ => None,
+        };
+        let (code, reason) = match (key, &it.account) {
+            (Some(k), _) if accounts.open.contains_key(&k) => {
+                by_account.entry(k).or_default().push(i);
                 continue;
             }
-            Some(a) if accounts.closed.contains(a) => {
+            (Some(k), _) if accounts.closed.contains(&k) => {
                 counts.account_closed += 1;
                 (findings::STATEMENTS_ACCOUNT_UNKNOWN, "account_closed")
             }
-            Some(_) => {
+            (Some(_), _) => {
                 counts.account_unknown += 1;
                 (findings::STATEMENTS_ACCOUNT_UNKNOWN, "account_unknown")
             }
-            None => {
+            (None, None) => {
                 counts.no_account += 1;
                 (findings::STATEMENTS_NO_ACCOUNT, "no_account")
+            }
+            (None, Some(_)) => {
+                counts.no_source += 1;
+                (findings::STATEMENTS_NO_SOURCE, "no_source")
             }
         };
         let v = json!({
@@ -262,6 +285,7 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
             "reason": reason,
             "input": input.name,
             "id": it.id,
+            "source": it.source,
             "account_id": it.account,
             "date": it.date.to_string(),
             "amount": decimal(it.amount, &it.currency),
@@ -285,9 +309,9 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
         unassigned.push('\n');
     }
     let mut documents = String::new();
-    for id in &accounts.order {
-        let Some(account) = accounts.open.get(id) else { continue };
-        let items = by_account.get(id.as_str()).map(Vec::as_slice).unwrap_or_default();
+    for key in &accounts.order {
+        let Some(account) = accounts.open.get(key) else { continue };
+        let items = by_account.get(key).map(Vec::as_slice).unwrap_or_default();
         let (mut matched, mut unmatched, mut duplicates) = (0u64, 0u64, 0u64);
         let mut listed_ids: BTreeSet<&str> = BTreeSet::new();
         let mut transactions = Vec::new();
@@ -346,24 +370,32 @@ mod tests {
         a.read(
             "accounts.jsonl",
             concat!(
-                "{\"id\": \"a\", \"name\": \"Old\", \"currency\": \"usd\", \"metadata\": {\"processed_at\": \"2024-01-01T00:00:00Z\"}}\n",
-                "{\"id\": \"b\", \"name\": \"B\"}\n",
+                "{\"source\": \"plaid\", \"id\": \"a\", \"name\": \"Old\", \"currency\": \"usd\", \"metadata\": {\"processed_at\": \"2024-01-01T00:00:00Z\"}}\n",
+                "{\"source\": \"plaid\", \"id\": \"b\", \"name\": \"B\"}\n",
                 "\n",
-                "{\"id\": \"a\", \"name\": \"New\"}\n",
-                "{\"id\": \"b\", \"_deleted\": true}\n",
-                "{\"id\": \"c\", \"_deleted\": true}\n",
-                "{\"id\": \"c\", \"name\": \"C\"}\n",
+                "{\"source\": \"plaid\", \"id\": \"a\", \"name\": \"New\"}\n",
+                "{\"source\": \"plaid\", \"id\": \"b\", \"_deleted\": true}\n",
+                "{\"source\": \"plaid\", \"id\": \"c\", \"_deleted\": true}\n",
+                "{\"source\": \"plaid\", \"id\": \"c\", \"name\": \"C\"}\n",
                 "[1]\n",
-                "{\"name\": \"no id\"}\n",
+                "{\"source\": \"plaid\", \"name\": \"no id\"}\n",
+                "{\"id\": \"d\", \"name\": \"no source\"}\n",
+                "{\"source\": \"quickbooks\", \"id\": \"a\", \"name\": \"Other provider\"}\n",
             ),
         );
-        assert_eq!(a.order, ["a", "b", "c"]);
-        assert_eq!(a.open["a"].name, json!("New"));
-        assert_eq!((a.open["a"].currency.as_deref(), a.open["a"].processed_at.as_deref()), (None, None));
-        assert!(!a.open.contains_key("b") && a.closed.contains("b"));
-        assert!(a.open.contains_key("c") && !a.closed.contains("c"));
+        let k = |s: &str, id: &str| (s.to_string(), id.to_string());
+        assert_eq!(a.order, [k("plaid", "a"), k("plaid", "b"), k("plaid", "c"), k("quickbooks", "a")]);
+        assert_eq!(a.open[&k("plaid", "a")].name, json!("New"));
+        assert_eq!(a.open[&k("quickbooks", "a")].name, json!("Other provider"));
+        let plaid_a = &a.open[&k("plaid", "a")];
+        assert_eq!((plaid_a.currency.as_deref(), plaid_a.processed_at.as_deref()), (None, None));
+        assert!(!a.open.contains_key(&k("plaid", "b")) && a.closed.contains(&k("plaid", "b")));
+        assert!(a.open.contains_key(&k("plaid", "c")) && !a.closed.contains(&k("plaid", "c")));
         let lines: Vec<(u64, &str)> = a.unread.iter().map(|u| (u.line, u.detail)).collect();
-        assert_eq!(lines, [(8, "the line is not a JSON object"), (9, "the row has no `id`")]);
+        assert_eq!(
+            lines,
+            [(8, "the line is not a JSON object"), (9, "the row has no `id`"), (10, "the row has no `source`")]
+        );
     }
 
     #[test]
