@@ -277,6 +277,13 @@ findings! {
     AMQP_TLS_SETTINGS = "RT177", RunError, "AMQP TLS settings cannot be used",
         "An `amqp` source's or sink's `tls` settings could not be used when the run started, before connecting: the CA file or client certificate cannot be read or holds no PEM certificate, the client key (from its secret reference) is not a PEM private key or does not fit the client certificate, or `tls` is set while the `url` secret holds a plain `amqp://` URL (which would not use TLS). The message names the file or the key's reference, never key material.";
 
+    X12_UNKNOWN_PARTNER = "RT178", Dlq, "X12 interchange from an unknown trading partner",
+        "A `format: x12` source with a trading-partner `profile` (`unknown_partners: reject`, the default) read an interchange whose sender (ISA06, and ISA05 where partners name a `qualifier`) is none of the profile's partners, or whose group's GS02 is not the partner's `gs_id`: every set in it goes to the DLQ with this code (finding X12068 or X12071). The reason names the positions (ISA06, GS02) and the configured partners' names and ids, never what was sent. With `acks:`, the interchange is answered with a TA1 `R` note 006 (or the group rejected in the 999). Add the partner to the profile, or write `unknown_partners: accept`.";
+    X12_PARTNER_SET = "RT179", Dlq, "X12 transaction set the trading partner is not configured for",
+        "The set's ST01 is not in its partner's `transaction_sets` (finding X12069): it goes to the DLQ, and the 999/997 answers it `R` with IK5/AK5 code 1 (transaction set not supported). The reason names ST01 and the partner's name and id. Add the set to the partner in the profile if it is expected.";
+    X12_PARTNER_VERSION = "RT180", Dlq, "X12 functional group in a version other than the trading partner's",
+        "The group's GS08 is not the partner's `version` (`5010`: GS08 005010..., `4010`: 004010..., or one full version; finding X12070): every set of the group goes to the DLQ, and the 999/997 rejects the group (AK9 `R`, AK905 2). The reason names GS08 and the partner's name, id and configured version.";
+
     MESSAGE_TYPE_NOT_ACCEPTED = "RT201", Dlq, "message type not accepted",
         "The message type (MSH-9) is not in the stage's `message_types`.";
     REQUIRED_MISSING = "RT202", Error, "required value missing",
