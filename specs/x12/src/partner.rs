@@ -510,6 +510,31 @@ mod tests {
         assert!(bad("2300[2]/CLM-01", Overlay::default()).contains("loop id"));
     }
 
+    proptest::proptest! {
+        /// Overlay paths and changes as a user might write them, right or wrong: `apply` never
+        /// panics, and what it accepts leaves the bundled guide unchanged.
+        #[test]
+        fn any_overlay_is_applied_or_refused_without_panic(
+            path in "([0-9]{4}[A-E]?/){0,2}(CLM|NM1|REF|HI|SV1|DTP|ST|XX)?(\\([A-Z0-9]{1,3}\\))?(-[0-9]{1,2}(-[0-9])?)?",
+            junk in "[ -~]{0,12}",
+            use_junk in proptest::bool::ANY,
+            usage in proptest::option::of(0u8..3),
+            min in proptest::option::of(0usize..40),
+            max in proptest::option::of(0usize..40),
+            codes in proptest::collection::vec("[A-Z0-9]{1,3}", 0..3),
+        ) {
+            let base = by_id("005010X222A1").unwrap();
+            let before = base.clone();
+            let usage = usage.map(|u| [Usage::Required, Usage::Situational, Usage::NotUsed][u as usize]);
+            let path = if use_junk { junk } else { path };
+            let o = Overlay { path, usage, min_length: min, max_length: max, add_codes: codes };
+            if let Ok(g) = apply(base, std::slice::from_ref(&o)) {
+                proptest::prop_assert_eq!(&g.id, &base.id);
+            }
+            proptest::prop_assert_eq!(base, &before);
+        }
+    }
+
     #[test]
     fn versions_and_delimiters() {
         assert!(version_accepts("5010", "005010X222A1") && !version_accepts("5010", "004010X098A1"));
