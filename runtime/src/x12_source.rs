@@ -25,6 +25,12 @@
 //!   `guides` count as filtered, broken or not: rejecting them is the job of the source that
 //!   reads their guide, so two sources over one file (one per guide) put a broken set in the
 //!   DLQ once. So a run balances: in = delivered + DLQ + filtered.
+//! - With a trading-partner profile (`partners`), the checker knows the partners
+//!   (`sluice_x12::partner`): a set of an unknown sender, of a transaction set or version its
+//!   partner is not configured for, is rejected like any other (its findings are errors the
+//!   profile's `processing` cannot downgrade), with RT178, RT180 or RT179 instead of RT140, so
+//!   per-partner problems are told apart in the DLQ; records carry `interchange.partner`;
+//!   acknowledgments are written with the partner's delimiters.
 //! - No value from the data reaches a reason, a finding or a warning: the X12 checks name
 //!   codes, positions and offsets only, and identifiers are echoed only from the envelopes
 //!   (control numbers, versions).

@@ -948,7 +948,7 @@ pub static X12_PROCESSING: Shape = Shape {
         opt(
             "strict_segment_order",
             KeyType::Bool,
-            "A segment out of order in its loop (X12053, IK304 7; default `true`: an error). `false`: a warning; what follows from the order (a required segment then missing) still counts.",
+            "A segment out of order in its loop (X12053, IK304 7; default `true`: an error). `false`: a warning, and the segment is placed where the guide has it (its elements checked, a required place counted as present).",
         ),
     ],
 };
