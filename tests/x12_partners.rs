@@ -140,6 +140,14 @@ fn the_pipeline_delivers_each_partners_sets_and_rejects_by_partner() {
     for f in std::fs::read_dir(&acks).unwrap().flatten() {
         places.push(("ack", std::fs::read_to_string(f.path()).unwrap()));
     }
+    // The plan says who the partners are and what is relaxed for each.
+    let plan = sluice(&dir, &["plan", PIPELINE]);
+    let plan = text(&plan.stdout) + &text(&plan.stderr);
+    assert!(
+        plan.contains("trading partners `clearinghouses`: acme_clearinghouse (837 5010), GS warnings, 2 overlay(s); beta_payer (835 005010X221A1), any segment order; unknown senders rejected (RT178)"),
+        "{plan}"
+    );
+    places.push(("plan", plan));
     for (place, s) in &places {
         for v in &phi {
             assert!(!s.contains(v.as_str()), "{v} leaked into {place}");
