@@ -295,3 +295,24 @@ fn a_profile_of_the_wrong_format_or_with_errors_stops_the_command() {
     let out = sluice(&dir, &["parse", "--format", "x12", "--profile", PROFILE, &format!("{DATA}/acme-claims.x12")]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn bus_sources_take_a_trading_partner_profile_too() {
+    let dir = common::workspace("x12-partners-bus");
+    let pipeline = |profile: &str| {
+        format!(
+            "kind: pipeline\nname: claims-from-amqp\nsources:\n  claims:\n    type: amqp\n    format: x12\n    url: amqp://127.0.0.1:5672/%2f\n    queue: claims.inbound\n    profile: {profile}\nsinks:\n  sets:\n    type: jsonl\n    inputs: [claims]\n    path: out/sets.jsonl\n    phi: {{allowed: true, reason: test}}\ndlq:\n  path: out/dlq.jsonl\n  plaintext_reason: synthetic test fixture\n"
+        )
+    };
+    std::fs::write(dir.join("bus.yaml"), pipeline(PROFILE)).unwrap();
+    let plan = sluice(&dir, &["plan", "bus.yaml", "--format", "json"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan: Value = serde_json::from_str(&text(&plan.stdout)).unwrap();
+    let partners = &plan["components"][0]["x12"]["partners"];
+    assert_eq!(partners["partners"][0]["name"], "acme_clearinghouse", "{plan}");
+    assert_eq!(partners["partners"][1]["strict_segment_order"], false);
+    std::fs::write(dir.join("bus-hl7.yaml"), pipeline("mappings/base/profiles/default.yaml")).unwrap();
+    let check = sluice(&dir, &["check", "bus-hl7.yaml"]);
+    assert_eq!(check.status.code(), Some(1));
+    assert!(text(&check.stderr).contains("SL431"), "{}", text(&check.stderr));
+}

@@ -261,6 +261,16 @@ impl Compiler {
         self.profiles[&id].clone()
     }
 
+    /// An X12 trading-partner profile named at `from` (SL431 when it is an HL7 v2 one).
+    fn x12_profile_at(&mut self, from: &Spanned) -> Option<crate::plan::X12PartnersPlan> {
+        let pid = self.load_kind(from, "profile")?;
+        if self.profile_format(pid) != "x12" {
+            self.profile_format_mismatch(from, "hl7v2", "x12");
+            return None;
+        }
+        self.x12_profile(pid)
+    }
+
     fn x12_profile(&mut self, id: FileId) -> Option<crate::plan::X12PartnersPlan> {
         if !self.x12_profiles.contains_key(&id) {
             let (mut cx, node) = self.cx(id);
@@ -1538,14 +1548,7 @@ impl Compiler {
                 let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let acks = x12.acks.as_ref().map(|a| display_path(&self.resolve(a)));
                 let partners = match profile {
-                    Some(p) => {
-                        let pid = self.load_kind(p, "profile")?;
-                        if self.profile_format(pid) != "x12" {
-                            self.profile_format_mismatch(p, "hl7v2", "x12");
-                            return None;
-                        }
-                        Some(Box::new(self.x12_profile(pid)?))
-                    }
+                    Some(p) => Some(Box::new(self.x12_profile_at(p)?)),
                     None => None,
                 };
                 let mut plan = crate::x12::source_plan(&mut self.diags, x12, acks)?;
@@ -2984,7 +2987,12 @@ impl Compiler {
             return Some((source, flow));
         }
         if let Some(x12) = &common.x12 {
-            let plan = crate::x12::source_plan(&mut self.diags, x12, None)?;
+            let partners = match &common.profile {
+                Some(p) => Some(Box::new(self.x12_profile_at(p)?)),
+                None => None,
+            };
+            let mut plan = crate::x12::source_plan(&mut self.diags, x12, None)?;
+            plan.partners = partners;
             let source = SourcePlan {
                 x12: Some(Box::new(plan)),
                 ..SourcePlan::new("", "x12", vec![], profile::default_profile())
