@@ -821,5 +821,34 @@ mod tests {
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
             let _ = decode(&input, &s);
         }
+
+        #[test]
+        fn arbitrary_input_never_panics_with_partners(bytes in proptest::collection::vec(any::<u8>(), 0..400), lenient in any::<bool>()) {
+            use sluice_x12::partner::{Partner, Partners, Processing};
+            let mut input = ISA.as_bytes().to_vec();
+            input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
+            input.extend_from_slice(&bytes);
+            let partner = Partner {
+                name: "sender".into(),
+                id: "SENDER".into(),
+                qualifier: None,
+                gs_id: Some("A".into()),
+                transaction_sets: vec!["837".into()],
+                version: "5010".into(),
+                processing: Processing { validate_isa: false, validate_gs: lenient, strict_segment_order: false },
+                guides: vec![],
+                delimiters: None,
+            };
+            let mut s = src(&[], lenient);
+            s.partners = Some(Arc::new(Partners { partners: vec![partner], accept_unknown: false }));
+            let path = temp(&input);
+            for piece in pieces(&|| crate::source::open_local(&path), &path, &s).unwrap() {
+                let piece = piece.unwrap();
+                if piece.problem.is_none() {
+                    let _ = decode(&piece.bytes, &s);
+                }
+            }
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        }
     }
 }

@@ -233,6 +233,15 @@ fn one_partner(cx: &mut Cx, node: &Node, defaults: Processing) -> Option<(X12Par
             sets.push(s.text);
         }
     }
+    if let Some(n) = obj.get("transaction_sets")
+        && matches!(&n.value, Value::Seq(items) if items.is_empty())
+    {
+        cx.push(
+            Diagnostic::error(codes::X12_PARTNER_SET, format!("partner `{}` lists no transaction set", name.text))
+                .label(n.span, "every set it sends would be rejected (RT179)")
+                .help("list the ST01 values the partner sends, e.g. `[\"837\", \"835\"]`"),
+        );
+    }
     let processing = obj.get("processing").map_or(defaults, |n| processing(cx, n, defaults));
     let mut plan = X12PartnerPlan {
         name: name.text.clone(),
