@@ -233,6 +233,9 @@ enum Command {
         /// A parser profile (`kind: profile`): its `version` is used when MSH-12 is empty, its
         /// `z_segments` are the Z-segments allowed, `unexpected_segments` sets their severity,
         /// `encoding` and `encoding_characters` say how messages are read (as in `sluice run`).
+        /// With `--format x12`: a trading-partner profile (`format: x12`): each interchange's
+        /// sender must be a partner, its sets and version the partner's, its guides the
+        /// partner's overlaid copies; JSON findings carry `partner`.
         #[arg(long)]
         profile: Option<PathBuf>,
         /// `json`: one finding per line, for tools.
@@ -251,10 +254,12 @@ enum Command {
     /// accepted, 1 otherwise.
     Ack {
         /// `x12`: a TA1 for envelope errors, else a 999 (5010) or 997 (4010) per functional
-        /// group (see docs/x12.md); `--profile` and `--mode` are for HL7 v2 only.
+        /// group (see docs/x12.md); `--mode` is for HL7 v2 only.
         #[arg(long, value_enum, default_value = "hl7v2")]
         format: Standard,
-        /// A parser profile (`kind: profile`), as for `sluice validate`.
+        /// A parser profile (`kind: profile`), as for `sluice validate`. With `--format x12`, a
+        /// trading-partner profile: acknowledgments follow its checks and are written with
+        /// each partner's `delimiters`.
         #[arg(long)]
         profile: Option<PathBuf>,
         /// `original`: AA/AE/AR; `enhanced`: accept ACK (CA/CE/CR) per MSH-15 and application
@@ -527,11 +532,10 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve_cli::serve(args),
         Command::Schema => commands::schema(),
-        Command::Parse { format: Standard::X12, profile: Some(_), .. }
-        | Command::Validate { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),
+        Command::Parse { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),
         Command::Parse { format: Standard::X12, files, .. } => x12_cli::parse(&files),
-        Command::Validate { format: Standard::X12, output, lenient, files, .. } => {
-            x12_cli::validate(&files, lenient, matches!(output, OutputFormat::Json))
+        Command::Validate { format: Standard::X12, output, lenient, files, profile } => {
+            x12_cli::validate(&files, lenient, matches!(output, OutputFormat::Json), profile.as_deref())
         }
         Command::Parse { format: Standard::Hl7v2, shape, profile, files } => {
             commands::parse_hl7(&files, matches!(shape, Shape::Full), profile.as_deref())
@@ -557,8 +561,8 @@ fn main() -> ExitCode {
             eprintln!("error: FHIR has no acknowledgement message; `sluice ack` answers --format hl7v2 or x12");
             2
         }
-        Command::Ack { format: Standard::X12, fixed_clock, state, files, .. } => {
-            x12_cli::ack(&files, fixed_clock, state.as_deref())
+        Command::Ack { format: Standard::X12, fixed_clock, state, files, profile, .. } => {
+            x12_cli::ack(&files, fixed_clock, state.as_deref(), profile.as_deref())
         }
         Command::Ack { format: Standard::Hl7v2, state: Some(_), .. } => {
             eprintln!("error: `--state` is for `--format x12`: HL7 v2 ACK control ids come from the clock");

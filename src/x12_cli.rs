@@ -5,10 +5,12 @@
 //! job is to print it): findings name element positions and offsets.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sluice_x12::envelope::{Checker, Finding, InterchangeResult, Mode};
 use sluice_x12::json::{SetContext, set_to_json};
+use sluice_x12::partner::Partners;
 use sluice_x12::split::{Item, Splitter};
 
 use crate::commands::{FAILED, OK, USAGE};
@@ -21,6 +23,9 @@ struct Context {
     group_control: String,
     functional_id: String,
     version: String,
+    /// The trading partner of the interchange, when a profile is given (`None` inside: the
+    /// sender is none of its partners).
+    partner: Option<Option<String>>,
 }
 
 impl Context {
@@ -32,6 +37,7 @@ impl Context {
                 *self = Context {
                     isa12: seg.element_str(12).to_string(),
                     interchange_control: seg.element_str(13).to_string(),
+                    partner: self.partner.as_ref().map(|_| None),
                     ..Context::default()
                 };
             }
@@ -52,10 +58,31 @@ fn open(path: &PathBuf) -> Result<std::fs::File, u8> {
     })
 }
 
-/// `--profile` with `--format x12`: X12 parser profiles (trading partners) are not done yet.
+/// `sluice parse --format x12 --profile`: parsing prints the sets as read, whoever sent them.
 pub fn no_profile() -> u8 {
-    eprintln!("error: --profile is for HL7 v2; X12 trading-partner profiles are not supported yet (docs/x12.md)");
+    eprintln!(
+        "error: `sluice parse --format x12` prints every set as read and takes no --profile; trading-partner profiles are for `sluice validate` and `sluice ack` (docs/x12.md)"
+    );
     USAGE
+}
+
+/// The trading partners of an X12 profile file (`--profile`), its diagnostics printed; the
+/// exit code of a usage error when it cannot be used.
+pub fn load_partners(path: &Path) -> Result<Arc<Partners>, u8> {
+    let mut c = sluice_compiler::compile::Compiler::default();
+    let plan = c.load_x12_profile(path).map_err(|e| {
+        eprintln!("error: {e}");
+        USAGE
+    })?;
+    crate::commands::print_diagnostics(&c, sluice_compiler::diagnostics::Format::Human, &[]);
+    let Some(plan) = plan else {
+        eprintln!("error: the profile has errors");
+        return Err(USAGE);
+    };
+    sluice_compiler::spec::x12_profile::to_partners(&plan).map(Arc::new).map_err(|e| {
+        eprintln!("error: the profile cannot be used: {e}");
+        USAGE
+    })
 }
 
 /// `sluice parse --format x12`: one JSON line per transaction set.
@@ -136,6 +163,7 @@ impl Tally {
 fn check_files(
     files: &[PathBuf],
     mode: Mode,
+    partners: Option<&Arc<Partners>>,
     mut on_finding: impl FnMut(&str, usize, &Context, &Finding),
     mut on_done: impl FnMut(&str, &InterchangeResult),
 ) -> Result<Tally, u8> {
@@ -143,8 +171,11 @@ fn check_files(
     for path in files {
         let file = open(path)?;
         let name = path.display().to_string();
-        let mut checker = Checker::with_guides(mode);
-        let mut ctx = Context::default();
+        let mut checker = match partners {
+            Some(p) => Checker::with_partners(mode, p.clone()),
+            None => Checker::with_guides(mode),
+        };
+        let mut ctx = Context { partner: partners.map(|_| None), ..Context::default() };
         let mut set_number = 0;
         let mut end = 0;
         let mut record = |checker: &mut Checker, tally: &mut Tally| {
@@ -169,7 +200,11 @@ fn check_files(
             if in_set {
                 set_number += 1;
             }
-            for f in checker.check(&item) {
+            let found = checker.check(&item);
+            if ctx.partner.is_some() {
+                ctx.partner = Some(checker.partner().map(|p| p.name.clone()));
+            }
+            for f in found {
                 tally.by_severity[f.severity as usize] += 1;
                 on_finding(&name, if in_set { set_number } else { 0 }, &ctx, &f);
             }
@@ -186,7 +221,7 @@ fn check_files(
 
 fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> String {
     if json {
-        return serde_json::json!({
+        let mut v = serde_json::json!({
             "file": file,
             "set_index": if set == 0 { None } else { Some(set) },
             "interchange_control": ctx.interchange_control,
@@ -196,8 +231,11 @@ fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> Str
             "position": f.position,
             "segment": if f.segment_number == 0 { None } else { Some(f.segment_number) },
             "message": f.message,
-        })
-        .to_string();
+        });
+        if let Some(partner) = &ctx.partner {
+            v["partner"] = serde_json::json!(partner);
+        }
+        return v.to_string();
     }
     let at = if set == 0 { "envelope".to_string() } else { format!("set {set}") };
     let pos = if f.position.is_empty() {
@@ -211,11 +249,16 @@ fn render(file: &str, set: usize, ctx: &Context, f: &Finding, json: bool) -> Str
 /// `sluice validate --format x12`: findings, one per line; exit 0 when every transaction set is
 /// accepted and nothing outside the sets has an error. `lenient` reports envelope problems as
 /// warnings ([`Mode::Lenient`]).
-pub fn validate(files: &[PathBuf], lenient: bool, json: bool) -> u8 {
+pub fn validate(files: &[PathBuf], lenient: bool, json: bool, profile: Option<&Path>) -> u8 {
+    let partners = match profile.map(load_partners).transpose() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let mut out = crate::stdout::lock();
     let tally = check_files(
         files,
         if lenient { Mode::Lenient } else { Mode::Strict },
+        partners.as_ref(),
         |file, set, ctx, f| {
             let _ = writeln!(out, "{}", render(file, set, ctx, f, json));
         },
@@ -278,7 +321,11 @@ pub fn explain(code: &str) -> Option<String> {
 /// output is deterministic with `--fixed-clock`; with it, both are reserved in that state
 /// store, from the counters a pipeline's `acks:` use. Exit 0 when every transaction set is
 /// accepted.
-pub fn ack(files: &[PathBuf], fixed_clock: Option<String>, state: Option<&str>) -> u8 {
+pub fn ack(files: &[PathBuf], fixed_clock: Option<String>, state: Option<&str>, profile: Option<&Path>) -> u8 {
+    let partners = match profile.map(load_partners).transpose() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let clock = match sluice_runtime::time::Clock::new(fixed_clock.as_deref()) {
         Ok(c) => c,
         Err(e) => {
@@ -303,6 +350,7 @@ pub fn ack(files: &[PathBuf], fixed_clock: Option<String>, state: Option<&str>) 
     let tally = check_files(
         files,
         Mode::Strict,
+        partners.as_ref(),
         |_, _, _, _| {},
         |file, ic| {
             if store_failed.is_some() {
@@ -323,6 +371,11 @@ pub fn ack(files: &[PathBuf], fixed_clock: Option<String>, state: Option<&str>) 
                 time: time.clone(),
                 interchange_control,
                 group_control,
+                delimiters: partners
+                    .as_deref()
+                    .zip(ic.partner.as_deref())
+                    .and_then(|(ps, name)| ps.by_name(name))
+                    .and_then(|p| p.delimiters),
             };
             match sluice_x12::ack::acknowledge(ic, &options) {
                 Some(text) => {

@@ -103,10 +103,14 @@ fn explain_knows_x12_codes() {
 }
 
 #[test]
-fn a_profile_is_refused_for_x12() {
+fn a_profile_that_is_no_trading_partner_profile_is_refused_for_x12() {
+    // Trading-partner profiles themselves are tested in tests/x12_partners.rs.
     let out = sluice(&["validate", "--format", "x12", "--profile", "mappings/base/whatever.yaml", CLAIMS]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8(out.stderr).unwrap().contains("--profile is for HL7 v2"));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("cannot read"), "a missing file");
+    let out = sluice(&["validate", "--format", "x12", "--profile", "mappings/base/profiles/default.yaml", CLAIMS]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8(out.stderr).unwrap().contains("is an HL7 v2 parser profile"));
 }
 
 #[test]

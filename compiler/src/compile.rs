@@ -102,6 +102,7 @@ pub struct Compiler {
     trees: Vec<Option<Node>>,
     kinds: HashMap<FileId, Option<String>>,
     profiles: HashMap<FileId, Option<ProfilePlan>>,
+    x12_profiles: HashMap<FileId, Option<crate::plan::X12PartnersPlan>>,
     rules: HashMap<FileId, Option<Rules>>,
     policies: HashMap<FileId, Option<Policy>>,
     mappings: HashMap<FileId, Option<Mapping>>,
@@ -219,6 +220,38 @@ impl Compiler {
         Some(id)
     }
 
+    /// The format a profile file declares (`hl7v2` unless it says `x12`).
+    fn profile_format(&mut self, id: FileId) -> &'static str {
+        let (_, node) = self.cx(id);
+        match node.map(crate::spec::x12_profile::format_of) {
+            Some("x12") => "x12",
+            _ => "hl7v2",
+        }
+    }
+
+    /// SL431: the profile `from` names is of `format`, where one of `want` is needed.
+    fn profile_format_mismatch(&mut self, from: &Spanned, format: &str, want: &str) {
+        let what = |f: &str| if f == "x12" { "an X12 trading-partner profile" } else { "an HL7 v2 parser profile" };
+        self.diags.push(
+            Diagnostic::error(
+                codes::X12_PROFILE_FORMAT,
+                format!("`{}` is {} (`format: {format}`), not {}", from.text, what(format), what(want)),
+            )
+            .label(from.span, format!("expected a profile with `format: {want}`"))
+            .help(format!("point this at a `kind: profile` file with `format: {want}`")),
+        );
+    }
+
+    /// An HL7 v2 profile named at `from` (SL431 when it is an X12 one).
+    fn hl7_profile_at(&mut self, from: &Spanned) -> Option<ProfilePlan> {
+        let pid = self.load_kind(from, "profile")?;
+        if self.profile_format(pid) == "x12" {
+            self.profile_format_mismatch(from, "x12", "hl7v2");
+            return None;
+        }
+        self.profile(pid)
+    }
+
     fn profile(&mut self, id: FileId) -> Option<ProfilePlan> {
         if !self.profiles.contains_key(&id) {
             let (mut cx, node) = self.cx(id);
@@ -226,6 +259,25 @@ impl Compiler {
             self.profiles.insert(id, p);
         }
         self.profiles[&id].clone()
+    }
+
+    /// An X12 trading-partner profile named at `from` (SL431 when it is an HL7 v2 one).
+    fn x12_profile_at(&mut self, from: &Spanned) -> Option<crate::plan::X12PartnersPlan> {
+        let pid = self.load_kind(from, "profile")?;
+        if self.profile_format(pid) != "x12" {
+            self.profile_format_mismatch(from, "hl7v2", "x12");
+            return None;
+        }
+        self.x12_profile(pid)
+    }
+
+    fn x12_profile(&mut self, id: FileId) -> Option<crate::plan::X12PartnersPlan> {
+        if !self.x12_profiles.contains_key(&id) {
+            let (mut cx, node) = self.cx(id);
+            let p = node.and_then(|n| crate::spec::x12_profile::read(&mut cx, n));
+            self.x12_profiles.insert(id, p);
+        }
+        self.x12_profiles[&id].clone()
     }
 
     fn rules(&mut self, id: FileId) -> Option<&Rules> {
@@ -380,10 +432,7 @@ impl Compiler {
             let z = match profile_ref {
                 Some((text, span)) => {
                     let r = Spanned { text, span };
-                    self.load_kind(&r, "profile")
-                        .and_then(|pid| self.profile(pid))
-                        .map(|p| p.z_segments)
-                        .unwrap_or_default()
+                    self.hl7_profile_at(&r).map(|p| p.z_segments).unwrap_or_default()
                 }
                 None => vec![],
             };
@@ -404,7 +453,11 @@ impl Compiler {
                 self.mapping(id);
             }
             Some("profile") => {
-                self.profile(id);
+                if self.profile_format(id) == "x12" {
+                    self.x12_profile(id);
+                } else {
+                    self.profile(id);
+                }
             }
             Some("rules") => {
                 self.rules(id);
@@ -557,7 +610,31 @@ impl Compiler {
         if self.kind(id).as_deref() != Some("profile") && !self.diags.has_errors() {
             return Err(format!("{} is not a profile (it has no `kind: profile`)", display_path(path)));
         }
+        if self.profile_format(id) == "x12" {
+            return Err(format!(
+                "{} is an X12 trading-partner profile (`format: x12`); use it with `--format x12`",
+                display_path(path)
+            ));
+        }
         let p = self.profile(id);
+        Ok(p.filter(|_| !self.diags.has_errors()))
+    }
+
+    /// Loads one X12 trading-partner profile file (`sluice validate --format x12 --profile`);
+    /// None when it has errors (they are in `diags`).
+    pub fn load_x12_profile(&mut self, path: &Path) -> Result<Option<crate::plan::X12PartnersPlan>, String> {
+        let id = self.load_root(path)?;
+        if self.kind(id).as_deref() != Some("profile") && !self.diags.has_errors() {
+            return Err(format!("{} is not a profile (it has no `kind: profile`)", display_path(path)));
+        }
+        if self.profile_format(id) != "x12" && !self.diags.has_errors() {
+            return Err(format!(
+                "{} is an HL7 v2 parser profile; `--format x12` needs one with `format: x12` (trading partners)",
+                display_path(path)
+            ));
+        }
+        let p = self.x12_profile(id);
+        self.diags.sort(&self.sources);
         Ok(p.filter(|_| !self.diags.has_errors()))
     }
 
@@ -1473,10 +1550,15 @@ impl Compiler {
                 });
                 Some((kind, flow, (state, origins)))
             }
-            Body::Files { paths, x12: Some(x12), store, move_to, tag, .. } => {
+            Body::Files { paths, profile, x12: Some(x12), store, move_to, tag, .. } => {
                 let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let acks = x12.acks.as_ref().map(|a| display_path(&self.resolve(a)));
-                let plan = crate::x12::source_plan(&mut self.diags, x12, acks)?;
+                let partners = match profile {
+                    Some(p) => Some(Box::new(self.x12_profile_at(p)?)),
+                    None => None,
+                };
+                let mut plan = crate::x12::source_plan(&mut self.diags, x12, acks)?;
+                plan.partners = partners;
                 let (paths, store) = located?;
                 let kind = ComponentKind::Source(SourcePlan {
                     x12: Some(Box::new(plan)),
@@ -1488,10 +1570,7 @@ impl Compiler {
             Body::Files { paths, profile, fhir: None, store, move_to, tag, .. } => {
                 let located = self.locate_paths(paths, store.as_deref(), (move_to.as_ref(), tag.as_deref()), c);
                 let profile = match profile {
-                    Some(p) => {
-                        let pid = self.load_kind(p, "profile")?;
-                        self.profile(pid)?
-                    }
+                    Some(p) => self.hl7_profile_at(p)?,
                     None => profile::default_profile(),
                 };
                 let version = Version::parse(&profile.version)?;
@@ -1502,10 +1581,7 @@ impl Compiler {
             }
             Body::Mllp(m) => {
                 let mut profile = match &m.profile {
-                    Some(p) => {
-                        let pid = self.load_kind(p, "profile")?;
-                        self.profile(pid)?
-                    }
+                    Some(p) => self.hl7_profile_at(p)?,
                     None => profile::default_profile(),
                 };
                 // The listener's `charset` wins over the profile's `encoding` for its messages.
@@ -2917,7 +2993,12 @@ impl Compiler {
             return Some((source, flow));
         }
         if let Some(x12) = &common.x12 {
-            let plan = crate::x12::source_plan(&mut self.diags, x12, None)?;
+            let partners = match &common.profile {
+                Some(p) => Some(Box::new(self.x12_profile_at(p)?)),
+                None => None,
+            };
+            let mut plan = crate::x12::source_plan(&mut self.diags, x12, None)?;
+            plan.partners = partners;
             let source = SourcePlan {
                 x12: Some(Box::new(plan)),
                 ..SourcePlan::new("", "x12", vec![], profile::default_profile())
@@ -2925,10 +3006,7 @@ impl Compiler {
             return Some((source, Flow::X12));
         }
         let profile = match &common.profile {
-            Some(p) => {
-                let pid = self.load_kind(p, "profile")?;
-                self.profile(pid)?
-            }
+            Some(p) => self.hl7_profile_at(p)?,
             None => profile::default_profile(),
         };
         let version = Version::parse(&profile.version)?;

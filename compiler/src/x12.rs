@@ -642,7 +642,7 @@ pub fn source_plan(
         let d = d.label(g.span, "not a guide id").help(format!("the bundled guides are {}", known.join(", ")));
         diags.push(d.suggest(&g.text, known.iter().copied()));
     }
-    ok.then_some(X12SourcePlan { guides, mode: spec.mode, acks, split: Vec::new() })
+    ok.then_some(X12SourcePlan { guides, mode: spec.mode, acks, split: Vec::new(), partners: None })
 }
 
 /// SL262: `acks` without a state store for the control numbers.

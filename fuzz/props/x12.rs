@@ -235,6 +235,7 @@ pub fn loops_check(data: &[u8]) {
         time: "0900".into(),
         interchange_control: 7,
         group_control: 1,
+        delimiters: None,
     };
     for ic in &strict {
         let Some(ack) = sluice_x12::ack::acknowledge(ic, &options) else { continue };

@@ -25,6 +25,12 @@
 //!   `guides` count as filtered, broken or not: rejecting them is the job of the source that
 //!   reads their guide, so two sources over one file (one per guide) put a broken set in the
 //!   DLQ once. So a run balances: in = delivered + DLQ + filtered.
+//! - With a trading-partner profile (`partners`), the checker knows the partners
+//!   (`sluice_x12::partner`): a set of an unknown sender, of a transaction set or version its
+//!   partner is not configured for, is rejected like any other (its findings are errors the
+//!   profile's `processing` cannot downgrade), with RT178, RT180 or RT179 instead of RT140, so
+//!   per-partner problems are told apart in the DLQ; records carry `interchange.partner`;
+//!   acknowledgments are written with the partner's delimiters.
 //! - No value from the data reaches a reason, a finding or a warning: the X12 checks name
 //!   codes, positions and offsets only, and identifiers are echoed only from the envelopes
 //!   (control numbers, versions).
@@ -46,7 +52,7 @@
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sluice_compiler::plan::{Mode, StateTarget, X12SourcePlan};
 use sluice_x12::codec::Segment;
@@ -67,6 +73,8 @@ pub struct X12Source {
     acks: Option<Acks>,
     /// Guides whose sets are cut into one record per occurrence of a loop.
     split: Vec<sluice_compiler::plan::X12Split>,
+    /// The trading partners of the source's profile (`None`: no profile).
+    partners: Option<Arc<sluice_x12::partner::Partners>>,
 }
 
 /// Where acknowledgments go and where their control numbers come from.
@@ -102,16 +110,37 @@ impl X12Source {
                 ));
             }
         };
+        let partners = match &plan.partners {
+            None => None,
+            Some(p) => Some(Arc::new(sluice_compiler::spec::x12_profile::to_partners(p).map_err(|why| {
+                RunError::new(findings::PLAN_INVALID, format!("the X12 trading-partner profile cannot be used: {why}"))
+            })?)),
+        };
         Ok(X12Source {
             guides: plan.guides.clone(),
             lenient: plan.mode == Mode::Lenient,
             acks,
             split: plan.split.clone(),
+            partners,
         })
     }
 
     fn mode(&self) -> sluice_x12::envelope::Mode {
         if self.lenient { sluice_x12::envelope::Mode::Lenient } else { sluice_x12::envelope::Mode::Strict }
+    }
+
+    /// The checker of every interchange: with the profile's partners when there is one.
+    fn checker(&self) -> Checker {
+        match &self.partners {
+            Some(p) => Checker::with_partners(self.mode(), p.clone()),
+            None => Checker::with_guides(self.mode()),
+        }
+    }
+
+    /// The acknowledgment delimiters of the partner that sent `ic`.
+    fn delimiters_for(&self, ic: &InterchangeResult) -> Option<sluice_x12::partner::OutputDelimiters> {
+        let partners = self.partners.as_deref()?;
+        partners.by_name(ic.partner.as_deref()?)?.delimiters
     }
 }
 
@@ -145,7 +174,7 @@ pub fn pieces<'s>(
     let bytes = open()?;
     Ok(Box::new(Pieces {
         splitter: Splitter::new(BufReader::with_capacity(64 * 1024, bytes)),
-        checker: Checker::with_guides(src.mode()),
+        checker: src.checker(),
         src,
         file: path.to_path_buf(),
         isa: Vec::new(),
@@ -325,7 +354,7 @@ impl<R> Pieces<'_, R> {
                 }
             }
             if let Some(acks) = &self.src.acks {
-                acks.write(&self.file, &ic).map_err(|e| {
+                acks.write(&self.file, &ic, self.src.delimiters_for(&ic)).map_err(|e| {
                     let e = RunError::new(
                         findings::X12_ACK_FAILED,
                         format!("the X12 acknowledgment cannot be written: {}", e.message),
@@ -362,7 +391,7 @@ fn verdict(ic: &InterchangeResult, offset: usize) -> Option<Rejection> {
     } else {
         "its interchange"
     };
-    let reason = format!(
+    let mut reason = format!(
         "X12 transaction set {} (control {}) rejected: {} error(s) in {whose}; first {} at {}",
         sluice_x12_echo(&set.id),
         sluice_x12_echo(&set.control),
@@ -370,12 +399,29 @@ fn verdict(ic: &InterchangeResult, offset: usize) -> Option<Rejection> {
         first.code,
         location(first)
     );
-    Some(Rejection {
-        code: findings::X12_REJECTED,
-        findings: errors.into_iter().map(finding).collect(),
-        reason,
-        attempts: 1,
-    })
+    // A partner check decides the code (who may send outranks how well it was sent); its
+    // message names positions and the profile's partner names and ids only.
+    let by_partner = [
+        (&["X12068", "X12071"][..], findings::X12_UNKNOWN_PARTNER),
+        (&["X12070"][..], findings::X12_PARTNER_VERSION),
+        (&["X12069"][..], findings::X12_PARTNER_SET),
+    ];
+    let mut code = findings::X12_REJECTED;
+    if let Some((f, c)) =
+        by_partner.iter().find_map(|(codes, c)| errors.iter().find(|f| codes.contains(&f.code)).map(|f| (f, *c)))
+    {
+        code = c;
+        reason = format!(
+            "X12 transaction set {} (control {}) rejected by the trading-partner profile: {} at {}: {} ({} error(s) in all)",
+            sluice_x12_echo(&set.id),
+            sluice_x12_echo(&set.control),
+            f.code,
+            location(f),
+            f.message,
+            errors.len()
+        );
+    }
+    Some(Rejection { code, findings: errors.into_iter().map(finding).collect(), reason, attempts: 1 })
 }
 
 /// An envelope identifier as echoed in reasons: only when it looks like one (digits and
@@ -491,7 +537,12 @@ impl std::fmt::Debug for Acks {
 impl Acks {
     /// Writes the acknowledgment of `ic` (read from `file`) as
     /// `<dir>/<file name>.<ISA13>.<999|997|ta1>`.
-    fn write(&self, file: &Path, ic: &InterchangeResult) -> Result<(), RunError> {
+    fn write(
+        &self,
+        file: &Path,
+        ic: &InterchangeResult,
+        delimiters: Option<sluice_x12::partner::OutputDelimiters>,
+    ) -> Result<(), RunError> {
         if ic.isa.len() < 16 {
             return Ok(()); // bytes outside any interchange: nobody to answer
         }
@@ -508,13 +559,15 @@ impl Acks {
             time: stamp.get(8..12).unwrap_or("").to_string(),
             interchange_control: isa13,
             group_control: gs06,
+            delimiters,
         };
         let Some(text) = sluice_x12::ack::acknowledge(ic, &options) else { return Ok(()) };
+        let e = delimiters.map_or('*', |d| char::from(d.element));
         let kind = if ic.has_errors() {
             "ta1"
-        } else if text.contains("ST*999*") {
+        } else if text.contains(&format!("ST{e}999{e}")) {
             "999"
-        } else if text.contains("ST*997*") {
+        } else if text.contains(&format!("ST{e}997{e}")) {
             "997"
         } else {
             "ta1"
@@ -552,7 +605,7 @@ pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejectio
     let mut isa = None;
     let mut gs = None;
     let mut set = None;
-    let mut checker = Checker::with_guides(src.mode());
+    let mut checker = src.checker();
     let mut end = 0;
     for item in Splitter::new(bytes) {
         if let Ok(item) = &item {
@@ -591,7 +644,11 @@ pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejectio
     checker.finish(end);
     let results = checker.take_done();
     let mut warnings = Vec::new();
+    let mut partner = None;
     for ic in &results {
+        if ic.groups.iter().flat_map(|g| &g.sets).any(|s| s.offset == set.offset) {
+            partner = ic.partner.clone();
+        }
         if let Some(r) =
             ic.groups.iter().flat_map(|g| &g.sets).find(|s| s.offset == set.offset).and(verdict(ic, set.offset))
         {
@@ -638,7 +695,10 @@ pub fn decode(bytes: &[u8], src: &X12Source) -> Result<Option<Decoded>, Rejectio
                 ("receiver_id", s(el(&isa, 8))),
                 ("version", s(el(&isa, 12))),
                 ("usage", s(el(&isa, 15))),
-            ]),
+            ]
+            .into_iter()
+            .chain(src.partners.is_some().then(|| ("partner", partner.clone().map_or(Doc::Null, Doc::Str))))
+            .collect()),
         ),
         (
             "group",
@@ -662,7 +722,13 @@ mod tests {
     use proptest::prelude::*;
 
     fn src(guides: &[&str], lenient: bool) -> X12Source {
-        X12Source { guides: guides.iter().map(|g| g.to_string()).collect(), lenient, acks: None, split: Vec::new() }
+        X12Source {
+            guides: guides.iter().map(|g| g.to_string()).collect(),
+            lenient,
+            acks: None,
+            split: Vec::new(),
+            partners: None,
+        }
     }
 
     fn temp(text: &[u8]) -> PathBuf {
@@ -754,6 +820,35 @@ mod tests {
             }
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
             let _ = decode(&input, &s);
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics_with_partners(bytes in proptest::collection::vec(any::<u8>(), 0..400), lenient in any::<bool>()) {
+            use sluice_x12::partner::{Partner, Partners, Processing};
+            let mut input = ISA.as_bytes().to_vec();
+            input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
+            input.extend_from_slice(&bytes);
+            let partner = Partner {
+                name: "sender".into(),
+                id: "SENDER".into(),
+                qualifier: None,
+                gs_id: Some("A".into()),
+                transaction_sets: vec!["837".into()],
+                version: "5010".into(),
+                processing: Processing { validate_isa: false, validate_gs: lenient, strict_segment_order: false },
+                guides: vec![],
+                delimiters: None,
+            };
+            let mut s = src(&[], lenient);
+            s.partners = Some(Arc::new(Partners { partners: vec![partner], accept_unknown: false }));
+            let path = temp(&input);
+            for piece in pieces(&|| crate::source::open_local(&path), &path, &s).unwrap() {
+                let piece = piece.unwrap();
+                if piece.problem.is_none() {
+                    let _ = decode(&piece.bytes, &s);
+                }
+            }
+            let _ = std::fs::remove_dir_all(path.parent().unwrap());
         }
     }
 }

@@ -217,6 +217,64 @@ pub struct X12SourcePlan {
     /// compiler from the pipeline's map stages, never written in the source.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split: Vec<X12Split>,
+    /// The trading partners of the source's `profile` (absent without one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partners: Option<Box<X12PartnersPlan>>,
+}
+
+/// An X12 profile (`kind: profile`, `format: x12`): its trading partners as checked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12PartnersPlan {
+    pub name: String,
+    /// `unknown_partners: accept`.
+    pub accept_unknown: bool,
+    pub partners: Vec<X12PartnerPlan>,
+}
+
+/// One trading partner, its `processing` already merged with the profile's.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12PartnerPlan {
+    pub name: String,
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualifier: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gs_id: Option<String>,
+    pub transaction_sets: Vec<String>,
+    pub version: String,
+    pub validate_isa: bool,
+    pub validate_gs: bool,
+    pub strict_segment_order: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<X12OverlayPlan>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiters: Option<X12DelimitersPlan>,
+}
+
+/// One overlay: its guide (schema name) and what changes where.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12OverlayPlan {
+    pub guide: String,
+    pub path: String,
+    /// `required`, `optional`, `not_used`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub add_codes: Vec<String>,
+}
+
+/// Acknowledgment delimiters, one character each.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12DelimitersPlan {
+    pub element: char,
+    pub component: char,
+    pub repetition: char,
+    pub segment: char,
+    pub line_break: bool,
 }
 
 /// One guide whose sets an X12 source cuts at a loop (or at several HL levels: a 271's

@@ -127,6 +127,37 @@ pub fn text(plan: &Plan) -> String {
                         format!("{}, other sets one record each", cuts.join(", "))
                     };
                     let _ = writeln!(o, "    x12: guides {guides}, validation {mode}, acknowledgments {acks}; {unit}");
+                    if let Some(p) = &x.partners {
+                        let each: Vec<String> = p
+                            .partners
+                            .iter()
+                            .map(|t| {
+                                let relaxed: Vec<&str> = [
+                                    (!t.validate_isa).then_some("ISA warnings"),
+                                    (!t.validate_gs).then_some("GS warnings"),
+                                    (!t.strict_segment_order).then_some("any segment order"),
+                                ]
+                                .into_iter()
+                                .flatten()
+                                .collect();
+                                let mut line = format!("{} ({} {})", t.name, t.transaction_sets.join("/"), t.version);
+                                if !relaxed.is_empty() {
+                                    line.push_str(&format!(", {}", relaxed.join(", ")));
+                                }
+                                if !t.overlays.is_empty() {
+                                    line.push_str(&format!(", {} overlay(s)", t.overlays.len()));
+                                }
+                                line
+                            })
+                            .collect();
+                        let unknown = if p.accept_unknown { "accepted" } else { "rejected (RT178)" };
+                        let _ = writeln!(
+                            o,
+                            "    trading partners `{}`: {}; unknown senders {unknown}",
+                            p.name,
+                            each.join("; ")
+                        );
+                    }
                     continue;
                 }
                 if let Some(f) = &s.fhir {

@@ -30,7 +30,7 @@ pub const PROFILE: Key = Key {
     name: "profile",
     required: false,
     ty: KeyType::String,
-    doc: "`hl7v2`: parser profile file (`kind: profile`). `fhir`: a StructureDefinition (JSON or XML) every resource of its type must meet. Not with `x12`.",
+    doc: "`hl7v2`: parser profile file (`kind: profile`). `fhir`: a StructureDefinition (JSON or XML) every resource of its type must meet. `x12`: a trading-partner profile (`kind: profile`, `format: x12`).",
 };
 
 /// `resource_types` (`fhir`).
@@ -88,7 +88,7 @@ pub fn common(cx: &mut Cx, obj: &reader::Obj<'_>) -> Common {
         .map_or_else(|| "hl7v2".to_string(), |f| f.text);
     // Keys of some formats only: (key, the formats it belongs to).
     let owned: [(&str, &[&str]); 4] = [
-        ("profile", &["hl7v2", "fhir"]),
+        ("profile", &["hl7v2", "fhir", "x12"]),
         ("resource_types", &["fhir"]),
         ("mode", &["fhir", "x12"]),
         ("guides", &["x12"]),

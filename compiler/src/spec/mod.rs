@@ -22,6 +22,7 @@ pub mod secret_scan;
 pub mod shape;
 pub mod test;
 pub mod webhook;
+pub mod x12_profile;
 
 use sluice_canonical::OutputSchema;
 use sluice_hl7v2::schema::Version;

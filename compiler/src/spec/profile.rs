@@ -70,7 +70,15 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ProfilePlan> {
     p.unexpected_segments = "fail".into();
     p.name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
     if let Some(n) = obj.get("format") {
-        reader::one_of(cx, n, &["hl7v2"], "profile format");
+        reader::one_of(cx, n, &["hl7v2", "x12"], "profile format");
+    }
+    super::x12_profile::other_format_keys(cx, &obj, super::x12_profile::X12_KEYS, "hl7v2", "x12");
+    if obj.get("version").is_none() {
+        cx.push(
+            Diagnostic::error(codes::MISSING_KEY, "the profile is missing the required key `version`")
+                .label(obj.anchor(), "add `version` here")
+                .help("`version`: HL7 version paths are checked against; used when MSH-12 is empty."),
+        );
     }
     let v = obj.get("version").and_then(|n| version(cx, n, "`version`"));
     if let Some(v) = v {

@@ -872,13 +872,17 @@ pub const ENCODINGS: &[&str] = &[
 pub static PROFILE: Shape = Shape {
     name: "profile",
     type_tag: None,
-    doc: "How to read a sender's messages.",
+    doc: "How to read a sender's messages: one HL7 v2 sender (`format: hl7v2`), or X12 trading partners (`format: x12`).",
     keys: &[
         req("kind", KeyType::Enum(&["profile"]), "File kind."),
         req("name", KeyType::String, "Profile name."),
         opt("description", KeyType::String, "Free text."),
-        req("format", KeyType::Enum(&["hl7v2"]), "Standard."),
-        req("version", KeyType::String, "HL7 version paths are checked against; used when MSH-12 is empty."),
+        req("format", KeyType::Enum(&["hl7v2", "x12"]), "Standard."),
+        opt(
+            "version",
+            KeyType::String,
+            "`hl7v2` (required there): HL7 version paths are checked against; used when MSH-12 is empty. Not with `x12` (each partner has its `version`).",
+        ),
         opt("accept_versions", KeyType::ListOfStrings, "Versions accepted in MSH-12 (default: `version` only)."),
         opt(
             "encoding",
@@ -903,6 +907,117 @@ pub static PROFILE: Shape = Shape {
             "A segment that cannot be parsed (HL7004: a stray line, an invalid segment id) inside a message whose MSH is sound: `reject` (default: the whole message goes to the DLQ) or `drop` (the segment goes to the DLQ on its own, the record goes on without it, with warning RT114).",
         ),
         opt("z_segments", KeyType::MapOf(&Z_SEGMENT), "Z-segment definitions by id."),
+        opt(
+            "partners",
+            KeyType::ListOf(&X12_PARTNER),
+            "`x12` (required there): the trading partners, each identified by the ISA06 (and ISA05) of what it sends.",
+        ),
+        opt(
+            "processing",
+            KeyType::Object(&X12_PROCESSING),
+            "`x12`: which envelope and order checks are errors, for every partner (each may override).",
+        ),
+        opt(
+            "unknown_partners",
+            KeyType::Enum(X12_UNKNOWN_PARTNERS),
+            "`x12`: an interchange whose sender is no partner: `reject` (default: X12068, TA1 note 006, its sets to the DLQ with RT178) or `accept` (read with the defaults).",
+        ),
+    ],
+};
+
+/// `unknown_partners` values of an X12 profile.
+pub const X12_UNKNOWN_PARTNERS: &[&str] = &["reject", "accept"];
+/// Overlay `usage` values: `optional` is the guides' situational (S).
+pub const X12_USAGES: &[&str] = &["required", "optional", "not_used"];
+
+pub static X12_PROCESSING: Shape = Shape {
+    name: "profile.x12_processing",
+    type_tag: None,
+    doc: "Which X12 checks are errors (`true`) or warnings (`false`); a partner's own `processing` overrides the profile's key by key.",
+    keys: &[
+        opt(
+            "validate_isa",
+            KeyType::Bool,
+            "ISA/IEA checks (fixed widths, codes, dates, times, ISA13, IEA01/IEA02; default `true`). `false`: they are warnings, in findings and acknowledgments.",
+        ),
+        opt(
+            "validate_gs",
+            KeyType::Bool,
+            "GS/GE checks (GS01, GS04-GS06, GS08, GE01/GE02, a missing GE; default `true`). `false`: warnings.",
+        ),
+        opt(
+            "strict_segment_order",
+            KeyType::Bool,
+            "A segment out of order in its loop (X12053, IK304 7; default `true`: an error). `false`: a warning, and the segment is placed where the guide has it (its elements checked, a required place counted as present).",
+        ),
+    ],
+};
+
+pub static X12_OVERLAY: Shape = Shape {
+    name: "profile.x12_overlay",
+    type_tag: None,
+    doc: "One change to a partner's copy of an implementation guide.",
+    keys: &[
+        req(
+            "guide",
+            KeyType::String,
+            "The bundled guide changed, as a mapping names it (`005010X222A1`, `005010X279A1/271`); one of the partner's transaction sets and version.",
+        ),
+        req(
+            "path",
+            KeyType::String,
+            "What changes: a loop (`2010BB`, `2000C/2300`), a segment (`2300/PWK`, `2300/REF(G1)`) or an element or component (`2300/CLM-11-1`, `2010BA/NM1-09`), at every place of the guide it names.",
+        ),
+        opt(
+            "usage",
+            KeyType::Enum(X12_USAGES),
+            "`required`, `optional` (situational) or `not_used`. A segment's qualifier element (NM101, REF01 that selects the place) stays required.",
+        ),
+        opt("min_length", KeyType::Integer, "Elements: the minimum length."),
+        opt("max_length", KeyType::Integer, "Elements: the maximum length."),
+        opt("add_codes", KeyType::ListOfStrings, "Elements with a code list: codes accepted besides the guide's."),
+    ],
+};
+
+pub static X12_DELIMITERS: Shape = Shape {
+    name: "profile.x12_delimiters",
+    type_tag: None,
+    doc: "The delimiters of the acknowledgments (999, 997, TA1) written to a partner; each one printable character, not a letter, digit, space, `-`, `.` or `_`, all distinct.",
+    keys: &[
+        opt("element", KeyType::String, "Element separator (default `*`)."),
+        opt("component", KeyType::String, "Component separator, ISA16 (default `:`)."),
+        opt(
+            "repetition",
+            KeyType::String,
+            "Repetition separator, ISA11 of a 999 (default `^`; a 997 writes `U` there).",
+        ),
+        opt("segment", KeyType::String, "Segment terminator (default `~`)."),
+        opt("line_break", KeyType::Bool, "A line feed after each segment terminator (default `true`)."),
+    ],
+};
+
+pub static X12_PARTNER: Shape = Shape {
+    name: "profile.x12_partner",
+    type_tag: None,
+    doc: "One X12 trading partner.",
+    keys: &[
+        req(
+            "name",
+            KeyType::String,
+            "The partner's name: records carry it as `interchange.partner`, findings as `partner`.",
+        ),
+        req("id", KeyType::String, "ISA06 (interchange sender id) of what the partner sends, without its padding."),
+        opt("qualifier", KeyType::String, "ISA05 (sender id qualifier: `ZZ`, `01`, `30`...); default any."),
+        opt("gs_id", KeyType::String, "GS02 (application sender code) of the partner's groups; default any."),
+        req("transaction_sets", KeyType::ListOfStrings, "ST01 values the partner sends (`837`, `835`, `270`...)."),
+        req(
+            "version",
+            KeyType::String,
+            "`5010` (GS08 005010...), `4010` (004010...) or one full version (`005010X222A1`).",
+        ),
+        opt("processing", KeyType::Object(&X12_PROCESSING), "This partner's checks (overrides the profile's)."),
+        opt("overlays", KeyType::ListOf(&X12_OVERLAY), "Changes to the partner's copies of the guides."),
+        opt("delimiters", KeyType::Object(&X12_DELIMITERS), "Delimiters of the acknowledgments written to it."),
     ],
 };
 

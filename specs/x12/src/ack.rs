@@ -37,6 +37,9 @@ pub struct AckOptions {
     pub interchange_control: u32,
     /// GS06 of the first functional acknowledgment; the next groups count up from it.
     pub group_control: u32,
+    /// The delimiters to write with (the partner's, [`crate::partner::OutputDelimiters`]);
+    /// `None`: `*`, `:`, `^`, `~` and a line feed.
+    pub delimiters: Option<crate::partner::OutputDelimiters>,
 }
 
 /// TA105 note codes for interchange findings (`000`: no error).
@@ -57,6 +60,7 @@ fn ta1_note(f: &Finding) -> &'static str {
         ("X12010", "ISA14") => "019",
         ("X12010", "ISA15") => "020",
         ("X12005", _) => "024",
+        ("X12068", _) => "006",
         _ => "022",
     }
 }
@@ -69,6 +73,7 @@ fn set_code(f: &Finding) -> &'static str {
         "X12041" => "4",
         "X12044" => "7",
         "X12047" => "23",
+        "X12069" => "1",
         _ => "5",
     }
 }
@@ -81,6 +86,7 @@ fn group_code(f: &Finding) -> Option<&'static str> {
         ("X12032", _) => Some("5"),
         ("X12013", "GS06") => Some("6"),
         ("X12047", "GS06") => Some("19"),
+        ("X12070", _) => Some("2"),
         _ => None,
     }
 }
@@ -144,8 +150,28 @@ pub fn acknowledge(ic: &InterchangeResult, options: &AckOptions) -> Option<Strin
     }
     segs.push(format!("IEA*{groups}*{isa13}"));
     let mut out = String::new();
-    for s in segs {
-        let _ = writeln!(out, "{s}~");
+    match options.delimiters {
+        None => {
+            for s in segs {
+                let _ = writeln!(out, "{s}~");
+            }
+        }
+        Some(d) => {
+            // Segments are built with `*`, `:` and `^` only as delimiters (echoed values never
+            // hold them, see `echo`), so each maps to the partner's.
+            for s in segs {
+                out.extend(s.chars().map(|c| match c {
+                    '*' => char::from(d.element),
+                    ':' => char::from(d.component),
+                    '^' => char::from(d.repetition),
+                    c => c,
+                }));
+                out.push(char::from(d.segment));
+                if d.line_break {
+                    out.push('\n');
+                }
+            }
+        }
     }
     Some(out)
 }

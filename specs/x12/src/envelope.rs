@@ -17,6 +17,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::codec::{Segment, is_segment_id};
 use crate::split::{Item, RawSet};
@@ -117,6 +118,9 @@ pub struct InterchangeResult {
     pub groups: Vec<GroupResult>,
     /// Findings on ISA, IEA, TA1 and segments out of place.
     pub findings: Vec<Finding>,
+    /// The trading partner (its profile name) that sent the interchange, when the checker
+    /// knows partners ([`Checker::with_partners`]) and ISA05/ISA06 name one.
+    pub partner: Option<String>,
 }
 
 impl InterchangeResult {
@@ -151,6 +155,10 @@ pub struct Checker {
     interchange: Option<Open>,
     /// Bytes outside interchanges and their findings, in an interchange of their own.
     done: Vec<InterchangeResult>,
+    /// The configured trading partners, if any ([`crate::partner`]).
+    partners: Option<Arc<crate::partner::Partners>>,
+    /// The partner of the open interchange (index in `partners`).
+    partner: Option<usize>,
 }
 
 #[derive(Debug, Default)]
@@ -171,6 +179,19 @@ impl Checker {
     /// GS01, GS08 and ST03): loops, segments, elements, codes.
     pub fn with_guides(mode: Mode) -> Self {
         Checker { mode, guides: true, ..Checker::default() }
+    }
+
+    /// [`Checker::with_guides`] for the trading partners of a profile: each interchange's
+    /// sender must be one of them (unless `accept_unknown`), its groups and sets what the
+    /// partner is configured for, its guides the partner's overlaid copies, and the checks
+    /// its `processing` turns off are warnings ([`crate::partner`]).
+    pub fn with_partners(mode: Mode, partners: Arc<crate::partner::Partners>) -> Self {
+        Checker { mode, guides: true, partners: Some(partners), ..Checker::default() }
+    }
+
+    /// The partner of the open interchange.
+    pub fn partner(&self) -> Option<&crate::partner::Partner> {
+        self.partners.as_deref().zip(self.partner).and_then(|(ps, i)| ps.partners.get(i))
     }
 
     /// Checks one item. Returns the findings it produced (also kept in the results).
@@ -228,7 +249,33 @@ impl Checker {
         if self.mode == Mode::Lenient && f.severity == Severity::Error && !matches!(f.code, "X12001" | "X12003") {
             f.severity = Severity::Warning;
         }
+        if f.severity == Severity::Error
+            && let Some(p) = self.partner()
+            && crate::partner::check_class(&f).is_some_and(|c| !p.processing.enforces(c))
+        {
+            f.severity = Severity::Warning;
+        }
         f
+    }
+
+    /// A partner finding: always an error (neither lenient mode nor `processing` changes who
+    /// may send what).
+    fn partner_finding(
+        code: &'static str,
+        offset: usize,
+        position: &str,
+        segment_number: usize,
+        message: String,
+    ) -> Finding {
+        Finding {
+            severity: Severity::Error,
+            code,
+            offset,
+            position: position.to_string(),
+            segment_number,
+            message,
+            guide: None,
+        }
     }
 
     fn finding(
@@ -274,6 +321,25 @@ impl Checker {
                 let mut result = InterchangeResult { offset, ..InterchangeResult::default() };
                 result.isa = seg.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect();
                 let mut fs = Vec::new();
+                self.partner = None;
+                if let Some(ps) = self.partners.clone() {
+                    let found = ps.identify(result.isa_element(5), result.isa_element(6));
+                    self.partner = found.and_then(|p| ps.partners.iter().position(|q| std::ptr::eq(p, q)));
+                    result.partner = found.map(|p| p.name.clone());
+                    if found.is_none() && !ps.accept_unknown {
+                        let ids: Vec<String> = ps.partners.iter().map(|p| format!("{} ({})", p.name, p.id)).collect();
+                        fs.push(Self::partner_finding(
+                            crate::partner::UNKNOWN_PARTNER,
+                            offset,
+                            "ISA06",
+                            0,
+                            format!(
+                                "the interchange sender (ISA05/ISA06) is not a configured trading partner; configured: {}",
+                                ids.join(", ")
+                            ),
+                        ));
+                    }
+                }
                 self.isa_checks(seg, &mut fs);
                 found.extend(fs.iter().cloned());
                 result.findings = fs;
@@ -333,8 +399,33 @@ impl Checker {
                     ));
                 }
                 gs_checks(seg, &mut checks);
-                let made: Vec<Finding> =
+                let mut made: Vec<Finding> =
                     checks.into_iter().map(|(code, pos, msg)| self.finding(code, offset, pos, 0, msg)).collect();
+                if let Some(p) = self.partner() {
+                    if let Some(gs_id) = &p.gs_id
+                        && seg.element_str(2).trim() != gs_id
+                    {
+                        made.push(Self::partner_finding(
+                            crate::partner::WRONG_GS02,
+                            offset,
+                            "GS02",
+                            0,
+                            format!("GS02 is not the application sender code of trading partner {} ({gs_id})", p.name),
+                        ));
+                    }
+                    if !crate::partner::version_accepts(&p.version, seg.element_str(8)) {
+                        made.push(Self::partner_finding(
+                            crate::partner::WRONG_VERSION,
+                            offset,
+                            "GS08",
+                            0,
+                            format!(
+                                "GS08 is not the version trading partner {} is configured for ({})",
+                                p.name, p.version
+                            ),
+                        ));
+                    }
+                }
                 found.extend(made.iter().cloned());
                 let group = GroupResult {
                     offset,
@@ -468,6 +559,21 @@ impl Checker {
         if group_open && !result.guide.is_empty() && result.guide != version {
             fs.push(self.finding("X12045", st.offset, "ST03", 1, "ST03 differs from GS08".into()));
         }
+        if let Some(p) = self.partner()
+            && !p.transaction_sets.contains(&result.id)
+        {
+            fs.push(Self::partner_finding(
+                crate::partner::SET_NOT_CONFIGURED,
+                st.offset,
+                "ST01",
+                1,
+                format!(
+                    "ST01 is not a transaction set trading partner {} is configured for ({})",
+                    p.name,
+                    p.transaction_sets.join(", ")
+                ),
+            ));
+        }
         match last.filter(|_| set.closed) {
             Some(se) => {
                 if se.element_str(1).parse::<usize>().ok() != Some(count) {
@@ -498,7 +604,7 @@ impl Checker {
                 st01: &result.id,
                 st03: &result.guide,
             };
-            let (_, guide_findings) = crate::validate::validate_set(set, &selector);
+            let (_, guide_findings) = crate::validate::validate_set_for(set, &selector, self.partner());
             fs.extend(guide_findings.into_iter().map(|f| self.apply_mode(f)));
             fs.sort_by_key(|f| f.segment_number);
         }
@@ -876,5 +982,29 @@ pub const CODES: &[(&str, Severity, &str, &str)] = &[
         Severity::Warning,
         "GS01 does not fit the transaction set.",
         "The functional group's identifier (GS01) is not the one the implementation guide names for this transaction set (HC for an 837, HP for an 835, HS for a 270, HB for a 271, HR for a 276, HN for a 277, BE for an 834, FA for a 999).",
+    ),
+    (
+        "X12068",
+        Severity::Error,
+        "The interchange sender is not a configured trading partner.",
+        "With a trading-partner profile (`sluice validate --profile`, a source's `profile`), ISA06 (and ISA05 where the partner names its `qualifier`) must be one of the partners' ids, unless the profile says `unknown_partners: accept`. The interchange is rejected (TA1 note 006), and every set in it. The message lists the configured partners, not what was sent.",
+    ),
+    (
+        "X12069",
+        Severity::Error,
+        "The trading partner is not configured for this transaction set.",
+        "ST01 is not in the partner's `transaction_sets`; the set is rejected (IK5/AK5 code 1, transaction set not supported). Add the set to the partner in the profile if it is expected.",
+    ),
+    (
+        "X12070",
+        Severity::Error,
+        "GS08 is not the trading partner's version.",
+        "The partner's `version` is `5010` (any GS08 starting 005010), `4010` (004010...) or one full version (005010X222A1); the group is rejected (AK905 2, version not supported), and its sets.",
+    ),
+    (
+        "X12071",
+        Severity::Error,
+        "GS02 is not the trading partner's application sender code.",
+        "The partner's `gs_id` names the GS02 its groups carry; a group with another GS02 is rejected, and its sets.",
     ),
 ];

@@ -45,7 +45,7 @@ use std::sync::{Arc, OnceLock};
 
 use sluice_spec_core::{PhiClass, ValueType};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Usage {
     Required,
     Situational,

@@ -15,6 +15,8 @@
 //!   [`envelope::Checker::with_guides`] runs.
 //! - [`cut`]: one set cut at a repeating loop (`2300`, `2100`): one smaller set per
 //!   occurrence with its context, for one record per claim.
+//! - [`partner`]: trading partners (who may send which sets in which version, which envelope
+//!   checks are errors) and their guide overlays.
 //! - [`path`]: mapping paths (`2300/CLM-01`, `2400[*]/SV1-01-2`): resolve values in an
 //!   identified set, check them against a guide (type, PHI class).
 //!
@@ -29,6 +31,7 @@ pub mod envelope;
 pub mod guide;
 pub mod json;
 pub mod loops;
+pub mod partner;
 pub mod path;
 pub mod split;
 pub mod validate;

@@ -131,6 +131,19 @@ fn same_id(a: &[u8], b: &[u8]) -> bool {
 /// Places the segments of one set (ST first) in `guide`'s loops. `closed`: the set ended with
 /// SE (when not, a missing SE is not reported again).
 pub fn identify<'a>(guide: &'static Guide, segments: Vec<Segment<'a>>, closed: bool) -> Identified<'a> {
+    identify_with(guide, segments, closed, true)
+}
+
+/// [`identify`]; with `strict_order` false (a trading partner's `strict_segment_order:
+/// false`), a segment that comes after its place in the innermost loop is still placed there
+/// (its elements checked, a required place counted as present) when that place has room, and
+/// its X12053 (IK304 7) is still reported, for the caller to make a warning.
+pub fn identify_with<'a>(
+    guide: &'static Guide,
+    segments: Vec<Segment<'a>>,
+    closed: bool,
+    strict_order: bool,
+) -> Identified<'a> {
     let mut out = Identified {
         guide,
         placements: Vec::with_capacity(segments.len()),
@@ -155,7 +168,7 @@ pub fn identify<'a>(guide: &'static Guide, segments: Vec<Segment<'a>>, closed: b
             Search::None => match fallback(&frames, id) {
                 Some(c) => (frames.len() - 1, c, false),
                 None => {
-                    let top = frames.last().expect("root stays");
+                    let top = frames.last_mut().expect("root stays");
                     let code = if !guide.root.uses_segment(id) {
                         ("X12052", "6", "the segment is not in this implementation guide")
                     } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, None)) {
@@ -165,7 +178,25 @@ pub fn identify<'a>(guide: &'static Guide, segments: Vec<Segment<'a>>, closed: b
                     };
                     let loop_id = top.def.id.clone();
                     out.finding(code.0, seg, number, &loop_id, code.1, code.2.to_string());
-                    out.place(i, top.instance, None);
+                    let def: &'static Loop = top.def;
+                    let mut keys = Keys::new(seg);
+                    let earlier = (!strict_order && code.1 == "7")
+                        .then(|| {
+                            def.children.iter().enumerate().take(top.pos).skip(1).find(|(j, n)| {
+                                matches!(n, Node::Segment(_))
+                                    && fits(n, id, Some(&mut keys))
+                                    && n.max().is_none_or(|m| top.counts[*j] < m)
+                            })
+                        })
+                        .flatten();
+                    match earlier {
+                        Some((j, Node::Segment(s))) => {
+                            top.counts[j] += 1;
+                            let instance = top.instance;
+                            out.place(i, instance, Some(s));
+                        }
+                        _ => out.place(i, top.instance, None),
+                    }
                     continue;
                 }
             },

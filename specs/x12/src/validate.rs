@@ -9,16 +9,25 @@
 
 use crate::envelope::{Finding, default_severity};
 use crate::guide::{self, Selector};
-use crate::loops::{Identified, identify};
+use crate::loops::{Identified, identify_with};
 use crate::split::RawSet;
 
 /// Validates `set`; returns the identified set (when a guide was found) and the findings, at
 /// their default severities (the caller applies strict or lenient mode).
 pub fn validate_set<'a>(set: &'a RawSet, selector: &Selector) -> (Option<Identified<'a>>, Vec<Finding>) {
+    validate_set_for(set, selector, None)
+}
+
+/// [`validate_set`] against `partner`'s copy of the guide when it overlays it.
+pub fn validate_set_for<'a>(
+    set: &'a RawSet,
+    selector: &Selector,
+    partner: Option<&crate::partner::Partner>,
+) -> (Option<Identified<'a>>, Vec<Finding>) {
     let st = set.segments().next();
     let at = st.map_or(set.offset, |s| s.offset);
     let guide = match guide::select(selector) {
-        Ok(g) => g,
+        Ok(g) => partner.map_or(g, |p| p.guide_for(g)),
         Err(guide::Unknown(message)) => {
             let f = Finding {
                 severity: default_severity("X12051"),
@@ -44,7 +53,8 @@ pub fn validate_set<'a>(set: &'a RawSet, selector: &Selector) -> (Option<Identif
             guide: None,
         });
     }
-    let identified = identify(guide, set.segments().collect(), set.closed);
+    let strict_order = partner.is_none_or(|p| p.processing.strict_segment_order);
+    let identified = identify_with(guide, set.segments().collect(), set.closed, strict_order);
     findings.extend(identified.findings.iter().cloned());
     for (i, (seg, placed)) in identified.segments.iter().zip(&identified.placements).enumerate() {
         if let Some(use_) = placed.use_ {

@@ -8,7 +8,13 @@ const ISA_5010: &str =
     "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~";
 
 fn options() -> AckOptions {
-    AckOptions { date: "20240116".into(), time: "0900".into(), interchange_control: 77, group_control: 5 }
+    AckOptions {
+        date: "20240116".into(),
+        time: "0900".into(),
+        interchange_control: 77,
+        group_control: 5,
+        delimiters: None,
+    }
 }
 
 fn one(text: &str) -> InterchangeResult {

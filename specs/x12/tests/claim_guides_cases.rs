@@ -106,7 +106,13 @@ fn the_a3_errata_version_reads_with_the_a2_structure() {
 
 #[test]
 fn the_999_of_each_claim_guide_validates() {
-    let options = AckOptions { date: "20240302".into(), time: "0800".into(), interchange_control: 9, group_control: 1 };
+    let options = AckOptions {
+        date: "20240302".into(),
+        time: "0800".into(),
+        interchange_control: 9,
+        group_control: 1,
+        delimiters: None,
+    };
     let inst = fixture("institutional-837i.x12");
     let dent = fixture("dental-837d.x12");
     let broken = inst.replace("SV2*0450*HC:99284*850.75*UN*1~", "SV2*0450*HC:99284*850.75*XX*1~");

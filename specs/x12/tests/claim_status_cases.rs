@@ -270,8 +270,13 @@ fn one_change_one_finding_without_the_data() {
 
 #[test]
 fn the_999_or_997_of_each_status_set_validates_against_its_guide() {
-    let options =
-        AckOptions { date: "20260312".into(), time: "0700".into(), interchange_control: 11, group_control: 3 };
+    let options = AckOptions {
+        date: "20260312".into(),
+        time: "0700".into(),
+        interchange_control: 11,
+        group_control: 3,
+        delimiters: None,
+    };
     let broken = fixture(REQUEST).replace("HL*5*4*23~", "HL*5*3*23~");
     for (text, accepted, ack_set) in [
         (fixture(REQUEST), true, "999"),

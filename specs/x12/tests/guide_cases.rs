@@ -415,8 +415,13 @@ fn our_999_validates_against_the_999_guide() {
     let good = claim_with(|_| {});
     for text in [good, bad] {
         let res = check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap();
-        let options =
-            AckOptions { date: "20240116".into(), time: "0900".into(), interchange_control: 7, group_control: 1 };
+        let options = AckOptions {
+            date: "20240116".into(),
+            time: "0900".into(),
+            interchange_control: 7,
+            group_control: 1,
+            delimiters: None,
+        };
         let ack = acknowledge(&res[0], &options).unwrap();
         assert_eq!(findings(&ack), [], "{ack}");
     }
@@ -432,7 +437,13 @@ fn our_997_validates_against_the_4010_997_guide() {
     let res = check_stream_with_guides(text.as_bytes(), Mode::Strict).unwrap();
     let codes: Vec<&str> = res[0].groups[0].sets[0].findings.iter().map(|f| f.code).collect();
     assert_eq!(codes, ["X12051", "X12041"], "no bundled 4010 278 guide (at ST); SE01 is wrong (at SE)");
-    let options = AckOptions { date: "20240116".into(), time: "0900".into(), interchange_control: 7, group_control: 1 };
+    let options = AckOptions {
+        date: "20240116".into(),
+        time: "0900".into(),
+        interchange_control: 7,
+        group_control: 1,
+        delimiters: None,
+    };
     let ack = acknowledge(&res[0], &options).unwrap();
     assert!(ack.contains("ST*997*0001~\nAK1*HI*1~\nAK2*278*0001~\nAK5*R*4~"), "{ack}");
     assert_eq!(findings(&ack), [], "{ack}");

@@ -232,7 +232,13 @@ fn the_a2_errata_of_the_837p_reads_with_the_a1_structure() {
 
 #[test]
 fn the_997_of_each_4010_set_validates_against_the_4010_997_guide() {
-    let options = AckOptions { date: "20240302".into(), time: "0800".into(), interchange_control: 9, group_control: 1 };
+    let options = AckOptions {
+        date: "20240302".into(),
+        time: "0800".into(),
+        interchange_control: 9,
+        group_control: 1,
+        delimiters: None,
+    };
     let claims = fixture(CLAIMS);
     let remits = fixture(REMITS);
     let broken = claims.replace("PRV*BI*ZZ*207Q00000X~", "PRV*BI*PXC*207Q00000X~");
