@@ -185,19 +185,25 @@ fn report_unassigned(input: &str, file: &str, c: &statements::Counts) {
     }
 }
 
-pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
+/// The checked plan of the reconciliation at `spec`, its diagnostics printed; the exit code
+/// when there is none (`what` names the command's output in the message).
+fn checked_plan(spec: &Path, diagnostics: Format, what: &str) -> Result<ReconcilePlan, u8> {
     let mut c = crate::commands::compiler();
-    let plan = match c.reconciliation(spec) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return USAGE;
-        }
-    };
+    let plan = c.reconciliation(spec).map_err(|e| {
+        eprintln!("error: {e}");
+        USAGE
+    })?;
     crate::commands::print_diagnostics(&c, diagnostics, &[]);
-    let Some(plan) = plan else {
-        eprintln!("no reconciliation: {}", crate::commands::counts(&c));
-        return FAILED;
+    plan.ok_or_else(|| {
+        eprintln!("no {what}: {}", crate::commands::counts(&c));
+        FAILED
+    })
+}
+
+pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
+    let plan = match checked_plan(spec, diagnostics, "reconciliation") {
+        Ok(p) => p,
+        Err(code) => return code,
     };
     let mut read = Read::default();
     for (role, input) in plan.inputs.iter().enumerate() {
@@ -346,18 +352,9 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
 /// `sluice plan` of a reconciliation: its inputs, ladder and outputs, and what `outputs.ledger`
 /// will update. The ledger's URL shows as its secret reference; nothing is connected to.
 pub fn plan(spec: &Path, diagnostics: Format, json: bool) -> u8 {
-    let mut c = crate::commands::compiler();
-    let plan = match c.reconciliation(spec) {
+    let plan = match checked_plan(spec, diagnostics, "plan") {
         Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return USAGE;
-        }
-    };
-    crate::commands::print_diagnostics(&c, diagnostics, &[]);
-    let Some(plan) = plan else {
-        eprintln!("no plan: {}", crate::commands::counts(&c));
-        return FAILED;
+        Err(code) => return code,
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&plan).unwrap_or_default());

@@ -13,6 +13,7 @@ use std::path::Path;
 use serde_json::Value;
 
 mod common;
+use common::runs;
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
@@ -55,12 +56,9 @@ fn pair(code: &str, severity: &str) -> (String, String) {
 #[test]
 fn the_pipeline_delivers_each_partners_sets_and_rejects_by_partner() {
     let dir = common::workspace("x12-partners-run");
-    let run = sluice(&dir, &["run", PIPELINE, "--summary", "json", "--fixed-clock", CLOCK, "--log-format", "json"]);
-    assert!(run.status.success(), "{}{}", text(&run.stdout), text(&run.stderr));
-    let summary: Value = serde_json::from_str(text(&run.stdout).trim()).unwrap();
-    let counts = ["records_in", "delivered", "dlq", "filtered"].map(|k| summary[k].as_u64().unwrap());
-    assert_eq!(counts, [6, 3, 3, 0], "{summary}");
-    assert_eq!(summary["balanced"], true);
+    // Fails unless the run succeeds and balances.
+    let (run, summary) = runs::run(&dir, PIPELINE, CLOCK);
+    assert_eq!(runs::counts(&summary), [6, 3, 3, 0], "{summary}");
     let out = dir.join(OUT);
 
     // Accepted: ACME's two 837s (a GE01 that miscounts, CLM08 left out, CLM07 `Z`: all its
