@@ -13,7 +13,7 @@
 use serde_json::{Value, json};
 
 mod common;
-use common::runs::{self, assert_absent, counts, mapped, normalized, outputs};
+use common::runs::{self, assert_absent, counts, mapped, normalized, outputs_and_plans};
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2026-03-12T12:00:00Z";
@@ -153,12 +153,7 @@ fn each_claim_of_a_277_is_one_record_with_its_own_status_and_lines() {
         ["TESTSUBJECT", "MORGAN", "JORDAN", "ZZ900111222", "SAMPLEPERSON", "RILEY", "SKYLER", "ZZ800333444"]
             .map(String::from)
             .to_vec();
-    let mut texts = outputs(&out, &dir.join(OUT));
-    for format in ["json", "text"] {
-        let plan = sluice(&dir, &["plan", PIPELINE, "--format", format]);
-        assert!(plan.status.success(), "{}", text(&plan.stderr));
-        texts.push((format!("plan --format {format}"), text(&plan.stdout) + &text(&plan.stderr)));
-    }
+    let texts = outputs_and_plans(&out, &dir, &dir.join(OUT), PIPELINE);
     assert_absent(&texts, &phi);
     // The plan says how each source cuts its guide's sets.
     let plan = sluice(&dir, &["plan", PIPELINE, "--format", "json"]);

@@ -15,7 +15,7 @@
 use serde_json::{Value, json};
 
 mod common;
-use common::runs::{self, assert_absent, counts, mapped, normalized, outputs, with};
+use common::runs::{self, assert_absent, counts, mapped, normalized, outputs_and_plans, with};
 use common::{json_lines as lines, sluice_debug as sluice, text};
 
 const CLOCK: &str = "2026-03-01T12:00:00Z";
@@ -224,12 +224,7 @@ fn each_subscriber_and_dependent_is_one_record_with_its_own_benefits() {
     for v in ["SAMPLEFAM", "ZZ000999888", "999000222", "5550101234", "1977-07-07"] {
         assert!(phi.iter().any(|p| p == v), "{v} in {phi:?}");
     }
-    let mut texts = outputs(&out, &dir.join(OUT));
-    for format in ["json", "text"] {
-        let plan = sluice(&dir, &["plan", PIPELINE, "--format", format]);
-        assert!(plan.status.success(), "{}", text(&plan.stderr));
-        texts.push((format!("plan --format {format}"), text(&plan.stdout) + &text(&plan.stderr)));
-    }
+    let texts = outputs_and_plans(&out, &dir, &dir.join(OUT), PIPELINE);
     assert_absent(&texts, &phi);
     // The plan says how the source cuts the 271s.
     let plan = sluice(&dir, &["plan", PIPELINE, "--format", "json"]);

@@ -13,8 +13,8 @@
 use serde_json::{Value, json};
 
 mod common;
-use common::runs::{self, assert_absent, counts, mapped, normalized, outputs, with};
-use common::{json_lines as lines, sluice_debug as sluice, text};
+use common::json_lines as lines;
+use common::runs::{self, assert_absent, counts, mapped, normalized, outputs, outputs_and_plans, with};
 
 const CLOCK: &str = "2026-03-01T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-institutional-dental.yaml";
@@ -201,12 +201,7 @@ fn each_institutional_and_dental_claim_is_one_record_with_its_own_details() {
     for v in ["ZYLSTRA", "SYN0000004D", "12 ELM TEST RD", "URBANA", "1951-02-14", "MRN8080801", "TADDEO"] {
         assert!(phi.iter().any(|p| p == v), "{v} in {phi:?}");
     }
-    let mut texts = outputs(&out, &dir.join(OUT));
-    for format in ["json", "text"] {
-        let plan = sluice(&dir, &["plan", PIPELINE, "--format", format]);
-        assert!(plan.status.success(), "{}", text(&plan.stderr));
-        texts.push((format!("plan --format {format}"), text(&plan.stdout) + &text(&plan.stderr)));
-    }
+    let texts = outputs_and_plans(&out, &dir, &dir.join(OUT), PIPELINE);
     assert_absent(&texts, &phi);
 }
 

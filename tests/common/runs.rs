@@ -33,6 +33,23 @@ pub fn outputs(out: &std::process::Output, dir: &Path) -> Vec<(String, String)> 
     texts
 }
 
+/// [`outputs`] of the run, plus what `sluice plan PIPELINE` prints in both formats (which must
+/// succeed): everything a PHI grep of a run and its plan reads.
+pub fn outputs_and_plans(
+    out: &std::process::Output,
+    dir: &Path,
+    written: &Path,
+    pipeline: &str,
+) -> Vec<(String, String)> {
+    let mut texts = outputs(out, written);
+    for format in ["json", "text"] {
+        let plan = sluice(dir, &["plan", pipeline, "--format", format]);
+        assert!(plan.status.success(), "{}", text(&plan.stderr));
+        texts.push((format!("plan --format {format}"), text(&plan.stdout) + &text(&plan.stderr)));
+    }
+    texts
+}
+
 /// No value of `phi` in `texts` (name, text).
 pub fn assert_absent(texts: &[(String, String)], phi: &[String]) {
     for (what, t) in texts {

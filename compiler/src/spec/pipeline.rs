@@ -179,21 +179,30 @@ pub struct PostgresSpec {
     pub key: Option<(Vec<Spanned>, Span)>,
 }
 
+/// Whether `table` is a PostgreSQL table name Sluice can use (SL220 when not); `example`
+/// shows the two accepted shapes in the hint. Shared by the postgres sink and the ledger of a
+/// reconciliation.
+pub(super) fn check_table_name(cx: &mut Cx, table: &Spanned, example: &str) -> bool {
+    if pg_table::valid_table_name(&table.text) {
+        return true;
+    }
+    cx.push(
+        Diagnostic::error(codes::PG_TABLE_NAME, format!("`{}` is not a table name Sluice can use", table.text))
+            .label(table.span, "expected `name` or `schema.name`")
+            .help(format!(
+                "use lower-case letters, digits and `_`, starting with a letter or `_`, at most {} bytes per part, e.g. {example}",
+                pg_table::MAX_IDENTIFIER
+            )),
+    );
+    false
+}
+
 fn postgres(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<PostgresSpec> {
     let url = obj.get("url").and_then(|n| reader::secret(cx, n, "`url` of a postgres sink"));
     let write = obj.get("write").and_then(|n| reader::one_of(cx, n, &["append", "upsert"], "write mode"));
     let table = obj.get("table").and_then(|n| reader::string(cx, n, "`table`"));
-    if let Some(t) = &table
-        && !pg_table::valid_table_name(&t.text)
-    {
-        cx.push(
-            Diagnostic::error(codes::PG_TABLE_NAME, format!("`{}` is not a table name Sluice can use", t.text))
-                .label(t.span, "expected `name` or `schema.name`")
-                .help(format!(
-                    "use lower-case letters, digits and `_`, starting with a letter or `_`, at most {} bytes per part, e.g. `adt_messages` or `warehouse.adt_messages`",
-                    pg_table::MAX_IDENTIFIER
-                )),
-        );
+    if let Some(t) = &table {
+        check_table_name(cx, t, "`adt_messages` or `warehouse.adt_messages`");
     }
     let key = obj.get("key").map(|n| (reader::string_list(cx, n, "`key`", true), n.span));
     Some(PostgresSpec { url: url?, write: write?, table, key })

@@ -903,16 +903,8 @@ fn ledger(cx: &mut Cx, node: &Node) -> Option<LedgerPlan> {
         };
         let table = t.get("table").and_then(|n| reader::string(cx, n, "`table`"));
         if let Some(t) = &table
-            && !pg_table::valid_table_name(&t.text)
+            && !super::pipeline::check_table_name(cx, t, "`stripe_ledger` or `finance.stripe_ledger`")
         {
-            cx.push(
-                Diagnostic::error(codes::PG_TABLE_NAME, format!("`{}` is not a table name Sluice can use", t.text))
-                    .label(t.span, "expected `name` or `schema.name`")
-                    .help(format!(
-                        "use lower-case letters, digits and `_`, starting with a letter or `_`, at most {} bytes per part, e.g. `stripe_ledger` or `finance.stripe_ledger`",
-                        pg_table::MAX_IDENTIFIER
-                    )),
-            );
             complete = false;
         }
         let key = t.get("key").map(|n| (reader::string_list(cx, n, "`key`", true), n.span));

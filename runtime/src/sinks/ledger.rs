@@ -21,7 +21,7 @@
 //!   (it may quote one); the URL shows as its secret reference. The connection is the
 //!   `postgres` sink's ([`super::postgres::connect`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
@@ -145,26 +145,12 @@ fn inspect(tx: &mut postgres::Transaction<'_>, t: &TableRows) -> Result<Vec<Stri
     let unusable = |why: String, help: String| {
         RunError::new(findings::LEDGER_TABLE_UNUSABLE, format!("ledger table `{}` {why}", t.table)).with_help(help)
     };
-    let exists: Option<String> = tx
-        .query_one("SELECT to_regclass($1::text)::text", &[&name])
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| step("look up the table", &e))?;
-    if exists.is_none() {
+    let Some(columns) = super::postgres::existing_columns(tx, &name).map_err(|(what, e)| step(what, &e))? else {
         return Err(unusable(
             "does not exist".into(),
             "name the table the ledger pipeline's `postgres` sink writes (`table:`), with its schema if it is not on the search path".into(),
         ));
-    }
-    let columns: HashMap<String, String> = tx
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
-            &[&name],
-        )
-        .map_err(|e| step("read the table's columns", &e))?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    };
     match columns.get(RECONCILED_COLUMN).map(String::as_str) {
         Some("boolean") => {}
         Some(other) => {

@@ -201,30 +201,43 @@ impl PgSink {
     }
 }
 
+/// The columns of the table `quoted_table` names (its SQL name, quoted), each with its SQL
+/// type as `format_type` writes it; `None` when there is no such table. On failure, the step
+/// that failed (for the message) and the error.
+pub(crate) fn existing_columns(
+    tx: &mut postgres::Transaction<'_>,
+    quoted_table: &str,
+) -> Result<Option<HashMap<String, String>>, (&'static str, postgres::Error)> {
+    let exists: Option<String> = tx
+        .query_one("SELECT to_regclass($1::text)::text", &[&quoted_table])
+        .and_then(|r| r.try_get(0))
+        .map_err(|e| ("look up the table", e))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let columns = tx
+        .query(
+            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
+             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
+            &[&quoted_table],
+        )
+        .map_err(|e| ("read the table's columns", e))?
+        .into_iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    Ok(Some(columns))
+}
+
 /// Creates the table or adds its missing columns; refuses columns of another type.
 fn migrate(client: &mut postgres::Client, name: &str, plan: &PgSinkPlan) -> Result<(), RunError> {
     let table = quoted(&plan.table);
     let mut tx = client.transaction().map_err(|e| failed(name, plan, "start a transaction", &e))?;
     let step = |what: &str, e: &postgres::Error| failed(name, plan, what, e);
     tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&plan.table]).map_err(|e| step("lock", &e))?;
-    let exists: Option<String> = tx
-        .query_one("SELECT to_regclass($1::text)::text", &[&table])
-        .and_then(|r| r.try_get(0))
-        .map_err(|e| step("look up the table", &e))?;
-    if exists.is_none() {
+    let Some(found) = existing_columns(&mut tx, &table).map_err(|(what, e)| step(what, &e))? else {
         tx.batch_execute(&plan.create_table()).map_err(|e| step("create the table", &e))?;
         return tx.commit().map_err(|e| step("create the table", &e));
-    }
-    let found: HashMap<String, String> = tx
-        .query(
-            "SELECT attname::text, format_type(atttypid, atttypmod) FROM pg_attribute \
-             WHERE attrelid = $1::text::regclass AND attnum > 0 AND NOT attisdropped",
-            &[&table],
-        )
-        .map_err(|e| step("read the table's columns", &e))?
-        .into_iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+    };
     for c in &plan.columns {
         match found.get(&c.name) {
             Some(t) if compatible(&c.sql_type, t) => {}

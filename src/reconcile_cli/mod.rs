@@ -21,9 +21,8 @@
 //!   if it did not hold (it always should).
 //! - stdout and stderr carry counts, codes, rule names and file paths, never a record's value.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use serde_json::{Value, json};
 use sluice_compiler::diagnostics::Format;
 use sluice_compiler::spec::reconcile::ReconcilePlan;
 use sluice_runtime::findings;
@@ -33,156 +32,16 @@ use sluice_runtime::stages::statements::{self, Accounts};
 
 use crate::commands::{FAILED, OK, USAGE};
 
+mod report;
+mod staged;
+
+use report::{ledger_summary, report_ledger, report_unassigned};
+use staged::Staged;
+
+/// An I/O failure of the command (RT162): what failed and the path, never content.
 fn io_error(what: &str, path: &str, e: &std::io::Error) -> u8 {
     eprintln!("error[{}]: cannot {what} {path}: {}", findings::RECONCILE_IO, e.kind());
     FAILED
-}
-
-/// Where an output is written before it is put in place: its whole name plus `.partial`
-/// (`summary.json` -> `summary.json.partial`), so outputs that differ only by their extension
-/// do not share one.
-fn staging_path(target: &Path) -> PathBuf {
-    let mut name = target.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-/// Output files complete beside their targets, not yet in place.
-struct Staged(Vec<(PathBuf, String)>);
-
-impl Staged {
-    /// Writes every file to its staging path; on a failure removes what it staged.
-    fn write(files: &[(&str, String)]) -> Result<Staged, u8> {
-        let mut staged = Staged(Vec::new());
-        for (path, body) in files {
-            let target = Path::new(path);
-            if let Some(dir) = target.parent()
-                && let Err(e) = std::fs::create_dir_all(dir)
-            {
-                staged.discard();
-                return Err(io_error("create the folder of", path, &e));
-            }
-            let tmp = staging_path(target);
-            if let Err(e) = std::fs::write(&tmp, body) {
-                staged.discard();
-                return Err(io_error("write", path, &e));
-            }
-            staged.0.push((tmp, path.to_string()));
-        }
-        Ok(staged)
-    }
-
-    fn discard(self) {
-        for (tmp, _) in self.0 {
-            let _ = std::fs::remove_file(tmp);
-        }
-    }
-
-    /// Renames every file into place.
-    fn publish(self) -> Result<(), (String, std::io::Error)> {
-        let mut files = self.0.into_iter();
-        while let Some((tmp, path)) = files.next() {
-            if let Err(e) = std::fs::rename(&tmp, &path) {
-                let _ = std::fs::remove_file(&tmp);
-                Staged(files.collect()).discard();
-                return Err((path, e));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// The summary's `ledger` block: per table, what was written and the keys it lacks.
-fn ledger_summary(plan: &ReconcilePlan, tables: &[ledger::TableRows], written: &[ledger::TableWritten]) -> Value {
-    let Some(l) = &plan.ledger else { return Value::Null };
-    let entries: Vec<Value> = tables
-        .iter()
-        .zip(written)
-        .map(|(t, w)| {
-            let inputs: Vec<&str> = t.tables.iter().map(|&i| plan.inputs[l.tables[i].input].name.as_str()).collect();
-            let missing: Vec<Value> = w
-                .missing
-                .iter()
-                .map(|k| Value::Object(t.key.iter().cloned().zip(k.iter().map(|v| json!(v))).collect()))
-                .collect();
-            json!({
-                "table": t.table,
-                "inputs": inputs,
-                "key": t.key,
-                "records": t.records,
-                "no_key": t.no_key,
-                "rows": t.rows.len(),
-                "updated": w.updated,
-                "unchanged": w.unchanged,
-                "missing": w.missing.len(),
-                "missing_keys": missing,
-            })
-        })
-        .collect();
-    json!({"tables": entries})
-}
-
-/// Warnings (stderr) for what the ledger could not write: counts, never a key.
-fn report_ledger(plan: &ReconcilePlan, tables: &[ledger::TableRows], written: &[ledger::TableWritten]) {
-    let Some(l) = &plan.ledger else { return };
-    for (t, w) in tables.iter().zip(written) {
-        let inputs: Vec<String> =
-            t.tables.iter().map(|&i| format!("`{}`", plan.inputs[l.tables[i].input].name)).collect();
-        let inputs = inputs.join(" and ");
-        if !w.missing.is_empty() {
-            eprintln!(
-                "warning[{}]: {} rows named by {inputs} are not in ledger table `{}`: their keys are listed in {}",
-                findings::LEDGER_ROWS_MISSING,
-                w.missing.len(),
-                t.table,
-                plan.summary,
-            );
-        }
-        if t.no_key > 0 {
-            eprintln!(
-                "warning[{}]: {} records of {inputs} have no value for a key column of ledger table `{}` ({}): not written back",
-                findings::LEDGER_NO_KEY,
-                t.no_key,
-                t.table,
-                t.key.join(", "),
-            );
-        }
-    }
-}
-
-/// Warnings (stderr) for what the statements could not place: counts and the file, never an
-/// account id.
-fn report_unassigned(input: &str, file: &str, c: &statements::Counts) {
-    if c.account_unknown + c.account_closed > 0 {
-        eprintln!(
-            "warning[{}]: {} transactions of `{input}` name an account the accounts file does not hold ({} unknown, {} closed): listed in {file}",
-            findings::STATEMENTS_ACCOUNT_UNKNOWN,
-            c.account_unknown + c.account_closed,
-            c.account_unknown,
-            c.account_closed,
-        );
-    }
-    if c.unreadable_accounts > 0 {
-        eprintln!(
-            "warning[{}]: {} lines of the accounts file are not accounts: listed in {file}",
-            findings::STATEMENTS_ACCOUNT_UNREADABLE,
-            c.unreadable_accounts,
-        );
-    }
-    if c.no_source > 0 {
-        eprintln!(
-            "warning[{}]: {} transactions of `{input}` have no provider (no `source` value, no `default_source`): listed in {file}",
-            findings::STATEMENTS_NO_SOURCE,
-            c.no_source,
-        );
-    }
-    if c.no_account > 0 {
-        eprintln!(
-            "warning[{}]: {} transactions of `{input}` have no account id: listed in {file}",
-            findings::STATEMENTS_NO_ACCOUNT,
-            c.no_account,
-        );
-    }
 }
 
 /// The checked plan of the reconciliation at `spec`, its diagnostics printed; the exit code
