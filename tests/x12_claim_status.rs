@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::runs::{self, assert_absent, counts, mapped, normalized, outputs_and_plans};
-use common::{json_lines as lines, sluice_debug as sluice, text};
+use common::{json_lines as lines, sluice_debug as sluice, text, x12_corpus};
 
 const CLOCK: &str = "2026-03-12T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-claim-status.yaml";
@@ -161,5 +161,61 @@ fn each_claim_of_a_277_is_one_record_with_its_own_status_and_lines() {
     for (source, guide) in [("responses", "005010X212/277"), ("responses_4010", "004010X093A1/277")] {
         let c = p["components"].as_array().unwrap().iter().find(|c| c["name"] == source).unwrap().clone();
         assert_eq!(c["x12"]["split"], json!([{"guide": guide, "loops": ["2200D", "2200E"]}]), "{p}");
+    }
+}
+
+/// The corpus's 277s (stupidedi's X212 HN277 `pass` files and the linuxforhealth samples, read
+/// from `../shared/corpus` when it is there): every set gives one record per claim status
+/// tracking loop of a subscriber or a dependent (a TRN under an HL of level 22 or 23), and a
+/// set without one is one record in the DLQ (RT143); the run balances and nothing is filtered.
+#[test]
+fn corpus_277s_give_one_record_per_claim() {
+    let Some(dirs) = x12_corpus::folders(&[
+        "stupidedi-fixtures/005010/X212 HN277 Health Care Claim Status Request and Response/pass",
+        "linuxforhealth-x12/277_005010X212",
+    ]) else {
+        return;
+    };
+    let dir = common::workspace("x12-status-corpus");
+    let without_claims = std::cell::Cell::new(0);
+    let (files, want) = x12_corpus::copy_counting(&dirs, "s", &dir.join("corpus"), |set| {
+        let mut level = "";
+        let mut claims = 0;
+        for e in set {
+            match e[0].as_str() {
+                "HL" => level = e.get(3).map_or("", String::as_str),
+                "TRN" if matches!(level, "22" | "23") => claims += 1,
+                _ => {}
+            }
+        }
+        without_claims.set(without_claims.get() + usize::from(claims == 0));
+        claims
+    });
+    // Only the 5010 source reads the corpus: the 4010 one gets no file.
+    let pipeline = std::fs::read_to_string(dir.join(PIPELINE))
+        .unwrap()
+        .replacen("../examples/x12-claim-status/data/*.x12", "../corpus/s*.edi", 1)
+        .replacen("../examples/x12-claim-status/data/*.x12", "../corpus/none-*.edi", 1)
+        .replace("mode: strict", "mode: lenient");
+    std::fs::write(dir.join("pipelines/corpus.yaml"), pipeline).unwrap();
+    let (_, summary) = runs::run(&dir, "pipelines/corpus.yaml", CLOCK);
+    let rows = lines(&dir.join(OUT).join("claim-status.jsonl"));
+    eprintln!(
+        "x12 corpus per claim status: {files} files; {} records (want {want}); {} delivered, {} to the DLQ, {} filtered",
+        summary["records_in"],
+        rows.len(),
+        summary["dlq"],
+        summary["filtered"]
+    );
+    assert_eq!(summary["records_in"].as_u64().unwrap() as usize, want, "{summary}");
+    assert_eq!(summary["filtered"], 0, "{summary}");
+    assert!(!rows.is_empty(), "{summary}");
+    // The DLQ holds exactly the sets without a claim (a status of the request or a provider).
+    let dlq = lines(&dir.join(OUT).join("dlq.jsonl"));
+    assert_eq!(dlq.len(), without_claims.get(), "{dlq:?}");
+    assert!(dlq.iter().all(|e| e["code"] == "RT143"), "{dlq:?}");
+    // Every delivered record names its claim's trace number and a status category.
+    for r in &rows {
+        assert!(r["trace_number"].is_string() && r["status_category"].is_string(), "{r}");
     }
 }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 mod common;
 use common::runs::{self, counts};
-use common::{json_lines as lines, sluice_debug as sluice, text};
+use common::{json_lines as lines, sluice_debug as sluice, text, x12_corpus};
 
 const CLOCK: &str = "2024-01-20T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-claims-per-claim.yaml";
@@ -360,48 +360,19 @@ fn a_whole_set_replayed_into_a_per_claim_mapping_goes_to_the_dlq() {
 /// set without one is one record in the DLQ; the runs balance.
 #[test]
 fn corpus_claims_and_payments_give_one_record_each() {
-    let corpus = match std::env::var_os("SLUICE_CORPUS") {
-        Some(r) => std::path::PathBuf::from(r).join("x12"),
-        None => common::root().join("../shared/corpus/x12"),
-    };
-    let base = corpus.join("stupidedi-fixtures/005010");
-    let claims_dir = base.join("X222A1 HC837 Health Care Claim Professional/pass");
-    let payments_dir = base.join("X221A1 HP835 Health Care Claim Payment Advice/pass");
-    if !claims_dir.is_dir() || !payments_dir.is_dir() {
-        println!("\n*** SKIPPED: the X12 corpus is not there (looked for {}) ***\n", base.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
+    let Some(dirs) = x12_corpus::folders(&[
+        "stupidedi-fixtures/005010/X222A1 HC837 Health Care Claim Professional/pass",
+        "stupidedi-fixtures/005010/X221A1 HP835 Health Care Claim Payment Advice/pass",
+    ]) else {
         return;
-    }
+    };
     let dir = common::workspace("x12-each-corpus");
     let input = dir.join("corpus");
-    std::fs::create_dir_all(&input).unwrap();
-    // Per source: its loop's occurrences, plus one record per set without one.
-    let mut want = [0usize; 2];
-    let mut files = 0;
-    for (n, (from, prefix, key)) in [(&claims_dir, "c", "CLM"), (&payments_dir, "p", "CLP")].into_iter().enumerate() {
-        let mut entries: Vec<_> = std::fs::read_dir(from).unwrap().flatten().map(|e| e.path()).collect();
-        entries.sort();
-        for (i, f) in entries.iter().enumerate() {
-            let bytes = std::fs::read(f).unwrap();
-            if bytes.len() < 106 || !bytes.starts_with(b"ISA") {
-                continue;
-            }
-            let (segs, _) = segments(&bytes);
-            let mut in_set = None;
-            for (e, _) in &segs {
-                match e[0].as_str() {
-                    "ST" => in_set = Some(0),
-                    "SE" => {
-                        want[n] += in_set.take().map_or(0, |k: usize| k.max(1));
-                    }
-                    k if k == key => in_set = in_set.map(|c| c + 1),
-                    _ => {}
-                }
-            }
-            std::fs::write(input.join(format!("{prefix}{i:03}.edi")), &bytes).unwrap();
-            files += 1;
-        }
-    }
+    // Per source: its loop's occurrences (CLM; CLP), at least one a set.
+    let occurrences = |key: &'static str| move |set: &[Vec<String>]| set.iter().filter(|e| e[0] == key).count();
+    let (claims, want_claims) = x12_corpus::copy_counting(&dirs[..1], "c", &input, occurrences("CLM"));
+    let (payments, want_payments) = x12_corpus::copy_counting(&dirs[1..], "p", &input, occurrences("CLP"));
+    let (files, want) = (claims + payments, [want_claims, want_payments]);
     let pipeline = std::fs::read_to_string(dir.join(PIPELINE))
         .unwrap()
         .replacen("../examples/x12-claims/data/*.x12", "../corpus/c*.edi", 1)

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 
 mod common;
 use common::runs::{self, assert_absent, counts, mapped, normalized, outputs_and_plans, with};
-use common::{json_lines as lines, sluice_debug as sluice, text};
+use common::{json_lines as lines, sluice_debug as sluice, text, x12_corpus};
 
 const CLOCK: &str = "2026-03-01T12:00:00Z";
 const PIPELINE: &str = "pipelines/x12-eligibility.yaml";
@@ -345,74 +345,29 @@ output: canonical/eligibility@1\nfields:\n  reference_id: BHT-03\n  hl_id: 2000C
     assert_eq!(rows.iter().map(|r| r["reference_id"].as_str().unwrap()).collect::<Vec<_>>(), ["SYN270A"], "{rows:?}");
 }
 
-/// The segments of an X12 file read with its own delimiters (element at byte 3 of the ISA,
-/// terminator at byte 105).
-fn corpus_segments(bytes: &[u8]) -> Vec<Vec<String>> {
-    let t = String::from_utf8_lossy(bytes).into_owned();
-    let (el, term) = (t.as_bytes()[3] as char, t.as_bytes()[105] as char);
-    t.split(term).map(str::trim).filter(|s| !s.is_empty()).map(|s| s.split(el).map(String::from).collect()).collect()
-}
-
 /// The corpus's 271 and 834 files (stupidedi's X279A1 HB271 and X220A1 BE834 `pass` files and
 /// the linuxforhealth samples, read from `../shared/corpus` when it is there): every 271 gives
 /// one record per subscriber and dependent HL (22, 23), every 834 one per INS, and a set
 /// without one is one record in the DLQ; the runs balance.
 #[test]
 fn corpus_responses_and_enrollments_give_one_record_per_person() {
-    let corpus = match std::env::var_os("SLUICE_CORPUS") {
-        Some(r) => std::path::PathBuf::from(r).join("x12"),
-        None => common::root().join("../shared/corpus/x12"),
-    };
-    let stupidedi = corpus.join("stupidedi-fixtures/005010");
-    let lfh = corpus.join("linuxforhealth-x12");
-    let suites = [
-        (
-            [
-                stupidedi.join("X279A1 HB271 Health Care Eligibility Benefit Inquiry and Response/pass"),
-                lfh.join("271_005010X279A1"),
-            ],
-            "r",
-        ),
-        ([stupidedi.join("X220A1 BE834 Benefit Enrollment and Maintenance/pass"), lfh.join("834_005010X220A1")], "e"),
-    ];
-    if suites.iter().flat_map(|(dirs, _)| dirs).any(|d| !d.is_dir()) {
-        println!("\n*** SKIPPED: the X12 corpus is not there (looked under {}) ***\n", corpus.display());
-        eprintln!("SKIPPED: ../shared/corpus not found");
+    let Some(dirs) = x12_corpus::folders(&[
+        "stupidedi-fixtures/005010/X279A1 HB271 Health Care Eligibility Benefit Inquiry and Response/pass",
+        "linuxforhealth-x12/271_005010X279A1",
+        "stupidedi-fixtures/005010/X220A1 BE834 Benefit Enrollment and Maintenance/pass",
+        "linuxforhealth-x12/834_005010X220A1",
+    ]) else {
         return;
-    }
+    };
     let dir = common::workspace("x12-elig-corpus");
     let input = dir.join("corpus");
-    std::fs::create_dir_all(&input).unwrap();
-    // Per source: the people of its sets, plus one record per set without one.
-    let mut want = [0usize; 2];
-    let mut files = 0;
-    for (n, (dirs, prefix)) in suites.iter().enumerate() {
-        let mut entries: Vec<_> =
-            dirs.iter().flat_map(|d| std::fs::read_dir(d).unwrap().flatten().map(|e| e.path())).collect();
-        entries.sort();
-        for (i, f) in entries.iter().enumerate() {
-            let bytes = std::fs::read(f).unwrap();
-            if bytes.len() < 106 || !bytes.starts_with(b"ISA") {
-                continue;
-            }
-            let mut in_set = None;
-            for e in corpus_segments(&bytes) {
-                let person = match e[0].as_str() {
-                    "HL" => n == 0 && matches!(e.get(3).map(String::as_str), Some("22" | "23")),
-                    "INS" => n == 1,
-                    _ => false,
-                };
-                match e[0].as_str() {
-                    "ST" => in_set = Some(0),
-                    "SE" => want[n] += in_set.take().map_or(0, |k: usize| k.max(1)),
-                    _ if person => in_set = in_set.map(|c| c + 1),
-                    _ => {}
-                }
-            }
-            std::fs::write(input.join(format!("{prefix}{i:03}.edi")), &bytes).unwrap();
-            files += 1;
-        }
-    }
+    // Per source: the people of its sets (subscriber and dependent HLs; INS), at least one a set.
+    let (responses, want_responses) = x12_corpus::copy_counting(&dirs[..2], "r", &input, |set| {
+        set.iter().filter(|e| e[0] == "HL" && matches!(e.get(3).map(String::as_str), Some("22" | "23"))).count()
+    });
+    let (enrollments, want_enrollments) =
+        x12_corpus::copy_counting(&dirs[2..], "e", &input, |set| set.iter().filter(|e| e[0] == "INS").count());
+    let (files, want) = (responses + enrollments, [want_responses, want_enrollments]);
     let pipeline = std::fs::read_to_string(dir.join(PIPELINE))
         .unwrap()
         .replacen("../examples/x12-eligibility/data/*.x12", "../corpus/r*.edi", 1)

@@ -17,6 +17,7 @@ pub mod plaid;
 pub mod quickbooks;
 pub mod runs;
 pub mod stripe;
+pub mod x12_corpus;
 
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
