@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use sluice_x12::guide::{self, ElementType, Guide, Usage};
 use sluice_x12::partner::{
-    self, Addition, NewElement, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner, Partners,
-    Processing,
+    self, Addition, NewElement, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
+    Partners, Processing,
 };
 
 use super::reader::{self, Cx, Obj, Spanned};
@@ -372,7 +372,10 @@ fn overlay_kind(cx: &mut Cx, obj: &Obj) -> Option<(&'static str, Spanned)> {
             cx.push(
                 Diagnostic::error(codes::X12_OVERLAY_KIND, format!("`{key}` does not go with `{kind}`"))
                     .label(span, format!("not read with `{kind}`"))
-                    .help(format!("with `{kind}` an overlay takes {}", allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))),
+                    .help(format!(
+                        "with `{kind}` an overlay takes {}",
+                        allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )),
             );
         }
     }
@@ -406,8 +409,10 @@ fn new_elements(cx: &mut Cx, node: &Node) -> Vec<X12NewElementPlan> {
         let Some(obj) = reader::object(cx, item, &shape::X12_NEW_ELEMENT, "an element") else { continue };
         let Some(position) = obj.get("position").and_then(|n| reader::integer(cx, n, "`position`")) else { continue };
         let usage = obj.get("usage").and_then(|n| reader::one_of(cx, n, shape::X12_USAGES, "usage")).map(|s| s.text);
-        let ty =
-            obj.get("type").and_then(|n| reader::one_of(cx, n, shape::X12_ELEMENT_TYPES, "element type")).map(|s| s.text);
+        let ty = obj
+            .get("type")
+            .and_then(|n| reader::one_of(cx, n, shape::X12_ELEMENT_TYPES, "element type"))
+            .map(|s| s.text);
         let length = |cx: &mut Cx, key: &str| {
             obj.get(key).and_then(|n| reader::integer(cx, n, &format!("`{key}`"))).map(|n| n as usize)
         };

@@ -699,11 +699,9 @@ fn conflict(chain: &[(&Loop, usize)], siblings: Vec<&Node>, s: &SegmentUse) -> O
         if clash(n) {
             let what = match n {
                 Node::Segment(t) => format!("the {} the loop already has", describe(t)),
-                Node::Loop(x) => format!(
-                    "loop {} (started by {})",
-                    x.id,
-                    x.trigger().map(describe).unwrap_or_default()
-                ),
+                Node::Loop(x) => {
+                    format!("loop {} (started by {})", x.id, x.trigger().map(describe).unwrap_or_default())
+                }
             };
             return Some(what);
         }
@@ -812,8 +810,7 @@ fn new_segment(
             u.usage = usage;
         }
         let (min, max) = (e.min_length.unwrap_or(u.min), e.max_length.unwrap_or(u.max));
-        if u.ty == ElementType::Composite && (e.min_length.is_some() || e.max_length.is_some() || !e.codes.is_empty())
-        {
+        if u.ty == ElementType::Composite && (e.min_length.is_some() || e.max_length.is_some() || !e.codes.is_empty()) {
             return Err(OverlayError::elements(format!(
                 "{at} is a composite: lengths and codes are its components', which keep the dictionary's"
             )));
@@ -1048,7 +1045,11 @@ mod tests {
         Overlay {
             path: "2300/REF(ZZ)".into(),
             max_use: Some(3),
-            add: Some(Addition::Segment(vec![NewElement { position: 2, max_length: Some(20), ..NewElement::default() }])),
+            add: Some(Addition::Segment(vec![NewElement {
+                position: 2,
+                max_length: Some(20),
+                ..NewElement::default()
+            }])),
             ..Overlay::default()
         }
     }
@@ -1074,7 +1075,10 @@ mod tests {
             // Right after the guide's last REF (1J), so the REFs stay one position.
             assert!(matches!(&l2300.children[at - 1], Node::Segment(r) if r.id == "REF" && r.key_matches(Some(b"1J"))));
         }
-        assert!(segment_in(base.root.find("2300").unwrap(), "REF", Some("ZZ")).is_none(), "the bundled guide is unchanged");
+        assert!(
+            segment_in(base.root.find("2300").unwrap(), "REF", Some("ZZ")).is_none(),
+            "the bundled guide is unchanged"
+        );
         // A changed maximum, on what the guide has.
         let more_nte = Overlay { path: "2300/NTE".into(), max_use: Some(10), ..Overlay::default() };
         let g = apply(base, &[more_nte]).unwrap();
@@ -1122,11 +1126,8 @@ mod tests {
     #[test]
     fn additions_that_identification_could_confuse_are_refused() {
         let base = by_id("005010X222A1").unwrap();
-        let seg = |path: &str| Overlay {
-            path: path.into(),
-            add: Some(Addition::Segment(vec![])),
-            ..Overlay::default()
-        };
+        let seg =
+            |path: &str| Overlay { path: path.into(), add: Some(Addition::Segment(vec![])), ..Overlay::default() };
         let refused = |o: Overlay| apply(base, &[o]).unwrap_err().1;
         // The loop has NTE already: more of them is `max_use` on it.
         let e = refused(seg("2300/NTE"));
@@ -1162,25 +1163,37 @@ mod tests {
         assert!(refused(Overlay { after: Some("XYZ".into()), ..seg("2300/REF(ZZ)") }).message.contains("no `XYZ`"));
         let existing = Overlay { add: Some(Addition::Loop(vec![NewSegment::default()])), ..seg("2300/2310A") };
         assert!(refused(existing).message.contains("already has a loop 2310A"));
-        let typed = Addition::Segment(vec![NewElement { position: 2, ty: Some(ElementType::Id), ..NewElement::default() }]);
+        let typed =
+            Addition::Segment(vec![NewElement { position: 2, ty: Some(ElementType::Id), ..NewElement::default() }]);
         assert!(refused(Overlay { add: Some(typed), ..seg("2300/REF(ZZ)") }).message.contains("defines REF02 as AN"));
     }
 
     /// Overlay additions as a user might write them: a path, kind, place and elements.
     fn any_addition() -> impl proptest::strategy::Strategy<Value = Overlay> {
         use proptest::prelude::*;
-        let element = (1usize..14, proptest::option::of(0u8..3), proptest::option::of(0usize..6), proptest::option::of(0usize..40), proptest::option::of(0usize..40), proptest::collection::vec("[A-Z0-9]{1,3}", 0..2)).prop_map(
-            |(position, usage, ty, min_length, max_length, codes)| NewElement {
+        let element = (
+            1usize..14,
+            proptest::option::of(0u8..3),
+            proptest::option::of(0usize..6),
+            proptest::option::of(0usize..40),
+            proptest::option::of(0usize..40),
+            proptest::collection::vec("[A-Z0-9]{1,3}", 0..2),
+        )
+            .prop_map(|(position, usage, ty, min_length, max_length, codes)| NewElement {
                 position,
                 usage: usage.map(|u| [Usage::Required, Usage::Situational, Usage::NotUsed][u as usize]),
                 ty: ty.and_then(|t| ElementType::parse(["AN", "ID", "N0", "R", "DT", "C"][t])),
                 min_length,
                 max_length,
                 codes,
-            },
-        );
+            });
         let segment = "(REF|NTE|K3|NM1|N3|N4|PER|DTP|AMT|QTY|LX|HL|CLM|ZZ1)(\\((ZZ|G1|DN|IL|X4|85)\\))?";
-        let new_segment = (segment, proptest::option::of(0u8..3), proptest::option::of(0u32..4), proptest::collection::vec(element.clone(), 0..3))
+        let new_segment = (
+            segment,
+            proptest::option::of(0u8..3),
+            proptest::option::of(0u32..4),
+            proptest::collection::vec(element.clone(), 0..3),
+        )
             .prop_map(|(segment, usage, max_use, elements)| NewSegment {
                 segment,
                 usage: usage.map(|u| [Usage::Required, Usage::Situational, Usage::NotUsed][u as usize]),

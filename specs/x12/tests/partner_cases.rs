@@ -115,9 +115,11 @@ fn partner_checks_stay_errors_in_lenient_mode_and_carry_their_ack_codes() {
 /// tracking number), three NTEs where the guide allows one, and a repricer loop (NM1*ZZ with
 /// a REF*G2) the 837P does not have; SE01 counts them.
 fn with_partner_additions() -> String {
-    let text = CLAIMS
-        .replacen("*Y*A*Y*Y~\n", "*Y*A*Y*Y~\nREF*ZZ*CH7781~\n", 1)
-        .replacen("HI*ABK:R079~\n", "NTE*ADD*ONE~\nNTE*ADD*TWO~\nNTE*ADD*THREE~\nHI*ABK:R079~\nNM1*ZZ*2*REPRICER~\nREF*G2*RP1234~\n", 1);
+    let text = CLAIMS.replacen("*Y*A*Y*Y~\n", "*Y*A*Y*Y~\nREF*ZZ*CH7781~\n", 1).replacen(
+        "HI*ABK:R079~\n",
+        "NTE*ADD*ONE~\nNTE*ADD*TWO~\nNTE*ADD*THREE~\nHI*ABK:R079~\nNM1*ZZ*2*REPRICER~\nREF*G2*RP1234~\n",
+        1,
+    );
     let se = text.lines().find(|l| l.starts_with("SE*")).unwrap();
     let n: usize = se.split('*').nth(1).unwrap().parse().unwrap();
     text.replacen(se, &format!("SE*{}*0001~", n + 6), 1)
@@ -127,7 +129,11 @@ fn additions() -> Vec<Overlay> {
     vec![
         Overlay {
             path: "2300/REF(ZZ)".into(),
-            add: Some(Addition::Segment(vec![NewElement { position: 2, max_length: Some(10), ..NewElement::default() }])),
+            add: Some(Addition::Segment(vec![NewElement {
+                position: 2,
+                max_length: Some(10),
+                ..NewElement::default()
+            }])),
             ..Overlay::default()
         },
         Overlay { path: "2300/NTE".into(), max_use: Some(3), ..Overlay::default() },
@@ -189,7 +195,6 @@ fn a_partners_added_segments_and_loop_are_accepted_for_it_only() {
     let n: usize = se.split('*').nth(1).unwrap().parse().unwrap();
     let bad = bad.replacen(se, &format!("SE*{}*0001~", n + 2), 1);
     let ic = &check(&bad, Partners { partners: vec![with], accept_unknown: false }, Mode::Strict)[0];
-    let got: Vec<(&str, &str)> =
-        ic.groups[0].sets[0].findings.iter().map(|f| (f.code, f.position.as_str())).collect();
+    let got: Vec<(&str, &str)> = ic.groups[0].sets[0].findings.iter().map(|f| (f.code, f.position.as_str())).collect();
     assert_eq!(got, [("X12060", "REF02"), ("X12055", "REF"), ("X12055", "NTE"), ("X12057", "NM103")], "{got:?}");
 }
