@@ -198,3 +198,48 @@ fn a_partners_added_segments_and_loop_are_accepted_for_it_only() {
     let got: Vec<(&str, &str)> = ic.groups[0].sets[0].findings.iter().map(|f| (f.code, f.position.as_str())).collect();
     assert_eq!(got, [("X12060", "REF02"), ("X12055", "REF"), ("X12055", "NTE"), ("X12057", "NM103")], "{got:?}");
 }
+
+/// Claim segments and a partner's additions, well and badly formed, in any order.
+const SEGMENTS: &[&str] = &[
+    "HL*1**20*1~",
+    "NM1*85*2*GROUP*****XX*1234567893~",
+    "HL*2*1*22*0~",
+    "SBR*P*18*******CI~",
+    "NM1*IL*1*DOE*J****MI*1~",
+    "NM1*PR*2*PLAN*****PI*1~",
+    "CLM*A1*100***11:B:1*Y*A*Y*Y~",
+    "REF*ZZ*CH7781~",
+    "REF*ZZ*CH77810000000000~",
+    "REF*ZZ~",
+    "REF*G2*RP1~",
+    "NTE*ADD*X~",
+    "NTE*XYZ~",
+    "NM1*ZZ*2*REPRICER~",
+    "NM1*ZZ*1~",
+    "HI*ABK:R079~",
+    "LX*1~",
+    "SV1*HC:99213*100*UN*1***1~",
+    "DTP*472*D8*20240216~",
+    "*~",
+];
+
+proptest::proptest! {
+    /// A partner's overlaid guide on arbitrary segment sequences: the checker never panics,
+    /// and every acknowledgment it leads to is a clean 999.
+    #[test]
+    fn an_overlaid_guide_never_panics_and_its_acks_validate(
+        picks in proptest::collection::vec(proptest::sample::select(SEGMENTS), 0..40),
+    ) {
+        let body: String = picks.concat();
+        let count = picks.len() + 2;
+        let text = CLAIMS.split("ST*837").next().unwrap().to_string()
+            + &format!("ST*837*0001*005010X222A1~\nBHT*0019*00*1*20240115*1030*CH~\n{body}SE*{count}*0001~\nGE*1*1~\nIEA*1*000000001~\n");
+        let mut with = partner("SUBMITTER903", &["837"], "5010", Processing::default());
+        with.guides = vec![overlaid(sluice_x12::guide::by_id("005010X222A1").unwrap(), &additions()).unwrap()];
+        for ic in check(&text, Partners { partners: vec![with], accept_unknown: false }, Mode::Strict) {
+            let Some(ack) = acknowledge(&ic, &options()) else { continue };
+            let res = sluice_x12::envelope::check_stream_with_guides(ack.as_bytes(), Mode::Strict).unwrap();
+            proptest::prop_assert!(res.iter().all(|r| !r.has_errors()), "{ack}");
+        }
+    }
+}
