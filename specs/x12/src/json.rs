@@ -16,10 +16,10 @@
 //! When a bundled implementation guide fits the set (chosen from the envelopes as validation
 //! chooses it, [`crate::guide::select`]), `guide` names it as a mapping would
 //! (`005010X212/277` where two guides share an id) and `loops` gives, for each segment in
-//! order, the loop the guide places it in (`""` for the set's own header and trailer, and for
-//! a segment the guide has no place for). Without a fitting guide both keys are absent. With
-//! a trading partner ([`set_to_json_for`]), its copy of the guide places the segments, so the
-//! segments and loops its overlays add get their loops (`2310Z`).
+//! order, the loop the guide places it in (`""` for the set's own header and trailer; a
+//! segment the guide has no place for gets the loop it came in). Without a fitting guide both
+//! keys are absent. With a trading partner ([`set_to_json_for`]), its copy of the guide places
+//! the segments, so the segments and loops its overlays add get their loops (`2310Z`).
 
 use serde_json::{Value, json};
 

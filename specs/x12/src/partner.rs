@@ -12,8 +12,13 @@
 //! - `validate_isa: false`, `validate_gs: false`, `strict_segment_order: false` turn the errors
 //!   of one class ([`check_class`]) into warnings, so acknowledgments and verdicts, which are
 //!   built from severities, follow.
-//! - Overlays ([`Overlay`]) change a copy of a bundled guide: usage of a loop, segment or
-//!   element, element lengths, added codes ([`overlaid`]). A copy is made once per process per
+//! - Overlays ([`Overlay`]) change a copy of a bundled guide: usage and repeats of a loop or
+//!   segment, usage of an element, element lengths, added codes ([`overlaid`]); or add to it a
+//!   segment or loop the guide lacks ([`Addition`]), read with the edition's dictionary entry
+//!   or declared elements. An addition loop identification could confuse with a place the
+//!   guide has (the same segment id where the engine could also choose that place, keys that
+//!   do not tell them apart) is refused ([`OverlayErrorKind::Ambiguous`]), so every segment
+//!   still has at most one place the engine chooses first. A copy is made once per process per
 //!   distinct (guide, overlays) and lives as long as the process (loop identification holds
 //!   guides as `'static`): the number of copies is bounded by the distinct overlays written in
 //!   the profiles loaded, not by the data read.
