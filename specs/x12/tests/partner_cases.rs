@@ -197,6 +197,18 @@ fn a_partners_added_segments_and_loop_are_accepted_for_it_only() {
     let ic = &check(&bad, Partners { partners: vec![with], accept_unknown: false }, Mode::Strict)[0];
     let got: Vec<(&str, &str)> = ic.groups[0].sets[0].findings.iter().map(|f| (f.code, f.position.as_str())).collect();
     assert_eq!(got, [("X12060", "REF02"), ("X12055", "REF"), ("X12055", "NTE"), ("X12057", "NM103")], "{got:?}");
+
+    // A required addition that does not come is missing (IK3 code 3), in each claim.
+    let mut required = additions();
+    required[0].usage = Some(Usage::Required);
+    let mut strict = partner("SUBMITTER903", &["837"], "5010", Processing::default());
+    strict.guides = vec![sluice_x12::partner::overlaid(bundled, &required).unwrap()];
+    let ic = &check(CLAIMS, Partners { partners: vec![strict], accept_unknown: false }, Mode::Strict)[0];
+    let missing: Vec<&str> =
+        ic.groups[0].sets[0].findings.iter().filter(|f| f.code == "X12054").map(|f| f.message.as_str()).collect();
+    assert_eq!(missing.len(), 3, "three claims: {missing:?}");
+    assert!(missing.iter().all(|m| m.contains("required segment REF is missing (loop 2300)")), "{missing:?}");
+    assert!(acknowledge(ic, &options()).unwrap().contains("*2300*3~"));
 }
 
 /// Claim segments and a partner's additions, well and badly formed, in any order.
