@@ -142,7 +142,7 @@ fn the_pipeline_delivers_each_partners_sets_and_rejects_by_partner() {
     let plan = sluice(&dir, &["plan", PIPELINE]);
     let plan = text(&plan.stdout) + &text(&plan.stderr);
     assert!(
-        plan.contains("trading partners `clearinghouses`: acme_clearinghouse (837 5010), GS warnings, 5 overlay(s); beta_payer (835 005010X221A1), any segment order; unknown senders rejected (RT178)"),
+        plan.contains("trading partners `clearinghouses`: acme_clearinghouse (837 5010), GS warnings, 5 overlay(s) adding 2300/REF(ZZ), 2300/2310Z; beta_payer (835 005010X221A1), any segment order; unknown senders rejected (RT178)"),
         "{plan}"
     );
     places.push(("plan", plan));
