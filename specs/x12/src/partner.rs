@@ -17,8 +17,8 @@
 //!   segment or loop the guide lacks ([`Addition`]), read with the edition's dictionary entry
 //!   or declared elements. An addition loop identification could confuse with a place the
 //!   guide has (the same segment id where the engine could also choose that place, keys that
-//!   do not tell them apart) is refused ([`OverlayErrorKind::Ambiguous`]), so every segment
-//!   still has at most one place the engine chooses first. A copy is made once per process per
+//!   do not tell them apart) is refused ([`OverlayErrorKind::Ambiguous`]): an addition never
+//!   takes a segment the bundled guide would have placed elsewhere. A copy is made once per process per
 //!   distinct (guide, overlays) and lives as long as the process (loop identification holds
 //!   guides as `'static`): the number of copies is bounded by the distinct overlays written in
 //!   the profiles loaded, not by the data read.
