@@ -221,6 +221,9 @@ enum Command {
         shape: Shape,
         /// A parser profile (`kind: profile`): its `encoding` and `encoding_characters` say how
         /// messages are read (as in `sluice run`). Default: detected charset, strict MSH-2.
+        /// With `--format x12`, a trading-partner profile: each set's `loops` are placed in
+        /// its sender's copy of the guide (with the segments and loops its overlays add), and
+        /// each set names its `partner`.
         #[arg(long)]
         profile: Option<PathBuf>,
         files: Vec<PathBuf>,
@@ -532,8 +535,7 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => serve_cli::serve(args),
         Command::Schema => commands::schema(),
-        Command::Parse { format: Standard::X12, profile: Some(_), .. } => x12_cli::no_profile(),
-        Command::Parse { format: Standard::X12, files, .. } => x12_cli::parse(&files),
+        Command::Parse { format: Standard::X12, files, profile, .. } => x12_cli::parse(&files, profile.as_deref()),
         Command::Validate { format: Standard::X12, output, lenient, files, profile } => {
             x12_cli::validate(&files, lenient, matches!(output, OutputFormat::Json), profile.as_deref())
         }

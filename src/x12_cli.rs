@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_x12::envelope::{Checker, Finding, InterchangeResult, Mode};
-use sluice_x12::json::{SetContext, set_to_json};
+use sluice_x12::json::{SetContext, set_to_json_for};
 use sluice_x12::partner::Partners;
 use sluice_x12::split::{Item, Splitter};
 
@@ -18,6 +18,9 @@ use crate::commands::{FAILED, OK, USAGE};
 /// The control numbers and version of the envelopes around the next set.
 #[derive(Default)]
 struct Context {
+    /// ISA05 and ISA06, trimmed: who sent the interchange.
+    isa05: String,
+    isa06: String,
     isa12: String,
     interchange_control: String,
     group_control: String,
@@ -35,6 +38,8 @@ impl Context {
         match seg.id() {
             b"ISA" => {
                 *self = Context {
+                    isa05: seg.element_str(5).trim().to_string(),
+                    isa06: seg.element_str(6).trim().to_string(),
                     isa12: seg.element_str(12).to_string(),
                     interchange_control: seg.element_str(13).to_string(),
                     partner: self.partner.as_ref().map(|_| None),
@@ -58,14 +63,6 @@ fn open(path: &PathBuf) -> Result<std::fs::File, u8> {
     })
 }
 
-/// `sluice parse --format x12 --profile`: parsing prints the sets as read, whoever sent them.
-pub fn no_profile() -> u8 {
-    eprintln!(
-        "error: `sluice parse --format x12` prints every set as read and takes no --profile; trading-partner profiles are for `sluice validate` and `sluice ack` (docs/x12.md)"
-    );
-    USAGE
-}
-
 /// The trading partners of an X12 profile file (`--profile`), its diagnostics printed; the
 /// exit code of a usage error when it cannot be used.
 pub fn load_partners(path: &Path) -> Result<Arc<Partners>, u8> {
@@ -85,12 +82,19 @@ pub fn load_partners(path: &Path) -> Result<Arc<Partners>, u8> {
     })
 }
 
-/// `sluice parse --format x12`: one JSON line per transaction set.
-pub fn parse(files: &[PathBuf]) -> u8 {
+/// `sluice parse --format x12`: one JSON line per transaction set; with a trading-partner
+/// profile, its loops placed in the sender's copy of the guide and its `partner` named (every
+/// set is printed, whoever sent it: a sender that is no partner gets the bundled guides and
+/// `partner: null`).
+pub fn parse(files: &[PathBuf], profile: Option<&Path>) -> u8 {
     if files.is_empty() {
         eprintln!("error: give at least one file to parse");
         return USAGE;
     }
+    let partners = match profile.map(load_partners).transpose() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
     let mut failed = false;
     let mut out = crate::stdout::lock();
     for path in files {
@@ -119,8 +123,12 @@ pub fn parse(files: &[PathBuf]) -> u8 {
                         version: &ctx.version,
                         isa12: &ctx.isa12,
                     };
-                    let mut v = set_to_json(set, &sc);
+                    let partner = partners.as_deref().and_then(|p| p.identify(&ctx.isa05, &ctx.isa06));
+                    let mut v = set_to_json_for(set, &sc, partner);
                     v["file"] = serde_json::Value::String(name.clone());
+                    if partners.is_some() {
+                        v["partner"] = serde_json::json!(partner.map(|p| p.name.as_str()));
+                    }
                     let _ = writeln!(out, "{v}");
                 }
                 Item::Stray { offset, bytes, code, reason } => {

@@ -142,7 +142,7 @@ fn the_pipeline_delivers_each_partners_sets_and_rejects_by_partner() {
     let plan = sluice(&dir, &["plan", PIPELINE]);
     let plan = text(&plan.stdout) + &text(&plan.stderr);
     assert!(
-        plan.contains("trading partners `clearinghouses`: acme_clearinghouse (837 5010), GS warnings, 2 overlay(s); beta_payer (835 005010X221A1), any segment order; unknown senders rejected (RT178)"),
+        plan.contains("trading partners `clearinghouses`: acme_clearinghouse (837 5010), GS warnings, 5 overlay(s) adding 2300/REF(ZZ), 2300/2310Z; beta_payer (835 005010X221A1), any segment order; unknown senders rejected (RT178)"),
         "{plan}"
     );
     places.push(("plan", plan));
@@ -159,7 +159,9 @@ fn the_pipeline_delivers_each_partners_sets_and_rejects_by_partner() {
 fn validate_with_a_profile_applies_each_partners_checks_and_overlays() {
     let dir = common::workspace("x12-partners-validate");
     let acme = format!("{DATA}/acme-claims.x12");
-    // Without the profile: CLM07 `Z` and CLM08 missing in each claim of set 2, and the GE01 count.
+    // Without the profile: CLM07 `Z` and CLM08 missing in each claim of set 2; in its first
+    // claim a REF*ZZ (read at a REF place ahead, so REF01 and REF02 are not its codes), a
+    // second NTE, an NM1*ZZ and a REF*G2 the 837P has no place for; and the GE01 count.
     let plain = sluice(&dir, &["validate", "--format", "x12", "--output", "json", &acme]);
     assert_eq!(plain.status.code(), Some(1));
     let fs = findings(&plain);
@@ -171,6 +173,9 @@ fn validate_with_a_profile_applies_each_partners_checks_and_overlays() {
             pair("X12062", "error"),
             pair("X12057", "error"),
             pair("X12062", "error"),
+            pair("X12055", "error"),
+            pair("X12053", "error"),
+            pair("X12062", "error"),
             pair("X12057", "error"),
             pair("X12062", "error"),
             pair("X12057", "error"),
@@ -179,7 +184,8 @@ fn validate_with_a_profile_applies_each_partners_checks_and_overlays() {
     );
     assert!(fs.iter().all(|f| f.get("partner").is_none()), "no profile, no partner key");
 
-    // With it: the overlays accept set 2, `validate_gs: false` makes the count a warning.
+    // With it: the overlays (the changes and the additions) accept set 2, `validate_gs:
+    // false` makes the count a warning.
     let with = sluice(&dir, &["validate", "--format", "x12", "--profile", PROFILE, "--output", "json", &acme]);
     assert_eq!(with.status.code(), Some(0), "{}{}", text(&with.stdout), text(&with.stderr));
     let fs = findings(&with);
@@ -289,9 +295,86 @@ fn a_profile_of_the_wrong_format_or_with_errors_stops_the_command() {
         sluice(&dir, &["validate", "--format", "hl7v2", "--profile", PROFILE, "examples/hl7/feed-2024-01-15.hl7"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("X12 trading-partner profile"), "{}", text(&out.stderr));
-    // `parse` prints sets as read: no profile.
-    let out = sluice(&dir, &["parse", "--format", "x12", "--profile", PROFILE, &format!("{DATA}/acme-claims.x12")]);
+    // `parse` takes a broken profile no more than `validate` does.
+    let out =
+        sluice(&dir, &["parse", "--format", "x12", "--profile", "broken.yaml", &format!("{DATA}/acme-claims.x12")]);
     assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+}
+
+/// The segments and loop ACME's overlays add (a REF*ZZ, a third NTE place, the 2310Z repricer
+/// loop) are its own: the same claims from another 837 partner without those overlays are
+/// rejected with the bundled guide's findings and one IK3 per such segment; `parse` places
+/// them in 2310Z for ACME and leaves them in 2300 for the other partner.
+#[test]
+fn a_partners_added_segments_and_loops_are_its_own() {
+    let dir = common::workspace("x12-partners-additions");
+    let profile = std::fs::read_to_string(dir.join(PROFILE)).unwrap().replace(
+        "  - name: beta_payer\n",
+        "  - name: gamma_clearinghouse\n    id: GAMMACH\n    transaction_sets: [\"837\"]\n    version: \"5010\"\n    processing: {validate_gs: false}\n    overlays:\n      - {guide: 005010X222A1, path: 2300/CLM-08, usage: optional}\n      - {guide: 005010X222A1, path: 2300/CLM-07, add_codes: [Z]}\n  - name: beta_payer\n",
+    );
+    assert!(profile.contains("gamma_clearinghouse"));
+    std::fs::write(dir.join("three.yaml"), profile).unwrap();
+    let acme = format!("{DATA}/acme-claims.x12");
+    let claims = std::fs::read_to_string(dir.join(&acme)).unwrap().replace("ACMECH         ", "GAMMACH        ");
+    std::fs::write(dir.join("as-gamma.x12"), claims).unwrap();
+
+    let validate = |file: &str| {
+        sluice(&dir, &["validate", "--format", "x12", "--profile", "three.yaml", "--output", "json", file])
+    };
+    let from_acme = validate(&acme);
+    assert_eq!(from_acme.status.code(), Some(0), "{}{}", text(&from_acme.stdout), text(&from_acme.stderr));
+    let from_gamma = validate("as-gamma.x12");
+    assert_eq!(from_gamma.status.code(), Some(1));
+    let fs = findings(&from_gamma);
+    let got: Vec<(&str, &str)> =
+        fs.iter().map(|f| (f["code"].as_str().unwrap(), f["position"].as_str().unwrap())).collect();
+    assert_eq!(
+        got,
+        [
+            ("X12062", "REF01"),
+            ("X12062", "REF02"),
+            ("X12055", "NTE"),
+            ("X12053", "NM1"),
+            ("X12053", "REF"),
+            ("X12032", "GE01")
+        ],
+        "only the additions are errors for gamma (its own overlays cover CLM07/CLM08)"
+    );
+    assert!(fs.iter().all(|f| f["partner"] == "gamma_clearinghouse"));
+
+    // The acknowledgments: ACME's accepts both sets; gamma's rejects set 2 with an IK3 for
+    // each segment the bundled guide has no place for, and none for ACME's.
+    let ack = |file: &str| {
+        let out = sluice(&dir, &["ack", "--format", "x12", "--profile", "three.yaml", "--fixed-clock", CLOCK, file]);
+        text(&out.stdout)
+    };
+    let acme_ack = ack(&acme);
+    assert!(!acme_ack.contains("IK3") && acme_ack.contains("AK9|A|2|2|2~"), "{acme_ack}");
+    let gamma_ack = ack("as-gamma.x12");
+    for ik3 in ["IK3*REF*19*2300*8~", "IK3*NTE*21*2300*5~", "IK3*NM1*23*2300*2~", "IK3*REF*24*2300*7~"] {
+        assert!(gamma_ack.contains(ik3), "{ik3}: {gamma_ack}");
+    }
+    assert!(gamma_ack.contains("AK2*837*0002*005010X222A1~") && gamma_ack.contains("IK5*R*5~"), "{gamma_ack}");
+
+    // `parse` with the profile: each set names its partner, and ACME's added loop holds the
+    // repricer's NM1 and REF.
+    let loops_of = |file: &str| {
+        let out = sluice(&dir, &["parse", "--format", "x12", "--profile", "three.yaml", file]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let set: Value = serde_json::from_str(text(&out.stdout).lines().nth(1).unwrap()).unwrap();
+        let pairs: Vec<(String, String)> = set["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(set["loops"].as_array().unwrap())
+            .map(|(s, l)| (s[0].as_str().unwrap().to_string(), l.as_str().unwrap().to_string()))
+            .collect();
+        (set["partner"].clone(), pairs[22..24].to_vec())
+    };
+    let nm1_ref = |l: &str| vec![("NM1".to_string(), l.to_string()), ("REF".to_string(), l.to_string())];
+    assert_eq!(loops_of(&acme), (Value::from("acme_clearinghouse"), nm1_ref("2310Z")));
+    assert_eq!(loops_of("as-gamma.x12"), (Value::from("gamma_clearinghouse"), nm1_ref("2300")));
 }
 
 #[test]

@@ -801,6 +801,63 @@ mod tests {
         assert!(r.reason.contains("functional group"), "{}", r.reason);
     }
 
+    /// Segments an 837P and a partner's additions to it hold, well and badly formed.
+    const PARTNER_SEGMENTS: &[&str] = &[
+        "HL*1**20*1~",
+        "HL*2*1*22*0~",
+        "SBR*P*18*******CI~",
+        "NM1*IL*1*DOE*J****MI*1~",
+        "CLM*A1*100***11:B:1*Y*A*Y*Y~",
+        "REF*ZZ*CH7781~",
+        "REF*ZZ~",
+        "REF*G2*RP1~",
+        "NTE*ADD*X~",
+        "NTE~",
+        "NM1*ZZ*2*REPRICER~",
+        "NM1*ZZ~",
+        "ZZ1*A*B*C~",
+        "HI*ABK:R079~",
+        "LX*1~",
+        "SV1*HC:99213*100*UN*1***1~",
+        "SE*5*0001~",
+        "ST*837*0002*005010X222A1~",
+        "*~~",
+    ];
+
+    /// The 837P with what a partner adds: a REF*ZZ, NTE repeats, a segment the dictionary
+    /// lacks and a loop started by NM1*ZZ.
+    fn partner_guide() -> &'static sluice_x12::guide::Guide {
+        use sluice_x12::guide::{ElementType, Usage};
+        use sluice_x12::partner::{Addition, NewElement, NewSegment, Overlay, overlaid};
+        let overlays = vec![
+            Overlay { path: "2300/REF(ZZ)".into(), add: Some(Addition::Segment(vec![])), ..Overlay::default() },
+            Overlay { path: "2300/NTE".into(), max_use: Some(3), ..Overlay::default() },
+            Overlay {
+                path: "2400/ZZ1".into(),
+                max_use: Some(2),
+                add: Some(Addition::Segment(vec![NewElement {
+                    position: 1,
+                    usage: Some(Usage::Required),
+                    ty: Some(ElementType::Id),
+                    min_length: Some(1),
+                    max_length: Some(2),
+                    codes: vec!["A".into()],
+                }])),
+                ..Overlay::default()
+            },
+            Overlay {
+                path: "2300/2310Z".into(),
+                after: Some("2310F".into()),
+                add: Some(Addition::Loop(vec![
+                    NewSegment { segment: "NM1(ZZ)".into(), ..NewSegment::default() },
+                    NewSegment { segment: "REF(G2)".into(), ..NewSegment::default() },
+                ])),
+                ..Overlay::default()
+            },
+        ];
+        overlaid(sluice_x12::guide::by_id("005010X222A1").unwrap(), &overlays).unwrap()
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), framed in any::<bool>()) {
@@ -823,10 +880,19 @@ mod tests {
         }
 
         #[test]
-        fn arbitrary_input_never_panics_with_partners(bytes in proptest::collection::vec(any::<u8>(), 0..400), lenient in any::<bool>()) {
+        fn arbitrary_input_never_panics_with_partners(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            segments in proptest::collection::vec(proptest::sample::select(PARTNER_SEGMENTS), 0..40),
+            lenient in any::<bool>(),
+            overlays in any::<bool>(),
+        ) {
             use sluice_x12::partner::{Partner, Partners, Processing};
             let mut input = ISA.as_bytes().to_vec();
             input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
+            // Segments of claims and of the partner's additions in any order, then any bytes.
+            for s in &segments {
+                input.extend_from_slice(s.as_bytes());
+            }
             input.extend_from_slice(&bytes);
             let partner = Partner {
                 name: "sender".into(),
@@ -836,7 +902,8 @@ mod tests {
                 transaction_sets: vec!["837".into()],
                 version: "5010".into(),
                 processing: Processing { validate_isa: false, validate_gs: lenient, strict_segment_order: false },
-                guides: vec![],
+                // The partner's copy of the 837P with added segments and a loop.
+                guides: if overlays { vec![partner_guide()] } else { vec![] },
                 delimiters: None,
             };
             let mut s = src(&[], lenient);

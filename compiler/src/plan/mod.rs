@@ -251,11 +251,19 @@ pub struct X12PartnerPlan {
     pub delimiters: Option<X12DelimitersPlan>,
 }
 
-/// One overlay: its guide (schema name) and what changes where.
+/// One overlay: its guide (schema name) and what changes where, or what it adds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct X12OverlayPlan {
     pub guide: String,
+    /// What changes (empty for an addition).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub path: String,
+    /// `LOOP/SEG[(QUAL)]`: a segment added to every loop the path names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_segment: Option<String>,
+    /// `PARENT/ID`: a loop added to every parent loop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub add_loop: Option<String>,
     /// `required`, `optional`, `not_used`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<String>,
@@ -265,6 +273,44 @@ pub struct X12OverlayPlan {
     pub max_length: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub add_codes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_use: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<X12NewElementPlan>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<X12NewSegmentPlan>,
+}
+
+/// One segment of an added loop.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12NewSegmentPlan {
+    /// `SEG` or `SEG(QUAL)`.
+    pub segment: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_use: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elements: Vec<X12NewElementPlan>,
+}
+
+/// One element of an added segment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12NewElementPlan {
+    pub position: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<String>,
+    /// `AN`, `ID`, `N0`, ...
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_length: Option<usize>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codes: Vec<String>,
 }
 
 /// Acknowledgment delimiters, one character each.

@@ -146,6 +146,15 @@ pub fn text(plan: &Plan) -> String {
                                 }
                                 if !t.overlays.is_empty() {
                                     line.push_str(&format!(", {} overlay(s)", t.overlays.len()));
+                                    // What a partner sends beyond the guide, for review.
+                                    let added: Vec<&str> = t
+                                        .overlays
+                                        .iter()
+                                        .filter_map(|o| o.add_segment.as_deref().or(o.add_loop.as_deref()))
+                                        .collect();
+                                    if !added.is_empty() {
+                                        line.push_str(&format!(" adding {}", added.join(", ")));
+                                    }
                                 }
                                 line
                             })

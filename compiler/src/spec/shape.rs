@@ -929,6 +929,9 @@ pub static PROFILE: Shape = Shape {
 pub const X12_UNKNOWN_PARTNERS: &[&str] = &["reject", "accept"];
 /// Overlay `usage` values: `optional` is the guides' situational (S).
 pub const X12_USAGES: &[&str] = &["required", "optional", "not_used"];
+/// Element types an added segment's elements may declare (simple ones: a composite needs
+/// components, which an overlay cannot list).
+pub const X12_ELEMENT_TYPES: &[&str] = &["AN", "ID", "N0", "N2", "R", "DT", "TM"];
 
 pub static X12_PROCESSING: Shape = Shape {
     name: "profile.x12_processing",
@@ -956,26 +959,90 @@ pub static X12_PROCESSING: Shape = Shape {
 pub static X12_OVERLAY: Shape = Shape {
     name: "profile.x12_overlay",
     type_tag: None,
-    doc: "One change to a partner's copy of an implementation guide.",
+    doc: "One change to a partner's copy of an implementation guide, or one segment or loop added to it: exactly one of `path`, `add_segment`, `add_loop` (SL452).",
     keys: &[
         req(
             "guide",
             KeyType::String,
             "The bundled guide changed, as a mapping names it (`005010X222A1`, `005010X279A1/271`); one of the partner's transaction sets and version.",
         ),
-        req(
+        opt(
             "path",
             KeyType::String,
             "What changes: a loop (`2010BB`, `2000C/2300`), a segment (`2300/PWK`, `2300/REF(G1)`) or an element or component (`2300/CLM-11-1`, `2010BA/NM1-09`), at every place of the guide it names.",
         ),
         opt(
+            "add_segment",
+            KeyType::String,
+            "A segment the guide lacks, added to every loop the path names: `2300/REF(ZZ)` (a REF qualified ZZ in each 2300), `2400/K3`. It must not fit a place loop identification could also choose (SL450).",
+        ),
+        opt(
+            "add_loop",
+            KeyType::String,
+            "A loop the guide lacks: `PARENT/ID` (`2300/2310Z`), a new id, its segments in `segments` (the first starts it). Not an HL level.",
+        ),
+        opt(
             "usage",
             KeyType::Enum(X12_USAGES),
-            "`required`, `optional` (situational) or `not_used`. A segment's qualifier element (NM101, REF01 that selects the place) stays required.",
+            "`required`, `optional` (situational) or `not_used`. A segment's qualifier element (NM101, REF01 that selects the place) stays required. An addition is `optional` unless told.",
         ),
         opt("min_length", KeyType::Integer, "Elements: the minimum length."),
         opt("max_length", KeyType::Integer, "Elements: the maximum length."),
         opt("add_codes", KeyType::ListOfStrings, "Elements with a code list: codes accepted besides the guide's."),
+        opt(
+            "max_use",
+            KeyType::Integer,
+            "Segments and loops: how many times they may repeat in one loop occurrence (at least 1). An addition repeats once unless told.",
+        ),
+        opt(
+            "after",
+            KeyType::String,
+            "Additions: the place of the loop they follow, a segment (`PWK`, `REF(G1)`; the last when several) or an inner loop (`2310F`). Default: a segment after the loop's segments of the same id, else before its first inner loop; a loop after the last inner loop.",
+        ),
+        opt(
+            "elements",
+            KeyType::ListOf(&X12_NEW_ELEMENT),
+            "`add_segment`: elements changed from the dictionary's entry (every element situational), or, for a segment the dictionary lacks, all of them in order (SL451).",
+        ),
+        opt(
+            "segments",
+            KeyType::ListOf(&X12_NEW_SEGMENT),
+            "`add_loop`: its segments in order; the first starts the loop and is required in it.",
+        ),
+    ],
+};
+
+pub static X12_NEW_SEGMENT: Shape = Shape {
+    name: "profile.x12_new_segment",
+    type_tag: None,
+    doc: "One segment of an added loop.",
+    keys: &[
+        req("segment", KeyType::String, "`SEG` or `SEG(QUAL)` (`NM1(ZZ)`: an NM1 whose NM101 is ZZ)."),
+        opt(
+            "usage",
+            KeyType::Enum(X12_USAGES),
+            "`required`, `optional` (the default) or `not_used`; the first segment is required.",
+        ),
+        opt("max_use", KeyType::Integer, "How many times it may repeat in one occurrence of the loop (default 1)."),
+        opt("elements", KeyType::ListOf(&X12_NEW_ELEMENT), "As `elements` of `add_segment`."),
+    ],
+};
+
+pub static X12_NEW_ELEMENT: Shape = Shape {
+    name: "profile.x12_new_element",
+    type_tag: None,
+    doc: "One element of an added segment.",
+    keys: &[
+        req("position", KeyType::Integer, "1 for the segment's first element."),
+        opt("usage", KeyType::Enum(X12_USAGES), "`required`, `optional` (the default) or `not_used`."),
+        opt(
+            "type",
+            KeyType::Enum(X12_ELEMENT_TYPES),
+            "Only for a segment the dictionary lacks (there it is required): `AN`, `ID`, `N0`, `N2`, `R`, `DT`, `TM`.",
+        ),
+        opt("min_length", KeyType::Integer, "The minimum length (the dictionary's unless given)."),
+        opt("max_length", KeyType::Integer, "The maximum length (the dictionary's unless given)."),
+        opt("codes", KeyType::ListOfStrings, "The only values accepted (default: any value of the type)."),
     ],
 };
 

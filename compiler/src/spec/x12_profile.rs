@@ -10,14 +10,19 @@
 
 use std::collections::HashMap;
 
-use sluice_x12::guide::{self, Guide, Usage};
-use sluice_x12::partner::{self, OutputDelimiters, Overlay, Partner, Partners, Processing};
+use sluice_x12::guide::{self, ElementType, Guide, Usage};
+use sluice_x12::partner::{
+    self, Addition, NewElement, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
+    Partners, Processing,
+};
 
 use super::reader::{self, Cx, Obj, Spanned};
 use super::shape;
 use crate::codes;
 use crate::diagnostics::{Diagnostic, did_you_mean};
-use crate::plan::{X12DelimitersPlan, X12OverlayPlan, X12PartnerPlan, X12PartnersPlan};
+use crate::plan::{
+    X12DelimitersPlan, X12NewElementPlan, X12NewSegmentPlan, X12OverlayPlan, X12PartnerPlan, X12PartnersPlan,
+};
 use crate::yaml::{Node, Value};
 
 /// The keys of an HL7 v2 profile (refused in an X12 one, SL431).
@@ -275,14 +280,171 @@ pub fn usage(name: &str) -> Option<Usage> {
     }
 }
 
+fn usage_of(s: &Option<String>) -> Option<Usage> {
+    s.as_deref().and_then(usage)
+}
+
+fn element_of(e: &X12NewElementPlan) -> NewElement {
+    NewElement {
+        position: e.position,
+        usage: usage_of(&e.usage),
+        ty: e.ty.as_deref().and_then(ElementType::parse),
+        min_length: e.min_length,
+        max_length: e.max_length,
+        codes: e.codes.clone(),
+    }
+}
+
 fn overlay_of(o: &X12OverlayPlan) -> Overlay {
+    let (path, add) = match (&o.add_segment, &o.add_loop) {
+        (Some(p), _) => (p.clone(), Some(Addition::Segment(o.elements.iter().map(element_of).collect()))),
+        (None, Some(p)) => (
+            p.clone(),
+            Some(Addition::Loop(
+                o.segments
+                    .iter()
+                    .map(|s| NewSegment {
+                        segment: s.segment.clone(),
+                        usage: usage_of(&s.usage),
+                        max_use: s.max_use,
+                        elements: s.elements.iter().map(element_of).collect(),
+                    })
+                    .collect(),
+            )),
+        ),
+        (None, None) => (o.path.clone(), None),
+    };
     Overlay {
-        path: o.path.clone(),
-        usage: o.usage.as_deref().and_then(usage),
+        path,
+        usage: usage_of(&o.usage),
         min_length: o.min_length,
         max_length: o.max_length,
         add_codes: o.add_codes.clone(),
+        max_use: o.max_use,
+        after: o.after.clone(),
+        add,
     }
+}
+
+/// What an overlay does: which of `path`, `add_segment`, `add_loop` it has, and the keys that
+/// go with each (the others are SL452).
+const OVERLAY_KINDS: &[(&str, &[&str])] = &[
+    ("path", &["usage", "min_length", "max_length", "add_codes", "max_use"]),
+    ("add_segment", &["usage", "max_use", "after", "elements"]),
+    ("add_loop", &["usage", "max_use", "after", "segments"]),
+];
+
+/// The overlay's kind key (`path`, `add_segment`, `add_loop`) and its value; SL452 (and
+/// `None`) unless there is exactly one, or for a key that does not go with it.
+fn overlay_kind(cx: &mut Cx, obj: &Obj) -> Option<(&'static str, Spanned)> {
+    let present: Vec<&'static str> = OVERLAY_KINDS.iter().map(|(k, _)| *k).filter(|k| obj.get(k).is_some()).collect();
+    let kind = match present.as_slice() {
+        [one] => *one,
+        [] => {
+            cx.push(
+                Diagnostic::error(codes::X12_OVERLAY_KIND, "the overlay says neither what changes nor what it adds")
+                    .label(obj.anchor(), "add `path`, `add_segment` or `add_loop` here")
+                    .help("`path: 2300/CLM-08` changes what the guide has; `add_segment: 2300/REF(ZZ)` or `add_loop: 2300/2310Z` adds what it lacks"),
+            );
+            return None;
+        }
+        [first, second, ..] => {
+            let span = obj.key_span(second).unwrap_or_else(|| obj.anchor());
+            cx.push(
+                Diagnostic::error(
+                    codes::X12_OVERLAY_KIND,
+                    format!("the overlay has both `{first}` and `{second}`: one overlay does one thing"),
+                )
+                .label(span, "a second thing to do")
+                .help("split it into two overlays, one per change or addition"),
+            );
+            return None;
+        }
+    };
+    let allowed = OVERLAY_KINDS.iter().find(|(k, _)| *k == kind).map(|(_, a)| *a).unwrap_or_default();
+    let mut ok = true;
+    for key in ["usage", "min_length", "max_length", "add_codes", "max_use", "after", "elements", "segments"] {
+        if allowed.contains(&key) {
+            continue;
+        }
+        if let Some(span) = obj.key_span(key) {
+            ok = false;
+            cx.push(
+                Diagnostic::error(codes::X12_OVERLAY_KIND, format!("`{key}` does not go with `{kind}`"))
+                    .label(span, format!("not read with `{kind}`"))
+                    .help(format!(
+                        "with `{kind}` an overlay takes {}",
+                        allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    )),
+            );
+        }
+    }
+    let value = obj.get(kind).and_then(|n| reader::string(cx, n, &format!("`{kind}`")))?;
+    ok.then_some((kind, value))
+}
+
+fn max_use(cx: &mut Cx, obj: &Obj) -> Option<u32> {
+    let n = obj.get("max_use")?;
+    let v = reader::integer(cx, n, "`max_use`")?;
+    match u32::try_from(v) {
+        Ok(v) if v >= 1 => Some(v),
+        _ => {
+            cx.push(
+                Diagnostic::error(codes::INVALID_VALUE, format!("`max_use: {v}` is not a number of repeats"))
+                    .label(n.span, "expected 1 or more")
+                    .help("write how many times the segment or loop may repeat (`usage: not_used` takes one out)"),
+            );
+            None
+        }
+    }
+}
+
+fn new_elements(cx: &mut Cx, node: &Node) -> Vec<X12NewElementPlan> {
+    let Value::Seq(items) = &node.value else {
+        reader::string_list(cx, node, "`elements`", false);
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(obj) = reader::object(cx, item, &shape::X12_NEW_ELEMENT, "an element") else { continue };
+        let Some(position) = obj.get("position").and_then(|n| reader::integer(cx, n, "`position`")) else { continue };
+        let usage = obj.get("usage").and_then(|n| reader::one_of(cx, n, shape::X12_USAGES, "usage")).map(|s| s.text);
+        let ty = obj
+            .get("type")
+            .and_then(|n| reader::one_of(cx, n, shape::X12_ELEMENT_TYPES, "element type"))
+            .map(|s| s.text);
+        let length = |cx: &mut Cx, key: &str| {
+            obj.get(key).and_then(|n| reader::integer(cx, n, &format!("`{key}`"))).map(|n| n as usize)
+        };
+        let min_length = length(cx, "min_length");
+        let max_length = length(cx, "max_length");
+        let codes = obj
+            .get("codes")
+            .map(|n| reader::string_list(cx, n, "`codes`", false))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.text)
+            .collect();
+        out.push(X12NewElementPlan { position: position as usize, usage, ty, min_length, max_length, codes });
+    }
+    out
+}
+
+fn new_segments(cx: &mut Cx, node: &Node) -> Vec<X12NewSegmentPlan> {
+    let Value::Seq(items) = &node.value else {
+        reader::string_list(cx, node, "`segments`", false);
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Some(obj) = reader::object(cx, item, &shape::X12_NEW_SEGMENT, "a segment of the loop") else { continue };
+        let Some(segment) = obj.get("segment").and_then(|n| reader::string(cx, n, "`segment`")) else { continue };
+        let usage = obj.get("usage").and_then(|n| reader::one_of(cx, n, shape::X12_USAGES, "usage")).map(|s| s.text);
+        let max_use = max_use(cx, &obj);
+        let elements = obj.get("elements").map(|n| new_elements(cx, n)).unwrap_or_default();
+        out.push(X12NewSegmentPlan { segment: segment.text, usage, max_use, elements });
+    }
+    out
 }
 
 fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> Vec<X12OverlayPlan> {
@@ -297,10 +459,12 @@ fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> V
     for item in items {
         let Some(obj) = reader::object(cx, item, &shape::X12_OVERLAY, "an overlay") else { continue };
         let Some(g) = obj.get("guide").and_then(|n| reader::string(cx, n, "`guide`")) else { continue };
-        let Some(path) = obj.get("path").and_then(|n| reader::string(cx, n, "`path`")) else { continue };
+        let Some((kind, path)) = overlay_kind(cx, &obj) else { continue };
         let usage_s = obj.get("usage").and_then(|n| reader::one_of(cx, n, shape::X12_USAGES, "usage"));
         let min_length = obj.get("min_length").and_then(|n| reader::integer(cx, n, "`min_length`"));
         let max_length = obj.get("max_length").and_then(|n| reader::integer(cx, n, "`max_length`"));
+        let max_use = max_use(cx, &obj);
+        let after = obj.get("after").and_then(|n| reader::string(cx, n, "`after`")).map(|s| s.text);
         let add_codes: Vec<String> = obj
             .get("add_codes")
             .map(|n| reader::string_list(cx, n, "`add_codes`", false))
@@ -308,11 +472,28 @@ fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> V
             .into_iter()
             .map(|s| s.text)
             .collect();
-        if usage_s.is_none() && min_length.is_none() && max_length.is_none() && add_codes.is_empty() {
+        let elements = obj.get("elements").map(|n| new_elements(cx, n)).unwrap_or_default();
+        let segments = obj.get("segments").map(|n| new_segments(cx, n)).unwrap_or_default();
+        if kind == "path"
+            && usage_s.is_none()
+            && min_length.is_none()
+            && max_length.is_none()
+            && add_codes.is_empty()
+            && max_use.is_none()
+        {
             cx.push(
                 Diagnostic::error(codes::X12_OVERLAY, format!("the overlay of `{}` changes nothing", path.text))
                     .label(path.span, "nothing to change here")
-                    .help("give `usage`, `min_length`, `max_length` or `add_codes`"),
+                    .help("give `usage`, `min_length`, `max_length`, `add_codes` or `max_use`"),
+            );
+            continue;
+        }
+        if kind == "add_loop" && segments.is_empty() {
+            let span = obj.key_span("segments").unwrap_or(path.span);
+            cx.push(
+                Diagnostic::error(codes::X12_OVERLAY, format!("the added loop `{}` has no segments", path.text))
+                    .label(span, "list the loop's segments")
+                    .help("`segments: [{segment: NM1(ZZ)}, {segment: N3}]`: the first one starts the loop"),
             );
             continue;
         }
@@ -349,11 +530,17 @@ fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> V
         }
         let plan = X12OverlayPlan {
             guide: g.text.clone(),
-            path: path.text.clone(),
+            path: if kind == "path" { path.text.clone() } else { String::new() },
+            add_segment: (kind == "add_segment").then(|| path.text.clone()),
+            add_loop: (kind == "add_loop").then(|| path.text.clone()),
             usage: usage_s.map(|u| u.text),
             min_length: min_length.map(|n| n as usize),
             max_length: max_length.map(|n| n as usize),
             add_codes,
+            max_use,
+            after,
+            elements,
+            segments,
         };
         let copy = copies.entry(g.text.clone()).or_insert_with(|| bundled.clone());
         match partner::apply(copy, &[overlay_of(&plan)]) {
@@ -361,17 +548,51 @@ fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> V
                 *copy = next;
                 out.push(plan);
             }
-            Err((_, why)) => cx.push(
-                Diagnostic::error(
-                    codes::X12_OVERLAY,
-                    format!("the overlay of `{}` does not fit guide {}: {why}", path.text, bundled.id),
-                )
-                .label(path.span, "does not fit the guide")
-                .help("paths are `LOOP`, `LOOP/SEG`, `LOOP/SEG(QUAL)` or `LOOP/SEG-EE[-CC]` as in specs/x12/guides/"),
-            ),
+            Err((_, why)) => cx.push(overlay_misfit(&obj, kind, &path, bundled, &why)),
         }
     }
     out
+}
+
+/// The diagnostic of an overlay `partner::apply` refused, by what kind of misfit it is.
+fn overlay_misfit(obj: &Obj, kind: &str, path: &Spanned, bundled: &Guide, why: &OverlayError) -> Diagnostic {
+    let what = match kind {
+        "path" => format!("the overlay of `{}`", path.text),
+        "add_segment" => format!("the segment added at `{}`", path.text),
+        _ => format!("the loop added at `{}`", path.text),
+    };
+    match why.kind {
+        OverlayErrorKind::Fit => {
+            let (span, label) = match obj.key_span("after") {
+                Some(span) if why.message.contains("to come after") || why.message.contains("after SE") => {
+                    (span, "no such place in the loop")
+                }
+                _ => (path.span, "does not fit the guide"),
+            };
+            let help = if kind == "path" {
+                "paths are `LOOP`, `LOOP/SEG`, `LOOP/SEG(QUAL)` or `LOOP/SEG-EE[-CC]` as in specs/x12/guides/"
+            } else {
+                "an added segment is `LOOP/SEG` or `LOOP/SEG(QUAL)`, an added loop `PARENT/ID` with a new id; `after` names a segment or inner loop of that loop (specs/x12/guides/)"
+            };
+            Diagnostic::error(codes::X12_OVERLAY, format!("{what} does not fit guide {}: {why}", bundled.id))
+                .label(span, label)
+                .help(help)
+        }
+        OverlayErrorKind::Ambiguous => Diagnostic::error(
+            codes::X12_OVERLAY_AMBIGUOUS,
+            format!("{what} would make loop identification in guide {} ambiguous: {why}", bundled.id),
+        )
+        .label(path.span, "a segment here could belong to either place")
+        .help(
+            "give the addition a qualifier that place does not use (`2300/REF(ZZ)`), or change the guide's own place instead (`path: 2300/NTE` with `max_use: 10`)",
+        ),
+        OverlayErrorKind::Elements => {
+            let span = obj.key_span("elements").or_else(|| obj.key_span("segments")).unwrap_or(path.span);
+            Diagnostic::error(codes::X12_OVERLAY_ELEMENTS, format!("{what} cannot be read in guide {}: {why}", bundled.id))
+                .label(span, "elements as written")
+                .help("an added segment takes its entry in specs/x12/guides/segments-5010.txt (or -4010), changed by `elements`; a segment not there lists every element in order with `type`, `min_length` and `max_length`")
+        }
+    }
 }
 
 fn delimiters(cx: &mut Cx, node: &Node) -> Option<X12DelimitersPlan> {

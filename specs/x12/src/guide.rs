@@ -64,7 +64,7 @@ impl Usage {
 }
 
 /// X12 data element types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ElementType {
     /// String (`AN`).
     Text,
@@ -83,7 +83,8 @@ pub enum ElementType {
 }
 
 impl ElementType {
-    fn parse(s: &str) -> Option<ElementType> {
+    /// The type an X12 name (`AN`, `ID`, `N0`, `N2`, `R`, `DT`, `TM`, `C`) stands for.
+    pub fn parse(s: &str) -> Option<ElementType> {
         Some(match s {
             "AN" => ElementType::Text,
             "ID" => ElementType::Id,
@@ -578,6 +579,16 @@ impl Edition {
                 .unwrap_or_else(|e| panic!("bundled segment dictionary {self:?} does not parse: {e}"))
         })
     }
+}
+
+/// The elements the segment dictionary of `guide_id`'s edition gives segment `id`, each not
+/// used (its components too), as a guide place starts before its element tokens; `None` when
+/// no bundled guide has the id or the dictionary does not define the segment. What a trading
+/// partner's added segment is read with (`crate::partner`).
+pub fn dictionary_elements(guide_id: &str, id: &str) -> Option<Vec<ElementUse>> {
+    let edition = catalog().iter().find(|g| g.id == guide_id)?.edition;
+    let defs = edition.dictionary().get(id)?;
+    Some(defs.iter().enumerate().map(|(i, d)| unused(i + 1, d)).collect())
 }
 
 /// The bundled guide files: (file name, the segment dictionary it is read after, text).

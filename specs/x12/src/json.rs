@@ -16,14 +16,17 @@
 //! When a bundled implementation guide fits the set (chosen from the envelopes as validation
 //! chooses it, [`crate::guide::select`]), `guide` names it as a mapping would
 //! (`005010X212/277` where two guides share an id) and `loops` gives, for each segment in
-//! order, the loop the guide places it in (`""` for the set's own header and trailer, and for
-//! a segment the guide has no place for). Without a fitting guide both keys are absent.
+//! order, the loop the guide places it in (`""` for the set's own header and trailer; a
+//! segment the guide has no place for gets the loop it came in). Without a fitting guide both
+//! keys are absent. With a trading partner ([`set_to_json_for`]), its copy of the guide places
+//! the segments, so the segments and loops its overlays add get their loops (`2310Z`).
 
 use serde_json::{Value, json};
 
 use crate::codec::{Delimiters, Segment};
 use crate::guide::{Selector, select};
 use crate::loops::identify;
+use crate::partner::Partner;
 use crate::split::RawSet;
 
 /// Where a set sits: the control numbers and version of its envelopes.
@@ -39,6 +42,12 @@ pub struct SetContext<'a> {
 
 /// The JSON object of one set.
 pub fn set_to_json(set: &RawSet, ctx: &SetContext) -> Value {
+    set_to_json_for(set, ctx, None)
+}
+
+/// [`set_to_json`], its loops placed in `partner`'s copy of the guide when it overlays it (so
+/// the segments and loops its overlays add are placed, not unexpected).
+pub fn set_to_json_for(set: &RawSet, ctx: &SetContext, partner: Option<&Partner>) -> Value {
     let segments: Vec<Value> = set.segments().map(|s| segment_to_json(&s)).collect();
     let st = set.segments().next();
     let el = |n| st.map(|s| s.element_str(n).to_string()).unwrap_or_default();
@@ -53,7 +62,7 @@ pub fn set_to_json(set: &RawSet, ctx: &SetContext) -> Value {
         "closed": set.closed,
         "segments": segments,
     });
-    if let Some((guide, loops)) = placement(set, ctx, &el(1), &el(3)) {
+    if let Some((guide, loops)) = placement(set, ctx, &el(1), &el(3), partner) {
         out["guide"] = Value::String(guide);
         out["loops"] = Value::Array(loops.into_iter().map(Value::String).collect());
     }
@@ -61,12 +70,19 @@ pub fn set_to_json(set: &RawSet, ctx: &SetContext) -> Value {
 }
 
 /// The schema name of the guide that fits the set, and the loop of each of its segments.
-fn placement(set: &RawSet, ctx: &SetContext, st01: &str, st03: &str) -> Option<(String, Vec<String>)> {
+fn placement(
+    set: &RawSet,
+    ctx: &SetContext,
+    st01: &str,
+    st03: &str,
+    partner: Option<&Partner>,
+) -> Option<(String, Vec<String>)> {
     let selector = Selector { isa12: ctx.isa12, gs01: ctx.functional_id, gs08: ctx.version, st01, st03 };
-    let guide = select(&selector).ok()?;
+    let bundled = select(&selector).ok()?;
+    let guide = partner.map_or(bundled, |p| p.guide_for(bundled));
     let id = identify(guide, set.segments().collect(), set.closed);
     let loops = (0..id.segments.len()).map(|i| id.loop_of(i).to_string()).collect();
-    Some((guide.schema_name(), loops))
+    Some((bundled.schema_name(), loops))
 }
 
 /// One segment as a list: id, then elements.
