@@ -9,7 +9,8 @@
 //!   certificate from another CA (or only the system's CAs), or for another host name, fails
 //!   with RT181 naming the cause, within the run's connect timeout. Mutual TLS (stunnel
 //!   `verifyChain`): a client certificate from the test CA works; none, or one another CA
-//!   signed, is refused with RT181.
+//!   signed, is refused with RT181; a client key file that holds no key stops the run before
+//!   it connects (RT182).
 //! - SCRAM-SHA-512 over `sasl_ssl` and SCRAM-SHA-256 over `sasl_plaintext`: tansu refuses the
 //!   login (RT127) and the password shows in no output, log or audit file. tansu 0.6.0 keeps
 //!   no SCRAM credentials in its memory storage, so every SCRAM login to it is refused: this
@@ -325,6 +326,20 @@ fn mutual_tls_takes_a_client_certificate_of_the_ca_and_refuses_none_or_another()
         "client_key: ${file:../certs/other-client.key}",
     ]);
     assert_tls_refused(&dir, &brokers, &foreign, "refused the client certificate");
+
+    // A key file that holds no private key: refused before connecting (RT182), naming the
+    // reference, never the content.
+    let not_a_key = security(&[
+        "protocol: ssl",
+        "ca_file: ../certs/ca.pem",
+        "client_cert: ../certs/client.pem",
+        "client_key: ${file:../certs/client.csr}",
+    ]);
+    quickstart_to_kafka(&dir, &brokers, "events", &not_a_key);
+    let out = run_quickstart(&dir, &[]);
+    assert_eq!(error_code(&out), "RT182", "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("is not a PEM private key"), "{}", text(&out.stderr));
+    std::fs::copy(common::root().join("pipelines/quickstart.yaml"), dir.join("pipelines/quickstart.yaml")).unwrap();
 
     let ours = security(&[
         "protocol: ssl",
