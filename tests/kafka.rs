@@ -22,188 +22,17 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
 use common::checkpoints::{PER_COPY, error_code, summary};
+use common::kafka::{Msg, Tansu, example_messages, kafka_pipeline, produce, read_topic};
 use common::live::{assert_no_phi, finish_payloads_run, lines, message_ids, payloads, payloads_pipeline, wait_until};
 use common::moto::{self, KEY_ID, SECRET, create_bucket, put, store_block};
 use common::{Running, free_port, messages, pg_database, pg_rows, root, text, workspace};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
-
-/// tansu on 127.0.0.1, stopped when dropped.
-struct Tansu {
-    child: Child,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Tansu {
-    fn start() -> Tansu {
-        let out = Command::new(root().join("scripts/setup-tansu")).output().expect("scripts/setup-tansu runs");
-        assert!(out.status.success(), "scripts/setup-tansu could not provide tansu: {}", text(&out.stderr));
-        let bin = PathBuf::from(text(&out.stdout).trim());
-        let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new(&bin)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--cluster-id", "sluice-test"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tansu starts");
-        let tansu = Tansu { child, bin, port };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on port {port} within 60 s");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        tansu
-    }
-
-    fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        let out = Command::new(&self.bin)
-            .args(["topic", "create", name, "--partitions", &partitions.to_string()])
-            .args(["--broker", &format!("tcp://127.0.0.1:{}", self.port)])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "tansu topic create {name}: {}", text(&out.stderr));
-    }
-}
-
-/// One input message: key, value (`None`: a tombstone), headers.
-struct Msg {
-    key: String,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, String)>,
-}
-
-/// The example messages (the checkpoint tests' input: 66 per copy, 39 delivered, 6 to the DLQ,
-/// 21 filtered by the quick start), `copies` times, each with a unique control id (MSH-10
-/// `K<n>`), keyed by its patient id (PID-3.1), with a trace header.
-fn example_messages(copies: usize) -> Vec<Msg> {
-    let mut one = Vec::new();
-    for file in ["feed-2024-01-15.hl7", "rejects.hl7"] {
-        one.extend(messages(&root().join("examples/hl7").join(file)));
-    }
-    assert_eq!(one.len() as u64, PER_COPY.0);
-    let mut out = Vec::new();
-    for copy in 0..copies {
-        for (i, m) in one.iter().enumerate() {
-            let n = copy * one.len() + i;
-            let text = String::from_utf8_lossy(m).into_owned();
-            let segments: Vec<String> = text
-                .split('\r')
-                .map(|s| {
-                    if s.starts_with("MSH|") {
-                        let mut f: Vec<&str> = s.split('|').collect();
-                        let id = format!("K{n}");
-                        if f.len() > 9 {
-                            f[9] = &id;
-                            return f.join("|");
-                        }
-                    }
-                    s.to_string()
-                })
-                .collect();
-            let key = text
-                .split('\r')
-                .find(|s| s.starts_with("PID|"))
-                .and_then(|p| p.split('|').nth(3))
-                .map(|cx| cx.split('^').next().unwrap_or_default().to_string())
-                .unwrap_or_else(|| "none".to_string());
-            out.push(Msg {
-                key,
-                value: Some(segments.join("\r").into_bytes()),
-                headers: vec![("trace-id".into(), format!("t-{n}")), ("origin".into(), "ward-7".into())],
-            });
-        }
-    }
-    out
-}
-
-fn produce(brokers: &str, topic: &str, msgs: &[Msg]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("enable.idempotence", "true")
-        // One message per record batch: tansu 0.6.0's memory storage answers a fetch that
-        // starts inside a batch with nothing (a consumer resuming from a committed offset
-        // there would wait forever; Apache Kafka returns the batch). See docs/user-guide.md.
-        .set("batch.num.messages", "1")
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer");
-    for m in msgs {
-        let mut headers = OwnedHeaders::new();
-        for (k, v) in &m.headers {
-            headers = headers.insert(Header { key: k, value: Some(v.as_bytes()) });
-        }
-        let mut record = BaseRecord::<str, [u8]>::to(topic).key(m.key.as_str()).headers(headers);
-        if let Some(v) = &m.value {
-            record = record.payload(v.as_slice());
-        }
-        let mut record = Some(record);
-        while let Some(r) = record.take() {
-            if let Err((_, r)) = producer.send(r) {
-                producer.poll(Duration::from_millis(50));
-                record = Some(r);
-            }
-        }
-    }
-    producer.flush(Duration::from_secs(60)).expect("the broker acknowledged the input");
-}
-
-/// A message read back: key, value, headers.
-type Read = (Option<String>, String, Vec<(String, String)>);
-
-/// Every message of `topic` (all partitions, from the start).
-fn read_topic(brokers: &str, topic: &str, expect: usize) -> Vec<Read> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("reader-{topic}"))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut out = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Read until `expect` messages came and a few seconds pass without another.
-    let mut quiet_since = Instant::now();
-    while Instant::now() < deadline && (out.len() < expect || quiet_since.elapsed() < Duration::from_secs(3)) {
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                quiet_since = Instant::now();
-                let headers = m
-                    .headers()
-                    .map(|h| {
-                        h.iter().map(|h| (h.key.to_string(), text(h.value.unwrap_or_default()))).collect::<Vec<_>>()
-                    })
-                    .unwrap_or_default();
-                out.push((m.key().map(text), text(m.payload().unwrap_or_default()), headers));
-            }
-            Some(Err(e)) => panic!("reading {topic}: {e}"),
-            None => {}
-        }
-    }
-    out
-}
 
 /// The offsets group `group` committed on `topic`'s partitions.
 fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i64> {
@@ -221,31 +50,6 @@ fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Vec<i6
             _ => -1,
         })
         .collect()
-}
-
-/// Writes `pipelines/kafka.yaml` into `dir`: the quick start fed by a `kafka` source, with
-/// `sinks` (YAML under `sinks:`) and its outputs under `out/`.
-fn kafka_pipeline(dir: &Path, brokers: &str, topic: &str, group: &str, sinks: &str) -> PathBuf {
-    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
-    let source = format!(
-        "sources:\n  hl7_files:\n    type: kafka\n    brokers: {brokers}\n    topics: [{topic}]\n    group: {group}\n    session_timeout: 6s\n    profile: ../mappings/base/profiles/default.yaml\nstages:"
-    );
-    let start = quickstart.find("sources:").unwrap();
-    let stages = quickstart.find("stages:").unwrap();
-    let sinks_at = quickstart.find("\nsinks:").unwrap();
-    let dlq_at = quickstart.find("\ndlq:").unwrap();
-    let tail =
-        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
-    let spec = format!(
-        "{}{}{}\nsinks:\n{sinks}{}",
-        &quickstart[..start].replace("name: quickstart", "name: kafka-feed"),
-        source,
-        &quickstart[stages + "stages:".len()..sinks_at],
-        tail
-    );
-    let path = dir.join("pipelines/kafka.yaml");
-    std::fs::write(&path, spec).unwrap();
-    path
 }
 
 const JSONL_SINK: &str =

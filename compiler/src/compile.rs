@@ -1627,7 +1627,10 @@ impl Compiler {
                     topics: k.topics.clone(),
                     group: k.group.clone(),
                     start: k.start.clone(),
-                    security: k.security.as_ref().map(|s| self.kafka_security(s)),
+                    security: match &k.security {
+                        Some(s) => Some(self.kafka_security(s)?),
+                        None => None,
+                    },
                     priority: k.common.priority.clone(),
                     session_timeout_ms: k.session_timeout_ms,
                 };
@@ -2283,14 +2286,23 @@ impl Compiler {
         Some((component, flow, (state, origins)))
     }
 
-    /// Kafka `security`, with a `${file:...}` password reference resolved like other paths.
-    fn kafka_security(&self, s: &crate::spec::kafka::SecuritySpec) -> crate::plan::kafka::KafkaSecurityPlan {
-        crate::plan::kafka::KafkaSecurityPlan {
-            protocol: s.protocol.clone(),
-            mechanism: s.mechanism.clone(),
-            username: s.username.clone(),
-            password: s.password.as_ref().map(|p| self.secret_reference(p)),
-        }
+    /// Kafka `security`, with a `${file:...}` password or key reference resolved like other
+    /// paths, its TLS files checked on disk (SL439; `None` when one is missing, reported).
+    fn kafka_security(
+        &mut self,
+        s: &crate::spec::kafka::SecuritySpec,
+    ) -> Option<crate::plan::kafka::KafkaSecurityPlan> {
+        self.tls_files_exist(s.ca_file.as_ref(), s.client.as_ref(), codes::KAFKA_TLS_FILE).then(|| {
+            crate::plan::kafka::KafkaSecurityPlan {
+                protocol: s.protocol.clone(),
+                mechanism: s.mechanism.clone(),
+                username: s.username.clone(),
+                password: s.password.as_ref().map(|p| self.secret_reference(p)),
+                ca_file: s.ca_file.as_ref().map(|f| display_path(&self.resolve(f))),
+                client_cert: s.client.as_ref().map(|(c, _)| display_path(&self.resolve(c))),
+                client_key: s.client.as_ref().map(|(_, k)| self.secret_reference(k)),
+            }
+        })
     }
 
     /// A `kafka` sink: its `key` checked against the records reaching it (one value of an
@@ -2309,7 +2321,10 @@ impl Compiler {
             topic: k.topic.clone(),
             key: k.key.as_ref().map(|key| key.text.clone()),
             relay_hl7,
-            security: k.security.as_ref().map(|s| self.kafka_security(s)),
+            security: match &k.security {
+                Some(s) => Some(self.kafka_security(s)?),
+                None => None,
+            },
         };
         Some(SinkPlan {
             kind: "kafka".into(),
@@ -2369,12 +2384,29 @@ impl Compiler {
         })
     }
 
-    /// An `amqp` source's or sink's `tls`, its files checked on disk (SL472): the CA file and
-    /// client certificate exist and hold a PEM certificate; a `${file:...}` client key exists
-    /// (it is a secret: its content is read only when the run starts).
+    /// An `amqp` source's or sink's `tls`, its files checked on disk (SL472).
     fn amqp_tls(&mut self, t: &crate::spec::amqp::AmqpTlsSpec) -> Option<crate::plan::amqp::AmqpTlsPlan> {
+        self.tls_files_exist(t.ca_file.as_ref(), t.client.as_ref(), codes::AMQP_TLS_FILE).then(|| {
+            crate::plan::amqp::AmqpTlsPlan {
+                ca_file: t.ca_file.as_ref().map(|f| display_path(&self.resolve(f))),
+                client_cert: t.client.as_ref().map(|(c, _)| display_path(&self.resolve(c))),
+                client_key: t.client.as_ref().map(|(_, k)| self.secret_reference(k)),
+            }
+        })
+    }
+
+    /// TLS files as written (`amqp` `tls`, `kafka` `security`), checked on disk (`code`): the
+    /// CA file and client certificate exist and hold a PEM certificate; a `${file:...}` client
+    /// key exists (it is a secret: its content is read only when the run starts). False when
+    /// one does not (reported).
+    fn tls_files_exist(
+        &mut self,
+        ca_file: Option<&Spanned>,
+        client: Option<&(Spanned, Spanned)>,
+        code: &'static codes::Code,
+    ) -> bool {
         let mut ok = true;
-        let certificates = [(t.ca_file.as_ref(), "CA file"), (t.client.as_ref().map(|c| &c.0), "client certificate")];
+        let certificates = [(ca_file, "CA file"), (client.map(|c| &c.0), "client certificate")];
         for (file, what) in certificates {
             let Some(file) = file else { continue };
             let path = self.resolve(file);
@@ -2389,20 +2421,20 @@ impl Compiler {
             if let Some(problem) = problem {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error(codes::AMQP_TLS_FILE, format!("the {what} `{}` {problem}", file.text))
+                    Diagnostic::error(code, format!("the {what} `{}` {problem}", file.text))
                         .label(file.span, format!("resolved to {}", display_path(&path)))
                         .help("name a PEM file (`-----BEGIN CERTIFICATE-----`), relative to the pipeline file; convert a DER file with `openssl x509 -inform der -in cert.der -out cert.pem`"),
                 );
             }
         }
-        if let Some((_, key)) = &t.client
+        if let Some((_, key)) = client
             && let Some(path) = key.text.strip_prefix("${file:").and_then(|r| r.strip_suffix('}'))
         {
             let resolved = self.resolve(&Spanned { text: path.to_string(), span: key.span });
             if !resolved.is_file() {
                 ok = false;
                 self.diags.push(
-                    Diagnostic::error(codes::AMQP_TLS_FILE, format!("the client key `{path}` does not exist"))
+                    Diagnostic::error(code, format!("the client key `{path}` does not exist"))
                         .label(key.span, format!("resolved to {}", display_path(&resolved)))
                         .help(
                             "name the PEM file of the client certificate's private key, relative to the pipeline file",
@@ -2410,11 +2442,7 @@ impl Compiler {
                 );
             }
         }
-        ok.then(|| crate::plan::amqp::AmqpTlsPlan {
-            ca_file: t.ca_file.as_ref().map(|f| display_path(&self.resolve(f))),
-            client_cert: t.client.as_ref().map(|(c, _)| display_path(&self.resolve(c))),
-            client_key: t.client.as_ref().map(|(_, k)| self.secret_reference(k)),
-        })
+        ok
     }
 
     /// A message key taken from the records (`kafka` `key`, `amqp` `routing_key_field`): one

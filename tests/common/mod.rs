@@ -10,6 +10,7 @@ pub mod checkpoints;
 pub mod fault_proxy;
 pub mod held_run;
 pub mod http_server;
+pub mod kafka;
 pub mod live;
 pub mod moto;
 pub mod oidc;

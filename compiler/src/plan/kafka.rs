@@ -16,6 +16,17 @@ pub struct KafkaSecurityPlan {
     /// A secret reference (`${VAR}`, `${file:...}`), never the password.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<String>,
+    /// A PEM file of CA certificates (a path, resolved against the pipeline file), trusted
+    /// instead of the system's. Absent from the JSON without it, so plans (and their hashes)
+    /// written before the TLS files existed are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// The client certificate chain (a PEM file path), for mutual TLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<String>,
+    /// The client key: a secret reference (`${VAR}`, `${file:...}`), never the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// A `kafka` source: a consumer group member.
@@ -52,12 +63,20 @@ pub struct KafkaSinkPlan {
 }
 
 impl KafkaSecurityPlan {
-    /// One line for `sluice plan`: the protocol and mechanism, never a secret.
+    /// One line for `sluice plan`: the protocol and mechanism, what TLS trusts and presents,
+    /// never a secret.
     pub fn describe(&self) -> String {
-        match &self.mechanism {
+        let mut text = match &self.mechanism {
             Some(m) => format!("{} {m}", self.protocol),
             None if self.protocol.starts_with("sasl_") => format!("{} PLAIN", self.protocol),
             None => self.protocol.clone(),
+        };
+        if let Some(ca) = &self.ca_file {
+            text.push_str(&format!(", CA file {ca}"));
         }
+        if let Some(cert) = &self.client_cert {
+            text.push_str(&format!(", client certificate {cert}"));
+        }
+        text
     }
 }

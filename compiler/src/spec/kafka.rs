@@ -1,11 +1,17 @@
 //! `kafka` sources and sinks as written: brokers, topics, consumer group, security.
 //!
-//! This module reads and checks what is written (SL240-SL244); the driver
-//! ([`crate::compile`]) resolves profiles and checks a sink's key against its records.
+//! This module reads and checks what is written (SL240-SL244, SL437, SL438); the driver
+//! ([`crate::compile`]) resolves profiles, checks a sink's key against its records and the TLS
+//! files on disk (SL439).
 //!
 //! Invariants:
-//! - A SASL password is only ever a secret reference (`${VAR}`, `${file:...}`): the reader
-//!   refuses anything else (SL205), so it never sits in git or in a plan.
+//! - A SASL password and a TLS client key are only ever secret references (`${VAR}`,
+//!   `${file:...}`): the reader refuses anything else (SL205), so they never sit in git or in
+//!   a plan.
+//! - Certificate verification is never optional: the TLS keys (named as `amqp`'s `tls` keys
+//!   are) only add trust (a CA file) or an identity (a client certificate and key); there is
+//!   no key that turns verification or host name checking off. TLS keys with a protocol that
+//!   does not use TLS are refused (SL437), not ignored.
 //! - A broker is `host:port` and a topic a name Kafka accepts, checked here, so a typo fails
 //!   `sluice check` instead of a run that waits for a broker that cannot exist.
 
@@ -32,7 +38,7 @@ const fn opt(name: &'static str, ty: KeyType, doc: &'static str) -> super::shape
 pub static KAFKA_SECURITY: Shape = Shape {
     name: "kafka.security",
     type_tag: None,
-    doc: "How the client authenticates to the brokers (TLS with the system's CA certificates, SASL).",
+    doc: "How the client connects and authenticates to the brokers: TLS (librdkafka with OpenSSL; the brokers' certificates are always verified, their chain against the system's CA certificates or `ca_file`, their name against the broker address) and SASL.",
     keys: &[
         req(
             "protocol",
@@ -53,6 +59,21 @@ pub static KAFKA_SECURITY: Shape = Shape {
             "password",
             KeyType::Secret,
             "SASL password, as a secret reference (`${KAFKA_PASSWORD}`); never printed. Needs a `sasl_*` protocol.",
+        ),
+        opt(
+            "ca_file",
+            KeyType::String,
+            "CA certificates (PEM file), relative to the pipeline file, trusted instead of the system's: for brokers whose certificates a private CA signed. Needs `ssl` or `sasl_ssl`.",
+        ),
+        opt(
+            "client_cert",
+            KeyType::String,
+            "Client certificate chain (PEM file), relative to the pipeline file, for brokers that require mutual TLS (`ssl.client.auth=required`). With `client_key`; needs `ssl` or `sasl_ssl`.",
+        ),
+        opt(
+            "client_key",
+            KeyType::Secret,
+            "The client certificate's private key (PEM, unencrypted): `${file:path}` (relative to the pipeline file) or `${VARIABLE}` holding the PEM text. With `client_cert`.",
         ),
     ],
 };
@@ -132,6 +153,10 @@ pub struct SecuritySpec {
     pub mechanism: Option<String>,
     pub username: Option<String>,
     pub password: Option<Spanned>,
+    /// A PEM file of CA certificates, as written (relative to the pipeline file).
+    pub ca_file: Option<Spanned>,
+    /// The client certificate chain (a PEM file) and its key (a secret reference).
+    pub client: Option<(Spanned, Spanned)>,
 }
 
 /// A `kafka` source as written.
@@ -249,12 +274,67 @@ fn security(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<SecuritySpec> {
             return None;
         }
     }
+    let (ca_file, client) = tls_files(cx, &sec, &protocol)?;
     Some(SecuritySpec {
         protocol: protocol.text,
         mechanism: mechanism.map(|m| m.text),
         username: username.map(|u| u.text),
         password,
+        ca_file,
+        client,
     })
+}
+
+/// The TLS keys of `security`: refused with a protocol without TLS (SL437), a client
+/// certificate without its key or a key without its certificate refused (SL438). `None` when
+/// refused (reported); the files themselves are checked on disk by the driver (SL439).
+#[allow(clippy::type_complexity)]
+fn tls_files(
+    cx: &mut Cx,
+    sec: &reader::Obj<'_>,
+    protocol: &Spanned,
+) -> Option<(Option<Spanned>, Option<(Spanned, Spanned)>)> {
+    let tls = protocol.text.ends_with("ssl");
+    if !tls && let Some(key) = ["ca_file", "client_cert", "client_key"].into_iter().find(|k| sec.get(k).is_some()) {
+        let at = sec.key_span(key).or_else(|| sec.get(key).map(|n| n.span)).unwrap_or(protocol.span);
+        cx.push(
+            Diagnostic::error(
+                codes::KAFKA_TLS_WITHOUT_TLS,
+                format!("`{key}` is a TLS setting, but protocol `{}` does not use TLS", protocol.text),
+            )
+            .label(at, "would be ignored")
+            .label(protocol.span, "plain TCP, no TLS")
+            .help(format!(
+                "use `protocol: {}` to connect with TLS, or remove the TLS settings",
+                if protocol.text.starts_with("sasl_") { "sasl_ssl" } else { "ssl" }
+            )),
+        );
+        return None;
+    }
+    let ca_file = sec.get("ca_file").and_then(|n| reader::string(cx, n, "`ca_file`"));
+    let cert = sec.get("client_cert").and_then(|n| reader::string(cx, n, "`client_cert`"));
+    let key = sec.get("client_key").and_then(|n| reader::secret(cx, n, "`client_key`"));
+    let client = match (cert, key, sec.get("client_cert"), sec.get("client_key")) {
+        (Some(cert), Some(key), _, _) => Some((cert, key)),
+        (Some(cert), None, _, None) => {
+            cx.push(
+                Diagnostic::error(codes::KAFKA_TLS_CLIENT_PAIR, "`client_cert` is set without `client_key`")
+                    .label(cert.span, "a client certificate, but no private key to prove it")
+                    .help("add `client_key: ${file:path/to/client.key}` (or `${VARIABLE}` holding the PEM key), or remove `client_cert`"),
+            );
+            return None;
+        }
+        (None, _, None, Some(k)) => {
+            cx.push(
+                Diagnostic::error(codes::KAFKA_TLS_CLIENT_PAIR, "`client_key` is set without `client_cert`")
+                    .label(sec.key_span("client_key").unwrap_or(k.span), "a private key, but no certificate to present")
+                    .help("add `client_cert: path/to/client.pem` (the certificate chain of that key), or remove `client_key`"),
+            );
+            return None;
+        }
+        _ => None,
+    };
+    Some((ca_file, client))
 }
 
 pub fn source(cx: &mut Cx, obj: &reader::Obj<'_>) -> Option<KafkaSourceSpec> {

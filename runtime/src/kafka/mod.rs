@@ -8,7 +8,7 @@
 //! ```
 //!
 //! Modules: [`offsets`] decides what may be committed; [`source`] runs the consumer;
-//! [`sink`] produces.
+//! [`sink`] produces; [`tls`] sets the TLS files and names why a TLS connection failed.
 //!
 //! Invariants:
 //! - At least once end to end: an offset is committed only once every record before it in
@@ -27,6 +27,7 @@
 pub mod offsets;
 pub mod sink;
 pub mod source;
+mod tls;
 
 use std::sync::Mutex;
 
@@ -59,6 +60,10 @@ pub(crate) fn client_config(
         // A broker that is not there is reported through the error callback; the run's own
         // timeouts decide when to give up.
         .set("socket.connection.setup.timeout.ms", "10000");
+    // Connection failures (TLS, SASL) as log lines, which the contexts sort without passing
+    // them on ([`LastError::note_log`]); rdkafka would otherwise take the level from the `log`
+    // crate, which this binary does not use, and librdkafka would say nothing.
+    config.set_log_level(rdkafka::config::RDKafkaLogLevel::Warning);
     if let Some(s) = security {
         config.set("security.protocol", &s.protocol);
         if s.protocol.starts_with("sasl_") {
@@ -77,29 +82,62 @@ pub(crate) fn client_config(
                 config.set("sasl.password", text.trim_end_matches(['\r', '\n']));
             }
         }
+        if s.protocol.ends_with("ssl") {
+            tls::configure(&mut config, component, s)?;
+        }
     }
     Ok(config)
 }
 
-/// The last client-level error librdkafka reported (all brokers down, authentication...),
-/// kept to explain a failure that surfaces later as a timeout.
+/// The last client-level error librdkafka reported (all brokers down, authentication, TLS),
+/// kept to explain a failure that surfaces later as a timeout. A TLS failure is kept apart:
+/// later errors of the same connection attempts (a transport error, "all brokers down") would
+/// otherwise hide it.
 #[derive(Default)]
-pub(crate) struct LastError(Mutex<Option<RDKafkaErrorCode>>);
+pub(crate) struct LastError(Mutex<(Option<RDKafkaErrorCode>, Option<tls::Failure>)>);
 
 impl LastError {
-    pub(crate) fn note(&self, error: &KafkaError) {
-        if let (Some(code), Ok(mut last)) = (error.rdkafka_error_code(), self.0.lock()) {
-            *last = Some(code);
+    /// Notes `error` with librdkafka's `reason` (only its TLS cause is kept, never the text).
+    pub(crate) fn note(&self, error: &KafkaError, reason: &str) {
+        if let Ok(mut last) = self.0.lock() {
+            if let Some(code) = error.rdkafka_error_code() {
+                last.0 = Some(code);
+            }
+            if let Some(failure) = tls::failure(reason) {
+                last.1 = Some(failure);
+            }
         }
     }
 
-    fn get(&self) -> Option<RDKafkaErrorCode> {
-        self.0.lock().ok().and_then(|l| *l)
+    /// Notes what a librdkafka log line says about a failed connection: its TLS cause, or a
+    /// refused SASL login. A consumer's errors reach its context only through polls, which do
+    /// not happen while the run waits for metadata; log lines come at once. The line itself
+    /// (it may quote a broker's reply) is never kept or passed on.
+    pub(crate) fn note_log(&self, message: &str) {
+        if let Ok(mut last) = self.0.lock() {
+            if let Some(failure) = tls::failure(message) {
+                last.1 = Some(failure);
+            }
+            if message.contains("SASL authentication error") || message.contains("SASL authentication failed") {
+                last.0 = Some(RDKafkaErrorCode::Authentication);
+            }
+        }
+    }
+
+    fn get(&self) -> (Option<RDKafkaErrorCode>, Option<tls::Failure>) {
+        self.0.lock().map(|l| *l).unwrap_or((None, None))
     }
 
     /// The run error for a client that could not talk to its brokers when starting.
-    pub(crate) fn startup_error(&self, component: &str, brokers: &[String], user: Option<&str>) -> RunError {
-        if self.get().is_some_and(is_auth) {
+    pub(crate) fn startup_error(
+        &self,
+        component: &str,
+        brokers: &[String],
+        security: Option<&KafkaSecurityPlan>,
+    ) -> RunError {
+        let (code, tls_failure) = self.get();
+        let user = security.and_then(|s| s.username.as_deref());
+        if code.is_some_and(is_auth) {
             return RunError::new(
                 findings::KAFKA_AUTH,
                 format!(
@@ -110,6 +148,9 @@ impl LastError {
             )
             .with_help("check the secret the `security.password` reference names, the mechanism, and the ACLs");
         }
+        if let Some(failure) = tls_failure.filter(|_| security.is_some_and(|s| s.protocol.ends_with("ssl"))) {
+            return tls::handshake_error(component, brokers, failure, security);
+        }
         RunError::new(
             findings::KAFKA_UNREACHABLE,
             format!(
@@ -119,6 +160,33 @@ impl LastError {
             ),
         )
         .with_help("check that the brokers run and that `brokers` (and `security.protocol`) are right")
+    }
+}
+
+/// How long one metadata request waits before the client's events are served again.
+const METADATA_STEP: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The brokers' metadata (`fetch`, given how long it may wait), asked for in short steps up to
+/// [`CONNECT_TIMEOUT`] with `serve` (a poll of the client) between them: librdkafka queues its
+/// error and log events until the client is polled, so without it a refused login or a failed
+/// TLS handshake would only show as a timeout. Stops early once `last` holds such a cause;
+/// `None` when no metadata came (`last` then says why).
+pub(crate) fn metadata(
+    last: &LastError,
+    fetch: impl Fn(std::time::Duration) -> rdkafka::error::KafkaResult<rdkafka::metadata::Metadata>,
+    serve: impl Fn(),
+) -> Option<rdkafka::metadata::Metadata> {
+    let deadline = std::time::Instant::now() + CONNECT_TIMEOUT;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if let Ok(m) = fetch(left.min(METADATA_STEP)) {
+            return Some(m);
+        }
+        serve();
+        let (code, tls_failure) = last.get();
+        if tls_failure.is_some() || code.is_some_and(is_auth) || std::time::Instant::now() >= deadline {
+            return None;
+        }
     }
 }
 

@@ -34,7 +34,7 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use serde::{Deserialize, Serialize};
 use sluice_compiler::plan::kafka::KafkaSinkPlan;
 
-use super::{CONNECT_TIMEOUT, LastError};
+use super::LastError;
 use crate::dlq::Rejection;
 use crate::error::RunError;
 use crate::findings;
@@ -115,10 +115,13 @@ struct Reports {
 }
 
 impl ClientContext for Reports {
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    // librdkafka's log lines may quote broker replies: not passed on, only sorted.
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, message: &str) {
+        self.last.note_log(message);
+    }
 
-    fn error(&self, error: KafkaError, _reason: &str) {
-        self.last.note(&error);
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.last.note(&error, reason);
         let code = error.rdkafka_error_code().map(|c| format!("{c:?}")).unwrap_or_default();
         tracing::warn!(component = %self.name, code = %code, "kafka producer error");
     }
@@ -157,11 +160,15 @@ impl KafkaSink {
             )
             .with_help("check the sink's `brokers` and `security` settings")
         })?;
-        let user = plan.security.as_ref().and_then(|s| s.username.as_deref());
-        let metadata = producer
-            .client()
-            .fetch_metadata(Some(&plan.topic), CONNECT_TIMEOUT)
-            .map_err(|_| producer.context().last.startup_error(name, &plan.brokers, user))?;
+        let last = &producer.context().last;
+        let metadata = super::metadata(
+            last,
+            |wait| producer.client().fetch_metadata(Some(&plan.topic), wait),
+            || {
+                producer.poll(Duration::ZERO);
+            },
+        )
+        .ok_or_else(|| last.startup_error(name, &plan.brokers, plan.security.as_ref()))?;
         super::check_topic(&metadata, name, &plan.topic)?;
         Ok(KafkaSink { name: Arc::clone(name), plan: plan.clone(), producer })
     }

@@ -27,8 +27,8 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 use sluice_compiler::plan::kafka::KafkaSourcePlan;
 
+use super::LastError;
 use super::offsets::{Offsets, Tp};
-use super::{CONNECT_TIMEOUT, LastError};
 use crate::compile::Compiled;
 use crate::dlq::Rejection;
 use crate::error::RunError;
@@ -52,11 +52,13 @@ struct Ctx {
 }
 
 impl ClientContext for Ctx {
-    // librdkafka's log lines may quote broker replies: not passed on.
-    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    // librdkafka's log lines may quote broker replies: not passed on, only sorted.
+    fn log(&self, _level: RDKafkaLogLevel, _fac: &str, message: &str) {
+        self.last.note_log(message);
+    }
 
-    fn error(&self, error: KafkaError, _reason: &str) {
-        self.last.note(&error);
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.last.note(&error, reason);
         let code = error.rdkafka_error_code().map(|c| format!("{c:?}")).unwrap_or_default();
         tracing::warn!(component = %self.name, code = %code, "kafka client error");
     }
@@ -147,11 +149,17 @@ fn join(
         RunError::new(findings::KAFKA_UNREACHABLE, format!("`{name}`: cannot create the Kafka client: {}", kind(&e)))
             .with_help("check the source's `brokers` and `security` settings")
     })?;
-    let user = plan.security.as_ref().and_then(|s| s.username.as_deref());
     for topic in &plan.topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), CONNECT_TIMEOUT)
-            .map_err(|_| consumer.context().last.startup_error(&name, &plan.brokers, user))?;
+        let last = &consumer.context().last;
+        // Not subscribed yet: a poll serves the client's events, it fetches no message.
+        let metadata = super::metadata(
+            last,
+            |wait| consumer.fetch_metadata(Some(topic), wait),
+            || {
+                let _ = consumer.poll(Duration::ZERO);
+            },
+        )
+        .ok_or_else(|| last.startup_error(&name, &plan.brokers, plan.security.as_ref()))?;
         super::check_topic(&metadata, &name, topic)?;
     }
     let topics: Vec<&str> = plan.topics.iter().map(String::as_str).collect();
