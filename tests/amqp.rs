@@ -66,26 +66,8 @@ fn example_messages(copies: usize) -> Vec<Message> {
 /// `queue` (prefetch `prefetch`), with `sinks` (YAML under `sinks:`) and its outputs under
 /// `out/`. The server's URL is the secret `${AMQP_URL}`.
 fn amqp_pipeline(dir: &Path, queue: &str, prefetch: u32, sinks: &str) -> PathBuf {
-    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
-    let source = format!(
-        "sources:\n  hl7_files:\n    type: amqp\n    url: ${{AMQP_URL}}\n    queue: {queue}\n    prefetch: {prefetch}\n    profile: ../mappings/base/profiles/default.yaml\nstages:"
-    );
-    let start = quickstart.find("sources:").unwrap();
-    let stages = quickstart.find("stages:").unwrap();
-    let sinks_at = quickstart.find("\nsinks:").unwrap();
-    let dlq_at = quickstart.find("\ndlq:").unwrap();
-    let tail =
-        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
-    let spec = format!(
-        "{}{}{}\nsinks:\n{sinks}{}",
-        &quickstart[..start].replace("name: quickstart", "name: amqp-feed"),
-        source,
-        &quickstart[stages + "stages:".len()..sinks_at],
-        tail
-    );
-    let path = dir.join("pipelines/amqp.yaml");
-    std::fs::write(&path, spec).unwrap();
-    path
+    let source = format!("    type: amqp\n    url: ${{AMQP_URL}}\n    queue: {queue}\n    prefetch: {prefetch}\n");
+    common::quickstart_fed_by(dir, "amqp", &source, sinks)
 }
 
 const JSONL_SINK: &str =

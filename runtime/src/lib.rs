@@ -67,6 +67,7 @@ pub mod mllp;
 pub mod oauth;
 pub mod object_stores;
 pub mod operator;
+pub(crate) mod pem_files;
 pub mod plain_template;
 pub mod progress;
 pub mod purge;

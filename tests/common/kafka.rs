@@ -231,24 +231,8 @@ pub fn read_topic_with(config: &ClientConfig, topic: &str, expect: usize) -> Vec
 /// Writes `pipelines/kafka.yaml` into `dir`: the quick start fed by a `kafka` source, with
 /// `sinks` (YAML under `sinks:`) and its outputs under `out/`.
 pub fn kafka_pipeline(dir: &Path, brokers: &str, topic: &str, group: &str, sinks: &str) -> PathBuf {
-    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
     let source = format!(
-        "sources:\n  hl7_files:\n    type: kafka\n    brokers: {brokers}\n    topics: [{topic}]\n    group: {group}\n    session_timeout: 6s\n    profile: ../mappings/base/profiles/default.yaml\nstages:"
+        "    type: kafka\n    brokers: {brokers}\n    topics: [{topic}]\n    group: {group}\n    session_timeout: 6s\n"
     );
-    let start = quickstart.find("sources:").unwrap();
-    let stages = quickstart.find("stages:").unwrap();
-    let sinks_at = quickstart.find("\nsinks:").unwrap();
-    let dlq_at = quickstart.find("\ndlq:").unwrap();
-    let tail =
-        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
-    let spec = format!(
-        "{}{}{}\nsinks:\n{sinks}{}",
-        &quickstart[..start].replace("name: quickstart", "name: kafka-feed"),
-        source,
-        &quickstart[stages + "stages:".len()..sinks_at],
-        tail
-    );
-    let path = dir.join("pipelines/kafka.yaml");
-    std::fs::write(&path, spec).unwrap();
-    path
+    super::quickstart_fed_by(dir, "kafka", &source, sinks)
 }

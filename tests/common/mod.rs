@@ -36,6 +36,28 @@ classes:
   ssn: tokenize
 ";
 
+/// Writes `pipelines/<bus>.yaml` into `dir`: the quick start (named `<bus>-feed`) whose
+/// `hl7_files` source is `source` (its keys, indented under it; the default profile is added),
+/// with `sinks` (YAML under `sinks:`) and its DLQ and audit under `out/`, without a state file.
+pub fn quickstart_fed_by(dir: &Path, bus: &str, source: &str, sinks: &str) -> PathBuf {
+    let quickstart = std::fs::read_to_string(dir.join("pipelines/quickstart.yaml")).unwrap();
+    let start = quickstart.find("sources:").unwrap();
+    let stages = quickstart.find("stages:").unwrap();
+    let sinks_at = quickstart.find("\nsinks:").unwrap();
+    let dlq_at = quickstart.find("\ndlq:").unwrap();
+    let tail =
+        quickstart[dlq_at..].replace("../out/quickstart/", "../out/").replace("state:\n  path: ../out/state.db\n", "");
+    let spec = format!(
+        "{}sources:\n  hl7_files:\n{source}    profile: ../mappings/base/profiles/default.yaml\nstages:{}\nsinks:\n{sinks}{}",
+        &quickstart[..start].replace("name: quickstart", &format!("name: {bus}-feed")),
+        &quickstart[stages + "stages:".len()..sinks_at],
+        tail
+    );
+    let path = dir.join(format!("pipelines/{bus}.yaml"));
+    std::fs::write(&path, spec).unwrap();
+    path
+}
+
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }

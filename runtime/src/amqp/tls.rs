@@ -47,14 +47,14 @@ pub(crate) fn config(component: &str, tls: Option<&AmqpTlsPlan>, url: &str) -> R
     }
     let cert_chain = match &tls.ca_file {
         Some(path) => {
-            let pem = certificates(path, "CA file").map_err(err)?;
+            let pem = crate::pem_files::certificates(path, "CA file").map_err(err)?;
             Some(String::from_utf8(pem).map_err(|_| err(format!("the CA file `{path}` is not PEM text")))?)
         }
         None => None,
     };
     let identity = match (&tls.client_cert, &tls.client_key) {
         (Some(cert), Some(key_ref)) => {
-            let pem = certificates(cert, "client certificate").map_err(err)?;
+            let pem = crate::pem_files::certificates(cert, "client certificate").map_err(err)?;
             let key = secrets::resolve(key_ref, &format!("the TLS client key of `{component}`"))?;
             check_identity(&pem, key.expose())
                 .map_err(|why| err(format!("the client key {key_ref} {why} (client certificate `{cert}`)")))?;
@@ -63,18 +63,6 @@ pub(crate) fn config(component: &str, tls: Option<&AmqpTlsPlan>, url: &str) -> R
         _ => None,
     };
     Ok(OwnedTLSConfig { identity, cert_chain })
-}
-
-/// The bytes of the PEM file at `path`, which holds at least one certificate; or why not.
-fn certificates(path: &str, what: &str) -> Result<Vec<u8>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read the {what} `{path}`: {}", e.kind()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| format!("the {what} `{path}` is not a PEM file"))?;
-    if certs.is_empty() {
-        return Err(format!("the {what} `{path}` holds no PEM certificate"));
-    }
-    Ok(pem)
 }
 
 /// Whether `key` is a PEM private key that fits the first certificate of `chain`: rustls

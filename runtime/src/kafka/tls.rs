@@ -50,11 +50,11 @@ pub(crate) fn configure(
         )
     };
     if let Some(ca) = &security.ca_file {
-        certificates(ca, "CA file").map_err(err)?;
+        crate::pem_files::certificates(ca, "CA file").map_err(err)?;
         config.set("ssl.ca.location", ca);
     }
     if let (Some(cert), Some(key_ref)) = (&security.client_cert, &security.client_key) {
-        certificates(cert, "client certificate").map_err(err)?;
+        crate::pem_files::certificates(cert, "client certificate").map_err(err)?;
         let key = crate::secrets::resolve(key_ref, &format!("the TLS client key of `{component}`"))?;
         if PrivateKeyDer::from_pem_slice(key.expose()).is_err() {
             return Err(err(format!("the client key {key_ref} is not a PEM private key (or it is encrypted)")));
@@ -64,18 +64,6 @@ pub(crate) fn configure(
         config.set("ssl.certificate.location", cert).set("ssl.key.pem", text);
     }
     Ok(())
-}
-
-/// The certificates of the PEM file at `path` (at least one); or why not.
-fn certificates(path: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read the {what} `{path}`: {}", e.kind()))?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|_| format!("the {what} `{path}` is not a PEM file"))?;
-    if certs.is_empty() {
-        return Err(format!("the {what} `{path}` holds no PEM certificate"));
-    }
-    Ok(certs)
 }
 
 /// What librdkafka said about a failed TLS connection, sorted by cause.
