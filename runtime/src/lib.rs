@@ -85,6 +85,7 @@ pub mod sync_source;
 pub mod testing;
 pub mod throttle;
 pub mod time;
+pub(crate) mod tls_cause;
 pub mod vault;
 pub mod webhooks;
 pub mod x12_path;

@@ -19,14 +19,15 @@
 use std::sync::Arc;
 
 use lapin::tcp::{OwnedIdentity, OwnedTLSConfig};
+use rustls::AlertDescription;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::{AlertDescription, CertificateError};
 use sluice_compiler::plan::amqp::AmqpTlsPlan;
 
 use crate::error::RunError;
 use crate::findings;
 use crate::secrets;
+use crate::tls_cause::CertificateCause;
 
 /// lapin's TLS configuration for `component`: the system's roots only without `tls`; with it,
 /// its CA file added and its client identity. `url` is the resolved URL (checked against
@@ -125,31 +126,19 @@ pub(crate) fn failure(e: &lapin::Error, host: &str, client_cert: bool) -> Option
 /// A rustls error in words (no data of the connection beyond the host name).
 pub(crate) fn explain(e: &rustls::Error, host: &str, client_cert: bool) -> Failure {
     let (cause, help) = match e {
-        rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => (
-                "the server's certificate is signed by a CA this client does not trust (unknown CA)".to_string(),
-                "set `tls.ca_file` to the PEM file of the CA that signed the broker's certificate (a private CA), or check that the URL names the intended server",
-            ),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => (
-                format!("the server's certificate is not valid for the host name `{host}` (wrong host name)"),
-                "write the host name the certificate was issued for (one of its subject alternative names) in the URL, or have the broker's certificate reissued with this name",
-            ),
-            CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
-                "the server's certificate has expired".to_string(),
-                "have the broker's certificate renewed (and check that this machine's clock is right)",
-            ),
-            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
-                "the server's certificate is not valid yet".to_string(),
-                "check this machine's clock, and the certificate's validity dates",
-            ),
-            CertificateError::Revoked => {
-                ("the server's certificate has been revoked".to_string(), "have the broker's certificate replaced")
-            }
-            other => (
-                format!("the server's certificate was refused ({other:?})"),
-                "check the broker's certificate chain: it must be a valid X.509 chain for TLS server use",
-            ),
-        },
+        rustls::Error::InvalidCertificate(c) => {
+            let cause = CertificateCause::of(c);
+            let help = match cause {
+                CertificateCause::UnknownCa => {
+                    "set `tls.ca_file` to the PEM file of the CA that signed the broker's certificate (a private CA), or check that the URL names the intended server"
+                }
+                CertificateCause::WrongName => {
+                    "write the host name the certificate was issued for (one of its subject alternative names) in the URL, or have the broker's certificate reissued with this name"
+                }
+                _ => cause.common_help(),
+            };
+            (cause.describe("server", host), help)
+        }
         rustls::Error::AlertReceived(alert) => match alert {
             AlertDescription::CertificateRequired | AlertDescription::HandshakeFailure if !client_cert => (
                 format!("the server ended the handshake ({alert:?}): it requires a client certificate"),
@@ -189,6 +178,7 @@ pub(crate) fn explain(e: &rustls::Error, host: &str, client_cert: bool) -> Failu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::CertificateError;
 
     #[test]
     fn each_cause_is_named() {

@@ -24,13 +24,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
+use rustls::AlertDescription;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use rustls::{AlertDescription, CertificateError};
 use sluice_compiler::plan::kafka::KafkaSecurityPlan;
 
 use crate::error::RunError;
 use crate::findings;
+use crate::tls_cause::CertificateCause;
 
 /// Where OpenSSL (and so librdkafka) finds the system's CA certificates on Debian-like
 /// systems, unless `SSL_CERT_FILE` says otherwise.
@@ -107,22 +108,20 @@ pub(crate) fn handshake_error(
     let (cause, help): (String, String) = match failure {
         Failure::NotVerified => {
             let ca = security.and_then(|s| s.ca_file.as_deref());
+            let host = brokers.first().and_then(|b| host_of(b)).unwrap_or_default();
             match brokers.first().and_then(|b| probe(b, ca)) {
-                Some(Verdict::UnknownCa) => (
-                    "the broker's certificate is signed by a CA this client does not trust (unknown CA)".into(),
+                Some(cause @ CertificateCause::UnknownCa) => (
+                    cause.describe("broker", &host),
                     format!(
                         "set `security.ca_file` to the PEM file of the CA that signed the brokers' certificates{}",
                         if ca.is_some() { " (the one set does not)" } else { " (a private CA)" }
                     ),
                 ),
-                Some(Verdict::WrongName(host)) => (
-                    format!("the broker's certificate is not valid for the host name `{host}` (wrong host name)"),
+                Some(cause @ CertificateCause::WrongName) => (
+                    cause.describe("broker", &host),
                     "write the broker address with a name the certificate was issued for (one of its subject alternative names), or have the broker's certificate reissued with this name".into(),
                 ),
-                Some(Verdict::Expired) => (
-                    "the broker's certificate has expired or is not valid yet".into(),
-                    "have the broker's certificate renewed (and check that this machine's clock is right)".into(),
-                ),
+                Some(cause) => (cause.describe("broker", &host), cause.common_help().into()),
                 None => (
                     "the broker's certificate could not be verified (signed by a CA this client does not trust, or not issued for the broker's host name)".into(),
                     "set `security.ca_file` to the CA that signed the brokers' certificates, and write the broker addresses with the names the certificates hold".into(),
@@ -154,20 +153,17 @@ pub(crate) fn handshake_error(
     .with_help(help)
 }
 
-/// What a rustls handshake made of the broker's certificate.
-#[derive(Debug, PartialEq, Eq)]
-enum Verdict {
-    UnknownCa,
-    WrongName(String),
-    Expired,
+/// The host of a broker address (`host:port`, `[v6]:port`).
+fn host_of(broker: &str) -> Option<String> {
+    let (host, _) = broker.rsplit_once(':')?;
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_string())
 }
 
 /// Connects to `broker` once with rustls, trusting `ca_file` (or the system's CA file), and
 /// says why its certificate is refused; `None` when it is not refused or the probe cannot
 /// tell (no answer, no trust anchors to read).
-fn probe(broker: &str, ca_file: Option<&str>) -> Option<Verdict> {
-    let (host, _) = broker.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+fn probe(broker: &str, ca_file: Option<&str>) -> Option<CertificateCause> {
+    let host = host_of(broker)?;
     let anchors = match ca_file {
         Some(path) => std::fs::read(path).ok()?,
         None => std::fs::read(std::env::var("SSL_CERT_FILE").unwrap_or_else(|_| SYSTEM_CA_FILE.to_string())).ok()?,
@@ -182,7 +178,7 @@ fn probe(broker: &str, ca_file: Option<&str>) -> Option<Verdict> {
         .ok()?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let name = ServerName::try_from(host.clone()).ok()?;
+    let name = ServerName::try_from(host).ok()?;
     let mut conn = rustls::ClientConnection::new(Arc::new(config), name).ok()?;
     let addr = broker.to_socket_addrs().ok()?.next()?;
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
@@ -197,18 +193,8 @@ fn probe(broker: &str, ca_file: Option<&str>) -> Option<Verdict> {
     let err = outcome.err()?;
     let tls = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>())?;
     match tls {
-        rustls::Error::InvalidCertificate(c) => match c {
-            CertificateError::UnknownIssuer => Some(Verdict::UnknownCa),
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                Some(Verdict::WrongName(host))
-            }
-            CertificateError::Expired
-            | CertificateError::ExpiredContext { .. }
-            | CertificateError::NotValidYet
-            | CertificateError::NotValidYetContext { .. } => Some(Verdict::Expired),
-            _ => None,
-        },
-        rustls::Error::AlertReceived(AlertDescription::UnknownCA) => Some(Verdict::UnknownCa),
+        rustls::Error::InvalidCertificate(c) => Some(CertificateCause::of(c)),
+        rustls::Error::AlertReceived(AlertDescription::UnknownCA) => Some(CertificateCause::UnknownCa),
         _ => None,
     }
 }
