@@ -11,10 +11,12 @@
 //!   `verifyChain`): a client certificate from the test CA works; none, or one another CA
 //!   signed, is refused with RT181; a client key file that holds no key stops the run before
 //!   it connects (RT182).
-//! - SCRAM-SHA-512 over `sasl_ssl` and SCRAM-SHA-256 over `sasl_plaintext`: tansu refuses the
-//!   login (RT127) and the password shows in no output, log or audit file. tansu 0.6.0 keeps
-//!   no SCRAM credentials in its memory storage, so every SCRAM login to it is refused: this
-//!   shows a refusal reported as RT127, not a SCRAM login that succeeds.
+//! - SCRAM, against a broker whose users are kept (tansu's SQLite storage, the user made while
+//!   the broker did not yet require SASL, then the broker restarted on the same file with
+//!   `--authentication`): SCRAM-SHA-256 over `sasl_plaintext` with a wrong password is refused
+//!   (RT127); with the user's password a `kafka` sink's records all arrive and a `kafka` source
+//!   consumes every message; SCRAM-SHA-512 over `sasl_ssl` (through stunnel) delivers too. The
+//!   password shows in no output, log or audit file.
 //! - The Azure Event Hubs settings (`sasl_ssl`, PLAIN, user `$ConnectionString`, a connection
 //!   string from an environment variable as the password): the plan shows the protocol and
 //!   mechanism and only the secret's reference; tansu 0.6.0 offers no PLAIN mechanism (its
@@ -29,10 +31,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::amqp::make_certificates;
-use common::checkpoints::{error_code, summary};
-use common::kafka::{Tansu, client, read_topic_with};
-use common::live::{assert_no_phi, lines};
-use common::{free_port, text, workspace};
+use common::checkpoints::{PER_COPY, error_code, summary};
+use common::kafka::{Storage, Tansu, client, example_messages, produce_with, read_topic_with};
+use common::live::{assert_no_phi, lines, wait_until};
+use common::{Running, free_port, text, workspace};
 use rdkafka::ClientConfig;
 
 const SCRAM_USER: &str = "sluice-scram";
@@ -93,7 +95,7 @@ impl Stunnel {
 /// sends clients back through stunnel.
 fn secured_broker(certs: &Path) -> (Tansu, Stunnel) {
     let (port, tls_port) = (free_port(), free_port());
-    let tansu = Tansu::start_with(port, "memory://tansu/", &format!("tcp://127.0.0.1:{tls_port}"), true);
+    let tansu = Tansu::start_with(port, Storage::Memory, &format!("tcp://127.0.0.1:{tls_port}"), true);
     let stunnel = Stunnel::start(certs, tls_port, port, false);
     (tansu, stunnel)
 }
@@ -181,44 +183,113 @@ fn assert_sink_delivered(out: &Output, dir: &Path, reader: &ClientConfig, topic:
     assert_eq!(want, have, "the messages are the jsonl sink's lines");
 }
 
+/// The test client's settings for a SCRAM login as [`SCRAM_USER`] with `mechanism` over
+/// `protocol` to `brokers`, trusting `ca` for `sasl_ssl`.
+fn scram_client(brokers: &str, protocol: &str, mechanism: &str, ca: Option<&Path>) -> ClientConfig {
+    let mut config = client(brokers);
+    config
+        .set("security.protocol", protocol)
+        .set("sasl.mechanism", mechanism)
+        .set("sasl.username", SCRAM_USER)
+        .set("sasl.password", SCRAM_PASSWORD);
+    if let Some(ca) = ca {
+        config.set("ssl.ca.location", ca.display().to_string());
+    }
+    config
+}
+
+/// A SCRAM `security` block for [`SCRAM_USER`], the password from `KAFKA_PASSWORD`.
+fn scram_security(protocol: &str, mechanism: &str, ca_file: Option<&str>) -> String {
+    let mut keys = vec![
+        format!("protocol: {protocol}"),
+        format!("mechanism: {mechanism}"),
+        format!("username: {SCRAM_USER}"),
+        "password: ${KAFKA_PASSWORD}".to_string(),
+    ];
+    keys.extend(ca_file.map(|ca| format!("ca_file: {ca}")));
+    security(&keys.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+fn restore_quickstart(dir: &Path) {
+    std::fs::copy(common::root().join("pipelines/quickstart.yaml"), dir.join("pipelines/quickstart.yaml")).unwrap();
+}
+
 #[test]
-fn scram_logins_refused_by_the_broker_stop_the_run_with_rt127_and_the_password_is_never_shown() {
+fn scram_logins_with_the_users_password_produce_and_consume_and_a_wrong_password_is_refused_with_rt127() {
     let dir = workspace("kafka-scram");
     let certs = dir.join("certs");
     make_certificates(&certs, "IP:127.0.0.1,DNS:localhost");
-    let (tansu, tls) = secured_broker(&certs);
-    let cases = [
-        (
-            tls.brokers(),
-            security(&[
-                "protocol: sasl_ssl",
-                "mechanism: SCRAM-SHA-512",
-                &format!("username: {SCRAM_USER}"),
-                "password: ${KAFKA_PASSWORD}",
-                "ca_file: ../certs/ca.pem",
-            ]),
-        ),
-        (
-            tansu.brokers(),
-            security(&[
-                "protocol: sasl_plaintext",
-                "mechanism: SCRAM-SHA-256",
-                &format!("username: {SCRAM_USER}"),
-                "password: ${KAFKA_PASSWORD}",
-            ]),
-        ),
-    ];
-    for (brokers, block) in cases {
-        quickstart_to_kafka(&dir, &brokers, "events", &block);
-        let out = run_quickstart(&dir, &[("KAFKA_PASSWORD", SCRAM_PASSWORD)]);
-        let stderr = text(&out.stderr);
-        assert!(!out.status.success(), "{stderr}");
-        assert_eq!(error_code(&out), "RT127", "{block}{stderr}");
-        assert!(stderr.contains(&format!("refused the credentials of user `{SCRAM_USER}`")), "{stderr}");
-        assert!(stderr.contains(&brokers), "names the brokers: {stderr}");
-        assert_secret_hidden(&dir, SCRAM_PASSWORD, &[&text(&out.stdout), &stderr]);
-        std::fs::copy(common::root().join("pipelines/quickstart.yaml"), dir.join("pipelines/quickstart.yaml")).unwrap();
+    let data = dir.join("broker");
+    std::fs::create_dir_all(&data).unwrap();
+    let port = free_port();
+    let itself = format!("tcp://127.0.0.1:{port}");
+
+    // 1. Topics and the user's SCRAM credentials, kept in the broker's SQLite file, made while
+    //    the broker does not yet require SASL (tansu's own commands do not log in).
+    {
+        let setup = Tansu::start_with(port, Storage::Sqlite(&data), &itself, false);
+        for topic in ["events", "adt", "secure"] {
+            setup.create_topic(topic, 3);
+        }
+        setup.create_user(SCRAM_USER, SCRAM_PASSWORD, "scram256");
+        setup.create_user(SCRAM_USER, SCRAM_PASSWORD, "scram512");
     }
+
+    // 2. The same storage with SASL required: SCRAM-SHA-256 over `sasl_plaintext`.
+    let tansu = Tansu::start_with(port, Storage::Sqlite(&data), &itself, true);
+    let brokers = tansu.brokers();
+    let plaintext = scram_security("sasl_plaintext", "SCRAM-SHA-256", None);
+    quickstart_to_kafka(&dir, &brokers, "events", &plaintext);
+    let wrong = "not-the-Pa55word-4d1e";
+    let out = run_quickstart(&dir, &[("KAFKA_PASSWORD", wrong)]);
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert_eq!(error_code(&out), "RT127", "{stderr}");
+    assert!(stderr.contains(&format!("refused the credentials of user `{SCRAM_USER}`")), "{stderr}");
+    assert!(stderr.contains(&brokers), "names the brokers: {stderr}");
+    assert_secret_hidden(&dir, wrong, &[&text(&out.stdout), &stderr]);
+
+    let out = run_quickstart(&dir, &[("KAFKA_PASSWORD", SCRAM_PASSWORD)]);
+    let reader = scram_client(&brokers, "sasl_plaintext", "SCRAM-SHA-256", None);
+    assert_sink_delivered(&out, &dir, &reader, "events");
+    assert_secret_hidden(&dir, SCRAM_PASSWORD, &[&text(&out.stdout), &text(&out.stderr)]);
+    restore_quickstart(&dir);
+
+    // A `kafka` source logging in the same way consumes what a logged-in client produced.
+    let input = example_messages(1);
+    produce_with(&reader, "adt", &input);
+    let source = format!(
+        "    type: kafka\n    brokers: {brokers}\n    topics: [adt]\n    group: sluice-scram\n    session_timeout: 6s\n{plaintext}"
+    );
+    let sink = "  patient_events:\n    type: jsonl\n    inputs: [mask]\n    path: ../out/patient-events.jsonl\n";
+    common::quickstart_fed_by(&dir, "kafka", &source, sink);
+    let mut command = sluice(&dir, &["run", "pipelines/kafka.yaml", "--summary", "json", "--log-level", "info"]);
+    let mut run = Running::spawn(command.env("KAFKA_PASSWORD", SCRAM_PASSWORD));
+    let audit = dir.join("out/audit.jsonl");
+    // run_started, then one audit entry per record.
+    wait_until(&mut run, "every record in the audit log", Duration::from_secs(90), || {
+        lines(&audit).len() > input.len()
+    });
+    let (code, s, stdout, stderr) = run.stop("TERM");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let (records, delivered, _, _) = PER_COPY;
+    assert_eq!((s["records_in"].as_u64(), s["delivered"].as_u64()), (Some(records), Some(delivered)), "{s}");
+    assert_eq!(lines(&dir.join("out/patient-events.jsonl")).len() as u64, delivered);
+    assert_secret_hidden(&dir, SCRAM_PASSWORD, &[&stdout, &stderr]);
+    assert_no_phi(&[&stdout, &stderr]);
+    drop(tansu);
+
+    // 3. SCRAM-SHA-512 over `sasl_ssl`: the broker restarted on the same storage, behind
+    //    stunnel, whose address it now advertises.
+    let tls_port = free_port();
+    let _tansu = Tansu::start_with(port, Storage::Sqlite(&data), &format!("tcp://127.0.0.1:{tls_port}"), true);
+    let tls = Stunnel::start(&certs, tls_port, port, false);
+    let over_tls = scram_security("sasl_ssl", "SCRAM-SHA-512", Some("../certs/ca.pem"));
+    quickstart_to_kafka(&dir, &tls.brokers(), "secure", &over_tls);
+    let out = run_quickstart(&dir, &[("KAFKA_PASSWORD", SCRAM_PASSWORD)]);
+    let reader = scram_client(&tls.brokers(), "sasl_ssl", "SCRAM-SHA-512", Some(&certs.join("ca.pem")));
+    assert_sink_delivered(&out, &dir, &reader, "secure");
+    assert_secret_hidden(&dir, SCRAM_PASSWORD, &[&text(&out.stdout), &text(&out.stderr)]);
 }
 
 #[test]
@@ -267,7 +338,7 @@ fn assert_tls_refused(dir: &Path, brokers: &str, block: &str, cause: &str) {
     assert!(stderr.contains(cause), "{cause}: {stderr}");
     assert!(stderr.contains(brokers), "names the brokers: {stderr}");
     // Restore the quick start for the next case.
-    std::fs::copy(common::root().join("pipelines/quickstart.yaml"), dir.join("pipelines/quickstart.yaml")).unwrap();
+    restore_quickstart(dir);
 }
 
 #[test]
@@ -280,7 +351,7 @@ fn tls_with_the_right_ca_delivers_and_a_certificate_from_another_ca_or_for_anoth
     make_certificates(&named, "DNS:kafka.invalid");
     // tansu advertises the good stunnel: metadata sends the client back through it.
     let (port, good_port) = (free_port(), free_port());
-    let tansu = Tansu::start_with(port, "memory://tansu/", &format!("tcp://127.0.0.1:{good_port}"), false);
+    let tansu = Tansu::start_with(port, Storage::Memory, &format!("tcp://127.0.0.1:{good_port}"), false);
     let good = Stunnel::start(&certs, good_port, tansu.port, false);
     let misnamed = Stunnel::start(&named, free_port(), tansu.port, false);
 
@@ -312,7 +383,7 @@ fn mutual_tls_takes_a_client_certificate_of_the_ca_and_refuses_none_or_another()
     let certs = dir.join("certs");
     make_certificates(&certs, "IP:127.0.0.1,DNS:localhost");
     let (port, tls_port) = (free_port(), free_port());
-    let tansu = Tansu::start_with(port, "memory://tansu/", &format!("tcp://127.0.0.1:{tls_port}"), false);
+    let tansu = Tansu::start_with(port, Storage::Memory, &format!("tcp://127.0.0.1:{tls_port}"), false);
     tansu.create_topic("events", 3);
     let mtls = Stunnel::start(&certs, tls_port, port, true);
     let brokers = mtls.brokers();
@@ -339,7 +410,7 @@ fn mutual_tls_takes_a_client_certificate_of_the_ca_and_refuses_none_or_another()
     let out = run_quickstart(&dir, &[]);
     assert_eq!(error_code(&out), "RT182", "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("is not a PEM private key"), "{}", text(&out.stderr));
-    std::fs::copy(common::root().join("pipelines/quickstart.yaml"), dir.join("pipelines/quickstart.yaml")).unwrap();
+    restore_quickstart(&dir);
 
     let ours = security(&[
         "protocol: ssl",

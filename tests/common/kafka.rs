@@ -1,6 +1,6 @@
 //! The `kafka` tests' broker and client: tansu 0.6.0, built once by `scripts/setup-tansu` into
-//! a cache and started on 127.0.0.1 on a free port, one broker per test (memory storage); the
-//! example messages keyed and with headers;
+//! a cache and started on 127.0.0.1 on a free port, one broker per test (memory storage, or a
+//! SQLite file where SCRAM users must be kept); the example messages keyed and with headers;
 //! an independent client (rdkafka) that produces them and reads topics back; the quick start
 //! pipeline fed by a `kafka` source. No broker is a failure, never a skip.
 
@@ -38,23 +38,40 @@ pub fn tansu_bin() -> PathBuf {
     PathBuf::from(text(&out.stdout).trim())
 }
 
+/// Where a broker keeps topics, records, offsets and users.
+#[derive(Clone, Copy)]
+pub enum Storage<'a> {
+    /// In memory (`memory://tansu/`): gone when the broker stops, and SCRAM users are not kept
+    /// at all (tansu 0.6.0's memory storage accepts them and forgets them).
+    Memory,
+    /// `tansu.db` (SQLite) in this folder: kept across restarts, SCRAM users included.
+    Sqlite(&'a Path),
+}
+
 impl Tansu {
     /// A broker with memory storage and no authentication, advertising its own address.
     pub fn start() -> Tansu {
         let port = free_port();
-        Tansu::start_with(port, "memory://tansu/", &format!("tcp://127.0.0.1:{port}"), false)
+        Tansu::start_with(port, Storage::Memory, &format!("tcp://127.0.0.1:{port}"), false)
     }
 
-    /// A broker on `port` with `storage` (`memory://tansu/`), advertising
-    /// `advertised` (`tcp://host:port`: where metadata sends clients, a TLS terminator say),
-    /// requiring SASL when `authentication`.
-    pub fn start_with(port: u16, storage: &str, advertised: &str, authentication: bool) -> Tansu {
+    /// A broker on `port` with `storage`, advertising `advertised` (`tcp://host:port`: where
+    /// metadata sends clients, a TLS terminator say), requiring SASL when `authentication`.
+    pub fn start_with(port: u16, storage: Storage, advertised: &str, authentication: bool) -> Tansu {
         let bin = tansu_bin();
         let url = format!("tcp://127.0.0.1:{port}");
         let mut command = Command::new(&bin);
+        let engine = match storage {
+            Storage::Memory => "memory://tansu/",
+            Storage::Sqlite(dir) => {
+                // tansu opens `sqlite://NAME` relative to its working directory.
+                command.current_dir(dir);
+                "sqlite://tansu.db"
+            }
+        };
         command
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", advertised])
-            .args(["--storage-engine", storage, "--cluster-id", "sluice-test"])
+            .args(["--storage-engine", engine, "--cluster-id", "sluice-test"])
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         if authentication {
@@ -89,6 +106,15 @@ impl Tansu {
         self.command(
             &format!("topic create {name}"),
             &["topic", "create", name, "--partitions", &partitions.to_string()],
+        );
+    }
+
+    /// Gives `user` the SCRAM credential for `password` with `mechanism` (`scram256`,
+    /// `scram512`): kept only by [`Storage::Sqlite`].
+    pub fn create_user(&self, user: &str, password: &str, mechanism: &str) {
+        self.command(
+            &format!("user create {user} --mechanism {mechanism}"),
+            &["user", "create", user, password, "--mechanism", mechanism],
         );
     }
 }
