@@ -236,6 +236,27 @@ pub struct Scope<'a> {
     /// The X12 loop occurrence bound by a list's `each: loop(ID)` (an instance of `x12`):
     /// paths through that loop read it.
     pub x12_at: Option<usize>,
+    /// Where a finance record came from, for `connection()` and `envelope(...)`.
+    pub provenance: Option<Provenance<'a>>,
+}
+
+/// Where a finance record came from: its source's provenance (from the plan) and the envelope
+/// the sync set on the record, if any (none after a DLQ replay or in `sluice test`).
+#[derive(Clone, Copy)]
+pub struct Provenance<'a> {
+    pub source: &'a crate::compile::SourceProvenance,
+    pub bus: Option<&'a crate::record::BusMeta>,
+}
+
+impl Provenance<'_> {
+    /// The value of envelope `name`: the record's own, else the one its source fixes.
+    fn envelope(&self, name: &str) -> Option<String> {
+        let own = self.bus.and_then(|b| b.headers.iter().find(|(k, _)| k == name)).and_then(|(_, v)| v.as_deref());
+        match own {
+            Some(v) => std::str::from_utf8(v).ok().map(str::to_string),
+            None => self.source.fixed.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
+        }
+    }
 }
 
 impl<'a> Scope<'a> {
@@ -261,6 +282,7 @@ impl<'a> Scope<'a> {
             bundle: None,
             x12: None,
             x12_at: None,
+            provenance: None,
         }
     }
 
@@ -574,6 +596,13 @@ impl<'a> Scope<'a> {
                 },
                 other => other,
             }),
+            Function::Connection => self.provenance.map_or(Val::Null, |p| Val::Str(p.source.connection.clone())),
+            Function::Envelope => match (self.provenance, args.first()) {
+                (Some(p), Some(Expr::Lit { value: Literal::Str(name) })) => {
+                    p.envelope(name).map_or(Val::Null, Val::Str)
+                }
+                _ => Val::Null,
+            },
             Function::MinorUnits => {
                 let currency = arg(1, warnings).text();
                 map_scalars(arg(0, warnings), &mut |v| match (v, currency.as_deref()) {
