@@ -705,7 +705,10 @@ fn check_provenance(cx: &mut ExprCx, function: Function, args: &[Arg], syn: &Syn
         return cx.error(
             Diagnostic::error(
                 codes::PROVENANCE_INPUT,
-                format!("`{name}(...)` reads where a finance record came from, but records here are {records}"),
+                format!("`{}` reads where a finance record came from, but records here are {records}", match function {
+                    Function::Connection => "connection()",
+                    _ => "envelope(...)",
+                }),
             )
             .label(cx.span(&syn.span), "no finance source here")
             .help(if matches!(env.scope, Scope::Output(_)) {
