@@ -939,6 +939,42 @@ mod tests {
     }
 
     #[test]
+    fn connection_and_envelope_read_the_record_then_its_source() {
+        let connection = Expr::Call { function: Function::Connection, args: Vec::new() };
+        let realm = Expr::Call { function: Function::Envelope, args: vec![lit("quickbooks.realm")] };
+        let item = Expr::Call { function: Function::Envelope, args: vec![lit("plaid.item")] };
+        let source = crate::compile::SourceProvenance {
+            connection: "qbo-east".into(),
+            fixed: vec![("quickbooks.realm", "1111".into())],
+        };
+        let synced = crate::record::BusMeta {
+            headers: vec![("quickbooks.realm".into(), Some(b"2222".to_vec()))],
+            ..Default::default()
+        };
+        with_scope(&[&connection, &realm, &item], |s| {
+            let mut w = Vec::new();
+            // Not a finance record: nothing to read.
+            assert_eq!(s.eval(&connection, &mut w), Val::Null);
+            assert_eq!(s.eval(&realm, &mut w), Val::Null);
+            // What the sync set on the record comes first.
+            let provenance = Some(Provenance { source: &source, bus: Some(&synced) });
+            let from_sync = Scope { provenance, vars: Vec::new(), groups: Vec::new(), ..*s };
+            assert_eq!(from_sync.eval(&connection, &mut w), Val::Str("qbo-east".into()));
+            assert_eq!(from_sync.eval(&realm, &mut w), Val::Str("2222".into()));
+            assert_eq!(from_sync.eval(&item, &mut w), Val::Null);
+            // A replayed record has no envelope: its source's value stands in.
+            let replayed = Scope {
+                provenance: Some(Provenance { source: &source, bus: None }),
+                vars: Vec::new(),
+                groups: Vec::new(),
+                ..*s
+            };
+            assert_eq!(replayed.eval(&realm, &mut w), Val::Str("1111".into()));
+            assert!(w.is_empty());
+        });
+    }
+
+    #[test]
     fn hl7_conversions_and_warnings() {
         let dob = hl7("PID-7", ValueType::Date, false);
         let admit = hl7("PV1-44", ValueType::DateTime, false);

@@ -912,3 +912,77 @@ pub fn check_fits(diags: &mut Diagnostics, t: &Typed, target: &ValueType, span: 
     diags.push(d);
     false
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    /// Checks `text` in `scope`: the typed expression, or the codes of its diagnostics.
+    fn checked(text: &str, scope: Scope) -> Result<Typed, Vec<&'static str>> {
+        let mut sources = SourceMap::default();
+        let file = sources.add(SourceFile::new(std::path::Path::new("m.yaml"), text.to_string()));
+        let mut diags = Diagnostics::default();
+        let env = Env { scope, vars: Vec::new(), tables: Vec::new() };
+        let typed = check_text(&sources, &mut diags, text, Span::new(file, 0, text.len()), &env);
+        match typed {
+            Some(t) if diags.items().is_empty() => Ok(t),
+            _ => Err(diags.items().iter().map(|d| d.code.code).collect()),
+        }
+    }
+
+    const QUICKBOOKS: Scope = Scope::QuickBooks(crate::quickbooks::QuickBooksEnv { entity: "Purchase" });
+    const PLAID: Scope = Scope::Plaid(crate::plaid::PlaidEnv { object: "transaction" });
+    const STRIPE: Scope = Scope::Stripe(crate::stripe::StripeEnv { object: "balance_transaction" });
+
+    #[test]
+    fn connection_and_envelope_are_text_without_a_phi_class_in_finance_mappings() {
+        for scope in [QUICKBOOKS, PLAID, STRIPE] {
+            let t = checked("connection()", scope).unwrap();
+            assert_eq!((t.ty, t.multi, t.classes.is_empty()), (ValueType::String, false, true));
+            assert_eq!(t.expr, Expr::Call { function: Function::Connection, args: Vec::new() });
+        }
+        let realm = checked("envelope(\"quickbooks.realm\")", QUICKBOOKS).unwrap();
+        assert_eq!(
+            realm.expr,
+            Expr::Call {
+                function: Function::Envelope,
+                args: vec![Expr::Lit { value: Literal::Str("quickbooks.realm".into()) }]
+            }
+        );
+        assert_eq!(realm.ty, ValueType::String);
+        assert_eq!(checked("envelope(\"plaid.item\")", PLAID).unwrap().ty, ValueType::String);
+        // Joined with a payee's name, the value carries the name's class only.
+        let joined = checked("concat(connection(), \"/\", EntityRef.name)", QUICKBOOKS).unwrap();
+        assert_eq!(joined.classes.into_iter().collect::<Vec<_>>(), vec![PhiClass::Name]);
+        assert_eq!(
+            format!("{}", checked("concat(connection(), envelope(\"quickbooks.realm\"))", QUICKBOOKS).unwrap().expr),
+            "concat(connection(), envelope(\"quickbooks.realm\"))"
+        );
+    }
+
+    #[test]
+    fn envelope_names_are_checked_per_input() {
+        assert_eq!(checked("envelope(\"plaid.item\")", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope(\"quickbooks.realm\")", PLAID).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope(\"stripe.list\")", STRIPE).unwrap_err(), ["SL474"]);
+        // Per-delivery values are not offered: a replayed record could not give them.
+        assert_eq!(checked("envelope(\"quickbooks.sync_token\")", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        // The name must be a literal, to be checked.
+        assert_eq!(checked("envelope(Id)", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope()", QUICKBOOKS).unwrap_err(), ["SL504"]);
+        assert_eq!(checked("connection(\"qbo\")", QUICKBOOKS).unwrap_err(), ["SL504"]);
+    }
+
+    #[test]
+    fn records_not_from_a_finance_source_have_no_provenance() {
+        let output = Scope::Output(sluice_canonical::schema("canonical/financial-transaction@2").unwrap());
+        let fhir = Scope::Fhir(crate::fhir::FhirEnv { resource_type: "Patient" });
+        for scope in [output, fhir] {
+            assert_eq!(checked("connection()", scope).unwrap_err(), ["SL473"]);
+            assert_eq!(checked("envelope(\"quickbooks.realm\")", scope).unwrap_err(), ["SL473"]);
+        }
+        // After a map stage the connection is an output field, read by its name.
+        assert_eq!(checked("connection", output).unwrap().ty, ValueType::String);
+    }
+}
