@@ -21,7 +21,8 @@
 //!   `canonical/financial-account@2` row adds its `connection` to the key (a QuickBooks account
 //!   id is unique per company only): a transaction whose input declares `connection` belongs
 //!   to the account of its connection, or, when the file has that account without a
-//!   connection (`@1` rows), to that one.
+//!   connection (`@1` rows), to that one; a transaction without a connection (raw provider
+//!   records) to the account of its provider and id when a single connection has one.
 //! - An account's later line replaces its earlier one (a later sync: new balance, new name);
 //!   a line with `"_deleted": true` closes the account, a later line opens it again.
 //! - `reconciled` is the outcome's: true when the record is in a matched pair (a rule of the
@@ -85,16 +86,26 @@ fn scalar_text(v: Option<&Value>) -> Option<String> {
 }
 
 impl Accounts {
-    /// The key of a transaction's account: with its connection (`@2` rows), unless the
-    /// accounts file knows the account only without one (`@1` rows, one connection a file).
+    /// The key of a transaction's account, as the file knows it: with the transaction's
+    /// connection; else, for a transaction with a connection, the account without one (`@1`
+    /// rows); for one without (raw provider records, `@1` rows), the account of that provider
+    /// and id when one connection alone has it (two would be a guess: none is taken).
     fn key_of(&self, source: &str, connection: Option<&str>, account: &str) -> AccountKey {
-        let with = (source.to_string(), connection.map(str::to_string), account.to_string());
+        let exact = (source.to_string(), connection.map(str::to_string), account.to_string());
         let known = |k: &AccountKey| self.open.contains_key(k) || self.closed.contains(k);
-        if connection.is_none() || known(&with) {
-            return with;
+        if known(&exact) {
+            return exact;
         }
-        let without = (source.to_string(), None, account.to_string());
-        if known(&without) { without } else { with }
+        if connection.is_some() {
+            let without = (source.to_string(), None, account.to_string());
+            return if known(&without) { without } else { exact };
+        }
+        let mut of_any =
+            self.order.iter().chain(&self.closed).filter(|(s, c, id)| s == source && c.is_some() && id == account);
+        match (of_any.next(), of_any.next()) {
+            (Some(one), None) => one.clone(),
+            _ => exact,
+        }
     }
 
     /// Reads the lines of an accounts file (its text; `file` as the spec writes it).
@@ -437,11 +448,16 @@ mod tests {
         assert_eq!(a.order.len(), 3);
         assert_eq!(a.key_of("quickbooks", Some("west"), "35"), k("quickbooks", Some("west"), "35"));
         assert_eq!(a.open[&a.key_of("quickbooks", Some("west"), "35")].name, json!("West checking"));
-        // A connection the file does not know, or a transaction without one: no account.
+        // A connection the file does not know: no account; without a connection, two companies'
+        // account `35` is a guess: none.
         assert!(!a.open.contains_key(&a.key_of("quickbooks", Some("north"), "35")));
         assert!(!a.open.contains_key(&a.key_of("quickbooks", None, "35")));
         // An `@1` accounts file (no connection) still holds the account of an `@2` transaction.
         assert_eq!(a.key_of("plaid", Some("bank"), "acc1"), k("plaid", None, "acc1"));
+        // A transaction without a connection (raw Plaid records): the account of its provider
+        // and id when one connection alone has it.
+        a.read("more.jsonl", "{\"source\": \"plaid\", \"connection\": \"plaid\", \"id\": \"acc2\", \"name\": \"B\"}\n");
+        assert_eq!(a.key_of("plaid", None, "acc2"), k("plaid", Some("plaid"), "acc2"));
     }
 
     #[test]
