@@ -14,7 +14,11 @@
 //! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
 //! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice;
 //! the bundled `pipelines/quickbooks-accounts.yaml` writes the chart of accounts as canonical
-//! financial accounts (exact rows) and an account saved again with its new balance, once.
+//! financial accounts (exact rows) and an account saved again with its new balance, once;
+//! two companies whose entity ids collide, each through its own connection, write one ledger
+//! (a `jsonl` file and a PostgreSQL upsert table keyed by `connection, id`) with every row of
+//! both, `connection()` and `envelope("quickbooks.realm")` filled, and a DLQ record replayed
+//! after a mapping fix keeps its connection and company.
 
 mod common;
 
@@ -147,6 +151,7 @@ fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
     let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
     assert_eq!(rows.len() as u64, PURCHASES + DEPOSITS);
+    assert!(rows.iter().all(|r| r["connection"] == "qbo"), "the source's connection on every row");
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -596,6 +601,13 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
     let pg_url = common::pg_database("quickbooks-two-companies");
     let dir = workspace("quickbooks-two-companies");
     two_companies(&dir, &east, &west, pg_url.as_deref());
+    // The company's realm, as the sync sets it on each record, in a field of the rows.
+    let mapping = dir.join("mappings/base/quickbooks-ledger.yaml");
+    let with_realm = std::fs::read_to_string(&mapping)
+        .unwrap()
+        .replace("  source_object: DocNumber\n", "  source_object: envelope(\"quickbooks.realm\")\n");
+    assert!(with_realm.contains("envelope("));
+    std::fs::write(&mapping, with_realm).unwrap();
     connect_named(&dir, "east", EAST_REALM);
     connect_named(&dir, "west", WEST_REALM);
 
@@ -627,6 +639,10 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
         .collect();
     assert_eq!(rows.len(), 24);
     assert_eq!(got, want, "each company's purchases, each once, with its own amounts");
+    for r in &rows {
+        let realm = if r["connection"] == "east" { EAST_REALM } else { WEST_REALM };
+        assert_eq!(r["source_object"], realm, "{r}");
+    }
 
     if let Some(url) = &pg_url {
         // The upsert table (financial_transaction_v2, keyed by connection and id) holds every
@@ -654,7 +670,6 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
     );
     let second = run(&mut stderrs);
     assert_eq!((count(&second, "delivered"), count(&second, "dlq")), (0, 1), "{second}");
-    let mapping = dir.join("mappings/base/quickbooks-ledger.yaml");
     let fixed = std::fs::read_to_string(&mapping)
         .unwrap()
         .replace("  date: TxnDate\n", "  date: coalesce(TxnDate, date(\"20240131\"))\n");
@@ -673,4 +688,6 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
         "{replayed}"
     );
     assert_eq!(replayed["amount"].as_f64(), Some(-7.25));
+    // The DLQ entry keeps no envelope: the realm is the source's `realm_id`, the same value.
+    assert_eq!(replayed["source_object"], WEST_REALM, "{replayed}");
 }
