@@ -1,7 +1,8 @@
 //! Expression evaluation: the typed [`Expr`] tree over an HL7 message, loop variables bound to
 //! repetitions, group variables bound to segment group instances (paths on them read only the
 //! instance's segments), or an output document; HL7 value conversion; built-in functions; lookup tables;
-//! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]).
+//! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]);
+//! a finance record's provenance (`connection()`, `envelope(...)`: [`Provenance`]).
 //!
 //! Invariants:
 //! - Never panics and never fails: a value that cannot be converted becomes null plus a warning

@@ -11,6 +11,9 @@
 //!   state store of the pipeline are never opened. The user's `out/` is never written. The directory is removed afterwards.
 //! - Reproducible: the clock is fixed, one worker thread, and the plan hash is replaced by a
 //!   constant so run ids (and `audit_log_id`s) do not change every time a spec is edited.
+//! - A finance case's `connection` and `envelope` values become its source's own (its
+//!   connection's name, QuickBooks `realm_id`, Plaid Item), which `connection()` and
+//!   `envelope(...)` read as they read a replayed record's: nothing is fetched either way.
 //! - No real secret is read for masking: a policy that hashes or shifts dates gets the test
 //!   file's test-only `mask_key`, or the case fails with RT002 naming the missing key.
 //! - DLQ entries are reported without their raw message, ids, plan hash, time, attempts, files

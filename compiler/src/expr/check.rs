@@ -7,6 +7,9 @@
 //! - PHI classes flow through every value-preserving operation (concatenation, lookups,
 //!   templates, conversions, `if`, `coalesce`); predicates (`present`, comparisons,
 //!   `starts_with`) yield booleans that carry no class.
+//! - `connection()` and `envelope(...)` read where a finance record came from (names the spec
+//!   gives, company ids), not the record: they carry no class, and only mappings of finance
+//!   records may use them, with envelope names their input carries.
 
 use std::collections::BTreeSet;
 

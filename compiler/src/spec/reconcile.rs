@@ -16,6 +16,9 @@
 //!   output over an input without one is an error (SL461), as is naming no role (SL460), and
 //!   its input must say whose records they are (`source` or `default_source`, SL462): an
 //!   account is its provider and its id together.
+//! - An input's `connection` field (`canonical/financial-transaction@2` rows) makes a record
+//!   its connection and its id together, as the rows' key does; without it an id is the
+//!   input's (`@1` rows).
 //! - `outputs.ledger` names one database by a secret reference (a written URL is SL205) and,
 //!   per role, a table (SL220) and key columns (SL463); at least one role (SL464). Whether the
 //!   table exists and fits is the runtime's to find out (RT124): the compiler never connects.
