@@ -239,7 +239,12 @@ fn test_file(path: &Path, update: bool, text: bool) -> FileResult {
 
 /// Runs one case and compares; the outcome is returned for `--update`.
 fn run_one(file: &TestFile, plan: &Plan, case: &Case) -> (Option<Failure>, Option<Outcome>) {
-    let input = CaseInput { source: case.source.as_ref().map(|s| s.text.as_str()), bytes: &case.hl7v2 };
+    let input = CaseInput {
+        source: case.source.as_ref().map(|s| s.text.as_str()),
+        bytes: &case.hl7v2,
+        connection: case.connection.as_ref().map(|c| c.text.as_str()),
+        envelope: case.envelope.iter().map(|(n, v)| (n.text.as_str(), v.text.as_str())).collect(),
+    };
     match run_case(plan, &input, &file.clock, file.mask_key.as_deref()) {
         Err(e) => {
             let help = e.help.as_deref().map(|h| format!("\n  help: {h}")).unwrap_or_default();

@@ -307,6 +307,8 @@ fn the_ledger_pipeline_syncs_then_fetches_only_changes_with_removals_pending_to_
     assert_eq!(server.state.lock().unwrap().faults_answered, 1);
     let ledger = dir.join("out/plaid-ledger/transactions.jsonl");
     let rows = common::json_lines(&ledger);
+    // `connection: connection()`: the pipeline's name of the source's connection.
+    assert!(rows.iter().all(|r| r["connection"] == "plaid"), "{rows:?}");
     let mut expected: Vec<Value> = (1..=5).map(|n| expected_row(n, false, None)).collect();
     expected.push(expected_row(6, true, None));
     let mut owned_row = expected_row(1, false, None);
@@ -576,6 +578,7 @@ fn the_accounts_pipeline_writes_canonical_accounts_with_the_last_four_and_a_dele
     assert_eq!((delivered(&first), first["dlq"].as_u64()), (2, Some(1)), "{first}");
     let sink = dir.join("out/plaid-accounts/accounts.jsonl");
     let rows = common::json_lines(&sink);
+    assert!(rows.iter().all(|r| r["connection"] == "plaid"), "{rows:?}");
     let card_row = json!({
         "source": "plaid",
         "id": "3gE5gnRzNyfXpBK5wEEKcymJ5albGVUqg77gr",

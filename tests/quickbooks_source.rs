@@ -14,7 +14,11 @@
 //! stderr or the audit; a 400 ends the run with RT154 and the next run reads everything; a CDC
 //! answer at its 1000-entity maximum is completed through the query endpoint, nothing twice;
 //! the bundled `pipelines/quickbooks-accounts.yaml` writes the chart of accounts as canonical
-//! financial accounts (exact rows) and an account saved again with its new balance, once.
+//! financial accounts (exact rows) and an account saved again with its new balance, once;
+//! two companies whose entity ids collide, each through its own connection, write one ledger
+//! (a `jsonl` file and a PostgreSQL upsert table keyed by `connection, id`) with every row of
+//! both, `connection()` and `envelope("quickbooks.realm")` filled, and a DLQ record replayed
+//! after a mapping fix keeps its connection and company.
 
 mod common;
 
@@ -147,6 +151,7 @@ fn syncs_the_ledger_by_query_then_cdc_with_deletions_through_faults() {
     let ledger = dir.join("out/quickbooks-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
     assert_eq!(rows.len() as u64, PURCHASES + DEPOSITS);
+    assert!(rows.iter().all(|r| r["connection"] == "qbo"), "the source's connection on every row");
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -516,4 +521,173 @@ fn kill_9_mid_sync_then_a_rerun_loses_and_duplicates_nothing() {
     assert_eq!(folded(&rows), server_purchases(&server));
     assert_eq!(rows[before..].len(), 9, "each purchase once in the rerun");
     assert_eq!(count(&run_ok(&dir, &mut stderrs), "delivered"), 0);
+}
+
+/// A pipeline of two QuickBooks companies (each its own connection, authorized against its
+/// own server) into one ledger: a `jsonl` file, and a `postgres` upsert table keyed by the
+/// schema's primary key (`connection, id`) when `pg_url` is given.
+fn two_companies(dir: &Path, east: &Server, west: &Server, pg_url: Option<&str>) {
+    let connection = |name: &str, server: &Server| {
+        format!(
+            "  {name}:\n    provider: quickbooks\n    client_id: ${{QBO_CLIENT_ID}}\n    client_secret: ${{QBO_CLIENT_SECRET}}\n    token_key: ${{SLUICE_TOKEN_KEY}}\n    authorize_url: {0}/connect/oauth2\n    token_url: {0}/oauth2/v1/tokens/bearer\n    redirect_port: {1}\n",
+            server.base(),
+            common::free_port()
+        )
+    };
+    let source = |name: &str, realm: &str, server: &Server| {
+        format!(
+            "  {name}_purchases:\n    type: quickbooks\n    connection: {name}\n    realm_id: \"{realm}\"\n    entities: [Purchase]\n    base_url: {}\n",
+            server.base()
+        )
+    };
+    let map = |name: &str| {
+        format!(
+            "  {name}_ledger:\n    type: map\n    inputs: [{name}_purchases]\n    mapping: ../mappings/base/quickbooks-ledger.yaml\n"
+        )
+    };
+    let mut spec = format!(
+        "kind: pipeline\nname: two-companies\nconnections:\n{}{}sources:\n{}{}stages:\n{}{}sinks:\n  ledger:\n    type: jsonl\n    inputs: [east_ledger, west_ledger]\n    path: ../out/two/transactions.jsonl\n",
+        connection("east", east),
+        connection("west", west),
+        source("east", EAST_REALM, east),
+        source("west", WEST_REALM, west),
+        map("east"),
+        map("west"),
+    );
+    if pg_url.is_some() {
+        spec += "  warehouse:\n    type: postgres\n    inputs: [east_ledger, west_ledger]\n    url: ${TWO_COMPANIES_PG_URL}\n    write: upsert\n";
+    }
+    spec += "dlq:\n  path: ../out/two/dlq.jsonl\n  plaintext_reason: synthetic test data\nstate:\n  path: ../out/two/state.db\n";
+    std::fs::write(dir.join("pipelines/two-companies.yaml"), spec).unwrap();
+}
+
+const EAST_REALM: &str = "1111111111";
+const WEST_REALM: &str = "2222222222";
+
+fn connect_named(dir: &Path, connection: &str, realm: &str) {
+    let mut child = sluice(dir, &["connect", connection, "pipelines/two-companies.yaml", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut url = String::new();
+    stdout.read_line(&mut url).unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let page = agent.get(url.trim()).call().unwrap().body_mut().read_to_string().unwrap();
+    assert!(page.contains("Sluice is connected"), "{page}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains(&format!("realmId={realm}")), "{}", text(&out.stderr));
+}
+
+/// Each company's purchases as its ledger rows: (connection, id) -> amount.
+fn company_rows(server: &Server, connection: &str) -> std::collections::BTreeMap<(String, String), f64> {
+    server_purchases(server).into_iter().map(|(id, amount)| ((connection.to_string(), id), amount)).collect()
+}
+
+#[test]
+fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
+    let base = now() - 3 * 86_400;
+    let east = Server::start(EAST_REALM, &[("Purchase", 12)], base);
+    let west = Server::start(WEST_REALM, &[("Purchase", 12)], base);
+    // QuickBooks numbers entities per company: both companies have purchases 101..112. The
+    // west company's amounts differ, so a row of one company overwritten by the other's shows.
+    assert_eq!(east.ids("Purchase"), west.ids("Purchase"));
+    for e in west.state.lock().unwrap().entities.get_mut("Purchase").unwrap() {
+        let amount = e.body["TotalAmt"].as_f64().unwrap();
+        e.body["TotalAmt"] = serde_json::json!(amount + 1000.0);
+    }
+    let pg_url = common::pg_database("quickbooks-two-companies");
+    let dir = workspace("quickbooks-two-companies");
+    two_companies(&dir, &east, &west, pg_url.as_deref());
+    // The company's realm, as the sync sets it on each record, in a field of the rows.
+    let mapping = dir.join("mappings/base/quickbooks-ledger.yaml");
+    let with_realm = std::fs::read_to_string(&mapping)
+        .unwrap()
+        .replace("  source_object: DocNumber\n", "  source_object: envelope(\"quickbooks.realm\")\n");
+    assert!(with_realm.contains("envelope("));
+    std::fs::write(&mapping, with_realm).unwrap();
+    connect_named(&dir, "east", EAST_REALM);
+    connect_named(&dir, "west", WEST_REALM);
+
+    let mut stderrs = Vec::new();
+    let run = |stderrs: &mut Vec<String>| {
+        let mut c = sluice(&dir, &["run", "pipelines/two-companies.yaml", "--summary", "json"]);
+        if let Some(url) = &pg_url {
+            c.env("TWO_COMPANIES_PG_URL", url);
+        }
+        let out = c.output().unwrap();
+        stderrs.push(text(&out.stderr));
+        assert!(out.status.success(), "run failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+        serde_json::from_str::<serde_json::Value>(text(&out.stdout).trim()).unwrap()
+    };
+    let summary = run(&mut stderrs);
+    assert_eq!(summary["balanced"], true, "{summary}");
+    assert_eq!(count(&summary, "delivered"), 24, "{summary}");
+
+    let mut want = company_rows(&east, "east");
+    want.extend(company_rows(&west, "west"));
+    assert_eq!(want.len(), 24, "the same 12 ids in each company, told apart by connection");
+    let rows = json_lines(&dir.join("out/two/transactions.jsonl"));
+    let got: std::collections::BTreeMap<(String, String), f64> = rows
+        .iter()
+        .map(|r| {
+            let key = (r["connection"].as_str().unwrap().to_string(), r["id"].as_str().unwrap().to_string());
+            (key, r["amount"].as_f64().unwrap())
+        })
+        .collect();
+    assert_eq!(rows.len(), 24);
+    assert_eq!(got, want, "each company's purchases, each once, with its own amounts");
+    for r in &rows {
+        let realm = if r["connection"] == "east" { EAST_REALM } else { WEST_REALM };
+        assert_eq!(r["source_object"], realm, "{r}");
+    }
+
+    if let Some(url) = &pg_url {
+        // The upsert table (financial_transaction_v2, keyed by connection and id) holds every
+        // row of both companies: none overwrote another.
+        let table = common::pg_rows(url, "SELECT connection, id, amount::text FROM financial_transaction_v2");
+        let in_table: std::collections::BTreeMap<(String, String), f64> = table
+            .into_iter()
+            .map(|r| ((r[0].clone().unwrap(), r[1].clone().unwrap()), r[2].as_deref().unwrap().parse().unwrap()))
+            .collect();
+        assert_eq!(in_table, want);
+        let key = common::pg_rows(
+            url,
+            "SELECT string_agg(a.attname, ',' ORDER BY array_position(i.indkey, a.attnum)) FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'financial_transaction_v2'::regclass AND i.indisprimary",
+        );
+        assert_eq!(key[0][0].as_deref(), Some("connection,id"));
+    }
+
+    // A purchase of the west company the mapping cannot take (no `TxnDate`: the required `date`
+    // is empty) goes to the DLQ; replayed after the mapping is fixed, its row still says
+    // `west`: `connection()` is the source's, which the DLQ entry names.
+    west.add_raw(
+        "Purchase",
+        serde_json::json!({"AccountRef": {"value": "35"}, "CurrencyRef": {"value": "USD"}, "PaymentType": "Cash", "TotalAmt": 7.25}),
+        now() - 60,
+    );
+    let second = run(&mut stderrs);
+    assert_eq!((count(&second, "delivered"), count(&second, "dlq")), (0, 1), "{second}");
+    let fixed = std::fs::read_to_string(&mapping)
+        .unwrap()
+        .replace("  date: TxnDate\n", "  date: coalesce(TxnDate, date(\"20240131\"))\n");
+    std::fs::write(&mapping, fixed).unwrap();
+    let mut replay = sluice(&dir, &["dlq", "replay", "pipelines/two-companies.yaml", "--summary", "json"]);
+    if let Some(url) = &pg_url {
+        replay.env("TWO_COMPANIES_PG_URL", url);
+    }
+    let out = replay.output().unwrap();
+    assert!(out.status.success(), "replay failed: {}\n{}", text(&out.stdout), text(&out.stderr));
+    let rows = json_lines(&dir.join("out/two/transactions.jsonl"));
+    let replayed = rows.last().unwrap();
+    assert_eq!(
+        (replayed["connection"].as_str(), replayed["date"].as_str()),
+        (Some("west"), Some("2024-01-31")),
+        "{replayed}"
+    );
+    assert_eq!(replayed["amount"].as_f64(), Some(-7.25));
+    // The DLQ entry keeps no envelope: the realm is the source's `realm_id`, the same value.
+    assert_eq!(replayed["source_object"], WEST_REALM, "{replayed}");
 }

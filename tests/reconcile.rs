@@ -613,6 +613,85 @@ fn statements_match_accounts_by_provider_and_id() {
     assert_eq!(docs[2]["transactions"].as_array().unwrap().len(), 1);
 }
 
+#[test]
+fn version_2_rows_are_told_apart_by_their_connection() {
+    let dir = common::workspace("reconcile-statements-connections");
+    // The accounts as `canonical/financial-account@2` rows of the connection `plaid`, and a
+    // second login (`plaid_west`) with an account of the same id and its own balance.
+    let accounts = dir.join("examples/reconcile/data/bank-accounts.jsonl");
+    let mut rows: Vec<serde_json::Value> = jsonl(&accounts);
+    for r in &mut rows {
+        r["connection"] = serde_json::json!("plaid");
+    }
+    let mut west = rows[0].clone();
+    west["connection"] = serde_json::json!("plaid_west");
+    west["balance"] = serde_json::json!(12.0);
+    rows.push(west);
+    let body: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&accounts, &body).unwrap();
+    let spec = dir.join(SPEC);
+    let text_of = std::fs::read_to_string(&spec).unwrap();
+
+    // Raw Plaid transactions (no connection) cannot say which login's account they are: two
+    // logins have `acc_demo_checking`, so those are unassigned, none guessed.
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    let unassigned = jsonl(&dir.join("out/reconcile/unassigned.jsonl"));
+    assert!(!unassigned.is_empty() && unassigned.iter().all(|u| u["reason"] == "account_unknown"), "{unassigned:?}");
+
+    // The transactions as read through `plaid`, one of them again through `plaid_west` with
+    // the same id: with `connection: connection`, it is no duplicate, and each lands in the
+    // document of its own login's account.
+    let bank = dir.join("examples/reconcile/data/bank-transactions.jsonl");
+    // Lines that are not JSON (the example has a cut-off one) stay as they are.
+    let mut lines: Vec<String> = std::fs::read_to_string(&bank)
+        .unwrap()
+        .lines()
+        .map(|l| match serde_json::from_str::<serde_json::Value>(l) {
+            Ok(mut v) => {
+                v["connection"] = serde_json::json!("plaid");
+                v.to_string()
+            }
+            Err(_) => l.to_string(),
+        })
+        .collect();
+    let tx_13 = lines.iter().find(|l| l.contains("\"transaction_id\":\"tx_13\"")).unwrap();
+    lines.push(tx_13.replace("\"connection\":\"plaid\"", "\"connection\":\"plaid_west\""));
+    std::fs::write(&bank, lines.join("\n") + "\n").unwrap();
+    let with_field =
+        text_of.replacen("    default_source: plaid ", "    connection: connection\n    default_source: plaid ", 1);
+    assert_ne!(text_of, with_field);
+    std::fs::write(&spec, &with_field).unwrap();
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(jsonl(&dir.join("out/reconcile/unassigned.jsonl")).is_empty());
+    let docs = jsonl(&dir.join("out/reconcile/statements.jsonl"));
+    let heads: Vec<(String, String, f64, usize)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["connection"].as_str().unwrap().to_string(),
+                d["account"]["id"].as_str().unwrap().to_string(),
+                d["account"]["balance"].as_f64().unwrap(),
+                d["transactions"].as_array().unwrap().len(),
+            )
+        })
+        .collect();
+    let h = |c: &str, id: &str, balance: f64, n: usize| (c.to_string(), id.to_string(), balance, n);
+    assert_eq!(
+        heads,
+        [
+            h("plaid", "acc_demo_checking", 5230.75, 11),
+            h("plaid", "acc_demo_savings", 20000.0, 0),
+            h("plaid_west", "acc_demo_checking", 12.0, 1),
+        ]
+    );
+    let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
+    let tx_13: Vec<&serde_json::Value> = review.iter().filter(|r| r.to_string().contains("\"tx_13\"")).collect();
+    assert!(tx_13.iter().all(|r| r["reason"] != "duplicate"), "{tx_13:?}");
+    assert!(review.iter().any(|r| r.to_string().contains("\"connection\":\"plaid_west\"")), "{review:?}");
+}
+
 /// Outputs whose names differ only by their extension are staged apart: both end up whole.
 #[test]
 fn outputs_that_differ_by_extension_only_are_both_written() {

@@ -93,6 +93,8 @@ fn syncs_the_ledger_incrementally_through_faults_with_bad_objects_in_the_dlq() {
     let ledger = dir.join("out/stripe-ledger/transactions.jsonl");
     let rows = json_lines(&ledger);
     assert_eq!(rows.len(), COUNT as usize);
+    // `connection: connection()`: the pipeline's name of the Stripe account's connection.
+    assert!(rows.iter().all(|r| r["connection"] == "stripe_us"), "{rows:?}");
     let mut ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
     ids.sort_unstable();
     ids.dedup();

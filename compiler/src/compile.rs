@@ -731,6 +731,7 @@ impl Compiler {
         let sources = names(&|k| matches!(k, ComponentKind::Source(_)));
         let mut ok = true;
         for case in &file.cases {
+            ok &= self.case_provenance(&plan, case);
             let unknown = case
                 .expect
                 .outputs
@@ -754,6 +755,59 @@ impl Compiler {
             }
         }
         ok.then_some((file, plan))
+    }
+
+    /// SL475: a case's `input.connection` and `input.envelope` fit the source it feeds (a
+    /// finance source, with the envelope names its records carry). True when they do.
+    fn case_provenance(&mut self, plan: &Plan, case: &test_spec::Case) -> bool {
+        if case.connection.is_none() && case.envelope.is_empty() {
+            return true;
+        }
+        let source = plan.components.iter().find_map(|c| match &c.kind {
+            ComponentKind::Source(s) if case.source.as_ref().is_none_or(|n| n.text == c.name) => Some(s),
+            _ => None,
+        });
+        let allowed: Option<&[&str]> = match source {
+            Some(s) if s.quickbooks.is_some() => Some(&[sluice_finance::QUICKBOOKS_REALM]),
+            Some(s) if s.plaid.is_some() => Some(&[sluice_finance::PLAID_ITEM]),
+            Some(s) if s.stripe.is_some() => Some(&[]),
+            _ => None,
+        };
+        let mut ok = true;
+        let Some(allowed) = allowed else {
+            let at = case.connection.iter().map(|c| c.span).chain(case.envelope.iter().map(|(n, _)| n.span));
+            for span in at {
+                ok = false;
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::TEST_PROVENANCE,
+                        "this case's records do not come from a `stripe`, `plaid` or `quickbooks` source",
+                    )
+                    .label(span, "no finance source reads them")
+                    .help("remove `connection` and `envelope`: only finance records carry them"),
+                );
+            }
+            return ok;
+        };
+        for (name, _) in &case.envelope {
+            if allowed.contains(&name.text.as_str()) {
+                continue;
+            }
+            ok = false;
+            let d = Diagnostic::error(
+                codes::TEST_PROVENANCE,
+                format!("this case's records carry no envelope value `{}`", name.text),
+            )
+            .label(name.span, "not set by their source");
+            self.diags.push(match allowed {
+                [] => d.help("Stripe records carry no envelope value: give the account with `connection`"),
+                _ => d.help(format!(
+                    "their source sets: {}",
+                    allowed.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                )),
+            });
+        }
+        ok
     }
 
     /// Compiles a pipeline file into a plan (None when there are errors).

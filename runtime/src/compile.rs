@@ -59,6 +59,37 @@ pub struct Compiled<'p> {
     pub dlq_key: Option<crate::dlq::DlqKey>,
     /// Clients of the object-store sources and sinks (none for a plan without any).
     pub stores: crate::object_stores::Stores,
+    /// Per component: what `connection()` and `envelope(...)` read for the records of a finance
+    /// source (`None` for any other component).
+    pub provenance: Vec<Option<SourceProvenance>>,
+}
+
+/// A finance source's provenance, from its plan: its connection's name, and the envelope
+/// values fixed for all its records. A record's own envelope (what the sync set) comes first;
+/// these stand in for a record that has none, as one a DLQ replay or `sluice test` feeds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SourceProvenance {
+    pub connection: String,
+    pub fixed: Vec<(&'static str, String)>,
+}
+
+impl SourceProvenance {
+    /// The provenance of a `stripe`, `plaid` or `quickbooks` source (`None` for other sources).
+    /// A Plaid source's Item is fixed only when it reads one Item.
+    pub fn of(source: &sluice_compiler::plan::SourcePlan) -> Option<SourceProvenance> {
+        if let Some(q) = &source.quickbooks {
+            let fixed = vec![(sluice_finance::QUICKBOOKS_REALM, q.realm_id.clone())];
+            return Some(SourceProvenance { connection: q.connection.clone(), fixed });
+        }
+        if let Some(p) = &source.plaid {
+            let fixed = match p.items.as_slice() {
+                [one] => vec![(sluice_finance::PLAID_ITEM, one.name.clone())],
+                _ => Vec::new(),
+            };
+            return Some(SourceProvenance { connection: p.connection.clone(), fixed });
+        }
+        source.stripe.as_ref().map(|s| SourceProvenance { connection: s.connection.clone(), fixed: Vec::new() })
+    }
 }
 
 /// Whether a map stage of the plan reads a FHIR path through `resolve()` (its runtime form keeps
@@ -242,6 +273,14 @@ impl<'p> Compiled<'p> {
             names: plan.components.iter().map(|c| Arc::from(c.name.as_str())).collect(),
             dlq_key,
             stores: crate::object_stores::Stores::new(plan)?,
+            provenance: plan
+                .components
+                .iter()
+                .map(|c| match &c.kind {
+                    ComponentKind::Source(s) => SourceProvenance::of(s),
+                    _ => None,
+                })
+                .collect(),
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Expression evaluation: the typed [`Expr`] tree over an HL7 message, loop variables bound to
 //! repetitions, group variables bound to segment group instances (paths on them read only the
 //! instance's segments), or an output document; HL7 value conversion; built-in functions; lookup tables;
-//! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]).
+//! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]);
+//! a finance record's provenance (`connection()`, `envelope(...)`: [`Provenance`]).
 //!
 //! Invariants:
 //! - Never panics and never fails: a value that cannot be converted becomes null plus a warning
@@ -236,6 +237,27 @@ pub struct Scope<'a> {
     /// The X12 loop occurrence bound by a list's `each: loop(ID)` (an instance of `x12`):
     /// paths through that loop read it.
     pub x12_at: Option<usize>,
+    /// Where a finance record came from, for `connection()` and `envelope(...)`.
+    pub provenance: Option<Provenance<'a>>,
+}
+
+/// Where a finance record came from: its source's provenance (from the plan) and the envelope
+/// the sync set on the record, if any (none after a DLQ replay or in `sluice test`).
+#[derive(Clone, Copy)]
+pub struct Provenance<'a> {
+    pub source: &'a crate::compile::SourceProvenance,
+    pub bus: Option<&'a crate::record::BusMeta>,
+}
+
+impl Provenance<'_> {
+    /// The value of envelope `name`: the record's own, else the one its source fixes.
+    fn envelope(&self, name: &str) -> Option<String> {
+        let own = self.bus.and_then(|b| b.headers.iter().find(|(k, _)| k == name)).and_then(|(_, v)| v.as_deref());
+        match own {
+            Some(v) => std::str::from_utf8(v).ok().map(str::to_string),
+            None => self.source.fixed.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone()),
+        }
+    }
 }
 
 impl<'a> Scope<'a> {
@@ -261,6 +283,7 @@ impl<'a> Scope<'a> {
             bundle: None,
             x12: None,
             x12_at: None,
+            provenance: None,
         }
     }
 
@@ -574,6 +597,13 @@ impl<'a> Scope<'a> {
                 },
                 other => other,
             }),
+            Function::Connection => self.provenance.map_or(Val::Null, |p| Val::Str(p.source.connection.clone())),
+            Function::Envelope => match (self.provenance, args.first()) {
+                (Some(p), Some(Expr::Lit { value: Literal::Str(name) })) => {
+                    p.envelope(name).map_or(Val::Null, Val::Str)
+                }
+                _ => Val::Null,
+            },
             Function::MinorUnits => {
                 let currency = arg(1, warnings).text();
                 map_scalars(arg(0, warnings), &mut |v| match (v, currency.as_deref()) {
@@ -907,6 +937,42 @@ mod tests {
         tables.insert("sex".into(), HashMap::from([("M".into(), "male".into())]));
         let scope = Scope::root(&prepared, Some(&msg), None, Some(&tables), "-05:00", "out.f");
         f(&scope)
+    }
+
+    #[test]
+    fn connection_and_envelope_read_the_record_then_its_source() {
+        let connection = Expr::Call { function: Function::Connection, args: Vec::new() };
+        let realm = Expr::Call { function: Function::Envelope, args: vec![lit("quickbooks.realm")] };
+        let item = Expr::Call { function: Function::Envelope, args: vec![lit("plaid.item")] };
+        let source = crate::compile::SourceProvenance {
+            connection: "qbo-east".into(),
+            fixed: vec![("quickbooks.realm", "1111".into())],
+        };
+        let synced = crate::record::BusMeta {
+            headers: vec![("quickbooks.realm".into(), Some(b"2222".to_vec()))],
+            ..Default::default()
+        };
+        with_scope(&[&connection, &realm, &item], |s| {
+            let mut w = Vec::new();
+            // Not a finance record: nothing to read.
+            assert_eq!(s.eval(&connection, &mut w), Val::Null);
+            assert_eq!(s.eval(&realm, &mut w), Val::Null);
+            // What the sync set on the record comes first.
+            let provenance = Some(Provenance { source: &source, bus: Some(&synced) });
+            let from_sync = Scope { provenance, vars: Vec::new(), groups: Vec::new(), ..*s };
+            assert_eq!(from_sync.eval(&connection, &mut w), Val::Str("qbo-east".into()));
+            assert_eq!(from_sync.eval(&realm, &mut w), Val::Str("2222".into()));
+            assert_eq!(from_sync.eval(&item, &mut w), Val::Null);
+            // A replayed record has no envelope: its source's value stands in.
+            let replayed = Scope {
+                provenance: Some(Provenance { source: &source, bus: None }),
+                vars: Vec::new(),
+                groups: Vec::new(),
+                ..*s
+            };
+            assert_eq!(replayed.eval(&realm, &mut w), Val::Str("1111".into()));
+            assert!(w.is_empty());
+        });
     }
 
     #[test]

@@ -359,6 +359,13 @@ impl Ctx<'_, '_> {
         }
     }
 
+    /// The provenance of the finance source a record came from, for `connection()` and
+    /// `envelope(...)`; found by the record's source, so a replayed record has it too.
+    fn provenance_of(&self, rec: &Record) -> Option<&crate::compile::SourceProvenance> {
+        let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
+        self.c.provenance[source].as_ref()
+    }
+
     /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
     fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
         let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
@@ -396,7 +403,9 @@ impl Ctx<'_, '_> {
             (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
             (ComponentKind::Map(m), Prep::Map(t)) => {
                 let bundle = self.bundle_of(&rec);
-                stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec, bundle.as_deref())
+                let provenance = self.provenance_of(&rec);
+                let input = stages::map::Origin { bundle: bundle.as_deref(), provenance };
+                stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec, input)
             }
             (ComponentKind::Mask(m), Prep::Mask(keys)) => stages::mask::run(m, keys, rec),
             (ComponentKind::Filter(f), _) => stages::route::filter(name, f, &c.prepared, rec),

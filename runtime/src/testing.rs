@@ -11,6 +11,9 @@
 //!   state store of the pipeline are never opened. The user's `out/` is never written. The directory is removed afterwards.
 //! - Reproducible: the clock is fixed, one worker thread, and the plan hash is replaced by a
 //!   constant so run ids (and `audit_log_id`s) do not change every time a spec is edited.
+//! - A finance case's `connection` and `envelope` values become its source's own (its
+//!   connection's name, QuickBooks `realm_id`, Plaid Item), which `connection()` and
+//!   `envelope(...)` read as they read a replayed record's: nothing is fetched either way.
 //! - No real secret is read for masking: a policy that hashes or shifts dates gets the test
 //!   file's test-only `mask_key`, or the case fails with RT002 naming the missing key.
 //! - DLQ entries are reported without their raw message, ids, plan hash, time, attempts, files
@@ -49,6 +52,11 @@ pub struct Outcome {
 pub struct CaseInput<'a> {
     pub source: Option<&'a str>,
     pub bytes: &'a [u8],
+    /// The connection name the finance records were read through (`connection()`); `None`:
+    /// the source's own.
+    pub connection: Option<&'a str>,
+    /// Envelope values the finance records carry (`envelope(...)`), in place of the source's.
+    pub envelope: Vec<(&'a str, &'a str)>,
 }
 
 /// Runs `input` through `plan` in a temporary directory and returns what came out.
@@ -74,6 +82,53 @@ pub fn run_case(plan: &Plan, input: &CaseInput<'_>, clock: &str, mask_key: Optio
         })
         .collect();
     Ok(outcome)
+}
+
+/// Source `i` reads the file of the case's messages (`bytes`; empty for the other sources).
+fn read_case_file(
+    s: &mut sluice_compiler::plan::SourcePlan,
+    dir: &Path,
+    i: usize,
+    bytes: &[u8],
+) -> Result<(), RunError> {
+    // A `stripe` source keeps its plan (its records are read as Stripe objects, one a line)
+    // but reads the file: nothing is fetched.
+    let ext = if s.stripe.is_some() { "jsonl" } else { "hl7" };
+    let file = dir.join(format!("input-{i}.{ext}"));
+    std::fs::write(&file, bytes).map_err(|e| RunError::io("write", &file, &e))?;
+    s.kind = "files".into();
+    s.mllp = None;
+    s.paths = vec![path_text(&file)];
+    Ok(())
+}
+
+/// The case's `connection` and `envelope` values become the finance source's own, as if it had
+/// read the records through that connection, company or Item (the compiler checked the names
+/// fit the source, SL475).
+fn given_provenance(s: &mut sluice_compiler::plan::SourcePlan, input: &CaseInput<'_>) {
+    if let Some(name) = input.connection {
+        if let Some(q) = s.quickbooks.as_mut() {
+            q.connection = name.to_string();
+        }
+        if let Some(p) = s.plaid.as_mut() {
+            p.connection = name.to_string();
+        }
+        if let Some(st) = s.stripe.as_mut() {
+            st.connection = name.to_string();
+        }
+    }
+    for (name, value) in &input.envelope {
+        match (*name, s.quickbooks.as_mut(), s.plaid.as_mut()) {
+            (sluice_finance::QUICKBOOKS_REALM, Some(q), _) => q.realm_id = value.to_string(),
+            (sluice_finance::PLAID_ITEM, _, Some(p)) => {
+                p.items = vec![sluice_compiler::plaid::PlaidItemPlan {
+                    name: value.to_string(),
+                    access_token: String::new(),
+                }];
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A copy of `plan` that reads the case's messages and writes only into `dir`.
@@ -103,17 +158,11 @@ fn isolate(plan: &Plan, input: &CaseInput<'_>, dir: &Path, mask_key: Option<&str
     };
     for (i, comp) in plan.components.iter_mut().enumerate() {
         match &mut comp.kind {
-            ComponentKind::Source(s) => {
-                // A `stripe` source keeps its plan (its records are read as Stripe objects,
-                // one a line) but reads the file: nothing is fetched.
-                let ext = if s.stripe.is_some() { "jsonl" } else { "hl7" };
-                let file = dir.join(format!("input-{i}.{ext}"));
-                let bytes = if i == chosen { input.bytes } else { &[] };
-                std::fs::write(&file, bytes).map_err(|e| RunError::io("write", &file, &e))?;
-                s.kind = "files".into();
-                s.mllp = None;
-                s.paths = vec![path_text(&file)];
+            ComponentKind::Source(s) if i == chosen => {
+                given_provenance(s, input);
+                read_case_file(s, dir, i, input.bytes)?;
             }
+            ComponentKind::Source(s) => read_case_file(s, dir, i, &[])?,
             ComponentKind::Sink(s) => {
                 s.kind = "jsonl".into();
                 s.http = None;

@@ -142,6 +142,12 @@ pub enum Function {
     MinorUnits,
     /// `negate(number)`: the number with its sign turned (Plaid writes money out positive).
     Negate,
+    /// `connection()`: the `connection:` name of the finance source the record came from
+    /// (configuration, not data: it carries no PHI class).
+    Connection,
+    /// `envelope("quickbooks.realm")`: a provenance value the finance source set on the record
+    /// (its one argument is a literal name the compiler checked against the mapping's input).
+    Envelope,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,7 +184,7 @@ impl BinaryOp {
 impl Function {
     /// Every built-in function called by its name (`lookup`, `template` and `classify` are
     /// checked on their own).
-    pub const ALL: [Function; 18] = [
+    pub const ALL: [Function; 20] = [
         Function::Date,
         Function::Datetime,
         Function::Coalesce,
@@ -197,6 +203,8 @@ impl Function {
         Function::UnixDatetime,
         Function::MinorUnits,
         Function::Negate,
+        Function::Connection,
+        Function::Envelope,
     ];
 
     /// The function a spec names, if any.
@@ -225,6 +233,8 @@ impl Function {
             Function::UnixDatetime => "unix_datetime",
             Function::MinorUnits => "minor_units",
             Function::Negate => "negate",
+            Function::Connection => "connection",
+            Function::Envelope => "envelope",
         }
     }
 }

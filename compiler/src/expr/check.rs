@@ -7,6 +7,9 @@
 //! - PHI classes flow through every value-preserving operation (concatenation, lookups,
 //!   templates, conversions, `if`, `coalesce`); predicates (`present`, comparisons,
 //!   `starts_with`) yield booleans that carry no class.
+//! - `connection()` and `envelope(...)` read where a finance record came from (names the spec
+//!   gives, company ids), not the record: they carry no class, and only mappings of finance
+//!   records may use them, with envelope names their input carries.
 
 use std::collections::BTreeSet;
 
@@ -107,6 +110,16 @@ pub const FUNCTIONS: &[(&str, &str, &str)] = &[
         "negate",
         "negate(number) -> type of number",
         "The number with its sign turned (`12.50` -> `-12.50`, `-3` -> `3`): for providers whose sign is the other way round, such as Plaid's (positive is money out).",
+    ),
+    (
+        "connection",
+        "connection() -> string",
+        "The `connection:` name of the `stripe`, `plaid` or `quickbooks` source the record was read from: which company, login or account it belongs to. Configuration, not data: no PHI class.",
+    ),
+    (
+        "envelope",
+        "envelope(\"name\") -> string",
+        "A provenance value the finance source set on the record: `quickbooks.realm` (the company's `realm_id`) for QuickBooks input, `plaid.item` (the Item's `name`) for Plaid input. No PHI class.",
     ),
     ("lookup", "lookup(value, table, default=value) -> string", "Looks the value up in a code table of the mapping."),
     (
@@ -530,6 +543,7 @@ fn check_call(
     env: &Env,
 ) -> Option<Typed> {
     let function = match (Function::by_name(name), name) {
+        (Some(f @ (Function::Connection | Function::Envelope)), _) => return check_provenance(cx, f, args, syn, env),
         (Some(f), _) => f,
         (None, "lookup") => return check_lookup(cx, args, syn, env),
         (None, "template") => return check_template(cx, args, syn, env),
@@ -564,7 +578,9 @@ fn check_call(
         | Function::Decimal
         | Function::UnixDate
         | Function::UnixDatetime
-        | Function::Negate => (1, 1),
+        | Function::Negate
+        | Function::Envelope => (1, 1),
+        Function::Connection => (0, 0),
         Function::StartsWith | Function::Join | Function::Contains | Function::MinorUnits => (2, 2),
         Function::If => (3, 3),
         Function::Coalesce => (2, usize::MAX),
@@ -631,6 +647,8 @@ fn check_call(
             }
             (if ty == ValueType::Integer { ValueType::Integer } else { ValueType::Decimal }, union(&refs))
         }
+        // Checked by `check_provenance`.
+        Function::Connection | Function::Envelope => (ValueType::String, BTreeSet::new()),
         Function::MinorUnits => {
             expect_type(
                 cx,
@@ -662,6 +680,93 @@ fn check_call(
         multi: false,
         classes,
     })
+}
+
+/// The `envelope(name)` names a mapping of `scope`'s records may read; `None` when its records
+/// do not come from a finance source. Only values fixed per source and kept through a DLQ replay
+/// are offered (`crate::codes::ENVELOPE_NAME` says why the others are not).
+pub fn envelope_names(scope: &Scope) -> Option<&'static [&'static str]> {
+    match scope {
+        Scope::QuickBooks(_) => Some(&[sluice_finance::QUICKBOOKS_REALM]),
+        Scope::Plaid(_) => Some(&[sluice_finance::PLAID_ITEM]),
+        Scope::Stripe(_) => Some(&[]),
+        _ => None,
+    }
+}
+
+/// `connection()` and `envelope("name")`: provenance of a finance record, text without a PHI
+/// class (names the spec gives and ids of companies, not data about people).
+fn check_provenance(cx: &mut ExprCx, function: Function, args: &[Arg], syn: &Syn, env: &Env) -> Option<Typed> {
+    let name = function.name();
+    let Some(allowed) = envelope_names(&env.scope) else {
+        let records = match env.scope {
+            Scope::Hl7(_) => "HL7 v2 messages",
+            Scope::Fhir(_) => "FHIR resources",
+            Scope::X12(_) => "X12 transaction sets",
+            _ => "already mapped",
+        };
+        return cx.error(
+            Diagnostic::error(
+                codes::PROVENANCE_INPUT,
+                format!("`{}` reads where a finance record came from, but records here are {records}", match function {
+                    Function::Connection => "connection()",
+                    _ => "envelope(...)",
+                }),
+            )
+            .label(cx.span(&syn.span), "no finance source here")
+            .help(if matches!(env.scope, Scope::Output(_)) {
+                "map the value to an output field in the finance mapping (`connection: connection()`) and read that field here (`connection`)"
+            } else {
+                "only mappings with a `stripe/...`, `plaid/...` or `quickbooks/...` input read `connection()` and `envelope(...)`"
+            }),
+        );
+    };
+    if let Some(named) = args.iter().find_map(|a| a.name.as_ref()) {
+        return wrong_args(cx, syn, name, format!("`{name}` takes no named argument `{}`", named.0));
+    }
+    let arguments = match function {
+        Function::Connection => 0,
+        _ => 1,
+    };
+    if args.len() != arguments {
+        return wrong_args(cx, syn, name, format!("`{name}` takes {arguments} argument(s), found {}", args.len()));
+    }
+    let mut typed = Vec::new();
+    if function == Function::Envelope {
+        let arg = &args[0].value;
+        let listed = || {
+            if allowed.is_empty() {
+                "Stripe records carry no envelope value: the Stripe account is the connection, read it with `connection()`"
+                    .to_string()
+            } else {
+                format!(
+                    "records of this input carry: {}",
+                    allowed.iter().map(|n| format!("`\"{n}\"`")).collect::<Vec<_>>().join(", ")
+                )
+            }
+        };
+        let SynKind::Str(header) = &arg.kind else {
+            return cx.error(
+                Diagnostic::error(codes::ENVELOPE_NAME, "`envelope` needs the name as a string literal")
+                    .label(cx.span(&arg.span), "not a string literal")
+                    .help(listed()),
+            );
+        };
+        if !allowed.contains(&header.as_str()) {
+            let d = Diagnostic::error(
+                codes::ENVELOPE_NAME,
+                format!("records of this mapping's input carry no envelope value `{header}`"),
+            )
+            .label(cx.span(&arg.span), "not set by this input's source");
+            let d = match did_you_mean(header, allowed.iter().copied()) {
+                Some(best) => d.help(format!("did you mean `\"{best}\"`? {}", listed())),
+                None => d.help(listed()),
+            };
+            return cx.error(d);
+        }
+        typed.push(Expr::Lit { value: Literal::Str(header.clone()) });
+    }
+    Some(Typed::new(Expr::Call { function, args: typed }, ValueType::String))
 }
 
 fn check_lookup(cx: &mut ExprCx, args: &[Arg], syn: &Syn, env: &Env) -> Option<Typed> {
@@ -809,4 +914,78 @@ pub fn check_fits(diags: &mut Diagnostics, t: &Typed, target: &ValueType, span: 
     }
     diags.push(d);
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFile;
+
+    /// Checks `text` in `scope`: the typed expression, or the codes of its diagnostics.
+    fn checked(text: &str, scope: Scope) -> Result<Typed, Vec<&'static str>> {
+        let mut sources = SourceMap::default();
+        let file = sources.add(SourceFile::new(std::path::Path::new("m.yaml"), text.to_string()));
+        let mut diags = Diagnostics::default();
+        let env = Env { scope, vars: Vec::new(), tables: Vec::new() };
+        let typed = check_text(&sources, &mut diags, text, Span::new(file, 0, text.len()), &env);
+        match typed {
+            Some(t) if diags.items().is_empty() => Ok(t),
+            _ => Err(diags.items().iter().map(|d| d.code.code).collect()),
+        }
+    }
+
+    const QUICKBOOKS: Scope = Scope::QuickBooks(crate::quickbooks::QuickBooksEnv { entity: "Purchase" });
+    const PLAID: Scope = Scope::Plaid(crate::plaid::PlaidEnv { object: "transaction" });
+    const STRIPE: Scope = Scope::Stripe(crate::stripe::StripeEnv { object: "balance_transaction" });
+
+    #[test]
+    fn connection_and_envelope_are_text_without_a_phi_class_in_finance_mappings() {
+        for scope in [QUICKBOOKS, PLAID, STRIPE] {
+            let t = checked("connection()", scope).unwrap();
+            assert_eq!((t.ty, t.multi, t.classes.is_empty()), (ValueType::String, false, true));
+            assert_eq!(t.expr, Expr::Call { function: Function::Connection, args: Vec::new() });
+        }
+        let realm = checked("envelope(\"quickbooks.realm\")", QUICKBOOKS).unwrap();
+        assert_eq!(
+            realm.expr,
+            Expr::Call {
+                function: Function::Envelope,
+                args: vec![Expr::Lit { value: Literal::Str("quickbooks.realm".into()) }]
+            }
+        );
+        assert_eq!(realm.ty, ValueType::String);
+        assert_eq!(checked("envelope(\"plaid.item\")", PLAID).unwrap().ty, ValueType::String);
+        // Joined with a payee's name, the value carries the name's class only.
+        let joined = checked("concat(connection(), \"/\", EntityRef.name)", QUICKBOOKS).unwrap();
+        assert_eq!(joined.classes.into_iter().collect::<Vec<_>>(), vec![PhiClass::Name]);
+        assert_eq!(
+            format!("{}", checked("concat(connection(), envelope(\"quickbooks.realm\"))", QUICKBOOKS).unwrap().expr),
+            "concat(connection(), envelope(\"quickbooks.realm\"))"
+        );
+    }
+
+    #[test]
+    fn envelope_names_are_checked_per_input() {
+        assert_eq!(checked("envelope(\"plaid.item\")", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope(\"quickbooks.realm\")", PLAID).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope(\"stripe.list\")", STRIPE).unwrap_err(), ["SL474"]);
+        // Per-delivery values are not offered: a replayed record could not give them.
+        assert_eq!(checked("envelope(\"quickbooks.sync_token\")", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        // The name must be a literal, to be checked.
+        assert_eq!(checked("envelope(Id)", QUICKBOOKS).unwrap_err(), ["SL474"]);
+        assert_eq!(checked("envelope()", QUICKBOOKS).unwrap_err(), ["SL504"]);
+        assert_eq!(checked("connection(\"qbo\")", QUICKBOOKS).unwrap_err(), ["SL504"]);
+    }
+
+    #[test]
+    fn records_not_from_a_finance_source_have_no_provenance() {
+        let output = Scope::Output(sluice_canonical::schema("canonical/financial-transaction@2").unwrap());
+        let fhir = Scope::Fhir(crate::fhir::FhirEnv { resource_type: "Patient" });
+        for scope in [output, fhir] {
+            assert_eq!(checked("connection()", scope).unwrap_err(), ["SL473"]);
+            assert_eq!(checked("envelope(\"quickbooks.realm\")", scope).unwrap_err(), ["SL473"]);
+        }
+        // After a map stage the connection is an output field, read by its name.
+        assert_eq!(checked("connection", output).unwrap().ty, ValueType::String);
+    }
 }

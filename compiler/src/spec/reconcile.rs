@@ -16,6 +16,9 @@
 //!   output over an input without one is an error (SL461), as is naming no role (SL460), and
 //!   its input must say whose records they are (`source` or `default_source`, SL462): an
 //!   account is its provider and its id together.
+//! - An input's `connection` field (`canonical/financial-transaction@2` rows) makes a record
+//!   its connection and its id together, as the rows' key does; without it an id is the
+//!   input's (`@1` rows).
 //! - `outputs.ledger` names one database by a secret reference (a written URL is SL205) and,
 //!   per role, a table (SL220) and key columns (SL463); at least one role (SL464). Whether the
 //!   table exists and fits is the runtime's to find out (RT124): the compiler never connects.
@@ -87,6 +90,12 @@ pub struct InputPlan {
     pub source: Option<String>,
     /// The provider of records without a `source` value (raw Plaid transactions: `plaid`).
     pub default_source: Option<String>,
+    /// Field with the connection the record was read through (`connection` of
+    /// `canonical/financial-transaction@2` rows): ids are unique within a connection only, so
+    /// with it a record is its connection and its id together (duplicates, `supersedes`,
+    /// `reverses`), and its account is found by provider, connection and account id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<String>,
 }
 
 /// One rung of the matching ladder.
@@ -272,6 +281,11 @@ pub static INPUT: Shape = Shape {
             "default_source",
             KeyType::String,
             "The provider of records without a `source` value, e.g. `plaid` for raw Plaid transactions.",
+        ),
+        opt(
+            "connection",
+            KeyType::String,
+            "Field with the connection the record was read through (`connection` of `canonical/financial-transaction@2` rows, whose ids are unique per connection only): a record is then its connection and its id together (duplicates, `supersedes`, `reverses`), outputs name its connection, and `outputs.statements` finds its account by provider, connection and account id. Leave it out for `@1` rows.",
         ),
     ],
 };
@@ -561,6 +575,7 @@ fn input(cx: &mut Cx, role: &str, node: &Node) -> Option<(InputPlan, Vec<Spanned
         account: s(cx, "account").map(|p| p.text),
         source: s(cx, "source").map(|p| p.text),
         default_source: s(cx, "default_source").map(|p| p.text),
+        connection: s(cx, "connection").map(|p| p.text),
     };
     Some((plan, paths, o.get("path").map(|n| n.span)))
 }

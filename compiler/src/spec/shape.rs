@@ -1259,6 +1259,16 @@ pub static TEST_INPUT: Shape = Shape {
         ),
         opt("fhir", KeyType::Any, "FHIR resources (not supported yet: SL802)."),
         opt("json", KeyType::Any, "JSON documents (not supported yet: SL802)."),
+        opt(
+            "connection",
+            KeyType::String,
+            "For `stripe`, `quickbooks` and `plaid` input: the `connection:` name the records were read through, what `connection()` gives (default: the source's connection; `test` in a mapping test).",
+        ),
+        opt(
+            "envelope",
+            KeyType::MapOfStrings,
+            "For `quickbooks` and `plaid` input: envelope values the records carry, what `envelope(...)` gives: `quickbooks.realm` (default: the source's `realm_id`; `\"1\"` in a mapping test), `plaid.item` (default: the source's Item when it reads one; `test` in a mapping test). Other names are SL475.",
+        ),
     ],
 };
 

@@ -55,6 +55,10 @@ pub struct Case {
     /// The messages: HL7 v2 segments separated by CR, X12 interchanges as written, or Stripe
     /// objects one JSON object a line.
     pub hl7v2: Vec<u8>,
+    /// `input.connection`: the connection name the case's finance records were read through.
+    pub connection: Option<Spanned>,
+    /// `input.envelope`: envelope values (`quickbooks.realm`) the case's finance records carry.
+    pub envelope: Vec<(Spanned, Spanned)>,
     pub expect: Expect,
     /// The `expect` key and its value, when the case has one.
     pub expect_at: Option<(Span, Span)>,
@@ -175,6 +179,14 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
     let input_node = obj.get("input")?;
     let input = reader::object(cx, input_node, &shape::TEST_INPUT, "the case `input`")?;
     let source = input.get("source").and_then(|n| reader::string(cx, n, "`source`"));
+    let connection = input.get("connection").and_then(|n| reader::string(cx, n, "`connection`"));
+    let mut envelope = Vec::new();
+    if let Some(n) = input.get("envelope") {
+        for (name, key, value) in reader::entries(cx, n, "`envelope`")? {
+            let value = reader::string(cx, value, "an envelope value")?;
+            envelope.push((Spanned { text: name.to_string(), span: key.span }, value));
+        }
+    }
     let formats: Vec<(&str, &Node)> =
         shape::TEST_INPUT_FORMATS.iter().filter_map(|f| input.get(f).map(|n| (*f, n))).collect();
     let hl7v2 = match formats.as_slice() {
@@ -224,7 +236,7 @@ fn read_case(cx: &mut Cx, node: &Node) -> Option<Case> {
         Value::Map(entries) => entries.iter().map(|(k, v)| Span::new(k.span.file, k.span.start, v.span.end)).collect(),
         _ => Vec::new(),
     };
-    Some(Case { name, span: node.span, source, hl7v2, expect, expect_at, key_spans })
+    Some(Case { name, span: node.span, source, hl7v2, connection, envelope, expect, expect_at, key_spans })
 }
 
 fn read_expect(cx: &mut Cx, node: &Node) -> Option<Expect> {

@@ -32,7 +32,7 @@ use sluice_spec_core::{PhiClass, ValueType};
 
 use super::{Step, message_type_accepted};
 use crate::dlq::{Finding, Rejection};
-use crate::eval::{Prepared, Scope, Tables, Val, coercion_can_warn};
+use crate::eval::{Prepared, Provenance, Scope, Tables, Val, coercion_can_warn};
 use crate::findings;
 use crate::groups::{self, Partition};
 use crate::hl7::{self, Binding, Hl7Message, Reader};
@@ -316,6 +316,14 @@ fn produce(
     }
 }
 
+/// Where a record came from, beyond its payload: the Bundle of a FHIR resource (for
+/// `resolve()`), the finance source of a Stripe, Plaid or QuickBooks object (for `connection()`
+/// and `envelope(...)`).
+pub struct Origin<'a> {
+    pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
+    pub provenance: Option<&'a crate::compile::SourceProvenance>,
+}
+
 pub fn run<'p>(
     component: &str,
     emits: &Arc<str>,
@@ -323,8 +331,9 @@ pub fn run<'p>(
     tables: &Tables,
     prepared: &Prepared<'_>,
     mut rec: Record,
-    bundle: Option<&crate::fhir_source::BundleIndex>,
+    origin: Origin<'_>,
 ) -> Step<'p> {
+    let bundle = origin.bundle;
     if !message_type_accepted(&plan.message_types, rec.env.message_type.as_deref()) {
         let (path, what) = if plan.input_schema == sluice_compiler::fhir::SCHEMA {
             ("resourceType", "resource type")
@@ -385,7 +394,13 @@ pub fn run<'p>(
             rec.payload = Payload::Doc(resource);
             return Step::Dlq(rec, r);
         }
-        let input = Input { reader: None, resource: Some(&resource), bundle, x12: identified.as_ref() };
+        let input = Input {
+            reader: None,
+            resource: Some(&resource),
+            bundle,
+            x12: identified.as_ref(),
+            provenance: origin.provenance,
+        };
         return fields(component, emits, plan, tables, prepared, rec, input, &Groups::none());
     }
     let Payload::Hl7(msg) = &rec.payload else {
@@ -403,7 +418,7 @@ pub fn run<'p>(
     }
     let version = rec.schema.strip_prefix("hl7v2/").and_then(Version::parse);
     let groups = Groups::new(&msg, version);
-    let input = Input { reader: Some(&reader), resource: None, bundle: None, x12: None };
+    let input = Input { reader: Some(&reader), resource: None, bundle: None, x12: None, provenance: None };
     fields(component, emits, plan, tables, prepared, rec, input, &groups)
 }
 
@@ -414,6 +429,7 @@ struct Input<'a> {
     resource: Option<&'a Doc>,
     bundle: Option<&'a crate::fhir_source::BundleIndex>,
     x12: Option<&'a sluice_x12::loops::Identified<'a>>,
+    provenance: Option<&'a crate::compile::SourceProvenance>,
 }
 
 /// Fills the mapping's output fields from its input and hands the record on (or to the DLQ
@@ -434,9 +450,11 @@ fn fields<'p>(
     let mut out = Out { classes: BTreeMap::new(), warnings: &mut warnings };
     let mut doc = Doc::Obj(Vec::new());
     let mut missing = Vec::new();
+    let bus = rec.env.bus.clone();
+    let provenance = input.provenance.map(|source| Provenance { source, bus: bus.as_deref() });
     for field in &plan.fields {
         let root = Scope::root(prepared, input.reader, input.resource, Some(tables), &zone, &field.path);
-        let scope = Scope { bundle: input.bundle, x12: input.x12, ..root };
+        let scope = Scope { bundle: input.bundle, x12: input.x12, provenance, ..root };
         let value = match &field.value {
             FieldValue::Scalar { expr, classes } => {
                 let v = scope.eval_coerced(expr, &field.value_type, &field.path, out.warnings);

@@ -107,6 +107,9 @@ pub struct Item {
     pub account: Option<String>,
     /// The provider: the `source` field's value, else the input's `default_source`.
     pub source: Option<String>,
+    /// The connection the record was read through (the input's `connection` field): with the
+    /// id, what identifies the record (ids are unique per connection only).
+    pub connection: Option<String>,
     /// The values of the input's ledger table's key columns (`outputs.ledger`); `None` when
     /// the input has no table or one of them is missing.
     pub ledger_key: Option<Vec<String>>,
@@ -269,6 +272,7 @@ fn item(
         pending: input.pending.as_deref().is_some_and(|p| matches!(at(v, p), Some(Value::Bool(true)))),
         account: input.account.as_deref().and_then(field),
         source: input.source.as_deref().and_then(field).or_else(|| input.default_source.clone()),
+        connection: input.connection.as_deref().and_then(field),
         ledger_key: None,
         processed_at: text(at(v, "metadata.processed_at")),
         reverses: input.reverses.as_deref().and_then(field),
@@ -373,13 +377,14 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
         done[i] = true;
         review.push(Review { item: Some(i), unread: None, reason, related });
     };
-    // 1. Duplicate ids within an input: the first read stays.
-    let mut first: HashMap<(usize, &str), usize> = HashMap::new();
+    // 1. Duplicate ids within an input (and within a connection, when the input names one):
+    // the first read stays.
+    let mut first: HashMap<(usize, Option<&str>, &str), usize> = HashMap::new();
     for (i, it) in items.iter().enumerate() {
-        match first.get(&(it.role, it.id.as_str())) {
+        match first.get(&(it.role, it.connection.as_deref(), it.id.as_str())) {
             Some(&f) => park(i, Reason::Duplicate, Some(items[f].id.clone()), &mut done, &mut review),
             None => {
-                first.insert((it.role, it.id.as_str()), i);
+                first.insert((it.role, it.connection.as_deref(), it.id.as_str()), i);
             }
         }
     }
@@ -396,7 +401,7 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
             continue;
         }
         if let Some(target) = items[i].supersedes.as_deref()
-            && let Some(&p) = first.get(&(items[i].role, target))
+            && let Some(&p) = first.get(&(items[i].role, items[i].connection.as_deref(), target))
             && p != i
             && !done[p]
         {
@@ -414,7 +419,7 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
         if done[i] {
             continue;
         }
-        match first.get(&(items[i].role, target.as_str())) {
+        match first.get(&(items[i].role, items[i].connection.as_deref(), target.as_str())) {
             Some(&o) if o != i && !done[o] && items[o].currency == items[i].currency => {
                 if items[o].amount.checked_add(items[i].amount) == Some(0) {
                     done[o] = true;
@@ -593,6 +598,9 @@ pub fn decimal(amount: i64, currency: &str) -> String {
 fn side(plan: &ReconcilePlan, it: &Item) -> Value {
     let mut m = Map::new();
     m.insert("input".into(), json!(plan.inputs[it.role].name));
+    if let Some(c) = &it.connection {
+        m.insert("connection".into(), json!(c));
+    }
     m.insert("id".into(), json!(it.id));
     m.insert("amount".into(), json!(decimal(it.amount, &it.currency)));
     m.insert("currency".into(), json!(it.currency));
@@ -749,6 +757,7 @@ mod tests {
             account: None,
             source: None,
             default_source: None,
+            connection: None,
         }
     }
 
@@ -872,6 +881,40 @@ mod tests {
         assert_eq!(local_date(&json!("20240120"), &ny).unwrap().to_string(), "2024-01-20");
         assert_eq!(local_date(&json!("20241320"), &ny), None);
         assert_eq!(local_date(&json!("yesterday"), &ny), None);
+    }
+
+    #[test]
+    fn with_a_connection_field_one_id_in_two_connections_is_two_records() {
+        let mut plan = plan();
+        plan.inputs[0].connection = Some("connection".into());
+        let line = |connection: &str, id: &str, reverses: &str| {
+            json!({"connection": connection, "id": id, "amount": if reverses.is_empty() { 1000 } else { -1000 },
+                "currency": "USD", "date": "2024-01-02", "status": "paid", "reverses": reverses})
+            .to_string()
+        };
+        let left = [
+            line("east", "Purchase/101", ""),
+            line("west", "Purchase/101", ""),
+            line("east", "Purchase/101", ""),
+            // A reversal pairs with the original of its own connection only.
+            line("west", "Refund/7", "Purchase/101"),
+        ]
+        .join("\n");
+        let mut read = Read::default();
+        read_lines(&plan, 0, "left.jsonl", &left, &mut read);
+        let o = reconcile(&plan, read);
+        let duplicates: Vec<usize> =
+            o.review.iter().filter(|r| r.reason == Reason::Duplicate).filter_map(|r| r.item).collect();
+        assert_eq!(duplicates, [2], "only east's second copy is a duplicate");
+        let reversal = o.pairs.iter().find(|p| p.rule == "reversal").expect("the refund pairs");
+        assert_eq!((reversal.a, reversal.b), (1, 3));
+        assert!(o.review_lines(&plan).contains("\"connection\":\"east\""));
+        // Without the field (`@1` rows), the same lines are one id read three times.
+        plan.inputs[0].connection = None;
+        let mut read = Read::default();
+        read_lines(&plan, 0, "left.jsonl", &left, &mut read);
+        let o = reconcile(&plan, read);
+        assert_eq!(o.review.iter().filter(|r| r.reason == Reason::Duplicate).count(), 2);
     }
 
     #[test]

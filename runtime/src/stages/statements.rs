@@ -17,7 +17,12 @@
 //! - An account is its provider and its id together (`canonical/financial-account@1`'s key,
 //!   `source` + `id`): a transaction belongs to the account whose `source` is the
 //!   transaction's provider (its input's `source` field, else `default_source`) and whose `id`
-//!   is its account id. Two providers' accounts with one id are two accounts.
+//!   is its account id. Two providers' accounts with one id are two accounts. A
+//!   `canonical/financial-account@2` row adds its `connection` to the key (a QuickBooks account
+//!   id is unique per company only): a transaction whose input declares `connection` belongs
+//!   to the account of its connection, or, when the file has that account without a
+//!   connection (`@1` rows), to that one; a transaction without a connection (raw provider
+//!   records) to the account of its provider and id when a single connection has one.
 //! - An account's later line replaces its earlier one (a later sync: new balance, new name);
 //!   a line with `"_deleted": true` closes the account, a later line opens it again.
 //! - `reconciled` is the outcome's: true when the record is in a matched pair (a rule of the
@@ -36,14 +41,16 @@ use sluice_compiler::spec::reconcile::{ReconcilePlan, StatementsPlan, minor_digi
 use super::reconcile::{Item, Outcome, Reason, decimal};
 use crate::findings;
 
-/// An account's key: its provider (`source`) and its id.
-type AccountKey = (String, String);
+/// An account's key: its provider (`source`), its connection (`canonical/financial-account@2`
+/// rows carry it; `None` for `@1` rows) and its id.
+type AccountKey = (String, Option<String>, String);
 
 /// One account, as its last line in the accounts file gives it.
 #[derive(Clone, Debug)]
 struct Account {
     id: String,
     source: String,
+    connection: Option<String>,
     name: Value,
     kind: Value,
     balance: Value,
@@ -79,6 +86,28 @@ fn scalar_text(v: Option<&Value>) -> Option<String> {
 }
 
 impl Accounts {
+    /// The key of a transaction's account, as the file knows it: with the transaction's
+    /// connection; else, for a transaction with a connection, the account without one (`@1`
+    /// rows); for one without (raw provider records, `@1` rows), the account of that provider
+    /// and id when one connection alone has it (two would be a guess: none is taken).
+    fn key_of(&self, source: &str, connection: Option<&str>, account: &str) -> AccountKey {
+        let exact = (source.to_string(), connection.map(str::to_string), account.to_string());
+        let known = |k: &AccountKey| self.open.contains_key(k) || self.closed.contains(k);
+        if known(&exact) {
+            return exact;
+        }
+        if connection.is_some() {
+            let without = (source.to_string(), None, account.to_string());
+            return if known(&without) { without } else { exact };
+        }
+        let mut of_any =
+            self.order.iter().chain(&self.closed).filter(|(s, c, id)| s == source && c.is_some() && id == account);
+        match (of_any.next(), of_any.next()) {
+            (Some(one), None) => one.clone(),
+            _ => exact,
+        }
+    }
+
     /// Reads the lines of an accounts file (its text; `file` as the spec writes it).
     pub fn read(&mut self, file: &str, body: &str) {
         for (n, line) in body.lines().enumerate() {
@@ -98,7 +127,8 @@ impl Accounts {
                 self.unread.push(unread("the row has no `source`"));
                 continue;
             };
-            let key = (source.clone(), id.clone());
+            let connection = scalar_text(row.get("connection"));
+            let key = (source.clone(), connection.clone(), id.clone());
             if row.get("_deleted") == Some(&Value::Bool(true)) {
                 self.open.remove(&key);
                 self.closed.insert(key);
@@ -112,6 +142,7 @@ impl Accounts {
             let account = Account {
                 id,
                 source,
+                connection,
                 name: field("name"),
                 kind: field("type"),
                 balance: field("balance"),
@@ -255,7 +286,7 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
     for (i, it) in outcome.items.iter().enumerate().filter(|(_, it)| it.role == st.input) {
         counts.transactions_in += 1;
         let key = match (&it.source, &it.account) {
-            (Some(source), Some(account)) => Some((source.clone(), account.clone())),
+            (Some(source), Some(account)) => Some(accounts.key_of(source, it.connection.as_deref(), account)),
             _ => None,
         };
         let (code, reason) = match (key, &it.account) {
@@ -337,7 +368,7 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
             transactions.push(transaction(it, f.reconciled, account.currency.as_deref()));
         }
         counts.listed += transactions.len() as u64;
-        let doc = json!({
+        let mut doc = json!({
             "metadata": {
                 "source": account.source,
                 "account_id": account.id,
@@ -354,6 +385,10 @@ pub fn build(plan: &ReconcilePlan, st: &StatementsPlan, outcome: &Outcome, accou
             "transactions": transactions,
             "reconciliation": {"matched": matched, "unmatched": unmatched, "duplicates": duplicates},
         });
+        // An `@2` account's connection: which company or login the document is of.
+        if let (Some(c), Some(m)) = (&account.connection, doc.get_mut("metadata").and_then(Value::as_object_mut)) {
+            m.insert("connection".into(), json!(c));
+        }
         documents.push_str(&doc.to_string());
         documents.push('\n');
     }
@@ -383,7 +418,7 @@ mod tests {
                 "{\"source\": \"quickbooks\", \"id\": \"a\", \"name\": \"Other provider\"}\n",
             ),
         );
-        let k = |s: &str, id: &str| (s.to_string(), id.to_string());
+        let k = |s: &str, id: &str| (s.to_string(), None, id.to_string());
         assert_eq!(a.order, [k("plaid", "a"), k("plaid", "b"), k("plaid", "c"), k("quickbooks", "a")]);
         assert_eq!(a.open[&k("plaid", "a")].name, json!("New"));
         assert_eq!(a.open[&k("quickbooks", "a")].name, json!("Other provider"));
@@ -396,6 +431,33 @@ mod tests {
             lines,
             [(8, "the line is not a JSON object"), (9, "the row has no `id`"), (10, "the row has no `source`")]
         );
+    }
+
+    #[test]
+    fn version_2_accounts_are_keyed_by_connection_too() {
+        let mut a = Accounts::default();
+        a.read(
+            "accounts.jsonl",
+            concat!(
+                "{\"source\": \"quickbooks\", \"connection\": \"east\", \"id\": \"35\", \"name\": \"East checking\"}\n",
+                "{\"source\": \"quickbooks\", \"connection\": \"west\", \"id\": \"35\", \"name\": \"West checking\"}\n",
+                "{\"source\": \"plaid\", \"id\": \"acc1\", \"name\": \"A version 1 row\"}\n",
+            ),
+        );
+        let k = |s: &str, c: Option<&str>, id: &str| (s.to_string(), c.map(str::to_string), id.to_string());
+        assert_eq!(a.order.len(), 3);
+        assert_eq!(a.key_of("quickbooks", Some("west"), "35"), k("quickbooks", Some("west"), "35"));
+        assert_eq!(a.open[&a.key_of("quickbooks", Some("west"), "35")].name, json!("West checking"));
+        // A connection the file does not know: no account; without a connection, two companies'
+        // account `35` is a guess: none.
+        assert!(!a.open.contains_key(&a.key_of("quickbooks", Some("north"), "35")));
+        assert!(!a.open.contains_key(&a.key_of("quickbooks", None, "35")));
+        // An `@1` accounts file (no connection) still holds the account of an `@2` transaction.
+        assert_eq!(a.key_of("plaid", Some("bank"), "acc1"), k("plaid", None, "acc1"));
+        // A transaction without a connection (raw Plaid records): the account of its provider
+        // and id when one connection alone has it.
+        a.read("more.jsonl", "{\"source\": \"plaid\", \"connection\": \"plaid\", \"id\": \"acc2\", \"name\": \"B\"}\n");
+        assert_eq!(a.key_of("plaid", None, "acc2"), k("plaid", Some("plaid"), "acc2"));
     }
 
     #[test]

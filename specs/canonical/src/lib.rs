@@ -77,6 +77,8 @@ const SCHEMAS: &[(&str, &str)] = &[
     ("canonical/claim-set@1", include_str!("../data/claim-set@1.txt")),
     ("canonical/financial-transaction@1", include_str!("../data/financial-transaction@1.txt")),
     ("canonical/financial-account@1", include_str!("../data/financial-account@1.txt")),
+    ("canonical/financial-transaction@2", include_str!("../data/financial-transaction@2.txt")),
+    ("canonical/financial-account@2", include_str!("../data/financial-account@2.txt")),
     ("canonical/claim@1", include_str!("../data/claim@1.txt")),
     ("canonical/claim@2", include_str!("../data/claim@2.txt")),
     ("canonical/remittance@1", include_str!("../data/remittance@1.txt")),
@@ -217,6 +219,28 @@ mod tests {
         let sources = &transaction.field("source").unwrap().values;
         assert!(account.field("source").unwrap().values.iter().all(|s| sources.contains(s)));
         assert_eq!(transaction.field("account_id").unwrap().value_type, account.field("id").unwrap().value_type);
+    }
+
+    #[test]
+    fn version_2_keys_financial_rows_by_connection_and_keeps_version_1_fields() {
+        for (v1, v2, key) in [
+            ("canonical/financial-transaction@1", "canonical/financial-transaction@2", &["connection", "id"][..]),
+            ("canonical/financial-account@1", "canonical/financial-account@2", &["source", "connection", "id"][..]),
+        ] {
+            let (old, new) = (schema(v1).unwrap(), schema(v2).unwrap());
+            assert_eq!(new.table.as_ref().unwrap().primary_key, key, "{v2}");
+            let connection = new.field("connection").unwrap();
+            assert_eq!((connection.presence, &connection.value_type), (Presence::Required, &ValueType::String));
+            // @2 is @1 plus a required connection: same fields, same types, nothing else.
+            let paths =
+                |s: &OutputSchema| s.fields.iter().map(|f| f.path.clone()).collect::<std::collections::BTreeSet<_>>();
+            let mut expected = paths(old);
+            expected.insert("connection".into());
+            assert_eq!(paths(new), expected, "{v2}");
+            for f in &old.fields {
+                assert_eq!(new.field(&f.path).unwrap().value_type, f.value_type, "{v2} {}", f.path);
+            }
+        }
     }
 
     #[test]

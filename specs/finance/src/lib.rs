@@ -12,3 +12,11 @@ pub mod paths;
 pub mod plaid;
 pub mod quickbooks;
 pub mod stripe;
+
+/// The envelope name of the QuickBooks company (`realm_id`) a record was read from: set by the
+/// `quickbooks` source on every record, read by mappings with `envelope("quickbooks.realm")`.
+pub const QUICKBOOKS_REALM: &str = "quickbooks.realm";
+
+/// The envelope name of the Plaid Item (its `name` in the source) a record was read from: set
+/// by the `plaid` source on every record, read by mappings with `envelope("plaid.item")`.
+pub const PLAID_ITEM: &str = "plaid.item";
