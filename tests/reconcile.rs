@@ -2,7 +2,8 @@
 //! examples/reconcile/data): Stripe payouts against Plaid-shaped bank transactions, with
 //! planted duplicates, a pending-then-posted pair, a late deposit, a deposit at 23:30 in New
 //! York on the last day of January, a currency mismatch, a failed payout, a reversal, a
-//! reversal of an unknown payout, an unreadable line and a record with a bad amount.
+//! reversal of an unknown payout, an unreadable line and a record with a bad amount; and the
+//! same scenario with a declared exchange rate, which matches the pair in two currencies.
 //!
 //! Every expected pair is listed in tests/fixtures/reconcile/*.matches.csv and every expected
 //! review entry in *.review.csv; the test prints precision and recall and asserts the exact
@@ -249,6 +250,55 @@ fn dates_are_bucketed_in_the_accounts_time_zone() {
     let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
     let po_003 = review.iter().find(|r| r["id"] == "po_003").unwrap();
     assert_eq!((po_003["date"].as_str(), po_003["reason"].as_str()), (Some("2024-02-01"), Some("no_candidate")));
+}
+
+#[test]
+fn a_declared_exchange_rate_matches_the_payout_in_another_currency_and_the_rest_stays_as_it_was() {
+    // po_007 is 200.00 CAD, paid into the dollar account as tx_7 (148.00 USD) on January 22nd:
+    // without a rate both are reviewed as `currency_mismatch` (the bundled scenario). With the
+    // day's rate (0.74) the payout reference matches them; an undated rate (0.70, 140.00 USD)
+    // is there to show that the day's rate wins.
+    let dir = common::workspace("reconcile-fx");
+    let spec = dir.join(SPEC);
+    let mut body = std::fs::read_to_string(&spec).unwrap();
+    body.push_str(
+        "exchange_rates:\n  - {from: CAD, to: USD, rate: \"0.70\"}\n  - {from: CAD, to: USD, rate: \"0.74\", date: 2024-01-22}\n",
+    );
+    std::fs::write(&spec, body).unwrap();
+    let plan = sluice(&dir, &["plan", SPEC]);
+    assert!(
+        text(&plan.stdout).contains("exchange rate: 1 CAD = 0.74 USD on 2024-01-22 (and back)"),
+        "{}",
+        text(&plan.stdout)
+    );
+    let out = sluice(&dir, &["reconcile", SPEC]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let matched = jsonl(&dir.join("out/reconcile/matched.jsonl"));
+    let pair = matched.iter().find(|p| p["left"]["id"] == "po_007").expect("po_007 matched");
+    assert_eq!((pair["rule"].as_str(), pair["right"]["id"].as_str()), (Some("payout_reference"), Some("tx_7")));
+    assert_eq!(
+        pair["exchange_rate"],
+        serde_json::json!({"from": "CAD", "to": "USD", "rate": "0.74", "date": "2024-01-22"})
+    );
+    assert_eq!((pair["left_converted"].as_str(), pair["difference"].as_str()), (Some("148.00"), Some("0.00")));
+    assert_eq!((pair["left"]["currency"].as_str(), pair["right"]["currency"].as_str()), (Some("CAD"), Some("USD")));
+
+    // Everything else is the bundled scenario's outcome.
+    let mut expected: BTreeSet<(String, String, String)> = csv("stripe-payouts-vs-bank.matches.csv")
+        .into_iter()
+        .map(|r| (r[0].clone(), r[1].clone(), r[2].clone()))
+        .collect();
+    expected.insert(("payout_reference".into(), "po_007".into(), "tx_7".into()));
+    assert_eq!(found_pairs(&dir.join("out/reconcile/matched.jsonl")), expected);
+    let review = jsonl(&dir.join("out/reconcile/review.jsonl"));
+    let reviewed: BTreeSet<String> = review.iter().filter_map(|r| r["id"].as_str().map(str::to_string)).collect();
+    let expected_review: BTreeSet<String> = csv("stripe-payouts-vs-bank.review.csv")
+        .into_iter()
+        .map(|r| r[1].clone())
+        .filter(|id| !id.starts_with("line:") && id != "po_007" && id != "tx_7")
+        .collect();
+    assert_eq!(reviewed, expected_review);
+    assert!(review.iter().all(|r| r["reason"] != "currency_mismatch"));
 }
 
 #[test]

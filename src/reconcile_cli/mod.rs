@@ -235,6 +235,10 @@ pub fn plan(spec: &Path, diagnostics: Format, json: bool) -> u8 {
     for (n, r) in plan.rules.iter().enumerate() {
         println!("  rule {}: `{}`", n + 1, r.name);
     }
+    for r in &plan.exchange_rates {
+        let day = r.date.as_deref().map_or("every other day".to_string(), |d| format!("on {d}"));
+        println!("  exchange rate: 1 {} = {} {} {day} (and back)", r.from, r.rate, r.to);
+    }
     println!("  outputs: matched {}, review {}, summary {}", plan.matched, plan.review, plan.summary);
     if let Some(st) = &plan.statements {
         println!(

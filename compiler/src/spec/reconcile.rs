@@ -23,6 +23,10 @@
 //!   per role, a table (SL220) and key columns (SL463); at least one role (SL464). Whether the
 //!   table exists and fits is the runtime's to find out (RT124): the compiler never connects.
 //! - No output is another's staging file (`<output>.partial`, SL299).
+//! - Declared exchange rates are usable (positive decimals, ISO codes, real dates: SL476) and
+//!   never ambiguous: one rate at most per pair of currencies (either way round) and day
+//!   (SL477), so a conversion never depends on the order rates are written in. [`convert`] is
+//!   exact until its one rounding (half away from zero).
 
 use serde::Serialize;
 
@@ -172,6 +176,66 @@ pub struct ReconcilePlan {
     pub statements: Option<StatementsPlan>,
     /// `reconciled` written back into the PostgreSQL tables the inputs were loaded from.
     pub ledger: Option<LedgerPlan>,
+    /// Declared rates that let a pair in two currencies match ([`ExchangeRate`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exchange_rates: Vec<ExchangeRate>,
+}
+
+/// A declared exchange rate: one unit of `from` buys `rate` units of `to`, on `date` or (without
+/// one) on every day no dated rate covers. It converts both ways: a left amount in `to` is
+/// divided by it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExchangeRate {
+    pub from: String,
+    pub to: String,
+    /// As written (`1.0850`): what the matched output records as the rate used.
+    pub rate: String,
+    #[serde(skip)]
+    pub scaled: ScaledRate,
+    /// `YYYY-MM-DD`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// A positive rate as `units / 10^scale`: exact, so conversions round once, at the end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ScaledRate {
+    pub units: i128,
+    pub scale: u32,
+}
+
+/// Most decimal places a rate may have (central banks publish 4 to 6).
+pub const RATE_PLACES: usize = 12;
+
+/// A rate's text (`1.0850`) as a [`ScaledRate`]; `None` unless it is a positive plain decimal
+/// with at most [`RATE_PLACES`] places and 12 whole digits.
+pub fn parse_rate(text: &str) -> Option<ScaledRate> {
+    let (whole, frac) = text.trim().split_once('.').unwrap_or((text.trim(), ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(frac) || frac.len() > RATE_PLACES || whole.len() > 12 {
+        return None;
+    }
+    let units: i128 = format!("{whole}{frac}").parse().ok()?;
+    (units > 0).then_some(ScaledRate { units, scale: frac.len() as u32 })
+}
+
+/// `amount` in minor units of `from` converted into minor units of `to` at `rate` (or, with
+/// `inverse`, at 1 / `rate`), rounded half away from zero; `None` on overflow.
+pub fn convert(amount: i64, from: &str, to: &str, rate: ScaledRate, inverse: bool) -> Option<i64> {
+    let ten = |n: u32| 10_i128.checked_pow(n);
+    let (from_digits, to_digits) = (minor_digits(from), minor_digits(to));
+    // amount / 10^from_digits major units; times the rate; times 10^to_digits minor units.
+    let (num, den) = if inverse {
+        (
+            i128::from(amount).checked_mul(ten(rate.scale)?)?.checked_mul(ten(to_digits)?)?,
+            rate.units.checked_mul(ten(from_digits)?)?,
+        )
+    } else {
+        (i128::from(amount).checked_mul(rate.units)?.checked_mul(ten(to_digits)?)?, ten(rate.scale + from_digits)?)
+    };
+    let half = den / 2;
+    let rounded = if num >= 0 { (num + half) / den } else { (num - half) / den };
+    i64::try_from(rounded).ok()
 }
 
 /// The column `outputs.ledger` writes (`canonical/financial-transaction@1`'s).
@@ -410,6 +474,22 @@ pub static STATEMENTS: Shape = Shape {
     ],
 };
 
+pub static EXCHANGE_RATE: Shape = Shape {
+    name: "reconciliation.exchange_rate",
+    type_tag: None,
+    doc: "One declared rate: one unit of `from` buys `rate` units of `to`. It converts both ways, and a dated rate wins over an undated one on its day.",
+    keys: &[
+        req("from", KeyType::String, "ISO 4217 code, e.g. `EUR`."),
+        req("to", KeyType::String, "ISO 4217 code, e.g. `USD`."),
+        req("rate", KeyType::String, "Units of `to` per unit of `from`, a positive decimal (`1.0850`; quote it)."),
+        opt(
+            "date",
+            KeyType::String,
+            "`YYYY-MM-DD`: the rate applies to left records of that day (in the left input's time zone); without it, to every other day.",
+        ),
+    ],
+};
+
 pub static RECONCILIATION: Shape = Shape {
     name: "reconciliation",
     type_tag: None,
@@ -421,6 +501,11 @@ pub static RECONCILIATION: Shape = Shape {
         req("inputs", KeyType::MapOf(&INPUT), "`left` and `right`."),
         req("rules", KeyType::ListOf(&RULE), "The matching ladder, tried in order."),
         opt("categories", KeyType::ListOf(&CATEGORY), "Categorization rules."),
+        opt(
+            "exchange_rates",
+            KeyType::ListOf(&EXCHANGE_RATE),
+            "Rates that let a pair in two currencies match: the left amount is converted into the right's currency before the rule's tolerance applies.",
+        ),
         req("outputs", KeyType::Object(&OUTPUTS), "Output files."),
     ],
 };
@@ -1087,6 +1172,10 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
         }
         None => Vec::new(),
     };
+    let exchange_rates = match o.get("exchange_rates") {
+        Some(n) => exchange_rates(cx, n),
+        None => Vec::new(),
+    };
     let outputs = o.get("outputs").and_then(|n| reader::object(cx, n, &OUTPUTS, "`outputs`"))?;
     let out = |cx: &mut Cx, key: &str| outputs.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
     let (matched, review, summary) = (out(cx, "matched"), out(cx, "review"), out(cx, "summary"));
@@ -1122,9 +1211,106 @@ pub fn read(cx: &mut Cx, node: &Node) -> Option<ReconcileSpec> {
             summary: summary?.text,
             statements,
             ledger,
+            exchange_rates,
         },
         path_spans,
     })
+}
+
+/// `exchange_rates`: each rate checked (SL476), and no two deciding the same conversion (SL477).
+fn exchange_rates(cx: &mut Cx, node: &Node) -> Vec<ExchangeRate> {
+    let Value::Seq(items) = &node.value else {
+        cx.push(
+            Diagnostic::error(
+                codes::WRONG_TYPE,
+                format!("`exchange_rates` must be a list, found {}", node.kind_name()),
+            )
+            .label(node.span, "expected a list of rates")
+            .help("write one `- {from: EUR, to: USD, rate: \"1.0850\"}` per rate"),
+        );
+        return Vec::new();
+    };
+    let mut rates: Vec<(ExchangeRate, Span)> = Vec::new();
+    for item in items {
+        let Some(o) = reader::object(cx, item, &EXCHANGE_RATE, "an exchange rate") else { continue };
+        let field = |cx: &mut Cx, key: &str| o.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
+        let (from, to, rate) = (field(cx, "from"), field(cx, "to"), field(cx, "rate"));
+        let date = field(cx, "date");
+        let bad = |cx: &mut Cx, at: Span, what: String, help: &str| {
+            cx.push(
+                Diagnostic::error(codes::RECONCILE_EXCHANGE_RATE, what)
+                    .label(at, "cannot be used")
+                    .help(help.to_string()),
+            );
+        };
+        let mut ok = true;
+        for c in [&from, &to].into_iter().flatten() {
+            if c.text.len() != 3 || !c.text.bytes().all(|b| b.is_ascii_uppercase()) {
+                bad(
+                    cx,
+                    c.span,
+                    format!("`{}` is not an ISO 4217 currency code", c.text),
+                    "write three capital letters, such as `EUR` or `USD`",
+                );
+                ok = false;
+            }
+        }
+        if let (Some(f), Some(t)) = (&from, &to)
+            && f.text == t.text
+        {
+            bad(
+                cx,
+                t.span,
+                format!("a rate from `{}` to itself", f.text),
+                "a pair in one currency needs no rate: remove it, or fix `from` or `to`",
+            );
+            ok = false;
+        }
+        let scaled = rate.as_ref().and_then(|r| {
+            let parsed = parse_rate(&r.text);
+            if parsed.is_none() {
+                bad(
+                    cx,
+                    r.span,
+                    "`rate` is not a positive decimal".into(),
+                    "write the units of `to` one unit of `from` buys, such as `\"1.0850\"` (at most 12 decimal places)",
+                );
+            }
+            parsed
+        });
+        if let Some(d) = &date
+            && d.text.parse::<jiff::civil::Date>().is_err()
+        {
+            bad(
+                cx,
+                d.span,
+                "`date` is not a calendar date".into(),
+                "write `YYYY-MM-DD`, such as `2024-03-01`, or remove `date` for a rate of every day",
+            );
+            ok = false;
+        }
+        let (Some(from), Some(to), Some(rate), Some(scaled), true) = (from, to, rate, scaled, ok) else { continue };
+        let date = date.map(|d| d.text);
+        let twin = rates.iter().find(|(r, _)| {
+            r.date == date && (r.from == from.text && r.to == to.text || r.from == to.text && r.to == from.text)
+        });
+        if let Some((earlier, _)) = twin {
+            let day = date.as_deref().map_or("every day".to_string(), str::to_string);
+            cx.push(
+                Diagnostic::error(
+                    codes::RECONCILE_EXCHANGE_RATE_TWICE,
+                    format!("two rates between `{}` and `{}` for {day}", earlier.from, earlier.to),
+                )
+                .label(item.span, "a second rate for the same conversion")
+                .help(
+                    "keep one: a rate converts both ways, and a dated rate already wins over an undated one on its day",
+                ),
+            );
+            continue;
+        }
+        rates.push((ExchangeRate { from: from.text, to: to.text, rate: rate.text, scaled, date }, item.span));
+    }
+    rates.into_iter().map(|(r, _)| r).collect()
 }
 
 #[cfg(test)]
@@ -1139,6 +1325,25 @@ mod tests {
         assert_eq!(parse_scaled("1.234", 3), Some(1234));
         for bad in ["", ".", "1.234", "1e3", "--1", "abc", "1.2.3", "9999999999999999"] {
             assert_eq!(parse_scaled(bad, 2), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_convert_exactly_and_round_once() {
+        let rate = parse_rate("1.0850").unwrap();
+        assert_eq!(rate, ScaledRate { units: 10850, scale: 4 });
+        // 100.00 EUR at 1.0850 is 108.50 USD; back again 108.50 / 1.0850 = 100.00.
+        assert_eq!(convert(10000, "EUR", "USD", rate, false), Some(10850));
+        assert_eq!(convert(10850, "USD", "EUR", rate, true), Some(10000));
+        // Minor-unit exponents: 1,000 JPY at 0.0067 USD is 6.70 USD; 10.00 USD at 149.5 JPY is 1,495 JPY.
+        assert_eq!(convert(1000, "JPY", "USD", parse_rate("0.0067").unwrap(), false), Some(670));
+        assert_eq!(convert(1000, "USD", "JPY", parse_rate("149.5").unwrap(), false), Some(1495));
+        // Half away from zero, for money in and out alike: 0.05 EUR at 1.5 is 0.075 -> 0.08.
+        assert_eq!(convert(5, "EUR", "USD", parse_rate("1.5").unwrap(), false), Some(8));
+        assert_eq!(convert(-5, "EUR", "USD", parse_rate("1.5").unwrap(), false), Some(-8));
+        assert_eq!(convert(i64::MAX, "EUR", "USD", parse_rate("999999999999.5").unwrap(), false), None);
+        for bad in ["0", "0.000", "-1.2", "1e3", "", ".5", "1.0000000000001", "abc"] {
+            assert_eq!(parse_rate(bad), None, "{bad}");
         }
     }
 

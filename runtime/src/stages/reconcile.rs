@@ -13,7 +13,10 @@
 //!   takes them greedily, so ties always break the same way.
 //! - One-to-one: a record is in at most one pair; a rule only sees records no earlier rule
 //!   matched.
-//! - A pair in two currencies is never matched: it is reported (`currency_mismatch`).
+//! - A pair in two currencies is matched only through a declared exchange rate
+//!   (`exchange_rates`): the left amount is converted into the right's currency, rounded once,
+//!   and the rule's tolerance applies to the converted amount; the matched output records the
+//!   rate used. Without a rate such a pair is reported (`currency_mismatch`), never matched.
 //! - Dates are bucketed in each input's time zone: a date-time is converted to the account's
 //!   local date before any day window is measured.
 //! - Reasons, codes and summaries name inputs, rules and fields, never values; the matched and
@@ -26,7 +29,8 @@ use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde_json::{Map, Value, json};
 use sluice_compiler::spec::reconcile::{
-    AmountUnit, InputPlan, ReconcilePlan, RuleKind, RulePlan, Tolerance, minor_digits, parse_scaled,
+    AmountUnit, ExchangeRate, InputPlan, ReconcilePlan, RuleKind, RulePlan, Tolerance, convert, minor_digits,
+    parse_scaled,
 };
 
 use super::categorize::{Categorizer, Category, Facts};
@@ -344,6 +348,52 @@ pub struct Pair {
     pub a: usize,
     pub b: usize,
     pub rule: String,
+    /// For a pair in two currencies: the declared rate used (index into the plan's
+    /// `exchange_rates`) and the left amount converted into the right's currency.
+    pub exchange: Option<(usize, i64)>,
+}
+
+/// The rates declared between two currencies: each one's day (none: every other day) and its
+/// index in the plan.
+type DatedRates = Vec<(Option<Date>, usize)>;
+
+/// The declared exchange rates by currency pair (either order), each with its day.
+struct Rates<'p> {
+    declared: &'p [ExchangeRate],
+    by_pair: HashMap<(&'p str, &'p str), DatedRates>,
+}
+
+impl<'p> Rates<'p> {
+    fn new(declared: &'p [ExchangeRate]) -> Rates<'p> {
+        let mut by_pair: HashMap<(&str, &str), DatedRates> = HashMap::new();
+        for (i, r) in declared.iter().enumerate() {
+            let key = if r.from <= r.to { (r.from.as_str(), r.to.as_str()) } else { (r.to.as_str(), r.from.as_str()) };
+            // The compiler checked the date.
+            by_pair.entry(key).or_default().push((r.date.as_deref().and_then(|d| d.parse().ok()), i));
+        }
+        Rates { declared, by_pair }
+    }
+
+    /// `left`'s amount in `currency` at the rate for its day (a rate of that day, else an
+    /// undated one), with the rate's index; `None` without a rate (or on overflow).
+    fn convert(&self, left: &Item, currency: &str) -> Option<(usize, i64)> {
+        let from = left.currency.as_str();
+        let key = if from <= currency { (from, currency) } else { (currency, from) };
+        let rates = self.by_pair.get(&key)?;
+        let (_, i) =
+            rates.iter().find(|(d, _)| *d == Some(left.date)).or_else(|| rates.iter().find(|(d, _)| d.is_none()))?;
+        let rate = &self.declared[*i];
+        let inverse = rate.from != from;
+        Some((*i, convert(left.amount, from, currency, rate.scaled, inverse)?))
+    }
+
+    /// The left amount as its partner's currency counts it: itself in one currency.
+    fn left_amount(&self, left: &Item, currency: &str) -> Option<(Option<usize>, i64)> {
+        if left.currency == currency {
+            return Some((None, left.amount));
+        }
+        self.convert(left, currency).map(|(i, amount)| (Some(i), amount))
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -424,7 +474,7 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
                 if items[o].amount.checked_add(items[i].amount) == Some(0) {
                     done[o] = true;
                     done[i] = true;
-                    pairs.push(Pair { a: o, b: i, rule: "reversal".into() });
+                    pairs.push(Pair { a: o, b: i, rule: "reversal".into(), exchange: None });
                 } else {
                     park(i, Reason::PartialReversal, Some(target), &mut done, &mut review);
                 }
@@ -433,16 +483,21 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
         }
     }
     // 5. The ladder.
+    let rates = Rates::new(&plan.exchange_rates);
     let link_names = link_names(plan);
     let mut near: BTreeMap<usize, (Reason, String)> = BTreeMap::new();
     for rule in &plan.rules {
-        let mut edges = candidates(rule, &items, &done, &link_names, &mut near);
+        let mut edges = candidates(rule, &items, &done, &link_names, &rates, &mut near);
         edges.sort_unstable();
         for (_, l, r) in edges {
             if !done[l] && !done[r] {
                 done[l] = true;
                 done[r] = true;
-                pairs.push(Pair { a: l, b: r, rule: rule.name.clone() });
+                let exchange = match rates.left_amount(&items[l], &items[r].currency) {
+                    Some((Some(rate), amount)) => Some((rate, amount)),
+                    _ => None,
+                };
+                pairs.push(Pair { a: l, b: r, rule: rule.name.clone(), exchange });
             }
         }
     }
@@ -488,12 +543,14 @@ pub fn reconcile(plan: &ReconcilePlan, read: Read) -> Outcome {
 type Score = (u64, u64, u64);
 
 /// Candidate pairs of one rule among open records: (score, left, right). Near misses of id and
-/// link rules (another currency, an amount out of tolerance) are noted in `near`.
+/// link rules (another currency without a rate, an amount out of tolerance) are noted in
+/// `near`. Amounts are compared in the right's currency (the left's converted when they differ).
 fn candidates(
     rule: &RulePlan,
     items: &[Item],
     done: &[bool],
     link_names: &[String],
+    rates: &Rates,
     near: &mut BTreeMap<usize, (Reason, String)>,
 ) -> Vec<(Score, usize, usize)> {
     let open = |role: usize| (0..items.len()).filter(move |&i| !done[i] && items[i].role == role);
@@ -520,13 +577,13 @@ fn candidates(
                 let Some(k) = key_of(l) else { continue };
                 for &r in rights.get(k).map(Vec::as_slice).unwrap_or_default() {
                     let (a, b) = (&items[l], &items[r]);
-                    if a.currency != b.currency {
+                    let Some((_, amount)) = rates.left_amount(a, &b.currency) else {
                         near.entry(l).or_insert((Reason::CurrencyMismatch, b.id.clone()));
                         near.entry(r).or_insert((Reason::CurrencyMismatch, a.id.clone()));
                         continue;
-                    }
-                    let diff = a.amount.abs_diff(b.amount);
-                    if !within(rule.amount, a.amount, diff) {
+                    };
+                    let diff = amount.abs_diff(b.amount);
+                    if !within(rule.amount, amount, diff) {
                         near.entry(l).or_insert((Reason::AmountMismatch, b.id.clone()));
                         near.entry(r).or_insert((Reason::AmountMismatch, a.id.clone()));
                         continue;
@@ -546,29 +603,48 @@ fn candidates(
             }
             for l in open(0) {
                 let a = &items[l];
-                let Some(pool) = rights.get(a.currency.as_str()) else { continue };
-                let tol = tolerance_minor(rule.amount, a.amount);
-                let lo = pool.partition_point(|(amt, _)| *amt < a.amount.saturating_sub(tol));
-                for &(amt, r) in &pool[lo..] {
-                    if amt > a.amount.saturating_add(tol) {
-                        break;
-                    }
-                    let b = &items[r];
-                    let days = (b.date - a.date).get_days() as i64;
-                    if days < *days_min || days > *days_max {
-                        continue;
-                    }
-                    let sim = similarity(&a.payee_words, &b.payee_words);
-                    if payee.is_some_and(|least| sim < least) {
-                        continue;
-                    }
-                    let unlike = 1000 - (sim * 1000.0).round().clamp(0.0, 1000.0) as u64;
-                    edges.push(((a.amount.abs_diff(amt), days.unsigned_abs(), unlike), l, r));
+                // Each currency's pool: the left's own, and those a declared rate converts into.
+                // (The edges are sorted afterwards, so the map's order does not matter.)
+                for (currency, pool) in &rights {
+                    let Some((_, amount)) = rates.left_amount(a, currency) else { continue };
+                    window_edges(rule, l, amount, pool, items, (*days_min, *days_max, *payee), &mut edges);
                 }
             }
         }
     }
     edges
+}
+
+/// The window rule's candidates for left `l` (its amount `amount` in the pool's currency)
+/// among `pool`, open rights of one currency sorted by amount.
+fn window_edges(
+    rule: &RulePlan,
+    l: usize,
+    amount: i64,
+    pool: &[(i64, usize)],
+    items: &[Item],
+    (days_min, days_max, payee): (i64, i64, Option<f64>),
+    edges: &mut Vec<(Score, usize, usize)>,
+) {
+    let a = &items[l];
+    let tol = tolerance_minor(rule.amount, amount);
+    let lo = pool.partition_point(|(amt, _)| *amt < amount.saturating_sub(tol));
+    for &(amt, r) in &pool[lo..] {
+        if amt > amount.saturating_add(tol) {
+            break;
+        }
+        let b = &items[r];
+        let days = (b.date - a.date).get_days() as i64;
+        if days < days_min || days > days_max {
+            continue;
+        }
+        let sim = similarity(&a.payee_words, &b.payee_words);
+        if payee.is_some_and(|least| sim < least) {
+            continue;
+        }
+        let unlike = 1000 - (sim * 1000.0).round().clamp(0.0, 1000.0) as u64;
+        edges.push(((amount.abs_diff(amt), days.unsigned_abs(), unlike), l, r));
+    }
 }
 
 /// The tolerance in minor units for a left amount.
@@ -622,19 +698,30 @@ impl Outcome {
         let mut out = String::new();
         for p in &self.pairs {
             let (a, b) = (&self.items[p.a], &self.items[p.b]);
-            // A reversal pair cancels out (its difference is the sum); a match differs by b - a.
+            // A reversal pair cancels out (its difference is the sum); a match differs by b - a,
+            // in b's currency (a's amount converted when the pair is in two).
+            let left_amount = p.exchange.map_or(a.amount, |(_, converted)| converted);
             let (first, second, difference) = if p.rule == "reversal" {
                 ("original", "reversal", a.amount.saturating_add(b.amount))
             } else {
-                ("left", "right", b.amount.saturating_sub(a.amount))
+                ("left", "right", b.amount.saturating_sub(left_amount))
             };
-            let v = json!({
+            let mut v = json!({
                 "rule": p.rule,
                 first: side(plan, a),
                 second: side(plan, b),
-                "difference": decimal(difference, &a.currency),
+                "difference": decimal(difference, &b.currency),
                 "days_apart": (b.date - a.date).get_days(),
             });
+            if let Some((rate, converted)) = p.exchange {
+                let r = &plan.exchange_rates[rate];
+                let mut used = json!({"from": r.from, "to": r.to, "rate": r.rate});
+                if let Some(d) = &r.date {
+                    used["date"] = json!(d);
+                }
+                v["exchange_rate"] = used;
+                v["left_converted"] = json!(decimal(converted, &b.currency));
+            }
             out.push_str(&v.to_string());
             out.push('\n');
         }
@@ -784,6 +871,7 @@ mod tests {
             summary: String::new(),
             statements: None,
             ledger: None,
+            exchange_rates: vec![],
         }
     }
 
@@ -832,7 +920,15 @@ mod tests {
             left in prop::collection::vec(line(), 0..25),
             right in prop::collection::vec(line(), 0..25),
         ) {
-            let plan = plan();
+            let mut plan = plan();
+            // CAD and USD pairs may match through a rate; JPY pairs with either never do.
+            plan.exchange_rates = vec![ExchangeRate {
+                from: "CAD".into(),
+                to: "USD".into(),
+                rate: "0.75".into(),
+                scaled: sluice_compiler::spec::reconcile::parse_rate("0.75").unwrap(),
+                date: None,
+            }];
             let run = || {
                 let mut read = Read::default();
                 read_lines(&plan, 0, "left.jsonl", &left.join("\n"), &mut read);
@@ -848,7 +944,12 @@ mod tests {
                 seen[p.a] += 1;
                 seen[p.b] += 1;
                 let (a, b) = (&o.items[p.a], &o.items[p.b]);
-                prop_assert_eq!(&a.currency, &b.currency);
+                if a.currency == b.currency {
+                    prop_assert!(p.exchange.is_none());
+                } else {
+                    prop_assert!(p.rule != "reversal" && p.exchange.is_some(), "{:?}", p);
+                    prop_assert!([&a.currency, &b.currency].iter().all(|c| *c == "USD" || *c == "CAD"));
+                }
                 if p.rule == "reversal" {
                     prop_assert_eq!(a.role, b.role);
                     prop_assert_eq!(a.amount + b.amount, 0);
@@ -866,6 +967,60 @@ mod tests {
             prop_assert_eq!(o.matched_lines(&plan), again.matched_lines(&plan));
             prop_assert_eq!(o.review_lines(&plan), again.review_lines(&plan));
         }
+    }
+
+    #[test]
+    fn a_declared_rate_lets_a_pair_in_two_currencies_match_and_the_output_names_it() {
+        let mut plan = plan();
+        let rate = |from: &str, to: &str, rate: &str, date: Option<&str>| ExchangeRate {
+            from: from.into(),
+            to: to.into(),
+            rate: rate.into(),
+            scaled: sluice_compiler::spec::reconcile::parse_rate(rate).unwrap(),
+            date: date.map(str::to_string),
+        };
+        plan.exchange_rates =
+            vec![rate("EUR", "USD", "1.0850", None), rate("EUR", "USD", "1.1000", Some("2024-01-12"))];
+        let line = |id: &str, amount: i64, currency: &str, day: u8, payee: &str| {
+            json!({"id": id, "amount": amount, "currency": currency, "date": format!("2024-01-{day:02}"),
+                "payee": payee, "status": "paid"})
+            .to_string()
+        };
+        let left = [
+            // 100.00 EUR at the undated rate is 108.50 USD: the ids rule (no tolerance) matches.
+            line("x1", 10000, "EUR", 10, "a"),
+            // On the 12th the dated rate applies: 110.00 USD, not the right's 108.50.
+            line("x2", 10000, "EUR", 12, "b"),
+            // No rate between GBP and USD.
+            line("x3", 1000, "GBP", 10, "c"),
+            // The inverse: 108.50 USD is 100.00 EUR, which the window finds a day later.
+            line("x4", 10850, "USD", 10, "acme clinic"),
+        ]
+        .join("\n");
+        let right = [
+            line("x1", 10850, "USD", 10, "a"),
+            line("x2", 10850, "USD", 12, "b"),
+            line("x3", 1270, "USD", 10, "c"),
+            line("y4", 10000, "EUR", 11, "acme clinic"),
+        ]
+        .join("\n");
+        let mut read = Read::default();
+        read_lines(&plan, 0, "left.jsonl", &left, &mut read);
+        read_lines(&plan, 1, "right.jsonl", &right, &mut read);
+        let o = reconcile(&plan, read);
+        let matched: Vec<serde_json::Value> =
+            o.matched_lines(&plan).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert_eq!(matched.len(), 2, "{matched:?}");
+        assert_eq!(matched[0]["rule"], "ids");
+        assert_eq!(matched[0]["exchange_rate"], json!({"from": "EUR", "to": "USD", "rate": "1.0850"}));
+        assert_eq!((&matched[0]["left_converted"], &matched[0]["difference"]), (&json!("108.50"), &json!("0.00")));
+        assert_eq!(matched[1]["rule"], "window");
+        assert_eq!(matched[1]["right"]["id"], "y4");
+        assert_eq!(matched[1]["left_converted"], "100.00");
+        let reasons: Vec<(String, Reason)> =
+            o.review.iter().filter_map(|r| Some((o.items[r.item?].id.clone(), r.reason))).collect();
+        assert!(reasons.contains(&("x2".into(), Reason::AmountMismatch)), "{reasons:?}");
+        assert!(reasons.contains(&("x3".into(), Reason::CurrencyMismatch)), "{reasons:?}");
     }
 
     #[test]
