@@ -307,14 +307,48 @@ pub fn run(pipeline: &Path, flags: RunFlags) -> u8 {
     }
     match result {
         Ok(s) => {
+            // The pipeline's reconciliations, once every source has been read to its end.
+            let finished = !s.interrupted && s.balanced;
+            let mut reconciled = Vec::new();
+            let mut failed = false;
+            for r in &plan.reconciliations {
+                if !finished {
+                    eprintln!(
+                        "reconciliation `{}` not run: the run {}",
+                        r.plan.name,
+                        if s.interrupted { "stopped before its sources ended" } else { "does not add up" }
+                    );
+                    continue;
+                }
+                match crate::reconcile_cli::run(&r.plan) {
+                    Ok(done) => {
+                        failed |= !done.balanced;
+                        reconciled.push(done);
+                    }
+                    Err(_) => {
+                        eprintln!(
+                            "  reconciliation `{}` of {} failed after the run; the run's outputs are complete, and `sluice run` again runs both",
+                            r.plan.name, r.spec
+                        );
+                        failed = true;
+                    }
+                }
+            }
             if flags.json {
-                println!("{}", serde_json::to_string(&s).expect("summary serializes"));
+                let mut summary = serde_json::to_value(&s).expect("summary serializes");
+                if let (Some(m), false) = (summary.as_object_mut(), plan.reconciliations.is_empty()) {
+                    m.insert("reconciliations".into(), reconciled.iter().map(|d| d.summary.clone()).collect());
+                }
+                println!("{}", serde_json::to_string(&summary).expect("summary serializes"));
             } else {
                 print_run_summary(&s, &plan, pipeline);
+                for line in reconciled.iter().flat_map(|d| &d.lines) {
+                    println!("{line}");
+                }
             }
             if s.interrupted {
                 INTERRUPTED
-            } else if s.balanced {
+            } else if s.balanced && !failed {
                 OK
             } else {
                 FAILED
@@ -507,11 +541,15 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool, who: &crate::keys_cli::Rol
         if let Some(obj) = value.as_object_mut() {
             obj.remove("raw");
             obj.remove("raw_encoding");
+            obj.remove("envelope");
             obj.insert("raw_bytes".into(), e.raw_len().into());
             if raw {
-                match e.raw_bytes(key.as_ref()) {
-                    Ok(bytes) => {
+                match e.raw_bytes(key.as_ref()).and_then(|bytes| Ok((bytes, e.bus_meta(key.as_ref())?))) {
+                    Ok((bytes, bus)) => {
                         obj.insert("raw".into(), String::from_utf8_lossy(&bytes).into_owned().into());
+                        if let Some(bus) = bus {
+                            obj.insert("envelope".into(), shown_envelope(&bus));
+                        }
                     }
                     Err(m) => {
                         print_run_error(
@@ -535,7 +573,9 @@ pub fn dlq_show(pipeline: &Path, id: &str, raw: bool, who: &crate::keys_cli::Rol
         );
     }
     if !raw {
-        eprintln!("(the raw message is left out; `--raw` prints it: it may hold patient data)");
+        eprintln!(
+            "(the raw message, and the key and headers it came with, are left out; `--raw` prints them: they may hold patient data)"
+        );
     }
     OK
 }
@@ -1175,4 +1215,19 @@ pub fn explain(code: &str) -> u8 {
     }
     eprintln!("error: no diagnostic code `{code}`; codes look like SL201 (see docs/diagnostics.md)");
     USAGE
+}
+
+/// A record's key and headers as `sluice dlq show --raw` prints them: as text (bytes that are
+/// not UTF-8 shown with replacement characters, as `raw` is).
+fn shown_envelope(bus: &sluice_runtime::record::BusMeta) -> serde_json::Value {
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    let mut obj = serde_json::Map::new();
+    obj.insert("key".into(), bus.key.as_deref().map(text).into());
+    let headers: Vec<serde_json::Value> =
+        bus.headers.iter().map(|(name, value)| serde_json::json!([name, value.as_deref().map(text)])).collect();
+    obj.insert("headers".into(), headers.into());
+    if bus.deleted {
+        obj.insert("deleted".into(), true.into());
+    }
+    serde_json::Value::Object(obj)
 }

@@ -388,6 +388,68 @@ fn the_ledger_pipeline_syncs_then_fetches_only_changes_with_removals_pending_to_
 }
 
 #[test]
+fn a_dlq_record_of_one_of_two_items_is_replayed_with_its_item() {
+    let server = Server::start();
+    server.add(2, false);
+    // A transaction without its `date`: the mapping cannot give the required `date`.
+    let mut undated = server.state.lock().unwrap().transactions["txn000001"].clone();
+    undated["transaction_id"] = json!("undated000001");
+    undated.as_object_mut().unwrap().remove("date");
+    server.add_raw(undated);
+    let dir = common::workspace("plaid-two-items");
+    point_at(&dir, &server);
+    // Two Items (the local server answers both alike), and the Item in each row.
+    let pipeline = dir.join("pipelines/plaid-ledger.yaml");
+    let one = "      - name: operating\n        access_token: ${PLAID_ACCESS_TOKEN}\n";
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    assert!(spec.contains(one), "{spec}");
+    let two = format!("{one}      - name: payroll\n        access_token: ${{PLAID_ACCESS_TOKEN}}\n");
+    std::fs::write(&pipeline, spec.replace(one, &two)).unwrap();
+    let mapping = dir.join("mappings/base/plaid-ledger.yaml");
+    let text = std::fs::read_to_string(&mapping).unwrap();
+    let named =
+        text.replace("  source_object: pending_transaction_id\n", "  source_object: envelope(\"plaid.item\")\n");
+    assert_ne!(named, text);
+    std::fs::write(&mapping, named).unwrap();
+    let mut stderrs = Vec::new();
+
+    let first = run_ok(&dir, &mut stderrs);
+    assert_eq!((delivered(&first), first["dlq"].as_u64()), (4, Some(2)), "{first}");
+    // Each entry keeps the record's key and headers (the Item among them), sealed as its
+    // message is.
+    let dlq = common::json_lines(&dir.join("out/plaid-ledger/dlq.jsonl"));
+    assert_eq!(dlq.len(), 2);
+    for entry in &dlq {
+        let sealed = entry["envelope"].as_str().unwrap_or_else(|| panic!("no sealed envelope: {entry}"));
+        assert!(!sealed.contains("payroll") && !sealed.contains("undated"), "{sealed}");
+    }
+
+    // Fixed and replayed: each record is given back its Item.
+    let fixed = std::fs::read_to_string(&mapping)
+        .unwrap()
+        .replace("  date: date\n", "  date: coalesce(date, date(\"20240131\"))\n");
+    std::fs::write(&mapping, fixed).unwrap();
+    let out = sluice(&dir, &["dlq", "replay", "pipelines/plaid-ledger.yaml", "--summary", "json"]).output().unwrap();
+    assert!(out.status.success(), "replay failed: {}\n{}", common::text(&out.stdout), common::text(&out.stderr));
+    let rows = common::json_lines(&dir.join("out/plaid-ledger/transactions.jsonl"));
+    let mut replayed: Vec<(&str, &str, &str)> = rows[4..]
+        .iter()
+        .map(|r| {
+            (r["id"].as_str().unwrap(), r["date"].as_str().unwrap(), r["source_object"].as_str().unwrap_or("null"))
+        })
+        .collect();
+    replayed.sort();
+    assert_eq!(
+        replayed,
+        [("undated000001", "2024-01-31", "operating"), ("undated000001", "2024-01-31", "payroll")],
+        "{rows:?}"
+    );
+    let mut items: Vec<&str> = rows[..4].iter().map(|r| r["source_object"].as_str().unwrap()).collect();
+    items.sort();
+    assert_eq!(items, ["operating", "operating", "payroll", "payroll"]);
+}
+
+#[test]
 fn item_login_required_ends_the_run_with_rt159_and_the_next_run_reads_everything() {
     let server = Server::start();
     server.add(4, false);

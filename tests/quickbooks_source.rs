@@ -683,6 +683,6 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
         "{replayed}"
     );
     assert_eq!(replayed["amount"].as_f64(), Some(-7.25));
-    // The DLQ entry keeps no envelope: the realm is the source's `realm_id`, the same value.
+    // The realm the record came with, kept (sealed) in the DLQ entry's `envelope`.
     assert_eq!(replayed["source_object"], WEST_REALM, "{replayed}");
 }

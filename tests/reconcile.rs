@@ -177,9 +177,39 @@ fn claims_match_the_payments_that_answer_them_by_control_number() {
     let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
     // 6 claims (2 of them in a set the guide rejects) and 4 payments.
     assert_eq!((summary["records_in"].as_u64(), summary["dlq"].as_u64()), (Some(10), Some(2)), "{summary}");
+    // The pipeline's `reconcile:` ran once both files were read, over its two sinks' files.
+    let reconciled = &summary["reconciliations"];
+    assert_eq!(reconciled.as_array().map(Vec::len), Some(1), "{summary}");
+    assert_eq!(reconciled[0]["reconciliation"]["matched"], 6, "{summary}");
+    let out_dir = dir.join("out/reconcile-claims");
+    assert_scenario(&out_dir, "claims-vs-payments");
+    let from_run: Vec<String> = ["matched.jsonl", "review.jsonl", "summary.json"]
+        .iter()
+        .map(|f| std::fs::read_to_string(out_dir.join(f)).unwrap())
+        .collect();
+    assert_eq!(&serde_json::from_str::<serde_json::Value>(&from_run[2]).unwrap(), &reconciled[0]);
+    // `sluice reconcile` alone over the same files writes the same bytes.
     let out = sluice(&dir, &["reconcile", "examples/reconcile/claims-vs-payments.yaml"]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert_scenario(&dir.join("out/reconcile-claims"), "claims-vs-payments");
+    let alone: Vec<String> = ["matched.jsonl", "review.jsonl", "summary.json"]
+        .iter()
+        .map(|f| std::fs::read_to_string(out_dir.join(f)).unwrap())
+        .collect();
+    assert_eq!(alone, from_run);
+    // Without `--summary json`, the run's report ends with the reconciliation's.
+    let human = sluice(&dir, &["run", "examples/reconcile/claims-and-payments.yaml"]);
+    assert!(human.status.success(), "{}", text(&human.stderr));
+    assert!(
+        text(&human.stdout)
+            .contains("reconciled `claims-vs-payments`: 8 records in = 6 matched (3 pairs) + 2 to review"),
+        "{}",
+        text(&human.stdout)
+    );
+    let plan = sluice(&dir, &["plan", "examples/reconcile/claims-and-payments.yaml"]);
+    assert!(plan.status.success(), "{}", text(&plan.stderr));
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("reconcile `claims-vs-payments`"), "{plan}");
+    assert!(plan.contains("left `claims_837p` <- sink claims_out's file"), "{plan}");
     // The sets name patients (NM1*QC, NM1*IL); the claims and payments are masked, and
     // nothing of them reaches the terminal or the reconciliation's outputs.
     let parsed = sluice(

@@ -19,7 +19,7 @@ use sluice_hl7v2::schema::Version;
 use sluice_spec_core::{PhiClass, ValueType};
 
 use crate::codes;
-use crate::diagnostics::{Diagnostic, Diagnostics, did_you_mean};
+use crate::diagnostics::{Diagnostic, Diagnostics, Severity, did_you_mean};
 use crate::expr::check::{self, Env, Scope};
 use crate::hl7::Hl7Env;
 use crate::plan::connection::ConnectionPlan;
@@ -830,6 +830,138 @@ impl Compiler {
         plan
     }
 
+    /// The pipeline's `reconcile:` entries, each reconciliation loaded, checked and reading the
+    /// files of the sinks named for its sides (SL478); refused in a pipeline whose sources
+    /// never end (SL479) and where an output of the reconciliation is a file the pipeline
+    /// writes (SL480). `None` when any is refused (the diagnostics say why).
+    fn pipeline_reconciliations(
+        &mut self,
+        spec: &crate::spec::pipeline::PipelineSpec<'_>,
+        plan: &Plan,
+    ) -> Option<Vec<crate::plan::PipelineReconciliation>> {
+        let mut ok = true;
+        if let Some(live) = spec
+            .components
+            .iter()
+            .find(|c| matches!(c.body, Body::Mllp(_) | Body::Kafka(_) | Body::Amqp(_) | Body::Webhook(_)))
+        {
+            for step in &spec.reconcile {
+                self.diags.push(
+                    Diagnostic::error(
+                        codes::RECONCILE_LIVE_SOURCE,
+                        format!("pipeline `{}` reads the source `{}`, which never ends", spec.name, live.name),
+                    )
+                    .label(step.span, "runs once the run's sources have ended")
+                    .label(live.name_span, "runs until it is stopped")
+                    .help(
+                        "write the live feed to a jsonl sink and reconcile its file with `sluice reconcile` (on a \
+                         schedule), or move the reconciliation to a pipeline of files or finance syncs",
+                    ),
+                );
+            }
+            return None;
+        }
+        // Files the pipeline writes, which no reconciliation output may be.
+        let mut written: Vec<(String, String)> = Vec::new();
+        for c in &plan.components {
+            if let ComponentKind::Sink(s) = &c.kind
+                && !s.path.is_empty()
+            {
+                written.push((s.path.clone(), format!("sink `{}`", c.name)));
+            }
+        }
+        written.extend(plan.dlq.iter().filter(|d| d.store.is_none()).map(|d| (d.path.clone(), "the DLQ".into())));
+        written.extend(plan.audit.iter().map(|a| (a.path.clone(), "the audit log".into())));
+        let mut out = Vec::new();
+        for step in &spec.reconcile {
+            let Some(rid) = self.load_kind(&step.spec, "reconciliation") else {
+                ok = false;
+                continue;
+            };
+            let errors_before = self.diags.count(Severity::Error);
+            let Some(mut rplan) = self.reconciliation_of(rid) else {
+                ok = false;
+                continue;
+            };
+            if self.diags.count(Severity::Error) > errors_before {
+                ok = false;
+                continue;
+            }
+            let mut sinks = Vec::new();
+            for (side, sink) in &step.inputs {
+                let jsonl = spec.components.iter().find(|c| c.name == sink.text).and_then(|c| match &c.body {
+                    Body::Jsonl { path, .. } if !crate::plan::object_store::is_url(&path.text) => Some(path),
+                    _ => None,
+                });
+                let (Some(path), Some(input)) = (jsonl, rplan.inputs.iter_mut().find(|i| i.role == *side)) else {
+                    let local: Vec<&str> = spec
+                        .components
+                        .iter()
+                        .filter(|c| {
+                            matches!(&c.body, Body::Jsonl { path, .. } if !crate::plan::object_store::is_url(&path.text))
+                        })
+                        .map(|c| c.name.as_str())
+                        .collect();
+                    let what = match spec.components.iter().find(|c| c.name == sink.text) {
+                        None => format!("pipeline `{}` has no sink `{}`", spec.name, sink.text),
+                        Some(_) => format!("`{}` is not a jsonl sink writing a local file", sink.text),
+                    };
+                    let help = if local.is_empty() {
+                        "the pipeline has no local jsonl sink: add one (`type: jsonl`, `path: out/ledger.jsonl`) fed by \
+                         the records this side reconciles, and name it here"
+                            .to_string()
+                    } else {
+                        format!("name one of the pipeline's local jsonl sinks: {}", local.join(", "))
+                    };
+                    self.diags.push(
+                        Diagnostic::error(codes::RECONCILE_SINK, what)
+                            .label(sink.span, format!("the `{side}` side of the reconciliation reads this sink's file"))
+                            .help(help)
+                            .suggest(&sink.text, local.iter().copied()),
+                    );
+                    ok = false;
+                    continue;
+                };
+                input.paths = vec![display_path(&self.resolve(path))];
+                input.written_paths = vec![path.text.clone()];
+                sinks.push((side.to_string(), sink.text.clone()));
+            }
+            let mut outputs = vec![&rplan.matched, &rplan.review, &rplan.summary];
+            if let Some(st) = &rplan.statements {
+                outputs.extend([&st.path, &st.unassigned]);
+            }
+            // Sink paths are shown relative to the working directory, reconciliation paths are
+            // joined to their file's folder: compared as absolute paths.
+            let absolute = |p: &str| normalize(&std::env::current_dir().unwrap_or_default().join(p));
+            for output in outputs {
+                let resolved = absolute(output.as_str());
+                if let Some((_, by)) = written.iter().find(|(w, _)| absolute(w.as_str()) == resolved) {
+                    self.diags.push(
+                        Diagnostic::error(
+                            codes::RECONCILE_OUTPUT_OVERLAP,
+                            format!(
+                                "reconciliation `{}` would write {}, which {by} writes",
+                                rplan.name,
+                                display_path(Path::new(output.as_str()))
+                            ),
+                        )
+                        .label(step.spec.span, "its outputs are written once the run has ended")
+                        .help(
+                            "give the reconciliation's `outputs` files of their own (`out/reconcile/matched.jsonl`...)",
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+            out.push(crate::plan::PipelineReconciliation {
+                spec: display_path(&self.resolve(&step.spec)),
+                sinks,
+                plan: rplan,
+            });
+        }
+        ok.then_some(out)
+    }
+
     fn compile_pipeline(&mut self, id: FileId) -> Option<Plan> {
         let tree = self.trees[id.0].clone()?;
         let spec = {
@@ -954,7 +1086,14 @@ impl Compiler {
                     }
                 })
                 .collect(),
+            reconciliations: Vec::new(),
         };
+        if !spec.reconcile.is_empty() {
+            match self.pipeline_reconciliations(&spec, &plan) {
+                Some(r) => plan.reconciliations = r,
+                None => ok = false,
+            }
+        }
         if !ok {
             return None;
         }

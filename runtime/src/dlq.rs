@@ -2,8 +2,17 @@
 //!
 //! Entry: `{"id", "run_id", "source", "file", "offset", "message_index", "stage", "code",
 //! "reason", "findings": [{code, rule, path, message}], "raw"}` (and `"raw_encoding": "base64"`
-//! when the bytes are not UTF-8). `id` is the record's, `<run_id>-<seq>`, as its audit entry's. `stage` is the name of the component
-//! that rejected the record (a source component for decode and parse failures).
+//! when the bytes are not UTF-8). `id` is the record's, `<run_id>-<seq>`, as its audit entry's.
+//! `stage` is the name of the component that rejected the record (a source component for
+//! decode and parse failures).
+//!
+//! A record that came with a key and headers (a Kafka message's, the provenance a finance
+//! source sets such as `plaid.item`, a `fhir.rest` deletion's mark: [`BusMeta`]) keeps them in
+//! `"envelope"`, so a replay gives the pipeline the record as it first came
+//! ([`StoredEntry::bus_meta`]). They are data (a key is often a patient id), kept as `raw` is:
+//! sealed under the DLQ's key (a string, the sealed JSON) or, in a DLQ kept in plain text on
+//! purpose, the JSON object `{"key": base64, "headers": [[name, base64 or null]], "deleted":
+//! true}` (members absent when empty or false). Entries written before it was kept have none.
 //!
 //! A segment a parser profile with `bad_segments: drop` left out of a message gets an entry of
 //! its own ([`part_entry_line`]): id `<record id>.seg<N>`, stage the source, the codec's code,
@@ -46,7 +55,7 @@
 
 use serde::Serialize;
 
-use crate::record::Envelope;
+use crate::record::{BusMeta, Envelope};
 
 /// One finding in a DLQ entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -109,6 +118,9 @@ struct Entry<'a> {
     /// `base64` when the bytes are not UTF-8 (`raw` is then their base64), so nothing is lost.
     #[serde(skip_serializing_if = "Option::is_none")]
     raw_encoding: Option<&'static str>,
+    /// The record's bus key and headers ([`envelope_member`]); absent when it had none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    envelope: Option<serde_json::Value>,
     /// The id of the key that sealed `raw` ([`DlqKey`]); absent when it is not sealed.
     #[serde(skip_serializing_if = "Option::is_none")]
     key_id: Option<&'a str>,
@@ -202,7 +214,8 @@ impl DlqKey {
         self.keys.iter().map(|k| k.id.as_str())
     }
 
-    /// `nonce || ciphertext || tag`, base64, under the current key.
+    /// `nonce || ciphertext || tag`, base64, under the current key. `id` is the associated
+    /// data (the entry's id for `raw`, [`envelope_aad`] for `envelope`).
     fn seal(&self, id: &str, bytes: &[u8]) -> Option<String> {
         use base64::Engine;
         let key = &self.keys[0];
@@ -225,14 +238,15 @@ impl DlqKey {
         Some(base64::engine::general_purpose::STANDARD.encode(out))
     }
 
-    /// Opens a sealed `raw`: with the key `key_id` names, or (an entry without one) any key.
-    fn open(&self, id: &str, key_id: Option<&str>, text: &str) -> Result<Vec<u8>, String> {
+    /// Opens a sealed member (`what`, `raw` or `envelope`) of entry `id` sealed with
+    /// associated data `aad`: with the key `key_id` names, or (an entry without one) any key.
+    fn open(&self, id: &str, what: &str, aad: &str, key_id: Option<&str>, text: &str) -> Result<Vec<u8>, String> {
         use base64::Engine;
         let mut bytes = base64::engine::general_purpose::STANDARD
             .decode(text)
-            .map_err(|_| format!("entry {id}: `raw` is not valid base64"))?;
+            .map_err(|_| format!("entry {id}: `{what}` is not valid base64"))?;
         if bytes.len() < ring::aead::NONCE_LEN {
-            return Err(format!("entry {id}: `raw` is too short to be encrypted"));
+            return Err(format!("entry {id}: `{what}` is too short to be encrypted"));
         }
         let sealed = bytes.split_off(ring::aead::NONCE_LEN);
         let candidates: Vec<&SubKey> = match key_id {
@@ -250,11 +264,11 @@ impl DlqKey {
             let nonce =
                 ring::aead::Nonce::try_assume_unique_for_key(&bytes).map_err(|_| format!("entry {id}: bad nonce"))?;
             let mut buf = sealed.clone();
-            if let Ok(plain) = key.aead.open_in_place(nonce, ring::aead::Aad::from(id.as_bytes()), &mut buf) {
+            if let Ok(plain) = key.aead.open_in_place(nonce, ring::aead::Aad::from(aad.as_bytes()), &mut buf) {
                 return Ok(plain.to_vec());
             }
         }
-        Err(format!("entry {id}: cannot decrypt `raw`: another key, or the entry was altered"))
+        Err(format!("entry {id}: cannot decrypt `{what}`: another key, or the entry was altered"))
     }
 }
 
@@ -267,10 +281,21 @@ pub fn reseal_line(line: &str, key: &DlqKey) -> Result<Option<String>, String> {
     if entry.raw_encoding.as_deref() != Some(SEALED) || entry.key_id.as_deref() == Some(key.current_id()) {
         return Ok(None);
     }
+    let failed = || format!("entry {}: encryption failed", entry.id);
     let plain = entry.raw_bytes(Some(key))?;
-    let sealed = key.seal(&entry.id, &plain).ok_or_else(|| format!("entry {}: encryption failed", entry.id))?;
+    let sealed = key.seal(&entry.id, &plain).ok_or_else(failed)?;
+    let envelope = match &entry.envelope {
+        Some(serde_json::Value::String(text)) => {
+            let plain = key.open(&entry.id, "envelope", &envelope_aad(&entry.id), entry.key_id.as_deref(), text)?;
+            Some(key.seal(&envelope_aad(&entry.id), &plain).ok_or_else(failed)?)
+        }
+        _ => None,
+    };
     let Some(obj) = v.as_object_mut() else { return Err("not a DLQ entry".to_string()) };
     obj.insert("raw".into(), sealed.into());
+    if let Some(envelope) = envelope {
+        obj.insert("envelope".into(), envelope.into());
+    }
     obj.insert("key_id".into(), key.current_id().into());
     Ok(Some(serde_json::to_string(&v).unwrap_or_default()))
 }
@@ -399,6 +424,7 @@ fn line(
         attempts: r.attempts,
         reason: &r.reason,
         findings: &r.findings,
+        envelope: if part.is_none() { env.bus.as_deref().and_then(|bus| envelope_member(&id, bus, key)) } else { None },
         part,
         raw: &raw,
         raw_encoding,
@@ -406,6 +432,68 @@ fn line(
     };
     let text = serde_json::to_string(&entry).unwrap_or_default();
     Line { id, stage: stage.to_string(), code: r.code, at: w.at.to_string(), text }
+}
+
+/// The associated data that seals entry `id`'s `envelope`: not its `raw`'s, so neither opens
+/// in the other's place.
+fn envelope_aad(id: &str) -> String {
+    format!("{id}#envelope")
+}
+
+/// An entry's `envelope` member: the JSON of `bus` (module header), sealed into a string with
+/// `key`. `None` only if sealing fails, as `raw` is then left empty: nothing is written in
+/// plain text that should not be.
+fn envelope_member(id: &str, bus: &BusMeta, key: Option<&DlqKey>) -> Option<serde_json::Value> {
+    use base64::Engine;
+    let b64 = |bytes: &[u8]| serde_json::Value::from(base64::engine::general_purpose::STANDARD.encode(bytes));
+    let mut obj = serde_json::Map::new();
+    if let Some(k) = &bus.key {
+        obj.insert("key".into(), b64(k));
+    }
+    if !bus.headers.is_empty() {
+        let headers = bus
+            .headers
+            .iter()
+            .map(|(name, value)| serde_json::json!([name, value.as_deref().map(b64)]))
+            .collect::<Vec<_>>();
+        obj.insert("headers".into(), headers.into());
+    }
+    if bus.deleted {
+        obj.insert("deleted".into(), true.into());
+    }
+    let json = serde_json::Value::Object(obj);
+    match key {
+        Some(key) => key.seal(&envelope_aad(id), json.to_string().as_bytes()).map(serde_json::Value::from),
+        None => Some(json),
+    }
+}
+
+/// [`envelope_member`] read back.
+fn bus_of_json(id: &str, json: &serde_json::Value) -> Result<BusMeta, String> {
+    use base64::Engine;
+    let bad = || format!("entry {id}: `envelope` is not a key and headers");
+    let bytes = |v: &serde_json::Value| -> Result<Vec<u8>, String> {
+        let text = v.as_str().ok_or_else(bad)?;
+        base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| bad())
+    };
+    let obj = json.as_object().ok_or_else(bad)?;
+    let key = obj.get("key").map(bytes).transpose()?;
+    let mut headers = Vec::new();
+    for header in obj.get("headers").map(|h| h.as_array().ok_or_else(bad)).transpose()?.into_iter().flatten() {
+        match header.as_array().map(Vec::as_slice) {
+            Some([name, value]) => {
+                let name = name.as_str().ok_or_else(bad)?.to_string();
+                let value = if value.is_null() { None } else { Some(bytes(value)?) };
+                headers.push((name, value));
+            }
+            _ => return Err(bad()),
+        }
+    }
+    let deleted = match obj.get("deleted") {
+        None => false,
+        Some(d) => d.as_bool().ok_or_else(bad)?,
+    };
+    Ok(BusMeta { key, headers, deleted })
 }
 
 /// How many rows [`Out::Table`] holds in memory at most before it commits them (about a
@@ -579,6 +667,7 @@ mod key_tests {
             part: None,
             raw,
             raw_encoding: encoding.map(String::from),
+            envelope: None,
             key_id: None,
         }
     }
@@ -622,6 +711,77 @@ mod key_tests {
         assert!(moved.raw_bytes(Some(&key)).is_err(), "bound to its entry id");
     }
 
+    fn record_envelope(bus: Option<BusMeta>) -> Envelope {
+        Envelope {
+            source: "in".into(),
+            file: "topic/0".into(),
+            offset: 7,
+            index: 7,
+            seq: 3,
+            control_id: None,
+            message_type: None,
+            timezone: "Z".into(),
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            classes: Default::default(),
+            masking: None,
+            bus: bus.map(std::sync::Arc::new),
+        }
+    }
+
+    fn written(key: Option<&DlqKey>, env: &Envelope) -> StoredEntry {
+        let w = Writing { run_id: "r", plan_hash: "h", at: "2026-01-01T00:00:00Z", key };
+        let line = entry_line(&w, env, b"MSH|x", "map", &Rejection::single("RT102", None, "why"));
+        serde_json::from_str(&line.text).unwrap()
+    }
+
+    #[test]
+    fn a_records_key_and_headers_are_kept_sealed_like_its_message_and_read_back() {
+        let bus = BusMeta {
+            key: Some(b"MRN-00042".to_vec()),
+            headers: vec![("plaid.item".into(), Some(b"operating".to_vec())), ("trace".into(), None)],
+            deleted: true,
+        };
+        let key = DlqKey::parse(KEY).unwrap();
+        let sealed = written(Some(&key), &record_envelope(Some(bus.clone())));
+        let text = sealed.envelope.as_ref().and_then(|v| v.as_str()).expect("sealed: a string");
+        assert!(!text.contains("MRN") && !text.contains("operating"), "nothing in clear: {text}");
+        assert_eq!(sealed.bus_meta(Some(&key)).unwrap(), Some(bus.clone()));
+        assert!(sealed.bus_meta(None).unwrap_err().contains("encrypted"));
+        // Bound to its entry and its member: neither another entry's nor the raw's place opens it.
+        let mut moved = sealed.clone();
+        moved.id = "r-9".into();
+        assert!(moved.bus_meta(Some(&key)).unwrap_err().contains("altered"));
+        let mut swapped = sealed.clone();
+        swapped.raw = text.to_string();
+        assert!(swapped.raw_bytes(Some(&key)).is_err(), "the envelope does not open as the message");
+
+        // Rotation re-seals it with the message.
+        let ring = DlqKey::parse(&[&[b'f'; 64][..], b",", KEY].concat()).unwrap();
+        let line = serde_json::to_string(&sealed).unwrap();
+        let resealed: StoredEntry = serde_json::from_str(&reseal_line(&line, &ring).unwrap().unwrap()).unwrap();
+        assert_ne!(resealed.envelope, sealed.envelope);
+        assert_eq!(resealed.bus_meta(Some(&ring)).unwrap(), Some(bus.clone()));
+        assert_eq!(resealed.raw_bytes(Some(&ring)).unwrap(), b"MSH|x");
+
+        // A DLQ in plain text on purpose: the object, values in base64.
+        let plain = written(None, &record_envelope(Some(bus.clone())));
+        assert_eq!(
+            plain.envelope,
+            Some(
+                serde_json::json!({"key": "TVJOLTAwMDQy", "headers": [["plaid.item", "b3BlcmF0aW5n"], ["trace", null]], "deleted": true})
+            )
+        );
+        assert_eq!(plain.bus_meta(None).unwrap(), Some(bus));
+        // A record without any: no member, as in entries written before it was kept.
+        let none = written(Some(&key), &record_envelope(None));
+        assert_eq!(none.bus_meta(Some(&key)).unwrap(), None);
+        assert_eq!(none.envelope, None);
+        let mut broken = plain.clone();
+        broken.envelope = Some(serde_json::json!({"headers": [["x"]]}));
+        assert!(broken.bus_meta(None).unwrap_err().contains("not a key and headers"));
+    }
+
     #[test]
     fn keys_are_64_hex_digits_or_base64_of_32_bytes() {
         assert!(DlqKey::parse(KEY).is_ok());
@@ -660,6 +820,10 @@ pub struct StoredEntry {
     pub raw: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw_encoding: Option<String>,
+    /// The record's bus key and headers, sealed (a string) or not (an object); absent when it
+    /// had none, and from entries written before they were kept. Read with [`Self::bus_meta`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<serde_json::Value>,
     /// The id of the key that sealed `raw`; absent from entries written before key ids.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
@@ -680,11 +844,29 @@ impl StoredEntry {
             (Some("base64"), _) => base64::engine::general_purpose::STANDARD
                 .decode(&self.raw)
                 .map_err(|_| format!("entry {}: `raw` is not valid base64", self.id)),
-            (Some(SEALED), Some(key)) => key.open(&self.id, self.key_id.as_deref(), &self.raw),
+            (Some(SEALED), Some(key)) => key.open(&self.id, "raw", &self.id, self.key_id.as_deref(), &self.raw),
             (Some(SEALED), None) => {
                 Err(format!("entry {} is encrypted and the pipeline's `dlq` has no `encryption_key`", self.id))
             }
             (Some(other), _) => Err(format!("entry {}: unknown `raw_encoding` `{other}`", self.id)),
+        }
+    }
+
+    /// The key and headers the record came with (opened with `key` if sealed), or `None` if
+    /// it had none. A replay gives them back to the pipeline.
+    pub fn bus_meta(&self, key: Option<&DlqKey>) -> Result<Option<BusMeta>, String> {
+        match (&self.envelope, key) {
+            (None, _) => Ok(None),
+            (Some(serde_json::Value::String(sealed)), Some(key)) => {
+                let plain = key.open(&self.id, "envelope", &envelope_aad(&self.id), self.key_id.as_deref(), sealed)?;
+                let json: serde_json::Value = serde_json::from_slice(&plain)
+                    .map_err(|_| format!("entry {}: `envelope` is not a key and headers", self.id))?;
+                bus_of_json(&self.id, &json).map(Some)
+            }
+            (Some(serde_json::Value::String(_)), None) => {
+                Err(format!("entry {} is encrypted and the pipeline's `dlq` has no `encryption_key`", self.id))
+            }
+            (Some(json), _) => bus_of_json(&self.id, json).map(Some),
         }
     }
 

@@ -242,7 +242,8 @@ pub struct Scope<'a> {
 }
 
 /// Where a finance record came from: its source's provenance (from the plan) and the envelope
-/// the sync set on the record, if any (none after a DLQ replay or in `sluice test`).
+/// the sync set on the record, if any (none in `sluice test`, nor after replaying a DLQ entry
+/// written before entries kept envelopes).
 #[derive(Clone, Copy)]
 pub struct Provenance<'a> {
     pub source: &'a crate::compile::SourceProvenance,
@@ -963,7 +964,8 @@ mod tests {
             assert_eq!(from_sync.eval(&connection, &mut w), Val::Str("qbo-east".into()));
             assert_eq!(from_sync.eval(&realm, &mut w), Val::Str("2222".into()));
             assert_eq!(from_sync.eval(&item, &mut w), Val::Null);
-            // A replayed record has no envelope: its source's value stands in.
+            // A record without an envelope (`sluice test`, an old DLQ entry replayed): its
+            // source's value stands in.
             let replayed = Scope {
                 provenance: Some(Provenance { source: &source, bus: None }),
                 vars: Vec::new(),

@@ -200,9 +200,17 @@ pub struct Processed {
     completion: Option<Completion>,
     rejected_at_source: bool,
     findings: Vec<dlq::Finding>,
-    /// The raw message and its offset, kept when the record reached an `http` or `postgres`
-    /// sink: if the endpoint or the database refuses it, the writer gives it a DLQ entry.
-    raw: Option<(Arc<[u8]>, u64)>,
+    /// Kept when the record reached an `http`, `postgres` or `kafka` sink: if the endpoint,
+    /// database or broker refuses it, the writer gives it a DLQ entry.
+    raw: Option<Refusable>,
+}
+
+/// What the DLQ entry of a record a sink refuses after the fact needs: its raw message, the
+/// message's offset, and the key and headers it came with (a replay gives them back).
+struct Refusable {
+    raw: Arc<[u8]>,
+    offset: u64,
+    bus: Option<Arc<crate::record::BusMeta>>,
 }
 
 #[derive(Default)]
@@ -362,14 +370,17 @@ impl Ctx<'_, '_> {
     /// The provenance of the finance source a record came from, for `connection()` and
     /// `envelope(...)`; found by the record's source, so a replayed record has it too.
     fn provenance_of(&self, rec: &Record) -> Option<&crate::compile::SourceProvenance> {
-        let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
-        self.c.provenance[source].as_ref()
+        self.c.provenance[self.source_index(rec)?].as_ref()
+    }
+
+    /// The component index of the source a record came from (its envelope names it).
+    fn source_index(&self, rec: &Record) -> Option<usize> {
+        self.c.names.iter().position(|n| *n == rec.env.source)
     }
 
     /// The Bundle a FHIR record came from, indexed by its source for `resolve()`.
     fn bundle_of(&self, rec: &Record) -> Option<Arc<crate::fhir_source::BundleIndex>> {
-        let source = self.c.names.iter().position(|n| *n == rec.env.source)?;
-        match &self.c.preps[source] {
+        match &self.c.preps[self.source_index(rec)?] {
             Prep::FhirSource(src) => src.bundle(&rec.env.file),
             _ => None,
         }
@@ -632,7 +643,11 @@ impl Ctx<'_, '_> {
             rejected_at_source: acc.rejected_at_source,
             findings: if completion.is_some() { acc.findings } else { Vec::new() },
             completion,
-            raw: acc.refusable.then(|| (Arc::clone(&rec.raw), raw.offset)),
+            raw: acc.refusable.then(|| Refusable {
+                raw: Arc::clone(&rec.raw),
+                offset: raw.offset,
+                bus: rec.env.bus.clone(),
+            }),
         }
     }
 }
@@ -1448,7 +1463,10 @@ fn refused_entry(
     sink: &str,
     why: &Rejection,
 ) -> dlq::Line {
-    let (raw, offset) = p.raw.clone().unwrap_or_else(|| (Arc::from(&[][..]), 0));
+    let (raw, offset, bus) = match &p.raw {
+        Some(r) => (Arc::clone(&r.raw), r.offset, r.bus.clone()),
+        None => (Arc::from(&[][..]), 0, None),
+    };
     let env = Envelope {
         source: Arc::from(plan.components[p.source].name.as_str()),
         file: Arc::clone(&p.file),
@@ -1462,7 +1480,7 @@ fn refused_entry(
         warnings: Vec::new(),
         classes: Default::default(),
         masking: None,
-        bus: None,
+        bus,
     };
     dlq::entry_line(w, &env, &raw, sink, why)
 }

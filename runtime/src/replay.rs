@@ -15,6 +15,9 @@
 //!   transaction. A replay that fails, or was killed, is undone (each output cut back to its
 //!   length, the replay's DLQ rows above the recorded key deleted) before anything else is
 //!   replayed, so its records are still pending and none is delivered twice.
+//! - A record is replayed with the key and headers it came with, when its entry kept them
+//!   (`envelope`, [`crate::dlq`]): a Kafka sink gets its key and headers again, a mapping its
+//!   `envelope(...)` values.
 //! - A record is replayed at most once: an id already replayed is refused; if it failed again,
 //!   its new entry is the one to replay.
 //! - A lone part of a record (a segment `bad_segments: drop` cut out, `StoredEntry::part`) is
@@ -217,11 +220,15 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                 "restore the source, or leave the record in the DLQ",
             ));
         };
-        let bytes = e.raw_bytes(compiled.dlq_key.as_ref()).map_err(|m| {
+        let unreadable = |m: String| {
             RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {dlq_shown}: {m}")).with_help(
                 "an encrypted entry opens only with the key the run used (`dlq.encryption_key`), and only if unaltered",
             )
-        })?;
+        };
+        let bytes = e.raw_bytes(compiled.dlq_key.as_ref()).map_err(unreadable)?;
+        // The key and headers the record first came with (a Kafka key, a finance source's
+        // provenance such as `plaid.item`): the pipeline sees the record as it was.
+        let bus = e.bus_meta(compiled.dlq_key.as_ref()).map_err(unreadable)?;
         let sink = Arc::clone(&outcomes);
         inputs.push(RawInput {
             source,
@@ -236,7 +243,7 @@ pub fn replay(plan: &Plan, options: &RunOptions, ids: &[String]) -> Result<Repla
                     o.push((n, d.event));
                 }
             })),
-            bus: None,
+            bus: bus.map(Arc::new),
         });
     }
     let before = output_lengths(plan, &store)?;

@@ -1,7 +1,8 @@
 //! Retention and erasure (`sluice purge`): removes the DLQ records older than the pipeline's
 //! `retention.dlq`, the archived audit logs older than `retention.audit`, the run records
 //! older than `retention.state`, and with `--subject ID` everything Sluice keeps about one
-//! person: the DLQ records whose message names the id in PID-3, and in every token vault the
+//! person: the DLQ records whose message names the id in PID-3 (or whose message key or a
+//! header value, kept in the entry's `envelope`, is the id), and in every token vault the
 //! pipeline tokenizes into, the id's own row and the rows of every value a `tokenize` rule
 //! with a `subject` linked to the id (a value other people's tokens share too is kept, and
 //! counted).
@@ -130,6 +131,13 @@ pub fn names_subject(raw: &[u8], subject: &str) -> bool {
     }
 }
 
+/// Whether a record's message key or one of its header values is `subject` (a Kafka topic
+/// keyed by patient id).
+fn bus_names_subject(bus: &crate::record::BusMeta, subject: &str) -> bool {
+    let is_subject = |v: &[u8]| std::str::from_utf8(v).is_ok_and(|t| t.trim() == subject);
+    bus.key.as_deref().is_some_and(is_subject) || bus.headers.iter().any(|(_, v)| v.as_deref().is_some_and(is_subject))
+}
+
 /// Removes what expired, and with `subject` that person's data. See the module header.
 pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result<Purged, RunError> {
     let clock = time::Clock::new(options.fixed_clock.as_deref())?;
@@ -179,9 +187,10 @@ pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result
             None => None,
         };
         for e in entries.iter().filter(|e| !expired.contains(&e.id) && !e.is_part()) {
-            let raw =
-                e.raw_bytes(key.as_ref()).map_err(|m| RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {m}")))?;
-            if names_subject(&raw, subject) {
+            let unreadable = |m: String| RunError::new(findings::DLQ_UNREADABLE, format!("DLQ {m}"));
+            let raw = e.raw_bytes(key.as_ref()).map_err(unreadable)?;
+            let bus = e.bus_meta(key.as_ref()).map_err(unreadable)?;
+            if names_subject(&raw, subject) || bus.is_some_and(|b| bus_names_subject(&b, subject)) {
                 of_subject.insert(e.id.clone());
             }
         }
@@ -246,6 +255,19 @@ pub fn purge(plan: &Plan, options: &RunOptions, subject: Option<&str>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_record_keyed_or_headed_by_the_subject_names_it() {
+        let bus = |key: Option<&[u8]>, header: Option<&[u8]>| crate::record::BusMeta {
+            key: key.map(<[u8]>::to_vec),
+            headers: vec![("trace".into(), None), ("patient".into(), header.map(<[u8]>::to_vec))],
+            deleted: false,
+        };
+        assert!(bus_names_subject(&bus(Some(b"MRN-42"), None), "MRN-42"));
+        assert!(bus_names_subject(&bus(None, Some(b" MRN-42 ")), "MRN-42"));
+        assert!(!bus_names_subject(&bus(Some(b"MRN-420"), Some(b"xMRN-42")), "MRN-42"), "whole values only");
+        assert!(!bus_names_subject(&bus(Some(&[0xff, 0xfe]), None), "MRN-42"));
+    }
 
     #[test]
     fn cutoffs_are_days_earlier_at_the_same_time() {

@@ -1,6 +1,8 @@
 //! `sluice reconcile SPEC`: runs a `kind: reconciliation` spec over its JSON Lines inputs and
 //! writes the matched pairs, the review output and the summary, and, with
 //! `outputs.statements`, one financial document per account and the unassigned output.
+//! [`run`] is the job itself: `sluice run` calls it too, for a pipeline's `reconcile:` entries
+//! once the run's sources have ended (their sides reading the pipeline's sinks' files).
 //!
 //! Invariants:
 //! - A blocking job: every input is read to its end before anything is matched (a match may
@@ -64,12 +66,44 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    match run(&plan) {
+        Ok(done) => {
+            if json {
+                print!("{}", done.summary_text);
+            } else {
+                for line in &done.lines {
+                    println!("{line}");
+                }
+            }
+            if done.balanced { OK } else { FAILED }
+        }
+        Err(code) => code,
+    }
+}
+
+/// What a reconciliation that ran wrote and found.
+pub struct Reconciled {
+    /// The summary (what `outputs.summary` holds).
+    pub summary: serde_json::Value,
+    /// The same, as the file holds it.
+    pub summary_text: String,
+    /// The human report: counts, rule and reason names, paths; never a value.
+    pub lines: Vec<String>,
+    /// Every record is in exactly one place (and every statement transaction).
+    pub balanced: bool,
+}
+
+/// Runs a checked reconciliation: reads its inputs, matches, writes every output (staged, then
+/// put in place together) and, with `outputs.ledger`, updates the tables. Problems are printed
+/// to stderr; the exit code is returned when it could not complete. `sluice reconcile` and a
+/// pipeline's `reconcile:` (after `sluice run`) both call it.
+pub fn run(plan: &ReconcilePlan) -> Result<Reconciled, u8> {
     let mut read = Read::default();
     for (role, input) in plan.inputs.iter().enumerate() {
         for (path, written) in input.paths.iter().zip(&input.written_paths) {
             match std::fs::read_to_string(path) {
-                Ok(body) => reconcile::read_lines(&plan, role, written, &body, &mut read),
-                Err(e) => return io_error("read", path, &e),
+                Ok(body) => reconcile::read_lines(plan, role, written, &body, &mut read),
+                Err(e) => return Err(io_error("read", path, &e)),
             }
         }
     }
@@ -77,28 +111,28 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
     if let Some(st) = &plan.statements {
         match std::fs::read_to_string(&st.accounts) {
             Ok(body) => accounts.read(&st.written_accounts, &body),
-            Err(e) => return io_error("read", &st.accounts, &e),
+            Err(e) => return Err(io_error("read", &st.accounts, &e)),
         }
     }
-    let outcome = reconcile::reconcile(&plan, read);
-    let built = plan.statements.as_ref().map(|st| (st, statements::build(&plan, st, &outcome, &accounts)));
+    let outcome = reconcile::reconcile(plan, read);
+    let built = plan.statements.as_ref().map(|st| (st, statements::build(plan, st, &outcome, &accounts)));
     let ledger_rows = plan.ledger.as_ref().map(|l| ledger::rows(l, &outcome)).unwrap_or_default();
     // The summary and every file, given what the ledger update did.
     let outputs = |written: Option<&[ledger::TableWritten]>| {
-        let mut summary = outcome.summary(&plan);
+        let mut summary = outcome.summary(plan);
         if let Some(m) = summary.as_object_mut() {
             if let Some((_, b)) = &built {
                 m.insert("statements".into(), b.counts.to_json());
             }
             if let Some(w) = written {
-                m.insert("ledger".into(), ledger_summary(&plan, &ledger_rows, w));
+                m.insert("ledger".into(), ledger_summary(plan, &ledger_rows, w));
             }
         }
         let mut summary_text = serde_json::to_string_pretty(&summary).unwrap_or_default();
         summary_text.push('\n');
         let mut files = vec![
-            (plan.matched.as_str(), outcome.matched_lines(&plan)),
-            (plan.review.as_str(), outcome.review_lines(&plan)),
+            (plan.matched.as_str(), outcome.matched_lines(plan)),
+            (plan.review.as_str(), outcome.review_lines(plan)),
             (plan.summary.as_str(), summary_text.clone()),
         ];
         if let Some((st, b)) = &built {
@@ -112,7 +146,7 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
             let (summary, text, files) = outputs(None);
             match Staged::write(&files) {
                 Ok(staged) => (summary, text, staged, None),
-                Err(code) => return code,
+                Err(code) => return Err(code),
             }
         }
         Some(l) => {
@@ -124,17 +158,17 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
             });
             match (result, done) {
                 (Ok(Ok(written)), Some((summary, text, staged))) => (summary, text, staged, Some(written)),
-                (Ok(Err(code)), _) => return code,
+                (Ok(Err(code)), _) => return Err(code),
                 (Err(e), done) => {
                     if let Some((_, _, staged)) = done {
                         staged.discard();
                     }
                     crate::commands::print_run_error(&e);
-                    return FAILED;
+                    return Err(FAILED);
                 }
                 (Ok(Ok(_)), None) => {
                     eprintln!("error[{}]: the ledger committed without the files staged", findings::INTERNAL);
-                    return FAILED;
+                    return Err(FAILED);
                 }
             }
         }
@@ -146,7 +180,7 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
                 "  the ledger tables were updated; running `sluice reconcile` again writes the files and changes nothing in the tables"
             );
         }
-        return code;
+        return Err(code);
     }
     let review = outcome.review.len() as u64;
     let statements_balanced = built.as_ref().is_none_or(|(_, b)| b.counts.balanced());
@@ -155,57 +189,54 @@ pub fn reconcile(spec: &Path, diagnostics: Format, json: bool) -> u8 {
         report_unassigned(&plan.inputs[st.input].name, &st.unassigned, &b.counts);
     }
     if let Some(w) = &written {
-        report_ledger(&plan, &ledger_rows, w);
+        report_ledger(plan, &ledger_rows, w);
     }
-    if json {
-        print!("{summary_text}");
-    } else {
-        let r = &summary["reconciliation"];
-        println!(
-            "reconciled `{}`: {} records in = {} matched ({} pairs) + {} to review{}",
-            plan.name,
-            outcome.records_in,
-            outcome.matched_records(),
-            outcome.pairs.len(),
-            review,
-            if balanced { "" } else { "  (does not add up)" }
-        );
-        println!(
-            "  reconciliation: matched {}, unmatched {}, duplicates {}",
-            r["matched"], r["unmatched"], r["duplicates"]
-        );
-        for (rule, n) in summary["pairs_by_rule"].as_object().into_iter().flatten() {
-            println!("  pairs by rule `{rule}`: {n}");
-        }
-        for (reason, n) in summary["review_by_reason"].as_object().into_iter().flatten() {
-            println!("  review `{reason}`: {n}");
-        }
-        if let Some((st, b)) = &built {
-            let c = &b.counts;
-            println!(
-                "  statements: {} accounts, {} transactions of `{}` = {} listed + {} duplicate copies + {} unassigned{}",
-                c.accounts,
-                c.transactions_in,
-                plan.inputs[st.input].name,
-                c.listed,
-                c.duplicate_copies,
-                c.unassigned_transactions(),
-                if statements_balanced { "" } else { "  (does not add up)" }
-            );
-        }
-        for (t, w) in ledger_rows.iter().zip(written.iter().flatten()) {
-            println!(
-                "  ledger `{}`: {} rows = {} updated + {} unchanged + {} missing; {} records without a key",
-                t.table,
-                t.rows.len(),
-                w.updated,
-                w.unchanged,
-                w.missing.len(),
-                t.no_key
-            );
-        }
+    let mut lines = Vec::new();
+    let r = &summary["reconciliation"];
+    lines.push(format!(
+        "reconciled `{}`: {} records in = {} matched ({} pairs) + {} to review{}",
+        plan.name,
+        outcome.records_in,
+        outcome.matched_records(),
+        outcome.pairs.len(),
+        review,
+        if balanced { "" } else { "  (does not add up)" }
+    ));
+    lines.push(format!(
+        "  reconciliation: matched {}, unmatched {}, duplicates {}",
+        r["matched"], r["unmatched"], r["duplicates"]
+    ));
+    for (rule, n) in summary["pairs_by_rule"].as_object().into_iter().flatten() {
+        lines.push(format!("  pairs by rule `{rule}`: {n}"));
     }
-    if balanced { OK } else { FAILED }
+    for (reason, n) in summary["review_by_reason"].as_object().into_iter().flatten() {
+        lines.push(format!("  review `{reason}`: {n}"));
+    }
+    if let Some((st, b)) = &built {
+        let c = &b.counts;
+        lines.push(format!(
+            "  statements: {} accounts, {} transactions of `{}` = {} listed + {} duplicate copies + {} unassigned{}",
+            c.accounts,
+            c.transactions_in,
+            plan.inputs[st.input].name,
+            c.listed,
+            c.duplicate_copies,
+            c.unassigned_transactions(),
+            if statements_balanced { "" } else { "  (does not add up)" }
+        ));
+    }
+    for (t, w) in ledger_rows.iter().zip(written.iter().flatten()) {
+        lines.push(format!(
+            "  ledger `{}`: {} rows = {} updated + {} unchanged + {} missing; {} records without a key",
+            t.table,
+            t.rows.len(),
+            w.updated,
+            w.unchanged,
+            w.missing.len(),
+            t.no_key
+        ));
+    }
+    Ok(Reconciled { summary, summary_text, lines, balanced })
 }
 
 /// `sluice plan` of a reconciliation: its inputs, ladder and outputs, and what `outputs.ledger`

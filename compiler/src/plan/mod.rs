@@ -55,6 +55,23 @@ pub struct Plan {
     /// `connections:` ([`connection`]); absent from the JSON when none are declared.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub connections: Vec<connection::ConnectionPlan>,
+    /// `reconcile:`, run once the run's sources have ended; absent from the JSON when none
+    /// are declared, so other plans (and their hashes) are unchanged. Plans are compiled by
+    /// the binary that runs them and never read back, so this part is not deserialized.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", skip_deserializing)]
+    pub reconciliations: Vec<PipelineReconciliation>,
+}
+
+/// A reconciliation `sluice run` runs once the run's sources have ended: the checked plan of
+/// its file, each side named in `inputs` reading that sink's file.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PipelineReconciliation {
+    /// The reconciliation file, as the plan shows files.
+    pub spec: String,
+    /// Side (`left`, `right`) and the sink whose file it reads; a side not listed reads the
+    /// reconciliation's own `path`.
+    pub sinks: Vec<(String, String)>,
+    pub plan: crate::spec::reconcile::ReconcilePlan,
 }
 
 /// How long, in days, what the pipeline keeps is kept (`sluice purge` removes the rest).

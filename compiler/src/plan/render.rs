@@ -375,6 +375,20 @@ pub fn text(plan: &Plan) -> String {
     if let Some(s) = &plan.state {
         let _ = writeln!(o, "state {} ({}, checkpoint every {} ms)", s.shown(), s.kind, s.checkpoint_every_ms);
     }
+    for r in &plan.reconciliations {
+        let _ = writeln!(o, "reconcile `{}` ({}) once the sources have ended:", r.plan.name, r.spec);
+        for input in &r.plan.inputs {
+            let from = match r.sinks.iter().find(|(side, _)| *side == input.role) {
+                Some((_, sink)) => format!("sink {sink}'s file {}", input.paths.join(", ")),
+                None => input.paths.join(", "),
+            };
+            let _ = writeln!(o, "  {} `{}` <- {from}", input.role, input.name);
+        }
+        let rules: Vec<&str> = r.plan.rules.iter().map(|rule| rule.name.as_str()).collect();
+        let _ = writeln!(o, "  rules {}", rules.join(", "));
+        let _ =
+            writeln!(o, "  outputs: matched {}, review {}, summary {}", r.plan.matched, r.plan.review, r.plan.summary);
+    }
     let d = &plan.defaults;
     let workers = d.workers.map_or_else(|| "one per core".to_string(), |w| w.to_string());
     let _ = writeln!(

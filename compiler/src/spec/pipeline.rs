@@ -569,6 +569,45 @@ pub struct PipelineSpec<'n> {
     pub connections: Vec<super::connections::ConnectionSpec>,
     /// Where `phi_proof: lenient` is written, if it is (the default is strict).
     pub phi_lenient: Option<Span>,
+    /// `reconcile:`, the reconciliations run when the run's sources have ended.
+    pub reconcile: Vec<ReconcileStep>,
+}
+
+/// One `reconcile:` entry: a reconciliation file and the sinks its sides read. The compiler
+/// loads the file, checks it, and puts the sinks' files in place of its inputs' `path`.
+pub struct ReconcileStep {
+    pub spec: Spanned,
+    /// Side (`left`, `right`) and the sink named for it.
+    pub inputs: Vec<(&'static str, Spanned)>,
+    pub span: Span,
+}
+
+fn reconcile_steps(cx: &mut Cx, node: &Node) -> Vec<ReconcileStep> {
+    let Value::Seq(items) = &node.value else {
+        cx.push(
+            Diagnostic::error(codes::WRONG_TYPE, format!("`reconcile` must be a list, found {}", node.kind_name()))
+                .label(node.span, "expected a list of reconciliations")
+                .help("write one `- {spec: payouts-vs-bank.yaml, inputs: {left: payouts, right: bank}}` per reconciliation"),
+        );
+        return Vec::new();
+    };
+    let mut steps = Vec::new();
+    for item in items {
+        let Some(o) = reader::object(cx, item, &shape::PIPELINE_RECONCILE, "a `reconcile` entry") else { continue };
+        let Some(spec) = o.get("spec").and_then(|n| reader::string(cx, n, "`spec`")) else { continue };
+        let mut inputs = Vec::new();
+        if let Some(i) =
+            o.get("inputs").and_then(|n| reader::object(cx, n, &shape::PIPELINE_RECONCILE_INPUTS, "`inputs`"))
+        {
+            for side in ["left", "right"] {
+                if let Some(sink) = i.get(side).and_then(|n| reader::string(cx, n, &format!("`{side}`"))) {
+                    inputs.push((side, sink));
+                }
+            }
+        }
+        steps.push(ReconcileStep { spec, inputs, span: item.span });
+    }
+    steps
 }
 
 pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
@@ -743,6 +782,7 @@ pub fn read<'n>(cx: &mut Cx, node: &'n Node) -> Option<PipelineSpec<'n>> {
             .and_then(|n| reader::one_of(cx, n, &["strict", "lenient"], "`phi_proof`"))
             .filter(|s| s.text == "lenient")
             .map(|s| s.span),
+        reconcile: obj.get("reconcile").map(|n| reconcile_steps(cx, n)).unwrap_or_default(),
     })
 }
 

@@ -53,7 +53,7 @@ pub enum AmountUnit {
 
 /// One input, as its role reads it. Field names are top-level keys or dotted paths
 /// (`balance_transaction.amount`) into each JSON record.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct InputPlan {
     pub role: String,
     /// The input's name in outputs (`stripe_payouts`).
@@ -148,7 +148,7 @@ impl Tolerance {
 }
 
 /// One categorization rule: every condition written must hold.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CategoryRule {
     pub category: String,
     pub tags: Vec<String>,
@@ -162,7 +162,7 @@ pub struct CategoryRule {
     pub amount_max: Option<i64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ReconcilePlan {
     pub name: String,
     pub inputs: Vec<InputPlan>,
@@ -243,7 +243,7 @@ pub const RECONCILED_COLUMN: &str = "reconciled";
 
 /// `outputs.ledger`: one PostgreSQL database, the table of each input named, all updated in
 /// one transaction.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LedgerPlan {
     /// The connection URL's secret reference as written (`${LEDGER_URL}`): never resolved here.
     pub url: String,
@@ -252,7 +252,7 @@ pub struct LedgerPlan {
 }
 
 /// The table an input's records are rows of.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LedgerTable {
     /// Index into [`ReconcilePlan::inputs`] (0 left, 1 right).
     pub input: usize,
@@ -264,7 +264,7 @@ pub struct LedgerTable {
 
 /// `outputs.statements`: one financial document (metadata, account, transactions,
 /// reconciliation) per account of a canonical accounts file, over the records of one input.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct StatementsPlan {
     /// Index into [`ReconcilePlan::inputs`] (0 left, 1 right) of the transactions' input.
     pub input: usize,
@@ -1230,7 +1230,7 @@ fn exchange_rates(cx: &mut Cx, node: &Node) -> Vec<ExchangeRate> {
         );
         return Vec::new();
     };
-    let mut rates: Vec<(ExchangeRate, Span)> = Vec::new();
+    let mut rates: Vec<ExchangeRate> = Vec::new();
     for item in items {
         let Some(o) = reader::object(cx, item, &EXCHANGE_RATE, "an exchange rate") else { continue };
         let field = |cx: &mut Cx, key: &str| o.get(key).and_then(|n| reader::string(cx, n, &format!("`{key}`")));
@@ -1291,10 +1291,10 @@ fn exchange_rates(cx: &mut Cx, node: &Node) -> Vec<ExchangeRate> {
         }
         let (Some(from), Some(to), Some(rate), Some(scaled), true) = (from, to, rate, scaled, ok) else { continue };
         let date = date.map(|d| d.text);
-        let twin = rates.iter().find(|(r, _)| {
+        let twin = rates.iter().find(|r| {
             r.date == date && (r.from == from.text && r.to == to.text || r.from == to.text && r.to == from.text)
         });
-        if let Some((earlier, _)) = twin {
+        if let Some(earlier) = twin {
             let day = date.as_deref().map_or("every day".to_string(), str::to_string);
             cx.push(
                 Diagnostic::error(
@@ -1308,9 +1308,9 @@ fn exchange_rates(cx: &mut Cx, node: &Node) -> Vec<ExchangeRate> {
             );
             continue;
         }
-        rates.push((ExchangeRate { from: from.text, to: to.text, rate: rate.text, scaled, date }, item.span));
+        rates.push(ExchangeRate { from: from.text, to: to.text, rate: rate.text, scaled, date });
     }
-    rates.into_iter().map(|(r, _)| r).collect()
+    rates
 }
 
 #[cfg(test)]

@@ -662,6 +662,36 @@ pub static PIPELINE: Shape = Shape {
             KeyType::MapOf(&super::connections::CONNECTION),
             "Named connections to financial APIs (several per provider, one per account): OAuth 2.0 or an API key. `sluice connect NAME PIPELINE` authorizes one.",
         ),
+        opt(
+            "reconcile",
+            KeyType::ListOf(&PIPELINE_RECONCILE),
+            "Reconciliations `sluice run` runs once the run's sources have ended, over what this pipeline's `jsonl` sinks wrote (a pipeline whose sources never end, such as an MLLP listener or a Kafka consumer, cannot have one).",
+        ),
+    ],
+};
+
+pub static PIPELINE_RECONCILE: Shape = Shape {
+    name: "pipeline.reconcile",
+    type_tag: None,
+    doc: "A reconciliation (`kind: reconciliation`) run at the end of the pipeline's run.",
+    keys: &[
+        req("spec", KeyType::String, "The reconciliation file (`kind: reconciliation`), relative to the pipeline."),
+        opt(
+            "inputs",
+            KeyType::Object(&PIPELINE_RECONCILE_INPUTS),
+            "Which of this pipeline's `jsonl` sinks each side reads, in place of the reconciliation's own `path`; a side not named reads its own `path`.",
+        ),
+        opt("description", KeyType::String, "Free text."),
+    ],
+};
+
+pub static PIPELINE_RECONCILE_INPUTS: Shape = Shape {
+    name: "pipeline.reconcile.inputs",
+    type_tag: None,
+    doc: "The sinks the reconciliation's sides read.",
+    keys: &[
+        opt("left", KeyType::String, "A `jsonl` sink of the pipeline: its file is the `left` input."),
+        opt("right", KeyType::String, "A `jsonl` sink of the pipeline: its file is the `right` input."),
     ],
 };
 

@@ -376,7 +376,7 @@ impl<'p> Rates<'p> {
 
     /// `left`'s amount in `currency` at the rate for its day (a rate of that day, else an
     /// undated one), with the rate's index; `None` without a rate (or on overflow).
-    fn convert(&self, left: &Item, currency: &str) -> Option<(usize, i64)> {
+    fn converted(&self, left: &Item, currency: &str) -> Option<(usize, i64)> {
         let from = left.currency.as_str();
         let key = if from <= currency { (from, currency) } else { (currency, from) };
         let rates = self.by_pair.get(&key)?;
@@ -392,7 +392,7 @@ impl<'p> Rates<'p> {
         if left.currency == currency {
             return Some((None, left.amount));
         }
-        self.convert(left, currency).map(|(i, amount)| (Some(i), amount))
+        self.converted(left, currency).map(|(i, amount)| (Some(i), amount))
     }
 }
 

@@ -367,6 +367,7 @@ pub fn plan(name: &str, dir: &Path, components: Vec<Component>) -> Plan {
         roles: vec![],
         retention: None,
         connections: Vec::new(),
+        reconciliations: Vec::new(),
     };
     plan.seal();
     plan
