@@ -127,15 +127,47 @@ pub struct Child {
     pub kind: ValueKind,
     /// Where the children of a complex value are looked up (empty for other kinds).
     pub context: &'static str,
+    /// `context`'s number in [`Index`] (see [`Index::context_at`]), found once here rather
+    /// than by hashing its name for every object.
+    context_id: Option<u32>,
+}
+
+impl Child {
+    /// The context of a complex value's children ([`Self::context`]) as its number in the
+    /// [`Index`]; `None` when the context has no children in the schema.
+    pub fn context_id(&self) -> Option<u32> {
+        self.context_id
+    }
 }
 
 /// The first eight bytes of `name` as one word (zero bytes after a shorter name). Two names of
-/// the same length up to eight bytes are equal exactly when their keys are.
+/// the same length up to eight bytes are equal exactly when their keys are. Built from at most
+/// three loads whatever the length (no copy of a variable length: this runs for every member
+/// of every object validated).
 fn name_key(name: &str) -> u64 {
-    let mut word = [0u8; 8];
-    let n = name.len().min(8);
-    word[..n].copy_from_slice(&name.as_bytes()[..n]);
-    u64::from_le_bytes(word)
+    let b = name.as_bytes();
+    match b.len() {
+        0 => 0,
+        1..=3 => {
+            // The first, middle and last bytes cover every byte of 1 to 3.
+            let (n, mid) = (b.len(), b.len() / 2);
+            u64::from(b[0]) | u64::from(b[mid]) << (8 * mid) | u64::from(b[n - 1]) << (8 * (n - 1))
+        }
+        4..=7 => {
+            // Two overlapping four-byte loads: the overlap holds the same bytes in both.
+            let n = b.len();
+            let lo = u64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            let hi = u64::from(u32::from_le_bytes([b[n - 4], b[n - 3], b[n - 2], b[n - 1]]));
+            lo | hi << (8 * (n - 4))
+        }
+        _ => u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
+    }
+}
+
+/// The slot of a name in a context's table of `1 << bits` slots: its key and length mixed by
+/// one multiplication (Fibonacci hashing), the top bits kept.
+fn slot_of(key: u64, len: usize, bits: u32) -> usize {
+    (key ^ (len as u64)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(bits) as usize & ((1 << bits) - 1)
 }
 
 /// The children of one context (a type, or a backbone element's path).
@@ -144,18 +176,53 @@ pub struct Context {
     children: Vec<Child>,
     /// Elements whose cardinality needs counting: min above 0 or a max above 1.
     counted: Vec<&'static ElementDef>,
+    /// An open-addressing table over `children` (linear probing, at most half full): a slot
+    /// holds a child's position plus one, 0 when empty. Every member of every object is
+    /// looked up here, against up to a hundred children: a hash and one or two probes instead
+    /// of a scan.
+    slots: Vec<u16>,
+    /// `slots.len()` is `1 << bits`.
+    bits: u32,
 }
 
 impl Context {
+    fn new(children: Vec<Child>, counted: Vec<&'static ElementDef>) -> Context {
+        let mut bits = 1;
+        while (1usize << bits) < 2 * children.len() {
+            bits += 1;
+        }
+        let mut slots = vec![0u16; 1 << bits];
+        for (i, c) in children.iter().enumerate() {
+            // Duplicate names cannot occur in the schema; the first one wins if they did.
+            if Self::find(&children, &slots, bits, &c.json_name, c.key).is_some() {
+                continue;
+            }
+            let mut at = slot_of(c.key, c.json_name.len(), bits);
+            while slots[at] != 0 {
+                at = (at + 1) & (slots.len() - 1);
+            }
+            slots[at] = u16::try_from(i + 1).unwrap_or(0);
+        }
+        Context { children, counted, slots, bits }
+    }
+
+    fn find<'c>(children: &'c [Child], slots: &[u16], bits: u32, name: &str, key: u64) -> Option<&'c Child> {
+        let mask = slots.len().wrapping_sub(1);
+        let mut at = slot_of(key, name.len(), bits);
+        loop {
+            let c = children.get(usize::from(*slots.get(at)?).checked_sub(1)?)?;
+            // The key and the length decide names of eight bytes or fewer; longer ones are
+            // compared whole.
+            if c.key == key && c.json_name.len() == name.len() && (name.len() <= 8 || c.json_name == name) {
+                return Some(c);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+
     /// The child whose JSON name is `name`.
     pub fn child(&self, name: &str) -> Option<&Child> {
-        // Every member of every object is looked up here, against up to a hundred children,
-        // many of the same length: comparing the first eight bytes as one word settles nearly
-        // every candidate without a call to memcmp, and names of eight bytes or fewer entirely.
-        let key = name_key(name);
-        self.children
-            .iter()
-            .find(|c| c.key == key && c.json_name.len() == name.len() && (name.len() <= 8 || c.json_name == name))
+        Self::find(&self.children, &self.slots, self.bits, name, name_key(name))
     }
 
     /// The elements whose number of values must be checked.
@@ -164,11 +231,13 @@ impl Context {
     }
 }
 
-/// The children of every context of the R4 schema, built once ([`index`]). Lookups hash the
-/// context name with FNV-1a (short keys, no untrusted-input collision concern: keys come from
-/// the schema, and a name from the data is only compared, never inserted).
+/// The children of every context of the R4 schema, built once ([`index`]). Lookups by name
+/// hash the context name with FNV-1a (short keys, no untrusted-input collision concern: keys
+/// come from the schema, and a name from the data is only compared, never inserted); a
+/// child's own context is found by its number ([`Child::context_id`]).
 pub struct Index {
-    contexts: HashMap<&'static str, Context, BuildHasherDefault<Fnv>>,
+    ids: HashMap<&'static str, u32, BuildHasherDefault<Fnv>>,
+    contexts: Vec<Context>,
 }
 
 impl std::fmt::Debug for Index {
@@ -194,12 +263,18 @@ impl Index {
                 }
             }
         }
-        let mut contexts = HashMap::default();
+        let mut ids: HashMap<&'static str, u32, BuildHasherDefault<Fnv>> = HashMap::default();
+        for &name in &names {
+            let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+            ids.entry(name).or_insert(next);
+        }
+        let mut contexts: Vec<Option<Context>> = (0..ids.len()).map(|_| None).collect();
         for name in names {
-            let mut ctx = Context::default();
+            let Some(&id) = ids.get(name) else { continue };
+            let (mut children, mut counted) = (Vec::new(), Vec::new());
             for def in schema.children(name) {
                 if def.min > 0 || matches!(def.max, crate::schema::Max::N(n) if n > 1) {
-                    ctx.counted.push(def);
+                    counted.push(def);
                 }
                 let types: Vec<(String, &'static str)> = if def.choice {
                     def.types
@@ -213,17 +288,26 @@ impl Index {
                     let found = Found { def, type_code };
                     let kind = value_kind(schema, found);
                     let context = if kind == ValueKind::Complex { context_of(schema, found) } else { "" };
-                    ctx.children.push(Child { key: name_key(&json_name), json_name, found, kind, context });
+                    let context_id = ids.get(context).copied();
+                    children.push(Child { key: name_key(&json_name), json_name, found, kind, context, context_id });
                 }
             }
-            contexts.insert(name, ctx);
+            // A name listed twice (a type and a path of the same spelling) keeps its first.
+            if let Some(slot @ None) = contexts.get_mut(id as usize) {
+                *slot = Some(Context::new(children, counted));
+            }
         }
-        Index { contexts }
+        Index { ids, contexts: contexts.into_iter().map(Option::unwrap_or_default).collect() }
     }
 
     /// The children of `context`: looked up once for all the members of an object.
     pub fn context(&self, context: &str) -> Option<&Context> {
-        self.contexts.get(context)
+        self.context_at(*self.ids.get(context)?)
+    }
+
+    /// The context numbered `id` ([`Child::context_id`]).
+    pub fn context_at(&self, id: u32) -> Option<&Context> {
+        self.contexts.get(id as usize)
     }
 
     /// The child of `context` whose JSON name is `name`.
@@ -246,6 +330,46 @@ fn upper_first(code: &str) -> String {
 mod tests {
     use super::*;
     use crate::schema::schema;
+
+    /// What [`Context::child`] must answer: the first child of that JSON name, by a scan.
+    fn scan<'c>(ctx: &'c Context, name: &str) -> Option<&'c Child> {
+        ctx.children.iter().find(|c| c.json_name == name)
+    }
+
+    #[test]
+    fn the_slot_table_finds_what_a_scan_finds() {
+        let idx = index();
+        for ctx in &idx.contexts {
+            for c in &ctx.children {
+                let name = c.json_name.as_str();
+                let cut = name.char_indices().last().map_or(0, |(at, _)| at);
+                for probe in [name.to_string(), format!("{name}x"), name[..cut].to_string(), format!("_{name}")] {
+                    let got = ctx.child(&probe).map(|c| c as *const Child);
+                    assert_eq!(got, scan(ctx, &probe).map(|c| c as *const Child), "{probe}");
+                }
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn name_key_is_the_zero_padded_prefix(name in "\\PC{0,12}") {
+            let mut word = [0u8; 8];
+            let n = name.len().min(8);
+            word[..n].copy_from_slice(&name.as_bytes()[..n]);
+            proptest::prop_assert_eq!(name_key(&name), u64::from_le_bytes(word));
+        }
+
+        #[test]
+        fn lookups_agree_with_a_scan(name in "(_?[a-z]{0,3}(value|Quantity|code|id|status|extension|name)?[A-Z]?[a-z]{0,4})") {
+            let idx = index();
+            for context in ["Observation", "Extension", "Patient", "Bundle.entry", "Element", "Questionnaire.item"] {
+                let ctx = idx.context(context).unwrap();
+                let got = ctx.child(&name).map(|c| c as *const Child);
+                proptest::prop_assert_eq!(got, scan(ctx, &name).map(|c| c as *const Child));
+            }
+        }
+    }
 
     #[test]
     fn finds_plain_choice_backbone_and_content_reference() {

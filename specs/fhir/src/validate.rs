@@ -14,7 +14,7 @@
 //!   problems a reader could skip into warnings; nothing is dropped.
 
 use crate::codes;
-use crate::model::{self, Child, Found, Index, JsonKind, ValueKind};
+use crate::model::{self, Child, Context, Found, Index, JsonKind, ValueKind};
 use crate::primitive;
 use crate::profile::Profile;
 use crate::schema::{BindingStrength, Max, Schema, schema};
@@ -209,7 +209,7 @@ impl<'o> Walker<'o> {
         if members.is_empty() {
             self.report(Severity::Error, codes::EMPTY, "the Bundle entry is empty".into());
         }
-        self.object(members, "Bundle.entry", false);
+        self.object(members, "Bundle.entry", self.index.context("Bundle.entry"), false);
         self.rtype.pop();
         self.loc.clear();
     }
@@ -248,7 +248,7 @@ impl<'o> Walker<'o> {
         let saved_ppath = std::mem::replace(&mut self.ppath, rt.to_string());
         self.rtype.push(rt.to_string());
         let rt_static = self.schema.type_def(rt).map(|t| t.name.as_str()).unwrap_or("Resource");
-        self.object(members, rt_static, true);
+        self.object(members, rt_static, self.index.context(rt_static), true);
         self.rtype.pop();
         self.ppath = saved_ppath;
     }
@@ -277,11 +277,16 @@ impl<'o> Walker<'o> {
         }
     }
 
-    /// The members of an object whose children are looked up in `context`.
-    fn object(&mut self, members: &[(String, Node)], context: &str, is_resource: bool) {
+    /// The members of an object whose children are looked up in `context` (`children`: its
+    /// entry in the index, looked up by the caller).
+    fn object(
+        &mut self,
+        members: &[(String, Node)],
+        context: &str,
+        children: Option<&'static Context>,
+        is_resource: bool,
+    ) {
         let mut choices_seen: Vec<(&str, &str)> = Vec::new();
-        let index = self.index;
-        let children = index.context(context);
         // Most objects have no `_key` members: one scan here spares one per member.
         let has_extensions = members.iter().any(|(k, _)| k.starts_with('_'));
         let tallies_start = self.tallies.len();
@@ -290,7 +295,7 @@ impl<'o> Walker<'o> {
                 continue;
             }
             if let Some(base) = key.strip_prefix('_') {
-                self.primitive_extension(members, context, base, value);
+                self.primitive_extension(members, context, children, base, value);
                 if let Some(child) = children.and_then(|c| c.child(base)) {
                     self.tally(tallies_start, child.found.def, value, true);
                 }
@@ -440,7 +445,8 @@ impl<'o> Walker<'o> {
                         self.report(Severity::Error, codes::EMPTY, "an empty object; leave the element out".into());
                         return;
                     }
-                    self.object(members, child.context, false);
+                    let children = child.context_id().and_then(|id| self.index.context_at(id));
+                    self.object(members, child.context, children, false);
                     self.type_rules(members, found);
                 }
                 Node::Null => self.report(Severity::Error, codes::EMPTY, "`null` where a value is expected".into()),
@@ -517,7 +523,14 @@ impl<'o> Walker<'o> {
     }
 
     /// `_name` beside `name`: an object (single) or an array aligned with `name`'s array.
-    fn primitive_extension(&mut self, members: &[(String, Node)], context: &str, base: &str, value: &Node) {
+    fn primitive_extension(
+        &mut self,
+        members: &[(String, Node)],
+        context: &str,
+        children: Option<&'static Context>,
+        base: &str,
+        value: &Node,
+    ) {
         let mark = self.loc.len();
         self.loc.push_str("._");
         self.loc.push_str(base);
@@ -525,7 +538,8 @@ impl<'o> Walker<'o> {
         let pmark = self.ppath.len();
         self.ppath.push_str("._");
         self.ppath.push_str(base);
-        let is_primitive = self.index.child(context, base).is_some_and(|c| matches!(c.kind, ValueKind::Primitive(_)));
+        let is_primitive =
+            children.and_then(|c| c.child(base)).is_some_and(|c| matches!(c.kind, ValueKind::Primitive(_)));
         if !is_primitive {
             self.report(
                 self.shape_severity(),
@@ -546,7 +560,7 @@ impl<'o> Walker<'o> {
                         format!("`{base}` is an array, so `_{base}` must be an array of the same length"),
                     );
                 }
-                self.object(m, "Element", false);
+                self.object(m, "Element", self.index.context("Element"), false);
             }
             Node::Array(items) => {
                 match values {
@@ -566,7 +580,7 @@ impl<'o> Walker<'o> {
                     let imark = self.loc.len();
                     push_index(&mut self.loc, i);
                     match item {
-                        Node::Object(m) => self.object(m, "Element", false),
+                        Node::Object(m) => self.object(m, "Element", self.index.context("Element"), false),
                         Node::Null => {
                             let has_value = values
                                 .and_then(Node::as_array)
