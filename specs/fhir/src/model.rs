@@ -130,6 +130,47 @@ pub struct Child {
     /// `context`'s number in [`Index`] (see [`Index::context_at`]), found once here rather
     /// than by hashing its name for every object.
     context_id: Option<u32>,
+    /// For primitive values, what the validator checks, worked out once here rather than for
+    /// every value.
+    pub primitive: PrimitiveRules,
+}
+
+/// How the values of a primitive child are checked.
+#[derive(Clone, Copy, Debug)]
+pub struct PrimitiveRules {
+    /// The type the value's text must have: `type_code`, except a resource's logical `id`,
+    /// typed `System.String` in the R4 snapshot but with the lexical form of `id` (the spec's
+    /// fhir-type extension says so).
+    pub type_name: &'static str,
+    /// The lexical rule of `type_name`.
+    pub rule: crate::primitive::Type,
+    /// The codes of the element's required value set, for a `code` with one the schema lists.
+    pub required_codes: Option<&'static [String]>,
+    /// The element is `Reference.reference`.
+    pub is_reference: bool,
+}
+
+impl PrimitiveRules {
+    fn of(schema: &'static Schema, found: Found<'static>) -> PrimitiveRules {
+        let def = found.def;
+        let is_resource_id = def.name == "id" && def.path.matches('.').count() == 1 && {
+            let owner = def.path.split('.').next().unwrap_or("");
+            schema.type_def(owner).is_some_and(|t| t.kind == Kind::Resource)
+        };
+        let type_name = if is_resource_id { "id" } else { found.type_code };
+        let required_codes = match &def.binding {
+            Some(b) if b.strength == crate::schema::BindingStrength::Required && type_name == "code" => {
+                schema.value_set_codes(&b.value_set)
+            }
+            _ => None,
+        };
+        PrimitiveRules {
+            type_name,
+            rule: crate::primitive::Type::of(type_name),
+            required_codes,
+            is_reference: def.path == "Reference.reference",
+        }
+    }
 }
 
 impl Child {
@@ -289,7 +330,16 @@ impl Index {
                     let kind = value_kind(schema, found);
                     let context = if kind == ValueKind::Complex { context_of(schema, found) } else { "" };
                     let context_id = ids.get(context).copied();
-                    children.push(Child { key: name_key(&json_name), json_name, found, kind, context, context_id });
+                    let primitive = PrimitiveRules::of(schema, found);
+                    children.push(Child {
+                        key: name_key(&json_name),
+                        json_name,
+                        found,
+                        kind,
+                        context,
+                        context_id,
+                        primitive,
+                    });
                 }
             }
             // A name listed twice (a type and a path of the same spelling) keeps its first.

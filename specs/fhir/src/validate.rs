@@ -17,7 +17,7 @@ use crate::codes;
 use crate::model::{self, Child, Context, Found, Index, JsonKind, ValueKind};
 use crate::primitive;
 use crate::profile::Profile;
-use crate::schema::{BindingStrength, Max, Schema, schema};
+use crate::schema::{Max, Schema, schema};
 use crate::tree::Node;
 
 pub use sluice_spec_core::Severity;
@@ -409,7 +409,7 @@ impl<'o> Walker<'o> {
     fn value(&mut self, value: &Node, child: &'static Child, has_extension: bool) {
         let found = child.found;
         match child.kind {
-            ValueKind::Primitive(kind) => self.primitive(value, found, kind, has_extension),
+            ValueKind::Primitive(kind) => self.primitive(value, child, kind, has_extension),
             ValueKind::Resource => match value {
                 Node::Object(_) => {
                     let is_contained = found.def.path.ends_with(".contained");
@@ -459,14 +459,11 @@ impl<'o> Walker<'o> {
         }
     }
 
-    fn primitive(&mut self, value: &Node, found: Found<'static>, kind: JsonKind, has_extension: bool) {
-        // A resource's logical id is typed `System.String` in the R4 snapshot but has the
-        // lexical form of `id` (the spec's fhir-type extension says so).
-        let is_resource_id = found.def.name == "id" && found.def.path.matches('.').count() == 1 && {
-            let owner = found.def.path.split('.').next().unwrap_or("");
-            self.schema.type_def(owner).is_some_and(|t| t.kind == crate::schema::Kind::Resource)
-        };
-        let t = if is_resource_id { "id" } else { found.type_code };
+    fn primitive(&mut self, value: &Node, child: &'static Child, kind: JsonKind, has_extension: bool) {
+        let found = child.found;
+        // The type (`id` for a resource's logical id), its rule and its required codes.
+        let rules = child.primitive;
+        let t = rules.type_name;
         let text = match (value, kind) {
             (Node::String(s), JsonKind::String) => s.as_str(),
             (Node::Number(n), JsonKind::Number) => n.as_str(),
@@ -499,14 +496,12 @@ impl<'o> Walker<'o> {
             self.report(Severity::Error, codes::EMPTY, "an empty string; leave the element out".into());
             return;
         }
-        if let Err(expected) = primitive::check(t, text) {
+        if let Err(expected) = primitive::check_type(rules.rule, text) {
             self.report(Severity::Error, codes::BAD_PRIMITIVE, format!("the {t} value is not {expected}"));
             return;
         }
-        if let Some(b) = &found.def.binding
-            && b.strength == BindingStrength::Required
-            && t == "code"
-            && let Some(codes) = self.schema.value_set_codes(&b.value_set)
+        if let Some(codes) = rules.required_codes
+            && let Some(b) = &found.def.binding
             && !codes.iter().any(|c| c == text)
             && !MISSING_CODES.iter().any(|(vs, c)| *vs == b.value_set && *c == text)
         {
@@ -517,7 +512,7 @@ impl<'o> Walker<'o> {
                 format!("the code is not in the required value set {}{list}", b.value_set),
             );
         }
-        if found.def.path == "Reference.reference" {
+        if rules.is_reference {
             self.reference(text);
         }
     }
