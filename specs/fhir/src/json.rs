@@ -8,8 +8,11 @@
 //! - Errors carry a registered code ([`crate::codes`]), the byte offset in the input and a
 //!   message that never quotes the input (it may hold PHI).
 
+use std::borrow::Cow;
+
 use crate::codes;
-use crate::tree::Node;
+use crate::model::Names;
+use crate::tree::{Name, Node};
 
 /// How much a reader accepts.
 #[derive(Clone, Copy, Debug)]
@@ -115,6 +118,7 @@ fn read_document(
         max_depth: limits.max_depth,
         members: Vec::new(),
         items: Vec::new(),
+        names: crate::model::names(),
         sink,
         streamed: false,
     };
@@ -143,9 +147,11 @@ struct Reader<'a, 'k> {
     /// The members of the objects being read, innermost last: each object takes its own off
     /// the top when it ends, into a vector of exactly its size (growing one vector per object
     /// member by member cost a reallocation every few members).
-    members: Vec<(String, Node)>,
+    members: Vec<(Name, Node)>,
     /// The same for the items of arrays.
     items: Vec<Node>,
+    /// Member names the schema knows: borrowed from it instead of allocated per member.
+    names: &'static Names,
     /// Where a Bundle's entries go instead of into the tree ([`parse_with_entry_sink`]).
     sink: Option<&'k mut dyn FnMut(BundlePiece)>,
     /// Entries went to `sink`.
@@ -250,7 +256,7 @@ impl Reader<'_, '_> {
                 return Err(self.err(codes::JSON_SYNTAX, "expected a member name in double quotes"));
             }
             let key_at = self.i;
-            let key = self.string()?;
+            let key = self.name()?;
             if self.members[first..].iter().any(|(k, _)| *k == key) {
                 return Err(Box::new(CodecError {
                     code: codes::DUPLICATE_MEMBER,
@@ -434,6 +440,29 @@ impl Reader<'_, '_> {
         }
         self.i = start;
         self.escaped_string()
+    }
+
+    /// A member name: the schema's copy when it knows the name and it is written without
+    /// escapes (nearly always), else an owned string like [`Self::string`]'s.
+    fn name(&mut self) -> Read<Name> {
+        let start = self.i + 1;
+        let end = start + plain_len(self.s.get(start..).unwrap_or_default());
+        if self.s.get(end) == Some(&b'"') {
+            let Some(run) = self.text.get(start..end) else {
+                return Err(Box::new(CodecError {
+                    code: codes::NOT_UTF8,
+                    offset: start,
+                    message: "the text is not valid UTF-8".to_string(),
+                }));
+            };
+            self.i = end + 1;
+            return Ok(match self.names.get(run) {
+                Some(known) => Cow::Borrowed(known),
+                None => Cow::Owned(run.to_string()),
+            });
+        }
+        self.i = start;
+        self.escaped_string().map(Cow::Owned)
     }
 
     /// A string with an escape (or an error) in it, from after its opening quote.

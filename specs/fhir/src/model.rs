@@ -371,6 +371,68 @@ impl Index {
     }
 }
 
+/// The member names the R4 schema knows (every child's JSON name, choice types spelled out,
+/// and `resourceType`), for the readers to share instead of allocating one `String` per
+/// member ([`crate::tree::Name`]). Built once from the [`index`]; the same open addressing
+/// as [`Context`]'s children.
+pub struct Names {
+    /// `(name_key, name)` per slot; at most half the slots are used.
+    slots: Vec<Option<(u64, &'static str)>>,
+    bits: u32,
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names").field("slots", &self.slots.len()).finish()
+    }
+}
+
+impl Names {
+    fn build(index: &'static Index) -> Names {
+        let all: Vec<&'static str> = std::iter::once("resourceType")
+            .chain(index.contexts.iter().flat_map(|c| c.children.iter().map(|c| c.json_name.as_str())))
+            .collect();
+        let mut bits = 1;
+        while (1usize << bits) < 2 * all.len() {
+            bits += 1;
+        }
+        let mut names = Names { slots: vec![None; 1 << bits], bits };
+        for name in all {
+            if names.get(name).is_some() {
+                continue;
+            }
+            let key = name_key(name);
+            let mask = names.slots.len() - 1;
+            let mut at = slot_of(key, name.len(), bits);
+            while names.slots[at].is_some() {
+                at = (at + 1) & mask;
+            }
+            names.slots[at] = Some((key, name));
+        }
+        names
+    }
+
+    /// The schema's copy of `name`, if the schema knows the name.
+    pub fn get(&self, name: &str) -> Option<&'static str> {
+        let key = name_key(name);
+        let mask = self.slots.len().wrapping_sub(1);
+        let mut at = slot_of(key, name.len(), self.bits);
+        loop {
+            let (k, known) = (*self.slots.get(at)?)?;
+            if k == key && known.len() == name.len() && (name.len() <= 8 || known == name) {
+                return Some(known);
+            }
+            at = (at + 1) & mask;
+        }
+    }
+}
+
+/// The member names of the bundled R4 schema.
+pub fn names() -> &'static Names {
+    static NAMES: OnceLock<Names> = OnceLock::new();
+    NAMES.get_or_init(|| Names::build(index()))
+}
+
 fn upper_first(code: &str) -> String {
     let mut c = code.chars();
     c.next().map(|f| f.to_ascii_uppercase().to_string() + c.as_str()).unwrap_or_default()
@@ -399,6 +461,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn names_holds_every_child_name_and_nothing_else() {
+        let names = names();
+        let idx = index();
+        let mut known = std::collections::HashSet::new();
+        known.insert("resourceType");
+        for c in idx.contexts.iter().flat_map(|c| &c.children) {
+            known.insert(c.json_name.as_str());
+        }
+        for name in &known {
+            assert_eq!(names.get(name), Some(*name));
+            for other in [format!("{name}x"), format!("_{name}"), name[..name.len() - 1].to_string()] {
+                assert_eq!(names.get(&other).is_some(), known.contains(other.as_str()), "{other}");
+            }
+        }
+        assert_eq!(names.get(""), None);
     }
 
     proptest::proptest! {

@@ -18,7 +18,7 @@ use crate::model::{self, Child, Context, Found, Index, JsonKind, ValueKind};
 use crate::primitive;
 use crate::profile::Profile;
 use crate::schema::{Max, Schema, schema};
-use crate::tree::Node;
+use crate::tree::{Name, Node};
 
 pub use sluice_spec_core::Severity;
 
@@ -254,7 +254,7 @@ impl<'o> Walker<'o> {
     }
 
     /// dom-2, dom-4, dom-5 on a contained resource.
-    fn contained_rules(&mut self, members: &[(String, Node)]) {
+    fn contained_rules(&mut self, members: &[(Name, Node)]) {
         let get = |n: &str| members.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         if get("contained").is_some() {
             self.report(
@@ -281,7 +281,7 @@ impl<'o> Walker<'o> {
     /// entry in the index, looked up by the caller).
     fn object(
         &mut self,
-        members: &[(String, Node)],
+        members: &[(Name, Node)],
         context: &str,
         children: Option<&'static Context>,
         is_resource: bool,
@@ -344,7 +344,7 @@ impl<'o> Walker<'o> {
     /// `has_extensions`: whether any member of the object is a primitive extension (`_key`).
     fn member(
         &mut self,
-        members: &[(String, Node)],
+        members: &[(Name, Node)],
         has_extensions: bool,
         key: &str,
         value: &Node,
@@ -520,7 +520,7 @@ impl<'o> Walker<'o> {
     /// `_name` beside `name`: an object (single) or an array aligned with `name`'s array.
     fn primitive_extension(
         &mut self,
-        members: &[(String, Node)],
+        members: &[(Name, Node)],
         context: &str,
         children: Option<&'static Context>,
         base: &str,
@@ -662,7 +662,7 @@ impl<'o> Walker<'o> {
     }
 
     /// Invariants of datatypes, checked on their object after its members.
-    fn type_rules(&mut self, members: &[(String, Node)], found: Found<'static>) {
+    fn type_rules(&mut self, members: &[(Name, Node)], found: Found<'static>) {
         let get = |n: &str| members.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         match found.type_code {
             "Extension" => {
@@ -774,7 +774,7 @@ impl<'o> Walker<'o> {
     }
 
     /// Rules of the profiles on the object at the current profile path.
-    fn profile_rules(&mut self, members: &[(String, Node)]) {
+    fn profile_rules(&mut self, members: &[(Name, Node)]) {
         let Some(rt) = self.rtype.last().cloned() else { return };
         let profiles = self.options.profiles;
         for p in profiles.iter().filter(|p| p.type_name == rt) {
