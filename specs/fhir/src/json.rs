@@ -257,7 +257,7 @@ impl Reader<'_, '_> {
             }
             let key_at = self.i;
             let key = self.name()?;
-            if self.members[first..].iter().any(|(k, _)| *k == key) {
+            if self.members[first..].iter().any(|(k, _)| same_member(k, &key)) {
                 return Err(Box::new(CodecError {
                     code: codes::DUPLICATE_MEMBER,
                     offset: key_at,
@@ -528,6 +528,15 @@ impl Reader<'_, '_> {
                 None => return Err(self.err(codes::JSON_SYNTAX, "unexpected end of input inside a string")),
             }
         }
+    }
+}
+
+/// Whether two member names are the same: two names borrowed from the schema's table are
+/// the same exactly when they are the same string in it (the table holds each name once).
+fn same_member(a: &Name, b: &Name) -> bool {
+    match (a, b) {
+        (Cow::Borrowed(x), Cow::Borrowed(y)) => std::ptr::eq(*x, *y),
+        _ => a == b,
     }
 }
 

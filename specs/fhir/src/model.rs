@@ -123,6 +123,8 @@ pub struct Child {
     pub json_name: String,
     /// [`name_key`] of `json_name`: most lookups are decided by comparing it and the length.
     key: u64,
+    /// [`name_tail`] of `json_name`.
+    tail: u64,
     pub found: Found<'static>,
     pub kind: ValueKind,
     /// Where the children of a complex value are looked up (empty for other kinds).
@@ -205,6 +207,23 @@ fn name_key(name: &str) -> u64 {
     }
 }
 
+/// The last eight bytes of a name longer than eight bytes (0 otherwise). With [`name_key`]
+/// and the length, it decides equality of names up to sixteen bytes without a call to memcmp.
+fn name_tail(name: &str) -> u64 {
+    match name.as_bytes().last_chunk::<8>() {
+        Some(tail) if name.len() > 8 => u64::from_le_bytes(*tail),
+        _ => 0,
+    }
+}
+
+/// Whether a name stored with `key` and `tail` is `name` (whose key is `name_key`): equal keys,
+/// lengths and tails settle names of up to sixteen bytes; longer ones are compared whole.
+fn same_name(stored: &str, key: u64, tail: u64, name: &str, name_key: u64) -> bool {
+    key == name_key
+        && stored.len() == name.len()
+        && (name.len() <= 8 || (tail == name_tail(name) && (name.len() <= 16 || stored == name)))
+}
+
 /// The slot of a name in a context's table of `1 << bits` slots: its key and length mixed by
 /// one multiplication (Fibonacci hashing), the top bits kept.
 fn slot_of(key: u64, len: usize, bits: u32) -> usize {
@@ -224,6 +243,16 @@ pub struct Context {
     slots: Vec<u16>,
     /// `slots.len()` is `1 << bits`.
     bits: u32,
+    /// The same children keyed by where the [`names`] table keeps their name: a name the
+    /// JSON reader borrowed from that table is found by its address, without hashing or
+    /// comparing its text. `(address, length, position)`, 0 length for an empty slot; filled
+    /// when the table is built.
+    by_address: OnceLock<Vec<(usize, usize, u16)>>,
+}
+
+/// The slot of a name's address in a table of `1 << bits` slots.
+fn address_slot(address: usize, bits: u32) -> usize {
+    (address as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(bits) as usize & ((1 << bits) - 1)
 }
 
 impl Context {
@@ -244,7 +273,52 @@ impl Context {
             }
             slots[at] = u16::try_from(i + 1).unwrap_or(0);
         }
-        Context { children, counted, slots, bits }
+        Context { children, counted, slots, bits, by_address: OnceLock::new() }
+    }
+
+    /// Fills [`Self::by_address`] from the addresses `names` keeps the children's names at.
+    fn index_addresses(&self, names: &Names) {
+        let mut table = vec![(0usize, 0usize, 0u16); self.slots.len()];
+        let mask = table.len().wrapping_sub(1);
+        for (i, c) in self.children.iter().enumerate() {
+            let Some(known) = names.get(&c.json_name) else { continue };
+            let address = known.as_ptr() as usize;
+            let mut at = address_slot(address, self.bits);
+            let mut taken = false;
+            while let Some(&(a, len, _)) = table.get(at)
+                && len != 0
+            {
+                // The first child of a name wins, as in `find`.
+                taken |= a == address && len == known.len();
+                at = (at + 1) & mask;
+            }
+            if !taken && let Some(slot) = table.get_mut(at) {
+                *slot = (address, known.len(), u16::try_from(i).unwrap_or(u16::MAX));
+            }
+        }
+        let _ = self.by_address.set(table);
+    }
+
+    /// The child whose JSON name is `name`: by the name's address when the reader borrowed it
+    /// from the [`names`] table, by its text otherwise (or when the address is not one of this
+    /// context's names: a name borrowed from elsewhere).
+    pub fn child_named(&self, name: &crate::tree::Name) -> Option<&Child> {
+        if let std::borrow::Cow::Borrowed(known) = name
+            && let Some(table) = self.by_address.get()
+        {
+            let address = known.as_ptr() as usize;
+            let mask = table.len().wrapping_sub(1);
+            let mut at = address_slot(address, self.bits);
+            while let Some(&(a, len, i)) = table.get(at)
+                && len != 0
+            {
+                if a == address && len == known.len() {
+                    return self.children.get(usize::from(i));
+                }
+                at = (at + 1) & mask;
+            }
+        }
+        self.child(name)
     }
 
     fn find<'c>(children: &'c [Child], slots: &[u16], bits: u32, name: &str, key: u64) -> Option<&'c Child> {
@@ -252,9 +326,7 @@ impl Context {
         let mut at = slot_of(key, name.len(), bits);
         loop {
             let c = children.get(usize::from(*slots.get(at)?).checked_sub(1)?)?;
-            // The key and the length decide names of eight bytes or fewer; longer ones are
-            // compared whole.
-            if c.key == key && c.json_name.len() == name.len() && (name.len() <= 8 || c.json_name == name) {
+            if same_name(&c.json_name, c.key, c.tail, name, key) {
                 return Some(c);
             }
             at = (at + 1) & mask;
@@ -333,6 +405,7 @@ impl Index {
                     let primitive = PrimitiveRules::of(schema, found);
                     children.push(Child {
                         key: name_key(&json_name),
+                        tail: name_tail(&json_name),
                         json_name,
                         found,
                         kind,
@@ -376,8 +449,8 @@ impl Index {
 /// member ([`crate::tree::Name`]). Built once from the [`index`]; the same open addressing
 /// as [`Context`]'s children.
 pub struct Names {
-    /// `(name_key, name)` per slot; at most half the slots are used.
-    slots: Vec<Option<(u64, &'static str)>>,
+    /// `(name_key, name_tail, name)` per slot; at most half the slots are used.
+    slots: Vec<Option<(u64, u64, &'static str)>>,
     bits: u32,
 }
 
@@ -407,7 +480,10 @@ impl Names {
             while names.slots[at].is_some() {
                 at = (at + 1) & mask;
             }
-            names.slots[at] = Some((key, name));
+            names.slots[at] = Some((key, name_tail(name), name));
+        }
+        for c in &index.contexts {
+            c.index_addresses(&names);
         }
         names
     }
@@ -418,8 +494,8 @@ impl Names {
         let mask = self.slots.len().wrapping_sub(1);
         let mut at = slot_of(key, name.len(), self.bits);
         loop {
-            let (k, known) = (*self.slots.get(at)?)?;
-            if k == key && known.len() == name.len() && (name.len() <= 8 || known == name) {
+            let (k, tail, known) = (*self.slots.get(at)?)?;
+            if same_name(known, k, tail, name, key) {
                 return Some(known);
             }
             at = (at + 1) & mask;

@@ -87,8 +87,16 @@ pub struct Walker<'o> {
     pub findings: Vec<Finding>,
     pub references: Vec<ReferenceSite>,
     pub logical: Vec<LogicalSite>,
-    /// Location being walked (pushed and truncated, not reallocated per node).
+    /// Location being walked, as far as written: the text of `steps[..written]` after the
+    /// start (`Bundle.entry[3]`, a resource type). Read only through [`Self::flush_loc`].
     loc: String,
+    /// The members and items entered below the start, innermost last, with where each one's
+    /// text starts in `loc` once written. Entering and leaving a member costs a push and a
+    /// pop; the text is written only when a finding or a reference needs the location (a
+    /// few thousand times per Bundle, against a hundred thousand members).
+    steps: Vec<(Step, usize)>,
+    /// How many of `steps` are written into `loc`.
+    written: usize,
     /// Profile path of the current object (`Patient.name`), kept only when profiles are given.
     ppath: String,
     /// The resource type whose profile rules apply (the nearest enclosing resource).
@@ -100,6 +108,13 @@ pub struct Walker<'o> {
     /// (each object truncates back to where it started): cardinality is checked from these
     /// rather than by matching every counted element's name against every member.
     tallies: Vec<Tally>,
+}
+
+/// One step of a location: `.name` (a known element's JSON name, from the schema) or `[i]`.
+#[derive(Clone, Copy)]
+enum Step {
+    Member(&'static str),
+    Item(usize),
 }
 
 /// How many values one element of an object has, following the members in order: a value
@@ -130,6 +145,8 @@ impl<'o> Walker<'o> {
             references: Vec::new(),
             logical: Vec::new(),
             loc: String::new(),
+            steps: Vec::new(),
+            written: 0,
             ppath: String::new(),
             rtype: Vec::new(),
             frames: Vec::new(),
@@ -144,7 +161,45 @@ impl<'o> Walker<'o> {
     }
 
     fn report(&mut self, severity: Severity, code: &'static str, message: String) {
+        self.flush_loc();
         self.findings.push(Finding { severity, code, location: self.loc.clone(), message });
+    }
+
+    /// Writes the steps not yet written into `loc`, which then holds the whole location.
+    fn flush_loc(&mut self) {
+        for k in self.written..self.steps.len() {
+            let (step, _) = self.steps[k];
+            self.steps[k].1 = self.loc.len();
+            match step {
+                Step::Member(name) => {
+                    self.loc.push('.');
+                    self.loc.push_str(name);
+                }
+                Step::Item(i) => push_index(&mut self.loc, i),
+            }
+        }
+        self.written = self.steps.len();
+    }
+
+    fn step_in(&mut self, step: Step) {
+        self.steps.push((step, 0));
+    }
+
+    /// Leaves the innermost step (and takes its text out of `loc` if it was written).
+    fn step_out(&mut self) {
+        if let Some((_, mark)) = self.steps.pop()
+            && self.steps.len() < self.written
+        {
+            self.written = self.steps.len();
+            self.loc.truncate(mark);
+        }
+    }
+
+    /// Starts the location afresh at `start` (no steps).
+    fn reset_loc(&mut self) {
+        self.loc.clear();
+        self.steps.clear();
+        self.written = 0;
     }
 
     /// Strict: error; lenient: warning.
@@ -156,6 +211,7 @@ impl<'o> Walker<'o> {
     /// is its index and the location starts at `Bundle.entry[i].resource`).
     pub fn top_resource(&mut self, node: &Node, entry: Option<usize>) {
         self.entry = entry;
+        self.flush_loc();
         if self.loc.is_empty() {
             self.loc.push_str(node.resource_type().unwrap_or("Resource"));
         }
@@ -194,7 +250,7 @@ impl<'o> Walker<'o> {
 
     /// Validates the Bundle entry object at `Bundle.entry[index]` (its resource included).
     pub fn bundle_entry(&mut self, entry: &Node, index: usize) {
-        self.loc.clear();
+        self.reset_loc();
         self.loc.push_str("Bundle.entry");
         push_index(&mut self.loc, index);
         self.entry = Some(index);
@@ -211,7 +267,7 @@ impl<'o> Walker<'o> {
         }
         self.object(members, "Bundle.entry", self.index.context("Bundle.entry"), false);
         self.rtype.pop();
-        self.loc.clear();
+        self.reset_loc();
     }
 
     /// A resource object at the current location.
@@ -301,7 +357,8 @@ impl<'o> Walker<'o> {
                 }
                 continue;
             }
-            let Some(child) = children.and_then(|c| c.child(key)) else {
+            let Some(child) = children.and_then(|c| c.child_named(key)) else {
+                self.flush_loc();
                 let mark = self.loc.len();
                 self.loc.push('.');
                 self.loc.push_str(key);
@@ -317,6 +374,7 @@ impl<'o> Walker<'o> {
             if found.def.choice {
                 if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == found.def.name) {
                     let other = other.to_string();
+                    self.flush_loc();
                     let mark = self.loc.len();
                     self.loc.push('.');
                     self.loc.push_str(key);
@@ -351,9 +409,8 @@ impl<'o> Walker<'o> {
         child: &'static Child,
     ) {
         let found = child.found;
-        let mark = self.loc.len();
-        self.loc.push('.');
-        self.loc.push_str(key);
+        // `key` is the child's JSON name: the schema's copy goes on the location.
+        self.step_in(Step::Member(&child.json_name));
         let pmark = self.ppath.len();
         if !self.options.profiles.is_empty() {
             self.ppath.push('.');
@@ -380,14 +437,13 @@ impl<'o> Walker<'o> {
                     self.report(Severity::Error, codes::EMPTY, "an empty array; leave the element out".into());
                 }
                 for (i, item) in items.iter().enumerate() {
-                    let imark = self.loc.len();
-                    push_index(&mut self.loc, i);
+                    self.step_in(Step::Item(i));
                     let has_ext = extension
                         .and_then(|x| x.as_array())
                         .and_then(|a| a.get(i))
                         .is_some_and(|x| !matches!(x, Node::Null));
                     self.value(item, child, has_ext);
-                    self.loc.truncate(imark);
+                    self.step_out();
                 }
             }
             single => {
@@ -401,7 +457,7 @@ impl<'o> Walker<'o> {
                 self.value(single, child, extension.is_some());
             }
         }
-        self.loc.truncate(mark);
+        self.step_out();
         self.ppath.truncate(pmark);
     }
 
@@ -414,6 +470,7 @@ impl<'o> Walker<'o> {
                 Node::Object(_) => {
                     let is_contained = found.def.path.ends_with(".contained");
                     if is_contained && let Some(id) = value.get("id").and_then(Node::as_str) {
+                        self.flush_loc();
                         let loc = self.loc.clone();
                         if let Some(f) = self.frames.last_mut() {
                             f.contained.push((id.to_string(), loc));
@@ -424,6 +481,7 @@ impl<'o> Walker<'o> {
                     } else if value.resource_type() == Some("Bundle") {
                         // A Bundle inside a resource (or a Bundle of Bundles): its references
                         // resolve among its own entries.
+                        self.flush_loc();
                         for f in crate::bundle::validate_bundle(value, &self.options) {
                             let rest = f.location.strip_prefix("Bundle").unwrap_or(&f.location);
                             let location = format!("{}{rest}", self.loc);
@@ -526,6 +584,7 @@ impl<'o> Walker<'o> {
         base: &str,
         value: &Node,
     ) {
+        self.flush_loc();
         let mark = self.loc.len();
         self.loc.push_str("._");
         self.loc.push_str(base);
@@ -698,6 +757,7 @@ impl<'o> Walker<'o> {
                     let s = |n: &str| id.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.as_str()).map(str::to_string);
                     if let (Some(system), Some(value)) = (s("system"), s("value")) {
                         let required = self.aggregation_required();
+                        self.flush_loc();
                         self.logical.push(LogicalSite {
                             location: self.loc.clone(),
                             system,
@@ -720,6 +780,7 @@ impl<'o> Walker<'o> {
     /// The literal reference at the current location (`….reference`): local ones are checked
     /// at once, the others are kept for the Bundle.
     fn reference(&mut self, text: &str) {
+        self.flush_loc();
         if let Some(id) = text.strip_prefix('#') {
             // Checked when the resource ends (contained resources may come after the
             // reference in JSON).
@@ -744,6 +805,7 @@ impl<'o> Walker<'o> {
     /// targets of the site recorded by [`Self::reference`].
     fn check_reference_type(&mut self, reference: &str, found: Found<'static>) {
         let targets = reference_targets(found);
+        self.flush_loc();
         if let Some(site) = self.references.last_mut()
             && site.reference == reference
             && site.location == self.loc
@@ -777,6 +839,7 @@ impl<'o> Walker<'o> {
     fn profile_rules(&mut self, members: &[(Name, Node)]) {
         let Some(rt) = self.rtype.last().cloned() else { return };
         let profiles = self.options.profiles;
+        self.flush_loc();
         for p in profiles.iter().filter(|p| p.type_name == rt) {
             for f in p.check_object(&self.ppath, members) {
                 self.findings.push(Finding { location: format!("{}{}", self.loc, f.suffix), ..f.finding });
