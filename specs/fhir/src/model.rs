@@ -489,6 +489,7 @@ impl Names {
     }
 
     /// The schema's copy of `name`, if the schema knows the name.
+    #[inline(always)]
     pub fn get(&self, name: &str) -> Option<&'static str> {
         let key = name_key(name);
         let mask = self.slots.len().wrapping_sub(1);
