@@ -1,6 +1,8 @@
 //! FHIR JSON text into a [`Node`] tree: a strict JSON reader (RFC 8259) that keeps numbers as
 //! written (`72.50`), member order, and refuses duplicate member names, input nested deeper
-//! than [`Limits::max_depth`] and input larger than [`Limits::max_bytes`].
+//! than [`Limits::max_depth`] and input larger than [`Limits::max_bytes`]. Member names the
+//! R4 schema knows are borrowed from its table ([`crate::model::names`], a [`Name`]) instead of
+//! allocated per member; UTF-8 is checked once for the whole input.
 //!
 //! Invariants:
 //! - No input panics or overflows the stack: nesting is counted and refused past the limit

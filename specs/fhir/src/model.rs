@@ -6,8 +6,13 @@
 //! path of an element with inline children (`Patient.contact`); a contentReference
 //! (`Questionnaire.item.item`) continues at the element it names.
 //!
+//! [`names`] is the table of every member name the schema knows, which the JSON reader borrows
+//! names from ([`crate::tree::Name`]); a context finds such a borrowed name by its address,
+//! any other by its text, with the same answer.
+//!
 //! Invariants: lookups never panic; a choice element matches only its JSON names
-//! (`valueQuantity`, `valueDateTime`), never the bare `value`.
+//! (`valueQuantity`, `valueDateTime`), never the bare `value`; a lookup by address and one by
+//! text find the same child (tests hold the tables to a scan).
 
 use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
@@ -533,8 +538,17 @@ mod tests {
                 let name = c.json_name.as_str();
                 let cut = name.char_indices().last().map_or(0, |(at, _)| at);
                 for probe in [name.to_string(), format!("{name}x"), name[..cut].to_string(), format!("_{name}")] {
-                    let got = ctx.child(&probe).map(|c| c as *const Child);
-                    assert_eq!(got, scan(ctx, &probe).map(|c| c as *const Child), "{probe}");
+                    let want = scan(ctx, &probe).map(|c| c as *const Child);
+                    assert_eq!(ctx.child(&probe).map(|c| c as *const Child), want, "{probe}");
+                    // By address when borrowed from the names table, by text when owned or
+                    // borrowed from elsewhere: the same child.
+                    let by_name = |n: &crate::tree::Name| ctx.child_named(n).map(|c| c as *const Child);
+                    if let Some(known) = names().get(&probe) {
+                        assert_eq!(by_name(&std::borrow::Cow::Borrowed(known)), want, "{probe}");
+                    }
+                    let elsewhere: &'static str = Box::leak(probe.clone().into_boxed_str());
+                    assert_eq!(by_name(&std::borrow::Cow::Borrowed(elsewhere)), want, "{probe}");
+                    assert_eq!(by_name(&std::borrow::Cow::Owned(probe.clone())), want, "{probe}");
                 }
             }
         }

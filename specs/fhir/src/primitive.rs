@@ -345,11 +345,11 @@ fn all_base64_data(w: u64) -> bool {
     // The high bit of each byte of `x` that is zero, exactly (`x` ASCII).
     let zero = |x: u64| !(((x & LOWS) + LOWS) | x) & HIGHS;
     // Letters: `| 0x20` folds A-Z onto a-z and nothing else onto a-z.
-    let letters = in_range(w | ONES * 0x20, 0x61, 0x7a);
+    let letters = in_range(w | (ONES * 0x20), 0x61, 0x7a);
     let digits = in_range(w, 0x30, 0x39);
     // `+` (0x2b) and `/` (0x2f) differ in bit 2 only.
-    let plus_slash = zero((w | ONES * 0x04) ^ ONES * 0x2f);
-    let equals = zero(w ^ ONES * 0x3d);
+    let plus_slash = zero((w | (ONES * 0x04)) ^ (ONES * 0x2f));
+    let equals = zero(w ^ (ONES * 0x3d));
     letters | digits | plus_slash | equals == HIGHS
 }
 
