@@ -307,7 +307,7 @@ impl<R: BufRead> BundlePieces<R> {
                 }
             }
         }
-        members.push(("entry".to_string(), Node::Array(entries)));
+        members.push(("entry".into(), Node::Array(entries)));
         Ok(Node::Object(members))
     }
 
@@ -433,7 +433,7 @@ pub fn to_doc(node: &Node) -> Doc {
         Node::Number(n) => Doc::Num(n.clone()),
         Node::String(s) => Doc::Str(s.clone()),
         Node::Array(a) => Doc::Arr(a.iter().map(to_doc).collect()),
-        Node::Object(m) => Doc::Obj(m.iter().map(|(k, v)| (k.clone(), to_doc(v))).collect()),
+        Node::Object(m) => Doc::Obj(m.iter().map(|(k, v)| (k.to_string(), to_doc(v))).collect()),
     }
 }
 

@@ -113,7 +113,9 @@ pub struct BundleChecker<'o> {
     entries: Vec<EntryInfo>,
     by_full_url: Map<String, usize>,
     by_type_id: Map<(String, String), Vec<usize>>,
-    by_identifier: Map<(String, String), Vec<usize>>,
+    /// By identifier system, then value (two levels, so a lookup takes two `&str` and
+    /// allocates nothing).
+    by_identifier: Map<String, Map<String, Vec<usize>>>,
     /// Findings so far (header, entries); [`Self::finish`] adds the references'.
     pub findings: Vec<Finding>,
 }
@@ -229,7 +231,16 @@ impl<'o> BundleChecker<'o> {
                 if let (Some(s), Some(v)) =
                     (id.get("system").and_then(Node::as_str), id.get("value").and_then(Node::as_str))
                 {
-                    self.by_identifier.entry((s.to_string(), v.to_string())).or_default().push(index);
+                    let values = match self.by_identifier.get_mut(s) {
+                        Some(values) => values,
+                        None => self.by_identifier.entry(s.to_string()).or_default(),
+                    };
+                    match values.get_mut(v) {
+                        Some(found) => found.push(index),
+                        None => {
+                            values.insert(v.to_string(), vec![index]);
+                        }
+                    }
                 }
             }
         }
@@ -297,7 +308,7 @@ impl<'o> BundleChecker<'o> {
             }
         }
         for site in std::mem::take(&mut self.walker.logical) {
-            if !self.by_identifier.contains_key(&(site.system.clone(), site.value.clone())) {
+            if self.identified(&site.system, &site.value).is_none() {
                 self.findings.push(Finding {
                     severity: if site.required { Severity::Error } else { Severity::Warning },
                     code: codes::REFERENCE_NOT_FOUND,
@@ -309,8 +320,21 @@ impl<'o> BundleChecker<'o> {
         self.findings
     }
 
+    /// The entries with the identifier `system`|`value`.
+    fn identified(&self, system: &str, value: &str) -> Option<&Vec<usize>> {
+        self.by_identifier.get(system)?.get(value)
+    }
+
     /// The entry a reference made in entry `from` points at.
     fn resolve(&self, reference: &str, from: Option<usize>) -> Resolution {
+        // `urn:uuid:` and `urn:oid:` first (half the references of a transaction): they name a
+        // fullUrl, and cannot be conditional (`urn:...` is no resource type).
+        if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
+            return match self.by_full_url.get(reference) {
+                Some(&i) => Resolution::Found(i),
+                None => Resolution::Missing("no entry has this fullUrl".into()),
+            };
+        }
         // Conditional references (`Patient?identifier=system|value`): allowed in transactions
         // and batches, where the server resolves them; matched against the entries'
         // identifiers when they search by identifier.
@@ -324,15 +348,9 @@ impl<'o> BundleChecker<'o> {
             let by_identifier = query
                 .strip_prefix("identifier=")
                 .and_then(|id| id.split_once('|'))
-                .and_then(|(system, value)| self.by_identifier.get(&(system.to_string(), value.to_string())))
+                .and_then(|(system, value)| self.identified(system, value))
                 .and_then(|found| found.iter().find(|&&i| self.entries[i].resource_type.as_deref() == Some(t)));
             return by_identifier.map_or(Resolution::External, |&i| Resolution::Found(i));
-        }
-        if reference.starts_with("urn:uuid:") || reference.starts_with("urn:oid:") {
-            return match self.by_full_url.get(reference) {
-                Some(&i) => Resolution::Found(i),
-                None => Resolution::Missing("no entry has this fullUrl".into()),
-            };
         }
         let (without_version, version) = match split_history(reference) {
             Some((a, v)) => (a, Some(v)),
@@ -405,12 +423,18 @@ fn base_of(url: &str) -> Option<&str> {
     (n > 0 && n < url.len()).then(|| &url[..url.len() - n])
 }
 
-/// Length of the `Type/id` tail of `s` (0 if it has none).
+/// Length of the `Type/id` tail of `s` (0 if it has none): the two last `/`-separated parts
+/// (what `rsplitn(3, '/')` gives), found by scanning bytes back from the end (every reference
+/// is looked at here, twice; a `/` byte is never inside a multi-byte character).
 fn type_id_len(s: &str) -> usize {
-    let mut parts = s.rsplitn(3, '/');
-    let (Some(id), Some(t)) = (parts.next(), parts.next()) else { return 0 };
-    let ok = !id.is_empty() && crate::primitive::check("id", id).is_ok() && model::is_concrete_resource(schema(), t);
-    if ok { t.len() + 1 + id.len() } else { 0 }
+    let bytes = s.as_bytes();
+    let Some(slash) = bytes.iter().rposition(|&b| b == b'/') else { return 0 };
+    let id = &s[slash + 1..];
+    if crate::primitive::check_type(crate::primitive::Type::Id, id).is_err() {
+        return 0;
+    }
+    let t = &s[bytes[..slash].iter().rposition(|&b| b == b'/').map_or(0, |p| p + 1)..slash];
+    if model::is_concrete_resource(schema(), t) { t.len() + 1 + id.len() } else { 0 }
 }
 
 /// The resource type of a literal reference `Type/id` (optionally absolute or versioned).
@@ -451,6 +475,15 @@ fn has_scheme(s: &str) -> bool {
 mod tests {
     use super::*;
 
+    /// [`type_id_len`] as first written, with std's splitting: the oracle of the byte scan.
+    fn type_id_len_by_split(s: &str) -> usize {
+        let mut parts = s.rsplitn(3, '/');
+        let (Some(id), Some(t)) = (parts.next(), parts.next()) else { return 0 };
+        let ok =
+            !id.is_empty() && crate::primitive::check("id", id).is_ok() && model::is_concrete_resource(schema(), t);
+        if ok { t.len() + 1 + id.len() } else { 0 }
+    }
+
     proptest::proptest! {
         /// The reference scanners agree with std's substring search on strings made of the
         /// pieces that matter (`/`, `_`, `history`, `:`) and anything else.
@@ -468,6 +501,9 @@ mod tests {
         )) {
             let s = parts.concat();
             proptest::prop_assert_eq!(split_history(&s), s.split_once("/_history/"));
+            proptest::prop_assert_eq!(type_id_len(&s), type_id_len_by_split(&s));
+            let patient = format!("{s}/Patient/{s}");
+            proptest::prop_assert_eq!(type_id_len(&patient), type_id_len_by_split(&patient));
             proptest::prop_assert_eq!(has_scheme(&s), s.contains("://"));
         }
     }

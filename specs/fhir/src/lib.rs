@@ -38,7 +38,7 @@ pub use bundle::validate_document;
 pub use json::{CodecError, Limits};
 pub use path::{PathError, PathErrorKind, Resolved};
 pub use schema::{Binding, BindingStrength, ElementDef, Kind, Max, Schema, TypeDef, TypeRef, schema};
-pub use tree::Node;
+pub use tree::{Name, Node};
 
 /// Reads one FHIR resource, JSON or XML (whichever the first non-blank byte says: `<` is
 /// XML), with the default [`Limits`].

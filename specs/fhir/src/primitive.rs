@@ -7,50 +7,108 @@
 /// Checks a primitive's text (numbers: their JSON text) against its type. `Err` says the
 /// expected form.
 pub fn check(type_code: &str, text: &str) -> Result<(), &'static str> {
-    let ok = match type_code {
-        "date" | "System.Date" => is_date(text),
-        "dateTime" | "System.DateTime" => is_date_time(text),
-        "instant" => is_instant(text),
-        "time" | "System.Time" => is_time(text),
-        "id" => {
-            (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-        }
-        "code" => is_code(text),
-        "oid" => is_oid(text),
-        "uuid" => is_uuid(text),
-        "uri" | "url" | "canonical" => !text.is_empty() && !has_whitespace(text),
-        "integer" | "System.Integer" => int_value(text).is_some(),
-        "positiveInt" => int_value(text).is_some_and(|v| v > 0),
-        "unsignedInt" => int_value(text).is_some_and(|v| v >= 0),
-        "decimal" | "System.Decimal" => !text.is_empty(),
-        "base64Binary" => is_base64(text),
-        "string" | "markdown" | "System.String" => !text.trim().is_empty(),
-        "xhtml" => text.trim_start().starts_with("<div"),
-        _ => true,
-    };
-    if ok { Ok(()) } else { Err(expected(type_code)) }
+    check_type(Type::of(type_code), text)
 }
 
-fn expected(type_code: &str) -> &'static str {
-    match type_code {
-        "date" | "System.Date" => "a date YYYY, YYYY-MM or YYYY-MM-DD",
-        "dateTime" | "System.DateTime" => {
-            "a date YYYY, YYYY-MM, YYYY-MM-DD, or YYYY-MM-DDThh:mm:ss(.sss) with a time zone (Z or +hh:mm)"
+/// The lexical rule a type code selects ([`Type::of`]): the validator finds it once per
+/// element of the schema instead of matching the type code's text for every value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Type {
+    Date,
+    DateTime,
+    Instant,
+    Time,
+    Id,
+    Code,
+    Oid,
+    Uuid,
+    Uri,
+    Integer,
+    PositiveInt,
+    UnsignedInt,
+    Decimal,
+    Base64Binary,
+    String,
+    Xhtml,
+    /// Any other type code: any text is accepted.
+    Other,
+}
+
+impl Type {
+    /// The rule of a FHIR or System type code (`dateTime`, `System.String`).
+    pub fn of(type_code: &str) -> Type {
+        match type_code {
+            "date" | "System.Date" => Type::Date,
+            "dateTime" | "System.DateTime" => Type::DateTime,
+            "instant" => Type::Instant,
+            "time" | "System.Time" => Type::Time,
+            "id" => Type::Id,
+            "code" => Type::Code,
+            "oid" => Type::Oid,
+            "uuid" => Type::Uuid,
+            "uri" | "url" | "canonical" => Type::Uri,
+            "integer" | "System.Integer" => Type::Integer,
+            "positiveInt" => Type::PositiveInt,
+            "unsignedInt" => Type::UnsignedInt,
+            "decimal" | "System.Decimal" => Type::Decimal,
+            "base64Binary" => Type::Base64Binary,
+            "string" | "markdown" | "System.String" => Type::String,
+            "xhtml" => Type::Xhtml,
+            _ => Type::Other,
         }
-        "instant" => "an instant YYYY-MM-DDThh:mm:ss(.sss) with a time zone (Z or +hh:mm)",
-        "time" | "System.Time" => "a time hh:mm:ss(.sss)",
-        "id" => "1 to 64 of A-Z, a-z, 0-9, `-` and `.`",
-        "code" => "a code: no leading or trailing whitespace, single spaces inside",
-        "oid" => "an OID urn:oid:1.2.3",
-        "uuid" => "a UUID urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in lower case",
-        "uri" | "url" | "canonical" => "a URI without whitespace",
-        "integer" | "System.Integer" => "a 32-bit integer without fraction or exponent",
-        "positiveInt" => "an integer above 0",
-        "unsignedInt" => "an integer 0 or above",
-        "base64Binary" => "base64 text",
-        "xhtml" => "an XHTML <div> element",
-        _ => "a non-empty value",
     }
+
+    /// What the rule expects, for a finding's message.
+    pub fn expected(self) -> &'static str {
+        match self {
+            Type::Date => "a date YYYY, YYYY-MM or YYYY-MM-DD",
+            Type::DateTime => {
+                "a date YYYY, YYYY-MM, YYYY-MM-DD, or YYYY-MM-DDThh:mm:ss(.sss) with a time zone (Z or +hh:mm)"
+            }
+            Type::Instant => "an instant YYYY-MM-DDThh:mm:ss(.sss) with a time zone (Z or +hh:mm)",
+            Type::Time => "a time hh:mm:ss(.sss)",
+            Type::Id => "1 to 64 of A-Z, a-z, 0-9, `-` and `.`",
+            Type::Code => "a code: no leading or trailing whitespace, single spaces inside",
+            Type::Oid => "an OID urn:oid:1.2.3",
+            Type::Uuid => "a UUID urn:uuid:xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx in lower case",
+            Type::Uri => "a URI without whitespace",
+            Type::Integer => "a 32-bit integer without fraction or exponent",
+            Type::PositiveInt => "an integer above 0",
+            Type::UnsignedInt => "an integer 0 or above",
+            Type::Base64Binary => "base64 text",
+            Type::Xhtml => "an XHTML <div> element",
+            Type::Decimal | Type::String | Type::Other => "a non-empty value",
+        }
+    }
+}
+
+/// Checks a primitive's text against the rule of its type ([`check`] with the type code
+/// already looked up).
+pub fn check_type(t: Type, text: &str) -> Result<(), &'static str> {
+    let ok = match t {
+        Type::Date => is_date(text),
+        Type::DateTime => is_date_time(text),
+        Type::Instant => is_instant(text),
+        Type::Time => is_time(text),
+        Type::Id => {
+            (1..=64).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+        }
+        Type::Code => is_code(text),
+        Type::Oid => is_oid(text),
+        Type::Uuid => is_uuid(text),
+        Type::Uri => !text.is_empty() && !has_whitespace(text),
+        Type::Integer => int_value(text).is_some(),
+        Type::PositiveInt => int_value(text).is_some_and(|v| v > 0),
+        Type::UnsignedInt => int_value(text).is_some_and(|v| v >= 0),
+        Type::Decimal => !text.is_empty(),
+        Type::Base64Binary => is_base64(text),
+        // Nearly every string starts with a visible ASCII character, which settles it without
+        // trimming (Unicode whitespace is only looked for otherwise).
+        Type::String => text.as_bytes().first().is_some_and(|&b| b > b' ' && b < 0x7f) || !text.trim().is_empty(),
+        Type::Xhtml => text.trim_start().starts_with("<div"),
+        Type::Other => true,
+    };
+    if ok { Ok(()) } else { Err(t.expected()) }
 }
 
 fn int_value(text: &str) -> Option<i64> {
@@ -74,9 +132,10 @@ fn is_date(s: &str) -> bool {
 }
 
 fn is_date_bytes(b: &[u8]) -> bool {
-    if !matches!(b.len(), 4 | 7 | 10) || fixed_digits(b, 0, 4).is_none() {
+    if !matches!(b.len(), 4 | 7 | 10) {
         return false;
     }
+    let Some(year) = fixed_digits(b, 0, 4) else { return false };
     if b.len() == 4 {
         return true;
     }
@@ -84,13 +143,20 @@ fn is_date_bytes(b: &[u8]) -> bool {
     if b.len() == 7 {
         return true;
     }
-    let year = fixed_digits(b, 0, 4).unwrap_or(0);
     dash_then_2_digits(b, 7).is_some_and(|d| d >= 1 && d <= days_in_month(year, month))
 }
 
 /// The value of the `n` ASCII digits at `b[at..at + n]`.
 fn fixed_digits(b: &[u8], at: usize, n: usize) -> Option<u32> {
-    b.get(at..at + n)?.iter().try_fold(0u32, |v, &c| c.is_ascii_digit().then(|| v * 10 + u32::from(c - b'0')))
+    let mut v = 0u32;
+    for &c in b.get(at..at + n)? {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v * 10 + u32::from(d);
+    }
+    Some(v)
 }
 
 /// `-DD` at `b[at..at + 3]`: the two digits' value.
@@ -241,16 +307,73 @@ fn is_uuid(s: &str) -> bool {
 }
 
 fn is_base64(s: &str) -> bool {
+    // One table lookup per byte instead of a chain of range tests (attachments are the
+    // longest strings of many resources): the classes of all bytes are ANDed (a byte outside
+    // both classes clears the bit they share), the data bytes counted by their low bit.
+    // Runs of eight data bytes (no blanks: nearly all of an attachment) are settled as one
+    // word first.
+    let bytes = s.as_bytes();
+    let mut at = 0;
     let mut n = 0usize;
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => n += 1,
-            b' ' | b'\t' | b'\r' | b'\n' => {}
-            _ => return false,
+    while let Some(word) = bytes.get(at..).and_then(<[u8]>::first_chunk::<8>) {
+        if !all_base64_data(u64::from_le_bytes(*word)) {
+            break;
         }
+        at += 8;
+        n += 8;
     }
-    n.is_multiple_of(4)
+    let mut all = BASE64_BLANK | BASE64_DATA;
+    for &b in &bytes[at..] {
+        let class = BASE64_CLASS[usize::from(b)];
+        all &= class;
+        n += usize::from(class & 1);
+    }
+    all & 2 != 0 && n.is_multiple_of(4)
 }
+
+/// Whether all eight bytes of `w` are base64 data (`A-Z a-z 0-9 + / =`), as a word: for ASCII
+/// bytes (below 0x80, checked first) `x + (0x80 - lo)` has its high bit set exactly when
+/// `x >= lo` and `x + (0x7f - hi)` when `x > hi`, with no carry out of any byte.
+fn all_base64_data(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    const LOWS: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    if w & HIGHS != 0 {
+        return false;
+    }
+    let in_range = |x: u64, lo: u64, hi: u64| (x + ONES * (0x80 - lo)) & !(x + ONES * (0x7f - hi)) & HIGHS;
+    // The high bit of each byte of `x` that is zero, exactly (`x` ASCII).
+    let zero = |x: u64| !(((x & LOWS) + LOWS) | x) & HIGHS;
+    // Letters: `| 0x20` folds A-Z onto a-z and nothing else onto a-z.
+    let letters = in_range(w | (ONES * 0x20), 0x61, 0x7a);
+    let digits = in_range(w, 0x30, 0x39);
+    // `+` (0x2b) and `/` (0x2f) differ in bit 2 only.
+    let plus_slash = zero((w | (ONES * 0x04)) ^ (ONES * 0x2f));
+    let equals = zero(w ^ (ONES * 0x3d));
+    letters | digits | plus_slash | equals == HIGHS
+}
+
+/// Base64 data: `A-Z a-z 0-9 + / =` (bit 0: counted; bit 1: allowed).
+const BASE64_DATA: u8 = 3;
+/// Blanks allowed between base64 data: space, tab, CR, LF.
+const BASE64_BLANK: u8 = 2;
+/// The class of every byte: [`BASE64_DATA`], [`BASE64_BLANK`] or 0 (not allowed).
+static BASE64_CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=' {
+            BASE64_DATA
+        } else if c == b' ' || c == b'\t' || c == b'\r' || c == b'\n' {
+            BASE64_BLANK
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
 
 #[cfg(test)]
 mod tests {
@@ -328,6 +451,18 @@ mod tests {
         pub fn is_uri(s: &str) -> bool {
             !s.is_empty() && !s.chars().any(char::is_whitespace)
         }
+
+        pub fn is_base64(s: &str) -> bool {
+            let mut n = 0usize;
+            for b in s.bytes() {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' => n += 1,
+                    b' ' | b'\t' | b'\r' | b'\n' => {}
+                    _ => return false,
+                }
+            }
+            n.is_multiple_of(4)
+        }
     }
 
     /// Strings near the date and time forms: digits and the separators, mostly in place.
@@ -397,11 +532,36 @@ mod tests {
         }
 
         #[test]
+        fn base64_table_agrees_with_the_reference(s in "([A-Za-z0-9+/=]{0,9}[ \t\r\n\x0b_\\-é\x00]?){0,5}") {
+            prop_assert_eq!(check("base64Binary", &s).is_ok(), reference::is_base64(&s), "{:?}", s);
+        }
+
+        #[test]
+        fn base64_words_agree_with_the_reference(s in "[A-Za-z0-9+/=@\\[`{:*,.0-9 \n]{0,40}") {
+            prop_assert_eq!(check("base64Binary", &s).is_ok(), reference::is_base64(&s), "{:?}", s);
+            let long = format!("QUJD{s}RA==");
+            prop_assert_eq!(check("base64Binary", &long).is_ok(), reference::is_base64(&long), "{:?}", long);
+        }
+
+        #[test]
         fn byte_level_checks_agree_on_any_text(s in ".{0,40}") {
+            prop_assert_eq!(check("base64Binary", &s).is_ok(), reference::is_base64(&s));
             prop_assert_eq!(check("code", &s).is_ok(), reference::is_code(&s));
             prop_assert_eq!(check("uri", &s).is_ok(), reference::is_uri(&s));
             prop_assert_eq!(super::is_date_time(&s), reference::is_date_time(&s));
             prop_assert_eq!(super::is_time(&s), reference::is_time(&s));
+        }
+    }
+
+    #[test]
+    fn base64_word_check_agrees_with_the_table_for_every_byte_in_every_place() {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut word = *b"AZaz09+/";
+                word[at] = b;
+                let by_table = word.iter().all(|&c| super::BASE64_CLASS[usize::from(c)] == super::BASE64_DATA);
+                assert_eq!(super::all_base64_data(u64::from_le_bytes(word)), by_table, "{b:#x} at {at}");
+            }
         }
     }
 

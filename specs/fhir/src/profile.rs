@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use crate::codes;
 use crate::model;
 use crate::schema::{Max, schema};
-use crate::tree::Node;
+use crate::tree::{Name, Node};
 use crate::validate::{Finding, Severity};
 
 /// A profile's rules, ready to apply.
@@ -134,12 +134,12 @@ impl Profile {
     }
 
     /// Checks the rules that apply in the object at profile path `ppath`.
-    pub(crate) fn check_object(&self, ppath: &str, members: &[(String, Node)]) -> Vec<Located> {
+    pub(crate) fn check_object(&self, ppath: &str, members: &[(Name, Node)]) -> Vec<Located> {
         let mut out = Vec::new();
         let Some(indexes) = self.by_parent.get(ppath) else { return out };
         for &i in indexes {
             let r = &self.rules[i];
-            let matching: Vec<(&String, &Node)> = members
+            let matching: Vec<(&Name, &Node)> = members
                 .iter()
                 .filter(|(k, _)| {
                     let k = k.strip_prefix('_').unwrap_or(k);
@@ -174,7 +174,7 @@ impl Profile {
                 };
                 if over {
                     push(
-                        format!(".{}", matching.first().map_or(label.as_str(), |(k, _)| k.as_str())),
+                        format!(".{}", matching.first().map_or(label.as_str(), |(k, _)| k.as_ref())),
                         Severity::Error,
                         codes::PROFILE_LIMIT,
                         format!("profile {} allows at most {max} `{label}`, found {count}", self.name),

@@ -9,8 +9,16 @@
 //! - Trees are bounded in depth by the readers ([`crate::json::Limits`]), so the recursive
 //!   functions here (writing, comparing, dropping) cannot overflow the stack.
 //! - Nothing here panics.
+//! - A member name is a [`Name`]: the readers borrow the names the R4 schema knows (nearly
+//!   every name of nearly every document) from the schema's own strings instead of
+//!   allocating each one; other names are owned. Either way it is the same text.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
+
+/// An object member's name: `Cow::Borrowed` for a name of the R4 schema (shared, not
+/// allocated per member), `Cow::Owned` for any other. Compares, hashes and prints as its text.
+pub type Name = Cow<'static, str>;
 
 /// A FHIR JSON value.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,7 +30,7 @@ pub enum Node {
     String(String),
     Array(Vec<Node>),
     /// Members in source order. Duplicate names are refused by the readers.
-    Object(Vec<(String, Node)>),
+    Object(Vec<(Name, Node)>),
 }
 
 impl Node {
@@ -41,7 +49,7 @@ impl Node {
         }
     }
 
-    pub fn as_object(&self) -> Option<&[(String, Node)]> {
+    pub fn as_object(&self) -> Option<&[(Name, Node)]> {
         match self {
             Node::Object(m) => Some(m),
             _ => None,
@@ -106,7 +114,7 @@ impl Node {
         match self {
             Node::Array(items) => Node::Array(items.iter().map(Node::canonical).collect()),
             Node::Object(members) => {
-                let mut m: Vec<(String, Node)> = members.iter().map(|(k, v)| (k.clone(), v.canonical())).collect();
+                let mut m: Vec<(Name, Node)> = members.iter().map(|(k, v)| (k.clone(), v.canonical())).collect();
                 m.sort_by(|a, b| a.0.cmp(&b.0));
                 Node::Object(m)
             }
@@ -124,7 +132,7 @@ impl Node {
             Node::Number(n) => serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.clone())),
             Node::String(s) => Value::String(s.clone()),
             Node::Array(items) => Value::Array(items.iter().map(Node::to_serde).collect()),
-            Node::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), v.to_serde())).collect()),
+            Node::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.to_string(), v.to_serde())).collect()),
         }
     }
 }

@@ -14,11 +14,11 @@
 //!   problems a reader could skip into warnings; nothing is dropped.
 
 use crate::codes;
-use crate::model::{self, Child, Found, Index, JsonKind, ValueKind};
+use crate::model::{self, Child, Context, Found, Index, JsonKind, ValueKind};
 use crate::primitive;
 use crate::profile::Profile;
-use crate::schema::{BindingStrength, Max, Schema, schema};
-use crate::tree::Node;
+use crate::schema::{Max, Schema, schema};
+use crate::tree::{Name, Node};
 
 pub use sluice_spec_core::Severity;
 
@@ -87,8 +87,16 @@ pub struct Walker<'o> {
     pub findings: Vec<Finding>,
     pub references: Vec<ReferenceSite>,
     pub logical: Vec<LogicalSite>,
-    /// Location being walked (pushed and truncated, not reallocated per node).
+    /// Location being walked, as far as written: the text of `steps[..written]` after the
+    /// start (`Bundle.entry[3]`, a resource type). Read only through [`Self::flush_loc`].
     loc: String,
+    /// The members and items entered below the start, innermost last, with where each one's
+    /// text starts in `loc` once written. Entering and leaving a member costs a push and a
+    /// pop; the text is written only when a finding or a reference needs the location (a
+    /// few thousand times per Bundle, against a hundred thousand members).
+    steps: Vec<(Step, usize)>,
+    /// How many of `steps` are written into `loc`.
+    written: usize,
     /// Profile path of the current object (`Patient.name`), kept only when profiles are given.
     ppath: String,
     /// The resource type whose profile rules apply (the nearest enclosing resource).
@@ -100,6 +108,13 @@ pub struct Walker<'o> {
     /// (each object truncates back to where it started): cardinality is checked from these
     /// rather than by matching every counted element's name against every member.
     tallies: Vec<Tally>,
+}
+
+/// One step of a location: `.name` (a known element's JSON name, from the schema) or `[i]`.
+#[derive(Clone, Copy)]
+enum Step {
+    Member(&'static str),
+    Item(usize),
 }
 
 /// How many values one element of an object has, following the members in order: a value
@@ -130,6 +145,8 @@ impl<'o> Walker<'o> {
             references: Vec::new(),
             logical: Vec::new(),
             loc: String::new(),
+            steps: Vec::new(),
+            written: 0,
             ppath: String::new(),
             rtype: Vec::new(),
             frames: Vec::new(),
@@ -144,7 +161,45 @@ impl<'o> Walker<'o> {
     }
 
     fn report(&mut self, severity: Severity, code: &'static str, message: String) {
+        self.flush_loc();
         self.findings.push(Finding { severity, code, location: self.loc.clone(), message });
+    }
+
+    /// Writes the steps not yet written into `loc`, which then holds the whole location.
+    fn flush_loc(&mut self) {
+        for k in self.written..self.steps.len() {
+            let (step, _) = self.steps[k];
+            self.steps[k].1 = self.loc.len();
+            match step {
+                Step::Member(name) => {
+                    self.loc.push('.');
+                    self.loc.push_str(name);
+                }
+                Step::Item(i) => push_index(&mut self.loc, i),
+            }
+        }
+        self.written = self.steps.len();
+    }
+
+    fn step_in(&mut self, step: Step) {
+        self.steps.push((step, 0));
+    }
+
+    /// Leaves the innermost step (and takes its text out of `loc` if it was written).
+    fn step_out(&mut self) {
+        if let Some((_, mark)) = self.steps.pop()
+            && self.steps.len() < self.written
+        {
+            self.written = self.steps.len();
+            self.loc.truncate(mark);
+        }
+    }
+
+    /// Starts the location afresh at `start` (no steps).
+    fn reset_loc(&mut self) {
+        self.loc.clear();
+        self.steps.clear();
+        self.written = 0;
     }
 
     /// Strict: error; lenient: warning.
@@ -156,6 +211,7 @@ impl<'o> Walker<'o> {
     /// is its index and the location starts at `Bundle.entry[i].resource`).
     pub fn top_resource(&mut self, node: &Node, entry: Option<usize>) {
         self.entry = entry;
+        self.flush_loc();
         if self.loc.is_empty() {
             self.loc.push_str(node.resource_type().unwrap_or("Resource"));
         }
@@ -194,7 +250,7 @@ impl<'o> Walker<'o> {
 
     /// Validates the Bundle entry object at `Bundle.entry[index]` (its resource included).
     pub fn bundle_entry(&mut self, entry: &Node, index: usize) {
-        self.loc.clear();
+        self.reset_loc();
         self.loc.push_str("Bundle.entry");
         push_index(&mut self.loc, index);
         self.entry = Some(index);
@@ -209,9 +265,9 @@ impl<'o> Walker<'o> {
         if members.is_empty() {
             self.report(Severity::Error, codes::EMPTY, "the Bundle entry is empty".into());
         }
-        self.object(members, "Bundle.entry", false);
+        self.object(members, "Bundle.entry", self.index.context("Bundle.entry"), false);
         self.rtype.pop();
-        self.loc.clear();
+        self.reset_loc();
     }
 
     /// A resource object at the current location.
@@ -248,13 +304,13 @@ impl<'o> Walker<'o> {
         let saved_ppath = std::mem::replace(&mut self.ppath, rt.to_string());
         self.rtype.push(rt.to_string());
         let rt_static = self.schema.type_def(rt).map(|t| t.name.as_str()).unwrap_or("Resource");
-        self.object(members, rt_static, true);
+        self.object(members, rt_static, self.index.context(rt_static), true);
         self.rtype.pop();
         self.ppath = saved_ppath;
     }
 
     /// dom-2, dom-4, dom-5 on a contained resource.
-    fn contained_rules(&mut self, members: &[(String, Node)]) {
+    fn contained_rules(&mut self, members: &[(Name, Node)]) {
         let get = |n: &str| members.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         if get("contained").is_some() {
             self.report(
@@ -277,11 +333,16 @@ impl<'o> Walker<'o> {
         }
     }
 
-    /// The members of an object whose children are looked up in `context`.
-    fn object(&mut self, members: &[(String, Node)], context: &str, is_resource: bool) {
+    /// The members of an object whose children are looked up in `context` (`children`: its
+    /// entry in the index, looked up by the caller).
+    fn object(
+        &mut self,
+        members: &[(Name, Node)],
+        context: &str,
+        children: Option<&'static Context>,
+        is_resource: bool,
+    ) {
         let mut choices_seen: Vec<(&str, &str)> = Vec::new();
-        let index = self.index;
-        let children = index.context(context);
         // Most objects have no `_key` members: one scan here spares one per member.
         let has_extensions = members.iter().any(|(k, _)| k.starts_with('_'));
         let tallies_start = self.tallies.len();
@@ -290,13 +351,14 @@ impl<'o> Walker<'o> {
                 continue;
             }
             if let Some(base) = key.strip_prefix('_') {
-                self.primitive_extension(members, context, base, value);
+                self.primitive_extension(members, context, children, base, value);
                 if let Some(child) = children.and_then(|c| c.child(base)) {
                     self.tally(tallies_start, child.found.def, value, true);
                 }
                 continue;
             }
-            let Some(child) = children.and_then(|c| c.child(key)) else {
+            let Some(child) = children.and_then(|c| c.child_named(key)) else {
+                self.flush_loc();
                 let mark = self.loc.len();
                 self.loc.push('.');
                 self.loc.push_str(key);
@@ -312,6 +374,7 @@ impl<'o> Walker<'o> {
             if found.def.choice {
                 if let Some((_, other)) = choices_seen.iter().find(|(n, _)| *n == found.def.name) {
                     let other = other.to_string();
+                    self.flush_loc();
                     let mark = self.loc.len();
                     self.loc.push('.');
                     self.loc.push_str(key);
@@ -339,16 +402,15 @@ impl<'o> Walker<'o> {
     /// `has_extensions`: whether any member of the object is a primitive extension (`_key`).
     fn member(
         &mut self,
-        members: &[(String, Node)],
+        members: &[(Name, Node)],
         has_extensions: bool,
         key: &str,
         value: &Node,
         child: &'static Child,
     ) {
         let found = child.found;
-        let mark = self.loc.len();
-        self.loc.push('.');
-        self.loc.push_str(key);
+        // `key` is the child's JSON name: the schema's copy goes on the location.
+        self.step_in(Step::Member(&child.json_name));
         let pmark = self.ppath.len();
         if !self.options.profiles.is_empty() {
             self.ppath.push('.');
@@ -375,14 +437,13 @@ impl<'o> Walker<'o> {
                     self.report(Severity::Error, codes::EMPTY, "an empty array; leave the element out".into());
                 }
                 for (i, item) in items.iter().enumerate() {
-                    let imark = self.loc.len();
-                    push_index(&mut self.loc, i);
+                    self.step_in(Step::Item(i));
                     let has_ext = extension
                         .and_then(|x| x.as_array())
                         .and_then(|a| a.get(i))
                         .is_some_and(|x| !matches!(x, Node::Null));
                     self.value(item, child, has_ext);
-                    self.loc.truncate(imark);
+                    self.step_out();
                 }
             }
             single => {
@@ -396,7 +457,7 @@ impl<'o> Walker<'o> {
                 self.value(single, child, extension.is_some());
             }
         }
-        self.loc.truncate(mark);
+        self.step_out();
         self.ppath.truncate(pmark);
     }
 
@@ -404,11 +465,12 @@ impl<'o> Walker<'o> {
     fn value(&mut self, value: &Node, child: &'static Child, has_extension: bool) {
         let found = child.found;
         match child.kind {
-            ValueKind::Primitive(kind) => self.primitive(value, found, kind, has_extension),
+            ValueKind::Primitive(kind) => self.primitive(value, child, kind, has_extension),
             ValueKind::Resource => match value {
                 Node::Object(_) => {
                     let is_contained = found.def.path.ends_with(".contained");
                     if is_contained && let Some(id) = value.get("id").and_then(Node::as_str) {
+                        self.flush_loc();
                         let loc = self.loc.clone();
                         if let Some(f) = self.frames.last_mut() {
                             f.contained.push((id.to_string(), loc));
@@ -419,6 +481,7 @@ impl<'o> Walker<'o> {
                     } else if value.resource_type() == Some("Bundle") {
                         // A Bundle inside a resource (or a Bundle of Bundles): its references
                         // resolve among its own entries.
+                        self.flush_loc();
                         for f in crate::bundle::validate_bundle(value, &self.options) {
                             let rest = f.location.strip_prefix("Bundle").unwrap_or(&f.location);
                             let location = format!("{}{rest}", self.loc);
@@ -440,7 +503,8 @@ impl<'o> Walker<'o> {
                         self.report(Severity::Error, codes::EMPTY, "an empty object; leave the element out".into());
                         return;
                     }
-                    self.object(members, child.context, false);
+                    let children = child.context_id().and_then(|id| self.index.context_at(id));
+                    self.object(members, child.context, children, false);
                     self.type_rules(members, found);
                 }
                 Node::Null => self.report(Severity::Error, codes::EMPTY, "`null` where a value is expected".into()),
@@ -453,14 +517,11 @@ impl<'o> Walker<'o> {
         }
     }
 
-    fn primitive(&mut self, value: &Node, found: Found<'static>, kind: JsonKind, has_extension: bool) {
-        // A resource's logical id is typed `System.String` in the R4 snapshot but has the
-        // lexical form of `id` (the spec's fhir-type extension says so).
-        let is_resource_id = found.def.name == "id" && found.def.path.matches('.').count() == 1 && {
-            let owner = found.def.path.split('.').next().unwrap_or("");
-            self.schema.type_def(owner).is_some_and(|t| t.kind == crate::schema::Kind::Resource)
-        };
-        let t = if is_resource_id { "id" } else { found.type_code };
+    fn primitive(&mut self, value: &Node, child: &'static Child, kind: JsonKind, has_extension: bool) {
+        let found = child.found;
+        // The type (`id` for a resource's logical id), its rule and its required codes.
+        let rules = child.primitive;
+        let t = rules.type_name;
         let text = match (value, kind) {
             (Node::String(s), JsonKind::String) => s.as_str(),
             (Node::Number(n), JsonKind::Number) => n.as_str(),
@@ -493,14 +554,12 @@ impl<'o> Walker<'o> {
             self.report(Severity::Error, codes::EMPTY, "an empty string; leave the element out".into());
             return;
         }
-        if let Err(expected) = primitive::check(t, text) {
+        if let Err(expected) = primitive::check_type(rules.rule, text) {
             self.report(Severity::Error, codes::BAD_PRIMITIVE, format!("the {t} value is not {expected}"));
             return;
         }
-        if let Some(b) = &found.def.binding
-            && b.strength == BindingStrength::Required
-            && t == "code"
-            && let Some(codes) = self.schema.value_set_codes(&b.value_set)
+        if let Some(codes) = rules.required_codes
+            && let Some(b) = &found.def.binding
             && !codes.iter().any(|c| c == text)
             && !MISSING_CODES.iter().any(|(vs, c)| *vs == b.value_set && *c == text)
         {
@@ -511,13 +570,21 @@ impl<'o> Walker<'o> {
                 format!("the code is not in the required value set {}{list}", b.value_set),
             );
         }
-        if found.def.path == "Reference.reference" {
+        if rules.is_reference {
             self.reference(text);
         }
     }
 
     /// `_name` beside `name`: an object (single) or an array aligned with `name`'s array.
-    fn primitive_extension(&mut self, members: &[(String, Node)], context: &str, base: &str, value: &Node) {
+    fn primitive_extension(
+        &mut self,
+        members: &[(Name, Node)],
+        context: &str,
+        children: Option<&'static Context>,
+        base: &str,
+        value: &Node,
+    ) {
+        self.flush_loc();
         let mark = self.loc.len();
         self.loc.push_str("._");
         self.loc.push_str(base);
@@ -525,7 +592,8 @@ impl<'o> Walker<'o> {
         let pmark = self.ppath.len();
         self.ppath.push_str("._");
         self.ppath.push_str(base);
-        let is_primitive = self.index.child(context, base).is_some_and(|c| matches!(c.kind, ValueKind::Primitive(_)));
+        let is_primitive =
+            children.and_then(|c| c.child(base)).is_some_and(|c| matches!(c.kind, ValueKind::Primitive(_)));
         if !is_primitive {
             self.report(
                 self.shape_severity(),
@@ -546,7 +614,7 @@ impl<'o> Walker<'o> {
                         format!("`{base}` is an array, so `_{base}` must be an array of the same length"),
                     );
                 }
-                self.object(m, "Element", false);
+                self.object(m, "Element", self.index.context("Element"), false);
             }
             Node::Array(items) => {
                 match values {
@@ -566,7 +634,7 @@ impl<'o> Walker<'o> {
                     let imark = self.loc.len();
                     push_index(&mut self.loc, i);
                     match item {
-                        Node::Object(m) => self.object(m, "Element", false),
+                        Node::Object(m) => self.object(m, "Element", self.index.context("Element"), false),
                         Node::Null => {
                             let has_value = values
                                 .and_then(Node::as_array)
@@ -653,7 +721,7 @@ impl<'o> Walker<'o> {
     }
 
     /// Invariants of datatypes, checked on their object after its members.
-    fn type_rules(&mut self, members: &[(String, Node)], found: Found<'static>) {
+    fn type_rules(&mut self, members: &[(Name, Node)], found: Found<'static>) {
         let get = |n: &str| members.iter().find(|(k, _)| k == n).map(|(_, v)| v);
         match found.type_code {
             "Extension" => {
@@ -689,6 +757,7 @@ impl<'o> Walker<'o> {
                     let s = |n: &str| id.iter().find(|(k, _)| k == n).and_then(|(_, v)| v.as_str()).map(str::to_string);
                     if let (Some(system), Some(value)) = (s("system"), s("value")) {
                         let required = self.aggregation_required();
+                        self.flush_loc();
                         self.logical.push(LogicalSite {
                             location: self.loc.clone(),
                             system,
@@ -711,6 +780,7 @@ impl<'o> Walker<'o> {
     /// The literal reference at the current location (`….reference`): local ones are checked
     /// at once, the others are kept for the Bundle.
     fn reference(&mut self, text: &str) {
+        self.flush_loc();
         if let Some(id) = text.strip_prefix('#') {
             // Checked when the resource ends (contained resources may come after the
             // reference in JSON).
@@ -735,6 +805,7 @@ impl<'o> Walker<'o> {
     /// targets of the site recorded by [`Self::reference`].
     fn check_reference_type(&mut self, reference: &str, found: Found<'static>) {
         let targets = reference_targets(found);
+        self.flush_loc();
         if let Some(site) = self.references.last_mut()
             && site.reference == reference
             && site.location == self.loc
@@ -765,9 +836,10 @@ impl<'o> Walker<'o> {
     }
 
     /// Rules of the profiles on the object at the current profile path.
-    fn profile_rules(&mut self, members: &[(String, Node)]) {
+    fn profile_rules(&mut self, members: &[(Name, Node)]) {
         let Some(rt) = self.rtype.last().cloned() else { return };
         let profiles = self.options.profiles;
+        self.flush_loc();
         for p in profiles.iter().filter(|p| p.type_name == rt) {
             for f in p.check_object(&self.ppath, members) {
                 self.findings.push(Finding { location: format!("{}{}", self.loc, f.suffix), ..f.finding });

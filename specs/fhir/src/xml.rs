@@ -22,7 +22,7 @@ use crate::codes;
 use crate::json::{CodecError, Limits};
 use crate::model::{self, JsonKind, ValueKind};
 use crate::schema::{Schema, schema};
-use crate::tree::Node;
+use crate::tree::{Name, Node};
 
 const FHIR_NS: &str = "http://hl7.org/fhir";
 
@@ -122,7 +122,7 @@ impl Converter<'_> {
     fn resource(&mut self, e: XNode<'_, '_>, depth: usize) -> Result<Node, CodecError> {
         self.check_depth(e, depth)?;
         let name = e.tag_name().name();
-        let mut members = vec![("resourceType".to_string(), Node::String(name.to_string()))];
+        let mut members: Vec<(Name, Node)> = vec![("resourceType".into(), Node::String(name.to_string()))];
         if let Some(a) = e.attributes().find(|a| a.namespace().is_none()) {
             return Err(self.err(
                 codes::XML_SHAPE,
@@ -141,7 +141,7 @@ impl Converter<'_> {
         e: XNode<'_, '_>,
         context: &str,
         depth: usize,
-        members: &mut Vec<(String, Node)>,
+        members: &mut Vec<(Name, Node)>,
     ) -> Result<(), CodecError> {
         // Group children by name, in order of first appearance (FHIR XML keeps repetitions
         // together; JSON has one member per name).
@@ -178,18 +178,18 @@ impl Converter<'_> {
             if list {
                 if has_value {
                     let values = items.iter_mut().map(|i| i.value.take().unwrap_or(Node::Null)).collect();
-                    members.push((name.clone(), Node::Array(values)));
+                    members.push((name.clone().into(), Node::Array(values)));
                 }
                 if has_extra {
                     let extras = items.iter_mut().map(|i| i.extra.take().unwrap_or(Node::Null)).collect();
-                    members.push((format!("_{name}"), Node::Array(extras)));
+                    members.push((format!("_{name}").into(), Node::Array(extras)));
                 }
             } else if let Some(item) = items.pop() {
                 if let Some(v) = item.value {
-                    members.push((name.clone(), v));
+                    members.push((name.clone().into(), v));
                 }
                 if let Some(x) = item.extra {
-                    members.push((format!("_{name}"), x));
+                    members.push((format!("_{name}").into(), x));
                 }
             }
         }
@@ -228,7 +228,9 @@ impl Converter<'_> {
                 let mut members = Vec::new();
                 for a in e.attributes().filter(|a| a.namespace().is_none()) {
                     match a.name() {
-                        "id" | "url" => members.push((a.name().to_string(), Node::String(a.value().to_string()))),
+                        "id" | "url" => {
+                            members.push((a.name().to_string().into(), Node::String(a.value().to_string())))
+                        }
                         other => {
                             return Err(self.err(
                                 codes::XML_SHAPE,
@@ -301,7 +303,7 @@ impl Converter<'_> {
         for a in e.attributes().filter(|a| a.namespace().is_none()) {
             match a.name() {
                 "value" => value = Some(typed(a.value(), kind)),
-                "id" => extra.push(("id".to_string(), Node::String(a.value().to_string()))),
+                "id" => extra.push(("id".into(), Node::String(a.value().to_string()))),
                 other => {
                     return Err(self.err(
                         codes::XML_SHAPE,
@@ -324,8 +326,8 @@ impl Converter<'_> {
         if !has_children && attrs.len() == 1 && attrs[0].name() == "value" {
             return Ok(Item { value: Some(Node::String(attrs[0].value().to_string())), extra: None });
         }
-        let mut members: Vec<(String, Node)> =
-            attrs.iter().map(|a| (a.name().to_string(), Node::String(a.value().to_string()))).collect();
+        let mut members: Vec<(Name, Node)> =
+            attrs.iter().map(|a| (a.name().to_string().into(), Node::String(a.value().to_string()))).collect();
         self.children(e, "", depth, &mut members)?;
         Ok(Item { value: Some(Node::Object(members)), extra: None })
     }

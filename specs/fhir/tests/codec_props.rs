@@ -34,7 +34,7 @@ fn tree() -> impl Strategy<Value = Node> {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Node::Array),
             proptest::collection::btree_map("[a-zA-Z_]{1,8}", inner, 0..6)
-                .prop_map(|m| Node::Object(m.into_iter().collect())),
+                .prop_map(|m| Node::Object(m.into_iter().map(|(k, v)| (k.into(), v)).collect())),
         ]
     })
 }
@@ -57,8 +57,8 @@ proptest! {
 
     #[test]
     fn resources_of_any_shape_validate_without_panic(members in proptest::collection::vec(("[a-z_]{1,12}", tree()), 0..8), rt in prop::sample::select(vec!["Patient", "Observation", "Bundle", "Questionnaire", "Nope"])) {
-        let mut m = vec![("resourceType".to_string(), Node::String(rt.to_string()))];
-        m.extend(members.into_iter().filter(|(k, _)| k != "resourceType"));
+        let mut m = vec![("resourceType".into(), Node::String(rt.to_string()))];
+        m.extend(members.into_iter().filter(|(k, _)| k != "resourceType").map(|(k, v)| (k.into(), v)));
         let r = Node::Object(m);
         for f in validate(&r, &Options::default()) {
             prop_assert!(codes::title(f.code).is_some());
