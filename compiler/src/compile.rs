@@ -482,9 +482,10 @@ impl Compiler {
         let tree = self.trees[id.0].clone()?;
         let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
         let mut plan = crate::spec::reconcile::read(&mut cx, &tree)?.plan;
+        // Shown like sink paths: relative to the working directory when inside it.
         let at = |text: &str| {
             let base = self.sources.get(id).path.parent().map(Path::to_path_buf).unwrap_or_default();
-            normalize(&base.join(text)).to_string_lossy().into_owned()
+            display_path(&base.join(text))
         };
         for input in &mut plan.inputs {
             input.paths = input.paths.iter().map(|p| at(p)).collect();

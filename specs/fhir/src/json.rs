@@ -164,7 +164,7 @@ struct Reader<'a, 'k> {
 /// (every value is returned through one; errors happen once per document at most).
 type Read<T> = Result<T, Box<CodecError>>;
 
-impl Reader<'_, '_> {
+impl<'a> Reader<'a, '_> {
     #[cold]
     fn err(&self, code: &'static str, message: &str) -> Box<CodecError> {
         Box::new(CodecError { code, offset: self.i, message: message.to_string() })
@@ -428,48 +428,47 @@ impl Reader<'_, '_> {
         Ok(v)
     }
 
+    /// The text of a string written without escapes (nearly every one), the reader moved past
+    /// its closing quote; `None`, the reader on the string's first byte, when it has an
+    /// escape. Both ends of the run are next to a quote: char boundaries of the checked text.
     #[inline(always)]
-    fn string(&mut self) -> Read<String> {
+    fn plain_string(&mut self) -> Read<Option<&'a str>> {
         let start = self.i + 1; // after the opening quote
         let end = start + plain_len(self.s.get(start..).unwrap_or_default());
-        if self.s.get(end) == Some(&b'"') {
-            // No escape (nearly every string): the text between the quotes, allocated once at
-            // its size. Both ends are next to a quote: char boundaries of the checked text.
-            let Some(run) = self.text.get(start..end) else {
-                return Err(Box::new(CodecError {
-                    code: codes::NOT_UTF8,
-                    offset: start,
-                    message: "the text is not valid UTF-8".to_string(),
-                }));
-            };
-            self.i = end + 1;
-            return Ok(run.to_string());
+        if self.s.get(end) != Some(&b'"') {
+            self.i = start;
+            return Ok(None);
         }
-        self.i = start;
-        self.escaped_string()
+        let Some(run) = self.text.get(start..end) else {
+            return Err(Box::new(CodecError {
+                code: codes::NOT_UTF8,
+                offset: start,
+                message: "the text is not valid UTF-8".to_string(),
+            }));
+        };
+        self.i = end + 1;
+        Ok(Some(run))
+    }
+
+    #[inline(always)]
+    fn string(&mut self) -> Read<String> {
+        match self.plain_string()? {
+            // Allocated once, at its size.
+            Some(run) => Ok(run.to_string()),
+            None => self.escaped_string(),
+        }
     }
 
     /// A member name: the schema's copy when it knows the name and it is written without
     /// escapes (nearly always), else an owned string like [`Self::string`]'s.
     #[inline(always)]
     fn name(&mut self) -> Read<Name> {
-        let start = self.i + 1;
-        let end = start + plain_len(self.s.get(start..).unwrap_or_default());
-        if self.s.get(end) == Some(&b'"') {
-            let Some(run) = self.text.get(start..end) else {
-                return Err(Box::new(CodecError {
-                    code: codes::NOT_UTF8,
-                    offset: start,
-                    message: "the text is not valid UTF-8".to_string(),
-                }));
-            };
-            self.i = end + 1;
+        if let Some(run) = self.plain_string()? {
             return Ok(match self.names.get(run) {
                 Some(known) => Cow::Borrowed(known),
                 None => Cow::Owned(run.to_string()),
             });
         }
-        self.i = start;
         self.escaped_string().map(Cow::Owned)
     }
 
