@@ -61,7 +61,7 @@ fn pages_then_resumes_from_the_cursor_delivering_each_change_once_with_pending_t
     server.add(1100, false);
     let pending = server.add(2, true);
     let creds = credentials(SECRET, ACCESS_TOKEN);
-    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank");
+    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank", None).unwrap();
 
     let mut counts = Counts::default();
     let accounts = plaid.accounts(&mut counts).unwrap();
@@ -109,7 +109,7 @@ fn a_mutation_during_pagination_restarts_the_loop_from_the_saved_cursor() {
     let server = Server::start();
     server.add(1200, false);
     let creds = credentials(SECRET, ACCESS_TOKEN);
-    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank");
+    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank", None).unwrap();
     let first = plaid.sync(None).unwrap();
     server.add(700, false);
     // The second page of the next pagination is refused once.
@@ -139,7 +139,7 @@ fn rate_limits_and_server_errors_are_retried_with_backoff() {
     server.inject(Fault::RateLimit, 1, 1);
     server.inject(Fault::ServerError, 1, 1);
     let creds = credentials(SECRET, ACCESS_TOKEN);
-    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank");
+    let mut plaid = Plaid::new(&server.base(), &creds, Some((1000, 1)), "bank", None).unwrap();
     let synced = plaid.sync(None).unwrap();
     assert_eq!(synced.changes.len(), 800);
     assert_eq!(synced.counts.retries, 2);
@@ -151,7 +151,7 @@ fn login_required_and_refused_keys_are_clear_errors_without_secrets_or_data() {
     let server = Server::start();
     server.add(10, false);
     let creds = credentials(SECRET, ACCESS_TOKEN);
-    let mut plaid = Plaid::new(&server.base(), &creds, None, "bank");
+    let mut plaid = Plaid::new(&server.base(), &creds, None, "bank", None).unwrap();
     server.inject(Fault::LoginRequired, 1, 0);
     let e = plaid.sync(None).unwrap_err();
     assert_eq!(e.code, "RT159");
@@ -159,11 +159,11 @@ fn login_required_and_refused_keys_are_clear_errors_without_secrets_or_data() {
     assert_eq!(server.state.lock().unwrap().sync_requests, 1, "ITEM_LOGIN_REQUIRED is not retried");
 
     let wrong_secret = credentials("not-the-secret", ACCESS_TOKEN);
-    let e = Plaid::new(&server.base(), &wrong_secret, None, "bank").sync(None).unwrap_err();
+    let e = Plaid::new(&server.base(), &wrong_secret, None, "bank", None).unwrap().sync(None).unwrap_err();
     assert_eq!(e.code, "RT158");
     assert!(e.message.contains("INVALID_API_KEYS"), "{}", e.message);
     let wrong_token = credentials(SECRET, "access-sandbox-wrong");
-    let e2 = Plaid::new(&server.base(), &wrong_token, None, "bank").sync(None).unwrap_err();
+    let e2 = Plaid::new(&server.base(), &wrong_token, None, "bank", None).unwrap().sync(None).unwrap_err();
     assert!(e2.message.contains("INVALID_ACCESS_TOKEN"), "{}", e2.message);
     for text in [&e.message, e.help.as_deref().unwrap_or(""), &e2.message, e2.help.as_deref().unwrap_or("")] {
         for secret in [SECRET, "not-the-secret", ACCESS_TOKEN, "access-sandbox-wrong", CLIENT_ID, MERCHANT] {

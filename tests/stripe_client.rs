@@ -76,7 +76,7 @@ fn full_then_incremental_sync_pages_and_delivers_each_object_once() {
     let conn = connection(&dir, KEY);
     // Stripe's published test-mode rate for an `sk_test_` key.
     assert_eq!(stripe::default_rate(&conn.bearer().unwrap()), (25, 1));
-    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1))).unwrap();
+    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1)), None).unwrap();
     let mut cursors = Vec::new();
     for (object, path) in stripe::OBJECTS {
         let synced = client.sync(object, None, 3600).unwrap();
@@ -118,7 +118,7 @@ fn rate_limits_and_server_errors_are_retried_as_stripe_says() {
     let server = start_server(&[]);
     let dir = scratch("stripe-retry");
     let conn = connection(&dir, KEY);
-    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1))).unwrap();
+    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1)), None).unwrap();
     server.control("/_inject?status=429&count=2&retry_after=1");
     server.control("/_inject?status=500&count=1&should_retry=true");
     let synced = client.sync("payouts", None, 0).unwrap();
@@ -139,7 +139,7 @@ fn a_wrong_key_fails_without_showing_it() {
     let dir = scratch("stripe-key");
     let wrong = "sk_test_51WrongKeyWrongKey00000zZzZ";
     let conn = connection(&dir, wrong);
-    let mut client = Stripe::new(&server.base(), &conn, None).unwrap();
+    let mut client = Stripe::new(&server.base(), &conn, None, None).unwrap();
     let err = client.sync("charges", None, 0).unwrap_err();
     // The API key cannot be renewed: the 401 ends the sync (RT038 from the connection).
     assert_eq!(err.code, "RT038", "{err}");
@@ -175,7 +175,7 @@ fn an_oauth_token_refused_with_401_is_refreshed_and_the_sync_goes_on() {
     ]);
     let plan = oidc::compile(&dir, "pipeline.yaml");
     let conn = Connection::open(&plan, "stripe_connect").unwrap();
-    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1))).unwrap();
+    let mut client = Stripe::new(&server.base(), &conn, Some((1000, 1)), None).unwrap();
     assert_eq!(client.sync("charges", None, 0).unwrap().objects.len(), COUNT);
     let first = conn.bearer().unwrap();
     // The access token expires early at the authorization server: Stripe answers 401.

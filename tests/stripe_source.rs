@@ -11,7 +11,9 @@
 //! leave every transaction exactly once in a PostgreSQL upsert sink; a charges pipeline with
 //! masked customer e-mails leaks no customer name, e-mail or card digits into stderr (debug
 //! logs), the audit, the state store or the DLQ file; and the PHI-flow proof refuses the same
-//! pipeline without its mask stage (SL601).
+//! pipeline without its mask stage (SL601). Two pipelines reading one account with the same key
+//! (their connections named differently), run at once on one state store, share the account's
+//! request budget there: together they keep the source's rate; on two stores each keeps its own.
 
 mod common;
 
@@ -303,4 +305,66 @@ fn sluice_plan(dir: &Path, pipeline: &str) -> Output {
     assert!(plan.contains("stripe sync charges (charge)"), "{plan}");
     assert!(plan.contains("connection `stripe_us`"), "{plan}");
     out
+}
+
+/// A second pipeline over the same account and key: `pipelines/stripe-books.yaml`, its
+/// connection named `stripe_books`, its outputs in `out/stripe-books/`, its state store
+/// `state` (a path relative to `pipelines/`).
+fn books_pipeline(dir: &Path, state: &str) {
+    let ledger = std::fs::read_to_string(dir.join("pipelines/stripe-ledger.yaml")).unwrap();
+    let books = ledger
+        .replace("name: stripe-ledger", "name: stripe-books")
+        .replace("stripe_us", "stripe_books")
+        .replace("../out/stripe-ledger/", "../out/stripe-books/")
+        .replace("path: ../out/stripe-books/state.db", &format!("path: {state}"));
+    assert!(books.contains(&format!("path: {state}")), "{books}");
+    std::fs::write(dir.join("pipelines/stripe-books.yaml"), books).unwrap();
+}
+
+/// Both pipelines at 2 requests a second, started together (the server answers no list request
+/// before both have asked), each reading the 250 balance transactions in 3 pages; the arrival
+/// times of their requests, sorted.
+fn both_at_once(name: &str, books_state: &str) -> Vec<f64> {
+    let server = start_server();
+    let dir = workspace(name);
+    point_at(&dir, "stripe-ledger.yaml", &server);
+    let ledger = dir.join("pipelines/stripe-ledger.yaml");
+    let spec = std::fs::read_to_string(&ledger).unwrap().replace("rate: 200/s", "rate: 2/s");
+    std::fs::write(&ledger, spec).unwrap();
+    books_pipeline(&dir, books_state);
+    server.control("/_barrier?count=2");
+    let runs = ["stripe-ledger.yaml", "stripe-books.yaml"]
+        .map(|p| sluice(&dir, p).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap());
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+        let summary: serde_json::Value = serde_json::from_str(text(&out.stdout).trim()).unwrap();
+        assert_eq!(count(&summary, "delivered"), COUNT as u64, "{summary}");
+        assert!(!text(&out.stderr).contains(KEY), "the key leaked");
+    }
+    let stats = server.control("/_stats");
+    let mut arrivals: Vec<f64> = stats["arrivals"].as_array().unwrap().iter().map(|t| t.as_f64().unwrap()).collect();
+    arrivals.sort_by(f64::total_cmp);
+    assert_eq!(arrivals.len(), 6, "3 pages each: {stats}");
+    arrivals
+}
+
+#[test]
+fn two_pipelines_on_one_key_share_its_budget_through_the_state_store() {
+    // One store: one bucket, `stripe:<digest of the key>`, whichever connection names the key.
+    // Six requests at 2 a second on one time line: the last at least 2.5 s after the first,
+    // less a little for the first one's way to the server (a lower bound only).
+    let arrivals = both_at_once("stripe-shared-budget", "../out/stripe-ledger/state.db");
+    let span = arrivals[5] - arrivals[0];
+    println!("shared store: 6 requests over {span:.2} s");
+    assert!(span + 0.3 >= 2.5, "6 requests within {span:.2} s: faster than 2/s together");
+
+    // Two stores: each run keeps its own budget, so some second holds more than 2 requests.
+    let arrivals = both_at_once("stripe-own-budgets", "../out/stripe-books/state.db");
+    let busiest = (0..arrivals.len())
+        .map(|i| arrivals[i..].iter().take_while(|t| **t - arrivals[i] < 1.0).count())
+        .max()
+        .unwrap_or(0);
+    println!("two stores: up to {busiest} requests within one second");
+    assert!(busiest > 2, "each run keeps 2/s on its own store, so together they send more: {busiest}");
 }

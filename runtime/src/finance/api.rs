@@ -1,18 +1,30 @@
 //! What the financial API clients ([`crate::finance::stripe`], [`crate::finance::quickbooks`],
 //! [`crate::finance::plaid`]) share about one request: the retry policy run over attempts that
 //! each wait their throttle turn, one token renewal on 401, the counts of requests and
-//! retries, and the classing of transport failures and `Retry-After`.
+//! retries, the classing of transport failures and `Retry-After`, and the request budget of
+//! one vendor account ([`budget`]).
 //!
 //! Invariants:
 //! - A request asks the connection for a new token at most once (a second 401 is final).
 //! - A [`Failure`] holds fixed words only (a status, a vendor's error type or code): never a
 //!   token, a key or a vendor's error message, which may quote data. Each client turns it into
 //!   its own error code and help.
+//! - One budget per vendor account, not per client: every client of every process that reads
+//!   the same account (a QuickBooks company, a Plaid Item, a Stripe account) through one state
+//!   store draws on one bucket there, named after the account ([`budget`]); two overlapping runs
+//!   together stay within the vendor's limit. Without a state store the budget is the
+//!   process's own. A budget the store cannot serve fails the attempt (retried), never sends
+//!   unthrottled. Names never hold a secret: a credential that names an account appears as a
+//!   digest ([`credential_id`]).
+
+use sha2::{Digest, Sha256};
+use sluice_compiler::plan::{StateTarget, ThrottlePlan};
 
 use crate::error::RunError;
 use crate::oauth::Connection;
 use crate::retry::{self, Class, Policy, RealTimer, Rng, Timer};
 use crate::secrets::Secret;
+use crate::throttle::Throttle;
 
 /// A failed attempt: its HTTP status (none when no answer came), what went wrong in fixed
 /// words, and whether the credentials were refused (401).
@@ -105,6 +117,34 @@ impl Retrying {
     }
 }
 
+/// The request budget of one vendor account, named `name` (`quickbooks:<realm>`,
+/// `plaid:<item digest>`, `stripe:<key digest>`): requests spaced at `rate` (permits,
+/// seconds), through the state store's bucket of that name when the pipeline has a store (so
+/// every process reading the account shares it), else through this process's own.
+pub fn budget(
+    name: String,
+    (permits, per_seconds): (u64, u64),
+    state: Option<&StateTarget>,
+) -> Result<Throttle, RunError> {
+    let plan = ThrottlePlan { permits, per_seconds, shared: state.map(|_| name), per_key: None };
+    Throttle::open(&plan, state)
+}
+
+/// Waits on `timer` for a request's turn in `budget`; a shared budget the store cannot serve
+/// is a failed attempt, retried like a transport failure.
+pub fn wait_turn(budget: &mut Throttle, timer: &mut dyn Timer) -> Result<(), (Failure, Class)> {
+    budget
+        .wait_turn(timer)
+        .map_err(|what| (Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }))
+}
+
+/// A credential's stand-in in a budget name: the first 16 hex digits of its SHA-256. It tells
+/// accounts apart (the same API key or access token in two pipelines is one account) and
+/// reveals nothing of the secret, which is long and random.
+pub fn credential_id(secret: &Secret) -> String {
+    Sha256::digest(secret.expose()).iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
 /// An HTTP agent for an API: answers of every status returned (not errors), no redirects
 /// (a token is never sent on to another host), `timeout` for the whole exchange.
 pub fn agent(timeout: std::time::Duration) -> ureq::Agent {
@@ -154,4 +194,19 @@ pub fn word(v: Option<&serde_json::Value>) -> Option<String> {
     v.and_then(|v| v.as_str())
         .map(|s| s.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect::<String>())
         .filter(|s| !s.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_is_named_by_a_digest_that_tells_accounts_apart() {
+        let key = Secret::from_bytes(b"sk_test_51LocalOnlyKey0000000000sRcE".to_vec());
+        let id = credential_id(&key);
+        assert_eq!(id.len(), 16);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()), "{id}");
+        assert_eq!(id, credential_id(&Secret::from_bytes(b"sk_test_51LocalOnlyKey0000000000sRcE".to_vec())));
+        assert_ne!(id, credential_id(&Secret::from_bytes(b"sk_test_51LocalOnlyKey0000000000sRcF".to_vec())));
+    }
 }

@@ -18,7 +18,8 @@
 //!   says which pending id a posted transaction replaces, and the removed one becomes a
 //!   deletion, so a ledger keyed by `transaction_id` ends up with the posted row only.
 //! - Requests to one Item are spaced at Plaid's published per-Item limit on
-//!   `/transactions/sync` (50 a minute) or the configured rate; `429 RATE_LIMIT_EXCEEDED` and
+//!   `/transactions/sync` (50 a minute) or the configured rate, one budget per Item shared by
+//!   every source and process reading it through the state store ([`api::budget`]); `429 RATE_LIMIT_EXCEEDED` and
 //!   5xx are retried with growing backoff; `ITEM_LOGIN_REQUIRED` is not retried and fails with
 //!   its own code (RT159), since only the user can fix it (Plaid Link's update mode).
 //! - Partial data is kept: a transaction without `merchant_name` or a category is delivered,
@@ -26,12 +27,14 @@
 
 use std::time::Duration;
 
+use sluice_compiler::plan::StateTarget;
+
 use crate::error::RunError;
 use crate::finance::api::{self, Counts, Failure, Retrying};
 use crate::findings;
 use crate::retry::{Class, Policy};
 use crate::secrets::Secret;
-use crate::throttle::Bucket;
+use crate::throttle::Throttle;
 
 /// Plaid's published limit on `/transactions/sync`: 50 requests a minute per Item (the
 /// compiler's ceiling for a source's `rate`).
@@ -108,7 +111,8 @@ pub struct Plaid<'c> {
     base_url: String,
     credentials: &'c Credentials,
     agent: ureq::Agent,
-    bucket: Bucket,
+    /// The Item's request budget (shared through the state store when there is one).
+    budget: Throttle,
     retrying: Retrying,
     /// The source's name, for messages.
     source: String,
@@ -116,19 +120,21 @@ pub struct Plaid<'c> {
 
 impl<'c> Plaid<'c> {
     /// A client of `base_url` (normally [`API`]) for one Item, at `rate` (permits, seconds;
-    /// `None`: [`PUBLISHED_RATE`]).
-    pub fn new(base_url: &str, credentials: &'c Credentials, rate: Option<(u64, u64)>, source: &str) -> Plaid<'c> {
-        let (permits, per_seconds) = rate.unwrap_or(PUBLISHED_RATE);
-        Plaid {
+    /// `None`: [`PUBLISHED_RATE`]), drawing on the Item's budget in `state` (shared with every
+    /// process reading the Item; `None`: this client's own).
+    pub fn new(
+        base_url: &str,
+        credentials: &'c Credentials,
+        rate: Option<(u64, u64)>,
+        source: &str,
+        state: Option<&StateTarget>,
+    ) -> Result<Plaid<'c>, RunError> {
+        let budget_name = format!("plaid:{}", api::credential_id(&credentials.access_token));
+        Ok(Plaid {
             base_url: base_url.trim_end_matches('/').to_string(),
             credentials,
             agent: api::agent(Duration::from_secs(120)),
-            bucket: Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
-                permits,
-                per_seconds,
-                shared: None,
-                per_key: None,
-            }),
+            budget: api::budget(budget_name, rate.unwrap_or(PUBLISHED_RATE), state)?,
             // Plaid's limits are per minute: back off from 1 s up to a minute.
             retrying: Retrying::new(Policy {
                 max_attempts: 8,
@@ -137,7 +143,7 @@ impl<'c> Plaid<'c> {
                 max_elapsed: Duration::from_secs(600),
             }),
             source: source.to_string(),
-        }
+        })
     }
 
     /// `/accounts/get`: the Item's accounts, each with its `balances`.
@@ -208,13 +214,10 @@ impl<'c> Plaid<'c> {
         body.insert("access_token".into(), text(&self.credentials.access_token).into());
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let url = format!("{}{path}", self.base_url);
-        let (agent, bucket) = (&self.agent, &mut self.bucket);
+        let (agent, budget) = (&self.agent, &mut self.budget);
         let mut code = None;
         let answer = self.retrying.attempts(counts, |timer| {
-            let wait = bucket.take(timer.now());
-            if !wait.is_zero() {
-                timer.sleep(wait);
-            }
+            api::wait_turn(budget, timer)?;
             attempt(agent, &url, &bytes, &mut code)
         });
         answer.map_err(|(failure, why)| Refused { failure, why, code, path: path.to_string() })

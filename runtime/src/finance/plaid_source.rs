@@ -104,6 +104,8 @@ struct Sync {
     plan: PlaidPlan,
     /// Per Item, in plan order.
     credentials: Vec<Credentials>,
+    /// Where the Items' request budgets are shared ([`crate::finance::api::budget`]).
+    state: Option<sluice_compiler::plan::StateTarget>,
     tx: crossbeam_channel::Sender<RawInput>,
 }
 
@@ -126,7 +128,8 @@ pub fn serve(
         // Every secret is resolved before anything is fetched: a missing one stops the run here.
         let credentials = plan.items.iter().map(|item| credentials(c.plan, plan, item)).collect::<Result<_, _>>()?;
         let (tx, rx) = sync_source::feed();
-        let sync = Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), credentials, tx };
+        let state = c.plan.state.clone();
+        let sync = Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), credentials, state, tx };
         jobs.push((
             Arc::clone(&sync.name),
             Box::new(move |store, pipeline, at, gone| run_sync(sync, store, pipeline, at, gone)),
@@ -170,7 +173,7 @@ fn cursor_key(item: &str, table: &str) -> String {
 fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBool) -> Result<(), RunError> {
     for (item, creds) in sync.plan.items.iter().zip(&sync.credentials) {
         let label = format!("{}/{}", sync.name, item.name);
-        let mut client = Plaid::new(&sync.plan.base_url, creds, sync.plan.rate, &label);
+        let mut client = Plaid::new(&sync.plan.base_url, creds, sync.plan.rate, &label, sync.state.as_ref())?;
         for table in &sync.plan.tables {
             let key = cursor_key(&item.name, table);
             let pending = Arc::new(Pending::default());

@@ -21,8 +21,9 @@
 //!   a new `SyncToken` and is delivered again).
 //! - Every request asks `Accept: application/json` and carries `minorversion`; requests are
 //!   spaced at QuickBooks' published limit (500 a minute per company) or the source's `rate`,
-//!   through one [`RealmLimit`] shared by every source of the run reading that company, which
-//!   also keeps at most 10 of its requests in flight (QuickBooks' concurrency limit);
+//!   through one [`RealmLimit`] shared by every source of the run reading that company (and,
+//!   through the state store, with every other process reading it), which also keeps at most
+//!   10 of the run's requests in flight (QuickBooks' concurrency limit);
 //!   429 and 5xx are retried with growing backoff (QuickBooks' `Retry-After` is honoured when
 //!   given, not relied on); other 4xx are not; a 401 asks the connection for a new token once.
 //! - No token and no Fault message text (it may quote data) in errors or warnings: the Fault's
@@ -33,15 +34,16 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use sluice_compiler::plan::StateTarget;
 use sluice_compiler::quickbooks::QuickBooksPlan;
 
 use crate::error::RunError;
 use crate::finance::api::{self, Counts, Failure, Retrying, word};
 use crate::findings;
 use crate::oauth::Connection;
-use crate::retry::{Class, Policy};
+use crate::retry::{Class, Policy, Timer};
 use crate::secrets::Secret;
-use crate::throttle::Bucket;
+use crate::throttle::Throttle;
 
 /// How far back QuickBooks' CDC endpoint answers (30 days).
 pub const CDC_WINDOW_S: i64 = 30 * 86_400;
@@ -51,43 +53,45 @@ pub const CDC_MAX: usize = 1000;
 pub const MAX_IN_FLIGHT: usize = 10;
 
 /// The request budget of one company (realm), shared by the sources of a run that read it:
-/// starts spaced at its rate, and at most [`MAX_IN_FLIGHT`] requests at a time.
+/// starts spaced at its rate (through the state store's `quickbooks:<realm>` bucket, which
+/// every process reading the company shares, when the pipeline has a store), and at most
+/// [`MAX_IN_FLIGHT`] of this process's requests at a time.
 pub struct RealmLimit {
     origin: Instant,
-    bucket: Mutex<Bucket>,
+    budget: Mutex<Throttle>,
     in_flight: Mutex<usize>,
     freed: Condvar,
 }
 
 impl RealmLimit {
-    /// A budget of `permits` requests per `per_seconds`.
-    pub fn new((permits, per_seconds): (u64, u64)) -> RealmLimit {
-        RealmLimit {
+    /// A budget of `permits` requests per `per_seconds` for company `realm`, in `state`.
+    pub fn new(realm: &str, rate: (u64, u64), state: Option<&StateTarget>) -> Result<RealmLimit, RunError> {
+        Ok(RealmLimit {
             origin: Instant::now(),
-            bucket: Mutex::new(Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
-                permits,
-                per_seconds,
-                shared: None,
-                per_key: None,
-            })),
+            budget: Mutex::new(api::budget(format!("quickbooks:{realm}"), rate, state)?),
             in_flight: Mutex::new(0),
             freed: Condvar::new(),
-        }
+        })
     }
 
-    /// Waits for a slot and the request's turn; the slot is held until the guard drops.
-    fn acquire(&self) -> InFlight<'_> {
+    /// Waits for a slot and the request's turn; the slot is held until the guard drops. A
+    /// shared budget the store cannot serve is a failed attempt (its slot freed).
+    fn acquire(&self, timer: &mut dyn Timer) -> Result<InFlight<'_>, (Failure, Class)> {
         let mut n = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
         while *n >= MAX_IN_FLIGHT {
             n = self.freed.wait(n).unwrap_or_else(|p| p.into_inner());
         }
         *n += 1;
         drop(n);
-        let wait = self.bucket.lock().unwrap_or_else(|p| p.into_inner()).take(self.origin.elapsed());
-        if !wait.is_zero() {
-            std::thread::sleep(wait);
-        }
-        InFlight(self)
+        let slot = InFlight(self);
+        // The process's own bucket counts from `origin`, one time line for every thread.
+        let wait = self.budget.lock().unwrap_or_else(|p| p.into_inner()).take(self.origin.elapsed());
+        let wait = wait.map_err(|e| {
+            let what = format!("shared throttle: {}", e.message);
+            (Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None })
+        })?;
+        timer.sleep(wait);
+        Ok(slot)
     }
 }
 
@@ -355,8 +359,8 @@ impl<'c> QuickBooks<'c> {
         let answer = self.retrying.request(
             connection,
             &mut counts,
-            |token, _| {
-                let _slot = limit.acquire();
+            |token, timer| {
+                let _slot = limit.acquire(timer)?;
                 attempt(agent, url, token)
             },
             |f, why| {
@@ -460,6 +464,56 @@ fn attempt(agent: &ureq::Agent, url: &str, token: &Secret) -> Result<serde_json:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timer that records the waits asked of it and does not sleep.
+    #[derive(Default)]
+    struct Waits(Vec<Duration>);
+
+    impl Timer for Waits {
+        fn now(&self) -> Duration {
+            Duration::ZERO
+        }
+        fn sleep(&mut self, d: Duration) {
+            self.0.push(d);
+        }
+    }
+
+    #[test]
+    fn a_company_has_one_budget_in_the_state_store_whoever_reads_it() {
+        let dir = std::env::temp_dir().join(format!("sluice-qbo-budget-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let target = StateTarget {
+            kind: "sqlite".into(),
+            path: dir.join("state.db").display().to_string(),
+            url: None,
+            checkpoint_every_ms: 1000,
+        };
+        // Two limits of one company stand for two processes; one request per 10 s.
+        let rate = (1, 10);
+        let (a, b) = (
+            RealmLimit::new("123", rate, Some(&target)).unwrap(),
+            RealmLimit::new("123", rate, Some(&target)).unwrap(),
+        );
+        let mut waits = Waits::default();
+        drop(a.acquire(&mut waits).unwrap());
+        drop(b.acquire(&mut waits).unwrap());
+        drop(a.acquire(&mut waits).unwrap());
+        assert_eq!(waits.0[0], Duration::ZERO);
+        let ten = Duration::from_secs(10);
+        assert!(waits.0[1] > ten - Duration::from_secs(1) && waits.0[1] <= ten, "{:?}", waits.0);
+        assert!(waits.0[2] > 2 * ten - Duration::from_secs(1) && waits.0[2] <= 2 * ten, "{:?}", waits.0);
+        // Another company has its own budget.
+        let mut other = Waits::default();
+        drop(RealmLimit::new("456", rate, Some(&target)).unwrap().acquire(&mut other).unwrap());
+        assert_eq!(other.0, vec![Duration::ZERO]);
+        // Without a store, each limit is its process's own.
+        let (c, d) = (RealmLimit::new("123", rate, None).unwrap(), RealmLimit::new("123", rate, None).unwrap());
+        let mut own = Waits::default();
+        drop(c.acquire(&mut own).unwrap());
+        drop(d.acquire(&mut own).unwrap());
+        assert_eq!(own.0, vec![Duration::ZERO, Duration::ZERO]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn times_read_with_their_offset_and_are_written_in_utc() {

@@ -138,7 +138,10 @@ pub fn serve(
             .map(|(_, q)| q.rate.unwrap_or(published))
             .min_by(|a, b| (u128::from(a.0) * u128::from(b.1)).cmp(&(u128::from(b.0) * u128::from(a.1))))
             .unwrap_or(published);
-        limits.entry(p.realm_id.as_str()).or_insert_with(|| Arc::new(RealmLimit::new(slowest)));
+        if !limits.contains_key(p.realm_id.as_str()) {
+            let limit = RealmLimit::new(&p.realm_id, slowest, c.plan.state.as_ref())?;
+            limits.insert(p.realm_id.as_str(), Arc::new(limit));
+        }
     }
     let mut jobs: Vec<SyncJob> = Vec::new();
     let mut feeds = Vec::new();

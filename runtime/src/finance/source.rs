@@ -118,6 +118,8 @@ struct Sync {
     name: Arc<str>,
     plan: StripePlan,
     connection: Connection,
+    /// Where the account's request budget is shared ([`crate::finance::api::budget`]).
+    state: Option<sluice_compiler::plan::StateTarget>,
     tx: crossbeam_channel::Sender<RawInput>,
 }
 
@@ -139,7 +141,8 @@ pub fn serve(
         let Some(plan) = s.stripe.as_deref() else { continue };
         let connection = Connection::open(c.plan, &plan.connection)?;
         let (tx, rx) = sync_source::feed();
-        syncs.push(Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, tx });
+        let state = c.plan.state.clone();
+        syncs.push(Sync { source: i, name: Arc::clone(&c.names[i]), plan: plan.clone(), connection, state, tx });
         feeds.push(rx);
     }
     let jobs: Vec<SyncJob> = syncs
@@ -162,7 +165,7 @@ fn cursor_key(list: &str) -> String {
 
 /// One source's lists, one after the other.
 fn run_sync(sync: Sync, store: &Store, pipeline: &str, at: &str, gone: &AtomicBool) -> Result<(), RunError> {
-    let mut client = Stripe::new(&sync.plan.base_url, &sync.connection, sync.plan.rate)?;
+    let mut client = Stripe::new(&sync.plan.base_url, &sync.connection, sync.plan.rate, sync.state.as_ref())?;
     let lookback = i64::try_from(sync.plan.lookback_s).unwrap_or(i64::MAX);
     for list in &sync.plan.objects {
         let key = cursor_key(&list.list);

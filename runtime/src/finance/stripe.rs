@@ -11,7 +11,8 @@
 //!   (objects that show up late in the list are caught) and skips those ids (nothing is
 //!   delivered twice).
 //! - Requests are spaced by a token bucket at Stripe's published rate (100 reads/s in live
-//!   mode, 25/s in test mode); 429 and 5xx are retried with backoff after `Retry-After`,
+//!   mode, 25/s in test mode), one per account shared by every source and process using the
+//!   same key (or OAuth connection) through the state store ([`api::budget`]); 429 and 5xx are retried with backoff after `Retry-After`,
 //!   unless `Stripe-Should-Retry: false`; other 4xx are not; a 401 asks the connection for a
 //!   new token once (OAuth) or fails (API key, RT038).
 //! - Amounts stay as Stripe sends them: integers in minor units. Objects with missing `id`,
@@ -22,6 +23,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sluice_compiler::plan::StateTarget;
 
 use crate::error::RunError;
 use crate::finance::api::{self, Counts, Failure, Retrying};
@@ -29,7 +31,7 @@ use crate::findings;
 use crate::oauth::Connection;
 use crate::retry::{Class, Policy};
 use crate::secrets::Secret;
-use crate::throttle::Bucket;
+use crate::throttle::Throttle;
 
 /// The object types a Stripe sync reads, with their list paths.
 pub const OBJECTS: &[(&str, &str)] = &[
@@ -74,7 +76,8 @@ pub struct Stripe<'c> {
     base_url: String,
     connection: &'c Connection,
     agent: ureq::Agent,
-    bucket: Bucket,
+    /// The account's request budget (shared through the state store when there is one).
+    budget: Throttle,
     retrying: Retrying,
 }
 
@@ -87,11 +90,28 @@ pub fn default_rate(key: &Secret) -> (u64, u64) {
 
 impl<'c> Stripe<'c> {
     /// A client of `base_url` (normally [`API`]) for `connection`, at `rate` (permits, seconds;
-    /// `None`: Stripe's published rate for the key).
-    pub fn new(base_url: &str, connection: &'c Connection, rate: Option<(u64, u64)>) -> Result<Stripe<'c>, RunError> {
-        let (permits, per_seconds) = match rate {
-            Some(r) => r,
-            None => default_rate(&connection.bearer()?),
+    /// `None`: Stripe's published rate for the key), drawing on the account's budget in `state`
+    /// (shared with every process using the same key; `None`: this client's own).
+    pub fn new(
+        base_url: &str,
+        connection: &'c Connection,
+        rate: Option<(u64, u64)>,
+        state: Option<&StateTarget>,
+    ) -> Result<Stripe<'c>, RunError> {
+        let plan = connection.plan();
+        // An API key names its account; an OAuth token changes at each refresh, but the
+        // connection's tokens live in the store under its name, which processes share.
+        let (key, budget_name) = if plan.auth == "api_key" {
+            let key = connection.bearer()?;
+            let name = format!("stripe:{}", api::credential_id(&key));
+            (Some(key), name)
+        } else {
+            (None, format!("stripe:connection:{}", plan.name))
+        };
+        let rate = match (rate, key) {
+            (Some(r), _) => r,
+            (None, Some(key)) => default_rate(&key),
+            (None, None) => default_rate(&connection.bearer()?),
         };
         Ok(Stripe {
             base_url: base_url.trim_end_matches('/').to_string(),
@@ -103,12 +123,7 @@ impl<'c> Stripe<'c> {
                 max_backoff: Duration::from_secs(30),
                 max_elapsed: Duration::from_secs(300),
             }),
-            bucket: Bucket::from_plan(&sluice_compiler::plan::ThrottlePlan {
-                permits,
-                per_seconds,
-                shared: None,
-                per_key: None,
-            }),
+            budget: api::budget(budget_name, rate, state)?,
         })
     }
 
@@ -195,16 +210,13 @@ impl<'c> Stripe<'c> {
 
     /// One GET with the throttle, retries and one token renewal on 401.
     fn get(&mut self, object: &str, url: &str, out: &mut Synced) -> Result<serde_json::Value, RunError> {
-        let (agent, bucket, connection) = (&self.agent, &mut self.bucket, self.connection);
+        let (agent, budget, connection) = (&self.agent, &mut self.budget, self.connection);
         let mut counts = Counts::default();
         let answer = self.retrying.request(
             connection,
             &mut counts,
             |token, timer| {
-                let wait = bucket.take(timer.now());
-                if !wait.is_zero() {
-                    timer.sleep(wait);
-                }
+                api::wait_turn(budget, timer)?;
                 attempt(agent, url, token)
             },
             |f, why| {

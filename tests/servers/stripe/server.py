@@ -15,7 +15,10 @@ Injections (test controls, not Stripe's API):
       `ms` before answering;
   POST /_bad?object=balance_transactions&kind=no_id|wrong_object|float_amount&created=...
       adds one object that cannot be a record (the client keeps it; a source rejects it);
-  GET  /_stats  requests served per path, and injected failures answered.
+  POST /_barrier?count=2  list requests are not answered until `count` of them have arrived
+      (a minute at most): two clients started together overlap;
+  GET  /_stats  requests served per path, injected failures answered, and when each list
+      request arrived (`arrivals`: seconds on the server's monotonic clock).
 Synthetic customers: every charge's `billing_details` (name, e-mail, phone, address) and card
 `last4` are made up per charge (`customer_name(n)`, `customer_email(n)`), so that tests can grep
 run output for them; balance transactions vary their currency (every fifth in JPY, which has
@@ -52,7 +55,8 @@ serial = {name: 0 for name in PREFIX}
 inject = []  # [status, retry_after, should_retry] per request to fail
 slow = []  # milliseconds to wait, per request
 skip = {"inject": 0, "slow": 0}  # requests answered normally before the queue applies
-stats = {"requests": {}, "injected": 0}
+stats = {"requests": {}, "injected": 0, "arrivals": []}
+barrier = {"count": 0}
 
 
 FAMILIES = ["Quimby", "Vantongeren", "Okonkwo-Birch", "Haldorsen", "Marchetti"]
@@ -159,6 +163,9 @@ class Handler(BaseHTTPRequestHandler):
                 for _ in range(int(q.get("count", "1"))):
                     slow.append(int(q["ms"]))
                 return self.send(200, {"queued": len(slow)})
+            if url.path == "/_barrier":
+                barrier["count"] = int(q.get("count", "2"))
+                return self.send(200, {"barrier": barrier["count"]})
             if url.path == "/_bad":
                 add_bad(q["object"], q["kind"], int(q["created"]))
                 return self.send(200, {"added": 1})
@@ -178,6 +185,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.send(404, {"error": {"type": "invalid_request_error", "message": "Unrecognized request URL"}})
         with lock:
             stats["requests"][url.path] = stats["requests"].get(url.path, 0) + 1
+            stats["arrivals"].append(time.monotonic())
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with lock:
+                if len(stats["arrivals"]) >= barrier["count"]:
+                    break
+            time.sleep(0.005)
         if self.headers.get("Authorization") != "Bearer " + KEY and not introspect_active(self.headers.get("Authorization")):
             return self.send(401, {"error": {"type": "invalid_request_error",
                                              "message": "Invalid API Key provided: sk_test_****" + KEY[-4:]}})
