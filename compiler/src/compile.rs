@@ -873,6 +873,17 @@ impl Compiler {
         }
         written.extend(plan.dlq.iter().filter(|d| d.store.is_none()).map(|d| (d.path.clone(), "the DLQ".into())));
         written.extend(plan.audit.iter().map(|a| (a.path.clone(), "the audit log".into())));
+        // The sinks a side may read: jsonl sinks writing a local file (not an object URL).
+        let local_jsonl: Vec<(&str, &Spanned)> = spec
+            .components
+            .iter()
+            .filter_map(|c| match &c.body {
+                Body::Jsonl { path, .. } if !crate::plan::object_store::is_url(&path.text) => {
+                    Some((c.name.as_str(), path))
+                }
+                _ => None,
+            })
+            .collect();
         let mut out = Vec::new();
         for step in &spec.reconcile {
             let Some(rid) = self.load_kind(&step.spec, "reconciliation") else {
@@ -890,19 +901,9 @@ impl Compiler {
             }
             let mut sinks = Vec::new();
             for (side, sink) in &step.inputs {
-                let jsonl = spec.components.iter().find(|c| c.name == sink.text).and_then(|c| match &c.body {
-                    Body::Jsonl { path, .. } if !crate::plan::object_store::is_url(&path.text) => Some(path),
-                    _ => None,
-                });
+                let jsonl = local_jsonl.iter().find(|(name, _)| *name == sink.text).map(|(_, path)| *path);
                 let (Some(path), Some(input)) = (jsonl, rplan.inputs.iter_mut().find(|i| i.role == *side)) else {
-                    let local: Vec<&str> = spec
-                        .components
-                        .iter()
-                        .filter(|c| {
-                            matches!(&c.body, Body::Jsonl { path, .. } if !crate::plan::object_store::is_url(&path.text))
-                        })
-                        .map(|c| c.name.as_str())
-                        .collect();
+                    let local: Vec<&str> = local_jsonl.iter().map(|(name, _)| *name).collect();
                     let what = match spec.components.iter().find(|c| c.name == sink.text) {
                         None => format!("pipeline `{}` has no sink `{}`", spec.name, sink.text),
                         Some(_) => format!("`{}` is not a jsonl sink writing a local file", sink.text),
