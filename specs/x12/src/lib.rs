@@ -30,6 +30,7 @@ pub mod elements;
 pub mod envelope;
 pub mod guide;
 pub mod json;
+pub mod loop_index;
 pub mod loops;
 pub mod partner;
 pub mod path;

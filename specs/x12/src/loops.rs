@@ -17,17 +17,20 @@
 //! matched, with a "too many repeats" finding; when no key matches, to a segment of the same id
 //! ahead in the innermost loop (its element check then reports the code); otherwise it is
 //! unexpected and stays in the innermost loop. Leaving a loop reports its required segments
-//! and loops that never came.
+//! and loops that never came. The places a segment id could take in a loop, and a loop's
+//! required places, come from [`crate::loop_index`] (built once per guide) instead of a walk
+//! over every place of every open loop for every segment.
 //!
 //! Invariants: total on any input (no panic, bounded work per segment: the guide's depth times
 //! its widest loop); every segment is placed in exactly one loop instance; HL ids are scoped to
 //! the set; findings name segment ids, positions and loop ids, never values.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use crate::codec::Segment;
 use crate::envelope::{Finding, GuideDetail, default_severity};
 use crate::guide::{Guide, Loop, Node, SegmentUse, Usage};
+use crate::loop_index::{self, GuideIndex, LoopIndex};
 
 /// One occurrence of a loop in the set (index 0: the set itself).
 #[derive(Clone, Debug)]
@@ -70,6 +73,8 @@ impl Identified<'_> {
 
 struct Frame {
     def: &'static Loop,
+    /// The loop's places by segment id ([`crate::loop_index`]).
+    index: &'static LoopIndex,
     instance: usize,
     /// Index in `def.children` of the last place used.
     pos: usize,
@@ -77,12 +82,12 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(def: &'static Loop, instance: usize) -> Frame {
+    fn new(def: &'static Loop, index: &'static GuideIndex, instance: usize) -> Frame {
         let mut counts = vec![0; def.children.len()];
         if let Some(c) = counts.first_mut() {
             *c = 1;
         }
-        Frame { def, instance, pos: 0, counts }
+        Frame { def, index: index.of(def), instance, pos: 0, counts }
     }
 }
 
@@ -151,8 +156,10 @@ pub fn identify_with<'a>(
         findings: Vec::new(),
         segments: Vec::new(),
     };
-    let mut frames = vec![Frame::new(&guide.root, 0)];
-    let mut hl_ids: HashMap<Vec<u8>, &'static str> = HashMap::new();
+    let index = loop_index::index(guide);
+    let mut frames = vec![Frame::new(&guide.root, index, 0)];
+    // HL01 -> its loop. A B-tree of borrowed ids: no allocation or hashing per HL.
+    let mut hl_ids: BTreeMap<&'a [u8], &'static str> = BTreeMap::new();
     for (i, seg) in segments.iter().enumerate() {
         let number = i + 1;
         if i == 0 {
@@ -235,7 +242,7 @@ pub fn identify_with<'a>(
                     children: Vec::new(),
                 });
                 out.instances[parent_instance].children.push(instance);
-                frames.push(Frame::new(l, instance));
+                frames.push(Frame::new(l, index, instance));
                 out.place(i, instance, l.trigger());
                 if l.is_hierarchical() {
                     out.hierarchy(seg, number, l, &mut hl_ids);
@@ -269,7 +276,8 @@ fn search(frames: &[Frame], id: &[u8], seg: &Segment) -> Search {
         // places of the current one's standard position (see `one_position`), which needs
         // the current place to be a segment with this id.
         let reopens = matches!(f.def.children.get(f.pos), Some(Node::Segment(s)) if same_id(s.id.as_bytes(), id));
-        for (i, node) in f.def.children.iter().enumerate().skip(1) {
+        for &i in f.index.candidates(id).iter().filter(|i| **i >= 1) {
+            let node = &f.def.children[i];
             let behind = i < f.pos
                 && !matches!(node, Node::Loop(l) if l.is_hierarchical())
                 && !(reopens && one_position(&f.def.children[i..=f.pos], id));
@@ -298,16 +306,15 @@ fn one_position(run: &[Node], id: &[u8]) -> bool {
 /// A segment of the same id ahead in the innermost loop, whatever its key.
 fn fallback(frames: &[Frame], id: &[u8]) -> Option<usize> {
     let f = frames.last()?;
-    f.def
-        .children
+    let from = f.pos.max(1);
+    f.index
+        .candidates(id)
         .iter()
-        .enumerate()
-        .skip(f.pos.max(1))
-        .find(|(_, n)| matches!(n, Node::Segment(_)) && fits(n, id, None))
-        .map(|(i, _)| i)
+        .copied()
+        .find(|&i| i >= from && matches!(&f.def.children[i], n @ Node::Segment(_) if fits(n, id, None)))
 }
 
-impl Identified<'_> {
+impl<'a> Identified<'a> {
     fn place(&mut self, i: usize, instance: usize, use_: Option<&'static SegmentUse>) {
         self.placements.push(Placement { instance, use_ });
         self.instances[instance].segments.push(i);
@@ -343,8 +350,9 @@ impl Identified<'_> {
 
     /// Leaving a loop: its required places that never came.
     fn close(&mut self, f: &Frame, at: &Segment, number: usize, closed: bool) {
-        for (node, &count) in f.def.children.iter().zip(&f.counts) {
-            if count > 0 || node.usage() != Usage::Required {
+        for &i in f.index.required.iter() {
+            let node = &f.def.children[i];
+            if f.counts[i] > 0 || node.usage() != Usage::Required {
                 continue;
             }
             let (what, seg_id, loop_id) = match node {
@@ -376,10 +384,16 @@ impl Identified<'_> {
     }
 
     /// HL01 unique in the set; HL02 names an earlier HL of the loop the guide says is the parent.
-    fn hierarchy(&mut self, seg: &Segment, number: usize, l: &'static Loop, ids: &mut HashMap<Vec<u8>, &'static str>) {
+    fn hierarchy(
+        &mut self,
+        seg: &Segment<'a>,
+        number: usize,
+        l: &'static Loop,
+        ids: &mut BTreeMap<&'a [u8], &'static str>,
+    ) {
         let id = seg.element(1).unwrap_or(b"");
         let mut problems = Vec::new();
-        if !id.is_empty() && ids.insert(id.to_vec(), l.id.as_str()).is_some() {
+        if !id.is_empty() && ids.insert(id, l.id.as_str()).is_some() {
             problems.push((1, "HL01 repeats the id of an earlier HL in this set".to_string()));
         }
         if let Some(parent) = &l.parent {
