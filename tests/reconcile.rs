@@ -234,6 +234,39 @@ fn claims_match_the_payments_that_answer_them_by_control_number() {
     }
 }
 
+#[test]
+fn a_side_reads_several_sinks_and_a_payment_two_feeds_deliver_is_matched_once() {
+    let dir = common::workspace("reconcile-two-feeds");
+    // The payments also come from the payer's portal: a second sink with the same records.
+    let pipeline = dir.join("examples/reconcile/claims-and-payments.yaml");
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    let portal = "  portal_out:\n    type: jsonl\n    inputs: [mask_payments]\n    path: ../../out/reconcile-claims/portal.jsonl\ndlq:";
+    let spec = spec
+        .replacen("dlq:", portal, 1)
+        .replace("      right: payments_out", "      right: [payments_out, portal_out]");
+    assert!(spec.contains("right: [payments_out, portal_out]"), "{spec}");
+    std::fs::write(&pipeline, spec).unwrap();
+    let run = sluice(&dir, &["run", "examples/reconcile/claims-and-payments.yaml", "--summary", "json"]);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let reconciled = &summary["reconciliations"][0]["reconciliation"];
+    // The same three pairs; each of the four payments read again from the portal's file is
+    // its own duplicate, and the unanswered claim and the orphan payment are in review as before.
+    assert_eq!(reconciled["matched"], 6, "{summary}");
+    assert_eq!(reconciled["unmatched"], 6, "{summary}");
+    assert_eq!(reconciled["duplicates"], 4, "{summary}");
+    let out = dir.join("out/reconcile-claims");
+    assert_eq!(found_pairs(&out.join("matched.jsonl")).len(), 3);
+    let review = jsonl(&out.join("review.jsonl"));
+    let copies: Vec<&serde_json::Value> = review.iter().filter(|r| r["reason"] == "duplicate").collect();
+    assert_eq!(copies.len(), 4, "{review:?}");
+    assert!(copies.iter().all(|r| r["input"] == "payments_835"), "{review:?}");
+    assert!(copies.iter().all(|r| r["file"].as_str().is_some_and(|f| f.ends_with("portal.jsonl"))), "{review:?}");
+    let plan = sluice(&dir, &["plan", "examples/reconcile/claims-and-payments.yaml"]);
+    let plan = text(&plan.stdout);
+    assert!(plan.contains("right `payments_835` <- sinks payments_out, portal_out's files"), "{plan}");
+}
+
 /// The last names of the NM1*QC (patient) and NM1*IL (subscriber) segments of parsed sets.
 fn patient_names(parsed: &str) -> BTreeSet<String> {
     let mut names = BTreeSet::new();

@@ -899,8 +899,17 @@ impl Compiler {
                 ok = false;
                 continue;
             }
-            let mut sinks = Vec::new();
+            let mut sinks: Vec<(String, String)> = Vec::new();
             for (side, sink) in &step.inputs {
+                if sinks.iter().any(|(s, name)| s == side && *name == sink.text) {
+                    self.diags.push(
+                        Diagnostic::error(codes::RECONCILE_SINK, format!("the `{side}` side names sink `{}` twice", sink.text))
+                            .label(sink.span, "named again here")
+                            .help("name each sink once: its file would be read twice and every record reviewed as its own duplicate"),
+                    );
+                    ok = false;
+                    continue;
+                }
                 let jsonl = local_jsonl.iter().find(|(name, _)| *name == sink.text).map(|(_, path)| *path);
                 let (Some(path), Some(input)) = (jsonl, rplan.inputs.iter_mut().find(|i| i.role == *side)) else {
                     let local: Vec<&str> = local_jsonl.iter().map(|(name, _)| *name).collect();
@@ -924,8 +933,13 @@ impl Compiler {
                     ok = false;
                     continue;
                 };
-                input.paths = vec![display_path(&self.resolve(path))];
-                input.written_paths = vec![path.text.clone()];
+                // The side's first sink replaces the reconciliation's own `path`; more are added.
+                if !sinks.iter().any(|(s, _)| s == side) {
+                    input.paths.clear();
+                    input.written_paths.clear();
+                }
+                input.paths.push(display_path(&self.resolve(path)));
+                input.written_paths.push(path.text.clone());
                 sinks.push((side.to_string(), sink.text.clone()));
             }
             let mut outputs = vec![&rplan.matched, &rplan.review, &rplan.summary];

@@ -378,9 +378,12 @@ pub fn text(plan: &Plan) -> String {
     for r in &plan.reconciliations {
         let _ = writeln!(o, "reconcile `{}` ({}) once the sources have ended:", r.plan.name, r.spec);
         for input in &r.plan.inputs {
-            let from = match r.sinks.iter().find(|(side, _)| *side == input.role) {
-                Some((_, sink)) => format!("sink {sink}'s file {}", input.paths.join(", ")),
-                None => input.paths.join(", "),
+            let sinks: Vec<&str> =
+                r.sinks.iter().filter(|(side, _)| *side == input.role).map(|(_, sink)| sink.as_str()).collect();
+            let from = match sinks.as_slice() {
+                [] => input.paths.join(", "),
+                [sink] => format!("sink {sink}'s file {}", input.paths.join(", ")),
+                several => format!("sinks {}'s files {}", several.join(", "), input.paths.join(", ")),
             };
             let _ = writeln!(o, "  {} `{}` <- {from}", input.role, input.name);
         }

@@ -577,7 +577,8 @@ pub struct PipelineSpec<'n> {
 /// loads the file, checks it, and puts the sinks' files in place of its inputs' `path`.
 pub struct ReconcileStep {
     pub spec: Spanned,
-    /// Side (`left`, `right`) and the sink named for it.
+    /// Side (`left`, `right`) and a sink named for it, in the order written (a side may name
+    /// several: their files, in that order, are its input).
     pub inputs: Vec<(&'static str, Spanned)>,
     pub span: Span,
 }
@@ -600,8 +601,9 @@ fn reconcile_steps(cx: &mut Cx, node: &Node) -> Vec<ReconcileStep> {
             o.get("inputs").and_then(|n| reader::object(cx, n, &shape::PIPELINE_RECONCILE_INPUTS, "`inputs`"))
         {
             for side in ["left", "right"] {
-                if let Some(sink) = i.get(side).and_then(|n| reader::string(cx, n, &format!("`{side}`"))) {
-                    inputs.push((side, sink));
+                if let Some(n) = i.get(side) {
+                    inputs
+                        .extend(reader::string_list(cx, n, &format!("`{side}`"), true).into_iter().map(|s| (side, s)));
                 }
             }
         }

@@ -690,8 +690,16 @@ pub static PIPELINE_RECONCILE_INPUTS: Shape = Shape {
     type_tag: None,
     doc: "The sinks the reconciliation's sides read.",
     keys: &[
-        opt("left", KeyType::String, "A `jsonl` sink of the pipeline: its file is the `left` input."),
-        opt("right", KeyType::String, "A `jsonl` sink of the pipeline: its file is the `right` input."),
+        opt(
+            "left",
+            KeyType::StringOrList,
+            "A `jsonl` sink of the pipeline, or a list of them: their files, in that order, are the `left` input.",
+        ),
+        opt(
+            "right",
+            KeyType::StringOrList,
+            "A `jsonl` sink of the pipeline, or a list of them: their files, in that order, are the `right` input.",
+        ),
     ],
 };
 
