@@ -842,6 +842,7 @@ mod tests {
                     min_length: Some(1),
                     max_length: Some(2),
                     codes: vec!["A".into()],
+                    ..NewElement::default()
                 }])),
                 ..Overlay::default()
             },

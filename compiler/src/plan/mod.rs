@@ -328,6 +328,10 @@ pub struct X12NewElementPlan {
     pub max_length: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codes: Vec<String>,
+    /// A PHI class name, or `none`; `None`: the guide's class for the place (see
+    /// `sluice_x12::partner::NewPhi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi: Option<String>,
 }
 
 /// Acknowledgment delimiters, one character each.

@@ -1073,6 +1073,11 @@ pub static X12_NEW_ELEMENT: Shape = Shape {
         opt("min_length", KeyType::Integer, "The minimum length (the dictionary's unless given)."),
         opt("max_length", KeyType::Integer, "The maximum length (the dictionary's unless given)."),
         opt("codes", KeyType::ListOfStrings, "The only values accepted (default: any value of the type)."),
+        opt(
+            "phi",
+            KeyType::String,
+            "The PHI class of its values (`name`, `other_id`, ...; `none`: no PHI). Default: the class the guide gives the same element of its own segments with that id (`other_id` where they differ), none if it gives none.",
+        ),
     ],
 };
 

@@ -10,9 +10,10 @@
 
 use std::collections::HashMap;
 
+use sluice_spec_core::PhiClass;
 use sluice_x12::guide::{self, ElementType, Guide, Usage};
 use sluice_x12::partner::{
-    self, Addition, NewElement, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
+    self, Addition, NewElement, NewPhi, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
     Partners, Processing,
 };
 
@@ -292,6 +293,11 @@ fn element_of(e: &X12NewElementPlan) -> NewElement {
         min_length: e.min_length,
         max_length: e.max_length,
         codes: e.codes.clone(),
+        phi: match e.phi.as_deref() {
+            None => NewPhi::Inherit,
+            Some("none") => NewPhi::None,
+            Some(name) => PhiClass::parse(name).map_or(NewPhi::Inherit, NewPhi::Class),
+        },
     }
 }
 
@@ -425,7 +431,16 @@ fn new_elements(cx: &mut Cx, node: &Node) -> Vec<X12NewElementPlan> {
             .into_iter()
             .map(|s| s.text)
             .collect();
-        out.push(X12NewElementPlan { position: position as usize, usage, ty, min_length, max_length, codes });
+        // `phi: none`, or a class name (SL603 with did-you-mean otherwise).
+        let phi = match obj.get("phi") {
+            None => None,
+            Some(n) if n.as_str() == Some("none") => Some("none".to_string()),
+            Some(n) => match super::profile::phi_class(cx, n) {
+                Some(c) => Some(c.as_str().to_string()),
+                None => continue,
+            },
+        };
+        out.push(X12NewElementPlan { position: position as usize, usage, ty, min_length, max_length, codes, phi });
     }
     out
 }
