@@ -756,7 +756,16 @@ pub static MAPPING_INPUT: Shape = Shape {
             "`fhir/r4` only (required there): the resource type mapped (`Patient`); paths are relative to it.",
         ),
         opt("message_types", KeyType::ListOfStrings, "Accepted message types (`ADT^A01`, `ADT^*`)."),
-        opt("profile", KeyType::String, "Parser profile declaring Z-segments the mapping reads."),
+        opt(
+            "profile",
+            KeyType::String,
+            "HL7 v2: the parser profile declaring Z-segments the mapping reads. X12: the trading-partner profile (`format: x12`) of `partner` (the two go together, SL481).",
+        ),
+        opt(
+            "partner",
+            KeyType::String,
+            "X12 only: the `name` of the partner of `profile` whose copy of the guide (its overlays: added segments and loops, changed places) the paths are checked against and the map stage reads the sets with (SL482, SL483); its source must read that partner's sets with the same copy (SL484), and a set of another sender goes to the DLQ (RT312).",
+        ),
     ],
 };
 
