@@ -124,6 +124,12 @@ fn a_partners_mapping_reads_its_added_segments_and_loops() {
             ("PC89220365", &none, &none),
         ]
     );
+    let human = sluice(&dir, &["plan", "acme/pipeline.yaml"]);
+    assert!(
+        text(&human.stdout).contains("trading partner acme_clearinghouse: its copy of the guide (5 overlay(s))"),
+        "{}",
+        text(&human.stdout)
+    );
     // The plan says whose copy the map stage reads, with the partner's overlays of the guide.
     let plan = sluice(&dir, &["plan", "acme/pipeline.yaml", "--format", "json"]);
     assert!(plan.status.success(), "{}", text(&plan.stderr));
