@@ -1220,6 +1220,30 @@ mod tests {
         assert!(why.message.contains("composite"), "{why}");
     }
 
+    #[test]
+    fn a_segment_the_dictionary_lacks_takes_the_classes_written() {
+        let base = by_id("005010X222A1").unwrap();
+        let declared = |position, phi| NewElement {
+            position,
+            ty: Some(ElementType::Text),
+            min_length: Some(1),
+            max_length: Some(30),
+            phi,
+            ..NewElement::default()
+        };
+        let o = Overlay {
+            path: "2300/ZZ1".into(),
+            add: Some(Addition::Segment(vec![
+                declared(1, NewPhi::Inherit),
+                declared(2, NewPhi::Class(PhiClass::Name)),
+            ])),
+            ..Overlay::default()
+        };
+        let g = apply(base, &[o]).unwrap();
+        let (_, s) = segment_in(g.root.find("2300").unwrap(), "ZZ1", None).unwrap();
+        assert_eq!((s.elements[0].phi, s.elements[1].phi), (None, Some(PhiClass::Name)));
+    }
+
     /// The one class the guide gives element `n` of its segments `id`, if any.
     fn base_class(g: &Guide, id: &str, n: usize) -> Option<PhiClass> {
         let mut all = Vec::new();
