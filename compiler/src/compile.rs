@@ -429,15 +429,26 @@ impl Compiler {
             };
             self.provenance.insert(id, provenance);
             let profile_ref = mapping::profile_ref(&tree);
-            let z = match profile_ref {
+            // An X12 mapping's profile is a trading-partner profile (a partner's copy of the
+            // guide); an HL7 v2 mapping's, a parser profile (its Z-segments).
+            let (z, x12) = match profile_ref {
+                Some((text, span)) if mapping::input_is_x12(&tree) => {
+                    let r = Spanned { text, span };
+                    (vec![], Some(self.x12_profile_at(&r)))
+                }
                 Some((text, span)) => {
                     let r = Spanned { text, span };
-                    self.hl7_profile_at(&r).map(|p| p.z_segments).unwrap_or_default()
+                    (self.hl7_profile_at(&r).map(|p| p.z_segments).unwrap_or_default(), None)
                 }
-                None => vec![],
+                None => (vec![], None),
+            };
+            let x12 = match &x12 {
+                None => mapping::X12Profile::None,
+                Some(None) => mapping::X12Profile::Failed,
+                Some(Some(p)) => mapping::X12Profile::Loaded(p),
             };
             let mut cx = Cx { sources: &self.sources, file: id, diags: &mut self.diags };
-            let m = mapping::read(&mut cx, &tree, &z);
+            let m = mapping::read(&mut cx, &tree, &z, x12);
             self.mappings.insert(id, m);
         }
         self.mappings[&id].as_ref()
@@ -1115,6 +1126,9 @@ impl Compiler {
         }
         let span_of = |name: &str| spec.components.iter().find(|c| c.name == name).map_or(tree.span, |c| c.name_span);
         if !crate::x12::plan_splits(&mut self.diags, &mut plan, &span_of) {
+            return None;
+        }
+        if !crate::x12::check_partner_sources(&mut self.diags, &plan, &span_of) {
             return None;
         }
         if plan.state.is_none()

@@ -12,6 +12,11 @@
 //! with `sluice_x12::path::check` (SL414 with a did-you-mean at the exact characters) and
 //! gives its value type, whether it yields a list, and its PHI class, which feeds the
 //! PHI-flow proof like an HL7 path's. Other stages that read paths refuse X12 records (SL260).
+//! With `input: {..., profile: FILE, partner: NAME}` the guide is that trading partner's copy
+//! (`sluice_x12::partner::overlaid`), so paths into what its overlays add (`2310Z/NM1-03`,
+//! `2300/REF(ZZ)-02`) resolve, with the classes the profile gives them; [`check_partner_sources`]
+//! then requires every source feeding such a map stage to read that partner's sets with the
+//! same copy (SL484).
 //!
 //! One record per claim: a mapping with `each: loop(2300)` (`loop(2100)` for an 835) maps one
 //! occurrence of the loop per record; [`X12Env::within`] is that loop (or a list's `- each:
@@ -457,6 +462,84 @@ fn reading(loops: &[String]) -> String {
     }
 }
 
+/// The `format: x12` sources upstream of component `i`, through components passing sets on.
+fn x12_sources_of(comps: &[crate::plan::Component], i: usize) -> Vec<usize> {
+    use crate::plan::ComponentKind;
+    let index = |name: &str| comps.iter().position(|c| c.name == name);
+    let mut out = Vec::new();
+    let mut work = vec![i];
+    let mut seen = vec![false; comps.len()];
+    while let Some(j) = work.pop() {
+        for input in &comps[j].inputs {
+            let Some(k) = index(&input.component) else { continue };
+            if std::mem::replace(&mut seen[k], true) {
+                continue;
+            }
+            match &comps[k].kind {
+                ComponentKind::Source(s) if s.x12.is_some() => out.push(k),
+                _ if comps[k].emits == SCHEMA => work.push(k),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// SL484: every map stage whose mapping reads a partner's copy of its guide (`partner`) must
+/// be fed by sources that read that partner's sets with the same copy: a profile with a
+/// partner of that name whose overlays of the guide are the mapping's. A source without a
+/// profile, or whose profile lacks the partner or overlays the guide otherwise, would validate
+/// the sets with another guide than the one the mapping reads them with. `span_of` gives where
+/// a component is named in the pipeline.
+pub fn check_partner_sources(
+    diags: &mut crate::diagnostics::Diagnostics,
+    plan: &crate::plan::Plan,
+    span_of: &dyn Fn(&str) -> Span,
+) -> bool {
+    use crate::plan::ComponentKind;
+    let comps = &plan.components;
+    let mut ok = true;
+    for (i, c) in comps.iter().enumerate() {
+        let ComponentKind::Map(m) = &c.kind else { continue };
+        let Some(want) = &m.x12_partner else { continue };
+        let Some(guide) =
+            m.input_schema.strip_prefix(MAPPING_SCHEMA_PREFIX).and_then(sluice_x12::guide::by_schema_name)
+        else {
+            continue;
+        };
+        for s in x12_sources_of(comps, i) {
+            let ComponentKind::Source(src) = &comps[s].kind else { continue };
+            let partners = src.x12.as_ref().and_then(|x| x.partners.as_deref());
+            let why = match partners {
+                None => Some("reads its sets without a trading-partner profile (the bundled guides)".to_string()),
+                Some(p) => match p.partners.iter().find(|x| x.name == want.name) {
+                    None => Some(format!("has profile `{}`, which has no partner `{}`", p.name, want.name)),
+                    Some(x) if crate::spec::x12_profile::overlays_on(x, guide) != want.overlays => Some(format!(
+                        "reads partner `{}`'s {} sets with other overlays (profile `{}`)",
+                        want.name, guide.id, p.name
+                    )),
+                    Some(_) => None,
+                },
+            };
+            let Some(why) = why else { continue };
+            ok = false;
+            diags.push(
+                Diagnostic::error(
+                    codes::X12_MAPPING_PARTNER_SOURCE,
+                    format!(
+                        "map stage `{}` reads partner `{}`'s copy of {}, but source `{}` {why}",
+                        c.name, want.name, guide.id, comps[s].name
+                    ),
+                )
+                .label(span_of(&c.name), format!("mapping `{}` reads partner `{}`'s copy", m.mapping, want.name))
+                .label(span_of(&comps[s].name), "validates and cuts the sets with another guide")
+                .help("give the source the `profile` the mapping names (its `input.profile`), so both read the partner's sets with the same copy of the guide"),
+            );
+        }
+    }
+    ok
+}
+
 /// Wires `each: loop(ID)` mappings to their sources: every `format: x12` source feeding (through
 /// routes and filters) a map stage whose mapping cuts a guide's sets at a loop gets that
 /// [`crate::plan::X12Split`]. SL428 when another consumer of the same source reads the same
@@ -469,27 +552,7 @@ pub fn plan_splits(
 ) -> bool {
     use crate::plan::ComponentKind;
     let comps = &plan.components;
-    let index = |name: &str| comps.iter().position(|c| c.name == name);
-    // The X12 sources upstream of component `i`, through components passing sets on.
-    let sources_of = |i: usize| -> Vec<usize> {
-        let mut out = Vec::new();
-        let mut work = vec![i];
-        let mut seen = vec![false; comps.len()];
-        while let Some(j) = work.pop() {
-            for input in &comps[j].inputs {
-                let Some(k) = index(&input.component) else { continue };
-                if std::mem::replace(&mut seen[k], true) {
-                    continue;
-                }
-                match &comps[k].kind {
-                    ComponentKind::Source(s) if s.x12.is_some() => out.push(k),
-                    _ if comps[k].emits == SCHEMA => work.push(k),
-                    _ => {}
-                }
-            }
-        }
-        out
-    };
+    let sources_of = |i: usize| x12_sources_of(comps, i);
     // Per source: (guide or "" for any, how (the loops), consumer) of each consumer of its sets.
     let mut readers: Vec<Vec<(String, Vec<String>, usize)>> = vec![Vec::new(); comps.len()];
     for (i, c) in comps.iter().enumerate() {
@@ -883,5 +946,195 @@ mod tests {
         assert!(claims.resolve("2100D/NM1-09", span("2100D/NM1-09")).is_ok());
         assert!(claims.each_loop("2220D", span("2220D")).is_ok());
         assert_eq!(guide_ids().iter().filter(|g| **g == "005010X212").count(), 1);
+    }
+}
+
+/// A mapping that reads a trading partner's copy of its guide, through the driver: the
+/// example profile (`examples/x12-partners/partners.yaml`), mappings and pipelines written to
+/// a folder of their own.
+#[cfg(test)]
+mod partner_tests {
+    use std::path::PathBuf;
+
+    use crate::compile::Compiler;
+
+    const MAPPING: &str = "kind: mapping
+name: acme-claim
+input:
+  schema: x12/005010X222A1
+  profile: partners.yaml
+  partner: acme_clearinghouse
+output: canonical/claim@1
+each: loop(2300)
+fields:
+  reference_id: BHT-03
+  claim_id: 2300/CLM-01
+  total_charge: 2300/CLM-02
+  billing_provider:
+    name: 2310Z/NM1-03
+    tax_id: 2300/REF(ZZ)-02
+";
+
+    const PIPELINE: &str = "kind: pipeline
+name: acme
+sources:
+  claims:
+    type: files
+    format: x12
+    path: data/*.x12
+    profile: SOURCE_PROFILE
+stages:
+  claim:
+    type: map
+    inputs: [claims]
+    mapping: mapping.yaml
+sinks:
+  out:
+    type: jsonl
+    inputs: [claim]
+    path: out/claims.jsonl
+    phi: {allowed: true, reason: test}
+dlq:
+  path: out/dlq.jsonl
+  plaintext_reason: synthetic test fixture
+";
+
+    fn profile() -> String {
+        let at = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/x12-partners/partners.yaml");
+        std::fs::read_to_string(at).expect("the example profile")
+    }
+
+    /// Writes `files` to a folder of the test's own, checks `root`, and gives every
+    /// diagnostic as (code, message, help).
+    fn check(test: &str, files: &[(&str, String)], root: &str) -> Vec<(String, String, String)> {
+        let dir = std::env::temp_dir().join(format!("sluice-x12-partner-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(name), text).unwrap();
+        }
+        let mut c = Compiler::default();
+        let id = c.load_root(&dir.join(root)).unwrap();
+        c.check_file(id);
+        let out = c
+            .diags
+            .items()
+            .iter()
+            .map(|d| (d.code.code.to_string(), d.message.clone(), d.help.clone().unwrap_or_default()))
+            .collect();
+        let _ = std::fs::remove_dir_all(&dir);
+        out
+    }
+
+    fn codes(d: &[(String, String, String)]) -> Vec<&str> {
+        d.iter().map(|(c, _, _)| c.as_str()).collect()
+    }
+
+    #[test]
+    fn a_partners_mapping_reads_what_its_overlays_add() {
+        let ok = check("ok", &[("partners.yaml", profile()), ("mapping.yaml", MAPPING.into())], "mapping.yaml");
+        assert!(ok.is_empty(), "{ok:?}");
+        // The bundled guide has no 2310Z and no REF(ZZ) in 2300.
+        let bundled = MAPPING.replace("  profile: partners.yaml\n  partner: acme_clearinghouse\n", "");
+        let d = check("bundled", &[("mapping.yaml", bundled)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL414", "SL414"], "{d:?}");
+    }
+
+    #[test]
+    fn profile_and_partner_go_together_and_must_fit() {
+        let p = || ("partners.yaml", profile());
+        let no_partner = MAPPING.replace("  partner: acme_clearinghouse\n", "");
+        let d = check("no-partner", &[p(), ("mapping.yaml", no_partner)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL481"], "{d:?}");
+        assert!(d[0].2.contains("acme_clearinghouse, beta_payer"), "{d:?}");
+        let no_profile = MAPPING.replace("  profile: partners.yaml\n", "");
+        let d = check("no-profile", &[("mapping.yaml", no_profile)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL481"], "{d:?}");
+        let typo = MAPPING.replace("partner: acme_clearinghouse", "partner: acme_clearinghose");
+        let d = check("typo", &[p(), ("mapping.yaml", typo)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL482"], "{d:?}");
+        assert!(d[0].2.starts_with("did you mean `acme_clearinghouse`?"), "{d:?}");
+        let by_id = MAPPING.replace("partner: acme_clearinghouse", "partner: ACMECH");
+        let d = check("by-id", &[p(), ("mapping.yaml", by_id)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL482"], "{d:?}");
+        let remits = MAPPING.replace("x12/005010X222A1", "x12/005010X221A1");
+        let d = check("guide", &[p(), ("mapping.yaml", remits)], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL483"], "{d:?}");
+        assert!(d[0].2.contains("sends 837 in version 5010"), "{d:?}");
+        // A missing profile is the usual SL102; an HL7 v2 parser profile the usual SL431.
+        let d = check("missing", &[("mapping.yaml", MAPPING.into())], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL102"], "{d:?}");
+        let hl7 = "kind: profile\nname: hl7\nformat: hl7v2\nversion: \"2.5.1\"\n".to_string();
+        let d = check("hl7", &[("partners.yaml", hl7), ("mapping.yaml", MAPPING.into())], "mapping.yaml");
+        assert_eq!(codes(&d), ["SL431"], "{d:?}");
+        // `partner` is for X12 inputs only.
+        let hl7_mapping = "kind: mapping\nname: m\ninput: {schema: hl7v2/2.5.1, partner: acme_clearinghouse}\noutput: canonical/patient-event@1\nfields: {}\n";
+        let d = check("hl7-partner", &[("mapping.yaml", hl7_mapping.into())], "mapping.yaml");
+        assert!(codes(&d).contains(&"SL201"), "{d:?}");
+    }
+
+    #[test]
+    fn added_elements_carry_the_class_written_or_the_guides() {
+        let masked = |profile: String, test: &str| {
+            let pipeline = PIPELINE
+                .replace("SOURCE_PROFILE", "partners.yaml")
+                .replace("    phi: {allowed: true, reason: test}\n", "");
+            let files =
+                [("partners.yaml", profile), ("mapping.yaml", MAPPING.to_string()), ("pipeline.yaml", pipeline)];
+            check(test, &files, "pipeline.yaml")
+                .into_iter()
+                .filter(|(c, _, _)| c == "SL601")
+                .map(|(_, m, _)| m)
+                .filter(|m| m.contains("billing_provider"))
+                .collect::<Vec<_>>()
+        };
+        // NM103 of the added NM1(ZZ) is `name`, as the guide's own NM1s have it; REF02 of the
+        // added REF(ZZ) `other_id` (the guide's REF02s differ by qualifier).
+        let inherit = profile().replace("{position: 3, usage: required, phi: none}", "{position: 3, usage: required}");
+        assert_ne!(inherit, profile());
+        let got = masked(inherit.clone(), "inherit");
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got[0].contains("`billing_provider.name` carries PHI class `name`"), "{got:?}");
+        assert!(got[1].contains("`billing_provider.tax_id` carries PHI class `other_id`"), "{got:?}");
+        // Written: `phi: none` and another class.
+        let told = inherit
+            .replace("- {position: 3, usage: required}", "- {position: 3, usage: required, phi: none}")
+            .replace("- {position: 2, max_length: 20}", "- {position: 2, max_length: 20, phi: account_number}");
+        let got = masked(told, "told");
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(got[0].contains("`billing_provider.tax_id` carries PHI class `account_number`"), "{got:?}");
+        // An unknown class is SL603 with the closest.
+        let typo =
+            profile().replace("- {position: 2, max_length: 20}", "- {position: 2, max_length: 20, phi: other-id}");
+        let d = check("phi-typo", &[("partners.yaml", typo)], "partners.yaml");
+        assert_eq!(codes(&d), ["SL603"], "{d:?}");
+        assert!(d[0].2.contains("`other_id`"), "{d:?}");
+    }
+
+    #[test]
+    fn the_source_must_read_the_partners_sets_with_the_same_copy() {
+        let run = |test: &str, source_profile: Option<String>| {
+            let mut pipeline = PIPELINE.replace("SOURCE_PROFILE", "source.yaml");
+            let mut files = vec![("partners.yaml", profile()), ("mapping.yaml", MAPPING.to_string())];
+            match source_profile {
+                Some(p) => files.push(("source.yaml", p)),
+                None => pipeline = pipeline.replace("    profile: source.yaml\n", ""),
+            }
+            files.push(("pipeline.yaml", pipeline));
+            check(test, &files, "pipeline.yaml")
+        };
+        assert!(run("same", Some(profile())).is_empty());
+        let d = run("none", None);
+        assert_eq!(codes(&d), ["SL484"], "{d:?}");
+        assert!(d[0].1.contains("without a trading-partner profile"), "{d:?}");
+        let other = profile().replace("acme_clearinghouse", "acme_ch");
+        let d = run("other", Some(other));
+        assert_eq!(codes(&d), ["SL484"], "{d:?}");
+        assert!(d[0].1.contains("no partner `acme_clearinghouse`"), "{d:?}");
+        let fewer = profile().replace("      - guide: 005010X222A1\n        path: 2300/NTE\n        max_use: 3\n", "");
+        assert_ne!(fewer, profile());
+        let d = run("fewer", Some(fewer));
+        assert_eq!(codes(&d), ["SL484"], "{d:?}");
+        assert!(d[0].1.contains("with other overlays"), "{d:?}");
     }
 }

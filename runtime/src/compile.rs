@@ -40,7 +40,9 @@ pub enum Prep {
     /// ([`crate::finance::plaid_source::decode`]), of the objects it reads.
     PlaidSource(Vec<String>),
     Validate(Vec<Option<Regex>>),
-    Map(Tables),
+    /// A map stage's lookup tables, and the guide an X12 mapping reads its sets with (its
+    /// partner's copy when it names one), made once.
+    Map(Tables, Option<&'static sluice_x12::guide::Guide>),
     /// Boxed: a vault's connection is large, and most plans have no mask stage.
     Mask(Box<mask::Keys>),
     /// A `kafka` or `amqp` sink relaying HL7 v2 (`format: hl7v2`): its key path, parsed once.
@@ -224,7 +226,8 @@ impl<'p> Compiled<'p> {
                     if let Some(bundle) = &m.fhir {
                         prepare_all(&mut prepared, name, bundle.exprs())?;
                     }
-                    Prep::Map(map::tables(m))
+                    let guide = map::x12_guide(m).map_err(|why| invalid(format!("map `{name}`: {why}")))?;
+                    Prep::Map(map::tables(m), guide)
                 }
                 ComponentKind::Mask(m) => Prep::Mask(Box::new(mask::prepare(name, m, plan.state.as_ref(), clock)?)),
                 ComponentKind::Filter(f) => {

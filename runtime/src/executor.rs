@@ -412,10 +412,10 @@ impl Ctx<'_, '_> {
         let name = &*c.names[idx];
         let step = match (&comp.kind, &c.preps[idx]) {
             (ComponentKind::Validate(v), Prep::Validate(re)) => stages::validate::run(name, v, re, &c.prepared, rec),
-            (ComponentKind::Map(m), Prep::Map(t)) => {
+            (ComponentKind::Map(m), Prep::Map(t, guide)) => {
                 let bundle = self.bundle_of(&rec);
                 let provenance = self.provenance_of(&rec);
-                let input = stages::map::Origin { bundle: bundle.as_deref(), provenance };
+                let input = stages::map::Origin { bundle: bundle.as_deref(), provenance, x12_guide: *guide };
                 stages::map::run(name, &c.emits[idx], m, t, &c.prepared, rec, input)
             }
             (ComponentKind::Mask(m), Prep::Mask(keys)) => stages::mask::run(m, keys, rec),

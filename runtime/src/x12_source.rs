@@ -8,7 +8,8 @@
 //! record, its DLQ entry and its line in the 999 are the same thing. When the plan says so
 //! (`split`: a map stage downstream maps `each: loop(2300)`), the sets of that guide are cut
 //! into one record per occurrence of the loop (`sluice_x12::cut`: the claim with its context;
-//! `each: loop(2000C, 2000D)`: each subscriber and dependent of a 271, `cut_any`),
+//! `each: loop(2000C, 2000D)`: each subscriber and dependent of a 271, `cut_any`; a
+//! partner's sets are placed in its copy of the guide, as they were validated),
 //! each with its own index and offset (its first segment's), so claims are counted, delivered
 //! and sent to the DLQ one by one; the set's verdict (its guide and envelope errors) is each
 //! claim's, as the 999 rejects or accepts the set whole.
@@ -298,6 +299,10 @@ impl<R> Pieces<'_, R> {
         // The plan names a guide as a mapping does (`005010X279A1/271` where the 270 and the
         // 271 share the id).
         let split = self.src.split.iter().find(|s| s.guide == guide.schema_name())?;
+        // A partner's sets are placed in its copy of the guide, as they were validated.
+        let sender =
+            self.src.partners.as_deref().and_then(|p| p.identify(isa.element_str(5).trim(), isa.element_str(6).trim()));
+        let guide = sender.map_or(guide, |p| p.guide_for(guide));
         let all: Vec<Segment> = sluice_x12::codec::segments(&p.set.bytes, d, 0).collect();
         let identified = sluice_x12::loops::identify(guide, all, p.set.closed);
         let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
@@ -842,6 +847,7 @@ mod tests {
                     min_length: Some(1),
                     max_length: Some(2),
                     codes: vec!["A".into()],
+                    ..NewElement::default()
                 }])),
                 ..Overlay::default()
             },

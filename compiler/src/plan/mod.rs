@@ -328,6 +328,10 @@ pub struct X12NewElementPlan {
     pub max_length: Option<usize>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub codes: Vec<String>,
+    /// A PHI class name, or `none`; `None`: the guide's class for the place (see
+    /// `sluice_x12::partner::NewPhi`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phi: Option<String>,
 }
 
 /// Acknowledgment delimiters, one character each.
@@ -545,6 +549,21 @@ pub struct MapPlan {
     /// another number goes to the DLQ. Empty: one record per set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub x12_each: Vec<String>,
+    /// `input: {schema: x12/<guide>, profile: FILE, partner: NAME}`: the mapping reads that
+    /// partner's copy of the guide (its overlays of that guide, in order); the map stage
+    /// identifies loops with it and sends a set of any other sender to the DLQ (RT312).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub x12_partner: Option<X12MapPartnerPlan>,
+}
+
+/// The trading partner whose copy of its guide an X12 mapping reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X12MapPartnerPlan {
+    /// The partner's `name` (what records carry as `interchange.partner`).
+    pub name: String,
+    /// The partner's overlays of the mapping's guide, in the profile's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<X12OverlayPlan>,
 }
 
 /// Write mode, primary key and cursor of an output schema that describes a table

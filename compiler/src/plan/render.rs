@@ -217,6 +217,14 @@ pub fn text(plan: &Plan) -> String {
                     "    mapping {} ({}): {} -> {}",
                     m.mapping, m.mapping_file, m.input_schema, m.output_schema
                 );
+                if let Some(p) = &m.x12_partner {
+                    let _ = writeln!(
+                        o,
+                        "    trading partner {}: its copy of the guide ({} overlay(s)); other senders' sets to the DLQ (RT312)",
+                        p.name,
+                        p.overlays.len()
+                    );
+                }
                 if let Some(b) = &m.fhir {
                     for r in &b.resources {
                         let per = match (&r.within, r.each.is_some() || r.group.is_some()) {

@@ -165,6 +165,7 @@ pub fn read(cx: &mut Cx, obj: &Obj, out: &Node, hl7: Hl7Env, version: Version, h
         fhir: Some(FhirBundlePlan { resources: plans }),
         table: None,
         x12_each: Vec::new(),
+        x12_partner: None,
     };
     Some(FhirMapping { plan, output, leaf_classes })
 }

@@ -11,6 +11,11 @@
 //!   top of the mapping (one record per occurrence, X12 only: SL427; a chain of HL levels such
 //!   as `loop(2000C, 2000D)` at the top only, SL430); paths inside are checked against the
 //!   loop's context by [`crate::x12::X12Env`].
+//! - An X12 input with `profile` and `partner` reads that trading partner's copy of the guide
+//!   (its overlays applied): paths are checked against the copy, and the plan carries the
+//!   partner and its overlays of the guide so the map stage reads the sets with the same copy.
+//!   `profile` and `partner` go together (SL481); the partner must be the profile's (SL482)
+//!   and send the guide (SL483).
 
 use std::collections::BTreeSet;
 
@@ -30,7 +35,8 @@ use crate::expr::groups::{self, Structures};
 use crate::fhir::FhirEnv;
 use crate::hl7::Hl7Env;
 use crate::plan::{
-    CodeTable, FieldPlan, FieldValue, ItemPlan, ListMemberPlan, MapPlan, MemberPlan, Producer, TableKeys, ZSegmentPlan,
+    CodeTable, FieldPlan, FieldValue, ItemPlan, ListMemberPlan, MapPlan, MemberPlan, Producer, TableKeys,
+    X12MapPartnerPlan, X12PartnersPlan, ZSegmentPlan,
 };
 use crate::source::Span;
 use crate::yaml::{Node, Value};
@@ -63,7 +69,29 @@ pub fn profile_ref(node: &Node) -> Option<(String, Span)> {
     p.as_str().map(|s| (s.to_string(), p.span))
 }
 
-pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Mapping> {
+/// Whether a mapping reads X12 (`input.schema: x12/...`), read without reporting anything (the
+/// driver then loads `input.profile` as an X12 trading-partner profile).
+pub fn input_is_x12(node: &Node) -> bool {
+    let Value::Map(top) = &node.value else { return false };
+    let Some((_, input)) = top.iter().find(|(k, _)| k.as_str() == Some("input")) else { return false };
+    let Value::Map(input) = &input.value else { return false };
+    input.iter().any(|(k, v)| {
+        k.as_str() == Some("schema") && v.as_str().is_some_and(|t| t.starts_with(crate::x12::MAPPING_SCHEMA_PREFIX))
+    })
+}
+
+/// The X12 trading-partner profile an X12 mapping's `input.profile` names, as the driver
+/// loaded it.
+#[derive(Clone, Copy)]
+pub enum X12Profile<'a> {
+    /// No `profile` (or not an X12 mapping).
+    None,
+    /// Named, but it could not be read or is not an X12 profile (reported where it is named).
+    Failed,
+    Loaded(&'a X12PartnersPlan),
+}
+
+pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan], x12_profile: X12Profile<'_>) -> Option<Mapping> {
     let obj = reader::object(cx, node, &shape::MAPPING, "the mapping")?;
     let name = obj.get("name").and_then(|n| reader::string(cx, n, "`name`")).map(|s| s.text).unwrap_or_default();
     // Optional in the shape because an overlay inherits them (`extends`); the merged mapping
@@ -80,6 +108,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
     let mut input_version = None;
     let mut input_fhir = None;
     let mut input_x12 = None;
+    let mut x12_partner = None;
     let mut input_stripe = None;
     let mut input_quickbooks = None;
     let mut input_plaid = None;
@@ -107,13 +136,25 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             match crate::x12::mapping_guide(&schema.text, schema.span) {
                 Ok(g) => {
                     input_text = schema.text.clone();
-                    input_x12 = Some((g, schema.span));
+                    // With `profile` and `partner`: that partner's copy of the guide.
+                    let (guide, partner) = partner_copy(cx, &inp, g, schema.span, x12_profile)?;
+                    input_x12 = Some((guide, schema.span));
+                    x12_partner = partner;
                 }
                 Err(d) => {
                     cx.push(d);
                     return None;
                 }
             }
+        }
+        if x12_schema.is_none()
+            && let Some(span) = inp.key_span("partner")
+        {
+            cx.push(
+                Diagnostic::error(codes::UNKNOWN_KEY, "`partner` is for `schema: x12/<guide>`")
+                    .label(span, "not a key of this mapping's input")
+                    .help("remove it: a trading partner's copy of a guide is read by X12 mappings only"),
+            );
         }
         let stripe_schema =
             inp.get("schema").filter(|n| n.as_str().is_some_and(|t| t.starts_with(crate::stripe::SCHEMA_PREFIX)));
@@ -338,6 +379,7 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan]) -> Option<Map
             cursor: t.cursor.clone(),
         }),
         x12_each: x12_each_loop.unwrap_or_default().iter().map(|l| l.id.clone()).collect(),
+        x12_partner,
     };
     Some(Mapping {
         plan,
@@ -512,6 +554,99 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         var = Some(name.text);
     }
     Some(Iteration { each, group, var, vars, x12: None })
+}
+
+/// The guide an X12 mapping reads: with `profile` and `partner`, that partner's copy of
+/// `bundled` (SL481 when one is written without the other, SL482 an unknown partner, SL483 a
+/// guide the partner does not send); the bundled guide without either. `None` after an error.
+#[allow(clippy::type_complexity)]
+fn partner_copy(
+    cx: &mut Cx,
+    inp: &reader::Obj,
+    bundled: &'static sluice_x12::guide::Guide,
+    schema_span: Span,
+    profile: X12Profile<'_>,
+) -> Option<(&'static sluice_x12::guide::Guide, Option<X12MapPartnerPlan>)> {
+    let partner = match inp.get("partner") {
+        Some(n) => Some(reader::string(cx, n, "`partner`")?),
+        None => None,
+    };
+    let plan = match (profile, partner.as_ref()) {
+        (X12Profile::None, None) => return Some((bundled, None)),
+        (X12Profile::Failed, _) => return None,
+        (X12Profile::None, Some(p)) => {
+            cx.push(
+                Diagnostic::error(
+                    codes::X12_MAPPING_PROFILE,
+                    format!("`partner: {}` names a trading partner, but the input names no `profile`", p.text),
+                )
+                .label(p.span, "a partner of which profile?")
+                .help("add `profile: <file>` (the `format: x12` profile that defines the partner, relative to this mapping), or remove `partner` to read the bundled guide"),
+            );
+            return None;
+        }
+        (X12Profile::Loaded(plan), None) => {
+            let at = inp.get("profile").map_or(schema_span, |n| n.span);
+            let names: Vec<&str> = plan.partners.iter().map(|p| p.name.as_str()).collect();
+            cx.push(
+                Diagnostic::error(
+                    codes::X12_MAPPING_PROFILE,
+                    "an X12 mapping's `profile` needs `partner`: whose copy of the guide does it read?",
+                )
+                .label(at, "a profile of trading partners")
+                .help(format!(
+                    "add `partner: <name>` (partners: {}), or remove `profile` to read the bundled guide",
+                    names.join(", ")
+                )),
+            );
+            return None;
+        }
+        (X12Profile::Loaded(plan), Some(p)) => (plan, p),
+    };
+    let (plan, p) = plan;
+    let Some(found) = plan.partners.iter().find(|x| x.name == p.text) else {
+        let names: Vec<&str> = plan.partners.iter().map(|p| p.name.as_str()).collect();
+        let d = Diagnostic::error(
+            codes::X12_MAPPING_UNKNOWN_PARTNER,
+            format!("`{}` is not a trading partner of profile `{}`", p.text, plan.name),
+        )
+        .label(p.span, "no partner of this name");
+        let list = if names.is_empty() { "the profile has none".to_string() } else { names.join(", ") };
+        cx.push(match crate::diagnostics::did_you_mean(&p.text, names.iter().copied()) {
+            Some(best) => {
+                d.help(format!("did you mean `{best}`? Partners are named by `name`, not their sender id: {list}"))
+            }
+            None => d.help(format!("partners are named by `name`, not their sender id: {list}")),
+        });
+        return None;
+    };
+    if !crate::spec::x12_profile::sends(found, bundled) {
+        cx.push(
+            Diagnostic::error(
+                codes::X12_MAPPING_PARTNER_GUIDE,
+                format!(
+                    "partner `{}` does not send guide {} (transaction set {})",
+                    found.name,
+                    bundled.schema_name(),
+                    bundled.set_id
+                ),
+            )
+            .label(schema_span, "not one of the partner's guides")
+            .help(format!(
+                "the partner sends {} in version {}: map one of those guides, or add the set to the partner's `transaction_sets`",
+                found.transaction_sets.join(", "),
+                found.version
+            )),
+        );
+        return None;
+    }
+    let overlays = crate::spec::x12_profile::overlays_on(found, bundled);
+    match crate::spec::x12_profile::partner_copy(bundled, &overlays) {
+        Ok(copy) => Some((copy, Some(X12MapPartnerPlan { name: found.name.clone(), overlays }))),
+        // The profile's overlays were applied one by one when it was read: a misfit of the
+        // whole was reported there (SL435, SL450, SL451).
+        Err(_) => None,
+    }
 }
 
 /// The loops of `each: loop(ID)` over X12 (SL416 for any other `each`, SL425 for an unknown

@@ -764,7 +764,16 @@ pub static MAPPING_INPUT: Shape = Shape {
             "`fhir/r4` only (required there): the resource type mapped (`Patient`); paths are relative to it.",
         ),
         opt("message_types", KeyType::ListOfStrings, "Accepted message types (`ADT^A01`, `ADT^*`)."),
-        opt("profile", KeyType::String, "Parser profile declaring Z-segments the mapping reads."),
+        opt(
+            "profile",
+            KeyType::String,
+            "HL7 v2: the parser profile declaring Z-segments the mapping reads. X12: the trading-partner profile (`format: x12`) of `partner` (the two go together, SL481).",
+        ),
+        opt(
+            "partner",
+            KeyType::String,
+            "X12 only: the `name` of the partner of `profile` whose copy of the guide (its overlays: added segments and loops, changed places) the paths are checked against and the map stage reads the sets with (SL482, SL483); its source must read that partner's sets with the same copy (SL484), and a set of another sender goes to the DLQ (RT312).",
+        ),
     ],
 };
 
@@ -1081,6 +1090,11 @@ pub static X12_NEW_ELEMENT: Shape = Shape {
         opt("min_length", KeyType::Integer, "The minimum length (the dictionary's unless given)."),
         opt("max_length", KeyType::Integer, "The maximum length (the dictionary's unless given)."),
         opt("codes", KeyType::ListOfStrings, "The only values accepted (default: any value of the type)."),
+        opt(
+            "phi",
+            KeyType::String,
+            "The PHI class of its values (`name`, `other_id`, ...; `none`: no PHI). Default: the class the guide gives the same element of its own segments with that id (`other_id` where they differ), none if it gives none.",
+        ),
     ],
 };
 

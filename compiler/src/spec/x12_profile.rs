@@ -1,6 +1,9 @@
 //! X12 trading-partner profiles (`kind: profile`, `format: x12`): who sends which transaction
 //! sets in which version, which checks are errors for each, their guide overlays and the
-//! delimiters of what Sluice writes back to them.
+//! delimiters of what Sluice writes back to them. Added elements may name their PHI class
+//! (`phi: name`, `phi: none`; SL603 for an unknown one); without it they take the guide's
+//! (`sluice_x12::partner::NewPhi`). A mapping reads one partner's copy of a guide
+//! ([`sends`], [`overlays_on`], [`partner_copy`]).
 //!
 //! Invariants: a plan this module returns converts to `sluice_x12::partner::Partners`
 //! ([`to_partners`]) without error, as every version, transaction set, overlay and delimiter
@@ -10,9 +13,10 @@
 
 use std::collections::HashMap;
 
+use sluice_spec_core::PhiClass;
 use sluice_x12::guide::{self, ElementType, Guide, Usage};
 use sluice_x12::partner::{
-    self, Addition, NewElement, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
+    self, Addition, NewElement, NewPhi, NewSegment, OutputDelimiters, Overlay, OverlayError, OverlayErrorKind, Partner,
     Partners, Processing,
 };
 
@@ -292,6 +296,11 @@ fn element_of(e: &X12NewElementPlan) -> NewElement {
         min_length: e.min_length,
         max_length: e.max_length,
         codes: e.codes.clone(),
+        phi: match e.phi.as_deref() {
+            None => NewPhi::Inherit,
+            Some("none") => NewPhi::None,
+            Some(name) => PhiClass::parse(name).map_or(NewPhi::Inherit, NewPhi::Class),
+        },
     }
 }
 
@@ -425,7 +434,16 @@ fn new_elements(cx: &mut Cx, node: &Node) -> Vec<X12NewElementPlan> {
             .into_iter()
             .map(|s| s.text)
             .collect();
-        out.push(X12NewElementPlan { position: position as usize, usage, ty, min_length, max_length, codes });
+        // `phi: none`, or a class name (SL603 with did-you-mean otherwise).
+        let phi = match obj.get("phi") {
+            None => None,
+            Some(n) if n.as_str() == Some("none") => Some("none".to_string()),
+            Some(n) => match super::profile::phi_class(cx, n) {
+                Some(c) => Some(c.as_str().to_string()),
+                None => continue,
+            },
+        };
+        out.push(X12NewElementPlan { position: position as usize, usage, ty, min_length, max_length, codes, phi });
     }
     out
 }
@@ -508,12 +526,7 @@ fn overlays(cx: &mut Cx, node: &Node, p: &X12PartnerPlan, version_ok: bool) -> V
             });
             continue;
         };
-        let reads = |v: &str| bundled.id == v || bundled.aliases.iter().any(|a| a == v);
-        let versions_fit = match partner::edition_prefix(&p.version) {
-            Some(prefix) => bundled.id.starts_with(prefix),
-            None => reads(&p.version),
-        };
-        if version_ok && (!p.transaction_sets.contains(&bundled.set_id) || !versions_fit) {
+        if version_ok && !sends(p, bundled) {
             cx.push(
                 Diagnostic::error(
                     codes::X12_OVERLAY,
@@ -643,6 +656,33 @@ fn delimiters(cx: &mut Cx, node: &Node) -> Option<X12DelimitersPlan> {
         segment: char::from(out.segment),
         line_break: out.line_break,
     })
+}
+
+/// Whether partner `p` sends the sets `guide` reads: its transaction set, in the partner's
+/// version.
+pub fn sends(p: &X12PartnerPlan, guide: &Guide) -> bool {
+    let reads = |v: &str| guide.id == v || guide.aliases.iter().any(|a| a == v);
+    let versions_fit = match partner::edition_prefix(&p.version) {
+        Some(prefix) => guide.id.starts_with(prefix),
+        None => reads(&p.version),
+    };
+    p.transaction_sets.contains(&guide.set_id) && versions_fit
+}
+
+/// The overlays of partner `p` on `guide` (however the profile names the guide), in order.
+pub fn overlays_on(p: &X12PartnerPlan, guide: &Guide) -> Vec<X12OverlayPlan> {
+    p.overlays
+        .iter()
+        .filter(|o| guide::by_schema_name(&o.guide).is_some_and(|g| g.id == guide.id && g.set_id == guide.set_id))
+        .cloned()
+        .collect()
+}
+
+/// The partner's copy of bundled `guide` with `overlays` (checked ones, from [`overlays_on`]
+/// of a plan this module returned), made once per process (`partner::overlaid`).
+pub fn partner_copy(guide: &'static Guide, overlays: &[X12OverlayPlan]) -> Result<&'static Guide, String> {
+    let list: Vec<Overlay> = overlays.iter().map(overlay_of).collect();
+    partner::overlaid(guide, &list).map_err(|(i, why)| format!("overlay {} of the partner: {why}", i + 1))
 }
 
 /// The runtime form of a checked plan: partners with their overlaid guides.

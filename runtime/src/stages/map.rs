@@ -6,7 +6,10 @@
 //! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
 //! maps records its source cut at that loop; one holding another number of occurrences goes to
 //! the DLQ (RT144). With several HL levels (`each: loop(2000C, 2000D)`) a record is one person
-//! when cutting it again at those levels gives it back whole as one of the parts.
+//! when cutting it again at those levels gives it back whole as one of the parts. An X12
+//! mapping's sets are placed in the loops of the guide made when the stage was prepared
+//! ([`x12_guide`]): a trading partner's copy when the mapping names a partner, and then a set
+//! of any other sender goes to the DLQ (RT312) instead of being read with a copy not its own.
 //!
 //! Invariants:
 //! - Dotted output paths become nested objects, created in the order fields are listed, so the
@@ -322,6 +325,23 @@ fn produce(
 pub struct Origin<'a> {
     pub bundle: Option<&'a crate::fhir_source::BundleIndex>,
     pub provenance: Option<&'a crate::compile::SourceProvenance>,
+    /// The guide of an X12 mapping ([`x12_guide`]), made when the stage was prepared.
+    pub x12_guide: Option<&'static sluice_x12::guide::Guide>,
+}
+
+/// The guide an X12 mapping reads its sets with: the bundled guide its `input_schema` names
+/// (`x12/<guide>`, or `x12/<guide>/<set>` where guides share an id, the 270 and 271), or, with
+/// `x12_partner`, that partner's copy (its overlays applied; made once per process). `None`
+/// for other mappings; `Err` only for a plan the compiler did not make.
+pub fn x12_guide(plan: &MapPlan) -> Result<Option<&'static sluice_x12::guide::Guide>, String> {
+    let Some(id) = plan.input_schema.strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX) else {
+        return Ok(None);
+    };
+    let bundled = sluice_x12::guide::by_schema_name(id).ok_or_else(|| format!("X12 guide {id} is not bundled"))?;
+    match &plan.x12_partner {
+        None => Ok(Some(bundled)),
+        Some(p) => sluice_compiler::spec::x12_profile::partner_copy(bundled, &p.overlays).map(Some),
+    }
 }
 
 pub fn run<'p>(
@@ -351,11 +371,7 @@ pub fn run<'p>(
         );
         return Step::Dlq(rec, r);
     }
-    // `x12/<guide>`, or `x12/<guide>/<set>` where guides share an id (the 270 and 271).
-    let x12_guide = plan
-        .input_schema
-        .strip_prefix(sluice_compiler::x12::MAPPING_SCHEMA_PREFIX)
-        .and_then(sluice_x12::guide::by_schema_name);
+    let x12_guide = origin.x12_guide;
     if let (Payload::Doc(d), Some(guide)) = (&rec.payload, x12_guide.map(|g| g.id.as_str())) {
         // An X12 set of another guide with the same set id (837I into an 837P mapping).
         if !matches!(d.get("set").and_then(|s| s.get("guide")), Some(Doc::Str(g)) if g == guide) {
@@ -365,6 +381,21 @@ pub fn run<'p>(
                 format!(
                     "the X12 guide is not {guide}, which mapping `{}` in map stage `{component}` reads",
                     plan.mapping
+                ),
+            );
+            return Step::Dlq(rec, r);
+        }
+        // A partner's copy reads that partner's sets only: another sender's (or an accepted
+        // unknown sender's) set would be placed in loops that are not its own.
+        if let Some(p) = &plan.x12_partner
+            && !matches!(d.get("interchange").and_then(|i| i.get("partner")), Some(Doc::Str(s)) if *s == p.name)
+        {
+            let r = Rejection::single(
+                findings::X12_OTHER_PARTNER,
+                Some("interchange.partner"),
+                format!(
+                    "the X12 set is not from trading partner `{}`, whose copy of {guide} mapping `{}` in map stage `{component}` reads",
+                    p.name, plan.mapping
                 ),
             );
             return Step::Dlq(rec, r);

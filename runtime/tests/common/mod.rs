@@ -307,6 +307,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
             fhir: None,
             table: None,
             x12_each: Vec::new(),
+            x12_partner: None,
         }),
     )
 }

@@ -15,7 +15,9 @@
 //! - Overlays ([`Overlay`]) change a copy of a bundled guide: usage and repeats of a loop or
 //!   segment, usage of an element, element lengths, added codes ([`overlaid`]); or add to it a
 //!   segment or loop the guide lacks ([`Addition`]), read with the edition's dictionary entry
-//!   or declared elements. An addition loop identification could confuse with a place the
+//!   or declared elements, each with a PHI class: the one written (`phi`), else the one the
+//!   guide gives that element of its own segments with the same id ([`NewPhi::Inherit`]), so
+//!   an added `NM1` name is `name` unless the profile says otherwise. An addition loop identification could confuse with a place the
 //!   guide has (the same segment id where the engine could also choose that place, keys that
 //!   do not tell them apart) is refused ([`OverlayErrorKind::Ambiguous`]): an addition never
 //!   takes a segment the bundled guide would have placed elsewhere. A copy is made once per process per
@@ -29,6 +31,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
+use sluice_spec_core::PhiClass;
 
 use crate::envelope::Finding;
 use crate::guide::{ElementType, ElementUse, Guide, Loop, Node, SegmentUse, Usage};
@@ -274,6 +278,24 @@ pub struct NewElement {
     pub max_length: Option<usize>,
     /// The codes the element may hold (`None` when empty: any value of its type).
     pub codes: Vec<String>,
+    /// The PHI class of its values (see [`NewPhi`]).
+    pub phi: NewPhi,
+}
+
+/// The PHI class of an added element's values.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum NewPhi {
+    /// Not said: the class the guide gives the same element (and component) of its own
+    /// segments with that id ([`inherited_class`]), or none when it gives none. An added
+    /// `NM1(ZZ)` of an 837P takes `name` at NM103 and `health_plan_id` at NM109, as the
+    /// subscriber's NM1 has them: an addition is never less protected than the guide's own
+    /// segment of that id unless the profile says so.
+    #[default]
+    Inherit,
+    /// `phi: none`: the values are no PHI (an organization's name).
+    None,
+    /// `phi: name`, `phi: other_id`, ...
+    Class(PhiClass),
 }
 
 /// Why an overlay does not fit its guide.
@@ -830,6 +852,26 @@ fn new_segment(
         if !e.codes.is_empty() {
             u.codes = Some(Arc::new(e.codes.clone()));
         }
+        if u.ty == ElementType::Composite && e.phi != NewPhi::Inherit {
+            return Err(OverlayError::elements(format!(
+                "{at} is a composite: its components keep the classes the guide gives them (leave `phi` out)"
+            )));
+        }
+    }
+    // PHI classes: as written, else the guide's for the same element of its own segments
+    // with this id (an addition is never less protected than the guide's own segment).
+    let mut classes = Vec::new();
+    guide_classes(&g.root, id, &mut classes);
+    for (i, u) in uses.iter_mut().enumerate() {
+        let written = elements.iter().rev().find(|e| e.position == i + 1).map_or(NewPhi::Inherit, |e| e.phi);
+        u.phi = match written {
+            NewPhi::Inherit => inherited_class(&classes, i + 1, 0),
+            NewPhi::None => None,
+            NewPhi::Class(c) => Some(c),
+        };
+        for (j, c) in u.components.iter_mut().enumerate() {
+            c.phi = inherited_class(&classes, i + 1, j + 1);
+        }
     }
     let key = match qualifier {
         None => None,
@@ -868,6 +910,35 @@ fn new_segment(
         }
     };
     Ok(SegmentUse { id: id.to_string(), usage, max: Some(max_use.unwrap_or(1)), elements: uses, key })
+}
+
+/// Every PHI class the guide gives an element (or component) of its segments `id`:
+/// (position, component or 0, class).
+fn guide_classes(l: &Loop, id: &str, out: &mut Vec<(usize, usize, PhiClass)>) {
+    for c in &l.children {
+        match c {
+            Node::Segment(s) if s.id == id => {
+                for (i, e) in s.elements.iter().enumerate() {
+                    out.extend(e.phi.map(|p| (i + 1, 0, p)));
+                    for (j, k) in e.components.iter().enumerate() {
+                        out.extend(k.phi.map(|p| (i + 1, j + 1, p)));
+                    }
+                }
+            }
+            Node::Segment(_) => {}
+            Node::Loop(inner) => guide_classes(inner, id, out),
+        }
+    }
+}
+
+/// The class an added element without `phi` takes from `classes` (see [`guide_classes`]):
+/// the one class the guide gives that place, `other_id` when it gives several (REF02 is a
+/// social security number after REF*SY, a medical record number after REF*EA: an added REF's
+/// is an identifier of a kind the guide cannot say), none when it gives none.
+pub fn inherited_class(classes: &[(usize, usize, PhiClass)], position: usize, component: usize) -> Option<PhiClass> {
+    let mut found = classes.iter().filter(|(p, c, _)| *p == position && *c == component).map(|(_, _, k)| *k);
+    let first = found.next()?;
+    Some(if found.all(|k| k == first) { first } else { PhiClass::OtherId })
 }
 
 /// A dictionary element made situational for an added segment (its components too).
@@ -1091,6 +1162,96 @@ mod tests {
     }
 
     #[test]
+    fn an_added_segment_takes_the_guides_classes_unless_told() {
+        let base = by_id("005010X222A1").unwrap();
+        let repricer = |elements: Vec<NewElement>| Overlay {
+            path: "2300/2310Z".into(),
+            after: Some("2310F".into()),
+            add: Some(Addition::Loop(vec![
+                NewSegment { segment: "NM1(ZZ)".into(), elements, ..NewSegment::default() },
+                NewSegment { segment: "N3".into(), ..NewSegment::default() },
+                NewSegment { segment: "DTP(472)".into(), ..NewSegment::default() },
+            ])),
+            ..Overlay::default()
+        };
+        let classes = |g: &Guide| {
+            let l = g.root.find("2300").unwrap().find("2310Z").unwrap();
+            let Node::Segment(s) = &l.children[0] else { panic!("NM1 starts the loop") };
+            let n3 = match &l.children[1] {
+                Node::Segment(n3) => n3.elements[0].phi,
+                Node::Loop(_) => panic!("N3 is a segment"),
+            };
+            let dtp = match &l.children[2] {
+                Node::Segment(d) => d.elements[2].phi,
+                Node::Loop(_) => panic!("DTP is a segment"),
+            };
+            (s.elements.iter().map(|e| e.phi).collect::<Vec<_>>(), n3, dtp)
+        };
+        // The 837P's subscriber and patient NM1s class NM103-NM105 and NM107 `name`, NM109
+        // `health_plan_id`; its N3s `address`; no DTP03 has a class.
+        let (nm1, n3, dtp) = classes(&apply(base, &[repricer(vec![])]).unwrap());
+        assert_eq!(nm1[2], Some(PhiClass::Name));
+        assert_eq!(nm1[3], Some(PhiClass::Name));
+        assert_eq!(nm1[8], Some(PhiClass::HealthPlanId));
+        assert_eq!((nm1[0], nm1[1], nm1[7]), (None, None, None), "codes carry no class");
+        assert_eq!(n3, Some(PhiClass::Address));
+        assert_eq!(dtp, base_class(base, "DTP", 3));
+        // Said in the profile: a class, or none.
+        let told = vec![
+            NewElement { position: 3, phi: NewPhi::None, ..NewElement::default() },
+            NewElement { position: 9, phi: NewPhi::Class(PhiClass::OtherId), ..NewElement::default() },
+        ];
+        let (nm1, _, _) = classes(&apply(base, &[repricer(told)]).unwrap());
+        assert_eq!((nm1[2], nm1[3], nm1[8]), (None, Some(PhiClass::Name), Some(PhiClass::OtherId)));
+        // REF02's classes differ by qualifier in the guide (ssn, other_id, mrn): an added
+        // REF's is `other_id`.
+        let g = apply(base, &[ref_zz()]).unwrap();
+        let (_, s) = segment_in(g.root.find("2300").unwrap(), "REF", Some("ZZ")).unwrap();
+        assert_eq!(s.elements[1].phi, Some(PhiClass::OtherId));
+        assert_eq!(s.elements[0].phi, None);
+        // A composite's components keep theirs: `phi` on one is refused.
+        let composite = Overlay {
+            path: "2300/REF(ZZ)".into(),
+            add: Some(Addition::Segment(vec![NewElement { position: 4, phi: NewPhi::None, ..NewElement::default() }])),
+            ..Overlay::default()
+        };
+        let (_, why) = apply(base, &[composite]).unwrap_err();
+        assert_eq!(why.kind, OverlayErrorKind::Elements);
+        assert!(why.message.contains("composite"), "{why}");
+    }
+
+    #[test]
+    fn a_segment_the_dictionary_lacks_takes_the_classes_written() {
+        let base = by_id("005010X222A1").unwrap();
+        let declared = |position, phi| NewElement {
+            position,
+            ty: Some(ElementType::Text),
+            min_length: Some(1),
+            max_length: Some(30),
+            phi,
+            ..NewElement::default()
+        };
+        let o = Overlay {
+            path: "2300/ZZ1".into(),
+            add: Some(Addition::Segment(vec![
+                declared(1, NewPhi::Inherit),
+                declared(2, NewPhi::Class(PhiClass::Name)),
+            ])),
+            ..Overlay::default()
+        };
+        let g = apply(base, &[o]).unwrap();
+        let (_, s) = segment_in(g.root.find("2300").unwrap(), "ZZ1", None).unwrap();
+        assert_eq!((s.elements[0].phi, s.elements[1].phi), (None, Some(PhiClass::Name)));
+    }
+
+    /// The one class the guide gives element `n` of its segments `id`, if any.
+    fn base_class(g: &Guide, id: &str, n: usize) -> Option<PhiClass> {
+        let mut all = Vec::new();
+        guide_classes(&g.root, id, &mut all);
+        inherited_class(&all, n, 0)
+    }
+
+    #[test]
     fn an_added_loop_starts_with_its_first_segment() {
         let base = by_id("005010X222A1").unwrap();
         let o = Overlay {
@@ -1191,6 +1352,7 @@ mod tests {
                 min_length,
                 max_length,
                 codes,
+                phi: NewPhi::Inherit,
             });
         let segment = "(REF|NTE|K3|NM1|N3|N4|PER|DTP|AMT|QTY|LX|HL|CLM|ZZ1)(\\((ZZ|G1|DN|IL|X4|85)\\))?";
         let new_segment = (
