@@ -11,7 +11,7 @@
 # bench/work/ (gitignored). pyx12 is pip-installed into bench/work/pyx12-venv by this script.
 # Both validate against implementation guides: pyx12 with its maps, Sluice with its bundled
 # 5010 837P/835 guides (envelopes, loops, segment usage and repeats, elements, key codes).
-# Measures, asserts nothing.
+# Times are medians of several runs (SLUICE_RUNS, PYX12_RUNS below). Measures, asserts nothing.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK="$ROOT/bench/work"
@@ -38,15 +38,27 @@ echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f
   "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$VENV/bin/python" -c "import importlib.metadata as m; print('pyx12', m.version('pyx12'))" 2>/dev/null || true
 
-# run NAME CMD...: wall seconds and peak RSS (KiB) of one run, output discarded.
+# run NAME N CMD...: the median wall seconds of N runs and the largest peak RSS (KiB), output
+# discarded. One run of a 10-50 ms process says more about what else the machine was doing (a
+# first exec reading the binary into the page cache took 51 ms where later ones took 10), so
+# Sluice runs SLUICE_RUNS times (default 5) and pyx12 PYX12_RUNS times (default 3, once above
+# 1,000 claims, where a run takes minutes).
 run() {
-  local name=$1; shift
-  local t0 t1
-  t0=$(date +%s.%N)
-  /usr/bin/time -o "$WORK/time.out" -f '%M' "$@" >/dev/null 2>"$WORK/$name.err" || true
-  t1=$(date +%s.%N)
-  printf '%s %.3f %s\n' "$name" "$(echo "$t1 - $t0" | bc)" "$(tail -1 "$WORK/time.out")"
+  local name=$1 n=$2; shift 2
+  local t0 t1 times=()
+  for ((i = 0; i < n; i++)); do
+    # $EPOCHREALTIME: no process started to read the clock (a `date` each side added ~5 ms).
+    t0=$EPOCHREALTIME
+    "$@" >/dev/null 2>"$WORK/$name.err" || true
+    t1=$EPOCHREALTIME
+    times+=("$(echo "$t1 - $t0" | bc)")
+  done
+  # Peak memory from one more run under /usr/bin/time (its own start-up kept out of the times).
+  /usr/bin/time -o "$WORK/time.out" -f '%M' "$@" >/dev/null 2>&1 || true
+  printf '%s %.3f %s\n' "$name" "$(printf '%s\n' "${times[@]}" | sort -g | sed -n "$(((n + 1) / 2))p")" \
+    "$(tail -1 "$WORK/time.out")"
 }
+SLUICE_RUNS=${SLUICE_RUNS:-5}
 
 printf '%-6s %8s %10s | %-28s | %-28s | %-28s | %s\n' set claims MB "sluice validate s (MB/s, RSS)" \
   "sluice parse s (MB/s, RSS)" "pyx12 x12valid s (RSS)" "ratio"
@@ -55,11 +67,12 @@ for set in 837P 835; do
     f="$WORK/x12-$set-$n.x12"
     [[ -f "$f" ]] || python3 "$SYNTH" x12 --claims "$n" --set "$set" --seed 1 "$f"
     mb=$(echo "scale=2; $(stat -c %s "$f") / 1000000" | bc)
-    read -r _ sv_t sv_rss < <(run validate "$SLUICE" validate --format x12 "$f")
-    read -r _ sp_t sp_rss < <(run parse "$SLUICE" parse --format x12 "$f")
+    read -r _ sv_t sv_rss < <(run validate "$SLUICE_RUNS" "$SLUICE" validate --format x12 "$f")
+    read -r _ sp_t sp_rss < <(run parse "$SLUICE_RUNS" "$SLUICE" parse --format x12 "$f")
     py="-"; ratio="-"
     if [[ -x "$VENV/bin/x12valid" && "$n" -le "$PYX12_MAX" ]]; then
-      read -r _ py_t py_rss < <(run pyx12 "$VENV/bin/x12valid" "$f")
+      py_runs=${PYX12_RUNS:-$([[ "$n" -le 1000 ]] && echo 3 || echo 1)}
+      read -r _ py_t py_rss < <(run pyx12 "$py_runs" "$VENV/bin/x12valid" "$f")
       py="$py_t ($((py_rss / 1024)) MB)"
       ratio=$(echo "scale=1; $py_t / $sv_t" | bc)x
     fi
