@@ -480,14 +480,8 @@ mod tests {
 
     #[test]
     fn a_company_has_one_budget_in_the_state_store_whoever_reads_it() {
-        let dir = std::env::temp_dir().join(format!("sluice-qbo-budget-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let target = StateTarget {
-            kind: "sqlite".into(),
-            path: dir.join("state.db").display().to_string(),
-            url: None,
-            checkpoint_every_ms: 1000,
-        };
+        let dir = crate::state::temp_dir("qbo-budget");
+        let target = crate::state::sqlite_target(&dir.join("state.db"));
         // Two limits of one company stand for two processes; one request per 10 s.
         let rate = (1, 10);
         let (a, b) = (

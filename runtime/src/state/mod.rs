@@ -697,26 +697,30 @@ impl Store {
     }
 }
 
+/// Tests: a SQLite store at `path`.
+#[cfg(test)]
+pub(crate) fn sqlite_target(path: &Path) -> StateTarget {
+    StateTarget { kind: "sqlite".into(), path: path.display().to_string(), url: None, checkpoint_every_ms: 1000 }
+}
+
+/// Tests: an empty folder of this process for `name`.
+#[cfg(test)]
+pub(crate) fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("sluice-state-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn target(path: &Path) -> StateTarget {
-        StateTarget { kind: "sqlite".into(), path: path.display().to_string(), url: None, checkpoint_every_ms: 1000 }
-    }
-
-    fn temp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("sluice-state-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn runs_and_checkpoints_round_trip() {
-        let dir = temp("round");
+        let dir = temp_dir("round");
         let path = dir.join("state.db");
-        let store = Store::open(&target(&path), Some("p")).unwrap();
+        let store = Store::open(&sqlite_target(&path), Some("p")).unwrap();
         assert!(store.unfinished("p").unwrap().is_none());
         let input = dir.join("in.hl7");
         std::fs::write(&input, "MSH|^~\\&|\r").unwrap();
@@ -756,27 +760,27 @@ mod tests {
 
     #[test]
     fn a_second_process_is_locked_out() {
-        let dir = temp("lock");
+        let dir = temp_dir("lock");
         let path = dir.join("state.db");
-        let first = Store::open(&target(&path), Some("p")).unwrap();
+        let first = Store::open(&sqlite_target(&path), Some("p")).unwrap();
         // A second open file description of the lock file: the lock is per description, so
         // this stands for another process.
-        let second = Store::open(&target(&path), Some("p")).err().unwrap();
+        let second = Store::open(&sqlite_target(&path), Some("p")).err().unwrap();
         assert_eq!(second.code, findings::STATE_LOCKED);
         // Another pipeline may use the store meanwhile.
-        let other = Store::open(&target(&path), Some("other")).unwrap();
+        let other = Store::open(&sqlite_target(&path), Some("other")).unwrap();
         drop(first);
-        assert!(Store::open(&target(&path), Some("p")).is_ok());
+        assert!(Store::open(&sqlite_target(&path), Some("p")).is_ok());
         drop(other);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
     fn a_store_from_a_newer_version_is_refused() {
-        let dir = temp("newer");
+        let dir = temp_dir("newer");
         let path = dir.join("state.db");
         rusqlite::Connection::open(&path).unwrap().execute_batch("PRAGMA user_version = 99").unwrap();
-        let e = Store::open(&target(&path), Some("p")).err().unwrap();
+        let e = Store::open(&sqlite_target(&path), Some("p")).err().unwrap();
         assert_eq!(e.code, findings::STATE);
         assert!(e.message.contains("newer"), "{}", e.message);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -789,14 +793,8 @@ mod throttle_tests {
 
     #[test]
     fn shared_tokens_are_spaced_across_connections() {
-        let dir = std::env::temp_dir().join(format!("sluice-state-throttle-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        let target = StateTarget {
-            kind: "sqlite".into(),
-            path: dir.join("state.db").display().to_string(),
-            url: None,
-            checkpoint_every_ms: 1000,
-        };
+        let dir = temp_dir("throttle");
+        let target = sqlite_target(&dir.join("state.db"));
         // Two unlocked connections stand for two processes.
         let a = Store::open(&target, None).unwrap();
         let b = Store::open(&target, None).unwrap();
