@@ -48,6 +48,16 @@ impl Ctx<'_> {
     }
 }
 
+/// The message of a value past a definition's last element or component (`of`): reported at
+/// `first`, the first position the definition lacks, saying where the value is when later.
+fn beyond(of: &str, first: usize, at: usize) -> String {
+    if at == first {
+        format!("is beyond the {of}")
+    } else {
+        format!("is beyond the {of} (the first value is at position {at})")
+    }
+}
+
 /// Checks `seg` (segment number `number` of its set, in loop `loop_id`) against `use_`.
 pub fn check_segment(seg: &Segment, use_: &SegmentUse, number: usize, loop_id: &str, out: &mut Vec<Finding>) {
     let ctx = Ctx { seg, number, loop_id };
@@ -57,7 +67,11 @@ pub fn check_segment(seg: &Segment, use_: &SegmentUse, number: usize, loop_id: &
         match use_.elements.get(i) {
             Some(eu) => check_element(&ctx, value, eu, out),
             None if !value.is_empty() => {
-                ctx.push(out, "X12059", "3", i + 1, 0, "is beyond the elements the segment has");
+                // Reported at the first position the definition lacks: IK401 holds two digits,
+                // and a value may come after any number of empty elements.
+                let first = use_.elements.len() + 1;
+                let what = beyond("elements the segment has", first, i + 1);
+                ctx.push(out, "X12059", "3", first, 0, &what);
                 return;
             }
             None => {}
@@ -127,7 +141,9 @@ fn check_element(ctx: &Ctx, value: &[u8], eu: &ElementUse, out: &mut Vec<Finding
         n = i + 1;
         let Some(cu) = eu.components.get(i) else {
             if !comp.is_empty() {
-                ctx.push(out, "X12059", "13", eu.position, i + 1, "is beyond the components the composite has");
+                let first = eu.components.len() + 1;
+                let what = beyond("components the composite has", first, i + 1);
+                ctx.push(out, "X12059", "13", eu.position, first, &what);
                 return;
             }
             continue;

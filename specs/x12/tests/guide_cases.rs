@@ -234,6 +234,14 @@ fn element_problems_name_the_element_and_never_the_value() {
         ),
         ("N4*MIAMI*FL*33413", "N4*M*FL*33413", "X12060", "N401 is shorter than 2 characters (loop 2010CA)"),
         ("LX*1", "LX*1*2", "X12059", "LX02 is beyond the elements the segment has (loop 2400)"),
+        // Reported at the first position LX lacks (a 999's IK401 has two digits), saying where
+        // the value is.
+        (
+            "LX*1",
+            "LX*1***********************************************************************************************************2",
+            "X12059",
+            "LX02 is beyond the elements the segment has (the first value is at position 108) (loop 2400)",
+        ),
         ("PAT*19", "PAT*19^20", "X12065", "PAT01 repeats; the guide allows one value (loop 2000C)"),
         ("LX*1", "LX*1:2", "X12059", "LX01 has components; it is a simple element (loop 2400)"),
     ];
