@@ -1,7 +1,9 @@
 //! The registry of diagnostic codes.
 //!
 //! Invariants:
-//! - A code is never reused or renumbered: tools and people search for it.
+//! - A code is never reused or renumbered: tools and people search for it. A code nothing
+//!   emits any more leaves the registry and stays as a comment in its place, so that its number
+//!   is not given again.
 //! - Ranges by phase: SL1xx loading, SL2xx spec structure, SL3xx the pipeline graph,
 //!   SL4xx schemas and paths, SL5xx expressions and types, SL6xx PHI and masking,
 //!   SL7xx validation rules, SL8xx test files (`sluice test`).
@@ -281,8 +283,7 @@ codes! {
         "A mapping with `input: {schema: stripe/<object>}` maps objects of one type, emitted by a `stripe` source. Feed the map stage from a `stripe` source whose `objects` is that type's list alone (`objects: [charges]` for `stripe/charge`): a source reading several lists emits several object types.";
     STRIPE_INPUT_MISMATCH = "SL420", "stripe-input-mismatch", "A stage or sink cannot take raw Stripe objects.",
         "A `stripe` source emits the objects as Stripe sends them, which hold customers' names, e-mail addresses, addresses and card details. Stages that read HL7 v2 paths or output fields and table sinks cannot read them; read them with a map stage whose mapping has `input: {schema: stripe/<object>}`, so that the PHI-flow proof sees which PII reaches each sink.";
-    STRIPE_EACH_UNSUPPORTED = "SL421", "stripe-each-unsupported", "`each` over Stripe arrays is not supported yet.",
-        "A mapping over Stripe objects maps one output record per object; it cannot yet iterate over an array (one item per fee of `fee_details`, built of several members). Map a list of values with the path itself, which gives one item per value (`fee_amounts: fee_details[*].amount`), or pick one item by index (`fee_details[0].type`).";
+    // SL421 (stripe-each-unsupported): retired when `each` over Stripe arrays came (SL490 checks them); never reuse.
     X12_UNKNOWN_LOOP = "SL425", "x12-each-unknown-loop", "`each: loop(ID)` names a loop the implementation guide does not have.",
         "`each: loop(ID)` iterates a loop of the mapping's implementation guide: at the top of a mapping, one output record per occurrence (`loop(2300)`: one per claim of an 837P; `loop(2100)`: one per claim payment of an 835); in a list field, one item per occurrence (`- each: loop(2400)`). The id is the guide's loop id (`specs/x12/guides/`); the help names the closest one and lists them all.";
     X12_PATH_OUTSIDE_EACH = "SL426", "x12-path-outside-each", "An X12 path is ambiguous or outside the context of the loop iterated.",
@@ -321,8 +322,7 @@ codes! {
         "A mapping with `input: {schema: quickbooks/<Entity>}` maps entities of one kind, emitted by a `quickbooks` source. Feed the map stage from a `quickbooks` source whose `entities` is that entity alone (`entities: [Purchase]` for `quickbooks/Purchase`): a source reading several entities emits several kinds.";
     QUICKBOOKS_INPUT_MISMATCH = "SL443", "quickbooks-input-mismatch", "A stage or sink cannot take raw QuickBooks entities.",
         "A `quickbooks` source emits entities as QuickBooks sends them, which hold customers', vendors' and employees' names, addresses and e-mail addresses. Stages that read HL7 v2 paths or output fields, and table sinks, cannot read them; read them with a map stage whose mapping has `input: {schema: quickbooks/<Entity>}`, so that the PHI-flow proof sees which PII reaches each sink.";
-    QUICKBOOKS_EACH_UNSUPPORTED = "SL444", "quickbooks-each-unsupported", "`each` over QuickBooks arrays is not supported yet.",
-        "A mapping over QuickBooks entities maps one output record per entity; it cannot yet iterate over an array (one item per `Line`, built of several members). Map a list of values with the path itself, which gives one item per value (`line_amounts: Line[*].Amount`), or pick one item by index (`Line[0].Amount`).";
+    // SL444 (quickbooks-each-unsupported): retired when `each` over QuickBooks arrays came (SL490 checks them); never reuse.
     PLAID_UNKNOWN_PATH = "SL445", "plaid-unknown-path", "A path does not exist in the mapping's Plaid object.",
         "A mapping with `input: {schema: plaid/transaction}` or `plaid/account` reads Plaid's JSON with dotted property paths as the API writes them: `amount`, `date`, `iso_currency_code`, `personal_finance_category.primary`, `balances.current`, `category[*]` (an array step with `[*]` for every item or `[n]` for one). Each path is checked against the object's schema (`specs/finance/data/plaid-paths.tsv`, derived from Plaid's published OpenAPI spec); the help names the properties valid at the step that is wrong, and the closest one.";
     PLAID_UNKNOWN_OBJECT = "SL446", "plaid-unknown-object", "A mapping's `input.schema` names no Plaid object.",
@@ -331,8 +331,7 @@ codes! {
         "A mapping with `input: {schema: plaid/<object>}` maps objects of one kind, emitted by a `plaid` source. Feed the map stage from a `plaid` source whose `tables` is that object's table alone (`tables: [transactions]` for `plaid/transaction`): a source reading both tables emits both kinds.";
     PLAID_INPUT_MISMATCH = "SL448", "plaid-input-mismatch", "A stage or sink cannot take raw Plaid objects.",
         "A `plaid` source emits accounts and transactions as Plaid sends them, which can hold the account owner's name, payees' names and where a purchase was made. Stages that read HL7 v2 paths or output fields, and table sinks, cannot read them; read them with a map stage whose mapping has `input: {schema: plaid/transaction}` (or `plaid/account`), so that the PHI-flow proof sees which PII reaches each sink.";
-    PLAID_EACH_UNSUPPORTED = "SL449", "plaid-each-unsupported", "`each` over Plaid arrays is not supported yet.",
-        "A mapping over Plaid objects maps one output record per object; it cannot yet iterate over an array. Map a list of values with the path itself, which gives one item per value (`categories: category[*]`), or pick one item by index (`category[0]`).";
+    // SL449 (plaid-each-unsupported): retired when `each` over Plaid arrays came (SL490 checks them); never reuse.
     X12_OVERLAY_AMBIGUOUS = "SL450", "x12-overlay-ambiguous", "An added segment or loop would make loop identification ambiguous.",
         "Loop identification places each segment at the first place of the guide that fits it: in the open loop from the current place on, then in the enclosing loops from the open one on (HL loops anywhere); a qualifier (`REF01`, `NM101`) tells places of one segment id apart. A segment or loop a trading partner's overlay adds (`add_segment`, `add_loop`; the segments inside an added loop too) must not fit a place the engine could also choose: a segment with the same id in the same loop (`2300/NTE` where 2300 has NTE: raise that one's repeats with `path: 2300/NTE` and `max_use`), a loop started by that segment (`2300/NM1(DN)` would take 2310A's), or a place of an enclosing loop that follows (`2400/CLM` would take the next claim's CLM), unless the qualifiers differ. The message names the place it would shadow. Give the addition a qualifier no place there uses (`2300/REF(ZZ)`), or change the guide's place instead.";
     X12_OVERLAY_ELEMENTS = "SL451", "x12-overlay-elements", "An added segment's elements cannot be defined as written.",
@@ -379,6 +378,8 @@ codes! {
         "A partner's copy exists only for the guides of its `transaction_sets` in its `version`: a mapping of `x12/005010X221A1` (835) for a partner that sends only 837s would never see a set. Map one of the partner's guides, or add the transaction set to the partner in the profile.";
     X12_MAPPING_PARTNER_SOURCE = "SL484", "x12-mapping-partner-source", "A map stage reads a partner's copy of a guide, but its source does not read that partner's sets with the same copy.",
         "A mapping with `partner` identifies loops with that partner's copy of its guide, so its paths (`2310Z/NM1-03`, `2300/REF(ZZ)-02`) mean what the profile says. The `format: x12` source feeding the map stage must have a `profile` with a partner of that name whose overlays of the guide are the same (the same profile file, or one with the same partner): otherwise the source would validate the sets with another copy (or the bundled guide) than the one the mapping reads them with. Sets of other senders the source accepts still reach the map stage: they go to the DLQ (RT312), never mapped with a copy that is not theirs.";
+    FINANCE_EACH_NOT_ARRAY = "SL490", "finance-each-not-array", "`each` over a Stripe, QuickBooks or Plaid object does not name an array.",
+        "In a list field of a mapping over a finance object, `- each: Line[*]` with `as: line` gives one item per element of the array, read through the variable (`line.Amount`). `each` must name an array of the object (or of the item of an outer `each`: `each: line.LinkedTxn[*]`), written with `[*]` or without an index: a path that holds one value or one object (`TotalAmt`, `CurrencyRef`) has nothing to iterate, and `Line[0]` picks one item. The help lists the object's arrays.";
     EXPR_SYNTAX = "SL501", "expr-syntax", "An expression cannot be parsed.",
         "Mapping values, rule conditions, filters and routes are expressions: paths (`PID-5.1`), string literals in double quotes (`\"hl7\"`), numbers, `true`, `false`, `null`, function calls, `+`, comparisons, `and`, `or`, `not`. Note that a string literal needs quotes inside the YAML value: `'\"hl7\"'`.";
     TYPE_MISMATCH = "SL502", "type-mismatch", "An expression has the wrong type.",

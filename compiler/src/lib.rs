@@ -12,6 +12,7 @@ pub mod compile;
 pub mod diagnostics;
 pub mod expr;
 pub mod fhir;
+pub mod finance_each;
 pub mod fhir_rest;
 pub mod hl7;
 pub mod jsonschema;

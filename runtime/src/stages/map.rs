@@ -2,8 +2,9 @@
 //! List fields are built by producers: one item per repetition (`each: PID-3[*]`), per segment
 //! group instance (`each: group(ORDER_OBSERVATION)`, partitioned by [`crate::groups`] on
 //! first use), per X12 loop occurrence (`each: loop(2400)`, below the occurrence bound around
-//! it), or a single item; list items may hold nested lists, built by their own producers in
-//! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
+//! it), per element of a finance object's array (`each: Line[*]`, bound for the paths on the
+//! variable; the object stays readable), or a single item; list items may hold nested lists,
+//! built by their own producers in the item's scope (its loop, group and item variables). A mapping with `each: loop(ID)` at its top
 //! maps records its source cut at that loop; one holding another number of occurrences goes to
 //! the DLQ (RT144). With several HL levels (`each: loop(2000C, 2000D)`) a record is one person
 //! when cutting it again at those levels gives it back whole as one of the parts. An X12
@@ -291,6 +292,20 @@ fn produce(
     if let (Some(id), Some(set)) = (&producer.x12_loop, scope.x12) {
         for at in crate::x12_path::occurrences(set, id, scope.x12_at) {
             let inner = Scope { vars: scope.vars.clone(), groups: scope.groups.clone(), x12_at: Some(at), ..*scope };
+            emit(&inner, t, producer, items, out, g);
+        }
+        return;
+    }
+    if let Some(array) = &producer.array {
+        // `each: Line[*]` over a finance object: one item per element, in the array's order.
+        let from = match &array.within {
+            None => scope.doc,
+            Some(v) => scope.items.iter().rev().find(|(n, _)| n == v).map(|(_, d)| *d),
+        };
+        let elements = from.map(|d| crate::fhir_path::select_in(d, None, &array.path)).unwrap_or_default();
+        for element in elements {
+            let bound: Vec<(&str, &Doc)> = scope.items.iter().copied().chain([(var, element)]).collect();
+            let inner = Scope { items: &bound, vars: scope.vars.clone(), groups: scope.groups.clone(), ..*scope };
             emit(&inner, t, producer, items, out, g);
         }
         return;
