@@ -113,7 +113,8 @@ pub fn resolve_item(table: Table, var: &Var, rest: &str, text: &str, span: Span)
     };
     // Several values when `rest` goes through an array without picking one item.
     let extra = checked.normalized.matches("[*]").count().saturating_sub(array.matches("[*]").count());
-    let picked = rest.match_indices('[').filter(|(i, _)| rest[i + 1..].starts_with(|c: char| c.is_ascii_digit())).count();
+    let picked =
+        rest.match_indices('[').filter(|(i, _)| rest[i + 1..].starts_with(|c: char| c.is_ascii_digit())).count();
     let multi = extra > picked;
     let value_type = checked.kind.value_type();
     Ok(Typed {
@@ -185,7 +186,10 @@ pub fn each(diags: &mut Diagnostics, table: Table, text: &str, span: Span, env: 
             let help = if arrays.is_empty() {
                 format!("{} has no array here to iterate; map its fields directly", table.what())
             } else {
-                format!("the arrays here are {}", arrays.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", "))
+                format!(
+                    "the arrays here are {}",
+                    arrays.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                )
             };
             diags.push(
                 Diagnostic::error(

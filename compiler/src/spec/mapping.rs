@@ -1001,3 +1001,101 @@ impl MappingChecker {
         Some(Producer { each, group, x12_loop, array, var, when, item })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Diagnostics;
+    use crate::source::{SourceFile, SourceMap};
+
+    /// Reads `text` as a mapping: the mapping (if it checks) and the codes reported.
+    fn read_text(text: &str) -> (Option<Mapping>, Vec<&'static str>) {
+        let mut sources = SourceMap::default();
+        let file = sources.add(SourceFile::new(std::path::Path::new("m.yaml"), text.to_string()));
+        let mut diags = Diagnostics::default();
+        let node = crate::yaml::parse(file, sources.get(file), &mut diags).expect("YAML");
+        let mut cx = Cx { sources: &sources, file, diags: &mut diags };
+        let m = read(&mut cx, &node, &[], X12Profile::None);
+        let codes = diags.items().iter().map(|d| d.code.code).collect();
+        (m, codes)
+    }
+
+    fn finance(schema: &str, list: &str) -> String {
+        format!(
+            "kind: mapping\nname: m\ninput:\n  schema: {schema}\noutput: canonical/financial-transaction@2\nfields:\n  source: '\"quickbooks\"'\n  connection: connection()\n  id: Id\n  date: TxnDate\n  amount: \"0.00\"\n  currency: lower(CurrencyRef.value)\n  pending: \"false\"\n  fee_types:\n{list}"
+        )
+    }
+
+    #[test]
+    fn each_over_a_quickbooks_array_binds_the_item_and_keeps_the_flat_paths_classes() {
+        let (m, codes) = read_text(&finance(
+            "quickbooks/VendorCredit",
+            "    - each: Line[*]\n      as: line\n      when: line.Amount > 0\n      item: concat(line.AccountBasedExpenseLineDetail.CustomerRef.name, DocNumber)\n",
+        ));
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let p = &producers[0];
+        assert_eq!(p.array, Some(crate::plan::ArrayEach { within: None, path: "Line".into() }));
+        assert_eq!(p.var.as_deref(), Some("line"));
+        let ItemPlan::Scalar { expr, classes } = &p.item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "concat(line.AccountBasedExpenseLineDetail.CustomerRef.name, DocNumber)");
+        // The class of the flat path `Line[*].AccountBasedExpenseLineDetail.CustomerRef.name`.
+        assert_eq!(classes, &[PhiClass::Name]);
+        let leaf = m.leaf_classes.iter().find(|(p, ..)| p == "fee_types[*]").unwrap();
+        assert_eq!(leaf.1, BTreeSet::from([PhiClass::Name]));
+        let flat =
+            sluice_finance::quickbooks::check("VendorCredit", "Line[*].AccountBasedExpenseLineDetail.CustomerRef.name");
+        assert_eq!(flat.unwrap().class, Some(PhiClass::Name));
+    }
+
+    #[test]
+    fn a_nested_each_reads_the_outer_item_and_an_array_of_values_is_its_own_item() {
+        let (m, codes) = read_text(&finance(
+            "quickbooks/JournalEntry",
+            "    - each: TxnTaxDetail.TaxLine[*]\n      as: tax\n      item: concat(tax.TaxLineDetail.TaxRateRef.value, \":\", tax.Amount)\n",
+        ));
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        assert_eq!(producers[0].array.as_ref().unwrap().path, "TxnTaxDetail.TaxLine");
+        let plaid = "kind: mapping\nname: m\ninput:\n  schema: plaid/transaction\noutput: canonical/financial-transaction@2\nfields:\n  source: '\"plaid\"'\n  connection: connection()\n  id: transaction_id\n  date: date\n  amount: negate(amount)\n  currency: lower(iso_currency_code)\n  pending: pending\n  fee_types:\n    - each: category[*]\n      as: c\n      item: upper(c)\n";
+        let (m, codes) = read_text(plaid);
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let ItemPlan::Scalar { expr, .. } = &producers[0].item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "upper(c)");
+    }
+
+    #[test]
+    fn what_is_not_an_array_or_not_under_the_item_is_refused_with_its_code() {
+        let cases = [
+            ("    - each: CurrencyRef\n      as: c\n      item: c.value\n", "SL490"),
+            ("    - each: Line[0]\n      as: line\n      item: line.Description\n", "SL490"),
+            ("    - each: Lines[*]\n      as: line\n      item: line.Description\n", "SL440"),
+            ("    - each: Line[*]\n      as: line\n      item: line.Descripton\n", "SL440"),
+            // The variable's name is the item's only: `Line` stays the whole array (a list).
+            ("    - each: Line[*]\n      as: line\n      item: Line.Description\n", "SL508"),
+        ];
+        for (list, code) in cases {
+            let (m, codes) = read_text(&finance("quickbooks/JournalEntry", list));
+            assert_eq!(codes, [code], "{list}");
+            assert!(m.is_some_and(|m| m.plan.fields.iter().all(|f| match &f.value {
+                FieldValue::List { producers } => producers.is_empty(),
+                _ => true,
+            })));
+        }
+        let top = finance("quickbooks/JournalEntry", "    - item: Id\n").replace("fields:", "each: Line[*]\nfields:");
+        assert_eq!(read_text(&top).1, ["SL427"]);
+    }
+}

@@ -236,8 +236,15 @@ impl Table {
         }
         if !base.is_empty()
             && !self.fields(object).any(|f| continues(f, base))
-            && let Err(e) = self.check(object, base)
+            && let Err(mut e) = self.check(object, base)
         {
+            // Only steps on the way to an array are valid here.
+            let arrays = self.arrays(object);
+            let toward: Vec<String> =
+                e.candidates.iter().filter(|c| arrays.iter().any(|a| a.split('.').any(|s| s == *c))).cloned().collect();
+            if !toward.is_empty() {
+                e.candidates = toward;
+            }
             return Err(ArrayError::Unknown(e));
         }
         Err(ArrayError::NotArray { arrays: self.arrays(object) })
