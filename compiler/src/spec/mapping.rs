@@ -1098,4 +1098,38 @@ mod tests {
         let top = finance("quickbooks/JournalEntry", "    - item: Id\n").replace("fields:", "each: Line[*]\nfields:");
         assert_eq!(read_text(&top).1, ["SL427"]);
     }
+
+    /// A mapping of BillPayment lines to an output with a list of groups holding a list
+    /// (`canonical/claim@2`, for the shape only): `codes` are those besides SL408 (the claim's
+    /// required fields, not mapped here).
+    fn nested(inner_each: &str) -> (Option<Mapping>, Vec<&'static str>) {
+        let text = format!(
+            "kind: mapping\nname: m\ninput:\n  schema: quickbooks/BillPayment\noutput: canonical/claim@2\nfields:\n  total_charge: Line[0].Amount\n  service_lines:\n    - each: Line[*]\n      as: line\n      item:\n        charge: line.Amount\n        procedure_modifiers:\n          - each: {inner_each}\n            as: txn\n            item: txn.TxnType\n"
+        );
+        let (m, codes) = read_text(&text);
+        (m, codes.into_iter().filter(|c| *c != "SL408").collect())
+    }
+
+    #[test]
+    fn an_items_own_array_is_iterated_by_a_nested_each_on_the_variable() {
+        let (m, codes) = nested("line.LinkedTxn[*]");
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "service_lines").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let ItemPlan::Struct { members, lists } = &producers[0].item else { panic!("groups") };
+        assert_eq!(members[0].expr.to_string(), "line.Amount");
+        let inner = &lists[0].producers[0];
+        assert_eq!(inner.array, Some(crate::plan::ArrayEach { within: Some("line".into()), path: "LinkedTxn".into() }));
+        let ItemPlan::Scalar { expr, .. } = &inner.item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "txn.TxnType");
+        // The flat path with an index reads one line (QuickBooks' upper-case names after `[0].`).
+        let total = m.plan.fields.iter().find(|f| f.path == "total_charge").unwrap();
+        let FieldValue::Scalar { expr, .. } = &total.value else { panic!("a scalar") };
+        assert_eq!(expr.to_string(), "Line[0].Amount");
+        assert_eq!(nested("line.Amount").1, ["SL490"]);
+        assert_eq!(nested("line.LinkedTxns[*]").1, ["SL440"]);
+    }
 }
