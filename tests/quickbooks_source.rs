@@ -18,7 +18,9 @@
 //! two companies whose entity ids collide, each through its own connection, write one ledger
 //! (a `jsonl` file and a PostgreSQL upsert table keyed by `connection, id`) with every row of
 //! both, `connection()` and `envelope("quickbooks.realm")` filled, and a DLQ record replayed
-//! after a mapping fix keeps its connection and company.
+//! after a mapping fix keeps its connection and company; journal entries mapped with `- each:
+//! Line[*]` give one list item per debit line (exact values, the entry's `DocNumber` read
+//! inside the item), an entry without lines an empty list, and the run balances.
 
 mod common;
 
