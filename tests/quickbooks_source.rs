@@ -18,7 +18,9 @@
 //! two companies whose entity ids collide, each through its own connection, write one ledger
 //! (a `jsonl` file and a PostgreSQL upsert table keyed by `connection, id`) with every row of
 //! both, `connection()` and `envelope("quickbooks.realm")` filled, and a DLQ record replayed
-//! after a mapping fix keeps its connection and company.
+//! after a mapping fix keeps its connection and company; journal entries mapped with `- each:
+//! Line[*]` give one list item per debit line (exact values, the entry's `DocNumber` read
+//! inside the item), an entry without lines an empty list, and the run balances.
 
 mod common;
 
@@ -685,4 +687,89 @@ fn two_companies_with_the_same_ids_share_one_table_keyed_by_connection() {
     assert_eq!(replayed["amount"].as_f64(), Some(-7.25));
     // The realm the record came with, kept (sealed) in the DLQ entry's `envelope`.
     assert_eq!(replayed["source_object"], WEST_REALM, "{replayed}");
+}
+
+/// A journal entry's lines, as QuickBooks writes them: `(line id, amount, posting type,
+/// account id)`.
+fn journal_entry(doc: &str, lines: &[(&str, f64, &str, &str)]) -> serde_json::Value {
+    let lines: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|(id, amount, posting, account)| {
+            serde_json::json!({
+                "Id": id, "Amount": amount, "DetailType": "JournalEntryLineDetail", "Description": "fee",
+                "JournalEntryLineDetail": {
+                    "PostingType": posting, "AccountRef": {"value": account, "name": "Bank Charges"},
+                },
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "DocNumber": doc, "TxnDate": "2026-11-02", "Adjustment": false,
+        "CurrencyRef": {"value": "CAD", "name": "Canadian Dollar"}, "Line": lines,
+        "domain": "QBO", "sparse": false,
+    })
+}
+
+#[test]
+fn journal_entry_lines_are_mapped_one_item_per_line_with_the_entry_readable() {
+    let base = now() - 2 * 86_400;
+    let server = Server::start(REALM, &[], base);
+    server.add_raw(
+        "JournalEntry",
+        journal_entry("49", &[("0", 125.5, "Debit", "65"), ("1", 125.5, "Credit", "50"), ("2", 6.25, "Debit", "66")]),
+        base,
+    );
+    // An entry without lines: its record is delivered with an empty list.
+    server.add_raw("JournalEntry", journal_entry("50", &[]), base + 60);
+    let ids = server.ids("JournalEntry");
+    let dir = workspace("quickbooks-journal");
+    let accounts = std::fs::read_to_string(dir.join("pipelines/quickbooks-accounts.yaml")).unwrap();
+    let spec = accounts
+        .replace("name: quickbooks-accounts", "name: quickbooks-journal")
+        .replace("entities: [Account]", "entities: [JournalEntry]")
+        .replace("../mappings/base/quickbooks-accounts.yaml", "../mappings/journal-lines.yaml")
+        .replace("quickbooks-accounts/", "quickbooks-journal/");
+    std::fs::write(dir.join("pipelines/quickbooks-journal.yaml"), spec).unwrap();
+    // Every debit line as `line id:amount:account:entry`, the entry's DocNumber read inside
+    // the item; the credit line is left out by `when`.
+    std::fs::write(
+        dir.join("mappings/journal-lines.yaml"),
+        r#"kind: mapping
+name: journal-lines
+input:
+  schema: quickbooks/JournalEntry
+output: canonical/financial-transaction@2
+fields:
+  source: '"quickbooks"'
+  connection: connection()
+  id: concat("JournalEntry/", Id)
+  date: TxnDate
+  amount: "0.00"
+  currency: lower(CurrencyRef.value)
+  pending: "false"
+  fee_types:
+    - each: Line[*]
+      as: line
+      when: line.JournalEntryLineDetail.PostingType == "Debit"
+      item: concat(line.Id, ":", line.Amount, ":", line.JournalEntryLineDetail.AccountRef.value, ":", DocNumber)
+"#,
+    )
+    .unwrap();
+    let pipeline = "pipelines/quickbooks-journal.yaml";
+    point_pipeline_at(&dir, "quickbooks-journal.yaml", &server);
+    let connected = connect_pipeline(&dir, pipeline);
+    assert!(connected.status.success(), "{}", text(&connected.stderr));
+    let mut stderrs = Vec::new();
+    let summary = run_pipeline_ok(&dir, pipeline, &mut stderrs);
+    assert_eq!((count(&summary, "delivered"), count(&summary, "dlq")), (2, 0), "{summary}");
+    let rows = json_lines(&dir.join("out/quickbooks-journal/accounts.jsonl"));
+    let lines: Vec<(String, serde_json::Value)> =
+        rows.iter().map(|r| (r["id"].as_str().unwrap().to_string(), r["fee_types"].clone())).collect();
+    assert_eq!(
+        lines,
+        vec![
+            (format!("JournalEntry/{}", ids[0]), serde_json::json!(["0:125.5:65:49", "2:6.25:66:49"])),
+            (format!("JournalEntry/{}", ids[1]), serde_json::json!([])),
+        ]
+    );
 }

@@ -114,6 +114,12 @@ pub fn resolve_path(
         }
         Err(e) => e,
     };
+    Err(path_error(text, span, e, words))
+}
+
+/// The diagnostic of a path `text` written at `span` that is not in a vendor's table: at the
+/// first unknown step (`e`), with a did-you-mean among the steps valid there.
+pub fn path_error(text: &str, span: Span, e: PathError, words: &PathWords<'_>) -> Diagnostic {
     let exact = span.end - span.start == text.len();
     let at = if exact && e.len > 0 {
         let end = (e.offset + e.len).min(text.len());
@@ -137,7 +143,5 @@ pub fn resolve_path(
         }
         None => valid,
     };
-    Err(Diagnostic::error(words.code, format!("`{text}` is not a path of {}", words.what))
-        .label(at, words.label)
-        .help(help))
+    Diagnostic::error(words.code, format!("`{text}` is not a path of {}", words.what)).label(at, words.label).help(help)
 }

@@ -13,6 +13,7 @@ pub mod diagnostics;
 pub mod expr;
 pub mod fhir;
 pub mod fhir_rest;
+pub mod finance_each;
 pub mod hl7;
 pub mod jsonschema;
 pub mod object_store;

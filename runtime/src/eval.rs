@@ -2,6 +2,7 @@
 //! repetitions, group variables bound to segment group instances (paths on them read only the
 //! instance's segments), or an output document; HL7 value conversion; built-in functions; lookup tables;
 //! minijinja templates (plain `{{ name }}` templates by concatenation, [`crate::plain_template`]);
+//! items of a finance object's arrays bound by `each: Line[*]` (paths on them walk the item's JSON);
 //! a finance record's provenance (`connection()`, `envelope(...)`: [`Provenance`]).
 //!
 //! Invariants:
@@ -164,7 +165,7 @@ impl<'p> Prepared<'p> {
     /// or says which template failed (spec text, not data).
     pub fn prepare(&mut self, expr: &'p Expr) -> Result<(), String> {
         match expr {
-            Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } | Expr::Fhir { .. } => Ok(()),
+            Expr::Lit { .. } | Expr::Var { .. } | Expr::Field { .. } | Expr::Fhir { .. } | Expr::Item { .. } => Ok(()),
             Expr::X12 { path, .. } => {
                 if !self.x12_paths.contains_key(path.as_str()) {
                     let p = crate::x12_path::parse(path).ok_or_else(|| format!("X12 path `{path}` does not parse"))?;
@@ -239,6 +240,9 @@ pub struct Scope<'a> {
     pub x12_at: Option<usize>,
     /// Where a finance record came from, for `connection()` and `envelope(...)`.
     pub provenance: Option<Provenance<'a>>,
+    /// Items of a finance object's arrays bound by `each: Line[*]` (`as: line`), innermost
+    /// last: `line.Amount` reads that item.
+    pub items: &'a [(&'a str, &'a Doc)],
 }
 
 /// Where a finance record came from: its source's provenance (from the plan) and the envelope
@@ -285,6 +289,7 @@ impl<'a> Scope<'a> {
             x12: None,
             x12_at: None,
             provenance: None,
+            items: &[],
         }
     }
 
@@ -349,6 +354,18 @@ impl<'a> Scope<'a> {
             // A FHIR resource's values are typed JSON already: no text conversion.
             Expr::Fhir { path, multi, .. } => {
                 let values = self.doc.map(|d| crate::fhir_path::select_in(d, self.bundle, path)).unwrap_or_default();
+                if *multi {
+                    Val::List(values.into_iter().map(Val::from_doc).collect())
+                } else {
+                    values.first().map_or(Val::Null, |d| Val::from_doc(d))
+                }
+            }
+            // An item of a finance object's array: typed JSON, walked as a FHIR path is.
+            Expr::Item { var, path, multi, .. } => {
+                let values = match self.items.iter().rev().find(|(n, _)| n == var) {
+                    Some((_, item)) => crate::fhir_path::select_in(item, None, path),
+                    None => Vec::new(),
+                };
                 if *multi {
                     Val::List(values.into_iter().map(Val::from_doc).collect())
                 } else {
@@ -692,6 +709,7 @@ fn describe(e: &Expr) -> String {
             path.clone()
         }
         Expr::Within { var, path, .. } => format!("{var}.{path}"),
+        Expr::Item { .. } => e.to_string(),
         Expr::Var { name, component, subcomponent, .. } => var_text(name, *component, *subcomponent),
         Expr::Call { args, .. } => args.first().map(describe).unwrap_or_default(),
         _ => "expression".into(),

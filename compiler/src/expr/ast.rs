@@ -62,6 +62,17 @@ pub enum Expr {
         value_type: ValueType,
         multi: bool,
     },
+    /// A path into the item of a finance object's array bound to `var` by `each:` / `as:`
+    /// (`each: Line[*]`, `as: line`): `line.Amount` is `{var: line, path: Amount}`, in the
+    /// runtime form of [`Expr::Fhir`] walked over the item's JSON (`[*]` dropped); an empty
+    /// `path` is the item itself (an array of values, Plaid's `category[*]`). `value_type` is
+    /// the type of one value; `multi` when it yields a list.
+    Item {
+        var: String,
+        path: String,
+        value_type: ValueType,
+        multi: bool,
+    },
     /// A path into an X12 transaction set, as written (`2300/CLM-01`, `2400[*]/SV1-01-2`),
     /// checked against the mapping's guide by [`crate::x12`]. `value_type` is the type of one
     /// value; `multi` when it yields a list.
@@ -274,6 +285,8 @@ impl std::fmt::Display for Expr {
                 Ok(())
             }
             Expr::Within { var, path, .. } => write!(f, "{var}.{path}"),
+            Expr::Item { var, path, .. } if path.is_empty() => f.write_str(var),
+            Expr::Item { var, path, .. } => write!(f, "{var}.{path}"),
             Expr::Call { function, args } => {
                 write!(f, "{}(", function.name())?;
                 list(f, args)?;

@@ -46,13 +46,15 @@ pub enum Scope<'a> {
 }
 
 /// An iteration variable bound by `each` / `as`: one repetition of a field (its datatype and
-/// classes), or one instance of a segment group (`group`).
+/// classes), one instance of a segment group (`group`), or one item of a finance object's
+/// array (`item`: the array's path in the table's form, `Line[*]`; [`crate::finance_each`]).
 #[derive(Clone, Debug)]
 pub struct Var {
     pub name: String,
     pub datatype: String,
     pub classes: BTreeSet<PhiClass>,
     pub group: Option<super::groups::GroupVar>,
+    pub item: Option<String>,
 }
 
 pub struct Env<'a> {
@@ -279,6 +281,14 @@ pub fn check(cx: &mut ExprCx, syn: &Syn, env: &Env) -> Option<Typed> {
 /// A FHIR path, or a Stripe path: each checked against its schema, then walked over the
 /// record's JSON by the runtime the same way (`crate::stripe`'s module header).
 fn check_fhir_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<Typed> {
+    if let (Some(table), Some((var, rest))) =
+        (crate::finance_each::Table::of(&env.scope), crate::finance_each::item_var(&env.vars, text))
+    {
+        return match crate::finance_each::resolve_item(table, var, rest, text, cx.span(&syn.span)) {
+            Ok(t) => Some(t),
+            Err(d) => cx.error(d),
+        };
+    }
     let resolved = match env.scope {
         Scope::Fhir(fhir) => fhir.resolve(text, cx.span(&syn.span)),
         Scope::Stripe(stripe) => stripe.resolve(text, cx.span(&syn.span)),
@@ -397,6 +407,9 @@ fn check_hl7_path(cx: &mut ExprCx, text: &str, syn: &Syn, env: &Env) -> Option<T
 fn check_name(cx: &mut ExprCx, parts: &[String], syn: &Syn, env: &Env) -> Option<Typed> {
     let first = &parts[0];
     if let Some(var) = env.vars.iter().rev().find(|v| &v.name == first) {
+        if var.item.is_some() {
+            return check_fhir_path(cx, &parts.join("."), syn, env);
+        }
         let Scope::Hl7(hl7) = env.scope else { return None };
         if var.group.is_some() {
             return super::groups::group_as_value(cx, syn, &format!("`{first}`"));

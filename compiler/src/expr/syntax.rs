@@ -347,9 +347,10 @@ fn fhir_path_end(src: &str, from: usize) -> Option<usize> {
             b'.' => {
                 pos += 1;
                 word_start = pos;
-                // FHIR element names start in lower case; `order.NTE[*]-3` is an HL7 path
-                // within a segment group.
-                if b.get(pos).is_some_and(u8::is_ascii_uppercase) {
+                // `order.NTE[*]-3` is an HL7 path within a segment group; other names after a
+                // dot may start in upper case (QuickBooks' `Line[0].Amount`).
+                let word_end = src[pos..].find(|ch: char| !ch.is_ascii_alphanumeric()).map_or(src.len(), |i| pos + i);
+                if is_segment_id(&src[pos..word_end]) && matches!(b.get(word_end), Some(b'-' | b'[')) {
                     return None;
                 }
             }
@@ -652,6 +653,11 @@ mod tests {
             SynKind::FhirPath("value.as(Quantity).value".into())
         );
         assert!(matches!(parse("order.NTE[*]-3").unwrap().kind, SynKind::Scoped { .. }));
+        assert!(matches!(parse("order.OBX[1]-5").unwrap().kind, SynKind::Scoped { .. }));
+        // Names after a dot in upper case, as QuickBooks writes them.
+        assert_eq!(parse("Line[0].Amount").unwrap().kind, SynKind::FhirPath("Line[0].Amount".into()));
+        assert_eq!(parse("line.LinkedTxn[0].TxnId").unwrap().kind, SynKind::FhirPath("line.LinkedTxn[0].TxnId".into()));
+        assert!(matches!(parse("CurrencyRef.value").unwrap().kind, SynKind::Name(_)));
         assert!(matches!(parse("metadata.message_type").unwrap().kind, SynKind::Name(_)));
         assert!(matches!(parse("coalesce(a.b, id.1)").unwrap().kind, SynKind::Call { .. }));
     }

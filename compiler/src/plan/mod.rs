@@ -612,10 +612,23 @@ pub struct Producer {
     /// occurrence bound around it); paths in the item read that occurrence.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub x12_loop: Option<String>,
+    /// `each: Line[*]` over a Stripe, QuickBooks or Plaid object: one item per element of
+    /// that array; paths on the variable read the element.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub array: Option<ArrayEach>,
     pub var: Option<String>,
     /// Items are produced only when this holds (evaluated per item when iterating).
     pub when: Option<Expr>,
     pub item: ItemPlan,
+}
+
+/// `each: Line[*]` over a finance object's JSON: the elements of the array at `path` (the
+/// runtime form of a JSON path, [`Expr::Fhir`]'s: `Line`, `TxnTaxDetail.TaxLine`) in the
+/// record, or in the item bound to variable `within` (`each: line.LinkedTxn[*]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArrayEach {
+    pub within: Option<String>,
+    pub path: String,
 }
 
 /// `each: group(NAME)` or `each: var.group(NAME)`: one item per instance of segment group

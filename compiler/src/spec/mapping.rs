@@ -7,6 +7,10 @@
 //!   members included (`orders[*].observations[*].value`).
 //! - `each: group(...)` names a segment group of the structures of `message_types` (checked by
 //!   [`crate::expr::groups`]); its items read the group instance through a group variable.
+//! - Over a Stripe, QuickBooks or Plaid object, `each` in a list field iterates an array of
+//!   the object (`- each: Line[*]`, `as: line`), paths on the variable checked as the array's
+//!   items' by [`crate::finance_each`] (SL490 for a path that is not an array); at the top of
+//!   the mapping it is refused (SL427): one record per object.
 //! - Over X12, `each` iterates loops only (`loop(2400)`, SL416 otherwise), in a list or at the
 //!   top of the mapping (one record per occurrence, X12 only: SL427; a chain of HL levels such
 //!   as `loop(2000C, 2000D)` at the top only, SL430); paths inside are checked against the
@@ -291,6 +295,17 @@ pub fn read(cx: &mut Cx, node: &Node, z_segments: &[ZSegmentPlan], x12_profile: 
                 let env = crate::x12::X12Env { guide, within: None, outer: None };
                 x12_each_loop = Some(x12_each(cx, each_node, env, None, true)?);
             }
+            None if input_stripe.is_some() || input_quickbooks.is_some() || input_plaid.is_some() => {
+                cx.push(
+                    Diagnostic::error(
+                        codes::MAPPING_EACH_UNSUPPORTED,
+                        "one record per item of a finance object's array is not supported yet",
+                    )
+                    .label(each_node.span, "`each` at the top of the mapping")
+                    .help("a mapping over a Stripe, QuickBooks or Plaid object maps one record per object: map the items as a list field (`lines: [{each: Line[*], as: line, item: {amount: line.Amount}}]`)"),
+                );
+                return None;
+            }
             None => {
                 cx.push(
                     Diagnostic::error(
@@ -451,6 +466,8 @@ fn read_tables(cx: &mut Cx, node: &Node) -> Vec<CodeTable> {
 pub(crate) struct Iteration {
     pub each: Option<crate::expr::ast::Expr>,
     pub group: Option<crate::plan::GroupEach>,
+    /// `each: Line[*]` over a finance object ([`crate::finance_each`]).
+    pub array: Option<crate::plan::ArrayEach>,
     pub var: Option<String>,
     pub vars: Vec<Var>,
     /// `each: loop(ID)` over X12: the scope of the items (the loop bound).
@@ -471,34 +488,29 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
     if let (Scope::X12(x12), Some(each_node)) = (env.scope, obj.get("each")) {
         let l = x12_each(cx, each_node, x12, obj.key_span("as"), false)?;
         let within = crate::x12::X12Env { within: l.last().copied(), outer: None, ..x12 };
-        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: Some(within) });
+        return Some(Iteration {
+            each: None,
+            group: None,
+            array: None,
+            var: None,
+            vars: env.vars.clone(),
+            x12: Some(within),
+        });
     }
-    if let (Scope::Stripe(_), Some(each_node)) = (env.scope, obj.get("each")) {
-        cx.push(
-            Diagnostic::error(codes::STRIPE_EACH_UNSUPPORTED, "`each` over Stripe arrays is not supported yet")
-                .label(each_node.span, "iterates over a Stripe array")
-                .help("map the list field to the path itself, one item per value (`fee_amounts: fee_details[*].amount`), or pick one item by index (`fee_details[0].type`)"),
-        );
-        return None;
-    }
-    if let (Scope::QuickBooks(_), Some(each_node)) = (env.scope, obj.get("each")) {
-        cx.push(
-            Diagnostic::error(codes::QUICKBOOKS_EACH_UNSUPPORTED, "`each` over QuickBooks arrays is not supported yet")
-                .label(each_node.span, "iterates over a QuickBooks array")
-                .help("map the list field to the path itself, one item per value (`line_amounts: Line[*].Amount`), or pick one item by index (`Line[0].Amount`)"),
-        );
-        return None;
-    }
-    if let (Scope::Plaid(_), Some(each_node)) = (env.scope, obj.get("each")) {
-        cx.push(
-            Diagnostic::error(codes::PLAID_EACH_UNSUPPORTED, "`each` over Plaid arrays is not supported yet")
-                .label(each_node.span, "iterates over a Plaid array")
-                .help("map the list field to the path itself, one item per value (`categories: category[*]`), or pick one item by index (`category[0]`)"),
-        );
-        return None;
+    if let (Some(table), Some(each_node)) = (crate::finance_each::Table::of(&env.scope), obj.get("each")) {
+        // `each: Line[*]` over a Stripe, QuickBooks or Plaid object: one item per element.
+        let written = reader::string(cx, each_node, "`each`")?;
+        let (array, item) = crate::finance_each::each(cx.diags, table, &written.text, written.span, env)?;
+        let name = match obj.get("as") {
+            Some(n) => reader::string(cx, n, "`as`")?,
+            None => Spanned { text: "it".into(), span: each_node.span },
+        };
+        let mut vars = env.vars.clone();
+        vars.push(crate::finance_each::var(name.text.clone(), item));
+        return Some(Iteration { each: None, group: None, array: Some(array), var: Some(name.text), vars, x12: None });
     }
     if let Scope::Fhir(_) | Scope::X12(_) | Scope::Stripe(_) | Scope::QuickBooks(_) | Scope::Plaid(_) = env.scope {
-        return Some(Iteration { each: None, group: None, var: None, vars: env.vars.clone(), x12: None });
+        return Some(Iteration { each: None, group: None, array: None, var: None, vars: env.vars.clone(), x12: None });
     }
     let Scope::Hl7(hl7) = env.scope else { return None };
     let mut vars = env.vars.clone();
@@ -513,7 +525,13 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
         let mut ecx = check::ExprCx { sources: cx.sources, diags: cx.diags, base };
         let (g, gv) = groups::check_each(&mut ecx, &syn, env, structures)?;
         let name = name_of(cx, each_node)?;
-        vars.push(Var { name: name.text.clone(), datatype: String::new(), classes: BTreeSet::new(), group: Some(gv) });
+        vars.push(Var {
+            name: name.text.clone(),
+            datatype: String::new(),
+            classes: BTreeSet::new(),
+            group: Some(gv),
+            item: None,
+        });
         group = Some(g);
         var = Some(name.text);
     } else if let Some(each_node) = obj.get("each") {
@@ -549,11 +567,11 @@ pub(crate) fn iteration(cx: &mut Cx, obj: &reader::Obj, env: &Env, structures: &
                 .map_or("ST".to_string(), |cd| cd.datatype.clone()),
         };
         let name = name_of(cx, each_node)?;
-        vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone(), group: None });
+        vars.push(Var { name: name.text.clone(), datatype, classes: t.classes.clone(), group: None, item: None });
         each = Some(t.expr);
         var = Some(name.text);
     }
-    Some(Iteration { each, group, var, vars, x12: None })
+    Some(Iteration { each, group, array: None, var, vars, x12: None })
 }
 
 /// The guide an X12 mapping reads: with `profile` and `partner`, that partner's copy of
@@ -865,6 +883,7 @@ impl MappingChecker {
             each: Some(each),
             group: None,
             x12_loop: None,
+            array: None,
             var: Some(var),
             when: None,
             item: ItemPlan::Scalar { classes: sorted(&t.classes), expr: item },
@@ -873,7 +892,7 @@ impl MappingChecker {
 
     fn producer(&mut self, cx: &mut Cx, node: &Node, list: &str, inner: &ValueType, env: &Env) -> Option<Producer> {
         let obj = reader::object(cx, node, &shape::PRODUCER, &format!("a producer of `{list}`"))?;
-        let Iteration { each, group, var, vars, x12 } = iteration(cx, &obj, env, &self.structures)?;
+        let Iteration { each, group, array, var, vars, x12 } = iteration(cx, &obj, env, &self.structures)?;
         let x12_loop = x12.and_then(|e| e.within).map(|l| l.id.clone());
         let scope = x12.map_or(env.scope, Scope::X12);
         let inner_env = Env { scope, vars, tables: env.tables.clone() };
@@ -979,6 +998,138 @@ impl MappingChecker {
                 ItemPlan::Scalar { classes: sorted(&t.classes), expr: t.expr }
             }
         };
-        Some(Producer { each, group, x12_loop, var, when, item })
+        Some(Producer { each, group, x12_loop, array, var, when, item })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::diagnostics::Diagnostics;
+    use crate::source::{SourceFile, SourceMap};
+
+    /// Reads `text` as a mapping: the mapping (if it checks) and the codes reported.
+    fn read_text(text: &str) -> (Option<Mapping>, Vec<&'static str>) {
+        let mut sources = SourceMap::default();
+        let file = sources.add(SourceFile::new(std::path::Path::new("m.yaml"), text.to_string()));
+        let mut diags = Diagnostics::default();
+        let node = crate::yaml::parse(file, sources.get(file), &mut diags).expect("YAML");
+        let mut cx = Cx { sources: &sources, file, diags: &mut diags };
+        let m = read(&mut cx, &node, &[], X12Profile::None);
+        let codes = diags.items().iter().map(|d| d.code.code).collect();
+        (m, codes)
+    }
+
+    fn finance(schema: &str, list: &str) -> String {
+        format!(
+            "kind: mapping\nname: m\ninput:\n  schema: {schema}\noutput: canonical/financial-transaction@2\nfields:\n  source: '\"quickbooks\"'\n  connection: connection()\n  id: Id\n  date: TxnDate\n  amount: \"0.00\"\n  currency: lower(CurrencyRef.value)\n  pending: \"false\"\n  fee_types:\n{list}"
+        )
+    }
+
+    #[test]
+    fn each_over_a_quickbooks_array_binds_the_item_and_keeps_the_flat_paths_classes() {
+        let (m, codes) = read_text(&finance(
+            "quickbooks/VendorCredit",
+            "    - each: Line[*]\n      as: line\n      when: line.Amount > 0\n      item: concat(line.AccountBasedExpenseLineDetail.CustomerRef.name, DocNumber)\n",
+        ));
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let p = &producers[0];
+        assert_eq!(p.array, Some(crate::plan::ArrayEach { within: None, path: "Line".into() }));
+        assert_eq!(p.var.as_deref(), Some("line"));
+        let ItemPlan::Scalar { expr, classes } = &p.item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "concat(line.AccountBasedExpenseLineDetail.CustomerRef.name, DocNumber)");
+        // The class of the flat path `Line[*].AccountBasedExpenseLineDetail.CustomerRef.name`.
+        assert_eq!(classes, &[PhiClass::Name]);
+        let leaf = m.leaf_classes.iter().find(|(p, ..)| p == "fee_types[*]").unwrap();
+        assert_eq!(leaf.1, BTreeSet::from([PhiClass::Name]));
+        let flat =
+            sluice_finance::quickbooks::check("VendorCredit", "Line[*].AccountBasedExpenseLineDetail.CustomerRef.name");
+        assert_eq!(flat.unwrap().class, Some(PhiClass::Name));
+    }
+
+    #[test]
+    fn a_nested_each_reads_the_outer_item_and_an_array_of_values_is_its_own_item() {
+        let (m, codes) = read_text(&finance(
+            "quickbooks/JournalEntry",
+            "    - each: TxnTaxDetail.TaxLine[*]\n      as: tax\n      item: concat(tax.TaxLineDetail.TaxRateRef.value, \":\", tax.Amount)\n",
+        ));
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        assert_eq!(producers[0].array.as_ref().unwrap().path, "TxnTaxDetail.TaxLine");
+        let plaid = "kind: mapping\nname: m\ninput:\n  schema: plaid/transaction\noutput: canonical/financial-transaction@2\nfields:\n  source: '\"plaid\"'\n  connection: connection()\n  id: transaction_id\n  date: date\n  amount: negate(amount)\n  currency: lower(iso_currency_code)\n  pending: pending\n  fee_types:\n    - each: category[*]\n      as: c\n      item: upper(c)\n";
+        let (m, codes) = read_text(plaid);
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "fee_types").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let ItemPlan::Scalar { expr, .. } = &producers[0].item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "upper(c)");
+    }
+
+    #[test]
+    fn what_is_not_an_array_or_not_under_the_item_is_refused_with_its_code() {
+        let cases = [
+            ("    - each: CurrencyRef\n      as: c\n      item: c.value\n", "SL490"),
+            ("    - each: Line[0]\n      as: line\n      item: line.Description\n", "SL490"),
+            ("    - each: Lines[*]\n      as: line\n      item: line.Description\n", "SL440"),
+            ("    - each: Line[*]\n      as: line\n      item: line.Descripton\n", "SL440"),
+            // The variable's name is the item's only: `Line` stays the whole array (a list).
+            ("    - each: Line[*]\n      as: line\n      item: Line.Description\n", "SL508"),
+        ];
+        for (list, code) in cases {
+            let (m, codes) = read_text(&finance("quickbooks/JournalEntry", list));
+            assert_eq!(codes, [code], "{list}");
+            assert!(m.is_some_and(|m| m.plan.fields.iter().all(|f| match &f.value {
+                FieldValue::List { producers } => producers.is_empty(),
+                _ => true,
+            })));
+        }
+        let top = finance("quickbooks/JournalEntry", "    - item: Id\n").replace("fields:", "each: Line[*]\nfields:");
+        assert_eq!(read_text(&top).1, ["SL427"]);
+    }
+
+    /// A mapping of BillPayment lines to an output with a list of groups holding a list
+    /// (`canonical/claim@2`, for the shape only): `codes` are those besides SL408 (the claim's
+    /// required fields, not mapped here).
+    fn nested(inner_each: &str) -> (Option<Mapping>, Vec<&'static str>) {
+        let text = format!(
+            "kind: mapping\nname: m\ninput:\n  schema: quickbooks/BillPayment\noutput: canonical/claim@2\nfields:\n  total_charge: Line[0].Amount\n  service_lines:\n    - each: Line[*]\n      as: line\n      item:\n        charge: line.Amount\n        procedure_modifiers:\n          - each: {inner_each}\n            as: txn\n            item: txn.TxnType\n"
+        );
+        let (m, codes) = read_text(&text);
+        (m, codes.into_iter().filter(|c| *c != "SL408").collect())
+    }
+
+    #[test]
+    fn an_items_own_array_is_iterated_by_a_nested_each_on_the_variable() {
+        let (m, codes) = nested("line.LinkedTxn[*]");
+        assert_eq!(codes, Vec::<&str>::new());
+        let m = m.unwrap();
+        let FieldValue::List { producers } = &m.plan.fields.iter().find(|f| f.path == "service_lines").unwrap().value
+        else {
+            panic!("a list")
+        };
+        let ItemPlan::Struct { members, lists } = &producers[0].item else { panic!("groups") };
+        assert_eq!(members[0].expr.to_string(), "line.Amount");
+        let inner = &lists[0].producers[0];
+        assert_eq!(inner.array, Some(crate::plan::ArrayEach { within: Some("line".into()), path: "LinkedTxn".into() }));
+        let ItemPlan::Scalar { expr, .. } = &inner.item else { panic!("a scalar item") };
+        assert_eq!(expr.to_string(), "txn.TxnType");
+        // The flat path with an index reads one line (QuickBooks' upper-case names after `[0].`).
+        let total = m.plan.fields.iter().find(|f| f.path == "total_charge").unwrap();
+        let FieldValue::Scalar { expr, .. } = &total.value else { panic!("a scalar") };
+        assert_eq!(expr.to_string(), "Line[0].Amount");
+        assert_eq!(nested("line.Amount").1, ["SL490"]);
+        assert_eq!(nested("line.LinkedTxns[*]").1, ["SL440"]);
     }
 }

@@ -2,8 +2,9 @@
 //! List fields are built by producers: one item per repetition (`each: PID-3[*]`), per segment
 //! group instance (`each: group(ORDER_OBSERVATION)`, partitioned by [`crate::groups`] on
 //! first use), per X12 loop occurrence (`each: loop(2400)`, below the occurrence bound around
-//! it), or a single item; list items may hold nested lists, built by their own producers in
-//! the item's scope (its loop and group variables). A mapping with `each: loop(ID)` at its top
+//! it), per element of a finance object's array (`each: Line[*]`, bound for the paths on the
+//! variable; the object stays readable), or a single item; list items may hold nested lists,
+//! built by their own producers in the item's scope (its loop, group and item variables). A mapping with `each: loop(ID)` at its top
 //! maps records its source cut at that loop; one holding another number of occurrences goes to
 //! the DLQ (RT144). With several HL levels (`each: loop(2000C, 2000D)`) a record is one person
 //! when cutting it again at those levels gives it back whole as one of the parts. An X12
@@ -295,6 +296,20 @@ fn produce(
         }
         return;
     }
+    if let Some(array) = &producer.array {
+        // `each: Line[*]` over a finance object: one item per element, in the array's order.
+        let from = match &array.within {
+            None => scope.doc,
+            Some(v) => scope.items.iter().rev().find(|(n, _)| n == v).map(|(_, d)| *d),
+        };
+        let elements = from.map(|d| crate::fhir_path::select_in(d, None, &array.path)).unwrap_or_default();
+        for element in elements {
+            let bound: Vec<(&str, &Doc)> = scope.items.iter().copied().chain([(var, element)]).collect();
+            let inner = Scope { items: &bound, vars: scope.vars.clone(), groups: scope.groups.clone(), ..*scope };
+            emit(&inner, t, producer, items, out, g);
+        }
+        return;
+    }
     if let Some(each) = &producer.group {
         let instances = group_instances(scope, each, g, t.pattern, out.warnings);
         for inst in &instances {
@@ -566,6 +581,98 @@ fn not_one_occurrence(
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use sluice_compiler::plan::{ArrayEach, ListMemberPlan, MemberPlan};
+
+    fn converted_type_of(e: &Expr) -> ValueType {
+        match e {
+            Expr::Item { value_type, .. } | Expr::Fhir { value_type, .. } => value_type.clone(),
+            _ => ValueType::String,
+        }
+    }
+
+    fn item(var: &str, path: &str, vt: ValueType) -> Expr {
+        Expr::Item { var: var.into(), path: path.into(), value_type: vt, multi: false }
+    }
+
+    /// `each: Line[*]` (as `line`), and inside each line `each: line.LinkedTxn[*]` (as `txn`):
+    /// one item per element in order, paths on the variables read their element, the entity
+    /// stays readable, and classed members are recorded under their concrete pointers.
+    #[test]
+    fn finance_arrays_give_one_item_per_element_nested_in_the_items_scope() {
+        let doc = Doc::from_json(&serde_json::json!({
+            "DocNumber": "49",
+            "Line": [
+                {"Amount": 125.5, "Name": "A", "LinkedTxn": [{"TxnId": "7"}, {"TxnId": "8"}]},
+                {"Amount": 6.25, "Name": "B"},
+            ],
+            "Empty": [],
+        }));
+        let txns = Producer {
+            each: None,
+            group: None,
+            x12_loop: None,
+            array: Some(ArrayEach { within: Some("line".into()), path: "LinkedTxn".into() }),
+            var: Some("txn".into()),
+            when: None,
+            item: ItemPlan::Scalar { classes: vec![], expr: item("txn", "TxnId", ValueType::Identifier) },
+        };
+        let member = |name: &str, expr: Expr, classes: Vec<PhiClass>| MemberPlan {
+            name: name.into(),
+            value_type: converted_type_of(&expr),
+            expr,
+            classes,
+        };
+        let lines = Producer {
+            each: None,
+            group: None,
+            x12_loop: None,
+            array: Some(ArrayEach { within: None, path: "Line".into() }),
+            var: Some("line".into()),
+            when: None,
+            item: ItemPlan::Struct {
+                members: vec![
+                    member("amount", item("line", "Amount", ValueType::Decimal), vec![]),
+                    member("name", item("line", "Name", ValueType::String), vec![PhiClass::Name]),
+                    member(
+                        "doc",
+                        Expr::Fhir { path: "DocNumber".into(), value_type: ValueType::String, multi: false },
+                        vec![],
+                    ),
+                ],
+                lists: vec![ListMemberPlan {
+                    name: "txns".into(),
+                    value_type: ValueType::List(Box::new(ValueType::Identifier)),
+                    producers: vec![txns],
+                }],
+            },
+        };
+        let prepared = Prepared::default();
+        let root = Scope::root(&prepared, None, Some(&doc), None, "UTC", "");
+        let mut warnings = Vec::new();
+        let mut out = Out { classes: BTreeMap::new(), warnings: &mut warnings };
+        let t = Target { pattern: "lines", pointer: "/lines", item_type: &ValueType::Struct };
+        let mut items = Vec::new();
+        produce(&root, &t, &lines, &mut items, &mut out, &Groups::none());
+        let got: Vec<serde_json::Value> =
+            items.iter().map(|d| serde_json::from_str(&d.to_json_string()).unwrap()).collect();
+        assert_eq!(
+            got,
+            [
+                serde_json::json!({"amount": 125.5, "name": "A", "doc": "49", "txns": ["7", "8"]}),
+                serde_json::json!({"amount": 6.25, "name": "B", "doc": "49", "txns": []}),
+            ]
+        );
+        assert_eq!(out.classes.keys().collect::<Vec<_>>(), ["/lines/0/name", "/lines/1/name"]);
+        assert_eq!(out.classes["/lines/1/name"].pattern, "lines[*].name");
+        // An empty or missing array: no item.
+        for path in ["Empty", "Missing"] {
+            let none = Producer { array: Some(ArrayEach { within: None, path: path.into() }), ..lines.clone() };
+            let mut items = Vec::new();
+            produce(&root, &t, &none, &mut items, &mut out, &Groups::none());
+            assert!(items.is_empty(), "{path}");
+        }
+        assert!(warnings.is_empty(), "{warnings:?}");
+    }
 
     proptest! {
         /// An item's pointer is the one `format!` builds.

@@ -264,6 +264,7 @@ pub fn patient_map(name: &str, from: &str) -> Component {
                     each: Some(hl7("PID-3[*]", ValueType::Struct)),
                     group: None,
                     x12_loop: None,
+                    array: None,
                     var: Some("id".into()),
                     when: None,
                     item: ItemPlan::Struct {

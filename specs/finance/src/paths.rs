@@ -5,6 +5,9 @@
 //! Invariants:
 //! - A path is written with `.` between properties and `[*]` (or `[n]`) at an array step;
 //!   [`Table::check`] accepts a path when, with every `[n]` read as `[*]`, it is in the table.
+//! - An array (what `each:` iterates, `Line[*]`) is a path that some row continues with `[*]`;
+//!   [`Table::array`] gives it in the table's form, so that paths under one of its items are
+//!   checked as the array's path followed by theirs (`Line[*].Amount`).
 //! - Values are typed as the vendor sends them: nothing is converted here.
 //! - A malformed table fails the crate's tests, so the `expect`s on embedded data cannot fire
 //!   for users.
@@ -121,6 +124,16 @@ pub struct Checked {
     pub normalized: String,
 }
 
+/// Why a path is not an array of the object ([`Table::array`]).
+#[derive(Debug, PartialEq, Eq)]
+pub enum ArrayError {
+    /// A step of the path is not known: where, as [`Table::check`] says it.
+    Unknown(PathError),
+    /// The path is known but holds one value or one object; `arrays` are the object's arrays
+    /// (table form, `Line[*]`), sorted.
+    NotArray { arrays: Vec<String> },
+}
+
 /// The parsed rows of one embedded table.
 pub struct Table {
     rows: Vec<Field>,
@@ -204,6 +217,48 @@ impl Table {
         names.sort();
         names.dedup();
         Err(PathError { offset: 0, len: text.len(), candidates: names })
+    }
+}
+
+impl Table {
+    /// The array `text` names (`Line[*]`, or `Line` without its index), in the table's form
+    /// (every index `[*]`, ending in `[*]`): some path of `object` continues it with `.` or
+    /// ends there (an array of values, Plaid's `category[*]`).
+    pub fn array(&self, object: &str, text: &str) -> Result<String, ArrayError> {
+        let normalized = normalize(text);
+        let base = normalized.strip_suffix("[*]").unwrap_or(&normalized);
+        let array = format!("{base}[*]");
+        let continues = |f: &Field, p: &str| {
+            f.path == p || f.path.starts_with(&format!("{p}.")) || f.path.starts_with(&format!("{p}["))
+        };
+        if self.fields(object).any(|f| continues(f, &array)) {
+            return Ok(array);
+        }
+        if !base.is_empty()
+            && !self.fields(object).any(|f| continues(f, base))
+            && let Err(mut e) = self.check(object, base)
+        {
+            // Only steps on the way to an array are valid here.
+            let arrays = self.arrays(object);
+            let toward: Vec<String> =
+                e.candidates.iter().filter(|c| arrays.iter().any(|a| a.split('.').any(|s| s == *c))).cloned().collect();
+            if !toward.is_empty() {
+                e.candidates = toward;
+            }
+            return Err(ArrayError::Unknown(e));
+        }
+        Err(ArrayError::NotArray { arrays: self.arrays(object) })
+    }
+
+    /// The arrays of `object` (table form, `Line[*]`, `Line[*].LinkedTxn[*]`), sorted.
+    pub fn arrays(&self, object: &str) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .fields(object)
+            .flat_map(|f| f.path.match_indices("[*]").map(|(i, _)| f.path[..i + 3].to_string()).collect::<Vec<_>>())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 }
 

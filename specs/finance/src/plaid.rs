@@ -15,7 +15,7 @@
 use std::sync::OnceLock;
 
 use crate::paths::Table;
-pub use crate::paths::{Checked, Field, Kind, PathError};
+pub use crate::paths::{ArrayError, Checked, Field, Kind, PathError};
 
 /// The objects of the table, as `plaid/<object>` schemas name them.
 pub const OBJECTS: &[&str] = &["account", "transaction"];
@@ -43,6 +43,11 @@ pub fn table_object(table: &str) -> Option<&'static str> {
     TABLES.iter().find(|(t, _)| *t == table).map(|(_, o)| *o)
 }
 
+/// The array `text` names in `object` (`each:`), in the table's form ([`crate::paths::Table::array`]).
+pub fn array(object: &str, text: &str) -> Result<String, ArrayError> {
+    table().array(object, text)
+}
+
 /// Checks `text` against the paths of `object`.
 pub fn check(object: &str, text: &str) -> Result<Checked, PathError> {
     table().check(object, text)
@@ -65,6 +70,7 @@ mod tests {
         assert_eq!(check("transaction", "account_owner").unwrap().class, Some(PhiClass::Name));
         assert_eq!(check("transaction", "location.address").unwrap().class, Some(PhiClass::Address));
         assert!(check("transaction", "category[*]").unwrap().multi);
+        assert_eq!(array("transaction", "category[*]").unwrap(), "category[*]");
         assert_eq!(check("account", "balances.current").unwrap().kind, Kind::Decimal);
         assert_eq!(check("account", "mask").unwrap().class, Some(PhiClass::AccountNumber));
         let e = check("transaction", "merchant").unwrap_err();

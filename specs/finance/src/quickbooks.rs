@@ -16,7 +16,7 @@
 use std::sync::OnceLock;
 
 use crate::paths::Table;
-pub use crate::paths::{Checked, Field, Kind, PathError};
+pub use crate::paths::{ArrayError, Checked, Field, Kind, PathError};
 
 /// The entities of the table, as the API names them (`SELECT * FROM Purchase`).
 pub const ENTITIES: &[&str] = &[
@@ -48,6 +48,11 @@ pub fn fields(entity: &str) -> impl Iterator<Item = &'static Field> + use<'_> {
 /// The entity named `name`, as the table spells it.
 pub fn entity(name: &str) -> Option<&'static str> {
     ENTITIES.iter().copied().find(|e| *e == name)
+}
+
+/// The array `text` names in `entity` (`each:`), in the table's form ([`crate::paths::Table::array`]).
+pub fn array(entity: &str, text: &str) -> Result<String, ArrayError> {
+    table().array(entity, text)
 }
 
 /// Checks `text` against the paths of `entity`.
@@ -83,5 +88,25 @@ mod tests {
         assert!(c.multi);
         let e = check("Purchase", "TotalAmount").unwrap_err();
         assert!(e.candidates.contains(&"TotalAmt".to_string()), "{:?}", e.candidates);
+    }
+
+    #[test]
+    fn arrays_are_named_in_the_tables_form_or_refused_with_the_entitys_arrays() {
+        assert_eq!(array("JournalEntry", "Line[*]").unwrap(), "Line[*]");
+        assert_eq!(array("JournalEntry", "Line").unwrap(), "Line[*]");
+        assert_eq!(array("JournalEntry", "TxnTaxDetail.TaxLine[*]").unwrap(), "TxnTaxDetail.TaxLine[*]");
+        let ArrayError::NotArray { arrays } = array("JournalEntry", "DocNumber[*]").unwrap_err() else {
+            panic!("a known path that is not an array")
+        };
+        assert_eq!(arrays, ["Line[*]", "TxnTaxDetail.TaxLine[*]"]);
+        assert!(matches!(array("JournalEntry", "CurrencyRef"), Err(ArrayError::NotArray { .. })));
+        let ArrayError::Unknown(e) = array("JournalEntry", "Lines[*]").unwrap_err() else { panic!("unknown") };
+        assert_eq!((e.offset, e.len), (0, 5));
+        // Only the steps toward an array.
+        assert_eq!(e.candidates, ["Line[*]", "TxnTaxDetail"]);
+        let ArrayError::Unknown(e) = array("JournalEntry", "TxnTaxDetail.TaxLines[*]").unwrap_err() else {
+            panic!("unknown")
+        };
+        assert_eq!((e.offset, e.len), (13, 8));
     }
 }

@@ -27,7 +27,7 @@ pub const OBJECTS: &[(&str, &str)] = &[
     ("customer", "customers"),
 ];
 
-pub use crate::paths::{Checked, Field, Kind, PathError};
+pub use crate::paths::{ArrayError, Checked, Field, Kind, PathError};
 
 fn table() -> &'static Table {
     static TABLE: OnceLock<Table> = OnceLock::new();
@@ -47,6 +47,11 @@ pub fn is_object(object: &str) -> bool {
 /// The object type a list (`charges`) holds.
 pub fn object_of_list(list: &str) -> Option<&'static str> {
     OBJECTS.iter().find(|(_, l)| *l == list).map(|(o, _)| *o)
+}
+
+/// The array `text` names in `object` (`each:`), in the table's form ([`crate::paths::Table::array`]).
+pub fn array(object: &str, text: &str) -> Result<String, ArrayError> {
+    table().array(object, text)
 }
 
 /// Checks `text` against the paths of `object`.
