@@ -122,9 +122,9 @@ pub fn acknowledge(ic: &InterchangeResult, options: &AckOptions) -> Option<Strin
         "ISA*00*{}*00*{}*{}*{}*{}*{}*{}*{}*{isa11}*{version}*{isa13}*0*{}*:",
         pad("", 10),
         pad("", 10),
-        pad(&echo(ic.isa_element(7), 2, 2, false), 2),
+        qualifier(ic.isa_element(7)),
         pad(&echo(ic.isa_element(8), 1, 15, false), 15),
-        pad(&echo(ic.isa_element(5), 2, 2, false), 2),
+        qualifier(ic.isa_element(5)),
         pad(&echo(ic.isa_element(6), 1, 15, false), 15),
         options.date.get(2..8).unwrap_or("000101"),
         options.time.get(..4).unwrap_or("0000"),
@@ -258,6 +258,13 @@ fn echo(v: &str, min: usize, max: usize, digits: bool) -> String {
         .take(max)
         .collect();
     format!("{kept:0>min$}")
+}
+
+/// An id qualifier (ISA05, ISA07) echoed into our ISA: the received one when it is two letters
+/// or digits, as the ISA requires, else `ZZ` (mutually defined), so a reply to an interchange
+/// with a broken qualifier (`..`) still reads back without an envelope error.
+fn qualifier(v: &str) -> String {
+    if v.len() == 2 && v.bytes().all(|b| b.is_ascii_alphanumeric()) { v.to_string() } else { "ZZ".to_string() }
 }
 
 /// AK304 (997) for an IK304 code: the `I` codes of the 999 have no 997 equivalent.
