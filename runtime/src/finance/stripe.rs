@@ -99,8 +99,9 @@ impl<'c> Stripe<'c> {
         state: Option<&StateTarget>,
     ) -> Result<Stripe<'c>, RunError> {
         let plan = connection.plan();
-        // An API key names its account; an OAuth token changes at each refresh, but the
-        // connection's tokens live in the store under its name, which processes share.
+        // An API key names its account; an OAuth token changes at each refresh, so the
+        // connection's name stands in (connections of that name in other pipelines share it:
+        // slower if they are other accounts, never over a limit).
         let (key, budget_name) = if plan.auth == "api_key" {
             let key = connection.bearer()?;
             let name = format!("stripe:{}", api::credential_id(&key));

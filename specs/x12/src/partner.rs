@@ -1188,7 +1188,7 @@ mod tests {
             (s.elements.iter().map(|e| e.phi).collect::<Vec<_>>(), n3, dtp)
         };
         // The 837P's subscriber and patient NM1s class NM103-NM105 and NM107 `name`, NM109
-        // `health_plan_id`; its N3s `address`; no DTP03 has a class.
+        // `health_plan_id`; its N3s `address`; its DTP03s `date`.
         let (nm1, n3, dtp) = classes(&apply(base, &[repricer(vec![])]).unwrap());
         assert_eq!(nm1[2], Some(PhiClass::Name));
         assert_eq!(nm1[3], Some(PhiClass::Name));
