@@ -61,6 +61,8 @@ fn beyond(of: &str, first: usize, at: usize) -> String {
 /// Checks `seg` (segment number `number` of its set, in loop `loop_id`) against `use_`.
 pub fn check_segment(seg: &Segment, use_: &SegmentUse, number: usize, loop_id: &str, out: &mut Vec<Finding>) {
     let ctx = Ctx { seg, number, loop_id };
+    // This segment's findings start here (the date check below looks at them only).
+    let first_finding = out.len();
     let mut count = 0;
     for (i, value) in seg.elements().enumerate() {
         count = i + 1;
@@ -89,8 +91,10 @@ pub fn check_segment(seg: &Segment, use_: &SegmentUse, number: usize, loop_id: &
         _ => None,
     };
     if let Some((format, value)) = dated {
-        let position = format!("{}{value:02}", seg.id_str());
-        if !out.iter().any(|f| f.segment_number == number && f.position == position) {
+        // Not when the element already has a finding of its own (a length or a code).
+        let reported =
+            out[first_finding..].iter().any(|f| f.guide.as_ref().is_some_and(|g| g.element == Some((value, 0))));
+        if !reported {
             check_dated(&ctx, format, value, out);
         }
     }
