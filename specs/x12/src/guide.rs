@@ -698,9 +698,18 @@ pub fn catalog() -> &'static [Bundled] {
 /// without a well-formed `guide` line. A unit test holds that it agrees with [`parse`] on every
 /// bundled guide.
 fn read_header(text: &str) -> Option<(String, String, String, Vec<String>)> {
+    // Only a line holding `guide` or `also` can be one of these: the lines are found with a
+    // substring search instead of splitting every line of every guide (this runs for all the
+    // bundled guides at the first X12 command of a process).
+    let mut starts: Vec<usize> = ["guide", "also"]
+        .iter()
+        .flat_map(|word| text.match_indices(word).map(|(i, _)| text[..i].rfind('\n').map_or(0, |n| n + 1)))
+        .collect();
+    starts.sort_unstable();
+    starts.dedup();
     let mut header = None;
     let mut aliases = Vec::new();
-    for raw in text.lines() {
+    for raw in starts.into_iter().filter_map(|start| text[start..].lines().next()) {
         let mut words = strip(raw).split_whitespace();
         match words.next() {
             Some("guide") => {
@@ -860,6 +869,10 @@ mod tests {
         }
         assert!(read_header("# no guide line\nST R 1").is_none());
         assert!(read_header("guide X 1").is_none(), "a guide line needs ID SET GS01");
+        // Only a line whose first word is `guide` or `also` counts, wherever the words appear.
+        let text = "# also NOT\nguides A B C\nguide X 837 HC Title\n  ST R 1 # guide Y 1 2\n  also X2\nalsoX3\nguide Z 837 HC\n";
+        let expected = ("Z".to_string(), "837".to_string(), "HC".to_string(), vec!["X2".to_string()]);
+        assert_eq!(read_header(text), Some(expected));
     }
 
     #[test]
