@@ -1,6 +1,8 @@
 //! Tokenizer throughput: the streaming splitter plus tokenizing every segment and element of
 //! every set, over an in-memory interchange of synthetic 837P claims (the fixture's sets
-//! repeated). Run with `cargo bench -p sluice-x12`; results in docs/benchmarks.md.
+//! repeated); then the same plus loop identification against the 837P guide (issue 6's
+//! "tokenize plus loop identification at 100 MB/s on one core"), and full guide validation.
+//! Run with `cargo bench -p sluice-x12`; results in docs/benchmarks.md.
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice_x12::envelope::{Checker, Mode};
@@ -41,6 +43,31 @@ fn bench(c: &mut Criterion) {
     g.bench_function("split_tokenize_and_check_envelopes", |b| {
         b.iter(|| {
             let mut checker = Checker::new(Mode::Strict);
+            let mut findings = 0usize;
+            for item in Splitter::new(data.as_slice()).flatten() {
+                findings += checker.check(&item).len();
+                checker.take_done();
+            }
+            findings
+        })
+    });
+    let guide = sluice_x12::guide::by_id("005010X222A1").expect("bundled 837P guide");
+    g.bench_function("split_tokenize_and_identify_loops", |b| {
+        b.iter(|| {
+            let mut placed = 0usize;
+            for item in Splitter::new(data.as_slice()).flatten() {
+                if let Item::Set(set) = item {
+                    let id = sluice_x12::loops::identify(guide, set.segments().collect(), set.closed);
+                    placed += id.placements.iter().filter(|p| p.use_.is_some()).count();
+                }
+            }
+            assert!(placed > 0, "the sets are placed in the guide's loops");
+            placed
+        })
+    });
+    g.bench_function("split_and_validate_against_the_guide", |b| {
+        b.iter(|| {
+            let mut checker = Checker::with_guides(Mode::Strict);
             let mut findings = 0usize;
             for item in Splitter::new(data.as_slice()).flatten() {
                 findings += checker.check(&item).len();

@@ -82,8 +82,12 @@ struct Frame {
 }
 
 impl Frame {
-    fn new(def: &'static Loop, index: &'static GuideIndex, instance: usize) -> Frame {
-        let mut counts = vec![0; def.children.len()];
+    /// A frame for a new occurrence of `def`, its counts in `counts` (a vector of a closed
+    /// frame, reused: a set opens a loop per claim, line and name, and allocating the counts
+    /// each time showed in profiles).
+    fn new(def: &'static Loop, index: &'static GuideIndex, instance: usize, mut counts: Vec<u32>) -> Frame {
+        counts.clear();
+        counts.resize(def.children.len(), 0);
         if let Some(c) = counts.first_mut() {
             *c = 1;
         }
@@ -157,7 +161,9 @@ pub fn identify_with<'a>(
         segments: Vec::new(),
     };
     let index = loop_index::index(guide);
-    let mut frames = vec![Frame::new(&guide.root, index, 0)];
+    let mut frames = vec![Frame::new(&guide.root, index, 0, Vec::new())];
+    // Counts vectors of closed frames, for the next ones.
+    let mut spare: Vec<Vec<u32>> = Vec::new();
     // HL01 -> its loop. A B-tree of borrowed ids: no allocation or hashing per HL.
     let mut hl_ids: BTreeMap<&'a [u8], &'static str> = BTreeMap::new();
     for (i, seg) in segments.iter().enumerate() {
@@ -211,6 +217,7 @@ pub fn identify_with<'a>(
         while frames.len() > depth + 1 {
             let f = frames.pop().expect("deeper than depth");
             out.close(&f, seg, number, closed);
+            spare.push(f.counts);
         }
         let f = frames.last_mut().expect("depth exists");
         f.counts[child] += 1;
@@ -242,7 +249,7 @@ pub fn identify_with<'a>(
                     children: Vec::new(),
                 });
                 out.instances[parent_instance].children.push(instance);
-                frames.push(Frame::new(l, index, instance));
+                frames.push(Frame::new(l, index, instance, spare.pop().unwrap_or_default()));
                 out.place(i, instance, l.trigger());
                 if l.is_hierarchical() {
                     out.hierarchy(seg, number, l, &mut hl_ids);
