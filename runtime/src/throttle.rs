@@ -90,9 +90,14 @@ impl Throttle {
     /// `Err` with the text of a failed attempt (retried like one: a request is never sent
     /// unthrottled).
     pub fn wait_turn(&mut self, timer: &mut dyn crate::retry::Timer) -> Result<(), String> {
-        let wait = self.take(timer.now()).map_err(|e| format!("shared throttle: {}", e.message))?;
+        let wait = self.turn(timer.now())?;
         timer.sleep(wait);
         Ok(())
+    }
+
+    /// [`Throttle::take`], a store that cannot serve it said as a failed attempt's text.
+    pub fn turn(&mut self, now: Duration) -> Result<Duration, String> {
+        self.take(now).map_err(|e| format!("shared throttle: {}", e.message))
     }
 }
 

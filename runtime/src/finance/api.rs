@@ -133,9 +133,13 @@ pub fn budget(
 /// Waits on `timer` for a request's turn in `budget`; a shared budget the store cannot serve
 /// is a failed attempt, retried like a transport failure.
 pub fn wait_turn(budget: &mut Throttle, timer: &mut dyn Timer) -> Result<(), (Failure, Class)> {
-    budget
-        .wait_turn(timer)
-        .map_err(|what| (Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None }))
+    budget.wait_turn(timer).map_err(no_turn)
+}
+
+/// A turn a shared budget could not give ([`Throttle::turn`]'s text): a failed attempt,
+/// retried like a transport failure.
+pub fn no_turn(what: String) -> (Failure, Class) {
+    (Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None })
 }
 
 /// A credential's stand-in in a budget name: the first 16 hex digits of its SHA-256. It tells

@@ -85,11 +85,8 @@ impl RealmLimit {
         drop(n);
         let slot = InFlight(self);
         // The process's own bucket counts from `origin`, one time line for every thread.
-        let wait = self.budget.lock().unwrap_or_else(|p| p.into_inner()).take(self.origin.elapsed());
-        let wait = wait.map_err(|e| {
-            let what = format!("shared throttle: {}", e.message);
-            (Failure { status: None, what, unauthorized: false }, Class::Retryable { retry_after: None })
-        })?;
+        let wait = self.budget.lock().unwrap_or_else(|p| p.into_inner()).turn(self.origin.elapsed());
+        let wait = wait.map_err(api::no_turn)?;
         timer.sleep(wait);
         Ok(slot)
     }
