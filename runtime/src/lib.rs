@@ -16,6 +16,8 @@
 //! - [`kafka`]: the Kafka source (a consumer group member feeding the executor live,
 //!   committing offsets once records are durable) and the Kafka sink (idempotent producer).
 //! - [`sink`], [`dlq`], [`audit`]: what gets written.
+//! - [`spill`]: an unnamed temporary file, sealed under a key held in memory only, where the
+//!   X12 source parks an interchange's transaction sets until its trailers come.
 //! - [`http_sink`]: `http` sinks (JSON Lines POSTed per batch), with [`retry`] (backoff with
 //!   full jitter) and [`throttle`] (a token bucket per sink, or shared through the state store).
 //! - [`object_stores`]: S3, Azure Blob and GCS: object-store `files` sources (listing, once per
@@ -79,6 +81,7 @@ pub mod secrets;
 pub mod sink;
 pub mod sinks;
 pub mod source;
+pub mod spill;
 pub mod stages;
 pub mod state;
 pub mod sync_source;

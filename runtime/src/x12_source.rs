@@ -38,12 +38,15 @@
 //! - A record's bytes (what the DLQ keeps, encrypted) are a one-set interchange: the original
 //!   ISA and GS, the set as read, then a GE and an IEA counting one. It reads alone, so a DLQ
 //!   entry is a file `sluice validate --format x12` can check.
-//! - Memory: the sets of one interchange are held until its IEA (whether a set is accepted
-//!   depends on its group's and interchange's trailers, which come last). A file of one huge
-//!   interchange is held whole: the flat-memory splitter is used, but this source does not
-//!   keep its promise for such files. Cutting at claims happens on whole sets (identified once
-//!   more for the cut), so one huge set is held whole too (DESIGN invariant 7 is not kept
-//!   inside a set).
+//! - Memory: the sets of one interchange wait for its IEA (whether a set is accepted depends on
+//!   its group's and interchange's trailers, which come last), in memory up to
+//!   [`HOLD_IN_MEMORY`] bytes, beyond it parked in a spill file ([`crate::spill`]: unnamed,
+//!   sealed under a key held in memory only); a settled set is cut into its pieces only when
+//!   the previous set's pieces have been taken, so a file of one huge interchange costs the
+//!   budget plus one set and its pieces, whatever its size. Cutting at claims happens on whole
+//!   sets (identified once more for the cut), so one huge *set* is held whole (DESIGN invariant
+//!   7 is kept across sets, not inside one). The budget never changes what is read: the same
+//!   pieces, in the same order, with the same indexes.
 //! - The acknowledgment says what the source accepted (envelopes and guide); a set rejected
 //!   later by a `validate` stage or a mapping is still acknowledged as accepted, as X12 means
 //!   a 999 to answer syntax and guide conformance only. Its control numbers (ISA13, GS06) are
@@ -159,11 +162,26 @@ pub struct Piece {
 
 /// A set read, waiting for its interchange's end.
 struct Pending {
+    /// The set; its bytes are empty while they are parked in the spill file.
     set: RawSet,
+    /// Where the set's bytes are when they were spilled.
+    parked: Option<crate::spill::Parked>,
     /// The ISA and GS around it, without terminators (empty when missing).
     isa: Vec<u8>,
     gs: Vec<u8>,
 }
+
+/// What the reader hands on, in file order: a settled set (cut into its pieces only when its
+/// turn comes, so a file's pieces are never all in memory at once) or bytes outside any
+/// interchange.
+enum Queued {
+    Set { pending: Pending, problem: Option<Rejection> },
+    Stray { offset: usize, bytes: Vec<u8>, problem: Rejection },
+}
+
+/// Bytes of pending sets held in memory before the next ones are parked in the spill file: a
+/// file is usually one interchange, and its sets wait for its IEA.
+const HOLD_IN_MEMORY: usize = 8 << 20;
 
 /// The pieces of one X12 file (or object: `open` gives its bytes; `path` names it and its
 /// acknowledgments), read as they are needed.
@@ -173,19 +191,7 @@ pub fn pieces<'s>(
     src: &'s X12Source,
 ) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send + 's>, RunError> {
     let bytes = open()?;
-    Ok(Box::new(Pieces {
-        splitter: Splitter::new(BufReader::with_capacity(64 * 1024, bytes)),
-        checker: src.checker(),
-        src,
-        file: path.to_path_buf(),
-        isa: Vec::new(),
-        gs: Vec::new(),
-        pending: Vec::new(),
-        ready: std::collections::VecDeque::new(),
-        index: 0,
-        end: 0,
-        done: false,
-    }))
+    Ok(Box::new(Pieces::new(BufReader::with_capacity(64 * 1024, bytes), path, src, HOLD_IN_MEMORY)))
 }
 
 struct Pieces<'s, R> {
@@ -195,11 +201,59 @@ struct Pieces<'s, R> {
     file: PathBuf,
     isa: Vec<u8>,
     gs: Vec<u8>,
+    /// Sets of interchanges not yet ended.
     pending: Vec<Pending>,
+    /// Bytes of `pending` held in memory (the others are parked in `spill`).
+    held: usize,
+    /// The most `held` may reach before sets are parked.
+    hold_in_memory: usize,
+    /// Made at the first set parked.
+    spill: Option<crate::spill::Spill>,
+    queued: std::collections::VecDeque<Queued>,
+    /// The pieces of the set being handed on.
     ready: std::collections::VecDeque<Piece>,
     index: u64,
     end: usize,
     done: bool,
+}
+
+impl<'s, R: std::io::Read> Pieces<'s, R> {
+    fn new(reader: R, path: &Path, src: &'s X12Source, hold_in_memory: usize) -> Self {
+        Pieces {
+            splitter: Splitter::new(reader),
+            checker: src.checker(),
+            src,
+            file: path.to_path_buf(),
+            isa: Vec::new(),
+            gs: Vec::new(),
+            pending: Vec::new(),
+            held: 0,
+            hold_in_memory,
+            spill: None,
+            queued: std::collections::VecDeque::new(),
+            ready: std::collections::VecDeque::new(),
+            index: 0,
+            end: 0,
+            done: false,
+        }
+    }
+
+    /// Keeps `set` until its interchange ends: in memory while the pending sets fit in
+    /// `hold_in_memory`, else parked in the spill file.
+    fn hold(&mut self, mut set: RawSet) -> std::io::Result<()> {
+        let mut parked = None;
+        if self.held + set.bytes.len() > self.hold_in_memory {
+            let spill = match &mut self.spill {
+                Some(s) => s,
+                None => self.spill.insert(crate::spill::Spill::new()?),
+            };
+            parked = Some(spill.put(std::mem::take(&mut set.bytes))?);
+        } else {
+            self.held += set.bytes.len();
+        }
+        self.pending.push(Pending { set, parked, isa: self.isa.clone(), gs: self.gs.clone() });
+        Ok(())
+    }
 }
 
 impl<R: std::io::Read> Iterator for Pieces<'_, R> {
@@ -209,6 +263,21 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
         loop {
             if let Some(p) = self.ready.pop_front() {
                 return Some(Ok(p));
+            }
+            match self.queued.pop_front() {
+                Some(Queued::Set { pending, problem }) => {
+                    if let Err(e) = self.hand_on(pending, problem) {
+                        self.done = true;
+                        self.queued.clear();
+                        return Some(Err(e));
+                    }
+                    continue;
+                }
+                Some(Queued::Stray { offset, bytes, problem }) => {
+                    let index = self.next_index();
+                    return Some(Ok(Piece { offset: offset as u64, index, bytes, problem: Some(problem) }));
+                }
+                None => {}
             }
             if self.done {
                 return None;
@@ -243,12 +312,15 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                     }
                 }
                 Item::Set(set) => {
-                    self.pending.push(Pending { set, isa: self.isa.clone(), gs: self.gs.clone() });
+                    if let Err(e) = self.hold(set) {
+                        self.done = true;
+                        return Some(Err(e));
+                    }
                 }
                 Item::Stray { offset, bytes, code, reason } => {
                     let why =
                         format!("{} bytes at file offset {offset} are not an X12 interchange: {reason}", bytes.len());
-                    let r = Rejection {
+                    let problem = Rejection {
                         code: findings::X12_UNREADABLE,
                         findings: vec![Finding { code, rule: None, path: None, message: why.clone() }],
                         reason: why,
@@ -258,8 +330,7 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                     if let Err(e) = self.settle() {
                         return Some(Err(e));
                     }
-                    let index = self.next_index();
-                    self.ready.push_back(Piece { offset: offset as u64, index, bytes, problem: Some(r) });
+                    self.queued.push_back(Queued::Stray { offset, bytes, problem });
                 }
             }
             if let Err(e) = self.settle() {
@@ -308,56 +379,19 @@ impl<R> Pieces<'_, R> {
         let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
         Some((loops.join(" or "), sluice_x12::cut::cut_any(&identified, &loops)))
     }
-    /// Turns the pending sets of every completed interchange into pieces, and writes their
-    /// acknowledgments.
+
+    /// Queues the pending sets of every completed interchange, with their verdicts, and writes
+    /// the interchanges' acknowledgments.
     fn settle(&mut self) -> std::io::Result<()> {
         for ic in self.checker.take_done() {
-            let (mine, rest): (Vec<Pending>, Vec<Pending>) =
-                std::mem::take(&mut self.pending).into_iter().partition(|p| p.set.offset >= ic.offset);
-            self.pending = rest;
-            // Sets before this interchange's ISA cannot exist (the splitter keeps order); any
-            // left over are settled with it so none is lost.
-            let mut all = std::mem::take(&mut self.pending);
-            all.extend(mine);
-            for p in all {
-                let problem = verdict(&ic, p.set.offset);
-                match self.cut(&p) {
-                    None => {
-                        let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
-                        // Another guide's set goes on to be filtered, broken or not: the source
-                        // that reads its guide is the one to reject it.
-                        let problem = problem.filter(|_| !of_another_guide(&bytes, self.src));
-                        let index = self.next_index();
-                        self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem });
-                    }
-                    Some((loop_id, parts)) if parts.is_empty() => {
-                        let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
-                        let why = format!(
-                            "the transaction set holds no loop {loop_id}, which its records are cut at (one record per occurrence)"
-                        );
-                        let mut r = Rejection::single(findings::X12_LOOP_ABSENT, None, why);
-                        if let Some(own) = problem {
-                            r.findings.extend(own.findings);
-                        }
-                        let index = self.next_index();
-                        self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem: Some(r) });
-                    }
-                    Some((_, parts)) => {
-                        for part in parts {
-                            let set = RawSet {
-                                offset: p.set.offset + part.offset,
-                                bytes: part.bytes,
-                                delimiters: p.set.delimiters,
-                                closed: true,
-                            };
-                            let bytes = one_set_interchange(&p.isa, &p.gs, &set);
-                            let index = self.next_index();
-                            let problem = problem.clone();
-                            self.ready.push_back(Piece { offset: set.offset as u64, index, bytes, problem });
-                        }
-                    }
-                }
+            // Sets before this interchange's ISA cannot exist (the splitter keeps order), and
+            // those of the next one are read only after this one's end: every pending set is
+            // this interchange's (any other is settled with it, so none is lost).
+            for pending in std::mem::take(&mut self.pending) {
+                let problem = verdict(&ic, pending.set.offset);
+                self.queued.push_back(Queued::Set { pending, problem });
             }
+            self.held = 0;
             if let Some(acks) = &self.src.acks {
                 acks.write(&self.file, &ic, self.src.delimiters_for(&ic)).map_err(|e| {
                     let e = RunError::new(
@@ -366,6 +400,52 @@ impl<R> Pieces<'_, R> {
                     );
                     std::io::Error::other(e)
                 })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns one settled set into its pieces (one, or one per occurrence of the loop it is cut
+    /// at), reading it back from the spill file if it was parked there.
+    fn hand_on(&mut self, mut p: Pending, problem: Option<Rejection>) -> std::io::Result<()> {
+        if let Some(parked) = p.parked.take() {
+            let spill = self.spill.as_mut().ok_or_else(|| std::io::Error::other("a parked set has no spill file"))?;
+            p.set.bytes = spill.take(parked)?;
+        }
+        match self.cut(&p) {
+            None => {
+                let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
+                // Another guide's set goes on to be filtered, broken or not: the source
+                // that reads its guide is the one to reject it.
+                let problem = problem.filter(|_| !of_another_guide(&bytes, self.src));
+                let index = self.next_index();
+                self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem });
+            }
+            Some((loop_id, parts)) if parts.is_empty() => {
+                let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
+                let why = format!(
+                    "the transaction set holds no loop {loop_id}, which its records are cut at (one record per occurrence)"
+                );
+                let mut r = Rejection::single(findings::X12_LOOP_ABSENT, None, why);
+                if let Some(own) = problem {
+                    r.findings.extend(own.findings);
+                }
+                let index = self.next_index();
+                self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem: Some(r) });
+            }
+            Some((_, parts)) => {
+                for part in parts {
+                    let set = RawSet {
+                        offset: p.set.offset + part.offset,
+                        bytes: part.bytes,
+                        delimiters: p.set.delimiters,
+                        closed: true,
+                    };
+                    let bytes = one_set_interchange(&p.isa, &p.gs, &set);
+                    let index = self.next_index();
+                    let problem = problem.clone();
+                    self.ready.push_back(Piece { offset: set.offset as u64, index, bytes, problem });
+                }
             }
         }
         Ok(())
@@ -864,6 +944,74 @@ mod tests {
         overlaid(sluice_x12::guide::by_id("005010X222A1").unwrap(), &overlays).unwrap()
     }
 
+    /// Two interchanges of 837P sets (the fixture's set, copied with new control numbers; the
+    /// second copy's SE01 miscounts), with bytes that are no interchange between them.
+    fn several_interchanges() -> Vec<u8> {
+        let fixture = include_str!("../../specs/x12/tests/fixtures/claims-837p.x12");
+        let st = fixture.find("ST*837*").unwrap();
+        let se = fixture.find("SE*62*0001~").unwrap();
+        let (head, set) = (&fixture[..st], &fixture[st..se]);
+        let copy = |control: &str, count: &str| {
+            format!("{}SE*{count}*{control}~", set.replacen("ST*837*0001*", &format!("ST*837*{control}*"), 1))
+        };
+        let interchange =
+            format!("{head}{}{}{}GE*3*1~IEA*1*000000001~", copy("0001", "62"), copy("0002", "61"), copy("0003", "62"));
+        format!("{interchange}\nnot X12 at all\n{interchange}").into_bytes()
+    }
+
+    /// What a piece says: where, which, its bytes, and why it was rejected (code, reason,
+    /// number of findings).
+    type Outline = (u64, u64, Vec<u8>, Option<(&'static str, String, usize)>);
+
+    fn outline(p: &Piece) -> Outline {
+        (p.offset, p.index, p.bytes.clone(), p.problem.as_ref().map(|r| (r.code, r.reason.clone(), r.findings.len())))
+    }
+
+    fn outlines(input: &[u8], s: &X12Source, hold_in_memory: usize) -> Vec<Outline> {
+        Pieces::new(input, Path::new("in.x12"), s, hold_in_memory).map(|p| outline(&p.unwrap())).collect()
+    }
+
+    #[test]
+    fn sets_parked_in_the_spill_file_give_the_pieces_sets_held_in_memory_give() {
+        let input = several_interchanges();
+        let mut per_claim = src(&[], false);
+        per_claim.split =
+            vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
+        for s in [src(&[], false), per_claim] {
+            let in_memory = outlines(&input, &s, usize::MAX);
+            let parked = outlines(&input, &s, 0);
+            assert_eq!(in_memory, parked);
+            let cut = !s.split.is_empty();
+            // 3 sets (3 claims each when cut) per interchange, and the stray bytes.
+            assert_eq!(parked.len(), if cut { 19 } else { 7 });
+            let rejected: Vec<&str> = parked.iter().filter_map(|p| p.3.as_ref().map(|r| r.0)).collect();
+            let bad_set = if cut { 3 } else { 1 };
+            assert_eq!(rejected.len(), 2 * bad_set + 1, "{rejected:?}");
+            assert!(parked.iter().enumerate().all(|(i, p)| p.1 == i as u64), "indexes in file order");
+        }
+    }
+
+    #[test]
+    fn pending_sets_beyond_the_memory_budget_wait_in_the_spill_file_and_are_cut_one_at_a_time() {
+        let input = several_interchanges();
+        let mut s = src(&[], false);
+        s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
+        let set_len = 1500; // each set is about 1.6 KB: room for one in memory
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len);
+        let first = pieces.next().unwrap().unwrap();
+        assert_eq!(first.index, 0);
+        // The first interchange is settled: its first set cut (two more claims ready), the
+        // other two sets queued whole, one of them read back from the spill file later.
+        assert_eq!(pieces.ready.len(), 2);
+        assert_eq!(pieces.queued.len(), 2);
+        let spill = pieces.spill.as_ref().expect("sets beyond the budget are parked");
+        assert!(!spill.is_empty());
+        assert_eq!(pieces.held, 0);
+        let rest: Vec<Piece> = pieces.by_ref().map(Result::unwrap).collect();
+        assert_eq!(rest.len(), 18);
+        assert!(pieces.spill.as_ref().unwrap().is_empty(), "every parked set was taken back");
+    }
+
     proptest! {
         #[test]
         fn arbitrary_input_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..400), framed in any::<bool>()) {
@@ -883,6 +1031,29 @@ mod tests {
             }
             let _ = std::fs::remove_dir_all(path.parent().unwrap());
             let _ = decode(&input, &s);
+        }
+
+        #[test]
+        fn the_memory_budget_never_changes_the_pieces(
+            segments in proptest::collection::vec(proptest::sample::select(PARTNER_SEGMENTS), 0..30),
+            cut in proptest::collection::vec(0..4usize, 0..6),
+            hold_in_memory in 0..400usize,
+        ) {
+            // Interchanges of sets of claim segments in any order, ended or cut short anywhere.
+            let mut input = Vec::new();
+            for (n, end) in cut.iter().enumerate() {
+                input.extend_from_slice(ISA.as_bytes());
+                input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~");
+                input.extend_from_slice(format!("ST*837*{n:04}*005010X222A1~").as_bytes());
+                for s in &segments {
+                    input.extend_from_slice(s.as_bytes());
+                }
+                let tail = format!("SE*{}*{n:04}~GE*1*1~IEA*1*000000101~", segments.len() + 2);
+                input.extend_from_slice(&tail.as_bytes()[..tail.len() * end / 3]);
+            }
+            let mut s = src(&[], false);
+            s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
+            prop_assert_eq!(outlines(&input, &s, usize::MAX), outlines(&input, &s, hold_in_memory));
         }
 
         #[test]
