@@ -35,6 +35,7 @@
 
 use std::collections::HashMap;
 
+use crate::guide::Loop;
 use crate::loops::Identified;
 
 /// One occurrence of the loop, as a set of its own.
@@ -64,10 +65,53 @@ pub fn cut(set: &Identified, id: &str) -> Vec<Part> {
 /// One part per occurrence of any of the loops `ids` in `set`, in document order (see "Several
 /// HL levels" in the module docs); none when the set holds none of them.
 pub fn cut_any(set: &Identified, ids: &[&str]) -> Vec<Part> {
-    let hl_parents = hl_parents(set);
-    let cut_at: Vec<usize> =
-        (0..set.instances.len()).filter(|&i| ids.contains(&set.instances[i].def.id.as_str())).collect();
-    cut_at.iter().enumerate().filter_map(|(n, &k)| part(set, ids, &cut_at, k, n + 1, &hl_parents)).collect()
+    let shape = Shape::of(set, ids);
+    let mut marks = vec![0usize; set.instances.len()];
+    shape.cut_at.iter().enumerate().filter_map(|(n, &k)| part(set, &shape, k, n + 1, &mut marks)).collect()
+}
+
+/// What every part of one set is made from, worked out once per set, so that cutting a set
+/// costs about the size of its parts: a part's context is found from its chain, not by
+/// looking at every loop of the set (a set of 20,000 claims would make that quadratic).
+struct Shape {
+    /// The occurrences of the cut loops, in document order.
+    cut_at: Vec<usize>,
+    /// For each HL loop instance, the instance its HL02 names.
+    hl_parents: HashMap<usize, usize>,
+    /// For each instance, its children that are context wherever it is kept: not an HL level,
+    /// unable to hold a cut loop, and not repeating content below another occurrence (see
+    /// "Several HL levels" in the module docs).
+    context: Vec<Vec<usize>>,
+}
+
+impl Shape {
+    fn of(set: &Identified, ids: &[&str]) -> Shape {
+        let n = set.instances.len();
+        let is_cut: Vec<bool> = set.instances.iter().map(|i| ids.contains(&i.def.id.as_str())).collect();
+        // Whether a loop can hold a cut loop, once per loop of the guide.
+        let mut holds_by_def: HashMap<*const Loop, bool> = HashMap::new();
+        // Walking up from an instance: whether a cut occurrence is met (at it or above), and
+        // whether every loop before it occurs at most once. Instances are numbered in document
+        // order, a parent before its children, so one pass fills both.
+        let mut meets_cut = vec![false; n];
+        let mut once_to_cut = vec![true; n];
+        let mut context = vec![Vec::new(); n];
+        for (j, inst) in set.instances.iter().enumerate() {
+            let parent = inst.parent.filter(|&p| p < j);
+            meets_cut[j] = is_cut[j] || parent.is_some_and(|p| meets_cut[p]);
+            once_to_cut[j] = is_cut[j] || (inst.def.max == Some(1) && parent.is_none_or(|p| once_to_cut[p]));
+            let Some(p) = parent else { continue };
+            let def: &'static Loop = inst.def;
+            let holds = *holds_by_def
+                .entry(def as *const Loop)
+                .or_insert_with(|| ids.iter().any(|id| def.id == *id || def.find(id).is_some()));
+            let identifies = !meets_cut[j] || once_to_cut[j];
+            if !def.is_hierarchical() && !holds && identifies {
+                context[p].push(j);
+            }
+        }
+        Shape { cut_at: (0..n).filter(|&j| is_cut[j]).collect(), hl_parents: hl_parents(set), context }
+    }
 }
 
 /// For each HL loop instance, the instance its HL02 names (an earlier HL of the set).
@@ -89,55 +133,54 @@ fn hl_parents(set: &Identified) -> HashMap<usize, usize> {
     parents
 }
 
-fn part(
-    set: &Identified,
-    ids: &[&str],
-    cut_at: &[usize],
-    k: usize,
-    occurrence: usize,
-    hl_parents: &HashMap<usize, usize>,
-) -> Option<Part> {
+/// The part of occurrence `k`; `marks` (one per instance) says which instances are kept: those
+/// marked with this part's `occurrence`.
+fn part(set: &Identified, shape: &Shape, k: usize, occurrence: usize, marks: &mut [usize]) -> Option<Part> {
     let n = set.instances.len();
-    let mut keep = vec![false; n];
+    let mut kept = Vec::new();
+    let keep = |x: usize, marks: &mut [usize], kept: &mut Vec<usize>| {
+        let new = x < n && marks[x] != occurrence;
+        if new {
+            marks[x] = occurrence;
+            kept.push(x);
+        }
+        new
+    };
     // The chain: the occurrence, its enclosing instances and the HL parents, transitively.
     let mut work = vec![k];
     while let Some(x) = work.pop() {
-        if x >= n || keep[x] {
+        if !keep(x, marks, &mut kept) {
             continue;
         }
-        keep[x] = true;
-        if let Some(p) = set.instances[x].parent {
-            work.push(p);
-        }
-        if let Some(&p) = hl_parents.get(&x) {
-            work.push(p);
-        }
+        work.extend(set.instances[x].parent);
+        work.extend(shape.hl_parents.get(&x).copied());
     }
-    // Instances are numbered in document order, a parent before its children.
-    for j in 0..n {
-        if keep[j] {
-            continue;
+    // Beside the chain, its context (and the context's own context); below the occurrence,
+    // everything.
+    let mut work: Vec<(usize, bool)> = kept.iter().map(|&x| (x, x == k)).collect();
+    while let Some((x, below)) = work.pop() {
+        let children = if below { &set.instances[x].children } else { &shape.context[x] };
+        for &c in children {
+            if keep(c, marks, &mut kept) {
+                work.push((c, below));
+            }
         }
-        let inst = &set.instances[j];
-        let Some(p) = inst.parent else { continue };
-        let holds = ids.iter().any(|id| inst.def.id == *id || inst.def.find(id).is_some());
-        let context = keep[p] && !inst.def.is_hierarchical() && !holds && identifies(set, j, k, cut_at);
-        // Everything below the occurrence; beside the chain, only what cannot hold another.
-        keep[j] = context || descends(set, j, k);
     }
     let first = set.instances[k].segments.first().and_then(|&s| set.segments.get(s))?;
     let offset = first.offset;
     let terminator = first.delimiters.segment;
-    let kept: Vec<usize> =
-        (0..set.segments.len()).filter(|&s| set.placements.get(s).is_some_and(|p| keep[p.instance])).collect();
+    // Each segment is placed in exactly one instance: the kept instances' segments, in
+    // document order.
+    let mut segments: Vec<usize> = kept.iter().flat_map(|&x| set.instances[x].segments.iter().copied()).collect();
+    segments.sort_unstable();
     let mut bytes = Vec::new();
-    for &s in &kept {
-        let seg = &set.segments[s];
+    for &s in &segments {
+        let Some(seg) = set.segments.get(s) else { continue };
         if s + 1 == set.segments.len() && seg.id() == b"SE" {
             let e = seg.delimiters.element;
             bytes.extend_from_slice(b"SE");
             bytes.push(e);
-            bytes.extend_from_slice(kept.len().to_string().as_bytes());
+            bytes.extend_from_slice(segments.len().to_string().as_bytes());
             bytes.push(e);
             bytes.extend_from_slice(seg.element(2).unwrap_or(b""));
         } else {
@@ -145,38 +188,7 @@ fn part(
         }
         bytes.push(terminator);
     }
-    Some(Part { bytes, offset, occurrence, segment_count: kept.len() })
-}
-
-/// Whether instance `j`, beside the chain of occurrence `k`, is not repeating content of
-/// another occurrence of the cut loops: below such an occurrence, only loops that occur at
-/// most once (down from it) are context.
-fn identifies(set: &Identified, mut j: usize, k: usize, cut_at: &[usize]) -> bool {
-    let mut once = true;
-    loop {
-        if j != k && cut_at.contains(&j) {
-            return once;
-        }
-        let inst = &set.instances[j];
-        once &= inst.def.max == Some(1);
-        match inst.parent {
-            Some(p) => j = p,
-            None => return true,
-        }
-    }
-}
-
-/// Whether instance `j` is `k` or below it.
-fn descends(set: &Identified, mut j: usize, k: usize) -> bool {
-    loop {
-        if j == k {
-            return true;
-        }
-        match set.instances.get(j).and_then(|i| i.parent) {
-            Some(p) => j = p,
-            None => return false,
-        }
-    }
+    Some(Part { bytes, offset, occurrence, segment_count: segments.len() })
 }
 
 #[cfg(test)]
