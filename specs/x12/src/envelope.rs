@@ -604,7 +604,7 @@ impl Checker {
                 st01: &result.id,
                 st03: &result.guide,
             };
-            let (_, guide_findings) = crate::validate::validate_set_for(set, &selector, self.partner());
+            let guide_findings = crate::validate::validate_set_for(set, &selector, self.partner());
             fs.extend(guide_findings.into_iter().map(|f| self.apply_mode(f)));
             fs.sort_by_key(|f| f.segment_number);
         }

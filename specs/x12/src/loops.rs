@@ -21,6 +21,11 @@
 //! required places, come from [`crate::loop_index`] (built once per guide) instead of a walk
 //! over every place of every open loop for every segment.
 //!
+//! The engine is [`Identifier`], fed one segment at a time: [`identify`] runs it over a whole
+//! set and records every placement and loop instance (for paths and cuts); validation runs it
+//! without recording, checking each segment as it is placed, so it holds the open loops and
+//! the set's HL ids, not a record per segment.
+//!
 //! Invariants: total on any input (no panic, bounded work per segment: the guide's depth times
 //! its widest loop); every segment is placed in exactly one loop instance; HL ids are scoped to
 //! the set; findings name segment ids, positions and loop ids, never values.
@@ -153,73 +158,106 @@ pub fn identify_with<'a>(
     closed: bool,
     strict_order: bool,
 ) -> Identified<'a> {
-    let mut out = Identified {
-        guide,
-        placements: Vec::with_capacity(segments.len()),
-        instances: vec![LoopInstance { def: &guide.root, parent: None, segments: Vec::new(), children: Vec::new() }],
-        findings: Vec::new(),
-        segments: Vec::new(),
-    };
-    let index = loop_index::index(guide);
-    let mut frames = vec![Frame::new(&guide.root, index, 0, Vec::new())];
-    // Counts vectors of closed frames, for the next ones.
-    let mut spare: Vec<Vec<u32>> = Vec::new();
-    // HL01 -> its loop. A B-tree of borrowed ids: no allocation or hashing per HL.
-    let mut hl_ids: BTreeMap<&'a [u8], &'static str> = BTreeMap::new();
-    for (i, seg) in segments.iter().enumerate() {
+    let mut identifier = Identifier::new(guide, closed, strict_order, true);
+    identifier.out.placements.reserve(segments.len());
+    for seg in &segments {
+        identifier.push(seg);
+    }
+    let mut out = identifier.finish();
+    out.segments = segments;
+    out
+}
+
+/// Where [`Identifier::push`] placed a segment.
+#[derive(Clone, Copy, Debug)]
+pub struct Placed {
+    /// The guide's place for it; `None` for an unexpected segment.
+    pub use_: Option<&'static SegmentUse>,
+    /// The loop it was placed in (the guide's root for the set level).
+    pub loop_def: &'static Loop,
+}
+
+/// Loop identification one segment at a time: [`Identifier::push`] each segment of a set in
+/// order, then [`Identifier::finish`]. Without `record`, it keeps the open loops, the set's
+/// HL ids and the structural findings only (no placement per segment, no loop instances), so
+/// a caller that checks segments as they are placed (validation) holds little beside the set.
+pub struct Identifier<'a> {
+    guide: &'static Guide,
+    index: &'static GuideIndex,
+    closed: bool,
+    strict_order: bool,
+    /// Keep placements and loop instances in `out`.
+    record: bool,
+    frames: Vec<Frame>,
+    /// Counts vectors of closed frames, for the next ones.
+    spare: Vec<Vec<u32>>,
+    /// HL01 -> its loop. A B-tree of borrowed ids: no allocation or hashing per HL.
+    hl_ids: BTreeMap<&'a [u8], &'static str>,
+    /// Segments pushed.
+    count: usize,
+    /// Loop instances opened (the set itself is instance 0).
+    instances: usize,
+    /// The last segment pushed: where the loops still open at the end are closed.
+    last: Option<Segment<'a>>,
+    out: Identified<'a>,
+}
+
+impl<'a> Identifier<'a> {
+    /// An identifier of one set of `guide` (`closed`, `strict_order`: as for
+    /// [`identify_with`]); with `record`, [`Identifier::finish`] gives every placement and
+    /// loop instance.
+    pub fn new(guide: &'static Guide, closed: bool, strict_order: bool, record: bool) -> Self {
+        let index = loop_index::index(guide);
+        let root = LoopInstance { def: &guide.root, parent: None, segments: Vec::new(), children: Vec::new() };
+        Identifier {
+            guide,
+            index,
+            closed,
+            strict_order,
+            record,
+            frames: vec![Frame::new(&guide.root, index, 0, Vec::new())],
+            spare: Vec::new(),
+            hl_ids: BTreeMap::new(),
+            count: 0,
+            instances: 1,
+            last: None,
+            out: Identified {
+                guide,
+                placements: Vec::new(),
+                instances: if record { vec![root] } else { Vec::new() },
+                findings: Vec::new(),
+                segments: Vec::new(),
+            },
+        }
+    }
+
+    /// Places the next segment of the set (the first is its ST).
+    pub fn push(&mut self, seg: &Segment<'a>) -> Placed {
+        let i = self.count;
+        self.count += 1;
+        self.last = Some(*seg);
         let number = i + 1;
+        let guide = self.guide;
         if i == 0 {
             // ST: the root's first place.
-            out.place(i, 0, guide.root.trigger());
-            continue;
+            return self.place(i, 0, guide.root.trigger(), &guide.root);
         }
         let id = seg.id();
-        let hit = search(&frames, id, seg);
+        let hit = search(&self.frames, id, seg);
         let (depth, child, over) = match hit {
             Search::Fits(d, c) => (d, c, false),
             Search::Full(d, c) => (d, c, true),
-            Search::None => match fallback(&frames, id) {
-                Some(c) => (frames.len() - 1, c, false),
-                None => {
-                    let top = frames.last_mut().expect("root stays");
-                    let code = if !guide.root.uses_segment(id) {
-                        ("X12052", "6", "the segment is not in this implementation guide")
-                    } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, None)) {
-                        ("X12053", "7", "the segment is out of order in its loop")
-                    } else {
-                        ("X12053", "2", "the segment is not expected here")
-                    };
-                    let loop_id = top.def.id.clone();
-                    out.finding(code.0, seg, number, &loop_id, code.1, code.2.to_string());
-                    let def: &'static Loop = top.def;
-                    let mut keys = Keys::new(seg);
-                    let earlier = (!strict_order && code.1 == "7")
-                        .then(|| {
-                            def.children.iter().enumerate().take(top.pos).skip(1).find(|(j, n)| {
-                                matches!(n, Node::Segment(_))
-                                    && fits(n, id, Some(&mut keys))
-                                    && n.max().is_none_or(|m| top.counts[*j] < m)
-                            })
-                        })
-                        .flatten();
-                    match earlier {
-                        Some((j, Node::Segment(s))) => {
-                            top.counts[j] += 1;
-                            let instance = top.instance;
-                            out.place(i, instance, Some(s));
-                        }
-                        _ => out.place(i, top.instance, None),
-                    }
-                    continue;
-                }
+            Search::None => match fallback(&self.frames, id) {
+                Some(c) => (self.frames.len() - 1, c, false),
+                None => return self.unexpected(seg, number),
             },
         };
-        while frames.len() > depth + 1 {
-            let f = frames.pop().expect("deeper than depth");
-            out.close(&f, seg, number, closed);
-            spare.push(f.counts);
+        while self.frames.len() > depth + 1 {
+            let f = self.frames.pop().expect("deeper than depth");
+            self.out.close(&f, seg, number, self.closed);
+            self.spare.push(f.counts);
         }
-        let f = frames.last_mut().expect("depth exists");
+        let f = self.frames.last_mut().expect("depth exists");
         f.counts[child] += 1;
         f.pos = child;
         let def: &'static Loop = f.def;
@@ -230,41 +268,98 @@ pub fn identify_with<'a>(
                 if over {
                     let (code, ik) = ("X12055", "5");
                     let msg = format!("{} repeats more than the {} times the guide allows", s.id, s.max.unwrap_or(0));
-                    let loop_id = def.id.clone();
-                    out.finding(code, seg, number, &loop_id, ik, msg);
+                    self.out.finding(code, seg, number, &def.id, ik, msg);
                 }
-                out.place(i, parent_instance, Some(s));
+                self.place(i, parent_instance, Some(s), def)
             }
             Node::Loop(l) => {
                 if over {
                     let msg =
                         format!("loop {} repeats more than the {} times the guide allows", l.id, l.max.unwrap_or(0));
-                    out.finding("X12056", seg, number, &l.id, "4", msg);
+                    self.out.finding("X12056", seg, number, &l.id, "4", msg);
                 }
-                let instance = out.instances.len();
-                out.instances.push(LoopInstance {
-                    def: l,
-                    parent: Some(parent_instance),
-                    segments: Vec::new(),
-                    children: Vec::new(),
-                });
-                out.instances[parent_instance].children.push(instance);
-                frames.push(Frame::new(l, index, instance, spare.pop().unwrap_or_default()));
-                out.place(i, instance, l.trigger());
+                let instance = self.instances;
+                self.instances += 1;
+                if self.record {
+                    self.out.instances.push(LoopInstance {
+                        def: l,
+                        parent: Some(parent_instance),
+                        segments: Vec::new(),
+                        children: Vec::new(),
+                    });
+                    self.out.instances[parent_instance].children.push(instance);
+                }
+                let counts = self.spare.pop().unwrap_or_default();
+                self.frames.push(Frame::new(l, self.index, instance, counts));
+                let placed = self.place(i, instance, l.trigger(), l);
                 if l.is_hierarchical() {
-                    out.hierarchy(seg, number, l, &mut hl_ids);
+                    self.out.hierarchy(seg, number, l, &mut self.hl_ids);
                 }
+                placed
             }
         }
     }
-    let end = segments.last().copied();
-    while let Some(f) = frames.pop() {
-        if let Some(end) = &end {
-            out.close(&f, end, segments.len() + 1, closed);
+
+    /// A segment no place fits: reported, and kept in the innermost loop (or, with
+    /// `strict_order` false, at an earlier place of it that has room).
+    fn unexpected(&mut self, seg: &Segment<'a>, number: usize) -> Placed {
+        let i = number - 1;
+        let id = seg.id();
+        let guide = self.guide;
+        let top = self.frames.last_mut().expect("root stays");
+        let code = if !guide.root.uses_segment(id) {
+            ("X12052", "6", "the segment is not in this implementation guide")
+        } else if top.def.children.iter().take(top.pos).any(|n| fits(n, id, None)) {
+            ("X12053", "7", "the segment is out of order in its loop")
+        } else {
+            ("X12053", "2", "the segment is not expected here")
+        };
+        let def: &'static Loop = top.def;
+        self.out.finding(code.0, seg, number, &def.id, code.1, code.2.to_string());
+        let mut keys = Keys::new(seg);
+        let earlier = (!self.strict_order && code.1 == "7")
+            .then(|| {
+                def.children.iter().enumerate().take(top.pos).skip(1).find(|(j, n)| {
+                    matches!(n, Node::Segment(_))
+                        && fits(n, id, Some(&mut keys))
+                        && n.max().is_none_or(|m| top.counts[*j] < m)
+                })
+            })
+            .flatten();
+        let instance = top.instance;
+        match earlier {
+            Some((j, Node::Segment(s))) => {
+                top.counts[j] += 1;
+                self.place(i, instance, Some(s), def)
+            }
+            _ => self.place(i, instance, None, def),
         }
     }
-    out.segments = segments;
-    out
+
+    fn place(
+        &mut self,
+        i: usize,
+        instance: usize,
+        use_: Option<&'static SegmentUse>,
+        loop_def: &'static Loop,
+    ) -> Placed {
+        if self.record {
+            self.out.placements.push(Placement { instance, use_ });
+            self.out.instances[instance].segments.push(i);
+        }
+        Placed { use_, loop_def }
+    }
+
+    /// Closes the loops still open (their missing required places are reported at the last
+    /// segment) and gives the result; `segments` is left empty (the caller has them).
+    pub fn finish(mut self) -> Identified<'a> {
+        while let Some(f) = self.frames.pop() {
+            if let Some(end) = &self.last {
+                self.out.close(&f, end, self.count + 1, self.closed);
+            }
+        }
+        self.out
+    }
 }
 
 enum Search {
@@ -322,11 +417,6 @@ fn fallback(frames: &[Frame], id: &[u8]) -> Option<usize> {
 }
 
 impl<'a> Identified<'a> {
-    fn place(&mut self, i: usize, instance: usize, use_: Option<&'static SegmentUse>) {
-        self.placements.push(Placement { instance, use_ });
-        self.instances[instance].segments.push(i);
-    }
-
     fn finding(
         &mut self,
         code: &'static str,
