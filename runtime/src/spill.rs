@@ -47,14 +47,15 @@ impl std::fmt::Debug for Spill {
 }
 
 impl Spill {
-    /// A new, empty spill file in the system's temporary directory (`TMPDIR`).
-    pub fn new() -> io::Result<Spill> {
+    /// A new, empty spill file in `dir` (the system's temporary directory:
+    /// [`std::env::temp_dir`], which reads `TMPDIR`).
+    pub fn new_in(dir: &std::path::Path) -> io::Result<Spill> {
         let mut secret = [0u8; 32];
         SystemRandom::new()
             .fill(&mut secret)
             .map_err(|_| io::Error::other("the system's random number generator failed"))?;
         let key = UnboundKey::new(&AES_256_GCM, &secret).map_err(|_| io::Error::other("the spill key was refused"))?;
-        Ok(Spill { file: tempfile::tempfile()?, key: LessSafeKey::new(key), counter: 0, end: 0, parked: 0 })
+        Ok(Spill { file: tempfile::tempfile_in(dir)?, key: LessSafeKey::new(key), counter: 0, end: 0, parked: 0 })
     }
 
     /// Bytes the file holds now.
@@ -114,7 +115,7 @@ mod tests {
 
     #[test]
     fn strings_come_back_as_written_and_the_file_is_emptied_when_all_are_taken() {
-        let mut spill = Spill::new().unwrap();
+        let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
         let a = spill.put(b"ST*837*0001~".to_vec()).unwrap();
         let b = spill.put(Vec::new()).unwrap();
         let c = spill.put(vec![7u8; 100_000]).unwrap();
@@ -132,7 +133,7 @@ mod tests {
 
     #[test]
     fn the_disk_holds_no_clear_text_and_a_changed_byte_is_an_error() {
-        let mut spill = Spill::new().unwrap();
+        let mut spill = Spill::new_in(&std::env::temp_dir()).unwrap();
         let secret = b"NM1*IL*1*DOE*JANE****MI*123456789~".to_vec();
         let parked = spill.put(secret.clone()).unwrap();
         let mut on_disk = Vec::new();

@@ -191,7 +191,8 @@ pub fn pieces<'s>(
     src: &'s X12Source,
 ) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send + 's>, RunError> {
     let bytes = open()?;
-    Ok(Box::new(Pieces::new(BufReader::with_capacity(64 * 1024, bytes), path, src, HOLD_IN_MEMORY)))
+    let reader = BufReader::with_capacity(64 * 1024, bytes);
+    Ok(Box::new(Pieces::new(reader, path, src, HOLD_IN_MEMORY, std::env::temp_dir())))
 }
 
 struct Pieces<'s, R> {
@@ -207,8 +208,9 @@ struct Pieces<'s, R> {
     held: usize,
     /// The most `held` may reach before sets are parked.
     hold_in_memory: usize,
-    /// Made at the first set parked.
+    /// Made at the first set parked, in `spill_dir`.
     spill: Option<crate::spill::Spill>,
+    spill_dir: PathBuf,
     queued: std::collections::VecDeque<Queued>,
     /// The pieces of the set being handed on.
     ready: std::collections::VecDeque<Piece>,
@@ -218,7 +220,7 @@ struct Pieces<'s, R> {
 }
 
 impl<'s, R: std::io::Read> Pieces<'s, R> {
-    fn new(reader: R, path: &Path, src: &'s X12Source, hold_in_memory: usize) -> Self {
+    fn new(reader: R, path: &Path, src: &'s X12Source, hold_in_memory: usize, spill_dir: PathBuf) -> Self {
         Pieces {
             splitter: Splitter::new(reader),
             checker: src.checker(),
@@ -230,6 +232,7 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
             held: 0,
             hold_in_memory,
             spill: None,
+            spill_dir,
             queued: std::collections::VecDeque::new(),
             ready: std::collections::VecDeque::new(),
             index: 0,
@@ -245,9 +248,11 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
         if self.held + set.bytes.len() > self.hold_in_memory {
             let spill = match &mut self.spill {
                 Some(s) => s,
-                None => self.spill.insert(crate::spill::Spill::new()?),
+                None => self.spill.insert(
+                    crate::spill::Spill::new_in(&self.spill_dir).map_err(|e| spill_failed(&self.spill_dir, &e))?,
+                ),
             };
-            parked = Some(spill.put(std::mem::take(&mut set.bytes))?);
+            parked = Some(spill.put(std::mem::take(&mut set.bytes)).map_err(|e| spill_failed(&self.spill_dir, &e))?);
         } else {
             self.held += set.bytes.len();
         }
@@ -409,8 +414,10 @@ impl<R> Pieces<'_, R> {
     /// at), reading it back from the spill file if it was parked there.
     fn hand_on(&mut self, mut p: Pending, problem: Option<Rejection>) -> std::io::Result<()> {
         if let Some(parked) = p.parked.take() {
-            let spill = self.spill.as_mut().ok_or_else(|| std::io::Error::other("a parked set has no spill file"))?;
-            p.set.bytes = spill.take(parked)?;
+            let dir = &self.spill_dir;
+            let gone = || std::io::Error::other("the spill file is gone");
+            let spill = self.spill.as_mut().ok_or_else(|| spill_failed(dir, &gone()))?;
+            p.set.bytes = spill.take(parked).map_err(|e| spill_failed(dir, &e))?;
         }
         match self.cut(&p) {
             None => {
@@ -450,6 +457,20 @@ impl<R> Pieces<'_, R> {
         }
         Ok(())
     }
+}
+
+/// The run error (RT146) for a spill file in `dir` that cannot be made, written or read back,
+/// carried in the reader's `io::Error`.
+fn spill_failed(dir: &Path, e: &std::io::Error) -> std::io::Error {
+    let e = RunError::new(
+        findings::X12_SPILL_FAILED,
+        format!(
+            "the X12 source cannot park transaction sets in a spill file in {} while it waits for their interchange's end: {e}",
+            dir.display()
+        ),
+    )
+    .with_help("set TMPDIR to a writable directory with room for the largest interchange read, then run again");
+    std::io::Error::other(e)
 }
 
 /// The rejection of the set at `offset` in `ic`, if it has (or its group, or the interchange
@@ -968,7 +989,9 @@ mod tests {
     }
 
     fn outlines(input: &[u8], s: &X12Source, hold_in_memory: usize) -> Vec<Outline> {
-        Pieces::new(input, Path::new("in.x12"), s, hold_in_memory).map(|p| outline(&p.unwrap())).collect()
+        Pieces::new(input, Path::new("in.x12"), s, hold_in_memory, std::env::temp_dir())
+            .map(|p| outline(&p.unwrap()))
+            .collect()
     }
 
     #[test]
@@ -997,7 +1020,7 @@ mod tests {
         let mut s = src(&[], false);
         s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
         let set_len = 1500; // each set is about 1.6 KB: room for one in memory
-        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len);
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len, std::env::temp_dir());
         let first = pieces.next().unwrap().unwrap();
         assert_eq!(first.index, 0);
         // The first interchange is settled: its first set cut (two more claims ready), the
@@ -1010,6 +1033,20 @@ mod tests {
         let rest: Vec<Piece> = pieces.by_ref().map(Result::unwrap).collect();
         assert_eq!(rest.len(), 18);
         assert!(pieces.spill.as_ref().unwrap().is_empty(), "every parked set was taken back");
+    }
+
+    #[test]
+    fn a_spill_directory_that_cannot_be_used_stops_the_read_with_rt146_and_says_what_to_do() {
+        let input = several_interchanges();
+        let s = src(&[], false);
+        let missing = std::env::temp_dir().join(format!("sluice-no-such-dir-{}", std::process::id()));
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, 0, missing.clone());
+        let err = pieces.find_map(Result::err).expect("the first set to park fails");
+        let run = crate::object_stores::read::run_error_in(&err).expect("a run error inside");
+        assert_eq!(run.code, findings::X12_SPILL_FAILED);
+        assert!(run.message.contains(&missing.display().to_string()), "{}", run.message);
+        assert!(run.help.as_deref().is_some_and(|h| h.contains("TMPDIR")), "{:?}", run.help);
+        assert!(pieces.next().is_none(), "nothing more after the failure");
     }
 
     proptest! {
