@@ -272,9 +272,7 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
             match self.queued.pop_front() {
                 Some(Queued::Set { pending, problem }) => {
                     if let Err(e) = self.hand_on(pending, problem) {
-                        self.done = true;
-                        self.queued.clear();
-                        return Some(Err(e));
+                        return self.fail(e);
                     }
                     continue;
                 }
@@ -289,15 +287,12 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
             }
             let item = match self.splitter.next() {
                 Some(Ok(item)) => item,
-                Some(Err(e)) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
+                Some(Err(e)) => return self.fail(e),
                 None => {
                     self.done = true;
                     self.checker.finish(self.end);
                     if let Err(e) = self.settle() {
-                        return Some(Err(e));
+                        return self.fail(e);
                     }
                     continue;
                 }
@@ -318,8 +313,7 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                 }
                 Item::Set(set) => {
                     if let Err(e) = self.hold(set) {
-                        self.done = true;
-                        return Some(Err(e));
+                        return self.fail(e);
                     }
                 }
                 Item::Stray { offset, bytes, code, reason } => {
@@ -333,19 +327,27 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                     };
                     // Sets read before it are settled first, to keep the file's order.
                     if let Err(e) = self.settle() {
-                        return Some(Err(e));
+                        return self.fail(e);
                     }
                     self.queued.push_back(Queued::Stray { offset, bytes, problem });
                 }
             }
             if let Err(e) = self.settle() {
-                return Some(Err(e));
+                return self.fail(e);
             }
         }
     }
 }
 
 impl<R> Pieces<'_, R> {
+    /// Ends the read with `e`: nothing more is handed on after an error.
+    fn fail(&mut self, e: std::io::Error) -> Option<std::io::Result<Piece>> {
+        self.done = true;
+        self.queued.clear();
+        self.ready.clear();
+        Some(Err(e))
+    }
+
     /// The next record index in the file (0-based, in file order).
     fn next_index(&mut self) -> u64 {
         let i = self.index;
@@ -1019,12 +1021,12 @@ mod tests {
         let input = several_interchanges();
         let mut s = src(&[], false);
         s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
-        let set_len = 1500; // each set is about 1.6 KB: room for one in memory
+        let set_len = 1500; // each set is 1,406 bytes: room for one in memory
         let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len, std::env::temp_dir());
         let first = pieces.next().unwrap().unwrap();
         assert_eq!(first.index, 0);
-        // The first interchange is settled: its first set cut (two more claims ready), the
-        // other two sets queued whole, one of them read back from the spill file later.
+        // The first interchange is settled: its first set (held in memory) cut, two more claims
+        // ready; the other two sets (parked in the spill file) queued whole.
         assert_eq!(pieces.ready.len(), 2);
         assert_eq!(pieces.queued.len(), 2);
         let spill = pieces.spill.as_ref().expect("sets beyond the budget are parked");
