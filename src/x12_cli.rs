@@ -135,13 +135,18 @@ pub fn parse(files: &[PathBuf], profile: Option<&Path>) -> u8 {
                     eprintln!("error: {name}: byte {offset}: {code}: {} bytes not read: {reason}", bytes.len());
                     failed = true;
                 }
-                Item::Envelope { .. } => {}
+                // Without a set limit the splitter hands on whole sets only.
+                Item::Envelope { .. } | Item::SetPart { .. } => {}
             }
         }
     }
     let _ = out.flush();
     if failed { FAILED } else { OK }
 }
+
+/// The longest transaction set `sluice validate` and `sluice ack` hold whole (bytes); a longer
+/// one is read and checked in parts.
+const SET_LIMIT: usize = 1 << 20;
 
 /// Counts over all files.
 #[derive(Default)]
@@ -193,7 +198,9 @@ fn check_files(
             }
             tally.add(&done);
         };
-        for item in Splitter::new(file) {
+        // A set longer than this is checked in parts, as it is read: memory does not grow
+        // with the set either.
+        for item in Splitter::with_set_limit(file, SET_LIMIT) {
             let item = match item {
                 Ok(i) => i,
                 Err(e) => {
@@ -204,8 +211,8 @@ fn check_files(
             };
             ctx.update(&item);
             end = item.offset();
-            let in_set = matches!(item, Item::Set(_));
-            if in_set {
+            let in_set = matches!(item, Item::Set(_) | Item::SetPart { .. });
+            if matches!(item, Item::Set(_) | Item::SetPart { first: true, .. }) {
                 set_number += 1;
             }
             let found = checker.check(&item);

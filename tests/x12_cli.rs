@@ -538,3 +538,73 @@ fn parse_places_every_claim_status_segment_in_its_loop() {
     assert_eq!(v["set_id"], "278");
     assert!(v.get("guide").is_none() && v.get("loops").is_none(), "{v}");
 }
+
+/// One 837P set of `subscribers` subscribers with a claim each (about 330 bytes apiece): a
+/// subscriber without its SBR at 1,000, a claim line date that is no date at 2,000, and an SE01
+/// that miscounts.
+fn long_set(subscribers: usize) -> String {
+    let mut s = String::from(
+        "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~\
+         GS*HC*S*R*20240115*1030*1*X*005010X222A1~ST*837*0001*005010X222A1~BHT*0019*00*REF1*20240101*1200*CH~\
+         NM1*41*2*SUBMITTER*****46*S1~PER*IC*JANE*TE*5555551212~NM1*40*2*RECEIVER*****46*R1~\
+         HL*1**20*1~NM1*85*2*PROVIDER*****XX*1000000001~N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
+    );
+    for m in 0..subscribers {
+        let hl = m + 2;
+        s.push_str(&format!("HL*{hl}*1*22*0~"));
+        if m != 1000 {
+            s.push_str("SBR*P*18*******CI~");
+        }
+        let date = if m == 2000 { "20241399" } else { "20240101" };
+        s.push_str(&format!(
+            "NM1*IL*1*LAST{m}*FIRST****MI*M{m}~NM1*PR*2*PAYER*****PI*P1~CLM*C{m}*20***11:B:1*Y*A*Y*Y~HI*ABK:J449~\
+             LX*1~SV1*HC:99213*10*UN*1***1~DTP*472*D8*{date}~LX*2~SV1*HC:85025*10*UN*1***1~DTP*472*D8*20240101~"
+        ));
+    }
+    s.push_str("SE*7*0001~GE*1*1~IEA*1*000000001~");
+    s
+}
+
+#[test]
+fn a_set_longer_than_the_read_limit_is_validated_in_parts_with_the_findings_of_the_whole_set() {
+    let text = long_set(10_000);
+    assert!(text.len() > 2 << 20, "more than two parts at the 1 MiB set limit of validate and ack: {}", text.len());
+    let dir = std::env::temp_dir().join(format!("sluice-x12-long-set-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("long.x12");
+    std::fs::write(&file, &text).unwrap();
+    let out = sluice(&["validate", "--format", "x12", "--output", "json", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli: Vec<(String, u64, String)> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["byte_offset"].as_u64().unwrap(),
+                f["position"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    // The library's checker over the whole set, held whole.
+    let results =
+        sluice_x12::envelope::check_stream_with_guides(text.as_bytes(), sluice_x12::envelope::Mode::Strict).unwrap();
+    let whole: Vec<(String, u64, String)> = results
+        .iter()
+        .flat_map(|ic| ic.groups.iter().flat_map(|g| g.sets.iter().flat_map(|s| s.findings.iter())))
+        .map(|f| (f.code.to_string(), f.offset as u64, f.position.clone()))
+        .collect();
+    assert_eq!(cli, whole);
+    let codes: Vec<&str> = cli.iter().map(|f| f.0.as_str()).collect();
+    assert!(
+        codes.contains(&"X12041")
+            && codes.contains(&"X12054")
+            && codes.iter().any(|c| *c == "X12062" || *c == "X12063"),
+        "{codes:?}"
+    );
+    let out = sluice(&["ack", "--format", "x12", "--fixed-clock", "2024-01-16T09:00:00Z", file.to_str().unwrap()]);
+    let ack = String::from_utf8(out.stdout).unwrap();
+    assert!(ack.contains("IK5*R"), "the set is rejected in the 999: {ack}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -32,6 +32,56 @@ fn split_all<R: Read>(reader: R) -> Vec<Item> {
     Splitter::new(reader).map(|item| item.expect("the reader never fails, so neither does the splitter")).collect()
 }
 
+/// The items of `stream` split with a set limit ([`Splitter::with_set_limit`]), each set read
+/// in parts joined back into one: the parts of a set come together, first to last, each
+/// starting where the one before ended. Also returns how many parts there were.
+fn split_in_parts(stream: &[u8], limit: usize) -> (Vec<Item>, Vec<Item>, usize) {
+    let parted: Vec<Item> = Splitter::with_set_limit(stream, limit).map(|i| i.expect("in memory")).collect();
+    let mut joined = Vec::new();
+    let mut open: Option<sluice_x12::split::RawSet> = None;
+    let mut parts = 0;
+    for item in &parted {
+        match item {
+            Item::SetPart { part, first, last } => {
+                parts += 1;
+                assert_eq!(*first, open.is_none(), "only a set's first part is `first`");
+                let set = open.get_or_insert_with(|| sluice_x12::split::RawSet { bytes: Vec::new(), ..part.clone() });
+                assert_eq!(part.offset, set.offset + set.bytes.len(), "parts are contiguous");
+                assert!(*last || part.bytes.len() >= limit, "a part before the last holds the limit");
+                set.bytes.extend_from_slice(&part.bytes);
+                if *last {
+                    let mut set = open.take().expect("opened above");
+                    set.closed = part.closed;
+                    joined.push(Item::Set(set));
+                }
+            }
+            other => {
+                assert!(open.is_none(), "nothing comes between the parts of a set");
+                joined.push(other.clone());
+            }
+        }
+    }
+    assert!(open.is_none(), "every set read in parts ends");
+    (parted, joined, parts)
+}
+
+/// Every finding and result a checker gives over `items`.
+fn check_items(
+    mut checker: Checker,
+    items: &[Item],
+    end: usize,
+) -> (Vec<envelope::Finding>, Vec<envelope::InterchangeResult>) {
+    let mut found = Vec::new();
+    let mut done = Vec::new();
+    for item in items {
+        found.extend(checker.check(item));
+        done.extend(checker.take_done());
+    }
+    found.extend(checker.finish(end));
+    done.extend(checker.take_done());
+    (found, done)
+}
+
 fn registered(code: &str) -> bool {
     envelope::CODES.iter().any(|c| c.0 == code) || sluice_x12::codec::ERROR_CODES.iter().any(|c| c.0 == code)
 }
@@ -58,7 +108,7 @@ pub fn split_check(data: &[u8]) {
     for (i, item) in whole.iter().enumerate() {
         let (offset, bytes, terminator) = match item {
             Item::Envelope { offset, delimiters, bytes } => (*offset, bytes.as_slice(), Some(delimiters.segment)),
-            Item::Set(s) => (s.offset, s.bytes.as_slice(), None),
+            Item::Set(s) | Item::SetPart { part: s, .. } => (s.offset, s.bytes.as_slice(), None),
             Item::Stray { offset, bytes, .. } => (*offset, bytes.as_slice(), None),
         };
         assert!(offset >= next_free, "item {i} overlaps the one before: {stream:?}");
@@ -99,6 +149,16 @@ pub fn split_check(data: &[u8]) {
     let (lenient, lenient_sets) = check(Mode::Lenient);
     assert_eq!(strict_sets, whole.iter().filter(|i| matches!(i, Item::Set(_))).count(), "every set has a result");
     assert_eq!(strict_sets, lenient_sets);
+    // Read with a set limit (from the read sizes), sets come in parts that join back into the
+    // same items, and the checker gives the same findings and results from the parts.
+    let limit = 1 + sizes.iter().map(|&s| usize::from(s)).sum::<usize>() % 64;
+    let (parted, joined, _) = split_in_parts(stream, limit);
+    assert_eq!(joined, whole, "set limit {limit} changed the split of {stream:?}");
+    assert_eq!(
+        check_items(Checker::new(Mode::Strict), &parted, stream.len()),
+        check_items(Checker::new(Mode::Strict), &whole, stream.len()),
+        "set limit {limit}: the checker read parts differently"
+    );
     assert_eq!(strict.len(), lenient.len(), "modes change severities, not findings");
     for (s, l) in strict.iter().zip(&lenient) {
         assert!(registered(s.code), "unregistered code {}", s.code);
@@ -197,6 +257,15 @@ pub fn loops_check(data: &[u8]) {
 
     let strict = check_stream_with_guides(text.as_bytes(), Mode::Strict).expect("in memory");
     let lenient = check_stream_with_guides(text.as_bytes(), Mode::Lenient).expect("in memory");
+    // Guide validation of the set read in parts (a limit from the body) gives the same results.
+    let limit = 1 + body.len() % 97;
+    let (parted, joined, _) = split_in_parts(text.as_bytes(), limit);
+    assert_eq!(joined, items, "set limit {limit} changed the split");
+    assert_eq!(
+        check_items(Checker::with_guides(Mode::Strict), &parted, text.len()),
+        check_items(Checker::with_guides(Mode::Strict), &items, text.len()),
+        "set limit {limit}: guide validation read parts differently"
+    );
     let set_findings = |res: &[envelope::InterchangeResult]| -> Vec<envelope::Finding> {
         res.iter().flat_map(|ic| &ic.groups).flat_map(|g| &g.sets).flat_map(|s| s.findings.clone()).collect()
     };

@@ -316,6 +316,14 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                         return self.fail(e);
                     }
                 }
+                // This reader holds sets whole (their claims are cut from the whole set): its
+                // splitter has no set limit, so it never hands on parts.
+                Item::SetPart { .. } => {
+                    let e = std::io::Error::other(
+                        "the X12 splitter handed on a set in parts, which this reader cannot take",
+                    );
+                    return self.fail(e);
+                }
                 Item::Stray { offset, bytes, code, reason } => {
                     let why =
                         format!("{} bytes at file offset {offset} are not an X12 interchange: {reason}", bytes.len());
@@ -599,7 +607,8 @@ fn of_another_guide(bytes: &[u8], src: &X12Source) -> bool {
             Item::Set(set) => {
                 return guide_of(&isa, &gs, set.segments().next()).is_some_and(|g| !src.guides.contains(&g));
             }
-            Item::Stray { .. } => {}
+            // A splitter without a set limit hands on whole sets only.
+            Item::Stray { .. } | Item::SetPart { .. } => {}
         }
     }
     false

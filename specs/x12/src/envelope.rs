@@ -14,6 +14,9 @@
 //! - Every transaction set ends up in exactly one [`SetResult`], inside the [`GroupResult`]
 //!   and [`InterchangeResult`] that enclose it (a set outside any group gets a group with an
 //!   empty GS), so acknowledgments can be built from the results alone.
+//! - A set is checked a segment at a time (begun at its ST, ended after its last segment), so a
+//!   set read in parts ([`crate::split::Item::SetPart`]) gets exactly the findings and result
+//!   it would get whole, and only the open loops and the set's HL ids are held between parts.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -159,6 +162,34 @@ pub struct Checker {
     partners: Option<Arc<crate::partner::Partners>>,
     /// The partner of the open interchange (index in `partners`).
     partner: Option<usize>,
+    /// The set being checked (a set read in parts stays open between its parts).
+    set: Option<OpenSet>,
+}
+
+/// A transaction set being checked, a segment at a time.
+struct OpenSet {
+    result: SetResult,
+    /// Whether a functional group was open at its ST.
+    group_open: bool,
+    /// Segments whose id is malformed (X12046), in segment order.
+    id_findings: Vec<Finding>,
+    /// What its ST and the envelopes around it showed.
+    st_findings: Vec<Finding>,
+    /// Its guide validation ([`Checker::with_guides`]).
+    validator: Option<crate::validate::SetValidator>,
+    /// Segments so far.
+    count: usize,
+    /// Offset of its last segment so far.
+    last_offset: Option<usize>,
+}
+
+impl fmt::Debug for OpenSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenSet")
+            .field("offset", &self.result.offset)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -219,6 +250,7 @@ impl Checker {
                 self.envelope(&seg, &mut found);
             }
             Item::Set(set) => self.set(set, &mut found),
+            Item::SetPart { part, first, last } => self.set_part(part, *first, *last, &mut found),
         }
         found
     }
@@ -497,31 +529,64 @@ impl Checker {
         }
     }
 
+    /// A whole set: begun at its ST, fed every segment, ended.
     fn set(&mut self, set: &RawSet, found: &mut Vec<Finding>) {
-        let mut fs = Vec::new();
-        let mut st = None;
-        let mut count = 0usize;
         let mut last = None;
         for seg in set.segments() {
-            count += 1;
-            if st.is_none() {
-                st = Some(seg);
-            }
-            if !is_segment_id(seg.id()) {
-                fs.push(self.finding(
-                    "X12046",
-                    seg.offset,
-                    &format!("segment {count}"),
-                    count,
-                    "the segment id is not 2 or 3 uppercase letters or digits".into(),
-                ));
-            }
+            self.set_segment(&seg, set.offset, set.closed);
             last = Some(seg);
         }
-        let Some(st) = st else { return };
+        self.end_set(last, set.closed, found);
+    }
+
+    /// A part of a set read in parts ([`Item::SetPart`]); the last one ends the set.
+    fn set_part(&mut self, part: &RawSet, first: bool, last_part: bool, found: &mut Vec<Finding>) {
+        if first && self.set.is_some() {
+            // Cannot happen with the splitter (a set's parts come together); kept total.
+            self.end_set(None, false, found);
+        }
+        let mut last = None;
+        for seg in part.segments() {
+            // Until the last part, an SE is expected to end the set.
+            self.set_segment(&seg, part.offset, true);
+            last = Some(seg);
+        }
+        if last_part {
+            self.end_set(last.filter(|_| part.closed), part.closed, found);
+        }
+    }
+
+    /// The open set's next segment (its first begins the set, `offset` being the set's).
+    fn set_segment(&mut self, seg: &Segment, offset: usize, closed: bool) {
+        if self.set.is_none() {
+            self.begin_set(seg, offset, closed);
+        }
+        let Some(open) = self.set.as_mut() else { return };
+        open.count += 1;
+        open.last_offset = Some(seg.offset);
+        let count = open.count;
+        if !is_segment_id(seg.id()) {
+            let f = self.finding(
+                "X12046",
+                seg.offset,
+                &format!("segment {count}"),
+                count,
+                "the segment id is not 2 or 3 uppercase letters or digits".into(),
+            );
+            self.set.as_mut().expect("open above").id_findings.push(f);
+        }
+        if let Some(v) = self.set.as_mut().and_then(|s| s.validator.as_mut()) {
+            v.push(seg);
+        }
+    }
+
+    /// Opens a set at its ST: the checks ST and the envelopes around it allow at once, and the
+    /// guide validation it will be fed to.
+    fn begin_set(&mut self, st: &Segment, offset: usize, closed: bool) {
+        let mut fs = Vec::new();
         let control = st.element_str(2).to_string();
-        let mut result = SetResult {
-            offset: set.offset,
+        let result = SetResult {
+            offset,
             id: st.element_str(1).to_string(),
             control: control.clone(),
             guide: st.element_str(3).to_string(),
@@ -574,7 +639,36 @@ impl Checker {
                 ),
             ));
         }
-        match last.filter(|_| set.closed) {
+        let validator = self.guides.then(|| {
+            let open = self.interchange.as_ref().expect("set above");
+            let group = open.result.groups.last().filter(|_| group_open);
+            let selector = crate::guide::Selector {
+                isa12: open.result.isa_element(12),
+                gs01: group.map_or("", |g| g.functional_id.as_str()),
+                gs08: group.map_or("", |g| g.version.as_str()),
+                st01: &result.id,
+                st03: &result.guide,
+            };
+            crate::validate::SetValidator::new(&selector, self.partner(), st.offset, closed)
+        });
+        self.set = Some(OpenSet {
+            result,
+            group_open,
+            id_findings: Vec::new(),
+            st_findings: fs,
+            validator,
+            count: 0,
+            last_offset: None,
+        });
+    }
+
+    /// Ends the open set: `se`, its last segment when an SE ended it (`closed`).
+    fn end_set(&mut self, se: Option<Segment>, closed: bool, found: &mut Vec<Finding>) {
+        let Some(set) = self.set.take() else { return };
+        let OpenSet { mut result, group_open, id_findings, st_findings, validator, count, last_offset } = set;
+        let mut fs = id_findings;
+        fs.extend(st_findings);
+        match se.filter(|_| closed) {
             Some(se) => {
                 if se.element_str(1).parse::<usize>().ok() != Some(count) {
                     fs.push(self.finding(
@@ -585,26 +679,17 @@ impl Checker {
                         format!("SE01 does not give the number of segments from ST to SE ({count})"),
                     ));
                 }
-                if se.element_str(2) != control {
+                if se.element_str(2) != result.control {
                     fs.push(self.finding("X12042", se.offset, "SE02", count, "SE02 does not match ST02".into()));
                 }
             }
             None => {
-                let end = last.map_or(set.offset, |s| s.offset);
+                let end = last_offset.unwrap_or(result.offset);
                 fs.push(self.finding("X12040", end, "SE", count, "the transaction set has no SE trailer".into()));
             }
         }
-        if self.guides {
-            let open = self.interchange.as_ref().expect("set above");
-            let group = open.result.groups.last().filter(|_| group_open);
-            let selector = crate::guide::Selector {
-                isa12: open.result.isa_element(12),
-                gs01: group.map_or("", |g| g.functional_id.as_str()),
-                gs08: group.map_or("", |g| g.version.as_str()),
-                st01: &result.id,
-                st03: &result.guide,
-            };
-            let guide_findings = crate::validate::validate_set_for(set, &selector, self.partner());
+        if let Some(validator) = validator {
+            let guide_findings = validator.finish(closed);
             fs.extend(guide_findings.into_iter().map(|f| self.apply_mode(f)));
             fs.sort_by_key(|f| f.segment_number);
         }
@@ -612,7 +697,7 @@ impl Checker {
         result.findings = fs;
         let open = self.interchange.as_mut().expect("set above");
         if !open.group_open {
-            open.result.groups.push(GroupResult { offset: set.offset, ..GroupResult::default() });
+            open.result.groups.push(GroupResult { offset: result.offset, ..GroupResult::default() });
             open.group_open = true;
         }
         open.result.groups.last_mut().expect("pushed above").sets.push(result);

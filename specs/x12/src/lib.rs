@@ -2,7 +2,8 @@
 //!
 //! - [`codec`]: delimiters read from the ISA header, zero-copy segments and elements.
 //! - [`split`]: a streaming splitter that cuts a byte stream into envelope segments (ISA, GS,
-//!   GE, IEA, TA1), transaction sets (ST..SE) and stray bytes, holding one set at a time.
+//!   GE, IEA, TA1), transaction sets (ST..SE) and stray bytes, holding one set at a time (with
+//!   a set limit, one part of a long set).
 //! - [`envelope`]: ISA/IEA, GS/GE and ST/SE checks (control numbers, counts, fixed widths,
 //!   dates and times), strict or lenient, with `X12xxx` finding codes.
 //! - [`json`]: the JSON shape printed by `sluice parse --format x12`.

@@ -181,7 +181,7 @@ pub struct Placed {
 /// order, then [`Identifier::finish`]. Without `record`, it keeps the open loops, the set's
 /// HL ids and the structural findings only (no placement per segment, no loop instances), so
 /// a caller that checks segments as they are placed (validation) holds little beside the set.
-pub struct Identifier<'a> {
+pub struct Identifier {
     guide: &'static Guide,
     index: &'static GuideIndex,
     closed: bool,
@@ -191,18 +191,19 @@ pub struct Identifier<'a> {
     frames: Vec<Frame>,
     /// Counts vectors of closed frames, for the next ones.
     spare: Vec<Vec<u32>>,
-    /// HL01 -> its loop. A B-tree of borrowed ids: no allocation or hashing per HL.
-    hl_ids: BTreeMap<&'a [u8], &'static str>,
+    /// HL01 -> its loop. Owned ids (one small allocation per HL), so the segments need not
+    /// outlive their push: a set may come in parts.
+    hl_ids: BTreeMap<Box<[u8]>, &'static str>,
     /// Segments pushed.
     count: usize,
     /// Loop instances opened (the set itself is instance 0).
     instances: usize,
-    /// The last segment pushed: where the loops still open at the end are closed.
-    last: Option<Segment<'a>>,
-    out: Identified<'a>,
+    /// Offset of the last segment pushed: where the loops still open at the end are closed.
+    last: Option<usize>,
+    out: Identified<'static>,
 }
 
-impl<'a> Identifier<'a> {
+impl Identifier {
     /// An identifier of one set of `guide` (`closed`, `strict_order`: as for
     /// [`identify_with`]); with `record`, [`Identifier::finish`] gives every placement and
     /// loop instance.
@@ -232,10 +233,10 @@ impl<'a> Identifier<'a> {
     }
 
     /// Places the next segment of the set (the first is its ST).
-    pub fn push(&mut self, seg: &Segment<'a>) -> Placed {
+    pub fn push(&mut self, seg: &Segment) -> Placed {
         let i = self.count;
         self.count += 1;
-        self.last = Some(*seg);
+        self.last = Some(seg.offset);
         let number = i + 1;
         let guide = self.guide;
         if i == 0 {
@@ -254,7 +255,7 @@ impl<'a> Identifier<'a> {
         };
         while self.frames.len() > depth + 1 {
             let f = self.frames.pop().expect("deeper than depth");
-            self.out.close(&f, seg, number, self.closed);
+            self.out.close(&f, seg.offset, number, self.closed);
             self.spare.push(f.counts);
         }
         let f = self.frames.last_mut().expect("depth exists");
@@ -302,7 +303,7 @@ impl<'a> Identifier<'a> {
 
     /// A segment no place fits: reported, and kept in the innermost loop (or, with
     /// `strict_order` false, at an earlier place of it that has room).
-    fn unexpected(&mut self, seg: &Segment<'a>, number: usize) -> Placed {
+    fn unexpected(&mut self, seg: &Segment, number: usize) -> Placed {
         let i = number - 1;
         let id = seg.id();
         let guide = self.guide;
@@ -352,13 +353,19 @@ impl<'a> Identifier<'a> {
 
     /// Closes the loops still open (their missing required places are reported at the last
     /// segment) and gives the result; `segments` is left empty (the caller has them).
-    pub fn finish(mut self) -> Identified<'a> {
+    pub fn finish<'a>(mut self) -> Identified<'a> {
         while let Some(f) = self.frames.pop() {
-            if let Some(end) = &self.last {
+            if let Some(end) = self.last {
                 self.out.close(&f, end, self.count + 1, self.closed);
             }
         }
         self.out
+    }
+
+    /// Says how the set ended, when that was not known at [`Identifier::new`] (a set read in
+    /// parts): `closed`, by its SE. It matters when the set level closes, at the end.
+    pub fn ended(&mut self, closed: bool) {
+        self.closed = closed;
     }
 }
 
@@ -446,7 +453,7 @@ impl<'a> Identified<'a> {
     }
 
     /// Leaving a loop: its required places that never came.
-    fn close(&mut self, f: &Frame, at: &Segment, number: usize, closed: bool) {
+    fn close(&mut self, f: &Frame, at: usize, number: usize, closed: bool) {
         for &i in f.index.required.iter() {
             let node = &f.def.children[i];
             if f.counts[i] > 0 || node.usage() != Usage::Required {
@@ -465,7 +472,7 @@ impl<'a> Identified<'a> {
             self.findings.push(Finding {
                 severity: default_severity("X12054"),
                 code: "X12054",
-                offset: at.offset,
+                offset: at,
                 position: seg_id.clone(),
                 segment_number: number,
                 message: format!("{what}{where_}"),
@@ -483,14 +490,14 @@ impl<'a> Identified<'a> {
     /// HL01 unique in the set; HL02 names an earlier HL of the loop the guide says is the parent.
     fn hierarchy(
         &mut self,
-        seg: &Segment<'a>,
+        seg: &Segment,
         number: usize,
         l: &'static Loop,
-        ids: &mut BTreeMap<&'a [u8], &'static str>,
+        ids: &mut BTreeMap<Box<[u8]>, &'static str>,
     ) {
         let id = seg.element(1).unwrap_or(b"");
         let mut problems = Vec::new();
-        if !id.is_empty() && ids.insert(id, l.id.as_str()).is_some() {
+        if !id.is_empty() && ids.insert(id.into(), l.id.as_str()).is_some() {
             problems.push((1, "HL01 repeats the id of an earlier HL in this set".to_string()));
         }
         if let Some(parent) = &l.parent {

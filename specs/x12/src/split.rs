@@ -14,6 +14,10 @@
 //! - `ST` through `SE` is one [`Item::Set`]: its bytes are one contiguous range of the input,
 //!   terminators and line breaks included. A set not closed by `SE` before the next `ST`, `GS`,
 //!   `GE`, `IEA`, `ISA` or the end of the stream is returned with `closed: false`.
+//! - With a set limit ([`Splitter::with_set_limit`]), a set longer than the limit is handed on
+//!   instead as [`Item::SetPart`]s of whole segments, one after another, which together are
+//!   the bytes the whole set would have been: only one part is held, so memory stays flat
+//!   inside a set too. Without a limit, parts never come.
 //! - Every other segment (ISA, GS, GE, IEA, TA1, and segments out of place between sets) is an
 //!   [`Item::Envelope`], in stream order. `IEA` ends the interchange.
 //! - Items come out in stream order; together with the skipped layout bytes they cover the
@@ -35,6 +39,11 @@ pub enum Item {
     Envelope { offset: usize, delimiters: Delimiters, bytes: Vec<u8> },
     /// A transaction set, `ST` through `SE` (terminators included).
     Set(RawSet),
+    /// Part of a transaction set longer than the splitter's set limit (only from
+    /// [`Splitter::with_set_limit`]): whole segments, in order, terminators and line breaks
+    /// included. The first part starts with the set's `ST`; the last has `last` (and its
+    /// `closed` says whether `SE` ended the set); the parts of one set come one after another.
+    SetPart { part: RawSet, first: bool, last: bool },
     /// Bytes outside any interchange, with the code and reason they were not read.
     Stray { offset: usize, bytes: Vec<u8>, code: &'static str, reason: &'static str },
 }
@@ -43,7 +52,7 @@ impl Item {
     pub fn offset(&self) -> usize {
         match self {
             Item::Envelope { offset, .. } | Item::Stray { offset, .. } => *offset,
-            Item::Set(s) => s.offset,
+            Item::Set(s) | Item::SetPart { part: s, .. } => s.offset,
         }
     }
 
@@ -87,8 +96,12 @@ pub struct Splitter<R> {
     base: usize,
     eof: bool,
     delimiters: Option<Delimiters>,
-    /// Start in `buf` of the open transaction set.
+    /// Start in `buf` of the open transaction set (of its part not yet handed on).
     set_start: Option<usize>,
+    /// Longest set held whole; a longer one is handed on in parts.
+    set_limit: Option<usize>,
+    /// Parts of the open set have been handed on.
+    in_parts: bool,
     queue: VecDeque<Item>,
     failed: bool,
 }
@@ -103,9 +116,18 @@ impl<R: Read> Splitter<R> {
             eof: false,
             delimiters: None,
             set_start: None,
+            set_limit: None,
+            in_parts: false,
             queue: VecDeque::new(),
             failed: false,
         }
+    }
+
+    /// A splitter that hands on a set longer than `limit` bytes in parts of whole segments
+    /// ([`Item::SetPart`]) instead of holding it whole: memory stays flat inside a set too,
+    /// for a reader that can take a set in parts (the envelope checker can).
+    pub fn with_set_limit(reader: R, limit: usize) -> Self {
+        Splitter { set_limit: Some(limit.max(1)), ..Splitter::new(reader) }
     }
 
     /// Bytes held in the internal buffer (for memory checks: one set plus about one chunk).
@@ -257,7 +279,12 @@ impl<R: Read> Splitter<R> {
                         None => item,
                     }));
                 }
-                _ if self.set_start.is_some() => self.pos = next,
+                _ if self.set_start.is_some() => {
+                    self.pos = next;
+                    if let Some(part) = self.part_due(d) {
+                        return Ok(Some(part));
+                    }
+                }
                 _ => {
                     let item = Item::Envelope { offset: self.base + start, delimiters: d, bytes: raw.to_vec() };
                     self.pos = next;
@@ -267,7 +294,8 @@ impl<R: Read> Splitter<R> {
         }
     }
 
-    /// Ends the open set at `end` (exclusive, in `buf`), if one is open.
+    /// Ends the open set at `end` (exclusive, in `buf`), if one is open: the whole set, or its
+    /// last part.
     fn close_set(&mut self, end: usize, closed: bool, delimiters: Delimiters) -> Option<Item> {
         let start = self.set_start.take()?;
         let mut bytes = self.buf[start..end].to_vec();
@@ -277,7 +305,25 @@ impl<R: Read> Splitter<R> {
                 bytes.pop();
             }
         }
-        Some(Item::Set(RawSet { offset: self.base + start, delimiters, bytes, closed }))
+        let set = RawSet { offset: self.base + start, delimiters, bytes, closed };
+        if std::mem::take(&mut self.in_parts) {
+            return Some(Item::SetPart { part: set, first: false, last: true });
+        }
+        Some(Item::Set(set))
+    }
+
+    /// The open set's next part, when what is held of it (whole segments, up to `pos`) has
+    /// reached the set limit.
+    fn part_due(&mut self, delimiters: Delimiters) -> Option<Item> {
+        let (limit, start) = (self.set_limit?, self.set_start?);
+        if self.pos - start < limit {
+            return None;
+        }
+        let first = !std::mem::replace(&mut self.in_parts, true);
+        let bytes = self.buf[start..self.pos].to_vec();
+        self.set_start = Some(self.pos);
+        let part = RawSet { offset: self.base + start, delimiters, bytes, closed: false };
+        Some(Item::SetPart { part, first, last: false })
     }
 }
 
