@@ -23,6 +23,24 @@ fn pool(file: &'static str) -> Vec<&'static str> {
     file[st..=end].split_terminator('~').map(str::trim).collect()
 }
 
+/// The file's ST, then its set's segments as `picks` choose them, then its SE when
+/// `keep_trailer`.
+fn random_set(file: &'static str, picks: &[prop::sample::Index], keep_trailer: bool) -> String {
+    let pool = pool(file);
+    let (st, body) = pool.split_first().expect("ST");
+    let mut text = format!("{st}~");
+    for pick in picks {
+        let segment: &&str = pick.get(body);
+        text.push_str(segment);
+        text.push('~');
+    }
+    if keep_trailer {
+        text.push_str(pool.last().expect("SE"));
+        text.push('~');
+    }
+    text
+}
+
 fn same_places(text: &str, guide_id: &str, closed: bool, strict_order: bool) -> Result<(), TestCaseError> {
     let guide = by_id(guide_id).expect("bundled");
     let segments: Vec<Segment> = codec::segments(text.as_bytes(), Delimiters::default(), 0).collect();
@@ -49,18 +67,7 @@ proptest! {
         strict_order in any::<bool>(),
     ) {
         let (file, guide) = if remits { (REMITS, "005010X221A1") } else { (CLAIMS, "005010X222A1") };
-        let pool = pool(file);
-        let (st, body) = pool.split_first().expect("ST");
-        let mut text = format!("{st}~");
-        for pick in &picks {
-            let segment: &&str = pick.get(body);
-            text.push_str(segment);
-            text.push('~');
-        }
-        if keep_trailer {
-            text.push_str(pool.last().expect("SE"));
-            text.push('~');
-        }
+        let text = random_set(file, &picks, keep_trailer);
         same_places(&text, guide, keep_trailer, strict_order)?;
     }
 }
@@ -97,24 +104,11 @@ proptest! {
         } else {
             (CLAIMS, "GS*HC*S*R*20240115*1030*1*X*005010X222A1~")
         };
-        let pool = pool(file);
-        let (st, body) = pool.split_first().expect("ST");
-        let mut text = String::from(
-            "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~",
+        let text = format!(
+            "ISA*00*          *00*          *ZZ*SUBMITTER      *ZZ*RECEIVER       *240115*1030*^*00501*000000001*0*P*:~\
+             {gs}{}GE*1*1~IEA*1*000000001~",
+            random_set(file, &picks, keep_trailer)
         );
-        text.push_str(gs);
-        text.push_str(st);
-        text.push('~');
-        for pick in &picks {
-            let segment: &&str = pick.get(body);
-            text.push_str(segment);
-            text.push('~');
-        }
-        if keep_trailer {
-            text.push_str(pool.last().expect("SE"));
-            text.push('~');
-        }
-        text.push_str("GE*1*1~IEA*1*000000001~");
         let (found, done, _) = checked(&text, Some(limit));
         let (whole_found, whole_done, none) = checked(&text, None);
         prop_assert_eq!(none, 0);
