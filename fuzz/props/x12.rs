@@ -191,6 +191,17 @@ const PATHS: &[&str] = &[
     "2000[*]/IK5-01",
 ];
 
+/// Every loop id of the guide below `root`, `root`'s own first.
+fn loop_ids(root: &'static sluice_x12::guide::Loop) -> Vec<&'static str> {
+    let mut out = vec![root.id.as_str()];
+    for n in &root.children {
+        if let sluice_x12::guide::Node::Loop(l) = n {
+            out.extend(loop_ids(l));
+        }
+    }
+    out
+}
+
 /// `x12_loops`: byte 0 picks a guide (837P, 835, 999, 997 5010 and 4010); the rest is the body of one transaction
 /// set (`*`, `:`, `^`, `~` delimiters), wrapped in ST/SE, GS/GE and ISA/IEA. Loop
 /// identification places every segment in exactly one loop instance and builds a consistent
@@ -198,7 +209,8 @@ const PATHS: &[&str] = &[
 /// findings in both modes (lenient only lowers severities) and **never a value**: the same set
 /// with a marker (U+2603) in front of every element value gives no finding holding the marker;
 /// fixed paths resolve to non-empty slices of the set and check against the guide without
-/// panicking; a path read from the body parses and prints back to itself; the acknowledgment
+/// panicking; cutting the set in two passes (`cut_stream`) at a loop the body picks gives the
+/// whole-set cut's parts; a path read from the body parses and prints back to itself; the acknowledgment
 /// answering the interchange (999 or 997, or a TA1, whose receipt is info `X12050`) validates
 /// clean, against the 999/997 guides too.
 pub fn loops_check(data: &[u8]) {
@@ -239,6 +251,18 @@ pub fn loops_check(data: &[u8]) {
             }
         }
         assert!(seen.iter().all(|&c| c == 1), "each segment in exactly one loop instance");
+        // Cut in two passes at a loop the body picks: the whole-set cut's parts; a cutter fed
+        // other segments than its survey saw gives wrong parts, never a panic.
+        let loops = loop_ids(&g.root);
+        let at = [loops[body.len() % loops.len()]];
+        let streamed = sluice_x12::cut_stream::cut_any_streaming(g, &id.segments, &at);
+        assert_eq!(streamed, sluice_x12::cut::cut_any(&id, &at), "cut at {at:?} in two passes");
+        let mut survey = sluice_x12::cut_stream::Survey::new(g, &at);
+        id.segments.iter().take(n / 2).for_each(|s| survey.push(s));
+        let mut cutter = sluice_x12::cut_stream::Cutter::new(g, &at, survey.finish());
+        id.segments.iter().rev().for_each(|s| cutter.push(s));
+        cutter.finish();
+        while cutter.next_part().is_some() {}
         for p in PATHS {
             let path = sluice_x12::path::parse(p).expect("fixed paths parse");
             let values = path.resolve(&id);

@@ -16,6 +16,8 @@
 //!   [`envelope::Checker::with_guides`] runs.
 //! - [`cut`]: one set cut at a repeating loop (`2300`, `2100`): one smaller set per
 //!   occurrence with its context, for one record per claim.
+//! - [`cut_stream`]: the same parts, made in two passes over a set's segments as they come,
+//!   for a set too long to hold.
 //! - [`partner`]: trading partners (who may send which sets in which version, which envelope
 //!   checks are errors) and their guide overlays.
 //! - [`path`]: mapping paths (`2300/CLM-01`, `2400[*]/SV1-01-2`): resolve values in an
@@ -27,6 +29,7 @@
 pub mod ack;
 pub mod codec;
 pub mod cut;
+pub mod cut_stream;
 pub mod elements;
 pub mod envelope;
 pub mod guide;

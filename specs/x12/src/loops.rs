@@ -175,6 +175,14 @@ pub struct Placed {
     pub use_: Option<&'static SegmentUse>,
     /// The loop it was placed in (the guide's root for the set level).
     pub loop_def: &'static Loop,
+    /// The loop instance it was placed in, numbered in the order instances open (0: the set
+    /// itself), as [`Identified::instances`] numbers them when recording.
+    pub instance: usize,
+    /// Loops open after it was placed, the set level included (the instance it went to is the
+    /// innermost): the loops beyond that depth before it have closed.
+    pub depth: usize,
+    /// It opened its instance (a loop's first segment).
+    pub opened: bool,
 }
 
 /// Loop identification one segment at a time: [`Identifier::push`] each segment of a set in
@@ -296,7 +304,7 @@ impl Identifier {
                 if l.is_hierarchical() {
                     self.out.hierarchy(seg, number, l, &mut self.hl_ids);
                 }
-                placed
+                Placed { opened: true, ..placed }
             }
         }
     }
@@ -348,7 +356,7 @@ impl Identifier {
             self.out.placements.push(Placement { instance, use_ });
             self.out.instances[instance].segments.push(i);
         }
-        Placed { use_, loop_def }
+        Placed { use_, loop_def, instance, depth: self.frames.len(), opened: false }
     }
 
     /// Closes the loops still open (their missing required places are reported at the last
