@@ -8,6 +8,7 @@
 #
 #   bench/x12_run_memory.sh [CLAIMS...]      (default: 28000 100000 1400000: 10, 36, 505 MB)
 #   SLUICE_BIN=target/debug/sluice bench/x12_run_memory.sh 1000
+#   PER_ST=all bench/x12_run_memory.sh 20000 200000   (one transaction set holding every claim)
 #
 # Inputs go to bench/work/ (gitignored). Peak RSS by `/usr/bin/time -f %M`. Measures, asserts
 # nothing.
@@ -16,6 +17,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 WORK="$ROOT/bench/work"
 SYNTH="$ROOT/../shared/bench/synth.py"
 SIZES=("$@")
+# Claims per transaction set (synth.py --per-st); "all": one set holds every claim.
+PER_ST=${PER_ST:-100}
 [[ ${#SIZES[@]} -gt 0 ]] || SIZES=(28000 100000 1400000)
 mkdir -p "$WORK"
 [[ -f "$SYNTH" ]] || { echo "SKIP: $SYNTH not found (no ../shared checkout)" >&2; exit 0; }
@@ -63,13 +66,16 @@ audit:
   path: out/audit.jsonl
 EOF
 
-echo "machine: $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg); binary: $SLUICE"
+echo "machine: $(nproc) CPUs, load: $(cut -d' ' -f1-3 /proc/loadavg); binary: $SLUICE; claims per set: $PER_ST"
 echo
 echo "| claims | MB | records delivered | wall s | peak RSS MB |"
 echo "|---:|---:|---:|---:|---:|"
 for n in "${SIZES[@]}"; do
+  per=$PER_ST
+  [[ $per == all ]] && per=$n
   file="$WORK/x12-837P-$n.x12"
-  [[ -f "$file" ]] || python3 "$SYNTH" x12 --claims "$n" --set 837P --seed 1 "$file"
+  [[ $per == 100 ]] || file="$WORK/x12-837P-$n-per-st-$per.x12"
+  [[ -f "$file" ]] || python3 "$SYNTH" x12 --claims "$n" --set 837P --per-st "$per" --seed 1 "$file"
   ln -sf "$file" "$RUN/data/in.x12"
   rm -rf "$RUN/out"
   (cd "$RUN" && /usr/bin/time -f "%e %M" -o "$RUN/time" "$SLUICE" run claims.yaml > "$RUN/log" 2>&1) \

@@ -8,6 +8,8 @@
 //! - a claim that fails its mapping goes to the DLQ alone, at its own offset, and the other
 //!   claims of its set are delivered;
 //! - no name, member id, street or full date of birth reaches any output, log or audit;
+//! - one set longer than the source's read limit (read in parts, cut in two passes) gives the
+//!   same records;
 //! - corpus conformance (`../shared/corpus/x12`, skipped loudly when absent): records = CLMs.
 
 use std::path::Path;
@@ -294,6 +296,100 @@ fn synthetic_interchanges_give_one_record_per_clm_and_per_clp() {
     assert_claims(&lines(&dir.join(OUT).join("claims.jsonl")), &claims.iter().collect::<Vec<_>>());
     assert_payments(&lines(&dir.join(OUT).join("remittances.jsonl")), &payments);
     assert_no_phi(&out, &dir.join(OUT), &claim_phi(&claims));
+}
+
+/// One interchange of one 837P set of `n` claims (a subscriber each) and one of one 835 set of
+/// `n` claim payments, each set longer than the source's read limit (1 MiB), so each is read
+/// in parts and cut in two passes.
+fn long_sets(n: usize) -> (String, String) {
+    let isa = |n: &str| {
+        format!(
+            "ISA*00*          *00*          *ZZ*SUBMITTER{n}   *ZZ*RECEIVER684    *240115*1030*^*00501*000000001*0*P*:~"
+        )
+    };
+    let mut claims = format!(
+        "{}GS*HC*SENDER*RECEIVER*20240115*1030*1*X*005010X222A1~ST*837*0001*005010X222A1~\
+BHT*0019*00*474354*20240115*1030*CH~NM1*41*2*SUBMITTER CLINIC*****46*73370~PER*IC*BILLING DEPT*TE*5551234567~\
+NM1*40*2*ACME CLEARINGHOUSE*****46*61033~HL*1**20*1~NM1*85*2*SPRINGFIELD MEDICAL GROUP*****XX*1234567893~\
+N3*123 MAIN ST~N4*SPRINGFIELD*IL*62701~REF*EI*123456789~",
+        isa("240")
+    );
+    let mut remits = format!(
+        "{}GS*HP*SENDER*RECEIVER*20240115*1030*1*X*005010X221A1~ST*835*0001~\
+BPR*I*1480.20*C*ACH*CCP*01*999999999*DA*123456*1512345678**01*999988880*DA*98765*20240120~\
+TRN*1*EFT4654038560*1512345678~DTM*405*20240118~N1*PR*ACME HEALTH PLAN~N3*1 INSURANCE WAY~\
+N4*HARTFORD*CT*06103~PER*BL*EDI SUPPORT*TE*8005551234~N1*PE*SPRINGFIELD MEDICAL GROUP*XX*1234567893~LX*1~",
+        isa("882")
+    );
+    for k in 0..n {
+        claims.push_str(&format!(
+            "HL*{}*1*22*0~SBR*P*18*******CI~NM1*IL*1*LASTNAME{k:05}*FIRSTNAME{k:05}****MI*M{k:08}~\
+N3*{k} ELM STREETNAME~N4*SPRINGFIELD*IL*62701~DMG*D8*1984{:02}15*M~NM1*PR*2*ACME HEALTH PLAN*****PI*68042~\
+CLM*PC{k:08}*{}***11:B:1*Y*A*Y*Y~HI*ABK:I10~LX*1~SV1*HC:99213*75*UN*1***1~DTP*472*D8*20240408~\
+LX*2~SV1*HC:85025*{}*UN*1***1~DTP*472*D8*20240409~",
+            k + 2,
+            k % 12 + 1,
+            75 + k % 100,
+            k % 100,
+        ));
+        remits.push_str(&format!(
+            "CLP*PR{k:08}*1*200*120.0*80.0*12*CN{k:010}*11*1~NM1*QC*1*PAYLAST{k:05}*PAYFIRST****MI*Q{k:08}~\
+SVC*HC:99213*200*120.0~CAS*CO*45*80.0~"
+        ));
+    }
+    let count = |s: &str| s[s.find("~ST*").unwrap()..].matches('~').count();
+    claims += &format!("SE*{}*0001~GE*1*1~IEA*1*000000001~", count(&claims));
+    remits += &format!("SE*{}*0001~GE*1*1~IEA*1*000000001~", count(&remits));
+    (claims, remits)
+}
+
+#[test]
+fn one_set_longer_than_the_read_limit_gives_one_record_per_claim_and_per_claim_payment() {
+    let dir = common::workspace("x12-each-long-set");
+    let data = dir.join("examples/x12-claims/data");
+    std::fs::remove_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&data).unwrap();
+    let (claims_file, remits_file) = long_sets(8_000);
+    let sizes = (claims_file.len(), remits_file.len());
+    assert!(sizes.0 > 1 << 20 && sizes.1 > 1 << 20, "both sets are read in parts: {sizes:?}");
+    std::fs::write(data.join("claims.x12"), &claims_file).unwrap();
+    std::fs::write(data.join("remits.x12"), &remits_file).unwrap();
+    let (out, summary) = runs::run(&dir, PIPELINE, CLOCK);
+    let claims = claims_of(claims_file.as_bytes());
+    let payments = payments_of(remits_file.as_bytes());
+    assert_eq!((claims.len(), payments.len()), (8_000, 8_000));
+    // Each source filters the other's set (one record each).
+    assert_eq!(counts(&summary), [16_002, 16_000, 0, 2], "{summary}");
+    assert_claims(&lines(&dir.join(OUT).join("claims.jsonl")), &claims.iter().collect::<Vec<_>>());
+    assert_payments(&lines(&dir.join(OUT).join("remittances.jsonl")), &payments);
+    let mut phi = claim_phi(&claims);
+    for p in &payments {
+        phi.extend([p.last.clone(), p.member.clone()]);
+    }
+    assert_no_phi_by_words(&out, &dir.join(OUT), &phi);
+}
+
+/// [`assert_no_phi`] for many values over large outputs (56,000 values, 20 MB): a value can
+/// only be in a text when each of its words is one of the text's words, so only those values
+/// are searched for.
+fn assert_no_phi_by_words(out: &std::process::Output, dir: &Path, phi: &[String]) {
+    let mut texts = vec![("stdout".to_string(), text(&out.stdout)), ("stderr".to_string(), text(&out.stderr))];
+    for f in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(f.path()).unwrap();
+        texts.push((f.path().display().to_string(), String::from_utf8_lossy(&bytes).into_owned()));
+    }
+    let words_of = |t: &str| -> Vec<String> {
+        t.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).map(str::to_string).collect()
+    };
+    let phi: std::collections::BTreeSet<&String> = phi.iter().collect();
+    for (what, t) in &texts {
+        let words: std::collections::HashSet<String> = words_of(t).into_iter().collect();
+        for v in &phi {
+            if words_of(v).iter().all(|w| words.contains(w)) {
+                assert!(!t.contains(v.as_str()), "`{v}` (PHI from the data) in {what}");
+            }
+        }
+    }
 }
 
 #[test]

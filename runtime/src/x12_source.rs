@@ -43,10 +43,15 @@
 //!   [`HOLD_IN_MEMORY`] bytes, beyond it parked in a spill file ([`crate::spill`]: unnamed,
 //!   sealed under a key held in memory only); a settled set is cut into its pieces only when
 //!   the previous set's pieces have been taken, so a file of one huge interchange costs the
-//!   budget plus one set and its pieces, whatever its size. Cutting at claims happens on whole
-//!   sets (identified once more for the cut), so one huge *set* is held whole (DESIGN invariant
-//!   7 is kept across sets, not inside one). The budget never changes what is read: the same
-//!   pieces, in the same order, with the same indexes.
+//!   budget plus one set and its pieces, whatever its size. A set longer than
+//!   [`READ_SET_IN_PARTS_BEYOND`] is read in parts of whole segments (checked a segment at a
+//!   time, each part kept like a set); cut at a loop, it is surveyed as it is read and cut in a
+//!   second pass over its parts, one part at a time as its pieces are taken
+//!   (`sluice_x12::cut_stream`), so one huge set costs its open loops, not its size; of a guide
+//!   the source does not read, only its ST is kept (its record is filtered). Only a long set
+//!   that is one record whole (no `split`, or no occurrence of its loop) is joined back. Neither
+//!   the budget nor the read limit changes what is read: the same pieces, in the same order,
+//!   with the same indexes (a filtered set's piece holds its ST alone).
 //! - The acknowledgment says what the source accepted (envelopes and guide); a set rejected
 //!   later by a `validate` stage or a mapping is still acknowledged as accepted, as X12 means
 //!   a 999 to answer syntax and guide conformance only. Its control numbers (ISA13, GS06) are
@@ -162,13 +167,53 @@ pub struct Piece {
 
 /// A set read, waiting for its interchange's end.
 struct Pending {
-    /// The set; its bytes are empty while they are parked in the spill file.
+    /// The set; its bytes are empty while they are parked in the spill file, or when it was
+    /// read in `parts`.
     set: RawSet,
     /// Where the set's bytes are when they were spilled.
     parked: Option<crate::spill::Parked>,
+    /// A set longer than the read limit: its parts (whole segments), each with its offset in
+    /// the set, in memory or parked.
+    parts: Vec<(usize, Chunk)>,
+    /// A set read in parts and cut at a loop: what the first pass found for the second.
+    two_pass: Option<Box<TwoPass>>,
     /// The ISA and GS around it, without terminators (empty when missing).
     isa: Vec<u8>,
     gs: Vec<u8>,
+}
+
+/// Bytes kept until their interchange ends: in memory, or parked in the spill file.
+enum Chunk {
+    Held(Vec<u8>),
+    Parked(crate::spill::Parked),
+}
+
+/// How a set read in parts is cut: the guide it is placed in, the loops, and the survey of its
+/// first pass (`sluice_x12::cut_stream`).
+struct TwoPass {
+    guide: &'static sluice_x12::guide::Guide,
+    loops: Vec<String>,
+    plan: sluice_x12::cut_stream::Plan,
+}
+
+/// A set longer than the read limit, while its parts come.
+struct Reading {
+    pending: Pending,
+    survey: Option<(sluice_x12::cut_stream::Survey, &'static sluice_x12::guide::Guide, Vec<String>)>,
+    /// A set of a guide the source does not read: the record is filtered whatever the set
+    /// holds, so only its ST is kept (the worker reads its guide from it).
+    st_only: bool,
+}
+
+/// A settled set read in parts, being cut at its loop in a second pass over its parts, one
+/// part at a time as its pieces are taken.
+struct Cutting {
+    cutter: sluice_x12::cut_stream::Cutter,
+    parts: std::collections::VecDeque<(usize, Chunk)>,
+    set: RawSet,
+    isa: Vec<u8>,
+    gs: Vec<u8>,
+    problem: Option<Rejection>,
 }
 
 /// What the reader hands on, in file order: a settled set (cut into its pieces only when its
@@ -183,6 +228,12 @@ enum Queued {
 /// file is usually one interchange, and its sets wait for its IEA.
 const HOLD_IN_MEMORY: usize = 8 << 20;
 
+/// A set longer than this is read in parts of about this size: checked a segment at a time,
+/// kept part by part, and, when it is cut at a loop, cut in two passes (surveyed while it is
+/// read, cut as its pieces are taken), so one huge set is never held whole unless it is one
+/// record.
+const READ_SET_IN_PARTS_BEYOND: usize = 1 << 20;
+
 /// The pieces of one X12 file (or object: `open` gives its bytes; `path` names it and its
 /// acknowledgments), read as they are needed.
 pub fn pieces<'s>(
@@ -192,7 +243,7 @@ pub fn pieces<'s>(
 ) -> Result<Box<dyn Iterator<Item = std::io::Result<Piece>> + Send + 's>, RunError> {
     let bytes = open()?;
     let reader = BufReader::with_capacity(64 * 1024, bytes);
-    Ok(Box::new(Pieces::new(reader, path, src, HOLD_IN_MEMORY, std::env::temp_dir())))
+    Ok(Box::new(Pieces::new(reader, path, src, HOLD_IN_MEMORY, std::env::temp_dir(), READ_SET_IN_PARTS_BEYOND)))
 }
 
 struct Pieces<'s, R> {
@@ -212,6 +263,10 @@ struct Pieces<'s, R> {
     spill: Option<crate::spill::Spill>,
     spill_dir: PathBuf,
     queued: std::collections::VecDeque<Queued>,
+    /// The set being read in parts.
+    reading: Option<Reading>,
+    /// The set read in parts being cut.
+    cutting: Option<Cutting>,
     /// The pieces of the set being handed on.
     ready: std::collections::VecDeque<Piece>,
     index: u64,
@@ -220,9 +275,16 @@ struct Pieces<'s, R> {
 }
 
 impl<'s, R: std::io::Read> Pieces<'s, R> {
-    fn new(reader: R, path: &Path, src: &'s X12Source, hold_in_memory: usize, spill_dir: PathBuf) -> Self {
+    fn new(
+        reader: R,
+        path: &Path,
+        src: &'s X12Source,
+        hold_in_memory: usize,
+        spill_dir: PathBuf,
+        set_limit: usize,
+    ) -> Self {
         Pieces {
-            splitter: Splitter::new(reader),
+            splitter: Splitter::with_set_limit(reader, set_limit),
             checker: src.checker(),
             src,
             file: path.to_path_buf(),
@@ -234,6 +296,8 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
             spill: None,
             spill_dir,
             queued: std::collections::VecDeque::new(),
+            reading: None,
+            cutting: None,
             ready: std::collections::VecDeque::new(),
             index: 0,
             end: 0,
@@ -241,23 +305,92 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
         }
     }
 
-    /// Keeps `set` until its interchange ends: in memory while the pending sets fit in
+    /// Keeps `bytes` until their interchange ends: in memory while the pending sets fit in
     /// `hold_in_memory`, else parked in the spill file.
-    fn hold(&mut self, mut set: RawSet) -> std::io::Result<()> {
-        let mut parked = None;
-        if self.held + set.bytes.len() > self.hold_in_memory {
-            let spill = match &mut self.spill {
-                Some(s) => s,
-                None => self.spill.insert(
-                    crate::spill::Spill::new_in(&self.spill_dir).map_err(|e| spill_failed(&self.spill_dir, &e))?,
-                ),
-            };
-            parked = Some(spill.put(std::mem::take(&mut set.bytes)).map_err(|e| spill_failed(&self.spill_dir, &e))?);
-        } else {
-            self.held += set.bytes.len();
+    fn keep(&mut self, bytes: Vec<u8>) -> std::io::Result<Chunk> {
+        if self.held + bytes.len() <= self.hold_in_memory {
+            self.held += bytes.len();
+            return Ok(Chunk::Held(bytes));
         }
-        self.pending.push(Pending { set, parked, isa: self.isa.clone(), gs: self.gs.clone() });
+        let spill = match &mut self.spill {
+            Some(s) => s,
+            None => self
+                .spill
+                .insert(crate::spill::Spill::new_in(&self.spill_dir).map_err(|e| spill_failed(&self.spill_dir, &e))?),
+        };
+        Ok(Chunk::Parked(spill.put(bytes).map_err(|e| spill_failed(&self.spill_dir, &e))?))
+    }
+
+    /// Keeps a set read whole until its interchange ends.
+    fn hold(&mut self, mut set: RawSet) -> std::io::Result<()> {
+        let parked = match self.keep(std::mem::take(&mut set.bytes))? {
+            Chunk::Held(bytes) => {
+                set.bytes = bytes;
+                None
+            }
+            Chunk::Parked(p) => Some(p),
+        };
+        let (isa, gs) = (self.isa.clone(), self.gs.clone());
+        self.pending.push(Pending { set, parked, parts: Vec::new(), two_pass: None, isa, gs });
         Ok(())
+    }
+
+    /// Keeps one part of a set longer than the read limit; when the set is cut at a loop, its
+    /// first pass ([`sluice_x12::cut_stream::Survey`]) reads the part's segments.
+    fn read_part(&mut self, part: RawSet, first: bool, last: bool) -> std::io::Result<()> {
+        if first || self.reading.is_none() {
+            // A set left unfinished (which the splitter never does) is kept as it is.
+            if let Some(r) = self.reading.take() {
+                self.pending.push(r.finish());
+            }
+            let st = part.segments().next();
+            let at = st.and_then(|st| cut_target(self.src, &self.isa, &self.gs, part.delimiters, &st));
+            let survey = at.map(|(guide, split)| {
+                let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
+                (sluice_x12::cut_stream::Survey::new(guide, &loops), guide, split.loops.clone())
+            });
+            let d = part.delimiters;
+            let st_only = st.is_some_and(|st| of_another_guide_st(self.src, &self.isa, &self.gs, d, st));
+            let bytes = st.filter(|_| st_only).map(|st| st.raw.to_vec()).unwrap_or_default();
+            let set = RawSet { offset: part.offset, delimiters: d, bytes, closed: false };
+            let (isa, gs) = (self.isa.clone(), self.gs.clone());
+            let pending = Pending { set, parked: None, parts: Vec::new(), two_pass: None, isa, gs };
+            self.reading = Some(Reading { pending, survey, st_only });
+        }
+        let Some(mut reading) = self.reading.take() else { return Ok(()) };
+        if reading.st_only {
+            if last {
+                self.pending.push(reading.finish());
+            } else {
+                self.reading = Some(reading);
+            }
+            return Ok(());
+        }
+        let at = part.offset.saturating_sub(reading.pending.set.offset);
+        if let Some((survey, _, _)) = &mut reading.survey {
+            for seg in sluice_x12::codec::segments(&part.bytes, part.delimiters, at) {
+                survey.push(&seg);
+            }
+        }
+        let closed = part.closed;
+        let chunk = self.keep(part.bytes)?;
+        reading.pending.parts.push((at, chunk));
+        if last {
+            reading.pending.set.closed = closed;
+            self.pending.push(reading.finish());
+        } else {
+            self.reading = Some(reading);
+        }
+        Ok(())
+    }
+}
+
+impl Reading {
+    fn finish(self) -> Pending {
+        let Reading { mut pending, survey, .. } = self;
+        pending.two_pass =
+            survey.map(|(survey, guide, loops)| Box::new(TwoPass { guide, loops, plan: survey.finish() }));
+        pending
     }
 }
 
@@ -268,6 +401,12 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
         loop {
             if let Some(p) = self.ready.pop_front() {
                 return Some(Ok(p));
+            }
+            if self.cutting.is_some() {
+                if let Err(e) = self.cut_more() {
+                    return self.fail(e);
+                }
+                continue;
             }
             match self.queued.pop_front() {
                 Some(Queued::Set { pending, problem }) => {
@@ -316,13 +455,10 @@ impl<R: std::io::Read> Iterator for Pieces<'_, R> {
                         return self.fail(e);
                     }
                 }
-                // This reader holds sets whole (their claims are cut from the whole set): its
-                // splitter has no set limit, so it never hands on parts.
-                Item::SetPart { .. } => {
-                    let e = std::io::Error::other(
-                        "the X12 splitter handed on a set in parts, which this reader cannot take",
-                    );
-                    return self.fail(e);
+                Item::SetPart { part, first, last } => {
+                    if let Err(e) = self.read_part(part, first, last) {
+                        return self.fail(e);
+                    }
                 }
                 Item::Stray { offset, bytes, code, reason } => {
                     let why =
@@ -353,6 +489,8 @@ impl<R> Pieces<'_, R> {
         self.done = true;
         self.queued.clear();
         self.ready.clear();
+        self.reading = None;
+        self.cutting = None;
         Some(Err(e))
     }
 
@@ -366,29 +504,9 @@ impl<R> Pieces<'_, R> {
     /// The parts of a set whose guide the source cuts at a loop (`split`): the loop and one
     /// part per occurrence (`sluice_x12::cut`). `None`: the set is a record whole.
     fn cut(&self, p: &Pending) -> Option<(String, Vec<sluice_x12::cut::Part>)> {
-        if self.src.split.is_empty() {
-            return None;
-        }
         let d = p.set.delimiters;
-        let isa = Segment { offset: 0, raw: &p.isa, delimiters: d };
-        let gs = Segment { offset: 0, raw: &p.gs, delimiters: d };
-        let mut segments = sluice_x12::codec::segments(&p.set.bytes, d, 0);
-        let st = segments.next()?;
-        let selector = sluice_x12::guide::Selector {
-            isa12: isa.element_str(12),
-            gs01: gs.element_str(1),
-            gs08: gs.element_str(8),
-            st01: st.element_str(1),
-            st03: st.element_str(3),
-        };
-        let guide = sluice_x12::guide::select(&selector).ok()?;
-        // The plan names a guide as a mapping does (`005010X279A1/271` where the 270 and the
-        // 271 share the id).
-        let split = self.src.split.iter().find(|s| s.guide == guide.schema_name())?;
-        // A partner's sets are placed in its copy of the guide, as they were validated.
-        let sender =
-            self.src.partners.as_deref().and_then(|p| p.identify(isa.element_str(5).trim(), isa.element_str(6).trim()));
-        let guide = sender.map_or(guide, |p| p.guide_for(guide));
+        let st = sluice_x12::codec::segments(&p.set.bytes, d, 0).next()?;
+        let (guide, split) = cut_target(self.src, &p.isa, &p.gs, d, &st)?;
         let all: Vec<Segment> = sluice_x12::codec::segments(&p.set.bytes, d, 0).collect();
         let identified = sluice_x12::loops::identify(guide, all, p.set.closed);
         let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
@@ -420,14 +538,37 @@ impl<R> Pieces<'_, R> {
         Ok(())
     }
 
+    /// Kept bytes, read back from the spill file if they were parked there.
+    fn bytes_of(&mut self, chunk: Chunk) -> std::io::Result<Vec<u8>> {
+        match chunk {
+            Chunk::Held(bytes) => Ok(bytes),
+            Chunk::Parked(parked) => {
+                let dir = &self.spill_dir;
+                let gone = || std::io::Error::other("the spill file is gone");
+                let spill = self.spill.as_mut().ok_or_else(|| spill_failed(dir, &gone()))?;
+                spill.take(parked).map_err(|e| spill_failed(dir, &e))
+            }
+        }
+    }
+
     /// Turns one settled set into its pieces (one, or one per occurrence of the loop it is cut
-    /// at), reading it back from the spill file if it was parked there.
+    /// at), reading it back from the spill file if it was parked there. A set read in parts
+    /// and cut at a loop is cut in a second pass, part by part ([`Pieces::cut_more`]); read
+    /// in parts and a record whole (or holding no occurrence of its loop), it is joined.
     fn hand_on(&mut self, mut p: Pending, problem: Option<Rejection>) -> std::io::Result<()> {
         if let Some(parked) = p.parked.take() {
-            let dir = &self.spill_dir;
-            let gone = || std::io::Error::other("the spill file is gone");
-            let spill = self.spill.as_mut().ok_or_else(|| spill_failed(dir, &gone()))?;
-            p.set.bytes = spill.take(parked).map_err(|e| spill_failed(dir, &e))?;
+            p.set.bytes = self.bytes_of(Chunk::Parked(parked))?;
+        }
+        if let Some(two) = p.two_pass.take().filter(|t| t.plan.occurrences() > 0) {
+            let loops: Vec<&str> = two.loops.iter().map(String::as_str).collect();
+            let cutter = sluice_x12::cut_stream::Cutter::new(two.guide, &loops, two.plan);
+            let parts = std::mem::take(&mut p.parts).into();
+            self.cutting = Some(Cutting { cutter, parts, set: p.set, isa: p.isa, gs: p.gs, problem });
+            return Ok(());
+        }
+        for (_, chunk) in std::mem::take(&mut p.parts) {
+            let bytes = self.bytes_of(chunk)?;
+            p.set.bytes.extend_from_slice(&bytes);
         }
         match self.cut(&p) {
             None => {
@@ -452,21 +593,88 @@ impl<R> Pieces<'_, R> {
             }
             Some((_, parts)) => {
                 for part in parts {
-                    let set = RawSet {
-                        offset: p.set.offset + part.offset,
-                        bytes: part.bytes,
-                        delimiters: p.set.delimiters,
-                        closed: true,
-                    };
-                    let bytes = one_set_interchange(&p.isa, &p.gs, &set);
-                    let index = self.next_index();
-                    let problem = problem.clone();
-                    self.ready.push_back(Piece { offset: set.offset as u64, index, bytes, problem });
+                    self.hand_on_part(&p.isa, &p.gs, &p.set, part, problem.clone());
                 }
             }
         }
         Ok(())
     }
+
+    /// One occurrence of the loop a set is cut at, as a piece.
+    fn hand_on_part(
+        &mut self,
+        isa: &[u8],
+        gs: &[u8],
+        whole: &RawSet,
+        part: sluice_x12::cut::Part,
+        problem: Option<Rejection>,
+    ) {
+        let set = RawSet {
+            offset: whole.offset + part.offset,
+            bytes: part.bytes,
+            delimiters: whole.delimiters,
+            closed: true,
+        };
+        let bytes = one_set_interchange(isa, gs, &set);
+        let index = self.next_index();
+        self.ready.push_back(Piece { offset: set.offset as u64, index, bytes, problem });
+    }
+
+    /// The second pass over a set read in parts: its next part is read back and cut; the
+    /// occurrences it ends become pieces.
+    fn cut_more(&mut self) -> std::io::Result<()> {
+        let Some(mut c) = self.cutting.take() else { return Ok(()) };
+        let more = match c.parts.pop_front() {
+            Some((at, chunk)) => {
+                let bytes = self.bytes_of(chunk)?;
+                for seg in sluice_x12::codec::segments(&bytes, c.set.delimiters, at) {
+                    c.cutter.push(&seg);
+                }
+                true
+            }
+            None => {
+                c.cutter.finish();
+                false
+            }
+        };
+        while let Some(part) = c.cutter.next_part() {
+            self.hand_on_part(&c.isa, &c.gs, &c.set, part, c.problem.clone());
+        }
+        if more {
+            self.cutting = Some(c);
+        }
+        Ok(())
+    }
+}
+
+/// The guide a set is placed in and the loops it is cut at (`split`), from its ISA, GS and ST;
+/// `None`: the set is a record whole.
+fn cut_target<'s>(
+    src: &'s X12Source,
+    isa: &[u8],
+    gs: &[u8],
+    d: sluice_x12::codec::Delimiters,
+    st: &Segment,
+) -> Option<(&'static sluice_x12::guide::Guide, &'s sluice_compiler::plan::X12Split)> {
+    if src.split.is_empty() {
+        return None;
+    }
+    let isa = Segment { offset: 0, raw: isa, delimiters: d };
+    let gs = Segment { offset: 0, raw: gs, delimiters: d };
+    let selector = sluice_x12::guide::Selector {
+        isa12: isa.element_str(12),
+        gs01: gs.element_str(1),
+        gs08: gs.element_str(8),
+        st01: st.element_str(1),
+        st03: st.element_str(3),
+    };
+    let guide = sluice_x12::guide::select(&selector).ok()?;
+    // The plan names a guide as a mapping does (`005010X279A1/271` where the 270 and the 271
+    // share the id).
+    let split = src.split.iter().find(|s| s.guide == guide.schema_name())?;
+    // A partner's sets are placed in its copy of the guide, as they were validated.
+    let sender = src.partners.as_deref().and_then(|p| p.identify(isa.element_str(5).trim(), isa.element_str(6).trim()));
+    Some((sender.map_or(guide, |p| p.guide_for(guide)), split))
 }
 
 /// The run error (RT146) for a spill file in `dir` that cannot be made, written or read back,
@@ -585,6 +793,19 @@ fn guide_of(isa: &[String], gs: &[String], st: Option<Segment<'_>>) -> Option<St
         st03: st.map_or("", |s| s.element_str(3)),
     };
     sluice_x12::guide::select(&selector).ok().map(|g| g.id.clone())
+}
+
+/// Whether the set `st` begins, in the interchange and group of `isa` and `gs` (without
+/// terminators), is of a guide `src` does not read.
+fn of_another_guide_st(src: &X12Source, isa: &[u8], gs: &[u8], d: sluice_x12::codec::Delimiters, st: Segment) -> bool {
+    if src.guides.is_empty() {
+        return false;
+    }
+    let elements = |raw: &[u8]| -> Vec<String> {
+        let s = Segment { offset: 0, raw, delimiters: d };
+        s.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect()
+    };
+    guide_of(&elements(isa), &elements(gs), Some(st)).is_some_and(|g| !src.guides.contains(&g))
 }
 
 /// Whether a one-set interchange is of a guide `src` does not read (one not in its `guides`).
@@ -1000,9 +1221,97 @@ mod tests {
     }
 
     fn outlines(input: &[u8], s: &X12Source, hold_in_memory: usize) -> Vec<Outline> {
-        Pieces::new(input, Path::new("in.x12"), s, hold_in_memory, std::env::temp_dir())
+        outlines_read(input, s, hold_in_memory, usize::MAX)
+    }
+
+    /// `outlines` with sets longer than `set_limit` read in parts.
+    fn outlines_read(input: &[u8], s: &X12Source, hold_in_memory: usize, set_limit: usize) -> Vec<Outline> {
+        Pieces::new(input, Path::new("in.x12"), s, hold_in_memory, std::env::temp_dir(), set_limit)
             .map(|p| outline(&p.unwrap()))
             .collect()
+    }
+
+    fn per_claim(guides: &[&str]) -> X12Source {
+        let mut s = src(guides, false);
+        s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
+        s
+    }
+
+    /// One interchange of one 837P set of `claims` claims (two service lines each, a
+    /// subscriber per two claims), valid.
+    fn long_set(claims: usize) -> Vec<u8> {
+        let mut set = String::from(
+            "ST*837*0001*005010X222A1~BHT*0019*00*1*20240101*1200*CH~NM1*41*2*SUBMITTER*****46*S1~\
+PER*IC*JANE*TE*5555551212~NM1*40*2*RECEIVER*****46*R1~HL*1**20*1~NM1*85*2*PROVIDER*****XX*1000000001~\
+N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
+        );
+        for c in 0..claims {
+            if c % 2 == 0 {
+                let hl = c / 2 + 2;
+                set.push_str(&format!(
+                    "HL*{hl}*1*22*0~SBR*P*18*******CI~NM1*IL*1*LAST*FIRST****MI*M{c}~NM1*PR*2*PAYER*****PI*P1~"
+                ));
+            }
+            set.push_str(&format!("CLM*C{c}*20***11:B:1*Y*A*Y*Y~HI*ABK:J449~"));
+            for l in 1..=2 {
+                set.push_str(&format!("LX*{l}~SV1*HC:99213*10*UN*1***1~DTP*472*D8*20240101~"));
+            }
+        }
+        let count = set.matches('~').count() + 1;
+        set.push_str(&format!("SE*{count}*0001~"));
+        format!("{ISA}GS*HC*SENDER*RECEIVER*20240101*1200*1*X*005010X222A1~{set}GE*1*1~IEA*1*000000101~").into_bytes()
+    }
+
+    #[test]
+    fn a_set_longer_than_the_read_limit_gives_the_pieces_of_the_whole_set_cut_or_not() {
+        let input = long_set(300);
+        for s in [per_claim(&[]), src(&[], false)] {
+            let whole = outlines_read(&input, &s, usize::MAX, usize::MAX);
+            assert_eq!(whole.len(), if s.split.is_empty() { 1 } else { 300 });
+            assert!(whole.iter().all(|p| p.3.is_none()), "every claim is accepted");
+            for (hold, limit) in [(usize::MAX, 1000), (0, 1000), (5000, 333), (usize::MAX, 1)] {
+                assert_eq!(outlines_read(&input, &s, hold, limit), whole, "budget {hold}, read limit {limit}");
+            }
+        }
+        // A broken set read in parts: every claim goes to the DLQ with the set's findings.
+        let broken =
+            String::from_utf8(input).unwrap().replacen("SV1*HC:99213*10*UN*1***1~", "SV1*HC:99213*10*XX*1***1~", 1);
+        let s = per_claim(&[]);
+        let whole = outlines_read(broken.as_bytes(), &s, usize::MAX, usize::MAX);
+        assert!(whole.iter().all(|p| p.3.as_ref().is_some_and(|r| r.0 == findings::X12_REJECTED)), "{:?}", whole[0].3);
+        assert_eq!(outlines_read(broken.as_bytes(), &s, 0, 1000), whole);
+    }
+
+    #[test]
+    fn a_long_set_of_a_guide_the_source_does_not_read_is_filtered_without_being_kept() {
+        let input = long_set(2_000);
+        let remits = src(&["005010X221A1"], false);
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &remits, 0, std::env::temp_dir(), 4096);
+        let piece = pieces.next().unwrap().unwrap();
+        assert!(pieces.next().is_none());
+        assert!(pieces.spill.is_none(), "nothing was parked");
+        assert!(piece.bytes.len() < 300, "the ST alone: {} bytes", piece.bytes.len());
+        assert!(piece.problem.is_none());
+        assert!(decode(&piece.bytes, &remits).unwrap().is_none(), "filtered, as the whole set is");
+        let whole = outlines_read(&input, &remits, usize::MAX, usize::MAX);
+        assert!(decode(&whole[0].2, &remits).unwrap().is_none());
+        assert_eq!((whole[0].0, whole[0].1), (piece.offset, piece.index));
+    }
+
+    #[test]
+    fn a_set_read_in_parts_is_cut_one_part_at_a_time() {
+        let input = long_set(2_000);
+        let s = per_claim(&[]);
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, 0, std::env::temp_dir(), 4096);
+        let first = pieces.next().unwrap().unwrap();
+        assert_eq!(first.index, 0);
+        let cutting = pieces.cutting.as_ref().expect("the set is cut in a second pass");
+        let parts = cutting.parts.len();
+        assert!(parts > 80, "{parts} parts wait in the spill file");
+        assert!(pieces.ready.len() < 40, "only the first part's claims are cut: {}", pieces.ready.len());
+        let rest = pieces.by_ref().map(Result::unwrap).count();
+        assert_eq!(rest, 1_999);
+        assert!(pieces.spill.as_ref().unwrap().is_empty(), "every part was taken back");
     }
 
     #[test]
@@ -1031,7 +1340,7 @@ mod tests {
         let mut s = src(&[], false);
         s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
         let set_len = 1500; // each set is 1,406 bytes: room for one in memory
-        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len, std::env::temp_dir());
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, set_len, std::env::temp_dir(), usize::MAX);
         let first = pieces.next().unwrap().unwrap();
         assert_eq!(first.index, 0);
         // The first interchange is settled: its first set (held in memory) cut, two more claims
@@ -1051,7 +1360,7 @@ mod tests {
         let input = several_interchanges();
         let s = src(&[], false);
         let missing = std::env::temp_dir().join(format!("sluice-no-such-dir-{}", std::process::id()));
-        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, 0, missing.clone());
+        let mut pieces = Pieces::new(&input[..], Path::new("in.x12"), &s, 0, missing.clone(), usize::MAX);
         let err = pieces.find_map(Result::err).expect("the first set to park fails");
         let run = crate::object_stores::read::run_error_in(&err).expect("a run error inside");
         assert_eq!(run.code, findings::X12_SPILL_FAILED);
@@ -1086,6 +1395,7 @@ mod tests {
             segments in proptest::collection::vec(proptest::sample::select(PARTNER_SEGMENTS), 0..30),
             cut in proptest::collection::vec(0..4usize, 0..6),
             hold_in_memory in 0..400usize,
+            set_limit in 1..600usize,
         ) {
             // Interchanges of sets of claim segments in any order, ended or cut short anywhere.
             let mut input = Vec::new();
@@ -1101,7 +1411,9 @@ mod tests {
             }
             let mut s = src(&[], false);
             s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
-            prop_assert_eq!(outlines(&input, &s, usize::MAX), outlines(&input, &s, hold_in_memory));
+            let whole = outlines(&input, &s, usize::MAX);
+            prop_assert_eq!(&whole, &outlines(&input, &s, hold_in_memory));
+            prop_assert_eq!(&whole, &outlines_read(&input, &s, hold_in_memory, set_limit));
         }
 
         #[test]

@@ -76,8 +76,8 @@ struct Open {
 struct Walk {
     identifier: Identifier,
     loops: Vec<String>,
-    /// Whether a loop of the guide is, or can hold, a cut loop.
-    holds: HashMap<*const Loop, bool>,
+    /// Whether a loop of the guide (by address) is, or can hold, a cut loop.
+    holds: HashMap<usize, bool>,
     /// The open instances, the set level first: the enclosing instances of the segment last
     /// placed.
     stack: Vec<Open>,
@@ -135,7 +135,7 @@ impl Walk {
         let loops = &self.loops;
         let holds = *self
             .holds
-            .entry(def as *const Loop)
+            .entry(def as *const Loop as usize)
             .or_insert_with(|| loops.iter().any(|id| def.id == *id || def.find(id).is_some()));
         let meets_cut = is_cut || parent.meets_cut;
         let once_to_cut = is_cut || (def.max == Some(1) && parent.once_to_cut);
@@ -169,12 +169,23 @@ pub struct Plan {
     later: HashMap<usize, Kept>,
     /// Per HL instance named by later HLs: how many.
     named: HashMap<usize, u32>,
+    /// Occurrences of the cut loops.
+    occurrences: usize,
+}
+
+impl Plan {
+    /// Occurrences of the cut loops in the set: the parts the cutter will give.
+    pub fn occurrences(&self) -> usize {
+        self.occurrences
+    }
 }
 
 impl Survey {
     /// A survey of one set of `guide`, to be cut at `loops`.
     pub fn new(guide: &'static Guide, loops: &[&str]) -> Survey {
-        Survey { walk: Walk::new(guide, loops), plan: Plan::default() }
+        let walk = Walk::new(guide, loops);
+        let occurrences = usize::from(walk.stack[0].is_cut);
+        Survey { walk, plan: Plan { occurrences, ..Plan::default() } }
     }
 
     /// The set's next segment (the first is its ST).
@@ -187,6 +198,7 @@ impl Survey {
             }
             let stack = &mut self.walk.stack;
             if stack.last().is_some_and(|o| o.is_cut) {
+                self.plan.occurrences += 1;
                 let below = stack.len() - 1;
                 for o in stack[..below].iter_mut().rev() {
                     if o.cut_below {
