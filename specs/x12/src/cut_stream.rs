@@ -81,7 +81,8 @@ struct Walk {
     /// The open instances, the set level first: the enclosing instances of the segment last
     /// placed.
     stack: Vec<Open>,
-    /// HL01 -> the first HL instance with that id.
+    /// HL01 -> the first HL instance with that id (the cutter's: only those a later HL names,
+    /// while it may still be named).
     hl_ids: HashMap<Box<[u8]>, usize>,
     /// Segments pushed.
     count: usize,
@@ -93,6 +94,8 @@ struct Step {
     closed: Vec<Open>,
     /// It opened an instance (then the stack's top), with the HL parent its HL02 names.
     opened: Option<Option<usize>>,
+    /// The HL01 it registered as the id of the instance it opened.
+    registered: Option<Box<[u8]>>,
 }
 
 impl Walk {
@@ -118,7 +121,10 @@ impl Walk {
         }
     }
 
-    fn push(&mut self, seg: &Segment) -> Step {
+    /// Places `seg`; an HL it opens is registered under its HL01 when `named` is `None` (the
+    /// survey: any HL may be named later) or says a later HL names it (the cutter: an HL no
+    /// one names is never looked up, as the survey counted every lookup).
+    fn push(&mut self, seg: &Segment, named: Option<&HashMap<usize, u32>>) -> Step {
         self.count += 1;
         let placed = self.identifier.push(seg);
         let keep = placed.depth.saturating_sub(usize::from(placed.opened)).max(1);
@@ -127,10 +133,10 @@ impl Walk {
             closed.extend(self.stack.pop());
         }
         if !placed.opened {
-            return Step { closed, opened: None };
+            return Step { closed, opened: None, registered: None };
         }
         let def = placed.loop_def;
-        let Some(parent) = self.stack.last() else { return Step { closed, opened: None } };
+        let Some(parent) = self.stack.last() else { return Step { closed, opened: None, registered: None } };
         let is_cut = self.loops.contains(&def.id);
         let loops = &self.loops;
         let holds = *self
@@ -141,15 +147,18 @@ impl Walk {
         let once_to_cut = is_cut || (def.max == Some(1) && parent.once_to_cut);
         let context = !def.is_hierarchical() && !holds && (!meets_cut || once_to_cut);
         let anchor = if context { parent.anchor } else { self.stack.len() };
-        let mut hl_parent = None;
+        let (mut hl_parent, mut registered) = (None, None);
         if def.is_hierarchical() {
             hl_parent = seg.element(2).filter(|p| !p.is_empty()).and_then(|p| self.hl_ids.get(p)).copied();
-            if let Some(own) = seg.element(1).filter(|p| !p.is_empty()) {
-                self.hl_ids.entry(own.into()).or_insert(placed.instance);
+            let wanted = named.is_none_or(|n| n.contains_key(&placed.instance));
+            let own = seg.element(1).filter(|p| !p.is_empty() && wanted && !self.hl_ids.contains_key(*p));
+            if let Some(own) = own {
+                self.hl_ids.insert(own.into(), placed.instance);
+                registered = Some(own.into());
             }
         }
         self.stack.push(Open { instance: placed.instance, is_cut, meets_cut, once_to_cut, anchor, cut_below: false });
-        Step { closed, opened: Some(hl_parent) }
+        Step { closed, opened: Some(hl_parent), registered }
     }
 }
 
@@ -191,7 +200,7 @@ impl Survey {
     /// The set's next segment (the first is its ST).
     pub fn push(&mut self, seg: &Segment) {
         let index = self.walk.count;
-        let step = self.walk.push(seg);
+        let step = self.walk.push(seg, None);
         if let Some(hl_parent) = step.opened {
             if let Some(p) = hl_parent {
                 *self.plan.named.entry(p).or_insert(0) += 1;
@@ -225,6 +234,8 @@ impl Survey {
 #[derive(Default)]
 struct Held {
     instance: usize,
+    /// The HL01 it is registered under, to be dropped with it.
+    hl_id: Option<Box<[u8]>>,
     parent: Option<usize>,
     hl_parent: Option<usize>,
     /// Why it is still needed once closed: later HLs that will or may name it (not finished
@@ -289,7 +300,7 @@ impl Cutter {
                 root.offset = seg.offset;
             }
         }
-        let step = self.walk.push(seg);
+        let step = self.walk.push(seg, Some(&self.plan.named));
         for o in step.closed {
             self.close(o.instance, index);
         }
@@ -297,6 +308,7 @@ impl Cutter {
             let Some(top) = self.walk.stack.last() else { return };
             let mut held = Held {
                 instance: top.instance,
+                hl_id: step.registered,
                 parent: self.open.last().map(|h| h.instance),
                 hl_parent,
                 pins: self.plan.named.get(&top.instance).copied().unwrap_or(0),
@@ -361,6 +373,9 @@ impl Cutter {
     fn forget(&mut self, held: Held) {
         let mut work = vec![held];
         while let Some(h) = work.pop() {
+            if let Some(id) = &h.hl_id {
+                self.walk.hl_ids.remove(id);
+            }
             let releases = [h.hl_parent, h.parent.filter(|_| h.pinned_parent)];
             for x in releases.into_iter().flatten() {
                 if let Some(o) = self.open.iter_mut().find(|o| o.instance == x) {
@@ -466,7 +481,8 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
         s
     }
 
-    /// The most the cutter held at once over the set: closed instances kept, and bytes kept.
+    /// The most the cutter held at once over the set: closed instances and HL ids kept, and
+    /// bytes kept.
     fn most_held(subscribers: usize) -> (usize, usize, usize) {
         let text = claims(subscribers);
         let guide = crate::guide::by_id("005010X222A1").expect("bundled");
@@ -478,7 +494,7 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
         for seg in &segments {
             cutter.push(seg);
             parts += std::iter::from_fn(|| cutter.next_part()).count();
-            closed = closed.max(cutter.closed.len());
+            closed = closed.max(cutter.closed.len() + cutter.walk.hl_ids.len());
             let kept: usize = cutter
                 .open
                 .iter()
@@ -497,8 +513,9 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
         let (closed_small, bytes_small, parts_small) = most_held(10);
         let (closed_big, bytes_big, parts_big) = most_held(2_000);
         assert_eq!((parts_small, parts_big), (20, 4_000));
-        // The billing provider waits for its last subscriber; nothing else is kept closed.
-        assert_eq!((closed_small, closed_big), (1, 1));
+        // The billing provider waits for its last subscriber, under its HL id; nothing else is
+        // kept closed, and no subscriber's id (no HL names one).
+        assert_eq!((closed_small, closed_big), (2, 2));
         assert_eq!(bytes_small, bytes_big, "the largest hold is one claim with its context");
     }
 }
