@@ -1391,6 +1391,31 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
         }
 
         #[test]
+        fn arbitrary_input_read_in_parts_never_panics(
+            bytes in proptest::collection::vec(any::<u8>(), 0..400),
+            segments in proptest::collection::vec(proptest::sample::select(PARTNER_SEGMENTS), 0..30),
+            set_limit in 1..80usize,
+            hold_in_memory in 0..300usize,
+            guides in any::<bool>(),
+        ) {
+            // Claim segments then any bytes, read in parts, cut in two passes (or filtered).
+            let mut input = ISA.as_bytes().to_vec();
+            input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
+            for s in &segments {
+                input.extend_from_slice(s.as_bytes());
+            }
+            input.extend_from_slice(&bytes);
+            let s = per_claim(if guides { &["005010X221A1"] } else { &[] });
+            let read = Pieces::new(&input[..], Path::new("in.x12"), &s, hold_in_memory, std::env::temp_dir(), set_limit);
+            for piece in read {
+                let piece = piece.unwrap();
+                if piece.problem.is_none() {
+                    let _ = decode(&piece.bytes, &s);
+                }
+            }
+        }
+
+        #[test]
         fn the_memory_budget_never_changes_the_pieces(
             segments in proptest::collection::vec(proptest::sample::select(PARTNER_SEGMENTS), 0..30),
             cut in proptest::collection::vec(0..4usize, 0..6),
