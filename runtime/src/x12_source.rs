@@ -344,13 +344,13 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
                 self.pending.push(r.finish());
             }
             let st = part.segments().next();
-            let at = st.and_then(|st| cut_target(self.src, &self.isa, &self.gs, part.delimiters, &st));
+            let d = part.delimiters;
+            let st_only = st.is_some_and(|st| of_another_guide_st(self.src, &self.isa, &self.gs, d, st));
+            let at = st.filter(|_| !st_only).and_then(|st| cut_target(self.src, &self.isa, &self.gs, d, &st));
             let survey = at.map(|(guide, split)| {
                 let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
                 (sluice_x12::cut_stream::Survey::new(guide, &loops), guide, split.loops.clone())
             });
-            let d = part.delimiters;
-            let st_only = st.is_some_and(|st| of_another_guide_st(self.src, &self.isa, &self.gs, d, st));
             let bytes = st.filter(|_| st_only).map(|st| st.raw.to_vec()).unwrap_or_default();
             let set = RawSet { offset: part.offset, delimiters: d, bytes, closed: false };
             let (isa, gs) = (self.isa.clone(), self.gs.clone());
@@ -1231,6 +1231,24 @@ mod tests {
             .collect()
     }
 
+    /// A profile of one partner, `SENDER`, sending 837s (`validate_gs`: `lenient`; with
+    /// `overlays`, its copy of the 837P with added segments and a loop).
+    fn one_partner(lenient: bool, overlays: bool) -> sluice_x12::partner::Partners {
+        use sluice_x12::partner::{Partner, Partners, Processing};
+        let partner = Partner {
+            name: "sender".into(),
+            id: "SENDER".into(),
+            qualifier: None,
+            gs_id: Some("A".into()),
+            transaction_sets: vec!["837".into()],
+            version: "5010".into(),
+            processing: Processing { validate_isa: false, validate_gs: lenient, strict_segment_order: false },
+            guides: if overlays { vec![partner_guide()] } else { vec![] },
+            delimiters: None,
+        };
+        Partners { partners: vec![partner], accept_unknown: false }
+    }
+
     fn per_claim(guides: &[&str]) -> X12Source {
         let mut s = src(guides, false);
         s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
@@ -1421,6 +1439,7 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
             cut in proptest::collection::vec(0..4usize, 0..6),
             hold_in_memory in 0..400usize,
             set_limit in 1..600usize,
+            partner in any::<bool>(),
         ) {
             // Interchanges of sets of claim segments in any order, ended or cut short anywhere.
             let mut input = Vec::new();
@@ -1434,8 +1453,11 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
                 let tail = format!("SE*{}*{n:04}~GE*1*1~IEA*1*000000101~", segments.len() + 2);
                 input.extend_from_slice(&tail.as_bytes()[..tail.len() * end / 3]);
             }
-            let mut s = src(&[], false);
-            s.split = vec![sluice_compiler::plan::X12Split { guide: "005010X222A1".into(), loops: vec!["2300".into()] }];
+            let mut s = per_claim(&[]);
+            if partner {
+                // The sender's sets are placed in its copy of the guide, segment order lenient.
+                s.partners = Some(Arc::new(one_partner(false, true)));
+            }
             let whole = outlines(&input, &s, usize::MAX);
             prop_assert_eq!(&whole, &outlines(&input, &s, hold_in_memory));
             prop_assert_eq!(&whole, &outlines_read(&input, &s, hold_in_memory, set_limit));
@@ -1448,7 +1470,6 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
             lenient in any::<bool>(),
             overlays in any::<bool>(),
         ) {
-            use sluice_x12::partner::{Partner, Partners, Processing};
             let mut input = ISA.as_bytes().to_vec();
             input.extend_from_slice(b"GS*HC*A*B*20240101*1200*1*X*005010X222A1~ST*837*0001*005010X222A1~");
             // Segments of claims and of the partner's additions in any order, then any bytes.
@@ -1456,20 +1477,8 @@ N3*1 MAIN ST~N4*TOWN*NY*10001~REF*EI*123456789~",
                 input.extend_from_slice(s.as_bytes());
             }
             input.extend_from_slice(&bytes);
-            let partner = Partner {
-                name: "sender".into(),
-                id: "SENDER".into(),
-                qualifier: None,
-                gs_id: Some("A".into()),
-                transaction_sets: vec!["837".into()],
-                version: "5010".into(),
-                processing: Processing { validate_isa: false, validate_gs: lenient, strict_segment_order: false },
-                // The partner's copy of the 837P with added segments and a loop.
-                guides: if overlays { vec![partner_guide()] } else { vec![] },
-                delimiters: None,
-            };
             let mut s = src(&[], lenient);
-            s.partners = Some(Arc::new(Partners { partners: vec![partner], accept_unknown: false }));
+            s.partners = Some(Arc::new(one_partner(lenient, overlays)));
             let path = temp(&input);
             for piece in pieces(&|| crate::source::open_local(&path), &path, &s).unwrap() {
                 let piece = piece.unwrap();
