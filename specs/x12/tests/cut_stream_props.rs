@@ -102,6 +102,18 @@ fn x12_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+/// [`check_file`] over `files`: (sets, parts).
+fn check_files(files: &[PathBuf]) -> (usize, usize) {
+    let (mut sets, mut parts) = (0, 0);
+    for f in files {
+        let bytes = std::fs::read(f).unwrap();
+        let (s, p) = check_file(&bytes, &f.display().to_string());
+        sets += s;
+        parts += p;
+    }
+    (sets, parts)
+}
+
 #[test]
 fn the_repository_files_cut_the_same_in_two_passes_at_every_loop() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -109,13 +121,7 @@ fn the_repository_files_cut_the_same_in_two_passes_at_every_loop() {
     for dir in ["examples", "tests/fixtures/x12", "specs/x12/tests/fixtures"] {
         x12_files(&root.join(dir), &mut files);
     }
-    let (mut sets, mut parts) = (0, 0);
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
-        let (s, p) = check_file(&bytes, &f.display().to_string());
-        sets += s;
-        parts += p;
-    }
+    let (sets, parts) = check_files(&files);
     println!("{} files, {sets} sets, {parts} parts compared", files.len());
     assert!(sets >= 30 && parts >= 1000, "the fixtures were read: {sets} sets, {parts} parts");
 }
@@ -125,13 +131,7 @@ fn the_corpus_cuts_the_same_in_two_passes_at_every_loop() {
     let Some(dir) = common::corpus_root() else { return };
     let mut files = Vec::new();
     x12_files(&dir, &mut files);
-    let (mut sets, mut parts) = (0, 0);
-    for f in &files {
-        let bytes = std::fs::read(f).unwrap();
-        let (s, p) = check_file(&bytes, &f.display().to_string());
-        sets += s;
-        parts += p;
-    }
+    let (sets, parts) = check_files(&files);
     println!("corpus: {} files, {sets} sets, {parts} parts compared", files.len());
     assert!(sets >= 100, "the corpus was read: {sets} sets");
 }
@@ -139,14 +139,6 @@ fn the_corpus_cuts_the_same_in_two_passes_at_every_loop() {
 const CLAIMS: &str = include_str!("fixtures/claims-837p.x12");
 const REMITS: &str = include_str!("fixtures/remits-835.x12");
 const FAMILY: &str = include_str!("../../../tests/fixtures/x12/eligibility/eligibility-271-family.x12");
-
-/// The segments of the file's first set (ST..SE), as text.
-fn pool(file: &'static str) -> Vec<&'static str> {
-    let st = file.find("ST*").expect("a set");
-    let se = st + file[st..].find("SE*").expect("a trailer");
-    let end = se + file[se..].find('~').expect("terminated");
-    file[st..=end].split_terminator('~').map(str::trim).collect()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
@@ -162,18 +154,7 @@ proptest! {
             [(CLAIMS, "837", "005010X222A1"), (REMITS, "835", "005010X221A1"), (FAMILY, "271", "005010X279A1")][which];
         let selector = Selector { isa12: "00501", gs01: "", gs08: version, st01: set_id, st03: version };
         let guide = select(&selector).expect("bundled");
-        let pool = pool(file);
-        let (st, body) = pool.split_first().expect("ST");
-        let mut text = format!("{st}~");
-        for pick in &picks {
-            let segment: &&str = pick.get(body);
-            text.push_str(segment);
-            text.push('~');
-        }
-        if keep_trailer {
-            text.push_str(pool.last().expect("SE"));
-            text.push('~');
-        }
+        let text = common::random_set(file, &picks, keep_trailer);
         let segments: Vec<Segment> = sluice_x12::codec::segments(text.as_bytes(), Delimiters::default(), 0).collect();
         let points = cut_points(guide);
         let loops = point.get(&points);

@@ -5,6 +5,9 @@
 //! ended by SE or not, and keeps no placement or loop instance; and a set read in parts (a
 //! splitter with a set limit) is checked exactly as the whole set is.
 
+mod common;
+
+use common::{pool, random_set};
 use proptest::prelude::*;
 use sluice_x12::codec::{self, Delimiters, Segment};
 use sluice_x12::envelope::{Checker, Finding, InterchangeResult, Mode};
@@ -14,32 +17,6 @@ use sluice_x12::split::Splitter;
 
 const CLAIMS: &str = include_str!("fixtures/claims-837p.x12");
 const REMITS: &str = include_str!("fixtures/remits-835.x12");
-
-/// The segments of the file's set (ST..SE), as text.
-fn pool(file: &'static str) -> Vec<&'static str> {
-    let st = file.find("ST*").expect("a set");
-    let se = file.find("SE*").expect("a trailer");
-    let end = se + file[se..].find('~').expect("terminated");
-    file[st..=end].split_terminator('~').map(str::trim).collect()
-}
-
-/// The file's ST, then its set's segments as `picks` choose them, then its SE when
-/// `keep_trailer`.
-fn random_set(file: &'static str, picks: &[prop::sample::Index], keep_trailer: bool) -> String {
-    let pool = pool(file);
-    let (st, body) = pool.split_first().expect("ST");
-    let mut text = format!("{st}~");
-    for pick in picks {
-        let segment: &&str = pick.get(body);
-        text.push_str(segment);
-        text.push('~');
-    }
-    if keep_trailer {
-        text.push_str(pool.last().expect("SE"));
-        text.push('~');
-    }
-    text
-}
 
 fn same_places(text: &str, guide_id: &str, closed: bool, strict_order: bool) -> Result<(), TestCaseError> {
     let guide = by_id(guide_id).expect("bundled");

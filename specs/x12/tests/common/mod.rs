@@ -96,3 +96,29 @@ pub fn files(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// The segments of the file's first set (ST..SE), as text.
+pub fn pool(file: &'static str) -> Vec<&'static str> {
+    let st = file.find("ST*").expect("a set");
+    let se = st + file[st..].find("SE*").expect("a trailer");
+    let end = se + file[se..].find('~').expect("terminated");
+    file[st..=end].split_terminator('~').map(str::trim).collect()
+}
+
+/// The file's ST, then its first set's segments as `picks` choose them, then its SE when
+/// `keep_trailer` (random sets for property tests).
+pub fn random_set(file: &'static str, picks: &[proptest::sample::Index], keep_trailer: bool) -> String {
+    let pool = pool(file);
+    let (st, body) = pool.split_first().expect("ST");
+    let mut text = format!("{st}~");
+    for pick in picks {
+        let segment: &&str = pick.get(body);
+        text.push_str(segment);
+        text.push('~');
+    }
+    if keep_trailer {
+        text.push_str(pool.last().expect("SE"));
+        text.push('~');
+    }
+    text
+}
