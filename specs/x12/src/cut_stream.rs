@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::codec::{Delimiters, Segment};
 use crate::cut::Part;
 use crate::guide::{Guide, Loop};
+use crate::hl_ids::HlIds;
 use crate::loops::Identifier;
 
 /// Segments kept in one buffer: their index in the set and their bytes as sent.
@@ -81,8 +82,10 @@ struct Walk {
     /// The open instances, the set level first: the enclosing instances of the segment last
     /// placed.
     stack: Vec<Open>,
-    /// HL01 -> the first HL instance with that id (the cutter's: only those a later HL names,
-    /// while it may still be named).
+    /// The survey's: HL01 -> the first HL instance with that id, for every HL of the set.
+    all_ids: HlIds<u32>,
+    /// The cutter's: HL01 -> the first HL instance with that id, only for those a later HL
+    /// names, while it may still be named.
     hl_ids: HashMap<Box<[u8]>, usize>,
     /// Segments pushed.
     count: usize,
@@ -116,6 +119,7 @@ impl Walk {
             loops: loops.iter().map(|l| l.to_string()).collect(),
             holds: HashMap::new(),
             stack: vec![open],
+            all_ids: HlIds::default(),
             hl_ids: HashMap::new(),
             count: 0,
         }
@@ -149,12 +153,27 @@ impl Walk {
         let anchor = if context { parent.anchor } else { self.stack.len() };
         let (mut hl_parent, mut registered) = (None, None);
         if def.is_hierarchical() {
-            hl_parent = seg.element(2).filter(|p| !p.is_empty()).and_then(|p| self.hl_ids.get(p)).copied();
-            let wanted = named.is_none_or(|n| n.contains_key(&placed.instance));
-            let own = seg.element(1).filter(|p| !p.is_empty() && wanted && !self.hl_ids.contains_key(*p));
-            if let Some(own) = own {
-                self.hl_ids.insert(own.into(), placed.instance);
-                registered = Some(own.into());
+            let named_by = seg.element(2).filter(|p| !p.is_empty());
+            let own = seg.element(1).filter(|p| !p.is_empty());
+            match named {
+                None => {
+                    hl_parent = named_by.and_then(|p| self.all_ids.get(p)).map(|i| i as usize);
+                    // Instance numbers past u32 are not kept (no set has four billion loops).
+                    let instance = u32::try_from(placed.instance).ok();
+                    if let (Some(own), Some(instance)) = (own, instance)
+                        && !self.all_ids.contains(own)
+                    {
+                        self.all_ids.insert(own, instance);
+                    }
+                }
+                Some(named) => {
+                    hl_parent = named_by.and_then(|p| self.hl_ids.get(p)).copied();
+                    let wanted = named.contains_key(&placed.instance);
+                    if let Some(own) = own.filter(|p| wanted && !self.hl_ids.contains_key(*p)) {
+                        self.hl_ids.insert(own.into(), placed.instance);
+                        registered = Some(own.into());
+                    }
+                }
             }
         }
         self.stack.push(Open { instance: placed.instance, is_cut, meets_cut, once_to_cut, anchor, cut_below: false });

@@ -11,6 +11,7 @@
 //! - [`guide`]: implementation guides as data (`guides/*.txt`: loops, segment usage and
 //!   repeats, element types, lengths, code lists, PHI classes) and guide selection.
 //! - [`loops`]: loop identification (HL hierarchy, keys, positions) against a guide.
+//! - [`hl_ids`]: a set's HL01 ids, kept small (a value per HL numbered in order).
 //! - [`elements`]: element checks of a placed segment.
 //! - [`validate`]: a set against its guide (selection, loops, elements): what
 //!   [`envelope::Checker::with_guides`] runs.
@@ -33,6 +34,7 @@ pub mod cut_stream;
 pub mod elements;
 pub mod envelope;
 pub mod guide;
+pub mod hl_ids;
 pub mod json;
 pub mod loop_index;
 pub mod loops;

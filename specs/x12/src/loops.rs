@@ -30,11 +30,10 @@
 //! its widest loop); every segment is placed in exactly one loop instance; HL ids are scoped to
 //! the set; findings name segment ids, positions and loop ids, never values.
 
-use std::collections::BTreeMap;
-
 use crate::codec::Segment;
 use crate::envelope::{Finding, GuideDetail, default_severity};
 use crate::guide::{Guide, Loop, Node, SegmentUse, Usage};
+use crate::hl_ids::HlIds;
 use crate::loop_index::{self, GuideIndex, LoopIndex};
 
 /// One occurrence of a loop in the set (index 0: the set itself).
@@ -199,9 +198,10 @@ pub struct Identifier {
     frames: Vec<Frame>,
     /// Counts vectors of closed frames, for the next ones.
     spare: Vec<Vec<u32>>,
-    /// HL01 -> its loop. Owned ids (one small allocation per HL), so the segments need not
-    /// outlive their push: a set may come in parts.
-    hl_ids: BTreeMap<Box<[u8]>, &'static str>,
+    /// HL01 -> its loop. Owned ids ([`HlIds`]: a value per HL numbered in order, a key and a
+    /// value for any other), so the segments need not outlive their push: a set may come in
+    /// parts.
+    hl_ids: HlIds<&'static str>,
     /// Segments pushed.
     count: usize,
     /// Loop instances opened (the set itself is instance 0).
@@ -226,7 +226,7 @@ impl Identifier {
             record,
             frames: vec![Frame::new(&guide.root, index, 0, Vec::new())],
             spare: Vec::new(),
-            hl_ids: BTreeMap::new(),
+            hl_ids: HlIds::default(),
             count: 0,
             instances: 1,
             last: None,
@@ -496,21 +496,15 @@ impl<'a> Identified<'a> {
     }
 
     /// HL01 unique in the set; HL02 names an earlier HL of the loop the guide says is the parent.
-    fn hierarchy(
-        &mut self,
-        seg: &Segment,
-        number: usize,
-        l: &'static Loop,
-        ids: &mut BTreeMap<Box<[u8]>, &'static str>,
-    ) {
+    fn hierarchy(&mut self, seg: &Segment, number: usize, l: &'static Loop, ids: &mut HlIds<&'static str>) {
         let id = seg.element(1).unwrap_or(b"");
         let mut problems = Vec::new();
-        if !id.is_empty() && ids.insert(id.into(), l.id.as_str()).is_some() {
+        if !id.is_empty() && ids.insert(id, l.id.as_str()) {
             problems.push((1, "HL01 repeats the id of an earlier HL in this set".to_string()));
         }
         if let Some(parent) = &l.parent {
             let named = seg.element(2).filter(|p| !p.is_empty());
-            match named.map(|p| ids.get(p).copied()) {
+            match named.map(|p| ids.get(p)) {
                 None => {} // a missing HL02 is an element finding
                 Some(None) => problems.push((2, "HL02 does not name an earlier HL of this set".to_string())),
                 Some(Some(found)) if found != parent => {
