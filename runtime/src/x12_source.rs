@@ -345,7 +345,7 @@ impl<'s, R: std::io::Read> Pieces<'s, R> {
             }
             let st = part.segments().next();
             let d = part.delimiters;
-            let st_only = st.is_some_and(|st| of_another_guide_st(self.src, &self.isa, &self.gs, d, st));
+            let st_only = st.is_some_and(|st| of_another_guide(self.src, &self.isa, &self.gs, d, st));
             let at = st.filter(|_| !st_only).and_then(|st| cut_target(self.src, &self.isa, &self.gs, d, &st));
             let survey = at.map(|(guide, split)| {
                 let loops: Vec<&str> = split.loops.iter().map(String::as_str).collect();
@@ -575,7 +575,9 @@ impl<R> Pieces<'_, R> {
                 let bytes = one_set_interchange(&p.isa, &p.gs, &p.set);
                 // Another guide's set goes on to be filtered, broken or not: the source
                 // that reads its guide is the one to reject it.
-                let problem = problem.filter(|_| !of_another_guide(&bytes, self.src));
+                let st = sluice_x12::codec::segments(&p.set.bytes, p.set.delimiters, 0).next();
+                let another = st.is_some_and(|st| of_another_guide(self.src, &p.isa, &p.gs, p.set.delimiters, st));
+                let problem = problem.filter(|_| !another);
                 let index = self.next_index();
                 self.ready.push_back(Piece { offset: p.set.offset as u64, index, bytes, problem });
             }
@@ -796,9 +798,10 @@ fn guide_of(isa: &[String], gs: &[String], st: Option<Segment<'_>>) -> Option<St
 }
 
 /// Whether the set `st` begins, in the interchange and group of `isa` and `gs` (without
-/// terminators), is of a guide `src` does not read.
-fn of_another_guide_st(src: &X12Source, isa: &[u8], gs: &[u8], d: sluice_x12::codec::Delimiters, st: Segment) -> bool {
-    if src.guides.is_empty() {
+/// terminators; an empty ISA: no interchange, so no guide to tell), is of a guide `src` does
+/// not read (one not in its `guides`).
+fn of_another_guide(src: &X12Source, isa: &[u8], gs: &[u8], d: sluice_x12::codec::Delimiters, st: Segment) -> bool {
+    if src.guides.is_empty() || isa.is_empty() {
         return false;
     }
     let elements = |raw: &[u8]| -> Vec<String> {
@@ -806,33 +809,6 @@ fn of_another_guide_st(src: &X12Source, isa: &[u8], gs: &[u8], d: sluice_x12::co
         s.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect()
     };
     guide_of(&elements(isa), &elements(gs), Some(st)).is_some_and(|g| !src.guides.contains(&g))
-}
-
-/// Whether a one-set interchange is of a guide `src` does not read (one not in its `guides`).
-fn of_another_guide(bytes: &[u8], src: &X12Source) -> bool {
-    if src.guides.is_empty() {
-        return false;
-    }
-    let (mut isa, mut gs) = (Vec::new(), Vec::new());
-    for item in Splitter::new(bytes).flatten() {
-        match item {
-            Item::Envelope { offset, delimiters, bytes } => {
-                let s = Segment { offset, raw: &bytes, delimiters };
-                let elements = || s.elements().map(|e| String::from_utf8_lossy(e).trim().to_string()).collect();
-                match s.id() {
-                    b"ISA" => isa = elements(),
-                    b"GS" => gs = elements(),
-                    _ => {}
-                }
-            }
-            Item::Set(set) => {
-                return guide_of(&isa, &gs, set.segments().next()).is_some_and(|g| !src.guides.contains(&g));
-            }
-            // A splitter without a set limit hands on whole sets only.
-            Item::Stray { .. } | Item::SetPart { .. } => {}
-        }
-    }
-    false
 }
 
 /// The set alone in an interchange: its ISA and GS, the set, `GE*1*<GS06>` and
